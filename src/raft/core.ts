@@ -1,14 +1,39 @@
+import { assert, assertSafeNatural } from '../util/assert.ts';
+import {
+  applyConfigChange,
+  assertConfiguration,
+  encodeConfiguration,
+  isMember,
+  isVoter,
+  members,
+} from './config.ts';
+import { RaftLog } from './log.ts';
+import { Progress } from './progress.ts';
+import { quorumValue, voteOutcome } from './quorum.ts';
 import type {
+  AppendMessage,
+  AppendResponseMessage,
   ConfigChange,
   Configuration,
   CoreStatus,
   Entry,
+  HardState,
+  HeartbeatMessage,
+  HeartbeatResponseMessage,
   Message,
   NodeId,
   PersistedState,
+  PreVoteMessage,
+  ProposalRefusal,
   ProposalResult,
+  ReadIndexMessage,
+  ReadState,
   Ready,
+  Role,
   Snapshot,
+  SnapshotMessage,
+  SoftState,
+  VoteMessage,
 } from './types.ts';
 
 /**
@@ -22,6 +47,12 @@ export type UnsafeVariant =
   | 'grantTwoVotesPerTerm'
   /** Leave the vote out of the persisted hard state, so a restart forgets it. */
   | 'forgetVoteOnRestart';
+
+export const unsafeVariants: readonly UnsafeVariant[] = [
+  'commitPreviousTermByCounting',
+  'grantTwoVotesPerTerm',
+  'forgetVoteOnRestart',
+];
 
 export interface CoreOptions {
   readonly nodeId: NodeId;
@@ -48,52 +79,880 @@ export interface LogView {
   readonly entries: readonly Entry[];
 }
 
+/** A linearizable read waiting for a quorum of heartbeats to confirm leadership. */
+interface PendingRead {
+  readonly requestId: string;
+  readonly index: number;
+  readonly round: number;
+  /** The follower that forwarded it, or null when it is this node's own. */
+  readonly requester: NodeId | null;
+}
+
+const emptyBytes = new Uint8Array(0);
+
+/**
+ * The pure Raft core: no I/O, timers, randomness or clock of its own. Inputs are `tick`,
+ * `step`, `propose` and friends; every output is collected into the next `Ready`.
+ * See docs/design.md for the Ready contract and where this departs from the Raft paper.
+ */
 export class RaftCore {
+  readonly id: NodeId;
+  private readonly options: CoreOptions;
+  private readonly raftLog = new RaftLog();
+  private term = 0;
+  private vote: NodeId | null = null;
+  private role: Role = 'follower';
+  private leaderId: NodeId | null = null;
+  private electionElapsedTicks = 0;
+  private heartbeatElapsedTicks = 0;
+  private randomizedElectionTimeoutTicks = 0;
+  private readonly votes = new Map<NodeId, boolean>();
+  private readonly progress = new Map<NodeId, Progress>();
+  private transferTarget: NodeId | null = null;
+  private transferElapsedTicks = 0;
+  private readRound = 0;
+  private pendingReads: PendingRead[] = [];
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  /** Leader: new entries or a new commit index wait for the next Ready to go out together. */
+  private broadcastEntriesPending = false;
+  private broadcastCommitPending = false;
+  private persistedHardState: HardState;
+  private emittedSoftState: SoftState;
+  private readyOutstanding = false;
+
   constructor(options: CoreOptions, persisted: PersistedState) {
-    void options;
-    void persisted;
-    throw new Error('RaftCore is being written');
+    validateOptions(options);
+    this.options = options;
+    this.id = options.nodeId;
+    const hardState = persisted.hardState ?? { term: 0, vote: null, commit: 0 };
+    assertSafeNatural(hardState.term, 'persisted term');
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    this.raftLog.load(persisted.snapshot, persisted.entries);
+    this.persistedHardState = hardState;
+    const empty = persisted.snapshot === null && persisted.entries.length === 0;
+    if (empty && persisted.hardState === null && options.bootstrap !== null) {
+      this.bootstrap(options.bootstrap);
+    } else {
+      const applied = Math.max(persisted.appliedIndex, this.raftLog.snapshotIndex);
+      assert(applied <= this.raftLog.lastIndex(), 'the application never ran ahead of the log');
+      this.raftLog.commitTo(
+        Math.min(Math.max(hardState.commit, applied), this.raftLog.lastIndex()),
+      );
+      this.raftLog.appliedTo(applied);
+    }
+    this.emittedSoftState = { role: this.role, leaderId: this.leaderId };
+    this.resetElectionTimer();
   }
-  tick(): void {}
+
+  /**
+   * Every initial member writes the same configuration entry at index 1, term 1, so their
+   * logs agree from the start and a node added later learns the configuration from the log.
+   */
+  private bootstrap(config: Configuration): void {
+    assertConfiguration(config);
+    assert(config.voters.length > 0, 'a bootstrap configuration has voters');
+    this.term = 1;
+    this.raftLog.append({ index: 1, term: 1, kind: 'config', data: encodeConfiguration(config) });
+    this.raftLog.commitTo(1);
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  tick(): void {
+    if (this.role === 'leader') this.tickLeader();
+    else this.tickFollower();
+  }
+
+  private tickFollower(): void {
+    this.electionElapsedTicks++;
+    if (this.promotable() && this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
+      this.startElection(false);
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsedTicks++;
+    this.electionElapsedTicks++;
+    if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
+      this.electionElapsedTicks = 0;
+      if (this.options.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, null);
+        return;
+      }
+    }
+    if (this.transferTarget !== null) {
+      this.transferElapsedTicks++;
+      if (this.transferElapsedTicks >= this.options.electionTimeoutTicks) this.abortTransfer();
+    }
+    for (const progress of this.progress.values()) {
+      if (progress.state !== 'snapshot') continue;
+      // A lost snapshot would otherwise stall the follower forever: try again later.
+      progress.snapshotElapsedTicks++;
+      if (progress.snapshotElapsedTicks >= 2 * this.options.electionTimeoutTicks) {
+        progress.becomeProbe();
+      }
+    }
+    if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
+      this.heartbeatElapsedTicks = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  /** CheckQuorum (Raft thesis §6.2): a leader that has not heard from a quorum steps down. */
+  private quorumActive(): boolean {
+    const config = this.raftLog.config();
+    if (!isVoter(config, this.id)) return true;
+    const active = quorumValue(config.voters, (id) =>
+      id === this.id || this.progress.get(id)?.recentlyActive === true ? 1 : 0,
+    );
+    for (const progress of this.progress.values()) progress.recentlyActive = false;
+    return active === 1;
+  }
+
   step(message: Message): void {
-    void message;
+    assert(message.to === this.id, 'messages reach their addressee');
+    assertSafeNatural(message.term, 'message term');
+    if (!this.stepTerm(message)) return;
+    switch (message.type) {
+      case 'PreVote':
+        this.handlePreVote(message);
+        break;
+      case 'Vote':
+        this.handleVote(message);
+        break;
+      case 'PreVoteResponse':
+        if (
+          this.role === 'preCandidate' &&
+          message.term === this.term + (message.granted ? 1 : 0)
+        ) {
+          this.tallyVote(message.from, message.granted);
+        }
+        break;
+      case 'VoteResponse':
+        if (this.role === 'candidate' && message.term === this.term) {
+          this.tallyVote(message.from, message.granted);
+        }
+        break;
+      case 'Append':
+        this.followLeader(message.from);
+        this.handleAppend(message);
+        break;
+      case 'Heartbeat':
+        this.followLeader(message.from);
+        this.handleHeartbeat(message);
+        break;
+      case 'Snapshot':
+        this.followLeader(message.from);
+        this.handleSnapshot(message);
+        break;
+      case 'AppendResponse':
+        this.handleAppendResponse(message);
+        break;
+      case 'HeartbeatResponse':
+        this.handleHeartbeatResponse(message);
+        break;
+      case 'TimeoutNow':
+        if (this.promotable() && message.from === this.leaderId) this.startElection(true);
+        break;
+      case 'ReadIndex':
+        this.handleReadIndex(message);
+        break;
+      case 'ReadIndexResponse':
+        this.readStates.push({ requestId: message.requestId, index: message.index });
+        break;
+    }
   }
+
+  /** Applies the term rules of Raft §5.1 with PreVote and CheckQuorum; false drops it. */
+  private stepTerm(message: Message): boolean {
+    if (message.term > this.term) {
+      if (message.type === 'PreVote' || message.type === 'Vote') {
+        const forced = message.type === 'Vote' && message.transfer;
+        // Leader lease (Raft thesis §4.2.3): while we hear from a leader, a candidate cannot
+        // disrupt it; a node returning from a partition is ignored instead of deposing it.
+        if (this.options.checkQuorum && !forced && this.inLease()) return false;
+      }
+      if (message.type === 'PreVote') return true;
+      if (message.type === 'PreVoteResponse' && message.granted) return true;
+      const fromLeader =
+        message.type === 'Append' || message.type === 'Heartbeat' || message.type === 'Snapshot';
+      this.becomeFollower(message.term, fromLeader ? message.from : null);
+      return true;
+    }
+    if (message.term < this.term) {
+      if (
+        message.type === 'Append' ||
+        message.type === 'Heartbeat' ||
+        message.type === 'Snapshot'
+      ) {
+        // Tell a stale leader about the newer term; with PreVote it would otherwise never
+        // learn of it, since our own campaigns no longer raise terms on their own.
+        this.send({
+          type: 'AppendResponse',
+          to: message.from,
+          success: false,
+          index: 0,
+          hintIndex: 0,
+          hintTerm: 0,
+        });
+      } else if (message.type === 'PreVote') {
+        this.send({ type: 'PreVoteResponse', to: message.from, granted: false });
+      }
+      return false;
+    }
+    return true;
+  }
+
+  private inLease(): boolean {
+    return this.leaderId !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks;
+  }
+
+  private logUpToDate(lastLogIndex: number, lastLogTerm: number): boolean {
+    const ourTerm = this.raftLog.lastTerm();
+    return (
+      lastLogTerm > ourTerm || (lastLogTerm === ourTerm && lastLogIndex >= this.raftLog.lastIndex())
+    );
+  }
+
+  private handlePreVote(message: PreVoteMessage): void {
+    const granted =
+      message.term > this.term && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+    this.send({
+      type: 'PreVoteResponse',
+      to: message.from,
+      term: granted ? message.term : this.term,
+      granted,
+    });
+  }
+
+  private handleVote(message: VoteMessage): void {
+    const canVote =
+      this.vote === message.from ||
+      (this.vote === null && this.leaderId === null) ||
+      (this.options.unsafe === 'grantTwoVotesPerTerm' && this.role !== 'leader');
+    const granted = canVote && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+    if (granted) {
+      this.vote = message.from;
+      this.electionElapsedTicks = 0;
+    }
+    this.send({ type: 'VoteResponse', to: message.from, granted });
+  }
+
+  private followLeader(leader: NodeId): void {
+    if (this.role !== 'follower') this.becomeFollower(this.term, leader);
+    this.leaderId = leader;
+    this.electionElapsedTicks = 0;
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private promotable(): boolean {
+    return isVoter(this.raftLog.config(), this.id) && this.raftLog.pendingSnapshot === null;
+  }
+
+  /** Starts an election now (tests and operators); ignored on a leader or a non-voter. */
+  campaign(): void {
+    if (this.role !== 'leader' && this.promotable()) this.startElection(false);
+  }
+
+  private startElection(transfer: boolean): void {
+    if (this.options.preVote && !transfer) this.becomePreCandidate();
+    else this.becomeCandidate(transfer);
+  }
+
+  private becomePreCandidate(): void {
+    // PreVote (Raft thesis §9.6): ask first whether we could win, without raising our term,
+    // so that a node that cannot win never forces the cluster into a new term.
+    this.role = 'preCandidate';
+    this.leaderId = null;
+    this.votes.clear();
+    this.resetElectionTimer();
+    this.tallyVote(this.id, true);
+    if (this.role !== 'preCandidate') return;
+    for (const voter of this.raftLog.config().voters) {
+      if (voter === this.id) continue;
+      this.send({
+        type: 'PreVote',
+        to: voter,
+        term: this.term + 1,
+        lastLogIndex: this.raftLog.lastIndex(),
+        lastLogTerm: this.raftLog.lastTerm(),
+      });
+    }
+  }
+
+  private becomeCandidate(transfer: boolean): void {
+    this.term++;
+    this.vote = this.id;
+    this.role = 'candidate';
+    this.leaderId = null;
+    this.votes.clear();
+    this.resetElectionTimer();
+    this.clearLeaderState();
+    this.tallyVote(this.id, true);
+    if (this.role !== 'candidate') return;
+    for (const voter of this.raftLog.config().voters) {
+      if (voter === this.id) continue;
+      this.send({
+        type: 'Vote',
+        to: voter,
+        lastLogIndex: this.raftLog.lastIndex(),
+        lastLogTerm: this.raftLog.lastTerm(),
+        transfer,
+      });
+    }
+  }
+
+  private tallyVote(from: NodeId, granted: boolean): void {
+    if (!this.votes.has(from)) this.votes.set(from, granted);
+    const outcome = voteOutcome(this.raftLog.config().voters, this.votes);
+    if (outcome === 'lost') this.becomeFollower(this.term, null);
+    else if (outcome === 'won' && this.role === 'preCandidate') this.becomeCandidate(false);
+    else if (outcome === 'won' && this.role === 'candidate') this.becomeLeader();
+  }
+
+  private becomeFollower(term: number, leader: NodeId | null): void {
+    assert(term >= this.term, 'terms never go back');
+    if (term > this.term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.role = 'follower';
+    this.leaderId = leader;
+    this.clearLeaderState();
+    this.resetElectionTimer();
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === 'candidate', 'only a candidate becomes leader');
+    this.role = 'leader';
+    this.leaderId = this.id;
+    this.heartbeatElapsedTicks = 0;
+    this.electionElapsedTicks = 0;
+    this.rebuildProgress();
+    // A no-op of our own term lets us commit what earlier leaders left (Raft §5.4.2, §8).
+    this.appendEntry('noop', emptyBytes);
+  }
+
+  private clearLeaderState(): void {
+    this.progress.clear();
+    this.transferTarget = null;
+    this.transferElapsedTicks = 0;
+    this.broadcastEntriesPending = false;
+    this.broadcastCommitPending = false;
+    for (const read of this.pendingReads) this.answerRead(read, null);
+    this.pendingReads = [];
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsedTicks = 0;
+    const timeout = this.options.electionTimeoutTicks;
+    const jitter = Math.floor(this.options.random() * timeout);
+    assert(jitter >= 0 && jitter < timeout, 'random() is uniform in [0, 1)');
+    this.randomizedElectionTimeoutTicks = timeout + jitter;
+  }
+
+  // ---------------------------------------------------------------- follower side
+
+  private handleAppend(message: AppendMessage): void {
+    const log = this.raftLog;
+    if (message.prevLogIndex < log.committed) {
+      // Everything up to our commit index already agrees with any leader (Raft §5.4).
+      this.replyAppend(message.from, true, log.committed);
+      return;
+    }
+    if (!log.matchTerm(message.prevLogIndex, message.prevLogTerm)) {
+      this.rejectAppend(message);
+      return;
+    }
+    const conflict = log.findConflict(message.entries);
+    if (conflict !== 0) {
+      const first = message.entries[0] as Entry;
+      log.truncateAndAppend(message.entries.slice(conflict - first.index));
+    }
+    const lastNewIndex = message.prevLogIndex + message.entries.length;
+    log.commitTo(Math.min(message.commit, lastNewIndex));
+    this.replyAppend(message.from, true, lastNewIndex);
+  }
+
+  private rejectAppend(message: AppendMessage): void {
+    const log = this.raftLog;
+    if (message.prevLogIndex > log.lastIndex()) {
+      this.send({
+        type: 'AppendResponse',
+        to: message.from,
+        success: false,
+        index: message.prevLogIndex,
+        hintIndex: log.lastIndex() + 1,
+        hintTerm: 0,
+      });
+      return;
+    }
+    // Fast backtracking (Raft §5.3, last paragraph): name the conflicting term and where it
+    // starts, so the leader skips all of it in one round trip.
+    const hintTerm = log.termAt(message.prevLogIndex) as number;
+    this.send({
+      type: 'AppendResponse',
+      to: message.from,
+      success: false,
+      index: message.prevLogIndex,
+      hintIndex: log.firstIndexOfTermRun(message.prevLogIndex),
+      hintTerm,
+    });
+  }
+
+  private replyAppend(to: NodeId, success: boolean, index: number): void {
+    this.send({ type: 'AppendResponse', to, success, index, hintIndex: 0, hintTerm: 0 });
+  }
+
+  private handleHeartbeat(message: HeartbeatMessage): void {
+    // The leader sends min(commit, our match), so this never passes what we hold in agreement.
+    this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    this.send({ type: 'HeartbeatResponse', to: message.from, readRound: message.readRound });
+  }
+
+  private handleSnapshot(message: SnapshotMessage): void {
+    const { index, term } = message.snapshot.meta;
+    const log = this.raftLog;
+    if (index <= log.committed) {
+      this.replyAppend(message.from, true, log.committed);
+      return;
+    }
+    if (log.matchTerm(index, term)) {
+      // We hold the snapshot's last entry, hence everything before it: just commit.
+      log.commitTo(index);
+      this.replyAppend(message.from, true, index);
+      return;
+    }
+    log.restore(message.snapshot);
+    this.replyAppend(message.from, true, index);
+  }
+
+  // ---------------------------------------------------------------- leader side
+
+  private handleAppendResponse(message: AppendResponseMessage): void {
+    const progress = this.role === 'leader' ? this.progress.get(message.from) : undefined;
+    if (progress === undefined) return;
+    progress.recentlyActive = true;
+    if (!message.success) {
+      if (progress.rejected(message.index, this.probeIndexAfterRejection(message))) {
+        this.sendAppend(progress, true);
+      }
+      return;
+    }
+    const wasPaused = progress.isPaused();
+    if (progress.acknowledge(message.index)) {
+      if (progress.state === 'probe') progress.becomeReplicate();
+      else if (
+        progress.state === 'snapshot' &&
+        progress.matchIndex >= progress.pendingSnapshotIndex
+      ) {
+        progress.becomeProbe();
+        progress.becomeReplicate();
+      }
+      if (this.maybeCommit()) this.broadcastCommitPending = true;
+      if (
+        message.from === this.transferTarget &&
+        progress.matchIndex === this.raftLog.lastIndex()
+      ) {
+        this.send({ type: 'TimeoutNow', to: message.from });
+      }
+    }
+    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex())
+      this.sendAppend(progress, false);
+  }
+
+  /** Where to probe after a rejection, from the follower's hint (see AppendResponseMessage). */
+  private probeIndexAfterRejection(message: AppendResponseMessage): number {
+    if (message.hintTerm === 0) return message.hintIndex;
+    const ours = this.raftLog.lastIndexOfTerm(message.hintTerm, message.index);
+    return ours > 0 ? ours + 1 : message.hintIndex;
+  }
+
+  private handleHeartbeatResponse(message: HeartbeatResponseMessage): void {
+    const progress = this.role === 'leader' ? this.progress.get(message.from) : undefined;
+    if (progress === undefined) return;
+    progress.recentlyActive = true;
+    progress.probeSent = false;
+    if (progress.matchIndex < this.raftLog.lastIndex()) {
+      // An append may have been lost: let one more out, so the follower can say where it is.
+      if (progress.state === 'replicate' && progress.inflightFull()) progress.freeOldestInflight();
+      this.sendAppend(progress, true);
+    }
+    if (message.readRound > progress.readRoundAcked) {
+      progress.readRoundAcked = message.readRound;
+      this.releaseConfirmedReads();
+    }
+  }
+
+  /** Sends what `progress` needs next, if it is not paused; a snapshot if it is compacted. */
+  private sendAppend(progress: Progress, evenIfEmpty: boolean): void {
+    if (progress.isPaused()) return;
+    const previousIndex = progress.nextIndex - 1;
+    const previousTerm = this.raftLog.termAt(previousIndex);
+    if (previousTerm === null) {
+      this.sendSnapshot(progress);
+      return;
+    }
+    const entries =
+      progress.nextIndex <= this.raftLog.lastIndex()
+        ? this.raftLog.slice(progress.nextIndex, this.options.appendBytesMax)
+        : [];
+    if (entries.length === 0 && !evenIfEmpty) return;
+    this.send({
+      type: 'Append',
+      to: progress.id,
+      prevLogIndex: previousIndex,
+      prevLogTerm: previousTerm,
+      entries,
+      commit: this.raftLog.committed,
+    });
+    const last = entries[entries.length - 1];
+    progress.sentAppend(last === undefined ? null : last.index);
+  }
+
+  private sendSnapshot(progress: Progress): void {
+    const snapshot = this.raftLog.snapshot;
+    assert(snapshot !== null, 'a compacted log has a snapshot to send');
+    progress.becomeSnapshot(snapshot.meta.index);
+    this.send({ type: 'Snapshot', to: progress.id, snapshot });
+  }
+
+  private broadcastAppends(evenIfEmpty: boolean): void {
+    for (const progress of this.progress.values()) this.sendAppend(progress, evenIfEmpty);
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const progress of this.progress.values()) {
+      this.send({
+        type: 'Heartbeat',
+        to: progress.id,
+        commit: Math.min(progress.matchIndex, this.raftLog.committed),
+        readRound: this.readRound,
+      });
+    }
+  }
+
+  /**
+   * Commits the highest index stored on a quorum, if it is of the current term: entries of
+   * earlier terms are committed only indirectly (Raft §5.4.2, Figure 8).
+   */
+  private maybeCommit(): boolean {
+    const config = this.raftLog.config();
+    const index = quorumValue(config.voters, (id) => this.matchIndexOf(id));
+    if (index <= this.raftLog.committed) return false;
+    const currentTermOnly = this.options.unsafe !== 'commitPreviousTermByCounting';
+    if (currentTermOnly && this.raftLog.termAt(index) !== this.term) return false;
+    this.raftLog.commitTo(index);
+    this.afterCommit();
+    return true;
+  }
+
+  private matchIndexOf(id: NodeId): number {
+    // Our own entries count once they are durable, like everyone else's.
+    if (id === this.id) return this.raftLog.stableIndex;
+    return this.progress.get(id)?.matchIndex ?? 0;
+  }
+
+  /** A leader removed or demoted by a committed configuration steps down (thesis §4.2.2). */
+  private afterCommit(): void {
+    if (this.role !== 'leader') return;
+    const config = this.raftLog.config();
+    if (this.raftLog.committed >= this.raftLog.lastConfigIndex() && !isVoter(config, this.id)) {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  private appendEntry(kind: Entry['kind'], data: Uint8Array): Entry {
+    const entry: Entry = { index: this.raftLog.lastIndex() + 1, term: this.term, kind, data };
+    this.raftLog.append(entry);
+    if (kind === 'config') this.rebuildProgress();
+    this.broadcastEntriesPending = true;
+    return entry;
+  }
+
+  /** Keeps one Progress per member other than us, creating new ones in probe state. */
+  private rebuildProgress(): void {
+    const config = this.raftLog.config();
+    const wanted = new Set(members(config).filter((id) => id !== this.id));
+    for (const id of this.progress.keys()) if (!wanted.has(id)) this.progress.delete(id);
+    for (const id of wanted) {
+      if (this.progress.has(id)) continue;
+      const progress = new Progress(
+        id,
+        this.raftLog.lastIndex() + 1,
+        this.options.inflightAppendsMax,
+      );
+      progress.recentlyActive = true;
+      this.progress.set(id, progress);
+    }
+    if (this.transferTarget !== null && !isVoter(config, this.transferTarget)) this.abortTransfer();
+  }
+
+  // ---------------------------------------------------------------- client requests
+
   propose(data: Uint8Array): ProposalResult {
-    void data;
-    throw new Error('todo');
+    assert(data instanceof Uint8Array, 'proposals are byte arrays');
+    const refusal = this.proposalRefusal();
+    if (refusal !== null) return refusal;
+    const entry = this.appendEntry('normal', data);
+    return { accepted: true, index: entry.index, term: entry.term };
   }
+
   proposeConfigChange(change: ConfigChange): ProposalResult {
-    void change;
-    throw new Error('todo');
+    const refusal = this.proposalRefusal();
+    if (refusal !== null) return refusal;
+    // One change at a time, and only once this term has committed an entry: otherwise two
+    // leaders could each add one server to different old configurations (Ongaro, 2015).
+    if (this.raftLog.lastConfigIndex() > this.raftLog.committed) {
+      return this.refuse('CONFIG_CHANGE_PENDING', 'a configuration change is not committed yet');
+    }
+    if (this.raftLog.termAt(this.raftLog.committed) !== this.term) {
+      return this.refuse('NO_COMMIT_IN_TERM', 'the leader has not committed an entry in its term');
+    }
+    const next = applyConfigChange(this.raftLog.config(), change);
+    if (typeof next === 'string') return this.refuse('INVALID_CONFIG_CHANGE', next);
+    const entry = this.appendEntry('config', encodeConfiguration(next));
+    return { accepted: true, index: entry.index, term: entry.term };
   }
-  /** Starts a leadership transfer; refused unless this node leads and `to` is a voter. */
+
+  private proposalRefusal(): ProposalResult | null {
+    if (this.role !== 'leader') {
+      return this.refuse('NOT_LEADER', `node ${this.id} is a ${this.role}`);
+    }
+    if (this.transferTarget !== null) {
+      return this.refuse('LEADERSHIP_TRANSFER', `leadership is moving to ${this.transferTarget}`);
+    }
+    return null;
+  }
+
+  private refuse(reason: ProposalRefusal, detail: string): ProposalResult {
+    return { accepted: false, reason, leaderId: this.leaderId, detail };
+  }
+
+  /** Starts a leadership transfer (Raft thesis §3.10); refused unless `to` is another voter. */
   transferLeadership(to: NodeId): { readonly accepted: boolean; readonly detail: string } {
-    void to;
-    throw new Error('todo');
+    if (this.role !== 'leader') return { accepted: false, detail: `node ${this.id} is not leader` };
+    if (to === this.id) return { accepted: false, detail: `node ${to} already leads` };
+    const progress = this.progress.get(to);
+    if (progress === undefined || !isVoter(this.raftLog.config(), to)) {
+      return { accepted: false, detail: `node ${to} is not a voter` };
+    }
+    this.transferTarget = to;
+    this.transferElapsedTicks = 0;
+    // Proposals stop while the target catches up, so that it can become fully up to date.
+    if (progress.matchIndex === this.raftLog.lastIndex()) this.send({ type: 'TimeoutNow', to });
+    else this.sendAppend(progress, true);
+    return { accepted: true, detail: `transferring leadership to ${to}` };
   }
-  /** The answer arrives as a ReadState in a later Ready. */
+
+  private abortTransfer(): void {
+    this.transferTarget = null;
+    this.transferElapsedTicks = 0;
+  }
+
+  /**
+   * ReadIndex (Raft thesis §6.4): the read may be served at the current commit index once a
+   * quorum confirms we are still leader. The answer comes as a ReadState in a later Ready.
+   */
   readIndex(requestId: string): void {
-    void requestId;
+    if (this.role === 'leader') {
+      this.registerRead(requestId, null);
+    } else if (this.leaderId !== null && this.role === 'follower') {
+      this.send({ type: 'ReadIndex', to: this.leaderId, requestId });
+    } else {
+      this.readStates.push({ requestId, index: null });
+    }
   }
+
+  private handleReadIndex(message: ReadIndexMessage): void {
+    if (this.role !== 'leader') {
+      this.send({
+        type: 'ReadIndexResponse',
+        to: message.from,
+        requestId: message.requestId,
+        index: null,
+      });
+      return;
+    }
+    this.registerRead(message.requestId, message.from);
+  }
+
+  private registerRead(requestId: string, requester: NodeId | null): void {
+    // Until it commits in its own term, a new leader does not know the commit index.
+    if (this.raftLog.termAt(this.raftLog.committed) !== this.term) {
+      this.answerRead({ requestId, index: 0, round: 0, requester }, null);
+      return;
+    }
+    this.readRound++;
+    this.pendingReads.push({
+      requestId,
+      index: this.raftLog.committed,
+      round: this.readRound,
+      requester,
+    });
+    this.releaseConfirmedReads();
+    if (this.pendingReads.length > 0) this.broadcastHeartbeat();
+  }
+
+  private releaseConfirmedReads(): void {
+    const config = this.raftLog.config();
+    if (!isVoter(config, this.id)) return;
+    const confirmedRound = quorumValue(config.voters, (id) =>
+      id === this.id ? this.readRound : (this.progress.get(id)?.readRoundAcked ?? 0),
+    );
+    while (
+      this.pendingReads.length > 0 &&
+      (this.pendingReads[0] as PendingRead).round <= confirmedRound
+    ) {
+      const read = this.pendingReads.shift() as PendingRead;
+      this.answerRead(read, read.index);
+    }
+  }
+
+  private answerRead(read: PendingRead, index: number | null): void {
+    if (read.requester === null) this.readStates.push({ requestId: read.requestId, index });
+    else {
+      this.send({
+        type: 'ReadIndexResponse',
+        to: read.requester,
+        requestId: read.requestId,
+        index,
+      });
+    }
+  }
+
   /** The runtime has durably saved `snapshot` (index <= applied); the log before it may go. */
   compact(snapshot: Snapshot): void {
-    void snapshot;
+    assert(!this.readyOutstanding, 'compaction waits for the outstanding Ready');
+    this.raftLog.compact(snapshot);
   }
-  /** Starts an election now (tests and operators). */
-  campaign(): void {}
+
+  // ---------------------------------------------------------------- outputs
+
+  private send(message: DistributiveOmit<Message, 'from' | 'term'> & { term?: number }): void {
+    this.messages.push({ ...message, from: this.id, term: message.term ?? this.term } as Message);
+  }
+
+  private hardState(): HardState {
+    const vote = this.options.unsafe === 'forgetVoteOnRestart' ? null : this.vote;
+    return { term: this.term, vote, commit: this.raftLog.committed };
+  }
+
   hasReady(): boolean {
-    return false;
+    if (this.readyOutstanding) return false;
+    const hardState = this.hardState();
+    const persisted = this.persistedHardState;
+    return (
+      this.messages.length > 0 ||
+      this.readStates.length > 0 ||
+      this.raftLog.pendingSnapshot !== null ||
+      this.raftLog.lastIndex() > this.raftLog.stableIndex ||
+      this.raftLog.committed > this.raftLog.applied ||
+      (this.role === 'leader' && (this.broadcastEntriesPending || this.broadcastCommitPending)) ||
+      hardState.term !== persisted.term ||
+      hardState.vote !== persisted.vote ||
+      hardState.commit !== persisted.commit ||
+      this.role !== this.emittedSoftState.role ||
+      this.leaderId !== this.emittedSoftState.leaderId
+    );
   }
+
+  /** Everything to do next; call `advance(ready)` once it is done. One at a time. */
   ready(): Ready {
-    throw new Error('todo');
+    assert(!this.readyOutstanding, 'one Ready at a time: advance() the previous one first');
+    if (this.role === 'leader' && (this.broadcastEntriesPending || this.broadcastCommitPending)) {
+      this.broadcastAppends(this.broadcastCommitPending);
+    }
+    this.broadcastEntriesPending = false;
+    this.broadcastCommitPending = false;
+    const hardState = this.hardState();
+    const persisted = this.persistedHardState;
+    const hardStateChanged =
+      hardState.term !== persisted.term ||
+      hardState.vote !== persisted.vote ||
+      hardState.commit !== persisted.commit;
+    const softChanged =
+      this.role !== this.emittedSoftState.role || this.leaderId !== this.emittedSoftState.leaderId;
+    const ready: Ready = {
+      softState: softChanged ? { role: this.role, leaderId: this.leaderId } : null,
+      hardState: hardStateChanged ? hardState : null,
+      snapshot: this.raftLog.pendingSnapshot,
+      entriesToAppend: this.raftLog.unstableEntries(),
+      messagesToSend: this.messages,
+      entriesToDeliver: this.raftLog.deliverable(),
+      readStates: this.readStates,
+    };
+    this.messages = [];
+    this.readStates = [];
+    if (ready.softState !== null) this.emittedSoftState = ready.softState;
+    this.readyOutstanding = true;
+    return ready;
   }
+
   advance(ready: Ready): void {
-    void ready;
+    assert(this.readyOutstanding, 'advance() follows ready()');
+    this.readyOutstanding = false;
+    if (ready.hardState !== null) this.persistedHardState = ready.hardState;
+    if (ready.snapshot !== null) this.raftLog.snapshotPersisted(ready.snapshot);
+    const lastAppended = ready.entriesToAppend[ready.entriesToAppend.length - 1];
+    if (lastAppended !== undefined) this.raftLog.stableTo(lastAppended.index, lastAppended.term);
+    const lastDelivered = ready.entriesToDeliver[ready.entriesToDeliver.length - 1];
+    if (lastDelivered !== undefined && lastDelivered.index > this.raftLog.applied) {
+      this.raftLog.appliedTo(lastDelivered.index);
+    }
+    if (this.role === 'leader' && this.maybeCommit()) this.broadcastCommitPending = true;
   }
+
+  // ---------------------------------------------------------------- introspection
+
   status(): CoreStatus {
-    throw new Error('todo');
+    const log = this.raftLog;
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leaderId: this.leaderId,
+      commitIndex: log.committed,
+      appliedIndex: log.applied,
+      firstIndex: log.firstIndex(),
+      lastIndex: log.lastIndex(),
+      lastTerm: log.lastTerm(),
+      snapshotIndex: log.snapshotIndex,
+      config: log.config(),
+      progress: [...this.progress.values()].map((progress) => progress.view()),
+      transferTarget: this.transferTarget,
+    };
   }
+
   log(): LogView {
-    throw new Error('todo');
+    return this.raftLog.view();
   }
+
+  isMember(): boolean {
+    return isMember(this.raftLog.config(), this.id);
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function validateOptions(options: CoreOptions): void {
+  assert(typeof options.nodeId === 'string' && options.nodeId.length > 0, 'node ids are non-empty');
+  assert(
+    Number.isSafeInteger(options.heartbeatIntervalTicks) && options.heartbeatIntervalTicks > 0,
+    'heartbeatIntervalTicks is a positive integer',
+  );
+  assert(
+    Number.isSafeInteger(options.electionTimeoutTicks) &&
+      options.electionTimeoutTicks > options.heartbeatIntervalTicks,
+    'electionTimeoutTicks is an integer above heartbeatIntervalTicks',
+  );
+  assert(options.appendBytesMax > 0, 'appendBytesMax is positive');
+  assert(
+    Number.isSafeInteger(options.inflightAppendsMax) && options.inflightAppendsMax > 0,
+    'inflightAppendsMax is a positive integer',
+  );
 }
