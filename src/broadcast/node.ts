@@ -1,0 +1,685 @@
+/**
+ * The node runtime: the one place that awaits. It drives the pure core with a real clock,
+ * persists each Ready before its messages leave, delivers committed batches through the
+ * session table, and turns many concurrent broadcasts into one batch, one log entry and one
+ * fsync.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { decodeConfiguration } from '../raft/config.ts';
+import { RaftCore } from '../raft/core.ts';
+import type {
+  Configuration,
+  CoreStatus,
+  Entry,
+  HardState,
+  NodeId,
+  PersistedState,
+  Ready,
+  Snapshot,
+} from '../raft/types.ts';
+import type { RaftStorage, StorageCounters } from '../storage/types.ts';
+import type { Frame, Transport, TransportStats } from '../transport/types.ts';
+import { assert } from '../util/assert.ts';
+import {
+  BatchBuilder,
+  BatchFormatError,
+  type ClientMessage,
+  clientMessageProblem,
+  decodeBatch,
+} from './batch.ts';
+import { type DeliveredMessage, DeliveryLog } from './deliveries.ts';
+import { BroadcastError } from './errors.ts';
+import { type MessageOutcome, SessionTable } from './sessions.ts';
+
+/** Structured logging, shaped so that a pino logger fits as is. */
+export interface NodeLogger {
+  info(fields: Readonly<Record<string, unknown>>, message: string): void;
+  warn(fields: Readonly<Record<string, unknown>>, message: string): void;
+  error(fields: Readonly<Record<string, unknown>>, message: string): void;
+}
+
+export interface BroadcastNodeOptions {
+  readonly id: NodeId;
+  readonly tickIntervalMs: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  /** A batch is cut once it holds this many bytes; one batch is one log entry. */
+  readonly batchBytesMax: number;
+  readonly payloadBytesMax: number;
+  /** Messages accepted and not yet delivered; beyond it broadcasts fail with OVERLOADED. */
+  readonly pendingMessagesMax: number;
+  /** A broadcast that is not delivered by then fails with TIMEOUT (outcome unknown). */
+  readonly requestTimeoutMs: number;
+  /** An undelivered message is sent again after this long (the leader may have changed). */
+  readonly retryIntervalMs: number;
+  /** Applied batch bytes between two snapshots; the log keeps one to two intervals. */
+  readonly snapshotIntervalBytes: number;
+  /** Delivered payload bytes kept in memory for readers and subscriptions. */
+  readonly retainBytesMax: number;
+  readonly sessionTtlMs: number;
+  readonly inflightAppendsMax: number;
+  readonly appendBytesMax: number;
+  readonly bootstrap: Configuration | null;
+  readonly logger: NodeLogger;
+}
+
+export const defaultNodeTuning = {
+  tickIntervalMs: 10,
+  electionTimeoutTicks: 30,
+  heartbeatIntervalTicks: 3,
+  batchBytesMax: 1 << 20,
+  payloadBytesMax: 1 << 20,
+  pendingMessagesMax: 100_000,
+  requestTimeoutMs: 10_000,
+  retryIntervalMs: 1_000,
+  snapshotIntervalBytes: 64 << 20,
+  retainBytesMax: 128 << 20,
+  sessionTtlMs: 3_600_000,
+  inflightAppendsMax: 256,
+  appendBytesMax: 4 << 20,
+} as const;
+
+export interface BroadcastOptions {
+  readonly topic?: string;
+  /** With `seq`: the caller's own session, for exactly-once retries across nodes. */
+  readonly clientId?: string;
+  readonly seq?: number;
+}
+
+export interface BroadcastResult {
+  readonly position: number;
+  /** The log entry that carried the message; null for a duplicate past the remembered window. */
+  readonly index: number | null;
+  readonly term: number | null;
+  /** True when this (clientId, seq) was delivered before: `position` is the original one. */
+  readonly duplicate: boolean;
+}
+
+export interface NodeStatus {
+  readonly id: NodeId;
+  readonly role: CoreStatus['role'];
+  readonly term: number;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastPosition: number;
+  readonly firstRetainedPosition: number;
+  readonly config: Configuration;
+  readonly pendingMessageCount: number;
+  readonly storage: StorageCounters;
+  readonly transport: TransportStats;
+}
+
+interface Waiter {
+  readonly resolve: (result: BroadcastResult) => void;
+  readonly reject: (error: BroadcastError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** A message this node is responsible for until the log decides it. */
+interface PendingMessage {
+  readonly key: string;
+  readonly message: ClientMessage;
+  /** The node's own session: retried until delivered, since a gap would block the rest. */
+  readonly ownSession: boolean;
+  readonly waiters: Waiter[];
+  lastSentMs: number;
+  queued: boolean;
+}
+
+const sessionKey = (clientId: string, seq: number): string => `${clientId}\u0000${seq}`;
+
+export class BroadcastNode {
+  readonly id: NodeId;
+  private readonly core: RaftCore;
+  private sessions: SessionTable;
+  private readonly deliveries: DeliveryLog;
+  private readonly pending = new Map<string, PendingMessage>();
+  private outgoing: PendingMessage[] = [];
+  private ownClientId: string;
+  private ownSeq = 0;
+  private nextForwardId = 1;
+  private nextReadId = 1;
+  private readonly readWaiters = new Map<string, (index: number | null) => void>();
+  private appliedWaiters: { index: number; resolve: () => void }[] = [];
+  private appliedIndex: number;
+  private appliedTerm = 0;
+  private appliedConfig: Configuration;
+  private lazyHardState: HardState | null = null;
+  private lastDurableHardState: HardState | null;
+  private bytesSinceCandidate = 0;
+  private snapshotCandidates: Snapshot[] = [];
+  private loopRunning = false;
+  private loopScheduled = false;
+  private ticker: NodeJS.Timeout | null = null;
+  private stopped: BroadcastError | null = null;
+  private loopIdle: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly options: BroadcastNodeOptions,
+    private readonly storage: RaftStorage,
+    private readonly transport: Transport,
+    persisted: PersistedState,
+  ) {
+    this.id = options.id;
+    const sessionOptions = { sessionTtlMs: options.sessionTtlMs, recentPositionsMax: 4096 };
+    this.sessions =
+      persisted.snapshot === null
+        ? new SessionTable(sessionOptions)
+        : SessionTable.fromSnapshot(persisted.snapshot.data, sessionOptions);
+    this.deliveries = new DeliveryLog(options.retainBytesMax);
+    this.deliveries.resetTo(this.sessions.lastPosition + 1);
+    this.appliedIndex = persisted.snapshot?.meta.index ?? 0;
+    this.appliedConfig = persisted.snapshot?.meta.config ?? { voters: [], learners: [] };
+    this.lastDurableHardState = persisted.hardState;
+    this.ownClientId = `${options.id}.${randomBytes(8).toString('hex')}`;
+    this.core = new RaftCore(
+      {
+        nodeId: options.id,
+        electionTimeoutTicks: options.electionTimeoutTicks,
+        heartbeatIntervalTicks: options.heartbeatIntervalTicks,
+        random: () => randomInt(0, 2 ** 32) / 2 ** 32,
+        preVote: true,
+        checkQuorum: true,
+        appendBytesMax: options.appendBytesMax,
+        inflightAppendsMax: options.inflightAppendsMax,
+        bootstrap: options.bootstrap,
+      },
+      { ...persisted, appliedIndex: this.appliedIndex },
+    );
+  }
+
+  /** Starts the clock and the transport's frame handler. */
+  start(): void {
+    assert(this.ticker === null, 'a node starts once');
+    this.transport.onFrame((frame) => this.onFrame(frame));
+    this.ticker = setInterval(() => this.onTick(), this.options.tickIntervalMs);
+    this.scheduleLoop();
+  }
+
+  // ------------------------------------------------------------ broadcast
+
+  /**
+   * Resolves with the message's position once it is committed and delivered on this node.
+   * Without a clientId the node's own session makes its internal retries exactly-once.
+   */
+  broadcast(payload: Uint8Array, options: BroadcastOptions = {}): Promise<BroadcastResult> {
+    if (this.stopped !== null) return Promise.reject(this.stopped);
+    const message = this.validate(payload, options);
+    const key = sessionKey(message.clientId, message.seq);
+    const existing = this.pending.get(key);
+    if (existing === undefined && this.pending.size >= this.options.pendingMessagesMax) {
+      return Promise.reject(
+        new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
+          pendingMessagesMax: this.options.pendingMessagesMax,
+        }),
+      );
+    }
+    const entry = existing ?? this.track(key, message, options.clientId === undefined);
+    return new Promise<BroadcastResult>((resolve, reject) => {
+      const timer = setTimeout(() => this.expire(entry, waiter), this.options.requestTimeoutMs);
+      const waiter: Waiter = { resolve, reject, timer };
+      entry.waiters.push(waiter);
+    });
+  }
+
+  private validate(payload: Uint8Array, options: BroadcastOptions): ClientMessage {
+    if (!(payload instanceof Uint8Array)) {
+      throw new BroadcastError('INVALID_ARGUMENT', 'payload must be bytes', { field: 'payload' });
+    }
+    if (payload.length > this.options.payloadBytesMax) {
+      throw new BroadcastError('PAYLOAD_TOO_LARGE', 'payload is over the limit', {
+        payloadBytes: payload.length,
+        payloadBytesMax: this.options.payloadBytesMax,
+      });
+    }
+    const ownSession = options.clientId === undefined;
+    if (ownSession && options.seq !== undefined) {
+      throw new BroadcastError('INVALID_ARGUMENT', 'seq needs a clientId', { field: 'seq' });
+    }
+    const message: ClientMessage = {
+      clientId: ownSession ? this.ownClientId : (options.clientId as string),
+      seq: ownSession ? ++this.ownSeq : (options.seq ?? Number.NaN),
+      topic: options.topic ?? '',
+      payload,
+    };
+    const problem = clientMessageProblem(message);
+    if (problem !== null || message.clientId === '') {
+      const field = problem?.startsWith('topic')
+        ? 'topic'
+        : problem?.startsWith('seq')
+          ? 'seq'
+          : 'clientId';
+      throw new BroadcastError('INVALID_ARGUMENT', problem ?? 'clientId must not be empty', {
+        field,
+      });
+    }
+    return message;
+  }
+
+  private track(key: string, message: ClientMessage, ownSession: boolean): PendingMessage {
+    const entry: PendingMessage = {
+      key,
+      message,
+      ownSession,
+      waiters: [],
+      lastSentMs: 0,
+      queued: false,
+    };
+    this.pending.set(key, entry);
+    this.enqueue(entry);
+    return entry;
+  }
+
+  private enqueue(entry: PendingMessage): void {
+    if (entry.queued) return;
+    entry.queued = true;
+    this.outgoing.push(entry);
+    this.scheduleLoop();
+  }
+
+  private expire(entry: PendingMessage, waiter: Waiter): void {
+    const at = entry.waiters.indexOf(waiter);
+    if (at >= 0) entry.waiters.splice(at, 1);
+    waiter.reject(
+      new BroadcastError('TIMEOUT', 'the message was not delivered in time; it may still be', {
+        timeoutMs: this.options.requestTimeoutMs,
+      }),
+    );
+    // A caller's own session retries on its own; ours must go on, or later seqs would wait.
+    if (!entry.ownSession && entry.waiters.length === 0) this.pending.delete(entry.key);
+  }
+
+  /** Cuts the queued messages into batches and hands them to the leader. */
+  private flushOutgoing(): void {
+    if (this.outgoing.length === 0) return;
+    const status = this.core.status();
+    const leaderId = status.leaderId;
+    if (leaderId === null) return; // kept queued; sent once a leader is known
+    const queue = this.outgoing;
+    this.outgoing = [];
+    const now = Date.now();
+    const builder = new BatchBuilder();
+    for (const entry of queue) {
+      entry.queued = false;
+      if (!this.pending.has(entry.key)) continue;
+      entry.lastSentMs = now;
+      builder.add(entry.message);
+      if (builder.byteLength >= this.options.batchBytesMax)
+        this.sendBatch(builder.finish(now), leaderId);
+    }
+    if (builder.messageCount > 0) this.sendBatch(builder.finish(now), leaderId);
+  }
+
+  private sendBatch(data: Uint8Array, leaderId: NodeId): void {
+    if (leaderId === this.id) {
+      // A refusal (a transfer in progress, or we just lost leadership) leaves the messages
+      // to the retry timer or the next leader change, never to a tight loop.
+      this.core.propose(data);
+      return;
+    }
+    this.transport.send([
+      { type: 'Forward', from: this.id, to: leaderId, requestId: this.nextForwardId++, data },
+    ]);
+  }
+
+  /** Queues every undelivered message again, in the order they were accepted. */
+  private retrySoon(): void {
+    for (const entry of this.pending.values()) this.enqueue(entry);
+  }
+
+  private retryStale(now: number): void {
+    for (const entry of this.pending.values()) {
+      if (!entry.queued && now - entry.lastSentMs >= this.options.retryIntervalMs)
+        this.enqueue(entry);
+    }
+  }
+
+  // ------------------------------------------------------------ inputs
+
+  private onFrame(frame: Frame): void {
+    if (this.stopped !== null) return;
+    if (frame.type === 'Forward') this.onForward(frame.from, frame.requestId, frame.data);
+    else if (frame.type === 'ForwardResult') {
+      // Success needs no action: delivery settles the messages. A refusal is left to the
+      // retry timer and to the leader change that usually follows it.
+    } else {
+      this.core.step(frame);
+    }
+    this.scheduleLoop();
+  }
+
+  private onForward(from: NodeId, requestId: number, data: Uint8Array): void {
+    // The batch stays opaque: a peer that passed the handshake builds valid batches, and a
+    // committed batch that does not decode is skipped the same way on every replica.
+    const result = this.core.propose(data);
+    const outcome = result.accepted
+      ? { index: result.index, term: result.term }
+      : { code: result.reason, leaderId: result.leaderId };
+    this.transport.send([
+      { type: 'ForwardResult', from: this.id, to: from, requestId, result: outcome },
+    ]);
+  }
+
+  private onTick(): void {
+    if (this.stopped !== null) return;
+    this.core.tick();
+    if (this.pending.size > 0) this.retryStale(Date.now());
+    this.scheduleLoop();
+  }
+
+  // ------------------------------------------------------------ the Ready loop
+
+  private scheduleLoop(): void {
+    if (this.loopScheduled || this.stopped !== null) return;
+    this.loopScheduled = true;
+    // After the current I/O phase, so frames and broadcasts that arrived together are
+    // stepped first and leave in one Ready, one write and one fsync.
+    setImmediate(() => {
+      this.loopScheduled = false;
+      this.flushOutgoing();
+      if (!this.loopRunning) this.loopIdle = this.runLoop();
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    this.loopRunning = true;
+    try {
+      while (this.stopped === null && this.core.hasReady()) {
+        const ready = this.core.ready();
+        await this.persist(ready);
+        this.transport.send(ready.messagesToSend);
+        if (ready.softState !== null) this.onSoftState(ready.softState);
+        if (ready.snapshot !== null) this.restore(ready.snapshot);
+        this.apply(ready.entriesToDeliver);
+        for (const state of ready.readStates) this.readWaiters.get(state.requestId)?.(state.index);
+        this.core.advance(ready);
+        await this.maybeCompact();
+        this.flushOutgoing();
+      }
+    } catch (error) {
+      this.failStop(error);
+    } finally {
+      this.loopRunning = false;
+    }
+  }
+
+  /**
+   * Writes what must be durable before the messages leave. A hard state that changed only
+   * its commit index is a hint (the commit index is recomputed after a restart), so it
+   * rides along with the next write instead of costing an fsync of its own.
+   */
+  private async persist(ready: Ready): Promise<void> {
+    let hardState = ready.hardState;
+    const durable = this.lastDurableHardState;
+    const onlyCommit =
+      hardState !== null &&
+      durable !== null &&
+      hardState.term === durable.term &&
+      hardState.vote === durable.vote;
+    if (
+      ready.snapshot === null &&
+      ready.entriesToAppend.length === 0 &&
+      (hardState === null || onlyCommit)
+    ) {
+      if (hardState !== null) this.lazyHardState = hardState;
+      return;
+    }
+    hardState ??= this.lazyHardState;
+    await this.storage.append({
+      hardState,
+      snapshot: ready.snapshot,
+      entries: ready.entriesToAppend,
+    });
+    if (hardState !== null) this.lastDurableHardState = hardState;
+    this.lazyHardState = null;
+  }
+
+  private onSoftState(state: { role: string; leaderId: NodeId | null }): void {
+    this.options.logger.info(
+      { node: this.id, role: state.role, leader: state.leaderId, term: this.core.status().term },
+      'role changed',
+    );
+    // A new leader may not have what the old one was given: send everything again.
+    if (state.leaderId !== null) this.retrySoon();
+  }
+
+  private restore(snapshot: Snapshot): void {
+    this.sessions = SessionTable.fromSnapshot(snapshot.data, {
+      sessionTtlMs: this.options.sessionTtlMs,
+      recentPositionsMax: 4096,
+    });
+    this.deliveries.resetTo(this.sessions.lastPosition + 1);
+    this.appliedIndex = snapshot.meta.index;
+    this.appliedTerm = snapshot.meta.term;
+    this.appliedConfig = snapshot.meta.config;
+    this.snapshotCandidates = [];
+    this.bytesSinceCandidate = 0;
+    this.options.logger.info(
+      { node: this.id, index: snapshot.meta.index },
+      'installed snapshot from leader',
+    );
+  }
+
+  private apply(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    for (const entry of entries) {
+      if (entry.kind === 'normal') this.applyBatch(entry);
+      else if (entry.kind === 'config') this.appliedConfig = decodeConfiguration(entry.data);
+      this.appliedIndex = entry.index;
+      this.appliedTerm = entry.term;
+      this.bytesSinceCandidate += entry.data.length;
+    }
+    this.deliveries.notify();
+    while (
+      this.appliedWaiters.length > 0 &&
+      (this.appliedWaiters[0]?.index ?? 0) <= this.appliedIndex
+    ) {
+      this.appliedWaiters.shift()?.resolve();
+    }
+    if (this.bytesSinceCandidate >= this.options.snapshotIntervalBytes)
+      this.takeSnapshotCandidate();
+  }
+
+  private applyBatch(entry: Entry): void {
+    let batch: ReturnType<typeof decodeBatch>;
+    try {
+      batch = decodeBatch(entry.data);
+    } catch (error) {
+      if (!(error instanceof BatchFormatError)) throw error;
+      // Every replica skips the same committed entry, so they still agree.
+      this.options.logger.error(
+        { node: this.id, index: entry.index, reason: error.message },
+        'skipped an undecodable batch',
+      );
+      return;
+    }
+    const outcomes = this.sessions.apply(batch);
+    batch.messages.forEach((message, position) => {
+      const outcome = outcomes[position] as MessageOutcome;
+      if (outcome.kind === 'delivered') {
+        this.deliveries.append({
+          ...message,
+          position: outcome.position,
+          index: entry.index,
+          term: entry.term,
+        });
+      }
+      this.settle(message, outcome, entry);
+    });
+  }
+
+  private settle(message: ClientMessage, outcome: MessageOutcome, entry: Entry): void {
+    const pending = this.pending.get(sessionKey(message.clientId, message.seq));
+    if (pending === undefined) return;
+    if (outcome.kind === 'refused') {
+      if (outcome.code === 'SEQUENCE_GAP') return; // an earlier seq is still on its way
+      this.finish(
+        pending,
+        null,
+        new BroadcastError(outcome.code, `client session refused the message`, {
+          expectedSeq: outcome.expectedSeq,
+        }),
+      );
+      if (pending.ownSession) this.restartOwnSession();
+      return;
+    }
+    const duplicate = outcome.kind === 'duplicate';
+    this.finish(
+      pending,
+      {
+        position: outcome.position ?? 0,
+        index: duplicate ? null : entry.index,
+        term: duplicate ? null : entry.term,
+        duplicate,
+      },
+      null,
+    );
+  }
+
+  private finish(
+    pending: PendingMessage,
+    result: BroadcastResult | null,
+    error: BroadcastError | null,
+  ): void {
+    this.pending.delete(pending.key);
+    for (const waiter of pending.waiters) {
+      clearTimeout(waiter.timer);
+      if (result !== null) waiter.resolve(result);
+      else waiter.reject(error as BroadcastError);
+    }
+  }
+
+  /** Our session expired (a very long partition): resend what is left under a new one. */
+  private restartOwnSession(): void {
+    const left = [...this.pending.values()].filter((entry) => entry.ownSession);
+    this.ownClientId = `${this.id}.${randomBytes(8).toString('hex')}`;
+    this.ownSeq = 0;
+    for (const entry of left) {
+      this.pending.delete(entry.key);
+      const message = { ...entry.message, clientId: this.ownClientId, seq: ++this.ownSeq };
+      const moved = this.track(sessionKey(message.clientId, message.seq), message, true);
+      moved.waiters.push(...entry.waiters);
+    }
+  }
+
+  // ------------------------------------------------------------ snapshots
+
+  /**
+   * Serialises the session table at the applied index now; the log is compacted to the
+   * previous candidate later, so one to two intervals of entries stay for slow followers.
+   */
+  private takeSnapshotCandidate(): void {
+    this.bytesSinceCandidate = 0;
+    this.snapshotCandidates.push({
+      meta: { index: this.appliedIndex, term: this.appliedTerm, config: this.appliedConfig },
+      data: this.sessions.toSnapshot(),
+    });
+  }
+
+  private async maybeCompact(): Promise<void> {
+    if (this.snapshotCandidates.length < 2) return;
+    const snapshot = this.snapshotCandidates.shift() as Snapshot;
+    if (snapshot.meta.index <= this.core.status().snapshotIndex) return;
+    await this.storage.saveSnapshot(snapshot);
+    this.core.compact(snapshot);
+    this.options.logger.info({ node: this.id, index: snapshot.meta.index }, 'compacted the log');
+  }
+
+  // ------------------------------------------------------------ reads and subscriptions
+
+  /** Delivered messages from `from` on, as kept in memory; COMPACTED if too old. */
+  read(from: number, limit: number): DeliveredMessage[] {
+    return this.deliveries.read(from, limit);
+  }
+
+  /** An ordered, resumable subscription: every position from `from` on, exactly once. */
+  deliveriesFrom(from = 1, signal?: AbortSignal): AsyncGenerator<DeliveredMessage> {
+    return this.deliveries.follow(from, signal);
+  }
+
+  /**
+   * Linearizable: resolves with a position that includes every message acknowledged
+   * anywhere before the call (ReadIndex, Raft thesis §6.4).
+   */
+  async barrier(): Promise<number> {
+    const deadline = Date.now() + this.options.requestTimeoutMs;
+    while (this.stopped === null && Date.now() < deadline) {
+      const requestId = `${this.id}.${this.nextReadId++}`;
+      const index = await new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => resolve(null), this.options.retryIntervalMs);
+        this.readWaiters.set(requestId, (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        });
+        this.core.readIndex(requestId);
+        this.scheduleLoop();
+      });
+      this.readWaiters.delete(requestId);
+      if (index !== null) {
+        await this.appliedAtLeast(index);
+        return this.sessions.lastPosition;
+      }
+      await new Promise((resolve) =>
+        setTimeout(resolve, this.options.tickIntervalMs * this.options.heartbeatIntervalTicks),
+      );
+    }
+    throw this.stopped ?? new BroadcastError('NO_LEADER', 'no leader confirmed a read in time');
+  }
+
+  private appliedAtLeast(index: number): Promise<void> {
+    if (this.appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.appliedWaiters.push({ index, resolve });
+      this.appliedWaiters.sort((a, b) => a.index - b.index);
+    });
+  }
+
+  status(): NodeStatus {
+    const core = this.core.status();
+    return {
+      id: this.id,
+      role: core.role,
+      term: core.term,
+      leaderId: core.leaderId,
+      commitIndex: core.commitIndex,
+      appliedIndex: this.appliedIndex,
+      lastPosition: this.sessions.lastPosition,
+      firstRetainedPosition: this.deliveries.firstRetainedPosition,
+      config: core.config,
+      pendingMessageCount: this.pending.size,
+      storage: this.storage.counters(),
+      transport: this.transport.stats(),
+    };
+  }
+
+  transferLeadership(to: NodeId): { accepted: boolean; detail: string } {
+    const result = this.core.transferLeadership(to);
+    this.scheduleLoop();
+    return result;
+  }
+
+  // ------------------------------------------------------------ stopping
+
+  private failStop(error: unknown): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    this.options.logger.error({ node: this.id, reason }, 'storage failed: the node stops');
+    this.halt(new BroadcastError('STORAGE_FAILED', `node ${this.id} stopped: ${reason}`));
+  }
+
+  private halt(reason: BroadcastError): void {
+    if (this.stopped !== null) return;
+    this.stopped = reason;
+    if (this.ticker !== null) clearInterval(this.ticker);
+    for (const pending of [...this.pending.values()]) this.finish(pending, null, reason);
+    this.deliveries.close();
+  }
+
+  /** Stops accepting work, lets the write in flight finish, then closes links and disk. */
+  async close(): Promise<void> {
+    this.halt(new BroadcastError('NODE_STOPPED', `node ${this.id} is stopping`));
+    await this.loopIdle;
+    await this.transport.close();
+    await this.storage.close();
+  }
+}
