@@ -1,0 +1,368 @@
+/**
+ * Durable storage on a local disk. Layout of a data directory:
+ *
+ *   meta.json        identity: format version, cluster id, node id (see metadata.ts)
+ *   LOCK             pid of the process that has it open (see lock.ts)
+ *   snapshot.bin     the newest snapshot, replaced atomically (see snapshot-file.ts)
+ *   wal-<seq>.wal    WAL segments, rotated at `segmentBytesMax` (see codec.ts, segments.ts)
+ *
+ * Each group commit is one record, written with one positional `writev` and made durable by
+ * one `fdatasync` before any of its appends resolve. A new segment starts with a header
+ * record carrying the current hard state, so that older segments can be deleted freely once
+ * a snapshot covers their entries.
+ */
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { HardState, NodeId, PersistedState, Snapshot } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import { encodeRecordHeader, RecordBodyBuilder } from './codec.ts';
+import { invalidArgument, ioError, StorageError } from './errors.ts';
+import { fsyncDirectory, type IoCounters, newIoCounters, writeFileAtomic } from './fs-util.ts';
+import {
+  DEFAULT_QUEUE_LIMITS,
+  GroupCommitStorage,
+  planItems,
+  type QueuedAppend,
+  type QueueLimits,
+} from './group-commit.ts';
+import { acquireLock, type DirectoryLock } from './lock.ts';
+import { LogState } from './log-state.ts';
+import { checkMetadata, readMetadata, writeMetadata } from './metadata.ts';
+import { recoverLog, type SegmentInfo } from './recovery.ts';
+import { segmentFileName } from './segments.ts';
+import { encodeSnapshotFile, readSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
+import {
+  type OpenedStorage,
+  STORAGE_FORMAT_VERSION,
+  type StorageLogger,
+  type StorageMetadata,
+} from './types.ts';
+
+export interface FileStorageOptions extends Partial<QueueLimits> {
+  /** Created (with its parents) on first use. */
+  readonly dataDir: string;
+  readonly clusterId: string;
+  readonly nodeId: NodeId;
+  /** A segment is closed once it reaches this size; default 64 MiB. */
+  readonly segmentBytesMax?: number;
+  /** Receives torn tails, stale locks and the like; default: ignore. */
+  readonly log?: StorageLogger;
+}
+
+export const DEFAULT_SEGMENT_BYTES_MAX = 64 * 1024 * 1024;
+const SEGMENT_BYTES_MIN = 4096;
+const IDENTITY_BYTES_MAX = 256;
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+interface ActiveSegment {
+  readonly info: SegmentInfo;
+  readonly handle: FileHandle;
+}
+
+export class FileStorage extends GroupCommitStorage {
+  private active: ActiveSegment | null = null;
+
+  private constructor(
+    state: LogState,
+    limits: QueueLimits,
+    private readonly dataDir: string,
+    private readonly segmentBytesMax: number,
+    private readonly lock: DirectoryLock,
+    private readonly segments: SegmentInfo[],
+    private nextSegmentSeq: number,
+    /** The hard state of the last durable record; new segment headers repeat it. */
+    private durableHardState: HardState | null,
+    private readonly log: StorageLogger,
+  ) {
+    super(state, limits);
+  }
+
+  /**
+   * Opens (creating on first use) and locks `dataDir`, verifies its identity, recovers the
+   * log and returns what was persisted. Throws a StorageError: WRONG_CLUSTER, WRONG_NODE,
+   * FORMAT_TOO_NEW, LOCKED, CORRUPT_* or IO.
+   */
+  static async open(options: FileStorageOptions): Promise<OpenedStorage<FileStorage>> {
+    const settings = resolveOptions(options);
+    const counters = newIoCounters();
+    await ensureDirectory(settings.dataDir, counters);
+    const lock = await acquireLock(settings.dataDir, settings.log);
+    try {
+      return await FileStorage.load(settings, lock, counters);
+    } catch (error) {
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private static async load(
+    settings: ResolvedOptions,
+    lock: DirectoryLock,
+    counters: IoCounters,
+  ): Promise<OpenedStorage<FileStorage>> {
+    const { dataDir, log } = settings;
+    const { metadata, created } = await loadIdentity(settings, counters);
+    await removeTemporaryFiles(dataDir, log);
+    const snapshot = await readSnapshotFile(join(dataDir, SNAPSHOT_FILE_NAME));
+    const recovered = await recoverLog({
+      dataDir,
+      snapshotMeta: snapshot?.meta ?? null,
+      log,
+      counters,
+    });
+    const state = new LogState({
+      snapshotIndex: snapshot?.meta.index ?? 0,
+      snapshotTerm: snapshot?.meta.term ?? 0,
+      entryTerms: recovered.entries.map((entry) => entry.term),
+      hardState: recovered.hardState,
+    });
+    const storage = new FileStorage(
+      state,
+      settings.limits,
+      dataDir,
+      settings.segmentBytesMax,
+      lock,
+      recovered.segments,
+      recovered.nextSegmentSeq,
+      recovered.hardState,
+      log,
+    );
+    Object.assign(storage.io, counters);
+    const persisted: PersistedState = {
+      hardState: recovered.hardState,
+      snapshot,
+      entries: recovered.entries,
+      appliedIndex: snapshot?.meta.index ?? 0,
+    };
+    return { storage, persisted, metadata, created };
+  }
+
+  protected async writeGroup(group: readonly QueuedAppend[]): Promise<void> {
+    let reset: Snapshot | null = null;
+    for (const operation of group) reset = operation.plan.reset ?? reset;
+    // The snapshot is durable before the record that resets the log to it (see recovery.ts).
+    if (reset !== null) await this.writeSnapshotFile(reset);
+    const builder = new RecordBodyBuilder();
+    let maxEntryIndex = 0;
+    let hardState = this.durableHardState;
+    for (const operation of group) {
+      for (const item of planItems(operation.plan)) builder.add(item);
+      const { entries } = operation.plan;
+      if (entries.length > 0) maxEntryIndex = entries[entries.length - 1]!.index;
+      hardState = operation.plan.hardState ?? hardState;
+    }
+    if (builder.byteLength === 0) return; // nothing new: earlier records are already durable
+    const active = await this.activeSegment();
+    await this.writeRecord(active, builder.finish());
+    active.info.maxEntryIndex = Math.max(active.info.maxEntryIndex, maxEntryIndex);
+    this.durableHardState = hardState;
+    if (reset !== null)
+      await this.deleteSegments(this.segments.length - 1, 'replaced by a snapshot');
+  }
+
+  protected async writeSnapshot(snapshot: Snapshot): Promise<void> {
+    await this.writeSnapshotFile(snapshot);
+    // Only a prefix goes: a truncation recorded in a later segment must still find the
+    // entries it cuts. The active segment stays, it is being written.
+    let coveredCount = 0;
+    while (
+      coveredCount < this.segments.length - 1 &&
+      this.segments[coveredCount]!.maxEntryIndex <= snapshot.meta.index
+    ) {
+      coveredCount += 1;
+    }
+    await this.deleteSegments(coveredCount, `covered by the snapshot at ${snapshot.meta.index}`);
+  }
+
+  protected async release(): Promise<void> {
+    const handle = this.active?.handle;
+    this.active = null;
+    try {
+      await handle?.close();
+    } finally {
+      await this.lock.release();
+    }
+  }
+
+  private async writeSnapshotFile(snapshot: Snapshot): Promise<void> {
+    const path = join(this.dataDir, SNAPSHOT_FILE_NAME);
+    const byteCount = await writeFileAtomic(path, encodeSnapshotFile(snapshot), this.io);
+    this.io.snapshotWrittenBytes += byteCount;
+  }
+
+  /** The segment to write into, rotating to a new one when the current one is full. */
+  private async activeSegment(): Promise<ActiveSegment> {
+    const last = this.segments[this.segments.length - 1];
+    if (this.active === null && last !== undefined && last.sizeBytes < this.segmentBytesMax) {
+      this.active = { info: last, handle: await openForAppend(last.path) };
+    }
+    if (this.active !== null && this.active.info.sizeBytes < this.segmentBytesMax) {
+      return this.active;
+    }
+    await this.active?.handle.close();
+    this.active = null;
+    this.active = await this.createSegment();
+    return this.active;
+  }
+
+  /** Written, fdatasynced and linked durably (directory fsync) before it receives data. */
+  private async createSegment(): Promise<ActiveSegment> {
+    const segmentSeq = this.nextSegmentSeq;
+    const path = join(this.dataDir, segmentFileName(segmentSeq));
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'wx');
+    } catch (error) {
+      throw ioError('create segment', path, error);
+    }
+    const info: SegmentInfo = { segmentSeq, path, sizeBytes: 0, maxEntryIndex: 0 };
+    const segment = { info, handle };
+    const builder = new RecordBodyBuilder();
+    builder.add({ type: 'segmentHeader', formatVersion: STORAGE_FORMAT_VERSION, segmentSeq });
+    if (this.durableHardState !== null) {
+      builder.add({ type: 'hardState', hardState: this.durableHardState });
+    }
+    try {
+      await this.writeRecord(segment, builder.finish());
+      await fsyncDirectory(this.dataDir, this.io);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    this.nextSegmentSeq += 1;
+    this.segments.push(info);
+    this.io.segmentCreatedCount += 1;
+    return segment;
+  }
+
+  private async writeRecord(segment: ActiveSegment, chunks: Uint8Array[]): Promise<void> {
+    const header = encodeRecordHeader(chunks);
+    let byteCount = header.length;
+    for (const chunk of chunks) byteCount += chunk.length;
+    const { info, handle } = segment;
+    try {
+      const { bytesWritten } = await handle.writev([header, ...chunks], info.sizeBytes);
+      assert(bytesWritten === byteCount, 'writev writes the whole record');
+      await handle.datasync();
+    } catch (error) {
+      throw ioError('append record', info.path, error);
+    }
+    this.io.fsyncCount += 1;
+    this.io.recordCount += 1;
+    this.io.walWrittenBytes += byteCount;
+    info.sizeBytes += byteCount;
+  }
+
+  /** Deletes the oldest `count` segments, oldest first, so the rest stays a suffix. */
+  private async deleteSegments(count: number, reason: string): Promise<void> {
+    assert(count < this.segments.length || count === 0, 'the active segment is never deleted');
+    for (const info of this.segments.splice(0, count)) {
+      try {
+        await rm(info.path);
+      } catch (error) {
+        throw ioError('delete segment', info.path, error);
+      }
+      await fsyncDirectory(this.dataDir, this.io);
+      this.io.segmentDeletedCount += 1;
+      this.log({ type: 'segmentDeleted', file: info.path, reason });
+    }
+  }
+}
+
+interface ResolvedOptions {
+  readonly dataDir: string;
+  readonly clusterId: string;
+  readonly nodeId: NodeId;
+  readonly segmentBytesMax: number;
+  readonly limits: QueueLimits;
+  readonly log: StorageLogger;
+}
+
+function resolveOptions(options: FileStorageOptions): ResolvedOptions {
+  const isIdentity = (value: unknown): value is string =>
+    typeof value === 'string' && value.length > 0 && value.length <= IDENTITY_BYTES_MAX;
+  if (typeof options?.dataDir !== 'string' || options.dataDir.length === 0) {
+    throw invalidArgument('dataDir is a non-empty path');
+  }
+  if (!isIdentity(options.clusterId) || !isIdentity(options.nodeId)) {
+    throw invalidArgument('clusterId and nodeId are non-empty strings of at most 256 characters');
+  }
+  const segmentBytesMax = options.segmentBytesMax ?? DEFAULT_SEGMENT_BYTES_MAX;
+  if (!Number.isSafeInteger(segmentBytesMax) || segmentBytesMax < SEGMENT_BYTES_MIN) {
+    throw invalidArgument(`segmentBytesMax is an integer of at least ${SEGMENT_BYTES_MIN}`, {
+      segmentBytesMax,
+    });
+  }
+  return {
+    dataDir: options.dataDir,
+    clusterId: options.clusterId,
+    nodeId: options.nodeId,
+    segmentBytesMax,
+    limits: {
+      queuedAppendsMax: options.queuedAppendsMax ?? DEFAULT_QUEUE_LIMITS.queuedAppendsMax,
+      queuedBytesMax: options.queuedBytesMax ?? DEFAULT_QUEUE_LIMITS.queuedBytesMax,
+      groupBytesMax: options.groupBytesMax ?? DEFAULT_QUEUE_LIMITS.groupBytesMax,
+    },
+    log: options.log ?? (() => undefined),
+  };
+}
+
+/** Creates the directory; a new directory entry is durable only once its parent is synced. */
+async function ensureDirectory(dataDir: string, counters: IoCounters): Promise<void> {
+  let created: string | undefined;
+  try {
+    created = await mkdir(dataDir, { recursive: true });
+  } catch (error) {
+    throw ioError('create directory', dataDir, error);
+  }
+  if (created !== undefined) await fsyncDirectory(dirname(dataDir), counters);
+}
+
+/** Reads and checks meta.json, or writes it when the directory holds nothing yet. */
+async function loadIdentity(
+  settings: ResolvedOptions,
+  counters: IoCounters,
+): Promise<{ metadata: StorageMetadata; created: boolean }> {
+  const { dataDir, clusterId, nodeId } = settings;
+  const found = await readMetadata(dataDir);
+  if (found !== null) {
+    checkMetadata(found, { clusterId, nodeId, dataDir });
+    return { metadata: found, created: false };
+  }
+  const names = await readdir(dataDir).catch((error: unknown) => {
+    throw ioError('list directory', dataDir, error);
+  });
+  const dataFile = names.find((name) => name.endsWith('.wal') || name === SNAPSHOT_FILE_NAME);
+  if (dataFile !== undefined) {
+    throw new StorageError('CORRUPT_METADATA', `${dataDir} holds data but no meta.json`, {
+      dataDir,
+      file: dataFile,
+    });
+  }
+  const metadata = { formatVersion: STORAGE_FORMAT_VERSION, clusterId, nodeId };
+  await writeMetadata(dataDir, metadata, counters);
+  return { metadata, created: true };
+}
+
+/** Leftovers of an atomic write cut short by a crash; the real file is intact. */
+async function removeTemporaryFiles(dataDir: string, log: StorageLogger): Promise<void> {
+  const names = await readdir(dataDir).catch((error: unknown) => {
+    throw ioError('list directory', dataDir, error);
+  });
+  for (const name of names) {
+    if (name !== `${SNAPSHOT_FILE_NAME}.tmp` && name !== 'meta.json.tmp') continue;
+    const path = join(dataDir, name);
+    await rm(path, { force: true }).catch((error: unknown) => {
+      throw ioError('remove temporary file', path, error);
+    });
+    log({ type: 'temporaryFileRemoved', file: path });
+  }
+}
+
+async function openForAppend(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r+');
+  } catch (error) {
+    throw ioError('open segment', path, error);
+  }
+}

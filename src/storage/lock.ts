@@ -1,0 +1,120 @@
+/**
+ * An exclusive lock on a data directory: a `LOCK` file created exclusively, holding the
+ * owner's pid, so two processes (or two opens in one process) never write one log. A lock
+ * whose pid is no longer alive was left by a crash and is taken over.
+ *
+ * Known limits: a dead owner's pid reused by an unrelated process makes the lock look held
+ * (the error names the file to remove); and the takeover is made safe against a racing
+ * opener by moving the stale file aside and checking it is the one judged stale.
+ */
+import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { ioError, StorageError } from './errors.ts';
+import type { StorageLogger } from './types.ts';
+
+export const LOCK_FILE_NAME = 'LOCK';
+
+export interface DirectoryLock {
+  readonly path: string;
+  release(): Promise<void>;
+}
+
+/** Takes the lock; throws LOCKED when a live process holds it. */
+export async function acquireLock(dataDir: string, log: StorageLogger): Promise<DirectoryLock> {
+  const path = join(dataDir, LOCK_FILE_NAME);
+  // Two attempts: the second follows the takeover of a stale lock.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (await tryCreate(path)) return { path, release: () => releaseLock(path) };
+    const content = await readLockContent(path);
+    if (content === null) continue; // released between our attempt and our read
+    const owner = parseOwner(content);
+    if (owner !== null && isAlive(owner)) throw lockedError(path, owner);
+    if (!(await moveAsideIfUnchanged(path, content))) break;
+    log({ type: 'staleLockRemoved', file: path, pid: owner });
+  }
+  throw lockedError(path, null);
+}
+
+/**
+ * Writes the pid to a private file, then links it to LOCK: link(2) fails with EEXIST like
+ * an O_EXCL open, and a lock file is never seen half-written (an empty LOCK could be a
+ * crashed owner or a live one that has not written its pid yet).
+ */
+async function tryCreate(path: string): Promise<boolean> {
+  const privatePath = `${path}.${process.pid}.tmp`;
+  try {
+    await writeFile(privatePath, `${process.pid} ${hostname()}\n`, { flag: 'w' });
+    await link(privatePath, path);
+    return true;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'EEXIST') return false;
+    throw ioError('create lock', path, error);
+  } finally {
+    await rm(privatePath, { force: true }).catch(() => undefined);
+  }
+}
+
+async function readLockContent(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    throw ioError('read lock', path, error);
+  }
+}
+
+/** The pid in a lock file; null when unreadable (a crash while it was being written). */
+function parseOwner(content: string): number | null {
+  const pid = Number.parseInt(content.trim().split(/\s+/)[0] ?? '', 10);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true; // opened twice in this process
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: alive, owned by another user. Only ESRCH proves it gone.
+    return (error as { code?: unknown }).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Renames the stale lock to a private name and checks it still holds what was judged
+ * stale; if a racing process replaced it meanwhile, puts that fresh lock back.
+ */
+async function moveAsideIfUnchanged(path: string, staleContent: string): Promise<boolean> {
+  const asidePath = `${path}.stale-${process.pid}`;
+  try {
+    await rename(path, asidePath);
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return true;
+    throw ioError('move stale lock', path, error);
+  }
+  const movedContent = await readLockContent(asidePath);
+  if (movedContent !== staleContent) {
+    await rename(asidePath, path).catch(() => undefined);
+    return false;
+  }
+  await rm(asidePath, { force: true });
+  return true;
+}
+
+async function releaseLock(path: string): Promise<void> {
+  try {
+    await rm(path, { force: true });
+  } catch (error) {
+    throw ioError('release lock', path, error);
+  }
+}
+
+function lockedError(path: string, pid: number | null): StorageError {
+  const holder = pid === null ? 'another process' : `process ${pid}`;
+  return new StorageError(
+    'LOCKED',
+    `${path} is held by ${holder}; if no such process runs, remove the file`,
+    { file: path, pid },
+  );
+}

@@ -1,0 +1,87 @@
+/**
+ * The identity of a data directory (`meta.json`): format version, cluster id and node id.
+ * Written once, atomically, on first use; checked on every open, so a node can never start
+ * on another node's or another cluster's log, nor on a format it does not understand.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ioError, StorageError } from './errors.ts';
+import { type IoCounters, writeFileAtomic } from './fs-util.ts';
+import { STORAGE_FORMAT_VERSION, type StorageMetadata } from './types.ts';
+
+export const METADATA_FILE_NAME = 'meta.json';
+
+export async function readMetadata(dataDir: string): Promise<StorageMetadata | null> {
+  const path = join(dataDir, METADATA_FILE_NAME);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    throw ioError('read metadata', path, error);
+  }
+  return parseMetadata(text, path);
+}
+
+function parseMetadata(text: string, path: string): StorageMetadata {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = null;
+  }
+  const record = (typeof value === 'object' && value !== null ? value : {}) as Record<
+    string,
+    unknown
+  >;
+  const { formatVersion, clusterId, nodeId } = record;
+  if (
+    typeof formatVersion !== 'number' ||
+    !Number.isSafeInteger(formatVersion) ||
+    typeof clusterId !== 'string' ||
+    typeof nodeId !== 'string'
+  ) {
+    throw new StorageError('CORRUPT_METADATA', `metadata file ${path} is unreadable`, {
+      file: path,
+    });
+  }
+  return { formatVersion, clusterId, nodeId };
+}
+
+export async function writeMetadata(
+  dataDir: string,
+  metadata: StorageMetadata,
+  counters: IoCounters,
+): Promise<void> {
+  const text = `${JSON.stringify(metadata, null, 2)}\n`;
+  await writeFileAtomic(join(dataDir, METADATA_FILE_NAME), [Buffer.from(text, 'utf8')], counters);
+}
+
+/** Refuses a directory of a newer format, another cluster or another node, in that order. */
+export function checkMetadata(
+  found: StorageMetadata,
+  expected: { readonly clusterId: string; readonly nodeId: string; readonly dataDir: string },
+): void {
+  const { dataDir } = expected;
+  if (found.formatVersion > STORAGE_FORMAT_VERSION) {
+    throw new StorageError(
+      'FORMAT_TOO_NEW',
+      `${dataDir} was written in format ${found.formatVersion}; this release reads up to ${STORAGE_FORMAT_VERSION}`,
+      { dataDir, formatVersion: found.formatVersion, supportedVersion: STORAGE_FORMAT_VERSION },
+    );
+  }
+  if (found.clusterId !== expected.clusterId) {
+    throw new StorageError(
+      'WRONG_CLUSTER',
+      `${dataDir} belongs to cluster ${found.clusterId}, not ${expected.clusterId}`,
+      { dataDir, found: found.clusterId, expected: expected.clusterId },
+    );
+  }
+  if (found.nodeId !== expected.nodeId) {
+    throw new StorageError(
+      'WRONG_NODE',
+      `${dataDir} belongs to node ${found.nodeId}, not ${expected.nodeId}`,
+      { dataDir, found: found.nodeId, expected: expected.nodeId },
+    );
+  }
+}

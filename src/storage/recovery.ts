@@ -1,0 +1,274 @@
+/**
+ * Rebuilds the log from the snapshot file and the WAL segments at open. Records are replayed
+ * in order into a model (entries, truncations, leader-snapshot resets, hard states), then the
+ * model is reconciled with the snapshot. Anything inconsistent is an error, never repaired:
+ * silently dropping a record a quorum counted on is how replicated logs lose data.
+ */
+import { open, readFile, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Entry, HardState, SnapshotMeta } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import type { WalItem } from './codec.ts';
+import { ioError, StorageError } from './errors.ts';
+import { fsyncDirectory, type IoCounters } from './fs-util.ts';
+import { corruptRecord, listSegments, type SegmentFile, scanSegment } from './segments.ts';
+import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
+
+/** What the storage knows about a segment it keeps. */
+export interface SegmentInfo {
+  readonly segmentSeq: number;
+  readonly path: string;
+  sizeBytes: number;
+  /** The highest entry index written in it; 0 when it holds none. */
+  maxEntryIndex: number;
+}
+
+export interface RecoveredLog {
+  readonly hardState: HardState | null;
+  /** Contiguous from the snapshot index + 1. */
+  readonly entries: readonly Entry[];
+  /** Oldest first; the last one is where writing resumes. */
+  readonly segments: SegmentInfo[];
+  /** The number the next new segment takes. */
+  readonly nextSegmentSeq: number;
+}
+
+interface Location {
+  readonly path: string;
+  readonly offsetBytes: number;
+}
+
+/** The log as the records describe it, before the snapshot is taken into account. */
+class ReplayModel {
+  firstIndex: number | null = null;
+  entries: Entry[] = [];
+  hardState: HardState | null = null;
+
+  apply(item: WalItem, at: Location): void {
+    switch (item.type) {
+      case 'segmentHeader':
+        throw corruptRecord(at.path, at.offsetBytes, 'a segment header inside a segment');
+      case 'hardState':
+        this.hardState = item.hardState;
+        return;
+      case 'truncate':
+        this.truncate(item.fromIndex, at);
+        return;
+      case 'reset':
+        this.entries = [];
+        this.firstIndex = item.index + 1;
+        return;
+      case 'entries':
+        this.append(item.entries, at);
+        return;
+    }
+  }
+
+  private truncate(fromIndex: number, at: Location): void {
+    if (this.firstIndex === null || fromIndex <= this.firstIndex) {
+      this.entries = [];
+      this.firstIndex = fromIndex;
+      return;
+    }
+    const keptCount = fromIndex - this.firstIndex;
+    if (keptCount > this.entries.length) {
+      throw inconsistent(at, `a truncation from ${fromIndex} beyond the log's end`);
+    }
+    this.entries.length = keptCount;
+  }
+
+  private append(entries: readonly Entry[], at: Location): void {
+    const first = entries[0]!;
+    const expectedIndex =
+      this.firstIndex === null ? first.index : this.firstIndex + this.entries.length;
+    if (first.index !== expectedIndex) {
+      throw inconsistent(
+        at,
+        `entries start at ${first.index}, the log continues at ${expectedIndex}`,
+      );
+    }
+    if (this.firstIndex === null) this.firstIndex = first.index;
+    let previousTerm = this.entries[this.entries.length - 1]?.term ?? 0;
+    for (const entry of entries) {
+      if (entry.term < previousTerm) throw inconsistent(at, `the term falls at ${entry.index}`);
+      previousTerm = entry.term;
+      this.entries.push(entry);
+    }
+  }
+}
+
+export async function recoverLog(options: {
+  readonly dataDir: string;
+  readonly snapshotMeta: SnapshotMeta | null;
+  readonly log: StorageLogger;
+  readonly counters: IoCounters;
+}): Promise<RecoveredLog> {
+  const files = await listSegments(options.dataDir);
+  const model = new ReplayModel();
+  const segments: SegmentInfo[] = [];
+  for (const [position, file] of files.entries()) {
+    const isLast = position === files.length - 1;
+    const info = await replaySegment({ file, isLast, model, ...options });
+    if (info !== null) segments.push(info);
+  }
+  // A last segment whose header was torn is gone: its number is free again.
+  const lastFile = files[files.length - 1];
+  const lastKept = segments[segments.length - 1];
+  const nextSegmentSeq =
+    lastKept !== undefined ? lastKept.segmentSeq + 1 : (lastFile?.segmentSeq ?? 1);
+  const entries = reconcile(model, options.snapshotMeta, options.log);
+  const hardState = raiseCommit(model.hardState, options.snapshotMeta);
+  const lastIndex = (options.snapshotMeta?.index ?? 0) + entries.length;
+  if (hardState !== null && hardState.commit > lastIndex) {
+    throw new StorageError(
+      'CORRUPT_LOG',
+      `the log ends at ${lastIndex} but entries up to ${hardState.commit} were committed`,
+      { dataDir: options.dataDir, commit: hardState.commit, lastIndex },
+    );
+  }
+  return { hardState, entries, segments, nextSegmentSeq };
+}
+
+/** Replays one segment; cuts a torn tail off the last one. Null when nothing valid remains. */
+async function replaySegment(options: {
+  readonly file: SegmentFile;
+  readonly isLast: boolean;
+  readonly model: ReplayModel;
+  readonly log: StorageLogger;
+  readonly counters: IoCounters;
+}): Promise<SegmentInfo | null> {
+  const { file, isLast, model } = options;
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file.path);
+  } catch (error) {
+    throw ioError('read segment', file.path, error);
+  }
+  const scan = scanSegment(bytes, file.path, isLast);
+  if (scan.tornBytes > 0) await cutTornTail(file.path, scan.validBytes, options);
+  if (scan.records.length === 0) {
+    assert(isLast, 'only the last segment can lose its header to a torn write');
+    await removeFile(file.path, options.counters);
+    options.log({ type: 'segmentDeleted', file: file.path, reason: 'its header was torn' });
+    return null;
+  }
+  let maxEntryIndex = 0;
+  for (const [position, record] of scan.records.entries()) {
+    const at = { path: file.path, offsetBytes: record.offsetBytes };
+    const items = position === 0 ? checkHeader(record.items, file, at) : record.items;
+    for (const item of items) {
+      model.apply(item, at);
+      if (item.type === 'entries') {
+        maxEntryIndex = Math.max(maxEntryIndex, item.entries[item.entries.length - 1]!.index);
+      }
+    }
+  }
+  return {
+    segmentSeq: file.segmentSeq,
+    path: file.path,
+    sizeBytes: scan.validBytes,
+    maxEntryIndex,
+  };
+}
+
+/** The first item of a segment names its format and number; returns the remaining items. */
+function checkHeader(items: readonly WalItem[], file: SegmentFile, at: Location): WalItem[] {
+  const header = items[0];
+  if (header?.type !== 'segmentHeader') {
+    throw corruptRecord(at.path, at.offsetBytes, 'the segment does not start with its header');
+  }
+  if (header.formatVersion > STORAGE_FORMAT_VERSION) {
+    throw new StorageError('FORMAT_TOO_NEW', `${file.path} has a newer format`, {
+      file: file.path,
+      formatVersion: header.formatVersion,
+      supportedVersion: STORAGE_FORMAT_VERSION,
+    });
+  }
+  if (header.segmentSeq !== file.segmentSeq) {
+    throw corruptRecord(at.path, at.offsetBytes, `the header names segment ${header.segmentSeq}`);
+  }
+  return items.slice(1);
+}
+
+async function cutTornTail(
+  path: string,
+  validBytes: number,
+  options: { readonly log: StorageLogger; readonly counters: IoCounters },
+): Promise<void> {
+  let handle: Awaited<ReturnType<typeof open>> | null = null;
+  let droppedBytes = 0;
+  try {
+    handle = await open(path, 'r+');
+    droppedBytes = (await handle.stat()).size - validBytes;
+    await handle.truncate(validBytes);
+    await handle.sync();
+    options.counters.fsyncCount += 1;
+  } catch (error) {
+    throw ioError('truncate torn tail', path, error);
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+  options.log({ type: 'tornTailTruncated', file: path, offsetBytes: validBytes, droppedBytes });
+}
+
+async function removeFile(path: string, counters: IoCounters): Promise<void> {
+  try {
+    await rm(path);
+  } catch (error) {
+    throw ioError('remove', path, error);
+  }
+  await fsyncDirectory(dirname(path), counters);
+}
+
+/**
+ * Keeps the entries after the snapshot. When the log has an entry at the snapshot's index
+ * with another term, or ends before it, it is a stale log: a crash came after a leader's
+ * snapshot was saved and before the log reset was durable. Nothing after the snapshot was
+ * acknowledged then, so the stale entries are dropped (and reported).
+ */
+function reconcile(
+  model: ReplayModel,
+  snapshotMeta: SnapshotMeta | null,
+  log: StorageLogger,
+): Entry[] {
+  const snapshotIndex = snapshotMeta?.index ?? 0;
+  const firstIndex = model.firstIndex ?? snapshotIndex + 1;
+  const entries = model.entries;
+  if (firstIndex > snapshotIndex + 1) {
+    throw new StorageError(
+      'CORRUPT_LOG',
+      `the log starts at ${firstIndex} but the snapshot covers only up to ${snapshotIndex}`,
+      { firstIndex, snapshotIndex },
+    );
+  }
+  if (snapshotMeta === null || entries.length === 0) return entries;
+  const lastIndex = firstIndex + entries.length - 1;
+  const termAtSnapshot =
+    snapshotIndex >= firstIndex && snapshotIndex <= lastIndex
+      ? entries[snapshotIndex - firstIndex]!.term
+      : null;
+  const agrees = firstIndex === snapshotIndex + 1 || termAtSnapshot === snapshotMeta.term;
+  if (!agrees) {
+    log({ type: 'staleLogDiscarded', snapshotIndex, firstIndex, lastIndex });
+    return [];
+  }
+  return entries.slice(Math.max(0, snapshotIndex + 1 - firstIndex));
+}
+
+/** A snapshot covers only committed entries, so the commit hint is at least its index. */
+function raiseCommit(
+  hardState: HardState | null,
+  snapshotMeta: SnapshotMeta | null,
+): HardState | null {
+  if (hardState === null || snapshotMeta === null) return hardState;
+  if (hardState.commit >= snapshotMeta.index) return hardState;
+  return { ...hardState, commit: snapshotMeta.index };
+}
+
+function inconsistent(at: Location, reason: string): StorageError {
+  return new StorageError(
+    'CORRUPT_LOG',
+    `inconsistent WAL record in ${at.path} at byte ${at.offsetBytes}: ${reason}`,
+    { file: at.path, offsetBytes: at.offsetBytes, reason },
+  );
+}

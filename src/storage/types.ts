@@ -1,0 +1,113 @@
+/**
+ * The contract between a node's runtime and its durable storage. The core decides; storage
+ * remembers: nothing whose `append` resolved may be lost, whatever the crash (`kill -9`,
+ * power cut mid-write). Two implementations pass one conformance suite: `FileStorage` (disk)
+ * and `MemoryStorage` (an in-memory twin for tests of the runtime and the simulator).
+ */
+import type { Entry, HardState, NodeId, PersistedState, Snapshot } from '../raft/types.ts';
+
+export type { StorageErrorCode, StorageErrorDetails } from './errors.ts';
+export { StorageError } from './errors.ts';
+
+/** The on-disk format this release writes; a directory with a higher version is refused. */
+export const STORAGE_FORMAT_VERSION = 1;
+
+/**
+ * One step of a Ready, in the order Ready prescribes (src/raft/types.ts): the snapshot (if
+ * any) replaces the whole log, then the log is truncated from `entries[0].index` and the
+ * entries appended, then the hard state recorded. The three become durable together.
+ */
+export interface AppendRequest {
+  readonly hardState: HardState | null;
+  /** A snapshot received from the leader: it replaces the log and the previous snapshot. */
+  readonly snapshot: Snapshot | null;
+  /**
+   * Dense and in index order; `entries[0].index` is at most the last index + 1 and after the
+   * snapshot. Entry data must not be mutated by the caller after `append` is called.
+   */
+  readonly entries: readonly Entry[];
+}
+
+/**
+ * Monotonic counters since `open`, for benchmarks and metrics. One group commit is one WAL
+ * record written with one `fdatasync`; `appendCount / recordCount` is the batching factor.
+ */
+export interface StorageCounters {
+  /** `append` calls that resolved. */
+  readonly appendCount: number;
+  readonly entryCount: number;
+  /** WAL records written: one per group commit (plus one header per new segment). */
+  readonly recordCount: number;
+  /** `fdatasync`/`fsync` calls on WAL segments, snapshot files and directories. */
+  readonly fsyncCount: number;
+  /** Bytes written to WAL segments (record framing included). */
+  readonly walWrittenBytes: number;
+  readonly snapshotWrittenBytes: number;
+  readonly segmentCreatedCount: number;
+  readonly segmentDeletedCount: number;
+}
+
+/** Noteworthy things that happened without failing; give them to a logger. */
+export type StorageEvent =
+  | {
+      readonly type: 'tornTailTruncated';
+      readonly file: string;
+      /** Where the last valid record ends: the file was cut back to this size. */
+      readonly offsetBytes: number;
+      readonly droppedBytes: number;
+    }
+  | {
+      readonly type: 'staleLockRemoved';
+      readonly file: string;
+      readonly pid: number | null;
+    }
+  | {
+      /** The log after the snapshot disagreed with it (a crash while a leader's snapshot was
+       * being installed, before its log reset was durable): the stale suffix is dropped. */
+      readonly type: 'staleLogDiscarded';
+      readonly snapshotIndex: number;
+      readonly firstIndex: number;
+      readonly lastIndex: number;
+    }
+  | { readonly type: 'segmentDeleted'; readonly file: string; readonly reason: string }
+  | { readonly type: 'temporaryFileRemoved'; readonly file: string };
+
+export type StorageLogger = (event: StorageEvent) => void;
+
+/** What identifies a data directory; checked on every open. */
+export interface StorageMetadata {
+  readonly formatVersion: number;
+  readonly clusterId: string;
+  readonly nodeId: NodeId;
+}
+
+export interface OpenedStorage<S extends RaftStorage> {
+  readonly storage: S;
+  /** Everything acknowledged before the last crash or close; give it to `new RaftCore`. */
+  readonly persisted: PersistedState;
+  readonly metadata: StorageMetadata;
+  /** True when this open created the data directory's identity (first use). */
+  readonly created: boolean;
+}
+
+export interface RaftStorage {
+  /**
+   * Makes `request` durable. Resolves only after the `fdatasync` that covers it (and every
+   * earlier request) has returned; rejects with a StorageError, never partially: an
+   * `INVALID_ARGUMENT` or `OVERLOADED` request wrote nothing and the storage stays usable,
+   * an `IO` failure stops the storage for good. Requests are applied in call order, and a
+   * request is validated when called, against the state all earlier calls will leave.
+   * Calls that arrive while a write is in flight are coalesced into the next single write
+   * and single `fdatasync` (group commit).
+   */
+  append(request: AppendRequest): Promise<void>;
+  /**
+   * Durably records a snapshot the application took of its own state (index <= last
+   * index, with the term the log has there), atomically replacing the previous one, then
+   * forgets the log up to its index. Ordered with appends. Resolves after the fsyncs.
+   */
+  saveSnapshot(snapshot: Snapshot): Promise<void>;
+  counters(): StorageCounters;
+  /** Waits for queued requests to become durable, then releases the directory. Idempotent. */
+  close(): Promise<void>;
+}
