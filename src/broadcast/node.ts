@@ -67,7 +67,7 @@ export const defaultNodeTuning = {
   tickIntervalMs: 10,
   electionTimeoutTicks: 30,
   heartbeatIntervalTicks: 3,
-  batchBytesMax: 1 << 20,
+  batchBytesMax: 256 << 10,
   payloadBytesMax: 1 << 20,
   pendingMessagesMax: 100_000,
   requestTimeoutMs: 10_000,
@@ -76,7 +76,7 @@ export const defaultNodeTuning = {
   retainBytesMax: 128 << 20,
   sessionTtlMs: 3_600_000,
   inflightAppendsMax: 256,
-  appendBytesMax: 4 << 20,
+  appendBytesMax: 1 << 20,
 } as const;
 
 export interface BroadcastOptions {
@@ -87,7 +87,8 @@ export interface BroadcastOptions {
 }
 
 export interface BroadcastResult {
-  readonly position: number;
+  /** Null only for a duplicate older than the per-client window of remembered positions. */
+  readonly position: number | null;
   /** The log entry that carried the message; null for a duplicate past the remembered window. */
   readonly index: number | null;
   readonly term: number | null;
@@ -206,6 +207,16 @@ export class BroadcastNode {
   broadcast(payload: Uint8Array, options: BroadcastOptions = {}): Promise<BroadcastResult> {
     if (this.stopped !== null) return Promise.reject(this.stopped);
     const message = this.validate(payload, options);
+    // A retry of something this node has already applied is answered at once.
+    const known = this.sessions.deliveredPosition(message.clientId, message.seq);
+    if (known !== undefined) {
+      return Promise.resolve({
+        position: known.position ?? 0,
+        index: null,
+        term: null,
+        duplicate: true,
+      });
+    }
     const key = sessionKey(message.clientId, message.seq);
     const existing = this.pending.get(key);
     if (existing === undefined && this.pending.size >= this.options.pendingMessagesMax) {
@@ -528,7 +539,7 @@ export class BroadcastNode {
     this.finish(
       pending,
       {
-        position: outcome.position ?? 0,
+        position: outcome.position,
         index: duplicate ? null : entry.index,
         term: duplicate ? null : entry.term,
         duplicate,

@@ -113,6 +113,19 @@ export class SessionTable {
     }
   }
 
+  /**
+   * Whether (clientId, seq) was already delivered, and at which position if remembered;
+   * undefined when it was not (yet).
+   */
+  deliveredPosition(clientId: string, seq: number): { position: number | null } | undefined {
+    const session = this.sessions.get(clientId);
+    if (session === undefined || seq >= session.nextSeq) return undefined;
+    const back = session.nextSeq - seq;
+    const position =
+      back <= session.recent.length ? session.recent[session.recent.length - back] : null;
+    return { position: position ?? null };
+  }
+
   /** The next seq this client must send, or 1 for a client without a session. */
   expectedSeq(clientId: string): number {
     return this.sessions.get(clientId)?.nextSeq ?? 1;

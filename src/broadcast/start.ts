@@ -1,0 +1,97 @@
+/**
+ * `startNode`: the library entry point. Opens (or recovers) the data directory, connects to
+ * the peers over TCP and starts the runtime.
+ */
+import { pino } from 'pino';
+import { makeConfiguration } from '../raft/config.ts';
+import type { NodeId } from '../raft/types.ts';
+import { FileStorage } from '../storage/file-storage.ts';
+import { TcpTransport } from '../transport/tcp.ts';
+import { BroadcastError } from './errors.ts';
+import {
+  BroadcastNode,
+  type BroadcastNodeOptions,
+  defaultNodeTuning,
+  type NodeLogger,
+} from './node.ts';
+
+export interface StartNodeOptions
+  extends Partial<Omit<BroadcastNodeOptions, 'id' | 'bootstrap' | 'logger'>> {
+  /** This node's id; must be a key of `peers`. */
+  readonly id: NodeId;
+  readonly dataDir: string;
+  /** "host:port" the node listens on for its peers. */
+  readonly listen: string;
+  /** Every initial member, this node included: id → "host:port". */
+  readonly peers: Readonly<Record<NodeId, string>>;
+  /** Nodes of one cluster share it; a data directory or peer of another cluster is refused. */
+  readonly clusterId?: string;
+  readonly logger?: NodeLogger;
+  /** pino level when no logger is given; default "info". */
+  readonly logLevel?: string;
+}
+
+export async function startNode(options: StartNodeOptions): Promise<BroadcastNode> {
+  const peers = new Map(Object.entries(options.peers));
+  if (!peers.has(options.id)) {
+    throw new BroadcastError(
+      'INVALID_ARGUMENT',
+      `the peer list does not include the node itself (${options.id})`,
+      {
+        field: 'peers',
+      },
+    );
+  }
+  const clusterId = options.clusterId ?? 'abcast';
+  const logger: NodeLogger =
+    options.logger ?? pino({ name: 'abcast', level: options.logLevel ?? 'info' });
+  const { storage, persisted } = await FileStorage.open({
+    dataDir: options.dataDir,
+    clusterId,
+    nodeId: options.id,
+    log: (event) => logger.warn({ node: options.id, ...event }, `storage: ${event.type}`),
+  });
+  const transport = new TcpTransport({
+    nodeId: options.id,
+    clusterId,
+    listenAddress: options.listen,
+    logger,
+  });
+  try {
+    transport.setPeers(peers);
+    await transport.start();
+  } catch (error) {
+    await transport.close();
+    await storage.close();
+    throw error;
+  }
+  const node = new BroadcastNode(
+    {
+      ...tuningFrom(options),
+      id: options.id,
+      bootstrap: makeConfiguration([...peers.keys()], []),
+      logger,
+    },
+    storage,
+    transport,
+    persisted,
+  );
+  node.start();
+  return node;
+}
+
+/** The runtime's tuning: the defaults, overridden by whichever of them `options` sets. */
+function tuningFrom(options: StartNodeOptions): typeof defaultNodeTuning {
+  const tuning: Record<string, number> = { ...defaultNodeTuning };
+  for (const key of Object.keys(defaultNodeTuning)) {
+    const value = (options as unknown as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new BroadcastError('INVALID_ARGUMENT', `${key} must be a positive number`, {
+        field: key,
+      });
+    }
+    tuning[key] = value;
+  }
+  return tuning as typeof defaultNodeTuning;
+}
