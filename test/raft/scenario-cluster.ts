@@ -98,6 +98,7 @@ export class ScenarioCluster {
   silent = false;
   private readonly ledger = new DeliveryLedger();
   private readonly leaders = new LeaderRegistry();
+  private readonly reportedGaps = new Set<string>();
   private readonly prng: Prng;
 
   constructor(readonly settings: ClusterSettings) {
@@ -354,6 +355,10 @@ export class ScenarioCluster {
     const view = coreTermView(core);
     for (const fact of this.ledger.requiredOfLeader(node.shown.term, view.snapshotIndex)) {
       if (view.termAt(fact.index) !== fact.term) {
+        // Once per leader, term and index: the same gap would otherwise repeat every step.
+        const key = `${node.id}/${node.shown.term}/${fact.index}`;
+        if (this.reportedGaps.has(key)) return;
+        this.reportedGaps.add(key);
         this.violation(`leader ${node.id} lacks delivered entry ${fact.index}/${fact.term}`);
         return;
       }

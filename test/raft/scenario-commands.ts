@@ -19,7 +19,13 @@ import {
   ScenarioError,
   type ScenarioNode,
 } from './scenario-cluster.ts';
-import { encodeText, formatConfig, formatEntry, formatMessage } from './scenario-format.ts';
+import {
+  encodeText,
+  formatConfig,
+  formatEntry,
+  formatList,
+  formatMessage,
+} from './scenario-format.ts';
 import { ScenarioApp } from './scenario-storage.ts';
 
 export interface ScenarioContext {
@@ -30,6 +36,8 @@ type Handler = (cluster: ScenarioCluster, args: CommandArgs) => void;
 
 /** Node ids are small decimal numbers, so that `1->2` reads as it does in the Raft paper. */
 const nodeCountMax = 9;
+/** `log` prints logs up to this long in full (Figure 7's are 12). */
+const logEntriesShownMax = 16;
 
 function nodeArg(cluster: ScenarioCluster, args: CommandArgs): ScenarioNode {
   return cluster.node(args.word('node'));
@@ -200,9 +208,10 @@ function log(cluster: ScenarioCluster, args: CommandArgs): void {
         : node.core.log();
     const parts: string[] = [];
     if (view.snapshotIndex > 0) parts.push(`snapshot=${view.snapshotIndex}/${view.snapshotTerm}`);
-    parts.push(...view.entries.map(formatEntry));
+    parts.push(formatList(view.entries.map(formatEntry), logEntriesShownMax));
     const down = node.core === null ? ' (down)' : '';
-    cluster.emit(`${node.id}: log${down} ${parts.length === 0 ? '(empty)' : parts.join(', ')}`);
+    const text = parts.filter((part) => part.length > 0).join(' ');
+    cluster.emit(`${node.id}: log${down} ${text || '(empty)'}`);
   }
 }
 

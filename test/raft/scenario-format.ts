@@ -38,9 +38,9 @@ export function formatEntry(entry: Entry): string {
 }
 
 /** Long lists keep their first and last items, so both ends of a batch stay visible. */
-export function formatList(items: readonly string[]): string {
-  if (items.length <= listItemsShownMax) return items.join(', ');
-  const head = items.slice(0, listItemsShownMax - 2);
+export function formatList(items: readonly string[], shownMax = listItemsShownMax): string {
+  if (items.length <= shownMax) return items.join(', ');
+  const head = items.slice(0, shownMax - 2);
   const tail = items.slice(-1);
   return `${[...head, '...', ...tail].join(', ')} (${items.length})`;
 }
