@@ -1,24 +1,5 @@
-/** Free TCP ports on 127.0.0.1 for tests: bound once by the kernel, then released. */
-import { createServer } from 'node:net';
-
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => {
-      return new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const server = createServer();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve(server));
-      });
-    }),
-  );
-  const ports = servers.map((server) => {
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('no port bound');
-    return address.port;
-  });
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
+/** Helpers for tests that wait on real processes and sockets. */
+export { freePorts } from '../../src/cli/process-cluster.ts';
 
 /** Polls `condition` until it holds or `timeoutMs` passes; never a blind sleep. */
 export async function waitFor(

@@ -1,0 +1,197 @@
+/**
+ * A cluster of node processes on 127.0.0.1, each its own OS process with its own data
+ * directory: what tests, benchmarks and the local dev cluster start. `kill` sends any
+ * signal (SIGKILL for a crash), `restart` brings a node back on the same directory.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { StartNodeOptions } from '../broadcast/start.ts';
+import type { NodeRequest } from './node-process.ts';
+
+const entry = fileURLToPath(new URL('./node-process.ts', import.meta.url));
+
+export class NodeRequestError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NodeRequestError';
+  }
+}
+
+interface Waiting {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** One node process and its request channel. */
+export class NodeProcess {
+  private nextRequestId = 1;
+  private readonly waiting = new Map<number, Waiting>();
+  readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly id: string,
+    private readonly child: ChildProcess,
+  ) {
+    child.on(
+      'message',
+      (message: {
+        type: string;
+        requestId?: number;
+        ok?: boolean;
+        result?: unknown;
+        error?: { code: string; message: string };
+      }) => {
+        if (message.type !== 'reply' || message.requestId === undefined) return;
+        const waiter = this.waiting.get(message.requestId);
+        this.waiting.delete(message.requestId);
+        if (message.ok) waiter?.resolve(message.result);
+        else
+          waiter?.reject(
+            new NodeRequestError(
+              message.error?.code ?? 'INTERNAL',
+              message.error?.message ?? 'failed',
+            ),
+          );
+      },
+    );
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code) => {
+        for (const waiter of this.waiting.values())
+          waiter.reject(new NodeRequestError('NODE_EXITED', `node ${id} exited`));
+        this.waiting.clear();
+        resolve(code);
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  request<T = unknown>(request: NodeRequest): Promise<T> {
+    if (!this.alive || !this.child.connected) {
+      return Promise.reject(new NodeRequestError('NODE_EXITED', `node ${this.id} is not running`));
+    }
+    const requestId = this.nextRequestId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(requestId, { resolve: resolve as (value: unknown) => void, reject });
+      this.child.send({ requestId, request }, (error) => {
+        if (error === null) return;
+        this.waiting.delete(requestId);
+        reject(new NodeRequestError('NODE_EXITED', error.message));
+      });
+    });
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.alive) this.child.kill(signal);
+  }
+}
+
+export interface ProcessClusterOptions {
+  readonly ids: readonly string[];
+  /** Data directories are `<root>/<id>`. */
+  readonly root: string;
+  readonly clusterId?: string;
+  /** Extra StartNodeOptions for every node (tuning, logLevel). */
+  readonly nodeOptions?: Partial<StartNodeOptions>;
+  /** Where a node's stdout and stderr go; default: dropped. */
+  readonly stdio?: 'inherit' | 'ignore';
+}
+
+export class ProcessCluster {
+  readonly nodes = new Map<string, NodeProcess>();
+
+  private constructor(
+    private readonly options: ProcessClusterOptions,
+    readonly peers: Readonly<Record<string, string>>,
+  ) {}
+
+  static async start(options: ProcessClusterOptions): Promise<ProcessCluster> {
+    const ports = await freePorts(options.ids.length);
+    const peers = Object.fromEntries(
+      options.ids.map((id, position) => [id, `127.0.0.1:${ports[position]}`]),
+    );
+    const cluster = new ProcessCluster(options, peers);
+    await Promise.all(options.ids.map((id) => cluster.launch(id)));
+    return cluster;
+  }
+
+  startOptions(id: string): StartNodeOptions {
+    return {
+      logLevel: 'warn',
+      ...this.options.nodeOptions,
+      id,
+      dataDir: join(this.options.root, id),
+      listen: this.peers[id] as string,
+      peers: this.peers,
+      clusterId: this.options.clusterId ?? 'abcast-test',
+    };
+  }
+
+  /** Starts (or restarts) a node process and waits until it runs. */
+  async launch(id: string): Promise<NodeProcess> {
+    const child = fork(entry, [JSON.stringify(this.startOptions(id))], {
+      execArgv: ['--import', 'tsx'],
+      stdio:
+        this.options.stdio === 'inherit'
+          ? ['ignore', 'inherit', 'inherit', 'ipc']
+          : ['ignore', 'ignore', 'ignore', 'ipc'],
+    });
+    const node = new NodeProcess(id, child);
+    this.nodes.set(id, node);
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (message: { type: string; code?: string; message?: string }) => {
+        if (message.type === 'started') resolve();
+        if (message.type === 'failed')
+          reject(new NodeRequestError(message.code ?? 'START_FAILED', message.message ?? ''));
+      };
+      child.on('message', onMessage);
+      child.once('exit', (code) =>
+        reject(new NodeRequestError('NODE_EXITED', `node ${id} exited with ${code}`)),
+      );
+    });
+    return node;
+  }
+
+  node(id: string): NodeProcess {
+    const node = this.nodes.get(id);
+    if (node === undefined) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  /** Kills with `signal` and waits for the process to be gone. */
+  async kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const node = this.node(id);
+    node.kill(signal);
+    await node.exited;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.nodes.keys()].map((id) => this.kill(id, 'SIGTERM')));
+  }
+}
+
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => {
+      return new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        const server = createServer();
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve(server));
+      });
+    }),
+  );
+  const ports = servers.map((server) => {
+    const address = server.address();
+    if (address === null || typeof address === 'string') throw new Error('no port bound');
+    return address.port;
+  });
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
