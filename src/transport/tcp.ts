@@ -1,0 +1,287 @@
+/**
+ * `Transport` over TCP. Each node listens once and dials one outbound connection per peer
+ * (`PeerLink`); a link carries frames one way, so two nodes talk over two connections and
+ * neither side ever waits for the other to read. Inbound connections (`InboundConnection`)
+ * deliver frames only after a valid handshake.
+ *
+ * `send` validates and encodes each frame at once (a bad frame is dropped and logged at the
+ * sender, where the bug is), then queues the bytes on the peer's link; the link writes
+ * everything queued in one event-loop turn together.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { NodeId, SnapshotMessage } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import { formatAddress, type HostPort, parseAddress } from './address.ts';
+import { measureFrame, writeFrame } from './codec.ts';
+import { CodecError, TransportError } from './errors.ts';
+import { lengthPrefixBytes } from './framing.ts';
+import { InboundConnection } from './inbound.ts';
+import { PeerLink } from './peer-link.ts';
+import { TransportCounters } from './stats.ts';
+import {
+  type ResolvedTcpOptions,
+  resolveTcpOptions,
+  type TcpTransportOptions,
+} from './tcp-options.ts';
+import type { Frame, FrameHandler, PeerLinkStats, Transport, TransportStats } from './types.ts';
+
+export class TcpTransport implements Transport {
+  readonly nodeId: NodeId;
+  private readonly options: ResolvedTcpOptions;
+  private readonly counters = new TransportCounters();
+  private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+  private server: Server | null = null;
+  private boundAddress: HostPort | null = null;
+  private peers = new Map<NodeId, HostPort>();
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly pending = new Set<InboundConnection>();
+  private readonly inbound = new Map<NodeId, InboundConnection>();
+  private handler: FrameHandler | null = null;
+  private stallTimer: NodeJS.Timeout | null = null;
+
+  /** Throws `TransportError` ('INVALID_OPTIONS' or 'INVALID_ADDRESS') for bad options. */
+  constructor(options: TcpTransportOptions) {
+    this.options = resolveTcpOptions(options);
+    this.nodeId = this.options.nodeId;
+  }
+
+  /** The address actually listened on, port included; only after `start()` resolved. */
+  address(): string {
+    if (this.boundAddress === null) {
+      throw new TransportError('INVALID_STATE', 'the transport is not listening');
+    }
+    return formatAddress(this.boundAddress);
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new')
+      throw new TransportError('INVALID_STATE', `start() on a ${this.state} transport`);
+    this.state = 'starting';
+    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error): void => {
+        reject(
+          new TransportError(
+            'LISTEN_FAILED',
+            `cannot listen on ${formatAddress(this.options.listen)}: ${error.message}`,
+          ),
+        );
+      };
+      server.once('error', onError);
+      server.listen({ host: this.options.listen.host, port: this.options.listen.port }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    }).catch((error: unknown) => {
+      this.state = 'closed';
+      throw error;
+    });
+    server.on('error', (error) =>
+      this.options.logger.error({ error: error.message }, 'transport listener error'),
+    );
+    const bound = server.address();
+    assert(bound !== null && typeof bound === 'object', 'a TCP listener has an address');
+    this.boundAddress = { host: bound.address, port: bound.port };
+    this.state = 'running';
+    this.stallTimer = setInterval(() => this.checkStalls(), this.options.writeStallTimeoutMs);
+    this.stallTimer.unref();
+    this.options.logger.info({ node: this.nodeId, address: this.address() }, 'transport listening');
+  }
+
+  send(frames: readonly Frame[]): void {
+    for (const frame of frames) this.sendOne(frame);
+  }
+
+  onFrame(handler: FrameHandler): () => void {
+    this.handler = handler;
+    return () => {
+      if (this.handler === handler) this.handler = null;
+    };
+  }
+
+  setPeers(peers: ReadonlyMap<NodeId, string>): void {
+    const next = new Map<NodeId, HostPort>();
+    for (const [nodeId, address] of peers) {
+      if (nodeId === this.nodeId) continue;
+      next.set(nodeId, parseAddress(address, false));
+    }
+    this.peers = next;
+    for (const [nodeId, link] of this.links) {
+      const address = next.get(nodeId);
+      if (address === undefined) {
+        link.close();
+        this.links.delete(nodeId);
+      } else {
+        link.setAddress(address);
+      }
+    }
+    for (const [nodeId, connection] of this.inbound) {
+      if (!next.has(nodeId)) connection.close('the peer left the membership', {}, false);
+    }
+  }
+
+  stats(): TransportStats {
+    const peers: Record<NodeId, PeerLinkStats> = {};
+    for (const nodeId of this.peers.keys()) {
+      const link = this.links.get(nodeId);
+      peers[nodeId] = link?.stats() ?? {
+        state: 'idle',
+        bufferedBytes: 0,
+        sentFrameCount: 0,
+        droppedFrameCount: 0,
+      };
+    }
+    return this.counters.snapshot(peers);
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.stallTimer !== null) clearInterval(this.stallTimer);
+    this.stallTimer = null;
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    for (const connection of [...this.pending, ...this.inbound.values()]) {
+      connection.close('the transport is closing', {});
+    }
+    const server = this.server;
+    this.server = null;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private sendOne(frame: Frame): void {
+    if (this.state !== 'running') {
+      this.counters.drop('closed', 1, null);
+      return;
+    }
+    let byteCount: number;
+    try {
+      byteCount = measureFrame(frame);
+    } catch (error) {
+      if (!(error instanceof CodecError)) throw error;
+      this.options.logger.error(
+        { code: error.code, error: error.message },
+        'transport dropped an invalid frame',
+      );
+      this.counters.drop('invalidFrame', 1, null);
+      return;
+    }
+    if (frame.from !== this.nodeId) {
+      this.options.logger.error(
+        { from: frame.from },
+        'transport dropped a frame not from this node',
+      );
+      this.counters.drop('invalidFrame', 1, null);
+      return;
+    }
+    const link = this.linkTo(frame.to);
+    if (link === null) {
+      this.counters.drop('unknownPeer', 1, null);
+      return;
+    }
+    if (byteCount <= this.options.frameBytesMax) {
+      link.enqueueFrame(this.encodeWithPrefix(frame, byteCount));
+      return;
+    }
+    if (frame.type === 'Snapshot') {
+      this.sendLargeSnapshot(link, frame);
+      return;
+    }
+    this.options.logger.error(
+      {
+        type: frame.type,
+        to: frame.to,
+        frameBytes: byteCount,
+        frameBytesMax: this.options.frameBytesMax,
+      },
+      'transport dropped a frame larger than frameBytesMax',
+    );
+    this.counters.drop('oversize', 1, link.counters);
+  }
+
+  private sendLargeSnapshot(link: PeerLink, frame: SnapshotMessage): void {
+    const totalBytes = frame.snapshot.data.byteLength;
+    if (totalBytes > this.options.snapshotBytesMax) {
+      this.options.logger.error(
+        {
+          to: frame.to,
+          snapshotBytes: totalBytes,
+          snapshotBytesMax: this.options.snapshotBytesMax,
+        },
+        'transport dropped a snapshot larger than snapshotBytesMax',
+      );
+      this.counters.drop('oversize', 1, link.counters);
+      return;
+    }
+    link.enqueueSnapshot(frame);
+  }
+
+  private encodeWithPrefix(frame: Frame, byteCount: number): Buffer {
+    const bytes = Buffer.allocUnsafe(lengthPrefixBytes + byteCount);
+    bytes.writeUInt32BE(byteCount, 0);
+    writeFrame(frame, bytes, lengthPrefixBytes, byteCount);
+    return bytes;
+  }
+
+  private linkTo(nodeId: NodeId): PeerLink | null {
+    const existing = this.links.get(nodeId);
+    if (existing !== undefined) return existing;
+    const address = this.peers.get(nodeId);
+    if (address === undefined) return null;
+    const link = new PeerLink(nodeId, address, { options: this.options, counters: this.counters });
+    this.links.set(nodeId, link);
+    return link;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.state !== 'running' || this.pending.size >= this.options.pendingConnectionCountMax) {
+      this.counters.refusedConnectionCount++;
+      this.options.logger.warn(
+        { remote: `${socket.remoteAddress}:${socket.remotePort}`, pending: this.pending.size },
+        'transport turned away a connection: too many handshakes in progress',
+      );
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    const connection = new InboundConnection(socket, {
+      options: this.options,
+      counters: this.counters,
+      isKnownPeer: (nodeId) => this.peers.has(nodeId),
+      opened: (opened) => this.onInboundOpened(opened),
+      closed: (closed) => this.onInboundClosed(closed),
+      deliver: (frame) => this.deliver(frame),
+    });
+    this.pending.add(connection);
+  }
+
+  private onInboundOpened(connection: InboundConnection): void {
+    const peerId = connection.peerId;
+    assert(peerId !== null, 'an open connection knows its peer');
+    this.pending.delete(connection);
+    // A peer keeps one connection to us; a new one means the old one is dead on its side.
+    const previous = this.inbound.get(peerId);
+    this.inbound.set(peerId, connection);
+    previous?.close('replaced by a newer connection from the same peer', {});
+  }
+
+  private onInboundClosed(connection: InboundConnection): void {
+    this.pending.delete(connection);
+    const peerId = connection.peerId;
+    if (peerId !== null && this.inbound.get(peerId) === connection) this.inbound.delete(peerId);
+  }
+
+  private deliver(frame: Frame): void {
+    const handler = this.handler;
+    if (handler === null) {
+      this.counters.drop('noHandler', 1, null);
+      return;
+    }
+    handler(frame);
+  }
+
+  private checkStalls(): void {
+    for (const link of this.links.values()) link.checkWriteStall();
+  }
+}
