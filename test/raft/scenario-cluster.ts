@@ -229,7 +229,13 @@ export class ScenarioCluster {
 
   private handleReady(node: ScenarioNode, ready: Ready): void {
     this.reportState(node, ready.softState, ready.hardState);
-    if (ready.snapshot !== null) node.storage.installSnapshot(ready.snapshot);
+    if (ready.snapshot !== null) {
+      node.storage.installSnapshot(ready.snapshot);
+      const meta = ready.snapshot.meta;
+      this.emit(
+        `${node.id}: install snapshot ${meta.index}/${meta.term} ${formatConfig(meta.config)}`,
+      );
+    }
     const overwritten = node.storage.append(ready.entriesToAppend);
     if (overwritten.length > 0) this.emit(`${node.id}: overwrite ${formatEntries(overwritten)}`);
     if (this.trace.appends && ready.entriesToAppend.length > 0) {
@@ -297,10 +303,6 @@ export class ScenarioCluster {
       const problem = this.ledger.record(node.id, fact, node.shown.term);
       if (problem !== null) this.violation(problem);
     }
-    const meta = snapshot.meta;
-    this.emit(
-      `${node.id}: restore snapshot ${meta.index}/${meta.term} ${formatConfig(meta.config)}`,
-    );
   }
 
   /** Delivered entries must be the next ones, durable, and the same everywhere. */

@@ -215,6 +215,16 @@ function log(cluster: ScenarioCluster, args: CommandArgs): void {
   }
 }
 
+/** What each node's application holds: the data delivered so far, in order. */
+function app(cluster: ScenarioCluster, args: CommandArgs): void {
+  for (const node of nodesArg(cluster, args)) {
+    const items = node.app.items.map((item) => item.data);
+    cluster.emit(
+      `${node.id}: app applied=${node.app.appliedIndex} ${formatList(items, logEntriesShownMax) || '(empty)'}`,
+    );
+  }
+}
+
 /** The runtime's half of compaction: save a snapshot of applied state, then tell the core. */
 function compact(cluster: ScenarioCluster, args: CommandArgs): void {
   const node = nodeArg(cluster, args);
@@ -359,6 +369,7 @@ const handlers: Readonly<Record<string, Handler>> = {
   restart,
   status,
   log,
+  app,
   compact,
   transfer,
   'add-learner': configChange,
