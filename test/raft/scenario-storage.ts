@@ -125,15 +125,17 @@ export class ScenarioStorage implements TermView {
       }
     });
     const keptCount = first.index - this.snapshotIndex - 1;
+    const next = [...this.entries.slice(0, keptCount), ...entries];
+    // Checked before it is written: a refused Ready leaves the disk as it was.
+    this.checkTermsAscend(next);
     const overwritten = this.entries.slice(keptCount);
-    this.entries = [...this.entries.slice(0, keptCount), ...entries];
-    this.checkTermsAscend();
+    this.entries = next;
     return overwritten;
   }
 
-  private checkTermsAscend(): void {
+  private checkTermsAscend(entries: readonly Entry[]): void {
     let previousTerm = this.snapshot?.meta.term ?? 0;
-    for (const entry of this.entries) {
+    for (const entry of entries) {
       if (entry.term < previousTerm) {
         throw new ContractViolation(`term goes back along the log at ${entry.index}`);
       }
