@@ -132,6 +132,18 @@ function drop(cluster: ScenarioCluster, args: CommandArgs): void {
   if (dropped.length === 0) cluster.emit('(no messages)');
 }
 
+/** `delay` moves matching messages to the back of the queue; `duplicate` queues copies. */
+function reorder(cluster: ScenarioCluster, args: CommandArgs): void {
+  const filter = args.messageFilter(null);
+  const countMax = args.naturalOption('count', Number.MAX_SAFE_INTEGER);
+  const network = cluster.network;
+  const touched =
+    args.name === 'delay' ? network.delay(filter, countMax) : network.duplicate(filter, countMax);
+  const verb = args.name === 'delay' ? 'delayed' : 'duplicated';
+  for (const message of touched) cluster.emit(`${verb} ${formatMessage(message)}`);
+  if (touched.length === 0) cluster.emit('(no messages)');
+}
+
 /** `partition 1 2 / 3 4`: groups split by `/`; nodes named nowhere form one more group. */
 function partition(cluster: ScenarioCluster, args: CommandArgs): void {
   const groups: NodeId[][] = [[]];
@@ -359,6 +371,8 @@ const handlers: Readonly<Record<string, Handler>> = {
   propose,
   deliver,
   drop,
+  delay: reorder,
+  duplicate: reorder,
   partition,
   heal,
   stabilize,

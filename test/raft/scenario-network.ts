@@ -1,6 +1,6 @@
 /**
  * The scenario runner's manual network: messages wait in one FIFO queue until a command
- * delivers or drops them. A partition splits nodes into groups; a message that crosses groups
+ * delivers, drops, delays (reorders) or duplicates them. A partition splits nodes into groups; a message that crosses groups
  * is lost, whether it is sent across or was already queued when the partition came.
  */
 import type { Message, MessageType, NodeId } from '../../src/raft/types.ts';
@@ -54,6 +54,20 @@ export class ScenarioNetwork {
     }
     this.queue = kept;
     return taken;
+  }
+
+  /** Moves the matching messages behind everything queued now: a reordering network. */
+  delay(filter: MessageFilter, countMax: number): Message[] {
+    const moved = this.take(filter, countMax);
+    for (const message of moved) this.enqueue(message);
+    return moved;
+  }
+
+  /** Queues a second copy of each matching message, behind everything queued now. */
+  duplicate(filter: MessageFilter, countMax: number): Message[] {
+    const copies = this.peek(filter).slice(0, countMax);
+    for (const message of copies) this.enqueue(message);
+    return copies;
   }
 
   peek(filter: MessageFilter): readonly Message[] {

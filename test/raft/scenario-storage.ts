@@ -143,12 +143,15 @@ export class ScenarioStorage implements TermView {
     }
   }
 
-  /** The term never goes back, and a vote cast in a term never changes (Raft §5.2). */
+  /** Term and commit never go back, and a vote cast in a term never changes (Raft §5.2). */
   writeHardState(next: HardState): void {
     const previous = this.hardState;
     if (previous !== null) {
       if (next.term < previous.term) {
         throw new ContractViolation(`hard state term ${next.term} < ${previous.term}`);
+      }
+      if (next.commit < previous.commit) {
+        throw new ContractViolation(`hard state commit ${next.commit} < ${previous.commit}`);
       }
       const revotes = next.term === previous.term && previous.vote !== null;
       if (revotes && next.vote !== previous.vote) {
