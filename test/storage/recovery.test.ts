@@ -1,0 +1,400 @@
+// Proves FileStorage recovers from what crashes leave and refuses what they cannot: a torn
+// tail record is cut off and reported, while a damaged record elsewhere, a missing segment, a
+// damaged snapshot or stray data stop the open with a typed error naming the file (and byte
+// offset). Damage is made by editing the files of a closed data directory.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { encodeRecord } from '../../src/storage/codec.ts';
+import { StorageError } from '../../src/storage/errors.ts';
+import { newIoCounters, writeFileAtomic } from '../../src/storage/fs-util.ts';
+import { scanSegment } from '../../src/storage/segments.ts';
+import { encodeSnapshotFile } from '../../src/storage/snapshot-file.ts';
+import type { RaftStorage } from '../../src/storage/types.ts';
+import { entries, fileHarness, hardState, plainEntries, snapshot } from './helpers.ts';
+
+type FileHarness = Awaited<ReturnType<typeof fileHarness>>;
+
+async function segmentPaths(dataDir: string): Promise<string[]> {
+  const names = (await readdir(dataDir)).filter((name) => name.endsWith('.wal')).sort();
+  return names.map((name) => join(dataDir, name));
+}
+
+/** Byte offsets of the records in a segment, read with the storage's own scanner. */
+async function recordOffsets(path: string): Promise<number[]> {
+  const scan = scanSegment(await readFile(path), path, true);
+  return scan.records.map((record) => record.offsetBytes);
+}
+
+async function flipByte(path: string, offset: number): Promise<void> {
+  const bytes = await readFile(path);
+  bytes[offset] = (bytes[offset] ?? 0) ^ 0x5a;
+  await writeFile(path, bytes);
+}
+
+async function openFails(harness: FileHarness, code: string): Promise<StorageError> {
+  const error = await harness.open().then(
+    () => assert.fail(`open should fail with ${code}`),
+    (reason: unknown) => reason,
+  );
+  assert.ok(error instanceof StorageError, String(error));
+  assert.equal(error.code, code, error.message);
+  return error;
+}
+
+/** Ten appends of two entries each, one record per append. */
+async function writeTenAppends(storage: RaftStorage): Promise<void> {
+  for (let round = 0; round < 10; round++) {
+    const first = round * 2 + 1;
+    await storage.append({
+      hardState: hardState(1, Math.max(0, first - 1)),
+      snapshot: null,
+      entries: entries(first, first + 1, 1, 40),
+    });
+  }
+}
+
+describe('FileStorage recovery', () => {
+  let harness: FileHarness;
+  beforeEach(async () => {
+    harness = await fileHarness();
+  });
+  afterEach(async () => {
+    await harness.cleanup();
+  });
+
+  it('cuts a torn tail record, reports it, and goes on appending after it', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const offsets = await recordOffsets(segment!);
+    const lastOffset = offsets[offsets.length - 1]!;
+    const size = (await readFile(segment!)).length;
+    const cutAt = lastOffset + Math.floor((size - lastOffset) / 2);
+    await truncate(segment!, cutAt);
+
+    const { storage: again, persisted } = await harness.open();
+    assert.deepEqual(plainEntries(persisted.entries), plainEntries(entries(1, 18, 1, 40)));
+    assert.deepEqual(persisted.hardState, hardState(1, 16));
+    assert.deepEqual(harness.events, [
+      {
+        type: 'tornTailTruncated',
+        file: segment,
+        offsetBytes: lastOffset,
+        droppedBytes: cutAt - lastOffset,
+      },
+    ]);
+    await again.append({ hardState: null, snapshot: null, entries: entries(19, 19, 2, 40) });
+    await again.close();
+    const third = await harness.open();
+    assert.equal(third.persisted.entries.length, 19);
+    assert.equal(third.persisted.entries[18]?.term, 2);
+    await third.storage.close();
+  });
+
+  it('treats zeros or garbage after the last record as a torn tail', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const original = await readFile(segment!);
+    await writeFile(segment!, Buffer.concat([original, Buffer.alloc(4096)]));
+    const first = await harness.open();
+    assert.equal(first.persisted.entries.length, 20);
+    await first.storage.close();
+    await writeFile(segment!, Buffer.concat([original, Buffer.from('torn write garbage')]));
+    const second = await harness.open();
+    assert.equal(second.persisted.entries.length, 20);
+    await second.storage.close();
+    assert.equal(harness.events.filter((event) => event.type === 'tornTailTruncated').length, 2);
+    assert.equal((await readFile(segment!)).length, original.length);
+  });
+
+  it('refuses a flipped byte in an early record, naming the file and offset', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const offsets = await recordOffsets(segment!);
+    await flipByte(segment!, offsets[3]! + 30);
+    const error = await openFails(harness, 'CORRUPT_RECORD');
+    assert.equal(error.details.file, segment);
+    assert.equal(error.details.offsetBytes, offsets[3]);
+    assert.match(error.message, /at byte \d+/);
+    // Refused, not repaired: the file is untouched and the lock released.
+    await openFails(harness, 'CORRUPT_RECORD');
+  });
+
+  it('refuses damage to the last record when a valid record follows the damaged one', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const offsets = await recordOffsets(segment!);
+    await flipByte(segment!, offsets[offsets.length - 2]! + 5); // the length field
+    const error = await openFails(harness, 'CORRUPT_RECORD');
+    assert.equal(error.details.offsetBytes, offsets[offsets.length - 2]);
+  });
+
+  it('refuses a damaged tail of a segment that is not the last one', async () => {
+    const { storage } = await harness.open({ segmentBytesMax: 4096 });
+    for (let round = 0; round < 6; round++) {
+      const first = round * 10 + 1;
+      await storage.append({
+        hardState: null,
+        snapshot: null,
+        entries: entries(first, first + 9, 1, 100),
+      });
+    }
+    await storage.close();
+    const segments = await segmentPaths(harness.dataDir);
+    assert.ok(segments.length >= 2, `rotated into ${segments.length} segments`);
+    const size = (await readFile(segments[0]!)).length;
+    await truncate(segments[0]!, size - 3);
+    const error = await openFails(harness, 'CORRUPT_RECORD');
+    assert.equal(error.details.file, segments[0]);
+  });
+
+  it('refuses a data directory with a segment missing', async () => {
+    const { storage } = await harness.open({ segmentBytesMax: 4096 });
+    for (let round = 0; round < 12; round++) {
+      const first = round * 10 + 1;
+      await storage.append({
+        hardState: null,
+        snapshot: null,
+        entries: entries(first, first + 9, 1, 100),
+      });
+    }
+    await storage.close();
+    const segments = await segmentPaths(harness.dataDir);
+    assert.ok(segments.length >= 3, `rotated into ${segments.length} segments`);
+    await rm(segments[1]!);
+    const error = await openFails(harness, 'CORRUPT_LOG');
+    assert.equal(error.details.missingSegment, 2);
+  });
+
+  it('refuses a damaged snapshot file', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.saveSnapshot(snapshot(10, 1, 100));
+    await storage.close();
+    await flipByte(join(harness.dataDir, 'snapshot.bin'), 60);
+    await openFails(harness, 'CORRUPT_SNAPSHOT');
+  });
+
+  it('refuses WAL data without its identity file, and an unreadable identity', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const metaPath = join(harness.dataDir, 'meta.json');
+    const meta = await readFile(metaPath);
+    await rm(metaPath);
+    await openFails(harness, 'CORRUPT_METADATA');
+    await writeFile(metaPath, '{"formatVersion": "one"');
+    await openFails(harness, 'CORRUPT_METADATA');
+    await writeFile(metaPath, meta);
+    const { storage: again, persisted } = await harness.open();
+    assert.equal(persisted.entries.length, 20);
+    await again.close();
+  });
+
+  it('takes over a lock left by a dead process, and reports it', async () => {
+    const { storage } = await harness.open();
+    await storage.close();
+    const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    const deadPid = Number(child.stdout.toString());
+    assert.ok(deadPid > 0, 'the child printed its pid');
+    const lockPath = join(harness.dataDir, 'LOCK');
+    await writeFile(lockPath, `${deadPid} somehost\n`);
+    const { storage: again } = await harness.open();
+    assert.deepEqual(harness.events, [{ type: 'staleLockRemoved', file: lockPath, pid: deadPid }]);
+    assert.match(await readFile(lockPath, 'utf8'), new RegExp(`^${process.pid} `));
+    await again.close();
+    await rm(lockPath, { force: true });
+  });
+
+  it('refuses a lock held by a live process', async () => {
+    const { storage } = await harness.open();
+    await storage.close();
+    // The parent of this test process is alive for the whole test.
+    await writeFile(join(harness.dataDir, 'LOCK'), `${process.ppid} somehost\n`);
+    const error = await openFails(harness, 'LOCKED');
+    assert.equal(error.details.pid, process.ppid);
+  });
+
+  it("drops a stale log when a crash came between a leader's snapshot and the log reset", async () => {
+    const { storage } = await harness.open();
+    // Entries 1..20 in term 1, of which only 1..5 are committed.
+    await storage.append({
+      hardState: hardState(1, 5),
+      snapshot: null,
+      entries: entries(1, 20, 1),
+    });
+    await storage.close();
+    // The snapshot file is written first; the crash lost the record that resets the log.
+    await writeFileAtomic(
+      join(harness.dataDir, 'snapshot.bin'),
+      encodeSnapshotFile(snapshot(15, 3)),
+      newIoCounters(),
+    );
+    const { storage: again, persisted } = await harness.open();
+    assert.equal(persisted.snapshot?.meta.index, 15);
+    assert.deepEqual(persisted.entries, []);
+    assert.deepEqual(persisted.hardState, hardState(1, 15));
+    assert.deepEqual(
+      harness.events.find((event) => event.type === 'staleLogDiscarded'),
+      { type: 'staleLogDiscarded', snapshotIndex: 15, firstIndex: 1, lastIndex: 20 },
+    );
+    await again.close();
+  });
+
+  it('keeps the log after a snapshot file when the log agrees with it', async () => {
+    const { storage } = await harness.open();
+    await storage.append({
+      hardState: hardState(1, 5),
+      snapshot: null,
+      entries: entries(1, 20, 1),
+    });
+    await storage.close();
+    await writeFileAtomic(
+      join(harness.dataDir, 'snapshot.bin'),
+      encodeSnapshotFile(snapshot(15, 1)),
+      newIoCounters(),
+    );
+    const { storage: again, persisted } = await harness.open();
+    assert.deepEqual(plainEntries(persisted.entries), plainEntries(entries(16, 20, 1)));
+    await again.close();
+  });
+
+  it('refuses records whose indexes do not follow on from the log', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const offsets = await recordOffsets(segment!);
+    // Every record verifies, but entries 3..14 are gone from between them.
+    const bytes = await readFile(segment!);
+    const head = bytes.subarray(0, offsets[2]!);
+    await writeFile(segment!, Buffer.concat([head, bytes.subarray(offsets[8]!)]));
+    const error = await openFails(harness, 'CORRUPT_LOG');
+    assert.equal(error.details.offsetBytes, offsets[2]);
+    assert.match(error.message, /entries start at 15, the log continues at 3/);
+  });
+
+  it('refuses a commit hint beyond the recovered log (committed entries lost)', async () => {
+    const { storage } = await harness.open();
+    await storage.close();
+    const segment = join(harness.dataDir, 'wal-00000000000000000001.wal');
+    const records = [
+      encodeRecord([{ type: 'segmentHeader', formatVersion: 1, segmentSeq: 1 }]),
+      encodeRecord([{ type: 'entries', entries: entries(1, 3, 1) }]),
+      encodeRecord([{ type: 'hardState', hardState: hardState(1, 10) }]),
+    ];
+    await writeFile(segment, Buffer.concat(records));
+    const error = await openFails(harness, 'CORRUPT_LOG');
+    assert.equal(error.details.commit, 10);
+    assert.equal(error.details.lastIndex, 3);
+  });
+
+  it('refuses a segment written by a newer format', async () => {
+    const { storage } = await harness.open();
+    await storage.close();
+    const segment = join(harness.dataDir, 'wal-00000000000000000001.wal');
+    await writeFile(
+      segment,
+      encodeRecord([{ type: 'segmentHeader', formatVersion: 7, segmentSeq: 1 }]),
+    );
+    await openFails(harness, 'FORMAT_TOO_NEW');
+  });
+
+  it('rotates segments and deletes those a snapshot covers, keeping the rest readable', async () => {
+    const { storage } = await harness.open({ segmentBytesMax: 4096 });
+    for (let round = 0; round < 20; round++) {
+      const first = round * 10 + 1;
+      await storage.append({
+        hardState: hardState(1, first - 1),
+        snapshot: null,
+        entries: entries(first, first + 9, 1, 200),
+      });
+    }
+    const before = await segmentPaths(harness.dataDir);
+    assert.ok(before.length >= 10, `${before.length} segments`);
+    await storage.saveSnapshot(snapshot(150, 1));
+    const after = await segmentPaths(harness.dataDir);
+    assert.ok(after.length < before.length / 2, `${after.length} of ${before.length} kept`);
+    assert.equal(storage.counters().segmentDeletedCount, before.length - after.length);
+    await storage.append({ hardState: null, snapshot: null, entries: entries(201, 205, 2) });
+    await storage.close();
+    const { storage: again, persisted } = await harness.open({ segmentBytesMax: 4096 });
+    assert.equal(persisted.snapshot?.meta.index, 150);
+    assert.deepEqual(
+      plainEntries(persisted.entries),
+      plainEntries([...entries(151, 200, 1, 200), ...entries(201, 205, 2)]),
+    );
+    assert.deepEqual(persisted.hardState, hardState(1, 190));
+    await again.close();
+  });
+
+  it("deletes every older segment once a leader's snapshot reset the log", async () => {
+    const { storage } = await harness.open({ segmentBytesMax: 4096 });
+    for (let round = 0; round < 10; round++) {
+      const first = round * 10 + 1;
+      await storage.append({
+        hardState: null,
+        snapshot: null,
+        entries: entries(first, first + 9, 1, 200),
+      });
+    }
+    assert.ok((await segmentPaths(harness.dataDir)).length >= 5, 'rotated into 5 segments or more');
+    await storage.append({
+      hardState: hardState(4, 500, 'n3'),
+      snapshot: snapshot(500, 4),
+      entries: [],
+    });
+    assert.equal((await segmentPaths(harness.dataDir)).length, 1);
+    await storage.close();
+    const { storage: again, persisted } = await harness.open({ segmentBytesMax: 4096 });
+    assert.equal(persisted.snapshot?.meta.index, 500);
+    assert.deepEqual(persisted.entries, []);
+    assert.deepEqual(persisted.hardState, hardState(4, 500, 'n3'));
+    await again.close();
+  });
+
+  it('recovers when the header of a fresh segment was torn', async () => {
+    const { storage } = await harness.open({ segmentBytesMax: 4096 });
+    for (let round = 0; round < 3; round++) {
+      const first = round * 10 + 1;
+      await storage.append({
+        hardState: hardState(1, first - 1),
+        snapshot: null,
+        entries: entries(first, first + 9, 1, 200),
+      });
+    }
+    await storage.close();
+    const segments = await segmentPaths(harness.dataDir);
+    const lastSeq = segments.length;
+    const nextName = `wal-${String(lastSeq + 1).padStart(20, '0')}.wal`;
+    await writeFile(join(harness.dataDir, nextName), Buffer.from([0x71, 0xa5, 0x5c]));
+    const { storage: again, persisted } = await harness.open({ segmentBytesMax: 4096 });
+    assert.equal(persisted.entries.length, 30);
+    assert.ok(
+      harness.events.some((event) => event.type === 'segmentDeleted'),
+      'the torn segment was reported',
+    );
+    for (let round = 3; round < 6; round++) {
+      const first = round * 10 + 1;
+      await again.append({
+        hardState: null,
+        snapshot: null,
+        entries: entries(first, first + 9, 1, 200),
+      });
+    }
+    await again.close();
+    const third = await harness.open({ segmentBytesMax: 4096 });
+    assert.equal(third.persisted.entries.length, 60);
+    await third.storage.close();
+  });
+});
