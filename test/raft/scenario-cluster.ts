@@ -374,14 +374,10 @@ export class ScenarioCluster {
     return taken.length;
   }
 
+  /** A partition or crash that came after the send loses the message on arrival. */
   private deliverOne(message: Message): void {
+    const lost = this.lossReason(message);
     const target = this.nodes.get(message.to);
-    const lost =
-      target === undefined || target.core === null
-        ? `${message.to} down`
-        : this.network.connected(message.from, message.to)
-          ? null
-          : 'partition';
     if (lost !== null || target === undefined) {
       if (this.traced(message)) this.emit(`dropped ${formatMessage(message)} (${lost})`);
       return;
