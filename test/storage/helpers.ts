@@ -11,6 +11,8 @@ import type { OpenedStorage, RaftStorage, StorageEvent } from '../../src/storage
 
 export const CLUSTER_ID = 'cluster-test';
 export const NODE_ID = 'n1';
+/** Small segments, so that a crash test rotates and deletes segments often. */
+export const CRASH_SEGMENT_BYTES_MAX = 16 * 1024;
 
 /** Deterministic data for (index, term): a reader can check content without a copy. */
 export function entryData(index: number, term: number, byteCount = 16): Uint8Array {
