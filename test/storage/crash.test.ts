@@ -10,7 +10,9 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { HardState, PersistedState } from '../../src/raft/types.ts';
+import { StorageError } from '../../src/storage/errors.ts';
 import { FileStorage } from '../../src/storage/file-storage.ts';
+import type { StorageEvent } from '../../src/storage/types.ts';
 import { Prng } from '../../src/util/prng.ts';
 import {
   CLUSTER_ID,
@@ -185,5 +187,42 @@ describe('FileStorage under SIGKILL', () => {
       expected = persisted;
     }
     assert.ok(requestCount > ROUND_COUNT * 30, `${requestCount} requests issued`);
+  });
+
+  it('refuses a directory a live process holds, and takes it over once that one is killed', async () => {
+    const dataDir = join(root, 'locked');
+    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, dataDir, '7'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const deadline = setTimeout(() => child.kill('SIGKILL'), CHILD_DEADLINE_MS);
+    const events: StorageEvent[] = [];
+    const open = () =>
+      FileStorage.open({
+        dataDir,
+        clusterId: CLUSTER_ID,
+        nodeId: NODE_ID,
+        log: (event) => events.push(event),
+      });
+    try {
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+      const first = await lines.next();
+      assert.match(String(first.value), /"ready":true/);
+      const error = await open().then(
+        () => assert.fail('a second process opened a locked directory'),
+        (reason: unknown) => reason,
+      );
+      assert.ok(error instanceof StorageError, String(error));
+      assert.equal(error.code, 'LOCKED');
+      assert.equal(error.details.pid, child.pid);
+      child.kill('SIGKILL');
+      await exited;
+    } finally {
+      clearTimeout(deadline);
+      child.kill('SIGKILL');
+    }
+    const { storage } = await open();
+    assert.equal(events.filter((event) => event.type === 'staleLockRemoved').length, 1);
+    await storage.close();
   });
 });
