@@ -537,7 +537,14 @@ export class RaftCore {
     if (progress === undefined) return;
     progress.recentlyActive = true;
     if (!message.success) {
-      if (progress.rejected(message.index, this.probeIndexAfterRejection(message))) {
+      if (
+        message.hintTerm === 0 &&
+        message.hintIndex > 0 &&
+        message.hintIndex - 1 < progress.matchIndex
+      ) {
+        progress.lostEntries(message.hintIndex - 1);
+        this.sendAppend(progress, true);
+      } else if (progress.rejected(message.index, this.probeIndexAfterRejection(message))) {
         this.sendAppend(progress, true);
       }
       return;
@@ -560,8 +567,11 @@ export class RaftCore {
         this.send({ type: 'TimeoutNow', to: message.from });
       }
     }
-    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex())
-      this.sendAppend(progress, false);
+    // More entries if the window opened; an empty append if only the commit index is news.
+    const commitBehind = this.commitBehind(progress);
+    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex() || commitBehind) {
+      this.sendAppend(progress, commitBehind);
+    }
   }
 
   /** Where to probe after a rejection, from the follower's hint (see AppendResponseMessage). */
@@ -611,6 +621,12 @@ export class RaftCore {
     });
     const last = entries[entries.length - 1];
     progress.sentAppend(last === undefined ? null : last.index);
+    progress.commitSent = Math.max(progress.commitSent, this.raftLog.committed);
+  }
+
+  /** The follower holds entries we know are committed but may not know it yet. */
+  private commitBehind(progress: Progress): boolean {
+    return progress.commitSent < Math.min(this.raftLog.committed, progress.matchIndex);
   }
 
   private sendSnapshot(progress: Progress): void {
@@ -620,18 +636,17 @@ export class RaftCore {
     this.send({ type: 'Snapshot', to: progress.id, snapshot });
   }
 
-  private broadcastAppends(evenIfEmpty: boolean): void {
-    for (const progress of this.progress.values()) this.sendAppend(progress, evenIfEmpty);
+  private broadcastAppends(commitChanged: boolean): void {
+    for (const progress of this.progress.values()) {
+      this.sendAppend(progress, commitChanged && this.commitBehind(progress));
+    }
   }
 
   private broadcastHeartbeat(): void {
     for (const progress of this.progress.values()) {
-      this.send({
-        type: 'Heartbeat',
-        to: progress.id,
-        commit: Math.min(progress.matchIndex, this.raftLog.committed),
-        readRound: this.readRound,
-      });
+      const commit = Math.min(progress.matchIndex, this.raftLog.committed);
+      this.send({ type: 'Heartbeat', to: progress.id, commit, readRound: this.readRound });
+      progress.commitSent = Math.max(progress.commitSent, commit);
     }
   }
 
@@ -661,6 +676,9 @@ export class RaftCore {
     if (this.role !== 'leader') return;
     const config = this.raftLog.config();
     if (this.raftLog.committed >= this.raftLog.lastConfigIndex() && !isVoter(config, this.id)) {
+      // Tell the others the change is committed before going, so they need not wait for
+      // the next leader to learn it.
+      this.broadcastAppends(true);
       this.becomeFollower(this.term, null);
     }
   }

@@ -24,6 +24,8 @@ export class Progress {
   recentlyActive = false;
   /** Highest ReadIndex round this follower has confirmed. */
   readRoundAcked = 0;
+  /** Highest commit index sent to this follower, in an Append or a Heartbeat. */
+  commitSent = 0;
 
   constructor(
     readonly id: NodeId,
@@ -119,6 +121,17 @@ export class Progress {
     const next = Math.max(this.matchIndex + 1, Math.min(probeFrom, rejectedIndex));
     this.reset('probe', next);
     return true;
+  }
+
+  /**
+   * The follower says its log ends before what it once acknowledged: its disk lost a tail
+   * (a torn write the checksum caught). Raft assumes this never happens; we start probing
+   * from where its log really ends so it can catch up instead of stalling forever.
+   */
+  lostEntries(followerLastIndex: number): void {
+    assert(followerLastIndex < this.matchIndex, 'only a regression is handled here');
+    this.matchIndex = followerLastIndex;
+    this.reset('probe', followerLastIndex + 1);
   }
 
   view(): FollowerProgress {
