@@ -59,22 +59,42 @@ interface ActiveSegment {
   readonly handle: FileHandle;
 }
 
+/** Everything a FileStorage starts from, as `open` recovered it. */
+interface FileStorageParts {
+  readonly state: LogState;
+  readonly settings: ResolvedOptions;
+  readonly lock: DirectoryLock;
+  /** Oldest first; the last one is where writing resumes. */
+  readonly segments: SegmentInfo[];
+  readonly nextSegmentSeq: number;
+  readonly durableHardState: HardState | null;
+}
+
 export class FileStorage extends GroupCommitStorage {
   private active: ActiveSegment | null = null;
+  private readonly dataDir: string;
+  private readonly segmentBytesMax: number;
+  private readonly lock: DirectoryLock;
+  private readonly segments: SegmentInfo[];
+  private nextSegmentSeq: number;
+  /** The hard state of the last durable record; new segment headers repeat it. */
+  private durableHardState: HardState | null;
+  private readonly log: StorageLogger;
 
-  private constructor(
-    state: LogState,
-    limits: QueueLimits,
-    private readonly dataDir: string,
-    private readonly segmentBytesMax: number,
-    private readonly lock: DirectoryLock,
-    private readonly segments: SegmentInfo[],
-    private nextSegmentSeq: number,
-    /** The hard state of the last durable record; new segment headers repeat it. */
-    private durableHardState: HardState | null,
-    private readonly log: StorageLogger,
-  ) {
-    super(state, limits);
+  private constructor(parts: FileStorageParts) {
+    super(parts.state, parts.settings.limits);
+    this.dataDir = parts.settings.dataDir;
+    this.segmentBytesMax = parts.settings.segmentBytesMax;
+    this.lock = parts.lock;
+    this.segments = parts.segments;
+    this.nextSegmentSeq = parts.nextSegmentSeq;
+    this.durableHardState = parts.durableHardState;
+    this.log = parts.settings.log;
+    assert(parts.nextSegmentSeq >= 1, 'segment numbers start at 1');
+    assert(
+      parts.segments.every((segment) => segment.segmentSeq < parts.nextSegmentSeq),
+      'new segments come after the existing ones',
+    );
   }
 
   /**
@@ -116,17 +136,14 @@ export class FileStorage extends GroupCommitStorage {
       entryTerms: recovered.entries.map((entry) => entry.term),
       hardState: recovered.hardState,
     });
-    const storage = new FileStorage(
+    const storage = new FileStorage({
       state,
-      settings.limits,
-      dataDir,
-      settings.segmentBytesMax,
+      settings,
       lock,
-      recovered.segments,
-      recovered.nextSegmentSeq,
-      recovered.hardState,
-      log,
-    );
+      segments: recovered.segments,
+      nextSegmentSeq: recovered.nextSegmentSeq,
+      durableHardState: recovered.hardState,
+    });
     Object.assign(storage.io, counters);
     const persisted: PersistedState = {
       hardState: recovered.hardState,
