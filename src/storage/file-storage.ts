@@ -12,7 +12,7 @@
  * a snapshot covers their entries.
  */
 import { mkdir, open, readdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { HardState, NodeId, PersistedState, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { encodeRecordHeader, RecordBodyBuilder } from './codec.ts';
@@ -332,7 +332,14 @@ async function ensureDirectory(dataDir: string, counters: IoCounters): Promise<v
   } catch (error) {
     throw ioError('create directory', dataDir, error);
   }
-  if (created !== undefined) await fsyncDirectory(dirname(dataDir), counters);
+  if (created === undefined) return;
+  // Every directory made here is an entry in its parent: sync from dataDir up to the first
+  // one created (bounded by the depth of the path).
+  const firstCreated = resolve(created);
+  for (let directory = resolve(dataDir); ; directory = dirname(directory)) {
+    await fsyncDirectory(dirname(directory), counters);
+    if (directory === firstCreated || dirname(directory) === directory) break;
+  }
 }
 
 /** Reads and checks meta.json, or writes it when the directory holds nothing yet. */
