@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { StorageError } from '../../src/storage/errors.ts';
-import { entries, hardState, memoryHarness, plainEntries } from './helpers.ts';
+import { MemoryStorage } from '../../src/storage/memory-storage.ts';
+import { CLUSTER_ID, entries, hardState, memoryHarness, NODE_ID, plainEntries } from './helpers.ts';
 
 async function rejection(promise: Promise<unknown>): Promise<StorageError> {
   const error = await promise.then(
@@ -18,10 +19,14 @@ async function rejection(promise: Promise<unknown>): Promise<StorageError> {
 describe('MemoryStorage', () => {
   it('crash() drops unwritten appends and releases the disk', async () => {
     const harness = memoryHarness();
-    const { storage } = await harness.open();
+    const { storage } = await MemoryStorage.open({
+      disk: harness.disk,
+      clusterId: CLUSTER_ID,
+      nodeId: NODE_ID,
+    });
     await storage.append({ hardState: hardState(1, 0), snapshot: null, entries: entries(1, 3, 1) });
     const lost = storage.append({ hardState: null, snapshot: null, entries: entries(4, 5, 1) });
-    (storage as unknown as { crash(): void }).crash();
+    storage.crash();
     assert.equal((await rejection(lost)).code, 'CLOSED');
     const { storage: again, persisted } = await harness.open();
     assert.deepEqual(plainEntries(persisted.entries), plainEntries(entries(1, 3, 1)));
