@@ -71,6 +71,8 @@ export interface ResolvedTcpOptions {
   readonly random: () => number;
 }
 
+const socketBufferBytesMin = 64 * 1024;
+
 /** A Hello or a reply must fit this before the peer is trusted with `frameBytesMax`. */
 export const handshakeBytesMax = 2048;
 
@@ -131,10 +133,12 @@ export function resolveTcpOptions(options: TcpTransportOptions): ResolvedTcpOpti
     ),
     snapshotBytesMax: positiveInteger(options, 'snapshotBytesMax', 1, Number.MAX_SAFE_INTEGER),
     snapshotChunkBytesMax: Math.min(chunkBytes, frameBytesMax - chunkHeaderBytesMax),
+    // At least Node's own 16 KiB high-water mark, so that stopping at this bound always
+    // means a 'drain' event is coming to resume the flush.
     socketBufferBytesMax: positiveInteger(
       options,
       'socketBufferBytesMax',
-      1,
+      socketBufferBytesMin,
       Number.MAX_SAFE_INTEGER,
     ),
     reconnectDelayMsMin,
