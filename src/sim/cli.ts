@@ -1,0 +1,199 @@
+/**
+ * `npm run sim -- ...`: run one seed (optionally with its trace) or sweep many.
+ *
+ *   --seed N [--trace]        one run; N in decimal or 0x-hex
+ *   --seeds N [--from S]      N runs from seed S (default 1); prints throughput and failures
+ *   --nodes 3|5|7             cluster size (default: each seed draws one)
+ *   --unsafe VARIANT          a deliberately broken core variant
+ *   --profile NAME            bias the fault mix (default, elections, figure8, calm)
+ *   --ticks T                 fault phase length in ticks
+ *
+ * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
+ */
+import { type UnsafeVariant, unsafeVariants } from '../raft/core.ts';
+import { describeMix, type Profile, profiles } from './fault-mix.ts';
+import { defaultFaultPhaseTicks, runSeed, sweep } from './run.ts';
+import { formatSeed } from './violation.ts';
+import type { RunResult } from './world.ts';
+
+export class CliError extends Error {
+  readonly code = 'BAD_FLAGS';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export interface CliCommand {
+  readonly mode: 'one' | 'sweep';
+  readonly seed: number;
+  readonly count: number;
+  readonly trace: boolean;
+  readonly nodeCount: number | null;
+  readonly unsafe: UnsafeVariant | null;
+  readonly profile: Profile;
+  readonly faultPhaseTicks: number;
+}
+
+/** A seed in decimal or 0x-hex, within u32. */
+export function parseSeed(text: string): number {
+  const value = /^0x[0-9a-f]{1,8}$/i.test(text)
+    ? Number.parseInt(text.slice(2), 16)
+    : /^[0-9]{1,10}$/.test(text)
+      ? Number(text)
+      : Number.NaN;
+  if (!Number.isSafeInteger(value) || value > 0xffffffff) {
+    throw new CliError(
+      `bad seed ${JSON.stringify(text)}: expected a decimal or 0x-hex number below 2^32`,
+    );
+  }
+  return value;
+}
+
+function parseCount(flag: string, text: string, low: number, high: number): number {
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < low || Number(text) > high) {
+    throw new CliError(
+      `bad ${flag} ${JSON.stringify(text)}: expected a whole number in [${low}, ${high}]`,
+    );
+  }
+  return Number(text);
+}
+
+export function parseArgs(argv: readonly string[]): CliCommand {
+  let seed: number | null = null;
+  let count: number | null = null;
+  let from = 1;
+  let trace = false;
+  let nodeCount: number | null = null;
+  let unsafe: UnsafeVariant | null = null;
+  let profile: Profile = 'default';
+  let faultPhaseTicks = defaultFaultPhaseTicks;
+  for (let position = 0; position < argv.length; position++) {
+    const flag = argv[position] as string;
+    const value = (): string => {
+      const next = argv[++position];
+      if (next === undefined) throw new CliError(`${flag} needs a value`);
+      return next;
+    };
+    switch (flag) {
+      case '--seed':
+        seed = parseSeed(value());
+        break;
+      case '--seeds':
+        count = parseCount(flag, value(), 1, 100_000_000);
+        break;
+      case '--from':
+        from = parseSeed(value());
+        break;
+      case '--trace':
+        trace = true;
+        break;
+      case '--nodes': {
+        nodeCount = parseCount(flag, value(), 3, 7);
+        if (![3, 5, 7].includes(nodeCount)) throw new CliError('--nodes takes 3, 5 or 7');
+        break;
+      }
+      case '--unsafe': {
+        const text = value();
+        if (!(unsafeVariants as readonly string[]).includes(text)) {
+          throw new CliError(
+            `unknown --unsafe ${JSON.stringify(text)}: one of ${unsafeVariants.join(', ')}`,
+          );
+        }
+        unsafe = text as UnsafeVariant;
+        break;
+      }
+      case '--profile': {
+        const text = value();
+        if (!(profiles as readonly string[]).includes(text)) {
+          throw new CliError(
+            `unknown --profile ${JSON.stringify(text)}: one of ${profiles.join(', ')}`,
+          );
+        }
+        profile = text as Profile;
+        break;
+      }
+      case '--ticks':
+        faultPhaseTicks = parseCount(flag, value(), 1, 10_000_000);
+        break;
+      default:
+        throw new CliError(
+          `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --ticks`,
+        );
+    }
+  }
+  if ((seed === null) === (count === null))
+    throw new CliError('give exactly one of --seed N or --seeds N');
+  if (trace && count !== null) throw new CliError('--trace goes with --seed, not --seeds');
+  return {
+    mode: seed === null ? 'sweep' : 'one',
+    seed: seed ?? from,
+    count: count ?? 1,
+    trace,
+    nodeCount,
+    unsafe,
+    profile,
+    faultPhaseTicks,
+  };
+}
+
+function summarize(result: RunResult): string {
+  const s = result.stats;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.ticks} ticks, ${s.steps} steps, ${s.messagesSent} messages (${s.messagesLost} lost), ${s.crashes} crashes, ${s.partitions} partitions, ${s.leaderTerms} leader terms, ${s.configChanges} config changes, ${s.compactions} compactions, ${s.snapshotsInstalled} snapshots installed, ${s.acknowledged} acknowledged, ${s.positions} positions, ${s.reads} reads`;
+}
+
+function runOne(command: CliCommand): number {
+  const traceSink = command.trace ? (line: string) => process.stdout.write(`${line}\n`) : null;
+  const result = runSeed({ ...command, seed: command.seed, traceSink });
+  if (!command.trace) console.log(describeMix(result.mix));
+  console.log(summarize(result));
+  console.log(`trace fingerprint ${formatSeed(result.fingerprint)}`);
+  if (result.violation !== null) console.log(result.violation.message);
+  return result.violation === null ? 0 : 1;
+}
+
+function runSweep(command: CliCommand): number {
+  let lastProgressMs = performance.now();
+  let done = 0;
+  const report = sweep({
+    ...command,
+    from: command.seed,
+    count: command.count,
+    onResult: (result) => {
+      done++;
+      if (result.violation !== null) console.log(`${result.violation.message}\n`);
+      const now = performance.now();
+      if (now - lastProgressMs > 5000) {
+        lastProgressMs = now;
+        process.stderr.write(`  ${done}/${command.count} seeds\n`);
+      }
+    },
+  });
+  const failed = report.violations.length;
+  console.log(
+    `${report.seedsRun} seeds from ${formatSeed(command.seed)} in ${(report.elapsedMs / 1000).toFixed(1)} s: ${report.seedsPerSecond.toFixed(1)} seeds/s, ${Math.round(report.stepsPerSecond)} steps/s, ${Math.round(report.ticksPerSecond)} simulated ticks/s (${report.steps} steps, ${report.ticks} ticks)`,
+  );
+  console.log(failed === 0 ? 'no violations' : `${failed} violations:`);
+  for (const result of report.violations) {
+    const violation = result.violation;
+    if (violation === null) continue;
+    console.log(`  ${violation.property} at seed ${formatSeed(result.seed)}: ${violation.detail}`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+export function main(argv: readonly string[]): number {
+  let command: CliCommand;
+  try {
+    command = parseArgs(argv);
+  } catch (error) {
+    if (!(error instanceof CliError)) throw error;
+    console.error(`sim: ${error.message}`);
+    return 2;
+  }
+  return command.mode === 'one' ? runOne(command) : runSweep(command);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = main(process.argv.slice(2));
+}

@@ -1,0 +1,125 @@
+/**
+ * What the simulator reports when a property breaks: which property, where (seed, step,
+ * tick, nodes), what was seen, and the command that replays the run bit for bit.
+ */
+import type { UnsafeVariant } from '../raft/core.ts';
+import type { NodeId } from '../raft/types.ts';
+
+/** Every property the checkers assert; a violation names exactly one. */
+export const properties = [
+  /** At most one leader per term, over the whole history (Raft §5.2). */
+  'election safety',
+  /** A granted vote is durable before it leaves, and never changes within a term. */
+  'vote durability',
+  /** Same index and term ⇒ same entry and same prefix (Raft §5.3). */
+  'log matching',
+  /** A leader of term T holds every entry committed before T (Raft §5.4). */
+  'leader completeness',
+  /** A leader commits by counting replicas only an entry of its own term (Raft §5.4.2). */
+  'commit rule',
+  /** Every node delivers the same entry at an index (Raft §5.4.3). */
+  'state machine safety',
+  /** Acknowledged or delivered state is on disk; committed entries are never truncated. */
+  'durability',
+  /** Each node delivers indexes 1, 2, 3 … in order, once each (after restarts, again). */
+  'delivery order',
+  /** Every node's positions and delivered messages are a prefix of one common sequence. */
+  'agreement',
+  /** Nothing is delivered that was never proposed; entries decode. */
+  'integrity',
+  /** A client's messages are delivered in its sequence order, with no gap. */
+  'per-client fifo',
+  /** An acknowledged message is at the position its acknowledgement named. */
+  'acknowledged delivery',
+  /** A snapshot holds exactly the common state at its index. */
+  'snapshot state',
+  /** A read index covers every write acknowledged before the read began (thesis §6.4). */
+  'linearizable read',
+  /** The Ready contract of src/raft/types.ts: shapes, order, field invariants. */
+  'ready contract',
+  /** After faults stop, everything acknowledged reaches every live member in time. */
+  'liveness',
+  /** The core (or the simulator) threw instead of answering. */
+  'no crash',
+] as const;
+
+export type Property = (typeof properties)[number];
+
+export interface ReplayFlags {
+  readonly seed: number;
+  readonly nodeCount: number | null;
+  readonly unsafe: UnsafeVariant | null;
+  readonly profile: string | null;
+}
+
+export function formatSeed(seed: number): string {
+  return `0x${(seed >>> 0).toString(16)}`;
+}
+
+/** The exact command that replays a run, with its trace. */
+export function replayCommand(flags: ReplayFlags): string {
+  const parts = ['npm run sim --', '--seed', formatSeed(flags.seed)];
+  if (flags.nodeCount !== null) parts.push('--nodes', String(flags.nodeCount));
+  if (flags.unsafe !== null) parts.push('--unsafe', flags.unsafe);
+  if (flags.profile !== null) parts.push('--profile', flags.profile);
+  parts.push('--trace');
+  return parts.join(' ');
+}
+
+export interface ViolationPlace {
+  readonly step: number;
+  readonly tick: number;
+}
+
+export class SimViolation extends Error {
+  readonly code = 'SIM_VIOLATION';
+
+  constructor(
+    readonly property: Property,
+    readonly detail: string,
+    readonly nodes: readonly NodeId[],
+    readonly place: ViolationPlace,
+    readonly replay: ReplayFlags,
+  ) {
+    super(
+      [
+        `property violated: ${property}`,
+        `  seed ${formatSeed(replay.seed)} (${replay.seed >>> 0}), step ${place.step}, tick ${place.tick}, nodes ${nodes.length === 0 ? '-' : nodes.join(', ')}`,
+        `  ${detail}`,
+        `  replay: ${replayCommand(replay)}`,
+      ].join('\n'),
+    );
+    this.name = 'SimViolation';
+  }
+}
+
+/** Where the checkers are, so a violation can say so; the world keeps it current. */
+export class ViolationContext {
+  step = 0;
+  tick = 0;
+  /** Properties left unchecked: only tests that prove another checker catches a bug. */
+  readonly disabled: ReadonlySet<Property>;
+
+  constructor(
+    readonly replay: ReplayFlags,
+    disabled: readonly Property[] = [],
+  ) {
+    this.disabled = new Set(disabled);
+  }
+
+  violation(property: Property, detail: string, nodes: readonly NodeId[]): SimViolation {
+    return new SimViolation(
+      property,
+      detail,
+      nodes,
+      { step: this.step, tick: this.tick },
+      this.replay,
+    );
+  }
+
+  /** Throws the violation unless the property is disabled. */
+  fail(property: Property, detail: string, nodes: readonly NodeId[]): void {
+    if (this.disabled.has(property)) return;
+    throw this.violation(property, detail, nodes);
+  }
+}
