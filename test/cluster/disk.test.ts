@@ -1,0 +1,184 @@
+// Real node processes and real disks: a torn WAL tail is truncated and the node catches up;
+// a corrupted record in the middle of the log stops the node with an error naming the file
+// and offset; a follower that was down while the others compacted catches up through a
+// snapshot; a peer speaking garbage on the node port is disconnected and nothing breaks.
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { NodeRequestError, ProcessCluster } from '../../src/cli/process-cluster.ts';
+import { parseRecordAt } from '../../src/storage/codec.ts';
+import { waitFor } from '../support/ports.ts';
+import { leaderOf, readAll } from './helpers.ts';
+
+const ids = ['n1', 'n2', 'n3'];
+let root = '';
+let cluster: ProcessCluster;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'abcast-disk-'));
+  // Tiny snapshot intervals so that compaction happens within a test.
+  cluster = await ProcessCluster.start({
+    ids,
+    root,
+    nodeOptions: { snapshotIntervalBytes: 4096, requestTimeoutMs: 3000, retryIntervalMs: 300 },
+  });
+});
+
+after(async () => {
+  await cluster.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+let sent = 0;
+async function broadcastMany(count: number): Promise<void> {
+  const leader = cluster.node(await leaderOfWithRetry());
+  for (let offset = 0; offset < count; offset++) {
+    await leader.request({ op: 'broadcast', payload: `m${++sent}`.padEnd(200, '.') });
+  }
+}
+
+async function leaderOfWithRetry(): Promise<string> {
+  let leader = '';
+  await waitFor(async () => {
+    leader = await leaderOf(cluster).catch(() => '');
+    return leader !== '';
+  }, 'a leader');
+  return leader;
+}
+
+async function followerId(): Promise<string> {
+  const leader = await leaderOfWithRetry();
+  return ids.find((id) => id !== leader && cluster.node(id).alive) as string;
+}
+
+async function converged(live: readonly string[]): Promise<void> {
+  await waitFor(
+    async () => {
+      const statuses = await Promise.all(
+        live.map((id) => cluster.node(id).request<{ lastPosition: number }>({ op: 'status' })),
+      );
+      return statuses.every((status) => status.lastPosition === sent);
+    },
+    `nodes ${live.join(',')} at position ${sent}`,
+  );
+}
+
+async function lastSegment(id: string): Promise<string> {
+  const names = (await readdir(join(root, id))).filter((name) => name.endsWith('.wal')).sort();
+  return join(root, id, names[names.length - 1] as string);
+}
+
+/** Start offsets of every whole record in a segment. */
+function recordOffsets(file: Buffer): number[] {
+  const offsets: number[] = [];
+  let offset = 0;
+  for (;;) {
+    const parsed = parseRecordAt(file, offset);
+    if (!parsed.ok) return offsets;
+    offsets.push(offset);
+    offset = parsed.endOffset;
+  }
+}
+
+test('a torn tail record is truncated at restart and the node catches up', {
+  timeout: 60_000,
+}, async () => {
+  await broadcastMany(10);
+  const victim = await followerId();
+  await converged(ids);
+  await cluster.kill(victim, 'SIGKILL');
+  const segment = await lastSegment(victim);
+  const file = await readFile(segment);
+  const offsets = recordOffsets(file);
+  const last = offsets[offsets.length - 1] as number;
+  assert.ok(offsets.length >= 2, 'the segment has records to tear');
+  await truncate(segment, last + Math.floor((file.length - last) / 2));
+  await broadcastMany(10);
+  await cluster.launch(victim);
+  await converged(ids);
+  const [a, b] = await Promise.all([
+    readAll(cluster.node(victim)),
+    readAll(cluster.node(await leaderOfWithRetry())),
+  ]);
+  assert.deepEqual(a.slice(-10), b.slice(-10));
+});
+
+test('a follower down while the others compact catches up through a snapshot', {
+  timeout: 60_000,
+}, async () => {
+  const victim = await followerId();
+  await cluster.kill(victim, 'SIGKILL');
+  await broadcastMany(120); // about 30 KiB: several snapshot intervals
+  await cluster.launch(victim);
+  await converged(ids);
+  const status = await cluster
+    .node(victim)
+    .request<{ firstRetainedPosition: number; lastPosition: number }>({
+      op: 'status',
+    });
+  assert.ok(
+    status.firstRetainedPosition > 1,
+    'the follower installed a snapshot instead of replaying the log',
+  );
+  const leader = await leaderOfWithRetry();
+  const from = status.firstRetainedPosition;
+  const [followerTail, leaderTail] = await Promise.all(
+    [victim, leader].map((id) =>
+      cluster.node(id).request<unknown[]>({ op: 'read', from, limit: 10_000 }),
+    ),
+  );
+  assert.equal((followerTail as unknown[]).length, sent - from + 1);
+  assert.deepEqual(followerTail, leaderTail);
+});
+
+test('garbage on the node port is disconnected and the cluster keeps working', {
+  timeout: 60_000,
+}, async () => {
+  const target = cluster.peers[ids[0] as string] as string;
+  const [host, port] = target.split(':');
+  const sockets = [
+    Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
+    Buffer.alloc(4096, 0x41),
+  ].map(
+    (garbage) =>
+      new Promise<void>((resolve) => {
+        const socket = connect(Number(port), host as string, () => socket.write(garbage));
+        socket.resume(); // read the refusal, so the close reaches us
+        socket.on('error', () => resolve());
+        socket.on('close', () => resolve());
+      }),
+  );
+  await Promise.all(sockets);
+  assert.ok(cluster.node(ids[0] as string).alive, 'the node survived');
+  await broadcastMany(5);
+  await converged(ids);
+});
+
+test('a corrupted record in the middle of the log stops the node with a clear error', {
+  timeout: 60_000,
+}, async () => {
+  const victim = await followerId();
+  await cluster.kill(victim, 'SIGKILL');
+  const segment = await lastSegment(victim);
+  const file = await readFile(segment);
+  const offsets = recordOffsets(file);
+  assert.ok(offsets.length >= 3, 'records follow the one we corrupt');
+  const corruptAt = (offsets[1] as number) + 14;
+  file[corruptAt] = (file[corruptAt] as number) ^ 0xff;
+  await writeFile(segment, file);
+  const failure = await cluster.launch(victim).then(
+    () => null,
+    (error: unknown) => error,
+  );
+  assert.ok(failure instanceof NodeRequestError, 'the node refused to start');
+  assert.equal(failure.code, 'CORRUPT_RECORD');
+  assert.match(failure.message, /wal-\d+\.wal/);
+  assert.match(failure.message, /at byte \d+/);
+  // The other two still make progress.
+  await broadcastMany(3);
+  await converged(ids.filter((id) => id !== victim));
+});
