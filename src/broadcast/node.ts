@@ -17,6 +17,7 @@ import type {
   Ready,
   Snapshot,
 } from '../raft/types.ts';
+import { sendableBeforePersist } from '../raft/types.ts';
 import type { RaftStorage, StorageCounters } from '../storage/types.ts';
 import type { Frame, Transport, TransportStats } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
@@ -398,8 +399,14 @@ export class BroadcastNode {
     try {
       while (this.stopped === null && this.core.hasReady()) {
         const ready = this.core.ready();
+        const early = ready.messagesToSend.filter(sendableBeforePersist);
+        const late =
+          early.length === 0
+            ? ready.messagesToSend
+            : ready.messagesToSend.filter((m) => !sendableBeforePersist(m));
+        this.transport.send(early);
         await this.persist(ready);
-        this.transport.send(ready.messagesToSend);
+        this.transport.send(late);
         if (ready.softState !== null) this.onSoftState(ready.softState);
         if (ready.snapshot !== null) this.restore(ready.snapshot);
         this.apply(ready.entriesToDeliver);

@@ -193,7 +193,8 @@ export interface ReadState {
  * What the runtime must do next, in field order, before calling `core.advance(ready)`:
  * 1. persist `snapshot` (if any), then truncate the log from `entriesToAppend[0].index` and
  *    append `entriesToAppend`, then write `hardState`; all fsynced together;
- * 2. only then send `messagesToSend`;
+ * 2. only then send `messagesToSend` — except the leader's replication messages (see
+ *    `sendableBeforePersist`), which may leave while the write is in flight;
  * 3. deliver `entriesToDeliver` in index order (a `snapshot` first replaces the application
  *    state); they are committed and durable here;
  * 4. serve `readStates` once the delivered index reaches each one's index.
@@ -268,4 +269,20 @@ export interface CoreStatus {
   /** Leader only; empty elsewhere. */
   readonly progress: readonly FollowerProgress[];
   readonly transferTarget: NodeId | null;
+}
+
+/**
+ * A leader may send its Append, Heartbeat, Snapshot and TimeoutNow messages before its own
+ * write is durable, so its fsync and its followers' overlap (Raft thesis §10.2.1). This is
+ * safe because the leader counts its own log towards a commit only up to its durable index,
+ * and because its term was durable before any vote for it could arrive. Every other message
+ * (votes, acknowledgements) promises state that must be on disk first.
+ */
+export function sendableBeforePersist(message: Message): boolean {
+  return (
+    message.type === 'Append' ||
+    message.type === 'Heartbeat' ||
+    message.type === 'Snapshot' ||
+    message.type === 'TimeoutNow'
+  );
 }
