@@ -100,6 +100,8 @@ export interface ProcessClusterOptions {
   readonly clusterId?: string;
   /** Extra StartNodeOptions for every node (tuning, logLevel). */
   readonly nodeOptions?: Partial<StartNodeOptions>;
+  /** Node i listens on basePort + i; default: free ports chosen by the kernel. */
+  readonly basePort?: number;
   /** Where a node's stdout and stderr go; default: dropped. */
   readonly stdio?: 'inherit' | 'ignore';
 }
@@ -113,7 +115,10 @@ export class ProcessCluster {
   ) {}
 
   static async start(options: ProcessClusterOptions): Promise<ProcessCluster> {
-    const ports = await freePorts(options.ids.length);
+    const ports =
+      options.basePort === undefined
+        ? await freePorts(options.ids.length)
+        : options.ids.map((_, offset) => (options.basePort as number) + offset);
     const peers = Object.fromEntries(
       options.ids.map((id, position) => [id, `127.0.0.1:${ports[position]}`]),
     );
