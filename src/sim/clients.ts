@@ -54,12 +54,14 @@ interface ClientState {
   retrying: boolean;
   /** Sends of the current seq so far; the timeout doubles with each, up to a cap. */
   sendsOfSeq: number;
+  /** One more message to send although issuing stopped (the liveness phase's last write). */
+  finalOwed: boolean;
   acknowledgedCount: number;
 }
 
 export class SimClients {
   private readonly states: ClientState[] = [];
-  /** Off in the liveness phase: clients finish what they started and send nothing new. */
+  /** Off in the liveness phase, after one last message each (see finishWithOneMore). */
   issuing = true;
   retries = 0;
 
@@ -79,6 +81,7 @@ export class SimClients {
         timer: 0,
         retrying: false,
         sendsOfSeq: 0,
+        finalOwed: false,
         acknowledgedCount: 0,
       });
       this.arm(client, this.prng.between(0, tuning.thinkTicksMax));
@@ -105,6 +108,24 @@ export class SimClients {
       .join(', ');
   }
 
+  /**
+   * Stops issuing, but owes every client one more message: after faults stop, the cluster
+   * must commit something new, not merely finish what was already in flight.
+   */
+  finishWithOneMore(): void {
+    this.issuing = false;
+    for (const [client, state] of this.states.entries()) {
+      state.finalOwed = true;
+      if (state.phase === 'idle') this.arm(client, this.prng.between(0, this.tuning.thinkTicksMax));
+    }
+  }
+
+  get finalOwedCount(): number {
+    let count = 0;
+    for (const state of this.states) if (state.finalOwed) count++;
+    return count;
+  }
+
   isCurrent(request: ClientRequest): boolean {
     const state = this.state(request.client);
     return (
@@ -116,7 +137,8 @@ export class SimClients {
     const state = this.state(client);
     if (timer !== state.timer) return;
     if (state.phase === 'idle') {
-      if (!this.issuing) return;
+      if (!this.issuing && !state.finalOwed) return;
+      state.finalOwed = false;
       state.seq++;
       state.sendsOfSeq = 0;
       this.host.issue(client, state.seq);
@@ -173,7 +195,9 @@ export class SimClients {
     this.host.acknowledge(node, request, outcome.position, index);
     state.phase = 'idle';
     state.acknowledgedCount++;
-    this.arm(request.client, this.prng.between(0, this.tuning.thinkTicksMax));
+    if (this.issuing || state.finalOwed) {
+      this.arm(request.client, this.prng.between(0, this.tuning.thinkTicksMax));
+    }
   }
 
   private send(client: number): void {

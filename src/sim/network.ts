@@ -110,9 +110,9 @@ export class SimNetwork {
     return this.cut[from * this.nodeCount + to] === 0;
   }
 
-  /** Replaces any partition in force. */
-  applyPartition(spec: PartitionSpec): void {
-    this.heal();
+  /** Replaces any partition in force, unless `adding`: then its cuts join the others. */
+  applyPartition(spec: PartitionSpec, adding = false): void {
+    if (!adding) this.heal();
     for (const node of [...spec.side, ...spec.other]) this.checkNode(node);
     for (const a of spec.side) {
       for (const b of spec.other) {

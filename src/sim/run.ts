@@ -18,6 +18,7 @@ export interface RunOptions {
   readonly faultPhaseTicks?: number;
   readonly traceSink?: ((line: string) => void) | null;
   readonly disabledProperties?: readonly Property[];
+  readonly isolateInLivenessPhase?: boolean;
 }
 
 export function runSeed(options: RunOptions): RunResult {
@@ -30,6 +31,7 @@ export function runSeed(options: RunOptions): RunResult {
     faultPhaseTicks: options.faultPhaseTicks ?? defaultFaultPhaseTicks,
     traceSink: options.traceSink ?? null,
     disabledProperties: options.disabledProperties ?? [],
+    isolateInLivenessPhase: options.isolateInLivenessPhase ?? false,
   });
   return world.run();
 }

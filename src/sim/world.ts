@@ -45,6 +45,8 @@ export interface WorldOptions {
   readonly traceSink: ((line: string) => void) | null;
   /** Test-only: properties left unchecked, to prove another checker catches a bug. */
   readonly disabledProperties: readonly Property[];
+  /** Test-only: the liveness phase keeps every node cut off, to prove liveness can fail. */
+  readonly isolateInLivenessPhase: boolean;
 }
 
 export type NodeState = 'unborn' | 'up' | 'down' | 'stopped';
@@ -915,7 +917,7 @@ export class World implements ClientHost {
     this.livenessStartTicks = this.nowTicks;
     this.network.heal();
     this.network.faults = calmNetwork(this.mix.network);
-    this.clients.issuing = false;
+    this.clients.finishWithOneMore();
     for (const node of this.nodes) node.pausedUntilTicks = 0;
     const configs = this.knownConfigs();
     const wanted = new Set(configs.flatMap((config) => members(config)));
@@ -940,6 +942,15 @@ export class World implements ClientHost {
       null,
       `liveness phase: network healed, faults stop, ${keptDown.size === 0 ? 'every member runs' : `${[...keptDown].join(', ')} stay down`}`,
     );
+    if (this.options.isolateInLivenessPhase) this.isolateEveryone();
+  }
+
+  private isolateEveryone(): void {
+    for (const node of this.nodes) {
+      const others = this.nodes.filter((other) => other !== node).map((other) => other.index);
+      this.network.applyPartition({ kind: 'isolate', side: [node.index], other: others }, true);
+    }
+    this.note(null, 'sabotage: every node stays cut off');
   }
 
   /** The committed configuration and every newer one some node holds in its log. */
@@ -955,7 +966,7 @@ export class World implements ClientHost {
   }
 
   private livenessReached(): boolean {
-    if (this.clients.outstandingCount > 0) return false;
+    if (this.clients.outstandingCount > 0 || this.clients.finalOwedCount > 0) return false;
     const target = Math.max(this.checker.record.length, this.checker.ackedIndexMax);
     for (const id of members(this.checker.record.latestConfig())) {
       const node = this.node(this.nodeIndexById.get(id) as number);
@@ -973,10 +984,11 @@ export class World implements ClientHost {
         (node) =>
           `${node.id} ${roleLetter(node.role)}/${termOf(node)} applied ${node.app.appliedIndex}`,
       );
-    const waiting = this.clients.describeOutstanding();
+    const owed = this.clients.finalOwedCount;
+    const waiting = `${this.clients.describeOutstanding() || 'none'}${owed > 0 ? ` (${owed} final messages not yet sent)` : ''}`;
     throw this.context.violation(
       'liveness',
-      `${this.nowTicks - this.livenessStartTicks} ticks after faults stopped: committed ${target}; lagging: ${lagging.join('; ') || 'none'}; clients waiting: ${waiting || 'none'}`,
+      `${this.nowTicks - this.livenessStartTicks} ticks after faults stopped: committed ${target}; lagging: ${lagging.join('; ') || 'none'}; clients waiting: ${waiting}`,
       lagging.map((text) => text.split(' ')[0] as string),
     );
   }
