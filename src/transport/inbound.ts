@@ -13,7 +13,7 @@ import { FramingError, lengthPrefixBytes, PacketSplitter } from './framing.ts';
 import { SnapshotAssembler } from './snapshot-stream.ts';
 import type { TransportCounters } from './stats.ts';
 import { handshakeBytesMax, type ResolvedTcpOptions } from './tcp-options.ts';
-import type { Frame } from './types.ts';
+import type { Frame, TransportLogger } from './types.ts';
 import {
   decodePacket,
   encodeRefuse,
@@ -30,6 +30,8 @@ const refusalLingerMs = 1_000;
 export interface InboundContext {
   readonly options: ResolvedTcpOptions;
   readonly counters: TransportCounters;
+  /** Throttled: these lines are caused by other machines. */
+  readonly logger: TransportLogger;
   isKnownPeer(nodeId: NodeId): boolean;
   /** The handshake succeeded: the transport may close an older connection from that peer. */
   opened(connection: InboundConnection): void;
@@ -83,7 +85,7 @@ export class InboundConnection {
     this.timer = null;
     this.socket.destroy();
     if (!quiet) {
-      this.context.options.logger.warn(
+      this.context.logger.warn(
         { peer: this.peer, remote: this.remoteAddress, reason, ...details },
         'transport connection closed',
       );
@@ -238,7 +240,7 @@ export class InboundConnection {
   private refuse(code: RefuseCode, detail: string): void {
     if (!this.receiving) return;
     this.context.counters.refusedConnectionCount++;
-    this.context.options.logger.warn(
+    this.context.logger.warn(
       { remote: this.remoteAddress, code, detail },
       'transport refused a connection',
     );

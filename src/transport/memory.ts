@@ -13,6 +13,7 @@ import { assert } from '../util/assert.ts';
 import { decodeFrame, encodeFrame } from './codec.ts';
 import { CodecError, TransportError } from './errors.ts';
 import { lengthPrefixBytes } from './framing.ts';
+import { ThrottledLogger } from './log-throttle.ts';
 import { PeerCounters, TransportCounters } from './stats.ts';
 import type {
   Frame,
@@ -171,6 +172,7 @@ export class MemoryTransport implements Transport {
   private readonly links = new Map<NodeId, MemoryLink>();
   private readonly counters = new TransportCounters();
   private handler: FrameHandler | null = null;
+  private readonly noisyLogger: ThrottledLogger;
 
   constructor(
     private readonly network: MemoryNetwork,
@@ -187,6 +189,7 @@ export class MemoryTransport implements Transport {
       }
     }
     this.nodeId = options.nodeId;
+    this.noisyLogger = new ThrottledLogger(options.logger, 1_000);
   }
 
   /** Memory transports are found by node id; this is what a peer map may name. */
@@ -261,7 +264,7 @@ export class MemoryTransport implements Transport {
       this.counters.refusedConnectionCount++;
       const code =
         sender.options.clusterId === this.options.clusterId ? 'UNKNOWN_NODE' : 'WRONG_CLUSTER';
-      this.options.logger.warn({ remote: sender.nodeId, code }, 'transport refused a connection');
+      this.noisyLogger.warn({ remote: sender.nodeId, code }, 'transport refused a connection');
     }
     return accepted;
   }
@@ -308,7 +311,7 @@ export class MemoryTransport implements Transport {
       bytes = encodeFrame(frame);
     } catch (error) {
       if (!(error instanceof CodecError)) throw error;
-      this.options.logger.error(
+      this.noisyLogger.error(
         { code: error.code, error: error.message },
         'transport dropped an invalid frame',
       );
@@ -316,6 +319,7 @@ export class MemoryTransport implements Transport {
       return;
     }
     if (frame.from !== this.nodeId) {
+      this.noisyLogger.error({ from: frame.from }, 'transport dropped a frame not from this node');
       this.counters.drop('invalidFrame', 1, null);
       return;
     }

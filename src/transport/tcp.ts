@@ -16,6 +16,7 @@ import { measureFrame, writeFrame } from './codec.ts';
 import { CodecError, TransportError } from './errors.ts';
 import { lengthPrefixBytes } from './framing.ts';
 import { InboundConnection } from './inbound.ts';
+import { ThrottledLogger } from './log-throttle.ts';
 import { PeerLink } from './peer-link.ts';
 import { TransportCounters } from './stats.ts';
 import {
@@ -24,6 +25,9 @@ import {
   type TcpTransportOptions,
 } from './tcp-options.ts';
 import type { Frame, FrameHandler, PeerLinkStats, Transport, TransportStats } from './types.ts';
+
+/** One line per kind of trouble per second at most; the rest are counted in the next line. */
+const noisyLogIntervalMs = 1_000;
 
 export class TcpTransport implements Transport {
   readonly nodeId: NodeId;
@@ -38,11 +42,14 @@ export class TcpTransport implements Transport {
   private readonly inbound = new Map<NodeId, InboundConnection>();
   private handler: FrameHandler | null = null;
   private stallTimer: NodeJS.Timeout | null = null;
+  /** For lines that other machines, or a resent frame, could repeat without end. */
+  private readonly noisyLogger: ThrottledLogger;
 
   /** Throws `TransportError` ('INVALID_OPTIONS' or 'INVALID_ADDRESS') for bad options. */
   constructor(options: TcpTransportOptions) {
     this.options = resolveTcpOptions(options);
     this.nodeId = this.options.nodeId;
+    this.noisyLogger = new ThrottledLogger(this.options.logger, noisyLogIntervalMs);
   }
 
   /** The address actually listened on, port included; only after `start()` resolved. */
@@ -160,7 +167,7 @@ export class TcpTransport implements Transport {
       byteCount = measureFrame(frame);
     } catch (error) {
       if (!(error instanceof CodecError)) throw error;
-      this.options.logger.error(
+      this.noisyLogger.error(
         { code: error.code, error: error.message },
         'transport dropped an invalid frame',
       );
@@ -168,10 +175,7 @@ export class TcpTransport implements Transport {
       return;
     }
     if (frame.from !== this.nodeId) {
-      this.options.logger.error(
-        { from: frame.from },
-        'transport dropped a frame not from this node',
-      );
+      this.noisyLogger.error({ from: frame.from }, 'transport dropped a frame not from this node');
       this.counters.drop('invalidFrame', 1, null);
       return;
     }
@@ -188,7 +192,7 @@ export class TcpTransport implements Transport {
       this.sendLargeSnapshot(link, frame);
       return;
     }
-    this.options.logger.error(
+    this.noisyLogger.error(
       {
         type: frame.type,
         to: frame.to,
@@ -203,7 +207,7 @@ export class TcpTransport implements Transport {
   private sendLargeSnapshot(link: PeerLink, frame: SnapshotMessage): void {
     const totalBytes = frame.snapshot.data.byteLength;
     if (totalBytes > this.options.snapshotBytesMax) {
-      this.options.logger.error(
+      this.noisyLogger.error(
         {
           to: frame.to,
           snapshotBytes: totalBytes,
@@ -237,7 +241,7 @@ export class TcpTransport implements Transport {
   private accept(socket: Socket): void {
     if (this.state !== 'running' || this.pending.size >= this.options.pendingConnectionCountMax) {
       this.counters.refusedConnectionCount++;
-      this.options.logger.warn(
+      this.noisyLogger.warn(
         { remote: `${socket.remoteAddress}:${socket.remotePort}`, pending: this.pending.size },
         'transport turned away a connection: too many handshakes in progress',
       );
@@ -248,6 +252,7 @@ export class TcpTransport implements Transport {
     const connection = new InboundConnection(socket, {
       options: this.options,
       counters: this.counters,
+      logger: this.noisyLogger,
       isKnownPeer: (nodeId) => this.peers.has(nodeId),
       opened: (opened) => this.onInboundOpened(opened),
       closed: (closed) => this.onInboundClosed(closed),
