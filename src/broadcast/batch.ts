@@ -3,17 +3,23 @@
  * messages enter the cluster, and from then on stays one opaque buffer through the leader,
  * the WAL, the fsync and the wire. It is decoded only where it is applied.
  *
+ * Messages are grouped in runs: consecutive messages of one client session, with one topic
+ * and consecutive sequence numbers, share one header. A run is what the session table
+ * decides on, so exactly-once costs one check per run, not per message.
+ *
  * Layout (little-endian):
  *   u8  format version (1)
  *   f64 log time in ms, stamped by the node that built the batch; session expiry uses it so
  *       that every replica decides the same (a replica's own clock never decides anything)
- *   u32 message count
- *   per message:
+ *   u32 run count
+ *   per run:
  *     u16 client id length, client id (UTF-8; empty: anonymous, never deduplicated)
- *     f64 sequence number (a safe integer >= 1; 0 for anonymous)
+ *     f64 first sequence number (a safe integer >= 1; 0 when anonymous)
  *     u16 topic length, topic (UTF-8; empty: no topic)
- *     u32 payload length, payload bytes
+ *     u32 message count (>= 1)
+ *     per message: u32 payload length, payload bytes
  */
+import { isUtf8 } from 'node:buffer';
 import { assert } from '../util/assert.ts';
 
 export const batchFormatVersion = 1;
@@ -30,9 +36,40 @@ export interface ClientMessage {
   readonly payload: Uint8Array;
 }
 
+/** Consecutive messages of one session and topic: seqs firstSeq, firstSeq + 1, … */
+export interface MessageRun {
+  readonly clientId: string;
+  readonly firstSeq: number;
+  readonly topic: string;
+  readonly payloads: readonly Uint8Array[];
+}
+
 export interface DecodedBatch {
   readonly logTimeMs: number;
+  readonly runs: readonly MessageRun[];
+  /** The messages one by one, built on first use (tests, tools, the simulator). */
   readonly messages: readonly ClientMessage[];
+}
+
+class Batch implements DecodedBatch {
+  private expanded: ClientMessage[] | null = null;
+
+  constructor(
+    readonly logTimeMs: number,
+    readonly runs: readonly MessageRun[],
+  ) {}
+
+  get messages(): readonly ClientMessage[] {
+    this.expanded ??= this.runs.flatMap((run) =>
+      run.payloads.map((payload, offset) => ({
+        clientId: run.clientId,
+        seq: run.clientId === '' ? 0 : run.firstSeq + offset,
+        topic: run.topic,
+        payload,
+      })),
+    );
+    return this.expanded;
+  }
 }
 
 export class BatchFormatError extends Error {
@@ -42,16 +79,6 @@ export class BatchFormatError extends Error {
   }
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
-
-function decodeText(bytes: Uint8Array, what: string): string {
-  try {
-    return decoder.decode(bytes);
-  } catch {
-    throw new BatchFormatError(`${what} is not valid UTF-8`);
-  }
-}
 const headerBytes = 1 + 8 + 4;
 
 /** Checks a message before it may enter a batch; returns the reason it may not, or null. */
@@ -66,11 +93,18 @@ export function clientMessageProblem(message: ClientMessage): string | null {
   return null;
 }
 
-/** Appends messages to one growing buffer; `finish` returns the batch bytes. */
+/** Appends messages to one growing buffer, extending the open run when it can. */
 export class BatchBuilder {
-  private chunks: Uint8Array[] = [];
+  private buffer = Buffer.allocUnsafe(4096);
   private count = 0;
+  private runCount = 0;
   private bytes = headerBytes;
+  /** The open run: where its message count is written, and what extends it. */
+  private runCountOffset = -1;
+  private runMessageCount = 0;
+  private runClientId = '';
+  private runTopic = '';
+  private runNextSeq = 0;
 
   get messageCount(): number {
     return this.count;
@@ -80,32 +114,67 @@ export class BatchBuilder {
     return this.bytes;
   }
 
+  private reserve(extraBytes: number): void {
+    if (this.bytes + extraBytes <= this.buffer.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.bytes + extraBytes));
+    this.buffer.copy(grown, 0, 0, this.bytes);
+    this.buffer = grown;
+  }
+
   add(message: ClientMessage): void {
     const problem = clientMessageProblem(message);
     assert(problem === null, `batched messages are valid: ${problem}`);
-    const clientId = encoder.encode(message.clientId);
-    const topic = encoder.encode(message.topic);
-    const head = Buffer.allocUnsafe(2 + clientId.length + 8 + 2 + topic.length + 4);
-    let offset = head.writeUInt16LE(clientId.length, 0);
-    head.set(clientId, offset);
-    offset = head.writeDoubleLE(message.seq, offset + clientId.length);
-    offset = head.writeUInt16LE(topic.length, offset);
-    head.set(topic, offset);
-    head.writeUInt32LE(message.payload.length, offset + topic.length);
-    this.chunks.push(head, message.payload);
+    const extendsRun =
+      this.runCountOffset >= 0 &&
+      message.clientId === this.runClientId &&
+      message.topic === this.runTopic &&
+      (message.clientId === '' || message.seq === this.runNextSeq);
+    if (!extendsRun) this.openRun(message);
+    this.reserve(4 + message.payload.length);
+    const offset = this.buffer.writeUInt32LE(message.payload.length, this.bytes);
+    this.buffer.set(message.payload, offset);
+    this.bytes = offset + message.payload.length;
+    this.runMessageCount++;
+    this.runNextSeq = message.seq + 1;
     this.count++;
-    this.bytes += head.length + message.payload.length;
   }
 
+  private openRun(message: ClientMessage): void {
+    this.closeRun();
+    const clientIdBytes = Buffer.byteLength(message.clientId);
+    const topicBytes = Buffer.byteLength(message.topic);
+    this.reserve(2 + clientIdBytes + 8 + 2 + topicBytes + 4);
+    const buffer = this.buffer;
+    let offset = buffer.writeUInt16LE(clientIdBytes, this.bytes);
+    offset += buffer.write(message.clientId, offset, 'utf8');
+    offset = buffer.writeDoubleLE(message.seq, offset);
+    offset = buffer.writeUInt16LE(topicBytes, offset);
+    offset += buffer.write(message.topic, offset, 'utf8');
+    this.runCountOffset = offset;
+    this.bytes = offset + 4;
+    this.runMessageCount = 0;
+    this.runClientId = message.clientId;
+    this.runTopic = message.topic;
+    this.runCount++;
+  }
+
+  private closeRun(): void {
+    if (this.runCountOffset < 0) return;
+    this.buffer.writeUInt32LE(this.runMessageCount, this.runCountOffset);
+    this.runCountOffset = -1;
+  }
+
+  /** The batch bytes (a copy, so the builder can be reused at once). */
   finish(logTimeMs: number): Uint8Array {
     assert(Number.isFinite(logTimeMs), 'log time is a finite number');
-    const header = Buffer.allocUnsafe(headerBytes);
-    header.writeUInt8(batchFormatVersion, 0);
-    header.writeDoubleLE(logTimeMs, 1);
-    header.writeUInt32LE(this.count, 9);
-    const batch = Buffer.concat([header, ...this.chunks], this.bytes);
-    this.chunks = [];
+    this.closeRun();
+    const buffer = this.buffer;
+    buffer.writeUInt8(batchFormatVersion, 0);
+    buffer.writeDoubleLE(logTimeMs, 1);
+    buffer.writeUInt32LE(this.runCount, 9);
+    const batch = Buffer.from(buffer.subarray(0, this.bytes));
     this.count = 0;
+    this.runCount = 0;
     this.bytes = headerBytes;
     return batch;
   }
@@ -117,6 +186,12 @@ export function encodeBatch(messages: readonly ClientMessage[], logTimeMs: numbe
   return builder.finish(logTimeMs);
 }
 
+function decodeText(view: Buffer, start: number, end: number, what: string): string {
+  if (start === end) return '';
+  if (!isUtf8(view.subarray(start, end))) throw new BatchFormatError(`${what} is not valid UTF-8`);
+  return view.toString('utf8', start, end);
+}
+
 /** Total: returns the batch or throws BatchFormatError, never reads out of bounds. */
 export function decodeBatch(data: Uint8Array): DecodedBatch {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -126,36 +201,57 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
     throw new BatchFormatError(`batch format ${version} is not supported`);
   }
   const logTimeMs = view.readDoubleLE(1);
-  const count = view.readUInt32LE(9);
-  const messages: ClientMessage[] = [];
+  const runCount = view.readUInt32LE(9);
+  const runs: MessageRun[] = [];
   let offset = headerBytes;
   const need = (bytes: number) => {
-    if (offset + bytes > view.length) throw new BatchFormatError('batch ends inside a message');
+    if (offset + bytes > view.length) throw new BatchFormatError('batch ends inside a run');
   };
-  for (let position = 0; position < count; position++) {
+  for (let run = 0; run < runCount; run++) {
     need(2);
     const clientIdLength = view.readUInt16LE(offset);
+    if (clientIdLength > clientIdBytesMax) throw new BatchFormatError('client id is too long');
     need(2 + clientIdLength + 8 + 2);
-    const clientId = decodeText(
-      view.subarray(offset + 2, offset + 2 + clientIdLength),
-      'client id',
-    );
+    const clientId = decodeText(view, offset + 2, offset + 2 + clientIdLength, 'client id');
     offset += 2 + clientIdLength;
-    const seq = view.readDoubleLE(offset);
+    const firstSeq = view.readDoubleLE(offset);
     const topicLength = view.readUInt16LE(offset + 8);
+    if (topicLength > topicBytesMax) throw new BatchFormatError('topic is too long');
     offset += 10;
     need(topicLength + 4);
-    const topic = decodeText(view.subarray(offset, offset + topicLength), 'topic');
-    const payloadLength = view.readUInt32LE(offset + topicLength);
+    const topic = decodeText(view, offset, offset + topicLength, 'topic');
+    const messageCount = view.readUInt32LE(offset + topicLength);
     offset += topicLength + 4;
-    need(payloadLength);
-    const payload = view.subarray(offset, offset + payloadLength);
-    offset += payloadLength;
-    const message = { clientId, seq, topic, payload };
-    const problem = clientMessageProblem(message);
-    if (problem !== null) throw new BatchFormatError(problem);
-    messages.push(message);
+    if (messageCount === 0) throw new BatchFormatError('a run holds at least one message');
+    const anonymous = clientIdLength === 0;
+    const lastSeq = firstSeq + messageCount - 1;
+    if (
+      anonymous
+        ? firstSeq !== 0
+        : !(Number.isSafeInteger(firstSeq) && firstSeq >= 1 && Number.isSafeInteger(lastSeq))
+    ) {
+      throw new BatchFormatError(
+        anonymous ? 'a sequence number needs a client id' : 'seq must be a safe integer >= 1',
+      );
+    }
+    // Each message needs at least its 4-byte length: refuse a lying count before looping.
+    need(messageCount * 4);
+    const payloads: Uint8Array[] = new Array(messageCount);
+    for (let message = 0; message < messageCount; message++) {
+      need(4);
+      const payloadLength = view.readUInt32LE(offset);
+      offset += 4;
+      need(payloadLength);
+      payloads[message] = view.subarray(offset, offset + payloadLength);
+      offset += payloadLength;
+    }
+    runs.push({ clientId, firstSeq, topic, payloads });
   }
   if (offset !== view.length) throw new BatchFormatError('trailing bytes after the batch');
-  return { logTimeMs, messages };
+  return new Batch(logTimeMs, runs);
+}
+
+/** The batch these messages make, decoded (tests and the simulator). */
+export function batchOf(messages: readonly ClientMessage[], logTimeMs: number): DecodedBatch {
+  return decodeBatch(encodeBatch(messages, logTimeMs));
 }

@@ -27,10 +27,12 @@ import {
   type ClientMessage,
   clientMessageProblem,
   decodeBatch,
+  type MessageRun,
 } from './batch.ts';
 import { type DeliveredMessage, DeliveryLog } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
-import { type MessageOutcome, SessionTable } from './sessions.ts';
+import { type BroadcastResult, type PendingMessage, PendingTable, type Waiter } from './pending.ts';
+import { type RunOutcome, SessionTable } from './sessions.ts';
 
 /** Structured logging, shaped so that a pino logger fits as is. */
 export interface NodeLogger {
@@ -87,16 +89,6 @@ export interface BroadcastOptions {
   readonly seq?: number;
 }
 
-export interface BroadcastResult {
-  /** Null only for a duplicate older than the per-client window of remembered positions. */
-  readonly position: number | null;
-  /** The log entry that carried the message; null for a duplicate past the remembered window. */
-  readonly index: number | null;
-  readonly term: number | null;
-  /** True when this (clientId, seq) was delivered before: `position` is the original one. */
-  readonly duplicate: boolean;
-}
-
 export interface NodeStatus {
   readonly id: NodeId;
   readonly role: CoreStatus['role'];
@@ -112,31 +104,14 @@ export interface NodeStatus {
   readonly transport: TransportStats;
 }
 
-interface Waiter {
-  readonly resolve: (result: BroadcastResult) => void;
-  readonly reject: (error: BroadcastError) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
-/** A message this node is responsible for until the log decides it. */
-interface PendingMessage {
-  readonly key: string;
-  readonly message: ClientMessage;
-  /** The node's own session: retried until delivered, since a gap would block the rest. */
-  readonly ownSession: boolean;
-  readonly waiters: Waiter[];
-  lastSentMs: number;
-  queued: boolean;
-}
-
-const sessionKey = (clientId: string, seq: number): string => `${clientId}\u0000${seq}`;
-
 export class BroadcastNode {
   readonly id: NodeId;
   private readonly core: RaftCore;
   private sessions: SessionTable;
   private readonly deliveries: DeliveryLog;
-  private readonly pending = new Map<string, PendingMessage>();
+  private readonly pending = new PendingTable();
+  private deadlines: Waiter[] = [];
+  private lastRetryScanMs = 0;
   private outgoing: PendingMessage[] = [];
   private ownClientId: string;
   private ownSeq = 0;
@@ -218,8 +193,7 @@ export class BroadcastNode {
         duplicate: true,
       });
     }
-    const key = sessionKey(message.clientId, message.seq);
-    const existing = this.pending.get(key);
+    const existing = this.pending.get(message.clientId, message.seq);
     if (existing === undefined && this.pending.size >= this.options.pendingMessagesMax) {
       return Promise.reject(
         new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
@@ -227,11 +201,14 @@ export class BroadcastNode {
         }),
       );
     }
-    const entry = existing ?? this.track(key, message, options.clientId === undefined);
+    const entry = existing ?? this.track(message, options.clientId === undefined);
     return new Promise<BroadcastResult>((resolve, reject) => {
-      const timer = setTimeout(() => this.expire(entry, waiter), this.options.requestTimeoutMs);
-      const waiter: Waiter = { resolve, reject, timer };
+      const deadlineMs = Date.now() + this.options.requestTimeoutMs;
+      const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
       entry.waiters.push(waiter);
+      // One timeout for all: the timeout is the same for every request, so deadlines are
+      // queued in order and the tick expires them from the front, with no timer each.
+      this.deadlines.push(waiter);
     });
   }
 
@@ -269,16 +246,15 @@ export class BroadcastNode {
     return message;
   }
 
-  private track(key: string, message: ClientMessage, ownSession: boolean): PendingMessage {
+  private track(message: ClientMessage, ownSession: boolean): PendingMessage {
     const entry: PendingMessage = {
-      key,
       message,
       ownSession,
       waiters: [],
       lastSentMs: 0,
       queued: false,
     };
-    this.pending.set(key, entry);
+    this.pending.add(entry);
     this.enqueue(entry);
     return entry;
   }
@@ -290,7 +266,20 @@ export class BroadcastNode {
     this.scheduleLoop();
   }
 
+  private expireDeadlines(now: number): void {
+    let head = 0;
+    // Settled waiters leave from the front too, so the queue holds about what is in flight.
+    while (head < this.deadlines.length) {
+      const waiter = this.deadlines[head] as Waiter;
+      if (!waiter.settled && waiter.deadlineMs > now) break;
+      head++;
+      if (!waiter.settled) this.expire(waiter.entry, waiter);
+    }
+    if (head > 0) this.deadlines.splice(0, head);
+  }
+
   private expire(entry: PendingMessage, waiter: Waiter): void {
+    waiter.settled = true;
     const at = entry.waiters.indexOf(waiter);
     if (at >= 0) entry.waiters.splice(at, 1);
     waiter.reject(
@@ -299,7 +288,7 @@ export class BroadcastNode {
       }),
     );
     // A caller's own session retries on its own; ours must go on, or later seqs would wait.
-    if (!entry.ownSession && entry.waiters.length === 0) this.pending.delete(entry.key);
+    if (!entry.ownSession && entry.waiters.length === 0) this.pending.delete(entry);
   }
 
   /** Cuts the queued messages into batches and hands them to the leader. */
@@ -314,7 +303,7 @@ export class BroadcastNode {
     const builder = new BatchBuilder();
     for (const entry of queue) {
       entry.queued = false;
-      if (!this.pending.has(entry.key)) continue;
+      if (!this.pending.has(entry)) continue;
       entry.lastSentMs = now;
       builder.add(entry.message);
       if (builder.byteLength >= this.options.batchBytesMax)
@@ -376,7 +365,12 @@ export class BroadcastNode {
   private onTick(): void {
     if (this.stopped !== null) return;
     this.core.tick();
-    if (this.pending.size > 0) this.retryStale(Date.now());
+    const now = Date.now();
+    this.expireDeadlines(now);
+    if (this.pending.size > 0 && now - this.lastRetryScanMs >= this.options.retryIntervalMs / 4) {
+      this.lastRetryScanMs = now;
+      this.retryStale(now);
+    }
     this.scheduleLoop();
   }
 
@@ -512,47 +506,66 @@ export class BroadcastNode {
       );
       return;
     }
-    const outcomes = this.sessions.apply(batch);
-    batch.messages.forEach((message, position) => {
-      const outcome = outcomes[position] as MessageOutcome;
-      if (outcome.kind === 'delivered') {
-        this.deliveries.append({
-          ...message,
-          position: outcome.position,
-          index: entry.index,
-          term: entry.term,
-        });
-      }
-      this.settle(message, outcome, entry);
+    const outcomes = this.sessions.applyRuns(batch);
+    batch.runs.forEach((run, offset) => {
+      const outcome = outcomes[offset] as RunOutcome;
+      if (outcome.kind === 'accepted')
+        this.deliverRun(run, outcome.duplicateCount, outcome.firstPosition, entry);
+      this.settleRun(run, outcome, entry);
     });
   }
 
-  private settle(message: ClientMessage, outcome: MessageOutcome, entry: Entry): void {
-    const pending = this.pending.get(sessionKey(message.clientId, message.seq));
-    if (pending === undefined) return;
-    if (outcome.kind === 'refused') {
-      if (outcome.code === 'SEQUENCE_GAP') return; // an earlier seq is still on its way
+  private deliverRun(
+    run: MessageRun,
+    duplicateCount: number,
+    firstPosition: number,
+    entry: Entry,
+  ): void {
+    const anonymous = run.clientId === '';
+    for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
+      this.deliveries.append({
+        position: firstPosition + offset - duplicateCount,
+        index: entry.index,
+        term: entry.term,
+        clientId: run.clientId,
+        seq: anonymous ? 0 : run.firstSeq + offset,
+        topic: run.topic,
+        payload: run.payloads[offset] as Uint8Array,
+      });
+    }
+  }
+
+  /** Answers the callers waiting on this run's messages, if any wait on this node. */
+  private settleRun(run: MessageRun, outcome: RunOutcome, entry: Entry): void {
+    const waiting = this.pending.forClient(run.clientId);
+    if (waiting === undefined) return;
+    for (let offset = 0; offset < run.payloads.length; offset++) {
+      const seq = run.firstSeq + offset;
+      const pending = waiting.get(seq);
+      if (pending === undefined) continue;
+      if (outcome.kind === 'refused') {
+        if (outcome.code === 'SEQUENCE_GAP') continue; // an earlier seq is still on its way
+        const error = new BroadcastError(outcome.code, 'the client session refused the message', {
+          expectedSeq: outcome.expectedSeq,
+        });
+        this.finish(pending, null, error);
+        if (pending.ownSession) this.restartOwnSession();
+        return;
+      }
+      const duplicate = offset < outcome.duplicateCount;
       this.finish(
         pending,
+        {
+          position: duplicate
+            ? (this.sessions.deliveredPosition(run.clientId, seq)?.position ?? null)
+            : outcome.firstPosition + offset - outcome.duplicateCount,
+          index: duplicate ? null : entry.index,
+          term: duplicate ? null : entry.term,
+          duplicate,
+        },
         null,
-        new BroadcastError(outcome.code, `client session refused the message`, {
-          expectedSeq: outcome.expectedSeq,
-        }),
       );
-      if (pending.ownSession) this.restartOwnSession();
-      return;
     }
-    const duplicate = outcome.kind === 'duplicate';
-    this.finish(
-      pending,
-      {
-        position: outcome.position,
-        index: duplicate ? null : entry.index,
-        term: duplicate ? null : entry.term,
-        duplicate,
-      },
-      null,
-    );
   }
 
   private finish(
@@ -560,9 +573,9 @@ export class BroadcastNode {
     result: BroadcastResult | null,
     error: BroadcastError | null,
   ): void {
-    this.pending.delete(pending.key);
+    this.pending.delete(pending);
     for (const waiter of pending.waiters) {
-      clearTimeout(waiter.timer);
+      waiter.settled = true;
       if (result !== null) waiter.resolve(result);
       else waiter.reject(error as BroadcastError);
     }
@@ -574,9 +587,9 @@ export class BroadcastNode {
     this.ownClientId = `${this.id}.${randomBytes(8).toString('hex')}`;
     this.ownSeq = 0;
     for (const entry of left) {
-      this.pending.delete(entry.key);
+      this.pending.delete(entry);
       const message = { ...entry.message, clientId: this.ownClientId, seq: ++this.ownSeq };
-      const moved = this.track(sessionKey(message.clientId, message.seq), message, true);
+      const moved = this.track(message, true);
       moved.waiters.push(...entry.waiters);
     }
   }

@@ -10,9 +10,12 @@
  * keeps one client's messages in sending order. A new session starts at seq 1. Sessions idle
  * for `sessionTtlMs` of log time expire; a client that comes back after that must start a
  * new session (its next seq is refused as SESSION_UNKNOWN).
+ *
+ * Decisions are per run (consecutive seqs of one client, see batch.ts): one lookup and one
+ * comparison however many messages the run holds.
  */
 import { assert } from '../util/assert.ts';
-import type { DecodedBatch } from './batch.ts';
+import type { DecodedBatch, MessageRun } from './batch.ts';
 
 export interface SessionTableOptions {
   /** Idle sessions are forgotten after this much log time. */
@@ -23,16 +26,29 @@ export interface SessionTableOptions {
 
 export type RefusalCode = 'SEQUENCE_GAP' | 'SESSION_UNKNOWN';
 
+/**
+ * For an accepted run, its first `duplicateCount` messages were delivered before; the rest
+ * take positions `firstPosition`, `firstPosition + 1`, … (none when all are duplicates).
+ */
+export type RunOutcome =
+  | { readonly kind: 'accepted'; readonly duplicateCount: number; readonly firstPosition: number }
+  | { readonly kind: 'refused'; readonly code: RefusalCode; readonly expectedSeq: number };
+
+/** One message's fate, for callers that look at messages one by one. */
 export type MessageOutcome =
   | { readonly kind: 'delivered'; readonly position: number }
   | { readonly kind: 'duplicate'; readonly position: number | null }
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly expectedSeq: number };
 
+/** Positions of seqs [firstSeq, firstSeq + count). */
+type Segment = [firstSeq: number, firstPosition: number, count: number];
+
 interface Session {
   nextSeq: number;
   lastActiveMs: number;
-  /** Positions of seqs [nextSeq - recent.length, nextSeq - 1]. */
-  recent: number[];
+  /** Recent delivered seqs and their positions, oldest first, at most recentPositionsMax. */
+  recent: Segment[];
+  recentCount: number;
 }
 
 interface SessionTableSnapshot {
@@ -40,7 +56,7 @@ interface SessionTableSnapshot {
   readonly position: number;
   readonly logTimeMs: number;
   readonly lastSweepMs: number;
-  readonly sessions: readonly [string, number, number, readonly number[]][];
+  readonly sessions: readonly [string, number, number, readonly Segment[]][];
 }
 
 export class SessionTable {
@@ -63,44 +79,91 @@ export class SessionTable {
     return this.sessions.size;
   }
 
-  /** Decides every message of one committed batch, in order. */
+  /** Decides every message of one committed batch, in order, one outcome per message. */
   apply(batch: DecodedBatch): MessageOutcome[] {
-    // Log time only moves forward, whatever the clocks of the nodes that stamped batches.
-    if (batch.logTimeMs > this.logTimeMs) this.logTimeMs = batch.logTimeMs;
-    this.maybeExpire();
     const outcomes: MessageOutcome[] = [];
-    for (const message of batch.messages) {
-      if (message.clientId === '') {
-        outcomes.push({ kind: 'delivered', position: ++this.position });
-        continue;
+    this.applyRuns(batch).forEach((outcome, offset) => {
+      const run = batch.runs[offset] as MessageRun;
+      for (let position = 0; position < run.payloads.length; position++) {
+        outcomes.push(this.messageOutcome(run, outcome, position));
       }
-      outcomes.push(this.applyClientMessage(message.clientId, message.seq));
-    }
+    });
     return outcomes;
   }
 
-  private applyClientMessage(clientId: string, seq: number): MessageOutcome {
-    let session = this.sessions.get(clientId);
+  private messageOutcome(run: MessageRun, outcome: RunOutcome, offset: number): MessageOutcome {
+    if (outcome.kind === 'refused') return outcome;
+    if (offset >= outcome.duplicateCount) {
+      return {
+        kind: 'delivered',
+        position: outcome.firstPosition + offset - outcome.duplicateCount,
+      };
+    }
+    const known = this.deliveredPosition(run.clientId, run.firstSeq + offset);
+    return { kind: 'duplicate', position: known?.position ?? null };
+  }
+
+  /** Decides every run of one committed batch, in order: the hot path. */
+  applyRuns(batch: DecodedBatch): RunOutcome[] {
+    // Log time only moves forward, whatever the clocks of the nodes that stamped batches.
+    if (batch.logTimeMs > this.logTimeMs) this.logTimeMs = batch.logTimeMs;
+    this.maybeExpire();
+    return batch.runs.map((run) => this.applyRun(run));
+  }
+
+  private applyRun(run: MessageRun): RunOutcome {
+    const count = run.payloads.length;
+    assert(count > 0, 'runs are not empty');
+    if (run.clientId === '') {
+      const firstPosition = this.position + 1;
+      this.position += count;
+      return { kind: 'accepted', duplicateCount: 0, firstPosition };
+    }
+    let session = this.sessions.get(run.clientId);
     if (session === undefined) {
-      if (seq !== 1) return { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 };
-      session = { nextSeq: 1, lastActiveMs: this.logTimeMs, recent: [] };
-      this.sessions.set(clientId, session);
+      if (run.firstSeq !== 1) return { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 };
+      session = { nextSeq: 1, lastActiveMs: this.logTimeMs, recent: [], recentCount: 0 };
+      this.sessions.set(run.clientId, session);
     }
     session.lastActiveMs = this.logTimeMs;
-    if (seq > session.nextSeq) {
+    if (run.firstSeq > session.nextSeq) {
       return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
     }
-    if (seq < session.nextSeq) {
-      const back = session.nextSeq - seq;
-      const position =
-        back <= session.recent.length ? session.recent[session.recent.length - back] : null;
-      return { kind: 'duplicate', position: position ?? null };
+    const duplicateCount = Math.min(count, session.nextSeq - run.firstSeq);
+    const deliveredCount = count - duplicateCount;
+    const firstPosition = this.position + 1;
+    if (deliveredCount > 0) {
+      this.remember(session, session.nextSeq, firstPosition, deliveredCount);
+      session.nextSeq += deliveredCount;
+      this.position += deliveredCount;
     }
-    const position = ++this.position;
-    session.nextSeq++;
-    session.recent.push(position);
-    if (session.recent.length > this.options.recentPositionsMax) session.recent.shift();
-    return { kind: 'delivered', position };
+    return { kind: 'accepted', duplicateCount, firstPosition };
+  }
+
+  private remember(session: Session, firstSeq: number, firstPosition: number, count: number): void {
+    const last = session.recent[session.recent.length - 1];
+    // Consecutive seqs at consecutive positions extend the last segment.
+    if (
+      last !== undefined &&
+      last[0] + last[2] === firstSeq &&
+      last[1] + last[2] === firstPosition
+    ) {
+      last[2] += count;
+    } else {
+      session.recent.push([firstSeq, firstPosition, count]);
+    }
+    session.recentCount += count;
+    let excess = session.recentCount - this.options.recentPositionsMax;
+    while (excess > 0) {
+      const oldest = session.recent[0] as Segment;
+      const dropped = Math.min(excess, oldest[2]);
+      oldest[0] += dropped;
+      oldest[1] += dropped;
+      oldest[2] -= dropped;
+      if (oldest[2] === 0) session.recent.shift();
+      session.recentCount -= dropped;
+      excess -= dropped;
+    }
   }
 
   /** Sweeps a few times per TTL, so the cost is amortised over many batches. */
@@ -120,10 +183,11 @@ export class SessionTable {
   deliveredPosition(clientId: string, seq: number): { position: number | null } | undefined {
     const session = this.sessions.get(clientId);
     if (session === undefined || seq >= session.nextSeq) return undefined;
-    const back = session.nextSeq - seq;
-    const position =
-      back <= session.recent.length ? session.recent[session.recent.length - back] : null;
-    return { position: position ?? null };
+    for (const [firstSeq, firstPosition, count] of session.recent) {
+      if (seq >= firstSeq && seq < firstSeq + count)
+        return { position: firstPosition + (seq - firstSeq) };
+    }
+    return { position: null };
   }
 
   /** The next seq this client must send, or 1 for a client without a session. */
@@ -150,7 +214,9 @@ export class SessionTable {
     table.logTimeMs = parsed.logTimeMs;
     table.lastSweepMs = parsed.lastSweepMs;
     for (const [id, nextSeq, lastActiveMs, recent] of parsed.sessions) {
-      table.sessions.set(id, { nextSeq, lastActiveMs, recent: [...recent] });
+      const segments = recent.map((segment) => [...segment] as Segment);
+      const recentCount = segments.reduce((sum, segment) => sum + segment[2], 0);
+      table.sessions.set(id, { nextSeq, lastActiveMs, recent: segments, recentCount });
     }
     return table;
   }

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import {
   BatchBuilder,
   BatchFormatError,
+  batchOf,
   type ClientMessage,
   decodeBatch,
   encodeBatch,
@@ -72,7 +73,33 @@ test('the builder resets after finish and counts messages and bytes', () => {
   builder.add({ clientId: 'a', seq: 1, topic: 't', payload: new Uint8Array(3) });
   assert.equal(builder.messageCount, 1);
   const first = builder.finish(1);
-  assert.equal(first.length, builder.byteLength + 2 + 1 + 8 + 2 + 1 + 4 + 3);
+  // After finish, byteLength is the empty header again; the batch adds one run and one message.
+  const runHeaderBytes = 2 + 1 + 8 + 2 + 1 + 4;
+  assert.equal(first.length, builder.byteLength + runHeaderBytes + 4 + 3);
   assert.equal(builder.messageCount, 0);
   assert.throws(() => builder.add({ clientId: 'a', seq: 0, topic: '', payload: new Uint8Array() }));
+});
+
+test('consecutive seqs of one client and topic share one run', () => {
+  const payload = new Uint8Array(1);
+  const batch = batchOf(
+    [
+      { clientId: 'a', seq: 1, topic: 't', payload },
+      { clientId: 'a', seq: 2, topic: 't', payload },
+      { clientId: 'a', seq: 3, topic: 'u', payload },
+      { clientId: 'a', seq: 5, topic: 'u', payload },
+      { clientId: '', seq: 0, topic: '', payload },
+      { clientId: '', seq: 0, topic: '', payload },
+    ],
+    0,
+  );
+  assert.deepEqual(
+    batch.runs.map((run) => [run.clientId, run.firstSeq, run.topic, run.payloads.length]),
+    [
+      ['a', 1, 't', 2],
+      ['a', 3, 'u', 1],
+      ['a', 5, 'u', 1],
+      ['', 0, '', 2],
+    ],
+  );
 });

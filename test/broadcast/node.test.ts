@@ -60,7 +60,7 @@ test('broadcasts from every node are delivered in one order at dense positions',
     sends.push(node.broadcast(new TextEncoder().encode(`m${count}`)));
   }
   const results = await Promise.all(sends);
-  const positions = results.map((result) => result.position).sort((a, b) => a - b);
+  const positions = results.map((result) => result.position ?? 0).sort((a, b) => a - b);
   assert.deepEqual(
     positions,
     Array.from({ length: 60 }, (_, offset) => offset + 1),
@@ -78,7 +78,7 @@ test('a retried (clientId, seq) answers with the original position and is delive
   const payload = new TextEncoder().encode('once');
   const first = await nodes.get('n2')!.broadcast(payload, { clientId: 'client-a', seq: 1 });
   // A node answers `duplicate` once it has applied the original itself.
-  await allDelivered(first.position);
+  await allDelivered(first.position ?? 0);
   const retry = await nodes.get('n3')!.broadcast(payload, { clientId: 'client-a', seq: 1 });
   assert.equal(first.duplicate, false);
   assert.equal(retry.duplicate, true);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import type { ClientMessage } from '../../src/broadcast/batch.ts';
+import { batchOf, type ClientMessage } from '../../src/broadcast/batch.ts';
 import { SessionTable } from '../../src/broadcast/sessions.ts';
 
 const options = { sessionTtlMs: 60_000, recentPositionsMax: 1000 };
@@ -34,7 +34,7 @@ test('retried, duplicated and reordered sends are delivered exactly once and in 
         const highest = highestSent.get(client) ?? 0;
         const seq = Math.max(1, highest + 1 - back + (back === 0 ? skip : 0));
         highestSent.set(client, Math.max(highest, seq));
-        const [outcome] = table.apply({ logTimeMs: step, messages: [message(client, seq)] });
+        const [outcome] = table.apply(batchOf([message(client, seq)], step));
         const seqs = deliveredSeqs.get(client) ?? [];
         if (outcome!.kind === 'delivered') {
           assert.equal(outcome!.position, lastPosition + 1, 'positions are dense');
@@ -57,7 +57,7 @@ test('retried, duplicated and reordered sends are delivered exactly once and in 
 
 test('anonymous messages always take a position', () => {
   const table = new SessionTable(options);
-  const outcomes = table.apply({ logTimeMs: 0, messages: [message('', 0), message('', 0)] });
+  const outcomes = table.apply(batchOf([message('', 0), message('', 0)], 0));
   assert.deepEqual(outcomes, [
     { kind: 'delivered', position: 1 },
     { kind: 'delivered', position: 2 },
@@ -66,23 +66,37 @@ test('anonymous messages always take a position', () => {
 
 test('idle sessions expire by log time, then a stale seq is refused', () => {
   const table = new SessionTable({ sessionTtlMs: 1000, recentPositionsMax: 4 });
-  table.apply({ logTimeMs: 0, messages: [message('old', 1)] });
+  table.apply(batchOf([message('old', 1)], 0));
   assert.equal(table.expectedSeq('old'), 2);
-  table.apply({ logTimeMs: 5000, messages: [message('other', 1)] });
+  table.apply(batchOf([message('other', 1)], 5000));
   assert.equal(table.sessionCount, 1);
-  const [outcome] = table.apply({ logTimeMs: 5001, messages: [message('old', 2)] });
+  const [outcome] = table.apply(batchOf([message('old', 2)], 5001));
   assert.deepEqual(outcome, { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 });
 });
 
 test('duplicates older than the remembered window answer without a position', () => {
   const table = new SessionTable({ sessionTtlMs: 1000, recentPositionsMax: 2 });
-  for (let seq = 1; seq <= 5; seq++) table.apply({ logTimeMs: 0, messages: [message('c', seq)] });
-  assert.deepEqual(table.apply({ logTimeMs: 0, messages: [message('c', 4)] })[0], {
+  for (let seq = 1; seq <= 5; seq++) table.apply(batchOf([message('c', seq)], 0));
+  assert.deepEqual(table.apply(batchOf([message('c', 4)], 0))[0], {
     kind: 'duplicate',
     position: 4,
   });
-  assert.deepEqual(table.apply({ logTimeMs: 0, messages: [message('c', 1)] })[0], {
+  assert.deepEqual(table.apply(batchOf([message('c', 1)], 0))[0], {
     kind: 'duplicate',
     position: null,
   });
+});
+
+test('a run is decided as a whole: duplicates first, then new positions, or refused', () => {
+  const table = new SessionTable(options);
+  table.applyRuns(batchOf([message('c', 1), message('c', 2)], 0));
+  // seqs 2..4 in one run: 2 is a duplicate, 3 and 4 take positions 3 and 4.
+  const [outcome] = table.applyRuns(
+    batchOf([message('c', 2), message('c', 3), message('c', 4)], 0),
+  );
+  assert.deepEqual(outcome, { kind: 'accepted', duplicateCount: 1, firstPosition: 3 });
+  const [gap] = table.applyRuns(batchOf([message('c', 6), message('c', 7)], 0));
+  assert.deepEqual(gap, { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: 5 });
+  assert.deepEqual(table.deliveredPosition('c', 3), { position: 3 });
+  assert.equal(table.deliveredPosition('c', 5), undefined);
 });

@@ -1,0 +1,81 @@
+/**
+ * The messages a node has accepted and the log has not decided yet, found by session:
+ * client id first, then seq, so that applying a run costs one lookup by client.
+ */
+import { assert } from '../util/assert.ts';
+import type { ClientMessage } from './batch.ts';
+import type { BroadcastError } from './errors.ts';
+
+export interface BroadcastResult {
+  /** Null only for a duplicate older than the per-client window of remembered positions. */
+  readonly position: number | null;
+  /** The log entry that carried the message; null for a duplicate. */
+  readonly index: number | null;
+  readonly term: number | null;
+  /** True when this (clientId, seq) was delivered before: `position` is the original one. */
+  readonly duplicate: boolean;
+}
+
+export interface Waiter {
+  readonly resolve: (result: BroadcastResult) => void;
+  readonly reject: (error: BroadcastError) => void;
+  readonly deadlineMs: number;
+  readonly entry: PendingMessage;
+  settled: boolean;
+}
+
+export interface PendingMessage {
+  readonly message: ClientMessage;
+  /** The node's own session: retried until delivered, since a gap would block the rest. */
+  readonly ownSession: boolean;
+  readonly waiters: Waiter[];
+  lastSentMs: number;
+  queued: boolean;
+}
+
+export class PendingTable {
+  private readonly byClient = new Map<string, Map<number, PendingMessage>>();
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(clientId: string, seq: number): PendingMessage | undefined {
+    return this.byClient.get(clientId)?.get(seq);
+  }
+
+  forClient(clientId: string): ReadonlyMap<number, PendingMessage> | undefined {
+    return this.byClient.get(clientId);
+  }
+
+  has(entry: PendingMessage): boolean {
+    return this.get(entry.message.clientId, entry.message.seq) === entry;
+  }
+
+  add(entry: PendingMessage): void {
+    const { clientId, seq } = entry.message;
+    let bySeq = this.byClient.get(clientId);
+    if (bySeq === undefined) {
+      bySeq = new Map();
+      this.byClient.set(clientId, bySeq);
+    }
+    assert(!bySeq.has(seq), 'one pending entry per (clientId, seq)');
+    bySeq.set(seq, entry);
+    this.count++;
+  }
+
+  delete(entry: PendingMessage): void {
+    const { clientId, seq } = entry.message;
+    const bySeq = this.byClient.get(clientId);
+    if (bySeq?.get(seq) !== entry) return;
+    bySeq.delete(seq);
+    this.count--;
+    if (bySeq.size === 0) this.byClient.delete(clientId);
+  }
+
+  /** Client by client, each in the order its messages were accepted. */
+  *values(): Generator<PendingMessage> {
+    for (const bySeq of this.byClient.values()) yield* bySeq.values();
+  }
+}
