@@ -112,14 +112,14 @@ async function startPair(
     b,
     atB,
     logB,
+    // Resends while it waits, as Raft's heartbeats would: frames queued on a link that
+    // fails are dropped, not kept for the next connection.
     async assertLinkWorks() {
       const commit = ++commitCounter;
-      const frame = heartbeat('a', 'b', commit);
-      a.send([frame]);
-      await waitFor(
-        () => atB.some((arrived) => arrived.type === 'Heartbeat' && arrived.commit === commit),
-        'a frame from a',
-      );
+      await waitFor(() => {
+        a.send([heartbeat('a', 'b', commit)]);
+        return atB.some((arrived) => arrived.type === 'Heartbeat' && arrived.commit === commit);
+      }, 'a frame from a');
     },
     async close() {
       await a.close();
