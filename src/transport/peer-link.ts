@@ -29,7 +29,7 @@ type QueueItem =
 const coalesceBytesMax = 16 * 1024;
 /** A batch of small frames stops growing here, so one write never gets huge. */
 const batchBytesMax = 256 * 1024;
-/** The consumed head of the queue array is trimmed once it is this long. */
+/** The consumed head of the queue array is trimmed once it is this long (and half of it). */
 const queueTrimCount = 1024;
 
 export interface LinkContext {
@@ -301,7 +301,8 @@ export class PeerLink {
     if (this.queueHead === this.queue.length) {
       this.queue.length = 0;
       this.queueHead = 0;
-    } else if (this.queueHead >= queueTrimCount) {
+    } else if (this.queueHead >= queueTrimCount && this.queueHead * 2 >= this.queue.length) {
+      // Trimming only once the consumed head is half the array keeps dequeue O(1) amortized.
       this.queue.splice(0, this.queueHead);
       this.queueHead = 0;
     }
