@@ -94,8 +94,11 @@ export class DeliveryLog {
     let cursor = from;
     while (!this.closed && signal?.aborted !== true) {
       const batch = this.read(cursor, 1024);
-      for (const message of batch) yield message;
-      cursor += batch.length;
+      for (const message of batch) {
+        if (signal?.aborted === true) return;
+        yield message;
+        cursor++;
+      }
       if (batch.length === 0) await this.nextChange(signal);
     }
   }

@@ -108,7 +108,7 @@ export class BroadcastNode {
   readonly id: NodeId;
   private readonly core: RaftCore;
   private sessions: SessionTable;
-  private readonly deliveries: DeliveryLog;
+  private readonly deliveryLog: DeliveryLog;
   private readonly pending = new PendingTable();
   private deadlines: Waiter[] = [];
   private lastRetryScanMs = 0;
@@ -144,8 +144,8 @@ export class BroadcastNode {
       persisted.snapshot === null
         ? new SessionTable(sessionOptions)
         : SessionTable.fromSnapshot(persisted.snapshot.data, sessionOptions);
-    this.deliveries = new DeliveryLog(options.retainBytesMax);
-    this.deliveries.resetTo(this.sessions.lastPosition + 1);
+    this.deliveryLog = new DeliveryLog(options.retainBytesMax);
+    this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
     this.appliedIndex = persisted.snapshot?.meta.index ?? 0;
     this.appliedConfig = persisted.snapshot?.meta.config ?? { voters: [], learners: [] };
     this.lastDurableHardState = persisted.hardState;
@@ -461,7 +461,7 @@ export class BroadcastNode {
       sessionTtlMs: this.options.sessionTtlMs,
       recentPositionsMax: 4096,
     });
-    this.deliveries.resetTo(this.sessions.lastPosition + 1);
+    this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
     this.appliedIndex = snapshot.meta.index;
     this.appliedTerm = snapshot.meta.term;
     this.appliedConfig = snapshot.meta.config;
@@ -482,7 +482,7 @@ export class BroadcastNode {
       this.appliedTerm = entry.term;
       this.bytesSinceCandidate += entry.data.length;
     }
-    this.deliveries.notify();
+    this.deliveryLog.notify();
     while (
       this.appliedWaiters.length > 0 &&
       (this.appliedWaiters[0]?.index ?? 0) <= this.appliedIndex
@@ -523,7 +523,7 @@ export class BroadcastNode {
   ): void {
     const anonymous = run.clientId === '';
     for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
-      this.deliveries.append({
+      this.deliveryLog.append({
         position: firstPosition + offset - duplicateCount,
         index: entry.index,
         term: entry.term,
@@ -621,12 +621,25 @@ export class BroadcastNode {
 
   /** Delivered messages from `from` on, as kept in memory; COMPACTED if too old. */
   read(from: number, limit: number): DeliveredMessage[] {
-    return this.deliveries.read(from, limit);
+    return this.deliveryLog.read(from, limit);
   }
 
-  /** An ordered, resumable subscription: every position from `from` on, exactly once. */
-  deliveriesFrom(from = 1, signal?: AbortSignal): AsyncGenerator<DeliveredMessage> {
-    return this.deliveries.follow(from, signal);
+  /**
+   * An ordered, resumable subscription: every position from `from` (default 1) on, exactly
+   * once, waiting for new ones; it ends when `signal` aborts or the node stops, and throws
+   * COMPACTED if it falls behind what the node keeps. Resume after a restart with
+   * `from: lastSeenPosition + 1`.
+   */
+  deliveries(
+    options: { readonly from?: number; readonly signal?: AbortSignal } = {},
+  ): AsyncGenerator<DeliveredMessage> {
+    const from = options.from ?? 1;
+    if (!Number.isSafeInteger(from) || from < 1) {
+      throw new BroadcastError('INVALID_ARGUMENT', 'from must be a position >= 1', {
+        field: 'from',
+      });
+    }
+    return this.deliveryLog.follow(from, options.signal);
   }
 
   /**
@@ -676,7 +689,7 @@ export class BroadcastNode {
       commitIndex: core.commitIndex,
       appliedIndex: this.appliedIndex,
       lastPosition: this.sessions.lastPosition,
-      firstRetainedPosition: this.deliveries.firstRetainedPosition,
+      firstRetainedPosition: this.deliveryLog.firstRetainedPosition,
       config: core.config,
       pendingMessageCount: this.pending.size,
       storage: this.storage.counters(),
@@ -703,7 +716,7 @@ export class BroadcastNode {
     this.stopped = reason;
     if (this.ticker !== null) clearInterval(this.ticker);
     for (const pending of [...this.pending.values()]) this.finish(pending, null, reason);
-    this.deliveries.close();
+    this.deliveryLog.close();
   }
 
   /** Stops accepting work, lets the write in flight finish, then closes links and disk. */

@@ -109,3 +109,32 @@ test('a restarted follower recovers from disk and catches up', async () => {
   const reference = leader.read(1, 10_000).map((m) => text(m.payload));
   assert.deepEqual(restarted, reference);
 });
+
+test('a subscription yields every position in order, follows new ones, and resumes', async () => {
+  const node = nodes.get('n2')!;
+  const start = node.status().lastPosition + 1;
+  const controller = new AbortController();
+  const seen: number[] = [];
+  const reader = (async () => {
+    for await (const message of node.deliveries({ from: start, signal: controller.signal })) {
+      seen.push(message.position);
+      if (seen.length === 10) controller.abort();
+    }
+  })();
+  for (let count = 0; count < 10; count++)
+    await node.broadcast(new TextEncoder().encode(`s${count}`));
+  await reader;
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 10 }, (_, offset) => start + offset),
+  );
+  // Resuming from the middle gives the same messages again, from there.
+  const resumed: number[] = [];
+  const again = new AbortController();
+  for await (const message of node.deliveries({ from: start + 5, signal: again.signal })) {
+    resumed.push(message.position);
+    if (resumed.length === 5) again.abort();
+  }
+  assert.deepEqual(resumed, seen.slice(5));
+  assert.throws(() => node.deliveries({ from: 0 }), { code: 'INVALID_ARGUMENT' });
+});
