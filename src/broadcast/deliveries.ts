@@ -92,10 +92,11 @@ export class DeliveryLog {
   /** Follows the log from `from`, waiting for new messages; ends when the node closes. */
   async *follow(from: number, signal?: AbortSignal): AsyncGenerator<DeliveredMessage> {
     let cursor = from;
-    while (!this.closed && signal?.aborted !== true) {
+    const aborted = () => signal?.aborted === true;
+    while (!this.closed && !aborted()) {
       const batch = this.read(cursor, 1024);
       for (const message of batch) {
-        if (signal?.aborted === true) return;
+        if (aborted()) return;
         yield message;
         cursor++;
       }
