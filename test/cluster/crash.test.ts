@@ -91,3 +91,34 @@ test('5 nodes: SIGKILL of leaders and followers under load loses and duplicates 
 }, async () => {
   await killRestartUnderLoad(5, 2);
 });
+
+test('SIGTERM stops a node gracefully: exit code 0, lock released, restart recovers', {
+  timeout: 60_000,
+}, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-term-'));
+  const ids = ['n1', 'n2', 'n3'];
+  const cluster = await ProcessCluster.start({ ids, root, nodeOptions });
+  try {
+    const client = new RetryingClient('graceful', cluster, 0);
+    let sent = 0;
+    await client.run(() => ++sent > 20);
+    const leader = await leaderOf(cluster);
+    const node = cluster.node(leader);
+    node.kill('SIGTERM');
+    assert.equal(await node.exited, 0, 'a graceful stop exits with 0');
+    await cluster.launch(leader); // the data directory lock was released
+    await client.run(() => ++sent > 40);
+    const target = Math.max(...client.acknowledged.values());
+    await waitFor(async () => {
+      const statuses = await Promise.all(
+        ids.map((id) => cluster.node(id).request<{ lastPosition: number }>({ op: 'status' })),
+      );
+      return statuses.every((status) => status.lastPosition >= target);
+    }, 'every node caught up');
+    const sequences = await Promise.all(ids.map((id) => readAll(cluster.node(id))));
+    checkDeliveries(sequences, [client]);
+  } finally {
+    await cluster.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+});
