@@ -42,6 +42,14 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
       },
     );
   }
+  const tuning = tuningFrom(options);
+  // The largest Append carries appendBytesMax of entries, or one batch of up to
+  // batchBytesMax plus one payload: frames must fit it, or it could never replicate.
+  const largestAppendBytes = Math.max(
+    tuning.appendBytesMax,
+    tuning.batchBytesMax + tuning.payloadBytesMax,
+  );
+  const frameBytesMax = Math.max(4 << 20, largestAppendBytes + (64 << 10));
   const clusterId = options.clusterId ?? 'abcast';
   const logger: NodeLogger =
     options.logger ?? pino({ name: 'abcast', level: options.logLevel ?? 'info' });
@@ -56,6 +64,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     clusterId,
     listenAddress: options.listen,
     logger,
+    frameBytesMax,
   });
   try {
     transport.setPeers(peers);
@@ -67,7 +76,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
   }
   const node = new BroadcastNode(
     {
-      ...tuningFrom(options),
+      ...tuning,
       id: options.id,
       bootstrap: makeConfiguration([...peers.keys()], []),
       logger,
