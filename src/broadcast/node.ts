@@ -379,9 +379,10 @@ export class BroadcastNode {
   private scheduleLoop(): void {
     if (this.loopScheduled || this.stopped !== null) return;
     this.loopScheduled = true;
-    // After the current I/O phase, so frames and broadcasts that arrived together are
-    // stepped first and leave in one Ready, one write and one fsync.
-    setImmediate(() => {
+    // After the current callback: the frames of one socket read, or the broadcasts of one
+    // burst of callers, are stepped first and leave in one Ready, one write and one fsync,
+    // without waiting for the next turn of the event loop.
+    queueMicrotask(() => {
       this.loopScheduled = false;
       this.flushOutgoing();
       if (!this.loopRunning) this.loopIdle = this.runLoop();

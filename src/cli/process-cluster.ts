@@ -102,6 +102,8 @@ export interface ProcessClusterOptions {
   readonly nodeOptions?: Partial<StartNodeOptions>;
   /** Node i listens on basePort + i; default: free ports chosen by the kernel. */
   readonly basePort?: number;
+  /** Extra Node flags for every node process, such as --cpu-prof for profiling. */
+  readonly execArgv?: readonly string[];
   /** Where a node's stdout and stderr go; default: dropped. */
   readonly stdio?: 'inherit' | 'ignore';
 }
@@ -142,7 +144,7 @@ export class ProcessCluster {
   /** Starts (or restarts) a node process and waits until it runs. */
   async launch(id: string): Promise<NodeProcess> {
     const child = fork(entry, [JSON.stringify(this.startOptions(id))], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: ['--import', 'tsx', ...(this.options.execArgv ?? [])],
       stdio:
         this.options.stdio === 'inherit'
           ? ['ignore', 'inherit', 'inherit', 'ipc']
