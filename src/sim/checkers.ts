@@ -239,7 +239,16 @@ export class Checker {
   ): void {
     if (hardState.commit <= previousCommit) return;
     const term = disk.termAt(hardState.commit);
-    if (term !== hardState.term) {
+    if (term === null && hardState.commit > disk.lastIndex) {
+      // Its previous Ready, holding every entry it could count, completed before this one.
+      this.context.fail(
+        'durability',
+        `leader ${node} of term ${hardState.term} commits index ${hardState.commit} but holds only up to ${disk.lastIndex} on disk`,
+        [node],
+      );
+      return;
+    }
+    if (term !== null && term !== hardState.term) {
       this.context.fail(
         'commit rule',
         `leader ${node} of term ${hardState.term} commits index ${hardState.commit} of term ${term} by counting replicas`,

@@ -13,8 +13,8 @@
 import { type UnsafeVariant, unsafeVariants } from '../raft/core.ts';
 import { describeMix, type Profile, profiles } from './fault-mix.ts';
 import { defaultFaultPhaseTicks, runSeed, sweep } from './run.ts';
+import type { RunResult } from './stats.ts';
 import { formatSeed } from './violation.ts';
-import type { RunResult } from './world.ts';
 
 export class CliError extends Error {
   readonly code = 'BAD_FLAGS';
@@ -59,81 +59,92 @@ function parseCount(flag: string, text: string, low: number, high: number): numb
   return Number(text);
 }
 
+interface Draft {
+  seed: number | null;
+  count: number | null;
+  from: number;
+  trace: boolean;
+  nodeCount: number | null;
+  unsafe: UnsafeVariant | null;
+  profile: Profile;
+  faultPhaseTicks: number;
+}
+
+function oneOf<T extends string>(flag: string, text: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new CliError(`unknown ${flag} ${JSON.stringify(text)}: one of ${allowed.join(', ')}`);
+  }
+  return text as T;
+}
+
+/** Applies one flag to the draft; `value` reads the flag's argument. */
+function applyFlag(draft: Draft, flag: string, value: () => string): void {
+  switch (flag) {
+    case '--seed':
+      draft.seed = parseSeed(value());
+      return;
+    case '--seeds':
+      draft.count = parseCount(flag, value(), 1, 100_000_000);
+      return;
+    case '--from':
+      draft.from = parseSeed(value());
+      return;
+    case '--trace':
+      draft.trace = true;
+      return;
+    case '--nodes':
+      draft.nodeCount = parseCount(flag, value(), 3, 7);
+      if (![3, 5, 7].includes(draft.nodeCount)) throw new CliError('--nodes takes 3, 5 or 7');
+      return;
+    case '--unsafe':
+      draft.unsafe = oneOf(flag, value(), unsafeVariants);
+      return;
+    case '--profile':
+      draft.profile = oneOf(flag, value(), profiles);
+      return;
+    case '--ticks':
+      draft.faultPhaseTicks = parseCount(flag, value(), 1, 10_000_000);
+      return;
+    default:
+      throw new CliError(
+        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --ticks`,
+      );
+  }
+}
+
 export function parseArgs(argv: readonly string[]): CliCommand {
-  let seed: number | null = null;
-  let count: number | null = null;
-  let from = 1;
-  let trace = false;
-  let nodeCount: number | null = null;
-  let unsafe: UnsafeVariant | null = null;
-  let profile: Profile = 'default';
-  let faultPhaseTicks = defaultFaultPhaseTicks;
+  const draft: Draft = {
+    seed: null,
+    count: null,
+    from: 1,
+    trace: false,
+    nodeCount: null,
+    unsafe: null,
+    profile: 'default',
+    faultPhaseTicks: defaultFaultPhaseTicks,
+  };
   for (let position = 0; position < argv.length; position++) {
     const flag = argv[position] as string;
-    const value = (): string => {
+    applyFlag(draft, flag, () => {
       const next = argv[++position];
       if (next === undefined) throw new CliError(`${flag} needs a value`);
       return next;
-    };
-    switch (flag) {
-      case '--seed':
-        seed = parseSeed(value());
-        break;
-      case '--seeds':
-        count = parseCount(flag, value(), 1, 100_000_000);
-        break;
-      case '--from':
-        from = parseSeed(value());
-        break;
-      case '--trace':
-        trace = true;
-        break;
-      case '--nodes': {
-        nodeCount = parseCount(flag, value(), 3, 7);
-        if (![3, 5, 7].includes(nodeCount)) throw new CliError('--nodes takes 3, 5 or 7');
-        break;
-      }
-      case '--unsafe': {
-        const text = value();
-        if (!(unsafeVariants as readonly string[]).includes(text)) {
-          throw new CliError(
-            `unknown --unsafe ${JSON.stringify(text)}: one of ${unsafeVariants.join(', ')}`,
-          );
-        }
-        unsafe = text as UnsafeVariant;
-        break;
-      }
-      case '--profile': {
-        const text = value();
-        if (!(profiles as readonly string[]).includes(text)) {
-          throw new CliError(
-            `unknown --profile ${JSON.stringify(text)}: one of ${profiles.join(', ')}`,
-          );
-        }
-        profile = text as Profile;
-        break;
-      }
-      case '--ticks':
-        faultPhaseTicks = parseCount(flag, value(), 1, 10_000_000);
-        break;
-      default:
-        throw new CliError(
-          `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --ticks`,
-        );
-    }
+    });
   }
-  if ((seed === null) === (count === null))
+  if ((draft.seed === null) === (draft.count === null)) {
     throw new CliError('give exactly one of --seed N or --seeds N');
-  if (trace && count !== null) throw new CliError('--trace goes with --seed, not --seeds');
+  }
+  if (draft.trace && draft.count !== null)
+    throw new CliError('--trace goes with --seed, not --seeds');
   return {
-    mode: seed === null ? 'sweep' : 'one',
-    seed: seed ?? from,
-    count: count ?? 1,
-    trace,
-    nodeCount,
-    unsafe,
-    profile,
-    faultPhaseTicks,
+    mode: draft.seed === null ? 'sweep' : 'one',
+    seed: draft.seed ?? draft.from,
+    count: draft.count ?? 1,
+    trace: draft.trace,
+    nodeCount: draft.nodeCount,
+    unsafe: draft.unsafe,
+    profile: draft.profile,
+    faultPhaseTicks: draft.faultPhaseTicks,
   };
 }
 

@@ -207,7 +207,9 @@ export class SimClients {
     if (this.host.submit(state.target, request)) {
       this.arm(client, this.timeoutTicks(state));
     } else {
+      // The node is down or its inbox full: pick another soon, like a refused connection.
       state.target = this.prng.below(this.host.nodeCount);
+      state.retrying = true;
       this.arm(client, this.prng.between(1, 3));
     }
   }

@@ -7,8 +7,40 @@
  * everything. Profiles exist so the tests can show each unsafe core variant is found fast.
  */
 import { assert } from '../util/assert.ts';
-import type { Prng } from '../util/prng.ts';
+import { Prng } from '../util/prng.ts';
+import { finish32, hashString, mix32 } from './hash.ts';
 import type { NetworkFaults } from './network.ts';
+
+/**
+ * Named draws: every parameter comes from its own stream, keyed by the run's seed and the
+ * parameter's name, so adding or removing a parameter leaves every other one as it was and
+ * old seeds keep most of their world.
+ */
+export class Draws {
+  constructor(private readonly seed: number) {}
+
+  private stream(name: string): Prng {
+    return new Prng(finish32(mix32(this.seed, hashString(name))));
+  }
+
+  pick<T>(name: string, items: readonly T[]): T {
+    return this.stream(name).pick(items);
+  }
+
+  between(name: string, low: number, high: number): number {
+    return this.stream(name).between(low, high);
+  }
+
+  chance(name: string, probability: number): boolean {
+    return this.stream(name).chance(probability);
+  }
+
+  /** 0 (off) with probability 1 - onProbability, else a weight in 1..5. */
+  weight(name: string, onProbability: number): number {
+    const stream = this.stream(name);
+    return stream.chance(onProbability) ? stream.between(1, 5) : 0;
+  }
+}
 
 export const profiles = ['default', 'elections', 'figure8', 'calm'] as const;
 export type Profile = (typeof profiles)[number];
@@ -52,6 +84,8 @@ export interface FaultMix {
   readonly network: NetworkFaults;
   /** A Ready's write completes 0..fsyncTicksMax ticks after it starts. */
   readonly fsyncTicksMax: number;
+  /** A leader's replication messages leave before its own write is durable (thesis §10.2.1). */
+  readonly leaderSendsEarly: boolean;
   readonly nemesis: NemesisWeights;
   readonly nemesisGapTicksMax: number;
   /** A crash picks the leader with this probability, else any running node. */
@@ -88,71 +122,75 @@ export interface MixRequest {
   readonly faultPhaseTicks: number;
 }
 
-export function drawFaultMix(prng: Prng, request: MixRequest): FaultMix {
+export function drawFaultMix(draws: Draws, request: MixRequest): FaultMix {
   assert(request.faultPhaseTicks > 0, 'a run has a fault phase');
-  const nodeCount = request.nodeCount ?? prng.pick([3, 3, 3, 5, 5, 7]);
+  const nodeCount = request.nodeCount ?? draws.pick('nodeCount', [3, 3, 3, 5, 5, 7]);
   assert([3, 5, 7].includes(nodeCount), 'clusters have 3, 5 or 7 nodes');
-  const core = drawCore(prng, request.profile);
-  const nemesis = drawNemesis(prng, request.profile);
+  const core = drawCore(draws, request.profile);
+  const nemesis = drawNemesis(draws, request.profile);
   const election = core.electionTimeoutTicks;
-  const clientTimeoutTicks = 3 * election + prng.below(2 * election);
+  const clientTimeoutTicks = 3 * election + draws.between('clientTimeout', 0, 2 * election - 1);
   const mix: FaultMix = {
     profile: request.profile,
     nodeCount,
-    spareCount: nemesis.membership > 0 ? prng.between(1, 2) : 0,
+    spareCount: nemesis.membership > 0 ? draws.between('spareCount', 1, 2) : 0,
     core,
-    network: drawNetwork(prng, request.profile, election),
-    fsyncTicksMax: Math.min(prng.pick([0, 1, 1, 2, 3]), Math.floor(election / 6)),
+    network: drawNetwork(draws, request.profile, election),
+    fsyncTicksMax: Math.min(draws.pick('fsync', [0, 1, 1, 2, 3]), Math.floor(election / 6)),
+    leaderSendsEarly: draws.chance('leaderSendsEarly', 0.7),
     nemesis,
     nemesisGapTicksMax:
-      request.profile === 'calm' ? 4 * election : prng.between(election, 6 * election),
-    crashLeaderProbability: prng.pick([0.2, 0.5, 0.8]),
-    crashPoints: drawCrashPoints(prng, request.profile),
-    downTicksMax: prng.between(election, 8 * election),
-    partitionTicksMax: prng.between(2 * election, 12 * election),
-    pauseTicksMax: prng.between(election, 4 * election),
-    clockSkipProbabilityMax: prng.pick([0, 0, 0.1, 0.3]),
-    compactGapTicksMax: prng.between(10, 100),
-    compactEntriesMin: prng.pick([1, 4, 16, 64]),
-    checkpointOnlyProbability: prng.pick([0, 0.3]),
-    zombieProbability: prng.pick([0, 0.5]),
-    keepDownProbability: prng.pick([0, 0.5]),
-    clientCount: prng.between(1, 8),
-    batchMessagesMax: prng.between(1, 6),
-    payloadBytesMax: prng.pick([0, 16, 64, 300]),
-    clientThinkTicksMax: prng.between(0, 10),
+      request.profile === 'calm'
+        ? 4 * election
+        : draws.between('nemesisGap', election, 6 * election),
+    crashLeaderProbability: draws.pick('crashLeader', [0.2, 0.5, 0.8]),
+    crashPoints: drawCrashPoints(draws, request.profile),
+    downTicksMax: draws.between('downTicks', election, 8 * election),
+    partitionTicksMax: draws.between('partitionTicks', 2 * election, 12 * election),
+    pauseTicksMax: draws.between('pauseTicks', election, 4 * election),
+    clockSkipProbabilityMax: draws.pick('clockSkip', [0, 0, 0.1, 0.3]),
+    compactGapTicksMax: draws.between('compactGap', 10, 100),
+    compactEntriesMin: draws.pick('compactEntries', [1, 4, 16, 64]),
+    checkpointOnlyProbability: draws.pick('checkpointOnly', [0, 0.3]),
+    zombieProbability: draws.pick('zombie', [0, 0.5]),
+    keepDownProbability: draws.pick('keepDown', [0, 0.5]),
+    clientCount: draws.between('clientCount', 1, 8),
+    batchMessagesMax: draws.between('batchMessages', 1, 6),
+    payloadBytesMax: draws.pick('payloadBytes', [0, 16, 64, 300]),
+    clientThinkTicksMax: draws.between('clientThink', 0, 10),
     clientTimeoutTicks,
-    readGapTicksMax: prng.pick([0, 10, 40]),
+    readGapTicksMax: draws.pick('readGap', [0, 10, 40]),
     faultPhaseTicks: request.faultPhaseTicks,
     // Room for elections, snapshot catch-up and a client's longest backoff (8 + 4 timeouts).
     livenessTicksMax: 400 + 40 * election + 16 * clientTimeoutTicks,
   };
-  return request.profile === 'figure8' ? figure8(mix, prng) : mix;
+  return request.profile === 'figure8' ? figure8(mix, draws) : mix;
 }
 
 /** Leaders die young: often, soon after election, with slow disks and big entries. */
-function figure8(mix: FaultMix, prng: Prng): FaultMix {
+function figure8(mix: FaultMix, draws: Draws): FaultMix {
   const election = mix.core.electionTimeoutTicks;
   return {
     ...mix,
     fsyncTicksMax: Math.min(3, Math.floor(election / 4)),
-    nemesisGapTicksMax: prng.between(election, 3 * election),
+    nemesisGapTicksMax: draws.between('figure8NemesisGap', election, 3 * election),
     crashLeaderProbability: 0.9,
-    downTicksMax: prng.between(election, 3 * election),
+    downTicksMax: draws.between('figure8DownTicks', election, 3 * election),
     payloadBytesMax: 300,
     batchMessagesMax: 1,
     clientThinkTicksMax: 0,
   };
 }
 
-function drawCore(prng: Prng, profile: Profile): CoreTuning {
-  const electionTimeoutTicks = profile === 'elections' ? prng.between(6, 10) : prng.between(8, 20);
+function drawCore(draws: Draws, profile: Profile): CoreTuning {
+  const electionTimeoutTicks =
+    profile === 'elections' ? draws.between('election', 6, 10) : draws.between('election', 8, 20);
   if (profile === 'figure8') {
     // The Raft paper's Figure 8 needs leaders that die between replicating an old entry and
     // replicating their own: one entry per Append, one Append in flight, free elections.
     return {
       electionTimeoutTicks,
-      heartbeatIntervalTicks: prng.between(1, 3),
+      heartbeatIntervalTicks: draws.between('heartbeat', 1, 3),
       preVote: false,
       checkQuorum: false,
       appendBytesMax: 64,
@@ -161,11 +199,11 @@ function drawCore(prng: Prng, profile: Profile): CoreTuning {
   }
   return {
     electionTimeoutTicks,
-    heartbeatIntervalTicks: prng.between(1, Math.min(3, electionTimeoutTicks - 1)),
-    preVote: profile === 'elections' ? prng.chance(0.3) : prng.chance(0.6),
-    checkQuorum: profile === 'elections' ? prng.chance(0.3) : prng.chance(0.6),
-    appendBytesMax: prng.pick([64, 256, 1024, 65536]),
-    inflightAppendsMax: prng.pick([1, 2, 4, 16, 64]),
+    heartbeatIntervalTicks: draws.between('heartbeat', 1, Math.min(3, electionTimeoutTicks - 1)),
+    preVote: draws.chance('preVote', profile === 'elections' ? 0.3 : 0.6),
+    checkQuorum: draws.chance('checkQuorum', profile === 'elections' ? 0.3 : 0.6),
+    appendBytesMax: draws.pick('appendBytes', [64, 256, 1024, 65536]),
+    inflightAppendsMax: draws.pick('inflight', [1, 2, 4, 16, 64]),
   };
 }
 
@@ -174,73 +212,83 @@ function drawCore(prng: Prng, profile: Profile): CoreTuning {
  * (Raft §5.6); latencies are drawn within a quarter of it, so a liveness failure is the
  * protocol's fault, not an impossible world's. Delay spikes are the deliberate exception.
  */
-function drawNetwork(prng: Prng, profile: Profile, electionTimeoutTicks: number): NetworkFaults {
-  const lossy = profile !== 'calm' && prng.chance(0.6);
+function drawNetwork(draws: Draws, profile: Profile, electionTimeoutTicks: number): NetworkFaults {
+  const faulty = (name: string, probability: number) =>
+    profile !== 'calm' && draws.chance(name, probability);
   const latencySpreadMax = Math.max(1, Math.floor(electionTimeoutTicks / 4) - 1);
-  const latencyTicksMin = prng.between(0, 1);
+  const latencyTicksMin = draws.between('latencyMin', 0, 1);
   return {
-    dropProbability: lossy ? prng.pick([0.01, 0.05, 0.1, 0.2]) : 0,
-    duplicateProbability: profile !== 'calm' && prng.chance(0.4) ? prng.pick([0.01, 0.05, 0.1]) : 0,
+    dropProbability: faulty('lossy', 0.6) ? draws.pick('drop', [0.01, 0.05, 0.1, 0.2]) : 0,
+    duplicateProbability: faulty('duplicating', 0.4)
+      ? draws.pick('duplicate', [0.01, 0.05, 0.1])
+      : 0,
     latencyTicksMin,
-    latencyTicksMax: latencyTicksMin + prng.between(0, Math.min(3, latencySpreadMax)),
-    delaySpikeProbability: profile !== 'calm' && prng.chance(0.4) ? prng.pick([0.005, 0.02]) : 0,
+    latencyTicksMax:
+      latencyTicksMin + draws.between('latencySpread', 0, Math.min(3, latencySpreadMax)),
+    delaySpikeProbability: faulty('spiky', 0.4) ? draws.pick('spike', [0.005, 0.02]) : 0,
     delaySpikeTicksMax: 3 * electionTimeoutTicks,
   };
 }
 
-function drawNemesis(prng: Prng, profile: Profile): NemesisWeights {
-  const weight = (onProbability: number) => (prng.chance(onProbability) ? prng.between(1, 5) : 0);
+function drawNemesis(draws: Draws, profile: Profile): NemesisWeights {
+  const weight = (name: keyof NemesisWeights, onProbability: number) =>
+    draws.weight(`nemesis.${name}`, onProbability);
   switch (profile) {
     case 'calm':
       return {
         crash: 1,
         partition: 0,
         pause: 0,
-        membership: weight(0.5),
+        membership: weight('membership', 0.5),
         transfer: 1,
         campaign: 0,
       };
     case 'elections':
       return {
         crash: 5,
-        partition: weight(0.5),
-        pause: weight(0.5),
+        partition: weight('partition', 0.5),
+        pause: weight('pause', 0.5),
         membership: 0,
-        transfer: weight(0.5),
+        transfer: weight('transfer', 0.5),
         campaign: 8,
       };
     case 'figure8':
       return {
         crash: 8,
         partition: 4,
-        pause: weight(0.5),
+        pause: weight('pause', 0.5),
         membership: 0,
-        transfer: weight(0.3),
+        transfer: weight('transfer', 0.3),
         campaign: 3,
       };
     case 'default':
       return {
-        crash: weight(0.7),
-        partition: weight(0.7),
-        pause: weight(0.4),
-        membership: weight(0.5),
-        transfer: weight(0.4),
-        campaign: weight(0.3),
+        crash: weight('crash', 0.7),
+        partition: weight('partition', 0.7),
+        pause: weight('pause', 0.4),
+        membership: weight('membership', 0.5),
+        transfer: weight('transfer', 0.4),
+        campaign: weight('campaign', 0.3),
       };
   }
 }
 
-function drawCrashPoints(prng: Prng, profile: Profile): CrashPoints {
-  const sometimes = () => (prng.chance(0.25) ? prng.pick([0.05, 0.2]) : 0);
+function drawCrashPoints(draws: Draws, profile: Profile): CrashPoints {
+  const sometimes = (name: keyof CrashPoints) =>
+    draws.chance(`crashPoint.${name}`, 0.25) ? draws.pick(`crashPoint.${name}.p`, [0.05, 0.2]) : 0;
   switch (profile) {
     case 'calm':
       return { afterVote: 0, afterElection: 0, afterCommit: 0 };
     case 'elections':
-      return { afterVote: 0.5, afterElection: sometimes(), afterCommit: 0 };
+      return { afterVote: 0.5, afterElection: sometimes('afterElection'), afterCommit: 0 };
     case 'figure8':
       return { afterVote: 0, afterElection: 0.3, afterCommit: 0.3 };
     case 'default':
-      return { afterVote: sometimes(), afterElection: sometimes(), afterCommit: sometimes() };
+      return {
+        afterVote: sometimes('afterVote'),
+        afterElection: sometimes('afterElection'),
+        afterCommit: sometimes('afterCommit'),
+      };
   }
 }
 
@@ -256,7 +304,7 @@ export function describeMix(mix: FaultMix): string {
     `preVote=${mix.core.preVote} checkQuorum=${mix.core.checkQuorum}`,
     `appendBytesMax=${mix.core.appendBytesMax} inflight=${mix.core.inflightAppendsMax}`,
     `drop=${n.dropProbability} dup=${n.duplicateProbability} latency=${n.latencyTicksMin}..${n.latencyTicksMax} spike=${n.delaySpikeProbability}`,
-    `fsync≤${mix.fsyncTicksMax} nemesis[${on || 'off'}] gap≤${mix.nemesisGapTicksMax} crashAfter[vote=${mix.crashPoints.afterVote} election=${mix.crashPoints.afterElection} commit=${mix.crashPoints.afterCommit}]`,
+    `fsync≤${mix.fsyncTicksMax}${mix.leaderSendsEarly ? ' early' : ''} nemesis[${on || 'off'}] gap≤${mix.nemesisGapTicksMax} crashAfter[vote=${mix.crashPoints.afterVote} election=${mix.crashPoints.afterElection} commit=${mix.crashPoints.afterCommit}]`,
     `clients=${mix.clientCount} batch≤${mix.batchMessagesMax} payload≤${mix.payloadBytesMax} compactMin=${mix.compactEntriesMin}`,
   ].join(' ');
 }

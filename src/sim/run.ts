@@ -4,8 +4,9 @@
 import type { UnsafeVariant } from '../raft/core.ts';
 import { assert } from '../util/assert.ts';
 import type { Profile } from './fault-mix.ts';
+import type { RunResult } from './stats.ts';
 import type { Property } from './violation.ts';
-import { type RunResult, World } from './world.ts';
+import { World } from './world.ts';
 
 /** Long enough for several elections, crashes and membership changes per run. */
 export const defaultFaultPhaseTicks = 600;

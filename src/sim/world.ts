@@ -8,32 +8,37 @@
  * heals, enough nodes restart for a quorum, faults stop, and everything acknowledged must
  * reach every live member within a tick budget.
  */
-import { encodeBatch } from '../broadcast/batch.ts';
-import type { MessageOutcome } from '../broadcast/sessions.ts';
-import { decodeConfiguration, isMember, members, sameConfiguration } from '../raft/config.ts';
+import { isMember } from '../raft/config.ts';
 import { type CoreOptions, RaftCore, type UnsafeVariant } from '../raft/core.ts';
-import type {
-  Configuration,
-  Entry,
-  Message,
-  NodeId,
-  Ready,
-  Role,
-  SoftState,
+import {
+  type Configuration,
+  type Message,
+  type NodeId,
+  type Ready,
+  type Role,
+  type SoftState,
+  sendableBeforePersist,
 } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { Prng } from '../util/prng.ts';
-import { type AppliedMessage, SimApp, SnapshotDataError } from './app.ts';
+import { SimApp, SnapshotDataError } from './app.ts';
 import { Checker } from './checkers.ts';
-import { type ClientHost, type ClientRequest, SimClients } from './clients.ts';
+import { type ClientRequest, SimClients } from './clients.ts';
 import { SimDisk } from './disk.ts';
 import { EventQueue } from './event-queue.ts';
-import { describeMix, drawFaultMix, type FaultMix, type Profile } from './fault-mix.ts';
+import { Draws, describeMix, drawFaultMix, type FaultMix, type Profile } from './fault-mix.ts';
+import { ClientGateway } from './gateway.ts';
+import {
+  checkFinalLogs,
+  livenessReached,
+  livenessViolation,
+  startLivenessPhase,
+} from './liveness.ts';
 import { nemesisAct } from './nemesis.ts';
-import { type NetworkFaults, SimNetwork } from './network.ts';
+import { SimNetwork } from './network.ts';
+import { emptyStats, type RunResult, type RunStats } from './stats.ts';
 import { describeMessage, messageTypeCode, roleLetter, Trace } from './trace.ts';
 import { type Property, SimViolation, ViolationContext } from './violation.ts';
-import { clientName, messageFor } from './workload.ts';
 
 export interface WorldOptions {
   readonly seed: number;
@@ -51,6 +56,12 @@ export interface WorldOptions {
 
 export type NodeState = 'unborn' | 'up' | 'down' | 'stopped';
 
+interface InFlightWrite {
+  readonly ready: Ready;
+  /** The messages still to send once the write is durable. */
+  readonly late: readonly Message[];
+}
+
 interface AcceptedRequest {
   readonly request: ClientRequest;
   readonly term: number;
@@ -66,8 +77,8 @@ export interface SimNode {
   app: SimApp;
   /** Bumped on every start and crash, so events of an earlier life are recognised. */
   incarnation: number;
-  /** A Ready whose writes are being fsynced; a crash loses it. */
-  writeInFlight: Ready | null;
+  /** A Ready whose writes are being fsynced; a crash loses it and its late messages. */
+  writeInFlight: InFlightWrite | null;
   role: Role | null;
   pausedUntilTicks: number;
   clockSkipProbability: number;
@@ -110,47 +121,13 @@ const eventCodes: Record<SimEvent['kind'], number> = {
   read: 11,
 };
 
-export interface RunStats {
-  steps: number;
-  ticks: number;
-  messagesSent: number;
-  messagesLost: number;
-  crashes: number;
-  restarts: number;
-  partitions: number;
-  pauses: number;
-  leaderTerms: number;
-  configChanges: number;
-  transfers: number;
-  campaigns: number;
-  compactions: number;
-  snapshotsInstalled: number;
-  acknowledged: number;
-  positions: number;
-  committedIndex: number;
-  reads: number;
-  retries: number;
-}
-
-export interface RunResult {
-  readonly seed: number;
-  readonly mix: FaultMix;
-  readonly violation: SimViolation | null;
-  readonly fingerprint: number;
-  readonly stats: RunStats;
-}
-
 /** Bounds that turn a runaway run into a reported failure instead of a hang. */
 const STEPS_PER_TICK_MAX = 200_000;
 const READIES_PER_PUMP_MAX = 10_000;
 const EVENTS_MAX = 2_000_000;
-const INBOX_MAX = 64;
-const PENDING_PER_NODE_MAX = 10_000;
 const READS_OUTSTANDING_MAX = 32;
-/** Virtual milliseconds per tick, for the batch's log time. */
-const TICK_MS = 10;
 
-export class World implements ClientHost {
+export class World {
   readonly mix: FaultMix;
   readonly context: ViolationContext;
   readonly checker: Checker;
@@ -158,15 +135,17 @@ export class World implements ClientHost {
   readonly network: SimNetwork;
   readonly nodes: SimNode[] = [];
   readonly clients: SimClients;
+  private readonly gateway: ClientGateway;
   readonly stats: RunStats;
   readonly nemesisPrng: Prng;
   private readonly queue = new EventQueue<SimEvent>(EVENTS_MAX);
   private readonly nodeIndexById = new Map<NodeId, number>();
-  private readonly orderPrng: Prng;
+  readonly orderPrng: Prng;
   private readonly diskPrng: Prng;
   private readonly corePrng: Prng;
   private readonly initialConfig: Configuration;
-  private readonly salt: number;
+  /** Seeds the clients' payloads, so the checkers can recompute them. */
+  readonly salt: number;
   nowTicks = 0;
   phase: 'fault' | 'liveness' = 'fault';
   private livenessStartTicks = 0;
@@ -177,7 +156,7 @@ export class World implements ClientHost {
 
   constructor(readonly options: WorldOptions) {
     const root = new Prng(options.seed);
-    this.mix = drawFaultMix(root.fork(), {
+    this.mix = drawFaultMix(new Draws(root.nextUint32()), {
       profile: options.profile,
       nodeCount: options.nodeCount,
       faultPhaseTicks: options.faultPhaseTicks,
@@ -215,7 +194,8 @@ export class World implements ClientHost {
     this.network = new SimNetwork(totalNodes, networkPrng, this.mix.network);
     for (const id of ids) this.nodes.push(this.makeNode(id));
     this.stats = emptyStats();
-    this.clients = new SimClients(this, clientPrng, {
+    this.gateway = new ClientGateway(this);
+    this.clients = new SimClients(this.gateway, clientPrng, {
       clientCount: this.mix.clientCount,
       thinkTicksMax: this.mix.clientThinkTicksMax,
       timeoutTicks: this.mix.clientTimeoutTicks,
@@ -254,11 +234,11 @@ export class World implements ClientHost {
       for (this.nowTicks = 0; ; this.nowTicks++) {
         this.context.tick = this.nowTicks;
         if (this.nowTicks === this.mix.faultPhaseTicks) this.startLiveness();
-        if (this.phase === 'liveness' && this.livenessReached()) break;
-        if (this.nowTicks >= endTicks) this.failLiveness();
+        if (this.phase === 'liveness' && livenessReached(this)) break;
+        if (this.nowTicks >= endTicks) throw livenessViolation(this, this.livenessStartTicks);
         this.runTick();
       }
-      this.finalChecks();
+      checkFinalLogs(this);
     } catch (error) {
       violation = this.asViolation(error);
     }
@@ -329,7 +309,7 @@ export class World implements ClientHost {
         this.onFsync(this.node(event.node), event.incarnation);
         break;
       case 'flush':
-        this.onFlush(this.node(event.node), event.incarnation);
+        this.gateway.flush(this.node(event.node), event.incarnation);
         break;
       case 'compact':
         this.onCompact(this.node(event.node));
@@ -402,10 +382,10 @@ export class World implements ClientHost {
 
   private onFsync(node: SimNode, incarnation: number): void {
     if (node.incarnation !== incarnation || node.state !== 'up') return;
-    const ready = node.writeInFlight;
-    assert(ready !== null, 'an fsync completes a write in flight');
+    const write = node.writeInFlight;
+    assert(write !== null, 'an fsync completes a write in flight');
     node.writeInFlight = null;
-    this.completeReady(node, ready);
+    this.completeReady(node, write.ready, write.late);
     this.pump(node);
   }
 
@@ -416,7 +396,11 @@ export class World implements ClientHost {
 
   // ------------------------------------------------------------ the Ready cycle
 
-  /** Processes Readies until the core has none or a write is in flight. */
+  /**
+   * Processes Readies until the core has none or a write is in flight. Like the runtime, a
+   * world may let a leader's replication messages leave before its own write is durable
+   * (`sendableBeforePersist`, Raft thesis §10.2.1); everything else waits for the fsync.
+   */
   pump(node: SimNode): void {
     for (let round = 0; ; round++) {
       const core = node.core;
@@ -428,8 +412,13 @@ export class World implements ClientHost {
       const writes =
         ready.hardState !== null || ready.snapshot !== null || ready.entriesToAppend.length > 0;
       const delayTicks = writes ? this.diskPrng.between(0, this.mix.fsyncTicksMax) : 0;
+      let late = ready.messagesToSend;
+      if (this.mix.leaderSendsEarly && late.some(sendableBeforePersist)) {
+        this.sendAll(node, late.filter(sendableBeforePersist), ' (before fsync)');
+        late = late.filter((message) => !sendableBeforePersist(message));
+      }
       if (delayTicks > 0) {
-        node.writeInFlight = ready;
+        node.writeInFlight = { ready, late };
         this.schedule(this.nowTicks + delayTicks, {
           kind: 'fsync',
           node: node.index,
@@ -437,13 +426,13 @@ export class World implements ClientHost {
         });
         return;
       }
-      this.completeReady(node, ready);
+      this.completeReady(node, ready, late);
     }
   }
 
-  private completeReady(node: SimNode, ready: Ready): void {
+  private completeReady(node: SimNode, ready: Ready, late: readonly Message[]): void {
     this.persist(node, ready);
-    this.sendAll(node, ready.messagesToSend);
+    this.sendAll(node, late, '');
     this.deliverAll(node, ready);
     for (const readState of ready.readStates) {
       this.checker.onReadState(node.id, readState.requestId, readState.index);
@@ -506,7 +495,7 @@ export class World implements ClientHost {
     if (parts.length > 0) this.note(node, `fsync ${parts.join(', ')}`);
   }
 
-  private sendAll(node: SimNode, messages: readonly Message[]): void {
+  private sendAll(node: SimNode, messages: readonly Message[], when: string): void {
     for (const message of messages) {
       this.checker.onSend(node.id, message, node.disk);
       const to = this.nodeIndexById.get(message.to) as number;
@@ -516,7 +505,7 @@ export class World implements ClientHost {
       if (delays.length === 0) this.stats.messagesLost++;
       if (this.trace.wantsLines) {
         const fate = delays.length === 0 ? ' (dropped)' : delays.length > 1 ? ' (duplicated)' : '';
-        this.note(node, `send ${describeMessage(message)}${fate}`);
+        this.note(node, `send ${describeMessage(message)}${when}${fate}`);
       }
       for (const delayTicks of delays) {
         this.schedule(this.nowTicks + delayTicks, {
@@ -547,7 +536,7 @@ export class World implements ClientHost {
   private deliverAll(node: SimNode, ready: Ready): void {
     if (ready.snapshot !== null) {
       node.app = this.appFrom(node, ready.snapshot);
-      this.dropPendingThrough(node, ready.snapshot.meta.index);
+      this.gateway.dropPendingThrough(node, ready.snapshot.meta.index);
       if (this.trace.wantsLines)
         this.note(
           node,
@@ -559,7 +548,7 @@ export class World implements ClientHost {
       const applied = node.app.apply(entry);
       this.checker.onApplied(node.id, entry.index, node.app);
       this.trace.fold(100, node.index, entry.index);
-      this.resolveProposals(node, entry, applied);
+      this.gateway.resolve(node, entry, applied);
     }
     const first = ready.entriesToDeliver[0];
     if (first !== undefined && this.trace.wantsLines) {
@@ -585,119 +574,6 @@ export class World implements ClientHost {
         `${node.id} cannot restore snapshot ${snapshot.meta.index}: ${error.message}`,
         [node.id],
       );
-    }
-  }
-
-  // ------------------------------------------------------------ clients
-
-  get nodeCount(): number {
-    return this.nodes.length;
-  }
-
-  nodeIndexOf(id: NodeId): number | null {
-    return this.nodeIndexById.get(id) ?? null;
-  }
-
-  submit(nodeIndex: number, request: ClientRequest): boolean {
-    const node = this.node(nodeIndex);
-    if (node.state !== 'up' || node.inbox.length >= INBOX_MAX) return false;
-    node.inbox.push(request);
-    if (!node.flushScheduled) {
-      node.flushScheduled = true;
-      const atTicks = this.nowTicks + this.orderPrng.between(0, 2);
-      this.schedule(atTicks, { kind: 'flush', node: node.index, incarnation: node.incarnation });
-    }
-    return true;
-  }
-
-  scheduleClient(client: number, atTicks: number, timer: number): void {
-    this.schedule(atTicks, { kind: 'client', client, timer });
-  }
-
-  noteClient(text: string): void {
-    if (this.trace.wantsLines) this.note(null, text);
-  }
-
-  issue(client: number, seq: number): void {
-    this.checker.onIssue(client, seq);
-  }
-
-  acknowledge(node: number, request: ClientRequest, position: number | null, index: number): void {
-    this.checker.onAck(this.node(node).id, request.client, request.seq, position, index);
-    if (this.trace.wantsLines)
-      this.note(
-        this.node(node),
-        `ack c${request.client} seq ${request.seq} at position ${position ?? '(duplicate)'} index ${index}`,
-      );
-  }
-
-  /** Proposes up to batchMessagesMax current requests from the inbox as one entry. */
-  private onFlush(node: SimNode, incarnation: number): void {
-    if (node.incarnation !== incarnation) return;
-    node.flushScheduled = false;
-    if (node.state !== 'up') return;
-    const batch: ClientRequest[] = [];
-    while (batch.length < this.mix.batchMessagesMax && node.inbox.length > 0) {
-      const request = node.inbox.shift() as ClientRequest;
-      if (!this.clients.isCurrent(request)) continue;
-      if (batch.some((held) => held.client === request.client)) continue;
-      batch.push(request);
-    }
-    if (node.inbox.length > 0) {
-      node.flushScheduled = true;
-      this.schedule(this.nowTicks + 1, { kind: 'flush', node: node.index, incarnation });
-    }
-    if (batch.length === 0) return;
-    const messages = batch.map((request) =>
-      messageFor(request.client, request.seq, this.salt, this.mix.payloadBytesMax),
-    );
-    const result = (node.core as RaftCore).propose(encodeBatch(messages, this.nowTicks * TICK_MS));
-    if (!result.accepted) {
-      for (const request of batch) this.clients.onRefused(request, result.leaderId);
-      return;
-    }
-    const waiting = node.pending.get(result.index) ?? [];
-    for (const request of batch) waiting.push({ request, term: result.term });
-    node.pending.set(result.index, waiting);
-    assert(node.pending.size <= PENDING_PER_NODE_MAX, 'pending proposals stay bounded');
-    if (this.trace.wantsLines) {
-      this.note(
-        node,
-        `propose index ${result.index} term ${result.term}: ${batch.map((r) => `c${r.client}#${r.seq}`).join(' ')}`,
-      );
-    }
-    this.pump(node);
-  }
-
-  private resolveProposals(node: SimNode, entry: Entry, applied: readonly AppliedMessage[]): void {
-    const waiting = node.pending.get(entry.index);
-    if (waiting === undefined) return;
-    node.pending.delete(entry.index);
-    for (const { request, term } of waiting) {
-      if (!this.clients.isCurrent(request)) continue;
-      if (entry.term !== term) {
-        this.clients.onResolved(node.index, request, entry.index, null);
-        continue;
-      }
-      const outcome = findOutcome(applied, clientName(request.client), request.seq);
-      if (outcome === null) {
-        this.context.fail(
-          'integrity',
-          `${node.id} delivered index ${entry.index} term ${term} without c${request.client} seq ${request.seq}, which it accepted there`,
-          [node.id],
-        );
-        continue;
-      }
-      this.clients.onResolved(node.index, request, entry.index, outcome);
-    }
-  }
-
-  /** A snapshot skipped these indexes: their proposers will not hear from this node. */
-  private dropPendingThrough(node: SimNode, index: number): void {
-    for (const [pendingIndex, waiting] of node.pending) {
-      if (pendingIndex > index) continue;
-      node.pending.delete(pendingIndex);
-      for (const { request } of waiting) this.clients.onLost(request);
     }
   }
 
@@ -747,16 +623,13 @@ export class World implements ClientHost {
   /** Loses the in-memory core, the unsynced write and every client request it held. */
   crash(node: SimNode, downTicks: number | null, verb: string): void {
     if (node.state !== 'up') return;
-    const lostWrite = node.writeInFlight;
+    const lostWrite = node.writeInFlight?.ready ?? null;
     node.state = downTicks === null ? 'stopped' : 'down';
     node.core = null;
     node.writeInFlight = null;
     node.incarnation++;
     node.role = null;
-    const lost = [...node.inbox, ...[...node.pending.values()].flat().map((held) => held.request)];
-    node.inbox = [];
-    node.pending.clear();
-    for (const request of lost) this.clients.onLost(request);
+    this.gateway.dropAll(node);
     if (downTicks !== null) {
       this.stats.crashes++;
       this.schedule(this.nowTicks + downTicks, {
@@ -910,103 +783,14 @@ export class World implements ClientHost {
     if (this.trace.wantsLines) this.note(node, `pauses for ${durationTicks} ticks`);
   }
 
-  // ------------------------------------------------------------ liveness
-
   private startLiveness(): void {
     this.phase = 'liveness';
     this.livenessStartTicks = this.nowTicks;
-    this.network.heal();
-    this.network.faults = calmNetwork(this.mix.network);
-    this.clients.finishWithOneMore();
-    for (const node of this.nodes) node.pausedUntilTicks = 0;
-    const configs = this.knownConfigs();
-    const wanted = new Set(configs.flatMap((config) => members(config)));
-    const keptDown = new Set<NodeId>();
-    for (const node of this.nodes) {
-      if (!wanted.has(node.id)) {
-        this.crash(node, null, 'stops (not a member)');
-        continue;
-      }
-      if (node.state === 'up') continue;
-      const keep =
-        this.nemesisPrng.chance(this.mix.keepDownProbability) &&
-        quorumsSurvive(configs, new Set([...keptDown, node.id]));
-      if (keep && node.state !== 'unborn') {
-        keptDown.add(node.id);
-        node.state = 'stopped';
-        continue;
-      }
-      this.startNode(node);
-    }
-    this.note(
-      null,
-      `liveness phase: network healed, faults stop, ${keptDown.size === 0 ? 'every member runs' : `${[...keptDown].join(', ')} stay down`}`,
-    );
-    if (this.options.isolateInLivenessPhase) this.isolateEveryone();
+    startLivenessPhase(this);
   }
 
-  private isolateEveryone(): void {
-    for (const node of this.nodes) {
-      const others = this.nodes.filter((other) => other !== node).map((other) => other.index);
-      this.network.applyPartition({ kind: 'isolate', side: [node.index], other: others }, true);
-    }
-    this.note(null, 'sabotage: every node stays cut off');
-  }
-
-  /** The committed configuration and every newer one some node holds in its log. */
-  private knownConfigs(): Configuration[] {
-    const configs: Configuration[] = [this.checker.record.latestConfig()];
-    for (const node of this.nodes) {
-      const config =
-        node.state === 'up' ? (node.core as RaftCore).status().config : latestDiskConfig(node.disk);
-      if (config !== null && !configs.some((known) => sameConfiguration(known, config)))
-        configs.push(config);
-    }
-    return configs;
-  }
-
-  private livenessReached(): boolean {
-    if (this.clients.outstandingCount > 0 || this.clients.finalOwedCount > 0) return false;
-    const target = Math.max(this.checker.record.length, this.checker.ackedIndexMax);
-    for (const id of members(this.checker.record.latestConfig())) {
-      const node = this.node(this.nodeIndexById.get(id) as number);
-      if (node.state === 'up' && node.app.appliedIndex < target) return false;
-    }
-    return true;
-  }
-
-  private failLiveness(): never {
-    const target = Math.max(this.checker.record.length, this.checker.ackedIndexMax);
-    const lagging = members(this.checker.record.latestConfig())
-      .map((id) => this.node(this.nodeIndexById.get(id) as number))
-      .filter((node) => node.state === 'up' && node.app.appliedIndex < target)
-      .map(
-        (node) =>
-          `${node.id} ${roleLetter(node.role)}/${termOf(node)} applied ${node.app.appliedIndex}`,
-      );
-    const owed = this.clients.finalOwedCount;
-    const waiting = `${this.clients.describeOutstanding() || 'none'}${owed > 0 ? ` (${owed} final messages not yet sent)` : ''}`;
-    throw this.context.violation(
-      'liveness',
-      `${this.nowTicks - this.livenessStartTicks} ticks after faults stopped: committed ${target}; lagging: ${lagging.join('; ') || 'none'}; clients waiting: ${waiting}`,
-      lagging.map((text) => text.split(' ')[0] as string),
-    );
-  }
-
-  /** At the end, every live member's log agrees with the committed record. */
-  private finalChecks(): void {
-    const record = this.checker.record;
-    for (const node of this.upNodes()) {
-      const index = Math.min(node.app.appliedIndex, record.length);
-      if (index < node.disk.snapshotIndex) continue;
-      if (node.disk.prefixHashAt(index) !== record.prefixHashAt(index)) {
-        this.context.fail(
-          'log matching',
-          `${node.id} ends with a log that differs from the committed one at or before ${index}`,
-          [node.id],
-        );
-      }
-    }
+  nodeIndexOf(id: NodeId): number | null {
+    return this.nodeIndexById.get(id) ?? null;
   }
 
   private finishStats(): RunStats {
@@ -1032,63 +816,4 @@ export class World implements ClientHost {
 
 function termOf(node: SimNode): number {
   return node.disk.hardState?.term ?? 0;
-}
-
-function findOutcome(
-  applied: readonly AppliedMessage[],
-  clientId: string,
-  seq: number,
-): MessageOutcome | null {
-  for (const { message, outcome } of applied) {
-    if (message.clientId === clientId && message.seq === seq) return outcome;
-  }
-  return null;
-}
-
-function calmNetwork(faults: NetworkFaults): NetworkFaults {
-  return { ...faults, dropProbability: 0, duplicateProbability: 0, delaySpikeProbability: 0 };
-}
-
-/** Whether every configuration keeps a majority of its voters outside `down`. */
-export function quorumsSurvive(
-  configs: readonly Configuration[],
-  down: ReadonlySet<NodeId>,
-): boolean {
-  return configs.every((config) => {
-    const up = config.voters.filter((id) => !down.has(id)).length;
-    return up > config.voters.length / 2;
-  });
-}
-
-/** The newest configuration on a disk: its last config entry, else its snapshot's. */
-function latestDiskConfig(disk: SimDisk): Configuration | null {
-  for (let index = disk.lastIndex; index > disk.snapshotIndex; index--) {
-    const entry = disk.entryAt(index) as Entry;
-    if (entry.kind === 'config') return decodeConfiguration(entry.data);
-  }
-  return disk.snapshot === null ? null : disk.snapshot.meta.config;
-}
-
-function emptyStats(): RunStats {
-  return {
-    steps: 0,
-    ticks: 0,
-    messagesSent: 0,
-    messagesLost: 0,
-    crashes: 0,
-    restarts: 0,
-    partitions: 0,
-    pauses: 0,
-    leaderTerms: 0,
-    configChanges: 0,
-    transfers: 0,
-    campaigns: 0,
-    compactions: 0,
-    snapshotsInstalled: 0,
-    acknowledged: 0,
-    positions: 0,
-    committedIndex: 0,
-    reads: 0,
-    retries: 0,
-  };
 }

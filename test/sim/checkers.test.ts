@@ -331,6 +331,16 @@ test('commit rule: a leader commits an entry of an earlier term by counting', ()
   );
 });
 
+test('durability: a leader commits an index it does not hold on disk', () => {
+  const checker = makeChecker();
+  const disk = diskWith([configEntry(1, 1), noop(2, 3)], { term: 3, vote: 'n1', commit: 1 });
+  throwsViolation(
+    () => checker.onLeaderCommit('n1', 1, { term: 3, vote: 'n1', commit: 3 }, disk),
+    'durability',
+  );
+  checker.onLeaderCommit('n1', 1, { term: 3, vote: 'n1', commit: 2 }, disk);
+});
+
 test('ready contract: a Ready appends with a gap', () => {
   const checker = makeChecker();
   const disk = diskWith([configEntry(1, 1)], { term: 2, vote: null, commit: 1 });

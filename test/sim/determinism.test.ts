@@ -37,7 +37,7 @@ test('different seeds explore different runs', () => {
 test('a violation replays at the same step with the same report', () => {
   const run = () =>
     runSeed({
-      seed: 6,
+      seed: 2,
       unsafe: 'grantTwoVotesPerTerm',
       profile: 'elections',
       disabledProperties: ['vote durability'],
