@@ -29,6 +29,8 @@ export interface StartNodeOptions
   readonly logger?: NodeLogger;
   /** pino level when no logger is given; default "info". */
   readonly logLevel?: string;
+  /** WAL segment size; default 64 MiB. */
+  readonly segmentBytesMax?: number;
 }
 
 export async function startNode(options: StartNodeOptions): Promise<BroadcastNode> {
@@ -57,6 +59,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     dataDir: options.dataDir,
     clusterId,
     nodeId: options.id,
+    ...(options.segmentBytesMax === undefined ? {} : { segmentBytesMax: options.segmentBytesMax }),
     log: (event) => logger.warn({ node: options.id, ...event }, `storage: ${event.type}`),
   });
   const transport = new TcpTransport({
