@@ -504,7 +504,8 @@ export class World {
       this.stats.messagesSent++;
       if (delays.length === 0) this.stats.messagesLost++;
       if (this.trace.wantsLines) {
-        const fate = delays.length === 0 ? ' (dropped)' : delays.length > 1 ? ' (duplicated)' : '';
+        const lost = this.network.linkUp(node.index, to) ? ' (dropped)' : ' (cut by partition)';
+        const fate = delays.length === 0 ? lost : delays.length > 1 ? ' (duplicated)' : '';
         this.note(node, `send ${describeMessage(message)}${when}${fate}`);
       }
       for (const delayTicks of delays) {
