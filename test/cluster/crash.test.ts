@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ProcessCluster } from '../../src/cli/process-cluster.ts';
 import { waitFor } from '../support/ports.ts';
-import { checkDeliveries, leaderOf, RetryingClient, readAll } from './helpers.ts';
+import { allReached, checkDeliveries, leaderOf, RetryingClient, readAll } from './helpers.ts';
 
 const nodeOptions = { requestTimeoutMs: 1500, retryIntervalMs: 300 };
 
@@ -39,31 +39,13 @@ async function killRestartUnderLoad(nodeCount: number, rounds: number): Promise<
     stopping = true;
     await load;
     const target = Math.max(...clients.flatMap((client) => [...client.acknowledged.values()]));
-    await waitFor(
-      async () => {
-        const statuses = await Promise.all(
-          ids.map((id) => cluster.node(id).request<{ lastPosition: number }>({ op: 'status' })),
-        );
-        return statuses.every((status) => status.lastPosition >= target);
-      },
-      'every node caught up',
-      20_000,
-    );
+    await allReached(cluster, ids, target);
     // Let in-flight retries settle, then compare.
     const leader = cluster.node(await leaderOf(cluster));
     await leader.request({ op: 'barrier' });
     const finalPosition = (await leader.request<{ lastPosition: number }>({ op: 'status' }))
       .lastPosition;
-    await waitFor(
-      async () => {
-        const statuses = await Promise.all(
-          ids.map((id) => cluster.node(id).request<{ lastPosition: number }>({ op: 'status' })),
-        );
-        return statuses.every((status) => status.lastPosition >= finalPosition);
-      },
-      'every node at the final position',
-      20_000,
-    );
+    await allReached(cluster, ids, finalPosition);
     const sequences = await Promise.all(ids.map((id) => readAll(cluster.node(id))));
     checkDeliveries(
       sequences.map((sequence) => sequence.slice(0, finalPosition)),
@@ -109,12 +91,7 @@ test('SIGTERM stops a node gracefully: exit code 0, lock released, restart recov
     await cluster.launch(leader); // the data directory lock was released
     await client.run(() => ++sent > 40);
     const target = Math.max(...client.acknowledged.values());
-    await waitFor(async () => {
-      const statuses = await Promise.all(
-        ids.map((id) => cluster.node(id).request<{ lastPosition: number }>({ op: 'status' })),
-      );
-      return statuses.every((status) => status.lastPosition >= target);
-    }, 'every node caught up');
+    await allReached(cluster, ids, target);
     const sequences = await Promise.all(ids.map((id) => readAll(cluster.node(id))));
     checkDeliveries(sequences, [client]);
   } finally {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { NodeProcess, ProcessCluster } from '../../src/cli/process-cluster.ts';
+import { waitFor } from '../support/ports.ts';
 
 export interface ReadMessage {
   readonly position: number;
@@ -123,4 +124,23 @@ export async function leaderOf(cluster: ProcessCluster): Promise<string> {
     if (status.role === 'leader') return status.id;
   }
   throw new Error('no leader');
+}
+
+/** Waits until every listed node has delivered up to `position`. */
+export async function allReached(
+  cluster: ProcessCluster,
+  ids: readonly string[],
+  position: number,
+  timeoutMs = 20_000,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      const statuses = await Promise.all(
+        ids.map((id) => cluster.node(id).request<{ lastPosition: number }>({ op: 'status' })),
+      );
+      return statuses.every((status) => status.lastPosition >= position);
+    },
+    `nodes ${ids.join(',')} at position ${position}`,
+    timeoutMs,
+  );
 }
