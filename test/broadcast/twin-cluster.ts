@@ -1,0 +1,616 @@
+/**
+ * N `BroadcastNode`s in one process over the in-memory twins: a `MemoryStorage` on a
+ * `MemoryDisk` that outlives the node (so a node can crash and restart from what its disk
+ * kept), and `MemoryTransport`s on one `MemoryNetwork` (cut, one-way cut, heal, pause).
+ *
+ * A `DeliveryRecorder` follows every running node's `deliveries()` subscription and checks,
+ * as messages arrive, that a position means the same message on every node (agreement), that
+ * a (clientId, seq) takes one position only (integrity), and, at the end, per-client FIFO.
+ * Frame rules drop chosen frames before they leave a node, for deterministic message loss.
+ * Every wait polls a condition with a deadline; nothing sleeps blindly.
+ */
+import assert from 'node:assert/strict';
+import type { DeliveredMessage } from '../../src/broadcast/deliveries.ts';
+import { BroadcastError } from '../../src/broadcast/errors.ts';
+import {
+  BroadcastNode,
+  type BroadcastNodeOptions,
+  defaultNodeTuning,
+  type NodeLogger,
+} from '../../src/broadcast/node.ts';
+import type { BroadcastResult } from '../../src/broadcast/pending.ts';
+import { makeConfiguration } from '../../src/raft/config.ts';
+import type { NodeId } from '../../src/raft/types.ts';
+import { MemoryDisk, MemoryStorage } from '../../src/storage/memory-storage.ts';
+import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.ts';
+import type { Frame, FrameHandler, Transport, TransportStats } from '../../src/transport/types.ts';
+
+export type Tuning = Omit<BroadcastNodeOptions, 'id' | 'bootstrap' | 'logger'>;
+
+/** Fast clocks for tests: 5 ms ticks, elections after 150–300 ms, heartbeats every 15 ms. */
+export const twinTuning: Tuning = {
+  ...defaultNodeTuning,
+  tickIntervalMs: 5,
+  electionTimeoutTicks: 30,
+  heartbeatIntervalTicks: 3,
+  requestTimeoutMs: 5_000,
+  retryIntervalMs: 200,
+};
+
+export const silentLogger: NodeLogger = { info() {}, warn() {}, error() {} };
+
+const clusterId = 'twin';
+const transportLimits = {
+  frameBytesMax: 8 << 20,
+  peerBufferBytesMax: 64 << 20,
+  snapshotBytesMax: 64 << 20,
+};
+
+export const encode = (text: string): Uint8Array => new TextEncoder().encode(text);
+export const decode = (payload: Uint8Array): string => new TextDecoder().decode(payload);
+
+/** Polls `condition` every few ms until it holds; throws naming `what` at the deadline. */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Settles to what happened, so a test can look at a promise without awaiting it. */
+export class Outcome<T> {
+  result: T | undefined;
+  error: unknown;
+  settled = false;
+
+  constructor(readonly promise: Promise<T>) {
+    promise.then(
+      (value) => {
+        this.result = value;
+        this.settled = true;
+      },
+      (error: unknown) => {
+        this.error = error;
+        this.settled = true;
+      },
+    );
+  }
+
+  get code(): string | undefined {
+    return this.error instanceof BroadcastError ? this.error.code : undefined;
+  }
+}
+
+/** The error a promise rejects with, or a failure if it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<BroadcastError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof BroadcastError, `a BroadcastError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected a rejection');
+}
+
+// ------------------------------------------------------------------ frame rules
+
+export interface DropRule {
+  /** Frames this rule has dropped so far. */
+  readonly droppedCount: number;
+  remove(): void;
+}
+
+class FrameRule implements DropRule {
+  droppedCount = 0;
+  removed = false;
+
+  constructor(
+    readonly matches: (frame: Frame) => boolean,
+    private remaining: number,
+  ) {}
+
+  take(frame: Frame): boolean {
+    if (this.removed || this.remaining <= 0 || !this.matches(frame)) return false;
+    this.remaining--;
+    this.droppedCount++;
+    return true;
+  }
+
+  remove(): void {
+    this.removed = true;
+  }
+}
+
+export interface FrameWatch {
+  /** Frames seen leaving any node that matched, dropped or not. */
+  readonly count: number;
+}
+
+class FrameCounter implements FrameWatch {
+  count = 0;
+
+  constructor(readonly matches: (frame: Frame) => boolean) {}
+}
+
+/** A MemoryTransport whose outgoing frames are counted, then pass the drop rules. */
+class RuledTransport implements Transport {
+  readonly nodeId: NodeId;
+
+  constructor(
+    private readonly inner: MemoryTransport,
+    private readonly rules: readonly FrameRule[],
+    private readonly watches: readonly FrameCounter[],
+  ) {
+    this.nodeId = inner.nodeId;
+  }
+
+  start(): Promise<void> {
+    return this.inner.start();
+  }
+
+  send(frames: readonly Frame[]): void {
+    for (const frame of frames) {
+      for (const watch of this.watches) if (watch.matches(frame)) watch.count++;
+    }
+    const kept = frames.filter((frame) => !this.rules.some((rule) => rule.take(frame)));
+    if (kept.length > 0) this.inner.send(kept);
+  }
+
+  onFrame(handler: FrameHandler): () => void {
+    return this.inner.onFrame(handler);
+  }
+
+  setPeers(peers: ReadonlyMap<NodeId, string>): void {
+    this.inner.setPeers(peers);
+  }
+
+  stats(): TransportStats {
+    return this.inner.stats();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+// ------------------------------------------------------------------ the recorder
+
+export interface RecordedMessage {
+  readonly clientId: string;
+  readonly seq: number;
+  readonly topic: string;
+  readonly text: string;
+}
+
+/**
+ * Everything any node delivered, by position. A position seen twice must name the same
+ * message (agreement); a (clientId, seq) must keep one position (integrity).
+ */
+export class DeliveryRecorder {
+  readonly byPosition = new Map<number, RecordedMessage>();
+  readonly violations: string[] = [];
+  private readonly positionByKey = new Map<string, number>();
+  /** Per node, the next position its subscription must yield (density per node). */
+  private readonly nextByNode = new Map<NodeId, number>();
+
+  record(nodeId: NodeId, message: DeliveredMessage): void {
+    const expected = this.nextByNode.get(nodeId);
+    if (expected !== undefined && message.position !== expected) {
+      this.violations.push(`${nodeId} delivered ${message.position} where ${expected} was due`);
+    }
+    this.nextByNode.set(nodeId, message.position + 1);
+    const seen: RecordedMessage = {
+      clientId: message.clientId,
+      seq: message.seq,
+      topic: message.topic,
+      text: decode(message.payload),
+    };
+    const earlier = this.byPosition.get(message.position);
+    if (earlier === undefined) this.byPosition.set(message.position, seen);
+    else if (JSON.stringify(earlier) !== JSON.stringify(seen)) {
+      this.violations.push(
+        `agreement: position ${message.position} is ${JSON.stringify(earlier)} and, on ` +
+          `${nodeId}, ${JSON.stringify(seen)}`,
+      );
+    }
+    const key = `${seen.clientId}#${seen.seq}`;
+    const position = this.positionByKey.get(key);
+    if (position === undefined) this.positionByKey.set(key, message.position);
+    else if (position !== message.position) {
+      this.violations.push(`integrity: ${key} delivered at ${position} and ${message.position}`);
+    }
+  }
+
+  /** A new subscription on `nodeId` starts at `from` (a restart or a snapshot install). */
+  resume(nodeId: NodeId, from: number): void {
+    this.nextByNode.set(nodeId, from);
+  }
+
+  positionOf(clientId: string, seq: number): number | undefined {
+    return this.positionByKey.get(`${clientId}#${seq}`);
+  }
+
+  get lastPosition(): number {
+    let last = 0;
+    for (const position of this.byPosition.keys()) last = Math.max(last, position);
+    return last;
+  }
+
+  /** Positions of messages whose payload text is `text`: more than one is a duplicate. */
+  positionsOfText(text: string): number[] {
+    const positions: number[] = [];
+    for (const [position, message] of this.byPosition) {
+      if (message.text === text) positions.push(position);
+    }
+    return positions.sort((a, b) => a - b);
+  }
+
+  /** Per client, seqs increase along the positions. */
+  fifoViolations(): string[] {
+    const lastSeqByClient = new Map<string, number>();
+    const problems: string[] = [];
+    const positions = [...this.byPosition.keys()].sort((a, b) => a - b);
+    for (const position of positions) {
+      const message = this.byPosition.get(position) as RecordedMessage;
+      if (message.clientId === '') continue;
+      const last = lastSeqByClient.get(message.clientId) ?? 0;
+      if (message.seq <= last) {
+        problems.push(`fifo: ${message.clientId} seq ${message.seq} at ${position} after ${last}`);
+      }
+      lastSeqByClient.set(message.clientId, message.seq);
+    }
+    return problems;
+  }
+
+  /** Positions in 1..last that no node delivered while it was followed. */
+  gaps(): number[] {
+    const missing: number[] = [];
+    for (let position = 1; position <= this.lastPosition; position++) {
+      if (!this.byPosition.has(position)) missing.push(position);
+    }
+    return missing;
+  }
+}
+
+// ------------------------------------------------------------------ the cluster
+
+interface Incarnation {
+  readonly node: BroadcastNode;
+  readonly storage: MemoryStorage;
+  readonly transport: RuledTransport;
+  readonly follower: Promise<void>;
+}
+
+export interface TwinClusterOptions {
+  /** Default n1, n2, n3. */
+  readonly ids?: readonly NodeId[];
+  readonly tuning?: Partial<Tuning>;
+}
+
+export class TwinCluster {
+  readonly ids: readonly NodeId[];
+  readonly network = new MemoryNetwork();
+  readonly recorder = new DeliveryRecorder();
+  readonly tuning: Tuning;
+  private readonly disks = new Map<NodeId, MemoryDisk>();
+  private readonly running = new Map<NodeId, Incarnation>();
+  private readonly rules: FrameRule[] = [];
+  private readonly watches: FrameCounter[] = [];
+  private readonly peers: ReadonlyMap<NodeId, string>;
+
+  private constructor(ids: readonly NodeId[], tuning: Tuning) {
+    this.ids = ids;
+    this.tuning = tuning;
+    this.peers = new Map(ids.map((id) => [id, `memory:${id}`]));
+    for (const id of ids) this.disks.set(id, new MemoryDisk());
+  }
+
+  /** Starts every node; does not wait for a leader (see `waitForLeader`). */
+  static async start(options: TwinClusterOptions = {}): Promise<TwinCluster> {
+    const ids = options.ids ?? ['n1', 'n2', 'n3'];
+    const cluster = new TwinCluster(ids, { ...twinTuning, ...options.tuning });
+    for (const id of ids) await cluster.startNode(id);
+    return cluster;
+  }
+
+  node(id: NodeId): BroadcastNode {
+    const incarnation = this.running.get(id);
+    assert.ok(incarnation !== undefined, `node ${id} is running`);
+    return incarnation.node;
+  }
+
+  disk(id: NodeId): MemoryDisk {
+    return this.disks.get(id) as MemoryDisk;
+  }
+
+  isRunning(id: NodeId): boolean {
+    return this.running.has(id);
+  }
+
+  runningIds(): NodeId[] {
+    return this.ids.filter((id) => this.running.has(id));
+  }
+
+  /** Opens the node's disk (as a restart would) and starts a node on it. */
+  async startNode(id: NodeId, tuning: Partial<Tuning> = {}): Promise<BroadcastNode> {
+    assert.ok(this.ids.includes(id), `${id} is a member`);
+    assert.ok(!this.running.has(id), `${id} is not running yet`);
+    const { storage, persisted } = await MemoryStorage.open({
+      disk: this.disk(id),
+      clusterId,
+      nodeId: id,
+    });
+    const inner = this.network.createTransport({
+      nodeId: id,
+      clusterId,
+      logger: silentLogger,
+      ...transportLimits,
+    });
+    const transport = new RuledTransport(inner, this.rules, this.watches);
+    transport.setPeers(this.peers);
+    await transport.start();
+    const options: BroadcastNodeOptions = {
+      ...this.tuning,
+      ...tuning,
+      id,
+      bootstrap: makeConfiguration(this.ids, []),
+      logger: silentLogger,
+    };
+    const node = new BroadcastNode(options, storage, transport, persisted);
+    node.start();
+    const follower = this.follow(id, node);
+    this.running.set(id, { node, storage, transport, follower });
+    return node;
+  }
+
+  /** Follows the node's deliveries into the recorder until it stops; jumps on COMPACTED. */
+  private async follow(id: NodeId, node: BroadcastNode): Promise<void> {
+    let from = node.status().firstRetainedPosition;
+    this.recorder.resume(id, from);
+    for (let restarts = 0; restarts < 1_000; restarts++) {
+      try {
+        for await (const message of node.deliveries({ from })) {
+          this.recorder.record(id, message);
+          from = message.position + 1;
+        }
+        return;
+      } catch (error) {
+        if (!(error instanceof BroadcastError) || error.code !== 'COMPACTED') throw error;
+        from = Number(error.details.firstPosition);
+        this.recorder.resume(id, from);
+      }
+    }
+    throw new Error(`${id}: the subscription was compacted away 1000 times`);
+  }
+
+  /**
+   * kill -9: the node's links go first (nothing more leaves it), then its storage drops what
+   * it had not written yet, then the runtime is stopped so its timers end. Callers waiting
+   * on it get NODE_STOPPED or STORAGE_FAILED.
+   */
+  async crash(id: NodeId): Promise<void> {
+    const incarnation = this.running.get(id);
+    assert.ok(incarnation !== undefined, `node ${id} is running`);
+    this.running.delete(id);
+    void incarnation.transport.close();
+    incarnation.storage.crash();
+    await incarnation.node.close();
+    await incarnation.follower;
+  }
+
+  /** A graceful stop: pending broadcasts reject with NODE_STOPPED, queued writes finish. */
+  async stop(id: NodeId): Promise<void> {
+    const incarnation = this.running.get(id);
+    assert.ok(incarnation !== undefined, `node ${id} is running`);
+    this.running.delete(id);
+    await incarnation.node.close();
+    await incarnation.follower;
+  }
+
+  async restart(id: NodeId, tuning: Partial<Tuning> = {}): Promise<BroadcastNode> {
+    if (this.running.has(id)) await this.crash(id);
+    return this.startNode(id, tuning);
+  }
+
+  // ---------------------------------------------------------------- the network
+
+  /** Cuts every link between the groups; links inside a group stay. */
+  partition(...groups: readonly (readonly NodeId[])[]): void {
+    for (const [offset, group] of groups.entries()) {
+      for (const other of groups.slice(offset + 1)) {
+        for (const a of group) for (const b of other) this.network.cut(a, b);
+      }
+    }
+  }
+
+  isolate(id: NodeId): void {
+    this.partition(
+      [id],
+      this.ids.filter((other) => other !== id),
+    );
+  }
+
+  heal(): void {
+    this.network.healAll();
+  }
+
+  /** Drops up to `count` outgoing frames (from any node) that match, until removed. */
+  dropFrames(matches: (frame: Frame) => boolean, count = Number.POSITIVE_INFINITY): DropRule {
+    const rule = new FrameRule(matches, count);
+    this.rules.push(rule);
+    return rule;
+  }
+
+  /** Counts the outgoing frames (from any node) that match, from now on. */
+  watchFrames(matches: (frame: Frame) => boolean): FrameWatch {
+    const watch = new FrameCounter(matches);
+    this.watches.push(watch);
+    return watch;
+  }
+
+  // ---------------------------------------------------------------- observing
+
+  /** The running leader with the highest term, if any. */
+  leaderId(among: readonly NodeId[] = this.runningIds()): NodeId | null {
+    let best: { id: NodeId; term: number } | null = null;
+    for (const id of among) {
+      if (!this.running.has(id)) continue;
+      const status = this.node(id).status();
+      if (status.role === 'leader' && (best === null || status.term > best.term)) {
+        best = { id, term: status.term };
+      }
+    }
+    return best?.id ?? null;
+  }
+
+  /** Waits until one node of `among` leads and every other node of `among` follows it. */
+  async waitForLeader(
+    among: readonly NodeId[] = this.runningIds(),
+    timeoutMs = 10_000,
+  ): Promise<NodeId> {
+    let leader: NodeId | null = null;
+    await waitFor(
+      () => {
+        leader = this.leaderId(among);
+        const known = leader;
+        return known !== null && among.every((id) => this.node(id).status().leaderId === known);
+      },
+      `a leader among ${among.join(',')}`,
+      timeoutMs,
+    );
+    return leader as unknown as NodeId;
+  }
+
+  followers(leader: NodeId): NodeId[] {
+    return this.runningIds().filter((id) => id !== leader);
+  }
+
+  /** Waits until the nodes of `among` have applied the same index and the same position. */
+  async waitConverged(
+    among: readonly NodeId[] = this.runningIds(),
+    timeoutMs = 10_000,
+  ): Promise<number> {
+    let position = 0;
+    await waitFor(
+      () => {
+        const statuses = among.map((id) => this.node(id).status());
+        const first = statuses[0];
+        if (first === undefined) return false;
+        position = first.lastPosition;
+        return statuses.every(
+          (status) =>
+            status.lastPosition === first.lastPosition &&
+            status.appliedIndex === first.appliedIndex &&
+            status.commitIndex === status.appliedIndex,
+        );
+      },
+      `nodes ${among.join(',')} converge`,
+      timeoutMs,
+    );
+    return position;
+  }
+
+  /** Waits until every node of `among` has delivered `position`. */
+  async waitDelivered(
+    position: number,
+    among: readonly NodeId[] = this.runningIds(),
+    timeoutMs = 10_000,
+  ): Promise<void> {
+    await waitFor(
+      () => among.every((id) => this.node(id).status().lastPosition >= position),
+      `position ${position} on ${among.join(',')}`,
+      timeoutMs,
+    );
+  }
+
+  /** Agreement, integrity, per-client FIFO; with `dense`, every position was seen. */
+  assertConsistent(options: { readonly dense?: boolean } = {}): void {
+    assert.deepEqual(this.recorder.violations, [], 'agreement and integrity');
+    assert.deepEqual(this.recorder.fifoViolations(), [], 'per-client FIFO');
+    if (options.dense ?? true) assert.deepEqual(this.recorder.gaps(), [], 'dense positions');
+  }
+
+  /** The messages a node keeps, as `position:text` lines (for comparing nodes). */
+  transcript(id: NodeId, from = 1): string[] {
+    const lines: string[] = [];
+    for (let cursor = from; ; ) {
+      const page = this.node(id).read(cursor, 4096);
+      if (page.length === 0) return lines;
+      for (const message of page) lines.push(`${message.position}:${decode(message.payload)}`);
+      cursor += page.length;
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const id of this.runningIds()) await this.stop(id);
+  }
+}
+
+// ------------------------------------------------------------------ retrying clients
+
+/**
+ * A client with its own session: one message at a time, each retried with the same
+ * (clientId, seq) on the next running node until acknowledged. Records what was acknowledged.
+ */
+export class RetryingClient {
+  readonly acknowledged = new Map<number, BroadcastResult>();
+  readonly errorCodes = new Map<string, number>();
+  private seq = 0;
+  private cursor: number;
+
+  constructor(
+    readonly clientId: string,
+    private readonly cluster: TwinCluster,
+    offset = 0,
+  ) {
+    this.cursor = offset;
+  }
+
+  private nextNode(): BroadcastNode | null {
+    const running = this.cluster.runningIds();
+    if (running.length === 0) return null;
+    this.cursor++;
+    return this.cluster.node(running[this.cursor % running.length] as NodeId);
+  }
+
+  /** Sends until `shouldStop()`, then finishes the message in flight (bounded attempts). */
+  async run(shouldStop: () => boolean, attemptsMax = 500): Promise<void> {
+    while (!shouldStop()) {
+      const seq = ++this.seq;
+      const payload = encode(`${this.clientId}:${seq}`);
+      for (let attempt = 0; ; attempt++) {
+        assert.ok(attempt < attemptsMax, `${this.clientId}:${seq} acknowledged in time`);
+        const node = this.nextNode();
+        try {
+          if (node === null) throw new BroadcastError('NODE_STOPPED', 'no node is running');
+          const result = await node.broadcast(payload, { clientId: this.clientId, seq });
+          this.acknowledged.set(seq, result);
+          break;
+        } catch (error) {
+          const code = error instanceof BroadcastError ? error.code : String(error);
+          this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
+          // Only outcome-unknown errors are retried; anything else is a bug for this client.
+          const retriable = ['TIMEOUT', 'NODE_STOPPED', 'STORAGE_FAILED', 'OVERLOADED'];
+          assert.ok(retriable.includes(code), `${this.clientId}:${seq} failed with ${code}`);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      }
+    }
+  }
+
+  /** Every acknowledged message was delivered once, at the position it was acknowledged at. */
+  assertDelivered(recorder: DeliveryRecorder): void {
+    for (const [seq, result] of this.acknowledged) {
+      const position = recorder.positionOf(this.clientId, seq);
+      assert.ok(position !== undefined, `${this.clientId}:${seq} was delivered`);
+      if (result.position !== null) {
+        assert.equal(position, result.position, `${this.clientId}:${seq} kept its position`);
+      }
+    }
+  }
+}
