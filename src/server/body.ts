@@ -1,0 +1,81 @@
+/**
+ * Reading a JSON request body without ever holding more than `bodyBytesMax` of it: the size
+ * is checked against Content-Length before reading and again on every chunk while streaming,
+ * so an oversized or endless body is refused after at most one chunk past the limit.
+ */
+import type { IncomingMessage } from 'node:http';
+import { HttpError, invalidArgument } from './errors.ts';
+
+export interface BodyReadOptions {
+  readonly bodyBytesMax: number;
+  /** Aborts the read (request deadline or client gone). */
+  readonly signal: AbortSignal;
+}
+
+export function tooLarge(bodyBytesMax: number): HttpError {
+  return new HttpError(413, 'payload_too_large', `the request body is over ${bodyBytesMax} bytes`, {
+    bodyBytesMax,
+  });
+}
+
+/** The raw body, at most `bodyBytesMax` bytes; rejects with a 413 as soon as it is over. */
+export function readBody(req: IncomingMessage, options: BodyReadOptions): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > options.bodyBytesMax) {
+    return Promise.reject(tooLarge(options.bodyBytesMax));
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let receivedBytes = 0;
+    const finish = (error: Error | null) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      options.signal.removeEventListener('abort', onAbort);
+      if (error === null) resolve(Buffer.concat(chunks, receivedBytes));
+      else {
+        // Stop taking data in; the caller answers and closes the connection.
+        req.pause();
+        reject(error);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      receivedBytes += chunk.length;
+      if (receivedBytes > options.bodyBytesMax) finish(tooLarge(options.bodyBytesMax));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => finish(null);
+    const onError = (error: Error) => finish(error);
+    const onAbort = () => finish(options.signal.reason as Error);
+    if (options.signal.aborted) return onAbort();
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    options.signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Parses a body as one JSON object; the 400 says what is wrong with it. */
+export function parseJsonObject(body: Buffer): Record<string, unknown> {
+  if (body.length === 0)
+    throw invalidArgument('body', 'the request body is empty; expected a JSON object');
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    throw invalidArgument('body', 'the request body is not valid UTF-8');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : 'unparsable';
+    throw invalidArgument('body', `the request body is not valid JSON: ${reason}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalidArgument('body', 'the request body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}

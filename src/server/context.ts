@@ -1,0 +1,71 @@
+/**
+ * What route handlers see: the node (through the few methods the API needs), the server's
+ * settings and metrics, and one request with its deadline.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DeliveredMessage } from '../broadcast/deliveries.ts';
+import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
+import type { BroadcastResult } from '../broadcast/pending.ts';
+import type { FollowerProgress, NodeId } from '../raft/types.ts';
+import type { HttpMetrics } from './http-metrics.ts';
+
+/**
+ * The node status the server reads. `progress` (the leader's view of each follower) is
+ * optional: when the runtime reports it, leadership transfer picks the most caught-up
+ * follower and /metrics shows per-follower lag.
+ */
+export type ServedStatus = NodeStatus & { readonly progress?: readonly FollowerProgress[] };
+
+/** The part of `BroadcastNode` the HTTP API uses; a `BroadcastNode` fits it as is. */
+export interface ServedNode {
+  readonly id: NodeId;
+  broadcast(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult>;
+  read(from: number, limit: number): DeliveredMessage[];
+  deliveries(options: {
+    readonly from?: number;
+    readonly signal?: AbortSignal;
+  }): AsyncGenerator<DeliveredMessage>;
+  status(): ServedStatus;
+  transferLeadership(to: NodeId): { accepted: boolean; detail: string };
+}
+
+export interface ServerSettings {
+  /** Largest payload, as its JSON text in UTF-8 bytes. */
+  readonly payloadBytesMax: number;
+  /** Largest request body: the payload plus room for the envelope around it. */
+  readonly bodyBytesMax: number;
+  readonly requestTimeoutMs: number;
+  readonly retryAfterSeconds: number;
+  /** Comment lines on an idle event stream, so proxies and clients see it alive. */
+  readonly keepAliveIntervalMs: number;
+  readonly streamsMax: number;
+  readonly messagesLimitDefault: number;
+  readonly messagesLimitMax: number;
+  /** Positions a topic-filtered read examines at most per page. */
+  readonly messagesScanMax: number;
+  /** Node id → address, for the members list of /v1/status. */
+  readonly peers: ReadonlyMap<NodeId, string>;
+}
+
+export interface ServerContext {
+  readonly node: ServedNode;
+  readonly settings: ServerSettings;
+  readonly metrics: HttpMetrics;
+  readonly logger: NodeLogger;
+}
+
+export interface RouteContext {
+  readonly server: ServerContext;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly params: Readonly<Record<string, string>>;
+  /** Aborts at the request deadline, when the client goes away, or when the server closes. */
+  readonly signal: AbortSignal;
+  /** The body as one JSON object (`{}` when empty and `emptyAllowed`), within the limits. */
+  readJson(options: { readonly emptyAllowed: boolean }): Promise<Record<string, unknown>>;
+  /** `promise`, or a rejection as soon as `signal` aborts. */
+  within<T>(promise: Promise<T>): Promise<T>;
+  /** A streaming answer has begun: the request deadline no longer applies. */
+  startStreaming(): void;
+}

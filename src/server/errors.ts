@@ -1,0 +1,90 @@
+/**
+ * The HTTP face of every error: a status, a stable lowercase code and a JSON body
+ * `{"error": code, "message": text, ...details}`. Runtime errors (`BroadcastError`) are
+ * mapped here, in one table, so that docs/api.md can mirror it line by line.
+ */
+import { BroadcastError, type BroadcastErrorCode } from '../broadcast/errors.ts';
+
+export type HttpErrorCode =
+  | 'invalid_argument'
+  | 'payload_too_large'
+  | 'no_leader'
+  | 'not_leader'
+  | 'timeout'
+  | 'request_timeout'
+  | 'overloaded'
+  | 'node_stopped'
+  | 'storage_failed'
+  | 'sequence_gap'
+  | 'session_unknown'
+  | 'compacted'
+  | 'transfer_refused'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'internal';
+
+/** Extra fields of an error body, next to `error` and `message`. */
+export type ErrorDetails = Readonly<Record<string, string | number | null>>;
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: HttpErrorCode,
+    message: string,
+    readonly details: ErrorDetails = {},
+    /** Whether the answer carries `Retry-After`: the same request may succeed later. */
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+/** A 400 that names the offending field in its message and in `field`. */
+export function invalidArgument(field: string, message: string): HttpError {
+  return new HttpError(400, 'invalid_argument', message, { field });
+}
+
+interface Mapping {
+  readonly status: number;
+  readonly code: HttpErrorCode;
+  readonly retryable: boolean;
+}
+
+/**
+ * Every runtime code, its status, and whether to retry. 503 means "this node cannot do it
+ * now; retry here after Retry-After or on another node", for every transient cause. TIMEOUT
+ * is among them: its outcome is unknown, and a retry with the same (client, seq) is how a
+ * caller learns it, exactly once. STORAGE_FAILED is a 500: the node halted for good.
+ */
+const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
+  INVALID_ARGUMENT: { status: 400, code: 'invalid_argument', retryable: false },
+  PAYLOAD_TOO_LARGE: { status: 413, code: 'payload_too_large', retryable: false },
+  NO_LEADER: { status: 503, code: 'no_leader', retryable: true },
+  TIMEOUT: { status: 503, code: 'timeout', retryable: true },
+  OVERLOADED: { status: 503, code: 'overloaded', retryable: true },
+  NODE_STOPPED: { status: 503, code: 'node_stopped', retryable: true },
+  STORAGE_FAILED: { status: 500, code: 'storage_failed', retryable: false },
+  SEQUENCE_GAP: { status: 409, code: 'sequence_gap', retryable: false },
+  SESSION_UNKNOWN: { status: 409, code: 'session_unknown', retryable: false },
+  COMPACTED: { status: 410, code: 'compacted', retryable: false },
+};
+
+/** Runtime detail names that differ on the wire, where "index" means a position. */
+const detailNames: Readonly<Record<string, string>> = { firstPosition: 'firstIndex' };
+
+export function fromBroadcastError(error: BroadcastError): HttpError {
+  const mapping = runtimeErrors[error.code];
+  const details: Record<string, string | number | null> = {};
+  for (const [name, value] of Object.entries(error.details)) {
+    details[detailNames[name] ?? name] = value;
+  }
+  return new HttpError(mapping.status, mapping.code, error.message, details, mapping.retryable);
+}
+
+/** Whatever a handler threw, as an HttpError; anything unexpected is a 500 `internal`. */
+export function toHttpError(error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  if (error instanceof BroadcastError) return fromBroadcastError(error);
+  return new HttpError(500, 'internal', 'internal error; see the node log');
+}

@@ -1,0 +1,131 @@
+/**
+ * The Prometheus text exposition format (version 0.0.4), written by hand: a handful of
+ * counters, gauges and histograms do not need a library. Label sets are small and fixed by
+ * the code (routes, statuses, peers), so no series is created from user input.
+ */
+import { assert } from '../util/assert.ts';
+
+export type Labels = Readonly<Record<string, string>>;
+
+const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const labelName = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function formatLabels(labels: Labels): string {
+  const names = Object.keys(labels);
+  if (names.length === 0) return '';
+  const parts = names.map((name) => {
+    assert(labelName.test(name), `label name ${name} is valid`);
+    return `${name}="${escapeLabelValue(labels[name] as string)}"`;
+  });
+  return `{${parts.join(',')}}`;
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Number.POSITIVE_INFINITY) return '+Inf';
+  if (value === Number.NEGATIVE_INFINITY) return '-Inf';
+  return String(value);
+}
+
+/** Builds one exposition: each family once, its HELP and TYPE first, then its samples. */
+export class Exposition {
+  private readonly lines: string[] = [];
+  private readonly families = new Set<string>();
+
+  family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): this {
+    assert(metricName.test(name), `metric name ${name} is valid`);
+    assert(!this.families.has(name), `metric family ${name} is written once`);
+    this.families.add(name);
+    this.lines.push(`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
+    this.lines.push(`# TYPE ${name} ${type}`);
+    return this;
+  }
+
+  sample(name: string, labels: Labels, value: number): this {
+    this.lines.push(`${name}${formatLabels(labels)} ${formatValue(value)}`);
+    return this;
+  }
+
+  /** A family with one unlabelled sample. */
+  single(name: string, type: 'counter' | 'gauge', help: string, value: number): this {
+    return this.family(name, type, help).sample(name, {}, value);
+  }
+
+  text(): string {
+    return `${this.lines.join('\n')}\n`;
+  }
+}
+
+/** Counts by label set; the label sets are bounded by the code that uses it. */
+export class LabelledCounter {
+  private readonly values = new Map<string, { labels: Labels; value: number }>();
+
+  increment(labels: Labels, by = 1): void {
+    const key = JSON.stringify(labels);
+    const current = this.values.get(key);
+    if (current === undefined) this.values.set(key, { labels, value: by });
+    else current.value += by;
+  }
+
+  write(exposition: Exposition, name: string, help: string): void {
+    exposition.family(name, 'counter', help);
+    for (const { labels, value } of this.values.values()) exposition.sample(name, labels, value);
+  }
+}
+
+interface HistogramSeries {
+  readonly labels: Labels;
+  /** Per bucket, not cumulative; the last slot counts values above every bound. */
+  readonly bucketCounts: number[];
+  sum: number;
+  count: number;
+}
+
+/** A histogram with fixed upper bounds, per label set. */
+export class Histogram {
+  private readonly series = new Map<string, HistogramSeries>();
+
+  constructor(private readonly upperBounds: readonly number[]) {
+    assert(upperBounds.length > 0, 'a histogram has buckets');
+    for (let at = 1; at < upperBounds.length; at++) {
+      assert((upperBounds[at - 1] as number) < (upperBounds[at] as number), 'bounds increase');
+    }
+  }
+
+  observe(labels: Labels, value: number): void {
+    const key = JSON.stringify(labels);
+    let series = this.series.get(key);
+    if (series === undefined) {
+      series = {
+        labels,
+        bucketCounts: new Array(this.upperBounds.length + 1).fill(0),
+        sum: 0,
+        count: 0,
+      };
+      this.series.set(key, series);
+    }
+    let bucket = this.upperBounds.findIndex((bound) => value <= bound);
+    if (bucket < 0) bucket = this.upperBounds.length;
+    series.bucketCounts[bucket] = (series.bucketCounts[bucket] as number) + 1;
+    series.sum += value;
+    series.count++;
+  }
+
+  write(exposition: Exposition, name: string, help: string): void {
+    exposition.family(name, 'histogram', help);
+    for (const series of this.series.values()) {
+      let cumulative = 0;
+      this.upperBounds.forEach((bound, at) => {
+        cumulative += series.bucketCounts[at] as number;
+        exposition.sample(`${name}_bucket`, { ...series.labels, le: String(bound) }, cumulative);
+      });
+      exposition.sample(`${name}_bucket`, { ...series.labels, le: '+Inf' }, series.count);
+      exposition.sample(`${name}_sum`, series.labels, series.sum);
+      exposition.sample(`${name}_count`, series.labels, series.count);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * What the HTTP layer counts about itself: requests by route and status, their latency, the
+ * latency of a broadcast until it is committed, and the event streams with the bytes they
+ * hold for slow consumers (bounded: a stream waits for its socket to drain).
+ */
+import type { ServerResponse } from 'node:http';
+import { type Exposition, Histogram, LabelledCounter } from './exposition.ts';
+
+const latencyBoundsSeconds = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+export class HttpMetrics {
+  private readonly requests = new LabelledCounter();
+  private readonly requestSeconds = new Histogram(latencyBoundsSeconds);
+  private readonly broadcastSeconds = new Histogram(latencyBoundsSeconds);
+  private readonly streams = new Set<ServerResponse>();
+  private streamEventCount = 0;
+  private streamDrainWaitCount = 0;
+
+  /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
+  requestDone(route: string, method: string, status: number, seconds: number): void {
+    this.requests.increment({ route, method, status: String(status) });
+    this.requestSeconds.observe({ route }, seconds);
+  }
+
+  broadcastDone(seconds: number, duplicate: boolean): void {
+    this.broadcastSeconds.observe({ duplicate: String(duplicate) }, seconds);
+  }
+
+  get openStreamCount(): number {
+    return this.streams.size;
+  }
+
+  streamOpened(res: ServerResponse): void {
+    this.streams.add(res);
+  }
+
+  streamClosed(res: ServerResponse): void {
+    this.streams.delete(res);
+  }
+
+  streamEvent(): void {
+    this.streamEventCount++;
+  }
+
+  streamDrainWait(): void {
+    this.streamDrainWaitCount++;
+  }
+
+  /** Bytes written to event streams and not yet handed to the kernel, over every stream. */
+  streamBufferedBytes(): number {
+    let total = 0;
+    for (const res of this.streams) total += res.writableLength;
+    return total;
+  }
+
+  write(exposition: Exposition): void {
+    this.requests.write(exposition, 'abcast_http_requests_total', 'HTTP requests answered.');
+    this.requestSeconds.write(
+      exposition,
+      'abcast_http_request_duration_seconds',
+      'Time from request to the end of the answer (event streams excluded).',
+    );
+    this.broadcastSeconds.write(
+      exposition,
+      'abcast_http_broadcast_duration_seconds',
+      'Time from POST /v1/broadcast to its commit on a quorum and delivery on this node.',
+    );
+    exposition.single(
+      'abcast_http_streams_open',
+      'gauge',
+      'Open event streams.',
+      this.streams.size,
+    );
+    exposition.single(
+      'abcast_http_stream_buffered_bytes',
+      'gauge',
+      'Event-stream bytes held in this process for consumers, over all streams.',
+      this.streamBufferedBytes(),
+    );
+    exposition.single(
+      'abcast_http_stream_events_total',
+      'counter',
+      'Messages sent as events on event streams.',
+      this.streamEventCount,
+    );
+    exposition.single(
+      'abcast_http_stream_drain_waits_total',
+      'counter',
+      'Times an event stream paused until a slow consumer drained its socket.',
+      this.streamDrainWaitCount,
+    );
+  }
+}

@@ -1,0 +1,17 @@
+/** The routing table of the HTTP API; docs/api.md describes each route. */
+import type { Route } from '../router.ts';
+import { broadcastRoute } from './broadcast.ts';
+import { messagesRoute } from './messages.ts';
+import { metricsRoute } from './metrics.ts';
+import { statusRoute } from './status.ts';
+import { streamRoute } from './stream.ts';
+import { transferRoute } from './transfer.ts';
+
+export const apiRoutes: readonly Route[] = [
+  { method: 'POST', pattern: '/v1/broadcast', handler: broadcastRoute },
+  { method: 'GET', pattern: '/v1/messages', handler: messagesRoute },
+  { method: 'GET', pattern: '/v1/stream', handler: streamRoute },
+  { method: 'GET', pattern: '/v1/status', handler: statusRoute },
+  { method: 'POST', pattern: '/v1/leader/transfer', handler: transferRoute },
+  { method: 'GET', pattern: '/metrics', handler: metricsRoute },
+];

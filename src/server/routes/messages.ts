@@ -1,0 +1,62 @@
+/**
+ * GET /v1/messages?from=N&limit=M[&topic=T]: one page of delivered messages in order, and
+ * `next`, the position to ask for next. With a topic, a page examines at most
+ * `messagesScanMax` positions, so it may hold fewer than `limit` messages (even none) while
+ * `next` still moves on.
+ */
+import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import type { RouteContext, ServedNode } from '../context.ts';
+import { toWireMessage } from '../messages.ts';
+import { sendJson } from '../respond.ts';
+import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
+
+/** Positions read from the node at a time while filtering by topic. */
+const scanChunkCount = 1024;
+
+interface Page {
+  readonly messages: DeliveredMessage[];
+  readonly next: number;
+}
+
+function readByTopic(
+  node: ServedNode,
+  request: { from: number; limit: number; topic: string; scanMax: number },
+): Page {
+  const messages: DeliveredMessage[] = [];
+  let cursor = request.from;
+  while (messages.length < request.limit && cursor - request.from < request.scanMax) {
+    const chunkCount = Math.min(scanChunkCount, request.scanMax - (cursor - request.from));
+    const chunk = node.read(cursor, chunkCount);
+    for (const message of chunk) {
+      cursor = message.position + 1;
+      if (message.topic === request.topic) messages.push(message);
+      if (messages.length === request.limit) break;
+    }
+    if (chunk.length < chunkCount) break; // the end of what is delivered
+  }
+  return { messages, next: cursor };
+}
+
+export async function messagesRoute(context: RouteContext): Promise<void> {
+  const { node, settings } = context.server;
+  const query = queryParameters(context.url, ['from', 'limit', 'topic']);
+  const from = integerParameter(query.get('from'), 'from', {
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    fallback: 1,
+  });
+  const limit = integerParameter(query.get('limit'), 'limit', {
+    min: 1,
+    max: settings.messagesLimitMax,
+    fallback: settings.messagesLimitDefault,
+  });
+  const topic = topicParameter(query);
+  let page: Page;
+  if (topic === undefined) {
+    const messages = node.read(from, limit);
+    page = { messages, next: from + messages.length };
+  } else {
+    page = readByTopic(node, { from, limit, topic, scanMax: settings.messagesScanMax });
+  }
+  sendJson(context.res, 200, { messages: page.messages.map(toWireMessage), next: page.next });
+}

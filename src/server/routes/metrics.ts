@@ -1,0 +1,21 @@
+/** GET /metrics: Prometheus text exposition of the node's and the HTTP layer's numbers. */
+import type { RouteContext } from '../context.ts';
+import { Exposition } from '../exposition.ts';
+import { writeNodeMetrics } from '../node-metrics.ts';
+import { canRespond } from '../respond.ts';
+import { queryParameters } from '../validate.ts';
+
+export async function metricsRoute(context: RouteContext): Promise<void> {
+  queryParameters(context.url, []);
+  const exposition = new Exposition();
+  writeNodeMetrics(exposition, context.server.node.status());
+  context.server.metrics.write(exposition);
+  const text = exposition.text();
+  if (!canRespond(context.res)) return;
+  context.res.writeHead(200, {
+    'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  context.res.end(text);
+}

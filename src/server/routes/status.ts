@@ -1,0 +1,34 @@
+/**
+ * GET /v1/status: this node's view of the cluster. `commitIndex` is a Raft log index (one
+ * entry carries a batch of messages); `deliveredIndex` and `firstIndex` are positions in the
+ * total order, like every other `index` of the API.
+ */
+import type { RouteContext } from '../context.ts';
+import { sendJson } from '../respond.ts';
+import { queryParameters } from '../validate.ts';
+
+export async function statusRoute(context: RouteContext): Promise<void> {
+  queryParameters(context.url, []);
+  const { node, settings } = context.server;
+  const status = node.status();
+  const member = (id: string, voter: boolean) => ({
+    id,
+    address: settings.peers.get(id) ?? null,
+    voter,
+  });
+  sendJson(context.res, 200, {
+    id: status.id,
+    role: status.role,
+    term: status.term,
+    leader: status.leaderId,
+    commitIndex: status.commitIndex,
+    appliedIndex: status.appliedIndex,
+    deliveredIndex: status.lastPosition,
+    firstIndex: status.firstRetainedPosition,
+    pendingMessages: status.pendingMessageCount,
+    members: [
+      ...status.config.voters.map((id) => member(id, true)),
+      ...status.config.learners.map((id) => member(id, false)),
+    ],
+  });
+}

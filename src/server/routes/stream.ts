@@ -1,0 +1,107 @@
+/**
+ * GET /v1/stream?from=N[&topic=T]: Server-Sent Events, one event per delivered message
+ * (`id:` its position, `data:` the message JSON), following new deliveries until the client
+ * goes away. `Last-Event-ID` resumes right after the position it names.
+ *
+ * Memory stays bounded whatever the consumer's pace: the next event is written only after
+ * the socket took the previous ones (`write` returning false means wait for `drain`), and
+ * the messages themselves stay in the node's bounded delivery log. A consumer that falls
+ * behind what the node keeps gets an `error` event (`compacted`) and the stream ends.
+ */
+import type { ServerResponse } from 'node:http';
+import { BroadcastError } from '../../broadcast/errors.ts';
+import type { RouteContext } from '../context.ts';
+import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
+import { toWireMessage } from '../messages.ts';
+import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
+
+function startPosition(context: RouteContext, query: ReadonlyMap<string, string>): number {
+  const lastEventId = context.req.headers['last-event-id'];
+  if (lastEventId !== undefined) {
+    // EventSource reconnects with the URL it was given and this header: the header wins.
+    const text = Array.isArray(lastEventId) ? lastEventId.join(',') : lastEventId;
+    if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      throw invalidArgument('Last-Event-ID', 'the Last-Event-ID header must be a position >= 0');
+    }
+    return Number(text) + 1;
+  }
+  return integerParameter(query.get('from'), 'from', {
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    fallback: 1,
+  });
+}
+
+/** Resolves once the socket drained, or at once if the stream is ending. */
+function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function errorEvent(error: HttpError): string {
+  const body = { ...error.details, error: error.code, message: error.message };
+  return `event: error\ndata: ${JSON.stringify(body)}\n\n`;
+}
+
+export async function streamRoute(context: RouteContext): Promise<void> {
+  const { node, settings, metrics } = context.server;
+  const query = queryParameters(context.url, ['from', 'topic']);
+  const from = startPosition(context, query);
+  const topic = topicParameter(query);
+  if (metrics.openStreamCount >= settings.streamsMax) {
+    throw new HttpError(
+      503,
+      'overloaded',
+      `${settings.streamsMax} event streams are open`,
+      {},
+      true,
+    );
+  }
+  // Refuse a start that is no longer kept before committing to a 200.
+  node.read(from, 0);
+  const { res, signal } = context;
+  context.startStreaming();
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  // `retry:` sets how long EventSource waits before it reconnects.
+  res.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
+  metrics.streamOpened(res);
+  const keepAlive = setInterval(() => {
+    if (!res.writableNeedDrain && !res.destroyed) res.write(': keep-alive\n\n');
+  }, settings.keepAliveIntervalMs);
+  try {
+    for await (const message of node.deliveries({ from, signal })) {
+      if (topic !== undefined && message.topic !== topic) continue;
+      const event = `id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`;
+      metrics.streamEvent();
+      if (!res.write(event)) {
+        metrics.streamDrainWait();
+        await drained(res, signal);
+      }
+    }
+    // The iterator ends without an abort only when the node stops.
+    if (!signal.aborted && !res.destroyed) {
+      res.write(errorEvent(toHttpError(new BroadcastError('NODE_STOPPED', 'the node stopped'))));
+    }
+  } catch (error) {
+    if (!signal.aborted && !res.destroyed) res.write(errorEvent(toHttpError(error)));
+  } finally {
+    clearInterval(keepAlive);
+    metrics.streamClosed(res);
+    res.end();
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Three real nodes in this process (TCP on 127.0.0.1, temp data dirs), an HTTP server on
+ * each, and small helpers to call them with Node's built-in fetch.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { BroadcastNode } from '../../src/broadcast/node.ts';
+import { startNode } from '../../src/broadcast/start.ts';
+import {
+  createHttpServer,
+  type HttpServer,
+  type HttpServerOptions,
+} from '../../src/server/http.ts';
+import { freePorts, waitFor } from '../support/ports.ts';
+
+export interface ClusterMember {
+  readonly id: string;
+  readonly node: BroadcastNode;
+  readonly http: HttpServer;
+  readonly url: string;
+}
+
+export interface HttpCluster {
+  readonly members: readonly ClusterMember[];
+  readonly peers: Readonly<Record<string, string>>;
+  member(id: string): ClusterMember;
+  leader(): Promise<ClusterMember>;
+  follower(): Promise<ClusterMember>;
+  close(): Promise<void>;
+}
+
+export type ServerOverrides = Partial<Omit<HttpServerOptions, 'node' | 'logger' | 'peers'>>;
+
+export const logger = pino({ level: 'silent' });
+
+export async function startHttpCluster(
+  overrides: ServerOverrides = {},
+  nodeOverrides: { requestTimeoutMs?: number } = {},
+): Promise<HttpCluster> {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-http-'));
+  const ports = await freePorts(3);
+  const ids = ['n1', 'n2', 'n3'];
+  const peers = Object.fromEntries(ids.map((id, at) => [id, `127.0.0.1:${ports[at]}`]));
+  const members: ClusterMember[] = [];
+  const close = async () => {
+    for (const member of members) await member.http.close();
+    for (const member of members) await member.node.close();
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    for (const id of ids) {
+      const node = await startNode({
+        id,
+        dataDir: join(root, id),
+        listen: peers[id]!,
+        peers,
+        logger,
+        clusterId: 'http-test',
+        ...nodeOverrides,
+      });
+      const http = createHttpServer({ node, logger, peers, ...overrides });
+      members.push({ id, node, http, url: await http.listen('127.0.0.1:0') });
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const leader = async () => {
+    let found: ClusterMember | undefined;
+    await waitFor(() => {
+      found = members.find((member) => member.node.status().role === 'leader');
+      return found !== undefined && members.every((m) => m.node.status().leaderId === found!.id);
+    }, 'a leader known to every node');
+    return found!;
+  };
+  return {
+    members,
+    peers,
+    member: (id) => members.find((member) => member.id === id)!,
+    leader,
+    follower: async () => {
+      const current = await leader();
+      return members.find((member) => member.id !== current.id)!;
+    },
+    close,
+  };
+}
+
+export interface JsonAnswer {
+  readonly status: number;
+  readonly headers: Headers;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read answers field by field and assert them
+  readonly body: any;
+}
+
+export async function call(
+  url: string,
+  init: {
+    method?: string;
+    body?: unknown;
+    rawBody?: string | Uint8Array<ArrayBuffer>;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<JsonAnswer> {
+  const body = init.rawBody ?? (init.body === undefined ? undefined : JSON.stringify(init.body));
+  const response = await fetch(url, {
+    method: init.method ?? (body === undefined ? 'GET' : 'POST'),
+    headers: { 'content-type': 'application/json', ...init.headers },
+    body,
+  });
+  const text = await response.text();
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: text === '' ? null : JSON.parse(text),
+  };
+}
+
+/** POSTs /v1/broadcast. */
+export function broadcast(url: string, body: unknown): Promise<JsonAnswer> {
+  return call(`${url}/v1/broadcast`, { method: 'POST', body });
+}
+
+/** One Server-Sent Events block: a message event, an error event, or a comment. */
+export interface StreamEvent {
+  readonly id: string | null;
+  readonly event: string | null;
+  readonly data: string | null;
+  readonly comment: string | null;
+  readonly retry: string | null;
+}
+
+function parseBlock(block: string): StreamEvent {
+  const fields: Record<string, string> = {};
+  let comment: string | null = null;
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':')) comment = line.slice(1).trim();
+    else {
+      const colon = line.indexOf(':');
+      const name = colon < 0 ? line : line.slice(0, colon);
+      fields[name] = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    }
+  }
+  return {
+    id: fields.id ?? null,
+    event: fields.event ?? null,
+    data: fields.data ?? null,
+    comment,
+    retry: fields.retry ?? null,
+  };
+}
+
+export interface EventReader {
+  readonly status: number;
+  readonly headers: Headers;
+  /** The next block, comments included; fails after `timeoutMs`. */
+  next(timeoutMs?: number): Promise<StreamEvent>;
+  /** The next message event (skipping comments and `retry:`). */
+  nextMessage(timeoutMs?: number): Promise<StreamEvent>;
+  close(): void;
+}
+
+export async function openEvents(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<EventReader> {
+  const controller = new AbortController();
+  const response = await fetch(url, { headers, signal: controller.signal });
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  const queue: StreamEvent[] = [];
+  const fill = async () => {
+    while (queue.length === 0) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the event stream ended');
+      buffer += value;
+      for (let cut = buffer.indexOf('\n\n'); cut >= 0; cut = buffer.indexOf('\n\n')) {
+        queue.push(parseBlock(buffer.slice(0, cut)));
+        buffer = buffer.slice(cut + 2);
+      }
+    }
+    return queue.shift()!;
+  };
+  const next = (timeoutMs = 10_000) => withTimeout(fill(), timeoutMs, 'the next event');
+  return {
+    status: response.status,
+    headers: response.headers,
+    next,
+    nextMessage: async (timeoutMs = 10_000) => {
+      for (;;) {
+        const event = await next(timeoutMs);
+        if (event.data !== null) return event;
+      }
+    },
+    close: () => controller.abort(),
+  };
+}
+
+export async function withTimeout<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** One sample of a Prometheus text exposition, e.g. metric(text, 'abcast_term'). */
+export function metric(text: string, series: string): number {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  if (line === undefined) throw new Error(`no sample ${series}`);
+  return Number(line.slice(series.length + 1));
+}
+
+export async function scrape(url: string): Promise<string> {
+  const response = await fetch(`${url}/metrics`);
+  return response.text();
+}
