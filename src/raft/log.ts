@@ -164,6 +164,10 @@ export class RaftLog {
     this.snapshotIndex = index;
     this.snapshotTerm = term;
     this.committed = index;
+    // What was durable after the snapshot's index belonged to the log just thrown away:
+    // entries appended from here on are new and must be written (found by the simulator,
+    // seed 0x489: they were acknowledged and counted towards commit without a write).
+    this.stableIndex = Math.min(this.stableIndex, index);
     this.snapshot = snapshot;
     this.pendingSnapshot = snapshot;
   }

@@ -93,3 +93,20 @@ test('compaction keeps the configuration in force and the terms after it', () =>
   assert.deepEqual(log.config(), config);
   assert.throws(() => log.compact({ meta: { index: 2, term: 1, config }, data: none }));
 });
+
+test('after a snapshot restore, entries appended past it are not mistaken for durable ones', () => {
+  const log = new RaftLog();
+  log.load(null, entriesFromTerms([1, 1, 1, 1, 1]));
+  assert.equal(log.stableIndex, 5);
+  const config = { voters: ['a'], learners: [] };
+  const snapshot = { meta: { index: 3, term: 4, config }, data: none };
+  log.restore(snapshot);
+  log.truncateAndAppend(entriesFromTerms([6], 4));
+  assert.ok(log.stableIndex <= 3, 'nothing after the snapshot is on disk yet');
+  assert.deepEqual(
+    log.unstableEntries().map((entry) => [entry.index, entry.term]),
+    [[4, 6]],
+  );
+  log.snapshotPersisted(snapshot);
+  assert.equal(log.stableIndex, 3);
+});
