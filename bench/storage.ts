@@ -1,9 +1,12 @@
 // Storage micro-benchmark: closed-loop appenders against FileStorage with group commit, in
 // a fresh directory under os.tmpdir() per run. Reports MB/s of entry data, appends/s,
-// fsyncs/s and appends per fsync (the batching factor), as medians over runs, and writes
-// them to bench/results/storage.json.
+// fsyncs/s and appends per fsync (the batching factor) and append latency percentiles, as
+// medians over runs, and writes them to bench/results/<out>. A workload with several nodes
+// runs that many FileStorage instances at once in this process, each on its own directory
+// of the same disk, as the nodes of a local cluster share one disk.
 //
-//   node --import tsx bench/storage.ts [--runs 5] [--seconds 1]
+//   node --import tsx bench/storage.ts [--runs 5] [--seconds 1] [--only 3-nodes]
+//     [--segment-bytes 67108864] [--out storage.json]
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -11,20 +14,42 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Entry } from '../src/raft/types.ts';
 import { crc32IsNative } from '../src/storage/crc32.ts';
-import { FileStorage } from '../src/storage/file-storage.ts';
+import { DEFAULT_SEGMENT_BYTES_MAX, FileStorage } from '../src/storage/file-storage.ts';
 
 interface Workload {
   readonly name: string;
   readonly entryBytes: number;
   readonly entriesPerAppend: number;
-  /** Appends in flight at once: the concurrency group commit can coalesce. */
+  /** Appends in flight at once per node: the concurrency group commit can coalesce. */
   readonly inflightCount: number;
+  /** FileStorage instances appending at once, each on its own directory. */
+  readonly nodeCount: number;
 }
 
 const WORKLOADS: readonly Workload[] = [
-  { name: '64KiB-batches x16', entryBytes: 64 * 1024, entriesPerAppend: 1, inflightCount: 16 },
-  { name: '256B-entries x256', entryBytes: 256, entriesPerAppend: 1, inflightCount: 256 },
-  { name: '256B-entries x1', entryBytes: 256, entriesPerAppend: 1, inflightCount: 1 },
+  {
+    name: '64KiB-batches x16',
+    entryBytes: 64 * 1024,
+    entriesPerAppend: 1,
+    inflightCount: 16,
+    nodeCount: 1,
+  },
+  {
+    name: '256B-entries x256',
+    entryBytes: 256,
+    entriesPerAppend: 1,
+    inflightCount: 256,
+    nodeCount: 1,
+  },
+  { name: '256B-entries x1', entryBytes: 256, entriesPerAppend: 1, inflightCount: 1, nodeCount: 1 },
+  // A 3-node cluster on one disk: each node persists ~35 KB batches, one at a time.
+  {
+    name: '3-nodes 35KB-batches x1',
+    entryBytes: 35 * 1000,
+    entriesPerAppend: 1,
+    inflightCount: 1,
+    nodeCount: 3,
+  },
 ];
 
 interface RunResult {
@@ -32,46 +57,79 @@ interface RunResult {
   readonly appendsPerSecond: number;
   readonly entriesPerSecond: number;
   readonly megabytesPerSecond: number;
+  /** Summed over the nodes. */
   readonly fsyncsPerSecond: number;
   readonly appendsPerFsync: number;
   readonly appendLatencyMsP50: number;
   readonly appendLatencyMsP99: number;
+  readonly segmentsCreated: number;
 }
 
-async function runOnce(workload: Workload, durationMs: number): Promise<RunResult> {
+type Storage = Awaited<ReturnType<typeof FileStorage.open>>['storage'];
+
+/** Appends to one storage from `inflightCount` closed loops until the deadline. */
+async function appendUntil(
+  storage: Storage,
+  workload: Workload,
+  deadlineMs: number,
+  latenciesMs: number[],
+): Promise<void> {
+  // One payload shared by every entry: the benchmark measures storage, not allocation.
+  const payload = randomBytes(workload.entryBytes);
+  let nextIndex = 1;
+  const appender = async (): Promise<void> => {
+    while (performance.now() < deadlineMs) {
+      const entries: Entry[] = [];
+      for (let count = 0; count < workload.entriesPerAppend; count++) {
+        entries.push({ index: nextIndex, term: 1, kind: 'normal', data: payload });
+        nextIndex += 1;
+      }
+      const sentAt = performance.now();
+      await storage.append({ hardState: null, snapshot: null, entries });
+      latenciesMs.push(performance.now() - sentAt);
+    }
+  };
+  await Promise.all(Array.from({ length: workload.inflightCount }, appender));
+}
+
+async function runOnce(
+  workload: Workload,
+  durationMs: number,
+  segmentBytesMax: number,
+): Promise<RunResult> {
   const root = await mkdtemp(join(tmpdir(), 'abcast-bench-storage-'));
+  const storages: Storage[] = [];
   try {
-    const { storage } = await FileStorage.open({
-      dataDir: join(root, 'data'),
-      clusterId: 'bench',
-      nodeId: 'n1',
-    });
-    // One payload shared by every entry: the benchmark measures storage, not allocation.
-    const payload = randomBytes(workload.entryBytes);
-    let nextIndex = 1;
+    // Every node opens (and creates its first segment) before any starts appending.
+    for (let position = 0; position < workload.nodeCount; position++) {
+      const { storage } = await FileStorage.open({
+        dataDir: join(root, `n${position + 1}`),
+        clusterId: 'bench',
+        nodeId: `n${position + 1}`,
+        segmentBytesMax,
+      });
+      storages.push(storage);
+    }
+    const before = storages.map((storage) => storage.counters());
     const latenciesMs: number[] = [];
     const startedAt = performance.now();
-    const deadline = startedAt + durationMs;
-    const appender = async (): Promise<void> => {
-      while (performance.now() < deadline) {
-        const entries: Entry[] = [];
-        for (let count = 0; count < workload.entriesPerAppend; count++) {
-          entries.push({ index: nextIndex, term: 1, kind: 'normal', data: payload });
-          nextIndex += 1;
-        }
-        const sentAt = performance.now();
-        await storage.append({ hardState: null, snapshot: null, entries });
-        latenciesMs.push(performance.now() - sentAt);
-      }
-    };
-    const before = storage.counters();
-    await Promise.all(Array.from({ length: workload.inflightCount }, appender));
+    await Promise.all(
+      storages.map((storage) =>
+        appendUntil(storage, workload, startedAt + durationMs, latenciesMs),
+      ),
+    );
     const seconds = (performance.now() - startedAt) / 1000;
-    const after = storage.counters();
-    await storage.close();
-    const appendCount = after.appendCount - before.appendCount;
-    const entryCount = after.entryCount - before.entryCount;
-    const fsyncCount = after.fsyncCount - before.fsyncCount;
+    let appendCount = 0;
+    let entryCount = 0;
+    let fsyncCount = 0;
+    let segmentsCreated = 0;
+    for (const [position, storage] of storages.entries()) {
+      const after = storage.counters();
+      appendCount += after.appendCount - before[position]!.appendCount;
+      entryCount += after.entryCount - before[position]!.entryCount;
+      fsyncCount += after.fsyncCount - before[position]!.fsyncCount;
+      segmentsCreated += after.segmentCreatedCount - before[position]!.segmentCreatedCount;
+    }
     latenciesMs.sort((left, right) => left - right);
     return {
       seconds,
@@ -82,8 +140,10 @@ async function runOnce(workload: Workload, durationMs: number): Promise<RunResul
       appendsPerFsync: appendCount / Math.max(1, fsyncCount),
       appendLatencyMsP50: percentile(latenciesMs, 0.5),
       appendLatencyMsP99: percentile(latenciesMs, 0.99),
+      segmentsCreated,
     };
   } finally {
+    await Promise.all(storages.map((storage) => storage.close()));
     await rm(root, { recursive: true, force: true });
   }
 }
@@ -107,17 +167,31 @@ function medians(runs: readonly RunResult[]): Record<string, number> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { runs: { type: 'string', default: '5' }, seconds: { type: 'string', default: '1' } },
+    options: {
+      runs: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '1' },
+      only: { type: 'string', default: '' },
+      'segment-bytes': { type: 'string', default: String(DEFAULT_SEGMENT_BYTES_MAX) },
+      out: { type: 'string', default: 'storage.json' },
+    },
   });
   const runCount = Number(values.runs);
   const durationMs = Number(values.seconds) * 1000;
+  const segmentBytesMax = Number(values['segment-bytes']);
   if (!Number.isSafeInteger(runCount) || runCount < 1 || !(durationMs > 0)) {
     throw new Error('--runs is a positive integer and --seconds a positive number');
   }
+  if (!Number.isSafeInteger(segmentBytesMax) || !/^[\w.-]+\.json$/.test(values.out)) {
+    throw new Error('--segment-bytes is an integer and --out a file name ending in .json');
+  }
+  const workloads = WORKLOADS.filter((workload) => workload.name.includes(values.only));
+  if (workloads.length === 0) throw new Error(`no workload matches ${values.only}`);
   const results = [];
-  for (const workload of WORKLOADS) {
+  for (const workload of workloads) {
     const runs: RunResult[] = [];
-    for (let run = 0; run < runCount; run++) runs.push(await runOnce(workload, durationMs));
+    for (let run = 0; run < runCount; run++) {
+      runs.push(await runOnce(workload, durationMs, segmentBytesMax));
+    }
     const summary = medians(runs);
     console.log(workload.name, JSON.stringify(summary));
     results.push({ ...workload, median: summary, runs });
@@ -132,11 +206,12 @@ async function main(): Promise<void> {
     crc32Native: crc32IsNative,
     runCount,
     secondsPerRun: durationMs / 1000,
+    segmentBytesMax,
     workloads: results,
   };
   const resultsDir = new URL('./results/', import.meta.url);
   await mkdir(resultsDir, { recursive: true });
-  await writeFile(new URL('storage.json', resultsDir), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(new URL(values.out, resultsDir), `${JSON.stringify(report, null, 2)}\n`);
 }
 
 await main();
