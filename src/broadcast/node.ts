@@ -31,8 +31,19 @@ import {
 } from './batch.ts';
 import { type DeliveredMessage, DeliveryLog } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
+import {
+  decodeMembershipCommand,
+  encodeMembershipCommand,
+  type MemberRecord,
+  type MembershipCommand,
+  MembershipTable,
+  memberProblem,
+  membershipTopic,
+  nextConfigChange,
+  reservedTopicPrefix,
+} from './membership.ts';
 import { type BroadcastResult, type PendingMessage, PendingTable, type Waiter } from './pending.ts';
-import { type RunOutcome, SessionTable } from './sessions.ts';
+import { type RunOutcome, SessionTable, type SessionTableOptions } from './sessions.ts';
 
 /** Structured logging, shaped so that a pino logger fits as is. */
 export interface NodeLogger {
@@ -63,6 +74,8 @@ export interface BroadcastNodeOptions {
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;
   readonly bootstrap: Configuration | null;
+  /** The initial members' addresses, recorded in the log by the first leader. */
+  readonly initialPeers?: ReadonlyMap<NodeId, string>;
   readonly logger: NodeLogger;
 }
 
@@ -99,6 +112,12 @@ export interface NodeStatus {
   readonly lastPosition: number;
   readonly firstRetainedPosition: number;
   readonly config: Configuration;
+  /** Every member in the configuration, with its address as recorded in the log. */
+  readonly members: readonly {
+    readonly id: NodeId;
+    readonly address: string | null;
+    readonly voter: boolean;
+  }[];
   readonly pendingMessageCount: number;
   readonly storage: StorageCounters;
   readonly transport: TransportStats;
@@ -108,9 +127,13 @@ export class BroadcastNode {
   readonly id: NodeId;
   private readonly core: RaftCore;
   private sessions: SessionTable;
+  private membership: MembershipTable;
+  private readonly initialPeers: ReadonlyMap<NodeId, string>;
   private readonly deliveryLog: DeliveryLog;
   private readonly pending = new PendingTable();
   private deadlines: Waiter[] = [];
+  private ticksSinceReconcile = 0;
+  private seedRequested = false;
   private lastRetryScanMs = 0;
   private outgoing: PendingMessage[] = [];
   private ownClientId: string;
@@ -140,10 +163,13 @@ export class BroadcastNode {
   ) {
     this.id = options.id;
     const sessionOptions = { sessionTtlMs: options.sessionTtlMs, recentPositionsMax: 4096 };
-    this.sessions =
+    this.initialPeers = options.initialPeers ?? new Map();
+    const state =
       persisted.snapshot === null
-        ? new SessionTable(sessionOptions)
-        : SessionTable.fromSnapshot(persisted.snapshot.data, sessionOptions);
+        ? { sessions: new SessionTable(sessionOptions), membership: new MembershipTable() }
+        : decodeAppState(persisted.snapshot.data, sessionOptions);
+    this.sessions = state.sessions;
+    this.membership = state.membership;
     this.deliveryLog = new DeliveryLog(options.retainBytesMax);
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
     this.appliedIndex = persisted.snapshot?.meta.index ?? 0;
@@ -223,6 +249,15 @@ export class BroadcastNode {
       });
     }
     const ownSession = options.clientId === undefined;
+    if (options.topic?.startsWith(reservedTopicPrefix) === true) {
+      throw new BroadcastError(
+        'INVALID_ARGUMENT',
+        `topics starting with ${reservedTopicPrefix} are reserved`,
+        {
+          field: 'topic',
+        },
+      );
+    }
     if (ownSession && options.seq !== undefined) {
       throw new BroadcastError('INVALID_ARGUMENT', 'seq needs a clientId', { field: 'seq' });
     }
@@ -365,6 +400,10 @@ export class BroadcastNode {
   private onTick(): void {
     if (this.stopped !== null) return;
     this.core.tick();
+    if (++this.ticksSinceReconcile >= this.options.heartbeatIntervalTicks) {
+      this.ticksSinceReconcile = 0;
+      this.reconcileMembership();
+    }
     const now = Date.now();
     this.expireDeadlines(now);
     if (this.pending.size > 0 && now - this.lastRetryScanMs >= this.options.retryIntervalMs / 4) {
@@ -458,10 +497,13 @@ export class BroadcastNode {
   }
 
   private restore(snapshot: Snapshot): void {
-    this.sessions = SessionTable.fromSnapshot(snapshot.data, {
+    const state = decodeAppState(snapshot.data, {
       sessionTtlMs: this.options.sessionTtlMs,
       recentPositionsMax: 4096,
     });
+    this.sessions = state.sessions;
+    this.membership = state.membership;
+    this.updatePeers();
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
     this.appliedIndex = snapshot.meta.index;
     this.appliedTerm = snapshot.meta.term;
@@ -512,6 +554,7 @@ export class BroadcastNode {
       const outcome = outcomes[offset] as RunOutcome;
       if (outcome.kind === 'accepted')
         this.deliverRun(run, outcome.duplicateCount, outcome.firstPosition, entry);
+      else if (outcome.kind === 'control') this.applyControlRun(run, outcome.duplicateCount);
       this.settleRun(run, outcome, entry);
     });
   }
@@ -554,12 +597,16 @@ export class BroadcastNode {
         return;
       }
       const duplicate = offset < outcome.duplicateCount;
+      let position: number | null = null;
+      if (outcome.kind === 'accepted') {
+        position = duplicate
+          ? (this.sessions.deliveredPosition(run.clientId, seq)?.position ?? null)
+          : outcome.firstPosition + offset - outcome.duplicateCount;
+      }
       this.finish(
         pending,
         {
-          position: duplicate
-            ? (this.sessions.deliveredPosition(run.clientId, seq)?.position ?? null)
-            : outcome.firstPosition + offset - outcome.duplicateCount,
+          position,
           index: duplicate ? null : entry.index,
           term: duplicate ? null : entry.term,
           duplicate,
@@ -605,7 +652,7 @@ export class BroadcastNode {
     this.bytesSinceCandidate = 0;
     this.snapshotCandidates.push({
       meta: { index: this.appliedIndex, term: this.appliedTerm, config: this.appliedConfig },
-      data: this.sessions.toSnapshot(),
+      data: encodeAppState(this.sessions, this.membership),
     });
   }
 
@@ -680,6 +727,142 @@ export class BroadcastNode {
     });
   }
 
+  // ------------------------------------------------------------ membership
+
+  private addressOf(id: NodeId): string | null {
+    return this.membership.get(id)?.address ?? this.initialPeers.get(id) ?? null;
+  }
+
+  /** Every address we know: the log's records over the initial peers. */
+  private updatePeers(): void {
+    const peers = new Map(this.initialPeers);
+    for (const member of this.membership.list()) peers.set(member.id, member.address);
+    // A runtime given its peers by its transport's owner (tests, embedding) keeps them.
+    if (peers.size > 0) this.transport.setPeers(peers);
+  }
+
+  private applyControlRun(run: MessageRun, duplicateCount: number): void {
+    if (run.topic !== membershipTopic) return; // a newer release's control record: ignored alike
+    for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
+      const command = decodeMembershipCommand(run.payloads[offset] as Uint8Array);
+      if (command === null) {
+        this.options.logger.error({ node: this.id }, 'skipped a malformed membership record');
+        continue;
+      }
+      this.membership.apply(command);
+      this.options.logger.info({ node: this.id, command: command.op }, 'membership record applied');
+    }
+    this.updatePeers();
+  }
+
+  /**
+   * The leader moves the configuration one step towards the recorded membership. The first
+   * leader records the initial members' addresses first, so later joiners learn them.
+   */
+  private reconcileMembership(): void {
+    const status = this.core.status();
+    if (status.role !== 'leader' || this.stopped !== null) return;
+    if (!this.membership.isSeeded) {
+      // Without every member's address there is nothing trustworthy to record.
+      const members = [...status.config.voters, ...status.config.learners];
+      if (this.seedRequested || !members.every((id) => this.initialPeers.has(id))) return;
+      this.seedRequested = true;
+      const records = members.map((id) => ({
+        id,
+        address: this.initialPeers.get(id) as string,
+        voter: status.config.voters.includes(id),
+      }));
+      this.proposeMembership({ op: 'seed', members: records }).catch(() => {
+        this.seedRequested = false;
+      });
+      return;
+    }
+    const progress = new Map(status.progress.map((follower) => [follower.id, follower.matchIndex]));
+    const caughtUp = (id: NodeId) =>
+      (progress.get(id) ?? 0) + membershipCatchUpEntries >= status.lastIndex;
+    const change = nextConfigChange(
+      this.membership.list(),
+      this.membership.removedIds(),
+      status.config,
+      caughtUp,
+    );
+    if (change === null) return;
+    const result = this.core.proposeConfigChange(change);
+    if (result.accepted) {
+      this.options.logger.info(
+        { node: this.id, change: change.type, member: change.node },
+        'configuration change proposed',
+      );
+      this.scheduleLoop();
+    }
+  }
+
+  private proposeMembership(command: MembershipCommand): Promise<BroadcastResult> {
+    if (this.stopped !== null) return Promise.reject(this.stopped);
+    const message: ClientMessage = {
+      clientId: this.ownClientId,
+      seq: ++this.ownSeq,
+      topic: membershipTopic,
+      payload: encodeMembershipCommand(command),
+    };
+    const entry = this.track(message, true);
+    return new Promise<BroadcastResult>((resolve, reject) => {
+      const deadlineMs = Date.now() + this.options.requestTimeoutMs;
+      const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
+      entry.waiters.push(waiter);
+      this.deadlines.push(waiter);
+    });
+  }
+
+  /**
+   * Adds a member (or changes its address or role): recorded in the log, then the leader
+   * brings the configuration there. Resolves once the configuration holds it as asked.
+   */
+  async addMember(member: MemberRecord): Promise<NodeStatus> {
+    const problem = memberProblem(member);
+    if (problem !== null) {
+      const field = problem.split(' ')[0] ?? 'member';
+      throw new BroadcastError('INVALID_ARGUMENT', problem, { field });
+    }
+    await this.proposeMembership({ op: 'upsert', member });
+    return this.configurationReaches((config) =>
+      member.voter ? config.voters.includes(member.id) : config.learners.includes(member.id),
+    );
+  }
+
+  /** Removes a member: recorded in the log; resolves once it left the configuration. */
+  async removeMember(id: NodeId): Promise<NodeStatus> {
+    if (typeof id !== 'string' || id === '') {
+      throw new BroadcastError('INVALID_ARGUMENT', 'id must be a non-empty string', {
+        field: 'id',
+      });
+    }
+    await this.proposeMembership({ op: 'remove', id });
+    return this.configurationReaches(
+      (config) => !config.voters.includes(id) && !config.learners.includes(id),
+    );
+  }
+
+  private async configurationReaches(
+    done: (config: Configuration) => boolean,
+  ): Promise<NodeStatus> {
+    const deadline = Date.now() + this.options.requestTimeoutMs;
+    while (this.stopped === null) {
+      if (done(this.appliedConfig)) return this.status();
+      if (Date.now() > deadline) {
+        throw new BroadcastError(
+          'TIMEOUT',
+          'the membership change is recorded but not in force yet',
+          {
+            timeoutMs: this.options.requestTimeoutMs,
+          },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, this.options.tickIntervalMs));
+    }
+    throw this.stopped;
+  }
+
   status(): NodeStatus {
     const core = this.core.status();
     return {
@@ -692,6 +875,10 @@ export class BroadcastNode {
       lastPosition: this.sessions.lastPosition,
       firstRetainedPosition: this.deliveryLog.firstRetainedPosition,
       config: core.config,
+      members: [
+        ...core.config.voters.map((id) => ({ id, address: this.addressOf(id), voter: true })),
+        ...core.config.learners.map((id) => ({ id, address: this.addressOf(id), voter: false })),
+      ],
       pendingMessageCount: this.pending.size,
       storage: this.storage.counters(),
       transport: this.transport.stats(),
@@ -727,4 +914,34 @@ export class BroadcastNode {
     await this.transport.close();
     await this.storage.close();
   }
+}
+
+/** A learner within this many entries of the leader's log counts as caught up. */
+const membershipCatchUpEntries = 64;
+
+/**
+ * The application state a snapshot holds: u32 length of the session table's bytes, those
+ * bytes, then the membership table as JSON.
+ */
+function encodeAppState(sessions: SessionTable, membership: MembershipTable): Uint8Array {
+  const sessionBytes = sessions.toSnapshot();
+  const membershipBytes = Buffer.from(JSON.stringify(membership.toJSON()));
+  const header = Buffer.alloc(4);
+  header.writeUInt32LE(sessionBytes.length, 0);
+  return Buffer.concat([header, sessionBytes, membershipBytes]);
+}
+
+function decodeAppState(
+  data: Uint8Array,
+  sessionOptions: SessionTableOptions,
+): { sessions: SessionTable; membership: MembershipTable } {
+  const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  assert(view.length >= 4, 'an application snapshot has a header');
+  const sessionBytes = view.readUInt32LE(0);
+  assert(4 + sessionBytes <= view.length, 'the session table fits in the snapshot');
+  const membershipJson = view.subarray(4 + sessionBytes).toString('utf8');
+  return {
+    sessions: SessionTable.fromSnapshot(view.subarray(4, 4 + sessionBytes), sessionOptions),
+    membership: MembershipTable.fromJSON(JSON.parse(membershipJson)),
+  };
 }

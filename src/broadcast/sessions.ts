@@ -32,11 +32,14 @@ export type RefusalCode = 'SEQUENCE_GAP' | 'SESSION_UNKNOWN';
  */
 export type RunOutcome =
   | { readonly kind: 'accepted'; readonly duplicateCount: number; readonly firstPosition: number }
+  /** A control run (a reserved `$` topic): deduplicated like any other, but takes no position. */
+  | { readonly kind: 'control'; readonly duplicateCount: number }
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly expectedSeq: number };
 
 /** One message's fate, for callers that look at messages one by one. */
 export type MessageOutcome =
   | { readonly kind: 'delivered'; readonly position: number }
+  | { readonly kind: 'control'; readonly duplicate: boolean }
   | { readonly kind: 'duplicate'; readonly position: number | null }
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly expectedSeq: number };
 
@@ -93,6 +96,8 @@ export class SessionTable {
 
   private messageOutcome(run: MessageRun, outcome: RunOutcome, offset: number): MessageOutcome {
     if (outcome.kind === 'refused') return outcome;
+    if (outcome.kind === 'control')
+      return { kind: 'control', duplicate: offset < outcome.duplicateCount };
     if (offset >= outcome.duplicateCount) {
       return {
         kind: 'delivered',
@@ -114,6 +119,8 @@ export class SessionTable {
   private applyRun(run: MessageRun): RunOutcome {
     const count = run.payloads.length;
     assert(count > 0, 'runs are not empty');
+    const control = run.topic.startsWith('$');
+    if (run.clientId === '' && control) return { kind: 'control', duplicateCount: 0 };
     if (run.clientId === '') {
       const firstPosition = this.position + 1;
       this.position += count;
@@ -131,6 +138,12 @@ export class SessionTable {
     }
     const duplicateCount = Math.min(count, session.nextSeq - run.firstSeq);
     const deliveredCount = count - duplicateCount;
+    if (control) {
+      // The session moves on, so a retried control record stays exactly-once, but no
+      // position is taken and nothing is remembered for positions.
+      session.nextSeq += deliveredCount;
+      return { kind: 'control', duplicateCount };
+    }
     const firstPosition = this.position + 1;
     if (deliveredCount > 0) {
       this.remember(session, session.nextSeq, firstPosition, deliveredCount);

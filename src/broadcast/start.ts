@@ -29,6 +29,11 @@ export interface StartNodeOptions
   readonly logger?: NodeLogger;
   /** pino level when no logger is given; default "info". */
   readonly logLevel?: string;
+  /**
+   * Joining a running cluster: start with an empty configuration and wait to be added
+   * (`addMember` on any member); `peers` then lists the current members and this node.
+   */
+  readonly join?: boolean;
   /** WAL segment size; default 64 MiB. */
   readonly segmentBytesMax?: number;
 }
@@ -81,7 +86,8 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     {
       ...tuning,
       id: options.id,
-      bootstrap: makeConfiguration([...peers.keys()], []),
+      bootstrap: options.join === true ? null : makeConfiguration([...peers.keys()], []),
+      initialPeers: peers,
       logger,
     },
     storage,

@@ -185,7 +185,8 @@ export class SimClients {
   ): void {
     if (!this.isCurrent(request)) return;
     const state = this.state(request.client);
-    if (outcome === null || outcome.kind === 'refused') {
+    // The simulated clients never use control topics, so 'control' means a bug here.
+    if (outcome === null || outcome.kind === 'refused' || outcome.kind === 'control') {
       this.host.noteClient(
         `c${request.client} seq ${request.seq} overwritten at index ${index}, retrying`,
       );

@@ -1,0 +1,153 @@
+// Membership through the log: records apply the same on every replica, the leader moves the
+// configuration one single-server step at a time (learner first, promotion once caught up,
+// removals only when asked), and a real node joins a running cluster, catches up, votes,
+// and another leaves, while broadcasts keep their one order.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import {
+  decodeMembershipCommand,
+  encodeMembershipCommand,
+  MembershipTable,
+  nextConfigChange,
+} from '../../src/broadcast/membership.ts';
+import type { BroadcastNode } from '../../src/broadcast/node.ts';
+import { startNode } from '../../src/broadcast/start.ts';
+import { freePorts, waitFor } from '../support/ports.ts';
+
+const member = (id: string, voter = true) => ({
+  id,
+  address: `127.0.0.1:${7000 + id.length}`,
+  voter,
+});
+
+test('the next configuration change: add as learner, promote when caught up, remove last', () => {
+  const config = { voters: ['a', 'b', 'c'], learners: [] };
+  const desired = [member('a'), member('b'), member('c'), member('d')];
+  assert.deepEqual(
+    nextConfigChange(desired, [], config, () => true),
+    { type: 'addLearner', node: 'd' },
+  );
+  const withLearner = { voters: ['a', 'b', 'c'], learners: ['d'] };
+  assert.equal(
+    nextConfigChange(desired, [], withLearner, () => false),
+    null,
+    'waits for catch-up',
+  );
+  assert.deepEqual(
+    nextConfigChange(desired, ['b'], withLearner, () => true),
+    {
+      type: 'promoteLearner',
+      node: 'd',
+    },
+  );
+  const promoted = { voters: ['a', 'b', 'c', 'd'], learners: [] };
+  assert.deepEqual(
+    nextConfigChange(desired, ['b'], promoted, () => true),
+    { type: 'remove', node: 'b' },
+  );
+  // A member nobody mentioned stays; the last voter is never removed.
+  assert.equal(
+    nextConfigChange([], [], promoted, () => true),
+    null,
+  );
+  assert.equal(
+    nextConfigChange([], ['a'], { voters: ['a'], learners: [] }, () => true),
+    null,
+  );
+  assert.deepEqual(
+    nextConfigChange(
+      [member('a', false), member('b')],
+      [],
+      { voters: ['a', 'b'], learners: [] },
+      () => true,
+    ),
+    {
+      type: 'demoteVoter',
+      node: 'a',
+    },
+  );
+});
+
+test('the table applies records deterministically and survives a snapshot', () => {
+  const table = new MembershipTable();
+  table.apply({ op: 'seed', members: [member('a'), member('b')] });
+  table.apply({ op: 'seed', members: [member('z')] }); // a second seed changes nothing
+  table.apply({ op: 'upsert', member: member('c', false) });
+  table.apply({ op: 'remove', id: 'b' });
+  const copy = MembershipTable.fromJSON(JSON.parse(JSON.stringify(table.toJSON())));
+  assert.deepEqual(copy.list(), [member('a'), member('c', false)]);
+  assert.deepEqual(copy.removedIds(), ['b']);
+  assert.equal(copy.isSeeded, true);
+});
+
+test('malformed records decode to null, valid ones round-trip', () => {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  assert.equal(decodeMembershipCommand(bytes('not json')), null);
+  assert.equal(
+    decodeMembershipCommand(
+      bytes('{"op":"upsert","member":{"id":"x","address":"nope","voter":true}}'),
+    ),
+    null,
+  );
+  assert.equal(decodeMembershipCommand(bytes('{"op":"remove","id":""}')), null);
+  assert.equal(decodeMembershipCommand(bytes('{"op":"explode"}')), null);
+  const command = { op: 'upsert' as const, member: member('n9') };
+  assert.deepEqual(decodeMembershipCommand(encodeMembershipCommand(command)), command);
+});
+
+test('a node joins a running cluster, catches up and votes; another leaves', {
+  timeout: 60_000,
+}, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-members-'));
+  const ports = await freePorts(4);
+  const address = (offset: number) => `127.0.0.1:${ports[offset]}`;
+  const initial = { n1: address(0), n2: address(1), n3: address(2) };
+  const logger = pino({ level: 'silent' });
+  const nodes = new Map<string, BroadcastNode>();
+  const start = (id: string, peers: Record<string, string>, joining = false) =>
+    startNode({
+      id,
+      dataDir: join(root, id),
+      listen: peers[id]!,
+      peers,
+      logger,
+      join: joining,
+      requestTimeoutMs: 20_000,
+    });
+  try {
+    for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));
+    const n1 = nodes.get('n1')!;
+    for (let count = 0; count < 20; count++)
+      await n1.broadcast(new TextEncoder().encode(`before-${count}`));
+    const joiner = await start('n4', { ...initial, n4: address(3) }, true);
+    nodes.set('n4', joiner);
+    const status = await nodes.get('n2')!.addMember({ id: 'n4', address: address(3), voter: true });
+    assert.ok(status.config.voters.includes('n4'), 'n4 votes');
+    assert.equal(status.members.find((entry) => entry.id === 'n4')?.address, address(3));
+    for (let count = 0; count < 5; count++)
+      await joiner.broadcast(new TextEncoder().encode(`joined-${count}`));
+    const removal = await n1.removeMember('n2');
+    assert.ok(!removal.config.voters.includes('n2') && !removal.config.learners.includes('n2'));
+    await n1.broadcast(new TextEncoder().encode('after-removal'));
+    const target = n1.status().lastPosition;
+    await waitFor(
+      () => ['n1', 'n3', 'n4'].every((id) => nodes.get(id)!.status().lastPosition >= target),
+      'members caught up',
+    );
+    const texts = (id: string) =>
+      nodes
+        .get(id)!
+        .read(1, 1000)
+        .map((m) => new TextDecoder().decode(m.payload));
+    assert.equal(texts('n1').length, 26);
+    assert.deepEqual(texts('n4'), texts('n1'));
+    assert.deepEqual(texts('n3'), texts('n1'));
+  } finally {
+    for (const node of nodes.values()) await node.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
