@@ -129,6 +129,9 @@ class ApiServer {
   private readonly server: Server;
   private readonly exchanges = new Set<Exchange>();
   private closing = false;
+  private closed: Promise<void> = Promise.resolve();
+  /** Called when the last exchange ends, while closing. */
+  private onIdle: () => void = () => undefined;
 
   constructor(
     private readonly context: ServerContext,
@@ -159,22 +162,29 @@ class ApiServer {
   }
 
   async close(): Promise<void> {
+    if (this.closing) return this.closed;
     this.closing = true;
-    const stopping = new HttpError(503, 'node_stopped', 'the server is closing', {}, true);
-    for (const exchange of this.exchanges)
-      if (exchange.streaming) exchange.controller.abort(stopping);
-    await new Promise<void>((resolve) => {
-      // Every answer in progress ends by its deadline; after that, cut what is left.
-      const backstop = setTimeout(
-        () => this.server.closeAllConnections(),
-        this.context.settings.requestTimeoutMs + 1000,
-      );
-      this.server.close(() => {
-        clearTimeout(backstop);
-        resolve();
-      });
-      this.server.closeIdleConnections();
+    this.closed = new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
     });
+    const stopping = new HttpError(503, 'node_stopped', 'the server is closing', {}, true);
+    for (const exchange of this.exchanges) {
+      if (exchange.streaming) exchange.controller.abort(stopping);
+    }
+    // Every other answer ends by its deadline; wait for them (bounded), then close every
+    // connection, idle keep-alive ones included.
+    if (this.exchanges.size > 0) {
+      await new Promise<void>((resolve) => {
+        const backstop = setTimeout(resolve, this.context.settings.requestTimeoutMs + 1000);
+        this.onIdle = () => {
+          clearTimeout(backstop);
+          resolve();
+        };
+      });
+    }
+    this.server.closeAllConnections();
+    await this.closed;
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -193,6 +203,7 @@ class ApiServer {
     let routeName = 'unmatched';
     res.on('close', () => {
       this.exchanges.delete(exchange);
+      if (this.exchanges.size === 0) this.onIdle();
       if (exchange.deadline !== null) clearTimeout(exchange.deadline);
       // Whatever still runs for this request (a stream, a wait) stops now.
       exchange.controller.abort(new Error('the request ended'));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { BroadcastNode } from '../../src/broadcast/node.ts';
-import { startNode } from '../../src/broadcast/start.ts';
+import { type StartNodeOptions, startNode } from '../../src/broadcast/start.ts';
 import {
   createHttpServer,
   type HttpServer,
@@ -28,6 +28,8 @@ export interface HttpCluster {
   member(id: string): ClusterMember;
   leader(): Promise<ClusterMember>;
   follower(): Promise<ClusterMember>;
+  /** Stops one node's runtime (its HTTP server stays up); once only. */
+  stopNode(id: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -37,16 +39,22 @@ export const logger = pino({ level: 'silent' });
 
 export async function startHttpCluster(
   overrides: ServerOverrides = {},
-  nodeOverrides: { requestTimeoutMs?: number } = {},
+  nodeOverrides: Partial<Pick<StartNodeOptions, 'retainBytesMax' | 'requestTimeoutMs'>> = {},
 ): Promise<HttpCluster> {
   const root = await mkdtemp(join(tmpdir(), 'abcast-http-'));
   const ports = await freePorts(3);
   const ids = ['n1', 'n2', 'n3'];
   const peers = Object.fromEntries(ids.map((id, at) => [id, `127.0.0.1:${ports[at]}`]));
   const members: ClusterMember[] = [];
+  const stopped = new Set<string>();
+  const stopNode = async (id: string) => {
+    if (stopped.has(id)) return;
+    stopped.add(id);
+    await members.find((member) => member.id === id)?.node.close();
+  };
   const close = async () => {
     for (const member of members) await member.http.close();
-    for (const member of members) await member.node.close();
+    for (const member of members) await stopNode(member.id);
     await rm(root, { recursive: true, force: true });
   };
   try {
@@ -80,6 +88,7 @@ export async function startHttpCluster(
     peers,
     member: (id) => members.find((member) => member.id === id)!,
     leader,
+    stopNode,
     follower: async () => {
       const current = await leader();
       return members.find((member) => member.id !== current.id)!;

@@ -83,6 +83,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   const keepAlive = setInterval(() => {
     if (!res.writableNeedDrain && !res.destroyed) res.write(': keep-alive\n\n');
   }, settings.keepAliveIntervalMs);
+  let ending: HttpError | null = null;
   try {
     for await (const message of node.deliveries({ from, signal })) {
       if (topic !== undefined && message.topic !== topic) continue;
@@ -93,15 +94,30 @@ export async function streamRoute(context: RouteContext): Promise<void> {
         await drained(res, signal);
       }
     }
-    // The iterator ends without an abort only when the node stops.
-    if (!signal.aborted && !res.destroyed) {
-      res.write(errorEvent(toHttpError(new BroadcastError('NODE_STOPPED', 'the node stopped'))));
-    }
+    // Without an abort, the iterator ends only when the node stops.
+    ending = toHttpError(new BroadcastError('NODE_STOPPED', 'the node stopped'));
   } catch (error) {
-    if (!signal.aborted && !res.destroyed) res.write(errorEvent(toHttpError(error)));
+    ending = toHttpError(error);
   } finally {
     clearInterval(keepAlive);
     metrics.streamClosed(res);
-    res.end();
+    endStream(res, signal, ending);
   }
+}
+
+/**
+ * Ends a stream with an error event saying why, when there is someone to tell: a client
+ * that left hears nothing, and a client that stopped reading is cut off rather than waited
+ * for, since its socket would never drain.
+ */
+function endStream(res: ServerResponse, signal: AbortSignal, ending: HttpError | null): void {
+  // The server closing aborts with an HttpError; a client that went away with a plain Error.
+  const reason = signal.aborted ? signal.reason : ending;
+  if (res.destroyed) return;
+  if (res.writableNeedDrain) {
+    res.destroy();
+    return;
+  }
+  if (reason instanceof HttpError) res.write(errorEvent(reason));
+  res.end();
 }
