@@ -299,6 +299,11 @@ export class RaftCore {
         });
       } else if (message.type === 'PreVote') {
         this.send({ type: 'PreVoteResponse', to: message.from, granted: false });
+      } else if (message.type === 'Vote') {
+        // Raft §5.1: the refusal carries our term, so a candidate stuck below it catches up.
+        // Ignoring it instead can livelock: a candidate with the better log but a lower term
+        // never learns the term it must exceed (simulator seed 0x63d).
+        this.send({ type: 'VoteResponse', to: message.from, granted: false });
       }
       return false;
     }
