@@ -9,12 +9,23 @@ import type { BroadcastResult } from '../broadcast/pending.ts';
 import type { FollowerProgress, NodeId } from '../raft/types.ts';
 import type { HttpMetrics } from './http-metrics.ts';
 
+/** A member of the configuration and the address its peers reach it at. */
+export interface ServedMember {
+  readonly id: NodeId;
+  readonly address: string | null;
+  readonly voter: boolean;
+}
+
 /**
- * The node status the server reads. `progress` (the leader's view of each follower) is
- * optional: when the runtime reports it, leadership transfer picks the most caught-up
- * follower and /metrics shows per-follower lag.
+ * The node status the server reads. Two parts are optional, used when the runtime reports
+ * them: `progress` (the leader's view of each follower: leadership transfer then picks the
+ * most caught-up follower, and /metrics shows per-follower lag) and `members` (addresses as
+ * recorded in the log, over the `peers` the server was given).
  */
-export type ServedStatus = NodeStatus & { readonly progress?: readonly FollowerProgress[] };
+export type ServedStatus = NodeStatus & {
+  readonly progress?: readonly FollowerProgress[];
+  readonly members?: readonly ServedMember[];
+};
 
 /** The part of `BroadcastNode` the HTTP API uses; a `BroadcastNode` fits it as is. */
 export interface ServedNode {

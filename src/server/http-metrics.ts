@@ -19,9 +19,9 @@ export class HttpMetrics {
   private streamDrainWaitCount = 0;
 
   /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
-  requestDone(route: string, method: string, status: number, seconds: number): void {
+  requestDone(route: string, method: string, status: number, seconds: number | null): void {
     this.requests.increment({ route, method, status: String(status) });
-    this.requestSeconds.observe({ route }, seconds);
+    if (seconds !== null) this.requestSeconds.observe({ route }, seconds);
   }
 
   broadcastDone(seconds: number, duplicate: boolean): void {

@@ -207,10 +207,9 @@ class ApiServer {
       if (exchange.deadline !== null) clearTimeout(exchange.deadline);
       // Whatever still runs for this request (a stream, a wait) stops now.
       exchange.controller.abort(new Error('the request ended'));
-      if (!exchange.streaming) {
-        const seconds = (performance.now() - startedMs) / 1000;
-        this.context.metrics.requestDone(routeName, req.method ?? '', res.statusCode, seconds);
-      }
+      // A stream's duration is its client's business, not a latency.
+      const seconds = exchange.streaming ? null : (performance.now() - startedMs) / 1000;
+      this.context.metrics.requestDone(routeName, req.method ?? '', res.statusCode, seconds);
     });
     let match: RouteMatch;
     let url: URL;
@@ -232,7 +231,12 @@ class ApiServer {
           this.answerError(req, res, toHttpError(bug), bug);
         }
       },
-      (error: unknown) => this.answerError(req, res, toHttpError(error), error),
+      (error: unknown) => {
+        // Once aborted, the deadline has answered or the client left: nothing to say.
+        if (!exchange.controller.signal.aborted) {
+          this.answerError(req, res, toHttpError(error), error);
+        }
+      },
     );
   }
 

@@ -132,6 +132,31 @@ test('closing the HTTP server ends its streams with a node_stopped error event',
   await assert.rejects(stream.next(), /ended|terminated|aborted/);
 });
 
+test('a stream is not cut by the request deadline: it lives on with keep-alives', async () => {
+  const { node } = cluster.members[2]!;
+  const server = createHttpServer({
+    node,
+    logger,
+    requestTimeoutMs: 300,
+    keepAliveIntervalMs: 100,
+  });
+  const url = await server.listen('127.0.0.1:0');
+  try {
+    const stream = await openEvents(`${url}/v1/stream?from=${node.status().lastPosition + 1}`);
+    const startedMs = Date.now();
+    // Past the deadline, Node's own request timeout behind it, and its checking interval.
+    while (Date.now() - startedMs < 300 + 1000 + 500) {
+      const event = await stream.next(1000);
+      assert.ok(event.comment === 'keep-alive' || event.retry !== null);
+    }
+    const sent = await broadcast((await cluster.leader()).url, { payload: 'still there' });
+    assert.equal((await stream.nextMessage()).id, String(sent.body.index));
+    stream.close();
+  } finally {
+    await server.close();
+  }
+});
+
 test('503 with Retry-After, never a hang: node stopped, no quorum (timeout), no leader', async () => {
   const [first, second, third] = cluster.members as [ClusterMember, ClusterMember, ClusterMember];
   await cluster.stopNode(second.id);
@@ -149,6 +174,24 @@ test('503 with Retry-After, never a hang: node stopped, no quorum (timeout), no 
   assert.equal(stuck.headers.get('retry-after'), '1');
   assert.ok(elapsedMs < requestTimeoutMs + 1000, `${elapsedMs} ms`);
   // A leader that lost its quorum steps down (CheckQuorum); then nobody leads.
+  // A client that gives up waiting is no error of the server's.
+  const errors: unknown[] = [];
+  const recording = {
+    info: () => undefined,
+    warn: () => undefined,
+    error: (fields: unknown) => errors.push(fields),
+  };
+  const watched = createHttpServer({ node: first.node, logger: recording, requestTimeoutMs });
+  const watchedUrl = await watched.listen('127.0.0.1:0');
+  await assert.rejects(
+    fetch(`${watchedUrl}/v1/broadcast`, {
+      method: 'POST',
+      body: JSON.stringify({ payload: 'abandoned' }),
+      signal: AbortSignal.timeout(200),
+    }),
+  );
+  await watched.close();
+  assert.deepEqual(errors, []);
   await waitFor(() => first.node.status().leaderId === null, 'no leader');
   const transfer = await call(`${first.url}/v1/leader/transfer`, { method: 'POST', body: {} });
   assert.equal(transfer.status, 503);

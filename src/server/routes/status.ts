@@ -3,7 +3,7 @@
  * entry carries a batch of messages); `deliveredIndex` and `firstIndex` are positions in the
  * total order, like every other `index` of the API.
  */
-import type { RouteContext } from '../context.ts';
+import type { RouteContext, ServedMember } from '../context.ts';
 import { sendJson } from '../respond.ts';
 import { queryParameters } from '../validate.ts';
 
@@ -11,9 +11,10 @@ export async function statusRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
   const { node, settings } = context.server;
   const status = node.status();
-  const member = (id: string, voter: boolean) => ({
+  const member = (id: string, voter: boolean): ServedMember => ({
     id,
-    address: settings.peers.get(id) ?? null,
+    address:
+      status.members?.find((known) => known.id === id)?.address ?? settings.peers.get(id) ?? null,
     voter,
   });
   sendJson(context.res, 200, {
