@@ -4,18 +4,20 @@
  *   meta.json        identity: format version, cluster id, node id (see metadata.ts)
  *   LOCK             pid of the process that has it open (see lock.ts)
  *   snapshot.bin     the newest snapshot, replaced atomically (see snapshot-file.ts)
- *   wal-<seq>.wal    WAL segments, rotated at `segmentBytesMax` (see codec.ts, segments.ts)
+ *   wal-<seq>.wal    WAL segments, preallocated to `segmentBytesMax` (see codec.ts,
+ *                    segments.ts, wal-writer.ts)
+ *   wal-spare.tmp    the next segment, zero-filled ahead of need (see preallocation.ts)
  *
- * Each group commit is one record, written with one positional `writev` and made durable by
- * one `fdatasync` before any of its appends resolve. A new segment starts with a header
- * record carrying the current hard state, so that older segments can be deleted freely once
- * a snapshot covers their entries.
+ * Each group commit is one record, written with one positional `writev` into preallocated
+ * space and made durable by one `fdatasync` before any of its appends resolve. A new segment
+ * starts with a header record carrying the current hard state, so that older segments can
+ * be deleted freely once a snapshot covers their entries.
  */
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { HardState, NodeId, PersistedState, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
-import { encodeRecordHeader, RecordBodyBuilder } from './codec.ts';
+import { RecordBodyBuilder } from './codec.ts';
 import { invalidArgument, ioError, StorageError } from './errors.ts';
 import { fsyncDirectory, type IoCounters, newIoCounters, writeFileAtomic } from './fs-util.ts';
 import {
@@ -29,7 +31,6 @@ import { acquireLock, type DirectoryLock } from './lock.ts';
 import { LogState } from './log-state.ts';
 import { checkMetadata, readMetadata, writeMetadata } from './metadata.ts';
 import { recoverLog, type SegmentInfo } from './recovery.ts';
-import { segmentFileName } from './segments.ts';
 import { encodeSnapshotFile, readSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
 import {
   type OpenedStorage,
@@ -37,13 +38,18 @@ import {
   type StorageLogger,
   type StorageMetadata,
 } from './types.ts';
+import { WalWriter } from './wal-writer.ts';
 
 export interface FileStorageOptions extends Partial<QueueLimits> {
   /** Created (with its parents) on first use. */
   readonly dataDir: string;
   readonly clusterId: string;
   readonly nodeId: NodeId;
-  /** A segment is closed once it reaches this size; default 64 MiB. */
+  /**
+   * Segments are preallocated (zero-filled) to this size, and a record that does not fit in
+   * what is left goes into the next one; default 64 MiB. Tests want it small: every open
+   * writes one segment of zeros.
+   */
   readonly segmentBytesMax?: number;
   /** Receives torn tails, stale locks and the like; default: ignore. */
   readonly log?: StorageLogger;
@@ -52,13 +58,6 @@ export interface FileStorageOptions extends Partial<QueueLimits> {
 export const DEFAULT_SEGMENT_BYTES_MAX = 64 * 1024 * 1024;
 const SEGMENT_BYTES_MIN = 4096;
 const IDENTITY_BYTES_MAX = 256;
-type FileHandle = Awaited<ReturnType<typeof open>>;
-
-interface ActiveSegment {
-  readonly info: SegmentInfo;
-  readonly handle: FileHandle;
-}
-
 /** Everything a FileStorage starts from, as `open` recovered it. */
 interface FileStorageParts {
   readonly state: LogState;
@@ -71,30 +70,25 @@ interface FileStorageParts {
 }
 
 export class FileStorage extends GroupCommitStorage {
-  private active: ActiveSegment | null = null;
   private readonly dataDir: string;
-  private readonly segmentBytesMax: number;
   private readonly lock: DirectoryLock;
-  private readonly segments: SegmentInfo[];
-  private nextSegmentSeq: number;
+  private readonly wal: WalWriter;
   /** The hard state of the last durable record; new segment headers repeat it. */
   private durableHardState: HardState | null;
-  private readonly log: StorageLogger;
 
   private constructor(parts: FileStorageParts) {
     super(parts.state, parts.settings.limits);
     this.dataDir = parts.settings.dataDir;
-    this.segmentBytesMax = parts.settings.segmentBytesMax;
     this.lock = parts.lock;
-    this.segments = parts.segments;
-    this.nextSegmentSeq = parts.nextSegmentSeq;
     this.durableHardState = parts.durableHardState;
-    this.log = parts.settings.log;
-    assert(parts.nextSegmentSeq >= 1, 'segment numbers start at 1');
-    assert(
-      parts.segments.every((segment) => segment.segmentSeq < parts.nextSegmentSeq),
-      'new segments come after the existing ones',
-    );
+    this.wal = new WalWriter({
+      dataDir: parts.settings.dataDir,
+      segmentBytesMax: parts.settings.segmentBytesMax,
+      segments: parts.segments,
+      nextSegmentSeq: parts.nextSegmentSeq,
+      io: this.io,
+      log: parts.settings.log,
+    });
   }
 
   /**
@@ -145,6 +139,12 @@ export class FileStorage extends GroupCommitStorage {
       durableHardState: recovered.hardState,
     });
     Object.assign(storage.io, counters);
+    try {
+      await storage.wal.start(recovered.hardState);
+    } catch (error) {
+      await storage.wal.close().catch(() => undefined);
+      throw error;
+    }
     const persisted: PersistedState = {
       hardState: recovered.hardState,
       snapshot,
@@ -155,6 +155,7 @@ export class FileStorage extends GroupCommitStorage {
   }
 
   protected async writeGroup(group: readonly QueuedAppend[]): Promise<void> {
+    assert(group.length > 0, 'a group holds at least one append');
     let reset: Snapshot | null = null;
     for (const operation of group) reset = operation.plan.reset ?? reset;
     // The snapshot is durable before the record that resets the log to it (see recovery.ts).
@@ -169,33 +170,29 @@ export class FileStorage extends GroupCommitStorage {
       hardState = operation.plan.hardState ?? hardState;
     }
     if (builder.byteLength === 0) return; // nothing new: earlier records are already durable
-    const active = await this.activeSegment();
-    await this.writeRecord(active, builder.finish());
-    active.info.maxEntryIndex = Math.max(active.info.maxEntryIndex, maxEntryIndex);
+    // A new segment's header repeats the hard state durable before this record.
+    const chunks = builder.finish();
+    await this.wal.append({ chunks, hardState: this.durableHardState, maxEntryIndex });
     this.durableHardState = hardState;
-    if (reset !== null)
-      await this.deleteSegments(this.segments.length - 1, 'replaced by a snapshot');
+    if (reset !== null) {
+      await this.wal.deleteOldest(this.wal.inactiveSegmentCount(), 'replaced by a snapshot');
+    }
   }
 
   protected async writeSnapshot(snapshot: Snapshot): Promise<void> {
     await this.writeSnapshotFile(snapshot);
     // Only a prefix goes: a truncation recorded in a later segment must still find the
-    // entries it cuts. The active segment stays, it is being written.
-    let coveredCount = 0;
-    while (
-      coveredCount < this.segments.length - 1 &&
-      this.segments[coveredCount]!.maxEntryIndex <= snapshot.meta.index
-    ) {
-      coveredCount += 1;
-    }
-    await this.deleteSegments(coveredCount, `covered by the snapshot at ${snapshot.meta.index}`);
+    // entries it cuts.
+    const { index } = snapshot.meta;
+    await this.wal.deleteOldest(
+      this.wal.coveredSegmentCount(index),
+      `covered by the snapshot at ${index}`,
+    );
   }
 
   protected async release(): Promise<void> {
-    const handle = this.active?.handle;
-    this.active = null;
     try {
-      await handle?.close();
+      await this.wal.close();
     } finally {
       await this.lock.release();
     }
@@ -205,84 +202,6 @@ export class FileStorage extends GroupCommitStorage {
     const path = join(this.dataDir, SNAPSHOT_FILE_NAME);
     const byteCount = await writeFileAtomic(path, encodeSnapshotFile(snapshot), this.io);
     this.io.snapshotWrittenBytes += byteCount;
-  }
-
-  /** The segment to write into, rotating to a new one when the current one is full. */
-  private async activeSegment(): Promise<ActiveSegment> {
-    const last = this.segments[this.segments.length - 1];
-    if (this.active === null && last !== undefined && last.sizeBytes < this.segmentBytesMax) {
-      this.active = { info: last, handle: await openForAppend(last.path) };
-    }
-    if (this.active !== null && this.active.info.sizeBytes < this.segmentBytesMax) {
-      return this.active;
-    }
-    await this.active?.handle.close();
-    this.active = null;
-    this.active = await this.createSegment();
-    return this.active;
-  }
-
-  /** Written, fdatasynced and linked durably (directory fsync) before it receives data. */
-  private async createSegment(): Promise<ActiveSegment> {
-    const segmentSeq = this.nextSegmentSeq;
-    const path = join(this.dataDir, segmentFileName(segmentSeq));
-    let handle: FileHandle;
-    try {
-      handle = await open(path, 'wx');
-    } catch (error) {
-      throw ioError('create segment', path, error);
-    }
-    const info: SegmentInfo = { segmentSeq, path, sizeBytes: 0, maxEntryIndex: 0 };
-    const segment = { info, handle };
-    const builder = new RecordBodyBuilder();
-    builder.add({ type: 'segmentHeader', formatVersion: STORAGE_FORMAT_VERSION, segmentSeq });
-    if (this.durableHardState !== null) {
-      builder.add({ type: 'hardState', hardState: this.durableHardState });
-    }
-    try {
-      await this.writeRecord(segment, builder.finish());
-      await fsyncDirectory(this.dataDir, this.io);
-    } catch (error) {
-      await handle.close().catch(() => undefined);
-      throw error;
-    }
-    this.nextSegmentSeq += 1;
-    this.segments.push(info);
-    this.io.segmentCreatedCount += 1;
-    return segment;
-  }
-
-  private async writeRecord(segment: ActiveSegment, chunks: Uint8Array[]): Promise<void> {
-    const header = encodeRecordHeader(chunks);
-    let byteCount = header.length;
-    for (const chunk of chunks) byteCount += chunk.length;
-    const { info, handle } = segment;
-    try {
-      const { bytesWritten } = await handle.writev([header, ...chunks], info.sizeBytes);
-      assert(bytesWritten === byteCount, 'writev writes the whole record');
-      await handle.datasync();
-    } catch (error) {
-      throw ioError('append record', info.path, error);
-    }
-    this.io.fsyncCount += 1;
-    this.io.recordCount += 1;
-    this.io.walWrittenBytes += byteCount;
-    info.sizeBytes += byteCount;
-  }
-
-  /** Deletes the oldest `count` segments, oldest first, so the rest stays a suffix. */
-  private async deleteSegments(count: number, reason: string): Promise<void> {
-    assert(count < this.segments.length || count === 0, 'the active segment is never deleted');
-    for (const info of this.segments.splice(0, count)) {
-      try {
-        await rm(info.path);
-      } catch (error) {
-        throw ioError('delete segment', info.path, error);
-      }
-      await fsyncDirectory(this.dataDir, this.io);
-      this.io.segmentDeletedCount += 1;
-      this.log({ type: 'segmentDeleted', file: info.path, reason });
-    }
   }
 }
 
@@ -351,7 +270,12 @@ async function loadIdentity(
   const found = await readMetadata(dataDir);
   if (found !== null) {
     checkMetadata(found, { clusterId, nodeId, dataDir });
-    return { metadata: found, created: false };
+    if (found.formatVersion === STORAGE_FORMAT_VERSION) return { metadata: found, created: false };
+    // Written by an older release. It will hold preallocated segments (format 2) that such a
+    // release would misread as damage: marked now, before any is written, it refuses them.
+    const upgraded = { ...found, formatVersion: STORAGE_FORMAT_VERSION };
+    await writeMetadata(dataDir, upgraded, counters);
+    return { metadata: upgraded, created: false };
   }
   const names = await readdir(dataDir).catch((error: unknown) => {
     throw ioError('list directory', dataDir, error);
@@ -380,13 +304,5 @@ async function removeTemporaryFiles(dataDir: string, log: StorageLogger): Promis
       throw ioError('remove temporary file', path, error);
     });
     log({ type: 'temporaryFileRemoved', file: path });
-  }
-}
-
-async function openForAppend(path: string): Promise<FileHandle> {
-  try {
-    return await open(path, 'r+');
-  } catch (error) {
-    throw ioError('open segment', path, error);
   }
 }

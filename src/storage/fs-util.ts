@@ -18,6 +18,8 @@ export interface IoCounters {
   snapshotWrittenBytes: number;
   segmentCreatedCount: number;
   segmentDeletedCount: number;
+  segmentSpareMissCount: number;
+  walPreallocatedBytes: number;
 }
 
 export function newIoCounters(): IoCounters {
@@ -30,6 +32,8 @@ export function newIoCounters(): IoCounters {
     snapshotWrittenBytes: 0,
     segmentCreatedCount: 0,
     segmentDeletedCount: 0,
+    segmentSpareMissCount: 0,
+    walPreallocatedBytes: 0,
   };
 }
 

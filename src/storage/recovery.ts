@@ -11,6 +11,7 @@ import { assert } from '../util/assert.ts';
 import type { WalItem } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
+import { fillWithZeros } from './preallocation.ts';
 import { corruptRecord, listSegments, type SegmentFile, scanSegment } from './segments.ts';
 import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
 
@@ -18,7 +19,12 @@ import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
 export interface SegmentInfo {
   readonly segmentSeq: number;
   readonly path: string;
+  /** The end of its last record: where the next record goes. Only zeros follow it. */
   sizeBytes: number;
+  /** The file's size, preallocated zeros included. */
+  fileBytes: number;
+  /** Records in it, its header record included. */
+  recordCount: number;
   /** The highest entry index written in it; 0 when it holds none. */
   maxEntryIndex: number;
 }
@@ -129,7 +135,10 @@ export async function recoverLog(options: {
   return { hardState, entries, segments, nextSegmentSeq };
 }
 
-/** Replays one segment; cuts a torn tail off the last one. Null when nothing valid remains. */
+/**
+ * Replays one segment; zeroes a torn tail of the last one. Null when the last segment holds
+ * no record: its header was torn, or it was never written.
+ */
 async function replaySegment(options: {
   readonly file: SegmentFile;
   readonly isLast: boolean;
@@ -137,7 +146,7 @@ async function replaySegment(options: {
   readonly log: StorageLogger;
   readonly counters: IoCounters;
 }): Promise<SegmentInfo | null> {
-  const { file, isLast, model } = options;
+  const { file, isLast, model, log } = options;
   let bytes: Buffer;
   try {
     bytes = await readFile(file.path);
@@ -145,13 +154,25 @@ async function replaySegment(options: {
     throw ioError('read segment', file.path, error);
   }
   const scan = scanSegment(bytes, file.path, isLast);
-  if (scan.tornBytes > 0) await cutTornTail(file.path, scan.validBytes, options);
+  assert(scan.validBytes + scan.tornBytes <= bytes.length, 'the scan stays within the file');
   if (scan.records.length === 0) {
-    assert(isLast, 'only the last segment can lose its header to a torn write');
+    // A segment is renamed into place only after its header is durable, so an earlier one
+    // without records lost acknowledged data; the last one may be a torn or foreign file.
+    if (!isLast) throw corruptRecord(file.path, 0, 'no record (not the last segment)');
+    if (scan.tornBytes > 0) {
+      log({
+        type: 'tornTailTruncated',
+        file: file.path,
+        offsetBytes: 0,
+        droppedBytes: scan.tornBytes,
+      });
+    }
     await removeFile(file.path, options.counters);
-    options.log({ type: 'segmentDeleted', file: file.path, reason: 'its header was torn' });
+    const reason = scan.tornBytes > 0 ? 'its header was torn' : 'it holds no record';
+    log({ type: 'segmentDeleted', file: file.path, reason });
     return null;
   }
+  if (scan.tornBytes > 0) await zeroTornTail(file.path, scan.validBytes, scan.tornBytes, log);
   let maxEntryIndex = 0;
   for (const [position, record] of scan.records.entries()) {
     const at = { path: file.path, offsetBytes: record.offsetBytes };
@@ -167,6 +188,8 @@ async function replaySegment(options: {
     segmentSeq: file.segmentSeq,
     path: file.path,
     sizeBytes: scan.validBytes,
+    fileBytes: bytes.length,
+    recordCount: scan.records.length,
     maxEntryIndex,
   };
 }
@@ -190,25 +213,28 @@ function checkHeader(items: readonly WalItem[], file: SegmentFile, at: Location)
   return items.slice(1);
 }
 
-async function cutTornTail(
+/**
+ * Overwrites a torn write with zeros, so that the segment ends cleanly after its last valid
+ * record and keeps its preallocated size (writing resumes there).
+ */
+async function zeroTornTail(
   path: string,
   validBytes: number,
-  options: { readonly log: StorageLogger; readonly counters: IoCounters },
+  tornBytes: number,
+  log: StorageLogger,
 ): Promise<void> {
+  assert(tornBytes > 0, 'a torn tail holds damaged bytes');
   let handle: Awaited<ReturnType<typeof open>> | null = null;
-  let droppedBytes = 0;
   try {
     handle = await open(path, 'r+');
-    droppedBytes = (await handle.stat()).size - validBytes;
-    await handle.truncate(validBytes);
-    await handle.sync();
-    options.counters.fsyncCount += 1;
+    const toBytes = validBytes + tornBytes;
+    await fillWithZeros({ handle, path, fromBytes: validBytes, toBytes, isCancelled: () => false });
   } catch (error) {
-    throw ioError('truncate torn tail', path, error);
+    throw ioError('zero torn tail', path, error);
   } finally {
     await handle?.close().catch(() => undefined);
   }
-  options.log({ type: 'tornTailTruncated', file: path, offsetBytes: validBytes, droppedBytes });
+  log({ type: 'tornTailTruncated', file: path, offsetBytes: validBytes, droppedBytes: tornBytes });
 }
 
 async function removeFile(path: string, counters: IoCounters): Promise<void> {

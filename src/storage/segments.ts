@@ -1,9 +1,22 @@
 /**
- * WAL segment files: naming, listing, and the scan that sorts a damaged record into one of
- * two cases. Every record is written and fdatasynced before the next is written, so a crash
- * can damage only the last record of the last segment: that torn tail was never
- * acknowledged and is cut off. Damage anywhere else, or followed by any valid record, is
- * corruption of acknowledged data and stops the open, naming the file and byte offset.
+ * WAL segment files: naming, listing, and the scan that finds where a segment's records end
+ * and sorts anything after them into one of three cases.
+ *
+ * Segments are preallocated (see preallocation.ts): a segment is zeros up to its full size
+ * before its first record, so the records of any segment are followed by zeros. No record
+ * starts with a zero byte (the magic), so the first offset that does not hold a valid record
+ * ends the records, and what follows is:
+ *
+ * - only zeros: the clean end, the space the next records would have taken;
+ * - damaged bytes (not all zero) with no valid record anywhere after them, in the last
+ *   segment: a torn write. Every record is written and fdatasynced before the next one, and a
+ *   segment is left for the next one only after its last record was fdatasynced, so a crash
+ *   can damage only the last record of the last segment, and it was never acknowledged;
+ * - anything else — damaged bytes in an earlier segment, or followed by a valid record — is
+ *   corruption of acknowledged data, and stops the open, naming the file and byte offset.
+ *
+ * A segment that is not the last one is complete: the next one exists only because writing
+ * moved on to it. Its end is its last valid record, followed by zeros.
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -65,9 +78,12 @@ export interface ScannedRecord {
 
 export interface SegmentScan {
   readonly records: readonly ScannedRecord[];
-  /** Bytes up to the end of the last valid record. */
+  /** Bytes up to the end of the last valid record: where the next record would go. */
   readonly validBytes: number;
-  /** Bytes after `validBytes`: a torn tail (only ever in the last segment). */
+  /**
+   * Damaged bytes after `validBytes`, up to the last nonzero byte of the file: a torn write
+   * (only ever in the last segment). Zeros after the records are preallocated space.
+   */
   readonly tornBytes: number;
 }
 
@@ -75,25 +91,50 @@ export interface SegmentScan {
 export function scanSegment(file: Buffer, path: string, isLast: boolean): SegmentScan {
   const records: ScannedRecord[] = [];
   let offset = 0;
+  let failure = 'damaged bytes';
+  // Bounded: each record moves the offset forward by at least its header.
   while (offset < file.length) {
     const parsed = parseRecordAt(file, offset);
     if (!parsed.ok) {
-      if (!isLast) throw corruptRecord(path, offset, `${parsed.reason} (not the last segment)`);
-      const laterRecord = findValidRecordAfter(file, offset);
-      if (laterRecord !== null) {
-        throw corruptRecord(
-          path,
-          offset,
-          `${parsed.reason}, yet a valid record follows at ${laterRecord}`,
-        );
-      }
+      failure = parsed.reason;
       break;
     }
     records.push({ offsetBytes: offset, items: decodeBody(parsed.body, path, offset) });
     offset = parsed.endOffset;
   }
-  assert(offset <= file.length, 'the scan stays within the file');
-  return { records, validBytes: offset, tornBytes: file.length - offset };
+  const damageEnd = nonZeroEnd(file, offset);
+  assert(damageEnd >= offset && damageEnd <= file.length, 'damage lies after the records');
+  if (damageEnd > offset) {
+    const laterRecord = findValidRecordAfter(file, offset, damageEnd);
+    if (laterRecord !== null) {
+      throw corruptRecord(path, offset, `${failure}, yet a valid record follows at ${laterRecord}`);
+    }
+    if (!isLast) throw corruptRecord(path, offset, `${failure} (not the last segment)`);
+  }
+  return { records, validBytes: offset, tornBytes: damageEnd - offset };
+}
+
+const ZERO_PROBE = Buffer.alloc(64 * 1024);
+
+/**
+ * The end of the last nonzero byte at or after `from`, or `from` when only zeros follow it.
+ * Compares 64 KiB at a time (memcmp speed): a 64 MiB zero tail costs a few milliseconds.
+ */
+export function nonZeroEnd(file: Buffer, from: number): number {
+  assert(from >= 0 && from <= file.length, 'the search starts within the file');
+  let end = file.length;
+  // Bounded: each pass moves `end` back by at least one byte, never below `from`.
+  while (end > from) {
+    const start = Math.max(from, end - ZERO_PROBE.length);
+    if (file.compare(ZERO_PROBE, 0, end - start, start, end) !== 0) {
+      let position = end;
+      while (position > start && file[position - 1] === 0) position -= 1;
+      assert(position > start, 'a chunk that differs from zeros holds a nonzero byte');
+      return position;
+    }
+    end = start;
+  }
+  return from;
 }
 
 function decodeBody(body: Buffer, path: string, offset: number): WalItem[] {
@@ -108,15 +149,23 @@ function decodeBody(body: Buffer, path: string, offset: number): WalItem[] {
   }
 }
 
-/** The offset of the first verifiable record starting after `offset`, or null. */
-function findValidRecordAfter(file: Buffer, offset: number): number | null {
+/**
+ * The offset of the first verifiable record starting after `offset` and before `endBytes`
+ * (past which there are only zeros, and no record starts with a zero byte), or null.
+ */
+function findValidRecordAfter(file: Buffer, offset: number, endBytes: number): number | null {
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(RECORD_MAGIC, 0);
-  let candidate = file.indexOf(magic, offset + 1);
-  // Bounded by the file: each step moves at least one byte forward.
+  assert(
+    magic.every((byte) => byte !== 0),
+    'no byte of the magic is zero',
+  );
+  const region = file.subarray(0, endBytes);
+  let candidate = region.indexOf(magic, offset + 1);
+  // Bounded by the region: each step moves at least one byte forward.
   while (candidate !== -1) {
     if (parseRecordAt(file, candidate).ok) return candidate;
-    candidate = file.indexOf(magic, candidate + 1);
+    candidate = region.indexOf(magic, candidate + 1);
   }
   return null;
 }

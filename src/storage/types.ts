@@ -9,8 +9,13 @@ import type { Entry, HardState, NodeId, PersistedState, Snapshot } from '../raft
 export type { StorageErrorCode, StorageErrorDetails } from './errors.ts';
 export { StorageError } from './errors.ts';
 
-/** The on-disk format this release writes; a directory with a higher version is refused. */
-export const STORAGE_FORMAT_VERSION = 1;
+/**
+ * The on-disk format this release writes; a directory with a higher version is refused.
+ * 1: segments grow record by record. 2: segments are preallocated with zeros, and zeros after
+ * a segment's last record are its clean end (format 1 reads them as damage). This release
+ * reads both, and marks a format-1 directory as 2 when it opens it.
+ */
+export const STORAGE_FORMAT_VERSION = 2;
 
 /**
  * One step of a Ready, in the order Ready prescribes (src/raft/types.ts): the snapshot (if
@@ -38,13 +43,20 @@ export interface StorageCounters {
   readonly entryCount: number;
   /** WAL records written: one per group commit (plus one header per new segment). */
   readonly recordCount: number;
-  /** `fdatasync`/`fsync` calls on WAL segments, snapshot files and directories. */
+  /**
+   * `fdatasync`/`fsync` calls on WAL records, snapshot files and directories; the syncs of
+   * zero-filling (preallocation) are not counted here (see `walPreallocatedBytes`).
+   */
   readonly fsyncCount: number;
   /** Bytes written to WAL segments (record framing included). */
   readonly walWrittenBytes: number;
   readonly snapshotWrittenBytes: number;
   readonly segmentCreatedCount: number;
   readonly segmentDeletedCount: number;
+  /** Rotations that had to wait for the next segment to be zero-filled: append stalls. */
+  readonly segmentSpareMissCount: number;
+  /** Zeros written to preallocate segments (1 fdatasync per 4 MiB of them). */
+  readonly walPreallocatedBytes: number;
 }
 
 /** Noteworthy things that happened without failing; give them to a logger. */
@@ -52,8 +64,10 @@ export type StorageEvent =
   | {
       readonly type: 'tornTailTruncated';
       readonly file: string;
-      /** Where the last valid record ends: the file was cut back to this size. */
+      /** Where the last valid record ends: what follows was discarded (overwritten with
+       * zeros, so that the segment keeps its preallocated size). */
       readonly offsetBytes: number;
+      /** The damaged bytes: from `offsetBytes` up to the last nonzero byte of the file. */
       readonly droppedBytes: number;
     }
   | {

@@ -4,7 +4,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { StorageError } from '../../src/storage/errors.ts';
-import type { AppendRequest, RaftStorage } from '../../src/storage/types.ts';
+import {
+  type AppendRequest,
+  type RaftStorage,
+  STORAGE_FORMAT_VERSION,
+} from '../../src/storage/types.ts';
 import {
   entries,
   entry,
@@ -53,7 +57,7 @@ for (const { name, make } of HARNESSES) {
         appliedIndex: 0,
       });
       assert.deepEqual(first.metadata, {
-        formatVersion: 1,
+        formatVersion: STORAGE_FORMAT_VERSION,
         clusterId: 'cluster-test',
         nodeId: 'n1',
       });
@@ -302,7 +306,7 @@ for (const { name, make } of HARNESSES) {
       await storage.close();
       await rejectsWith(harness.open({ clusterId: 'other-cluster' }), 'WRONG_CLUSTER');
       await rejectsWith(harness.open({ nodeId: 'n9' }), 'WRONG_NODE');
-      await harness.setFormatVersion(2);
+      await harness.setFormatVersion(STORAGE_FORMAT_VERSION + 1);
       await rejectsWith(harness.open(), 'FORMAT_TOO_NEW');
       await harness.setFormatVersion(1);
       const { storage: again } = await harness.open(); // refusals released the lock

@@ -202,6 +202,7 @@ describe('FileStorage under SIGKILL', () => {
         dataDir,
         clusterId: CLUSTER_ID,
         nodeId: NODE_ID,
+        segmentBytesMax: CRASH_SEGMENT_BYTES_MAX,
         log: (event) => events.push(event),
       });
     try {

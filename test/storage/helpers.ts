@@ -13,6 +13,11 @@ export const CLUSTER_ID = 'cluster-test';
 export const NODE_ID = 'n1';
 /** Small segments, so that a crash test rotates and deletes segments often. */
 export const CRASH_SEGMENT_BYTES_MAX = 16 * 1024;
+/**
+ * Segments of the file harness unless a test says otherwise: every open preallocates one
+ * segment, and the 64 MiB default would make each open write 64 MiB of zeros.
+ */
+export const TEST_SEGMENT_BYTES_MAX = 256 * 1024;
 
 /** Deterministic data for (index, term): a reader can check content without a copy. */
 export function entryData(index: number, term: number, byteCount = 16): Uint8Array {
@@ -99,6 +104,7 @@ export async function fileHarness(): Promise<Harness & { readonly dataDir: strin
       FileStorage.open({
         clusterId: CLUSTER_ID,
         nodeId: NODE_ID,
+        segmentBytesMax: TEST_SEGMENT_BYTES_MAX,
         ...options,
         dataDir,
         log: (event) => events.push(event),

@@ -1,10 +1,11 @@
-// Proves FileStorage recovers from what crashes leave and refuses what they cannot: a torn
-// tail record is cut off and reported, while a damaged record elsewhere, a missing segment, a
+// Proves FileStorage recovers from what crashes leave and refuses what they cannot: zeros
+// after the last record (preallocated space) are its clean end, a torn tail record is
+// zeroed and reported, while a damaged record elsewhere, a missing segment, a
 // damaged snapshot or stray data stop the open with a typed error naming the file (and byte
 // offset). Damage is made by editing the files of a closed data directory.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { encodeRecord } from '../../src/storage/codec.ts';
@@ -13,7 +14,14 @@ import { newIoCounters, writeFileAtomic } from '../../src/storage/fs-util.ts';
 import { scanSegment } from '../../src/storage/segments.ts';
 import { encodeSnapshotFile } from '../../src/storage/snapshot-file.ts';
 import type { RaftStorage } from '../../src/storage/types.ts';
-import { entries, fileHarness, hardState, plainEntries, snapshot } from './helpers.ts';
+import {
+  entries,
+  fileHarness,
+  hardState,
+  plainEntries,
+  snapshot,
+  TEST_SEGMENT_BYTES_MAX,
+} from './helpers.ts';
 
 type FileHarness = Awaited<ReturnType<typeof fileHarness>>;
 
@@ -70,11 +78,15 @@ describe('FileStorage recovery', () => {
     await writeTenAppends(storage);
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
-    const offsets = await recordOffsets(segment!);
-    const lastOffset = offsets[offsets.length - 1]!;
-    const size = (await readFile(segment!)).length;
-    const cutAt = lastOffset + Math.floor((size - lastOffset) / 2);
+    const scan = scanSegment(await readFile(segment!), segment!, true);
+    const lastOffset = scan.records[scan.records.length - 1]!.offsetBytes;
+    // The file is cut in the middle of its last record, as a crash mid-write (by an older
+    // release, or a file system that lost the preallocation) would leave it.
+    const cutAt = lastOffset + Math.floor((scan.validBytes - lastOffset) / 2);
     await truncate(segment!, cutAt);
+    const torn = await readFile(segment!);
+    let damageEnd = torn.length;
+    while (damageEnd > lastOffset && torn[damageEnd - 1] === 0) damageEnd -= 1;
 
     const { storage: again, persisted } = await harness.open();
     assert.deepEqual(plainEntries(persisted.entries), plainEntries(entries(1, 18, 1, 40)));
@@ -84,33 +96,55 @@ describe('FileStorage recovery', () => {
         type: 'tornTailTruncated',
         file: segment,
         offsetBytes: lastOffset,
-        droppedBytes: cutAt - lastOffset,
+        droppedBytes: damageEnd - lastOffset,
       },
     ]);
+    // Writing resumes in the same segment, preallocated to its full size again.
+    assert.equal((await stat(segment!)).size, TEST_SEGMENT_BYTES_MAX);
     await again.append({ hardState: null, snapshot: null, entries: entries(19, 19, 2, 40) });
     await again.close();
     const third = await harness.open();
     assert.equal(third.persisted.entries.length, 19);
     assert.equal(third.persisted.entries[18]?.term, 2);
     await third.storage.close();
+    assert.deepEqual(await segmentPaths(harness.dataDir), [segment]);
   });
 
-  it('treats zeros or garbage after the last record as a torn tail', async () => {
+  it('reads zeros after the last record as its clean end, and garbage there as a torn tail', async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
     const original = await readFile(segment!);
-    await writeFile(segment!, Buffer.concat([original, Buffer.alloc(4096)]));
+    const { validBytes } = scanSegment(original, segment!, true);
+    assert.equal(original.length, TEST_SEGMENT_BYTES_MAX, 'the segment is preallocated');
+    assert.ok(validBytes < original.length / 4, 'zeros follow the records');
     const first = await harness.open();
     assert.equal(first.persisted.entries.length, 20);
     await first.storage.close();
-    await writeFile(segment!, Buffer.concat([original, Buffer.from('torn write garbage')]));
+    assert.deepEqual(harness.events, [], 'a zero tail is not a torn tail');
+
+    // Garbage far into the zeros: a torn write whose early sectors never reached the disk.
+    const garbage = Buffer.from('torn write garbage');
+    const garbageAt = validBytes + 5000;
+    const damaged = Buffer.from(original);
+    garbage.copy(damaged, garbageAt);
+    await writeFile(segment!, damaged);
     const second = await harness.open();
     assert.equal(second.persisted.entries.length, 20);
     await second.storage.close();
-    assert.equal(harness.events.filter((event) => event.type === 'tornTailTruncated').length, 2);
-    assert.equal((await readFile(segment!)).length, original.length);
+    assert.deepEqual(harness.events, [
+      {
+        type: 'tornTailTruncated',
+        file: segment,
+        offsetBytes: validBytes,
+        droppedBytes: garbageAt + garbage.length - validBytes,
+      },
+    ]);
+    // Zeroed, not cut: the preallocation stays.
+    const repaired = await readFile(segment!);
+    assert.equal(repaired.length, original.length);
+    assert.ok(repaired.equals(original), 'the garbage is zeros again, the records untouched');
   });
 
   it('refuses a flipped byte in an early record, naming the file and offset', async () => {
@@ -152,10 +186,11 @@ describe('FileStorage recovery', () => {
     await storage.close();
     const segments = await segmentPaths(harness.dataDir);
     assert.ok(segments.length >= 2, `rotated into ${segments.length} segments`);
-    const size = (await readFile(segments[0]!)).length;
-    await truncate(segments[0]!, size - 3);
+    const scan = scanSegment(await readFile(segments[0]!), segments[0]!, false);
+    await truncate(segments[0]!, scan.validBytes - 3);
     const error = await openFails(harness, 'CORRUPT_RECORD');
     assert.equal(error.details.file, segments[0]);
+    assert.equal(error.details.offsetBytes, scan.records[scan.records.length - 1]!.offsetBytes);
   });
 
   it('refuses a data directory with a segment missing', async () => {

@@ -1,0 +1,325 @@
+/**
+ * Writes WAL records into preallocated segments (see preallocation.ts) and keeps the list of
+ * segments the storage holds.
+ *
+ * - A segment is zero-filled at its full size and fdatasynced, gets its header record
+ *   (fdatasynced), and only then is renamed from `wal-spare.tmp` to `wal-<seq>.wal` and the
+ *   directory fsynced. So every `.wal` file starts with a durable header, and a crash at any
+ *   step leaves either a spare (deleted at the next open) or a valid segment.
+ * - Records are written at the end of the last record with one positional `writev`, then
+ *   fdatasynced; the file size never changes, so the fdatasync flushes only data.
+ * - A record that does not fit in what is left of the segment goes into the next one, unless
+ *   the segment holds only its header: then it is written there and grows the file.
+ * - Once the active segment is half full, the next one is zero-filled in the background (at
+ *   most one spare), so a rotation finds it ready and costs a header write, a rename and a
+ *   directory fsync instead of a whole segment of zeros.
+ */
+import { open, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HardState } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import { encodeRecordHeader, RECORD_HEADER_BYTES, RecordBodyBuilder } from './codec.ts';
+import { ioError, StorageError } from './errors.ts';
+import { fsyncDirectory, type IoCounters } from './fs-util.ts';
+import {
+  createZeroFilledFile,
+  fillWithZeros,
+  preallocationCancelled,
+  removeIfPresent,
+  SPARE_SEGMENT_FILE_NAME,
+} from './preallocation.ts';
+import type { SegmentInfo } from './recovery.ts';
+import { segmentFileName } from './segments.ts';
+import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+interface ActiveSegment {
+  readonly info: SegmentInfo;
+  readonly handle: FileHandle;
+}
+
+type SpareResult = { readonly handle: FileHandle } | { readonly error: unknown };
+
+/** A spare being zero-filled (or ready); `done` never rejects. */
+interface SpareFill {
+  readonly done: Promise<SpareResult>;
+  ready: boolean;
+}
+
+export interface WalWriterOptions {
+  readonly dataDir: string;
+  readonly segmentBytesMax: number;
+  /** The recovered segments, oldest first; writing resumes in the last one. */
+  readonly segments: SegmentInfo[];
+  readonly nextSegmentSeq: number;
+  readonly io: IoCounters;
+  readonly log: StorageLogger;
+}
+
+export class WalWriter {
+  private active: ActiveSegment | null = null;
+  private spare: SpareFill | null = null;
+  private closed = false;
+  private nextSegmentSeq: number;
+  private readonly dataDir: string;
+  private readonly sparePath: string;
+  private readonly segmentBytesMax: number;
+  /** Oldest first; the last one is the active one once started. */
+  private readonly segments: SegmentInfo[];
+  private readonly io: IoCounters;
+  private readonly log: StorageLogger;
+
+  constructor(options: WalWriterOptions) {
+    assert(options.nextSegmentSeq >= 1, 'segment numbers start at 1');
+    assert(
+      options.segments.every((segment) => segment.segmentSeq < options.nextSegmentSeq),
+      'new segments come after the existing ones',
+    );
+    this.dataDir = options.dataDir;
+    this.sparePath = join(options.dataDir, SPARE_SEGMENT_FILE_NAME);
+    this.segmentBytesMax = options.segmentBytesMax;
+    this.segments = options.segments;
+    this.nextSegmentSeq = options.nextSegmentSeq;
+    this.io = options.io;
+    this.log = options.log;
+  }
+
+  /**
+   * Makes the last segment ready for writing — zero-filled up to its size — or, when there
+   * is none or it is full, creates the first one (its header repeats `hardState`).
+   */
+  async start(hardState: HardState | null): Promise<void> {
+    assert(this.active === null && !this.closed, 'a writer starts once');
+    await removeIfPresent(this.sparePath); // left by a crash; its content is unknown
+    const last = this.segments[this.segments.length - 1];
+    if (last !== undefined && last.sizeBytes < this.capacityOf(last)) {
+      this.active = await this.resume(last);
+    } else {
+      await this.rotate(hardState);
+    }
+    this.prepareSpareIfDue();
+  }
+
+  /**
+   * Writes one record (`chunks` are its body) and fdatasyncs it, in a new segment whose
+   * header repeats `hardState` when the record does not fit in the active one.
+   */
+  async append(options: {
+    readonly chunks: Uint8Array[];
+    readonly hardState: HardState | null;
+    readonly maxEntryIndex: number;
+  }): Promise<void> {
+    let recordBytes = RECORD_HEADER_BYTES;
+    for (const chunk of options.chunks) recordBytes += chunk.length;
+    const active = this.activeSegment();
+    const holdsRecords = active.info.recordCount > 1;
+    if (holdsRecords && active.info.sizeBytes + recordBytes > this.capacityOf(active.info)) {
+      await this.rotate(options.hardState);
+    }
+    const target = this.activeSegment();
+    await this.writeRecord(target, options.chunks);
+    target.info.maxEntryIndex = Math.max(target.info.maxEntryIndex, options.maxEntryIndex);
+    this.prepareSpareIfDue();
+  }
+
+  /** How many of the oldest segments hold only entries at or below `index`. */
+  coveredSegmentCount(index: number): number {
+    // The active segment stays, it is being written.
+    let count = 0;
+    while (count < this.segments.length - 1 && this.segments[count]!.maxEntryIndex <= index) {
+      count += 1;
+    }
+    return count;
+  }
+
+  /** Every segment but the active one. */
+  inactiveSegmentCount(): number {
+    return Math.max(0, this.segments.length - 1);
+  }
+
+  /** Deletes the oldest `count` segments, oldest first, so the rest stays a suffix. */
+  async deleteOldest(count: number, reason: string): Promise<void> {
+    assert(count < this.segments.length || count === 0, 'the active segment is never deleted');
+    // Bounded by the segment list, which shrinks by one each pass.
+    for (let deleted = 0; deleted < count; deleted++) {
+      const info = this.segments[0]!;
+      await removeIfPresent(info.path);
+      this.segments.shift();
+      await fsyncDirectory(this.dataDir, this.io);
+      this.io.segmentDeletedCount += 1;
+      this.log({ type: 'segmentDeleted', file: info.path, reason });
+    }
+  }
+
+  /** Stops a spare being filled and removes it, and closes the active segment. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const spare = this.spare;
+    this.spare = null;
+    const result = await spare?.done;
+    if (result !== undefined && 'handle' in result) await result.handle.close().catch(() => {});
+    // Only zeros: nothing is lost, and an open would delete it anyway.
+    await removeIfPresent(this.sparePath).catch(() => undefined);
+    const active = this.active;
+    this.active = null;
+    try {
+      await active?.handle.close();
+    } catch (error) {
+      throw ioError('close segment', active?.info.path ?? this.dataDir, error);
+    }
+  }
+
+  /** The segment's size once preallocated: never less than its file, nor than the option. */
+  private capacityOf(info: SegmentInfo): number {
+    return Math.max(info.fileBytes, this.segmentBytesMax);
+  }
+
+  private activeSegment(): ActiveSegment {
+    if (this.active === null) {
+      throw new StorageError('CLOSED', 'the WAL writer is not started or already closed');
+    }
+    return this.active;
+  }
+
+  /** Opens the recovered last segment and zero-fills it up to its capacity. */
+  private async resume(info: SegmentInfo): Promise<ActiveSegment> {
+    let handle: FileHandle;
+    try {
+      handle = await open(info.path, 'r+');
+    } catch (error) {
+      throw ioError('open segment', info.path, error);
+    }
+    const capacityBytes = this.capacityOf(info);
+    try {
+      if (info.fileBytes < capacityBytes) {
+        // Written by an older format, or cut short by hand: the rest is preallocated now.
+        const fromBytes = info.fileBytes;
+        const toBytes = capacityBytes;
+        await fillWithZeros({
+          handle,
+          path: info.path,
+          fromBytes,
+          toBytes,
+          isCancelled: () => false,
+        });
+        this.io.walPreallocatedBytes += toBytes - fromBytes;
+        info.fileBytes = capacityBytes;
+      }
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    return { info, handle };
+  }
+
+  /** Moves writing to a new segment made from the spare. */
+  private async rotate(hardState: HardState | null): Promise<void> {
+    const handle = await this.takeSpare();
+    const segmentSeq = this.nextSegmentSeq;
+    const path = join(this.dataDir, segmentFileName(segmentSeq));
+    const info: SegmentInfo = {
+      segmentSeq,
+      path,
+      sizeBytes: 0,
+      fileBytes: this.segmentBytesMax,
+      recordCount: 0,
+      maxEntryIndex: 0,
+    };
+    const segment = { info, handle };
+    const builder = new RecordBodyBuilder();
+    builder.add({ type: 'segmentHeader', formatVersion: STORAGE_FORMAT_VERSION, segmentSeq });
+    if (hardState !== null) builder.add({ type: 'hardState', hardState });
+    try {
+      // The header is durable before the name: a `.wal` file always starts with one.
+      await this.writeRecord(segment, builder.finish(), this.sparePath);
+      await renameSegment(this.sparePath, path);
+      await fsyncDirectory(this.dataDir, this.io);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    const previous = this.active;
+    this.active = segment;
+    this.segments.push(info);
+    this.nextSegmentSeq += 1;
+    this.io.segmentCreatedCount += 1;
+    try {
+      await previous?.handle.close();
+    } catch (error) {
+      throw ioError('close segment', previous?.info.path ?? path, error);
+    }
+  }
+
+  /** The zero-filled spare, waiting for it (or making it) when it is not ready yet. */
+  private async takeSpare(): Promise<FileHandle> {
+    const spare = this.spare ?? this.fillSpare();
+    this.spare = null;
+    // A rotation away from a full segment that has to wait for zeros is a stall.
+    if (!spare.ready && this.active !== null) this.io.segmentSpareMissCount += 1;
+    let result = await spare.done;
+    // A failed background fill gets one more attempt, here, before the write fails.
+    if ('error' in result && !this.closed) result = await this.fillSpare().done;
+    if ('error' in result) throw result.error;
+    return result.handle;
+  }
+
+  private prepareSpareIfDue(): void {
+    const active = this.active;
+    if (this.spare !== null || this.closed || active === null) return;
+    if (active.info.sizeBytes * 2 < this.capacityOf(active.info)) return;
+    this.spare = this.fillSpare();
+  }
+
+  /** Starts zero-filling the spare; the result is kept, never thrown, until it is taken. */
+  private fillSpare(): SpareFill {
+    const path = this.sparePath;
+    const sizeBytes = this.segmentBytesMax;
+    const done = createZeroFilledFile({ path, sizeBytes, isCancelled: () => this.closed }).then(
+      (handle): SpareResult => {
+        if (handle === null) return { error: preallocationCancelled(path) };
+        this.io.walPreallocatedBytes += sizeBytes;
+        return { handle };
+      },
+      (error: unknown): SpareResult => ({ error }),
+    );
+    const fill: SpareFill = { done, ready: false };
+    void done.then(() => {
+      fill.ready = true;
+    });
+    return fill;
+  }
+
+  private async writeRecord(
+    segment: ActiveSegment,
+    chunks: Uint8Array[],
+    pathForErrors = segment.info.path,
+  ): Promise<void> {
+    const header = encodeRecordHeader(chunks);
+    let byteCount = header.length;
+    for (const chunk of chunks) byteCount += chunk.length;
+    const { info, handle } = segment;
+    try {
+      const { bytesWritten } = await handle.writev([header, ...chunks], info.sizeBytes);
+      assert(bytesWritten === byteCount, 'writev writes the whole record');
+      await handle.datasync();
+    } catch (error) {
+      throw ioError('append record', pathForErrors, error);
+    }
+    this.io.fsyncCount += 1;
+    this.io.recordCount += 1;
+    this.io.walWrittenBytes += byteCount;
+    info.sizeBytes += byteCount;
+    info.recordCount += 1;
+    // A record larger than what was left grew the file (only ever into a fresh segment).
+    info.fileBytes = Math.max(info.fileBytes, info.sizeBytes);
+  }
+}
+
+async function renameSegment(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (error) {
+    throw ioError('rename segment', to, error);
+  }
+}
