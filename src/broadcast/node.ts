@@ -141,7 +141,7 @@ export class BroadcastNode {
   private nextForwardId = 1;
   private nextReadId = 1;
   private readonly readWaiters = new Map<string, (index: number | null) => void>();
-  private appliedWaiters: { index: number; resolve: () => void }[] = [];
+  private appliedWaiters: { index: number; resolve: () => void; cancel: () => void }[] = [];
   private appliedIndex: number;
   private appliedTerm = 0;
   private appliedConfig: Configuration;
@@ -205,29 +205,42 @@ export class BroadcastNode {
   /**
    * Resolves with the message's position once it is committed and delivered on this node.
    * Without a clientId the node's own session makes its internal retries exactly-once.
+   * Every refusal, bad input included, arrives as a rejected promise with a BroadcastError.
    */
   broadcast(payload: Uint8Array, options: BroadcastOptions = {}): Promise<BroadcastResult> {
-    if (this.stopped !== null) return Promise.reject(this.stopped);
-    const message = this.validate(payload, options);
-    // A retry of something this node has already applied is answered at once.
-    const known = this.sessions.deliveredPosition(message.clientId, message.seq);
-    if (known !== undefined) {
-      return Promise.resolve({
-        position: known.position ?? 0,
-        index: null,
-        term: null,
-        duplicate: true,
+    try {
+      return this.accept(payload, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private accept(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult> {
+    if (this.stopped !== null) throw this.stopped;
+    const ownSession = options.clientId === undefined;
+    const checked = this.validate(payload, options);
+    if (!ownSession) {
+      // A retry of something this node has already applied is answered at once.
+      const known = this.sessions.deliveredPosition(checked.clientId, checked.seq);
+      if (known !== undefined) {
+        return Promise.resolve({
+          position: known.position,
+          index: null,
+          term: null,
+          duplicate: true,
+        });
+      }
+    }
+    const existing = ownSession ? undefined : this.pending.get(checked.clientId, checked.seq);
+    if (existing === undefined && this.pending.size >= this.options.pendingMessagesMax) {
+      throw new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
+        pendingMessagesMax: this.options.pendingMessagesMax,
       });
     }
-    const existing = this.pending.get(message.clientId, message.seq);
-    if (existing === undefined && this.pending.size >= this.options.pendingMessagesMax) {
-      return Promise.reject(
-        new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
-          pendingMessagesMax: this.options.pendingMessagesMax,
-        }),
-      );
-    }
-    const entry = existing ?? this.track(message, options.clientId === undefined);
+    // Our own seq is taken only now that nothing can refuse the message: a seq taken and
+    // never sent would be a gap that blocks every later message of the session.
+    const message = ownSession ? { ...checked, seq: ++this.ownSeq } : checked;
+    const entry = existing ?? this.track(message, ownSession);
     return new Promise<BroadcastResult>((resolve, reject) => {
       const deadlineMs = Date.now() + this.options.requestTimeoutMs;
       const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
@@ -238,45 +251,44 @@ export class BroadcastNode {
     });
   }
 
+  /** The message as it would be sent (own-session messages get their seq later), or throws. */
   private validate(payload: Uint8Array, options: BroadcastOptions): ClientMessage {
-    if (!(payload instanceof Uint8Array)) {
-      throw new BroadcastError('INVALID_ARGUMENT', 'payload must be bytes', { field: 'payload' });
-    }
+    const invalid = (field: string, message: string) =>
+      new BroadcastError('INVALID_ARGUMENT', message, { field });
+    if (!(payload instanceof Uint8Array)) throw invalid('payload', 'payload must be bytes');
+    if (options === null || typeof options !== 'object')
+      throw invalid('options', 'options must be an object');
+    const { clientId, seq, topic } = options;
+    if (clientId !== undefined && typeof clientId !== 'string')
+      throw invalid('clientId', 'clientId must be a string');
+    if (seq !== undefined && typeof seq !== 'number') throw invalid('seq', 'seq must be a number');
+    if (topic !== undefined && typeof topic !== 'string')
+      throw invalid('topic', 'topic must be a string');
     if (payload.length > this.options.payloadBytesMax) {
       throw new BroadcastError('PAYLOAD_TOO_LARGE', 'payload is over the limit', {
         payloadBytes: payload.length,
         payloadBytesMax: this.options.payloadBytesMax,
       });
     }
-    const ownSession = options.clientId === undefined;
-    if (options.topic?.startsWith(reservedTopicPrefix) === true) {
-      throw new BroadcastError(
-        'INVALID_ARGUMENT',
-        `topics starting with ${reservedTopicPrefix} are reserved`,
-        {
-          field: 'topic',
-        },
-      );
+    if (topic?.startsWith(reservedTopicPrefix) === true) {
+      throw invalid('topic', `topics starting with ${reservedTopicPrefix} are reserved`);
     }
-    if (ownSession && options.seq !== undefined) {
-      throw new BroadcastError('INVALID_ARGUMENT', 'seq needs a clientId', { field: 'seq' });
-    }
+    const ownSession = clientId === undefined;
+    if (ownSession && seq !== undefined) throw invalid('seq', 'seq needs a clientId');
+    if (!ownSession && seq === undefined) throw invalid('seq', 'a clientId needs a seq');
+    if (clientId === '') throw invalid('clientId', 'clientId must not be empty');
     const message: ClientMessage = {
-      clientId: ownSession ? this.ownClientId : (options.clientId as string),
-      seq: ownSession ? ++this.ownSeq : (options.seq ?? Number.NaN),
-      topic: options.topic ?? '',
+      clientId: ownSession ? this.ownClientId : clientId,
+      seq: ownSession ? this.ownSeq + 1 : (seq as number),
+      topic: topic ?? '',
       payload,
     };
     const problem = clientMessageProblem(message);
-    if (problem !== null || message.clientId === '') {
-      const field = problem?.startsWith('topic')
-        ? 'topic'
-        : problem?.startsWith('seq')
-          ? 'seq'
-          : 'clientId';
-      throw new BroadcastError('INVALID_ARGUMENT', problem ?? 'clientId must not be empty', {
-        field,
-      });
+    if (problem !== null) {
+      throw invalid(
+        problem.startsWith('topic') ? 'topic' : problem.startsWith('seq') ? 'seq' : 'clientId',
+        problem,
+      );
     }
     return message;
   }
@@ -583,19 +595,14 @@ export class BroadcastNode {
   private settleRun(run: MessageRun, outcome: RunOutcome, entry: Entry): void {
     const waiting = this.pending.forClient(run.clientId);
     if (waiting === undefined) return;
+    if (outcome.kind === 'refused') {
+      this.settleRefusedRun(run, outcome, waiting);
+      return;
+    }
     for (let offset = 0; offset < run.payloads.length; offset++) {
       const seq = run.firstSeq + offset;
       const pending = waiting.get(seq);
       if (pending === undefined) continue;
-      if (outcome.kind === 'refused') {
-        if (outcome.code === 'SEQUENCE_GAP') continue; // an earlier seq is still on its way
-        const error = new BroadcastError(outcome.code, 'the client session refused the message', {
-          expectedSeq: outcome.expectedSeq,
-        });
-        this.finish(pending, null, error);
-        if (pending.ownSession) this.restartOwnSession();
-        return;
-      }
       const duplicate = offset < outcome.duplicateCount;
       let position: number | null = null;
       if (outcome.kind === 'accepted') {
@@ -603,17 +610,39 @@ export class BroadcastNode {
           ? (this.sessions.deliveredPosition(run.clientId, seq)?.position ?? null)
           : outcome.firstPosition + offset - outcome.duplicateCount;
       }
-      this.finish(
-        pending,
-        {
-          position,
-          index: duplicate ? null : entry.index,
-          term: duplicate ? null : entry.term,
-          duplicate,
-        },
-        null,
-      );
+      const result = {
+        position,
+        index: duplicate ? null : entry.index,
+        term: duplicate ? null : entry.term,
+        duplicate,
+      };
+      this.finish(pending, result, null);
     }
+  }
+
+  /**
+   * A gap means an earlier seq is still on its way: the messages wait and are sent again.
+   * So does an unknown session while this node still holds an earlier seq of it (its first
+   * message was lost, not its session expired). Otherwise every message of the run fails.
+   */
+  private settleRefusedRun(
+    run: MessageRun,
+    outcome: Extract<RunOutcome, { kind: 'refused' }>,
+    waiting: ReadonlyMap<number, PendingMessage>,
+  ): void {
+    if (outcome.code === 'SEQUENCE_GAP') return;
+    for (const seq of waiting.keys()) if (seq < run.firstSeq) return;
+    let ownSessionLost = false;
+    for (let offset = 0; offset < run.payloads.length; offset++) {
+      const pending = waiting.get(run.firstSeq + offset);
+      if (pending === undefined) continue;
+      const error = new BroadcastError(outcome.code, 'the client session refused the message', {
+        expectedSeq: outcome.expectedSeq,
+      });
+      this.finish(pending, null, error);
+      ownSessionLost ||= pending.ownSession;
+    }
+    if (ownSessionLost) this.restartOwnSession();
   }
 
   private finish(
@@ -669,6 +698,16 @@ export class BroadcastNode {
 
   /** Delivered messages from `from` on, as kept in memory; COMPACTED if too old. */
   read(from: number, limit: number): DeliveredMessage[] {
+    if (!Number.isSafeInteger(from) || from < 1) {
+      throw new BroadcastError('INVALID_ARGUMENT', 'from must be a position >= 1', {
+        field: 'from',
+      });
+    }
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new BroadcastError('INVALID_ARGUMENT', 'limit must be an integer >= 1', {
+        field: 'limit',
+      });
+    }
     return this.deliveryLog.read(from, limit);
   }
 
@@ -709,8 +748,8 @@ export class BroadcastNode {
       });
       this.readWaiters.delete(requestId);
       if (index !== null) {
-        await this.appliedAtLeast(index);
-        return this.sessions.lastPosition;
+        if (await this.appliedAtLeast(index, deadline)) return this.sessions.lastPosition;
+        break;
       }
       await new Promise((resolve) =>
         setTimeout(resolve, this.options.tickIntervalMs * this.options.heartbeatIntervalTicks),
@@ -719,10 +758,18 @@ export class BroadcastNode {
     throw this.stopped ?? new BroadcastError('NO_LEADER', 'no leader confirmed a read in time');
   }
 
-  private appliedAtLeast(index: number): Promise<void> {
-    if (this.appliedIndex >= index) return Promise.resolve();
+  /** True once applied reaches `index`; false at the deadline or when the node stops. */
+  private appliedAtLeast(index: number, deadlineMs: number): Promise<boolean> {
+    if (this.appliedIndex >= index) return Promise.resolve(true);
     return new Promise((resolve) => {
-      this.appliedWaiters.push({ index, resolve });
+      const timer = setTimeout(() => finish(false), Math.max(0, deadlineMs - Date.now()));
+      const finish = (reached: boolean) => {
+        clearTimeout(timer);
+        this.appliedWaiters = this.appliedWaiters.filter((waiter) => waiter.resolve !== onApplied);
+        resolve(reached);
+      };
+      const onApplied = () => finish(true);
+      this.appliedWaiters.push({ index, resolve: onApplied, cancel: () => finish(false) });
       this.appliedWaiters.sort((a, b) => a.index - b.index);
     });
   }
@@ -904,6 +951,8 @@ export class BroadcastNode {
     this.stopped = reason;
     if (this.ticker !== null) clearInterval(this.ticker);
     for (const pending of [...this.pending.values()]) this.finish(pending, null, reason);
+    for (const waiter of [...this.appliedWaiters]) waiter.cancel();
+    for (const answer of this.readWaiters.values()) answer(null);
     this.deliveryLog.close();
   }
 
