@@ -95,9 +95,7 @@ test('a new client starting at seq 5 is refused with SESSION_UNKNOWN', async () 
   assert.equal(start.duplicate, false);
 });
 
-test('every message of a refused run is answered, not only its first', {
-  todo: 'bug: settleRun returns after the first refused pending message of a run',
-}, async () => {
+test('every message of a refused run is answered, not only its first', async () => {
   const leader = await cluster.waitForLeader();
   const node = cluster.node(leader);
   // Made in one turn, the three travel as one run (5, 6, 7) in one batch.
@@ -113,9 +111,7 @@ test('every message of a refused run is answered, not only its first', {
   );
 });
 
-test('a duplicate whose position is forgotten answers position null, as documented', {
-  todo: 'bug: broadcast() fast path answers position 0 instead of null',
-}, async () => {
+test('a duplicate whose position is forgotten answers position null, as documented', async () => {
   const leader = await cluster.waitForLeader();
   const node = cluster.node(leader);
   // Sessions remember 4096 positions per client; 4200 messages push seq 1 out.
