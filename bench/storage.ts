@@ -63,6 +63,8 @@ interface RunResult {
   readonly appendLatencyMsP50: number;
   readonly appendLatencyMsP99: number;
   readonly segmentsCreated: number;
+  /** Rotations that waited for their segment's zeros (absent before preallocation). */
+  readonly segmentSpareMisses: number;
 }
 
 type Storage = Awaited<ReturnType<typeof FileStorage.open>>['storage'];
@@ -123,12 +125,15 @@ async function runOnce(
     let entryCount = 0;
     let fsyncCount = 0;
     let segmentsCreated = 0;
+    let segmentSpareMisses = 0;
     for (const [position, storage] of storages.entries()) {
       const after = storage.counters();
       appendCount += after.appendCount - before[position]!.appendCount;
       entryCount += after.entryCount - before[position]!.entryCount;
       fsyncCount += after.fsyncCount - before[position]!.fsyncCount;
       segmentsCreated += after.segmentCreatedCount - before[position]!.segmentCreatedCount;
+      segmentSpareMisses +=
+        (after.segmentSpareMissCount ?? 0) - (before[position]!.segmentSpareMissCount ?? 0);
     }
     latenciesMs.sort((left, right) => left - right);
     return {
@@ -141,6 +146,7 @@ async function runOnce(
       appendLatencyMsP50: percentile(latenciesMs, 0.5),
       appendLatencyMsP99: percentile(latenciesMs, 0.99),
       segmentsCreated,
+      segmentSpareMisses,
     };
   } finally {
     await Promise.all(storages.map((storage) => storage.close()));

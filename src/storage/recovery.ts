@@ -4,7 +4,7 @@
  * model is reconciled with the snapshot. Anything inconsistent is an error, never repaired:
  * silently dropping a record a quorum counted on is how replicated logs lose data.
  */
-import { open, readFile, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Entry, HardState, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
@@ -12,8 +12,17 @@ import type { WalItem } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
 import { fillWithZeros } from './preallocation.ts';
-import { corruptRecord, listSegments, type SegmentFile, scanSegment } from './segments.ts';
+import {
+  corruptRecord,
+  listSegments,
+  readSegmentFile,
+  type SegmentFile,
+  scanSegment,
+} from './segments.ts';
 import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
+
+/** A zero tail larger than this (and than the records) is not kept alive by the entries. */
+const COMPACT_SLACK_BYTES = 1 << 20;
 
 /** What the storage knows about a segment it keeps. */
 export interface SegmentInfo {
@@ -147,13 +156,8 @@ async function replaySegment(options: {
   readonly counters: IoCounters;
 }): Promise<SegmentInfo | null> {
   const { file, isLast, model, log } = options;
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file.path);
-  } catch (error) {
-    throw ioError('read segment', file.path, error);
-  }
-  const scan = scanSegment(bytes, file.path, isLast);
+  const { bytes, contentBytes } = await readSegmentFile(file.path);
+  const scan = scanSegment(bytes, file.path, isLast, contentBytes);
   assert(scan.validBytes + scan.tornBytes <= bytes.length, 'the scan stays within the file');
   if (scan.records.length === 0) {
     // A segment is renamed into place only after its header is durable, so an earlier one
@@ -173,8 +177,16 @@ async function replaySegment(options: {
     return null;
   }
   if (scan.tornBytes > 0) await zeroTornTail(file.path, scan.validBytes, scan.tornBytes, log);
+  let records = scan.records;
+  if (bytes.length - scan.validBytes > Math.max(COMPACT_SLACK_BYTES, scan.validBytes)) {
+    // Entries are views into the buffer: let them keep only the records' bytes alive, not
+    // the address space of a mostly empty preallocated segment.
+    const compact = Buffer.from(bytes.subarray(0, scan.validBytes));
+    records = scanSegment(compact, file.path, isLast).records;
+    assert(records.length === scan.records.length, 'a copy of the records scans the same');
+  }
   let maxEntryIndex = 0;
-  for (const [position, record] of scan.records.entries()) {
+  for (const [position, record] of records.entries()) {
     const at = { path: file.path, offsetBytes: record.offsetBytes };
     const items = position === 0 ? checkHeader(record.items, file, at) : record.items;
     for (const item of items) {

@@ -2,7 +2,8 @@
 // process appends (with overwrites, snapshots and segment rotation) and prints each request
 // before it and each acknowledgement after it; the parent kills it mid-stream, reopens the
 // directory, and requires the disk to hold exactly the effect of the first k requests for
-// some k at least the acknowledged count. Several rounds run on one directory.
+// some k at least the acknowledged count. Several rounds run on one directory, with tiny
+// segments and with larger ones, so that kills land mid-rotation and mid-preallocation.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -24,7 +25,9 @@ import {
 } from './helpers.ts';
 
 const WRITER = fileURLToPath(new URL('./fixtures/crash-writer.ts', import.meta.url));
-const ROUND_COUNT = 5;
+const ROUND_COUNT = 6;
+/** Rounds alternate: rotation at nearly every request, then zero-filling that takes a while. */
+const ROUND_SEGMENT_BYTES = [CRASH_SEGMENT_BYTES_MAX, 1024 * 1024] as const;
 const CHILD_DEADLINE_MS = 30_000;
 
 type Operation =
@@ -102,10 +105,16 @@ interface ChildRun {
 }
 
 /** Runs the writer until `ackTarget` acknowledgements, then kills it with SIGKILL. */
-async function runAndKill(dataDir: string, seed: number, ackTarget: number): Promise<ChildRun> {
+async function runAndKill(options: {
+  readonly dataDir: string;
+  readonly seed: number;
+  readonly ackTarget: number;
+  readonly segmentBytesMax: number;
+}): Promise<ChildRun> {
+  const { dataDir, seed, ackTarget, segmentBytesMax } = options;
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', WRITER, dataDir, String(seed)],
+    ['--import', 'tsx', WRITER, dataDir, String(seed), String(segmentBytesMax)],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const operations: Operation[] = [];
@@ -156,13 +165,15 @@ describe('FileStorage under SIGKILL', () => {
     let requestCount = 0;
     for (let round = 0; round < ROUND_COUNT; round++) {
       const ackTarget = random.between(30, 250);
-      const run = await runAndKill(dataDir, random.nextUint32(), ackTarget);
+      const segmentBytesMax = ROUND_SEGMENT_BYTES[round % ROUND_SEGMENT_BYTES.length]!;
+      const seed = random.nextUint32();
+      const run = await runAndKill({ dataDir, seed, ackTarget, segmentBytesMax });
       requestCount += run.operations.length;
       const { storage, persisted } = await FileStorage.open({
         dataDir,
         clusterId: CLUSTER_ID,
         nodeId: NODE_ID,
-        segmentBytesMax: CRASH_SEGMENT_BYTES_MAX,
+        segmentBytesMax,
       });
       await storage.close();
       // The disk holds the first k requests, k >= acknowledged: find that k.
