@@ -20,8 +20,10 @@ import {
 } from '../../src/broadcast/node.ts';
 import type { BroadcastResult } from '../../src/broadcast/pending.ts';
 import { makeConfiguration } from '../../src/raft/config.ts';
-import type { NodeId } from '../../src/raft/types.ts';
+import type { NodeId, Snapshot } from '../../src/raft/types.ts';
+import { StorageError } from '../../src/storage/errors.ts';
 import { MemoryDisk, MemoryStorage } from '../../src/storage/memory-storage.ts';
+import type { AppendRequest, RaftStorage, StorageCounters } from '../../src/storage/types.ts';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.ts';
 import type { Frame, FrameHandler, Transport, TransportStats } from '../../src/transport/types.ts';
 
@@ -178,6 +180,71 @@ class RuledTransport implements Transport {
   }
 }
 
+// ------------------------------------------------------------------ held writes
+
+interface HeldWrite {
+  readonly run: () => Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * A MemoryStorage whose writes can be held: while held, appends and snapshot saves wait
+ * here, in call order, without reaching the disk (written but not yet fsynced). A crash
+ * loses them; a release passes them on in order.
+ */
+export class GatedStorage implements RaftStorage {
+  private held: HeldWrite[] | null = null;
+
+  constructor(readonly inner: MemoryStorage) {}
+
+  get heldCount(): number {
+    return this.held?.length ?? 0;
+  }
+
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const write of held) write.run().then(write.resolve, write.reject);
+  }
+
+  append(request: AppendRequest): Promise<void> {
+    return this.gate(() => this.inner.append(request));
+  }
+
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
+    return this.gate(() => this.inner.saveSnapshot(snapshot));
+  }
+
+  private gate(run: () => Promise<void>): Promise<void> {
+    const held = this.held;
+    if (held === null) return run();
+    return new Promise((resolve, reject) => held.push({ run, resolve, reject }));
+  }
+
+  /** kill -9: held writes never reach the disk, queued ones are dropped too. */
+  crash(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    const error = new StorageError('CLOSED', 'the node crashed before this was written');
+    for (const write of held) write.reject(error);
+    this.inner.crash();
+  }
+
+  counters(): StorageCounters {
+    return this.inner.counters();
+  }
+
+  close(): Promise<void> {
+    this.release();
+    return this.inner.close();
+  }
+}
+
 // ------------------------------------------------------------------ the recorder
 
 export interface RecordedMessage {
@@ -281,7 +348,7 @@ export class DeliveryRecorder {
 
 interface Incarnation {
   readonly node: BroadcastNode;
-  readonly storage: MemoryStorage;
+  readonly storage: GatedStorage;
   readonly transport: RuledTransport;
   readonly follower: Promise<void>;
 }
@@ -340,11 +407,9 @@ export class TwinCluster {
   async startNode(id: NodeId, tuning: Partial<Tuning> = {}): Promise<BroadcastNode> {
     assert.ok(this.ids.includes(id), `${id} is a member`);
     assert.ok(!this.running.has(id), `${id} is not running yet`);
-    const { storage, persisted } = await MemoryStorage.open({
-      disk: this.disk(id),
-      clusterId,
-      nodeId: id,
-    });
+    const opened = await MemoryStorage.open({ disk: this.disk(id), clusterId, nodeId: id });
+    const storage = new GatedStorage(opened.storage);
+    const persisted = opened.persisted;
     const inner = this.network.createTransport({
       nodeId: id,
       clusterId,
@@ -415,6 +480,13 @@ export class TwinCluster {
   async restart(id: NodeId, tuning: Partial<Tuning> = {}): Promise<BroadcastNode> {
     if (this.running.has(id)) await this.crash(id);
     return this.startNode(id, tuning);
+  }
+
+  /** The node's storage, to hold and release its writes. */
+  storage(id: NodeId): GatedStorage {
+    const incarnation = this.running.get(id);
+    assert.ok(incarnation !== undefined, `node ${id} is running`);
+    return incarnation.storage;
   }
 
   // ---------------------------------------------------------------- the network
@@ -610,6 +682,81 @@ export class RetryingClient {
       assert.ok(position !== undefined, `${this.clientId}:${seq} was delivered`);
       if (result.position !== null) {
         assert.equal(position, result.position, `${this.clientId}:${seq} kept its position`);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ load
+
+export interface OwnBroadcast {
+  readonly nodeId: NodeId;
+  readonly text: string;
+  readonly outcome: Outcome<BroadcastResult>;
+}
+
+/**
+ * Traffic for fault tests: `clientCount` retrying clients with their own sessions, plus
+ * every running node broadcasting under its own session every `ownIntervalMs` (at most
+ * `ownPerNodeMax` each, so the load is bounded).
+ */
+export class Load {
+  readonly clients: RetryingClient[];
+  readonly own: OwnBroadcast[] = [];
+  private stopping = false;
+  private readonly runs: Promise<void>[];
+  private readonly ownTimer: NodeJS.Timeout;
+  private readonly ownCounts = new Map<NodeId, number>();
+
+  constructor(
+    private readonly cluster: TwinCluster,
+    options: {
+      readonly clientCount: number;
+      readonly ownIntervalMs: number;
+      readonly ownPerNodeMax: number;
+    },
+  ) {
+    this.clients = Array.from(
+      { length: options.clientCount },
+      (_, offset) => new RetryingClient(`client-${offset}`, cluster, offset),
+    );
+    this.runs = this.clients.map((client) => client.run(() => this.stopping));
+    this.ownTimer = setInterval(() => {
+      for (const nodeId of cluster.runningIds()) {
+        const count = this.ownCounts.get(nodeId) ?? 0;
+        if (count >= options.ownPerNodeMax) continue;
+        this.ownCounts.set(nodeId, count + 1);
+        const text = `own:${nodeId}:${count}:${this.own.length}`;
+        const outcome = new Outcome(cluster.node(nodeId).broadcast(encode(text)));
+        this.own.push({ nodeId, text, outcome });
+      }
+    }, options.ownIntervalMs);
+  }
+
+  /** Messages acknowledged so far, over all clients. */
+  get acknowledgedCount(): number {
+    return this.clients.reduce((sum, client) => sum + client.acknowledged.size, 0);
+  }
+
+  /** Stops new messages; waits for each client's message in flight to be acknowledged. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.ownTimer);
+    await Promise.all(this.runs);
+  }
+
+  /**
+   * Every acknowledged client message is delivered once at its position; every own
+   * broadcast is delivered at most once, and at its position when it resolved.
+   */
+  assertDelivered(): void {
+    const recorder = this.cluster.recorder;
+    for (const client of this.clients) client.assertDelivered(recorder);
+    for (const { text, outcome } of this.own) {
+      const positions = recorder.positionsOfText(text);
+      assert.ok(positions.length <= 1, `${text} delivered at most once: ${positions}`);
+      if (outcome.result !== undefined) {
+        assert.deepEqual(positions, [outcome.result.position], `${text} at its position`);
       }
     }
   }
