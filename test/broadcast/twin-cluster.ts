@@ -163,6 +163,11 @@ class RuledTransport implements Transport {
     if (kept.length > 0) this.inner.send(kept);
   }
 
+  /** Bypasses the rules: a test injecting a frame as if this node had sent it. */
+  sendUnruled(frames: readonly Frame[]): void {
+    this.inner.send(frames);
+  }
+
   onFrame(handler: FrameHandler): () => void {
     return this.inner.onFrame(handler);
   }
@@ -195,6 +200,7 @@ interface HeldWrite {
  */
 export class GatedStorage implements RaftStorage {
   private held: HeldWrite[] | null = null;
+  private heldKinds: 'all' | 'snapshots' = 'all';
 
   constructor(readonly inner: MemoryStorage) {}
 
@@ -202,8 +208,13 @@ export class GatedStorage implements RaftStorage {
     return this.held?.length ?? 0;
   }
 
-  hold(): void {
+  /**
+   * Holds every write, or only snapshot saves (appends pass: the runtime awaits a snapshot
+   * save before it writes again, so nothing is reordered).
+   */
+  hold(kinds: 'all' | 'snapshots' = 'all'): void {
     this.held ??= [];
+    this.heldKinds = kinds;
   }
 
   release(): void {
@@ -213,16 +224,16 @@ export class GatedStorage implements RaftStorage {
   }
 
   append(request: AppendRequest): Promise<void> {
-    return this.gate(() => this.inner.append(request));
+    return this.gate(() => this.inner.append(request), this.heldKinds === 'all');
   }
 
   saveSnapshot(snapshot: Snapshot): Promise<void> {
-    return this.gate(() => this.inner.saveSnapshot(snapshot));
+    return this.gate(() => this.inner.saveSnapshot(snapshot), true);
   }
 
-  private gate(run: () => Promise<void>): Promise<void> {
+  private gate(run: () => Promise<void>, holds: boolean): Promise<void> {
     const held = this.held;
-    if (held === null) return run();
+    if (held === null || !holds) return run();
     return new Promise((resolve, reject) => held.push({ run, resolve, reject }));
   }
 
@@ -516,6 +527,16 @@ export class TwinCluster {
     const rule = new FrameRule(matches, count);
     this.rules.push(rule);
     return rule;
+  }
+
+  /**
+   * Sends `frame` from the running node `frame.from`, past the drop rules: a delayed or
+   * duplicated message arriving at a chosen moment.
+   */
+  injectFrame(frame: Frame): void {
+    const incarnation = this.running.get(frame.from);
+    assert.ok(incarnation !== undefined, `node ${frame.from} is running`);
+    incarnation.transport.sendUnruled([frame]);
   }
 
   /** Counts the outgoing frames (from any node) that match, from now on. */
