@@ -57,6 +57,8 @@ export interface FileStorageOptions extends Partial<QueueLimits> {
 
 export const DEFAULT_SEGMENT_BYTES_MAX = 64 * 1024 * 1024;
 const SEGMENT_BYTES_MIN = 4096;
+/** Every segment is preallocated, and recovery holds one in a buffer. */
+const SEGMENT_BYTES_LIMIT = 1 << 30;
 const IDENTITY_BYTES_MAX = 256;
 /** Everything a FileStorage starts from, as `open` recovered it. */
 interface FileStorageParts {
@@ -224,10 +226,15 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
     throw invalidArgument('clusterId and nodeId are non-empty strings of at most 256 characters');
   }
   const segmentBytesMax = options.segmentBytesMax ?? DEFAULT_SEGMENT_BYTES_MAX;
-  if (!Number.isSafeInteger(segmentBytesMax) || segmentBytesMax < SEGMENT_BYTES_MIN) {
-    throw invalidArgument(`segmentBytesMax is an integer of at least ${SEGMENT_BYTES_MIN}`, {
-      segmentBytesMax,
-    });
+  if (
+    !Number.isSafeInteger(segmentBytesMax) ||
+    segmentBytesMax < SEGMENT_BYTES_MIN ||
+    segmentBytesMax > SEGMENT_BYTES_LIMIT
+  ) {
+    throw invalidArgument(
+      `segmentBytesMax is an integer from ${SEGMENT_BYTES_MIN} to ${SEGMENT_BYTES_LIMIT}`,
+      { segmentBytesMax },
+    );
   }
   return {
     dataDir: options.dataDir,

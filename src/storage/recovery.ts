@@ -11,7 +11,7 @@ import { assert } from '../util/assert.ts';
 import type { WalItem } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
-import { fillWithZeros } from './preallocation.ts';
+import { FAST_FILL, fillWithZeros } from './preallocation.ts';
 import {
   corruptRecord,
   listSegments,
@@ -240,7 +240,14 @@ async function zeroTornTail(
   try {
     handle = await open(path, 'r+');
     const toBytes = validBytes + tornBytes;
-    await fillWithZeros({ handle, path, fromBytes: validBytes, toBytes, isCancelled: () => false });
+    await fillWithZeros({
+      handle,
+      path,
+      fromBytes: validBytes,
+      toBytes,
+      isCancelled: () => false,
+      pace: () => FAST_FILL,
+    });
   } catch (error) {
     throw ioError('zero torn tail', path, error);
   } finally {

@@ -3,18 +3,20 @@
  * segments the storage holds.
  *
  * - A segment is zero-filled at its full size and fdatasynced, gets its header record
- *   (fdatasynced), and only then is renamed from `wal-spare.tmp` to `wal-<seq>.wal` and the
- *   directory fsynced. So every `.wal` file starts with a durable header, and a crash at any
+ *   (fdatasynced), and only then is renamed (without replacing anything) from
+ *   `wal-spare.tmp` to `wal-<seq>.wal` and the directory fsynced. So every `.wal` file starts with a durable header, and a crash at any
  *   step leaves either a spare (deleted at the next open) or a valid segment.
  * - Records are written at the end of the last record with one positional `writev`, then
  *   fdatasynced; the file size never changes, so the fdatasync flushes only data.
  * - A record that does not fit in what is left of the segment goes into the next one, unless
  *   the segment holds only its header: then it is written there and grows the file.
- * - Once the active segment is half full, the next one is zero-filled in the background (at
- *   most one spare), so a rotation finds it ready and costs a header write, a rename and a
- *   directory fsync instead of a whole segment of zeros.
+ * - The next segment is zero-filled in the background (at most one spare) once the active
+ *   one is half full, or right after a rotation (a workload that fills segments needs all
+ *   the lead it can get: the zeros share the disk with the records). A rotation then finds
+ *   it ready and costs a header write, a rename and a directory fsync, not a segment of
+ *   zeros; a node that writes little never pays for a spare.
  */
-import { open, rename } from 'node:fs/promises';
+import { link, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HardState } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
@@ -23,7 +25,9 @@ import { ioError, StorageError } from './errors.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
 import {
   createZeroFilledFile,
+  FAST_FILL,
   fillWithZeros,
+  GENTLE_FILL,
   preallocationCancelled,
   removeIfPresent,
   SPARE_SEGMENT_FILE_NAME,
@@ -41,10 +45,20 @@ interface ActiveSegment {
 
 type SpareResult = { readonly handle: FileHandle } | { readonly error: unknown };
 
-/** A spare being zero-filled (or ready); `done` never rejects. */
-interface SpareFill {
+/** A spare being zero-filled, or ready. */
+class SpareFill {
+  ready = false;
+  /** A rotation waits for it: the rest of the zeros go out fast. */
+  urgent = false;
+  /** Never rejects. */
   readonly done: Promise<SpareResult>;
-  ready: boolean;
+
+  constructor(fill: (spare: SpareFill) => Promise<SpareResult>) {
+    this.done = fill(this);
+    void this.done.then(() => {
+      this.ready = true;
+    });
+  }
 }
 
 export interface WalWriterOptions {
@@ -61,6 +75,8 @@ export class WalWriter {
   private active: ActiveSegment | null = null;
   private spare: SpareFill | null = null;
   private closed = false;
+  /** Since this open, writing has moved from a full segment to a new one. */
+  private rotated = false;
   private nextSegmentSeq: number;
   private readonly dataDir: string;
   private readonly sparePath: string;
@@ -202,6 +218,7 @@ export class WalWriter {
           fromBytes,
           toBytes,
           isCancelled: () => false,
+          pace: () => FAST_FILL,
         });
         this.io.walPreallocatedBytes += toBytes - fromBytes;
         info.fileBytes = capacityBytes;
@@ -240,6 +257,7 @@ export class WalWriter {
       throw error;
     }
     const previous = this.active;
+    this.rotated ||= previous !== null;
     this.active = segment;
     this.segments.push(info);
     this.nextSegmentSeq += 1;
@@ -257,9 +275,14 @@ export class WalWriter {
     this.spare = null;
     // A rotation away from a full segment that has to wait for zeros is a stall.
     if (!spare.ready && this.active !== null) this.io.segmentSpareMissCount += 1;
+    spare.urgent = true;
     let result = await spare.done;
     // A failed background fill gets one more attempt, here, before the write fails.
-    if ('error' in result && !this.closed) result = await this.fillSpare().done;
+    if ('error' in result && !this.closed) {
+      const retry = this.fillSpare();
+      retry.urgent = true;
+      result = await retry.done;
+    }
     if ('error' in result) throw result.error;
     return result.handle;
   }
@@ -267,7 +290,7 @@ export class WalWriter {
   private prepareSpareIfDue(): void {
     const active = this.active;
     if (this.spare !== null || this.closed || active === null) return;
-    if (active.info.sizeBytes * 2 < this.capacityOf(active.info)) return;
+    if (!this.rotated && active.info.sizeBytes * 2 < this.capacityOf(active.info)) return;
     this.spare = this.fillSpare();
   }
 
@@ -275,19 +298,21 @@ export class WalWriter {
   private fillSpare(): SpareFill {
     const path = this.sparePath;
     const sizeBytes = this.segmentBytesMax;
-    const done = createZeroFilledFile({ path, sizeBytes, isCancelled: () => this.closed }).then(
-      (handle): SpareResult => {
-        if (handle === null) return { error: preallocationCancelled(path) };
-        this.io.walPreallocatedBytes += sizeBytes;
-        return { handle };
-      },
-      (error: unknown): SpareResult => ({ error }),
+    return new SpareFill((spare) =>
+      createZeroFilledFile({
+        path,
+        sizeBytes,
+        isCancelled: () => this.closed,
+        pace: () => (spare.urgent ? FAST_FILL : GENTLE_FILL),
+      }).then(
+        (handle): SpareResult => {
+          if (handle === null) return { error: preallocationCancelled(path) };
+          this.io.walPreallocatedBytes += sizeBytes;
+          return { handle };
+        },
+        (error: unknown): SpareResult => ({ error }),
+      ),
     );
-    const fill: SpareFill = { done, ready: false };
-    void done.then(() => {
-      fill.ready = true;
-    });
-    return fill;
   }
 
   private async writeRecord(
@@ -316,9 +341,15 @@ export class WalWriter {
   }
 }
 
+/**
+ * Gives the spare its segment name. link(2) refuses to replace an existing file, as a
+ * rename would: whatever happens, no segment is ever overwritten. A crash between the two
+ * calls leaves the spare's name too, which the next open deletes.
+ */
 async function renameSegment(from: string, to: string): Promise<void> {
   try {
-    await rename(from, to);
+    await link(from, to);
+    await unlink(from);
   } catch (error) {
     throw ioError('rename segment', to, error);
   }

@@ -301,6 +301,16 @@ describe('preallocated WAL segments', () => {
     await again.close();
   });
 
+  it('refuses a segment size below 4 KiB or above 1 GiB', async () => {
+    for (const segmentBytesMax of [1024, 2 ** 30 + 1, 5000.5]) {
+      const error = await harness.open({ segmentBytesMax }).then(
+        () => assert.fail(`segmentBytesMax ${segmentBytesMax} was accepted`),
+        (reason: unknown) => reason,
+      );
+      assert.ok(error instanceof StorageError && error.code === 'INVALID_ARGUMENT', String(error));
+    }
+  });
+
   it('reads a format-1 directory, preallocates its last segment and marks it format 2', async () => {
     const { storage } = await harness.open();
     await storage.close();
