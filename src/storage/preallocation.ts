@@ -38,6 +38,9 @@ const ZERO_CHUNK = Buffer.alloc(Math.max(FAST_FILL.chunkBytes, GENTLE_FILL.chunk
 
 type FileHandle = Awaited<ReturnType<typeof open>>;
 
+/** Bytes of zeros written so far by a fill, and still to write. */
+export type PaceChooser = (writtenBytes: number, remainingBytes: number) => FillPace;
+
 /**
  * Writes zeros over [fromBytes, toBytes) and fdatasyncs them, at the pace `pace` says before
  * each write (it may change on the way). Returns false, with the work partly done, when
@@ -49,7 +52,7 @@ export async function fillWithZeros(options: {
   readonly fromBytes: number;
   readonly toBytes: number;
   readonly isCancelled: () => boolean;
-  readonly pace: () => FillPace;
+  readonly pace: PaceChooser;
 }): Promise<boolean> {
   const { handle, path, fromBytes, toBytes } = options;
   assert(Number.isSafeInteger(fromBytes) && fromBytes >= 0, 'a fill starts at a file offset');
@@ -60,7 +63,7 @@ export async function fillWithZeros(options: {
     // Bounded: each pass writes at least one byte, or stops.
     while (position < toBytes) {
       if (options.isCancelled()) return false;
-      const pace = options.pace();
+      const pace = options.pace(position - fromBytes, toBytes - position);
       assert(pace.chunkBytes > 0 && pace.chunkBytes <= ZERO_CHUNK.length, 'a chunk fits');
       const chunkBytes = Math.min(pace.chunkBytes, toBytes - position);
       const { bytesWritten } = await handle.write(ZERO_CHUNK, 0, chunkBytes, position);
@@ -88,7 +91,7 @@ export async function createZeroFilledFile(options: {
   readonly path: string;
   readonly sizeBytes: number;
   readonly isCancelled: () => boolean;
-  readonly pace: () => FillPace;
+  readonly pace: PaceChooser;
 }): Promise<FileHandle | null> {
   const { path, sizeBytes } = options;
   assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0, 'a preallocated file has a size');

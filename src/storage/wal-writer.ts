@@ -26,6 +26,7 @@ import { fsyncDirectory, type IoCounters } from './fs-util.ts';
 import {
   createZeroFilledFile,
   FAST_FILL,
+  type FillPace,
   fillWithZeros,
   GENTLE_FILL,
   preallocationCancelled,
@@ -50,10 +51,15 @@ class SpareFill {
   ready = false;
   /** A rotation waits for it: the rest of the zeros go out fast. */
   urgent = false;
+  readonly startedAtMs = performance.now();
   /** Never rejects. */
   readonly done: Promise<SpareResult>;
 
-  constructor(fill: (spare: SpareFill) => Promise<SpareResult>) {
+  constructor(
+    /** `walWrittenBytes` when the fill began: the rate records arrive at since then. */
+    readonly walBytesAtStart: number,
+    fill: (spare: SpareFill) => Promise<SpareResult>,
+  ) {
     this.done = fill(this);
     void this.done.then(() => {
       this.ready = true;
@@ -294,16 +300,34 @@ export class WalWriter {
     this.spare = this.fillSpare();
   }
 
+  /**
+   * Gentle, unless a rotation waits, or the records would fill the active segment before the
+   * zeros are done: the time left at the rate records arrived since the fill began, against
+   * the time the zeros still need at the rate they went out so far, with a margin of 2.
+   */
+  private spareFillPace(spare: SpareFill, writtenBytes: number, remainingBytes: number): FillPace {
+    const active = this.active;
+    if (spare.urgent || active === null) return FAST_FILL;
+    const elapsedMs = performance.now() - spare.startedAtMs;
+    const walBytes = this.io.walWrittenBytes - spare.walBytesAtStart;
+    if (writtenBytes === 0 || walBytes <= 0 || elapsedMs <= 0) return GENTLE_FILL;
+    const roomBytes = Math.max(0, this.capacityOf(active.info) - active.info.sizeBytes);
+    const roomMs = roomBytes / (walBytes / elapsedMs);
+    const zerosMs = remainingBytes / (writtenBytes / elapsedMs);
+    return roomMs < 2 * zerosMs ? FAST_FILL : GENTLE_FILL;
+  }
+
   /** Starts zero-filling the spare; the result is kept, never thrown, until it is taken. */
   private fillSpare(): SpareFill {
     const path = this.sparePath;
     const sizeBytes = this.segmentBytesMax;
-    return new SpareFill((spare) =>
+    return new SpareFill(this.io.walWrittenBytes, (spare) =>
       createZeroFilledFile({
         path,
         sizeBytes,
         isCancelled: () => this.closed,
-        pace: () => (spare.urgent ? FAST_FILL : GENTLE_FILL),
+        pace: (writtenBytes, remainingBytes) =>
+          this.spareFillPace(spare, writtenBytes, remainingBytes),
       }).then(
         (handle): SpareResult => {
           if (handle === null) return { error: preallocationCancelled(path) };
