@@ -690,6 +690,9 @@ export class BroadcastNode {
     const snapshot = this.snapshotCandidates.shift() as Snapshot;
     if (snapshot.meta.index <= this.core.status().snapshotIndex) return;
     await this.storage.saveSnapshot(snapshot);
+    // A leader's snapshot may have replaced the log while ours was being written: then ours
+    // is already covered, and the core must not be asked to compact to it.
+    if (snapshot.meta.index <= this.core.status().snapshotIndex) return;
     this.core.compact(snapshot);
     this.options.logger.info({ node: this.id, index: snapshot.meta.index }, 'compacted the log');
   }
