@@ -18,7 +18,9 @@ after(async () => {
   await cluster.close();
 });
 
-test('any node accepts a broadcast: a follower forwards it, indexes are dense and shared', async () => {
+test('any node accepts a broadcast: a follower forwards it, indexes are dense and shared', {
+  timeout: 30_000,
+}, async () => {
   const leader = await cluster.leader();
   const follower = await cluster.follower();
   const first = await broadcast(follower.url, { payload: { type: 'Order_Placed', id: 1 } });
@@ -42,7 +44,9 @@ test('any node accepts a broadcast: a follower forwards it, indexes are dense an
   }
 });
 
-test('a retried (client, seq) answers the original index with duplicate true, on any node', async () => {
+test('a retried (client, seq) answers the original index with duplicate true, on any node', {
+  timeout: 30_000,
+}, async () => {
   const follower = await cluster.follower();
   const leader = await cluster.leader();
   const message = { payload: { n: 1 }, client: 'retry-client', seq: 1, topic: 't' };
@@ -75,7 +79,9 @@ test('a retried (client, seq) answers the original index with duplicate true, on
   );
 });
 
-test('concurrent retries of one (client, seq) are delivered once', async () => {
+test('concurrent retries of one (client, seq) are delivered once', {
+  timeout: 30_000,
+}, async () => {
   const message = { payload: 'concurrent', client: 'racer', seq: 1 };
   const answers = await Promise.all(
     cluster.members.flatMap((m) => [broadcast(m.url, message), broadcast(m.url, message)]),
@@ -96,7 +102,7 @@ test('concurrent retries of one (client, seq) are delivered once', async () => {
   );
 });
 
-test('400 names the field for every malformed body', async () => {
+test('400 names the field for every malformed body', { timeout: 30_000 }, async () => {
   const { url } = cluster.members[0]!;
   const cases: [string | object, string, RegExp][] = [
     ['{bad', 'body', /not valid JSON/],
@@ -134,7 +140,9 @@ test('400 names the field for every malformed body', async () => {
   assert.match(invalidUtf8.body.message, /UTF-8/);
 });
 
-test('413 for a 2 MiB body, whether its length is declared or it streams in chunks', async () => {
+test('413 for a 2 MiB body, whether its length is declared or it streams in chunks', {
+  timeout: 30_000,
+}, async () => {
   const { url, node } = cluster.members[1]!;
   const before = node.status().lastPosition;
   const big = JSON.stringify({ payload: 'x'.repeat(2 << 20) });
@@ -173,7 +181,9 @@ test('413 for a 2 MiB body, whether its length is declared or it streams in chun
   assert.equal(node.status().lastPosition, before);
 });
 
-test('409 session_unknown with expectedSeq for a session that never started at seq 1', async () => {
+test('409 session_unknown with expectedSeq for a session that never started at seq 1', {
+  timeout: 30_000,
+}, async () => {
   const answer = await broadcast(cluster.members[2]!.url, {
     payload: 1,
     client: 'latecomer',
@@ -184,7 +194,9 @@ test('409 session_unknown with expectedSeq for a session that never started at s
   assert.equal(answer.body.expectedSeq, 1);
 });
 
-test('GET /v1/status describes the node and its members with their addresses', async () => {
+test('GET /v1/status describes the node and its members with their addresses', {
+  timeout: 30_000,
+}, async () => {
   const leader = await cluster.leader();
   for (const member of cluster.members) {
     const { status, body } = await call(`${member.url}/v1/status`);
@@ -205,7 +217,9 @@ test('GET /v1/status describes the node and its members with their addresses', a
   assert.equal(withQuery.body.field, 'verbose');
 });
 
-test('GET /metrics is Prometheus text with node and HTTP numbers', async () => {
+test('GET /metrics is Prometheus text with node and HTTP numbers', {
+  timeout: 30_000,
+}, async () => {
   const leader = await cluster.leader();
   const response = await fetch(`${leader.url}/metrics`);
   assert.equal(response.status, 200);
@@ -232,7 +246,9 @@ test('GET /metrics is Prometheus text with node and HTTP numbers', async () => {
   }
 });
 
-test('unknown routes answer 404 and wrong methods 405 with Allow, both as JSON', async () => {
+test('unknown routes answer 404 and wrong methods 405 with Allow, both as JSON', {
+  timeout: 30_000,
+}, async () => {
   const { url } = cluster.members[0]!;
   const missing = await call(`${url}/v1/nothing-here`);
   assert.equal(missing.status, 404);
@@ -253,7 +269,9 @@ test('unknown routes answer 404 and wrong methods 405 with Allow, both as JSON',
   );
 });
 
-test('POST /v1/leader/transfer: 409 on a follower, 400/409 on bad targets, 202 then the target leads', async () => {
+test('POST /v1/leader/transfer: 409 on a follower, 400/409 on bad targets, 202 then the target leads', {
+  timeout: 30_000,
+}, async () => {
   const leader = await cluster.leader();
   const follower = await cluster.follower();
   const onFollower = await call(`${follower.url}/v1/leader/transfer`, { method: 'POST', body: {} });

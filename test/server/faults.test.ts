@@ -43,7 +43,9 @@ async function fill(count: number, bytes: number): Promise<void> {
   );
 }
 
-test('410 compacted with firstIndex for a page or a stream older than what the node keeps', async () => {
+test('410 compacted with firstIndex for a page or a stream older than what the node keeps', {
+  timeout: 30_000,
+}, async () => {
   await fill(200, 16 << 10);
   const { url, node } = cluster.members[0]!;
   const firstIndex = node.status().firstRetainedPosition;
@@ -61,12 +63,15 @@ test('410 compacted with firstIndex for a page or a stream older than what the n
   assert.equal(resumed.status, 410);
 });
 
-test('a paused consumer that falls behind what the node keeps gets a compacted error event', async () => {
+test('a paused consumer that falls behind what the node keeps gets a compacted error event', {
+  timeout: 30_000,
+}, async () => {
   const { url, node } = cluster.members[1]!;
   const start = node.status().lastPosition + 1;
   const req = get(`${url}/v1/stream?from=${start}`);
   const [res] = (await once(req, 'response')) as [IncomingMessage];
   res.pause();
+  assert.equal(res.statusCode, 200);
   // Several MB while paused: the stream stalls once the socket buffers are full, and the
   // node moves its 1 MiB window far past it.
   await fill(600, 16 << 10);
@@ -90,7 +95,9 @@ test('a paused consumer that falls behind what the node keeps gets a compacted e
   assert.ok(body.firstIndex > ids.at(-1)! + 1);
 });
 
-test('408 and a closed connection for a body that stops arriving', async () => {
+test('408 and a closed connection for a body that stops arriving', {
+  timeout: 30_000,
+}, async () => {
   const { url } = cluster.members[0]!;
   const startedMs = Date.now();
   const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -118,7 +125,9 @@ test('408 and a closed connection for a body that stops arriving', async () => {
   );
 });
 
-test('closing the HTTP server ends its streams with a node_stopped error event', async () => {
+test('closing the HTTP server ends its streams with a node_stopped error event', {
+  timeout: 30_000,
+}, async () => {
   const { node } = cluster.members[2]!;
   const server = createHttpServer({ node, logger, peers: cluster.peers, requestTimeoutMs });
   const url = await server.listen('127.0.0.1:0');
@@ -132,7 +141,9 @@ test('closing the HTTP server ends its streams with a node_stopped error event',
   await assert.rejects(stream.next(), /ended|terminated|aborted/);
 });
 
-test('a stream is not cut by the request deadline: it lives on with keep-alives', async () => {
+test('a stream is not cut by the request deadline: it lives on with keep-alives', {
+  timeout: 30_000,
+}, async () => {
   const { node } = cluster.members[2]!;
   const server = createHttpServer({
     node,
@@ -157,7 +168,9 @@ test('a stream is not cut by the request deadline: it lives on with keep-alives'
   }
 });
 
-test('503 with Retry-After, never a hang: node stopped, no quorum (timeout), no leader', async () => {
+test('503 with Retry-After, never a hang: node stopped, no quorum (timeout), no leader', {
+  timeout: 30_000,
+}, async () => {
   const [first, second, third] = cluster.members as [ClusterMember, ClusterMember, ClusterMember];
   await cluster.stopNode(second.id);
   await cluster.stopNode(third.id);

@@ -46,7 +46,9 @@ async function openStreamCount(url: string): Promise<number> {
   return metric(await scrape(url), 'abcast_http_streams_open');
 }
 
-test('GET /v1/messages pages in order with next, filters by topic and caps limit', async () => {
+test('GET /v1/messages pages in order with next, filters by topic and caps limit', {
+  timeout: 30_000,
+}, async () => {
   const indexes = await send(30, (n) => (n % 3 === 0 ? 'a' : 'b'));
   const start = indexes[0]!;
   const follower = await cluster.follower();
@@ -92,7 +94,9 @@ test('GET /v1/messages pages in order with next, filters by topic and caps limit
   assert.deepEqual(beyond.body, { messages: [], next: end + 100 });
 });
 
-test('GET /v1/messages refuses malformed queries with the parameter named', async () => {
+test('GET /v1/messages refuses malformed queries with the parameter named', {
+  timeout: 30_000,
+}, async () => {
   const { url } = cluster.members[0]!;
   const cases: [string, string][] = [
     ['from=0', 'from'],
@@ -116,7 +120,9 @@ test('GET /v1/messages refuses malformed queries with the parameter named', asyn
   }
 });
 
-test('GET /v1/stream sends each message as an event and follows new ones', async () => {
+test('GET /v1/stream sends each message as an event and follows new ones', {
+  timeout: 30_000,
+}, async () => {
   const indexes = await send(3);
   const follower = await cluster.follower();
   const stream = await openEvents(`${follower.url}/v1/stream?from=${indexes[0]}`);
@@ -134,7 +140,9 @@ test('GET /v1/stream sends each message as an event and follows new ones', async
   await waitFor(async () => (await openStreamCount(follower.url)) === 0, 'the stream closed');
 });
 
-test('a stream resumed with Last-Event-ID continues with no gap and no duplicate', async () => {
+test('a stream resumed with Last-Event-ID continues with no gap and no duplicate', {
+  timeout: 30_000,
+}, async () => {
   const indexes = await send(10);
   const { url } = cluster.members[2]!;
   const seen: number[] = [];
@@ -155,7 +163,9 @@ test('a stream resumed with Last-Event-ID continues with no gap and no duplicate
   );
 });
 
-test('a topic stream carries only that topic; idle streams get keep-alive comments', async () => {
+test('a topic stream carries only that topic; idle streams get keep-alive comments', {
+  timeout: 30_000,
+}, async () => {
   const { url } = cluster.members[0]!;
   const start = (await cluster.leader()).node.status().lastPosition + 1;
   const stream = await openEvents(`${url}/v1/stream?from=${start}&topic=blue`);
@@ -172,7 +182,9 @@ test('a topic stream carries only that topic; idle streams get keep-alive commen
   stream.close();
 });
 
-test('GET /v1/stream refuses bad parameters and more than streamsMax streams', async () => {
+test('GET /v1/stream refuses bad parameters and more than streamsMax streams', {
+  timeout: 30_000,
+}, async () => {
   const { url } = cluster.members[1]!;
   for (const [path, headers, field] of [
     ['/v1/stream?from=0', {}, 'from'],
@@ -215,16 +227,20 @@ function consecutiveIds(res: IncomingMessage, first: number, last: number): Prom
       }
     });
     res.on('error', reject);
+    res.on('end', () => reject(new Error(`the stream ended before id ${last} (at ${expected})`)));
   });
 }
 
-test('a consumer that stops reading does not make the server buffer without bound', async (t) => {
+test('a consumer that stops reading does not make the server buffer without bound', {
+  timeout: 30_000,
+}, async (t) => {
   const follower = await cluster.follower();
   const leader = await cluster.leader();
   const start = leader.node.status().lastPosition + 1;
   const request = get(`${follower.url}/v1/stream?from=${start}`);
   const [res] = (await once(request, 'response')) as [IncomingMessage];
   res.pause();
+  assert.equal(res.statusCode, 200);
   const payload = new TextEncoder().encode(JSON.stringify('x'.repeat(16 << 10)));
   const eventBytesMax = payload.length + 512;
   const boundBytes = (16 << 10) + 2 * eventBytesMax;

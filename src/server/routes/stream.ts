@@ -68,7 +68,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     );
   }
   // Refuse a start that is no longer kept before committing to a 200.
-  node.read(from, 0);
+  node.read(from, 1);
   const { res, signal } = context;
   context.startStreaming();
   res.writeHead(200, {
