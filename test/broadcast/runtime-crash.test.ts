@@ -51,9 +51,10 @@ test('leaders and followers crash and restart under load: nothing acknowledged i
 test('a leader killed with its own writes not yet durable: the followers’ copies decide', async () => {
   const cluster = await TwinCluster.start({ tuning });
   try {
-    const leader = await cluster.waitForLeader();
+    await cluster.waitForLeader();
     const load = new Load(cluster, { clientCount: 2, ownIntervalMs: 20, ownPerNodeMax: 50 });
     await progressBy(cluster, 20, 'load before the hold');
+    const leader = await cluster.waitForLeader();
     // The leader's Appends leave before its own write (thesis §10.2.1); its write never lands.
     cluster.storage(leader).hold();
     const lost = Array.from(
@@ -106,10 +107,10 @@ test('a leader killed with its own writes not yet durable: the followers’ copi
 test('a follower killed with a write not yet durable loses it and catches up', async () => {
   const cluster = await TwinCluster.start({ tuning });
   try {
-    const leader = await cluster.waitForLeader();
-    const follower = cluster.followers(leader)[0] as string;
+    await cluster.waitForLeader();
     const load = new Load(cluster, { clientCount: 2, ownIntervalMs: 20, ownPerNodeMax: 50 });
     await progressBy(cluster, 20, 'load before the hold');
+    const follower = cluster.followers(await cluster.waitForLeader())[0] as string;
     cluster.storage(follower).hold();
     await waitFor(() => cluster.storage(follower).heldCount > 0, 'the follower holds a write');
     // The other follower's acknowledgements still commit; this one acknowledged nothing held.

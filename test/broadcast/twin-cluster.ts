@@ -379,6 +379,7 @@ export class TwinCluster {
   private readonly running = new Map<NodeId, Incarnation>();
   private readonly rules: FrameRule[] = [];
   private readonly watches: FrameCounter[] = [];
+  private readonly closeHooks: (() => void)[] = [];
   private readonly peers: ReadonlyMap<NodeId, string>;
 
   private constructor(ids: readonly NodeId[], tuning: Tuning) {
@@ -639,7 +640,13 @@ export class TwinCluster {
     }
   }
 
+  /** Runs `hook` when the cluster closes, before any node stops (to end load generators). */
+  beforeClose(hook: () => void): void {
+    this.closeHooks.push(hook);
+  }
+
   async close(): Promise<void> {
+    for (const hook of this.closeHooks.splice(0)) hook();
     for (const id of this.runningIds()) await this.stop(id);
   }
 }
@@ -655,6 +662,7 @@ export class RetryingClient {
   readonly errorCodes = new Map<string, number>();
   private seq = 0;
   private cursor: number;
+  private aborted = false;
 
   constructor(
     readonly clientId: string,
@@ -671,12 +679,18 @@ export class RetryingClient {
     return this.cluster.node(running[this.cursor % running.length] as NodeId);
   }
 
+  /** Gives up at once, even on the message in flight (the cluster is being torn down). */
+  abort(): void {
+    this.aborted = true;
+  }
+
   /** Sends until `shouldStop()`, then finishes the message in flight (bounded attempts). */
   async run(shouldStop: () => boolean, attemptsMax = 500): Promise<void> {
     while (!shouldStop()) {
       const seq = ++this.seq;
       const payload = encode(`${this.clientId}:${seq}`);
       for (let attempt = 0; ; attempt++) {
+        if (this.aborted) return;
         assert.ok(attempt < attemptsMax, `${this.clientId}:${seq} acknowledged in time`);
         const node = this.nextNode();
         try {
@@ -742,6 +756,8 @@ export class Load {
       (_, offset) => new RetryingClient(`client-${offset}`, cluster, offset),
     );
     this.runs = this.clients.map((client) => client.run(() => this.stopping));
+    // However a test ends, closing the cluster ends its load first.
+    cluster.beforeClose(() => this.abort());
     this.ownTimer = setInterval(() => {
       for (const nodeId of cluster.runningIds()) {
         const count = this.ownCounts.get(nodeId) ?? 0;
@@ -757,6 +773,14 @@ export class Load {
   /** Messages acknowledged so far, over all clients. */
   get acknowledgedCount(): number {
     return this.clients.reduce((sum, client) => sum + client.acknowledged.size, 0);
+  }
+
+  /** Stops everything at once, acknowledged or not; idempotent. */
+  abort(): void {
+    this.stopping = true;
+    clearInterval(this.ownTimer);
+    for (const client of this.clients) client.abort();
+    for (const run of this.runs) run.catch(() => undefined);
   }
 
   /** Stops new messages; waits for each client's message in flight to be acknowledged. */
