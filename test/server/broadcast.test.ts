@@ -3,6 +3,7 @@
 // retries, every 400/409/413 with the field named, status, metrics, leadership transfer,
 // and 404/405 — each checked through Node's own fetch as a client would see it.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { after, before, test } from 'node:test';
 import { waitFor } from '../support/ports.ts';
@@ -244,6 +245,16 @@ test('GET /metrics is Prometheus text with node and HTTP numbers', {
     const name = line.split(/[{ ]/)[0]!.replace(/_(bucket|sum|count)$/, '');
     assert.ok(declared.has(name) || declared.has(line.split(/[{ ]/)[0]!), line);
   }
+  // docs/api.md lists exactly these families (lag appears once the runtime reports progress).
+  const documented = new Set(
+    [
+      ...(await readFile(new URL('../../docs/api.md', import.meta.url), 'utf8')).matchAll(
+        /^\| `(abcast_[a-z_]+)/gm,
+      ),
+    ].map((match) => match[1]!),
+  );
+  documented.delete('abcast_replication_lag_entries');
+  assert.deepEqual([...declared].sort(), [...documented].sort());
 });
 
 test('unknown routes answer 404 and wrong methods 405 with Allow, both as JSON', {
