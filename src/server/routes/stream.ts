@@ -98,6 +98,10 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     ending = toHttpError(new BroadcastError('NODE_STOPPED', 'the node stopped'));
   } catch (error) {
     ending = toHttpError(error);
+    if (ending.code === 'internal') {
+      const reason = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      context.server.logger.error({ url: context.req.url, reason }, 'event stream failed');
+    }
   } finally {
     clearInterval(keepAlive);
     metrics.streamClosed(res);
