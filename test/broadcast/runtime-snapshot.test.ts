@@ -151,9 +151,7 @@ test('a broadcast pending on a node that catches up by snapshot resolves at its 
   }
 });
 
-test('a leader snapshot arriving while a follower saves its own does not stop the follower', {
-  todo: 'bug: maybeCompact() calls core.compact() after its await without checking a snapshot was installed meanwhile',
-}, async () => {
+test('a leader snapshot arriving while a follower saves its own does not stop the follower', async () => {
   const cluster = await TwinCluster.start({ tuning: { ...tuning, snapshotIntervalBytes: 2048 } });
   try {
     const leader = await cluster.waitForLeader();
