@@ -111,6 +111,11 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly lastPosition: number;
   readonly firstRetainedPosition: number;
+  readonly lastIndex: number;
+  /** Leader only: how far each follower's log agrees with ours. */
+  readonly progress: CoreStatus['progress'];
+  /** Times this node saw a new leader (itself included) since it started. */
+  readonly leaderChangeCount: number;
   readonly config: Configuration;
   /** Every member in the configuration, with its address as recorded in the log. */
   readonly members: readonly {
@@ -133,6 +138,8 @@ export class BroadcastNode {
   private readonly pending = new PendingTable();
   private deadlines: Waiter[] = [];
   private ticksSinceReconcile = 0;
+  private leaderChangeCount = 0;
+  private lastLeaderId: NodeId | null = null;
   private seedRequested = false;
   private lastRetryScanMs = 0;
   private outgoing: PendingMessage[] = [];
@@ -329,10 +336,20 @@ export class BroadcastNode {
     waiter.settled = true;
     const at = entry.waiters.indexOf(waiter);
     if (at >= 0) entry.waiters.splice(at, 1);
+    // A message the log refused for a gap is not in doubt: say what is missing instead.
+    const gap = entry.gapExpectedSeq;
     waiter.reject(
-      new BroadcastError('TIMEOUT', 'the message was not delivered in time; it may still be', {
-        timeoutMs: this.options.requestTimeoutMs,
-      }),
+      gap !== undefined && !entry.ownSession
+        ? new BroadcastError(
+            'SEQUENCE_GAP',
+            `seq ${entry.message.seq} waits for seq ${gap} of its client`,
+            {
+              expectedSeq: gap,
+            },
+          )
+        : new BroadcastError('TIMEOUT', 'the message was not delivered in time; it may still be', {
+            timeoutMs: this.options.requestTimeoutMs,
+          }),
     );
     // A caller's own session retries on its own; ours must go on, or later seqs would wait.
     if (!entry.ownSession && entry.waiters.length === 0) this.pending.delete(entry);
@@ -504,6 +521,8 @@ export class BroadcastNode {
       { node: this.id, role: state.role, leader: state.leaderId, term: this.core.status().term },
       'role changed',
     );
+    if (state.leaderId !== this.lastLeaderId && state.leaderId !== null) this.leaderChangeCount++;
+    this.lastLeaderId = state.leaderId ?? this.lastLeaderId;
     // A new leader may not have what the old one was given: send everything again.
     if (state.leaderId !== null) this.retrySoon();
   }
@@ -630,7 +649,13 @@ export class BroadcastNode {
     outcome: Extract<RunOutcome, { kind: 'refused' }>,
     waiting: ReadonlyMap<number, PendingMessage>,
   ): void {
-    if (outcome.code === 'SEQUENCE_GAP') return;
+    if (outcome.code === 'SEQUENCE_GAP') {
+      for (let offset = 0; offset < run.payloads.length; offset++) {
+        const pending = waiting.get(run.firstSeq + offset);
+        if (pending !== undefined) pending.gapExpectedSeq = outcome.expectedSeq;
+      }
+      return;
+    }
     for (const seq of waiting.keys()) if (seq < run.firstSeq) return;
     let ownSessionLost = false;
     for (let offset = 0; offset < run.payloads.length; offset++) {
@@ -924,6 +949,9 @@ export class BroadcastNode {
       appliedIndex: this.appliedIndex,
       lastPosition: this.sessions.lastPosition,
       firstRetainedPosition: this.deliveryLog.firstRetainedPosition,
+      lastIndex: core.lastIndex,
+      progress: core.progress,
+      leaderChangeCount: this.leaderChangeCount,
       config: core.config,
       members: [
         ...core.config.voters.map((id) => ({ id, address: this.addressOf(id), voter: true })),

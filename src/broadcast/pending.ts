@@ -30,6 +30,8 @@ export interface PendingMessage {
   readonly ownSession: boolean;
   readonly waiters: Waiter[];
   lastSentMs: number;
+  /** Set when a copy was refused for a gap: what the caller hears if time runs out. */
+  gapExpectedSeq?: number;
   queued: boolean;
 }
 
