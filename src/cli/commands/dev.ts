@@ -1,0 +1,137 @@
+/**
+ * `abcast dev`: a local cluster of separate `abcast start` processes on 127.0.0.1 (peer ports
+ * from --port, HTTP ports from --http-port, data under --data/<id>), until Ctrl-C or SIGTERM,
+ * which stop every node gracefully (SIGTERM each, then wait; SIGKILL past a deadline).
+ * Restarting on the same --data recovers the cluster. This is `npm start`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { CliError, positiveIntegerFlag } from './errors.ts';
+import { callJson } from './http-client.ts';
+
+interface DevFlags {
+  nodes: string;
+  data: string;
+  port: string;
+  httpPort: string;
+}
+
+interface DevNode {
+  readonly id: string;
+  readonly url: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+}
+
+const upTimeoutMs = 20_000;
+const stopTimeoutMs = 15_000;
+const nodeCountMax = 9;
+
+/** The CLI entry this process runs from (source under tsx, or the built copy). */
+const mainEntry = fileURLToPath(
+  new URL(import.meta.url.endsWith('.ts') ? '../main.ts' : '../main.js', import.meta.url),
+);
+
+function launch(id: string, args: readonly string[], url: string): DevNode {
+  const child = spawn(process.execPath, [...process.execArgv, mainEntry, 'start', ...args], {
+    // The nodes' own lines (and their one-line errors) go straight to this terminal. They
+    // stay in this process group, so a terminal's Ctrl-C reaches them too (they stop alike).
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<number | null>((done) => {
+    child.once('exit', (code) => done(code));
+    child.once('error', () => done(-1));
+  });
+  return { id, url, child, exited };
+}
+
+/** Resolves once the node answers /v1/status; rejects if it exits or the deadline passes. */
+async function waitUp(node: DevNode): Promise<void> {
+  const deadline = Date.now() + upTimeoutMs;
+  let exitCode: number | null | undefined;
+  void node.exited.then((code) => {
+    exitCode = code;
+  });
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) {
+      throw new CliError(`node ${node.id} exited (code ${exitCode}) before it was up`);
+    }
+    const up = await callJson(node.url, '/v1/status', undefined, 1000).then(
+      () => true,
+      () => false,
+    );
+    if (up) return;
+    await new Promise((resume) => setTimeout(resume, 100));
+  }
+  throw new CliError(`node ${node.id} did not answer at ${node.url} within ${upTimeoutMs} ms`);
+}
+
+/** SIGTERM every node, wait for them all; SIGKILL whichever outlives the deadline. */
+async function stopAll(nodes: readonly DevNode[]): Promise<void> {
+  for (const node of nodes) if (node.child.exitCode === null) node.child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    for (const node of nodes) if (node.child.exitCode === null) node.child.kill('SIGKILL');
+  }, stopTimeoutMs);
+  await Promise.all(nodes.map((node) => node.exited));
+  clearTimeout(timer);
+}
+
+function layout(flags: DevFlags): { count: number; port: number; httpPort: number } {
+  const count = positiveIntegerFlag('nodes', flags.nodes);
+  if (count > nodeCountMax) throw new CliError(`--nodes takes 1 to ${nodeCountMax}`);
+  const port = positiveIntegerFlag('port', flags.port, 1024);
+  const httpPort = positiveIntegerFlag('http-port', flags.httpPort, 1024);
+  if (port + count > 65536 || httpPort + count > 65536) throw new CliError('ports beyond 65535');
+  if (Math.abs(port - httpPort) < count) {
+    throw new CliError('--port and --http-port ranges overlap');
+  }
+  return { count, port, httpPort };
+}
+
+async function dev(flags: DevFlags): Promise<void> {
+  const { count, port, httpPort } = layout(flags);
+  const dataDir = resolve(flags.data);
+  const ids = Array.from({ length: count }, (_, at) => `n${at + 1}`);
+  const peers = ids.map((id, at) => `${id}=127.0.0.1:${port + at}`).join(',');
+  const nodes = ids.map((id, at) => {
+    const http = `127.0.0.1:${httpPort + at}`;
+    const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
+    args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
+    return launch(id, args, `http://${http}`);
+  });
+  let stopping: Promise<void> | null = null;
+  const stop = (code: number) => {
+    stopping ??= stopAll(nodes).then(() => process.exit(code));
+    return stopping;
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  try {
+    await Promise.all(nodes.map(waitUp));
+  } catch (error) {
+    await stopAll(nodes);
+    throw error;
+  }
+  for (const node of nodes) console.log(`abcast dev: node ${node.id} at ${node.url}`);
+  console.log(`abcast dev: data in ${dataDir}; Ctrl-C stops the cluster`);
+  console.log(`abcast dev: try  abcast send '{"hello":"world"}'  and  abcast tail`);
+  // A node that dies on its own is reported; the others keep serving (a quorum may remain).
+  for (const node of nodes) {
+    void node.exited.then((code) => {
+      if (stopping === null) console.error(`abcast dev: node ${node.id} exited (code ${code})`);
+    });
+  }
+}
+
+export function devCommand(program: Command): void {
+  program
+    .command('dev')
+    .description('run a local cluster of separate node processes until Ctrl-C')
+    .option('--nodes <count>', 'how many nodes', '3')
+    .option('--data <dir>', 'data directory; each node uses <dir>/<id>', './data')
+    .option('--port <port>', 'first peer port', '7001')
+    .option('--http-port <port>', 'first HTTP port', '8001')
+    .action((flags: DevFlags) => dev(flags));
+}

@@ -1,0 +1,45 @@
+/**
+ * What the CLI does with mistakes: each becomes a `CliError`, printed by main as one line on
+ * stderr with a non-zero exit. Errors of the library and of HTTP are turned into lines that
+ * say what to fix, never a stack trace.
+ */
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+interface CodedError {
+  readonly code?: unknown;
+  readonly message: string;
+}
+
+/** One line for any error thrown while running a command. */
+export function describeError(error: unknown): string {
+  if (error instanceof CliError) return error.message;
+  if (!(error instanceof Error)) return String(error);
+  const coded = error as CodedError;
+  if (coded.code === 'LOCKED') {
+    return `the data directory is locked: another abcast process uses it (${error.message})`;
+  }
+  if (coded.code === 'LISTEN_FAILED' || coded.code === 'EADDRINUSE') {
+    return /EADDRINUSE/.test(error.message) || coded.code === 'EADDRINUSE'
+      ? `port in use: ${error.message}`
+      : error.message;
+  }
+  return error.message.split('\n')[0] ?? error.name;
+}
+
+/** A positive integer flag, or a CliError naming the flag. */
+export function positiveIntegerFlag(name: string, text: string, min = 1): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
+    throw new CliError(`--${name} takes an integer >= ${min}, got "${text}"`);
+  }
+  return value;
+}

@@ -1,0 +1,68 @@
+/**
+ * Calls to a node's HTTP API (docs/api.md) with Node's fetch: JSON in and out, a deadline on
+ * every call, and failures turned into one-line CliErrors (unreachable, or the node's own
+ * `{"error","message"}` answer).
+ */
+import { CliError } from './errors.ts';
+
+export const defaultNodeUrl = 'http://127.0.0.1:8001';
+const requestTimeoutMs = 15_000;
+
+/** The base URL without a trailing slash; refuses anything but http(s). */
+export function nodeUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CliError(`--node takes a URL like ${defaultNodeUrl}, got "${text}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CliError(`--node takes an http:// URL, got "${text}"`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+/** Why fetch failed, in words (its TypeError hides the cause). */
+export function unreachable(base: string, error: unknown): CliError {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const reason = cause?.code ?? cause?.message ?? (error as Error).message;
+  return new CliError(`cannot reach the node at ${base} (${reason})`);
+}
+
+/** A non-2xx answer as one line: status, error code and message. */
+export async function answerError(base: string, response: Response): Promise<CliError> {
+  const text = await response.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { error?: string; message?: string };
+    return new CliError(
+      `${base} answered ${response.status} ${body.error ?? ''}: ${body.message ?? text}`.trim(),
+    );
+  } catch {
+    return new CliError(`${base} answered ${response.status}: ${text.slice(0, 200)}`);
+  }
+}
+
+/** GET or POST JSON; resolves with the parsed body of a 2xx answer. */
+export async function callJson<T>(
+  base: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = requestTimeoutMs,
+): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(`${base}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (error) {
+    if ((error as Error).name === 'TimeoutError') {
+      throw new CliError(`${base} did not answer within ${timeoutMs} ms`);
+    }
+    throw unreachable(base, error);
+  }
+  if (!response.ok) throw await answerError(base, response);
+  return (await response.json()) as T;
+}

@@ -1,0 +1,61 @@
+/**
+ * `abcast send JSON`: POST /v1/broadcast on one node and print the message's index in the
+ * total order once it is committed. With `--client ID --seq N` a retry is exactly-once: the
+ * node answers the original index (and this prints "duplicate" on stderr).
+ */
+import type { Command } from 'commander';
+import { CliError, positiveIntegerFlag } from './errors.ts';
+import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
+
+interface SendFlags {
+  node: string;
+  client?: string;
+  seq?: string;
+  topic?: string;
+}
+
+interface BroadcastAnswer {
+  readonly index: number;
+  readonly term: number;
+  readonly duplicate: boolean;
+}
+
+/** The request body, or a CliError saying which part is wrong. */
+export function broadcastBody(json: string, flags: SendFlags): Record<string, unknown> {
+  let payload: unknown;
+  try {
+    payload = JSON.parse(json);
+  } catch (error) {
+    throw new CliError(`the message is not valid JSON: ${(error as Error).message}`);
+  }
+  if ((flags.client === undefined) !== (flags.seq === undefined)) {
+    throw new CliError('--client and --seq go together');
+  }
+  const body: Record<string, unknown> = { payload };
+  if (flags.client !== undefined) {
+    body.client = flags.client;
+    body.seq = positiveIntegerFlag('seq', flags.seq as string);
+  }
+  if (flags.topic !== undefined) body.topic = flags.topic;
+  return body;
+}
+
+async function send(json: string, flags: SendFlags): Promise<void> {
+  const base = nodeUrl(flags.node);
+  const body = broadcastBody(json, flags);
+  const answer = await callJson<BroadcastAnswer>(base, '/v1/broadcast', body);
+  if (answer.duplicate) console.error(`abcast: duplicate of index ${answer.index}`);
+  console.log(String(answer.index));
+}
+
+export function sendCommand(program: Command): void {
+  program
+    .command('send')
+    .description('broadcast one JSON message; prints its index once committed')
+    .argument('<json>', 'the payload, any JSON value (quote it for the shell)')
+    .option('--node <url>', "a node's HTTP API", defaultNodeUrl)
+    .option('--client <id>', 'client id for exactly-once retries (with --seq)')
+    .option('--seq <n>', "this message's sequence number for --client, from 1")
+    .option('--topic <topic>', 'topic of the message')
+    .action((json: string, flags: SendFlags) => send(json, flags));
+}

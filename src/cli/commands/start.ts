@@ -1,0 +1,194 @@
+/**
+ * `abcast start`: one node of a cluster in this process — the library's `startNode` plus its
+ * HTTP API — until SIGTERM or SIGINT, which close the HTTP server first (no new requests,
+ * streams end) and then the node (the write in flight finishes, the data directory closes).
+ * Restarting on the same data directory recovers the node. Flags override `--config FILE`.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import type { BroadcastNode } from '../../broadcast/node.ts';
+import { startNode } from '../../broadcast/start.ts';
+import { createHttpServer, type HttpServer } from '../../server/http.ts';
+import { parseAddress } from '../../transport/address.ts';
+import { CliError } from './errors.ts';
+
+export interface StartSettings {
+  readonly id: string;
+  readonly dataDir: string;
+  readonly listen: string;
+  readonly http: string;
+  readonly peers: Readonly<Record<string, string>>;
+  readonly join: boolean;
+  readonly clusterId: string;
+  readonly logLevel: string;
+}
+
+interface StartFlags {
+  id?: string;
+  data?: string;
+  listen?: string;
+  http?: string;
+  peers?: string;
+  join?: boolean;
+  config?: string;
+  clusterId?: string;
+  logLevel?: string;
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** "n1=127.0.0.1:7001,n2=…" (or a config file's object) → id → address, every one checked. */
+export function parsePeers(value: unknown): Record<string, string> {
+  const pairs: [string, string][] =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .filter((part) => part.trim() !== '')
+          .map((part) => {
+            const at = part.indexOf('=');
+            if (at <= 0) throw new CliError(`--peers takes id=host:port,…; "${part}" is not one`);
+            return [part.slice(0, at).trim(), part.slice(at + 1).trim()];
+          })
+      : Object.entries((value ?? {}) as Record<string, unknown>).map(([id, address]) => [
+          id,
+          String(address),
+        ]);
+  if (pairs.length === 0) throw new CliError('--peers is required: id=host:port for every member');
+  const peers: Record<string, string> = {};
+  for (const [id, address] of pairs) {
+    if (id in peers) throw new CliError(`--peers names ${id} twice`);
+    checkAddress('peers', address);
+    peers[id] = address;
+  }
+  return peers;
+}
+
+function checkAddress(flag: string, address: string, allowPortZero = false): void {
+  try {
+    parseAddress(address, allowPortZero);
+  } catch (error) {
+    throw new CliError(`--${flag}: ${(error as Error).message}`);
+  }
+}
+
+async function readConfig(path: string | undefined): Promise<Record<string, unknown>> {
+  if (path === undefined) return {};
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new CliError(`cannot read the config file ${path}: ${(error as Error).message}`);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new Error('it is not a JSON object');
+    }
+    return parsed as Record<string, unknown>;
+  } catch (error) {
+    throw new CliError(`the config file ${path} is not valid: ${(error as Error).message}`);
+  }
+}
+
+function required(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw new CliError(`--${name} is required`);
+  return value;
+}
+
+/** The flags and the config file, merged and checked; throws a CliError on the first mistake. */
+export async function startSettings(flags: StartFlags): Promise<StartSettings> {
+  const config = await readConfig(flags.config);
+  const id = required('id', flags.id ?? config.id);
+  const listen = required('listen', flags.listen ?? config.listen);
+  const http = required('http', flags.http ?? config.http);
+  checkAddress('listen', listen);
+  checkAddress('http', http, true);
+  const peers = parsePeers(flags.peers ?? config.peers);
+  if (!(id in peers)) {
+    throw new CliError(`the peer list does not include the node itself (${id})`);
+  }
+  const logLevel = String(flags.logLevel ?? config.logLevel ?? 'warn');
+  if (!logLevels.includes(logLevel)) {
+    throw new CliError(`--log-level takes one of ${logLevels.join(', ')}`);
+  }
+  return {
+    id,
+    dataDir: resolve(required('data', flags.data ?? config.data)),
+    listen,
+    http,
+    peers,
+    join: flags.join === true || config.join === true,
+    clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
+    logLevel,
+  };
+}
+
+/** Starts the node and its HTTP server; if the server cannot listen, the node is closed. */
+export async function runNode(
+  settings: StartSettings,
+): Promise<{ node: BroadcastNode; http: HttpServer; url: string }> {
+  const logger = pino({ name: 'abcast', level: settings.logLevel });
+  const node = await startNode({
+    id: settings.id,
+    dataDir: settings.dataDir,
+    listen: settings.listen,
+    peers: settings.peers,
+    join: settings.join,
+    clusterId: settings.clusterId,
+    logger,
+  });
+  const http = createHttpServer({ node, logger, peers: settings.peers });
+  try {
+    const url = await http.listen(settings.http);
+    return { node, http, url };
+  } catch (error) {
+    await node.close();
+    const code = (error as { code?: string }).code;
+    if (code === 'EADDRINUSE') throw new CliError(`port in use: cannot listen on ${settings.http}`);
+    throw new CliError(`cannot listen on ${settings.http}: ${(error as Error).message}`);
+  }
+}
+
+async function start(flags: StartFlags): Promise<void> {
+  const settings = await startSettings(flags);
+  const { node, http, url } = await runNode(settings);
+  console.log(
+    `abcast: node ${settings.id} up: HTTP ${url}, peers on ${settings.listen}, data in ${settings.dataDir}`,
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      // A second Ctrl-C: the user does not want to wait for the graceful close. (Ctrl-C then
+      // SIGTERM is one request: `abcast dev` relays the terminal's stop that way.)
+      if (signal === 'SIGINT') process.exit(130);
+      return;
+    }
+    stopping = true;
+    console.log(`abcast: node ${settings.id} stopping (${signal})`);
+    void (async () => {
+      await http.close().catch(() => undefined);
+      await node.close().catch(() => undefined);
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+export function startCommand(program: Command): void {
+  program
+    .command('start')
+    .description('run one node and its HTTP API until SIGTERM or Ctrl-C')
+    .option('--id <id>', 'this node id; must be one of --peers')
+    .option('--data <dir>', 'data directory (created if missing; recovered on restart)')
+    .option('--listen <host:port>', 'address for peer traffic')
+    .option('--http <host:port>', 'address of the HTTP API')
+    .option('--peers <list>', 'every initial member: n1=host:port,n2=host:port,…')
+    .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
+    .option('--config <file>', 'JSON file with any of: id, data, listen, http, peers, join')
+    .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
+    .option('--log-level <level>', 'pino log level (default warn)')
+    .action((flags: StartFlags) => start(flags));
+}

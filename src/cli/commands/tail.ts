@@ -1,0 +1,121 @@
+/**
+ * `abcast tail`: follows GET /v1/stream (Server-Sent Events) and prints each delivered
+ * message as one JSON line, in order. When the connection drops it reconnects with
+ * `Last-Event-ID` (the last index printed), so nothing is missed or printed twice; a node
+ * that cannot be reached at the start, or a refusal (400, 410), ends it with an error.
+ */
+import type { Command } from 'commander';
+import { CliError, positiveIntegerFlag } from './errors.ts';
+import { answerError, defaultNodeUrl, nodeUrl, unreachable } from './http-client.ts';
+
+interface TailFlags {
+  node: string;
+  from?: string;
+  topic?: string;
+}
+
+/** Waits between reconnections: doubling from the server's `retry:`, capped. */
+const reconnectDelayMsMax = 5_000;
+/** An SSE event larger than this is a broken stream, not something to buffer. */
+const eventBytesMax = 8 << 20;
+
+interface SseEvent {
+  id?: string;
+  event?: string;
+  data: string[];
+}
+
+/** Splits SSE text into events; returns what is left of an incomplete one. */
+export function parseSse(buffer: string, onEvent: (event: SseEvent) => void): string {
+  let rest = buffer;
+  for (let match = /\r?\n\r?\n/.exec(rest); match !== null; match = /\r?\n\r?\n/.exec(rest)) {
+    const block = rest.slice(0, match.index);
+    rest = rest.slice(match.index + match[0].length);
+    const event: SseEvent = { data: [] };
+    for (const line of block.split(/\r?\n/)) {
+      if (line === '' || line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'data') event.data.push(value);
+      else if (field === 'id') event.id = value;
+      else if (field === 'event') event.event = value;
+    }
+    if (event.data.length > 0 || event.event !== undefined) onEvent(event);
+  }
+  if (rest.length > eventBytesMax) throw new CliError('the stream sent an oversized event');
+  return rest;
+}
+
+/** Where the stream is: the last id printed, and whether any connection was ever answered. */
+interface Position {
+  lastId: string | null;
+  connected: boolean;
+}
+
+/** One connection: prints events until the stream ends or drops (then it throws). */
+async function follow(url: string, position: Position): Promise<void> {
+  const base = new URL(url).origin;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      headers: position.lastId === null ? {} : { 'last-event-id': position.lastId },
+    });
+  } catch (error) {
+    throw unreachable(base, error);
+  }
+  if (!response.ok || response.body === null) throw await answerError(base, response);
+  position.connected = true;
+  let buffer = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    buffer = parseSse(buffer + decoder.decode(chunk, { stream: true }), (event) => {
+      if (event.event === 'error') {
+        const data = event.data.join('\n');
+        if (data.includes('"compacted"')) throw new CliError(`the stream ended: ${data}`);
+        return;
+      }
+      if (event.id !== undefined) position.lastId = event.id;
+      console.log(event.data.join('\n'));
+    });
+  }
+}
+
+/** After a failed connection: reconnect (true) or give up with this error (false). */
+function worthRetrying(error: unknown, position: Position): boolean {
+  if (!(error instanceof CliError)) return true; // the body broke off mid-stream
+  if (/cannot reach/.test(error.message)) return position.connected;
+  return /answered 503/.test(error.message) && position.connected;
+}
+
+async function tail(flags: TailFlags): Promise<void> {
+  const base = nodeUrl(flags.node);
+  const query = new URLSearchParams();
+  query.set('from', String(flags.from === undefined ? 1 : positiveIntegerFlag('from', flags.from)));
+  if (flags.topic !== undefined) query.set('topic', flags.topic);
+  const url = `${base}/v1/stream?${query}`;
+  const position: Position = { lastId: null, connected: false };
+  let delayMs = 250;
+  for (;;) {
+    try {
+      await follow(url, position);
+      delayMs = 250;
+    } catch (error) {
+      if (!worthRetrying(error, position)) throw error;
+      delayMs = Math.min(delayMs * 2, reconnectDelayMsMax);
+    }
+    // The connection ended (the node stopped or the network failed): resume after lastId.
+    console.error(`abcast: stream from ${base} ended; reconnecting`);
+    await new Promise((resume) => setTimeout(resume, delayMs));
+  }
+}
+
+export function tailCommand(program: Command): void {
+  program
+    .command('tail')
+    .description('print delivered messages, one JSON line each, and follow new ones')
+    .option('--node <url>', "a node's HTTP API", defaultNodeUrl)
+    .option('--from <n>', 'first index to print (default 1)')
+    .option('--topic <topic>', 'only messages of this topic')
+    .action((flags: TailFlags) => tail(flags));
+}

@@ -1,0 +1,62 @@
+/**
+ * The `abcast` command line: `start` one node, `dev` a local cluster, `send`, `tail` and
+ * `status` against a node's HTTP API. Every mistake ends as one line on stderr and a non-zero
+ * exit (commander's own usage errors included). `bin/abcast.js` runs the built copy of this
+ * file; `node --import tsx src/cli/main.ts …` runs it from source.
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { devCommand } from './commands/dev.ts';
+import { describeError } from './commands/errors.ts';
+import { sendCommand } from './commands/send.ts';
+import { startCommand } from './commands/start.ts';
+import { statusCommand } from './commands/status.ts';
+import { tailCommand } from './commands/tail.ts';
+
+function program(): Command {
+  const root = new Command('abcast')
+    .description('fault-tolerant atomic broadcast: run nodes and talk to them')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    // Usage errors are printed once, by run() below, as a single line.
+    .configureOutput({ outputError: () => undefined });
+  startCommand(root);
+  devCommand(root);
+  sendCommand(root);
+  tailCommand(root);
+  statusCommand(root);
+  for (const command of root.commands) {
+    command.exitOverride().configureOutput({ outputError: () => undefined });
+  }
+  return root;
+}
+
+/** Runs the CLI on `args` (the words after the script name); exits non-zero on a mistake. */
+export async function run(args: readonly string[]): Promise<void> {
+  try {
+    await program().parseAsync([...args], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version are successful exits; everything else is a usage mistake.
+      if (error.exitCode === 0) process.exit(0);
+      console.error(`abcast: ${error.message.replace(/^error: /, '').split('\n')[0]}`);
+      process.exit(2);
+    }
+    console.error(`abcast: ${describeError(error)}`);
+    process.exit(1);
+  }
+}
+
+/** True when this file is the process's entry (not imported by bin/abcast.js or a test). */
+function isEntry(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) await run(process.argv.slice(2));
