@@ -137,6 +137,10 @@ export class BroadcastNode {
   private readonly deliveryLog: DeliveryLog;
   private readonly pending = new PendingTable();
   private deadlines: Waiter[] = [];
+  /** Forwarded batches waiting for the leader's answer, by request id. */
+  private readonly forwards = new Map<number, PendingMessage[]>();
+  /** Messages whose last copy the leader appended at an index not yet applied here. */
+  private readonly proposedAt = new Map<number, PendingMessage[]>();
   private ticksSinceReconcile = 0;
   private leaderChangeCount = 0;
   private lastLeaderId: NodeId | null = null;
@@ -302,6 +306,7 @@ export class BroadcastNode {
 
   private track(message: ClientMessage, ownSession: boolean): PendingMessage {
     const entry: PendingMessage = {
+      proposedIndex: null,
       message,
       ownSession,
       waiters: [],
@@ -365,39 +370,88 @@ export class BroadcastNode {
     this.outgoing = [];
     const now = Date.now();
     const builder = new BatchBuilder();
+    let batch: PendingMessage[] = [];
     for (const entry of queue) {
       entry.queued = false;
       if (!this.pending.has(entry)) continue;
       entry.lastSentMs = now;
+      entry.proposedIndex = null;
       builder.add(entry.message);
-      if (builder.byteLength >= this.options.batchBytesMax)
-        this.sendBatch(builder.finish(now), leaderId);
+      batch.push(entry);
+      if (builder.byteLength >= this.options.batchBytesMax) {
+        this.sendBatch(builder.finish(now), batch, leaderId);
+        batch = [];
+      }
     }
-    if (builder.messageCount > 0) this.sendBatch(builder.finish(now), leaderId);
+    if (builder.messageCount > 0) this.sendBatch(builder.finish(now), batch, leaderId);
   }
 
-  private sendBatch(data: Uint8Array, leaderId: NodeId): void {
+  private sendBatch(data: Uint8Array, batch: PendingMessage[], leaderId: NodeId): void {
     if (leaderId === this.id) {
       // A refusal (a transfer in progress, or we just lost leadership) leaves the messages
       // to the retry timer or the next leader change, never to a tight loop.
-      this.core.propose(data);
+      const result = this.core.propose(data);
+      if (result.accepted) this.noteProposed(batch, result.index);
       return;
     }
-    this.transport.send([
-      { type: 'Forward', from: this.id, to: leaderId, requestId: this.nextForwardId++, data },
-    ]);
+    const requestId = this.nextForwardId++;
+    // Bounded: answers that never come are forgotten with the next leader change, and the
+    // map never holds more than the forwards of one retry interval.
+    if (this.forwards.size >= forwardsInFlightMax) this.forwards.clear();
+    this.forwards.set(requestId, batch);
+    this.transport.send([{ type: 'Forward', from: this.id, to: leaderId, requestId, data }]);
   }
 
-  /** Queues every undelivered message again, in the order they were accepted. */
-  private retrySoon(): void {
-    for (const entry of this.pending.values()) this.enqueue(entry);
-  }
-
-  private retryStale(now: number): void {
-    for (const entry of this.pending.values()) {
-      if (!entry.queued && now - entry.lastSentMs >= this.options.retryIntervalMs)
-        this.enqueue(entry);
+  private noteProposed(batch: readonly PendingMessage[], index: number): void {
+    if (index <= this.appliedIndex) {
+      // The answer came after the entry was applied here: what is still waiting was lost.
+      for (const entry of batch) if (this.pending.has(entry)) this.enqueue(entry);
+      return;
     }
+    let atIndex = this.proposedAt.get(index);
+    if (atIndex === undefined) {
+      atIndex = [];
+      this.proposedAt.set(index, atIndex);
+    }
+    for (const entry of batch) {
+      entry.proposedIndex = index;
+      atIndex.push(entry);
+    }
+  }
+
+  /** The entry at `index` is applied: copies we placed there and still wait on were lost. */
+  private resendLostAt(index: number): void {
+    const placed = this.proposedAt.get(index);
+    if (placed === undefined) return;
+    this.proposedAt.delete(index);
+    for (const entry of placed) {
+      if (entry.proposedIndex !== index || !this.pending.has(entry)) continue;
+      entry.proposedIndex = null;
+      this.enqueue(entry);
+    }
+  }
+
+  /** Queues every undelivered message again, each client's in seq order. */
+  private retrySoon(): void {
+    this.forwards.clear();
+    this.proposedAt.clear();
+    const entries = [...this.pending.values()];
+    for (const entry of entries) entry.proposedIndex = null;
+    for (const entry of sortedBySeq(entries)) this.enqueue(entry);
+  }
+
+  /**
+   * Sends again what has waited a retry interval without a known place in the leader's log,
+   * or four intervals with one (a safety net for a leader change this node never saw).
+   */
+  private retryStale(now: number): void {
+    const due = [...this.pending.values()].filter((entry) => {
+      if (entry.queued) return false;
+      const waitedMs = now - entry.lastSentMs;
+      const intervalMs = this.options.retryIntervalMs * (entry.proposedIndex === null ? 1 : 4);
+      return waitedMs >= intervalMs;
+    });
+    for (const entry of sortedBySeq(due)) this.enqueue(entry);
   }
 
   // ------------------------------------------------------------ inputs
@@ -406,8 +460,12 @@ export class BroadcastNode {
     if (this.stopped !== null) return;
     if (frame.type === 'Forward') this.onForward(frame.from, frame.requestId, frame.data);
     else if (frame.type === 'ForwardResult') {
-      // Success needs no action: delivery settles the messages. A refusal is left to the
-      // retry timer and to the leader change that usually follows it.
+      // Success: the messages wait for that index. A refusal is left to the retry timer and
+      // to the leader change that usually follows it.
+      const batch = this.forwards.get(frame.requestId);
+      this.forwards.delete(frame.requestId);
+      if (batch !== undefined && 'index' in frame.result)
+        this.noteProposed(batch, frame.result.index);
     } else {
       this.core.step(frame);
     }
@@ -552,6 +610,7 @@ export class BroadcastNode {
     for (const entry of entries) {
       if (entry.kind === 'normal') this.applyBatch(entry);
       else if (entry.kind === 'config') this.appliedConfig = decodeConfiguration(entry.data);
+      this.resendLostAt(entry.index);
       this.appliedIndex = entry.index;
       this.appliedTerm = entry.term;
       this.bytesSinceCandidate += entry.data.length;
@@ -1024,4 +1083,20 @@ function decodeAppState(
     sessions: SessionTable.fromSnapshot(view.subarray(4, 4 + sessionBytes), sessionOptions),
     membership: MembershipTable.fromJSON(JSON.parse(membershipJson)),
   };
+}
+
+/** At most this many forwarded batches await an answer; beyond it the oldest are forgotten. */
+const forwardsInFlightMax = 4096;
+
+/** Client by client in the order clients first appear, each client's messages by seq. */
+function sortedBySeq(entries: readonly PendingMessage[]): PendingMessage[] {
+  const byClient = new Map<string, PendingMessage[]>();
+  for (const entry of entries) {
+    const group = byClient.get(entry.message.clientId);
+    if (group === undefined) byClient.set(entry.message.clientId, [entry]);
+    else group.push(entry);
+  }
+  return [...byClient.values()].flatMap((group) =>
+    group.sort((a, b) => a.message.seq - b.message.seq),
+  );
 }

@@ -30,6 +30,12 @@ export interface PendingMessage {
   readonly ownSession: boolean;
   readonly waiters: Waiter[];
   lastSentMs: number;
+  /**
+   * Where the leader appended the last copy we sent, once known. While it is set the
+   * message is not sent again: it either commits there or that index is taken by another
+   * entry (then the copy is lost and goes again), or the leader changes.
+   */
+  proposedIndex: number | null;
   /** Set when a copy was refused for a gap: what the caller hears if time runs out. */
   gapExpectedSeq?: number;
   queued: boolean;
