@@ -20,7 +20,9 @@ export type BroadcastErrorCode =
   /** The requested position is older than what this node keeps; `details.firstPosition`. */
   | 'COMPACTED'
   /** Storage failed; the node stopped so that it cannot acknowledge what it did not keep. */
-  | 'STORAGE_FAILED';
+  | 'STORAGE_FAILED'
+  /** An invariant of our own broke (a bug); the node stopped rather than risk a wrong answer. */
+  | 'INTERNAL';
 
 export class BroadcastError extends Error {
   constructor(

@@ -18,6 +18,7 @@ import type {
   Snapshot,
 } from '../raft/types.ts';
 import { sendableBeforePersist } from '../raft/types.ts';
+import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage, StorageCounters } from '../storage/types.ts';
 import type { Frame, Transport, TransportStats } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
@@ -1032,8 +1033,17 @@ export class BroadcastNode {
 
   private failStop(error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
-    this.options.logger.error({ node: this.id, reason }, 'storage failed: the node stops');
-    this.halt(new BroadcastError('STORAGE_FAILED', `node ${this.id} stopped: ${reason}`));
+    const storage = error instanceof StorageError;
+    this.options.logger.error(
+      { node: this.id, reason },
+      storage ? 'storage failed: the node stops' : 'internal error: the node stops',
+    );
+    this.halt(
+      new BroadcastError(
+        storage ? 'STORAGE_FAILED' : 'INTERNAL',
+        `node ${this.id} stopped: ${reason}`,
+      ),
+    );
   }
 
   private halt(reason: BroadcastError): void {

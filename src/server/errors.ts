@@ -65,6 +65,7 @@ const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
   OVERLOADED: { status: 503, code: 'overloaded', retryable: true },
   NODE_STOPPED: { status: 503, code: 'node_stopped', retryable: true },
   STORAGE_FAILED: { status: 500, code: 'storage_failed', retryable: false },
+  INTERNAL: { status: 500, code: 'internal', retryable: false },
   SEQUENCE_GAP: { status: 409, code: 'sequence_gap', retryable: false },
   SESSION_UNKNOWN: { status: 409, code: 'session_unknown', retryable: false },
   COMPACTED: { status: 410, code: 'compacted', retryable: false },
