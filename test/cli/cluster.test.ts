@@ -1,0 +1,107 @@
+// Three nodes started with `abcast start` (separate processes, temp data directories) are
+// used as a user would: `send` prints index 1, `tail --from 1` prints that message,
+// `status` shows 3 members and one leader. A fourth `start` on a port in use, or on a data
+// directory a running node holds, ends with one line and a non-zero exit; a node stopped by
+// SIGTERM and started again on its directory recovers the message.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { freePorts, waitFor } from '../support/ports.ts';
+import { type CliRun, holdPort, kill, oneLine, runCli, spawnCli } from './helpers.ts';
+
+const ids = ['n1', 'n2', 'n3'];
+
+test('abcast start ×3, then send, tail, status and start mistakes', {
+  timeout: 60_000,
+}, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-cli-'));
+  const ports = await freePorts(8);
+  const peerPort = (at: number) => ports[at] as number;
+  const httpUrl = (at: number) => `http://127.0.0.1:${ports[at + 3]}`;
+  const peers = ids.map((id, at) => `${id}=127.0.0.1:${peerPort(at)}`).join(',');
+  const startArgs = (at: number) => [
+    'start',
+    ...['--id', ids[at] as string, '--data', join(root, ids[at] as string)],
+    ...['--listen', `127.0.0.1:${peerPort(at)}`, '--http', `127.0.0.1:${ports[at + 3]}`],
+    ...['--peers', peers],
+  ];
+  const nodes: CliRun[] = [];
+  const blocker = await holdPort(ports[6] as number);
+  try {
+    for (let at = 0; at < 3; at++) nodes.push(spawnCli(startArgs(at)));
+    await waitFor(
+      () => nodes.every((node) => node.stdout().includes('up: HTTP')),
+      'three nodes up',
+      20_000,
+    );
+
+    const sent = await runCli(['send', '--node', httpUrl(1), '{"type":"Order_Placed"}']);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.equal(sent.stdout.trim(), '1');
+
+    const tail = spawnCli(['tail', '--node', httpUrl(2), '--from', '1']);
+    try {
+      await waitFor(() => tail.stdout().includes('\n'), 'tail prints a line', 15_000);
+      const message = JSON.parse(tail.stdout().split('\n')[0] as string);
+      assert.equal(message.index, 1);
+      assert.deepEqual(message.payload, { type: 'Order_Placed' });
+    } finally {
+      await kill(tail);
+    }
+
+    const status = await runCli(['status', '--node', httpUrl(0)]);
+    assert.equal(status.code, 0, status.stderr);
+    const rows = status.stdout.split('\n').filter((line) => /^n\d\s/.test(line));
+    assert.equal(rows.length, 3, status.stdout);
+    assert.equal(rows.filter((row) => /\sleader\s/.test(row)).length, 1, status.stdout);
+
+    // Port in use: the HTTP address is held by another socket.
+    const spare = `127.0.0.1:${ports[7]}`;
+    const busy = await runCli(
+      ['start', '--id', 'n1', '--data', join(root, 'x')].concat([
+        '--listen',
+        spare,
+        '--http',
+        `127.0.0.1:${ports[6]}`,
+        '--peers',
+        `n1=${spare}`,
+      ]),
+    );
+    assert.notEqual(busy.code, 0);
+    assert.match(oneLine(busy.stderr), /port in use/);
+
+    // Data directory locked: n1's directory while n1 runs.
+    const locked = await runCli(
+      ['start', '--id', 'n1', '--data', join(root, 'n1')].concat([
+        '--listen',
+        spare,
+        '--http',
+        '127.0.0.1:0',
+        '--peers',
+        `n1=${spare}`,
+      ]),
+    );
+    assert.notEqual(locked.code, 0);
+    assert.match(oneLine(locked.stderr), /data directory is locked/);
+
+    // SIGTERM stops n3 gracefully; started again on its directory it still serves index 1.
+    (nodes[2] as CliRun).child.kill('SIGTERM');
+    assert.equal(await (nodes[2] as CliRun).exited, 0);
+    nodes[2] = spawnCli(startArgs(2));
+    await waitFor(() => (nodes[2] as CliRun).stdout().includes('up: HTTP'), 'n3 back', 20_000);
+    await waitFor(
+      async () => {
+        const page = await fetch(`${httpUrl(2)}/v1/messages?from=1`).then((r) => r.json());
+        return (page as { messages: unknown[] }).messages.length === 1;
+      },
+      'n3 recovered index 1',
+      15_000,
+    );
+  } finally {
+    blocker.close();
+    await Promise.all(nodes.map(kill));
+    await rm(root, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,57 @@
+// `abcast dev` (what `npm start` runs) comes up as a user sees it: it prints each node's
+// HTTP URL, the cluster takes a `send` and shows it in `tail`, and SIGINT (Ctrl-C) stops
+// every node process and exits 0. The dev process runs in its own process group so that a
+// failed test can still kill every node it started.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { waitFor } from '../support/ports.ts';
+import { freeRange, kill, killGroup, runCli, spawnCli } from './helpers.ts';
+
+test('abcast dev comes up, is used and stops on SIGINT', { timeout: 60_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-dev-'));
+  const port = await freeRange(6);
+  const httpPort = port + 3;
+  const dev = spawnCli(
+    ['dev', '--data', join(root, 'data'), '--port', String(port), '--http-port', String(httpPort)],
+    true,
+  );
+  try {
+    await waitFor(() => dev.stdout().includes('Ctrl-C stops'), 'dev cluster up', 30_000);
+    const urls = [...dev.stdout().matchAll(/node n\d at (http:\S+)/g)].map((match) => match[1]);
+    assert.deepEqual(
+      urls,
+      [0, 1, 2].map((at) => `http://127.0.0.1:${httpPort + at}`),
+    );
+
+    const sent = await runCli(['send', '--node', urls[2] as string, '"hello"']);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.equal(sent.stdout.trim(), '1');
+    const tail = spawnCli(['tail', '--node', urls[0] as string]);
+    try {
+      await waitFor(() => tail.stdout().includes('"hello"'), 'tail shows the message', 15_000);
+    } finally {
+      await kill(tail);
+    }
+    const status = await runCli(['status', '--node', urls[1] as string]);
+    assert.equal(status.code, 0, status.stderr);
+    // Every member's HTTP URL is found from dev's port layout, so no cell is unknown.
+    const rows = status.stdout.split('\n').filter((line) => /^n\d\s/.test(line));
+    assert.equal(rows.length, 3);
+    for (const row of rows) assert.doesNotMatch(row, /\s\?(\s|$)/, status.stdout);
+
+    dev.child.kill('SIGINT');
+    assert.equal(await dev.exited, 0);
+    assert.equal((dev.stdout().match(/stopping \(SIGTERM\)/g) ?? []).length, 3);
+    // Every node process is gone: the HTTP ports no longer answer.
+    for (const url of urls) {
+      await assert.rejects(fetch(`${url}/v1/status`, { signal: AbortSignal.timeout(2000) }));
+    }
+  } finally {
+    killGroup(dev);
+    await dev.exited;
+    await rm(root, { recursive: true, force: true });
+  }
+});
