@@ -5,6 +5,7 @@
  * fsync.
  */
 import { randomBytes, randomInt } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { decodeConfiguration } from '../raft/config.ts';
 import { RaftCore } from '../raft/core.ts';
 import type {
@@ -22,6 +23,7 @@ import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage, StorageCounters } from '../storage/types.ts';
 import type { Frame, Transport, TransportStats } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
+import { FixedHistogram, type HistogramSnapshot } from '../util/histogram.ts';
 import {
   BatchBuilder,
   BatchFormatError,
@@ -117,6 +119,12 @@ export interface NodeStatus {
   readonly progress: CoreStatus['progress'];
   /** Times this node saw a new leader (itself included) since it started. */
   readonly leaderChangeCount: number;
+  /** Batches this node appended as leader (its own and forwarded ones). */
+  readonly proposalCount: number;
+  /** Messages per applied batch. */
+  readonly batchMessages: HistogramSnapshot;
+  /** Seconds per durable write (write plus fsync) on the Ready path. */
+  readonly persistSeconds: HistogramSnapshot;
   readonly config: Configuration;
   /** Every member in the configuration, with its address as recorded in the log. */
   readonly members: readonly {
@@ -144,6 +152,11 @@ export class BroadcastNode {
   private readonly proposedAt = new Map<number, PendingMessage[]>();
   private ticksSinceReconcile = 0;
   private leaderChangeCount = 0;
+  private proposalCount = 0;
+  private readonly batchMessages = new FixedHistogram([1, 4, 16, 64, 256, 1024, 4096]);
+  private readonly persistSeconds = new FixedHistogram([
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1,
+  ]);
   private lastLeaderId: NodeId | null = null;
   private seedRequested = false;
   private lastRetryScanMs = 0;
@@ -392,7 +405,9 @@ export class BroadcastNode {
       // A refusal (a transfer in progress, or we just lost leadership) leaves the messages
       // to the retry timer or the next leader change, never to a tight loop.
       const result = this.core.propose(data);
-      if (result.accepted) this.noteProposed(batch, result.index);
+      if (!result.accepted) return;
+      this.proposalCount++;
+      this.noteProposed(batch, result.index);
       return;
     }
     const requestId = this.nextForwardId++;
@@ -477,6 +492,7 @@ export class BroadcastNode {
     // The batch stays opaque: a peer that passed the handshake builds valid batches, and a
     // committed batch that does not decode is skipped the same way on every replica.
     const result = this.core.propose(data);
+    if (result.accepted) this.proposalCount++;
     const outcome = result.accepted
       ? { index: result.index, term: result.term }
       : { code: result.reason, leaderId: result.leaderId };
@@ -566,11 +582,13 @@ export class BroadcastNode {
       return;
     }
     hardState ??= this.lazyHardState;
+    const startedMs = performance.now();
     await this.storage.append({
       hardState,
       snapshot: ready.snapshot,
       entries: ready.entriesToAppend,
     });
+    this.persistSeconds.observe((performance.now() - startedMs) / 1000);
     if (hardState !== null) this.lastDurableHardState = hardState;
     this.lazyHardState = null;
   }
@@ -641,6 +659,7 @@ export class BroadcastNode {
       return;
     }
     const outcomes = this.sessions.applyRuns(batch);
+    this.batchMessages.observe(batch.runs.reduce((sum, run) => sum + run.payloads.length, 0));
     batch.runs.forEach((run, offset) => {
       const outcome = outcomes[offset] as RunOutcome;
       if (outcome.kind === 'accepted')
@@ -1012,6 +1031,9 @@ export class BroadcastNode {
       lastIndex: core.lastIndex,
       progress: core.progress,
       leaderChangeCount: this.leaderChangeCount,
+      proposalCount: this.proposalCount,
+      batchMessages: this.batchMessages.snapshot(),
+      persistSeconds: this.persistSeconds.snapshot(),
       config: core.config,
       members: [
         ...core.config.voters.map((id) => ({ id, address: this.addressOf(id), voter: true })),

@@ -4,6 +4,7 @@
  * reports the leader's progress) how far each follower lags.
  */
 import { dropReasons } from '../transport/types.ts';
+import type { HistogramSnapshot } from '../util/histogram.ts';
 import type { ServedStatus } from './context.ts';
 import type { Exposition } from './exposition.ts';
 
@@ -53,9 +54,51 @@ export function writeNodeMetrics(exposition: Exposition, status: ServedStatus): 
       'Learners in the configuration.',
       status.config.learners.length,
     );
+  exposition
+    .single(
+      'abcast_leader_changes_total',
+      'counter',
+      'Times this node saw a new leader since it started.',
+      status.leaderChangeCount,
+    )
+    .single(
+      'abcast_proposals_total',
+      'counter',
+      'Batches this node appended to the log as leader (one entry each).',
+      status.proposalCount,
+    );
+  writeHistogram(
+    exposition,
+    'abcast_batch_messages',
+    'Messages per applied batch.',
+    status.batchMessages,
+  );
+  writeHistogram(
+    exposition,
+    'abcast_fsync_duration_seconds',
+    'Seconds per durable write (write plus fsync) before messages leave.',
+    status.persistSeconds,
+  );
   writeStorageMetrics(exposition, status);
   writeTransportMetrics(exposition, status);
   writeProgressMetrics(exposition, status);
+}
+
+function writeHistogram(
+  exposition: Exposition,
+  name: string,
+  help: string,
+  histogram: HistogramSnapshot,
+): void {
+  exposition.family(name, 'histogram', help);
+  let cumulative = 0;
+  histogram.upperBounds.forEach((bound, at) => {
+    cumulative += histogram.bucketCounts[at] as number;
+    exposition.sample(`${name}_bucket`, { le: String(bound) }, cumulative);
+  });
+  exposition.sample(`${name}_bucket`, { le: '+Inf' }, histogram.count);
+  exposition.sample(`${name}_sum`, {}, histogram.sum);
+  exposition.sample(`${name}_count`, {}, histogram.count);
 }
 
 function writeStorageMetrics(exposition: Exposition, status: ServedStatus): void {
