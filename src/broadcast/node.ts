@@ -618,6 +618,17 @@ export class BroadcastNode {
     this.appliedConfig = snapshot.meta.config;
     this.snapshotCandidates = [];
     this.bytesSinceCandidate = 0;
+    // Messages the snapshot shows delivered were delivered for their callers: answer now
+    // (with the position, not the entry, which this node never saw) instead of resending.
+    for (const pending of [...this.pending.values()]) {
+      const known = this.sessions.deliveredPosition(pending.message.clientId, pending.message.seq);
+      if (known === undefined) continue;
+      this.finish(
+        pending,
+        { position: known.position, index: null, term: null, duplicate: false },
+        null,
+      );
+    }
     this.options.logger.info(
       { node: this.id, index: snapshot.meta.index },
       'installed snapshot from leader',
