@@ -2,7 +2,8 @@
 // used as a user would: `send` prints index 1, `tail --from 1` prints that message,
 // `status` shows 3 members and one leader. A fourth `start` on a port in use, or on a data
 // directory a running node holds, ends with one line and a non-zero exit; a node stopped by
-// SIGTERM and started again on its directory recovers the message.
+// SIGTERM and started again on its directory recovers the message, and a `tail` following it
+// resumes after the last index it printed.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,7 +33,11 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
   try {
     for (let at = 0; at < 3; at++) nodes.push(spawnCli(startArgs(at)));
     await waitFor(
-      () => nodes.every((node) => node.stdout().includes('up: HTTP')),
+      () => {
+        const dead = nodes.find((node) => node.child.exitCode !== null);
+        if (dead !== undefined) throw new Error(`a node exited: ${dead.stderr()}`);
+        return nodes.every((node) => node.stdout().includes('up: HTTP'));
+      },
       'three nodes up',
       20_000,
     );
@@ -86,19 +91,24 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
     assert.notEqual(locked.code, 0);
     assert.match(oneLine(locked.stderr), /data directory is locked/);
 
-    // SIGTERM stops n3 gracefully; started again on its directory it still serves index 1.
+    // SIGTERM stops n3 gracefully; started again on its directory it recovers index 1, and a
+    // `tail` that followed n3 throughout resumes after index 1: each index printed once.
+    const follower = spawnCli(['tail', '--node', httpUrl(2), '--from', '1']);
+    nodes.push(follower);
+    await waitFor(() => follower.stdout().includes('\n'), 'tail on n3 prints index 1', 15_000);
     (nodes[2] as CliRun).child.kill('SIGTERM');
     assert.equal(await (nodes[2] as CliRun).exited, 0);
     nodes[2] = spawnCli(startArgs(2));
     await waitFor(() => (nodes[2] as CliRun).stdout().includes('up: HTTP'), 'n3 back', 20_000);
-    await waitFor(
-      async () => {
-        const page = await fetch(`${httpUrl(2)}/v1/messages?from=1`).then((r) => r.json());
-        return (page as { messages: unknown[] }).messages.length === 1;
-      },
-      'n3 recovered index 1',
-      15_000,
-    );
+    const second = await runCli(['send', '--node', httpUrl(0), '{"type":"Order_Shipped"}']);
+    assert.equal(second.stdout.trim(), '2', second.stderr);
+    await waitFor(() => follower.stdout().includes('Order_Shipped'), 'tail resumed', 20_000);
+    const printed = follower
+      .stdout()
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { index: number }).index);
+    assert.deepEqual(printed, [1, 2]);
   } finally {
     blocker.close();
     await Promise.all(nodes.map(kill));
