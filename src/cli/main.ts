@@ -38,8 +38,11 @@ export async function run(args: readonly string[]): Promise<void> {
     await program().parseAsync([...args], { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Help and version are successful exits; everything else is a usage mistake.
-      if (error.exitCode === 0) process.exit(0);
+      // Help was printed already (`abcast` alone prints it and fails); everything else is a
+      // usage mistake.
+      if (error.exitCode === 0 || error.code.startsWith('commander.help')) {
+        process.exit(error.exitCode);
+      }
       console.error(`abcast: ${error.message.replace(/^error: /, '').split('\n')[0]}`);
       process.exit(2);
     }
