@@ -13,6 +13,8 @@ import { freePorts, waitFor } from '../support/ports.ts';
 import { type CliRun, holdPort, kill, oneLine, runCli, spawnCli } from './helpers.ts';
 
 const ids = ['n1', 'n2', 'n3'];
+/** Small WAL segments: each is preallocated, and the tests share a disk with others. */
+const segmentBytes = String(1 << 20);
 
 test('abcast start ×3, then send, tail, status and start mistakes', {
   timeout: 60_000,
@@ -26,7 +28,7 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
     'start',
     ...['--id', ids[at] as string, '--data', join(root, ids[at] as string)],
     ...['--listen', `127.0.0.1:${peerPort(at)}`, '--http', `127.0.0.1:${ports[at + 3]}`],
-    ...['--peers', peers],
+    ...['--peers', peers, '--segment-bytes', segmentBytes],
   ];
   const nodes: CliRun[] = [];
   const blocker = await holdPort(ports[6] as number);

@@ -15,7 +15,15 @@ test('abcast dev comes up, is used and stops on SIGINT', { timeout: 60_000 }, as
   const port = await freeRange(6);
   const httpPort = port + 3;
   const dev = spawnCli(
-    ['dev', '--data', join(root, 'data'), '--port', String(port), '--http-port', String(httpPort)],
+    [
+      'dev',
+      '--data',
+      join(root, 'data'),
+      '--port',
+      String(port),
+      '--http-port',
+      String(httpPort),
+    ].concat(['--segment-bytes', String(1 << 20)]),
     true,
   );
   try {

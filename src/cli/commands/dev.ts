@@ -16,6 +16,8 @@ interface DevFlags {
   data: string;
   port: string;
   httpPort: string;
+  segmentBytes?: string;
+  logLevel?: string;
 }
 
 interface DevNode {
@@ -99,6 +101,8 @@ async function dev(flags: DevFlags): Promise<void> {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
     args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
+    if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
+    if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
     return launch(id, args, `http://${http}`);
   });
   let stopping: Promise<void> | null = null;
@@ -133,5 +137,7 @@ export function devCommand(program: Command): void {
     .option('--data <dir>', 'data directory; each node uses <dir>/<id>', './data')
     .option('--port <port>', 'first peer port', '7001')
     .option('--http-port <port>', 'first HTTP port', '8001')
+    .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
+    .option('--log-level <level>', "the nodes' pino log level (default warn)")
     .action((flags: DevFlags) => dev(flags));
 }

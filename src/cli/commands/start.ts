@@ -12,7 +12,7 @@ import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
-import { CliError } from './errors.ts';
+import { CliError, positiveIntegerFlag } from './errors.ts';
 
 export interface StartSettings {
   readonly id: string;
@@ -23,6 +23,8 @@ export interface StartSettings {
   readonly join: boolean;
   readonly clusterId: string;
   readonly logLevel: string;
+  /** WAL segment size (each is preallocated); null for the library's default. */
+  readonly segmentBytes: number | null;
 }
 
 interface StartFlags {
@@ -35,6 +37,7 @@ interface StartFlags {
   config?: string;
   clusterId?: string;
   logLevel?: string;
+  segmentBytes?: string;
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -113,6 +116,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   if (!logLevels.includes(logLevel)) {
     throw new CliError(`--log-level takes one of ${logLevels.join(', ')}`);
   }
+  const segmentBytes = flags.segmentBytes ?? config.segmentBytes;
   return {
     id,
     dataDir: resolve(required('data', flags.data ?? config.data)),
@@ -122,6 +126,10 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     join: flags.join === true || config.join === true,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
+    segmentBytes:
+      segmentBytes === undefined
+        ? null
+        : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
   };
 }
 
@@ -138,6 +146,7 @@ export async function runNode(
     join: settings.join,
     clusterId: settings.clusterId,
     logger,
+    ...(settings.segmentBytes === null ? {} : { segmentBytesMax: settings.segmentBytes }),
   });
   const http = createHttpServer({ node, logger, peers: settings.peers });
   try {
@@ -187,8 +196,12 @@ export function startCommand(program: Command): void {
     .option('--http <host:port>', 'address of the HTTP API')
     .option('--peers <list>', 'every initial member: n1=host:port,n2=host:port,…')
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
-    .option('--config <file>', 'JSON file with any of: id, data, listen, http, peers, join')
+    .option(
+      '--config <file>',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes',
+    )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
+    .option('--segment-bytes <n>', 'WAL segment size in bytes (default 64 MiB, preallocated)')
     .action((flags: StartFlags) => start(flags));
 }
