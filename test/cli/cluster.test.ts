@@ -1,11 +1,12 @@
-// Three nodes started with `abcast start` (separate processes, temp data directories) are
+// Three nodes started with `abcast start` (separate processes, temp data directories; one
+// from a --config file) are
 // used as a user would: `send` prints index 1, `tail --from 1` prints that message,
 // `status` shows 3 members and one leader. A fourth `start` on a port in use, or on a data
 // directory a running node holds, ends with one line and a non-zero exit; a node stopped by
 // SIGTERM and started again on its directory recovers the message, and a `tail` following it
 // resumes after the last index it printed.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -33,7 +34,21 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
   const nodes: CliRun[] = [];
   const blocker = await holdPort(ports[6] as number);
   try {
-    for (let at = 0; at < 3; at++) nodes.push(spawnCli(startArgs(at)));
+    // n1 takes its settings from a config file, the others from flags.
+    const config = join(root, 'n1.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        id: 'n1',
+        data: join(root, 'n1'),
+        listen: `127.0.0.1:${peerPort(0)}`,
+        http: `127.0.0.1:${ports[3]}`,
+        peers: Object.fromEntries(ids.map((id, at) => [id, `127.0.0.1:${peerPort(at)}`])),
+        segmentBytes: 1 << 20,
+      }),
+    );
+    nodes.push(spawnCli(['start', '--config', config]));
+    for (let at = 1; at < 3; at++) nodes.push(spawnCli(startArgs(at)));
     await waitFor(
       () => {
         const dead = nodes.find((node) => node.child.exitCode !== null);
