@@ -1,6 +1,6 @@
 /**
  * The `abcast` command line: `start` one node, `dev` a local cluster, `send`, `tail` and
- * `status` against a node's HTTP API. Every mistake ends as one line on stderr and a non-zero
+ * `status` and `transfer` against a node's HTTP API. Every mistake ends as one line on stderr and a non-zero
  * exit (commander's own usage errors included). `bin/abcast.js` runs the built copy of this
  * file; `node --import tsx src/cli/main.ts …` runs it from source.
  */
@@ -13,6 +13,7 @@ import { sendCommand } from './commands/send.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
 import { tailCommand } from './commands/tail.ts';
+import { transferCommand } from './commands/transfer.ts';
 
 function program(): Command {
   const root = new Command('abcast')
@@ -26,6 +27,7 @@ function program(): Command {
   sendCommand(root);
   tailCommand(root);
   statusCommand(root);
+  transferCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });
   }

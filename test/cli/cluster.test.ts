@@ -1,10 +1,10 @@
-// Three nodes started with `abcast start` (separate processes, temp data directories; one
-// from a --config file) are
-// used as a user would: `send` prints index 1, `tail --from 1` prints that message,
-// `status` shows 3 members and one leader. A fourth `start` on a port in use, or on a data
-// directory a running node holds, ends with one line and a non-zero exit; a node stopped by
-// SIGTERM and started again on its directory recovers the message, and a `tail` following it
-// resumes after the last index it printed.
+// Three nodes started with `abcast start` (separate processes, temp data directories, one
+// from a --config file) are used as a user would: `send` prints index 1, `tail --from 1`
+// prints that message, `status` shows 3 members and one leader, `transfer` moves leadership
+// (a follower refuses it). A fourth `start` on a port in use, or on a data directory a
+// running node holds, ends with one line and a non-zero exit; a node stopped by SIGTERM and
+// started again on its directory recovers the message, and a `tail` following it resumes
+// after the last index it printed.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -78,6 +78,24 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
     const rows = status.stdout.split('\n').filter((line) => /^n\d\s/.test(line));
     assert.equal(rows.length, 3, status.stdout);
     assert.equal(rows.filter((row) => /\sleader\s/.test(row)).length, 1, status.stdout);
+
+    // Leadership moves with `transfer` asked at the leader; a follower refuses in one line.
+    const leaderAt = rows.findIndex((row) => /\sleader\s/.test(row));
+    const followerAt = (leaderAt + 1) % 3;
+    const refused = await runCli(['transfer', '--node', httpUrl(followerAt)]);
+    assert.notEqual(refused.code, 0);
+    assert.match(oneLine(refused.stderr), /409 not_leader/);
+    const target = ids[followerAt] as string;
+    const moved = await runCli(['transfer', '--node', httpUrl(leaderAt), '--to', target]);
+    assert.equal(moved.code, 0, moved.stderr);
+    await waitFor(
+      async () => {
+        const seen = await fetch(`${httpUrl(followerAt)}/v1/status`).then((r) => r.json());
+        return (seen as { role: string }).role === 'leader';
+      },
+      `${target} leads`,
+      15_000,
+    );
 
     // Port in use: the HTTP address is held by another socket.
     const spare = `127.0.0.1:${ports[7]}`;
