@@ -1,13 +1,14 @@
 // Mistakes typed at the `abcast` CLI, with no cluster running, each end with exactly one
 // clear line on stderr and a non-zero exit: an unknown flag, bad JSON, a peer list without
-// the node itself, a bad peer list or config file, and a node that cannot be reached.
+// the node itself, a bad peer list or config file, and a node that cannot be reached; and a
+// `send` to a node without a quorum retries for its --wait, then fails the same way.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePorts } from '../support/ports.ts';
-import { oneLine, runCli } from './helpers.ts';
+import { freePorts, waitFor } from '../support/ports.ts';
+import { kill, oneLine, runCli, spawnCli } from './helpers.ts';
 
 test('mistakes give one line and a non-zero exit', { timeout: 60_000 }, async () => {
   const [port] = await freePorts(1);
@@ -59,4 +60,28 @@ test('mistakes give one line and a non-zero exit', { timeout: 60_000 }, async ()
     assert.match(line, says, `abcast ${args.join(' ')}`);
     assert.match(line, /^abcast: /);
   });
+});
+
+test('send to a node without a quorum retries, then fails in one line', {
+  timeout: 60_000,
+}, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-cli-alone-'));
+  const [peer, other, third, http] = (await freePorts(4)).map((port) => `127.0.0.1:${port}`);
+  const peers = `n1=${peer},n2=${other},n3=${third}`;
+  const node = spawnCli(
+    ['start', '--id', 'n1', '--data', join(root, 'n1')]
+      .concat(['--listen', peer as string, '--http', http as string, '--peers', peers])
+      .concat(['--segment-bytes', String(1 << 20)]),
+  );
+  try {
+    await waitFor(() => node.stdout().includes('up: HTTP'), 'the lone node up', 20_000);
+    const started = Date.now();
+    const sent = await runCli(['send', '--node', `http://${http}`, '--wait', '2', '"x"']);
+    assert.notEqual(sent.code, 0);
+    assert.match(oneLine(sent.stderr), /answered 503 (no_leader|timeout)/);
+    assert.ok(Date.now() - started >= 2000 || /timeout/.test(sent.stderr), 'it retried');
+  } finally {
+    await kill(node);
+    await rm(root, { recursive: true, force: true });
+  }
 });

@@ -66,3 +66,41 @@ export async function callJson<T>(
   if (!response.ok) throw await answerError(base, response);
   return (await response.json()) as T;
 }
+
+/** A 503 answer worth retrying: its error code and how long the node asks us to wait. */
+export class Unavailable extends CliError {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Like callJson, but a 503 throws `Unavailable` so that the caller can decide to retry. */
+export async function postJson<T>(base: string, path: string, body: unknown): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(requestTimeoutMs),
+    });
+  } catch (error) {
+    if ((error as Error).name === 'TimeoutError') {
+      throw new CliError(`${base} did not answer within ${requestTimeoutMs} ms`);
+    }
+    throw unreachable(base, error);
+  }
+  if (response.status === 503) {
+    const failure = await answerError(base, response);
+    const code = /answered 503 (\w+)/.exec(failure.message)?.[1] ?? '';
+    const retryAfterSeconds = Number(response.headers.get('retry-after') ?? '1');
+    const retryAfterMs = Number.isFinite(retryAfterSeconds) ? retryAfterSeconds * 1000 : 1000;
+    throw new Unavailable(failure.message, code, Math.min(Math.max(retryAfterMs, 100), 5000));
+  }
+  if (!response.ok) throw await answerError(base, response);
+  return (await response.json()) as T;
+}

@@ -5,10 +5,11 @@
  */
 import type { Command } from 'commander';
 import { CliError, positiveIntegerFlag } from './errors.ts';
-import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
+import { defaultNodeUrl, nodeUrl, postJson, Unavailable } from './http-client.ts';
 
 interface SendFlags {
   node: string;
+  wait: string;
   client?: string;
   seq?: string;
   topic?: string;
@@ -40,10 +41,39 @@ export function broadcastBody(json: string, flags: SendFlags): Record<string, un
   return body;
 }
 
+/**
+ * Whether a 503 may be retried: `no_leader`, `overloaded` and `node_stopped` accepted
+ * nothing; after `timeout` the message may still be delivered, so only a (client, seq)
+ * message, which the node deduplicates, is sent again.
+ */
+function retryable(error: Unavailable, body: Record<string, unknown>): boolean {
+  if (error.code === 'timeout') return body.client !== undefined;
+  return error.code === 'no_leader' || error.code === 'overloaded' || error.code === 'node_stopped';
+}
+
+/** POSTs the message, retrying what is safe to retry (see above) until `waitMs` is spent. */
+async function broadcast(
+  base: string,
+  body: Record<string, unknown>,
+  waitMs: number,
+): Promise<BroadcastAnswer> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await postJson<BroadcastAnswer>(base, '/v1/broadcast', body);
+    } catch (error) {
+      if (!(error instanceof Unavailable) || !retryable(error, body)) throw error;
+      if (Date.now() + error.retryAfterMs > deadline) throw error;
+      await new Promise((resume) => setTimeout(resume, error.retryAfterMs));
+    }
+  }
+}
+
 async function send(json: string, flags: SendFlags): Promise<void> {
   const base = nodeUrl(flags.node);
   const body = broadcastBody(json, flags);
-  const answer = await callJson<BroadcastAnswer>(base, '/v1/broadcast', body);
+  const waitMs = 1000 * positiveIntegerFlag('wait', flags.wait, 0);
+  const answer = await broadcast(base, body, waitMs);
   if (answer.duplicate) console.error(`abcast: duplicate of index ${answer.index}`);
   console.log(String(answer.index));
 }
@@ -57,5 +87,6 @@ export function sendCommand(program: Command): void {
     .option('--client <id>', 'client id for exactly-once retries (with --seq)')
     .option('--seq <n>', "this message's sequence number for --client, from 1")
     .option('--topic <topic>', 'topic of the message')
+    .option('--wait <seconds>', 'retry while the cluster has no leader, up to this long', '10')
     .action((json: string, flags: SendFlags) => send(json, flags));
 }
