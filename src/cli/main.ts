@@ -36,6 +36,11 @@ function program(): Command {
 
 /** Runs the CLI on `args` (the words after the script name); exits non-zero on a mistake. */
 export async function run(args: readonly string[]): Promise<void> {
+  // `abcast tail | head`: the reader left, which ends the command, not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   try {
     await program().parseAsync([...args], { from: 'user' });
   } catch (error) {
