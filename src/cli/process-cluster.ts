@@ -125,7 +125,13 @@ export class ProcessCluster {
       options.ids.map((id, position) => [id, `127.0.0.1:${ports[position]}`]),
     );
     const cluster = new ProcessCluster(options, peers);
-    await Promise.all(options.ids.map((id) => cluster.launch(id)));
+    const launches = await Promise.allSettled(options.ids.map((id) => cluster.launch(id)));
+    const failed = launches.find((launch) => launch.status === 'rejected');
+    if (failed !== undefined) {
+      // Leave nothing running behind a failed start, or the caller hangs on live children.
+      await cluster.stop();
+      throw (failed as PromiseRejectedResult).reason;
+    }
     return cluster;
   }
 

@@ -117,6 +117,7 @@ test('a node joins a running cluster, catches up and votes; another leaves', {
       logger,
       join: joining,
       requestTimeoutMs: 20_000,
+      segmentBytesMax: 1 << 20,
     });
   try {
     for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));

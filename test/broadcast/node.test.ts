@@ -25,6 +25,7 @@ function launch(id: string): Promise<BroadcastNode> {
     peers,
     logger,
     clusterId: 'test',
+    segmentBytesMax: 1 << 20,
   });
 }
 

@@ -10,7 +10,8 @@ import { ProcessCluster } from '../../src/cli/process-cluster.ts';
 import { waitFor } from '../support/ports.ts';
 import { allReached, checkDeliveries, leaderOf, RetryingClient, readAll } from './helpers.ts';
 
-const nodeOptions = { requestTimeoutMs: 1500, retryIntervalMs: 300 };
+// Small WAL segments: every node preallocates one, and the suite starts many nodes.
+const nodeOptions = { requestTimeoutMs: 1500, retryIntervalMs: 300, segmentBytesMax: 1 << 20 };
 
 async function killRestartUnderLoad(nodeCount: number, rounds: number): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'abcast-crash-'));

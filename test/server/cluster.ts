@@ -66,6 +66,7 @@ export async function startHttpCluster(
         peers,
         logger,
         clusterId: 'http-test',
+        segmentBytesMax: 1 << 20,
         ...nodeOverrides,
       });
       const http = createHttpServer({ node, logger, peers, ...overrides });
