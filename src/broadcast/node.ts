@@ -942,9 +942,15 @@ export class BroadcastNode {
       });
       return;
     }
-    const progress = new Map(status.progress.map((follower) => [follower.id, follower.matchIndex]));
+    // Caught up: replicating (the logs agree), heard from lately, and close to our last index.
     const caughtUp = (id: NodeId) =>
-      (progress.get(id) ?? 0) + membershipCatchUpEntries >= status.lastIndex;
+      status.progress.some(
+        (follower) =>
+          follower.id === id &&
+          follower.state === 'replicate' &&
+          follower.recentlyActive &&
+          follower.matchIndex + membershipCatchUpEntries >= status.lastIndex,
+      );
     const change = nextConfigChange(
       this.membership.list(),
       this.membership.removedIds(),

@@ -38,6 +38,8 @@ export interface ServedNode {
   }): AsyncGenerator<DeliveredMessage>;
   status(): ServedStatus;
   transferLeadership(to: NodeId): { accepted: boolean; detail: string };
+  addMember(member: { id: NodeId; address: string; voter: boolean }): Promise<ServedStatus>;
+  removeMember(id: NodeId): Promise<ServedStatus>;
 }
 
 export interface ServerSettings {

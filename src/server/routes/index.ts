@@ -1,6 +1,7 @@
 /** The routing table of the HTTP API; docs/api.md describes each route. */
 import type { Route } from '../router.ts';
 import { broadcastRoute } from './broadcast.ts';
+import { addMemberRoute, removeMemberRoute } from './members.ts';
 import { messagesRoute } from './messages.ts';
 import { metricsRoute } from './metrics.ts';
 import { statusRoute } from './status.ts';
@@ -13,5 +14,7 @@ export const apiRoutes: readonly Route[] = [
   { method: 'GET', pattern: '/v1/stream', handler: streamRoute },
   { method: 'GET', pattern: '/v1/status', handler: statusRoute },
   { method: 'POST', pattern: '/v1/leader/transfer', handler: transferRoute },
+  { method: 'POST', pattern: '/v1/members', handler: addMemberRoute },
+  { method: 'DELETE', pattern: '/v1/members/:id', handler: removeMemberRoute },
   { method: 'GET', pattern: '/metrics', handler: metricsRoute },
 ];
