@@ -1,0 +1,299 @@
+/**
+ * The client: broadcasts with exactly-once retries across endpoints, and subscriptions
+ * that fail over (./subscribe.ts). Every broadcast carries this client's session id and the
+ * next `seq`; a retry — after a timeout, a refused connection or a 503, on any endpoint —
+ * resends the same `(client, seq)`, which the cluster delivers at most once and answers
+ * with the original index. Broadcasts issued concurrently are sent concurrently: the node
+ * holds a later `seq` back until the earlier ones arrive, so order of issue is kept.
+ */
+import { randomBytes } from 'node:crypto';
+import { assert } from '../util/assert.ts';
+import { ClientError } from './errors.ts';
+import { backoffMs, type Outcome, pause, postJson } from './http.ts';
+import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
+
+export interface ConnectOptions {
+  /** HTTP base URLs of the nodes, e.g. `http://127.0.0.1:8001`; any node serves any call. */
+  readonly endpoints: readonly string[];
+  /** The session id (1–255 bytes); random by default. Reuse one only for one live client. */
+  readonly clientId?: string;
+  /** One HTTP attempt's deadline; then the same (client, seq) goes to another endpoint. */
+  readonly requestTimeoutMs?: number;
+  /** A call fails with `unavailable` once it has been retried for this long. */
+  readonly unavailableAfterMs?: number;
+  /** Backoff after every endpoint failed once: full jitter from this base, doubling. */
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Broadcasts on the wire at once; later ones wait their turn in issue order. */
+  readonly inFlightMax?: number;
+}
+
+export interface BroadcastOptions {
+  readonly topic?: string;
+}
+
+export interface BroadcastAnswer {
+  /** Position in the total order (null only for a duplicate whose original is long gone). */
+  readonly index: number | null;
+  readonly term: number | null;
+  /** True when a retry found the message already delivered (it was delivered once). */
+  readonly duplicate: boolean;
+}
+
+export interface Settings {
+  readonly endpoints: readonly string[];
+  readonly requestTimeoutMs: number;
+  readonly unavailableAfterMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly inFlightMax: number;
+}
+
+/** Retry-After is honoured up to this long; a node asking for more is tried again sooner. */
+const retryAfterMsMax = 2_000;
+const topicBytesMax = 255;
+
+/** One session: its id and the next seq. Broken once a node refused one of its seqs. */
+class Session {
+  nextSeq = 1;
+  broken = false;
+  constructor(readonly id: string) {}
+}
+
+export class Client {
+  readonly settings: Settings;
+  private readonly baseId: string;
+  private session: Session;
+  private sessionCount = 1;
+  /** Index into endpoints of the one that last answered; tried first. */
+  private preferred = 0;
+  private readonly closer = new AbortController();
+  private inFlightCount = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(options: ConnectOptions) {
+    this.settings = settingsOf(options);
+    this.baseId = options.clientId ?? `sdk.${randomBytes(8).toString('hex')}`;
+    if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
+      throw new ClientError(
+        'invalid_argument',
+        { field: 'clientId' },
+        'clientId takes 1–240 bytes',
+      );
+    }
+    this.session = new Session(this.baseId);
+  }
+
+  /** The session id the next broadcast is sent in. */
+  get clientId(): string {
+    return this.session.id;
+  }
+
+  get signal(): AbortSignal {
+    return this.closer.signal;
+  }
+
+  /** Puts `payload` (any JSON value) into the total order, exactly once. */
+  async broadcast(payload: unknown, options: BroadcastOptions = {}): Promise<BroadcastAnswer> {
+    const text = payloadText(payload, options.topic);
+    this.throwIfClosed();
+    await this.acquire();
+    try {
+      return await this.send(text, options.topic);
+    } finally {
+      this.release();
+    }
+  }
+
+  subscribe(options: SubscribeOptions = {}): Subscription {
+    return subscribe(this, options);
+  }
+
+  /** Aborts every broadcast and subscription in flight; they fail with `closed`. */
+  close(): void {
+    this.closer.abort();
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  /** Endpoints in the order to try them: the one that last worked first. */
+  endpointAt(attempt: number): string {
+    const { endpoints } = this.settings;
+    return endpoints[(this.preferred + attempt) % endpoints.length]!;
+  }
+
+  worked(endpoint: string): void {
+    const at = this.settings.endpoints.indexOf(endpoint);
+    if (at >= 0) this.preferred = at;
+  }
+
+  /** How long to wait after a failed attempt before the next one. */
+  delayMs(attempt: number, retryAfterMs: number | null): number {
+    const { endpoints, backoffBaseMs, backoffMaxMs } = this.settings;
+    const roundDone = (attempt + 1) % endpoints.length === 0;
+    const round = Math.floor(attempt / endpoints.length);
+    const backoff = roundDone ? backoffMs(round, backoffBaseMs, backoffMaxMs) : 0;
+    return Math.max(Math.min(retryAfterMs ?? 0, retryAfterMsMax), backoff);
+  }
+
+  throwIfClosed(): void {
+    if (this.closer.signal.aborted) throw new ClientError('closed', {}, 'the client is closed');
+  }
+
+  /** Sends one message until it is answered, refused, or the bound passes. */
+  private async send(text: string, topic: string | undefined): Promise<BroadcastAnswer> {
+    let session = this.session;
+    let seq = session.nextSeq++;
+    const startedMs = Date.now();
+    let lastReason = 'no attempt';
+    for (let attempt = 0; ; attempt++) {
+      this.throwIfClosed();
+      if (session.broken) {
+        // An earlier seq of that session was refused, so this one can never be delivered
+        // there: it moves to the fresh session, as a new seq.
+        session = this.session;
+        seq = session.nextSeq++;
+      }
+      if (Date.now() - startedMs > this.settings.unavailableAfterMs) {
+        throw new ClientError(
+          'unavailable',
+          { client: session.id, seq, lastReason },
+          `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); it may still be delivered once`,
+        );
+      }
+      const endpoint = this.endpointAt(attempt);
+      const body = `{"payload":${text},"client":${JSON.stringify(session.id)},"seq":${seq}${topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`}}`;
+      const outcome: Outcome<BroadcastAnswer> = await postJson(
+        endpoint,
+        '/v1/broadcast',
+        body,
+        this.settings.requestTimeoutMs,
+        this.closer.signal,
+      );
+      if (outcome.kind === 'ok') {
+        this.worked(endpoint);
+        return answerOf(outcome.value);
+      }
+      if (outcome.kind === 'fatal') {
+        if (outcome.error.code !== 'closed') this.breakSession(session);
+        throw outcome.error;
+      }
+      lastReason = outcome.reason;
+      await pause(this.delayMs(attempt, outcome.retryAfterMs), this.closer.signal);
+    }
+  }
+
+  /** A node refused a seq for good: later seqs of that session move to a new one. */
+  private breakSession(session: Session): void {
+    if (session.broken) return;
+    session.broken = true;
+    if (this.session === session) {
+      this.sessionCount += 1;
+      this.session = new Session(`${this.baseId}~${this.sessionCount}`);
+    }
+  }
+
+  /** In-flight bound, granted in issue order so that earlier seqs are never starved. */
+  private async acquire(): Promise<void> {
+    while (this.inFlightCount >= this.settings.inFlightMax) {
+      await new Promise<void>((wake) => this.waiting.push(wake));
+      this.throwIfClosed();
+    }
+    this.inFlightCount += 1;
+  }
+
+  private release(): void {
+    this.inFlightCount -= 1;
+    assert(this.inFlightCount >= 0, 'in-flight broadcasts are never negative');
+    this.waiting.shift()?.();
+  }
+}
+
+function settingsOf(options: ConnectOptions): Settings {
+  const endpoints = (options.endpoints ?? []).map(endpointUrl);
+  if (endpoints.length === 0) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'endpoints' },
+      'connect needs at least one endpoint',
+    );
+  }
+  const settings: Settings = {
+    endpoints,
+    requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
+    unavailableAfterMs: options.unavailableAfterMs ?? 60_000,
+    backoffBaseMs: options.backoffBaseMs ?? 50,
+    backoffMaxMs: options.backoffMaxMs ?? 2_000,
+    inFlightMax: options.inFlightMax ?? 256,
+  };
+  for (const [name, value] of Object.entries(settings)) {
+    if (name !== 'endpoints' && !(Number.isSafeInteger(value) && (value as number) > 0)) {
+      throw new ClientError(
+        'invalid_argument',
+        { field: name },
+        `${name} takes a positive integer, got ${value}`,
+      );
+    }
+  }
+  return settings;
+}
+
+/** The base URL without a trailing slash; only http(s). */
+function endpointUrl(text: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // refused below
+  }
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'endpoints', endpoint: text },
+      `an endpoint is an http(s) base URL like http://127.0.0.1:8001, got "${text}"`,
+    );
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+/** Refuses before sending what every node would refuse, so no seq is spent on it. */
+function payloadText(payload: unknown, topic: string | undefined): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload);
+  } catch (error) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'payload' },
+      `the payload is not JSON: ${(error as Error).message}`,
+    );
+  }
+  if (text === undefined) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'payload' },
+      'the payload is not a JSON value',
+    );
+  }
+  if (
+    topic !== undefined &&
+    (typeof topic !== 'string' || Buffer.byteLength(topic) > topicBytesMax || topic.startsWith('$'))
+  ) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'topic' },
+      'a topic is a string of at most 255 bytes, not starting with $',
+    );
+  }
+  return text;
+}
+
+function answerOf(value: BroadcastAnswer): BroadcastAnswer {
+  if (typeof value !== 'object' || value === null || typeof value.duplicate !== 'boolean') {
+    throw new ClientError(
+      'protocol',
+      { answer: value },
+      'the node answered a broadcast without index and duplicate',
+    );
+  }
+  return { index: value.index ?? null, term: value.term ?? null, duplicate: value.duplicate };
+}

@@ -1,0 +1,115 @@
+/**
+ * One HTTP exchange with one node, classified for the retry loops: a JSON answer, a refusal
+ * that no other node would answer differently (`fatal`), or a failure worth retrying
+ * elsewhere (`retry`, with the node's Retry-After when it gave one).
+ */
+import { ClientError } from './errors.ts';
+
+export type Outcome<T> =
+  | { readonly kind: 'ok'; readonly value: T }
+  | { readonly kind: 'fatal'; readonly error: ClientError }
+  | { readonly kind: 'retry'; readonly reason: string; readonly retryAfterMs: number | null };
+
+/** Codes another node, or a later attempt, may answer differently. */
+const retryableCodes = new Set([
+  'no_leader',
+  'timeout',
+  'overloaded',
+  'node_stopped',
+  'storage_failed',
+  'internal',
+  'sequence_gap',
+  'request_timeout',
+]);
+
+/** Reads a non-2xx answer into its `{"error", "message", …}` fields. */
+export async function answerFields(response: Response): Promise<Record<string, unknown>> {
+  const text = await response.text().catch(() => '');
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null) return parsed as Record<string, unknown>;
+  } catch {
+    // not JSON: a proxy's page, say; keep the start of its text
+  }
+  return { message: text.slice(0, 200) };
+}
+
+function retryAfterMs(response: Response): number | null {
+  const seconds = Number(response.headers.get('retry-after'));
+  return response.headers.has('retry-after') && Number.isFinite(seconds) && seconds >= 0
+    ? seconds * 1000
+    : null;
+}
+
+/** A non-2xx answer as an outcome: 503 and 5xx are retried elsewhere, the rest are final. */
+export async function classify(endpoint: string, response: Response): Promise<Outcome<never>> {
+  const fields = await answerFields(response);
+  const code = typeof fields.error === 'string' ? fields.error : `http_${response.status}`;
+  if (response.status >= 500 || retryableCodes.has(code)) {
+    return {
+      kind: 'retry',
+      reason: `${endpoint} ${response.status} ${code}`,
+      retryAfterMs: retryAfterMs(response),
+    };
+  }
+  const details = { ...fields, status: response.status, endpoint };
+  return { kind: 'fatal', error: new ClientError(code, details) };
+}
+
+/** A failed fetch (refused, reset, timed out) as a retry outcome, unless we aborted it. */
+export function fetchFailure(
+  endpoint: string,
+  error: unknown,
+  signal: AbortSignal,
+): Outcome<never> {
+  if (signal.aborted)
+    return {
+      kind: 'fatal',
+      error: new ClientError('closed', { endpoint }, 'the request was aborted'),
+    };
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const reason = cause?.code ?? cause?.message ?? (error as Error).name;
+  return { kind: 'retry', reason: `${endpoint} ${reason}`, retryAfterMs: null };
+}
+
+/** POSTs JSON with a deadline; `signal` is the caller's (client closed, subscription ended). */
+export async function postJson<T>(
+  endpoint: string,
+  path: string,
+  body: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Outcome<T>> {
+  let response: Response;
+  try {
+    response = await fetch(`${endpoint}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+    });
+    if (!response.ok) return await classify(endpoint, response);
+    return { kind: 'ok', value: (await response.json()) as T };
+  } catch (error) {
+    return fetchFailure(endpoint, error, signal);
+  }
+}
+
+/** Waits `ms`, or less when `signal` aborts (then resolves; callers check the signal). */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Full-jitter exponential backoff: a random wait in [0, min(max, base·2^attempt)). */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
+}
