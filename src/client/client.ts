@@ -7,6 +7,7 @@
  * holds a later `seq` back until the earlier ones arrive, so order of issue is kept.
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, type Outcome, pause, postJson } from './http.ts';
@@ -82,6 +83,9 @@ export class Client {
       );
     }
     this.session = new Session(this.baseId);
+    // Each broadcast and subscription listens on this signal while in flight; inFlightMax
+    // bounds the broadcasts, so the listener count is bounded, not a leak.
+    setMaxListeners(0, this.closer.signal);
   }
 
   /** The session id the next broadcast is sent in. */
