@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
+import { membersCommand } from './commands/members.ts';
 import { sendCommand } from './commands/send.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
@@ -28,6 +29,7 @@ function program(): Command {
   tailCommand(root);
   statusCommand(root);
   transferCommand(root);
+  membersCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });
   }

@@ -48,11 +48,12 @@ export async function callJson<T>(
   path: string,
   body?: unknown,
   timeoutMs = requestTimeoutMs,
+  method: 'GET' | 'POST' | 'DELETE' = body === undefined ? 'GET' : 'POST',
 ): Promise<T> {
   let response: Response;
   try {
     response = await fetch(`${base}${path}`, {
-      method: body === undefined ? 'GET' : 'POST',
+      method,
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(timeoutMs),
