@@ -7,6 +7,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { benchCommand } from './commands/bench.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
 import { membersCommand } from './commands/members.ts';
@@ -30,6 +31,7 @@ function program(): Command {
   statusCommand(root);
   transferCommand(root);
   membersCommand(root);
+  benchCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });
   }

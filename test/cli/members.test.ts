@@ -1,7 +1,7 @@
 // Membership from the command line, as an operator would: three `abcast start` nodes, a
 // fourth started with --join, `abcast members add` makes it a voter (status lists four
 // members), `abcast members remove` takes it out again (three), and a bad address is one
-// line and a non-zero exit.
+// line and a non-zero exit. `abcast bench` loads it for a second and prints its table.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -51,6 +51,10 @@ test('abcast members add and remove a node started with --join', { timeout: 90_0
     assert.equal(removed.code, 0, removed.stderr);
     assert.doesNotMatch(removed.stdout, /^n4\t/m);
     assert.equal(removed.stdout.trim().split('\n').length, 3);
+    const load = await runCli(['bench', '--node', node, '--seconds', '1', '--concurrency', '4']);
+    assert.equal(load.code, 0, load.stderr);
+    assert.match(load.stdout, /messages\/s\s+\d+/);
+    assert.match(load.stdout, /acknowledged\s+[1-9]/);
     const bad = await runCli(['members', 'add', 'n5', 'nowhere', '--node', node]);
     assert.notEqual(bad.code, 0);
     assert.match(oneLine(bad.stderr), /address/);
