@@ -1,0 +1,62 @@
+/**
+ * Retries against a scripted fake node (node:http on 127.0.0.1): a 503 with Retry-After is
+ * waited out, a request that hangs past requestTimeoutMs is abandoned, a 409 sequence_gap
+ * is retried, and every retry carries the same (client, seq) — the key of exactly-once.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { connect } from '../../src/client/index.ts';
+
+type Step = (response: ServerResponse) => void;
+
+function answer(status: number, body: unknown, headers: Record<string, string> = {}): Step {
+  return (response) => {
+    response.writeHead(status, { 'content-type': 'application/json', ...headers });
+    response.end(JSON.stringify(body));
+  };
+}
+
+test('retries keep (client, seq), honour Retry-After and abandon a hung request', async () => {
+  const steps: Step[] = [
+    answer(503, { error: 'no_leader', message: 'no leader' }, { 'retry-after': '1' }),
+    () => {}, // hangs: the client's timeout abandons it
+    answer(409, { error: 'sequence_gap', message: 'gap', expectedSeq: 1 }),
+    answer(200, { index: 7, term: 2, duplicate: true }),
+  ];
+  const bodies: { client: string; seq: number; payload: unknown }[] = [];
+  const hung: ServerResponse[] = [];
+  const server = createServer((request, response) => {
+    let text = '';
+    request.on('data', (chunk) => {
+      text += chunk;
+    });
+    request.on('end', () => {
+      bodies.push(JSON.parse(text));
+      const step = steps.shift() ?? answer(500, { error: 'internal', message: 'script over' });
+      hung.push(response);
+      step(response);
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = connect({ endpoints: [url], clientId: 'c-retry', requestTimeoutMs: 300 });
+  try {
+    const startedMs = Date.now();
+    const result = await client.broadcast({ once: true });
+    assert.deepEqual(result, { index: 7, term: 2, duplicate: true });
+    assert.ok(Date.now() - startedMs >= 1000 + 300, 'waited out Retry-After and the timeout');
+    assert.equal(bodies.length, 4);
+    for (const body of bodies)
+      assert.deepEqual(body, { payload: { once: true }, client: 'c-retry', seq: 1 });
+    const next = client.broadcast('second');
+    client.close();
+    await assert.rejects(next, { code: 'closed' });
+  } finally {
+    client.close();
+    for (const response of hung) response.destroy();
+    server.closeAllConnections();
+    await new Promise((closed) => server.close(closed));
+  }
+});
