@@ -84,7 +84,7 @@ test('typed errors: bad options and payloads, an oversized payload, a closed cli
   }
 });
 
-test('every endpoint dead: unavailable after the bound', async () => {
+test('every endpoint dead: broadcast and subscribe are unavailable after the bound', async () => {
   const ports = await freePorts(2);
   const client = connect({
     endpoints: ports.map((port) => `http://127.0.0.1:${port}`),
@@ -96,6 +96,12 @@ test('every endpoint dead: unavailable after the bound', async () => {
     assert.ok(error instanceof ClientError);
     assert.equal(error.code, 'unavailable');
     assert.equal(error.details.seq, 1);
+    const reading = await client
+      .subscribe({ from: 1 })
+      .next()
+      .catch((failure: unknown) => failure);
+    assert.ok(reading instanceof ClientError);
+    assert.equal(reading.code, 'unavailable');
   } finally {
     client.close();
   }
