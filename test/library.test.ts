@@ -16,3 +16,16 @@ test("import { startNode } from 'abcast' works from plain Node", () => {
   );
   assert.equal(output.trim(), 'function function');
 });
+
+test("import { connect } from 'abcast/client' works from plain Node", () => {
+  const output = execFileSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      "import('abcast/client').then((m) => console.log(typeof m.connect))",
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(output.trim(), 'function');
+});

@@ -5,10 +5,11 @@
  * yielded, so the order goes on with no gap; an index at or below the last one is dropped
  * in case a node resends it, so none is yielded twice.
  */
-import { parseSse } from '../cli/commands/tail.ts';
+
 import type { Client } from './client.ts';
 import { ClientError } from './errors.ts';
 import { classify, fetchFailure, pause } from './http.ts';
+import { parseSse } from './sse.ts';
 
 export interface SubscribeOptions {
   /** First index to yield (default 1). */

@@ -2,7 +2,7 @@
 // byte come out whole and once, comments and keep-alives are skipped, CRLF line ends work.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseSse } from '../../src/cli/commands/tail.ts';
+import { parseSse } from '../../src/client/sse.ts';
 
 const stream =
   'retry: 1000\n\nid: 1\ndata: {"index":1}\n\n: keep-alive\n\r\nid: 2\r\ndata: {"index":2}\r\n\r\n' +

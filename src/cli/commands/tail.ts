@@ -5,6 +5,7 @@
  * that cannot be reached at the start, or a refusal (400, 410), ends it with an error.
  */
 import type { Command } from 'commander';
+import { parseSse, type SseEvent, SseFormatError } from '../../client/sse.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { answerError, defaultNodeUrl, nodeUrl, unreachable } from './http-client.ts';
 
@@ -16,35 +17,14 @@ interface TailFlags {
 
 /** Waits between reconnections: doubling from the server's `retry:`, capped. */
 const reconnectDelayMsMax = 5_000;
-/** An SSE event larger than this is a broken stream, not something to buffer. */
-const eventBytesMax = 8 << 20;
-
-interface SseEvent {
-  id?: string;
-  event?: string;
-  data: string[];
-}
-
-/** Splits SSE text into events; returns what is left of an incomplete one. */
-export function parseSse(buffer: string, onEvent: (event: SseEvent) => void): string {
-  let rest = buffer;
-  for (let match = /\r?\n\r?\n/.exec(rest); match !== null; match = /\r?\n\r?\n/.exec(rest)) {
-    const block = rest.slice(0, match.index);
-    rest = rest.slice(match.index + match[0].length);
-    const event: SseEvent = { data: [] };
-    for (const line of block.split(/\r?\n/)) {
-      if (line === '' || line.startsWith(':')) continue;
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'data') event.data.push(value);
-      else if (field === 'id') event.id = value;
-      else if (field === 'event') event.event = value;
-    }
-    if (event.data.length > 0 || event.event !== undefined) onEvent(event);
+/** The stream parser, with a broken stream as this command's one-line error. */
+function parseSseOrFail(buffer: string, onEvent: (event: SseEvent) => void): string {
+  try {
+    return parseSse(buffer, onEvent);
+  } catch (error) {
+    if (error instanceof SseFormatError) throw new CliError(error.message);
+    throw error;
   }
-  if (rest.length > eventBytesMax) throw new CliError('the stream sent an oversized event');
-  return rest;
 }
 
 /** Where the stream is: the last id printed, and whether any connection was ever answered. */
@@ -69,7 +49,7 @@ async function follow(url: string, position: Position): Promise<void> {
   let buffer = '';
   const decoder = new TextDecoder();
   for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-    buffer = parseSse(buffer + decoder.decode(chunk, { stream: true }), (event) => {
+    buffer = parseSseOrFail(buffer + decoder.decode(chunk, { stream: true }), (event) => {
       if (event.event === 'error') {
         const data = event.data.join('\n');
         if (data.includes('"compacted"')) throw new CliError(`the stream ended: ${data}`);
