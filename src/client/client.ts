@@ -61,6 +61,12 @@ class Session {
   constructor(readonly id: string) {}
 }
 
+/** How often the client may look for the leader, and how long one look may take. */
+const leaderSearchIntervalMs = 1_000;
+const leaderSearchTimeoutMs = 1_000;
+/** While all goes well, the client checks who leads this often. */
+const leaderRefreshMs = 2_000;
+
 export class Client {
   readonly settings: Settings;
   private readonly baseId: string;
@@ -71,6 +77,10 @@ export class Client {
   private readonly closer = new AbortController();
   private inFlightCount = 0;
   private readonly waiting: (() => void)[] = [];
+  private leaderSearch: Promise<void> | null = null;
+  /** Index into endpoints of the node that said it leads, until a call to it fails. */
+  private leaderAt: number | null = null;
+  private lastLeaderSearchMs = 0;
 
   constructor(options: ConnectOptions) {
     this.settings = settingsOf(options);
@@ -86,6 +96,41 @@ export class Client {
     // Each broadcast and subscription listens on this signal while in flight; inFlightMax
     // bounds the broadcasts, so the listener count is bounded, not a leak.
     setMaxListeners(0, this.closer.signal);
+    this.findLeader();
+  }
+
+  /**
+   * Asks every endpoint who it is and prefers the leader, so broadcasts skip the follower's
+   * forward hop. At most once a second; any node still accepts a broadcast if this is wrong.
+   */
+  findLeader(): void {
+    const now = Date.now();
+    if (this.leaderSearch !== null || now - this.lastLeaderSearchMs < leaderSearchIntervalMs)
+      return;
+    this.lastLeaderSearchMs = now;
+    this.leaderSearch = this.searchLeader().finally(() => {
+      this.leaderSearch = null;
+    });
+  }
+
+  private async searchLeader(): Promise<void> {
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(leaderSearchTimeoutMs),
+      this.closer.signal,
+    ]);
+    const roles = await Promise.all(
+      this.settings.endpoints.map(async (endpoint) => {
+        try {
+          const response = await fetch(`${endpoint}/v1/status`, { signal });
+          if (!response.ok) return null;
+          return ((await response.json()) as { role?: unknown }).role ?? null;
+        } catch {
+          return null;
+        }
+      }),
+    );
+    const leader = roles.indexOf('leader');
+    if (!this.closer.signal.aborted) this.leaderAt = leader >= 0 ? leader : null;
   }
 
   /** The session id the next broadcast is sent in. */
@@ -122,7 +167,7 @@ export class Client {
   /** Endpoints in the order to try them: the one that last worked first. */
   endpointAt(attempt: number): string {
     const { endpoints } = this.settings;
-    return endpoints[(this.preferred + attempt) % endpoints.length]!;
+    return endpoints[((this.leaderAt ?? this.preferred) + attempt) % endpoints.length]!;
   }
 
   worked(endpoint: string): void {
@@ -175,6 +220,9 @@ export class Client {
       );
       if (outcome.kind === 'ok') {
         this.worked(endpoint);
+        // Leadership moves (transfers, elections) without any call failing: look again now
+        // and then.
+        if (Date.now() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
         return answerOf(outcome.value);
       }
       if (outcome.kind === 'fatal') {
@@ -182,6 +230,11 @@ export class Client {
         throw outcome.error;
       }
       lastReason = outcome.reason;
+      // The leader may have moved: look for it while this broadcast retries elsewhere.
+      if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
+        this.leaderAt = null;
+      }
+      this.findLeader();
       await pause(this.delayMs(attempt, outcome.retryAfterMs), this.closer.signal);
     }
   }
