@@ -33,6 +33,11 @@ test('retries keep (client, seq), honour Retry-After and abandon a hung request'
       text += chunk;
     });
     request.on('end', () => {
+      // The client also asks who leads (GET /v1/status); this fake node does not say.
+      if (request.method !== 'POST' || request.url !== '/v1/broadcast') {
+        response.writeHead(404).end();
+        return;
+      }
       bodies.push(JSON.parse(text));
       const step = steps.shift() ?? answer(500, { error: 'internal', message: 'script over' });
       hung.push(response);
