@@ -25,6 +25,12 @@ export interface StartSettings {
   readonly logLevel: string;
   /** WAL segment size (each is preallocated); null for the library's default. */
   readonly segmentBytes: number | null;
+  /** Largest payload (as JSON text); null for the default, 1 MiB. */
+  readonly payloadBytesMax: number | null;
+  /** A broadcast not committed by then answers 503 timeout; null for the default, 10 s. */
+  readonly requestTimeoutMs: number | null;
+  /** Idle client sessions expire after this much log time; null for the default, 1 hour. */
+  readonly sessionTtlMs: number | null;
 }
 
 interface StartFlags {
@@ -38,6 +44,14 @@ interface StartFlags {
   clusterId?: string;
   logLevel?: string;
   segmentBytes?: string;
+  payloadBytesMax?: string;
+  requestTimeoutMs?: string;
+  sessionTtlMs?: string;
+}
+
+/** An optional positive integer from a flag or the config file. */
+function optionalInteger(name: string, value: unknown): number | null {
+  return value === undefined ? null : positiveIntegerFlag(name, String(value));
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -130,6 +144,15 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
       segmentBytes === undefined
         ? null
         : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
+    payloadBytesMax: optionalInteger(
+      'payload-bytes-max',
+      flags.payloadBytesMax ?? config.payloadBytesMax,
+    ),
+    requestTimeoutMs: optionalInteger(
+      'request-timeout-ms',
+      flags.requestTimeoutMs ?? config.requestTimeoutMs,
+    ),
+    sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
   };
 }
 
@@ -147,8 +170,17 @@ export async function runNode(
     clusterId: settings.clusterId,
     logger,
     ...(settings.segmentBytes === null ? {} : { segmentBytesMax: settings.segmentBytes }),
+    ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
+    ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
+    ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
   });
-  const http = createHttpServer({ node, logger, peers: settings.peers });
+  const http = createHttpServer({
+    node,
+    logger,
+    peers: settings.peers,
+    ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
+    ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
+  });
   try {
     const url = await http.listen(settings.http);
     return { node, http, url };
@@ -198,10 +230,19 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
     .option('--segment-bytes <n>', 'WAL segment size in bytes (default 64 MiB, preallocated)')
+    .option('--payload-bytes-max <n>', 'largest payload as JSON text (default 1 MiB)')
+    .option(
+      '--request-timeout-ms <n>',
+      'a broadcast not committed by then answers 503 (default 10000)',
+    )
+    .option(
+      '--session-ttl-ms <n>',
+      'idle client sessions expire after this much log time (default 3600000)',
+    )
     .action((flags: StartFlags) => start(flags));
 }
