@@ -10,8 +10,9 @@
  */
 import type { NodeId } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
+import { admitFrame } from './admission.ts';
 import { decodeFrame, encodeFrame } from './codec.ts';
-import { CodecError, TransportError } from './errors.ts';
+import { TransportError } from './errors.ts';
 import { lengthPrefixBytes } from './framing.ts';
 import { ThrottledLogger } from './log-throttle.ts';
 import { PeerCounters, TransportCounters } from './stats.ts';
@@ -302,32 +303,16 @@ export class MemoryTransport implements Transport {
   }
 
   private sendOne(frame: Frame): void {
-    if (this.state !== 'running') {
-      this.counters.drop('closed', 1, null);
-      return;
-    }
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeFrame(frame);
-    } catch (error) {
-      if (!(error instanceof CodecError)) throw error;
-      this.noisyLogger.error(
-        { code: error.code, error: error.message },
-        'transport dropped an invalid frame',
-      );
-      this.counters.drop('invalidFrame', 1, null);
-      return;
-    }
-    if (frame.from !== this.nodeId) {
-      this.noisyLogger.error({ from: frame.from }, 'transport dropped a frame not from this node');
-      this.counters.drop('invalidFrame', 1, null);
-      return;
-    }
-    const link = this.linkTo(frame.to);
-    if (link === null) {
-      this.counters.drop('unknownPeer', 1, null);
-      return;
-    }
+    const admitted = admitFrame(frame, {
+      running: this.state === 'running',
+      nodeId: this.nodeId,
+      counters: this.counters,
+      logger: this.noisyLogger,
+      encode: encodeFrame,
+      linkTo: (nodeId) => this.linkTo(nodeId),
+    });
+    if (admitted === null) return;
+    const { link, encoded: bytes } = admitted;
     if (!this.fitsLimits(frame, bytes.byteLength)) {
       this.counters.drop('oversize', 1, link.counters);
       return;

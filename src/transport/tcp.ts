@@ -12,8 +12,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { NodeId, SnapshotMessage } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { formatAddress, type HostPort, parseAddress } from './address.ts';
+import { admitFrame } from './admission.ts';
 import { measureFrame, writeFrame } from './codec.ts';
-import { CodecError, TransportError } from './errors.ts';
+import { TransportError } from './errors.ts';
 import { lengthPrefixBytes } from './framing.ts';
 import { InboundConnection } from './inbound.ts';
 import { ThrottledLogger } from './log-throttle.ts';
@@ -158,32 +159,16 @@ export class TcpTransport implements Transport {
   }
 
   private sendOne(frame: Frame): void {
-    if (this.state !== 'running') {
-      this.counters.drop('closed', 1, null);
-      return;
-    }
-    let byteCount: number;
-    try {
-      byteCount = measureFrame(frame);
-    } catch (error) {
-      if (!(error instanceof CodecError)) throw error;
-      this.noisyLogger.error(
-        { code: error.code, error: error.message },
-        'transport dropped an invalid frame',
-      );
-      this.counters.drop('invalidFrame', 1, null);
-      return;
-    }
-    if (frame.from !== this.nodeId) {
-      this.noisyLogger.error({ from: frame.from }, 'transport dropped a frame not from this node');
-      this.counters.drop('invalidFrame', 1, null);
-      return;
-    }
-    const link = this.linkTo(frame.to);
-    if (link === null) {
-      this.counters.drop('unknownPeer', 1, null);
-      return;
-    }
+    const admitted = admitFrame(frame, {
+      running: this.state === 'running',
+      nodeId: this.nodeId,
+      counters: this.counters,
+      logger: this.noisyLogger,
+      encode: measureFrame,
+      linkTo: (nodeId) => this.linkTo(nodeId),
+    });
+    if (admitted === null) return;
+    const { link, encoded: byteCount } = admitted;
     if (byteCount <= this.options.frameBytesMax) {
       link.enqueueFrame(this.encodeWithPrefix(frame, byteCount));
       return;
