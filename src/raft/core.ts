@@ -951,6 +951,11 @@ export class RaftCore {
     };
   }
 
+  /** The leader this node knows of, or null: cheaper than status() on hot paths. */
+  leader(): NodeId | null {
+    return this.leaderId;
+  }
+
   log(): LogView {
     return this.raftLog.view();
   }

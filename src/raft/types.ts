@@ -172,6 +172,25 @@ export type Message =
 
 export type MessageType = Message['type'];
 
+/**
+ * A stable number per message type: the wire codec writes it, the simulator's trace hashes
+ * it. Never renumber; add new types at the end.
+ */
+export const messageTypeCodes: Readonly<Record<MessageType, number>> = {
+  PreVote: 1,
+  PreVoteResponse: 2,
+  Vote: 3,
+  VoteResponse: 4,
+  Append: 5,
+  AppendResponse: 6,
+  Heartbeat: 7,
+  HeartbeatResponse: 8,
+  Snapshot: 9,
+  TimeoutNow: 10,
+  ReadIndex: 11,
+  ReadIndexResponse: 12,
+};
+
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
 
 /** Volatile state the runtime may show or act on; never persisted. */

@@ -3,23 +3,8 @@
  * event, so the determinism test compares whole runs cheaply) and, when asked for, one
  * readable line per event. Formatting happens only when lines are wanted.
  */
-import type { Message, MessageType, Role } from '../raft/types.ts';
+import { type Message, type MessageType, messageTypeCodes, type Role } from '../raft/types.ts';
 import { finish32, mix32 } from './hash.ts';
-
-const messageTypeCodes: Record<MessageType, number> = {
-  PreVote: 1,
-  PreVoteResponse: 2,
-  Vote: 3,
-  VoteResponse: 4,
-  Append: 5,
-  AppendResponse: 6,
-  Heartbeat: 7,
-  HeartbeatResponse: 8,
-  Snapshot: 9,
-  TimeoutNow: 10,
-  ReadIndex: 11,
-  ReadIndexResponse: 12,
-};
 
 export function messageTypeCode(type: MessageType): number {
   return messageTypeCodes[type];

@@ -16,7 +16,14 @@
  *   Forward (13)       = requestId:varint data:bytes
  *   ForwardResult (14) = requestId:varint (0 index:varint term:varint | 1 code:str leader:opt)
  */
-import type { Configuration, Entry, EntryKind, Message, NodeId } from '../raft/types.ts';
+import {
+  type Configuration,
+  type Entry,
+  type EntryKind,
+  type Message,
+  messageTypeCodes,
+  type NodeId,
+} from '../raft/types.ts';
 import { assert, unreachable } from '../util/assert.ts';
 import { BufferWriter, ByteReader, invalid, SizeCounter, type Writer } from './bytes.ts';
 import { CodecError } from './errors.ts';
@@ -31,18 +38,7 @@ import {
 export const frameFormatVersion = 1;
 
 export const frameTypeCodes: Readonly<Record<FrameType, number>> = {
-  PreVote: 1,
-  PreVoteResponse: 2,
-  Vote: 3,
-  VoteResponse: 4,
-  Append: 5,
-  AppendResponse: 6,
-  Heartbeat: 7,
-  HeartbeatResponse: 8,
-  Snapshot: 9,
-  TimeoutNow: 10,
-  ReadIndex: 11,
-  ReadIndexResponse: 12,
+  ...messageTypeCodes,
   Forward: 13,
   ForwardResult: 14,
 };
