@@ -377,8 +377,7 @@ export class BroadcastNode {
   /** Cuts the queued messages into batches and hands them to the leader. */
   private flushOutgoing(): void {
     if (this.outgoing.length === 0) return;
-    const status = this.core.status();
-    const leaderId = status.leaderId;
+    const leaderId = this.core.leader();
     if (leaderId === null) return; // kept queued; sent once a leader is known
     const queue = this.outgoing;
     this.outgoing = [];
