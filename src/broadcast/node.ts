@@ -628,6 +628,9 @@ export class BroadcastNode {
         null,
       );
     }
+    // The rest were placed at indexes the snapshot skipped over: they will not be applied
+    // here one by one, so send them again now rather than after the long retry.
+    this.retrySoon();
     this.options.logger.info(
       { node: this.id, index: snapshot.meta.index },
       'installed snapshot from leader',
