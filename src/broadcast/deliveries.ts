@@ -18,6 +18,13 @@ export interface DeliveredMessage {
   readonly seq: number;
   readonly topic: string;
   readonly payload: Uint8Array;
+  /**
+   * The log's clock at this message, in ms since the Unix epoch: the running maximum of the
+   * `logTimeMs` stamped on batches by the leaders that built them, as the session table sees
+   * it after applying this message's batch. A function of the log alone, so it is the same
+   * on every node for the same position, and non-decreasing along positions.
+   */
+  readonly logTimeMs: number;
 }
 
 const perMessageOverheadBytes = 64;

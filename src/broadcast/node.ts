@@ -168,6 +168,12 @@ export class BroadcastNode {
   private readonly readWaiters = new Map<string, (index: number | null) => void>();
   private appliedWaiters: { index: number; resolve: () => void; cancel: () => void }[] = [];
   private appliedIndex: number;
+  /**
+   * The session table's log time (the running maximum of applied batches' `logTimeMs`),
+   * mirrored here to stamp delivered messages: kept by the same rule over the same batches,
+   * and taken from the same snapshot on restore, so the two never differ.
+   */
+  private logTimeMs: number;
   private appliedTerm = 0;
   private appliedConfig: Configuration;
   private lazyHardState: HardState | null = null;
@@ -191,9 +197,14 @@ export class BroadcastNode {
     this.initialPeers = options.initialPeers ?? new Map();
     const state =
       persisted.snapshot === null
-        ? { sessions: new SessionTable(sessionOptions), membership: new MembershipTable() }
+        ? {
+            sessions: new SessionTable(sessionOptions),
+            membership: new MembershipTable(),
+            logTimeMs: 0,
+          }
         : decodeAppState(persisted.snapshot.data, sessionOptions);
     this.sessions = state.sessions;
+    this.logTimeMs = state.logTimeMs;
     this.membership = state.membership;
     this.deliveryLog = new DeliveryLog(options.retainBytesMax);
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
@@ -609,6 +620,7 @@ export class BroadcastNode {
       recentPositionsMax: 4096,
     });
     this.sessions = state.sessions;
+    this.logTimeMs = state.logTimeMs;
     this.membership = state.membership;
     this.updatePeers();
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
@@ -672,6 +684,8 @@ export class BroadcastNode {
       return;
     }
     const outcomes = this.sessions.applyRuns(batch);
+    // The session table's rule: log time only moves forward, whatever the stamping clocks.
+    if (batch.logTimeMs > this.logTimeMs) this.logTimeMs = batch.logTimeMs;
     this.batchMessages.observe(batch.runs.reduce((sum, run) => sum + run.payloads.length, 0));
     batch.runs.forEach((run, offset) => {
       const outcome = outcomes[offset] as RunOutcome;
@@ -698,6 +712,7 @@ export class BroadcastNode {
         seq: anonymous ? 0 : run.firstSeq + offset,
         topic: run.topic,
         payload: run.payloads[offset] as Uint8Array,
+        logTimeMs: this.logTimeMs,
       });
     }
   }
@@ -815,6 +830,11 @@ export class BroadcastNode {
   }
 
   // ------------------------------------------------------------ reads and subscriptions
+
+  /** The last position delivered on this node (0 before any); cheap enough to poll. */
+  get lastPosition(): number {
+    return this.deliveryLog.lastPosition;
+  }
 
   /** Delivered messages from `from` on, as kept in memory; COMPACTED if too old. */
   read(from: number, limit: number): DeliveredMessage[] {
@@ -1124,16 +1144,32 @@ function encodeAppState(sessions: SessionTable, membership: MembershipTable): Ui
 function decodeAppState(
   data: Uint8Array,
   sessionOptions: SessionTableOptions,
-): { sessions: SessionTable; membership: MembershipTable } {
+): { sessions: SessionTable; membership: MembershipTable; logTimeMs: number } {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   assert(view.length >= 4, 'an application snapshot has a header');
   const sessionBytes = view.readUInt32LE(0);
   assert(4 + sessionBytes <= view.length, 'the session table fits in the snapshot');
+  const sessionData = view.subarray(4, 4 + sessionBytes);
   const membershipJson = view.subarray(4 + sessionBytes).toString('utf8');
   return {
-    sessions: SessionTable.fromSnapshot(view.subarray(4, 4 + sessionBytes), sessionOptions),
+    sessions: SessionTable.fromSnapshot(sessionData, sessionOptions),
     membership: MembershipTable.fromJSON(JSON.parse(membershipJson)),
+    logTimeMs: snapshotLogTimeMs(sessionData),
   };
+}
+
+/**
+ * The log time a session table snapshot holds (its `logTimeMs` field), read once per restore
+ * so that delivered messages keep the session table's clock across a snapshot.
+ */
+function snapshotLogTimeMs(sessionData: Uint8Array): number {
+  const parsed = JSON.parse(Buffer.from(sessionData).toString('utf8')) as { logTimeMs?: unknown };
+  const logTimeMs = parsed.logTimeMs;
+  assert(
+    typeof logTimeMs === 'number' && Number.isFinite(logTimeMs),
+    'a session table snapshot holds its log time',
+  );
+  return logTimeMs;
 }
 
 /** At most this many forwarded batches await an answer; beyond it the oldest are forgotten. */

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
 import { ClientError } from './errors.ts';
-import { backoffMs, type Outcome, pause, postJson } from './http.ts';
+import { backoffMs, getJson, type Outcome, pause, postJson } from './http.ts';
 import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
 
 export interface ConnectOptions {
@@ -151,6 +151,49 @@ export class Client {
       return await this.send(text, options.topic);
     } finally {
       this.release();
+    }
+  }
+
+  /**
+   * A linearizable read index (GET /v1/barrier, ReadIndex): an index n such that every
+   * message acknowledged anywhere before this call is at or below n. It promises nothing
+   * else — other messages may sit at or below n too, and n is not where any subscription
+   * is. To read linearizably, wait until your own subscription (on any node) has passed n:
+   * yielded it, or yielded something beyond it, or reported it through `onProgress`. Retried
+   * across endpoints like broadcasts (a 503 or a connection failure goes to the next one);
+   * fails with `unavailable` after `unavailableAfterMs`.
+   */
+  async barrier(): Promise<number> {
+    this.throwIfClosed();
+    const startedMs = Date.now();
+    let lastReason = 'no attempt';
+    for (let attempt = 0; ; attempt++) {
+      this.throwIfClosed();
+      if (Date.now() - startedMs > this.settings.unavailableAfterMs) {
+        throw new ClientError(
+          'unavailable',
+          { lastReason },
+          `no endpoint answered the barrier within ${this.settings.unavailableAfterMs} ms (${lastReason})`,
+        );
+      }
+      const endpoint = this.endpointAt(attempt);
+      const outcome: Outcome<{ index?: unknown }> = await getJson(
+        endpoint,
+        '/v1/barrier',
+        this.settings.requestTimeoutMs,
+        this.closer.signal,
+      );
+      if (outcome.kind === 'ok') {
+        this.worked(endpoint);
+        return barrierIndexOf(outcome.value);
+      }
+      if (outcome.kind === 'fatal') throw outcome.error;
+      lastReason = outcome.reason;
+      if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
+        this.leaderAt = null;
+      }
+      this.findLeader();
+      await pause(this.delayMs(attempt, outcome.retryAfterMs), this.closer.signal);
     }
   }
 
@@ -353,4 +396,16 @@ function answerOf(value: BroadcastAnswer): BroadcastAnswer {
     );
   }
   return { index: value.index ?? null, term: value.term ?? null, duplicate: value.duplicate };
+}
+
+function barrierIndexOf(value: { index?: unknown }): number {
+  const index = typeof value === 'object' && value !== null ? value.index : undefined;
+  if (!Number.isSafeInteger(index) || (index as number) < 0) {
+    throw new ClientError(
+      'protocol',
+      { answer: value },
+      'the node answered a barrier without an index',
+    );
+  }
+  return index as number;
 }

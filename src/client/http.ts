@@ -95,15 +95,39 @@ export function postJson<T>(
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<Outcome<T>> {
+  return requestJson('POST', endpoint, path, body, timeoutMs, signal);
+}
+
+/** GETs a JSON answer with a deadline, over the same kept-alive connections. */
+export function getJson<T>(
+  endpoint: string,
+  path: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Outcome<T>> {
+  return requestJson('GET', endpoint, path, null, timeoutMs, signal);
+}
+
+function requestJson<T>(
+  method: 'GET' | 'POST',
+  endpoint: string,
+  path: string,
+  body: string | null,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Outcome<T>> {
   const url = new URL(`${endpoint}${path}`);
   const secure = url.protocol === 'https:';
   return new Promise((resolve) => {
     const request = (secure ? httpsRequest : httpRequest)(
       url,
       {
-        method: 'POST',
+        method,
         agent: agents[secure ? 'https:' : 'http:'],
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers:
+          body === null
+            ? { accept: 'application/json' }
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
       },
       (response) => {
@@ -132,7 +156,8 @@ export function postJson<T>(
       },
     );
     request.on('error', (error) => resolve(fetchFailure(endpoint, error, signal)));
-    request.end(body);
+    if (body === null) request.end();
+    else request.end(body);
   });
 }
 

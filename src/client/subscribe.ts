@@ -4,12 +4,16 @@
  * 503) it reconnects — to the next endpoint — with `Last-Event-ID` set to the last index
  * yielded, so the order goes on with no gap; an index at or below the last one is dropped
  * in case a node resends it, so none is yielded twice.
+ *
+ * With a topic, the node skips other topics' positions and says so with `progress` events
+ * once it has caught up: the cursor moves to them too (never back), so a failover resumes
+ * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
 import type { Client } from './client.ts';
 import { ClientError } from './errors.ts';
 import { classify, fetchFailure, pause } from './http.ts';
-import { parseSse } from './sse.ts';
+import { parseSse, type SseEvent } from './sse.ts';
 
 export interface SubscribeOptions {
   /** First index to yield (default 1). */
@@ -17,6 +21,14 @@ export interface SubscribeOptions {
   readonly topic?: string;
   /** Ends the iteration quietly when aborted. */
   readonly signal?: AbortSignal;
+  /**
+   * Called when the stream says every position up to `index` has been passed (with a
+   * topic, the positions of other topics were skipped): nothing of the topic at or below
+   * `index` is still to come. Called in order with the messages, with increasing indexes,
+   * only for an index beyond the last message yielded. An error it throws ends the
+   * subscription.
+   */
+  readonly onProgress?: (index: number) => void;
 }
 
 /** One delivered message, as /v1/messages gives it. */
@@ -27,16 +39,27 @@ export interface Message {
   readonly client: string;
   readonly seq: number;
   readonly topic: string | null;
+  /**
+   * The cluster's clock at this message as recorded in the log, in ms since the Unix epoch:
+   * non-decreasing along indexes and the same on every node (the wall clock of the leader
+   * that built the entry, never moving back), so not necessarily any reader's clock.
+   */
+  readonly time: number;
   readonly payloadBase64?: string;
 }
 
 export type Subscription = AsyncGenerator<Message, void, undefined>;
 
-/** Where the subscription is: the last index yielded (0 before any). */
+/** Where the subscription is: the last index yielded or passed (0 before any). */
 interface Cursor {
   lastIndex: number;
   readonly from: number;
 }
+
+/** What one stream event says: a message, or that every position up to `index` was passed. */
+type StreamItem =
+  | { readonly kind: 'message'; readonly message: Message }
+  | { readonly kind: 'progress'; readonly index: number };
 
 export async function* subscribe(client: Client, options: SubscribeOptions): Subscription {
   const from = options.from ?? 1;
@@ -61,7 +84,7 @@ export async function* subscribe(client: Client, options: SubscribeOptions): Sub
     if (stream.kind === 'ok') {
       client.worked(endpoint);
       failingSinceMs = null;
-      const ended = yield* read(stream.value, cursor, signal);
+      const ended = yield* read(stream.value, cursor, signal, options.onProgress);
       if (signal.aborted) return;
       lastReason = `${endpoint} ${ended}`;
       attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
@@ -114,39 +137,88 @@ async function* read(
   body: ReadableStream<Uint8Array>,
   cursor: Cursor,
   signal: AbortSignal,
+  onProgress: ((index: number) => void) | undefined,
 ): AsyncGenerator<Message, string, undefined> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  const reader = body.getReader();
+  const source = new StreamReader(body);
   try {
     for (;;) {
-      const chunk = await reader.read();
-      if (chunk.done) return 'ended the stream';
-      const events: Message[] = [];
-      buffer = parseSse(buffer + decoder.decode(chunk.value, { stream: true }), (event) => {
-        if (event.event === 'error') return errorEvent(event.data.join('\n'));
-        const message = JSON.parse(event.data.join('\n')) as Message;
-        if (typeof message.index !== 'number')
-          throw new ClientError('protocol', { data: event.data }, 'a stream event without index');
-        events.push(message);
-      });
-      for (const message of events) {
-        if (message.index <= cursor.lastIndex) continue; // resent after a reconnect
-        cursor.lastIndex = message.index;
-        yield message;
+      const items = await source.next();
+      if (typeof items === 'string') return items;
+      for (const item of items) {
+        // At or below the cursor: resent after a reconnect, or a lagging node's progress.
+        if (item.kind === 'progress') {
+          if (item.index <= cursor.lastIndex) continue;
+          cursor.lastIndex = item.index;
+          onProgress?.(item.index);
+          continue;
+        }
+        if (item.message.index <= cursor.lastIndex) continue;
+        cursor.lastIndex = item.message.index;
+        yield item.message;
         if (signal.aborted) return 'aborted';
       }
     }
-  } catch (error) {
-    if (error instanceof ClientError && error.code !== 'node_stopped') throw error;
-    return error instanceof Error ? error.message : String(error);
   } finally {
-    reader.cancel().catch(() => {});
+    source.cancel();
   }
 }
 
+/**
+ * The events of one stream, a chunk at a time. Only the stream's own failures are caught
+ * here (they end this stream, and the subscription fails over); the caller's code runs
+ * outside, so what it throws is never mistaken for a broken stream.
+ */
+class StreamReader {
+  private readonly decoder = new TextDecoder();
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private buffer = '';
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  /** The next chunk's items, or why the stream ended. */
+  async next(): Promise<StreamItem[] | string> {
+    try {
+      const chunk = await this.reader.read();
+      if (chunk.done) return 'ended the stream';
+      const items: StreamItem[] = [];
+      const text = this.buffer + this.decoder.decode(chunk.value, { stream: true });
+      this.buffer = parseSse(text, (event) => {
+        const item = streamItem(event);
+        if (item !== null) items.push(item);
+      });
+      return items;
+    } catch (error) {
+      if (error instanceof ClientError && error.code !== 'node_stopped') throw error;
+      return error instanceof Error ? error.message : String(error);
+    }
+  }
+
+  cancel(): void {
+    this.reader.cancel().catch(() => {});
+  }
+}
+
+/** One parsed event as an item; null for a named event this SDK does not know. */
+function streamItem(event: SseEvent): StreamItem | null {
+  const data = event.data.join('\n');
+  if (event.event === 'error') return errorEvent(data);
+  if (event.event === 'progress') {
+    const { index } = JSON.parse(data) as { index?: unknown };
+    if (!Number.isSafeInteger(index) || (index as number) < 1)
+      throw new ClientError('protocol', { data }, 'a progress event without index');
+    return { kind: 'progress', index: index as number };
+  }
+  if (event.event !== undefined && event.event !== 'message') return null;
+  const message = JSON.parse(data) as Message;
+  if (typeof message.index !== 'number')
+    throw new ClientError('protocol', { data: event.data }, 'a stream event without index');
+  return { kind: 'message', message };
+}
+
 /** An `event: error` ends the stream: `compacted` ends the subscription, the rest fail over. */
-function errorEvent(data: string): void {
+function errorEvent(data: string): never {
   let fields: Record<string, unknown> = {};
   try {
     fields = JSON.parse(data) as Record<string, unknown>;

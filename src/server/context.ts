@@ -31,11 +31,15 @@ export type ServedStatus = NodeStatus & {
 export interface ServedNode {
   readonly id: NodeId;
   broadcast(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult>;
+  /** The last position delivered on this node (0 before any); polled per streamed event. */
+  readonly lastPosition: number;
   read(from: number, limit: number): DeliveredMessage[];
   deliveries(options: {
     readonly from?: number;
     readonly signal?: AbortSignal;
   }): AsyncGenerator<DeliveredMessage>;
+  /** ReadIndex: a position covering every message acknowledged before the call, delivered here. */
+  barrier(): Promise<number>;
   status(): ServedStatus;
   transferLeadership(to: NodeId): { accepted: boolean; detail: string };
   addMember(member: { id: NodeId; address: string; voter: boolean }): Promise<ServedStatus>;

@@ -18,6 +18,11 @@ export interface WireMessage {
   readonly client: string | null;
   readonly seq: number | null;
   readonly topic: string | null;
+  /**
+   * The cluster's clock as recorded in the log, in ms since the Unix epoch: non-decreasing
+   * along positions and the same on every node (the leaders' wall clocks, made monotonic).
+   */
+  readonly time: number;
 }
 
 const encoder = new TextEncoder();
@@ -48,5 +53,6 @@ export function toWireMessage(message: DeliveredMessage): WireMessage {
     client: anonymous ? null : message.clientId,
     seq: anonymous ? null : message.seq,
     topic: message.topic === '' ? null : message.topic,
+    time: message.logTimeMs,
   };
 }

@@ -70,6 +70,7 @@ test('GET /v1/messages pages in order with next, filters by topic and caps limit
     'payload',
     'seq',
     'term',
+    'time',
     'topic',
   ]);
   assert.deepEqual(first.payload, { n: 0 });

@@ -7,6 +7,11 @@
  * the socket took the previous ones (`write` returning false means wait for `drain`), and
  * the messages themselves stay in the node's bounded delivery log. A consumer that falls
  * behind what the node keeps gets an `error` event (`compacted`) and the stream ends.
+ *
+ * With a topic, positions of other topics are skipped; once the stream has caught up with
+ * what the node has delivered, a `progress` event names the last position passed, so a
+ * reader knows it has seen everything up to there. Unfiltered streams never need one: every
+ * position is an event.
  */
 import type { ServerResponse } from 'node:http';
 import { BroadcastError } from '../../broadcast/errors.ts';
@@ -48,6 +53,15 @@ function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Every position up to `position` was passed (those of other topics skipped): a named event,
+ * so EventSource's default `message` listeners never see it, with an `id:` so that
+ * `Last-Event-ID` resumes after the skipped positions.
+ */
+function progressEvent(position: number): string {
+  return `event: progress\nid: ${position}\ndata: {"index":${position}}\n\n`;
+}
+
 function errorEvent(error: HttpError): string {
   const body = { ...error.details, error: error.code, message: error.message };
   return `event: error\ndata: ${JSON.stringify(body)}\n\n`;
@@ -84,10 +98,23 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     if (!res.writableNeedDrain && !res.destroyed) res.write(': keep-alive\n\n');
   }, settings.keepAliveIntervalMs);
   let ending: HttpError | null = null;
+  // The last id written (a message's or a progress event's): progress is due once the
+  // stream has passed positions beyond it, and only when it has caught up, so one event
+  // stands for however many positions a catch-up skipped.
+  let lastIdWritten = from - 1;
   try {
     for await (const message of node.deliveries({ from, signal })) {
-      if (topic !== undefined && message.topic !== topic) continue;
-      const event = `id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`;
+      const wanted = topic === undefined || message.topic === topic;
+      const caughtUp = message.position >= node.lastPosition;
+      let event = '';
+      if (wanted) {
+        event = `id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`;
+        lastIdWritten = message.position;
+      } else if (caughtUp && message.position > lastIdWritten) {
+        event = progressEvent(message.position);
+        lastIdWritten = message.position;
+      }
+      if (event === '') continue;
       metrics.streamEvent();
       if (!res.write(event)) {
         metrics.streamDrainWait();
