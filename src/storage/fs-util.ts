@@ -58,8 +58,8 @@ export async function writeFileAtomic(
   path: string,
   chunks: readonly Uint8Array[],
   counters: IoCounters,
+  temporaryPath = `${path}.tmp`,
 ): Promise<number> {
-  const temporaryPath = `${path}.tmp`;
   let byteCount = 0;
   for (const chunk of chunks) byteCount += chunk.length;
   let handle: Awaited<ReturnType<typeof open>> | null = null;

@@ -1,0 +1,81 @@
+/**
+ * The agents through the SDK (`connect` from 'abcast/client'), from any process: appends are
+ * the client's exactly-once broadcasts, following is a topic-filtered subscription that
+ * fails over between nodes, and the read index is the cluster's `GET /v1/barrier`.
+ */
+import type { Client, Message } from '../client/index.ts';
+import type { AppendAnswer, FollowOptions, LogEntry, LogEvent, SharedLog } from './log.ts';
+
+export class ClientLog implements SharedLog {
+  /** The client's session id when the adapter was made; later ones add `~<n>` to it. */
+  private readonly baseSession: string;
+
+  constructor(private readonly client: Client) {
+    this.baseSession = client.clientId;
+  }
+
+  async append(payload: unknown, topic: string): Promise<AppendAnswer> {
+    const answer = await this.client.broadcast(payload, { topic });
+    return { index: answer.index, duplicate: answer.duplicate };
+  }
+
+  /**
+   * The subscription yields messages, while progress arrives by callback whenever the
+   * stream idles: both are merged here, in the order the stream gave them.
+   */
+  async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
+    let passedIndex = 0;
+    let wake: (() => void) | null = null;
+    const subscription = this.client.subscribe({
+      from: options.from,
+      topic: options.topic,
+      signal: options.signal,
+      onProgress: (index) => {
+        passedIndex = Math.max(passedIndex, index);
+        wake?.();
+      },
+    });
+    try {
+      let next = subscription.next();
+      for (;;) {
+        const progressed = new Promise<null>((resolve) => {
+          wake = () => resolve(null);
+        });
+        if (passedIndex > 0) {
+          const index = passedIndex;
+          passedIndex = 0;
+          yield { kind: 'passed', index };
+          continue;
+        }
+        const step = await Promise.race([next, progressed]);
+        if (step === null) continue;
+        if (step.done) return;
+        yield { kind: 'entry', entry: entryOf(step.value) };
+        next = subscription.next();
+      }
+    } finally {
+      wake = null;
+      void subscription.return(undefined).catch(() => undefined);
+    }
+  }
+
+  readIndex(): Promise<number> {
+    return this.client.barrier();
+  }
+
+  isOwnSession(client: string | null): boolean {
+    return (
+      client !== null && (client === this.baseSession || client.startsWith(`${this.baseSession}~`))
+    );
+  }
+}
+
+function entryOf(message: Message): LogEntry {
+  return {
+    index: message.index,
+    time: message.time,
+    client: message.client,
+    topic: message.topic,
+    payload: message.payload,
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * The development-mode guard against non-deterministic reducers. Replicas stay identical only
+ * if the reducer's answer depends on the state, the command and the apply context alone.
+ * The guard applies each command twice — once to a copy of the state with the process's
+ * clocks and random sources perturbed, once for real — and compares results and states. A
+ * reducer that reads `Date.now()`, `new Date()`, `performance.now()` or `Math.random()` gives
+ * two different answers and is caught at the first command where it matters, instead of
+ * replicas silently drifting apart in production.
+ *
+ * It costs a copy of the state and a second application per command: for development and
+ * tests, not production.
+ */
+import { isDeepStrictEqual } from 'node:util';
+
+/** What one application produced: a result, or the error the reducer threw. */
+export type Outcome<Result> =
+  | { readonly ok: true; readonly result: Result }
+  | { readonly ok: false; readonly error: string };
+
+/** How far the perturbed clocks are moved: far enough that no rounding hides it. */
+const clockShiftMs = 7 * 24 * 3600 * 1000 + 12_345;
+
+/** Runs `body` with the clocks shifted and Math.random on a different sequence. */
+export function withPerturbedGlobals<T>(body: () => T): T {
+  const RealDate = globalThis.Date;
+  const realRandom = Math.random;
+  const realPerformanceNow = performance.now;
+  let randomState = 0x2545f491;
+  class ShiftedDate extends RealDate {
+    constructor(...args: unknown[]) {
+      if (args.length === 0) super(RealDate.now() + clockShiftMs);
+      else super(...(args as [string]));
+    }
+    static override now(): number {
+      return RealDate.now() + clockShiftMs;
+    }
+  }
+  globalThis.Date = ShiftedDate as DateConstructor;
+  Math.random = () => {
+    // xorshift: deterministic, and unlike anything the real generator returns next.
+    randomState ^= randomState << 13;
+    randomState ^= randomState >>> 17;
+    randomState ^= randomState << 5;
+    return (randomState >>> 0) / 2 ** 32;
+  };
+  performance.now = () => realPerformanceNow.call(performance) + clockShiftMs;
+  try {
+    return body();
+  } finally {
+    globalThis.Date = RealDate;
+    Math.random = realRandom;
+    performance.now = realPerformanceNow;
+  }
+}
+
+export function runReducer<Result>(apply: () => Result): Outcome<Result> {
+  try {
+    const result = apply();
+    if (result instanceof Promise) {
+      // An async reducer would finish at a different point on every replica.
+      void result.catch(() => undefined);
+      return { ok: false, error: 'the reducer returned a Promise; reducers must be synchronous' };
+    }
+    return { ok: true, result };
+  } catch (error) {
+    return { ok: false, error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/** Where two applications of one command differ, or null when they agree. */
+export function differenceOf<State, Result>(
+  first: { state: State; outcome: Outcome<Result> },
+  second: { state: State; outcome: Outcome<Result> },
+): string | null {
+  if (!isDeepStrictEqual(first.outcome, second.outcome)) {
+    return `the result differs: ${describe(first.outcome)} then ${describe(second.outcome)}`;
+  }
+  if (!isDeepStrictEqual(first.state, second.state)) return 'the state differs';
+  return null;
+}
+
+function describe(value: unknown): string {
+  try {
+    const text = JSON.stringify(value) ?? String(value);
+    return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * Replicated state machines and agent coordination on the total order:
+ * `import { ReplicatedStateMachine, TaskBoard, ... } from 'abcast/agents'`.
+ */
+export { ClientLog } from './client-log.ts';
+export type { Outcome } from './determinism.ts';
+export { AgentError, type AgentErrorCode } from './errors.ts';
+export type { AppendAnswer, FollowOptions, LogEntry, LogEvent, SharedLog } from './log.ts';
+export { MemoryLog, type MemoryLogOptions } from './memory-log.ts';
+export { NodeLog } from './node-log.ts';
+export {
+  type AppliedCommand,
+  type ApplyContext,
+  type ReplicaOptions,
+  ReplicatedStateMachine,
+  type StateMachine,
+} from './rsm.ts';
+export {
+  FileSnapshotStore,
+  MemorySnapshotStore,
+  type SnapshotStore,
+  type StateSnapshot,
+} from './snapshots.ts';
+export { type LogSource, toSharedLog } from './source.ts';

@@ -1,0 +1,505 @@
+/**
+ * A replicated state machine: the user's deterministic reducer, applied by every replica to
+ * the commands of one topic in the log's total order, so every replica holds the same state
+ * at the same position. `submit` resolves with the result the reducer returned when the
+ * command was applied (read-your-writes: the local replica has applied it by then); `read`
+ * is linearizable through the cluster's read index; `readLocal` answers from this replica
+ * at once and may be stale. Snapshots let a restarted or new replica skip the replay.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { assert } from '../util/assert.ts';
+import { differenceOf, type Outcome, runReducer, withPerturbedGlobals } from './determinism.ts';
+import { AgentError, invalidArgument } from './errors.ts';
+import { checkTopic, type LogEntry, type SharedLog } from './log.ts';
+import type { SnapshotStore, StateSnapshot } from './snapshots.ts';
+import { type LogSource, toSharedLog } from './source.ts';
+
+/** What the reducer may know besides state and command: the same on every replica. */
+export interface ApplyContext {
+  /** The command's position in the total order. */
+  readonly index: number;
+  /** The log's clock (ms since the Unix epoch): use it, never the process's own clock. */
+  readonly time: number;
+  /** The session that sent the command (null for an anonymous message). */
+  readonly client: string | null;
+}
+
+export interface StateMachine<State, Command, Result> {
+  /** The state before the topic's first command. */
+  initialState(): State;
+  /**
+   * Turns a payload from the log into a command, or throws to refuse it; anyone can append
+   * to the topic, so this is where foreign input stops. Defaults to the payload as it is.
+   * `submit` runs it before sending, so a command it refuses never enters the log.
+   */
+  parseCommand?(payload: unknown): Command;
+  /**
+   * Applies one command: may change `state` in place, returns the submitter's result. It
+   * must be synchronous and deterministic — no clock, randomness or I/O; take time from
+   * `context.time`. A throw refuses the command (the submitter gets `rejected`); validate
+   * before changing the state, since a throw does not undo changes made before it.
+   */
+  apply(state: State, command: Command, context: ApplyContext): Result;
+  /** The state as a JSON value for snapshots (default: the state itself). */
+  encodeState?(state: State): unknown;
+  decodeState?(encoded: unknown): State;
+}
+
+export interface ReplicaOptions<State, Command, Result> {
+  /** The SDK client, an in-process node, or any SharedLog. */
+  readonly log: LogSource;
+  /** The topic holding this state machine's commands. */
+  readonly topic: string;
+  readonly machine: StateMachine<State, Command, Result>;
+  /** Where snapshots are loaded from at start and saved to; none by default. */
+  readonly snapshotStore?: SnapshotStore;
+  /** Applied commands between two snapshots (default 10,000). */
+  readonly snapshotEveryCommands?: number;
+  /** The determinism guard (./determinism.ts); default: env ABCAST_CHECK_DETERMINISM=1. */
+  readonly checkDeterminism?: boolean;
+  /** How long `submit`, `read` and `waitUntil` wait for this replica (default 30 s). */
+  readonly waitTimeoutMs?: number;
+  /** Told about errors that do not belong to any call (a listener threw, a save failed). */
+  readonly onError?: (error: Error) => void;
+}
+
+/** One applied command, as `onApplied` listeners see it. */
+export interface AppliedCommand<Command, Result> {
+  readonly index: number;
+  readonly time: number;
+  readonly client: string | null;
+  /** Undefined when the payload did not parse. */
+  readonly command: Command | undefined;
+  readonly outcome: Outcome<Result>;
+}
+
+interface Waiter {
+  /** Called after every change; true when it is done. */
+  readonly check: () => boolean;
+  readonly fail: (error: Error) => void;
+}
+
+/** Results kept for this process's own submits until they collect them. */
+const ownResultsKeptMax = 65_536;
+
+export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> {
+  readonly topic: string;
+  private readonly log: SharedLog;
+  private readonly machine: StateMachine<State, Command, Result>;
+  private state: State;
+  private applied = 0;
+  private timeMs = 0;
+  private readonly results = new Map<number, Outcome<Result>>();
+  private waiters = new Set<Waiter>();
+  private readonly listeners = new Set<(event: AppliedCommand<Command, Result>) => void>();
+  private readonly closer = new AbortController();
+  private failed: AgentError | null = null;
+  private running: Promise<void> = Promise.resolve();
+  private commandsSinceSnapshot = 0;
+  private snapshotSaving: Promise<void> | null = null;
+  private readonly settings: {
+    readonly snapshotEveryCommands: number;
+    readonly checkDeterminism: boolean;
+    readonly waitTimeoutMs: number;
+  };
+
+  private constructor(
+    private readonly options: ReplicaOptions<State, Command, Result>,
+    snapshot: StateSnapshot | null,
+  ) {
+    this.topic = checkTopic(options.topic);
+    this.log = toSharedLog(options.log);
+    this.machine = options.machine;
+    this.settings = {
+      snapshotEveryCommands: positive(
+        options.snapshotEveryCommands ?? 10_000,
+        'snapshotEveryCommands',
+      ),
+      checkDeterminism: options.checkDeterminism ?? process.env.ABCAST_CHECK_DETERMINISM === '1',
+      waitTimeoutMs: positive(options.waitTimeoutMs ?? 30_000, 'waitTimeoutMs'),
+    };
+    if (snapshot === null) {
+      this.state = this.machine.initialState();
+    } else {
+      this.state = this.decode(snapshot.state);
+      this.applied = snapshot.index;
+      this.timeMs = snapshot.time;
+    }
+  }
+
+  /** Loads the newest snapshot, if a store is given, and starts following the topic. */
+  static async start<State, Command, Result>(
+    options: ReplicaOptions<State, Command, Result>,
+  ): Promise<ReplicatedStateMachine<State, Command, Result>> {
+    if (typeof options?.machine?.apply !== 'function') {
+      throw invalidArgument('machine', 'machine needs initialState() and apply()');
+    }
+    const snapshot = (await options.snapshotStore?.load(checkTopic(options.topic))) ?? null;
+    const replica = new ReplicatedStateMachine(options, snapshot);
+    replica.running = replica.follow();
+    return replica;
+  }
+
+  /** The last position this replica's state includes. */
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** The log time at the last applied command (ms): the replicas' shared clock. */
+  get time(): number {
+    return this.timeMs;
+  }
+
+  /** Why the replica stopped, or null while it runs. */
+  get failure(): AgentError | null {
+    return this.failed;
+  }
+
+  /** Applies `command` through the log; resolves with the reducer's result for it. */
+  async submit(command: Command): Promise<Result> {
+    this.throwIfStopped();
+    const payload = this.checkedCommand(command);
+    const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
+    const answer = await this.log.append(payload, this.topic);
+    if (answer.index === null) {
+      throw new AgentError(
+        'unknown_outcome',
+        'the command was applied long ago and its position is no longer remembered',
+      );
+    }
+    const index = answer.index;
+    await this.until(() => this.applied >= index, deadlineMs);
+    const outcome = this.results.get(index);
+    this.results.delete(index);
+    if (outcome === undefined) {
+      throw new AgentError(
+        'unknown_outcome',
+        `the command is at position ${index}, which this replica did not apply itself (it started from a later snapshot)`,
+        { index },
+      );
+    }
+    if (!outcome.ok) throw new AgentError('rejected', outcome.error, { index });
+    return outcome.result;
+  }
+
+  /** Linearizable: sees every command acknowledged anywhere before the call. */
+  async read<View = State>(view?: (state: State) => View): Promise<View> {
+    this.throwIfStopped();
+    const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
+    const index = await this.log.readIndex();
+    await this.until(() => this.applied >= index, deadlineMs);
+    return this.readLocal(view);
+  }
+
+  /** This replica's state now: fast, and possibly behind the cluster. */
+  readLocal<View = State>(view?: (state: State) => View): View {
+    this.throwIfStopped();
+    return view === undefined ? (this.state as unknown as View) : view(this.state);
+  }
+
+  /**
+   * Resolves with the first defined value `probe` returns, tried now and after every
+   * applied command: how agents wait for a grant, a release or a barrier.
+   */
+  async waitUntil<T>(
+    probe: (state: State, replica: this) => T | undefined,
+    options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
+  ): Promise<T> {
+    let found: T | undefined;
+    const deadlineMs = Date.now() + (options.timeoutMs ?? this.settings.waitTimeoutMs);
+    await this.until(
+      () => {
+        found = probe(this.state, this);
+        return found !== undefined;
+      },
+      deadlineMs,
+      options.signal,
+    );
+    return found as T;
+  }
+
+  /** Calls `listener` after each applied command, in log order; returns the unsubscribe. */
+  onApplied(listener: (event: AppliedCommand<Command, Result>) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Saves a snapshot of the state now (there must be a store). */
+  async saveSnapshot(): Promise<StateSnapshot> {
+    const store = this.options.snapshotStore;
+    if (store === undefined) throw invalidArgument('snapshotStore', 'no snapshot store is set');
+    const snapshot = this.captureSnapshot();
+    await store.save(snapshot);
+    return snapshot;
+  }
+
+  /** Stops following; waiting calls fail with `closed`. Saves a last snapshot if it can. */
+  async close(): Promise<void> {
+    if (this.closer.signal.aborted) return;
+    const closed = new AgentError('closed', 'the replica is closed');
+    this.failed ??= closed;
+    this.closer.abort(closed);
+    this.failWaiters(this.failed);
+    await this.running;
+    await this.snapshotSaving;
+    if (this.options.snapshotStore !== undefined && this.failed === closed && this.applied > 0) {
+      await this.saveSnapshot().catch((error) => this.report(error));
+    }
+  }
+
+  // ------------------------------------------------------------ applying
+
+  private async follow(): Promise<void> {
+    try {
+      const events = this.log.follow({
+        from: this.applied + 1,
+        topic: this.topic,
+        signal: this.closer.signal,
+      });
+      for await (const event of events) {
+        if (this.failed !== null) return;
+        if (event.kind === 'entry') this.applyEntry(event.entry);
+        else if (event.index > this.applied) this.applied = event.index;
+        this.wakeWaiters();
+      }
+      if (!this.closer.signal.aborted) this.stop(new AgentError('stopped', 'the log ended'));
+    } catch (error) {
+      if (!this.closer.signal.aborted) this.stop(stopReason(error, this.applied));
+    }
+  }
+
+  private applyEntry(entry: LogEntry): void {
+    // A failover may hand over a position already seen; each is applied once.
+    if (entry.index <= this.applied) return;
+    this.timeMs = Math.max(this.timeMs, entry.time);
+    const context: ApplyContext = { index: entry.index, time: this.timeMs, client: entry.client };
+    let command: Command | undefined;
+    let outcome: Outcome<Result>;
+    const parsed = runReducer(() => this.parse(entry.payload));
+    if (!parsed.ok) {
+      outcome = { ok: false, error: `the command does not parse: ${parsed.error}` };
+    } else {
+      command = parsed.result;
+      const applied = this.applyCommand(command as Command, context);
+      if (applied === null) return;
+      outcome = applied;
+    }
+    this.applied = entry.index;
+    if (this.log.isOwnSession(entry.client)) this.keepResult(entry.index, outcome);
+    this.tell({ index: entry.index, time: this.timeMs, client: entry.client, command, outcome });
+    this.commandsSinceSnapshot += 1;
+    if (this.commandsSinceSnapshot >= this.settings.snapshotEveryCommands)
+      this.snapshotInBackground();
+  }
+
+  /** The reducer's outcome; null if the guard caught it being non-deterministic. */
+  private applyCommand(command: Command, context: ApplyContext): Outcome<Result> | null {
+    if (!this.settings.checkDeterminism) {
+      return runReducer(() => this.machine.apply(this.state, command, context));
+    }
+    const copy = this.decode(structuredClone(this.encode(this.state)));
+    const commandCopy = structuredClone(command);
+    const first = withPerturbedGlobals(() =>
+      runReducer(() => this.machine.apply(copy, commandCopy, context)),
+    );
+    const second = runReducer(() => this.machine.apply(this.state, command, context));
+    const difference = differenceOf(
+      { state: copy, outcome: first },
+      { state: this.state, outcome: second },
+    );
+    if (difference === null) return second;
+    this.stop(
+      new AgentError(
+        'non_deterministic',
+        `the reducer is not deterministic: applying the command at position ${context.index} twice, ${difference}. Take time from context.time and no randomness in apply()`,
+        { index: context.index, topic: this.topic },
+      ),
+    );
+    return null;
+  }
+
+  private parse(payload: unknown): Command {
+    return this.machine.parseCommand ? this.machine.parseCommand(payload) : (payload as Command);
+  }
+
+  private keepResult(index: number, outcome: Outcome<Result>): void {
+    this.results.set(index, outcome);
+    if (this.results.size > ownResultsKeptMax) {
+      // The oldest result is one whose submit gave up long ago (its outcome was unknown).
+      const oldest = this.results.keys().next().value as number;
+      this.results.delete(oldest);
+    }
+  }
+
+  private tell(event: AppliedCommand<Command, Result>): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.report(error);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ snapshots
+
+  private encode(state: State): unknown {
+    return this.machine.encodeState ? this.machine.encodeState(state) : state;
+  }
+
+  private decode(encoded: unknown): State {
+    return this.machine.decodeState ? this.machine.decodeState(encoded) : (encoded as State);
+  }
+
+  private captureSnapshot(): StateSnapshot {
+    const text = JSON.stringify(this.encode(this.state));
+    const encoded: unknown = text === undefined ? null : JSON.parse(text);
+    // JSON drops what it cannot say (a Map becomes {}): refuse a snapshot that would
+    // restore a different state instead of finding out at the next restart.
+    if (!isDeepStrictEqual(this.decode(structuredClone(encoded)), this.state)) {
+      throw new AgentError(
+        'invalid_argument',
+        'the state does not survive JSON (Maps, Sets, class instances, undefined?): give the machine encodeState and decodeState',
+        { field: 'machine' },
+      );
+    }
+    return { topic: this.topic, index: this.applied, time: this.timeMs, state: encoded };
+  }
+
+  private snapshotInBackground(): void {
+    const store = this.options.snapshotStore;
+    if (store === undefined || this.snapshotSaving !== null) return;
+    this.commandsSinceSnapshot = 0;
+    let snapshot: StateSnapshot;
+    try {
+      snapshot = this.captureSnapshot();
+    } catch (error) {
+      this.report(error);
+      return;
+    }
+    this.snapshotSaving = store
+      .save(snapshot)
+      .catch((error) => this.report(error))
+      .finally(() => {
+        this.snapshotSaving = null;
+      });
+  }
+
+  // ------------------------------------------------------------ waiting and stopping
+
+  private until(done: () => boolean, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    this.throwIfStopped();
+    if (done()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const finish = (error: Error | null) => {
+        this.waiters.delete(waiter);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (error === null) resolve();
+        else reject(error);
+      };
+      const waiter: Waiter = {
+        check: () => {
+          if (!done()) return false;
+          finish(null);
+          return true;
+        },
+        fail: finish,
+      };
+      const onAbort = () => finish(new AgentError('closed', 'the wait was aborted'));
+      const timer = setTimeout(
+        () =>
+          finish(
+            new AgentError('timeout', `this replica did not get there in time`, {
+              appliedIndex: this.applied,
+              topic: this.topic,
+            }),
+          ),
+        Math.max(0, deadlineMs - Date.now()),
+      );
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.add(waiter);
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (const waiter of [...this.waiters]) {
+      try {
+        waiter.check();
+      } catch (error) {
+        waiter.fail(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+
+  private failWaiters(error: Error): void {
+    for (const waiter of [...this.waiters]) waiter.fail(error);
+    assert(this.waiters.size === 0, 'a failed waiter leaves the set');
+  }
+
+  private stop(error: AgentError): void {
+    if (this.failed !== null) return;
+    this.failed = error;
+    this.closer.abort(error);
+    this.failWaiters(error);
+    this.report(error);
+  }
+
+  private throwIfStopped(): void {
+    if (this.failed === null) return;
+    if (this.failed.code === 'closed') throw this.failed;
+    throw new AgentError(
+      'stopped',
+      `the replica stopped: ${this.failed.message}`,
+      {},
+      {
+        cause: this.failed,
+      },
+    );
+  }
+
+  private checkedCommand(command: Command): unknown {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(command);
+    } catch (error) {
+      throw invalidArgument('command', `the command is not JSON: ${(error as Error).message}`);
+    }
+    if (text === undefined) throw invalidArgument('command', 'the command is not a JSON value');
+    const payload: unknown = JSON.parse(text);
+    const parsed = runReducer(() => this.parse(payload));
+    if (!parsed.ok) throw new AgentError('rejected', `the command does not parse: ${parsed.error}`);
+    return payload;
+  }
+
+  private report(error: unknown): void {
+    const reported = error instanceof Error ? error : new Error(String(error));
+    if (this.options.onError) this.options.onError(reported);
+    else if (!(reported instanceof AgentError && reported.code === 'closed')) {
+      process.emitWarning(`abcast replica of ${this.topic}: ${reported.message}`);
+    }
+  }
+}
+
+function positive(value: number, field: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw invalidArgument(field, `${field} takes a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+/** Why following stopped, in the agents' terms. */
+function stopReason(error: unknown, appliedIndex: number): AgentError {
+  if (error instanceof AgentError) return error;
+  const code = (error as { code?: unknown })?.code;
+  if (code === 'compacted' || code === 'COMPACTED') {
+    return new AgentError(
+      'snapshot_too_old',
+      `the cluster no longer keeps position ${appliedIndex + 1}, which this replica needs next: start it from a newer snapshot`,
+      { appliedIndex },
+      { cause: error },
+    );
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new AgentError('stopped', `following the log failed: ${message}`, {}, { cause: error });
+}

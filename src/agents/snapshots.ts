@@ -1,0 +1,121 @@
+/**
+ * Where a replicated state machine keeps its snapshots, so that a restarted or new replica
+ * starts from the latest one instead of replaying the log from position 1 (which the
+ * cluster may no longer keep). A snapshot is the state's JSON at one position, with the
+ * log time there and the topic it belongs to.
+ *
+ * `FileSnapshotStore` writes one file per topic in a directory, replaced atomically
+ * (temporary file, fsync, rename, directory fsync) and checked by CRC-32 when read. Point
+ * several replicas at one shared directory, or copy the file to a new machine, to start
+ * new replicas without a replay. `MemorySnapshotStore` is its in-process twin.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from '../storage/crc32.ts';
+import { newIoCounters, writeFileAtomic } from '../storage/fs-util.ts';
+import { AgentError } from './errors.ts';
+
+export interface StateSnapshot {
+  readonly topic: string;
+  /** The last position the state includes. */
+  readonly index: number;
+  /** The log time at that position (ms). */
+  readonly time: number;
+  /** The encoded state (a JSON value). */
+  readonly state: unknown;
+}
+
+export interface SnapshotStore {
+  /** The newest snapshot of `topic`, or null when there is none. */
+  load(topic: string): Promise<StateSnapshot | null>;
+  /** Keeps `snapshot` unless a newer one of its topic is already kept. */
+  save(snapshot: StateSnapshot): Promise<void>;
+}
+
+const magic = 'abcast-state-snapshot';
+const formatVersion = 1;
+
+/** One file: a header line (magic, version, CRC-32 and length of the body), then the body. */
+export function encodeSnapshotFile(snapshot: StateSnapshot): Buffer {
+  const body = Buffer.from(JSON.stringify(snapshot));
+  const header = `${magic} ${formatVersion} ${crc32(body).toString(16).padStart(8, '0')} ${body.length}\n`;
+  return Buffer.concat([Buffer.from(header), body]);
+}
+
+export function decodeSnapshotFile(bytes: Buffer, where: string): StateSnapshot {
+  const newline = bytes.indexOf(10);
+  const fields = newline < 0 ? [] : bytes.subarray(0, newline).toString('latin1').split(' ');
+  const corrupt = (why: string) =>
+    new AgentError('corrupt_snapshot', `the snapshot ${where} is unreadable: ${why}`, { where });
+  if (fields.length !== 4 || fields[0] !== magic) throw corrupt('no snapshot header');
+  if (fields[1] !== String(formatVersion)) throw corrupt(`unknown format ${fields[1]}`);
+  const body = bytes.subarray(newline + 1);
+  if (body.length !== Number(fields[3])) throw corrupt('its length does not match (torn?)');
+  if (crc32(body).toString(16).padStart(8, '0') !== fields[2]) throw corrupt('CRC mismatch');
+  const parsed = JSON.parse(body.toString('utf8')) as StateSnapshot;
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    typeof parsed.topic !== 'string' ||
+    !Number.isSafeInteger(parsed.index) ||
+    parsed.index < 0 ||
+    typeof parsed.time !== 'number'
+  ) {
+    throw corrupt('fields are missing');
+  }
+  return parsed;
+}
+
+export class FileSnapshotStore implements SnapshotStore {
+  private readonly counters = newIoCounters();
+
+  constructor(readonly directory: string) {}
+
+  private pathOf(topic: string): string {
+    // Topics are free text; the file name is a reversible, file-system-safe form of it.
+    return join(this.directory, `${Buffer.from(topic).toString('base64url')}.snapshot`);
+  }
+
+  async load(topic: string): Promise<StateSnapshot | null> {
+    const path = this.pathOf(topic);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+    const snapshot = decodeSnapshotFile(bytes, path);
+    if (snapshot.topic !== topic) {
+      throw new AgentError('corrupt_snapshot', `${path} holds topic ${snapshot.topic}`, { path });
+    }
+    return snapshot;
+  }
+
+  async save(snapshot: StateSnapshot): Promise<void> {
+    await mkdir(this.directory, { recursive: true });
+    const kept = await this.load(snapshot.topic).catch(() => null);
+    if (kept !== null && kept.index >= snapshot.index) return;
+    const path = this.pathOf(snapshot.topic);
+    // Replicas may share the directory: each writes its own temporary file, and the rename
+    // makes one whole snapshot win.
+    const temporaryPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFileAtomic(path, [encodeSnapshotFile(snapshot)], this.counters, temporaryPath);
+  }
+}
+
+export class MemorySnapshotStore implements SnapshotStore {
+  private readonly files = new Map<string, Buffer>();
+
+  async load(topic: string): Promise<StateSnapshot | null> {
+    const bytes = this.files.get(topic);
+    return bytes === undefined ? null : decodeSnapshotFile(bytes, `in memory (${topic})`);
+  }
+
+  async save(snapshot: StateSnapshot): Promise<void> {
+    const kept = await this.load(snapshot.topic);
+    if (kept !== null && kept.index >= snapshot.index) return;
+    this.files.set(snapshot.topic, encodeSnapshotFile(snapshot));
+  }
+}

@@ -1,0 +1,217 @@
+// Proves the replicated state machine's contract on the in-memory log: results come back to
+// the submitter, replicas agree, reads see acknowledged writes, bad commands are refused the
+// same way everywhere, snapshots restore, and the determinism guard catches clocks and
+// randomness in a reducer.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { AgentError } from '../../src/agents/errors.ts';
+import { MemoryLog } from '../../src/agents/memory-log.ts';
+import { ReplicatedStateMachine, type StateMachine } from '../../src/agents/rsm.ts';
+import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+
+interface Accounts {
+  balances: Record<string, number>;
+  lastTime: number;
+}
+type Transfer = { from: string; to: string; amount: number } | { open: string; amount: number };
+
+const bank: StateMachine<Accounts, Transfer, number> = {
+  initialState: () => ({ balances: {}, lastTime: 0 }),
+  parseCommand(payload) {
+    const command = payload as Transfer;
+    if (typeof command !== 'object' || command === null || !Number.isInteger(command.amount)) {
+      throw new Error('a command has an integer amount');
+    }
+    return command;
+  },
+  apply(state, command, context) {
+    state.lastTime = context.time;
+    if ('open' in command) {
+      state.balances[command.open] = command.amount;
+      return command.amount;
+    }
+    const available = state.balances[command.from] ?? 0;
+    if (command.amount <= 0 || available < command.amount) throw new Error('insufficient funds');
+    state.balances[command.from] = available - command.amount;
+    state.balances[command.to] = (state.balances[command.to] ?? 0) + command.amount;
+    return state.balances[command.from] as number;
+  },
+};
+
+async function replicaOf(
+  log: MemoryLog,
+  extra: Partial<Parameters<typeof ReplicatedStateMachine.start>[0]> = {},
+) {
+  return ReplicatedStateMachine.start<Accounts, Transfer, number>({
+    log: log.session(),
+    topic: 'bank',
+    machine: bank,
+    checkDeterminism: true,
+    waitTimeoutMs: 2_000,
+    ...extra,
+  });
+}
+
+test('submit resolves with the result; replicas agree; refusals are the same everywhere', async () => {
+  let now = 1_000;
+  const log = new MemoryLog({ clockMs: () => now++ });
+  const [a, b] = [await replicaOf(log), await replicaOf(log)];
+  assert.equal(await a.submit({ open: 'alice', amount: 100 }), 100);
+  assert.equal(await b.submit({ from: 'alice', to: 'bob', amount: 30 }), 70);
+  await assert.rejects(a.submit({ from: 'bob', to: 'alice', amount: 31 }), (error: AgentError) => {
+    assert.equal(error.code, 'rejected');
+    assert.match(error.message, /insufficient funds/);
+    return true;
+  });
+  // Refused by parseCommand before it is sent: nothing enters the log.
+  const before = log.lastIndex;
+  await assert.rejects(a.submit({ open: 'x', amount: 1.5 }), { code: 'rejected' });
+  assert.equal(log.lastIndex, before);
+  const seenByA = await a.read();
+  const seenByB = await b.read();
+  assert.deepEqual(seenByA, seenByB);
+  assert.deepEqual(seenByA.balances, { alice: 70, bob: 30 });
+  assert.equal(a.appliedIndex, 3);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('foreign input on the topic is refused by every replica and changes nothing', async () => {
+  const log = new MemoryLog();
+  const replica = await replicaOf(log);
+  const events: unknown[] = [];
+  replica.onApplied((event) => events.push(event.outcome));
+  log.append('not a transfer', 'bank', 'intruder');
+  log.append({ open: 'carol', amount: 5 }, 'other-topic', 'intruder');
+  await replica.read();
+  assert.deepEqual(replica.readLocal().balances, {});
+  assert.equal(replica.appliedIndex, 2);
+  assert.equal(events.length, 1);
+  assert.match(JSON.stringify(events[0]), /does not parse/);
+  await replica.close();
+});
+
+test('a restarted replica starts from its snapshot and goes on identically', async () => {
+  const log = new MemoryLog();
+  const store = new MemorySnapshotStore();
+  const first = await replicaOf(log, { snapshotStore: store, snapshotEveryCommands: 10 });
+  await first.submit({ open: 'a', amount: 1000 });
+  for (let n = 0; n < 25; n++) await first.submit({ from: 'a', to: `b${n % 3}`, amount: 7 });
+  await first.close();
+  const saved = await store.load('bank');
+  assert.equal(saved?.index, 26);
+  const second = await replicaOf(log, { snapshotStore: store });
+  assert.equal(second.appliedIndex, 26);
+  await second.submit({ from: 'b0', to: 'a', amount: 1 });
+  const fresh = await replicaOf(log); // replays from position 1
+  assert.deepEqual(await second.read(), await fresh.read());
+  await Promise.all([second.close(), fresh.close()]);
+});
+
+test('a state JSON cannot carry is refused at the snapshot, not found at the restart', async () => {
+  const log = new MemoryLog();
+  const errors: Error[] = [];
+  const replica = await ReplicatedStateMachine.start({
+    log: log.session(),
+    topic: 'maps',
+    machine: {
+      initialState: () => ({ seen: new Map<string, number>() }),
+      apply: (state, command: string) => state.seen.set(command, 1).size,
+    },
+    snapshotStore: new MemorySnapshotStore(),
+    onError: (error) => errors.push(error),
+  });
+  await replica.submit('x');
+  await assert.rejects(replica.saveSnapshot(), /does not survive JSON/);
+  await replica.close();
+});
+
+for (const [name, reducer] of [
+  ['Date.now()', () => Date.now()],
+  ['new Date()', () => new Date().getTime()],
+  ['Math.random()', () => Math.random()],
+] as const) {
+  test(`the determinism guard stops a reducer that uses ${name}`, async () => {
+    const log = new MemoryLog();
+    const errors: Error[] = [];
+    const replica = await ReplicatedStateMachine.start({
+      log: log.session(),
+      topic: 'clock',
+      machine: {
+        initialState: () => ({ last: 0 }),
+        apply(state, _command: null) {
+          state.last = reducer();
+          return state.last;
+        },
+      },
+      checkDeterminism: true,
+      onError: (error) => errors.push(error),
+    });
+    await assert.rejects(replica.submit(null), (error: AgentError) => {
+      assert.equal(error.code, 'non_deterministic');
+      assert.match(error.message, /position 1/);
+      return true;
+    });
+    assert.equal(replica.failure?.code, 'non_deterministic');
+    await assert.rejects(replica.submit(null), { code: 'stopped' });
+    await replica.close();
+  });
+}
+
+test('an async reducer is refused rather than applied at different moments', async () => {
+  const log = new MemoryLog();
+  const replica = await ReplicatedStateMachine.start({
+    log: log.session(),
+    topic: 'async',
+    machine: { initialState: () => ({}), apply: async () => 1 },
+  });
+  await assert.rejects(replica.submit(1), /must be synchronous/);
+  await replica.close();
+});
+
+test('waitUntil resolves on the command that makes the probe true, and times out otherwise', async () => {
+  const log = new MemoryLog();
+  const [a, b] = [await replicaOf(log), await replicaOf(log)];
+  const funded = b.waitUntil((state) =>
+    (state.balances.dave ?? 0) >= 50 ? state.balances.dave : undefined,
+  );
+  await a.submit({ open: 'dave', amount: 10 });
+  await a.submit({ open: 'dave', amount: 60 });
+  assert.equal(await funded, 60);
+  await assert.rejects(
+    b.waitUntil(() => undefined, { timeoutMs: 30 }),
+    { code: 'timeout' },
+  );
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('close fails waiting calls with closed and later calls too', async () => {
+  const log = new MemoryLog();
+  const replica = await replicaOf(log);
+  const waiting = replica.waitUntil(() => undefined);
+  await replica.close();
+  await assert.rejects(waiting, { code: 'closed' });
+  await assert.rejects(replica.submit({ open: 'z', amount: 1 }), { code: 'closed' });
+  assert.throws(() => replica.readLocal(), { code: 'closed' });
+});
+
+test('bad options are refused with a clear error', async () => {
+  const log = new MemoryLog();
+  await assert.rejects(
+    ReplicatedStateMachine.start({ log: log.session(), topic: '$reserved', machine: bank }),
+    { code: 'invalid_argument' },
+  );
+  await assert.rejects(
+    // @ts-expect-error: a machine without apply
+    ReplicatedStateMachine.start({ log: log.session(), topic: 't', machine: {} }),
+    { code: 'invalid_argument' },
+  );
+  await assert.rejects(
+    ReplicatedStateMachine.start({
+      log: log.session(),
+      topic: 't',
+      machine: bank,
+      snapshotEveryCommands: 0,
+    }),
+    { code: 'invalid_argument' },
+  );
+});
