@@ -38,7 +38,7 @@ export class NodeLog implements SharedLog {
     })) {
       if (message.topic !== options.topic) {
         // Only when nothing else is ready: one mark per catch-up, not one per message.
-        if (message.position === this.node.deliveredPosition) {
+        if (message.position === this.node.lastPosition) {
           yield { kind: 'passed', index: message.position };
         }
         continue;

@@ -6,7 +6,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AgentError } from '../../src/agents/errors.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
-import { ReplicatedStateMachine, type StateMachine } from '../../src/agents/rsm.ts';
+import {
+  type ReplicaOptions,
+  ReplicatedStateMachine,
+  type StateMachine,
+} from '../../src/agents/rsm.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
 
 interface Accounts {
@@ -40,7 +44,7 @@ const bank: StateMachine<Accounts, Transfer, number> = {
 
 async function replicaOf(
   log: MemoryLog,
-  extra: Partial<Parameters<typeof ReplicatedStateMachine.start>[0]> = {},
+  extra: Partial<ReplicaOptions<Accounts, Transfer, number>> = {},
 ) {
   return ReplicatedStateMachine.start<Accounts, Transfer, number>({
     log: log.session(),
