@@ -167,7 +167,7 @@ export interface EventReader {
   readonly headers: Headers;
   /** The next block, comments included; fails after `timeoutMs`. */
   next(timeoutMs?: number): Promise<StreamEvent>;
-  /** The next message event (skipping comments and `retry:`). */
+  /** The next message or error event (skipping comments, `retry:` and progress events). */
   nextMessage(timeoutMs?: number): Promise<StreamEvent>;
   close(): void;
 }
@@ -201,7 +201,7 @@ export async function openEvents(
     nextMessage: async (timeoutMs = 10_000) => {
       for (;;) {
         const event = await next(timeoutMs);
-        if (event.data !== null) return event;
+        if (event.data !== null && event.event !== 'progress') return event;
       }
     },
     close: () => controller.abort(),
