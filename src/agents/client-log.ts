@@ -21,14 +21,17 @@ export class ClientLog implements SharedLog {
 
   /**
    * The subscription yields messages, while progress arrives by callback whenever the
-   * stream idles: both are merged here, in the order the stream gave them.
+   * stream idles: both are merged here, in the order the stream gave them. One topic is
+   * filtered by the node; several are read from the unfiltered stream and filtered here.
    */
   async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
+    const single = options.topics.length === 1 ? options.topics[0] : undefined;
+    const topics = new Set(options.topics);
     let passedIndex = 0;
     let wake: (() => void) | null = null;
     const subscription = this.client.subscribe({
       from: options.from,
-      topic: options.topic,
+      ...(single === undefined ? {} : { topic: single }),
       signal: options.signal,
       onProgress: (index) => {
         passedIndex = Math.max(passedIndex, index);
@@ -50,8 +53,13 @@ export class ClientLog implements SharedLog {
         const step = await Promise.race([next, progressed]);
         if (step === null) continue;
         if (step.done) return;
-        yield { kind: 'entry', entry: entryOf(step.value) };
         next = subscription.next();
+        const message = step.value;
+        if (message.topic !== null && topics.has(message.topic)) {
+          yield { kind: 'entry', entry: entryOf(message) };
+        } else {
+          yield { kind: 'passed', index: message.index };
+        }
       }
     } finally {
       wake = null;

@@ -38,7 +38,8 @@ export interface AppendAnswer {
 
 export interface FollowOptions {
   readonly from: number;
-  readonly topic: string;
+  /** One topic or several; with several, the entries of all of them in one order. */
+  readonly topics: readonly string[];
   readonly signal: AbortSignal;
 }
 
@@ -46,7 +47,7 @@ export interface SharedLog {
   /** Appends exactly once; resolves once the entry is committed, with its position. */
   append(payload: unknown, topic: string): Promise<AppendAnswer>;
   /**
-   * Entries of `topic` from position `from` on, in order, each once, waiting for new ones;
+   * Entries of `topics` from position `from` on, in order, each once, waiting for new ones;
    * ends quietly when `signal` aborts; throws when the log cannot go on (positions no
    * longer kept, the node stopped, no endpoint for too long).
    */

@@ -72,12 +72,13 @@ export class MemoryLog {
   async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
     assert(Number.isSafeInteger(options.from) && options.from >= 1, 'from is a position >= 1');
     let next = options.from;
+    const topics = new Set(options.topics);
     while (!options.signal.aborted) {
       let skipped = false;
       while (next <= this.entries.length) {
         const entry = this.entries[next - 1] as LogEntry;
         next += 1;
-        if (entry.topic === options.topic) yield { kind: 'entry', entry };
+        if (entry.topic !== null && topics.has(entry.topic)) yield { kind: 'entry', entry };
         else skipped = true;
         if (options.signal.aborted) return;
       }

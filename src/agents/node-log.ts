@@ -32,11 +32,12 @@ export class NodeLog implements SharedLog {
   }
 
   async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
+    const topics = new Set(options.topics);
     for await (const message of this.node.deliveries({
       from: options.from,
       signal: options.signal,
     })) {
-      if (message.topic !== options.topic) {
+      if (!topics.has(message.topic)) {
         // Only when nothing else is ready: one mark per catch-up, not one per message.
         if (message.position === this.node.lastPosition) {
           yield { kind: 'passed', index: message.position };

@@ -89,6 +89,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   private state: State;
   private applied = 0;
   private timeMs = 0;
+  /** This process's clock when the last command was applied, to estimate the log's now. */
+  private timeSeenAtMs = Date.now();
   private readonly results = new Map<number, Outcome<Result>>();
   private waiters = new Set<Waiter>();
   private readonly listeners = new Set<(event: AppliedCommand<Command, Result>) => void>();
@@ -148,6 +150,15 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   /** The log time at the last applied command (ms): the replicas' shared clock. */
   get time(): number {
     return this.timeMs;
+  }
+
+  /**
+   * How long, by this process's clock, until the log's clock reaches `logTimeMs`, assuming
+   * both run at the same rate since the last applied command. Agents use it to know when
+   * to append something (a tick) so that an expiry gets decided in the log.
+   */
+  msUntilLogTime(logTimeMs: number): number {
+    return Math.max(0, logTimeMs - this.timeMs - (Date.now() - this.timeSeenAtMs));
   }
 
   /** Why the replica stopped, or null while it runs. */
@@ -253,7 +264,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     try {
       const events = this.log.follow({
         from: this.applied + 1,
-        topic: this.topic,
+        topics: [this.topic],
         signal: this.closer.signal,
       });
       for await (const event of events) {
@@ -272,6 +283,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     // A failover may hand over a position already seen; each is applied once.
     if (entry.index <= this.applied) return;
     this.timeMs = Math.max(this.timeMs, entry.time);
+    this.timeSeenAtMs = Date.now();
     const context: ApplyContext = { index: entry.index, time: this.timeMs, client: entry.client };
     let command: Command | undefined;
     let outcome: Outcome<Result>;
