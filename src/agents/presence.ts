@@ -1,0 +1,634 @@
+/**
+ * Presence: which agents are alive, agreed by every process. Each agent joins with a ttl and
+ * heartbeats; a member whose last heartbeat is older than its ttl at a command's log time is
+ * expired by the reducer as it applies that command. Expiry is decided on the log's clock
+ * only (`context.time`, the same on every replica), so every replica agrees on who is alive
+ * and on the order of joins, leaves and expiries. The local clock only decides WHEN an agent
+ * appends (a heartbeat every ttl/3, or a `refresh()` tick), which is what moves the log's
+ * clock forward and lets expiries be decided at all.
+ *
+ * Coming back after expiry is explicit, as with ZooKeeper's expired sessions: a heartbeat
+ * from an incarnation that is no longer a member (expired, left) is refused with the typed
+ * outcome `not_member`; the handle then stops, reports itself `lost`, and the agent calls
+ * `join` again once it has re-established whatever its presence stood for. A join under an
+ * agentId that is alive is refused (`already_member`), so two processes never share one
+ * identity; a restarted agent rejoins once its old incarnation has expired or left.
+ */
+import { assert } from '../util/assert.ts';
+import { AgentError, invalidArgument } from './errors.ts';
+import { checkTopic } from './log.ts';
+import { type ReplicaOptions, ReplicatedStateMachine, type StateMachine } from './rsm.ts';
+import type { LogSource } from './source.ts';
+
+/** Members one presence topic holds; joins beyond it are refused with `full`. */
+export const presenceMembersMax = 10_000;
+export const presenceTtlMinMs = 10;
+export const presenceTtlMaxMs = 24 * 3600 * 1000;
+/** A member's `meta`, as JSON text. */
+export const presenceMetaBytesMax = 4096;
+/** Events a watcher may have unread before it is ended with `overflow` (default). */
+export const presenceWatchBufferDefault = 10_000;
+
+export interface PresenceMember {
+  readonly agentId: string;
+  /** The log position of the join that made this member: identifies this incarnation. */
+  readonly incarnation: number;
+  readonly ttlMs: number;
+  readonly meta: unknown;
+  /** Log times (ms since the Unix epoch). */
+  readonly joinedAt: number;
+  readonly lastBeatAt: number;
+  /** Alive while the log's clock is at or before this; expired at the first command after. */
+  readonly expiresAt: number;
+}
+
+export interface PresenceEvent {
+  readonly kind: 'joined' | 'left' | 'expired';
+  readonly agentId: string;
+  readonly incarnation: number;
+  /** The position and log time of the command at which it was decided. */
+  readonly index: number;
+  readonly time: number;
+}
+
+export type PresenceCommand =
+  | {
+      readonly op: 'join';
+      readonly agentId: string;
+      readonly ttlMs: number;
+      readonly meta: unknown;
+    }
+  | { readonly op: 'beat'; readonly agentId: string; readonly incarnation: number }
+  | { readonly op: 'leave'; readonly agentId: string; readonly incarnation: number }
+  | { readonly op: 'tick' };
+
+export type PresenceOutcome =
+  | { readonly status: 'joined'; readonly incarnation: number; readonly expiresAt: number }
+  | { readonly status: 'already_member'; readonly incarnation: number }
+  | { readonly status: 'full'; readonly membersMax: number }
+  | { readonly status: 'alive'; readonly expiresAt: number }
+  | { readonly status: 'not_member' }
+  | { readonly status: 'left' }
+  | { readonly status: 'ticked' };
+
+/** What applying one command did: expiries it decided and its own effect, in order. */
+export interface PresenceResult {
+  readonly outcome: PresenceOutcome;
+  readonly events: readonly PresenceEvent[];
+}
+
+export interface PresenceState {
+  /** By agentId, in join order. */
+  readonly members: Map<string, PresenceMember>;
+  /** [expiresAt, agentId] of every member, ascending: expiry sweeps from the front. */
+  readonly deadlines: [number, string][];
+}
+
+interface EncodedPresence {
+  readonly members: PresenceMember[];
+  readonly deadlines: [number, string][];
+}
+
+// ------------------------------------------------------------------ the reducer
+
+export const presenceMachine: StateMachine<PresenceState, PresenceCommand, PresenceResult> = {
+  initialState: () => ({ members: new Map(), deadlines: [] }),
+  parseCommand: parsePresenceCommand,
+  apply(state, command, context) {
+    // Never throws: a refusal is a typed outcome, so the expiries swept before it are kept
+    // and reported (a throw would hide them from watchers while the state kept them).
+    const events = sweep(state, context.time, context.index);
+    const at = { index: context.index, time: context.time };
+    let outcome: PresenceOutcome;
+    switch (command.op) {
+      case 'join':
+        outcome = join(state, command, at, events);
+        break;
+      case 'beat':
+        outcome = beat(state, command, context.time);
+        break;
+      case 'leave':
+        outcome = leave(state, command, at, events);
+        break;
+      case 'tick':
+        outcome = { status: 'ticked' };
+        break;
+    }
+    return { outcome, events };
+  },
+  encodeState: (state): EncodedPresence => ({
+    members: [...state.members.values()],
+    deadlines: state.deadlines,
+  }),
+  decodeState(encoded) {
+    const { members, deadlines } = encoded as EncodedPresence;
+    return {
+      members: new Map(members.map((member) => [member.agentId, member])),
+      deadlines,
+    };
+  },
+};
+
+/** Expires, in deadline order, every member whose deadline is before `timeMs`. */
+function sweep(state: PresenceState, timeMs: number, index: number): PresenceEvent[] {
+  let count = 0;
+  while (count < state.deadlines.length && (state.deadlines[count] as [number, string])[0] < timeMs)
+    count += 1;
+  if (count === 0) return [];
+  const events: PresenceEvent[] = [];
+  for (const [, agentId] of state.deadlines.splice(0, count)) {
+    const member = state.members.get(agentId);
+    assert(member !== undefined, 'every deadline belongs to a member');
+    state.members.delete(agentId);
+    events.push({ kind: 'expired', agentId, incarnation: member.incarnation, index, time: timeMs });
+  }
+  return events;
+}
+
+function join(
+  state: PresenceState,
+  command: Extract<PresenceCommand, { op: 'join' }>,
+  at: { index: number; time: number },
+  events: PresenceEvent[],
+): PresenceOutcome {
+  const present = state.members.get(command.agentId);
+  if (present !== undefined) return { status: 'already_member', incarnation: present.incarnation };
+  if (state.members.size >= presenceMembersMax) {
+    return { status: 'full', membersMax: presenceMembersMax };
+  }
+  const member: PresenceMember = {
+    agentId: command.agentId,
+    incarnation: at.index,
+    ttlMs: command.ttlMs,
+    meta: command.meta,
+    joinedAt: at.time,
+    lastBeatAt: at.time,
+    expiresAt: at.time + command.ttlMs,
+  };
+  state.members.set(member.agentId, member);
+  insertDeadline(state.deadlines, [member.expiresAt, member.agentId]);
+  events.push({ kind: 'joined', agentId: member.agentId, incarnation: at.index, ...at });
+  return { status: 'joined', incarnation: at.index, expiresAt: member.expiresAt };
+}
+
+function beat(
+  state: PresenceState,
+  command: Extract<PresenceCommand, { op: 'beat' }>,
+  timeMs: number,
+): PresenceOutcome {
+  const member = state.members.get(command.agentId);
+  if (member === undefined || member.incarnation !== command.incarnation) {
+    return { status: 'not_member' };
+  }
+  removeDeadline(state.deadlines, [member.expiresAt, member.agentId]);
+  const renewed = { ...member, lastBeatAt: timeMs, expiresAt: timeMs + member.ttlMs };
+  state.members.set(member.agentId, renewed);
+  insertDeadline(state.deadlines, [renewed.expiresAt, member.agentId]);
+  return { status: 'alive', expiresAt: renewed.expiresAt };
+}
+
+function leave(
+  state: PresenceState,
+  command: Extract<PresenceCommand, { op: 'leave' }>,
+  at: { index: number; time: number },
+  events: PresenceEvent[],
+): PresenceOutcome {
+  const member = state.members.get(command.agentId);
+  if (member === undefined || member.incarnation !== command.incarnation) {
+    return { status: 'not_member' };
+  }
+  removeDeadline(state.deadlines, [member.expiresAt, member.agentId]);
+  state.members.delete(member.agentId);
+  events.push({ kind: 'left', agentId: member.agentId, incarnation: member.incarnation, ...at });
+  return { status: 'left' };
+}
+
+function compareDeadlines(a: [number, string], b: [number, string]): number {
+  if (a[0] !== b[0]) return a[0] - b[0];
+  return a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
+}
+
+/** The first position whose deadline is not before `key` (binary search). */
+function lowerBound(deadlines: [number, string][], key: [number, string]): number {
+  let low = 0;
+  let high = deadlines.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (compareDeadlines(deadlines[middle] as [number, string], key) < 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function insertDeadline(deadlines: [number, string][], key: [number, string]): void {
+  deadlines.splice(lowerBound(deadlines, key), 0, key);
+}
+
+function removeDeadline(deadlines: [number, string][], key: [number, string]): void {
+  const at = lowerBound(deadlines, key);
+  const found = deadlines[at];
+  assert(
+    found !== undefined && compareDeadlines(found, key) === 0,
+    'every member has its deadline',
+  );
+  deadlines.splice(at, 1);
+}
+
+// ------------------------------------------------------------------ validation
+
+/** Agent ids: printable strings of 1–200 bytes. */
+export function checkAgentId(agentId: unknown, field = 'agentId'): string {
+  if (
+    typeof agentId !== 'string' ||
+    agentId.length === 0 ||
+    Buffer.byteLength(agentId) > 200 ||
+    /\p{Cc}/u.test(agentId)
+  ) {
+    throw invalidArgument(
+      field,
+      `${field} must be a string of 1–200 bytes without control characters`,
+    );
+  }
+  return agentId;
+}
+
+function checkTtlMs(ttlMs: unknown): number {
+  if (
+    typeof ttlMs !== 'number' ||
+    !Number.isSafeInteger(ttlMs) ||
+    ttlMs < presenceTtlMinMs ||
+    ttlMs > presenceTtlMaxMs
+  ) {
+    throw invalidArgument(
+      'ttlMs',
+      `ttlMs must be an integer from ${presenceTtlMinMs} to ${presenceTtlMaxMs}, got ${String(ttlMs)}`,
+    );
+  }
+  return ttlMs;
+}
+
+function checkIncarnation(incarnation: unknown): number {
+  if (typeof incarnation !== 'number' || !Number.isSafeInteger(incarnation) || incarnation < 1) {
+    throw invalidArgument('incarnation', 'incarnation must be a log position (integer >= 1)');
+  }
+  return incarnation;
+}
+
+export function parsePresenceCommand(payload: unknown): PresenceCommand {
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    throw invalidArgument('command', 'a presence command is an object with an op');
+  }
+  const raw = payload as Record<string, unknown>;
+  switch (raw.op) {
+    case 'join': {
+      const meta = raw.meta === undefined ? null : raw.meta;
+      const text = JSON.stringify(meta);
+      if (text === undefined || Buffer.byteLength(text) > presenceMetaBytesMax) {
+        throw invalidArgument(
+          'meta',
+          `meta must be a JSON value of at most ${presenceMetaBytesMax} bytes`,
+        );
+      }
+      return { op: 'join', agentId: checkAgentId(raw.agentId), ttlMs: checkTtlMs(raw.ttlMs), meta };
+    }
+    case 'beat':
+    case 'leave':
+      return {
+        op: raw.op,
+        agentId: checkAgentId(raw.agentId),
+        incarnation: checkIncarnation(raw.incarnation),
+      };
+    case 'tick':
+      return { op: 'tick' };
+    default:
+      throw invalidArgument('op', 'op must be join, beat, leave or tick');
+  }
+}
+
+// ------------------------------------------------------------------ the agents' API
+
+export interface PresenceOptions
+  extends Pick<
+    ReplicaOptions<PresenceState, PresenceCommand, PresenceResult>,
+    'snapshotStore' | 'snapshotEveryCommands' | 'checkDeterminism' | 'waitTimeoutMs' | 'onError'
+  > {
+  readonly log: LogSource;
+  /** The presence group; its commands go to topic `presence/<name>`. */
+  readonly name: string;
+}
+
+export interface JoinOptions {
+  /** A member not heard from for longer than this, in log time, is expired. */
+  readonly ttlMs: number;
+  /** Any JSON value (at most 4 KiB) that others see in `members()`. */
+  readonly meta?: unknown;
+  /** How often to heartbeat, by this process's clock (default ttlMs/3). */
+  readonly heartbeatEveryMs?: number;
+  /** Called once when the handle learns it is no longer a member (expired). */
+  readonly onLost?: (handle: PresenceHandle) => void;
+}
+
+export interface WatchOptions {
+  readonly signal?: AbortSignal;
+  /** Unread events kept before the watch ends with an `overflow` error (default 10,000). */
+  readonly bufferMax?: number;
+}
+
+export class Presence {
+  private readonly watchers = new Set<Watcher>();
+  private readonly handles = new Set<PresenceHandle>();
+
+  private constructor(
+    readonly replica: ReplicatedStateMachine<PresenceState, PresenceCommand, PresenceResult>,
+    readonly name: string,
+    private readonly onError: ((error: Error) => void) | undefined,
+  ) {
+    replica.onApplied((applied) => {
+      if (!applied.outcome.ok) return;
+      for (const event of applied.outcome.result.events) {
+        for (const watcher of this.watchers) watcher.push(event);
+      }
+    });
+  }
+
+  static async open(options: PresenceOptions): Promise<Presence> {
+    const name = checkTopic(options?.name, 'name');
+    let presence: Presence | null = null;
+    const replica = await ReplicatedStateMachine.start({
+      ...options,
+      topic: `presence/${name}`,
+      machine: presenceMachine,
+      onError: (error) => {
+        if (presence !== null && presence.replica.failure !== null) {
+          presence.endWatchers(presence.replica.failure);
+        }
+        options.onError?.(error);
+      },
+    });
+    presence = new Presence(replica, name, options.onError);
+    return presence;
+  }
+
+  /** Joins as `agentId`; the handle heartbeats until `leave()` or `close()`. */
+  async join(agentId: string, options: JoinOptions): Promise<PresenceHandle> {
+    checkAgentId(agentId);
+    checkTtlMs(options?.ttlMs);
+    const everyMs = options.heartbeatEveryMs ?? Math.max(1, Math.floor(options.ttlMs / 3));
+    if (!Number.isSafeInteger(everyMs) || everyMs < 1 || everyMs >= options.ttlMs) {
+      throw invalidArgument(
+        'heartbeatEveryMs',
+        'heartbeatEveryMs must be an integer in [1, ttlMs)',
+      );
+    }
+    const result = await this.replica.submit({
+      op: 'join',
+      agentId,
+      ttlMs: options.ttlMs,
+      meta: options.meta ?? null,
+    });
+    const outcome = result.outcome;
+    if (outcome.status !== 'joined') {
+      throw new AgentError(
+        'rejected',
+        outcome.status === 'full'
+          ? `presence ${this.name} is full (${presenceMembersMax} members)`
+          : `${agentId} is already a member of presence ${this.name}; join again once it has left or expired`,
+        { reason: outcome.status, agentId },
+      );
+    }
+    const handle = new PresenceHandle(this, agentId, outcome.incarnation, everyMs, options.onLost);
+    this.handles.add(handle);
+    return handle;
+  }
+
+  /** Members alive as of this replica's applied log time, in join order (may be stale). */
+  members(): PresenceMember[] {
+    return this.replica.readLocal((state) => [...state.members.values()]);
+  }
+
+  /** Whether `agentId` is a member as of this replica's applied log time. */
+  isMember(agentId: string): boolean {
+    return this.replica.readLocal((state) => state.members.has(agentId));
+  }
+
+  /**
+   * Appends a tick so that every expiry up to now (in log time) is decided, and returns the
+   * members after it: for an agent that needs a fresh view when nobody else is appending.
+   */
+  async refresh(): Promise<PresenceMember[]> {
+    await this.replica.submit({ op: 'tick' });
+    return this.members();
+  }
+
+  /**
+   * Joins, leaves and expiries decided from now on, in log order (the same sequence on
+   * every replica). Events are buffered for a slow consumer up to `bufferMax`; beyond that
+   * the watch yields what it holds and then throws `stopped` with details.reason
+   * `overflow` (it never drops an event silently): call `members()` and watch again.
+   * Ends quietly on abort or close.
+   */
+  watch(options: WatchOptions = {}): AsyncIterableIterator<PresenceEvent> {
+    const bufferMax = options.bufferMax ?? presenceWatchBufferDefault;
+    if (!Number.isSafeInteger(bufferMax) || bufferMax < 1) {
+      throw invalidArgument('bufferMax', 'bufferMax must be a positive integer');
+    }
+    const watcher = new Watcher(bufferMax, () => this.watchers.delete(watcher));
+    if (this.replica.failure !== null) watcher.end(this.replica.failure);
+    else this.watchers.add(watcher);
+    if (options.signal !== undefined) {
+      if (options.signal.aborted) watcher.end(null);
+      options.signal.addEventListener('abort', () => watcher.end(null), { once: true });
+    }
+    return watcher;
+  }
+
+  /**
+   * Stops every handle's heartbeats WITHOUT leaving (its members expire after their ttl, as
+   * if this process crashed; call `leave()` first for a clean exit), ends watches, closes
+   * the replica.
+   */
+  async close(): Promise<void> {
+    for (const handle of this.handles) handle.stop();
+    this.handles.clear();
+    this.endWatchers(null);
+    await this.replica.close();
+  }
+
+  /** @internal */
+  submit(command: PresenceCommand): Promise<PresenceResult> {
+    return this.replica.submit(command);
+  }
+
+  /** @internal */
+  forget(handle: PresenceHandle): void {
+    this.handles.delete(handle);
+  }
+
+  /** @internal */
+  report(error: unknown): void {
+    if (this.onError !== undefined) {
+      this.onError(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.emitWarning(`abcast presence ${this.name}: ${message}`);
+  }
+
+  private endWatchers(error: AgentError | null): void {
+    for (const watcher of [...this.watchers]) watcher.end(error?.code === 'closed' ? null : error);
+  }
+}
+
+/**
+ * One agent's membership. `present` until `leave()`; `lost` once a heartbeat is refused
+ * (expired, so the agent must join again); `stopped` after the Presence closed.
+ */
+export class PresenceHandle {
+  private phase: 'present' | 'left' | 'lost' | 'stopped' = 'present';
+  private timer: NodeJS.Timeout | null = null;
+  private beating: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly presence: Presence,
+    readonly agentId: string,
+    readonly incarnation: number,
+    readonly heartbeatEveryMs: number,
+    private readonly onLost?: (handle: PresenceHandle) => void,
+  ) {
+    this.schedule();
+  }
+
+  get state(): 'present' | 'left' | 'lost' | 'stopped' {
+    return this.phase;
+  }
+
+  /** Appends one heartbeat now; false when it was refused (the handle is then `lost`). */
+  async heartbeat(): Promise<boolean> {
+    if (this.phase !== 'present') return false;
+    const command = { op: 'beat', agentId: this.agentId, incarnation: this.incarnation } as const;
+    const result = await this.presence.submit(command);
+    if (result.outcome.status === 'alive') return true;
+    if (this.phase === 'present') {
+      this.phase = 'lost';
+      this.stop();
+      this.onLost?.(this);
+    }
+    return false;
+  }
+
+  /** Leaves the group (idempotent); resolves once the leave is applied here. */
+  async leave(): Promise<void> {
+    if (this.phase !== 'present') return;
+    this.phase = 'left';
+    this.stop();
+    await this.beating;
+    await this.presence.submit({
+      op: 'leave',
+      agentId: this.agentId,
+      incarnation: this.incarnation,
+    });
+  }
+
+  /** @internal Stops heartbeating without leaving. */
+  stop(): void {
+    if (this.phase === 'present') this.phase = 'stopped';
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.presence.forget(this);
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.beating = this.heartbeat()
+        .catch((error) => {
+          // A heartbeat that failed (no endpoint, timeout) is tried again at the next
+          // interval; the ttl is three intervals, so one failure costs nothing.
+          if (this.phase === 'present') this.presence.report(error);
+        })
+        .finally(() => {
+          if (this.phase === 'present') this.schedule();
+        });
+    }, this.heartbeatEveryMs);
+  }
+}
+
+/** A bounded, single-consumer queue of events for one watch. */
+class Watcher implements AsyncIterableIterator<PresenceEvent> {
+  private readonly buffer: PresenceEvent[] = [];
+  private head = 0;
+  private ended = false;
+  private error: AgentError | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly bufferMax: number,
+    private readonly detach: () => void,
+  ) {}
+
+  push(event: PresenceEvent): void {
+    if (this.ended) return;
+    if (this.buffer.length - this.head >= this.bufferMax) {
+      this.end(
+        new AgentError(
+          'stopped',
+          `the watcher fell more than ${this.bufferMax} events behind; read members() and watch again`,
+          { reason: 'overflow', index: event.index },
+        ),
+      );
+      return;
+    }
+    this.buffer.push(event);
+    this.wakeUp();
+  }
+
+  end(error: AgentError | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    this.detach();
+    this.wakeUp();
+  }
+
+  async next(): Promise<IteratorResult<PresenceEvent>> {
+    for (;;) {
+      if (this.head < this.buffer.length) {
+        const event = this.buffer[this.head] as PresenceEvent;
+        this.head += 1;
+        if (this.head > 1024 && this.head * 2 > this.buffer.length) {
+          this.buffer.splice(0, this.head);
+          this.head = 0;
+        }
+        return { done: false, value: event };
+      }
+      if (this.ended) {
+        if (this.error !== null) {
+          const error = this.error;
+          this.error = null;
+          throw error;
+        }
+        return { done: true, value: undefined };
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  async return(): Promise<IteratorResult<PresenceEvent>> {
+    this.end(null);
+    this.buffer.length = 0;
+    this.head = 0;
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<PresenceEvent> {
+    return this;
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+}
