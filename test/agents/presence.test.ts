@@ -1,0 +1,259 @@
+// Proves presence on the in-memory log with a virtual clock, then on a real 3-node cluster
+// through the SDK: every replica sees the same joins, leaves and expiries in the same order;
+// a member that stops heartbeating is expired once its ttl has passed in log time; a refused
+// heartbeat tells the agent to rejoin; foreign input is refused without harm; watches are
+// bounded.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { AgentError } from '../../src/agents/errors.ts';
+import { MemoryLog } from '../../src/agents/memory-log.ts';
+import {
+  Presence,
+  type PresenceEvent,
+  type PresenceHandle,
+  parsePresenceCommand,
+} from '../../src/agents/presence.ts';
+import { type Client, connect } from '../../src/client/index.ts';
+import { startHttpCluster } from '../server/cluster.ts';
+
+const hourMs = 3_600_000;
+
+function openOn(log: MemoryLog, name = 'crew'): Promise<Presence> {
+  return Presence.open({ log: log.session(), name, checkDeterminism: true, waitTimeoutMs: 5_000 });
+}
+
+/** The next `count` events of a watch, or a failure after `timeoutMs`. */
+async function take(
+  events: AsyncIterator<PresenceEvent>,
+  count: number,
+  timeoutMs = 5_000,
+): Promise<PresenceEvent[]> {
+  const taken: PresenceEvent[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (taken.length < count) {
+    const left = deadline - Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const step = await Promise.race([
+      events.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`only ${taken.length}/${count} events`)), left);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (step.done) throw new Error(`the watch ended after ${taken.length}/${count} events`);
+    taken.push(step.value);
+  }
+  return taken;
+}
+
+const summary = (events: PresenceEvent[]) => events.map((e) => `${e.kind}:${e.agentId}@${e.index}`);
+
+test('every replica sees the same joins, leaves and expiries, decided on the log clock', async () => {
+  let now = 1_000_000;
+  const log = new MemoryLog({ clockMs: () => now });
+  const replicas = [await openOn(log), await openOn(log), await openOn(log)];
+  const watches = replicas.map((replica) => replica.watch());
+  const [a, b, c] = replicas as [Presence, Presence, Presence];
+  const alice = await a.join('alice', { ttlMs: 10_000, meta: { role: 'planner' } });
+  const bob = await b.join('bob', { ttlMs: 20_000 });
+  const carol = await c.join('carol', { ttlMs: 10_000 });
+  assert.deepEqual(
+    a.members().map((m) => m.agentId),
+    ['alice', 'bob', 'carol'],
+  );
+  assert.deepEqual(a.members()[0]?.meta, { role: 'planner' });
+
+  now += 9_000; // alice and bob heartbeat; carol has crashed (nothing from her)
+  assert.equal(await alice.heartbeat(), true);
+  assert.equal(await bob.heartbeat(), true);
+  now += 1_000; // carol's last beat is exactly ttl old: still alive
+  await b.refresh();
+  assert.ok(b.isMember('carol'));
+  now += 1; // now it is older than her ttl: the next command decides the expiry
+  await b.refresh();
+  assert.ok(!b.isMember('carol'));
+  await bob.leave();
+  now += 30_000; // alice stops too; the refresh expires her
+  const left = await c.refresh();
+  assert.deepEqual(left, []);
+
+  const sequences = await Promise.all(watches.map((watch) => take(watch, 6)));
+  for (const sequence of sequences) assert.deepEqual(sequence, sequences[0]);
+  assert.deepEqual(summary(sequences[0]!), [
+    'joined:alice@1',
+    'joined:bob@2',
+    'joined:carol@3',
+    'expired:carol@7',
+    'left:bob@8',
+    'expired:alice@9',
+  ]);
+  assert.equal(sequences[0]![3]!.time, 1_010_001);
+  assert.equal(carol.state, 'present'); // it never heard; its next heartbeat will tell it
+  assert.equal(await carol.heartbeat(), false);
+  assert.equal(carol.state, 'lost');
+  await Promise.all(replicas.map((replica) => replica.close()));
+});
+
+test('a lost member is told to rejoin; a live agentId cannot be joined twice', async () => {
+  let now = 5_000;
+  const log = new MemoryLog({ clockMs: () => now });
+  const [a, b] = [await openOn(log), await openOn(log)];
+  const lost: PresenceHandle[] = [];
+  const first = await a.join('worker', { ttlMs: 1_000, onLost: (handle) => lost.push(handle) });
+  await assert.rejects(b.join('worker', { ttlMs: 1_000 }), (error: AgentError) => {
+    assert.equal(error.code, 'rejected');
+    assert.equal(error.details.reason, 'already_member');
+    return true;
+  });
+  now += 1_001;
+  assert.equal(await first.heartbeat(), false); // the beat's own command expires it first
+  assert.deepEqual(lost, [first]);
+  assert.equal(first.state, 'lost');
+  const second = await a.join('worker', { ttlMs: 1_000 });
+  assert.ok(second.incarnation > first.incarnation);
+  // The old incarnation's leave does not remove the new one.
+  await a.submit({ op: 'leave', agentId: 'worker', incarnation: first.incarnation });
+  assert.ok(b.isMember('worker') || (await b.refresh()).some((m) => m.agentId === 'worker'));
+  await second.leave();
+  await second.leave(); // idempotent
+  assert.equal((await b.refresh()).length, 0);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('many agents join concurrently and every replica agrees', async () => {
+  let now = 0;
+  const log = new MemoryLog({ clockMs: () => (now += 3) });
+  const replicas = await Promise.all(Array.from({ length: 5 }, () => openOn(log, 'swarm')));
+  const watches = replicas.map((replica) => replica.watch());
+  const handles = await Promise.all(
+    Array.from({ length: 100 }, (_, n) =>
+      replicas[n % 5]!.join(`agent-${n}`, { ttlMs: hourMs, meta: n }),
+    ),
+  );
+  await Promise.all(handles.filter((_, n) => n % 4 === 0).map((handle) => handle.leave()));
+  const sequences = await Promise.all(watches.map((watch) => take(watch, 125)));
+  for (const sequence of sequences) assert.deepEqual(sequence, sequences[0]);
+  for (const replica of replicas) await replica.refresh();
+  const views = replicas.map((replica) => replica.members());
+  for (const view of views) assert.deepEqual(view, views[0]);
+  assert.equal(views[0]!.length, 75);
+  await Promise.all(replicas.map((replica) => replica.close()));
+});
+
+test('foreign input on the topic is refused with a clear message and changes nothing', async () => {
+  const log = new MemoryLog();
+  const presence = await openOn(log);
+  const outcomes: string[] = [];
+  presence.replica.onApplied((applied) => {
+    if (!applied.outcome.ok) outcomes.push(applied.outcome.error);
+  });
+  for (const payload of [
+    null,
+    'join',
+    [],
+    { op: 'join', agentId: '', ttlMs: 100 },
+    { op: 'join', agentId: 'x', ttlMs: 1.5 },
+    { op: 'join', agentId: 'x', ttlMs: 100, meta: 'm'.repeat(5_000) },
+    { op: 'beat', agentId: 'x' },
+    { op: 'explode' },
+  ]) {
+    log.append(payload, 'presence/crew', 'intruder');
+  }
+  await presence.refresh();
+  assert.equal(outcomes.length, 8);
+  for (const outcome of outcomes) assert.match(outcome, /does not parse: .+/);
+  assert.deepEqual(presence.members(), []);
+  assert.throws(() => parsePresenceCommand({ op: 'join', agentId: 'a\n', ttlMs: 100 }), {
+    code: 'invalid_argument',
+  });
+  await assert.rejects(presence.join('a', { ttlMs: 5 }), { code: 'invalid_argument' });
+  await assert.rejects(presence.join('a', { ttlMs: 100, heartbeatEveryMs: 100 }), {
+    code: 'invalid_argument',
+  });
+  await assert.rejects(Presence.open({ log: log.session(), name: '' }), {
+    code: 'invalid_argument',
+  });
+  await presence.close();
+});
+
+test('a slow watcher gets what it buffered, then an overflow error; aborting ends a watch', async () => {
+  const log = new MemoryLog();
+  const presence = await openOn(log);
+  const slow = presence.watch({ bufferMax: 3 });
+  const controller = new AbortController();
+  const aborted = presence.watch({ signal: controller.signal });
+  for (let n = 0; n < 5; n++) await presence.join(`a${n}`, { ttlMs: hourMs });
+  assert.equal((await take(slow, 3)).length, 3);
+  await assert.rejects(slow.next(), (error: AgentError) => {
+    assert.equal(error.code, 'stopped');
+    assert.equal(error.details.reason, 'overflow');
+    return true;
+  });
+  controller.abort();
+  assert.equal((await take(aborted, 5)).length, 5);
+  assert.equal((await aborted.next()).done, true);
+  await presence.close();
+});
+
+test('handles heartbeat by themselves; a crashed agent expires after its ttl', async () => {
+  const log = new MemoryLog(); // the real clock: the handles' timers are real
+  const [steady, crashing, observer] = [await openOn(log), await openOn(log), await openOn(log)];
+  const events = observer.watch();
+  await steady.join('steady', { ttlMs: 150 });
+  await crashing.join('crashing', { ttlMs: 150 });
+  await crashing.close(); // stops heartbeating without leaving
+  const expired = await take(events, 3, 5_000);
+  assert.deepEqual(
+    expired.map((e) => `${e.kind}:${e.agentId}`),
+    ['joined:steady', 'joined:crashing', 'expired:crashing'],
+  );
+  // Steady's own heartbeats decided the expiry; it is still a member well after its ttl.
+  const start = Date.now();
+  while (Date.now() - start < 400) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(
+    (await observer.refresh()).map((m) => m.agentId),
+    ['steady'],
+  );
+  await Promise.all([steady.close(), observer.close()]);
+});
+
+test('presence through the SDK on a 3-node cluster: the same events everywhere, crash expiry', async () => {
+  const cluster = await startHttpCluster();
+  const urls = cluster.members.map((member) => member.url);
+  const clients: Client[] = urls.map((_, at) =>
+    connect({ endpoints: [...urls.slice(at), ...urls.slice(0, at)], requestTimeoutMs: 2_000 }),
+  );
+  const replicas = await Promise.all(
+    clients.map((client) =>
+      Presence.open({
+        log: client,
+        name: 'cluster',
+        checkDeterminism: true,
+        waitTimeoutMs: 10_000,
+      }),
+    ),
+  );
+  try {
+    const watches = replicas.map((replica) => replica.watch());
+    await Promise.all(replicas.map((replica, at) => replica.join(`agent-${at}`, { ttlMs: 600 })));
+    await replicas[2]!.close(); // agent-2 crashes
+    const sequences = await Promise.all(watches.slice(0, 2).map((watch) => take(watch, 4, 10_000)));
+    assert.deepEqual(sequences[0], sequences[1]);
+    assert.equal(sequences[0]!.filter((e) => e.kind === 'joined').length, 3);
+    assert.deepEqual(
+      sequences[0]!.filter((e) => e.kind === 'expired').map((e) => e.agentId),
+      ['agent-2'],
+    );
+    const views = await Promise.all(replicas.slice(0, 2).map((replica) => replica.refresh()));
+    assert.deepEqual(
+      views.map((view) => view.map((m) => m.agentId).sort()),
+      [
+        ['agent-0', 'agent-1'],
+        ['agent-0', 'agent-1'],
+      ],
+    );
+  } finally {
+    await Promise.all(replicas.map((replica) => replica.close()));
+    for (const client of clients) client.close();
+    await cluster.close();
+  }
+});
