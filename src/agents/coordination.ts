@@ -1,0 +1,186 @@
+/**
+ * What the task board and the locks share: argument checks that reducers and callers both
+ * use (anyone can append to a topic, so reducers re-check everything), a binary min-heap on
+ * plain arrays (it survives JSON, so snapshots need no codec for it), and a wait that ends
+ * either on a change in the replica's state or when a local timer fires.
+ */
+import { AgentError, invalidArgument } from './errors.ts';
+
+/** The part of a replica that waiting needs. */
+export interface Waitable<State> {
+  waitUntil<T>(
+    probe: (state: State) => T | undefined,
+    options: { readonly timeoutMs?: number; readonly signal?: AbortSignal },
+  ): Promise<T>;
+}
+
+/** The longest lease or TTL: a week, far below setTimeout's and JSON's limits. */
+export const leaseMsMax = 7 * 24 * 3600 * 1000;
+/** A JSON payload (task, result) carried in a command: at most 64 KiB of text. */
+export const payloadBytesMax = 64 * 1024;
+/** The longest single wait on the replica; longer waits are cut into slices of it. */
+const waitSliceMsMax = 3600 * 1000;
+
+export function checkName(value: unknown, field: string): string {
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > 200 ||
+    hasControlCharacter(value)
+  ) {
+    throw invalidArgument(
+      field,
+      `${field} must be a string of 1–200 characters without control characters`,
+    );
+  }
+  return value;
+}
+
+export function checkDurationMs(value: unknown, field: string): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isSafeInteger(value) ||
+    value < 1 ||
+    value > leaseMsMax
+  ) {
+    throw invalidArgument(
+      field,
+      `${field} takes an integer number of ms in [1, ${leaseMsMax}], got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+export function checkToken(value: unknown, field = 'token'): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw invalidArgument(
+      field,
+      `${field} is a log position (a positive integer), got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** A JSON value of bounded size, copied (the state never shares objects with callers). */
+export function checkPayload(value: unknown, field: string): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw invalidArgument(field, `${field} is not JSON: ${(error as Error).message}`);
+  }
+  if (text === undefined) throw invalidArgument(field, `${field} is not a JSON value`);
+  if (Buffer.byteLength(text) > payloadBytesMax) {
+    throw invalidArgument(field, `${field} takes at most ${payloadBytesMax} bytes of JSON`);
+  }
+  return JSON.parse(text);
+}
+
+export function checkObject(payload: unknown, what: string): Record<string, unknown> {
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    throw invalidArgument('command', `a ${what} command is an object with an op`);
+  }
+  return payload as Record<string, unknown>;
+}
+
+function hasControlCharacter(text: string): boolean {
+  for (let at = 0; at < text.length; at++) if (text.charCodeAt(at) < 0x20) return true;
+  return false;
+}
+
+// ------------------------------------------------------------ heap
+
+/** Heap items are tuples compared field by field (numbers, then strings). */
+export type HeapItem = readonly (number | string)[];
+
+function less(a: HeapItem, b: HeapItem): boolean {
+  for (let at = 0; at < a.length; at++) {
+    const x = a[at] as number | string;
+    const y = b[at] as number | string;
+    if (x !== y) return x < y;
+  }
+  return false;
+}
+
+export function heapPush<T extends HeapItem>(heap: T[], item: T): void {
+  heap.push(item);
+  let at = heap.length - 1;
+  while (at > 0) {
+    const parent = (at - 1) >> 1;
+    if (!less(heap[at] as T, heap[parent] as T)) break;
+    [heap[at], heap[parent]] = [heap[parent] as T, heap[at] as T];
+    at = parent;
+  }
+}
+
+export function heapPop<T extends HeapItem>(heap: T[]): T | undefined {
+  const top = heap[0];
+  const last = heap.pop();
+  if (heap.length === 0 || last === undefined) return top;
+  heap[0] = last;
+  let at = 0;
+  for (;;) {
+    const left = 2 * at + 1;
+    const right = left + 1;
+    let smallest = at;
+    if (left < heap.length && less(heap[left] as T, heap[smallest] as T)) smallest = left;
+    if (right < heap.length && less(heap[right] as T, heap[smallest] as T)) smallest = right;
+    if (smallest === at) break;
+    [heap[at], heap[smallest]] = [heap[smallest] as T, heap[at] as T];
+    at = smallest;
+  }
+  return top;
+}
+
+/**
+ * Drops stale items from the top (so the top is always live) and rebuilds the heap when
+ * stale items outnumber live ones, which keeps it O(live) in size under many renewals.
+ */
+export function heapTidy<T extends HeapItem>(
+  heap: T[],
+  isLive: (item: T) => boolean,
+  liveCount: number,
+): void {
+  while (heap.length > 0 && !isLive(heap[0] as T)) heapPop(heap);
+  if (heap.length <= 2 * liveCount + 64) return;
+  const live = heap.filter(isLive);
+  heap.length = 0;
+  for (const item of live) heapPush(heap, item);
+}
+
+// ------------------------------------------------------------ waiting
+
+/**
+ * Waits until `probe` gives a value (returned), `timeoutMs` passes on this process's clock
+ * (undefined), or `signal` aborts (AgentError `closed`). Other failures propagate.
+ */
+export async function waitForChange<State, T>(
+  replica: Waitable<State>,
+  probe: (state: State) => T | undefined,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<T | undefined> {
+  if (signal?.aborted) throw abortedError();
+  try {
+    return await replica.waitUntil(probe, {
+      timeoutMs: Math.max(0, Math.min(timeoutMs, waitSliceMsMax)),
+      ...(signal === undefined ? {} : { signal }),
+    });
+  } catch (error) {
+    if (signal?.aborted) throw abortedError();
+    if (error instanceof AgentError && error.code === 'timeout') return undefined;
+    throw error;
+  }
+}
+
+export function abortedError(): AgentError {
+  return new AgentError('closed', 'the wait was aborted');
+}
+
+export function checkTimeoutMs(value: unknown, field = 'timeoutMs'): number {
+  if (value === undefined) return Number.POSITIVE_INFINITY;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw invalidArgument(field, `${field} takes a number of ms >= 0, got ${String(value)}`);
+  }
+  return value;
+}
