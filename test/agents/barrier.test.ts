@@ -1,0 +1,189 @@
+// Proves cyclic barriers on the in-memory log, then on a real 3-node cluster through the
+// SDK: many agents arriving concurrently pass generation after generation with exactly N
+// distinct agents each, seen identically by all; retries do not count twice; a wrong
+// `parties` is refused; a wait that times out or is aborted withdraws its arrival, unless
+// the barrier tripped first; foreign input is refused; the state survives a snapshot.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Barrier, parseBarrierCommand } from '../../src/agents/barrier.ts';
+import type { AgentError } from '../../src/agents/errors.ts';
+import { MemoryLog } from '../../src/agents/memory-log.ts';
+import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+import { type Client, connect } from '../../src/client/index.ts';
+import { startHttpCluster } from '../server/cluster.ts';
+
+function openOn(log: MemoryLog, extra: { snapshotStore?: MemorySnapshotStore } = {}) {
+  return Barrier.open({
+    log: log.session(),
+    name: 'phases',
+    checkDeterminism: true,
+    waitTimeoutMs: 5_000,
+    ...extra,
+  });
+}
+
+test('10 agents pass 3 generations in a row, exactly 10 distinct agents each', async () => {
+  let now = 0;
+  const log = new MemoryLog({ clockMs: () => (now += 1) });
+  const agents = await Promise.all(Array.from({ length: 10 }, () => openOn(log)));
+  const results = await Promise.all(
+    agents.map(async (barrier, n) => {
+      const passed = [];
+      for (let round = 0; round < 3; round++) {
+        passed.push(await barrier.arrive('step', `agent-${n}`, { parties: 10 }));
+      }
+      return passed;
+    }),
+  );
+  for (let round = 0; round < 3; round++) {
+    const seen = results.map((passed) => passed[round]!);
+    for (const passed of seen) assert.deepEqual(passed, seen[0]);
+    assert.equal(seen[0]!.generation, round);
+    assert.equal(new Set(seen[0]!.arrived).size, 10);
+  }
+  for (const barrier of agents) {
+    assert.deepEqual(await barrier.replica.read(), await agents[0]!.replica.read());
+  }
+  assert.deepEqual(agents[3]!.status('step'), { generation: 3, parties: null, arrived: [] });
+  await Promise.all(agents.map((barrier) => barrier.close()));
+});
+
+test('a retried arrival counts once; a wrong parties is refused', async () => {
+  const log = new MemoryLog();
+  const [a, b] = [await openOn(log), await openOn(log)];
+  const first = a.arrive('gate', 'alice', { parties: 2 });
+  const retry = a.arrive('gate', 'alice', { parties: 2 });
+  await a.replica.waitUntil((state) => (state.barriers.get('gate') ? true : undefined));
+  await b.replica.read();
+  assert.deepEqual(b.status('gate'), { generation: 0, parties: 2, arrived: ['alice'] });
+  await assert.rejects(b.arrive('gate', 'bob', { parties: 3 }), (error: AgentError) => {
+    assert.equal(error.code, 'rejected');
+    assert.equal(error.details.reason, 'parties_mismatch');
+    assert.equal(error.details.parties, 2);
+    return true;
+  });
+  const passed = await b.arrive('gate', 'bob', { parties: 2 });
+  assert.deepEqual(passed, { generation: 0, arrived: ['alice', 'bob'] });
+  assert.deepEqual(await first, passed);
+  assert.deepEqual(await retry, passed);
+  // The next generation may choose another size.
+  assert.deepEqual(await a.arrive('gate', 'solo', { parties: 1 }), {
+    generation: 1,
+    arrived: ['solo'],
+  });
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('agents whose peer crashed time out or abort, and their arrivals are withdrawn', async () => {
+  const log = new MemoryLog();
+  const [a, b] = [await openOn(log), await openOn(log)];
+  const controller = new AbortController();
+  const timedOut = a.arrive('sync', 'alice', { parties: 3, timeoutMs: 50 });
+  const aborted = b.arrive('sync', 'bob', { parties: 3, signal: controller.signal });
+  // carol crashed before arriving: nobody completes the generation.
+  await assert.rejects(timedOut, (error: AgentError) => {
+    assert.equal(error.code, 'timeout');
+    assert.equal(error.details.generation, 0);
+    return true;
+  });
+  controller.abort();
+  await assert.rejects(aborted, { code: 'closed' });
+  await b.replica.read();
+  assert.deepEqual(b.status('sync'), { generation: 0, parties: null, arrived: [] });
+  // With the arrivals withdrawn, a fresh set of agents starts generation 0 anew.
+  const pair = await Promise.all([
+    a.arrive('sync', 'dave', { parties: 2 }),
+    b.arrive('sync', 'erin', { parties: 2 }),
+  ]);
+  assert.equal(pair[0].generation, 0);
+  assert.deepEqual([...pair[0].arrived].sort(), ['dave', 'erin']);
+  assert.equal(await a.withdraw('sync', 'nobody'), false);
+  await assert.rejects(a.arrive('sync', 'x', { parties: 1, signal: AbortSignal.abort() }), {
+    code: 'closed',
+  });
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('a withdrawal that lands after the barrier tripped resolves with the generation', async () => {
+  const log = new MemoryLog();
+  const barrier = await openOn(log);
+  const controller = new AbortController();
+  const waiting = barrier.arrive('late', 'alice', { parties: 2, signal: controller.signal });
+  await barrier.replica.waitUntil((state) => (state.barriers.has('late') ? true : undefined));
+  // Bob's arrival is in the log before alice's withdrawal, which follows the abort.
+  log.append({ op: 'arrive', barrier: 'late', agentId: 'bob', parties: 2 }, 'barrier/phases', 'b');
+  controller.abort();
+  assert.deepEqual(await waiting, { generation: 0, arrived: ['alice', 'bob'] });
+  await barrier.close();
+});
+
+test('foreign input is refused; the state survives a snapshot and a restart', async () => {
+  const log = new MemoryLog();
+  const store = new MemorySnapshotStore();
+  const barrier = await openOn(log, { snapshotStore: store });
+  const errors: string[] = [];
+  barrier.replica.onApplied((applied) => {
+    if (!applied.outcome.ok) errors.push(applied.outcome.error);
+  });
+  for (const payload of [
+    7,
+    { op: 'arrive', barrier: 'x', agentId: 'a', parties: 0 },
+    { op: 'arrive', barrier: 'x', agentId: 'a', parties: 1001 },
+    { op: 'arrive', barrier: '', agentId: 'a', parties: 2 },
+    { op: 'withdraw', barrier: 'x', agentId: 'a', generation: -1 },
+    { op: 'arrive', barrier: '__proto__', agentId: 'a', parties: 2 },
+  ]) {
+    log.append(payload, 'barrier/phases', 'intruder');
+  }
+  await barrier.replica.read();
+  assert.equal(errors.length, 5);
+  for (const error of errors) assert.match(error, /does not parse: .+/);
+  assert.deepEqual(barrier.status('__proto__'), { generation: 0, parties: 2, arrived: ['a'] });
+  assert.throws(() => parseBarrierCommand({ op: 'leave', barrier: 'x', agentId: 'a' }), {
+    code: 'invalid_argument',
+  });
+  await assert.rejects(barrier.arrive('x', 'a', { parties: 1.5 }), { code: 'invalid_argument' });
+  await barrier.arrive('x', 'a', { parties: 1 });
+  await barrier.close();
+  const restarted = await openOn(log, { snapshotStore: store });
+  assert.equal(restarted.replica.appliedIndex, 7);
+  assert.deepEqual(restarted.status('x'), { generation: 1, parties: null, arrived: [] });
+  assert.deepEqual(await restarted.arrive('__proto__', 'b', { parties: 2 }), {
+    generation: 0,
+    arrived: ['a', 'b'],
+  });
+  await restarted.close();
+});
+
+test('barriers through the SDK on a 3-node cluster: 6 agents, 2 generations', async () => {
+  const cluster = await startHttpCluster();
+  const urls = cluster.members.map((member) => member.url);
+  const clients: Client[] = urls.map((_, at) =>
+    connect({ endpoints: [...urls.slice(at), ...urls.slice(0, at)], requestTimeoutMs: 2_000 }),
+  );
+  const barriers = await Promise.all(
+    clients.map((client) =>
+      Barrier.open({ log: client, name: 'cluster', checkDeterminism: true, waitTimeoutMs: 10_000 }),
+    ),
+  );
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 6 }, async (_, n) => {
+        const barrier = barriers[n % 3]!;
+        const first = await barrier.arrive('round', `agent-${n}`, { parties: 6 });
+        const second = await barrier.arrive('round', `agent-${n}`, { parties: 6 });
+        return [first, second];
+      }),
+    );
+    for (const [round, generation] of [0, 1].entries()) {
+      const seen = results.map((pair) => pair[round]!);
+      for (const passed of seen) assert.deepEqual(passed, seen[0]);
+      assert.equal(seen[0]!.generation, generation);
+      assert.equal(new Set(seen[0]!.arrived).size, 6);
+    }
+  } finally {
+    await Promise.all(barriers.map((barrier) => barrier.close()));
+    for (const client of clients) client.close();
+    await cluster.close();
+  }
+});
