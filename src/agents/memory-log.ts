@@ -82,7 +82,11 @@ export class MemoryLog {
         else skipped = true;
         if (options.signal.aborted) return;
       }
-      if (skipped) yield { kind: 'passed', index: next - 1 };
+      if (skipped) {
+        yield { kind: 'passed', index: next - 1 };
+        // Entries may have come while the consumer handled the mark: look before sleeping.
+        continue;
+      }
       await this.changed(options.signal);
     }
   }

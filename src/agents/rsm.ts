@@ -171,7 +171,9 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.throwIfStopped();
     const payload = this.checkedCommand(command);
     const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
-    const answer = await this.log.append(payload, this.topic);
+    const answer = await this.log.append(payload, this.topic).catch((error: unknown) => {
+      throw appendFailure(error);
+    });
     if (answer.index === null) {
       throw new AgentError(
         'unknown_outcome',
@@ -498,6 +500,26 @@ function positive(value: number, field: string): number {
     throw invalidArgument(field, `${field} takes a positive integer, got ${value}`);
   }
   return value;
+}
+
+/**
+ * An append that failed, in the agents' terms: refused input is the caller's to fix; any
+ * other failure leaves the outcome open, since the log may still apply the command.
+ */
+function appendFailure(error: unknown): AgentError {
+  if (error instanceof AgentError) return error;
+  const code = String((error as { code?: unknown })?.code ?? '').toLowerCase();
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'closed') return new AgentError('closed', message, {}, { cause: error });
+  if (code === 'invalid_argument' || code === 'payload_too_large') {
+    return new AgentError('invalid_argument', message, {}, { cause: error });
+  }
+  return new AgentError(
+    'unknown_outcome',
+    `the log did not confirm the command (${message}); it may still be applied: read the state to find out`,
+    {},
+    { cause: error },
+  );
 }
 
 /** Why following stopped, in the agents' terms. */
