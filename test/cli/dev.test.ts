@@ -43,6 +43,26 @@ test('abcast dev comes up, is used and stops on SIGINT', { timeout: 60_000 }, as
     } finally {
       await kill(tail);
     }
+    // A topic filter skips other topics; the node's progress events are not printed.
+    for (const [topic, text] of [
+      ['noise', '"n"'],
+      ['orders', '"o"'],
+      ['noise', '"m"'],
+    ]) {
+      const answer = await runCli(['send', '--node', urls[1] as string, '--topic', topic!, text!]);
+      assert.equal(answer.code, 0, answer.stderr);
+    }
+    const filtered = spawnCli(['tail', '--node', urls[0] as string, '--topic', 'orders']);
+    try {
+      await waitFor(() => filtered.stdout().includes('"o"'), 'tail shows the topic', 15_000);
+      // The progress event for positions 3–4 follows the message at once; give it a moment.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const lines = filtered.stdout().trim().split('\n');
+      assert.equal(lines.length, 1, filtered.stdout());
+      assert.equal(JSON.parse(lines[0] as string).topic, 'orders');
+    } finally {
+      await kill(filtered);
+    }
     const status = await runCli(['status', '--node', urls[1] as string]);
     assert.equal(status.code, 0, status.stderr);
     // Every member's HTTP URL is found from dev's port layout, so no cell is unknown.

@@ -56,6 +56,8 @@ async function follow(url: string, position: Position): Promise<void> {
         return;
       }
       if (event.id !== undefined) position.lastId = event.id;
+      // A progress event only moves the resume point past other topics' positions.
+      if (event.event === 'progress') return;
       console.log(event.data.join('\n'));
     });
   }
