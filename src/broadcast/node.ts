@@ -168,12 +168,6 @@ export class BroadcastNode {
   private readonly readWaiters = new Map<string, (index: number | null) => void>();
   private appliedWaiters: { index: number; resolve: () => void; cancel: () => void }[] = [];
   private appliedIndex: number;
-  /**
-   * The session table's log time (the running maximum of applied batches' `logTimeMs`),
-   * mirrored here to stamp delivered messages: kept by the same rule over the same batches,
-   * and taken from the same snapshot on restore, so the two never differ.
-   */
-  private logTimeMs: number;
   private appliedTerm = 0;
   private appliedConfig: Configuration;
   private lazyHardState: HardState | null = null;
@@ -197,14 +191,9 @@ export class BroadcastNode {
     this.initialPeers = options.initialPeers ?? new Map();
     const state =
       persisted.snapshot === null
-        ? {
-            sessions: new SessionTable(sessionOptions),
-            membership: new MembershipTable(),
-            logTimeMs: 0,
-          }
+        ? { sessions: new SessionTable(sessionOptions), membership: new MembershipTable() }
         : decodeAppState(persisted.snapshot.data, sessionOptions);
     this.sessions = state.sessions;
-    this.logTimeMs = state.logTimeMs;
     this.membership = state.membership;
     this.deliveryLog = new DeliveryLog(options.retainBytesMax);
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
@@ -620,7 +609,6 @@ export class BroadcastNode {
       recentPositionsMax: 4096,
     });
     this.sessions = state.sessions;
-    this.logTimeMs = state.logTimeMs;
     this.membership = state.membership;
     this.updatePeers();
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
@@ -684,8 +672,6 @@ export class BroadcastNode {
       return;
     }
     const outcomes = this.sessions.applyRuns(batch);
-    // The session table's rule: log time only moves forward, whatever the stamping clocks.
-    if (batch.logTimeMs > this.logTimeMs) this.logTimeMs = batch.logTimeMs;
     this.batchMessages.observe(batch.runs.reduce((sum, run) => sum + run.payloads.length, 0));
     batch.runs.forEach((run, offset) => {
       const outcome = outcomes[offset] as RunOutcome;
@@ -712,7 +698,8 @@ export class BroadcastNode {
         seq: anonymous ? 0 : run.firstSeq + offset,
         topic: run.topic,
         payload: run.payloads[offset] as Uint8Array,
-        logTimeMs: this.logTimeMs,
+        // The session table's clock: it only moves forward, whatever the stamping clocks.
+        logTimeMs: this.sessions.logTimeMs,
       });
     }
   }
@@ -1144,7 +1131,7 @@ function encodeAppState(sessions: SessionTable, membership: MembershipTable): Ui
 function decodeAppState(
   data: Uint8Array,
   sessionOptions: SessionTableOptions,
-): { sessions: SessionTable; membership: MembershipTable; logTimeMs: number } {
+): { sessions: SessionTable; membership: MembershipTable } {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   assert(view.length >= 4, 'an application snapshot has a header');
   const sessionBytes = view.readUInt32LE(0);
@@ -1154,22 +1141,7 @@ function decodeAppState(
   return {
     sessions: SessionTable.fromSnapshot(sessionData, sessionOptions),
     membership: MembershipTable.fromJSON(JSON.parse(membershipJson)),
-    logTimeMs: snapshotLogTimeMs(sessionData),
   };
-}
-
-/**
- * The log time a session table snapshot holds (its `logTimeMs` field), read once per restore
- * so that delivered messages keep the session table's clock across a snapshot.
- */
-function snapshotLogTimeMs(sessionData: Uint8Array): number {
-  const parsed = JSON.parse(Buffer.from(sessionData).toString('utf8')) as { logTimeMs?: unknown };
-  const logTimeMs = parsed.logTimeMs;
-  assert(
-    typeof logTimeMs === 'number' && Number.isFinite(logTimeMs),
-    'a session table snapshot holds its log time',
-  );
-  return logTimeMs;
 }
 
 /** At most this many forwarded batches await an answer; beyond it the oldest are forgotten. */

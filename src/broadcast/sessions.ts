@@ -65,7 +65,12 @@ interface SessionTableSnapshot {
 export class SessionTable {
   /** The position of the last delivered message; positions are dense from 1. */
   private position = 0;
-  private logTimeMs = 0;
+  private logTimeMsMax = 0;
+
+  /** The log's clock: the largest batch time applied, so it never goes back. */
+  get logTimeMs(): number {
+    return this.logTimeMsMax;
+  }
   private lastSweepMs = 0;
   private readonly sessions = new Map<string, Session>();
 
@@ -111,7 +116,7 @@ export class SessionTable {
   /** Decides every run of one committed batch, in order: the hot path. */
   applyRuns(batch: DecodedBatch): RunOutcome[] {
     // Log time only moves forward, whatever the clocks of the nodes that stamped batches.
-    if (batch.logTimeMs > this.logTimeMs) this.logTimeMs = batch.logTimeMs;
+    if (batch.logTimeMs > this.logTimeMsMax) this.logTimeMsMax = batch.logTimeMs;
     this.maybeExpire();
     return batch.runs.map((run) => this.applyRun(run));
   }
@@ -129,10 +134,10 @@ export class SessionTable {
     let session = this.sessions.get(run.clientId);
     if (session === undefined) {
       if (run.firstSeq !== 1) return { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 };
-      session = { nextSeq: 1, lastActiveMs: this.logTimeMs, recent: [], recentCount: 0 };
+      session = { nextSeq: 1, lastActiveMs: this.logTimeMsMax, recent: [], recentCount: 0 };
       this.sessions.set(run.clientId, session);
     }
-    session.lastActiveMs = this.logTimeMs;
+    session.lastActiveMs = this.logTimeMsMax;
     if (run.firstSeq > session.nextSeq) {
       return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
     }
@@ -182,10 +187,10 @@ export class SessionTable {
   /** Sweeps a few times per TTL, so the cost is amortised over many batches. */
   private maybeExpire(): void {
     const ttl = this.options.sessionTtlMs;
-    if (this.logTimeMs - this.lastSweepMs < ttl / 8) return;
-    this.lastSweepMs = this.logTimeMs;
+    if (this.logTimeMsMax - this.lastSweepMs < ttl / 8) return;
+    this.lastSweepMs = this.logTimeMsMax;
     for (const [clientId, session] of this.sessions) {
-      if (this.logTimeMs - session.lastActiveMs > ttl) this.sessions.delete(clientId);
+      if (this.logTimeMsMax - session.lastActiveMs > ttl) this.sessions.delete(clientId);
     }
   }
 
@@ -212,7 +217,7 @@ export class SessionTable {
     const snapshot: SessionTableSnapshot = {
       version: 1,
       position: this.position,
-      logTimeMs: this.logTimeMs,
+      logTimeMs: this.logTimeMsMax,
       lastSweepMs: this.lastSweepMs,
       sessions: [...this.sessions].map(([id, s]) => [id, s.nextSeq, s.lastActiveMs, s.recent]),
     };
@@ -224,7 +229,7 @@ export class SessionTable {
     assert(parsed.version === 1, 'session snapshots are version 1');
     const table = new SessionTable(options);
     table.position = parsed.position;
-    table.logTimeMs = parsed.logTimeMs;
+    table.logTimeMsMax = parsed.logTimeMs;
     table.lastSweepMs = parsed.lastSweepMs;
     for (const [id, nextSeq, lastActiveMs, recent] of parsed.sessions) {
       const segments = recent.map((segment) => [...segment] as Segment);
