@@ -253,7 +253,9 @@ class ApiServer {
       : new HttpError(
           503,
           'timeout',
-          `no answer within ${timeoutMs} ms; a broadcast may still be delivered: retry with the same client and seq`,
+          req.url?.startsWith('/v1/broadcast')
+            ? `no answer within ${timeoutMs} ms; a broadcast may still be delivered: retry with the same client and seq`
+            : `no answer within ${timeoutMs} ms; retry`,
           { timeoutMs },
           true,
         );
