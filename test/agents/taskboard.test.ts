@@ -162,6 +162,26 @@ test('next() waits out a crashed claimer’s lease and takes the task over (real
   await Promise.all([waiting.close(), revived.close()]);
 });
 
+test('10 agents waiting in next() on one expiring lease: exactly one takes the task', async () => {
+  const log = new MemoryLog();
+  const crashing = await openBoard(log);
+  await crashing.post('contended');
+  const lost = (await crashing.claim('crasher', { leaseMs: 100 })) as Claim;
+  await crashing.close();
+  const boards = await Promise.all(Array.from({ length: 10 }, () => openBoard(log)));
+  const controller = new AbortController();
+  const waits = boards.map((board, at) =>
+    board.next(`w${at}`, { leaseMs: 60_000, signal: controller.signal }),
+  );
+  const winner = await Promise.race(waits);
+  assert.ok(winner.token > lost.token);
+  controller.abort();
+  const settled = await Promise.allSettled(waits);
+  assert.equal(settled.filter((outcome) => outcome.status === 'fulfilled').length, 1);
+  assert.deepEqual(await boards[0]!.counts(), { open: 0, claimed: 1, done: 0 });
+  await Promise.all(boards.map((board) => board.close()));
+});
+
 test('next() waits for a post on an empty board, and an abort ends the wait', async () => {
   const log = new MemoryLog();
   const [worker, poster] = [await openBoard(log), await openBoard(log)];
