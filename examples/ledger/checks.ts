@@ -39,6 +39,7 @@ export async function ledgerChecks(outcome: LedgerOutcome): Promise<Report> {
     logsAgree(outcome.cluster.ids, logs),
     ...exactlyOnce(outcome, deliveries),
     faultHappened(outcome),
+    noReplicaFailed(outcome),
   ];
   return {
     example: 'ledger: a bank on a replicated state machine, a node SIGKILLed mid-run',
@@ -190,5 +191,17 @@ function faultHappened(outcome: LedgerOutcome): Check {
     'fault injected as asked',
     wanted ? killed && restarted : !killed,
     wanted ? 'a node was SIGKILLed mid-run and restarted' : 'no fault asked or possible',
+  );
+}
+
+function noReplicaFailed(outcome: LedgerOutcome): Check {
+  const errors = outcome.events.filter((event) => event.startsWith('replica error'));
+  const stopped = outcome.observers.filter((replica) => replica.failure !== null).length;
+  return check(
+    'every replica ran to the end',
+    errors.length === 0 && stopped === 0,
+    errors.length === 0 && stopped === 0
+      ? `${outcome.options.clientCount + outcome.observers.length} replicas, none reported an error`
+      : `${stopped} observers stopped; ${errors.slice(0, 3).join('; ')}`,
   );
 }

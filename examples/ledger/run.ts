@@ -8,8 +8,9 @@
 import { AgentError, ReplicatedStateMachine } from '../../src/agents/index.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { Prng } from '../../src/util/prng.ts';
-import { type Cluster, openCluster } from '../support/cluster.ts';
+import { type Cluster, endpointsPreferring, openCluster } from '../support/cluster.ts';
 import { ExampleError } from '../support/errors.ts';
+import { scheduleLeaderCrash } from '../support/faults.ts';
 import type { Report, Say } from '../support/report.ts';
 import { type Bank, type BankCommand, type BankResult, bank, transferId } from './bank.ts';
 import { ledgerChecks } from './checks.ts';
@@ -65,8 +66,6 @@ interface Progress {
 }
 
 const clientRequestTimeoutMs = 3_000;
-/** No run of this example takes this long; past it the fault schedule gives up. */
-const answersWaitMsMax = 10 * 60_000;
 
 export async function run(options: LedgerOptions): Promise<Report> {
   checkOptions(options);
@@ -104,44 +103,31 @@ async function runOn(
   replicas: Replica[],
 ): Promise<Report> {
   const say = options.say;
-  // A fresh topic per run, so an existing cluster can run the example again and again.
-  const topic = `ledger-${Date.now().toString(36)}-${process.pid}`;
-  const newClient = (preferred: number): Client => {
-    const endpoints = rotate(cluster.endpoints, preferred);
-    const client = connect({ endpoints, requestTimeoutMs: clientRequestTimeoutMs });
-    clients.push(client);
-    return client;
-  };
-  const startReplica = async (client: Client, checkDeterminism: boolean): Promise<Replica> => {
-    const replica = await ReplicatedStateMachine.start({
-      log: client,
-      topic,
-      machine: bank,
-      checkDeterminism,
-      onError: () => undefined,
-    });
-    replicas.push(replica);
-    return replica;
-  };
-  const observers = await Promise.all(
-    cluster.endpoints.map((_, at) => startReplica(newClient(at), true)),
-  );
+  const progress: Progress = { answeredCount: 0, acks: new Map(), events: [] };
+  const startReplica = replicaFactory(cluster, clients, replicas, progress.events);
+  const observers = await Promise.all(cluster.endpoints.map((_, at) => startReplica(at, true)));
   const observation = observe(observers);
   const accounts = Array.from({ length: options.accountCount }, (_, n) => `acct-${n}`);
   await Promise.all(
     accounts.map((account) =>
-      observers[0]!.submit({ kind: 'open', account, amount: options.initialBalance }),
+      observers[0]?.submit({ kind: 'open', account, amount: options.initialBalance }),
     ),
   );
   say(`opened ${accounts.length} accounts of ${options.initialBalance}`);
   const submitters = await Promise.all(
-    Array.from({ length: options.clientCount }, (_, at) =>
-      startReplica(newClient(at % cluster.endpoints.length), false),
-    ),
+    Array.from({ length: options.clientCount }, (_, at) => startReplica(at, false)),
   );
-  const progress: Progress = { answeredCount: 0, acks: new Map(), events: [] };
   const startedMs = Date.now();
-  const faults = scheduleFaults(cluster, options, progress, say);
+  const faults = scheduleLeaderCrash({
+    cluster,
+    enabled: options.killNode,
+    totalCount: options.transferCount,
+    answeredCount: () => progress.answeredCount,
+    killAtFraction: 0.3,
+    restartAtFraction: 0.65,
+    events: progress.events,
+    say,
+  });
   const prng = new Prng(options.seed);
   await Promise.all(
     submitters.map((replica, at) =>
@@ -153,7 +139,7 @@ async function runOn(
   say(`${progress.answeredCount} transfers answered in ${elapsedMs} ms`);
   return ledgerChecks({
     cluster,
-    topic,
+    topic: observers[0]?.topic as string,
     options,
     accounts,
     observers,
@@ -162,6 +148,34 @@ async function runOn(
     events: progress.events,
     elapsedMs,
   });
+}
+
+/**
+ * Starts replicas of one fresh topic (so an existing cluster can run the example again),
+ * each on its own SDK client preferring the `preferred`th node; errors a replica reports
+ * outside any call go to `events`.
+ */
+function replicaFactory(
+  cluster: Cluster,
+  clients: Client[],
+  replicas: Replica[],
+  events: string[],
+): (preferred: number, checkDeterminism: boolean) => Promise<Replica> {
+  const topic = `ledger-${Date.now().toString(36)}-${process.pid}`;
+  return async (preferred, checkDeterminism) => {
+    const endpoints = endpointsPreferring(cluster.endpoints, preferred);
+    const client = connect({ endpoints, requestTimeoutMs: clientRequestTimeoutMs });
+    clients.push(client);
+    const replica = await ReplicatedStateMachine.start({
+      log: client,
+      topic,
+      machine: bank,
+      checkDeterminism,
+      onError: (error) => events.push(`replica error: ${error.message}`),
+    });
+    replicas.push(replica);
+    return replica;
+  };
 }
 
 /** Each observer checks every account a command touched right after it was applied. */
@@ -236,75 +250,4 @@ async function outcomeOf(replica: Replica, command: BankCommand): Promise<Ack> {
     }
     return { kind: 'unknown', reason: error instanceof Error ? error.message : String(error) };
   }
-}
-
-/**
- * SIGKILLs the leader once 30% of the transfers are answered and restarts it at 65%; a run
- * that ends first restarts it at the end, so every node is back for the final checks.
- */
-function scheduleFaults(cluster: Cluster, options: LedgerOptions, progress: Progress, say: Say) {
-  const events = progress.events;
-  if (!options.killNode || !cluster.ownsNodes) {
-    events.push(
-      cluster.ownsNodes
-        ? 'no fault injected (asked)'
-        : 'no fault injected: the cluster is not ours',
-    );
-    return { finish: async () => undefined };
-  }
-  const startedMs = Date.now();
-  const note = (line: string) => {
-    events.push(`${line} after ${progress.answeredCount} answers (${Date.now() - startedMs} ms)`);
-    say(events.at(-1) as string);
-  };
-  let killing: Promise<string> | null = null;
-  const kill = async (): Promise<string> => {
-    const id = (await cluster.leaderId()) ?? (cluster.ids[0] as string);
-    await cluster.kill(id, 'SIGKILL');
-    note(`SIGKILL leader ${id}`);
-    return id;
-  };
-  let restarting: Promise<void> | null = null;
-  const restart = (id: string) => {
-    if (restarting === null) {
-      note(`restarting ${id}`);
-      restarting = cluster.restart(id).then(() => note(`restarted ${id} (it knows a leader)`));
-    }
-    return restarting;
-  };
-  const allAnswered = waitForAnswers(progress, options.transferCount);
-  const schedule = (async () => {
-    await waitForAnswers(progress, Math.floor(options.transferCount * 0.3));
-    killing = kill();
-    const id = await killing;
-    await Promise.race([
-      waitForAnswers(progress, Math.floor(options.transferCount * 0.65)),
-      allAnswered,
-    ]);
-    await restart(id);
-  })();
-  // Both are awaited by finish(); these handlers only keep an early failure from crashing
-  // the process before then.
-  schedule.catch(() => undefined);
-  allAnswered.catch(() => undefined);
-  return {
-    finish: async () => {
-      await Promise.race([schedule, allAnswered]);
-      if (killing !== null) await restart(await killing);
-      await schedule;
-    },
-  };
-}
-
-/** Polls the answer count; bounded, since every submit ends within its own timeout. */
-async function waitForAnswers(progress: Progress, count: number): Promise<void> {
-  const deadlineMs = Date.now() + answersWaitMsMax;
-  while (progress.answeredCount < count) {
-    if (Date.now() > deadlineMs) throw new Error(`fewer than ${count} transfers were answered`);
-    await new Promise((resume) => setTimeout(resume, 20));
-  }
-}
-
-function rotate<T>(items: readonly T[], first: number): T[] {
-  return [...items.slice(first), ...items.slice(0, first)];
 }

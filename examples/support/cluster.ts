@@ -311,3 +311,9 @@ export class LocalCluster implements Cluster {
     if (this.stopped === null) rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+/** `endpoints` starting at the `first`th: a client that prefers that node, then the rest. */
+export function endpointsPreferring(endpoints: readonly string[], first: number): string[] {
+  const at = first % endpoints.length;
+  return [...endpoints.slice(at), ...endpoints.slice(0, at)];
+}

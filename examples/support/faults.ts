@@ -1,0 +1,97 @@
+/**
+ * The node fault the examples inject: once a share of the work is answered, SIGKILL the
+ * leader (a crash: no shutdown, no flush beyond what was fsynced), and restart it on its
+ * data directory once more work is answered — or at the end, so that every node is back for
+ * the final checks. Only on a cluster this process started; otherwise it says so.
+ */
+import type { Cluster } from './cluster.ts';
+import type { Say } from './report.ts';
+
+export interface CrashPlan {
+  readonly cluster: Cluster;
+  /** False skips the fault (the run says so in its events). */
+  readonly enabled: boolean;
+  /** How much work the run has in all, and how much is answered so far. */
+  readonly totalCount: number;
+  readonly answeredCount: () => number;
+  /** Shares of `totalCount` answered before the kill and before the restart. */
+  readonly killAtFraction: number;
+  readonly restartAtFraction: number;
+  /** Where the plan writes what it did, in order. */
+  readonly events: string[];
+  readonly say: Say;
+}
+
+export interface ScheduledCrash {
+  /** Call once the work is done: waits for the kill (if begun) and the restart. */
+  finish(): Promise<void>;
+}
+
+/** No run of an example takes this long; past it the schedule gives up waiting. */
+const answersWaitMsMax = 10 * 60_000;
+const answersPollMs = 20;
+
+export function scheduleLeaderCrash(plan: CrashPlan): ScheduledCrash {
+  const { cluster, events } = plan;
+  if (!plan.enabled || !cluster.ownsNodes) {
+    events.push(
+      cluster.ownsNodes
+        ? 'no fault injected (asked)'
+        : 'no fault injected: the cluster is not ours',
+    );
+    return { finish: async () => undefined };
+  }
+  const startedMs = Date.now();
+  const note = (line: string) => {
+    events.push(`${line} after ${plan.answeredCount()} answers (${Date.now() - startedMs} ms)`);
+    plan.say(events.at(-1) as string);
+  };
+  const answered = (fraction: number) =>
+    waitForAnswers(plan.answeredCount, Math.floor(plan.totalCount * fraction));
+  let killing: Promise<string> | null = null;
+  let restarting: Promise<void> | null = null;
+  const restart = (id: string) => {
+    if (restarting === null) {
+      note(`restarting ${id}`);
+      restarting = cluster.restart(id).then(() => note(`restarted ${id} (it knows a leader)`));
+    }
+    return restarting;
+  };
+  const allAnswered = answered(1);
+  const schedule = (async () => {
+    await answered(plan.killAtFraction);
+    killing = killLeader(cluster).then((id) => {
+      note(`SIGKILL leader ${id}`);
+      return id;
+    });
+    const id = await killing;
+    await Promise.race([answered(plan.restartAtFraction), allAnswered]);
+    await restart(id);
+  })();
+  // Both are awaited by finish(); these handlers only keep an early failure from crashing
+  // the process before then.
+  schedule.catch(() => undefined);
+  allAnswered.catch(() => undefined);
+  return {
+    finish: async () => {
+      await Promise.race([schedule, allAnswered]);
+      if (killing !== null) await restart(await killing);
+      await schedule;
+    },
+  };
+}
+
+async function killLeader(cluster: Cluster): Promise<string> {
+  const id = (await cluster.leaderId()) ?? (cluster.ids[0] as string);
+  await cluster.kill(id, 'SIGKILL');
+  return id;
+}
+
+/** Polls the answer count; bounded, since every call of the work ends within its timeout. */
+async function waitForAnswers(answeredCount: () => number, count: number): Promise<void> {
+  const deadlineMs = Date.now() + answersWaitMsMax;
+  while (answeredCount() < count) {
+    if (Date.now() > deadlineMs) throw new Error(`fewer than ${count} calls were answered`);
+    await new Promise((resume) => setTimeout(resume, answersPollMs));
+  }
+}
