@@ -31,8 +31,7 @@ export interface TopicMessage {
 export interface SubscribeOptions {
   /**
    * The first position to deliver; resume with the last delivered index + 1. Default: from
-   * now on (every message published after `subscribe` returns, and none acknowledged before
-   * it was called).
+   * now on (none acknowledged before the call; every one published after `ready`).
    */
   readonly from?: number;
   /** Ends the subscription quietly. */
@@ -72,22 +71,23 @@ export class Topics {
     return answer.index;
   }
 
-  /** Messages of `topics`, in the one total order across them. */
-  subscribe(
-    topics: readonly string[],
-    options: SubscribeOptions = {},
-  ): AsyncIterable<TopicMessage> {
+  /**
+   * Messages of `topics`, in the one total order across them. Without `from`, it starts at
+   * the read index at the call + 1: nothing acknowledged before the call is delivered, and
+   * everything published after `ready` resolves is; await `ready` before relying on that.
+   */
+  subscribe(topics: readonly string[], options: SubscribeOptions = {}): TopicSubscription {
     const names = checkTopics(topics);
     if (options.from !== undefined && (!Number.isSafeInteger(options.from) || options.from < 1)) {
       throw invalidArgument('from', 'from must be a log position (integer >= 1)');
     }
-    // Started now, not at the first next(): "from now on" means from this call.
-    const from =
+    // Asked now, not at the first next(): "from now on" means from this call.
+    const ready =
       options.from === undefined
         ? this.log.readIndex().then((index) => index + 1)
         : Promise.resolve(options.from);
-    from.catch(() => undefined); // surfaced by the iteration, not as an unhandled rejection
-    return this.follow(names, from, options.signal);
+    ready.catch(() => undefined); // surfaced by the iteration, not as an unhandled rejection
+    return new TopicSubscription(ready, this.follow(names, ready, options.signal));
   }
 
   private async *follow(
@@ -119,6 +119,20 @@ export class Topics {
       signal?.removeEventListener('abort', onAbort);
       stop.abort(); // the consumer stopped reading (break, return): stop following
     }
+  }
+}
+
+/** The messages of a subscription, and when it is in place. */
+export class TopicSubscription implements AsyncIterable<TopicMessage> {
+  constructor(
+    /** The first position the subscription delivers, once known. */
+    readonly ready: Promise<number>,
+    private readonly messages: AsyncGenerator<TopicMessage>,
+  ) {}
+
+  /** Iterable once: leaving a loop (break, return, throw) ends the subscription. */
+  [Symbol.asyncIterator](): AsyncGenerator<TopicMessage> {
+    return this.messages;
   }
 }
 

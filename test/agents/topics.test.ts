@@ -56,6 +56,7 @@ test('subscribers to [orders, prices] see one interleaving; [orders] sees only o
     new Topics({ log: log.session() }).subscribe(['prices', 'orders', 'prices'], { signal }),
   ];
   const ordersOnly = reader.subscribe(['orders'], { signal });
+  await Promise.all([...both, ordersOnly].map((subscription) => subscription.ready));
   const collected = Promise.all([...both.map((s) => take(s, 80)), take(ordersOnly, 40)]);
   await publishers[0]!.publish('noise', 'not for these subscribers');
   await publishConcurrently(publishers, 40);
@@ -75,6 +76,7 @@ test('from resumes where a subscription stopped; the default starts at the call'
   const topics = new Topics({ log: log.session() });
   for (let n = 0; n < 10; n++) await topics.publish(n % 3 === 0 ? 'a' : 'b', n);
   const fromNow = topics.subscribe(['a', 'b']);
+  assert.equal(await fromNow.ready, 11);
   const all = await take(topics.subscribe(['a', 'b'], { from: 1 }), 10);
   assert.deepEqual(
     all.map((message) => message.payload),
@@ -135,6 +137,7 @@ test('topics through the SDK on a 3-node cluster, including a message POSTed ove
       c.subscribe(['orders', 'prices'], { signal }),
     ];
     const ordersOnly = b.subscribe(['orders'], { signal });
+    await Promise.all([...subscriptions, ordersOnly].map((subscription) => subscription.ready));
     const collected = Promise.all([
       ...subscriptions.map((s) => take(s, 41, 15_000)),
       take(ordersOnly, 21, 15_000),
