@@ -152,7 +152,7 @@ export function heapTidy<T extends HeapItem>(
 
 /**
  * Waits until `probe` gives a value (returned), `timeoutMs` passes on this process's clock
- * (undefined), or `signal` aborts (AgentError `closed`). Other failures propagate.
+ * (undefined), or `signal` aborts (AgentError `aborted`). Other failures propagate.
  */
 export async function waitForChange<State, T>(
   replica: Waitable<State>,
@@ -174,7 +174,7 @@ export async function waitForChange<State, T>(
 }
 
 export function abortedError(): AgentError {
-  return new AgentError('closed', 'the wait was aborted');
+  return new AgentError('aborted', 'the wait was aborted');
 }
 
 export function checkTimeoutMs(value: unknown, field = 'timeoutMs'): number {

@@ -9,8 +9,9 @@
  *   give it a newer snapshot.
  * - `unknown_outcome`: the command may or may not have been applied (the log could not say
  *   where it went); read the state to find out.
- * - `timeout`, `closed`, `invalid_argument`, `corrupt_snapshot`, `stopped` (the replica
- *   stopped because of an earlier error, given as `cause`).
+ * - `timeout`, `aborted` (the caller's signal), `closed`, `invalid_argument`,
+ *   `corrupt_snapshot`, `stopped` (the replica stopped because of an earlier error, given
+ *   as `cause`).
  */
 export type AgentErrorCode =
   | 'rejected'
@@ -18,6 +19,7 @@ export type AgentErrorCode =
   | 'snapshot_too_old'
   | 'unknown_outcome'
   | 'timeout'
+  | 'aborted'
   | 'closed'
   | 'invalid_argument'
   | 'corrupt_snapshot'

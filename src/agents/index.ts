@@ -5,6 +5,14 @@
 export { ClientLog } from './client-log.ts';
 export type { Outcome } from './determinism.ts';
 export { AgentError, type AgentErrorCode } from './errors.ts';
+export {
+  type AcquireOptions,
+  FencingGuard,
+  type Lease,
+  Locks,
+  type LocksOptions,
+  locksMachine,
+} from './locks.ts';
 export type { AppendAnswer, FollowOptions, LogEntry, LogEvent, SharedLog } from './log.ts';
 export { MemoryLog, type MemoryLogOptions } from './memory-log.ts';
 export { NodeLog } from './node-log.ts';
@@ -22,3 +30,16 @@ export {
   type StateSnapshot,
 } from './snapshots.ts';
 export { type LogSource, toSharedLog } from './source.ts';
+export {
+  type Claim,
+  type ClaimLostReason,
+  type ClaimOutcome,
+  type NextOptions,
+  type RenewOutcome,
+  TaskBoard,
+  type TaskBoardOptions,
+  type TaskCounts,
+  type TaskStatus,
+  type TaskView,
+  taskBoardMachine,
+} from './taskboard.ts';

@@ -79,6 +79,9 @@ interface Waiter {
   readonly fail: (error: Error) => void;
 }
 
+/** The longest delay a Node timer takes. */
+const timerDelayMaxMs = 2 ** 31 - 1;
+
 /** Results kept for this process's own submits until they collect them. */
 const ownResultsKeptMax = 65_536;
 
@@ -420,17 +423,25 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
         },
         fail: finish,
       };
-      const onAbort = () => finish(new AgentError('closed', 'the wait was aborted'));
-      const timer = setTimeout(
-        () =>
-          finish(
-            new AgentError('timeout', `this replica did not get there in time`, {
-              appliedIndex: this.applied,
-              topic: this.topic,
-            }),
-          ),
-        Math.max(0, deadlineMs - Date.now()),
-      );
+      const onAbort = () => finish(new AgentError('aborted', 'the wait was aborted'));
+      // Timers take at most 2^31-1 ms (a longer one fires at once): re-armed until the end.
+      const arm = (): NodeJS.Timeout =>
+        setTimeout(
+          () => {
+            if (Date.now() < deadlineMs) {
+              timer = arm();
+              return;
+            }
+            finish(
+              new AgentError('timeout', 'this replica did not get there in time', {
+                appliedIndex: this.applied,
+                topic: this.topic,
+              }),
+            );
+          },
+          Math.min(timerDelayMaxMs, Math.max(0, deadlineMs - Date.now())),
+        );
+      let timer = arm();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
@@ -482,7 +493,9 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     if (text === undefined) throw invalidArgument('command', 'the command is not a JSON value');
     const payload: unknown = JSON.parse(text);
     const parsed = runReducer(() => this.parse(payload));
-    if (!parsed.ok) throw new AgentError('rejected', `the command does not parse: ${parsed.error}`);
+    if (!parsed.ok) {
+      throw invalidArgument('command', `the command does not parse: ${parsed.error}`);
+    }
     return payload;
   }
 

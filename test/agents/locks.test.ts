@@ -183,7 +183,7 @@ test('a waiter that times out or aborts leaves the queue through the log', async
   const controller = new AbortController();
   const aborted = waiter.acquire('q', { owner: 'w2', ttlMs: 1_000, signal: controller.signal });
   setTimeout(() => controller.abort(), 10);
-  await assert.rejects(aborted, { code: 'closed' });
+  await assert.rejects(aborted, { code: 'aborted' });
   const queue = await holder.replica.read((state) => state.locks.get('q')?.queue.length);
   assert.equal(queue, 0, 'both waiters cancelled');
   // A queued waiter is granted on release, in the log, and sees it.

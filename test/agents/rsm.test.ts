@@ -69,7 +69,7 @@ test('submit resolves with the result; replicas agree; refusals are the same eve
   });
   // Refused by parseCommand before it is sent: nothing enters the log.
   const before = log.lastIndex;
-  await assert.rejects(a.submit({ open: 'x', amount: 1.5 }), { code: 'rejected' });
+  await assert.rejects(a.submit({ open: 'x', amount: 1.5 }), { code: 'invalid_argument' });
   assert.equal(log.lastIndex, before);
   const seenByA = await a.read();
   const seenByB = await b.read();

@@ -191,7 +191,7 @@ test('next() waits for a post on an empty board, and an abort ends the wait', as
   const controller = new AbortController();
   const aborted = worker.next('w', { leaseMs: 1_000, signal: controller.signal });
   setImmediate(() => controller.abort());
-  await assert.rejects(aborted, { code: 'closed' });
+  await assert.rejects(aborted, { code: 'aborted' });
   await assert.rejects(worker.next('w', { leaseMs: 1_000, timeoutMs: 20 }), { code: 'timeout' });
   await Promise.all([worker.close(), poster.close()]);
 });
