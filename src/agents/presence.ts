@@ -26,6 +26,8 @@ export const presenceTtlMinMs = 10;
 export const presenceTtlMaxMs = 24 * 3600 * 1000;
 /** A member's `meta`, as JSON text. */
 export const presenceMetaBytesMax = 4096;
+/** The shortest wait before an expiry tick (see `expireOnTime`). */
+const expiryTickMinDelayMs = 5;
 /** Events a watcher may have unread before it is ended with `overflow` (default). */
 export const presenceWatchBufferDefault = 10_000;
 
@@ -315,6 +317,12 @@ export interface PresenceOptions
   readonly log: LogSource;
   /** The presence group; its commands go to topic `presence/<name>`. */
   readonly name: string;
+  /**
+   * Append a tick when the earliest member's ttl runs out, by this process's estimate of
+   * the log's clock, so expiries are decided even when nobody else appends (all members
+   * crashed). One process or a few watchers need it; default false.
+   */
+  readonly expireOnTime?: boolean;
 }
 
 export interface JoinOptions {
@@ -337,18 +345,24 @@ export interface WatchOptions {
 export class Presence {
   private readonly watchers = new Set<Watcher>();
   private readonly handles = new Set<PresenceHandle>();
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private expiryTickAtMs: number | null = null;
 
   private constructor(
     readonly replica: ReplicatedStateMachine<PresenceState, PresenceCommand, PresenceResult>,
     readonly name: string,
     private readonly onError: ((error: Error) => void) | undefined,
+    private readonly expireOnTime: boolean,
   ) {
     replica.onApplied((applied) => {
-      if (!applied.outcome.ok) return;
-      for (const event of applied.outcome.result.events) {
-        for (const watcher of this.watchers) watcher.push(event);
+      if (applied.outcome.ok) {
+        for (const event of applied.outcome.result.events) {
+          for (const watcher of this.watchers) watcher.push(event);
+        }
       }
+      this.scheduleExpiryTick();
     });
+    this.scheduleExpiryTick();
   }
 
   static async open(options: PresenceOptions): Promise<Presence> {
@@ -365,7 +379,7 @@ export class Presence {
         options.onError?.(error);
       },
     });
-    presence = new Presence(replica, name, options.onError);
+    presence = new Presence(replica, name, options.onError, options.expireOnTime ?? false);
     return presence;
   }
 
@@ -448,6 +462,7 @@ export class Presence {
    * the replica.
    */
   async close(): Promise<void> {
+    this.clearExpiryTimer();
     for (const handle of this.handles) handle.stop();
     this.handles.clear();
     this.endWatchers(null);
@@ -472,6 +487,39 @@ export class Presence {
     }
     const message = error instanceof Error ? error.message : String(error);
     process.emitWarning(`abcast presence ${this.name}: ${message}`);
+  }
+
+  /**
+   * Arms one timer for the earliest deadline; the local clock only says when to append the
+   * tick, the reducer decides the expiry on the tick's log time.
+   */
+  private scheduleExpiryTick(): void {
+    if (!this.expireOnTime || this.replica.failure !== null) return;
+    const earliest = this.replica.readLocal((state) => state.deadlines[0]?.[0]);
+    if (earliest === undefined) {
+      this.clearExpiryTimer();
+      return;
+    }
+    if (this.expiryTickAtMs === earliest && this.expiryTimer !== null) return;
+    this.clearExpiryTimer();
+    this.expiryTickAtMs = earliest;
+    // At least a few ms apart, so a log clock that lags this one cannot cause a tick storm.
+    const delayMs = Math.max(expiryTickMinDelayMs, this.replica.msUntilLogTime(earliest + 1));
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = null;
+      this.replica.submit({ op: 'tick' }).catch((error) => {
+        if (this.replica.failure !== null) return;
+        // Tried again at once; a failed submit took up to waitTimeoutMs, which paces this.
+        this.report(error);
+        this.scheduleExpiryTick();
+      });
+    }, delayMs);
+  }
+
+  private clearExpiryTimer(): void {
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    this.expiryTickAtMs = null;
   }
 
   private endWatchers(error: AgentError | null): void {

@@ -257,3 +257,27 @@ test('presence through the SDK on a 3-node cluster: the same events everywhere, 
     await cluster.close();
   }
 });
+
+test('expireOnTime decides the expiry of crashed members when nobody else appends', async () => {
+  const log = new MemoryLog(); // the real clock
+  const observer = await Presence.open({
+    log: log.session(),
+    name: 'quiet',
+    checkDeterminism: true,
+    expireOnTime: true,
+  });
+  const events = observer.watch();
+  const agents = [await openOn(log, 'quiet'), await openOn(log, 'quiet')];
+  await agents[0]!.join('first', { ttlMs: 80 });
+  await agents[1]!.join('second', { ttlMs: 160 });
+  await Promise.all(agents.map((agent) => agent.close())); // both crash
+  const seen = await take(events, 4, 5_000);
+  assert.deepEqual(
+    seen.map((e) => `${e.kind}:${e.agentId}`),
+    ['joined:first', 'joined:second', 'expired:first', 'expired:second'],
+  );
+  assert.deepEqual(observer.members(), []);
+  const ticks = log.all().filter((entry) => (entry.payload as { op: string }).op === 'tick');
+  assert.ok(ticks.length <= 4, `${ticks.length} ticks`);
+  await observer.close();
+});
