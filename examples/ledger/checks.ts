@@ -5,9 +5,9 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Message } from '../../src/client/index.ts';
-import { type Cluster, fetchStatus } from '../support/cluster.ts';
-import { pollUntil } from '../support/errors.ts';
-import { barrierOf, readTopic } from '../support/log.ts';
+import type { Cluster } from '../support/cluster.ts';
+import { crashCheck } from '../support/faults.ts';
+import { readLogs } from '../support/log.ts';
 import { type Check, check, hashOf, type Report } from '../support/report.ts';
 import { type Bank, parseBankCommand, transferId } from './bank.ts';
 import type { Ack, LedgerOptions, Observation, Replica } from './run.ts';
@@ -24,12 +24,9 @@ export interface LedgerOutcome {
   readonly elapsedMs: number;
 }
 
-/** How long a restarted node may take to deliver everything before the audit. */
-const catchUpTimeoutMs = 30_000;
-
 export async function ledgerChecks(outcome: LedgerOutcome): Promise<Report> {
   const states = await Promise.all(outcome.observers.map((replica) => replica.read()));
-  const logs = await readLogs(outcome.cluster, outcome.topic);
+  const logs = await readLogs(outcome.cluster, [outcome.topic], 1);
   const deliveries = countDeliveries(logs[0] ?? []);
   const counts = countAcks(outcome.acks);
   const checks: Check[] = [
@@ -38,7 +35,7 @@ export async function ledgerChecks(outcome: LedgerOutcome): Promise<Report> {
     replicasAgree(states),
     logsAgree(outcome.cluster.ids, logs),
     ...exactlyOnce(outcome, deliveries),
-    faultHappened(outcome),
+    crashCheck(outcome.cluster, outcome.options.killNode, outcome.events),
     noReplicaFailed(outcome),
   ];
   return {
@@ -58,21 +55,6 @@ export async function ledgerChecks(outcome: LedgerOutcome): Promise<Report> {
       stateHash: hashOf(states[0]),
     },
   };
-}
-
-/** Every node's copy of the topic, once each has delivered through the barrier. */
-async function readLogs(cluster: Cluster, topic: string): Promise<Message[][]> {
-  const barrier = await barrierOf(cluster.endpoints[0] as string);
-  return Promise.all(
-    cluster.endpoints.map(async (endpoint) => {
-      await pollUntil(
-        async () => ((await fetchStatus(endpoint))?.deliveredIndex ?? 0) >= barrier || undefined,
-        `${endpoint} to deliver through ${barrier}`,
-        catchUpTimeoutMs,
-      );
-      return readTopic(endpoint, topic, barrier);
-    }),
-  );
 }
 
 /** How many times each transfer id occurs in the log; also ids that no client issued. */
@@ -181,17 +163,6 @@ function exactlyOnce(outcome: LedgerOutcome, deliveries: ReadonlyMap<string, num
         : invented.slice(0, 5).join(' '),
     ),
   ];
-}
-
-function faultHappened(outcome: LedgerOutcome): Check {
-  const wanted = outcome.options.killNode && outcome.cluster.ownsNodes;
-  const killed = outcome.events.some((event) => event.startsWith('SIGKILL'));
-  const restarted = outcome.events.some((event) => event.startsWith('restarted'));
-  return check(
-    'fault injected as asked',
-    wanted ? killed && restarted : !killed,
-    wanted ? 'a node was SIGKILLed mid-run and restarted' : 'no fault asked or possible',
-  );
 }
 
 function noReplicaFailed(outcome: LedgerOutcome): Check {

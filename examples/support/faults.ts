@@ -5,7 +5,7 @@
  * the final checks. Only on a cluster this process started; otherwise it says so.
  */
 import type { Cluster } from './cluster.ts';
-import type { Say } from './report.ts';
+import { type Check, check, type Say } from './report.ts';
 
 export interface CrashPlan {
   readonly cluster: Cluster;
@@ -94,4 +94,16 @@ async function waitForAnswers(answeredCount: () => number, count: number): Promi
     if (Date.now() > deadlineMs) throw new Error(`fewer than ${count} calls were answered`);
     await new Promise((resume) => setTimeout(resume, answersPollMs));
   }
+}
+
+/** The report's check that the crash happened as asked: killed and restarted, or neither. */
+export function crashCheck(cluster: Cluster, enabled: boolean, events: readonly string[]): Check {
+  const wanted = enabled && cluster.ownsNodes;
+  const killed = events.some((event) => event.startsWith('SIGKILL'));
+  const restarted = events.some((event) => event.startsWith('restarted'));
+  return check(
+    'fault injected as asked',
+    wanted ? killed && restarted : !killed,
+    wanted ? 'the leader was SIGKILLed mid-run and restarted' : 'no fault asked or possible',
+  );
 }

@@ -4,22 +4,27 @@
  */
 import type { Message } from '../../src/client/index.ts';
 import { assert } from '../../src/util/assert.ts';
-import { ExampleError } from './errors.ts';
+import { type Cluster, fetchStatus } from './cluster.ts';
+import { ExampleError, pollUntil } from './errors.ts';
 
 const pageLimitCount = 1_000;
 const requestTimeoutMs = 5_000;
 /** Enough pages for 10 million positions; a log longer than that is not an example's. */
 const pageCountMax = 10_000;
+/** How long a restarted node may take to deliver everything before it is audited. */
+const catchUpTimeoutMs = 30_000;
 
-/** Every message of `topic` from position 1 up to `throughIndex`, as `endpoint` serves them. */
+/** Every message of `topic` from `fromIndex` through `throughIndex`, as `endpoint` serves them. */
 export async function readTopic(
   endpoint: string,
   topic: string,
-  throughIndex: number,
+  range: { readonly fromIndex: number; readonly throughIndex: number },
 ): Promise<Message[]> {
+  const { fromIndex, throughIndex } = range;
+  assert(Number.isSafeInteger(fromIndex) && fromIndex >= 1, 'positions start at 1');
   assert(Number.isSafeInteger(throughIndex) && throughIndex >= 0, 'a position is an integer');
   const messages: Message[] = [];
-  let from = 1;
+  let from = fromIndex;
   for (let page = 0; from <= throughIndex; page++) {
     if (page >= pageCountMax) {
       throw new ExampleError('invalid_argument', `the log of ${topic} is too long to read back`);
@@ -55,4 +60,30 @@ export async function barrierOf(endpoint: string): Promise<number> {
   const { index } = (await response.json()) as { index: number };
   assert(Number.isSafeInteger(index), 'a barrier is a position');
   return index;
+}
+
+/**
+ * Each node's copy of the messages of `topics` (merged in index order) from `fromIndex`
+ * through the cluster's barrier now, read once the node has delivered that far.
+ */
+export async function readLogs(
+  cluster: Cluster,
+  topics: readonly string[],
+  fromIndex: number,
+): Promise<Message[][]> {
+  const throughIndex = await barrierOf(cluster.endpoints[0] as string);
+  return Promise.all(
+    cluster.endpoints.map(async (endpoint) => {
+      await pollUntil(
+        async () =>
+          ((await fetchStatus(endpoint))?.deliveredIndex ?? 0) >= throughIndex || undefined,
+        `${endpoint} to deliver through ${throughIndex}`,
+        catchUpTimeoutMs,
+      );
+      const perTopic = await Promise.all(
+        topics.map((topic) => readTopic(endpoint, topic, { fromIndex, throughIndex })),
+      );
+      return perTopic.flat().sort((a, b) => a.index - b.index);
+    }),
+  );
 }
