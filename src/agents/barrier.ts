@@ -222,7 +222,7 @@ export class Barrier {
 
   /**
    * Arrives at `barrierName` as `agentId` and resolves once `parties` distinct agents have
-   * arrived in the same generation. On timeout (`timeout`) or abort (`closed`) it first
+   * arrived in the same generation. On timeout (`timeout`) or abort (`aborted`) it first
    * withdraws the arrival; if the generation completed before the withdrawal landed, it
    * resolves with that generation instead.
    */
@@ -237,7 +237,7 @@ export class Barrier {
       agentId: checkAgentId(agentId),
       parties: checkParties(options?.parties),
     } as const;
-    if (options.signal?.aborted) throw new AgentError('closed', 'the arrival was aborted');
+    if (options.signal?.aborted) throw new AgentError('aborted', 'the arrival was aborted');
     const outcome = await this.replica.submit(command);
     switch (outcome.status) {
       case 'complete':
@@ -311,7 +311,7 @@ export class Barrier {
         }),
       );
     } catch (error) {
-      if (!(error instanceof AgentError) || !['timeout', 'closed'].includes(error.code))
+      if (!(error instanceof AgentError) || !['timeout', 'aborted'].includes(error.code))
         throw error;
       if (this.replica.failure !== null) throw error;
       const outcome = await this.replica.submit({ op: 'withdraw', barrier, agentId, generation });

@@ -87,7 +87,7 @@ test('agents whose peer crashed time out or abort, and their arrivals are withdr
     return true;
   });
   controller.abort();
-  await assert.rejects(aborted, { code: 'closed' });
+  await assert.rejects(aborted, { code: 'aborted' });
   await b.replica.read();
   assert.deepEqual(b.status('sync'), { generation: 0, parties: null, arrived: [] });
   // With the arrivals withdrawn, a fresh set of agents starts generation 0 anew.
@@ -99,7 +99,7 @@ test('agents whose peer crashed time out or abort, and their arrivals are withdr
   assert.deepEqual([...pair[0].arrived].sort(), ['dave', 'erin']);
   assert.equal(await a.withdraw('sync', 'nobody'), false);
   await assert.rejects(a.arrive('sync', 'x', { parties: 1, signal: AbortSignal.abort() }), {
-    code: 'closed',
+    code: 'aborted',
   });
   await Promise.all([a.close(), b.close()]);
 });
