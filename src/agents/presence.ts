@@ -590,9 +590,12 @@ export class PresenceHandle {
       this.timer = null;
       this.beating = this.heartbeat()
         .catch((error) => {
+          if (this.phase !== 'present') return;
+          // A stopped replica will not recover: heartbeating on would only repeat its error.
+          if (this.presence.replica.failure !== null) this.stop();
           // A heartbeat that failed (no endpoint, timeout) is tried again at the next
           // interval; the ttl is three intervals, so one failure costs nothing.
-          if (this.phase === 'present') this.presence.report(error);
+          this.presence.report(error);
         })
         .finally(() => {
           if (this.phase === 'present') this.schedule();
