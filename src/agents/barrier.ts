@@ -87,7 +87,9 @@ export const barrierMachine: StateMachine<BarrierState, BarrierCommand, BarrierO
     if (command.op === 'withdraw') return withdraw(state, command);
     let record = state.barriers.get(command.barrier);
     if (record === undefined) {
-      if (state.barriers.size >= barriersMax) return { status: 'full', barriersMax };
+      if (state.barriers.size >= barriersMax && !evictIdle(state)) {
+        return { status: 'full', barriersMax };
+      }
       record = { generation: 0, parties: null, arrived: [], history: [] };
       state.barriers.set(command.barrier, record);
     }
@@ -120,6 +122,27 @@ export const barrierMachine: StateMachine<BarrierState, BarrierCommand, BarrierO
     barriers: new Map(encoded as [string, BarrierRecord][]),
   }),
 };
+
+/**
+ * Forgets the idle barrier (nobody waiting) that completed longest ago, so that a topic that
+ * names a new barrier per round does not fill up; false when every barrier has waiters.
+ * A forgotten barrier starts again at generation 0 if it is named again.
+ */
+function evictIdle(state: BarrierState): boolean {
+  let oldest: string | null = null;
+  let oldestIndex = Number.POSITIVE_INFINITY;
+  for (const [name, record] of state.barriers) {
+    if (record.arrived.length > 0) continue;
+    const completedIndex = record.history.at(-1)?.index ?? 0;
+    if (completedIndex < oldestIndex) {
+      oldest = name;
+      oldestIndex = completedIndex;
+    }
+  }
+  if (oldest === null) return false;
+  state.barriers.delete(oldest);
+  return true;
+}
 
 function withdraw(
   state: BarrierState,
@@ -302,7 +325,7 @@ export class Barrier {
     generation: number,
     options: ArriveOptions,
   ): Promise<BarrierPassed> {
-    const probe = (state: BarrierState) => completedIn(state, barrier, generation);
+    const probe = (state: BarrierState) => completedIn(state, barrier, agentId, generation);
     try {
       return passed(
         await this.replica.waitUntil(probe, {
@@ -331,20 +354,37 @@ export class Barrier {
   }
 }
 
-/** The completed generation, once there is one; a generation too old to remember fails. */
+/**
+ * The completed generation once there is one, if `agentId` is in it; throws when the
+ * arrival was withdrawn (by another process's `withdraw`) or the outcome was forgotten.
+ */
 function completedIn(
   state: BarrierState,
   barrier: string,
+  agentId: string,
   generation: number,
 ): CompletedGeneration | undefined {
   const record = state.barriers.get(barrier);
-  if (record === undefined || record.generation <= generation) return undefined;
-  const completed = record.history.find((entry) => entry.generation === generation);
+  if (record !== undefined && record.generation === generation) {
+    if (record.arrived.includes(agentId)) return undefined;
+    throw new AgentError('rejected', `${agentId} was withdrawn from barrier ${barrier}`, {
+      reason: 'withdrawn',
+      generation,
+    });
+  }
+  const completed = record?.history.find((entry) => entry.generation === generation);
   if (completed === undefined) {
     throw new AgentError(
       'unknown_outcome',
       `generation ${generation} of barrier ${barrier} completed longer ago than this replica remembers`,
+      { generation },
     );
+  }
+  if (!completed.arrived.includes(agentId)) {
+    throw new AgentError('rejected', `${agentId} was withdrawn from barrier ${barrier}`, {
+      reason: 'withdrawn',
+      generation,
+    });
   }
   return completed;
 }

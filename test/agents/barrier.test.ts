@@ -5,7 +5,7 @@
 // the barrier tripped first; foreign input is refused; the state survives a snapshot.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Barrier, parseBarrierCommand } from '../../src/agents/barrier.ts';
+import { Barrier, barriersMax, parseBarrierCommand } from '../../src/agents/barrier.ts';
 import type { AgentError } from '../../src/agents/errors.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
@@ -114,6 +114,48 @@ test('a withdrawal that lands after the barrier tripped resolves with the genera
   log.append({ op: 'arrive', barrier: 'late', agentId: 'bob', parties: 2 }, 'barrier/phases', 'b');
   controller.abort();
   assert.deepEqual(await waiting, { generation: 0, arrived: ['alice', 'bob'] });
+  await barrier.close();
+});
+
+test('an arrival withdrawn by another process fails its wait with withdrawn', async () => {
+  const log = new MemoryLog();
+  const [a, b] = [await openOn(log), await openOn(log)];
+  const waiting = a.arrive('door', 'alice', { parties: 2 });
+  await b.replica.waitUntil((state) => (state.barriers.has('door') ? true : undefined));
+  assert.equal(await b.withdraw('door', 'alice'), true);
+  await assert.rejects(waiting, (error: AgentError) => {
+    assert.equal(error.code, 'rejected');
+    assert.equal(error.details.reason, 'withdrawn');
+    return true;
+  });
+  await Promise.all([a.close(), b.close()]);
+});
+
+test('idle barriers are forgotten, oldest first, when a topic holds the most it may', async () => {
+  const log = new MemoryLog();
+  const barrier = await Barrier.open({ log: log.session(), name: 'many', waitTimeoutMs: 20_000 });
+  const waiting = barrier.arrive('busy', 'alice', { parties: 2 });
+  // Appended as another process's arrivals: one read then waits for them all.
+  for (let n = 0; n < barriersMax; n++) {
+    log.append(
+      { op: 'arrive', barrier: `round-${n}`, agentId: 'a', parties: 1 },
+      'barrier/many',
+      'x',
+    );
+  }
+  await barrier.replica.read();
+  // Full: round-0 (idle, completed first) made room for the last; 'busy' has a waiter.
+  assert.equal(
+    barrier.replica.readLocal((state) => state.barriers.size),
+    barriersMax,
+  );
+  assert.ok(barrier.replica.readLocal((state) => !state.barriers.has('round-0')));
+  assert.deepEqual(barrier.status('round-1'), { generation: 1, parties: null, arrived: [] });
+  assert.deepEqual(await barrier.arrive('busy', 'bob', { parties: 2 }), {
+    generation: 0,
+    arrived: ['alice', 'bob'],
+  });
+  assert.deepEqual((await waiting).arrived, ['alice', 'bob']);
   await barrier.close();
 });
 
