@@ -376,7 +376,10 @@ export class Presence {
         if (presence !== null && presence.replica.failure !== null) {
           presence.endWatchers(presence.replica.failure);
         }
-        options.onError?.(error);
+        if (options.onError !== undefined) options.onError(error);
+        else if (!(error instanceof AgentError && error.code === 'closed')) {
+          process.emitWarning(`abcast presence ${name}: ${error.message}`);
+        }
       },
     });
     presence = new Presence(replica, name, options.onError, options.expireOnTime ?? false);
@@ -417,7 +420,8 @@ export class Presence {
 
   /** Members alive as of this replica's applied log time, in join order (may be stale). */
   members(): PresenceMember[] {
-    return this.replica.readLocal((state) => [...state.members.values()]);
+    // A copy: the caller may change it without touching the replica's state.
+    return this.replica.readLocal((state) => structuredClone([...state.members.values()]));
   }
 
   /** Whether `agentId` is a member as of this replica's applied log time. */
@@ -446,13 +450,16 @@ export class Presence {
     if (!Number.isSafeInteger(bufferMax) || bufferMax < 1) {
       throw invalidArgument('bufferMax', 'bufferMax must be a positive integer');
     }
-    const watcher = new Watcher(bufferMax, () => this.watchers.delete(watcher));
+    const signal = options.signal;
+    const onAbort = () => watcher.end(null);
+    const watcher = new Watcher(bufferMax, () => {
+      this.watchers.delete(watcher);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    this.watchers.add(watcher);
+    signal?.addEventListener('abort', onAbort, { once: true });
     if (this.replica.failure !== null) watcher.end(this.replica.failure);
-    else this.watchers.add(watcher);
-    if (options.signal !== undefined) {
-      if (options.signal.aborted) watcher.end(null);
-      options.signal.addEventListener('abort', () => watcher.end(null), { once: true });
-    }
+    if (signal?.aborted) watcher.end(null);
     return watcher;
   }
 
