@@ -2,6 +2,15 @@
  * Replicated state machines and agent coordination on the total order:
  * `import { ReplicatedStateMachine, TaskBoard, ... } from 'abcast/agents'`.
  */
+
+export {
+  type ArriveOptions,
+  Barrier,
+  type BarrierOptions,
+  type BarrierPassed,
+  type BarrierStatus,
+  barrierMachine,
+} from './barrier.ts';
 export { ClientLog } from './client-log.ts';
 export type { Outcome } from './determinism.ts';
 export { AgentError, type AgentErrorCode } from './errors.ts';
@@ -16,6 +25,16 @@ export {
 export type { AppendAnswer, FollowOptions, LogEntry, LogEvent, SharedLog } from './log.ts';
 export { MemoryLog, type MemoryLogOptions } from './memory-log.ts';
 export { NodeLog } from './node-log.ts';
+export {
+  type JoinOptions,
+  Presence,
+  type PresenceEvent,
+  PresenceHandle,
+  type PresenceMember,
+  type PresenceOptions,
+  presenceMachine,
+  type WatchOptions,
+} from './presence.ts';
 export {
   type AppliedCommand,
   type ApplyContext,
@@ -43,3 +62,10 @@ export {
   type TaskView,
   taskBoardMachine,
 } from './taskboard.ts';
+export {
+  type SubscribeOptions as TopicSubscribeOptions,
+  type TopicMessage,
+  TopicSubscription,
+  Topics,
+  type TopicsOptions,
+} from './topics.ts';

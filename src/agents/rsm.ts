@@ -8,6 +8,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { assert } from '../util/assert.ts';
+import { heapPop, heapPush } from './coordination.ts';
 import { differenceOf, type Outcome, runReducer, withPerturbedGlobals } from './determinism.ts';
 import { AgentError, invalidArgument } from './errors.ts';
 import { checkTopic, type LogEntry, type SharedLog } from './log.ts';
@@ -59,6 +60,8 @@ export interface ReplicaOptions<State, Command, Result> {
   readonly checkDeterminism?: boolean;
   /** How long `submit`, `read` and `waitUntil` wait for this replica (default 30 s). */
   readonly waitTimeoutMs?: number;
+  /** Called for every applied command from the first on (see `onApplied`). */
+  readonly onApplied?: (event: AppliedCommand<Command, Result>) => void;
   /** Told about errors that do not belong to any call (a listener threw, a save failed). */
   readonly onError?: (error: Error) => void;
 }
@@ -95,7 +98,15 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   /** This process's clock when the last command was applied, to estimate the log's now. */
   private timeSeenAtMs = Date.now();
   private readonly results = new Map<number, Outcome<Result>>();
-  private waiters = new Set<Waiter>();
+  /** Waiters on a probe of the state: each is checked after every applied command. */
+  private readonly probeWaiters = new Set<Waiter>();
+  /**
+   * Waiters on a position (submit, read), by position in a min-heap, so that thousands of
+   * concurrent submits cost O(log n) each instead of a check of all of them per command.
+   */
+  private readonly positionHeap: [number, number][] = [];
+  private readonly positionWaiters = new Map<number, Waiter>();
+  private waiterCount = 0;
   private readonly listeners = new Set<(event: AppliedCommand<Command, Result>) => void>();
   private readonly closer = new AbortController();
   private failed: AgentError | null = null;
@@ -123,6 +134,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       checkDeterminism: options.checkDeterminism ?? process.env.ABCAST_CHECK_DETERMINISM === '1',
       waitTimeoutMs: positive(options.waitTimeoutMs ?? 30_000, 'waitTimeoutMs'),
     };
+    if (options.onApplied !== undefined) this.listeners.add(options.onApplied);
     if (snapshot === null) {
       this.state = this.machine.initialState();
     } else {
@@ -184,7 +196,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       );
     }
     const index = answer.index;
-    await this.until(() => this.applied >= index, deadlineMs);
+    await this.untilApplied(index, deadlineMs);
     const outcome = this.results.get(index);
     this.results.delete(index);
     if (outcome === undefined) {
@@ -203,7 +215,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.throwIfStopped();
     const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
     const index = await this.log.readIndex();
-    await this.until(() => this.applied >= index, deadlineMs);
+    await this.untilApplied(index, deadlineMs);
     return this.readLocal(view);
   }
 
@@ -404,12 +416,24 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
 
   // ------------------------------------------------------------ waiting and stopping
 
-  private until(done: () => boolean, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+  private untilApplied(index: number, deadlineMs: number): Promise<void> {
+    return this.until(() => this.applied >= index, deadlineMs, undefined, index);
+  }
+
+  /** Resolves once `done()`; `atIndex` says it is `applied >= atIndex`, kept in the heap. */
+  private until(
+    done: () => boolean,
+    deadlineMs: number,
+    signal?: AbortSignal,
+    atIndex?: number,
+  ): Promise<void> {
     this.throwIfStopped();
     if (done()) return Promise.resolve();
+    const id = ++this.waiterCount;
     return new Promise<void>((resolve, reject) => {
       const finish = (error: Error | null) => {
-        this.waiters.delete(waiter);
+        this.probeWaiters.delete(waiter);
+        this.positionWaiters.delete(id);
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (error === null) resolve();
@@ -443,12 +467,23 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
         );
       let timer = arm();
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.add(waiter);
+      if (atIndex === undefined) {
+        this.probeWaiters.add(waiter);
+      } else {
+        this.positionWaiters.set(id, waiter);
+        heapPush(this.positionHeap, [atIndex, id]);
+      }
     });
   }
 
   private wakeWaiters(): void {
-    for (const waiter of [...this.waiters]) {
+    for (let top = this.positionHeap[0]; top !== undefined && top[0] <= this.applied; ) {
+      heapPop(this.positionHeap);
+      // Absent when it already ended (a timeout): its heap slot just goes.
+      this.positionWaiters.get(top[1])?.check();
+      top = this.positionHeap[0];
+    }
+    for (const waiter of [...this.probeWaiters]) {
       try {
         waiter.check();
       } catch (error) {
@@ -458,8 +493,14 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   }
 
   private failWaiters(error: Error): void {
-    for (const waiter of [...this.waiters]) waiter.fail(error);
-    assert(this.waiters.size === 0, 'a failed waiter leaves the set');
+    for (const waiter of [...this.probeWaiters, ...this.positionWaiters.values()]) {
+      waiter.fail(error);
+    }
+    this.positionHeap.length = 0;
+    assert(
+      this.probeWaiters.size === 0 && this.positionWaiters.size === 0,
+      'a failed waiter leaves its set',
+    );
   }
 
   private stop(error: AgentError): void {

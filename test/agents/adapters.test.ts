@@ -94,7 +94,7 @@ test('in-process node replicas agree and read linearizably', async () => {
     }
     const follower = await cluster.follower();
     const onFollower = replicas[cluster.members.indexOf(follower)]!;
-    await assert.rejects(onFollower.submit({ key: 1 } as never), { code: 'rejected' });
+    await assert.rejects(onFollower.submit({ key: 1 } as never), { code: 'invalid_argument' });
   } finally {
     await Promise.all(replicas.map((replica) => replica.close()));
     await cluster.close();
