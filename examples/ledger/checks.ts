@@ -6,7 +6,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Message } from '../../src/client/index.ts';
 import type { Cluster } from '../support/cluster.ts';
-import { crashCheck } from '../support/faults.ts';
+import { type CrashRecord, crashCheck } from '../support/faults.ts';
 import { readLogs } from '../support/log.ts';
 import { type Check, check, hashOf, type Report } from '../support/report.ts';
 import { type Bank, parseBankCommand, transferId } from './bank.ts';
@@ -21,6 +21,7 @@ export interface LedgerOutcome {
   readonly observation: Observation;
   readonly acks: ReadonlyMap<string, Ack>;
   readonly events: readonly string[];
+  readonly crash: CrashRecord;
   readonly elapsedMs: number;
 }
 
@@ -35,7 +36,7 @@ export async function ledgerChecks(outcome: LedgerOutcome): Promise<Report> {
     replicasAgree(states),
     logsAgree(outcome.cluster.ids, logs),
     ...exactlyOnce(outcome, deliveries),
-    crashCheck(outcome.cluster, outcome.options.killNode, outcome.events),
+    crashCheck(outcome.cluster, outcome.options.killNode, outcome.crash),
     noReplicaFailed(outcome),
   ];
   return {

@@ -146,6 +146,7 @@ async function runOn(
     observation,
     acks: progress.acks,
     events: progress.events,
+    crash: faults.record,
     elapsedMs,
   });
 }

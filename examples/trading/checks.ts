@@ -5,7 +5,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Cluster } from '../support/cluster.ts';
-import { crashCheck } from '../support/faults.ts';
+import { type CrashRecord, crashCheck } from '../support/faults.ts';
 import { readLogs } from '../support/log.ts';
 import { type Check, check, hashOf, type Report } from '../support/report.ts';
 import { type Fill, MarketView, ordersTopic, pricesTopic } from './market.ts';
@@ -19,6 +19,7 @@ export interface TradingOutcome {
   readonly outcomes: readonly AgentOutcome[];
   readonly published: Published;
   readonly events: readonly string[];
+  readonly crash: CrashRecord;
   readonly publishMs: number;
   readonly elapsedMs: number;
 }
@@ -38,7 +39,7 @@ export async function tradingChecks(outcome: TradingOutcome): Promise<Report> {
     agentsAgree(outcome.outcomes),
     matchesTheLog(outcome.cluster.ids, fills, references),
     ...ordersFilledOnce(fills, outcome.published),
-    crashCheck(outcome.cluster, outcome.options.killNode, outcome.events),
+    crashCheck(outcome.cluster, outcome.options.killNode, outcome.crash),
   ];
   const messageCount = outcome.options.priceCount + outcome.options.orderCount;
   return {

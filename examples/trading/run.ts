@@ -152,6 +152,7 @@ async function runOn(
     outcomes,
     published,
     events,
+    crash: faults.record,
     publishMs,
     elapsedMs: Date.now() - startedMs,
   });
