@@ -133,6 +133,7 @@ for (const [name, reducer] of [
   ['Date.now()', () => Date.now()],
   ['new Date()', () => new Date().toISOString()],
   ['Math.random()', () => Math.random()],
+  ['performance.now()', () => Math.floor(performance.now() / 1000)],
 ] as const) {
   test(`the determinism guard stops a reducer that uses ${name}`, async () => {
     const log = new MemoryLog();
