@@ -253,7 +253,9 @@ function post(
   }
   state.tasks.set(taskId, {
     id: taskId,
-    task: payload,
+    // A copy: the command object also reaches onApplied listeners, which must not be able
+    // to change the replica's state through it.
+    task: structuredClone(payload),
     status: 'open',
     postedIndex: context.index,
     postedAt: context.time,
@@ -342,7 +344,7 @@ function complete(
   const held = task as TaskRecord;
   held.status = 'done';
   held.leaseExpiresAt = null;
-  held.result = result;
+  held.result = structuredClone(result); // a copy, as in post
   held.completedAt = timeMs;
   state.claimedCount -= 1;
   state.doneCount += 1;

@@ -294,3 +294,20 @@ test('agents on a real 3-node cluster through the SDK: one winner per claim, exp
     await cluster.close();
   }
 });
+
+test('what onApplied listeners see never aliases the board: mutating it changes no task', async () => {
+  const log = new MemoryLog();
+  const board = await openBoard(log);
+  board.replica.onApplied((event) => {
+    const command = event.command as { task?: { n: number }; result?: { n: number } };
+    if (command.task !== undefined) command.task.n = -1;
+    if (command.result !== undefined) command.result.n = -1;
+  });
+  await board.post({ n: 1 }, { id: 'a' });
+  const claim = (await board.claim('w', { leaseMs: 60_000 })) as Claim;
+  assert.deepEqual(claim.task, { n: 1 });
+  await board.complete(claim, { n: 2 });
+  const task = await board.task('a');
+  assert.deepEqual([task?.task, task?.result], [{ n: 1 }, { n: 2 }]);
+  await board.close();
+});
