@@ -314,8 +314,18 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       outcome = applied;
     }
     this.applied = entry.index;
-    if (this.log.isOwnSession(entry.client)) this.keepResult(entry.index, outcome);
-    this.tell({ index: entry.index, time: this.timeMs, client: entry.client, command, outcome });
+    // The reducer may have kept the command, or returned a piece of its state: callers get
+    // copies, so that what they do with them can never change a replica.
+    if (this.log.isOwnSession(entry.client)) this.keepResult(entry.index, copyOf(outcome));
+    if (this.listeners.size > 0) {
+      this.tell({
+        index: entry.index,
+        time: this.timeMs,
+        client: entry.client,
+        command: copyOf(command),
+        outcome: copyOf(outcome),
+      });
+    }
     this.commandsSinceSnapshot += 1;
     if (this.commandsSinceSnapshot >= this.settings.snapshotEveryCommands)
       this.snapshotInBackground();
@@ -547,6 +557,10 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       process.emitWarning(`abcast replica of ${this.topic}: ${reported.message}`);
     }
   }
+}
+
+function copyOf<T>(value: T): T {
+  return value === null || typeof value !== 'object' ? value : structuredClone(value);
 }
 
 function positive(value: number, field: string): number {

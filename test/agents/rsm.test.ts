@@ -220,3 +220,28 @@ test('bad options are refused with a clear error', async () => {
     { code: 'invalid_argument' },
   );
 });
+
+test('results and applied events are copies: callers cannot change a replica through them', async () => {
+  const log = new MemoryLog();
+  const seen: unknown[] = [];
+  const replica = await ReplicatedStateMachine.start({
+    log: log.session(),
+    topic: 'alias',
+    machine: {
+      initialState: () => ({ items: [] as { name: string }[] }),
+      apply(state, command: { name: string }) {
+        state.items.push(command); // keeps the command object itself
+        return state.items; // and hands out a piece of the state
+      },
+    },
+    onApplied: (event) => {
+      seen.push(event.command);
+      (event.command as { name: string }).name = 'changed by a listener';
+    },
+  });
+  const items = await replica.submit({ name: 'first' });
+  items.push({ name: 'added by the caller' });
+  assert.deepEqual(replica.readLocal().items, [{ name: 'first' }]);
+  assert.equal(seen.length, 1);
+  await replica.close();
+});
