@@ -162,7 +162,8 @@ function join(
     agentId: command.agentId,
     incarnation: at.index,
     ttlMs: command.ttlMs,
-    meta: command.meta,
+    // A copy: the command object also reaches onApplied listeners.
+    meta: structuredClone(command.meta),
     joinedAt: at.time,
     lastBeatAt: at.time,
     expiresAt: at.time + command.ttlMs,
@@ -291,7 +292,14 @@ export function parsePresenceCommand(payload: unknown): PresenceCommand {
           `meta must be a JSON value of at most ${presenceMetaBytesMax} bytes`,
         );
       }
-      return { op: 'join', agentId: checkAgentId(raw.agentId), ttlMs: checkTtlMs(raw.ttlMs), meta };
+      return {
+        op: 'join',
+        agentId: checkAgentId(raw.agentId),
+        ttlMs: checkTtlMs(raw.ttlMs),
+        // Its JSON text parsed again: what a snapshot writes back (-0 becomes 0), never the
+        // payload object itself, which other readers of the log may share.
+        meta: JSON.parse(text),
+      };
     }
     case 'beat':
     case 'leave':

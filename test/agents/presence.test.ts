@@ -12,6 +12,7 @@ import {
   type PresenceEvent,
   type PresenceHandle,
   parsePresenceCommand,
+  presenceMachine,
 } from '../../src/agents/presence.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { startHttpCluster } from '../server/cluster.ts';
@@ -280,4 +281,28 @@ test('expireOnTime decides the expiry of crashed members when nobody else append
   const ticks = log.all().filter((entry) => (entry.payload as { op: string }).op === 'tick');
   assert.ok(ticks.length <= 4, `${ticks.length} ticks`);
   await observer.close();
+});
+
+test('a member’s meta is the replica’s own: listeners cannot change it, and -0 sent over HTTP survives snapshots', async () => {
+  const log = new MemoryLog();
+  const presence = await openOn(log);
+  presence.replica.onApplied((event) => {
+    const meta = (event.command as { meta?: { role: string } } | undefined)?.meta;
+    if (meta) meta.role = 'changed by a listener';
+  });
+  try {
+    await presence.join('a', { ttlMs: hourMs, meta: { role: 'pricer' } });
+    assert.deepEqual(presence.members()[0]?.meta, { role: 'pricer' });
+  } finally {
+    await presence.close();
+  }
+  // A payload POSTed as JSON text may hold -0, which JSON cannot write back: the state must
+  // hold what a snapshot restores, or snapshots are refused from then on.
+  const state = presenceMachine.initialState();
+  const command = parsePresenceCommand(
+    JSON.parse('{"op":"join","agentId":"b","ttlMs":1000,"meta":{"x":-0}}'),
+  );
+  presenceMachine.apply(state, command, { index: 1, time: 5, client: null });
+  const encoded = JSON.parse(JSON.stringify(presenceMachine.encodeState?.(state)));
+  assert.deepStrictEqual(presenceMachine.decodeState?.(encoded), state);
 });
