@@ -327,6 +327,9 @@ export class Barrier {
   ): Promise<BarrierPassed> {
     const probe = (state: BarrierState) => completedIn(state, barrier, agentId, generation);
     try {
+      // The replica's wait only hears an abort that comes after it starts: one that came
+      // while the arrival was being appended would otherwise wait out the whole timeout.
+      if (options.signal?.aborted) throw new AgentError('aborted', 'the wait was aborted');
       return passed(
         await this.replica.waitUntil(probe, {
           ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),

@@ -229,3 +229,20 @@ test('barriers through the SDK on a 3-node cluster: 6 agents, 2 generations', as
     await cluster.close();
   }
 });
+
+test('an abort that comes while the arrival is being appended ends the wait at once, withdrawn', async () => {
+  const log = new MemoryLog();
+  const barrier = await openOn(log);
+  const controller = new AbortController();
+  // Aborted the moment the arrival is applied, before arrive() starts waiting for the others.
+  const unsubscribe = barrier.replica.onApplied(() => controller.abort());
+  const startedMs = Date.now();
+  await assert.rejects(
+    barrier.arrive('gate', 'a', { parties: 2, timeoutMs: 4_000, signal: controller.signal }),
+    { code: 'aborted' },
+  );
+  unsubscribe();
+  assert.ok(Date.now() - startedMs < 2_000, 'the abort did not wait for the timeout');
+  assert.deepEqual(barrier.status('gate').arrived, []);
+  await barrier.close();
+});
