@@ -197,14 +197,16 @@ function grantNext(
 ): void {
   assert(record.holder === null, 'only a free lock is granted');
   let waiter = record.queue.shift();
-  while (waiter !== undefined && waiter.giveUpAt !== null && waiter.giveUpAt <= context.time) {
-    waiter = record.queue.shift();
-  }
+  while (waiter !== undefined && hasLapsed(waiter, context.time)) waiter = record.queue.shift();
   if (waiter === undefined) {
     state.locks.delete(lock);
     return;
   }
   grant(state, lock, record, waiter.owner, waiter.ticket, waiter.ttlMs, context);
+}
+
+function hasLapsed(waiter: QueuedWaiter, timeMs: number): boolean {
+  return waiter.giveUpAt !== null && waiter.giveUpAt <= timeMs;
 }
 
 function grant(
@@ -263,6 +265,11 @@ function acquire(
     };
   }
   if (!command.wait) return { busy: true };
+  if (record.queue.length >= waitersPerLockMax) {
+    // Waiters that gave up in log time (crashed before their cancel) are only skipped at
+    // the next grant; a lock held for long would otherwise stay full of them.
+    record.queue = record.queue.filter((waiter) => !hasLapsed(waiter, context.time));
+  }
   if (record.queue.length >= waitersPerLockMax) {
     throw new Error(`${waitersPerLockMax} waiters already queue for lock ${command.lock}`);
   }

@@ -11,6 +11,7 @@ import {
   Locks,
   type LocksOptions,
   locksMachine,
+  waitersPerLockMax,
 } from '../../src/agents/locks.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
@@ -293,4 +294,20 @@ test('agents on a real 3-node cluster through the SDK: one holder at a time, exp
     for (const client of clients) client.close();
     await cluster.close();
   }
+});
+
+test('waiters whose wait lapsed in log time do not keep the queue full for new ones', () => {
+  const state = locksMachine.initialState();
+  let index = 0;
+  const apply = (payload: unknown, time: number) => {
+    const command = locksMachine.parseCommand?.(payload) ?? payload;
+    return locksMachine.apply(state, command as never, { index: ++index, time, client: null });
+  };
+  apply({ op: 'acquire', lock: 'l', owner: 'h', ttlMs: 3_600_000, wait: true }, 0);
+  // Waiters that crashed after queueing for 10 ms: their entries lapse at log time 10.
+  const acquire = { op: 'acquire', lock: 'l', ttlMs: 1_000, wait: true, waitMs: 10 };
+  for (let n = 0; n < waitersPerLockMax; n++) apply({ ...acquire, owner: `w${n}` }, 0);
+  const late = apply({ ...acquire, owner: 'late', waitMs: null }, 1_000);
+  assert.deepEqual(late, { queued: index, position: 0 });
+  assert.equal(state.locks.get('l')?.queue.length, 1);
 });
