@@ -378,3 +378,16 @@ test('a replica restored from its snapshot at any position agrees with one that 
     ),
   );
 });
+
+test('a barrier remembers its last 16 completed generations and no more', () => {
+  const state = barrierMachine.initialState();
+  for (let index = 1; index <= 40; index++) {
+    const command = parseBarrierCommand({ op: 'arrive', barrier: 'b', agentId: 'a', parties: 1 });
+    barrierMachine.apply(state, command, { index, time: index, client: null });
+  }
+  const history = state.barriers.get('b')?.history ?? [];
+  assert.deepEqual(
+    history.map((completed) => completed.generation),
+    Array.from({ length: 16 }, (_, at) => 24 + at),
+  );
+});

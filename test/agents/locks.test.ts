@@ -439,3 +439,20 @@ test('a replica restored from its snapshot at any position agrees with one that 
     ),
   );
 });
+
+test('a cancel that lands after the grant raced with it releases the lock to the next waiter', () => {
+  const state = locksMachine.initialState();
+  let index = 0;
+  const apply = (payload: unknown, time: number) => {
+    const command = locksMachine.parseCommand?.(payload) ?? payload;
+    return locksMachine.apply(state, command as never, { index: ++index, time, client: null });
+  };
+  apply({ op: 'acquire', lock: 'l', owner: 'h', ttlMs: 100, wait: true }, 0);
+  const first = apply({ op: 'acquire', lock: 'l', owner: 'w1', ttlMs: 100, wait: true }, 0);
+  apply({ op: 'acquire', lock: 'l', owner: 'w2', ttlMs: 100, wait: true }, 0);
+  // w1 gave up just as h's lease ended: its cancel is the command that grants it the lock.
+  const ticket = (first as { queued: number }).queued;
+  assert.equal(apply({ op: 'cancel', lock: 'l', ticket }, 100), true);
+  assert.equal(state.locks.get('l')?.holder?.owner, 'w2');
+  assert.equal(apply({ op: 'cancel', lock: 'l', ticket }, 100), false, 'only once');
+});

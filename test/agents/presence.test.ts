@@ -432,3 +432,21 @@ test('a replica restored from its snapshot at any position agrees with one that 
     ),
   );
 });
+
+test('a heartbeat or leave of an earlier incarnation is refused once the agent joined again', () => {
+  const state = presenceMachine.initialState();
+  let index = 0;
+  const apply = (payload: unknown, time: number) =>
+    presenceMachine.apply(state, parsePresenceCommand(payload), {
+      index: ++index,
+      time,
+      client: null,
+    }).outcome;
+  apply({ op: 'join', agentId: 'a', ttlMs: 100 }, 0);
+  apply({ op: 'leave', agentId: 'a', incarnation: 1 }, 10);
+  assert.equal(apply({ op: 'join', agentId: 'a', ttlMs: 100 }, 20).status, 'joined');
+  assert.equal(apply({ op: 'beat', agentId: 'a', incarnation: 1 }, 30).status, 'not_member');
+  assert.equal(apply({ op: 'leave', agentId: 'a', incarnation: 1 }, 30).status, 'not_member');
+  assert.equal(state.members.get('a')?.expiresAt, 120, 'the old incarnation renewed nothing');
+  assert.equal(apply({ op: 'beat', agentId: 'a', incarnation: 3 }, 40).status, 'alive');
+});
