@@ -195,6 +195,16 @@ function checkTaskId(value: unknown): string {
 
 function applyBoard(state: BoardState, command: BoardCommand, context: ApplyContext): BoardResult {
   expireLeases(state, context.time);
+  try {
+    return applyOp(state, command, context);
+  } finally {
+    // Also when the command is refused after the expiries above: they may have uncovered
+    // a stale lease at the heap's top, and `next()` reads the top as the earliest lease end.
+    heapTidy(state.leases, (item) => isLiveLease(state, item), state.claimedCount);
+  }
+}
+
+function applyOp(state: BoardState, command: BoardCommand, context: ApplyContext): BoardResult {
   let result: BoardResult;
   switch (command.op) {
     case 'post':
@@ -216,7 +226,6 @@ function applyBoard(state: BoardState, command: BoardCommand, context: ApplyCont
       result = null;
       break;
   }
-  heapTidy(state.leases, (item) => isLiveLease(state, item), state.claimedCount);
   return result;
 }
 

@@ -12,6 +12,7 @@ import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
 import {
   type BoardState,
   type Claim,
+  pendingTasksMax,
   TaskBoard,
   type TaskBoardOptions,
   taskBoardMachine,
@@ -440,4 +441,22 @@ test('a replica restored from its snapshot at any position agrees with one that 
       fc.constantFrom({ op: 'tick' }, null, 'claim', { op: 'nuke' }, { op: 'claim', leaseMs: 0 }),
     ),
   );
+});
+
+test('a post refused at the pending limit leaves the lease heap’s top live, as next() relies on', () => {
+  const state = taskBoardMachine.initialState();
+  let index = 0;
+  const apply = (payload: unknown, time: number) =>
+    taskBoardMachine.apply(state, taskBoardMachine.parseCommand?.(payload) as never, {
+      index: ++index,
+      time,
+      client: null,
+    });
+  for (let n = 0; n < pendingTasksMax; n++) apply({ op: 'post', task: n }, 0);
+  apply({ op: 'claim', agentId: 'a', leaseMs: 100 }, 0); // leases [100, a]
+  const b = apply({ op: 'claim', agentId: 'b', leaseMs: 200 }, 0) as Claim;
+  apply({ op: 'renew', taskId: b.taskId, token: b.token, leaseMs: 1_000 }, 5); // 200 is stale
+  // The lease ending at 100 expires in this command, which is then refused: the board is full.
+  assert.throws(() => apply({ op: 'post', task: 'one too many' }, 150), /pending tasks/);
+  assert.equal(state.leases[0]?.[0], 1_005, 'the earliest lease end is a live one');
 });
