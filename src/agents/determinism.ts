@@ -87,3 +87,52 @@ function describe(value: unknown): string {
     return String(value);
   }
 }
+
+/**
+ * Whether `restored` (the state after a trip through JSON and the machine's decoder) is
+ * `original` again. Deep and strict about types (a Map that came back as `{}` is not), but
+ * equal numbers are equal: JSON writes -0 as 0, and the two behave alike in any reducer
+ * that does not divide by them, so a -0 from some payload must not stop every snapshot.
+ */
+export function survivesJson(original: unknown, restored: unknown): boolean {
+  if (typeof original === 'number' && typeof restored === 'number') return original === restored;
+  if (typeof original !== 'object' || original === null || restored === null) {
+    return Object.is(original, restored);
+  }
+  if (
+    typeof restored !== 'object' ||
+    Object.getPrototypeOf(original) !== Object.getPrototypeOf(restored)
+  ) {
+    return false;
+  }
+  if (original instanceof Map) {
+    const other = restored as Map<unknown, unknown>;
+    if (original.size !== other.size) return false;
+    const otherEntries = [...other.entries()];
+    return [...original.entries()].every(
+      ([key, value], at) =>
+        survivesJson(key, otherEntries[at]?.[0]) && survivesJson(value, otherEntries[at]?.[1]),
+    );
+  }
+  if (original instanceof Set) {
+    const other = [...(restored as Set<unknown>)];
+    return (
+      original.size === other.length &&
+      [...original].every((item, at) => survivesJson(item, other[at]))
+    );
+  }
+  if (ArrayBuffer.isView(original) || original instanceof Date) {
+    return isDeepStrictEqual(original, restored);
+  }
+  const keys = Object.keys(original);
+  const otherKeys = Object.keys(restored);
+  if (keys.length !== otherKeys.length) return false;
+  return keys.every(
+    (key, at) =>
+      otherKeys[at] === key &&
+      survivesJson(
+        (original as Record<string, unknown>)[key],
+        (restored as Record<string, unknown>)[key],
+      ),
+  );
+}

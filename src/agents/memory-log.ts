@@ -15,13 +15,26 @@ import {
   type SharedLog,
 } from './log.ts';
 
+interface StoredEntry {
+  readonly index: number;
+  readonly time: number;
+  readonly client: string;
+  readonly topic: string;
+  readonly payloadText: string;
+}
+
+function entryOf(stored: StoredEntry): LogEntry {
+  const { payloadText, ...rest } = stored;
+  return { ...rest, payload: JSON.parse(payloadText) };
+}
+
 export interface MemoryLogOptions {
   /** Wall clock in ms; tests pass a virtual one. */
   readonly clockMs?: () => number;
 }
 
 export class MemoryLog {
-  private readonly entries: LogEntry[] = [];
+  private readonly entries: StoredEntry[] = [];
   private waiters: (() => void)[] = [];
   private lastTimeMs = 0;
   private sessionCount = 0;
@@ -40,9 +53,9 @@ export class MemoryLog {
     return this.entries.length;
   }
 
-  /** Every entry so far, in order (a copy). */
+  /** Every entry so far, in order (copies). */
   all(): LogEntry[] {
-    return [...this.entries];
+    return this.entries.map(entryOf);
   }
 
   append(payload: unknown, topic: string, client: string): AppendAnswer {
@@ -54,14 +67,14 @@ export class MemoryLog {
       });
     }
     this.lastTimeMs = Math.max(this.lastTimeMs, this.clockMs());
-    // Stored as the JSON round trip, as the cluster stores the text: readers never share
-    // an object with the writer.
+    // Stored as JSON text, as the cluster stores it: every reader parses its own copy, so
+    // no reader shares an object with the writer or with another reader.
     this.entries.push({
       index: this.entries.length + 1,
       time: this.lastTimeMs,
       client,
       topic,
-      payload: JSON.parse(text),
+      payloadText: text,
     });
     const waiters = this.waiters;
     this.waiters = [];
@@ -76,9 +89,9 @@ export class MemoryLog {
     while (!options.signal.aborted) {
       let skipped = false;
       while (next <= this.entries.length) {
-        const entry = this.entries[next - 1] as LogEntry;
+        const stored = this.entries[next - 1] as StoredEntry;
         next += 1;
-        if (entry.topic !== null && topics.has(entry.topic)) yield { kind: 'entry', entry };
+        if (topics.has(stored.topic)) yield { kind: 'entry', entry: entryOf(stored) };
         else skipped = true;
         if (options.signal.aborted) return;
       }

@@ -6,10 +6,15 @@
  * is linearizable through the cluster's read index; `readLocal` answers from this replica
  * at once and may be stale. Snapshots let a restarted or new replica skip the replay.
  */
-import { isDeepStrictEqual } from 'node:util';
 import { assert } from '../util/assert.ts';
 import { heapPop, heapPush } from './coordination.ts';
-import { differenceOf, type Outcome, runReducer, withPerturbedGlobals } from './determinism.ts';
+import {
+  differenceOf,
+  type Outcome,
+  runReducer,
+  survivesJson,
+  withPerturbedGlobals,
+} from './determinism.ts';
 import { AgentError, invalidArgument } from './errors.ts';
 import { checkTopic, type LogEntry, type SharedLog } from './log.ts';
 import type { SnapshotStore, StateSnapshot } from './snapshots.ts';
@@ -395,7 +400,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     const encoded: unknown = text === undefined ? null : JSON.parse(text);
     // JSON drops what it cannot say (a Map becomes {}): refuse a snapshot that would
     // restore a different state instead of finding out at the next restart.
-    if (!isDeepStrictEqual(this.decode(structuredClone(encoded)), this.state)) {
+    if (!survivesJson(this.state, this.decode(structuredClone(encoded)))) {
       throw new AgentError(
         'invalid_argument',
         'the state does not survive JSON (Maps, Sets, class instances, undefined?): give the machine encodeState and decodeState',
@@ -439,6 +444,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   ): Promise<void> {
     this.throwIfStopped();
     if (done()) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(new AgentError('aborted', 'the wait was aborted'));
     const id = ++this.waiterCount;
     return new Promise<void>((resolve, reject) => {
       const finish = (error: Error | null) => {

@@ -245,3 +245,49 @@ test('results and applied events are copies: callers cannot change a replica thr
   assert.equal(seen.length, 1);
   await replica.close();
 });
+
+test('a -0 in the state does not stop snapshots', async () => {
+  const log = new MemoryLog();
+  const replica = await ReplicatedStateMachine.start({
+    log: log.session(),
+    topic: 'zero',
+    machine: {
+      initialState: () => ({ values: [] as number[] }),
+      // Arithmetic makes -0 (here the negation of 0); JSON writes it as 0.
+      apply: (state, command: number) => state.values.push(-command),
+    },
+    snapshotStore: new MemorySnapshotStore(),
+  });
+  await replica.submit(0);
+  assert.ok(Object.is(replica.readLocal().values[0], -0));
+  assert.equal((await replica.saveSnapshot()).index, 1);
+  await replica.close();
+});
+
+test('followers in one process never share a payload object', async () => {
+  const log = new MemoryLog();
+  log.append({ shared: false }, 'x', 'writer');
+  const signal = new AbortController().signal;
+  const first = log.follow({ from: 1, topics: ['x'], signal });
+  const second = log.follow({ from: 1, topics: ['x'], signal });
+  const a = (await first.next()).value as {
+    kind: 'entry';
+    entry: { payload: { shared: boolean } };
+  };
+  const b = (await second.next()).value as { kind: 'entry'; entry: { payload: unknown } };
+  a.entry.payload.shared = true;
+  assert.deepEqual(b.entry.payload, { shared: false });
+  assert.deepEqual(log.all()[0]?.payload, { shared: false });
+});
+
+test('a wait whose signal was aborted before it began fails at once', async () => {
+  const log = new MemoryLog();
+  const replica = await replicaOf(log);
+  const started = Date.now();
+  await assert.rejects(
+    replica.waitUntil(() => undefined, { signal: AbortSignal.abort(), timeoutMs: 5_000 }),
+    { code: 'aborted' },
+  );
+  assert.ok(Date.now() - started < 1_000);
+  await replica.close();
+});
