@@ -6,11 +6,23 @@
 import type { Client, Message } from '../client/index.ts';
 import type { AppendAnswer, FollowOptions, LogEntry, LogEvent, SharedLog } from './log.ts';
 
+export interface ClientLogOptions {
+  /**
+   * The endpoint replicas on this log read from while it serves (default: the leader the
+   * client found, which sees commands first, so `submit` answers soonest). Pin readers to
+   * different nodes to spread them; a follower learns of a commit a little later.
+   */
+  readonly readFrom?: string;
+}
+
 export class ClientLog implements SharedLog {
   /** The client's session id when the adapter was made; later ones add `~<n>` to it. */
   private readonly baseSession: string;
 
-  constructor(private readonly client: Client) {
+  constructor(
+    private readonly client: Client,
+    private readonly options: ClientLogOptions = {},
+  ) {
     this.baseSession = client.clientId;
   }
 
@@ -33,6 +45,7 @@ export class ClientLog implements SharedLog {
       from: options.from,
       ...(single === undefined ? {} : { topic: single }),
       signal: options.signal,
+      ...(this.options.readFrom === undefined ? {} : { endpoint: this.options.readFrom }),
       onProgress: (index) => {
         passedIndex = Math.max(passedIndex, index);
         wake?.();

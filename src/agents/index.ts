@@ -11,7 +11,7 @@ export {
   type BarrierStatus,
   barrierMachine,
 } from './barrier.ts';
-export { ClientLog } from './client-log.ts';
+export { ClientLog, type ClientLogOptions } from './client-log.ts';
 export type { Outcome } from './determinism.ts';
 export { AgentError, type AgentErrorCode } from './errors.ts';
 export {

@@ -29,6 +29,12 @@ export interface SubscribeOptions {
    * subscription.
    */
   readonly onProgress?: (index: number) => void;
+  /**
+   * The endpoint (one of the client's) to read from while it serves; the others take over
+   * when it fails. By default the stream follows the leader the client found, which sees
+   * each message first; pinning spreads readers over the nodes.
+   */
+  readonly endpoint?: string;
 }
 
 /** One delivered message, as /v1/messages gives it. */
@@ -70,19 +76,25 @@ export async function* subscribe(client: Client, options: SubscribeOptions): Sub
       `from takes an integer >= 1, got ${from}`,
     );
   }
+  const pinned = pinnedAt(client, options.endpoint);
   const signal = AbortSignal.any([client.signal, ...(options.signal ? [options.signal] : [])]);
   const cursor: Cursor = { lastIndex: 0, from };
   let failingSinceMs: number | null = null;
   let lastReason = 'no attempt';
   for (let attempt = 0; !signal.aborted; attempt++) {
-    const endpoint = client.endpointAt(attempt);
+    const { endpoints } = client.settings;
+    const endpoint =
+      pinned === null
+        ? client.endpointAt(attempt)
+        : (endpoints[(pinned + attempt) % endpoints.length] as string);
     const stream = await open(endpoint, cursor, options.topic, signal);
     if (stream.kind === 'fatal') {
       if (signal.aborted) return;
       throw stream.error;
     }
     if (stream.kind === 'ok') {
-      client.worked(endpoint);
+      // A pinned reader says nothing about where broadcasts should go.
+      if (pinned === null) client.worked(endpoint);
       failingSinceMs = null;
       const ended = yield* read(stream.value, cursor, signal, options.onProgress);
       if (signal.aborted) return;
@@ -104,6 +116,20 @@ export async function* subscribe(client: Client, options: SubscribeOptions): Sub
       signal,
     );
   }
+}
+
+/** Where in the client's endpoints a pinned subscription reads first; null when unpinned. */
+function pinnedAt(client: Client, endpoint: string | undefined): number | null {
+  if (endpoint === undefined) return null;
+  const at = client.settings.endpoints.indexOf(String(endpoint).replace(/\/+$/, ''));
+  if (at < 0) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'endpoint', endpoint },
+      `endpoint must be one of the client's endpoints (${client.settings.endpoints.join(', ')})`,
+    );
+  }
+  return at;
 }
 
 type Opened =

@@ -4,9 +4,10 @@
 // traffic never stalls a read, and a stopped node does not stop an SDK replica.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ClientLog } from '../../src/agents/client-log.ts';
 import { ReplicatedStateMachine, type StateMachine } from '../../src/agents/rsm.ts';
 import { type Client, connect } from '../../src/client/index.ts';
-import { startHttpCluster } from '../server/cluster.ts';
+import { metric, scrape, startHttpCluster } from '../server/cluster.ts';
 
 interface Counters {
   values: Record<string, number>;
@@ -97,6 +98,36 @@ test('in-process node replicas agree and read linearizably', async () => {
     await assert.rejects(onFollower.submit({ key: 1 } as never), { code: 'invalid_argument' });
   } finally {
     await Promise.all(replicas.map((replica) => replica.close()));
+    await cluster.close();
+  }
+});
+
+test('replicas pinned to different nodes read from those nodes and agree', async () => {
+  const cluster = await startHttpCluster();
+  const urls = cluster.members.map((member) => member.url);
+  const client = connect({ endpoints: urls, requestTimeoutMs: 2_000 });
+  const replicas = await Promise.all(
+    urls.map((url) =>
+      ReplicatedStateMachine.start({
+        log: new ClientLog(client, { readFrom: url }),
+        topic: 'pinned',
+        machine: counters,
+      }),
+    ),
+  );
+  try {
+    for (let n = 0; n < 30; n++) await replicas[n % 3]!.submit({ key: 'p', by: 1 });
+    for (const url of urls) {
+      assert.equal(metric(await scrape(url), 'abcast_http_streams_open'), 1, url);
+    }
+    const views = await Promise.all(replicas.map((replica) => replica.read()));
+    for (const view of views) assert.deepEqual(view, views[0]);
+    assert.equal(views[0]!.values.p, 30);
+    const stray = client.subscribe({ endpoint: 'http://127.0.0.1:1' });
+    await assert.rejects(stray.next(), { code: 'invalid_argument' });
+  } finally {
+    await Promise.all(replicas.map((replica) => replica.close()));
+    client.close();
     await cluster.close();
   }
 });
