@@ -5,7 +5,7 @@
  * the total is conserved, the replicas agree, and every transfer a client was told about
  * was applied exactly once (audited against the log itself, GET /v1/messages).
  */
-import { AgentError, ReplicatedStateMachine } from '../../src/agents/index.ts';
+import { AgentError, ClientLog, ReplicatedStateMachine } from '../../src/agents/index.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { Prng } from '../../src/util/prng.ts';
 import { type Cluster, endpointsPreferring, openCluster } from '../support/cluster.ts';
@@ -168,7 +168,8 @@ function replicaFactory(
     const client = connect({ endpoints, requestTimeoutMs: clientRequestTimeoutMs });
     clients.push(client);
     const replica = await ReplicatedStateMachine.start({
-      log: client,
+      // Read from the preferred node, so that replicas spread over the three.
+      log: new ClientLog(client, { readFrom: endpoints[0] as string }),
       topic,
       machine: bank,
       checkDeterminism,

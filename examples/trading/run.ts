@@ -5,7 +5,7 @@
  * leader is SIGKILLed mid-run and restarted. Every agent must compute the identical fills,
  * equal to the fills computed from the log read back from every node.
  */
-import { Topics } from '../../src/agents/topics.ts';
+import { ClientLog, Topics } from '../../src/agents/index.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { Prng } from '../../src/util/prng.ts';
 import { type Cluster, endpointsPreferring, openCluster } from '../support/cluster.ts';
@@ -76,6 +76,11 @@ export async function run(options: TradingOptions): Promise<Report> {
   }
 }
 
+/** The agent's log, read from the client's first endpoint: agents spread over the nodes. */
+function readingFrom(client: Client): ClientLog {
+  return new ClientLog(client, { readFrom: client.settings.endpoints[0] as string });
+}
+
 function checkOptions(options: TradingOptions): void {
   const names = [
     'priceCount',
@@ -106,7 +111,11 @@ async function runOn(
   const fromIndex = (await newClient(0).barrier()) + 1;
   const deadline = AbortSignal.timeout(agentTimeoutMs);
   const agents = Array.from({ length: options.agentCount }, (_, at) =>
-    runAgent(`agent-${at}`, new Topics({ log: newClient(at) }), { runId, fromIndex, deadline }),
+    runAgent(`agent-${at}`, new Topics({ log: readingFrom(newClient(at)) }), {
+      runId,
+      fromIndex,
+      deadline,
+    }),
   );
   // An opening price per symbol, so every order has a price to fill at.
   for (const [at, symbol] of symbols.entries()) {
