@@ -35,39 +35,31 @@ export class ClientLog implements SharedLog {
    * The subscription yields messages, while progress arrives by callback whenever the
    * stream idles: both are merged here, in the order the stream gave them. One topic is
    * filtered by the node; several are read from the unfiltered stream and filtered here.
+   * Each read of the subscription gets one reaction, not one per wakeup: a long idle spell
+   * full of progress marks must not pile reactions onto the read that is still pending.
    */
   async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
     const single = options.topics.length === 1 ? options.topics[0] : undefined;
     const topics = new Set(options.topics);
-    let passedIndex = 0;
-    let wake: (() => void) | null = null;
+    const inbox = new Inbox();
     const subscription = this.client.subscribe({
       from: options.from,
       ...(single === undefined ? {} : { topic: single }),
       signal: options.signal,
       ...(this.options.readFrom === undefined ? {} : { endpoint: this.options.readFrom }),
-      onProgress: (index) => {
-        passedIndex = Math.max(passedIndex, index);
-        wake?.();
-      },
+      onProgress: (index) => inbox.progress(index),
     });
     try {
-      let next = subscription.next();
+      inbox.read(subscription.next());
       for (;;) {
-        const progressed = new Promise<null>((resolve) => {
-          wake = () => resolve(null);
-        });
-        if (passedIndex > 0) {
-          const index = passedIndex;
-          passedIndex = 0;
-          yield { kind: 'passed', index };
+        const item = await inbox.take();
+        if (item.kind === 'passed') {
+          yield item;
           continue;
         }
-        const step = await Promise.race([next, progressed]);
-        if (step === null) continue;
-        if (step.done) return;
-        next = subscription.next();
-        const message = step.value;
+        if (item.step.done) return;
+        inbox.read(subscription.next());
+        const message = item.step.value;
         if (message.topic !== null && topics.has(message.topic)) {
           yield { kind: 'entry', entry: entryOf(message) };
         } else {
@@ -75,7 +67,7 @@ export class ClientLog implements SharedLog {
         }
       }
     } finally {
-      wake = null;
+      inbox.close();
       void subscription.return(undefined).catch(() => undefined);
     }
   }
@@ -99,4 +91,72 @@ function entryOf(message: Message): LogEntry {
     topic: message.topic,
     payload: message.payload,
   };
+}
+
+type InboxItem =
+  | { readonly kind: 'passed'; readonly index: number }
+  | { readonly kind: 'step'; readonly step: IteratorResult<Message, void> };
+
+/**
+ * Where the subscription's one pending read and its progress marks meet. A mark noted before
+ * the read settles comes out first: the stream calls `onProgress` before it yields what
+ * follows the mark, and a mark never runs ahead of an entry still to be yielded.
+ */
+class Inbox {
+  private passedIndex = 0;
+  private settled:
+    | { readonly step: IteratorResult<Message, void> }
+    | { readonly error: unknown }
+    | null = null;
+  private wake: (() => void) | null = null;
+  private closed = false;
+
+  progress(index: number): void {
+    this.passedIndex = Math.max(this.passedIndex, index);
+    this.notify();
+  }
+
+  /** Takes over the subscription's next read: one reaction for its whole life. */
+  read(next: Promise<IteratorResult<Message, void>>): void {
+    next.then(
+      (step) => this.settle({ step }),
+      (error: unknown) => this.settle({ error }),
+    );
+  }
+
+  async take(): Promise<InboxItem> {
+    for (;;) {
+      if (this.passedIndex > 0) {
+        const index = this.passedIndex;
+        this.passedIndex = 0;
+        return { kind: 'passed', index };
+      }
+      const settled = this.settled;
+      if (settled !== null) {
+        this.settled = null;
+        if ('error' in settled) throw settled.error;
+        return { kind: 'step', step: settled.step };
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.notify();
+  }
+
+  private settle(settled: NonNullable<Inbox['settled']>): void {
+    if (this.closed) return;
+    this.settled = settled;
+    this.notify();
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
 }

