@@ -52,3 +52,17 @@ test('a long run of progress marks without entries attaches no reaction per mark
   stop.abort();
   await events.return(undefined);
 });
+
+test('sessions the client moves to count as its own, even when it had moved before', () => {
+  const client = { clientId: 'sdk.a~2' } as { clientId: string };
+  const log = new ClientLog(client as unknown as Client);
+  assert.ok(log.isOwnSession('sdk.a~2'));
+  // A node refused a seq: the client goes on in its next session.
+  client.clientId = 'sdk.a~3';
+  assert.ok(log.isOwnSession('sdk.a~3'), 'the session the client is in now');
+  client.clientId = 'sdk.a~4';
+  assert.ok(log.isOwnSession('sdk.a~3'), 'a session it was in while this adapter ran');
+  assert.ok(!log.isOwnSession('sdk.b'));
+  assert.ok(!log.isOwnSession('sdk.a~20x'));
+  assert.ok(!log.isOwnSession(null));
+});
