@@ -64,6 +64,20 @@ async function closedLoop(inFlight: number, operation: () => Promise<unknown>): 
   };
 }
 
+/** `inFlight` loops calling `operation` until it ran `count` times in all. */
+async function closedLoopCount(
+  inFlight: number,
+  count: number,
+  operation: () => Promise<unknown>,
+): Promise<void> {
+  let left = count;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (left-- > 0) await operation();
+    }),
+  );
+}
+
 const counter = {
   initialState: () => ({ value: 0 }),
   apply: (state: { value: number }, by: number) => {
@@ -88,7 +102,10 @@ async function runOnce(): Promise<Record<string, Measure>> {
       topic: 'bench/counter',
       machine: counter,
     });
-    await replica.submit(1); // the leader found, the stream open
+    // Warm up first (the leader found, streams open, code compiled, WAL segments made), so
+    // that whichever is measured first does not pay for it.
+    await closedLoopCount(32, 2_000, () => plain.broadcast(1, { topic: 'bench/plain' }));
+    await closedLoopCount(32, 2_000, () => replica.submit(1));
     for (const inFlight of [1, 32]) {
       results[`broadcast x${inFlight}`] = await closedLoop(inFlight, () =>
         plain.broadcast(1, { topic: 'bench/plain' }),
