@@ -26,16 +26,21 @@ export function withPerturbedGlobals<T>(body: () => T): T {
   const realRandom = Math.random;
   const realPerformanceNow = performance.now;
   let randomState = 0x2545f491;
-  class ShiftedDate extends RealDate {
-    constructor(...args: unknown[]) {
-      if (args.length === 0) super(RealDate.now() + clockShiftMs);
-      else super(...(args as [string]));
-    }
-    static override now(): number {
-      return RealDate.now() + clockShiftMs;
-    }
-  }
-  globalThis.Date = ShiftedDate as DateConstructor;
+  // A proxy rather than a subclass: the Dates a reducer makes from `context.time` must be
+  // plain Dates (the same prototype, `instanceof Date` true for the ones already in the
+  // state), or a deterministic reducer would be taken for a non-deterministic one.
+  const shiftedNowMs = () => RealDate.now() + clockShiftMs;
+  globalThis.Date = new Proxy(RealDate, {
+    construct(target, args: unknown[], newTarget) {
+      return args.length === 0
+        ? Reflect.construct(target, [shiftedNowMs()], newTarget)
+        : Reflect.construct(target, args, newTarget);
+    },
+    apply: () => new RealDate(shiftedNowMs()).toString(),
+    get(target, key, receiver) {
+      return key === 'now' ? shiftedNowMs : Reflect.get(target, key, receiver);
+    },
+  });
   Math.random = () => {
     // xorshift: deterministic, and unlike anything the real generator returns next.
     randomState ^= randomState << 13;

@@ -162,6 +162,34 @@ for (const [name, reducer] of [
   });
 }
 
+test('the determinism guard accepts a reducer that makes Dates from the log time', async () => {
+  const log = new MemoryLog();
+  const errors: Error[] = [];
+  const replica = await ReplicatedStateMachine.start({
+    log: log.session(),
+    topic: 'dates',
+    machine: {
+      initialState: () => ({ seen: [] as Date[] }),
+      apply(state, _command: null, context) {
+        const at = new Date(context.time);
+        // Dates already in the state, and the ones made now, are all plain Dates.
+        if (!state.seen.every((date) => date instanceof Date)) throw new Error('not a Date');
+        if (Date.UTC(2020, 0, 1) !== Date.parse('2020-01-01T00:00:00Z')) throw new Error('UTC');
+        state.seen.push(at);
+        return { at, count: state.seen.length };
+      },
+    },
+    checkDeterminism: true,
+    onError: (error) => errors.push(error),
+  });
+  assert.equal((await replica.submit(null)).count, 1);
+  const second = await replica.submit(null);
+  assert.equal(second.count, 2);
+  assert.ok(second.at instanceof Date);
+  assert.deepEqual(errors, []);
+  await replica.close();
+});
+
 test('an async reducer is refused rather than applied at different moments', async () => {
   const log = new MemoryLog();
   const replica = await ReplicatedStateMachine.start({
