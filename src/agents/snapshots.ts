@@ -69,6 +69,8 @@ export function decodeSnapshotFile(bytes: Buffer, where: string): StateSnapshot 
 
 export class FileSnapshotStore implements SnapshotStore {
   private readonly counters = newIoCounters();
+  /** The last save of each file in this process, which the next one waits for. */
+  private readonly saving = new Map<string, Promise<void>>();
 
   constructor(readonly directory: string) {}
 
@@ -93,11 +95,27 @@ export class FileSnapshotStore implements SnapshotStore {
     return snapshot;
   }
 
-  async save(snapshot: StateSnapshot): Promise<void> {
+  /**
+   * Saves of one topic in this process run one after another: two racing ones would both
+   * find no newer snapshot kept, and the older could be renamed over the newer last.
+   * (Processes sharing the directory still race; each rename leaves one whole snapshot.)
+   */
+  save(snapshot: StateSnapshot): Promise<void> {
+    const path = this.pathOf(snapshot.topic);
+    const previous = this.saving.get(path) ?? Promise.resolve();
+    const saved = previous.then(() => this.saveNow(snapshot, path));
+    const settled = saved.catch(() => undefined);
+    this.saving.set(path, settled);
+    void settled.then(() => {
+      if (this.saving.get(path) === settled) this.saving.delete(path);
+    });
+    return saved;
+  }
+
+  private async saveNow(snapshot: StateSnapshot, path: string): Promise<void> {
     await mkdir(this.directory, { recursive: true });
     const kept = await this.load(snapshot.topic).catch(() => null);
     if (kept !== null && kept.index >= snapshot.index) return;
-    const path = this.pathOf(snapshot.topic);
     // Replicas may share the directory: each writes its own temporary file, and the rename
     // makes one whole snapshot win.
     const temporaryPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
@@ -114,7 +132,10 @@ export class MemorySnapshotStore implements SnapshotStore {
   }
 
   async save(snapshot: StateSnapshot): Promise<void> {
-    const kept = await this.load(snapshot.topic);
+    // Compared and replaced in one step, so that racing saves keep the newest.
+    const bytes = this.files.get(snapshot.topic);
+    const kept =
+      bytes === undefined ? null : decodeSnapshotFile(bytes, `in memory (${snapshot.topic})`);
     if (kept !== null && kept.index >= snapshot.index) return;
     this.files.set(snapshot.topic, encodeSnapshotFile(snapshot));
   }
