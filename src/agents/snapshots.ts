@@ -53,14 +53,21 @@ export function decodeSnapshotFile(bytes: Buffer, where: string): StateSnapshot 
   const body = bytes.subarray(newline + 1);
   if (body.length !== Number(fields[3])) throw corrupt('its length does not match (torn?)');
   if (crc32(body).toString(16).padStart(8, '0') !== fields[2]) throw corrupt('CRC mismatch');
-  const parsed = JSON.parse(body.toString('utf8')) as StateSnapshot;
+  let parsed: StateSnapshot;
+  try {
+    parsed = JSON.parse(body.toString('utf8')) as StateSnapshot;
+  } catch (error) {
+    throw corrupt(`the body is not JSON (${(error as Error).message})`);
+  }
+  // Without `state` a replica would start from `undefined`: a wrong state, not an error.
   if (
     typeof parsed !== 'object' ||
     parsed === null ||
     typeof parsed.topic !== 'string' ||
     !Number.isSafeInteger(parsed.index) ||
     parsed.index < 0 ||
-    typeof parsed.time !== 'number'
+    typeof parsed.time !== 'number' ||
+    !Object.hasOwn(parsed, 'state')
   ) {
     throw corrupt('fields are missing');
   }

@@ -12,6 +12,7 @@ import {
   MemorySnapshotStore,
   type StateSnapshot,
 } from '../../src/agents/snapshots.ts';
+import * as crc from '../../src/storage/crc32.ts';
 
 const snapshotAt = (index: number): StateSnapshot => ({
   topic: 'ledger',
@@ -39,4 +40,46 @@ test('racing saves to the memory store leave the newest snapshot', async () => {
   const store = new MemorySnapshotStore();
   await Promise.all([store.save(snapshotAt(20)), store.save(snapshotAt(19))]);
   assert.equal((await store.load('ledger'))?.index, 20);
+});
+
+/** A file whose header and CRC are right for whatever body it carries. */
+function fileWithBody(body: string): Buffer {
+  const valid = encodeSnapshotFile(snapshotAt(1)).toString('latin1');
+  const [magic, version] = valid.split(' ');
+  const bytes = Buffer.from(body);
+  const { crc32 } = crc;
+  return Buffer.concat([
+    Buffer.from(
+      `${magic} ${version} ${crc32(bytes).toString(16).padStart(8, '0')} ${bytes.length}\n`,
+    ),
+    bytes,
+  ]);
+}
+
+test('torn, garbled or incomplete snapshot files are refused with corrupt_snapshot', async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'abcast-snapshots-'));
+  try {
+    const store = new FileSnapshotStore(directory);
+    await store.save(snapshotAt(7));
+    const path = join(directory, `${Buffer.from('ledger').toString('base64url')}.snapshot`);
+    const whole = await readFile(path);
+    const bad = [
+      whole.subarray(0, whole.length - 3), // torn
+      Buffer.concat([whole.subarray(0, whole.length - 2), Buffer.from('x}')]), // flipped
+      Buffer.from('garbage'),
+      Buffer.alloc(0),
+      fileWithBody('{"topic":"ledger","index":3,"time":1}'), // no state
+      fileWithBody('{"topic":"ledger","index":3,'), // a right CRC over a broken body
+      fileWithBody('{"topic":"ledger","index":3,"time":null,"state":{}}'),
+    ];
+    for (const [at, bytes] of bad.entries()) {
+      await writeFile(path, bytes);
+      await assert.rejects(store.load('ledger'), { code: 'corrupt_snapshot' }, `case ${at}`);
+    }
+    // A save over a corrupt file replaces it.
+    await store.save(snapshotAt(8));
+    assert.equal((await store.load('ledger'))?.index, 8);
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
 });
