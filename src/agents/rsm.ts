@@ -116,6 +116,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   private readonly closer = new AbortController();
   private failed: AgentError | null = null;
   private running: Promise<void> = Promise.resolve();
+  /** While a snapshot the replica started from is checked against the log; null after. */
+  private snapshotChecked: Promise<void> | null = null;
   private commandsSinceSnapshot = 0;
   private snapshotSaving: Promise<void> | null = null;
   private readonly settings: {
@@ -158,7 +160,15 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     }
     const snapshot = (await options.snapshotStore?.load(checkTopic(options.topic))) ?? null;
     const replica = new ReplicatedStateMachine(options, snapshot);
-    replica.running = replica.follow();
+    if (snapshot === null) {
+      replica.running = replica.follow();
+    } else {
+      const checked = replica.checkSnapshot().finally(() => {
+        replica.snapshotChecked = null;
+      });
+      replica.snapshotChecked = checked;
+      replica.running = checked.then(() => replica.follow());
+    }
     return replica;
   }
 
@@ -201,6 +211,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       );
     }
     const index = answer.index;
+    if (this.snapshotChecked !== null) await this.snapshotChecked;
     await this.untilApplied(index, deadlineMs);
     const outcome = this.results.get(index);
     this.results.delete(index);
@@ -220,6 +231,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.throwIfStopped();
     const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
     const index = await this.log.readIndex();
+    if (this.snapshotChecked !== null) await this.snapshotChecked;
     await this.untilApplied(index, deadlineMs);
     return this.readLocal(view);
   }
@@ -282,7 +294,32 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
 
   // ------------------------------------------------------------ applying
 
+  /**
+   * A snapshot beyond everything the log holds belongs to another log (the cluster was reset,
+   * or the store is shared with another cluster): following from after it would skip the
+   * log's commands and answer from a state no replica of this log has. Best effort: when no
+   * read index can be had now, the replica follows as it would have.
+   */
+  private async checkSnapshot(): Promise<void> {
+    const snapshotIndex = this.applied;
+    const signal = this.closer.signal;
+    // close() does not wait for a read index that may take the SDK a minute of retries.
+    const closed = new Promise<null>((resolve) => {
+      signal.addEventListener('abort', () => resolve(null), { once: true });
+    });
+    const logIndex = await Promise.race([this.log.readIndex().catch(() => null), closed]);
+    if (logIndex === null || logIndex >= snapshotIndex || signal.aborted) return;
+    this.stop(
+      new AgentError(
+        'corrupt_snapshot',
+        `the snapshot of ${this.topic} is at position ${snapshotIndex}, beyond the log's ${logIndex}: it belongs to another log (was the cluster reset?); remove it to replay this log`,
+        { index: snapshotIndex, logIndex, topic: this.topic },
+      ),
+    );
+  }
+
   private async follow(): Promise<void> {
+    if (this.failed !== null) return;
     try {
       const events = this.log.follow({
         from: this.applied + 1,

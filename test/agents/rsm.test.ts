@@ -111,6 +111,25 @@ test('a restarted replica starts from its snapshot and goes on identically', asy
   await Promise.all([second.close(), fresh.close()]);
 });
 
+test('a snapshot ahead of the log (a reset cluster) stops the replica instead of a wrong state', async () => {
+  const store = new MemorySnapshotStore();
+  const old = new MemoryLog();
+  const first = await replicaOf(old, { snapshotStore: store });
+  for (let n = 0; n < 5; n++) await first.submit({ open: `a${n}`, amount: 10 });
+  await first.close();
+  // The cluster was wiped and started afresh; the store still holds the old snapshot.
+  const fresh = new MemoryLog();
+  const errors: Error[] = [];
+  const replica = await replicaOf(fresh, { snapshotStore: store, onError: (e) => errors.push(e) });
+  await assert.rejects(replica.submit({ open: 'z', amount: 1 }), (error: AgentError) => {
+    assert.ok(['corrupt_snapshot', 'stopped'].includes(error.code), error.code);
+    return true;
+  });
+  assert.equal(replica.failure?.code, 'corrupt_snapshot');
+  await assert.rejects(replica.read(), { code: 'stopped' });
+  await replica.close();
+});
+
 test('a state JSON cannot carry is refused at the snapshot, not found at the restart', async () => {
   const log = new MemoryLog();
   const errors: Error[] = [];
