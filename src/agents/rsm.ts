@@ -7,7 +7,7 @@
  * at once and may be stale. Snapshots let a restarted or new replica skip the replay.
  */
 import { assert } from '../util/assert.ts';
-import { heapPop, heapPush } from './coordination.ts';
+import { heapPop, heapPush, heapTidy } from './coordination.ts';
 import {
   differenceOf,
   type Outcome,
@@ -486,7 +486,15 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     return new Promise<void>((resolve, reject) => {
       const finish = (error: Error | null) => {
         this.probeWaiters.delete(waiter);
-        this.positionWaiters.delete(id);
+        // A wait that ends early (timeout, abort) leaves its heap slot: tidied now and then,
+        // or a replica that cannot reach the positions would keep one per call.
+        if (this.positionWaiters.delete(id) && error !== null) {
+          heapTidy(
+            this.positionHeap,
+            ([, slot]) => this.positionWaiters.has(slot),
+            this.positionWaiters.size,
+          );
+        }
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (error === null) resolve();

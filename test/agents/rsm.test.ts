@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AgentError } from '../../src/agents/errors.ts';
+import type { SharedLog } from '../../src/agents/log.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
 import {
   type ReplicaOptions,
@@ -336,5 +337,31 @@ test('a wait whose signal was aborted before it began fails at once', async () =
     { code: 'aborted' },
   );
   assert.ok(Date.now() - started < 1_000);
+  await replica.close();
+});
+
+test('waits that time out on a replica that cannot get there leave nothing behind', async () => {
+  // A log whose read index is far ahead of anything this replica will see.
+  const stuck: SharedLog = {
+    append: async () => ({ index: 1_000_000, duplicate: false }),
+    async *follow(options) {
+      await new Promise((resolve) => options.signal.addEventListener('abort', resolve));
+    },
+    readIndex: async () => 1_000_000,
+    isOwnSession: () => true,
+  };
+  const replica = await ReplicatedStateMachine.start({
+    log: stuck,
+    topic: 'stuck',
+    machine: { initialState: () => ({}), apply: () => 1 },
+    waitTimeoutMs: 1,
+  });
+  for (let round = 0; round < 2_000; round++) {
+    await assert.rejects(round % 2 === 0 ? replica.read() : replica.submit(null), {
+      code: 'timeout',
+    });
+  }
+  const heap = (replica as unknown as { positionHeap: unknown[] }).positionHeap;
+  assert.ok(heap.length <= 100, `${heap.length} slots of ended waits`);
   await replica.close();
 });
