@@ -103,6 +103,12 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   /** This process's clock when the last command was applied, to estimate the log's now. */
   private timeSeenAtMs = Date.now();
   private readonly results = new Map<number, Outcome<Result>>();
+  /**
+   * This replica's submits between append and answer. Results of the session's commands are
+   * kept only while one is: others on the session (another replica of the topic on the same
+   * client) must not leave theirs here for ever.
+   */
+  private submitsInFlight = 0;
   /** Waiters on a probe of the state: each is checked after every applied command. */
   private readonly probeWaiters = new Set<Waiter>();
   /**
@@ -200,6 +206,16 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   async submit(command: Command): Promise<Result> {
     this.throwIfStopped();
     const payload = this.checkedCommand(command);
+    this.submitsInFlight += 1;
+    try {
+      return await this.submitted(payload);
+    } finally {
+      this.submitsInFlight -= 1;
+      if (this.submitsInFlight === 0) this.results.clear();
+    }
+  }
+
+  private async submitted(payload: unknown): Promise<Result> {
     const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
     const answer = await this.log.append(payload, this.topic).catch((error: unknown) => {
       throw appendFailure(error);
@@ -358,7 +374,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.applied = entry.index;
     // The reducer may have kept the command, or returned a piece of its state: callers get
     // copies, so that what they do with them can never change a replica.
-    if (this.log.isOwnSession(entry.client)) this.keepResult(entry.index, copyOf(outcome));
+    if (this.submitsInFlight > 0 && this.log.isOwnSession(entry.client))
+      this.keepResult(entry.index, copyOf(outcome));
     if (this.listeners.size > 0) {
       this.tell({
         index: entry.index,

@@ -365,3 +365,19 @@ test('waits that time out on a replica that cannot get there leave nothing behin
   assert.ok(heap.length <= 100, `${heap.length} slots of ended waits`);
   await replica.close();
 });
+
+test('results are kept only for the submits that wait for them', async () => {
+  const log = new MemoryLog();
+  const session = log.session();
+  // Two replicas of one topic on one session: each sees the other's commands as its own.
+  const a = await replicaOf(log, { log: session });
+  const b = await replicaOf(log, { log: session });
+  await a.submit({ open: 'a', amount: 1_000 });
+  for (let n = 0; n < 300; n++) await a.submit({ from: 'a', to: 'b', amount: 1 });
+  assert.equal(await b.submit({ from: 'a', to: 'c', amount: 1 }), 699);
+  await a.read();
+  const kept = (replica: unknown) => (replica as { results: Map<number, unknown> }).results.size;
+  assert.equal(kept(a), 0);
+  assert.equal(kept(b), 0);
+  await Promise.all([a.close(), b.close()]);
+});
