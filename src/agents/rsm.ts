@@ -126,6 +126,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   private snapshotChecked: Promise<void> | null = null;
   private commandsSinceSnapshot = 0;
   private snapshotSaving: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
   private readonly settings: {
     readonly snapshotEveryCommands: number;
     readonly checkDeterminism: boolean;
@@ -295,8 +296,19 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   }
 
   /** Stops following; waiting calls fail with `closed`. Saves a last snapshot if it can. */
-  async close(): Promise<void> {
-    if (this.closer.signal.aborted) return;
+  close(): Promise<void> {
+    // Every close resolves once the replica has stopped and its last snapshot is saved.
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    if (this.closer.signal.aborted) {
+      // Stopped by a failure: no last snapshot of a state that may be wrong.
+      await this.running;
+      await this.snapshotSaving;
+      return;
+    }
     const closed = new AgentError('closed', 'the replica is closed');
     this.failed ??= closed;
     this.closer.abort(closed);

@@ -381,3 +381,15 @@ test('results are kept only for the submits that wait for them', async () => {
   assert.equal(kept(b), 0);
   await Promise.all([a.close(), b.close()]);
 });
+
+test('a second close waits for the first, last snapshot included', async () => {
+  const log = new MemoryLog();
+  const store = new MemorySnapshotStore();
+  const replica = await replicaOf(log, { snapshotStore: store });
+  await replica.submit({ open: 'a', amount: 5 });
+  const first = replica.close();
+  await replica.close();
+  assert.equal((await store.load('bank'))?.index, 1, 'saved when the second close resolves');
+  await first;
+});
+
