@@ -247,7 +247,9 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   async read<View = State>(view?: (state: State) => View): Promise<View> {
     this.throwIfStopped();
     const deadlineMs = Date.now() + this.settings.waitTimeoutMs;
-    const index = await this.log.readIndex();
+    const index = await this.log.readIndex().catch((error: unknown) => {
+      throw readIndexFailure(error);
+    });
     if (this.snapshotChecked !== null) await this.snapshotChecked;
     await this.untilApplied(index, deadlineMs);
     return this.readLocal(view);
@@ -668,6 +670,15 @@ function appendFailure(error: unknown): AgentError {
     {},
     { cause: error },
   );
+}
+
+/** A read index the log could not give: the read did not get there in time, or closed. */
+function readIndexFailure(error: unknown): AgentError {
+  if (error instanceof AgentError) return error;
+  const code = String((error as { code?: unknown })?.code ?? '').toLowerCase();
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'closed') return new AgentError('closed', message, {}, { cause: error });
+  return new AgentError('timeout', `the log gave no read index (${message})`, {}, { cause: error });
 }
 
 /** Why following stopped, in the agents' terms. */

@@ -393,3 +393,22 @@ test('a second close waits for the first, last snapshot included', async () => {
   await first;
 });
 
+test('a read whose read index cannot be had fails with an AgentError', async () => {
+  const log = new MemoryLog();
+  const session = log.session();
+  const failing: SharedLog = {
+    append: (payload, topic) => session.append(payload, topic),
+    follow: (options) => session.follow(options),
+    readIndex: () =>
+      Promise.reject(Object.assign(new Error('no endpoint answered'), { code: 'unavailable' })),
+    isOwnSession: (client) => session.isOwnSession(client),
+  };
+  const replica = await replicaOf(log, { log: failing });
+  await assert.rejects(replica.read(), (error: AgentError) => {
+    assert.equal(error.name, 'AgentError');
+    assert.equal(error.code, 'timeout');
+    assert.match(error.message, /no endpoint answered/);
+    return true;
+  });
+  await replica.close();
+});
