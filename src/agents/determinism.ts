@@ -141,3 +141,48 @@ export function survivesJson(original: unknown, restored: unknown): boolean {
       ),
   );
 }
+
+/**
+ * A deep copy that keeps prototypes, for the guard's first application: a state or command
+ * of class instances must behave in the copy as in the original (structuredClone would hand
+ * the reducer plain objects, and a deterministic reducer would look non-deterministic).
+ * Functions are shared; private `#fields` cannot be copied (give encodeState/decodeState).
+ */
+export function copyKeepingPrototypes<T>(value: T, seen = new Map<object, unknown>()): T {
+  if (typeof value !== 'object' || value === null) return value;
+  const known = seen.get(value);
+  if (known !== undefined) return known as T;
+  const prototype = Object.getPrototypeOf(value) as object | null;
+  let copy: object;
+  if (value instanceof Date) {
+    copy = new Date(value.getTime());
+  } else if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+    copy = structuredClone(value);
+  } else if (value instanceof Map) {
+    const map = new Map<unknown, unknown>();
+    seen.set(value, map);
+    for (const [key, item] of value) {
+      map.set(copyKeepingPrototypes(key, seen), copyKeepingPrototypes(item, seen));
+    }
+    copy = map;
+  } else if (value instanceof Set) {
+    const set = new Set<unknown>();
+    seen.set(value, set);
+    for (const item of value) set.add(copyKeepingPrototypes(item, seen));
+    copy = set;
+  } else {
+    copy = Array.isArray(value) ? [] : {};
+  }
+  Object.setPrototypeOf(copy, prototype);
+  seen.set(value, copy);
+  if (value instanceof Map || value instanceof Set || value instanceof Date) return copy as T;
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return copy as T;
+  for (const key of Reflect.ownKeys(value)) {
+    const descriptor = Object.getOwnPropertyDescriptor(value, key) as PropertyDescriptor;
+    if ('value' in descriptor) descriptor.value = copyKeepingPrototypes(descriptor.value, seen);
+    Object.defineProperty(copy, key, descriptor);
+  }
+  // A frozen original stays frozen in the copy, so a write throws in both applications.
+  if (!Object.isExtensible(value)) Object.preventExtensions(copy);
+  return copy as T;
+}

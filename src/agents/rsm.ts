@@ -9,6 +9,7 @@
 import { assert } from '../util/assert.ts';
 import { heapPop, heapPush, heapTidy } from './coordination.ts';
 import {
+  copyKeepingPrototypes,
   differenceOf,
   type Outcome,
   runReducer,
@@ -409,8 +410,12 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     if (!this.settings.checkDeterminism) {
       return runReducer(() => this.machine.apply(this.state, command, context));
     }
-    const copy = this.decode(structuredClone(this.encode(this.state)));
-    const commandCopy = structuredClone(command);
+    // Through the machine's own codec when it has one; otherwise a copy that keeps class
+    // instances working (a state or command need not survive structuredClone to be applied).
+    const copy = this.machine.decodeState
+      ? this.decode(structuredClone(this.encode(this.state)))
+      : copyKeepingPrototypes(this.state);
+    const commandCopy = copyKeepingPrototypes(command);
     const first = withPerturbedGlobals(() =>
       runReducer(() => this.machine.apply(copy, commandCopy, context)),
     );

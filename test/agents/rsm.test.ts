@@ -412,3 +412,38 @@ test('a read whose read index cannot be had fails with an AgentError', async () 
   });
   await replica.close();
 });
+
+test('the determinism guard accepts commands and states that are class instances', async () => {
+  class Deposit {
+    constructor(readonly amount: number) {}
+    doubled(): number {
+      return this.amount * 2;
+    }
+  }
+  class Vault {
+    total = 0;
+    add(amount: number): number {
+      this.total += amount;
+      return this.total;
+    }
+  }
+  const log = new MemoryLog();
+  const replica = await ReplicatedStateMachine.start({
+    log: log.session(),
+    topic: 'vault',
+    machine: {
+      initialState: () => new Vault(),
+      parseCommand(payload) {
+        const amount = (payload as { amount?: unknown })?.amount;
+        if (typeof amount !== 'number') throw new Error('a deposit has an amount');
+        return new Deposit(amount);
+      },
+      apply: (state, command: Deposit) => state.add(command.doubled()),
+    },
+    checkDeterminism: true,
+    waitTimeoutMs: 2_000,
+  });
+  assert.equal(await replica.submit(new Deposit(3)), 6);
+  assert.equal(await replica.submit(new Deposit(4)), 14);
+  await replica.close();
+});
