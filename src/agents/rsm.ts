@@ -646,8 +646,13 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   }
 }
 
+/**
+ * What callers get of a result, command or outcome. Not structuredClone: it would fail on a
+ * function in a result (on the replicas that copy it only, stopping some and not others)
+ * and turn class instances into plain objects.
+ */
 function copyOf<T>(value: T): T {
-  return value === null || typeof value !== 'object' ? value : structuredClone(value);
+  return copyKeepingPrototypes(value);
 }
 
 function positive(value: number, field: string): number {

@@ -447,3 +447,38 @@ test('the determinism guard accepts commands and states that are class instances
   assert.equal(await replica.submit(new Deposit(4)), 14);
   await replica.close();
 });
+
+test('a result structuredClone cannot copy reaches its submitter and stops no replica', async () => {
+  class Receipt {
+    constructor(readonly total: number) {}
+    describe(): string {
+      return `total ${this.total}`;
+    }
+  }
+  const log = new MemoryLog();
+  const errors: Error[] = [];
+  const machine: StateMachine<{ total: number }, number, unknown> = {
+    initialState: () => ({ total: 0 }),
+    apply(state, amount) {
+      state.total += amount;
+      return { receipt: new Receipt(state.total), later: () => state.total };
+    },
+  };
+  const start = (session = log.session()) =>
+    ReplicatedStateMachine.start({
+      log: session,
+      topic: 'receipts',
+      machine,
+      onApplied: () => undefined,
+      onError: (error) => errors.push(error),
+      waitTimeoutMs: 2_000,
+    });
+  const [own, other] = [await start(), await start()];
+  const answer = (await own.submit(5)) as { receipt: Receipt; later: () => number };
+  assert.equal(answer.receipt.describe(), 'total 5');
+  assert.equal(await other.read((state) => state.total), 5);
+  assert.equal(own.failure, null);
+  assert.deepEqual(errors, []);
+  await Promise.all([own.close(), other.close()]);
+});
+
