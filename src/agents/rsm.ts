@@ -637,10 +637,22 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     return payload;
   }
 
+  /** Never throws: it runs inside the follow loop, where a throw would stop the replica. */
   private report(error: unknown): void {
     const reported = error instanceof Error ? error : new Error(String(error));
-    if (this.options.onError) this.options.onError(reported);
-    else if (!(reported instanceof AgentError && reported.code === 'closed')) {
+    if (this.options.onError) {
+      try {
+        this.options.onError(reported);
+        return;
+      } catch (thrown) {
+        const message = thrown instanceof Error ? thrown.message : String(thrown);
+        process.emitWarning(
+          `abcast replica of ${this.topic}: onError threw (${message}) on: ${reported.message}`,
+        );
+        return;
+      }
+    }
+    if (!(reported instanceof AgentError && reported.code === 'closed')) {
       process.emitWarning(`abcast replica of ${this.topic}: ${reported.message}`);
     }
   }

@@ -482,3 +482,33 @@ test('a result structuredClone cannot copy reaches its submitter and stops no re
   await Promise.all([own.close(), other.close()]);
 });
 
+test('an onError that throws neither stops the replica nor escapes as an unhandled rejection', async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  const warned: string[] = [];
+  const onWarning = (warning: Error) => warned.push(warning.message);
+  process.on('warning', onWarning);
+  try {
+    const log = new MemoryLog();
+    const replica = await replicaOf(log, {
+      onApplied: () => {
+        throw new Error('listener broke');
+      },
+      onError: () => {
+        throw new Error('onError broke too');
+      },
+    });
+    assert.equal(await replica.submit({ open: 'a', amount: 3 }), 3);
+    assert.equal(await replica.submit({ open: 'b', amount: 4 }), 4);
+    assert.equal(replica.failure, null);
+    await replica.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(unhandled, []);
+    assert.ok(warned.some((message) => message.includes('onError broke too')), warned.join());
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    process.off('warning', onWarning);
+  }
+});
+
