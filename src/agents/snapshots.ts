@@ -9,7 +9,7 @@
  * several replicas at one shared directory, or copy the file to a new machine, to start
  * new replicas without a replay. `MemorySnapshotStore` is its in-process twin.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from '../storage/crc32.ts';
@@ -34,6 +34,8 @@ export interface SnapshotStore {
 }
 
 const magic = 'abcast-state-snapshot';
+/** Longest base64 topic used as a file name as it is (plus `.snapshot` and a temp suffix). */
+const fileNameTopicMax = 200;
 const formatVersion = 1;
 
 /** One file: a header line (magic, version, CRC-32 and length of the body), then the body. */
@@ -82,8 +84,16 @@ export class FileSnapshotStore implements SnapshotStore {
   constructor(readonly directory: string) {}
 
   private pathOf(topic: string): string {
-    // Topics are free text; the file name is a reversible, file-system-safe form of it.
-    return join(this.directory, `${Buffer.from(topic).toString('base64url')}.snapshot`);
+    // Topics are free text; the file name is a file-system-safe form of it: reversible while
+    // short, and for long topics (base64 of 200 bytes is longer than the 255 bytes a file
+    // name may have) a prefix and a hash, which `~` (not base64url) keeps apart from the
+    // short names. The file names its topic, and load() checks it.
+    const encoded = Buffer.from(topic).toString('base64url');
+    const name =
+      encoded.length <= fileNameTopicMax
+        ? encoded
+        : `${encoded.slice(0, 64)}~${createHash('sha256').update(topic).digest('hex').slice(0, 40)}`;
+    return join(this.directory, `${name}.snapshot`);
   }
 
   async load(topic: string): Promise<StateSnapshot | null> {

@@ -83,3 +83,20 @@ test('torn, garbled or incomplete snapshot files are refused with corrupt_snapsh
     await rm(directory, { recursive: true, force: true });
   }
 });
+
+test('a topic of the longest length topics may have gets its snapshot saved and loaded', async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'abcast-snapshots-'));
+  try {
+    const store = new FileSnapshotStore(directory);
+    for (const topic of ['t'.repeat(200), `taskboard/${'é'.repeat(95)}`, 'short']) {
+      await store.save({ ...snapshotAt(3), topic });
+      const loaded = await store.load(topic);
+      assert.equal(loaded?.topic, topic);
+      assert.equal(loaded?.index, 3);
+    }
+    assert.equal(await store.load('t'.repeat(199)), null);
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+});
+
