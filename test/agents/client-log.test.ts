@@ -6,7 +6,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClientLog } from '../../src/agents/client-log.ts';
 import type { LogEvent } from '../../src/agents/log.ts';
-import type { Client, Message, SubscribeOptions } from '../../src/client/index.ts';
+import { ReplicatedStateMachine } from '../../src/agents/rsm.ts';
+import {
+  type Client,
+  ClientError,
+  type Message,
+  type SubscribeOptions,
+} from '../../src/client/index.ts';
 
 /** A pending promise that counts how many reactions are attached to it. */
 function countingPending<T>(): { promise: Promise<T>; reactions: () => number } {
@@ -65,4 +71,35 @@ test('sessions the client moves to count as its own, even when it had moved befo
   assert.ok(!log.isOwnSession('sdk.b'));
   assert.ok(!log.isOwnSession('sdk.a~20x'));
   assert.ok(!log.isOwnSession(null));
+});
+
+test('SDK errors map to the agents: compacted mid-follow, an unavailable append', async () => {
+  let failFollow: ((error: Error) => void) | undefined;
+  const client = {
+    clientId: 'c',
+    subscribe: () => ({
+      next: () =>
+        new Promise((_, reject) => {
+          failFollow = reject;
+        }),
+      return: async () => ({ done: true as const, value: undefined }),
+    }),
+    broadcast: async () => {
+      throw new ClientError('unavailable', {}, 'no endpoint accepted the broadcast');
+    },
+    barrier: async () => 0,
+  } as unknown as Client;
+  const replica = await ReplicatedStateMachine.start({
+    log: new ClientLog(client),
+    topic: 't',
+    machine: { initialState: () => ({}), apply: () => 1 },
+    onError: () => undefined,
+  });
+  await assert.rejects(replica.submit({}), { code: 'unknown_outcome' });
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  failFollow?.(new ClientError('compacted', { firstPosition: 50 }));
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(replica.failure?.code, 'snapshot_too_old');
+  await assert.rejects(replica.read(), { code: 'stopped' });
+  await replica.close();
 });
