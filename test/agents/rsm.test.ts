@@ -505,10 +505,12 @@ test('an onError that throws neither stops the replica nor escapes as an unhandl
     await replica.close();
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(unhandled, []);
-    assert.ok(warned.some((message) => message.includes('onError broke too')), warned.join());
+    assert.ok(
+      warned.some((message) => message.includes('onError broke too')),
+      warned.join(),
+    );
   } finally {
     process.off('unhandledRejection', onUnhandled);
     process.off('warning', onWarning);
   }
 });
-

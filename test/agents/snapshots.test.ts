@@ -99,4 +99,3 @@ test('a topic of the longest length topics may have gets its snapshot saved and 
     await rm(directory, { recursive: true, force: true });
   }
 });
-
