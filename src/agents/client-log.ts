@@ -15,33 +15,22 @@ export interface ClientLogOptions {
   readonly readFrom?: string;
 }
 
-/** Sessions remembered beyond the client's naming scheme (each one a refused seq). */
-const sessionsSeenMax = 1_024;
-
 export class ClientLog implements SharedLog {
-  /** The client's session id when the adapter was made; later ones add `~<n>` to it. */
+  /** The client's first session id; every later one is `<it>~<n>`. */
   private readonly baseSession: string;
-  /**
-   * Sessions the client was seen in. The client's own base id is private: when this adapter
-   * is made after the client already moved on (`<id>~2`), its next ones (`<id>~3`) do not
-   * extend that one, so they are recognised by having been the client's current session.
-   */
-  private readonly sessionsSeen = new Set<string>();
 
   constructor(
     private readonly client: Client,
     private readonly options: ClientLogOptions = {},
   ) {
-    this.baseSession = client.clientId;
+    this.baseSession = client.baseClientId;
   }
 
   async append(payload: unknown, topic: string): Promise<AppendAnswer> {
-    this.noteSession();
     try {
       const answer = await this.client.broadcast(payload, { topic });
       return { index: answer.index, duplicate: answer.duplicate };
     } finally {
-      this.noteSession();
     }
   }
 
@@ -91,22 +80,9 @@ export class ClientLog implements SharedLog {
   }
 
   isOwnSession(client: string | null): boolean {
-    if (client === null) return false;
-    this.noteSession();
     return (
-      client === this.baseSession ||
-      client.startsWith(`${this.baseSession}~`) ||
-      this.sessionsSeen.has(client)
+      client !== null && (client === this.baseSession || client.startsWith(`${this.baseSession}~`))
     );
-  }
-
-  private noteSession(): void {
-    const current = this.client.clientId;
-    if (current === this.baseSession || this.sessionsSeen.has(current)) return;
-    this.sessionsSeen.add(current);
-    if (this.sessionsSeen.size > sessionsSeenMax) {
-      this.sessionsSeen.delete(this.sessionsSeen.values().next().value as string);
-    }
   }
 }
 

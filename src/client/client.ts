@@ -133,6 +133,14 @@ export class Client {
     if (!this.closer.signal.aborted) this.leaderAt = leader >= 0 ? leader : null;
   }
 
+  /**
+   * The session id the client started with; after a refused seq it continues in
+   * `<baseClientId>~2`, `~3`, … (see broadcast). Every session it ever uses starts so.
+   */
+  get baseClientId(): string {
+    return this.baseId;
+  }
+
   /** The session id the next broadcast is sent in. */
   get clientId(): string {
     return this.session.id;
