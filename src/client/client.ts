@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
+import { BroadcastBatcher, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, pause, postJson } from './http.ts';
 import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
@@ -27,6 +28,11 @@ export interface ConnectOptions {
   readonly backoffMaxMs?: number;
   /** Broadcasts on the wire at once; later ones wait their turn in issue order. */
   readonly inFlightMax?: number;
+  /**
+   * Send the broadcasts issued in one turn of the event loop as one request
+   * (POST /v1/broadcast/batch), each still exactly once on its own (default true).
+   */
+  readonly batching?: boolean;
 }
 
 export interface BroadcastOptions {
@@ -48,6 +54,7 @@ export interface Settings {
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   readonly inFlightMax: number;
+  readonly batching: boolean;
 }
 
 /** Retry-After is honoured up to this long; a node asking for more is tried again sooner. */
@@ -58,6 +65,8 @@ const topicBytesMax = 255;
 class Session {
   nextSeq = 1;
   broken = false;
+  /** The lowest seq a node refused for good: no seq above it is ever delivered here. */
+  refusedSeq = Number.POSITIVE_INFINITY;
   constructor(readonly id: string) {}
 }
 
@@ -81,6 +90,7 @@ export class Client {
   /** Index into endpoints of the node that said it leads, until a call to it fails. */
   private leaderAt: number | null = null;
   private lastLeaderSearchMs = 0;
+  private readonly batcher: BroadcastBatcher;
 
   constructor(options: ConnectOptions) {
     this.settings = settingsOf(options);
@@ -93,6 +103,7 @@ export class Client {
       );
     }
     this.session = new Session(this.baseId);
+    this.batcher = new BroadcastBatcher(this.settings.requestTimeoutMs, this.closer.signal);
     // Each broadcast and subscription listens on this signal while in flight; inFlightMax
     // bounds the broadcasts, so the listener count is bounded, not a leak.
     setMaxListeners(0, this.closer.signal);
@@ -247,9 +258,10 @@ export class Client {
     let lastReason = 'no attempt';
     for (let attempt = 0; ; attempt++) {
       this.throwIfClosed();
-      if (session.broken) {
+      if (session.broken && seq > session.refusedSeq) {
         // An earlier seq of that session was refused, so this one can never be delivered
-        // there: it moves to the fresh session, as a new seq.
+        // there: it moves to the fresh session, as a new seq. A seq below the refused one
+        // stays: it may have been delivered already, and moving it would deliver it twice.
         session = this.session;
         seq = session.nextSeq++;
       }
@@ -261,14 +273,20 @@ export class Client {
         );
       }
       const endpoint = this.endpointAt(attempt);
-      const body = `{"payload":${text},"client":${JSON.stringify(session.id)},"seq":${seq}${topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`}}`;
-      const outcome: Outcome<BroadcastAnswer> = await postJson(
-        endpoint,
-        '/v1/broadcast',
-        body,
-        this.settings.requestTimeoutMs,
-        this.closer.signal,
-      );
+      const message = { endpoint, sessionId: session.id, seq, text, topic };
+      // First attempts of broadcasts issued together travel in one request; a retry goes
+      // alone, so that it never waits for others.
+      const outcome = (
+        attempt === 0 && this.settings.batching
+          ? await this.batcher.send(message)
+          : await postJson(
+              endpoint,
+              '/v1/broadcast',
+              singleBody(message),
+              this.settings.requestTimeoutMs,
+              this.closer.signal,
+            )
+      ) as Outcome<BroadcastAnswer>;
       if (outcome.kind === 'ok') {
         this.worked(endpoint);
         // Leadership moves (transfers, elections) without any call failing: look again now
@@ -277,7 +295,7 @@ export class Client {
         return answerOf(outcome.value);
       }
       if (outcome.kind === 'fatal') {
-        if (outcome.error.code !== 'closed') this.breakSession(session);
+        if (outcome.error.code !== 'closed') this.breakSession(session, seq);
         throw outcome.error;
       }
       lastReason = outcome.reason;
@@ -291,7 +309,8 @@ export class Client {
   }
 
   /** A node refused a seq for good: later seqs of that session move to a new one. */
-  private breakSession(session: Session): void {
+  private breakSession(session: Session, refusedSeq: number): void {
+    session.refusedSeq = Math.min(session.refusedSeq, refusedSeq);
     if (session.broken) return;
     session.broken = true;
     if (this.session === session) {
@@ -332,9 +351,17 @@ function settingsOf(options: ConnectOptions): Settings {
     backoffBaseMs: options.backoffBaseMs ?? 50,
     backoffMaxMs: options.backoffMaxMs ?? 2_000,
     inFlightMax: options.inFlightMax ?? 256,
+    batching: options.batching ?? true,
   };
+  if (typeof settings.batching !== 'boolean') {
+    throw new ClientError('invalid_argument', { field: 'batching' }, 'batching takes a boolean');
+  }
   for (const [name, value] of Object.entries(settings)) {
-    if (name !== 'endpoints' && !(Number.isSafeInteger(value) && (value as number) > 0)) {
+    if (
+      name !== 'endpoints' &&
+      name !== 'batching' &&
+      !(Number.isSafeInteger(value) && (value as number) > 0)
+    ) {
       throw new ClientError(
         'invalid_argument',
         { field: name },

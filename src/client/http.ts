@@ -24,6 +24,11 @@ const retryableCodes = new Set([
   'request_timeout',
 ]);
 
+/** Whether another node, or a later attempt, may answer a refusal with `code` differently. */
+export function retryableCode(code: string): boolean {
+  return retryableCodes.has(code);
+}
+
 /** Reads a non-2xx answer into its `{"error", "message", …}` fields. */
 export async function answerFields(response: Response): Promise<Record<string, unknown>> {
   const text = await response.text().catch(() => '');
@@ -47,7 +52,7 @@ function retryAfterMs(response: Response): number | null {
 export async function classify(endpoint: string, response: Response): Promise<Outcome<never>> {
   const fields = await answerFields(response);
   const code = typeof fields.error === 'string' ? fields.error : `http_${response.status}`;
-  if (response.status >= 500 || retryableCodes.has(code)) {
+  if (response.status >= 500 || retryableCode(code)) {
     return {
       kind: 'retry',
       reason: `${endpoint} ${response.status} ${code}`,

@@ -80,7 +80,11 @@ export interface RouteContext {
   /** Aborts at the request deadline, when the client goes away, or when the server closes. */
   readonly signal: AbortSignal;
   /** The body as one JSON object (`{}` when empty and `emptyAllowed`), within the limits. */
-  readJson(options: { readonly emptyAllowed: boolean }): Promise<Record<string, unknown>>;
+  readJson(options: {
+    readonly emptyAllowed: boolean;
+    /** A larger limit than `settings.bodyBytesMax`, for routes that take many payloads. */
+    readonly bodyBytesMax?: number;
+  }): Promise<Record<string, unknown>>;
   /** `promise`, or a rejection as soon as `signal` aborts. */
   within<T>(promise: Promise<T>): Promise<T>;
   /** A streaming answer has begun: the request deadline no longer applies. */

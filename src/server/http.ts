@@ -307,9 +307,12 @@ class ApiServer {
       url,
       params: match.params,
       signal,
-      readJson: async ({ emptyAllowed }) => {
+      readJson: async ({ emptyAllowed, bodyBytesMax }) => {
         exchange.readingBody = true;
-        const body = await readBody(req, { bodyBytesMax: settings.bodyBytesMax, signal });
+        const body = await readBody(req, {
+          bodyBytesMax: bodyBytesMax ?? settings.bodyBytesMax,
+          signal,
+        });
         exchange.readingBody = false;
         return body.length === 0 && emptyAllowed ? {} : parseJsonObject(body);
       },

@@ -33,7 +33,12 @@ function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): B
     throw invalidArgument('client', 'client is required with seq');
   }
   const topic = optionalString(body, 'topic', { bytesMax: topicBytesMax, allowEmpty: true });
-  const payload = encodePayload(body.payload);
+  return { payload: checkedPayload(body.payload, payloadBytesMax), client, seq, topic };
+}
+
+/** The payload's stored form (its JSON text), refused with a 413 when over the limit. */
+export function checkedPayload(value: unknown, payloadBytesMax: number): Uint8Array {
+  const payload = encodePayload(value);
   if (payload.length > payloadBytesMax) {
     throw new HttpError(
       413,
@@ -42,11 +47,11 @@ function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): B
       { payloadBytesMax },
     );
   }
-  return { payload, client, seq, topic };
+  return payload;
 }
 
 /** The term of the entry that carried `position`, if this node still keeps it. */
-function termAt(node: ServedNode, position: number): number | null {
+export function termAt(node: ServedNode, position: number): number | null {
   try {
     return node.read(position, 1)[0]?.term ?? null;
   } catch {
@@ -54,7 +59,7 @@ function termAt(node: ServedNode, position: number): number | null {
   }
 }
 
-function answerBody(node: ServedNode, result: BroadcastResult) {
+export function answerBody(node: ServedNode, result: BroadcastResult) {
   // A duplicate older than the client's remembered window has no known position.
   const index = result.position === null || result.position < 1 ? null : result.position;
   const term = result.term ?? (index === null ? null : termAt(node, index));

@@ -2,6 +2,7 @@
 import type { Route } from '../router.ts';
 import { barrierRoute } from './barrier.ts';
 import { broadcastRoute } from './broadcast.ts';
+import { broadcastBatchRoute } from './broadcast-batch.ts';
 import { addMemberRoute, removeMemberRoute } from './members.ts';
 import { messagesRoute } from './messages.ts';
 import { metricsRoute } from './metrics.ts';
@@ -11,6 +12,7 @@ import { transferRoute } from './transfer.ts';
 
 export const apiRoutes: readonly Route[] = [
   { method: 'POST', pattern: '/v1/broadcast', handler: broadcastRoute },
+  { method: 'POST', pattern: '/v1/broadcast/batch', handler: broadcastBatchRoute },
   { method: 'GET', pattern: '/v1/messages', handler: messagesRoute },
   { method: 'GET', pattern: '/v1/stream', handler: streamRoute },
   { method: 'GET', pattern: '/v1/barrier', handler: barrierRoute },

@@ -1,0 +1,148 @@
+/**
+ * Coalesces the first attempts of broadcasts issued in the same turn of the event loop into
+ * POST /v1/broadcast/batch requests: one request per run of consecutive seqs of one session
+ * to one endpoint, answered with one result per message. Each message keeps its own
+ * outcome, so the client's retry loop goes on exactly as for a single POST (a retry resends
+ * that `(client, seq)` alone). A node that does not know the batch route, or refuses the
+ * batch as a whole, gets the same messages one by one at once.
+ */
+import { ClientError } from './errors.ts';
+import { type Outcome, postJson, retryableCode } from './http.ts';
+
+/** What one broadcast is: its session and seq, its payload as JSON text, its topic. */
+export interface QueuedBroadcast {
+  readonly endpoint: string;
+  readonly sessionId: string;
+  readonly seq: number;
+  readonly text: string;
+  readonly topic: string | undefined;
+}
+
+interface Waiting extends QueuedBroadcast {
+  readonly resolve: (outcome: Outcome<unknown>) => void;
+}
+
+/** The server takes at most 1,000 messages and 4 MiB; stay well inside both. */
+const batchMessagesMax = 1_000;
+const batchTextBytesMax = 1 << 20;
+
+export function singleBody(message: QueuedBroadcast): string {
+  const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
+  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${topic}}`;
+}
+
+export class BroadcastBatcher {
+  private queue: Waiting[] = [];
+  private flushScheduled = false;
+  /** Endpoints that answered the batch route with 404 or 405: older nodes. */
+  private readonly unsupported = new Set<string>();
+
+  constructor(
+    private readonly requestTimeoutMs: number,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /** The outcome of one attempt of `message`, sent in a batch when others go with it. */
+  send(message: QueuedBroadcast): Promise<Outcome<unknown>> {
+    if (this.unsupported.has(message.endpoint)) return this.sendOne(message);
+    return new Promise((resolve) => {
+      this.queue.push({ ...message, resolve });
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      // After the current turn: every broadcast issued in it is queued by then.
+      setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const queued = this.queue;
+    this.queue = [];
+    for (let start = 0; start < queued.length; ) {
+      const run = [queued[start] as Waiting];
+      let textBytes = run[0]!.text.length;
+      for (let at = start + 1; at < queued.length && run.length < batchMessagesMax; at++) {
+        const next = queued[at] as Waiting;
+        const last = run[run.length - 1] as Waiting;
+        if (
+          next.endpoint !== last.endpoint ||
+          next.sessionId !== last.sessionId ||
+          next.seq !== last.seq + 1 ||
+          textBytes + next.text.length > batchTextBytesMax
+        ) {
+          break;
+        }
+        run.push(next);
+        textBytes += next.text.length;
+      }
+      start += run.length;
+      if (run.length === 1) void this.sendOne(run[0]!).then(run[0]!.resolve);
+      else void this.sendRun(run);
+    }
+  }
+
+  private sendOne(message: QueuedBroadcast): Promise<Outcome<unknown>> {
+    return postJson(
+      message.endpoint,
+      '/v1/broadcast',
+      singleBody(message),
+      this.requestTimeoutMs,
+      this.signal,
+    );
+  }
+
+  private async sendRun(run: readonly Waiting[]): Promise<void> {
+    const first = run[0] as Waiting;
+    const messages = run
+      .map((message) =>
+        message.topic === undefined
+          ? `{"payload":${message.text}}`
+          : `{"payload":${message.text},"topic":${JSON.stringify(message.topic)}}`,
+      )
+      .join(',');
+    const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq},"messages":[${messages}]}`;
+    const outcome = await postJson<{ results?: unknown }>(
+      first.endpoint,
+      '/v1/broadcast/batch',
+      body,
+      this.requestTimeoutMs,
+      this.signal,
+    );
+    if (outcome.kind === 'retry') {
+      for (const message of run) message.resolve(outcome);
+      return;
+    }
+    const results = outcome.kind === 'ok' ? outcome.value.results : null;
+    if (!Array.isArray(results) || results.length !== run.length) {
+      // An older node (404/405), or a batch refused as a whole (too large): one by one.
+      const status = outcome.kind === 'fatal' ? outcome.error.details.status : null;
+      if (status === 404 || status === 405) this.unsupported.add(first.endpoint);
+      if (outcome.kind === 'fatal' && outcome.error.code === 'closed') {
+        for (const message of run) message.resolve(outcome);
+        return;
+      }
+      for (const message of run) void this.sendOne(message).then(message.resolve);
+      return;
+    }
+    run.forEach((message, at) => {
+      message.resolve(resultOutcome(first.endpoint, results[at]));
+    });
+  }
+}
+
+/** One message's result in a batch answer, as the outcome a single POST would have had. */
+function resultOutcome(endpoint: string, result: unknown): Outcome<unknown> {
+  const fields = (typeof result === 'object' && result !== null ? result : {}) as Record<
+    string,
+    unknown
+  >;
+  if (typeof fields.error !== 'string') return { kind: 'ok', value: result };
+  const status = typeof fields.status === 'number' ? fields.status : 0;
+  if (status >= 500 || retryableCode(fields.error)) {
+    return { kind: 'retry', reason: `${endpoint} ${status} ${fields.error}`, retryAfterMs: null };
+  }
+  return {
+    kind: 'fatal',
+    error: new ClientError(fields.error, { ...fields, endpoint }),
+  };
+}

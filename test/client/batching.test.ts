@@ -1,0 +1,144 @@
+/**
+ * The SDK's batching: broadcasts issued together leave as one POST /v1/broadcast/batch per
+ * run of seqs, a node without the batch route gets them one by one (and is not asked
+ * again), a message refused inside a batch fails alone while the others are delivered, and
+ * batching can be turned off.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { connect } from '../../src/client/index.ts';
+import { startHttpCluster } from '../server/cluster.ts';
+import { allMessages, checkExactlyOnce } from './support.ts';
+
+/** A fake node that numbers what it is sent; with `batchRoute` false it 404s batches. */
+async function fakeNode(batchRoute: boolean) {
+  const requests: string[] = [];
+  let position = 0;
+  const server = createServer((request, response) => {
+    let text = '';
+    request.on('data', (chunk) => {
+      text += chunk;
+    });
+    request.on('end', () => {
+      requests.push(`${request.method} ${request.url}`);
+      const reply = (status: number, body: unknown) => {
+        response.writeHead(status, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(body));
+      };
+      if (request.url === '/v1/broadcast') {
+        reply(200, { index: ++position, term: 1, duplicate: false });
+      } else if (request.url === '/v1/broadcast/batch' && batchRoute) {
+        const { messages } = JSON.parse(text) as { messages: unknown[] };
+        reply(200, {
+          results: messages.map(() => ({ index: ++position, term: 1, duplicate: false })),
+        });
+      } else {
+        reply(404, { error: 'not_found', message: 'no such route' });
+      }
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, requests, close: () => new Promise((done) => server.close(done)) };
+}
+
+const posts = (requests: readonly string[], path: string) =>
+  requests.filter((request) => request === `POST ${path}`).length;
+
+test('broadcasts issued together leave as one batch request', async () => {
+  const node = await fakeNode(true);
+  const client = connect({ endpoints: [node.url] });
+  try {
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, n) => client.broadcast(n)));
+    assert.deepEqual(
+      answers.map((answer) => answer.index),
+      Array.from({ length: 100 }, (_, n) => n + 1),
+    );
+    assert.ok(posts(node.requests, '/v1/broadcast/batch') <= 2, node.requests.join('\n'));
+    assert.equal(posts(node.requests, '/v1/broadcast'), 0);
+    // A broadcast on its own goes as a plain POST.
+    await client.broadcast('alone');
+    assert.equal(posts(node.requests, '/v1/broadcast'), 1);
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
+
+test('a node without the batch route gets the messages one by one, and no more batches', async () => {
+  const node = await fakeNode(false);
+  const client = connect({ endpoints: [node.url] });
+  try {
+    for (let round = 0; round < 2; round++) {
+      const answers = await Promise.all(Array.from({ length: 20 }, () => client.broadcast('m')));
+      assert.equal(new Set(answers.map((answer) => answer.index)).size, 20);
+    }
+    assert.equal(posts(node.requests, '/v1/broadcast/batch'), 1);
+    assert.equal(posts(node.requests, '/v1/broadcast'), 40);
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
+
+test('batching off: one request per broadcast', async () => {
+  const node = await fakeNode(true);
+  const client = connect({ endpoints: [node.url], batching: false });
+  try {
+    await Promise.all(Array.from({ length: 10 }, () => client.broadcast('m')));
+    assert.equal(posts(node.requests, '/v1/broadcast'), 10);
+    assert.equal(posts(node.requests, '/v1/broadcast/batch'), 0);
+    assert.throws(() => connect({ endpoints: [node.url], batching: 1 as never }), {
+      code: 'invalid_argument',
+    });
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
+
+test('on real nodes: an oversized message fails alone, the rest are delivered exactly once', async () => {
+  const cluster = await startHttpCluster({ payloadBytesMax: 1024 });
+  const client = connect({
+    endpoints: cluster.members.map((m) => m.url),
+    clientId: 'c-batch',
+    requestTimeoutMs: 1_000,
+  });
+  try {
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 60 }, (_, n) => client.broadcast(n === 30 ? 'x'.repeat(4000) : n)),
+    );
+    const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
+    assert.equal(refused.length, 1);
+    assert.equal((refused[0] as PromiseRejectedResult).reason.code, 'payload_too_large');
+    const messages = await allMessages(cluster.members[0]!.url);
+    const delivered = messages.filter((message) => message.client.startsWith('c-batch'));
+    assert.equal(delivered.length, 59);
+    // Seqs 1..30 in the first session; after the refusal at 31 the rest move to `~2`, each
+    // exactly once (in the order they retry: the refusal breaks the FIFO chain there).
+    assert.equal(
+      checkExactlyOnce(
+        messages.filter((m) => m.client === 'c-batch'),
+        'c-batch',
+        30,
+      ),
+      null,
+    );
+    assert.deepEqual(
+      delivered.slice(0, 30).map((message) => message.payload),
+      Array.from({ length: 30 }, (_, n) => n),
+    );
+    assert.deepEqual(
+      delivered
+        .slice(30)
+        .map((message) => message.payload as number)
+        .sort((a, b) => a - b),
+      Array.from({ length: 29 }, (_, n) => n + 31),
+    );
+  } finally {
+    client.close();
+    await cluster.close();
+  }
+});
