@@ -65,3 +65,56 @@ test('retries keep (client, seq), honour Retry-After and abandon a hung request'
     await new Promise((closed) => server.close(closed));
   }
 });
+
+test('a seq below a refused one retries in its own session: moving it could deliver it twice', async () => {
+  const bodies: { client: string; seq: number }[] = [];
+  const hung: ServerResponse[] = [];
+  const server = createServer((request, response) => {
+    let text = '';
+    request.on('data', (chunk) => {
+      text += chunk;
+    });
+    request.on('end', () => {
+      if (request.method !== 'POST' || request.url !== '/v1/broadcast') {
+        response.writeHead(404).end();
+        return;
+      }
+      const body = JSON.parse(text) as { client: string; seq: number };
+      bodies.push(body);
+      const seen = bodies.filter((b) => b.client === body.client && b.seq === body.seq).length;
+      if (body.seq === 1 && seen === 1) {
+        hung.push(response); // delivered, but the answer is lost: the client times out
+      } else if (body.seq === 2 && body.client === 'c-hole') {
+        answer(413, { error: 'payload_too_large', message: 'too large' })(response);
+      } else {
+        answer(200, { index: body.seq === 1 ? 1 : 2, term: 1, duplicate: body.seq === 1 })(
+          response,
+        );
+      }
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = connect({
+    endpoints: [url],
+    clientId: 'c-hole',
+    requestTimeoutMs: 300,
+    batching: false,
+  });
+  try {
+    const first = client.broadcast('delivered, answer lost');
+    const second = client.broadcast('refused');
+    await assert.rejects(second, { code: 'payload_too_large' });
+    assert.deepEqual(await first, { index: 1, term: 1, duplicate: true });
+    const firstSends = bodies.filter((body) => body.seq === 1);
+    assert.ok(firstSends.length >= 2);
+    for (const body of firstSends) assert.equal(body.client, 'c-hole');
+    // The next broadcast goes in the new session, from seq 1.
+    await client.broadcast('next');
+    assert.deepEqual(bodies.at(-1), { payload: 'next', client: 'c-hole~2', seq: 1 });
+  } finally {
+    client.close();
+    for (const response of hung) response.destroy();
+    await new Promise((done) => server.close(done));
+  }
+});
