@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
-import { BroadcastBatcher, singleBody } from './batcher.ts';
+import { BroadcastBatcher, type QueuedBroadcast, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, pause, postJson } from './http.ts';
 import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
@@ -67,7 +67,49 @@ class Session {
   broken = false;
   /** The lowest seq a node refused for good: no seq above it is ever delivered here. */
   refusedSeq = Number.POSITIVE_INFINITY;
-  constructor(readonly id: string) {}
+  /** Seqs whose broadcasts are still running in this session. */
+  readonly running = new Set<number>();
+  /** Once broken: where each seq above the refused one goes, in the order they were issued. */
+  readonly moves = new Map<number, { readonly session: Session; readonly seq: number }>();
+  /** Aborted when the session breaks, so that attempts of moved seqs stop waiting. */
+  readonly breaker = new AbortController();
+  /**
+   * The session this one replaced after a refusal, while seqs below the refused one still
+   * run there: nothing is sent here before they settle, or it could overtake them.
+   */
+  predecessor: Session | null = null;
+  private changeWaiters: (() => void)[] = [];
+
+  constructor(readonly id: string) {
+    setMaxListeners(0, this.breaker.signal);
+  }
+
+  /** The broadcast of `seq` left this session (answered, failed or moved on). */
+  settle(seq: number): void {
+    this.running.delete(seq);
+    const waiters = this.changeWaiters;
+    this.changeWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Whether a seq below the refused one still runs: one that may yet be delivered. */
+  get runningBelowRefused(): boolean {
+    for (const seq of this.running) if (seq < this.refusedSeq) return true;
+    return false;
+  }
+
+  /** Resolves at the next settle, or when `signal` aborts. */
+  changed(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const wake = () => {
+        signal.removeEventListener('abort', wake);
+        resolve();
+      };
+      this.changeWaiters.push(wake);
+      signal.addEventListener('abort', wake, { once: true });
+    });
+  }
 }
 
 /** How often the client may look for the leader, and how long one look may take. */
@@ -254,69 +296,151 @@ export class Client {
   private async send(text: string, topic: string | undefined): Promise<BroadcastAnswer> {
     let session = this.session;
     let seq = session.nextSeq++;
-    const startedMs = Date.now();
-    let lastReason = 'no attempt';
-    for (let attempt = 0; ; attempt++) {
-      this.throwIfClosed();
-      if (session.broken && seq > session.refusedSeq) {
-        // An earlier seq of that session was refused, so this one can never be delivered
-        // there: it moves to the fresh session, as a new seq. A seq below the refused one
-        // stays: it may have been delivered already, and moving it would deliver it twice.
-        session = this.session;
-        seq = session.nextSeq++;
-      }
-      if (Date.now() - startedMs > this.settings.unavailableAfterMs) {
-        throw new ClientError(
-          'unavailable',
-          { client: session.id, seq, lastReason },
-          `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); it may still be delivered once`,
+    session.running.add(seq);
+    /** Whether (session, seq) went out at least once: a seq never sent leaves a hole. */
+    let sent = false;
+    try {
+      const startedMs = Date.now();
+      let lastReason = 'no attempt';
+      for (let attempt = 0; ; attempt++) {
+        this.throwIfClosed();
+        while (session.broken && seq > session.refusedSeq) {
+          // An earlier seq of that session was refused, so this one can never be delivered
+          // there: it goes to the seq the break set aside for it in the next session, in
+          // the order of issue. A seq below the refused one stays where it is: it may be
+          // delivered already, and moving it would deliver it twice.
+          const move = session.moves.get(seq) ?? this.freshSeq();
+          session.settle(seq);
+          ({ session, seq } = move);
+          session.running.add(seq);
+          sent = false;
+        }
+        const predecessor = session.predecessor;
+        if (predecessor !== null) {
+          if (predecessor.runningBelowRefused) {
+            // FIFO across the break: wait for the lower seqs of the old session to settle.
+            await predecessor.changed(this.closer.signal);
+            attempt -= 1; // not an attempt: look again
+            continue;
+          }
+          session.predecessor = null;
+        }
+        if (Date.now() - startedMs > this.settings.unavailableAfterMs) {
+          // A seq set aside for this message and never sent is a hole in its session: the
+          // seqs after it move on, as after a refusal.
+          if (!sent) this.breakSession(session, seq);
+          throw new ClientError(
+            'unavailable',
+            { client: session.id, seq, lastReason },
+            `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); it may still be delivered once`,
+          );
+        }
+        const endpoint = this.endpointAt(attempt);
+        // Once the session broke, a seq still in it stays there: nothing cuts its attempts.
+        const breaker = session.broken ? null : session.breaker.signal;
+        sent = true;
+        const outcome = await this.attempt(
+          { endpoint, sessionId: session.id, seq, text, topic },
+          attempt,
+          breaker,
+        );
+        // The session broke while this attempt ran: its answer there no longer counts.
+        if (session.broken && seq > session.refusedSeq) continue;
+        if (outcome.kind === 'ok') {
+          this.worked(endpoint);
+          // Leadership moves (transfers, elections) without any call failing: look again
+          // now and then.
+          if (Date.now() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
+          return answerOf(outcome.value);
+        }
+        if (outcome.kind === 'fatal' && !(outcome.error.code === 'closed' && !this.closed)) {
+          if (outcome.error.code !== 'closed') this.breakSession(session, seq);
+          throw outcome.error;
+        }
+        // A retry, or an attempt cut short by the break of its session (this seq stays).
+        lastReason = outcome.kind === 'retry' ? outcome.reason : 'its session broke';
+        // The leader may have moved: look for it while this broadcast retries elsewhere.
+        if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
+          this.leaderAt = null;
+        }
+        this.findLeader();
+        const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
+        await pause(
+          this.delayMs(attempt, retryAfterMs),
+          session.broken
+            ? this.closer.signal
+            : AbortSignal.any([this.closer.signal, session.breaker.signal]),
         );
       }
-      const endpoint = this.endpointAt(attempt);
-      const message = { endpoint, sessionId: session.id, seq, text, topic };
-      // First attempts of broadcasts issued together travel in one request; a retry goes
-      // alone, so that it never waits for others.
-      const outcome = (
-        attempt === 0 && this.settings.batching
-          ? await this.batcher.send(message)
-          : await postJson(
-              endpoint,
-              '/v1/broadcast',
-              singleBody(message),
-              this.settings.requestTimeoutMs,
-              this.closer.signal,
-            )
-      ) as Outcome<BroadcastAnswer>;
-      if (outcome.kind === 'ok') {
-        this.worked(endpoint);
-        // Leadership moves (transfers, elections) without any call failing: look again now
-        // and then.
-        if (Date.now() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
-        return answerOf(outcome.value);
-      }
-      if (outcome.kind === 'fatal') {
-        if (outcome.error.code !== 'closed') this.breakSession(session, seq);
-        throw outcome.error;
-      }
-      lastReason = outcome.reason;
-      // The leader may have moved: look for it while this broadcast retries elsewhere.
-      if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
-        this.leaderAt = null;
-      }
-      this.findLeader();
-      await pause(this.delayMs(attempt, outcome.retryAfterMs), this.closer.signal);
+    } finally {
+      session.settle(seq);
     }
   }
 
-  /** A node refused a seq for good: later seqs of that session move to a new one. */
+  private get closed(): boolean {
+    return this.closer.signal.aborted;
+  }
+
+  /**
+   * One attempt. First attempts of broadcasts issued together travel in one request; a
+   * retry goes alone, so that it never waits for others. Either stops waiting when
+   * `breaker` aborts (the session broke).
+   */
+  private attempt(
+    message: QueuedBroadcast,
+    attempt: number,
+    breaker: AbortSignal | null,
+  ): Promise<Outcome<BroadcastAnswer>> {
+    if (attempt > 0 || !this.settings.batching) {
+      return postJson(
+        message.endpoint,
+        '/v1/broadcast',
+        singleBody(message),
+        this.settings.requestTimeoutMs,
+        breaker === null ? this.closer.signal : AbortSignal.any([this.closer.signal, breaker]),
+      );
+    }
+    if (breaker === null) {
+      return this.batcher.send(message) as Promise<Outcome<BroadcastAnswer>>;
+    }
+    return new Promise((resolve) => {
+      const cut = () =>
+        resolve({ kind: 'fatal', error: new ClientError('closed', {}, 'the session broke') });
+      if (breaker.aborted) return cut();
+      breaker.addEventListener('abort', cut, { once: true });
+      (this.batcher.send(message) as Promise<Outcome<BroadcastAnswer>>).then((outcome) => {
+        // The session lives long: its signal must not collect a listener per broadcast.
+        breaker.removeEventListener('abort', cut);
+        resolve(outcome);
+      });
+    });
+  }
+
+  /** A new seq at the end of the current session. */
+  private freshSeq(): { session: Session; seq: number } {
+    return { session: this.session, seq: this.session.nextSeq++ };
+  }
+
+  /**
+   * A node refused a seq for good: the seqs above it still running move to the current
+   * session (a new one if this was it), at new seqs in their order of issue, and their
+   * attempts in flight here stop waiting.
+   */
   private breakSession(session: Session, refusedSeq: number): void {
     session.refusedSeq = Math.min(session.refusedSeq, refusedSeq);
-    if (session.broken) return;
-    session.broken = true;
-    if (this.session === session) {
-      this.sessionCount += 1;
-      this.session = new Session(`${this.baseId}~${this.sessionCount}`);
+    if (!session.broken) {
+      session.broken = true;
+      if (this.session === session) {
+        this.sessionCount += 1;
+        this.session = new Session(`${this.baseId}~${this.sessionCount}`);
+        this.session.predecessor = session;
+      }
     }
+    const behind = [...session.running]
+      .filter((seq) => seq > session.refusedSeq && !session.moves.has(seq))
+      .sort((a, b) => a - b);
+    for (const seq of behind) session.moves.set(seq, this.freshSeq());
+    session.breaker.abort();
   }
 
   /** In-flight bound, granted in issue order so that earlier seqs are never starved. */

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
 import { startHttpCluster } from '../server/cluster.ts';
+import { waitFor } from '../support/ports.ts';
 import { allMessages, checkExactlyOnce } from './support.ts';
 
 /** A fake node that numbers what it is sent; with `batchRoute` false it 404s batches. */
@@ -113,11 +114,16 @@ test('on real nodes: an oversized message fails alone, the rest are delivered ex
     const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
     assert.equal(refused.length, 1);
     assert.equal((refused[0] as PromiseRejectedResult).reason.code, 'payload_too_large');
-    const messages = await allMessages(cluster.members[0]!.url);
+    const member = cluster.members[0]!;
+    const lastIndex = Math.max(
+      ...outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value.index! : 0)),
+    );
+    await waitFor(() => member.node.status().lastPosition >= lastIndex, 'all delivered here');
+    const messages = await allMessages(member.url);
     const delivered = messages.filter((message) => message.client.startsWith('c-batch'));
     assert.equal(delivered.length, 59);
-    // Seqs 1..30 in the first session; after the refusal at 31 the rest move to `~2`, each
-    // exactly once (in the order they retry: the refusal breaks the FIFO chain there).
+    // Seqs 1..30 in the first session; the 29 in flight behind the refused one move to
+    // `~2` in their order of issue: one order, each exactly once.
     assert.equal(
       checkExactlyOnce(
         messages.filter((m) => m.client === 'c-batch'),
@@ -127,16 +133,19 @@ test('on real nodes: an oversized message fails alone, the rest are delivered ex
       null,
     );
     assert.deepEqual(
-      delivered.slice(0, 30).map((message) => message.payload),
-      Array.from({ length: 30 }, (_, n) => n),
+      delivered.map((message) => message.payload),
+      Array.from({ length: 60 }, (_, n) => n).filter((n) => n !== 30),
     );
     assert.deepEqual(
-      delivered
-        .slice(30)
-        .map((message) => message.payload as number)
-        .sort((a, b) => a - b),
-      Array.from({ length: 29 }, (_, n) => n + 31),
+      delivered.slice(30).map((message) => [message.client, message.seq]),
+      Array.from({ length: 29 }, (_, n) => ['c-batch~2', n + 1]),
     );
+    // The client goes on in its new session, after the moved ones.
+    const next = await client.broadcast('after');
+    assert.equal(next.duplicate, false);
+    await waitFor(() => member.node.status().lastPosition >= next.index!, 'the last delivered');
+    const last = (await allMessages(member.url)).at(-1)!;
+    assert.deepEqual([last.client, last.seq, last.payload], ['c-batch~2', 30, 'after']);
   } finally {
     client.close();
     await cluster.close();
