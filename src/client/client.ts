@@ -71,17 +71,27 @@ class Session {
   readonly running = new Set<number>();
   /** Once broken: where each seq above the refused one goes, in the order they were issued. */
   readonly moves = new Map<number, { readonly session: Session; readonly seq: number }>();
-  /** Aborted when the session breaks, so that attempts of moved seqs stop waiting. */
-  readonly breaker = new AbortController();
+  /**
+   * Aborted (and replaced) whenever the refused seq drops, so that attempts of the seqs
+   * that must move stop waiting; the seqs that stay merely send again.
+   */
+  breaker = newBreaker();
   /**
    * The session this one replaced after a refusal, while seqs below the refused one still
    * run there: nothing is sent here before they settle, or it could overtake them.
    */
   predecessor: Session | null = null;
+  /** The session that took over when this one broke. */
+  successor: Session | null = null;
   private changeWaiters: (() => void)[] = [];
 
-  constructor(readonly id: string) {
-    setMaxListeners(0, this.breaker.signal);
+  constructor(readonly id: string) {}
+
+  /** Cuts the attempts in flight here; later attempts listen on a fresh signal. */
+  cut(): void {
+    const old = this.breaker;
+    this.breaker = newBreaker();
+    old.abort();
   }
 
   /** The broadcast of `seq` left this session (answered, failed or moved on). */
@@ -110,6 +120,13 @@ class Session {
       signal.addEventListener('abort', wake, { once: true });
     });
   }
+}
+
+function newBreaker(): AbortController {
+  const breaker = new AbortController();
+  // Every attempt in flight in the session listens on it: bounded by inFlightMax.
+  setMaxListeners(0, breaker.signal);
+  return breaker;
 }
 
 /** How often the client may look for the leader, and how long one look may take. */
@@ -336,15 +353,14 @@ export class Client {
           );
         }
         const endpoint = this.endpointAt(attempt);
-        // Once the session broke, a seq still in it stays there: nothing cuts its attempts.
-        const breaker = session.broken ? null : session.breaker.signal;
         sent = true;
         const outcome = await this.attempt(
           { endpoint, sessionId: session.id, seq, text, topic },
           attempt,
-          breaker,
+          session.breaker.signal,
         );
-        // The session broke while this attempt ran: its answer there no longer counts.
+        // The session broke behind this seq while the attempt ran: it moves on (no node
+        // delivers a seq above a refused one, so the answer can only be a refusal).
         if (session.broken && seq > session.refusedSeq) continue;
         if (outcome.kind === 'ok') {
           this.worked(endpoint);
@@ -367,9 +383,7 @@ export class Client {
         const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
         await pause(
           this.delayMs(attempt, retryAfterMs),
-          session.broken
-            ? this.closer.signal
-            : AbortSignal.any([this.closer.signal, session.breaker.signal]),
+          AbortSignal.any([this.closer.signal, session.breaker.signal]),
         );
       }
     } finally {
@@ -389,7 +403,7 @@ export class Client {
   private attempt(
     message: QueuedBroadcast,
     attempt: number,
-    breaker: AbortSignal | null,
+    breaker: AbortSignal,
   ): Promise<Outcome<BroadcastAnswer>> {
     if (attempt > 0 || !this.settings.batching) {
       return postJson(
@@ -397,11 +411,8 @@ export class Client {
         '/v1/broadcast',
         singleBody(message),
         this.settings.requestTimeoutMs,
-        breaker === null ? this.closer.signal : AbortSignal.any([this.closer.signal, breaker]),
+        AbortSignal.any([this.closer.signal, breaker]),
       );
-    }
-    if (breaker === null) {
-      return this.batcher.send(message) as Promise<Outcome<BroadcastAnswer>>;
     }
     return new Promise((resolve) => {
       const cut = () =>
@@ -427,20 +438,47 @@ export class Client {
    * attempts in flight here stop waiting.
    */
   private breakSession(session: Session, refusedSeq: number): void {
-    session.refusedSeq = Math.min(session.refusedSeq, refusedSeq);
+    if (refusedSeq >= session.refusedSeq) return; // the seqs above it moved already
+    session.refusedSeq = refusedSeq;
     if (!session.broken) {
       session.broken = true;
-      if (this.session === session) {
-        this.sessionCount += 1;
-        this.session = new Session(`${this.baseId}~${this.sessionCount}`);
-        this.session.predecessor = session;
-      }
+      // Sessions other than the current one are broken: a session first breaks as current.
+      assert(this.session === session, 'a session breaks first while it is the current one');
+      this.successor(session);
+    } else {
+      // A lower seq refused after a higher one: the seqs between must go ahead of those
+      // moved before, and those have not been sent (the successor still waits for the lower
+      // seqs here, this refused one among them), so the successor starts over behind them.
+      const successor = session.successor;
+      assert(successor !== null && this.session === successor, 'the successor is current');
+      assert(successor.predecessor === session, 'the successor has sent nothing yet');
+      successor.broken = true;
+      successor.refusedSeq = 0;
+      this.successor(session);
+      this.moveAbove(session);
+      for (let seq = 1; seq < successor.nextSeq; seq++) successor.moves.set(seq, this.freshSeq());
+      successor.cut();
+      session.cut();
+      return;
     }
+    this.moveAbove(session);
+    session.cut();
+  }
+
+  /** A new current session after `session`, sending nothing before its lower seqs settle. */
+  private successor(session: Session): void {
+    this.sessionCount += 1;
+    this.session = new Session(`${this.baseId}~${this.sessionCount}`);
+    this.session.predecessor = session;
+    session.successor = this.session;
+  }
+
+  /** Gives each seq still running above the refused one a new seq, in their order of issue. */
+  private moveAbove(session: Session): void {
     const behind = [...session.running]
       .filter((seq) => seq > session.refusedSeq && !session.moves.has(seq))
       .sort((a, b) => a - b);
     for (const seq of behind) session.moves.set(seq, this.freshSeq());
-    session.breaker.abort();
   }
 
   /** In-flight bound, granted in issue order so that earlier seqs are never starved. */

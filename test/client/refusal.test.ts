@@ -1,0 +1,111 @@
+/**
+ * Refusals that break a session, against a scripted fake node (node:http on 127.0.0.1) that
+ * delivers each session's seqs in order: when a lower seq is refused after a higher one,
+ * the seqs between the two move ahead of those the first refusal moved, so the client's
+ * messages keep their order of issue, and each message is delivered under one (session, seq).
+ */
+import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { connect } from '../../src/client/index.ts';
+
+interface Body {
+  readonly client: string;
+  readonly seq: number;
+  readonly payload: string;
+}
+
+/** A fake node answering each (client, seq) through `script`; it records what it delivered. */
+async function scriptedNode(script: (body: Body, response: ServerResponse) => boolean) {
+  const delivered: Body[] = [];
+  const held: ServerResponse[] = [];
+  const reply = (response: ServerResponse, status: number, body: unknown) => {
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(body));
+  };
+  const server = createServer((request, response) => {
+    let text = '';
+    request.on('data', (chunk) => {
+      text += chunk;
+    });
+    request.on('end', () => {
+      if (request.method !== 'POST' || request.url !== '/v1/broadcast') {
+        reply(response, 404, { error: 'not_found', message: 'no such route' });
+        return;
+      }
+      const body = JSON.parse(text) as Body;
+      held.push(response);
+      if (script(body, response)) return;
+      const before = delivered.find((d) => d.client === body.client && d.seq === body.seq);
+      if (before === undefined) delivered.push(body);
+      const index = delivered.findIndex((d) => d.client === body.client && d.seq === body.seq);
+      reply(response, 200, { index: index + 1, term: 1, duplicate: before !== undefined });
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    delivered,
+    reply,
+    close: async () => {
+      for (const response of held) response.destroy();
+      server.closeAllConnections();
+      await new Promise((done) => server.close(done));
+    },
+  };
+}
+
+/** Delivered payloads in the order a node holding each session's seqs in order gives them. */
+function logOrder(delivered: readonly Body[], base: string): string[] {
+  const rank = (client: string) => (client === base ? 1 : Number(client.slice(base.length + 1)));
+  return [...delivered]
+    .sort((a, b) => rank(a.client) - rank(b.client) || a.seq - b.seq)
+    .map((body) => body.payload);
+}
+
+test('a lower seq refused after a higher one: the seqs between keep their place', async () => {
+  let refuseSecond: (() => void) | null = null;
+  let firstRefused = false;
+  const node = await scriptedNode((body, response) => {
+    if (body.client !== 'c-low') return false;
+    if (body.seq === 4) {
+      node.reply(response, 413, { error: 'payload_too_large', message: 'too large' });
+      firstRefused = true;
+      refuseSecond?.();
+      return true;
+    }
+    if (body.seq === 2) {
+      // Refused too, but only after seq 4 was.
+      refuseSecond = () =>
+        node.reply(response, 400, { error: 'invalid_argument', message: 'bad', field: 'x' });
+      if (firstRefused) refuseSecond();
+      return true;
+    }
+    // Seq 3 waits behind the refused seq 2 and is never delivered in this session; so are 5, 6.
+    return body.seq >= 3;
+  });
+  const client = connect({
+    endpoints: [node.url],
+    clientId: 'c-low',
+    requestTimeoutMs: 200,
+    batching: false,
+  });
+  try {
+    const outcomes = await Promise.allSettled(
+      ['p1', 'p2', 'p3', 'p4', 'p5', 'p6'].map((payload) => client.broadcast(payload)),
+    );
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+    );
+    await client.broadcast('p7');
+    assert.deepEqual(logOrder(node.delivered, 'c-low'), ['p1', 'p3', 'p5', 'p6', 'p7']);
+    const payloads = node.delivered.map((body) => body.payload);
+    assert.equal(new Set(payloads).size, payloads.length, 'each under one (session, seq)');
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
