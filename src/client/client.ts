@@ -11,7 +11,7 @@ import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
 import { BroadcastBatcher, type QueuedBroadcast, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
-import { backoffMs, getJson, type Outcome, pause, postJson } from './http.ts';
+import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
 import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
 
 export interface ConnectOptions {
@@ -184,10 +184,10 @@ export class Client {
   }
 
   private async searchLeader(): Promise<void> {
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(leaderSearchTimeoutMs),
-      this.closer.signal,
-    ]);
+    const search = new AbortController();
+    const timer = setTimeout(() => search.abort(), leaderSearchTimeoutMs);
+    const detach = onAnyAbort(this.closer.signal, () => search.abort());
+    const { signal } = search;
     const roles = await Promise.all(
       this.settings.endpoints.map(async (endpoint) => {
         try {
@@ -198,7 +198,10 @@ export class Client {
           return null;
         }
       }),
-    );
+    ).finally(() => {
+      clearTimeout(timer);
+      detach();
+    });
     const leader = roles.indexOf('leader');
     if (!this.closer.signal.aborted) this.leaderAt = leader >= 0 ? leader : null;
   }
@@ -381,10 +384,10 @@ export class Client {
         }
         this.findLeader();
         const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
-        await pause(
-          this.delayMs(attempt, retryAfterMs),
-          AbortSignal.any([this.closer.signal, session.breaker.signal]),
-        );
+        await pause(this.delayMs(attempt, retryAfterMs), [
+          this.closer.signal,
+          session.breaker.signal,
+        ]);
       }
     } finally {
       session.settle(seq);
@@ -411,7 +414,7 @@ export class Client {
         '/v1/broadcast',
         singleBody(message),
         this.settings.requestTimeoutMs,
-        AbortSignal.any([this.closer.signal, breaker]),
+        [this.closer.signal, breaker],
       );
     }
     return new Promise((resolve) => {
