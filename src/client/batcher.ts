@@ -112,7 +112,12 @@ export class BroadcastBatcher {
       for (const message of run) message.resolve(outcome);
       return;
     }
-    const results = outcome.kind === 'ok' ? outcome.value.results : null;
+    // Not an object (`null`, say) breaks the API: those messages go one by one, as below.
+    const answer: unknown = outcome.kind === 'ok' ? outcome.value : null;
+    const results =
+      typeof answer === 'object' && answer !== null
+        ? (answer as { results?: unknown }).results
+        : null;
     if (!Array.isArray(results) || results.length !== run.length) {
       // An older node (404/405), or a batch refused as a whole (too large): one by one.
       const status = outcome.kind === 'fatal' ? outcome.error.details.status : null;

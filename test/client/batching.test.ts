@@ -151,3 +151,30 @@ test('on real nodes: an oversized message fails alone, the rest are delivered ex
     await cluster.close();
   }
 });
+
+test('a batch answered with something that is not an object: the messages go one by one', async () => {
+  let singles = 0;
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      response.writeHead(request.method === 'POST' ? 200 : 404, {
+        'content-type': 'application/json',
+      });
+      if (request.method !== 'POST') response.end('{}');
+      else if (request.url === '/v1/broadcast/batch') response.end('null');
+      else response.end(JSON.stringify({ index: ++singles, term: 1, duplicate: false }));
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = connect({ endpoints: [url] });
+  try {
+    const answers = await Promise.all(Array.from({ length: 5 }, (_, n) => client.broadcast(n)));
+    assert.equal(new Set(answers.map((answer) => answer.index)).size, 5);
+    assert.equal(singles, 5);
+  } finally {
+    client.close();
+    server.closeAllConnections();
+    await new Promise((done) => server.close(done));
+  }
+});
