@@ -16,7 +16,10 @@ interface Body {
   readonly payload: string;
 }
 
-/** A fake node answering each (client, seq) through `script`; it records what it delivered. */
+/**
+ * A fake node answering each (client, seq) through `script` (true: it answered), else
+ * delivering it once its session's previous seq is; it records what it delivered.
+ */
 async function scriptedNode(script: (body: Body, response: ServerResponse) => boolean) {
   const delivered: Body[] = [];
   const held: ServerResponse[] = [];
@@ -37,6 +40,9 @@ async function scriptedNode(script: (body: Body, response: ServerResponse) => bo
       const body = JSON.parse(text) as Body;
       held.push(response);
       if (script(body, response)) return;
+      const has = (seq: number) => delivered.some((d) => d.client === body.client && d.seq === seq);
+      // A seq waits until the one before it in its session is delivered (the client times out).
+      if (body.seq > 1 && !has(body.seq - 1)) return;
       const before = delivered.find((d) => d.client === body.client && d.seq === body.seq);
       if (before === undefined) delivered.push(body);
       const index = delivered.findIndex((d) => d.client === body.client && d.seq === body.seq);
@@ -83,8 +89,7 @@ test('a lower seq refused after a higher one: the seqs between keep their place'
       if (firstRefused) refuseSecond();
       return true;
     }
-    // Seq 3 waits behind the refused seq 2 and is never delivered in this session; so are 5, 6.
-    return body.seq >= 3;
+    return false;
   });
   const client = connect({
     endpoints: [node.url],
@@ -104,6 +109,36 @@ test('a lower seq refused after a higher one: the seqs between keep their place'
     assert.deepEqual(logOrder(node.delivered, 'c-low'), ['p1', 'p3', 'p5', 'p6', 'p7']);
     const payloads = node.delivered.map((body) => body.payload);
     assert.equal(new Set(payloads).size, payloads.length, 'each under one (session, seq)');
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
+
+test('a refusal inside the new session moves the seqs behind it on again, in order', async () => {
+  const node = await scriptedNode((body, response) => {
+    if (body.payload === 'p2' || body.payload === 'p3') {
+      node.reply(response, 413, { error: 'payload_too_large', message: 'too large' });
+      return true;
+    }
+    return false;
+  });
+  const client = connect({
+    endpoints: [node.url],
+    clientId: 'c-again',
+    requestTimeoutMs: 200,
+    batching: false,
+  });
+  try {
+    const outcomes = await Promise.allSettled(
+      ['p1', 'p2', 'p3', 'p4', 'p5'].map((payload) => client.broadcast(payload)),
+    );
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ['fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled'],
+    );
+    assert.deepEqual(logOrder(node.delivered, 'c-again'), ['p1', 'p4', 'p5']);
+    assert.equal(client.clientId, 'c-again~3');
   } finally {
     client.close();
     await node.close();
