@@ -18,9 +18,6 @@ export interface Waitable<State> {
 export const leaseMsMax = 7 * 24 * 3600 * 1000;
 /** A JSON payload (task, result) carried in a command: at most 64 KiB of text. */
 export const payloadBytesMax = 64 * 1024;
-/** The longest single wait on the replica; longer waits are cut into slices of it. */
-const waitSliceMsMax = 3600 * 1000;
-
 export function checkName(value: unknown, field: string): string {
   if (
     typeof value !== 'string' ||
@@ -163,7 +160,8 @@ export async function waitForChange<State, T>(
   if (signal?.aborted) throw abortedError();
   try {
     return await replica.waitUntil(probe, {
-      timeoutMs: Math.max(0, Math.min(timeoutMs, waitSliceMsMax)),
+      // The replica re-arms its timer for waits beyond what one Node timer takes.
+      timeoutMs: Math.max(0, timeoutMs),
       ...(signal === undefined ? {} : { signal }),
     });
   } catch (error) {
