@@ -92,7 +92,10 @@ test('a paused consumer that falls behind what the node keeps gets a compacted e
   assert.ok(errorEvent !== null, 'the stream ends with an error event');
   const body = JSON.parse(errorEvent[1]!);
   assert.equal(body.error, 'compacted');
-  assert.ok(body.firstIndex > ids.at(-1)! + 1);
+  // The position the stream needed next is gone. Under load the node may apply more than its
+  // window in one step before the stream reads at all, so no id at all is a correct outcome.
+  const neededNext = (ids.at(-1) ?? start - 1) + 1;
+  assert.ok(body.firstIndex > neededNext, `firstIndex ${body.firstIndex} > ${neededNext}`);
 });
 
 test('408 and a closed connection for a body that stops arriving', {
