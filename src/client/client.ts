@@ -223,16 +223,23 @@ export class Client {
     return this.closer.signal;
   }
 
-  /** Puts `payload` (any JSON value) into the total order, exactly once. */
+  /**
+   * Puts `payload` (any JSON value) into the total order, exactly once. Fails with
+   * `unavailable` once no node answered for `unavailableAfterMs`; a message that was sent by
+   * then is still sent again in the background until a node answers or the client closes,
+   * so it may yet be delivered, once, and always before this client's later broadcasts.
+   */
   async broadcast(payload: unknown, options: BroadcastOptions = {}): Promise<BroadcastAnswer> {
     const text = payloadText(payload, options.topic);
     this.throwIfClosed();
     await this.acquire();
-    try {
-      return await this.send(text, options.topic);
-    } finally {
-      this.release();
-    }
+    return new Promise((resolve, reject) => {
+      // The slot stays taken until the message is answered, also after its caller was told
+      // `unavailable`: that bounds the messages still being sent to inFlightMax.
+      this.send(text, options.topic, reject)
+        .then(resolve, reject)
+        .finally(() => this.release());
+    });
   }
 
   /**
@@ -312,13 +319,24 @@ export class Client {
     if (this.closer.signal.aborted) throw new ClientError('closed', {}, 'the client is closed');
   }
 
-  /** Sends one message until it is answered, refused, or the bound passes. */
-  private async send(text: string, topic: string | undefined): Promise<BroadcastAnswer> {
+  /**
+   * Sends one message until it is answered or refused. Once the bound passes, a message
+   * never sent fails (its seq is a hole the later seqs move past, as after a refusal); a
+   * message sent at least once may sit in a node already, or arrive there late, so it is
+   * reported to its caller through `giveUp` and sent on: the node holds every later seq of
+   * its session until this one arrives, and abandoning it would stall them all for good.
+   */
+  private async send(
+    text: string,
+    topic: string | undefined,
+    giveUp: (error: ClientError) => void,
+  ): Promise<BroadcastAnswer> {
     let session = this.session;
     let seq = session.nextSeq++;
     session.running.add(seq);
     /** Whether (session, seq) went out at least once: a seq never sent leaves a hole. */
     let sent = false;
+    let givenUp = false;
     try {
       const startedMs = Date.now();
       let lastReason = 'no attempt';
@@ -345,15 +363,22 @@ export class Client {
           }
           session.predecessor = null;
         }
-        if (Date.now() - startedMs > this.settings.unavailableAfterMs) {
-          // A seq set aside for this message and never sent is a hole in its session: the
-          // seqs after it move on, as after a refusal.
-          if (!sent) this.breakSession(session, seq);
-          throw new ClientError(
+        if (!givenUp && Date.now() - startedMs > this.settings.unavailableAfterMs) {
+          const error = new ClientError(
             'unavailable',
-            { client: session.id, seq, lastReason },
-            `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); it may still be delivered once`,
+            { client: session.id, seq, lastReason, sent },
+            sent
+              ? `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); the client sends it on, so it may still be delivered once, before this client's later broadcasts`
+              : `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); it was never sent`,
           );
+          if (!sent) {
+            // A seq set aside for this message and never sent is a hole in its session:
+            // the seqs after it move on, as after a refusal.
+            this.breakSession(session, seq);
+            throw error;
+          }
+          givenUp = true;
+          giveUp(error);
         }
         const endpoint = this.endpointAt(attempt);
         sent = true;
@@ -484,19 +509,48 @@ export class Client {
     for (const seq of behind) session.moves.set(seq, this.freshSeq());
   }
 
-  /** In-flight bound, granted in issue order so that earlier seqs are never starved. */
+  /**
+   * In-flight bound, granted in issue order so that earlier seqs are never starved. Fails
+   * with `unavailable` (nothing sent, no seq taken) when no slot frees within
+   * `unavailableAfterMs`: the slots are held by messages no node has answered.
+   */
   private async acquire(): Promise<void> {
-    while (this.inFlightCount >= this.settings.inFlightMax) {
-      await new Promise<void>((wake) => this.waiting.push(wake));
-      this.throwIfClosed();
+    if (this.inFlightCount < this.settings.inFlightMax && this.waiting.length === 0) {
+      this.inFlightCount += 1;
+      return;
     }
-    this.inFlightCount += 1;
+    const { unavailableAfterMs, inFlightMax } = this.settings;
+    const granted = await new Promise<boolean>((resolve) => {
+      const grant = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const at = this.waiting.indexOf(grant);
+        if (at >= 0) this.waiting.splice(at, 1);
+        resolve(false);
+      }, unavailableAfterMs);
+      this.waiting.push(grant);
+    });
+    this.throwIfClosed();
+    if (!granted) {
+      throw new ClientError(
+        'unavailable',
+        { inFlight: this.inFlightCount, sent: false },
+        `all ${inFlightMax} in-flight slots stayed taken for ${unavailableAfterMs} ms by broadcasts no node answered; this one was never sent`,
+      );
+    }
   }
 
+  /** Frees a slot, or hands it straight to the longest waiter (the count stays). */
   private release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) {
+      next();
+      return;
+    }
     this.inFlightCount -= 1;
     assert(this.inFlightCount >= 0, 'in-flight broadcasts are never negative');
-    this.waiting.shift()?.();
   }
 }
 

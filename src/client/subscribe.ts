@@ -12,7 +12,7 @@
 
 import type { Client } from './client.ts';
 import { ClientError } from './errors.ts';
-import { classify, fetchFailure, pause } from './http.ts';
+import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
 import { parseSse, type SseEvent } from './sse.ts';
 
 export interface SubscribeOptions {
@@ -77,7 +77,26 @@ export async function* subscribe(client: Client, options: SubscribeOptions): Sub
     );
   }
   const pinned = pinnedAt(client, options.endpoint);
-  const signal = AbortSignal.any([client.signal, ...(options.signal ? [options.signal] : [])]);
+  // Listeners taken off at the end rather than AbortSignal.any, which on Node 20 leaves an
+  // entry in the client's long-lived signal for every subscription ever opened.
+  const stop = new AbortController();
+  const detach = onAnyAbort(options.signal ? [client.signal, options.signal] : client.signal, () =>
+    stop.abort(),
+  );
+  try {
+    yield* follow(client, options, pinned, from, stop.signal);
+  } finally {
+    detach();
+  }
+}
+
+async function* follow(
+  client: Client,
+  options: SubscribeOptions,
+  pinned: number | null,
+  from: number,
+  signal: AbortSignal,
+): Subscription {
   const cursor: Cursor = { lastIndex: 0, from };
   let failingSinceMs: number | null = null;
   let lastReason = 'no attempt';

@@ -1,6 +1,6 @@
 /**
- * A long-lived client does not grow per broadcast: after thousands of broadcasts (batched and
- * one by one, with retries) against a fake node on 127.0.0.1, the client's close signal and
+ * A long-lived client does not grow per call: after thousands of broadcasts (batched and
+ * one by one, with retries) and hundreds of subscriptions ended by their reader against a fake node on 127.0.0.1, the client's close signal and
  * its session's signal hold no listeners and no dependent signals left by finished calls.
  * (Node 20's AbortSignal.any keeps one entry per call in every source signal, forever.)
  */
@@ -21,7 +21,7 @@ function dependentCount(signal: AbortSignal): number {
   return typeof size === 'number' ? size : 0;
 }
 
-test('thousands of broadcasts leave no listeners or dependent signals behind', async () => {
+test('thousands of broadcasts and hundreds of subscriptions leave no listeners or dependent signals behind', async () => {
   let count = 0;
   const server = createServer((request, response) => {
     let text = '';
@@ -29,6 +29,13 @@ test('thousands of broadcasts leave no listeners or dependent signals behind', a
       text += chunk;
     });
     request.on('end', () => {
+      if (request.url?.startsWith('/v1/stream')) {
+        // One message, then the stream stays open, as a node's does.
+        response.writeHead(200, { 'content-type': 'text/event-stream' });
+        const message = { index: 1, term: 1, payload: 1, client: '', seq: 0, topic: '' };
+        response.write(`id: 1\ndata: ${JSON.stringify(message)}\n\n`);
+        return;
+      }
       count += 1;
       response.writeHead(count % 10 === 0 ? 503 : 200, { 'content-type': 'application/json' });
       if (count % 10 === 0) {
@@ -54,6 +61,13 @@ test('thousands of broadcasts leave no listeners or dependent signals behind', a
     for (const client of clients) {
       for (let round = 0; round < 20; round++) {
         await Promise.all(Array.from({ length: 50 }, (_, n) => client.broadcast(n)));
+      }
+      for (let round = 0; round < 200; round++) {
+        const own = new AbortController();
+        for await (const message of client.subscribe({ signal: own.signal })) {
+          assert.equal(message.index, 1);
+          break;
+        }
       }
       assert.equal(dependentCount(client.signal), 0);
       // The leader search may still run: one listener, not one per broadcast.

@@ -1,0 +1,104 @@
+/**
+ * Broadcasts no node answered within `unavailableAfterMs`, against a scripted fake node that
+ * holds each session's later seqs until the earlier ones arrive, as a real node does. A
+ * message that was sent is reported `unavailable` to its caller but sent on, so that the
+ * client's later broadcasts are not held behind it forever once the nodes answer again, and
+ * it is still delivered before them; the in-flight slots those messages hold bound how long
+ * a new broadcast waits; closing the client stops them.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClientError, connect } from '../../src/client/index.ts';
+import { logOrder, scriptedNode } from './scripted-node.ts';
+
+/** A node that swallows every request while `cut` is set, as across a partition. */
+async function partitionedNode() {
+  const state = { cut: true, requestCount: 0 };
+  const node = await scriptedNode(() => {
+    state.requestCount += 1;
+    return state.cut;
+  });
+  return { node, state };
+}
+
+function clientFor(url: string, clientId: string, inFlightMax = 256) {
+  return connect({
+    endpoints: [url],
+    clientId,
+    requestTimeoutMs: 100,
+    unavailableAfterMs: 400,
+    backoffBaseMs: 10,
+    backoffMaxMs: 50,
+    inFlightMax,
+    batching: false,
+  });
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ClientError> {
+  const outcome = await promise.then(
+    () => null,
+    (error: unknown) => error,
+  );
+  assert.ok(outcome instanceof ClientError, `expected a ClientError, got ${String(outcome)}`);
+  return outcome;
+}
+
+test('a sent broadcast nobody answered is reported unavailable, sent on, and delivered first', async () => {
+  const { node, state } = await partitionedNode();
+  const client = clientFor(node.url, 'c-late');
+  try {
+    const failure = await rejection(client.broadcast('a'));
+    assert.equal(failure.code, 'unavailable');
+    assert.equal(failure.details.sent, true);
+    assert.match(failure.message, /sends it on/);
+    state.cut = false;
+    // Without the background sends, seq 2 would wait at the node for seq 1 until it too
+    // was unavailable, and so would every later broadcast of this client.
+    const answer = await client.broadcast('b');
+    assert.equal(answer.index, 2);
+    assert.deepEqual(logOrder(node.delivered, 'c-late'), ['a', 'b']);
+    assert.equal(client.clientId, 'c-late', 'no seq was abandoned, so the session goes on');
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
+
+test('slots held by unanswered broadcasts bound the wait of a new one, which fails unsent', async () => {
+  const { node, state } = await partitionedNode();
+  const client = clientFor(node.url, 'c-slot', 1);
+  try {
+    assert.equal((await rejection(client.broadcast('a'))).details.sent, true);
+    const startedMs = Date.now();
+    const waited = await rejection(client.broadcast('b'));
+    assert.equal(waited.code, 'unavailable');
+    assert.equal(waited.details.sent, false);
+    assert.ok(Date.now() - startedMs < 5_000, 'bounded by unavailableAfterMs');
+    state.cut = false;
+    await client.broadcast('c');
+    // b took no seq, so nothing of the session is missing and a stays ahead of c.
+    assert.deepEqual(logOrder(node.delivered, 'c-slot'), ['a', 'c']);
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
+
+test('closing the client stops sending the unanswered broadcasts', async () => {
+  const { node, state } = await partitionedNode();
+  const client = clientFor(node.url, 'c-close');
+  try {
+    await rejection(client.broadcast('a'));
+    await sleep(150);
+    assert.ok(state.requestCount > 4, 'sent on after it was reported');
+    client.close();
+    await sleep(50);
+    const countAtClose = state.requestCount;
+    await sleep(300);
+    assert.equal(state.requestCount, countAtClose);
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
