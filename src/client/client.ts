@@ -23,6 +23,13 @@ export interface ConnectOptions {
   readonly requestTimeoutMs?: number;
   /** A call fails with `unavailable` once it has been retried for this long. */
   readonly unavailableAfterMs?: number;
+  /**
+   * A broadcast that was sent but never answered is sent on in the background after it
+   * failed `unavailable`, for at most this long from its start (default 5 min, at least
+   * `unavailableAfterMs`). Keep it well below the nodes' `sessionTtlMs` (default 1 h): a
+   * message resent after its session expired there could be taken for a new one.
+   */
+  readonly abandonAfterMs?: number;
   /** Backoff after every endpoint failed once: full jitter from this base, doubling. */
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
@@ -51,6 +58,7 @@ export interface Settings {
   readonly endpoints: readonly string[];
   readonly requestTimeoutMs: number;
   readonly unavailableAfterMs: number;
+  readonly abandonAfterMs: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   readonly inFlightMax: number;
@@ -83,6 +91,12 @@ class Session {
   predecessor: Session | null = null;
   /** The session that took over when this one broke. */
   successor: Session | null = null;
+  /**
+   * No longer the current session because a message sent in it was abandoned: the nodes
+   * hold its later seqs until that one arrives, which may be never. Its messages still
+   * running finish there; none moves out (see breakSession).
+   */
+  retired = false;
   private changeWaiters: (() => void)[] = [];
 
   constructor(readonly id: string) {}
@@ -342,6 +356,13 @@ export class Client {
       let lastReason = 'no attempt';
       for (let attempt = 0; ; attempt++) {
         this.throwIfClosed();
+        if (session.retired && session.broken && seq > session.refusedSeq) {
+          throw new ClientError(
+            'unavailable',
+            { client: session.id, seq, sent },
+            `an earlier broadcast of session ${session.id} was refused after the session was retired; this one ${sent ? 'may have been delivered (its outcome is unknown)' : 'was never sent'}`,
+          );
+        }
         while (session.broken && seq > session.refusedSeq) {
           // An earlier seq of that session was refused, so this one can never be delivered
           // there: it goes to the seq the break set aside for it in the next session, in
@@ -379,6 +400,14 @@ export class Client {
           }
           givenUp = true;
           giveUp(error);
+        }
+        if (givenUp && Date.now() - startedMs > this.settings.abandonAfterMs) {
+          this.abandon(session);
+          throw new ClientError(
+            'unavailable',
+            { client: session.id, seq, lastReason, sent },
+            `no endpoint answered the broadcast within ${this.settings.abandonAfterMs} ms; the client stopped sending it, and its outcome stays unknown`,
+          );
         }
         const endpoint = this.endpointAt(attempt);
         sent = true;
@@ -468,6 +497,14 @@ export class Client {
   private breakSession(session: Session, refusedSeq: number): void {
     if (refusedSeq >= session.refusedSeq) return; // the seqs above it moved already
     session.refusedSeq = refusedSeq;
+    if (session.retired) {
+      // Its seqs above the refused one fail rather than move: the current session has sent
+      // later broadcasts already, so moved ones would overtake nothing in order anyway, and
+      // this keeps a retired session's messages under one (session, seq) each.
+      session.broken = true;
+      session.cut();
+      return;
+    }
     if (!session.broken) {
       session.broken = true;
       // Sessions other than the current one are broken: a session first breaks as current.
@@ -491,6 +528,18 @@ export class Client {
     }
     this.moveAbove(session);
     session.cut();
+  }
+
+  /**
+   * A message sent in `session` is given up for good: if `session` is still current, later
+   * broadcasts go to a new one at once, not held behind it. Nothing moves — the messages
+   * still running in the old session may be delivered there yet, so they stay and finish.
+   */
+  private abandon(session: Session): void {
+    if (this.session !== session || session.broken) return;
+    session.retired = true;
+    this.sessionCount += 1;
+    this.session = new Session(`${this.baseId}~${this.sessionCount}`);
   }
 
   /** A new current session after `session`, sending nothing before its lower seqs settle. */
@@ -567,6 +616,8 @@ function settingsOf(options: ConnectOptions): Settings {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
     unavailableAfterMs: options.unavailableAfterMs ?? 60_000,
+    abandonAfterMs:
+      options.abandonAfterMs ?? Math.max(300_000, options.unavailableAfterMs ?? 60_000),
     backoffBaseMs: options.backoffBaseMs ?? 50,
     backoffMaxMs: options.backoffMaxMs ?? 2_000,
     inFlightMax: options.inFlightMax ?? 256,
@@ -587,6 +638,13 @@ function settingsOf(options: ConnectOptions): Settings {
         `${name} takes a positive integer, got ${value}`,
       );
     }
+  }
+  if (settings.abandonAfterMs < settings.unavailableAfterMs) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'abandonAfterMs' },
+      `abandonAfterMs (${settings.abandonAfterMs}) must be at least unavailableAfterMs (${settings.unavailableAfterMs})`,
+    );
   }
   return settings;
 }

@@ -102,3 +102,38 @@ test('closing the client stops sending the unanswered broadcasts', async () => {
     await node.close();
   }
 });
+
+test('past abandonAfterMs the client stops sending it and later broadcasts use a new session', async () => {
+  const { node, state } = await partitionedNode();
+  const client = connect({
+    endpoints: [node.url],
+    clientId: 'c-gone',
+    requestTimeoutMs: 100,
+    unavailableAfterMs: 300,
+    abandonAfterMs: 700,
+    backoffBaseMs: 10,
+    backoffMaxMs: 50,
+    batching: false,
+  });
+  try {
+    await rejection(client.broadcast('a'));
+    await sleep(800);
+    const countAfterAbandon = state.requestCount;
+    await sleep(300);
+    assert.equal(state.requestCount, countAfterAbandon, 'no longer sent');
+    assert.equal(client.clientId, 'c-gone~2');
+    state.cut = false;
+    assert.equal((await client.broadcast('b')).index, 1);
+    assert.deepEqual(
+      node.delivered.map((body) => [body.client, body.seq, body.payload]),
+      [['c-gone~2', 1, 'b']],
+    );
+  } finally {
+    client.close();
+    await node.close();
+  }
+  assert.throws(
+    () => connect({ endpoints: [node.url], unavailableAfterMs: 1_000, abandonAfterMs: 500 }),
+    (error: unknown) => error instanceof ClientError && error.details.field === 'abandonAfterMs',
+  );
+});
