@@ -69,6 +69,14 @@ export interface Settings {
 const retryAfterMsMax = 2_000;
 const topicBytesMax = 255;
 
+/** A broadcast running in a session, as its session sees it. */
+interface Flight {
+  /** Its caller was told its outcome is unknown: later broadcasts need not wait for it. */
+  givenUp: boolean;
+  /** Tells its caller, unless told already, that its outcome is unknown; it is sent on. */
+  readonly tellUnknown: (reason: string) => void;
+}
+
 /** One session: its id and the next seq. Broken once a node refused one of its seqs. */
 class Session {
   nextSeq = 1;
@@ -76,7 +84,7 @@ class Session {
   /** The lowest seq a node refused for good: no seq above it is ever delivered here. */
   refusedSeq = Number.POSITIVE_INFINITY;
   /** Seqs whose broadcasts are still running in this session. */
-  readonly running = new Set<number>();
+  readonly running = new Map<number, Flight>();
   /** Once broken: where each seq above the refused one goes, in the order they were issued. */
   readonly moves = new Map<number, { readonly session: Session; readonly seq: number }>();
   /**
@@ -92,9 +100,11 @@ class Session {
   /** The session that took over when this one broke. */
   successor: Session | null = null;
   /**
-   * No longer the current session because a message sent in it was abandoned: the nodes
-   * hold its later seqs until that one arrives, which may be never. Its messages still
-   * running finish there; none moves out (see breakSession).
+   * Later broadcasts have gone ahead of its seqs: it is no longer the current session because
+   * a message sent in it was abandoned (the nodes hold its later seqs until that one arrives,
+   * which may be never), or its successor started sending while seqs here whose callers were
+   * told their outcome is unknown still ran. Its messages still running finish there; none
+   * moves out (see breakSession).
    */
   retired = false;
   private changeWaiters: (() => void)[] = [];
@@ -111,18 +121,30 @@ class Session {
   /** The broadcast of `seq` left this session (answered, failed or moved on). */
   settle(seq: number): void {
     this.running.delete(seq);
+    this.wake();
+  }
+
+  /** Wakes those waiting for this session to change (a seq settled or was given up). */
+  wake(): void {
     const waiters = this.changeWaiters;
     this.changeWaiters = [];
     for (const wake of waiters) wake();
   }
 
-  /** Whether a seq below the refused one still runs: one that may yet be delivered. */
+  /**
+   * Whether a seq below the refused one still runs, one that may yet be delivered, and its
+   * caller has not been told its outcome is unknown: a later broadcast must not overtake it.
+   * One already told may run on in the background for up to abandonAfterMs; the successor
+   * does not wait for it, or its callers would wait past their own unavailableAfterMs.
+   */
   get runningBelowRefused(): boolean {
-    for (const seq of this.running) if (seq < this.refusedSeq) return true;
+    for (const [seq, flight] of this.running) {
+      if (seq < this.refusedSeq && !flight.givenUp) return true;
+    }
     return false;
   }
 
-  /** Resolves at the next settle, or when `signal` aborts. */
+  /** Resolves at the next settle or give-up, or when `signal` aborts. */
   changed(signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal.aborted) return resolve();
@@ -347,16 +369,31 @@ export class Client {
   ): Promise<BroadcastAnswer> {
     let session = this.session;
     let seq = session.nextSeq++;
-    session.running.add(seq);
     /** Whether (session, seq) went out at least once: a seq never sent leaves a hole. */
     let sent = false;
-    let givenUp = false;
+    let lastReason = 'no attempt';
+    const flight: Flight = {
+      givenUp: false,
+      tellUnknown: (reason) => {
+        if (flight.givenUp) return;
+        flight.givenUp = true;
+        giveUp(
+          new ClientError('unavailable', { client: session.id, seq, lastReason, sent }, reason),
+        );
+        session.wake(); // a successor waiting for this seq need not wait any longer
+      },
+    };
+    session.running.set(seq, flight);
     try {
       const startedMs = Date.now();
-      let lastReason = 'no attempt';
       for (let attempt = 0; ; attempt++) {
         this.throwIfClosed();
-        if (session.retired && session.broken && seq > session.refusedSeq) {
+        if (
+          session.retired &&
+          session.broken &&
+          seq > session.refusedSeq &&
+          !session.moves.has(seq)
+        ) {
           throw new ClientError(
             'unavailable',
             { client: session.id, seq, sent },
@@ -371,7 +408,7 @@ export class Client {
           const move = session.moves.get(seq) ?? this.freshSeq();
           session.settle(seq);
           ({ session, seq } = move);
-          session.running.add(seq);
+          session.running.set(seq, flight);
           sent = false;
         }
         const predecessor = session.predecessor;
@@ -384,24 +421,21 @@ export class Client {
           }
           session.predecessor = null;
         }
-        if (!givenUp && Date.now() - startedMs > this.settings.unavailableAfterMs) {
-          const error = new ClientError(
-            'unavailable',
-            { client: session.id, seq, lastReason, sent },
-            sent
-              ? `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); the client sends it on, so it may still be delivered once, before this client's later broadcasts`
-              : `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason}); it was never sent`,
-          );
+        if (!flight.givenUp && Date.now() - startedMs > this.settings.unavailableAfterMs) {
+          const bound = `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason})`;
           if (!sent) {
             // A seq set aside for this message and never sent is a hole in its session:
             // the seqs after it move on, as after a refusal.
             this.breakSession(session, seq);
-            throw error;
+            throw new ClientError(
+              'unavailable',
+              { client: session.id, seq, lastReason, sent },
+              `${bound}; it was never sent`,
+            );
           }
-          givenUp = true;
-          giveUp(error);
+          flight.tellUnknown(`${bound}; the client sends it on, so it may still be delivered once`);
         }
-        if (givenUp && Date.now() - startedMs > this.settings.abandonAfterMs) {
+        if (flight.givenUp && Date.now() - startedMs > this.settings.abandonAfterMs) {
           this.abandon(session);
           throw new ClientError(
             'unavailable',
@@ -497,10 +531,16 @@ export class Client {
   private breakSession(session: Session, refusedSeq: number): void {
     if (refusedSeq >= session.refusedSeq) return; // the seqs above it moved already
     session.refusedSeq = refusedSeq;
+    // A lower seq refused after its successor started sending: that seq's caller had been
+    // told its outcome is unknown (the successor waits for no other), and so had those of
+    // the seqs above it here, which now can never be delivered. They are treated as in a
+    // retired session.
+    if (session.broken && session.successor?.predecessor !== session) session.retired = true;
     if (session.retired) {
       // Its seqs above the refused one fail rather than move: the current session has sent
       // later broadcasts already, so moved ones would overtake nothing in order anyway, and
-      // this keeps a retired session's messages under one (session, seq) each.
+      // this keeps a retired session's messages under one (session, seq) each. (Seqs the
+      // break before had set aside a place for in the successor still move there.)
       session.broken = true;
       session.cut();
       return;
@@ -540,6 +580,16 @@ export class Client {
     session.retired = true;
     this.sessionCount += 1;
     this.session = new Session(`${this.baseId}~${this.sessionCount}`);
+    // Later broadcasts no longer wait for the messages still running here, those behind the
+    // abandoned one (delivered only if it is) or before it: their callers learn now that
+    // their outcome is unknown, before any later broadcast is issued. Every one of them has
+    // been sent (the session stopped waiting for its predecessor before the abandoned one
+    // left), and each is sent on here until its own bound.
+    for (const flight of session.running.values()) {
+      flight.tellUnknown(
+        `an earlier broadcast of session ${session.id} was abandoned, and later broadcasts go to a new session; the client sends this one on, so it may still be delivered once`,
+      );
+    }
   }
 
   /** A new current session after `session`, sending nothing before its lower seqs settle. */
@@ -552,7 +602,7 @@ export class Client {
 
   /** Gives each seq still running above the refused one a new seq, in their order of issue. */
   private moveAbove(session: Session): void {
-    const behind = [...session.running]
+    const behind = [...session.running.keys()]
       .filter((seq) => seq > session.refusedSeq && !session.moves.has(seq))
       .sort((a, b) => a - b);
     for (const seq of behind) session.moves.set(seq, this.freshSeq());
