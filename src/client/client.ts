@@ -73,6 +73,8 @@ const topicBytesMax = 255;
 interface Flight {
   /** Its caller was told its outcome is unknown: later broadcasts need not wait for it. */
   givenUp: boolean;
+  /** Whether its current (session, seq) went out at least once. */
+  sent: boolean;
   /** Tells its caller, unless told already, that its outcome is unknown; it is sent on. */
   readonly tellUnknown: (reason: string) => void;
 }
@@ -81,6 +83,12 @@ interface Flight {
 class Session {
   nextSeq = 1;
   broken = false;
+  /**
+   * The nodes answered `session_unknown`: they forgot this session (idle past their
+   * sessionTtlMs, or a log time that jumped). Whatever was sent in it may have been
+   * delivered before, so none of it is sent again or moved; what was never sent moves on.
+   */
+  expired = false;
   /** The lowest seq a node refused for good: no seq above it is ever delivered here. */
   refusedSeq = Number.POSITIVE_INFINITY;
   /** Seqs whose broadcasts are still running in this session. */
@@ -369,16 +377,20 @@ export class Client {
   ): Promise<BroadcastAnswer> {
     let session = this.session;
     let seq = session.nextSeq++;
-    /** Whether (session, seq) went out at least once: a seq never sent leaves a hole. */
-    let sent = false;
     let lastReason = 'no attempt';
     const flight: Flight = {
       givenUp: false,
+      // Whether (session, seq) went out at least once: a seq never sent leaves a hole.
+      sent: false,
       tellUnknown: (reason) => {
         if (flight.givenUp) return;
         flight.givenUp = true;
         giveUp(
-          new ClientError('unavailable', { client: session.id, seq, lastReason, sent }, reason),
+          new ClientError(
+            'unavailable',
+            { client: session.id, seq, lastReason, sent: flight.sent },
+            reason,
+          ),
         );
         session.wake(); // a successor waiting for this seq need not wait any longer
       },
@@ -388,6 +400,13 @@ export class Client {
       const startedMs = Date.now();
       for (let attempt = 0; ; attempt++) {
         this.throwIfClosed();
+        if (session.expired && flight.sent && !session.moves.has(seq)) {
+          throw new ClientError(
+            'unavailable',
+            { client: session.id, seq, sent: true },
+            `the nodes forgot session ${session.id} (session_unknown) while this broadcast was in flight; it may have been delivered before, so the client does not send it again, and its outcome is unknown`,
+          );
+        }
         if (
           session.retired &&
           session.broken &&
@@ -396,8 +415,8 @@ export class Client {
         ) {
           throw new ClientError(
             'unavailable',
-            { client: session.id, seq, sent },
-            `an earlier broadcast of session ${session.id} was refused after the session was retired; this one ${sent ? 'may have been delivered (its outcome is unknown)' : 'was never sent'}`,
+            { client: session.id, seq, sent: flight.sent },
+            `an earlier broadcast of session ${session.id} was refused after the session was retired; this one ${flight.sent ? 'may have been delivered (its outcome is unknown)' : 'was never sent'}`,
           );
         }
         while (session.broken && seq > session.refusedSeq) {
@@ -409,7 +428,7 @@ export class Client {
           session.settle(seq);
           ({ session, seq } = move);
           session.running.set(seq, flight);
-          sent = false;
+          flight.sent = false;
         }
         const predecessor = session.predecessor;
         if (predecessor !== null) {
@@ -423,13 +442,13 @@ export class Client {
         }
         if (!flight.givenUp && Date.now() - startedMs > this.settings.unavailableAfterMs) {
           const bound = `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason})`;
-          if (!sent) {
+          if (!flight.sent) {
             // A seq set aside for this message and never sent is a hole in its session:
             // the seqs after it move on, as after a refusal.
             this.breakSession(session, seq);
             throw new ClientError(
               'unavailable',
-              { client: session.id, seq, lastReason, sent },
+              { client: session.id, seq, lastReason, sent: false },
               `${bound}; it was never sent`,
             );
           }
@@ -439,12 +458,12 @@ export class Client {
           this.abandon(session);
           throw new ClientError(
             'unavailable',
-            { client: session.id, seq, lastReason, sent },
+            { client: session.id, seq, lastReason, sent: true },
             `no endpoint answered the broadcast within ${this.settings.abandonAfterMs} ms; the client stopped sending it, and its outcome stays unknown`,
           );
         }
         const endpoint = this.endpointAt(attempt);
-        sent = true;
+        flight.sent = true;
         const outcome = await this.attempt(
           { endpoint, sessionId: session.id, seq, text, topic },
           attempt,
@@ -461,7 +480,13 @@ export class Client {
           return answerOf(outcome.value);
         }
         if (outcome.kind === 'fatal' && !(outcome.error.code === 'closed' && !this.closed)) {
-          if (outcome.error.code !== 'closed') this.breakSession(session, seq);
+          if (outcome.error.code === 'session_unknown') {
+            // Not a refusal of this message alone: every seq of the session is in doubt.
+            session.expired = true;
+            this.breakSession(session, 0);
+          } else if (outcome.error.code !== 'closed') {
+            this.breakSession(session, seq);
+          }
           throw outcome.error;
         }
         // A retry, or an attempt cut short by the break of its session (this seq stays).
@@ -602,8 +627,15 @@ export class Client {
 
   /** Gives each seq still running above the refused one a new seq, in their order of issue. */
   private moveAbove(session: Session): void {
-    const behind = [...session.running.keys()]
-      .filter((seq) => seq > session.refusedSeq && !session.moves.has(seq))
+    const behind = [...session.running.entries()]
+      .filter(
+        ([seq, flight]) =>
+          seq > session.refusedSeq &&
+          !session.moves.has(seq) &&
+          // What an expired session sent may be delivered already: it never moves.
+          !(session.expired && flight.sent),
+      )
+      .map(([seq]) => seq)
       .sort((a, b) => a - b);
     for (const seq of behind) session.moves.set(seq, this.freshSeq());
   }

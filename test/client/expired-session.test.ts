@@ -1,0 +1,66 @@
+/**
+ * A session the nodes forgot (`session_unknown`: idle past their sessionTtlMs, or a log time
+ * that jumped) while some of its messages were delivered with their answers lost: none of
+ * what was sent in it may move to a new session, or it would be delivered twice. Against a
+ * scripted fake node on 127.0.0.1 that delivers seqs 2 and 3 but loses their answers, then
+ * forgets the session: every payload is delivered at most once, the messages in doubt fail
+ * with their outcome unknown, and the client goes on in a new session.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ClientError, connect } from '../../src/client/index.ts';
+import { waitFor } from '../support/ports.ts';
+import { scriptedNode } from './scripted-node.ts';
+
+test('after session_unknown nothing that was sent moves, so nothing is delivered twice', async () => {
+  const state = { forgotten: false };
+  const node = await scriptedNode((body, response) => {
+    if (body.client !== 'c-exp') return false;
+    if (state.forgotten) {
+      node.reply(response, 409, { error: 'session_unknown', message: 'unknown session' });
+      return true;
+    }
+    if (body.seq === 2 || body.seq === 3) {
+      // Delivered, but the answer is lost.
+      if (!node.delivered.some((d) => d.client === body.client && d.seq === body.seq)) {
+        node.delivered.push(body);
+      }
+      return true;
+    }
+    return body.seq === 4; // lost on the way
+  });
+  const client = connect({
+    endpoints: [node.url],
+    clientId: 'c-exp',
+    requestTimeoutMs: 200,
+    backoffBaseMs: 10,
+    backoffMaxMs: 50,
+    batching: false,
+  });
+  try {
+    const pending = ['p1', 'p2', 'p3', 'p4'].map((payload) => client.broadcast(payload));
+    await waitFor(() => node.delivered.length === 3, 'seqs 1–3 delivered');
+    state.forgotten = true;
+    const outcomes = await Promise.allSettled(pending);
+    assert.equal(outcomes[0]!.status, 'fulfilled');
+    const codes = outcomes
+      .slice(1)
+      .map((outcome) =>
+        outcome.status === 'rejected' && outcome.reason instanceof ClientError
+          ? outcome.reason.code
+          : outcome.status,
+      );
+    // Whichever retry hears session_unknown first fails with it; the others are in doubt.
+    assert.equal(codes.filter((code) => code === 'session_unknown').length, 1, String(codes));
+    assert.equal(codes.filter((code) => code === 'unavailable').length, 2, String(codes));
+    state.forgotten = false;
+    const answer = await client.broadcast('p5');
+    assert.equal(answer.index, 4);
+    assert.equal(client.clientId, 'c-exp~2');
+    const payloads = node.delivered.map((body) => body.payload);
+    assert.deepEqual(payloads, ['p1', 'p2', 'p3', 'p5']);
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
