@@ -89,6 +89,11 @@ class Session {
    * delivered before, so none of it is sent again or moved; what was never sent moves on.
    */
   expired = false;
+  /**
+   * A node answered one of its seqs as delivered: the session existed, so a later
+   * `session_unknown` means the nodes forgot it, not that its first message is missing.
+   */
+  acknowledged = false;
   /** The lowest seq a node refused for good: no seq above it is ever delivered here. */
   refusedSeq = Number.POSITIVE_INFINITY;
   /** Seqs whose broadcasts are still running in this session. */
@@ -473,6 +478,7 @@ export class Client {
         // delivers a seq above a refused one, so the answer can only be a refusal).
         if (session.broken && seq > session.refusedSeq) continue;
         if (outcome.kind === 'ok') {
+          session.acknowledged = true;
           this.worked(endpoint);
           // Leadership moves (transfers, elections) without any call failing: look again
           // now and then.
@@ -480,8 +486,10 @@ export class Client {
           return answerOf(outcome.value);
         }
         if (outcome.kind === 'fatal' && !(outcome.error.code === 'closed' && !this.closed)) {
-          if (outcome.error.code === 'session_unknown') {
+          if (outcome.error.code === 'session_unknown' && session.acknowledged) {
             // Not a refusal of this message alone: every seq of the session is in doubt.
+            // (Before any answer it means the session's first message has not arrived: a
+            // refusal of this seq alone, as below, while seq 1 goes on trying.)
             session.expired = true;
             this.breakSession(session, 0);
           } else if (outcome.error.code !== 'closed') {

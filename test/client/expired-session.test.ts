@@ -64,3 +64,45 @@ test('after session_unknown nothing that was sent moves, so nothing is delivered
     await node.close();
   }
 });
+
+test('session_unknown before any answer: the first message is missing, not the session forgotten', async () => {
+  let firstLost = true;
+  const node = await scriptedNode((body, response) => {
+    if (body.client !== 'c-new') return false;
+    if (body.seq === 1 && firstLost) return true; // lost on the way, the first time
+    if (body.seq === 2 && !node.delivered.some((d) => d.client === 'c-new' && d.seq === 1)) {
+      node.reply(response, 409, { error: 'session_unknown', message: 'unknown session' });
+      firstLost = false;
+      return true;
+    }
+    return false;
+  });
+  const client = connect({
+    endpoints: [node.url],
+    clientId: 'c-new',
+    requestTimeoutMs: 200,
+    backoffBaseMs: 10,
+    backoffMaxMs: 50,
+    batching: false,
+  });
+  try {
+    const outcomes = await Promise.allSettled(
+      ['p1', 'p2', 'p3'].map((payload) => client.broadcast(payload)),
+    );
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    // p1 stayed in its session and was delivered there; p3 moved behind it.
+    assert.deepEqual(
+      node.delivered.map((body) => [body.client, body.seq, body.payload]),
+      [
+        ['c-new', 1, 'p1'],
+        ['c-new~2', 1, 'p3'],
+      ],
+    );
+  } finally {
+    client.close();
+    await node.close();
+  }
+});
