@@ -144,6 +144,12 @@ class Session {
     for (const wake of waiters) wake();
   }
 
+  /** Whether a seq below `seq` still runs here: one that may yet arrive. */
+  runsBelow(seq: number): boolean {
+    for (const running of this.running.keys()) if (running < seq) return true;
+    return false;
+  }
+
   /**
    * Whether a seq below the refused one still runs, one that may yet be delivered, and its
    * caller has not been told its outcome is unknown: a later broadcast must not overtake it.
@@ -485,11 +491,22 @@ export class Client {
           if (Date.now() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
           return answerOf(outcome.value);
         }
-        if (outcome.kind === 'fatal' && !(outcome.error.code === 'closed' && !this.closed)) {
+        // Before any answer in the session, session_unknown means its first message has
+        // not arrived yet; while a lower seq is still being sent, it is a gap to wait out.
+        const firstOnItsWay =
+          outcome.kind === 'fatal' &&
+          outcome.error.code === 'session_unknown' &&
+          !session.acknowledged &&
+          session.runsBelow(seq);
+        if (
+          outcome.kind === 'fatal' &&
+          !firstOnItsWay &&
+          !(outcome.error.code === 'closed' && !this.closed)
+        ) {
           if (outcome.error.code === 'session_unknown' && session.acknowledged) {
             // Not a refusal of this message alone: every seq of the session is in doubt.
-            // (Before any answer it means the session's first message has not arrived: a
-            // refusal of this seq alone, as below, while seq 1 goes on trying.)
+            // (Before any answer, with no lower seq left to arrive, it is a refusal of
+            // this seq alone, as below.)
             session.expired = true;
             this.breakSession(session, 0);
           } else if (outcome.error.code !== 'closed') {
@@ -497,8 +514,14 @@ export class Client {
           }
           throw outcome.error;
         }
-        // A retry, or an attempt cut short by the break of its session (this seq stays).
-        lastReason = outcome.kind === 'retry' ? outcome.reason : 'its session broke';
+        // A retry, a first message still on its way, or an attempt cut short by the break
+        // of its session (this seq stays).
+        lastReason =
+          outcome.kind === 'retry'
+            ? outcome.reason
+            : firstOnItsWay
+              ? `${endpoint} has not seen the session's first message yet`
+              : 'its session broke';
         // The leader may have moved: look for it while this broadcast retries elsewhere.
         if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
           this.leaderAt = null;
@@ -511,7 +534,11 @@ export class Client {
         ]);
       }
     } finally {
-      session.settle(seq);
+      // Also any places set aside for it that it never reached (the client closed).
+      for (let at: { session: Session; seq: number } | undefined = { session, seq }; at; ) {
+        at.session.settle(at.seq);
+        at = at.session.moves.get(at.seq);
+      }
     }
   }
 
@@ -594,7 +621,7 @@ export class Client {
       successor.refusedSeq = 0;
       this.successor(session);
       this.moveAbove(session);
-      for (let seq = 1; seq < successor.nextSeq; seq++) successor.moves.set(seq, this.freshSeq());
+      this.moveAbove(successor);
       successor.cut();
       session.cut();
       return;
@@ -645,7 +672,14 @@ export class Client {
       )
       .map(([seq]) => seq)
       .sort((a, b) => a - b);
-    for (const seq of behind) session.moves.set(seq, this.freshSeq());
+    for (const seq of behind) {
+      const move = this.freshSeq();
+      session.moves.set(seq, move);
+      // The message belongs to its new place at once, before it wakes to go there: a break
+      // there in between must see it, or its reserved seq would be a hole, and a place it
+      // then took at the end would put it behind later broadcasts.
+      move.session.running.set(move.seq, session.running.get(seq) as Flight);
+    }
   }
 
   /**
