@@ -113,11 +113,11 @@ class Session {
   /** The session that took over when this one broke. */
   successor: Session | null = null;
   /**
-   * Later broadcasts have gone ahead of its seqs: it is no longer the current session because
-   * a message sent in it was abandoned (the nodes hold its later seqs until that one arrives,
-   * which may be never), or its successor started sending while seqs here whose callers were
-   * told their outcome is unknown still ran. Its messages still running finish there; none
-   * moves out (see breakSession).
+   * No longer the current session although no seq of it was refused: a message sent in it
+   * went unanswered past unavailableAfterMs (the nodes hold its later seqs until that one
+   * arrives, which may be never), or its successor started sending while seqs here whose
+   * callers were told their outcome is unknown still ran. Its messages still running finish
+   * there; none moves out (see breakSession).
    */
   retired = false;
   private changeWaiters: (() => void)[] = [];
@@ -378,8 +378,8 @@ export class Client {
    * Sends one message until it is answered or refused. Once the bound passes, a message
    * never sent fails (its seq is a hole the later seqs move past, as after a refusal); a
    * message sent at least once may sit in a node already, or arrive there late, so it is
-   * reported to its caller through `giveUp` and sent on: the node holds every later seq of
-   * its session until this one arrives, and abandoning it would stall them all for good.
+   * reported to its caller through `giveUp` and sent on until `abandonAfterMs`, while its
+   * session retires (the nodes hold every later seq of it until this one arrives).
    */
   private async send(
     text: string,
@@ -427,7 +427,7 @@ export class Client {
           throw new ClientError(
             'unavailable',
             { client: session.id, seq, sent: flight.sent },
-            `an earlier broadcast of session ${session.id} was refused after the session was retired; this one ${flight.sent ? 'may have been delivered (its outcome is unknown)' : 'was never sent'}`,
+            `an earlier broadcast of session ${session.id} was refused after the session was retired; this one was not delivered (no seq above a refused one is)`,
           );
         }
         while (session.broken && seq > session.refusedSeq) {
@@ -464,9 +464,20 @@ export class Client {
             );
           }
           flight.tellUnknown(`${bound}; the client sends it on, so it may still be delivered once`);
+          this.retire(session);
         }
         if (flight.givenUp && Date.now() - startedMs > this.settings.abandonAfterMs) {
-          this.abandon(session);
+          if (!flight.sent) {
+            // It moved here (a break behind it) and never went out: a hole, as at the
+            // first bound, which the seqs after it move past. It was never delivered where
+            // it was sent before: no seq above a refused one is.
+            this.breakSession(session, seq);
+            throw new ClientError(
+              'unavailable',
+              { client: session.id, seq, lastReason, sent: false },
+              `no endpoint answered the broadcast within ${this.settings.abandonAfterMs} ms; it was not delivered`,
+            );
+          }
           throw new ClientError(
             'unavailable',
             { client: session.id, seq, lastReason, sent: true },
@@ -631,25 +642,16 @@ export class Client {
   }
 
   /**
-   * A message sent in `session` is given up for good: if `session` is still current, later
-   * broadcasts go to a new one at once, not held behind it. Nothing moves — the messages
-   * still running in the old session may be delivered there yet, so they stay and finish.
+   * A message sent in `session` went unanswered past unavailableAfterMs, and its caller was
+   * told so. If it never arrives the nodes hold every later seq of the session for good, so
+   * later broadcasts go to a new session, which sends nothing while this one still runs
+   * messages whose callers were told nothing: those may yet be answered as delivered, and
+   * must not be overtaken. Nothing moves: what runs here may be delivered here yet.
    */
-  private abandon(session: Session): void {
-    if (this.session !== session || session.broken) return;
+  private retire(session: Session): void {
+    if (this.session !== session || session.broken || session.retired) return;
     session.retired = true;
-    this.sessionCount += 1;
-    this.session = new Session(`${this.baseId}~${this.sessionCount}`);
-    // Later broadcasts no longer wait for the messages still running here, those behind the
-    // abandoned one (delivered only if it is) or before it: their callers learn now that
-    // their outcome is unknown, before any later broadcast is issued. Every one of them has
-    // been sent (the session stopped waiting for its predecessor before the abandoned one
-    // left), and each is sent on here until its own bound.
-    for (const flight of session.running.values()) {
-      flight.tellUnknown(
-        `an earlier broadcast of session ${session.id} was abandoned, and later broadcasts go to a new session; the client sends this one on, so it may still be delivered once`,
-      );
-    }
+    this.successor(session);
   }
 
   /** A new current session after `session`, sending nothing before its lower seqs settle. */
