@@ -336,7 +336,13 @@ export class Client {
         this.leaderAt = null;
       }
       this.findLeader();
-      await pause(this.delayMs(attempt, outcome.retryAfterMs), this.closer.signal);
+      const delayMs = this.delayWithinMs(
+        attempt,
+        outcome.retryAfterMs,
+        startedMs,
+        this.settings.unavailableAfterMs,
+      );
+      await pause(delayMs, this.closer.signal);
     }
   }
 
@@ -368,6 +374,20 @@ export class Client {
     const round = Math.floor(attempt / endpoints.length);
     const backoff = roundDone ? backoffMs(round, backoffBaseMs, backoffMaxMs) : 0;
     return Math.max(Math.min(retryAfterMs ?? 0, retryAfterMsMax), backoff);
+  }
+
+  /**
+   * `delayMs`, but never past the call's bound (`boundMs` from `startedMs`): a node's
+   * Retry-After longer than what is left must not hold the call past it.
+   */
+  delayWithinMs(
+    attempt: number,
+    retryAfterMs: number | null,
+    startedMs: number,
+    boundMs: number,
+  ): number {
+    const leftMs = Math.max(0, startedMs + boundMs - Date.now()) + 1;
+    return Math.min(this.delayMs(attempt, retryAfterMs), leftMs);
   }
 
   throwIfClosed(): void {
@@ -539,7 +559,9 @@ export class Client {
         }
         this.findLeader();
         const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
-        await pause(this.delayMs(attempt, retryAfterMs), [
+        const { unavailableAfterMs, abandonAfterMs } = this.settings;
+        const boundMs = flight.givenUp ? abandonAfterMs : unavailableAfterMs;
+        await pause(this.delayWithinMs(attempt, retryAfterMs, startedMs, boundMs), [
           this.closer.signal,
           session.breaker.signal,
         ]);

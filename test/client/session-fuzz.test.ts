@@ -2,28 +2,75 @@
  * Seeded fault runs of the SDK's broadcast path against a model of the cluster's session
  * rules (./faulty-node.ts): lost requests, lost answers, 503s, delays, refused payloads and
  * a partition long enough for broadcasts to fail `unavailable` and be sent on in the
- * background, with batching on or off and small in-flight bounds. After every run: each
- * message is delivered at most once; a resolved broadcast was delivered exactly once at
- * the index it was told; a refused or never-sent one was not delivered; the resolved ones
- * are in the log in their order of issue; every call settled within its bounds; and once
- * the faults stop, a new broadcast goes through. `SDK_FUZZ_SEEDS=N` runs more seeds.
+ * background, with batching on or off and small in-flight bounds; on most seeds also some
+ * of endpoints down for a while, slow commits, requests processed twice, 503s with
+ * Retry-After (one kind delivering the message anyway) and gaps answered at once, with
+ * topics, large payloads, one message in flight, or a short or long unavailableAfterMs.
+ * After every run: each message is delivered at most once; a resolved broadcast was
+ * delivered exactly once at the index it was told, with its topic; a refused or never-sent
+ * one was not delivered; the resolved ones are in the log in their order of issue; every
+ * call settled within its bounds; and once the faults stop, a new broadcast goes through.
+ * `SDK_FUZZ_SEEDS=N` runs more seeds.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type BroadcastAnswer, ClientError, connect } from '../../src/client/index.ts';
-import { FaultyCluster, seededRandom } from './faulty-node.ts';
+import { type FaultRates, FaultyCluster, payloadName, seededRandom } from './faulty-node.ts';
 
 const seedCount = Number(process.env.SDK_FUZZ_SEEDS ?? 16);
 /** `SDK_FUZZ_FROM=S` starts at seed S; `SDK_FUZZ_TRACE=1` prints a failing run's log. */
 const firstSeed = Number(process.env.SDK_FUZZ_FROM ?? 1);
 const messageCount = 60;
-const unavailableAfterMs = 300;
 const requestTimeoutMs = 60;
-/** A call settles within both bounds (the slot wait, then its own) plus one attempt. */
-const settleBoundMs = 2 * unavailableAfterMs + requestTimeoutMs + 400;
+
+/** What varies per seed beyond the first generator's draws. */
+interface Shape {
+  readonly unavailableAfterMs: number;
+  readonly inFlightMax: number | null;
+  readonly topicShare: number;
+  readonly largeShare: number;
+  readonly extraRates: Partial<FaultRates>;
+}
+
+/**
+ * Drawn from a generator of its own, so the first one's draws (bursts, partition, refused
+ * payloads) stay what they were for each seed.
+ */
+function shapeOf(seed: number): Shape {
+  const random = seededRandom(seed * 104_729 + 17);
+  const pick = <T>(options: readonly T[]): T => options[Math.floor(random() * options.length)] as T;
+  const on = (share: number, rate: number) => (random() < share ? rate : 0);
+  return {
+    unavailableAfterMs: pick([150, 300, 300, 600]),
+    inFlightMax: random() < 0.15 ? 1 : null,
+    topicShare: pick([0, 0, 0.3, 1]),
+    largeShare: pick([0, 0, 0.1]),
+    extraRates: {
+      down: on(0.4, 0.02),
+      downForMsMax: 400,
+      slowCommit: on(0.5, 0.06),
+      slowMsMin: requestTimeoutMs + 5,
+      slowMsMax: requestTimeoutMs * 4,
+      duplicate: on(0.5, 0.08),
+      duplicateDelayMsMax: requestTimeoutMs * 3,
+      noLeaderRetryAfter: on(0.3, 0.04),
+      timeoutRetryAfter: on(0.3, 0.04),
+      gapAtOnce: on(0.4, 0.3),
+      retryAfterSeconds: 1,
+    },
+  };
+}
+
+/** A payload named `name`, padded to a few KiB up to 300 KiB now and then. */
+function payloadFor(name: string, large: boolean, random: () => number): string {
+  if (!large) return name;
+  const padBytes = random() < 0.2 ? 100_000 + Math.floor(random() * 200_000) : 2_000;
+  return `${name}|${'x'.repeat(padBytes)}`;
+}
 
 interface Issued {
   readonly payload: string;
+  readonly topic: string | undefined;
   readonly issuedMs: number;
   settledMs: number;
   answer: BroadcastAnswer | null;
@@ -34,12 +81,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function runSeed(seed: number): Promise<string[]> {
   const random = seededRandom(seed * 7919 + 1);
+  const shape = shapeOf(seed);
+  const workload = seededRandom(seed * 31_337 + 5);
+  const { unavailableAfterMs } = shape;
+  /** A call settles within both bounds (the slot wait, then its own) plus one attempt. */
+  const settleBoundMs = 2 * unavailableAfterMs + requestTimeoutMs + 400;
   const { cluster, urls } = await FaultyCluster.start(seed, {
     loseRequest: 0.04,
     loseAnswer: 0.06,
     unavailable: 0.05,
     delayed: 0.2,
     delayMsMax: 40,
+    ...shape.extraRates,
   });
   const client = connect({
     endpoints: urls,
@@ -49,7 +102,7 @@ async function runSeed(seed: number): Promise<string[]> {
     abandonAfterMs: unavailableAfterMs * 3,
     backoffBaseMs: 5,
     backoffMaxMs: 30,
-    inFlightMax: 2 + Math.floor(random() * 30),
+    inFlightMax: drawnInFlightMax(random, shape),
     batching: random() < 0.6,
   });
   const issued: Issued[] = [];
@@ -69,8 +122,11 @@ async function runSeed(seed: number): Promise<string[]> {
       const burst = 1 + Math.floor(random() * 8);
       for (let k = 0; k < burst && n < messageCount; k++, n++) {
         const payload = random() < 0.05 ? `bad-${n}` : `m-${n}`;
+        const topic = workload() < shape.topicShare ? `t${n % 3}` : undefined;
+        const sent = payloadFor(payload, workload() < shape.largeShare, workload);
         const entry: Issued = {
           payload,
+          topic,
           issuedMs: Date.now(),
           settledMs: 0,
           answer: null,
@@ -78,7 +134,7 @@ async function runSeed(seed: number): Promise<string[]> {
         };
         issued.push(entry);
         settling.push(
-          client.broadcast(payload).then(
+          client.broadcast(sent, topic === undefined ? {} : { topic }).then(
             (answer) => {
               entry.answer = answer;
               entry.settledMs = Date.now();
@@ -96,7 +152,7 @@ async function runSeed(seed: number): Promise<string[]> {
     await Promise.all(settling);
     await partition;
     // The faults stop: a new broadcast must go through.
-    cluster.partitioned = false;
+    cluster.calm();
     await client.broadcast('after-faults').catch((error: unknown) => {
       afterFaults = `the broadcast after the faults failed: ${error}`;
     });
@@ -105,26 +161,39 @@ async function runSeed(seed: number): Promise<string[]> {
     await sleep(50); // what was in flight at close lands or not; nothing is sent after
     await cluster.close();
   }
-  const problems = check(issued, cluster);
+  const problems = check(issued, cluster, settleBoundMs);
   if (afterFaults !== null) problems.push(afterFaults);
   if (problems.length > 0 && process.env.SDK_FUZZ_TRACE === '1') {
-    const log = cluster.log.map((d, at) => `${at + 1} ${d.client}#${d.seq} ${String(d.payload)}`);
+    const log = cluster.log.map(
+      (d, at) => `${at + 1} ${d.client}#${d.seq} ${payloadName(d.payload)}`,
+    );
     const outcomes = issued.map(
       (e) =>
         `${e.payload}: ${e.answer ? `index ${e.answer.index}` : `${e.error?.code} ${e.error?.message}`}`,
     );
     console.log(
-      `seed ${seed}\n${log.join('\n')}\n--\n${outcomes.join('\n')}\n--\n${cluster.requests.join('\n')}`,
+      `seed ${seed} ${JSON.stringify(shape)}\n${log.join('\n')}\n--\n${outcomes.join('\n')}\n--\n${cluster.requests.join('\n')}`,
     );
   }
   return problems;
 }
 
-function check(issued: readonly Issued[], cluster: FaultyCluster): string[] {
+/** The first generator's draw is always taken, so the later draws stay as they were. */
+function drawnInFlightMax(random: () => number, shape: Shape): number {
+  const drawn = 2 + Math.floor(random() * 30);
+  return shape.inFlightMax ?? drawn;
+}
+
+function check(issued: readonly Issued[], cluster: FaultyCluster, settleBoundMs: number): string[] {
   const problems: string[] = [];
   const positions = new Map<unknown, number[]>();
   cluster.log.forEach((delivered, at) => {
-    positions.set(delivered.payload, [...(positions.get(delivered.payload) ?? []), at + 1]);
+    const name = payloadName(delivered.payload);
+    positions.set(name, [...(positions.get(name) ?? []), at + 1]);
+    const entry = issued.find((one) => one.payload === name);
+    if (entry !== undefined && entry.topic !== delivered.topic) {
+      problems.push(`${name} delivered with topic ${delivered.topic}, sent with ${entry.topic}`);
+    }
   });
   for (const [payload, at] of positions) {
     if (at.length > 1) problems.push(`${String(payload)} delivered ${at.length} times (${at})`);
