@@ -120,7 +120,9 @@ export class FaultyCluster {
       const server = createServer((request, response) => cluster.serve(n, request, response));
       // A down endpoint refuses at once: the connection is closed before any byte.
       server.on('connection', (socket: Socket) => {
-        if (cluster.isDown(n)) socket.destroy();
+        if (!cluster.isDown(n)) return;
+        cluster.requests.push(`@${n} refused a connection (down)`);
+        socket.destroy();
       });
       await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
       cluster.servers.push(server);
@@ -228,7 +230,12 @@ export class FaultyCluster {
       // The node's deadline passed before the commit: the message goes on into the log.
       this.requests.push(`${what} 503 timeout Retry-After (goes on)`);
       this.replyRetryAfter(response, 'timeout');
-      this.inBackground(this.process(url, text, false), `${what} went on`);
+      // It commits after the answer: the deadline passed because the commit was slow.
+      const laterMs = this.extraRandom() * (this.rates.slowMsMax ?? 0);
+      this.inBackground(
+        sleep(laterMs).then(() => this.process(url, text, false)),
+        `${what} went on after ${Math.round(laterMs)} ms`,
+      );
       return;
     }
     if (extra === 'slow') await sleep(this.slowMs());
