@@ -96,6 +96,12 @@ class Session {
   acknowledged = false;
   /** The lowest seq a node refused for good: no seq above it is ever delivered here. */
   refusedSeq = Number.POSITIVE_INFINITY;
+  /**
+   * The lowest seq the client stopped sending (abandonAfterMs) after it went out
+   * unanswered: it may still land (a slow commit), so `session_unknown` above it before
+   * any answer is its absence, a gap to wait out, never a refusal for good.
+   */
+  abandonedSentSeq = Number.POSITIVE_INFINITY;
   /** Seqs whose broadcasts are still running in this session. */
   readonly running = new Map<number, Flight>();
   /** Once broken: where each seq above the refused one goes, in the order they were issued. */
@@ -498,6 +504,7 @@ export class Client {
               `no endpoint answered the broadcast within ${this.settings.abandonAfterMs} ms; it was not delivered`,
             );
           }
+          session.abandonedSentSeq = Math.min(session.abandonedSentSeq, seq);
           throw new ClientError(
             'unavailable',
             { client: session.id, seq, lastReason, sent: true },
@@ -523,12 +530,13 @@ export class Client {
           return answerOf(outcome.value);
         }
         // Before any answer in the session, session_unknown means its first message has
-        // not arrived yet; while a lower seq is still being sent, it is a gap to wait out.
+        // not arrived yet; while a lower seq is still being sent, or was sent and abandoned
+        // (it may land late), it is a gap to wait out.
         const firstOnItsWay =
           outcome.kind === 'fatal' &&
           outcome.error.code === 'session_unknown' &&
           !session.acknowledged &&
-          session.runsBelow(seq);
+          (session.runsBelow(seq) || seq > session.abandonedSentSeq);
         if (
           outcome.kind === 'fatal' &&
           !firstOnItsWay &&

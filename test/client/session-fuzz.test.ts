@@ -33,6 +33,8 @@ interface Shape {
   readonly topicShare: number;
   readonly largeShare: number;
   readonly endpointCount: number;
+  /** abandonAfterMs in unavailableAfterMs: 1 stops sending at the first bound. */
+  readonly abandonFactor: number;
   readonly extraRates: Partial<FaultRates>;
 }
 
@@ -57,14 +59,16 @@ function shapeOf(seed: number): Shape {
       downForMsMax: 400,
       slowCommit: on(0.5, 0.06),
       slowMsMin: requestTimeoutMs + 5,
-      slowMsMax: requestTimeoutMs * 4,
+      // Up to past a short unavailableAfterMs: a commit may land after the client gave up.
+      slowMsMax: requestTimeoutMs * 6,
       duplicate: on(0.5, 0.08),
-      duplicateDelayMsMax: requestTimeoutMs * 3,
+      duplicateDelayMsMax: requestTimeoutMs * 5,
       noLeaderRetryAfter: on(0.3, 0.04),
       timeoutRetryAfter: on(0.3, 0.04),
       gapAtOnce: on(0.4, 0.3),
       retryAfterSeconds: 1,
     },
+    abandonFactor: pick([1, 3, 3]),
   };
 }
 
@@ -110,7 +114,7 @@ async function runSeed(seed: number): Promise<string[]> {
     clientId: `fuzz-${seed}`,
     requestTimeoutMs,
     unavailableAfterMs,
-    abandonAfterMs: unavailableAfterMs * 3,
+    abandonAfterMs: unavailableAfterMs * shape.abandonFactor,
     backoffBaseMs: 5,
     backoffMaxMs: 30,
     inFlightMax: drawnInFlightMax(random, shape),
