@@ -69,14 +69,39 @@ export interface Settings {
 const retryAfterMsMax = 2_000;
 const topicBytesMax = 255;
 
-/** A broadcast running in a session, as its session sees it. */
-interface Flight {
+/** A (session, seq) place. */
+interface Place {
+  readonly session: Session;
+  readonly seq: number;
+}
+
+/** One broadcast on its way: where it is now, and what its caller has been told. */
+class Flight implements Place {
+  readonly startedMs = Date.now();
   /** Its caller was told its outcome is unknown: later broadcasts need not wait for it. */
-  givenUp: boolean;
-  /** Whether its current (session, seq) went out at least once. */
-  sent: boolean;
+  givenUp = false;
+  /** Whether its current (session, seq) went out at least once: one never sent is a hole. */
+  sent = false;
+  lastReason = 'no attempt';
+
+  constructor(
+    public session: Session,
+    public seq: number,
+    private readonly giveUp: (error: ClientError) => void,
+  ) {}
+
   /** Tells its caller, unless told already, that its outcome is unknown; it is sent on. */
-  readonly tellUnknown: (reason: string) => void;
+  tellUnknown(reason: string): void {
+    if (this.givenUp) return;
+    this.givenUp = true;
+    this.giveUp(this.failure(this.sent, reason));
+    this.session.wake(); // a successor waiting for this seq need not wait any longer
+  }
+
+  failure(sent: boolean, message: string): ClientError {
+    const details = { client: this.session.id, seq: this.seq, lastReason: this.lastReason, sent };
+    return new ClientError('unavailable', details, message);
+  }
 }
 
 /** One session: its id and the next seq. Broken once a node refused one of its seqs. */
@@ -412,62 +437,13 @@ export class Client {
     topic: string | undefined,
     giveUp: (error: ClientError) => void,
   ): Promise<BroadcastAnswer> {
-    let session = this.session;
-    let seq = session.nextSeq++;
-    let lastReason = 'no attempt';
-    const flight: Flight = {
-      givenUp: false,
-      // Whether (session, seq) went out at least once: a seq never sent leaves a hole.
-      sent: false,
-      tellUnknown: (reason) => {
-        if (flight.givenUp) return;
-        flight.givenUp = true;
-        giveUp(
-          new ClientError(
-            'unavailable',
-            { client: session.id, seq, lastReason, sent: flight.sent },
-            reason,
-          ),
-        );
-        session.wake(); // a successor waiting for this seq need not wait any longer
-      },
-    };
-    session.running.set(seq, flight);
+    const flight = new Flight(this.session, this.session.nextSeq++, giveUp);
+    flight.session.running.set(flight.seq, flight);
     try {
-      const startedMs = Date.now();
       for (let attempt = 0; ; attempt++) {
         this.throwIfClosed();
-        if (session.expired && flight.sent && !session.moves.has(seq)) {
-          throw new ClientError(
-            'unavailable',
-            { client: session.id, seq, sent: true },
-            `the nodes forgot session ${session.id} (session_unknown) while this broadcast was in flight; it may have been delivered before, so the client does not send it again, and its outcome is unknown`,
-          );
-        }
-        if (
-          session.retired &&
-          session.broken &&
-          seq > session.refusedSeq &&
-          !session.moves.has(seq)
-        ) {
-          throw new ClientError(
-            'unavailable',
-            { client: session.id, seq, sent: flight.sent },
-            `an earlier broadcast of session ${session.id} was refused after the session was retired; this one was not delivered (no seq above a refused one is)`,
-          );
-        }
-        while (session.broken && seq > session.refusedSeq) {
-          // An earlier seq of that session was refused, so this one can never be delivered
-          // there: it goes to the seq the break set aside for it in the next session, in
-          // the order of issue. A seq below the refused one stays where it is: it may be
-          // delivered already, and moving it would deliver it twice.
-          const move = session.moves.get(seq) ?? this.freshSeq();
-          session.settle(seq);
-          ({ session, seq } = move);
-          session.running.set(seq, flight);
-          flight.sent = false;
-        }
-        const predecessor = session.predecessor;
+        this.place(flight);
+        const predecessor = flight.session.predecessor;
         if (predecessor !== null) {
           if (predecessor.runningBelowRefused) {
             // FIFO across the break: wait for the lower seqs of the old session to settle.
@@ -475,44 +451,12 @@ export class Client {
             attempt -= 1; // not an attempt: look again
             continue;
           }
-          session.predecessor = null;
+          flight.session.predecessor = null;
         }
-        if (!flight.givenUp && Date.now() - startedMs > this.settings.unavailableAfterMs) {
-          const bound = `no endpoint accepted the broadcast within ${this.settings.unavailableAfterMs} ms (${lastReason})`;
-          if (!flight.sent) {
-            // A seq set aside for this message and never sent is a hole in its session:
-            // the seqs after it move on, as after a refusal.
-            this.breakSession(session, seq);
-            throw new ClientError(
-              'unavailable',
-              { client: session.id, seq, lastReason, sent: false },
-              `${bound}; it was never sent`,
-            );
-          }
-          flight.tellUnknown(`${bound}; the client sends it on, so it may still be delivered once`);
-          this.retire(session);
-        }
-        if (flight.givenUp && Date.now() - startedMs > this.settings.abandonAfterMs) {
-          if (!flight.sent) {
-            // It moved here (a break behind it) and never went out: a hole, as at the
-            // first bound, which the seqs after it move past. It was never delivered where
-            // it was sent before: no seq above a refused one is.
-            this.breakSession(session, seq);
-            throw new ClientError(
-              'unavailable',
-              { client: session.id, seq, lastReason, sent: false },
-              `no endpoint answered the broadcast within ${this.settings.abandonAfterMs} ms; it was not delivered`,
-            );
-          }
-          session.abandonedSentSeq = Math.min(session.abandonedSentSeq, seq);
-          throw new ClientError(
-            'unavailable',
-            { client: session.id, seq, lastReason, sent: true },
-            `no endpoint answered the broadcast within ${this.settings.abandonAfterMs} ms; the client stopped sending it, and its outcome stays unknown`,
-          );
-        }
+        this.checkBounds(flight);
         const endpoint = this.endpointAt(attempt);
         flight.sent = true;
+        const { session, seq } = flight;
         const outcome = await this.attempt(
           { endpoint, sessionId: session.id, seq, text, topic },
           attempt,
@@ -529,58 +473,150 @@ export class Client {
           if (Date.now() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
           return answerOf(outcome.value);
         }
-        // Before any answer in the session, session_unknown means its first message has
-        // not arrived yet; while a lower seq is still being sent, or was sent and abandoned
-        // (it may land late), it is a gap to wait out.
-        const firstOnItsWay =
-          outcome.kind === 'fatal' &&
-          outcome.error.code === 'session_unknown' &&
-          !session.acknowledged &&
-          (session.runsBelow(seq) || seq > session.abandonedSentSeq);
-        if (
-          outcome.kind === 'fatal' &&
-          !firstOnItsWay &&
-          !(outcome.error.code === 'closed' && !this.closed)
-        ) {
-          if (outcome.error.code === 'session_unknown' && session.acknowledged) {
-            // Not a refusal of this message alone: every seq of the session is in doubt.
-            // (Before any answer, with no lower seq left to arrive, it is a refusal of
-            // this seq alone, as below.)
-            session.expired = true;
-            this.breakSession(session, 0);
-          } else if (outcome.error.code !== 'closed') {
-            this.breakSession(session, seq);
-          }
-          throw outcome.error;
-        }
-        // A retry, a first message still on its way, or an attempt cut short by the break
-        // of its session (this seq stays).
-        lastReason =
-          outcome.kind === 'retry'
-            ? outcome.reason
-            : firstOnItsWay
-              ? `${endpoint} has not seen the session's first message yet`
-              : 'its session broke';
-        // The leader may have moved: look for it while this broadcast retries elsewhere.
-        if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
-          this.leaderAt = null;
-        }
-        this.findLeader();
-        const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
-        const { unavailableAfterMs, abandonAfterMs } = this.settings;
-        const boundMs = flight.givenUp ? abandonAfterMs : unavailableAfterMs;
-        await pause(this.delayWithinMs(attempt, retryAfterMs, startedMs, boundMs), [
-          this.closer.signal,
-          session.breaker.signal,
-        ]);
+        this.judgeFailure(flight, outcome, endpoint);
+        await this.backOff(flight, outcome, attempt, endpoint);
       }
     } finally {
       // Also any places set aside for it that it never reached (the client closed).
-      for (let at: { session: Session; seq: number } | undefined = { session, seq }; at; ) {
+      for (let at: Place | undefined = flight; at; ) {
         at.session.settle(at.seq);
         at = at.session.moves.get(at.seq);
       }
     }
+  }
+
+  /**
+   * Where the message goes next: on to the place a break set aside for it, or nowhere
+   * (throws) when its session can no longer deliver it and it must not move.
+   */
+  private place(flight: Flight): void {
+    const { session, seq } = flight;
+    if (session.expired && flight.sent && !session.moves.has(seq)) {
+      throw new ClientError(
+        'unavailable',
+        { client: session.id, seq, sent: true },
+        `the nodes forgot session ${session.id} (session_unknown) while this broadcast was in flight; it may have been delivered before, so the client does not send it again, and its outcome is unknown`,
+      );
+    }
+    if (session.retired && session.broken && seq > session.refusedSeq && !session.moves.has(seq)) {
+      throw new ClientError(
+        'unavailable',
+        { client: session.id, seq, sent: flight.sent },
+        `an earlier broadcast of session ${session.id} was refused after the session was retired; this one was not delivered (no seq above a refused one is)`,
+      );
+    }
+    while (flight.session.broken && flight.seq > flight.session.refusedSeq) {
+      // An earlier seq of that session was refused, so this one can never be delivered
+      // there: it goes to the seq the break set aside for it in the next session, in the
+      // order of issue. A seq below the refused one stays where it is: it may be delivered
+      // already, and moving it would deliver it twice.
+      const move = flight.session.moves.get(flight.seq) ?? this.freshSeq();
+      flight.session.settle(flight.seq);
+      flight.session = move.session;
+      flight.seq = move.seq;
+      flight.session.running.set(flight.seq, flight);
+      flight.sent = false;
+    }
+  }
+
+  /** unavailableAfterMs, then abandonAfterMs: what passing each means for this message. */
+  private checkBounds(flight: Flight): void {
+    const { session, seq } = flight;
+    const { unavailableAfterMs, abandonAfterMs } = this.settings;
+    const elapsedMs = Date.now() - flight.startedMs;
+    if (!flight.givenUp && elapsedMs > unavailableAfterMs) {
+      const bound = `no endpoint accepted the broadcast within ${unavailableAfterMs} ms (${flight.lastReason})`;
+      if (!flight.sent) {
+        // A seq set aside for this message and never sent is a hole in its session: the
+        // seqs after it move on, as after a refusal.
+        this.breakSession(session, seq);
+        throw flight.failure(false, `${bound}; it was never sent`);
+      }
+      flight.tellUnknown(`${bound}; the client sends it on, so it may still be delivered once`);
+      this.retire(session);
+    }
+    if (flight.givenUp && elapsedMs > abandonAfterMs) {
+      if (!flight.sent) {
+        // It moved here (a break behind it) and never went out: a hole, as at the first
+        // bound, which the seqs after it move past. It was never delivered where it was
+        // sent before: no seq above a refused one is.
+        this.breakSession(session, seq);
+        throw flight.failure(
+          false,
+          `no endpoint answered the broadcast within ${abandonAfterMs} ms; it was not delivered`,
+        );
+      }
+      session.abandonedSentSeq = Math.min(session.abandonedSentSeq, seq);
+      throw flight.failure(
+        true,
+        `no endpoint answered the broadcast within ${abandonAfterMs} ms; the client stopped sending it, and its outcome stays unknown`,
+      );
+    }
+  }
+
+  /**
+   * A failed attempt: throws a refusal (breaking the session as it requires); returns for
+   * one worth another attempt, with `flight.lastReason` saying why.
+   */
+  private judgeFailure(
+    flight: Flight,
+    outcome: Exclude<Outcome<BroadcastAnswer>, { kind: 'ok' }>,
+    endpoint: string,
+  ): void {
+    const { session, seq } = flight;
+    // Before any answer in the session, session_unknown means its first message has not
+    // arrived yet; while a lower seq is still being sent, or was sent and abandoned (it may
+    // land late), it is a gap to wait out.
+    const firstOnItsWay =
+      outcome.kind === 'fatal' &&
+      outcome.error.code === 'session_unknown' &&
+      !session.acknowledged &&
+      (session.runsBelow(seq) || seq > session.abandonedSentSeq);
+    if (
+      outcome.kind === 'fatal' &&
+      !firstOnItsWay &&
+      !(outcome.error.code === 'closed' && !this.closed)
+    ) {
+      if (outcome.error.code === 'session_unknown' && session.acknowledged) {
+        // Not a refusal of this message alone: every seq of the session is in doubt.
+        // (Before any answer, with no lower seq left to arrive, it is a refusal of this
+        // seq alone, as below.)
+        session.expired = true;
+        this.breakSession(session, 0);
+      } else if (outcome.error.code !== 'closed') {
+        this.breakSession(session, seq);
+      }
+      throw outcome.error;
+    }
+    // A retry, a first message still on its way, or an attempt cut short by the break of
+    // its session (this seq stays).
+    flight.lastReason =
+      outcome.kind === 'retry'
+        ? outcome.reason
+        : firstOnItsWay
+          ? `${endpoint} has not seen the session's first message yet`
+          : 'its session broke';
+  }
+
+  /** Waits before the next attempt, never past the bound this message is under. */
+  private async backOff(
+    flight: Flight,
+    outcome: Exclude<Outcome<BroadcastAnswer>, { kind: 'ok' }>,
+    attempt: number,
+    endpoint: string,
+  ): Promise<void> {
+    // The leader may have moved: look for it while this broadcast retries elsewhere.
+    if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
+      this.leaderAt = null;
+    }
+    this.findLeader();
+    const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
+    const { unavailableAfterMs, abandonAfterMs } = this.settings;
+    const boundMs = flight.givenUp ? abandonAfterMs : unavailableAfterMs;
+    await pause(this.delayWithinMs(attempt, retryAfterMs, flight.startedMs, boundMs), [
+      this.closer.signal,
+      flight.session.breaker.signal,
+    ]);
   }
 
   private get closed(): boolean {
