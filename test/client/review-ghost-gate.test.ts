@@ -56,10 +56,10 @@ test('a lower seq already reported unavailable does not hold the next session pa
     // p1 runs on in the background until abandonAfterMs (4 s); p3 does not wait for it.
     const startedMs = Date.now();
     const p3 = await client.broadcast('p3');
-    assert.ok(Date.now() - startedMs < 1_000, `p3 waited ${Date.now() - startedMs} ms`);
+    assert.ok(Date.now() - startedMs < 2_500, `p3 waited ${Date.now() - startedMs} ms`);
     assert.equal(p3.duplicate, false);
     const earlyMs = await early;
-    assert.ok(earlyMs < 2_000, `the early broadcast settled after ${earlyMs} ms`);
+    assert.ok(earlyMs < 3_000, `the early broadcast settled after ${earlyMs} ms`);
     const payloads = node.delivered.map((body) => body.payload);
     assert.ok(payloads.at(-1) === 'p3' && !payloads.includes('p1'), payloads.join());
   } finally {

@@ -95,8 +95,11 @@ async function runSeed(seed: number): Promise<string[]> {
   const shape = shapeOf(seed);
   const workload = seededRandom(seed * 31_337 + 5);
   const { unavailableAfterMs } = shape;
-  /** A call settles within both bounds (the slot wait, then its own) plus one attempt. */
-  const settleBoundMs = 2 * unavailableAfterMs + requestTimeoutMs + 400;
+  /**
+   * A call settles within both bounds (the slot wait, then its own) plus one attempt, with
+   * room for a loaded machine: a hang exceeds any of it.
+   */
+  const settleBoundMs = 2 * unavailableAfterMs + requestTimeoutMs + 1_500;
   const { cluster, urls } = await FaultyCluster.start(
     seed,
     {
