@@ -4,6 +4,7 @@
  * signal (SIGKILL for a crash), `restart` brings a node back on the same directory.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -190,21 +191,54 @@ export class ProcessCluster {
   }
 }
 
+/**
+ * `count` ports on 127.0.0.1 that were free a moment ago, for nodes started next. They are
+ * drawn below the kernel's ephemeral range: a port the kernel handed out for a listener on
+ * port 0 is also what it hands out as the local port of outgoing connections, and one of
+ * those (any HTTP request on the machine) could take it before the node listens.
+ */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => {
-      return new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const server = createServer();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve(server));
-      });
-    }),
-  );
-  const ports = servers.map((server) => {
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('no port bound');
-    return address.port;
-  });
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  const ephemeralLow = await ephemeralRangeStart();
+  const low = 10_000;
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < count && tries < count * 50; tries++) {
+    const port = low + Math.floor(Math.random() * (ephemeralLow - low));
+    if (!ports.includes(port) && (await canListen(port))) ports.push(port);
+  }
+  // A machine whose ephemeral range starts low: let the kernel pick.
+  while (ports.length < count) ports.push(await kernelPort());
   return ports;
+}
+
+async function ephemeralRangeStart(): Promise<number> {
+  try {
+    const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    const low = Number(text.trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 11_000 ? low : 11_000;
+  } catch {
+    return 32_768; // Linux's default; elsewhere a guess that is right on most systems
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function kernelPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close(() => reject(new Error('no port bound')));
+        return;
+      }
+      server.close(() => resolve(address.port));
+    });
+  });
 }
