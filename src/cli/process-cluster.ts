@@ -201,11 +201,12 @@ export async function freePorts(count: number): Promise<number[]> {
   const ephemeralLow = await ephemeralRangeStart();
   const low = 10_000;
   const ports: number[] = [];
-  for (let tries = 0; ports.length < count && tries < count * 50; tries++) {
+  // A machine whose ephemeral range starts low leaves no room below it: the kernel picks.
+  const tryCount = ephemeralLow - low >= 1_000 ? count * 50 : 0;
+  for (let tries = 0; ports.length < count && tries < tryCount; tries++) {
     const port = low + Math.floor(Math.random() * (ephemeralLow - low));
     if (!ports.includes(port) && (await canListen(port))) ports.push(port);
   }
-  // A machine whose ephemeral range starts low: let the kernel pick.
   while (ports.length < count) ports.push(await kernelPort());
   return ports;
 }
@@ -214,7 +215,7 @@ async function ephemeralRangeStart(): Promise<number> {
   try {
     const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
     const low = Number(text.trim().split(/\s+/)[0]);
-    return Number.isInteger(low) && low > 11_000 ? low : 11_000;
+    return Number.isInteger(low) ? low : 32_768;
   } catch {
     return 32_768; // Linux's default; elsewhere a guess that is right on most systems
   }

@@ -674,8 +674,8 @@ export class Client {
     // retired session.
     if (session.broken && session.successor?.predecessor !== session) session.retired = true;
     if (session.retired) {
-      // Its seqs above the refused one fail rather than move: the current session has sent
-      // later broadcasts already, so moved ones would overtake nothing in order anyway, and
+      // Its seqs above the refused one fail rather than move: later broadcasts already
+      // have their places in newer sessions, so moved ones would land behind them, and
       // this keeps a retired session's messages under one (session, seq) each. (Seqs the
       // break before had set aside a place for in the successor still move there.)
       session.broken = true;
