@@ -110,6 +110,8 @@ export class RaftCore {
   private readonly progress = new Map<NodeId, Progress>();
   private transferTarget: NodeId | null = null;
   private transferElapsedTicks = 0;
+  /** Leader: ticks since the newest configuration committed while former members remain. */
+  private formerMembersElapsedTicks = 0;
   private readRound = 0;
   private pendingReads: PendingRead[] = [];
   private messages: Message[] = [];
@@ -194,10 +196,22 @@ export class RaftCore {
         progress.becomeProbe();
       }
     }
+    this.tickFormerMembers();
     if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
       this.heartbeatElapsedTicks = 0;
       this.broadcastHeartbeat();
     }
+  }
+
+  /** Drops servers a committed configuration left out, an election timeout after the fact. */
+  private tickFormerMembers(): void {
+    if (this.raftLog.committed < this.raftLog.lastConfigIndex()) return;
+    const config = this.raftLog.config();
+    let former = false;
+    for (const id of this.progress.keys()) if (!isMember(config, id)) former = true;
+    if (!former) return;
+    this.formerMembersElapsedTicks++;
+    if (this.formerMembersElapsedTicks >= this.options.electionTimeoutTicks) this.rebuildProgress();
   }
 
   /** CheckQuorum (Raft thesis §6.2): a leader that has not heard from a quorum steps down. */
@@ -353,8 +367,18 @@ export class RaftCore {
 
   // ---------------------------------------------------------------- elections
 
+  /**
+   * A server campaigns while it may still be needed for a quorum: it is a voter in its latest
+   * configuration, or in one the cluster may still be using because nothing newer is known to
+   * be committed (Raft thesis §4.2.2, Figure 4.6). A leader that removes itself and steps down
+   * before the removal commits, or a voter demoted by an uncommitted entry, is otherwise lost
+   * to the old majority, which may need its vote and its longer log (simulator seeds
+   * 0xb2d09396, 0xb2d0fc62, 0xb2d0bfda). It never counts its own vote where it is not a voter
+   * of its latest configuration: voteOutcome counts only that configuration's voters.
+   */
   private promotable(): boolean {
-    return isVoter(this.raftLog.config(), this.id) && this.raftLog.pendingSnapshot === null;
+    if (this.raftLog.pendingSnapshot !== null) return false;
+    return this.raftLog.configsSinceCommit().some((config) => isVoter(config, this.id));
   }
 
   /** Starts an election now (tests and operators); ignored on a leader or a non-voter. */
@@ -696,10 +720,20 @@ export class RaftCore {
     return entry;
   }
 
-  /** Keeps one Progress per member other than us, creating new ones in probe state. */
+  /**
+   * Keeps one Progress per member other than us, creating new ones in probe state. Members of
+   * configurations not yet known to be superseded (see promotable) stay until the newest
+   * configuration has committed and one more election timeout has passed (tickLeader): they
+   * hear of the commit that removes them, so they stop campaigning instead of disrupting the
+   * cluster that no longer includes them (Raft thesis §4.2.3). They never count in a quorum.
+   */
   private rebuildProgress(): void {
+    this.formerMembersElapsedTicks = 0;
     const config = this.raftLog.config();
-    const wanted = new Set(members(config).filter((id) => id !== this.id));
+    const wanted = new Set<NodeId>();
+    for (const candidate of this.raftLog.configsSinceCommit()) {
+      for (const id of members(candidate)) if (id !== this.id) wanted.add(id);
+    }
     for (const id of this.progress.keys()) if (!wanted.has(id)) this.progress.delete(id);
     for (const id of wanted) {
       if (this.progress.has(id)) continue;

@@ -222,6 +222,17 @@ export class RaftLog {
     return result;
   }
 
+  /**
+   * Every configuration that may be in force cluster-wide as far as this log knows: the one
+   * at the commit index (committed, so in force or superseded) and each newer one in the log
+   * (not known to be committed yet). Oldest first; at least one.
+   */
+  configsSinceCommit(): Configuration[] {
+    const result = [this.configAt(this.committed)];
+    for (const entry of this.configs) if (entry.index > this.committed) result.push(entry.config);
+    return result;
+  }
+
   /** The newest config entry's index, or the snapshot index when the log has none. */
   lastConfigIndex(): number {
     const newest = this.configs[this.configs.length - 1];
