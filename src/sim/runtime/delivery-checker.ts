@@ -1,0 +1,272 @@
+/**
+ * The broadcast's promises as nodes and clients see them, checked after every step of a
+ * simulated run of the real runtime:
+ * - agreement and total order: every node delivers, at each position, the same message, and
+ *   each node's positions run 1, 2, 3 … without a gap (after a restart, again from where its
+ *   recovered state resumes);
+ * - integrity: each message at most once; nothing that no client sent (the nodes' own
+ *   records on reserved topics aside); log time never goes back along positions;
+ * - what clients were told: a broadcast resolved at position p is the message at p; one
+ *   client's resolved broadcasts are in the order it issued them; a definite refusal is never
+ *   delivered; every call settles within its bound.
+ */
+import { reservedTopicPrefix } from '../../broadcast/membership.ts';
+import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import type { NodeId } from '../../raft/types.ts';
+import type { ViolationContext } from '../violation.ts';
+
+const utf8 = new TextDecoder();
+
+interface CommonMessage {
+  readonly clientId: string;
+  readonly seq: number;
+  readonly topic: string;
+  readonly payloadText: string;
+  readonly logTimeMs: number;
+  readonly firstNode: NodeId;
+}
+
+export type CallOutcome =
+  | { readonly kind: 'resolved'; readonly position: number | null; readonly duplicate: boolean }
+  | { readonly kind: 'rejected'; readonly code: string };
+
+interface Call {
+  readonly client: string;
+  readonly issueNumber: number;
+  readonly payloadText: string;
+  readonly issuedMs: number;
+  outcome: CallOutcome | null;
+  settledMs: number | null;
+}
+
+/** Codes after which the message was certainly not, and will never be, delivered. */
+const definiteRefusals = new Set(['invalid_argument', 'payload_too_large']);
+
+export class DeliveryChecker {
+  private readonly common: CommonMessage[] = [];
+  /** The next position each node (this incarnation) must deliver. */
+  private readonly nextPositionOf = new Map<NodeId, number>();
+  /** Payload text → position, for every client message delivered so far. */
+  private readonly positionOfPayload = new Map<string, number>();
+  private readonly calls = new Map<string, Call>();
+  /** Position a client was told → the payload it must hold there. */
+  private readonly promised = new Map<number, string>();
+  private readonly resolvedByClient = new Map<string, { issueNumber: number; position: number }[]>();
+
+  constructor(private readonly context: ViolationContext) {}
+
+  get lastPosition(): number {
+    return this.common.length;
+  }
+
+  get callCount(): number {
+    return this.calls.size;
+  }
+
+  /** A node (re)started; its deliveries resume after `lastPosition` of its recovered state. */
+  onNodeStarted(node: NodeId, lastPosition: number): void {
+    if (lastPosition > this.common.length) {
+      this.context.fail(
+        'agreement',
+        `${node} restarts past position ${lastPosition}, beyond the ${this.common.length} ever delivered`,
+        [node],
+      );
+    }
+    this.nextPositionOf.set(node, lastPosition + 1);
+  }
+
+  onDelivered(node: NodeId, message: DeliveredMessage): void {
+    const expected = this.nextPositionOf.get(node) ?? 1;
+    if (message.position !== expected) {
+      this.context.fail(
+        'delivery order',
+        `${node} delivers position ${message.position} where ${expected} is next`,
+        [node],
+      );
+    }
+    this.nextPositionOf.set(node, message.position + 1);
+    const payloadText = utf8.decode(message.payload);
+    const known = this.common[message.position - 1];
+    if (known === undefined) {
+      this.extend(node, message, payloadText);
+      return;
+    }
+    if (
+      known.clientId !== message.clientId ||
+      known.seq !== message.seq ||
+      known.topic !== message.topic ||
+      known.payloadText !== payloadText ||
+      known.logTimeMs !== message.logTimeMs
+    ) {
+      this.context.fail(
+        'agreement',
+        `${node} delivers ${describe(message.clientId, message.seq, payloadText)} at position ${message.position}, where ${known.firstNode} delivered ${describe(known.clientId, known.seq, known.payloadText)}`,
+        [node, known.firstNode],
+      );
+    }
+  }
+
+  private extend(node: NodeId, message: DeliveredMessage, payloadText: string): void {
+    const previous = this.common[this.common.length - 1];
+    if (previous !== undefined && message.logTimeMs < previous.logTimeMs) {
+      this.context.fail(
+        'agreement',
+        `log time goes back at position ${message.position}: ${message.logTimeMs} < ${previous.logTimeMs}`,
+        [node],
+      );
+    }
+    this.common.push({
+      clientId: message.clientId,
+      seq: message.seq,
+      topic: message.topic,
+      payloadText,
+      logTimeMs: message.logTimeMs,
+      firstNode: node,
+    });
+    if (message.topic.startsWith(reservedTopicPrefix)) return;
+    const call = this.calls.get(payloadText);
+    if (call === undefined) {
+      this.context.fail('integrity', `${node} delivers ${payloadText}, which no client sent`, [node]);
+      return;
+    }
+    const earlier = this.positionOfPayload.get(payloadText);
+    if (earlier !== undefined) {
+      this.context.fail(
+        'integrity',
+        `${payloadText} is delivered twice, at positions ${earlier} and ${message.position}`,
+        [node],
+      );
+    }
+    this.positionOfPayload.set(payloadText, message.position);
+    if (call.outcome?.kind === 'rejected' && definiteRefusals.has(call.outcome.code)) {
+      this.context.fail(
+        'acknowledged delivery',
+        `${payloadText} is delivered at ${message.position} after its client was told ${call.outcome.code}`,
+        [node],
+      );
+    }
+    const promisedText = this.promised.get(message.position);
+    if (promisedText !== undefined && promisedText !== payloadText) {
+      this.context.fail(
+        'acknowledged delivery',
+        `position ${message.position} holds ${payloadText}, but ${promisedText}'s client was told it is there`,
+        [node],
+      );
+    }
+  }
+
+  onIssued(client: string, issueNumber: number, payloadText: string, nowMs: number): void {
+    this.calls.set(payloadText, {
+      client,
+      issueNumber,
+      payloadText,
+      issuedMs: nowMs,
+      outcome: null,
+      settledMs: null,
+    });
+  }
+
+  onSettled(payloadText: string, outcome: CallOutcome, nowMs: number): void {
+    const call = this.calls.get(payloadText);
+    if (call === undefined || call.outcome !== null) {
+      this.context.fail('acknowledged delivery', `${payloadText} settles twice or was never issued`, []);
+      return;
+    }
+    call.outcome = outcome;
+    call.settledMs = nowMs;
+    const delivered = this.positionOfPayload.get(payloadText);
+    if (outcome.kind === 'rejected') {
+      if (definiteRefusals.has(outcome.code) && delivered !== undefined) {
+        this.context.fail(
+          'acknowledged delivery',
+          `${payloadText} was delivered at ${delivered}, then its client was told ${outcome.code}`,
+          [],
+        );
+      }
+      return;
+    }
+    if (outcome.position === null) {
+      if (!outcome.duplicate) {
+        this.context.fail('acknowledged delivery', `${payloadText} resolved without a position`, []);
+      }
+      return;
+    }
+    const position = outcome.position;
+    const held = this.common[position - 1];
+    if (held !== undefined && held.payloadText !== payloadText) {
+      this.context.fail(
+        'acknowledged delivery',
+        `${call.client} was told ${payloadText} is at position ${position}, which holds ${held.payloadText}`,
+        [],
+      );
+    }
+    if (delivered !== undefined && delivered !== position) {
+      this.context.fail(
+        'acknowledged delivery',
+        `${call.client} was told ${payloadText} is at ${position}; it was delivered at ${delivered}`,
+        [],
+      );
+    }
+    this.promised.set(position, payloadText);
+    this.checkClientOrder(call, position);
+  }
+
+  /** One client's resolved broadcasts hold positions in the order it issued them. */
+  private checkClientOrder(call: Call, position: number): void {
+    let resolved = this.resolvedByClient.get(call.client);
+    if (resolved === undefined) {
+      resolved = [];
+      this.resolvedByClient.set(call.client, resolved);
+    }
+    for (const other of resolved) {
+      const inOrder =
+        (other.issueNumber < call.issueNumber && other.position < position) ||
+        (other.issueNumber > call.issueNumber && other.position > position);
+      if (!inOrder) {
+        this.context.fail(
+          'per-client fifo',
+          `${call.client} issued #${other.issueNumber} and #${call.issueNumber} in that order; they resolved at positions ${other.position} and ${position}`,
+          [],
+        );
+      }
+    }
+    resolved.push({ issueNumber: call.issueNumber, position });
+  }
+
+  /** Calls issued before `nowMs - boundMs` that have not settled. */
+  overdue(nowMs: number, boundMs: number): string[] {
+    const late: string[] = [];
+    for (const call of this.calls.values()) {
+      if (call.outcome === null && nowMs - call.issuedMs > boundMs) late.push(call.payloadText);
+    }
+    return late;
+  }
+
+  /** At the end: every resolved broadcast is in the common sequence, where it was told. */
+  checkAllPromisesKept(): void {
+    for (const [position, payloadText] of this.promised) {
+      if (this.common[position - 1] === undefined) {
+        this.context.fail(
+          'acknowledged delivery',
+          `${payloadText} was acknowledged at position ${position}, which no node delivered`,
+          [],
+        );
+      }
+    }
+    for (const call of this.calls.values()) {
+      const outcome = call.outcome;
+      if (outcome?.kind === 'resolved' && outcome.position === null && !this.positionOfPayload.has(call.payloadText)) {
+        this.context.fail('acknowledged delivery', `${call.payloadText} was acknowledged as a duplicate but never delivered`, []);
+      }
+    }
+  }
+
+  /** Nodes that have not delivered everything yet. */
+  lagging(nodes: readonly NodeId[]): NodeId[] {
+    return nodes.filter((node) => (this.nextPositionOf.get(node) ?? 1) <= this.common.length);
+  }
+}
+
+function describe(clientId: string, seq: number, payloadText: string): string {
+  return `${clientId || '(anonymous)'}#${seq} ${payloadText.slice(0, 60)}`;
+}

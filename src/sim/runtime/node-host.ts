@@ -1,0 +1,217 @@
+/**
+ * One simulated machine: its disk (a SimFileSystem that outlives crashes) and, while it is
+ * up, one incarnation of the real stack on it — FileStorage over that disk, a BroadcastNode,
+ * and the HTTP routes in process — on the simulated network and clock. A crash ends the
+ * incarnation (its timers and I/O never complete) and cuts the power: unsynced writes are
+ * lost or torn. A restart opens the same disk the way production does.
+ */
+import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import { BroadcastNode, type NodeLogger, type NodeObserver } from '../../broadcast/node.ts';
+import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
+import { HttpMetrics } from '../../server/http-metrics.ts';
+import { InProcessServer } from '../../server/in-process.ts';
+import type { ServerSettings } from '../../server/context.ts';
+import { FileStorage } from '../../storage/file-storage.ts';
+import { assert } from '../../util/assert.ts';
+import type { Prng } from '../../util/prng.ts';
+import type { SimFileSystem } from '../sim-file-system.ts';
+import { AckedLog } from './acked-log.ts';
+import { simEnvironment } from './environment.ts';
+import type { ClientNetwork } from './exchange.ts';
+import { Life, type SimScheduler } from './scheduler.ts';
+import { type RuntimeNetwork, SimTransport } from './transport.ts';
+
+export const silentLogger: NodeLogger = { info() {}, warn() {}, error() {} };
+
+export type HostState = 'down' | 'starting' | 'up';
+
+export interface NodeTuning {
+  readonly tickIntervalMs: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly batchBytesMax: number;
+  readonly payloadBytesMax: number;
+  readonly pendingMessagesMax: number;
+  readonly requestTimeoutMs: number;
+  readonly retryIntervalMs: number;
+  readonly snapshotIntervalBytes: number;
+  readonly retainBytesMax: number;
+  readonly sessionTtlMs: number;
+  readonly inflightAppendsMax: number;
+  readonly appendBytesMax: number;
+}
+
+/** What the world learns from a host, for the checkers and the trace. */
+export interface HostEvents {
+  started(host: NodeHost, lastPosition: number): void;
+  delivered(host: NodeHost, message: DeliveredMessage): void;
+  /** The node stopped itself (storage failure, assertion): a crash the world did not cause. */
+  failed(host: NodeHost, reason: string): void;
+  /** Recovery found less than the storage had acknowledged. */
+  lostAcknowledged(host: NodeHost, detail: string): void;
+  note(host: NodeHost, text: string): void;
+}
+
+export interface NodeHostOptions {
+  readonly id: NodeId;
+  readonly index: number;
+  readonly disk: SimFileSystem;
+  readonly scheduler: SimScheduler;
+  readonly network: RuntimeNetwork;
+  readonly clientNetwork: ClientNetwork;
+  readonly prng: Prng;
+  readonly tuning: NodeTuning;
+  readonly bootstrap: Configuration;
+  readonly peers: ReadonlyMap<NodeId, string>;
+  readonly events: HostEvents;
+  readonly unsafe: string | null;
+}
+
+const dataDir = '/data';
+
+export class NodeHost {
+  readonly id: NodeId;
+  readonly index: number;
+  readonly acked = new AckedLog();
+  state: HostState = 'down';
+  node: BroadcastNode | null = null;
+  private life: Life | null = null;
+  private server: InProcessServer | null = null;
+  incarnation = 0;
+
+  constructor(private readonly options: NodeHostOptions) {
+    this.id = options.id;
+    this.index = options.index;
+  }
+
+  get disk(): SimFileSystem {
+    return this.options.disk;
+  }
+
+  /** Boots a new incarnation from the disk; resolves once it serves (or failed to start). */
+  async start(): Promise<void> {
+    assert(this.state === 'down', 'a node starts from down');
+    this.state = 'starting';
+    this.incarnation++;
+    const life = new Life(`${this.id}#${this.incarnation}`);
+    this.life = life;
+    const environment = simEnvironment({
+      scheduler: this.options.scheduler,
+      life,
+      prng: this.options.prng.fork(),
+    });
+    const { events } = this.options;
+    let opened: Awaited<ReturnType<typeof FileStorage.open>>;
+    try {
+      opened = await FileStorage.open({
+        dataDir,
+        clusterId: 'sim',
+        nodeId: this.id,
+        log: () => undefined,
+        files: this.options.disk,
+        environment,
+      });
+    } catch (error) {
+      if (this.life !== life) return;
+      this.state = 'down';
+      this.life = null;
+      life.end();
+      events.failed(this, `storage did not open: ${(error as Error).message}`);
+      return;
+    }
+    if (this.life !== life) {
+      void opened.storage.close().catch(() => undefined);
+      return;
+    }
+    const loss = this.acked.lossIn(this.id, opened.persisted);
+    if (loss !== null) events.lostAcknowledged(this, loss);
+    this.acked.reset(opened.persisted);
+    const transport = new SimTransport(this.id, life, this.options.network);
+    const node = new BroadcastNode(
+      {
+        ...this.options.tuning,
+        id: this.id,
+        bootstrap: this.options.bootstrap,
+        initialPeers: this.options.peers,
+        logger: silentLogger,
+        environment,
+        observer: this.observer(life),
+        ...(this.options.unsafe === null ? {} : { unsafe: this.options.unsafe as never }),
+      },
+      opened.storage,
+      transport,
+      opened.persisted,
+    );
+    await transport.start();
+    this.node = node;
+    this.server = new InProcessServer({
+      node,
+      settings: serverSettings(this.options.tuning, this.options.peers),
+      metrics: new HttpMetrics(),
+      logger: silentLogger,
+      environment,
+    });
+    this.options.clientNetwork.attach(this.id, this.server, life);
+    this.state = 'up';
+    events.started(this, node.lastPosition);
+    node.start();
+  }
+
+  private observer(life: Life): NodeObserver {
+    const events = this.options.events;
+    const live = () => this.life === life && life.isAlive;
+    return {
+      readyTaken: (_ready: Ready) => undefined,
+      readyDurable: (ready: Ready, hardStateWritten: HardState | null) => {
+        if (!live()) return;
+        if (ready.snapshot !== null) this.acked.installSnapshot(ready.snapshot);
+        this.acked.append(ready.entriesToAppend);
+        if (hardStateWritten !== null) this.acked.hardState = hardStateWritten;
+      },
+      readyApplied: (_ready: Ready) => undefined,
+      compacted: (snapshot: Snapshot) => {
+        if (live()) this.acked.compact(snapshot);
+      },
+      delivered: (message: DeliveredMessage) => {
+        if (live()) events.delivered(this, message);
+      },
+    };
+  }
+
+  /** Kills the incarnation and cuts the power to its disk. */
+  crash(): void {
+    if (this.state === 'down') return;
+    this.life?.end();
+    this.life = null;
+    this.options.clientNetwork.detach(this.id);
+    this.node = null;
+    this.server = null;
+    this.state = 'down';
+    this.options.disk.powerCut();
+  }
+
+  /** Whether the node stopped itself: it is up as far as the world knows, yet refuses all. */
+  get failedStop(): boolean {
+    const status = this.node?.status();
+    return status === undefined ? false : this.node !== null && isStopped(this.node);
+  }
+}
+
+function isStopped(node: BroadcastNode): boolean {
+  return (node as unknown as { stopped: unknown }).stopped !== null;
+}
+
+function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>): ServerSettings {
+  return {
+    payloadBytesMax: tuning.payloadBytesMax,
+    bodyBytesMax: tuning.payloadBytesMax + (64 << 10),
+    requestTimeoutMs: tuning.requestTimeoutMs,
+    retryAfterSeconds: 1,
+    keepAliveIntervalMs: 15_000,
+    streamsMax: 64,
+    messagesLimitDefault: 100,
+    messagesLimitMax: 1000,
+    messagesScanMax: 10_000,
+    peers,
+  };
+}
