@@ -13,6 +13,7 @@ import { drawPartition, perfectNetwork, SimNetwork } from '../network.ts';
 import { SimFileSystem } from '../sim-file-system.ts';
 import { type Property, SimViolation, ViolationContext } from '../violation.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
+import { FrameChecker } from './frame-checker.ts';
 import { calmClientNetwork, ClientNetwork } from './exchange.ts';
 import { describeRuntimeMix, drawRuntimeMix, type RuntimeMix } from './mix.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
@@ -82,6 +83,7 @@ class RuntimeWorld {
   private readonly network: SimNetwork;
   private readonly clientNetwork: ClientNetwork;
   private readonly checker: DeliveryChecker;
+  private readonly frameChecker: FrameChecker;
   private readonly hosts: NodeHost[] = [];
   private readonly workload: Workload;
   private readonly worldLife = new Life('world');
@@ -124,13 +126,19 @@ class RuntimeWorld {
       },
       this.mix.msPerTick,
       (event) => {
-        if (event.kind === 'sent') this.stats.framesSent++;
-        else if (event.kind === 'lost') this.stats.framesLost++;
+        if (event.kind === 'sent') {
+          this.stats.framesSent++;
+          this.frameChecker.onSent(event.frame);
+        } else if (event.kind === 'lost') this.stats.framesLost++;
       },
     );
     this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), () => undefined);
     this.clientNetwork.faults = this.mix.clientNetwork;
     this.checker = new DeliveryChecker(this.context);
+    this.frameChecker = new FrameChecker(this.context, (id) => {
+      const host = this.hosts.find((candidate) => candidate.id === id);
+      return host === undefined || host.state !== 'up' ? null : host.acked;
+    });
     const tuning = this.tuning();
     const peers = new Map(ids.map((id) => [id, `${id}:7000`] as const));
     for (const [index, id] of ids.entries()) {
