@@ -46,12 +46,19 @@ export type UnsafeVariant =
   /** Grant a vote to every candidate of a term, not only the first. */
   | 'grantTwoVotesPerTerm'
   /** Leave the vote out of the persisted hard state, so a restart forgets it. */
-  | 'forgetVoteOnRestart';
+  | 'forgetVoteOnRestart'
+  /**
+   * Count a granted VoteResponse or PreVoteResponse from an earlier round as a vote in the
+   * current one: a grant for term T, delayed until the candidate campaigns in T + 1, counts
+   * although its sender may have voted for someone else in T + 1.
+   */
+  | 'countStaleVotes';
 
 export const unsafeVariants: readonly UnsafeVariant[] = [
   'commitPreviousTermByCounting',
   'grantTwoVotesPerTerm',
   'forgetVoteOnRestart',
+  'countStaleVotes',
 ];
 
 export interface CoreOptions {
@@ -242,6 +249,8 @@ export class RaftCore {
           message.term === this.term + (message.granted ? 1 : 0)
         ) {
           this.tallyVote(message.from, message.granted);
+        } else if (this.countsStaleVote(message)) {
+          this.tallyVote(message.from, true);
         }
         break;
       case 'VoteResponse':
@@ -296,7 +305,9 @@ export class RaftCore {
       return true;
     }
     if (message.term < this.term) {
-      if (
+      if (this.countsStaleVote(message)) {
+        this.tallyVote(message.from, true);
+      } else if (
         message.type === 'Append' ||
         message.type === 'Heartbeat' ||
         message.type === 'Snapshot'
@@ -322,6 +333,23 @@ export class RaftCore {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Only the unsafe variant: a grant answers the request of one term and says nothing about
+   * the voter's choice in any later term (Raft §5.2: each server votes at most once per
+   * term), so the correct core drops it with every other message of an older term.
+   */
+  private countsStaleVote(message: Message): boolean {
+    if (this.options.unsafe !== 'countStaleVotes') return false;
+    // A candidate's round is its term; a pre-candidate's is the term it would campaign in.
+    if (message.type === 'VoteResponse') {
+      return message.granted && this.role === 'candidate' && message.term < this.term;
+    }
+    if (message.type === 'PreVoteResponse') {
+      return message.granted && this.role === 'preCandidate' && message.term < this.term + 1;
+    }
+    return false;
   }
 
   private inLease(): boolean {

@@ -2,6 +2,7 @@
  * Reading a JSON request body without ever holding more than `bodyBytesMax` of it: the size
  * is checked against Content-Length before reading and again on every chunk while streaming,
  * so an oversized or endless body is refused after at most one chunk past the limit.
+ * `readBody` is node:http's; the in-process front has the whole body at hand.
  */
 import type { IncomingMessage } from 'node:http';
 import { HttpError, invalidArgument } from './errors.ts';
@@ -58,7 +59,7 @@ export function readBody(req: IncomingMessage, options: BodyReadOptions): Promis
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Parses a body as one JSON object; the 400 says what is wrong with it. */
-export function parseJsonObject(body: Buffer): Record<string, unknown> {
+export function parseJsonObject(body: Uint8Array): Record<string, unknown> {
   if (body.length === 0)
     throw invalidArgument('body', 'the request body is empty; expected a JSON object');
   let text: string;

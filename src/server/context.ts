@@ -1,12 +1,13 @@
 /**
  * What route handlers see: the node (through the few methods the API needs), the server's
- * settings and metrics, and one request with its deadline.
+ * settings, metrics and environment, and one request with its deadline.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
 import type { BroadcastResult } from '../broadcast/pending.ts';
 import type { FollowerProgress, NodeId } from '../raft/types.ts';
+import type { Environment } from '../util/environment.ts';
+import type { ExchangeRequest, ExchangeResponse, StreamWriter } from './exchange.ts';
 import type { HttpMetrics } from './http-metrics.ts';
 
 /** A member of the configuration and the address its peers reach it at. */
@@ -69,12 +70,17 @@ export interface ServerContext {
   readonly settings: ServerSettings;
   readonly metrics: HttpMetrics;
   readonly logger: NodeLogger;
+  /**
+   * Every clock and timer of the server: request deadlines, stream keep-alives, the linger
+   * after an early answer, latencies. The simulator passes its virtual one.
+   */
+  readonly environment: Environment;
 }
 
 export interface RouteContext {
   readonly server: ServerContext;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly request: ExchangeRequest;
+  readonly response: ExchangeResponse;
   readonly url: URL;
   readonly params: Readonly<Record<string, string>>;
   /** Aborts at the request deadline, when the client goes away, or when the server closes. */
@@ -87,6 +93,9 @@ export interface RouteContext {
   }): Promise<Record<string, unknown>>;
   /** `promise`, or a rejection as soon as `signal` aborts. */
   within<T>(promise: Promise<T>): Promise<T>;
-  /** A streaming answer has begun: the request deadline no longer applies. */
-  startStreaming(): void;
+  /**
+   * Begins a streaming answer with this head; from then on the request deadline no longer
+   * applies. Throws an HttpError where the front cannot stream (in process, for now).
+   */
+  startStream(status: number, headers: Readonly<Record<string, string>>): StreamWriter;
 }

@@ -21,6 +21,7 @@ export type HttpErrorCode =
   | 'transfer_refused'
   | 'not_found'
   | 'method_not_allowed'
+  | 'not_implemented'
   | 'internal';
 
 /** Extra fields of an error body, next to `error` and `message`. */

@@ -3,7 +3,7 @@
  * latency of a broadcast until it is committed, and the event streams with the bytes they
  * hold for slow consumers (bounded: a stream waits for its socket to drain).
  */
-import type { ServerResponse } from 'node:http';
+import type { StreamWriter } from './exchange.ts';
 import { type Exposition, Histogram, LabelledCounter } from './exposition.ts';
 
 const latencyBoundsSeconds = [
@@ -14,7 +14,7 @@ export class HttpMetrics {
   private readonly requests = new LabelledCounter();
   private readonly requestSeconds = new Histogram(latencyBoundsSeconds);
   private readonly broadcastSeconds = new Histogram(latencyBoundsSeconds);
-  private readonly streams = new Set<ServerResponse>();
+  private readonly streams = new Set<StreamWriter>();
   private streamEventCount = 0;
   private streamDrainWaitCount = 0;
 
@@ -32,12 +32,12 @@ export class HttpMetrics {
     return this.streams.size;
   }
 
-  streamOpened(res: ServerResponse): void {
-    this.streams.add(res);
+  streamOpened(stream: StreamWriter): void {
+    this.streams.add(stream);
   }
 
-  streamClosed(res: ServerResponse): void {
-    this.streams.delete(res);
+  streamClosed(stream: StreamWriter): void {
+    this.streams.delete(stream);
   }
 
   streamEvent(): void {
@@ -51,7 +51,7 @@ export class HttpMetrics {
   /** Bytes written to event streams and not yet handed to the kernel, over every stream. */
   streamBufferedBytes(): number {
     let total = 0;
-    for (const res of this.streams) total += res.writableLength;
+    for (const stream of this.streams) total += stream.bufferedBytes;
     return total;
   }
 

@@ -3,28 +3,27 @@
  * response is written once: a late second attempt (say, a handler finishing after the
  * request deadline already answered) is dropped, not thrown.
  */
-import type { ServerResponse } from 'node:http';
 import type { HttpError } from './errors.ts';
-
-export function canRespond(res: ServerResponse): boolean {
-  return !res.headersSent && !res.writableEnded && !res.destroyed;
-}
+import type { ExchangeResponse } from './exchange.ts';
 
 export function sendJson(
-  res: ServerResponse,
+  response: ExchangeResponse,
   status: number,
   body: unknown,
   headers: Readonly<Record<string, string>> = {},
 ): void {
-  if (!canRespond(res)) return;
+  if (!response.answerable) return;
   const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    ...headers,
+  response.send({
+    status,
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+      ...headers,
+    },
+    body: text,
   });
-  res.end(text);
 }
 
 export interface ErrorAnswerOptions {
@@ -35,7 +34,7 @@ export interface ErrorAnswerOptions {
 }
 
 export function sendError(
-  res: ServerResponse,
+  response: ExchangeResponse,
   error: HttpError,
   options: ErrorAnswerOptions,
 ): void {
@@ -44,7 +43,7 @@ export function sendError(
   if (options.closeConnection) headers.connection = 'close';
   // Details go first so that `error` and `message` can never be overwritten by one.
   sendJson(
-    res,
+    response,
     error.status,
     { ...error.details, error: error.code, message: error.message },
     headers,

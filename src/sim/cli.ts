@@ -5,7 +5,8 @@
  *   --seeds N [--from S]      N runs from seed S (default 1); prints throughput and failures
  *   --nodes 3|5|7             cluster size (default: each seed draws one)
  *   --unsafe VARIANT          a deliberately broken core variant
- *   --profile NAME            bias the fault mix (default, elections, figure8, calm)
+ *   --profile NAME            the fault mix: default draws a shape per seed; broad, elections,
+ *                             figure8, calm fix one
  *   --ticks T                 fault phase length in ticks
  *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.

@@ -1,7 +1,11 @@
 // Unit tests of the pure core through a small synchronous cluster: elections, replication,
-// commit, restarts and refusals, each checked on what every node delivers.
+// commit, restarts and refusals, each checked on what every node delivers; and a lone core
+// fed responses by hand, to show a late grant of an earlier term is not a vote now (each
+// such test also runs the unsafe variant that counts it, so it can fail).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { RaftCore, type UnsafeVariant } from '../../src/raft/core.ts';
+import type { Message, NodeId } from '../../src/raft/types.ts';
 import { bytes, TestCluster } from './harness.ts';
 
 test('three nodes elect one leader and deliver proposals in the same order', () => {
@@ -70,4 +74,67 @@ test('a restarted node recovers its log and vote from what it persisted', () => 
   assert.equal(after.role, 'follower');
   cluster.tickAll(40);
   assert.ok(cluster.leader() !== undefined);
+});
+
+/** n1 of voters n1..n3, alone: messages are stepped in by hand. */
+function lonelyCore(options: { preVote: boolean; unsafe: UnsafeVariant | null }): RaftCore {
+  return new RaftCore(
+    {
+      nodeId: 'n1',
+      electionTimeoutTicks: 10,
+      heartbeatIntervalTicks: 1,
+      random: () => 0.5,
+      preVote: options.preVote,
+      checkQuorum: false,
+      appendBytesMax: 1 << 20,
+      inflightAppendsMax: 8,
+      bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] },
+      unsafe: options.unsafe,
+    },
+    { hardState: null, snapshot: null, entries: [], appliedIndex: 0 },
+  );
+}
+
+function grant(type: 'VoteResponse' | 'PreVoteResponse', from: NodeId, term: number): Message {
+  return { type, from, to: 'n1', term, granted: true };
+}
+
+test('a vote granted in an earlier term does not count in the current one (Raft §5.2)', () => {
+  for (const unsafe of [null, 'countStaleVotes'] as const) {
+    const core = lonelyCore({ preVote: false, unsafe });
+    core.campaign();
+    core.campaign();
+    assert.equal(core.status().term, 3);
+    // n2 granted term 2; in term 3 it may have voted for anyone.
+    core.step(grant('VoteResponse', 'n2', 2));
+    const role = core.status().role;
+    if (unsafe === null) {
+      assert.equal(role, 'candidate');
+      core.step(grant('VoteResponse', 'n3', 3));
+      assert.equal(core.status().role, 'leader', 'a grant of the current term still counts');
+    } else {
+      assert.equal(role, 'leader', 'the unsafe variant counts the stale grant');
+    }
+  }
+});
+
+test('a pre-vote granted for an earlier round does not count in the current one', () => {
+  for (const unsafe of [null, 'countStaleVotes'] as const) {
+    const core = lonelyCore({ preVote: true, unsafe });
+    core.campaign();
+    core.step(grant('PreVoteResponse', 'n2', 2));
+    assert.equal(core.status().role, 'candidate');
+    // Term 2 is lost; the next pre-vote asks about term 3, and n3's answer about term 2 is late.
+    core.campaign();
+    assert.equal(core.status().role, 'preCandidate');
+    core.step(grant('PreVoteResponse', 'n3', 2));
+    if (unsafe === null) {
+      assert.equal(core.status().role, 'preCandidate');
+      core.step(grant('PreVoteResponse', 'n3', 3));
+      assert.equal(core.status().role, 'candidate', 'a grant of the current round still counts');
+      assert.equal(core.status().term, 3);
+    } else {
+      assert.equal(core.status().role, 'candidate', 'the unsafe variant counts the stale grant');
+    }
+  }
 });

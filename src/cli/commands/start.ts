@@ -12,6 +12,7 @@ import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
+import { systemEnvironment } from '../../util/system-environment.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 
 export interface StartSettings {
@@ -177,6 +178,7 @@ export async function runNode(
   const http = createHttpServer({
     node,
     logger,
+    environment: systemEnvironment,
     peers: settings.peers,
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),

@@ -11,5 +11,5 @@ import { queryParameters } from '../validate.ts';
 export async function barrierRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
   const index = await context.within(context.server.node.barrier());
-  sendJson(context.res, 200, { index });
+  sendJson(context.response, 200, { index });
 }

@@ -3,7 +3,6 @@
  * quorum and delivered on this node, with its position (`index`). A retried (client, seq)
  * answers with the original position and `duplicate: true`.
  */
-import { performance } from 'node:perf_hooks';
 import { clientIdBytesMax, topicBytesMax } from '../../broadcast/batch.ts';
 import type { BroadcastResult } from '../../broadcast/pending.ts';
 import type { RouteContext, ServedNode } from '../context.ts';
@@ -67,10 +66,10 @@ export function answerBody(node: ServedNode, result: BroadcastResult) {
 }
 
 export async function broadcastRoute(context: RouteContext): Promise<void> {
-  const { node, settings, metrics } = context.server;
+  const { node, settings, metrics, environment } = context.server;
   const body = await context.readJson({ emptyAllowed: false });
   const request = parseRequest(body, settings.payloadBytesMax);
-  const startedMs = performance.now();
+  const startedMs = environment.monotonicMs();
   const result = await context.within(
     node.broadcast(request.payload, {
       clientId: request.client,
@@ -78,6 +77,6 @@ export async function broadcastRoute(context: RouteContext): Promise<void> {
       topic: request.topic,
     }),
   );
-  metrics.broadcastDone((performance.now() - startedMs) / 1000, result.duplicate);
-  sendJson(context.res, 200, answerBody(node, result));
+  metrics.broadcastDone((environment.monotonicMs() - startedMs) / 1000, result.duplicate);
+  sendJson(context.response, 200, answerBody(node, result));
 }

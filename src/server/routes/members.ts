@@ -24,7 +24,7 @@ export async function addMemberRoute(context: RouteContext): Promise<void> {
     throw invalidArgument('voter', 'voter must be true or false');
   }
   const status = await context.server.node.addMember({ id, address, voter: voter ?? true });
-  sendJson(context.res, 200, { members: status.members });
+  sendJson(context.response, 200, { members: status.members });
 }
 
 export async function removeMemberRoute(context: RouteContext): Promise<void> {
@@ -32,5 +32,5 @@ export async function removeMemberRoute(context: RouteContext): Promise<void> {
   const id = context.params.id as string;
   if (Buffer.byteLength(id) > idBytesMax) throw invalidArgument('id', 'id is too long');
   const status = await context.server.node.removeMember(id);
-  sendJson(context.res, 200, { members: status.members });
+  sendJson(context.response, 200, { members: status.members });
 }

@@ -58,5 +58,5 @@ export async function messagesRoute(context: RouteContext): Promise<void> {
   } else {
     page = readByTopic(node, { from, limit, topic, scanMax: settings.messagesScanMax });
   }
-  sendJson(context.res, 200, { messages: page.messages.map(toWireMessage), next: page.next });
+  sendJson(context.response, 200, { messages: page.messages.map(toWireMessage), next: page.next });
 }

@@ -2,7 +2,6 @@
 import type { RouteContext } from '../context.ts';
 import { Exposition } from '../exposition.ts';
 import { writeNodeMetrics } from '../node-metrics.ts';
-import { canRespond } from '../respond.ts';
 import { queryParameters } from '../validate.ts';
 
 export async function metricsRoute(context: RouteContext): Promise<void> {
@@ -11,11 +10,14 @@ export async function metricsRoute(context: RouteContext): Promise<void> {
   writeNodeMetrics(exposition, context.server.node.status());
   context.server.metrics.write(exposition);
   const text = exposition.text();
-  if (!canRespond(context.res)) return;
-  context.res.writeHead(200, {
-    'content-type': 'text/plain; version=0.0.4; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
+  if (!context.response.answerable) return;
+  context.response.send({
+    status: 200,
+    headers: {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+    },
+    body: text,
   });
-  context.res.end(text);
 }

@@ -17,7 +17,7 @@ export async function statusRoute(context: RouteContext): Promise<void> {
       status.members?.find((known) => known.id === id)?.address ?? settings.peers.get(id) ?? null,
     voter,
   });
-  sendJson(context.res, 200, {
+  sendJson(context.response, 200, {
     id: status.id,
     role: status.role,
     term: status.term,

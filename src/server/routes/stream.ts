@@ -4,7 +4,7 @@
  * goes away. `Last-Event-ID` resumes right after the position it names.
  *
  * Memory stays bounded whatever the consumer's pace: the next event is written only after
- * the socket took the previous ones (`write` returning false means wait for `drain`), and
+ * the consumer took the previous ones (`write` returning false means wait for `drained`), and
  * the messages themselves stay in the node's bounded delivery log. A consumer that falls
  * behind what the node keeps gets an `error` event (`compacted`) and the stream ends.
  *
@@ -13,18 +13,18 @@
  * reader knows it has seen everything up to there. Unfiltered streams never need one: every
  * position is an event.
  */
-import type { ServerResponse } from 'node:http';
 import { BroadcastError } from '../../broadcast/errors.ts';
+import type { Environment, Timer } from '../../util/environment.ts';
 import type { RouteContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
+import type { StreamWriter } from '../exchange.ts';
 import { toWireMessage } from '../messages.ts';
 import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
 
 function startPosition(context: RouteContext, query: ReadonlyMap<string, string>): number {
-  const lastEventId = context.req.headers['last-event-id'];
-  if (lastEventId !== undefined) {
+  const text = context.request.headers['last-event-id'];
+  if (text !== undefined) {
     // EventSource reconnects with the URL it was given and this header: the header wins.
-    const text = Array.isArray(lastEventId) ? lastEventId.join(',') : lastEventId;
     if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
       throw invalidArgument('Last-Event-ID', 'the Last-Event-ID header must be a position >= 0');
     }
@@ -37,20 +37,27 @@ function startPosition(context: RouteContext, query: ReadonlyMap<string, string>
   });
 }
 
-/** Resolves once the socket drained, or at once if the stream is ending. */
-function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
+/**
+ * Calls `fire` every `intervalMs` until cancelled. Environment timers fire once, so each
+ * firing arms the next.
+ */
+function every(environment: Environment, intervalMs: number, fire: () => void): Timer {
+  let timer: Timer | null = null;
+  let cancelled = false;
+  const arm = () => {
+    timer = environment.setTimer(intervalMs, () => {
+      if (cancelled) return;
+      fire();
+      arm();
+    });
+  };
+  arm();
+  return {
+    cancel: () => {
+      cancelled = true;
+      timer?.cancel();
+    },
+  };
 }
 
 /**
@@ -68,7 +75,7 @@ function errorEvent(error: HttpError): string {
 }
 
 export async function streamRoute(context: RouteContext): Promise<void> {
-  const { node, settings, metrics } = context.server;
+  const { node, settings, metrics, environment } = context.server;
   const query = queryParameters(context.url, ['from', 'topic']);
   const from = startPosition(context, query);
   const topic = topicParameter(query);
@@ -83,20 +90,19 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   }
   // Refuse a start that is no longer kept before committing to a 200.
   node.read(from, 1);
-  const { res, signal } = context;
-  context.startStreaming();
-  res.writeHead(200, {
+  const { signal } = context;
+  const stream = context.startStream(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-store',
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
   // `retry:` sets how long EventSource waits before it reconnects.
-  res.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
-  metrics.streamOpened(res);
-  const keepAlive = setInterval(() => {
-    if (!res.writableNeedDrain && !res.destroyed) res.write(': keep-alive\n\n');
-  }, settings.keepAliveIntervalMs);
+  stream.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
+  metrics.streamOpened(stream);
+  const keepAlive = every(environment, settings.keepAliveIntervalMs, () => {
+    if (!stream.behind && !stream.gone) stream.write(': keep-alive\n\n');
+  });
   let ending: HttpError | null = null;
   // The last id written (a message's or a progress event's): progress is due once the
   // stream has passed positions beyond it, and only when it has caught up, so one event
@@ -116,9 +122,9 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       }
       if (event === '') continue;
       metrics.streamEvent();
-      if (!res.write(event)) {
+      if (!stream.write(event)) {
         metrics.streamDrainWait();
-        await drained(res, signal);
+        await stream.drained(signal);
       }
     }
     // Without an abort, the iterator ends only when the node stops.
@@ -127,12 +133,12 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     ending = toHttpError(error);
     if (ending.code === 'internal') {
       const reason = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      context.server.logger.error({ url: context.req.url, reason }, 'event stream failed');
+      context.server.logger.error({ url: context.request.url, reason }, 'event stream failed');
     }
   } finally {
-    clearInterval(keepAlive);
-    metrics.streamClosed(res);
-    endStream(res, signal, ending);
+    keepAlive.cancel();
+    metrics.streamClosed(stream);
+    endStream(stream, signal, ending);
   }
 }
 
@@ -141,14 +147,14 @@ export async function streamRoute(context: RouteContext): Promise<void> {
  * that left hears nothing, and a client that stopped reading is cut off rather than waited
  * for, since its socket would never drain.
  */
-function endStream(res: ServerResponse, signal: AbortSignal, ending: HttpError | null): void {
+function endStream(stream: StreamWriter, signal: AbortSignal, ending: HttpError | null): void {
   // The server closing aborts with an HttpError; a client that went away with a plain Error.
   const reason = signal.aborted ? signal.reason : ending;
-  if (res.destroyed) return;
-  if (res.writableNeedDrain) {
-    res.destroy();
+  if (stream.gone) return;
+  if (stream.behind) {
+    stream.destroy();
     return;
   }
-  if (reason instanceof HttpError) res.write(errorEvent(reason));
-  res.end();
+  if (reason instanceof HttpError) stream.write(errorEvent(reason));
+  stream.end();
 }

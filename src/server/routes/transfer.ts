@@ -66,5 +66,5 @@ export async function transferRoute(context: RouteContext): Promise<void> {
   }
   const result = node.transferLeadership(target);
   if (!result.accepted) throw new HttpError(409, 'transfer_refused', result.detail, { to: target });
-  sendJson(context.res, 202, { to: target, from: status.id, term: status.term });
+  sendJson(context.response, 202, { to: target, from: status.id, term: status.term });
 }

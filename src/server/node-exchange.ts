@@ -1,0 +1,117 @@
+/**
+ * The node:http front of an exchange: a request and its ServerResponse seen through the
+ * socket-free interfaces of exchange.ts, with the same bytes on the wire as before they
+ * existed.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { assert } from '../util/assert.ts';
+import type { Environment } from '../util/environment.ts';
+import { readBody } from './body.ts';
+import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
+
+/** After an early answer, unread body bytes discarded before the connection is cut. */
+const lingerBytesMax = 8 << 20;
+
+function lowerCaseHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    // Node already lower-cases names and joins most repeated headers; only a few stay lists.
+    flat[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return flat;
+}
+
+/** Resolves once the socket drained, or at once if the stream is ending. */
+function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function streamWriter(res: ServerResponse): StreamWriter {
+  return {
+    write: (text) => res.write(text),
+    get behind() {
+      return res.writableNeedDrain;
+    },
+    get gone() {
+      return res.destroyed;
+    },
+    get bufferedBytes() {
+      return res.writableLength;
+    },
+    drained: (signal) => drained(res, signal),
+    end: () => res.end(),
+    destroy: () => res.destroy(),
+  };
+}
+
+/**
+ * Reads and drops the rest of a body we answered early (413), so that the client sees the
+ * answer instead of a reset; a body that goes on past `lingerBytesMax`, or for longer than
+ * `lingerMs`, gets the connection cut.
+ */
+function discardRest(req: IncomingMessage, lingerMs: number, environment: Environment): void {
+  let discardedBytes = 0;
+  const cut = () => req.socket.destroy();
+  // In the background: a lingering client must not keep the process alive.
+  const timer = environment.setTimer(lingerMs, cut, { background: true });
+  req.on('data', (chunk: Buffer) => {
+    discardedBytes += chunk.length;
+    if (discardedBytes > lingerBytesMax) cut();
+  });
+  req.once('end', () => timer.cancel());
+  req.once('close', () => timer.cancel());
+  req.resume();
+}
+
+export function nodeFront(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: { readonly lingerMs: number; readonly environment: Environment },
+): Front {
+  const request: ExchangeRequest = {
+    method: req.method ?? '',
+    url: req.url ?? '/',
+    headers: lowerCaseHeaders(req.headers),
+    readBody: (readOptions) => readBody(req, readOptions),
+  };
+  const response: ExchangeResponse = {
+    get answerable() {
+      return !res.headersSent && !res.writableEnded && !res.destroyed;
+    },
+    get status() {
+      return res.statusCode;
+    },
+    send: (answer: Answer) => {
+      assert(!res.headersSent, 'a response is answered once');
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body);
+    },
+    startStream: (status, headers) => {
+      assert(!res.headersSent, 'a response is answered once');
+      res.writeHead(status, headers);
+      return streamWriter(res);
+    },
+  };
+  return {
+    request,
+    response,
+    onClose: (listener) => res.once('close', listener),
+    afterErrorAnswer: ({ closeConnection }) => {
+      if (!closeConnection && !req.complete) {
+        discardRest(req, options.lingerMs, options.environment);
+      }
+    },
+  };
+}

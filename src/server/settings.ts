@@ -1,0 +1,101 @@
+/**
+ * The server's options, their defaults and checks, and the context every front (node:http or
+ * in process) serves from: one node, its settings, metrics, logger and environment.
+ */
+import { BroadcastError } from '../broadcast/errors.ts';
+import type { NodeLogger } from '../broadcast/node.ts';
+import type { NodeId } from '../raft/types.ts';
+import type { Environment } from '../util/environment.ts';
+import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
+import { HttpMetrics } from './http-metrics.ts';
+
+export interface ServerOptions {
+  readonly node: ServedNode;
+  readonly logger: NodeLogger;
+  /** The clock and timers the server uses; the simulator passes its own. */
+  readonly environment: Environment;
+  /** Node id → address of every member this node knows; shown in /v1/status. */
+  readonly peers?: Readonly<Record<NodeId, string>>;
+  /** Largest payload (its JSON text, UTF-8 bytes); default 1 MiB. */
+  readonly payloadBytesMax?: number;
+  /** No request stays unanswered longer; default 10 s. */
+  readonly requestTimeoutMs?: number;
+  /** The Retry-After of every 503; default 1 s. */
+  readonly retryAfterSeconds?: number;
+  /** Keep-alive comments on idle event streams; default 15 s. */
+  readonly keepAliveIntervalMs?: number;
+  /** Event streams open at once; beyond it a new one gets 503 `overloaded`; default 1024. */
+  readonly streamsMax?: number;
+  /** Largest page of GET /v1/messages (a larger `limit` is cut to it); default 1000. */
+  readonly messagesLimitMax?: number;
+}
+
+/** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
+const envelopeBytesMax = 64 << 10;
+
+export const defaultHttpSettings = {
+  payloadBytesMax: 1 << 20,
+  requestTimeoutMs: 10_000,
+  retryAfterSeconds: 1,
+  keepAliveIntervalMs: 15_000,
+  streamsMax: 1024,
+  messagesLimitMax: 1000,
+} as const;
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new BroadcastError('INVALID_ARGUMENT', `${name} must be a positive integer`, {
+      field: name,
+    });
+  }
+  return value;
+}
+
+function settingsFrom(options: ServerOptions): ServerSettings {
+  const payloadBytesMax = positiveInteger(
+    'payloadBytesMax',
+    options.payloadBytesMax,
+    defaultHttpSettings.payloadBytesMax,
+  );
+  const messagesLimitMax = positiveInteger(
+    'messagesLimitMax',
+    options.messagesLimitMax,
+    defaultHttpSettings.messagesLimitMax,
+  );
+  return {
+    payloadBytesMax,
+    bodyBytesMax: payloadBytesMax + envelopeBytesMax,
+    requestTimeoutMs: positiveInteger(
+      'requestTimeoutMs',
+      options.requestTimeoutMs,
+      defaultHttpSettings.requestTimeoutMs,
+    ),
+    retryAfterSeconds: positiveInteger(
+      'retryAfterSeconds',
+      options.retryAfterSeconds,
+      defaultHttpSettings.retryAfterSeconds,
+    ),
+    keepAliveIntervalMs: positiveInteger(
+      'keepAliveIntervalMs',
+      options.keepAliveIntervalMs,
+      defaultHttpSettings.keepAliveIntervalMs,
+    ),
+    streamsMax: positiveInteger('streamsMax', options.streamsMax, defaultHttpSettings.streamsMax),
+    messagesLimitDefault: Math.min(100, messagesLimitMax),
+    messagesLimitMax,
+    messagesScanMax: Math.max(10_000, messagesLimitMax),
+    peers: new Map(Object.entries(options.peers ?? {})),
+  };
+}
+
+/** The context to serve `options.node` from; refuses settings that are not positive integers. */
+export function createServerContext(options: ServerOptions): ServerContext {
+  return {
+    node: options.node,
+    settings: settingsFrom(options),
+    metrics: new HttpMetrics(),
+    logger: options.logger,
+    environment: options.environment,
+  };
+}
