@@ -6,64 +6,19 @@
  * with the original index. Broadcasts issued concurrently are sent concurrently: the node
  * holds a later `seq` back until the earlier ones arrive, so order of issue is kept.
  */
-import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
 import { BroadcastBatcher, type QueuedBroadcast, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
+import {
+  type BroadcastAnswer,
+  type BroadcastOptions,
+  type ConnectOptions,
+  type Settings,
+  settingsOf,
+} from './settings.ts';
 import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
-
-export interface ConnectOptions {
-  /** HTTP base URLs of the nodes, e.g. `http://127.0.0.1:8001`; any node serves any call. */
-  readonly endpoints: readonly string[];
-  /** The session id (1–255 bytes); random by default. Reuse one only for one live client. */
-  readonly clientId?: string;
-  /** One HTTP attempt's deadline; then the same (client, seq) goes to another endpoint. */
-  readonly requestTimeoutMs?: number;
-  /** A call fails with `unavailable` once it has been retried for this long. */
-  readonly unavailableAfterMs?: number;
-  /**
-   * A broadcast that was sent but never answered is sent on in the background after it
-   * failed `unavailable`, for at most this long from its start (default 5 min, at least
-   * `unavailableAfterMs`). Keep it well below the nodes' `sessionTtlMs` (default 1 h): a
-   * message resent after its session expired there could be taken for a new one.
-   */
-  readonly abandonAfterMs?: number;
-  /** Backoff after every endpoint failed once: full jitter from this base, doubling. */
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
-  /** Broadcasts on the wire at once; later ones wait their turn in issue order. */
-  readonly inFlightMax?: number;
-  /**
-   * Send the broadcasts issued in one turn of the event loop as one request
-   * (POST /v1/broadcast/batch), each still exactly once on its own (default true).
-   */
-  readonly batching?: boolean;
-}
-
-export interface BroadcastOptions {
-  readonly topic?: string;
-}
-
-export interface BroadcastAnswer {
-  /** Position in the total order (null only for a duplicate whose original is long gone). */
-  readonly index: number | null;
-  readonly term: number | null;
-  /** True when a retry found the message already delivered (it was delivered once). */
-  readonly duplicate: boolean;
-}
-
-export interface Settings {
-  readonly endpoints: readonly string[];
-  readonly requestTimeoutMs: number;
-  readonly unavailableAfterMs: number;
-  readonly abandonAfterMs: number;
-  readonly backoffBaseMs: number;
-  readonly backoffMaxMs: number;
-  readonly inFlightMax: number;
-  readonly batching: boolean;
-}
 
 /** Retry-After is honoured up to this long; a node asking for more is tried again sooner. */
 const retryAfterMsMax = 2_000;
@@ -77,7 +32,6 @@ interface Place {
 
 /** One broadcast on its way: where it is now, and what its caller has been told. */
 class Flight implements Place {
-  readonly startedMs = Date.now();
   /** Its caller was told its outcome is unknown: later broadcasts need not wait for it. */
   givenUp = false;
   /** Whether its current (session, seq) went out at least once: one never sent is a hole. */
@@ -87,6 +41,7 @@ class Flight implements Place {
   constructor(
     public session: Session,
     public seq: number,
+    readonly startedMs: number,
     private readonly giveUp: (error: ClientError) => void,
   ) {}
 
@@ -239,7 +194,7 @@ export class Client {
 
   constructor(options: ConnectOptions) {
     this.settings = settingsOf(options);
-    this.baseId = options.clientId ?? `sdk.${randomBytes(8).toString('hex')}`;
+    this.baseId = options.clientId ?? `sdk.${this.settings.environment.randomHex(8)}`;
     if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
       throw new ClientError(
         'invalid_argument',
@@ -248,7 +203,12 @@ export class Client {
       );
     }
     this.session = new Session(this.baseId);
-    this.batcher = new BroadcastBatcher(this.settings.requestTimeoutMs, this.closer.signal);
+    this.batcher = new BroadcastBatcher({
+      exchange: this.settings.exchange,
+      environment: this.settings.environment,
+      requestTimeoutMs: this.settings.requestTimeoutMs,
+      signal: this.closer.signal,
+    });
     // Each broadcast and subscription listens on this signal while in flight; inFlightMax
     // bounds the broadcasts, so the listener count is bounded, not a leak.
     setMaxListeners(0, this.closer.signal);
@@ -260,7 +220,7 @@ export class Client {
    * forward hop. At most once a second; any node still accepts a broadcast if this is wrong.
    */
   findLeader(): void {
-    const now = Date.now();
+    const now = this.nowMs();
     if (this.leaderSearch !== null || now - this.lastLeaderSearchMs < leaderSearchIntervalMs)
       return;
     this.lastLeaderSearchMs = now;
@@ -271,23 +231,20 @@ export class Client {
 
   private async searchLeader(): Promise<void> {
     const search = new AbortController();
-    const timer = setTimeout(() => search.abort(), leaderSearchTimeoutMs);
     const detach = onAnyAbort(this.closer.signal, () => search.abort());
     const { signal } = search;
     const roles = await Promise.all(
       this.settings.endpoints.map(async (endpoint) => {
-        try {
-          const response = await fetch(`${endpoint}/v1/status`, { signal });
-          if (!response.ok) return null;
-          return ((await response.json()) as { role?: unknown }).role ?? null;
-        } catch {
-          return null;
-        }
+        const outcome = await getJson<{ role?: unknown } | null>({
+          exchange: this.settings.exchange,
+          endpoint,
+          path: '/v1/status',
+          timeoutMs: leaderSearchTimeoutMs,
+          signal,
+        });
+        return outcome.kind === 'ok' ? (outcome.value?.role ?? null) : null;
       }),
-    ).finally(() => {
-      clearTimeout(timer);
-      detach();
-    });
+    ).finally(detach);
     const leader = roles.indexOf('leader');
     if (!this.closer.signal.aborted) this.leaderAt = leader >= 0 ? leader : null;
   }
@@ -339,11 +296,11 @@ export class Client {
    */
   async barrier(): Promise<number> {
     this.throwIfClosed();
-    const startedMs = Date.now();
+    const startedMs = this.nowMs();
     let lastReason = 'no attempt';
     for (let attempt = 0; ; attempt++) {
       this.throwIfClosed();
-      if (Date.now() - startedMs > this.settings.unavailableAfterMs) {
+      if (this.nowMs() - startedMs > this.settings.unavailableAfterMs) {
         throw new ClientError(
           'unavailable',
           { lastReason },
@@ -351,12 +308,13 @@ export class Client {
         );
       }
       const endpoint = this.endpointAt(attempt);
-      const outcome: Outcome<{ index?: unknown }> = await getJson(
+      const outcome: Outcome<{ index?: unknown }> = await getJson({
+        exchange: this.settings.exchange,
         endpoint,
-        '/v1/barrier',
-        this.settings.requestTimeoutMs,
-        this.closer.signal,
-      );
+        path: '/v1/barrier',
+        timeoutMs: this.settings.requestTimeoutMs,
+        signal: this.closer.signal,
+      });
       if (outcome.kind === 'ok') {
         this.worked(endpoint);
         return barrierIndexOf(outcome.value);
@@ -373,7 +331,7 @@ export class Client {
         startedMs,
         this.settings.unavailableAfterMs,
       );
-      await pause(delayMs, this.closer.signal);
+      await pause(this.settings.environment, delayMs, this.closer.signal);
     }
   }
 
@@ -403,7 +361,9 @@ export class Client {
     const { endpoints, backoffBaseMs, backoffMaxMs } = this.settings;
     const roundDone = (attempt + 1) % endpoints.length === 0;
     const round = Math.floor(attempt / endpoints.length);
-    const backoff = roundDone ? backoffMs(round, backoffBaseMs, backoffMaxMs) : 0;
+    const backoff = roundDone
+      ? backoffMs(round, backoffBaseMs, backoffMaxMs, this.settings.environment.random())
+      : 0;
     return Math.max(Math.min(retryAfterMs ?? 0, retryAfterMsMax), backoff);
   }
 
@@ -417,7 +377,7 @@ export class Client {
     startedMs: number,
     boundMs: number,
   ): number {
-    const leftMs = Math.max(0, startedMs + boundMs - Date.now()) + 1;
+    const leftMs = Math.max(0, startedMs + boundMs - this.nowMs()) + 1;
     return Math.min(this.delayMs(attempt, retryAfterMs), leftMs);
   }
 
@@ -437,7 +397,7 @@ export class Client {
     topic: string | undefined,
     giveUp: (error: ClientError) => void,
   ): Promise<BroadcastAnswer> {
-    const flight = new Flight(this.session, this.session.nextSeq++, giveUp);
+    const flight = new Flight(this.session, this.session.nextSeq++, this.nowMs(), giveUp);
     flight.session.running.set(flight.seq, flight);
     try {
       for (let attempt = 0; ; attempt++) {
@@ -470,7 +430,7 @@ export class Client {
           this.worked(endpoint);
           // Leadership moves (transfers, elections) without any call failing: look again
           // now and then.
-          if (Date.now() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
+          if (this.nowMs() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
           return answerOf(outcome.value);
         }
         this.judgeFailure(flight, outcome, endpoint);
@@ -523,7 +483,7 @@ export class Client {
   private checkBounds(flight: Flight): void {
     const { session, seq } = flight;
     const { unavailableAfterMs, abandonAfterMs } = this.settings;
-    const elapsedMs = Date.now() - flight.startedMs;
+    const elapsedMs = this.nowMs() - flight.startedMs;
     if (!flight.givenUp && elapsedMs > unavailableAfterMs) {
       const bound = `no endpoint accepted the broadcast within ${unavailableAfterMs} ms (${flight.lastReason})`;
       if (!flight.sent) {
@@ -613,10 +573,16 @@ export class Client {
     const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
     const { unavailableAfterMs, abandonAfterMs } = this.settings;
     const boundMs = flight.givenUp ? abandonAfterMs : unavailableAfterMs;
-    await pause(this.delayWithinMs(attempt, retryAfterMs, flight.startedMs, boundMs), [
+    const delayMs = this.delayWithinMs(attempt, retryAfterMs, flight.startedMs, boundMs);
+    await pause(this.settings.environment, delayMs, [
       this.closer.signal,
       flight.session.breaker.signal,
     ]);
+  }
+
+  /** The client's clock (its Environment's). */
+  nowMs(): number {
+    return this.settings.environment.nowMs();
   }
 
   private get closed(): boolean {
@@ -635,11 +601,14 @@ export class Client {
   ): Promise<Outcome<BroadcastAnswer>> {
     if (attempt > 0 || !this.settings.batching) {
       return postJson(
-        message.endpoint,
-        '/v1/broadcast',
+        {
+          exchange: this.settings.exchange,
+          endpoint: message.endpoint,
+          path: '/v1/broadcast',
+          timeoutMs: this.settings.requestTimeoutMs,
+          signal: [this.closer.signal, breaker],
+        },
         singleBody(message),
-        this.settings.requestTimeoutMs,
-        [this.closer.signal, breaker],
       );
     }
     return new Promise((resolve) => {
@@ -763,14 +732,14 @@ export class Client {
     const { unavailableAfterMs, inFlightMax } = this.settings;
     const granted = await new Promise<boolean>((resolve) => {
       const grant = () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve(true);
       };
-      const timer = setTimeout(() => {
+      const timer = this.settings.environment.setTimer(unavailableAfterMs, () => {
         const at = this.waiting.indexOf(grant);
         if (at >= 0) this.waiting.splice(at, 1);
         resolve(false);
-      }, unavailableAfterMs);
+      });
       this.waiting.push(grant);
     });
     this.throwIfClosed();
@@ -793,70 +762,6 @@ export class Client {
     this.inFlightCount -= 1;
     assert(this.inFlightCount >= 0, 'in-flight broadcasts are never negative');
   }
-}
-
-function settingsOf(options: ConnectOptions): Settings {
-  const endpoints = (options.endpoints ?? []).map(endpointUrl);
-  if (endpoints.length === 0) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'endpoints' },
-      'connect needs at least one endpoint',
-    );
-  }
-  const settings: Settings = {
-    endpoints,
-    requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
-    unavailableAfterMs: options.unavailableAfterMs ?? 60_000,
-    abandonAfterMs:
-      options.abandonAfterMs ?? Math.max(300_000, options.unavailableAfterMs ?? 60_000),
-    backoffBaseMs: options.backoffBaseMs ?? 50,
-    backoffMaxMs: options.backoffMaxMs ?? 2_000,
-    inFlightMax: options.inFlightMax ?? 256,
-    batching: options.batching ?? true,
-  };
-  if (typeof settings.batching !== 'boolean') {
-    throw new ClientError('invalid_argument', { field: 'batching' }, 'batching takes a boolean');
-  }
-  for (const [name, value] of Object.entries(settings)) {
-    if (
-      name !== 'endpoints' &&
-      name !== 'batching' &&
-      !(Number.isSafeInteger(value) && (value as number) > 0)
-    ) {
-      throw new ClientError(
-        'invalid_argument',
-        { field: name },
-        `${name} takes a positive integer, got ${value}`,
-      );
-    }
-  }
-  if (settings.abandonAfterMs < settings.unavailableAfterMs) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'abandonAfterMs' },
-      `abandonAfterMs (${settings.abandonAfterMs}) must be at least unavailableAfterMs (${settings.unavailableAfterMs})`,
-    );
-  }
-  return settings;
-}
-
-/** The base URL without a trailing slash; only http(s). */
-function endpointUrl(text: string): string {
-  let url: URL | null = null;
-  try {
-    url = new URL(text);
-  } catch {
-    // refused below
-  }
-  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'endpoints', endpoint: text },
-      `an endpoint is an http(s) base URL like http://127.0.0.1:8001, got "${text}"`,
-    );
-  }
-  return url.href.replace(/\/+$/, '');
 }
 
 /** Refuses before sending what every node would refuse, so no seq is spent on it. */
