@@ -71,23 +71,26 @@ export class EventPump {
 
   /** Fires operations until `promise` settles; throws when it waits on nothing. */
   async settle<T>(promise: Promise<T>, stepsMax = 1_000_000): Promise<T> {
-    let settled = false;
-    const observed = promise.then(
+    type Outcome = { readonly value: T } | { readonly error: unknown };
+    // A holder, not a variable: the callbacks set it between the awaits below.
+    const settled: { outcome: Outcome | null } = { outcome: null };
+    promise.then(
       (value) => {
-        settled = true;
-        return value;
+        settled.outcome = { value };
       },
       (error: unknown) => {
-        settled = true;
-        throw error;
+        settled.outcome = { error };
       },
     );
     // Bounded by stepsMax, and by the operations the storage issues.
-    for (let stepCount = 0; !settled; stepCount++) {
+    for (let stepCount = 0; settled.outcome === null; stepCount++) {
       if (stepCount >= stepsMax) throw new Error(`not settled after ${stepsMax} operations`);
-      if (!(await this.step()) && !settled) throw new Error('waits on no disk operation');
+      const fired = await this.step();
+      if (!fired && settled.outcome === null) throw new Error('waits on no disk operation');
     }
-    return observed;
+    const outcome: Outcome = settled.outcome;
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
   }
 }
 
