@@ -6,8 +6,19 @@
  * that `(client, seq)` alone). A node that does not know the batch route, or refuses the
  * batch as a whole, gets the same messages one by one at once.
  */
+import type { Environment } from '../util/environment.ts';
 import { ClientError } from './errors.ts';
+import type { HttpExchange } from './exchange.ts';
 import { type Outcome, postJson, retryableCode } from './http.ts';
+
+/** What the batcher sends with, all from the client's settings. */
+export interface BatcherOptions {
+  readonly exchange: HttpExchange;
+  readonly environment: Environment;
+  readonly requestTimeoutMs: number;
+  /** The client's: closing it aborts every request. */
+  readonly signal: AbortSignal;
+}
 
 /** What one broadcast is: its session and seq, its payload as JSON text, its topic. */
 export interface QueuedBroadcast {
@@ -37,10 +48,7 @@ export class BroadcastBatcher {
   /** Endpoints that answered the batch route with 404 or 405: older nodes. */
   private readonly unsupported = new Set<string>();
 
-  constructor(
-    private readonly requestTimeoutMs: number,
-    private readonly signal: AbortSignal,
-  ) {}
+  constructor(private readonly options: BatcherOptions) {}
 
   /** The outcome of one attempt of `message`, sent in a batch when others go with it. */
   send(message: QueuedBroadcast): Promise<Outcome<unknown>> {
@@ -50,7 +58,7 @@ export class BroadcastBatcher {
       if (this.flushScheduled) return;
       this.flushScheduled = true;
       // After the current turn: every broadcast issued in it is queued by then.
-      setImmediate(() => this.flush());
+      this.options.environment.setTimer(0, () => this.flush());
     });
   }
 
@@ -82,13 +90,12 @@ export class BroadcastBatcher {
   }
 
   private sendOne(message: QueuedBroadcast): Promise<Outcome<unknown>> {
-    return postJson(
-      message.endpoint,
-      '/v1/broadcast',
-      singleBody(message),
-      this.requestTimeoutMs,
-      this.signal,
-    );
+    return postJson(this.call(message.endpoint, '/v1/broadcast'), singleBody(message));
+  }
+
+  private call(endpoint: string, path: string) {
+    const { exchange, requestTimeoutMs, signal } = this.options;
+    return { exchange, endpoint, path, timeoutMs: requestTimeoutMs, signal };
   }
 
   private async sendRun(run: readonly Waiting[]): Promise<void> {
@@ -102,11 +109,8 @@ export class BroadcastBatcher {
       .join(',');
     const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq},"messages":[${messages}]}`;
     const outcome = await postJson<{ results?: unknown }>(
-      first.endpoint,
-      '/v1/broadcast/batch',
+      this.call(first.endpoint, '/v1/broadcast/batch'),
       body,
-      this.requestTimeoutMs,
-      this.signal,
     );
     if (outcome.kind === 'retry') {
       for (const message of run) message.resolve(outcome);

@@ -1,11 +1,12 @@
 /**
- * One HTTP exchange with one node, classified for the retry loops: a JSON answer, a refusal
+ * One HTTP exchange with one node (through the client's HttpExchange), classified for the retry loops: a JSON answer, a refusal
  * that no other node would answer differently (`fatal`), or a failure worth retrying
  * elsewhere (`retry`, with the node's Retry-After when it gave one).
  */
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { assert } from '../util/assert.ts';
+import type { Environment } from '../util/environment.ts';
 import { ClientError } from './errors.ts';
+import type { HttpExchange, HttpExchangeResponse } from './exchange.ts';
 
 export type Outcome<T> =
   | { readonly kind: 'ok'; readonly value: T }
@@ -30,27 +31,26 @@ export function retryableCode(code: string): boolean {
 }
 
 /** Reads a non-2xx answer into its `{"error", "message", …}` fields. */
-export async function answerFields(response: Response): Promise<Record<string, unknown>> {
-  const text = await response.text().catch(() => '');
+export function answerFields(response: HttpExchangeResponse): Record<string, unknown> {
   try {
-    const parsed: unknown = JSON.parse(text);
+    const parsed: unknown = JSON.parse(response.body);
     if (typeof parsed === 'object' && parsed !== null) return parsed as Record<string, unknown>;
   } catch {
     // not JSON: a proxy's page, say; keep the start of its text
   }
-  return { message: text.slice(0, 200) };
+  return { message: response.body.slice(0, 200) };
 }
 
-function retryAfterMs(response: Response): number | null {
-  const seconds = Number(response.headers.get('retry-after'));
-  return response.headers.has('retry-after') && Number.isFinite(seconds) && seconds >= 0
-    ? seconds * 1000
-    : null;
+function retryAfterMs(response: HttpExchangeResponse): number | null {
+  const header = response.headers['retry-after'];
+  const seconds = Number(header);
+  return header !== undefined && Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : null;
 }
 
 /** A non-2xx answer as an outcome: 503 and 5xx are retried elsewhere, the rest are final. */
-export async function classify(endpoint: string, response: Response): Promise<Outcome<never>> {
-  const fields = await answerFields(response);
+export function classify(endpoint: string, response: HttpExchangeResponse): Outcome<never> {
+  assert(response.status < 200 || response.status >= 300, 'only a non-2xx answer is classified');
+  const fields = answerFields(response);
   const code = typeof fields.error === 'string' ? fields.error : `http_${response.status}`;
   if (response.status >= 500 || retryableCode(code)) {
     return {
@@ -97,7 +97,7 @@ export function onAnyAbort(signals: Signals, onAbort: () => void): () => void {
   return detach;
 }
 
-/** A failed fetch (refused, reset, timed out) as a retry outcome, unless we aborted it. */
+/** A failed exchange (refused, reset, timed out) as a retry outcome, unless we aborted it. */
 export function fetchFailure(endpoint: string, error: unknown, signal: Signals): Outcome<never> {
   if (anyAborted(signal))
     return {
@@ -112,114 +112,85 @@ export function fetchFailure(endpoint: string, error: unknown, signal: Signals):
   return { kind: 'retry', reason: `${endpoint} ${reason}`, retryAfterMs: null };
 }
 
-/**
- * Kept-alive connections per protocol, shared by every client in the process. node:http
- * rather than fetch for broadcasts: fetch capped a 64-way load at about 2k/s where
- * node:http with kept-alive connections did about 5k/s against the same node.
- */
-const agents = {
-  'http:': new HttpAgent({ keepAlive: true, maxSockets: 256 }),
-  'https:': new HttpsAgent({ keepAlive: true, maxSockets: 256 }),
-};
-
-/** POSTs JSON with a deadline; `signal` is the caller's (client closed, subscription ended). */
-export function postJson<T>(
-  endpoint: string,
-  path: string,
-  body: string,
-  timeoutMs: number,
-  signal: Signals,
-): Promise<Outcome<T>> {
-  return requestJson('POST', endpoint, path, body, timeoutMs, signal);
+/** What a JSON call needs besides its own arguments: the way to the nodes. */
+export interface JsonCall {
+  readonly exchange: HttpExchange;
+  readonly endpoint: string;
+  /** The path and query, e.g. `/v1/barrier`. */
+  readonly path: string;
+  readonly timeoutMs: number;
+  /** The caller's: client closed, session broke, subscription ended. */
+  readonly signal: Signals;
 }
 
-/** GETs a JSON answer with a deadline, over the same kept-alive connections. */
-export function getJson<T>(
-  endpoint: string,
-  path: string,
-  timeoutMs: number,
-  signal: Signals,
-): Promise<Outcome<T>> {
-  return requestJson('GET', endpoint, path, null, timeoutMs, signal);
+/** POSTs JSON with a deadline. */
+export function postJson<T>(call: JsonCall, body: string): Promise<Outcome<T>> {
+  return requestJson('POST', call, body);
 }
 
-function requestJson<T>(
+/** GETs a JSON answer with a deadline, over the same exchange. */
+export function getJson<T>(call: JsonCall): Promise<Outcome<T>> {
+  return requestJson('GET', call, null);
+}
+
+async function requestJson<T>(
   method: 'GET' | 'POST',
-  endpoint: string,
-  path: string,
+  call: JsonCall,
   body: string | null,
-  timeoutMs: number,
-  signal: Signals,
 ): Promise<Outcome<T>> {
-  const url = new URL(`${endpoint}${path}`);
-  const secure = url.protocol === 'https:';
+  const { endpoint, signal } = call;
+  // One signal per request, listening on the caller's and let go at the end: joining them
+  // with AbortSignal.any would leave an entry in the client's long-lived signal per call.
   const cancel = new AbortController();
-  const timer = setTimeout(() => cancel.abort(), timeoutMs);
-  timer.unref();
   const detach = onAnyAbort(signal, () => cancel.abort());
-  return new Promise<Outcome<T>>((settle) => {
-    const resolve = (outcome: Outcome<T>) => {
-      clearTimeout(timer);
-      detach();
-      settle(outcome);
-    };
-    const request = (secure ? httpsRequest : httpRequest)(
-      url,
-      {
-        method,
-        agent: agents[secure ? 'https:' : 'http:'],
-        headers:
-          body === null
-            ? { accept: 'application/json' }
-            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        signal: cancel.signal,
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', (error) => resolve(fetchFailure(endpoint, error, signal)));
-        response.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const status = response.statusCode ?? 0;
-          if (status < 200 || status >= 300) {
-            const headers = new Headers();
-            for (const [name, value] of Object.entries(response.headers)) {
-              if (typeof value === 'string') headers.set(name, value);
-            }
-            classify(endpoint, new Response(text, { status, headers })).then(resolve, (error) =>
-              resolve(fetchFailure(endpoint, error, signal)),
-            );
-            return;
-          }
-          try {
-            resolve({ kind: 'ok', value: JSON.parse(text) as T });
-          } catch (error) {
-            resolve(fetchFailure(endpoint, error, signal));
-          }
-        });
-      },
-    );
-    request.on('error', (error) => resolve(fetchFailure(endpoint, error, signal)));
-    if (body === null) request.end();
-    else request.end(body);
-  });
+  let response: HttpExchangeResponse;
+  try {
+    response = await call.exchange({
+      method,
+      url: `${endpoint}${call.path}`,
+      headers:
+        body === null
+          ? { accept: 'application/json' }
+          : { accept: 'application/json', 'content-type': 'application/json' },
+      body,
+      timeoutMs: call.timeoutMs,
+      signal: cancel.signal,
+    });
+  } catch (error) {
+    return fetchFailure(endpoint, error, signal);
+  } finally {
+    detach();
+  }
+  if (response.status < 200 || response.status >= 300) return classify(endpoint, response);
+  try {
+    return { kind: 'ok', value: JSON.parse(response.body) as T };
+  } catch (error) {
+    return fetchFailure(endpoint, error, signal);
+  }
 }
 
-/** Waits `ms`, or less when a signal aborts (then resolves; callers check the signals). */
-export function pause(ms: number, signal: Signals): Promise<void> {
+/**
+ * Waits `ms` on `environment`'s timers, or less when a signal aborts (then resolves;
+ * callers check the signals).
+ */
+export function pause(environment: Environment, ms: number, signal: Signals): Promise<void> {
   return new Promise((resolve) => {
     if (anyAborted(signal)) return resolve();
     const done = () => {
-      clearTimeout(timer);
+      timer.cancel();
       detach();
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = environment.setTimer(Math.max(0, ms), done);
     const detach = onAnyAbort(signal, done);
   });
 }
 
-/** Full-jitter exponential backoff: a random wait in [0, min(max, base·2^attempt)). */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
+/**
+ * Full-jitter exponential backoff: a wait in [0, min(max, base·2^attempt)), `random` in
+ * [0, 1) drawing it.
+ */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: number): number {
+  assert(random >= 0 && random < 1, 'a jitter draw is in [0, 1)');
+  return random * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
 }

@@ -2,10 +2,17 @@
  * The TypeScript SDK over the HTTP API (docs/api.md):
  * `import { connect } from 'abcast/client'`.
  */
-import { Client, type ConnectOptions } from './client.ts';
+import { Client } from './client.ts';
+import type { ConnectOptions } from './settings.ts';
 
-export type { BroadcastAnswer, BroadcastOptions, Client, ConnectOptions } from './client.ts';
+export type { Client } from './client.ts';
 export { ClientError, type ClientErrorCode } from './errors.ts';
+export type {
+  HttpExchange,
+  HttpExchangeRequest,
+  HttpExchangeResponse,
+} from './exchange.ts';
+export type { BroadcastAnswer, BroadcastOptions, ConnectOptions } from './settings.ts';
 export type { Message, SubscribeOptions, Subscription } from './subscribe.ts';
 
 /** A client of the cluster at `endpoints`; nothing is sent until the first call. */

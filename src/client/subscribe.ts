@@ -10,10 +10,24 @@
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
-import type { Client } from './client.ts';
 import { ClientError } from './errors.ts';
+import type { HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
+import type { Settings } from './settings.ts';
 import { parseSse, type SseEvent } from './sse.ts';
+
+/** What a subscription uses of its client (./client.ts implements it). */
+export interface SubscriptionHost {
+  readonly settings: Settings;
+  /** Aborts when the client closes. */
+  readonly signal: AbortSignal;
+  /** The endpoint to try at `attempt`: the leader or the one that last worked first. */
+  endpointAt(attempt: number): string;
+  /** `endpoint` answered: try it first from now on. */
+  worked(endpoint: string): void;
+  /** How long to wait after a failed attempt before the next one. */
+  delayMs(attempt: number, retryAfterMs: number | null): number;
+}
 
 export interface SubscribeOptions {
   /** First index to yield (default 1). */
@@ -67,7 +81,10 @@ type StreamItem =
   | { readonly kind: 'message'; readonly message: Message }
   | { readonly kind: 'progress'; readonly index: number };
 
-export async function* subscribe(client: Client, options: SubscribeOptions): Subscription {
+export async function* subscribe(
+  client: SubscriptionHost,
+  options: SubscribeOptions,
+): Subscription {
   const from = options.from ?? 1;
   if (!Number.isSafeInteger(from) || from < 1) {
     throw new ClientError(
@@ -91,7 +108,7 @@ export async function* subscribe(client: Client, options: SubscribeOptions): Sub
 }
 
 async function* follow(
-  client: Client,
+  client: SubscriptionHost,
   options: SubscribeOptions,
   pinned: number | null,
   from: number,
@@ -122,8 +139,9 @@ async function* follow(
     } else {
       lastReason = stream.reason;
     }
-    failingSinceMs ??= Date.now();
-    if (Date.now() - failingSinceMs > client.settings.unavailableAfterMs) {
+    const { environment } = client.settings;
+    failingSinceMs ??= environment.nowMs();
+    if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
       throw new ClientError(
         'unavailable',
         { lastIndex: cursor.lastIndex, lastReason },
@@ -131,6 +149,7 @@ async function* follow(
       );
     }
     await pause(
+      environment,
       client.delayMs(attempt, stream.kind === 'retry' ? stream.retryAfterMs : null),
       signal,
     );
@@ -138,7 +157,7 @@ async function* follow(
 }
 
 /** Where in the client's endpoints a pinned subscription reads first; null when unpinned. */
-function pinnedAt(client: Client, endpoint: string | undefined): number | null {
+function pinnedAt(client: SubscriptionHost, endpoint: string | undefined): number | null {
   if (endpoint === undefined) return null;
   const at = client.settings.endpoints.indexOf(String(endpoint).replace(/\/+$/, ''));
   if (at < 0) {
@@ -168,13 +187,23 @@ async function open(
   if (cursor.lastIndex > 0) headers['last-event-id'] = String(cursor.lastIndex);
   try {
     const response = await fetch(`${endpoint}/v1/stream?${query}`, { headers, signal });
-    if (!response.ok) return await classify(endpoint, response);
+    if (!response.ok) return classify(endpoint, await wholeAnswer(response));
     if (response.body === null)
       return { kind: 'retry', reason: `${endpoint} sent no body`, retryAfterMs: null };
     return { kind: 'ok', value: response.body };
   } catch (error) {
     return fetchFailure(endpoint, error, signal);
   }
+}
+
+/** A refused stream's answer, read whole for classify. */
+async function wholeAnswer(response: Response): Promise<HttpExchangeResponse> {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    headers[name.toLowerCase()] = value;
+  });
+  const body = await response.text().catch(() => '');
+  return { status: response.status, headers, body };
 }
 
 /** Yields the stream's messages until it ends or breaks; returns why it ended. */

@@ -13,13 +13,21 @@
  * starts with a header record carrying the current hard state, so that older segments can
  * be deleted freely once a snapshot covers their entries.
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { HardState, NodeId, PersistedState, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
+import type { Environment } from '../util/environment.ts';
+import { systemEnvironment } from '../util/system-environment.ts';
 import { RecordBodyBuilder } from './codec.ts';
 import { invalidArgument, ioError, StorageError } from './errors.ts';
-import { fsyncDirectory, type IoCounters, newIoCounters, writeFileAtomic } from './fs-util.ts';
+import type { FileSystem } from './file-system.ts';
+import {
+  fsyncDirectory,
+  type IoCounters,
+  newIoCounters,
+  removeIfPresent,
+  replaceFileAtomically,
+} from './fs-util.ts';
 import {
   DEFAULT_QUEUE_LIMITS,
   GroupCommitStorage,
@@ -27,9 +35,10 @@ import {
   type QueuedAppend,
   type QueueLimits,
 } from './group-commit.ts';
-import { acquireLock, type DirectoryLock } from './lock.ts';
+import { acquireLock, type DirectoryLock, noLock } from './lock.ts';
 import { LogState } from './log-state.ts';
 import { checkMetadata, readMetadata, writeMetadata } from './metadata.ts';
+import { nodeFileSystem } from './node-file-system.ts';
 import { recoverLog, type SegmentInfo } from './recovery.ts';
 import { encodeSnapshotFile, readSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
 import {
@@ -38,7 +47,7 @@ import {
   type StorageLogger,
   type StorageMetadata,
 } from './types.ts';
-import { WalWriter } from './wal-writer.ts';
+import { type UnsafeStorageMode, WalWriter } from './wal-writer.ts';
 
 export interface FileStorageOptions extends Partial<QueueLimits> {
   /** Created (with its parents) on first use. */
@@ -53,6 +62,17 @@ export interface FileStorageOptions extends Partial<QueueLimits> {
   readonly segmentBytesMax?: number;
   /** Receives torn tails, stale locks and the like; default: ignore. */
   readonly log?: StorageLogger;
+  /** Every file operation goes through it; default: the real disk (`nodeFileSystem`). */
+  readonly files?: FileSystem;
+  /** The clock the WAL paces its background work by; default: `systemEnvironment`. */
+  readonly environment?: Environment;
+  /**
+   * `pidFile` (default): a `LOCK` file keeps a second process out. `none`: for a simulated
+   * disk that nothing else opens, where restarts in one process would find their own pid.
+   */
+  readonly directoryLock?: 'pidFile' | 'none';
+  /** Breaks durability on purpose, to prove the tests catch it. Never set outside tests. */
+  readonly unsafe?: UnsafeStorageMode;
 }
 
 export const DEFAULT_SEGMENT_BYTES_MAX = 64 * 1024 * 1024;
@@ -73,6 +93,7 @@ interface FileStorageParts {
 
 export class FileStorage extends GroupCommitStorage {
   private readonly dataDir: string;
+  private readonly files: FileSystem;
   private readonly lock: DirectoryLock;
   private readonly wal: WalWriter;
   /** The hard state of the last durable record; new segment headers repeat it. */
@@ -81,9 +102,13 @@ export class FileStorage extends GroupCommitStorage {
   private constructor(parts: FileStorageParts) {
     super(parts.state, parts.settings.limits);
     this.dataDir = parts.settings.dataDir;
+    this.files = parts.settings.files;
     this.lock = parts.lock;
     this.durableHardState = parts.durableHardState;
     this.wal = new WalWriter({
+      files: parts.settings.files,
+      environment: parts.settings.environment,
+      unsafe: parts.settings.unsafe,
       dataDir: parts.settings.dataDir,
       segmentBytesMax: parts.settings.segmentBytesMax,
       segments: parts.segments,
@@ -101,8 +126,11 @@ export class FileStorage extends GroupCommitStorage {
   static async open(options: FileStorageOptions): Promise<OpenedStorage<FileStorage>> {
     const settings = resolveOptions(options);
     const counters = newIoCounters();
-    await ensureDirectory(settings.dataDir, counters);
-    const lock = await acquireLock(settings.dataDir, settings.log);
+    await ensureDirectory(settings.files, settings.dataDir, counters);
+    const lock =
+      settings.directoryLock === 'pidFile'
+        ? await acquireLock(settings.files, settings.dataDir, settings.log)
+        : noLock(settings.dataDir);
     try {
       return await FileStorage.load(settings, lock, counters);
     } catch (error) {
@@ -116,11 +144,12 @@ export class FileStorage extends GroupCommitStorage {
     lock: DirectoryLock,
     counters: IoCounters,
   ): Promise<OpenedStorage<FileStorage>> {
-    const { dataDir, log } = settings;
+    const { files, dataDir, log } = settings;
     const { metadata, created } = await loadIdentity(settings, counters);
-    await removeTemporaryFiles(dataDir, log);
-    const snapshot = await readSnapshotFile(join(dataDir, SNAPSHOT_FILE_NAME));
+    await removeTemporaryFiles(files, dataDir, log);
+    const snapshot = await readSnapshotFile(files, join(dataDir, SNAPSHOT_FILE_NAME));
     const recovered = await recoverLog({
+      files,
       dataDir,
       snapshotMeta: snapshot?.meta ?? null,
       log,
@@ -201,8 +230,12 @@ export class FileStorage extends GroupCommitStorage {
   }
 
   private async writeSnapshotFile(snapshot: Snapshot): Promise<void> {
-    const path = join(this.dataDir, SNAPSHOT_FILE_NAME);
-    const byteCount = await writeFileAtomic(path, encodeSnapshotFile(snapshot), this.io);
+    const byteCount = await replaceFileAtomically({
+      files: this.files,
+      path: join(this.dataDir, SNAPSHOT_FILE_NAME),
+      chunks: encodeSnapshotFile(snapshot),
+      counters: this.io,
+    });
     this.io.snapshotWrittenBytes += byteCount;
   }
 }
@@ -214,6 +247,10 @@ interface ResolvedOptions {
   readonly segmentBytesMax: number;
   readonly limits: QueueLimits;
   readonly log: StorageLogger;
+  readonly files: FileSystem;
+  readonly environment: Environment;
+  readonly directoryLock: 'pidFile' | 'none';
+  readonly unsafe: UnsafeStorageMode | null;
 }
 
 function resolveOptions(options: FileStorageOptions): ResolvedOptions {
@@ -236,6 +273,13 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
       { segmentBytesMax },
     );
   }
+  const directoryLock = options.directoryLock ?? 'pidFile';
+  if (directoryLock !== 'pidFile' && directoryLock !== 'none') {
+    throw invalidArgument("directoryLock is 'pidFile' or 'none'", { directoryLock });
+  }
+  if (options.unsafe !== undefined && options.unsafe !== 'ackBeforeDatasync') {
+    throw invalidArgument('unknown unsafe mode', { unsafe: String(options.unsafe) });
+  }
   return {
     dataDir: options.dataDir,
     clusterId: options.clusterId,
@@ -247,23 +291,31 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
       groupBytesMax: options.groupBytesMax ?? DEFAULT_QUEUE_LIMITS.groupBytesMax,
     },
     log: options.log ?? (() => undefined),
+    files: options.files ?? nodeFileSystem,
+    environment: options.environment ?? systemEnvironment,
+    directoryLock,
+    unsafe: options.unsafe ?? null,
   };
 }
 
 /** Creates the directory; a new directory entry is durable only once its parent is synced. */
-async function ensureDirectory(dataDir: string, counters: IoCounters): Promise<void> {
-  let created: string | undefined;
+async function ensureDirectory(
+  files: FileSystem,
+  dataDir: string,
+  counters: IoCounters,
+): Promise<void> {
+  let created: string | null;
   try {
-    created = await mkdir(dataDir, { recursive: true });
+    created = await files.makeDirectory(dataDir);
   } catch (error) {
     throw ioError('create directory', dataDir, error);
   }
-  if (created === undefined) return;
+  if (created === null) return;
   // Every directory made here is an entry in its parent: sync from dataDir up to the first
   // one created (bounded by the depth of the path).
   const firstCreated = resolve(created);
   for (let directory = resolve(dataDir); ; directory = dirname(directory)) {
-    await fsyncDirectory(dirname(directory), counters);
+    await fsyncDirectory(files, dirname(directory), counters);
     if (directory === firstCreated || dirname(directory) === directory) break;
   }
 }
@@ -273,18 +325,18 @@ async function loadIdentity(
   settings: ResolvedOptions,
   counters: IoCounters,
 ): Promise<{ metadata: StorageMetadata; created: boolean }> {
-  const { dataDir, clusterId, nodeId } = settings;
-  const found = await readMetadata(dataDir);
+  const { files, dataDir, clusterId, nodeId } = settings;
+  const found = await readMetadata(files, dataDir);
   if (found !== null) {
     checkMetadata(found, { clusterId, nodeId, dataDir });
     if (found.formatVersion === STORAGE_FORMAT_VERSION) return { metadata: found, created: false };
     // Written by an older release. It will hold preallocated segments (format 2) that such a
     // release would misread as damage: marked now, before any is written, it refuses them.
     const upgraded = { ...found, formatVersion: STORAGE_FORMAT_VERSION };
-    await writeMetadata(dataDir, upgraded, counters);
+    await writeMetadata(files, dataDir, upgraded, counters);
     return { metadata: upgraded, created: false };
   }
-  const names = await readdir(dataDir).catch((error: unknown) => {
+  const names = await files.readdir(dataDir).catch((error: unknown) => {
     throw ioError('list directory', dataDir, error);
   });
   const dataFile = names.find((name) => name.endsWith('.wal') || name === SNAPSHOT_FILE_NAME);
@@ -295,21 +347,23 @@ async function loadIdentity(
     });
   }
   const metadata = { formatVersion: STORAGE_FORMAT_VERSION, clusterId, nodeId };
-  await writeMetadata(dataDir, metadata, counters);
+  await writeMetadata(files, dataDir, metadata, counters);
   return { metadata, created: true };
 }
 
 /** Leftovers of an atomic write cut short by a crash; the real file is intact. */
-async function removeTemporaryFiles(dataDir: string, log: StorageLogger): Promise<void> {
-  const names = await readdir(dataDir).catch((error: unknown) => {
+async function removeTemporaryFiles(
+  files: FileSystem,
+  dataDir: string,
+  log: StorageLogger,
+): Promise<void> {
+  const names = await files.readdir(dataDir).catch((error: unknown) => {
     throw ioError('list directory', dataDir, error);
   });
   for (const name of names) {
     if (name !== `${SNAPSHOT_FILE_NAME}.tmp` && name !== 'meta.json.tmp') continue;
     const path = join(dataDir, name);
-    await rm(path, { force: true }).catch((error: unknown) => {
-      throw ioError('remove temporary file', path, error);
-    });
+    await removeIfPresent(files, path);
     log({ type: 'temporaryFileRemoved', file: path });
   }
 }

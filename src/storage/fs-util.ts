@@ -3,10 +3,11 @@
  * cut only once its directory is fsynced too; a file is replaced atomically by writing a
  * temporary file, fsyncing it, renaming it over the old one and fsyncing the directory.
  */
-import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { assert } from '../util/assert.ts';
 import { ioError } from './errors.ts';
+import { type FileHandle, type FileSystem, hasErrorCode } from './file-system.ts';
+import { nodeFileSystem } from './node-file-system.ts';
 
 /** Mutable counters shared by a storage instance and its helpers. */
 export interface IoCounters {
@@ -37,16 +38,52 @@ export function newIoCounters(): IoCounters {
   };
 }
 
-export async function fsyncDirectory(path: string, counters: IoCounters): Promise<void> {
-  let handle: Awaited<ReturnType<typeof open>> | null = null;
+export async function fsyncDirectory(
+  files: FileSystem,
+  path: string,
+  counters: IoCounters,
+): Promise<void> {
   try {
-    handle = await open(path, 'r');
-    await handle.sync();
-    counters.fsyncCount += 1;
+    await files.syncDirectory(path);
   } catch (error) {
     throw ioError('fsync directory', path, error);
+  }
+  counters.fsyncCount += 1;
+}
+
+/** Removes a file's name if it has one; a missing file is what the caller wanted. */
+export async function removeIfPresent(files: FileSystem, path: string): Promise<void> {
+  try {
+    await files.unlink(path);
+  } catch (error) {
+    if (hasErrorCode(error, 'ENOENT')) return;
+    throw ioError('remove', path, error);
+  }
+}
+
+/** The whole file, or null when it does not exist. Other failures are thrown as they are. */
+export async function readFileIfPresent(files: FileSystem, path: string): Promise<Buffer | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await files.readFile(path);
+  } catch (error) {
+    if (hasErrorCode(error, 'ENOENT')) return null;
+    throw error;
+  }
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** Creates (or empties) `path` and writes `bytes`, not synced: for files no crash depends on. */
+export async function writeWholeFile(
+  files: FileSystem,
+  path: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const handle = await files.open(path, 'createOrTruncate');
+  try {
+    await handle.write([bytes], 0);
   } finally {
-    await handle?.close().catch(() => undefined);
+    await handle.close();
   }
 }
 
@@ -54,29 +91,45 @@ export async function fsyncDirectory(path: string, counters: IoCounters): Promis
  * Replaces `path` with `chunks` atomically: readers see the old or the new content, whole,
  * even after a power cut. Resolves after the directory fsync. Returns the bytes written.
  */
-export async function writeFileAtomic(
+export async function replaceFileAtomically(options: {
+  readonly files: FileSystem;
+  readonly path: string;
+  readonly chunks: readonly Uint8Array[];
+  readonly counters: IoCounters;
+  readonly temporaryPath?: string;
+}): Promise<number> {
+  const { files, path, chunks, counters } = options;
+  const temporaryPath = options.temporaryPath ?? `${path}.tmp`;
+  assert(temporaryPath !== path, 'the temporary file is not the file it replaces');
+  let byteCount = 0;
+  for (const chunk of chunks) byteCount += chunk.length;
+  let handle: FileHandle | null = null;
+  try {
+    handle = await files.open(temporaryPath, 'createOrTruncate');
+    await handle.write(chunks, 0);
+    await handle.datasync();
+    counters.fsyncCount += 1;
+    await handle.close();
+    handle = null;
+    await files.rename(temporaryPath, path);
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await files.unlink(temporaryPath).catch(() => undefined);
+    throw ioError('atomic write', path, error);
+  }
+  await fsyncDirectory(files, dirname(path), counters);
+  return byteCount;
+}
+
+/**
+ * `replaceFileAtomically` on the real disk, for callers outside the storage that have no
+ * FileSystem of their own (src/agents keeps its snapshots this way).
+ */
+export function writeFileAtomic(
   path: string,
   chunks: readonly Uint8Array[],
   counters: IoCounters,
   temporaryPath = `${path}.tmp`,
 ): Promise<number> {
-  let byteCount = 0;
-  for (const chunk of chunks) byteCount += chunk.length;
-  let handle: Awaited<ReturnType<typeof open>> | null = null;
-  try {
-    handle = await open(temporaryPath, 'w');
-    const { bytesWritten } = await handle.writev([...chunks], 0);
-    assert(bytesWritten === byteCount, 'writev writes every byte');
-    await handle.sync();
-    counters.fsyncCount += 1;
-    await handle.close();
-    handle = null;
-    await rename(temporaryPath, path);
-  } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await rm(temporaryPath, { force: true }).catch(() => undefined);
-    throw ioError('atomic write', path, error);
-  }
-  await fsyncDirectory(dirname(path), counters);
-  return byteCount;
+  return replaceFileAtomically({ files: nodeFileSystem, path, chunks, counters, temporaryPath });
 }

@@ -6,11 +6,17 @@
  * Known limits: a dead owner's pid reused by an unrelated process makes the lock look held
  * (the error names the file to remove); and the takeover is made safe against a racing
  * opener by moving the stale file aside and checking it is the one judged stale.
+ *
+ * The files go through the storage's FileSystem; whether a pid is alive is asked of this
+ * process's operating system. A simulated disk shared by simulated restarts within one
+ * process would always find its own pid alive: the simulator opens without a lock
+ * (`directoryLock: 'none'`), and needs none, as nothing else opens its directories.
  */
-import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ioError, StorageError } from './errors.ts';
+import { type FileSystem, hasErrorCode } from './file-system.ts';
+import { readFileIfPresent, removeIfPresent, writeWholeFile } from './fs-util.ts';
 import type { StorageLogger } from './types.ts';
 
 export const LOCK_FILE_NAME = 'LOCK';
@@ -21,16 +27,20 @@ export interface DirectoryLock {
 }
 
 /** Takes the lock; throws LOCKED when a live process holds it. */
-export async function acquireLock(dataDir: string, log: StorageLogger): Promise<DirectoryLock> {
+export async function acquireLock(
+  files: FileSystem,
+  dataDir: string,
+  log: StorageLogger,
+): Promise<DirectoryLock> {
   const path = join(dataDir, LOCK_FILE_NAME);
   // Two attempts: the second follows the takeover of a stale lock.
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await tryCreate(path)) return { path, release: () => releaseLock(path) };
-    const content = await readLockContent(path);
+    if (await tryCreate(files, path)) return { path, release: () => releaseLock(files, path) };
+    const content = await readLockContent(files, path);
     if (content === null) continue; // released between our attempt and our read
     const owner = parseOwner(content);
     if (owner !== null && isAlive(owner)) throw lockedError(path, owner);
-    if (!(await moveAsideIfUnchanged(path, content))) break;
+    if (!(await moveAsideIfUnchanged(files, path, content))) break;
     log({ type: 'staleLockRemoved', file: path, pid: owner });
   }
   throw lockedError(path, null);
@@ -41,25 +51,24 @@ export async function acquireLock(dataDir: string, log: StorageLogger): Promise<
  * an O_EXCL open, and a lock file is never seen half-written (an empty LOCK could be a
  * crashed owner or a live one that has not written its pid yet).
  */
-async function tryCreate(path: string): Promise<boolean> {
+async function tryCreate(files: FileSystem, path: string): Promise<boolean> {
   const privatePath = `${path}.${process.pid}.tmp`;
   try {
-    await writeFile(privatePath, `${process.pid} ${hostname()}\n`, { flag: 'w' });
-    await link(privatePath, path);
+    await writeWholeFile(files, privatePath, Buffer.from(`${process.pid} ${hostname()}\n`));
+    await files.link(privatePath, path);
     return true;
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'EEXIST') return false;
+    if (hasErrorCode(error, 'EEXIST')) return false;
     throw ioError('create lock', path, error);
   } finally {
-    await rm(privatePath, { force: true }).catch(() => undefined);
+    await removeIfPresent(files, privatePath).catch(() => undefined);
   }
 }
 
-async function readLockContent(path: string): Promise<string | null> {
+async function readLockContent(files: FileSystem, path: string): Promise<string | null> {
   try {
-    return await readFile(path, 'utf8');
+    return (await readFileIfPresent(files, path))?.toString('utf8') ?? null;
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return null;
     throw ioError('read lock', path, error);
   }
 }
@@ -85,26 +94,30 @@ function isAlive(pid: number): boolean {
  * Renames the stale lock to a private name and checks it still holds what was judged
  * stale; if a racing process replaced it meanwhile, puts that fresh lock back.
  */
-async function moveAsideIfUnchanged(path: string, staleContent: string): Promise<boolean> {
+async function moveAsideIfUnchanged(
+  files: FileSystem,
+  path: string,
+  staleContent: string,
+): Promise<boolean> {
   const asidePath = `${path}.stale-${process.pid}`;
   try {
-    await rename(path, asidePath);
+    await files.rename(path, asidePath);
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return true;
+    if (hasErrorCode(error, 'ENOENT')) return true;
     throw ioError('move stale lock', path, error);
   }
-  const movedContent = await readLockContent(asidePath);
+  const movedContent = await readLockContent(files, asidePath);
   if (movedContent !== staleContent) {
-    await rename(asidePath, path).catch(() => undefined);
+    await files.rename(asidePath, path).catch(() => undefined);
     return false;
   }
-  await rm(asidePath, { force: true });
+  await removeIfPresent(files, asidePath);
   return true;
 }
 
-async function releaseLock(path: string): Promise<void> {
+async function releaseLock(files: FileSystem, path: string): Promise<void> {
   try {
-    await rm(path, { force: true });
+    await removeIfPresent(files, path);
   } catch (error) {
     throw ioError('release lock', path, error);
   }
@@ -117,4 +130,12 @@ function lockedError(path: string, pid: number | null): StorageError {
     `${path} is held by ${holder}; if no such process runs, remove the file`,
     { file: path, pid },
   );
+}
+
+/**
+ * No lock at all: for a directory that nothing else can open (a simulated disk, which
+ * restarts within one process and so would always find its own pid alive).
+ */
+export function noLock(dataDir: string): DirectoryLock {
+  return { path: join(dataDir, LOCK_FILE_NAME), release: async () => undefined };
 }

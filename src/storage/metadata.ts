@@ -3,24 +3,26 @@
  * Written once, atomically, on first use; checked on every open, so a node can never start
  * on another node's or another cluster's log, nor on a format it does not understand.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ioError, StorageError } from './errors.ts';
-import { type IoCounters, writeFileAtomic } from './fs-util.ts';
+import type { FileSystem } from './file-system.ts';
+import { type IoCounters, readFileIfPresent, replaceFileAtomically } from './fs-util.ts';
 import { STORAGE_FORMAT_VERSION, type StorageMetadata } from './types.ts';
 
 export const METADATA_FILE_NAME = 'meta.json';
 
-export async function readMetadata(dataDir: string): Promise<StorageMetadata | null> {
+export async function readMetadata(
+  files: FileSystem,
+  dataDir: string,
+): Promise<StorageMetadata | null> {
   const path = join(dataDir, METADATA_FILE_NAME);
-  let text: string;
+  let bytes: Buffer | null;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFileIfPresent(files, path);
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return null;
     throw ioError('read metadata', path, error);
   }
-  return parseMetadata(text, path);
+  return bytes === null ? null : parseMetadata(bytes.toString('utf8'), path);
 }
 
 function parseMetadata(text: string, path: string): StorageMetadata {
@@ -49,12 +51,18 @@ function parseMetadata(text: string, path: string): StorageMetadata {
 }
 
 export async function writeMetadata(
+  files: FileSystem,
   dataDir: string,
   metadata: StorageMetadata,
   counters: IoCounters,
 ): Promise<void> {
   const text = `${JSON.stringify(metadata, null, 2)}\n`;
-  await writeFileAtomic(join(dataDir, METADATA_FILE_NAME), [Buffer.from(text, 'utf8')], counters);
+  await replaceFileAtomically({
+    files,
+    path: join(dataDir, METADATA_FILE_NAME),
+    chunks: [Buffer.from(text, 'utf8')],
+    counters,
+  });
 }
 
 /** Refuses a directory of a newer format, another cluster or another node, in that order. */

@@ -16,9 +16,10 @@
  * gently, and a fill someone waits for (at open, or a rotation that caught up with its
  * spare) goes fast.
  */
-import { open, rm } from 'node:fs/promises';
 import { assert } from '../util/assert.ts';
 import { ioError, StorageError } from './errors.ts';
+import type { FileHandle, FileSystem } from './file-system.ts';
+import { removeIfPresent } from './fs-util.ts';
 
 /** The next segment, zero-filled ahead of need; it becomes `wal-<seq>.wal` by a rename. */
 export const SPARE_SEGMENT_FILE_NAME = 'wal-spare.tmp';
@@ -35,8 +36,6 @@ export const GENTLE_FILL: FillPace = { chunkBytes: 128 << 10, syncIntervalBytes:
 
 /** Shared and never written to: only ever the source of writes. */
 const ZERO_CHUNK = Buffer.alloc(Math.max(FAST_FILL.chunkBytes, GENTLE_FILL.chunkBytes));
-
-type FileHandle = Awaited<ReturnType<typeof open>>;
 
 /** Bytes of zeros written so far by a fill, and still to write. */
 export type PaceChooser = (writtenBytes: number, remainingBytes: number) => FillPace;
@@ -66,8 +65,7 @@ export async function fillWithZeros(options: {
       const pace = options.pace(position - fromBytes, toBytes - position);
       assert(pace.chunkBytes > 0 && pace.chunkBytes <= ZERO_CHUNK.length, 'a chunk fits');
       const chunkBytes = Math.min(pace.chunkBytes, toBytes - position);
-      const { bytesWritten } = await handle.write(ZERO_CHUNK, 0, chunkBytes, position);
-      assert(bytesWritten === chunkBytes, 'a write of zeros writes every byte');
+      await handle.write([ZERO_CHUNK.subarray(0, chunkBytes)], position);
       position += chunkBytes;
       unsyncedBytes += chunkBytes;
       if (unsyncedBytes >= pace.syncIntervalBytes && position < toBytes) {
@@ -88,17 +86,18 @@ export async function fillWithZeros(options: {
  * not synced here: the file is renamed before use, and that rename is synced.
  */
 export async function createZeroFilledFile(options: {
+  readonly files: FileSystem;
   readonly path: string;
   readonly sizeBytes: number;
   readonly isCancelled: () => boolean;
   readonly pace: PaceChooser;
 }): Promise<FileHandle | null> {
-  const { path, sizeBytes } = options;
+  const { files, path, sizeBytes } = options;
   assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0, 'a preallocated file has a size');
-  await removeIfPresent(path);
+  await removeIfPresent(files, path);
   let handle: FileHandle;
   try {
-    handle = await open(path, 'wx');
+    handle = await files.open(path, 'createExclusive');
   } catch (error) {
     throw ioError('create segment', path, error);
   }
@@ -115,18 +114,10 @@ export async function createZeroFilledFile(options: {
   } finally {
     if (!completed) {
       await handle.close().catch(() => undefined);
-      await rm(path, { force: true }).catch(() => undefined);
+      await removeIfPresent(files, path).catch(() => undefined);
     }
   }
   return completed ? handle : null;
-}
-
-export async function removeIfPresent(path: string): Promise<void> {
-  try {
-    await rm(path, { force: true });
-  } catch (error) {
-    throw ioError('remove', path, error);
-  }
 }
 
 export function preallocationCancelled(path: string): StorageError {

@@ -4,12 +4,12 @@
  * model is reconciled with the snapshot. Anything inconsistent is an error, never repaired:
  * silently dropping a record a quorum counted on is how replicated logs lose data.
  */
-import { open, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Entry, HardState, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import type { WalItem } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
+import type { FileHandle, FileSystem } from './file-system.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
 import { FAST_FILL, fillWithZeros } from './preallocation.ts';
 import {
@@ -113,21 +113,22 @@ class ReplayModel {
 }
 
 export async function recoverLog(options: {
+  readonly files: FileSystem;
   readonly dataDir: string;
   readonly snapshotMeta: SnapshotMeta | null;
   readonly log: StorageLogger;
   readonly counters: IoCounters;
 }): Promise<RecoveredLog> {
-  const files = await listSegments(options.dataDir);
+  const segmentFiles = await listSegments(options.files, options.dataDir);
   const model = new ReplayModel();
   const segments: SegmentInfo[] = [];
-  for (const [position, file] of files.entries()) {
-    const isLast = position === files.length - 1;
+  for (const [position, file] of segmentFiles.entries()) {
+    const isLast = position === segmentFiles.length - 1;
     const info = await replaySegment({ file, isLast, model, ...options });
     if (info !== null) segments.push(info);
   }
   // A last segment whose header was torn is gone: its number is free again.
-  const lastFile = files[files.length - 1];
+  const lastFile = segmentFiles[segmentFiles.length - 1];
   const lastKept = segments[segments.length - 1];
   const nextSegmentSeq =
     lastKept !== undefined ? lastKept.segmentSeq + 1 : (lastFile?.segmentSeq ?? 1);
@@ -149,14 +150,15 @@ export async function recoverLog(options: {
  * no record: its header was torn, or it was never written.
  */
 async function replaySegment(options: {
+  readonly files: FileSystem;
   readonly file: SegmentFile;
   readonly isLast: boolean;
   readonly model: ReplayModel;
   readonly log: StorageLogger;
   readonly counters: IoCounters;
 }): Promise<SegmentInfo | null> {
-  const { file, isLast, model, log } = options;
-  const { bytes, contentBytes } = await readSegmentFile(file.path);
+  const { files, file, isLast, model, log } = options;
+  const { bytes, contentBytes } = await readSegmentFile(files, file.path);
   const scan = scanSegment(bytes, file.path, isLast, contentBytes);
   assert(scan.validBytes + scan.tornBytes <= bytes.length, 'the scan stays within the file');
   if (scan.records.length === 0) {
@@ -171,12 +173,15 @@ async function replaySegment(options: {
         droppedBytes: scan.tornBytes,
       });
     }
-    await removeFile(file.path, options.counters);
+    await removeFile(files, file.path, options.counters);
     const reason = scan.tornBytes > 0 ? 'its header was torn' : 'it holds no record';
     log({ type: 'segmentDeleted', file: file.path, reason });
     return null;
   }
-  if (scan.tornBytes > 0) await zeroTornTail(file.path, scan.validBytes, scan.tornBytes, log);
+  if (scan.tornBytes > 0) {
+    const { validBytes, tornBytes } = scan;
+    await zeroTornTail({ files, path: file.path, validBytes, tornBytes, log });
+  }
   let records = scan.records;
   if (bytes.length - scan.validBytes > Math.max(COMPACT_SLACK_BYTES, scan.validBytes)) {
     // Entries are views into the buffer: let them keep only the records' bytes alive, not
@@ -229,16 +234,18 @@ function checkHeader(items: readonly WalItem[], file: SegmentFile, at: Location)
  * Overwrites a torn write with zeros, so that the segment ends cleanly after its last valid
  * record and keeps its preallocated size (writing resumes there).
  */
-async function zeroTornTail(
-  path: string,
-  validBytes: number,
-  tornBytes: number,
-  log: StorageLogger,
-): Promise<void> {
+async function zeroTornTail(options: {
+  readonly files: FileSystem;
+  readonly path: string;
+  readonly validBytes: number;
+  readonly tornBytes: number;
+  readonly log: StorageLogger;
+}): Promise<void> {
+  const { files, path, validBytes, tornBytes, log } = options;
   assert(tornBytes > 0, 'a torn tail holds damaged bytes');
-  let handle: Awaited<ReturnType<typeof open>> | null = null;
+  let handle: FileHandle | null = null;
   try {
-    handle = await open(path, 'r+');
+    handle = await files.open(path, 'readWrite');
     const toBytes = validBytes + tornBytes;
     await fillWithZeros({
       handle,
@@ -256,13 +263,13 @@ async function zeroTornTail(
   log({ type: 'tornTailTruncated', file: path, offsetBytes: validBytes, droppedBytes: tornBytes });
 }
 
-async function removeFile(path: string, counters: IoCounters): Promise<void> {
+async function removeFile(files: FileSystem, path: string, counters: IoCounters): Promise<void> {
   try {
-    await rm(path);
+    await files.unlink(path);
   } catch (error) {
     throw ioError('remove', path, error);
   }
-  await fsyncDirectory(dirname(path), counters);
+  await fsyncDirectory(files, dirname(path), counters);
 }
 
 /**

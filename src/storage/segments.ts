@@ -18,7 +18,6 @@
  * A segment that is not the last one is complete: the next one exists only because writing
  * moved on to it. Its end is its last valid record, followed by zeros.
  */
-import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assert } from '../util/assert.ts';
 import {
@@ -29,6 +28,7 @@ import {
   type WalItem,
 } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
+import type { FileHandle, FileSystem } from './file-system.ts';
 
 const SEGMENT_NAME_PATTERN = /^wal-(\d{20})\.wal$/;
 
@@ -43,10 +43,10 @@ export interface SegmentFile {
 }
 
 /** Segments in order. Their numbers must be consecutive: a hole is a lost file. */
-export async function listSegments(dataDir: string): Promise<SegmentFile[]> {
+export async function listSegments(files: FileSystem, dataDir: string): Promise<SegmentFile[]> {
   let names: string[];
   try {
-    names = await readdir(dataDir);
+    names = await files.readdir(dataDir);
   } catch (error) {
     throw ioError('list directory', dataDir, error);
   }
@@ -161,11 +161,14 @@ export interface SegmentFileContent {
  * content is read in, so a mostly empty 64 MiB segment costs neither 64 MiB of memory nor
  * (measured) the ~50 ms of reading it whole.
  */
-export async function readSegmentFile(path: string): Promise<SegmentFileContent> {
-  let handle: Awaited<ReturnType<typeof open>> | null = null;
+export async function readSegmentFile(
+  files: FileSystem,
+  path: string,
+): Promise<SegmentFileContent> {
+  let handle: FileHandle | null = null;
   try {
-    handle = await open(path, 'r');
-    const fileBytes = (await handle.stat()).size;
+    handle = await files.open(path, 'read');
+    const fileBytes = await handle.sizeBytes();
     const scratch = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, fileBytes));
     let contentBytes = 0;
     // Bounded: each pass moves `end` back by one chunk, or finds the content's end.
@@ -190,20 +193,11 @@ export async function readSegmentFile(path: string): Promise<SegmentFileContent>
   }
 }
 
-async function readExactly(
-  handle: Awaited<ReturnType<typeof open>>,
-  target: Buffer,
-  position: number,
-): Promise<void> {
+async function readExactly(handle: FileHandle, target: Buffer, position: number): Promise<void> {
   let doneBytes = 0;
   // Bounded: each pass reads at least one byte, or throws.
   while (doneBytes < target.length) {
-    const { bytesRead } = await handle.read(
-      target,
-      doneBytes,
-      target.length - doneBytes,
-      position + doneBytes,
-    );
+    const bytesRead = await handle.read(target.subarray(doneBytes), position + doneBytes);
     if (bytesRead === 0) throw new Error('the file became shorter while it was read');
     doneBytes += bytesRead;
   }

@@ -6,11 +6,12 @@
  *
  * A file that fails its checksum is an error, never skipped: the log before it may be gone.
  */
-import { readFile } from 'node:fs/promises';
 import type { Configuration, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { crc32 } from './crc32.ts';
 import { ioError, StorageError } from './errors.ts';
+import type { FileSystem } from './file-system.ts';
+import { readFileIfPresent } from './fs-util.ts';
 import { STORAGE_FORMAT_VERSION } from './types.ts';
 
 export const SNAPSHOT_FILE_NAME = 'snapshot.bin';
@@ -35,15 +36,14 @@ export function encodeSnapshotFile(snapshot: Snapshot): Uint8Array[] {
 }
 
 /** Reads the snapshot at `path`; null when there is none. */
-export async function readSnapshotFile(path: string): Promise<Snapshot | null> {
-  let file: Buffer;
+export async function readSnapshotFile(files: FileSystem, path: string): Promise<Snapshot | null> {
+  let file: Buffer | null;
   try {
-    file = await readFile(path);
+    file = await readFileIfPresent(files, path);
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') return null;
     throw ioError('read snapshot', path, error);
   }
-  return decodeSnapshotFile(file, path);
+  return file === null ? null : decodeSnapshotFile(file, path);
 }
 
 export function decodeSnapshotFile(file: Buffer, path: string): Snapshot {

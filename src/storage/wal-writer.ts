@@ -16,13 +16,14 @@
  *   it ready and costs a header write, a rename and a directory fsync, not a segment of
  *   zeros; a node that writes little never pays for a spare.
  */
-import { link, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HardState } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
+import type { Environment } from '../util/environment.ts';
 import { encodeRecordHeader, RECORD_HEADER_BYTES, RecordBodyBuilder } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
-import { fsyncDirectory, type IoCounters } from './fs-util.ts';
+import type { FileHandle, FileSystem } from './file-system.ts';
+import { fsyncDirectory, type IoCounters, removeIfPresent } from './fs-util.ts';
 import {
   createZeroFilledFile,
   FAST_FILL,
@@ -30,14 +31,11 @@ import {
   fillWithZeros,
   GENTLE_FILL,
   preallocationCancelled,
-  removeIfPresent,
   SPARE_SEGMENT_FILE_NAME,
 } from './preallocation.ts';
 import type { SegmentInfo } from './recovery.ts';
 import { segmentFileName } from './segments.ts';
 import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
-
-type FileHandle = Awaited<ReturnType<typeof open>>;
 
 interface ActiveSegment {
   readonly info: SegmentInfo;
@@ -51,13 +49,14 @@ class SpareFill {
   ready = false;
   /** A rotation waits for it: the rest of the zeros go out fast. */
   urgent = false;
-  readonly startedAtMs = performance.now();
   /** Never rejects. */
   readonly done: Promise<SpareResult>;
 
   constructor(
     /** `walWrittenBytes` when the fill began: the rate records arrive at since then. */
     readonly walBytesAtStart: number,
+    /** On the environment's monotonic clock. */
+    readonly startedAtMs: number,
     fill: (spare: SpareFill) => Promise<SpareResult>,
   ) {
     this.done = fill(this);
@@ -67,7 +66,16 @@ class SpareFill {
   }
 }
 
+/**
+ * A deliberately broken mode, to prove that the durability tests catch what it breaks.
+ * `ackBeforeDatasync`: records are reported durable without their fdatasync. Never set
+ * outside tests.
+ */
+export type UnsafeStorageMode = 'ackBeforeDatasync';
+
 export interface WalWriterOptions {
+  readonly files: FileSystem;
+  readonly environment: Environment;
   readonly dataDir: string;
   readonly segmentBytesMax: number;
   /** The recovered segments, oldest first; writing resumes in the last one. */
@@ -75,6 +83,8 @@ export interface WalWriterOptions {
   readonly nextSegmentSeq: number;
   readonly io: IoCounters;
   readonly log: StorageLogger;
+  /** Never set outside tests (see UnsafeStorageMode). */
+  readonly unsafe?: UnsafeStorageMode | null;
 }
 
 export class WalWriter {
@@ -91,6 +101,9 @@ export class WalWriter {
   private readonly segments: SegmentInfo[];
   private readonly io: IoCounters;
   private readonly log: StorageLogger;
+  private readonly files: FileSystem;
+  private readonly environment: Environment;
+  private readonly skipsRecordDatasync: boolean;
 
   constructor(options: WalWriterOptions) {
     assert(options.nextSegmentSeq >= 1, 'segment numbers start at 1');
@@ -105,6 +118,9 @@ export class WalWriter {
     this.nextSegmentSeq = options.nextSegmentSeq;
     this.io = options.io;
     this.log = options.log;
+    this.files = options.files;
+    this.environment = options.environment;
+    this.skipsRecordDatasync = options.unsafe === 'ackBeforeDatasync';
   }
 
   /**
@@ -113,7 +129,7 @@ export class WalWriter {
    */
   async start(hardState: HardState | null): Promise<void> {
     assert(this.active === null && !this.closed, 'a writer starts once');
-    await removeIfPresent(this.sparePath); // left by a crash; its content is unknown
+    await removeIfPresent(this.files, this.sparePath); // left by a crash; content unknown
     const last = this.segments[this.segments.length - 1];
     if (last !== undefined && last.sizeBytes < this.capacityOf(last)) {
       this.active = await this.resume(last);
@@ -140,7 +156,7 @@ export class WalWriter {
       await this.rotate(options.hardState);
     }
     const target = this.activeSegment();
-    await this.writeRecord(target, options.chunks);
+    await this.writeRecord(target, options.chunks, { datasync: !this.skipsRecordDatasync });
     target.info.maxEntryIndex = Math.max(target.info.maxEntryIndex, options.maxEntryIndex);
     this.prepareSpareIfDue();
   }
@@ -166,9 +182,9 @@ export class WalWriter {
     // Bounded by the segment list, which shrinks by one each pass.
     for (let deleted = 0; deleted < count; deleted++) {
       const info = this.segments[0]!;
-      await removeIfPresent(info.path);
+      await removeIfPresent(this.files, info.path);
       this.segments.shift();
-      await fsyncDirectory(this.dataDir, this.io);
+      await fsyncDirectory(this.files, this.dataDir, this.io);
       this.io.segmentDeletedCount += 1;
       this.log({ type: 'segmentDeleted', file: info.path, reason });
     }
@@ -182,7 +198,7 @@ export class WalWriter {
     const result = await spare?.done;
     if (result !== undefined && 'handle' in result) await result.handle.close().catch(() => {});
     // Only zeros: nothing is lost, and an open would delete it anyway.
-    await removeIfPresent(this.sparePath).catch(() => undefined);
+    await removeIfPresent(this.files, this.sparePath).catch(() => undefined);
     const active = this.active;
     this.active = null;
     try {
@@ -208,7 +224,7 @@ export class WalWriter {
   private async resume(info: SegmentInfo): Promise<ActiveSegment> {
     let handle: FileHandle;
     try {
-      handle = await open(info.path, 'r+');
+      handle = await this.files.open(info.path, 'readWrite');
     } catch (error) {
       throw ioError('open segment', info.path, error);
     }
@@ -255,9 +271,12 @@ export class WalWriter {
     if (hardState !== null) builder.add({ type: 'hardState', hardState });
     try {
       // The header is durable before the name: a `.wal` file always starts with one.
-      await this.writeRecord(segment, builder.finish(), this.sparePath);
-      await renameSegment(this.sparePath, path);
-      await fsyncDirectory(this.dataDir, this.io);
+      await this.writeRecord(segment, builder.finish(), {
+        datasync: true,
+        pathForErrors: this.sparePath,
+      });
+      await renameSegment(this.files, this.sparePath, path);
+      await fsyncDirectory(this.files, this.dataDir, this.io);
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw error;
@@ -308,7 +327,7 @@ export class WalWriter {
   private spareFillPace(spare: SpareFill, writtenBytes: number, remainingBytes: number): FillPace {
     const active = this.active;
     if (spare.urgent || active === null) return FAST_FILL;
-    const elapsedMs = performance.now() - spare.startedAtMs;
+    const elapsedMs = this.environment.monotonicMs() - spare.startedAtMs;
     const walBytes = this.io.walWrittenBytes - spare.walBytesAtStart;
     if (writtenBytes === 0 || walBytes <= 0 || elapsedMs <= 0) return GENTLE_FILL;
     const roomBytes = Math.max(0, this.capacityOf(active.info) - active.info.sizeBytes);
@@ -321,8 +340,10 @@ export class WalWriter {
   private fillSpare(): SpareFill {
     const path = this.sparePath;
     const sizeBytes = this.segmentBytesMax;
-    return new SpareFill(this.io.walWrittenBytes, (spare) =>
+    const startedAtMs = this.environment.monotonicMs();
+    return new SpareFill(this.io.walWrittenBytes, startedAtMs, (spare) =>
       createZeroFilledFile({
+        files: this.files,
         path,
         sizeBytes,
         isCancelled: () => this.closed,
@@ -339,23 +360,28 @@ export class WalWriter {
     );
   }
 
+  /**
+   * Writes one record after the last one and fdatasyncs it. A failure leaves the segment's
+   * content unknown (after a failed fdatasync the kernel may have dropped the pages while
+   * reads still return them), so the caller fails for good: GroupCommitStorage refuses
+   * every later call and nothing more is written to this segment.
+   */
   private async writeRecord(
     segment: ActiveSegment,
     chunks: Uint8Array[],
-    pathForErrors = segment.info.path,
+    how: { readonly datasync: boolean; readonly pathForErrors?: string },
   ): Promise<void> {
     const header = encodeRecordHeader(chunks);
     let byteCount = header.length;
     for (const chunk of chunks) byteCount += chunk.length;
     const { info, handle } = segment;
     try {
-      const { bytesWritten } = await handle.writev([header, ...chunks], info.sizeBytes);
-      assert(bytesWritten === byteCount, 'writev writes the whole record');
-      await handle.datasync();
+      await handle.write([header, ...chunks], info.sizeBytes);
+      if (how.datasync) await handle.datasync();
     } catch (error) {
-      throw ioError('append record', pathForErrors, error);
+      throw ioError('append record', how.pathForErrors ?? info.path, error);
     }
-    this.io.fsyncCount += 1;
+    if (how.datasync) this.io.fsyncCount += 1;
     this.io.recordCount += 1;
     this.io.walWrittenBytes += byteCount;
     info.sizeBytes += byteCount;
@@ -370,10 +396,10 @@ export class WalWriter {
  * rename would: whatever happens, no segment is ever overwritten. A crash between the two
  * calls leaves the spare's name too, which the next open deletes.
  */
-async function renameSegment(from: string, to: string): Promise<void> {
+async function renameSegment(files: FileSystem, from: string, to: string): Promise<void> {
   try {
-    await link(from, to);
-    await unlink(from);
+    await files.link(from, to);
+    await files.unlink(from);
   } catch (error) {
     throw ioError('rename segment', to, error);
   }

@@ -3,7 +3,7 @@
  * one place below the CLI where src/broadcast, src/storage and src/client reach them (a lint
  * check keeps it so); the simulator provides its own.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { assert } from './assert.ts';
 import type { Environment, Timer } from './environment.ts';
@@ -43,7 +43,8 @@ export const systemEnvironment: Environment = Object.freeze({
   nowMs: () => Date.now(),
   monotonicMs: () => performance.now(),
   setTimer,
-  random: () => randomInt(0, 2 ** 48) / 2 ** 48,
+  // randomInt takes a range of at most 2^48 - 1: six random bytes give the full [0, 2^48).
+  random: () => randomBytes(6).readUIntBE(0, 6) / 2 ** 48,
   randomHex: (byteCount: number) => {
     assert(Number.isSafeInteger(byteCount) && byteCount > 0, 'randomHex takes a positive count');
     return randomBytes(byteCount).toString('hex');

@@ -136,5 +136,10 @@ export function memoryHarness(): Harness & { readonly disk: MemoryDisk } {
 
 export const HARNESSES: readonly { readonly name: string; make(): Promise<Harness> }[] = [
   { name: 'FileStorage', make: fileHarness },
+  {
+    name: 'FileStorage on SimFileSystem',
+    // Imported late: sim-disk.ts imports this file.
+    make: async () => (await import('./sim-disk.ts')).simHarness(),
+  },
   { name: 'MemoryStorage', make: async () => memoryHarness() },
 ];

@@ -1,0 +1,166 @@
+/**
+ * What `connect()` takes and the settings a client runs with: the types the client
+ * (./client.ts) and its subscriptions (./subscribe.ts) share, so neither imports the other's
+ * module for them.
+ */
+import type { Environment } from '../util/environment.ts';
+import { systemEnvironment } from '../util/system-environment.ts';
+import { ClientError } from './errors.ts';
+import type { HttpExchange } from './exchange.ts';
+import { nodeExchange } from './node-exchange.ts';
+
+/**
+ * Deliberately broken behaviours, for tests that prove the checks catch them. Never set
+ * outside tests. `moveSentMessage`: after the nodes forgot a session (session_unknown), a
+ * message already sent in it moves to the new session like one never sent, although it may
+ * have been delivered already: it can be delivered twice.
+ */
+export type UnsafeVariant = 'moveSentMessage';
+
+export interface ConnectOptions {
+  /** HTTP base URLs of the nodes, e.g. `http://127.0.0.1:8001`; any node serves any call. */
+  readonly endpoints: readonly string[];
+  /** The session id (1–255 bytes); random by default. Reuse one only for one live client. */
+  readonly clientId?: string;
+  /** One HTTP attempt's deadline; then the same (client, seq) goes to another endpoint. */
+  readonly requestTimeoutMs?: number;
+  /** A call fails with `unavailable` once it has been retried for this long. */
+  readonly unavailableAfterMs?: number;
+  /**
+   * A broadcast that was sent but never answered is sent on in the background after it
+   * failed `unavailable`, for at most this long from its start (default 5 min, at least
+   * `unavailableAfterMs`). Keep it well below the nodes' `sessionTtlMs` (default 1 h): a
+   * message resent after its session expired there could be taken for a new one.
+   */
+  readonly abandonAfterMs?: number;
+  /** Backoff after every endpoint failed once: full jitter from this base, doubling. */
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Broadcasts on the wire at once; later ones wait their turn in issue order. */
+  readonly inFlightMax?: number;
+  /**
+   * Send the broadcasts issued in one turn of the event loop as one request
+   * (POST /v1/broadcast/batch), each still exactly once on its own (default true).
+   */
+  readonly batching?: boolean;
+  /**
+   * Every clock read, timer and random draw of the client (default: the real ones). The
+   * simulator passes its virtual clock and seeded generator.
+   */
+  readonly environment?: Environment;
+  /**
+   * How requests other than streams reach the nodes (default: node:http with kept-alive
+   * connections). The simulator passes one that reaches simulated nodes.
+   */
+  readonly exchange?: HttpExchange;
+  /** A deliberately broken behaviour (see UnsafeVariant). Never set outside tests. */
+  readonly unsafe?: UnsafeVariant;
+}
+
+export interface BroadcastOptions {
+  readonly topic?: string;
+}
+
+export interface BroadcastAnswer {
+  /** Position in the total order (null only for a duplicate whose original is long gone). */
+  readonly index: number | null;
+  readonly term: number | null;
+  /** True when a retry found the message already delivered (it was delivered once). */
+  readonly duplicate: boolean;
+}
+
+/** The bounds of the session chain (./session-chain.ts), all in ms. */
+export interface ChainBounds {
+  readonly unavailableAfterMs: number;
+  readonly abandonAfterMs: number;
+  readonly unsafe: UnsafeVariant | null;
+}
+
+export interface Settings extends ChainBounds {
+  readonly endpoints: readonly string[];
+  readonly requestTimeoutMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly inFlightMax: number;
+  readonly batching: boolean;
+  readonly environment: Environment;
+  readonly exchange: HttpExchange;
+}
+
+/** The settings' positive integer fields, checked alike. */
+const integerFields = [
+  'requestTimeoutMs',
+  'unavailableAfterMs',
+  'abandonAfterMs',
+  'backoffBaseMs',
+  'backoffMaxMs',
+  'inFlightMax',
+] as const;
+
+export function settingsOf(options: ConnectOptions): Settings {
+  const endpoints = (options.endpoints ?? []).map(endpointUrl);
+  if (endpoints.length === 0) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'endpoints' },
+      'connect needs at least one endpoint',
+    );
+  }
+  const environment = options.environment ?? systemEnvironment;
+  const settings: Settings = {
+    endpoints,
+    requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
+    unavailableAfterMs: options.unavailableAfterMs ?? 60_000,
+    abandonAfterMs:
+      options.abandonAfterMs ?? Math.max(300_000, options.unavailableAfterMs ?? 60_000),
+    backoffBaseMs: options.backoffBaseMs ?? 50,
+    backoffMaxMs: options.backoffMaxMs ?? 2_000,
+    inFlightMax: options.inFlightMax ?? 256,
+    batching: options.batching ?? true,
+    environment,
+    exchange: options.exchange ?? nodeExchange(environment),
+    unsafe: options.unsafe ?? null,
+  };
+  if (typeof settings.batching !== 'boolean') {
+    throw new ClientError('invalid_argument', { field: 'batching' }, 'batching takes a boolean');
+  }
+  if (settings.unsafe !== null && settings.unsafe !== 'moveSentMessage') {
+    throw new ClientError('invalid_argument', { field: 'unsafe' }, 'unknown unsafe variant');
+  }
+  for (const name of integerFields) {
+    const value = settings[name];
+    if (!(Number.isSafeInteger(value) && value > 0)) {
+      throw new ClientError(
+        'invalid_argument',
+        { field: name },
+        `${name} takes a positive integer, got ${value}`,
+      );
+    }
+  }
+  if (settings.abandonAfterMs < settings.unavailableAfterMs) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'abandonAfterMs' },
+      `abandonAfterMs (${settings.abandonAfterMs}) must be at least unavailableAfterMs (${settings.unavailableAfterMs})`,
+    );
+  }
+  return settings;
+}
+
+/** The base URL without a trailing slash; only http(s). */
+function endpointUrl(text: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // refused below
+  }
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'endpoints', endpoint: text },
+      `an endpoint is an http(s) base URL like http://127.0.0.1:8001, got "${text}"`,
+    );
+  }
+  return url.href.replace(/\/+$/, '');
+}
