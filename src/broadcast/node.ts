@@ -4,8 +4,6 @@
  * session table, and turns many concurrent broadcasts into one batch, one log entry and one
  * fsync.
  */
-import { randomBytes, randomInt } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { decodeConfiguration } from '../raft/config.ts';
 import { RaftCore } from '../raft/core.ts';
 import type {
@@ -23,6 +21,7 @@ import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage, StorageCounters } from '../storage/types.ts';
 import type { Frame, Transport, TransportStats } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
+import type { Environment, Timer } from '../util/environment.ts';
 import { FixedHistogram, type HistogramSnapshot } from '../util/histogram.ts';
 import {
   BatchBuilder,
@@ -55,6 +54,38 @@ export interface NodeLogger {
   error(fields: Readonly<Record<string, unknown>>, message: string): void;
 }
 
+/**
+ * Sees each stage of the Ready loop as it happens, synchronously: the simulator's checkers
+ * use it to judge the real runtime. Absent in production.
+ */
+export interface NodeObserver {
+  /** The core produced `ready`; nothing of it has been done yet. */
+  readyTaken(ready: Ready): void;
+  /**
+   * What `ready` had to persist is durable (storage.append resolved) or nothing had to be
+   * written; called before any message that waited for it leaves. `hardStateWritten` is the
+   * hard state written with it, if any.
+   */
+  readyDurable(ready: Ready, hardStateWritten: HardState | null): void;
+  /** The committed entries of `ready` were applied. */
+  readyApplied(ready: Ready): void;
+  /** A snapshot of our own was saved and the core's log compacted to it. */
+  compacted(snapshot: Snapshot): void;
+  /** A message was delivered at its position (in order; again after a restart). */
+  delivered(message: DeliveredMessage): void;
+}
+
+/**
+ * Deliberately broken runtimes, for tests that prove the simulator's checkers can fail;
+ * never set outside tests.
+ * - 'answerBeforeCommit': the leader answers a broadcast once `propose` accepts it, at the
+ *   position it expects, before a quorum has it;
+ * - 'dropSessionsOnRestore': a snapshot restore, or a restart from a snapshot, forgets every
+ *   client session (positions kept), so retries of delivered messages are delivered again;
+ * - 'deliverSeqGapAtOnce': the session table delivers a seq that skips ahead at once.
+ */
+export type NodeUnsafeVariant = 'answerBeforeCommit' | 'dropSessionsOnRestore' | 'deliverSeqGapAtOnce';
+
 export interface BroadcastNodeOptions {
   readonly id: NodeId;
   readonly tickIntervalMs: number;
@@ -80,6 +111,10 @@ export interface BroadcastNodeOptions {
   /** The initial members' addresses, recorded in the log by the first leader. */
   readonly initialPeers?: ReadonlyMap<NodeId, string>;
   readonly logger: NodeLogger;
+  /** Every clock, timer and random draw the runtime uses: the system's, or the simulator's. */
+  readonly environment: Environment;
+  readonly observer?: NodeObserver;
+  readonly unsafe?: NodeUnsafeVariant | null;
 }
 
 export const defaultNodeTuning = {
@@ -174,9 +209,11 @@ export class BroadcastNode {
   private lastDurableHardState: HardState | null;
   private bytesSinceCandidate = 0;
   private snapshotCandidates: Snapshot[] = [];
+  private unsafePredictedPosition = 0;
   private loopRunning = false;
   private loopScheduled = false;
-  private ticker: NodeJS.Timeout | null = null;
+  private ticker: Timer | null = null;
+  private started = false;
   private stopped: BroadcastError | null = null;
   private loopIdle: Promise<void> = Promise.resolve();
 
@@ -187,26 +224,27 @@ export class BroadcastNode {
     persisted: PersistedState,
   ) {
     this.id = options.id;
-    const sessionOptions = { sessionTtlMs: options.sessionTtlMs, recentPositionsMax: 4096 };
+    const sessionOptions = this.sessionOptions();
     this.initialPeers = options.initialPeers ?? new Map();
     const state =
       persisted.snapshot === null
         ? { sessions: new SessionTable(sessionOptions), membership: new MembershipTable() }
         : decodeAppState(persisted.snapshot.data, sessionOptions);
-    this.sessions = state.sessions;
+    this.sessions =
+      options.unsafe === 'dropSessionsOnRestore' ? state.sessions.withoutSessions() : state.sessions;
     this.membership = state.membership;
     this.deliveryLog = new DeliveryLog(options.retainBytesMax);
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
     this.appliedIndex = persisted.snapshot?.meta.index ?? 0;
     this.appliedConfig = persisted.snapshot?.meta.config ?? { voters: [], learners: [] };
     this.lastDurableHardState = persisted.hardState;
-    this.ownClientId = `${options.id}.${randomBytes(8).toString('hex')}`;
+    this.ownClientId = `${options.id}.${options.environment.randomHex(8)}`;
     this.core = new RaftCore(
       {
         nodeId: options.id,
         electionTimeoutTicks: options.electionTimeoutTicks,
         heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-        random: () => randomInt(0, 2 ** 32) / 2 ** 32,
+        random: options.environment.random,
         preVote: true,
         checkQuorum: true,
         appendBytesMax: options.appendBytesMax,
@@ -219,10 +257,21 @@ export class BroadcastNode {
 
   /** Starts the clock and the transport's frame handler. */
   start(): void {
-    assert(this.ticker === null, 'a node starts once');
+    assert(!this.started, 'a node starts once');
+    this.started = true;
     this.transport.onFrame((frame) => this.onFrame(frame));
-    this.ticker = setInterval(() => this.onTick(), this.options.tickIntervalMs);
+    this.armTicker();
     this.scheduleLoop();
+  }
+
+  /** One timer at a time, re-armed by each tick, so ticks never pile up behind a slow one. */
+  private armTicker(): void {
+    if (this.stopped !== null) return;
+    this.ticker = this.options.environment.setTimer(this.options.tickIntervalMs, () => {
+      this.ticker = null;
+      this.onTick();
+      this.armTicker();
+    });
   }
 
   // ------------------------------------------------------------ broadcast
@@ -267,7 +316,7 @@ export class BroadcastNode {
     const message = ownSession ? { ...checked, seq: ++this.ownSeq } : checked;
     const entry = existing ?? this.track(message, ownSession);
     return new Promise<BroadcastResult>((resolve, reject) => {
-      const deadlineMs = Date.now() + this.options.requestTimeoutMs;
+      const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
       const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
       entry.waiters.push(waiter);
       // One timeout for all: the timeout is the same for every request, so deadlines are
@@ -381,7 +430,8 @@ export class BroadcastNode {
     if (leaderId === null) return; // kept queued; sent once a leader is known
     const queue = this.outgoing;
     this.outgoing = [];
-    const now = Date.now();
+    const now = this.options.environment.monotonicMs();
+    const logTimeMs = this.options.environment.nowMs();
     const builder = new BatchBuilder();
     let batch: PendingMessage[] = [];
     for (const entry of queue) {
@@ -392,11 +442,11 @@ export class BroadcastNode {
       builder.add(entry.message);
       batch.push(entry);
       if (builder.byteLength >= this.options.batchBytesMax) {
-        this.sendBatch(builder.finish(now), batch, leaderId);
+        this.sendBatch(builder.finish(logTimeMs), batch, leaderId);
         batch = [];
       }
     }
-    if (builder.messageCount > 0) this.sendBatch(builder.finish(now), batch, leaderId);
+    if (builder.messageCount > 0) this.sendBatch(builder.finish(logTimeMs), batch, leaderId);
   }
 
   private sendBatch(data: Uint8Array, batch: PendingMessage[], leaderId: NodeId): void {
@@ -406,6 +456,10 @@ export class BroadcastNode {
       const result = this.core.propose(data);
       if (!result.accepted) return;
       this.proposalCount++;
+      if (this.options.unsafe === 'answerBeforeCommit') {
+        this.answerAtProposal(batch, result.index, result.term);
+        return;
+      }
       this.noteProposed(batch, result.index);
       return;
     }
@@ -415,6 +469,16 @@ export class BroadcastNode {
     if (this.forwards.size >= forwardsInFlightMax) this.forwards.clear();
     this.forwards.set(requestId, batch);
     this.transport.send([{ type: 'Forward', from: this.id, to: leaderId, requestId, data }]);
+  }
+
+  /** The 'answerBeforeCommit' variant: answers at the positions the leader expects. */
+  private answerAtProposal(batch: readonly PendingMessage[], index: number, term: number): void {
+    this.unsafePredictedPosition = Math.max(this.unsafePredictedPosition, this.sessions.lastPosition);
+    for (const entry of batch) {
+      if (!this.pending.has(entry)) continue;
+      const position = ++this.unsafePredictedPosition;
+      this.finish(entry, { position, index, term, duplicate: false }, null);
+    }
   }
 
   private noteProposed(batch: readonly PendingMessage[], index: number): void {
@@ -507,7 +571,7 @@ export class BroadcastNode {
       this.ticksSinceReconcile = 0;
       this.reconcileMembership();
     }
-    const now = Date.now();
+    const now = this.options.environment.monotonicMs();
     this.expireDeadlines(now);
     if (this.pending.size > 0 && now - this.lastRetryScanMs >= this.options.retryIntervalMs / 4) {
       this.lastRetryScanMs = now;
@@ -536,17 +600,20 @@ export class BroadcastNode {
     try {
       while (this.stopped === null && this.core.hasReady()) {
         const ready = this.core.ready();
+        this.options.observer?.readyTaken(ready);
         const early = ready.messagesToSend.filter(sendableBeforePersist);
         const late =
           early.length === 0
             ? ready.messagesToSend
             : ready.messagesToSend.filter((m) => !sendableBeforePersist(m));
         this.transport.send(early);
-        await this.persist(ready);
+        const hardStateWritten = await this.persist(ready);
+        this.options.observer?.readyDurable(ready, hardStateWritten);
         this.transport.send(late);
         if (ready.softState !== null) this.onSoftState(ready.softState);
         if (ready.snapshot !== null) this.restore(ready.snapshot);
         this.apply(ready.entriesToDeliver);
+        this.options.observer?.readyApplied(ready);
         for (const state of ready.readStates) this.readWaiters.get(state.requestId)?.(state.index);
         this.core.advance(ready);
         await this.maybeCompact();
@@ -564,7 +631,7 @@ export class BroadcastNode {
    * its commit index is a hint (the commit index is recomputed after a restart), so it
    * rides along with the next write instead of costing an fsync of its own.
    */
-  private async persist(ready: Ready): Promise<void> {
+  private async persist(ready: Ready): Promise<HardState | null> {
     let hardState = ready.hardState;
     const durable = this.lastDurableHardState;
     const onlyCommit =
@@ -578,18 +645,19 @@ export class BroadcastNode {
       (hardState === null || onlyCommit)
     ) {
       if (hardState !== null) this.lazyHardState = hardState;
-      return;
+      return null;
     }
     hardState ??= this.lazyHardState;
-    const startedMs = performance.now();
+    const startedMs = this.options.environment.monotonicMs();
     await this.storage.append({
       hardState,
       snapshot: ready.snapshot,
       entries: ready.entriesToAppend,
     });
-    this.persistSeconds.observe((performance.now() - startedMs) / 1000);
+    this.persistSeconds.observe((this.options.environment.monotonicMs() - startedMs) / 1000);
     if (hardState !== null) this.lastDurableHardState = hardState;
     this.lazyHardState = null;
+    return hardState;
   }
 
   private onSoftState(state: { role: string; leaderId: NodeId | null }): void {
@@ -603,12 +671,17 @@ export class BroadcastNode {
     if (state.leaderId !== null) this.retrySoon();
   }
 
+  private sessionOptions(): SessionTableOptions {
+    const unsafe = this.options.unsafe === 'deliverSeqGapAtOnce' ? this.options.unsafe : null;
+    return { sessionTtlMs: this.options.sessionTtlMs, recentPositionsMax: 4096, unsafe };
+  }
+
   private restore(snapshot: Snapshot): void {
-    const state = decodeAppState(snapshot.data, {
-      sessionTtlMs: this.options.sessionTtlMs,
-      recentPositionsMax: 4096,
-    });
-    this.sessions = state.sessions;
+    const state = decodeAppState(snapshot.data, this.sessionOptions());
+    this.sessions =
+      this.options.unsafe === 'dropSessionsOnRestore'
+        ? state.sessions.withoutSessions()
+        : state.sessions;
     this.membership = state.membership;
     this.updatePeers();
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
@@ -690,7 +763,7 @@ export class BroadcastNode {
   ): void {
     const anonymous = run.clientId === '';
     for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
-      this.deliveryLog.append({
+      const delivered: DeliveredMessage = {
         position: firstPosition + offset - duplicateCount,
         index: entry.index,
         term: entry.term,
@@ -700,7 +773,9 @@ export class BroadcastNode {
         payload: run.payloads[offset] as Uint8Array,
         // The session table's clock: it only moves forward, whatever the stamping clocks.
         logTimeMs: this.sessions.logTimeMs,
-      });
+      };
+      this.deliveryLog.append(delivered);
+      this.options.observer?.delivered(delivered);
     }
   }
 
@@ -780,7 +855,7 @@ export class BroadcastNode {
   /** Our session expired (a very long partition): resend what is left under a new one. */
   private restartOwnSession(): void {
     const left = [...this.pending.values()].filter((entry) => entry.ownSession);
-    this.ownClientId = `${this.id}.${randomBytes(8).toString('hex')}`;
+    this.ownClientId = `${this.id}.${this.options.environment.randomHex(8)}`;
     this.ownSeq = 0;
     for (const entry of left) {
       this.pending.delete(entry);
@@ -813,6 +888,7 @@ export class BroadcastNode {
     // is already covered, and the core must not be asked to compact to it.
     if (snapshot.meta.index <= this.core.status().snapshotIndex) return;
     this.core.compact(snapshot);
+    this.options.observer?.compacted(snapshot);
     this.options.logger.info({ node: this.id, index: snapshot.meta.index }, 'compacted the log');
   }
 
@@ -861,13 +937,14 @@ export class BroadcastNode {
    * anywhere before the call (ReadIndex, Raft thesis §6.4).
    */
   async barrier(): Promise<number> {
-    const deadline = Date.now() + this.options.requestTimeoutMs;
-    while (this.stopped === null && Date.now() < deadline) {
+    const environment = this.options.environment;
+    const deadline = environment.monotonicMs() + this.options.requestTimeoutMs;
+    while (this.stopped === null && environment.monotonicMs() < deadline) {
       const requestId = `${this.id}.${this.nextReadId++}`;
       const index = await new Promise<number | null>((resolve) => {
-        const timer = setTimeout(() => resolve(null), this.options.retryIntervalMs);
+        const timer = environment.setTimer(this.options.retryIntervalMs, () => resolve(null));
         this.readWaiters.set(requestId, (value) => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve(value);
         });
         this.core.readIndex(requestId);
@@ -878,8 +955,11 @@ export class BroadcastNode {
         if (await this.appliedAtLeast(index, deadline)) return this.sessions.lastPosition;
         break;
       }
-      await new Promise((resolve) =>
-        setTimeout(resolve, this.options.tickIntervalMs * this.options.heartbeatIntervalTicks),
+      await new Promise<void>((resolve) =>
+        environment.setTimer(
+          this.options.tickIntervalMs * this.options.heartbeatIntervalTicks,
+          resolve,
+        ),
       );
     }
     throw this.stopped ?? new BroadcastError('NO_LEADER', 'no leader confirmed a read in time');
@@ -889,9 +969,12 @@ export class BroadcastNode {
   private appliedAtLeast(index: number, deadlineMs: number): Promise<boolean> {
     if (this.appliedIndex >= index) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(false), Math.max(0, deadlineMs - Date.now()));
+      const environment = this.options.environment;
+      const timer = environment.setTimer(Math.max(0, deadlineMs - environment.monotonicMs()), () =>
+        finish(false),
+      );
       const finish = (reached: boolean) => {
-        clearTimeout(timer);
+        timer.cancel();
         this.appliedWaiters = this.appliedWaiters.filter((waiter) => waiter.resolve !== onApplied);
         resolve(reached);
       };
@@ -987,7 +1070,7 @@ export class BroadcastNode {
     };
     const entry = this.track(message, true);
     return new Promise<BroadcastResult>((resolve, reject) => {
-      const deadlineMs = Date.now() + this.options.requestTimeoutMs;
+      const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
       const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
       entry.waiters.push(waiter);
       this.deadlines.push(waiter);
@@ -1026,10 +1109,11 @@ export class BroadcastNode {
   private async configurationReaches(
     done: (config: Configuration) => boolean,
   ): Promise<NodeStatus> {
-    const deadline = Date.now() + this.options.requestTimeoutMs;
+    const environment = this.options.environment;
+    const deadline = environment.monotonicMs() + this.options.requestTimeoutMs;
     while (this.stopped === null) {
       if (done(this.appliedConfig)) return this.status();
-      if (Date.now() > deadline) {
+      if (environment.monotonicMs() > deadline) {
         throw new BroadcastError(
           'TIMEOUT',
           'the membership change is recorded but not in force yet',
@@ -1038,7 +1122,9 @@ export class BroadcastNode {
           },
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, this.options.tickIntervalMs));
+      await new Promise<void>((resolve) =>
+        environment.setTimer(this.options.tickIntervalMs, resolve),
+      );
     }
     throw this.stopped;
   }
@@ -1097,7 +1183,8 @@ export class BroadcastNode {
   private halt(reason: BroadcastError): void {
     if (this.stopped !== null) return;
     this.stopped = reason;
-    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker?.cancel();
+    this.ticker = null;
     for (const pending of [...this.pending.values()]) this.finish(pending, null, reason);
     for (const waiter of [...this.appliedWaiters]) waiter.cancel();
     for (const answer of this.readWaiters.values()) answer(null);

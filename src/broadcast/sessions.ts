@@ -22,6 +22,12 @@ export interface SessionTableOptions {
   readonly sessionTtlMs: number;
   /** Positions remembered per client, to answer duplicates with their original position. */
   readonly recentPositionsMax: number;
+  /**
+   * Deliberately broken, for tests that prove the simulator's checkers can fail; never set
+   * outside tests. 'deliverSeqGapAtOnce': a seq that skips ahead of its session is delivered
+   * at once instead of refused, so a lost earlier message is overtaken.
+   */
+  readonly unsafe?: 'deliverSeqGapAtOnce' | null;
 }
 
 export type RefusalCode = 'SEQUENCE_GAP' | 'SESSION_UNKNOWN';
@@ -139,7 +145,10 @@ export class SessionTable {
     }
     session.lastActiveMs = this.logTimeMsMax;
     if (run.firstSeq > session.nextSeq) {
-      return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
+      if (this.options.unsafe !== 'deliverSeqGapAtOnce') {
+        return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
+      }
+      session.nextSeq = run.firstSeq;
     }
     const duplicateCount = Math.min(count, session.nextSeq - run.firstSeq);
     const deliveredCount = count - duplicateCount;
@@ -222,6 +231,18 @@ export class SessionTable {
       sessions: [...this.sessions].map(([id, s]) => [id, s.nextSeq, s.lastActiveMs, s.recent]),
     };
     return new TextEncoder().encode(JSON.stringify(snapshot));
+  }
+
+  /**
+   * Test-only (the node's 'dropSessionsOnRestore' variant): the same positions and log time
+   * with every session forgotten, as a restore that loses the table would leave it.
+   */
+  withoutSessions(): SessionTable {
+    const table = new SessionTable(this.options);
+    table.position = this.position;
+    table.logTimeMsMax = this.logTimeMsMax;
+    table.lastSweepMs = this.lastSweepMs;
+    return table;
   }
 
   static fromSnapshot(data: Uint8Array, options: SessionTableOptions): SessionTable {

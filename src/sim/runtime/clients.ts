@@ -5,8 +5,9 @@
  * reports every outcome to the checker. In the liveness phase each sends one more, which
  * must succeed.
  */
-import { type Client, connect } from '../../client/client.ts';
+import type { Client } from '../../client/client.ts';
 import { ClientError } from '../../client/errors.ts';
+import { connect } from '../../client/index.ts';
 import type { NodeId } from '../../raft/types.ts';
 import type { Prng } from '../../util/prng.ts';
 import type { CallOutcome, DeliveryChecker } from './delivery-checker.ts';
@@ -46,6 +47,7 @@ export class Workload {
     network: ClientNetwork,
     nodeIds: readonly NodeId[],
     private readonly note: (text: string) => void,
+    unsafe: 'moveSentMessage' | null,
   ) {
     for (let index = 0; index < mix.clientCount; index++) {
       const name = `c${index}`;
@@ -62,6 +64,7 @@ export class Workload {
         batching: mix.batching,
         environment: simEnvironment({ scheduler, life, prng: clientPrng.fork() }),
         exchange: network.exchangeFor(name, life),
+        ...(unsafe === null ? {} : { unsafe }),
       });
       this.clients.push({ name, client, life, prng: clientPrng, issued: 0, finalResolved: false, finalIssued: false });
     }

@@ -75,9 +75,16 @@ export class DeliveryChecker {
     this.nextPositionOf.set(node, lastPosition + 1);
   }
 
-  onDelivered(node: NodeId, message: DeliveredMessage): void {
+  /**
+   * `afterSnapshot`: the node installed a leader's snapshot in this step, so it resumes after
+   * the snapshot's last position, skipping what the snapshot holds — but never past what some
+   * node delivered before.
+   */
+  onDelivered(node: NodeId, message: DeliveredMessage, afterSnapshot: boolean): void {
     const expected = this.nextPositionOf.get(node) ?? 1;
-    if (message.position !== expected) {
+    const skipsIntoSnapshot =
+      afterSnapshot && message.position > expected && message.position <= this.common.length + 1;
+    if (message.position !== expected && !skipsIntoSnapshot) {
       this.context.fail(
         'delivery order',
         `${node} delivers position ${message.position} where ${expected} is next`,
@@ -107,6 +114,14 @@ export class DeliveryChecker {
   }
 
   private extend(node: NodeId, message: DeliveredMessage, payloadText: string): void {
+    if (message.position !== this.common.length + 1) {
+      this.context.fail(
+        'agreement',
+        `${node} delivers position ${message.position} though only ${this.common.length} exist`,
+        [node],
+      );
+      return;
+    }
     const previous = this.common[this.common.length - 1];
     if (previous !== undefined && message.logTimeMs < previous.logTimeMs) {
       this.context.fail(

@@ -32,6 +32,8 @@ export interface RuntimeMix {
   readonly batchBytesMax: number;
   /** Virtual ms one datasync takes at most. */
   readonly datasyncMsMax: number;
+  /** What a power cut tears: sectors or whole pages. */
+  readonly sectorBytes: number;
 }
 
 export function drawRuntimeMix(prng: Prng, nodeCount: number | null): RuntimeMix {
@@ -71,6 +73,7 @@ export function drawRuntimeMix(prng: Prng, nodeCount: number | null): RuntimeMix
     snapshotIntervalBytes: prng.pick([1 << 10, 8 << 10, 1 << 20]),
     batchBytesMax: prng.pick([512, 4 << 10, 64 << 10]),
     datasyncMsMax: prng.pick([0, 1, 5]),
+    sectorBytes: prng.pick([512, 4096]),
   };
 }
 

@@ -6,7 +6,12 @@
  * lost or torn. A restart opens the same disk the way production does.
  */
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
-import { BroadcastNode, type NodeLogger, type NodeObserver } from '../../broadcast/node.ts';
+import {
+  BroadcastNode,
+  type NodeLogger,
+  type NodeObserver,
+  type NodeUnsafeVariant,
+} from '../../broadcast/node.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
 import { InProcessServer } from '../../server/in-process.ts';
@@ -44,7 +49,7 @@ export interface NodeTuning {
 /** What the world learns from a host, for the checkers and the trace. */
 export interface HostEvents {
   started(host: NodeHost, lastPosition: number): void;
-  delivered(host: NodeHost, message: DeliveredMessage): void;
+  delivered(host: NodeHost, message: DeliveredMessage, afterSnapshot: boolean): void;
   /** The node stopped itself (storage failure, assertion): a crash the world did not cause. */
   failed(host: NodeHost, reason: string): void;
   /** Recovery found less than the storage had acknowledged. */
@@ -64,7 +69,8 @@ export interface NodeHostOptions {
   readonly bootstrap: Configuration;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly events: HostEvents;
-  readonly unsafe: string | null;
+  readonly unsafe: NodeUnsafeVariant | null;
+  readonly storageUnsafe: 'ackBeforeDatasync' | null;
 }
 
 const dataDir = '/data';
@@ -110,6 +116,8 @@ export class NodeHost {
         log: () => undefined,
         files: this.options.disk,
         environment,
+        directoryLock: 'none',
+        ...(this.options.storageUnsafe === null ? {} : { unsafe: this.options.storageUnsafe }),
       });
     } catch (error) {
       if (this.life !== life) return;
@@ -136,7 +144,7 @@ export class NodeHost {
         logger: silentLogger,
         environment,
         observer: this.observer(life),
-        ...(this.options.unsafe === null ? {} : { unsafe: this.options.unsafe as never }),
+        unsafe: this.options.unsafe,
       },
       opened.storage,
       transport,
@@ -160,11 +168,18 @@ export class NodeHost {
   private observer(life: Life): NodeObserver {
     const events = this.options.events;
     const live = () => this.life === life && life.isAlive;
+    // After a leader's snapshot is restored, the node's next delivery resumes after the
+    // snapshot's last position, skipping what the snapshot holds.
+    let restoring = false;
     return {
       readyTaken: (_ready: Ready) => undefined,
       readyDurable: (ready: Ready, hardStateWritten: HardState | null) => {
         if (!live()) return;
-        if (ready.snapshot !== null) this.acked.installSnapshot(ready.snapshot);
+        if (ready.snapshot !== null) {
+          this.acked.installSnapshot(ready.snapshot);
+          restoring = true;
+          events.note(this, `installs a snapshot at index ${ready.snapshot.meta.index}`);
+        }
         this.acked.append(ready.entriesToAppend);
         if (hardStateWritten !== null) this.acked.hardState = hardStateWritten;
       },
@@ -173,7 +188,10 @@ export class NodeHost {
         if (live()) this.acked.compact(snapshot);
       },
       delivered: (message: DeliveredMessage) => {
-        if (live()) events.delivered(this, message);
+        if (!live()) return;
+        events.note(this, `delivers ${message.position} (index ${message.index})`);
+        events.delivered(this, message, restoring);
+        restoring = false;
       },
     };
   }

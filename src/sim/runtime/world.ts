@@ -6,6 +6,7 @@
  * everything, restarts every node, stops faults, and each client sends one more broadcast:
  * all must succeed and every node must deliver everything within a budget.
  */
+import type { NodeUnsafeVariant } from '../../broadcast/node.ts';
 import type { NodeId } from '../../raft/types.ts';
 import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
@@ -142,12 +143,15 @@ class RuntimeWorld {
     const tuning = this.tuning();
     const peers = new Map(ids.map((id) => [id, `${id}:7000`] as const));
     for (const [index, id] of ids.entries()) {
+      const diskPrng = this.prng.fork();
       const disk = new SimFileSystem({
-        prng: this.prng.fork(),
+        prng: diskPrng.fork(),
+        sectorBytes: this.mix.sectorBytes,
         schedule: (delayMs: number, fire: () => void) => {
           this.scheduler.schedule(delayMs, this.worldLife, fire);
         },
-        datasyncMsMax: this.mix.datasyncMsMax,
+        delayMs: (operation) =>
+          operation === 'datasync' ? diskPrng.between(0, this.mix.datasyncMsMax) : 0,
       });
       this.hosts.push(
         new NodeHost({
@@ -163,6 +167,7 @@ class RuntimeWorld {
           peers,
           events: this.hostEvents(),
           unsafe: this.nodeUnsafe(),
+          storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
         }),
       );
     }
@@ -176,10 +181,11 @@ class RuntimeWorld {
       this.clientNetwork,
       ids,
       (text) => this.note(text),
+      this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     );
   }
 
-  private nodeUnsafe(): string | null {
+  private nodeUnsafe(): NodeUnsafeVariant | null {
     const unsafe = this.unsafe;
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
@@ -213,8 +219,12 @@ class RuntimeWorld {
         this.checker.onNodeStarted(host.id, lastPosition);
         this.note(`${host.id} starts (incarnation ${host.incarnation}), delivered up to ${lastPosition}`);
       },
-      delivered: (host: NodeHost, message: Parameters<DeliveryChecker['onDelivered']>[1]) => {
-        this.checker.onDelivered(host.id, message);
+      delivered: (
+        host: NodeHost,
+        message: Parameters<DeliveryChecker['onDelivered']>[1],
+        afterSnapshot: boolean,
+      ) => {
+        this.checker.onDelivered(host.id, message, afterSnapshot);
       },
       failed: (host: NodeHost, reason: string) => {
         this.note(`${host.id} failed: ${reason}`);
