@@ -84,7 +84,10 @@ export interface NodeObserver {
  *   client session (positions kept), so retries of delivered messages are delivered again;
  * - 'deliverSeqGapAtOnce': the session table delivers a seq that skips ahead at once.
  */
-export type NodeUnsafeVariant = 'answerBeforeCommit' | 'dropSessionsOnRestore' | 'deliverSeqGapAtOnce';
+export type NodeUnsafeVariant =
+  | 'answerBeforeCommit'
+  | 'dropSessionsOnRestore'
+  | 'deliverSeqGapAtOnce';
 
 export interface BroadcastNodeOptions {
   readonly id: NodeId;
@@ -231,7 +234,9 @@ export class BroadcastNode {
         ? { sessions: new SessionTable(sessionOptions), membership: new MembershipTable() }
         : decodeAppState(persisted.snapshot.data, sessionOptions);
     this.sessions =
-      options.unsafe === 'dropSessionsOnRestore' ? state.sessions.withoutSessions() : state.sessions;
+      options.unsafe === 'dropSessionsOnRestore'
+        ? state.sessions.withoutSessions()
+        : state.sessions;
     this.membership = state.membership;
     this.deliveryLog = new DeliveryLog(options.retainBytesMax);
     this.deliveryLog.resetTo(this.sessions.lastPosition + 1);
@@ -473,7 +478,10 @@ export class BroadcastNode {
 
   /** The 'answerBeforeCommit' variant: answers at the positions the leader expects. */
   private answerAtProposal(batch: readonly PendingMessage[], index: number, term: number): void {
-    this.unsafePredictedPosition = Math.max(this.unsafePredictedPosition, this.sessions.lastPosition);
+    this.unsafePredictedPosition = Math.max(
+      this.unsafePredictedPosition,
+      this.sessions.lastPosition,
+    );
     for (const entry of batch) {
       if (!this.pending.has(entry)) continue;
       const position = ++this.unsafePredictedPosition;

@@ -6,11 +6,11 @@ import { sweepRuntime } from '../../src/sim/runtime/run.ts';
 import type { RuntimeUnsafe } from '../../src/sim/runtime/world.ts';
 
 const hunts: { readonly variant: RuntimeUnsafe; readonly seedsMax: number }[] = [
-  { variant: 'answerBeforeCommit', seedsMax: 200 },
-  { variant: 'dropSessionsOnRestore', seedsMax: 400 },
-  { variant: 'deliverSeqGapAtOnce', seedsMax: 400 },
-  { variant: 'ackBeforeDatasync', seedsMax: 200 },
-  { variant: 'moveSentMessage', seedsMax: 400 },
+  { variant: 'answerBeforeCommit', seedsMax: 100 },
+  { variant: 'dropSessionsOnRestore', seedsMax: 100 },
+  { variant: 'deliverSeqGapAtOnce', seedsMax: 100 },
+  { variant: 'ackBeforeDatasync', seedsMax: 100 },
+  { variant: 'moveSentMessage', seedsMax: 100 },
 ];
 
 for (const hunt of hunts) {

@@ -76,7 +76,11 @@ export class AckedLog {
     }
     const snapshotIndex = recovered.snapshot?.meta.index ?? 0;
     const lastIndex = snapshotIndex + recovered.entries.length;
-    for (let index = Math.max(snapshotIndex + 1, this.snapshotIndex + 1); index <= this.lastIndex; index++) {
+    for (
+      let index = Math.max(snapshotIndex + 1, this.snapshotIndex + 1);
+      index <= this.lastIndex;
+      index++
+    ) {
       const ackedTerm = this.termAt(index) as number;
       if (index > lastIndex) {
         return `${node} recovered its log up to ${lastIndex}, below the acknowledged ${this.lastIndex}`;

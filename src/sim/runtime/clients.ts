@@ -66,7 +66,15 @@ export class Workload {
         exchange: network.exchangeFor(name, life),
         ...(unsafe === null ? {} : { unsafe }),
       });
-      this.clients.push({ name, client, life, prng: clientPrng, issued: 0, finalResolved: false, finalIssued: false });
+      this.clients.push({
+        name,
+        client,
+        life,
+        prng: clientPrng,
+        issued: 0,
+        finalResolved: false,
+        finalIssued: false,
+      });
     }
   }
 

@@ -10,8 +10,9 @@
  *   client's resolved broadcasts are in the order it issued them; a definite refusal is never
  *   delivered; every call settles within its bound.
  */
-import { reservedTopicPrefix } from '../../broadcast/membership.ts';
+
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import { reservedTopicPrefix } from '../../broadcast/membership.ts';
 import type { NodeId } from '../../raft/types.ts';
 import type { ViolationContext } from '../violation.ts';
 
@@ -51,7 +52,10 @@ export class DeliveryChecker {
   private readonly calls = new Map<string, Call>();
   /** Position a client was told → the payload it must hold there. */
   private readonly promised = new Map<number, string>();
-  private readonly resolvedByClient = new Map<string, { issueNumber: number; position: number }[]>();
+  private readonly resolvedByClient = new Map<
+    string,
+    { issueNumber: number; position: number }[]
+  >();
 
   constructor(private readonly context: ViolationContext) {}
 
@@ -141,7 +145,9 @@ export class DeliveryChecker {
     if (message.topic.startsWith(reservedTopicPrefix)) return;
     const call = this.calls.get(payloadText);
     if (call === undefined) {
-      this.context.fail('integrity', `${node} delivers ${payloadText}, which no client sent`, [node]);
+      this.context.fail('integrity', `${node} delivers ${payloadText}, which no client sent`, [
+        node,
+      ]);
       return;
     }
     const earlier = this.positionOfPayload.get(payloadText);
@@ -184,7 +190,11 @@ export class DeliveryChecker {
   onSettled(payloadText: string, outcome: CallOutcome, nowMs: number): void {
     const call = this.calls.get(payloadText);
     if (call === undefined || call.outcome !== null) {
-      this.context.fail('acknowledged delivery', `${payloadText} settles twice or was never issued`, []);
+      this.context.fail(
+        'acknowledged delivery',
+        `${payloadText} settles twice or was never issued`,
+        [],
+      );
       return;
     }
     call.outcome = outcome;
@@ -202,7 +212,11 @@ export class DeliveryChecker {
     }
     if (outcome.position === null) {
       if (!outcome.duplicate) {
-        this.context.fail('acknowledged delivery', `${payloadText} resolved without a position`, []);
+        this.context.fail(
+          'acknowledged delivery',
+          `${payloadText} resolved without a position`,
+          [],
+        );
       }
       return;
     }
@@ -270,8 +284,16 @@ export class DeliveryChecker {
     }
     for (const call of this.calls.values()) {
       const outcome = call.outcome;
-      if (outcome?.kind === 'resolved' && outcome.position === null && !this.positionOfPayload.has(call.payloadText)) {
-        this.context.fail('acknowledged delivery', `${call.payloadText} was acknowledged as a duplicate but never delivered`, []);
+      if (
+        outcome?.kind === 'resolved' &&
+        outcome.position === null &&
+        !this.positionOfPayload.has(call.payloadText)
+      ) {
+        this.context.fail(
+          'acknowledged delivery',
+          `${call.payloadText} was acknowledged as a duplicate but never delivered`,
+          [],
+        );
       }
     }
   }

@@ -31,8 +31,20 @@ export const calmClientNetwork: ClientNetworkFaults = {
 };
 
 export type ExchangeEvent =
-  | { readonly kind: 'request'; readonly client: string; readonly node: NodeId; readonly request: HttpExchangeRequest; readonly fate: 'sent' | 'lost' | 'refused' }
-  | { readonly kind: 'answer'; readonly client: string; readonly node: NodeId; readonly response: HttpExchangeResponse; readonly fate: 'delivered' | 'lost' };
+  | {
+      readonly kind: 'request';
+      readonly client: string;
+      readonly node: NodeId;
+      readonly request: HttpExchangeRequest;
+      readonly fate: 'sent' | 'lost' | 'refused';
+    }
+  | {
+      readonly kind: 'answer';
+      readonly client: string;
+      readonly node: NodeId;
+      readonly response: HttpExchangeResponse;
+      readonly fate: 'delivered' | 'lost';
+    };
 
 /** The servers clients can reach, and the faults between clients and nodes. */
 export class ClientNetwork {
@@ -129,7 +141,12 @@ export class ClientNetwork {
     this.scheduler.schedule(this.latencyMs(), target.life, () => {
       if (clientGone.aborted) return;
       const served = target.server.handle(
-        { method: request.method, url: pathOf(request.url), headers: request.headers, body: request.body },
+        {
+          method: request.method,
+          url: pathOf(request.url),
+          headers: request.headers,
+          body: request.body,
+        },
         clientGone,
       );
       served.then(

@@ -43,7 +43,10 @@ export class FrameChecker {
     const known = this.leaderOfTerm.get(term);
     if (known === undefined) this.leaderOfTerm.set(term, node);
     else if (known !== node) {
-      this.context.fail('election safety', `${known} and ${node} both lead term ${term}`, [known, node]);
+      this.context.fail('election safety', `${known} and ${node} both lead term ${term}`, [
+        known,
+        node,
+      ]);
     }
   }
 

@@ -34,6 +34,8 @@ export interface RuntimeMix {
   readonly datasyncMsMax: number;
   /** What a power cut tears: sectors or whole pages. */
   readonly sectorBytes: number;
+  /** WAL segment size: small, so runs rotate segments often (and zero-fill little). */
+  readonly segmentBytesMax: number;
 }
 
 export function drawRuntimeMix(prng: Prng, nodeCount: number | null): RuntimeMix {
@@ -74,6 +76,7 @@ export function drawRuntimeMix(prng: Prng, nodeCount: number | null): RuntimeMix
     batchBytesMax: prng.pick([512, 4 << 10, 64 << 10]),
     datasyncMsMax: prng.pick([0, 1, 5]),
     sectorBytes: prng.pick([512, 4096]),
+    segmentBytesMax: prng.pick([16 << 10, 64 << 10, 256 << 10]),
   };
 }
 

@@ -13,9 +13,9 @@ import {
   type NodeUnsafeVariant,
 } from '../../broadcast/node.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
+import type { ServerSettings } from '../../server/context.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
 import { InProcessServer } from '../../server/in-process.ts';
-import type { ServerSettings } from '../../server/context.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
@@ -71,6 +71,7 @@ export interface NodeHostOptions {
   readonly events: HostEvents;
   readonly unsafe: NodeUnsafeVariant | null;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
+  readonly segmentBytesMax: number;
 }
 
 const dataDir = '/data';
@@ -117,6 +118,7 @@ export class NodeHost {
         files: this.options.disk,
         environment,
         directoryLock: 'none',
+        segmentBytesMax: this.options.segmentBytesMax,
         ...(this.options.storageUnsafe === null ? {} : { unsafe: this.options.storageUnsafe }),
       });
     } catch (error) {

@@ -33,7 +33,14 @@ export async function sweepRuntime(options: RuntimeSweepOptions): Promise<Runtim
   let seedsRun = 0;
   for (let offset = 0; offset < options.count; offset++) {
     const seed = (options.from + offset) >>> 0;
-    const { from: _from, count: _count, onResult, violationsMax, clockMs: _clock, ...run } = options;
+    const {
+      from: _from,
+      count: _count,
+      onResult,
+      violationsMax,
+      clockMs: _clock,
+      ...run
+    } = options;
     const result = await runRuntimeSeed({ ...run, seed });
     seedsRun++;
     steps += result.stats.steps;

@@ -8,8 +8,8 @@
 import type { NodeId } from '../../raft/types.ts';
 import { decodeFrame, encodeFrame } from '../../transport/codec.ts';
 import {
-  dropReasons,
   type DropReason,
+  dropReasons,
   type Frame,
   type FrameHandler,
   type Transport,

@@ -12,15 +12,15 @@ import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
 import { drawPartition, perfectNetwork, SimNetwork } from '../network.ts';
 import { SimFileSystem } from '../sim-file-system.ts';
-import { type Property, SimViolation, ViolationContext } from '../violation.ts';
+import { type Property, type SimViolation, ViolationContext } from '../violation.ts';
+import { Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
+import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
-import { calmClientNetwork, ClientNetwork } from './exchange.ts';
 import { describeRuntimeMix, drawRuntimeMix, type RuntimeMix } from './mix.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
 import { RuntimeNetwork } from './transport.ts';
-import { Workload } from './clients.ts';
 
 export type RuntimeUnsafe =
   | 'answerBeforeCommit'
@@ -168,6 +168,7 @@ class RuntimeWorld {
           events: this.hostEvents(),
           unsafe: this.nodeUnsafe(),
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
+          segmentBytesMax: this.mix.segmentBytesMax,
         }),
       );
     }
@@ -217,7 +218,9 @@ class RuntimeWorld {
     return {
       started: (host: NodeHost, lastPosition: number) => {
         this.checker.onNodeStarted(host.id, lastPosition);
-        this.note(`${host.id} starts (incarnation ${host.incarnation}), delivered up to ${lastPosition}`);
+        this.note(
+          `${host.id} starts (incarnation ${host.incarnation}), delivered up to ${lastPosition}`,
+        );
       },
       delivered: (
         host: NodeHost,
@@ -391,7 +394,12 @@ class RuntimeWorld {
     if (!reached && this.context.first === null) {
       this.context.fail(
         'liveness',
-        `${this.scheduler.nowMs - startMs} ms after faults stopped: ${this.checker.lastPosition} positions delivered; lagging: ${this.checker.lagging(ids).join(', ') || 'none'}; down: ${this.hosts.filter((host) => host.state !== 'up').map((host) => host.id).join(', ') || 'none'}; clients waiting: ${this.workload.describeWaiting() || 'none'}; outstanding calls ${this.workload.outstanding}`,
+        `${this.scheduler.nowMs - startMs} ms after faults stopped: ${this.checker.lastPosition} positions delivered; lagging: ${this.checker.lagging(ids).join(', ') || 'none'}; down: ${
+          this.hosts
+            .filter((host) => host.state !== 'up')
+            .map((host) => host.id)
+            .join(', ') || 'none'
+        }; clients waiting: ${this.workload.describeWaiting() || 'none'}; outstanding calls ${this.workload.outstanding}`,
         this.checker.lagging(ids),
       );
     }
