@@ -209,16 +209,6 @@ export class NodeHost {
     this.state = 'down';
     this.options.disk.powerCut();
   }
-
-  /** Whether the node stopped itself: it is up as far as the world knows, yet refuses all. */
-  get failedStop(): boolean {
-    const status = this.node?.status();
-    return status === undefined ? false : this.node !== null && isStopped(this.node);
-  }
-}
-
-function isStopped(node: BroadcastNode): boolean {
-  return (node as unknown as { stopped: unknown }).stopped !== null;
 }
 
 function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>): ServerSettings {
