@@ -22,7 +22,13 @@ import { fileURLToPath } from 'node:url';
  * Folders where time and randomness come only from an Environment. The runtime, storage and
  * SDK join once they are converted (issue #10).
  */
-export const deterministicFolders = ['src/raft', 'src/server', 'src/client', 'src/storage', 'src/broadcast'];
+export const deterministicFolders = [
+  'src/raft',
+  'src/server',
+  'src/client',
+  'src/storage',
+  'src/broadcast',
+];
 
 /** The one production Environment: the only place that may reach the real clock. */
 export const clockExemptFiles = ['src/util/system-environment.ts'];
