@@ -9,6 +9,9 @@
  *                             figure8, calm fix one
  *   --ticks T                 fault phase length in ticks
  *
+ *   --runtime                 the real runtime instead of the core alone: real nodes, the
+ *                             WAL over simulated disks, SDK clients (see runtime/cli.ts)
+ *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
 import { type UnsafeVariant, unsafeVariants } from '../raft/core.ts';
@@ -207,5 +210,13 @@ export function main(argv: readonly string[]): number {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = main(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv.includes('--runtime')) {
+    // Loaded after this module has finished evaluating: runtime/cli.ts imports parseSeed back.
+    void import('./runtime/cli.ts')
+      .then(({ runtimeMain }) => runtimeMain(argv.filter((flag) => flag !== '--runtime')))
+      .then((code) => {
+        process.exitCode = code;
+      });
+  } else process.exitCode = main(argv);
 }

@@ -48,8 +48,11 @@ export type Property = (typeof properties)[number];
 export interface ReplayFlags {
   readonly seed: number;
   readonly nodeCount: number | null;
-  readonly unsafe: UnsafeVariant | null;
+  /** A core variant, or (runtime runs) a variant of the node, WAL or SDK. */
+  readonly unsafe: UnsafeVariant | string | null;
   readonly profile: string | null;
+  /** True for a run of the real runtime (`--runtime`), not of the core alone. */
+  readonly runtime?: boolean;
 }
 
 export function formatSeed(seed: number): string {
@@ -58,7 +61,8 @@ export function formatSeed(seed: number): string {
 
 /** The exact command that replays a run, with its trace. */
 export function replayCommand(flags: ReplayFlags): string {
-  const parts = ['npm run sim --', '--seed', formatSeed(flags.seed)];
+  const parts = ['npm run sim --', ...(flags.runtime === true ? ['--runtime'] : [])];
+  parts.push('--seed', formatSeed(flags.seed));
   if (flags.nodeCount !== null) parts.push('--nodes', String(flags.nodeCount));
   if (flags.unsafe !== null) parts.push('--unsafe', flags.unsafe);
   if (flags.profile !== null) parts.push('--profile', flags.profile);

@@ -22,12 +22,16 @@ import { NodeHost, type NodeTuning } from './node-host.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
 import { RuntimeNetwork } from './transport.ts';
 
-export type RuntimeUnsafe =
-  | 'answerBeforeCommit'
-  | 'dropSessionsOnRestore'
-  | 'deliverSeqGapAtOnce'
-  | 'ackBeforeDatasync'
-  | 'moveSentMessage';
+export const runtimeUnsafeVariants = [
+  'answerBeforeCommit',
+  'dropSessionsOnRestore',
+  'deliverSeqGapAtOnce',
+  'ackBeforeDatasync',
+  'moveSentMessage',
+] as const;
+
+/** Deliberately broken node, WAL and SDK variants, for tests of the checkers only. */
+export type RuntimeUnsafe = (typeof runtimeUnsafeVariants)[number];
 
 export interface RuntimeRunOptions {
   readonly seed: number;
@@ -112,8 +116,9 @@ class RuntimeWorld {
     this.context = new RecordingContext({
       seed: options.seed,
       nodeCount: options.nodeCount ?? null,
-      unsafe: null,
+      unsafe: options.unsafe ?? null,
       profile: null,
+      runtime: true,
     });
     this.scheduler = new SimScheduler(this.prng.fork(), eventsMax);
     this.network = new SimNetwork(this.mix.nodeCount, this.prng.fork(), this.mix.network);

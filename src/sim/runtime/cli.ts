@@ -1,0 +1,138 @@
+/**
+ * `npm run sim -- --runtime ...`: the simulation of the real runtime (nodes, WAL over
+ * simulated disks, HTTP routes, SDK clients).
+ *
+ *   --seed N [--trace]        one run; N in decimal or 0x-hex
+ *   --seeds N [--from S]      N runs from seed S (default 1); prints seeds/s and steps/s
+ *   --nodes 3|5               cluster size (default: each seed draws one)
+ *   --unsafe VARIANT          a deliberately broken node, WAL or SDK variant
+ *   --ms T                    fault phase length in virtual milliseconds
+ *
+ * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
+ */
+import { parseSeed } from '../cli.ts';
+import { formatSeed } from '../violation.ts';
+import { describeRuntimeMix } from './mix.ts';
+import { sweepRuntime } from './run.ts';
+import {
+  defaultFaultPhaseMs,
+  type RuntimeRunResult,
+  type RuntimeUnsafe,
+  runRuntimeSeed,
+  runtimeUnsafeVariants,
+} from './world.ts';
+
+interface RuntimeCommand {
+  seed: number | null;
+  count: number | null;
+  from: number;
+  trace: boolean;
+  nodeCount: number | null;
+  unsafe: RuntimeUnsafe | null;
+  faultPhaseMs: number;
+}
+
+class FlagError extends Error {}
+
+function wholeNumber(flag: string, text: string | undefined, low: number, high: number): number {
+  if (
+    text === undefined ||
+    !/^[0-9]{1,9}$/.test(text) ||
+    Number(text) < low ||
+    Number(text) > high
+  ) {
+    throw new FlagError(`bad ${flag} ${JSON.stringify(text)}: a whole number in [${low}, ${high}]`);
+  }
+  return Number(text);
+}
+
+export function parseRuntimeArgs(argv: readonly string[]): RuntimeCommand {
+  const command: RuntimeCommand = {
+    seed: null,
+    count: null,
+    from: 1,
+    trace: false,
+    nodeCount: null,
+    unsafe: null,
+    faultPhaseMs: defaultFaultPhaseMs,
+  };
+  for (let position = 0; position < argv.length; position++) {
+    const flag = argv[position] as string;
+    const value = () => {
+      const next = argv[++position];
+      if (next === undefined) throw new FlagError(`${flag} needs a value`);
+      return next;
+    };
+    if (flag === '--seed') command.seed = parseSeed(value());
+    else if (flag === '--seeds') command.count = wholeNumber(flag, value(), 1, 100_000_000);
+    else if (flag === '--from') command.from = parseSeed(value());
+    else if (flag === '--trace') command.trace = true;
+    else if (flag === '--nodes') {
+      command.nodeCount = wholeNumber(flag, value(), 3, 5);
+      if (command.nodeCount === 4) throw new FlagError('--nodes takes 3 or 5');
+    } else if (flag === '--unsafe') {
+      const name = value();
+      if (!(runtimeUnsafeVariants as readonly string[]).includes(name)) {
+        throw new FlagError(`unknown --unsafe ${name}: one of ${runtimeUnsafeVariants.join(', ')}`);
+      }
+      command.unsafe = name as RuntimeUnsafe;
+    } else if (flag === '--ms') command.faultPhaseMs = wholeNumber(flag, value(), 1, 10_000_000);
+    else throw new FlagError(`unknown flag ${JSON.stringify(flag)} for --runtime`);
+  }
+  if ((command.seed === null) === (command.count === null)) {
+    throw new FlagError('give exactly one of --seed N or --seeds N');
+  }
+  return command;
+}
+
+function summarize(result: RuntimeRunResult): string {
+  const s = result.stats;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.calls} broadcasts, ${s.positions} positions`;
+}
+
+export async function runtimeMain(argv: readonly string[]): Promise<number> {
+  let command: RuntimeCommand;
+  try {
+    command = parseRuntimeArgs(argv);
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    console.error(`sim: ${error.message}`);
+    return 2;
+  }
+  const options = {
+    nodeCount: command.nodeCount,
+    unsafe: command.unsafe,
+    faultPhaseMs: command.faultPhaseMs,
+  };
+  if (command.seed !== null) {
+    const traceSink = command.trace ? (line: string) => process.stdout.write(`${line}\n`) : null;
+    const result = await runRuntimeSeed({ ...options, seed: command.seed, traceSink });
+    if (!command.trace) console.log(describeRuntimeMix(result.mix));
+    console.log(summarize(result));
+    if (result.violation !== null) console.log(result.violation.message);
+    return result.violation === null ? 0 : 1;
+  }
+  let lastProgressMs = performance.now();
+  let done = 0;
+  const report = await sweepRuntime({
+    ...options,
+    from: command.from,
+    count: command.count ?? 1,
+    clockMs: () => performance.now(),
+    onResult: (result) => {
+      done++;
+      if (result.violation !== null) console.log(`${result.violation.message}\n`);
+      if (performance.now() - lastProgressMs > 5000) {
+        lastProgressMs = performance.now();
+        process.stderr.write(`  ${done}/${command.count} seeds\n`);
+      }
+    },
+  });
+  console.log(
+    `${report.seedsRun} runtime seeds from ${formatSeed(command.from)} in ${(report.elapsedMs / 1000).toFixed(1)} s: ${report.seedsPerSecond.toFixed(1)} seeds/s, ${Math.round(report.stepsPerSecond)} steps/s, ${(report.virtualMs / report.elapsedMs).toFixed(0)}x real time (${report.steps} steps)`,
+  );
+  console.log(
+    report.violations.length === 0 ? 'no violations' : `${report.violations.length} violations`,
+  );
+  return report.violations.length === 0 ? 0 : 1;
+}
