@@ -15,18 +15,13 @@
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
 import { type UnsafeVariant, unsafeVariants } from '../raft/core.ts';
+import { CliError, parseSeed } from './cli-flags.ts';
 import { describeMix, type Profile, profiles } from './fault-mix.ts';
 import { defaultFaultPhaseTicks, runSeed, sweep } from './run.ts';
 import type { RunResult } from './stats.ts';
 import { formatSeed } from './violation.ts';
 
-export class CliError extends Error {
-  readonly code = 'BAD_FLAGS';
-  constructor(message: string) {
-    super(message);
-    this.name = 'CliError';
-  }
-}
+export { CliError, parseSeed };
 
 export interface CliCommand {
   readonly mode: 'one' | 'sweep';
@@ -37,21 +32,6 @@ export interface CliCommand {
   readonly unsafe: UnsafeVariant | null;
   readonly profile: Profile;
   readonly faultPhaseTicks: number;
-}
-
-/** A seed in decimal or 0x-hex, within u32. */
-export function parseSeed(text: string): number {
-  const value = /^0x[0-9a-f]{1,8}$/i.test(text)
-    ? Number.parseInt(text.slice(2), 16)
-    : /^[0-9]{1,10}$/.test(text)
-      ? Number(text)
-      : Number.NaN;
-  if (!Number.isSafeInteger(value) || value > 0xffffffff) {
-    throw new CliError(
-      `bad seed ${JSON.stringify(text)}: expected a decimal or 0x-hex number below 2^32`,
-    );
-  }
-  return value;
 }
 
 function parseCount(flag: string, text: string, low: number, high: number): number {

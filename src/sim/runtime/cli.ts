@@ -10,7 +10,7 @@
  *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
-import { parseSeed } from '../cli.ts';
+import { parseSeed } from '../cli-flags.ts';
 import { formatSeed } from '../violation.ts';
 import { describeRuntimeMix } from './mix.ts';
 import { sweepRuntime } from './run.ts';
