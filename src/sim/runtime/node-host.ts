@@ -8,6 +8,7 @@
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
 import {
   BroadcastNode,
+  type defaultNodeTuning,
   type NodeLogger,
   type NodeObserver,
   type NodeUnsafeVariant,
@@ -30,21 +31,8 @@ export const silentLogger: NodeLogger = { info() {}, warn() {}, error() {} };
 
 export type HostState = 'down' | 'starting' | 'up';
 
-export interface NodeTuning {
-  readonly tickIntervalMs: number;
-  readonly electionTimeoutTicks: number;
-  readonly heartbeatIntervalTicks: number;
-  readonly batchBytesMax: number;
-  readonly payloadBytesMax: number;
-  readonly pendingMessagesMax: number;
-  readonly requestTimeoutMs: number;
-  readonly retryIntervalMs: number;
-  readonly snapshotIntervalBytes: number;
-  readonly retainBytesMax: number;
-  readonly sessionTtlMs: number;
-  readonly inflightAppendsMax: number;
-  readonly appendBytesMax: number;
-}
+/** The runtime's tuning, every field of `defaultNodeTuning`, chosen per seed. */
+export type NodeTuning = { readonly [Key in keyof typeof defaultNodeTuning]: number };
 
 /** What the world learns from a host, for the checkers and the trace. */
 export interface HostEvents {
