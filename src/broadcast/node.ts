@@ -4,8 +4,6 @@
  * session table, and turns many concurrent broadcasts into one batch, one log entry and one
  * fsync.
  */
-import { randomBytes, randomInt } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { decodeConfiguration } from '../raft/config.ts';
 import { RaftCore } from '../raft/core.ts';
 import type {
@@ -23,6 +21,7 @@ import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage, StorageCounters } from '../storage/types.ts';
 import type { Frame, Transport, TransportStats } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
+import type { Environment, Timer } from '../util/environment.ts';
 import { FixedHistogram, type HistogramSnapshot } from '../util/histogram.ts';
 import {
   BatchBuilder,
@@ -80,6 +79,8 @@ export interface BroadcastNodeOptions {
   /** The initial members' addresses, recorded in the log by the first leader. */
   readonly initialPeers?: ReadonlyMap<NodeId, string>;
   readonly logger: NodeLogger;
+  /** Every clock, timer and random draw the runtime uses: the system's, or the simulator's. */
+  readonly environment: Environment;
 }
 
 export const defaultNodeTuning = {
@@ -176,7 +177,8 @@ export class BroadcastNode {
   private snapshotCandidates: Snapshot[] = [];
   private loopRunning = false;
   private loopScheduled = false;
-  private ticker: NodeJS.Timeout | null = null;
+  private ticker: Timer | null = null;
+  private started = false;
   private stopped: BroadcastError | null = null;
   private loopIdle: Promise<void> = Promise.resolve();
 
@@ -200,13 +202,13 @@ export class BroadcastNode {
     this.appliedIndex = persisted.snapshot?.meta.index ?? 0;
     this.appliedConfig = persisted.snapshot?.meta.config ?? { voters: [], learners: [] };
     this.lastDurableHardState = persisted.hardState;
-    this.ownClientId = `${options.id}.${randomBytes(8).toString('hex')}`;
+    this.ownClientId = `${options.id}.${options.environment.randomHex(8)}`;
     this.core = new RaftCore(
       {
         nodeId: options.id,
         electionTimeoutTicks: options.electionTimeoutTicks,
         heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-        random: () => randomInt(0, 2 ** 32) / 2 ** 32,
+        random: options.environment.random,
         preVote: true,
         checkQuorum: true,
         appendBytesMax: options.appendBytesMax,
@@ -219,10 +221,21 @@ export class BroadcastNode {
 
   /** Starts the clock and the transport's frame handler. */
   start(): void {
-    assert(this.ticker === null, 'a node starts once');
+    assert(!this.started, 'a node starts once');
+    this.started = true;
     this.transport.onFrame((frame) => this.onFrame(frame));
-    this.ticker = setInterval(() => this.onTick(), this.options.tickIntervalMs);
+    this.armTicker();
     this.scheduleLoop();
+  }
+
+  /** One timer at a time, re-armed by each tick, so ticks never pile up behind a slow one. */
+  private armTicker(): void {
+    if (this.stopped !== null) return;
+    this.ticker = this.options.environment.setTimer(this.options.tickIntervalMs, () => {
+      this.ticker = null;
+      this.onTick();
+      this.armTicker();
+    });
   }
 
   // ------------------------------------------------------------ broadcast
@@ -267,7 +280,7 @@ export class BroadcastNode {
     const message = ownSession ? { ...checked, seq: ++this.ownSeq } : checked;
     const entry = existing ?? this.track(message, ownSession);
     return new Promise<BroadcastResult>((resolve, reject) => {
-      const deadlineMs = Date.now() + this.options.requestTimeoutMs;
+      const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
       const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
       entry.waiters.push(waiter);
       // One timeout for all: the timeout is the same for every request, so deadlines are
@@ -381,7 +394,8 @@ export class BroadcastNode {
     if (leaderId === null) return; // kept queued; sent once a leader is known
     const queue = this.outgoing;
     this.outgoing = [];
-    const now = Date.now();
+    const now = this.options.environment.monotonicMs();
+    const logTimeMs = this.options.environment.nowMs();
     const builder = new BatchBuilder();
     let batch: PendingMessage[] = [];
     for (const entry of queue) {
@@ -392,11 +406,11 @@ export class BroadcastNode {
       builder.add(entry.message);
       batch.push(entry);
       if (builder.byteLength >= this.options.batchBytesMax) {
-        this.sendBatch(builder.finish(now), batch, leaderId);
+        this.sendBatch(builder.finish(logTimeMs), batch, leaderId);
         batch = [];
       }
     }
-    if (builder.messageCount > 0) this.sendBatch(builder.finish(now), batch, leaderId);
+    if (builder.messageCount > 0) this.sendBatch(builder.finish(logTimeMs), batch, leaderId);
   }
 
   private sendBatch(data: Uint8Array, batch: PendingMessage[], leaderId: NodeId): void {
@@ -507,7 +521,7 @@ export class BroadcastNode {
       this.ticksSinceReconcile = 0;
       this.reconcileMembership();
     }
-    const now = Date.now();
+    const now = this.options.environment.monotonicMs();
     this.expireDeadlines(now);
     if (this.pending.size > 0 && now - this.lastRetryScanMs >= this.options.retryIntervalMs / 4) {
       this.lastRetryScanMs = now;
@@ -581,13 +595,13 @@ export class BroadcastNode {
       return;
     }
     hardState ??= this.lazyHardState;
-    const startedMs = performance.now();
+    const startedMs = this.options.environment.monotonicMs();
     await this.storage.append({
       hardState,
       snapshot: ready.snapshot,
       entries: ready.entriesToAppend,
     });
-    this.persistSeconds.observe((performance.now() - startedMs) / 1000);
+    this.persistSeconds.observe((this.options.environment.monotonicMs() - startedMs) / 1000);
     if (hardState !== null) this.lastDurableHardState = hardState;
     this.lazyHardState = null;
   }
@@ -780,7 +794,7 @@ export class BroadcastNode {
   /** Our session expired (a very long partition): resend what is left under a new one. */
   private restartOwnSession(): void {
     const left = [...this.pending.values()].filter((entry) => entry.ownSession);
-    this.ownClientId = `${this.id}.${randomBytes(8).toString('hex')}`;
+    this.ownClientId = `${this.id}.${this.options.environment.randomHex(8)}`;
     this.ownSeq = 0;
     for (const entry of left) {
       this.pending.delete(entry);
@@ -861,13 +875,14 @@ export class BroadcastNode {
    * anywhere before the call (ReadIndex, Raft thesis §6.4).
    */
   async barrier(): Promise<number> {
-    const deadline = Date.now() + this.options.requestTimeoutMs;
-    while (this.stopped === null && Date.now() < deadline) {
+    const environment = this.options.environment;
+    const deadline = environment.monotonicMs() + this.options.requestTimeoutMs;
+    while (this.stopped === null && environment.monotonicMs() < deadline) {
       const requestId = `${this.id}.${this.nextReadId++}`;
       const index = await new Promise<number | null>((resolve) => {
-        const timer = setTimeout(() => resolve(null), this.options.retryIntervalMs);
+        const timer = environment.setTimer(this.options.retryIntervalMs, () => resolve(null));
         this.readWaiters.set(requestId, (value) => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve(value);
         });
         this.core.readIndex(requestId);
@@ -878,8 +893,11 @@ export class BroadcastNode {
         if (await this.appliedAtLeast(index, deadline)) return this.sessions.lastPosition;
         break;
       }
-      await new Promise((resolve) =>
-        setTimeout(resolve, this.options.tickIntervalMs * this.options.heartbeatIntervalTicks),
+      await new Promise<void>((resolve) =>
+        environment.setTimer(
+          this.options.tickIntervalMs * this.options.heartbeatIntervalTicks,
+          resolve,
+        ),
       );
     }
     throw this.stopped ?? new BroadcastError('NO_LEADER', 'no leader confirmed a read in time');
@@ -889,9 +907,12 @@ export class BroadcastNode {
   private appliedAtLeast(index: number, deadlineMs: number): Promise<boolean> {
     if (this.appliedIndex >= index) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(false), Math.max(0, deadlineMs - Date.now()));
+      const environment = this.options.environment;
+      const timer = environment.setTimer(Math.max(0, deadlineMs - environment.monotonicMs()), () =>
+        finish(false),
+      );
       const finish = (reached: boolean) => {
-        clearTimeout(timer);
+        timer.cancel();
         this.appliedWaiters = this.appliedWaiters.filter((waiter) => waiter.resolve !== onApplied);
         resolve(reached);
       };
@@ -987,7 +1008,7 @@ export class BroadcastNode {
     };
     const entry = this.track(message, true);
     return new Promise<BroadcastResult>((resolve, reject) => {
-      const deadlineMs = Date.now() + this.options.requestTimeoutMs;
+      const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
       const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
       entry.waiters.push(waiter);
       this.deadlines.push(waiter);
@@ -1026,10 +1047,11 @@ export class BroadcastNode {
   private async configurationReaches(
     done: (config: Configuration) => boolean,
   ): Promise<NodeStatus> {
-    const deadline = Date.now() + this.options.requestTimeoutMs;
+    const environment = this.options.environment;
+    const deadline = environment.monotonicMs() + this.options.requestTimeoutMs;
     while (this.stopped === null) {
       if (done(this.appliedConfig)) return this.status();
-      if (Date.now() > deadline) {
+      if (environment.monotonicMs() > deadline) {
         throw new BroadcastError(
           'TIMEOUT',
           'the membership change is recorded but not in force yet',
@@ -1038,7 +1060,9 @@ export class BroadcastNode {
           },
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, this.options.tickIntervalMs));
+      await new Promise<void>((resolve) =>
+        environment.setTimer(this.options.tickIntervalMs, resolve),
+      );
     }
     throw this.stopped;
   }
@@ -1097,7 +1121,8 @@ export class BroadcastNode {
   private halt(reason: BroadcastError): void {
     if (this.stopped !== null) return;
     this.stopped = reason;
-    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker?.cancel();
+    this.ticker = null;
     for (const pending of [...this.pending.values()]) this.finish(pending, null, reason);
     for (const waiter of [...this.appliedWaiters]) waiter.cancel();
     for (const answer of this.readWaiters.values()) answer(null);

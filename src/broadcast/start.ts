@@ -7,6 +7,7 @@ import { makeConfiguration } from '../raft/config.ts';
 import type { NodeId } from '../raft/types.ts';
 import { FileStorage } from '../storage/file-storage.ts';
 import { TcpTransport } from '../transport/tcp.ts';
+import { systemEnvironment } from '../util/system-environment.ts';
 import { BroadcastError } from './errors.ts';
 import {
   BroadcastNode,
@@ -16,7 +17,7 @@ import {
 } from './node.ts';
 
 export interface StartNodeOptions
-  extends Partial<Omit<BroadcastNodeOptions, 'id' | 'bootstrap' | 'logger'>> {
+  extends Partial<Omit<BroadcastNodeOptions, 'id' | 'bootstrap' | 'logger' | 'environment'>> {
   /** This node's id; must be a key of `peers`. */
   readonly id: NodeId;
   readonly dataDir: string;
@@ -89,6 +90,8 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
       bootstrap: options.join === true ? null : makeConfiguration([...peers.keys()], []),
       initialPeers: peers,
       logger,
+      // A process runs on the real clock; the simulator builds its nodes itself.
+      environment: systemEnvironment,
     },
     storage,
     transport,

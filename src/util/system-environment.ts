@@ -43,7 +43,8 @@ export const systemEnvironment: Environment = Object.freeze({
   nowMs: () => Date.now(),
   monotonicMs: () => performance.now(),
   setTimer,
-  random: () => randomInt(0, 2 ** 48) / 2 ** 48,
+  // randomInt takes a range below 2^48: 2^47 draws keep the result exact in a double.
+  random: () => randomInt(0, 2 ** 47) / 2 ** 47,
   randomHex: (byteCount: number) => {
     assert(Number.isSafeInteger(byteCount) && byteCount > 0, 'randomHex takes a positive count');
     return randomBytes(byteCount).toString('hex');

@@ -25,6 +25,7 @@ import { StorageError } from '../../src/storage/errors.ts';
 import { MemoryDisk, MemoryStorage } from '../../src/storage/memory-storage.ts';
 import type { AppendRequest, RaftStorage, StorageCounters } from '../../src/storage/types.ts';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.ts';
+import { systemEnvironment } from '../../src/util/system-environment.ts';
 import type { Frame, FrameHandler, Transport, TransportStats } from '../../src/transport/types.ts';
 
 export type Tuning = Omit<BroadcastNodeOptions, 'id' | 'bootstrap' | 'logger'>;
@@ -37,6 +38,7 @@ export const twinTuning: Tuning = {
   heartbeatIntervalTicks: 3,
   requestTimeoutMs: 5_000,
   retryIntervalMs: 200,
+  environment: systemEnvironment,
 };
 
 export const silentLogger: NodeLogger = { info() {}, warn() {}, error() {} };
