@@ -25,8 +25,8 @@ import { StorageError } from '../../src/storage/errors.ts';
 import { MemoryDisk, MemoryStorage } from '../../src/storage/memory-storage.ts';
 import type { AppendRequest, RaftStorage, StorageCounters } from '../../src/storage/types.ts';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.ts';
-import { systemEnvironment } from '../../src/util/system-environment.ts';
 import type { Frame, FrameHandler, Transport, TransportStats } from '../../src/transport/types.ts';
+import { systemEnvironment } from '../../src/util/system-environment.ts';
 
 export type Tuning = Omit<BroadcastNodeOptions, 'id' | 'bootstrap' | 'logger'>;
 
