@@ -100,7 +100,11 @@ export function sessionPairProblem(
   names: { readonly clientId: string; readonly seq: string; readonly blame: 'missing' | 'seq' },
 ): MessageProblem | null {
   if (clientId !== undefined && seq === undefined) {
-    return invalid('seq', names.seq, `${names.seq} is required with ${names.clientId} (1, 2, 3 …)`);
+    return invalid(
+      'seq',
+      names.seq,
+      `${names.seq} is required with ${names.clientId} (1, 2, 3 … per ${names.clientId})`,
+    );
   }
   if (clientId === undefined && seq !== undefined) {
     const field = names.blame === 'missing' ? names.clientId : names.seq;
