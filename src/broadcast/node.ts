@@ -9,7 +9,7 @@
  * Every clock, timer and random draw comes from `options.environment`, so the simulator runs
  * this very code on virtual time, one event at a time.
  */
-import { RaftCore } from '../raft/core.ts';
+import type { RaftCore } from '../raft/core.ts';
 import type { NodeId, PersistedState, Ready } from '../raft/types.ts';
 import { sendableBeforePersist } from '../raft/types.ts';
 import { StorageError } from '../storage/errors.ts';
@@ -17,18 +17,19 @@ import type { RaftStorage } from '../storage/types.ts';
 import type { Frame, Transport } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
-import { Applier } from './applier.ts';
+import type { Applier } from './applier.ts';
 import type { DeliveredMessage } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
-import { Intake } from './intake.ts';
+import type { Intake } from './intake.ts';
 import type { MemberRecord } from './membership.ts';
-import { MembershipDriver } from './membership-driver.ts';
+import type { MembershipDriver } from './membership-driver.ts';
 import type { BroadcastNodeOptions, BroadcastOptions, NodeStatus } from './options.ts';
-import { Outbox } from './outbox.ts';
-import { type BroadcastResult, PendingTable } from './pending.ts';
-import { Persister } from './persister.ts';
-import { Reads } from './reads.ts';
-import { Snapshots } from './snapshots.ts';
+import type { Outbox } from './outbox.ts';
+import { buildNodeParts } from './parts.ts';
+import type { BroadcastResult, PendingTable } from './pending.ts';
+import type { Persister } from './persister.ts';
+import type { Reads } from './reads.ts';
+import type { Snapshots } from './snapshots.ts';
 
 export type { NodeObserver } from './observer.ts';
 export {
@@ -40,13 +41,10 @@ export {
   type UnsafeOptions,
 } from './options.ts';
 
-/** Positions remembered per client, to answer a duplicate with its original position. */
-const recentPositionsMax = 4096;
-
 export class BroadcastNode {
   readonly id: NodeId;
   private readonly core: RaftCore;
-  private readonly pending = new PendingTable();
+  private readonly pending: PendingTable;
   private readonly persister: Persister;
   private readonly snapshots: Snapshots;
   private readonly applier: Applier;
@@ -70,109 +68,19 @@ export class BroadcastNode {
     persisted: PersistedState,
   ) {
     this.id = options.id;
-    const { environment, logger, observer } = options;
-    const unsafe = options.unsafe ?? {};
-    const scheduleLoop = () => this.scheduleLoop();
-    const stopped = () => this.stopped;
-    this.core = new RaftCore(
-      {
-        nodeId: options.id,
-        electionTimeoutTicks: options.electionTimeoutTicks,
-        heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-        random: environment.random,
-        preVote: true,
-        checkQuorum: true,
-        appendBytesMax: options.appendBytesMax,
-        inflightAppendsMax: options.inflightAppendsMax,
-        bootstrap: options.bootstrap,
-      },
-      { ...persisted, appliedIndex: persisted.snapshot?.meta.index ?? 0 },
-    );
-    const { core, pending } = this;
-    this.persister = new Persister(storage, environment, persisted.hardState);
-    this.snapshots = new Snapshots({
-      id: options.id,
-      core,
-      storage,
-      logger,
-      observer,
-      snapshotIntervalBytes: options.snapshotIntervalBytes,
+    const parts = buildNodeParts(options, storage, transport, persisted, {
+      scheduleLoop: () => this.scheduleLoop(),
+      stopped: () => this.stopped,
     });
-    this.applier = new Applier(
-      {
-        id: options.id,
-        logger,
-        pending,
-        snapshots: this.snapshots,
-        observer,
-        sessionOptions: {
-          sessionTtlMs: options.sessionTtlMs,
-          recentPositionsMax,
-          unsafeDeliverSeqGapAtOnce: unsafe.deliverSeqGapAtOnce === true,
-          unsafeDropSessionsOnRestore: unsafe.dropSessionsOnRestore === true,
-        },
-        retainBytesMax: options.retainBytesMax,
-        hooks: {
-          lostAt: (index) => this.outbox.lostAt(index),
-          retryAll: () => this.outbox.retryAll(),
-          ownSessionLost: () => this.intake.restartOwnSession(),
-          membershipChanged: () => this.membership.updatePeers(),
-          applied: (index) => this.reads.onApplied(index),
-        },
-      },
-      persisted.snapshot,
-    );
-    const applier = this.applier;
-    this.outbox = new Outbox({
-      id: options.id,
-      core,
-      transport,
-      pending,
-      environment,
-      batchBytesMax: options.batchBytesMax,
-      retryIntervalMs: options.retryIntervalMs,
-      appliedIndex: () => applier.appliedIndex,
-      scheduleLoop,
-      answerBeforeCommit: unsafe.answerBeforeCommit === true,
-    });
-    this.intake = new Intake({
-      id: options.id,
-      environment,
-      pending,
-      outbox: this.outbox,
-      sessions: () => applier.sessions,
-      payloadBytesMax: options.payloadBytesMax,
-      pendingMessagesMax: options.pendingMessagesMax,
-      requestTimeoutMs: options.requestTimeoutMs,
-    });
-    this.reads = new Reads({
-      id: options.id,
-      core,
-      environment,
-      requestTimeoutMs: options.requestTimeoutMs,
-      retryIntervalMs: options.retryIntervalMs,
-      retryPauseMs: options.tickIntervalMs * options.heartbeatIntervalTicks,
-      appliedIndex: () => applier.appliedIndex,
-      lastPosition: () => applier.sessions.lastPosition,
-      stopped,
-      scheduleLoop,
-    });
-    this.membership = new MembershipDriver({
-      id: options.id,
-      core,
-      transport,
-      logger,
-      environment,
-      initialPeers: options.initialPeers ?? new Map(),
-      membership: () => applier.membership,
-      appliedConfig: () => applier.appliedConfig,
-      propose: (topic, payload) => this.intake.acceptOwn(topic, payload),
-      stopped,
-      scheduleLoop,
-      requestTimeoutMs: options.requestTimeoutMs,
-      pollIntervalMs: options.tickIntervalMs,
-      reconcileIntervalTicks: options.heartbeatIntervalTicks,
-    });
+    this.core = parts.core;
+    this.pending = parts.pending;
+    this.persister = parts.persister;
+    this.snapshots = parts.snapshots;
+    this.applier = parts.applier;
+    this.outbox = parts.outbox;
+    this.intake = parts.intake;
+    this.reads = parts.reads;
+    this.membership = parts.membership;
   }
 
   /** Starts the clock and the transport's frame handler. */
