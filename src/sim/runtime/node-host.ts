@@ -11,7 +11,7 @@ import {
   type defaultNodeTuning,
   type NodeLogger,
   type NodeObserver,
-  type NodeUnsafeVariant,
+  type UnsafeOptions,
 } from '../../broadcast/node.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import type { ServerSettings } from '../../server/context.ts';
@@ -57,7 +57,7 @@ export interface NodeHostOptions {
   readonly bootstrap: Configuration;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly events: HostEvents;
-  readonly unsafe: NodeUnsafeVariant | null;
+  readonly unsafe: keyof UnsafeOptions | null;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
   readonly segmentBytesMax: number;
 }
@@ -134,7 +134,7 @@ export class NodeHost {
         logger: silentLogger,
         environment,
         observer: this.observer(life),
-        unsafe: this.options.unsafe,
+        ...(this.options.unsafe === null ? {} : { unsafe: { [this.options.unsafe]: true } }),
       },
       opened.storage,
       transport,

@@ -6,7 +6,7 @@
  * everything, restarts every node, stops faults, and each client sends one more broadcast:
  * all must succeed and every node must deliver everything within a budget.
  */
-import type { NodeUnsafeVariant } from '../../broadcast/node.ts';
+import type { UnsafeOptions } from '../../broadcast/node.ts';
 import type { NodeId } from '../../raft/types.ts';
 import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
@@ -191,7 +191,7 @@ class RuntimeWorld {
     );
   }
 
-  private nodeUnsafe(): NodeUnsafeVariant | null {
+  private nodeUnsafe(): keyof UnsafeOptions | null {
     const unsafe = this.unsafe;
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
