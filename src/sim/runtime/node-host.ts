@@ -162,9 +162,12 @@ export class NodeHost {
     // snapshot's last position, skipping what the snapshot holds.
     let restoring = false;
     return {
-      readyTaken: (_ready: Ready) => undefined,
+      readyTaken: (ready: Ready) => {
+        if (live()) this.acked.taken(ready);
+      },
       readyDurable: (ready: Ready, hardStateWritten: HardState | null) => {
         if (!live()) return;
+        this.acked.durable();
         if (ready.snapshot !== null) {
           this.acked.installSnapshot(ready.snapshot);
           restoring = true;
