@@ -322,6 +322,26 @@ describe('FileStorage recovery', () => {
     });
   }
 
+  it("keeps what is appended after a second leader's snapshot whose log reset was lost", async () => {
+    const { storage } = await harness.open();
+    await storage.append({ hardState: hardState(3, 15), snapshot: snapshot(15, 3), entries: [] });
+    await storage.close();
+    // The log was reset to 15 and holds nothing; the crash lost the reset to 30.
+    await writeFileAtomic(
+      join(harness.dataDir, 'snapshot.bin'),
+      encodeSnapshotFile(snapshot(30, 4)),
+      newIoCounters(),
+    );
+    const { storage: again, persisted } = await harness.open();
+    assert.deepEqual(persisted.entries, []);
+    const appended = entries(31, 33, 4);
+    await again.append({ hardState: hardState(4, 31), snapshot: null, entries: appended });
+    await again.close();
+    const third = await harness.open();
+    assert.deepEqual(plainEntries(third.persisted.entries), plainEntries(appended));
+    await third.storage.close();
+  });
+
   it('keeps the log after a snapshot file when the log agrees with it', async () => {
     const { storage } = await harness.open();
     await storage.append({
