@@ -8,6 +8,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { benchCommand } from './commands/bench.ts';
+import { certsCommand } from './commands/certs.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
 import { membersCommand } from './commands/members.ts';
@@ -32,6 +33,7 @@ function program(): Command {
   transferCommand(root);
   membersCommand(root);
   benchCommand(root);
+  certsCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });
   }
