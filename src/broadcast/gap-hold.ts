@@ -145,12 +145,12 @@ export class GapHold {
     if (table.knows(clientId)) {
       fromSeq = table.expectedSeq(clientId);
     } else {
-      // An unknown session is the log's to judge (an expired one fails at once), unless
-      // this node holds an earlier seq of it, which will start the session.
-      let earlierHere = false;
-      for (const other of mine?.keys() ?? []) if (other < seq) earlierHere = true;
-      if (!earlierHere) return null;
-      fromSeq = 1;
+      // An unknown session is the log's to judge (an expired one fails at once, a first
+      // message starts it); a message follows the earlier seqs of it this node holds, so
+      // that they travel together and are judged together.
+      let earliestHere = seq;
+      for (const other of mine?.keys() ?? []) earliestHere = Math.min(earliestHere, other);
+      fromSeq = earliestHere;
     }
     if (seq <= fromSeq) return null;
     // More seqs missing than this node has pending for the client: one of them is absent.
