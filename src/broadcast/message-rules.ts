@@ -59,7 +59,21 @@ export function payloadProblem(
   return null;
 }
 
-export function clientIdProblem(clientId: unknown, field = 'clientId'): MessageProblem | null {
+/**
+ * C0 and C1 control characters and DEL. Ids and topics end up in logs, terminals and
+ * metrics labels, where a NUL or an ESC sequence truncates a line or rewrites a screen.
+ */
+const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * `fromLog`: the entries already written before this rule existed stay valid, so the rule
+ * is applied where messages enter, not where the log is read.
+ */
+export function clientIdProblem(
+  clientId: unknown,
+  field = 'clientId',
+  fromLog = false,
+): MessageProblem | null {
   if (typeof clientId !== 'string') return invalid('clientId', field, `${field} must be a string`);
   if (clientId === '') return invalid('clientId', field, `${field} must not be empty`);
   if (Buffer.byteLength(clientId) > clientIdBytesMax) {
@@ -68,6 +82,9 @@ export function clientIdProblem(clientId: unknown, field = 'clientId'): MessageP
       field,
       `${field} must be at most ${clientIdBytesMax} bytes of UTF-8`,
     );
+  }
+  if (!fromLog && controlCharacter.test(clientId)) {
+    return invalid('clientId', field, `${field} must not contain control characters`);
   }
   return null;
 }
@@ -82,12 +99,19 @@ export function seqProblem(seq: unknown, field = 'seq'): MessageProblem | null {
 
 export function topicProblem(
   topic: unknown,
-  options: { readonly field: string; readonly reservedAllowed: boolean },
+  options: {
+    readonly field: string;
+    readonly reservedAllowed: boolean;
+    readonly fromLog?: boolean;
+  },
 ): MessageProblem | null {
   const { field } = options;
   if (typeof topic !== 'string') return invalid('topic', field, `${field} must be a string`);
   if (Buffer.byteLength(topic) > topicBytesMax) {
     return invalid('topic', field, `${field} must be at most ${topicBytesMax} bytes of UTF-8`);
+  }
+  if (options.fromLog !== true && controlCharacter.test(topic)) {
+    return invalid('topic', field, `${field} must not contain control characters`);
   }
   if (!options.reservedAllowed && topic.startsWith(reservedTopicPrefix)) {
     return invalid(
@@ -137,9 +161,9 @@ export function batchedMessageProblem(message: ClientMessage): MessageProblem | 
     return invalid('seq', 'seq', 'an anonymous message has seq 0');
   }
   return (
-    (anonymous ? null : clientIdProblem(message.clientId)) ??
+    (anonymous ? null : clientIdProblem(message.clientId, 'clientId', true)) ??
     (anonymous ? null : seqProblem(message.seq)) ??
-    topicProblem(message.topic, { field: 'topic', reservedAllowed: true }) ??
+    topicProblem(message.topic, { field: 'topic', reservedAllowed: true, fromLog: true }) ??
     payloadProblem(message.payload, Number.POSITIVE_INFINITY)
   );
 }
