@@ -707,7 +707,7 @@ function readIndexFailure(error: unknown): AgentError {
 function stopReason(error: unknown, appliedIndex: number): AgentError {
   if (error instanceof AgentError) return error;
   const code = (error as { code?: unknown })?.code;
-  if (code === 'compacted' || code === 'COMPACTED') {
+  if (code === 'compacted') {
     return new AgentError(
       'snapshot_too_old',
       `the cluster no longer keeps position ${appliedIndex + 1}, which this replica needs next: start it from a newer snapshot`,

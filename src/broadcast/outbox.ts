@@ -84,7 +84,7 @@ export class Outbox {
     const lastSeqByClient = new Map<string, number>();
     let batch: PendingMessage[] = [];
     // Each client's messages leave in seq order, whatever order its callers used: the
-    // session table refuses a seq that overtakes an earlier one (SEQUENCE_GAP).
+    // session table refuses a seq that overtakes an earlier one (sequence_gap).
     for (const entry of sortedBySeq(queue)) {
       assert(stageOf(entry) === 'queued' || !this.options.pending.has(entry), 'queue holds queued');
       entry.queued = false;

@@ -54,7 +54,7 @@ export class Reads {
         environment.setTimer(this.options.retryPauseMs, resolve),
       );
     }
-    throw stopped() ?? new BroadcastError('NO_LEADER', 'no leader confirmed a read in time');
+    throw stopped() ?? new BroadcastError('no_leader', 'no leader confirmed a read in time');
   }
 
   /** One ReadIndex request: the index the leader confirmed, or null after a retry interval. */

@@ -70,11 +70,9 @@ export class Client {
     this.settings = settingsOf(options);
     this.baseId = options.clientId ?? `sdk.${this.settings.environment.randomHex(8)}`;
     if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
-      throw new ClientError(
-        'invalid_argument',
-        { field: 'clientId' },
-        'clientId takes 1–240 bytes',
-      );
+      throw new ClientError('invalid_argument', 'clientId takes 1–240 bytes', {
+        field: 'clientId',
+      });
     }
     this.chain = new SessionChain({
       baseId: this.baseId,
@@ -182,8 +180,8 @@ export class Client {
       if (this.nowMs() - startedMs > this.settings.unavailableAfterMs) {
         throw new ClientError(
           'unavailable',
-          { lastReason },
           `no endpoint answered the barrier within ${this.settings.unavailableAfterMs} ms (${lastReason})`,
+          { lastReason },
         );
       }
       const endpoint = this.endpointAt(attempt);
@@ -261,7 +259,7 @@ export class Client {
   }
 
   throwIfClosed(): void {
-    if (this.closer.signal.aborted) throw new ClientError('closed', {}, 'the client is closed');
+    if (this.closer.signal.aborted) throw new ClientError('closed', 'the client is closed', {});
   }
 
   /**
@@ -428,7 +426,7 @@ export class Client {
     }
     return new Promise((resolve) => {
       const cut = () =>
-        resolve({ kind: 'fatal', error: new ClientError('closed', {}, 'the session broke') });
+        resolve({ kind: 'fatal', error: new ClientError('closed', 'the session broke', {}) });
       if (breaker.aborted) return cut();
       breaker.addEventListener('abort', cut, { once: true });
       (this.batcher.send(message) as Promise<Outcome<BroadcastAnswer>>).then((outcome) => {
@@ -466,8 +464,8 @@ export class Client {
     if (!granted) {
       throw new ClientError(
         'unavailable',
-        { inFlight: this.inFlightCount, sent: false },
         `all ${inFlightMax} in-flight slots stayed taken for ${unavailableAfterMs} ms by broadcasts no node answered; this one was never sent`,
+        { inFlight: this.inFlightCount, sent: false },
       );
     }
   }
@@ -492,16 +490,14 @@ function payloadText(payload: unknown, topic: string | undefined): string {
   } catch (error) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'payload' },
       `the payload is not JSON: ${(error as Error).message}`,
+      { field: 'payload' },
     );
   }
   if (text === undefined) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'payload' },
-      'the payload is not a JSON value',
-    );
+    throw new ClientError('invalid_argument', 'the payload is not a JSON value', {
+      field: 'payload',
+    });
   }
   if (
     topic !== undefined &&
@@ -509,8 +505,8 @@ function payloadText(payload: unknown, topic: string | undefined): string {
   ) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'topic' },
       'a topic is a string of at most 255 bytes, not starting with $',
+      { field: 'topic' },
     );
   }
   return text;
@@ -518,11 +514,9 @@ function payloadText(payload: unknown, topic: string | undefined): string {
 
 function answerOf(value: BroadcastAnswer): BroadcastAnswer {
   if (typeof value !== 'object' || value === null || typeof value.duplicate !== 'boolean') {
-    throw new ClientError(
-      'protocol',
-      { answer: value },
-      'the node answered a broadcast without index and duplicate',
-    );
+    throw new ClientError('protocol', 'the node answered a broadcast without index and duplicate', {
+      answer: value,
+    });
   }
   return { index: value.index ?? null, term: value.term ?? null, duplicate: value.duplicate };
 }
@@ -530,15 +524,13 @@ function answerOf(value: BroadcastAnswer): BroadcastAnswer {
 function barrierIndexOf(value: { index?: unknown }): number {
   const index = typeof value === 'object' && value !== null ? value.index : undefined;
   if (!Number.isSafeInteger(index) || (index as number) < 0) {
-    throw new ClientError(
-      'protocol',
-      { answer: value },
-      'the node answered a barrier without an index',
-    );
+    throw new ClientError('protocol', 'the node answered a barrier without an index', {
+      answer: value,
+    });
   }
   return index as number;
 }
 
 function chainError(failure: ChainFailure): ClientError {
-  return new ClientError(failure.code, failure.details, failure.message);
+  return new ClientError(failure.code, failure.message, failure.details);
 }

@@ -100,11 +100,9 @@ const integerFields = [
 export function settingsOf(options: ConnectOptions): Settings {
   const endpoints = (options.endpoints ?? []).map(endpointUrl);
   if (endpoints.length === 0) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'endpoints' },
-      'connect needs at least one endpoint',
-    );
+    throw new ClientError('invalid_argument', 'connect needs at least one endpoint', {
+      field: 'endpoints',
+    });
   }
   const environment = options.environment ?? systemEnvironment;
   const settings: Settings = {
@@ -122,26 +120,24 @@ export function settingsOf(options: ConnectOptions): Settings {
     unsafe: options.unsafe ?? null,
   };
   if (typeof settings.batching !== 'boolean') {
-    throw new ClientError('invalid_argument', { field: 'batching' }, 'batching takes a boolean');
+    throw new ClientError('invalid_argument', 'batching takes a boolean', { field: 'batching' });
   }
   if (settings.unsafe !== null && settings.unsafe !== 'moveSentMessage') {
-    throw new ClientError('invalid_argument', { field: 'unsafe' }, 'unknown unsafe variant');
+    throw new ClientError('invalid_argument', 'unknown unsafe variant', { field: 'unsafe' });
   }
   for (const name of integerFields) {
     const value = settings[name];
     if (!(Number.isSafeInteger(value) && value > 0)) {
-      throw new ClientError(
-        'invalid_argument',
-        { field: name },
-        `${name} takes a positive integer, got ${value}`,
-      );
+      throw new ClientError('invalid_argument', `${name} takes a positive integer, got ${value}`, {
+        field: name,
+      });
     }
   }
   if (settings.abandonAfterMs < settings.unavailableAfterMs) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'abandonAfterMs' },
       `abandonAfterMs (${settings.abandonAfterMs}) must be at least unavailableAfterMs (${settings.unavailableAfterMs})`,
+      { field: 'abandonAfterMs' },
     );
   }
   return settings;
@@ -158,8 +154,8 @@ function endpointUrl(text: string): string {
   if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'endpoints', endpoint: text },
       `an endpoint is an http(s) base URL like http://127.0.0.1:8001, got "${text}"`,
+      { field: 'endpoints', endpoint: text },
     );
   }
   return url.href.replace(/\/+$/, '');

@@ -10,7 +10,7 @@
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
-import { ClientError } from './errors.ts';
+import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
 import type { Settings } from './settings.ts';
@@ -87,11 +87,9 @@ export async function* subscribe(
 ): Subscription {
   const from = options.from ?? 1;
   if (!Number.isSafeInteger(from) || from < 1) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'from' },
-      `from takes an integer >= 1, got ${from}`,
-    );
+    throw new ClientError('invalid_argument', `from takes an integer >= 1, got ${from}`, {
+      field: 'from',
+    });
   }
   const pinned = pinnedAt(client, options.endpoint);
   // Listeners taken off at the end rather than AbortSignal.any, which on Node 20 leaves an
@@ -144,8 +142,8 @@ async function* follow(
     if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
       throw new ClientError(
         'unavailable',
-        { lastIndex: cursor.lastIndex, lastReason },
         `no endpoint served the stream for ${client.settings.unavailableAfterMs} ms (${lastReason})`,
+        { lastIndex: cursor.lastIndex, lastReason },
       );
     }
     await pause(
@@ -163,8 +161,8 @@ function pinnedAt(client: SubscriptionHost, endpoint: string | undefined): numbe
   if (at < 0) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'endpoint', endpoint },
       `endpoint must be one of the client's endpoints (${client.settings.endpoints.join(', ')})`,
+      { field: 'endpoint', endpoint },
     );
   }
   return at;
@@ -281,13 +279,13 @@ function streamItem(event: SseEvent): StreamItem | null {
   if (event.event === 'progress') {
     const { index } = JSON.parse(data) as { index?: unknown };
     if (!Number.isSafeInteger(index) || (index as number) < 1)
-      throw new ClientError('protocol', { data }, 'a progress event without index');
+      throw new ClientError('protocol', 'a progress event without index', { data });
     return { kind: 'progress', index: index as number };
   }
   if (event.event !== undefined && event.event !== 'message') return null;
   const message = JSON.parse(data) as Message;
   if (typeof message.index !== 'number')
-    throw new ClientError('protocol', { data: event.data }, 'a stream event without index');
+    throw new ClientError('protocol', 'a stream event without index', { data: event.data });
   return { kind: 'message', message };
 }
 
@@ -300,6 +298,6 @@ function errorEvent(data: string): never {
     fields = { message: data };
   }
   const code = typeof fields.error === 'string' ? fields.error : 'node_stopped';
-  if (code === 'compacted') throw new ClientError('compacted', fields);
-  throw new ClientError('node_stopped', fields);
+  if (code === 'compacted') throw refusal('compacted', fields);
+  throw refusal('node_stopped', fields);
 }

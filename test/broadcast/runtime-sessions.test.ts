@@ -85,7 +85,7 @@ test('a new client starting at seq 5 is refused with SESSION_UNKNOWN', async () 
   const error = await rejection(
     cluster.node(leader).broadcast(encode('late'), { clientId: 'fresh', seq: 5 }),
   );
-  assert.equal(error.code, 'SESSION_UNKNOWN');
+  assert.equal(error.code, 'session_unknown');
   assert.equal(error.details.expectedSeq, 1);
   assert.equal(cluster.recorder.positionOf('fresh', 5), undefined);
   // The session can still start properly afterwards.
@@ -107,7 +107,7 @@ test('every message of a refused run is answered, not only its first', async () 
   // The run was decided at once: its other messages need no retry to learn it.
   assert.deepEqual(
     outcomes.map((outcome) => outcome.code),
-    ['SESSION_UNKNOWN', 'SESSION_UNKNOWN', 'SESSION_UNKNOWN'],
+    ['session_unknown', 'session_unknown', 'session_unknown'],
   );
 });
 

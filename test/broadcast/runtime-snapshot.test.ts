@@ -66,9 +66,9 @@ test('the log is compacted; a node that was down catches up by snapshot, session
     assert.ok(node.status().firstRetainedPosition > 1, 'older positions came as a snapshot');
     // A subscriber from position 1 is told where the node's memory starts.
     const error = await rejection(node.deliveries({ from: 1 }).next());
-    assert.equal(error.code, 'COMPACTED');
+    assert.equal(error.code, 'compacted');
     assert.equal(error.details.firstPosition, node.status().firstRetainedPosition);
-    assert.throws(() => node.read(1, 10), { code: 'COMPACTED' });
+    assert.throws(() => node.read(1, 10), { code: 'compacted' });
 
     // Sessions came with the snapshot: retries are duplicates at their original positions.
     const retryEarly = await node.broadcast(encode('early-7'), { clientId: 'early', seq: 7 });
