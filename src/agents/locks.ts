@@ -13,6 +13,7 @@
  * Locks are not reentrant: a second acquire by the same owner queues behind the first.
  */
 import { assert } from '../util/assert.ts';
+import { heapPop, heapPush, heapTidy } from '../util/heap.ts';
 import {
   abortedError,
   checkDurationMs,
@@ -20,9 +21,6 @@ import {
   checkObject,
   checkTimeoutMs,
   checkToken,
-  heapPop,
-  heapPush,
-  heapTidy,
   leaseMsMax,
   waitForChange,
 } from './coordination.ts';

@@ -7,7 +7,7 @@
  * at once and may be stale. Snapshots let a restarted or new replica skip the replay.
  */
 import { assert } from '../util/assert.ts';
-import { heapPop, heapPush, heapTidy } from './coordination.ts';
+import { ProgressWaiters } from '../util/progress-waiters.ts';
 import {
   copyKeepingPrototypes,
   differenceOf,
@@ -116,9 +116,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
    * Waiters on a position (submit, read), by position in a min-heap, so that thousands of
    * concurrent submits cost O(log n) each instead of a check of all of them per command.
    */
-  private readonly positionHeap: [number, number][] = [];
-  private readonly positionWaiters = new Map<number, Waiter>();
-  private waiterCount = 0;
+  private readonly positionWaiters = new ProgressWaiters<Waiter>();
   private readonly listeners = new Set<(event: AppliedCommand<Command, Result>) => void>();
   private readonly closer = new AbortController();
   private failed: AgentError | null = null;
@@ -518,19 +516,13 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.throwIfStopped();
     if (done()) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(new AgentError('aborted', 'the wait was aborted'));
-    const id = ++this.waiterCount;
     return new Promise<void>((resolve, reject) => {
+      let positionWaiterId: number | null = null;
       const finish = (error: Error | null) => {
         this.probeWaiters.delete(waiter);
-        // A wait that ends early (timeout, abort) leaves its heap slot: tidied now and then,
-        // or a replica that cannot reach the positions would keep one per call.
-        if (this.positionWaiters.delete(id) && error !== null) {
-          heapTidy(
-            this.positionHeap,
-            ([, slot]) => this.positionWaiters.has(slot),
-            this.positionWaiters.size,
-          );
-        }
+        // A wait that ends early (timeout, abort) must leave the waiters, or a replica that
+        // cannot reach the positions would keep one per call.
+        if (positionWaiterId !== null) this.positionWaiters.remove(positionWaiterId);
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (error === null) resolve();
@@ -567,19 +559,13 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       if (atIndex === undefined) {
         this.probeWaiters.add(waiter);
       } else {
-        this.positionWaiters.set(id, waiter);
-        heapPush(this.positionHeap, [atIndex, id]);
+        positionWaiterId = this.positionWaiters.add(atIndex, waiter);
       }
     });
   }
 
   private wakeWaiters(): void {
-    for (let top = this.positionHeap[0]; top !== undefined && top[0] <= this.applied; ) {
-      heapPop(this.positionHeap);
-      // Absent when it already ended (a timeout): its heap slot just goes.
-      this.positionWaiters.get(top[1])?.check();
-      top = this.positionHeap[0];
-    }
+    for (const waiter of this.positionWaiters.reach(this.applied)) waiter.check();
     for (const waiter of [...this.probeWaiters]) {
       try {
         waiter.check();
@@ -590,10 +576,9 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   }
 
   private failWaiters(error: Error): void {
-    for (const waiter of [...this.probeWaiters, ...this.positionWaiters.values()]) {
+    for (const waiter of [...this.probeWaiters, ...this.positionWaiters.takeAll()]) {
       waiter.fail(error);
     }
-    this.positionHeap.length = 0;
     assert(
       this.probeWaiters.size === 0 && this.positionWaiters.size === 0,
       'a failed waiter leaves its set',

@@ -14,6 +14,7 @@
  * that command (see `next`).
  */
 import { assert } from '../util/assert.ts';
+import { heapPop, heapPush, heapTidy } from '../util/heap.ts';
 import {
   abortedError,
   checkDurationMs,
@@ -22,9 +23,6 @@ import {
   checkPayload,
   checkTimeoutMs,
   checkToken,
-  heapPop,
-  heapPush,
-  heapTidy,
   waitForChange,
 } from './coordination.ts';
 import { AgentError, invalidArgument } from './errors.ts';

@@ -13,6 +13,7 @@ import {
   type StateMachine,
 } from '../../src/agents/rsm.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+import type { ProgressWaiters } from '../../src/util/progress-waiters.ts';
 
 interface Accounts {
   balances: Record<string, number>;
@@ -361,8 +362,9 @@ test('waits that time out on a replica that cannot get there leave nothing behin
       code: 'timeout',
     });
   }
-  const heap = (replica as unknown as { positionHeap: unknown[] }).positionHeap;
-  assert.ok(heap.length <= 100, `${heap.length} slots of ended waits`);
+  const waiters = (replica as unknown as { positionWaiters: ProgressWaiters<unknown> })
+    .positionWaiters;
+  assert.ok(waiters.slotCount <= 100, `${waiters.slotCount} slots of ended waits`);
   await replica.close();
 });
 
