@@ -25,12 +25,8 @@ import {
   waitForChange,
 } from './coordination.ts';
 import { AgentError, invalidArgument } from './errors.ts';
-import {
-  type ApplyContext,
-  type ReplicaOptions,
-  ReplicatedStateMachine,
-  type StateMachine,
-} from './rsm.ts';
+import { ReplicatedStateMachine } from './rsm.ts';
+import type { ApplyContext, ReplicaOptions, StateMachine } from './state-machine.ts';
 
 /** Locks held or waited for at once, at most; an acquire beyond it is refused. */
 export const activeLocksMax = 100_000;

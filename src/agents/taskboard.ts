@@ -26,12 +26,8 @@ import {
   waitForChange,
 } from './coordination.ts';
 import { AgentError, invalidArgument } from './errors.ts';
-import {
-  type ApplyContext,
-  type ReplicaOptions,
-  ReplicatedStateMachine,
-  type StateMachine,
-} from './rsm.ts';
+import { ReplicatedStateMachine } from './rsm.ts';
+import type { ApplyContext, ReplicaOptions, StateMachine } from './state-machine.ts';
 
 /** Tasks not yet done that a board holds at most; posts beyond it are refused. */
 export const pendingTasksMax = 100_000;
