@@ -22,14 +22,21 @@ export class ClientError extends AbcastError<ClientErrorCode> {
   override readonly name = 'ClientError';
 }
 
+/** Answer fields named for the wire, where "index" means a position (docs/api.md). */
+const wireDetailNames: Readonly<Record<string, string>> = { firstIndex: 'firstPosition' };
+
 /**
  * A node's refusal as a ClientError: `fields` are the answer's fields (`error`, `message`,
- * `field`, `firstIndex`, …) plus what the SDK adds (`status`, `endpoint`), kept as details.
+ * `field`, `firstIndex`, …) plus what the SDK adds (`status`, `endpoint`), kept as details,
+ * a position named `position` as everywhere in the SDK (`firstIndex` is `firstPosition`).
  */
 export function refusal(
   code: ClientErrorCode,
   fields: Readonly<Record<string, unknown>>,
 ): ClientError {
   const text = typeof fields.message === 'string' ? `${code}: ${fields.message}` : code;
-  return new ClientError(code, text, fields);
+  const details: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(fields))
+    details[wireDetailNames[name] ?? name] = value;
+  return new ClientError(code, text, details);
 }

@@ -63,7 +63,7 @@ export interface BroadcastOptions {
 
 export interface BroadcastAnswer {
   /** Position in the total order (null only for a duplicate whose original is long gone). */
-  readonly index: number | null;
+  readonly position: number | null;
   readonly term: number | null;
   /** True when a retry found the message already delivered (it was delivered once). */
   readonly duplicate: boolean;
