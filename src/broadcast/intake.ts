@@ -105,8 +105,9 @@ export class Intake {
     }
     // A retry of a message still pending joins it: one entry per (clientId, seq).
     const existing = this.options.pending.get(message.clientId, message.seq);
-    if (existing === undefined) this.refuseWhenFull();
-    return this.wait(existing ?? this.track(message, false));
+    if (existing !== undefined) return this.wait(existing);
+    this.refuseWhenFull();
+    return this.trackAndSend(message, false);
   }
 
   /**
@@ -118,7 +119,18 @@ export class Intake {
     this.refuseWhenFull();
     const message = { clientId: this.ownClientId, seq: this.ownSeq + 1, topic, payload };
     this.ownSeq++;
-    return this.wait(this.track(message, true));
+    return this.trackAndSend(message, true);
+  }
+
+  /**
+   * The caller waits before the message goes to the outbox, which may decide it at once
+   * (a gapped seq past the hold's bounds) and must find someone to answer.
+   */
+  private trackAndSend(message: ClientMessage, ownSession: boolean): Promise<BroadcastResult> {
+    const entry = this.track(message, ownSession);
+    const answer = this.wait(entry);
+    this.options.outbox.enqueue(entry);
+    return answer;
   }
 
   private refuseWhenFull(): void {
@@ -136,9 +148,10 @@ export class Intake {
       waiters: [],
       lastSentMs: 0,
       queued: false,
+      held: false,
+      copiesSent: 0,
     };
     this.options.pending.add(entry);
-    this.options.outbox.enqueue(entry);
     return entry;
   }
 
@@ -177,10 +190,13 @@ export class Intake {
     if (!entry.ownSession && entry.waiters.length === 0) this.options.pending.delete(entry);
   }
 
-  /** A message the log refused for a gap is not in doubt: say what is missing instead. */
+  /**
+   * A message held for a gap and never sent is not in doubt: say what is missing instead.
+   * One with a copy out may still commit once its turn comes, so its outcome is unknown.
+   */
   private expiryError(entry: PendingMessage): BroadcastError {
     const gap = entry.gapExpectedSeq;
-    if (gap !== undefined && !entry.ownSession) {
+    if (gap !== undefined && !entry.ownSession && entry.held && entry.copiesSent === 0) {
       return new BroadcastError(
         'sequence_gap',
         `seq ${entry.message.seq} waits for seq ${gap} of its client`,
@@ -205,6 +221,7 @@ export class Intake {
       const moved = this.track(message, true);
       for (const waiter of entry.waiters) waiter.entry = moved;
       moved.waiters.push(...entry.waiters);
+      this.options.outbox.enqueue(moved);
     }
   }
 }

@@ -7,6 +7,7 @@ import type { StorageCounters } from '../storage/types.ts';
 import type { TransportStats } from '../transport/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { HistogramSnapshot } from '../util/histogram.ts';
+import type { GapHoldLimits } from './gap-hold.ts';
 import type { NodeObserver } from './observer.ts';
 
 /** Structured logging, shaped so that a pino logger fits as is. */
@@ -43,6 +44,8 @@ export interface BroadcastNodeOptions {
   readonly logger: NodeLogger;
   /** Every clock, timer and random draw the runtime uses: the system's, or the simulator's. */
   readonly environment: Environment;
+  /** Bounds on messages that wait for an earlier seq of their session (gap-hold.ts). */
+  readonly gapHoldLimits?: GapHoldLimits;
   /** Sees each stage of the Ready loop as it happens (the simulator's checkers); optional. */
   readonly observer?: NodeObserver;
   /** Deliberately broken behaviours for the simulator to catch. Never set outside tests. */

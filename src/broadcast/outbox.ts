@@ -14,8 +14,11 @@ import type { Transport } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
 import { BatchBuilder } from './batch.ts';
+import { BroadcastError } from './errors.ts';
+import { GapHold, type GapHoldLimits } from './gap-hold.ts';
 import { clientIdBytesMax, topicBytesMax } from './message-rules.ts';
 import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
+import type { SessionTable } from './sessions.ts';
 
 export interface OutboxOptions {
   readonly id: NodeId;
@@ -28,6 +31,9 @@ export interface OutboxOptions {
   readonly retryIntervalMs: number;
   /** The last index applied on this node: a copy placed at or below it was lost. */
   readonly appliedIndex: () => number;
+  /** The applied session table, which says whose turn it is (gap-hold.ts). */
+  readonly sessions: () => SessionTable;
+  readonly gapHoldLimits: GapHoldLimits;
   /** Asks the node to run its Ready loop soon (the outbox flushes from there). */
   readonly scheduleLoop: () => void;
   /** Unsafe (tests only): answer a broadcast once our own proposal was accepted. */
@@ -49,10 +55,21 @@ export class Outbox {
   private nextForwardId = 1;
   private lastRetryScanMs = 0;
   private proposals = 0;
+  private readonly gapHold: GapHold;
 
   constructor(private readonly options: OutboxOptions) {
     assert(options.batchBytesMax > 0, 'batchBytesMax is positive');
     assert(options.retryIntervalMs > 0, 'retryIntervalMs is positive');
+    this.gapHold = new GapHold({
+      pending: options.pending,
+      sessions: options.sessions,
+      limits: options.gapHoldLimits,
+    });
+  }
+
+  /** Messages held until the seqs before them are applied or on their way, and their bytes. */
+  get held(): { readonly messages: number; readonly bytes: number } {
+    return { messages: this.gapHold.size, bytes: this.gapHold.bytes };
   }
 
   /** Batches this node appended as leader (its own and forwarded ones). */
@@ -63,16 +80,34 @@ export class Outbox {
   /** Queues a pending message to be sent with the next flush; a queued one stays put. */
   enqueue(entry: PendingMessage): void {
     assert(this.options.pending.has(entry), 'only pending messages are queued');
-    if (entry.queued) return;
+    if (entry.queued || entry.held) return;
     // A new copy goes out: the old one's place no longer matters (it commits or is lost).
     entry.proposedIndex = null;
-    entry.queued = true;
-    this.queue.push(entry);
-    this.options.scheduleLoop();
+    const decision = this.gapHold.decide(entry);
+    if (decision.kind === 'send') {
+      entry.queued = true;
+      this.queue.push(entry);
+      this.options.scheduleLoop();
+      return;
+    }
+    entry.gapExpectedSeq = decision.expectedSeq;
+    // A message with a copy out is held whatever the bounds: refusing it now could not stop
+    // that copy, and its bytes are counted among the pending ones already.
+    if (decision.kind === 'hold' || entry.copiesSent > 0) {
+      this.gapHold.hold(entry);
+      return;
+    }
+    const error = new BroadcastError(
+      'SEQUENCE_GAP',
+      `seq ${entry.message.seq} waits for seq ${decision.expectedSeq} of its client, and this node holds no more waiting messages (${decision.bound})`,
+      { expectedSeq: decision.expectedSeq },
+    );
+    this.options.pending.settle(entry, null, error);
   }
 
   /** Cuts the queued messages into batches and hands them to the leader. */
   flush(): void {
+    this.gapHold.release((entry) => this.enqueue(entry));
     if (this.queue.length === 0) return;
     const leaderId = this.options.core.leader();
     if (leaderId === null) return; // kept queued; sent once a leader is known
@@ -97,6 +132,7 @@ export class Outbox {
       lastSeqByClient.set(clientId, seq);
       assert(builder.byteLength < this.options.batchBytesMax, 'a full batch is cut before adding');
       entry.lastSentMs = sentMs;
+      entry.copiesSent++;
       builder.add(entry.message);
       batch.push(entry);
       if (builder.byteLength >= this.options.batchBytesMax) {
@@ -204,7 +240,9 @@ export class Outbox {
   retryAll(): void {
     this.forwards.clear();
     this.proposedAt.clear();
-    for (const entry of this.options.pending.values()) this.enqueue(entry);
+    // Held ones are judged again too: a snapshot may have applied what they waited for.
+    this.gapHold.releaseAll();
+    for (const entry of sortedBySeq([...this.options.pending.values()])) this.enqueue(entry);
   }
 
   /**
@@ -217,7 +255,7 @@ export class Outbox {
     if (pending.size === 0 || nowMs - this.lastRetryScanMs < retryIntervalMs / 4) return;
     this.lastRetryScanMs = nowMs;
     for (const entry of [...pending.values()]) {
-      if (entry.queued) continue;
+      if (entry.queued || entry.held) continue;
       const intervalMs = retryIntervalMs * (entry.proposedIndex === null ? 1 : 4);
       if (nowMs - entry.lastSentMs >= intervalMs) this.enqueue(entry);
     }

@@ -9,6 +9,7 @@ import type { RaftStorage } from '../storage/types.ts';
 import type { Transport } from '../transport/types.ts';
 import { Applier } from './applier.ts';
 import type { BroadcastError } from './errors.ts';
+import { defaultGapHoldLimits } from './gap-hold.ts';
 import { Intake } from './intake.ts';
 import { MembershipDriver } from './membership-driver.ts';
 import type { BroadcastNodeOptions } from './options.ts';
@@ -106,6 +107,8 @@ export function buildNodeParts(
     batchBytesMax: options.batchBytesMax,
     retryIntervalMs: options.retryIntervalMs,
     appliedIndex: () => applier.appliedIndex,
+    sessions: () => applier.sessions,
+    gapHoldLimits: options.gapHoldLimits ?? defaultGapHoldLimits,
     scheduleLoop,
     answerBeforeCommit: unsafe.answerBeforeCommit === true,
   });

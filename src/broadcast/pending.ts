@@ -28,8 +28,8 @@ export interface Waiter {
 
 /**
  * Where a pending message is, exactly one of: `queued` in the outbox (to be sent), `proposed`
- * (the leader placed our last copy at `proposedIndex`), or waiting for a retry (neither: sent,
- * place unknown). The outbox moves it between them; the table asserts it is never two.
+ * (the leader placed our last copy at `proposedIndex`), `held` until its turn (gap-hold.ts),
+ * or waiting for a retry (none of these: sent, place unknown). The outbox moves it between them; the table asserts it is never two.
  */
 export interface PendingMessage {
   readonly message: ClientMessage;
@@ -44,17 +44,26 @@ export interface PendingMessage {
    * entry (then the copy is lost and goes again), or the leader changes.
    */
   proposedIndex: number | null;
-  /** Set when a copy was refused for a gap: what the caller hears if time runs out. */
+  /** Set when a copy was refused for a gap, or the message was held for one. */
   gapExpectedSeq?: number;
   queued: boolean;
+  /** Waiting for its turn (gap-hold.ts): not sent until the seqs before it are on their way. */
+  held: boolean;
+  /** Copies handed to the leader so far: with none, nothing of it can still commit. */
+  copiesSent: number;
 }
 
 /** Asserts the one-stage rule above; returns the stage, for callers that branch on it. */
-export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting' {
+export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting' | 'held' {
   assert(
     !(entry.queued && entry.proposedIndex !== null),
     'a pending message is queued or proposed, not both',
   );
+  assert(
+    !(entry.held && (entry.queued || entry.proposedIndex !== null)),
+    'a held message is neither queued nor proposed',
+  );
+  if (entry.held) return 'held';
   if (entry.queued) return 'queued';
   return entry.proposedIndex === null ? 'waiting' : 'proposed';
 }
@@ -121,6 +130,7 @@ export class PendingTable {
       else waiter.reject(error as BroadcastError);
     }
     entry.queued = false;
+    entry.held = false;
     entry.proposedIndex = null;
   }
 

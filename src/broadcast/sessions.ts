@@ -222,6 +222,11 @@ export class SessionTable {
     return { position: null };
   }
 
+  /** Whether the client has a session (started and not expired). */
+  knows(clientId: string): boolean {
+    return this.sessions.has(clientId);
+  }
+
   /** The next seq this client must send, or 1 for a client without a session. */
   expectedSeq(clientId: string): number {
     return this.sessions.get(clientId)?.nextSeq ?? 1;

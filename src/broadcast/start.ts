@@ -7,6 +7,7 @@ import { makeConfiguration } from '../raft/config.ts';
 import type { NodeId } from '../raft/types.ts';
 import { FileStorage } from '../storage/file-storage.ts';
 import { TcpTransport } from '../transport/tcp.ts';
+import type { TlsCredentials } from '../transport/tls.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import { BroadcastError } from './errors.ts';
 import {
@@ -37,6 +38,11 @@ export interface StartNodeOptions
   readonly join?: boolean;
   /** WAL segment size; default 64 MiB. */
   readonly segmentBytesMax?: number;
+  /**
+   * Mutual TLS between the nodes (src/transport/tls.ts); the certificate must name this
+   * node. Keep the object to rotate the files: `update` applies to new connections.
+   */
+  readonly peerTls?: TlsCredentials;
 }
 
 export async function startNode(options: StartNodeOptions): Promise<BroadcastNode> {
@@ -74,6 +80,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     listenAddress: options.listen,
     logger,
     frameBytesMax,
+    tls: options.peerTls ?? null,
   });
   try {
     transport.setPeers(peers);

@@ -8,14 +8,31 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { benchCommand } from './commands/bench.ts';
+import { certsCommand } from './commands/certs.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
+import { useCaFile } from './commands/http-client.ts';
 import { membersCommand } from './commands/members.ts';
 import { sendCommand } from './commands/send.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
 import { tailCommand } from './commands/tail.ts';
 import { transferCommand } from './commands/transfer.ts';
+
+/** Commands that talk to a node's HTTP API, and so take the CA of an https:// node. */
+const clientCommands = ['send', 'tail', 'status', 'transfer', 'members'];
+
+/** `--ca FILE` (or ABCAST_CA) on a command and its subcommands, read before it runs. */
+function trustCaOption(command: Command): void {
+  const targets = command.commands.length === 0 ? [command] : command.commands;
+  for (const target of targets) {
+    target.option('--ca <file>', 'CA certificate (PEM) of https:// nodes; or ABCAST_CA');
+    target.hook('preAction', async (_hooked, action) => {
+      const path = (action.opts() as { ca?: string }).ca ?? process.env.ABCAST_CA;
+      if (path !== undefined && path !== '') await useCaFile(path);
+    });
+  }
+}
 
 function program(): Command {
   const root = new Command('abcast')
@@ -32,8 +49,12 @@ function program(): Command {
   transferCommand(root);
   membersCommand(root);
   benchCommand(root);
+  certsCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });
+  }
+  for (const command of root.commands.filter((one) => clientCommands.includes(one.name()))) {
+    trustCaOption(command);
   }
   return root;
 }

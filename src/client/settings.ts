@@ -7,7 +7,7 @@ import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import { ClientError } from './errors.ts';
 import type { HttpExchange } from './exchange.ts';
-import { nodeExchange } from './node-exchange.ts';
+import { nodeExchange, openStream, type StreamAnswer } from './node-exchange.ts';
 
 /**
  * Deliberately broken behaviours, for tests that prove the checks catch them. Never set
@@ -55,6 +55,11 @@ export interface ConnectOptions {
   readonly exchange?: HttpExchange;
   /** A deliberately broken behaviour (see UnsafeVariant). Never set outside tests. */
   readonly unsafe?: UnsafeVariant;
+  /**
+   * The CA (PEM text) that https endpoints' certificates must come from, such as the
+   * cluster's `ca.crt`; default: the system's trusted CAs.
+   */
+  readonly ca?: string | Uint8Array;
 }
 
 export interface BroadcastOptions {
@@ -85,6 +90,12 @@ export interface Settings extends ChainBounds {
   readonly batching: boolean;
   readonly environment: Environment;
   readonly exchange: HttpExchange;
+  /** Opens an event stream (GET, answer read as it arrives), trusting the client's CA. */
+  readonly openStream: (
+    url: string,
+    headers: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+  ) => Promise<StreamAnswer>;
 }
 
 /** The settings' positive integer fields, checked alike. */
@@ -105,6 +116,7 @@ export function settingsOf(options: ConnectOptions): Settings {
     });
   }
   const environment = options.environment ?? systemEnvironment;
+  const tls = { ca: caText(options.ca) };
   const settings: Settings = {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
@@ -116,7 +128,8 @@ export function settingsOf(options: ConnectOptions): Settings {
     inFlightMax: options.inFlightMax ?? 256,
     batching: options.batching ?? true,
     environment,
-    exchange: options.exchange ?? nodeExchange(environment),
+    exchange: options.exchange ?? nodeExchange(environment, tls),
+    openStream: (url, headers, signal) => openStream(tls, url, headers, signal),
     unsafe: options.unsafe ?? null,
   };
   if (typeof settings.batching !== 'boolean') {
@@ -141,6 +154,19 @@ export function settingsOf(options: ConnectOptions): Settings {
     );
   }
   return settings;
+}
+
+function caText(ca: string | Uint8Array | undefined): string | null {
+  if (ca === undefined) return null;
+  const text = typeof ca === 'string' ? ca : Buffer.from(ca).toString('utf8');
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new ClientError(
+      'invalid_argument',
+      { field: 'ca' },
+      'ca takes the PEM text of a CA certificate (the contents of ca.crt, not its path)',
+    );
+  }
+  return text;
 }
 
 /** The base URL without a trailing slash; only http(s). */

@@ -14,6 +14,7 @@
 import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
+import type { StreamAnswer } from './node-exchange.ts';
 import type { Settings } from './settings.ts';
 import { parseSse, type SseEvent } from './sse.ts';
 
@@ -122,7 +123,7 @@ async function* follow(
       pinned === null
         ? client.endpointAt(attempt)
         : (endpoints[(pinned + attempt) % endpoints.length] as string);
-    const stream = await open(endpoint, cursor, options.topic, signal);
+    const stream = await open(client.settings, endpoint, cursor, options.topic, signal);
     if (stream.kind === 'fatal') {
       if (signal.aborted) return;
       throw stream.error;
@@ -175,6 +176,7 @@ type Opened =
   | { readonly kind: 'retry'; readonly reason: string; readonly retryAfterMs: number | null };
 
 async function open(
+  settings: Settings,
   endpoint: string,
   cursor: Cursor,
   topic: string | undefined,
@@ -185,10 +187,10 @@ async function open(
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (cursor.lastPosition > 0) headers['last-event-id'] = String(cursor.lastPosition);
   try {
-    const response = await fetch(`${endpoint}/v1/stream?${query}`, { headers, signal });
-    if (!response.ok) return classify(endpoint, await wholeAnswer(response));
-    if (response.body === null)
-      return { kind: 'retry', reason: `${endpoint} sent no body`, retryAfterMs: null };
+    const response = await settings.openStream(`${endpoint}/v1/stream?${query}`, headers, signal);
+    if (response.status < 200 || response.status >= 300) {
+      return classify(endpoint, await wholeAnswer(response));
+    }
     return { kind: 'ok', value: response.body };
   } catch (error) {
     return fetchFailure(endpoint, error, signal);
@@ -196,13 +198,9 @@ async function open(
 }
 
 /** A refused stream's answer, read whole for classify. */
-async function wholeAnswer(response: Response): Promise<HttpExchangeResponse> {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => {
-    headers[name.toLowerCase()] = value;
-  });
-  const body = await response.text().catch(() => '');
-  return { status: response.status, headers, body };
+async function wholeAnswer(response: StreamAnswer): Promise<HttpExchangeResponse> {
+  const body = await new Response(response.body).text().catch(() => '');
+  return { status: response.status, headers: response.headers, body };
 }
 
 /** Yields the stream's messages until it ends or breaks; returns why it ended. */

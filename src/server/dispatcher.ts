@@ -27,6 +27,9 @@ function closingError(): HttpError {
   return new HttpError(503, 'node_stopped', 'the server is closing', {}, true);
 }
 
+/** How long after `requestTimeoutMs` an unanswered request gets 503 `timeout`. */
+export const deadlineGraceMs = 250;
+
 export class Dispatcher {
   private readonly exchanges = new Set<Exchange>();
   private closingFlag = false;
@@ -84,7 +87,9 @@ export class Dispatcher {
       deadline: null,
     };
     this.exchanges.add(exchange);
-    exchange.deadline = environment.setTimer(settings.requestTimeoutMs, () =>
+    // A little after the node's own deadline for the same request, so that a broadcast
+    // hears the node's answer, which knows more (a seq held for a gap is not in doubt).
+    exchange.deadline = environment.setTimer(settings.requestTimeoutMs + deadlineGraceMs, () =>
       this.onDeadline(exchange),
     );
     let routeName = 'unmatched';

@@ -4,8 +4,10 @@
  * table, with its deadline. The same routes run without a socket in in-process.ts.
  */
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { formatAddress, parseAddress } from '../transport/address.ts';
+import type { TlsCredentials, TlsMaterial } from '../transport/tls.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import type { ServerContext } from './context.ts';
@@ -19,6 +21,11 @@ export { defaultHttpSettings } from './settings.ts';
 export type HttpServerOptions = Omit<ServerOptions, 'environment'> & {
   /** The clock and timers of deadlines, keep-alives and latencies; default the system's. */
   readonly environment?: Environment;
+  /**
+   * Serve HTTPS with this certificate and key (new files given to `update` serve new
+   * connections); plain HTTP when absent.
+   */
+  readonly tls?: TlsCredentials;
 };
 
 export interface HttpServer {
@@ -33,7 +40,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     ...options,
     environment: options.environment ?? systemEnvironment,
   });
-  const api = new ApiServer(context);
+  const api = new ApiServer(context, options.tls ?? null);
   return { listen: (address) => api.listen(address), close: () => api.close() };
 }
 
@@ -41,17 +48,34 @@ class ApiServer {
   private readonly server: Server;
   private readonly dispatcher: Dispatcher;
   private closed: Promise<void> | null = null;
+  private readonly scheme: 'http' | 'https';
+  private stopRotation: (() => void) | null = null;
 
-  constructor(context: ServerContext) {
+  constructor(context: ServerContext, tls: TlsCredentials | null) {
     this.dispatcher = new Dispatcher(context, apiRoutes);
     const timeoutMs = context.settings.requestTimeoutMs;
-    this.server = createServer({
+    const serverOptions = {
       // Slow headers are Node's to refuse (our deadline starts once they are in); the body
       // and the answer are under our own deadline, with Node's requestTimeout as a backstop.
       headersTimeout: timeoutMs,
       requestTimeout: timeoutMs + 1000,
       connectionsCheckingInterval: Math.min(1000, timeoutMs),
-    });
+    };
+    this.scheme = tls === null ? 'http' : 'https';
+    if (tls === null) {
+      this.server = createServer(serverOptions);
+    } else {
+      const server = createHttpsServer({
+        ...serverOptions,
+        ...httpsOptions(tls.material),
+        // A TLS handshake that has not finished by the request deadline never will.
+        handshakeTimeout: timeoutMs,
+      });
+      this.stopRotation = tls.onUpdate((material) =>
+        server.setSecureContext(httpsOptions(material)),
+      );
+      this.server = server;
+    }
     const frontOptions = { lingerMs: timeoutMs, environment: context.environment };
     this.server.on('request', (req, res) =>
       this.dispatcher.dispatch(nodeFront(req, res, frontOptions)),
@@ -68,7 +92,7 @@ class ApiServer {
       });
     });
     const bound = this.server.address() as AddressInfo;
-    return `http://${formatAddress({ host: bound.address, port: bound.port })}`;
+    return `${this.scheme}://${formatAddress({ host: bound.address, port: bound.port })}`;
   }
 
   close(): Promise<void> {
@@ -77,6 +101,7 @@ class ApiServer {
   }
 
   private async closeOnce(): Promise<void> {
+    this.stopRotation?.();
     const stopped = new Promise<void>((resolve) => {
       if (!this.server.listening) return resolve();
       this.server.close(() => resolve());
@@ -87,4 +112,9 @@ class ApiServer {
     this.server.closeAllConnections();
     await stopped;
   }
+}
+
+/** Client certificates are not asked for yet: clients prove who they are with tokens. */
+function httpsOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
+  return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
 }

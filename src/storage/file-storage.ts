@@ -14,7 +14,7 @@
  * be deleted freely once a snapshot covers their entries.
  */
 import { dirname, join, resolve } from 'node:path';
-import type { HardState, NodeId, PersistedState, Snapshot } from '../raft/types.ts';
+import type { HardState, NodeId, PersistedState, Snapshot, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
@@ -172,6 +172,7 @@ export class FileStorage extends GroupCommitStorage {
     Object.assign(storage.io, counters);
     try {
       await storage.wal.start(recovered.hardState);
+      if (recovered.resetTo !== null) await storage.writeReset(recovered.resetTo);
     } catch (error) {
       await storage.wal.close().catch(() => undefined);
       throw error;
@@ -183,6 +184,22 @@ export class FileStorage extends GroupCommitStorage {
       appliedIndex: snapshot?.meta.index ?? 0,
     };
     return { storage, persisted, metadata, created };
+  }
+
+  /**
+   * Makes recovery's drop of a stale log durable (see RecoveredLog.resetTo): the same record
+   * a leader's snapshot writes, before any entry the node appends after the snapshot.
+   */
+  private async writeReset(meta: SnapshotMeta): Promise<void> {
+    assert(this.state.lastIndex === meta.index, 'the recovered log ends at the snapshot');
+    const builder = new RecordBodyBuilder();
+    builder.add({ type: 'reset', index: meta.index, term: meta.term });
+    await this.wal.append({
+      chunks: builder.finish(),
+      hardState: this.durableHardState,
+      maxEntryIndex: 0,
+    });
+    await this.wal.deleteOldest(this.wal.inactiveSegmentCount(), 'replaced by a snapshot');
   }
 
   protected async writeGroup(group: readonly QueuedAppend[]): Promise<void> {

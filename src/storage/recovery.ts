@@ -46,6 +46,12 @@ export interface RecoveredLog {
   readonly segments: SegmentInfo[];
   /** The number the next new segment takes. */
   readonly nextSegmentSeq: number;
+  /**
+   * Set when the records do not continue where `entries` end (a stale log was dropped, see
+   * `reconcile`): a record resetting the log to this snapshot must be durable before any
+   * entry is appended, or the next open would replay the new entries onto the stale ones.
+   */
+  readonly resetTo: SnapshotMeta | null;
 }
 
 interface Location {
@@ -132,7 +138,9 @@ export async function recoverLog(options: {
   const lastKept = segments[segments.length - 1];
   const nextSegmentSeq =
     lastKept !== undefined ? lastKept.segmentSeq + 1 : (lastFile?.segmentSeq ?? 1);
-  const entries = reconcile(model, options.snapshotMeta, options.log);
+  const { entries, replayAgrees } = reconcile(model, options.snapshotMeta, options.log);
+  const resetTo = replayAgrees ? null : options.snapshotMeta;
+  assert(replayAgrees || resetTo !== null, 'only a snapshot makes the records disagree');
   const hardState = raiseCommit(model.hardState, options.snapshotMeta);
   const lastIndex = (options.snapshotMeta?.index ?? 0) + entries.length;
   if (hardState !== null && hardState.commit > lastIndex) {
@@ -142,7 +150,7 @@ export async function recoverLog(options: {
       { dataDir: options.dataDir, commit: hardState.commit, lastIndex },
     );
   }
-  return { hardState, entries, segments, nextSegmentSeq };
+  return { hardState, entries, segments, nextSegmentSeq, resetTo };
 }
 
 /**
@@ -276,13 +284,15 @@ async function removeFile(files: FileSystem, path: string, counters: IoCounters)
  * Keeps the entries after the snapshot. When the log has an entry at the snapshot's index
  * with another term, or ends before it, it is a stale log: a crash came after a leader's
  * snapshot was saved and before the log reset was durable. Nothing after the snapshot was
- * acknowledged then, so the stale entries are dropped (and reported).
+ * acknowledged then, so the stale entries are dropped (and reported). `replayAgrees` is false
+ * when replaying the records again, with entries appended after the kept ones, would not give
+ * back the kept ones and those entries: the drop is not on disk yet.
  */
 function reconcile(
   model: ReplayModel,
   snapshotMeta: SnapshotMeta | null,
   log: StorageLogger,
-): Entry[] {
+): { readonly entries: Entry[]; readonly replayAgrees: boolean } {
   const snapshotIndex = snapshotMeta?.index ?? 0;
   const firstIndex = model.firstIndex ?? snapshotIndex + 1;
   const entries = model.entries;
@@ -293,7 +303,11 @@ function reconcile(
       { firstIndex, snapshotIndex },
     );
   }
-  if (snapshotMeta === null || entries.length === 0) return entries;
+  // Records that reset the log, or truncated it, can leave it empty anywhere up to here.
+  const continuesAfterSnapshot = firstIndex + entries.length === snapshotIndex + 1;
+  if (snapshotMeta === null || entries.length === 0) {
+    return { entries, replayAgrees: snapshotMeta === null || continuesAfterSnapshot };
+  }
   const lastIndex = firstIndex + entries.length - 1;
   const termAtSnapshot =
     snapshotIndex >= firstIndex && snapshotIndex <= lastIndex
@@ -302,9 +316,12 @@ function reconcile(
   const agrees = firstIndex === snapshotIndex + 1 || termAtSnapshot === snapshotMeta.term;
   if (!agrees) {
     log({ type: 'staleLogDiscarded', snapshotIndex, firstIndex, lastIndex });
-    return [];
+    return { entries: [], replayAgrees: false };
   }
-  return entries.slice(Math.max(0, snapshotIndex + 1 - firstIndex));
+  return {
+    entries: entries.slice(Math.max(0, snapshotIndex + 1 - firstIndex)),
+    replayAgrees: true,
+  };
 }
 
 /** A snapshot covers only committed entries, so the commit hint is at least its index. */

@@ -43,7 +43,9 @@ export type TransportErrorCode =
   /** The transport could not listen (port taken, bad interface). */
   | 'LISTEN_FAILED'
   /** `start()` was called on a transport that is started or closed. */
-  | 'INVALID_STATE';
+  | 'INVALID_STATE'
+  /** The TLS certificate, key and CA are unreadable, do not match, or name another node. */
+  | 'INVALID_TLS';
 
 export class TransportError extends Error {
   constructor(

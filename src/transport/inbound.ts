@@ -4,6 +4,10 @@
  * `handshakeBytesMax`. After the Welcome it carries frames from that one peer, each checked
  * to come from it and to be addressed to us. Anything else closes the connection with a log
  * line: garbage from one socket never reaches the core and never stops the process.
+ *
+ * Over mutual TLS the transport admits a connection only once its certificate names a
+ * known peer; the Hello must then claim that same node, or the connection is closed
+ * without an answer (an authenticated member that lies about who it is gets nothing).
  */
 import type { Socket } from 'node:net';
 import type { NodeId } from '../raft/types.ts';
@@ -48,8 +52,13 @@ export class InboundConnection {
   private readonly assembler: SnapshotAssembler;
   private timer: NodeJS.Timeout | null;
 
+  /**
+   * `certifiedPeerId`: the node the peer's TLS certificate names, which its Hello must
+   * claim; undefined on a plain TCP listener.
+   */
   constructor(
     private readonly socket: Socket,
+    private readonly certifiedPeerId: NodeId | undefined,
     private readonly context: InboundContext,
   ) {
     this.assembler = new SnapshotAssembler(context.options.snapshotBytesMax);
@@ -166,6 +175,15 @@ export class InboundConnection {
 
   private onHello(hello: HelloPacket): void {
     const { options } = this.context;
+    if (this.certifiedPeerId !== undefined && hello.from !== this.certifiedPeerId) {
+      this.context.counters.refusedConnectionCount++;
+      this.close(
+        'the Hello claims another node than the certificate',
+        { claimed: hello.from, certified: this.certifiedPeerId },
+        false,
+      );
+      return;
+    }
     if (hello.version !== protocolVersion) {
       this.refuse(
         'UNSUPPORTED_VERSION',

@@ -15,6 +15,7 @@ export {
 export { MemoryNetwork, MemoryTransport, type MemoryTransportOptions } from './memory.ts';
 export { TcpTransport } from './tcp.ts';
 export { type TcpTransportOptions, tcpTransportDefaults } from './tcp-options.ts';
+export { TlsCredentials, type TlsMaterial } from './tls.ts';
 export type {
   DropReason,
   ForwardFrame,

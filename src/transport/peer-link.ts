@@ -10,6 +10,7 @@
  * that returns gets recent messages rather than ones that were stale long ago.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import type { NodeId, SnapshotMessage } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { formatAddress, type HostPort } from './address.ts';
@@ -18,6 +19,7 @@ import { PacketSplitter } from './framing.ts';
 import { SnapshotSender } from './snapshot-stream.ts';
 import { PeerCounters, type TransportCounters } from './stats.ts';
 import { handshakeBytesMax, type ResolvedTcpOptions } from './tcp-options.ts';
+import { nodeIdOfCertificate } from './tls.ts';
 import type { DropReason, LinkState, PeerLinkStats } from './types.ts';
 import { decodePacket, encodeHello, protocolVersion } from './wire.ts';
 
@@ -163,13 +165,15 @@ export class PeerLink {
     assert(this.socket === null, 'one connection per link');
     const { options } = this.context;
     this.state = 'connecting';
-    const socket = connect({ host: this.address.host, port: this.address.port });
+    const socket = this.connect();
     this.socket = socket;
     this.replySplitter = new PacketSplitter(handshakeBytesMax);
     socket.setNoDelay(true);
     this.timer = setTimeout(() => this.fail('handshake timed out', {}), options.handshakeTimeoutMs);
     this.timer.unref();
-    socket.on('connect', () => {
+    // Over TLS the Hello waits for the handshake, so it never leaves before the peer proved
+    // it is the node we meant to reach.
+    socket.on(options.tls === null ? 'connect' : 'secureConnect', () => {
       if (this.socket !== socket) return;
       const hello = encodeHello({
         version: protocolVersion,
@@ -186,6 +190,31 @@ export class PeerLink {
       (error) => this.socket === socket && this.fail('socket error', { error: error.message }),
     );
     socket.on('close', () => this.socket === socket && this.fail('connection closed', {}));
+  }
+
+  /**
+   * A plain TCP connection, or a TLS one whose peer must hold a certificate of the cluster
+   * CA (OpenSSL checks the chain) that names the node this link is for. The host name is
+   * not checked: in a private CA's cluster the node id is the identity (tls.ts).
+   */
+  private connect(): Socket {
+    const { host, port } = this.address;
+    const tls = this.context.options.tls;
+    if (tls === null) return connect({ host, port });
+    const peerId = this.peerId;
+    return connectTls({
+      host,
+      port,
+      secureContext: tls.secureContext,
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, certificate) => {
+        const certified = nodeIdOfCertificate(certificate);
+        if (certified === peerId) return undefined;
+        return new Error(
+          `the peer's certificate names ${JSON.stringify(certified)}, not ${JSON.stringify(peerId)}`,
+        );
+      },
+    });
   }
 
   private writePacket(socket: Socket, packet: Buffer): void {

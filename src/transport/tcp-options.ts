@@ -7,6 +7,7 @@ import { type HostPort, parseAddress } from './address.ts';
 import { TransportError } from './errors.ts';
 import { lengthPrefixBytes, packetBytesLimit } from './framing.ts';
 import { chunkHeaderBytesMax } from './snapshot-stream.ts';
+import type { TlsCredentials } from './tls.ts';
 import type { TransportLogger } from './types.ts';
 import { checkNodeId, checkString } from './validate.ts';
 import { clusterIdBytesMax } from './wire.ts';
@@ -38,6 +39,12 @@ export interface TcpTransportOptions {
   readonly pendingConnectionCountMax?: number;
   /** Uniform in [0, 1), for reconnect jitter. */
   readonly random?: () => number;
+  /**
+   * Mutual TLS (./tls.ts): every link, both ways, is TLS with these credentials, and a peer
+   * is admitted only with a certificate from their CA that names the node its Hello claims.
+   * The certificate must name this node. Null or absent: plain TCP, for loopback and tests.
+   */
+  readonly tls?: TlsCredentials | null;
 }
 
 export const tcpTransportDefaults = {
@@ -69,6 +76,7 @@ export interface ResolvedTcpOptions {
   readonly writeStallTimeoutMs: number;
   readonly pendingConnectionCountMax: number;
   readonly random: () => number;
+  readonly tls: TlsCredentials | null;
 }
 
 const socketBufferBytesMin = 64 * 1024;
@@ -106,6 +114,14 @@ function checkIdentity(options: TcpTransportOptions): void {
     typeof logger.error !== 'function'
   ) {
     throw new TransportError('INVALID_OPTIONS', 'logger has info, warn and error methods');
+  }
+  const certifiedNodeId = options.tls?.certifiedNodeId;
+  if (certifiedNodeId !== undefined && certifiedNodeId !== options.nodeId) {
+    // Every peer would refuse it; saying so here names the wrong file at once.
+    throw new TransportError(
+      'INVALID_TLS',
+      `the TLS certificate names node ${JSON.stringify(certifiedNodeId)}, not ${JSON.stringify(options.nodeId)}`,
+    );
   }
 }
 
@@ -152,5 +168,6 @@ export function resolveTcpOptions(options: TcpTransportOptions): ResolvedTcpOpti
     writeStallTimeoutMs: positiveInteger(options, 'writeStallTimeoutMs', 1, 3_600_000),
     pendingConnectionCountMax: positiveInteger(options, 'pendingConnectionCountMax', 1, 1_000_000),
     random: options.random ?? Math.random,
+    tls: options.tls ?? null,
   };
 }

@@ -7,8 +7,14 @@
  * `send` validates and encodes each frame at once (a bad frame is dropped and logged at the
  * sender, where the bug is), then queues the bytes on the peer's link; the link writes
  * everything queued in one event-loop turn together.
+ *
+ * With `tls`, the listener is a TLS server that asks for a client certificate and drops
+ * any connection whose certificate the cluster CA did not sign (OpenSSL checks the chain);
+ * then the node id the certificate names must be a known peer before a byte of the
+ * connection is read, and must be the `from` of its Hello (inbound.ts).
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { NodeId, SnapshotMessage } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { formatAddress, type HostPort, parseAddress } from './address.ts';
@@ -25,6 +31,7 @@ import {
   resolveTcpOptions,
   type TcpTransportOptions,
 } from './tcp-options.ts';
+import { certifiedPeerOf, type TlsMaterial } from './tls.ts';
 import type { Frame, FrameHandler, PeerLinkStats, Transport, TransportStats } from './types.ts';
 
 /** One line per kind of trouble per second at most; the rest are counted in the next line. */
@@ -40,6 +47,9 @@ export class TcpTransport implements Transport {
   private peers = new Map<NodeId, HostPort>();
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly pending = new Set<InboundConnection>();
+  /** TLS handshakes in progress, by remote "address:port"; they hold pending slots too. */
+  private readonly tlsHandshakes = new Map<string, Socket>();
+  private stopRotation: (() => void) | null = null;
   private readonly inbound = new Map<NodeId, InboundConnection>();
   private handler: FrameHandler | null = null;
   private stallTimer: NodeJS.Timeout | null = null;
@@ -65,7 +75,7 @@ export class TcpTransport implements Transport {
     if (this.state !== 'new')
       throw new TransportError('INVALID_STATE', `start() on a ${this.state} transport`);
     this.state = 'starting';
-    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    const server = this.options.tls === null ? this.plainServer() : this.tlsServer();
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error): void => {
@@ -148,6 +158,10 @@ export class TcpTransport implements Transport {
     this.state = 'closed';
     if (this.stallTimer !== null) clearInterval(this.stallTimer);
     this.stallTimer = null;
+    this.stopRotation?.();
+    this.stopRotation = null;
+    for (const socket of this.tlsHandshakes.values()) socket.destroy();
+    this.tlsHandshakes.clear();
     for (const link of this.links.values()) link.close();
     this.links.clear();
     for (const connection of [...this.pending, ...this.inbound.values()]) {
@@ -223,18 +237,89 @@ export class TcpTransport implements Transport {
     return link;
   }
 
-  private accept(socket: Socket): void {
-    if (this.state !== 'running' || this.pending.size >= this.options.pendingConnectionCountMax) {
+  private plainServer(): Server {
+    return createServer({ noDelay: true }, (socket) => this.accept(socket, undefined));
+  }
+
+  private tlsServer(): Server {
+    const tls = this.options.tls;
+    assert(tls !== null, 'a TLS server has credentials');
+    const server = createTlsServer({
+      ...tlsServerOptions(tls.material),
+      requestCert: true,
+      rejectUnauthorized: true,
+      handshakeTimeout: this.options.handshakeTimeoutMs,
+      noDelay: true,
+    });
+    this.stopRotation = tls.onUpdate((material) =>
+      server.setSecureContext(tlsServerOptions(material)),
+    );
+    // Before the TLS handshake: a raw connection takes a pending slot, or is turned away.
+    server.on('connection', (socket: Socket) => {
+      if (!this.hasPendingRoom()) {
+        this.turnAway(socket);
+        return;
+      }
+      const key = remoteKey(socket);
+      this.tlsHandshakes.set(key, socket);
+      socket.once('close', () => {
+        if (this.tlsHandshakes.get(key) === socket) this.tlsHandshakes.delete(key);
+      });
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      this.tlsHandshakes.delete(remoteKey(socket));
+      this.acceptCertified(socket);
+    });
+    server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
       this.counters.refusedConnectionCount++;
       this.noisyLogger.warn(
-        { remote: `${socket.remoteAddress}:${socket.remotePort}`, pending: this.pending.size },
-        'transport turned away a connection: too many handshakes in progress',
+        { remote: remoteKey(socket), error: error.message },
+        'transport refused a TLS connection',
+      );
+    });
+    return server;
+  }
+
+  /** A TLS peer is admitted only as the known peer its certificate names. */
+  private acceptCertified(socket: TLSSocket): void {
+    const certified = certifiedPeerOf(socket);
+    if (certified === null || certified === this.nodeId || !this.peers.has(certified)) {
+      this.counters.refusedConnectionCount++;
+      this.noisyLogger.warn(
+        { remote: remoteKey(socket), code: 'UNKNOWN_NODE', certifiedAs: certified },
+        'transport refused a TLS connection: its certificate names no peer of this node',
       );
       socket.on('error', () => {});
       socket.destroy();
       return;
     }
-    const connection = new InboundConnection(socket, {
+    this.accept(socket, certified);
+  }
+
+  private hasPendingRoom(): boolean {
+    return (
+      this.state === 'running' &&
+      this.pending.size + this.tlsHandshakes.size < this.options.pendingConnectionCountMax
+    );
+  }
+
+  private turnAway(socket: Socket): void {
+    this.counters.refusedConnectionCount++;
+    this.noisyLogger.warn(
+      { remote: remoteKey(socket), pending: this.pending.size + this.tlsHandshakes.size },
+      'transport turned away a connection: too many handshakes in progress',
+    );
+    socket.on('error', () => {});
+    socket.destroy();
+  }
+
+  /** `certifiedPeerId`: the node the peer's certificate names; undefined without TLS. */
+  private accept(socket: Socket, certifiedPeerId: NodeId | undefined): void {
+    if (!this.hasPendingRoom()) {
+      this.turnAway(socket);
+      return;
+    }
+    const connection = new InboundConnection(socket, certifiedPeerId, {
       options: this.options,
       counters: this.counters,
       logger: this.noisyLogger,
@@ -274,4 +359,12 @@ export class TcpTransport implements Transport {
   private checkStalls(): void {
     for (const link of this.links.values()) link.checkWriteStall();
   }
+}
+
+function remoteKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+}
+
+function tlsServerOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
+  return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
 }

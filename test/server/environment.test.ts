@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DeliveredMessage } from '../../src/broadcast/deliveries.ts';
 import type { ServedNode } from '../../src/server/context.ts';
+import { deadlineGraceMs } from '../../src/server/dispatcher.ts';
 import { createHttpServer } from '../../src/server/http.ts';
 import { waitFor } from '../support/ports.ts';
 import { logger, openEvents, withTimeout } from './cluster.ts';
@@ -49,7 +50,7 @@ test('keep-alives and deadlines follow the environment clock', { timeout: 20_000
     await waitFor(() => environment.pendingTimerCount === 2, 'the barrier deadline armed');
     // Armed on the environment, not on Node's timers: nothing answers until the clock moves.
     assert.equal(answered, false);
-    await environment.advance(1_000);
+    await environment.advance(1_000 + deadlineGraceMs);
     const timedOut = await withTimeout(barrier, 5_000, 'the barrier answer');
     assert.equal(timedOut.status, 503);
     assert.equal(timedOut.body.error, 'timeout');

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { BroadcastResult } from '../../src/broadcast/pending.ts';
 import type { ServedNode } from '../../src/server/context.ts';
+import { deadlineGraceMs } from '../../src/server/dispatcher.ts';
 import { Exposition } from '../../src/server/exposition.ts';
 import { InProcessServer } from '../../src/server/in-process.ts';
 import { createServerContext } from '../../src/server/settings.ts';
@@ -71,7 +72,7 @@ test('the request deadline fires on the environment clock, not before', async ()
   await settle();
   assert.equal(broadcasts.length, 1, 'the handler reached the node');
   assert.equal(environment.pendingTimerCount, 1, 'the deadline is armed on the environment');
-  await environment.advance(999);
+  await environment.advance(1000 + deadlineGraceMs - 1);
   assert.equal(answered, false, 'no answer before the deadline');
   await environment.advance(1);
   const timedOut = await answer;

@@ -286,6 +286,62 @@ describe('FileStorage recovery', () => {
     await again.close();
   });
 
+  // The drop must reach the disk: entries appended after the snapshot follow the stale ones
+  // in the WAL, and the next open would otherwise replay them onto the stale log.
+  for (const { stale, snapshotIndex } of [
+    { stale: 'ends before the snapshot', snapshotIndex: 15 },
+    { stale: 'ends at the snapshot in another term', snapshotIndex: 8 },
+  ]) {
+    it(`keeps what is appended after dropping a stale log that ${stale}`, async () => {
+      const { storage } = await harness.open();
+      await storage.append({
+        hardState: hardState(1, 5),
+        snapshot: null,
+        entries: entries(1, 8, 1),
+      });
+      await storage.close();
+      await writeFileAtomic(
+        join(harness.dataDir, 'snapshot.bin'),
+        encodeSnapshotFile(snapshot(snapshotIndex, 3)),
+        newIoCounters(),
+      );
+      const { storage: again, persisted } = await harness.open();
+      assert.deepEqual(persisted.entries, []);
+      const appended = entries(snapshotIndex + 1, snapshotIndex + 3, 3);
+      await again.append({
+        hardState: hardState(3, snapshotIndex + 1),
+        snapshot: null,
+        entries: appended,
+      });
+      await again.close();
+      const third = await harness.open();
+      assert.equal(third.persisted.snapshot?.meta.index, snapshotIndex);
+      assert.deepEqual(plainEntries(third.persisted.entries), plainEntries(appended));
+      assert.deepEqual(third.persisted.hardState, hardState(3, snapshotIndex + 1));
+      await third.storage.close();
+    });
+  }
+
+  it("keeps what is appended after a second leader's snapshot whose log reset was lost", async () => {
+    const { storage } = await harness.open();
+    await storage.append({ hardState: hardState(3, 15), snapshot: snapshot(15, 3), entries: [] });
+    await storage.close();
+    // The log was reset to 15 and holds nothing; the crash lost the reset to 30.
+    await writeFileAtomic(
+      join(harness.dataDir, 'snapshot.bin'),
+      encodeSnapshotFile(snapshot(30, 4)),
+      newIoCounters(),
+    );
+    const { storage: again, persisted } = await harness.open();
+    assert.deepEqual(persisted.entries, []);
+    const appended = entries(31, 33, 4);
+    await again.append({ hardState: hardState(4, 31), snapshot: null, entries: appended });
+    await again.close();
+    const third = await harness.open();
+    assert.deepEqual(plainEntries(third.persisted.entries), plainEntries(appended));
+    await third.storage.close();
+  });
+
   it('keeps the log after a snapshot file when the log agrees with it', async () => {
     const { storage } = await harness.open();
     await storage.append({

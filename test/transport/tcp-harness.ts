@@ -20,7 +20,12 @@ export class TcpHarness implements Harness {
   private readonly loggers = new Map<NodeId, RecordingLogger>();
   private limits: Partial<Limits> = {};
 
-  constructor(private readonly extra: Partial<TcpTransportOptions> = {}) {}
+  /** `extra`: options for every node, or per node (each node's own TLS certificate). */
+  constructor(
+    private readonly extra:
+      | Partial<TcpTransportOptions>
+      | ((nodeId: NodeId) => Partial<TcpTransportOptions>) = {},
+  ) {}
 
   async start(nodes: readonly NodeSpec[], limits: Partial<Limits> = {}): Promise<TcpTransport[]> {
     this.limits = limits;
@@ -76,7 +81,7 @@ export class TcpHarness implements Harness {
     const transport = new TcpTransport({
       ...testTiming,
       ...this.limits,
-      ...this.extra,
+      ...(typeof this.extra === 'function' ? this.extra(nodeId) : this.extra),
       nodeId,
       clusterId: spec.clusterId,
       listenAddress,

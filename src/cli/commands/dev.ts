@@ -3,11 +3,15 @@
  * from --port, HTTP ports from --http-port, data under --data/<id>), until Ctrl-C or SIGTERM,
  * which stop every node gracefully (SIGTERM each, then wait; SIGKILL past a deadline).
  * Restarting on the same --data recovers the cluster. This is `npm start`.
+ *
+ * `--secure` runs the same cluster with mutual TLS between the nodes and HTTPS for clients,
+ * with a CA and certificates it makes in --data/certs (dev-secure.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { type DevSecurity, prepareDevSecurity } from './dev-secure.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson } from './http-client.ts';
 
@@ -18,6 +22,7 @@ interface DevFlags {
   httpPort: string;
   segmentBytes?: string;
   logLevel?: string;
+  secure?: boolean;
 }
 
 interface DevNode {
@@ -97,13 +102,17 @@ async function dev(flags: DevFlags): Promise<void> {
   const dataDir = resolve(flags.data);
   const ids = Array.from({ length: count }, (_, at) => `n${at + 1}`);
   const peers = ids.map((id, at) => `${id}=127.0.0.1:${port + at}`).join(',');
+  const security: DevSecurity | null =
+    flags.secure === true ? await prepareDevSecurity(dataDir, ids) : null;
+  const scheme = security === null ? 'http' : 'https';
   const nodes = ids.map((id, at) => {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
     args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
-    return launch(id, args, `http://${http}`);
+    if (security !== null) args.push(...security.nodeArgs(id));
+    return launch(id, args, `${scheme}://${http}`);
   });
   let stopping: Promise<void> | null = null;
   const stop = (code: number) => {
@@ -120,7 +129,11 @@ async function dev(flags: DevFlags): Promise<void> {
   }
   for (const node of nodes) console.log(`abcast dev: node ${node.id} at ${node.url}`);
   console.log(`abcast dev: data in ${dataDir}; Ctrl-C stops the cluster`);
-  console.log(`abcast dev: try  abcast send '{"hello":"world"}'  and  abcast tail`);
+  if (security === null) {
+    console.log(`abcast dev: try  abcast send '{"hello":"world"}'  and  abcast tail`);
+  } else {
+    for (const line of security.usage(nodes[0]?.url ?? '')) console.log(`abcast dev: ${line}`);
+  }
   // A node that dies on its own is reported; the others keep serving (a quorum may remain).
   for (const node of nodes) {
     void node.exited.then((code) => {
@@ -139,5 +152,6 @@ export function devCommand(program: Command): void {
     .option('--http-port <port>', 'first HTTP port', '8001')
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
+    .option('--secure', 'mutual TLS between the nodes and HTTPS, with certificates in <data>/certs')
     .action((flags: DevFlags) => dev(flags));
 }

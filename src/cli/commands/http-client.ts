@@ -1,12 +1,41 @@
 /**
- * Calls to a node's HTTP API (docs/api.md) with Node's fetch: JSON in and out, a deadline on
- * every call, and failures turned into one-line CliErrors (unreachable, or the node's own
- * `{"error","message"}` answer).
+ * Calls to a node's HTTP API (docs/api.md) through the SDK's node:http(s) exchange: JSON in
+ * and out, a deadline on every call, and failures turned into one-line CliErrors
+ * (unreachable, or the node's own `{"error","message"}` answer). HTTPS endpoints are
+ * checked against the CA of `--ca FILE` or ABCAST_CA when one is given (`useCaFile`), the
+ * system's CAs otherwise.
  */
+import { readFile } from 'node:fs/promises';
+import type { HttpExchangeResponse } from '../../client/exchange.ts';
+import {
+  ExchangeTimeoutError,
+  type NodeExchangeOptions,
+  nodeExchange,
+  openStream,
+  type StreamAnswer,
+} from '../../client/node-exchange.ts';
+import { systemEnvironment } from '../../util/system-environment.ts';
 import { CliError } from './errors.ts';
 
 export const defaultNodeUrl = 'http://127.0.0.1:8001';
 const requestTimeoutMs = 15_000;
+
+/** One CA per command run, set before the first call. */
+let tls: NodeExchangeOptions = { ca: null };
+
+/** Trust the CA in `path` (PEM) for https:// nodes from now on. */
+export async function useCaFile(path: string): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new CliError(`cannot read the CA file ${path}: ${(error as Error).message}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new CliError(`${path} holds no PEM certificate`);
+  }
+  tls = { ca: text };
+}
 
 /** The base URL without a trailing slash; refuses anything but http(s). */
 export function nodeUrl(text: string): string {
@@ -22,16 +51,22 @@ export function nodeUrl(text: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
-/** Why fetch failed, in words (its TypeError hides the cause). */
+/** Why a request got no answer, in words; a certificate problem says to give the CA. */
 export function unreachable(base: string, error: unknown): CliError {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  const reason = cause?.code ?? cause?.message ?? (error as Error).message;
-  return new CliError(`cannot reach the node at ${base} (${reason})`);
+  const reason = (error as { code?: string }).code ?? (error as Error).message;
+  const hint =
+    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(reason) && tls.ca === null
+      ? '; give the cluster CA with --ca FILE or ABCAST_CA'
+      : '';
+  return new CliError(`cannot reach the node at ${base} (${reason})${hint}`);
 }
 
 /** A non-2xx answer as one line: status, error code and message. */
-export async function answerError(base: string, response: Response): Promise<CliError> {
-  const text = await response.text().catch(() => '');
+export async function answerError(
+  base: string,
+  response: { readonly status: number; readonly body: string },
+): Promise<CliError> {
+  const text = response.body;
   try {
     const body = JSON.parse(text) as { error?: string; message?: string };
     return new CliError(
@@ -39,6 +74,45 @@ export async function answerError(base: string, response: Response): Promise<Cli
     );
   } catch {
     return new CliError(`${base} answered ${response.status}: ${text.slice(0, 200)}`);
+  }
+}
+
+/** One request and its whole answer; a CliError when none comes. */
+async function exchange(
+  base: string,
+  path: string,
+  method: 'GET' | 'POST' | 'DELETE',
+  body: unknown,
+  timeoutMs: number,
+): Promise<HttpExchangeResponse> {
+  try {
+    return await nodeExchange(
+      systemEnvironment,
+      tls,
+    )({
+      method,
+      url: `${base}${path}`,
+      headers:
+        body === undefined
+          ? { accept: 'application/json' }
+          : { accept: 'application/json', 'content-type': 'application/json' },
+      body: body === undefined ? null : JSON.stringify(body),
+      timeoutMs,
+      signal: new AbortController().signal,
+    });
+  } catch (error) {
+    if (error instanceof ExchangeTimeoutError) {
+      throw new CliError(`${base} did not answer within ${timeoutMs} ms`);
+    }
+    throw unreachable(base, error);
+  }
+}
+
+function parsed<T>(base: string, response: HttpExchangeResponse): T {
+  try {
+    return JSON.parse(response.body) as T;
+  } catch {
+    throw new CliError(`${base} answered ${response.status} with something other than JSON`);
   }
 }
 
@@ -50,22 +124,22 @@ export async function callJson<T>(
   timeoutMs = requestTimeoutMs,
   method: 'GET' | 'POST' | 'DELETE' = body === undefined ? 'GET' : 'POST',
 ): Promise<T> {
-  let response: Response;
+  const response = await exchange(base, path, method, body, timeoutMs);
+  if (response.status < 200 || response.status >= 300) throw await answerError(base, response);
+  return parsed<T>(base, response);
+}
+
+/** GET an event stream, its answer read as it arrives; a CliError when none comes. */
+export async function streamFrom(
+  base: string,
+  url: string,
+  headers: Readonly<Record<string, string>>,
+): Promise<StreamAnswer> {
   try {
-    response = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    return await openStream(tls, url, headers, new AbortController().signal);
   } catch (error) {
-    if ((error as Error).name === 'TimeoutError') {
-      throw new CliError(`${base} did not answer within ${timeoutMs} ms`);
-    }
     throw unreachable(base, error);
   }
-  if (!response.ok) throw await answerError(base, response);
-  return (await response.json()) as T;
 }
 
 /** A 503 answer worth retrying: its error code and how long the node asks us to wait. */
@@ -81,27 +155,14 @@ export class Unavailable extends CliError {
 
 /** Like callJson, but a 503 throws `Unavailable` so that the caller can decide to retry. */
 export async function postJson<T>(base: string, path: string, body: unknown): Promise<T> {
-  let response: Response;
-  try {
-    response = await fetch(`${base}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(requestTimeoutMs),
-    });
-  } catch (error) {
-    if ((error as Error).name === 'TimeoutError') {
-      throw new CliError(`${base} did not answer within ${requestTimeoutMs} ms`);
-    }
-    throw unreachable(base, error);
-  }
+  const response = await exchange(base, path, 'POST', body, requestTimeoutMs);
   if (response.status === 503) {
     const failure = await answerError(base, response);
     const code = /answered 503 (\w+)/.exec(failure.message)?.[1] ?? '';
-    const retryAfterSeconds = Number(response.headers.get('retry-after') ?? '1');
+    const retryAfterSeconds = Number(response.headers['retry-after'] ?? '1');
     const retryAfterMs = Number.isFinite(retryAfterSeconds) ? retryAfterSeconds * 1000 : 1000;
     throw new Unavailable(failure.message, code, Math.min(Math.max(retryAfterMs, 100), 5000));
   }
-  if (!response.ok) throw await answerError(base, response);
-  return (await response.json()) as T;
+  if (response.status < 200 || response.status >= 300) throw await answerError(base, response);
+  return parsed<T>(base, response);
 }

@@ -3,6 +3,10 @@
  * HTTP API — until SIGTERM or SIGINT, which close the HTTP server first (no new requests,
  * streams end) and then the node (the write in flight finishes, the data directory closes).
  * Restarting on the same data directory recovers the node. Flags override `--config FILE`.
+ *
+ * TLS (tls-files.ts): `--cert/--key/--ca` give mutual TLS between the nodes and HTTPS on the
+ * API; SIGHUP re-reads those files. Without them a node only listens on loopback, unless
+ * told `--insecure`.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -12,8 +16,17 @@ import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
+import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
+import {
+  checkExposure,
+  loadCredentials,
+  reloadCredentials,
+  type TlsFiles,
+  type TlsSettings,
+  tlsSettings,
+} from './tls-files.ts';
 
 export interface StartSettings {
   readonly id: string;
@@ -32,6 +45,9 @@ export interface StartSettings {
   readonly requestTimeoutMs: number | null;
   /** Idle client sessions expire after this much log time; null for the default, 1 hour. */
   readonly sessionTtlMs: number | null;
+  readonly tls: TlsSettings;
+  /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
+  readonly exposed: readonly string[];
 }
 
 interface StartFlags {
@@ -48,6 +64,13 @@ interface StartFlags {
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
   sessionTtlMs?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  clientCert?: string;
+  clientKey?: string;
+  clientCa?: string;
+  insecure?: boolean;
 }
 
 /** An optional positive integer from a flag or the config file. */
@@ -132,6 +155,16 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     throw new CliError(`--log-level takes one of ${logLevels.join(', ')}`);
   }
   const segmentBytes = flags.segmentBytes ?? config.segmentBytes;
+  const tls = tlsSettings({
+    cert: flags.cert ?? config.cert,
+    key: flags.key ?? config.key,
+    ca: flags.ca ?? config.ca,
+    clientCert: flags.clientCert ?? config.clientCert,
+    clientKey: flags.clientKey ?? config.clientKey,
+    clientCa: flags.clientCa ?? config.clientCa,
+    insecure: flags.insecure === true || config.insecure === true,
+  });
+  const exposed = checkExposure(tls, { listen, http, peers: Object.values(peers) });
   return {
     id,
     dataDir: resolve(required('data', flags.data ?? config.data)),
@@ -154,14 +187,58 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
       flags.requestTimeoutMs ?? config.requestTimeoutMs,
     ),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
+    tls,
+    exposed,
+  };
+}
+
+/** The credentials of each side, read from their files; one object when both share files. */
+interface LoadedTls {
+  readonly peer: TlsCredentials | null;
+  readonly http: TlsCredentials | null;
+  /** SIGHUP: re-reads every side's files; resolves with what failed, if anything. */
+  reload(): Promise<string[]>;
+}
+
+async function loadTls(settings: TlsSettings): Promise<LoadedTls> {
+  const sides: { files: TlsFiles; credentials: TlsCredentials }[] = [];
+  const load = async (files: TlsFiles | null): Promise<TlsCredentials | null> => {
+    if (files === null) return null;
+    const shared = sides.find((side) => side.files === files);
+    if (shared !== undefined) return shared.credentials;
+    const credentials = await loadCredentials(files);
+    sides.push({ files, credentials });
+    return credentials;
+  };
+  const peer = await load(settings.peer);
+  const http = await load(settings.http);
+  return {
+    peer,
+    http,
+    async reload() {
+      const failures: string[] = [];
+      for (const side of sides) {
+        await reloadCredentials(side.credentials, side.files).catch((error: Error) =>
+          failures.push(error.message),
+        );
+      }
+      return failures;
+    },
   };
 }
 
 /** Starts the node and its HTTP server; if the server cannot listen, the node is closed. */
 export async function runNode(
   settings: StartSettings,
-): Promise<{ node: BroadcastNode; http: HttpServer; url: string }> {
+): Promise<{ node: BroadcastNode; http: HttpServer; url: string; tls: LoadedTls }> {
   const logger = pino({ name: 'abcast', level: settings.logLevel });
+  const tls = await loadTls(settings.tls);
+  if (settings.exposed.length > 0) {
+    logger.warn(
+      { exposed: settings.exposed },
+      '--insecure: anyone who reaches these ports can forge peer messages and change the cluster',
+    );
+  }
   const node = await startNode({
     id: settings.id,
     dataDir: settings.dataDir,
@@ -174,6 +251,7 @@ export async function runNode(
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
     ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
+    ...(tls.peer === null ? {} : { peerTls: tls.peer }),
   });
   const http = createHttpServer({
     node,
@@ -182,10 +260,11 @@ export async function runNode(
     peers: settings.peers,
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
+    ...(tls.http === null ? {} : { tls: tls.http }),
   });
   try {
     const url = await http.listen(settings.http);
-    return { node, http, url };
+    return { node, http, url, tls };
   } catch (error) {
     await node.close();
     const code = (error as { code?: string }).code;
@@ -196,10 +275,23 @@ export async function runNode(
 
 async function start(flags: StartFlags): Promise<void> {
   const settings = await startSettings(flags);
-  const { node, http, url } = await runNode(settings);
+  const { node, http, url, tls } = await runNode(settings);
+  const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
   console.log(
-    `abcast: node ${settings.id} up: HTTP ${url}, peers on ${settings.listen}, data in ${settings.dataDir}`,
+    `abcast: node ${settings.id} up: HTTP ${url}, peers on ${settings.listen}${peerMode}, data in ${settings.dataDir}`,
   );
+  if (settings.exposed.length > 0) {
+    console.error(`abcast: warning: --insecure: no TLS for ${settings.exposed.join(', ')}`);
+  }
+  // Rotation without restart: new connections use the new files, open ones keep theirs.
+  process.on('SIGHUP', () => {
+    void tls.reload().then((failures) => {
+      if (failures.length === 0) console.log(`abcast: node ${settings.id} reloaded its TLS files`);
+      for (const failure of failures) {
+        console.error(`abcast: TLS files not reloaded, the old ones stay in use: ${failure}`);
+      }
+    });
+  });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -232,7 +324,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, cert, key, ca, clientCert, clientKey, clientCa, insecure',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -246,5 +338,12 @@ export function startCommand(program: Command): void {
       '--session-ttl-ms <n>',
       'idle client sessions expire after this much log time (default 3600000)',
     )
+    .option('--cert <file>', "this node's certificate (PEM): mutual TLS with peers, HTTPS")
+    .option('--key <file>', "this node's private key (PEM)")
+    .option('--ca <file>', 'the cluster CA (PEM): peers must present a certificate it signed')
+    .option('--client-cert <file>', 'certificate for the HTTP API, if not --cert')
+    .option('--client-key <file>', 'key for the HTTP API, if not --key')
+    .option('--client-ca <file>', 'CA for the HTTP API, if not --ca')
+    .option('--insecure', 'allow plain TCP and HTTP beyond loopback (anyone can join)')
     .action((flags: StartFlags) => start(flags));
 }

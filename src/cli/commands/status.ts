@@ -35,7 +35,7 @@ function guessUrl(base: string, own: NodeStatus, address: string | null): string
     const { host, port } = parseAddress(address, false);
     const httpPort = port + offset;
     if (httpPort < 1 || httpPort > 65535) return null;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
+    return `${new URL(base).protocol}//${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   } catch {
     return null;
   }

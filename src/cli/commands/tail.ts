@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { parseSse, type SseEvent, SseFormatError } from '../../client/sse.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
-import { answerError, defaultNodeUrl, nodeUrl, unreachable } from './http-client.ts';
+import { answerError, defaultNodeUrl, nodeUrl, streamFrom } from './http-client.ts';
 
 interface TailFlags {
   node: string;
@@ -36,15 +36,15 @@ interface Position {
 /** One connection: prints events until the stream ends or drops (then it throws). */
 async function follow(url: string, position: Position): Promise<void> {
   const base = new URL(url).origin;
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      headers: position.lastId === null ? {} : { 'last-event-id': position.lastId },
-    });
-  } catch (error) {
-    throw unreachable(base, error);
+  const response = await streamFrom(
+    base,
+    url,
+    position.lastId === null ? {} : { 'last-event-id': position.lastId },
+  );
+  if (response.status < 200 || response.status >= 300) {
+    const body = await new Response(response.body).text().catch(() => '');
+    throw await answerError(base, { status: response.status, body });
   }
-  if (!response.ok || response.body === null) throw await answerError(base, response);
   position.connected = true;
   let buffer = '';
   const decoder = new TextDecoder();

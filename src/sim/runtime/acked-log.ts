@@ -4,7 +4,14 @@
  * find after a crash. Torn and lost unsynced writes may take away what was never
  * acknowledged, never what was.
  */
-import type { Entry, HardState, NodeId, PersistedState, Snapshot } from '../../raft/types.ts';
+import type {
+  Entry,
+  HardState,
+  NodeId,
+  PersistedState,
+  Ready,
+  Snapshot,
+} from '../../raft/types.ts';
 import { assert } from '../../util/assert.ts';
 
 export class AckedLog {
@@ -13,6 +20,13 @@ export class AckedLog {
   snapshotTerm = 0;
   /** Terms of the acknowledged entries after the snapshot, by index - snapshotIndex - 1. */
   private terms: number[] = [];
+  /**
+   * The log suffix the node's one Ready being persisted writes (its entries, after its
+   * leader's snapshot if it has one), from `firstIndex` on: a crash may land it whole,
+   * replacing the acknowledged entries from there, or not at all. Null when none is in flight.
+   */
+  private inFlight: { readonly firstIndex: number; readonly terms: readonly number[] } | null =
+    null;
 
   get lastIndex(): number {
     return this.snapshotIndex + this.terms.length;
@@ -24,8 +38,27 @@ export class AckedLog {
     return this.terms[index - this.snapshotIndex - 1] ?? null;
   }
 
+  /** The node took `ready` and is persisting it; `durable` follows unless a crash comes first. */
+  taken(ready: Ready): void {
+    const first = ready.entriesToAppend[0];
+    if (ready.snapshot === null && first === undefined) {
+      this.inFlight = null;
+      return;
+    }
+    const firstIndex =
+      ready.snapshot === null ? (first as Entry).index : ready.snapshot.meta.index + 1;
+    assert(first === undefined || first.index === firstIndex, 'entries follow the snapshot');
+    this.inFlight = { firstIndex, terms: ready.entriesToAppend.map((entry) => entry.term) };
+  }
+
+  /** What the Ready taken last had to write is durable (recorded by the calls below). */
+  durable(): void {
+    this.inFlight = null;
+  }
+
   /** The node recovered `persisted` from its disk: that is the acknowledged state now. */
   reset(persisted: PersistedState): void {
+    this.inFlight = null;
     this.hardState = persisted.hardState;
     this.snapshotIndex = persisted.snapshot?.meta.index ?? 0;
     this.snapshotTerm = persisted.snapshot?.meta.term ?? 0;
@@ -57,11 +90,12 @@ export class AckedLog {
   }
 
   /**
-   * Why `recovered` lost something acknowledged, or null. A write that was in flight at the
-   * crash may have landed in part: later terms may then replace acknowledged entries (a
-   * node only takes them from a newer leader, which never needed the old ones) and the
-   * hard state may be newer, but an acknowledged entry never vanishes without such a
-   * replacement, and an acknowledged term or vote never goes back.
+   * Why `recovered` lost something acknowledged, or null. The write in flight at the crash
+   * may have landed (a torn one never verifies): the log may then differ from the
+   * acknowledged one from where that write starts, holding exactly what it wrote and nothing
+   * after (it truncated the rest: a node replaces entries only with a newer leader's, which
+   * never needed the old ones), and the hard state may be newer; but an acknowledged entry
+   * never vanishes or changes otherwise, and an acknowledged term or vote never goes back.
    */
   lossIn(node: NodeId, recovered: PersistedState): string | null {
     const acked = this.hardState;
@@ -82,17 +116,33 @@ export class AckedLog {
       index++
     ) {
       const ackedTerm = this.termAt(index) as number;
-      if (index > lastIndex) {
+      const entry = recovered.entries[index - snapshotIndex - 1];
+      if (entry !== undefined && entry.term === ackedTerm) continue;
+      if (this.inFlightLanded(recovered, index)) break;
+      if (entry === undefined) {
         return `${node} recovered its log up to ${lastIndex}, below the acknowledged ${this.lastIndex}`;
       }
-      const entry = recovered.entries[index - snapshotIndex - 1] as Entry;
-      if (entry.term < ackedTerm) {
-        return `${node} recovered term ${entry.term} at index ${index}, acknowledged term ${ackedTerm}`;
-      }
+      return `${node} recovered term ${entry.term} at index ${index}, acknowledged term ${ackedTerm}`;
     }
     if (snapshotIndex < this.snapshotIndex && lastIndex < this.snapshotIndex) {
       return `${node} recovered nothing up to its acknowledged snapshot at ${this.snapshotIndex}`;
     }
     return null;
+  }
+
+  /**
+   * Whether `recovered`, which differs from the acknowledged log at `index`, ends with
+   * exactly the write in flight at the crash, starting at or before `index`.
+   */
+  private inFlightLanded(recovered: PersistedState, index: number): boolean {
+    const inFlight = this.inFlight;
+    if (inFlight === null || inFlight.firstIndex > index) return false;
+    const snapshotIndex = recovered.snapshot?.meta.index ?? 0;
+    if (inFlight.firstIndex <= snapshotIndex) return false;
+    const written = recovered.entries.slice(inFlight.firstIndex - snapshotIndex - 1);
+    return (
+      written.length === inFlight.terms.length &&
+      written.every((entry, offset) => entry.term === inFlight.terms[offset])
+    );
   }
 }

@@ -80,6 +80,31 @@ export class DeliveryChecker {
   }
 
   /**
+   * The node installed a leader's snapshot and has applied the Ready that carried it: its
+   * positions now run to `lastPosition` (the snapshot's last one, or a later one it delivered
+   * since), never past what some node delivered before. Without this, a node whose snapshot
+   * holds everything there is to deliver would look behind for good.
+   */
+  onSnapshotInstalled(node: NodeId, lastPosition: number): void {
+    if (lastPosition > this.common.length) {
+      this.context.fail(
+        'agreement',
+        `${node} installs a snapshot up to position ${lastPosition}, beyond the ${this.common.length} ever delivered`,
+        [node],
+      );
+    }
+    const expected = this.nextPositionOf.get(node) ?? 1;
+    if (lastPosition + 1 < expected) {
+      this.context.fail(
+        'delivery order',
+        `${node} installs a snapshot up to position ${lastPosition} after delivering ${expected - 1}`,
+        [node],
+      );
+    }
+    this.nextPositionOf.set(node, lastPosition + 1);
+  }
+
+  /**
    * `afterSnapshot`: the node installed a leader's snapshot in this step, so it resumes after
    * the snapshot's last position, skipping what the snapshot holds — but never past what some
    * node delivered before.

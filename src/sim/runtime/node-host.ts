@@ -38,6 +38,8 @@ export type NodeTuning = { readonly [Key in keyof typeof defaultNodeTuning]: num
 export interface HostEvents {
   started(host: NodeHost, lastPosition: number): void;
   delivered(host: NodeHost, message: DeliveredMessage, afterSnapshot: boolean): void;
+  /** The node applied a Ready with a leader's snapshot; its positions now run to `lastPosition`. */
+  snapshotInstalled(host: NodeHost, lastPosition: number): void;
   /** The node stopped itself (storage failure, assertion): a crash the world did not cause. */
   failed(host: NodeHost, reason: string): void;
   /** Recovery found less than the storage had acknowledged. */
@@ -162,9 +164,12 @@ export class NodeHost {
     // snapshot's last position, skipping what the snapshot holds.
     let restoring = false;
     return {
-      readyTaken: (_ready: Ready) => undefined,
+      readyTaken: (ready: Ready) => {
+        if (live()) this.acked.taken(ready);
+      },
       readyDurable: (ready: Ready, hardStateWritten: HardState | null) => {
         if (!live()) return;
+        this.acked.durable();
         if (ready.snapshot !== null) {
           this.acked.installSnapshot(ready.snapshot);
           restoring = true;
@@ -173,7 +178,14 @@ export class NodeHost {
         this.acked.append(ready.entriesToAppend);
         if (hardStateWritten !== null) this.acked.hardState = hardStateWritten;
       },
-      readyApplied: (_ready: Ready) => undefined,
+      readyApplied: (ready: Ready) => {
+        if (!live() || ready.snapshot === null) return;
+        // The deliveries of this Ready, if any, have resumed after the snapshot; the next
+        // ones must follow on from them (or from the snapshot's last position).
+        restoring = false;
+        assert(this.node !== null, 'a live incarnation has its node');
+        events.snapshotInstalled(this, this.node.lastPosition);
+      },
       compacted: (snapshot: Snapshot) => {
         if (live()) this.acked.compact(snapshot);
       },

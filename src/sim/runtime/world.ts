@@ -234,6 +234,9 @@ class RuntimeWorld {
       ) => {
         this.checker.onDelivered(host.id, message, afterSnapshot);
       },
+      snapshotInstalled: (host: NodeHost, lastPosition: number) => {
+        this.checker.onSnapshotInstalled(host.id, lastPosition);
+      },
       failed: (host: NodeHost, reason: string) => {
         this.note(`${host.id} failed: ${reason}`);
         this.context.fail('no crash', `${host.id}: ${reason}`, [host.id]);

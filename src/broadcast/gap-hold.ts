@@ -1,0 +1,178 @@
+/**
+ * Messages that arrived before their turn: a seq whose earlier seqs this node has not seen
+ * applied and is not itself sending. Proposing such a message only writes an entry the
+ * session table refuses (SEQUENCE_GAP); sending it again after every refusal turned one
+ * gapped request into an entry per round trip (a 1 MB payload wrote hundreds of megabytes
+ * of log a node in ten seconds). Instead it waits here, in memory and bounded, and goes to
+ * the log once, when the seqs before it are applied or on their way; past the bounds it is
+ * answered SEQUENCE_GAP at once. The session table stays the rule (Raft thesis §6.3): this
+ * only keeps what it would refuse from being written.
+ */
+import { assert } from '../util/assert.ts';
+import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
+import type { SessionTable } from './sessions.ts';
+
+export interface GapHoldLimits {
+  /** Messages of one session held at once. */
+  readonly heldPerSessionMax: number;
+  /** Payload bytes of one session held at once. */
+  readonly heldBytesPerSessionMax: number;
+  /** Payload bytes held on this node, all sessions together. */
+  readonly heldBytesMax: number;
+}
+
+export const defaultGapHoldLimits: GapHoldLimits = {
+  heldPerSessionMax: 256,
+  heldBytesPerSessionMax: 8 << 20,
+  heldBytesMax: 64 << 20,
+};
+
+export interface GapHoldOptions {
+  readonly pending: PendingTable;
+  /** The applied session table (replaced when a snapshot is installed). */
+  readonly sessions: () => SessionTable;
+  readonly limits: GapHoldLimits;
+}
+
+/** What to do with a message about to be queued for the log. */
+export type HoldDecision =
+  | { readonly kind: 'send' }
+  /** Not its turn: `expectedSeq` is the first earlier seq neither applied nor on its way. */
+  | { readonly kind: 'hold'; readonly expectedSeq: number }
+  /** Not its turn, and holding it would pass a bound: answer SEQUENCE_GAP now. */
+  | { readonly kind: 'refuse'; readonly expectedSeq: number; readonly bound: string };
+
+interface HeldSession {
+  readonly entries: Set<PendingMessage>;
+  bytes: number;
+}
+
+export class GapHold {
+  private readonly sessions = new Map<string, HeldSession>();
+  private heldBytes = 0;
+  private heldCount = 0;
+
+  constructor(private readonly options: GapHoldOptions) {
+    const { limits } = options;
+    assert(limits.heldPerSessionMax >= 1, 'heldPerSessionMax is at least 1');
+    assert(limits.heldBytesPerSessionMax >= 1, 'heldBytesPerSessionMax is at least 1');
+    assert(limits.heldBytesMax >= 1, 'heldBytesMax is at least 1');
+  }
+
+  get size(): number {
+    return this.heldCount;
+  }
+
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  decide(entry: PendingMessage): HoldDecision {
+    assert(!entry.held, 'a held message is released before it is decided again');
+    const expectedSeq = this.missingSeq(entry);
+    if (expectedSeq === null) return { kind: 'send' };
+    const bound = this.boundPassed(entry);
+    return bound === null ? { kind: 'hold', expectedSeq } : { kind: 'refuse', expectedSeq, bound };
+  }
+
+  hold(entry: PendingMessage): void {
+    assert(!entry.held && !entry.queued, 'only a message on no way is held');
+    const { clientId } = entry.message;
+    let session = this.sessions.get(clientId);
+    if (session === undefined) {
+      session = { entries: new Set(), bytes: 0 };
+      this.sessions.set(clientId, session);
+    }
+    entry.held = true;
+    entry.proposedIndex = null;
+    session.entries.add(entry);
+    session.bytes += entry.message.payload.byteLength;
+    this.heldBytes += entry.message.payload.byteLength;
+    this.heldCount++;
+  }
+
+  /**
+   * Takes out of the hold every message whose turn came, handing each to `send` in seq order
+   * (so that the next one's check sees it on its way), and drops those no longer pending
+   * (timed out, or decided meanwhile).
+   */
+  release(send: (entry: PendingMessage) => void): void {
+    if (this.heldCount === 0) return;
+    for (const session of [...this.sessions.values()]) {
+      const bySeq = [...session.entries].sort((a, b) => a.message.seq - b.message.seq);
+      for (const entry of bySeq) {
+        const gone = !this.options.pending.has(entry);
+        if (!gone && this.missingSeq(entry) !== null) continue;
+        this.unhold(entry);
+        if (!gone) send(entry);
+      }
+    }
+  }
+
+  /** Lets everything held go, to be judged again (a new leader, a snapshot install). */
+  releaseAll(): void {
+    for (const session of [...this.sessions.values()]) {
+      for (const entry of [...session.entries]) this.unhold(entry);
+    }
+  }
+
+  private unhold(entry: PendingMessage): void {
+    const { clientId } = entry.message;
+    const session = this.sessions.get(clientId);
+    assert(session?.entries.has(entry) === true, 'an entry leaves the hold it is in');
+    entry.held = false;
+    session.entries.delete(entry);
+    session.bytes -= entry.message.payload.byteLength;
+    this.heldBytes -= entry.message.payload.byteLength;
+    this.heldCount--;
+    if (session.entries.size === 0) this.sessions.delete(clientId);
+    assert(this.heldCount >= 0 && this.heldBytes >= 0, 'the hold never counts below zero');
+  }
+
+  /**
+   * The first earlier seq of the message's session that is neither applied here nor on its
+   * way from this node, or null when the message may go. A seq on its way counts when its
+   * copy is queued or placed in the leader's log; a copy merely sent counts too, unless this
+   * message was refused for a gap already (then it waits for its predecessor to be placed,
+   * or a lost predecessor would have it refused again after every round trip).
+   */
+  private missingSeq(entry: PendingMessage): number | null {
+    if (entry.ownSession) return null;
+    const { clientId, seq } = entry.message;
+    const table = this.options.sessions();
+    const mine = this.options.pending.forClient(clientId);
+    let fromSeq: number;
+    if (table.knows(clientId)) {
+      fromSeq = table.expectedSeq(clientId);
+    } else {
+      // An unknown session is the log's to judge (an expired one fails at once), unless
+      // this node holds an earlier seq of it, which will start the session.
+      let earlierHere = false;
+      for (const other of mine?.keys() ?? []) if (other < seq) earlierHere = true;
+      if (!earlierHere) return null;
+      fromSeq = 1;
+    }
+    if (seq <= fromSeq) return null;
+    // More seqs missing than this node has pending for the client: one of them is absent.
+    if (mine === undefined || seq - fromSeq > mine.size) return fromSeq;
+    const strict = entry.gapExpectedSeq !== undefined;
+    for (let earlier = fromSeq; earlier < seq; earlier++) {
+      const other = mine.get(earlier);
+      if (other === undefined || other.held) return earlier;
+      if (strict && stageOf(other) === 'waiting') return earlier;
+    }
+    return null;
+  }
+
+  private boundPassed(entry: PendingMessage): string | null {
+    const { limits } = this.options;
+    const bytes = entry.message.payload.byteLength;
+    const session = this.sessions.get(entry.message.clientId);
+    if ((session?.entries.size ?? 0) + 1 > limits.heldPerSessionMax) return 'heldPerSessionMax';
+    if ((session?.bytes ?? 0) + bytes > limits.heldBytesPerSessionMax) {
+      return 'heldBytesPerSessionMax';
+    }
+    if (this.heldBytes + bytes > limits.heldBytesMax) return 'heldBytesMax';
+    return null;
+  }
+}

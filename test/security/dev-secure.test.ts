@@ -1,0 +1,78 @@
+// `abcast dev --secure` end to end, as its printed instructions say: it makes a CA and node
+// certificates in its data directory (keys 0600), serves HTTPS, and `send`, `tail` and
+// `status` work with the CA (by --ca and by ABCAST_CA) and fail without it, naming --ca.
+// A second start on the same directory reuses the certificates. The dev process runs in its
+// own process group so that a failed test can still kill every node it started.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { type CliRun, freeRange, kill, killGroup, runCli, spawnCli } from '../cli/helpers.ts';
+import { waitFor } from '../support/ports.ts';
+
+async function startDev(data: string, port: number): Promise<CliRun> {
+  const args = ['dev', '--secure', '--data', data, '--port', String(port)];
+  const dev = spawnCli(
+    [...args, '--http-port', String(port + 3), '--segment-bytes', String(1 << 20)],
+    true,
+  );
+  await waitFor(() => dev.stdout().includes('Ctrl-C stops'), 'secure dev cluster up', 30_000);
+  return dev;
+}
+
+async function stopDev(dev: CliRun): Promise<void> {
+  dev.child.kill('SIGINT');
+  assert.equal(await dev.exited, 0);
+}
+
+test('abcast dev --secure: send, tail and status with the CA', { timeout: 90_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-dev-secure-'));
+  const data = join(root, 'data');
+  const port = await freeRange(6);
+  let dev = await startDev(data, port);
+  try {
+    const urls = [...dev.stdout().matchAll(/node n\d at (https:\S+)/g)].map((match) => match[1]);
+    assert.equal(urls.length, 3, dev.stdout());
+    const caPath = join(data, 'certs', 'ca.crt');
+    assert.match(dev.stdout(), new RegExp(`ABCAST_CA=${caPath}`));
+    for (const key of ['ca.key', 'node-n1.key', 'node-n2.key', 'node-n3.key']) {
+      assert.equal((await stat(join(data, 'certs', key))).mode & 0o777, 0o600, key);
+    }
+
+    const refused = await runCli(['send', '--node', urls[0] as string, '"x"']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /--ca/);
+    const sent = await runCli(['send', '--node', urls[2] as string, '--ca', caPath, '"hello"']);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.equal(sent.stdout.trim(), '1');
+
+    process.env.ABCAST_CA = caPath;
+    const tail = spawnCli(['tail', '--node', urls[0] as string]);
+    delete process.env.ABCAST_CA;
+    try {
+      await waitFor(() => tail.stdout().includes('"hello"'), 'tail shows the message', 15_000);
+    } finally {
+      await kill(tail);
+    }
+    const status = await runCli(['status', '--node', urls[1] as string, '--ca', caPath]);
+    assert.equal(status.code, 0, status.stderr);
+    const rows = status.stdout.split('\n').filter((line) => /^n\d\s/.test(line));
+    assert.equal(rows.length, 3, status.stdout);
+    for (const row of rows) assert.doesNotMatch(row, /\s\?(\s|$)/, status.stdout);
+
+    // Restarted on its directory, the cluster keeps its CA and certificates.
+    const ca = await readFile(caPath, 'utf8');
+    await stopDev(dev);
+    dev = await startDev(data, port);
+    assert.equal(await readFile(caPath, 'utf8'), ca);
+    const again = await runCli(['send', '--node', urls[0] as string, '--ca', caPath, '"again"']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout.trim(), '2');
+    await stopDev(dev);
+  } finally {
+    killGroup(dev);
+    await dev.exited;
+    await rm(root, { recursive: true, force: true });
+  }
+});

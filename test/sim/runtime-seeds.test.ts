@@ -1,0 +1,43 @@
+// Every regression seed in test/sim/runtime-seeds.txt runs the runtime simulation (real
+// nodes, WAL over simulated disks, SDK clients) without a violation.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { parseSeed } from '../../src/sim/cli-flags.ts';
+import { runRuntimeSeed } from '../../src/sim/runtime/world.ts';
+import { formatSeed } from '../../src/sim/violation.ts';
+
+interface RuntimeRegressionSeed {
+  readonly line: number;
+  readonly seed: number;
+  readonly comment: string;
+}
+
+/** One seed per line, then `# why`; a line with anything else throws, so no seed is skipped. */
+function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
+  const seeds: RuntimeRegressionSeed[] = [];
+  text.split('\n').forEach((raw, offset) => {
+    const hash = raw.indexOf('#');
+    const body = (hash === -1 ? raw : raw.slice(0, hash)).trim();
+    if (body === '') return;
+    if (/\s/.test(body)) throw new Error(`runtime-seeds.txt line ${offset + 1}: one seed per line`);
+    const comment = hash === -1 ? '' : raw.slice(hash + 1).trim();
+    seeds.push({ line: offset + 1, seed: parseSeed(body), comment });
+  });
+  return seeds;
+}
+
+const seeds = parseRuntimeSeeds(
+  readFileSync(new URL('./runtime-seeds.txt', import.meta.url), 'utf8'),
+);
+
+test('runtime-seeds.txt has seeds', () => {
+  assert.ok(seeds.length >= 1);
+});
+
+for (const entry of seeds) {
+  test(`runtime seed ${formatSeed(entry.seed)} (line ${entry.line}): ${entry.comment}`, async () => {
+    const result = await runRuntimeSeed({ seed: entry.seed });
+    assert.equal(result.violation, null, result.violation?.message);
+  });
+}
