@@ -98,7 +98,7 @@ export class Outbox {
       return;
     }
     const error = new BroadcastError(
-      'SEQUENCE_GAP',
+      'sequence_gap',
       `seq ${entry.message.seq} waits for seq ${decision.expectedSeq} of its client, and this node holds no more waiting messages (${decision.bound})`,
       { expectedSeq: decision.expectedSeq },
     );

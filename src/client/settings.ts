@@ -162,8 +162,8 @@ function caText(ca: string | Uint8Array | undefined): string | null {
   if (!text.includes('-----BEGIN CERTIFICATE-----')) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'ca' },
       'ca takes the PEM text of a CA certificate (the contents of ca.crt, not its path)',
+      { field: 'ca' },
     );
   }
   return text;

@@ -1,8 +1,8 @@
 // Proves the runtime's operating errors on three in-memory nodes: bad input is refused with
-// INVALID_ARGUMENT naming the field (or PAYLOAD_TOO_LARGE), a full node says OVERLOADED, no
-// quorum means TIMEOUT (outcome unknown: the message is still delivered after the heal), a
-// failed write stops the node (STORAGE_FAILED, nothing acknowledged after), close() rejects
-// what is pending with NODE_STOPPED, and bad input never wedges the node's own session.
+// invalid_argument naming the field (or payload_too_large), a full node says overloaded, no
+// quorum means timeout (outcome unknown: the message is still delivered after the heal), a
+// failed write stops the node (storage_failed, nothing acknowledged after), close() rejects
+// what is pending with node_stopped, and bad input never wedges the node's own session.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { BroadcastError } from '../../src/broadcast/errors.ts';
@@ -49,7 +49,7 @@ async function withFollower(body: (id: string) => Promise<void>): Promise<void> 
   }
 }
 
-test('bad arguments are refused with INVALID_ARGUMENT naming the field', () =>
+test('bad arguments are refused with invalid_argument naming the field', () =>
   withFollower(async (id) => {
     const node = cluster.node(id);
     const cases: [string, unknown, BroadcastOptions][] = [
@@ -78,7 +78,7 @@ test('bad arguments are refused with INVALID_ARGUMENT naming the field', () =>
     assert.equal(node.status().pendingMessageCount, 0, 'nothing refused is pending');
   }));
 
-test('arguments of the wrong type are refused with INVALID_ARGUMENT, not a TypeError', () =>
+test('arguments of the wrong type are refused with invalid_argument, not a TypeError', () =>
   withFollower(async (id) => {
     const node = cluster.node(id);
     const cases: BroadcastOptions[] = [
@@ -106,7 +106,7 @@ test('bad input is reported through the returned promise, like every other refus
   return assert.rejects(promise as Promise<unknown>, { code: 'invalid_argument' });
 });
 
-test('a payload over payloadBytesMax is refused with PAYLOAD_TOO_LARGE', async () => {
+test('a payload over payloadBytesMax is refused with payload_too_large', async () => {
   const node = cluster.node(await cluster.waitForLeader());
   const error = await errorOf(() => node.broadcast(new Uint8Array(payloadBytesMax + 1)));
   assert.ok(error instanceof BroadcastError);
@@ -128,10 +128,10 @@ test('a refused own-session broadcast does not block the ones after it', () =>
     assert.equal((error as BroadcastError).code, 'invalid_argument');
     const next = new Outcome(node.broadcast(encode('after-the-bad-topic')));
     await waitFor(() => next.settled, 'the next broadcast settles', 3 * requestTimeoutMs);
-    assert.equal(next.code, undefined, 'delivered, not TIMEOUT');
+    assert.equal(next.code, undefined, 'delivered, not timeout');
   }));
 
-test('OVERLOADED once pendingMessagesMax messages wait; a retry of a pending one joins it', async () => {
+test('overloaded once pendingMessagesMax messages wait; a retry of a pending one joins it', async () => {
   const leader = await cluster.waitForLeader();
   const id = cluster.followers(leader)[0] as string;
   const node = cluster.node(id);
@@ -166,10 +166,10 @@ test('once an overload drains, the node’s own session works again', () =>
     await Promise.all(accepted);
     const after = new Outcome(node.broadcast(encode('after-the-overload')));
     await waitFor(() => after.settled, 'the broadcast settles', 3 * requestTimeoutMs);
-    assert.equal(after.code, undefined, 'delivered, not TIMEOUT');
+    assert.equal(after.code, undefined, 'delivered, not timeout');
   }));
 
-test('no quorum: TIMEOUT; after the heal the message is delivered once anyway', async () => {
+test('no quorum: timeout; after the heal the message is delivered once anyway', async () => {
   const leader = await cluster.waitForLeader();
   const lonely = cluster.followers(leader)[1] as string;
   cluster.isolate(lonely);
@@ -190,7 +190,7 @@ test('no quorum: TIMEOUT; after the heal the message is delivered once anyway', 
   cluster.assertConsistent();
 });
 
-test('a failed write stops the node: STORAGE_FAILED, and nothing is acknowledged after', async () => {
+test('a failed write stops the node: storage_failed, and nothing is acknowledged after', async () => {
   const leader = await cluster.waitForLeader();
   const node = cluster.node(leader);
   const deliveredBefore = node.status().lastPosition;
@@ -218,7 +218,7 @@ test('a failed write stops the node: STORAGE_FAILED, and nothing is acknowledged
   cluster.assertConsistent();
 });
 
-test('close() rejects pending broadcasts with NODE_STOPPED and resolves', async () => {
+test('close() rejects pending broadcasts with node_stopped and resolves', async () => {
   const leader = await cluster.waitForLeader();
   const id = cluster.followers(leader)[0] as string;
   cluster.isolate(id);

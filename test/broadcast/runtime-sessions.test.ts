@@ -64,7 +64,7 @@ test('seq 3 sent before seq 2 is held until 2 arrives, then both are delivered i
   const third = new Outcome(
     cluster.node(follower).broadcast(encode('gap-3'), { clientId: 'gap', seq: 3 }),
   );
-  // Seq 3 reaches the log, is refused (SEQUENCE_GAP) and stays pending.
+  // Seq 3 reaches the log, is refused (sequence_gap) and stays pending.
   await waitFor(
     () => cluster.node(follower).status().appliedIndex > appliedBefore,
     'seq 3 committed and refused',
@@ -80,7 +80,7 @@ test('seq 3 sent before seq 2 is held until 2 arrives, then both are delivered i
   cluster.assertConsistent();
 });
 
-test('a new client starting at seq 5 is refused with SESSION_UNKNOWN', async () => {
+test('a new client starting at seq 5 is refused with session_unknown', async () => {
   const leader = await cluster.waitForLeader();
   const error = await rejection(
     cluster.node(leader).broadcast(encode('late'), { clientId: 'fresh', seq: 5 }),

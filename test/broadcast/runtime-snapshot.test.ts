@@ -1,7 +1,7 @@
 // Proves log compaction in the runtime with a small snapshotIntervalBytes: the log on disk
 // stays bounded, a node that was down while the others compacted catches up by installing a
 // snapshot, positions and sessions survive the install (a retry after it is still a
-// duplicate at its original position), subscribers behind what a node keeps get COMPACTED,
+// duplicate at its original position), subscribers behind what a node keeps get compacted,
 // nodes restart from their own snapshots, and a leader's snapshot arriving while a follower
 // saves its own does not stop the follower.
 import assert from 'node:assert/strict';

@@ -447,7 +447,7 @@ export class TwinCluster {
     return node;
   }
 
-  /** Follows the node's deliveries into the recorder until it stops; jumps on COMPACTED. */
+  /** Follows the node's deliveries into the recorder until it stops; jumps on compacted. */
   private async follow(id: NodeId, node: BroadcastNode): Promise<void> {
     let from = node.status().firstRetainedPosition;
     this.recorder.resume(id, from);
@@ -470,7 +470,7 @@ export class TwinCluster {
   /**
    * kill -9: the node's links go first (nothing more leaves it), then its storage drops what
    * it had not written yet, then the runtime is stopped so its timers end. Callers waiting
-   * on it get NODE_STOPPED or STORAGE_FAILED.
+   * on it get node_stopped or storage_failed.
    */
   async crash(id: NodeId): Promise<void> {
     const incarnation = this.running.get(id);
@@ -482,7 +482,7 @@ export class TwinCluster {
     await incarnation.follower;
   }
 
-  /** A graceful stop: pending broadcasts reject with NODE_STOPPED, queued writes finish. */
+  /** A graceful stop: pending broadcasts reject with node_stopped, queued writes finish. */
   async stop(id: NodeId): Promise<void> {
     const incarnation = this.running.get(id);
     assert.ok(incarnation !== undefined, `node ${id} is running`);
