@@ -215,7 +215,7 @@ export class Applier {
     outcome: Extract<RunOutcome, { kind: 'refused' }>,
     waiting: ReadonlyMap<number, PendingMessage>,
   ): void {
-    if (outcome.code === 'SEQUENCE_GAP') {
+    if (outcome.code === 'sequence_gap') {
       for (let offset = 0; offset < run.payloads.length; offset++) {
         const pending = waiting.get(run.firstSeq + offset);
         if (pending !== undefined) pending.gapExpectedSeq = outcome.expectedSeq;

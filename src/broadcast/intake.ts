@@ -2,7 +2,7 @@
  * The intake: where a broadcast enters the node. It checks the message once (message-rules.ts),
  * answers a retry of something already applied at once, refuses beyond `pendingMessagesMax`,
  * gives messages without a session a seq of the node's own session, and keeps the deadline
- * queue that turns a silent message into TIMEOUT (or SEQUENCE_GAP when the log said why).
+ * queue that turns a silent message into timeout (or sequence_gap when the log said why).
  */
 import type { NodeId } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
@@ -34,14 +34,14 @@ export interface IntakeOptions {
   readonly requestTimeoutMs: number;
 }
 
-/** Checks a library call's arguments with the shared rules; throws INVALID_ARGUMENT and co. */
+/** Checks a library call's arguments with the shared rules; throws invalid_argument and co. */
 export function checkBroadcast(
   payload: unknown,
   options: BroadcastOptions,
   payloadBytesMax: number,
 ): { readonly clientId?: string; readonly seq?: number; readonly topic: string } {
   if (options === null || typeof options !== 'object') {
-    throw new BroadcastError('INVALID_ARGUMENT', 'options must be an object', { field: 'options' });
+    throw new BroadcastError('invalid_argument', 'options must be an object', { field: 'options' });
   }
   const { clientId, seq, topic } = options;
   const problem =
@@ -135,7 +135,7 @@ export class Intake {
 
   private refuseWhenFull(): void {
     if (this.options.pending.size < this.options.pendingMessagesMax) return;
-    throw new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
+    throw new BroadcastError('overloaded', 'too many messages are waiting for the log', {
       pendingMessagesMax: this.options.pendingMessagesMax,
     });
   }
@@ -198,12 +198,12 @@ export class Intake {
     const gap = entry.gapExpectedSeq;
     if (gap !== undefined && !entry.ownSession && entry.held && entry.copiesSent === 0) {
       return new BroadcastError(
-        'SEQUENCE_GAP',
+        'sequence_gap',
         `seq ${entry.message.seq} waits for seq ${gap} of its client`,
         { expectedSeq: gap },
       );
     }
-    return new BroadcastError('TIMEOUT', 'the message was not delivered in time; it may still be', {
+    return new BroadcastError('timeout', 'the message was not delivered in time; it may still be', {
       timeoutMs: this.options.requestTimeoutMs,
     });
   }

@@ -27,7 +27,7 @@ export const reservedTopicPrefix = '$';
 export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic';
 
 export interface MessageProblem {
-  readonly code: 'INVALID_ARGUMENT' | 'PAYLOAD_TOO_LARGE';
+  readonly code: 'invalid_argument' | 'payload_too_large';
   /** Which rule broke. */
   readonly rule: MessageRule;
   /** The offending field, in the caller's own words. */
@@ -38,7 +38,7 @@ export interface MessageProblem {
 }
 
 function invalid(rule: MessageRule, field: string, message: string): MessageProblem {
-  return { code: 'INVALID_ARGUMENT', rule, field, message, details: {} };
+  return { code: 'invalid_argument', rule, field, message, details: {} };
 }
 
 export function payloadProblem(
@@ -49,7 +49,7 @@ export function payloadProblem(
   if (!(payload instanceof Uint8Array)) return invalid('payload', field, `${field} must be bytes`);
   if (payload.length > payloadBytesMax) {
     return {
-      code: 'PAYLOAD_TOO_LARGE',
+      code: 'payload_too_large',
       rule: 'payload',
       field,
       message: `${field} is over the limit`,

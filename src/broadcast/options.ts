@@ -25,9 +25,9 @@ export interface BroadcastNodeOptions {
   /** A batch is cut once it holds this many bytes; one batch is one log entry. */
   readonly batchBytesMax: number;
   readonly payloadBytesMax: number;
-  /** Messages accepted and not yet delivered; beyond it broadcasts fail with OVERLOADED. */
+  /** Messages accepted and not yet delivered; beyond it broadcasts fail with overloaded. */
   readonly pendingMessagesMax: number;
-  /** A broadcast that is not delivered by then fails with TIMEOUT (outcome unknown). */
+  /** A broadcast that is not delivered by then fails with timeout (outcome unknown). */
   readonly requestTimeoutMs: number;
   /** An undelivered message is sent again after this long (the leader may have changed). */
   readonly retryIntervalMs: number;
@@ -61,7 +61,7 @@ export interface UnsafeOptions {
   readonly answerBeforeCommit?: boolean;
   /** A snapshot restore, and a restart from a snapshot, start with an empty session table. */
   readonly dropSessionsOnRestore?: boolean;
-  /** A seq that skips ahead of its session is delivered instead of refused (SEQUENCE_GAP). */
+  /** A seq that skips ahead of its session is delivered instead of refused (sequence_gap). */
   readonly deliverSeqGapAtOnce?: boolean;
 }
 

@@ -6,10 +6,10 @@
  *
  * Per client, messages must arrive in sequence: seq == next is delivered, seq < next is a
  * duplicate (answered with its original position while remembered), seq > next is refused
- * (SEQUENCE_GAP) so a lost message can never be overtaken by a later one — that is what
+ * (sequence_gap) so a lost message can never be overtaken by a later one — that is what
  * keeps one client's messages in sending order. A new session starts at seq 1. Sessions idle
  * for `sessionTtlMs` of log time expire; a client that comes back after that must start a
- * new session (its next seq is refused as SESSION_UNKNOWN).
+ * new session (its next seq is refused as session_unknown).
  *
  * Decisions are per run (consecutive seqs of one client, see batch.ts): one lookup and one
  * comparison however many messages the run holds.
@@ -25,7 +25,7 @@ export interface SessionTableOptions {
   readonly recentPositionsMax: number;
   /**
    * Unsafe, never set outside tests: a seq that skips ahead of its session is delivered (the
-   * session jumps past it) instead of refused with SEQUENCE_GAP, breaking per-client FIFO.
+   * session jumps past it) instead of refused with sequence_gap, breaking per-client FIFO.
    */
   readonly unsafeDeliverSeqGapAtOnce?: boolean;
   /**
@@ -35,7 +35,7 @@ export interface SessionTableOptions {
   readonly unsafeDropSessionsOnRestore?: boolean;
 }
 
-export type RefusalCode = 'SEQUENCE_GAP' | 'SESSION_UNKNOWN';
+export type RefusalCode = 'sequence_gap' | 'session_unknown';
 
 /**
  * For an accepted run, its first `duplicateCount` messages were delivered before; the rest
@@ -144,14 +144,14 @@ export class SessionTable {
     }
     let session = this.sessions.get(run.clientId);
     if (session === undefined) {
-      if (run.firstSeq !== 1) return { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 };
+      if (run.firstSeq !== 1) return { kind: 'refused', code: 'session_unknown', expectedSeq: 1 };
       session = { nextSeq: 1, lastActiveMs: this.logTimeMsMax, recent: [], recentCount: 0 };
       this.sessions.set(run.clientId, session);
     }
     session.lastActiveMs = this.logTimeMsMax;
     if (run.firstSeq > session.nextSeq) {
       if (this.options.unsafeDeliverSeqGapAtOnce !== true) {
-        return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
+        return { kind: 'refused', code: 'sequence_gap', expectedSeq: session.nextSeq };
       }
       session.nextSeq = run.firstSeq; // unsafe: the skipped seqs are never delivered in order
     }

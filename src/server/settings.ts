@@ -51,7 +51,7 @@ export const defaultHttpSettings = {
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new BroadcastError('INVALID_ARGUMENT', `${name} must be a positive integer`, {
+    throw new BroadcastError('invalid_argument', `${name} must be a positive integer`, {
       field: name,
     });
   }
