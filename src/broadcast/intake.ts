@@ -31,6 +31,8 @@ export interface IntakeOptions {
   readonly sessions: () => SessionTable;
   readonly payloadBytesMax: number;
   readonly pendingMessagesMax: number;
+  readonly pendingBytesMax: number;
+  readonly sessionsMax: number;
   readonly requestTimeoutMs: number;
 }
 
@@ -106,7 +108,8 @@ export class Intake {
     // A retry of a message still pending joins it: one entry per (clientId, seq).
     const existing = this.options.pending.get(message.clientId, message.seq);
     if (existing !== undefined) return this.wait(existing);
-    this.refuseWhenFull();
+    this.refuseWhenFull(payload.byteLength);
+    this.refuseNewSessionWhenFull(message);
     return this.trackAndSend(message, false);
   }
 
@@ -116,7 +119,7 @@ export class Intake {
    * topic is not checked here: the node writes its own control records this way.
    */
   acceptOwn(topic: string, payload: Uint8Array): Promise<BroadcastResult> {
-    this.refuseWhenFull();
+    this.refuseWhenFull(payload.byteLength);
     const message = { clientId: this.ownClientId, seq: this.ownSeq + 1, topic, payload };
     this.ownSeq++;
     return this.trackAndSend(message, true);
@@ -133,10 +136,35 @@ export class Intake {
     return answer;
   }
 
-  private refuseWhenFull(): void {
-    if (this.options.pending.size < this.options.pendingMessagesMax) return;
-    throw new BroadcastError('overloaded', 'too many messages are waiting for the log', {
-      pendingMessagesMax: this.options.pendingMessagesMax,
+  private refuseWhenFull(payloadBytes: number): void {
+    const { pending, pendingMessagesMax, pendingBytesMax } = this.options;
+    if (pending.size >= pendingMessagesMax) {
+      throw new BroadcastError('overloaded', 'too many messages are waiting for the log', {
+        pendingMessagesMax,
+      });
+    }
+    // One message always fits, however large (up to payloadBytesMax), so none is refused
+    // for good; the bound keeps many from piling up in memory behind a slow log.
+    if (pending.size > 0 && pending.bytes + payloadBytes > pendingBytesMax) {
+      throw new BroadcastError('overloaded', 'too many bytes are waiting for the log', {
+        pendingBytesMax,
+      });
+    }
+  }
+
+  /**
+   * The session table is replicated state every node keeps until a session expires: a
+   * flood of new client ids would grow every node's memory. This check is made at the door
+   * against what this node has applied, so it bounds the table within what is in flight,
+   * without changing the state machine's rules.
+   */
+  private refuseNewSessionWhenFull(message: ClientMessage): void {
+    const sessions = this.options.sessions();
+    if (sessions.sessionCount < this.options.sessionsMax) return;
+    if (sessions.knows(message.clientId)) return;
+    if (this.options.pending.forClient(message.clientId) !== undefined) return;
+    throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
+      sessionsMax: this.options.sessionsMax,
     });
   }
 

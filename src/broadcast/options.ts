@@ -27,6 +27,13 @@ export interface BroadcastNodeOptions {
   readonly payloadBytesMax: number;
   /** Messages accepted and not yet delivered; beyond it broadcasts fail with overloaded. */
   readonly pendingMessagesMax: number;
+  /** Payload bytes accepted and not yet delivered; beyond it broadcasts fail with overloaded. */
+  readonly pendingBytesMax?: number;
+  /**
+   * Client sessions this node lets start while the applied table holds this many; a first
+   * message of a new session then fails with overloaded (sessions expire after sessionTtlMs).
+   */
+  readonly sessionsMax?: number;
   /** A broadcast that is not delivered by then fails with timeout (outcome unknown). */
   readonly requestTimeoutMs: number;
   /** An undelivered message is sent again after this long (the leader may have changed). */
@@ -72,6 +79,8 @@ export const defaultNodeTuning = {
   batchBytesMax: 256 << 10,
   payloadBytesMax: 1 << 20,
   pendingMessagesMax: 100_000,
+  pendingBytesMax: 256 << 20,
+  sessionsMax: 100_000,
   requestTimeoutMs: 10_000,
   retryIntervalMs: 1_000,
   snapshotIntervalBytes: 64 << 20,
