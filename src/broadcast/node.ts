@@ -5,7 +5,7 @@
  * fsync.
  */
 import { decodeConfiguration } from '../raft/config.ts';
-import { RaftCore } from '../raft/core.ts';
+import { RaftCore, type UnsafeVariant } from '../raft/core.ts';
 import type {
   Configuration,
   CoreStatus,
@@ -118,6 +118,8 @@ export interface BroadcastNodeOptions {
   readonly environment: Environment;
   readonly observer?: NodeObserver;
   readonly unsafe?: NodeUnsafeVariant | null;
+  /** A deliberately broken consensus core (src/raft/core.ts), for the simulator's tests only. */
+  readonly coreUnsafe?: UnsafeVariant | null;
 }
 
 export const defaultNodeTuning = {
@@ -255,6 +257,7 @@ export class BroadcastNode {
         appendBytesMax: options.appendBytesMax,
         inflightAppendsMax: options.inflightAppendsMax,
         bootstrap: options.bootstrap,
+        unsafe: options.coreUnsafe ?? null,
       },
       { ...persisted, appliedIndex: this.appliedIndex },
     );

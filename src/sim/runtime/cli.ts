@@ -87,7 +87,7 @@ export function parseRuntimeArgs(argv: readonly string[]): RuntimeCommand {
 
 function summarize(result: RuntimeRunResult): string {
   const s = result.stats;
-  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.calls} broadcasts, ${s.positions} positions`;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.calls} broadcasts, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
 }
 
 export async function runtimeMain(argv: readonly string[]): Promise<number> {

@@ -13,6 +13,7 @@ import {
   type NodeObserver,
   type NodeUnsafeVariant,
 } from '../../broadcast/node.ts';
+import type { UnsafeVariant } from '../../raft/core.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import type { ServerSettings } from '../../server/context.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
@@ -24,6 +25,7 @@ import type { SimFileSystem } from '../sim-file-system.ts';
 import { AckedLog } from './acked-log.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
+import type { RaftWatch } from './raft-watch.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 import { type RuntimeNetwork, SimTransport } from './transport.ts';
 
@@ -57,7 +59,10 @@ export interface NodeHostOptions {
   readonly bootstrap: Configuration;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly events: HostEvents;
+  /** The core's invariants, fed from the node's observer; outlives incarnations. */
+  readonly watch: RaftWatch;
   readonly unsafe: NodeUnsafeVariant | null;
+  readonly coreUnsafe: UnsafeVariant | null;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
   readonly segmentBytesMax: number;
 }
@@ -77,6 +82,10 @@ export class NodeHost {
   constructor(private readonly options: NodeHostOptions) {
     this.id = options.id;
     this.index = options.index;
+  }
+
+  get watch(): RaftWatch {
+    return this.options.watch;
   }
 
   get disk(): SimFileSystem {
@@ -124,6 +133,7 @@ export class NodeHost {
     const loss = this.acked.lossIn(this.id, opened.persisted);
     if (loss !== null) events.lostAcknowledged(this, loss);
     this.acked.reset(opened.persisted);
+    this.options.watch.started(opened.persisted);
     const transport = new SimTransport(this.id, life, this.options.network);
     const node = new BroadcastNode(
       {
@@ -135,6 +145,7 @@ export class NodeHost {
         environment,
         observer: this.observer(life),
         unsafe: this.options.unsafe,
+        coreUnsafe: this.options.coreUnsafe,
       },
       opened.storage,
       transport,
@@ -156,15 +167,18 @@ export class NodeHost {
   }
 
   private observer(life: Life): NodeObserver {
-    const events = this.options.events;
+    const { events, watch } = this.options;
     const live = () => this.life === life && life.isAlive;
     // After a leader's snapshot is restored, the node's next delivery resumes after the
     // snapshot's last position, skipping what the snapshot holds.
     let restoring = false;
     return {
-      readyTaken: (_ready: Ready) => undefined,
+      readyTaken: (ready: Ready) => {
+        if (live()) watch.taken(ready);
+      },
       readyDurable: (ready: Ready, hardStateWritten: HardState | null) => {
         if (!live()) return;
+        watch.durable(ready, hardStateWritten);
         if (ready.snapshot !== null) {
           this.acked.installSnapshot(ready.snapshot);
           restoring = true;
@@ -173,9 +187,13 @@ export class NodeHost {
         this.acked.append(ready.entriesToAppend);
         if (hardStateWritten !== null) this.acked.hardState = hardStateWritten;
       },
-      readyApplied: (_ready: Ready) => undefined,
+      readyApplied: (ready: Ready) => {
+        if (live()) watch.applied(ready);
+      },
       compacted: (snapshot: Snapshot) => {
-        if (live()) this.acked.compact(snapshot);
+        if (!live()) return;
+        this.acked.compact(snapshot);
+        watch.compacted(snapshot);
       },
       delivered: (message: DeliveredMessage) => {
         if (!live()) return;

@@ -50,6 +50,8 @@ export class RuntimeNetwork {
   }
 
   send(sender: SimTransport, frame: Frame): DropReason | null {
+    // A killed process sends nothing, though its last awaits may still resume.
+    if (!sender.life.isAlive) return 'closed';
     const from = this.indexOf(sender.nodeId);
     const to = this.indexOf(frame.to);
     if (from === null || to === null) return 'unknownPeer';

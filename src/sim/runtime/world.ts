@@ -7,9 +7,12 @@
  * all must succeed and every node must deliver everything within a budget.
  */
 import type { NodeUnsafeVariant } from '../../broadcast/node.ts';
+import { type UnsafeVariant, unsafeVariants } from '../../raft/core.ts';
 import type { NodeId } from '../../raft/types.ts';
+import type { Frame } from '../../transport/types.ts';
 import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
+import { Checker } from '../checkers.ts';
 import { drawPartition, perfectNetwork, SimNetwork } from '../network.ts';
 import { SimFileSystem } from '../sim-file-system.ts';
 import { type Property, type SimViolation, ViolationContext } from '../violation.ts';
@@ -19,10 +22,11 @@ import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
 import { describeRuntimeMix, drawRuntimeMix, type RuntimeMix } from './mix.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
+import { RaftWatch } from './raft-watch.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
 import { RuntimeNetwork } from './transport.ts';
 
-export const runtimeUnsafeVariants = [
+const layerUnsafeVariants = [
   'answerBeforeCommit',
   'dropSessionsOnRestore',
   'deliverSeqGapAtOnce',
@@ -30,8 +34,13 @@ export const runtimeUnsafeVariants = [
   'moveSentMessage',
 ] as const;
 
-/** Deliberately broken node, WAL and SDK variants, for tests of the checkers only. */
-export type RuntimeUnsafe = (typeof runtimeUnsafeVariants)[number];
+/** Deliberately broken core, node, WAL and SDK variants, for tests of the checkers only. */
+export type RuntimeUnsafe = (typeof layerUnsafeVariants)[number] | UnsafeVariant;
+
+export const runtimeUnsafeVariants: readonly RuntimeUnsafe[] = [
+  ...layerUnsafeVariants,
+  ...unsafeVariants,
+];
 
 export interface RuntimeRunOptions {
   readonly seed: number;
@@ -50,6 +59,9 @@ export interface RuntimeRunStats {
   calls: number;
   framesSent: number;
   framesLost: number;
+  /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
+  leaderTerms: number;
+  committedIndex: number;
 }
 
 export interface RuntimeRunResult {
@@ -89,6 +101,7 @@ class RuntimeWorld {
   private readonly clientNetwork: ClientNetwork;
   private readonly checker: DeliveryChecker;
   private readonly frameChecker: FrameChecker;
+  private readonly coreChecker: Checker;
   private readonly hosts: NodeHost[] = [];
   private readonly workload: Workload;
   private readonly worldLife = new Life('world');
@@ -101,6 +114,8 @@ class RuntimeWorld {
     calls: 0,
     framesSent: 0,
     framesLost: 0,
+    leaderTerms: 0,
+    committedIndex: 0,
   };
   private faultsOn = true;
   private readonly unsafe: RuntimeUnsafe | null;
@@ -135,12 +150,14 @@ class RuntimeWorld {
         if (event.kind === 'sent') {
           this.stats.framesSent++;
           this.frameChecker.onSent(event.frame);
+          this.onFrameSent(event.frame);
         } else if (event.kind === 'lost') this.stats.framesLost++;
       },
     );
     this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), () => undefined);
     this.clientNetwork.faults = this.mix.clientNetwork;
     this.checker = new DeliveryChecker(this.context);
+    this.coreChecker = new Checker(this.context, null, new Set(ids));
     this.frameChecker = new FrameChecker(this.context, (id) => {
       const host = this.hosts.find((candidate) => candidate.id === id);
       return host === undefined || host.state !== 'up' ? null : host.acked;
@@ -171,7 +188,11 @@ class RuntimeWorld {
           bootstrap: { voters: ids, learners: [] },
           peers,
           events: this.hostEvents(),
+          watch: new RaftWatch(id, this.coreChecker, this.context),
           unsafe: this.nodeUnsafe(),
+          coreUnsafe: (unsafeVariants as readonly string[]).includes(this.unsafe ?? '')
+            ? (this.unsafe as UnsafeVariant)
+            : null,
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
         }),
@@ -189,6 +210,14 @@ class RuntimeWorld {
       (text) => this.note(text),
       this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     );
+  }
+
+  /** A Raft message leaving a live node goes to its watch; forwarding frames do not. */
+  private onFrameSent(frame: Frame): void {
+    if (frame.type === 'Forward' || frame.type === 'ForwardResult') return;
+    const host = this.hosts.find((candidate) => candidate.id === frame.from);
+    assert(host !== undefined, 'frames come from known nodes');
+    host.watch.sent(frame);
   }
 
   private nodeUnsafe(): NodeUnsafeVariant | null {
@@ -269,6 +298,8 @@ class RuntimeWorld {
     this.stats.virtualMs = this.scheduler.nowMs;
     this.stats.positions = this.checker.lastPosition;
     this.stats.calls = this.checker.callCount;
+    this.stats.leaderTerms = this.coreChecker.leaderCount;
+    this.stats.committedIndex = this.coreChecker.record.length;
     return {
       seed: this.options.seed,
       mix: this.mix,
