@@ -73,6 +73,8 @@ export interface NodeObserver {
   compacted(snapshot: Snapshot): void;
   /** A message was delivered at its position (in order; again after a restart). */
   delivered(message: DeliveredMessage): void;
+  /** The node stopped itself: its storage failed (STORAGE_FAILED) or it hit a bug (INTERNAL). */
+  stopped(reason: BroadcastError): void;
 }
 
 /**
@@ -1183,12 +1185,12 @@ export class BroadcastNode {
       { node: this.id, reason },
       storage ? 'storage failed: the node stops' : 'internal error: the node stops',
     );
-    this.halt(
-      new BroadcastError(
-        storage ? 'STORAGE_FAILED' : 'INTERNAL',
-        `node ${this.id} stopped: ${reason}`,
-      ),
+    const stopped = new BroadcastError(
+      storage ? 'STORAGE_FAILED' : 'INTERNAL',
+      `node ${this.id} stopped: ${reason}`,
     );
+    this.halt(stopped);
+    this.options.observer?.stopped(stopped);
   }
 
   private halt(reason: BroadcastError): void {

@@ -5,7 +5,9 @@
  * incarnation (its timers and I/O never complete) and cuts the power: unsynced writes are
  * lost or torn. A restart opens the same disk the way production does.
  */
+
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import type { BroadcastError } from '../../broadcast/errors.ts';
 import {
   BroadcastNode,
   type defaultNodeTuning,
@@ -31,7 +33,8 @@ import { type RuntimeNetwork, SimTransport } from './transport.ts';
 
 export const silentLogger: NodeLogger = { info() {}, warn() {}, error() {} };
 
-export type HostState = 'down' | 'starting' | 'up';
+/** 'failed': stopped for good, its disk found corrupt or short of what it acknowledged. */
+export type HostState = 'down' | 'starting' | 'up' | 'failed';
 
 /** The runtime's tuning, every field of `defaultNodeTuning`, chosen per seed. */
 export type NodeTuning = { readonly [Key in keyof typeof defaultNodeTuning]: number };
@@ -40,9 +43,12 @@ export type NodeTuning = { readonly [Key in keyof typeof defaultNodeTuning]: num
 export interface HostEvents {
   started(host: NodeHost, lastPosition: number): void;
   delivered(host: NodeHost, message: DeliveredMessage, afterSnapshot: boolean): void;
-  /** The node stopped itself (storage failure, assertion): a crash the world did not cause. */
-  failed(host: NodeHost, reason: string): void;
-  /** Recovery found less than the storage had acknowledged. */
+  /**
+   * The node stopped itself (its storage failed or would not open, or it hit a bug): a crash
+   * the world did not cause. `storage`: a storage error, not the node's own assertion.
+   */
+  failed(host: NodeHost, reason: string, storage: boolean): void;
+  /** Recovery found less than the storage had acknowledged; the node is not started. */
   lostAcknowledged(host: NodeHost, detail: string): void;
   note(host: NodeHost, text: string): void;
 }
@@ -56,7 +62,11 @@ export interface NodeHostOptions {
   readonly clientNetwork: ClientNetwork;
   readonly prng: Prng;
   readonly tuning: NodeTuning;
-  readonly bootstrap: Configuration;
+  /** The initial configuration; null for a machine that joins later. */
+  readonly bootstrap: Configuration | null;
+  /** This machine's clock rate (drift); its wall clock's offset is `clockOffsetMs`. */
+  readonly clockRate: number;
+  readonly clockOffsetMs: number;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly events: HostEvents;
   /** The core's invariants, fed from the node's observer; outlives incarnations. */
@@ -78,10 +88,13 @@ export class NodeHost {
   private life: Life | null = null;
   private server: InProcessServer | null = null;
   incarnation = 0;
+  /** How far this machine's wall clock is off the true virtual time; the nemesis moves it. */
+  clockOffsetMs = 0;
 
   constructor(private readonly options: NodeHostOptions) {
     this.id = options.id;
     this.index = options.index;
+    this.clockOffsetMs = options.clockOffsetMs;
   }
 
   get watch(): RaftWatch {
@@ -94,6 +107,7 @@ export class NodeHost {
 
   /** Boots a new incarnation from the disk; resolves once it serves (or failed to start). */
   async start(): Promise<void> {
+    if (this.state === 'failed') return;
     assert(this.state === 'down', 'a node starts from down');
     this.state = 'starting';
     this.incarnation++;
@@ -103,6 +117,8 @@ export class NodeHost {
       scheduler: this.options.scheduler,
       life,
       prng: this.options.prng.fork(),
+      clockOffsetMs: () => this.clockOffsetMs,
+      clockRate: this.options.clockRate,
     });
     const { events } = this.options;
     let opened: Awaited<ReturnType<typeof FileStorage.open>>;
@@ -123,7 +139,7 @@ export class NodeHost {
       this.state = 'down';
       this.life = null;
       life.end();
-      events.failed(this, `storage did not open: ${(error as Error).message}`);
+      events.failed(this, `storage did not open: ${(error as Error).message}`, true);
       return;
     }
     if (this.life !== life) {
@@ -131,7 +147,14 @@ export class NodeHost {
       return;
     }
     const loss = this.acked.lossIn(this.id, opened.persisted);
-    if (loss !== null) events.lostAcknowledged(this, loss);
+    if (loss !== null) {
+      void opened.storage.close().catch(() => undefined);
+      this.state = 'down';
+      this.life = null;
+      life.end();
+      events.lostAcknowledged(this, loss);
+      return;
+    }
     this.acked.reset(opened.persisted);
     this.options.watch.started(opened.persisted);
     const transport = new SimTransport(this.id, life, this.options.network);
@@ -201,19 +224,40 @@ export class NodeHost {
         events.delivered(this, message, restoring);
         restoring = false;
       },
+      stopped: (reason: BroadcastError) => {
+        if (!live()) return;
+        // The process exits: what it wrote stays in the page cache, no power is cut.
+        this.end({ powerCut: false });
+        events.failed(this, reason.message, reason.code === 'STORAGE_FAILED');
+      },
     };
   }
 
   /** Kills the incarnation and cuts the power to its disk. */
   crash(): void {
-    if (this.state === 'down') return;
+    this.end({ powerCut: true });
+  }
+
+  /** Stops the incarnation for good: its disk is not to be trusted until repair lands. */
+  fail(): void {
+    this.end({ powerCut: false });
+    this.state = 'failed';
+  }
+
+  /** Holds the incarnation's timers and inbound work until `untilMs` (a paused process). */
+  pause(untilMs: number): void {
+    if (this.life !== null) this.life.pausedUntilMs = untilMs;
+  }
+
+  private end(how: { readonly powerCut: boolean }): void {
+    if (this.state === 'down' || this.state === 'failed') return;
     this.life?.end();
     this.life = null;
     this.options.clientNetwork.detach(this.id);
     this.node = null;
     this.server = null;
     this.state = 'down';
-    this.options.disk.powerCut();
+    if (how.powerCut) this.options.disk.powerCut();
   }
 }
 

@@ -85,6 +85,10 @@ export class RaftWatch {
     }
   }
 
+  get isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
   get term(): number {
     return this.hardState?.term ?? 0;
   }

@@ -72,6 +72,11 @@ export class RuntimeNetwork {
       this.observe({ from: frame.from, to: frame.to, frame, kind: 'lost' });
       return;
     }
+    if (receiver.life.pausedUntilMs > this.scheduler.nowMs) {
+      // The frame reached the paused machine's socket; the process reads it when it resumes.
+      this.scheduler.schedule(0, receiver.life, () => this.arrive(from, to, frame, bytes));
+      return;
+    }
     this.observe({ from: frame.from, to: frame.to, frame, kind: 'delivered' });
     receiver.receive(decodeFrame(bytes));
   }
