@@ -21,20 +21,18 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { assert } from '../util/assert.ts';
+import {
+  batchedMessageProblem,
+  type ClientMessage,
+  clientIdBytesMax,
+  topicBytesMax,
+} from './message-rules.ts';
+
+export { clientIdBytesMax, topicBytesMax };
 
 export const batchFormatVersion = 1;
-export const clientIdBytesMax = 255;
-export const topicBytesMax = 255;
 
-export interface ClientMessage {
-  /** Empty for anonymous messages. */
-  readonly clientId: string;
-  /** >= 1 with a client id; 0 when anonymous. */
-  readonly seq: number;
-  /** Empty when the message has no topic. */
-  readonly topic: string;
-  readonly payload: Uint8Array;
-}
+export type { ClientMessage } from './message-rules.ts';
 
 /** Consecutive messages of one session and topic: seqs firstSeq, firstSeq + 1, … */
 export interface MessageRun {
@@ -81,18 +79,6 @@ export class BatchFormatError extends Error {
 
 const headerBytes = 1 + 8 + 4;
 
-/** Checks a message before it may enter a batch; returns the reason it may not, or null. */
-export function clientMessageProblem(message: ClientMessage): string | null {
-  if (Buffer.byteLength(message.clientId) > clientIdBytesMax) return 'client id is too long';
-  if (Buffer.byteLength(message.topic) > topicBytesMax) return 'topic is too long';
-  if (message.clientId === '' && message.seq !== 0) return 'a sequence number needs a client id';
-  if (message.clientId !== '' && !(Number.isSafeInteger(message.seq) && message.seq >= 1)) {
-    return 'seq must be a safe integer >= 1';
-  }
-  if (!(message.payload instanceof Uint8Array)) return 'payload must be bytes';
-  return null;
-}
-
 /** Appends messages to one growing buffer, extending the open run when it can. */
 export class BatchBuilder {
   private buffer = Buffer.allocUnsafe(4096);
@@ -122,8 +108,8 @@ export class BatchBuilder {
   }
 
   add(message: ClientMessage): void {
-    const problem = clientMessageProblem(message);
-    assert(problem === null, `batched messages are valid: ${problem}`);
+    const problem = batchedMessageProblem(message);
+    assert(problem === null, `batched messages are valid: ${problem?.message}`);
     const extendsRun =
       this.runCountOffset >= 0 &&
       message.clientId === this.runClientId &&

@@ -15,8 +15,7 @@ import { assert } from '../util/assert.ts';
 
 /** Runs on this topic are control records: they take no position and are never delivered. */
 export const membershipTopic = '$abcast/membership';
-/** Topics starting with this are the system's own; clients may not use them. */
-export const reservedTopicPrefix = '$';
+export { reservedTopicPrefix } from './message-rules.ts';
 
 export interface MemberRecord {
   readonly id: NodeId;

@@ -19,16 +19,24 @@ export interface BroadcastResult {
 export interface Waiter {
   readonly resolve: (result: BroadcastResult) => void;
   readonly reject: (error: BroadcastError) => void;
+  /** On the environment's monotonic clock. */
   readonly deadlineMs: number;
-  readonly entry: PendingMessage;
+  /** Moves when our own session restarts and its messages are tracked anew. */
+  entry: PendingMessage;
   settled: boolean;
 }
 
+/**
+ * Where a pending message is, exactly one of: `queued` in the outbox (to be sent), `proposed`
+ * (the leader placed our last copy at `proposedIndex`), or waiting for a retry (neither: sent,
+ * place unknown). The outbox moves it between them; the table asserts it is never two.
+ */
 export interface PendingMessage {
   readonly message: ClientMessage;
   /** The node's own session: retried until delivered, since a gap would block the rest. */
   readonly ownSession: boolean;
   readonly waiters: Waiter[];
+  /** When the last copy left, on the monotonic clock. */
   lastSentMs: number;
   /**
    * Where the leader appended the last copy we sent, once known. While it is set the
@@ -39,6 +47,16 @@ export interface PendingMessage {
   /** Set when a copy was refused for a gap: what the caller hears if time runs out. */
   gapExpectedSeq?: number;
   queued: boolean;
+}
+
+/** Asserts the one-stage rule above; returns the stage, for callers that branch on it. */
+export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting' {
+  assert(
+    !(entry.queued && entry.proposedIndex !== null),
+    'a pending message is queued or proposed, not both',
+  );
+  if (entry.queued) return 'queued';
+  return entry.proposedIndex === null ? 'waiting' : 'proposed';
 }
 
 export class PendingTable {
@@ -63,6 +81,10 @@ export class PendingTable {
 
   add(entry: PendingMessage): void {
     const { clientId, seq } = entry.message;
+    assert(
+      entry.waiters.every((waiter) => !waiter.settled),
+      'a new pending entry has live waiters',
+    );
     let bySeq = this.byClient.get(clientId);
     if (bySeq === undefined) {
       bySeq = new Map();
@@ -80,6 +102,26 @@ export class PendingTable {
     bySeq.delete(seq);
     this.count--;
     if (bySeq.size === 0) this.byClient.delete(clientId);
+  }
+
+  /**
+   * Answers every caller waiting on `entry`, with the result or else the error, and forgets
+   * the entry: it is decided and will not be sent again.
+   */
+  settle(
+    entry: PendingMessage,
+    result: BroadcastResult | null,
+    error: BroadcastError | null,
+  ): void {
+    assert((result === null) !== (error === null), 'an entry settles with a result or an error');
+    this.delete(entry);
+    for (const waiter of entry.waiters) {
+      waiter.settled = true;
+      if (result !== null) waiter.resolve(result);
+      else waiter.reject(error as BroadcastError);
+    }
+    entry.queued = false;
+    entry.proposedIndex = null;
   }
 
   /** Client by client, each in the order its messages were accepted. */

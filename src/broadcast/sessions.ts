@@ -16,6 +16,7 @@
  */
 import { assert } from '../util/assert.ts';
 import type { DecodedBatch, MessageRun } from './batch.ts';
+import { reservedTopicPrefix } from './message-rules.ts';
 
 export interface SessionTableOptions {
   /** Idle sessions are forgotten after this much log time. */
@@ -23,11 +24,15 @@ export interface SessionTableOptions {
   /** Positions remembered per client, to answer duplicates with their original position. */
   readonly recentPositionsMax: number;
   /**
-   * Deliberately broken, for tests that prove the simulator's checkers can fail; never set
-   * outside tests. 'deliverSeqGapAtOnce': a seq that skips ahead of its session is delivered
-   * at once instead of refused, so a lost earlier message is overtaken.
+   * Unsafe, never set outside tests: a seq that skips ahead of its session is delivered (the
+   * session jumps past it) instead of refused with SEQUENCE_GAP, breaking per-client FIFO.
    */
-  readonly unsafe?: 'deliverSeqGapAtOnce' | null;
+  readonly unsafeDeliverSeqGapAtOnce?: boolean;
+  /**
+   * Unsafe, never set outside tests: a table restored from a snapshot forgets every session
+   * (positions and log time stay), so retries of delivered messages are delivered again.
+   */
+  readonly unsafeDropSessionsOnRestore?: boolean;
 }
 
 export type RefusalCode = 'SEQUENCE_GAP' | 'SESSION_UNKNOWN';
@@ -130,7 +135,7 @@ export class SessionTable {
   private applyRun(run: MessageRun): RunOutcome {
     const count = run.payloads.length;
     assert(count > 0, 'runs are not empty');
-    const control = run.topic.startsWith('$');
+    const control = run.topic.startsWith(reservedTopicPrefix);
     if (run.clientId === '' && control) return { kind: 'control', duplicateCount: 0 };
     if (run.clientId === '') {
       const firstPosition = this.position + 1;
@@ -145,10 +150,10 @@ export class SessionTable {
     }
     session.lastActiveMs = this.logTimeMsMax;
     if (run.firstSeq > session.nextSeq) {
-      if (this.options.unsafe !== 'deliverSeqGapAtOnce') {
+      if (this.options.unsafeDeliverSeqGapAtOnce !== true) {
         return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
       }
-      session.nextSeq = run.firstSeq;
+      session.nextSeq = run.firstSeq; // unsafe: the skipped seqs are never delivered in order
     }
     const duplicateCount = Math.min(count, session.nextSeq - run.firstSeq);
     const deliveredCount = count - duplicateCount;
@@ -233,18 +238,6 @@ export class SessionTable {
     return new TextEncoder().encode(JSON.stringify(snapshot));
   }
 
-  /**
-   * Test-only (the node's 'dropSessionsOnRestore' variant): the same positions and log time
-   * with every session forgotten, as a restore that loses the table would leave it.
-   */
-  withoutSessions(): SessionTable {
-    const table = new SessionTable(this.options);
-    table.position = this.position;
-    table.logTimeMsMax = this.logTimeMsMax;
-    table.lastSweepMs = this.lastSweepMs;
-    return table;
-  }
-
   static fromSnapshot(data: Uint8Array, options: SessionTableOptions): SessionTable {
     const parsed = JSON.parse(new TextDecoder().decode(data)) as SessionTableSnapshot;
     assert(parsed.version === 1, 'session snapshots are version 1');
@@ -252,6 +245,7 @@ export class SessionTable {
     table.position = parsed.position;
     table.logTimeMsMax = parsed.logTimeMs;
     table.lastSweepMs = parsed.lastSweepMs;
+    if (options.unsafeDropSessionsOnRestore === true) return table;
     for (const [id, nextSeq, lastActiveMs, recent] of parsed.sessions) {
       const segments = recent.map((segment) => [...segment] as Segment);
       const recentCount = segments.reduce((sum, segment) => sum + segment[2], 0);

@@ -176,6 +176,14 @@ export type MessageType = Message['type'];
  * A stable number per message type: the wire codec writes it, the simulator's trace hashes
  * it. Never renumber; add new types at the end.
  */
+/**
+ * The highest term a node accepts from the wire. An election a millisecond would take
+ * 142,000 years to get here, and staying 2^52 below the largest safe integer means no term
+ * a peer sends can push a node to a term it cannot increment exactly (which would leave it
+ * unable ever to campaign again).
+ */
+export const termMax = 2 ** 52;
+
 export const messageTypeCodes: Readonly<Record<MessageType, number>> = {
   PreVote: 1,
   PreVoteResponse: 2,

@@ -1,9 +1,70 @@
 /**
  * Hand-written validation of bodies and query strings. Every refusal is a 400 whose message
- * and `field` name the field, so a caller never has to guess what to fix.
+ * and `field` name the field, so a caller never has to guess what to fix. The rules of a
+ * message's fields (client, seq, topic) are the runtime's own (broadcast/message-rules.ts):
+ * here only the JSON shapes are checked and the problems turned into HTTP errors.
  */
-import { topicBytesMax } from '../broadcast/batch.ts';
-import { invalidArgument } from './errors.ts';
+import {
+  clientIdProblem,
+  type MessageProblem,
+  seqProblem,
+  sessionPairProblem,
+  topicProblem,
+} from '../broadcast/message-rules.ts';
+import { type HttpError, invalidArgument } from './errors.ts';
+
+function refusal(problem: MessageProblem): HttpError {
+  return invalidArgument(problem.field, problem.message);
+}
+
+/** A message field of `object` that the shared rule accepts, or undefined when absent. */
+function optionalField<T>(
+  object: Readonly<Record<string, unknown>>,
+  field: string,
+  problemOf: (value: unknown, field: string) => MessageProblem | null,
+): T | undefined {
+  const value = object[field];
+  if (value === undefined) return undefined;
+  const problem = problemOf(value, field);
+  if (problem !== null) throw refusal(problem);
+  return value as T;
+}
+
+/** A session's client id (the field `client` unless told), or undefined when absent. */
+export function optionalClientId(
+  object: Readonly<Record<string, unknown>>,
+  field = 'client',
+): string | undefined {
+  return optionalField<string>(object, field, clientIdProblem);
+}
+
+/** A session's seq (a safe integer >= 1), or undefined when absent. */
+export function optionalSeq(
+  object: Readonly<Record<string, unknown>>,
+  field = 'seq',
+): number | undefined {
+  return optionalField<number>(object, field, seqProblem);
+}
+
+/** A broadcast's topic; the reserved prefix is refused. Undefined when absent. */
+export function optionalTopic(
+  object: Readonly<Record<string, unknown>>,
+  field = 'topic',
+): string | undefined {
+  return optionalField<string>(object, field, (value) =>
+    topicProblem(value, { field, reservedAllowed: false }),
+  );
+}
+
+/** Client and seq come together; a refusal names the missing one. */
+export function requireSessionPair(client: string | undefined, seq: number | undefined): void {
+  const problem = sessionPairProblem(client, seq, {
+    clientId: 'client',
+    seq: 'seq',
+    blame: 'missing',
+  });
+  if (problem !== null) throw refusal(problem);
+}
 
 /** Refuses any field not in `allowed`: a typo ("sequence") must not be silently ignored. */
 export function rejectUnknownFields(
@@ -86,8 +147,8 @@ export function topicParameter(query: ReadonlyMap<string, string>): string | und
   const topic = query.get('topic');
   if (topic === undefined) return undefined;
   if (topic === '') throw invalidArgument('topic', 'topic must not be empty');
-  if (Buffer.byteLength(topic) > topicBytesMax) {
-    throw invalidArgument('topic', `topic must be at most ${topicBytesMax} bytes of UTF-8`);
-  }
+  // A filter may name a reserved topic: it matches nothing a client can read, harmlessly.
+  const problem = topicProblem(topic, { field: 'topic', reservedAllowed: true });
+  if (problem !== null) throw refusal(problem);
   return topic;
 }

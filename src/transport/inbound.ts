@@ -124,19 +124,28 @@ export class InboundConnection {
         if (!this.receiving) return;
       }
     } catch (error) {
-      if (
-        !(
-          error instanceof CodecError ||
-          error instanceof FramingError ||
-          error instanceof ProtocolError
-        )
-      ) {
-        throw error;
+      // Whatever a frame does, it costs at most its connection: an error we did not expect
+      // (a bug of ours, or a check the receiver makes that the codec did not) is logged
+      // loudly and the connection closed, and the process goes on serving its other peers.
+      const expected =
+        error instanceof CodecError ||
+        error instanceof FramingError ||
+        error instanceof ProtocolError
+          ? error
+          : null;
+      if (expected === null) {
+        this.context.logger.error(
+          { remote: this.remoteAddress, peer: this.peer, error: String(error) },
+          'transport closed a connection whose frame failed unexpectedly',
+        );
       }
       this.context.counters.protocolErrorCount++;
-      const details = { code: error.code, error: error.message };
+      const details =
+        expected !== null
+          ? { code: expected.code, error: expected.message }
+          : { code: 'UNEXPECTED', error: String(error) };
       if (this.state === 'handshake') {
-        this.refuse('BAD_HANDSHAKE', error.message);
+        this.refuse('BAD_HANDSHAKE', details.error);
         return;
       }
       this.close('protocol violation', details, false);

@@ -8,7 +8,8 @@
  * pass the sender's term (Raft §5.3), and a configuration's lists are sorted and disjoint.
  * Checks are defensive about runtime types, because `send` may be handed anything.
  */
-import type { Configuration, Entry, Message } from '../raft/types.ts';
+import { ConfigurationError, decodeConfiguration } from '../raft/config.ts';
+import { type Configuration, type Entry, type Message, termMax } from '../raft/types.ts';
 import { isWellFormedString } from './bytes.ts';
 import { CodecError } from './errors.ts';
 import type { ForwardOutcome, Frame } from './types.ts';
@@ -27,6 +28,12 @@ export function checkNatural(value: unknown, field: string): void {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     fail(`${field} is a safe non-negative integer (got ${String(value)})`, field);
   }
+}
+
+/** A term, and one the receiver can still count past exactly (see `termMax`). */
+export function checkTerm(value: unknown, field: string): void {
+  checkNatural(value, field);
+  if ((value as number) > termMax) fail(`${field} is at most ${termMax}`, field);
 }
 
 function checkBoolean(value: unknown, field: string): void {
@@ -72,6 +79,22 @@ export function checkConfiguration(config: unknown, field: string): void {
   }
 }
 
+/**
+ * A configuration entry becomes the receiver's configuration as soon as it is appended
+ * (Raft thesis §4.1), so one that does not decode, or that leaves nobody to vote, would stop
+ * the node or the cluster: it is refused at the door like any malformed frame.
+ */
+function checkConfigurationEntry(data: Uint8Array, field: string): void {
+  let config: Configuration;
+  try {
+    config = decodeConfiguration(data);
+  } catch (error) {
+    if (!(error instanceof ConfigurationError)) throw error;
+    fail(`${field} is not a configuration: ${error.message}`, field);
+  }
+  if (config.voters.length === 0) fail(`${field} is a configuration without voters`, field);
+}
+
 function checkEntries(message: Message & { type: 'Append' }): void {
   const { entries, prevLogIndex, prevLogTerm, term } = message;
   if (!Array.isArray(entries)) fail('entries is an array', 'entries');
@@ -86,11 +109,12 @@ function checkEntries(message: Message & { type: 'Append' }): void {
     if (typeof entry !== 'object' || entry === null) fail(`${field} is an object`, field);
     const { index, term: entryTerm, kind, data } = entry as Entry;
     if (index !== prevLogIndex + 1 + position) fail(`${field}.index is dense`, field);
-    checkNatural(entryTerm, `${field}.term`);
+    checkTerm(entryTerm, `${field}.term`);
     if (entryTerm < previousTerm) fail(`${field}.term never decreases along the log`, field);
     if (entryTerm > term) fail(`${field}.term is at most the sender term`, field);
     if (!entryKinds.has(kind)) fail(`${field}.kind is normal, noop or config`, field);
     checkBytes(data, `${field}.data`);
+    if (kind === 'config') checkConfigurationEntry(data, `${field}.data`);
     previousTerm = entryTerm;
   }
 }
@@ -100,7 +124,7 @@ function checkMessageBody(message: Message): void {
     case 'PreVote':
     case 'Vote':
       checkNatural(message.lastLogIndex, 'lastLogIndex');
-      checkNatural(message.lastLogTerm, 'lastLogTerm');
+      checkTerm(message.lastLogTerm, 'lastLogTerm');
       if (message.type === 'Vote') checkBoolean(message.transfer, 'transfer');
       return;
     case 'PreVoteResponse':
@@ -109,7 +133,7 @@ function checkMessageBody(message: Message): void {
       return;
     case 'Append':
       checkNatural(message.prevLogIndex, 'prevLogIndex');
-      checkNatural(message.prevLogTerm, 'prevLogTerm');
+      checkTerm(message.prevLogTerm, 'prevLogTerm');
       checkNatural(message.commit, 'commit');
       checkEntries(message);
       return;
@@ -117,7 +141,7 @@ function checkMessageBody(message: Message): void {
       checkBoolean(message.success, 'success');
       checkNatural(message.index, 'index');
       checkNatural(message.hintIndex, 'hintIndex');
-      checkNatural(message.hintTerm, 'hintTerm');
+      checkTerm(message.hintTerm, 'hintTerm');
       return;
     case 'Heartbeat':
       checkNatural(message.commit, 'commit');
@@ -149,7 +173,7 @@ function checkSnapshot(snapshot: unknown): void {
   if (typeof meta !== 'object' || meta === null) fail('snapshot.meta is an object', 'meta');
   const { index, term, config } = meta as { index: unknown; term: unknown; config: unknown };
   checkNatural(index, 'snapshot.meta.index');
-  checkNatural(term, 'snapshot.meta.term');
+  checkTerm(term, 'snapshot.meta.term');
   checkConfiguration(config, 'snapshot.meta.config');
   checkBytes(data, 'snapshot.data');
 }
@@ -164,7 +188,7 @@ function checkForwardOutcome(result: unknown): void {
     return;
   }
   checkNatural(outcome.index, 'result.index');
-  checkNatural(outcome.term, 'result.term');
+  checkTerm(outcome.term, 'result.term');
 }
 
 /** Throws `CodecError` ('INVALID_VALUE') unless `frame` is a frame the codec can carry. */
@@ -181,6 +205,6 @@ export function validateFrame(frame: unknown): asserts frame is Frame {
     checkNatural(candidate.requestId, 'requestId');
     return checkForwardOutcome(candidate.result);
   }
-  checkNatural(candidate.term, 'term');
+  checkTerm(candidate.term, 'term');
   checkMessageBody(candidate);
 }

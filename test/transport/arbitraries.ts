@@ -4,7 +4,15 @@
  * and node ids in any script.
  */
 import fc from 'fast-check';
-import type { Configuration, Entry, EntryKind, Message, NodeId } from '../../src/raft/types.ts';
+import { encodeConfiguration } from '../../src/raft/config.ts';
+import {
+  type Configuration,
+  type Entry,
+  type EntryKind,
+  type Message,
+  type NodeId,
+  termMax,
+} from '../../src/raft/types.ts';
 import type { Frame } from '../../src/transport/types.ts';
 
 export const nodeIdArbitrary: fc.Arbitrary<NodeId> = fc.oneof(
@@ -23,6 +31,13 @@ export const naturalArbitrary: fc.Arbitrary<number> = fc.oneof(
   fc.nat({ max: 300 }),
   fc.constantFrom(0, 127, 128, 16_383, 16_384, 2 ** 32, safeMax),
   fc.maxSafeNat(),
+);
+
+/** Terms stop at `termMax`, past which the receiver refuses a frame (see validate.ts). */
+export const termArbitrary: fc.Arbitrary<number> = fc.oneof(
+  fc.nat({ max: 300 }),
+  fc.constantFrom(0, 127, 128, 16_383, 16_384, 2 ** 32, termMax),
+  fc.nat({ max: termMax }),
 );
 
 const bytesArbitrary = fc.oneof(
@@ -52,6 +67,10 @@ const appendArbitrary = fc
         termIncrease: fc.oneof(fc.constant(0), fc.nat({ max: 2 ** 20 })),
         kind: entryKindArbitrary,
         data: bytesArbitrary,
+        // A configuration entry must decode to one with a voter, or the receiver refuses it.
+        config: configurationArbitrary
+          .filter((config) => config.voters.length > 0)
+          .map(encodeConfiguration),
       }),
       { maxLength: 6 },
     ),
@@ -66,7 +85,7 @@ const appendArbitrary = fc
         index: prevLogIndex + 1 + position,
         term,
         kind: increment.kind,
-        data: increment.data,
+        data: increment.kind === 'config' ? increment.config : increment.data,
       };
     });
     return { prevLogIndex, prevLogTerm, entries, commit, term: term + termLead };
@@ -76,13 +95,13 @@ type Body = Omit<Message, 'from' | 'to' | 'term'>;
 
 function messageArbitrary(): fc.Arbitrary<Omit<Message, 'from' | 'to'>> {
   const withTerm = <T extends Body>(body: fc.Arbitrary<T>) =>
-    fc.tuple(body, naturalArbitrary).map(([fields, term]) => ({ ...fields, term }));
+    fc.tuple(body, termArbitrary).map(([fields, term]) => ({ ...fields, term }));
   return fc.oneof(
     withTerm(
       record({
         type: fc.constant('PreVote' as const),
         lastLogIndex: naturalArbitrary,
-        lastLogTerm: naturalArbitrary,
+        lastLogTerm: termArbitrary,
       }),
     ),
     withTerm(record({ type: fc.constant('PreVoteResponse' as const), granted: fc.boolean() })),
@@ -90,7 +109,7 @@ function messageArbitrary(): fc.Arbitrary<Omit<Message, 'from' | 'to'>> {
       record({
         type: fc.constant('Vote' as const),
         lastLogIndex: naturalArbitrary,
-        lastLogTerm: naturalArbitrary,
+        lastLogTerm: termArbitrary,
         transfer: fc.boolean(),
       }),
     ),
@@ -102,7 +121,7 @@ function messageArbitrary(): fc.Arbitrary<Omit<Message, 'from' | 'to'>> {
         success: fc.boolean(),
         index: naturalArbitrary,
         hintIndex: naturalArbitrary,
-        hintTerm: naturalArbitrary,
+        hintTerm: termArbitrary,
       }),
     ),
     withTerm(
@@ -121,7 +140,7 @@ function messageArbitrary(): fc.Arbitrary<Omit<Message, 'from' | 'to'>> {
         snapshot: record({
           meta: record({
             index: naturalArbitrary,
-            term: naturalArbitrary,
+            term: termArbitrary,
             config: configurationArbitrary,
           }),
           data: bytesArbitrary,
@@ -156,7 +175,7 @@ function runtimeFrameArbitrary(): fc.Arbitrary<Omit<Frame, 'from' | 'to'>> {
       type: fc.constant('ForwardResult' as const),
       requestId: naturalArbitrary,
       result: fc.oneof(
-        record({ index: naturalArbitrary, term: naturalArbitrary }),
+        record({ index: naturalArbitrary, term: termArbitrary }),
         record({
           code: fc.string({ unit: 'binary', minLength: 1, maxLength: 16 }),
           leaderId: fc.option(nodeIdArbitrary, { nil: null }),

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import type { AppendMessage, Message } from '../../src/raft/types.ts';
+import { encodeConfiguration } from '../../src/raft/config.ts';
+import { type AppendMessage, type Message, termMax } from '../../src/raft/types.ts';
 import { decodeFrame, encodeFrame, measureFrame } from '../../src/transport/codec.ts';
 import { CodecError } from '../../src/transport/errors.ts';
 import type { Frame } from '../../src/transport/types.ts';
@@ -181,12 +182,32 @@ test('malformed inputs fail with the code that names the problem', () => {
 });
 
 test('the largest safe integers survive; terms and indexes never lose precision', () => {
-  const frame: Frame = {
-    ...heartbeat,
-    term: Number.MAX_SAFE_INTEGER,
-    commit: 2 ** 53 - 2,
-  } as Frame;
+  const frame: Frame = { ...heartbeat, term: termMax, commit: 2 ** 53 - 2 } as Frame;
   assert.deepStrictEqual(decodeFrame(encodeFrame(frame)), frame);
+});
+
+test('a term past termMax, or a configuration entry that is not one, is refused', () => {
+  const refused = (frame: Frame, field: RegExp) =>
+    assert.throws(
+      () => encodeFrame(frame),
+      (error: unknown) => error instanceof CodecError && field.test(error.message),
+    );
+  refused({ ...heartbeat, term: termMax + 1 } as Frame, /term is at most/);
+  refused({ ...heartbeat, term: Number.MAX_SAFE_INTEGER } as Frame, /term is at most/);
+  const appendOf = (data: Uint8Array): Frame => ({
+    type: 'Append',
+    from: 'a',
+    to: 'b',
+    term: 2,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    commit: 0,
+    entries: [{ index: 1, term: 2, kind: 'config', data }],
+  });
+  refused(appendOf(new TextEncoder().encode('{"voters":[')), /not a configuration/);
+  refused(appendOf(encodeConfiguration({ voters: [], learners: ['a'] })), /without voters/);
+  const valid = appendOf(encodeConfiguration({ voters: ['a', 'b'], learners: [] }));
+  assert.deepStrictEqual(decodeFrame(encodeFrame(valid)), valid);
 });
 
 test('the encoder refuses frames the decoder would refuse', () => {

@@ -5,11 +5,10 @@
  * `(client, seq)`, and a retry may resend any of them one by one), minus the per-request
  * cost that caps JSON over HTTP at about ten thousand requests a second here.
  */
-import { clientIdBytesMax, topicBytesMax } from '../../broadcast/batch.ts';
 import type { RouteContext } from '../context.ts';
 import { invalidArgument, toHttpError } from '../errors.ts';
 import { sendJson } from '../respond.ts';
-import { optionalInteger, optionalString, rejectUnknownFields } from '../validate.ts';
+import { optionalClientId, optionalSeq, optionalTopic, rejectUnknownFields } from '../validate.ts';
 import { answerBody, checkedPayload } from './broadcast.ts';
 
 /** Messages one batch may carry. */
@@ -41,7 +40,7 @@ function parseMessages(value: unknown, payloadBytesMax: number): BatchMessage[] 
     if (!Object.hasOwn(message, 'payload')) {
       throw invalidArgument(`messages[${at}].payload`, 'every message needs a payload');
     }
-    const topic = optionalString(message, 'topic', { bytesMax: topicBytesMax, allowEmpty: true });
+    const topic = optionalTopic(message);
     return { payload: checkedPayload(message.payload, payloadBytesMax), topic };
   });
 }
@@ -53,8 +52,8 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
     bodyBytesMax: Math.max(batchBodyBytesMin, settings.bodyBytesMax),
   });
   rejectUnknownFields(body, ['client', 'seq', 'messages']);
-  const client = optionalString(body, 'client', { bytesMax: clientIdBytesMax, allowEmpty: false });
-  const seq = optionalInteger(body, 'seq', 1);
+  const client = optionalClientId(body);
+  const seq = optionalSeq(body);
   if (client === undefined || seq === undefined) {
     throw invalidArgument(
       client === undefined ? 'client' : 'seq',

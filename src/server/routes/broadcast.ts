@@ -3,13 +3,18 @@
  * quorum and delivered on this node, with its position (`index`). A retried (client, seq)
  * answers with the original position and `duplicate: true`.
  */
-import { clientIdBytesMax, topicBytesMax } from '../../broadcast/batch.ts';
 import type { BroadcastResult } from '../../broadcast/pending.ts';
 import type { RouteContext, ServedNode } from '../context.ts';
 import { HttpError, invalidArgument } from '../errors.ts';
 import { encodePayload } from '../messages.ts';
 import { sendJson } from '../respond.ts';
-import { optionalInteger, optionalString, rejectUnknownFields } from '../validate.ts';
+import {
+  optionalClientId,
+  optionalSeq,
+  optionalTopic,
+  rejectUnknownFields,
+  requireSessionPair,
+} from '../validate.ts';
 
 interface BroadcastRequest {
   readonly payload: Uint8Array;
@@ -23,15 +28,10 @@ function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): B
   if (!Object.hasOwn(body, 'payload')) {
     throw invalidArgument('payload', 'payload is required (any JSON value)');
   }
-  const client = optionalString(body, 'client', { bytesMax: clientIdBytesMax, allowEmpty: false });
-  const seq = optionalInteger(body, 'seq', 1);
-  if (client !== undefined && seq === undefined) {
-    throw invalidArgument('seq', 'seq is required with client (1, 2, 3 … per client)');
-  }
-  if (client === undefined && seq !== undefined) {
-    throw invalidArgument('client', 'client is required with seq');
-  }
-  const topic = optionalString(body, 'topic', { bytesMax: topicBytesMax, allowEmpty: true });
+  const client = optionalClientId(body);
+  const seq = optionalSeq(body);
+  requireSessionPair(client, seq);
+  const topic = optionalTopic(body);
   return { payload: checkedPayload(body.payload, payloadBytesMax), client, seq, topic };
 }
 

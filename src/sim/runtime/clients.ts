@@ -113,8 +113,12 @@ export class Workload {
       if (final && outcome.kind === 'resolved') simClient.finalResolved = true;
       if (final && outcome.kind === 'rejected') {
         // The last broadcast must succeed once faults stop: send another, the checker's
-        // liveness budget bounds how long this may go on.
-        this.issue(simClient, false, true);
+        // liveness budget bounds how long this may go on. It goes through the agenda, under
+        // the client's life, so that a closed client (whose calls reject at once) does not
+        // spin in microtasks after the run ends.
+        this.scheduler.schedule(retryFinalAfterMs, simClient.life, () =>
+          this.issue(simClient, false, true),
+        );
       }
     };
     simClient.client.broadcast(payload).then(
@@ -154,6 +158,9 @@ export class Workload {
     }
   }
 }
+
+/** A rejected last broadcast is sent again after this long, as an application would. */
+const retryFinalAfterMs = 10;
 
 function describeOutcome(outcome: CallOutcome): string {
   if (outcome.kind === 'rejected') return `failed ${outcome.code}`;

@@ -67,24 +67,17 @@ export class RuntimeNemesis {
   private act(): void {
     const action = this.pickAction();
     if (action === null) return;
-    switch (action) {
-      case 'crash':
-        return this.crash();
-      case 'partition':
-        return this.partition();
-      case 'clientCut':
-        return this.cutClient();
-      case 'pause':
-        return this.pause();
-      case 'clockJump':
-        return this.jumpClock();
-      case 'membership':
-        return this.changeMembership();
-      case 'transfer':
-        return this.transfer();
-      case 'corrupt':
-        return this.corrupt();
-    }
+    const handlers: Record<Action, () => void> = {
+      crash: () => this.crash(),
+      partition: () => this.partition(),
+      clientCut: () => this.cutClient(),
+      pause: () => this.pause(),
+      clockJump: () => this.jumpClock(),
+      membership: () => this.changeMembership(),
+      transfer: () => this.transfer(),
+      corrupt: () => this.corrupt(),
+    };
+    handlers[action]();
   }
 
   private pickAction(): Action | null {

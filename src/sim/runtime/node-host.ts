@@ -13,9 +13,8 @@ import {
   type defaultNodeTuning,
   type NodeLogger,
   type NodeObserver,
-  type NodeUnsafeVariant,
+  type UnsafeOptions,
 } from '../../broadcast/node.ts';
-import type { UnsafeVariant } from '../../raft/core.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import type { ServerSettings } from '../../server/context.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
@@ -71,8 +70,7 @@ export interface NodeHostOptions {
   readonly events: HostEvents;
   /** The core's invariants, fed from the node's observer; outlives incarnations. */
   readonly watch: RaftWatch;
-  readonly unsafe: NodeUnsafeVariant | null;
-  readonly coreUnsafe: UnsafeVariant | null;
+  readonly unsafe: UnsafeOptions;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
   readonly segmentBytesMax: number;
 }
@@ -168,7 +166,6 @@ export class NodeHost {
         environment,
         observer: this.observer(life),
         unsafe: this.options.unsafe,
-        coreUnsafe: this.options.coreUnsafe,
       },
       opened.storage,
       transport,

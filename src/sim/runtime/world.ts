@@ -11,7 +11,7 @@
  * (raft-watch.ts), the frames (frame-checker.ts), and the broadcast as nodes and clients
  * see it (delivery-checker.ts).
  */
-import type { NodeUnsafeVariant } from '../../broadcast/node.ts';
+import type { UnsafeOptions } from '../../broadcast/node.ts';
 import { type UnsafeVariant, unsafeVariants } from '../../raft/core.ts';
 import type { Configuration, NodeId } from '../../raft/types.ts';
 import type { Frame } from '../../transport/types.ts';
@@ -211,9 +211,6 @@ class RuntimeWorld {
           events: this.hostEvents(),
           watch: new RaftWatch(id, this.coreChecker, this.context),
           unsafe: this.nodeUnsafe(),
-          coreUnsafe: (unsafeVariants as readonly string[]).includes(this.unsafe ?? '')
-            ? (this.unsafe as UnsafeVariant)
-            : null,
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
         }),
@@ -287,13 +284,17 @@ class RuntimeWorld {
     host.watch.sent(frame);
   }
 
-  private nodeUnsafe(): NodeUnsafeVariant | null {
+  /** The node's broken variant, if the run plants one there or in the core. */
+  private nodeUnsafe(): UnsafeOptions {
     const unsafe = this.unsafe;
+    if ((unsafeVariants as readonly string[]).includes(unsafe ?? '')) {
+      return { core: unsafe as UnsafeVariant };
+    }
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
       unsafe === 'deliverSeqGapAtOnce'
-      ? unsafe
-      : null;
+      ? { [unsafe]: true }
+      : {};
   }
 
   private tuning(): NodeTuning {

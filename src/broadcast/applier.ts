@@ -1,0 +1,269 @@
+/**
+ * The applier: committed entries in, decisions out. It decodes each committed batch, lets the
+ * session table decide every run (delivered, duplicate, control record, refused), appends the
+ * delivered messages to the delivery log, and settles the callers waiting on this node. It
+ * also installs a leader's snapshot in place of the application state.
+ *
+ * Everything here follows from the committed entries alone, in index order, so every replica
+ * decides the same (Raft §5.3: the state machine applies committed entries in log order).
+ */
+import { decodeConfiguration } from '../raft/config.ts';
+import type { Configuration, Entry, NodeId, Snapshot } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import { FixedHistogram } from '../util/histogram.ts';
+import { BatchFormatError, type DecodedBatch, decodeBatch, type MessageRun } from './batch.ts';
+import { DeliveryLog } from './deliveries.ts';
+import { BroadcastError } from './errors.ts';
+import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
+import type { NodeObserver } from './observer.ts';
+import type { NodeLogger } from './options.ts';
+import type { PendingMessage, PendingTable } from './pending.ts';
+import { type RunOutcome, SessionTable, type SessionTableOptions } from './sessions.ts';
+import { type AppState, decodeAppState, type Snapshots } from './snapshots.ts';
+
+/** What the other parts do when the applier learns something. */
+export interface ApplierHooks {
+  /** The entry at `index` is applied: copies placed there that still wait were lost. */
+  lostAt(index: number): void;
+  /** A snapshot skipped indexes: every pending message must be sent again. */
+  retryAll(): void;
+  /** The log refused a message of our own session as unknown: it expired. */
+  ownSessionLost(): void;
+  /** A membership record was applied, or a snapshot replaced the table. */
+  membershipChanged(): void;
+  /** Entries up to `index` are applied (called once per apply, after the last). */
+  applied(index: number): void;
+}
+
+export interface ApplierOptions {
+  readonly id: NodeId;
+  readonly logger: NodeLogger;
+  readonly pending: PendingTable;
+  readonly snapshots: Snapshots;
+  readonly observer: NodeObserver | undefined;
+  readonly sessionOptions: SessionTableOptions;
+  /** Delivered payload bytes kept in memory for readers and subscriptions. */
+  readonly retainBytesMax: number;
+  readonly hooks: ApplierHooks;
+}
+
+export class Applier {
+  readonly deliveryLog: DeliveryLog;
+  /** Messages per applied batch. */
+  readonly batchMessages = new FixedHistogram([1, 4, 16, 64, 256, 1024, 4096]);
+  private state: AppState;
+  private appliedIndexValue: number;
+  private appliedTerm: number;
+  private appliedConfigValue: Configuration;
+
+  constructor(
+    private readonly options: ApplierOptions,
+    snapshot: Snapshot | null,
+  ) {
+    this.state =
+      snapshot === null
+        ? {
+            sessions: new SessionTable(options.sessionOptions),
+            membership: new MembershipTable(),
+          }
+        : decodeAppState(snapshot.data, options.sessionOptions);
+    this.deliveryLog = new DeliveryLog(options.retainBytesMax);
+    this.deliveryLog.resetTo(this.state.sessions.lastPosition + 1);
+    this.appliedIndexValue = snapshot?.meta.index ?? 0;
+    this.appliedTerm = snapshot?.meta.term ?? 0;
+    this.appliedConfigValue = snapshot?.meta.config ?? { voters: [], learners: [] };
+  }
+
+  get sessions(): SessionTable {
+    return this.state.sessions;
+  }
+
+  get membership(): MembershipTable {
+    return this.state.membership;
+  }
+
+  get appliedIndex(): number {
+    return this.appliedIndexValue;
+  }
+
+  /** The configuration as of the applied index (what `addMember` waits on). */
+  get appliedConfig(): Configuration {
+    return this.appliedConfigValue;
+  }
+
+  apply(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    let candidateDue = false;
+    for (const entry of entries) {
+      assert(entry.index === this.appliedIndexValue + 1, 'entries apply densely, in index order');
+      if (entry.kind === 'normal') this.applyBatch(entry);
+      else if (entry.kind === 'config') this.appliedConfigValue = decodeConfiguration(entry.data);
+      this.options.hooks.lostAt(entry.index);
+      this.appliedIndexValue = entry.index;
+      this.appliedTerm = entry.term;
+      candidateDue = this.options.snapshots.noteApplied(entry.data.length);
+    }
+    this.deliveryLog.notify();
+    this.options.hooks.applied(this.appliedIndexValue);
+    if (candidateDue) {
+      const meta = {
+        index: this.appliedIndexValue,
+        term: this.appliedTerm,
+        config: this.appliedConfigValue,
+      };
+      this.options.snapshots.takeCandidate(meta, this.state);
+    }
+  }
+
+  private applyBatch(entry: Entry): void {
+    let batch: DecodedBatch;
+    try {
+      batch = decodeBatch(entry.data);
+    } catch (error) {
+      if (!(error instanceof BatchFormatError)) throw error;
+      // Every replica skips the same committed entry, so they still agree.
+      this.options.logger.error(
+        { node: this.options.id, index: entry.index, reason: error.message },
+        'skipped an undecodable batch',
+      );
+      return;
+    }
+    const outcomes = this.state.sessions.applyRuns(batch);
+    assert(outcomes.length === batch.runs.length, 'one outcome per run');
+    this.batchMessages.observe(batch.runs.reduce((sum, run) => sum + run.payloads.length, 0));
+    batch.runs.forEach((run, offset) => {
+      const outcome = outcomes[offset] as RunOutcome;
+      if (outcome.kind === 'accepted')
+        this.deliverRun(run, outcome.duplicateCount, outcome.firstPosition, entry);
+      else if (outcome.kind === 'control') this.applyControlRun(run, outcome.duplicateCount);
+      this.settleRun(run, outcome, entry);
+    });
+    const { lastPosition } = this.state.sessions;
+    assert(
+      this.deliveryLog.lastPosition === lastPosition,
+      'the log delivered what the table decided',
+    );
+  }
+
+  private deliverRun(run: MessageRun, duplicateCount: number, firstPosition: number, entry: Entry) {
+    const anonymous = run.clientId === '';
+    const observer = this.options.observer;
+    for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
+      const message = {
+        position: firstPosition + offset - duplicateCount,
+        index: entry.index,
+        term: entry.term,
+        clientId: run.clientId,
+        seq: anonymous ? 0 : run.firstSeq + offset,
+        topic: run.topic,
+        payload: run.payloads[offset] as Uint8Array,
+        // The session table's clock: it only moves forward, whatever the stamping clocks.
+        logTimeMs: this.state.sessions.logTimeMs,
+      };
+      this.deliveryLog.append(message);
+      observer?.delivered(message);
+    }
+  }
+
+  private applyControlRun(run: MessageRun, duplicateCount: number): void {
+    if (run.topic !== membershipTopic) return; // a newer release's control record: ignored alike
+    for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
+      const command = decodeMembershipCommand(run.payloads[offset] as Uint8Array);
+      const node = this.options.id;
+      if (command === null) {
+        this.options.logger.error({ node }, 'skipped a malformed membership record');
+        continue;
+      }
+      this.state.membership.apply(command);
+      this.options.logger.info({ node, command: command.op }, 'membership record applied');
+    }
+    this.options.hooks.membershipChanged();
+  }
+
+  /** Answers the callers waiting on this run's messages, if any wait on this node. */
+  private settleRun(run: MessageRun, outcome: RunOutcome, entry: Entry): void {
+    const waiting = this.options.pending.forClient(run.clientId);
+    if (waiting === undefined) return;
+    if (outcome.kind === 'refused') {
+      this.settleRefusedRun(run, outcome, waiting);
+      return;
+    }
+    for (let offset = 0; offset < run.payloads.length; offset++) {
+      const seq = run.firstSeq + offset;
+      const pending = waiting.get(seq);
+      if (pending === undefined) continue;
+      const duplicate = offset < outcome.duplicateCount;
+      let position: number | null = null;
+      if (outcome.kind === 'accepted') {
+        position = duplicate
+          ? (this.state.sessions.deliveredPosition(run.clientId, seq)?.position ?? null)
+          : outcome.firstPosition + offset - outcome.duplicateCount;
+      }
+      const index = duplicate ? null : entry.index;
+      const term = duplicate ? null : entry.term;
+      this.options.pending.settle(pending, { position, index, term, duplicate }, null);
+    }
+  }
+
+  /**
+   * A gap means an earlier seq is still on its way: the messages wait and are sent again.
+   * So does an unknown session while this node still holds an earlier seq of it (its first
+   * message was lost, not its session expired). Otherwise every message of the run fails.
+   */
+  private settleRefusedRun(
+    run: MessageRun,
+    outcome: Extract<RunOutcome, { kind: 'refused' }>,
+    waiting: ReadonlyMap<number, PendingMessage>,
+  ): void {
+    if (outcome.code === 'SEQUENCE_GAP') {
+      for (let offset = 0; offset < run.payloads.length; offset++) {
+        const pending = waiting.get(run.firstSeq + offset);
+        if (pending !== undefined) pending.gapExpectedSeq = outcome.expectedSeq;
+      }
+      return;
+    }
+    for (const seq of waiting.keys()) if (seq < run.firstSeq) return;
+    let ownSessionLost = false;
+    for (let offset = 0; offset < run.payloads.length; offset++) {
+      const pending = waiting.get(run.firstSeq + offset);
+      if (pending === undefined) continue;
+      const error = new BroadcastError(outcome.code, 'the client session refused the message', {
+        expectedSeq: outcome.expectedSeq,
+      });
+      this.options.pending.settle(pending, null, error);
+      ownSessionLost ||= pending.ownSession;
+    }
+    if (ownSessionLost) this.options.hooks.ownSessionLost();
+  }
+
+  /** Replaces the application state with a leader's snapshot (Raft §7). */
+  restore(snapshot: Snapshot): void {
+    assert(snapshot.meta.index >= this.appliedIndexValue, 'a snapshot never moves the state back');
+    this.state = decodeAppState(snapshot.data, this.options.sessionOptions);
+    this.options.hooks.membershipChanged();
+    this.deliveryLog.resetTo(this.state.sessions.lastPosition + 1);
+    this.appliedIndexValue = snapshot.meta.index;
+    this.appliedTerm = snapshot.meta.term;
+    this.appliedConfigValue = snapshot.meta.config;
+    this.options.snapshots.reset();
+    // Messages the snapshot shows delivered were delivered for their callers: answer now
+    // (with the position, not the entry, which this node never saw) instead of resending.
+    const { pending } = this.options;
+    for (const entry of [...pending.values()]) {
+      const known = this.state.sessions.deliveredPosition(
+        entry.message.clientId,
+        entry.message.seq,
+      );
+      if (known === undefined) continue;
+      const result = { position: known.position, index: null, term: null, duplicate: false };
+      pending.settle(entry, result, null);
+    }
+    // The rest were placed at indexes the snapshot skipped over: they will not be applied
+    // here one by one, so send them again now rather than after the long retry.
+    this.options.hooks.retryAll();
+    this.options.logger.info(
+      { node: this.options.id, index: snapshot.meta.index },
+      'installed snapshot from leader',
+    );
+  }
+}

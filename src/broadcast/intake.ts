@@ -1,0 +1,210 @@
+/**
+ * The intake: where a broadcast enters the node. It checks the message once (message-rules.ts),
+ * answers a retry of something already applied at once, refuses beyond `pendingMessagesMax`,
+ * gives messages without a session a seq of the node's own session, and keeps the deadline
+ * queue that turns a silent message into TIMEOUT (or SEQUENCE_GAP when the log said why).
+ */
+import type { NodeId } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import type { Environment } from '../util/environment.ts';
+import type { ClientMessage } from './batch.ts';
+import { BroadcastError } from './errors.ts';
+import {
+  clientIdProblem,
+  type MessageProblem,
+  payloadProblem,
+  seqProblem,
+  sessionPairProblem,
+  topicProblem,
+} from './message-rules.ts';
+import type { BroadcastOptions } from './options.ts';
+import type { Outbox } from './outbox.ts';
+import type { BroadcastResult, PendingMessage, PendingTable, Waiter } from './pending.ts';
+import type { SessionTable } from './sessions.ts';
+
+export interface IntakeOptions {
+  readonly id: NodeId;
+  readonly environment: Environment;
+  readonly pending: PendingTable;
+  readonly outbox: Outbox;
+  /** The applied session table (replaced when a snapshot is installed). */
+  readonly sessions: () => SessionTable;
+  readonly payloadBytesMax: number;
+  readonly pendingMessagesMax: number;
+  readonly requestTimeoutMs: number;
+}
+
+/** Checks a library call's arguments with the shared rules; throws INVALID_ARGUMENT and co. */
+export function checkBroadcast(
+  payload: unknown,
+  options: BroadcastOptions,
+  payloadBytesMax: number,
+): { readonly clientId?: string; readonly seq?: number; readonly topic: string } {
+  if (options === null || typeof options !== 'object') {
+    throw new BroadcastError('INVALID_ARGUMENT', 'options must be an object', { field: 'options' });
+  }
+  const { clientId, seq, topic } = options;
+  const problem =
+    payloadProblem(payload, payloadBytesMax) ??
+    (clientId === undefined ? null : clientIdProblem(clientId)) ??
+    (seq === undefined ? null : seqProblem(seq)) ??
+    sessionPairProblem(clientId, seq, { clientId: 'clientId', seq: 'seq', blame: 'seq' }) ??
+    (topic === undefined ? null : topicProblem(topic, { field: 'topic', reservedAllowed: false }));
+  if (problem !== null) throw errorOf(problem);
+  return { clientId, seq, topic: topic ?? '' };
+}
+
+function errorOf(problem: MessageProblem): BroadcastError {
+  return new BroadcastError(problem.code, problem.message, {
+    field: problem.field,
+    ...problem.details,
+  });
+}
+
+export class Intake {
+  /** The node's own session, for messages that come without one: `<node id>.<random>`. */
+  private ownClientIdValue: string;
+  private ownSeq = 0;
+  /** Every waiter, in deadline order (one timeout for all, so arrival order is enough). */
+  private deadlines: Waiter[] = [];
+  private lastDeadlineMs = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly options: IntakeOptions) {
+    assert(options.requestTimeoutMs > 0, 'requestTimeoutMs is positive');
+    assert(options.pendingMessagesMax >= 1, 'pendingMessagesMax is at least 1');
+    this.ownClientIdValue = this.newOwnClientId();
+  }
+
+  get ownClientId(): string {
+    return this.ownClientIdValue;
+  }
+
+  private newOwnClientId(): string {
+    return `${this.options.id}.${this.options.environment.randomHex(8)}`;
+  }
+
+  /** Throws a BroadcastError for any refusal; the node turns it into a rejected promise. */
+  accept(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult> {
+    const checked = checkBroadcast(payload, options, this.options.payloadBytesMax);
+    if (checked.clientId === undefined) return this.acceptOwn(checked.topic, payload);
+    const message: ClientMessage = {
+      clientId: checked.clientId,
+      seq: checked.seq as number,
+      topic: checked.topic,
+      payload,
+    };
+    // A retry of something this node has already applied is answered at once.
+    const known = this.options.sessions().deliveredPosition(message.clientId, message.seq);
+    if (known !== undefined) {
+      return Promise.resolve({
+        position: known.position,
+        index: null,
+        term: null,
+        duplicate: true,
+      });
+    }
+    // A retry of a message still pending joins it: one entry per (clientId, seq).
+    const existing = this.options.pending.get(message.clientId, message.seq);
+    if (existing === undefined) this.refuseWhenFull();
+    return this.wait(existing ?? this.track(message, false));
+  }
+
+  /**
+   * A message of the node's own session. Its seq is taken only once nothing can refuse the
+   * message: a seq taken and never sent would be a gap that blocks every later one. The
+   * topic is not checked here: the node writes its own control records this way.
+   */
+  acceptOwn(topic: string, payload: Uint8Array): Promise<BroadcastResult> {
+    this.refuseWhenFull();
+    const message = { clientId: this.ownClientId, seq: this.ownSeq + 1, topic, payload };
+    this.ownSeq++;
+    return this.wait(this.track(message, true));
+  }
+
+  private refuseWhenFull(): void {
+    if (this.options.pending.size < this.options.pendingMessagesMax) return;
+    throw new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
+      pendingMessagesMax: this.options.pendingMessagesMax,
+    });
+  }
+
+  private track(message: ClientMessage, ownSession: boolean): PendingMessage {
+    const entry: PendingMessage = {
+      proposedIndex: null,
+      message,
+      ownSession,
+      waiters: [],
+      lastSentMs: 0,
+      queued: false,
+    };
+    this.options.pending.add(entry);
+    this.options.outbox.enqueue(entry);
+    return entry;
+  }
+
+  private wait(entry: PendingMessage): Promise<BroadcastResult> {
+    return new Promise<BroadcastResult>((resolve, reject) => {
+      const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
+      // One timeout for all, on a clock that never goes back: deadlines queue in order and
+      // the tick expires them from the front, with no timer each.
+      assert(deadlineMs >= this.lastDeadlineMs, 'deadlines queue in order');
+      this.lastDeadlineMs = deadlineMs;
+      const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
+      entry.waiters.push(waiter);
+      this.deadlines.push(waiter);
+    });
+  }
+
+  /** Fails every waiter whose deadline passed; settled ones leave the queue on the way. */
+  expireDeadlines(nowMs: number): void {
+    let head = 0;
+    while (head < this.deadlines.length) {
+      const waiter = this.deadlines[head] as Waiter;
+      if (!waiter.settled && waiter.deadlineMs > nowMs) break;
+      head++;
+      if (!waiter.settled) this.expire(waiter.entry, waiter);
+    }
+    if (head > 0) this.deadlines.splice(0, head);
+  }
+
+  private expire(entry: PendingMessage, waiter: Waiter): void {
+    assert(entry.waiters.includes(waiter), 'a waiter is listed on the entry it waits on');
+    waiter.settled = true;
+    const at = entry.waiters.indexOf(waiter);
+    if (at >= 0) entry.waiters.splice(at, 1);
+    waiter.reject(this.expiryError(entry));
+    // A caller's own session retries on its own; ours must go on, or later seqs would wait.
+    if (!entry.ownSession && entry.waiters.length === 0) this.options.pending.delete(entry);
+  }
+
+  /** A message the log refused for a gap is not in doubt: say what is missing instead. */
+  private expiryError(entry: PendingMessage): BroadcastError {
+    const gap = entry.gapExpectedSeq;
+    if (gap !== undefined && !entry.ownSession) {
+      return new BroadcastError(
+        'SEQUENCE_GAP',
+        `seq ${entry.message.seq} waits for seq ${gap} of its client`,
+        { expectedSeq: gap },
+      );
+    }
+    return new BroadcastError('TIMEOUT', 'the message was not delivered in time; it may still be', {
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+  }
+
+  /** Our session expired (a very long partition): resend what is left under a new one. */
+  restartOwnSession(): void {
+    const left = [...this.options.pending.values()].filter((entry) => entry.ownSession);
+    this.ownClientIdValue = this.newOwnClientId();
+    this.ownSeq = 0;
+    for (const entry of left) {
+      this.options.pending.delete(entry);
+      entry.queued = false;
+      entry.proposedIndex = null;
+      const message = { ...entry.message, clientId: this.ownClientId, seq: ++this.ownSeq };
+      const moved = this.track(message, true);
+      for (const waiter of entry.waiters) waiter.entry = moved;
+      moved.waiters.push(...entry.waiters);
+    }
+  }
+}

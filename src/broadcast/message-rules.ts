@@ -1,0 +1,145 @@
+/**
+ * What makes a client message acceptable, in one place. The node checks every broadcast with
+ * these rules, the batch builder asserts them on what it writes, and the HTTP server checks
+ * request fields with them after parsing the JSON shape, so the rules cannot drift apart.
+ *
+ * Each check returns a typed problem naming the field as the caller calls it (the HTTP API
+ * says `client` where the library says `clientId`), or null. Pure: no I/O, no state.
+ */
+
+/** One message as the batch format carries it; the rules below say what is valid. */
+export interface ClientMessage {
+  /** Empty for anonymous messages. */
+  readonly clientId: string;
+  /** >= 1 with a client id; 0 when anonymous. */
+  readonly seq: number;
+  /** Empty when the message has no topic. */
+  readonly topic: string;
+  readonly payload: Uint8Array;
+}
+
+/** A client id travels with a u16 length in the batch; 255 bytes keep headers small. */
+export const clientIdBytesMax = 255;
+export const topicBytesMax = 255;
+/** Topics starting with this are the system's own (membership records); clients may not use them. */
+export const reservedTopicPrefix = '$';
+
+export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic';
+
+export interface MessageProblem {
+  readonly code: 'INVALID_ARGUMENT' | 'PAYLOAD_TOO_LARGE';
+  /** Which rule broke. */
+  readonly rule: MessageRule;
+  /** The offending field, in the caller's own words. */
+  readonly field: string;
+  /** A sentence that names the field, fit to show to whoever sent it. */
+  readonly message: string;
+  readonly details: Readonly<Record<string, number>>;
+}
+
+function invalid(rule: MessageRule, field: string, message: string): MessageProblem {
+  return { code: 'INVALID_ARGUMENT', rule, field, message, details: {} };
+}
+
+export function payloadProblem(
+  payload: unknown,
+  payloadBytesMax: number,
+  field = 'payload',
+): MessageProblem | null {
+  if (!(payload instanceof Uint8Array)) return invalid('payload', field, `${field} must be bytes`);
+  if (payload.length > payloadBytesMax) {
+    return {
+      code: 'PAYLOAD_TOO_LARGE',
+      rule: 'payload',
+      field,
+      message: `${field} is over the limit`,
+      details: { payloadBytes: payload.length, payloadBytesMax },
+    };
+  }
+  return null;
+}
+
+export function clientIdProblem(clientId: unknown, field = 'clientId'): MessageProblem | null {
+  if (typeof clientId !== 'string') return invalid('clientId', field, `${field} must be a string`);
+  if (clientId === '') return invalid('clientId', field, `${field} must not be empty`);
+  if (Buffer.byteLength(clientId) > clientIdBytesMax) {
+    return invalid(
+      'clientId',
+      field,
+      `${field} must be at most ${clientIdBytesMax} bytes of UTF-8`,
+    );
+  }
+  return null;
+}
+
+/** A session's seqs are 1, 2, 3 …, and must stay exact in a double (the batch's f64). */
+export function seqProblem(seq: unknown, field = 'seq'): MessageProblem | null {
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
+    return invalid('seq', field, `${field} must be an integer >= 1`);
+  }
+  return null;
+}
+
+export function topicProblem(
+  topic: unknown,
+  options: { readonly field: string; readonly reservedAllowed: boolean },
+): MessageProblem | null {
+  const { field } = options;
+  if (typeof topic !== 'string') return invalid('topic', field, `${field} must be a string`);
+  if (Buffer.byteLength(topic) > topicBytesMax) {
+    return invalid('topic', field, `${field} must be at most ${topicBytesMax} bytes of UTF-8`);
+  }
+  if (!options.reservedAllowed && topic.startsWith(reservedTopicPrefix)) {
+    return invalid(
+      'topic',
+      field,
+      `${field} must not start with ${reservedTopicPrefix} (reserved)`,
+    );
+  }
+  return null;
+}
+
+/**
+ * A seq belongs to a client's session: both are given or neither. Which field a refusal
+ * names is the surface's choice: the HTTP API names the missing one; the library names
+ * `seq` either way, since its seq is the option that needs explaining.
+ */
+export function sessionPairProblem(
+  clientId: unknown,
+  seq: unknown,
+  names: { readonly clientId: string; readonly seq: string; readonly blame: 'missing' | 'seq' },
+): MessageProblem | null {
+  if (clientId !== undefined && seq === undefined) {
+    return invalid(
+      'seq',
+      names.seq,
+      `${names.seq} is required with ${names.clientId} (1, 2, 3 … per ${names.clientId})`,
+    );
+  }
+  if (clientId === undefined && seq !== undefined) {
+    const field = names.blame === 'missing' ? names.clientId : names.seq;
+    return invalid(
+      names.blame === 'missing' ? 'clientId' : 'seq',
+      field,
+      `${names.clientId} is required with ${names.seq}`,
+    );
+  }
+  return null;
+}
+
+/**
+ * The message as a batch carries it: an anonymous one has an empty client id and seq 0,
+ * and a reserved topic is allowed, because only the node itself writes such messages.
+ */
+export function batchedMessageProblem(message: ClientMessage): MessageProblem | null {
+  const anonymous = message.clientId === '';
+  if (anonymous && message.seq !== 0) {
+    return invalid('seq', 'seq', 'an anonymous message has seq 0');
+  }
+  return (
+    (anonymous ? null : clientIdProblem(message.clientId)) ??
+    (anonymous ? null : seqProblem(message.seq)) ??
+    topicProblem(message.topic, { field: 'topic', reservedAllowed: true }) ??
+    payloadProblem(message.payload, Number.POSITIVE_INFINITY)
+  );
+}

@@ -1,0 +1,121 @@
+/**
+ * The runtime's options and the shapes of its public answers: what a caller of
+ * `BroadcastNode` configures and reads, apart from the parts that do the work.
+ */
+import type { UnsafeVariant } from '../raft/core.ts';
+import type { Configuration, CoreStatus, NodeId } from '../raft/types.ts';
+import type { StorageCounters } from '../storage/types.ts';
+import type { TransportStats } from '../transport/types.ts';
+import type { Environment } from '../util/environment.ts';
+import type { HistogramSnapshot } from '../util/histogram.ts';
+import type { NodeObserver } from './observer.ts';
+
+/** Structured logging, shaped so that a pino logger fits as is. */
+export interface NodeLogger {
+  info(fields: Readonly<Record<string, unknown>>, message: string): void;
+  warn(fields: Readonly<Record<string, unknown>>, message: string): void;
+  error(fields: Readonly<Record<string, unknown>>, message: string): void;
+}
+
+export interface BroadcastNodeOptions {
+  readonly id: NodeId;
+  readonly tickIntervalMs: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  /** A batch is cut once it holds this many bytes; one batch is one log entry. */
+  readonly batchBytesMax: number;
+  readonly payloadBytesMax: number;
+  /** Messages accepted and not yet delivered; beyond it broadcasts fail with OVERLOADED. */
+  readonly pendingMessagesMax: number;
+  /** A broadcast that is not delivered by then fails with TIMEOUT (outcome unknown). */
+  readonly requestTimeoutMs: number;
+  /** An undelivered message is sent again after this long (the leader may have changed). */
+  readonly retryIntervalMs: number;
+  /** Applied batch bytes between two snapshots; the log keeps one to two intervals. */
+  readonly snapshotIntervalBytes: number;
+  /** Delivered payload bytes kept in memory for readers and subscriptions. */
+  readonly retainBytesMax: number;
+  readonly sessionTtlMs: number;
+  readonly inflightAppendsMax: number;
+  readonly appendBytesMax: number;
+  readonly bootstrap: Configuration | null;
+  /** The initial members' addresses, recorded in the log by the first leader. */
+  readonly initialPeers?: ReadonlyMap<NodeId, string>;
+  readonly logger: NodeLogger;
+  /** Every clock, timer and random draw the runtime uses: the system's, or the simulator's. */
+  readonly environment: Environment;
+  /** Sees each stage of the Ready loop as it happens (the simulator's checkers); optional. */
+  readonly observer?: NodeObserver;
+  /** Deliberately broken behaviours for the simulator to catch. Never set outside tests. */
+  readonly unsafe?: UnsafeOptions;
+}
+
+/**
+ * Broken variants of the runtime, each off by default, so that the simulator's checkers can
+ * show they catch the bug each one plants. Never set outside tests.
+ */
+export interface UnsafeOptions {
+  /** The leader answers a broadcast once `propose` accepted it, before it is committed. */
+  readonly answerBeforeCommit?: boolean;
+  /** A snapshot restore, and a restart from a snapshot, start with an empty session table. */
+  readonly dropSessionsOnRestore?: boolean;
+  /** A seq that skips ahead of its session is delivered instead of refused (SEQUENCE_GAP). */
+  readonly deliverSeqGapAtOnce?: boolean;
+  /** A deliberately broken consensus core (src/raft/core.ts UnsafeVariant). */
+  readonly core?: UnsafeVariant | null;
+}
+
+export const defaultNodeTuning = {
+  tickIntervalMs: 10,
+  electionTimeoutTicks: 30,
+  heartbeatIntervalTicks: 3,
+  batchBytesMax: 256 << 10,
+  payloadBytesMax: 1 << 20,
+  pendingMessagesMax: 100_000,
+  requestTimeoutMs: 10_000,
+  retryIntervalMs: 1_000,
+  snapshotIntervalBytes: 64 << 20,
+  retainBytesMax: 128 << 20,
+  sessionTtlMs: 3_600_000,
+  inflightAppendsMax: 256,
+  appendBytesMax: 1 << 20,
+} as const;
+
+export interface BroadcastOptions {
+  readonly topic?: string;
+  /** With `seq`: the caller's own session, for exactly-once retries across nodes. */
+  readonly clientId?: string;
+  readonly seq?: number;
+}
+
+export interface NodeStatus {
+  readonly id: NodeId;
+  readonly role: CoreStatus['role'];
+  readonly term: number;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastPosition: number;
+  readonly firstRetainedPosition: number;
+  readonly lastIndex: number;
+  /** Leader only: how far each follower's log agrees with ours. */
+  readonly progress: CoreStatus['progress'];
+  /** Times this node saw a new leader (itself included) since it started. */
+  readonly leaderChangeCount: number;
+  /** Batches this node appended as leader (its own and forwarded ones). */
+  readonly proposalCount: number;
+  /** Messages per applied batch. */
+  readonly batchMessages: HistogramSnapshot;
+  /** Seconds per durable write (write plus fsync) on the Ready path. */
+  readonly persistSeconds: HistogramSnapshot;
+  readonly config: Configuration;
+  /** Every member in the configuration, with its address as recorded in the log. */
+  readonly members: readonly {
+    readonly id: NodeId;
+    readonly address: string | null;
+    readonly voter: boolean;
+  }[];
+  readonly pendingMessageCount: number;
+  readonly storage: StorageCounters;
+  readonly transport: TransportStats;
+}

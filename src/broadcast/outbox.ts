@@ -1,0 +1,241 @@
+/**
+ * The outbox: accepted messages on their way into the leader's log. It cuts the queue into
+ * batches (one batch, one log entry, one fsync), proposes them itself when this node leads or
+ * forwards them to the leader, remembers where the leader placed each copy (`proposedAt`), and
+ * sends again what was lost: copies whose index was taken by another entry, everything after a
+ * leader change or a snapshot install, and anything silent for a retry interval.
+ *
+ * Retries are safe because the session table decides each (clientId, seq) once (Raft thesis
+ * §6.3): a second copy that commits is a duplicate, not a second delivery.
+ */
+import type { RaftCore } from '../raft/core.ts';
+import type { NodeId } from '../raft/types.ts';
+import type { Transport } from '../transport/types.ts';
+import { assert } from '../util/assert.ts';
+import type { Environment } from '../util/environment.ts';
+import { BatchBuilder } from './batch.ts';
+import { clientIdBytesMax, topicBytesMax } from './message-rules.ts';
+import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
+
+export interface OutboxOptions {
+  readonly id: NodeId;
+  readonly core: RaftCore;
+  readonly transport: Transport;
+  readonly pending: PendingTable;
+  readonly environment: Environment;
+  /** A batch is cut once it holds this many bytes, so it exceeds it by one message at most. */
+  readonly batchBytesMax: number;
+  readonly retryIntervalMs: number;
+  /** The last index applied on this node: a copy placed at or below it was lost. */
+  readonly appliedIndex: () => number;
+  /** Asks the node to run its Ready loop soon (the outbox flushes from there). */
+  readonly scheduleLoop: () => void;
+  /** Unsafe (tests only): answer a broadcast once our own proposal was accepted. */
+  readonly answerBeforeCommit: boolean;
+}
+
+/** What one message may add to a batch besides its payload: a run header and its length. */
+const messageOverheadBytesMax = 2 + clientIdBytesMax + 8 + 2 + topicBytesMax + 4 + 4;
+
+/** At most this many forwarded batches await an answer; beyond it the oldest are forgotten. */
+const forwardsInFlightMax = 4096;
+
+export class Outbox {
+  private queue: PendingMessage[] = [];
+  /** Forwarded batches waiting for the leader's answer, by request id. */
+  private readonly forwards = new Map<number, PendingMessage[]>();
+  /** Messages whose last copy the leader appended at an index not yet applied here. */
+  private readonly proposedAt = new Map<number, PendingMessage[]>();
+  private nextForwardId = 1;
+  private lastRetryScanMs = 0;
+  private proposals = 0;
+
+  constructor(private readonly options: OutboxOptions) {
+    assert(options.batchBytesMax > 0, 'batchBytesMax is positive');
+    assert(options.retryIntervalMs > 0, 'retryIntervalMs is positive');
+  }
+
+  /** Batches this node appended as leader (its own and forwarded ones). */
+  get proposalCount(): number {
+    return this.proposals;
+  }
+
+  /** Queues a pending message to be sent with the next flush; a queued one stays put. */
+  enqueue(entry: PendingMessage): void {
+    assert(this.options.pending.has(entry), 'only pending messages are queued');
+    if (entry.queued) return;
+    // A new copy goes out: the old one's place no longer matters (it commits or is lost).
+    entry.proposedIndex = null;
+    entry.queued = true;
+    this.queue.push(entry);
+    this.options.scheduleLoop();
+  }
+
+  /** Cuts the queued messages into batches and hands them to the leader. */
+  flush(): void {
+    if (this.queue.length === 0) return;
+    const leaderId = this.options.core.leader();
+    if (leaderId === null) return; // kept queued; sent once a leader is known
+    const queue = this.queue;
+    this.queue = [];
+    const sentMs = this.options.environment.monotonicMs();
+    const logTimeMs = this.options.environment.nowMs();
+    const builder = new BatchBuilder();
+    const lastSeqByClient = new Map<string, number>();
+    let batch: PendingMessage[] = [];
+    // Each client's messages leave in seq order, whatever order its callers used: the
+    // session table refuses a seq that overtakes an earlier one (SEQUENCE_GAP).
+    for (const entry of sortedBySeq(queue)) {
+      assert(stageOf(entry) === 'queued' || !this.options.pending.has(entry), 'queue holds queued');
+      entry.queued = false;
+      if (!this.options.pending.has(entry)) continue;
+      const { clientId, seq } = entry.message;
+      assert(
+        (lastSeqByClient.get(clientId) ?? 0) < seq,
+        "one client's messages leave in seq order",
+      );
+      lastSeqByClient.set(clientId, seq);
+      assert(builder.byteLength < this.options.batchBytesMax, 'a full batch is cut before adding');
+      entry.lastSentMs = sentMs;
+      builder.add(entry.message);
+      batch.push(entry);
+      if (builder.byteLength >= this.options.batchBytesMax) {
+        this.send(builder.finish(logTimeMs), batch, leaderId);
+        batch = [];
+      }
+    }
+    if (builder.messageCount > 0) this.send(builder.finish(logTimeMs), batch, leaderId);
+  }
+
+  private send(data: Uint8Array, batch: PendingMessage[], leaderId: NodeId): void {
+    assert(batch.length > 0, 'a batch holds at least one message');
+    const lastBytes = (batch[batch.length - 1] as PendingMessage).message.payload.length;
+    assert(
+      data.length < this.options.batchBytesMax + messageOverheadBytesMax + lastBytes,
+      'a batch exceeds batchBytesMax by its last message at most',
+    );
+    if (leaderId === this.options.id) {
+      // A refusal (a transfer in progress, or we just lost leadership) leaves the messages
+      // to the retry timer or the next leader change, never to a tight loop.
+      const result = this.options.core.propose(data);
+      if (!result.accepted) return;
+      this.proposals++;
+      if (this.options.answerBeforeCommit) {
+        // Unsafe: acknowledged while only our own log holds it. Never outside tests.
+        for (const entry of batch) {
+          const answer = {
+            position: null,
+            index: result.index,
+            term: result.term,
+            duplicate: false,
+          };
+          this.options.pending.settle(entry, answer, null);
+        }
+        return;
+      }
+      this.noteProposed(batch, result.index);
+      return;
+    }
+    const requestId = this.nextForwardId++;
+    // Bounded: answers that never come are forgotten with the next leader change, and the
+    // map never holds more than the forwards of one retry interval.
+    if (this.forwards.size >= forwardsInFlightMax) this.forwards.clear();
+    this.forwards.set(requestId, batch);
+    this.options.transport.send([
+      { type: 'Forward', from: this.options.id, to: leaderId, requestId, data },
+    ]);
+  }
+
+  /** The leader answered a forward: success means the messages wait for that index. */
+  onForwardResult(requestId: number, index: number | null): void {
+    const batch = this.forwards.get(requestId);
+    this.forwards.delete(requestId);
+    // A refusal is left to the retry timer and to the leader change that usually follows.
+    if (batch !== undefined && index !== null) this.noteProposed(batch, index);
+  }
+
+  /** As leader: appends a batch a follower forwarded, and tells it where. */
+  onForward(from: NodeId, requestId: number, data: Uint8Array): void {
+    // The batch stays opaque: a peer that passed the handshake builds valid batches, and a
+    // committed batch that does not decode is skipped the same way on every replica.
+    const result = this.options.core.propose(data);
+    if (result.accepted) this.proposals++;
+    const outcome = result.accepted
+      ? { index: result.index, term: result.term }
+      : { code: result.reason, leaderId: result.leaderId };
+    this.options.transport.send([
+      { type: 'ForwardResult', from: this.options.id, to: from, requestId, result: outcome },
+    ]);
+  }
+
+  private noteProposed(batch: readonly PendingMessage[], index: number): void {
+    assert(Number.isSafeInteger(index) && index >= 1, 'proposals land at an index >= 1');
+    // Only messages still waiting on this copy: a queued one has a newer copy on its way.
+    const placed = batch.filter((entry) => this.options.pending.has(entry) && !entry.queued);
+    if (index <= this.options.appliedIndex()) {
+      // The answer came after the entry was applied here: what is still waiting was lost.
+      for (const entry of placed) this.enqueue(entry);
+      return;
+    }
+    let atIndex = this.proposedAt.get(index);
+    if (atIndex === undefined) {
+      atIndex = [];
+      this.proposedAt.set(index, atIndex);
+    }
+    for (const entry of placed) {
+      entry.proposedIndex = index;
+      atIndex.push(entry);
+      assert(stageOf(entry) === 'proposed', 'a placed message is proposed');
+    }
+  }
+
+  /** The entry at `index` is applied: copies we placed there and still wait on were lost. */
+  lostAt(index: number): void {
+    const placed = this.proposedAt.get(index);
+    if (placed === undefined) return;
+    this.proposedAt.delete(index);
+    for (const entry of placed) {
+      if (entry.proposedIndex !== index || !this.options.pending.has(entry)) continue;
+      this.enqueue(entry);
+    }
+  }
+
+  /** Queues every undelivered message again (a new leader, a snapshot install). */
+  retryAll(): void {
+    this.forwards.clear();
+    this.proposedAt.clear();
+    for (const entry of this.options.pending.values()) this.enqueue(entry);
+  }
+
+  /**
+   * Sends again what has waited a retry interval without a known place in the leader's log,
+   * or four intervals with one (a safety net for a leader change this node never saw).
+   * Scans a few times per interval, not every tick.
+   */
+  tick(nowMs: number): void {
+    const { pending, retryIntervalMs } = this.options;
+    if (pending.size === 0 || nowMs - this.lastRetryScanMs < retryIntervalMs / 4) return;
+    this.lastRetryScanMs = nowMs;
+    for (const entry of [...pending.values()]) {
+      if (entry.queued) continue;
+      const intervalMs = retryIntervalMs * (entry.proposedIndex === null ? 1 : 4);
+      if (nowMs - entry.lastSentMs >= intervalMs) this.enqueue(entry);
+    }
+  }
+}
+
+/** Client by client in the order clients first appear, each client's messages by seq. */
+function sortedBySeq(entries: readonly PendingMessage[]): PendingMessage[] {
+  const byClient = new Map<string, PendingMessage[]>();
+  for (const entry of entries) {
+    const group = byClient.get(entry.message.clientId);
+    if (group === undefined) byClient.set(entry.message.clientId, [entry]);
+    else group.push(entry);
+  }
+  const sorted: PendingMessage[] = [];
+  for (const group of byClient.values()) {
+    group.sort((a, b) => a.message.seq - b.message.seq);
+    for (const entry of group) sorted.push(entry);
+  }
+  return sorted;
+}

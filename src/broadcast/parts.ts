@@ -1,0 +1,152 @@
+/**
+ * Builds the runtime's parts and wires them to one another: who tells whom when an entry is
+ * applied, a snapshot installed or a session lost. The node shell owns the loop and the
+ * lifecycle; everything else it reaches through these parts.
+ */
+import { RaftCore } from '../raft/core.ts';
+import type { PersistedState } from '../raft/types.ts';
+import type { RaftStorage } from '../storage/types.ts';
+import type { Transport } from '../transport/types.ts';
+import { Applier } from './applier.ts';
+import type { BroadcastError } from './errors.ts';
+import { Intake } from './intake.ts';
+import { MembershipDriver } from './membership-driver.ts';
+import type { BroadcastNodeOptions } from './options.ts';
+import { Outbox } from './outbox.ts';
+import { PendingTable } from './pending.ts';
+import { Persister } from './persister.ts';
+import { Reads } from './reads.ts';
+import { Snapshots } from './snapshots.ts';
+
+/** Positions remembered per client, to answer a duplicate with its original position. */
+const recentPositionsMax = 4096;
+
+export interface NodeParts {
+  readonly core: RaftCore;
+  readonly pending: PendingTable;
+  readonly persister: Persister;
+  readonly snapshots: Snapshots;
+  readonly applier: Applier;
+  readonly outbox: Outbox;
+  readonly intake: Intake;
+  readonly reads: Reads;
+  readonly membership: MembershipDriver;
+}
+
+/** What the parts need of the node's loop: to be run soon, and whether the node stopped. */
+export interface NodeLoop {
+  readonly scheduleLoop: () => void;
+  readonly stopped: () => BroadcastError | null;
+}
+
+export function buildNodeParts(
+  options: BroadcastNodeOptions,
+  storage: RaftStorage,
+  transport: Transport,
+  persisted: PersistedState,
+  loop: NodeLoop,
+): NodeParts {
+  const { environment, logger, observer } = options;
+  const unsafe = options.unsafe ?? {};
+  const { scheduleLoop, stopped } = loop;
+  const core = new RaftCore(
+    {
+      nodeId: options.id,
+      electionTimeoutTicks: options.electionTimeoutTicks,
+      heartbeatIntervalTicks: options.heartbeatIntervalTicks,
+      random: environment.random,
+      preVote: true,
+      checkQuorum: true,
+      appendBytesMax: options.appendBytesMax,
+      inflightAppendsMax: options.inflightAppendsMax,
+      bootstrap: options.bootstrap,
+      unsafe: unsafe.core ?? null,
+    },
+    { ...persisted, appliedIndex: persisted.snapshot?.meta.index ?? 0 },
+  );
+  const pending = new PendingTable();
+  const persister = new Persister(storage, environment, persisted.hardState);
+  const snapshots = new Snapshots({
+    id: options.id,
+    core,
+    storage,
+    logger,
+    observer,
+    snapshotIntervalBytes: options.snapshotIntervalBytes,
+  });
+  const applier = new Applier(
+    {
+      id: options.id,
+      logger,
+      pending,
+      snapshots,
+      observer,
+      sessionOptions: {
+        sessionTtlMs: options.sessionTtlMs,
+        recentPositionsMax,
+        unsafeDeliverSeqGapAtOnce: unsafe.deliverSeqGapAtOnce === true,
+        unsafeDropSessionsOnRestore: unsafe.dropSessionsOnRestore === true,
+      },
+      retainBytesMax: options.retainBytesMax,
+      hooks: {
+        lostAt: (index) => outbox.lostAt(index),
+        retryAll: () => outbox.retryAll(),
+        ownSessionLost: () => intake.restartOwnSession(),
+        membershipChanged: () => membership.updatePeers(),
+        applied: (index) => reads.onApplied(index),
+      },
+    },
+    persisted.snapshot,
+  );
+  const outbox = new Outbox({
+    id: options.id,
+    core,
+    transport,
+    pending,
+    environment,
+    batchBytesMax: options.batchBytesMax,
+    retryIntervalMs: options.retryIntervalMs,
+    appliedIndex: () => applier.appliedIndex,
+    scheduleLoop,
+    answerBeforeCommit: unsafe.answerBeforeCommit === true,
+  });
+  const intake = new Intake({
+    id: options.id,
+    environment,
+    pending,
+    outbox,
+    sessions: () => applier.sessions,
+    payloadBytesMax: options.payloadBytesMax,
+    pendingMessagesMax: options.pendingMessagesMax,
+    requestTimeoutMs: options.requestTimeoutMs,
+  });
+  const reads = new Reads({
+    id: options.id,
+    core,
+    environment,
+    requestTimeoutMs: options.requestTimeoutMs,
+    retryIntervalMs: options.retryIntervalMs,
+    retryPauseMs: options.tickIntervalMs * options.heartbeatIntervalTicks,
+    appliedIndex: () => applier.appliedIndex,
+    lastPosition: () => applier.sessions.lastPosition,
+    stopped,
+    scheduleLoop,
+  });
+  const membership = new MembershipDriver({
+    id: options.id,
+    core,
+    transport,
+    logger,
+    environment,
+    initialPeers: options.initialPeers ?? new Map(),
+    membership: () => applier.membership,
+    appliedConfig: () => applier.appliedConfig,
+    propose: (topic, payload) => intake.acceptOwn(topic, payload),
+    stopped,
+    scheduleLoop,
+    requestTimeoutMs: options.requestTimeoutMs,
+    pollIntervalMs: options.tickIntervalMs,
+    reconcileIntervalTicks: options.heartbeatIntervalTicks,
+  });
+  return { core, pending, persister, snapshots, applier, outbox, intake, reads, membership };
+}

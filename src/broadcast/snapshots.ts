@@ -1,0 +1,110 @@
+/**
+ * Snapshots of the application state (the session table and the membership table) and when
+ * the log is compacted to them. A candidate is taken every `snapshotIntervalBytes` of applied
+ * batches; the log is compacted to the previous candidate, not the newest, so one to two
+ * intervals of entries stay for followers that are a little behind: sending such a follower
+ * a whole snapshot instead of a few entries costs far more.
+ */
+import type { RaftCore } from '../raft/core.ts';
+import type { NodeId, Snapshot, SnapshotMeta } from '../raft/types.ts';
+import type { RaftStorage } from '../storage/types.ts';
+import { assert } from '../util/assert.ts';
+import { MembershipTable } from './membership.ts';
+import type { NodeObserver } from './observer.ts';
+import type { NodeLogger } from './options.ts';
+import { SessionTable, type SessionTableOptions } from './sessions.ts';
+
+/** What a snapshot restores: both tables are functions of the applied entries. */
+export interface AppState {
+  readonly sessions: SessionTable;
+  readonly membership: MembershipTable;
+}
+
+/**
+ * The application state a snapshot holds: u32 length of the session table's bytes, those
+ * bytes, then the membership table as JSON.
+ */
+export function encodeAppState(state: AppState): Uint8Array {
+  const sessionBytes = state.sessions.toSnapshot();
+  const membershipBytes = Buffer.from(JSON.stringify(state.membership.toJSON()));
+  const header = Buffer.alloc(4);
+  header.writeUInt32LE(sessionBytes.length, 0);
+  return Buffer.concat([header, sessionBytes, membershipBytes]);
+}
+
+export function decodeAppState(data: Uint8Array, sessionOptions: SessionTableOptions): AppState {
+  const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  assert(view.length >= 4, 'an application snapshot has a header');
+  const sessionBytes = view.readUInt32LE(0);
+  assert(4 + sessionBytes <= view.length, 'the session table fits in the snapshot');
+  const sessionData = view.subarray(4, 4 + sessionBytes);
+  const membershipJson = view.subarray(4 + sessionBytes).toString('utf8');
+  return {
+    sessions: SessionTable.fromSnapshot(sessionData, sessionOptions),
+    membership: MembershipTable.fromJSON(JSON.parse(membershipJson)),
+  };
+}
+
+export interface SnapshotsOptions {
+  readonly id: NodeId;
+  readonly core: RaftCore;
+  readonly storage: RaftStorage;
+  readonly logger: NodeLogger;
+  readonly observer: NodeObserver | undefined;
+  /** Applied batch bytes between two candidates. */
+  readonly snapshotIntervalBytes: number;
+}
+
+/** At most this many candidates wait; the loop compacts one per Ready, so two is the norm. */
+const candidatesMax = 8;
+
+export class Snapshots {
+  private bytesSinceCandidate = 0;
+  private candidates: Snapshot[] = [];
+
+  constructor(private readonly options: SnapshotsOptions) {
+    assert(options.snapshotIntervalBytes > 0, 'snapshotIntervalBytes is positive');
+  }
+
+  /** Counts applied bytes; true once a candidate is due. */
+  noteApplied(bytes: number): boolean {
+    assert(bytes >= 0, 'applied byte counts are not negative');
+    this.bytesSinceCandidate += bytes;
+    return this.bytesSinceCandidate >= this.options.snapshotIntervalBytes;
+  }
+
+  /** Serialises the state at the applied index now; compacted to later (see above). */
+  takeCandidate(meta: SnapshotMeta, state: AppState): void {
+    const last = this.candidates[this.candidates.length - 1];
+    assert(last === undefined || last.meta.index < meta.index, 'candidates move forward');
+    this.bytesSinceCandidate = 0;
+    this.candidates.push({ meta, data: encodeAppState(state) });
+    // Bounded: a disk slower than the applier would otherwise pile up serialised tables.
+    if (this.candidates.length > candidatesMax) this.candidates.splice(0, 1);
+  }
+
+  /** A leader's snapshot replaced the state: our candidates describe a superseded past. */
+  reset(): void {
+    this.candidates = [];
+    this.bytesSinceCandidate = 0;
+  }
+
+  /** Saves the older candidate and compacts the core's log to it, once two are waiting. */
+  async maybeCompact(): Promise<void> {
+    if (this.candidates.length < 2) return;
+    const snapshot = this.candidates.shift() as Snapshot;
+    const { core } = this.options;
+    if (snapshot.meta.index <= core.status().snapshotIndex) return;
+    await this.options.storage.saveSnapshot(snapshot);
+    // A leader's snapshot may have replaced the log while ours was being written: then ours
+    // is already covered, and the core must not be asked to compact to it.
+    if (snapshot.meta.index <= core.status().snapshotIndex) return;
+    core.compact(snapshot);
+    assert(core.status().snapshotIndex === snapshot.meta.index, 'the core compacted to it');
+    this.options.observer?.compacted(snapshot);
+    this.options.logger.info(
+      { node: this.options.id, index: snapshot.meta.index },
+      'compacted the log',
+    );
+  }
+}
