@@ -38,6 +38,12 @@ export interface BroadcastNodeOptions {
   readonly sessionTtlMs: number;
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;
+  /**
+   * Raft thesis §9.6 (Pre-Vote) and §6.2 (CheckQuorum); both on unless set false, which only
+   * the simulator does, to reach the elections they prevent.
+   */
+  readonly preVote?: boolean;
+  readonly checkQuorum?: boolean;
   readonly bootstrap: Configuration | null;
   /** The initial members' addresses, recorded in the log by the first leader. */
   readonly initialPeers?: ReadonlyMap<NodeId, string>;

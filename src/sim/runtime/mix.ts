@@ -43,6 +43,8 @@ export interface RuntimeMix {
   readonly heartbeatIntervalTicks: number;
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
   readonly network: NetworkFaults;
   readonly clientNetwork: ClientNetworkFaults;
   readonly nemesis: RuntimeNemesisWeights;
@@ -118,6 +120,9 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
     heartbeatIntervalTicks: prng.between(2, 3),
     inflightAppendsMax: prng.pick([1, 2, 8, 64]),
     appendBytesMax: prng.pick([256, 8 << 10, 64 << 10]),
+    // Without them split elections and stale votes are common, as the elections shape wants.
+    preVote: prng.chance(shape === 'elections' ? 0.3 : 0.8),
+    checkQuorum: prng.chance(shape === 'elections' ? 0.3 : 0.8),
     network: drawNetwork(prng, calm),
     clientNetwork: {
       requestLossProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
@@ -165,6 +170,8 @@ function figure8(mix: RuntimeMix, prng: Prng): RuntimeMix {
     ...mix,
     inflightAppendsMax: 1,
     appendBytesMax: 64,
+    preVote: false,
+    checkQuorum: false,
     crashLeaderProbability: 0.9,
     nemesisIntervalMs: prng.between(150, 500),
     downMsMax: prng.between(100, 600),
@@ -244,7 +251,7 @@ export function describeRuntimeMix(mix: RuntimeMix): string {
     .join(' ');
   return [
     `profile=${mix.profile}${mix.profile === mix.shape ? '' : ` shape=${mix.shape}`} nodes=${mix.nodeCount}+${mix.spareCount}`,
-    `election=${mix.electionTimeoutTicks}x${mix.msPerTick}ms heartbeat=${mix.heartbeatIntervalTicks} inflight=${mix.inflightAppendsMax} append≤${mix.appendBytesMax}B`,
+    `election=${mix.electionTimeoutTicks}x${mix.msPerTick}ms heartbeat=${mix.heartbeatIntervalTicks} inflight=${mix.inflightAppendsMax} append≤${mix.appendBytesMax}B preVote=${mix.preVote} checkQuorum=${mix.checkQuorum}`,
     `drop=${network.dropProbability} dup=${network.duplicateProbability} latency≤${network.latencyTicksMax}`,
     `clientLoss=${mix.clientNetwork.requestLossProbability}/${mix.clientNetwork.answerLossProbability}`,
     `nemesis every ~${mix.nemesisIntervalMs}ms [${on || 'off'}]`,

@@ -45,9 +45,28 @@ export interface NemesisWorld {
 
 type Action = keyof RuntimeNemesisWeights;
 
+interface Choice {
+  readonly kind: 'add voter' | 'add learner' | 'promote' | 'demote' | 'remove';
+  readonly id: NodeId;
+}
+
+/** The configuration once `choice` is in force. */
+function applyChoice(config: Configuration, choice: Choice): Configuration {
+  const voters = config.voters.filter((id) => id !== choice.id);
+  const learners = config.learners.filter((id) => id !== choice.id);
+  if (choice.kind === 'add voter' || choice.kind === 'promote') voters.push(choice.id);
+  if (choice.kind === 'add learner' || choice.kind === 'demote') learners.push(choice.id);
+  return { voters, learners };
+}
+
 export class RuntimeNemesis {
   /** Machines once removed: the membership table keeps their ids from coming back. */
   private readonly removed = new Set<NodeId>();
+  /**
+   * The configuration every request so far asks for. A request that timed out may still
+   * take effect, so choices must be safe against both this and the committed one.
+   */
+  private intended: Configuration | null = null;
 
   constructor(
     private readonly world: NemesisWorld,
@@ -205,9 +224,12 @@ export class RuntimeNemesis {
     const { world, prng } = this;
     const via = this.up();
     if (via.length === 0) return;
-    const choices = this.membershipChoices(world.committedConfig());
+    const committed = world.committedConfig();
+    this.intended ??= committed;
+    const choices = this.membershipChoices(committed, this.intended);
     if (choices.length === 0) return;
     const choice = prng.pick(choices);
+    this.intended = applyChoice(this.intended, choice);
     const node = prng.pick(via).node;
     if (node === null) return;
     const host = world.hosts.find((candidate) => candidate.id === choice.id);
@@ -233,30 +255,33 @@ export class RuntimeNemesis {
     );
   }
 
-  private membershipChoices(config: Configuration): { kind: string; id: NodeId }[] {
-    const world = this.world;
-    const choices: { kind: string; id: NodeId }[] = [];
-    const members = new Set([...config.voters, ...config.learners]);
-    for (const host of world.hosts) {
+  private membershipChoices(committed: Configuration, intended: Configuration): Choice[] {
+    const candidates: Choice[] = [];
+    const members = new Set([...intended.voters, ...intended.learners]);
+    for (const host of this.world.hosts) {
       if (members.has(host.id) || this.removed.has(host.id) || host.state === 'failed') continue;
-      choices.push({ kind: this.prng.chance(0.3) ? 'add learner' : 'add voter', id: host.id });
+      candidates.push({ kind: this.prng.chance(0.3) ? 'add learner' : 'add voter', id: host.id });
     }
-    for (const learner of config.learners) choices.push({ kind: 'promote', id: learner });
-    if (config.voters.length > 3) {
-      for (const voter of config.voters) {
-        if (!this.healthyQuorumWithout(config.voters, voter)) continue;
-        choices.push({ kind: this.prng.chance(0.3) ? 'demote' : 'remove', id: voter });
-      }
+    for (const learner of intended.learners) candidates.push({ kind: 'promote', id: learner });
+    for (const voter of intended.voters) {
+      candidates.push({ kind: this.prng.chance(0.3) ? 'demote' : 'remove', id: voter });
     }
-    return choices;
+    return candidates.filter(
+      (choice) =>
+        this.keepsHealthyQuorum(applyChoice(intended, choice)) &&
+        this.keepsHealthyQuorum(applyChoice(committed, choice)),
+    );
   }
 
-  private healthyQuorumWithout(voters: readonly NodeId[], leaving: NodeId): boolean {
-    const rest = voters.filter((id) => id !== leaving);
-    const healthy = rest.filter((id) => {
+  /**
+   * At least three voters, and the voters on healthy disks a quorum of them: the machines a
+   * faulty disk may stop for good are then never needed for progress.
+   */
+  private keepsHealthyQuorum(config: Configuration): boolean {
+    const healthy = config.voters.filter((id) => {
       const host = this.world.hosts.find((candidate) => candidate.id === id);
       return host !== undefined && !this.world.isFaultyDisk(host);
     });
-    return healthy.length >= Math.floor(rest.length / 2) + 1;
+    return config.voters.length >= 3 && healthy.length >= Math.floor(config.voters.length / 2) + 1;
   }
 }

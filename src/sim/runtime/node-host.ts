@@ -61,6 +61,9 @@ export interface NodeHostOptions {
   readonly clientNetwork: ClientNetwork;
   readonly prng: Prng;
   readonly tuning: NodeTuning;
+  /** The core's election guards (Pre-Vote, CheckQuorum), on or off for the whole run. */
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
   /** The initial configuration; null for a machine that joins later. */
   readonly bootstrap: Configuration | null;
   /** This machine's clock rate (drift); its wall clock's offset is `clockOffsetMs`. */
@@ -159,6 +162,8 @@ export class NodeHost {
     const node = new BroadcastNode(
       {
         ...this.options.tuning,
+        preVote: this.options.preVote,
+        checkQuorum: this.options.checkQuorum,
         id: this.id,
         bootstrap: this.options.bootstrap,
         initialPeers: this.options.peers,

@@ -204,6 +204,8 @@ class RuntimeWorld {
           clientNetwork: this.clientNetwork,
           prng: hostPrng.fork(),
           tuning,
+          preVote: this.mix.preVote,
+          checkQuorum: this.mix.checkQuorum,
           bootstrap: index < this.mix.nodeCount ? this.initialConfig : null,
           clockRate: drift === 0 ? 1 : 1 - drift + 2 * drift * hostPrng.next(),
           clockOffsetMs: skew === 0 ? 0 : hostPrng.between(-skew, skew),
@@ -413,8 +415,10 @@ class RuntimeWorld {
 
   /** Steps until `untilMs`, a violation, or `done()`; true when done() held. */
   private async runUntil(untilMs: number, done: () => boolean): Promise<boolean> {
-    const boundMs =
-      this.workload.bounds.unavailableAfterMs + this.workload.bounds.requestTimeoutMs * 4 + 2_000;
+    // A call may wait unavailableAfterMs for an in-flight slot (slots stay taken while
+    // earlier messages are still being sent), then as long again for an answer.
+    const bounds = this.workload.bounds;
+    const boundMs = 2 * bounds.unavailableAfterMs + bounds.requestTimeoutMs * 4 + 2_000;
     while (this.context.first === null) {
       if (done()) return true;
       if (!this.scheduler.runNext(untilMs)) return done();
