@@ -116,6 +116,11 @@ export class GapHold {
     }
   }
 
+  /** Takes `entry` out of the hold, to be placed or sent by the caller. */
+  take(entry: PendingMessage): void {
+    this.unhold(entry);
+  }
+
   private unhold(entry: PendingMessage): void {
     const { clientId } = entry.message;
     const session = this.sessions.get(clientId);

@@ -304,7 +304,9 @@ export class BroadcastNode {
       storage ? 'storage failed: the node stops' : 'internal error: the node stops',
     );
     const code = storage ? 'storage_failed' : 'internal';
-    this.halt(new BroadcastError(code, `node ${this.id} stopped: ${reason}`));
+    const stopped = new BroadcastError(code, `node ${this.id} stopped: ${reason}`);
+    this.halt(stopped);
+    this.options.observer?.stopped(stopped);
   }
 
   private halt(reason: BroadcastError): void {

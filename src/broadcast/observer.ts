@@ -5,6 +5,7 @@
  */
 import type { HardState, Ready, Snapshot } from '../raft/types.ts';
 import type { DeliveredMessage } from './deliveries.ts';
+import type { BroadcastError } from './errors.ts';
 
 export interface NodeObserver {
   /** The core produced `ready`; nothing of it has been done yet. */
@@ -20,4 +21,6 @@ export interface NodeObserver {
   compacted(snapshot: Snapshot): void;
   /** A message was delivered at its position (once per position, in order). */
   delivered(message: DeliveredMessage): void;
+  /** The node stopped itself: its storage failed (STORAGE_FAILED) or it hit a bug (INTERNAL). */
+  stopped(reason: BroadcastError): void;
 }

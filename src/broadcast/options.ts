@@ -2,6 +2,7 @@
  * The runtime's options and the shapes of its public answers: what a caller of
  * `BroadcastNode` configures and reads, apart from the parts that do the work.
  */
+import type { UnsafeVariant } from '../raft/core.ts';
 import type { Configuration, CoreStatus, NodeId } from '../raft/types.ts';
 import type { StorageCounters } from '../storage/types.ts';
 import type { TransportStats } from '../transport/types.ts';
@@ -45,6 +46,12 @@ export interface BroadcastNodeOptions {
   readonly sessionTtlMs: number;
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;
+  /**
+   * Raft thesis §9.6 (Pre-Vote) and §6.2 (CheckQuorum); both on unless set false, which only
+   * the simulator does, to reach the elections they prevent.
+   */
+  readonly preVote?: boolean;
+  readonly checkQuorum?: boolean;
   readonly bootstrap: Configuration | null;
   /** The initial members' addresses, recorded in the log by the first leader. */
   readonly initialPeers?: ReadonlyMap<NodeId, string>;
@@ -70,6 +77,8 @@ export interface UnsafeOptions {
   readonly dropSessionsOnRestore?: boolean;
   /** A seq that skips ahead of its session is delivered instead of refused (sequence_gap). */
   readonly deliverSeqGapAtOnce?: boolean;
+  /** A deliberately broken consensus core (src/raft/core.ts UnsafeVariant). */
+  readonly core?: UnsafeVariant | null;
 }
 
 export const defaultNodeTuning = {

@@ -219,6 +219,9 @@ export class Outbox {
       this.proposedAt.set(index, atIndex);
     }
     for (const entry of placed) {
+      // A held message whose earlier copy the leader placed now waits on that copy: it is
+      // decided there, or refused and held again, with no copy sent meanwhile.
+      if (entry.held) this.gapHold.take(entry);
       entry.proposedIndex = index;
       atIndex.push(entry);
       assert(stageOf(entry) === 'proposed', 'a placed message is proposed');

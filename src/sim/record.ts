@@ -51,13 +51,19 @@ export class CommittedRecord {
   private digest = 0;
   private sessionCount = 0;
 
+  /**
+   * `workload` null: the entries' batches are not modelled (a run of the real runtime, whose
+   * clients and application state its own checkers follow); the record then holds the log
+   * alone: terms, kinds, data and prefix hashes, and the configurations.
+   */
   constructor(
     private readonly context: ViolationContext,
-    private readonly workload: WorkloadShape,
+    private readonly workload: WorkloadShape | null,
   ) {
-    assert(workload.clientCount > 0, 'a workload has clients');
-    this.nextSeqs = new Array<number>(workload.clientCount).fill(1);
-    this.issuedSeqs = new Array<number>(workload.clientCount).fill(0);
+    const clientCount = workload?.clientCount ?? 0;
+    assert(workload === null || clientCount > 0, 'a workload has clients');
+    this.nextSeqs = new Array<number>(clientCount).fill(1);
+    this.issuedSeqs = new Array<number>(clientCount).fill(0);
   }
 
   get length(): number {
@@ -118,6 +124,7 @@ export class CommittedRecord {
 
   /** A client announces (clientIndex, seq) before sending it anywhere. */
   issue(clientIndex: number, seq: number): void {
+    assert(this.workload !== null, 'issues come from a modelled workload');
     assert(clientIndex >= 0 && clientIndex < this.workload.clientCount, 'a known client');
     assert(seq === (this.issuedSeqs[clientIndex] as number) + 1, 'clients issue in sequence');
     this.issuedSeqs[clientIndex] = seq;
@@ -164,7 +171,8 @@ export class CommittedRecord {
       );
     }
     if (entry.kind === 'config') this.recordConfig(entry, node);
-    if (entry.kind === 'normal') this.applyBatch(entry, node);
+    if (entry.kind === 'normal' && this.workload !== null)
+      this.applyBatch(entry, node, this.workload);
     this.terms.push(entry.term);
     this.kinds.push(entry.kind);
     this.dataHashes.push(dataHash);
@@ -188,7 +196,7 @@ export class CommittedRecord {
     }
   }
 
-  private applyBatch(entry: Entry, node: NodeId): void {
+  private applyBatch(entry: Entry, node: NodeId, workload: WorkloadShape): void {
     let messages: ReturnType<typeof decodeBatch>['messages'];
     try {
       messages = decodeBatch(entry.data).messages;
@@ -200,7 +208,7 @@ export class CommittedRecord {
     }
     for (const message of messages) {
       const clientIndex = clientIndexOf(message.clientId);
-      if (clientIndex === null || clientIndex >= this.workload.clientCount) {
+      if (clientIndex === null || clientIndex >= workload.clientCount) {
         this.context.fail(
           'integrity',
           `entry ${entry.index} carries unknown client ${JSON.stringify(message.clientId)}`,
@@ -208,7 +216,7 @@ export class CommittedRecord {
         );
         continue;
       }
-      this.checkProposed(entry.index, clientIndex, message, node);
+      this.checkProposed(entry.index, clientIndex, message, node, workload);
       const nextSeq = this.nextSeqs[clientIndex] as number;
       if (message.seq < nextSeq) continue; // a retry of something delivered: no position
       if (message.seq > nextSeq) {
@@ -229,6 +237,7 @@ export class CommittedRecord {
     clientIndex: number,
     message: ReturnType<typeof decodeBatch>['messages'][number],
     node: NodeId,
+    workload: WorkloadShape,
   ): void {
     if (message.seq > (this.issuedSeqs[clientIndex] as number)) {
       this.context.fail(
@@ -238,12 +247,7 @@ export class CommittedRecord {
       );
       return;
     }
-    const expected = messageFor(
-      clientIndex,
-      message.seq,
-      this.workload.salt,
-      this.workload.payloadBytesMax,
-    );
+    const expected = messageFor(clientIndex, message.seq, workload.salt, workload.payloadBytesMax);
     if (expected.topic !== message.topic || !sameBytes(expected.payload, message.payload)) {
       this.context.fail(
         'integrity',
@@ -289,7 +293,7 @@ export class CommittedRecord {
       return `${app.sessionCount} sessions, the common state has ${expectedCount} at index ${index}`;
     }
     let digest = 0;
-    for (let clientIndex = 0; clientIndex < this.workload.clientCount; clientIndex++) {
+    for (let clientIndex = 0; clientIndex < this.nextSeqs.length; clientIndex++) {
       const nextSeq = app.expectedSeq(clientName(clientIndex));
       if (nextSeq > 1) digest = (digest + sessionShare(clientIndex, nextSeq)) >>> 0;
     }

@@ -33,6 +33,7 @@ class Recorder implements NodeObserver {
   delivered(message: DeliveredMessage): void {
     this.events.push({ stage: 'delivered', message });
   }
+  stopped(): void {}
 }
 
 test('the observer sees every Ready taken, durable and applied, in order', async () => {

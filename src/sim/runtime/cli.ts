@@ -5,12 +5,15 @@
  *   --seed N [--trace]        one run; N in decimal or 0x-hex
  *   --seeds N [--from S]      N runs from seed S (default 1); prints seeds/s and steps/s
  *   --nodes 3|5               cluster size (default: each seed draws one)
- *   --unsafe VARIANT          a deliberately broken node, WAL or SDK variant
+ *   --unsafe VARIANT          a deliberately broken core, node, WAL or SDK variant
+ *   --profile NAME            the fault mix: default draws a shape per seed; broad, elections,
+ *                             figure8, calm fix one
  *   --ms T                    fault phase length in virtual milliseconds
  *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
 import { parseSeed } from '../cli-flags.ts';
+import { type Profile, profiles } from '../fault-mix.ts';
 import { formatSeed } from '../violation.ts';
 import { describeRuntimeMix } from './mix.ts';
 import { sweepRuntime } from './run.ts';
@@ -29,6 +32,7 @@ interface RuntimeCommand {
   trace: boolean;
   nodeCount: number | null;
   unsafe: RuntimeUnsafe | null;
+  profile: Profile;
   faultPhaseMs: number;
 }
 
@@ -54,6 +58,7 @@ export function parseRuntimeArgs(argv: readonly string[]): RuntimeCommand {
     trace: false,
     nodeCount: null,
     unsafe: null,
+    profile: 'default',
     faultPhaseMs: defaultFaultPhaseMs,
   };
   for (let position = 0; position < argv.length; position++) {
@@ -76,6 +81,12 @@ export function parseRuntimeArgs(argv: readonly string[]): RuntimeCommand {
         throw new FlagError(`unknown --unsafe ${name}: one of ${runtimeUnsafeVariants.join(', ')}`);
       }
       command.unsafe = name as RuntimeUnsafe;
+    } else if (flag === '--profile') {
+      const name = value();
+      if (!(profiles as readonly string[]).includes(name)) {
+        throw new FlagError(`unknown --profile ${name}: one of ${profiles.join(', ')}`);
+      }
+      command.profile = name as Profile;
     } else if (flag === '--ms') command.faultPhaseMs = wholeNumber(flag, value(), 1, 10_000_000);
     else throw new FlagError(`unknown flag ${JSON.stringify(flag)} for --runtime`);
   }
@@ -87,7 +98,7 @@ export function parseRuntimeArgs(argv: readonly string[]): RuntimeCommand {
 
 function summarize(result: RuntimeRunResult): string {
   const s = result.stats;
-  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.calls} broadcasts, ${s.positions} positions`;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.pauses} pauses, ${s.clockJumps} clock jumps, ${s.memberChanges} membership changes, ${s.transfers} transfers, ${s.corruptions} corruptions, ${s.diskStops} disk stops, ${s.calls} broadcasts, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
 }
 
 export async function runtimeMain(argv: readonly string[]): Promise<number> {
@@ -102,6 +113,7 @@ export async function runtimeMain(argv: readonly string[]): Promise<number> {
   const options = {
     nodeCount: command.nodeCount,
     unsafe: command.unsafe,
+    profile: command.profile,
     faultPhaseMs: command.faultPhaseMs,
   };
   if (command.seed !== null) {

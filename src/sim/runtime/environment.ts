@@ -1,7 +1,9 @@
 /**
  * The Environment a simulated process runs on: the world's virtual clock and agenda, and a
  * PRNG of its own forked from the seed. Timers belong to the process's Life, so a crash
- * silences them all at once.
+ * silences them all at once. A machine's clock may be off: its wall clock skewed from the
+ * true virtual time (and jumping when the nemesis sets it), and its clock rate drifting, so
+ * its timers fire early or late and its monotonic clock runs fast or slow.
  */
 import { assert } from '../../util/assert.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
@@ -17,17 +19,23 @@ export interface SimEnvironmentOptions {
   readonly prng: Prng;
   /** How far this process's wall clock is off the true virtual time (clock skew). */
   readonly clockOffsetMs?: () => number;
+  /** Local milliseconds per true virtual millisecond (drift), about 1; fixed for a life. */
+  readonly clockRate?: number;
 }
 
 export function simEnvironment(options: SimEnvironmentOptions): Environment {
   const { scheduler, life, prng } = options;
   const offset = options.clockOffsetMs ?? (() => 0);
+  const rate = options.clockRate ?? 1;
+  assert(rate >= 0.5 && rate <= 2, 'a drifting clock stays within a factor of two');
+  const startMs = scheduler.nowMs;
+  const localMs = () => startMs + (scheduler.nowMs - startMs) * rate;
   return {
-    nowMs: () => simEpochMs + scheduler.nowMs + offset(),
-    monotonicMs: () => scheduler.nowMs,
+    nowMs: () => simEpochMs + Math.floor(localMs()) + offset(),
+    monotonicMs: localMs,
     setTimer: (delayMs: number, fire: () => void): Timer => {
       assert(Number.isFinite(delayMs) && delayMs >= 0, 'timer delays are finite and >= 0');
-      return scheduler.schedule(delayMs, life, fire);
+      return scheduler.schedule(delayMs / rate, life, fire);
     },
     random: () => prng.next(),
     randomHex: (byteCount: number) => {

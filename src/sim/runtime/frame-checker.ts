@@ -52,7 +52,13 @@ export class FrameChecker {
 
   private checkVoteDurable(node: NodeId, candidate: NodeId, term: number): void {
     const hardState = this.ackedOf(node)?.hardState ?? null;
-    if (hardState === null || hardState.term !== term || hardState.vote !== candidate) {
+    // A later durable term also suffices: the node can never vote in `term` again. A paused
+    // node that wakes to two elections' requests grants both in one Ready, whose hard state
+    // holds the later term only.
+    const durable =
+      hardState !== null &&
+      (hardState.term > term || (hardState.term === term && hardState.vote === candidate));
+    if (!durable) {
       this.context.fail(
         'vote durability',
         `${node} grants ${candidate} its vote in term ${term} while its disk holds term ${hardState?.term ?? 0} vote ${hardState?.vote ?? '-'}`,

@@ -1,27 +1,73 @@
 /**
  * What one seed of the runtime simulation draws: cluster size and timing, how hostile the
- * nodes' network and the clients' network are, how often nodes crash and partitions form,
- * and the clients' workload. Every value comes from the seed, so a seed is a whole scenario.
+ * nodes' network and the clients' network are, which faults the nemesis uses and how often
+ * (crashes, partitions, pauses, clock jumps, membership changes, leadership transfers, disk
+ * corruption), each machine's clock error and disk faults, and the clients' workload. Every
+ * value comes from the seed, so a seed is a whole scenario.
+ *
+ * As in the core's fault mix (../fault-mix.ts), a shape biases the draw towards one kind of
+ * trouble: broad draws from everything, elections and figure8 are sharp, calm is nearly
+ * fault-free. The default profile draws a shape per seed, so a plain sweep meets the sharp
+ * worlds too; a named profile fixes the shape.
  */
+import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
+import { defaultShapeWeights, type Profile, type Shape } from '../fault-mix.ts';
 import type { NetworkFaults } from '../network.ts';
+import type { SimDiskFaults } from '../sim-file-system.ts';
 import type { ClientNetworkFaults } from './exchange.ts';
 
+/** Relative weights of the nemesis' actions; 0 turns a kind off. */
+export interface RuntimeNemesisWeights {
+  readonly crash: number;
+  readonly partition: number;
+  readonly clientCut: number;
+  readonly pause: number;
+  /** Sets a machine's wall clock off by up to `clockSkewMsMax`, a jump either way. */
+  readonly clockJump: number;
+  readonly membership: number;
+  readonly transfer: number;
+  /** A bit flip or a zeroed sector at rest, on a machine with a faulty disk. */
+  readonly corrupt: number;
+}
+
 export interface RuntimeMix {
+  readonly profile: Profile;
+  /** The profile itself, or for the default profile the shape this seed drew. */
+  readonly shape: Shape;
   readonly nodeCount: number;
+  /** Machines beyond the initial members, which membership changes may add. */
+  readonly spareCount: number;
   readonly msPerTick: number;
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
+  readonly inflightAppendsMax: number;
+  readonly appendBytesMax: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
   readonly network: NetworkFaults;
   readonly clientNetwork: ClientNetworkFaults;
+  readonly nemesis: RuntimeNemesisWeights;
   /** Mean virtual ms between nemesis actions in the fault phase. */
   readonly nemesisIntervalMs: number;
-  readonly crashWeight: number;
-  readonly partitionWeight: number;
-  readonly clientCutWeight: number;
+  /** A crash picks the leader with this probability, else any running machine. */
+  readonly crashLeaderProbability: number;
   /** A node comes back after a crash within this many ms. */
   readonly downMsMax: number;
   readonly partitionMsMax: number;
+  readonly pauseMsMax: number;
+  /** Each machine's wall clock is off by up to this much, either way. */
+  readonly clockSkewMsMax: number;
+  /** Each machine's clock runs at a rate in [1 - drift, 1 + drift]. */
+  readonly clockDriftMax: number;
+  /**
+   * Machines whose disks misbehave beyond losing unsynced writes: at most a minority, so a
+   * majority always keeps what it acknowledged (until repair lands, such a node may stop).
+   */
+  readonly faultyDiskCount: number;
+  readonly diskFaults: SimDiskFaults;
+  /** A faulty disk's capacity (ENOSPC past it); Infinity for none. */
+  readonly faultyDiskBytesMax: number;
   readonly clientCount: number;
   readonly broadcastsPerClient: number;
   readonly issueGapMsMax: number;
@@ -38,34 +84,67 @@ export interface RuntimeMix {
   readonly segmentBytesMax: number;
 }
 
-export function drawRuntimeMix(prng: Prng, nodeCount: number | null): RuntimeMix {
-  const msPerTick = 10;
-  const calm = prng.chance(0.15);
-  return {
-    nodeCount: nodeCount ?? prng.pick([3, 3, 5]),
-    msPerTick,
-    electionTimeoutTicks: prng.between(10, 20),
+export interface RuntimeMixRequest {
+  readonly profile: Profile;
+  readonly nodeCount: number | null;
+}
+
+/** A shape drawn in proportion to the core's default weights, or the profile's own. */
+function drawShape(prng: Prng, profile: Profile): Shape {
+  if (profile !== 'default') return profile;
+  const entries = Object.entries(defaultShapeWeights) as [Shape, number][];
+  const total = entries.reduce((sum, [, weight]) => sum + weight, 0);
+  let point = prng.below(total);
+  for (const [shape, weight] of entries) {
+    if (point < weight) return shape;
+    point -= weight;
+  }
+  assert(false, 'a point below the total falls in some weight');
+}
+
+export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeMix {
+  const shape = drawShape(prng, request.profile);
+  const calm = shape === 'calm';
+  const nodeCount = request.nodeCount ?? prng.pick([3, 3, 5]);
+  const nemesis = drawNemesis(prng, shape);
+  const electionTimeoutTicks = shape === 'elections' ? prng.between(8, 12) : prng.between(10, 20);
+  const faultyDiskCount =
+    calm || shape === 'elections' ? 0 : prng.between(0, Math.floor((nodeCount - 1) / 2));
+  const mix: RuntimeMix = {
+    profile: request.profile,
+    shape,
+    nodeCount,
+    spareCount: nemesis.membership > 0 ? prng.between(1, 2) : 0,
+    msPerTick: 10,
+    electionTimeoutTicks,
     heartbeatIntervalTicks: prng.between(2, 3),
-    network: {
-      dropProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
-      duplicateProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
-      latencyTicksMin: 0,
-      latencyTicksMax: prng.between(1, 3),
-      delaySpikeProbability: calm ? 0 : prng.pick([0, 0.01]),
-      delaySpikeTicksMax: 30,
-    },
+    inflightAppendsMax: prng.pick([1, 2, 8, 64]),
+    appendBytesMax: prng.pick([256, 8 << 10, 64 << 10]),
+    // Without them split elections and stale votes are common, as the elections shape wants.
+    preVote: prng.chance(shape === 'elections' ? 0.3 : 0.8),
+    checkQuorum: prng.chance(shape === 'elections' ? 0.3 : 0.8),
+    network: drawNetwork(prng, calm),
     clientNetwork: {
       requestLossProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
       answerLossProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
       latencyMsMin: 1,
       latencyMsMax: prng.between(2, 20),
     },
-    nemesisIntervalMs: prng.between(300, 1500),
-    crashWeight: calm ? 0 : prng.pick([1, 2, 4]),
-    partitionWeight: calm ? 0 : prng.pick([0, 1, 2]),
-    clientCutWeight: calm ? 0 : prng.pick([0, 1]),
+    nemesis,
+    nemesisIntervalMs: shape === 'elections' ? prng.between(150, 600) : prng.between(300, 1500),
+    crashLeaderProbability: prng.pick([0.2, 0.5, 0.8]),
     downMsMax: prng.between(200, 3000),
     partitionMsMax: prng.between(300, 4000),
+    pauseMsMax: prng.between(100, 4 * electionTimeoutTicks * 10),
+    clockSkewMsMax: calm ? 0 : prng.pick([0, 0, 50, 5_000]),
+    clockDriftMax: calm ? 0 : prng.pick([0, 0, 0.05, 0.3]),
+    faultyDiskCount,
+    diskFaults: {
+      lostWriteProbability: prng.pick([0, 0, 0.01]),
+      misdirectedWriteProbability: prng.pick([0, 0, 0.01]),
+      datasyncErrorProbability: prng.pick([0, 0, 0.002, 0.02]),
+    },
+    faultyDiskBytesMax: prng.pick([Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, 600 << 10]),
     clientCount: prng.between(1, 4),
     broadcastsPerClient: prng.between(5, 40),
     issueGapMsMax: prng.pick([5, 50, 300]),
@@ -78,15 +157,106 @@ export function drawRuntimeMix(prng: Prng, nodeCount: number | null): RuntimeMix
     sectorBytes: prng.pick([512, 4096]),
     segmentBytesMax: prng.pick([16 << 10, 64 << 10, 256 << 10]),
   };
+  return shape === 'figure8' ? figure8(mix, prng) : mix;
+}
+
+/**
+ * Leaders die young: often, soon after election, with slow disks and one entry per Append,
+ * so an old term's entry can be half replicated when its leader goes (the Raft paper's
+ * Figure 8).
+ */
+function figure8(mix: RuntimeMix, prng: Prng): RuntimeMix {
+  return {
+    ...mix,
+    inflightAppendsMax: 1,
+    appendBytesMax: 64,
+    preVote: false,
+    checkQuorum: false,
+    crashLeaderProbability: 0.9,
+    nemesisIntervalMs: prng.between(150, 500),
+    downMsMax: prng.between(100, 600),
+    datasyncMsMax: 5,
+    batchBytesMax: 512,
+    issueGapMsMax: 5,
+  };
+}
+
+function drawNetwork(prng: Prng, calm: boolean): NetworkFaults {
+  return {
+    dropProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
+    duplicateProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
+    latencyTicksMin: 0,
+    latencyTicksMax: prng.between(1, 3),
+    delaySpikeProbability: calm ? 0 : prng.pick([0, 0.01]),
+    delaySpikeTicksMax: 30,
+  };
+}
+
+function drawNemesis(prng: Prng, shape: Shape): RuntimeNemesisWeights {
+  const weight = (onProbability: number) => (prng.chance(onProbability) ? prng.between(1, 5) : 0);
+  switch (shape) {
+    case 'calm':
+      return {
+        crash: 1,
+        partition: 0,
+        clientCut: 0,
+        pause: 0,
+        clockJump: 0,
+        membership: weight(0.5),
+        transfer: 1,
+        corrupt: 0,
+      };
+    case 'elections':
+      return {
+        crash: 5,
+        partition: weight(0.5),
+        clientCut: 0,
+        pause: weight(0.5),
+        clockJump: weight(0.3),
+        membership: 0,
+        transfer: weight(0.5),
+        corrupt: 0,
+      };
+    case 'figure8':
+      return {
+        crash: 8,
+        partition: 4,
+        clientCut: 0,
+        pause: weight(0.5),
+        clockJump: 0,
+        membership: 0,
+        transfer: weight(0.3),
+        corrupt: weight(0.3),
+      };
+    case 'broad':
+      return {
+        crash: weight(0.8),
+        partition: weight(0.7),
+        clientCut: weight(0.4),
+        pause: weight(0.4),
+        clockJump: weight(0.3),
+        membership: weight(0.5),
+        transfer: weight(0.4),
+        corrupt: weight(0.5),
+      };
+  }
 }
 
 export function describeRuntimeMix(mix: RuntimeMix): string {
   const network = mix.network;
+  const disk = mix.diskFaults;
+  const on = Object.entries(mix.nemesis)
+    .filter(([, weight]) => weight > 0)
+    .map(([kind, weight]) => `${kind}×${weight}`)
+    .join(' ');
   return [
-    `nodes=${mix.nodeCount} election=${mix.electionTimeoutTicks}x${mix.msPerTick}ms heartbeat=${mix.heartbeatIntervalTicks}`,
+    `profile=${mix.profile}${mix.profile === mix.shape ? '' : ` shape=${mix.shape}`} nodes=${mix.nodeCount}+${mix.spareCount}`,
+    `election=${mix.electionTimeoutTicks}x${mix.msPerTick}ms heartbeat=${mix.heartbeatIntervalTicks} inflight=${mix.inflightAppendsMax} append≤${mix.appendBytesMax}B preVote=${mix.preVote} checkQuorum=${mix.checkQuorum}`,
     `drop=${network.dropProbability} dup=${network.duplicateProbability} latency≤${network.latencyTicksMax}`,
     `clientLoss=${mix.clientNetwork.requestLossProbability}/${mix.clientNetwork.answerLossProbability}`,
-    `nemesis every ~${mix.nemesisIntervalMs}ms [crash×${mix.crashWeight} partition×${mix.partitionWeight} clientCut×${mix.clientCutWeight}]`,
+    `nemesis every ~${mix.nemesisIntervalMs}ms [${on || 'off'}]`,
+    `clock skew≤${mix.clockSkewMsMax}ms drift≤${mix.clockDriftMax}`,
+    `faultyDisks=${mix.faultyDiskCount} [lost=${disk.lostWriteProbability} misdirected=${disk.misdirectedWriteProbability} eio=${disk.datasyncErrorProbability} capacity=${mix.faultyDiskBytesMax}]`,
     `clients=${mix.clientCount}×${mix.broadcastsPerClient} inFlight=${mix.inFlightMax} batching=${mix.batching}`,
     `snapshotEvery=${mix.snapshotIntervalBytes}B batch≤${mix.batchBytesMax}B fsync≤${mix.datasyncMsMax}ms`,
   ].join(' ');

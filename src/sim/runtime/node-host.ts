@@ -5,7 +5,9 @@
  * incarnation (its timers and I/O never complete) and cuts the power: unsynced writes are
  * lost or torn. A restart opens the same disk the way production does.
  */
+
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import type { BroadcastError } from '../../broadcast/errors.ts';
 import {
   BroadcastNode,
   type defaultNodeTuning,
@@ -24,12 +26,14 @@ import type { SimFileSystem } from '../sim-file-system.ts';
 import { AckedLog } from './acked-log.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
+import type { RaftWatch } from './raft-watch.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 import { type RuntimeNetwork, SimTransport } from './transport.ts';
 
 export const silentLogger: NodeLogger = { info() {}, warn() {}, error() {} };
 
-export type HostState = 'down' | 'starting' | 'up';
+/** 'failed': stopped for good, its disk found corrupt or short of what it acknowledged. */
+export type HostState = 'down' | 'starting' | 'up' | 'failed';
 
 /** The runtime's tuning, every field of `defaultNodeTuning`, chosen per seed. */
 export type NodeTuning = { readonly [Key in keyof typeof defaultNodeTuning]: number };
@@ -40,9 +44,12 @@ export interface HostEvents {
   delivered(host: NodeHost, message: DeliveredMessage, afterSnapshot: boolean): void;
   /** The node applied a Ready with a leader's snapshot; its positions now run to `lastPosition`. */
   snapshotInstalled(host: NodeHost, lastPosition: number): void;
-  /** The node stopped itself (storage failure, assertion): a crash the world did not cause. */
-  failed(host: NodeHost, reason: string): void;
-  /** Recovery found less than the storage had acknowledged. */
+  /**
+   * The node stopped itself (its storage failed or would not open, or it hit a bug): a crash
+   * the world did not cause. `storage`: a storage error, not the node's own assertion.
+   */
+  failed(host: NodeHost, reason: string, storage: boolean): void;
+  /** Recovery found less than the storage had acknowledged; the node is not started. */
   lostAcknowledged(host: NodeHost, detail: string): void;
   note(host: NodeHost, text: string): void;
 }
@@ -56,10 +63,19 @@ export interface NodeHostOptions {
   readonly clientNetwork: ClientNetwork;
   readonly prng: Prng;
   readonly tuning: NodeTuning;
-  readonly bootstrap: Configuration;
+  /** The core's election guards (Pre-Vote, CheckQuorum), on or off for the whole run. */
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  /** The initial configuration; null for a machine that joins later. */
+  readonly bootstrap: Configuration | null;
+  /** This machine's clock rate (drift); its wall clock's offset is `clockOffsetMs`. */
+  readonly clockRate: number;
+  readonly clockOffsetMs: number;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly events: HostEvents;
-  readonly unsafe: keyof UnsafeOptions | null;
+  /** The core's invariants, fed from the node's observer; outlives incarnations. */
+  readonly watch: RaftWatch;
+  readonly unsafe: UnsafeOptions;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
   readonly segmentBytesMax: number;
 }
@@ -75,10 +91,17 @@ export class NodeHost {
   private life: Life | null = null;
   private server: InProcessServer | null = null;
   incarnation = 0;
+  /** How far this machine's wall clock is off the true virtual time; the nemesis moves it. */
+  clockOffsetMs = 0;
 
   constructor(private readonly options: NodeHostOptions) {
     this.id = options.id;
     this.index = options.index;
+    this.clockOffsetMs = options.clockOffsetMs;
+  }
+
+  get watch(): RaftWatch {
+    return this.options.watch;
   }
 
   get disk(): SimFileSystem {
@@ -87,6 +110,7 @@ export class NodeHost {
 
   /** Boots a new incarnation from the disk; resolves once it serves (or failed to start). */
   async start(): Promise<void> {
+    if (this.state === 'failed') return;
     assert(this.state === 'down', 'a node starts from down');
     this.state = 'starting';
     this.incarnation++;
@@ -96,6 +120,8 @@ export class NodeHost {
       scheduler: this.options.scheduler,
       life,
       prng: this.options.prng.fork(),
+      clockOffsetMs: () => this.clockOffsetMs,
+      clockRate: this.options.clockRate,
     });
     const { events } = this.options;
     let opened: Awaited<ReturnType<typeof FileStorage.open>>;
@@ -116,7 +142,7 @@ export class NodeHost {
       this.state = 'down';
       this.life = null;
       life.end();
-      events.failed(this, `storage did not open: ${(error as Error).message}`);
+      events.failed(this, `storage did not open: ${(error as Error).message}`, true);
       return;
     }
     if (this.life !== life) {
@@ -124,19 +150,29 @@ export class NodeHost {
       return;
     }
     const loss = this.acked.lossIn(this.id, opened.persisted);
-    if (loss !== null) events.lostAcknowledged(this, loss);
+    if (loss !== null) {
+      void opened.storage.close().catch(() => undefined);
+      this.state = 'down';
+      this.life = null;
+      life.end();
+      events.lostAcknowledged(this, loss);
+      return;
+    }
     this.acked.reset(opened.persisted);
+    this.options.watch.started(opened.persisted);
     const transport = new SimTransport(this.id, life, this.options.network);
     const node = new BroadcastNode(
       {
         ...this.options.tuning,
+        preVote: this.options.preVote,
+        checkQuorum: this.options.checkQuorum,
         id: this.id,
         bootstrap: this.options.bootstrap,
         initialPeers: this.options.peers,
         logger: silentLogger,
         environment,
         observer: this.observer(life),
-        ...(this.options.unsafe === null ? {} : { unsafe: { [this.options.unsafe]: true } }),
+        unsafe: this.options.unsafe,
       },
       opened.storage,
       transport,
@@ -158,18 +194,21 @@ export class NodeHost {
   }
 
   private observer(life: Life): NodeObserver {
-    const events = this.options.events;
+    const { events, watch } = this.options;
     const live = () => this.life === life && life.isAlive;
     // After a leader's snapshot is restored, the node's next delivery resumes after the
     // snapshot's last position, skipping what the snapshot holds.
     let restoring = false;
     return {
       readyTaken: (ready: Ready) => {
-        if (live()) this.acked.taken(ready);
+        if (!live()) return;
+        this.acked.taken(ready);
+        watch.taken(ready);
       },
       readyDurable: (ready: Ready, hardStateWritten: HardState | null) => {
         if (!live()) return;
         this.acked.durable();
+        watch.durable(ready, hardStateWritten);
         if (ready.snapshot !== null) {
           this.acked.installSnapshot(ready.snapshot);
           restoring = true;
@@ -179,7 +218,9 @@ export class NodeHost {
         if (hardStateWritten !== null) this.acked.hardState = hardStateWritten;
       },
       readyApplied: (ready: Ready) => {
-        if (!live() || ready.snapshot === null) return;
+        if (!live()) return;
+        watch.applied(ready);
+        if (ready.snapshot === null) return;
         // The deliveries of this Ready, if any, have resumed after the snapshot; the next
         // ones must follow on from them (or from the snapshot's last position).
         restoring = false;
@@ -187,7 +228,9 @@ export class NodeHost {
         events.snapshotInstalled(this, this.node.lastPosition);
       },
       compacted: (snapshot: Snapshot) => {
-        if (live()) this.acked.compact(snapshot);
+        if (!live()) return;
+        this.acked.compact(snapshot);
+        watch.compacted(snapshot);
       },
       delivered: (message: DeliveredMessage) => {
         if (!live()) return;
@@ -195,19 +238,40 @@ export class NodeHost {
         events.delivered(this, message, restoring);
         restoring = false;
       },
+      stopped: (reason: BroadcastError) => {
+        if (!live()) return;
+        // The process exits: what it wrote stays in the page cache, no power is cut.
+        this.end({ powerCut: false });
+        events.failed(this, reason.message, reason.code === 'storage_failed');
+      },
     };
   }
 
   /** Kills the incarnation and cuts the power to its disk. */
   crash(): void {
-    if (this.state === 'down') return;
+    this.end({ powerCut: true });
+  }
+
+  /** Stops the incarnation for good: its disk is not to be trusted until repair lands. */
+  fail(): void {
+    this.end({ powerCut: false });
+    this.state = 'failed';
+  }
+
+  /** Holds the incarnation's timers and inbound work until `untilMs` (a paused process). */
+  pause(untilMs: number): void {
+    if (this.life !== null) this.life.pausedUntilMs = untilMs;
+  }
+
+  private end(how: { readonly powerCut: boolean }): void {
+    if (this.state === 'down' || this.state === 'failed') return;
     this.life?.end();
     this.life = null;
     this.options.clientNetwork.detach(this.id);
     this.node = null;
     this.server = null;
     this.state = 'down';
-    this.options.disk.powerCut();
+    if (how.powerCut) this.options.disk.powerCut();
   }
 }
 

@@ -16,6 +16,12 @@ import { EventQueue } from '../event-queue.ts';
  */
 export class Life {
   private alive = true;
+  /**
+   * While the virtual clock is before this, the process is paused (stopped by the OS, a long
+   * GC, a stalled VM): its events wait until then, in their order, as a paused process's
+   * timers and socket reads all run at once when it resumes.
+   */
+  pausedUntilMs = 0;
 
   constructor(readonly name: string) {}
 
@@ -88,6 +94,10 @@ export class SimScheduler {
       assert(nextMs >= this.nowMsValue, 'virtual time never goes back');
       this.nowMsValue = nextMs;
       if (entry.cancelled || !entry.life.isAlive) continue;
+      if (entry.life.pausedUntilMs > nextMs) {
+        this.agenda.push(entry.life.pausedUntilMs, this.orderPrng.nextUint32(), entry);
+        continue;
+      }
       this.firedCount++;
       entry.fire();
       return true;

@@ -50,6 +50,8 @@ export class RuntimeNetwork {
   }
 
   send(sender: SimTransport, frame: Frame): DropReason | null {
+    // A killed process sends nothing, though its last awaits may still resume.
+    if (!sender.life.isAlive) return 'closed';
     const from = this.indexOf(sender.nodeId);
     const to = this.indexOf(frame.to);
     if (from === null || to === null) return 'unknownPeer';
@@ -68,6 +70,11 @@ export class RuntimeNetwork {
     const receiver = this.endpoints.get(frame.to);
     if (receiver === undefined || !this.network.linkUp(from, to)) {
       this.observe({ from: frame.from, to: frame.to, frame, kind: 'lost' });
+      return;
+    }
+    if (receiver.life.pausedUntilMs > this.scheduler.nowMs) {
+      // The frame reached the paused machine's socket; the process reads it when it resumes.
+      this.scheduler.schedule(0, receiver.life, () => this.arrive(from, to, frame, bytes));
       return;
     }
     this.observe({ from: frame.from, to: frame.to, frame, kind: 'delivered' });

@@ -1,28 +1,39 @@
 /**
  * A simulated run of the code users run: N real BroadcastNodes with the real WAL code over
  * simulated disks, their HTTP routes in process, and real SDK clients, on one virtual clock
- * and one seed. The fault phase crashes nodes (cutting their disks' power), partitions them,
- * loses, delays and duplicates frames, requests and answers. Then the liveness phase heals
- * everything, restarts every node, stops faults, and each client sends one more broadcast:
- * all must succeed and every node must deliver everything within a budget.
+ * and one seed. In the fault phase the nemesis (nemesis.ts) crashes machines (cutting their
+ * disks' power), partitions and pauses them, sets their clocks off, changes the membership,
+ * moves leadership and rots a minority's disks, while the networks lose, delay and duplicate
+ * frames, requests and answers, and faulty disks lose, misdirect and refuse writes. Then the
+ * liveness phase heals everything, restarts every machine, stops faults, and each client
+ * sends one more broadcast: all must succeed and every healthy member must deliver
+ * everything within a budget. The checkers look at every step: the core's invariants
+ * (raft-watch.ts), the frames (frame-checker.ts), and the broadcast as nodes and clients
+ * see it (delivery-checker.ts).
  */
 import type { UnsafeOptions } from '../../broadcast/node.ts';
-import type { NodeId } from '../../raft/types.ts';
+import { type UnsafeVariant, unsafeVariants } from '../../raft/core.ts';
+import type { Configuration, NodeId } from '../../raft/types.ts';
+import type { Frame } from '../../transport/types.ts';
 import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
-import { drawPartition, perfectNetwork, SimNetwork } from '../network.ts';
-import { SimFileSystem } from '../sim-file-system.ts';
+import { Checker } from '../checkers.ts';
+import type { Profile } from '../fault-mix.ts';
+import { perfectNetwork, SimNetwork, shuffle } from '../network.ts';
+import { NO_DISK_FAULTS, SimFileSystem } from '../sim-file-system.ts';
 import { type Property, type SimViolation, ViolationContext } from '../violation.ts';
 import { Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
 import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
 import { describeRuntimeMix, drawRuntimeMix, type RuntimeMix } from './mix.ts';
+import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
+import { RaftWatch } from './raft-watch.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
 import { RuntimeNetwork } from './transport.ts';
 
-export const runtimeUnsafeVariants = [
+const layerUnsafeVariants = [
   'answerBeforeCommit',
   'dropSessionsOnRestore',
   'deliverSeqGapAtOnce',
@@ -30,26 +41,36 @@ export const runtimeUnsafeVariants = [
   'moveSentMessage',
 ] as const;
 
-/** Deliberately broken node, WAL and SDK variants, for tests of the checkers only. */
-export type RuntimeUnsafe = (typeof runtimeUnsafeVariants)[number];
+/** Deliberately broken core, node, WAL and SDK variants, for tests of the checkers only. */
+export type RuntimeUnsafe = (typeof layerUnsafeVariants)[number] | UnsafeVariant;
+
+export const runtimeUnsafeVariants: readonly RuntimeUnsafe[] = [
+  ...layerUnsafeVariants,
+  ...unsafeVariants,
+];
 
 export interface RuntimeRunOptions {
   readonly seed: number;
   readonly nodeCount?: number | null;
+  /** default: each seed draws a shape; broad, elections, figure8, calm fix one. */
+  readonly profile?: Profile;
   readonly unsafe?: RuntimeUnsafe | null;
   readonly faultPhaseMs?: number;
   readonly traceSink?: ((line: string) => void) | null;
 }
 
-export interface RuntimeRunStats {
+export interface RuntimeRunStats extends NemesisCounts {
   steps: number;
   virtualMs: number;
-  crashes: number;
-  partitions: number;
+  /** Machines with faulty disks that stopped themselves, or were stopped for good. */
+  diskStops: number;
   positions: number;
   calls: number;
   framesSent: number;
   framesLost: number;
+  /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
+  leaderTerms: number;
+  committedIndex: number;
 }
 
 export interface RuntimeRunResult {
@@ -63,6 +84,8 @@ export const defaultFaultPhaseMs = 8_000;
 const livenessBudgetMs = 60_000;
 const eventsMax = 2_000_000;
 const stepsMax = 3_000_000;
+/** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
+const restartAfterStopMs = 100;
 
 /** Records the first violation instead of throwing it into the code under test. */
 class RecordingContext extends ViolationContext {
@@ -81,7 +104,10 @@ export async function runRuntimeSeed(options: RuntimeRunOptions): Promise<Runtim
 
 class RuntimeWorld {
   private readonly prng: Prng;
-  private readonly nemesisPrng: Prng;
+  private readonly nemesis: RuntimeNemesis;
+  /** Machines whose disks misbehave beyond a power cut's losses: a minority, by id. */
+  private readonly faultyDisks = new Set<NodeId>();
+  private readonly initialConfig: Configuration;
   readonly mix: RuntimeMix;
   private readonly context: RecordingContext;
   private readonly scheduler: SimScheduler;
@@ -89,6 +115,7 @@ class RuntimeWorld {
   private readonly clientNetwork: ClientNetwork;
   private readonly checker: DeliveryChecker;
   private readonly frameChecker: FrameChecker;
+  private readonly coreChecker: Checker;
   private readonly hosts: NodeHost[] = [];
   private readonly workload: Workload;
   private readonly worldLife = new Life('world');
@@ -97,10 +124,18 @@ class RuntimeWorld {
     virtualMs: 0,
     crashes: 0,
     partitions: 0,
+    pauses: 0,
+    clockJumps: 0,
+    memberChanges: 0,
+    transfers: 0,
+    corruptions: 0,
+    diskStops: 0,
     positions: 0,
     calls: 0,
     framesSent: 0,
     framesLost: 0,
+    leaderTerms: 0,
+    committedIndex: 0,
   };
   private faultsOn = true;
   private readonly unsafe: RuntimeUnsafe | null;
@@ -109,25 +144,31 @@ class RuntimeWorld {
   constructor(private readonly options: RuntimeRunOptions) {
     assert(options.seed >>> 0 === options.seed, 'seeds are u32');
     this.prng = new Prng(options.seed);
-    this.mix = drawRuntimeMix(this.prng.fork(), options.nodeCount ?? null);
-    this.nemesisPrng = this.prng.fork();
+    const profile = options.profile ?? 'default';
+    this.mix = drawRuntimeMix(this.prng.fork(), { profile, nodeCount: options.nodeCount ?? null });
+    const nemesisPrng = this.prng.fork();
     this.unsafe = options.unsafe ?? null;
     this.trace = options.traceSink ?? null;
     this.context = new RecordingContext({
       seed: options.seed,
       nodeCount: options.nodeCount ?? null,
       unsafe: options.unsafe ?? null,
-      profile: null,
+      profile: profile === 'default' ? null : profile,
       runtime: true,
     });
     this.scheduler = new SimScheduler(this.prng.fork(), eventsMax);
-    this.network = new SimNetwork(this.mix.nodeCount, this.prng.fork(), this.mix.network);
-    const ids = Array.from({ length: this.mix.nodeCount }, (_, index) => `n${index + 1}`);
+    const machineCount = this.mix.nodeCount + this.mix.spareCount;
+    this.network = new SimNetwork(machineCount, this.prng.fork(), this.mix.network);
+    const machines = Array.from({ length: machineCount }, (_, index) => `n${index + 1}`);
+    const ids = machines.slice(0, this.mix.nodeCount);
+    this.initialConfig = { voters: ids, learners: [] };
+    const diskOrder = shuffle(this.prng.fork(), ids);
+    for (const id of diskOrder.slice(0, this.mix.faultyDiskCount)) this.faultyDisks.add(id);
     const runtimeNetwork = new RuntimeNetwork(
       this.scheduler,
       this.network,
       (id) => {
-        const index = ids.indexOf(id);
+        const index = machines.indexOf(id);
         return index < 0 ? null : index;
       },
       this.mix.msPerTick,
@@ -135,42 +176,42 @@ class RuntimeWorld {
         if (event.kind === 'sent') {
           this.stats.framesSent++;
           this.frameChecker.onSent(event.frame);
+          this.onFrameSent(event.frame);
         } else if (event.kind === 'lost') this.stats.framesLost++;
       },
     );
     this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), () => undefined);
     this.clientNetwork.faults = this.mix.clientNetwork;
     this.checker = new DeliveryChecker(this.context);
+    this.coreChecker = new Checker(this.context, null, new Set(machines));
     this.frameChecker = new FrameChecker(this.context, (id) => {
       const host = this.hosts.find((candidate) => candidate.id === id);
       return host === undefined || host.state !== 'up' ? null : host.acked;
     });
     const tuning = this.tuning();
     const peers = new Map(ids.map((id) => [id, `${id}:7000`] as const));
-    for (const [index, id] of ids.entries()) {
-      const diskPrng = this.prng.fork();
-      const disk = new SimFileSystem({
-        prng: diskPrng.fork(),
-        sectorBytes: this.mix.sectorBytes,
-        schedule: (delayMs: number, fire: () => void) => {
-          this.scheduler.schedule(delayMs, this.worldLife, fire);
-        },
-        delayMs: (operation) =>
-          operation === 'datasync' ? diskPrng.between(0, this.mix.datasyncMsMax) : 0,
-      });
+    for (const [index, id] of machines.entries()) {
+      const hostPrng = this.prng.fork();
+      const drift = this.mix.clockDriftMax;
+      const skew = this.mix.clockSkewMsMax;
       this.hosts.push(
         new NodeHost({
           id,
           index,
-          disk,
+          disk: this.makeDisk(hostPrng.fork(), this.faultyDisks.has(id)),
           scheduler: this.scheduler,
           network: runtimeNetwork,
           clientNetwork: this.clientNetwork,
-          prng: this.prng.fork(),
+          prng: hostPrng.fork(),
           tuning,
-          bootstrap: { voters: ids, learners: [] },
+          preVote: this.mix.preVote,
+          checkQuorum: this.mix.checkQuorum,
+          bootstrap: index < this.mix.nodeCount ? this.initialConfig : null,
+          clockRate: drift === 0 ? 1 : 1 - drift + 2 * drift * hostPrng.next(),
+          clockOffsetMs: skew === 0 ? 0 : hostPrng.between(-skew, skew),
           peers,
           events: this.hostEvents(),
+          watch: new RaftWatch(id, this.coreChecker, this.context),
           unsafe: this.nodeUnsafe(),
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
@@ -189,15 +230,73 @@ class RuntimeWorld {
       (text) => this.note(text),
       this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     );
+    this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
   }
 
-  private nodeUnsafe(): keyof UnsafeOptions | null {
+  /**
+   * A machine's disk: every one loses or tears unsynced writes at a power cut; a faulty one
+   * also loses and misdirects writes, fails datasyncs and fills up, as the mix says.
+   */
+  private makeDisk(prng: Prng, faulty: boolean): SimFileSystem {
+    const mix = this.mix;
+    const latencyPrng = prng.fork();
+    return new SimFileSystem({
+      prng: prng.fork(),
+      sectorBytes: mix.sectorBytes,
+      schedule: (delayMs: number, fire: () => void) => {
+        this.scheduler.schedule(delayMs, this.worldLife, fire);
+      },
+      delayMs: (operation) =>
+        operation === 'datasync' ? latencyPrng.between(0, mix.datasyncMsMax) : 0,
+      ...(faulty ? { faults: mix.diskFaults, capacityBytes: mix.faultyDiskBytesMax } : {}),
+    });
+  }
+
+  private nemesisWorld(): NemesisWorld {
+    const world = this;
+    return {
+      mix: this.mix,
+      scheduler: this.scheduler,
+      life: this.worldLife,
+      hosts: this.hosts,
+      network: this.network,
+      clientNetwork: this.clientNetwork,
+      counts: this.stats,
+      get faultsOn() {
+        return world.faultsOn;
+      },
+      committedConfig: () => this.committedConfig(),
+      isFaultyDisk: (host) => this.faultyDisks.has(host.id),
+      startHost: (host) => void this.startHost(host),
+      note: (text) => this.note(text),
+    };
+  }
+
+  /** The configuration the committed log ends with (the initial one until a change). */
+  private committedConfig(): Configuration {
+    const record = this.coreChecker.record;
+    return record.latestConfigIndex === 0 ? this.initialConfig : record.latestConfig();
+  }
+
+  /** A Raft message leaving a live node goes to its watch; forwarding frames do not. */
+  private onFrameSent(frame: Frame): void {
+    if (frame.type === 'Forward' || frame.type === 'ForwardResult') return;
+    const host = this.hosts.find((candidate) => candidate.id === frame.from);
+    assert(host !== undefined, 'frames come from known nodes');
+    host.watch.sent(frame);
+  }
+
+  /** The node's broken variant, if the run plants one there or in the core. */
+  private nodeUnsafe(): UnsafeOptions {
     const unsafe = this.unsafe;
+    if ((unsafeVariants as readonly string[]).includes(unsafe ?? '')) {
+      return { core: unsafe as UnsafeVariant };
+    }
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
       unsafe === 'deliverSeqGapAtOnce'
-      ? unsafe
-      : null;
+      ? { [unsafe]: true }
+      : {};
   }
 
   private tuning(): NodeTuning {
@@ -216,8 +315,8 @@ class RuntimeWorld {
       snapshotIntervalBytes: mix.snapshotIntervalBytes,
       retainBytesMax: 1 << 20,
       sessionTtlMs: 3_600_000,
-      inflightAppendsMax: 8,
-      appendBytesMax: 8 << 10,
+      inflightAppendsMax: mix.inflightAppendsMax,
+      appendBytesMax: mix.appendBytesMax,
     };
   }
 
@@ -239,15 +338,46 @@ class RuntimeWorld {
       snapshotInstalled: (host: NodeHost, lastPosition: number) => {
         this.checker.onSnapshotInstalled(host.id, lastPosition);
       },
-      failed: (host: NodeHost, reason: string) => {
-        this.note(`${host.id} failed: ${reason}`);
-        this.context.fail('no crash', `${host.id}: ${reason}`, [host.id]);
-      },
+      failed: (host: NodeHost, reason: string, storage: boolean) =>
+        this.onFailed(host, reason, storage),
       lostAcknowledged: (host: NodeHost, detail: string) => {
-        this.context.fail('durability', detail, [host.id]);
+        if (!this.faultyDisks.has(host.id)) {
+          this.context.fail('durability', detail, [host.id]);
+          return;
+        }
+        // A faulty disk lost acknowledged writes: the node must not run on them, and until
+        // repair lands nothing can restore them, so it stays out; a majority keeps them.
+        host.fail();
+        this.stats.diskStops++;
+        this.note(
+          `${host.id} stays down for good: its faulty disk lost what it acknowledged (${detail})`,
+        );
       },
       note: (host: NodeHost, text: string) => this.note(`${host.id} ${text}`),
     };
+  }
+
+  /**
+   * A node stopped itself. A bug anywhere, or a healthy disk failing, is a violation. A faulty
+   * disk's error is the node doing right (it must stop using storage after an EIO): it
+   * restarts from what is durable, as a supervisor would restart it, unless its storage
+   * would not even open (the corruption is detected there), then it stays down for good.
+   */
+  private onFailed(host: NodeHost, reason: string, storage: boolean): void {
+    this.note(`${host.id} stops itself: ${reason}`);
+    if (!storage || !this.faultyDisks.has(host.id)) {
+      this.context.fail('no crash', `${host.id}: ${reason}`, [host.id]);
+      return;
+    }
+    this.stats.diskStops++;
+    if (host.state === 'starting' || reason.startsWith('storage did not open')) {
+      host.fail();
+      this.note(`${host.id} stays down for good: its storage does not open`);
+      return;
+    }
+    this.scheduler.schedule(restartAfterStopMs, this.worldLife, () => {
+      if (host.state === 'down') void this.startHost(host);
+    });
   }
 
   private note(text: string): void {
@@ -257,9 +387,9 @@ class RuntimeWorld {
   async run(): Promise<RuntimeRunResult> {
     this.note(describeRuntimeMix(this.mix));
     try {
-      for (const host of this.hosts) void this.startHost(host);
+      for (const host of this.hosts) if (host.index < this.mix.nodeCount) void this.startHost(host);
       this.workload.begin(this.worldLife);
-      this.scheduleNemesis();
+      this.nemesis.begin();
       const faultPhaseMs = this.options.faultPhaseMs ?? defaultFaultPhaseMs;
       await this.runUntil(faultPhaseMs, () => false);
       if (this.context.first === null) await this.livenessPhase();
@@ -274,6 +404,8 @@ class RuntimeWorld {
     this.stats.virtualMs = this.scheduler.nowMs;
     this.stats.positions = this.checker.lastPosition;
     this.stats.calls = this.checker.callCount;
+    this.stats.leaderTerms = this.coreChecker.leaderCount;
+    this.stats.committedIndex = this.coreChecker.record.length;
     return {
       seed: this.options.seed,
       mix: this.mix,
@@ -288,8 +420,10 @@ class RuntimeWorld {
 
   /** Steps until `untilMs`, a violation, or `done()`; true when done() held. */
   private async runUntil(untilMs: number, done: () => boolean): Promise<boolean> {
-    const boundMs =
-      this.workload.bounds.unavailableAfterMs + this.workload.bounds.requestTimeoutMs * 4 + 2_000;
+    // A call may wait unavailableAfterMs for an in-flight slot (slots stay taken while
+    // earlier messages are still being sent), then as long again for an answer.
+    const bounds = this.workload.bounds;
+    const boundMs = 2 * bounds.unavailableAfterMs + bounds.requestTimeoutMs * 4 + 2_000;
     while (this.context.first === null) {
       if (done()) return true;
       if (!this.scheduler.runNext(untilMs)) return done();
@@ -312,74 +446,6 @@ class RuntimeWorld {
     return false;
   }
 
-  // ------------------------------------------------------------ nemesis
-
-  private scheduleNemesis(): void {
-    const delayMs = this.nemesisPrng.between(1, 2 * this.mix.nemesisIntervalMs);
-    this.scheduler.schedule(delayMs, this.worldLife, () => {
-      if (!this.faultsOn) return;
-      this.nemesisAct();
-      this.scheduleNemesis();
-    });
-  }
-
-  private nemesisAct(): void {
-    const mix = this.mix;
-    const total = mix.crashWeight + mix.partitionWeight + mix.clientCutWeight;
-    if (total === 0) return;
-    let draw = this.nemesisPrng.below(total);
-    if (draw < mix.crashWeight) {
-      this.crashOne();
-      return;
-    }
-    draw -= mix.crashWeight;
-    if (draw < mix.partitionWeight) {
-      this.partition();
-      return;
-    }
-    this.cutClient();
-  }
-
-  private crashOne(): void {
-    const up = this.hosts.filter((host) => host.state === 'up');
-    if (up.length === 0) return;
-    const host = this.nemesisPrng.pick(up);
-    host.crash();
-    this.stats.crashes++;
-    this.note(`${host.id} crashes (power cut)`);
-    const downMs = this.nemesisPrng.between(50, this.mix.downMsMax);
-    this.scheduler.schedule(downMs, this.worldLife, () => {
-      if (host.state === 'down') void this.startHost(host);
-    });
-  }
-
-  private partition(): void {
-    const indexes = this.hosts.map((host) => host.index);
-    const kind = this.nemesisPrng.pick(['symmetric', 'one-way', 'isolate'] as const);
-    const spec = drawPartition(this.nemesisPrng, kind, indexes, null);
-    this.network.applyPartition(spec);
-    this.stats.partitions++;
-    this.note(`partition ${kind}: [${spec.side.join(',')}] / [${spec.other.join(',')}]`);
-    const healMs = this.nemesisPrng.between(100, this.mix.partitionMsMax);
-    this.scheduler.schedule(healMs, this.worldLife, () => {
-      if (this.network.partition === spec) {
-        this.network.heal();
-        this.note('partition heals');
-      }
-    });
-  }
-
-  private cutClient(): void {
-    const client = `c${this.nemesisPrng.below(this.mix.clientCount)}`;
-    const host = this.nemesisPrng.pick(this.hosts);
-    this.clientNetwork.cut(client, host.id);
-    this.note(`${client} is cut off from ${host.id}`);
-    const healMs = this.nemesisPrng.between(100, this.mix.partitionMsMax);
-    this.scheduler.schedule(healMs, this.worldLife, () => {
-      if (this.faultsOn) this.clientNetwork.heal();
-    });
-  }
-
   // ------------------------------------------------------------ liveness
 
   private async livenessPhase(): Promise<void> {
@@ -388,30 +454,42 @@ class RuntimeWorld {
     this.network.faults = { ...perfectNetwork, latencyTicksMax: this.mix.network.latencyTicksMax };
     this.clientNetwork.heal();
     this.clientNetwork.faults = calmClientNetwork;
-    for (const host of this.hosts) if (host.state === 'down') void this.startHost(host);
-    this.note('liveness phase: network healed, faults stop, every node runs');
+    for (const host of this.hosts) {
+      host.disk.setFaults(NO_DISK_FAULTS);
+      host.pause(0);
+      if (host.state === 'down') void this.startHost(host);
+    }
+    this.note('liveness phase: network healed, faults stop, every machine runs');
     const startMs = this.scheduler.nowMs;
     this.workload.finish();
-    const ids = this.hosts.map((host) => host.id);
-    const reached = await this.runUntil(
-      startMs + livenessBudgetMs,
-      () =>
-        this.workload.allFinalResolved &&
-        this.workload.outstanding === 0 &&
-        this.hosts.every((host) => host.state === 'up') &&
-        this.checker.lagging(ids).length === 0,
-    );
+    const reached = await this.runUntil(startMs + livenessBudgetMs, () => {
+      if (!this.workload.allFinalResolved || this.workload.outstanding !== 0) return false;
+      const required = this.requiredHosts();
+      return (
+        required.every((host) => host.state === 'up') &&
+        this.checker.lagging(required.map((host) => host.id)).length === 0
+      );
+    });
     if (!reached && this.context.first === null) {
+      const required = this.requiredHosts();
+      const lagging = this.checker.lagging(required.map((host) => host.id));
+      const down = required.filter((host) => host.state !== 'up').map((host) => host.id);
       this.context.fail(
         'liveness',
-        `${this.scheduler.nowMs - startMs} ms after faults stopped: ${this.checker.lastPosition} positions delivered; lagging: ${this.checker.lagging(ids).join(', ') || 'none'}; down: ${
-          this.hosts
-            .filter((host) => host.state !== 'up')
-            .map((host) => host.id)
-            .join(', ') || 'none'
-        }; clients waiting: ${this.workload.describeWaiting() || 'none'}; outstanding calls ${this.workload.outstanding}`,
-        this.checker.lagging(ids),
+        `${this.scheduler.nowMs - startMs} ms after faults stopped: ${this.checker.lastPosition} positions delivered; lagging: ${lagging.join(', ') || 'none'}; down: ${down.join(', ') || 'none'}; clients waiting: ${this.workload.describeWaiting() || 'none'}; outstanding calls ${this.workload.outstanding}`,
+        lagging,
       );
     }
+  }
+
+  /**
+   * Who must deliver everything once faults stop: the members of the committed
+   * configuration on healthy disks. A faulty disk's machine may have stopped for good (at
+   * most a minority), and a removed machine need not follow the log any more.
+   */
+  private requiredHosts(): NodeHost[] {
+    const config = this.committedConfig();
+    const members = new Set([...config.voters, ...config.learners]);
+    return this.hosts.filter((host) => members.has(host.id) && !this.faultyDisks.has(host.id));
   }
 }

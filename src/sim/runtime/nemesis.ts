@@ -1,0 +1,287 @@
+/**
+ * The runtime world's nemesis: during the fault phase it picks one action at a time,
+ * weighted by the seed's mix — crash (often the leader, with a power cut), partition
+ * (symmetric, one-way, or isolating the leader), a client cut off from a node, a pause, a
+ * wall-clock jump, a membership change through the nodes' own API (add a machine as voter
+ * or learner, promote, demote, remove), a leadership transfer, or corruption at rest on a
+ * faulty disk. Everything it does goes through what an operator or the machine itself
+ * could do to the real node; nothing reaches into its state.
+ */
+import type { MemberRecord } from '../../broadcast/membership.ts';
+import type { Configuration, NodeId } from '../../raft/types.ts';
+import type { Prng } from '../../util/prng.ts';
+import { drawPartition, type SimNetwork } from '../network.ts';
+import type { ClientNetwork } from './exchange.ts';
+import type { RuntimeMix, RuntimeNemesisWeights } from './mix.ts';
+import type { NodeHost } from './node-host.ts';
+import type { Life, SimScheduler } from './scheduler.ts';
+
+export interface NemesisCounts {
+  crashes: number;
+  partitions: number;
+  pauses: number;
+  clockJumps: number;
+  memberChanges: number;
+  transfers: number;
+  corruptions: number;
+}
+
+/** What the nemesis may see and touch of the world. */
+export interface NemesisWorld {
+  readonly mix: RuntimeMix;
+  readonly scheduler: SimScheduler;
+  readonly life: Life;
+  readonly hosts: readonly NodeHost[];
+  readonly network: SimNetwork;
+  readonly clientNetwork: ClientNetwork;
+  readonly counts: NemesisCounts;
+  readonly faultsOn: boolean;
+  /** The configuration the committed log ends with. */
+  committedConfig(): Configuration;
+  isFaultyDisk(host: NodeHost): boolean;
+  startHost(host: NodeHost): void;
+  note(text: string): void;
+}
+
+type Action = keyof RuntimeNemesisWeights;
+
+interface Choice {
+  readonly kind: 'add voter' | 'add learner' | 'promote' | 'demote' | 'remove';
+  readonly id: NodeId;
+}
+
+/** The configuration once `choice` is in force. */
+function applyChoice(config: Configuration, choice: Choice): Configuration {
+  const voters = config.voters.filter((id) => id !== choice.id);
+  const learners = config.learners.filter((id) => id !== choice.id);
+  if (choice.kind === 'add voter' || choice.kind === 'promote') voters.push(choice.id);
+  if (choice.kind === 'add learner' || choice.kind === 'demote') learners.push(choice.id);
+  return { voters, learners };
+}
+
+export class RuntimeNemesis {
+  /** Machines once removed: the membership table keeps their ids from coming back. */
+  private readonly removed = new Set<NodeId>();
+  /**
+   * The configuration every request so far asks for. A request that timed out may still
+   * take effect, so choices must be safe against both this and the committed one.
+   */
+  private intended: Configuration | null = null;
+
+  constructor(
+    private readonly world: NemesisWorld,
+    private readonly prng: Prng,
+  ) {}
+
+  /** Schedules the next action, and the one after it, until faults stop. */
+  begin(): void {
+    const { scheduler, life, mix } = this.world;
+    scheduler.schedule(this.prng.between(1, 2 * mix.nemesisIntervalMs), life, () => {
+      if (!this.world.faultsOn) return;
+      this.act();
+      this.begin();
+    });
+  }
+
+  private act(): void {
+    const action = this.pickAction();
+    if (action === null) return;
+    const handlers: Record<Action, () => void> = {
+      crash: () => this.crash(),
+      partition: () => this.partition(),
+      clientCut: () => this.cutClient(),
+      pause: () => this.pause(),
+      clockJump: () => this.jumpClock(),
+      membership: () => this.changeMembership(),
+      transfer: () => this.transfer(),
+      corrupt: () => this.corrupt(),
+    };
+    handlers[action]();
+  }
+
+  private pickAction(): Action | null {
+    const weights = this.world.mix.nemesis;
+    const actions = Object.keys(weights) as Action[];
+    const total = actions.reduce((sum, action) => sum + weights[action], 0);
+    if (total === 0) return null;
+    let draw = this.prng.below(total);
+    for (const action of actions) {
+      draw -= weights[action];
+      if (draw < 0) return action;
+    }
+    return null;
+  }
+
+  private up(): NodeHost[] {
+    return this.world.hosts.filter((host) => host.state === 'up');
+  }
+
+  /** The running node that leads the highest term, if any. */
+  leader(): NodeHost | null {
+    let best: NodeHost | null = null;
+    for (const host of this.up()) {
+      if (!host.watch.isLeader) continue;
+      if (best === null || host.watch.term > best.watch.term) best = host;
+    }
+    return best;
+  }
+
+  private crash(): void {
+    const { world, prng } = this;
+    const up = this.up();
+    if (up.length === 0) return;
+    const leader = this.leader();
+    const host =
+      leader !== null && prng.chance(world.mix.crashLeaderProbability) ? leader : prng.pick(up);
+    host.crash();
+    world.counts.crashes++;
+    world.note(`${host.id} crashes (power cut)`);
+    world.scheduler.schedule(prng.between(50, world.mix.downMsMax), world.life, () => {
+      if (host.state === 'down') world.startHost(host);
+    });
+  }
+
+  private partition(): void {
+    const { world, prng } = this;
+    const indexes = world.hosts
+      .filter((host) => host.incarnation > 0 && host.state !== 'failed')
+      .map((host) => host.index);
+    if (indexes.length < 2) return;
+    const kind = prng.pick(['symmetric', 'one-way', 'isolate'] as const);
+    const spec = drawPartition(prng, kind, indexes, this.leader()?.index ?? null);
+    world.network.applyPartition(spec);
+    world.counts.partitions++;
+    world.note(`partition ${kind}: [${spec.side.join(',')}] / [${spec.other.join(',')}]`);
+    world.scheduler.schedule(prng.between(100, world.mix.partitionMsMax), world.life, () => {
+      if (world.network.partition === spec) {
+        world.network.heal();
+        world.note('partition heals');
+      }
+    });
+  }
+
+  private cutClient(): void {
+    const { world, prng } = this;
+    const client = `c${prng.below(world.mix.clientCount)}`;
+    const host = prng.pick(world.hosts.slice(0, world.mix.nodeCount));
+    world.clientNetwork.cut(client, host.id);
+    world.note(`${client} is cut off from ${host.id}`);
+    world.scheduler.schedule(prng.between(100, world.mix.partitionMsMax), world.life, () => {
+      if (world.faultsOn) world.clientNetwork.heal();
+    });
+  }
+
+  private pause(): void {
+    const { world, prng } = this;
+    const up = this.up();
+    if (up.length === 0) return;
+    const host = prng.pick(up);
+    const pauseMs = prng.between(10, world.mix.pauseMsMax);
+    host.pause(world.scheduler.nowMs + pauseMs);
+    world.counts.pauses++;
+    world.note(`${host.id} pauses for ${pauseMs} ms`);
+  }
+
+  private jumpClock(): void {
+    const { world, prng } = this;
+    const skewMsMax = world.mix.clockSkewMsMax;
+    if (skewMsMax === 0) return;
+    const host = prng.pick(world.hosts);
+    host.clockOffsetMs = prng.between(-skewMsMax, skewMsMax);
+    world.counts.clockJumps++;
+    world.note(`${host.id}'s wall clock is set ${host.clockOffsetMs} ms off`);
+  }
+
+  private transfer(): void {
+    const leader = this.leader();
+    if (leader === null || leader.node === null) return;
+    const voters = this.world.committedConfig().voters.filter((id) => id !== leader.id);
+    if (voters.length === 0) return;
+    const target = this.prng.pick(voters);
+    const result = leader.node.transferLeadership(target);
+    if (result.accepted) this.world.counts.transfers++;
+    this.world.note(`${leader.id} transfers leadership to ${target}: ${result.detail}`);
+  }
+
+  private corrupt(): void {
+    const { world, prng } = this;
+    const faulty = world.hosts.filter((host) => world.isFaultyDisk(host));
+    if (faulty.length === 0) return;
+    const host = prng.pick(faulty);
+    const report = prng.chance(0.5) ? host.disk.flipBit() : host.disk.zeroSector();
+    if (report === null) return;
+    world.counts.corruptions++;
+    world.note(`${host.id}'s disk rots at ${report.path}+${report.offsetBytes}`);
+  }
+
+  /**
+   * One request to the nodes' membership API, through any running node (it forwards to the
+   * leader): add a machine that never was a member, promote a learner, demote or remove a
+   * voter. The voters healthy disks hold always stay a quorum of the voters, so the machines
+   * a faulty disk may stop are never needed for progress.
+   */
+  private changeMembership(): void {
+    const { world, prng } = this;
+    const via = this.up();
+    if (via.length === 0) return;
+    const committed = world.committedConfig();
+    this.intended ??= committed;
+    const choices = this.membershipChoices(committed, this.intended);
+    if (choices.length === 0) return;
+    const choice = prng.pick(choices);
+    this.intended = applyChoice(this.intended, choice);
+    const node = prng.pick(via).node;
+    if (node === null) return;
+    const host = world.hosts.find((candidate) => candidate.id === choice.id);
+    if (host === undefined) return;
+    world.counts.memberChanges++;
+    world.note(`membership: ${choice.kind} ${choice.id} (asked at ${node.id})`);
+    let request: Promise<unknown>;
+    if (choice.kind === 'remove') {
+      this.removed.add(choice.id);
+      request = node.removeMember(choice.id);
+    } else {
+      if (host.incarnation === 0) world.startHost(host);
+      const member: MemberRecord = {
+        id: choice.id,
+        address: `${choice.id}:7000`,
+        voter: choice.kind !== 'demote' && choice.kind !== 'add learner',
+      };
+      request = node.addMember(member);
+    }
+    request.then(
+      () => world.note(`membership: ${choice.kind} ${choice.id} is in force`),
+      (error: Error) => world.note(`membership: ${choice.kind} ${choice.id}: ${error.message}`),
+    );
+  }
+
+  private membershipChoices(committed: Configuration, intended: Configuration): Choice[] {
+    const candidates: Choice[] = [];
+    const members = new Set([...intended.voters, ...intended.learners]);
+    for (const host of this.world.hosts) {
+      if (members.has(host.id) || this.removed.has(host.id) || host.state === 'failed') continue;
+      candidates.push({ kind: this.prng.chance(0.3) ? 'add learner' : 'add voter', id: host.id });
+    }
+    for (const learner of intended.learners) candidates.push({ kind: 'promote', id: learner });
+    for (const voter of intended.voters) {
+      candidates.push({ kind: this.prng.chance(0.3) ? 'demote' : 'remove', id: voter });
+    }
+    return candidates.filter(
+      (choice) =>
+        this.keepsHealthyQuorum(applyChoice(intended, choice)) &&
+        this.keepsHealthyQuorum(applyChoice(committed, choice)),
+    );
+  }
+
+  /**
+   * At least three voters, and the voters on healthy disks a quorum of them: the machines a
+   * faulty disk may stop for good are then never needed for progress.
+   */
+  private keepsHealthyQuorum(config: Configuration): boolean {
+    const healthy = config.voters.filter((id) => {
+      const host = this.world.hosts.find((candidate) => candidate.id === id);
+      return host !== undefined && !this.world.isFaultyDisk(host);
+    });
+    return config.voters.length >= 3 && healthy.length >= Math.floor(config.voters.length / 2) + 1;
+  }
+}
