@@ -17,6 +17,13 @@ export type BroadcastErrorCode =
   | 'SEQUENCE_GAP'
   /** The client's session is unknown (expired, or never started at seq 1). */
   | 'SESSION_UNKNOWN'
+  /** The session belongs to another identity: it was started by someone else. */
+  | 'SESSION_FORBIDDEN'
+  /**
+   * The session was started by another client of the same identity with another nonce: two
+   * clients picked one client id. Start a session under another id.
+   */
+  | 'SESSION_CONFLICT'
   /** The requested position is older than what this node keeps; `details.firstPosition`. */
   | 'COMPACTED'
   /** Storage failed; the node stopped so that it cannot acknowledge what it did not keep. */

@@ -86,6 +86,17 @@ export interface BroadcastOptions {
   /** With `seq`: the caller's own session, for exactly-once retries across nodes. */
   readonly clientId?: string;
   readonly seq?: number;
+  /**
+   * The identity the caller was authenticated as (the HTTP server passes its identity's
+   * name). A session belongs to the owner of its seq 1; a message of another owner in it is
+   * refused with SESSION_FORBIDDEN. Default: empty, nobody.
+   */
+  readonly owner?: string;
+  /**
+   * The client's random session nonce, sent with every message of the session. Another
+   * nonce in a started session is refused with SESSION_CONFLICT. Default: none.
+   */
+  readonly nonce?: string;
 }
 
 export interface NodeStatus {
