@@ -17,6 +17,10 @@ export type HttpErrorCode =
   | 'storage_failed'
   | 'sequence_gap'
   | 'session_unknown'
+  | 'session_forbidden'
+  | 'session_conflict'
+  | 'unauthorized'
+  | 'forbidden'
   | 'compacted'
   | 'transfer_refused'
   | 'not_found'
@@ -69,6 +73,8 @@ const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
   INTERNAL: { status: 500, code: 'internal', retryable: false },
   SEQUENCE_GAP: { status: 409, code: 'sequence_gap', retryable: false },
   SESSION_UNKNOWN: { status: 409, code: 'session_unknown', retryable: false },
+  SESSION_FORBIDDEN: { status: 403, code: 'session_forbidden', retryable: false },
+  SESSION_CONFLICT: { status: 409, code: 'session_conflict', retryable: false },
   COMPACTED: { status: 410, code: 'compacted', retryable: false },
 };
 

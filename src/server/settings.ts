@@ -6,6 +6,7 @@ import { BroadcastError } from '../broadcast/errors.ts';
 import type { NodeLogger } from '../broadcast/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
+import type { AuthSource } from './access.ts';
 import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
 import { HttpMetrics } from './http-metrics.ts';
 
@@ -28,6 +29,8 @@ export interface ServerOptions {
   readonly streamsMax?: number;
   /** Largest page of GET /v1/messages (a larger `limit` is cut to it); default 1000. */
   readonly messagesLimitMax?: number;
+  /** Identities and their rights (auth.ts); absent: every request may do everything. */
+  readonly auth?: AuthSource | null;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -97,5 +100,6 @@ export function createServerContext(options: ServerOptions): ServerContext {
     metrics: new HttpMetrics(),
     logger: options.logger,
     environment: options.environment,
+    auth: options.auth ?? null,
   };
 }
