@@ -33,7 +33,11 @@ export interface AttackCluster {
 
 export async function startAttackCluster(
   extraArgs: readonly string[] = [],
+  /** Sent as `Authorization: Bearer` by the helpers, for a cluster started with --auth. */
+  options: { readonly token?: string } = {},
 ): Promise<AttackCluster> {
+  const authorization: Record<string, string> =
+    options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
   const ids = ['n1', 'n2', 'n3'];
   const root = await mkdtemp(join(tmpdir(), 'abcast-attack-'));
   const ports = await freePorts(6);
@@ -50,7 +54,9 @@ export async function startAttackCluster(
     ]),
   );
   const status = async (at: number): Promise<NodeStatus> =>
-    (await fetch(`${httpUrl(at)}/v1/status`)).json() as Promise<NodeStatus>;
+    (
+      await fetch(`${httpUrl(at)}/v1/status`, { headers: authorization })
+    ).json() as Promise<NodeStatus>;
   const cluster: AttackCluster = {
     ids,
     nodes,
@@ -80,7 +86,7 @@ export async function startAttackCluster(
     async post(at, path, body) {
       const answer = await fetch(`${httpUrl(at)}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...authorization },
         body: JSON.stringify(body),
       });
       const text = await answer.text();
@@ -93,7 +99,7 @@ export async function startAttackCluster(
       return { status: answer.status, body: parsed };
     },
     async metric(at, name) {
-      const text = await (await fetch(`${httpUrl(at)}/metrics`)).text();
+      const text = await (await fetch(`${httpUrl(at)}/metrics`, { headers: authorization })).text();
       let total = 0;
       for (const line of text.split('\n')) {
         if (!line.startsWith(name)) continue;
