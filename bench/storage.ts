@@ -13,8 +13,8 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Entry } from '../src/raft/types.ts';
-import { crc32IsNative } from '../src/storage/crc32.ts';
 import { DEFAULT_SEGMENT_BYTES_MAX, FileStorage } from '../src/storage/file-storage.ts';
+import { crc32IsNative } from '../src/util/crc32.ts';
 
 interface Workload {
   readonly name: string;

@@ -4,10 +4,9 @@
  * times each transfer was delivered, which is compared with what its client was told.
  */
 import { isDeepStrictEqual } from 'node:util';
-import type { Message } from '../../src/client/index.ts';
 import type { Cluster } from '../support/cluster.ts';
 import { type CrashRecord, crashCheck } from '../support/faults.ts';
-import { readLogs } from '../support/log.ts';
+import { type LoggedMessage, readLogs } from '../support/log.ts';
 import { type Check, check, hashOf, type Report } from '../support/report.ts';
 import { type Bank, parseBankCommand, transferId } from './bank.ts';
 import type { Ack, LedgerOptions, Observation, Replica } from './run.ts';
@@ -59,7 +58,7 @@ export async function ledgerChecks(outcome: LedgerOutcome): Promise<Report> {
 }
 
 /** How many times each transfer id occurs in the log; also ids that no client issued. */
-function countDeliveries(log: readonly Message[]): Map<string, number> {
+function countDeliveries(log: readonly LoggedMessage[]): Map<string, number> {
   const counts = new Map<string, number>();
   for (const message of log) {
     let command: ReturnType<typeof parseBankCommand>;
@@ -115,7 +114,7 @@ function replicasAgree(states: readonly Bank[]): Check {
   );
 }
 
-function logsAgree(ids: readonly string[], logs: readonly Message[][]): Check {
+function logsAgree(ids: readonly string[], logs: readonly LoggedMessage[][]): Check {
   const hashes = logs.map((log) => hashOf(log.map((message) => [message.index, message.payload])));
   const ok = hashes.every((hash) => hash === hashes[0]) && (logs[0]?.length ?? 0) > 0;
   const detail = ids.map((id, at) => `${id} ${logs[at]?.length} messages ${hashes[at]}`).join('; ');

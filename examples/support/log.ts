@@ -2,10 +2,23 @@
  * Reading the log back over HTTP (GET /v1/messages), to check what was delivered against
  * what the clients were told: the independent witness of an example's checks.
  */
-import type { Message } from '../../src/client/index.ts';
 import { assert } from '../../src/util/assert.ts';
 import { type Cluster, fetchStatus } from './cluster.ts';
 import { ExampleError, pollUntil } from './errors.ts';
+
+/**
+ * A message exactly as GET /v1/messages gives it (docs/api.md): read straight off the wire,
+ * not through the SDK, so its position is the wire's `index`.
+ */
+export interface LoggedMessage {
+  readonly index: number;
+  readonly term: number;
+  readonly payload: unknown;
+  readonly client: string;
+  readonly seq: number;
+  readonly topic: string | null;
+  readonly time: number;
+}
 
 const pageLimitCount = 1_000;
 const requestTimeoutMs = 5_000;
@@ -19,11 +32,11 @@ export async function readTopic(
   endpoint: string,
   topic: string,
   range: { readonly fromIndex: number; readonly throughIndex: number },
-): Promise<Message[]> {
+): Promise<LoggedMessage[]> {
   const { fromIndex, throughIndex } = range;
   assert(Number.isSafeInteger(fromIndex) && fromIndex >= 1, 'positions start at 1');
   assert(Number.isSafeInteger(throughIndex) && throughIndex >= 0, 'a position is an integer');
-  const messages: Message[] = [];
+  const messages: LoggedMessage[] = [];
   let from = fromIndex;
   for (let page = 0; from <= throughIndex; page++) {
     if (page >= pageCountMax) {
@@ -38,7 +51,7 @@ export async function readTopic(
         body: await response.text(),
       });
     }
-    const body = (await response.json()) as { messages: Message[]; next: number };
+    const body = (await response.json()) as { messages: LoggedMessage[]; next: number };
     for (const message of body.messages) {
       if (message.index <= throughIndex) messages.push(message);
     }
@@ -70,7 +83,7 @@ export async function readLogs(
   cluster: Cluster,
   topics: readonly string[],
   fromIndex: number,
-): Promise<Message[][]> {
+): Promise<LoggedMessage[][]> {
   const throughIndex = await barrierOf(cluster.endpoints[0] as string);
   return Promise.all(
     cluster.endpoints.map(async (endpoint) => {

@@ -17,9 +17,10 @@
  */
 import { AgentError, invalidArgument } from './errors.ts';
 import { checkTopic } from './log.ts';
-import { checkAgentId } from './presence.ts';
-import { type ReplicaOptions, ReplicatedStateMachine, type StateMachine } from './rsm.ts';
+import { checkAgentId } from './presence-machine.ts';
+import { ReplicatedStateMachine } from './rsm.ts';
 import type { LogSource } from './source.ts';
+import type { ReplicaOptions, StateMachine } from './state-machine.ts';
 
 /** Barrier one topic holds; arrivals at a new one beyond it are refused with `full`. */
 export const barriersMax = 10_000;

@@ -29,7 +29,7 @@ export class ClientLog implements SharedLog {
   async append(payload: unknown, topic: string): Promise<AppendAnswer> {
     try {
       const answer = await this.client.broadcast(payload, { topic });
-      return { index: answer.index, duplicate: answer.duplicate };
+      return { index: answer.position, duplicate: answer.duplicate };
     } finally {
     }
   }
@@ -50,7 +50,7 @@ export class ClientLog implements SharedLog {
       ...(single === undefined ? {} : { topic: single }),
       signal: options.signal,
       ...(this.options.readFrom === undefined ? {} : { endpoint: this.options.readFrom }),
-      onProgress: (index) => inbox.progress(index),
+      onProgress: (position) => inbox.progress(position),
     });
     try {
       inbox.read(subscription.next());
@@ -66,7 +66,7 @@ export class ClientLog implements SharedLog {
         if (message.topic !== null && topics.has(message.topic)) {
           yield { kind: 'entry', entry: entryOf(message) };
         } else {
-          yield { kind: 'passed', index: message.index };
+          yield { kind: 'passed', index: message.position };
         }
       }
     } finally {
@@ -88,7 +88,7 @@ export class ClientLog implements SharedLog {
 
 function entryOf(message: Message): LogEntry {
   return {
-    index: message.index,
+    index: message.position,
     time: message.time,
     client: message.client,
     topic: message.topic,

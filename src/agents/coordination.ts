@@ -1,8 +1,8 @@
 /**
  * What the task board and the locks share: argument checks that reducers and callers both
- * use (anyone can append to a topic, so reducers re-check everything), a binary min-heap on
- * plain arrays (it survives JSON, so snapshots need no codec for it), and a wait that ends
- * either on a change in the replica's state or when a local timer fires.
+ * use (anyone can append to a topic, so reducers re-check everything), and a wait that ends
+ * either on a change in the replica's state or when a local timer fires. Their lease and task
+ * queues are heaps on plain arrays (src/util/heap.ts), so snapshots need no codec for them.
  */
 import { AgentError, invalidArgument } from './errors.ts';
 
@@ -83,66 +83,6 @@ export function checkObject(payload: unknown, what: string): Record<string, unkn
 function hasControlCharacter(text: string): boolean {
   for (let at = 0; at < text.length; at++) if (text.charCodeAt(at) < 0x20) return true;
   return false;
-}
-
-// ------------------------------------------------------------ heap
-
-/** Heap items are tuples compared field by field (numbers, then strings). */
-export type HeapItem = readonly (number | string)[];
-
-function less(a: HeapItem, b: HeapItem): boolean {
-  for (let at = 0; at < a.length; at++) {
-    const x = a[at] as number | string;
-    const y = b[at] as number | string;
-    if (x !== y) return x < y;
-  }
-  return false;
-}
-
-export function heapPush<T extends HeapItem>(heap: T[], item: T): void {
-  heap.push(item);
-  let at = heap.length - 1;
-  while (at > 0) {
-    const parent = (at - 1) >> 1;
-    if (!less(heap[at] as T, heap[parent] as T)) break;
-    [heap[at], heap[parent]] = [heap[parent] as T, heap[at] as T];
-    at = parent;
-  }
-}
-
-export function heapPop<T extends HeapItem>(heap: T[]): T | undefined {
-  const top = heap[0];
-  const last = heap.pop();
-  if (heap.length === 0 || last === undefined) return top;
-  heap[0] = last;
-  let at = 0;
-  for (;;) {
-    const left = 2 * at + 1;
-    const right = left + 1;
-    let smallest = at;
-    if (left < heap.length && less(heap[left] as T, heap[smallest] as T)) smallest = left;
-    if (right < heap.length && less(heap[right] as T, heap[smallest] as T)) smallest = right;
-    if (smallest === at) break;
-    [heap[at], heap[smallest]] = [heap[smallest] as T, heap[at] as T];
-    at = smallest;
-  }
-  return top;
-}
-
-/**
- * Drops stale items from the top (so the top is always live) and rebuilds the heap when
- * stale items outnumber live ones, which keeps it O(live) in size under many renewals.
- */
-export function heapTidy<T extends HeapItem>(
-  heap: T[],
-  isLive: (item: T) => boolean,
-  liveCount: number,
-): void {
-  while (heap.length > 0 && !isLive(heap[0] as T)) heapPop(heap);
-  if (heap.length <= 2 * liveCount + 64) return;
-  const live = heap.filter(isLive);
-  heap.length = 0;
-  for (const item of live) heapPush(heap, item);
 }
 
 // ------------------------------------------------------------ waiting

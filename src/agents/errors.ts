@@ -1,3 +1,5 @@
+import { AbcastError } from '../util/errors.ts';
+
 /**
  * The agents' one error type. Callers match on `code`, never on `message`:
  * - `rejected`: the state machine refused the command (its reducer threw, or the command
@@ -25,16 +27,8 @@ export type AgentErrorCode =
   | 'corrupt_snapshot'
   | 'stopped';
 
-export class AgentError extends Error {
-  constructor(
-    readonly code: AgentErrorCode,
-    message: string,
-    readonly details: Readonly<Record<string, unknown>> = {},
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'AgentError';
-  }
+export class AgentError extends AbcastError<AgentErrorCode> {
+  override readonly name = 'AgentError';
 }
 
 export function invalidArgument(field: string, message: string): AgentError {

@@ -28,20 +28,12 @@ export { NodeLog } from './node-log.ts';
 export {
   type JoinOptions,
   Presence,
-  type PresenceEvent,
   PresenceHandle,
-  type PresenceMember,
   type PresenceOptions,
-  presenceMachine,
   type WatchOptions,
 } from './presence.ts';
-export {
-  type AppliedCommand,
-  type ApplyContext,
-  type ReplicaOptions,
-  ReplicatedStateMachine,
-  type StateMachine,
-} from './rsm.ts';
+export { type PresenceEvent, type PresenceMember, presenceMachine } from './presence-machine.ts';
+export { ReplicatedStateMachine } from './rsm.ts';
 export {
   FileSnapshotStore,
   MemorySnapshotStore,
@@ -49,6 +41,12 @@ export {
   type StateSnapshot,
 } from './snapshots.ts';
 export { type LogSource, toSharedLog } from './source.ts';
+export type {
+  AppliedCommand,
+  ApplyContext,
+  ReplicaOptions,
+  StateMachine,
+} from './state-machine.ts';
 export {
   type Claim,
   type ClaimLostReason,

@@ -13,6 +13,7 @@
  * Locks are not reentrant: a second acquire by the same owner queues behind the first.
  */
 import { assert } from '../util/assert.ts';
+import { heapPop, heapPush, heapTidy } from '../util/heap.ts';
 import {
   abortedError,
   checkDurationMs,
@@ -20,19 +21,12 @@ import {
   checkObject,
   checkTimeoutMs,
   checkToken,
-  heapPop,
-  heapPush,
-  heapTidy,
   leaseMsMax,
   waitForChange,
 } from './coordination.ts';
 import { AgentError, invalidArgument } from './errors.ts';
-import {
-  type ApplyContext,
-  type ReplicaOptions,
-  ReplicatedStateMachine,
-  type StateMachine,
-} from './rsm.ts';
+import { ReplicatedStateMachine } from './rsm.ts';
+import type { ApplyContext, ReplicaOptions, StateMachine } from './state-machine.ts';
 
 /** Locks held or waited for at once, at most; an acquire beyond it is refused. */
 export const activeLocksMax = 100_000;

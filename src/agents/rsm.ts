@@ -6,8 +6,6 @@
  * is linearizable through the cluster's read index; `readLocal` answers from this replica
  * at once and may be stale. Snapshots let a restarted or new replica skip the replay.
  */
-import { assert } from '../util/assert.ts';
-import { heapPop, heapPush, heapTidy } from './coordination.ts';
 import {
   copyKeepingPrototypes,
   differenceOf,
@@ -18,78 +16,16 @@ import {
 } from './determinism.ts';
 import { AgentError, invalidArgument } from './errors.ts';
 import { checkTopic, type LogEntry, type SharedLog } from './log.ts';
-import type { SnapshotStore, StateSnapshot } from './snapshots.ts';
-import { type LogSource, toSharedLog } from './source.ts';
-
-/** What the reducer may know besides state and command: the same on every replica. */
-export interface ApplyContext {
-  /** The command's position in the total order. */
-  readonly index: number;
-  /** The log's clock (ms since the Unix epoch): use it, never the process's own clock. */
-  readonly time: number;
-  /** The session that sent the command (null for an anonymous message). */
-  readonly client: string | null;
-}
-
-export interface StateMachine<State, Command, Result> {
-  /** The state before the topic's first command. */
-  initialState(): State;
-  /**
-   * Turns a payload from the log into a command, or throws to refuse it; anyone can append
-   * to the topic, so this is where foreign input stops. Defaults to the payload as it is.
-   * `submit` runs it before sending, so a command it refuses never enters the log.
-   */
-  parseCommand?(payload: unknown): Command;
-  /**
-   * Applies one command: may change `state` in place, returns the submitter's result. It
-   * must be synchronous and deterministic — no clock, randomness or I/O; take time from
-   * `context.time`. A throw refuses the command (the submitter gets `rejected`); validate
-   * before changing the state, since a throw does not undo changes made before it.
-   */
-  apply(state: State, command: Command, context: ApplyContext): Result;
-  /** The state as a JSON value for snapshots (default: the state itself). */
-  encodeState?(state: State): unknown;
-  decodeState?(encoded: unknown): State;
-}
-
-export interface ReplicaOptions<State, Command, Result> {
-  /** The SDK client, an in-process node, or any SharedLog. */
-  readonly log: LogSource;
-  /** The topic holding this state machine's commands. */
-  readonly topic: string;
-  readonly machine: StateMachine<State, Command, Result>;
-  /** Where snapshots are loaded from at start and saved to; none by default. */
-  readonly snapshotStore?: SnapshotStore;
-  /** Applied commands between two snapshots (default 10,000). */
-  readonly snapshotEveryCommands?: number;
-  /** The determinism guard (./determinism.ts); default: env ABCAST_CHECK_DETERMINISM=1. */
-  readonly checkDeterminism?: boolean;
-  /** How long `submit`, `read` and `waitUntil` wait for this replica (default 30 s). */
-  readonly waitTimeoutMs?: number;
-  /** Called for every applied command from the first on (see `onApplied`). */
-  readonly onApplied?: (event: AppliedCommand<Command, Result>) => void;
-  /** Told about errors that do not belong to any call (a listener threw, a save failed). */
-  readonly onError?: (error: Error) => void;
-}
-
-/** One applied command, as `onApplied` listeners see it. */
-export interface AppliedCommand<Command, Result> {
-  readonly index: number;
-  readonly time: number;
-  readonly client: string | null;
-  /** Undefined when the payload did not parse. */
-  readonly command: Command | undefined;
-  readonly outcome: Outcome<Result>;
-}
-
-interface Waiter {
-  /** Called after every change; true when it is done. */
-  readonly check: () => boolean;
-  readonly fail: (error: Error) => void;
-}
-
-/** The longest delay a Node timer takes. */
-const timerDelayMaxMs = 2 ** 31 - 1;
+import { appendFailure, readIndexFailure, stopReason } from './replica-failures.ts';
+import { ReplicaWaiters } from './replica-waiters.ts';
+import type { StateSnapshot } from './snapshots.ts';
+import { toSharedLog } from './source.ts';
+import type {
+  AppliedCommand,
+  ApplyContext,
+  ReplicaOptions,
+  StateMachine,
+} from './state-machine.ts';
 
 /** Results kept for this process's own submits until they collect them. */
 const ownResultsKeptMax = 65_536;
@@ -110,15 +46,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
    * client) must not leave theirs here for ever.
    */
   private submitsInFlight = 0;
-  /** Waiters on a probe of the state: each is checked after every applied command. */
-  private readonly probeWaiters = new Set<Waiter>();
-  /**
-   * Waiters on a position (submit, read), by position in a min-heap, so that thousands of
-   * concurrent submits cost O(log n) each instead of a check of all of them per command.
-   */
-  private readonly positionHeap: [number, number][] = [];
-  private readonly positionWaiters = new Map<number, Waiter>();
-  private waiterCount = 0;
+  private readonly waiters: ReplicaWaiters;
   private readonly listeners = new Set<(event: AppliedCommand<Command, Result>) => void>();
   private readonly closer = new AbortController();
   private failed: AgentError | null = null;
@@ -141,6 +69,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.topic = checkTopic(options.topic);
     this.log = toSharedLog(options.log);
     this.machine = options.machine;
+    this.waiters = new ReplicaWaiters(this.topic, () => this.applied);
     this.settings = {
       snapshotEveryCommands: positive(
         options.snapshotEveryCommands ?? 10_000,
@@ -230,7 +159,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     }
     const index = answer.index;
     if (this.snapshotChecked !== null) await this.snapshotChecked;
-    await this.untilApplied(index, deadlineMs);
+    this.throwIfStopped();
+    await this.waiters.untilApplied(index, deadlineMs);
     const outcome = this.results.get(index);
     this.results.delete(index);
     if (outcome === undefined) {
@@ -252,7 +182,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       throw readIndexFailure(error);
     });
     if (this.snapshotChecked !== null) await this.snapshotChecked;
-    await this.untilApplied(index, deadlineMs);
+    this.throwIfStopped();
+    await this.waiters.untilApplied(index, deadlineMs);
     return this.readLocal(view);
   }
 
@@ -272,7 +203,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   ): Promise<T> {
     let found: T | undefined;
     const deadlineMs = Date.now() + (options.timeoutMs ?? this.settings.waitTimeoutMs);
-    await this.until(
+    this.throwIfStopped();
+    await this.waiters.until(
       () => {
         found = probe(this.state, this);
         return found !== undefined;
@@ -315,7 +247,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     const closed = new AgentError('closed', 'the replica is closed');
     this.failed ??= closed;
     this.closer.abort(closed);
-    this.failWaiters(this.failed);
+    this.waiters.failAll(this.failed);
     await this.running;
     await this.snapshotSaving;
     if (this.options.snapshotStore !== undefined && this.failed === closed && this.applied > 0) {
@@ -361,7 +293,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
         if (this.failed !== null) return;
         if (event.kind === 'entry') this.applyEntry(event.entry);
         else if (event.index > this.applied) this.applied = event.index;
-        this.wakeWaiters();
+        this.waiters.wake();
       }
       if (!this.closer.signal.aborted) this.stop(new AgentError('stopped', 'the log ended'));
     } catch (error) {
@@ -502,109 +434,13 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       });
   }
 
-  // ------------------------------------------------------------ waiting and stopping
-
-  private untilApplied(index: number, deadlineMs: number): Promise<void> {
-    return this.until(() => this.applied >= index, deadlineMs, undefined, index);
-  }
-
-  /** Resolves once `done()`; `atIndex` says it is `applied >= atIndex`, kept in the heap. */
-  private until(
-    done: () => boolean,
-    deadlineMs: number,
-    signal?: AbortSignal,
-    atIndex?: number,
-  ): Promise<void> {
-    this.throwIfStopped();
-    if (done()) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(new AgentError('aborted', 'the wait was aborted'));
-    const id = ++this.waiterCount;
-    return new Promise<void>((resolve, reject) => {
-      const finish = (error: Error | null) => {
-        this.probeWaiters.delete(waiter);
-        // A wait that ends early (timeout, abort) leaves its heap slot: tidied now and then,
-        // or a replica that cannot reach the positions would keep one per call.
-        if (this.positionWaiters.delete(id) && error !== null) {
-          heapTidy(
-            this.positionHeap,
-            ([, slot]) => this.positionWaiters.has(slot),
-            this.positionWaiters.size,
-          );
-        }
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if (error === null) resolve();
-        else reject(error);
-      };
-      const waiter: Waiter = {
-        check: () => {
-          if (!done()) return false;
-          finish(null);
-          return true;
-        },
-        fail: finish,
-      };
-      const onAbort = () => finish(new AgentError('aborted', 'the wait was aborted'));
-      // Timers take at most 2^31-1 ms (a longer one fires at once): re-armed until the end.
-      const arm = (): NodeJS.Timeout =>
-        setTimeout(
-          () => {
-            if (Date.now() < deadlineMs) {
-              timer = arm();
-              return;
-            }
-            finish(
-              new AgentError('timeout', 'this replica did not get there in time', {
-                appliedIndex: this.applied,
-                topic: this.topic,
-              }),
-            );
-          },
-          Math.min(timerDelayMaxMs, Math.max(0, deadlineMs - Date.now())),
-        );
-      let timer = arm();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (atIndex === undefined) {
-        this.probeWaiters.add(waiter);
-      } else {
-        this.positionWaiters.set(id, waiter);
-        heapPush(this.positionHeap, [atIndex, id]);
-      }
-    });
-  }
-
-  private wakeWaiters(): void {
-    for (let top = this.positionHeap[0]; top !== undefined && top[0] <= this.applied; ) {
-      heapPop(this.positionHeap);
-      // Absent when it already ended (a timeout): its heap slot just goes.
-      this.positionWaiters.get(top[1])?.check();
-      top = this.positionHeap[0];
-    }
-    for (const waiter of [...this.probeWaiters]) {
-      try {
-        waiter.check();
-      } catch (error) {
-        waiter.fail(error instanceof Error ? error : new Error(String(error)));
-      }
-    }
-  }
-
-  private failWaiters(error: Error): void {
-    for (const waiter of [...this.probeWaiters, ...this.positionWaiters.values()]) {
-      waiter.fail(error);
-    }
-    this.positionHeap.length = 0;
-    assert(
-      this.probeWaiters.size === 0 && this.positionWaiters.size === 0,
-      'a failed waiter leaves its set',
-    );
-  }
+  // ------------------------------------------------------------ stopping
 
   private stop(error: AgentError): void {
     if (this.failed !== null) return;
     this.failed = error;
     this.closer.abort(error);
-    this.failWaiters(error);
+    this.waiters.failAll(error);
     this.report(error);
   }
 
@@ -672,49 +508,4 @@ function positive(value: number, field: string): number {
     throw invalidArgument(field, `${field} takes a positive integer, got ${value}`);
   }
   return value;
-}
-
-/**
- * An append that failed, in the agents' terms: refused input is the caller's to fix; any
- * other failure leaves the outcome open, since the log may still apply the command.
- */
-function appendFailure(error: unknown): AgentError {
-  if (error instanceof AgentError) return error;
-  const code = String((error as { code?: unknown })?.code ?? '').toLowerCase();
-  const message = error instanceof Error ? error.message : String(error);
-  if (code === 'closed') return new AgentError('closed', message, {}, { cause: error });
-  if (code === 'invalid_argument' || code === 'payload_too_large') {
-    return new AgentError('invalid_argument', message, {}, { cause: error });
-  }
-  return new AgentError(
-    'unknown_outcome',
-    `the log did not confirm the command (${message}); it may still be applied: read the state to find out`,
-    {},
-    { cause: error },
-  );
-}
-
-/** A read index the log could not give: the read did not get there in time, or closed. */
-function readIndexFailure(error: unknown): AgentError {
-  if (error instanceof AgentError) return error;
-  const code = String((error as { code?: unknown })?.code ?? '').toLowerCase();
-  const message = error instanceof Error ? error.message : String(error);
-  if (code === 'closed') return new AgentError('closed', message, {}, { cause: error });
-  return new AgentError('timeout', `the log gave no read index (${message})`, {}, { cause: error });
-}
-
-/** Why following stopped, in the agents' terms. */
-function stopReason(error: unknown, appliedIndex: number): AgentError {
-  if (error instanceof AgentError) return error;
-  const code = (error as { code?: unknown })?.code;
-  if (code === 'compacted' || code === 'COMPACTED') {
-    return new AgentError(
-      'snapshot_too_old',
-      `the cluster no longer keeps position ${appliedIndex + 1}, which this replica needs next: start it from a newer snapshot`,
-      { appliedIndex },
-      { cause: error },
-    );
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return new AgentError('stopped', `following the log failed: ${message}`, {}, { cause: error });
 }

@@ -11,9 +11,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { crc32 } from '../storage/crc32.ts';
-import { newIoCounters, writeFileAtomic } from '../storage/fs-util.ts';
+import { dirname, join } from 'node:path';
+import { nodeFileSystem } from '../storage/node-file-system.ts';
+import { replaceFileAtomically } from '../util/atomic-file.ts';
+import { crc32 } from '../util/crc32.ts';
 import { AgentError } from './errors.ts';
 
 export interface StateSnapshot {
@@ -77,7 +78,6 @@ export function decodeSnapshotFile(bytes: Buffer, where: string): StateSnapshot 
 }
 
 export class FileSnapshotStore implements SnapshotStore {
-  private readonly counters = newIoCounters();
   /** The last save of each file in this process, which the next one waits for. */
   private readonly saving = new Map<string, Promise<void>>();
 
@@ -136,7 +136,13 @@ export class FileSnapshotStore implements SnapshotStore {
     // Replicas may share the directory: each writes its own temporary file, and the rename
     // makes one whole snapshot win.
     const temporaryPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFileAtomic(path, [encodeSnapshotFile(snapshot)], this.counters, temporaryPath);
+    await replaceFileAtomically({
+      files: nodeFileSystem,
+      path,
+      chunks: [encodeSnapshotFile(snapshot)],
+      temporaryPath,
+      directory: dirname(path),
+    });
   }
 }
 

@@ -14,6 +14,7 @@
  * that command (see `next`).
  */
 import { assert } from '../util/assert.ts';
+import { heapPop, heapPush, heapTidy } from '../util/heap.ts';
 import {
   abortedError,
   checkDurationMs,
@@ -22,18 +23,11 @@ import {
   checkPayload,
   checkTimeoutMs,
   checkToken,
-  heapPop,
-  heapPush,
-  heapTidy,
   waitForChange,
 } from './coordination.ts';
 import { AgentError, invalidArgument } from './errors.ts';
-import {
-  type ApplyContext,
-  type ReplicaOptions,
-  ReplicatedStateMachine,
-  type StateMachine,
-} from './rsm.ts';
+import { ReplicatedStateMachine } from './rsm.ts';
+import type { ApplyContext, ReplicaOptions, StateMachine } from './state-machine.ts';
 
 /** Tasks not yet done that a board holds at most; posts beyond it are refused. */
 export const pendingTasksMax = 100_000;

@@ -145,7 +145,7 @@ function checkTopics(topics: unknown): string[] {
 
 function followFailure(error: unknown): unknown {
   const code = (error as { code?: unknown })?.code;
-  if (code === 'compacted' || code === 'COMPACTED') {
+  if (code === 'compacted') {
     return new AgentError(
       'stopped',
       'the cluster no longer keeps the positions this subscription needs next: subscribe again from a later position',

@@ -215,7 +215,7 @@ export class Applier {
     outcome: Extract<RunOutcome, { kind: 'refused' }>,
     waiting: ReadonlyMap<number, PendingMessage>,
   ): void {
-    if (outcome.code === 'SEQUENCE_GAP') {
+    if (outcome.code === 'sequence_gap') {
       for (let offset = 0; offset < run.payloads.length; offset++) {
         const pending = waiting.get(run.firstSeq + offset);
         if (pending !== undefined && sentBy(pending, run)) {
@@ -224,7 +224,7 @@ export class Applier {
       }
       return;
     }
-    if (outcome.code === 'SESSION_FORBIDDEN' || outcome.code === 'SESSION_CONFLICT') {
+    if (outcome.code === 'session_forbidden' || outcome.code === 'session_conflict') {
       this.settleForeignRun(run, outcome.code, waiting);
       return;
     }
@@ -245,11 +245,11 @@ export class Applier {
   /** A run sent in someone else's session: its own senders hear why, nobody else does. */
   private settleForeignRun(
     run: MessageRun,
-    code: 'SESSION_FORBIDDEN' | 'SESSION_CONFLICT',
+    code: 'session_forbidden' | 'session_conflict',
     waiting: ReadonlyMap<number, PendingMessage>,
   ): void {
     const message =
-      code === 'SESSION_FORBIDDEN'
+      code === 'session_forbidden'
         ? `client ${run.clientId} is a session of another identity`
         : `client ${run.clientId} is a session another client started (another nonce); pick another client id`;
     for (let offset = 0; offset < run.payloads.length; offset++) {

@@ -1,7 +1,7 @@
 /**
  * The delivered messages a node keeps in memory, and the subscriptions that read them. Both
  * are bounded: the log keeps at most `retainBytesMax` of payload (oldest dropped first), and
- * a subscriber pulls at its own pace — one that falls behind what is kept gets COMPACTED
+ * a subscriber pulls at its own pace — one that falls behind what is kept gets compacted
  * instead of making the node buffer for it.
  */
 import { assert } from '../util/assert.ts';
@@ -84,11 +84,11 @@ export class DeliveryLog {
     this.notify();
   }
 
-  /** Up to `limit` messages from `from` on; COMPACTED if `from` is no longer kept. */
+  /** Up to `limit` messages from `from` on; compacted if `from` is no longer kept. */
   read(from: number, limit: number): DeliveredMessage[] {
     assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
     if (from < this.firstPosition) {
-      throw new BroadcastError('COMPACTED', `position ${from} is no longer kept on this node`, {
+      throw new BroadcastError('compacted', `position ${from} is no longer kept on this node`, {
         firstPosition: this.firstPosition,
       });
     }

@@ -1,43 +1,41 @@
+import { AbcastError } from '../util/errors.ts';
+
 /**
- * Operating errors of the broadcast service. Callers match on `code`; each has a documented
- * HTTP status in the server (docs/api.md once it exists).
+ * Operating errors of the broadcast service. Callers match on `code`; the codes are the HTTP
+ * contract's (docs/api.md), and src/server/errors.ts gives each its status.
  */
 export type BroadcastErrorCode =
   /** The request is malformed (a field is missing or out of range); `details.field` says which. */
-  | 'INVALID_ARGUMENT'
-  | 'PAYLOAD_TOO_LARGE'
+  | 'invalid_argument'
+  | 'payload_too_large'
   /** No leader is known, or the leader is unreachable; retry after a short wait. */
-  | 'NO_LEADER'
+  | 'no_leader'
   /** The outcome is unknown: the message may still be delivered. Retry with the same seq. */
-  | 'TIMEOUT'
+  | 'timeout'
   /** Too many messages wait for the log; retry later. */
-  | 'OVERLOADED'
-  | 'NODE_STOPPED'
+  | 'overloaded'
+  | 'node_stopped'
   /** The client skipped a sequence number; `details.expectedSeq` is the next one expected. */
-  | 'SEQUENCE_GAP'
+  | 'sequence_gap'
   /** The client's session is unknown (expired, or never started at seq 1). */
-  | 'SESSION_UNKNOWN'
+  | 'session_unknown'
   /** The session belongs to another identity: it was started by someone else. */
-  | 'SESSION_FORBIDDEN'
+  | 'session_forbidden'
   /**
    * The session was started by another client of the same identity with another nonce: two
    * clients picked one client id. Start a session under another id.
    */
-  | 'SESSION_CONFLICT'
+  | 'session_conflict'
   /** The requested position is older than what this node keeps; `details.firstPosition`. */
-  | 'COMPACTED'
+  | 'compacted'
   /** Storage failed; the node stopped so that it cannot acknowledge what it did not keep. */
-  | 'STORAGE_FAILED'
+  | 'storage_failed'
   /** An invariant of our own broke (a bug); the node stopped rather than risk a wrong answer. */
-  | 'INTERNAL';
+  | 'internal';
 
-export class BroadcastError extends Error {
-  constructor(
-    readonly code: BroadcastErrorCode,
-    message: string,
-    readonly details: Readonly<Record<string, string | number | null>> = {},
-  ) {
-    super(message);
-    this.name = 'BroadcastError';
-  }
+/** Detail values are scalars: the server copies them into the JSON error body as they are. */
+export type BroadcastErrorDetails = Readonly<Record<string, string | number | null>>;
+
+export class BroadcastError extends AbcastError<BroadcastErrorCode, BroadcastErrorDetails> {
+  override readonly name = 'BroadcastError';
 }

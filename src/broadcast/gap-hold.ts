@@ -1,11 +1,11 @@
 /**
  * Messages that arrived before their turn: a seq whose earlier seqs this node has not seen
  * applied and is not itself sending. Proposing such a message only writes an entry the
- * session table refuses (SEQUENCE_GAP); sending it again after every refusal turned one
+ * session table refuses (sequence_gap); sending it again after every refusal turned one
  * gapped request into an entry per round trip (a 1 MB payload wrote hundreds of megabytes
  * of log a node in ten seconds). Instead it waits here, in memory and bounded, and goes to
  * the log once, when the seqs before it are applied or on their way; past the bounds it is
- * answered SEQUENCE_GAP at once. The session table stays the rule (Raft thesis §6.3): this
+ * answered sequence_gap at once. The session table stays the rule (Raft thesis §6.3): this
  * only keeps what it would refuse from being written.
  */
 import { assert } from '../util/assert.ts';
@@ -39,7 +39,7 @@ export type HoldDecision =
   | { readonly kind: 'send' }
   /** Not its turn: `expectedSeq` is the first earlier seq neither applied nor on its way. */
   | { readonly kind: 'hold'; readonly expectedSeq: number }
-  /** Not its turn, and holding it would pass a bound: answer SEQUENCE_GAP now. */
+  /** Not its turn, and holding it would pass a bound: answer sequence_gap now. */
   | { readonly kind: 'refuse'; readonly expectedSeq: number; readonly bound: string };
 
 interface HeldSession {
@@ -145,12 +145,12 @@ export class GapHold {
     if (table.knows(clientId)) {
       fromSeq = table.expectedSeq(clientId);
     } else {
-      // An unknown session is the log's to judge (an expired one fails at once), unless
-      // this node holds an earlier seq of it, which will start the session.
-      let earlierHere = false;
-      for (const other of mine?.keys() ?? []) if (other < seq) earlierHere = true;
-      if (!earlierHere) return null;
-      fromSeq = 1;
+      // An unknown session is the log's to judge (an expired one fails at once, a first
+      // message starts it); a message follows the earlier seqs of it this node holds, so
+      // that they travel together and are judged together.
+      let earliestHere = seq;
+      for (const other of mine?.keys() ?? []) earliestHere = Math.min(earliestHere, other);
+      fromSeq = earliestHere;
     }
     if (seq <= fromSeq) return null;
     // More seqs missing than this node has pending for the client: one of them is absent.

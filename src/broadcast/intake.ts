@@ -2,7 +2,7 @@
  * The intake: where a broadcast enters the node. It checks the message once (message-rules.ts),
  * answers a retry of something already applied at once, refuses beyond `pendingMessagesMax`,
  * gives messages without a session a seq of the node's own session, and keeps the deadline
- * queue that turns a silent message into TIMEOUT (or SEQUENCE_GAP when the log said why).
+ * queue that turns a silent message into timeout (or sequence_gap when the log said why).
  */
 import type { NodeId } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
@@ -34,10 +34,12 @@ export interface IntakeOptions {
   readonly sessions: () => SessionTable;
   readonly payloadBytesMax: number;
   readonly pendingMessagesMax: number;
+  readonly pendingBytesMax: number;
+  readonly sessionsMax: number;
   readonly requestTimeoutMs: number;
 }
 
-/** Checks a library call's arguments with the shared rules; throws INVALID_ARGUMENT and co. */
+/** Checks a library call's arguments with the shared rules; throws invalid_argument and co. */
 export function checkBroadcast(
   payload: unknown,
   options: BroadcastOptions,
@@ -50,7 +52,7 @@ export function checkBroadcast(
   readonly nonce: string;
 } {
   if (options === null || typeof options !== 'object') {
-    throw new BroadcastError('INVALID_ARGUMENT', 'options must be an object', { field: 'options' });
+    throw new BroadcastError('invalid_argument', 'options must be an object', { field: 'options' });
   }
   const { clientId, seq, topic, owner, nonce } = options;
   const problem =
@@ -71,19 +73,19 @@ function senderRefusal(
   message: ClientMessage,
   owner: string,
   nonce: string,
-): 'SESSION_FORBIDDEN' | 'SESSION_CONFLICT' | null {
-  if ((message.owner ?? '') !== owner) return 'SESSION_FORBIDDEN';
-  if ((message.nonce ?? '') !== nonce) return 'SESSION_CONFLICT';
+): 'session_forbidden' | 'session_conflict' | null {
+  if ((message.owner ?? '') !== owner) return 'session_forbidden';
+  if ((message.nonce ?? '') !== nonce) return 'session_conflict';
   return null;
 }
 
 function foreignError(
-  code: 'SESSION_FORBIDDEN' | 'SESSION_CONFLICT',
+  code: 'session_forbidden' | 'session_conflict',
   clientId: string,
 ): BroadcastError {
   return new BroadcastError(
     code,
-    code === 'SESSION_FORBIDDEN'
+    code === 'session_forbidden'
       ? `client ${clientId} is a session of another identity`
       : `client ${clientId} is a session another client started (another nonce); pick another client id`,
     { field: 'client' },
@@ -159,7 +161,8 @@ export class Intake {
       if (refusal !== null) throw foreignError(refusal, message.clientId);
       return this.wait(existing);
     }
-    this.refuseWhenFull();
+    this.refuseWhenFull(payload.byteLength);
+    this.refuseNewSessionWhenFull(message);
     return this.trackAndSend(message, false);
   }
 
@@ -169,7 +172,7 @@ export class Intake {
    * topic is not checked here: the node writes its own control records this way.
    */
   acceptOwn(topic: string, payload: Uint8Array): Promise<BroadcastResult> {
-    this.refuseWhenFull();
+    this.refuseWhenFull(payload.byteLength);
     const message = { clientId: this.ownClientId, seq: this.ownSeq + 1, topic, payload };
     this.ownSeq++;
     return this.trackAndSend(message, true);
@@ -186,10 +189,35 @@ export class Intake {
     return answer;
   }
 
-  private refuseWhenFull(): void {
-    if (this.options.pending.size < this.options.pendingMessagesMax) return;
-    throw new BroadcastError('OVERLOADED', 'too many messages are waiting for the log', {
-      pendingMessagesMax: this.options.pendingMessagesMax,
+  private refuseWhenFull(payloadBytes: number): void {
+    const { pending, pendingMessagesMax, pendingBytesMax } = this.options;
+    if (pending.size >= pendingMessagesMax) {
+      throw new BroadcastError('overloaded', 'too many messages are waiting for the log', {
+        pendingMessagesMax,
+      });
+    }
+    // One message always fits, however large (up to payloadBytesMax), so none is refused
+    // for good; the bound keeps many from piling up in memory behind a slow log.
+    if (pending.size > 0 && pending.bytes + payloadBytes > pendingBytesMax) {
+      throw new BroadcastError('overloaded', 'too many bytes are waiting for the log', {
+        pendingBytesMax,
+      });
+    }
+  }
+
+  /**
+   * The session table is replicated state every node keeps until a session expires: a
+   * flood of new client ids would grow every node's memory. This check is made at the door
+   * against what this node has applied, so it bounds the table within what is in flight,
+   * without changing the state machine's rules.
+   */
+  private refuseNewSessionWhenFull(message: ClientMessage): void {
+    const sessions = this.options.sessions();
+    if (sessions.sessionCount < this.options.sessionsMax) return;
+    if (sessions.knows(message.clientId)) return;
+    if (this.options.pending.forClient(message.clientId) !== undefined) return;
+    throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
+      sessionsMax: this.options.sessionsMax,
     });
   }
 
@@ -251,12 +279,12 @@ export class Intake {
     const gap = entry.gapExpectedSeq;
     if (gap !== undefined && !entry.ownSession && entry.held && entry.copiesSent === 0) {
       return new BroadcastError(
-        'SEQUENCE_GAP',
+        'sequence_gap',
         `seq ${entry.message.seq} waits for seq ${gap} of its client`,
         { expectedSeq: gap },
       );
     }
-    return new BroadcastError('TIMEOUT', 'the message was not delivered in time; it may still be', {
+    return new BroadcastError('timeout', 'the message was not delivered in time; it may still be', {
       timeoutMs: this.options.requestTimeoutMs,
     });
   }

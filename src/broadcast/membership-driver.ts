@@ -141,7 +141,7 @@ export class MembershipDriver {
     const problem = memberProblem(member);
     if (problem !== null) {
       const field = problem.split(' ')[0] ?? 'member';
-      throw new BroadcastError('INVALID_ARGUMENT', problem, { field });
+      throw new BroadcastError('invalid_argument', problem, { field });
     }
     await this.record({ op: 'upsert', member });
     await this.configurationReaches((config) =>
@@ -152,7 +152,7 @@ export class MembershipDriver {
   /** Removes a member: recorded in the log; resolves once it left the configuration. */
   async removeMember(id: NodeId): Promise<void> {
     if (typeof id !== 'string' || id === '') {
-      throw new BroadcastError('INVALID_ARGUMENT', 'id must be a non-empty string', {
+      throw new BroadcastError('invalid_argument', 'id must be a non-empty string', {
         field: 'id',
       });
     }
@@ -171,7 +171,7 @@ export class MembershipDriver {
       if (done(this.options.appliedConfig())) return;
       if (environment.monotonicMs() > deadlineMs) {
         throw new BroadcastError(
-          'TIMEOUT',
+          'timeout',
           'the membership change is recorded but not in force yet',
           {
             timeoutMs: this.options.requestTimeoutMs,

@@ -25,7 +25,7 @@ export interface ClientMessage {
   /**
    * The sending client's random session nonce; absent or empty when it sent none. Two
    * clients that picked one client id differ in it, and the session table refuses the one
-   * that did not start the session (SESSION_CONFLICT) instead of answering it duplicate.
+   * that did not start the session (session_conflict) instead of answering it duplicate.
    */
   readonly nonce?: string;
 }
@@ -48,7 +48,7 @@ const noncePattern = /^[0-9A-Za-z_-]{1,64}$/;
 export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic' | 'owner' | 'nonce';
 
 export interface MessageProblem {
-  readonly code: 'INVALID_ARGUMENT' | 'PAYLOAD_TOO_LARGE';
+  readonly code: 'invalid_argument' | 'payload_too_large';
   /** Which rule broke. */
   readonly rule: MessageRule;
   /** The offending field, in the caller's own words. */
@@ -59,7 +59,7 @@ export interface MessageProblem {
 }
 
 function invalid(rule: MessageRule, field: string, message: string): MessageProblem {
-  return { code: 'INVALID_ARGUMENT', rule, field, message, details: {} };
+  return { code: 'invalid_argument', rule, field, message, details: {} };
 }
 
 export function payloadProblem(
@@ -70,7 +70,7 @@ export function payloadProblem(
   if (!(payload instanceof Uint8Array)) return invalid('payload', field, `${field} must be bytes`);
   if (payload.length > payloadBytesMax) {
     return {
-      code: 'PAYLOAD_TOO_LARGE',
+      code: 'payload_too_large',
       rule: 'payload',
       field,
       message: `${field} is over the limit`,
@@ -81,13 +81,26 @@ export function payloadProblem(
 }
 
 /**
- * A client id a caller may use: `reservedAllowed` only where the node writes its own
- * sessions (the batch builder), never for an id that came from outside.
+ * C0 and C1 control characters and DEL. Ids and topics end up in logs, terminals and
+ * metrics labels, where a NUL or an ESC sequence truncates a line or rewrites a screen.
+ */
+function hasControlCharacter(text: string): boolean {
+  for (let at = 0; at < text.length; at++) {
+    const code = text.charCodeAt(at);
+    if (code <= 0x1f || (code >= 0x7f && code <= 0x9f)) return true;
+  }
+  return false;
+}
+
+/**
+ * `fromLog`: the entries already written before the control-character rule existed stay
+ * valid, so that rule is applied where messages enter, not where the log is read; and the
+ * log carries the nodes' own sessions (`$…`), which no caller may name.
  */
 export function clientIdProblem(
   clientId: unknown,
   field = 'clientId',
-  options: { readonly reservedAllowed: boolean } = { reservedAllowed: false },
+  fromLog = false,
 ): MessageProblem | null {
   if (typeof clientId !== 'string') return invalid('clientId', field, `${field} must be a string`);
   if (clientId === '') return invalid('clientId', field, `${field} must not be empty`);
@@ -98,7 +111,10 @@ export function clientIdProblem(
       `${field} must be at most ${clientIdBytesMax} bytes of UTF-8`,
     );
   }
-  if (!options.reservedAllowed && clientId.startsWith(reservedClientIdPrefix)) {
+  if (!fromLog && hasControlCharacter(clientId)) {
+    return invalid('clientId', field, `${field} must not contain control characters`);
+  }
+  if (!fromLog && clientId.startsWith(reservedClientIdPrefix)) {
     return invalid(
       'clientId',
       field,
@@ -139,12 +155,19 @@ export function seqProblem(seq: unknown, field = 'seq'): MessageProblem | null {
 
 export function topicProblem(
   topic: unknown,
-  options: { readonly field: string; readonly reservedAllowed: boolean },
+  options: {
+    readonly field: string;
+    readonly reservedAllowed: boolean;
+    readonly fromLog?: boolean;
+  },
 ): MessageProblem | null {
   const { field } = options;
   if (typeof topic !== 'string') return invalid('topic', field, `${field} must be a string`);
   if (Buffer.byteLength(topic) > topicBytesMax) {
     return invalid('topic', field, `${field} must be at most ${topicBytesMax} bytes of UTF-8`);
+  }
+  if (options.fromLog !== true && hasControlCharacter(topic)) {
+    return invalid('topic', field, `${field} must not contain control characters`);
   }
   if (!options.reservedAllowed && topic.startsWith(reservedTopicPrefix)) {
     return invalid(
@@ -196,11 +219,11 @@ export function batchedMessageProblem(message: ClientMessage): MessageProblem | 
   const owner = message.owner ?? '';
   const nonce = message.nonce ?? '';
   return (
-    (anonymous ? null : clientIdProblem(message.clientId, 'clientId', { reservedAllowed: true })) ??
+    (anonymous ? null : clientIdProblem(message.clientId, 'clientId', true)) ??
     (anonymous ? null : seqProblem(message.seq)) ??
     ownerProblem(owner) ??
     (nonce === '' ? null : nonceProblem(nonce)) ??
-    topicProblem(message.topic, { field: 'topic', reservedAllowed: true }) ??
+    topicProblem(message.topic, { field: 'topic', reservedAllowed: true, fromLog: true }) ??
     payloadProblem(message.payload, Number.POSITIVE_INFINITY)
   );
 }

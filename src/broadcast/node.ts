@@ -209,11 +209,11 @@ export class BroadcastNode {
     return this.applier.deliveryLog.lastPosition;
   }
 
-  /** Delivered messages from `from` on, as kept in memory; COMPACTED if too old. */
+  /** Delivered messages from `from` on, as kept in memory; compacted if too old. */
   read(from: number, limit: number): DeliveredMessage[] {
     checkPosition(from, 'from');
     if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new BroadcastError('INVALID_ARGUMENT', 'limit must be an integer >= 1', {
+      throw new BroadcastError('invalid_argument', 'limit must be an integer >= 1', {
         field: 'limit',
       });
     }
@@ -223,7 +223,7 @@ export class BroadcastNode {
   /**
    * An ordered, resumable subscription: every position from `from` (default 1) on, exactly
    * once, waiting for new ones; it ends when `signal` aborts or the node stops, and throws
-   * COMPACTED if it falls behind what the node keeps. Resume after a restart with
+   * compacted if it falls behind what the node keeps. Resume after a restart with
    * `from: lastSeenPosition + 1`.
    */
   deliveries(
@@ -303,7 +303,7 @@ export class BroadcastNode {
       { node: this.id, reason },
       storage ? 'storage failed: the node stops' : 'internal error: the node stops',
     );
-    const code = storage ? 'STORAGE_FAILED' : 'INTERNAL';
+    const code = storage ? 'storage_failed' : 'internal';
     this.halt(new BroadcastError(code, `node ${this.id} stopped: ${reason}`));
   }
 
@@ -320,7 +320,7 @@ export class BroadcastNode {
 
   /** Stops accepting work, lets the write in flight finish, then closes links and disk. */
   async close(): Promise<void> {
-    this.halt(new BroadcastError('NODE_STOPPED', `node ${this.id} is stopping`));
+    this.halt(new BroadcastError('node_stopped', `node ${this.id} is stopping`));
     await this.loopIdle;
     await this.transport.close();
     await this.storage.close();
@@ -329,6 +329,6 @@ export class BroadcastNode {
 
 function checkPosition(position: number, field: string): void {
   if (!Number.isSafeInteger(position) || position < 1) {
-    throw new BroadcastError('INVALID_ARGUMENT', `${field} must be a position >= 1`, { field });
+    throw new BroadcastError('invalid_argument', `${field} must be a position >= 1`, { field });
   }
 }

@@ -25,9 +25,16 @@ export interface BroadcastNodeOptions {
   /** A batch is cut once it holds this many bytes; one batch is one log entry. */
   readonly batchBytesMax: number;
   readonly payloadBytesMax: number;
-  /** Messages accepted and not yet delivered; beyond it broadcasts fail with OVERLOADED. */
+  /** Messages accepted and not yet delivered; beyond it broadcasts fail with overloaded. */
   readonly pendingMessagesMax: number;
-  /** A broadcast that is not delivered by then fails with TIMEOUT (outcome unknown). */
+  /** Payload bytes accepted and not yet delivered; beyond it broadcasts fail with overloaded. */
+  readonly pendingBytesMax?: number;
+  /**
+   * Client sessions this node lets start while the applied table holds this many; a first
+   * message of a new session then fails with overloaded (sessions expire after sessionTtlMs).
+   */
+  readonly sessionsMax?: number;
+  /** A broadcast that is not delivered by then fails with timeout (outcome unknown). */
   readonly requestTimeoutMs: number;
   /** An undelivered message is sent again after this long (the leader may have changed). */
   readonly retryIntervalMs: number;
@@ -61,7 +68,7 @@ export interface UnsafeOptions {
   readonly answerBeforeCommit?: boolean;
   /** A snapshot restore, and a restart from a snapshot, start with an empty session table. */
   readonly dropSessionsOnRestore?: boolean;
-  /** A seq that skips ahead of its session is delivered instead of refused (SEQUENCE_GAP). */
+  /** A seq that skips ahead of its session is delivered instead of refused (sequence_gap). */
   readonly deliverSeqGapAtOnce?: boolean;
 }
 
@@ -72,6 +79,8 @@ export const defaultNodeTuning = {
   batchBytesMax: 256 << 10,
   payloadBytesMax: 1 << 20,
   pendingMessagesMax: 100_000,
+  pendingBytesMax: 256 << 20,
+  sessionsMax: 100_000,
   requestTimeoutMs: 10_000,
   retryIntervalMs: 1_000,
   snapshotIntervalBytes: 64 << 20,
@@ -89,12 +98,12 @@ export interface BroadcastOptions {
   /**
    * The identity the caller was authenticated as (the HTTP server passes its identity's
    * name). A session belongs to the owner of its seq 1; a message of another owner in it is
-   * refused with SESSION_FORBIDDEN. Default: empty, nobody.
+   * refused with session_forbidden. Default: empty, nobody.
    */
   readonly owner?: string;
   /**
    * The client's random session nonce, sent with every message of the session. Another
-   * nonce in a started session is refused with SESSION_CONFLICT. Default: none.
+   * nonce in a started session is refused with session_conflict. Default: none.
    */
   readonly nonce?: string;
 }

@@ -98,7 +98,7 @@ export class Outbox {
       return;
     }
     const error = new BroadcastError(
-      'SEQUENCE_GAP',
+      'sequence_gap',
       `seq ${entry.message.seq} waits for seq ${decision.expectedSeq} of its client, and this node holds no more waiting messages (${decision.bound})`,
       { expectedSeq: decision.expectedSeq },
     );
@@ -119,7 +119,7 @@ export class Outbox {
     const lastSeqByClient = new Map<string, number>();
     let batch: PendingMessage[] = [];
     // Each client's messages leave in seq order, whatever order its callers used: the
-    // session table refuses a seq that overtakes an earlier one (SEQUENCE_GAP).
+    // session table refuses a seq that overtakes an earlier one (sequence_gap).
     for (const entry of sortedBySeq(queue)) {
       assert(stageOf(entry) === 'queued' || !this.options.pending.has(entry), 'queue holds queued');
       entry.queued = false;

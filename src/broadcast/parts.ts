@@ -12,7 +12,7 @@ import type { BroadcastError } from './errors.ts';
 import { defaultGapHoldLimits } from './gap-hold.ts';
 import { Intake } from './intake.ts';
 import { MembershipDriver } from './membership-driver.ts';
-import type { BroadcastNodeOptions } from './options.ts';
+import { type BroadcastNodeOptions, defaultNodeTuning } from './options.ts';
 import { Outbox } from './outbox.ts';
 import { PendingTable } from './pending.ts';
 import { Persister } from './persister.ts';
@@ -120,6 +120,8 @@ export function buildNodeParts(
     sessions: () => applier.sessions,
     payloadBytesMax: options.payloadBytesMax,
     pendingMessagesMax: options.pendingMessagesMax,
+    pendingBytesMax: options.pendingBytesMax ?? defaultNodeTuning.pendingBytesMax,
+    sessionsMax: options.sessionsMax ?? defaultNodeTuning.sessionsMax,
     requestTimeoutMs: options.requestTimeoutMs,
   });
   const reads = new Reads({

@@ -71,9 +71,15 @@ export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting
 export class PendingTable {
   private readonly byClient = new Map<string, Map<number, PendingMessage>>();
   private count = 0;
+  private payloadBytes = 0;
 
   get size(): number {
     return this.count;
+  }
+
+  /** Payload bytes of the pending messages: what waiting for the log holds in memory. */
+  get bytes(): number {
+    return this.payloadBytes;
   }
 
   get(clientId: string, seq: number): PendingMessage | undefined {
@@ -102,6 +108,7 @@ export class PendingTable {
     assert(!bySeq.has(seq), 'one pending entry per (clientId, seq)');
     bySeq.set(seq, entry);
     this.count++;
+    this.payloadBytes += entry.message.payload.byteLength;
   }
 
   delete(entry: PendingMessage): void {
@@ -110,6 +117,8 @@ export class PendingTable {
     if (bySeq?.get(seq) !== entry) return;
     bySeq.delete(seq);
     this.count--;
+    this.payloadBytes -= entry.message.payload.byteLength;
+    assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
     if (bySeq.size === 0) this.byClient.delete(clientId);
   }
 

@@ -8,6 +8,7 @@ import type { RaftCore } from '../raft/core.ts';
 import type { NodeId, ReadState } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
+import { ProgressWaiters } from '../util/progress-waiters.ts';
 import { BroadcastError } from './errors.ts';
 
 export interface ReadsOptions {
@@ -25,16 +26,11 @@ export interface ReadsOptions {
   readonly scheduleLoop: () => void;
 }
 
-interface AppliedWaiter {
-  readonly index: number;
-  readonly finish: (reached: boolean) => void;
-}
-
 export class Reads {
   private nextReadId = 1;
   private readonly readWaiters = new Map<string, (index: number | null) => void>();
-  /** Ordered by index, so the applier wakes them from the front. */
-  private appliedWaiters: AppliedWaiter[] = [];
+  /** Each ends its wait: true once applied reached its index, false when it cannot. */
+  private readonly appliedWaiters = new ProgressWaiters<(reached: boolean) => void>();
 
   constructor(private readonly options: ReadsOptions) {
     assert(options.retryIntervalMs > 0, 'retryIntervalMs is positive');
@@ -54,7 +50,7 @@ export class Reads {
         environment.setTimer(this.options.retryPauseMs, resolve),
       );
     }
-    throw stopped() ?? new BroadcastError('NO_LEADER', 'no leader confirmed a read in time');
+    throw stopped() ?? new BroadcastError('no_leader', 'no leader confirmed a read in time');
   }
 
   /** One ReadIndex request: the index the leader confirmed, or null after a retry interval. */
@@ -93,30 +89,21 @@ export class Reads {
       const timer = environment.setTimer(waitMs, () => finish(false));
       const finish = (reached: boolean) => {
         timer.cancel();
-        this.appliedWaiters = this.appliedWaiters.filter((waiter) => waiter !== entry);
+        this.appliedWaiters.remove(id);
         resolve(reached);
       };
-      const entry: AppliedWaiter = { index, finish };
-      // Sorted insert: behind every waiter on an index no greater than ours.
-      let at = this.appliedWaiters.length;
-      while (at > 0 && (this.appliedWaiters[at - 1] as AppliedWaiter).index > index) at--;
-      this.appliedWaiters.splice(at, 0, entry);
+      const id = this.appliedWaiters.add(index, finish);
     });
   }
 
   /** Wakes the waiters whose index is applied. */
   onApplied(appliedIndex: number): void {
-    while (this.appliedWaiters.length > 0) {
-      const first = this.appliedWaiters[0] as AppliedWaiter;
-      if (first.index > appliedIndex) break;
-      first.finish(true);
-    }
-    assert((this.appliedWaiters[0]?.index ?? Number.POSITIVE_INFINITY) > appliedIndex, 'woken');
+    for (const finish of this.appliedWaiters.reach(appliedIndex)) finish(true);
   }
 
   /** The node stopped: every wait ends now, unanswered. */
   halt(): void {
-    for (const waiter of [...this.appliedWaiters]) waiter.finish(false);
+    for (const finish of this.appliedWaiters.takeAll()) finish(false);
     for (const answer of [...this.readWaiters.values()]) answer(null);
   }
 }

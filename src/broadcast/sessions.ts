@@ -6,10 +6,10 @@
  *
  * Per client, messages must arrive in sequence: seq == next is delivered, seq < next is a
  * duplicate (answered with its original position while remembered), seq > next is refused
- * (SEQUENCE_GAP) so a lost message can never be overtaken by a later one — that is what
+ * (sequence_gap) so a lost message can never be overtaken by a later one — that is what
  * keeps one client's messages in sending order. A new session starts at seq 1. Sessions idle
  * for `sessionTtlMs` of log time expire; a client that comes back after that must start a
- * new session (its next seq is refused as SESSION_UNKNOWN).
+ * new session (its next seq is refused as session_unknown).
  *
  * Decisions are per run (consecutive seqs of one client, see batch.ts): one lookup and one
  * comparison however many messages the run holds.
@@ -17,8 +17,8 @@
  * A session belongs to whoever sent its first message: its owner (the identity the node
  * authenticated, empty without authentication) and its nonce (the random value the client
  * sent with every message, empty when it sent none) are recorded when seq 1 is applied. A
- * later run with another owner is refused (SESSION_FORBIDDEN), one with the same owner and
- * another nonce too (SESSION_CONFLICT: two clients picked one id), before anything else is
+ * later run with another owner is refused (session_forbidden), one with the same owner and
+ * another nonce too (session_conflict: two clients picked one id), before anything else is
  * looked at, so neither is delivered, answered as a duplicate, or keeps the session alive.
  * Owner and nonce are in the log, so every replica binds the session to the same sender.
  */
@@ -33,7 +33,7 @@ export interface SessionTableOptions {
   readonly recentPositionsMax: number;
   /**
    * Unsafe, never set outside tests: a seq that skips ahead of its session is delivered (the
-   * session jumps past it) instead of refused with SEQUENCE_GAP, breaking per-client FIFO.
+   * session jumps past it) instead of refused with sequence_gap, breaking per-client FIFO.
    */
   readonly unsafeDeliverSeqGapAtOnce?: boolean;
   /**
@@ -44,10 +44,10 @@ export interface SessionTableOptions {
 }
 
 export type RefusalCode =
-  | 'SEQUENCE_GAP'
-  | 'SESSION_UNKNOWN'
-  | 'SESSION_FORBIDDEN'
-  | 'SESSION_CONFLICT';
+  | 'sequence_gap'
+  | 'session_unknown'
+  | 'session_forbidden'
+  | 'session_conflict';
 
 /**
  * For an accepted run, its first `duplicateCount` messages were delivered before; the rest
@@ -57,7 +57,7 @@ export type RunOutcome =
   | { readonly kind: 'accepted'; readonly duplicateCount: number; readonly firstPosition: number }
   /** A control run (a reserved `$` topic): deduplicated like any other, but takes no position. */
   | { readonly kind: 'control'; readonly duplicateCount: number }
-  /** `expectedSeq` is 0 for SESSION_FORBIDDEN and SESSION_CONFLICT: not the sender's business. */
+  /** `expectedSeq` is 0 for session_forbidden and session_conflict: not the sender's business. */
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly expectedSeq: number };
 
 /** One message's fate, for callers that look at messages one by one. */
@@ -173,7 +173,7 @@ export class SessionTable {
     }
     let session = this.sessions.get(run.clientId);
     if (session === undefined) {
-      if (run.firstSeq !== 1) return { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 };
+      if (run.firstSeq !== 1) return { kind: 'refused', code: 'session_unknown', expectedSeq: 1 };
       session = {
         owner: run.owner,
         nonce: run.nonce,
@@ -189,7 +189,7 @@ export class SessionTable {
     session.lastActiveMs = this.logTimeMsMax;
     if (run.firstSeq > session.nextSeq) {
       if (this.options.unsafeDeliverSeqGapAtOnce !== true) {
-        return { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: session.nextSeq };
+        return { kind: 'refused', code: 'sequence_gap', expectedSeq: session.nextSeq };
       }
       session.nextSeq = run.firstSeq; // unsafe: the skipped seqs are never delivered in order
     }
@@ -262,14 +262,14 @@ export class SessionTable {
 
   /**
    * Whether a message of `owner` with `nonce` would be refused in this client's session as
-   * it stands (SESSION_FORBIDDEN, SESSION_CONFLICT), or null: a session not started yet
+   * it stands (session_forbidden, session_conflict), or null: a session not started yet
    * belongs to whoever's seq 1 is applied first.
    */
   foreignRefusal(
     clientId: string,
     owner: string,
     nonce: string,
-  ): 'SESSION_FORBIDDEN' | 'SESSION_CONFLICT' | null {
+  ): 'session_forbidden' | 'session_conflict' | null {
     const session = this.sessions.get(clientId);
     return session === undefined ? null : foreignRefusal(session, owner, nonce);
   }
@@ -342,8 +342,8 @@ function foreignRefusal(
   session: Session,
   owner: string,
   nonce: string,
-): 'SESSION_FORBIDDEN' | 'SESSION_CONFLICT' | null {
-  if (owner !== session.owner) return 'SESSION_FORBIDDEN';
-  if (nonce !== session.nonce) return 'SESSION_CONFLICT';
+): 'session_forbidden' | 'session_conflict' | null {
+  if (owner !== session.owner) return 'session_forbidden';
+  if (nonce !== session.nonce) return 'session_conflict';
   return null;
 }

@@ -49,7 +49,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
   const peers = new Map(Object.entries(options.peers));
   if (!peers.has(options.id)) {
     throw new BroadcastError(
-      'INVALID_ARGUMENT',
+      'invalid_argument',
       `the peer list does not include the node itself (${options.id})`,
       {
         field: 'peers',
@@ -115,7 +115,7 @@ function tuningFrom(options: StartNodeOptions): typeof defaultNodeTuning {
     const value = (options as unknown as Record<string, unknown>)[key];
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      throw new BroadcastError('INVALID_ARGUMENT', `${key} must be a positive number`, {
+      throw new BroadcastError('invalid_argument', `${key} must be a positive number`, {
         field: key,
       });
     }

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     handle(node, envelope.request).then(
       (result) => send({ type: 'reply', requestId: envelope.requestId, ok: true, result }),
       (error: unknown) => {
-        const code = error instanceof BroadcastError ? error.code : 'INTERNAL';
+        const code = error instanceof BroadcastError ? error.code : 'internal';
         const message = error instanceof Error ? error.message : String(error);
         send({ type: 'reply', requestId: envelope.requestId, ok: false, error: { code, message } });
       },

@@ -54,7 +54,7 @@ export class NodeProcess {
         else
           waiter?.reject(
             new NodeRequestError(
-              message.error?.code ?? 'INTERNAL',
+              message.error?.code ?? 'internal',
               message.error?.message ?? 'failed',
             ),
           );

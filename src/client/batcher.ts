@@ -7,7 +7,7 @@
  * batch as a whole, gets the same messages one by one at once.
  */
 import type { Environment } from '../util/environment.ts';
-import { ClientError } from './errors.ts';
+import { refusal } from './errors.ts';
 import type { HttpExchange } from './exchange.ts';
 import { type Outcome, postJson, retryableCode } from './http.ts';
 
@@ -158,6 +158,6 @@ function resultOutcome(endpoint: string, result: unknown): Outcome<unknown> {
   }
   return {
     kind: 'fatal',
-    error: new ClientError(fields.error, { ...fields, endpoint }),
+    error: refusal(fields.error, { ...fields, endpoint }),
   };
 }

@@ -3,7 +3,7 @@
  * that fail over (./subscribe.ts). Every broadcast carries this client's session id and the
  * next `seq`; a retry — after a timeout, a refused connection or a 503, on any endpoint —
  * resends the same `(client, seq)`, which the cluster delivers at most once and answers
- * with the original index. Broadcasts issued concurrently are sent concurrently: the node
+ * with the original position. Broadcasts issued concurrently are sent concurrently: the node
  * holds a later `seq` back until the earlier ones arrive, so order of issue is kept.
  */
 import { setMaxListeners } from 'node:events';
@@ -77,11 +77,9 @@ export class Client {
     this.nonce =
       options.clientId === undefined ? undefined : this.settings.environment.randomHex(16);
     if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
-      throw new ClientError(
-        'invalid_argument',
-        { field: 'clientId' },
-        'clientId takes 1–240 bytes',
-      );
+      throw new ClientError('invalid_argument', 'clientId takes 1–240 bytes', {
+        field: 'clientId',
+      });
     }
     this.chain = new SessionChain({
       baseId: this.baseId,
@@ -172,7 +170,7 @@ export class Client {
   }
 
   /**
-   * A linearizable read index (GET /v1/barrier, ReadIndex): an index n such that every
+   * A linearizable read point (GET /v1/barrier, ReadIndex): a position n such that every
    * message acknowledged anywhere before this call is at or below n. It promises nothing
    * else — other messages may sit at or below n too, and n is not where any subscription
    * is. To read linearizably, wait until your own subscription (on any node) has passed n:
@@ -189,8 +187,8 @@ export class Client {
       if (this.nowMs() - startedMs > this.settings.unavailableAfterMs) {
         throw new ClientError(
           'unavailable',
-          { lastReason },
           `no endpoint answered the barrier within ${this.settings.unavailableAfterMs} ms (${lastReason})`,
+          { lastReason },
         );
       }
       const endpoint = this.endpointAt(attempt);
@@ -203,7 +201,7 @@ export class Client {
       });
       if (outcome.kind === 'ok') {
         this.worked(endpoint);
-        return barrierIndexOf(outcome.value);
+        return barrierPositionOf(outcome.value);
       }
       if (outcome.kind === 'fatal') throw outcome.error;
       lastReason = outcome.reason;
@@ -268,7 +266,7 @@ export class Client {
   }
 
   throwIfClosed(): void {
-    if (this.closer.signal.aborted) throw new ClientError('closed', {}, 'the client is closed');
+    if (this.closer.signal.aborted) throw new ClientError('closed', 'the client is closed', {});
   }
 
   /**
@@ -327,7 +325,7 @@ export class Client {
   }
 
   /** An attempt's outcome as the chain's input. */
-  private attemptResult(outcome: Outcome<BroadcastAnswer>, endpoint: string): AttemptResult {
+  private attemptResult(outcome: Outcome<WireAnswer>, endpoint: string): AttemptResult {
     if (outcome.kind === 'ok') return { kind: 'answered' };
     if (outcome.kind === 'retry') return { kind: 'failed', reason: outcome.reason };
     // `closed` is the client's own: the client closed, or the attempt's session was cut.
@@ -384,7 +382,7 @@ export class Client {
   /** Waits before the next attempt, never past the bound this message is under. */
   private async backOff(
     sessionId: string,
-    outcome: Exclude<Outcome<BroadcastAnswer>, { kind: 'ok' }>,
+    outcome: Exclude<Outcome<WireAnswer>, { kind: 'ok' }>,
     attempt: number,
     endpoint: string,
     waitMsMax: number,
@@ -420,7 +418,7 @@ export class Client {
     message: QueuedBroadcast,
     attempt: number,
     breaker: AbortSignal,
-  ): Promise<Outcome<BroadcastAnswer>> {
+  ): Promise<Outcome<WireAnswer>> {
     if (attempt > 0 || !this.settings.batching) {
       return postJson(
         {
@@ -435,10 +433,10 @@ export class Client {
     }
     return new Promise((resolve) => {
       const cut = () =>
-        resolve({ kind: 'fatal', error: new ClientError('closed', {}, 'the session broke') });
+        resolve({ kind: 'fatal', error: new ClientError('closed', 'the session broke', {}) });
       if (breaker.aborted) return cut();
       breaker.addEventListener('abort', cut, { once: true });
-      (this.batcher.send(message) as Promise<Outcome<BroadcastAnswer>>).then((outcome) => {
+      (this.batcher.send(message) as Promise<Outcome<WireAnswer>>).then((outcome) => {
         // The session lives long: its signal must not collect a listener per broadcast.
         breaker.removeEventListener('abort', cut);
         resolve(outcome);
@@ -473,8 +471,8 @@ export class Client {
     if (!granted) {
       throw new ClientError(
         'unavailable',
-        { inFlight: this.inFlightCount, sent: false },
         `all ${inFlightMax} in-flight slots stayed taken for ${unavailableAfterMs} ms by broadcasts no node answered; this one was never sent`,
+        { inFlight: this.inFlightCount, sent: false },
       );
     }
   }
@@ -499,16 +497,14 @@ function payloadText(payload: unknown, topic: string | undefined): string {
   } catch (error) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'payload' },
       `the payload is not JSON: ${(error as Error).message}`,
+      { field: 'payload' },
     );
   }
   if (text === undefined) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'payload' },
-      'the payload is not a JSON value',
-    );
+    throw new ClientError('invalid_argument', 'the payload is not a JSON value', {
+      field: 'payload',
+    });
   }
   if (
     topic !== undefined &&
@@ -516,36 +512,40 @@ function payloadText(payload: unknown, topic: string | undefined): string {
   ) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'topic' },
       'a topic is a string of at most 255 bytes, not starting with $',
+      { field: 'topic' },
     );
   }
   return text;
 }
 
-function answerOf(value: BroadcastAnswer): BroadcastAnswer {
-  if (typeof value !== 'object' || value === null || typeof value.duplicate !== 'boolean') {
-    throw new ClientError(
-      'protocol',
-      { answer: value },
-      'the node answered a broadcast without index and duplicate',
-    );
-  }
-  return { index: value.index ?? null, term: value.term ?? null, duplicate: value.duplicate };
+/** A broadcast's answer as docs/api.md gives it: the wire calls the position `index`. */
+interface WireAnswer {
+  readonly index?: number | null;
+  readonly term?: number | null;
+  readonly duplicate: boolean;
 }
 
-function barrierIndexOf(value: { index?: unknown }): number {
-  const index = typeof value === 'object' && value !== null ? value.index : undefined;
-  if (!Number.isSafeInteger(index) || (index as number) < 0) {
-    throw new ClientError(
-      'protocol',
-      { answer: value },
-      'the node answered a barrier without an index',
-    );
+function answerOf(value: WireAnswer): BroadcastAnswer {
+  if (typeof value !== 'object' || value === null || typeof value.duplicate !== 'boolean') {
+    throw new ClientError('protocol', 'the node answered a broadcast without index and duplicate', {
+      answer: value,
+    });
   }
-  return index as number;
+  return { position: value.index ?? null, term: value.term ?? null, duplicate: value.duplicate };
+}
+
+/** The position a barrier answered: `{"index": n}` on the wire. */
+function barrierPositionOf(value: { index?: unknown }): number {
+  const position = typeof value === 'object' && value !== null ? value.index : undefined;
+  if (!Number.isSafeInteger(position) || (position as number) < 0) {
+    throw new ClientError('protocol', 'the node answered a barrier without an index', {
+      answer: value,
+    });
+  }
+  return position as number;
 }
 
 function chainError(failure: ChainFailure): ClientError {
-  return new ClientError(failure.code, failure.details, failure.message);
+  return new ClientError(failure.code, failure.message, failure.details);
 }

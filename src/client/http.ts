@@ -5,7 +5,7 @@
  */
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import { ClientError } from './errors.ts';
+import { ClientError, refusal } from './errors.ts';
 import type { HttpExchange, HttpExchangeResponse } from './exchange.ts';
 
 export type Outcome<T> =
@@ -60,7 +60,7 @@ export function classify(endpoint: string, response: HttpExchangeResponse): Outc
     };
   }
   const details = { ...fields, status: response.status, endpoint };
-  return { kind: 'fatal', error: new ClientError(code, details) };
+  return { kind: 'fatal', error: refusal(code, details) };
 }
 
 /**
@@ -102,7 +102,7 @@ export function fetchFailure(endpoint: string, error: unknown, signal: Signals):
   if (anyAborted(signal))
     return {
       kind: 'fatal',
-      error: new ClientError('closed', { endpoint }, 'the request was aborted'),
+      error: new ClientError('closed', 'the request was aborted', { endpoint }),
     };
   // fetch hides the reason in `cause`; node:http puts it on the error itself.
   const cause =

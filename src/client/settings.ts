@@ -73,7 +73,7 @@ export interface BroadcastOptions {
 
 export interface BroadcastAnswer {
   /** Position in the total order (null only for a duplicate whose original is long gone). */
-  readonly index: number | null;
+  readonly position: number | null;
   readonly term: number | null;
   /** True when a retry found the message already delivered (it was delivered once). */
   readonly duplicate: boolean;
@@ -116,11 +116,9 @@ const integerFields = [
 export function settingsOf(options: ConnectOptions): Settings {
   const endpoints = (options.endpoints ?? []).map(endpointUrl);
   if (endpoints.length === 0) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'endpoints' },
-      'connect needs at least one endpoint',
-    );
+    throw new ClientError('invalid_argument', 'connect needs at least one endpoint', {
+      field: 'endpoints',
+    });
   }
   const environment = options.environment ?? systemEnvironment;
   const tls = { ca: caText(options.ca) };
@@ -146,26 +144,24 @@ export function settingsOf(options: ConnectOptions): Settings {
     unsafe: options.unsafe ?? null,
   };
   if (typeof settings.batching !== 'boolean') {
-    throw new ClientError('invalid_argument', { field: 'batching' }, 'batching takes a boolean');
+    throw new ClientError('invalid_argument', 'batching takes a boolean', { field: 'batching' });
   }
   if (settings.unsafe !== null && settings.unsafe !== 'moveSentMessage') {
-    throw new ClientError('invalid_argument', { field: 'unsafe' }, 'unknown unsafe variant');
+    throw new ClientError('invalid_argument', 'unknown unsafe variant', { field: 'unsafe' });
   }
   for (const name of integerFields) {
     const value = settings[name];
     if (!(Number.isSafeInteger(value) && value > 0)) {
-      throw new ClientError(
-        'invalid_argument',
-        { field: name },
-        `${name} takes a positive integer, got ${value}`,
-      );
+      throw new ClientError('invalid_argument', `${name} takes a positive integer, got ${value}`, {
+        field: name,
+      });
     }
   }
   if (settings.abandonAfterMs < settings.unavailableAfterMs) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'abandonAfterMs' },
       `abandonAfterMs (${settings.abandonAfterMs}) must be at least unavailableAfterMs (${settings.unavailableAfterMs})`,
+      { field: 'abandonAfterMs' },
     );
   }
   return settings;
@@ -176,8 +172,8 @@ function authorizationOf(token: string | undefined): Record<string, string> | nu
   if (typeof token !== 'string' || !/^[A-Za-z0-9._~+/=-]{1,512}$/.test(token)) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'token' },
       'token takes the token text `abcast token create` printed',
+      { field: 'token' },
     );
   }
   return { authorization: `Bearer ${token}` };
@@ -189,8 +185,8 @@ function caText(ca: string | Uint8Array | undefined): string | null {
   if (!text.includes('-----BEGIN CERTIFICATE-----')) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'ca' },
       'ca takes the PEM text of a CA certificate (the contents of ca.crt, not its path)',
+      { field: 'ca' },
     );
   }
   return text;
@@ -207,8 +203,8 @@ function endpointUrl(text: string): string {
   if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'endpoints', endpoint: text },
       `an endpoint is an http(s) base URL like http://127.0.0.1:8001, got "${text}"`,
+      { field: 'endpoints', endpoint: text },
     );
   }
   return url.href.replace(/\/+$/, '');

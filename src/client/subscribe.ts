@@ -1,16 +1,17 @@
 /**
  * `client.subscribe()`: an async iterator over GET /v1/stream that survives the loss of the
  * node it reads from. When a stream breaks (the node stopped, the connection dropped, a
- * 503) it reconnects — to the next endpoint — with `Last-Event-ID` set to the last index
- * yielded, so the order goes on with no gap; an index at or below the last one is dropped
- * in case a node resends it, so none is yielded twice.
+ * 503) it reconnects — to the next endpoint — with `Last-Event-ID` set to the last position
+ * yielded, so the order goes on with no gap; a position at or below the last one is dropped
+ * in case a node resends it, so none is yielded twice. The wire calls a position `index`
+ * (docs/api.md); what this yields calls it `position`.
  *
  * With a topic, the node skips other topics' positions and says so with `progress` events
  * once it has caught up: the cursor moves to them too (never back), so a failover resumes
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
-import { ClientError } from './errors.ts';
+import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
 import type { StreamAnswer } from './node-exchange.ts';
@@ -31,19 +32,19 @@ export interface SubscriptionHost {
 }
 
 export interface SubscribeOptions {
-  /** First index to yield (default 1). */
+  /** First position to yield (default 1). */
   readonly from?: number;
   readonly topic?: string;
   /** Ends the iteration quietly when aborted. */
   readonly signal?: AbortSignal;
   /**
-   * Called when the stream says every position up to `index` has been passed (with a
+   * Called when the stream says every position up to `position` has been passed (with a
    * topic, the positions of other topics were skipped): nothing of the topic at or below
-   * `index` is still to come. Called in order with the messages, with increasing indexes,
-   * only for an index beyond the last message yielded. An error it throws ends the
-   * subscription.
+   * `position` is still to come. Called in order with the messages, with increasing
+   * positions, only for a position beyond the last message yielded. An error it throws
+   * ends the subscription.
    */
-  readonly onProgress?: (index: number) => void;
+  readonly onProgress?: (position: number) => void;
   /**
    * The endpoint (one of the client's) to read from while it serves; the others take over
    * when it fails. By default the stream follows the leader the client found, which sees
@@ -52,9 +53,9 @@ export interface SubscribeOptions {
   readonly endpoint?: string;
 }
 
-/** One delivered message, as /v1/messages gives it. */
+/** One delivered message, as /v1/messages gives it but for `position` (`index` there). */
 export interface Message {
-  readonly index: number;
+  readonly position: number;
   readonly term: number;
   readonly payload: unknown;
   readonly client: string;
@@ -62,7 +63,7 @@ export interface Message {
   readonly topic: string | null;
   /**
    * The cluster's clock at this message as recorded in the log, in ms since the Unix epoch:
-   * non-decreasing along indexes and the same on every node (the wall clock of the leader
+   * non-decreasing along positions and the same on every node (the wall clock of the leader
    * that built the entry, never moving back), so not necessarily any reader's clock.
    */
   readonly time: number;
@@ -71,16 +72,16 @@ export interface Message {
 
 export type Subscription = AsyncGenerator<Message, void, undefined>;
 
-/** Where the subscription is: the last index yielded or passed (0 before any). */
+/** Where the subscription is: the last position yielded or passed (0 before any). */
 interface Cursor {
-  lastIndex: number;
+  lastPosition: number;
   readonly from: number;
 }
 
-/** What one stream event says: a message, or that every position up to `index` was passed. */
+/** What one stream event says: a message, or that every position up to one was passed. */
 type StreamItem =
   | { readonly kind: 'message'; readonly message: Message }
-  | { readonly kind: 'progress'; readonly index: number };
+  | { readonly kind: 'progress'; readonly position: number };
 
 export async function* subscribe(
   client: SubscriptionHost,
@@ -88,11 +89,9 @@ export async function* subscribe(
 ): Subscription {
   const from = options.from ?? 1;
   if (!Number.isSafeInteger(from) || from < 1) {
-    throw new ClientError(
-      'invalid_argument',
-      { field: 'from' },
-      `from takes an integer >= 1, got ${from}`,
-    );
+    throw new ClientError('invalid_argument', `from takes an integer >= 1, got ${from}`, {
+      field: 'from',
+    });
   }
   const pinned = pinnedAt(client, options.endpoint);
   // Listeners taken off at the end rather than AbortSignal.any, which on Node 20 leaves an
@@ -115,7 +114,7 @@ async function* follow(
   from: number,
   signal: AbortSignal,
 ): Subscription {
-  const cursor: Cursor = { lastIndex: 0, from };
+  const cursor: Cursor = { lastPosition: 0, from };
   let failingSinceMs: number | null = null;
   let lastReason = 'no attempt';
   for (let attempt = 0; !signal.aborted; attempt++) {
@@ -145,8 +144,8 @@ async function* follow(
     if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
       throw new ClientError(
         'unavailable',
-        { lastIndex: cursor.lastIndex, lastReason },
         `no endpoint served the stream for ${client.settings.unavailableAfterMs} ms (${lastReason})`,
+        { lastPosition: cursor.lastPosition, lastReason },
       );
     }
     await pause(
@@ -164,8 +163,8 @@ function pinnedAt(client: SubscriptionHost, endpoint: string | undefined): numbe
   if (at < 0) {
     throw new ClientError(
       'invalid_argument',
-      { field: 'endpoint', endpoint },
       `endpoint must be one of the client's endpoints (${client.settings.endpoints.join(', ')})`,
+      { field: 'endpoint', endpoint },
     );
   }
   return at;
@@ -186,7 +185,7 @@ async function open(
   const query = new URLSearchParams({ from: String(cursor.from) });
   if (topic !== undefined) query.set('topic', topic);
   const headers: Record<string, string> = { accept: 'text/event-stream' };
-  if (cursor.lastIndex > 0) headers['last-event-id'] = String(cursor.lastIndex);
+  if (cursor.lastPosition > 0) headers['last-event-id'] = String(cursor.lastPosition);
   try {
     const response = await settings.openStream(`${endpoint}/v1/stream?${query}`, headers, signal);
     if (response.status < 200 || response.status >= 300) {
@@ -209,7 +208,7 @@ async function* read(
   body: ReadableStream<Uint8Array>,
   cursor: Cursor,
   signal: AbortSignal,
-  onProgress: ((index: number) => void) | undefined,
+  onProgress: ((position: number) => void) | undefined,
 ): AsyncGenerator<Message, string, undefined> {
   const source = new StreamReader(body);
   try {
@@ -219,13 +218,13 @@ async function* read(
       for (const item of items) {
         // At or below the cursor: resent after a reconnect, or a lagging node's progress.
         if (item.kind === 'progress') {
-          if (item.index <= cursor.lastIndex) continue;
-          cursor.lastIndex = item.index;
-          onProgress?.(item.index);
+          if (item.position <= cursor.lastPosition) continue;
+          cursor.lastPosition = item.position;
+          onProgress?.(item.position);
           continue;
         }
-        if (item.message.index <= cursor.lastIndex) continue;
-        cursor.lastIndex = item.message.index;
+        if (item.message.position <= cursor.lastPosition) continue;
+        cursor.lastPosition = item.message.position;
         yield item.message;
         if (signal.aborted) return 'aborted';
       }
@@ -279,14 +278,14 @@ function streamItem(event: SseEvent): StreamItem | null {
   if (event.event === 'progress') {
     const { index } = JSON.parse(data) as { index?: unknown };
     if (!Number.isSafeInteger(index) || (index as number) < 1)
-      throw new ClientError('protocol', { data }, 'a progress event without index');
-    return { kind: 'progress', index: index as number };
+      throw new ClientError('protocol', 'a progress event without index', { data });
+    return { kind: 'progress', position: index as number };
   }
   if (event.event !== undefined && event.event !== 'message') return null;
-  const message = JSON.parse(data) as Message;
-  if (typeof message.index !== 'number')
-    throw new ClientError('protocol', { data: event.data }, 'a stream event without index');
-  return { kind: 'message', message };
+  const { index, ...fields } = JSON.parse(data) as Omit<Message, 'position'> & { index?: unknown };
+  if (typeof index !== 'number')
+    throw new ClientError('protocol', 'a stream event without index', { data: event.data });
+  return { kind: 'message', message: { position: index, ...fields } };
 }
 
 /** An `event: error` ends the stream: `compacted` ends the subscription, the rest fail over. */
@@ -298,6 +297,6 @@ function errorEvent(data: string): never {
     fields = { message: data };
   }
   const code = typeof fields.error === 'string' ? fields.error : 'node_stopped';
-  if (code === 'compacted') throw new ClientError('compacted', fields);
-  throw new ClientError('node_stopped', fields);
+  if (code === 'compacted') throw refusal('compacted', fields);
+  throw refusal('node_stopped', fields);
 }

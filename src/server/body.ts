@@ -58,6 +58,36 @@ export function readBody(req: IncomingMessage, options: BodyReadOptions): Promis
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Deeper than this, a body is refused. JSON.parse copes with any depth, but re-encoding the
+ * payload for the log recurses once per level and would overflow the stack (a 500 instead
+ * of a 400); no message a client means to send nests this deep.
+ */
+export const jsonNestingDepthMax = 512;
+
+/** The deepest nesting of arrays and objects in JSON text, brackets inside strings aside. */
+function nestingDepth(body: Uint8Array): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let at = 0; at < body.length; at++) {
+    const byte = body[at];
+    if (inString) {
+      if (byte === 0x5c)
+        at++; // a backslash escapes the next byte
+      else if (byte === 0x22) inString = false;
+    } else if (byte === 0x22) {
+      inString = true;
+    } else if (byte === 0x5b || byte === 0x7b) {
+      depth++;
+      if (depth > deepest) deepest = depth;
+    } else if (byte === 0x5d || byte === 0x7d) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
 /** Parses a body as one JSON object; the 400 says what is wrong with it. */
 export function parseJsonObject(body: Uint8Array): Record<string, unknown> {
   if (body.length === 0)
@@ -67,6 +97,13 @@ export function parseJsonObject(body: Uint8Array): Record<string, unknown> {
     text = utf8.decode(body);
   } catch {
     throw invalidArgument('body', 'the request body is not valid UTF-8');
+  }
+  const depth = nestingDepth(body);
+  if (depth > jsonNestingDepthMax) {
+    throw invalidArgument(
+      'body',
+      `the request body nests arrays and objects ${depth} deep; at most ${jsonNestingDepthMax}`,
+    );
   }
   let value: unknown;
   try {

@@ -63,6 +63,9 @@ export interface ServerSettings {
   readonly messagesLimitMax: number;
   /** Positions a topic-filtered read examines at most per page. */
   readonly messagesScanMax: number;
+  /** Payload bytes in one page of messages; a page holds one message at least. */
+  readonly messagesPageBytesMax: number;
+  readonly connectionsMax: number;
   /** Node id → address, for the members list of /v1/status. */
   readonly peers: ReadonlyMap<NodeId, string>;
 }

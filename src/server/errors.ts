@@ -58,24 +58,24 @@ interface Mapping {
 
 /**
  * Every runtime code, its status, and whether to retry. 503 means "this node cannot do it
- * now; retry here after Retry-After or on another node", for every transient cause. TIMEOUT
+ * now; retry here after Retry-After or on another node", for every transient cause. timeout
  * is among them: its outcome is unknown, and a retry with the same (client, seq) is how a
- * caller learns it, exactly once. STORAGE_FAILED is a 500: the node halted for good.
+ * caller learns it, exactly once. storage_failed is a 500: the node halted for good.
  */
 const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
-  INVALID_ARGUMENT: { status: 400, code: 'invalid_argument', retryable: false },
-  PAYLOAD_TOO_LARGE: { status: 413, code: 'payload_too_large', retryable: false },
-  NO_LEADER: { status: 503, code: 'no_leader', retryable: true },
-  TIMEOUT: { status: 503, code: 'timeout', retryable: true },
-  OVERLOADED: { status: 503, code: 'overloaded', retryable: true },
-  NODE_STOPPED: { status: 503, code: 'node_stopped', retryable: true },
-  STORAGE_FAILED: { status: 500, code: 'storage_failed', retryable: false },
-  INTERNAL: { status: 500, code: 'internal', retryable: false },
-  SEQUENCE_GAP: { status: 409, code: 'sequence_gap', retryable: false },
-  SESSION_UNKNOWN: { status: 409, code: 'session_unknown', retryable: false },
-  SESSION_FORBIDDEN: { status: 403, code: 'session_forbidden', retryable: false },
-  SESSION_CONFLICT: { status: 409, code: 'session_conflict', retryable: false },
-  COMPACTED: { status: 410, code: 'compacted', retryable: false },
+  invalid_argument: { status: 400, code: 'invalid_argument', retryable: false },
+  payload_too_large: { status: 413, code: 'payload_too_large', retryable: false },
+  no_leader: { status: 503, code: 'no_leader', retryable: true },
+  timeout: { status: 503, code: 'timeout', retryable: true },
+  overloaded: { status: 503, code: 'overloaded', retryable: true },
+  node_stopped: { status: 503, code: 'node_stopped', retryable: true },
+  storage_failed: { status: 500, code: 'storage_failed', retryable: false },
+  internal: { status: 500, code: 'internal', retryable: false },
+  sequence_gap: { status: 409, code: 'sequence_gap', retryable: false },
+  session_unknown: { status: 409, code: 'session_unknown', retryable: false },
+  session_forbidden: { status: 403, code: 'session_forbidden', retryable: false },
+  session_conflict: { status: 409, code: 'session_conflict', retryable: false },
+  compacted: { status: 410, code: 'compacted', retryable: false },
 };
 
 /** Runtime detail names that differ on the wire, where "index" means a position. */

@@ -81,6 +81,9 @@ class ApiServer {
       );
       this.server = server;
     }
+    // Each connection costs a socket and its buffers: past the bound new ones are closed at
+    // accept, which a load balancer reads as "try another node".
+    this.server.maxConnections = context.settings.connectionsMax;
     const frontOptions = { lingerMs: timeoutMs, environment: context.environment };
     this.server.on('request', (req, res) =>
       this.dispatcher.dispatch(nodeFront(req, res, frontOptions)),

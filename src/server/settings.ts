@@ -29,6 +29,10 @@ export interface ServerOptions {
   readonly streamsMax?: number;
   /** Largest page of GET /v1/messages (a larger `limit` is cut to it); default 1000. */
   readonly messagesLimitMax?: number;
+  /** Payload bytes in one page of GET /v1/messages (one message at least); default 4 MiB. */
+  readonly messagesPageBytesMax?: number;
+  /** HTTP connections open at once; beyond it new ones are closed at accept; default 4096. */
+  readonly connectionsMax?: number;
   /** Identities and their rights (auth.ts); absent: every request may do everything. */
   readonly auth?: AuthSource | null;
 }
@@ -43,12 +47,14 @@ export const defaultHttpSettings = {
   keepAliveIntervalMs: 15_000,
   streamsMax: 1024,
   messagesLimitMax: 1000,
+  messagesPageBytesMax: 4 << 20,
+  connectionsMax: 4096,
 } as const;
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new BroadcastError('INVALID_ARGUMENT', `${name} must be a positive integer`, {
+    throw new BroadcastError('invalid_argument', `${name} must be a positive integer`, {
       field: name,
     });
   }
@@ -88,6 +94,16 @@ function settingsFrom(options: ServerOptions): ServerSettings {
     messagesLimitDefault: Math.min(100, messagesLimitMax),
     messagesLimitMax,
     messagesScanMax: Math.max(10_000, messagesLimitMax),
+    messagesPageBytesMax: positiveInteger(
+      'messagesPageBytesMax',
+      options.messagesPageBytesMax,
+      defaultHttpSettings.messagesPageBytesMax,
+    ),
+    connectionsMax: positiveInteger(
+      'connectionsMax',
+      options.connectionsMax,
+      defaultHttpSettings.connectionsMax,
+    ),
     peers: new Map(Object.entries(options.peers ?? {})),
   };
 }

@@ -17,7 +17,7 @@
  */
 import type { Entry, EntryKind, HardState } from '../raft/types.ts';
 import { assert, assertSafeNatural, unreachable } from '../util/assert.ts';
-import { crc32 } from './crc32.ts';
+import { crc32 } from '../util/crc32.ts';
 
 export const RECORD_MAGIC = 0xab5ca571;
 export const RECORD_HEADER_BYTES = 12;

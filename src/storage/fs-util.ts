@@ -4,9 +4,9 @@
  * temporary file, fsyncing it, renaming it over the old one and fsyncing the directory.
  */
 import { dirname } from 'node:path';
-import { assert } from '../util/assert.ts';
+import { writeTemporaryAndRename } from '../util/atomic-file.ts';
 import { ioError } from './errors.ts';
-import { type FileHandle, type FileSystem, hasErrorCode } from './file-system.ts';
+import { type FileSystem, hasErrorCode } from './file-system.ts';
 import { nodeFileSystem } from './node-file-system.ts';
 
 /** Mutable counters shared by a storage instance and its helpers. */
@@ -99,22 +99,18 @@ export async function replaceFileAtomically(options: {
   readonly temporaryPath?: string;
 }): Promise<number> {
   const { files, path, chunks, counters } = options;
-  const temporaryPath = options.temporaryPath ?? `${path}.tmp`;
-  assert(temporaryPath !== path, 'the temporary file is not the file it replaces');
-  let byteCount = 0;
-  for (const chunk of chunks) byteCount += chunk.length;
-  let handle: FileHandle | null = null;
+  let byteCount: number;
   try {
-    handle = await files.open(temporaryPath, 'createOrTruncate');
-    await handle.write(chunks, 0);
-    await handle.datasync();
-    counters.fsyncCount += 1;
-    await handle.close();
-    handle = null;
-    await files.rename(temporaryPath, path);
+    byteCount = await writeTemporaryAndRename({
+      files,
+      path,
+      chunks,
+      temporaryPath: options.temporaryPath ?? `${path}.tmp`,
+      onFsync: () => {
+        counters.fsyncCount += 1;
+      },
+    });
   } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await files.unlink(temporaryPath).catch(() => undefined);
     throw ioError('atomic write', path, error);
   }
   await fsyncDirectory(files, dirname(path), counters);

@@ -3,15 +3,21 @@
  * owner's pid, so two processes (or two opens in one process) never write one log. A lock
  * whose pid is no longer alive was left by a crash and is taken over.
  *
- * Known limits: a dead owner's pid reused by an unrelated process makes the lock look held
- * (the error names the file to remove); and the takeover is made safe against a racing
- * opener by moving the stale file aside and checking it is the one judged stale.
+ * A pid alone does not prove its owner alive: a killed process whose parent died too stays
+ * a zombie until PID 1 reaps it, and `kill(pid, 0)` succeeds on a zombie; a pid may also be
+ * reused by an unrelated process. So the lock records the owner's start time as the kernel
+ * counts it (`/proc/<pid>/stat`, field 22), and where /proc exists a lock is held only by a
+ * process that is not a zombie and started at that time. Elsewhere `kill(pid, 0)` decides,
+ * with the two weaknesses above (the error names the file to remove). The takeover is made
+ * safe against a racing opener by moving the stale file aside and checking it is the one
+ * judged stale.
  *
  * The files go through the storage's FileSystem; whether a pid is alive is asked of this
  * process's operating system. A simulated disk shared by simulated restarts within one
  * process would always find its own pid alive: the simulator opens without a lock
  * (`directoryLock: 'none'`), and needs none, as nothing else opens its directories.
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ioError, StorageError } from './errors.ts';
@@ -39,9 +45,9 @@ export async function acquireLock(
     const content = await readLockContent(files, path);
     if (content === null) continue; // released between our attempt and our read
     const owner = parseOwner(content);
-    if (owner !== null && isAlive(owner)) throw lockedError(path, owner);
+    if (owner !== null && isAlive(owner)) throw lockedError(path, owner.pid);
     if (!(await moveAsideIfUnchanged(files, path, content))) break;
-    log({ type: 'staleLockRemoved', file: path, pid: owner });
+    log({ type: 'staleLockRemoved', file: path, pid: owner?.pid ?? null });
   }
   throw lockedError(path, null);
 }
@@ -54,7 +60,12 @@ export async function acquireLock(
 async function tryCreate(files: FileSystem, path: string): Promise<boolean> {
   const privatePath = `${path}.${process.pid}.tmp`;
   try {
-    await writeWholeFile(files, privatePath, Buffer.from(`${process.pid} ${hostname()}\n`));
+    const started = processStartTicks(process.pid) ?? '-';
+    await writeWholeFile(
+      files,
+      privatePath,
+      Buffer.from(`${process.pid} ${hostname()} ${started}\n`),
+    );
     await files.link(privatePath, path);
     return true;
   } catch (error) {
@@ -73,14 +84,71 @@ async function readLockContent(files: FileSystem, path: string): Promise<string 
   }
 }
 
-/** The pid in a lock file; null when unreadable (a crash while it was being written). */
-function parseOwner(content: string): number | null {
-  const pid = Number.parseInt(content.trim().split(/\s+/)[0] ?? '', 10);
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+interface LockOwner {
+  readonly pid: number;
+  /** The owner's start time in clock ticks since boot, as /proc says; null if unknown. */
+  readonly startTicks: string | null;
 }
 
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true; // opened twice in this process
+/** The owner in a lock file; null when unreadable (a crash while it was being written). */
+function parseOwner(content: string): LockOwner | null {
+  const fields = content.trim().split(/\s+/);
+  const pid = Number.parseInt(fields[0] ?? '', 10);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+  const startTicks = fields[2];
+  return { pid, startTicks: startTicks === undefined || startTicks === '-' ? null : startTicks };
+}
+
+/**
+ * A process's state and start time from /proc/<pid>/stat; 'gone' when it has no entry, and
+ * null where there is no /proc to ask. The command name (field 2) is in parentheses and may
+ * hold spaces and parentheses itself, so fields are counted after its last ')'.
+ */
+function procStat(pid: number): { state: string; startTicks: string } | 'gone' | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ENOENT' || code === 'ESRCH') {
+      return procAvailable() ? 'gone' : null;
+    }
+    return null;
+  }
+  const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = after[0];
+  const startTicks = after[22 - 3];
+  if (state === undefined || startTicks === undefined) return null;
+  return { state, startTicks };
+}
+
+function procAvailable(): boolean {
+  try {
+    readFileSync('/proc/self/stat');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function processStartTicks(pid: number): string | null {
+  const stat = procStat(pid);
+  return stat === null || stat === 'gone' ? null : stat.startTicks;
+}
+
+function isAlive(owner: LockOwner): boolean {
+  const { pid } = owner;
+  // Our own pid with our start time: this process opened the directory twice. With another
+  // start time: a previous process that had our pid (containers hand out the same low pids).
+  const stat = procStat(pid);
+  if (stat === 'gone') return false;
+  if (stat !== null) {
+    // Z: a zombie, dead but not yet reaped; X: dying. Neither writes to the log again.
+    if (stat.state === 'Z' || stat.state === 'X') return false;
+    // Another start time: the pid was reused by an unrelated process.
+    return owner.startTicks === null || owner.startTicks === stat.startTicks;
+  }
+  if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
     return true;

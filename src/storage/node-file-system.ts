@@ -83,13 +83,20 @@ async function syncDirectory(path: string): Promise<void> {
   }
 }
 
+const privateFileMode = 0o600;
+const privateDirectoryMode = 0o700;
+
 export const nodeFileSystem: FileSystem = Object.freeze({
-  open: async (path: string, mode: OpenMode) => new NodeHandle(await open(path, NODE_FLAGS[mode])),
+  // The log holds every message: readable by the node's own user alone (the umask may
+  // only take more away). A file that exists keeps its mode.
+  open: async (path: string, mode: OpenMode) =>
+    new NodeHandle(await open(path, NODE_FLAGS[mode], privateFileMode)),
   readFile: (path: string) => readFile(path),
   rename: (from: string, to: string) => rename(from, to),
   link: (from: string, to: string) => link(from, to),
   unlink: (path: string) => unlink(path),
   readdir: (path: string) => readdir(path),
-  makeDirectory: async (path: string) => (await mkdir(path, { recursive: true })) ?? null,
+  makeDirectory: async (path: string) =>
+    (await mkdir(path, { recursive: true, mode: privateDirectoryMode })) ?? null,
   syncDirectory,
 });

@@ -8,7 +8,7 @@
  */
 import type { Configuration, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
-import { crc32 } from './crc32.ts';
+import { crc32 } from '../util/crc32.ts';
 import { ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import { readFileIfPresent } from './fs-util.ts';

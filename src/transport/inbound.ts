@@ -52,6 +52,10 @@ export class InboundConnection {
   private readonly assembler: SnapshotAssembler;
   private timer: NodeJS.Timeout | null;
 
+  /** The remote IP address, which bounds how many handshakes one address may hold. */
+  readonly remoteHost: string;
+  private readonly remotePort: number;
+
   /**
    * `certifiedPeerId`: the node the peer's TLS certificate names, which its Hello must
    * claim; undefined on a plain TCP listener.
@@ -61,6 +65,8 @@ export class InboundConnection {
     private readonly certifiedPeerId: NodeId | undefined,
     private readonly context: InboundContext,
   ) {
+    this.remoteHost = socket.remoteAddress ?? '?';
+    this.remotePort = socket.remotePort ?? 0;
     this.assembler = new SnapshotAssembler(context.options.snapshotBytesMax);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -82,8 +88,9 @@ export class InboundConnection {
     return this.state === 'open';
   }
 
+  /** "host:port", captured at accept: a destroyed socket no longer says. */
   get remoteAddress(): string {
-    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+    return `${this.remoteHost}:${this.remotePort}`;
   }
 
   /** Closes the connection; `reason` is logged unless it is an ordinary end. */

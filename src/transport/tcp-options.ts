@@ -37,6 +37,8 @@ export interface TcpTransportOptions {
   readonly writeStallTimeoutMs?: number;
   /** Inbound connections that have not finished their handshake; extra ones are closed. */
   readonly pendingConnectionCountMax?: number;
+  /** Of those, from one remote IP address; extra ones from it are closed. */
+  readonly pendingConnectionsPerAddressMax?: number;
   /** Uniform in [0, 1), for reconnect jitter. */
   readonly random?: () => number;
   /**
@@ -58,6 +60,7 @@ export const tcpTransportDefaults = {
   handshakeTimeoutMs: 5_000,
   writeStallTimeoutMs: 15_000,
   pendingConnectionCountMax: 64,
+  pendingConnectionsPerAddressMax: 8,
 } as const;
 
 export interface ResolvedTcpOptions {
@@ -75,6 +78,7 @@ export interface ResolvedTcpOptions {
   readonly handshakeTimeoutMs: number;
   readonly writeStallTimeoutMs: number;
   readonly pendingConnectionCountMax: number;
+  readonly pendingConnectionsPerAddressMax: number;
   readonly random: () => number;
   readonly tls: TlsCredentials | null;
 }
@@ -167,6 +171,12 @@ export function resolveTcpOptions(options: TcpTransportOptions): ResolvedTcpOpti
     handshakeTimeoutMs: positiveInteger(options, 'handshakeTimeoutMs', 1, 3_600_000),
     writeStallTimeoutMs: positiveInteger(options, 'writeStallTimeoutMs', 1, 3_600_000),
     pendingConnectionCountMax: positiveInteger(options, 'pendingConnectionCountMax', 1, 1_000_000),
+    pendingConnectionsPerAddressMax: positiveInteger(
+      options,
+      'pendingConnectionsPerAddressMax',
+      1,
+      1_000_000,
+    ),
     random: options.random ?? Math.random,
     tls: options.tls ?? null,
   };

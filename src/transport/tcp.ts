@@ -256,7 +256,7 @@ export class TcpTransport implements Transport {
     );
     // Before the TLS handshake: a raw connection takes a pending slot, or is turned away.
     server.on('connection', (socket: Socket) => {
-      if (!this.hasPendingRoom()) {
+      if (!this.makePendingRoom(socket)) {
         this.turnAway(socket);
         return;
       }
@@ -296,18 +296,42 @@ export class TcpTransport implements Transport {
     this.accept(socket, certified);
   }
 
-  private hasPendingRoom(): boolean {
-    return (
-      this.state === 'running' &&
-      this.pending.size + this.tlsHandshakes.size < this.options.pendingConnectionCountMax
-    );
+  /**
+   * Whether a new connection may start its handshake. One address may hold only a few of
+   * the slots, so silent connections from it cannot keep a restarted peer out; when every
+   * slot is taken, the oldest handshake in progress gives way, since a real peer says hello
+   * within a round trip and only a silent one is still pending after others arrived.
+   */
+  private makePendingRoom(socket: Socket): boolean {
+    if (this.state !== 'running') return false;
+    const host = socket.remoteAddress ?? '?';
+    let fromHost = 0;
+    for (const other of this.tlsHandshakes.values()) if (other.remoteAddress === host) fromHost++;
+    for (const other of this.pending) if (other.remoteHost === host) fromHost++;
+    if (fromHost >= this.options.pendingConnectionsPerAddressMax) return false;
+    if (this.pending.size + this.tlsHandshakes.size < this.options.pendingConnectionCountMax) {
+      return true;
+    }
+    this.counters.refusedConnectionCount++;
+    const oldestPlain = this.pending.values().next();
+    if (!oldestPlain.done) {
+      oldestPlain.value.close('made way for a newer connection: every handshake slot taken', {});
+      return true;
+    }
+    const oldestTls = this.tlsHandshakes.entries().next();
+    if (!oldestTls.done) {
+      const [key, tlsSocket] = oldestTls.value;
+      this.tlsHandshakes.delete(key);
+      tlsSocket.destroy();
+    }
+    return true;
   }
 
   private turnAway(socket: Socket): void {
     this.counters.refusedConnectionCount++;
     this.noisyLogger.warn(
       { remote: remoteKey(socket), pending: this.pending.size + this.tlsHandshakes.size },
-      'transport turned away a connection: too many handshakes in progress',
+      'transport turned away a connection: too many handshakes in progress from its address',
     );
     socket.on('error', () => {});
     socket.destroy();
@@ -315,7 +339,7 @@ export class TcpTransport implements Transport {
 
   /** `certifiedPeerId`: the node the peer's certificate names; undefined without TLS. */
   private accept(socket: Socket, certifiedPeerId: NodeId | undefined): void {
-    if (!this.hasPendingRoom()) {
+    if (!this.makePendingRoom(socket)) {
       this.turnAway(socket);
       return;
     }

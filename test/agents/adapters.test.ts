@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClientLog } from '../../src/agents/client-log.ts';
-import { ReplicatedStateMachine, type StateMachine } from '../../src/agents/rsm.ts';
+import { ReplicatedStateMachine } from '../../src/agents/rsm.ts';
+import type { StateMachine } from '../../src/agents/state-machine.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { metric, scrape, startHttpCluster } from '../server/cluster.ts';
 

@@ -15,8 +15,8 @@ import {
 } from '../../src/agents/barrier.ts';
 import type { AgentError } from '../../src/agents/errors.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
-import type { StateMachine } from '../../src/agents/rsm.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+import type { StateMachine } from '../../src/agents/state-machine.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { startHttpCluster } from '../server/cluster.ts';
 import { checkRestoreMatchesReplay } from './restore-replay.ts';

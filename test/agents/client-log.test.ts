@@ -86,7 +86,7 @@ test('SDK errors map to the agents: compacted mid-follow, an unavailable append'
       return: async () => ({ done: true as const, value: undefined }),
     }),
     broadcast: async () => {
-      throw new ClientError('unavailable', {}, 'no endpoint accepted the broadcast');
+      throw new ClientError('unavailable', 'no endpoint accepted the broadcast', {});
     },
     barrier: async () => 0,
   } as unknown as Client;
@@ -98,7 +98,7 @@ test('SDK errors map to the agents: compacted mid-follow, an unavailable append'
   });
   await assert.rejects(replica.submit({}), { code: 'unknown_outcome' });
   await new Promise<void>((resolve) => setImmediate(resolve));
-  failFollow?.(new ClientError('compacted', { firstPosition: 50 }));
+  failFollow?.(new ClientError('compacted', 'position 1 is no longer kept', { firstPosition: 50 }));
   await new Promise<void>((resolve) => setImmediate(resolve));
   assert.equal(replica.failure?.code, 'snapshot_too_old');
   await assert.rejects(replica.read(), { code: 'stopped' });

@@ -8,15 +8,14 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import type { AgentError } from '../../src/agents/errors.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
+import { Presence, type PresenceHandle } from '../../src/agents/presence.ts';
 import {
-  Presence,
   type PresenceEvent,
-  type PresenceHandle,
   type PresenceState,
   parsePresenceCommand,
   presenceMachine,
-} from '../../src/agents/presence.ts';
-import type { StateMachine } from '../../src/agents/rsm.ts';
+} from '../../src/agents/presence-machine.ts';
+import type { StateMachine } from '../../src/agents/state-machine.ts';
 import { type Client, connect } from '../../src/client/index.ts';
 import { startHttpCluster } from '../server/cluster.ts';
 import { checkRestoreMatchesReplay } from './restore-replay.ts';

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { StateMachine } from '../../src/agents/rsm.ts';
+import type { StateMachine } from '../../src/agents/state-machine.ts';
 
 /** Negative `token`/`ticket`/`incarnation` fields point that many positions back, so that
  * random commands often name a real claim, grant or join. */

@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
-import { ReplicatedStateMachine, type StateMachine } from '../../src/agents/rsm.ts';
+import { ReplicatedStateMachine } from '../../src/agents/rsm.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+import type { StateMachine } from '../../src/agents/state-machine.ts';
 
 type Op = { push: number } | { pop: true } | { noise: number };
 interface Stack {

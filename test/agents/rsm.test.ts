@@ -7,12 +7,10 @@ import { test } from 'node:test';
 import type { AgentError } from '../../src/agents/errors.ts';
 import type { SharedLog } from '../../src/agents/log.ts';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
-import {
-  type ReplicaOptions,
-  ReplicatedStateMachine,
-  type StateMachine,
-} from '../../src/agents/rsm.ts';
+import { ReplicatedStateMachine } from '../../src/agents/rsm.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+import type { ReplicaOptions, StateMachine } from '../../src/agents/state-machine.ts';
+import type { ProgressWaiters } from '../../src/util/progress-waiters.ts';
 
 interface Accounts {
   balances: Record<string, number>;
@@ -361,8 +359,9 @@ test('waits that time out on a replica that cannot get there leave nothing behin
       code: 'timeout',
     });
   }
-  const heap = (replica as unknown as { positionHeap: unknown[] }).positionHeap;
-  assert.ok(heap.length <= 100, `${heap.length} slots of ended waits`);
+  const waiters = (replica as unknown as { waiters: { positionWaiters: ProgressWaiters<unknown> } })
+    .waiters.positionWaiters;
+  assert.ok(waiters.slotCount <= 100, `${waiters.slotCount} slots of ended waits`);
   await replica.close();
 });
 

@@ -12,7 +12,7 @@ import {
   MemorySnapshotStore,
   type StateSnapshot,
 } from '../../src/agents/snapshots.ts';
-import * as crc from '../../src/storage/crc32.ts';
+import * as crc from '../../src/util/crc32.ts';
 
 const snapshotAt = (index: number): StateSnapshot => ({
   topic: 'ledger',

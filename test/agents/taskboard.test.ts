@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { MemoryLog } from '../../src/agents/memory-log.ts';
-import type { StateMachine } from '../../src/agents/rsm.ts';
 import { MemorySnapshotStore } from '../../src/agents/snapshots.ts';
+import type { StateMachine } from '../../src/agents/state-machine.ts';
 import {
   type BoardState,
   type Claim,

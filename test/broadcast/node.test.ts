@@ -87,7 +87,7 @@ test('a retried (clientId, seq) answers with the original position and is delive
   assert.equal(first.position, before + 1);
   await assert
     .rejects(nodes.get('n1')!.broadcast(payload, { clientId: 'client-a', seq: 3 }), {
-      code: 'TIMEOUT',
+      code: 'timeout',
     })
     .catch(() => undefined);
 });
@@ -137,5 +137,5 @@ test('a subscription yields every position in order, follows new ones, and resum
     if (resumed.length === 5) again.abort();
   }
   assert.deepEqual(resumed, seen.slice(5));
-  assert.throws(() => node.deliveries({ from: 0 }), { code: 'INVALID_ARGUMENT' });
+  assert.throws(() => node.deliveries({ from: 0 }), { code: 'invalid_argument' });
 });

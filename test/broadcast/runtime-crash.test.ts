@@ -76,7 +76,7 @@ test('a leader killed with its own writes not yet durable: the followers’ copi
     await cluster.crash(leader);
     assert.equal(cluster.disk(leader).entries.length, diskBefore, 'the held write was lost');
     await waitFor(() => lost.every((outcome) => outcome.settled), 'callers on the dead leader');
-    assert.ok(lost.every((outcome) => outcome.code === 'NODE_STOPPED'));
+    assert.ok(lost.every((outcome) => outcome.code === 'node_stopped'));
     // Outcome unknown: the same (clientId, seq) retried elsewhere is delivered exactly once.
     const survivor = cluster.followers(leader)[0] as string;
     await cluster.waitForLeader(cluster.followers(leader));

@@ -1,8 +1,8 @@
 // Proves the runtime's operating errors on three in-memory nodes: bad input is refused with
-// INVALID_ARGUMENT naming the field (or PAYLOAD_TOO_LARGE), a full node says OVERLOADED, no
-// quorum means TIMEOUT (outcome unknown: the message is still delivered after the heal), a
-// failed write stops the node (STORAGE_FAILED, nothing acknowledged after), close() rejects
-// what is pending with NODE_STOPPED, and bad input never wedges the node's own session.
+// invalid_argument naming the field (or payload_too_large), a full node says overloaded, no
+// quorum means timeout (outcome unknown: the message is still delivered after the heal), a
+// failed write stops the node (storage_failed, nothing acknowledged after), close() rejects
+// what is pending with node_stopped, and bad input never wedges the node's own session.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { BroadcastError } from '../../src/broadcast/errors.ts';
@@ -49,7 +49,7 @@ async function withFollower(body: (id: string) => Promise<void>): Promise<void> 
   }
 }
 
-test('bad arguments are refused with INVALID_ARGUMENT naming the field', () =>
+test('bad arguments are refused with invalid_argument naming the field', () =>
   withFollower(async (id) => {
     const node = cluster.node(id);
     const cases: [string, unknown, BroadcastOptions][] = [
@@ -70,15 +70,15 @@ test('bad arguments are refused with INVALID_ARGUMENT naming the field', () =>
     for (const [field, payload, options] of cases) {
       const error = await errorOf(() => node.broadcast(payload as Uint8Array, options));
       assert.ok(error instanceof BroadcastError, `${field}: ${String(error)}`);
-      assert.equal(error.code, 'INVALID_ARGUMENT', JSON.stringify(options));
+      assert.equal(error.code, 'invalid_argument', JSON.stringify(options));
       assert.equal(error.details.field, field, JSON.stringify(options));
     }
-    assert.throws(() => node.deliveries({ from: 0 }), { code: 'INVALID_ARGUMENT' });
-    assert.throws(() => node.deliveries({ from: 1.5 }), { code: 'INVALID_ARGUMENT' });
+    assert.throws(() => node.deliveries({ from: 0 }), { code: 'invalid_argument' });
+    assert.throws(() => node.deliveries({ from: 1.5 }), { code: 'invalid_argument' });
     assert.equal(node.status().pendingMessageCount, 0, 'nothing refused is pending');
   }));
 
-test('arguments of the wrong type are refused with INVALID_ARGUMENT, not a TypeError', () =>
+test('arguments of the wrong type are refused with invalid_argument, not a TypeError', () =>
   withFollower(async (id) => {
     const node = cluster.node(id);
     const cases: BroadcastOptions[] = [
@@ -88,13 +88,13 @@ test('arguments of the wrong type are refused with INVALID_ARGUMENT, not a TypeE
     for (const options of cases) {
       const error = await errorOf(() => node.broadcast(encode('x'), options));
       assert.ok(error instanceof BroadcastError, `${JSON.stringify(options)}: ${String(error)}`);
-      assert.equal(error.code, 'INVALID_ARGUMENT');
+      assert.equal(error.code, 'invalid_argument');
     }
   }));
 
 test('read() refuses a bad position with a typed error', () => {
   const node = cluster.node(cluster.runningIds()[0] as string);
-  assert.throws(() => node.read(0, 10), { code: 'INVALID_ARGUMENT' });
+  assert.throws(() => node.read(0, 10), { code: 'invalid_argument' });
 });
 
 test('bad input is reported through the returned promise, like every other refusal', () => {
@@ -103,14 +103,14 @@ test('bad input is reported through the returned promise, like every other refus
   assert.doesNotThrow(() => {
     promise = node.broadcast(encode('x'), { clientId: '', seq: 1 });
   });
-  return assert.rejects(promise as Promise<unknown>, { code: 'INVALID_ARGUMENT' });
+  return assert.rejects(promise as Promise<unknown>, { code: 'invalid_argument' });
 });
 
-test('a payload over payloadBytesMax is refused with PAYLOAD_TOO_LARGE', async () => {
+test('a payload over payloadBytesMax is refused with payload_too_large', async () => {
   const node = cluster.node(await cluster.waitForLeader());
   const error = await errorOf(() => node.broadcast(new Uint8Array(payloadBytesMax + 1)));
   assert.ok(error instanceof BroadcastError);
-  assert.equal(error.code, 'PAYLOAD_TOO_LARGE');
+  assert.equal(error.code, 'payload_too_large');
   assert.equal(error.details.payloadBytes, payloadBytesMax + 1);
   assert.equal(error.details.payloadBytesMax, payloadBytesMax);
   const fits = await node.broadcast(new Uint8Array(payloadBytesMax), { clientId: 'big', seq: 1 });
@@ -125,13 +125,13 @@ test('a refused own-session broadcast does not block the ones after it', () =>
     const node = cluster.node(id);
     await node.broadcast(encode('before-the-bad-topic'));
     const error = await errorOf(() => node.broadcast(encode('x'), { topic: 't'.repeat(300) }));
-    assert.equal((error as BroadcastError).code, 'INVALID_ARGUMENT');
+    assert.equal((error as BroadcastError).code, 'invalid_argument');
     const next = new Outcome(node.broadcast(encode('after-the-bad-topic')));
     await waitFor(() => next.settled, 'the next broadcast settles', 3 * requestTimeoutMs);
-    assert.equal(next.code, undefined, 'delivered, not TIMEOUT');
+    assert.equal(next.code, undefined, 'delivered, not timeout');
   }));
 
-test('OVERLOADED once pendingMessagesMax messages wait; a retry of a pending one joins it', async () => {
+test('overloaded once pendingMessagesMax messages wait; a retry of a pending one joins it', async () => {
   const leader = await cluster.waitForLeader();
   const id = cluster.followers(leader)[0] as string;
   const node = cluster.node(id);
@@ -142,7 +142,7 @@ test('OVERLOADED once pendingMessagesMax messages wait; a retry of a pending one
       new Outcome(node.broadcast(encode(`load-${offset}`), { clientId: 'load', seq: offset + 1 })),
   );
   const refused = await rejection(node.broadcast(encode('one-too-many')));
-  assert.equal(refused.code, 'OVERLOADED');
+  assert.equal(refused.code, 'overloaded');
   assert.equal(refused.details.pendingMessagesMax, pendingMessagesMax);
   const rejoin = new Outcome(node.broadcast(encode('load-0'), { clientId: 'load', seq: 1 }));
   await waitFor(() => accepted.every((outcome) => outcome.settled) && rejoin.settled, 'delivered');
@@ -162,24 +162,24 @@ test('once an overload drains, the node’s own session works again', () =>
     const accepted = Array.from({ length: pendingMessagesMax }, (_, offset) =>
       node.broadcast(encode(`fill-${offset}`)),
     );
-    assert.equal((await rejection(node.broadcast(encode('overloaded')))).code, 'OVERLOADED');
+    assert.equal((await rejection(node.broadcast(encode('overloaded')))).code, 'overloaded');
     await Promise.all(accepted);
     const after = new Outcome(node.broadcast(encode('after-the-overload')));
     await waitFor(() => after.settled, 'the broadcast settles', 3 * requestTimeoutMs);
-    assert.equal(after.code, undefined, 'delivered, not TIMEOUT');
+    assert.equal(after.code, undefined, 'delivered, not timeout');
   }));
 
-test('no quorum: TIMEOUT; after the heal the message is delivered once anyway', async () => {
+test('no quorum: timeout; after the heal the message is delivered once anyway', async () => {
   const leader = await cluster.waitForLeader();
   const lonely = cluster.followers(leader)[1] as string;
   cluster.isolate(lonely);
   const started = Date.now();
   const error = await rejection(cluster.node(lonely).broadcast(encode('unknown-outcome')));
-  assert.equal(error.code, 'TIMEOUT');
+  assert.equal(error.code, 'timeout');
   assert.ok(Date.now() - started >= requestTimeoutMs - 20, 'not before the timeout');
   assert.equal(cluster.recorder.positionsOfText('unknown-outcome').length, 0);
   const barrier = await rejection(cluster.node(lonely).barrier());
-  assert.equal(barrier.code, 'NO_LEADER');
+  assert.equal(barrier.code, 'no_leader');
   cluster.heal();
   await waitFor(
     () => cluster.recorder.positionsOfText('unknown-outcome').length > 0,
@@ -190,7 +190,7 @@ test('no quorum: TIMEOUT; after the heal the message is delivered once anyway', 
   cluster.assertConsistent();
 });
 
-test('a failed write stops the node: STORAGE_FAILED, and nothing is acknowledged after', async () => {
+test('a failed write stops the node: storage_failed, and nothing is acknowledged after', async () => {
   const leader = await cluster.waitForLeader();
   const node = cluster.node(leader);
   const deliveredBefore = node.status().lastPosition;
@@ -198,11 +198,11 @@ test('a failed write stops the node: STORAGE_FAILED, and nothing is acknowledged
   const failed = await rejection(
     node.broadcast(encode('never-acknowledged'), { clientId: 'failing', seq: 1 }),
   );
-  assert.equal(failed.code, 'STORAGE_FAILED');
+  assert.equal(failed.code, 'storage_failed');
   const later = await rejection(
     node.broadcast(encode('after-the-failure'), { clientId: 'failing', seq: 2 }),
   );
-  assert.equal(later.code, 'STORAGE_FAILED');
+  assert.equal(later.code, 'storage_failed');
   // The others elect a new leader and go on; the stopped node delivers nothing more.
   const survivors = cluster.followers(leader);
   const next = await cluster.waitForLeader(survivors);
@@ -218,7 +218,7 @@ test('a failed write stops the node: STORAGE_FAILED, and nothing is acknowledged
   cluster.assertConsistent();
 });
 
-test('close() rejects pending broadcasts with NODE_STOPPED and resolves', async () => {
+test('close() rejects pending broadcasts with node_stopped and resolves', async () => {
   const leader = await cluster.waitForLeader();
   const id = cluster.followers(leader)[0] as string;
   cluster.isolate(id);
@@ -228,8 +228,8 @@ test('close() rejects pending broadcasts with NODE_STOPPED and resolves', async 
   );
   await new Promise((resolve) => setImmediate(resolve));
   await cluster.stop(id);
-  for (const error of await Promise.all(pending)) assert.equal(error.code, 'NODE_STOPPED');
-  assert.equal((await rejection(node.broadcast(encode('after-close')))).code, 'NODE_STOPPED');
+  for (const error of await Promise.all(pending)) assert.equal(error.code, 'node_stopped');
+  assert.equal((await rejection(node.broadcast(encode('after-close')))).code, 'node_stopped');
   cluster.heal();
   await cluster.startNode(id);
   await cluster.waitConverged();

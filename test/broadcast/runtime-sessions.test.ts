@@ -64,7 +64,7 @@ test('seq 3 sent before seq 2 is held until 2 arrives, then both are delivered i
   const third = new Outcome(
     cluster.node(follower).broadcast(encode('gap-3'), { clientId: 'gap', seq: 3 }),
   );
-  // Seq 3 reaches the log, is refused (SEQUENCE_GAP) and stays pending.
+  // Seq 3 reaches the log, is refused (sequence_gap) and stays pending.
   await waitFor(
     () => cluster.node(follower).status().appliedIndex > appliedBefore,
     'seq 3 committed and refused',
@@ -80,12 +80,12 @@ test('seq 3 sent before seq 2 is held until 2 arrives, then both are delivered i
   cluster.assertConsistent();
 });
 
-test('a new client starting at seq 5 is refused with SESSION_UNKNOWN', async () => {
+test('a new client starting at seq 5 is refused with session_unknown', async () => {
   const leader = await cluster.waitForLeader();
   const error = await rejection(
     cluster.node(leader).broadcast(encode('late'), { clientId: 'fresh', seq: 5 }),
   );
-  assert.equal(error.code, 'SESSION_UNKNOWN');
+  assert.equal(error.code, 'session_unknown');
   assert.equal(error.details.expectedSeq, 1);
   assert.equal(cluster.recorder.positionOf('fresh', 5), undefined);
   // The session can still start properly afterwards.
@@ -107,7 +107,7 @@ test('every message of a refused run is answered, not only its first', async () 
   // The run was decided at once: its other messages need no retry to learn it.
   assert.deepEqual(
     outcomes.map((outcome) => outcome.code),
-    ['SESSION_UNKNOWN', 'SESSION_UNKNOWN', 'SESSION_UNKNOWN'],
+    ['session_unknown', 'session_unknown', 'session_unknown'],
   );
 });
 

@@ -37,11 +37,11 @@ test('another owner in a started session is refused, not delivered or answered d
   // bob's retry of seq 1 would be a duplicate if it were his; his seq 2 would be next.
   const refused = table.apply(batchOf([message('s', 1, bob), message('s', 2, bob)], 2));
   assert.deepEqual(refused, [
-    { kind: 'refused', code: 'SESSION_FORBIDDEN', expectedSeq: 0 },
-    { kind: 'refused', code: 'SESSION_FORBIDDEN', expectedSeq: 0 },
+    { kind: 'refused', code: 'session_forbidden', expectedSeq: 0 },
+    { kind: 'refused', code: 'session_forbidden', expectedSeq: 0 },
   ]);
   assert.equal(table.lastPosition, 1);
-  assert.equal(table.foreignRefusal('s', 'bob', ''), 'SESSION_FORBIDDEN');
+  assert.equal(table.foreignRefusal('s', 'bob', ''), 'session_forbidden');
   assert.equal(table.foreignRefusal('s', 'alice', ''), null);
   assert.deepEqual(table.apply(batchOf([message('s', 2, alice)], 3)), [
     { kind: 'delivered', position: 2 },
@@ -53,10 +53,10 @@ test('two clients of one owner with one id: the second nonce is refused as a con
   table.apply(batchOf([message('shared', 1, { owner: 'w', nonce: 'first' })], 1));
   assert.deepEqual(
     table.apply(batchOf([message('shared', 1, { owner: 'w', nonce: 'second' })], 2)),
-    [{ kind: 'refused', code: 'SESSION_CONFLICT', expectedSeq: 0 }],
+    [{ kind: 'refused', code: 'session_conflict', expectedSeq: 0 }],
   );
   // Without a nonce is another nonce too: a client that sent one always sends it.
-  assert.equal(table.foreignRefusal('shared', 'w', ''), 'SESSION_CONFLICT');
+  assert.equal(table.foreignRefusal('shared', 'w', ''), 'session_conflict');
   // The first client's retry is still its duplicate.
   assert.deepEqual(
     table.apply(batchOf([message('shared', 1, { owner: 'w', nonce: 'first' })], 3)),
@@ -73,14 +73,14 @@ test('owners and nonces survive a snapshot; a table without them writes version 
   const snapshot = owned.toSnapshot();
   assert.equal(JSON.parse(new TextDecoder().decode(snapshot)).version, 2);
   const restored = SessionTable.fromSnapshot(snapshot, options);
-  assert.equal(restored.foreignRefusal('s', 'bob', 'n1'), 'SESSION_FORBIDDEN');
-  assert.equal(restored.foreignRefusal('s', 'alice', 'n2'), 'SESSION_CONFLICT');
+  assert.equal(restored.foreignRefusal('s', 'bob', 'n1'), 'session_forbidden');
+  assert.equal(restored.foreignRefusal('s', 'alice', 'n2'), 'session_conflict');
   assert.equal(restored.foreignRefusal('s', 'alice', 'n1'), null);
   assert.equal(restored.foreignRefusal('p', '', ''), null);
   // A version 1 snapshot reads as sessions of nobody.
   const old = SessionTable.fromSnapshot(plain.toSnapshot(), options);
   assert.equal(old.foreignRefusal('p', '', ''), null);
-  assert.equal(old.foreignRefusal('p', 'alice', ''), 'SESSION_FORBIDDEN');
+  assert.equal(old.foreignRefusal('p', 'alice', ''), 'session_forbidden');
 });
 
 test('a batch without owners or nonces is format 1; with them format 2, runs split by sender', () => {
@@ -121,11 +121,11 @@ test('a batch without owners or nonces is format 1; with them format 2, runs spl
 
 test("the nodes' namespace: a caller's $ client id is refused, the batch builder writes one", () => {
   assert.throws(() => checkBroadcast(payload, { clientId: '$n1.00ff', seq: 1 }, 100), {
-    code: 'INVALID_ARGUMENT',
+    code: 'invalid_argument',
     message: /must not start with \$/,
   });
   assert.throws(() => checkBroadcast(payload, { clientId: 'c', seq: 1, nonce: 'no spaces' }, 100), {
-    code: 'INVALID_ARGUMENT',
+    code: 'invalid_argument',
   });
   const own = batchOf([message('$n1.00ff', 1)], 1);
   assert.equal(own.runs[0]?.clientId, '$n1.00ff');

@@ -71,7 +71,7 @@ test('idle sessions expire by log time, then a stale seq is refused', () => {
   table.apply(batchOf([message('other', 1)], 5000));
   assert.equal(table.sessionCount, 1);
   const [outcome] = table.apply(batchOf([message('old', 2)], 5001));
-  assert.deepEqual(outcome, { kind: 'refused', code: 'SESSION_UNKNOWN', expectedSeq: 1 });
+  assert.deepEqual(outcome, { kind: 'refused', code: 'session_unknown', expectedSeq: 1 });
 });
 
 test('duplicates older than the remembered window answer without a position', () => {
@@ -96,7 +96,7 @@ test('a run is decided as a whole: duplicates first, then new positions, or refu
   );
   assert.deepEqual(outcome, { kind: 'accepted', duplicateCount: 1, firstPosition: 3 });
   const [gap] = table.applyRuns(batchOf([message('c', 6), message('c', 7)], 0));
-  assert.deepEqual(gap, { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: 5 });
+  assert.deepEqual(gap, { kind: 'refused', code: 'sequence_gap', expectedSeq: 5 });
   assert.deepEqual(table.deliveredPosition('c', 3), { position: 3 });
   assert.equal(table.deliveredPosition('c', 5), undefined);
 });

@@ -447,7 +447,7 @@ export class TwinCluster {
     return node;
   }
 
-  /** Follows the node's deliveries into the recorder until it stops; jumps on COMPACTED. */
+  /** Follows the node's deliveries into the recorder until it stops; jumps on compacted. */
   private async follow(id: NodeId, node: BroadcastNode): Promise<void> {
     let from = node.status().firstRetainedPosition;
     this.recorder.resume(id, from);
@@ -459,7 +459,7 @@ export class TwinCluster {
         }
         return;
       } catch (error) {
-        if (!(error instanceof BroadcastError) || error.code !== 'COMPACTED') throw error;
+        if (!(error instanceof BroadcastError) || error.code !== 'compacted') throw error;
         from = Number(error.details.firstPosition);
         this.recorder.resume(id, from);
       }
@@ -470,7 +470,7 @@ export class TwinCluster {
   /**
    * kill -9: the node's links go first (nothing more leaves it), then its storage drops what
    * it had not written yet, then the runtime is stopped so its timers end. Callers waiting
-   * on it get NODE_STOPPED or STORAGE_FAILED.
+   * on it get node_stopped or storage_failed.
    */
   async crash(id: NodeId): Promise<void> {
     const incarnation = this.running.get(id);
@@ -482,7 +482,7 @@ export class TwinCluster {
     await incarnation.follower;
   }
 
-  /** A graceful stop: pending broadcasts reject with NODE_STOPPED, queued writes finish. */
+  /** A graceful stop: pending broadcasts reject with node_stopped, queued writes finish. */
   async stop(id: NodeId): Promise<void> {
     const incarnation = this.running.get(id);
     assert.ok(incarnation !== undefined, `node ${id} is running`);
@@ -696,7 +696,7 @@ export class RetryingClient {
         assert.ok(attempt < attemptsMax, `${this.clientId}:${seq} acknowledged in time`);
         const node = this.nextNode();
         try {
-          if (node === null) throw new BroadcastError('NODE_STOPPED', 'no node is running');
+          if (node === null) throw new BroadcastError('node_stopped', 'no node is running');
           const result = await node.broadcast(payload, { clientId: this.clientId, seq });
           this.acknowledged.set(seq, result);
           break;
@@ -704,7 +704,7 @@ export class RetryingClient {
           const code = error instanceof BroadcastError ? error.code : String(error);
           this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
           // Only outcome-unknown errors are retried; anything else is a bug for this client.
-          const retriable = ['TIMEOUT', 'NODE_STOPPED', 'STORAGE_FAILED', 'OVERLOADED'];
+          const retriable = ['timeout', 'node_stopped', 'storage_failed', 'overloaded'];
           assert.ok(retriable.includes(code), `${this.clientId}:${seq} failed with ${code}`);
           await new Promise((resolve) => setTimeout(resolve, 10));
         }

@@ -21,7 +21,7 @@ test('deliverSeqGapAtOnce delivers a seq that skips ahead instead of refusing it
   const gapped = [batchOf([message(1)], 1), batchOf([message(3)], 2)];
   const table = new SessionTable(safe);
   const outcomes = gapped.map((batch) => table.apply(batch)[0]);
-  assert.deepEqual(outcomes[1], { kind: 'refused', code: 'SEQUENCE_GAP', expectedSeq: 2 });
+  assert.deepEqual(outcomes[1], { kind: 'refused', code: 'sequence_gap', expectedSeq: 2 });
 
   const unsafe = new SessionTable({ ...safe, unsafeDeliverSeqGapAtOnce: true });
   const unsafeOutcomes = gapped.map((batch) => unsafe.apply(batch)[0]);

@@ -24,7 +24,7 @@ test('barrier covers what was acknowledged and fails over past dead endpoints', 
     const answers = await Promise.all(
       Array.from({ length: 50 }, (_, n) => writer.broadcast({ n }, { topic: 't' })),
     );
-    const acknowledgedMax = Math.max(...answers.map((answer) => answer.index!));
+    const acknowledgedMax = Math.max(...answers.map((answer) => answer.position!));
     assert.ok((await writer.barrier()) >= acknowledgedMax);
 
     await cluster.stopNode(stopped.id); // its HTTP server stays up and answers 503

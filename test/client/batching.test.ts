@@ -54,7 +54,7 @@ test('broadcasts issued together leave as one batch request', async () => {
   try {
     const answers = await Promise.all(Array.from({ length: 100 }, (_, n) => client.broadcast(n)));
     assert.deepEqual(
-      answers.map((answer) => answer.index),
+      answers.map((answer) => answer.position),
       Array.from({ length: 100 }, (_, n) => n + 1),
     );
     assert.ok(posts(node.requests, '/v1/broadcast/batch') <= 2, node.requests.join('\n'));
@@ -74,7 +74,7 @@ test('a node without the batch route gets the messages one by one, and no more b
   try {
     for (let round = 0; round < 2; round++) {
       const answers = await Promise.all(Array.from({ length: 20 }, () => client.broadcast('m')));
-      assert.equal(new Set(answers.map((answer) => answer.index)).size, 20);
+      assert.equal(new Set(answers.map((answer) => answer.position)).size, 20);
     }
     assert.equal(posts(node.requests, '/v1/broadcast/batch'), 1);
     assert.equal(posts(node.requests, '/v1/broadcast'), 40);
@@ -116,7 +116,7 @@ test('on real nodes: an oversized message fails alone, the rest are delivered ex
     assert.equal((refused[0] as PromiseRejectedResult).reason.code, 'payload_too_large');
     const member = cluster.members[0]!;
     const lastIndex = Math.max(
-      ...outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value.index! : 0)),
+      ...outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value.position! : 0)),
     );
     await waitFor(() => member.node.status().lastPosition >= lastIndex, 'all delivered here');
     const messages = await allMessages(member.url);
@@ -143,7 +143,7 @@ test('on real nodes: an oversized message fails alone, the rest are delivered ex
     // The client goes on in its new session, after the moved ones.
     const next = await client.broadcast('after');
     assert.equal(next.duplicate, false);
-    await waitFor(() => member.node.status().lastPosition >= next.index!, 'the last delivered');
+    await waitFor(() => member.node.status().lastPosition >= next.position!, 'the last delivered');
     const last = (await allMessages(member.url)).at(-1)!;
     assert.deepEqual([last.client, last.seq, last.payload], ['c-batch~2', 30, 'after']);
   } finally {
@@ -170,7 +170,7 @@ test('a batch answered with something that is not an object: the messages go one
   const client = connect({ endpoints: [url] });
   try {
     const answers = await Promise.all(Array.from({ length: 5 }, (_, n) => client.broadcast(n)));
-    assert.equal(new Set(answers.map((answer) => answer.index)).size, 5);
+    assert.equal(new Set(answers.map((answer) => answer.position)).size, 5);
     assert.equal(singles, 5);
   } finally {
     client.close();

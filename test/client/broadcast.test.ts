@@ -20,7 +20,7 @@ test('broadcast through each endpoint, a dead first endpoint, and 200 at once', 
       const single = connect({ endpoints: [member.url] });
       const answer = await single.broadcast({ via: member.id }, { topic: 't' });
       assert.equal(answer.duplicate, false);
-      assert.equal(typeof answer.index, 'number');
+      assert.equal(typeof answer.position, 'number');
       single.close();
     }
     const failover = connect({
@@ -33,8 +33,8 @@ test('broadcast through each endpoint, a dead first endpoint, and 200 at once', 
     const answers = await Promise.all(
       Array.from({ length: 200 }, (_, at) => client.broadcast({ n: at + 1 })),
     );
-    const indexes = answers.map((answer) => answer.index);
-    assert.equal(new Set(indexes).size, 200);
+    const positions = answers.map((answer) => answer.position);
+    assert.equal(new Set(positions).size, 200);
     const messages = await allMessages(cluster.members[0]!.url);
     assert.equal(messages.length, 204);
     assert.equal(checkExactlyOnce(messages, 'c-many', 200), null);

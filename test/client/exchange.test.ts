@@ -70,7 +70,7 @@ test('every request goes through the exchange, every timer and draw through the 
     const answer = await client.broadcast({ hello: 1 });
     // The 503's Retry-After (200 ms) was waited out on the environment's timers.
     assert.ok(environment.monotonicMs() - startedMs >= 190, 'Retry-After honoured');
-    assert.deepEqual(answer, { index: 1, term: 1, duplicate: false });
+    assert.deepEqual(answer, { position: 1, term: 1, duplicate: false });
     assert.equal(await client.barrier(), 1);
     const broadcasts = seen.filter((request) => request.url.endsWith('/v1/broadcast'));
     assert.equal(broadcasts.length, 2);
@@ -112,7 +112,7 @@ test('an exchange that rejects is a failure retried on the next endpoint', async
   });
   try {
     const answer = await client.broadcast('x');
-    assert.equal(answer.index, 7);
+    assert.equal(answer.position, 7);
     assert.ok(seen.some((url) => url === 'http://down.test:1/v1/broadcast'));
   } finally {
     client.close();

@@ -55,7 +55,7 @@ test('after session_unknown nothing that was sent moves, so nothing is delivered
     assert.equal(codes.filter((code) => code === 'unavailable').length, 2, String(codes));
     state.forgotten = false;
     const answer = await client.broadcast('p5');
-    assert.equal(answer.index, 4);
+    assert.equal(answer.position, 4);
     assert.equal(client.clientId, 'c-exp~2');
     const payloads = node.delivered.map((body) => body.payload);
     assert.deepEqual(payloads, ['p1', 'p2', 'p3', 'p5']);

@@ -1,7 +1,7 @@
 /**
  * Killing the leader (its HTTP server and its node) while 1,000 broadcasts from one SDK
  * client are in flight: every broadcast still resolves, and the survivors' log holds each
- * of the client's seqs 1..1000 exactly once, at dense indexes — retries of the same
+ * of the client's seqs 1..1000 exactly once, at dense positions — retries of the same
  * (client, seq) after the failover are never delivered twice.
  */
 import assert from 'node:assert/strict';
@@ -34,12 +34,12 @@ test('the leader dies during 1,000 concurrent broadcasts: each delivered exactly
     await leader.http.close();
     await cluster.stopNode(leader.id);
     const answers = await sending;
-    assert.equal(new Set(answers.map((answer) => answer.index)).size, 1000);
+    assert.equal(new Set(answers.map((answer) => answer.position)).size, 1000);
     const survivor = cluster.members.find((member) => member.id !== leader.id)!;
     const messages = await allMessages(survivor.url);
     assert.equal(checkExactlyOnce(messages, 'c-failover', 1000), null);
-    const last = messages.at(-1)!.index;
-    for (const answer of answers) assert.ok(answer.index !== null && answer.index <= last);
+    const last = messages.at(-1)!.position;
+    for (const answer of answers) assert.ok(answer.position !== null && answer.position <= last);
   } finally {
     client.close();
     await cluster.close();

@@ -85,7 +85,7 @@ test('progress moves the cursor, never back: reconnections resume after it', asy
     const yielded: Message[] = [];
     for (let n = 0; n < 2; n++) yielded.push((await subscription.next()).value as Message);
     assert.deepEqual(
-      yielded.map((m) => [m.index, m.time]),
+      yielded.map((m) => [m.position, m.time]),
       [
         [5, 1005],
         [13, 1013],
@@ -117,7 +117,7 @@ test('an error thrown by onProgress ends the subscription with that error', asyn
         throw new Error('caller bug');
       },
     });
-    assert.equal(((await subscription.next()).value as Message).index, 1);
+    assert.equal(((await subscription.next()).value as Message).position, 1);
     await assert.rejects(subscription.next(), /caller bug/);
     assert.equal(node.lastEventIds.length, 1, 'not mistaken for a broken stream');
   } finally {
@@ -149,18 +149,18 @@ test('on real nodes: progress after skipped positions; failover resumes after it
     });
     const blue = await writer.broadcast('blue-1', { topic: 'blue' });
     const first = (await subscription.next()).value as Message;
-    assert.equal(first.index, blue.index);
+    assert.equal(first.position, blue.position);
     assert.equal(typeof first.time, 'number');
     const reds = await Promise.all(
       Array.from({ length: 30 }, (_, n) => writer.broadcast(`red-${n}`, { topic: 'red' })),
     );
-    const lastRed = Math.max(...reds.map((answer) => answer.index!));
+    const lastRed = Math.max(...reds.map((answer) => answer.position!));
     // The subscription reports progress while the caller waits for its next message.
     const next = subscription.next();
     await waitFor(() => reported.at(-1) === lastRed, `progress up to ${lastRed}`);
     assert.ok(reported.length <= reds.length, 'at most one progress per catch-up');
     for (const [at, index] of reported.entries()) {
-      assert.ok(index > (reported[at - 1] ?? first.index!), 'increasing, past the last message');
+      assert.ok(index > (reported[at - 1] ?? first.position!), 'increasing, past the last message');
     }
     await leader.http.close();
     await cluster.stopNode(leader.id);
@@ -169,7 +169,7 @@ test('on real nodes: progress after skipped positions; failover resumes after it
     const later = await broadcast(survivor.url, { payload: 'blue-2', topic: 'blue' });
     assert.equal(later.status, 200);
     const second = (await next).value as Message;
-    assert.equal(second.index, later.body.index);
+    assert.equal(second.position, later.body.index);
     assert.equal(second.payload, 'blue-2');
     reader.close();
   } finally {

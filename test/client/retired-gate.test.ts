@@ -35,8 +35,8 @@ test('a broadcast issued after a retirement waits for the old session’s live o
     const d = client.broadcast('d');
     state.cut = false;
     // a is sent on and arrives; b follows it; only then may d go.
-    assert.ok((await b).index !== null);
-    assert.ok((await d).index !== null);
+    assert.ok((await b).position !== null);
+    assert.ok((await d).position !== null);
     const order = node.delivered.map((body) => body.payload);
     assert.deepEqual(order, ['a', 'b', 'd']);
   } finally {
@@ -63,7 +63,7 @@ test('after a retirement, later broadcasts do not wait for the unanswered one it
     state.cut = false;
     const startedMs = Date.now();
     const answer = await client.broadcast('b'); // a is still sent, and never answered
-    assert.equal(answer.index, 1);
+    assert.equal(answer.position, 1);
     assert.ok(Date.now() - startedMs < 2_000, 'not held behind a');
     await waitFor(() => node.delivered.length === 1, 'b delivered');
     assert.deepEqual(

@@ -50,7 +50,7 @@ test('retries keep (client, seq), honour Retry-After and abandon a hung request'
   try {
     const startedMs = Date.now();
     const result = await client.broadcast({ once: true });
-    assert.deepEqual(result, { index: 7, term: 2, duplicate: true });
+    assert.deepEqual(result, { position: 7, term: 2, duplicate: true });
     assert.ok(Date.now() - startedMs >= 1000 + 300, 'waited out Retry-After and the timeout');
     assert.equal(bodies.length, 4);
     // A client id the caller picked goes with the client's nonce, the same on every retry.
@@ -108,7 +108,7 @@ test('a seq below a refused one retries in its own session: moving it could deli
     const first = client.broadcast('delivered, answer lost');
     const second = client.broadcast('refused');
     await assert.rejects(second, { code: 'payload_too_large' });
-    assert.deepEqual(await first, { index: 1, term: 1, duplicate: true });
+    assert.deepEqual(await first, { position: 1, term: 1, duplicate: true });
     const firstSends = bodies.filter((body) => body.seq === 1);
     assert.ok(firstSends.length >= 2);
     for (const body of firstSends) assert.equal(body.client, 'c-hole');

@@ -207,7 +207,7 @@ async function runSeed(seed: number): Promise<string[]> {
     );
     const outcomes = issued.map(
       (e) =>
-        `${e.payload}: ${e.answer ? `index ${e.answer.index}` : `${e.error?.code} ${e.error?.message}`}`,
+        `${e.payload}: ${e.answer ? `index ${e.answer.position}` : `${e.error?.code} ${e.error?.message}`}`,
     );
     console.log(
       `seed ${seed} ${JSON.stringify(shape)}\n${log.join('\n')}\n--\n${outcomes.join('\n')}\n--\n${cluster.requests.join('\n')}`,
@@ -245,8 +245,10 @@ function check(issued: readonly Issued[], cluster: FaultyCluster, settleBoundMs:
       problems.push(`${entry.payload} resolved although every node refuses it`);
     } else if (entry.answer !== null) {
       if (at === undefined) problems.push(`${entry.payload} resolved but never delivered`);
-      else if (entry.answer.index !== at[0]) {
-        problems.push(`${entry.payload} told index ${entry.answer.index}, delivered at ${at[0]}`);
+      else if (entry.answer.position !== at[0]) {
+        problems.push(
+          `${entry.payload} told index ${entry.answer.position}, delivered at ${at[0]}`,
+        );
       } else if (at[0]! < lastResolvedAt) {
         problems.push(`${entry.payload} at ${at[0]} overtook one resolved at ${lastResolvedAt}`);
       } else lastResolvedAt = at[0]!;

@@ -65,7 +65,7 @@ test('thousands of broadcasts and hundreds of subscriptions leave no listeners o
       for (let round = 0; round < 200; round++) {
         const own = new AbortController();
         for await (const message of client.subscribe({ signal: own.signal })) {
-          assert.equal(message.index, 1);
+          assert.equal(message.position, 1);
           break;
         }
       }

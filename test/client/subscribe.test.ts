@@ -37,7 +37,7 @@ test('subscribe from 1 sees everything in order; from and topic filter', async (
     const all = client.subscribe({ from: 1, signal: controller.signal });
     const seen = await take(all, 20);
     assert.deepEqual(
-      seen.map((m) => m.index),
+      seen.map((m) => m.position),
       seen.map((_, at) => at + 1),
     );
     assert.deepEqual(
@@ -65,7 +65,7 @@ test('subscribe from 1 sees everything in order; from and topic filter', async (
   }
 });
 
-test('a position no longer kept is a compacted error with firstIndex', async () => {
+test('a position no longer kept is a compacted error with firstPosition', async () => {
   const cluster = await startHttpCluster({}, { retainBytesMax: 2048 });
   const client = connect({ endpoints: cluster.members.map((m) => m.url) });
   try {
@@ -77,7 +77,7 @@ test('a position no longer kept is a compacted error with firstIndex', async () 
       .catch((failure: unknown) => failure);
     assert.ok(error instanceof ClientError, String(error));
     assert.equal(error.code, 'compacted');
-    assert.equal(typeof error.details.firstIndex, 'number');
+    assert.equal(typeof error.details.firstPosition, 'number');
   } finally {
     client.close();
     await cluster.close();
@@ -101,7 +101,7 @@ test('killing the node the iterator reads from: every index exactly once', async
     await cluster.stopNode(victim.id);
     const rest = await take(iterator, 150);
     await sending;
-    const indexes = [...first, ...rest].map((message) => message.index);
+    const indexes = [...first, ...rest].map((message) => message.position);
     assert.deepEqual(
       indexes,
       indexes.map((_, at) => at + 1),

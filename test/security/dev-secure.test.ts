@@ -27,7 +27,9 @@ async function stopDev(dev: CliRun): Promise<void> {
   assert.equal(await dev.exited, 0);
 }
 
-test('abcast dev --secure: send, tail and status with the CA and the token', { timeout: 90_000 }, async () => {
+test('abcast dev --secure: send, tail and status with the CA and the token', {
+  timeout: 90_000,
+}, async () => {
   const root = await mkdtemp(join(tmpdir(), 'abcast-dev-secure-'));
   const data = join(root, 'data');
   const port = await freeRange(6);

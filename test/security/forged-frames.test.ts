@@ -4,26 +4,15 @@
 // leader stay, and broadcasts go on. (Frames that need a member's identity to do harm, such
 // as a term a little ahead, are kept out by mutual TLS, tested with the certificates.)
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeConfiguration } from '../../src/raft/config.ts';
 import { type Entry, termMax } from '../../src/raft/types.ts';
 import { measureFrame, writeFrame } from '../../src/transport/codec.ts';
 import type { Frame } from '../../src/transport/types.ts';
 import { encodeHello, protocolVersion } from '../../src/transport/wire.ts';
-import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
-import { freePorts, waitFor } from '../support/ports.ts';
-
-const ids = ['n1', 'n2', 'n3'];
-
-interface Status {
-  readonly term: number;
-  readonly leader: string | null;
-  readonly commitIndex: number;
-}
+import { waitFor } from '../support/ports.ts';
+import { startAttackCluster } from './cluster.ts';
 
 function framed(packet: Uint8Array): Buffer {
   const bytes = Buffer.alloc(4 + packet.byteLength);
@@ -66,48 +55,14 @@ async function sendAsMember(port: number, from: string, to: string, payload: Buf
 test('forged frames from a handshaken connection are refused without crash or stall', {
   timeout: 90_000,
 }, async () => {
-  const root = await mkdtemp(join(tmpdir(), 'abcast-forged-'));
-  const ports = await freePorts(6);
-  const peerPort = (at: number) => ports[at] as number;
-  const httpUrl = (at: number) => `http://127.0.0.1:${ports[at + 3]}`;
-  const peers = ids.map((id, at) => `${id}=127.0.0.1:${peerPort(at)}`).join(',');
-  const nodes: CliRun[] = ids.map((id, at) =>
-    spawnCli([
-      'start',
-      ...['--id', id, '--data', join(root, id)],
-      ...['--listen', `127.0.0.1:${peerPort(at)}`, '--http', `127.0.0.1:${ports[at + 3]}`],
-      ...['--peers', peers, '--segment-bytes', String(1 << 20)],
-    ]),
-  );
-  const status = async (at: number): Promise<Status> =>
-    (await fetch(`${httpUrl(at)}/v1/status`)).json() as Promise<Status>;
+  const cluster = await startAttackCluster();
+  const { ids, nodes, peerPort, status } = cluster;
   const broadcast = async (at: number, text: string) => {
-    const answer = await fetch(`${httpUrl(at)}/v1/broadcast`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ payload: text }),
-    });
-    assert.equal(answer.status, 200, await answer.text());
+    const answer = await cluster.post(at, '/v1/broadcast', { payload: text });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
   };
   try {
-    let before: Status | null = null;
-    await waitFor(
-      async () => {
-        try {
-          const seen = await Promise.all(ids.map((_, at) => status(at)));
-          const first = seen[0] as Status;
-          const agreed = first.leader !== null && seen.every((s) => s.leader === first.leader);
-          if (agreed) before = first;
-          return agreed;
-        } catch {
-          return false;
-        }
-      },
-      'a leader known to all',
-      30_000,
-    );
-    const { term, leader } = before as unknown as Status;
-    const leaderAt = ids.indexOf(leader as string);
+    const { leader, term, at: leaderAt } = await cluster.agreedLeader();
     const followerAt = (leaderAt + 1) % ids.length;
     const follower = ids[followerAt] as string;
     await broadcast(leaderAt, 'before');
@@ -118,7 +73,7 @@ test('forged frames from a handshaken connection are refused without crash or st
       const entry: Entry = { index: 1_000, term: entryTerm, kind: 'config', data };
       return {
         type: 'Append',
-        from: leader as string,
+        from: leader,
         to: follower,
         term,
         prevLogIndex: 999,
@@ -129,7 +84,7 @@ test('forged frames from a handshaken connection are refused without crash or st
     };
     const heartbeatAt = (heartbeatTerm: number, commit = 0): Frame => ({
       type: 'Heartbeat',
-      from: leader as string,
+      from: leader,
       to: follower,
       term: heartbeatTerm,
       commit,
@@ -150,12 +105,7 @@ test('forged frames from a handshaken connection are refused without crash or st
       },
     ];
     for (const attack of attacks) {
-      const closedByNode = await sendAsMember(
-        peerPort(followerAt),
-        leader as string,
-        follower,
-        attack.bytes,
-      );
+      const closedByNode = await sendAsMember(peerPort(followerAt), leader, follower, attack.bytes);
       assert.ok(closedByNode, `${attack.name}: the node closes the connection`);
     }
 
@@ -167,12 +117,11 @@ test('forged frames from a handshaken connection are refused without crash or st
       assert.equal(now.term, term, `${ids[at]} keeps the term`);
       assert.equal(now.leader, leader, `${ids[at]} keeps the leader`);
     }
-    const log = `${nodes[followerAt]?.stdout() ?? ''}${nodes[followerAt]?.stderr() ?? ''}`;
+    const log = cluster.log(followerAt);
     assert.match(log, /is not a configuration/, 'the refusal is logged with its reason');
     // (Further refusals within a second are throttled out of the log; the terms above say
     // that they were refused.)
   } finally {
-    await Promise.all(nodes.map((node) => kill(node)));
-    await rm(root, { recursive: true, force: true });
+    await cluster.close();
   }
 });

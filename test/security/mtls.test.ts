@@ -276,7 +276,8 @@ test('abcast start beyond loopback without certificates exits naming --insecure'
     open = spawnCli([...args, '--insecure']);
     const run = open;
     await waitFor(() => run.stdout().includes('up: HTTP'), 'the node up with --insecure');
-    assert.match(run.stderr(), /warning: --insecure/);
+    // The warning goes to stderr, a different pipe: it may be read after stdout's line.
+    await waitFor(() => /warning: --insecure/.test(run.stderr()), 'the warning on stderr');
   } finally {
     if (open !== null) await kill(open);
     await rm(root, { recursive: true, force: true });

@@ -106,6 +106,13 @@ test('refusals agree: 400, 404, 405, 409, 413 and their fields', { timeout: 30_0
     [{ method: 'PUT', url: '/v1/status' }, 405],
     [post('/v1/members', { id: '', address: 'x' }), 400],
     [post('/v1/leader/transfer', { to: 'nobody' }), 400],
+    // Nested past jsonNestingDepthMax: a 400 that says so, not a 500 from a deep recursion.
+    [post('/v1/broadcast', `{"payload":${'['.repeat(200_000)}${']'.repeat(200_000)}}`), 400],
+    // Control characters in a client id or a topic (NUL, ESC, DEL, C1).
+    [post('/v1/broadcast', { payload: 1, client: 'a\u0000b', seq: 1 }), 400],
+    [post('/v1/broadcast', { payload: 1, topic: 'orders\u001b[2J' }), 400],
+    [post('/v1/broadcast', { payload: 1, topic: 'del\u007f' }), 400],
+    [post('/v1/broadcast', { payload: 1, client: 'c1\u0085', seq: 1 }), 400],
   ];
   for (const [sent, status] of cases) {
     const answer = await bothAgree(sent);

@@ -14,9 +14,9 @@ import {
   RecordBodyBuilder,
   type WalItem,
 } from '../../src/storage/codec.ts';
-import { crc32, crc32IsNative, crc32Portable } from '../../src/storage/crc32.ts';
 import { StorageError } from '../../src/storage/errors.ts';
 import { decodeSnapshotFile, encodeSnapshotFile } from '../../src/storage/snapshot-file.ts';
+import { crc32, crc32IsNative, crc32Portable } from '../../src/util/crc32.ts';
 import { plainEntries } from './helpers.ts';
 
 const entryArbitrary = (index: number): fc.Arbitrary<Entry> =>

@@ -39,8 +39,8 @@ interface RawClient {
   readonly closed: Promise<void>;
 }
 
-async function rawClient(address: string): Promise<RawClient> {
-  const socket = connect(hostPort(address));
+async function rawClient(address: string, localAddress?: string): Promise<RawClient> {
+  const socket = connect({ ...hostPort(address), ...(localAddress ? { localAddress } : {}) });
   const packets: Packet[] = [];
   const splitter = new PacketSplitter(1 << 20);
   socket.on('data', (chunk) => {
@@ -224,12 +224,42 @@ test('a frame claiming another sender or another recipient closes the connection
   await pair.assertLinkWorks();
 });
 
-test('handshakes in progress are bounded; extra connections are turned away', async (t) => {
+test('handshakes in progress are bounded; the oldest give way to newer ones', async (t) => {
   const pair = await startPair(t, { pendingConnectionCountMax: 3 });
-  const clients = await Promise.all(Array.from({ length: 6 }, () => rawClient(pair.b.address())));
-  await waitFor(() => pair.b.stats().refusedConnectionCount >= 3, 'three turned away');
+  const clients: RawClient[] = [];
+  for (let count = 0; count < 6; count++) clients.push(await rawClient(pair.b.address()));
+  await waitFor(() => pair.b.stats().refusedConnectionCount >= 3, 'three made way');
+  await Promise.all(clients.slice(0, 3).map((client) => client.closed));
   for (const client of clients) client.socket.destroy();
   await pair.assertLinkWorks();
+});
+
+test('silent connections cannot keep a peer out: few per address, the oldest give way', async (t) => {
+  // 70 silent connections, most from one other loopback address, against 64 slots.
+  const pair = await startPair(t, { pendingConnectionCountMax: 64, handshakeTimeoutMs: 60_000 });
+  const silent = await Promise.all(
+    Array.from({ length: 70 }, (_, count) =>
+      rawClient(pair.b.address(), count < 60 ? '127.0.0.2' : `127.0.1.${count}`),
+    ),
+  );
+  await waitFor(() => pair.b.stats().refusedConnectionCount >= 52, 'most turned away');
+  // A restarted peer gets in at once, and its link works.
+  await pair.a.close();
+  const restarted = new TcpTransport({
+    ...testTiming,
+    nodeId: 'a',
+    clusterId: 'test',
+    listenAddress: '127.0.0.1:0',
+    logger: new RecordingLogger(),
+  });
+  t.after(() => restarted.close());
+  await restarted.start();
+  restarted.setPeers(new Map([['b', pair.b.address()]]));
+  await waitFor(() => {
+    restarted.send([heartbeat('a', 'b', 777)]);
+    return pair.atB.some((frame) => frame.type === 'Heartbeat' && frame.commit === 777);
+  }, 'a frame from the restarted peer');
+  for (const client of silent) client.socket.destroy();
 });
 
 interface FakePeer {

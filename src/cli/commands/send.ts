@@ -1,7 +1,7 @@
 /**
- * `abcast send JSON`: POST /v1/broadcast on one node and print the message's index in the
+ * `abcast send JSON`: POST /v1/broadcast on one node and print the message's position in the
  * total order once it is committed. With `--client ID --seq N` a retry is exactly-once: the
- * node answers the original index (and this prints "duplicate" on stderr).
+ * node answers the original position (and this prints "duplicate" on stderr).
  */
 import type { Command } from 'commander';
 import { CliError, positiveIntegerFlag } from './errors.ts';
@@ -15,6 +15,7 @@ interface SendFlags {
   topic?: string;
 }
 
+/** The answer as docs/api.md gives it: the wire calls the position `index`. */
 interface BroadcastAnswer {
   readonly index: number;
   readonly term: number;
@@ -74,14 +75,14 @@ async function send(json: string, flags: SendFlags): Promise<void> {
   const body = broadcastBody(json, flags);
   const waitMs = 1000 * positiveIntegerFlag('wait', flags.wait, 0);
   const answer = await broadcast(base, body, waitMs);
-  if (answer.duplicate) console.error(`abcast: duplicate of index ${answer.index}`);
+  if (answer.duplicate) console.error(`abcast: duplicate of position ${answer.index}`);
   console.log(String(answer.index));
 }
 
 export function sendCommand(program: Command): void {
   program
     .command('send')
-    .description('broadcast one JSON message; prints its index once committed')
+    .description('broadcast one JSON message; prints its position once committed')
     .argument('<json>', 'the payload, any JSON value (quote it for the shell)')
     .option('--node <url>', "a node's HTTP API", defaultNodeUrl)
     .option('--client <id>', 'client id for exactly-once retries (with --seq)')

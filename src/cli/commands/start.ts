@@ -51,6 +51,8 @@ export interface StartSettings {
   readonly requestTimeoutMs: number | null;
   /** Idle client sessions expire after this much log time; null for the default, 1 hour. */
   readonly sessionTtlMs: number | null;
+  /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
+  readonly limits: { readonly node: LimitValues; readonly http: LimitValues };
   readonly tls: TlsSettings;
   /** The auth file (`--auth`); null: no authentication. */
   readonly authPath: string | null;
@@ -72,6 +74,11 @@ interface StartFlags {
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
   sessionTtlMs?: string;
+  pendingBytesMax?: string;
+  sessionsMax?: string;
+  httpConnectionsMax?: string;
+  messagesPageBytesMax?: string;
+  streamsMax?: string;
   cert?: string;
   key?: string;
   ca?: string;
@@ -80,6 +87,61 @@ interface StartFlags {
   clientCa?: string;
   insecure?: boolean;
   auth?: string;
+}
+
+type LimitValues = Readonly<Record<string, number>>;
+
+/**
+ * Bounds on what one client or one flood can make a node hold, each a flag (and a key of the
+ * config file, its name in camel case) with the default the library applies when unset.
+ */
+const limitFlags = [
+  {
+    flag: 'pending-bytes-max',
+    name: 'pendingBytesMax',
+    side: 'node',
+    help: 'payload bytes waiting for the log; beyond it broadcasts answer 503 overloaded (default 256 MiB)',
+  },
+  {
+    flag: 'sessions-max',
+    name: 'sessionsMax',
+    side: 'node',
+    help: 'client sessions; beyond it a new session answers 503 overloaded until some expire (default 100000)',
+  },
+  {
+    flag: 'http-connections-max',
+    name: 'httpConnectionsMax',
+    key: 'connectionsMax',
+    side: 'http',
+    help: 'HTTP connections open at once; beyond it new ones are closed (default 4096)',
+  },
+  {
+    flag: 'messages-page-bytes-max',
+    name: 'messagesPageBytesMax',
+    side: 'http',
+    help: 'payload bytes in one page of /v1/messages (default 4 MiB)',
+  },
+  {
+    flag: 'streams-max',
+    name: 'streamsMax',
+    side: 'http',
+    help: 'event streams open at once; beyond it a new one answers 503 overloaded (default 1024)',
+  },
+] as const;
+
+function limitSettings(
+  flags: StartFlags,
+  config: Record<string, unknown>,
+): { node: LimitValues; http: LimitValues } {
+  const node: Record<string, number> = {};
+  const http: Record<string, number> = {};
+  for (const limit of limitFlags) {
+    const value = optionalInteger(limit.flag, flags[limit.name] ?? config[limit.name]);
+    if (value === null) continue;
+    const key = 'key' in limit ? limit.key : limit.name;
+    (limit.side === 'node' ? node : http)[key] = value;
+  }
+  return { node, http };
 }
 
 /** An optional positive integer from a flag or the config file. */
@@ -200,6 +262,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
       flags.requestTimeoutMs ?? config.requestTimeoutMs,
     ),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
+    limits: limitSettings(flags, config),
     tls,
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
@@ -270,6 +333,7 @@ export async function runNode(settings: StartSettings): Promise<{
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
     ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
+    ...settings.limits.node,
     ...(tls.peer === null ? {} : { peerTls: tls.peer }),
   });
   const http = createHttpServer({
@@ -279,6 +343,7 @@ export async function runNode(settings: StartSettings): Promise<{
     peers: settings.peers,
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
+    ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
   });
@@ -346,7 +411,7 @@ async function start(flags: StartFlags): Promise<void> {
 }
 
 export function startCommand(program: Command): void {
-  program
+  const command = program
     .command('start')
     .description('run one node and its HTTP API until SIGTERM or Ctrl-C')
     .option('--id <id>', 'this node id; must be one of --peers')
@@ -357,7 +422,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -381,6 +446,7 @@ export function startCommand(program: Command): void {
     .option(
       '--auth <file>',
       'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
-    )
-    .action((flags: StartFlags) => start(flags));
+    );
+  for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
+  command.action((flags: StartFlags) => start(flags));
 }

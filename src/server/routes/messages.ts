@@ -38,6 +38,23 @@ function readByTopic(
   return { messages, next: cursor };
 }
 
+/**
+ * Cuts a page once its payloads pass `bytesMax`, keeping one message at least, so that a
+ * page of large messages is not a response of gigabytes; `next` then resumes after the cut.
+ */
+function capPageBytes(page: Page, bytesMax: number): Page {
+  let bytes = 0;
+  for (let count = 0; count < page.messages.length; count++) {
+    const message = page.messages[count] as DeliveredMessage;
+    bytes += message.payload.byteLength;
+    if (bytes > bytesMax && count > 0) {
+      const last = page.messages[count - 1] as DeliveredMessage;
+      return { messages: page.messages.slice(0, count), next: last.position + 1 };
+    }
+  }
+  return page;
+}
+
 export async function messagesRoute(context: RouteContext): Promise<void> {
   const { node, settings } = context.server;
   const query = queryParameters(context.url, ['from', 'limit', 'topic']);
@@ -60,5 +77,6 @@ export async function messagesRoute(context: RouteContext): Promise<void> {
   } else {
     page = readByTopic(node, { from, limit, topic, scanMax: settings.messagesScanMax });
   }
+  page = capPageBytes(page, settings.messagesPageBytesMax);
   sendJson(context.response, 200, { messages: page.messages.map(toWireMessage), next: page.next });
 }

@@ -130,7 +130,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       }
     }
     // Without an abort, the iterator ends only when the node stops.
-    ending = toHttpError(new BroadcastError('NODE_STOPPED', 'the node stopped'));
+    ending = toHttpError(new BroadcastError('node_stopped', 'the node stopped'));
   } catch (error) {
     ending = toHttpError(error);
     if (ending.code === 'internal') {

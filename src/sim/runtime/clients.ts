@@ -123,7 +123,7 @@ export class Workload {
     };
     simClient.client.broadcast(payload).then(
       (answer) =>
-        settled({ kind: 'resolved', position: answer.index, duplicate: answer.duplicate }),
+        settled({ kind: 'resolved', position: answer.position, duplicate: answer.duplicate }),
       (error: unknown) =>
         settled({
           kind: 'rejected',

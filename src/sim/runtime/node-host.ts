@@ -222,6 +222,8 @@ function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>):
     messagesLimitDefault: 100,
     messagesLimitMax: 1000,
     messagesScanMax: 10_000,
+    messagesPageBytesMax: 4 << 20,
+    connectionsMax: 4096,
     peers,
   };
 }

@@ -209,6 +209,8 @@ class RuntimeWorld {
       batchBytesMax: mix.batchBytesMax,
       payloadBytesMax: 2048,
       pendingMessagesMax: 10_000,
+      pendingBytesMax: 4 << 20,
+      sessionsMax: 1_000,
       requestTimeoutMs: 1_000,
       retryIntervalMs: 200,
       snapshotIntervalBytes: mix.snapshotIntervalBytes,
