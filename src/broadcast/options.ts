@@ -104,6 +104,17 @@ export interface BroadcastOptions {
   /** With `seq`: the caller's own session, for exactly-once retries across nodes. */
   readonly clientId?: string;
   readonly seq?: number;
+  /**
+   * The identity the caller was authenticated as (the HTTP server passes its identity's
+   * name). A session belongs to the owner of its seq 1; a message of another owner in it is
+   * refused with session_forbidden. Default: empty, nobody.
+   */
+  readonly owner?: string;
+  /**
+   * The client's random session nonce, sent with every message of the session. Another
+   * nonce in a started session is refused with session_conflict. Default: none.
+   */
+  readonly nonce?: string;
 }
 
 export interface NodeStatus {

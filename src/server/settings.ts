@@ -6,6 +6,7 @@ import { BroadcastError } from '../broadcast/errors.ts';
 import type { NodeLogger } from '../broadcast/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
+import type { AuthSource } from './access.ts';
 import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
 import { HttpMetrics } from './http-metrics.ts';
 
@@ -32,6 +33,8 @@ export interface ServerOptions {
   readonly messagesPageBytesMax?: number;
   /** HTTP connections open at once; beyond it new ones are closed at accept; default 4096. */
   readonly connectionsMax?: number;
+  /** Identities and their rights (auth.ts); absent: every request may do everything. */
+  readonly auth?: AuthSource | null;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -113,5 +116,6 @@ export function createServerContext(options: ServerOptions): ServerContext {
     metrics: new HttpMetrics(),
     logger: options.logger,
     environment: options.environment,
+    auth: options.auth ?? null,
   };
 }

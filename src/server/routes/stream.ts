@@ -15,6 +15,7 @@
  */
 import { BroadcastError } from '../../broadcast/errors.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
+import { checkSubscribe } from '../access.ts';
 import type { RouteContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
@@ -79,6 +80,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   const query = queryParameters(context.url, ['from', 'topic']);
   const from = startPosition(context, query);
   const topic = topicParameter(query);
+  checkSubscribe(context.identity, topic);
   if (metrics.openStreamCount >= settings.streamsMax) {
     throw new HttpError(
       503,
