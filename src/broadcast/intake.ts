@@ -14,8 +14,8 @@ import {
   type MessageProblem,
   nonceProblem,
   ownerProblem,
+  ownSessionPrefix,
   payloadProblem,
-  reservedClientIdPrefix,
   seqProblem,
   sessionPairProblem,
   topicProblem,
@@ -36,6 +36,7 @@ export interface IntakeOptions {
   readonly pendingMessagesMax: number;
   readonly pendingBytesMax: number;
   readonly sessionsMax: number;
+  readonly sessionsPerIdentityMax: number;
   readonly requestTimeoutMs: number;
 }
 
@@ -121,7 +122,7 @@ export class Intake {
   }
 
   private newOwnClientId(): string {
-    return `${reservedClientIdPrefix}${this.options.id}.${this.options.environment.randomHex(8)}`;
+    return `${ownSessionPrefix(this.options.id)}${this.options.environment.randomHex(8)}`;
   }
 
   /** Throws a BroadcastError for any refusal; the node turns it into a rejected promise. */
@@ -213,11 +214,21 @@ export class Intake {
    */
   private refuseNewSessionWhenFull(message: ClientMessage): void {
     const sessions = this.options.sessions();
-    if (sessions.sessionCount < this.options.sessionsMax) return;
+    const owner = message.owner ?? '';
+    const { sessionsMax, sessionsPerIdentityMax } = this.options;
+    const full = sessions.sessionCount >= sessionsMax;
+    // An identity may not take every session of the cluster from the others.
+    const ownerFull = owner !== '' && sessions.sessionCountOf(owner) >= sessionsPerIdentityMax;
+    if (!full && !ownerFull) return;
     if (sessions.knows(message.clientId)) return;
     if (this.options.pending.forClient(message.clientId) !== undefined) return;
-    throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
-      sessionsMax: this.options.sessionsMax,
+    if (full) {
+      throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
+        sessionsMax,
+      });
+    }
+    throw new BroadcastError('overloaded', `${owner} has too many client sessions open`, {
+      sessionsPerIdentityMax,
     });
   }
 

@@ -40,6 +40,11 @@ export const reservedTopicPrefix = '$';
  * sent without a session): a client may not name one, so nobody can write in them.
  */
 export const reservedClientIdPrefix = '$';
+
+/** What every session id of node `nodeId`'s own begins with: `$<node id>.` then random hex. */
+export function ownSessionPrefix(nodeId: string): string {
+  return `${reservedClientIdPrefix}${nodeId}.`;
+}
 export const ownerBytesMax = 255;
 /** A nonce is 1–64 characters of [0-9A-Za-z_-]: 128 random bits fit with room to spare. */
 export const nonceLengthMax = 64;

@@ -113,6 +113,8 @@ export class SessionTable {
   }
   private lastSweepMs = 0;
   private readonly sessions = new Map<string, Session>();
+  /** Derived from `sessions` (never written to a snapshot): sessions per owner. */
+  private readonly ownerCounts = new Map<string, number>();
 
   constructor(private readonly options: SessionTableOptions) {
     assert(options.sessionTtlMs > 0, 'sessionTtlMs is positive');
@@ -125,6 +127,18 @@ export class SessionTable {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  /** Sessions started by `owner` (an identity; '' without authentication) and not expired. */
+  sessionCountOf(owner: string): number {
+    return this.ownerCounts.get(owner) ?? 0;
+  }
+
+  private countOwner(owner: string, change: 1 | -1): void {
+    const count = (this.ownerCounts.get(owner) ?? 0) + change;
+    assert(count >= 0, 'an owner never has fewer than no sessions');
+    if (count === 0) this.ownerCounts.delete(owner);
+    else this.ownerCounts.set(owner, count);
   }
 
   /** Decides every message of one committed batch, in order, one outcome per message. */
@@ -183,6 +197,7 @@ export class SessionTable {
         recentCount: 0,
       };
       this.sessions.set(run.clientId, session);
+      this.countOwner(run.owner, 1);
     }
     const foreign = foreignRefusal(session, run.owner, run.nonce);
     if (foreign !== null) return { kind: 'refused', code: foreign, expectedSeq: 0 };
@@ -242,7 +257,10 @@ export class SessionTable {
     if (this.logTimeMsMax - this.lastSweepMs < ttl / 8) return;
     this.lastSweepMs = this.logTimeMsMax;
     for (const [clientId, session] of this.sessions) {
-      if (this.logTimeMsMax - session.lastActiveMs > ttl) this.sessions.delete(clientId);
+      if (this.logTimeMsMax - session.lastActiveMs > ttl) {
+        this.sessions.delete(clientId);
+        this.countOwner(session.owner, -1);
+      }
     }
   }
 
@@ -324,6 +342,7 @@ export class SessionTable {
     for (const [id, nextSeq, lastActiveMs, recent, owner, nonce] of parsed.sessions) {
       const segments = recent.map((segment) => [...segment] as Segment);
       const recentCount = segments.reduce((sum, segment) => sum + segment[2], 0);
+      table.countOwner(owner ?? '', 1);
       table.sessions.set(id, {
         owner: owner ?? '',
         nonce: nonce ?? '',

@@ -59,6 +59,7 @@ export interface ServerSettings {
   /** Comment lines on an idle event stream, so proxies and clients see it alive. */
   readonly keepAliveIntervalMs: number;
   readonly streamsMax: number;
+  readonly streamsPerIdentityMax: number;
   readonly messagesLimitDefault: number;
   readonly messagesLimitMax: number;
   /** Positions a topic-filtered read examines at most per page. */

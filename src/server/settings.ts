@@ -27,6 +27,8 @@ export interface ServerOptions {
   readonly keepAliveIntervalMs?: number;
   /** Event streams open at once; beyond it a new one gets 503 `overloaded`; default 1024. */
   readonly streamsMax?: number;
+  /** Event streams one identity may hold open on this node (with --auth); default 64. */
+  readonly streamsPerIdentityMax?: number;
   /** Largest page of GET /v1/messages (a larger `limit` is cut to it); default 1000. */
   readonly messagesLimitMax?: number;
   /** Payload bytes in one page of GET /v1/messages (one message at least); default 4 MiB. */
@@ -46,6 +48,7 @@ export const defaultHttpSettings = {
   retryAfterSeconds: 1,
   keepAliveIntervalMs: 15_000,
   streamsMax: 1024,
+  streamsPerIdentityMax: 64,
   messagesLimitMax: 1000,
   messagesPageBytesMax: 4 << 20,
   connectionsMax: 4096,
@@ -91,6 +94,11 @@ function settingsFrom(options: ServerOptions): ServerSettings {
       defaultHttpSettings.keepAliveIntervalMs,
     ),
     streamsMax: positiveInteger('streamsMax', options.streamsMax, defaultHttpSettings.streamsMax),
+    streamsPerIdentityMax: positiveInteger(
+      'streamsPerIdentityMax',
+      options.streamsPerIdentityMax,
+      defaultHttpSettings.streamsPerIdentityMax,
+    ),
     messagesLimitDefault: Math.min(100, messagesLimitMax),
     messagesLimitMax,
     messagesScanMax: Math.max(10_000, messagesLimitMax),

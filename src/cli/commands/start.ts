@@ -76,9 +76,11 @@ interface StartFlags {
   sessionTtlMs?: string;
   pendingBytesMax?: string;
   sessionsMax?: string;
+  sessionsPerIdentityMax?: string;
   httpConnectionsMax?: string;
   messagesPageBytesMax?: string;
   streamsMax?: string;
+  streamsPerIdentityMax?: string;
   cert?: string;
   key?: string;
   ca?: string;
@@ -109,6 +111,12 @@ const limitFlags = [
     help: 'client sessions; beyond it a new session answers 503 overloaded until some expire (default 100000)',
   },
   {
+    flag: 'sessions-per-identity-max',
+    name: 'sessionsPerIdentityMax',
+    side: 'node',
+    help: 'client sessions one identity may hold (with --auth; default 10000)',
+  },
+  {
     flag: 'http-connections-max',
     name: 'httpConnectionsMax',
     key: 'connectionsMax',
@@ -120,6 +128,12 @@ const limitFlags = [
     name: 'messagesPageBytesMax',
     side: 'http',
     help: 'payload bytes in one page of /v1/messages (default 4 MiB)',
+  },
+  {
+    flag: 'streams-per-identity-max',
+    name: 'streamsPerIdentityMax',
+    side: 'http',
+    help: 'event streams one identity may hold open (with --auth; default 64)',
   },
   {
     flag: 'streams-max',
@@ -422,7 +436,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
