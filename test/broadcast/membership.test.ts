@@ -99,9 +99,8 @@ test('malformed records decode to null, valid ones round-trip', () => {
   assert.deepEqual(decodeMembershipCommand(encodeMembershipCommand(command)), command);
 });
 
-test('a node joins a running cluster, catches up and votes; another leaves', {
-  timeout: 60_000,
-}, async () => {
+/** Three members on loopback ports and room for a fourth, in a temporary directory. */
+async function membersOnDisk() {
   const root = await mkdtemp(join(tmpdir(), 'abcast-members-'));
   const ports = await freePorts(4);
   const address = (offset: number) => `127.0.0.1:${ports[offset]}`;
@@ -119,6 +118,13 @@ test('a node joins a running cluster, catches up and votes; another leaves', {
       requestTimeoutMs: 20_000,
       segmentBytesMax: 1 << 20,
     });
+  return { root, address, initial, nodes, start };
+}
+
+test('a node joins a running cluster, catches up and votes; another leaves', {
+  timeout: 60_000,
+}, async () => {
+  const { root, address, initial, nodes, start } = await membersOnDisk();
   try {
     for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));
     const n1 = nodes.get('n1')!;
@@ -159,23 +165,7 @@ test('a leader that joined later removes itself, and the others go on without it
   // The record that removes a member is applied before the configuration change that
   // removes it is proposed: the others must still hear the leader until that change is
   // decided, or they stay pre-candidates waiting for a vote they can no longer get.
-  const root = await mkdtemp(join(tmpdir(), 'abcast-members-'));
-  const ports = await freePorts(4);
-  const address = (offset: number) => `127.0.0.1:${ports[offset]}`;
-  const initial = { n1: address(0), n2: address(1), n3: address(2) };
-  const logger = pino({ level: 'silent' });
-  const nodes = new Map<string, BroadcastNode>();
-  const start = (id: string, peers: Record<string, string>, joining = false) =>
-    startNode({
-      id,
-      dataDir: join(root, id),
-      listen: peers[id]!,
-      peers,
-      logger,
-      join: joining,
-      requestTimeoutMs: 20_000,
-      segmentBytesMax: 1 << 20,
-    });
+  const { root, address, initial, nodes, start } = await membersOnDisk();
   try {
     for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));
     const joiner = await start('n4', { ...initial, n4: address(3) }, true);
