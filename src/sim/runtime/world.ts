@@ -128,6 +128,7 @@ class RuntimeWorld {
     clockJumps: 0,
     memberChanges: 0,
     transfers: 0,
+    campaigns: 0,
     corruptions: 0,
     diskStops: 0,
     positions: 0,
@@ -231,6 +232,7 @@ class RuntimeWorld {
       this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     );
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
+    runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
   }
 
   /**
@@ -284,6 +286,7 @@ class RuntimeWorld {
     const host = this.hosts.find((candidate) => candidate.id === frame.from);
     assert(host !== undefined, 'frames come from known nodes');
     host.watch.sent(frame);
+    this.nemesis.afterSent(frame);
   }
 
   /** The node's broken variant, if the run plants one there or in the core. */
