@@ -152,3 +152,52 @@ test('a node joins a running cluster, catches up and votes; another leaves', {
     await rm(root, { recursive: true, force: true });
   }
 });
+
+test('a leader that joined later removes itself, and the others go on without it', {
+  timeout: 60_000,
+}, async () => {
+  // The record that removes a member is applied before the configuration change that
+  // removes it is proposed: the others must still hear the leader until that change is
+  // decided, or they stay pre-candidates waiting for a vote they can no longer get.
+  const root = await mkdtemp(join(tmpdir(), 'abcast-members-'));
+  const ports = await freePorts(4);
+  const address = (offset: number) => `127.0.0.1:${ports[offset]}`;
+  const initial = { n1: address(0), n2: address(1), n3: address(2) };
+  const logger = pino({ level: 'silent' });
+  const nodes = new Map<string, BroadcastNode>();
+  const start = (id: string, peers: Record<string, string>, joining = false) =>
+    startNode({
+      id,
+      dataDir: join(root, id),
+      listen: peers[id]!,
+      peers,
+      logger,
+      join: joining,
+      requestTimeoutMs: 20_000,
+      segmentBytesMax: 1 << 20,
+    });
+  try {
+    for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));
+    const joiner = await start('n4', { ...initial, n4: address(3) }, true);
+    nodes.set('n4', joiner);
+    await nodes.get('n1')!.addMember({ id: 'n4', address: address(3), voter: true });
+    await waitFor(() => {
+      const leader = [...nodes.values()].find((node) => node.status().role === 'leader');
+      if (leader === undefined || leader.id === 'n4') return leader !== undefined;
+      leader.transferLeadership('n4');
+      return false;
+    }, 'n4 leads');
+    await joiner.removeMember('n4');
+    const survivors = ['n1', 'n2', 'n3'].map((id) => nodes.get(id)!);
+    await waitFor(
+      () => survivors.some((node) => node.status().role === 'leader'),
+      'a leader among the others',
+      20_000,
+    );
+    const leader = survivors.find((node) => node.status().role === 'leader')!;
+    await leader.broadcast(new TextEncoder().encode('after the leader left'));
+  } finally {
+    for (const node of nodes.values()) await node.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});

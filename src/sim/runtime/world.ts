@@ -313,6 +313,7 @@ class RuntimeWorld {
       pendingMessagesMax: 10_000,
       pendingBytesMax: 4 << 20,
       sessionsMax: 1_000,
+      sessionsPerIdentityMax: 1_000,
       requestTimeoutMs: 1_000,
       retryIntervalMs: 200,
       snapshotIntervalBytes: mix.snapshotIntervalBytes,
