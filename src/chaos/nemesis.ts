@@ -58,6 +58,8 @@ export interface NemesisOptions {
    * leader can stall the cluster for good today (docs/chaos.md, "Findings").
    */
   readonly leaderRemoval: boolean;
+  /** Called with a removed node before it is stopped (the runner reads what it delivered). */
+  readonly beforeStop: (id: string) => Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -82,8 +84,10 @@ export class Nemesis {
   start(): void {
     const faults = this.options.kinds.filter((kind) => !laneOperations.includes(kind));
     const operations = this.options.kinds.filter((kind) => laneOperations.includes(kind));
-    if (faults.length > 0) this.lanes.push(this.lane(faults, this.options.random.fork()));
-    if (operations.length > 0) this.lanes.push(this.lane(operations, this.options.random.fork()));
+    if (faults.length > 0) this.lanes.push(this.lane(faults, this.options.random.fork(), 1));
+    // Operations are quick: slower pacing keeps a long run from replacing every node many times.
+    if (operations.length > 0)
+      this.lanes.push(this.lane(operations, this.options.random.fork(), 3));
   }
 
   /** Ends the lanes (a fault in progress ends early), then heals everything. */
@@ -109,7 +113,8 @@ export class Nemesis {
     this.sleepers.delete(wake);
   }
 
-  private async lane(kinds: readonly FaultKind[], random: Prng): Promise<void> {
+  /** Injects `kinds` one at a time, with quiet gaps of up to `quietScale` × quietMsMax. */
+  private async lane(kinds: readonly FaultKind[], random: Prng, quietScale: number): Promise<void> {
     await this.hold(1_000 + random.below(this.options.quietMsMax + 1));
     while (!this.stopping) {
       const kind = random.pick(kinds);
@@ -118,7 +123,7 @@ export class Nemesis {
       } catch (error) {
         this.options.history.fault(kind, 'outcome', [], `nemesis error: ${String(error)}`);
       }
-      await this.hold(500 + random.below(this.options.quietMsMax + 1));
+      await this.hold(500 * quietScale + random.below(this.options.quietMsMax * quietScale + 1));
     }
   }
 
@@ -449,6 +454,7 @@ export class Nemesis {
       if (outcome === 'ok') {
         this.members.splice(this.members.indexOf(id), 1);
         cluster.node(id).departed = true;
+        await this.options.beforeStop(id).catch(() => undefined);
         await cluster.stop(id);
       }
       history.fault('membership', 'end', [id], `remove ${id}: ${outcome}`);

@@ -168,7 +168,15 @@ async function readDelivered(url: string): Promise<DeliveredMessage[]> {
   throw new Error('too many pages');
 }
 
-async function readAll(cluster: ChaosCluster, members: readonly string[]): Promise<NodeReading[]> {
+/**
+ * Every node's reading. A node stopped after its removal is judged on what it had
+ * delivered then (`departedMessages`); a damaged one, which never came back, on nothing.
+ */
+async function readAll(
+  cluster: ChaosCluster,
+  members: readonly string[],
+  departedMessages: ReadonlyMap<string, DeliveredMessage[]>,
+): Promise<NodeReading[]> {
   return Promise.all(
     [...cluster.nodes.values()].map(async (node): Promise<NodeReading> => {
       const standing =
@@ -181,7 +189,7 @@ async function readAll(cluster: ChaosCluster, members: readonly string[]): Promi
         return {
           node: node.id,
           standing,
-          messages: [],
+          messages: departedMessages.get(node.id) ?? [],
           error: standing === 'member' ? 'not running' : null,
         };
       }
@@ -229,6 +237,7 @@ export async function runChaos(
   if (cluster.fakeTime === null && options.kinds.includes('clock')) {
     notes.push('clock faults skipped: libfaketime is not installed (apt-get install faketime)');
   }
+  const departedMessages = new Map<string, DeliveredMessage[]>();
   const ids = Array.from({ length: options.nodeCount }, (_, at) => `n${at + 1}`);
   const nemesis = new Nemesis({
     cluster,
@@ -240,6 +249,9 @@ export async function runChaos(
     faultMsMax: options.faultMsMax,
     quietMsMax: options.quietMsMax,
     leaderRemoval: options.leaderRemoval,
+    beforeStop: async (id) => {
+      departedMessages.set(id, await readDelivered(cluster.node(id).httpUrl));
+    },
   });
   const workload = new Workload({
     history,
@@ -277,7 +289,7 @@ export async function runChaos(
     const members = await configuredMembers(cluster, nemesis.members);
     const live = members.filter((id) => cluster.node(id).damaged === null);
     await waitForConvergence(cluster, live, 60_000);
-    const readings = await readAll(cluster, members);
+    const readings = await readAll(cluster, members, departedMessages);
     await workload.stopSubscribers();
     await history.close();
     const result = checkHistory(history.events, readings, {
