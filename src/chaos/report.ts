@@ -119,6 +119,32 @@ function polyline(points: readonly [number, number][], colour: string): string {
   return `<polyline fill="none" stroke="${colour}" stroke-width="1.5" points="${text}"/>`;
 }
 
+const faultRowHeight = 16;
+
+/** One row per fault kind, a bar per fault (its details in the bar's tooltip). */
+function faultRows(
+  spans: readonly FaultSpan[],
+  kinds: readonly string[],
+  x: (ms: number) => number,
+): string[] {
+  const parts: string[] = [];
+  kinds.forEach((kind, row) => {
+    const y = row * faultRowHeight + 5;
+    parts.push(
+      `<text x="${marginLeft - 6}" y="${y + 11}" text-anchor="end">${escapeHtml(kind)}</text>`,
+    );
+    for (const span of spans.filter((one) => one.kind === kind)) {
+      const left = x(span.fromMs);
+      const spanWidth = Math.max(2, x(span.toMs) - left);
+      const tooltip = `${(span.fromMs / 1000).toFixed(1)}–${(span.toMs / 1000).toFixed(1)} s ${kind} ${span.detail}`;
+      parts.push(
+        `<rect x="${left.toFixed(1)}" y="${y}" width="${spanWidth.toFixed(1)}" height="${faultRowHeight - 4}" fill="${faultColours[kind] ?? '#555'}" opacity="0.75"><title>${escapeHtml(tooltip)}</title></rect>`,
+      );
+    }
+  });
+  return parts;
+}
+
 /** The timeline: one row per fault kind, then throughput, then latency (log scale). */
 function timelineSvg(
   history: readonly HistoryEvent[],
@@ -127,27 +153,13 @@ function timelineSvg(
 ): string {
   const spans = faultSpans(history);
   const kinds = [...new Set(spans.map((span) => span.kind))];
-  const rowHeight = 16;
-  const faultsHeight = kinds.length * rowHeight + 10;
+  const faultsHeight = kinds.length * faultRowHeight + 10;
   const chartHeight = 140;
   const throughputTop = faultsHeight + 20;
   const latencyTop = throughputTop + chartHeight + 40;
   const height = latencyTop + chartHeight + 40;
-  const x = (ms: number) => marginLeft + (ms / Math.max(1, endMs)) * plotWidth;
-  const parts: string[] = [];
-  kinds.forEach((kind, row) => {
-    const y = row * rowHeight + 5;
-    parts.push(
-      `<text x="${marginLeft - 6}" y="${y + 11}" text-anchor="end">${escapeHtml(kind)}</text>`,
-    );
-    for (const span of spans.filter((one) => one.kind === kind)) {
-      const left = x(span.fromMs);
-      const spanWidth = Math.max(2, x(span.toMs) - left);
-      parts.push(
-        `<rect x="${left.toFixed(1)}" y="${y}" width="${spanWidth.toFixed(1)}" height="${rowHeight - 4}" fill="${faultColours[kind] ?? '#555'}" opacity="0.75"><title>${escapeHtml(`${(span.fromMs / 1000).toFixed(1)}–${(span.toMs / 1000).toFixed(1)} s ${kind} ${span.detail}`)}</title></rect>`,
-      );
-    }
-  });
+  const x = (ms: number) => marginLeft + Math.min(1, ms / Math.max(1, endMs)) * plotWidth;
+  const parts: string[] = faultRows(spans, kinds, x);
   const series = buckets(history, endMs);
   const throughputMax = Math.max(
     1,
@@ -157,24 +169,18 @@ function timelineSvg(
     throughputTop + chartHeight - (value / throughputMax) * chartHeight;
   const at = (index: number) => x(index * bucketMs + bucketMs / 2);
   parts.push(axis(throughputTop, chartHeight, `${throughputMax}/s`, 'broadcasts per second'));
-  parts.push(
-    polyline(
-      series.map((bucket, index) => [at(index), yThroughput(bucket.acknowledged)]),
-      '#2ca02c',
-    ),
-  );
-  parts.push(
-    polyline(
-      series.map((bucket, index) => [at(index), yThroughput(bucket.unknown)]),
-      '#ff7f0e',
-    ),
-  );
-  parts.push(
-    polyline(
-      series.map((bucket, index) => [at(index), yThroughput(bucket.failed)]),
-      '#d62728',
-    ),
-  );
+  const counts = [
+    ['acknowledged', '#2ca02c'],
+    ['unknown', '#ff7f0e'],
+    ['failed', '#d62728'],
+  ] as const;
+  for (const [field, colour] of counts) {
+    const points = series.map((bucket, index): [number, number] => [
+      at(index),
+      yThroughput(bucket[field]),
+    ]);
+    parts.push(polyline(points, colour));
+  }
   const latencyMaxMs = Math.max(
     10,
     ...series.map((bucket) => percentile(bucket.latenciesMs, 0.99)),
@@ -194,24 +200,16 @@ function timelineSvg(
   const withLatency = series
     .map((bucket, index) => ({ bucket, index }))
     .filter(({ bucket }) => bucket.latenciesMs.length > 0);
-  parts.push(
-    polyline(
-      withLatency.map(({ bucket, index }) => [
-        at(index),
-        yLatency(percentile(bucket.latenciesMs, 0.5)),
-      ]),
-      '#1f77b4',
-    ),
-  );
-  parts.push(
-    polyline(
-      withLatency.map(({ bucket, index }) => [
-        at(index),
-        yLatency(percentile(bucket.latenciesMs, 0.99)),
-      ]),
-      '#9467bd',
-    ),
-  );
+  for (const [fraction, colour] of [
+    [0.5, '#1f77b4'],
+    [0.99, '#9467bd'],
+  ] as const) {
+    const points = withLatency.map(({ bucket, index }): [number, number] => [
+      at(index),
+      yLatency(percentile(bucket.latenciesMs, fraction)),
+    ]);
+    parts.push(polyline(points, colour));
+  }
   for (const violation of violations) {
     if (violation.timeMs === null) continue;
     parts.push(

@@ -207,29 +207,43 @@ async function readAll(
   );
 }
 
-export async function runChaos(
-  options: ChaosRunOptions,
-): Promise<{ summary: ChaosSummary; result: CheckResult }> {
-  const log = (line: string) => {
-    if (options.verbose) console.error(`chaos: ${line}`);
-  };
-  const out = options.out;
-  const root = await mkdtemp(join(tmpdir(), 'abcast-chaos-'));
-  const logDir = out === null ? join(root, 'logs') : join(out, 'logs');
-  if (out !== null) {
-    await rm(logDir, { recursive: true, force: true });
-    await mkdir(logDir, { recursive: true });
-  }
+/** The clients of every run: enough to keep the nodes busy, and CPU left on 2 cores. */
+const workloadShape = {
+  sdkClientCount: 2,
+  sdkInFlightPerClient: 3,
+  httpSessionClientCount: 3,
+  httpClientCount: 2,
+  barrierReaderCount: 1,
+  subscriberCount: 2,
+  thinkMsMax: 40,
+  /** Above the nodes' request timeout (3 s), so their own answer comes first. */
+  attemptTimeoutMs: 4_000,
+  sessionAttemptsMax: 6,
+} as const;
+
+const nodeRequestTimeoutMs = 3_000;
+
+interface RunParts {
+  readonly ids: readonly string[];
+  readonly history: HistoryRecorder;
+  readonly cluster: ChaosCluster;
+  readonly nemesis: Nemesis;
+  readonly workload: Workload;
+  readonly notes: string[];
+  readonly departedMessages: Map<string, DeliveredMessage[]>;
+  readonly elapsedMs: () => number;
+}
+
+function createParts(options: ChaosRunOptions, root: string, logDir: string): RunParts {
   const random = new Prng(options.seed);
   const startedMs = performance.now();
-  const history = new HistoryRecorder(
-    () => performance.now() - startedMs,
-    out === null ? null : join(out, 'history.jsonl'),
-  );
+  const elapsedMs = () => performance.now() - startedMs;
+  const out = options.out;
+  const history = new HistoryRecorder(elapsedMs, out === null ? null : join(out, 'history.jsonl'));
   const cluster = new ChaosCluster({
     root,
     logDir,
-    requestTimeoutMs: 3_000,
+    requestTimeoutMs: nodeRequestTimeoutMs,
     random: random.fork(),
     logLevel: 'info',
   });
@@ -254,6 +268,7 @@ export async function runChaos(
     },
   });
   const workload = new Workload({
+    ...workloadShape,
     history,
     // Raw clients pick among the members of the moment; the SDK keeps the first list.
     endpoints: () =>
@@ -261,83 +276,105 @@ export async function runChaos(
         .filter((id) => cluster.node(id).damaged === null)
         .map((id) => cluster.node(id).httpUrl),
     random: random.fork(),
-    sdkClientCount: 2,
-    sdkInFlightPerClient: 3,
-    httpSessionClientCount: 3,
-    httpClientCount: 2,
-    barrierReaderCount: 1,
-    subscriberCount: 2,
-    thinkMsMax: 40,
-    attemptTimeoutMs: 4_000,
-    sessionAttemptsMax: 6,
   });
-  try {
-    await cluster.prepare(ids);
-    await Promise.all(ids.map((id) => cluster.start(id, ids, false)));
-    await waitForLeader(cluster, ids, performance.now() + 30_000);
-    log(`${ids.length} nodes up; fault phase of ${options.seconds} s, seed ${options.seed}`);
-    workload.start();
-    nemesis.start();
-    await sleep(options.seconds * 1_000);
-    await nemesis.stop();
-    await nemesis.healAll();
-    const healedAtMs = performance.now() - startedMs;
-    log(`healed; recovery phase of ${options.recoverySeconds} s`);
-    await sleep(options.recoverySeconds * 1_000);
-    await workload.stop();
-    const endMs = performance.now() - startedMs;
-    const members = await configuredMembers(cluster, nemesis.members);
-    const live = members.filter((id) => cluster.node(id).damaged === null);
-    await waitForConvergence(cluster, live, 60_000);
-    const readings = await readAll(cluster, members, departedMessages);
-    await workload.stopSubscribers();
-    await history.close();
-    const result = checkHistory(history.events, readings, {
-      healedAtMs,
-      recoveryBoundMs: options.recoveryBoundMs,
-      endMs,
-      violationsPerPropertyMax: 20,
-    });
-    const damagedNodes = [...cluster.nodes.values()]
+  return { ids, history, cluster, nemesis, workload, notes, departedMessages, elapsedMs };
+}
+
+function summarize(options: ChaosRunOptions, parts: RunParts, result: CheckResult): ChaosSummary {
+  const violationTotal = Object.values(result.violationCounts).reduce(
+    (sum, count) => sum + (count ?? 0),
+    0,
+  );
+  return {
+    seed: options.seed,
+    nodes: options.nodeCount,
+    seconds: options.seconds,
+    acknowledged: result.stats.acknowledged,
+    failed: result.stats.failed,
+    unknown: result.stats.unknown,
+    unknownDelivered: result.stats.unknownDelivered,
+    barriers: result.stats.barriers,
+    delivered: result.stats.delivered,
+    faults: Object.fromEntries(parts.nemesis.injected),
+    longestUnavailabilityMs: result.stats.longestUnavailabilityMs,
+    recoveryMs: result.stats.recoveryMs,
+    damagedNodes: [...parts.cluster.nodes.values()]
       .filter((node) => node.damaged !== null)
-      .map((node) => node.id);
-    const violationTotal = Object.values(result.violationCounts).reduce(
-      (sum, count) => sum + (count ?? 0),
-      0,
-    );
-    const summary: ChaosSummary = {
-      seed: options.seed,
-      nodes: options.nodeCount,
-      seconds: options.seconds,
-      acknowledged: result.stats.acknowledged,
-      failed: result.stats.failed,
-      unknown: result.stats.unknown,
-      unknownDelivered: result.stats.unknownDelivered,
-      barriers: result.stats.barriers,
-      delivered: result.stats.delivered,
-      faults: Object.fromEntries(nemesis.injected),
-      longestUnavailabilityMs: result.stats.longestUnavailabilityMs,
-      recoveryMs: result.stats.recoveryMs,
-      damagedNodes,
-      violations: violationTotal,
-      violationCounts: result.violationCounts,
-      notes,
-      out,
-    };
+      .map((node) => node.id),
+    violations: violationTotal,
+    violationCounts: result.violationCounts,
+    notes: parts.notes,
+    out: options.out,
+  };
+}
+
+/** Phases 1 to 5 of the run (see the top of this file); the caller cleans up. */
+async function runPhases(
+  options: ChaosRunOptions,
+  parts: RunParts,
+  log: (line: string) => void,
+): Promise<{ summary: ChaosSummary; result: CheckResult; readings: NodeReading[] }> {
+  const { ids, cluster, nemesis, workload, history } = parts;
+  await cluster.prepare(ids);
+  await Promise.all(ids.map((id) => cluster.start(id, ids, false)));
+  await waitForLeader(cluster, ids, performance.now() + 30_000);
+  log(`${ids.length} nodes up; fault phase of ${options.seconds} s, seed ${options.seed}`);
+  workload.start();
+  nemesis.start();
+  await sleep(options.seconds * 1_000);
+  await nemesis.stop();
+  await nemesis.healAll();
+  const healedAtMs = parts.elapsedMs();
+  log(`healed; recovery phase of ${options.recoverySeconds} s`);
+  await sleep(options.recoverySeconds * 1_000);
+  await workload.stop();
+  const endMs = parts.elapsedMs();
+  const members = await configuredMembers(cluster, nemesis.members);
+  const live = members.filter((id) => cluster.node(id).damaged === null);
+  await waitForConvergence(cluster, live, 60_000);
+  const readings = await readAll(cluster, members, parts.departedMessages);
+  await workload.stopSubscribers();
+  await history.close();
+  const result = checkHistory(history.events, readings, {
+    healedAtMs,
+    recoveryBoundMs: options.recoveryBoundMs,
+    endMs,
+    violationsPerPropertyMax: 20,
+  });
+  return { summary: summarize(options, parts, result), result, readings };
+}
+
+export async function runChaos(
+  options: ChaosRunOptions,
+): Promise<{ summary: ChaosSummary; result: CheckResult }> {
+  const log = (line: string) => {
+    if (options.verbose) console.error(`chaos: ${line}`);
+  };
+  const out = options.out;
+  const root = await mkdtemp(join(tmpdir(), 'abcast-chaos-'));
+  const logDir = out === null ? join(root, 'logs') : join(out, 'logs');
+  if (out !== null) {
+    await rm(logDir, { recursive: true, force: true });
+    await mkdir(logDir, { recursive: true });
+  }
+  const parts = createParts(options, root, logDir);
+  try {
+    const { summary, result, readings } = await runPhases(options, parts, log);
     if (out !== null) {
+      const history = parts.history.events;
       await writeFile(
         join(out, 'report.html'),
-        renderReport({ summary, result, history: history.events, readings }),
+        renderReport({ summary, result, history, readings }),
       );
       await writeFile(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     }
     return { summary, result };
   } finally {
-    await nemesis.stop().catch(() => undefined);
-    await workload.stop().catch(() => undefined);
-    await workload.stopSubscribers().catch(() => undefined);
-    await cluster.close();
-    await history.close().catch(() => undefined);
+    await parts.nemesis.stop().catch(() => undefined);
+    await parts.workload.stop().catch(() => undefined);
+    await parts.workload.stopSubscribers().catch(() => undefined);
+    await parts.cluster.close();
+    await parts.history.close().catch(() => undefined);
     await rm(root, { recursive: true, force: true });
   }
 }

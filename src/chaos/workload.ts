@@ -19,6 +19,7 @@
  */
 import { connect } from '../client/index.ts';
 import type { Prng } from '../util/prng.ts';
+import { FollowingClient } from './following-client.ts';
 import type { HistoryEvent, HistoryRecorder } from './history.ts';
 import { errorCode, request } from './http.ts';
 
@@ -122,8 +123,7 @@ export class Workload {
   }
 
   private startSdkClient(process: string): void {
-    const client = connect({
-      endpoints: this.options.endpoints(),
+    const client = new FollowingClient(this.options.endpoints, {
       requestTimeoutMs: this.options.attemptTimeoutMs,
       unavailableAfterMs: 15_000,
       abandonAfterMs: 30_000,
@@ -137,20 +137,20 @@ export class Workload {
     this.loops.push(Promise.all(lanes).then(() => client.close()));
   }
 
-  private async sdkLane(
-    process: string,
-    client: ReturnType<typeof connect>,
-    random: Prng,
-  ): Promise<void> {
+  private async sdkLane(process: string, client: FollowingClient, random: Prng): Promise<void> {
     while (!this.stopped) {
+      // Each generation is its own SDK client, whose order of issue is its own: the history
+      // names it as its own process.
+      const generation = client.acquire();
+      const clientProcess = `${process}.${generation.number}`;
       const key = this.nextKey(process);
-      const opId = this.invokeBroadcast(process, key, 'sdk', null, null, null);
+      const opId = this.invokeBroadcast(clientProcess, key, 'sdk', null, null, null);
       try {
-        const answer = await client.broadcast({ k: key });
+        const answer = await generation.client.broadcast({ k: key });
         if (answer.index === null)
-          this.completeBroadcast(process, opId, 'info', { error: 'no_index' });
+          this.completeBroadcast(clientProcess, opId, 'info', { error: 'no_index' });
         else
-          this.completeBroadcast(process, opId, 'ok', {
+          this.completeBroadcast(clientProcess, opId, 'ok', {
             position: answer.index,
             duplicate: answer.duplicate,
           });
@@ -161,7 +161,9 @@ export class Workload {
           code === 'invalid_argument' ||
           code === 'payload_too_large' ||
           (code === 'unavailable' && sent === false);
-        this.completeBroadcast(process, opId, definite ? 'fail' : 'info', { error: code });
+        this.completeBroadcast(clientProcess, opId, definite ? 'fail' : 'info', { error: code });
+      } finally {
+        client.release(generation);
       }
       await sleep(random.below(this.options.thinkMsMax + 1));
     }
@@ -294,11 +296,14 @@ export class Workload {
     }
   }
 
+  /**
+   * A subscription pinned to one member that fails over to the others (the SDK's own
+   * failover). When the members change it resubscribes through a client that knows the new
+   * ones, from the position after the last one it was handed.
+   */
   private startSubscriber(process: string, index: number): void {
-    const endpoints = this.options.endpoints();
     const controller = new AbortController();
     this.subscriptions.push(controller);
-    const client = connect({ endpoints, unavailableAfterMs: 3_600_000 });
     const pending: [number, string | null][] = [];
     const flush = () => {
       if (pending.length === 0) return;
@@ -312,29 +317,65 @@ export class Workload {
     };
     const timer = setInterval(flush, 500);
     const run = async () => {
-      try {
-        const subscription = client.subscribe({
-          from: 1,
-          signal: controller.signal,
-          endpoint: endpoints[index % endpoints.length] as string,
-        });
-        for await (const message of subscription) {
-          const payload = message.payload as { k?: unknown } | null;
-          pending.push([message.index, typeof payload?.k === 'string' ? payload.k : null]);
-        }
-      } catch (error) {
-        this.options.history.fault(
-          'subscription-ended',
-          'outcome',
-          [],
-          `${process}: ${String(error)}`,
-        );
-      } finally {
-        clearInterval(timer);
-        flush();
-        client.close();
+      let last = 0;
+      while (!controller.signal.aborted) {
+        const next = await this.subscribeOnce(process, index, last, controller.signal, pending);
+        if (next === null) break;
+        last = next;
       }
+      clearInterval(timer);
+      flush();
     };
     this.subscriptionsDone.push(run());
+  }
+
+  /**
+   * One subscription from `last + 1` through the members of the moment, until they change
+   * (resolves with the last position handed) or it fails (null, recorded).
+   */
+  private async subscribeOnce(
+    process: string,
+    index: number,
+    last: number,
+    stop: AbortSignal,
+    pending: [number, string | null][],
+  ): Promise<number | null> {
+    const endpoints = this.options.endpoints();
+    if (endpoints.length === 0) {
+      await sleep(1_000);
+      return last;
+    }
+    const local = new AbortController();
+    const onStop = () => local.abort();
+    stop.addEventListener('abort', onStop);
+    const watcher = setInterval(() => {
+      if (this.options.endpoints().join(',') !== endpoints.join(',')) local.abort();
+    }, 1_000);
+    const client = connect({ endpoints, unavailableAfterMs: 3_600_000 });
+    try {
+      const subscription = client.subscribe({
+        from: last + 1,
+        signal: local.signal,
+        endpoint: endpoints[index % endpoints.length] as string,
+      });
+      for await (const message of subscription) {
+        const payload = message.payload as { k?: unknown } | null;
+        pending.push([message.index, typeof payload?.k === 'string' ? payload.k : null]);
+        last = message.index;
+      }
+      return last;
+    } catch (error) {
+      this.options.history.fault(
+        'subscription-ended',
+        'outcome',
+        [],
+        `${process}: ${String(error)}`,
+      );
+      return null;
+    } finally {
+      clearInterval(watcher);
+      stop.removeEventListener('abort', onStop);
+      client.close();
+    }
   }
 }
