@@ -496,7 +496,9 @@ export function checkHistory(
   const merged = mergeSequences(readings, violations);
   const positionsOfKey = checkIntegrity(merged, opsByKey, violations);
   // Positions below every node's first held one cannot be checked (compacted everywhere).
-  const coverageFrom = merged.size === 0 ? 1 : Math.min(...merged.keys());
+  let coverageFrom = Number.POSITIVE_INFINITY;
+  for (const position of merged.keys()) coverageFrom = Math.min(coverageFrom, position);
+  if (merged.size === 0) coverageFrom = 1;
   const unverifiable = checkOutcomes(broadcasts, positionsOfKey, coverageFrom, violations);
   checkClientOrder(broadcasts, violations);
   checkRealTime(broadcasts, barriers, positionsOfKey, violations);

@@ -361,11 +361,14 @@ export async function runChaos(
   try {
     const { summary, result, readings } = await runPhases(options, parts, log);
     if (out !== null) {
+      // The verdict stands without the page: a report that fails to render is a note.
       const history = parts.history.events;
-      await writeFile(
-        join(out, 'report.html'),
-        renderReport({ summary, result, history, readings }),
-      );
+      try {
+        const page = renderReport({ summary, result, history, readings });
+        await writeFile(join(out, 'report.html'), page);
+      } catch (error) {
+        parts.notes.push(`report.html not written: ${String(error)}`);
+      }
       await writeFile(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     }
     return { summary, result };
