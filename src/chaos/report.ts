@@ -197,18 +197,25 @@ function timelineSvg(
       '1 ms',
     ),
   );
-  const withLatency = series
-    .map((bucket, index) => ({ bucket, index }))
-    .filter(({ bucket }) => bucket.latenciesMs.length > 0);
+  // Seconds without an acknowledgement have no latency: the line breaks there.
+  const runs: { bucket: Bucket; index: number }[][] = [];
+  series.forEach((bucket, index) => {
+    if (bucket.latenciesMs.length === 0) return;
+    const run = runs.at(-1);
+    if (run !== undefined && run.at(-1)?.index === index - 1) run.push({ bucket, index });
+    else runs.push([{ bucket, index }]);
+  });
   for (const [fraction, colour] of [
     [0.5, '#1f77b4'],
     [0.99, '#9467bd'],
   ] as const) {
-    const points = withLatency.map(({ bucket, index }): [number, number] => [
-      at(index),
-      yLatency(percentile(bucket.latenciesMs, fraction)),
-    ]);
-    parts.push(polyline(points, colour));
+    for (const run of runs) {
+      const points = run.map(({ bucket, index }): [number, number] => [
+        at(index),
+        yLatency(percentile(bucket.latenciesMs, fraction)),
+      ]);
+      parts.push(polyline(points, colour));
+    }
   }
   for (const violation of violations) {
     if (violation.timeMs === null) continue;
