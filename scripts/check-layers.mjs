@@ -3,7 +3,8 @@
 // from the sources (run by `npm run lint`; `node scripts/check-layers.mjs [root]`):
 //
 //   1. imports flow one way: src/raft imports only src/util; src/storage and src/transport
-//      only src/raft and src/util; nothing imports src/cli or src/sim but those two;
+//      only src/raft and src/util; nothing imports src/cli or src/sim but those two (and the
+//      harness); nothing at all imports the chaos harness, src/chaos, which may import anything;
 //   2. no import cycles between files of src/ (a cycle makes load order, and so which
 //      module sees the other half-initialised, depend on who is imported first);
 //   3. no wall clock, timer or randomness in the deterministic folders: the simulator
@@ -42,6 +43,13 @@ export const layerRules = [
 
 /** Folders at the top: only they import each other; src/sim may import anything. */
 export const topFolders = ['src/cli', 'src/sim'];
+
+/**
+ * Test harnesses that drive the product from outside (the chaos suite starts `abcast` as
+ * processes and talks HTTP): they may import anything, and nothing imports them, so no
+ * product code can come to depend on a harness.
+ */
+export const harnessFolders = ['src/chaos'];
 
 /**
  * TEMPORARY exceptions, each one import that breaks a rule today and is being removed. An
@@ -134,6 +142,10 @@ function layerViolation(from, to) {
   const fromFolder = folderOf(from);
   const toFolder = folderOf(to);
   if (fromFolder === toFolder || !to.startsWith('src/')) return null;
+  if (harnessFolders.includes(toFolder)) {
+    return `${fromFolder} must not import ${toFolder} (a test harness; nothing imports it)`;
+  }
+  if (harnessFolders.includes(fromFolder)) return null;
   if (topFolders.includes(toFolder) && !topFolders.includes(fromFolder)) {
     return `${fromFolder} must not import ${toFolder} (only ${topFolders.join(' and ')} do)`;
   }

@@ -117,6 +117,24 @@ test('only src/cli and src/sim import src/cli or src/sim; src/sim imports anythi
   ]);
 });
 
+test('src/chaos may import anything, and nothing imports it, not even src/cli or src/sim', () => {
+  const problems = check({
+    'src/chaos/run.ts':
+      "import '../cli/process-cluster.ts';\nimport '../client/index.ts';\nimport '../transport/wire.ts';",
+    'src/cli/process-cluster.ts': '',
+    'src/client/index.ts': '',
+    'src/transport/wire.ts': '',
+    'src/cli/main.ts': "import '../chaos/run.ts';",
+    'src/sim/run.ts': "const chaos = await import('../chaos/run.ts');",
+    'src/server/http.ts': "import type { Run } from '../chaos/run.ts';",
+  });
+  assert.deepEqual(problems, [
+    'src/cli/main.ts:1: imports src/chaos/run.ts: src/cli must not import src/chaos (a test harness; nothing imports it)',
+    'src/server/http.ts:1: imports src/chaos/run.ts: src/server must not import src/chaos (a test harness; nothing imports it)',
+    'src/sim/run.ts:1: imports src/chaos/run.ts: src/sim must not import src/chaos (a test harness; nothing imports it)',
+  ]);
+});
+
 test('an import cycle is reported with its files, however long', () => {
   const problems = check({
     'src/agents/a.ts': "import { b } from './b.ts';",
