@@ -20,6 +20,7 @@ import type {
   HardState,
   HeartbeatMessage,
   HeartbeatResponseMessage,
+  LogDamage,
   Message,
   NodeId,
   PersistedState,
@@ -129,6 +130,8 @@ export class RaftCore {
   private persistedHardState: HardState;
   private emittedSoftState: SoftState;
   private readyOutstanding = false;
+  /** Entries lost to a corrupted disk that this node has not yet had back (see LogDamage). */
+  private repair: LogDamage | null = null;
 
   constructor(options: CoreOptions, persisted: PersistedState) {
     validateOptions(options);
@@ -153,6 +156,14 @@ export class RaftCore {
     }
     this.emittedSoftState = { role: this.role, leaderId: this.leaderId };
     this.resetElectionTimer();
+    const damage = persisted.damage ?? null;
+    if (damage !== null) {
+      assertSafeNatural(damage.termBound, 'damage term bound');
+      assert(damage.firstLostIndex >= 1, 'a lost index is a log index');
+      assert(hardState.term >= damage.termBound, 'the term bound is the hard state term or less');
+      this.repair = damage;
+      this.endRepairIfRecovered();
+    }
   }
 
   /**
@@ -365,7 +376,9 @@ export class RaftCore {
 
   private handlePreVote(message: PreVoteMessage): void {
     const granted =
-      message.term > this.term && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+      this.repair === null &&
+      message.term > this.term &&
+      this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
     this.send({
       type: 'PreVoteResponse',
       to: message.from,
@@ -379,7 +392,12 @@ export class RaftCore {
       this.vote === message.from ||
       (this.vote === null && this.leaderId === null) ||
       (this.options.unsafe === 'grantTwoVotesPerTerm' && this.role !== 'leader');
-    const granted = canVote && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+    // A repairing node's log is no measure of what it acknowledged: comparing against it could
+    // elect a candidate without a committed entry this node helped commit (see LogDamage).
+    const granted =
+      this.repair === null &&
+      canVote &&
+      this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
     if (granted) {
       this.vote = message.from;
       this.electionElapsedTicks = 0;
@@ -406,6 +424,8 @@ export class RaftCore {
    */
   private promotable(): boolean {
     if (this.raftLog.pendingSnapshot !== null) return false;
+    // A repairing node must not lead: it may lack entries it helped commit.
+    if (this.repair !== null) return false;
     return this.raftLog.configsSinceCommit().some((config) => isVoter(config, this.id));
   }
 
@@ -567,6 +587,19 @@ export class RaftCore {
   private handleHeartbeat(message: HeartbeatMessage): void {
     // The leader sends min(commit, our match), so this never passes what we hold in agreement.
     this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    if (message.commit > this.raftLog.lastIndex()) {
+      // The leader believes we hold entries we lost (a corrupted disk, see LogDamage): say
+      // where our log ends, so it stops counting us for them and sends them again. An idle
+      // leader would otherwise never probe us.
+      this.send({
+        type: 'AppendResponse',
+        to: message.from,
+        success: false,
+        index: message.commit,
+        hintIndex: this.raftLog.lastIndex() + 1,
+        hintTerm: 0,
+      });
+    }
     this.send({ type: 'HeartbeatResponse', to: message.from, readRound: message.readRound });
   }
 
@@ -989,6 +1022,35 @@ export class RaftCore {
       this.raftLog.appliedTo(lastDelivered.index);
     }
     if (this.role === 'leader' && this.maybeCommit()) this.broadcastCommitPending = true;
+    if (this.repair !== null) this.endRepairIfRecovered();
+  }
+
+  /**
+   * A repairing node votes again once its durable log holds, up to a commit index a leader
+   * gave it, every committed entry it may have acknowledged before the damage:
+   * - the commit index reaches the highest index the damaged log may have held: the entries
+   *   up to it are committed, durable here, and agree with the leader's (Raft §5.3, Log
+   *   Matching); or
+   * - the entry at the commit index has a term above every term the node held entries of or
+   *   voted in: that term's leader was elected without this node's vote, so it held every
+   *   entry committed earlier (Raft §5.4.1, Leader Completeness), all of them before its own
+   *   entries, and this node now holds its log up to there.
+   * The leader cannot count this node for entries it lost in the meantime: the node answers
+   * probes with its real last index, and the leader lowers its match (Progress.lostEntries).
+   */
+  private endRepairIfRecovered(): void {
+    const damage = this.repair;
+    assert(damage !== null, 'only a repairing node ends its repair');
+    const log = this.raftLog;
+    const vouchedIndex = Math.min(log.committed, log.stableIndex);
+    const vouchedTerm = log.termAt(vouchedIndex) ?? 0;
+    const coversIndexes = damage.lastIndexBound !== null && vouchedIndex >= damage.lastIndexBound;
+    if (coversIndexes || vouchedTerm > damage.termBound) this.repair = null;
+  }
+
+  /** The damage still being repaired, or null: cheaper than status() for a runtime's loop. */
+  repairing(): LogDamage | null {
+    return this.repair;
   }
 
   // ---------------------------------------------------------------- introspection
@@ -1010,6 +1072,7 @@ export class RaftCore {
       config: log.config(),
       progress: [...this.progress.values()].map((progress) => progress.view()),
       transferTarget: this.transferTarget,
+      repairing: this.repair,
     };
   }
 
