@@ -585,18 +585,22 @@ export class RaftCore {
   }
 
   private handleHeartbeat(message: HeartbeatMessage): void {
-    // The leader sends min(commit, our match), so this never passes what we hold in agreement.
-    this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
-    if (message.commit > this.raftLog.lastIndex()) {
-      // The leader believes we hold entries we lost (a corrupted disk, see LogDamage): say
-      // where our log ends, so it stops counting us for them and sends them again. An idle
-      // leader would otherwise never probe us.
+    if (this.repair === null) {
+      // The leader sends min(commit, our match), so this never passes what we hold in
+      // agreement.
+      this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    } else if (message.commit > this.raftLog.committed) {
+      // Repairing, our match at the leader may describe the log we lost, and what we hold
+      // after our commit index may be entries that log had overwritten: commit only through
+      // appends, whose previous entry is checked (Raft §5.3). Ask for everything after our
+      // commit index, so the leader stops counting us for entries we lost and sends them
+      // again; an idle leader would otherwise never probe us.
       this.send({
         type: 'AppendResponse',
         to: message.from,
         success: false,
         index: message.commit,
-        hintIndex: this.raftLog.lastIndex() + 1,
+        hintIndex: this.raftLog.committed + 1,
         hintTerm: 0,
       });
     }
