@@ -374,11 +374,29 @@ export class RaftCore {
     );
   }
 
+  /**
+   * The election restriction (Raft §5.4.1). A repairing node's log is no measure of what it
+   * acknowledged, so it also compares against the log it held before the damage, as far as
+   * it knows it: ending at `lastIndexBound` or earlier, in `termBound` or an earlier term. A
+   * candidate at least as up to date as that log gets the vote the node would have given
+   * then; any other might lack a committed entry this node helped commit (Alagappan et al.,
+   * FAST 2018, §5: a node votes only on what it can vouch for).
+   */
+  private candidateUpToDate(lastLogIndex: number, lastLogTerm: number): boolean {
+    if (!this.logUpToDate(lastLogIndex, lastLogTerm)) return false;
+    const damage = this.repair;
+    if (damage === null) return true;
+    if (lastLogTerm > damage.termBound) return true;
+    return (
+      lastLogTerm === damage.termBound &&
+      damage.lastIndexBound !== null &&
+      lastLogIndex >= damage.lastIndexBound
+    );
+  }
+
   private handlePreVote(message: PreVoteMessage): void {
     const granted =
-      this.repair === null &&
-      message.term > this.term &&
-      this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+      message.term > this.term && this.candidateUpToDate(message.lastLogIndex, message.lastLogTerm);
     this.send({
       type: 'PreVoteResponse',
       to: message.from,
@@ -392,12 +410,7 @@ export class RaftCore {
       this.vote === message.from ||
       (this.vote === null && this.leaderId === null) ||
       (this.options.unsafe === 'grantTwoVotesPerTerm' && this.role !== 'leader');
-    // A repairing node's log is no measure of what it acknowledged: comparing against it could
-    // elect a candidate without a committed entry this node helped commit (see LogDamage).
-    const granted =
-      this.repair === null &&
-      canVote &&
-      this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+    const granted = canVote && this.candidateUpToDate(message.lastLogIndex, message.lastLogTerm);
     if (granted) {
       this.vote = message.from;
       this.electionElapsedTicks = 0;
