@@ -5,6 +5,9 @@
 // sequence as the others (`abcast verify`), with every acknowledged message at its
 // acknowledged position. ABCAST_REPAIR_ROUNDS sets the number of rounds (default 5); the
 // soak: `ABCAST_REPAIR_ROUNDS=100 npx tsx --test --test-timeout=3600000 test/cli/repair.test.ts`.
+// A second test corrupts the record holding the same committed index on two of the three
+// nodes while the third, the only one holding it intact, is down: no leader is elected and
+// nothing is delivered wrongly until the third returns, and then all three repair.
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -148,6 +151,85 @@ test('a follower with a corrupted WAL record repairs from the leader and rejoins
     );
     const verified = await runCli(['verify', '--nodes', urls.join(',')]);
     assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    for (let at = 0; at < 3; at++) await checkAcknowledged(cluster, at, acknowledged);
+  } finally {
+    await load.stop();
+    await cluster.close();
+  }
+});
+
+/** Flips a byte in the record holding entry `index` (not a segment's last record). */
+async function corruptRecordHolding(dataDir: string, index: number): Promise<void> {
+  const names = (await readdir(dataDir)).filter((name) => name.endsWith('.wal')).sort();
+  for (const name of names) {
+    const path = join(dataDir, name);
+    const bytes = await readFile(path);
+    const records = scanSegment(bytes, path, true).records;
+    const record = records
+      .slice(0, -1)
+      .find((candidate) =>
+        candidate.items.some(
+          (item) =>
+            item.type === 'entries' &&
+            item.entries[0]!.index <= index &&
+            item.entries[item.entries.length - 1]!.index >= index,
+        ),
+      );
+    if (record === undefined) continue;
+    const offset = record.offsetBytes + 20;
+    bytes[offset] = (bytes[offset] ?? 0) ^ 0x40;
+    await writeFile(path, bytes);
+    return;
+  }
+  throw new Error(`no record holds entry ${index} in ${dataDir}`);
+}
+
+test('the same index corrupted on a majority stops the cluster until a holder returns', {
+  timeout: 90_000,
+}, async () => {
+  const cluster = await startAttackCluster();
+  const acknowledged: Acknowledged[] = [];
+  const load = startLoad(cluster, acknowledged);
+  try {
+    const { at: holderAt } = await cluster.agreedLeader();
+    await waitFor(() => acknowledged.length >= 40, 'load is acknowledged', 20_000);
+    await load.stop();
+    const status = await statusOf(cluster, holderAt);
+    const lostIndex = Math.max(2, (status?.commitIndex ?? 0) - 10);
+    await Promise.all(cluster.ids.map((_, at) => cluster.stop(at)));
+    const damagedAt = [0, 1, 2].filter((at) => at !== holderAt);
+    for (const at of damagedAt) await corruptRecordHolding(cluster.dataDir(at), lostIndex);
+    for (const at of damagedAt) cluster.restart(at);
+    await waitFor(
+      async () => {
+        const seen = await Promise.all(damagedAt.map((at) => statusOf(cluster, at)));
+        return seen.every((one) => one !== null && one.repairing !== null);
+      },
+      'both damaged nodes report what they lost',
+      20_000,
+    );
+    // Several election timeouts: neither may campaign nor vote for the other.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    for (const at of damagedAt) {
+      const seen = await statusOf(cluster, at);
+      assert.equal(seen?.leader, null, `no leader is elected without entry ${lostIndex}`);
+      assert.ok(seen.repairing !== null);
+      assert.match(cluster.log(at), /Repair of a corrupted log/);
+    }
+    const urls = damagedAt.map((at) => cluster.httpUrl(at));
+    const agreed = await runCli(['verify', '--nodes', urls.join(',')]);
+    assert.equal(agreed.code, 0, agreed.stdout + agreed.stderr);
+    cluster.restart(holderAt);
+    await cluster.agreedLeader();
+    const last = acknowledged[acknowledged.length - 1]?.index ?? 0;
+    await waitFor(
+      async () => {
+        const seen = await Promise.all([0, 1, 2].map((at) => statusOf(cluster, at)));
+        return seen.every((one) => one?.repairing === null && one.deliveredIndex >= last);
+      },
+      'all three repair and deliver',
+      20_000,
+    );
     for (let at = 0; at < 3; at++) await checkAcknowledged(cluster, at, acknowledged);
   } finally {
     await load.stop();
