@@ -13,7 +13,8 @@
  *   segment is left for the next one only after its last record was fdatasynced, so a crash
  *   can damage only the last record of the last segment, and it was never acknowledged;
  * - anything else — damaged bytes in an earlier segment, or followed by a valid record — is
- *   corruption of acknowledged data, and stops the open, naming the file and byte offset.
+ *   corruption of acknowledged data: the scan names the file and byte offset, and recovery
+ *   repairs it or stops the open (recovery.ts).
  *
  * A segment that is not the last one is complete: the next one exists only because writing
  * moved on to it. Its end is its last valid record, followed by zeros.
