@@ -97,7 +97,11 @@ export class Applier {
     for (const entry of entries) {
       assert(entry.index === this.appliedIndexValue + 1, 'entries apply densely, in index order');
       if (entry.kind === 'normal') this.applyBatch(entry);
-      else if (entry.kind === 'config') this.appliedConfigValue = decodeConfiguration(entry.data);
+      else if (entry.kind === 'config') {
+        this.appliedConfigValue = decodeConfiguration(entry.data);
+        // The peers follow the configuration too: a removed member is let go only now.
+        this.options.hooks.membershipChanged();
+      }
       this.options.hooks.lostAt(entry.index);
       this.appliedIndexValue = entry.index;
       this.appliedTerm = entry.term;
