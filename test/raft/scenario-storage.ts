@@ -149,14 +149,21 @@ export class ScenarioStorage implements TermView {
   /**
    * Loses the entries from `fromIndex` on, as a storage that found them corrupted would: the
    * commit hint falls back to the intact prefix. With `reported`, the loss reaches the core.
+   * `stale` are the terms of entries the lost records had overwritten, which the intact
+   * prefix still holds from `fromIndex` on (normal entries with the data `stale`).
    */
-  loseEntriesFrom(fromIndex: number, reported: boolean): void {
+  loseEntriesFrom(fromIndex: number, reported: boolean, stale: readonly number[] = []): void {
     if (fromIndex <= this.snapshotIndex + 1 || fromIndex > this.lastIndex) {
       throw new ContractViolation(`no entries to lose from ${fromIndex}`);
     }
     const lastIndexBound = this.lastIndex;
     const termBound = this.hardState?.term ?? 0;
     this.entries = this.entries.filter((entry) => entry.index < fromIndex);
+    stale.forEach((term, offset) => {
+      const data = encodeText('stale');
+      this.entries.push({ index: fromIndex + offset, term, kind: 'normal', data });
+    });
+    this.checkTermsAscend(this.entries);
     if (this.hardState !== null) {
       this.hardState = {
         ...this.hardState,
