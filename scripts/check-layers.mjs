@@ -48,14 +48,7 @@ export const topFolders = ['src/cli', 'src/sim'];
  * entry that no longer matches an import fails the check, so the list only shrinks.
  * `rule` is "layer" (rule 1) or "cycle" (rule 2: the edge is left out of cycle detection).
  */
-export const allowedImports = [
-  // The simulator's world drives its gateway, liveness phase and nemesis, which take the
-  // World and SimNode types back. Type-only; goes when the simulator is rebuilt on the real
-  // node (issue #10) and those parts take narrow interfaces.
-  { rule: 'cycle', from: 'src/sim/gateway.ts', to: 'src/sim/world.ts' },
-  { rule: 'cycle', from: 'src/sim/liveness.ts', to: 'src/sim/world.ts' },
-  { rule: 'cycle', from: 'src/sim/nemesis.ts', to: 'src/sim/world.ts' },
-];
+export const allowedImports = [];
 
 /** Identifiers that read the clock, arm a timer or draw randomness. */
 const forbiddenCalls = [

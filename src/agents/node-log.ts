@@ -3,6 +3,7 @@
  * node's own session, so its internal retries are exactly-once, and following reads the
  * node's delivery log directly, without HTTP.
  */
+import { ownSessionPrefix } from '../broadcast/message-rules.ts';
 import type { BroadcastNode } from '../broadcast/node.ts';
 import type { AppendAnswer, FollowOptions, LogEvent, SharedLog } from './log.ts';
 
@@ -21,8 +22,8 @@ export class NodeLog implements SharedLog {
   private readonly ownPrefix: string;
 
   constructor(private readonly node: BroadcastNode) {
-    // The node's own session ids are `<node id>.<random>`; a new one after an expiry.
-    this.ownPrefix = `${node.id}.`;
+    // The node's own session ids share a prefix; a new one after an expiry keeps it.
+    this.ownPrefix = ownSessionPrefix(node.id);
   }
 
   async append(payload: unknown, topic: string): Promise<AppendAnswer> {

@@ -97,7 +97,11 @@ export class Applier {
     for (const entry of entries) {
       assert(entry.index === this.appliedIndexValue + 1, 'entries apply densely, in index order');
       if (entry.kind === 'normal') this.applyBatch(entry);
-      else if (entry.kind === 'config') this.appliedConfigValue = decodeConfiguration(entry.data);
+      else if (entry.kind === 'config') {
+        this.appliedConfigValue = decodeConfiguration(entry.data);
+        // The peers follow the configuration too: a removed member is let go only now.
+        this.options.hooks.membershipChanged();
+      }
       this.options.hooks.lostAt(entry.index);
       this.appliedIndexValue = entry.index;
       this.appliedTerm = entry.term;
@@ -191,7 +195,7 @@ export class Applier {
     for (let offset = 0; offset < run.payloads.length; offset++) {
       const seq = run.firstSeq + offset;
       const pending = waiting.get(seq);
-      if (pending === undefined) continue;
+      if (pending === undefined || !sentBy(pending, run)) continue;
       const duplicate = offset < outcome.duplicateCount;
       let position: number | null = null;
       if (outcome.kind === 'accepted') {
@@ -218,15 +222,21 @@ export class Applier {
     if (outcome.code === 'sequence_gap') {
       for (let offset = 0; offset < run.payloads.length; offset++) {
         const pending = waiting.get(run.firstSeq + offset);
-        if (pending !== undefined) pending.gapExpectedSeq = outcome.expectedSeq;
+        if (pending !== undefined && sentBy(pending, run)) {
+          pending.gapExpectedSeq = outcome.expectedSeq;
+        }
       }
+      return;
+    }
+    if (outcome.code === 'session_forbidden' || outcome.code === 'session_conflict') {
+      this.settleForeignRun(run, outcome.code, waiting);
       return;
     }
     for (const seq of waiting.keys()) if (seq < run.firstSeq) return;
     let ownSessionLost = false;
     for (let offset = 0; offset < run.payloads.length; offset++) {
       const pending = waiting.get(run.firstSeq + offset);
-      if (pending === undefined) continue;
+      if (pending === undefined || !sentBy(pending, run)) continue;
       const error = new BroadcastError(outcome.code, 'the client session refused the message', {
         expectedSeq: outcome.expectedSeq,
       });
@@ -234,6 +244,23 @@ export class Applier {
       ownSessionLost ||= pending.ownSession;
     }
     if (ownSessionLost) this.options.hooks.ownSessionLost();
+  }
+
+  /** A run sent in someone else's session: its own senders hear why, nobody else does. */
+  private settleForeignRun(
+    run: MessageRun,
+    code: 'session_forbidden' | 'session_conflict',
+    waiting: ReadonlyMap<number, PendingMessage>,
+  ): void {
+    const message =
+      code === 'session_forbidden'
+        ? `client ${run.clientId} is a session of another identity`
+        : `client ${run.clientId} is a session another client started (another nonce); pick another client id`;
+    for (let offset = 0; offset < run.payloads.length; offset++) {
+      const pending = waiting.get(run.firstSeq + offset);
+      if (pending === undefined || !sentBy(pending, run)) continue;
+      this.options.pending.settle(pending, null, new BroadcastError(code, message, {}));
+    }
   }
 
   /** Replaces the application state with a leader's snapshot (Raft §7). */
@@ -250,6 +277,13 @@ export class Applier {
     // (with the position, not the entry, which this node never saw) instead of resending.
     const { pending } = this.options;
     for (const entry of [...pending.values()]) {
+      const { owner, nonce } = entry.message;
+      const foreign = this.state.sessions.foreignRefusal(
+        entry.message.clientId,
+        owner ?? '',
+        nonce ?? '',
+      );
+      if (foreign !== null) continue; // sent again, and refused once applied
       const known = this.state.sessions.deliveredPosition(
         entry.message.clientId,
         entry.message.seq,
@@ -266,4 +300,12 @@ export class Applier {
       'installed snapshot from leader',
     );
   }
+}
+
+/**
+ * Whether `pending` is the message this run carries, not another sender's at the same
+ * (client, seq): only the sender of a run hears its outcome.
+ */
+function sentBy(pending: PendingMessage, run: MessageRun): boolean {
+  return (pending.message.owner ?? '') === run.owner && (pending.message.nonce ?? '') === run.nonce;
 }

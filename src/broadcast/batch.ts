@@ -8,7 +8,7 @@
  * decides on, so exactly-once costs one check per run, not per message.
  *
  * Layout (little-endian):
- *   u8  format version (1)
+ *   u8  format version (1, or 2 when some run has an owner or a nonce)
  *   f64 log time in ms, stamped by the node that built the batch; session expiry uses it so
  *       that every replica decides the same (a replica's own clock never decides anything)
  *   u32 run count
@@ -18,6 +18,15 @@
  *     u16 topic length, topic (UTF-8; empty: no topic)
  *     u32 message count (>= 1)
  *     per message: u32 payload length, payload bytes
+ *   format 2 only, per run in the same order (the session's owner and nonce, sessions.ts):
+ *     u8 owner length, owner (UTF-8; empty: nobody authenticated)
+ *     u8 nonce length, nonce (ASCII; empty: none sent)
+ *
+ * The owner and nonce trail the runs so that a batch without them is written in format 1,
+ * byte for byte as before they existed: a cluster without authentication or nonces can be
+ * upgraded one node at a time. A node that only reads format 1 refuses a format 2 batch as a
+ * whole (it halts rather than apply it without its owners), so upgrade every node before
+ * turning authentication on.
  */
 import { isUtf8 } from 'node:buffer';
 import { assert } from '../util/assert.ts';
@@ -30,7 +39,10 @@ import {
 
 export { clientIdBytesMax, topicBytesMax };
 
+/** The format of a batch whose runs have no owner and no nonce. */
 export const batchFormatVersion = 1;
+/** The format of a batch where some run has an owner or a nonce. */
+export const batchFormatVersionOwned = 2;
 
 export type { ClientMessage } from './message-rules.ts';
 
@@ -40,6 +52,10 @@ export interface MessageRun {
   readonly firstSeq: number;
   readonly topic: string;
   readonly payloads: readonly Uint8Array[];
+  /** The identity that sent the run; empty when nobody was authenticated. */
+  readonly owner: string;
+  /** The sender's session nonce; empty when it sent none. */
+  readonly nonce: string;
 }
 
 export interface DecodedBatch {
@@ -64,6 +80,8 @@ class Batch implements DecodedBatch {
         seq: run.clientId === '' ? 0 : run.firstSeq + offset,
         topic: run.topic,
         payload,
+        ...(run.owner === '' ? {} : { owner: run.owner }),
+        ...(run.nonce === '' ? {} : { nonce: run.nonce }),
       })),
     );
     return this.expanded;
@@ -91,6 +109,11 @@ export class BatchBuilder {
   private runClientId = '';
   private runTopic = '';
   private runNextSeq = 0;
+  private runOwner = '';
+  private runNonce = '';
+  /** Each run's owner and nonce, written after the runs when any is set (format 2). */
+  private runOwners: [owner: string, nonce: string][] = [];
+  private owned = false;
 
   get messageCount(): number {
     return this.count;
@@ -114,6 +137,8 @@ export class BatchBuilder {
       this.runCountOffset >= 0 &&
       message.clientId === this.runClientId &&
       message.topic === this.runTopic &&
+      (message.owner ?? '') === this.runOwner &&
+      (message.nonce ?? '') === this.runNonce &&
       (message.clientId === '' || message.seq === this.runNextSeq);
     if (!extendsRun) this.openRun(message);
     this.reserve(4 + message.payload.length);
@@ -141,7 +166,26 @@ export class BatchBuilder {
     this.runMessageCount = 0;
     this.runClientId = message.clientId;
     this.runTopic = message.topic;
+    this.runOwner = message.owner ?? '';
+    this.runNonce = message.nonce ?? '';
+    this.runOwners.push([this.runOwner, this.runNonce]);
+    this.owned ||= this.runOwner !== '' || this.runNonce !== '';
     this.runCount++;
+  }
+
+  /** Format 2's trailer: the owner and nonce of every run, in run order. */
+  private writeOwners(): void {
+    for (const [owner, nonce] of this.runOwners) {
+      const ownerBytes = Buffer.byteLength(owner);
+      const nonceBytes = Buffer.byteLength(nonce);
+      assert(ownerBytes <= 255 && nonceBytes <= 255, 'owner and nonce lengths fit a u8');
+      this.reserve(2 + ownerBytes + nonceBytes);
+      let offset = this.buffer.writeUInt8(ownerBytes, this.bytes);
+      offset += this.buffer.write(owner, offset, 'utf8');
+      offset = this.buffer.writeUInt8(nonceBytes, offset);
+      offset += this.buffer.write(nonce, offset, 'utf8');
+      this.bytes = offset;
+    }
   }
 
   private closeRun(): void {
@@ -154,14 +198,17 @@ export class BatchBuilder {
   finish(logTimeMs: number): Uint8Array {
     assert(Number.isFinite(logTimeMs), 'log time is a finite number');
     this.closeRun();
+    if (this.owned) this.writeOwners();
     const buffer = this.buffer;
-    buffer.writeUInt8(batchFormatVersion, 0);
+    buffer.writeUInt8(this.owned ? batchFormatVersionOwned : batchFormatVersion, 0);
     buffer.writeDoubleLE(logTimeMs, 1);
     buffer.writeUInt32LE(this.runCount, 9);
     const batch = Buffer.from(buffer.subarray(0, this.bytes));
     this.count = 0;
     this.runCount = 0;
     this.bytes = headerBytes;
+    this.runOwners = [];
+    this.owned = false;
     return batch;
   }
 }
@@ -183,7 +230,7 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (view.length < headerBytes) throw new BatchFormatError('batch shorter than its header');
   const version = view.readUInt8(0);
-  if (version !== batchFormatVersion) {
+  if (version !== batchFormatVersion && version !== batchFormatVersionOwned) {
     throw new BatchFormatError(`batch format ${version} is not supported`);
   }
   const logTimeMs = view.readDoubleLE(1);
@@ -231,7 +278,25 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
       payloads[message] = view.subarray(offset, offset + payloadLength);
       offset += payloadLength;
     }
-    runs.push({ clientId, firstSeq, topic, payloads });
+    runs.push({ clientId, firstSeq, topic, payloads, owner: '', nonce: '' });
+  }
+  if (version === batchFormatVersionOwned) {
+    const readText = (what: string): string => {
+      need(1);
+      const length = view.readUInt8(offset);
+      need(1 + length);
+      const text = decodeText(view, offset + 1, offset + 1 + length, what);
+      offset += 1 + length;
+      return text;
+    };
+    for (let at = 0; at < runs.length; at++) {
+      const owner = readText('owner');
+      const nonce = readText('nonce');
+      if (nonce !== '' && !/^[0-9A-Za-z_-]{1,64}$/.test(nonce)) {
+        throw new BatchFormatError('a nonce is 1–64 characters of [0-9A-Za-z_-]');
+      }
+      runs[at] = { ...(runs[at] as MessageRun), owner, nonce };
+    }
   }
   if (offset !== view.length) throw new BatchFormatError('trailing bytes after the batch');
   return new Batch(logTimeMs, runs);

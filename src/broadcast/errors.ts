@@ -19,6 +19,13 @@ export type BroadcastErrorCode =
   | 'sequence_gap'
   /** The client's session is unknown (expired, or never started at seq 1). */
   | 'session_unknown'
+  /** The session belongs to another identity: it was started by someone else. */
+  | 'session_forbidden'
+  /**
+   * The session was started by another client of the same identity with another nonce: two
+   * clients picked one client id. Start a session under another id.
+   */
+  | 'session_conflict'
   /** The requested position is older than what this node keeps; `details.firstPosition`. */
   | 'compacted'
   /** Storage failed; the node stopped so that it cannot acknowledge what it did not keep. */

@@ -12,6 +12,9 @@ import { BroadcastError } from './errors.ts';
 import {
   clientIdProblem,
   type MessageProblem,
+  nonceProblem,
+  ownerProblem,
+  ownSessionPrefix,
   payloadProblem,
   seqProblem,
   sessionPairProblem,
@@ -33,6 +36,7 @@ export interface IntakeOptions {
   readonly pendingMessagesMax: number;
   readonly pendingBytesMax: number;
   readonly sessionsMax: number;
+  readonly sessionsPerIdentityMax: number;
   readonly requestTimeoutMs: number;
 }
 
@@ -41,19 +45,52 @@ export function checkBroadcast(
   payload: unknown,
   options: BroadcastOptions,
   payloadBytesMax: number,
-): { readonly clientId?: string; readonly seq?: number; readonly topic: string } {
+): {
+  readonly clientId?: string;
+  readonly seq?: number;
+  readonly topic: string;
+  readonly owner: string;
+  readonly nonce: string;
+} {
   if (options === null || typeof options !== 'object') {
     throw new BroadcastError('invalid_argument', 'options must be an object', { field: 'options' });
   }
-  const { clientId, seq, topic } = options;
+  const { clientId, seq, topic, owner, nonce } = options;
   const problem =
     payloadProblem(payload, payloadBytesMax) ??
     (clientId === undefined ? null : clientIdProblem(clientId)) ??
     (seq === undefined ? null : seqProblem(seq)) ??
     sessionPairProblem(clientId, seq, { clientId: 'clientId', seq: 'seq', blame: 'seq' }) ??
-    (topic === undefined ? null : topicProblem(topic, { field: 'topic', reservedAllowed: false }));
+    (topic === undefined
+      ? null
+      : topicProblem(topic, { field: 'topic', reservedAllowed: false })) ??
+    (owner === undefined ? null : ownerProblem(owner)) ??
+    (nonce === undefined ? null : nonceProblem(nonce));
   if (problem !== null) throw errorOf(problem);
-  return { clientId, seq, topic: topic ?? '' };
+  return { clientId, seq, topic: topic ?? '', owner: owner ?? '', nonce: nonce ?? '' };
+}
+
+function senderRefusal(
+  message: ClientMessage,
+  owner: string,
+  nonce: string,
+): 'session_forbidden' | 'session_conflict' | null {
+  if ((message.owner ?? '') !== owner) return 'session_forbidden';
+  if ((message.nonce ?? '') !== nonce) return 'session_conflict';
+  return null;
+}
+
+function foreignError(
+  code: 'session_forbidden' | 'session_conflict',
+  clientId: string,
+): BroadcastError {
+  return new BroadcastError(
+    code,
+    code === 'session_forbidden'
+      ? `client ${clientId} is a session of another identity`
+      : `client ${clientId} is a session another client started (another nonce); pick another client id`,
+    { field: 'client' },
+  );
 }
 
 function errorOf(problem: MessageProblem): BroadcastError {
@@ -64,7 +101,10 @@ function errorOf(problem: MessageProblem): BroadcastError {
 }
 
 export class Intake {
-  /** The node's own session, for messages that come without one: `<node id>.<random>`. */
+  /**
+   * The node's own session, for messages that come without one: `$<node id>.<random>`, in
+   * the namespace no caller may name (message-rules.ts), so nobody else can write in it.
+   */
   private ownClientIdValue: string;
   private ownSeq = 0;
   /** Every waiter, in deadline order (one timeout for all, so arrival order is enough). */
@@ -82,7 +122,7 @@ export class Intake {
   }
 
   private newOwnClientId(): string {
-    return `${this.options.id}.${this.options.environment.randomHex(8)}`;
+    return `${ownSessionPrefix(this.options.id)}${this.options.environment.randomHex(8)}`;
   }
 
   /** Throws a BroadcastError for any refusal; the node turns it into a rejected promise. */
@@ -94,7 +134,15 @@ export class Intake {
       seq: checked.seq as number,
       topic: checked.topic,
       payload,
+      ...(checked.owner === '' ? {} : { owner: checked.owner }),
+      ...(checked.nonce === '' ? {} : { nonce: checked.nonce }),
     };
+    // Someone else's session is refused before anything about it is answered: not even
+    // whether a seq was delivered.
+    const foreign = this.options
+      .sessions()
+      .foreignRefusal(message.clientId, checked.owner, checked.nonce);
+    if (foreign !== null) throw foreignError(foreign, message.clientId);
     // A retry of something this node has already applied is answered at once.
     const known = this.options.sessions().deliveredPosition(message.clientId, message.seq);
     if (known !== undefined) {
@@ -107,7 +155,13 @@ export class Intake {
     }
     // A retry of a message still pending joins it: one entry per (clientId, seq).
     const existing = this.options.pending.get(message.clientId, message.seq);
-    if (existing !== undefined) return this.wait(existing);
+    if (existing !== undefined) {
+      // Another sender's copy of this (client, seq) is on its way: whichever seq 1 the log
+      // applies first owns the session, and this node already took the other one's.
+      const refusal = senderRefusal(existing.message, checked.owner, checked.nonce);
+      if (refusal !== null) throw foreignError(refusal, message.clientId);
+      return this.wait(existing);
+    }
     this.refuseWhenFull(payload.byteLength);
     this.refuseNewSessionWhenFull(message);
     return this.trackAndSend(message, false);
@@ -160,11 +214,21 @@ export class Intake {
    */
   private refuseNewSessionWhenFull(message: ClientMessage): void {
     const sessions = this.options.sessions();
-    if (sessions.sessionCount < this.options.sessionsMax) return;
+    const owner = message.owner ?? '';
+    const { sessionsMax, sessionsPerIdentityMax } = this.options;
+    const full = sessions.sessionCount >= sessionsMax;
+    // An identity may not take every session of the cluster from the others.
+    const ownerFull = owner !== '' && sessions.sessionCountOf(owner) >= sessionsPerIdentityMax;
+    if (!full && !ownerFull) return;
     if (sessions.knows(message.clientId)) return;
     if (this.options.pending.forClient(message.clientId) !== undefined) return;
-    throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
-      sessionsMax: this.options.sessionsMax,
+    if (full) {
+      throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
+        sessionsMax,
+      });
+    }
+    throw new BroadcastError('overloaded', `${owner} has too many client sessions open`, {
+      sessionsPerIdentityMax,
     });
   }
 

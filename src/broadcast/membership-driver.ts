@@ -50,6 +50,8 @@ const membershipCatchUpEntries = 64;
 export class MembershipDriver {
   private ticksSinceReconcile = 0;
   private seedRequested = false;
+  /** Every member's last recorded address, kept after its record goes (see updatePeers). */
+  private readonly lastKnownAddresses = new Map<NodeId, string>();
 
   constructor(private readonly options: MembershipDriverOptions) {
     assert(options.reconcileIntervalTicks >= 1, 'reconcileIntervalTicks is at least 1');
@@ -63,7 +65,22 @@ export class MembershipDriver {
   /** Every address we know: the log's records over the initial peers. */
   updatePeers(): void {
     const peers = new Map(this.options.initialPeers);
-    for (const member of this.options.membership().list()) peers.set(member.id, member.address);
+    for (const member of this.options.membership().list()) {
+      peers.set(member.id, member.address);
+      this.lastKnownAddresses.set(member.id, member.address);
+    }
+    // A member whose record is gone is still heard while a Raft configuration that holds it
+    // may decide: the record that removes a member is applied before the configuration
+    // change that removes it is even proposed, and a leader removing itself must still
+    // reach its followers with that change (Raft thesis §4.2.2). Dropping its links at the
+    // record stalled a cluster for good once the removed leader could no longer be heard.
+    const configs = [this.options.core.status().config, this.options.appliedConfig()];
+    for (const config of configs) {
+      for (const id of [...config.voters, ...config.learners]) {
+        const address = this.lastKnownAddresses.get(id);
+        if (!peers.has(id) && address !== undefined) peers.set(id, address);
+      }
+    }
     // A runtime given its peers by its transport's owner (tests, embedding) keeps them.
     if (peers.size > 0) this.options.transport.setPeers(peers);
   }

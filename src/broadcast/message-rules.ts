@@ -16,6 +16,18 @@ export interface ClientMessage {
   /** Empty when the message has no topic. */
   readonly topic: string;
   readonly payload: Uint8Array;
+  /**
+   * Who sent it, as the node that took it in authenticated them (the HTTP server's identity
+   * name); absent or empty when nobody was authenticated. A session belongs to the owner of
+   * its first message, and the session table refuses anyone else (sessions.ts).
+   */
+  readonly owner?: string;
+  /**
+   * The sending client's random session nonce; absent or empty when it sent none. Two
+   * clients that picked one client id differ in it, and the session table refuses the one
+   * that did not start the session (session_conflict) instead of answering it duplicate.
+   */
+  readonly nonce?: string;
 }
 
 /** A client id travels with a u16 length in the batch; 255 bytes keep headers small. */
@@ -23,8 +35,22 @@ export const clientIdBytesMax = 255;
 export const topicBytesMax = 255;
 /** Topics starting with this are the system's own (membership records); clients may not use them. */
 export const reservedTopicPrefix = '$';
+/**
+ * Client ids starting with this are the nodes' own sessions (`$<node id>.<hex>`, for messages
+ * sent without a session): a client may not name one, so nobody can write in them.
+ */
+export const reservedClientIdPrefix = '$';
 
-export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic';
+/** What every session id of node `nodeId`'s own begins with: `$<node id>.` then random hex. */
+export function ownSessionPrefix(nodeId: string): string {
+  return `${reservedClientIdPrefix}${nodeId}.`;
+}
+export const ownerBytesMax = 255;
+/** A nonce is 1–64 characters of [0-9A-Za-z_-]: 128 random bits fit with room to spare. */
+export const nonceLengthMax = 64;
+const noncePattern = /^[0-9A-Za-z_-]{1,64}$/;
+
+export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic' | 'owner' | 'nonce';
 
 export interface MessageProblem {
   readonly code: 'invalid_argument' | 'payload_too_large';
@@ -72,8 +98,9 @@ function hasControlCharacter(text: string): boolean {
 }
 
 /**
- * `fromLog`: the entries already written before this rule existed stay valid, so the rule
- * is applied where messages enter, not where the log is read.
+ * `fromLog`: the entries already written before the control-character rule existed stay
+ * valid, so that rule is applied where messages enter, not where the log is read; and the
+ * log carries the nodes' own sessions (`$…`), which no caller may name.
  */
 export function clientIdProblem(
   clientId: unknown,
@@ -91,6 +118,34 @@ export function clientIdProblem(
   }
   if (!fromLog && hasControlCharacter(clientId)) {
     return invalid('clientId', field, `${field} must not contain control characters`);
+  }
+  if (!fromLog && clientId.startsWith(reservedClientIdPrefix)) {
+    return invalid(
+      'clientId',
+      field,
+      `${field} must not start with ${reservedClientIdPrefix} (the nodes' own sessions)`,
+    );
+  }
+  return null;
+}
+
+/** The identity a message is sent as: at most 255 bytes of UTF-8; empty means nobody. */
+export function ownerProblem(owner: unknown, field = 'owner'): MessageProblem | null {
+  if (typeof owner !== 'string') return invalid('owner', field, `${field} must be a string`);
+  if (Buffer.byteLength(owner) > ownerBytesMax) {
+    return invalid('owner', field, `${field} must be at most ${ownerBytesMax} bytes of UTF-8`);
+  }
+  return null;
+}
+
+/** A session nonce: 1–64 characters of [0-9A-Za-z_-]. */
+export function nonceProblem(nonce: unknown, field = 'nonce'): MessageProblem | null {
+  if (typeof nonce !== 'string' || !noncePattern.test(nonce)) {
+    return invalid(
+      'nonce',
+      field,
+      `${field} must be 1–${nonceLengthMax} characters of 0-9, A-Z, a-z, _ and -`,
+    );
   }
   return null;
 }
@@ -166,9 +221,13 @@ export function batchedMessageProblem(message: ClientMessage): MessageProblem | 
   if (anonymous && message.seq !== 0) {
     return invalid('seq', 'seq', 'an anonymous message has seq 0');
   }
+  const owner = message.owner ?? '';
+  const nonce = message.nonce ?? '';
   return (
     (anonymous ? null : clientIdProblem(message.clientId, 'clientId', true)) ??
     (anonymous ? null : seqProblem(message.seq)) ??
+    ownerProblem(owner) ??
+    (nonce === '' ? null : nonceProblem(nonce)) ??
     topicProblem(message.topic, { field: 'topic', reservedAllowed: true, fromLog: true }) ??
     payloadProblem(message.payload, Number.POSITIVE_INFINITY)
   );

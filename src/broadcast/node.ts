@@ -294,6 +294,13 @@ export class BroadcastNode {
     return result;
   }
 
+  /** Starts an election now, as an operator may; a leader or a non-voter ignores it. */
+  campaign(): void {
+    if (this.stopped !== null) return;
+    this.core.campaign();
+    this.scheduleLoop();
+  }
+
   // ------------------------------------------------------------ stopping
 
   private failStop(error: unknown): void {

@@ -35,6 +35,8 @@ export interface BroadcastNodeOptions {
    * message of a new session then fails with overloaded (sessions expire after sessionTtlMs).
    */
   readonly sessionsMax?: number;
+  /** Of those, started by one identity (with authentication); beyond it, overloaded too. */
+  readonly sessionsPerIdentityMax?: number;
   /** A broadcast that is not delivered by then fails with timeout (outcome unknown). */
   readonly requestTimeoutMs: number;
   /** An undelivered message is sent again after this long (the leader may have changed). */
@@ -90,6 +92,7 @@ export const defaultNodeTuning = {
   pendingMessagesMax: 100_000,
   pendingBytesMax: 256 << 20,
   sessionsMax: 100_000,
+  sessionsPerIdentityMax: 10_000,
   requestTimeoutMs: 10_000,
   retryIntervalMs: 1_000,
   snapshotIntervalBytes: 64 << 20,
@@ -104,6 +107,17 @@ export interface BroadcastOptions {
   /** With `seq`: the caller's own session, for exactly-once retries across nodes. */
   readonly clientId?: string;
   readonly seq?: number;
+  /**
+   * The identity the caller was authenticated as (the HTTP server passes its identity's
+   * name). A session belongs to the owner of its seq 1; a message of another owner in it is
+   * refused with session_forbidden. Default: empty, nobody.
+   */
+  readonly owner?: string;
+  /**
+   * The client's random session nonce, sent with every message of the session. Another
+   * nonce in a started session is refused with session_conflict. Default: none.
+   */
+  readonly nonce?: string;
 }
 
 export interface NodeStatus {

@@ -123,6 +123,8 @@ export function buildNodeParts(
     pendingMessagesMax: options.pendingMessagesMax,
     pendingBytesMax: options.pendingBytesMax ?? defaultNodeTuning.pendingBytesMax,
     sessionsMax: options.sessionsMax ?? defaultNodeTuning.sessionsMax,
+    sessionsPerIdentityMax:
+      options.sessionsPerIdentityMax ?? defaultNodeTuning.sessionsPerIdentityMax,
     requestTimeoutMs: options.requestTimeoutMs,
   });
   const reads = new Reads({

@@ -13,6 +13,14 @@
  *
  * Decisions are per run (consecutive seqs of one client, see batch.ts): one lookup and one
  * comparison however many messages the run holds.
+ *
+ * A session belongs to whoever sent its first message: its owner (the identity the node
+ * authenticated, empty without authentication) and its nonce (the random value the client
+ * sent with every message, empty when it sent none) are recorded when seq 1 is applied. A
+ * later run with another owner is refused (session_forbidden), one with the same owner and
+ * another nonce too (session_conflict: two clients picked one id), before anything else is
+ * looked at, so neither is delivered, answered as a duplicate, or keeps the session alive.
+ * Owner and nonce are in the log, so every replica binds the session to the same sender.
  */
 import { assert } from '../util/assert.ts';
 import type { DecodedBatch, MessageRun } from './batch.ts';
@@ -35,7 +43,11 @@ export interface SessionTableOptions {
   readonly unsafeDropSessionsOnRestore?: boolean;
 }
 
-export type RefusalCode = 'sequence_gap' | 'session_unknown';
+export type RefusalCode =
+  | 'sequence_gap'
+  | 'session_unknown'
+  | 'session_forbidden'
+  | 'session_conflict';
 
 /**
  * For an accepted run, its first `duplicateCount` messages were delivered before; the rest
@@ -45,6 +57,7 @@ export type RunOutcome =
   | { readonly kind: 'accepted'; readonly duplicateCount: number; readonly firstPosition: number }
   /** A control run (a reserved `$` topic): deduplicated like any other, but takes no position. */
   | { readonly kind: 'control'; readonly duplicateCount: number }
+  /** `expectedSeq` is 0 for session_forbidden and session_conflict: not the sender's business. */
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly expectedSeq: number };
 
 /** One message's fate, for callers that look at messages one by one. */
@@ -58,6 +71,9 @@ export type MessageOutcome =
 type Segment = [firstSeq: number, firstPosition: number, count: number];
 
 interface Session {
+  /** Who sent seq 1 (empty: nobody authenticated), and their nonce (empty: none). */
+  readonly owner: string;
+  readonly nonce: string;
   nextSeq: number;
   lastActiveMs: number;
   /** Recent delivered seqs and their positions, oldest first, at most recentPositionsMax. */
@@ -65,13 +81,26 @@ interface Session {
   recentCount: number;
 }
 
-interface SessionTableSnapshot {
-  readonly version: 1;
-  readonly position: number;
-  readonly logTimeMs: number;
-  readonly lastSweepMs: number;
-  readonly sessions: readonly [string, number, number, readonly Segment[]][];
-}
+/**
+ * Version 1 has no owners or nonces (every session's are empty); version 2 adds them to
+ * each session. A table where every owner and nonce is empty is written as version 1, so a
+ * cluster that does not use them keeps snapshots an older node can read.
+ */
+type SessionTableSnapshot =
+  | {
+      readonly version: 1;
+      readonly position: number;
+      readonly logTimeMs: number;
+      readonly lastSweepMs: number;
+      readonly sessions: readonly [string, number, number, readonly Segment[]][];
+    }
+  | {
+      readonly version: 2;
+      readonly position: number;
+      readonly logTimeMs: number;
+      readonly lastSweepMs: number;
+      readonly sessions: readonly [string, number, number, readonly Segment[], string, string][];
+    };
 
 export class SessionTable {
   /** The position of the last delivered message; positions are dense from 1. */
@@ -84,6 +113,8 @@ export class SessionTable {
   }
   private lastSweepMs = 0;
   private readonly sessions = new Map<string, Session>();
+  /** Derived from `sessions` (never written to a snapshot): sessions per owner. */
+  private readonly ownerCounts = new Map<string, number>();
 
   constructor(private readonly options: SessionTableOptions) {
     assert(options.sessionTtlMs > 0, 'sessionTtlMs is positive');
@@ -96,6 +127,18 @@ export class SessionTable {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  /** Sessions started by `owner` (an identity; '' without authentication) and not expired. */
+  sessionCountOf(owner: string): number {
+    return this.ownerCounts.get(owner) ?? 0;
+  }
+
+  private countOwner(owner: string, change: 1 | -1): void {
+    const count = (this.ownerCounts.get(owner) ?? 0) + change;
+    assert(count >= 0, 'an owner never has fewer than no sessions');
+    if (count === 0) this.ownerCounts.delete(owner);
+    else this.ownerCounts.set(owner, count);
   }
 
   /** Decides every message of one committed batch, in order, one outcome per message. */
@@ -145,9 +188,19 @@ export class SessionTable {
     let session = this.sessions.get(run.clientId);
     if (session === undefined) {
       if (run.firstSeq !== 1) return { kind: 'refused', code: 'session_unknown', expectedSeq: 1 };
-      session = { nextSeq: 1, lastActiveMs: this.logTimeMsMax, recent: [], recentCount: 0 };
+      session = {
+        owner: run.owner,
+        nonce: run.nonce,
+        nextSeq: 1,
+        lastActiveMs: this.logTimeMsMax,
+        recent: [],
+        recentCount: 0,
+      };
       this.sessions.set(run.clientId, session);
+      this.countOwner(run.owner, 1);
     }
+    const foreign = foreignRefusal(session, run.owner, run.nonce);
+    if (foreign !== null) return { kind: 'refused', code: foreign, expectedSeq: 0 };
     session.lastActiveMs = this.logTimeMsMax;
     if (run.firstSeq > session.nextSeq) {
       if (this.options.unsafeDeliverSeqGapAtOnce !== true) {
@@ -204,7 +257,10 @@ export class SessionTable {
     if (this.logTimeMsMax - this.lastSweepMs < ttl / 8) return;
     this.lastSweepMs = this.logTimeMsMax;
     for (const [clientId, session] of this.sessions) {
-      if (this.logTimeMsMax - session.lastActiveMs > ttl) this.sessions.delete(clientId);
+      if (this.logTimeMsMax - session.lastActiveMs > ttl) {
+        this.sessions.delete(clientId);
+        this.countOwner(session.owner, -1);
+      }
     }
   }
 
@@ -222,6 +278,20 @@ export class SessionTable {
     return { position: null };
   }
 
+  /**
+   * Whether a message of `owner` with `nonce` would be refused in this client's session as
+   * it stands (session_forbidden, session_conflict), or null: a session not started yet
+   * belongs to whoever's seq 1 is applied first.
+   */
+  foreignRefusal(
+    clientId: string,
+    owner: string,
+    nonce: string,
+  ): 'session_forbidden' | 'session_conflict' | null {
+    const session = this.sessions.get(clientId);
+    return session === undefined ? null : foreignRefusal(session, owner, nonce);
+  }
+
   /** Whether the client has a session (started and not expired). */
   knows(clientId: string): boolean {
     return this.sessions.has(clientId);
@@ -233,29 +303,66 @@ export class SessionTable {
   }
 
   toSnapshot(): Uint8Array {
-    const snapshot: SessionTableSnapshot = {
-      version: 1,
+    const sessions = [...this.sessions];
+    const owned = sessions.some(([, s]) => s.owner !== '' || s.nonce !== '');
+    const common = {
       position: this.position,
       logTimeMs: this.logTimeMsMax,
       lastSweepMs: this.lastSweepMs,
-      sessions: [...this.sessions].map(([id, s]) => [id, s.nextSeq, s.lastActiveMs, s.recent]),
     };
+    const snapshot: SessionTableSnapshot = owned
+      ? {
+          version: 2,
+          ...common,
+          sessions: sessions.map(([id, s]) => [
+            id,
+            s.nextSeq,
+            s.lastActiveMs,
+            s.recent,
+            s.owner,
+            s.nonce,
+          ]),
+        }
+      : {
+          version: 1,
+          ...common,
+          sessions: sessions.map(([id, s]) => [id, s.nextSeq, s.lastActiveMs, s.recent]),
+        };
     return new TextEncoder().encode(JSON.stringify(snapshot));
   }
 
   static fromSnapshot(data: Uint8Array, options: SessionTableOptions): SessionTable {
     const parsed = JSON.parse(new TextDecoder().decode(data)) as SessionTableSnapshot;
-    assert(parsed.version === 1, 'session snapshots are version 1');
+    assert(parsed.version === 1 || parsed.version === 2, 'session snapshots are version 1 or 2');
     const table = new SessionTable(options);
     table.position = parsed.position;
     table.logTimeMsMax = parsed.logTimeMs;
     table.lastSweepMs = parsed.lastSweepMs;
     if (options.unsafeDropSessionsOnRestore === true) return table;
-    for (const [id, nextSeq, lastActiveMs, recent] of parsed.sessions) {
+    for (const [id, nextSeq, lastActiveMs, recent, owner, nonce] of parsed.sessions) {
       const segments = recent.map((segment) => [...segment] as Segment);
       const recentCount = segments.reduce((sum, segment) => sum + segment[2], 0);
-      table.sessions.set(id, { nextSeq, lastActiveMs, recent: segments, recentCount });
+      table.countOwner(owner ?? '', 1);
+      table.sessions.set(id, {
+        owner: owner ?? '',
+        nonce: nonce ?? '',
+        nextSeq,
+        lastActiveMs,
+        recent: segments,
+        recentCount,
+      });
     }
     return table;
   }
+}
+
+/** The refusal a message of `owner` with `nonce` meets in `session`, or null when it is theirs. */
+function foreignRefusal(
+  session: Session,
+  owner: string,
+  nonce: string,
+): 'session_forbidden' | 'session_conflict' | null {
+  if (owner !== session.owner) return 'session_forbidden';
+  if (nonce !== session.nonce) return 'session_conflict';
+  return null;
 }

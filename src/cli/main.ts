@@ -7,29 +7,38 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { tokenCommand } from './commands/auth-file.ts';
 import { benchCommand } from './commands/bench.ts';
 import { certsCommand } from './commands/certs.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
-import { useCaFile } from './commands/http-client.ts';
+import { useCaFile, useToken } from './commands/http-client.ts';
 import { membersCommand } from './commands/members.ts';
 import { sendCommand } from './commands/send.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
 import { tailCommand } from './commands/tail.ts';
 import { transferCommand } from './commands/transfer.ts';
+import { verifyCommand } from './commands/verify.ts';
 
 /** Commands that talk to a node's HTTP API, and so take the CA of an https:// node. */
-const clientCommands = ['send', 'tail', 'status', 'transfer', 'members'];
+const clientCommands = ['send', 'tail', 'status', 'transfer', 'members', 'verify'];
 
-/** `--ca FILE` (or ABCAST_CA) on a command and its subcommands, read before it runs. */
-function trustCaOption(command: Command): void {
+/**
+ * `--ca FILE` (or ABCAST_CA) and `--token TOKEN` (or ABCAST_TOKEN) on a command and its
+ * subcommands, read before it runs.
+ */
+function clientOptions(command: Command): void {
   const targets = command.commands.length === 0 ? [command] : command.commands;
   for (const target of targets) {
     target.option('--ca <file>', 'CA certificate (PEM) of https:// nodes; or ABCAST_CA');
+    target.option('--token <token>', 'token of a node started with --auth; or ABCAST_TOKEN');
     target.hook('preAction', async (_hooked, action) => {
-      const path = (action.opts() as { ca?: string }).ca ?? process.env.ABCAST_CA;
+      const options = action.opts() as { ca?: string; token?: string };
+      const path = options.ca ?? process.env.ABCAST_CA;
       if (path !== undefined && path !== '') await useCaFile(path);
+      const token = options.token ?? process.env.ABCAST_TOKEN;
+      if (token !== undefined && token !== '') useToken(token);
     });
   }
 }
@@ -48,13 +57,15 @@ function program(): Command {
   statusCommand(root);
   transferCommand(root);
   membersCommand(root);
+  verifyCommand(root);
   benchCommand(root);
   certsCommand(root);
+  tokenCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });
   }
   for (const command of root.commands.filter((one) => clientCommands.includes(one.name()))) {
-    trustCaOption(command);
+    clientOptions(command);
   }
   return root;
 }

@@ -27,6 +27,8 @@ export interface QueuedBroadcast {
   readonly seq: number;
   readonly text: string;
   readonly topic: string | undefined;
+  /** The client's session nonce, sent with every message when it has one. */
+  readonly nonce?: string;
 }
 
 interface Waiting extends QueuedBroadcast {
@@ -37,9 +39,13 @@ interface Waiting extends QueuedBroadcast {
 const batchMessagesMax = 1_000;
 const batchTextBytesMax = 1 << 20;
 
+function nonceField(message: QueuedBroadcast): string {
+  return message.nonce === undefined ? '' : `,"nonce":${JSON.stringify(message.nonce)}`;
+}
+
 export function singleBody(message: QueuedBroadcast): string {
   const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
-  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${topic}}`;
+  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${topic}${nonceField(message)}}`;
 }
 
 export class BroadcastBatcher {
@@ -107,7 +113,7 @@ export class BroadcastBatcher {
           : `{"payload":${message.text},"topic":${JSON.stringify(message.topic)}}`,
       )
       .join(',');
-    const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq},"messages":[${messages}]}`;
+    const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq}${nonceField(first)},"messages":[${messages}]}`;
     const outcome = await postJson<{ results?: unknown }>(
       this.call(first.endpoint, '/v1/broadcast/batch'),
       body,

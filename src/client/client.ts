@@ -65,10 +65,17 @@ export class Client {
   private leaderAt: number | null = null;
   private lastLeaderSearchMs = 0;
   private readonly batcher: BroadcastBatcher;
+  /** This client's session nonce, when its client id was given (not random). */
+  private readonly nonce: string | undefined;
 
   constructor(options: ConnectOptions) {
     this.settings = settingsOf(options);
     this.baseId = options.clientId ?? `sdk.${this.settings.environment.randomHex(8)}`;
+    // A client id the caller picked may be picked by another client too: a random nonce in
+    // every message tells the two apart (the second is refused, session_conflict, instead of
+    // answered duplicate). A default id is random already and needs none.
+    this.nonce =
+      options.clientId === undefined ? undefined : this.settings.environment.randomHex(16);
     if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
       throw new ClientError('invalid_argument', 'clientId takes 1–240 bytes', {
         field: 'clientId',
@@ -289,7 +296,7 @@ export class Client {
         if (next.kind === 'fail') throw chainError(next.failure);
         const endpoint = this.endpointAt(attempt);
         const outcome = await this.attempt(
-          { endpoint, sessionId: next.sessionId, seq: next.seq, text, topic },
+          { endpoint, sessionId: next.sessionId, seq: next.seq, text, topic, nonce: this.nonce },
           attempt,
           this.breakerOf(next.sessionId).signal,
         );

@@ -60,6 +60,11 @@ export interface ConnectOptions {
    * cluster's `ca.crt`; default: the system's trusted CAs.
    */
   readonly ca?: string | Uint8Array;
+  /**
+   * The token of a cluster started with `--auth` (`abcast token create` prints one), sent
+   * as `Authorization: Bearer` with every request, streams included.
+   */
+  readonly token?: string;
 }
 
 export interface BroadcastOptions {
@@ -117,6 +122,8 @@ export function settingsOf(options: ConnectOptions): Settings {
   }
   const environment = options.environment ?? systemEnvironment;
   const tls = { ca: caText(options.ca) };
+  const authorization = authorizationOf(options.token);
+  const exchange = options.exchange ?? nodeExchange(environment, tls);
   const settings: Settings = {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
@@ -128,8 +135,12 @@ export function settingsOf(options: ConnectOptions): Settings {
     inFlightMax: options.inFlightMax ?? 256,
     batching: options.batching ?? true,
     environment,
-    exchange: options.exchange ?? nodeExchange(environment, tls),
-    openStream: (url, headers, signal) => openStream(tls, url, headers, signal),
+    exchange:
+      authorization === null
+        ? exchange
+        : (request) => exchange({ ...request, headers: { ...request.headers, ...authorization } }),
+    openStream: (url, headers, signal) =>
+      openStream(tls, url, { ...headers, ...authorization }, signal),
     unsafe: options.unsafe ?? null,
   };
   if (typeof settings.batching !== 'boolean') {
@@ -154,6 +165,18 @@ export function settingsOf(options: ConnectOptions): Settings {
     );
   }
   return settings;
+}
+
+function authorizationOf(token: string | undefined): Record<string, string> | null {
+  if (token === undefined) return null;
+  if (typeof token !== 'string' || !/^[A-Za-z0-9._~+/=-]{1,512}$/.test(token)) {
+    throw new ClientError(
+      'invalid_argument',
+      'token takes the token text `abcast token create` printed',
+      { field: 'token' },
+    );
+  }
+  return { authorization: `Bearer ${token}` };
 }
 
 function caText(ca: string | Uint8Array | undefined): string | null {

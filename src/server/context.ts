@@ -7,6 +7,8 @@ import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node
 import type { BroadcastResult } from '../broadcast/pending.ts';
 import type { FollowerProgress, NodeId } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
+import type { AuthSource } from './access.ts';
+import type { Identity } from './auth.ts';
 import type { ExchangeRequest, ExchangeResponse, StreamWriter } from './exchange.ts';
 import type { HttpMetrics } from './http-metrics.ts';
 
@@ -57,6 +59,7 @@ export interface ServerSettings {
   /** Comment lines on an idle event stream, so proxies and clients see it alive. */
   readonly keepAliveIntervalMs: number;
   readonly streamsMax: number;
+  readonly streamsPerIdentityMax: number;
   readonly messagesLimitDefault: number;
   readonly messagesLimitMax: number;
   /** Positions a topic-filtered read examines at most per page. */
@@ -78,6 +81,8 @@ export interface ServerContext {
    * after an early answer, latencies. The simulator passes its virtual one.
    */
   readonly environment: Environment;
+  /** The identities and their rights; null: no authentication, every request may do all. */
+  readonly auth?: AuthSource | null;
 }
 
 export interface RouteContext {
@@ -86,6 +91,8 @@ export interface RouteContext {
   readonly response: ExchangeResponse;
   readonly url: URL;
   readonly params: Readonly<Record<string, string>>;
+  /** Who sent the request, checked against the route's role; null without authentication. */
+  readonly identity: Identity | null;
   /** Aborts at the request deadline, when the client goes away, or when the server closes. */
   readonly signal: AbortSignal;
   /** The body as one JSON object (`{}` when empty and `emptyAllowed`), within the limits. */

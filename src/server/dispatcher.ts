@@ -7,6 +7,8 @@
  */
 import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
+import { authorize } from './access.ts';
+import type { Identity } from './auth.ts';
 import { parseJsonObject } from './body.ts';
 import type { RouteContext, ServerContext } from './context.ts';
 import { HttpError, toHttpError } from './errors.ts';
@@ -107,16 +109,18 @@ export class Dispatcher {
     });
     let match: RouteMatch;
     let url: URL;
+    let identity: Identity | null;
     try {
       if (this.closingFlag) throw closingError();
       url = new URL(front.request.url, 'http://localhost');
       match = findRoute(this.routes, front.request.method, url.pathname);
+      routeName = match.route.pattern;
+      identity = authorize(this.context.auth ?? null, front.request, match.route.access);
     } catch (error) {
       this.answerError(exchange, toHttpError(error));
       return;
     }
-    routeName = match.route.pattern;
-    this.run(exchange, match.route, this.routeContext(exchange, url, match));
+    this.run(exchange, match.route, this.routeContext(exchange, url, match, identity));
   }
 
   private run(exchange: Exchange, route: Route, routeContext: RouteContext): void {
@@ -171,20 +175,26 @@ export class Dispatcher {
       );
     }
     if (!response.answerable) return;
-    const allow =
-      error.code === 'method_not_allowed' ? { allow: String(error.details.allow) } : undefined;
+    const headers: Record<string, string> = {};
+    if (error.code === 'method_not_allowed') headers.allow = String(error.details.allow);
+    if (error.code === 'unauthorized') headers['www-authenticate'] = 'Bearer realm="abcast"';
     // A client whose body is still trickling in is cut off; the front may discard any other
     // unread body (a bounded amount) so the client can read the answer first.
     const closeConnection = error.status === 408 || this.closingFlag;
     sendError(response, error, {
       retryAfterSeconds: this.context.settings.retryAfterSeconds,
       closeConnection,
-      headers: allow,
+      headers,
     });
     exchange.front.afterErrorAnswer({ closeConnection });
   }
 
-  private routeContext(exchange: Exchange, url: URL, match: RouteMatch): RouteContext {
+  private routeContext(
+    exchange: Exchange,
+    url: URL,
+    match: RouteMatch,
+    identity: Identity | null,
+  ): RouteContext {
     const signal = exchange.controller.signal;
     const settings = this.context.settings;
     const { request, response } = exchange.front;
@@ -194,6 +204,7 @@ export class Dispatcher {
       response,
       url,
       params: match.params,
+      identity,
       signal,
       readJson: async ({ emptyAllowed, bodyBytesMax }) => {
         exchange.readingBody = true;

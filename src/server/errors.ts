@@ -17,6 +17,10 @@ export type HttpErrorCode =
   | 'storage_failed'
   | 'sequence_gap'
   | 'session_unknown'
+  | 'session_forbidden'
+  | 'session_conflict'
+  | 'unauthorized'
+  | 'forbidden'
   | 'compacted'
   | 'transfer_refused'
   | 'not_found'
@@ -69,6 +73,8 @@ const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
   internal: { status: 500, code: 'internal', retryable: false },
   sequence_gap: { status: 409, code: 'sequence_gap', retryable: false },
   session_unknown: { status: 409, code: 'session_unknown', retryable: false },
+  session_forbidden: { status: 403, code: 'session_forbidden', retryable: false },
+  session_conflict: { status: 409, code: 'session_conflict', retryable: false },
   compacted: { status: 410, code: 'compacted', retryable: false },
 };
 

@@ -17,6 +17,12 @@ export interface ExchangeRequest {
    * with the signal's reason when the signal aborts first. Read once.
    */
   readBody(options: BodyReadOptions): Promise<Uint8Array>;
+  /**
+   * The name of the client certificate the TLS server verified against its CA
+   * (`abcast://client/<name>`, or the CN of a certificate without an abcast URI); null or
+   * absent without one.
+   */
+  readonly certificateName?: string | null;
 }
 
 /** A whole answer: headers in lower case, the body as text (UTF-8 on the wire). */

@@ -65,9 +65,14 @@ class ApiServer {
     if (tls === null) {
       this.server = createServer(serverOptions);
     } else {
+      // With authentication, a client may prove who it is by a certificate of the CA; one
+      // without a certificate still connects, to present a token instead.
+      const askForCertificates = context.auth !== null && context.auth !== undefined;
       const server = createHttpsServer({
         ...serverOptions,
         ...httpsOptions(tls.material),
+        requestCert: askForCertificates,
+        rejectUnauthorized: false,
         // A TLS handshake that has not finished by the request deadline never will.
         handshakeTimeout: timeoutMs,
       });
@@ -117,7 +122,7 @@ class ApiServer {
   }
 }
 
-/** Client certificates are not asked for yet: clients prove who they are with tokens. */
+/** `ca` checks client certificates, when the server asks for them (certificateNameOf). */
 function httpsOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
   return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
 }

@@ -4,10 +4,38 @@
  * existed.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
 import { readBody } from './body.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
+
+const clientUriPrefix = 'URI:abcast://client/';
+
+/**
+ * The name a verified client certificate gives (null without one): its SAN URI
+ * `abcast://client/<name>`, or its CN when it has no abcast URI (one issued by another tool).
+ * A node's certificate (`abcast://node/…`) names no client. Only a certificate the server
+ * verified against its CA counts; the server asks for one but lets token clients in without.
+ */
+export function certificateNameOf(req: IncomingMessage): string | null {
+  const socket = req.socket as Partial<TLSSocket>;
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return null;
+  const certificate = socket.getPeerCertificate();
+  if (certificate === null || typeof certificate !== 'object') return null;
+  const names = (certificate.subjectaltname ?? '').split(', ');
+  const uri = names.find((name) => name.startsWith(clientUriPrefix));
+  if (uri !== undefined) {
+    try {
+      return decodeURIComponent(uri.slice(clientUriPrefix.length));
+    } catch {
+      return null;
+    }
+  }
+  if (names.some((name) => name.startsWith('URI:abcast://'))) return null;
+  const commonName = certificate.subject?.CN;
+  return typeof commonName === 'string' && commonName !== '' ? commonName : null;
+}
 
 /** After an early answer, unread body bytes discarded before the connection is cut. */
 const lingerBytesMax = 8 << 20;
@@ -85,6 +113,7 @@ export function nodeFront(
     url: req.url ?? '/',
     headers: lowerCaseHeaders(req.headers),
     readBody: (readOptions) => readBody(req, readOptions),
+    certificateName: certificateNameOf(req),
   };
   const response: ExchangeResponse = {
     get answerable() {

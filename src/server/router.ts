@@ -2,6 +2,7 @@
  * The routing table: method and path pattern to handler. A path that matches no pattern is a
  * 404; a path that matches with another method is a 405 that lists the allowed ones.
  */
+import type { AccessRole } from './auth.ts';
 import type { RouteContext } from './context.ts';
 import { HttpError } from './errors.ts';
 
@@ -11,6 +12,8 @@ export interface Route {
   readonly method: 'GET' | 'POST' | 'DELETE';
   /** "/v1/members/:id": literal segments, and `:name` segments captured as parameters. */
   readonly pattern: string;
+  /** The least role that may call it, when the server checks identities (access.ts). */
+  readonly access: AccessRole;
   readonly handler: RouteHandler;
 }
 

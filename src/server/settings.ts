@@ -6,6 +6,7 @@ import { BroadcastError } from '../broadcast/errors.ts';
 import type { NodeLogger } from '../broadcast/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
+import type { AuthSource } from './access.ts';
 import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
 import { HttpMetrics } from './http-metrics.ts';
 
@@ -26,12 +27,16 @@ export interface ServerOptions {
   readonly keepAliveIntervalMs?: number;
   /** Event streams open at once; beyond it a new one gets 503 `overloaded`; default 1024. */
   readonly streamsMax?: number;
+  /** Event streams one identity may hold open on this node (with --auth); default 64. */
+  readonly streamsPerIdentityMax?: number;
   /** Largest page of GET /v1/messages (a larger `limit` is cut to it); default 1000. */
   readonly messagesLimitMax?: number;
   /** Payload bytes in one page of GET /v1/messages (one message at least); default 4 MiB. */
   readonly messagesPageBytesMax?: number;
   /** HTTP connections open at once; beyond it new ones are closed at accept; default 4096. */
   readonly connectionsMax?: number;
+  /** Identities and their rights (auth.ts); absent: every request may do everything. */
+  readonly auth?: AuthSource | null;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -43,6 +48,7 @@ export const defaultHttpSettings = {
   retryAfterSeconds: 1,
   keepAliveIntervalMs: 15_000,
   streamsMax: 1024,
+  streamsPerIdentityMax: 64,
   messagesLimitMax: 1000,
   messagesPageBytesMax: 4 << 20,
   connectionsMax: 4096,
@@ -88,6 +94,11 @@ function settingsFrom(options: ServerOptions): ServerSettings {
       defaultHttpSettings.keepAliveIntervalMs,
     ),
     streamsMax: positiveInteger('streamsMax', options.streamsMax, defaultHttpSettings.streamsMax),
+    streamsPerIdentityMax: positiveInteger(
+      'streamsPerIdentityMax',
+      options.streamsPerIdentityMax,
+      defaultHttpSettings.streamsPerIdentityMax,
+    ),
     messagesLimitDefault: Math.min(100, messagesLimitMax),
     messagesLimitMax,
     messagesScanMax: Math.max(10_000, messagesLimitMax),
@@ -113,5 +124,6 @@ export function createServerContext(options: ServerOptions): ServerContext {
     metrics: new HttpMetrics(),
     logger: options.logger,
     environment: options.environment,
+    auth: options.auth ?? null,
   };
 }

@@ -7,6 +7,7 @@
 import {
   clientIdProblem,
   type MessageProblem,
+  nonceProblem,
   seqProblem,
   sessionPairProblem,
   topicProblem,
@@ -36,6 +37,14 @@ export function optionalClientId(
   field = 'client',
 ): string | undefined {
   return optionalField<string>(object, field, clientIdProblem);
+}
+
+/** A session's nonce (1–64 characters of [0-9A-Za-z_-]), or undefined when absent. */
+export function optionalNonce(
+  object: Readonly<Record<string, unknown>>,
+  field = 'nonce',
+): string | undefined {
+  return optionalField<string>(object, field, nonceProblem);
 }
 
 /** A session's seq (a safe integer >= 1), or undefined when absent. */

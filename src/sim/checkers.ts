@@ -1,7 +1,8 @@
 /**
- * The property checkers. The world calls them at each point of a node's Ready cycle (taken,
- * durable, each message sent, each entry delivered, each snapshot) and for client events;
- * every check is O(1) or O(size of what just happened), so they run after every step.
+ * The core's property checkers. Each node's watch (runtime/raft-watch.ts) calls them at each
+ * point of the node's Ready cycle (taken, durable, each message sent, each entry delivered,
+ * each snapshot); every check is O(1) or O(size of what just happened), so they run after
+ * every step. What clients see is checked by runtime/delivery-checker.ts.
  *
  * - election safety: a map term → leader over the whole history; a node is leader of a term
  *   when it says so (softState) or sends an Append, Heartbeat, Snapshot or TimeoutNow in it;
@@ -9,16 +10,15 @@
  * - leader completeness: each delivery at index i by a node of durable term τ proves i was
  *   committed in a term ≤ τ; a new leader of term T must hold the highest such i with τ < T;
  * - durability and vote durability: messages leave only with their facts on disk;
- * - state machine safety, agreement, integrity, fifo, snapshots: against the committed record.
+ * - state machine safety and snapshots: against the committed record of the log.
  */
 
 import { sameConfiguration } from '../raft/config.ts';
 import type { Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
-import { SimApp, SnapshotDataError } from './app.ts';
 import type { DurableView } from './disk.ts';
 import { hashData } from './hash.ts';
-import { CommittedRecord, type WorkloadShape } from './record.ts';
+import { CommittedRecord } from './record.ts';
 import type { ViolationContext } from './violation.ts';
 
 const TERM_LIMIT = 2 ** 21;
@@ -31,26 +31,12 @@ export class Checker {
   private readonly prefixOfEntry = new Map<number, number>();
   /** Durable term of a delivering node → highest index it delivered. */
   private readonly deliveredIndexByTerm = new Map<number, number>();
-  private readonly readsOutstanding = new Map<string, number>();
-  private ackedIndexMaxValue = 0;
-  /** Whether snapshots hold the simulated application's state (SimApp), checked in full. */
-  private readonly modelsApp: boolean;
 
-  /**
-   * `workload` null: the nodes run their own application (the real runtime), so entries and
-   * snapshots are checked as the log sees them, not against a reference application.
-   */
   constructor(
     private readonly context: ViolationContext,
-    workload: WorkloadShape | null,
     private readonly knownNodes: ReadonlySet<NodeId>,
   ) {
-    this.record = new CommittedRecord(context, workload);
-    this.modelsApp = workload !== null;
-  }
-
-  get ackedIndexMax(): number {
-    return this.ackedIndexMaxValue;
+    this.record = new CommittedRecord(context);
   }
 
   get leaderCount(): number {
@@ -446,12 +432,6 @@ export class Checker {
     if (entry.index > known) this.deliveredIndexByTerm.set(durableTerm, entry.index);
   }
 
-  /** After the application applied the entry at `index`: its state equals the common one. */
-  onApplied(node: NodeId, index: number, app: SimApp): void {
-    const problem = this.record.appStateProblem(app, index);
-    if (problem !== null) this.context.fail('agreement', `${node}: ${problem}`, [node]);
-  }
-
   /** A snapshot made by a node or received from a leader holds the common state. */
   checkSnapshotState(node: NodeId, snapshot: Snapshot): void {
     const record = this.record;
@@ -478,78 +458,5 @@ export class Checker {
         [node],
       );
     }
-    if (!this.modelsApp) return;
-    let app: SimApp;
-    try {
-      app = SimApp.fromSnapshot(snapshot);
-    } catch (error) {
-      if (!(error instanceof SnapshotDataError)) throw error;
-      this.context.fail('snapshot state', `snapshot ${index} does not decode: ${error.message}`, [
-        node,
-      ]);
-      return;
-    }
-    const problem = record.appStateProblem(app, index) ?? record.sessionProblem(app, index);
-    if (problem !== null)
-      this.context.fail('snapshot state', `${node} snapshot: ${problem}`, [node]);
-  }
-
-  // ------------------------------------------------------------ clients
-
-  onIssue(clientIndex: number, seq: number): void {
-    this.record.issue(clientIndex, seq);
-  }
-
-  /** A client learned that (clientIndex, seq) is delivered, from the entry at `index`. */
-  onAck(
-    node: NodeId,
-    clientIndex: number,
-    seq: number,
-    position: number | null,
-    index: number,
-  ): void {
-    const record = this.record;
-    if (position !== null && !record.positionHolds(position, clientIndex, seq)) {
-      this.context.fail(
-        'acknowledged delivery',
-        `c${clientIndex} seq ${seq} acknowledged at position ${position}, which holds something else`,
-        [node],
-      );
-    }
-    if (record.deliveredSeq(clientIndex) < seq) {
-      this.context.fail(
-        'acknowledged delivery',
-        `c${clientIndex} seq ${seq} acknowledged but never delivered`,
-        [node],
-      );
-    }
-    if (index > this.ackedIndexMaxValue) this.ackedIndexMaxValue = index;
-  }
-
-  onReadIssued(requestId: string): void {
-    assert(!this.readsOutstanding.has(requestId), 'read request ids are unique');
-    this.readsOutstanding.set(requestId, this.ackedIndexMaxValue);
-  }
-
-  /** A read may be served at `index`: it must cover every write acknowledged before it. */
-  onReadState(node: NodeId, requestId: string, index: number | null): void {
-    const mustCover = this.readsOutstanding.get(requestId);
-    if (mustCover === undefined) return;
-    this.readsOutstanding.delete(requestId);
-    if (index !== null && index < mustCover) {
-      this.context.fail(
-        'linearizable read',
-        `${node} answers read ${requestId} at index ${index}, but index ${mustCover} was acknowledged before the read began`,
-        [node],
-      );
-    }
-  }
-
-  forgetRead(requestId: string): void {
-    this.readsOutstanding.delete(requestId);
-  }
-
-  get readsOutstandingCount(): number {
-    return this.readsOutstanding.size;
   }
 }

@@ -1,4 +1,4 @@
-/** Flag parsing shared by the simulator's command lines (core and runtime). */
+/** Flag parsing for the simulator's command line and its seed files. */
 
 export class CliError extends Error {
   readonly code = 'BAD_FLAGS';

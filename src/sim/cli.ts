@@ -1,103 +1,54 @@
 /**
- * `npm run sim -- ...`: run one seed (optionally with its trace) or sweep many.
+ * `npm run sim -- ...`: the simulation of the code users run (real nodes, the WAL over
+ * simulated disks, HTTP routes, SDK clients; see runtime/world.ts).
  *
  *   --seed N [--trace]        one run; N in decimal or 0x-hex
- *   --seeds N [--from S]      N runs from seed S (default 1); prints throughput and failures
- *   --nodes 3|5|7             cluster size (default: each seed draws one)
- *   --unsafe VARIANT          a deliberately broken core variant
+ *   --seeds N [--from S]      N runs from seed S (default 1); prints seeds/s and steps/s
+ *   --nodes 3|5               cluster size (default: each seed draws one)
+ *   --unsafe VARIANT          a deliberately broken core, node, WAL or SDK variant
  *   --profile NAME            the fault mix: default draws a shape per seed; broad, elections,
  *                             figure8, calm fix one
- *   --ticks T                 fault phase length in ticks
- *
- *   --runtime                 the real runtime instead of the core alone: real nodes, the
- *                             WAL over simulated disks, SDK clients (see runtime/cli.ts)
+ *   --ms T                    fault phase length in virtual milliseconds
  *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
-import { type UnsafeVariant, unsafeVariants } from '../raft/core.ts';
 import { CliError, parseSeed } from './cli-flags.ts';
-import { describeMix, type Profile, profiles } from './fault-mix.ts';
-import { defaultFaultPhaseTicks, runSeed, sweep } from './run.ts';
-import type { RunResult } from './stats.ts';
+import { describeRuntimeMix, type Profile, profiles } from './runtime/mix.ts';
+import { sweepRuntime } from './runtime/run.ts';
+import {
+  defaultFaultPhaseMs,
+  type RuntimeRunResult,
+  type RuntimeUnsafe,
+  runRuntimeSeed,
+  runtimeUnsafeVariants,
+} from './runtime/world.ts';
 import { formatSeed } from './violation.ts';
 
-export { CliError, parseSeed };
-
-export interface CliCommand {
-  readonly mode: 'one' | 'sweep';
-  readonly seed: number;
-  readonly count: number;
-  readonly trace: boolean;
-  readonly nodeCount: number | null;
-  readonly unsafe: UnsafeVariant | null;
-  readonly profile: Profile;
-  readonly faultPhaseTicks: number;
-}
-
-function parseCount(flag: string, text: string, low: number, high: number): number {
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < low || Number(text) > high) {
-    throw new CliError(
-      `bad ${flag} ${JSON.stringify(text)}: expected a whole number in [${low}, ${high}]`,
-    );
-  }
-  return Number(text);
-}
-
-interface Draft {
+export interface SimCommand {
   seed: number | null;
   count: number | null;
   from: number;
   trace: boolean;
   nodeCount: number | null;
-  unsafe: UnsafeVariant | null;
+  unsafe: RuntimeUnsafe | null;
   profile: Profile;
-  faultPhaseTicks: number;
+  faultPhaseMs: number;
 }
 
-function oneOf<T extends string>(flag: string, text: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(text)) {
-    throw new CliError(`unknown ${flag} ${JSON.stringify(text)}: one of ${allowed.join(', ')}`);
+function wholeNumber(flag: string, text: string | undefined, low: number, high: number): number {
+  if (
+    text === undefined ||
+    !/^[0-9]{1,9}$/.test(text) ||
+    Number(text) < low ||
+    Number(text) > high
+  ) {
+    throw new CliError(`bad ${flag} ${JSON.stringify(text)}: a whole number in [${low}, ${high}]`);
   }
-  return text as T;
+  return Number(text);
 }
 
-/** Applies one flag to the draft; `value` reads the flag's argument. */
-function applyFlag(draft: Draft, flag: string, value: () => string): void {
-  switch (flag) {
-    case '--seed':
-      draft.seed = parseSeed(value());
-      return;
-    case '--seeds':
-      draft.count = parseCount(flag, value(), 1, 100_000_000);
-      return;
-    case '--from':
-      draft.from = parseSeed(value());
-      return;
-    case '--trace':
-      draft.trace = true;
-      return;
-    case '--nodes':
-      draft.nodeCount = parseCount(flag, value(), 3, 7);
-      if (![3, 5, 7].includes(draft.nodeCount)) throw new CliError('--nodes takes 3, 5 or 7');
-      return;
-    case '--unsafe':
-      draft.unsafe = oneOf(flag, value(), unsafeVariants);
-      return;
-    case '--profile':
-      draft.profile = oneOf(flag, value(), profiles);
-      return;
-    case '--ticks':
-      draft.faultPhaseTicks = parseCount(flag, value(), 1, 10_000_000);
-      return;
-    default:
-      throw new CliError(
-        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --ticks`,
-      );
-  }
-}
-
-export function parseArgs(argv: readonly string[]): CliCommand {
-  const draft: Draft = {
+export function parseArgs(argv: readonly string[]): SimCommand {
+  const command: SimCommand = {
     seed: null,
     count: null,
     from: 1,
@@ -105,98 +56,105 @@ export function parseArgs(argv: readonly string[]): CliCommand {
     nodeCount: null,
     unsafe: null,
     profile: 'default',
-    faultPhaseTicks: defaultFaultPhaseTicks,
+    faultPhaseMs: defaultFaultPhaseMs,
   };
   for (let position = 0; position < argv.length; position++) {
     const flag = argv[position] as string;
-    applyFlag(draft, flag, () => {
+    const value = () => {
       const next = argv[++position];
       if (next === undefined) throw new CliError(`${flag} needs a value`);
       return next;
-    });
+    };
+    if (flag === '--seed') command.seed = parseSeed(value());
+    else if (flag === '--seeds') command.count = wholeNumber(flag, value(), 1, 100_000_000);
+    else if (flag === '--from') command.from = parseSeed(value());
+    else if (flag === '--trace') command.trace = true;
+    else if (flag === '--nodes') {
+      command.nodeCount = wholeNumber(flag, value(), 3, 5);
+      if (command.nodeCount === 4) throw new CliError('--nodes takes 3 or 5');
+    } else if (flag === '--unsafe') {
+      const name = value();
+      if (!(runtimeUnsafeVariants as readonly string[]).includes(name)) {
+        throw new CliError(`unknown --unsafe ${name}: one of ${runtimeUnsafeVariants.join(', ')}`);
+      }
+      command.unsafe = name as RuntimeUnsafe;
+    } else if (flag === '--profile') {
+      const name = value();
+      if (!(profiles as readonly string[]).includes(name)) {
+        throw new CliError(`unknown --profile ${name}: one of ${profiles.join(', ')}`);
+      }
+      command.profile = name as Profile;
+    } else if (flag === '--ms') command.faultPhaseMs = wholeNumber(flag, value(), 1, 10_000_000);
+    else {
+      throw new CliError(
+        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --ms`,
+      );
+    }
   }
-  if ((draft.seed === null) === (draft.count === null)) {
+  if ((command.seed === null) === (command.count === null)) {
     throw new CliError('give exactly one of --seed N or --seeds N');
   }
-  if (draft.trace && draft.count !== null)
+  if (command.trace && command.count !== null) {
     throw new CliError('--trace goes with --seed, not --seeds');
-  return {
-    mode: draft.seed === null ? 'sweep' : 'one',
-    seed: draft.seed ?? draft.from,
-    count: draft.count ?? 1,
-    trace: draft.trace,
-    nodeCount: draft.nodeCount,
-    unsafe: draft.unsafe,
-    profile: draft.profile,
-    faultPhaseTicks: draft.faultPhaseTicks,
-  };
+  }
+  return command;
 }
 
-function summarize(result: RunResult): string {
+function summarize(result: RuntimeRunResult): string {
   const s = result.stats;
-  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.ticks} ticks, ${s.steps} steps, ${s.messagesSent} messages (${s.messagesLost} lost), ${s.crashes} crashes, ${s.partitions} partitions, ${s.leaderTerms} leader terms, ${s.configChanges} config changes, ${s.compactions} compactions, ${s.snapshotsInstalled} snapshots installed, ${s.acknowledged} acknowledged, ${s.positions} positions, ${s.reads} reads`;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.pauses} pauses, ${s.clockJumps} clock jumps, ${s.memberChanges} membership changes, ${s.transfers} transfers, ${s.campaigns} forced elections, ${s.corruptions} corruptions, ${s.diskStops} disk stops, ${s.calls} broadcasts, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
 }
 
-function runOne(command: CliCommand): number {
-  const traceSink = command.trace ? (line: string) => process.stdout.write(`${line}\n`) : null;
-  const result = runSeed({ ...command, seed: command.seed, traceSink });
-  if (!command.trace) console.log(describeMix(result.mix));
-  console.log(summarize(result));
-  console.log(`trace fingerprint ${formatSeed(result.fingerprint)}`);
-  if (result.violation !== null) console.log(result.violation.message);
-  return result.violation === null ? 0 : 1;
-}
-
-function runSweep(command: CliCommand): number {
+export async function main(argv: readonly string[]): Promise<number> {
+  let command: SimCommand;
+  try {
+    command = parseArgs(argv);
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    console.error(`sim: ${error.message}`);
+    return 2;
+  }
+  const options = {
+    nodeCount: command.nodeCount,
+    unsafe: command.unsafe,
+    profile: command.profile,
+    faultPhaseMs: command.faultPhaseMs,
+  };
+  if (command.seed !== null) {
+    const traceSink = command.trace ? (line: string) => process.stdout.write(`${line}\n`) : null;
+    const result = await runRuntimeSeed({ ...options, seed: command.seed, traceSink });
+    if (!command.trace) console.log(describeRuntimeMix(result.mix));
+    console.log(summarize(result));
+    if (result.violation !== null) console.log(result.violation.message);
+    return result.violation === null ? 0 : 1;
+  }
   let lastProgressMs = performance.now();
   let done = 0;
-  const report = sweep({
-    ...command,
-    from: command.seed,
-    count: command.count,
+  const report = await sweepRuntime({
+    ...options,
+    from: command.from,
+    count: command.count ?? 1,
+    clockMs: () => performance.now(),
     onResult: (result) => {
       done++;
       if (result.violation !== null) console.log(`${result.violation.message}\n`);
-      const now = performance.now();
-      if (now - lastProgressMs > 5000) {
-        lastProgressMs = now;
+      if (performance.now() - lastProgressMs > 5000) {
+        lastProgressMs = performance.now();
         process.stderr.write(`  ${done}/${command.count} seeds\n`);
       }
     },
   });
-  const failed = report.violations.length;
   console.log(
-    `${report.seedsRun} seeds from ${formatSeed(command.seed)} in ${(report.elapsedMs / 1000).toFixed(1)} s: ${report.seedsPerSecond.toFixed(1)} seeds/s, ${Math.round(report.stepsPerSecond)} steps/s, ${Math.round(report.ticksPerSecond)} simulated ticks/s (${report.steps} steps, ${report.ticks} ticks)`,
+    `${report.seedsRun} seeds from ${formatSeed(command.from)} in ${(report.elapsedMs / 1000).toFixed(1)} s: ${report.seedsPerSecond.toFixed(1)} seeds/s, ${Math.round(report.stepsPerSecond)} steps/s, ${(report.virtualMs / report.elapsedMs).toFixed(0)}x real time (${report.steps} steps)`,
   );
-  console.log(failed === 0 ? 'no violations' : `${failed} violations:`);
-  for (const result of report.violations) {
-    const violation = result.violation;
-    if (violation === null) continue;
-    console.log(`  ${violation.property} at seed ${formatSeed(result.seed)}: ${violation.detail}`);
-  }
-  return failed === 0 ? 0 : 1;
-}
-
-export function main(argv: readonly string[]): number {
-  let command: CliCommand;
-  try {
-    command = parseArgs(argv);
-  } catch (error) {
-    if (!(error instanceof CliError)) throw error;
-    console.error(`sim: ${error.message}`);
-    return 2;
-  }
-  return command.mode === 'one' ? runOne(command) : runSweep(command);
+  console.log(
+    report.violations.length === 0 ? 'no violations' : `${report.violations.length} violations`,
+  );
+  return report.violations.length === 0 ? 0 : 1;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--runtime')) {
-    // Loaded after this module has finished evaluating: runtime/cli.ts imports parseSeed back.
-    void import('./runtime/cli.ts')
-      .then(({ runtimeMain }) => runtimeMain(argv.filter((flag) => flag !== '--runtime')))
-      .then((code) => {
-        process.exitCode = code;
-      });
-  } else process.exitCode = main(argv);
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -1,11 +1,10 @@
 /**
- * One node's disk: what survives a crash. A Ready's writes reach it only when its simulated
- * fsync completes; a crash before that loses them (and the Ready's messages never left).
- * Beside the Raft state it keeps each entry's prefix hash, so the checkers compare whole log
- * prefixes in O(1), and the application's own checkpoint, so a restart may resume delivery
- * after the last applied index instead of the snapshot.
+ * A mirror of what one node's storage acknowledged as durable (runtime/raft-watch.ts keeps it
+ * from the node's Ready stream and rebuilds it from what each restart recovers). Beside the
+ * Raft state it keeps each entry's prefix hash, so the checkers compare whole log prefixes in
+ * O(1).
  */
-import type { Entry, HardState, PersistedState, Snapshot } from '../raft/types.ts';
+import type { Entry, HardState, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { extendPrefixHash, hashData } from './hash.ts';
 
@@ -26,8 +25,6 @@ export class SimDisk implements DurableView {
   private snapshotPrefixHash = 0;
   private entries: Entry[] = [];
   private prefixHashes: number[] = [];
-  /** The application's state saved at its applied index; survives crashes. */
-  appCheckpoint: Snapshot | null = null;
 
   get snapshotIndex(): number {
     return this.snapshot === null ? 0 : this.snapshot.meta.index;
@@ -94,27 +91,5 @@ export class SimDisk implements DurableView {
     this.prefixHashes = this.prefixHashes.slice(drop);
     this.snapshot = snapshot;
     this.snapshotPrefixHash = prefixHash;
-  }
-
-  /** What a restarting node finds; `appliedIndex` from the newest application state. */
-  persisted(): PersistedState {
-    const checkpoint = this.appCheckpoint;
-    const appliedIndex =
-      checkpoint !== null && checkpoint.meta.index > this.snapshotIndex
-        ? checkpoint.meta.index
-        : this.snapshotIndex;
-    return {
-      hardState: this.hardState,
-      snapshot: this.snapshot,
-      entries: this.entries.slice(),
-      appliedIndex,
-    };
-  }
-
-  /** The application state a restart resumes from: checkpoint or snapshot, the newer. */
-  appStateForRestart(): Snapshot | null {
-    const checkpoint = this.appCheckpoint;
-    if (checkpoint !== null && checkpoint.meta.index > this.snapshotIndex) return checkpoint;
-    return this.snapshot;
   }
 }

@@ -1,6 +1,5 @@
 /**
- * 32-bit hashing for the simulator's fingerprints: entry data, log prefixes, the application's
- * hash chain and the trace. Only 32-bit integer arithmetic, so a seed's fingerprints are the
+ * 32-bit hashing for the simulator's fingerprints of entry data and log prefixes. Only 32-bit integer arithmetic, so a seed's fingerprints are the
  * same on every platform. These are bug detectors, not cryptography: a collision can hide a
  * divergence only with probability about 2^-32 per comparison.
  */
@@ -9,7 +8,7 @@ const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
 /** FNV-1a over the bytes. */
-export function hashBytes(bytes: Uint8Array): number {
+function hashBytes(bytes: Uint8Array): number {
   let hash = FNV_OFFSET;
   for (let offset = 0; offset < bytes.length; offset++) {
     hash = Math.imul(hash ^ (bytes[offset] as number), FNV_PRIME);
@@ -20,8 +19,8 @@ export function hashBytes(bytes: Uint8Array): number {
 const dataHashCache = new WeakMap<Uint8Array, number>();
 
 /**
- * `hashBytes`, remembered per buffer: in the simulator the same entry buffer travels from the
- * leader to every follower, so most entries are hashed once. Entry data is never mutated
+ * `hashBytes`, remembered per buffer: a node's entry buffer is seen when it is taken, made
+ * durable and delivered, so it is hashed once. Entry data is never mutated
  * (types.ts declares it readonly), so a cached hash stays valid.
  */
 export function hashData(bytes: Uint8Array): number {
@@ -33,7 +32,7 @@ export function hashData(bytes: Uint8Array): number {
 }
 
 /** Folds one 32-bit word into a running hash (MurmurHash3's block step). */
-export function mix32(hash: number, word: number): number {
+function mix32(hash: number, word: number): number {
   let k = Math.imul(word | 0, 0xcc9e2d51);
   k = (k << 15) | (k >>> 17);
   k = Math.imul(k, 0x1b873593);
@@ -43,25 +42,9 @@ export function mix32(hash: number, word: number): number {
 }
 
 /** Folds a safe integer (index, term, position) of up to 53 bits. */
-export function mixNumber(hash: number, value: number): number {
+function mixNumber(hash: number, value: number): number {
   const high = Math.floor(value / 4294967296);
   return mix32(mix32(hash, value >>> 0), high >>> 0);
-}
-
-/** MurmurHash3's finaliser: spreads every input bit over the output. */
-export function finish32(hash: number): number {
-  let h = hash >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-export function hashString(text: string): number {
-  let hash = FNV_OFFSET;
-  for (let offset = 0; offset < text.length; offset++) {
-    hash = Math.imul(hash ^ text.charCodeAt(offset), FNV_PRIME);
-  }
-  return hash >>> 0;
 }
 
 const KIND_CODE = { normal: 1, noop: 2, config: 3 } as const;

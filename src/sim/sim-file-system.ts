@@ -27,182 +27,37 @@ import { posix } from 'node:path';
 import type { FileHandle, FileSystem, OpenMode } from '../storage/file-system.ts';
 import { assert } from '../util/assert.ts';
 import type { Prng } from '../util/prng.ts';
+import {
+  applyChange,
+  Bytes,
+  corruptAtRest,
+  Directory,
+  type Entry,
+  Inode,
+  normalize,
+} from './sim-disk-model.ts';
+import {
+  type CorruptionReport,
+  NO_DISK_FAULTS,
+  type SimDiskFaults,
+  SimFileError,
+  type SimFileOperation,
+  type SimFileSystemCounters,
+  type SimFileSystemOptions,
+} from './sim-disk-types.ts';
 
-export type SimFileErrorCode =
-  | 'ENOENT'
-  | 'EEXIST'
-  | 'EISDIR'
-  | 'ENOTDIR'
-  | 'EXDEV'
-  | 'EBADF'
-  | 'ENOSPC'
-  | 'EIO';
-
-/** Thrown like node:fs errors: callers match on the POSIX `code`. */
-export class SimFileError extends Error {
-  constructor(
-    readonly code: SimFileErrorCode,
-    readonly syscall: string,
-    readonly path: string,
-    reason: string,
-  ) {
-    super(`${code}: ${reason}, ${syscall} '${path}'`);
-    this.name = 'SimFileError';
-  }
-}
-
-/** What an operation is, so the simulator can give each kind its own latency. */
-export type SimFileOperation =
-  | 'open'
-  | 'read'
-  | 'write'
-  | 'datasync'
-  | 'close'
-  | 'stat'
-  | 'readFile'
-  | 'rename'
-  | 'link'
-  | 'unlink'
-  | 'readdir'
-  | 'makeDirectory'
-  | 'syncDirectory';
-
-/** Probabilities in [0, 1]; may be changed at any time through `setFaults`. */
-export interface SimDiskFaults {
-  /** Per unsynced write at datasync: reported durable, never reaches the disk. */
-  readonly lostWriteProbability: number;
-  /** Per unsynced write at datasync: reaches the disk 1 to 8 sectors from where it belongs. */
-  readonly misdirectedWriteProbability: number;
-  /** Per datasync: fails with EIO, and the file's unsynced writes are dropped. */
-  readonly datasyncErrorProbability: number;
-}
-
-export const NO_DISK_FAULTS: SimDiskFaults = Object.freeze({
-  lostWriteProbability: 0,
-  misdirectedWriteProbability: 0,
-  datasyncErrorProbability: 0,
-});
-
-export interface SimFileSystemOptions {
-  /** The only source of randomness: which sectors survive a power cut, which faults hit. */
-  readonly prng: Prng;
-  /** The unit a power cut keeps or loses: 512 (a sector, the default) or 4096 (a page). */
-  readonly sectorBytes?: number;
-  /** Bytes of file content the disk holds; a write past it fails with ENOSPC. Default: no bound. */
-  readonly capacityBytes?: number;
-  readonly faults?: Partial<SimDiskFaults>;
-  /**
-   * Runs `fire` after `delayMs` of virtual time: the simulator's event queue. Default: on a
-   * microtask, every delay ignored.
-   */
-  readonly schedule?: (delayMs: number, fire: () => void) => void;
-  /** The virtual latency of each operation given to `schedule`; default 0. */
-  readonly delayMs?: (operation: SimFileOperation) => number;
-}
-
-export interface SimFileSystemCounters {
-  readonly datasyncCount: number;
-  readonly directorySyncCount: number;
-  /** Bytes given to `write`, zeros included. */
-  readonly writtenBytes: number;
-  readonly powerCutCount: number;
-  /** Unsynced sectors a power cut dropped (a torn write loses some of its sectors). */
-  readonly lostSectorCount: number;
-  /** Unsynced directory changes a power cut dropped. */
-  readonly lostDirectoryChangeCount: number;
-  readonly lostWriteCount: number;
-  readonly misdirectedWriteCount: number;
-  readonly datasyncErrorCount: number;
-  readonly noSpaceErrorCount: number;
-  readonly bitFlipCount: number;
-  readonly zeroedSectorCount: number;
-  /** Every fault above, together. */
-  readonly faultCount: number;
-}
-
-/** Where a latent corruption landed. */
-export interface CorruptionReport {
-  readonly path: string;
-  readonly offsetBytes: number;
-}
+export {
+  type CorruptionReport,
+  NO_DISK_FAULTS,
+  type SimDiskFaults,
+  SimFileError,
+  type SimFileErrorCode,
+  type SimFileOperation,
+  type SimFileSystemCounters,
+  type SimFileSystemOptions,
+} from './sim-disk-types.ts';
 
 const MISDIRECTION_SECTORS_MAX = 8;
-
-/** A byte array that grows, with its length kept apart from its capacity. */
-class Bytes {
-  private store = new Uint8Array(0);
-  length = 0;
-
-  static copyOf(source: Bytes): Bytes {
-    const copy = new Bytes();
-    copy.write(source.view(0, source.length), 0);
-    return copy;
-  }
-
-  view(from: number, to: number): Uint8Array {
-    assert(from >= 0 && from <= to && to <= this.length, 'a view lies within the bytes');
-    return this.store.subarray(from, to);
-  }
-
-  write(data: Uint8Array, positionBytes: number): void {
-    const end = positionBytes + data.length;
-    if (end > this.store.length) {
-      const grown = new Uint8Array(Math.max(end, this.store.length * 2, 4096));
-      grown.set(this.store.subarray(0, this.length));
-      this.store = grown;
-    }
-    // A write past the end leaves zeros in the gap: the store beyond `length` is zeros.
-    this.store.set(data, positionBytes);
-    this.length = Math.max(this.length, end);
-  }
-
-  byteAt(position: number): number {
-    assert(position >= 0 && position < this.length, 'a byte within the bytes');
-    return this.store[position]!;
-  }
-
-  setByte(position: number, value: number): void {
-    assert(position >= 0 && position < this.length, 'a byte within the bytes');
-    this.store[position] = value;
-  }
-}
-
-interface PendingWrite {
-  readonly positionBytes: number;
-  readonly data: Uint8Array;
-}
-
-class Inode {
-  live = new Bytes();
-  durable = new Bytes();
-  /** Written since the last datasync, oldest first. */
-  pending: PendingWrite[] = [];
-  openCount = 0;
-  constructor(readonly inodeId: number) {}
-}
-
-type Entry = { readonly kind: 'file'; readonly inodeId: number } | { readonly kind: 'directory' };
-
-/** One directory change, applied atomically (a rename is two entries changing at once). */
-type DirectoryChange = readonly { readonly name: string; readonly entry: Entry | null }[];
-
-class Directory {
-  live = new Map<string, Entry>();
-  durable = new Map<string, Entry>();
-  pending: DirectoryChange[] = [];
-
-  change(change: DirectoryChange): void {
-    applyChange(this.live, change);
-    this.pending.push(change);
-  }
-}
-
-function applyChange(entries: Map<string, Entry>, change: DirectoryChange): void {
-  for (const { name, entry } of change) {
-    if (entry === null) entries.delete(name);
-    else entries.set(name, entry);
-  }
-}
 
 export class SimFileSystem implements FileSystem {
   private readonly prng: Prng;
@@ -632,26 +487,6 @@ export class SimFileSystem implements FileSystem {
       .filter((candidate) => candidate.inode.durable.length > 0);
     return candidates.length === 0 ? null : this.prng.pick(candidates);
   }
-}
-
-/**
- * Changes a byte on the disk. Reads see the change too, unless an unsynced write there is
- * still in the cache (the cached byte differs from the disk's).
- */
-function corruptAtRest(inode: Inode, position: number, change: (byte: number) => number): void {
-  const before = inode.durable.byteAt(position);
-  const after = change(before);
-  inode.durable.setByte(position, after);
-  if (position < inode.live.length && inode.live.byteAt(position) === before) {
-    inode.live.setByte(position, after);
-  }
-}
-
-function normalize(path: string): string {
-  assert(path.length > 0, 'a path is not empty');
-  const normalized = posix.resolve('/', path);
-  assert(normalized.startsWith('/'), 'simulated paths are absolute');
-  return normalized;
 }
 
 class SimHandle implements FileHandle {

@@ -48,11 +48,9 @@ export type Property = (typeof properties)[number];
 export interface ReplayFlags {
   readonly seed: number;
   readonly nodeCount: number | null;
-  /** A core variant, or (runtime runs) a variant of the node, WAL or SDK. */
+  /** A variant of the core, node, WAL or SDK. */
   readonly unsafe: UnsafeVariant | string | null;
   readonly profile: string | null;
-  /** True for a run of the real runtime (`--runtime`), not of the core alone. */
-  readonly runtime?: boolean;
 }
 
 export function formatSeed(seed: number): string {
@@ -61,7 +59,7 @@ export function formatSeed(seed: number): string {
 
 /** The exact command that replays a run, with its trace. */
 export function replayCommand(flags: ReplayFlags): string {
-  const parts = ['npm run sim --', ...(flags.runtime === true ? ['--runtime'] : [])];
+  const parts = ['npm run sim --'];
   parts.push('--seed', formatSeed(flags.seed));
   if (flags.nodeCount !== null) parts.push('--nodes', String(flags.nodeCount));
   if (flags.unsafe !== null) parts.push('--unsafe', flags.unsafe);

@@ -99,9 +99,8 @@ test('malformed records decode to null, valid ones round-trip', () => {
   assert.deepEqual(decodeMembershipCommand(encodeMembershipCommand(command)), command);
 });
 
-test('a node joins a running cluster, catches up and votes; another leaves', {
-  timeout: 60_000,
-}, async () => {
+/** Three members on loopback ports and room for a fourth, in a temporary directory. */
+async function membersOnDisk() {
   const root = await mkdtemp(join(tmpdir(), 'abcast-members-'));
   const ports = await freePorts(4);
   const address = (offset: number) => `127.0.0.1:${ports[offset]}`;
@@ -119,6 +118,13 @@ test('a node joins a running cluster, catches up and votes; another leaves', {
       requestTimeoutMs: 20_000,
       segmentBytesMax: 1 << 20,
     });
+  return { root, address, initial, nodes, start };
+}
+
+test('a node joins a running cluster, catches up and votes; another leaves', {
+  timeout: 60_000,
+}, async () => {
+  const { root, address, initial, nodes, start } = await membersOnDisk();
   try {
     for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));
     const n1 = nodes.get('n1')!;
@@ -147,6 +153,39 @@ test('a node joins a running cluster, catches up and votes; another leaves', {
     assert.equal(texts('n1').length, 26);
     assert.deepEqual(texts('n4'), texts('n1'));
     assert.deepEqual(texts('n3'), texts('n1'));
+  } finally {
+    for (const node of nodes.values()) await node.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a leader that joined later removes itself, and the others go on without it', {
+  timeout: 60_000,
+}, async () => {
+  // The record that removes a member is applied before the configuration change that
+  // removes it is proposed: the others must still hear the leader until that change is
+  // decided, or they stay pre-candidates waiting for a vote they can no longer get.
+  const { root, address, initial, nodes, start } = await membersOnDisk();
+  try {
+    for (const id of Object.keys(initial)) nodes.set(id, await start(id, initial));
+    const joiner = await start('n4', { ...initial, n4: address(3) }, true);
+    nodes.set('n4', joiner);
+    await nodes.get('n1')!.addMember({ id: 'n4', address: address(3), voter: true });
+    await waitFor(() => {
+      const leader = [...nodes.values()].find((node) => node.status().role === 'leader');
+      if (leader === undefined || leader.id === 'n4') return leader !== undefined;
+      leader.transferLeadership('n4');
+      return false;
+    }, 'n4 leads');
+    await joiner.removeMember('n4');
+    const survivors = ['n1', 'n2', 'n3'].map((id) => nodes.get(id)!);
+    await waitFor(
+      () => survivors.some((node) => node.status().role === 'leader'),
+      'a leader among the others',
+      20_000,
+    );
+    const leader = survivors.find((node) => node.status().role === 'leader')!;
+    await leader.broadcast(new TextEncoder().encode('after the leader left'));
   } finally {
     for (const node of nodes.values()) await node.close();
     await rm(root, { recursive: true, force: true });

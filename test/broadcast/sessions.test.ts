@@ -74,6 +74,25 @@ test('idle sessions expire by log time, then a stale seq is refused', () => {
   assert.deepEqual(outcome, { kind: 'refused', code: 'session_unknown', expectedSeq: 1 });
 });
 
+test('sessions are counted by owner, through expiry and a snapshot', () => {
+  const table = new SessionTable({ sessionTtlMs: 1000, recentPositionsMax: 4 });
+  const owned = (clientId: string, owner: string): ClientMessage => ({
+    ...message(clientId, 1),
+    owner,
+  });
+  table.apply(batchOf([owned('a1', 'alice'), owned('a2', 'alice'), owned('b1', 'bob')], 0));
+  assert.equal(table.sessionCountOf('alice'), 2);
+  assert.equal(table.sessionCountOf('bob'), 1);
+  assert.equal(table.sessionCountOf('carol'), 0);
+  const restored = SessionTable.fromSnapshot(table.toSnapshot(), options);
+  assert.equal(restored.sessionCountOf('alice'), 2);
+  table.apply(batchOf([owned('b2', 'bob')], 900));
+  // Past the TTL of the first three (a sweep runs every TTL / 8 of log time).
+  table.apply(batchOf([{ ...message('b2', 2), owner: 'bob' }], 1500));
+  assert.equal(table.sessionCountOf('alice'), 0);
+  assert.equal(table.sessionCountOf('bob'), 1);
+});
+
 test('duplicates older than the remembered window answer without a position', () => {
   const table = new SessionTable({ sessionTtlMs: 1000, recentPositionsMax: 2 });
   for (let seq = 1; seq <= 5; seq++) table.apply(batchOf([message('c', seq)], 0));

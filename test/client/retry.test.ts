@@ -53,8 +53,11 @@ test('retries keep (client, seq), honour Retry-After and abandon a hung request'
     assert.deepEqual(result, { position: 7, term: 2, duplicate: true });
     assert.ok(Date.now() - startedMs >= 1000 + 300, 'waited out Retry-After and the timeout');
     assert.equal(bodies.length, 4);
+    // A client id the caller picked goes with the client's nonce, the same on every retry.
+    const nonce = (bodies[0] as { nonce?: unknown }).nonce;
+    assert.match(String(nonce), /^[0-9a-f]{32}$/);
     for (const body of bodies)
-      assert.deepEqual(body, { payload: { once: true }, client: 'c-retry', seq: 1 });
+      assert.deepEqual(body, { payload: { once: true }, client: 'c-retry', seq: 1, nonce });
     const next = client.broadcast('second');
     client.close();
     await assert.rejects(next, { code: 'closed' });
@@ -111,7 +114,9 @@ test('a seq below a refused one retries in its own session: moving it could deli
     for (const body of firstSends) assert.equal(body.client, 'c-hole');
     // The next broadcast goes in the new session, from seq 1.
     await client.broadcast('next');
-    assert.deepEqual(bodies.at(-1), { payload: 'next', client: 'c-hole~2', seq: 1 });
+    const { nonce, ...rest } = bodies.at(-1) as Record<string, unknown>;
+    assert.deepEqual(rest, { payload: 'next', client: 'c-hole~2', seq: 1 });
+    assert.equal(nonce, (firstSends[0] as Record<string, unknown>).nonce, 'one nonce per client');
   } finally {
     client.close();
     for (const response of hung) response.destroy();

@@ -138,3 +138,28 @@ test('a pre-vote granted for an earlier round does not count in the current one'
     }
   }
 });
+
+test('a Vote of a lower term is refused with our term, so its candidate learns it (Raft §5.1)', () => {
+  // Ignoring it let a candidate with the better log but a lower term livelock against a
+  // lagging node that kept raising its own term (old simulator seeds 0x63d and 0x3044).
+  const core = lonelyCore({ preVote: false, unsafe: null });
+  core.campaign();
+  core.campaign();
+  assert.equal(core.status().term, 3);
+  core.advance(core.ready());
+  core.step({
+    type: 'Vote',
+    from: 'n2',
+    to: 'n1',
+    term: 1,
+    lastLogIndex: 9,
+    lastLogTerm: 1,
+    transfer: false,
+  });
+  const answers = core.ready().messagesToSend.filter((message) => message.to === 'n2');
+  assert.deepEqual(
+    answers.map((message) => [message.type, message.term]),
+    [['VoteResponse', 3]],
+  );
+  assert.equal(answers[0]?.type === 'VoteResponse' && answers[0].granted, false);
+});

@@ -17,7 +17,13 @@ export interface NodeStatus {
 
 export interface AttackCluster {
   readonly ids: readonly string[];
-  readonly nodes: readonly CliRun[];
+  /** The processes, by position; `restart` replaces one. */
+  readonly nodes: CliRun[];
+  dataDir(at: number): string;
+  /** SIGKILLs the node at `at` and waits for its exit. */
+  stop(at: number): Promise<void>;
+  /** Starts the node at `at` again on its data directory, with the same flags. */
+  restart(at: number): void;
   peerPort(at: number): number;
   httpUrl(at: number): string;
   status(at: number): Promise<NodeStatus>;
@@ -33,27 +39,39 @@ export interface AttackCluster {
 
 export async function startAttackCluster(
   extraArgs: readonly string[] = [],
+  /** Sent as `Authorization: Bearer` by the helpers, for a cluster started with --auth. */
+  options: { readonly token?: string } = {},
 ): Promise<AttackCluster> {
+  const authorization: Record<string, string> =
+    options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
   const ids = ['n1', 'n2', 'n3'];
   const root = await mkdtemp(join(tmpdir(), 'abcast-attack-'));
   const ports = await freePorts(6);
   const peerPort = (at: number) => ports[at] as number;
   const httpUrl = (at: number) => `http://127.0.0.1:${ports[at + 3]}`;
   const peers = ids.map((id, at) => `${id}=127.0.0.1:${peerPort(at)}`).join(',');
-  const nodes = ids.map((id, at) =>
-    spawnCli([
-      'start',
-      ...['--id', id, '--data', join(root, id)],
-      ...['--listen', `127.0.0.1:${peerPort(at)}`, '--http', `127.0.0.1:${ports[at + 3]}`],
-      ...['--peers', peers, '--segment-bytes', String(1 << 20)],
-      ...extraArgs,
-    ]),
-  );
+  const argsOf = (at: number) => [
+    'start',
+    ...['--id', ids[at] as string, '--data', join(root, ids[at] as string)],
+    ...['--listen', `127.0.0.1:${peerPort(at)}`, '--http', `127.0.0.1:${ports[at + 3]}`],
+    ...['--peers', peers, '--segment-bytes', String(1 << 20)],
+    ...extraArgs,
+  ];
+  const nodes = ids.map((_, at) => spawnCli(argsOf(at)));
   const status = async (at: number): Promise<NodeStatus> =>
-    (await fetch(`${httpUrl(at)}/v1/status`)).json() as Promise<NodeStatus>;
+    (
+      await fetch(`${httpUrl(at)}/v1/status`, { headers: authorization })
+    ).json() as Promise<NodeStatus>;
   const cluster: AttackCluster = {
     ids,
     nodes,
+    dataDir: (at) => join(root, ids[at] as string),
+    async stop(at) {
+      await kill(nodes[at] as CliRun);
+    },
+    restart(at) {
+      nodes[at] = spawnCli(argsOf(at));
+    },
     peerPort,
     httpUrl,
     status,
@@ -80,7 +98,7 @@ export async function startAttackCluster(
     async post(at, path, body) {
       const answer = await fetch(`${httpUrl(at)}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...authorization },
         body: JSON.stringify(body),
       });
       const text = await answer.text();
@@ -93,7 +111,7 @@ export async function startAttackCluster(
       return { status: answer.status, body: parsed };
     },
     async metric(at, name) {
-      const text = await (await fetch(`${httpUrl(at)}/metrics`)).text();
+      const text = await (await fetch(`${httpUrl(at)}/metrics`, { headers: authorization })).text();
       let total = 0;
       for (const line of text.split('\n')) {
         if (!line.startsWith(name)) continue;

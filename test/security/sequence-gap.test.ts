@@ -56,8 +56,14 @@ test('a gapped 1 MB broadcast writes nothing to the log until its turn, then onc
       }));
     });
     const answers = await Promise.all(flood);
+    // Each held one answers sequence_gap at its deadline (or, on a machine so loaded that
+    // the node's tick comes after the HTTP backstop, 503 timeout); none is delivered.
     assert.ok(
-      answers.every((answer) => answer.status === 409),
+      answers.every(
+        (answer) =>
+          answer.status === 409 ||
+          (answer.status === 503 && (answer.body as { error: string }).error === 'timeout'),
+      ),
       JSON.stringify(answers.map((answer) => [answer.status, answer.body])),
     );
     const atOnce = answers.filter((answer) => answer.ms < requestTimeoutMs / 2);

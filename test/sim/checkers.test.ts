@@ -2,16 +2,12 @@
 // and must throw a SimViolation naming it, while a consistent history passes them all.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeBatch } from '../../src/broadcast/batch.ts';
 import { encodeConfiguration } from '../../src/raft/config.ts';
-import type { Entry, HardState, Message, NodeId, Ready } from '../../src/raft/types.ts';
-import { SimApp } from '../../src/sim/app.ts';
+import type { Entry, HardState, Message, NodeId, Ready, Snapshot } from '../../src/raft/types.ts';
 import { Checker } from '../../src/sim/checkers.ts';
 import { SimDisk } from '../../src/sim/disk.ts';
 import { type Property, SimViolation, ViolationContext } from '../../src/sim/violation.ts';
-import { messageFor } from '../../src/sim/workload.ts';
 
-const workload = { clientCount: 2, salt: 7, payloadBytesMax: 16 };
 const nodes = new Set(['n1', 'n2', 'n3']);
 const config = { voters: ['n1', 'n2', 'n3'], learners: [] };
 
@@ -20,7 +16,7 @@ function makeChecker(disabled: Property[] = []): Checker {
     { seed: 0x5eed, nodeCount: null, unsafe: null, profile: null },
     disabled,
   );
-  return new Checker(context, workload, nodes);
+  return new Checker(context, nodes);
 }
 
 function configEntry(index: number, term: number): Entry {
@@ -31,12 +27,9 @@ function noop(index: number, term: number): Entry {
   return { index, term, kind: 'noop', data: new Uint8Array() };
 }
 
-/** A normal entry holding the messages clients would really send for these (client, seq). */
-function batch(index: number, term: number, sends: Array<[number, number]>): Entry {
-  const messages = sends.map(([client, seq]) =>
-    messageFor(client, seq, workload.salt, workload.payloadBytesMax),
-  );
-  return { index, term, kind: 'normal', data: encodeBatch(messages, 0) };
+/** A normal entry; the core's checkers compare its bytes, not what they mean to clients. */
+function batch(index: number, term: number, text: string): Entry {
+  return { index, term, kind: 'normal', data: new TextEncoder().encode(text) };
 }
 
 function diskWith(entries: Entry[], hardState: HardState | null): SimDisk {
@@ -46,13 +39,9 @@ function diskWith(entries: Entry[], hardState: HardState | null): SimDisk {
   return disk;
 }
 
-/** Delivers entries in order through the checker and a node's application. */
-function deliver(checker: Checker, node: NodeId, disk: SimDisk, app: SimApp, entries: Entry[]) {
-  for (const entry of entries) {
-    checker.onDeliver(node, entry, disk, app.appliedIndex);
-    app.apply(entry);
-    checker.onApplied(node, entry.index, app);
-  }
+/** Delivers entries in order through the checker, as a node applies them. */
+function deliver(checker: Checker, node: NodeId, disk: SimDisk, entries: Entry[]) {
+  for (const entry of entries) checker.onDeliver(node, entry, disk, entry.index - 1);
 }
 
 function throwsViolation(action: () => void, property: Property): void {
@@ -64,41 +53,26 @@ function throwsViolation(action: () => void, property: Property): void {
   });
 }
 
-/** Entries 1..4: bootstrap config, a leader's noop, two batches from clients 0 and 1. */
-function commonLog(checker: Checker): Entry[] {
-  checker.onIssue(0, 1);
-  checker.onIssue(1, 1);
-  checker.onIssue(0, 2);
-  return [
-    configEntry(1, 1),
-    noop(2, 2),
-    batch(3, 2, [
-      [0, 1],
-      [1, 1],
-    ]),
-    batch(4, 2, [
-      [0, 2],
-      [0, 1],
-    ]),
-  ];
+/** Entries 1..4: bootstrap config, a leader's noop, two batches. */
+function commonLog(): Entry[] {
+  return [configEntry(1, 1), noop(2, 2), batch(3, 2, 'a b'), batch(4, 2, 'c')];
+}
+
+function snapshotAt(index: number, term: number): Snapshot {
+  return { meta: { index, term, config }, data: new Uint8Array() };
 }
 
 test('a consistent history passes every checker', () => {
   const checker = makeChecker();
-  const log = commonLog(checker);
+  const log = commonLog();
   const hardState = { term: 2, vote: 'n1', commit: 4 };
   for (const node of ['n1', 'n2']) {
     const disk = diskWith(log, hardState);
     checker.onDurable(node, log, disk);
-    const app = SimApp.empty();
-    deliver(checker, node, disk, app, log);
-    assert.equal(app.lastPosition, 3, 'the retry of c0 seq 1 takes no position');
-    checker.checkSnapshotState(node, app.snapshot());
+    deliver(checker, node, disk, log);
+    checker.checkSnapshotState(node, snapshotAt(4, 2));
   }
   checker.onLeader('n1', 2, diskWith(log, hardState));
-  checker.onAck('n1', 0, 2, 3, 4);
-  checker.onReadIssued('r1');
-  checker.onReadState('n1', 'r1', 4);
   assert.equal(checker.record.length, 4);
 });
 
@@ -164,19 +138,16 @@ test('log matching: one (index, term) with two different prefixes', () => {
 test('state machine safety: two nodes deliver different entries at one index', () => {
   const checker = makeChecker();
   const ours = [configEntry(1, 1), noop(2, 2)];
-  deliver(checker, 'n1', diskWith(ours, { term: 2, vote: null, commit: 2 }), SimApp.empty(), ours);
+  deliver(checker, 'n1', diskWith(ours, { term: 2, vote: null, commit: 2 }), ours);
   const theirs = [configEntry(1, 1), noop(2, 3)];
   const disk = diskWith(theirs, { term: 3, vote: null, commit: 2 });
-  throwsViolation(
-    () => deliver(checker, 'n2', disk, SimApp.empty(), theirs),
-    'state machine safety',
-  );
+  throwsViolation(() => deliver(checker, 'n2', disk, theirs), 'state machine safety');
 });
 
 test('leader completeness: a leader of a later term lacks a committed entry', () => {
   const checker = makeChecker();
   const log = [configEntry(1, 1), noop(2, 2), noop(3, 2)];
-  deliver(checker, 'n1', diskWith(log, { term: 2, vote: null, commit: 3 }), SimApp.empty(), log);
+  deliver(checker, 'n1', diskWith(log, { term: 2, vote: null, commit: 3 }), log);
   const short = diskWith(log.slice(0, 2), { term: 3, vote: 'n2', commit: 2 });
   throwsViolation(() => checker.onLeader('n2', 3, short), 'leader completeness');
 });
@@ -229,97 +200,17 @@ test('durability: a Ready overwrites a committed entry with another', () => {
   checker.onReady('n1', emptyReady({ entriesToAppend: [noop(2, 2), noop(3, 3)] }), disk, 2);
 });
 
-test('integrity: a message no client issued', () => {
+test('snapshot state: a snapshot whose term, configuration or index departs from the log', () => {
   const checker = makeChecker();
-  const log = [configEntry(1, 1), batch(2, 1, [[1, 1]])];
-  const disk = diskWith(log, { term: 1, vote: null, commit: 2 });
-  throwsViolation(() => deliver(checker, 'n1', disk, SimApp.empty(), log), 'integrity');
-});
-
-test('integrity: an issued message with another payload', () => {
-  const checker = makeChecker();
-  checker.onIssue(0, 1);
-  const forged = encodeBatch(
-    [{ clientId: 'c0', seq: 1, topic: '', payload: new Uint8Array([1, 2, 3]) }],
-    0,
-  );
-  const log = [configEntry(1, 1), { index: 2, term: 1, kind: 'normal' as const, data: forged }];
-  const disk = diskWith(log, { term: 1, vote: null, commit: 2 });
-  throwsViolation(() => deliver(checker, 'n1', disk, SimApp.empty(), log), 'integrity');
-});
-
-test('integrity: an entry that is not a batch', () => {
-  const checker = makeChecker();
-  const garbage: Entry = { index: 2, term: 1, kind: 'normal', data: new Uint8Array([9, 9, 9]) };
-  const disk = diskWith([configEntry(1, 1), garbage], { term: 1, vote: null, commit: 2 });
-  checker.onDeliver('n1', configEntry(1, 1), disk, 0);
-  throwsViolation(() => checker.onDeliver('n1', garbage, disk, 1), 'integrity');
-});
-
-test('per-client fifo: a seq arrives while an earlier one was never delivered', () => {
-  const checker = makeChecker();
-  for (const seq of [1, 2, 3]) checker.onIssue(0, seq);
-  const log = [configEntry(1, 1), batch(2, 1, [[0, 1]]), batch(3, 1, [[0, 3]])];
-  const disk = diskWith(log, { term: 1, vote: null, commit: 3 });
-  const app = SimApp.empty();
-  deliver(checker, 'n1', disk, app, log.slice(0, 2));
-  throwsViolation(() => checker.onDeliver('n1', log[2] as Entry, disk, 2), 'per-client fifo');
-});
-
-test('acknowledged delivery: an acknowledgement names the wrong position or an undelivered seq', () => {
-  const checker = makeChecker();
-  const log = commonLog(checker);
-  deliver(checker, 'n1', diskWith(log, { term: 2, vote: null, commit: 4 }), SimApp.empty(), log);
-  throwsViolation(() => checker.onAck('n1', 0, 1, 2, 3), 'acknowledged delivery');
-  checker.onIssue(1, 2);
-  throwsViolation(() => checker.onAck('n1', 1, 2, null, 4), 'acknowledged delivery');
-});
-
-test('agreement: a node whose application state departs from the common one', () => {
-  const checker = makeChecker();
-  const log = commonLog(checker);
-  const disk = diskWith(log, { term: 2, vote: null, commit: 4 });
-  const app = SimApp.empty();
-  deliver(checker, 'n1', disk, app, log.slice(0, 3));
-  const other = SimApp.empty();
-  deliver(checker, 'n2', disk, other, log.slice(0, 2));
-  checker.onDeliver('n2', log[2] as Entry, disk, 2);
-  other.apply(log[2] as Entry);
-  other.chainHash ^= 1;
-  throwsViolation(() => checker.onApplied('n2', 3, other), 'agreement');
-});
-
-test('snapshot state: a snapshot whose data differs from the common state at its index', () => {
-  const checker = makeChecker();
-  const log = commonLog(checker);
-  const app = SimApp.empty();
-  deliver(checker, 'n1', diskWith(log, { term: 2, vote: null, commit: 4 }), app, log);
-  const snapshot = app.snapshot();
-  const data = snapshot.data.slice();
-  data[1] = (data[1] as number) ^ 0xff;
-  throwsViolation(() => checker.checkSnapshotState('n1', { ...snapshot, data }), 'snapshot state');
-  const wrongConfig = { ...snapshot.meta, config: { voters: ['n1'], learners: [] } };
+  const log = commonLog();
+  deliver(checker, 'n1', diskWith(log, { term: 2, vote: null, commit: 4 }), log);
+  throwsViolation(() => checker.checkSnapshotState('n1', snapshotAt(4, 3)), 'snapshot state');
+  const wrongConfig = { ...snapshotAt(4, 2).meta, config: { voters: ['n1'], learners: [] } };
   throwsViolation(
-    () => checker.checkSnapshotState('n1', { meta: wrongConfig, data: snapshot.data }),
+    () => checker.checkSnapshotState('n1', { meta: wrongConfig, data: new Uint8Array() }),
     'snapshot state',
   );
-  throwsViolation(
-    () =>
-      checker.checkSnapshotState('n1', {
-        meta: { ...snapshot.meta, index: 9 },
-        data: snapshot.data,
-      }),
-    'snapshot state',
-  );
-});
-
-test('linearizable read: a read index below a write acknowledged before the read', () => {
-  const checker = makeChecker();
-  const log = commonLog(checker);
-  deliver(checker, 'n1', diskWith(log, { term: 2, vote: null, commit: 4 }), SimApp.empty(), log);
-  checker.onAck('n1', 0, 2, 3, 4);
-  checker.onReadIssued('r1');
-  throwsViolation(() => checker.onReadState('n2', 'r1', 3), 'linearizable read');
+  throwsViolation(() => checker.checkSnapshotState('n1', snapshotAt(9, 2)), 'snapshot state');
 });
 
 test('commit rule: a leader commits an entry of an earlier term by counting', () => {

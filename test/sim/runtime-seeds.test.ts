@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseSeed } from '../../src/sim/cli-flags.ts';
-import { type Profile, profiles } from '../../src/sim/fault-mix.ts';
+import { type Profile, profiles } from '../../src/sim/runtime/mix.ts';
 import { runRuntimeSeed } from '../../src/sim/runtime/world.ts';
 import { formatSeed } from '../../src/sim/violation.ts';
 

@@ -1,18 +1,22 @@
 /**
  * What `abcast dev --secure` prepares in its data directory before the nodes start: a
- * cluster CA and a certificate per node under <data>/certs (made once, reused on restart),
- * and the lines that tell the user how to reach the cluster with them.
+ * cluster CA and a certificate per node under <data>/certs, an auth file with one admin
+ * identity and that identity's token (made once, reused on restart), and the lines that
+ * tell the user how to reach the cluster with them.
  *
- * Client authentication (issue #11, item 4) plugs in here: an admin token written beside
- * the certificates, its flag added to `nodeArgs` and its use to `usage`.
+ * The token is kept in <data>/certs/admin.token (0600) because the auth file holds only its
+ * hash: a development cluster restarted on its directory must stay reachable with it.
  */
-import { access } from 'node:fs/promises';
+import { access, chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { useCaFile } from './http-client.ts';
+import { createIdentity } from './auth-file.ts';
+import { useCaFile, useToken } from './http-client.ts';
 
 export interface DevSecurity {
   readonly certsDir: string;
   readonly caPath: string;
+  readonly authPath: string;
+  readonly tokenPath: string;
   /** The TLS flags of one node's `abcast start`. */
   nodeArgs(nodeId: string): string[];
   /** Lines to print once the cluster is up. */
@@ -45,22 +49,43 @@ export async function prepareDevSecurity(
       days: certificates.leafValidityDaysDefault,
     });
   }
-  // This process asks the nodes whether they are up, over HTTPS.
+  const authPath = join(certsDir, 'auth.json');
+  const tokenPath = join(certsDir, 'admin.token');
+  if (!(await exists(tokenPath))) {
+    const token = await createIdentity({
+      authPath,
+      name: 'admin',
+      role: 'admin',
+      withToken: true,
+      replace: true,
+    });
+    await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
+    await chmod(tokenPath, 0o600);
+  }
+  // This process asks the nodes whether they are up, over HTTPS and with the token.
   await useCaFile(ca.certificatePath);
+  useToken((await readFile(tokenPath, 'utf8')).trim());
   return {
     certsDir,
     caPath: ca.certificatePath,
+    authPath,
+    tokenPath,
     nodeArgs(nodeId) {
       const node = certificates.nodePaths(certsDir, nodeId);
-      return ['--cert', node.certificatePath, '--key', node.keyPath, '--ca', ca.certificatePath];
+      return [
+        ...['--cert', node.certificatePath, '--key', node.keyPath, '--ca', ca.certificatePath],
+        ...['--auth', authPath],
+      ];
     },
     usage(firstUrl) {
       return [
-        `mutual TLS between the nodes, HTTPS for clients; certificates in ${certsDir}`,
+        `mutual TLS between the nodes, HTTPS and tokens for clients; certificates and tokens in ${certsDir}`,
         `try  export ABCAST_CA=${ca.certificatePath}`,
+        `     export ABCAST_TOKEN=$(cat ${tokenPath})`,
         `     abcast send --node ${firstUrl} '{"hello":"world"}'`,
         `     abcast tail --node ${firstUrl}   and   abcast status --node ${firstUrl}`,
-        `SDK: connect({ endpoints: ['${firstUrl}'], ca: readFileSync('${ca.certificatePath}', 'utf8') })`,
+        `more identities: abcast token create --auth ${authPath} --name alice --role write, then kill -HUP the nodes`,
+        `SDK: connect({ endpoints: ['${firstUrl}'], ca: readFileSync('${ca.certificatePath}', 'utf8'), token: process.env.ABCAST_TOKEN })`,
         `rotate: abcast certs node --dir ${certsDir} --id n1 --hosts 127.0.0.1,localhost, then kill -HUP the node`,
       ];
     },

@@ -5,7 +5,7 @@
  * Restarting on the same --data recovers the cluster. This is `npm start`.
  *
  * `--secure` runs the same cluster with mutual TLS between the nodes and HTTPS for clients,
- * with a CA and certificates it makes in --data/certs (dev-secure.ts).
+ * with a CA, certificates and an admin token it makes in --data/certs (dev-secure.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -152,6 +152,9 @@ export function devCommand(program: Command): void {
     .option('--http-port <port>', 'first HTTP port', '8001')
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
-    .option('--secure', 'mutual TLS between the nodes and HTTPS, with certificates in <data>/certs')
+    .option(
+      '--secure',
+      'mutual TLS between the nodes, HTTPS and an admin token, all in <data>/certs',
+    )
     .action((flags: DevFlags) => dev(flags));
 }

@@ -3,7 +3,8 @@
  * and out, a deadline on every call, and failures turned into one-line CliErrors
  * (unreachable, or the node's own `{"error","message"}` answer). HTTPS endpoints are
  * checked against the CA of `--ca FILE` or ABCAST_CA when one is given (`useCaFile`), the
- * system's CAs otherwise.
+ * system's CAs otherwise. A token (`--token` or ABCAST_TOKEN, `useToken`) goes with every
+ * call as `Authorization: Bearer`.
  */
 import { readFile } from 'node:fs/promises';
 import type { HttpExchangeResponse } from '../../client/exchange.ts';
@@ -22,6 +23,16 @@ const requestTimeoutMs = 15_000;
 
 /** One CA per command run, set before the first call. */
 let tls: NodeExchangeOptions = { ca: null };
+/** The Authorization header of every call, when a token was given. */
+let authorization: Record<string, string> = {};
+
+/** Present `token` to the nodes from now on. */
+export function useToken(token: string): void {
+  if (!/^[A-Za-z0-9._~+/=-]{1,512}$/.test(token)) {
+    throw new CliError('--token (or ABCAST_TOKEN) must be the token `abcast token create` printed');
+  }
+  authorization = { authorization: `Bearer ${token}` };
+}
 
 /** Trust the CA in `path` (PEM) for https:// nodes from now on. */
 export async function useCaFile(path: string): Promise<void> {
@@ -69,8 +80,12 @@ export async function answerError(
   const text = response.body;
   try {
     const body = JSON.parse(text) as { error?: string; message?: string };
+    const hint =
+      body.error === 'unauthorized' && authorization.authorization === undefined
+        ? '; give a token with --token or ABCAST_TOKEN'
+        : '';
     return new CliError(
-      `${base} answered ${response.status} ${body.error ?? ''}: ${body.message ?? text}`.trim(),
+      `${base} answered ${response.status} ${body.error ?? ''}: ${body.message ?? text}${hint}`.trim(),
     );
   } catch {
     return new CliError(`${base} answered ${response.status}: ${text.slice(0, 200)}`);
@@ -94,8 +109,8 @@ async function exchange(
       url: `${base}${path}`,
       headers:
         body === undefined
-          ? { accept: 'application/json' }
-          : { accept: 'application/json', 'content-type': 'application/json' },
+          ? { accept: 'application/json', ...authorization }
+          : { accept: 'application/json', 'content-type': 'application/json', ...authorization },
       body: body === undefined ? null : JSON.stringify(body),
       timeoutMs,
       signal: new AbortController().signal,
@@ -136,7 +151,12 @@ export async function streamFrom(
   headers: Readonly<Record<string, string>>,
 ): Promise<StreamAnswer> {
   try {
-    return await openStream(tls, url, headers, new AbortController().signal);
+    return await openStream(
+      tls,
+      url,
+      { ...headers, ...authorization },
+      new AbortController().signal,
+    );
   } catch (error) {
     throw unreachable(base, error);
   }

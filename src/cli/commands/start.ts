@@ -7,6 +7,10 @@
  * TLS (tls-files.ts): `--cert/--key/--ca` give mutual TLS between the nodes and HTTPS on the
  * API; SIGHUP re-reads those files. Without them a node only listens on loopback, unless
  * told `--insecure`.
+ *
+ * Authentication (auth-file.ts): `--auth FILE` names the identities that may call the API
+ * and what each may do; SIGHUP re-reads it too. Without it every caller may do everything,
+ * as a loopback-only cluster always could.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -14,10 +18,12 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
+import type { AuthSource } from '../../server/access.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
+import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import {
   checkExposure,
@@ -48,6 +54,8 @@ export interface StartSettings {
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
   readonly limits: { readonly node: LimitValues; readonly http: LimitValues };
   readonly tls: TlsSettings;
+  /** The auth file (`--auth`); null: no authentication. */
+  readonly authPath: string | null;
   /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
   readonly exposed: readonly string[];
 }
@@ -68,9 +76,11 @@ interface StartFlags {
   sessionTtlMs?: string;
   pendingBytesMax?: string;
   sessionsMax?: string;
+  sessionsPerIdentityMax?: string;
   httpConnectionsMax?: string;
   messagesPageBytesMax?: string;
   streamsMax?: string;
+  streamsPerIdentityMax?: string;
   cert?: string;
   key?: string;
   ca?: string;
@@ -78,6 +88,7 @@ interface StartFlags {
   clientKey?: string;
   clientCa?: string;
   insecure?: boolean;
+  auth?: string;
 }
 
 type LimitValues = Readonly<Record<string, number>>;
@@ -100,6 +111,12 @@ const limitFlags = [
     help: 'client sessions; beyond it a new session answers 503 overloaded until some expire (default 100000)',
   },
   {
+    flag: 'sessions-per-identity-max',
+    name: 'sessionsPerIdentityMax',
+    side: 'node',
+    help: 'client sessions one identity may hold (with --auth; default 10000)',
+  },
+  {
     flag: 'http-connections-max',
     name: 'httpConnectionsMax',
     key: 'connectionsMax',
@@ -111,6 +128,12 @@ const limitFlags = [
     name: 'messagesPageBytesMax',
     side: 'http',
     help: 'payload bytes in one page of /v1/messages (default 4 MiB)',
+  },
+  {
+    flag: 'streams-per-identity-max',
+    name: 'streamsPerIdentityMax',
+    side: 'http',
+    help: 'event streams one identity may hold open (with --auth; default 64)',
   },
   {
     flag: 'streams-max',
@@ -227,6 +250,10 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     insecure: flags.insecure === true || config.insecure === true,
   });
   const exposed = checkExposure(tls, { listen, http, peers: Object.values(peers) });
+  const authPath = flags.auth ?? config.auth;
+  if (authPath !== undefined && (typeof authPath !== 'string' || authPath === '')) {
+    throw new CliError('--auth takes the path of an auth file (abcast token create makes one)');
+  }
   return {
     id,
     dataDir: resolve(required('data', flags.data ?? config.data)),
@@ -251,6 +278,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
     limits: limitSettings(flags, config),
     tls,
+    authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
   };
 }
@@ -291,11 +319,16 @@ async function loadTls(settings: TlsSettings): Promise<LoadedTls> {
 }
 
 /** Starts the node and its HTTP server; if the server cannot listen, the node is closed. */
-export async function runNode(
-  settings: StartSettings,
-): Promise<{ node: BroadcastNode; http: HttpServer; url: string; tls: LoadedTls }> {
+export async function runNode(settings: StartSettings): Promise<{
+  node: BroadcastNode;
+  http: HttpServer;
+  url: string;
+  tls: LoadedTls;
+  auth: { table: AuthSource['table'] } | null;
+}> {
   const logger = pino({ name: 'abcast', level: settings.logLevel });
   const tls = await loadTls(settings.tls);
+  const auth = settings.authPath === null ? null : { table: await readAuthFile(settings.authPath) };
   if (settings.exposed.length > 0) {
     logger.warn(
       { exposed: settings.exposed },
@@ -326,10 +359,11 @@ export async function runNode(
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
+    auth,
   });
   try {
     const url = await http.listen(settings.http);
-    return { node, http, url, tls };
+    return { node, http, url, tls, auth };
   } catch (error) {
     await node.close();
     const code = (error as { code?: string }).code;
@@ -340,16 +374,29 @@ export async function runNode(
 
 async function start(flags: StartFlags): Promise<void> {
   const settings = await startSettings(flags);
-  const { node, http, url, tls } = await runNode(settings);
+  const { node, http, url, tls, auth } = await runNode(settings);
   const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
+  const authMode = auth === null ? '' : ` (${auth.table.identities.length} identities)`;
   console.log(
-    `abcast: node ${settings.id} up: HTTP ${url}, peers on ${settings.listen}${peerMode}, data in ${settings.dataDir}`,
+    `abcast: node ${settings.id} up: HTTP ${url}${authMode}, peers on ${settings.listen}${peerMode}, data in ${settings.dataDir}`,
   );
   if (settings.exposed.length > 0) {
     console.error(`abcast: warning: --insecure: no TLS for ${settings.exposed.join(', ')}`);
   }
   // Rotation without restart: new connections use the new files, open ones keep theirs.
   process.on('SIGHUP', () => {
+    const { authPath } = settings;
+    if (auth !== null && authPath !== null) {
+      // Replaced whole, so a request sees the old file or the new one, never half of each.
+      void readAuthFile(authPath).then(
+        (table) => {
+          auth.table = table;
+          console.log(`abcast: node ${settings.id} reloaded ${authPath}`);
+        },
+        (error: Error) =>
+          console.error(`abcast: auth file not reloaded, the old one stays: ${error.message}`),
+      );
+    }
     void tls.reload().then((failures) => {
       if (failures.length === 0) console.log(`abcast: node ${settings.id} reloaded its TLS files`);
       for (const failure of failures) {
@@ -389,7 +436,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, cert, key, ca, clientCert, clientKey, clientCa, insecure',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -409,7 +456,11 @@ export function startCommand(program: Command): void {
     .option('--client-cert <file>', 'certificate for the HTTP API, if not --cert')
     .option('--client-key <file>', 'key for the HTTP API, if not --key')
     .option('--client-ca <file>', 'CA for the HTTP API, if not --ca')
-    .option('--insecure', 'allow plain TCP and HTTP beyond loopback (anyone can join)');
+    .option('--insecure', 'allow plain TCP and HTTP beyond loopback (anyone can join)')
+    .option(
+      '--auth <file>',
+      'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
+    );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
   command.action((flags: StartFlags) => start(flags));
 }

@@ -5,11 +5,18 @@
  * `(client, seq)`, and a retry may resend any of them one by one), minus the per-request
  * cost that caps JSON over HTTP at about ten thousand requests a second here.
  */
+import { checkPublish } from '../access.ts';
 import type { RouteContext } from '../context.ts';
 import { invalidArgument, toHttpError } from '../errors.ts';
 import { sendJson } from '../respond.ts';
-import { optionalClientId, optionalSeq, optionalTopic, rejectUnknownFields } from '../validate.ts';
-import { answerBody, checkedPayload } from './broadcast.ts';
+import {
+  optionalClientId,
+  optionalNonce,
+  optionalSeq,
+  optionalTopic,
+  rejectUnknownFields,
+} from '../validate.ts';
+import { answerBody, checkedPayload, senderOf } from './broadcast.ts';
 
 /** Messages one batch may carry. */
 export const batchMessagesMax = 1_000;
@@ -51,9 +58,10 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
     emptyAllowed: false,
     bodyBytesMax: Math.max(batchBodyBytesMin, settings.bodyBytesMax),
   });
-  rejectUnknownFields(body, ['client', 'seq', 'messages']);
+  rejectUnknownFields(body, ['client', 'seq', 'messages', 'nonce']);
   const client = optionalClientId(body);
   const seq = optionalSeq(body);
+  const nonce = optionalNonce(body);
   if (client === undefined || seq === undefined) {
     throw invalidArgument(
       client === undefined ? 'client' : 'seq',
@@ -61,10 +69,21 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
     );
   }
   const messages = parseMessages(body.messages, settings.payloadBytesMax);
+  // All or nothing: one message the identity may not publish refuses the batch before any
+  // is handed to the node, so a refused batch leaves no gap in its session.
+  messages.forEach((message, at) => {
+    checkPublish(context.identity, message.topic ?? '', `messages[${at}].topic`);
+  });
+  const sender = senderOf(context, nonce);
   const startedMs = environment.monotonicMs();
   // Handed to the node in seq order, synchronously, so the run reaches the log in order.
   const pending = messages.map((message, offset) =>
-    node.broadcast(message.payload, { clientId: client, seq: seq + offset, topic: message.topic }),
+    node.broadcast(message.payload, {
+      clientId: client,
+      seq: seq + offset,
+      topic: message.topic,
+      ...sender,
+    }),
   );
   const settled = await context.within(Promise.allSettled(pending));
   const seconds = (environment.monotonicMs() - startedMs) / 1000;

@@ -2,14 +2,20 @@
  * POST /v1/broadcast: one message into the total order. Answers once it is committed on a
  * quorum and delivered on this node, with its position (`index`). A retried (client, seq)
  * answers with the original position and `duplicate: true`.
+ *
+ * With authentication on, the identity must be allowed to publish on the topic, and the
+ * session is bound to whoever sent its seq 1 (sessions.ts): another identity in it gets 403
+ * `session_forbidden`, another `nonce` of the same identity 409 `session_conflict`.
  */
 import type { BroadcastResult } from '../../broadcast/pending.ts';
+import { checkPublish } from '../access.ts';
 import type { RouteContext, ServedNode } from '../context.ts';
 import { HttpError, invalidArgument } from '../errors.ts';
 import { encodePayload } from '../messages.ts';
 import { sendJson } from '../respond.ts';
 import {
   optionalClientId,
+  optionalNonce,
   optionalSeq,
   optionalTopic,
   rejectUnknownFields,
@@ -21,10 +27,11 @@ interface BroadcastRequest {
   readonly client?: string;
   readonly seq?: number;
   readonly topic?: string;
+  readonly nonce?: string;
 }
 
 function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): BroadcastRequest {
-  rejectUnknownFields(body, ['payload', 'client', 'seq', 'topic']);
+  rejectUnknownFields(body, ['payload', 'client', 'seq', 'topic', 'nonce']);
   if (!Object.hasOwn(body, 'payload')) {
     throw invalidArgument('payload', 'payload is required (any JSON value)');
   }
@@ -32,7 +39,25 @@ function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): B
   const seq = optionalSeq(body);
   requireSessionPair(client, seq);
   const topic = optionalTopic(body);
-  return { payload: checkedPayload(body.payload, payloadBytesMax), client, seq, topic };
+  const nonce = optionalNonce(body);
+  if (nonce !== undefined && client === undefined) {
+    throw invalidArgument('nonce', 'a nonce belongs to a session: give client and seq with it');
+  }
+  return { payload: checkedPayload(body.payload, payloadBytesMax), client, seq, topic, nonce };
+}
+
+/**
+ * Who sends a session's messages: the identity's name as the session's owner (only with
+ * authentication on), and the client's nonce when it gave one.
+ */
+export function senderOf(
+  context: RouteContext,
+  nonce: string | undefined,
+): { owner?: string; nonce?: string } {
+  return {
+    ...(context.identity === null ? {} : { owner: context.identity.name }),
+    ...(nonce === undefined ? {} : { nonce }),
+  };
 }
 
 /** The payload's stored form (its JSON text), refused with a 413 when over the limit. */
@@ -69,12 +94,14 @@ export async function broadcastRoute(context: RouteContext): Promise<void> {
   const { node, settings, metrics, environment } = context.server;
   const body = await context.readJson({ emptyAllowed: false });
   const request = parseRequest(body, settings.payloadBytesMax);
+  checkPublish(context.identity, request.topic ?? '', 'topic');
   const startedMs = environment.monotonicMs();
   const result = await context.within(
     node.broadcast(request.payload, {
       clientId: request.client,
       seq: request.seq,
       topic: request.topic,
+      ...senderOf(context, request.nonce),
     }),
   );
   metrics.broadcastDone((environment.monotonicMs() - startedMs) / 1000, result.duplicate);

@@ -11,6 +11,21 @@ import { queryParameters, rejectUnknownFields } from '../validate.ts';
 
 const idBytesMax = 255;
 
+/**
+ * Logs a request that changes the cluster with who asked: the identity when the server
+ * authenticates, `anonymous` otherwise. At warn, the level a node logs by default.
+ */
+export function logRequest(
+  context: RouteContext,
+  message: string,
+  fields: Readonly<Record<string, unknown>>,
+): void {
+  context.server.logger.warn(
+    { ...fields, identity: context.identity?.name ?? 'anonymous', node: context.server.node.id },
+    message,
+  );
+}
+
 export async function addMemberRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
   const body = await context.readJson({ emptyAllowed: false });
@@ -23,6 +38,7 @@ export async function addMemberRoute(context: RouteContext): Promise<void> {
   if (voter !== undefined && typeof voter !== 'boolean') {
     throw invalidArgument('voter', 'voter must be true or false');
   }
+  logRequest(context, 'membership change requested', { op: 'add', member: id, address });
   const status = await context.server.node.addMember({ id, address, voter: voter ?? true });
   sendJson(context.response, 200, { members: status.members });
 }
@@ -31,6 +47,7 @@ export async function removeMemberRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
   const id = context.params.id as string;
   if (Buffer.byteLength(id) > idBytesMax) throw invalidArgument('id', 'id is too long');
+  logRequest(context, 'membership change requested', { op: 'remove', member: id });
   const status = await context.server.node.removeMember(id);
   sendJson(context.response, 200, { members: status.members });
 }

@@ -5,6 +5,7 @@
  * `next` still moves on.
  */
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import { checkSubscribe } from '../access.ts';
 import type { RouteContext, ServedNode } from '../context.ts';
 import { toWireMessage } from '../messages.ts';
 import { sendJson } from '../respond.ts';
@@ -68,6 +69,7 @@ export async function messagesRoute(context: RouteContext): Promise<void> {
     fallback: settings.messagesLimitDefault,
   });
   const topic = topicParameter(query);
+  checkSubscribe(context.identity, topic);
   let page: Page;
   if (topic === undefined) {
     const messages = node.read(from, limit);

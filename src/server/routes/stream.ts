@@ -15,7 +15,8 @@
  */
 import { BroadcastError } from '../../broadcast/errors.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
-import type { RouteContext } from '../context.ts';
+import { checkSubscribe } from '../access.ts';
+import type { RouteContext, ServerContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
 import { toWireMessage } from '../messages.ts';
@@ -74,17 +75,42 @@ function errorEvent(error: HttpError): string {
   return `event: error\ndata: ${JSON.stringify(body)}\n\n`;
 }
 
+/** Open streams by identity name, per server: what `streamsPerIdentityMax` bounds. */
+const streamsByServer = new WeakMap<ServerContext, Map<string, number>>();
+
+function openStreamsByIdentity(server: ServerContext): Map<string, number> {
+  let counts = streamsByServer.get(server);
+  if (counts === undefined) {
+    counts = new Map();
+    streamsByServer.set(server, counts);
+  }
+  return counts;
+}
+
 export async function streamRoute(context: RouteContext): Promise<void> {
   const { node, settings, metrics, environment } = context.server;
   const query = queryParameters(context.url, ['from', 'topic']);
   const from = startPosition(context, query);
   const topic = topicParameter(query);
+  checkSubscribe(context.identity, topic);
   if (metrics.openStreamCount >= settings.streamsMax) {
     throw new HttpError(
       503,
       'overloaded',
       `${settings.streamsMax} event streams are open`,
-      {},
+      { streamsMax: settings.streamsMax },
+      true,
+    );
+  }
+  // One identity may not take every stream of the node from the others.
+  const byIdentity = openStreamsByIdentity(context.server);
+  const identity = context.identity?.name ?? null;
+  if (identity !== null && (byIdentity.get(identity) ?? 0) >= settings.streamsPerIdentityMax) {
+    throw new HttpError(
+      503,
+      'overloaded',
+      `${identity} has ${settings.streamsPerIdentityMax} event streams open on this node`,
+      { streamsPerIdentityMax: settings.streamsPerIdentityMax },
       true,
     );
   }
@@ -100,6 +126,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // `retry:` sets how long EventSource waits before it reconnects.
   stream.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
   metrics.streamOpened(stream);
+  if (identity !== null) byIdentity.set(identity, (byIdentity.get(identity) ?? 0) + 1);
   const keepAlive = every(environment, settings.keepAliveIntervalMs, () => {
     if (!stream.behind && !stream.gone) stream.write(': keep-alive\n\n');
   });
@@ -138,6 +165,11 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   } finally {
     keepAlive.cancel();
     metrics.streamClosed(stream);
+    if (identity !== null) {
+      const left = (byIdentity.get(identity) ?? 1) - 1;
+      if (left === 0) byIdentity.delete(identity);
+      else byIdentity.set(identity, left);
+    }
     endStream(stream, signal, ending);
   }
 }

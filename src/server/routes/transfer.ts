@@ -9,6 +9,7 @@ import type { RouteContext, ServedStatus } from '../context.ts';
 import { HttpError, invalidArgument } from '../errors.ts';
 import { sendJson } from '../respond.ts';
 import { optionalString, queryParameters, rejectUnknownFields } from '../validate.ts';
+import { logRequest } from './members.ts';
 
 /**
  * The follower to hand over to: the voter with the highest match index among those the
@@ -64,6 +65,7 @@ export async function transferRoute(context: RouteContext): Promise<void> {
   if (target === null) {
     throw new HttpError(409, 'transfer_refused', 'there is no other voter to transfer to');
   }
+  logRequest(context, 'leadership transfer requested', { to: target, from: status.id });
   const result = node.transferLeadership(target);
   if (!result.accepted) throw new HttpError(409, 'transfer_refused', result.detail, { to: target });
   sendJson(context.response, 202, { to: target, from: status.id, term: status.term });

@@ -43,6 +43,12 @@ interface Call {
 /** Codes after which the message was certainly not, and will never be, delivered. */
 const definiteRefusals = new Set(['invalid_argument', 'payload_too_large']);
 
+/** A broadcast a client was told is at `position`. */
+interface Resolved {
+  readonly issueNumber: number;
+  readonly position: number;
+}
+
 export class DeliveryChecker {
   private readonly common: CommonMessage[] = [];
   /** The next position each node (this incarnation) must deliver. */
@@ -52,10 +58,8 @@ export class DeliveryChecker {
   private readonly calls = new Map<string, Call>();
   /** Position a client was told → the payload it must hold there. */
   private readonly promised = new Map<number, string>();
-  private readonly resolvedByClient = new Map<
-    string,
-    { issueNumber: number; position: number }[]
-  >();
+  /** Client → its resolved broadcasts, sorted by issue number. */
+  private readonly resolvedByClient = new Map<string, Resolved[]>();
 
   constructor(private readonly context: ViolationContext) {}
 
@@ -265,26 +269,43 @@ export class DeliveryChecker {
     this.checkClientOrder(call, position);
   }
 
-  /** One client's resolved broadcasts hold positions in the order it issued them. */
+  /**
+   * One client's resolved broadcasts hold positions in the order it issued them. The list is
+   * kept sorted by issue number and, while no violation was found, its positions increase, so
+   * only the neighbours of the new call can be out of order: O(log n) to find them, and O(1)
+   * to insert in the usual case, calls resolving in the order they were issued.
+   */
   private checkClientOrder(call: Call, position: number): void {
     let resolved = this.resolvedByClient.get(call.client);
     if (resolved === undefined) {
       resolved = [];
       this.resolvedByClient.set(call.client, resolved);
     }
-    for (const other of resolved) {
-      const inOrder =
-        (other.issueNumber < call.issueNumber && other.position < position) ||
-        (other.issueNumber > call.issueNumber && other.position > position);
-      if (!inOrder) {
-        this.context.fail(
-          'per-client fifo',
-          `${call.client} issued #${other.issueNumber} and #${call.issueNumber} in that order; they resolved at positions ${other.position} and ${position}`,
-          [],
-        );
-      }
+    let low = 0;
+    let high = resolved.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((resolved[middle] as Resolved).issueNumber < call.issueNumber) low = middle + 1;
+      else high = middle;
     }
-    resolved.push({ issueNumber: call.issueNumber, position });
+    const entry: Resolved = { issueNumber: call.issueNumber, position };
+    const before = resolved[low - 1];
+    const after = resolved[low];
+    if (before !== undefined && before.position >= position) {
+      this.failClientOrder(call.client, before, entry);
+    }
+    if (after !== undefined && after.position <= position) {
+      this.failClientOrder(call.client, entry, after);
+    }
+    resolved.splice(low, 0, entry);
+  }
+
+  private failClientOrder(client: string, first: Resolved, second: Resolved): void {
+    this.context.fail(
+      'per-client fifo',
+      `${client} issued #${first.issueNumber} and #${second.issueNumber} in that order; they resolved at positions ${first.position} and ${second.position}`,
+      [],
+    );
   }
 
   /** Calls issued before `nowMs - boundMs` that have not settled. */

@@ -5,17 +5,58 @@
  * corruption), each machine's clock error and disk faults, and the clients' workload. Every
  * value comes from the seed, so a seed is a whole scenario.
  *
- * As in the core's fault mix (../fault-mix.ts), a shape biases the draw towards one kind of
- * trouble: broad draws from everything, elections and figure8 are sharp, calm is nearly
- * fault-free. The default profile draws a shape per seed, so a plain sweep meets the sharp
- * worlds too; a named profile fixes the shape.
+ * A shape biases the draw towards one kind of trouble: broad draws from everything,
+ * elections and figure8 are sharp, calm is nearly fault-free. The default profile draws a
+ * shape per seed, so a plain sweep meets the sharp worlds too, and every broken variant is
+ * caught within 2,000 of its seeds (test/sim/runtime-unsafe.test.ts); a named profile fixes
+ * the shape for every seed.
  */
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
-import { defaultShapeWeights, type Profile, type Shape } from '../fault-mix.ts';
 import type { NetworkFaults } from '../network.ts';
 import type { SimDiskFaults } from '../sim-file-system.ts';
 import type { ClientNetworkFaults } from './exchange.ts';
+
+export const profiles = ['default', 'broad', 'elections', 'figure8', 'calm'] as const;
+export type Profile = (typeof profiles)[number];
+
+/** What a seed's world is biased towards; a profile other than default names one. */
+export type Shape = Exclude<Profile, 'default'>;
+
+/**
+ * The default profile's odds of each shape. A stale vote counted needs the forced split
+ * elections of elections, a Figure 8 commit needs figure8's short-lived leaders, while broad
+ * finds the rest and the bugs that need long, varied histories (membership changes,
+ * snapshots, disk faults).
+ */
+export const defaultShapeWeights: Readonly<Record<Shape, number>> = {
+  broad: 50,
+  elections: 30,
+  figure8: 15,
+  calm: 5,
+};
+
+/**
+ * Vote answers (VoteResponse, PreVoteResponse) held back in the network until their
+ * candidate starts a later round, or copied and the copy held so: a grant then reaches a
+ * candidate campaigning in a later term, where it says nothing about the voter's choice
+ * (Raft §5.2). Split elections with such stragglers are what a counted stale vote needs to
+ * elect two leaders in one term.
+ */
+export interface VoteAnswerFaults {
+  /** An answer is held back, every copy of it, with this probability. */
+  readonly holdProbability: number;
+  /** An answer arrives on time and a copy of it is held back, with this probability. */
+  readonly lateCopyProbability: number;
+  /** A held answer arrives after this many ms if its candidate never campaigns again. */
+  readonly lateMsMax: number;
+}
+
+export const noVoteAnswerFaults: VoteAnswerFaults = {
+  holdProbability: 0,
+  lateCopyProbability: 0,
+  lateMsMax: 0,
+};
 
 /** Relative weights of the nemesis' actions; 0 turns a kind off. */
 export interface RuntimeNemesisWeights {
@@ -27,6 +68,8 @@ export interface RuntimeNemesisWeights {
   readonly clockJump: number;
   readonly membership: number;
   readonly transfer: number;
+  /** A forced election at one running machine, or at two at once for a split vote. */
+  readonly campaign: number;
   /** A bit flip or a zeroed sector at rest, on a machine with a faulty disk. */
   readonly corrupt: number;
 }
@@ -46,12 +89,18 @@ export interface RuntimeMix {
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
   readonly network: NetworkFaults;
+  readonly voteAnswers: VoteAnswerFaults;
   readonly clientNetwork: ClientNetworkFaults;
   readonly nemesis: RuntimeNemesisWeights;
   /** Mean virtual ms between nemesis actions in the fault phase. */
   readonly nemesisIntervalMs: number;
   /** A crash picks the leader with this probability, else any running machine. */
   readonly crashLeaderProbability: number;
+  /**
+   * A machine crashes right after it grants a vote, with this probability: the candidate
+   * must win or lose without it, and the voter's restart must remember the vote.
+   */
+  readonly crashAfterVoteProbability: number;
   /** A node comes back after a crash within this many ms. */
   readonly downMsMax: number;
   readonly partitionMsMax: number;
@@ -84,6 +133,8 @@ export interface RuntimeMix {
   readonly segmentBytesMax: number;
 }
 
+const msPerTick = 10;
+
 export interface RuntimeMixRequest {
   readonly profile: Profile;
   readonly nodeCount: number | null;
@@ -115,7 +166,7 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
     shape,
     nodeCount,
     spareCount: nemesis.membership > 0 ? prng.between(1, 2) : 0,
-    msPerTick: 10,
+    msPerTick,
     electionTimeoutTicks,
     heartbeatIntervalTicks: prng.between(2, 3),
     inflightAppendsMax: prng.pick([1, 2, 8, 64]),
@@ -124,6 +175,7 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
     preVote: prng.chance(shape === 'elections' ? 0.3 : 0.8),
     checkQuorum: prng.chance(shape === 'elections' ? 0.3 : 0.8),
     network: drawNetwork(prng, calm),
+    voteAnswers: drawVoteAnswerFaults(prng, shape, electionTimeoutTicks * msPerTick),
     clientNetwork: {
       requestLossProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
       answerLossProbability: calm ? 0 : prng.pick([0, 0.02, 0.1]),
@@ -133,6 +185,7 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
     nemesis,
     nemesisIntervalMs: shape === 'elections' ? prng.between(150, 600) : prng.between(300, 1500),
     crashLeaderProbability: prng.pick([0.2, 0.5, 0.8]),
+    crashAfterVoteProbability: drawCrashAfterVote(prng, shape),
     downMsMax: prng.between(200, 3000),
     partitionMsMax: prng.between(300, 4000),
     pauseMsMax: prng.between(100, 4 * electionTimeoutTicks * 10),
@@ -192,6 +245,22 @@ function drawNetwork(prng: Prng, calm: boolean): NetworkFaults {
   };
 }
 
+function drawVoteAnswerFaults(prng: Prng, shape: Shape, electionMs: number): VoteAnswerFaults {
+  if (shape === 'calm' || shape === 'figure8') return noVoteAnswerFaults;
+  if (shape === 'broad' && !prng.chance(0.3)) return noVoteAnswerFaults;
+  return {
+    holdProbability: prng.pick([0.1, 0.3]),
+    lateCopyProbability: prng.pick([0.1, 0.3]),
+    lateMsMax: prng.between(3, 20) * electionMs,
+  };
+}
+
+function drawCrashAfterVote(prng: Prng, shape: Shape): number {
+  if (shape === 'elections') return prng.pick([0.1, 0.3]);
+  if (shape === 'broad') return prng.chance(0.25) ? prng.pick([0.05, 0.2]) : 0;
+  return 0;
+}
+
 function drawNemesis(prng: Prng, shape: Shape): RuntimeNemesisWeights {
   const weight = (onProbability: number) => (prng.chance(onProbability) ? prng.between(1, 5) : 0);
   switch (shape) {
@@ -204,6 +273,7 @@ function drawNemesis(prng: Prng, shape: Shape): RuntimeNemesisWeights {
         clockJump: 0,
         membership: weight(0.5),
         transfer: 1,
+        campaign: 0,
         corrupt: 0,
       };
     case 'elections':
@@ -215,6 +285,7 @@ function drawNemesis(prng: Prng, shape: Shape): RuntimeNemesisWeights {
         clockJump: weight(0.3),
         membership: 0,
         transfer: weight(0.5),
+        campaign: 8,
         corrupt: 0,
       };
     case 'figure8':
@@ -226,6 +297,7 @@ function drawNemesis(prng: Prng, shape: Shape): RuntimeNemesisWeights {
         clockJump: 0,
         membership: 0,
         transfer: weight(0.3),
+        campaign: 3,
         corrupt: weight(0.3),
       };
     case 'broad':
@@ -237,6 +309,7 @@ function drawNemesis(prng: Prng, shape: Shape): RuntimeNemesisWeights {
         clockJump: weight(0.3),
         membership: weight(0.5),
         transfer: weight(0.4),
+        campaign: weight(0.3),
         corrupt: weight(0.5),
       };
   }
@@ -253,6 +326,7 @@ export function describeRuntimeMix(mix: RuntimeMix): string {
     `profile=${mix.profile}${mix.profile === mix.shape ? '' : ` shape=${mix.shape}`} nodes=${mix.nodeCount}+${mix.spareCount}`,
     `election=${mix.electionTimeoutTicks}x${mix.msPerTick}ms heartbeat=${mix.heartbeatIntervalTicks} inflight=${mix.inflightAppendsMax} append≤${mix.appendBytesMax}B preVote=${mix.preVote} checkQuorum=${mix.checkQuorum}`,
     `drop=${network.dropProbability} dup=${network.duplicateProbability} latency≤${network.latencyTicksMax}`,
+    `voteAnswers[hold=${mix.voteAnswers.holdProbability} lateCopy=${mix.voteAnswers.lateCopyProbability} ≤${mix.voteAnswers.lateMsMax}ms] crashAfterVote=${mix.crashAfterVoteProbability}`,
     `clientLoss=${mix.clientNetwork.requestLossProbability}/${mix.clientNetwork.answerLossProbability}`,
     `nemesis every ~${mix.nemesisIntervalMs}ms [${on || 'off'}]`,
     `clock skew≤${mix.clockSkewMsMax}ms drift≤${mix.clockDriftMax}`,

@@ -3,15 +3,17 @@
  * weighted by the seed's mix — crash (often the leader, with a power cut), partition
  * (symmetric, one-way, or isolating the leader), a client cut off from a node, a pause, a
  * wall-clock jump, a membership change through the nodes' own API (add a machine as voter
- * or learner, promote, demote, remove), a leadership transfer, or corruption at rest on a
- * faulty disk. Everything it does goes through what an operator or the machine itself
+ * or learner, promote, demote, remove), a leadership transfer, a forced election (as an
+ * operator may start one), or corruption at rest on a faulty disk. A machine may also crash
+ * right after it grants a vote, and vote answers may be held back past their round. Everything it does goes through what an operator or the machine itself
  * could do to the real node; nothing reaches into its state.
  */
 import type { MemberRecord } from '../../broadcast/membership.ts';
 import type { Configuration, NodeId } from '../../raft/types.ts';
+import type { Frame } from '../../transport/types.ts';
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
-import { drawPartition, type SimNetwork } from '../network.ts';
+import { drawPartition, type SimNetwork, shuffle } from '../network.ts';
 import type { ClientNetwork } from './exchange.ts';
 import type { RuntimeMix, RuntimeNemesisWeights } from './mix.ts';
 import type { NodeHost } from './node-host.ts';
@@ -24,6 +26,7 @@ export interface NemesisCounts {
   clockJumps: number;
   memberChanges: number;
   transfers: number;
+  campaigns: number;
   corruptions: number;
 }
 
@@ -45,6 +48,15 @@ export interface NemesisWorld {
 }
 
 type Action = keyof RuntimeNemesisWeights;
+
+/** A vote answer the network holds for its candidate. */
+interface HeldAnswer {
+  readonly candidate: NodeId;
+  /** The request of the candidate's next round of this kind, which lets the answer go. */
+  readonly request: 'Vote' | 'PreVote';
+  readonly term: number;
+  readonly deliver: (delayMs: number) => void;
+}
 
 interface Choice {
   readonly kind: 'add voter' | 'add learner' | 'promote' | 'demote' | 'remove';
@@ -74,10 +86,84 @@ export class RuntimeNemesis {
    */
   private readonly unsettled: Choice[] = [];
 
+  /** Vote answers held back, oldest first; bounded by the vote answers of one fault phase. */
+  private readonly heldAnswers: HeldAnswer[] = [];
+  /** Per-frame draws on their own stream, so the actions' draws do not depend on traffic. */
+  private readonly framePrng: Prng;
+
   constructor(
     private readonly world: NemesisWorld,
     private readonly prng: Prng,
-  ) {}
+  ) {
+    this.framePrng = prng.fork();
+  }
+
+  /**
+   * A vote answer held back in the network (the mix's voteAnswers), sometimes after an
+   * on-time copy, and let go at the worst moment: as its candidate starts a later round, or
+   * after lateMsMax. True when the nemesis took charge of the frame's delivery.
+   */
+  holdVoteAnswer(frame: Frame, deliver: (delayMs: number) => void): boolean {
+    if (frame.type !== 'VoteResponse' && frame.type !== 'PreVoteResponse') return false;
+    const { world } = this;
+    const faults = world.mix.voteAnswers;
+    if (!world.faultsOn || faults.lateMsMax === 0) return false;
+    const prng = this.framePrng;
+    if (prng.chance(faults.holdProbability)) {
+      // Held whole.
+    } else if (prng.chance(faults.lateCopyProbability)) {
+      deliver(prng.between(0, world.mix.msPerTick));
+    } else {
+      return false;
+    }
+    const request = frame.type === 'VoteResponse' ? 'Vote' : 'PreVote';
+    const held: HeldAnswer = { candidate: frame.to, request, term: frame.term, deliver };
+    this.heldAnswers.push(held);
+    world.scheduler.schedule(faults.lateMsMax, world.life, () => this.release(held, 0));
+    return true;
+  }
+
+  /** Delivers a held answer once, `delayMs` from now. */
+  private release(held: HeldAnswer, delayMs: number): void {
+    const at = this.heldAnswers.indexOf(held);
+    if (at < 0) return;
+    this.heldAnswers.splice(at, 1);
+    held.deliver(delayMs);
+  }
+
+  /**
+   * Watches what machines send: a candidate's request for a new round lets go of the answers
+   * held from its earlier rounds, and a machine may crash right after granting a vote.
+   */
+  afterSent(frame: Frame): void {
+    if (frame.type === 'Vote' || frame.type === 'PreVote') {
+      for (const held of this.heldAnswers.slice()) {
+        if (
+          held.candidate === frame.from &&
+          held.request === frame.type &&
+          held.term < frame.term
+        ) {
+          this.release(held, this.framePrng.between(0, this.world.mix.msPerTick));
+        }
+      }
+    }
+    if (frame.type === 'VoteResponse' && frame.granted) this.maybeCrashAfterVote(frame.from);
+  }
+
+  /**
+   * A machine that just granted a vote crashes, with the mix's crashAfterVoteProbability,
+   * once the grant is on its way (the grant left after the vote was durable).
+   */
+  private maybeCrashAfterVote(voter: NodeId): void {
+    const { world } = this;
+    if (!world.faultsOn || !this.framePrng.chance(world.mix.crashAfterVoteProbability)) return;
+    const host = world.hosts.find((candidate) => candidate.id === voter);
+    if (host === undefined) return;
+    world.scheduler.schedule(0, world.life, () => {
+      if (host.state === 'up' && world.faultsOn)
+        this.crashHost(host, 'right after granting a vote');
+    });
+  }
 
   /** Schedules the next action, and the one after it, until faults stop. */
   begin(): void {
@@ -100,6 +186,7 @@ export class RuntimeNemesis {
       clockJump: () => this.jumpClock(),
       membership: () => this.changeMembership(),
       transfer: () => this.transfer(),
+      campaign: () => this.campaign(),
       corrupt: () => this.corrupt(),
     };
     handlers[action]();
@@ -139,9 +226,14 @@ export class RuntimeNemesis {
     const leader = this.leader();
     const host =
       leader !== null && prng.chance(world.mix.crashLeaderProbability) ? leader : prng.pick(up);
+    this.crashHost(host, '');
+  }
+
+  private crashHost(host: NodeHost, when: string): void {
+    const { world, prng } = this;
     host.crash();
     world.counts.crashes++;
-    world.note(`${host.id} crashes (power cut)`);
+    world.note(`${host.id} crashes (power cut)${when === '' ? '' : ` ${when}`}`);
     world.scheduler.schedule(prng.between(50, world.mix.downMsMax), world.life, () => {
       if (host.state === 'down') world.startHost(host);
     });
@@ -207,6 +299,20 @@ export class RuntimeNemesis {
     const result = leader.node.transferLeadership(target);
     if (result.accepted) this.world.counts.transfers++;
     this.world.note(`${leader.id} transfers leadership to ${target}: ${result.detail}`);
+  }
+
+  /** Forces an election; half the time at two machines at once, for split votes in a term. */
+  private campaign(): void {
+    const { world, prng } = this;
+    const up = this.up();
+    if (up.length === 0) return;
+    const candidates =
+      up.length > 1 && prng.chance(0.5) ? shuffle(prng, up).slice(0, 2) : [prng.pick(up)];
+    for (const host of candidates) {
+      world.counts.campaigns++;
+      world.note(`${host.id} campaigns (forced)`);
+      host.node?.campaign();
+    }
   }
 
   private corrupt(): void {

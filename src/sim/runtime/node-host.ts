@@ -283,6 +283,7 @@ function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>):
     retryAfterSeconds: 1,
     keepAliveIntervalMs: 15_000,
     streamsMax: 64,
+    streamsPerIdentityMax: 64,
     messagesLimitDefault: 100,
     messagesLimitMax: 1000,
     messagesScanMax: 10_000,

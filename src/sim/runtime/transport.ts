@@ -17,7 +17,7 @@ import {
 } from '../../transport/types.ts';
 import { assert } from '../../util/assert.ts';
 import type { SimNetwork } from '../network.ts';
-import type { Life, SimScheduler } from './scheduler.ts';
+import { Life, type SimScheduler } from './scheduler.ts';
 
 export interface FrameEvent {
   readonly from: NodeId;
@@ -28,9 +28,18 @@ export interface FrameEvent {
   readonly copies?: number;
 }
 
+/**
+ * A say in a frame's fate beyond the network's own plan: true takes charge of the frame, and
+ * each call of `deliver` then sends one copy on its way, arriving after `delayMs`.
+ */
+export type FrameHoldBack = (frame: Frame, deliver: (delayMs: number) => void) => boolean;
+
 /** Routes frames between the node incarnations that are up. */
 export class RuntimeNetwork {
   private readonly endpoints = new Map<NodeId, SimTransport>();
+  /** Frames held back in the network outlive their sender, as in a switch's queue. */
+  private readonly wire = new Life('network');
+  holdBack: FrameHoldBack = () => false;
 
   constructor(
     private readonly scheduler: SimScheduler,
@@ -58,6 +67,10 @@ export class RuntimeNetwork {
     const bytes = encodeFrame(frame);
     const delays = this.network.plan(from, to);
     this.observe({ from: sender.nodeId, to: frame.to, frame, kind: 'sent', copies: delays.length });
+    const deliver = (delayMs: number) => {
+      this.scheduler.schedule(delayMs, this.wire, () => this.arrive(from, to, frame, bytes));
+    };
+    if (delays.length > 0 && this.holdBack(frame, deliver)) return null;
     for (const delayTicks of delays) {
       this.scheduler.schedule(delayTicks * this.msPerTick, sender.life, () => {
         this.arrive(from, to, frame, bytes);

@@ -18,7 +18,6 @@ import type { Frame } from '../../transport/types.ts';
 import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
 import { Checker } from '../checkers.ts';
-import type { Profile } from '../fault-mix.ts';
 import { perfectNetwork, SimNetwork, shuffle } from '../network.ts';
 import { NO_DISK_FAULTS, SimFileSystem } from '../sim-file-system.ts';
 import { type Property, type SimViolation, ViolationContext } from '../violation.ts';
@@ -26,7 +25,7 @@ import { Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
 import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
-import { describeRuntimeMix, drawRuntimeMix, type RuntimeMix } from './mix.ts';
+import { describeRuntimeMix, drawRuntimeMix, type Profile, type RuntimeMix } from './mix.ts';
 import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
 import { RaftWatch } from './raft-watch.ts';
@@ -128,6 +127,7 @@ class RuntimeWorld {
     clockJumps: 0,
     memberChanges: 0,
     transfers: 0,
+    campaigns: 0,
     corruptions: 0,
     diskStops: 0,
     positions: 0,
@@ -154,7 +154,6 @@ class RuntimeWorld {
       nodeCount: options.nodeCount ?? null,
       unsafe: options.unsafe ?? null,
       profile: profile === 'default' ? null : profile,
-      runtime: true,
     });
     this.scheduler = new SimScheduler(this.prng.fork(), eventsMax);
     const machineCount = this.mix.nodeCount + this.mix.spareCount;
@@ -183,7 +182,7 @@ class RuntimeWorld {
     this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), () => undefined);
     this.clientNetwork.faults = this.mix.clientNetwork;
     this.checker = new DeliveryChecker(this.context);
-    this.coreChecker = new Checker(this.context, null, new Set(machines));
+    this.coreChecker = new Checker(this.context, new Set(machines));
     this.frameChecker = new FrameChecker(this.context, (id) => {
       const host = this.hosts.find((candidate) => candidate.id === id);
       return host === undefined || host.state !== 'up' ? null : host.acked;
@@ -231,6 +230,7 @@ class RuntimeWorld {
       this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     );
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
+    runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
   }
 
   /**
@@ -284,6 +284,7 @@ class RuntimeWorld {
     const host = this.hosts.find((candidate) => candidate.id === frame.from);
     assert(host !== undefined, 'frames come from known nodes');
     host.watch.sent(frame);
+    this.nemesis.afterSent(frame);
   }
 
   /** The node's broken variant, if the run plants one there or in the core. */
@@ -310,6 +311,7 @@ class RuntimeWorld {
       pendingMessagesMax: 10_000,
       pendingBytesMax: 4 << 20,
       sessionsMax: 1_000,
+      sessionsPerIdentityMax: 1_000,
       requestTimeoutMs: 1_000,
       retryIntervalMs: 200,
       snapshotIntervalBytes: mix.snapshotIntervalBytes,
