@@ -9,15 +9,23 @@
  * §6.3): a second copy that commits is a duplicate, not a second delivery.
  */
 import type { RaftCore } from '../raft/core.ts';
-import type { NodeId } from '../raft/types.ts';
+import type { NodeId, ProposalResult } from '../raft/types.ts';
 import type { Transport } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import { BatchBuilder } from './batch.ts';
+import {
+  BatchBuilder,
+  BatchFormatError,
+  type ClientMessage,
+  type DecodedBatch,
+  decodeBatch,
+  encodeBatch,
+} from './batch.ts';
 import { BroadcastError } from './errors.ts';
 import { GapHold, type GapHoldLimits } from './gap-hold.ts';
 import { clientIdBytesMax, topicBytesMax } from './message-rules.ts';
 import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
+import { Placements } from './placements.ts';
 import type { SessionTable } from './sessions.ts';
 
 export interface OutboxOptions {
@@ -56,6 +64,8 @@ export class Outbox {
   private lastRetryScanMs = 0;
   private proposals = 0;
   private readonly gapHold: GapHold;
+  /** As leader: the messages this term appended and has not applied yet. */
+  private readonly placements = new Placements();
 
   constructor(private readonly options: OutboxOptions) {
     assert(options.batchBytesMax > 0, 'batchBytesMax is positive');
@@ -153,9 +163,8 @@ export class Outbox {
     if (leaderId === this.options.id) {
       // A refusal (a transfer in progress, or we just lost leadership) leaves the messages
       // to the retry timer or the next leader change, never to a tight loop.
-      const result = this.options.core.propose(data);
+      const result = this.proposeOnce(data);
       if (!result.accepted) return;
-      this.proposals++;
       if (this.options.answerBeforeCommit) {
         // Unsafe: acknowledged while only our own log holds it. Never outside tests.
         for (const entry of batch) {
@@ -192,16 +201,48 @@ export class Outbox {
 
   /** As leader: appends a batch a follower forwarded, and tells it where. */
   onForward(from: NodeId, requestId: number, data: Uint8Array): void {
-    // The batch stays opaque: a peer that passed the handshake builds valid batches, and a
-    // committed batch that does not decode is skipped the same way on every replica.
-    const result = this.options.core.propose(data);
-    if (result.accepted) this.proposals++;
+    // A peer that passed the handshake builds valid batches; one that does not decode is
+    // appended as it is, and skipped the same way on every replica once committed.
+    const result = this.proposeOnce(data);
     const outcome = result.accepted
       ? { index: result.index, term: result.term }
       : { code: result.reason, leaderId: result.leaderId };
     this.options.transport.send([
       { type: 'ForwardResult', from: this.options.id, to: from, requestId, result: outcome },
     ]);
+  }
+
+  /**
+   * Appends a batch, leaving out the messages this term has placed and not applied (see
+   * placements.ts). When all of them are placed it appends nothing and answers the highest
+   * index among them: each message is decided there or earlier.
+   */
+  private proposeOnce(data: Uint8Array): ProposalResult {
+    const { core } = this.options;
+    const batch = core.leader() === this.options.id ? decodedOrNull(data) : null;
+    if (batch === null) return this.proposeCounted(data, []);
+    const term = core.status().term;
+    const fresh: ClientMessage[] = [];
+    let placedIndexMax = 0;
+    for (const message of batch.messages) {
+      const index = this.placements.indexOf(term, message);
+      if (index === undefined) fresh.push(message);
+      else placedIndexMax = Math.max(placedIndexMax, index);
+    }
+    if (fresh.length === 0) {
+      assert(placedIndexMax > this.options.appliedIndex(), 'placements are not applied yet');
+      return { accepted: true, index: placedIndexMax, term };
+    }
+    const whole = fresh.length === batch.messages.length;
+    return this.proposeCounted(whole ? data : encodeBatch(fresh, batch.logTimeMs), fresh);
+  }
+
+  private proposeCounted(data: Uint8Array, messages: readonly ClientMessage[]): ProposalResult {
+    const result = this.options.core.propose(data);
+    if (!result.accepted) return result;
+    this.proposals++;
+    this.placements.note(result.term, result.index, messages);
+    return result;
   }
 
   private noteProposed(batch: readonly PendingMessage[], index: number): void {
@@ -230,6 +271,7 @@ export class Outbox {
 
   /** The entry at `index` is applied: copies we placed there and still wait on were lost. */
   lostAt(index: number): void {
+    this.placements.applied(index);
     const placed = this.proposedAt.get(index);
     if (placed === undefined) return;
     this.proposedAt.delete(index);
@@ -242,6 +284,7 @@ export class Outbox {
   /** Queues every undelivered message again (a new leader, a snapshot install). */
   retryAll(): void {
     this.forwards.clear();
+    this.placements.clear(0);
     this.proposedAt.clear();
     // Held ones are judged again too: a snapshot may have applied what they waited for.
     this.gapHold.releaseAll();
@@ -262,6 +305,16 @@ export class Outbox {
       const intervalMs = retryIntervalMs * (entry.proposedIndex === null ? 1 : 4);
       if (nowMs - entry.lastSentMs >= intervalMs) this.enqueue(entry);
     }
+  }
+}
+
+/** A batch that does not decode stays opaque: every replica skips it alike when applied. */
+function decodedOrNull(data: Uint8Array): DecodedBatch | null {
+  try {
+    return decodeBatch(data);
+  } catch (error) {
+    if (error instanceof BatchFormatError) return null;
+    throw error;
   }
 }
 

@@ -198,7 +198,7 @@ export class RaftCore {
     if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
       this.electionElapsedTicks = 0;
       if (this.options.checkQuorum && !this.quorumActive()) {
-        this.becomeFollower(this.term, null);
+        this.becomeFollower(this.term, null, 'restart');
         return;
       }
     }
@@ -312,7 +312,12 @@ export class RaftCore {
       if (message.type === 'PreVoteResponse' && message.granted) return true;
       const fromLeader =
         message.type === 'Append' || message.type === 'Heartbeat' || message.type === 'Snapshot';
-      this.becomeFollower(message.term, fromLeader ? message.from : null);
+      // Raft §5.2, Figure 2: the election clock restarts on hearing from a leader or granting
+      // a vote (handleVote), not because a candidate's term passed ours. A candidate whose log
+      // we refuse, campaigning again and again (a faster clock, no PreVote), would otherwise
+      // keep the node with the better log from ever timing out (runtime seed 0x657, figure8).
+      const electionClock = message.type === 'Vote' ? 'keep' : 'restart';
+      this.becomeFollower(message.term, fromLeader ? message.from : null, electionClock);
       return true;
     }
     if (message.term < this.term) {
@@ -419,7 +424,7 @@ export class RaftCore {
   }
 
   private followLeader(leader: NodeId): void {
-    if (this.role !== 'follower') this.becomeFollower(this.term, leader);
+    if (this.role !== 'follower') this.becomeFollower(this.term, leader, 'restart');
     this.leaderId = leader;
     this.electionElapsedTicks = 0;
   }
@@ -498,12 +503,16 @@ export class RaftCore {
   private tallyVote(from: NodeId, granted: boolean): void {
     if (!this.votes.has(from)) this.votes.set(from, granted);
     const outcome = voteOutcome(this.raftLog.config().voters, this.votes);
-    if (outcome === 'lost') this.becomeFollower(this.term, null);
+    if (outcome === 'lost') this.becomeFollower(this.term, null, 'restart');
     else if (outcome === 'won' && this.role === 'preCandidate') this.becomeCandidate(false);
     else if (outcome === 'won' && this.role === 'candidate') this.becomeLeader();
   }
 
-  private becomeFollower(term: number, leader: NodeId | null): void {
+  private becomeFollower(
+    term: number,
+    leader: NodeId | null,
+    electionClock: 'restart' | 'keep',
+  ): void {
     assert(term >= this.term, 'terms never go back');
     if (term > this.term) {
       this.term = term;
@@ -512,7 +521,10 @@ export class RaftCore {
     this.role = 'follower';
     this.leaderId = leader;
     this.clearLeaderState();
+    const elapsedTicks = this.electionElapsedTicks;
+    // The timeout is drawn afresh either way, so the random stream does not depend on which.
     this.resetElectionTimer();
+    if (electionClock === 'keep') this.electionElapsedTicks = elapsedTicks;
   }
 
   private becomeLeader(): void {
@@ -786,7 +798,7 @@ export class RaftCore {
       // Tell the others the change is committed before going, so they need not wait for
       // the next leader to learn it.
       this.broadcastAppends(true);
-      this.becomeFollower(this.term, null);
+      this.becomeFollower(this.term, null, 'restart');
     }
   }
 

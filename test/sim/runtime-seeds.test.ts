@@ -4,25 +4,38 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseSeed } from '../../src/sim/cli-flags.ts';
+import { type Profile, profiles } from '../../src/sim/runtime/mix.ts';
 import { runRuntimeSeed } from '../../src/sim/runtime/world.ts';
 import { formatSeed } from '../../src/sim/violation.ts';
 
 interface RuntimeRegressionSeed {
   readonly line: number;
   readonly seed: number;
+  readonly profile: Profile;
   readonly comment: string;
 }
 
-/** One seed per line, then `# why`; a line with anything else throws, so no seed is skipped. */
+/**
+ * One seed per line, optionally `profile=NAME` (the sweep's --profile), then `# why`; a line
+ * with anything else throws, so no seed is skipped.
+ */
 function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
   const seeds: RuntimeRegressionSeed[] = [];
   text.split('\n').forEach((raw, offset) => {
     const hash = raw.indexOf('#');
     const body = (hash === -1 ? raw : raw.slice(0, hash)).trim();
     if (body === '') return;
-    if (/\s/.test(body)) throw new Error(`runtime-seeds.txt line ${offset + 1}: one seed per line`);
+    const [seedText, ...settings] = body.split(/\s+/);
+    let profile: Profile = 'default';
+    for (const setting of settings) {
+      const name = setting.startsWith('profile=') ? setting.slice('profile='.length) : null;
+      if (name === null || !(profiles as readonly string[]).includes(name)) {
+        throw new Error(`runtime-seeds.txt line ${offset + 1}: unknown setting ${setting}`);
+      }
+      profile = name as Profile;
+    }
     const comment = hash === -1 ? '' : raw.slice(hash + 1).trim();
-    seeds.push({ line: offset + 1, seed: parseSeed(body), comment });
+    seeds.push({ line: offset + 1, seed: parseSeed(seedText as string), profile, comment });
   });
   return seeds;
 }
@@ -37,7 +50,7 @@ test('runtime-seeds.txt has seeds', () => {
 
 for (const entry of seeds) {
   test(`runtime seed ${formatSeed(entry.seed)} (line ${entry.line}): ${entry.comment}`, async () => {
-    const result = await runRuntimeSeed({ seed: entry.seed });
+    const result = await runRuntimeSeed({ seed: entry.seed, profile: entry.profile });
     assert.equal(result.violation, null, result.violation?.message);
   });
 }

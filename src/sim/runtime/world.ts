@@ -225,7 +225,10 @@ class RuntimeWorld {
       { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 },
       this.prng.fork(),
       this.clientNetwork,
-      ids,
+      // Every machine, as a deployment lists its hosts: the initial members may all be
+      // removed or stopped for good while machines added later carry the cluster, and an SDK
+      // that knows none of those could not reach it (seed 0xc7d3).
+      machines,
       (text) => this.note(text),
       this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     );
