@@ -116,14 +116,9 @@ function exchangeOnce(
         response.on('error', fail);
         response.on('end', () => {
           finish();
-          const answerHeaders: Record<string, string> = {};
-          for (const [name, value] of Object.entries(response.headers)) {
-            if (typeof value === 'string') answerHeaders[name.toLowerCase()] = value;
-            else if (Array.isArray(value)) answerHeaders[name.toLowerCase()] = value.join(', ');
-          }
           resolve({
             status: response.statusCode ?? 0,
-            headers: answerHeaders,
+            headers: flatHeaders(response),
             body: Buffer.concat(chunks).toString('utf8'),
           });
         });
@@ -133,6 +128,16 @@ function exchangeOnce(
     if (exchange.body === null) request.end();
     else request.end(exchange.body);
   });
+}
+
+/** An answer's headers with lower-case names, a repeated header joined with ", ". */
+function flatHeaders(response: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (typeof value === 'string') headers[name.toLowerCase()] = value;
+    else if (Array.isArray(value)) headers[name.toLowerCase()] = value.join(', ');
+  }
+  return headers;
 }
 
 /** A streamed answer: its status and headers, and the body as it arrives. */
@@ -162,14 +167,9 @@ export function openStream(
       target,
       { method: 'GET', agent: agents[secure ? 'https:' : 'http:'], headers, signal },
       (response: IncomingMessage) => {
-        const answerHeaders: Record<string, string> = {};
-        for (const [name, value] of Object.entries(response.headers)) {
-          if (typeof value === 'string') answerHeaders[name.toLowerCase()] = value;
-          else if (Array.isArray(value)) answerHeaders[name.toLowerCase()] = value.join(', ');
-        }
         resolve({
           status: response.statusCode ?? 0,
-          headers: answerHeaders,
+          headers: flatHeaders(response),
           body: Readable.toWeb(response) as ReadableStream<Uint8Array>,
         });
       },
