@@ -66,9 +66,13 @@ test('a gapped 1 MB broadcast writes nothing to the log until its turn, then onc
       ),
       JSON.stringify(answers.map((answer) => [answer.status, answer.body])),
     );
-    const atOnce = answers.filter((answer) => answer.ms < requestTimeoutMs / 2);
+    // Refused at the door (the bound named), not at the deadline: told by the answer, not by
+    // its timing, which a loaded machine stretches.
+    const atOnce = answers.filter((answer) =>
+      /heldBytesPerSessionMax/.test(JSON.stringify(answer.body)),
+    );
     assert.ok(atOnce.length >= 1, `some were refused at once: ${answers.map((a) => a.ms)}`);
-    assert.match(JSON.stringify(atOnce[0]?.body), /heldBytesPerSessionMax/);
+    for (const answer of atOnce) assert.ok(answer.ms < requestTimeoutMs, `${answer.ms} ms`);
   } finally {
     await cluster.close();
   }
