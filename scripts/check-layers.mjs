@@ -41,8 +41,11 @@ export const layerRules = [
   { folder: 'src/transport', mayImport: ['src/raft', 'src/util'] },
 ];
 
-/** Folders at the top: only they import each other; src/sim may import anything. */
-export const topFolders = ['src/cli', 'src/sim'];
+/**
+ * Folders at the top: only they import each other; src/sim may import anything. src/mcp,
+ * the MCP server, sits there beside src/cli (which runs it) on src/client and src/agents.
+ */
+export const topFolders = ['src/cli', 'src/mcp', 'src/sim'];
 
 /**
  * Test harnesses that drive the product from outside (the chaos suite starts `abcast` as

@@ -1,0 +1,148 @@
+/**
+ * The abcast MCP server: one McpServer per MCP session (stdio has one; Streamable HTTP one
+ * per connected client), all sharing one Backend. `serveStdio` and `serveHttp` are what
+ * `abcast mcp` runs.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Backend } from './backend.ts';
+import { registerResources } from './resources.ts';
+import {
+  registerLockTools,
+  registerPresenceTools,
+  registerTaskTools,
+} from './tools-coordination.ts';
+import { registerMessageTools } from './tools-messages.ts';
+
+const serverInfo = { name: 'abcast', version: '0.1.0' };
+const instructions =
+  'abcast is a fault-tolerant total order broadcast: every message gets a position, the same for every reader. Use broadcast (with a key when a retry must not duplicate) and read_messages/wait_for_messages to talk through the order; post_task/claim_task/complete_task to split work exactly once; acquire_lock for fencing tokens; join/heartbeat/members for presence; arrive_barrier to meet. Errors carry an `error` code and say what to do next.';
+/** The largest MCP request body over HTTP; a tool's payload is far below it. */
+const httpBodyBytesMax = 4 * 1024 * 1024;
+/** HTTP sessions open at once; a new one past it is refused until some close. */
+const httpSessionsMax = 1_024;
+
+/** A new MCP session's server with every tool and resource; `release` ends its watches. */
+export function buildMcpServer(backend: Backend): { server: McpServer; release: () => void } {
+  const server = new McpServer(serverInfo, { instructions });
+  registerMessageTools(server, backend);
+  registerTaskTools(server, backend);
+  registerLockTools(server, backend);
+  registerPresenceTools(server, backend);
+  const release = registerResources(server, backend);
+  return { server, release };
+}
+
+/** Serves one MCP session over this process's stdin and stdout; resolves when it ends. */
+export async function serveStdio(backend: Backend): Promise<void> {
+  const { server, release } = buildMcpServer(backend);
+  const transport = new StdioServerTransport();
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = () => resolve();
+    process.stdin.once('end', () => resolve());
+  });
+  await server.connect(transport);
+  await closed;
+  release();
+  await server.close().catch(() => undefined);
+}
+
+export interface HttpMcp {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Serves the Streamable HTTP transport at `http://host:port/mcp`. */
+export async function serveHttp(backend: Backend, host: string, port: number): Promise<HttpMcp> {
+  const sessions = new Map<string, { transport: StreamableHTTPServerTransport; end: () => void }>();
+  const http = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      if (!response.headersSent) reply(response, 500, `the MCP server failed: ${String(error)}`);
+      else response.destroy();
+    });
+  });
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path !== '/mcp') return reply(response, 404, 'the MCP endpoint is /mcp');
+    const sessionId = request.headers['mcp-session-id'];
+    const known = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
+    if (request.method !== 'POST') {
+      if (known === undefined) return reply(response, 400, 'unknown or missing Mcp-Session-Id');
+      return known.transport.handleRequest(request, response);
+    }
+    const body = await readJson(request);
+    if (body === undefined) return reply(response, 400, 'the body is not JSON, or too large');
+    if (known !== undefined) return known.transport.handleRequest(request, response, body);
+    if (!isInitializeRequest(body)) {
+      return reply(response, 400, 'unknown or missing Mcp-Session-Id; initialize first');
+    }
+    if (sessions.size >= httpSessionsMax) {
+      return reply(response, 503, `${httpSessionsMax} MCP sessions are open, the limit`);
+    }
+    const { server, release } = buildMcpServer(backend);
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport, end: release });
+      },
+    });
+    transport.onclose = () => {
+      const id = transport.sessionId;
+      if (id !== undefined) sessions.delete(id);
+      release();
+    };
+    await server.connect(transport);
+    await transport.handleRequest(request, response, body);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(port, host, () => resolve());
+  });
+  const address = http.address();
+  const boundPort = typeof address === 'object' && address !== null ? address.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${shownHost}:${boundPort}/mcp`,
+    close: () => closeHttp(http, sessions),
+  };
+}
+
+async function closeHttp(
+  http: Server,
+  sessions: Map<string, { transport: StreamableHTTPServerTransport; end: () => void }>,
+): Promise<void> {
+  for (const { transport, end } of [...sessions.values()]) {
+    end();
+    await transport.close().catch(() => undefined);
+  }
+  sessions.clear();
+  http.closeAllConnections();
+  await new Promise<void>((resolve) => http.close(() => resolve()));
+}
+
+function reply(response: ServerResponse, status: number, message: string): void {
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+}
+
+/** The request's JSON body, or undefined when it is not JSON or exceeds the bound. */
+async function readJson(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of request) {
+    bytes += (chunk as Buffer).length;
+    if (bytes > httpBodyBytesMax) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
