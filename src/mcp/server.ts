@@ -11,6 +11,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Backend } from './backend.ts';
 import { registerResources } from './resources.ts';
+import { ToolFailure, toolError } from './tool-errors.ts';
 import {
   registerLockTools,
   registerPresenceTools,
@@ -29,12 +30,36 @@ const httpSessionsMax = 1_024;
 /** A new MCP session's server with every tool and resource; `release` ends its watches. */
 export function buildMcpServer(backend: Backend): { server: McpServer; release: () => void } {
   const server = new McpServer(serverInfo, { instructions });
+  typeSdkToolErrors(server);
   registerMessageTools(server, backend);
   registerTaskTools(server, backend);
   registerLockTools(server, backend);
   registerPresenceTools(server, backend);
   const release = registerResources(server, backend);
   return { server, release };
+}
+
+/**
+ * Arguments that fail a tool's input schema, and unknown tools, are answered by the SDK
+ * itself with a text-only tool error; this gives them the structured `error` code every
+ * other failure has. `createToolError` is the SDK's (private in its types, stable across
+ * 1.x); test/mcp/stdio.test.ts fails if a new version stops calling it.
+ */
+function typeSdkToolErrors(server: McpServer): void {
+  const typed = (message: string) => {
+    const invalid = /Input validation error|Invalid arguments/.test(message);
+    const unknown = /Tool .* not found/.test(message);
+    const code = invalid ? 'invalid_argument' : unknown ? 'unknown_tool' : 'internal';
+    const hint = invalid
+      ? 'Fix the arguments to match the tool’s input schema and call again.'
+      : unknown
+        ? 'List the tools and call one of them.'
+        : 'The call may be retried.';
+    return toolError(
+      new ToolFailure(code, `${message.replace(/^MCP error -?\d+: /, '')}. ${hint}`),
+    );
+  };
+  Object.assign(server, { createToolError: typed });
 }
 
 /** Serves one MCP session over this process's stdin and stdout; resolves when it ends. */

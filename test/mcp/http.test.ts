@@ -1,0 +1,117 @@
+// Drives `abcast mcp --http` (Streamable HTTP) with the SDK's own MCP Client against three
+// real nodes: two HTTP sessions on one server process; a `wait_for_messages` of one session,
+// waiting with nothing to return, is woken by a `broadcast` from another session over HTTP;
+// a subscription to `abcast://messages/{topic}` is notified of a delivery and the resource
+// then holds the message; `abcast://status` reads the cluster; a keyed broadcast retried
+// after the HTTP server process was SIGKILLed and started again is answered as a duplicate.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { LocalCluster } from '../../examples/support/cluster.ts';
+import { waitFor } from '../support/ports.ts';
+import { call, httpClient, httpServer } from './helpers.ts';
+
+let cluster: LocalCluster;
+let server: Awaited<ReturnType<typeof httpServer>>;
+let waiter: Client;
+let sender: Client;
+
+before(async () => {
+  cluster = await LocalCluster.start({ nodeCount: 3 });
+  server = await httpServer(cluster.endpoints);
+  waiter = await httpClient(server.url);
+  sender = await httpClient(server.url);
+});
+
+after(async () => {
+  await waiter?.close().catch(() => undefined);
+  await sender?.close().catch(() => undefined);
+  await server?.stop();
+  await cluster?.stop();
+});
+
+test('wait_for_messages is woken by a broadcast from another HTTP session', async () => {
+  const topic = `wake-${Date.now()}`;
+  const start = await call(sender, 'barrier');
+  let settled = false;
+  const waiting = call(waiter, 'wait_for_messages', {
+    from: (start.position as number) + 1,
+    topic,
+    timeoutMs: 60_000,
+  }).finally(() => {
+    settled = true;
+  });
+  // Nothing of the topic exists: the wait can only end with the broadcast below (or its
+  // 60 s bound, which the assertions refuse).
+  await call(sender, 'read_messages', { from: 1, topic });
+  assert.equal(settled, false, 'the wait is still waiting before the broadcast');
+  const sent = await call(sender, 'broadcast', { payload: { hello: 'agents' }, topic });
+  const woken = await waiting;
+  assert.equal(woken.timedOut, false);
+  const messages = woken.messages as { position: number; payload: unknown; topic: string }[];
+  assert.equal(messages[0]?.position, sent.position);
+  assert.deepEqual(messages[0]?.payload, { hello: 'agents' });
+  assert.equal(messages[0]?.topic, topic);
+  assert.equal(woken.next, (sent.position as number) + 1);
+});
+
+test('a subscribed topic resource is notified of a delivery and then holds it', async () => {
+  const topic = `feed/${Date.now()}`;
+  const uri = `abcast://messages/${topic}`;
+  const updated: string[] = [];
+  waiter.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
+    updated.push(notification.params.uri);
+  });
+  await waiter.subscribeResource({ uri });
+  // The watch starts from the cluster's end: broadcast until it has seen one (the first may
+  // race the watch's start).
+  const sent: number[] = [];
+  await waitFor(
+    async () => {
+      if (updated.includes(uri)) return true;
+      sent.push(
+        (await call(sender, 'broadcast', { payload: sent.length, topic })).position as number,
+      );
+      return false;
+    },
+    'a resource update notification',
+    20_000,
+  );
+  const read = await waiter.readResource({ uri });
+  const content = read.contents[0] as { text: string; mimeType: string };
+  assert.equal(content.mimeType, 'application/json');
+  const body = JSON.parse(content.text) as { topic: string; messages: { position: number }[] };
+  assert.equal(body.topic, topic);
+  assert.deepEqual(
+    body.messages.map((message) => message.position),
+    sent,
+  );
+  await waiter.unsubscribeResource({ uri });
+
+  const status = await waiter.readResource({ uri: 'abcast://status' });
+  const parsed = JSON.parse((status.contents[0] as { text: string }).text) as {
+    members: unknown[];
+    leader: string | null;
+  };
+  assert.equal(parsed.members.length, 3);
+  assert.ok(parsed.leader !== null);
+});
+
+test('a keyed broadcast retried through a restarted HTTP server is delivered once', async () => {
+  const key = `http-key-${Date.now()}`;
+  const topic = `keyed-${Date.now()}`;
+  const first = await call(sender, 'broadcast', { payload: { step: 1 }, topic, key });
+  assert.equal(first.duplicate, false);
+  server.child.kill('SIGKILL');
+  await server.stop();
+  await waiter.close().catch(() => undefined);
+  await sender.close().catch(() => undefined);
+  server = await httpServer(cluster.endpoints);
+  sender = await httpClient(server.url);
+  waiter = await httpClient(server.url);
+  const again = await call(sender, 'broadcast', { payload: { step: 1 }, topic, key });
+  assert.deepEqual(again, { position: first.position, duplicate: true });
+  const page = await call(waiter, 'read_messages', { from: 1, topic, limit: 1000 });
+  assert.equal((page.messages as unknown[]).length, 1);
+});
