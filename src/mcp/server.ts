@@ -84,6 +84,9 @@ export interface HttpMcp {
 /** Serves the Streamable HTTP transport at `http://host:port/mcp`. */
 export async function serveHttp(backend: Backend, host: string, port: number): Promise<HttpMcp> {
   const sessions = new Map<string, { transport: StreamableHTTPServerTransport; end: () => void }>();
+  // A page in a browser could reach a loopback server through a name it controls (DNS
+  // rebinding): such requests carry that name in Host or Origin, and are refused.
+  const loopback = loopbackHost(host);
   const http = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
       if (!response.headersSent) reply(response, 500, `the MCP server failed: ${String(error)}`);
@@ -94,6 +97,9 @@ export async function serveHttp(backend: Backend, host: string, port: number): P
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = (request.url ?? '/').split('?')[0];
     if (path !== '/mcp') return reply(response, 404, 'the MCP endpoint is /mcp');
+    if (loopback && !fromLoopback(request)) {
+      return reply(response, 403, 'a loopback MCP server answers only loopback Host and Origin');
+    }
     const sessionId = request.headers['mcp-session-id'];
     const known = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
     if (request.method !== 'POST') {
@@ -149,6 +155,32 @@ async function closeHttp(
   sessions.clear();
   http.closeAllConnections();
   await new Promise<void>((resolve) => http.close(() => resolve()));
+}
+
+const loopbackNames = ['127.0.0.1', 'localhost', '[::1]', '::1'];
+
+function loopbackHost(host: string): boolean {
+  return loopbackNames.includes(host) || host.startsWith('127.');
+}
+
+/** True when the request's Host (and Origin, if any) name the loopback interface. */
+function fromLoopback(request: IncomingMessage): boolean {
+  const hostName = (value: string) => {
+    try {
+      return new URL(`http://${value}`).hostname;
+    } catch {
+      return '';
+    }
+  };
+  const host = hostName(request.headers.host ?? '');
+  if (!loopbackHost(host)) return false;
+  const origin = request.headers.origin;
+  if (origin === undefined || origin === 'null') return origin === undefined;
+  try {
+    return loopbackHost(new URL(origin).hostname);
+  } catch {
+    return false;
+  }
 }
 
 function reply(response: ServerResponse, status: number, message: string): void {

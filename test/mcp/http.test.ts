@@ -3,8 +3,10 @@
 // waiting with nothing to return, is woken by a `broadcast` from another session over HTTP;
 // a subscription to `abcast://messages/{topic}` is notified of a delivery and the resource
 // then holds the message; `abcast://status` reads the cluster; a keyed broadcast retried
-// after the HTTP server process was SIGKILLed and started again is answered as a duplicate.
+// after the HTTP server process was SIGKILLed and started again is answered as a duplicate;
+// a request naming a host other than the loopback one is refused (DNS rebinding).
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -114,4 +116,24 @@ test('a keyed broadcast retried through a restarted HTTP server is delivered onc
   assert.deepEqual(again, { position: first.position, duplicate: true });
   const page = await call(waiter, 'read_messages', { from: 1, topic, limit: 1000 });
   assert.equal((page.messages as unknown[]).length, 1);
+});
+
+test('a loopback server refuses a request naming another host (DNS rebinding)', async () => {
+  const status = (headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      const request = httpRequest(
+        server.url,
+        { method: 'POST', headers: { 'content-type': 'application/json', ...headers } },
+        (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        },
+      );
+      request.once('error', reject);
+      request.end('{}');
+    });
+  assert.equal(await status({ host: 'attacker.example' }), 403);
+  assert.equal(await status({ origin: 'http://attacker.example' }), 403);
+  // A loopback caller gets past the check (and is then told to initialize first).
+  assert.equal(await status({}), 400);
 });
