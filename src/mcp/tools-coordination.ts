@@ -13,6 +13,16 @@ import { answer, brief, durationMs, name, required, token } from './tool-result.
 
 const taskState = z.enum(['open', 'claimed', 'done']);
 
+/** How long a claim or an acquire may wait: bounded below the clients' usual 60 s. */
+const waitMs = (what: string) =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(55_000)
+    .optional()
+    .describe(`wait ${what} up to this long, in ms (default: do not wait)`);
+
 export function registerTaskTools(server: McpServer, backend: Backend): void {
   const tasks = backend.coordination;
   server.registerTool(
@@ -42,13 +52,7 @@ export function registerTaskTools(server: McpServer, backend: Backend): void {
         board: name('the board'),
         agent: name('your agent id'),
         leaseMs: durationMs('how long the claim is yours'),
-        waitMs: z
-          .number()
-          .int()
-          .min(0)
-          .max(60_000)
-          .optional()
-          .describe('wait up to this long for a claimable task (default: do not wait)'),
+        waitMs: waitMs('for a claimable task'),
       },
     },
     (args) =>
@@ -170,13 +174,7 @@ export function registerLockTools(server: McpServer, backend: Backend): void {
         name: name('the lock'),
         owner: name('who holds it: your agent id'),
         leaseMs: durationMs('how long the lease lasts unless renewed'),
-        waitMs: z
-          .number()
-          .int()
-          .min(0)
-          .max(60_000)
-          .optional()
-          .describe('wait in line up to this long (default: do not wait)'),
+        waitMs: waitMs('in line'),
       },
     },
     (args) =>
