@@ -23,8 +23,8 @@ import {
 import type { Client } from '../client/index.ts';
 import { ToolFailure } from './tool-errors.ts';
 
-/** Boards one server keeps open at most; a call naming one more is refused. */
-export const openBoardsMax = 256;
+/** Boards (and the locks, presence and barriers) one server keeps open at most. */
+export const openedMax = 256;
 
 export interface ClaimView {
   readonly id: string;
@@ -65,11 +65,15 @@ export interface MemberView {
   readonly expiresAt: number;
 }
 
+/** What the tools open: each follows its topic through a replica until closed. */
+interface Primitive {
+  readonly replica: { readonly failure: unknown };
+  close(): Promise<void>;
+}
+
 export class Coordination {
-  private readonly boards = new Map<string, Promise<TaskBoard>>();
-  private locks: Promise<Locks> | null = null;
-  private presence: Promise<Presence> | null = null;
-  private barrier: Promise<Barrier> | null = null;
+  /** By `board/<name>`, `locks`, `presence`, `barrier`: opened once, reopened if stopped. */
+  private readonly opened = new Map<string, Promise<Primitive>>();
 
   constructor(
     private readonly client: Client,
@@ -133,21 +137,37 @@ export class Coordination {
   }
 
   private board(name: string): Promise<TaskBoard> {
-    let opened = this.boards.get(name);
-    if (opened === undefined) {
-      if (this.boards.size >= openBoardsMax) {
-        throw new ToolFailure(
-          'too_many_boards',
-          `This MCP server has ${openBoardsMax} boards open, its limit; use one of the boards already in use.`,
-          { boardsMax: openBoardsMax },
-        );
-      }
-      opened = TaskBoard.open({ log: this.client, name });
-      this.boards.set(name, opened);
-      // A board that failed to open is tried afresh by the next call.
-      opened.catch(() => this.boards.delete(name));
+    return this.open(`board/${name}`, () => TaskBoard.open({ log: this.client, name }));
+  }
+
+  /**
+   * The primitive under `key`, opened on first use. One whose replica stopped (the log
+   * could not go on: positions no longer kept, a refused snapshot) is closed and opened
+   * afresh, so one failure does not refuse every later call.
+   */
+  private async open<T extends Primitive>(key: string, start: () => Promise<T>): Promise<T> {
+    const known = this.opened.get(key) as Promise<T> | undefined;
+    if (known !== undefined) {
+      const current = await known.catch(() => null);
+      if (current !== null && current.replica.failure === null) return current;
+      if (this.opened.get(key) === known) this.opened.delete(key);
+      void current?.close().catch(() => undefined);
     }
-    return opened;
+    const again = this.opened.get(key) as Promise<T> | undefined;
+    if (again !== undefined) return again;
+    if (this.opened.size >= openedMax) {
+      throw new ToolFailure(
+        'too_many_boards',
+        `This MCP server has ${openedMax} boards open, its limit; use one of the boards already in use.`,
+        { boardsMax: openedMax },
+      );
+    }
+    const opening = start();
+    this.opened.set(key, opening);
+    opening.catch(() => {
+      if (this.opened.get(key) === opening) this.opened.delete(key);
+    });
+    return opening;
   }
 
   // ------------------------------------------------------------ locks
@@ -211,11 +231,7 @@ export class Coordination {
   }
 
   private openLocks(): Promise<Locks> {
-    this.locks ??= Locks.open({ log: this.client, name: this.space });
-    this.locks.catch(() => {
-      this.locks = null;
-    });
-    return this.locks;
+    return this.open('locks', () => Locks.open({ log: this.client, name: this.space }));
   }
 
   // ------------------------------------------------------------ presence
@@ -283,11 +299,7 @@ export class Coordination {
   }
 
   private openPresence(): Promise<Presence> {
-    this.presence ??= Presence.open({ log: this.client, name: this.space });
-    this.presence.catch(() => {
-      this.presence = null;
-    });
-    return this.presence;
+    return this.open('presence', () => Presence.open({ log: this.client, name: this.space }));
   }
 
   // ------------------------------------------------------------ barriers
@@ -298,11 +310,9 @@ export class Coordination {
     agent: string,
     timeoutMs: number,
   ): Promise<{ generation: number; arrived: string[] }> {
-    this.barrier ??= Barrier.open({ log: this.client, name: this.space });
-    this.barrier.catch(() => {
-      this.barrier = null;
-    });
-    const barrier = await this.barrier;
+    const barrier = await this.open('barrier', () =>
+      Barrier.open({ log: this.client, name: this.space }),
+    );
     try {
       const passed = await barrier.arrive(name, agent, { parties, timeoutMs });
       return { generation: passed.generation, arrived: [...passed.arrived] };
@@ -328,14 +338,12 @@ export class Coordination {
   }
 
   async close(): Promise<void> {
-    const opened: Promise<{ close(): Promise<void> } | null>[] = [
-      ...this.boards.values(),
-      this.locks ?? Promise.resolve(null),
-      this.presence ?? Promise.resolve(null),
-      this.barrier ?? Promise.resolve(null),
-    ].map((promise) => promise.catch(() => null));
+    const opened = [...this.opened.values()];
+    this.opened.clear();
     await Promise.all(
-      opened.map(async (promise) => (await promise)?.close().catch(() => undefined)),
+      opened.map(async (opening) =>
+        (await opening.catch(() => null))?.close().catch(() => undefined),
+      ),
     );
   }
 }
