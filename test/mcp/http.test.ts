@@ -1,5 +1,6 @@
 // Drives `abcast mcp --http` (Streamable HTTP) with the SDK's own MCP Client against three
-// real nodes: two HTTP sessions on one server process; a `wait_for_messages` of one session,
+// real nodes: two HTTP sessions on one server process; every tool answers (a stale claim
+// token refused `fenced`); a `wait_for_messages` of one session,
 // waiting with nothing to return, is woken by a `broadcast` from another session over HTTP;
 // a subscription to `abcast://messages/{topic}` is notified of a delivery and the resource
 // then holds the message; `abcast://status` reads the cluster; a keyed broadcast retried
@@ -12,7 +13,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { LocalCluster } from '../../examples/support/cluster.ts';
 import { waitFor } from '../support/ports.ts';
-import { call, httpClient, httpServer } from './helpers.ts';
+import { call, callFailing, httpClient, httpServer } from './helpers.ts';
 
 let cluster: LocalCluster;
 let server: Awaited<ReturnType<typeof httpServer>>;
@@ -31,6 +32,48 @@ after(async () => {
   await sender?.close().catch(() => undefined);
   await server?.stop();
   await cluster?.stop();
+});
+
+test('every tool answers over HTTP', async () => {
+  const stamp = Date.now();
+  const board = `http-board-${stamp}`;
+  const sent = await call(sender, 'broadcast', { payload: 1, topic: `http-${stamp}` });
+  const read = await call(waiter, 'read_messages', { from: sent.position, limit: 1 });
+  assert.equal((read.messages as { position: number }[])[0]?.position, sent.position);
+  const waited = await call(waiter, 'wait_for_messages', { from: sent.position, timeoutMs: 1 });
+  assert.equal(waited.timedOut, false);
+  assert.ok(((await call(waiter, 'barrier')).position as number) >= (sent.position as number));
+  assert.equal(((await call(waiter, 'cluster_status')).nodes as unknown[]).length, 3);
+  await call(sender, 'post_task', { board, id: 't', input: 'x' });
+  const claim = await call(waiter, 'claim_task', { board, agent: 'w', leaseMs: 60_000 });
+  await call(waiter, 'renew_task', { board, id: 't', token: claim.token, leaseMs: 60_000 });
+  await call(waiter, 'release_task', { board, id: 't', token: claim.token });
+  const again = await call(sender, 'claim_task', { board, agent: 's', leaseMs: 60_000 });
+  assert.ok((again.token as number) > (claim.token as number));
+  const stale = await callFailing(waiter, 'complete_task', { board, id: 't', token: claim.token });
+  assert.equal(stale.error, 'fenced');
+  await call(sender, 'complete_task', { board, id: 't', token: again.token, result: 'ok' });
+  const listed = await call(waiter, 'list_tasks', { board, state: 'done' });
+  assert.deepEqual(listed.counts, { open: 0, claimed: 0, done: 1 });
+  const lease = await call(sender, 'acquire_lock', {
+    name: `l-${stamp}`,
+    owner: 's',
+    leaseMs: 60_000,
+  });
+  await call(sender, 'renew_lock', { name: `l-${stamp}`, token: lease.token, leaseMs: 60_000 });
+  await call(sender, 'release_lock', { name: `l-${stamp}`, token: lease.token });
+  const member = await call(sender, 'join', { agent: `s-${stamp}`, ttlMs: 60_000 });
+  await call(sender, 'heartbeat', { agent: `s-${stamp}`, incarnation: member.incarnation });
+  const members = (await call(waiter, 'members')).members as { agent: string }[];
+  assert.ok(members.some((one) => one.agent === `s-${stamp}`));
+  await call(sender, 'leave', { agent: `s-${stamp}` });
+  const passed = await call(waiter, 'arrive_barrier', {
+    name: `b-${stamp}`,
+    parties: 1,
+    agent: 'w',
+    timeoutMs: 10_000,
+  });
+  assert.deepEqual(passed.arrived, ['w']);
 });
 
 test('wait_for_messages is woken by a broadcast from another HTTP session', async () => {
