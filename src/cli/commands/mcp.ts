@@ -6,7 +6,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { Backend, serveHttp, serveStdio } from '../../mcp/index.ts';
 import { parseAddress } from '../../transport/address.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { defaultNodeUrl, nodeUrl } from './http-client.ts';
@@ -31,6 +30,9 @@ export function mcpCommand(root: Command): void {
     .option('--space <name>', 'names the locks, presence group and barriers the tools use', 'mcp')
     .option('--call-timeout-ms <ms>', 'how long a tool call retries before `unavailable`', '30000')
     .action(async (flags: McpFlags) => {
+      // Loaded here, not at the top: every other command (a node's `start` above all) would
+      // otherwise load the MCP SDK and its HTTP stack at each start.
+      const { Backend, serveHttp, serveStdio } = await import('../../mcp/index.ts');
       const backend = new Backend({
         endpoints: flags.node.split(',').map((part) => nodeUrl(part.trim())),
         token: nonEmpty(flags.token ?? process.env.ABCAST_TOKEN),
