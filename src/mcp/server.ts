@@ -24,8 +24,19 @@ const instructions =
   'abcast is a fault-tolerant total order broadcast: every message gets a position, the same for every reader. Use broadcast (with a key when a retry must not duplicate) and read_messages/wait_for_messages to talk through the order; post_task/claim_task/complete_task to split work exactly once; acquire_lock for fencing tokens; join/heartbeat/members for presence; arrive_barrier to meet. Errors carry an `error` code and say what to do next.';
 /** The largest MCP request body over HTTP; a tool's payload is far below it. */
 const httpBodyBytesMax = 4 * 1024 * 1024;
-/** HTTP sessions open at once; a new one past it is refused until some close. */
+/**
+ * HTTP sessions open at once; a new one past it is refused until some close. A session no
+ * request used for `httpSessionIdleMs` (a client gone without DELETE) is closed when a new
+ * one needs its place.
+ */
 const httpSessionsMax = 1_024;
+const httpSessionIdleMs = 3_600_000;
+
+interface HttpSession {
+  readonly transport: StreamableHTTPServerTransport;
+  readonly end: () => void;
+  lastUsedMs: number;
+}
 
 /** A new MCP session's server with every tool and resource; `release` ends its watches. */
 export function buildMcpServer(backend: Backend): { server: McpServer; release: () => void } {
@@ -83,7 +94,7 @@ export interface HttpMcp {
 
 /** Serves the Streamable HTTP transport at `http://host:port/mcp`. */
 export async function serveHttp(backend: Backend, host: string, port: number): Promise<HttpMcp> {
-  const sessions = new Map<string, { transport: StreamableHTTPServerTransport; end: () => void }>();
+  const sessions = new Map<string, HttpSession>();
   // A page in a browser could reach a loopback server through a name it controls (DNS
   // rebinding): such requests carry that name in Host or Origin, and are refused.
   const loopback = loopbackHost(host);
@@ -102,6 +113,7 @@ export async function serveHttp(backend: Backend, host: string, port: number): P
     }
     const sessionId = request.headers['mcp-session-id'];
     const known = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
+    if (known !== undefined) known.lastUsedMs = Date.now();
     if (request.method !== 'POST') {
       if (known === undefined) return reply(response, 400, 'unknown or missing Mcp-Session-Id');
       return known.transport.handleRequest(request, response);
@@ -112,6 +124,7 @@ export async function serveHttp(backend: Backend, host: string, port: number): P
     if (!isInitializeRequest(body)) {
       return reply(response, 400, 'unknown or missing Mcp-Session-Id; initialize first');
     }
+    if (sessions.size >= httpSessionsMax) await closeIdle(sessions);
     if (sessions.size >= httpSessionsMax) {
       return reply(response, 503, `${httpSessionsMax} MCP sessions are open, the limit`);
     }
@@ -119,7 +132,7 @@ export async function serveHttp(backend: Backend, host: string, port: number): P
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, end: release });
+        sessions.set(id, { transport, end: release, lastUsedMs: Date.now() });
       },
     });
     transport.onclose = () => {
@@ -144,10 +157,18 @@ export async function serveHttp(backend: Backend, host: string, port: number): P
   };
 }
 
-async function closeHttp(
-  http: Server,
-  sessions: Map<string, { transport: StreamableHTTPServerTransport; end: () => void }>,
-): Promise<void> {
+/** Closes the sessions no request used for `httpSessionIdleMs`. */
+async function closeIdle(sessions: Map<string, HttpSession>): Promise<void> {
+  const idleSinceMs = Date.now() - httpSessionIdleMs;
+  for (const [id, session] of [...sessions]) {
+    if (session.lastUsedMs > idleSinceMs) continue;
+    sessions.delete(id);
+    session.end();
+    await session.transport.close().catch(() => undefined);
+  }
+}
+
+async function closeHttp(http: Server, sessions: Map<string, HttpSession>): Promise<void> {
   for (const { transport, end } of [...sessions.values()]) {
     end();
     await transport.close().catch(() => undefined);
