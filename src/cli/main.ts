@@ -13,6 +13,7 @@ import { certsCommand } from './commands/certs.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
 import { useCaFile, useToken } from './commands/http-client.ts';
+import { mcpCommand } from './commands/mcp.ts';
 import { membersCommand } from './commands/members.ts';
 import { sendCommand } from './commands/send.ts';
 import { startCommand } from './commands/start.ts';
@@ -58,6 +59,7 @@ function program(): Command {
   transferCommand(root);
   membersCommand(root);
   verifyCommand(root);
+  mcpCommand(root);
   benchCommand(root);
   certsCommand(root);
   tokenCommand(root);
