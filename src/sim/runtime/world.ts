@@ -25,6 +25,7 @@ import { Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
 import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
+import { simAuth } from './identities.ts';
 import { describeRuntimeMix, drawRuntimeMix, type Profile, type RuntimeMix } from './mix.ts';
 import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
@@ -38,6 +39,7 @@ const layerUnsafeVariants = [
   'deliverSeqGapAtOnce',
   'ackBeforeDatasync',
   'moveSentMessage',
+  'ignoreSessionOwner',
 ] as const;
 
 /** Deliberately broken core, node, WAL and SDK variants, for tests of the checkers only. */
@@ -65,6 +67,9 @@ export interface RuntimeRunStats extends NemesisCounts {
   diskStops: number;
   positions: number;
   calls: number;
+  /** Broadcasts refused because another client's session held their client id. */
+  foreignRefusals: number;
+  barriers: number;
   framesSent: number;
   framesLost: number;
   /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
@@ -83,6 +88,8 @@ export const defaultFaultPhaseMs = 8_000;
 const livenessBudgetMs = 60_000;
 const eventsMax = 2_000_000;
 const stepsMax = 3_000_000;
+/** Mixed into the seed for the tokens' own generator. */
+const authSeedSalt = 0x7a0c3e11;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
 const restartAfterStopMs = 100;
 
@@ -132,6 +139,8 @@ class RuntimeWorld {
     diskStops: 0,
     positions: 0,
     calls: 0,
+    foreignRefusals: 0,
+    barriers: 0,
     framesSent: 0,
     framesLost: 0,
     leaderTerms: 0,
@@ -188,6 +197,8 @@ class RuntimeWorld {
       return host === undefined || host.state !== 'up' ? null : host.acked;
     });
     const tuning = this.tuning();
+    // Tokens come from a generator of their own, so that adding them changed no other draw.
+    const auth = simAuth(new Prng((options.seed ^ authSeedSalt) >>> 0));
     const peers = new Map(ids.map((id) => [id, `${id}:7000`] as const));
     for (const [index, id] of machines.entries()) {
       const hostPrng = this.prng.fork();
@@ -214,24 +225,26 @@ class RuntimeWorld {
           unsafe: this.nodeUnsafe(),
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
+          auth: auth.source,
         }),
       );
     }
-    this.workload = new Workload(
-      this.scheduler,
-      this.checker,
-      this.mix,
-      tuning.payloadBytesMax,
-      { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 },
-      this.prng.fork(),
-      this.clientNetwork,
+    this.workload = new Workload({
+      scheduler: this.scheduler,
+      checker: this.checker,
+      mix: this.mix,
+      payloadBytesMax: tuning.payloadBytesMax,
+      bounds: { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 },
+      prng: this.prng.fork(),
+      network: this.clientNetwork,
       // Every machine, as a deployment lists its hosts: the initial members may all be
       // removed or stopped for good while machines added later carry the cluster, and an SDK
       // that knows none of those could not reach it (seed 0xc7d3).
-      machines,
-      (text) => this.note(text),
-      this.unsafe === 'moveSentMessage' ? this.unsafe : null,
-    );
+      nodeIds: machines,
+      tokens: auth.tokens,
+      note: (text) => this.note(text),
+      unsafe: this.unsafe === 'moveSentMessage' ? this.unsafe : null,
+    });
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
     runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
   }
@@ -298,7 +311,8 @@ class RuntimeWorld {
     }
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
-      unsafe === 'deliverSeqGapAtOnce'
+      unsafe === 'deliverSeqGapAtOnce' ||
+      unsafe === 'ignoreSessionOwner'
       ? { [unsafe]: true }
       : {};
   }
@@ -409,6 +423,8 @@ class RuntimeWorld {
     this.stats.virtualMs = this.scheduler.nowMs;
     this.stats.positions = this.checker.lastPosition;
     this.stats.calls = this.checker.callCount;
+    this.stats.foreignRefusals = this.workload.counts.foreignRefusals;
+    this.stats.barriers = this.workload.counts.barriers;
     this.stats.leaderTerms = this.coreChecker.leaderCount;
     this.stats.committedIndex = this.coreChecker.record.length;
     return {
