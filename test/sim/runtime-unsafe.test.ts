@@ -37,7 +37,7 @@ const hunts: readonly Hunt[] = [
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 14, 24, 25, 28, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 14, seedsMax: 5, caughtBy: ['commit rule'] },
-  // 8 of seeds 1..400 (first 145, then 264, 279, 286, 290, ...): forced split elections with
+  // 8 of seeds 1..400 (first 145, then 264, 286, 290, ...): forced split elections with
   // vote answers held until their candidate's next round, mostly in the elections shape.
   {
     variant: 'countStaleVotes',
