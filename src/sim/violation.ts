@@ -53,6 +53,8 @@ export interface ReplayFlags {
   /** A variant of the core, node, WAL or SDK. */
   readonly unsafe: UnsafeVariant | string | null;
   readonly profile: string | null;
+  /** The client mix when not the default (mixed). */
+  readonly clients?: string | null;
 }
 
 export function formatSeed(seed: number): string {
@@ -66,6 +68,7 @@ export function replayCommand(flags: ReplayFlags): string {
   if (flags.nodeCount !== null) parts.push('--nodes', String(flags.nodeCount));
   if (flags.unsafe !== null) parts.push('--unsafe', flags.unsafe);
   if (flags.profile !== null) parts.push('--profile', flags.profile);
+  if ((flags.clients ?? null) !== null) parts.push('--clients', flags.clients as string);
   parts.push('--trace');
   return parts.join(' ');
 }

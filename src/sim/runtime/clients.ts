@@ -16,7 +16,7 @@ import type { Prng } from '../../util/prng.ts';
 import type { CallOutcome, DeliveryChecker } from './delivery-checker.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
-import type { RuntimeMix } from './mix.ts';
+import { type RuntimeMix, simIdentities } from './mix.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 
 export interface ClientBounds {
@@ -37,8 +37,8 @@ export interface WorkloadOptions {
   readonly prng: Prng;
   readonly network: ClientNetwork;
   readonly nodeIds: readonly NodeId[];
-  /** The token of each identity of the cluster's auth file, by index. */
-  readonly tokens: readonly string[];
+  /** The token of each identity of the cluster's auth file, by index; null without auth. */
+  readonly tokens: readonly string[] | null;
   readonly note: (text: string) => void;
   readonly unsafe: 'moveSentMessage' | null;
 }
@@ -116,7 +116,7 @@ export class Workload {
     if (sharing.impostor) {
       roles.push({
         name: 'impostor',
-        identity: (victimIdentity + 1) % this.options.tokens.length,
+        identity: (victimIdentity + 1) % simIdentities.length,
         clientId: sharedClientId,
         wrap: (exchange) => this.sendCopiedNonce(exchange),
         waitsForNonce: true,
@@ -132,7 +132,9 @@ export class Workload {
     const client = connect({
       endpoints: this.options.nodeIds.map((id) => `http://${id}`),
       ...(role.clientId === undefined ? {} : { clientId: role.clientId }),
-      token: this.options.tokens[role.identity] as string,
+      ...(this.options.tokens === null
+        ? {}
+        : { token: this.options.tokens[role.identity] as string }),
       requestTimeoutMs: bounds.requestTimeoutMs,
       unavailableAfterMs: bounds.unavailableAfterMs,
       abandonAfterMs: bounds.abandonAfterMs,

@@ -20,6 +20,15 @@ import type { ClientNetworkFaults } from './exchange.ts';
 export const profiles = ['default', 'broad', 'elections', 'figure8', 'calm'] as const;
 export type Profile = (typeof profiles)[number];
 
+/**
+ * mixed: the clients authenticate, and each seed draws whether some share c0's client id and
+ * whether they call barriers; plain: the workload from before identities came in (no
+ * authentication, no shared ids, no barriers), so that seeds found then replay their worlds
+ * bit for bit (owners in the log change batch and snapshot sizes, and so the timing).
+ */
+export const clientMixes = ['mixed', 'plain'] as const;
+export type ClientMix = (typeof clientMixes)[number];
+
 /** What a seed's world is biased towards; a profile other than default names one. */
 export type Shape = Exclude<Profile, 'default'>;
 
@@ -160,6 +169,7 @@ const msPerTick = 10;
 export interface RuntimeMixRequest {
   readonly profile: Profile;
   readonly nodeCount: number | null;
+  readonly clients: ClientMix;
 }
 
 /** A shape drawn in proportion to the core's default weights, or the profile's own. */
@@ -236,7 +246,13 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
   };
   const shaped = shape === 'figure8' ? figure8(mix, prng) : mix;
   // Drawn last, so that adding them left every earlier draw of a seed as it was.
-  return { ...shaped, ...drawClientsSide(prng, shaped.clientCount) };
+  const clientsSide = drawClientsSide(prng, shaped.clientCount);
+  if (request.clients === 'plain') {
+    const { identityOfClient } = clientsSide.sharing;
+    const sharing = { identityOfClient, twin: false, impostor: false };
+    return { ...shaped, sharing, barrierProbability: 0 };
+  }
+  return { ...shaped, ...clientsSide };
 }
 
 function drawClientsSide(

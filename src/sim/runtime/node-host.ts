@@ -79,8 +79,8 @@ export interface NodeHostOptions {
   readonly unsafe: UnsafeOptions;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
   readonly segmentBytesMax: number;
-  /** The cluster's identities: every request is authenticated, as with `--auth`. */
-  readonly auth: AuthSource;
+  /** The cluster's identities: every request is authenticated, as with `--auth`; or none. */
+  readonly auth: AuthSource | null;
 }
 
 const dataDir = '/data';

@@ -26,7 +26,13 @@ import { DeliveryChecker } from './delivery-checker.ts';
 import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
 import { simAuth } from './identities.ts';
-import { describeRuntimeMix, drawRuntimeMix, type Profile, type RuntimeMix } from './mix.ts';
+import {
+  type ClientMix,
+  describeRuntimeMix,
+  drawRuntimeMix,
+  type Profile,
+  type RuntimeMix,
+} from './mix.ts';
 import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
 import { RaftWatch } from './raft-watch.ts';
@@ -55,6 +61,8 @@ export interface RuntimeRunOptions {
   readonly nodeCount?: number | null;
   /** default: each seed draws a shape; broad, elections, figure8, calm fix one. */
   readonly profile?: Profile;
+  /** default mixed: seeds draw shared client ids and barriers; plain: no seed does. */
+  readonly clients?: ClientMix;
   readonly unsafe?: RuntimeUnsafe | null;
   readonly faultPhaseMs?: number;
   readonly traceSink?: ((line: string) => void) | null;
@@ -154,7 +162,12 @@ class RuntimeWorld {
     assert(options.seed >>> 0 === options.seed, 'seeds are u32');
     this.prng = new Prng(options.seed);
     const profile = options.profile ?? 'default';
-    this.mix = drawRuntimeMix(this.prng.fork(), { profile, nodeCount: options.nodeCount ?? null });
+    const clients = options.clients ?? 'mixed';
+    this.mix = drawRuntimeMix(this.prng.fork(), {
+      profile,
+      nodeCount: options.nodeCount ?? null,
+      clients,
+    });
     const nemesisPrng = this.prng.fork();
     this.unsafe = options.unsafe ?? null;
     this.trace = options.traceSink ?? null;
@@ -163,6 +176,7 @@ class RuntimeWorld {
       nodeCount: options.nodeCount ?? null,
       unsafe: options.unsafe ?? null,
       profile: profile === 'default' ? null : profile,
+      clients: clients === 'mixed' ? null : clients,
     });
     this.scheduler = new SimScheduler(this.prng.fork(), eventsMax);
     const machineCount = this.mix.nodeCount + this.mix.spareCount;
@@ -198,7 +212,9 @@ class RuntimeWorld {
     });
     const tuning = this.tuning();
     // Tokens come from a generator of their own, so that adding them changed no other draw.
-    const auth = simAuth(new Prng((options.seed ^ authSeedSalt) >>> 0));
+    // Plain clients are the workload from before identities: no authentication at all.
+    const auth =
+      clients === 'plain' ? null : simAuth(new Prng((options.seed ^ authSeedSalt) >>> 0));
     const peers = new Map(ids.map((id) => [id, `${id}:7000`] as const));
     for (const [index, id] of machines.entries()) {
       const hostPrng = this.prng.fork();
@@ -225,7 +241,7 @@ class RuntimeWorld {
           unsafe: this.nodeUnsafe(),
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
-          auth: auth.source,
+          auth: auth?.source ?? null,
         }),
       );
     }
@@ -241,7 +257,7 @@ class RuntimeWorld {
       // removed or stopped for good while machines added later carry the cluster, and an SDK
       // that knows none of those could not reach it (seed 0xc7d3).
       nodeIds: machines,
-      tokens: auth.tokens,
+      tokens: auth?.tokens ?? null,
       note: (text) => this.note(text),
       unsafe: this.unsafe === 'moveSentMessage' ? this.unsafe : null,
     });
