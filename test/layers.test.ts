@@ -20,6 +20,7 @@ interface LayerChecker {
   readSources(root: string): Map<string, string>;
   importsOf(text: string): { specifier: string; line: number }[];
   readonly allowedImports: readonly AllowedImport[];
+  readonly deterministicFolders: readonly string[];
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -193,6 +194,16 @@ test('no clock, timer or randomness in src/raft and src/server, but where allowe
     'src/server/http.ts': 'const options = { headersTimeout: 1, requestTimeout: 2 };',
   });
   assert.deepEqual(allowed, []);
+});
+
+test('the runtime, the SDK and the storage are deterministic folders too', () => {
+  for (const folder of ['src/raft', 'src/server', 'src/broadcast', 'src/client', 'src/storage']) {
+    assert.ok(layers.deterministicFolders.includes(folder), folder);
+    for (const call of ['Date.now()', 'Math.random()', 'setTimeout(f, 1)']) {
+      const problems = check({ [`${folder}/x.ts`]: `const f = () => 0;\nconst v = ${call};` });
+      assert.equal(problems.length, 1, `${folder}: ${call}`);
+    }
+  }
 });
 
 test('an allowed import is let through; a stale allowance fails the check', () => {

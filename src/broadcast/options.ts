@@ -79,6 +79,8 @@ export interface UnsafeOptions {
   readonly dropSessionsOnRestore?: boolean;
   /** A seq that skips ahead of its session is delivered instead of refused (sequence_gap). */
   readonly deliverSeqGapAtOnce?: boolean;
+  /** A session takes messages of any identity with its nonce: the owner check is skipped. */
+  readonly ignoreSessionOwner?: boolean;
   /** A deliberately broken consensus core (src/raft/core.ts UnsafeVariant). */
   readonly core?: UnsafeVariant | null;
 }

@@ -87,6 +87,7 @@ export function buildNodeParts(
         recentPositionsMax,
         unsafeDeliverSeqGapAtOnce: unsafe.deliverSeqGapAtOnce === true,
         unsafeDropSessionsOnRestore: unsafe.dropSessionsOnRestore === true,
+        unsafeIgnoreSessionOwner: unsafe.ignoreSessionOwner === true,
       },
       retainBytesMax: options.retainBytesMax,
       hooks: {
