@@ -409,7 +409,7 @@ function taskItem(task: TaskView): TaskItem {
     id: task.id,
     input: task.task,
     state: task.status,
-    postedPosition: task.postedIndex,
+    postedPosition: task.postedPosition,
     agent: task.agentId,
     token: task.token,
     leaseExpiresAt: task.leaseExpiresAt,
