@@ -7,8 +7,9 @@
  *    workload goes on for `recoverySeconds` so the history shows whether commits resume;
  * 4. quiesce: the clients stop and their operations complete; wait until the live members
  *    have delivered the same number of messages;
- * 5. read every node's delivered sequence through /v1/messages and check it with the
- *    history (checker.ts); write history.jsonl, the nodes' logs and report.html to `out`.
+ * 5. read every node's delivered sequence through /v1/messages, run `abcast verify` over the
+ *    live members (verify.ts), and check both with the history (checker.ts); write
+ *    history.jsonl, the nodes' logs and report.html to `out`.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import {
   type CheckResult,
   checkHistory,
   type DeliveredMessage,
+  describeVerify,
   type NodeReading,
 } from './checker.ts';
 import { ChaosCluster } from './cluster.ts';
@@ -26,6 +28,7 @@ import { request } from './http.ts';
 import { type FaultKind, Nemesis } from './nemesis.ts';
 import { renderReport } from './report.ts';
 import type { ChaosSummary } from './summary.ts';
+import { verifyNodes } from './verify.ts';
 import { Workload } from './workload.ts';
 
 /** The timings `npm run chaos` uses, so that a test's seed replays from the command line. */
@@ -280,7 +283,12 @@ function createParts(options: ChaosRunOptions, root: string, logDir: string): Ru
   return { ids, history, cluster, nemesis, workload, notes, departedMessages, elapsedMs };
 }
 
-function summarize(options: ChaosRunOptions, parts: RunParts, result: CheckResult): ChaosSummary {
+function summarize(
+  options: ChaosRunOptions,
+  parts: RunParts,
+  result: CheckResult,
+  verify: string,
+): ChaosSummary {
   const violationTotal = Object.values(result.violationCounts).reduce(
     (sum, count) => sum + (count ?? 0),
     0,
@@ -303,6 +311,7 @@ function summarize(options: ChaosRunOptions, parts: RunParts, result: CheckResul
       .map((node) => node.id),
     violations: violationTotal,
     violationCounts: result.violationCounts,
+    verify,
     notes: parts.notes,
     out: options.out,
   };
@@ -333,6 +342,11 @@ async function runPhases(
   const live = members.filter((id) => cluster.node(id).damaged === null);
   await waitForConvergence(cluster, live, 60_000);
   const readings = await readAll(cluster, members, parts.departedMessages);
+  const verify = await verifyNodes(
+    live.filter((id) => cluster.isRunning(id)).map((id) => ({ id, url: cluster.node(id).httpUrl })),
+    { chunkCount: 4_096, timeoutMs: 10_000 },
+  );
+  log(`abcast verify: ${describeVerify(verify)}`);
   await workload.stopSubscribers();
   await history.close();
   const result = checkHistory(history.events, readings, {
@@ -340,8 +354,13 @@ async function runPhases(
     recoveryBoundMs: options.recoveryBoundMs,
     endMs,
     violationsPerPropertyMax: 20,
+    verify,
   });
-  return { summary: summarize(options, parts, result), result, readings };
+  return {
+    summary: summarize(options, parts, result, describeVerify(verify)),
+    result,
+    readings,
+  };
 }
 
 export async function runChaos(
