@@ -28,6 +28,7 @@ import { request } from './http.ts';
 import { type FaultKind, Nemesis } from './nemesis.ts';
 import { renderReport } from './report.ts';
 import type { ChaosSummary } from './summary.ts';
+import { isRoot, TmpfsMounts } from './tmpfs.ts';
 import { verifyNodes } from './verify.ts';
 import { Workload } from './workload.ts';
 
@@ -237,8 +238,22 @@ interface RunParts {
   readonly elapsedMs: () => number;
 }
 
+/** Each node's tmpfs (full-disk fault): roomy, yet bounded; only what is used takes memory. */
+const smallDiskBytes = 128 * 1024 * 1024;
+/** Small enough that a node zero-fills a new segment every few seconds under load. */
+const smallDiskSegmentBytes = 128 * 1024;
+
 function createParts(options: ChaosRunOptions, root: string, logDir: string): RunParts {
   const random = new Prng(options.seed);
+  const notes: string[] = [];
+  let smallDisks: ConstructorParameters<typeof ChaosCluster>[0]['smallDisks'] = null;
+  if (options.kinds.includes('full-disk')) {
+    if (isRoot()) {
+      smallDisks = { mounts: new TmpfsMounts(smallDiskBytes), segmentBytes: smallDiskSegmentBytes };
+    } else {
+      notes.push('full-disk faults skipped: mounting a tmpfs needs root');
+    }
+  }
   const startedMs = performance.now();
   const elapsedMs = () => performance.now() - startedMs;
   const out = options.out;
@@ -249,8 +264,8 @@ function createParts(options: ChaosRunOptions, root: string, logDir: string): Ru
     requestTimeoutMs: nodeRequestTimeoutMs,
     random: random.fork(),
     logLevel: 'info',
+    smallDisks,
   });
-  const notes: string[] = [];
   if (cluster.fakeTime === null && options.kinds.includes('clock')) {
     notes.push('clock faults skipped: libfaketime is not installed (apt-get install faketime)');
   }
@@ -377,6 +392,7 @@ export async function runChaos(
     await mkdir(logDir, { recursive: true });
   }
   const parts = createParts(options, root, logDir);
+  for (const note of parts.notes) log(note);
   try {
     const { summary, result, readings } = await runPhases(options, parts, log);
     if (out !== null) {
@@ -395,7 +411,8 @@ export async function runChaos(
     await parts.nemesis.stop().catch(() => undefined);
     await parts.workload.stop().catch(() => undefined);
     await parts.workload.stopSubscribers().catch(() => undefined);
-    await parts.cluster.close();
+    const stillMounted = await parts.cluster.close();
+    if (stillMounted.length > 0) console.error(`chaos: left mounted: ${stillMounted.join('; ')}`);
     await parts.history.close().catch(() => undefined);
     await rm(root, { recursive: true, force: true });
   }
