@@ -498,7 +498,12 @@ export class Nemesis {
         : random.pick(candidates);
     await this.withBusy([id], async () => {
       this.count('membership');
-      history.fault('membership', 'start', [id], `remove ${id}`);
+      history.fault(
+        'membership',
+        'start',
+        [id],
+        `remove ${id}${id === leader ? ' (the leader)' : ''}`,
+      );
       const outcome = await this.askMembers(random, `/v1/members/${id}`, 'DELETE', undefined);
       if (outcome === 'ok') {
         this.members.splice(this.members.indexOf(id), 1);
