@@ -460,9 +460,11 @@ function checkLiveness(
   violations: ViolationList,
 ): { longestMs: number; fromMs: number; recoveryMs: number | null } {
   const acks = acknowledgements(ops).map((ack) => ack.timeMs);
+  // From the first broadcast asked for: before it the nodes were starting, not unavailable.
+  const firstInvokeMs = ops.reduce((first, op) => Math.min(first, op.invokeMs), options.endMs);
   let longestMs = 0;
-  let fromMs = 0;
-  let previous = 0;
+  let fromMs = firstInvokeMs;
+  let previous = firstInvokeMs;
   for (const time of [...acks, options.endMs]) {
     if (time - previous > longestMs) {
       longestMs = time - previous;

@@ -156,6 +156,17 @@ test('a clean history passes, with its figures', () => {
   assert.equal(result.stats.longestUnavailabilityFromMs, 20);
 });
 
+test('unavailability is counted from the first broadcast asked for, not while nodes start', () => {
+  const script = new Script()
+    .broadcast('a', 'a1', 60, 62, { ok: 1 })
+    .broadcast('a', 'a2', 63, 95, { ok: 2 });
+  const result = checkHistory(script.events, [node('n1', ['a1', 'a2'])], options);
+  assert.deepEqual(result.violations, []);
+  // 62 → 95 is the longest stretch; 0 → 62 was the cluster starting.
+  assert.equal(result.stats.longestUnavailabilityMs, 33);
+  assert.equal(result.stats.longestUnavailabilityFromMs, 62);
+});
+
 test('an unknown outcome delivered once is fine; system records are not invented', () => {
   const { script } = clean();
   script.broadcast('c', 'c1', 40, 50, 'info');
