@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { chaosTimings, runChaos } from '../../src/chaos/run.ts';
 
-const seed = Number(process.env.CHAOS_SEED ?? 0x5eed);
+// Seed 4 draws a full disk and membership changes (one removed the leader when tried), where
+// 0x5eed drew neither; timing still varies from run to run.
+const seed = Number(process.env.CHAOS_SEED ?? 4);
 const kinds = [
   'kill',
   'pause',
