@@ -198,7 +198,8 @@ export class Nemesis {
         if (!this.options.cluster.isRunning(id) || node.paused) return;
         try {
           const { body } = await request(`${node.httpUrl}/v1/status`, { method: 'GET' }, 1_000);
-          if (typeof body.leader === 'string')
+          // A node that stopped itself (a full disk) names the leader it last knew.
+          if (typeof body.leader === 'string' && body.stopped == null)
             votes.set(body.leader, (votes.get(body.leader) ?? 0) + 1);
         } catch {
           // Not answering: no vote.
