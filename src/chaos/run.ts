@@ -28,7 +28,7 @@ import { request } from './http.ts';
 import { type FaultKind, Nemesis } from './nemesis.ts';
 import { renderReport } from './report.ts';
 import type { ChaosSummary } from './summary.ts';
-import { isRoot, TmpfsMounts } from './tmpfs.ts';
+import { TmpfsMounts, tmpfsRefusal } from './tmpfs.ts';
 import { verifyNodes } from './verify.ts';
 import { Workload } from './workload.ts';
 
@@ -243,15 +243,21 @@ const smallDiskBytes = 128 * 1024 * 1024;
 /** Small enough that a node zero-fills a new segment every few seconds under load. */
 const smallDiskSegmentBytes = 128 * 1024;
 
-function createParts(options: ChaosRunOptions, root: string, logDir: string): RunParts {
+/** `smallDisksRefusal`: why the full-disk fault cannot run here (null: it can, or is not asked). */
+function createParts(
+  options: ChaosRunOptions,
+  root: string,
+  logDir: string,
+  smallDisksRefusal: string | null,
+): RunParts {
   const random = new Prng(options.seed);
   const notes: string[] = [];
   let smallDisks: ConstructorParameters<typeof ChaosCluster>[0]['smallDisks'] = null;
   if (options.kinds.includes('full-disk')) {
-    if (isRoot()) {
+    if (smallDisksRefusal === null) {
       smallDisks = { mounts: new TmpfsMounts(smallDiskBytes), segmentBytes: smallDiskSegmentBytes };
     } else {
-      notes.push('full-disk faults skipped: mounting a tmpfs needs root');
+      notes.push(`full-disk faults skipped: ${smallDisksRefusal}`);
     }
   }
   const startedMs = performance.now();
@@ -391,7 +397,10 @@ export async function runChaos(
     await rm(logDir, { recursive: true, force: true });
     await mkdir(logDir, { recursive: true });
   }
-  const parts = createParts(options, root, logDir);
+  const smallDisksRefusal = options.kinds.includes('full-disk')
+    ? await tmpfsRefusal(join(root, 'mount-probe'))
+    : null;
+  const parts = createParts(options, root, logDir, smallDisksRefusal);
   for (const note of parts.notes) log(note);
   try {
     const { summary, result, readings } = await runPhases(options, parts, log);

@@ -17,6 +17,24 @@ export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
+/**
+ * Why a tmpfs cannot be mounted here, or null if it can: tried on `dir` and undone. Root is
+ * not always enough (a container without CAP_SYS_ADMIN).
+ */
+export async function tmpfsRefusal(dir: string): Promise<string | null> {
+  if (!isRoot()) return 'mounting a tmpfs needs root';
+  const mounts = new TmpfsMounts(1024 * 1024);
+  try {
+    await mounts.mount(dir);
+    return null;
+  } catch (error) {
+    return `mount -t tmpfs failed: ${(error as { stderr?: string }).stderr?.trim() || String(error)}`;
+  } finally {
+    await mounts.unmountAll();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 const ballastFileName = 'ballast';
 const chunkBytes = 64 * 1024;
 

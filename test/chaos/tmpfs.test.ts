@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { isRoot, TmpfsMounts } from '../../src/chaos/tmpfs.ts';
+import { isRoot, TmpfsMounts, tmpfsRefusal } from '../../src/chaos/tmpfs.ts';
 
 const skip = isRoot() ? false : 'mounting a tmpfs needs root';
 
@@ -38,6 +38,18 @@ test('a filled tmpfs refuses the next write, takes it once freed, and is unmount
     assert.ok(!(await mountPoints()).includes(dir));
   } finally {
     await mounts.unmountAll();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('the probe says whether a tmpfs can be mounted here, and leaves nothing mounted', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-tmpfs-'));
+  try {
+    const refusal = await tmpfsRefusal(join(root, 'probe'));
+    if (isRoot()) assert.equal(refusal, null);
+    else assert.match(refusal ?? '', /needs root/);
+    assert.ok(!(await mountPoints()).includes(join(root, 'probe')));
+  } finally {
     await rm(root, { recursive: true, force: true });
   }
 });
