@@ -285,6 +285,8 @@ export class BroadcastNode {
       pendingMessageCount: this.pending.size,
       storage: this.storage.counters(),
       transport: this.transport.stats(),
+      stopped:
+        this.stopped === null ? null : { code: this.stopped.code, message: this.stopped.message },
     };
   }
 

@@ -152,4 +152,10 @@ export interface NodeStatus {
   readonly pendingMessageCount: number;
   readonly storage: StorageCounters;
   readonly transport: TransportStats;
+  /**
+   * Why the node stopped (`storage_failed`, `internal`, `node_stopped` once closed), or null
+   * while it runs. A stopped node keeps the role and leader it last had: this says they are
+   * stale.
+   */
+  readonly stopped: { readonly code: string; readonly message: string } | null;
 }
