@@ -283,6 +283,7 @@ export class BroadcastNode {
         ...core.config.learners.map((id) => ({ id, address: addressOf(id), voter: false })),
       ],
       pendingMessageCount: this.pending.size,
+      stoppedReason: this.stopped === null ? null : this.stopped.code,
       storage: this.storage.counters(),
       transport: this.transport.stats(),
     };

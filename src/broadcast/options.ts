@@ -148,6 +148,8 @@ export interface NodeStatus {
     readonly voter: boolean;
   }[];
   readonly pendingMessageCount: number;
+  /** Why the node stopped serving (its storage failed, an internal error, closed); null while it runs. */
+  readonly stoppedReason: string | null;
   readonly storage: StorageCounters;
   readonly transport: TransportStats;
 }

@@ -1,0 +1,11 @@
+/**
+ * The routes for running a node rather than using the order: health probes, the dashboard
+ * and its live feed, and backups. Kept apart from the API routes (index.ts adds them).
+ */
+import type { Route } from '../router.ts';
+import { healthzRoute, readyzRoute } from './health.ts';
+
+export const opsRoutes: readonly Route[] = [
+  { method: 'GET', pattern: '/healthz', access: 'public', handler: healthzRoute },
+  { method: 'GET', pattern: '/readyz', access: 'public', handler: readyzRoute },
+];
