@@ -22,6 +22,7 @@ interface DevFlags {
   httpPort: string;
   segmentBytes?: string;
   logLevel?: string;
+  logFormat?: string;
   secure?: boolean;
 }
 
@@ -111,6 +112,7 @@ async function dev(flags: DevFlags): Promise<void> {
     args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
+    if (flags.logFormat !== undefined) args.push('--log-format', flags.logFormat);
     if (security !== null) args.push(...security.nodeArgs(id));
     return launch(id, args, `${scheme}://${http}`);
   });
@@ -152,6 +154,7 @@ export function devCommand(program: Command): void {
     .option('--http-port <port>', 'first HTTP port', '8001')
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
+    .option('--log-format <format>', "the nodes' log lines: auto, pretty or json")
     .option(
       '--secure',
       'mutual TLS between the nodes, HTTPS and an admin token, all in <data>/certs',

@@ -15,7 +15,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import type { AuthSource } from '../../server/access.ts';
@@ -23,6 +22,7 @@ import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
+import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import {
@@ -43,6 +43,7 @@ export interface StartSettings {
   readonly join: boolean;
   readonly clusterId: string;
   readonly logLevel: string;
+  readonly logFormat: LogFormat;
   /** WAL segment size (each is preallocated); null for the library's default. */
   readonly segmentBytes: number | null;
   /** Largest payload (as JSON text); null for the default, 1 MiB. */
@@ -70,6 +71,7 @@ interface StartFlags {
   config?: string;
   clusterId?: string;
   logLevel?: string;
+  logFormat?: string;
   segmentBytes?: string;
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
@@ -239,6 +241,10 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   if (!logLevels.includes(logLevel)) {
     throw new CliError(`--log-level takes one of ${logLevels.join(', ')}`);
   }
+  const logFormat = String(flags.logFormat ?? config.logFormat ?? 'auto') as LogFormat;
+  if (!logFormats.includes(logFormat)) {
+    throw new CliError(`--log-format takes one of ${logFormats.join(', ')}`);
+  }
   const segmentBytes = flags.segmentBytes ?? config.segmentBytes;
   const tls = tlsSettings({
     cert: flags.cert ?? config.cert,
@@ -263,6 +269,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     join: flags.join === true || config.join === true,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
+    logFormat,
     segmentBytes:
       segmentBytes === undefined
         ? null
@@ -326,7 +333,12 @@ export async function runNode(settings: StartSettings): Promise<{
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
 }> {
-  const logger = pino({ name: 'abcast', level: settings.logLevel });
+  const logger = createProcessLogger({
+    name: settings.id,
+    level: settings.logLevel,
+    format: settings.logFormat,
+    nowMs: systemEnvironment.monotonicMs,
+  });
   const tls = await loadTls(settings.tls);
   const auth = settings.authPath === null ? null : { table: await readAuthFile(settings.authPath) };
   if (settings.exposed.length > 0) {
@@ -436,10 +448,14 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
+    .option(
+      '--log-format <format>',
+      'auto (coloured lines on a terminal, JSON otherwise), pretty or json',
+    )
     .option('--segment-bytes <n>', 'WAL segment size in bytes (default 64 MiB, preallocated)')
     .option('--payload-bytes-max <n>', 'largest payload as JSON text (default 1 MiB)')
     .option(
