@@ -23,6 +23,7 @@ interface DevFlags {
   segmentBytes?: string;
   logLevel?: string;
   logFormat?: string;
+  corsOrigins?: string;
   secure?: boolean;
 }
 
@@ -113,6 +114,7 @@ async function dev(flags: DevFlags): Promise<void> {
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
     if (flags.logFormat !== undefined) args.push('--log-format', flags.logFormat);
+    if (flags.corsOrigins !== undefined) args.push('--cors-origins', flags.corsOrigins);
     if (security !== null) args.push(...security.nodeArgs(id));
     return launch(id, args, `${scheme}://${http}`);
   });
@@ -155,6 +157,7 @@ export function devCommand(program: Command): void {
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
     .option('--log-format <format>', "the nodes' log lines: auto, pretty or json")
+    .option('--cors-origins <list>', 'web pages of these origins (or * for any) may call the API')
     .option(
       '--secure',
       'mutual TLS between the nodes, HTTPS and an admin token, all in <data>/certs',

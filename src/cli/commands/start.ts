@@ -18,6 +18,7 @@ import type { Command } from 'commander';
 import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import type { AuthSource } from '../../server/access.ts';
+import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
@@ -55,6 +56,8 @@ export interface StartSettings {
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
   readonly limits: { readonly node: LimitValues; readonly http: LimitValues };
   readonly tls: TlsSettings;
+  /** Web pages of these origins may call the API (`--cors-origins`); null: none. */
+  readonly cors: CorsPolicy | null;
   /** The auth file (`--auth`); null: no authentication. */
   readonly authPath: string | null;
   /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
@@ -91,6 +94,7 @@ interface StartFlags {
   clientCa?: string;
   insecure?: boolean;
   auth?: string;
+  corsOrigins?: string;
 }
 
 type LimitValues = Readonly<Record<string, number>>;
@@ -262,6 +266,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   }
   return {
     id,
+    cors: corsSettings(flags.corsOrigins ?? config.corsOrigins),
     dataDir: resolve(required('data', flags.data ?? config.data)),
     listen,
     http,
@@ -288,6 +293,16 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
   };
+}
+
+function corsSettings(value: unknown): CorsPolicy | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? value.join(',') : String(value);
+  try {
+    return parseCorsOrigins(text);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
 }
 
 /** The credentials of each side, read from their files; one object when both share files. */
@@ -372,6 +387,7 @@ export async function runNode(settings: StartSettings): Promise<{
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
+    cors: settings.cors,
   });
   try {
     const url = await http.listen(settings.http);
@@ -448,7 +464,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -477,6 +493,10 @@ export function startCommand(program: Command): void {
       '--auth <file>',
       'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
     );
+  command.option(
+    '--cors-origins <list>',
+    'web pages of these origins may call the API (https://app.example,http://localhost:5173), or * for any (development)',
+  );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
   command.action((flags: StartFlags) => start(flags));
 }
