@@ -83,6 +83,8 @@ export interface ServerContext {
   readonly environment: Environment;
   /** The identities and their rights; null: no authentication, every request may do all. */
   readonly auth?: AuthSource | null;
+  /** Node id → base URL of its HTTP API, for the dashboard's view of every member. */
+  readonly httpPeers?: ReadonlyMap<NodeId, string>;
 }
 
 export interface RouteContext {

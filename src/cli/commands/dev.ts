@@ -107,6 +107,11 @@ async function dev(flags: DevFlags): Promise<void> {
   const security: DevSecurity | null =
     flags.secure === true ? await prepareDevSecurity(dataDir, ids) : null;
   const scheme = security === null ? 'http' : 'https';
+  const urls = ids.map((_, at) => `${scheme}://127.0.0.1:${httpPort + at}`);
+  const httpPeers = ids.map((id, at) => `${id}=${urls[at]}`).join(',');
+  // Each node's dashboard shows every member and may ask the leader to hand over: the
+  // nodes' own pages are let in across their ports unless told otherwise.
+  const corsOrigins = flags.corsOrigins ?? urls.join(',');
   const nodes = ids.map((id, at) => {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
@@ -114,7 +119,7 @@ async function dev(flags: DevFlags): Promise<void> {
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
     if (flags.logFormat !== undefined) args.push('--log-format', flags.logFormat);
-    if (flags.corsOrigins !== undefined) args.push('--cors-origins', flags.corsOrigins);
+    args.push('--cors-origins', corsOrigins, '--http-peers', httpPeers);
     if (security !== null) args.push(...security.nodeArgs(id));
     return launch(id, args, `${scheme}://${http}`);
   });
@@ -132,6 +137,7 @@ async function dev(flags: DevFlags): Promise<void> {
     throw error;
   }
   for (const node of nodes) console.log(`abcast dev: node ${node.id} at ${node.url}`);
+  console.log(`abcast dev: dashboard at ${nodes[0]?.url}/ (every node serves one)`);
   console.log(`abcast dev: data in ${dataDir}; Ctrl-C stops the cluster`);
   if (security === null) {
     console.log(`abcast dev: try  abcast send '{"hello":"world"}'  and  abcast tail`);

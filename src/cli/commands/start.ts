@@ -56,6 +56,8 @@ export interface StartSettings {
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
   readonly limits: { readonly node: LimitValues; readonly http: LimitValues };
   readonly tls: TlsSettings;
+  /** Node id → base URL of each member's HTTP API (`--http-peers`), for the dashboard. */
+  readonly httpPeers: Readonly<Record<string, string>>;
   /** Web pages of these origins may call the API (`--cors-origins`); null: none. */
   readonly cors: CorsPolicy | null;
   /** The auth file (`--auth`); null: no authentication. */
@@ -95,6 +97,7 @@ interface StartFlags {
   insecure?: boolean;
   auth?: string;
   corsOrigins?: string;
+  httpPeers?: string;
 }
 
 type LimitValues = Readonly<Record<string, number>>;
@@ -267,6 +270,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   return {
     id,
     cors: corsSettings(flags.corsOrigins ?? config.corsOrigins),
+    httpPeers: httpPeerSettings(flags.httpPeers ?? config.httpPeers),
     dataDir: resolve(required('data', flags.data ?? config.data)),
     listen,
     http,
@@ -293,6 +297,29 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
   };
+}
+
+/** "n1=http://10.0.0.1:8001,…" (or a config file's object) → id → base URL. */
+function httpPeerSettings(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  const pairs =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .filter((part) => part.trim() !== '')
+          .map((part) => [
+            part.slice(0, part.indexOf('=')).trim(),
+            part.slice(part.indexOf('=') + 1).trim(),
+          ])
+      : Object.entries(value as Record<string, unknown>).map(([id, url]) => [id, String(url)]);
+  const peers: Record<string, string> = {};
+  for (const [id, url] of pairs) {
+    if (!id || !/^https?:\/\/[^/\s]+$/.test(url ?? '')) {
+      throw new CliError(`--http-peers takes id=http(s)://host:port,…; "${id}=${url}" is not one`);
+    }
+    peers[id as string] = url as string;
+  }
+  return peers;
 }
 
 function corsSettings(value: unknown): CorsPolicy | null {
@@ -388,6 +415,7 @@ export async function runNode(settings: StartSettings): Promise<{
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
     cors: settings.cors,
+    httpPeers: settings.httpPeers,
   });
   try {
     const url = await http.listen(settings.http);
@@ -464,7 +492,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -493,6 +521,10 @@ export function startCommand(program: Command): void {
       '--auth <file>',
       'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
     );
+  command.option(
+    '--http-peers <list>',
+    "every member's HTTP API, n1=http://host:port,…: the dashboard shows each member's positions",
+  );
   command.option(
     '--cors-origins <list>',
     'web pages of these origins may call the API (https://app.example,http://localhost:5173), or * for any (development)',
