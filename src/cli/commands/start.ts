@@ -26,6 +26,7 @@ import { systemEnvironment } from '../../util/system-environment.ts';
 import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
+import { forceNewCluster } from './force-new-cluster.ts';
 import {
   checkExposure,
   loadCredentials,
@@ -98,6 +99,7 @@ interface StartFlags {
   auth?: string;
   corsOrigins?: string;
   httpPeers?: string;
+  forceNewCluster?: boolean;
 }
 
 type LimitValues = Readonly<Record<string, number>>;
@@ -428,9 +430,53 @@ export async function runNode(settings: StartSettings): Promise<{
   }
 }
 
+const forceWarning = [
+  'abcast: WARNING: --force-new-cluster makes this node a cluster of one, giving up what Raft guarantees.',
+  'abcast: WARNING: entries this node holds that were never committed may now be committed, and whatever the',
+  'abcast: WARNING: lost majority committed without this node is gone. Use it only when the majority is lost',
+  'abcast: WARNING: for good; never start the other old members again: add new members to this node instead.',
+];
+
+/**
+ * `--force-new-cluster`: rewrites the data directory to a one-node configuration before the
+ * node starts (snapshot.ts), then, once it leads, records the old members as removed so that
+ * it never tries to bring them back.
+ */
+async function forceNew(settings: StartSettings): Promise<{
+  settings: StartSettings;
+  removeOld: (node: BroadcastNode) => Promise<void>;
+}> {
+  for (const line of forceWarning) console.error(line);
+  const forced = await forceNewCluster({
+    dataDir: settings.dataDir,
+    clusterId: settings.clusterId,
+    id: settings.id,
+  });
+  console.error(
+    `abcast: WARNING: node ${settings.id} is now the only voter (configuration at log index ${forced.lastIndex}, term ${forced.term})`,
+  );
+  const oldMembers = Object.keys(settings.peers).filter((id) => id !== settings.id);
+  const removeOld = async (node: BroadcastNode) => {
+    for (let tries = 0; node.status().role !== 'leader'; tries++) {
+      if (tries > 600) throw new CliError('the forced one-node cluster elected no leader in 60 s');
+      await new Promise((resume) => setTimeout(resume, 100));
+    }
+    for (const id of oldMembers) await node.removeMember(id);
+    console.error(`abcast: WARNING: old members ${oldMembers.join(', ') || '(none)'} removed`);
+  };
+  return { settings: { ...settings, peers: { [settings.id]: settings.listen } }, removeOld };
+}
+
 async function start(flags: StartFlags): Promise<void> {
-  const settings = await startSettings(flags);
+  let settings = await startSettings(flags);
+  let removeOld: ((node: BroadcastNode) => Promise<void>) | null = null;
+  if (flags.forceNewCluster === true) ({ settings, removeOld } = await forceNew(settings));
   const { node, http, url, tls, auth } = await runNode(settings);
+  if (removeOld !== null) {
+    void removeOld(node).catch((error: Error) =>
+      console.error(`abcast: removing the old members failed: ${error.message}`),
+    );
+  }
   const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
   const authMode = auth === null ? '' : ` (${auth.table.identities.length} identities)`;
   console.log(
@@ -490,6 +536,10 @@ export function startCommand(program: Command): void {
     .option('--http <host:port>', 'address of the HTTP API')
     .option('--peers <list>', 'every initial member: n1=host:port,n2=host:port,…')
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
+    .option(
+      '--force-new-cluster',
+      'DANGER: make this node a cluster of one from its data, when the majority is lost for good (--peers: the old members, to remove them)',
+    )
     .option(
       '--config <file>',
       'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers',

@@ -5,6 +5,7 @@
 import type { Route } from '../router.ts';
 import { dashboardAssetRoute, dashboardFeedRoute, dashboardPageRoute } from './dashboard.ts';
 import { healthzRoute, readyzRoute } from './health.ts';
+import { snapshotRoute } from './snapshot.ts';
 
 export const opsRoutes: readonly Route[] = [
   { method: 'GET', pattern: '/healthz', access: 'public', handler: healthzRoute },
@@ -12,4 +13,5 @@ export const opsRoutes: readonly Route[] = [
   { method: 'GET', pattern: '/', access: 'public', handler: dashboardPageRoute },
   { method: 'GET', pattern: '/dashboard/:file', access: 'public', handler: dashboardAssetRoute },
   { method: 'GET', pattern: '/v1/dashboard', access: 'read', handler: dashboardFeedRoute },
+  { method: 'GET', pattern: '/v1/snapshot', access: 'admin', handler: snapshotRoute },
 ];
