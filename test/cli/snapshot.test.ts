@@ -127,7 +127,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
 
     // A flipped byte is caught before anything is written.
     const bytes = await readFile(file);
-    bytes[bytes.length - 10] ^= 1;
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] as number) ^ 1;
     await writeFile(join(root, 'damaged.snap'), bytes);
     const damaged = await runCli(
       [
