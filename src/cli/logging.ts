@@ -9,7 +9,6 @@
  * logged at debug. Later, or once the link had been open, it is a warning as before.
  */
 import { pino } from 'pino';
-import { PinoPretty } from 'pino-pretty';
 import type { NodeLogger } from '../broadcast/node.ts';
 
 export const logFormats = ['auto', 'pretty', 'json'] as const;
@@ -27,26 +26,31 @@ export function prettyWanted(format: LogFormat, isTerminal: boolean): boolean {
   return format === 'pretty' || (format === 'auto' && isTerminal);
 }
 
-export function createProcessLogger(options: {
+export async function createProcessLogger(options: {
   /** Shown on every line, so the lines of a local cluster's nodes tell which node spoke. */
   readonly name: string;
   readonly level: string;
   readonly format: LogFormat;
   readonly nowMs: () => number;
-}): ProcessLogger {
+}): Promise<ProcessLogger> {
   const base = { name: options.name, level: options.level };
-  const logger = prettyWanted(options.format, process.stdout.isTTY === true)
-    ? pino(
-        base,
-        PinoPretty({
-          colorize: true,
-          sync: true,
-          translateTime: 'HH:MM:ss.l',
-          ignore: 'pid,hostname',
-          singleLine: true,
-        }),
-      )
-    : pino(base);
+  // Loaded only when used: every other command starts without it.
+  const pretty = prettyWanted(options.format, process.stdout.isTTY === true)
+    ? (await import('pino-pretty')).PinoPretty
+    : null;
+  const logger =
+    pretty !== null
+      ? pino(
+          base,
+          pretty({
+            colorize: true,
+            sync: true,
+            translateTime: 'HH:MM:ss.l',
+            ignore: 'pid,hostname',
+            singleLine: true,
+          }),
+        )
+      : pino(base);
   return quietStartup(logger, { startedMs: options.nowMs(), nowMs: options.nowMs });
 }
 

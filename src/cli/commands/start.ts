@@ -377,7 +377,7 @@ export async function runNode(settings: StartSettings): Promise<{
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
 }> {
-  const logger = createProcessLogger({
+  const logger = await createProcessLogger({
     name: settings.id,
     level: settings.logLevel,
     format: settings.logFormat,
