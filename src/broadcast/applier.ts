@@ -19,7 +19,7 @@ import type { NodeObserver } from './observer.ts';
 import type { NodeLogger } from './options.ts';
 import type { PendingMessage, PendingTable } from './pending.ts';
 import { type RunOutcome, SessionTable, type SessionTableOptions } from './sessions.ts';
-import { type AppState, decodeAppState, type Snapshots } from './snapshots.ts';
+import { type AppState, decodeAppState, encodeAppState, type Snapshots } from './snapshots.ts';
 
 /** What the other parts do when the applier learns something. */
 export interface ApplierHooks {
@@ -261,6 +261,21 @@ export class Applier {
       if (pending === undefined || !sentBy(pending, run)) continue;
       this.options.pending.settle(pending, null, new BroadcastError(code, message, {}));
     }
+  }
+
+  /**
+   * The application state as of the applied index, serialised as a snapshot: what a backup
+   * holds. Taken in one synchronous step, so it is one consistent cut of the applied log.
+   */
+  snapshotNow(): Snapshot {
+    return {
+      meta: {
+        index: this.appliedIndexValue,
+        term: this.appliedTerm,
+        config: this.appliedConfigValue,
+      },
+      data: encodeAppState(this.state),
+    };
   }
 
   /** Replaces the application state with a leader's snapshot (Raft §7). */

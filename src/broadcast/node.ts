@@ -10,7 +10,7 @@
  * this very code on virtual time, one event at a time.
  */
 import type { RaftCore } from '../raft/core.ts';
-import type { NodeId, PersistedState, Ready } from '../raft/types.ts';
+import type { NodeId, PersistedState, Ready, Snapshot } from '../raft/types.ts';
 import { sendableBeforePersist } from '../raft/types.ts';
 import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage } from '../storage/types.ts';
@@ -240,6 +240,18 @@ export class BroadcastNode {
    */
   barrier(): Promise<number> {
     return this.reads.barrier();
+  }
+
+  /**
+   * A backup: the application state (session table, membership) at a committed index that
+   * covers every message acknowledged anywhere before the call (a barrier first), and the
+   * last position it includes. Restoring it (`abcast snapshot restore`) starts a new cluster
+   * whose positions continue after `position` and whose sessions still drop duplicates.
+   */
+  async backup(): Promise<{ readonly snapshot: Snapshot; readonly position: number }> {
+    await this.barrier();
+    if (this.stopped !== null) throw this.stopped;
+    return { snapshot: this.applier.snapshotNow(), position: this.applier.sessions.lastPosition };
   }
 
   // ------------------------------------------------------------ membership and status

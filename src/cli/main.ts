@@ -16,6 +16,7 @@ import { useCaFile, useToken } from './commands/http-client.ts';
 import { mcpCommand } from './commands/mcp.ts';
 import { membersCommand } from './commands/members.ts';
 import { sendCommand } from './commands/send.ts';
+import { snapshotCommand } from './commands/snapshot.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
 import { tailCommand } from './commands/tail.ts';
@@ -23,7 +24,7 @@ import { transferCommand } from './commands/transfer.ts';
 import { verifyCommand } from './commands/verify.ts';
 
 /** Commands that talk to a node's HTTP API, and so take the CA of an https:// node. */
-const clientCommands = ['send', 'tail', 'status', 'transfer', 'members', 'verify'];
+const clientCommands = ['send', 'tail', 'status', 'transfer', 'members', 'verify', 'snapshot'];
 
 /**
  * `--ca FILE` (or ABCAST_CA) and `--token TOKEN` (or ABCAST_TOKEN) on a command and its
@@ -62,6 +63,7 @@ function program(): Command {
   mcpCommand(root);
   benchCommand(root);
   certsCommand(root);
+  snapshotCommand(root);
   tokenCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });

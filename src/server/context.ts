@@ -5,7 +5,7 @@
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
 import type { BroadcastResult } from '../broadcast/pending.ts';
-import type { FollowerProgress, NodeId } from '../raft/types.ts';
+import type { FollowerProgress, NodeId, Snapshot } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
 import type { Identity } from './auth.ts';
@@ -47,6 +47,8 @@ export interface ServedNode {
   transferLeadership(to: NodeId): { accepted: boolean; detail: string };
   addMember(member: { id: NodeId; address: string; voter: boolean }): Promise<ServedStatus>;
   removeMember(id: NodeId): Promise<ServedStatus>;
+  /** A consistent backup at a committed index (BroadcastNode.backup); absent: not offered. */
+  backup?(): Promise<{ readonly snapshot: Snapshot; readonly position: number }>;
 }
 
 export interface ServerSettings {
@@ -83,6 +85,8 @@ export interface ServerContext {
   readonly environment: Environment;
   /** The identities and their rights; null: no authentication, every request may do all. */
   readonly auth?: AuthSource | null;
+  /** Node id → base URL of its HTTP API, for the dashboard's view of every member. */
+  readonly httpPeers?: ReadonlyMap<NodeId, string>;
 }
 
 export interface RouteContext {

@@ -37,6 +37,8 @@ export interface ServerOptions {
   readonly connectionsMax?: number;
   /** Identities and their rights (auth.ts); absent: every request may do everything. */
   readonly auth?: AuthSource | null;
+  /** Node id → base URL of its HTTP API ("http://10.0.0.2:8001"): the dashboard shows them all. */
+  readonly httpPeers?: Readonly<Record<NodeId, string>>;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -125,5 +127,6 @@ export function createServerContext(options: ServerOptions): ServerContext {
     logger: options.logger,
     environment: options.environment,
     auth: options.auth ?? null,
+    httpPeers: new Map(Object.entries(options.httpPeers ?? {})),
   };
 }

@@ -15,16 +15,18 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import type { BroadcastNode } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import type { AuthSource } from '../../server/access.ts';
+import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
+import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
+import { forceNewCluster } from './force-new-cluster.ts';
 import {
   checkExposure,
   loadCredentials,
@@ -43,6 +45,7 @@ export interface StartSettings {
   readonly join: boolean;
   readonly clusterId: string;
   readonly logLevel: string;
+  readonly logFormat: LogFormat;
   /** WAL segment size (each is preallocated); null for the library's default. */
   readonly segmentBytes: number | null;
   /** Largest payload (as JSON text); null for the default, 1 MiB. */
@@ -54,6 +57,10 @@ export interface StartSettings {
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
   readonly limits: { readonly node: LimitValues; readonly http: LimitValues };
   readonly tls: TlsSettings;
+  /** Node id → base URL of each member's HTTP API (`--http-peers`), for the dashboard. */
+  readonly httpPeers: Readonly<Record<string, string>>;
+  /** Web pages of these origins may call the API (`--cors-origins`); null: none. */
+  readonly cors: CorsPolicy | null;
   /** The auth file (`--auth`); null: no authentication. */
   readonly authPath: string | null;
   /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
@@ -70,6 +77,7 @@ interface StartFlags {
   config?: string;
   clusterId?: string;
   logLevel?: string;
+  logFormat?: string;
   segmentBytes?: string;
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
@@ -89,6 +97,9 @@ interface StartFlags {
   clientCa?: string;
   insecure?: boolean;
   auth?: string;
+  corsOrigins?: string;
+  httpPeers?: string;
+  forceNewCluster?: boolean;
 }
 
 type LimitValues = Readonly<Record<string, number>>;
@@ -239,6 +250,10 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   if (!logLevels.includes(logLevel)) {
     throw new CliError(`--log-level takes one of ${logLevels.join(', ')}`);
   }
+  const logFormat = String(flags.logFormat ?? config.logFormat ?? 'auto') as LogFormat;
+  if (!logFormats.includes(logFormat)) {
+    throw new CliError(`--log-format takes one of ${logFormats.join(', ')}`);
+  }
   const segmentBytes = flags.segmentBytes ?? config.segmentBytes;
   const tls = tlsSettings({
     cert: flags.cert ?? config.cert,
@@ -256,6 +271,8 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   }
   return {
     id,
+    cors: corsSettings(flags.corsOrigins ?? config.corsOrigins),
+    httpPeers: httpPeerSettings(flags.httpPeers ?? config.httpPeers),
     dataDir: resolve(required('data', flags.data ?? config.data)),
     listen,
     http,
@@ -263,6 +280,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     join: flags.join === true || config.join === true,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
+    logFormat,
     segmentBytes:
       segmentBytes === undefined
         ? null
@@ -281,6 +299,39 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
   };
+}
+
+/** "n1=http://10.0.0.1:8001,…" (or a config file's object) → id → base URL. */
+function httpPeerSettings(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  const pairs =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .filter((part) => part.trim() !== '')
+          .map((part) => [
+            part.slice(0, part.indexOf('=')).trim(),
+            part.slice(part.indexOf('=') + 1).trim(),
+          ])
+      : Object.entries(value as Record<string, unknown>).map(([id, url]) => [id, String(url)]);
+  const peers: Record<string, string> = {};
+  for (const [id, url] of pairs) {
+    if (!id || !/^https?:\/\/[^/\s]+$/.test(url ?? '')) {
+      throw new CliError(`--http-peers takes id=http(s)://host:port,…; "${id}=${url}" is not one`);
+    }
+    peers[id as string] = url as string;
+  }
+  return peers;
+}
+
+function corsSettings(value: unknown): CorsPolicy | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? value.join(',') : String(value);
+  try {
+    return parseCorsOrigins(text);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
 }
 
 /** The credentials of each side, read from their files; one object when both share files. */
@@ -326,7 +377,12 @@ export async function runNode(settings: StartSettings): Promise<{
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
 }> {
-  const logger = pino({ name: 'abcast', level: settings.logLevel });
+  const logger = await createProcessLogger({
+    name: settings.id,
+    level: settings.logLevel,
+    format: settings.logFormat,
+    nowMs: systemEnvironment.monotonicMs,
+  });
   const tls = await loadTls(settings.tls);
   const auth = settings.authPath === null ? null : { table: await readAuthFile(settings.authPath) };
   if (settings.exposed.length > 0) {
@@ -360,6 +416,8 @@ export async function runNode(settings: StartSettings): Promise<{
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
+    cors: settings.cors,
+    httpPeers: settings.httpPeers,
   });
   try {
     const url = await http.listen(settings.http);
@@ -372,9 +430,53 @@ export async function runNode(settings: StartSettings): Promise<{
   }
 }
 
+const forceWarning = [
+  'abcast: WARNING: --force-new-cluster makes this node a cluster of one, giving up what Raft guarantees.',
+  'abcast: WARNING: entries this node holds that were never committed may now be committed, and whatever the',
+  'abcast: WARNING: lost majority committed without this node is gone. Use it only when the majority is lost',
+  'abcast: WARNING: for good; never start the other old members again: add new members to this node instead.',
+];
+
+/**
+ * `--force-new-cluster`: rewrites the data directory to a one-node configuration before the
+ * node starts (snapshot.ts), then, once it leads, records the old members as removed so that
+ * it never tries to bring them back.
+ */
+async function forceNew(settings: StartSettings): Promise<{
+  settings: StartSettings;
+  removeOld: (node: BroadcastNode) => Promise<void>;
+}> {
+  for (const line of forceWarning) console.error(line);
+  const forced = await forceNewCluster({
+    dataDir: settings.dataDir,
+    clusterId: settings.clusterId,
+    id: settings.id,
+  });
+  console.error(
+    `abcast: WARNING: node ${settings.id} is now the only voter (configuration at log index ${forced.lastIndex}, term ${forced.term})`,
+  );
+  const oldMembers = Object.keys(settings.peers).filter((id) => id !== settings.id);
+  const removeOld = async (node: BroadcastNode) => {
+    for (let tries = 0; node.status().role !== 'leader'; tries++) {
+      if (tries > 600) throw new CliError('the forced one-node cluster elected no leader in 60 s');
+      await new Promise((resume) => setTimeout(resume, 100));
+    }
+    for (const id of oldMembers) await node.removeMember(id);
+    console.error(`abcast: WARNING: old members ${oldMembers.join(', ') || '(none)'} removed`);
+  };
+  return { settings: { ...settings, peers: { [settings.id]: settings.listen } }, removeOld };
+}
+
 async function start(flags: StartFlags): Promise<void> {
-  const settings = await startSettings(flags);
+  let settings = await startSettings(flags);
+  let removeOld: ((node: BroadcastNode) => Promise<void>) | null = null;
+  if (flags.forceNewCluster === true) ({ settings, removeOld } = await forceNew(settings));
   const { node, http, url, tls, auth } = await runNode(settings);
+  if (removeOld !== null) {
+    void removeOld(node).catch((error: Error) =>
+      console.error(`abcast: removing the old members failed: ${error.message}`),
+    );
+  }
   const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
   const authMode = auth === null ? '' : ` (${auth.table.identities.length} identities)`;
   console.log(
@@ -435,11 +537,19 @@ export function startCommand(program: Command): void {
     .option('--peers <list>', 'every initial member: n1=host:port,n2=host:port,…')
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
+      '--force-new-cluster',
+      'DANGER: make this node a cluster of one from its data, when the majority is lost for good (--peers: the old members, to remove them)',
+    )
+    .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
+    .option(
+      '--log-format <format>',
+      'auto (coloured lines on a terminal, JSON otherwise), pretty or json',
+    )
     .option('--segment-bytes <n>', 'WAL segment size in bytes (default 64 MiB, preallocated)')
     .option('--payload-bytes-max <n>', 'largest payload as JSON text (default 1 MiB)')
     .option(
@@ -461,6 +571,14 @@ export function startCommand(program: Command): void {
       '--auth <file>',
       'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
     );
+  command.option(
+    '--http-peers <list>',
+    "every member's HTTP API, n1=http://host:port,…: the dashboard shows each member's positions",
+  );
+  command.option(
+    '--cors-origins <list>',
+    'web pages of these origins may call the API (https://app.example,http://localhost:5173), or * for any (development)',
+  );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
   command.action((flags: StartFlags) => start(flags));
 }

@@ -12,6 +12,7 @@ import { digestRoute } from './digest.ts';
 import { addMemberRoute, removeMemberRoute } from './members.ts';
 import { messagesRoute } from './messages.ts';
 import { metricsRoute } from './metrics.ts';
+import { opsRoutes } from './ops.ts';
 import { statusRoute } from './status.ts';
 import { streamRoute } from './stream.ts';
 import { transferRoute } from './transfer.ts';
@@ -28,4 +29,5 @@ export const apiRoutes: readonly Route[] = [
   { method: 'POST', pattern: '/v1/members', access: 'admin', handler: addMemberRoute },
   { method: 'DELETE', pattern: '/v1/members/:id', access: 'admin', handler: removeMemberRoute },
   { method: 'GET', pattern: '/metrics', access: 'admin', handler: metricsRoute },
+  ...opsRoutes,
 ];
