@@ -5,9 +5,15 @@
  */
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
+import { BinaryConnectionError, binaryExchange, isBinaryUrl } from './binary-exchange.ts';
 import { ClientError } from './errors.ts';
 import type { HttpExchange } from './exchange.ts';
-import { nodeExchange, openStream, type StreamAnswer } from './node-exchange.ts';
+import {
+  type NodeExchangeOptions,
+  nodeExchange,
+  openStream,
+  type StreamAnswer,
+} from './node-exchange.ts';
 
 /**
  * Deliberately broken behaviours, for tests that prove the checks catch them. Never set
@@ -18,7 +24,11 @@ import { nodeExchange, openStream, type StreamAnswer } from './node-exchange.ts'
 export type UnsafeVariant = 'moveSentMessage';
 
 export interface ConnectOptions {
-  /** HTTP base URLs of the nodes, e.g. `http://127.0.0.1:8001`; any node serves any call. */
+  /**
+   * Base URLs of the nodes, e.g. `http://127.0.0.1:8001`, or `abcast://127.0.0.1:9001` for the
+   * binary protocol (docs/protocol.md); any node serves any call. Subscriptions read only
+   * from the http(s) ones.
+   */
   readonly endpoints: readonly string[];
   /** The session id (1–255 bytes); random by default. Reuse one only for one live client. */
   readonly clientId?: string;
@@ -123,7 +133,7 @@ export function settingsOf(options: ConnectOptions): Settings {
   const environment = options.environment ?? systemEnvironment;
   const tls = { ca: caText(options.ca) };
   const authorization = authorizationOf(options.token);
-  const exchange = options.exchange ?? nodeExchange(environment, tls);
+  const exchange = options.exchange ?? defaultExchange(environment, tls, endpoints);
   const settings: Settings = {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
@@ -140,7 +150,14 @@ export function settingsOf(options: ConnectOptions): Settings {
         ? exchange
         : (request) => exchange({ ...request, headers: { ...request.headers, ...authorization } }),
     openStream: (url, headers, signal) =>
-      openStream(tls, url, { ...headers, ...authorization }, signal),
+      isBinaryUrl(url)
+        ? Promise.reject(
+            new BinaryConnectionError(
+              'stream_not_binary',
+              'subscriptions read over http(s); give the client an http endpoint too',
+            ),
+          )
+        : openStream(tls, url, { ...headers, ...authorization }, signal),
     unsafe: options.unsafe ?? null,
   };
   if (typeof settings.batching !== 'boolean') {
@@ -192,7 +209,22 @@ function caText(ca: string | Uint8Array | undefined): string | null {
   return text;
 }
 
-/** The base URL without a trailing slash; only http(s). */
+/**
+ * node:http for http(s) endpoints, the binary protocol for abcast(s) ones; a client may mix
+ * them (a binary endpoint per node for calls, say, and an HTTP one for subscriptions).
+ */
+function defaultExchange(
+  environment: Environment,
+  tls: NodeExchangeOptions,
+  endpoints: readonly string[],
+): HttpExchange {
+  const overHttp = nodeExchange(environment, tls);
+  if (!endpoints.some(isBinaryUrl)) return overHttp;
+  const overBinary = binaryExchange(environment, tls);
+  return (request) => (isBinaryUrl(request.url) ? overBinary(request) : overHttp(request));
+}
+
+/** The base URL without a trailing slash: http(s), or abcast(s) for the binary protocol. */
 function endpointUrl(text: string): string {
   let url: URL | null = null;
   try {
@@ -200,10 +232,10 @@ function endpointUrl(text: string): string {
   } catch {
     // refused below
   }
-  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+  if (url === null || !['http:', 'https:', 'abcast:', 'abcasts:'].includes(url.protocol)) {
     throw new ClientError(
       'invalid_argument',
-      `an endpoint is an http(s) base URL like http://127.0.0.1:8001, got "${text}"`,
+      `an endpoint is an http(s) base URL like http://127.0.0.1:8001 or a binary one like abcast://127.0.0.1:9001, got "${text}"`,
       { field: 'endpoints', endpoint: text },
     );
   }

@@ -10,6 +10,7 @@ import { formatAddress, parseAddress } from '../transport/address.ts';
 import type { TlsCredentials, TlsMaterial } from '../transport/tls.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
+import { BinaryServer, defaultWindowRequests } from './binary-server.ts';
 import type { ServerContext } from './context.ts';
 import { applyCors, type CorsPolicy } from './cors.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -29,11 +30,18 @@ export type HttpServerOptions = Omit<ServerOptions, 'environment'> & {
   readonly tls?: TlsCredentials;
   /** Web pages of these origins may call the API (cors.ts); null or absent: none. */
   readonly cors?: CorsPolicy | null;
+  /** Unanswered requests one binary-port connection may hold; default 1024. */
+  readonly clientWindowRequests?: number;
 };
 
 export interface HttpServer {
   /** Listens on "host:port" (port 0 picks a free one); resolves with the base URL. */
   listen(address: string): Promise<string>;
+  /**
+   * Also serves the binary client protocol (binary-server.ts) on "host:port", TLS when the
+   * API has it, through the same routes; resolves with `abcast(s)://host:port`.
+   */
+  listenBinary(address: string): Promise<string>;
   /** Ends event streams, lets answers in progress finish (within their deadline), stops. */
   close(): Promise<void>;
 }
@@ -44,12 +52,25 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     environment: options.environment ?? systemEnvironment,
   });
   const api = new ApiServer(context, options.tls ?? null, options.cors ?? null);
-  return { listen: (address) => api.listen(address), close: () => api.close() };
+  const binary = new BinaryServer({
+    context,
+    dispatcher: api.dispatcher,
+    tls: options.tls ?? null,
+    windowRequests: options.clientWindowRequests ?? defaultWindowRequests,
+  });
+  api.binary = binary;
+  return {
+    listen: (address) => api.listen(address),
+    listenBinary: (address) => binary.listen(address),
+    close: () => api.close(),
+  };
 }
 
 class ApiServer {
   private readonly server: Server;
-  private readonly dispatcher: Dispatcher;
+  readonly dispatcher: Dispatcher;
+  /** The binary client port, closed with the HTTP server. */
+  binary: BinaryServer | null = null;
   private closed: Promise<void> | null = null;
   private readonly scheme: 'http' | 'https';
   private stopRotation: (() => void) | null = null;
@@ -114,6 +135,7 @@ class ApiServer {
 
   private async closeOnce(): Promise<void> {
     this.stopRotation?.();
+    const binaryStopped = this.binary?.stopListening();
     const stopped = new Promise<void>((resolve) => {
       if (!this.server.listening) return resolve();
       this.server.close(() => resolve());
@@ -122,7 +144,9 @@ class ApiServer {
     // closes, idle keep-alive ones included.
     await this.dispatcher.close();
     this.server.closeAllConnections();
+    this.binary?.closeConnections();
     await stopped;
+    await binaryStopped;
   }
 }
 

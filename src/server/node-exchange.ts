@@ -19,7 +19,11 @@ const clientUriPrefix = 'URI:abcast://client/';
  * verified against its CA counts; the server asks for one but lets token clients in without.
  */
 export function certificateNameOf(req: IncomingMessage): string | null {
-  const socket = req.socket as Partial<TLSSocket>;
+  return certificateNameOfSocket(req.socket as Partial<TLSSocket>);
+}
+
+/** The same, for a socket of any TLS server (the binary client port's too). */
+export function certificateNameOfSocket(socket: Partial<TLSSocket>): string | null {
   if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return null;
   const certificate = socket.getPeerCertificate();
   if (certificate === null || typeof certificate !== 'object') return null;

@@ -1,14 +1,17 @@
 /**
- * `abcast bench [--node URL] [--concurrency 64] [--seconds 10] [--payload-bytes 256]`: a
- * closed-loop load over HTTP (POST /v1/broadcast, each request waits for its commit), with a
- * progress bar on stderr while it runs and a summary table at the end. It measures what any
+ * `abcast bench [--protocol http|binary] [--node URL] [--binary-node URL] [--concurrency 64]
+ * [--seconds 10] [--payload-bytes 256] [--json]`: a closed-loop load (each message waits for
+ * its commit), with a progress bar on stderr while it runs and a summary table at the end,
+ * or one JSON line with `--json`. Over HTTP it is one POST /v1/broadcast per message; over
+ * the binary protocol it is the SDK, as an application would send. It measures what any
  * HTTP client sees; the library and the cluster benchmark (`npm run bench`) measure the
  * replication pipeline itself.
  */
 import { Agent, request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
-import { positiveIntegerFlag } from './errors.ts';
+import { connect } from '../../client/index.ts';
+import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
 
 interface BenchFlags {
@@ -16,6 +19,9 @@ interface BenchFlags {
   concurrency: string;
   seconds: string;
   payloadBytes: string;
+  protocol: string;
+  binaryNode: string;
+  json?: boolean;
 }
 
 interface BenchTotals {
@@ -60,59 +66,106 @@ function postBroadcast(base: URL, agent: Agent, body: string): Promise<boolean> 
   });
 }
 
-async function worker(
-  base: URL,
-  agent: Agent,
-  body: string,
-  deadline: number,
-  totals: BenchTotals,
-): Promise<void> {
+/** One message sent and awaited: whether it was acknowledged. */
+type Send = () => Promise<boolean>;
+
+async function worker(send: Send, deadline: number, totals: BenchTotals): Promise<void> {
   while (performance.now() < deadline) {
     const started = performance.now();
-    if (await postBroadcast(base, agent, body))
-      totals.latenciesMs.push(performance.now() - started);
+    if (await send()) totals.latenciesMs.push(performance.now() - started);
     else totals.errorCount++;
   }
 }
 
+type Protocol = 'http' | 'binary';
+
+/**
+ * The load's way in. `http`: one POST /v1/broadcast per message on kept-alive connections,
+ * what any HTTP client sees. `binary`: the SDK over the binary client protocol, which
+ * packs the messages in flight into batch requests pipelined on one connection.
+ */
+function sender(
+  protocol: Protocol,
+  target: string,
+  body: string,
+  concurrency: number,
+): { send: Send; close: () => void } {
+  if (protocol === 'http') {
+    const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+    const base = new URL(target);
+    return { send: () => postBroadcast(base, agent, body), close: () => agent.destroy() };
+  }
+  const client = connect({ endpoints: [target], inFlightMax: Math.max(256, concurrency) });
+  const payload = (JSON.parse(body) as { payload: unknown }).payload;
+  return {
+    send: () =>
+      client.broadcast(payload).then(
+        () => true,
+        () => false,
+      ),
+    close: () => client.close(),
+  };
+}
+
+function protocolOf(text: string): Protocol {
+  if (text !== 'http' && text !== 'binary') {
+    throw new CliError(`--protocol takes http or binary, got "${text}"`);
+  }
+  return text;
+}
+
 async function bench(flags: BenchFlags): Promise<void> {
-  const base = nodeUrl(flags.node);
+  const protocol = protocolOf(flags.protocol);
+  const target = protocol === 'http' ? nodeUrl(flags.node) : binaryUrl(flags.binaryNode);
   const concurrency = positiveIntegerFlag('concurrency', flags.concurrency);
   const seconds = positiveIntegerFlag('seconds', flags.seconds);
+  const json = flags.json === true;
   // The payload is a JSON string: its quotes take two of the bytes.
   const payload = 'x'.repeat(
     Math.max(0, positiveIntegerFlag('payload-bytes', flags.payloadBytes) - 2),
   );
-  await callJson(base, '/v1/status');
+  if (protocol === 'http') await callJson(target, '/v1/status');
   const totals: BenchTotals = { latenciesMs: [], errorCount: 0 };
   const started = performance.now();
   const deadline = started + seconds * 1000;
   const interactive = process.stderr.isTTY === true;
   const ticker = setInterval(() => {
+    if (json) return;
     const elapsed = (performance.now() - started) / 1000;
     const line = `${progressBar(elapsed / seconds)} ${elapsed.toFixed(0)}/${seconds} s  ${totals.latenciesMs.length} acknowledged`;
     process.stderr.write(interactive ? `\r${line}` : `${line}\n`);
   }, 1000);
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const body = JSON.stringify({ payload });
-  const target = new URL(base);
+  const load = sender(protocol, target, JSON.stringify({ payload }), concurrency);
   try {
     await Promise.all(
-      Array.from({ length: concurrency }, () => worker(target, agent, body, deadline, totals)),
+      Array.from({ length: concurrency }, () => worker(load.send, deadline, totals)),
     );
   } finally {
-    agent.destroy();
+    load.close();
     clearInterval(ticker);
-    if (interactive) process.stderr.write('\n');
+    if (interactive && !json) process.stderr.write('\n');
   }
   const elapsedSeconds = (performance.now() - started) / 1000;
   const sorted = [...totals.latenciesMs].sort((a, b) => a - b);
+  const summary = {
+    messagesPerSecond: Math.round(sorted.length / elapsedSeconds),
+    p50Ms: Number(percentile(sorted, 0.5).toFixed(3)),
+    p99Ms: Number(percentile(sorted, 0.99).toFixed(3)),
+    errors: totals.errorCount,
+    protocol,
+    concurrency,
+  };
+  if (json) {
+    console.log(JSON.stringify(summary));
+    return;
+  }
   const rows: [string, string][] = [
-    ['node', base],
+    ['node', target],
+    ['protocol', protocol],
     ['in flight', String(concurrency)],
     ['acknowledged', String(sorted.length)],
     ['errors', String(totals.errorCount)],
-    ['messages/s', (sorted.length / elapsedSeconds).toFixed(0)],
+    ['messages/s', String(summary.messagesPerSecond)],
     ['latency p50', `${percentile(sorted, 0.5).toFixed(2)} ms`],
     ['latency p99', `${percentile(sorted, 0.99).toFixed(2)} ms`],
     ['latency max', `${(sorted[sorted.length - 1] ?? 0).toFixed(2)} ms`],
@@ -121,13 +174,33 @@ async function bench(flags: BenchFlags): Promise<void> {
   for (const [name, value] of rows) console.log(`${name.padEnd(width)}  ${value}`);
 }
 
+const defaultBinaryUrl = 'abcast://127.0.0.1:9001';
+
+function binaryUrl(text: string): string {
+  if (!/^abcasts?:\/\/[^/]+$/.test(text.replace(/\/+$/, ''))) {
+    throw new CliError(`--binary-node takes a URL like ${defaultBinaryUrl}, got "${text}"`);
+  }
+  return text;
+}
+
 export function benchCommand(program: Command): void {
   program
     .command('bench')
-    .description('load a node over HTTP and print throughput and latency')
-    .option('--node <url>', "a member's HTTP API", defaultNodeUrl)
-    .option('--concurrency <n>', 'requests in flight', '64')
+    .description('load a node and print throughput and latency')
+    .option('--node <url>', "a member's HTTP API (--protocol http)", defaultNodeUrl)
+    .option(
+      '--binary-node <url>',
+      "a member's binary client port (--protocol binary)",
+      defaultBinaryUrl,
+    )
+    .option(
+      '--protocol <name>',
+      'http: a POST per message; binary: the SDK over the binary protocol',
+      'http',
+    )
+    .option('--concurrency <n>', 'messages in flight', '64')
     .option('--seconds <n>', 'how long to run', '10')
     .option('--payload-bytes <n>', 'bytes per message, as JSON text', '256')
+    .option('--json', 'print one JSON line (no progress bar)')
     .action((flags: BenchFlags) => bench(flags));
 }

@@ -1,6 +1,6 @@
 /**
  * `abcast dev`: a local cluster of separate `abcast start` processes on 127.0.0.1 (peer ports
- * from --port, HTTP ports from --http-port, data under --data/<id>), until Ctrl-C or SIGTERM,
+ * from --port, HTTP ports from --http-port, binary client protocol ports from --binary-port, data under --data/<id>), until Ctrl-C or SIGTERM,
  * which stop every node gracefully (SIGTERM each, then wait; SIGKILL past a deadline).
  * Restarting on the same --data recovers the cluster. This is `npm start`.
  *
@@ -20,6 +20,7 @@ interface DevFlags {
   data: string;
   port: string;
   httpPort: string;
+  binaryPort: string;
   segmentBytes?: string;
   logLevel?: string;
   logFormat?: string;
@@ -87,20 +88,31 @@ async function stopAll(nodes: readonly DevNode[]): Promise<void> {
   clearTimeout(timer);
 }
 
-function layout(flags: DevFlags): { count: number; port: number; httpPort: number } {
+function layout(flags: DevFlags): {
+  count: number;
+  port: number;
+  httpPort: number;
+  binaryPort: number;
+} {
   const count = positiveIntegerFlag('nodes', flags.nodes);
   if (count > nodeCountMax) throw new CliError(`--nodes takes 1 to ${nodeCountMax}`);
   const port = positiveIntegerFlag('port', flags.port, 1024);
   const httpPort = positiveIntegerFlag('http-port', flags.httpPort, 1024);
-  if (port + count > 65536 || httpPort + count > 65536) throw new CliError('ports beyond 65535');
+  const binaryPort = positiveIntegerFlag('binary-port', flags.binaryPort, 1024);
+  if (Math.max(port, httpPort, binaryPort) + count > 65536) {
+    throw new CliError('ports beyond 65535');
+  }
   if (Math.abs(port - httpPort) < count) {
     throw new CliError('--port and --http-port ranges overlap');
   }
-  return { count, port, httpPort };
+  if (Math.abs(binaryPort - httpPort) < count || Math.abs(binaryPort - port) < count) {
+    throw new CliError('--binary-port overlaps --port or --http-port');
+  }
+  return { count, port, httpPort, binaryPort };
 }
 
 async function dev(flags: DevFlags): Promise<void> {
-  const { count, port, httpPort } = layout(flags);
+  const { count, port, httpPort, binaryPort } = layout(flags);
   const dataDir = resolve(flags.data);
   const ids = Array.from({ length: count }, (_, at) => `n${at + 1}`);
   const peers = ids.map((id, at) => `${id}=127.0.0.1:${port + at}`).join(',');
@@ -116,6 +128,7 @@ async function dev(flags: DevFlags): Promise<void> {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
     args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
+    args.push('--binary', `127.0.0.1:${binaryPort + at}`);
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
     if (flags.logFormat !== undefined) args.push('--log-format', flags.logFormat);
@@ -136,7 +149,11 @@ async function dev(flags: DevFlags): Promise<void> {
     await stopAll(nodes);
     throw error;
   }
-  for (const node of nodes) console.log(`abcast dev: node ${node.id} at ${node.url}`);
+  const binaryScheme = security === null ? 'abcast' : 'abcasts';
+  nodes.forEach((node, at) => {
+    const binary = `${binaryScheme}://127.0.0.1:${binaryPort + at}`;
+    console.log(`abcast dev: node ${node.id} at ${node.url} (binary protocol ${binary})`);
+  });
   console.log(`abcast dev: dashboard at ${nodes[0]?.url}/ (every node serves one)`);
   console.log(`abcast dev: data in ${dataDir}; Ctrl-C stops the cluster`);
   if (security === null) {
@@ -160,6 +177,7 @@ export function devCommand(program: Command): void {
     .option('--data <dir>', 'data directory; each node uses <dir>/<id>', './data')
     .option('--port <port>', 'first peer port', '7001')
     .option('--http-port <port>', 'first HTTP port', '8001')
+    .option('--binary-port <port>', 'first port of the binary client protocol', '9001')
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
     .option('--log-format <format>', "the nodes' log lines: auto, pretty or json")

@@ -41,6 +41,8 @@ export interface StartSettings {
   readonly dataDir: string;
   readonly listen: string;
   readonly http: string;
+  /** Address of the binary client protocol (`--binary`); null: not served. */
+  readonly binary: string | null;
   readonly peers: Readonly<Record<string, string>>;
   readonly join: boolean;
   readonly clusterId: string;
@@ -72,6 +74,7 @@ interface StartFlags {
   data?: string;
   listen?: string;
   http?: string;
+  binary?: string;
   peers?: string;
   join?: boolean;
   config?: string;
@@ -242,6 +245,9 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   const http = required('http', flags.http ?? config.http);
   checkAddress('listen', listen);
   checkAddress('http', http, true);
+  const binaryFlag = flags.binary ?? config.binary;
+  const binary = binaryFlag === undefined ? null : String(binaryFlag);
+  if (binary !== null) checkAddress('binary', binary, true);
   const peers = parsePeers(flags.peers ?? config.peers);
   if (!(id in peers)) {
     throw new CliError(`the peer list does not include the node itself (${id})`);
@@ -264,7 +270,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     clientCa: flags.clientCa ?? config.clientCa,
     insecure: flags.insecure === true || config.insecure === true,
   });
-  const exposed = checkExposure(tls, { listen, http, peers: Object.values(peers) });
+  const exposed = checkExposure(tls, { listen, http, binary, peers: Object.values(peers) });
   const authPath = flags.auth ?? config.auth;
   if (authPath !== undefined && (typeof authPath !== 'string' || authPath === '')) {
     throw new CliError('--auth takes the path of an auth file (abcast token create makes one)');
@@ -276,6 +282,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     dataDir: resolve(required('data', flags.data ?? config.data)),
     listen,
     http,
+    binary,
     peers,
     join: flags.join === true || config.join === true,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
@@ -374,6 +381,8 @@ export async function runNode(settings: StartSettings): Promise<{
   node: BroadcastNode;
   http: HttpServer;
   url: string;
+  /** The binary client port's URL (`abcast://host:port`), or null when not served. */
+  binaryUrl: string | null;
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
 }> {
@@ -419,14 +428,30 @@ export async function runNode(settings: StartSettings): Promise<{
     cors: settings.cors,
     httpPeers: settings.httpPeers,
   });
+  const url = await listenOrClose({ node, http }, settings.http, () => http.listen(settings.http));
+  const binaryUrl =
+    settings.binary === null
+      ? null
+      : await listenOrClose({ node, http }, settings.binary, () =>
+          http.listenBinary(settings.binary as string),
+        );
+  return { node, http, url, binaryUrl, tls, auth };
+}
+
+/** Listens, or closes the node and its server and says why it could not. */
+async function listenOrClose(
+  running: { readonly node: BroadcastNode; readonly http: HttpServer },
+  address: string,
+  listen: () => Promise<string>,
+): Promise<string> {
   try {
-    const url = await http.listen(settings.http);
-    return { node, http, url, tls, auth };
+    return await listen();
   } catch (error) {
-    await node.close();
+    await running.http.close().catch(() => undefined);
+    await running.node.close();
     const code = (error as { code?: string }).code;
-    if (code === 'EADDRINUSE') throw new CliError(`port in use: cannot listen on ${settings.http}`);
-    throw new CliError(`cannot listen on ${settings.http}: ${(error as Error).message}`);
+    if (code === 'EADDRINUSE') throw new CliError(`port in use: cannot listen on ${address}`);
+    throw new CliError(`cannot listen on ${address}: ${(error as Error).message}`);
   }
 }
 
@@ -471,7 +496,7 @@ async function start(flags: StartFlags): Promise<void> {
   let settings = await startSettings(flags);
   let removeOld: ((node: BroadcastNode) => Promise<void>) | null = null;
   if (flags.forceNewCluster === true) ({ settings, removeOld } = await forceNew(settings));
-  const { node, http, url, tls, auth } = await runNode(settings);
+  const { node, http, url, binaryUrl, tls, auth } = await runNode(settings);
   if (removeOld !== null) {
     void removeOld(node).catch((error: Error) =>
       console.error(`abcast: removing the old members failed: ${error.message}`),
@@ -480,7 +505,7 @@ async function start(flags: StartFlags): Promise<void> {
   const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
   const authMode = auth === null ? '' : ` (${auth.table.identities.length} identities)`;
   console.log(
-    `abcast: node ${settings.id} up: HTTP ${url}${authMode}, peers on ${settings.listen}${peerMode}, data in ${settings.dataDir}`,
+    `abcast: node ${settings.id} up: HTTP ${url}${authMode}${binaryUrl === null ? '' : `, binary ${binaryUrl}`}, peers on ${settings.listen}${peerMode}, data in ${settings.dataDir}`,
   );
   if (settings.exposed.length > 0) {
     console.error(`abcast: warning: --insecure: no TLS for ${settings.exposed.join(', ')}`);
@@ -534,6 +559,10 @@ export function startCommand(program: Command): void {
     .option('--data <dir>', 'data directory (created if missing; recovered on restart)')
     .option('--listen <host:port>', 'address for peer traffic')
     .option('--http <host:port>', 'address of the HTTP API')
+    .option(
+      '--binary <host:port>',
+      'address of the binary client protocol (docs/protocol.md), TLS when the API has it',
+    )
     .option('--peers <list>', 'every initial member: n1=host:port,n2=host:port,…')
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
@@ -542,7 +571,7 @@ export function startCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers',
+      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')

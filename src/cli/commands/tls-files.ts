@@ -76,7 +76,12 @@ export function isLoopbackHost(host: string): boolean {
  */
 export function checkExposure(
   tls: TlsSettings,
-  addresses: { listen: string; http: string; peers: readonly string[] },
+  addresses: {
+    listen: string;
+    http: string;
+    peers: readonly string[];
+    binary?: string | null;
+  },
 ): string[] {
   const exposed: string[] = [];
   const hostOf = (address: string) => parseAddress(address, true).host;
@@ -87,6 +92,10 @@ export function checkExposure(
   }
   if (tls.http === null && !isLoopbackHost(hostOf(addresses.http))) {
     exposed.push(`HTTP on ${addresses.http}`);
+  }
+  const binary = addresses.binary ?? null;
+  if (tls.http === null && binary !== null && !isLoopbackHost(hostOf(binary))) {
+    exposed.push(`the binary client port on ${binary}`);
   }
   if (exposed.length > 0 && !tls.insecure) {
     throw new CliError(

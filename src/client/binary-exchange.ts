@@ -1,0 +1,260 @@
+/**
+ * The SDK's exchange over the binary client protocol (docs/protocol.md), for endpoints
+ * given as `abcast://host:port` (`abcasts://` with TLS): one connection per endpoint, every
+ * call of the client pipelined on it, each answer matched to its call by
+ * request id whatever order they come back in. The calls and answers are those of HTTP
+ * (method, path, status, JSON body), so everything above the exchange — batching, retries,
+ * sessions — is the same code for both protocols.
+ *
+ * The node grants a window of unanswered requests in its welcome; calls beyond it wait
+ * here in issue order (the SDK's own `inFlightMax` bounds how many). A call whose deadline
+ * passes or whose caller aborts is rejected at once, but keeps its slot until the node
+ * answers it, because the node still counts it.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import {
+  type AnswerFrame,
+  type ClientFrame,
+  ClientFrameDecoder,
+  clientFrameLimits,
+  encodeClientFrame,
+  type RequestMethod,
+} from '../transport/client-frames.ts';
+import { assert } from '../util/assert.ts';
+import type { Environment, Timer } from '../util/environment.ts';
+import type { HttpExchange, HttpExchangeRequest, HttpExchangeResponse } from './exchange.ts';
+import { ExchangeTimeoutError, type NodeExchangeOptions } from './node-exchange.ts';
+
+/** Whether `url` names an endpoint of the binary protocol. */
+export function isBinaryUrl(url: string): boolean {
+  return url.startsWith('abcast://') || url.startsWith('abcasts://');
+}
+
+/** Why a binary call got no answer: the connection failed or the node closed it. */
+export class BinaryConnectionError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BinaryConnectionError';
+  }
+}
+
+const utf8 = new TextDecoder('utf-8');
+const encoder = new TextEncoder();
+
+interface Call {
+  readonly request: HttpExchangeRequest;
+  readonly path: string;
+  readonly resolve: (response: HttpExchangeResponse) => void;
+  readonly reject: (error: unknown) => void;
+  /** The caller stopped waiting; the slot stays taken until the node answers. */
+  settled: boolean;
+  timer: Timer | null;
+  detach: () => void;
+}
+
+/** One connection to one node and the calls it carries. */
+class BinaryConnection {
+  private readonly socket: Socket;
+  private readonly decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
+  private readonly inFlight = new Map<number, Call>();
+  private readonly waiting: Call[] = [];
+  private windowRequests = 0;
+  private nextRequestId = 1;
+  private failure: BinaryConnectionError | null = null;
+
+  constructor(
+    origin: URL,
+    options: NodeExchangeOptions,
+    private readonly onGone: () => void,
+  ) {
+    const host = origin.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(origin.port);
+    assert(Number.isSafeInteger(port) && port > 0, 'a binary endpoint names its port');
+    this.socket =
+      origin.protocol === 'abcasts:'
+        ? tlsConnect({ host, port, ...(options.ca === null ? {} : { ca: options.ca }) })
+        : netConnect({ host, port });
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (error: NodeJS.ErrnoException) =>
+      this.fail(new BinaryConnectionError(error.code ?? 'connection_failed', error.message)),
+    );
+    this.socket.on('close', () =>
+      this.fail(new BinaryConnectionError('ECONNRESET', 'the node closed the connection')),
+    );
+    this.socket.write(encodeClientFrame({ type: 'hello', requestId: 0, token: '' }));
+  }
+
+  call(call: Call): void {
+    if (this.failure !== null) {
+      this.settle(call, this.failure);
+      return;
+    }
+    this.waiting.push(call);
+    this.pump();
+    this.holdProcess();
+  }
+
+  /** An idle connection does not keep the process alive, as an idle kept-alive socket. */
+  private holdProcess(): void {
+    if (this.inFlight.size + this.waiting.length === 0) this.socket.unref();
+    else this.socket.ref();
+  }
+
+  /** Sends waiting calls while the window has room (none before the welcome). */
+  private pump(): void {
+    while (this.waiting.length > 0 && this.inFlight.size < this.windowRequests) {
+      const call = this.waiting.shift() as Call;
+      if (call.settled) continue;
+      const requestId = this.takeRequestId();
+      this.inFlight.set(requestId, call);
+      this.socket.write(
+        encodeClientFrame({
+          type: 'request',
+          requestId,
+          method: call.request.method as RequestMethod,
+          path: call.path,
+          headers: forwardedHeaders(call.request.headers),
+          body: call.request.body === null ? new Uint8Array(0) : encoder.encode(call.request.body),
+        }),
+      );
+    }
+  }
+
+  private takeRequestId(): number {
+    // Ids wrap after 2^32 - 1; one still in flight is skipped (the window is far smaller).
+    for (;;) {
+      const id = this.nextRequestId;
+      this.nextRequestId = id >= 0xffff_ffff ? 1 : id + 1;
+      if (!this.inFlight.has(id)) return id;
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    const { frames, error } = this.decoder.push(chunk);
+    for (const frame of frames) this.onFrame(frame);
+    if (error !== null) {
+      this.fail(new BinaryConnectionError(error.code, `the node sent ${error.message}`));
+      this.socket.destroy();
+    }
+  }
+
+  private onFrame(frame: ClientFrame): void {
+    switch (frame.type) {
+      case 'welcome':
+        this.windowRequests = frame.windowRequests;
+        this.pump();
+        return;
+      case 'answer':
+        this.onAnswer(frame);
+        return;
+      case 'goAway':
+        this.fail(new BinaryConnectionError(frame.code, frame.message));
+        this.socket.destroy();
+        return;
+      default:
+        this.fail(new BinaryConnectionError('frame_unexpected', `a node sends no ${frame.type}`));
+        this.socket.destroy();
+    }
+  }
+
+  private onAnswer(frame: AnswerFrame): void {
+    const call = this.inFlight.get(frame.requestId);
+    if (call === undefined) {
+      this.fail(new BinaryConnectionError('frame_unexpected', 'an answer to no request'));
+      this.socket.destroy();
+      return;
+    }
+    this.inFlight.delete(frame.requestId);
+    this.settle(call, {
+      status: frame.status,
+      headers: frame.headers,
+      body: utf8.decode(frame.body),
+    });
+    this.pump();
+    this.holdProcess();
+  }
+
+  /** Settles a call once; later answers for it only free its slot. */
+  settle(call: Call, outcome: HttpExchangeResponse | Error): void {
+    if (call.settled) return;
+    call.settled = true;
+    call.timer?.cancel();
+    call.detach();
+    if (outcome instanceof Error) call.reject(outcome);
+    else call.resolve(outcome);
+  }
+
+  private fail(error: BinaryConnectionError): void {
+    if (this.failure !== null) return;
+    this.failure = error;
+    this.onGone();
+    const calls = [...this.inFlight.values(), ...this.waiting];
+    this.inFlight.clear();
+    this.waiting.length = 0;
+    for (const call of calls) this.settle(call, error);
+    this.socket.destroy();
+  }
+}
+
+/** Only what the node reads: the JSON framing headers are implied by the protocol. */
+function forwardedHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const forwarded: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower !== 'accept' && lower !== 'content-type') forwarded[lower] = value;
+  }
+  return forwarded;
+}
+
+/**
+ * An HttpExchange for `abcast(s)://` URLs; deadlines run on `environment`'s timers
+ * (background: they never keep a process alive by themselves).
+ */
+export function binaryExchange(
+  environment: Environment,
+  options: NodeExchangeOptions = { ca: null },
+): HttpExchange {
+  const connections = new Map<string, BinaryConnection>();
+  const connectionTo = (origin: URL): BinaryConnection => {
+    const key = origin.origin === 'null' ? `${origin.protocol}//${origin.host}` : origin.origin;
+    let connection = connections.get(key);
+    if (connection === undefined) {
+      const made = new BinaryConnection(origin, options, () => {
+        if (connections.get(key) === made) connections.delete(key);
+      });
+      connection = made;
+      connections.set(key, connection);
+    }
+    return connection;
+  };
+  return (request) =>
+    new Promise<HttpExchangeResponse>((resolve, reject) => {
+      assert(Number.isFinite(request.timeoutMs) && request.timeoutMs > 0, 'a deadline is > 0');
+      const url = new URL(request.url);
+      const connection = connectionTo(url);
+      const call: Call = {
+        request,
+        path: `${url.pathname}${url.search}`,
+        resolve,
+        reject,
+        settled: false,
+        timer: null,
+        detach: () => undefined,
+      };
+      if (request.signal.aborted) return reject(request.signal.reason);
+      call.timer = environment.setTimer(
+        request.timeoutMs,
+        () => connection.settle(call, new ExchangeTimeoutError(request.timeoutMs)),
+        { background: true },
+      );
+      const onAbort = () => connection.settle(call, request.signal.reason as Error);
+      request.signal.addEventListener('abort', onAbort, { once: true });
+      call.detach = () => request.signal.removeEventListener('abort', onAbort);
+      connection.call(call);
+    });
+}

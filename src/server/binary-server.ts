@@ -1,0 +1,320 @@
+/**
+ * The binary client port (docs/protocol.md): the same API calls as HTTP, carried in frames
+ * (transport/client-frames.ts), many at once on one connection. Each request frame becomes
+ * an exchange of the one Dispatcher the HTTP server runs, so a call over this port goes
+ * through the same routes, validation, authentication, session rules, error shapes and
+ * deadlines as over HTTP; only the envelope differs. Answers leave as they finish, tagged
+ * with their request's id.
+ *
+ * Memory per connection is bounded: the decoder holds at most one frame of
+ * `frameBytesMax`, and the node grants a window of `windowRequests` unanswered requests; a
+ * client that goes past it, or sends a frame that does not decode, gets a goAway frame with
+ * the code and its connection closed. Other connections are not touched.
+ */
+
+import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { formatAddress, parseAddress } from '../transport/address.ts';
+import {
+  type ClientFrame,
+  ClientFrameDecoder,
+  clientFrameLimits,
+  encodeClientFrame,
+  type RequestFrame,
+} from '../transport/client-frames.ts';
+import type { TlsCredentials, TlsMaterial } from '../transport/tls.ts';
+import { assert } from '../util/assert.ts';
+import type { Timer } from '../util/environment.ts';
+import { tooLarge } from './body.ts';
+import type { ServerContext } from './context.ts';
+import type { Dispatcher } from './dispatcher.ts';
+import { HttpError } from './errors.ts';
+import type { Answer, ExchangeRequest, ExchangeResponse, Front } from './exchange.ts';
+import { certificateNameOfSocket } from './node-exchange.ts';
+
+/** Unanswered requests one connection may hold by default. */
+export const defaultWindowRequests = 1024;
+
+/** The largest batch body (broadcast-batch.ts) plus room for the frame's own fields. */
+function frameBytesMaxFor(context: ServerContext): number {
+  return Math.min(
+    clientFrameLimits.frameBytesMax,
+    Math.max(4 << 20, context.settings.bodyBytesMax) + (64 << 10),
+  );
+}
+
+/** Answer headers worth carrying: the rest (content-length, cache-control) mean nothing here. */
+const answerHeaderNames = ['content-type', 'retry-after', 'www-authenticate', 'allow'];
+
+const encoder = new TextEncoder();
+
+export interface BinaryServerOptions {
+  readonly context: ServerContext;
+  readonly dispatcher: Dispatcher;
+  readonly tls: TlsCredentials | null;
+  readonly windowRequests: number;
+}
+
+export class BinaryServer {
+  private readonly server: Server;
+  private readonly connections = new Set<BinaryConnection>();
+  private stopRotation: (() => void) | null = null;
+  private readonly scheme: 'abcast' | 'abcasts';
+
+  constructor(private readonly options: BinaryServerOptions) {
+    assert(Number.isSafeInteger(options.windowRequests), 'the window is an integer');
+    assert(options.windowRequests >= 1, 'the window holds a request');
+    const { tls, context } = options;
+    const accept = (socket: Socket) => this.accept(socket);
+    this.scheme = tls === null ? 'abcast' : 'abcasts';
+    if (tls === null) {
+      this.server = createNetServer({ noDelay: true }, accept);
+    } else {
+      const askForCertificates = context.auth !== null && context.auth !== undefined;
+      const server = createTlsServer(
+        {
+          ...tlsOptions(tls.material),
+          requestCert: askForCertificates,
+          rejectUnauthorized: false,
+          handshakeTimeout: context.settings.requestTimeoutMs,
+        },
+        accept,
+      );
+      this.stopRotation = tls.onUpdate((material) => server.setSecureContext(tlsOptions(material)));
+      this.server = server;
+    }
+    this.server.maxConnections = context.settings.connectionsMax;
+  }
+
+  /** Listens on "host:port" (port 0 picks one); resolves with `abcast(s)://host:port`. */
+  async listen(address: string): Promise<string> {
+    const { host, port } = parseAddress(address, true);
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = this.server.address() as AddressInfo;
+    return `${this.scheme}://${formatAddress({ host: bound.address, port: bound.port })}`;
+  }
+
+  /** Stops accepting; open connections stay until `closeConnections`. */
+  stopListening(): Promise<void> {
+    this.stopRotation?.();
+    return new Promise((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+  }
+
+  /** Says goodbye to every connection (their answers in progress are over by now). */
+  closeConnections(): void {
+    for (const connection of this.connections) {
+      connection.goAway(0, 'node_stopped', 'the node is stopping');
+    }
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    const connection = new BinaryConnection(socket, this.options);
+    this.connections.add(connection);
+    socket.once('close', () => this.connections.delete(connection));
+  }
+}
+
+function tlsOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
+  return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
+}
+
+/** One client connection: hello, then requests in flight by id. */
+class BinaryConnection {
+  private readonly decoder: ClientFrameDecoder;
+  private readonly frameBytesMax: number;
+  /** Close listeners of the exchanges in flight, by request id. */
+  private readonly inFlight = new Map<number, () => void>();
+  private token: string | null = null;
+  private closing = false;
+  private helloTimer: Timer | null;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly options: BinaryServerOptions,
+  ) {
+    const { context } = options;
+    this.frameBytesMax = frameBytesMaxFor(context);
+    this.decoder = new ClientFrameDecoder(this.frameBytesMax);
+    // A connection that never says hello holds a socket for nothing.
+    this.helloTimer = context.environment.setTimer(
+      context.settings.requestTimeoutMs,
+      () => this.goAway(0, 'hello_timeout', 'no hello frame within the request deadline'),
+      { background: true },
+    );
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined); // a reset: 'close' follows and cleans up
+    socket.once('close', () => this.onClose());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    const { frames, error } = this.decoder.push(chunk);
+    for (const frame of frames) {
+      if (this.closing) return;
+      this.onFrame(frame);
+    }
+    if (error !== null) this.goAway(0, error.code, error.message);
+  }
+
+  private onFrame(frame: ClientFrame): void {
+    if (frame.type === 'hello') {
+      this.onHello(frame.token);
+      return;
+    }
+    const refusal = this.refusalOf(frame);
+    if (refusal !== null) this.goAway(frame.requestId, refusal.code, refusal.message);
+    else this.options.dispatcher.dispatch(this.front(frame as RequestFrame));
+  }
+
+  private onHello(token: string): void {
+    if (this.token !== null) {
+      this.goAway(0, 'hello_repeated', 'hello comes once');
+      return;
+    }
+    this.helloTimer?.cancel();
+    this.helloTimer = null;
+    this.token = token;
+    this.write(
+      encodeClientFrame({
+        type: 'welcome',
+        requestId: 0,
+        windowRequests: this.options.windowRequests,
+        frameBytesMax: this.frameBytesMax,
+        nodeId: this.options.context.node.id,
+      }),
+    );
+  }
+
+  /** Why a frame other than hello ends the connection, or null for a request to run. */
+  private refusalOf(frame: ClientFrame): { code: string; message: string } | null {
+    if (frame.type !== 'request') {
+      return { code: 'frame_unexpected', message: `a client sends no ${frame.type} frame` };
+    }
+    if (this.token === null) {
+      return { code: 'hello_expected', message: 'the first frame is a hello' };
+    }
+    if (this.inFlight.has(frame.requestId)) {
+      return {
+        code: 'request_id_in_use',
+        message: `request ${frame.requestId} is still unanswered`,
+      };
+    }
+    if (this.inFlight.size >= this.options.windowRequests) {
+      return {
+        code: 'window_exceeded',
+        message: `more than the ${this.options.windowRequests} unanswered requests the node granted`,
+      };
+    }
+    return null;
+  }
+
+  private front(frame: RequestFrame): Front {
+    const { requestId } = frame;
+    const isOpen = () => !this.closing;
+    let answered = false;
+    let status = 200;
+    const headers: Record<string, string> = { ...frame.headers };
+    if (this.token !== '' && headers.authorization === undefined) {
+      headers.authorization = `Bearer ${this.token}`;
+    }
+    // The frame may be a view of the socket's chunk: the body outlives this turn.
+    const body = frame.body.slice();
+    const request: ExchangeRequest = {
+      method: frame.method,
+      url: frame.path,
+      headers,
+      readBody: async ({ bodyBytesMax, signal }) => {
+        if (signal.aborted) throw signal.reason;
+        if (body.length > bodyBytesMax) throw tooLarge(bodyBytesMax);
+        return body;
+      },
+      certificateName: certificateNameOfSocket(this.socket as Partial<TLSSocket>),
+    };
+    const response: ExchangeResponse = {
+      get answerable() {
+        return !answered && isOpen();
+      },
+      get status() {
+        return status;
+      },
+      send: (answer: Answer) => {
+        assert(!answered, 'a request is answered once');
+        answered = true;
+        status = answer.status;
+        if (isOpen()) this.write(answerFrame(requestId, answer));
+        const listener = this.inFlight.get(requestId);
+        this.inFlight.delete(requestId);
+        if (listener !== undefined) queueMicrotask(listener);
+      },
+      startStream: () => {
+        throw new HttpError(
+          501,
+          'not_implemented',
+          'streams are served over HTTP (GET /v1/stream); the binary port answers whole calls',
+        );
+      },
+    };
+    return {
+      request,
+      response,
+      onClose: (listener) => {
+        assert(!this.inFlight.has(requestId), 'one close listener per request');
+        if (answered) queueMicrotask(listener);
+        else this.inFlight.set(requestId, listener);
+      },
+      afterErrorAnswer: () => undefined, // the whole body is at hand: nothing to discard
+    };
+  }
+
+  private write(frame: Uint8Array): void {
+    if (!this.socket.destroyed) this.socket.write(frame);
+  }
+
+  /** Says why in a last frame, then closes this connection (and only this one). */
+  goAway(requestId: number, code: string, message: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.helloTimer?.cancel();
+    this.write(encodeClientFrame({ type: 'goAway', requestId, code, message }));
+    this.socket.end();
+    // A client that never reads must not keep the socket: it has been told.
+    this.options.context.environment.setTimer(1000, () => this.socket.destroy(), {
+      background: true,
+    });
+  }
+
+  private onClose(): void {
+    this.closing = true;
+    this.helloTimer?.cancel();
+    const listeners = [...this.inFlight.values()];
+    this.inFlight.clear();
+    // The client went away: whatever runs for its requests is told to stop.
+    for (const listener of listeners) listener();
+  }
+}
+
+function answerFrame(requestId: number, answer: Answer): Uint8Array {
+  const headers: Record<string, string> = {};
+  for (const name of answerHeaderNames) {
+    const value = answer.headers[name];
+    if (value !== undefined) headers[name] = value.slice(0, clientFrameLimits.headerValueBytesMax);
+  }
+  return encodeClientFrame({
+    type: 'answer',
+    requestId,
+    status: answer.status,
+    headers,
+    body: encoder.encode(answer.body),
+  });
+}

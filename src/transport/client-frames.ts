@@ -1,0 +1,398 @@
+/**
+ * The binary client protocol's frames (docs/protocol.md is the contract other languages
+ * implement). Every frame is a 32-bit big-endian length, then that many bytes:
+ *
+ *   u8 version (1) · u8 type · u32 requestId · fields of the type
+ *
+ * A request frame carries one API call (method, path, headers, body) and its answer comes
+ * back with the same requestId, in whatever order the node finishes them: many requests
+ * ride one connection at once (pipelining), and a POST /v1/broadcast/batch carries many
+ * broadcasts in one frame. Strings are u16-length UTF-8, bodies u32-length bytes.
+ *
+ * Decoding trusts nothing: every length is checked against the bytes left and against its
+ * own bound before anything is read or allocated, and a frame with bytes left over is
+ * refused, so a forged frame is a `ClientFrameError` with a stable code and never an
+ * out-of-bounds read.
+ */
+import { assert } from '../util/assert.ts';
+import { AbcastError } from '../util/errors.ts';
+import { FramingError, lengthPrefixBytes, PacketSplitter } from './framing.ts';
+
+export const clientProtocolVersion = 1;
+
+export const frameTypes = {
+  hello: 1,
+  welcome: 2,
+  request: 3,
+  answer: 4,
+  goAway: 5,
+} as const;
+
+/** Bounds every decoder applies, whatever the peer announces. */
+export const clientFrameLimits = {
+  /** Version, type and requestId. */
+  headerBytes: 6,
+  tokenBytesMax: 512,
+  pathBytesMax: 2048,
+  headersMax: 32,
+  headerNameBytesMax: 64,
+  headerValueBytesMax: 1024,
+  codeBytesMax: 64,
+  messageBytesMax: 1024,
+  nodeIdBytesMax: 255,
+  /** A frame is at most this (length prefix excluded) unless the decoder is given less. */
+  frameBytesMax: (8 << 20) + (64 << 10),
+} as const;
+
+export type ClientFrameErrorCode =
+  | 'frame_too_large'
+  | 'frame_empty'
+  | 'frame_malformed'
+  | 'version_unsupported'
+  | 'frame_type_unknown';
+
+export class ClientFrameError extends AbcastError<ClientFrameErrorCode> {
+  constructor(code: ClientFrameErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(code, message, details);
+    this.name = 'ClientFrameError';
+  }
+}
+
+export const requestMethods = ['GET', 'POST', 'DELETE'] as const;
+export type RequestMethod = (typeof requestMethods)[number];
+
+export interface HelloFrame {
+  readonly type: 'hello';
+  readonly requestId: 0;
+  /** A bearer token; empty: none (a client certificate, or no authentication). */
+  readonly token: string;
+}
+
+export interface WelcomeFrame {
+  readonly type: 'welcome';
+  readonly requestId: 0;
+  /** Requests the client may have unanswered on this connection at once. */
+  readonly windowRequests: number;
+  /** The largest frame the node reads (length prefix excluded). */
+  readonly frameBytesMax: number;
+  readonly nodeId: string;
+}
+
+export interface RequestFrame {
+  readonly type: 'request';
+  readonly requestId: number;
+  readonly method: RequestMethod;
+  /** Path and query, as in HTTP: "/v1/broadcast/batch". */
+  readonly path: string;
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+}
+
+export interface AnswerFrame {
+  readonly type: 'answer';
+  readonly requestId: number;
+  /** The HTTP status the same call answers with over HTTP. */
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+}
+
+/** The node's last frame on a connection it closes: why, as a code and a sentence. */
+export interface GoAwayFrame {
+  readonly type: 'goAway';
+  /** The request that caused it, or 0. */
+  readonly requestId: number;
+  readonly code: string;
+  readonly message: string;
+}
+
+export type ClientFrame = HelloFrame | WelcomeFrame | RequestFrame | AnswerFrame | GoAwayFrame;
+
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Appends fields to a growing list of parts; `finish` lays them out behind the prefix. */
+class FrameWriter {
+  private readonly parts: Uint8Array[] = [];
+  private byteCount = 0;
+
+  u8(value: number): this {
+    return this.fixed(1, (view) => view.setUint8(0, value));
+  }
+
+  u16(value: number): this {
+    assert(Number.isInteger(value) && value >= 0 && value <= 0xffff, 'a u16 fits');
+    return this.fixed(2, (view) => view.setUint16(0, value));
+  }
+
+  u32(value: number): this {
+    assert(Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff, 'a u32 fits');
+    return this.fixed(4, (view) => view.setUint32(0, value));
+  }
+
+  string(text: string, bytesMax: number): this {
+    const bytes = encoder.encode(text);
+    assert(bytes.length <= bytesMax, 'a string fits its bound');
+    return this.u16(bytes.length).raw(bytes);
+  }
+
+  bytes(bytes: Uint8Array): this {
+    return this.u32(bytes.length).raw(bytes);
+  }
+
+  headers(headers: Readonly<Record<string, string>>): this {
+    const entries = Object.entries(headers);
+    assert(entries.length <= clientFrameLimits.headersMax, 'headers fit their bound');
+    this.u16(entries.length);
+    for (const [name, value] of entries) {
+      this.string(name, clientFrameLimits.headerNameBytesMax);
+      this.string(value, clientFrameLimits.headerValueBytesMax);
+    }
+    return this;
+  }
+
+  finish(): Buffer {
+    const frame = Buffer.allocUnsafe(lengthPrefixBytes + this.byteCount);
+    frame.writeUInt32BE(this.byteCount, 0);
+    let at = lengthPrefixBytes;
+    for (const part of this.parts) {
+      frame.set(part, at);
+      at += part.length;
+    }
+    return frame;
+  }
+
+  private fixed(byteCount: number, write: (view: DataView) => void): this {
+    const part = new Uint8Array(byteCount);
+    write(new DataView(part.buffer));
+    return this.raw(part);
+  }
+
+  private raw(bytes: Uint8Array): this {
+    this.parts.push(bytes);
+    this.byteCount += bytes.length;
+    return this;
+  }
+}
+
+/** A frame's bytes on the wire, length prefix included. */
+export function encodeClientFrame(frame: ClientFrame): Buffer {
+  const writer = new FrameWriter()
+    .u8(clientProtocolVersion)
+    .u8(frameTypes[frame.type])
+    .u32(frame.requestId);
+  switch (frame.type) {
+    case 'hello':
+      return writer.string(frame.token, clientFrameLimits.tokenBytesMax).finish();
+    case 'welcome':
+      return writer
+        .u32(frame.windowRequests)
+        .u32(frame.frameBytesMax)
+        .string(frame.nodeId, clientFrameLimits.nodeIdBytesMax)
+        .finish();
+    case 'request':
+      return writer
+        .u8(requestMethods.indexOf(frame.method) + 1)
+        .string(frame.path, clientFrameLimits.pathBytesMax)
+        .headers(frame.headers)
+        .bytes(frame.body)
+        .finish();
+    case 'answer':
+      return writer.u16(frame.status).headers(frame.headers).bytes(frame.body).finish();
+    case 'goAway':
+      return writer
+        .string(frame.code, clientFrameLimits.codeBytesMax)
+        .string(frame.message.slice(0, 256), clientFrameLimits.messageBytesMax)
+        .finish();
+  }
+}
+
+function malformed(message: string): ClientFrameError {
+  return new ClientFrameError('frame_malformed', message);
+}
+
+/** Reads one frame's body front to back; every read checks the bytes left first. */
+class FrameReader {
+  private at = 0;
+  private readonly view: DataView;
+
+  constructor(private readonly frame: Uint8Array) {
+    this.view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  }
+
+  private need(byteCount: number, what: string): void {
+    if (this.frame.length - this.at < byteCount) {
+      throw malformed(`the frame ends inside ${what}`);
+    }
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.view.getUint8(this.at++);
+  }
+
+  u16(what: string): number {
+    this.need(2, what);
+    const value = this.view.getUint16(this.at);
+    this.at += 2;
+    return value;
+  }
+
+  u32(what: string): number {
+    this.need(4, what);
+    const value = this.view.getUint32(this.at);
+    this.at += 4;
+    return value;
+  }
+
+  string(what: string, bytesMax: number): string {
+    const byteCount = this.u16(`the length of ${what}`);
+    if (byteCount > bytesMax) throw malformed(`${what} is over ${bytesMax} bytes`);
+    const bytes = this.raw(byteCount, what);
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw malformed(`${what} is not UTF-8`);
+    }
+  }
+
+  bytes(what: string): Uint8Array {
+    return this.raw(this.u32(`the length of ${what}`), what);
+  }
+
+  headers(): Record<string, string> {
+    const count = this.u16('the header count');
+    if (count > clientFrameLimits.headersMax) {
+      throw malformed(`a frame carries at most ${clientFrameLimits.headersMax} headers`);
+    }
+    const headers: Record<string, string> = {};
+    for (let at = 0; at < count; at++) {
+      const name = this.string('a header name', clientFrameLimits.headerNameBytesMax);
+      if (!/^[a-z0-9-]+$/.test(name)) throw malformed(`header name "${name}" is not lower-case`);
+      if (Object.hasOwn(headers, name)) throw malformed(`header ${name} is repeated`);
+      headers[name] = this.string('a header value', clientFrameLimits.headerValueBytesMax);
+    }
+    return headers;
+  }
+
+  end(): void {
+    if (this.at !== this.frame.length) {
+      throw malformed(`${this.frame.length - this.at} bytes follow the frame's last field`);
+    }
+  }
+
+  private raw(byteCount: number, what: string): Uint8Array {
+    this.need(byteCount, what);
+    const bytes = this.frame.subarray(this.at, this.at + byteCount);
+    this.at += byteCount;
+    return bytes;
+  }
+}
+
+/** One frame's body (length prefix removed) as a frame, or a ClientFrameError. */
+export function decodeClientFrame(body: Uint8Array): ClientFrame {
+  const reader = new FrameReader(body);
+  const version = reader.u8('the version');
+  if (version !== clientProtocolVersion) {
+    throw new ClientFrameError(
+      'version_unsupported',
+      `protocol version ${version} is not spoken here; this node speaks ${clientProtocolVersion}`,
+      { version, supported: clientProtocolVersion },
+    );
+  }
+  const typeCode = reader.u8('the type');
+  const requestId = reader.u32('the request id');
+  const frame = decodeFields(reader, typeCode, requestId);
+  reader.end();
+  return frame;
+}
+
+function decodeFields(reader: FrameReader, typeCode: number, requestId: number): ClientFrame {
+  switch (typeCode) {
+    case frameTypes.hello:
+      return {
+        type: 'hello',
+        requestId: 0,
+        token: reader.string('the token', clientFrameLimits.tokenBytesMax),
+      };
+    case frameTypes.welcome:
+      return {
+        type: 'welcome',
+        requestId: 0,
+        windowRequests: reader.u32('the window'),
+        frameBytesMax: reader.u32('the frame limit'),
+        nodeId: reader.string('the node id', clientFrameLimits.nodeIdBytesMax),
+      };
+    case frameTypes.request: {
+      const methodCode = reader.u8('the method');
+      const method = requestMethods[methodCode - 1];
+      if (method === undefined) throw malformed(`method ${methodCode} is not 1, 2 or 3`);
+      const path = reader.string('the path', clientFrameLimits.pathBytesMax);
+      if (!path.startsWith('/')) throw malformed('a path starts with "/"');
+      return { type: 'request', requestId, method, path, ...headersAndBody(reader) };
+    }
+    case frameTypes.answer: {
+      const status = reader.u16('the status');
+      if (status < 100 || status > 599) throw malformed(`status ${status} is not 100–599`);
+      return { type: 'answer', requestId, status, ...headersAndBody(reader) };
+    }
+    case frameTypes.goAway:
+      return {
+        type: 'goAway',
+        requestId,
+        code: reader.string('the code', clientFrameLimits.codeBytesMax),
+        message: reader.string('the message', clientFrameLimits.messageBytesMax),
+      };
+    default:
+      throw new ClientFrameError('frame_type_unknown', `frame type ${typeCode} is not known`, {
+        type: typeCode,
+      });
+  }
+}
+
+function headersAndBody(reader: FrameReader): {
+  headers: Record<string, string>;
+  body: Uint8Array;
+} {
+  const headers = reader.headers();
+  return { headers, body: reader.bytes('the body') };
+}
+
+/**
+ * Socket chunks in, frames out. Memory stays within `frameBytesMax` plus one chunk: the
+ * length is judged before any of its body is buffered (framing.ts).
+ */
+export class ClientFrameDecoder {
+  private readonly splitter: PacketSplitter;
+
+  constructor(frameBytesMax: number) {
+    assert(frameBytesMax >= clientFrameLimits.headerBytes, 'a frame limit holds a header');
+    this.splitter = new PacketSplitter(frameBytesMax);
+  }
+
+  /** Bytes of a frame begun and not finished: a stream that ends here was cut. */
+  get hasPartialFrame(): boolean {
+    return this.splitter.hasPartialPacket;
+  }
+
+  /**
+   * Takes a chunk: the frames it completes, in order, and the error that made the rest of
+   * the stream unreadable (then nothing more is to be pushed), or null.
+   */
+  push(chunk: Uint8Array): { frames: ClientFrame[]; error: ClientFrameError | null } {
+    const frames: ClientFrame[] = [];
+    try {
+      this.splitter.push(chunk);
+      for (let body = this.splitter.next(); body !== null; body = this.splitter.next()) {
+        frames.push(decodeClientFrame(body));
+      }
+    } catch (error) {
+      if (error instanceof ClientFrameError) return { frames, error };
+      if (!(error instanceof FramingError)) throw error;
+      const code = error.code === 'EMPTY_PACKET' ? 'frame_empty' : 'frame_too_large';
+      return { frames, error: new ClientFrameError(code, error.message, error.details) };
+    }
+    return { frames, error: null };
+  }
+}
