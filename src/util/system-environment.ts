@@ -17,6 +17,7 @@ function setTimer(
   options?: { readonly background?: boolean },
 ): Timer {
   assert(Number.isFinite(delayMs) && delayMs >= 0, 'timer delays are finite and >= 0');
+  if (delayMs === 0) return nextTurn(fire, options?.background === true);
   const deadlineMs = performance.now() + delayMs;
   let handle: NodeJS.Timeout | null = null;
   const arm = (waitMs: number) => {
@@ -34,6 +35,25 @@ function setTimer(
   return {
     cancel: () => {
       if (handle !== null) clearTimeout(handle);
+      handle = null;
+    },
+  };
+}
+
+/**
+ * A zero delay means "after this turn" (the SDK's batcher gathers the broadcasts issued in
+ * one turn): setImmediate, since Node stretches setTimeout(0) to 1 ms, a whole millisecond
+ * added to every broadcast at one in flight.
+ */
+function nextTurn(fire: () => void, background: boolean): Timer {
+  let handle: NodeJS.Immediate | null = setImmediate(() => {
+    handle = null;
+    fire();
+  });
+  if (background) handle.unref();
+  return {
+    cancel: () => {
+      if (handle !== null) clearImmediate(handle);
       handle = null;
     },
   };
