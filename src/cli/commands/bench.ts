@@ -3,7 +3,8 @@
  * [--seconds 10] [--payload-bytes 256] [--json]`: a closed-loop load (each message waits for
  * its commit), with a progress bar on stderr while it runs and a summary table at the end,
  * or one JSON line with `--json`. Over HTTP it is one POST /v1/broadcast per message; over
- * the binary protocol it is the SDK, as an application would send. It measures what any
+ * the binary protocol it is the SDK, as an application would send (`--sdk` sends HTTP
+ * through the SDK too, to compare the protocols alone). It measures what any
  * HTTP client sees; the library and the cluster benchmark (`npm run bench`) measure the
  * replication pipeline itself.
  */
@@ -22,6 +23,7 @@ interface BenchFlags {
   protocol: string;
   binaryNode: string;
   json?: boolean;
+  sdk?: boolean;
 }
 
 interface BenchTotals {
@@ -88,9 +90,10 @@ function sender(
   protocol: Protocol,
   target: string,
   body: string,
-  concurrency: number,
+  options: { readonly concurrency: number; readonly sdk: boolean },
 ): { send: Send; close: () => void } {
-  if (protocol === 'http') {
+  const { concurrency } = options;
+  if (protocol === 'http' && !options.sdk) {
     const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
     const base = new URL(target);
     return { send: () => postBroadcast(base, agent, body), close: () => agent.destroy() };
@@ -135,7 +138,10 @@ async function bench(flags: BenchFlags): Promise<void> {
     const line = `${progressBar(elapsed / seconds)} ${elapsed.toFixed(0)}/${seconds} s  ${totals.latenciesMs.length} acknowledged`;
     process.stderr.write(interactive ? `\r${line}` : `${line}\n`);
   }, 1000);
-  const load = sender(protocol, target, JSON.stringify({ payload }), concurrency);
+  const load = sender(protocol, target, JSON.stringify({ payload }), {
+    concurrency,
+    sdk: flags.sdk === true,
+  });
   try {
     await Promise.all(
       Array.from({ length: concurrency }, () => worker(load.send, deadline, totals)),
@@ -154,6 +160,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     errors: totals.errorCount,
     protocol,
     concurrency,
+    client: protocol === 'binary' || flags.sdk === true ? 'sdk' : 'post',
   };
   if (json) {
     console.log(JSON.stringify(summary));
@@ -201,6 +208,7 @@ export function benchCommand(program: Command): void {
     .option('--concurrency <n>', 'messages in flight', '64')
     .option('--seconds <n>', 'how long to run', '10')
     .option('--payload-bytes <n>', 'bytes per message, as JSON text', '256')
+    .option('--sdk', 'with --protocol http: send through the SDK (batches), as binary does')
     .option('--json', 'print one JSON line (no progress bar)')
     .action((flags: BenchFlags) => bench(flags));
 }
