@@ -87,6 +87,11 @@ export interface ServerContext {
   readonly auth?: AuthSource | null;
   /** Node id → base URL of its HTTP API, for the dashboard's view of every member. */
   readonly httpPeers?: ReadonlyMap<NodeId, string>;
+  /**
+   * Where this node serves the binary client protocol (`abcast://host:port`), set once it
+   * listens: /v1/status shows it, so a client can find a port that was picked for it.
+   */
+  readonly binaryEndpoint?: { url: string | null };
 }
 
 export interface RouteContext {

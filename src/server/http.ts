@@ -61,7 +61,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   api.binary = binary;
   return {
     listen: (address) => api.listen(address),
-    listenBinary: (address) => binary.listen(address),
+    listenBinary: async (address) => {
+      const url = await binary.listen(address);
+      if (context.binaryEndpoint !== undefined) context.binaryEndpoint.url = url;
+      return url;
+    },
     close: () => api.close(),
   };
 }

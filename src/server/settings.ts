@@ -128,5 +128,6 @@ export function createServerContext(options: ServerOptions): ServerContext {
     environment: options.environment,
     auth: options.auth ?? null,
     httpPeers: new Map(Object.entries(options.httpPeers ?? {})),
+    binaryEndpoint: { url: null },
   };
 }

@@ -20,7 +20,7 @@ interface DevFlags {
   data: string;
   port: string;
   httpPort: string;
-  binaryPort: string;
+  binaryPort?: string;
   segmentBytes?: string;
   logLevel?: string;
   logFormat?: string;
@@ -78,6 +78,17 @@ async function waitUp(node: DevNode): Promise<void> {
   throw new CliError(`node ${node.id} did not answer at ${node.url} within ${upTimeoutMs} ms`);
 }
 
+/** Where a node serves the binary protocol, as its status says (a port it may have picked). */
+async function binaryUrlOf(node: DevNode): Promise<string> {
+  const status = await callJson<{ binary?: unknown }>(
+    node.url,
+    '/v1/status',
+    undefined,
+    1000,
+  ).catch(() => null);
+  return typeof status?.binary === 'string' ? status.binary : '(unknown)';
+}
+
 /** SIGTERM every node, wait for them all; SIGKILL whichever outlives the deadline. */
 async function stopAll(nodes: readonly DevNode[]): Promise<void> {
   for (const node of nodes) if (node.child.exitCode === null) node.child.kill('SIGTERM');
@@ -92,20 +103,27 @@ function layout(flags: DevFlags): {
   count: number;
   port: number;
   httpPort: number;
-  binaryPort: number;
+  /** The first binary port, or null: each node picks a free one. */
+  binaryPort: number | null;
 } {
   const count = positiveIntegerFlag('nodes', flags.nodes);
   if (count > nodeCountMax) throw new CliError(`--nodes takes 1 to ${nodeCountMax}`);
   const port = positiveIntegerFlag('port', flags.port, 1024);
   const httpPort = positiveIntegerFlag('http-port', flags.httpPort, 1024);
-  const binaryPort = positiveIntegerFlag('binary-port', flags.binaryPort, 1024);
-  if (Math.max(port, httpPort, binaryPort) + count > 65536) {
+  const binaryPort =
+    flags.binaryPort === undefined
+      ? null
+      : positiveIntegerFlag('binary-port', flags.binaryPort, 1024);
+  if (Math.max(port, httpPort, binaryPort ?? 0) + count > 65536) {
     throw new CliError('ports beyond 65535');
   }
   if (Math.abs(port - httpPort) < count) {
     throw new CliError('--port and --http-port ranges overlap');
   }
-  if (Math.abs(binaryPort - httpPort) < count || Math.abs(binaryPort - port) < count) {
+  if (
+    binaryPort !== null &&
+    (Math.abs(binaryPort - httpPort) < count || Math.abs(binaryPort - port) < count)
+  ) {
     throw new CliError('--binary-port overlaps --port or --http-port');
   }
   return { count, port, httpPort, binaryPort };
@@ -128,7 +146,7 @@ async function dev(flags: DevFlags): Promise<void> {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
     args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
-    args.push('--binary', `127.0.0.1:${binaryPort + at}`);
+    args.push('--binary', `127.0.0.1:${binaryPort === null ? 0 : binaryPort + at}`);
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
     if (flags.logFormat !== undefined) args.push('--log-format', flags.logFormat);
@@ -149,11 +167,10 @@ async function dev(flags: DevFlags): Promise<void> {
     await stopAll(nodes);
     throw error;
   }
-  const binaryScheme = security === null ? 'abcast' : 'abcasts';
-  nodes.forEach((node, at) => {
-    const binary = `${binaryScheme}://127.0.0.1:${binaryPort + at}`;
+  for (const node of nodes) {
+    const binary = await binaryUrlOf(node);
     console.log(`abcast dev: node ${node.id} at ${node.url} (binary protocol ${binary})`);
-  });
+  }
   console.log(`abcast dev: dashboard at ${nodes[0]?.url}/ (every node serves one)`);
   console.log(`abcast dev: data in ${dataDir}; Ctrl-C stops the cluster`);
   if (security === null) {
@@ -177,7 +194,10 @@ export function devCommand(program: Command): void {
     .option('--data <dir>', 'data directory; each node uses <dir>/<id>', './data')
     .option('--port <port>', 'first peer port', '7001')
     .option('--http-port <port>', 'first HTTP port', '8001')
-    .option('--binary-port <port>', 'first port of the binary client protocol', '9001')
+    .option(
+      '--binary-port <port>',
+      'first port of the binary client protocol (default: each node picks a free one)',
+    )
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
     .option('--log-format <format>', "the nodes' log lines: auto, pretty or json")

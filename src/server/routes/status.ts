@@ -28,6 +28,7 @@ export async function statusRoute(context: RouteContext): Promise<void> {
     firstIndex: status.firstRetainedPosition,
     pendingMessages: status.pendingMessageCount,
     stopped: status.stopped,
+    binary: context.server.binaryEndpoint?.url ?? null,
     members: [
       ...status.config.voters.map((id) => member(id, true)),
       ...status.config.learners.map((id) => member(id, false)),
