@@ -4,7 +4,8 @@
 // session_conflict, no token 401); pipelined requests are answered as they finish, each
 // matched by its request id (a seq held for its gap answers after a later status call); a
 // forged or oversized frame closes its own connection with a goAway code while another
-// connection goes on; and the SDK broadcasts through an abcast:// endpoint.
+// connection goes on; the SDK broadcasts through an abcast:// endpoint; /v1/status says
+// where the port is.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -110,6 +111,10 @@ before(async () => {
   binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
   binaryPort = Number(new URL(binaryUrl).port);
   assert.equal(binaryPort, freeBinaryPort);
+  const status = await fetch(`http://127.0.0.1:${httpPort}/v1/status`, {
+    headers: { authorization: `Bearer ${tokens.writer}` },
+  });
+  assert.equal(((await status.json()) as { binary: string }).binary, binaryUrl);
 });
 
 after(async () => {
