@@ -12,10 +12,8 @@
  * the code and its connection closed. Other connections are not touched.
  */
 
-import type { AddressInfo } from 'node:net';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { formatAddress, parseAddress } from '../transport/address.ts';
 import {
   type ClientFrame,
   ClientFrameDecoder,
@@ -23,7 +21,7 @@ import {
   encodeClientFrame,
   type RequestFrame,
 } from '../transport/client-frames.ts';
-import type { TlsCredentials, TlsMaterial } from '../transport/tls.ts';
+import type { TlsCredentials } from '../transport/tls.ts';
 import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
 import { tooLarge } from './body.ts';
@@ -31,6 +29,7 @@ import type { ServerContext } from './context.ts';
 import type { Dispatcher } from './dispatcher.ts';
 import { HttpError } from './errors.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front } from './exchange.ts';
+import { listenOn, tlsServerOptions } from './listen.ts';
 import { certificateNameOfSocket } from './node-exchange.ts';
 
 /** Unanswered requests one connection may hold by default. */
@@ -74,31 +73,24 @@ export class BinaryServer {
       const askForCertificates = context.auth !== null && context.auth !== undefined;
       const server = createTlsServer(
         {
-          ...tlsOptions(tls.material),
+          ...tlsServerOptions(tls.material),
           requestCert: askForCertificates,
           rejectUnauthorized: false,
           handshakeTimeout: context.settings.requestTimeoutMs,
         },
         accept,
       );
-      this.stopRotation = tls.onUpdate((material) => server.setSecureContext(tlsOptions(material)));
+      this.stopRotation = tls.onUpdate((material) =>
+        server.setSecureContext(tlsServerOptions(material)),
+      );
       this.server = server;
     }
     this.server.maxConnections = context.settings.connectionsMax;
   }
 
   /** Listens on "host:port" (port 0 picks one); resolves with `abcast(s)://host:port`. */
-  async listen(address: string): Promise<string> {
-    const { host, port } = parseAddress(address, true);
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const bound = this.server.address() as AddressInfo;
-    return `${this.scheme}://${formatAddress({ host: bound.address, port: bound.port })}`;
+  listen(address: string): Promise<string> {
+    return listenOn(this.server, address, this.scheme);
   }
 
   /** Stops accepting; open connections stay until `closeConnections`. */
@@ -123,10 +115,6 @@ export class BinaryServer {
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));
   }
-}
-
-function tlsOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
-  return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
 }
 
 /** One client connection: hello, then requests in flight by id. */

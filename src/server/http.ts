@@ -5,15 +5,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { formatAddress, parseAddress } from '../transport/address.ts';
-import type { TlsCredentials, TlsMaterial } from '../transport/tls.ts';
+import type { TlsCredentials } from '../transport/tls.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import { BinaryServer, defaultWindowRequests } from './binary-server.ts';
 import type { ServerContext } from './context.ts';
 import { applyCors, type CorsPolicy } from './cors.ts';
 import { Dispatcher } from './dispatcher.ts';
+import { listenOn, tlsServerOptions } from './listen.ts';
 import { nodeFront } from './node-exchange.ts';
 import { apiRoutes } from './routes/index.ts';
 import { createServerContext, type ServerOptions } from './settings.ts';
@@ -98,14 +97,14 @@ class ApiServer {
       const askForCertificates = context.auth !== null && context.auth !== undefined;
       const server = createHttpsServer({
         ...serverOptions,
-        ...httpsOptions(tls.material),
+        ...tlsServerOptions(tls.material),
         requestCert: askForCertificates,
         rejectUnauthorized: false,
         // A TLS handshake that has not finished by the request deadline never will.
         handshakeTimeout: timeoutMs,
       });
       this.stopRotation = tls.onUpdate((material) =>
-        server.setSecureContext(httpsOptions(material)),
+        server.setSecureContext(tlsServerOptions(material)),
       );
       this.server = server;
     }
@@ -119,17 +118,8 @@ class ApiServer {
     });
   }
 
-  async listen(address: string): Promise<string> {
-    const { host, port } = parseAddress(address, true);
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const bound = this.server.address() as AddressInfo;
-    return `${this.scheme}://${formatAddress({ host: bound.address, port: bound.port })}`;
+  listen(address: string): Promise<string> {
+    return listenOn(this.server, address, this.scheme);
   }
 
   close(): Promise<void> {
@@ -152,9 +142,4 @@ class ApiServer {
     await stopped;
     await binaryStopped;
   }
-}
-
-/** `ca` checks client certificates, when the server asks for them (certificateNameOf). */
-function httpsOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
-  return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
 }
