@@ -8,88 +8,22 @@
 // where the port is.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { newToken } from '../../src/cli/commands/auth-file.ts';
 import { connect } from '../../src/client/index.ts';
 import { tokenSha256Hex } from '../../src/server/auth.ts';
-import {
-  type AnswerFrame,
-  type ClientFrame,
-  ClientFrameDecoder,
-  clientFrameLimits,
-  encodeClientFrame,
-} from '../../src/transport/client-frames.ts';
+import { encodeClientFrame } from '../../src/transport/client-frames.ts';
 import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
+import { RawConnection } from './binary-connection.ts';
 
 const tokens = { writer: newToken(), bob: newToken() };
 let node: CliRun;
 let root: string;
 let binaryPort = 0;
 let binaryUrl = '';
-
-/** A raw connection that speaks frames, for what the SDK never sends. */
-class RawConnection {
-  readonly frames: ClientFrame[] = [];
-  closed = false;
-  private readonly socket: Socket;
-  private readonly decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
-
-  constructor() {
-    this.socket = netConnect({ host: '127.0.0.1', port: binaryPort });
-    this.socket.on('data', (chunk: Buffer) => {
-      const { frames, error } = this.decoder.push(chunk);
-      assert.equal(error, null, 'the node sends only well-formed frames');
-      this.frames.push(...frames.map((frame) => structuredClone(frame)));
-    });
-    this.socket.on('error', () => undefined);
-    this.socket.on('close', () => {
-      this.closed = true;
-    });
-  }
-
-  send(frame: ClientFrame | Uint8Array): void {
-    this.socket.write(frame instanceof Uint8Array ? frame : encodeClientFrame(frame));
-  }
-
-  async hello(token: string): Promise<void> {
-    this.send({ type: 'hello', requestId: 0, token });
-    await this.frame((frame) => frame.type === 'welcome');
-  }
-
-  async frame(match: (frame: ClientFrame) => boolean): Promise<ClientFrame> {
-    await waitFor(() => this.frames.some(match), 'a frame');
-    return this.frames.find(match) as ClientFrame;
-  }
-
-  async answer(requestId: number): Promise<{ status: number; body: Record<string, unknown> }> {
-    const frame = (await this.frame(
-      (candidate) => candidate.type === 'answer' && candidate.requestId === requestId,
-    )) as AnswerFrame;
-    return {
-      status: frame.status,
-      body: JSON.parse(Buffer.from(frame.body).toString('utf8')) as Record<string, unknown>,
-    };
-  }
-
-  post(requestId: number, path: string, body: unknown): void {
-    this.send({
-      type: 'request',
-      requestId,
-      method: 'POST',
-      path,
-      headers: {},
-      body: Buffer.from(JSON.stringify(body)),
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'abcast-binary-'));
@@ -124,7 +58,7 @@ after(async () => {
 
 describe('the binary client port', () => {
   test('a session broadcast answers its position, and its retry is a duplicate there', async () => {
-    const connection = new RawConnection();
+    const connection = new RawConnection(binaryPort);
     await connection.hello(tokens.writer);
     const message = { payload: { n: 1 }, client: 'binary-a', seq: 1 };
     // The single node needs a moment to lead: a 503 before that is retried as a client would.
@@ -144,7 +78,7 @@ describe('the binary client port', () => {
   });
 
   test('session rules are those of HTTP: forbidden to another identity, conflict to another nonce, 401 without a token', async () => {
-    const writer = new RawConnection();
+    const writer = new RawConnection(binaryPort);
     await writer.hello(tokens.writer);
     writer.post(1, '/v1/broadcast', { payload: 'mine', client: 'owned', seq: 1, nonce: 'aaaa' });
     assert.equal((await writer.answer(1)).status, 200);
@@ -152,13 +86,13 @@ describe('the binary client port', () => {
     const conflict = await writer.answer(2);
     assert.equal(conflict.status, 409, JSON.stringify(conflict.body));
     assert.equal(conflict.body.error, 'session_conflict');
-    const bob = new RawConnection();
+    const bob = new RawConnection(binaryPort);
     await bob.hello(tokens.bob);
     bob.post(1, '/v1/broadcast', { payload: 'theirs', client: 'owned', seq: 2 });
     const forbidden = await bob.answer(1);
     assert.equal(forbidden.status, 403, JSON.stringify(forbidden.body));
     assert.equal(forbidden.body.error, 'session_forbidden');
-    const anonymous = new RawConnection();
+    const anonymous = new RawConnection(binaryPort);
     await anonymous.hello('');
     anonymous.post(1, '/v1/broadcast', { payload: 'x' });
     const refused = await anonymous.answer(1);
@@ -168,7 +102,7 @@ describe('the binary client port', () => {
   });
 
   test('pipelined requests are answered as they finish, matched by request id', async () => {
-    const connection = new RawConnection();
+    const connection = new RawConnection(binaryPort);
     await connection.hello(tokens.writer);
     // A session's seq 3 before its 2: the node holds it for the gap, so the status call sent
     // after it answers first, and seq 3 answers once seq 2 is in, one position after it.
@@ -208,9 +142,9 @@ describe('the binary client port', () => {
   });
 
   test('a forged or oversized frame closes only its own connection, with a code', async () => {
-    const bystander = new RawConnection();
+    const bystander = new RawConnection(binaryPort);
     await bystander.hello(tokens.writer);
-    const oversized = new RawConnection();
+    const oversized = new RawConnection(binaryPort);
     await oversized.hello(tokens.writer);
     const prefix = Buffer.alloc(4);
     prefix.writeUInt32BE(0xffff_fff0);
@@ -218,14 +152,14 @@ describe('the binary client port', () => {
     const tooLarge = await oversized.frame((frame) => frame.type === 'goAway');
     assert.equal(tooLarge.type === 'goAway' && tooLarge.code, 'frame_too_large');
     await waitFor(() => oversized.closed, 'the oversized connection closed');
-    const forged = new RawConnection();
+    const forged = new RawConnection(binaryPort);
     const hello = encodeClientFrame({ type: 'hello', requestId: 0, token: '' });
     hello[4] = 9; // a version nobody speaks
     forged.send(hello);
     const version = await forged.frame((frame) => frame.type === 'goAway');
     assert.equal(version.type === 'goAway' && version.code, 'version_unsupported');
     await waitFor(() => forged.closed, 'the forged connection closed');
-    const early = new RawConnection();
+    const early = new RawConnection(binaryPort);
     early.post(1, '/v1/broadcast', { payload: 'x' });
     const noHello = await early.frame((frame) => frame.type === 'goAway');
     assert.equal(noHello.type === 'goAway' && noHello.code, 'hello_expected');
