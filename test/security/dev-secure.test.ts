@@ -2,13 +2,15 @@
 // certificates and an admin token in its data directory (keys and token 0600), serves HTTPS
 // with authentication, and `send`, `tail` and `status` work with the CA (by --ca and by
 // ABCAST_CA) and the token (by --token and by ABCAST_TOKEN), and fail without either, naming
-// the flag that is missing. A second start on the same directory reuses all of them. The dev process runs in its
+// the flag that is missing; the SDK broadcasts over the binary port's TLS with the same CA
+// and token. A second start on the same directory reuses all of them. The dev process runs in its
 // own process group so that a failed test can still kill every node it started.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { connect } from '../../src/client/index.ts';
 import { type CliRun, freeRange, kill, killGroup, runCli, spawnCli } from '../cli/helpers.ts';
 import { waitFor } from '../support/ports.ts';
 
@@ -76,6 +78,20 @@ test('abcast dev --secure: send, tail and status with the CA and the token', {
     assert.equal(rows.length, 3, status.stdout);
     for (const row of rows) assert.doesNotMatch(row, /\s\?(\s|$)/, status.stdout);
 
+    // The binary client port speaks TLS too, with the same CA and token.
+    const binaryUrls = [...dev.stdout().matchAll(/binary protocol (abcasts:\/\/[^)\s]+)/g)].map(
+      (match) => match[1] as string,
+    );
+    assert.equal(binaryUrls.length, 3, dev.stdout());
+    const client = connect({ endpoints: binaryUrls, ca: await readFile(caPath, 'utf8'), token });
+    try {
+      const answer = await client.broadcast('over the binary port');
+      assert.equal(answer.position, 2);
+      assert.equal(answer.duplicate, false);
+    } finally {
+      client.close();
+    }
+
     // Restarted on its directory, the cluster keeps its CA and certificates.
     const ca = await readFile(caPath, 'utf8');
     await stopDev(dev);
@@ -86,7 +102,7 @@ test('abcast dev --secure: send, tail and status with the CA and the token', {
       ...['send', '--node', urls[0] as string, '--ca', caPath, '--token', token, '"again"'],
     ]);
     assert.equal(again.code, 0, again.stderr);
-    assert.equal(again.stdout.trim(), '2');
+    assert.equal(again.stdout.trim(), '3', 'after hello and the binary broadcast');
     await stopDev(dev);
   } finally {
     killGroup(dev);
