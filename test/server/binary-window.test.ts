@@ -2,9 +2,11 @@
 // of two requests: the welcome announces it; a third unanswered request, or an id already
 // unanswered, ends that connection with window_exceeded or request_id_in_use (requests a
 // node holds for a session's gap stay unanswered, so the window is really full); a stream
-// request is answered 501 and the connection goes on.
+// request is answered 501 and the connection goes on; the SDK queues calls past the window
+// instead of breaking it.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { connect } from '../../src/client/index.ts';
 import { waitFor } from '../support/ports.ts';
 import { RawConnection } from './binary-connection.ts';
 import { type HttpCluster, startHttpCluster } from './cluster.ts';
@@ -69,4 +71,21 @@ test('a stream request is answered 501 and the connection goes on', async () => 
   connection.post(6, '/v1/broadcast', { payload: 2, client: 'streams', seq: 2 });
   assert.equal((await connection.answer(6)).status, 200);
   connection.close();
+});
+
+test('the SDK keeps to the window: calls past it wait their turn, none is refused', async () => {
+  const client = connect({ endpoints: [`abcast://127.0.0.1:${port}`], batching: false });
+  try {
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, at) => client.broadcast({ at })),
+    );
+    const positions = answers.map((answer) => answer.position);
+    assert.deepEqual(
+      positions,
+      positions.map((_, at) => (positions[0] as number) + at),
+      'dense, in issue order',
+    );
+  } finally {
+    client.close();
+  }
 });
