@@ -152,7 +152,16 @@ class BinaryConnection {
       if (this.closing) return;
       this.onFrame(frame);
     }
-    if (error !== null) this.goAway(0, error.code, error.message);
+    if (error !== null) {
+      this.goAway(0, error.code, error.message);
+      return;
+    }
+    // A client that does not read its answers gets no more requests read: answers waiting
+    // in this process stay within what the window allows.
+    if (this.socket.writableNeedDrain) {
+      this.socket.pause();
+      this.socket.once('drain', () => this.socket.resume());
+    }
   }
 
   private onFrame(frame: ClientFrame): void {
