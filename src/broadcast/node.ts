@@ -60,6 +60,8 @@ export class BroadcastNode {
   private ticker: Timer | null = null;
   private stopped: BroadcastError | null = null;
   private loopIdle: Promise<void> = Promise.resolve();
+  /** The storage still reports damage: it forgets it once the core's repair has ended. */
+  private repairPending: boolean;
 
   constructor(
     private readonly options: BroadcastNodeOptions,
@@ -68,6 +70,7 @@ export class BroadcastNode {
     persisted: PersistedState,
   ) {
     this.id = options.id;
+    this.repairPending = (persisted.damage ?? null) !== null;
     const parts = buildNodeParts(options, storage, transport, persisted, {
       scheduleLoop: () => this.scheduleLoop(),
       stopped: () => this.stopped,
@@ -189,6 +192,18 @@ export class BroadcastNode {
     observer?.readyApplied(ready);
     this.reads.onReadStates(ready.readStates);
     this.core.advance(ready);
+    if (this.repairPending && this.core.repairing() === null) await this.endRepair();
+  }
+
+  /** Every entry this node may have acknowledged before its disk was damaged is back. */
+  private async endRepair(): Promise<void> {
+    this.repairPending = false;
+    await this.storage.repairDone();
+    const { commitIndex, term } = this.core.status();
+    this.options.logger.warn(
+      { node: this.id, commitIndex, term },
+      'repair done: the entries lost to the damaged log are back from the leader; voting again',
+    );
   }
 
   private onSoftState(state: { role: string; leaderId: NodeId | null }): void {
@@ -265,6 +280,7 @@ export class BroadcastNode {
     return {
       id: this.id,
       role: core.role,
+      repairing: core.repairing,
       term: core.term,
       leaderId: core.leaderId,
       commitIndex: core.commitIndex,

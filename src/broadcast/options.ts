@@ -123,6 +123,11 @@ export interface BroadcastOptions {
 export interface NodeStatus {
   readonly id: NodeId;
   readonly role: CoreStatus['role'];
+  /**
+   * Entries this node lost to a corrupted disk and has not yet had back from a leader; it
+   * neither votes nor campaigns until then (docs/design.md, "Repair of a corrupted log").
+   */
+  readonly repairing: CoreStatus['repairing'];
   readonly term: number;
   readonly leaderId: NodeId | null;
   readonly commitIndex: number;

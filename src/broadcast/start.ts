@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { makeConfiguration } from '../raft/config.ts';
 import type { NodeId } from '../raft/types.ts';
 import { FileStorage } from '../storage/file-storage.ts';
+import type { StorageEvent } from '../storage/types.ts';
 import { TcpTransport } from '../transport/tcp.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
@@ -72,7 +73,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     clusterId,
     nodeId: options.id,
     ...(options.segmentBytesMax === undefined ? {} : { segmentBytesMax: options.segmentBytesMax }),
-    log: (event) => logger.warn({ node: options.id, ...event }, `storage: ${event.type}`),
+    log: (event) => logger.warn({ node: options.id, ...event }, describeStorageEvent(event)),
   });
   const transport = new TcpTransport({
     nodeId: options.id,
@@ -122,4 +123,26 @@ function tuningFrom(options: StartNodeOptions): typeof defaultNodeTuning {
     tuning[key] = value;
   }
   return tuning as typeof defaultNodeTuning;
+}
+
+/**
+ * What an operator reads in the log. Damage gets a sentence of its own: what was lost, that
+ * the node repairs it from the leader, and where the recovery steps are when it cannot.
+ */
+function describeStorageEvent(event: StorageEvent): string {
+  if (event.type !== 'walDamaged' && event.type !== 'repairPending') {
+    return `storage: ${event.type}`;
+  }
+  const upTo = event.lastIndexBound === null ? 'an unknown index' : String(event.lastIndexBound);
+  const found =
+    event.type === 'walDamaged'
+      ? `corrupted WAL record in ${event.file} at byte ${event.offsetBytes} (${event.reason})`
+      : 'the WAL damage found at an earlier start is not repaired yet';
+  return (
+    `storage: ${found}: log entries from ${event.firstLostIndex} up to ${upTo} may be lost ` +
+    `(term ${event.termBound} or earlier). Repairing: this node neither votes nor campaigns ` +
+    'until a leader has sent them again. If no leader can be elected without this node ' +
+    '(a majority damaged), the cluster stops instead of delivering wrongly: see ' +
+    'docs/design.md, "Repair of a corrupted log"'
+  );
 }

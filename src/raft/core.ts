@@ -20,6 +20,7 @@ import type {
   HardState,
   HeartbeatMessage,
   HeartbeatResponseMessage,
+  LogDamage,
   Message,
   NodeId,
   PersistedState,
@@ -129,6 +130,8 @@ export class RaftCore {
   private persistedHardState: HardState;
   private emittedSoftState: SoftState;
   private readyOutstanding = false;
+  /** Entries lost to a corrupted disk that this node has not yet had back (see LogDamage). */
+  private repair: LogDamage | null = null;
 
   constructor(options: CoreOptions, persisted: PersistedState) {
     validateOptions(options);
@@ -153,6 +156,14 @@ export class RaftCore {
     }
     this.emittedSoftState = { role: this.role, leaderId: this.leaderId };
     this.resetElectionTimer();
+    const damage = persisted.damage ?? null;
+    if (damage !== null) {
+      assertSafeNatural(damage.termBound, 'damage term bound');
+      assert(damage.firstLostIndex >= 1, 'a lost index is a log index');
+      assert(hardState.term >= damage.termBound, 'the term bound is the hard state term or less');
+      this.repair = damage;
+      this.endRepairIfRecovered();
+    }
   }
 
   /**
@@ -368,9 +379,29 @@ export class RaftCore {
     );
   }
 
+  /**
+   * The election restriction (Raft §5.4.1). A repairing node's log is no measure of what it
+   * acknowledged, so it also compares against the log it held before the damage, as far as
+   * it knows it: ending at `lastIndexBound` or earlier, in `termBound` or an earlier term. A
+   * candidate at least as up to date as that log gets the vote the node would have given
+   * then; any other might lack a committed entry this node helped commit (Alagappan et al.,
+   * FAST 2018, §5: a node votes only on what it can vouch for).
+   */
+  private candidateUpToDate(lastLogIndex: number, lastLogTerm: number): boolean {
+    if (!this.logUpToDate(lastLogIndex, lastLogTerm)) return false;
+    const damage = this.repair;
+    if (damage === null) return true;
+    if (lastLogTerm > damage.termBound) return true;
+    return (
+      lastLogTerm === damage.termBound &&
+      damage.lastIndexBound !== null &&
+      lastLogIndex >= damage.lastIndexBound
+    );
+  }
+
   private handlePreVote(message: PreVoteMessage): void {
     const granted =
-      message.term > this.term && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+      message.term > this.term && this.candidateUpToDate(message.lastLogIndex, message.lastLogTerm);
     this.send({
       type: 'PreVoteResponse',
       to: message.from,
@@ -384,7 +415,7 @@ export class RaftCore {
       this.vote === message.from ||
       (this.vote === null && this.leaderId === null) ||
       (this.options.unsafe === 'grantTwoVotesPerTerm' && this.role !== 'leader');
-    const granted = canVote && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+    const granted = canVote && this.candidateUpToDate(message.lastLogIndex, message.lastLogTerm);
     if (granted) {
       this.vote = message.from;
       this.electionElapsedTicks = 0;
@@ -411,6 +442,8 @@ export class RaftCore {
    */
   private promotable(): boolean {
     if (this.raftLog.pendingSnapshot !== null) return false;
+    // A repairing node must not lead: it may lack entries it helped commit.
+    if (this.repair !== null) return false;
     return this.raftLog.configsSinceCommit().some((config) => isVoter(config, this.id));
   }
 
@@ -577,8 +610,25 @@ export class RaftCore {
   }
 
   private handleHeartbeat(message: HeartbeatMessage): void {
-    // The leader sends min(commit, our match), so this never passes what we hold in agreement.
-    this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    if (this.repair === null) {
+      // The leader sends min(commit, our match), so this never passes what we hold in
+      // agreement.
+      this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    } else if (message.commit > this.raftLog.committed) {
+      // Repairing, our match at the leader may describe the log we lost, and what we hold
+      // after our commit index may be entries that log had overwritten: commit only through
+      // appends, whose previous entry is checked (Raft §5.3). Ask for everything after our
+      // commit index, so the leader stops counting us for entries we lost and sends them
+      // again; an idle leader would otherwise never probe us.
+      this.send({
+        type: 'AppendResponse',
+        to: message.from,
+        success: false,
+        index: message.commit,
+        hintIndex: this.raftLog.committed + 1,
+        hintTerm: 0,
+      });
+    }
     this.send({ type: 'HeartbeatResponse', to: message.from, readRound: message.readRound });
   }
 
@@ -1001,6 +1051,35 @@ export class RaftCore {
       this.raftLog.appliedTo(lastDelivered.index);
     }
     if (this.role === 'leader' && this.maybeCommit()) this.broadcastCommitPending = true;
+    if (this.repair !== null) this.endRepairIfRecovered();
+  }
+
+  /**
+   * A repairing node votes again once its durable log holds, up to a commit index a leader
+   * gave it, every committed entry it may have acknowledged before the damage:
+   * - the commit index reaches the highest index the damaged log may have held: the entries
+   *   up to it are committed, durable here, and agree with the leader's (Raft §5.3, Log
+   *   Matching); or
+   * - the entry at the commit index has a term above every term the node held entries of or
+   *   voted in: that term's leader was elected without this node's vote, so it held every
+   *   entry committed earlier (Raft §5.4.1, Leader Completeness), all of them before its own
+   *   entries, and this node now holds its log up to there.
+   * The leader cannot count this node for entries it lost in the meantime: the node answers
+   * probes with its real last index, and the leader lowers its match (Progress.lostEntries).
+   */
+  private endRepairIfRecovered(): void {
+    const damage = this.repair;
+    assert(damage !== null, 'only a repairing node ends its repair');
+    const log = this.raftLog;
+    const vouchedIndex = Math.min(log.committed, log.stableIndex);
+    const vouchedTerm = log.termAt(vouchedIndex) ?? 0;
+    const coversIndexes = damage.lastIndexBound !== null && vouchedIndex >= damage.lastIndexBound;
+    if (coversIndexes || vouchedTerm > damage.termBound) this.repair = null;
+  }
+
+  /** The damage still being repaired, or null: cheaper than status() for a runtime's loop. */
+  repairing(): LogDamage | null {
+    return this.repair;
   }
 
   // ---------------------------------------------------------------- introspection
@@ -1022,6 +1101,7 @@ export class RaftCore {
       config: log.config(),
       progress: [...this.progress.values()].map((progress) => progress.view()),
       transferTarget: this.transferTarget,
+      repairing: this.repair,
     };
   }
 

@@ -19,6 +19,14 @@ import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import { RecordBodyBuilder } from './codec.ts';
+import {
+  DAMAGE_FILE_NAME,
+  type DamageRecord,
+  mergeDamage,
+  readDamageFile,
+  removeDamageFile,
+  writeDamageFile,
+} from './damage-file.ts';
 import { invalidArgument, ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import {
@@ -39,7 +47,7 @@ import { acquireLock, type DirectoryLock, noLock } from './lock.ts';
 import { LogState } from './log-state.ts';
 import { checkMetadata, readMetadata, writeMetadata } from './metadata.ts';
 import { nodeFileSystem } from './node-file-system.ts';
-import { recoverLog, type SegmentInfo } from './recovery.ts';
+import { cutWal, type RecoveredLog, recoverLog, type SegmentInfo } from './recovery.ts';
 import { encodeSnapshotFile, readSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
 import {
   type OpenedStorage,
@@ -148,6 +156,11 @@ export class FileStorage extends GroupCommitStorage {
     const { metadata, created } = await loadIdentity(settings, counters);
     await removeTemporaryFiles(files, dataDir, log);
     const snapshot = await readSnapshotFile(files, join(dataDir, SNAPSHOT_FILE_NAME));
+    const pending = await readDamageFile(files, dataDir);
+    // A cut that a crash interrupted is finished first: damage.json holds what it removes.
+    if (pending !== null && !pending.truncated) {
+      await cutWal({ files, dataDir, cut: pending.cut, log, counters });
+    }
     const recovered = await recoverLog({
       files,
       dataDir,
@@ -155,11 +168,20 @@ export class FileStorage extends GroupCommitStorage {
       log,
       counters,
     });
+    const repair = await startRepair({ settings, counters, pending, recovered });
+    // Until the cut is finished, the WAL may still hold entries the damaged records had
+    // replaced, and a commit hint that counts them: keep neither.
+    const cutting = repair !== null && !repair.truncated;
+    const entries = cutting
+      ? recovered.entries.filter((entry) => entry.index < repair.damage.firstLostIndex)
+      : recovered.entries;
+    const hardState = cutting ? repairHardState(repair, recovered) : recovered.hardState;
+    const dropsEntries = entries.length < recovered.entries.length;
     const state = new LogState({
       snapshotIndex: snapshot?.meta.index ?? 0,
       snapshotTerm: snapshot?.meta.term ?? 0,
-      entryTerms: recovered.entries.map((entry) => entry.term),
-      hardState: recovered.hardState,
+      entryTerms: entries.map((entry) => entry.term),
+      hardState,
     });
     const storage = new FileStorage({
       state,
@@ -173,17 +195,54 @@ export class FileStorage extends GroupCommitStorage {
     try {
       await storage.wal.start(recovered.hardState);
       if (recovered.resetTo !== null) await storage.writeReset(recovered.resetTo);
+      if (cutting) await storage.finishCut({ repair, hardState, dropsEntries });
     } catch (error) {
       await storage.wal.close().catch(() => undefined);
       throw error;
     }
     const persisted: PersistedState = {
-      hardState: recovered.hardState,
+      hardState,
       snapshot,
-      entries: recovered.entries,
+      entries,
       appliedIndex: snapshot?.meta.index ?? 0,
+      ...(repair === null ? {} : { damage: repair.damage }),
     };
     return { storage, persisted, metadata, created };
+  }
+
+  /**
+   * After the cut: the WAL forgets any entry from the first lost index on and holds the
+   * newest hard state again (both were in records the cut removed), then damage.json says
+   * the cut is done, so that damage found later is told apart from this one.
+   */
+  private async finishCut(options: {
+    readonly repair: DamageRecord;
+    readonly hardState: HardState | null;
+    readonly dropsEntries: boolean;
+  }): Promise<void> {
+    const { repair, hardState } = options;
+    assert(hardState !== null, 'a repaired log knows its hard state');
+    const builder = new RecordBodyBuilder();
+    if (options.dropsEntries) {
+      builder.add({ type: 'truncate', fromIndex: repair.damage.firstLostIndex });
+    }
+    builder.add({ type: 'hardState', hardState });
+    await this.wal.append({ chunks: builder.finish(), hardState, maxEntryIndex: 0 });
+    this.durableHardState = hardState;
+    await writeDamageFile({
+      files: this.files,
+      dataDir: this.dataDir,
+      record: { ...repair, hardState, truncated: true },
+      counters: this.io,
+    });
+  }
+
+  /**
+   * The node holds every entry it may have acknowledged before the damage again (the core's
+   * repair ended): forget damage.json. Until then every open reports the damage again.
+   */
+  override async repairDone(): Promise<void> {
+    await removeDamageFile(this.files, this.dataDir, this.io);
   }
 
   /**
@@ -218,6 +277,11 @@ export class FileStorage extends GroupCommitStorage {
       hardState = operation.plan.hardState ?? hardState;
     }
     if (builder.byteLength === 0) return; // nothing new: earlier records are already durable
+    // Every record repeats the hard state: should an earlier record be corrupted, the next
+    // one still tells the vote it may have held (recovery.ts repairs only when one does).
+    if (hardState !== null && hardState === this.durableHardState) {
+      builder.add({ type: 'hardState', hardState });
+    }
     // A new segment's header repeats the hard state durable before this record.
     const chunks = builder.finish();
     await this.wal.append({ chunks, hardState: this.durableHardState, maxEntryIndex });
@@ -315,6 +379,58 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
   };
 }
 
+/**
+ * Decides what a damaged WAL costs: damage found now is recorded in damage.json (merged with
+ * one still being repaired) BEFORE the cut removes the damaged records, so no crash can make
+ * the loss silent. Null when there is nothing to repair.
+ */
+async function startRepair(options: {
+  readonly settings: ResolvedOptions;
+  readonly counters: IoCounters;
+  readonly pending: DamageRecord | null;
+  readonly recovered: RecoveredLog;
+}): Promise<DamageRecord | null> {
+  const { settings, counters, pending, recovered } = options;
+  const { files, dataDir, log } = settings;
+  const found = recovered.damage;
+  if (found === null) {
+    if (pending !== null) log({ type: 'repairPending', ...pending.damage });
+    return pending;
+  }
+  assert(recovered.hardState !== null, 'a damaged log was described with its hard state');
+  const hardState =
+    pending === null ? found.hardState : newerHardState(pending.hardState, found.hardState);
+  const damage = pending === null ? found.damage : mergeDamage(pending.damage, found.damage);
+  log({
+    type: 'walDamaged',
+    file: found.file,
+    offsetBytes: found.cut.offsetBytes,
+    reason: found.reason,
+    ...damage,
+  });
+  const record: DamageRecord = { damage, hardState, cut: found.cut, truncated: false };
+  await writeDamageFile({ files, dataDir, record, counters });
+  await cutWal({ files, dataDir, cut: found.cut, log, counters });
+  return record;
+}
+
+/** The repair's term and vote (from records the cut removed, or newer), the prefix's commit. */
+function repairHardState(repair: DamageRecord, recovered: RecoveredLog): HardState {
+  const newest =
+    recovered.hardState === null
+      ? repair.hardState
+      : newerHardState(repair.hardState, recovered.hardState);
+  const lastIndexKept = repair.damage.firstLostIndex - 1;
+  const commit = Math.min(recovered.hardState?.commit ?? 0, lastIndexKept);
+  return { term: newest.term, vote: newest.vote, commit };
+}
+
+/** Terms only grow, and a vote once cast in a term stays (Raft §5.2). */
+function newerHardState(left: HardState, right: HardState): HardState {
+  if (left.term !== right.term) return left.term > right.term ? left : right;
+  return left.vote !== null ? left : right;
+}
+
 /** Creates the directory; a new directory entry is durable only once its parent is synced. */
 async function ensureDirectory(
   files: FileSystem,
@@ -378,7 +494,8 @@ async function removeTemporaryFiles(
     throw ioError('list directory', dataDir, error);
   });
   for (const name of names) {
-    if (name !== `${SNAPSHOT_FILE_NAME}.tmp` && name !== 'meta.json.tmp') continue;
+    const temporary = [`${SNAPSHOT_FILE_NAME}.tmp`, 'meta.json.tmp', `${DAMAGE_FILE_NAME}.tmp`];
+    if (!temporary.includes(name)) continue;
     const path = join(dataDir, name);
     await removeIfPresent(files, path);
     log({ type: 'temporaryFileRemoved', file: path });

@@ -13,7 +13,8 @@
  *   segment is left for the next one only after its last record was fdatasynced, so a crash
  *   can damage only the last record of the last segment, and it was never acknowledged;
  * - anything else — damaged bytes in an earlier segment, or followed by a valid record — is
- *   corruption of acknowledged data, and stops the open, naming the file and byte offset.
+ *   corruption of acknowledged data: the scan names the file and byte offset, and recovery
+ *   repairs it or stops the open (recovery.ts).
  *
  * A segment that is not the last one is complete: the next one exists only because writing
  * moved on to it. Its end is its last valid record, followed by zeros.
@@ -85,17 +86,29 @@ export interface SegmentScan {
    * (only ever in the last segment). Zeros after the records are preallocated space.
    */
   readonly tornBytes: number;
+  /** Corruption a crash cannot explain, when the scan was asked to report it (see below). */
+  readonly damage: SegmentDamage | null;
+}
+
+export interface SegmentDamage {
+  /** Where the first record that fails verification starts: the records end here. */
+  readonly offsetBytes: number;
+  readonly reason: string;
+  /** The next record that verifies, or null when none follows in this segment. */
+  readonly resumeBytes: number | null;
 }
 
 /**
- * Throws CORRUPT_RECORD for damage a crash cannot explain. `zeroFromBytes` says where the
- * file is known to hold only zeros (see `readSegmentFile`), so they need no second look.
+ * Throws CORRUPT_RECORD for damage a crash cannot explain, or with `reportsDamage` returns
+ * the records before it and where it is (recovery then repairs). `zeroFromBytes` says where
+ * the file is known to hold only zeros (see `readSegmentFile`), so they need no second look.
  */
 export function scanSegment(
   file: Buffer,
   path: string,
   isLast: boolean,
   zeroFromBytes = file.length,
+  reportsDamage = false,
 ): SegmentScan {
   const records: ScannedRecord[] = [];
   let offset = 0;
@@ -114,12 +127,17 @@ export function scanSegment(
   assert(damageEnd >= offset && damageEnd <= file.length, 'damage lies after the records');
   if (damageEnd > offset) {
     const laterRecord = findValidRecordAfter(file, offset, damageEnd);
-    if (laterRecord !== null) {
-      throw corruptRecord(path, offset, `${failure}, yet a valid record follows at ${laterRecord}`);
+    if (laterRecord !== null || !isLast) {
+      const reason =
+        laterRecord !== null
+          ? `${failure}, yet a valid record follows at ${laterRecord}`
+          : `${failure} (not the last segment)`;
+      if (!reportsDamage) throw corruptRecord(path, offset, reason);
+      const damage = { offsetBytes: offset, reason, resumeBytes: laterRecord };
+      return { records, validBytes: offset, tornBytes: 0, damage };
     }
-    if (!isLast) throw corruptRecord(path, offset, `${failure} (not the last segment)`);
   }
-  return { records, validBytes: offset, tornBytes: damageEnd - offset };
+  return { records, validBytes: offset, tornBytes: damageEnd - offset, damage: null };
 }
 
 const ZERO_PROBE = Buffer.alloc(64 * 1024);

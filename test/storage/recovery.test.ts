@@ -1,8 +1,9 @@
 // Proves FileStorage recovers from what crashes leave and refuses what they cannot: zeros
 // after the last record (preallocated space) are its clean end, a torn tail record is
-// zeroed and reported, while a damaged record elsewhere, a missing segment, a
-// damaged snapshot or stray data stop the open with a typed error naming the file (and byte
-// offset). Damage is made by editing the files of a closed data directory.
+// zeroed and reported, a damaged record elsewhere is reported and cut for repair (see
+// repair.test.ts), while a missing segment, a damaged snapshot or stray data stop the open
+// with a typed error naming the file (and byte offset). Damage is made by editing the files
+// of a closed data directory.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -147,30 +148,32 @@ describe('FileStorage recovery', () => {
     assert.ok(repaired.equals(original), 'the garbage is zeros again, the records untouched');
   });
 
-  it('refuses a flipped byte in an early record, naming the file and offset', async () => {
+  it('reports a flipped byte in an early record, naming the file and offset', async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
     const offsets = await recordOffsets(segment!);
     await flipByte(segment!, offsets[3]! + 30);
-    const error = await openFails(harness, 'CORRUPT_RECORD');
-    assert.equal(error.details.file, segment);
-    assert.equal(error.details.offsetBytes, offsets[3]);
-    assert.match(error.message, /at byte \d+/);
-    // Refused, not repaired: the file is untouched and the lock released.
-    await openFails(harness, 'CORRUPT_RECORD');
+    const { storage: reopened, persisted } = await harness.open();
+    await reopened.close();
+    const damaged = harness.events.find((event) => event.type === 'walDamaged');
+    assert.ok(damaged?.type === 'walDamaged');
+    assert.equal(damaged.file, segment);
+    assert.equal(damaged.offsetBytes, offsets[3]);
+    assert.equal(persisted.damage?.firstLostIndex, 5);
   });
 
-  it('refuses damage to the last record when a valid record follows the damaged one', async () => {
+  it('reports damage to the last record when a valid record follows the damaged one', async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
     const offsets = await recordOffsets(segment!);
     await flipByte(segment!, offsets[offsets.length - 2]! + 5); // the length field
-    const error = await openFails(harness, 'CORRUPT_RECORD');
-    assert.equal(error.details.offsetBytes, offsets[offsets.length - 2]);
+    const { storage: reopened, persisted } = await harness.open();
+    await reopened.close();
+    assert.deepEqual(persisted.damage, { firstLostIndex: 17, lastIndexBound: 20, termBound: 1 });
   });
 
   it('refuses a damaged tail of a segment that is not the last one', async () => {

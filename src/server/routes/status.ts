@@ -27,6 +27,7 @@ export async function statusRoute(context: RouteContext): Promise<void> {
     deliveredIndex: status.lastPosition,
     firstIndex: status.firstRetainedPosition,
     pendingMessages: status.pendingMessageCount,
+    repairing: status.repairing ?? null,
     members: [
       ...status.config.voters.map((id) => member(id, true)),
       ...status.config.learners.map((id) => member(id, false)),
