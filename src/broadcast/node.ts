@@ -29,6 +29,7 @@ import { buildNodeParts } from './parts.ts';
 import type { BroadcastResult, PendingTable } from './pending.ts';
 import type { Persister } from './persister.ts';
 import type { Reads } from './reads.ts';
+import { describeRepairStall, RepairWatch } from './repair-watch.ts';
 import type { Snapshots } from './snapshots.ts';
 
 export type { NodeObserver } from './observer.ts';
@@ -62,6 +63,8 @@ export class BroadcastNode {
   private loopIdle: Promise<void> = Promise.resolve();
   /** The storage still reports damage: it forgets it once the core's repair has ended. */
   private repairPending: boolean;
+  private readonly repairWatch: RepairWatch;
+  private leaderKnown = false;
 
   constructor(
     private readonly options: BroadcastNodeOptions,
@@ -71,6 +74,7 @@ export class BroadcastNode {
   ) {
     this.id = options.id;
     this.repairPending = (persisted.damage ?? null) !== null;
+    this.repairWatch = new RepairWatch(options.environment.monotonicMs());
     const parts = buildNodeParts(options, storage, transport, persisted, {
       scheduleLoop: () => this.scheduleLoop(),
       stopped: () => this.stopped,
@@ -139,7 +143,18 @@ export class BroadcastNode {
     const nowMs = this.options.environment.monotonicMs();
     this.intake.expireDeadlines(nowMs);
     this.outbox.tick(nowMs);
+    if (this.repairPending) this.watchRepair(nowMs);
     this.scheduleLoop();
+  }
+
+  private watchRepair(nowMs: number): void {
+    const damage = this.core.repairing();
+    const stall = this.repairWatch.observe({ nowMs, hasLeader: this.leaderKnown, damage });
+    if (stall === null) return;
+    this.options.logger.error(
+      { node: this.id, ...stall.damage, leaderlessMs: stall.leaderlessMs },
+      describeRepairStall(stall),
+    );
   }
 
   // ------------------------------------------------------------ the Ready loop
@@ -213,6 +228,7 @@ export class BroadcastNode {
     );
     if (state.leaderId !== this.lastLeaderId && state.leaderId !== null) this.leaderChangeCount++;
     this.lastLeaderId = state.leaderId ?? this.lastLeaderId;
+    this.leaderKnown = state.leaderId !== null;
     // A new leader may not have what the old one was given: send everything again.
     if (state.leaderId !== null) this.outbox.retryAll();
   }

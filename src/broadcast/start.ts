@@ -133,15 +133,17 @@ function describeStorageEvent(event: StorageEvent): string {
   if (event.type !== 'walDamaged' && event.type !== 'repairPending') {
     return `storage: ${event.type}`;
   }
-  const upTo = event.lastIndexBound === null ? 'an unknown index' : String(event.lastIndexBound);
+  const seen =
+    event.lastIndexSeen === null ? '' : ` (it held at least up to ${event.lastIndexSeen})`;
   const found =
     event.type === 'walDamaged'
       ? `corrupted WAL record in ${event.file} at byte ${event.offsetBytes} (${event.reason})`
       : 'the WAL damage found at an earlier start is not repaired yet';
   return (
-    `storage: ${found}: log entries from ${event.firstLostIndex} up to ${upTo} may be lost ` +
-    `(term ${event.termBound} or earlier). Repairing: this node neither votes nor campaigns ` +
-    'until a leader has sent them again. If no leader can be elected without this node ' +
+    `storage: ${found}: log entries from ${event.firstLostIndex} on may be lost${seen}, ` +
+    `in term ${event.termBound} or earlier. Repairing: this node does not campaign, and votes ` +
+    `only for a candidate whose log ends in a term above ${event.termBound}, until a leader ` +
+    'of such a term has sent its log again. If no leader can be elected without this node ' +
     '(a majority damaged), the cluster stops instead of delivering wrongly: see ' +
     'docs/design.md, "Repair of a corrupted log"'
   );

@@ -381,22 +381,17 @@ export class RaftCore {
 
   /**
    * The election restriction (Raft §5.4.1). A repairing node's log is no measure of what it
-   * acknowledged, so it also compares against the log it held before the damage, as far as
-   * it knows it: ending at `lastIndexBound` or earlier, in `termBound` or an earlier term. A
-   * candidate at least as up to date as that log gets the vote the node would have given
-   * then; any other might lack a committed entry this node helped commit (Alagappan et al.,
+   * acknowledged: the lost records may have ended anywhere after the intact ones (a write the
+   * disk lost leaves no trace), but every entry it acknowledged has a term of at most
+   * `termBound`. It therefore grants only a candidate whose last entry has a later term: that
+   * entry's leader held every entry committed in earlier terms, before its own (Leader
+   * Completeness), and the candidate holds that leader's log up to there (Log Matching).
+   * docs/design.md, "Repair of a corrupted log", gives the whole argument (Alagappan et al.,
    * FAST 2018, §5: a node votes only on what it can vouch for).
    */
   private candidateUpToDate(lastLogIndex: number, lastLogTerm: number): boolean {
     if (!this.logUpToDate(lastLogIndex, lastLogTerm)) return false;
-    const damage = this.repair;
-    if (damage === null) return true;
-    if (lastLogTerm > damage.termBound) return true;
-    return (
-      lastLogTerm === damage.termBound &&
-      damage.lastIndexBound !== null &&
-      lastLogIndex >= damage.lastIndexBound
-    );
+    return this.repair === null || lastLogTerm > this.repair.termBound;
   }
 
   private handlePreVote(message: PreVoteMessage): void {
@@ -663,6 +658,7 @@ export class RaftCore {
       ) {
         progress.lostEntries(message.hintIndex - 1);
         this.sendAppend(progress, true);
+        this.handOverAfterLoss(message.from);
       } else if (progress.rejected(message.index, this.probeIndexAfterRejection(message))) {
         this.sendAppend(progress, true);
       }
@@ -691,6 +687,26 @@ export class RaftCore {
     if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex() || commitBehind) {
       this.sendAppend(progress, commitBehind);
     }
+  }
+
+  /**
+   * `follower` lost entries it acknowledged in this term: its disk was damaged, and it votes
+   * again only once an entry of a later term commits (endRepairIfRecovered). While this
+   * leader stays, no such entry comes, and one more failure could then leave too few voters
+   * to elect anyone. So leadership goes to another active voter, the most up to date, which
+   * can win without the damaged node's vote; with none, this leader stays (availability
+   * first: the follower still receives and stores entries, it only cannot vote).
+   */
+  private handOverAfterLoss(follower: NodeId): void {
+    if (this.transferTarget !== null) return;
+    const config = this.raftLog.config();
+    let target: Progress | null = null;
+    for (const progress of this.progress.values()) {
+      if (progress.id === follower || !progress.recentlyActive) continue;
+      if (!isVoter(config, progress.id)) continue;
+      if (target === null || progress.matchIndex > target.matchIndex) target = progress;
+    }
+    if (target !== null) this.transferLeadership(target.id);
   }
 
   /** Where to probe after a rejection, from the follower's hint (see AppendResponseMessage). */
@@ -1056,16 +1072,13 @@ export class RaftCore {
 
   /**
    * A repairing node votes again once its durable log holds, up to a commit index a leader
-   * gave it, every committed entry it may have acknowledged before the damage:
-   * - the commit index reaches the highest index the damaged log may have held: the entries
-   *   up to it are committed, durable here, and agree with the leader's (Raft §5.3, Log
-   *   Matching); or
-   * - the entry at the commit index has a term above every term the node held entries of or
-   *   voted in: that term's leader was elected without this node's vote, so it held every
-   *   entry committed earlier (Raft §5.4.1, Leader Completeness), all of them before its own
-   *   entries, and this node now holds its log up to there.
-   * The leader cannot count this node for entries it lost in the meantime: the node answers
-   * probes with its real last index, and the leader lowers its match (Progress.lostEntries).
+   * gave it through a checked append, an entry of a term above `termBound`. That entry's
+   * leader held every entry committed in earlier terms before its own (Raft §5.4.1, Leader
+   * Completeness), so every entry this node may have acknowledged and a leader committed is
+   * back here, equal to the leader's (Log Matching). The index the damaged log reached is no
+   * help: a lost write leaves no trace, so no index proves the lost entries are all back
+   * (runtime seed 0x3481e). While its term is `termBound`, a leader whose follower lost
+   * entries hands leadership on (handleAppendResponse), so that a later term comes.
    */
   private endRepairIfRecovered(): void {
     const damage = this.repair;
@@ -1073,8 +1086,7 @@ export class RaftCore {
     const log = this.raftLog;
     const vouchedIndex = Math.min(log.committed, log.stableIndex);
     const vouchedTerm = log.termAt(vouchedIndex) ?? 0;
-    const coversIndexes = damage.lastIndexBound !== null && vouchedIndex >= damage.lastIndexBound;
-    if (coversIndexes || vouchedTerm > damage.termBound) this.repair = null;
+    if (vouchedTerm > damage.termBound) this.repair = null;
   }
 
   /** The damage still being repaired, or null: cheaper than status() for a runtime's loop. */

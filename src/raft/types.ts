@@ -240,21 +240,23 @@ export interface Ready {
  * Entries a node once held and lost to a corrupted disk, as its storage found them at start.
  * The node keeps the intact prefix and repairs the rest from a leader (Alagappan et al.,
  * "Protocol-Aware Recovery for Consensus-Based Storage", FAST 2018, §5): until then it must
- * not vote, since its acknowledgements may have counted towards committing the lost entries
- * and its vote would then help elect a leader without them (Raft §5.4.1 assumes voters keep
- * what they acknowledged).
+ * not vote for a log it cannot vouch for, since its acknowledgements may have counted towards
+ * committing the lost entries and its vote would then help elect a leader without them
+ * (Raft §5.4.1 assumes voters keep what they acknowledged).
  */
 export interface LogDamage {
   /** The first index whose entry may be lost: the intact prefix ends just before it. */
   readonly firstLostIndex: number;
   /**
-   * The highest index the log may have held before the damage, or null when nothing intact
-   * tells. Every entry this node acknowledged and a leader committed lies at or below it.
+   * The highest index an intact record after the damage showed, or null when none did. A
+   * floor, never a ceiling: a write the disk lost after those records leaves no trace, so the
+   * log may have held more. Shown to operators; no decision rests on it.
    */
-  readonly lastIndexBound: number | null;
+  readonly lastIndexSeen: number | null;
   /**
-   * The hard state's term, known exactly: no entry the node held, and no vote it cast, has a
-   * higher term. Storage repairs a log only when it knows the latest hard state.
+   * The hard state's term when the damage was found: no entry the node acknowledged, and no
+   * vote it cast, has a higher term. Storage repairs a log only when it read the latest hard
+   * state intact (every WAL record repeats it).
    */
   readonly termBound: number;
 }

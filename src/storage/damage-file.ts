@@ -84,10 +84,10 @@ export async function removeDamageFile(
  * repairs until both are covered.
  */
 export function mergeDamage(older: LogDamage, newer: LogDamage): LogDamage {
-  const bounds = [older.lastIndexBound, newer.lastIndexBound];
+  const bounds = [older.lastIndexSeen, newer.lastIndexSeen];
   return {
     firstLostIndex: Math.min(older.firstLostIndex, newer.firstLostIndex),
-    lastIndexBound: bounds.includes(null) ? null : Math.max(...(bounds as number[])),
+    lastIndexSeen: bounds.includes(null) ? null : Math.max(...(bounds as number[])),
     termBound: Math.max(older.termBound, newer.termBound),
   };
 }
@@ -108,7 +108,7 @@ function parseDamage(text: string): DamageRecord | null {
   const valid =
     damage !== undefined &&
     natural(damage.firstLostIndex) &&
-    (damage.lastIndexBound === null || natural(damage.lastIndexBound)) &&
+    (damage.lastIndexSeen === null || natural(damage.lastIndexSeen)) &&
     natural(damage.termBound) &&
     hardState !== undefined &&
     natural(hardState.term) &&

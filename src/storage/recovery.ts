@@ -262,9 +262,9 @@ async function describeDamage(options: {
   // Entries the lost records had replaced are not what the log held: drop them too.
   if (keptLast < prefixLast) model.entries.length = Math.max(0, keptLast - prefixFirst + 1);
   const firstLostIndex = prefixFirst + model.entries.length;
-  const lastIndexBound = survey.lastIndex === null ? null : Math.max(survey.lastIndex, 0);
+  const lastIndexSeen = survey.lastIndex === null ? null : Math.max(survey.lastIndex, 0);
   return {
-    damage: { firstLostIndex, lastIndexBound, termBound: survey.hardState.term },
+    damage: { firstLostIndex, lastIndexSeen, termBound: survey.hardState.term },
     hardState: survey.hardState,
     cut: { segmentSeq: file.segmentSeq, offsetBytes: damage.offsetBytes },
     file: file.path,

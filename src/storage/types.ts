@@ -94,14 +94,14 @@ export type StorageEvent =
       readonly offsetBytes: number;
       readonly reason: string;
       readonly firstLostIndex: number;
-      readonly lastIndexBound: number | null;
+      readonly lastIndexSeen: number | null;
       readonly termBound: number;
     }
   | {
       /** A damage found at an earlier start is not repaired yet (see damage.json). */
       readonly type: 'repairPending';
       readonly firstLostIndex: number;
-      readonly lastIndexBound: number | null;
+      readonly lastIndexSeen: number | null;
       readonly termBound: number;
     }
   | { readonly type: 'repairDone' }

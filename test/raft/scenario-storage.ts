@@ -151,12 +151,24 @@ export class ScenarioStorage implements TermView {
    * commit hint falls back to the intact prefix. With `reported`, the loss reaches the core.
    * `stale` are the terms of entries the lost records had overwritten, which the intact
    * prefix still holds from `fromIndex` on (normal entries with the data `stale`).
+   * `seenIndex` is the highest index intact records after the damage showed.
    */
-  loseEntriesFrom(fromIndex: number, reported: boolean, stale: readonly number[] = []): void {
+  loseEntriesFrom(loss: {
+    readonly fromIndex: number;
+    readonly reported: boolean;
+    readonly stale: readonly number[];
+    readonly seenIndex: number;
+  }): void {
+    const { fromIndex, reported, stale, seenIndex } = loss;
     if (fromIndex <= this.snapshotIndex + 1 || fromIndex > this.lastIndex) {
       throw new ContractViolation(`no entries to lose from ${fromIndex}`);
     }
-    const lastIndexBound = this.lastIndex;
+    if (seenIndex < fromIndex - 1 || seenIndex > this.lastIndex) {
+      throw new ContractViolation(
+        `seen index ${seenIndex} outside ${fromIndex - 1}..${this.lastIndex}`,
+      );
+    }
+    const lastIndexSeen = seenIndex;
     const termBound = this.hardState?.term ?? 0;
     this.entries = this.entries.filter((entry) => entry.index < fromIndex);
     stale.forEach((term, offset) => {
@@ -170,7 +182,7 @@ export class ScenarioStorage implements TermView {
         commit: Math.min(this.hardState.commit, fromIndex - 1),
       };
     }
-    this.damage = reported ? { firstLostIndex: fromIndex, lastIndexBound, termBound } : null;
+    this.damage = reported ? { firstLostIndex: fromIndex, lastIndexSeen, termBound } : null;
   }
 
   /** Term and commit never go back, and a vote cast in a term never changes (Raft §5.2). */

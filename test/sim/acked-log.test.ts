@@ -71,7 +71,7 @@ describe('AckedLog.lossIn', () => {
     const acked = ackedOneToFour();
     const damaged = (entries: readonly Entry[], firstLostIndex: number): PersistedState => ({
       ...recovered(entries),
-      damage: { firstLostIndex, lastIndexBound: 4, termBound: 2 },
+      damage: { firstLostIndex, lastIndexSeen: 4, termBound: 2 },
     });
     assert.equal(acked.lossIn('n1', damaged(log(1, [2, 2]), 3)), null);
     assert.match(acked.lossIn('n1', damaged(log(1, [2]), 3)) ?? '', /up to 1, below/);

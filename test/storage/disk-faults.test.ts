@@ -120,7 +120,7 @@ describe('FileStorage on a faulty simulated disk', () => {
     const { storage: reopened, persisted } = await open();
     await reopened.close();
     assert.equal(persisted.damage?.firstLostIndex, 1, 'the first append was hit');
-    assert.equal(persisted.damage?.lastIndexBound, 40);
+    assert.equal(persisted.damage?.lastIndexSeen, 40);
     assert.equal(persisted.entries.length, 0);
   });
 

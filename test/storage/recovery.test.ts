@@ -173,7 +173,7 @@ describe('FileStorage recovery', () => {
     await flipByte(segment!, offsets[offsets.length - 2]! + 5); // the length field
     const { storage: reopened, persisted } = await harness.open();
     await reopened.close();
-    assert.deepEqual(persisted.damage, { firstLostIndex: 17, lastIndexBound: 20, termBound: 1 });
+    assert.deepEqual(persisted.damage, { firstLostIndex: 17, lastIndexSeen: 20, termBound: 1 });
   });
 
   it('refuses a damaged tail of a segment that is not the last one', async () => {

@@ -79,7 +79,7 @@ describe('FileStorage repair of a corrupted WAL record', () => {
   it('keeps the intact prefix, reports the loss and cuts the damaged records', async () => {
     const { segment, cutBytes } = await damagedDirectory();
     const { storage, persisted } = await harness.open();
-    assert.deepEqual(persisted.damage, { firstLostIndex: 5, lastIndexBound: 20, termBound: 2 });
+    assert.deepEqual(persisted.damage, { firstLostIndex: 5, lastIndexSeen: 20, termBound: 2 });
     assert.equal(lastIndexOf(persisted), 4, 'entries 1..4 are the intact prefix');
     // Term and vote from the newest record; the commit hint the prefix itself vouched for.
     assert.deepEqual(persisted.hardState, { term: 2, vote: 'n2', commit: 2 });
@@ -162,7 +162,7 @@ describe('FileStorage repair of a corrupted WAL record', () => {
     const offsets = await recordOffsets(segments[0]!);
     await flipByte(segments[0]!, offsets[1]! + 40); // entries 1..10
     const { storage: reopened, persisted } = await harness.open({ segmentBytesMax: 4096 });
-    assert.deepEqual(persisted.damage, { firstLostIndex: 1, lastIndexBound: 120, termBound: 3 });
+    assert.deepEqual(persisted.damage, { firstLostIndex: 1, lastIndexSeen: 120, termBound: 3 });
     assert.equal(persisted.entries.length, 0);
     assert.deepEqual(persisted.hardState, { term: 3, vote: 'n1', commit: 0 });
     assert.deepEqual(await segmentPaths(harness.dataDir), [segments[0]]);
@@ -183,7 +183,7 @@ describe('FileStorage repair of a corrupted WAL record', () => {
     await flipByte(segment!, offsets[2]! + 12);
     const { storage: reopened, persisted } = await harness.open();
     assert.deepEqual(persisted.hardState, { term: 2, vote: 'n2', commit: 0 });
-    assert.deepEqual(persisted.damage, { firstLostIndex: 3, lastIndexBound: 4, termBound: 2 });
+    assert.deepEqual(persisted.damage, { firstLostIndex: 3, lastIndexSeen: 4, termBound: 2 });
     await reopened.close();
   });
 });

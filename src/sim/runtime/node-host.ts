@@ -160,7 +160,7 @@ export class NodeHost {
     }
     const damage = opened.persisted.damage ?? null;
     if (damage !== null) {
-      const bound = damage.lastIndexBound ?? '?';
+      const bound = damage.lastIndexSeen ?? '?';
       events.note(this, `repairs its log from ${damage.firstLostIndex} (up to ${bound})`);
     }
     this.acked.reset(opened.persisted);
