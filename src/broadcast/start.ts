@@ -130,7 +130,11 @@ function tuningFrom(options: StartNodeOptions): typeof defaultNodeTuning {
  * the node repairs it from the leader, and where the recovery steps are when it cannot.
  */
 function describeStorageEvent(event: StorageEvent): string {
-  if (event.type !== 'walDamaged' && event.type !== 'repairPending') {
+  if (
+    event.type !== 'walDamaged' &&
+    event.type !== 'repairPending' &&
+    event.type !== 'snapshotDamaged'
+  ) {
     return `storage: ${event.type}`;
   }
   const seen =
@@ -138,7 +142,9 @@ function describeStorageEvent(event: StorageEvent): string {
   const found =
     event.type === 'walDamaged'
       ? `corrupted WAL record in ${event.file} at byte ${event.offsetBytes} (${event.reason})`
-      : 'the WAL damage found at an earlier start is not repaired yet';
+      : event.type === 'snapshotDamaged'
+        ? `${event.reason} (kept as ${event.file}.damaged; the whole log is dropped with it)`
+        : 'the damage found at an earlier start is not repaired yet';
   return (
     `storage: ${found}: log entries from ${event.firstLostIndex} on may be lost${seen}, ` +
     `in term ${event.termBound} or earlier. Repairing: this node does not campaign, and votes ` +

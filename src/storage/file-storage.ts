@@ -45,10 +45,12 @@ import {
 } from './group-commit.ts';
 import { acquireLock, type DirectoryLock, noLock } from './lock.ts';
 import { LogState } from './log-state.ts';
-import { checkMetadata, readMetadata, writeMetadata } from './metadata.ts';
+import { checkMetadata, METADATA_FILE_NAME, readMetadata, writeMetadata } from './metadata.ts';
 import { nodeFileSystem } from './node-file-system.ts';
 import { cutWal, type RecoveredLog, recoverLog, type SegmentInfo } from './recovery.ts';
-import { encodeSnapshotFile, readSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
+import { listSegmentsWithGaps } from './segments.ts';
+import { encodeSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
+import { readSnapshotOrRecordLoss } from './snapshot-loss.ts';
 import {
   type OpenedStorage,
   STORAGE_FORMAT_VERSION,
@@ -155,8 +157,17 @@ export class FileStorage extends GroupCommitStorage {
     const { files, dataDir, log } = settings;
     const { metadata, created } = await loadIdentity(settings, counters);
     await removeTemporaryFiles(files, dataDir, log);
-    const snapshot = await readSnapshotFile(files, join(dataDir, SNAPSHOT_FILE_NAME));
-    const pending = await readDamageFile(files, dataDir);
+    if (!created) await requireWal(files, dataDir);
+    const found = await readDamageFile(files, dataDir);
+    const snapshot = await readSnapshotOrRecordLoss({
+      files,
+      dataDir,
+      pending: found,
+      log,
+      counters,
+    });
+    // A damaged snapshot was recorded as lost in damage.json just now.
+    const pending = snapshot === null ? await readDamageFile(files, dataDir) : found;
     // A cut that a crash interrupted is finished first: damage.json holds what it removes.
     if (pending !== null && !pending.truncated) {
       await cutWal({ files, dataDir, cut: pending.cut, log, counters });
@@ -194,6 +205,7 @@ export class FileStorage extends GroupCommitStorage {
     Object.assign(storage.io, counters);
     try {
       await storage.wal.start(recovered.hardState);
+      if (created) await writeMetadata(files, dataDir, metadata, storage.io);
       if (recovered.resetTo !== null) await storage.writeReset(recovered.resetTo);
       if (cutting) await storage.finishCut({ repair, hardState, dropsEntries });
     } catch (error) {
@@ -458,8 +470,16 @@ async function loadIdentity(
   settings: ResolvedOptions,
   counters: IoCounters,
 ): Promise<{ metadata: StorageMetadata; created: boolean }> {
-  const { files, dataDir, clusterId, nodeId } = settings;
-  const found = await readMetadata(files, dataDir);
+  const { files, dataDir, clusterId, nodeId, log } = settings;
+  let found: StorageMetadata | null;
+  let unreadable: StorageError | null = null;
+  try {
+    found = await readMetadata(files, dataDir);
+  } catch (error) {
+    if (!(error instanceof StorageError) || error.code !== 'CORRUPT_METADATA') throw error;
+    found = null;
+    unreadable = error;
+  }
   if (found !== null) {
     checkMetadata(found, { clusterId, nodeId, dataDir });
     if (found.formatVersion === STORAGE_FORMAT_VERSION) return { metadata: found, created: false };
@@ -469,19 +489,41 @@ async function loadIdentity(
     await writeMetadata(files, dataDir, upgraded, counters);
     return { metadata: upgraded, created: false };
   }
+  const metadata = { formatVersion: STORAGE_FORMAT_VERSION, clusterId, nodeId };
   const names = await files.readdir(dataDir).catch((error: unknown) => {
     throw ioError('list directory', dataDir, error);
   });
   const dataFile = names.find((name) => name.endsWith('.wal') || name === SNAPSHOT_FILE_NAME);
-  if (dataFile !== undefined) {
-    throw new StorageError('CORRUPT_METADATA', `${dataDir} holds data but no meta.json`, {
-      dataDir,
-      file: dataFile,
-    });
-  }
-  const metadata = { formatVersion: STORAGE_FORMAT_VERSION, clusterId, nodeId };
+  // A new directory gets meta.json only once its first segment is durable (load), so that
+  // meta.json without any segment means a lost WAL, never a new node.
+  if (dataFile === undefined && unreadable === null) return { metadata, created: true };
+  // meta.json holds only the identity: an unreadable one, or one a crash kept from being
+  // written after the first segment, is rebuilt from the identity this node starts with.
+  const file = join(dataDir, METADATA_FILE_NAME);
+  log({
+    type: 'metadataRebuilt',
+    file,
+    reason: unreadable === null ? 'missing beside data files' : unreadable.message,
+  });
   await writeMetadata(files, dataDir, metadata, counters);
-  return { metadata, created: true };
+  return { metadata, created: false };
+}
+
+/**
+ * A directory that held a log (meta.json is written after its first segment) has at least
+ * one segment: the writer always keeps the active one. With none, the hard state went with
+ * them, and a node that forgot its vote could vote twice in one term (Raft §5.2): refuse.
+ */
+async function requireWal(files: FileSystem, dataDir: string): Promise<void> {
+  if ((await listSegmentsWithGaps(files, dataDir)).length > 0) return;
+  throw new StorageError(
+    'CORRUPT_LOG',
+    `no WAL segment is left in ${dataDir}, which held a log: the term and vote it recorded ` +
+      'are lost, and this node could vote twice in one term. Rebuild it: wipe the data ' +
+      'directory, remove the member and add it again (docs/design.md, "Repair of a ' +
+      'corrupted log")',
+    { dataDir },
+  );
 }
 
 /** Leftovers of an atomic write cut short by a crash; the real file is intact. */

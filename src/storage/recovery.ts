@@ -18,7 +18,8 @@ import { fsyncDirectory, type IoCounters } from './fs-util.ts';
 import { FAST_FILL, fillWithZeros } from './preallocation.ts';
 import {
   corruptRecord,
-  listSegments,
+  firstSegmentGap,
+  listSegmentsWithGaps,
   readSegmentFile,
   type ScannedRecord,
   type SegmentDamage,
@@ -144,19 +145,28 @@ export async function recoverLog(options: {
   readonly log: StorageLogger;
   readonly counters: IoCounters;
 }): Promise<RecoveredLog> {
-  const segmentFiles = await listSegments(options.files, options.dataDir);
+  const segmentFiles = await listSegmentsWithGaps(options.files, options.dataDir);
+  const gap = firstSegmentGap(segmentFiles);
   const model = new ReplayModel();
   const segments: SegmentInfo[] = [];
   let found: FoundDamage | null = null;
   for (const [position, file] of segmentFiles.entries()) {
     const isLast = position === segmentFiles.length - 1;
-    const replayed = await replaySegment({ file, isLast, model, ...options });
+    const replayed =
+      file === gap?.after
+        ? await missingBefore(options.files, file, gap.missingSegmentSeq)
+        : await replaySegment({ file, isLast, model, ...options });
     if (replayed.info !== null) segments.push(replayed.info);
     if (replayed.damage !== null) {
       const later = segmentFiles.slice(position + 1);
       found = await describeDamage({ model, file, replayed, later, files: options.files });
       break;
     }
+  }
+  if (found === null) {
+    found = missingPrefix(model, segmentFiles, options.snapshotMeta);
+    // The cut removes every segment.
+    if (found !== null) segments.length = 0;
   }
   // A last segment whose header was torn is gone: its number is free again. After a cut,
   // the numbers of the segments it removes are free too.
@@ -188,6 +198,55 @@ export async function recoverLog(options: {
     );
   }
   return { hardState, entries, segments, nextSegmentSeq, resetTo, damage: found };
+}
+
+/**
+ * A segment whose predecessor is missing (deleted, or lost with its directory entry): the
+ * records before it are the intact prefix, and it and the later ones are read as what
+ * follows damage, for the hard state and the indexes they show; the cut removes them.
+ */
+async function missingBefore(
+  files: FileSystem,
+  file: SegmentFile,
+  missingSegmentSeq: number,
+): Promise<ReplayedSegment> {
+  const { bytes } = await readSegmentFile(files, file.path);
+  const reason = `WAL segment ${missingSegmentSeq} is missing before it`;
+  return { info: null, damage: { offsetBytes: 0, reason, resumeBytes: 0 }, bytes };
+}
+
+/**
+ * The oldest segments are gone while the snapshot does not cover their entries (they were
+ * deleted by hand, or lost): the log starts after a hole. Nothing of it can be kept (the
+ * entries must follow the snapshot), but the intact records still hold the hard state, so
+ * the loss is repaired like a damaged record: from the snapshot's index + 1 on.
+ */
+function missingPrefix(
+  model: ReplayModel,
+  segmentFiles: readonly SegmentFile[],
+  snapshotMeta: SnapshotMeta | null,
+): FoundDamage | null {
+  const snapshotIndex = snapshotMeta?.index ?? 0;
+  const first = segmentFiles[0];
+  if (model.firstIndex === null || model.firstIndex <= snapshotIndex + 1) return null;
+  if (model.entries.length === 0 || first === undefined) return null;
+  const reason = `the log starts at ${model.firstIndex}, after the snapshot's ${snapshotIndex}: older segments are missing`;
+  if (model.hardState === null) {
+    throw new StorageError('CORRUPT_LOG', `${reason}, and no record holds the hard state`, {
+      firstIndex: model.firstIndex,
+      snapshotIndex,
+    });
+  }
+  const lastIndexSeen = model.firstIndex + model.entries.length - 1;
+  model.entries = [];
+  model.firstIndex = null;
+  return {
+    damage: { firstLostIndex: snapshotIndex + 1, lastIndexSeen, termBound: model.hardState.term },
+    hardState: model.hardState,
+    cut: { segmentSeq: first.segmentSeq, offsetBytes: 0 },
+    file: first.path,
+    reason,
+  };
 }
 
 /**
@@ -269,6 +328,39 @@ async function describeDamage(options: {
     cut: { segmentSeq: file.segmentSeq, offsetBytes: damage.offsetBytes },
     file: file.path,
     reason: damage.reason,
+  };
+}
+
+/** What the whole WAL says without replaying it: see `surveyWal`. */
+export interface WalSurvey {
+  /** The newest hard state, or null when no intact record after the last damage holds one. */
+  readonly hardState: HardState | null;
+  /** The highest index the records show; null when none tells. */
+  readonly lastIndex: number | null;
+  /** The oldest segment, where a cut of the whole WAL starts; null when there is none. */
+  readonly firstSegmentSeq: number | null;
+}
+
+/**
+ * The newest hard state and the highest index in every segment, damage skipped: for a node
+ * that lost its snapshot, the base its log grows from, and keeps only its term and vote.
+ */
+export async function surveyWal(files: FileSystem, dataDir: string): Promise<WalSurvey> {
+  const segmentFiles = await listSegmentsWithGaps(files, dataDir);
+  const survey: DamageSurvey = {
+    hardState: null,
+    hardStateExact: false,
+    lastIndex: null,
+    lowestReplacedIndex: Number.POSITIVE_INFINITY,
+  };
+  for (const [position, file] of segmentFiles.entries()) {
+    const { bytes } = await readSegmentFile(files, file.path);
+    surveyRecords(bytes, file.path, 0, position === segmentFiles.length - 1, survey);
+  }
+  return {
+    hardState: survey.hardStateExact ? survey.hardState : null,
+    lastIndex: survey.lastIndex,
+    firstSegmentSeq: segmentFiles[0]?.segmentSeq ?? null,
   };
 }
 
@@ -552,7 +644,7 @@ export async function cutWal(options: {
   readonly counters: IoCounters;
 }): Promise<void> {
   const { files, cut, log } = options;
-  const segmentFiles = await listSegments(files, options.dataDir);
+  const segmentFiles = await listSegmentsWithGaps(files, options.dataDir);
   const later = segmentFiles.filter((file) => file.segmentSeq > cut.segmentSeq).reverse();
   for (const file of later) {
     await removeFile(files, file.path, options.counters);

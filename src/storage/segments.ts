@@ -43,8 +43,25 @@ export interface SegmentFile {
   readonly path: string;
 }
 
-/** Segments in order. Their numbers must be consecutive: a hole is a lost file. */
-export async function listSegments(files: FileSystem, dataDir: string): Promise<SegmentFile[]> {
+/** The first segment whose predecessor is missing (a lost file), in segments sorted by number. */
+export function firstSegmentGap(
+  segments: readonly SegmentFile[],
+): { readonly after: SegmentFile; readonly missingSegmentSeq: number } | null {
+  for (let position = 1; position < segments.length; position++) {
+    const previous = segments[position - 1]!;
+    const current = segments[position]!;
+    if (current.segmentSeq !== previous.segmentSeq + 1) {
+      return { after: current, missingSegmentSeq: previous.segmentSeq + 1 };
+    }
+  }
+  return null;
+}
+
+/** Every `wal-<seq>.wal`, oldest first, whether or not some are missing between them. */
+export async function listSegmentsWithGaps(
+  files: FileSystem,
+  dataDir: string,
+): Promise<SegmentFile[]> {
   let names: string[];
   try {
     names = await files.readdir(dataDir);
@@ -58,17 +75,6 @@ export async function listSegments(files: FileSystem, dataDir: string): Promise<
     segments.push({ segmentSeq: Number(match[1]), path: join(dataDir, name) });
   }
   segments.sort((left, right) => left.segmentSeq - right.segmentSeq);
-  for (let position = 1; position < segments.length; position++) {
-    const previous = segments[position - 1]!;
-    const current = segments[position]!;
-    if (current.segmentSeq !== previous.segmentSeq + 1) {
-      throw new StorageError(
-        'CORRUPT_LOG',
-        `WAL segment ${previous.segmentSeq + 1} is missing before ${current.path}`,
-        { file: current.path, missingSegment: previous.segmentSeq + 1 },
-      );
-    }
-  }
   return segments;
 }
 

@@ -104,6 +104,25 @@ export type StorageEvent =
       readonly lastIndexSeen: number | null;
       readonly termBound: number;
     }
+  | {
+      /**
+       * The snapshot file failed verification: the log's base is gone with it, so the node
+       * drops its whole log (keeping term and vote) and repairs from a leader; the file is
+       * kept as snapshot.bin.damaged.
+       */
+      readonly type: 'snapshotDamaged';
+      readonly file: string;
+      readonly reason: string;
+      readonly firstLostIndex: number;
+      readonly lastIndexSeen: number | null;
+      readonly termBound: number;
+    }
+  | {
+      /** meta.json was unreadable or missing beside data: rewritten with this node's identity. */
+      readonly type: 'metadataRebuilt';
+      readonly file: string;
+      readonly reason: string;
+    }
   | { readonly type: 'repairDone' }
   | { readonly type: 'segmentDeleted'; readonly file: string; readonly reason: string }
   | { readonly type: 'temporaryFileRemoved'; readonly file: string };

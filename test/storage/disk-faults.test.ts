@@ -124,14 +124,18 @@ describe('FileStorage on a faulty simulated disk', () => {
     assert.equal(persisted.entries.length, 0);
   });
 
-  it('refuses a snapshot with a flipped bit with CORRUPT_SNAPSHOT', async () => {
+  it('repairs a snapshot with a flipped bit: the whole log is lost, term and vote kept', async () => {
     const { files, open } = simDisk(4);
     const { storage } = await open();
     await fillLog(storage);
     await storage.saveSnapshot(snapshot(10, 1, 2000));
     await storage.close();
     assert.ok(files.flipBit(`${SIM_DATA_DIR}/snapshot.bin`) !== null);
-    assert.equal((await storageError(open())).code, 'CORRUPT_SNAPSHOT');
+    const { storage: again, persisted } = await open();
+    assert.equal(persisted.snapshot, null);
+    assert.equal(persisted.entries.length, 0);
+    assert.deepEqual(persisted.damage, { firstLostIndex: 1, lastIndexSeen: 40, termBound: 1 });
+    await again.close();
   });
 
   it('opens, or fails with a typed error, whatever latent corruption hits', async () => {

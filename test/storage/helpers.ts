@@ -112,7 +112,11 @@ export async function fileHarness(): Promise<Harness & { readonly dataDir: strin
     setFormatVersion: async (formatVersion) => {
       const { readFile, writeFile } = await import('node:fs/promises');
       const path = join(dataDir, 'meta.json');
-      const meta = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+      // As another release writes it: with no checksum of this one's.
+      const { checksum: _, ...meta } = JSON.parse(await readFile(path, 'utf8')) as Record<
+        string,
+        unknown
+      >;
       await writeFile(path, JSON.stringify({ ...meta, formatVersion }));
     },
     cleanup: () => removeDir(root),

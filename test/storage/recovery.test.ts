@@ -196,12 +196,12 @@ describe('FileStorage recovery', () => {
     assert.equal(error.details.offsetBytes, scan.records[scan.records.length - 1]!.offsetBytes);
   });
 
-  it('refuses a data directory with a segment missing', async () => {
+  it('repairs a data directory with a segment missing, and refuses one with none left', async () => {
     const { storage } = await harness.open({ segmentBytesMax: 4096 });
     for (let round = 0; round < 12; round++) {
       const first = round * 10 + 1;
       await storage.append({
-        hardState: null,
+        hardState: hardState(1, Math.max(0, first - 1), 'n2'),
         snapshot: null,
         entries: entries(first, first + 9, 1, 100),
       });
@@ -209,34 +209,55 @@ describe('FileStorage recovery', () => {
     await storage.close();
     const segments = await segmentPaths(harness.dataDir);
     assert.ok(segments.length >= 3, `rotated into ${segments.length} segments`);
+    const firstSegment = scanSegment(await readFile(segments[0]!), segments[0]!, false);
+    const lastIndexKept = Math.max(
+      ...firstSegment.records.flatMap((record) =>
+        record.items.flatMap((item) =>
+          item.type === 'entries' ? [item.entries.at(-1)!.index] : [],
+        ),
+      ),
+    );
     await rm(segments[1]!);
+    const { storage: repaired, persisted } = await harness.open({ segmentBytesMax: 4096 });
+    assert.equal(persisted.entries.at(-1)?.index, lastIndexKept, 'the segment before the hole');
+    assert.deepEqual(persisted.damage, {
+      firstLostIndex: lastIndexKept + 1,
+      lastIndexSeen: 120,
+      termBound: 1,
+    });
+    assert.equal(persisted.hardState?.vote, 'n2', 'the vote, from the segments after the hole');
+    await repaired.close();
+    for (const segment of await segmentPaths(harness.dataDir)) await rm(segment);
     const error = await openFails(harness, 'CORRUPT_LOG');
-    assert.equal(error.details.missingSegment, 2);
+    assert.match(error.message, /no WAL segment is left.*vote twice/);
   });
 
-  it('refuses a damaged snapshot file', async () => {
-    const { storage } = await harness.open();
-    await writeTenAppends(storage);
-    await storage.saveSnapshot(snapshot(10, 1, 100));
-    await storage.close();
-    await flipByte(join(harness.dataDir, 'snapshot.bin'), 60);
-    await openFails(harness, 'CORRUPT_SNAPSHOT');
-  });
-
-  it('refuses WAL data without its identity file, and an unreadable identity', async () => {
+  it("rebuilds a missing or unreadable identity file; another node's is refused", async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const metaPath = join(harness.dataDir, 'meta.json');
     const meta = await readFile(metaPath);
     await rm(metaPath);
-    await openFails(harness, 'CORRUPT_METADATA');
-    await writeFile(metaPath, '{"formatVersion": "one"');
-    await openFails(harness, 'CORRUPT_METADATA');
-    await writeFile(metaPath, meta);
-    const { storage: again, persisted } = await harness.open();
-    assert.equal(persisted.entries.length, 20);
-    await again.close();
+    const rebuilt = await harness.open();
+    assert.equal(rebuilt.persisted.entries.length, 20);
+    await rebuilt.storage.close();
+    await writeFile(metaPath, meta.toString('utf8').replace('"n', '"m'));
+    const again = await harness.open();
+    assert.equal(again.persisted.entries.length, 20);
+    await again.storage.close();
+    const events = harness.events.filter((event) => event.type === 'metadataRebuilt');
+    assert.equal(events.length, 2, 'each rebuild is reported');
+    // A readable file of another node, checksum and all, is no flipped byte: refused.
+    const other = await fileHarness();
+    try {
+      const { storage: elsewhere } = await other.open({ nodeId: 'n9' });
+      await elsewhere.close();
+      await writeFile(metaPath, await readFile(join(other.dataDir, 'meta.json')));
+      await openFails(harness, 'WRONG_NODE');
+    } finally {
+      await other.cleanup();
+    }
   });
 
   it('takes over a lock left by a dead process, and reports it', async () => {

@@ -5,7 +5,7 @@
 // repair is done. Crashes in the middle of the repair are replayed by building the states
 // they leave (damage.json written, cut not yet made or made but not finished) by hand.
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { PersistedState } from '../../src/raft/types.ts';
@@ -15,7 +15,7 @@ import { nodeFileSystem } from '../../src/storage/node-file-system.ts';
 import { cutWal } from '../../src/storage/recovery.ts';
 import { scanSegment } from '../../src/storage/segments.ts';
 import type { RaftStorage, StorageEvent } from '../../src/storage/types.ts';
-import { entries, fileHarness, hardState } from './helpers.ts';
+import { entries, fileHarness, hardState, snapshot } from './helpers.ts';
 
 type FileHarness = Awaited<ReturnType<typeof fileHarness>>;
 
@@ -185,5 +185,54 @@ describe('FileStorage repair of a corrupted WAL record', () => {
     assert.deepEqual(persisted.hardState, { term: 2, vote: 'n2', commit: 0 });
     assert.deepEqual(persisted.damage, { firstLostIndex: 3, lastIndexSeen: 4, termBound: 2 });
     await reopened.close();
+  });
+
+  it('drops the whole log, keeps term and vote, on a corrupted snapshot', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.saveSnapshot(snapshot(12, 2));
+    await storage.close();
+    const path = join(harness.dataDir, 'snapshot.bin');
+    await flipByte(path, 50);
+    const { storage: reopened, persisted } = await harness.open();
+    assert.equal(persisted.snapshot, null);
+    assert.equal(
+      persisted.entries.length,
+      0,
+      'the log grew from the lost snapshot: all of it goes',
+    );
+    assert.equal(persisted.appliedIndex, 0);
+    assert.deepEqual(persisted.hardState, { term: 2, vote: 'n2', commit: 0 });
+    assert.deepEqual(persisted.damage, { firstLostIndex: 1, lastIndexSeen: 20, termBound: 2 });
+    const [event] = eventsOf(harness, 'snapshotDamaged');
+    assert.ok(event?.type === 'snapshotDamaged' && /checksum/.test(event.reason));
+    assert.ok((await readdir(harness.dataDir)).includes('snapshot.bin.damaged'));
+    // A leader's snapshot and entries come next; the repair is reported until done.
+    await reopened.append({
+      hardState: hardState(3, 0, null),
+      snapshot: null,
+      entries: entries(1, 3, 3, 40),
+    });
+    await reopened.close();
+    const again = await harness.open();
+    assert.deepEqual(again.persisted.damage, persisted.damage);
+    assert.equal(lastIndexOf(again.persisted), 3);
+    assert.equal(again.persisted.hardState?.term, 3);
+    await again.storage.close();
+  });
+
+  it('refuses a corrupted snapshot with no WAL segment left: the vote is unknown', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.saveSnapshot(snapshot(12, 2));
+    await storage.close();
+    await flipByte(join(harness.dataDir, 'snapshot.bin'), 50);
+    // Every record repeats the hard state: only with no segment left is it unknown.
+    for (const segment of await segmentPaths(harness.dataDir)) await rm(segment);
+    await assert.rejects(harness.open(), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'CORRUPT_LOG');
+      assert.match(error.message, /no WAL segment is left/);
+      return true;
+    });
   });
 });

@@ -45,6 +45,8 @@ export interface StartSettings {
   readonly logLevel: string;
   /** WAL segment size (each is preallocated); null for the library's default. */
   readonly segmentBytes: number | null;
+  /** Log bytes between two snapshots (compaction); null for the default, 64 MiB. */
+  readonly snapshotBytes: number | null;
   /** Largest payload (as JSON text); null for the default, 1 MiB. */
   readonly payloadBytesMax: number | null;
   /** A broadcast not committed by then answers 503 timeout; null for the default, 10 s. */
@@ -71,6 +73,7 @@ interface StartFlags {
   clusterId?: string;
   logLevel?: string;
   segmentBytes?: string;
+  snapshotBytes?: string;
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
   sessionTtlMs?: string;
@@ -267,6 +270,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
       segmentBytes === undefined
         ? null
         : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
+    snapshotBytes: optionalInteger('snapshot-bytes', flags.snapshotBytes ?? config.snapshotBytes),
     payloadBytesMax: optionalInteger(
       'payload-bytes-max',
       flags.payloadBytesMax ?? config.payloadBytesMax,
@@ -344,6 +348,7 @@ export async function runNode(settings: StartSettings): Promise<{
     clusterId: settings.clusterId,
     logger,
     ...(settings.segmentBytes === null ? {} : { segmentBytesMax: settings.segmentBytes }),
+    ...(settings.snapshotBytes === null ? {} : { snapshotIntervalBytes: settings.snapshotBytes }),
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
     ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
@@ -436,11 +441,12 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, snapshotBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
     .option('--segment-bytes <n>', 'WAL segment size in bytes (default 64 MiB, preallocated)')
+    .option('--snapshot-bytes <n>', 'log bytes between two snapshots (default 64 MiB)')
     .option('--payload-bytes-max <n>', 'largest payload as JSON text (default 1 MiB)')
     .option(
       '--request-timeout-ms <n>',

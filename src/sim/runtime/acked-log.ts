@@ -128,7 +128,13 @@ export class AckedLog {
       }
       return `${node} recovered term ${entry.term} at index ${index}, acknowledged term ${ackedTerm}`;
     }
-    if (snapshotIndex < this.snapshotIndex && lastIndex < this.snapshotIndex) {
+    // A damaged snapshot takes the log it was the base of: reported from index 1.
+    const snapshotLossReported = reportedFrom <= this.snapshotIndex;
+    if (
+      !snapshotLossReported &&
+      snapshotIndex < this.snapshotIndex &&
+      lastIndex < this.snapshotIndex
+    ) {
       return `${node} recovered nothing up to its acknowledged snapshot at ${this.snapshotIndex}`;
     }
     return null;
