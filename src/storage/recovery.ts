@@ -11,7 +11,7 @@
 import { dirname } from 'node:path';
 import type { Entry, HardState, LogDamage, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
-import type { WalItem } from './codec.ts';
+import { parseRecordAt, type WalItem } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
@@ -198,6 +198,35 @@ export async function recoverLog(options: {
     );
   }
   return { hardState, entries, segments, nextSegmentSeq, resetTo, damage: found };
+}
+
+/**
+ * A torn write in a preallocated segment (format 2) leaves the file's size alone: the record
+ * fits in the zeros it was written over. A record cut short by the end of the file therefore
+ * means the file was truncated, unless it is the segment's first record after its header
+ * (one too big for a segment is written there and grows the file) or the segment is of
+ * format 1 (it grew with every record). Records after the cut may have been fsynced and
+ * acknowledged, and the hard state they repeated is lost with them: a vote could be cast
+ * twice, so the open refuses (CORRUPT_RECORD) instead of reading the cut as a torn tail.
+ */
+function refuseTruncation(
+  bytes: Buffer,
+  file: SegmentFile,
+  records: readonly ScannedRecord[],
+  validBytes: number,
+): void {
+  const header = records[0]?.items[0];
+  const preallocated = header?.type === 'segmentHeader' && header.formatVersion >= 2;
+  if (!preallocated || records.length < 2) return;
+  const next = parseRecordAt(bytes, validBytes);
+  if (next.ok || !/cut short/.test(next.reason)) return;
+  throw corruptRecord(
+    file.path,
+    validBytes,
+    `${next.reason} by the end of the file: the segment was truncated, and records after ` +
+      'the cut may have been acknowledged with the term and vote they held; rebuild this ' +
+      'node (docs/design.md, "Repair of a corrupted log")',
+  );
 }
 
 /**
@@ -464,6 +493,7 @@ async function replaySegment(options: {
   }
   if (scan.tornBytes > 0) {
     const { validBytes, tornBytes } = scan;
+    refuseTruncation(bytes, file, scan.records, validBytes);
     await zeroTornTail({ files, path: file.path, validBytes, tornBytes, log });
   }
   let records = scan.records;

@@ -81,11 +81,12 @@ describe('FileStorage recovery', () => {
     const [segment] = await segmentPaths(harness.dataDir);
     const scan = scanSegment(await readFile(segment!), segment!, true);
     const lastOffset = scan.records[scan.records.length - 1]!.offsetBytes;
-    // The file is cut in the middle of its last record, as a crash mid-write (by an older
-    // release, or a file system that lost the preallocation) would leave it.
+    // The second half of its last record never reached the disk: the preallocated zeros
+    // are still there, as a crash mid-write leaves them.
     const cutAt = lastOffset + Math.floor((scan.validBytes - lastOffset) / 2);
-    await truncate(segment!, cutAt);
     const torn = await readFile(segment!);
+    torn.fill(0, cutAt, scan.validBytes);
+    await writeFile(segment!, torn);
     let damageEnd = torn.length;
     while (damageEnd > lastOffset && torn[damageEnd - 1] === 0) damageEnd -= 1;
 
@@ -194,6 +195,20 @@ describe('FileStorage recovery', () => {
     const error = await openFails(harness, 'CORRUPT_RECORD');
     assert.equal(error.details.file, segments[0]);
     assert.equal(error.details.offsetBytes, scan.records[scan.records.length - 1]!.offsetBytes);
+  });
+
+  it('refuses a segment truncated inside its records: not a torn write', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const scan = scanSegment(await readFile(segment!), segment!, true);
+    const cutRecord = scan.records[4]!.offsetBytes;
+    // Cut inside the fifth record: a preallocated file never ends inside a record.
+    await truncate(segment!, cutRecord + 20);
+    const error = await openFails(harness, 'CORRUPT_RECORD');
+    assert.equal(error.details.offsetBytes, cutRecord);
+    assert.match(error.message, /truncated/);
   });
 
   it('repairs a data directory with a segment missing, and refuses one with none left', async () => {
