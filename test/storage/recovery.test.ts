@@ -6,7 +6,7 @@
 // of a closed data directory.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { encodeRecord } from '../../src/storage/codec.ts';
@@ -18,30 +18,16 @@ import type { RaftStorage } from '../../src/storage/types.ts';
 import {
   entries,
   fileHarness,
+  flipByte,
   hardState,
   plainEntries,
+  recordOffsets,
+  segmentPaths,
   snapshot,
   TEST_SEGMENT_BYTES_MAX,
 } from './helpers.ts';
 
 type FileHarness = Awaited<ReturnType<typeof fileHarness>>;
-
-async function segmentPaths(dataDir: string): Promise<string[]> {
-  const names = (await readdir(dataDir)).filter((name) => name.endsWith('.wal')).sort();
-  return names.map((name) => join(dataDir, name));
-}
-
-/** Byte offsets of the records in a segment, read with the storage's own scanner. */
-async function recordOffsets(path: string): Promise<number[]> {
-  const scan = scanSegment(await readFile(path), path, true);
-  return scan.records.map((record) => record.offsetBytes);
-}
-
-async function flipByte(path: string, offset: number): Promise<void> {
-  const bytes = await readFile(path);
-  bytes[offset] = (bytes[offset] ?? 0) ^ 0x5a;
-  await writeFile(path, bytes);
-}
 
 async function openFails(harness: FileHarness, code: string): Promise<StorageError> {
   const error = await harness.open().then(

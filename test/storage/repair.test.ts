@@ -15,25 +15,17 @@ import { nodeFileSystem } from '../../src/storage/node-file-system.ts';
 import { cutWal } from '../../src/storage/recovery.ts';
 import { scanSegment } from '../../src/storage/segments.ts';
 import type { RaftStorage, StorageEvent } from '../../src/storage/types.ts';
-import { entries, fileHarness, hardState, snapshot } from './helpers.ts';
+import {
+  entries,
+  fileHarness,
+  flipByte,
+  hardState,
+  recordOffsets,
+  segmentPaths,
+  snapshot,
+} from './helpers.ts';
 
 type FileHarness = Awaited<ReturnType<typeof fileHarness>>;
-
-async function segmentPaths(dataDir: string): Promise<string[]> {
-  const names = (await readdir(dataDir)).filter((name) => name.endsWith('.wal')).sort();
-  return names.map((name) => join(dataDir, name));
-}
-
-async function recordOffsets(path: string): Promise<number[]> {
-  const scan = scanSegment(await readFile(path), path, true);
-  return scan.records.map((record) => record.offsetBytes);
-}
-
-async function flipByte(path: string, offset: number): Promise<void> {
-  const bytes = await readFile(path);
-  bytes[offset] = (bytes[offset] ?? 0) ^ 0x5a;
-  await writeFile(path, bytes);
-}
 
 /** Ten appends of two entries each (1..20, term 2), one record per append, commit trailing. */
 async function writeTenAppends(storage: RaftStorage): Promise<void> {
@@ -105,45 +97,44 @@ describe('FileStorage repair of a corrupted WAL record', () => {
     await repaired.storage.close();
   });
 
-  it('reopens to the same state after a crash before the cut', async () => {
+  /**
+   * Opens a damaged directory once (the repair runs), rebuilds the state a crash in the
+   * middle of it leaves (damage.json durable and unfinished; with `cutMade`, the WAL already
+   * cut), and requires the next open to reach the same state.
+   */
+  async function reopensAfterCrash(cutMade: boolean): Promise<void> {
     await damagedDirectory();
     const copy = `${harness.dataDir}-copy`;
     await cp(harness.dataDir, copy, { recursive: true });
     const { persisted: expected, storage } = await harness.open();
     await storage.close();
-    // The crash: damage.json is durable, the WAL still holds the damaged records.
     const record = await readDamageFile(nodeFileSystem, harness.dataDir);
     assert.ok(record?.truncated);
     const unfinished = { ...record, truncated: false };
     await writeFile(join(copy, DAMAGE_FILE_NAME), JSON.stringify(unfinished));
+    if (cutMade) {
+      const counters = newIoCounters();
+      await cutWal({
+        files: nodeFileSystem,
+        dataDir: copy,
+        cut: record.cut,
+        log: () => undefined,
+        counters,
+      });
+    }
     await cp(copy, harness.dataDir, { recursive: true, force: true });
     const reopened = await harness.open();
     assert.deepEqual(reopened.persisted, expected);
     await reopened.storage.close();
+  }
+
+  it('reopens to the same state after a crash before the cut', async () => {
+    await reopensAfterCrash(false);
   });
 
   it('reopens to the same state after a crash in the middle of the cut', async () => {
-    await damagedDirectory();
-    const copy = `${harness.dataDir}-copy`;
-    await cp(harness.dataDir, copy, { recursive: true });
-    const { persisted: expected, storage } = await harness.open();
-    await storage.close();
-    const record = await readDamageFile(nodeFileSystem, harness.dataDir);
-    assert.ok(record !== null);
-    // The crash: the cut is made, but neither the hard state nor the record say so yet.
-    const unfinished = { ...record, truncated: false };
-    await writeFile(join(copy, DAMAGE_FILE_NAME), JSON.stringify(unfinished));
-    await cutWal({
-      files: nodeFileSystem,
-      dataDir: copy,
-      cut: record.cut,
-      log: () => undefined,
-      counters: newIoCounters(),
-    });
-    await cp(copy, harness.dataDir, { recursive: true, force: true });
-    const reopened = await harness.open();
-    assert.deepEqual(reopened.persisted, expected);
-    await reopened.storage.close();
+    // The cut is made, but neither the hard state nor the record say so yet.
+    await reopensAfterCrash(true);
   });
 
   it('removes the segments after a damaged one and bounds the loss by their records', async () => {
