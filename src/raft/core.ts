@@ -117,6 +117,8 @@ export class RaftCore {
   private readonly votes = new Map<NodeId, boolean>();
   private readonly progress = new Map<NodeId, Progress>();
   private transferTarget: NodeId | null = null;
+  /** Leader only: followers that lost entries acknowledged in this term (handOverAfterLoss). */
+  private readonly followersWithLoss = new Set<NodeId>();
   private transferElapsedTicks = 0;
   /** Leader: ticks since the newest configuration committed while former members remain. */
   private formerMembersElapsedTicks = 0;
@@ -218,6 +220,8 @@ export class RaftCore {
     if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
       this.heartbeatElapsedTicks = 0;
       this.broadcastHeartbeat();
+      // No voter could take over when the loss was found: try again as they come back.
+      for (const follower of this.followersWithLoss) this.handOverAfterLoss(follower);
     }
   }
 
@@ -535,6 +539,7 @@ export class RaftCore {
 
   private clearLeaderState(): void {
     this.progress.clear();
+    this.followersWithLoss.clear();
     this.transferTarget = null;
     this.transferElapsedTicks = 0;
     this.broadcastEntriesPending = false;
@@ -695,9 +700,11 @@ export class RaftCore {
    * leader stays, no such entry comes, and one more failure could then leave too few voters
    * to elect anyone. So leadership goes to another active voter, the most up to date, which
    * can win without the damaged node's vote; with none, this leader stays (availability
-   * first: the follower still receives and stores entries, it only cannot vote).
+   * first: the follower still receives and stores entries, it only cannot vote) and tries
+   * again at every heartbeat until one is back.
    */
   private handOverAfterLoss(follower: NodeId): void {
+    this.followersWithLoss.add(follower);
     if (this.transferTarget !== null) return;
     const config = this.raftLog.config();
     let target: Progress | null = null;
