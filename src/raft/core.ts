@@ -705,11 +705,14 @@ export class RaftCore {
    */
   private handOverAfterLoss(follower: NodeId): void {
     this.followersWithLoss.add(follower);
+    if (this.transferTarget === follower) this.abortTransfer();
     if (this.transferTarget !== null) return;
     const config = this.raftLog.config();
     let target: Progress | null = null;
     for (const progress of this.progress.values()) {
-      if (progress.id === follower || !progress.recentlyActive) continue;
+      // A follower that lost entries itself cannot campaign: a transfer to it would only
+      // hold proposals back until it timed out.
+      if (this.followersWithLoss.has(progress.id) || !progress.recentlyActive) continue;
       if (!isVoter(config, progress.id)) continue;
       if (target === null || progress.matchIndex > target.matchIndex) target = progress;
     }
