@@ -698,25 +698,27 @@ export class RaftCore {
    * `follower` lost entries it acknowledged in this term: its disk was damaged, and it votes
    * again only once an entry of a later term commits (endRepairIfRecovered). While this
    * leader stays, no such entry comes, and one more failure could then leave too few voters
-   * to elect anyone. So leadership goes to another active voter, the most up to date, which
-   * can win without the damaged node's vote; with none, this leader stays (availability
-   * first: the follower still receives and stores entries, it only cannot vote) and tries
-   * again at every heartbeat until one is back.
+   * to elect anyone. So leadership goes to another active voter that already holds this
+   * leader's whole log (the transfer is then one TimeoutNow, and proposals are held back for
+   * no longer), and that did not lose entries itself (it could not campaign). With none,
+   * this leader stays (availability first: the follower still receives and stores entries,
+   * it only cannot vote) and looks again at every heartbeat. A rejection can also look like a
+   * loss when it is stale (sent before later acknowledgements): the handover is then one
+   * leader change too many, never a stall, since a target that does not take over is given
+   * up after an election timeout and by then no longer holds the whole log.
    */
   private handOverAfterLoss(follower: NodeId): void {
     this.followersWithLoss.add(follower);
     if (this.transferTarget === follower) this.abortTransfer();
     if (this.transferTarget !== null) return;
     const config = this.raftLog.config();
-    let target: Progress | null = null;
+    const lastIndex = this.raftLog.lastIndex();
     for (const progress of this.progress.values()) {
-      // A follower that lost entries itself cannot campaign: a transfer to it would only
-      // hold proposals back until it timed out.
       if (this.followersWithLoss.has(progress.id) || !progress.recentlyActive) continue;
-      if (!isVoter(config, progress.id)) continue;
-      if (target === null || progress.matchIndex > target.matchIndex) target = progress;
+      if (!isVoter(config, progress.id) || progress.matchIndex !== lastIndex) continue;
+      this.transferLeadership(progress.id);
+      return;
     }
-    if (target !== null) this.transferLeadership(target.id);
   }
 
   /** Where to probe after a rejection, from the follower's hint (see AppendResponseMessage). */
