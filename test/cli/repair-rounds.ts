@@ -211,10 +211,21 @@ export async function checkAcknowledgedEverywhere(
   acknowledged: readonly Acknowledged[],
   fromIndex: number,
 ): Promise<void> {
-  const held = await Promise.all(
-    cluster.ids.map((_, at) => checkAcknowledged(cluster, at, acknowledged, fromIndex)),
+  // Acknowledged at commit; delivery may trail on any node: wait for two to have delivered.
+  const checked = acknowledged.slice();
+  const last = Math.max(0, ...checked.map((one) => one.index));
+  await waitFor(
+    async () => {
+      const seen = await Promise.all(cluster.ids.map((_, at) => statusOf(cluster, at)));
+      return seen.filter((status) => (status?.deliveredIndex ?? 0) >= last).length >= 2;
+    },
+    `two nodes deliver up to ${last}`,
+    30_000,
   );
-  for (const { payload, index } of acknowledged) {
+  const held = await Promise.all(
+    cluster.ids.map((_, at) => checkAcknowledged(cluster, at, checked, fromIndex)),
+  );
+  for (const { payload, index } of checked) {
     if (index < fromIndex) continue;
     const holders = held.filter((one) => one.has(index)).length;
     assert.ok(holders >= 2, `acknowledged ${payload} at ${index} is on ${holders} nodes`);
