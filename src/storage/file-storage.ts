@@ -157,8 +157,10 @@ export class FileStorage extends GroupCommitStorage {
     const { files, dataDir, log } = settings;
     const { metadata, created } = await loadIdentity(settings, counters);
     await removeTemporaryFiles(files, dataDir, log);
-    if (!created) await requireWal(files, dataDir);
     const found = await readDamageFile(files, dataDir);
+    // A repair that cut the whole WAL and crashed before the next segment keeps its hard
+    // state in damage.json.
+    if (!created && found === null) await requireWal(files, dataDir);
     const snapshot = await readSnapshotOrRecordLoss({
       files,
       dataDir,

@@ -212,6 +212,29 @@ describe('FileStorage repair of a corrupted WAL record', () => {
     await again.storage.close();
   });
 
+  it('finishes a repair that cut the whole WAL and crashed before the next segment', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.saveSnapshot(snapshot(12, 2));
+    await storage.close();
+    await flipByte(join(harness.dataDir, 'snapshot.bin'), 50);
+    const first = await harness.open();
+    await first.storage.close();
+    // The crash: damage.json durable and unfinished, every segment already removed.
+    const record = await readDamageFile(nodeFileSystem, harness.dataDir);
+    assert.ok(record !== null);
+    await writeFile(
+      join(harness.dataDir, DAMAGE_FILE_NAME),
+      JSON.stringify({ ...record, truncated: false }),
+    );
+    for (const segment of await segmentPaths(harness.dataDir)) await rm(segment);
+    const again = await harness.open();
+    assert.deepEqual(again.persisted.damage, first.persisted.damage);
+    assert.deepEqual(again.persisted.hardState, first.persisted.hardState);
+    assert.equal(again.persisted.entries.length, 0);
+    await again.storage.close();
+  });
+
   it('refuses a corrupted snapshot with no WAL segment left: the vote is unknown', async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
