@@ -16,15 +16,23 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import type { BroadcastNode } from '../../broadcast/node.ts';
+import type { BroadcastNode, NodeLogger } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import type { AuthSource } from '../../server/access.ts';
+import { Backfill } from '../../server/backfill.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
+import { PeerReads } from '../../server/peers.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
+import {
+  addStreamOptions,
+  type StreamFlags,
+  type StreamSettings,
+  streamSettings,
+} from './stream-flags.ts';
 import {
   checkExposure,
   loadCredentials,
@@ -58,9 +66,11 @@ export interface StartSettings {
   readonly authPath: string | null;
   /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
   readonly exposed: readonly string[];
+  /** Retention, the message store, and the peers to backfill from (stream-flags.ts). */
+  readonly stream: StreamSettings;
 }
 
-interface StartFlags {
+interface StartFlags extends StreamFlags {
   id?: string;
   data?: string;
   listen?: string;
@@ -280,6 +290,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     tls,
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
+    stream: streamSettings(flags, config),
   };
 }
 
@@ -318,6 +329,27 @@ async function loadTls(settings: TlsSettings): Promise<LoadedTls> {
   };
 }
 
+/** Backfill of the message store from the other nodes, when they are given. */
+function startBackfill(
+  node: BroadcastNode,
+  settings: StartSettings,
+  logger: NodeLogger,
+): Backfill | null {
+  const urls = settings.stream.httpPeers;
+  if (urls.length === 0) return null;
+  const requestTimeoutMs = settings.requestTimeoutMs ?? 10_000;
+  const backfill = new Backfill({
+    node,
+    peers: new PeerReads(urls, systemEnvironment, requestTimeoutMs),
+    environment: systemEnvironment,
+    logger,
+    pageCount: 1000,
+    idleIntervalMs: 1000,
+  });
+  backfill.start();
+  return backfill;
+}
+
 /** Starts the node and its HTTP server; if the server cannot listen, the node is closed. */
 export async function runNode(settings: StartSettings): Promise<{
   node: BroadcastNode;
@@ -325,6 +357,7 @@ export async function runNode(settings: StartSettings): Promise<{
   url: string;
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
+  backfill: Backfill | null;
 }> {
   const logger = pino({ name: 'abcast', level: settings.logLevel });
   const tls = await loadTls(settings.tls);
@@ -349,6 +382,13 @@ export async function runNode(settings: StartSettings): Promise<{
     ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
     ...settings.limits.node,
     ...(tls.peer === null ? {} : { peerTls: tls.peer }),
+    retention: settings.stream.retention,
+    ...(settings.stream.snapshotIntervalBytes === null
+      ? {}
+      : { snapshotIntervalBytes: settings.stream.snapshotIntervalBytes }),
+    ...(settings.stream.storeSegmentBytes === null
+      ? {}
+      : { storeSegmentBytesMax: settings.stream.storeSegmentBytes }),
   });
   const http = createHttpServer({
     node,
@@ -360,11 +400,14 @@ export async function runNode(settings: StartSettings): Promise<{
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
+    peerUrls: settings.stream.httpPeers,
   });
+  const backfill = startBackfill(node, settings, logger);
   try {
     const url = await http.listen(settings.http);
-    return { node, http, url, tls, auth };
+    return { node, http, url, tls, auth, backfill };
   } catch (error) {
+    backfill?.stop();
     await node.close();
     const code = (error as { code?: string }).code;
     if (code === 'EADDRINUSE') throw new CliError(`port in use: cannot listen on ${settings.http}`);
@@ -374,7 +417,7 @@ export async function runNode(settings: StartSettings): Promise<{
 
 async function start(flags: StartFlags): Promise<void> {
   const settings = await startSettings(flags);
-  const { node, http, url, tls, auth } = await runNode(settings);
+  const { node, http, url, tls, auth, backfill } = await runNode(settings);
   const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
   const authMode = auth === null ? '' : ` (${auth.table.identities.length} identities)`;
   console.log(
@@ -415,6 +458,7 @@ async function start(flags: StartFlags): Promise<void> {
     stopping = true;
     console.log(`abcast: node ${settings.id} stopping (${signal})`);
     void (async () => {
+      backfill?.stop();
       await http.close().catch(() => undefined);
       await node.close().catch(() => undefined);
       process.exit(0);
@@ -436,7 +480,7 @@ export function startCommand(program: Command): void {
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, retention, retentionAge, retentionBytes, storeSegmentBytes, httpPeers',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -462,5 +506,6 @@ export function startCommand(program: Command): void {
       'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
     );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
+  addStreamOptions(command);
   command.action((flags: StartFlags) => start(flags));
 }
