@@ -177,7 +177,13 @@ export class Segment {
   load(): void {
     const fileBytes = this.files.size(this.name);
     const index = this.readIndexFile();
-    if (index !== null && index.sizeBytes === fileBytes && index.first === this.first) {
+    const topicsKept = this.files.readText(`${this.name}.tix`) !== null;
+    if (
+      index !== null &&
+      topicsKept &&
+      index.sizeBytes === fileBytes &&
+      index.first === this.first
+    ) {
       this.last = index.last;
       this.sizeBytes = this.writtenBytes = fileBytes;
       this.firstLogTimeMs = index.firstLogTimeMs;
