@@ -60,9 +60,12 @@ async function forwardToPeer(context: RouteContext): Promise<boolean> {
   return true;
 }
 
-export async function messagesRoute(context: RouteContext): Promise<void> {
-  const { node, settings } = context.server;
-  const query = queryParameters(context.url, ['from', 'limit', 'topic']);
+/** `from` (default 1) and `limit` (at most `messagesLimitMax`) of a page's query. */
+export function pageParameters(
+  context: RouteContext,
+  query: ReadonlyMap<string, string>,
+  limitFallback: number,
+): { from: number; limit: number } {
   const from = integerParameter(query.get('from'), 'from', {
     min: 1,
     max: Number.MAX_SAFE_INTEGER,
@@ -70,9 +73,16 @@ export async function messagesRoute(context: RouteContext): Promise<void> {
   });
   const limit = integerParameter(query.get('limit'), 'limit', {
     min: 1,
-    max: settings.messagesLimitMax,
-    fallback: settings.messagesLimitDefault,
+    max: context.server.settings.messagesLimitMax,
+    fallback: limitFallback,
   });
+  return { from, limit };
+}
+
+export async function messagesRoute(context: RouteContext): Promise<void> {
+  const { node, settings } = context.server;
+  const query = queryParameters(context.url, ['from', 'limit', 'topic']);
+  const { from, limit } = pageParameters(context, query, settings.messagesLimitDefault);
   const topic = topicParameter(query);
   checkSubscribe(context.identity, topic);
   let page: Page;

@@ -8,22 +8,13 @@ import { checkSubscribe } from '../access.ts';
 import type { RouteContext } from '../context.ts';
 import { encodeRecordsPage } from '../peers.ts';
 import { sendJson } from '../respond.ts';
-import { integerParameter, queryParameters } from '../validate.ts';
-import { capPageBytes } from './messages.ts';
+import { queryParameters } from '../validate.ts';
+import { capPageBytes, pageParameters } from './messages.ts';
 
 export async function recordsRoute(context: RouteContext): Promise<void> {
   const { node, settings } = context.server;
   const query = queryParameters(context.url, ['from', 'limit']);
-  const from = integerParameter(query.get('from'), 'from', {
-    min: 1,
-    max: Number.MAX_SAFE_INTEGER,
-    fallback: 1,
-  });
-  const limit = integerParameter(query.get('limit'), 'limit', {
-    min: 1,
-    max: settings.messagesLimitMax,
-    fallback: settings.messagesLimitMax,
-  });
+  const { from, limit } = pageParameters(context, query, settings.messagesLimitMax);
   checkSubscribe(context.identity, undefined);
   const messages = node.read(from, limit);
   const page = capPageBytes(
