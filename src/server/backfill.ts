@@ -2,8 +2,8 @@
  * Backfill: a node that restarted from a snapshot, joined late, or lost unsynced writes of
  * its message store in a crash lacks part of the retained range. In the background it
  * fetches the missing positions from its peers, page by page, checks every page (each
- * record's checksum, positions dense from the one asked for, none past the hole) and keeps
- * them. Until a hole is filled, reads there are forwarded to a peer (peers.ts). Progress
+ * record's checksum, positions dense from the one asked for, none past the hole, and with
+ * two peers or more the digest of another peer for the same range) and keeps them. Until a hole is filled, reads there are forwarded to a peer (peers.ts). Progress
  * shows in /v1/status (`store.missing`).
  */
 import type { NodeLogger } from '../broadcast/node.ts';
@@ -33,6 +33,9 @@ export interface BackfillOptions {
 export class Backfill {
   /** Positions kept from peers since start. */
   filledCount = 0;
+  /** Of the pages kept, those another peer's digest confirmed, and those on checksums only. */
+  crossCheckedPageCount = 0;
+  uncheckedPageCount = 0;
   lastError: string | null = null;
   private timer: Timer | null = null;
   private stopped = false;
@@ -66,12 +69,14 @@ export class Backfill {
           signal: this.controller.signal,
           ...(this.options.headers === undefined ? {} : { headers: this.options.headers }),
         });
-        if (page === null || page.length === 0) {
+        if (page === null || page.messages.length === 0) {
           this.lastError = `no peer serves position ${range.first} yet`;
           break;
         }
         const last = range.last;
-        this.filledCount += node.fill(page.filter((message) => message.position <= last));
+        this.filledCount += node.fill(page.messages.filter((message) => message.position <= last));
+        if (page.crossChecked) this.crossCheckedPageCount++;
+        else this.uncheckedPageCount++;
         this.lastError = null;
         range = node.missingRanges()[0];
       }

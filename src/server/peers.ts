@@ -6,6 +6,7 @@
  */
 import { decodeRecordAt, encodeRecord, type StoredMessage } from '../store/index.ts';
 import type { Environment } from '../util/environment.ts';
+import { digestOfMessages } from './routes/digest.ts';
 
 export interface PeerAnswer {
   readonly status: number;
@@ -79,15 +80,43 @@ export class PeerReads {
     return null;
   }
 
-  /** A checked page of records from `from` on, or null when no peer could give one. */
+  /**
+   * A checked page of records from `from` on, or null when no peer could give one. With two
+   * peers or more, another peer's digest of the same range must match too (`crossChecked`);
+   * a page no other peer can vouch for yet is kept on its checksums alone.
+   */
   async records(
     from: number,
     limit: number,
     options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> } = {},
-  ): Promise<StoredMessage[] | null> {
+  ): Promise<{ messages: StoredMessage[]; crossChecked: boolean } | null> {
     const answer = await this.get(`/v1/records?from=${from}&limit=${limit}`, options);
     if (answer === null || answer.status !== 200) return null;
-    return decodeRecordsPage(JSON.parse(answer.body) as RecordsPage, from);
+    const messages = decodeRecordsPage(JSON.parse(answer.body) as RecordsPage, from);
+    if (messages.length === 0) return { messages, crossChecked: false };
+    const crossChecked = await this.crossCheck(from, messages, answer.peer, options);
+    return { messages, crossChecked };
+  }
+
+  private async crossCheck(
+    from: number,
+    messages: readonly StoredMessage[],
+    servedBy: string,
+    options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> },
+  ): Promise<boolean> {
+    const path = `/v1/digest?from=${from}&count=${messages.length}`;
+    for (const peer of this.urls) {
+      if (peer === servedBy) continue;
+      const answer = await this.getFrom(peer, path, options).catch(() => null);
+      if (answer === null || answer.status !== 200) continue;
+      const other = JSON.parse(answer.body) as { count?: number; digest?: string };
+      if (other.count !== messages.length) continue; // that peer lags: no verdict
+      if (other.digest !== digestOfMessages(messages)) {
+        throw new Error(`${servedBy} and ${peer} disagree on positions ${from}…`);
+      }
+      return true;
+    }
+    return false;
   }
 
   private async getFrom(

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
-import { type CliRun, freeRange, kill, spawnCli } from '../cli/helpers.ts';
+import { type CliRun, freeRange, kill, runCli, spawnCli } from '../cli/helpers.ts';
 import { waitFor } from '../support/ports.ts';
 
 interface Member {
@@ -174,6 +174,12 @@ test('restarted and added nodes serve position 1; same range everywhere; consume
     ]),
     [['billing', total, 0]],
   );
+  // The CLI shows the same: the consumer, and the retained range in status.
+  const listed = await runCli(['consumers', '--node', n2.url, '--json']);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.equal(JSON.parse(listed.stdout).consumers[0].index, total);
+  const shown = await runCli(['status', '--node', n3.url]);
+  assert.match(shown.stdout, new RegExp(`retained: 1…${total} \\(n3 stores`));
 });
 
 test('size retention deletes the same prefix on every node; below it is 410 everywhere', {

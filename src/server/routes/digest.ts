@@ -38,6 +38,13 @@ function hashMessage(hash: Sha256Hasher, message: DeliveredMessage): void {
   hash.update(u32(message.payload.byteLength)).update(message.payload);
 }
 
+/** The digest this route answers for exactly `messages` (dense, in order). */
+export function digestOfMessages(messages: readonly DeliveredMessage[]): string {
+  const hash = sha256Hasher();
+  for (const message of messages) hashMessage(hash, message);
+  return hash.hex();
+}
+
 export async function digestRoute(context: RouteContext): Promise<void> {
   const { node } = context.server;
   const query = queryParameters(context.url, ['from', 'count']);

@@ -117,9 +117,9 @@ async function* orderFrom(context: RouteContext, from: number): AsyncGenerator<D
         signal,
         headers: forwardedHeaders(context),
       });
-      if (page === null || page.length === 0) throw error;
-      node.fill(page.filter((message) => message.position <= node.lastPosition));
-      for (const message of page) {
+      if (page === null || page.messages.length === 0) throw error;
+      node.fill(page.messages.filter((message) => message.position <= node.lastPosition));
+      for (const message of page.messages) {
         cursor = message.position + 1;
         yield message;
       }
