@@ -164,7 +164,6 @@ export function buildNodeParts(
     isLeader: () => core.status().role === 'leader',
     segments: () => {
       const log = applier.deliveryLog;
-      if (log.missingRanges().length > 0) return null;
       return log.store.summaries().filter((segment) => segment.last >= log.firstRetainedPosition);
     },
     retainedFrom: () => applier.streams.retainedFrom,

@@ -25,7 +25,7 @@ export const retainForever: RetentionPolicy = { ageMs: null, bytesMax: null };
 
 /**
  * The first position to keep under `policy`, given the store's segments in order (from the
- * retained floor, without holes) and the log's clock now; 0 when nothing is due to go.
+ * retained floor) and the log's clock now; 0 when nothing is due to go.
  */
 export function retentionCut(
   segments: readonly SegmentSummary[],
@@ -57,8 +57,13 @@ export interface RetentionDriverOptions {
   /** Ticks between two looks at the store. */
   readonly checkIntervalTicks: number;
   readonly isLeader: () => boolean;
-  /** The store's segments from the floor on, or null while the node has holes to fill. */
-  readonly segments: () => readonly SegmentSummary[] | null;
+  /**
+   * The store's segments from the floor on. A leader still backfilling has holes: it then
+   * counts their bytes as none, so it keeps more than its limit, never less, and by age it
+   * only cuts after a segment it holds, everything before which is older still (log time
+   * never decreases along positions).
+   */
+  readonly segments: () => readonly SegmentSummary[];
   readonly retainedFrom: () => number;
   readonly logTimeMs: () => number;
   readonly propose: (topic: string, payload: Uint8Array) => Promise<BroadcastResult>;
@@ -80,7 +85,6 @@ export class RetentionDriver {
     this.ticksSinceCheck = 0;
     if (this.proposing || !this.options.isLeader()) return;
     const segments = this.options.segments();
-    if (segments === null) return;
     const cut = retentionCut(segments, policy, this.options.logTimeMs());
     if (cut <= this.options.retainedFrom()) return;
     this.proposing = true;
