@@ -6,7 +6,7 @@
  */
 import { decodeRecordAt, encodeRecord, type StoredMessage } from '../store/index.ts';
 import type { Environment } from '../util/environment.ts';
-import { digestOfMessages } from './routes/digest.ts';
+import { digestOfMessages } from './message-digest.ts';
 
 export interface PeerAnswer {
   readonly status: number;
