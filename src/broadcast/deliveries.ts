@@ -89,10 +89,15 @@ export class DeliveryLog {
     for (const wake of waiters) wake();
   }
 
-  /** Positions before `nextPosition` are applied (a snapshot was installed). */
+  /**
+   * Positions before `nextPosition` are applied (a snapshot was installed, or the node
+   * starts from one). What the store holds after them is dropped: the WAL applies it again,
+   * so the store says what the log says, even where a crash left it ahead.
+   */
   resetTo(nextPosition: number): void {
     assert(nextPosition >= this.appliedPosition + 1, 'a restore never moves positions back');
     this.appliedPosition = nextPosition - 1;
+    this.store.truncateAfter(this.appliedPosition);
     if (!this.options.backfill) {
       // Without backfill, a hole is for good: only what follows the snapshot will be held.
       this.localFrom = nextPosition;

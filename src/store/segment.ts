@@ -133,6 +133,63 @@ export class Segment {
     return messages;
   }
 
+  /**
+   * Drops every record after `position` (which this segment holds, or first - 1 to empty
+   * it): the file is cut at the next record's offset and the indexes trimmed to match.
+   */
+  truncateAfter(position: number): void {
+    assert(position >= this.first - 1 && position <= this.last, 'a cut within the segment');
+    if (position === this.last) return;
+    this.flush();
+    let offset = 0;
+    if (position >= this.first) {
+      const [kept] = this.read(position, 1);
+      assert(kept !== undefined && kept.position === position, 'the last kept record reads back');
+      offset = this.offsetAfter(position);
+    }
+    this.files.truncate(this.name, offset);
+    this.sizeBytes = this.writtenBytes = offset;
+    this.last = position;
+    while (this.sparse.length > 0 && (this.sparse[this.sparse.length - 2] as number) > position) {
+      this.sparse.length -= 2;
+    }
+    const topics = this.topics ?? this.loadTopics();
+    for (const [topic, runs] of topics) {
+      while (runs.length > 0 && (runs[runs.length - 2] as number) > position) runs.length -= 2;
+      const count = runs.length;
+      if (count > 0)
+        runs[count - 1] = Math.min(
+          runs[count - 1] as number,
+          position - (runs[count - 2] as number) + 1,
+        );
+      if (runs.length === 0) topics.delete(topic);
+    }
+    this.topics = topics;
+    this.indexCurrent = false;
+  }
+
+  /** The byte offset just past the record at `position` (which this segment holds). */
+  private offsetAfter(position: number): number {
+    let offset = this.offsetAtOrBefore(position);
+    let buffer = Buffer.allocUnsafe(readChunkBytes);
+    for (;;) {
+      const view = buffer.subarray(0, this.files.read(this.name, buffer, offset));
+      let at = 0;
+      for (;;) {
+        const found = decodeRecordAt(view, at);
+        if (found.kind === 'short') {
+          if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
+          break;
+        }
+        assert(found.kind === 'record', 'a written record reads back whole');
+        at += found.recordBytes;
+        if (found.message.position === position) return offset + at;
+      }
+      assert(at > 0 || view.length < buffer.length, 'each read makes progress');
+      offset += at;
+    }
+  }
+
   /** The runs of `topic` as flat (first, count) pairs: empty when the topic is absent. */
   topicRuns(topic: string): readonly number[] {
     if (this.topics === null) this.topics = this.loadTopics();

@@ -6,9 +6,9 @@
  * segments being written, so memory stays flat as the history grows.
  *
  * Not synced: the Raft log is the source of truth. After a crash the store may have lost its
- * last writes, or kept a torn record; opening it cuts the torn tail, and the node applies its
- * log again from its snapshot, appending what the store lacks (a position already held is
- * skipped: committed entries deliver the same messages every time). What lies before the
+ * last writes, or kept a torn record; opening it cuts the torn tail, the node drops what it
+ * holds past its snapshot (`truncateAfter`) and applies its log again from the snapshot.
+ * What lies before the
  * snapshot and was lost is a hole, filled from peers (backfill) like the history of a node
  * that joined late.
  *
@@ -203,6 +203,21 @@ export class MessageStore {
       at++;
     }
     return { messages, next: cursor };
+  }
+
+  /**
+   * Forgets every position after `position`: at a restart, what the store holds beyond the
+   * snapshot is applied again from the WAL, the source of truth, so the store never keeps
+   * what the log no longer says.
+   */
+  truncateAfter(position: number): void {
+    while (this.segments.length > 0 && (this.segments.at(-1) as Segment).first > position) {
+      const segment = this.segments.pop() as Segment;
+      this.dirty.delete(segment);
+      segment.remove();
+    }
+    const last = this.segments.at(-1);
+    if (last !== undefined && last.last > position) last.truncateAfter(position);
   }
 
   /** Deletes every segment whose positions all lie before `position`: whole segments only. */

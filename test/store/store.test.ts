@@ -1,5 +1,6 @@
 // The message store against a naive twin (a Map of positions): random appends with holes,
-// backfills, reads, topic reads, retention drops and reopenings give the same answers; and on
+// backfills, reads, topic reads, retention drops, cuts of the tail and reopenings give the
+// same answers; and on
 // disk, a torn tail is cut at open and a reopened store reads what it held from its indexes.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
@@ -40,6 +41,7 @@ type Step =
   | { kind: 'append'; count: number; skip: number }
   | { kind: 'backfill'; count: number }
   | { kind: 'drop'; fraction: number }
+  | { kind: 'truncate'; fraction: number }
   | { kind: 'reopen' };
 
 const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
@@ -50,6 +52,10 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
   }),
   fc.record({ kind: fc.constant('backfill' as const), count: fc.integer({ min: 1, max: 50 }) }),
   fc.record({ kind: fc.constant('drop' as const), fraction: fc.double({ min: 0, max: 0.5 }) }),
+  fc.record({
+    kind: fc.constant('truncate' as const),
+    fraction: fc.double({ min: 0.5, max: 1, noNaN: true }),
+  }),
   fc.record({ kind: fc.constant('reopen' as const) }),
 );
 
@@ -106,6 +112,11 @@ test('the store answers as a map of positions, through holes, backfills, drops a
           for (const s of summaries) {
             if (s.last < before) for (let p = s.first; p <= s.last; p++) held.delete(p);
           }
+        } else if (step.kind === 'truncate') {
+          const after = Math.floor(last * step.fraction);
+          store.truncateAfter(after);
+          for (const p of [...held]) if (p > after) held.delete(p);
+          last = Math.max(after, ...held, 0);
         } else {
           store.flush();
           if (steps.indexOf(step) % 2 === 0) store.close();
