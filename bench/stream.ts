@@ -201,10 +201,7 @@ async function main(): Promise<void> {
       });
       return response.status === 200;
     });
-    for (const [member, sinceMs] of [
-      [restarted, restartMs],
-      [added, addMs],
-    ] as const) {
+    const measure = async (member: Member, sinceMs: number) => {
       await until(`${member.id} serves position 1`, async () => {
         const response = await fetch(`${member.url}/v1/messages?from=1&limit=1`);
         return response.status === 200 && (await response.json()).messages[0]?.index === 1;
@@ -223,7 +220,8 @@ async function main(): Promise<void> {
         store: { bytes: seen.store.bytes, segments: seen.store.segments },
       };
       console.log(member.id, results[`${member === restarted ? 'restarted' : 'added'}Node`]);
-    }
+    };
+    await Promise.all([measure(restarted, restartMs), measure(added, addMs)]);
     const ranges = await Promise.all(members.map(async (m) => (await status(m)).retained));
     results.retainedOnEveryNode = ranges;
     await mkdir(new URL('./results/', import.meta.url), { recursive: true });

@@ -22,6 +22,7 @@ import type { AuthSource } from '../../server/access.ts';
 import { Backfill } from '../../server/backfill.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { PeerReads } from '../../server/peers.ts';
+import { recordsLimitMax } from '../../server/routes/records.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
@@ -343,7 +344,7 @@ function startBackfill(
     peers: new PeerReads(urls, systemEnvironment, requestTimeoutMs),
     environment: systemEnvironment,
     logger,
-    pageCount: 1000,
+    pageCount: recordsLimitMax,
     idleIntervalMs: 1000,
   });
   backfill.start();

@@ -60,11 +60,10 @@ async function forwardToPeer(context: RouteContext): Promise<boolean> {
   return true;
 }
 
-/** `from` (default 1) and `limit` (at most `messagesLimitMax`) of a page's query. */
+/** `from` (default 1) and `limit` (at most `limits.max`) of a page's query. */
 export function pageParameters(
-  context: RouteContext,
   query: ReadonlyMap<string, string>,
-  limitFallback: number,
+  limits: { readonly fallback: number; readonly max: number },
 ): { from: number; limit: number } {
   const from = integerParameter(query.get('from'), 'from', {
     min: 1,
@@ -73,8 +72,8 @@ export function pageParameters(
   });
   const limit = integerParameter(query.get('limit'), 'limit', {
     min: 1,
-    max: context.server.settings.messagesLimitMax,
-    fallback: limitFallback,
+    max: limits.max,
+    fallback: limits.fallback,
   });
   return { from, limit };
 }
@@ -82,7 +81,10 @@ export function pageParameters(
 export async function messagesRoute(context: RouteContext): Promise<void> {
   const { node, settings } = context.server;
   const query = queryParameters(context.url, ['from', 'limit', 'topic']);
-  const { from, limit } = pageParameters(context, query, settings.messagesLimitDefault);
+  const { from, limit } = pageParameters(query, {
+    fallback: settings.messagesLimitDefault,
+    max: settings.messagesLimitMax,
+  });
   const topic = topicParameter(query);
   checkSubscribe(context.identity, topic);
   let page: Page;

@@ -11,10 +11,19 @@ import { sendJson } from '../respond.ts';
 import { queryParameters } from '../validate.ts';
 import { capPageBytes, pageParameters } from './messages.ts';
 
+/**
+ * Records per page at most: backfill moves millions of small messages, so pages are larger
+ * than /v1/messages'; `messagesPageBytesMax` bounds them in bytes all the same.
+ */
+export const recordsLimitMax = 16_384;
+
 export async function recordsRoute(context: RouteContext): Promise<void> {
   const { node, settings } = context.server;
   const query = queryParameters(context.url, ['from', 'limit']);
-  const { from, limit } = pageParameters(context, query, settings.messagesLimitMax);
+  const { from, limit } = pageParameters(query, {
+    fallback: recordsLimitMax,
+    max: recordsLimitMax,
+  });
   checkSubscribe(context.identity, undefined);
   const messages = node.read(from, limit);
   const page = capPageBytes(

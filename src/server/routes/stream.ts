@@ -92,8 +92,8 @@ function checkStart(context: RouteContext, from: number): void {
   }
 }
 
-/** Pages fetched from a peer at a time while this node lacks the positions. */
-const peerPageCount = 1000;
+/** Positions fetched from a peer at a time while this node lacks them. */
+const peerPageCount = 4096;
 
 /**
  * The order from `from` on: from this node's store, and where it has a hole it is still
