@@ -345,6 +345,9 @@ function startBackfill(
     environment: systemEnvironment,
     logger,
     pageCount: recordsLimitMax,
+    ...(settings.stream.backfillToken === null
+      ? {}
+      : { headers: { authorization: `Bearer ${settings.stream.backfillToken}` } }),
     idleIntervalMs: 1000,
   });
   backfill.start();

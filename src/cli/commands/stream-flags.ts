@@ -15,6 +15,7 @@ export interface StreamFlags {
   storeSegmentBytes?: string;
   snapshotIntervalBytes?: string;
   httpPeers?: string;
+  backfillToken?: string;
 }
 
 export interface StreamSettings {
@@ -25,6 +26,8 @@ export interface StreamSettings {
   readonly snapshotIntervalBytes: number | null;
   /** Base URLs of the other nodes' HTTP APIs. */
   readonly httpPeers: readonly string[];
+  /** A token of an identity that reads every topic, for backfill when peers authenticate. */
+  readonly backfillToken: string | null;
 }
 
 const durationUnitsMs: Readonly<Record<string, number>> = {
@@ -119,6 +122,9 @@ export function streamSettings(
     storeSegmentBytes:
       segmentText === undefined ? null : parseSizeBytes('store-segment-bytes', segmentText),
     httpPeers: peersText === undefined ? [] : parseUrls(peersText),
+    backfillToken:
+      text(flags.backfillToken ?? config.backfillToken ?? process.env.ABCAST_BACKFILL_TOKEN) ??
+      null,
     snapshotIntervalBytes:
       snapshotText === undefined ? null : parseSizeBytes('snapshot-interval-bytes', snapshotText),
   };
@@ -137,5 +143,9 @@ export function addStreamOptions(command: Command): Command {
     .option(
       '--http-peers <urls>',
       "the other nodes' HTTP APIs (n2=http://host:port,…): backfill and forwarded reads",
+    )
+    .option(
+      '--backfill-token <token>',
+      'with --auth on the peers: a token of a read identity of every topic (or ABCAST_BACKFILL_TOKEN)',
     );
 }
