@@ -3,7 +3,8 @@
 // the leader's snapshot), both serve position 1 at once (forwarding to a peer) and then
 // from their own backfilled store; every node answers the same retained range and the same
 // digest of it; a durable consumer killed mid-stream resumes after its last ack on another
-// node with nothing lost or repeated; and size retention deletes the same prefix everywhere.
+// node with nothing lost or repeated; and size and age retention delete the same prefix
+// everywhere.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -108,10 +109,14 @@ test('restarted and added nodes serve position 1; same range everywhere; consume
   assert.equal(added.status, 200, JSON.stringify(added.body));
 
   for (const member of [n3, n4]) {
-    await waitFor(async () => {
-      const seen = await cluster.status(member).catch(() => null);
-      return seen !== null && seen.deliveredIndex >= total;
-    }, `${member.id} delivers everything`);
+    await waitFor(
+      async () => {
+        const seen = await cluster.status(member).catch(() => null);
+        return seen !== null && seen.deliveredIndex >= total;
+      },
+      `${member.id} delivers everything`,
+      60_000,
+    );
     // Served at once: from the node's store, or forwarded to a peer while it backfills.
     const first = await json(`${member.url}/v1/messages?from=1&limit=5`);
     assert.equal(first.status, 200, JSON.stringify(first.body));
@@ -122,10 +127,14 @@ test('restarted and added nodes serve position 1; same range everywhere; consume
     assert.equal(first.body.messages[0].payload.n, 1);
   }
   for (const member of [n3, n4]) {
-    await waitFor(async () => {
-      const seen = await cluster.status(member).catch(() => null);
-      return seen !== null && seen.store.missing === 0;
-    }, `${member.id} backfilled`);
+    await waitFor(
+      async () => {
+        const seen = await cluster.status(member).catch(() => null);
+        return seen !== null && seen.store.missing === 0;
+      },
+      `${member.id} backfilled`,
+      60_000,
+    );
   }
   // Every node: the same retained range, and the same messages in it.
   const everyone = [n1, n2, n3, n4];
@@ -195,13 +204,17 @@ test('size retention deletes the same prefix on every node; below it is 410 ever
   await Promise.all(sent);
   writer.close();
   let firstIndex = 0;
-  await waitFor(async () => {
-    const firsts = await Promise.all(
-      cluster.members.map(async (m) => (await cluster.status(m)).retained.firstIndex),
-    );
-    firstIndex = firsts[0] as number;
-    return firstIndex > 1 && firsts.every((first) => first === firstIndex);
-  }, 'one retained range past 1 on every node');
+  await waitFor(
+    async () => {
+      const firsts = await Promise.all(
+        cluster.members.map(async (m) => (await cluster.status(m)).retained.firstIndex),
+      );
+      firstIndex = firsts[0] as number;
+      return firstIndex > 1 && firsts.every((first) => first === firstIndex);
+    },
+    'one retained range past 1 on every node',
+    60_000,
+  );
   for (const member of cluster.members) {
     const below = await json(`${member.url}/v1/messages?from=1`);
     assert.equal(below.status, 410);
@@ -212,5 +225,39 @@ test('size retention deletes the same prefix on every node; below it is 410 ever
     assert.equal(kept.body.messages[0].index, seen.firstIndex);
     // Deleted by whole segments: well under the limit plus a segment, far under all of it.
     assert.ok(seen.store.bytes < 300 * 1024, `${member.id} stores ${seen.store.bytes} bytes`);
+  }
+});
+
+test('age retention deletes the same prefix on every node, by log time', {
+  timeout: 120_000,
+}, async () => {
+  const cluster = await startCluster(3, [
+    ...['--retention-age', '2s', '--store-segment-bytes', '8KiB'],
+  ]);
+  await cluster.leader();
+  const writer = connect({ endpoints: cluster.members.map((m) => m.url) });
+  const early = (await writer.broadcast({ early: true, pad: 'e'.repeat(200) })).position as number;
+  // Log time moves with the entries the leader stamps: keep writing until the early
+  // message is older than 2 s in log time and retention let its segment go everywhere.
+  let firstIndex = 0;
+  await waitFor(
+    async () => {
+      for (let n = 0; n < 20; n++) await writer.broadcast({ n, pad: 'l'.repeat(200) });
+      const firsts = await Promise.all(
+        cluster.members.map(async (m) => (await cluster.status(m)).retained.firstIndex),
+      );
+      firstIndex = firsts[0] as number;
+      return firstIndex > early && firsts.every((first) => first === firstIndex);
+    },
+    'one retained range past the early message on every node',
+    60_000,
+  );
+  writer.close();
+  for (const member of cluster.members) {
+    const below = await json(`${member.url}/v1/messages?from=${early}`);
+    assert.equal(below.status, 410);
+    const kept = await json(`${member.url}/v1/messages?from=${below.body.firstIndex}&limit=1`);
+    assert.equal(below.body.firstIndex, firstIndex);
+    assert.equal(kept.body.messages[0].index, firstIndex);
   }
 });
