@@ -2,10 +2,12 @@
  * `startNode`: the library entry point. Opens (or recovers) the data directory, connects to
  * the peers over TCP and starts the runtime.
  */
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { makeConfiguration } from '../raft/config.ts';
 import type { NodeId } from '../raft/types.ts';
 import { FileStorage } from '../storage/file-storage.ts';
+import { DiskStoreFiles, defaultSegmentBytesMax, MessageStore } from '../store/index.ts';
 import { TcpTransport } from '../transport/tcp.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
@@ -38,6 +40,8 @@ export interface StartNodeOptions
   readonly join?: boolean;
   /** WAL segment size; default 64 MiB. */
   readonly segmentBytesMax?: number;
+  /** Message store segment size (retention deletes whole segments); default 64 MiB. */
+  readonly storeSegmentBytesMax?: number;
   /**
    * Mutual TLS between the nodes (src/transport/tls.ts); the certificate must name this
    * node. Keep the object to rotate the files: `update` applies to new connections.
@@ -74,6 +78,11 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     ...(options.segmentBytesMax === undefined ? {} : { segmentBytesMax: options.segmentBytesMax }),
     log: (event) => logger.warn({ node: options.id, ...event }, `storage: ${event.type}`),
   });
+  // The message store sits beside the WAL, in its own folder: the WAL ignores it.
+  const store = new MessageStore({
+    files: new DiskStoreFiles(join(options.dataDir, 'messages')),
+    segmentBytesMax: options.storeSegmentBytesMax ?? defaultSegmentBytesMax,
+  });
   const transport = new TcpTransport({
     nodeId: options.id,
     clusterId,
@@ -88,6 +97,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
   } catch (error) {
     await transport.close();
     await storage.close();
+    store.close();
     throw error;
   }
   const node = new BroadcastNode(
@@ -96,6 +106,8 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
       id: options.id,
       bootstrap: options.join === true ? null : makeConfiguration([...peers.keys()], []),
       initialPeers: peers,
+      deliveries: { store, backfill: true, retainBytesMax: null },
+      ...(options.retention === undefined ? {} : { retention: options.retention }),
       logger,
       // A process runs on the real clock; the simulator builds its nodes itself.
       environment: systemEnvironment,
