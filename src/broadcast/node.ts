@@ -406,7 +406,11 @@ export class BroadcastNode {
 
   private failStop(error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
-    const storage = error instanceof StorageError;
+    // The message store writes through node:fs itself: a failed system call there (ENOSPC,
+    // EIO) is the disk's failure as much as one of the WAL's, not a bug of ours.
+    const storage =
+      error instanceof StorageError ||
+      (error instanceof Error && typeof (error as { syscall?: unknown }).syscall === 'string');
     this.options.logger.error(
       { node: this.id, reason },
       storage ? 'storage failed: the node stops' : 'internal error: the node stops',

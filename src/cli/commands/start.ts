@@ -559,6 +559,26 @@ async function start(flags: StartFlags): Promise<void> {
     });
   });
   let stopping = false;
+  // A node that stopped itself (its storage failed: a full disk, EIO from fdatasync; or a
+  // bug) no longer applies anything, and the storage it gave up on must not be used again by
+  // this process. Its process ends with code 1, so a supervisor (systemd, Kubernetes, the
+  // chaos runner) restarts it: the restart reopens the data directory and recovers.
+  const stoppedWatch = setInterval(() => {
+    const stopped = node.status().stopped;
+    if (stopped === null || stopping) return;
+    clearInterval(stoppedWatch);
+    stopping = true;
+    console.error(
+      `abcast: node ${settings.id} stopped itself (${stopped.code}): ${stopped.message}; exiting with code 1 so that it is restarted`,
+    );
+    void (async () => {
+      backfill?.stop();
+      await http.close().catch(() => undefined);
+      await node.close().catch(() => undefined);
+      process.exit(1);
+    })();
+  }, 500);
+  stoppedWatch.unref();
   const stop = (signal: string) => {
     if (stopping) {
       // A second Ctrl-C: the user does not want to wait for the graceful close. (Ctrl-C then
