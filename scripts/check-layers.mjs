@@ -3,8 +3,9 @@
 // from the sources (run by `npm run lint`; `node scripts/check-layers.mjs [root]`):
 //
 //   1. imports flow one way: src/raft imports only src/util; src/storage and src/transport
-//      only src/raft and src/util; nothing imports src/cli or src/sim but those two (and the
-//      harness); nothing at all imports the chaos harness, src/chaos, which may import anything;
+//      only src/raft and src/util; nothing imports src/cli, src/mcp or src/sim but those three
+//      (and the harness); nothing at all imports the chaos harness, src/chaos, which may
+//      import anything;
 //   2. no import cycles between files of src/ (a cycle makes load order, and so which
 //      module sees the other half-initialised, depend on who is imported first);
 //   3. no wall clock, timer or randomness in the deterministic folders: the simulator
@@ -28,6 +29,7 @@ export const deterministicFolders = [
   'src/server',
   'src/client',
   'src/storage',
+  'src/store',
   'src/broadcast',
 ];
 
@@ -38,11 +40,15 @@ export const clockExemptFiles = ['src/util/system-environment.ts'];
 export const layerRules = [
   { folder: 'src/raft', mayImport: ['src/util'] },
   { folder: 'src/storage', mayImport: ['src/raft', 'src/util'] },
+  { folder: 'src/store', mayImport: ['src/util'] },
   { folder: 'src/transport', mayImport: ['src/raft', 'src/util'] },
 ];
 
-/** Folders at the top: only they import each other; src/sim may import anything. */
-export const topFolders = ['src/cli', 'src/sim'];
+/**
+ * Folders at the top: only they import each other; src/sim may import anything. src/mcp,
+ * the MCP server, sits there beside src/cli (which runs it) on src/client and src/agents.
+ */
+export const topFolders = ['src/cli', 'src/mcp', 'src/sim'];
 
 /**
  * Test harnesses that drive the product from outside (the chaos suite starts `abcast` as
@@ -137,6 +143,11 @@ function isAllowed(allowed, rule, from, to) {
   return allowed.some((entry) => entry.rule === rule && entry.from === from && entry.to === to);
 }
 
+/** "a", "a and b", "a, b and c". */
+function listed(names) {
+  return names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+}
+
 /** Why importing `to` from `from` breaks rule 1, or null when it does not. */
 function layerViolation(from, to) {
   const fromFolder = folderOf(from);
@@ -147,7 +158,7 @@ function layerViolation(from, to) {
   }
   if (harnessFolders.includes(fromFolder)) return null;
   if (topFolders.includes(toFolder) && !topFolders.includes(fromFolder)) {
-    return `${fromFolder} must not import ${toFolder} (only ${topFolders.join(' and ')} do)`;
+    return `${fromFolder} must not import ${toFolder} (only ${listed(topFolders)} do)`;
   }
   const rule = layerRules.find((candidate) => candidate.folder === fromFolder);
   if (rule !== undefined && !rule.mayImport.includes(toFolder)) {

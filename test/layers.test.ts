@@ -20,6 +20,7 @@ interface LayerChecker {
   readSources(root: string): Map<string, string>;
   importsOf(text: string): { specifier: string; line: number }[];
   readonly allowedImports: readonly AllowedImport[];
+  readonly deterministicFolders: readonly string[];
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -111,9 +112,22 @@ test('only src/cli and src/sim import src/cli or src/sim; src/sim imports anythi
     'src/index.ts': "export { run } from './sim/run.ts';",
   });
   assert.deepEqual(problems, [
-    'src/broadcast/node.ts:1: imports src/sim/run.ts: src/broadcast must not import src/sim (only src/cli and src/sim do)',
-    'src/index.ts:1: imports src/sim/run.ts: src must not import src/sim (only src/cli and src/sim do)',
-    'src/server/http.ts:1: imports src/cli/flags.ts: src/server must not import src/cli (only src/cli and src/sim do)',
+    'src/broadcast/node.ts:1: imports src/sim/run.ts: src/broadcast must not import src/sim (only src/cli, src/mcp and src/sim do)',
+    'src/index.ts:1: imports src/sim/run.ts: src must not import src/sim (only src/cli, src/mcp and src/sim do)',
+    'src/server/http.ts:1: imports src/cli/flags.ts: src/server must not import src/cli (only src/cli, src/mcp and src/sim do)',
+  ]);
+});
+
+test('src/mcp sits at the top: it imports src/client and src/agents, only src/cli imports it', () => {
+  const problems = check({
+    'src/cli/commands/mcp.ts': "const mcp = await import('../../mcp/index.ts');",
+    'src/mcp/index.ts': "import '../client/index.ts';\nimport '../agents/index.ts';",
+    'src/client/index.ts': '',
+    'src/agents/index.ts': '',
+    'src/agents/tools.ts': "import '../mcp/index.ts';",
+  });
+  assert.deepEqual(problems, [
+    'src/agents/tools.ts:1: imports src/mcp/index.ts: src/agents must not import src/mcp (only src/cli, src/mcp and src/sim do)',
   ]);
 });
 
@@ -180,6 +194,16 @@ test('no clock, timer or randomness in src/raft and src/server, but where allowe
     'src/server/http.ts': 'const options = { headersTimeout: 1, requestTimeout: 2 };',
   });
   assert.deepEqual(allowed, []);
+});
+
+test('the runtime, the SDK and the storage are deterministic folders too', () => {
+  for (const folder of ['src/raft', 'src/server', 'src/broadcast', 'src/client', 'src/storage']) {
+    assert.ok(layers.deterministicFolders.includes(folder), folder);
+    for (const call of ['Date.now()', 'Math.random()', 'setTimeout(f, 1)']) {
+      const problems = check({ [`${folder}/x.ts`]: `const f = () => 0;\nconst v = ${call};` });
+      assert.equal(problems.length, 1, `${folder}: ${call}`);
+    }
+  }
 });
 
 test('an allowed import is let through; a stale allowance fails the check', () => {

@@ -191,7 +191,7 @@ function observe(observers: readonly Replica[]): Observation {
       for (const account of [command.from, command.to]) {
         const balance = balances[account] ?? 0;
         if (balance < 0) {
-          observation.negativeSightings.push(`${account}=${balance} at ${event.index}`);
+          observation.negativeSightings.push(`${account}=${balance} at ${event.position}`);
         }
       }
       if (at !== 0) return;

@@ -28,7 +28,8 @@ export async function tradingChecks(outcome: TradingOutcome): Promise<Report> {
   const logs = await readLogs(outcome.cluster, [ordersTopic, pricesTopic], outcome.fromIndex);
   const references = logs.map((log) => {
     const view = new MarketView(outcome.runId);
-    for (const message of log) if (!view.apply(message)) break;
+    // The wire's `index` is the message's position.
+    for (const message of log) if (!view.apply({ ...message, position: message.index })) break;
     return view;
   });
   const fills = outcome.outcomes[0]?.view.fills ?? [];

@@ -37,12 +37,12 @@ export interface Fill {
   /** The latest price of the symbol before the order; null if none was published yet. */
   readonly priceCents: number | null;
   /** The order's position in the total order. */
-  readonly index: number;
+  readonly position: number;
 }
 
 /** A message as both Topics and GET /v1/messages give it. */
 export interface Positioned {
-  readonly index: number;
+  readonly position: number;
   readonly topic: string | null;
   readonly payload: unknown;
 }
@@ -51,7 +51,7 @@ export interface Positioned {
 export class MarketView {
   readonly fills: Fill[] = [];
   private readonly latestPriceCents = new Map<string, number>();
-  private lastIndex = 0;
+  private lastPosition = 0;
   /** Messages seen at or below an earlier position: the order was not one order. */
   outOfOrderCount = 0;
   ended = false;
@@ -60,8 +60,8 @@ export class MarketView {
 
   /** Applies one message; false once the run's end marker was seen. */
   apply(message: Positioned): boolean {
-    if (message.index <= this.lastIndex) this.outOfOrderCount += 1;
-    this.lastIndex = Math.max(this.lastIndex, message.index);
+    if (message.position <= this.lastPosition) this.outOfOrderCount += 1;
+    this.lastPosition = Math.max(this.lastPosition, message.position);
     const event = parseMarketEvent(message.payload);
     // Other runs (an existing cluster runs the example again) and foreign input: skipped.
     if (event === null || event.run !== this.run) return true;
@@ -78,7 +78,7 @@ export class MarketView {
         side: event.side,
         quantity: event.quantity,
         priceCents: this.latestPriceCents.get(event.symbol) ?? null,
-        index: message.index,
+        position: message.position,
       });
     }
     return true;

@@ -33,7 +33,7 @@ export interface CompletedGeneration {
   /** The agents, in arrival order. */
   readonly arrived: readonly string[];
   /** The position and log time of the arrival that completed it. */
-  readonly index: number;
+  readonly position: number;
   readonly time: number;
 }
 
@@ -107,7 +107,7 @@ export const barrierMachine: StateMachine<BarrierState, BarrierCommand, BarrierO
     const completed: CompletedGeneration = {
       generation,
       arrived: record.arrived,
-      index: context.index,
+      position: context.position,
       time: context.time,
     };
     record.history.push(completed);
@@ -120,9 +120,22 @@ export const barrierMachine: StateMachine<BarrierState, BarrierCommand, BarrierO
   },
   encodeState: (state) => [...state.barriers],
   decodeState: (encoded) => ({
-    barriers: new Map(encoded as [string, BarrierRecord][]),
+    barriers: new Map(
+      (encoded as [string, BarrierRecord][]).map(([name, record]) => [
+        name,
+        { ...record, history: record.history.map(renamedIndex) },
+      ]),
+    ),
   }),
 };
+
+/** A generation of a snapshot written before its `index` was called `position`. */
+function renamedIndex(completed: CompletedGeneration): CompletedGeneration {
+  const old = completed as CompletedGeneration & { readonly index?: number };
+  if (old.position !== undefined || old.index === undefined) return completed;
+  const { index, ...rest } = old;
+  return { ...rest, position: index };
+}
 
 /**
  * Forgets the idle barrier (nobody waiting) that completed longest ago, so that a topic that
@@ -134,7 +147,7 @@ function evictIdle(state: BarrierState): boolean {
   let oldestIndex = Number.POSITIVE_INFINITY;
   for (const [name, record] of state.barriers) {
     if (record.arrived.length > 0) continue;
-    const completedIndex = record.history.at(-1)?.index ?? 0;
+    const completedIndex = record.history.at(-1)?.position ?? 0;
     if (completedIndex < oldestIndex) {
       oldest = name;
       oldestIndex = completedIndex;

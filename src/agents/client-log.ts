@@ -29,7 +29,7 @@ export class ClientLog implements SharedLog {
   async append(payload: unknown, topic: string): Promise<AppendAnswer> {
     try {
       const answer = await this.client.broadcast(payload, { topic });
-      return { index: answer.position, duplicate: answer.duplicate };
+      return { position: answer.position, duplicate: answer.duplicate };
     } finally {
     }
   }
@@ -66,7 +66,7 @@ export class ClientLog implements SharedLog {
         if (message.topic !== null && topics.has(message.topic)) {
           yield { kind: 'entry', entry: entryOf(message) };
         } else {
-          yield { kind: 'passed', index: message.position };
+          yield { kind: 'passed', position: message.position };
         }
       }
     } finally {
@@ -88,7 +88,7 @@ export class ClientLog implements SharedLog {
 
 function entryOf(message: Message): LogEntry {
   return {
-    index: message.position,
+    position: message.position,
     time: message.time,
     client: message.client,
     topic: message.topic,
@@ -97,7 +97,7 @@ function entryOf(message: Message): LogEntry {
 }
 
 type InboxItem =
-  | { readonly kind: 'passed'; readonly index: number }
+  | { readonly kind: 'passed'; readonly position: number }
   | { readonly kind: 'step'; readonly step: IteratorResult<Message, void> };
 
 /**
@@ -106,7 +106,7 @@ type InboxItem =
  * follows the mark, and a mark never runs ahead of an entry still to be yielded.
  */
 class Inbox {
-  private passedIndex = 0;
+  private passedPosition = 0;
   private settled:
     | { readonly step: IteratorResult<Message, void> }
     | { readonly error: unknown }
@@ -114,8 +114,8 @@ class Inbox {
   private wake: (() => void) | null = null;
   private closed = false;
 
-  progress(index: number): void {
-    this.passedIndex = Math.max(this.passedIndex, index);
+  progress(position: number): void {
+    this.passedPosition = Math.max(this.passedPosition, position);
     this.notify();
   }
 
@@ -129,10 +129,10 @@ class Inbox {
 
   async take(): Promise<InboxItem> {
     for (;;) {
-      if (this.passedIndex > 0) {
-        const index = this.passedIndex;
-        this.passedIndex = 0;
-        return { kind: 'passed', index };
+      if (this.passedPosition > 0) {
+        const position = this.passedPosition;
+        this.passedPosition = 0;
+        return { kind: 'passed', position };
       }
       const settled = this.settled;
       if (settled !== null) {

@@ -215,7 +215,7 @@ function grant(
   const holder: HolderRecord = {
     lock,
     owner,
-    token: context.index,
+    token: context.position,
     grantedAt: context.time,
     expiresAt: context.time + ttlMs,
     ticket,
@@ -252,7 +252,7 @@ function acquire(
         command.lock,
         record,
         command.owner,
-        context.index,
+        context.position,
         command.ttlMs,
         context,
       ),
@@ -269,11 +269,11 @@ function acquire(
   }
   record.queue.push({
     owner: command.owner,
-    ticket: context.index,
+    ticket: context.position,
     ttlMs: command.ttlMs,
     giveUpAt: command.waitMs === null ? null : context.time + command.waitMs,
   });
-  return { queued: context.index, position: record.queue.length - 1 };
+  return { queued: context.position, position: record.queue.length - 1 };
 }
 
 function renew(

@@ -9,7 +9,7 @@ import { invalidArgument } from './errors.ts';
 /** One message of the log, as every replica sees it. */
 export interface LogEntry {
   /** Position in the total order: dense from 1 across all topics, the same on every node. */
-  readonly index: number;
+  readonly position: number;
   /**
    * The log's clock at this entry, in ms since the Unix epoch: non-decreasing along
    * positions and the same on every replica, so decisions taken on it (lease expiry) agree.
@@ -24,15 +24,15 @@ export interface LogEntry {
 
 /**
  * What following a topic yields: entries of the topic, and `passed` marks saying that every
- * position up to `index` has gone by (the positions in between belong to other topics).
+ * position up to `position` has gone by (the positions in between belong to other topics).
  */
 export type LogEvent =
   | { readonly kind: 'entry'; readonly entry: LogEntry }
-  | { readonly kind: 'passed'; readonly index: number };
+  | { readonly kind: 'passed'; readonly position: number };
 
 export interface AppendAnswer {
   /** The entry's position; null only when a retry found it delivered too long ago to say. */
-  readonly index: number | null;
+  readonly position: number | null;
   readonly duplicate: boolean;
 }
 

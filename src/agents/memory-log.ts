@@ -16,7 +16,7 @@ import {
 } from './log.ts';
 
 interface StoredEntry {
-  readonly index: number;
+  readonly position: number;
   readonly time: number;
   readonly client: string;
   readonly topic: string;
@@ -49,7 +49,7 @@ export class MemoryLog {
     return new MemoryLogSession(this, clientId);
   }
 
-  get lastIndex(): number {
+  get lastPosition(): number {
     return this.entries.length;
   }
 
@@ -70,7 +70,7 @@ export class MemoryLog {
     // Stored as JSON text, as the cluster stores it: every reader parses its own copy, so
     // no reader shares an object with the writer or with another reader.
     this.entries.push({
-      index: this.entries.length + 1,
+      position: this.entries.length + 1,
       time: this.lastTimeMs,
       client,
       topic,
@@ -79,7 +79,7 @@ export class MemoryLog {
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();
-    return { index: this.entries.length, duplicate: false };
+    return { position: this.entries.length, duplicate: false };
   }
 
   async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
@@ -96,7 +96,7 @@ export class MemoryLog {
         if (options.signal.aborted) return;
       }
       if (skipped) {
-        yield { kind: 'passed', index: next - 1 };
+        yield { kind: 'passed', position: next - 1 };
         // Entries may have come while the consumer handled the mark: look before sleeping.
         continue;
       }
@@ -131,7 +131,7 @@ class MemoryLogSession implements SharedLog {
   }
 
   async readIndex(): Promise<number> {
-    return this.log.lastIndex;
+    return this.log.lastPosition;
   }
 
   isOwnSession(client: string | null): boolean {

@@ -29,7 +29,7 @@ export class NodeLog implements SharedLog {
   async append(payload: unknown, topic: string): Promise<AppendAnswer> {
     const bytes = Buffer.from(JSON.stringify(payload));
     const result = await this.node.broadcast(bytes, { topic });
-    return { index: result.position, duplicate: result.duplicate };
+    return { position: result.position, duplicate: result.duplicate };
   }
 
   async *follow(options: FollowOptions): AsyncGenerator<LogEvent> {
@@ -41,14 +41,14 @@ export class NodeLog implements SharedLog {
       if (!topics.has(message.topic)) {
         // Only when nothing else is ready: one mark per catch-up, not one per message.
         if (message.position === this.node.lastPosition) {
-          yield { kind: 'passed', index: message.position };
+          yield { kind: 'passed', position: message.position };
         }
         continue;
       }
       yield {
         kind: 'entry',
         entry: {
-          index: message.position,
+          position: message.position,
           time: message.logTimeMs,
           client: message.clientId === '' ? null : message.clientId,
           topic: message.topic,

@@ -35,7 +35,7 @@ export interface PresenceEvent {
   readonly agentId: string;
   readonly incarnation: number;
   /** The position and log time of the command at which it was decided. */
-  readonly index: number;
+  readonly position: number;
   readonly time: number;
 }
 
@@ -85,8 +85,8 @@ export const presenceMachine: StateMachine<PresenceState, PresenceCommand, Prese
   apply(state, command, context) {
     // Never throws: a refusal is a typed outcome, so the expiries swept before it are kept
     // and reported (a throw would hide them from watchers while the state kept them).
-    const events = sweep(state, context.time, context.index);
-    const at = { index: context.index, time: context.time };
+    const events = sweep(state, context.time, context.position);
+    const at = { position: context.position, time: context.time };
     let outcome: PresenceOutcome;
     switch (command.op) {
       case 'join':
@@ -118,7 +118,7 @@ export const presenceMachine: StateMachine<PresenceState, PresenceCommand, Prese
 };
 
 /** Expires, in deadline order, every member whose deadline is before `timeMs`. */
-function sweep(state: PresenceState, timeMs: number, index: number): PresenceEvent[] {
+function sweep(state: PresenceState, timeMs: number, position: number): PresenceEvent[] {
   let count = 0;
   while (count < state.deadlines.length && (state.deadlines[count] as [number, string])[0] < timeMs)
     count += 1;
@@ -128,7 +128,13 @@ function sweep(state: PresenceState, timeMs: number, index: number): PresenceEve
     const member = state.members.get(agentId);
     assert(member !== undefined, 'every deadline belongs to a member');
     state.members.delete(agentId);
-    events.push({ kind: 'expired', agentId, incarnation: member.incarnation, index, time: timeMs });
+    events.push({
+      kind: 'expired',
+      agentId,
+      incarnation: member.incarnation,
+      position,
+      time: timeMs,
+    });
   }
   return events;
 }
@@ -136,7 +142,7 @@ function sweep(state: PresenceState, timeMs: number, index: number): PresenceEve
 function join(
   state: PresenceState,
   command: Extract<PresenceCommand, { op: 'join' }>,
-  at: { index: number; time: number },
+  at: { position: number; time: number },
   events: PresenceEvent[],
 ): PresenceOutcome {
   const present = state.members.get(command.agentId);
@@ -146,7 +152,7 @@ function join(
   }
   const member: PresenceMember = {
     agentId: command.agentId,
-    incarnation: at.index,
+    incarnation: at.position,
     ttlMs: command.ttlMs,
     // A copy: the command object also reaches onApplied listeners.
     meta: structuredClone(command.meta),
@@ -156,8 +162,8 @@ function join(
   };
   state.members.set(member.agentId, member);
   insertDeadline(state.deadlines, [member.expiresAt, member.agentId]);
-  events.push({ kind: 'joined', agentId: member.agentId, incarnation: at.index, ...at });
-  return { status: 'joined', incarnation: at.index, expiresAt: member.expiresAt };
+  events.push({ kind: 'joined', agentId: member.agentId, incarnation: at.position, ...at });
+  return { status: 'joined', incarnation: at.position, expiresAt: member.expiresAt };
 }
 
 function beat(
@@ -179,7 +185,7 @@ function beat(
 function leave(
   state: PresenceState,
   command: Extract<PresenceCommand, { op: 'leave' }>,
-  at: { index: number; time: number },
+  at: { position: number; time: number },
   events: PresenceEvent[],
 ): PresenceOutcome {
   const member = state.members.get(command.agentId);

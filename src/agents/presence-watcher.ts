@@ -21,7 +21,7 @@ export class Watcher implements AsyncIterableIterator<PresenceEvent> {
         new AgentError(
           'stopped',
           `the watcher fell more than ${this.bufferMax} events behind; read members() and watch again`,
-          { reason: 'overflow', index: event.index },
+          { reason: 'overflow', position: event.position },
         ),
       );
       return;

@@ -18,7 +18,7 @@ import { AgentError, invalidArgument } from './errors.ts';
 import { checkTopic, type LogEntry, type SharedLog } from './log.ts';
 import { appendFailure, readIndexFailure, stopReason } from './replica-failures.ts';
 import { ReplicaWaiters } from './replica-waiters.ts';
-import type { StateSnapshot } from './snapshots.ts';
+import { type StateSnapshot, stateSnapshotOf } from './snapshots.ts';
 import { toSharedLog } from './source.ts';
 import type {
   AppliedCommand,
@@ -83,7 +83,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       this.state = this.machine.initialState();
     } else {
       this.state = this.decode(snapshot.state);
-      this.applied = snapshot.index;
+      this.applied = snapshot.position;
       this.timeMs = snapshot.time;
     }
   }
@@ -95,7 +95,14 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     if (typeof options?.machine?.apply !== 'function') {
       throw invalidArgument('machine', 'machine needs initialState() and apply()');
     }
-    const snapshot = (await options.snapshotStore?.load(checkTopic(options.topic))) ?? null;
+    const loaded = (await options.snapshotStore?.load(checkTopic(options.topic))) ?? null;
+    // A store of the application's own may hand back a snapshot saved with `index`.
+    const snapshot = loaded === null ? null : stateSnapshotOf(loaded);
+    if (loaded !== null && snapshot === null) {
+      throw new AgentError('corrupt_snapshot', `the snapshot of ${options.topic} lacks fields`, {
+        topic: options.topic,
+      });
+    }
     const replica = new ReplicatedStateMachine(options, snapshot);
     if (snapshot === null) {
       replica.running = replica.follow();
@@ -110,7 +117,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
   }
 
   /** The last position this replica's state includes. */
-  get appliedIndex(): number {
+  get appliedPosition(): number {
     return this.applied;
   }
 
@@ -151,13 +158,13 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     const answer = await this.log.append(payload, this.topic).catch((error: unknown) => {
       throw appendFailure(error);
     });
-    if (answer.index === null) {
+    if (answer.position === null) {
       throw new AgentError(
         'unknown_outcome',
         'the command was applied long ago and its position is no longer remembered',
       );
     }
-    const index = answer.index;
+    const index = answer.position;
     if (this.snapshotChecked !== null) await this.snapshotChecked;
     this.throwIfStopped();
     await this.waiters.untilApplied(index, deadlineMs);
@@ -167,10 +174,10 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       throw new AgentError(
         'unknown_outcome',
         `the command is at position ${index}, which this replica did not apply itself (it started from a later snapshot)`,
-        { index },
+        { position: index },
       );
     }
-    if (!outcome.ok) throw new AgentError('rejected', outcome.error, { index });
+    if (!outcome.ok) throw new AgentError('rejected', outcome.error, { position: index });
     return outcome.result;
   }
 
@@ -276,7 +283,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       new AgentError(
         'corrupt_snapshot',
         `the snapshot of ${this.topic} is at position ${snapshotIndex}, beyond the log's ${logIndex}: it belongs to another log (was the cluster reset?); remove it to replay this log`,
-        { index: snapshotIndex, logIndex, topic: this.topic },
+        { position: snapshotIndex, logPosition: logIndex, topic: this.topic },
       ),
     );
   }
@@ -292,7 +299,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       for await (const event of events) {
         if (this.failed !== null) return;
         if (event.kind === 'entry') this.applyEntry(event.entry);
-        else if (event.index > this.applied) this.applied = event.index;
+        else if (event.position > this.applied) this.applied = event.position;
         this.waiters.wake();
       }
       if (!this.closer.signal.aborted) this.stop(new AgentError('stopped', 'the log ended'));
@@ -303,10 +310,14 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
 
   private applyEntry(entry: LogEntry): void {
     // A failover may hand over a position already seen; each is applied once.
-    if (entry.index <= this.applied) return;
+    if (entry.position <= this.applied) return;
     this.timeMs = Math.max(this.timeMs, entry.time);
     this.timeSeenAtMs = Date.now();
-    const context: ApplyContext = { index: entry.index, time: this.timeMs, client: entry.client };
+    const context: ApplyContext = {
+      position: entry.position,
+      time: this.timeMs,
+      client: entry.client,
+    };
     let command: Command | undefined;
     let outcome: Outcome<Result>;
     const parsed = runReducer(() => this.parse(entry.payload));
@@ -318,14 +329,14 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
       if (applied === null) return;
       outcome = applied;
     }
-    this.applied = entry.index;
+    this.applied = entry.position;
     // The reducer may have kept the command, or returned a piece of its state: callers get
     // copies, so that what they do with them can never change a replica.
     if (this.submitsInFlight > 0 && this.log.isOwnSession(entry.client))
-      this.keepResult(entry.index, copyOf(outcome));
+      this.keepResult(entry.position, copyOf(outcome));
     if (this.listeners.size > 0) {
       this.tell({
-        index: entry.index,
+        position: entry.position,
         time: this.timeMs,
         client: entry.client,
         command: copyOf(command),
@@ -360,8 +371,8 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
     this.stop(
       new AgentError(
         'non_deterministic',
-        `the reducer is not deterministic: applying the command at position ${context.index} twice, ${difference}. Take time from context.time and no randomness in apply()`,
-        { index: context.index, topic: this.topic },
+        `the reducer is not deterministic: applying the command at position ${context.position} twice, ${difference}. Take time from context.time and no randomness in apply()`,
+        { position: context.position, topic: this.topic },
       ),
     );
     return null;
@@ -412,7 +423,7 @@ export class ReplicatedStateMachine<State, Command = unknown, Result = unknown> 
         { field: 'machine' },
       );
     }
-    return { topic: this.topic, index: this.applied, time: this.timeMs, state: encoded };
+    return { topic: this.topic, position: this.applied, time: this.timeMs, state: encoded };
   }
 
   private snapshotInBackground(): void {

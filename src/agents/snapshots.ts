@@ -20,7 +20,7 @@ import { AgentError } from './errors.ts';
 export interface StateSnapshot {
   readonly topic: string;
   /** The last position the state includes. */
-  readonly index: number;
+  readonly position: number;
   /** The log time at that position (ms). */
   readonly time: number;
   /** The encoded state (a JSON value). */
@@ -56,25 +56,38 @@ export function decodeSnapshotFile(bytes: Buffer, where: string): StateSnapshot 
   const body = bytes.subarray(newline + 1);
   if (body.length !== Number(fields[3])) throw corrupt('its length does not match (torn?)');
   if (crc32(body).toString(16).padStart(8, '0') !== fields[2]) throw corrupt('CRC mismatch');
-  let parsed: StateSnapshot;
+  let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8')) as StateSnapshot;
+    parsed = JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw corrupt(`the body is not JSON (${(error as Error).message})`);
   }
-  // Without `state` a replica would start from `undefined`: a wrong state, not an error.
+  const snapshot = stateSnapshotOf(parsed);
+  if (snapshot === null) throw corrupt('fields are missing');
+  return snapshot;
+}
+
+/**
+ * `value` as a StateSnapshot, or null when a field is missing. Snapshots saved before the
+ * position was called `position` name it `index`: both are read, only `position` written.
+ * Without `state` a replica would start from `undefined`: a wrong state, not an error.
+ */
+export function stateSnapshotOf(value: unknown): StateSnapshot | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const fields = value as Partial<StateSnapshot> & { readonly index?: unknown };
+  const { index, ...rest } = fields;
+  const position = fields.position ?? index;
   if (
-    typeof parsed !== 'object' ||
-    parsed === null ||
-    typeof parsed.topic !== 'string' ||
-    !Number.isSafeInteger(parsed.index) ||
-    parsed.index < 0 ||
-    typeof parsed.time !== 'number' ||
-    !Object.hasOwn(parsed, 'state')
+    typeof fields.topic !== 'string' ||
+    typeof position !== 'number' ||
+    !Number.isSafeInteger(position) ||
+    position < 0 ||
+    typeof fields.time !== 'number' ||
+    !Object.hasOwn(fields, 'state')
   ) {
-    throw corrupt('fields are missing');
+    return null;
   }
-  return parsed;
+  return { ...(rest as StateSnapshot), position };
 }
 
 export class FileSnapshotStore implements SnapshotStore {
@@ -132,7 +145,7 @@ export class FileSnapshotStore implements SnapshotStore {
   private async saveNow(snapshot: StateSnapshot, path: string): Promise<void> {
     await mkdir(this.directory, { recursive: true });
     const kept = await this.load(snapshot.topic).catch(() => null);
-    if (kept !== null && kept.index >= snapshot.index) return;
+    if (kept !== null && kept.position >= snapshot.position) return;
     // Replicas may share the directory: each writes its own temporary file, and the rename
     // makes one whole snapshot win.
     const temporaryPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
@@ -159,7 +172,7 @@ export class MemorySnapshotStore implements SnapshotStore {
     const bytes = this.files.get(snapshot.topic);
     const kept =
       bytes === undefined ? null : decodeSnapshotFile(bytes, `in memory (${snapshot.topic})`);
-    if (kept !== null && kept.index >= snapshot.index) return;
+    if (kept !== null && kept.position >= snapshot.position) return;
     this.files.set(snapshot.topic, encodeSnapshotFile(snapshot));
   }
 }

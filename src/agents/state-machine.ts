@@ -10,7 +10,7 @@ import type { LogSource } from './source.ts';
 /** What the reducer may know besides state and command: the same on every replica. */
 export interface ApplyContext {
   /** The command's position in the total order. */
-  readonly index: number;
+  readonly position: number;
   /** The log's clock (ms since the Unix epoch): use it, never the process's own clock. */
   readonly time: number;
   /** The session that sent the command (null for an anonymous message). */
@@ -60,7 +60,8 @@ export interface ReplicaOptions<State, Command, Result> {
 
 /** One applied command, as `onApplied` listeners see it. */
 export interface AppliedCommand<Command, Result> {
-  readonly index: number;
+  /** The command's position in the total order. */
+  readonly position: number;
   readonly time: number;
   readonly client: string | null;
   /** Undefined when the payload did not parse. */

@@ -44,7 +44,7 @@ export interface TaskView {
   readonly task: unknown;
   readonly status: TaskStatus;
   /** The position of the post command: the FIFO order of claims. */
-  readonly postedIndex: number;
+  readonly postedPosition: number;
   readonly postedAt: number;
   /** The last claim's agent and token (kept after expiry, release and completion). */
   readonly agentId: string | null;
@@ -97,7 +97,7 @@ interface TaskRecord {
   id: string;
   task: unknown;
   status: TaskStatus;
-  postedIndex: number;
+  postedPosition: number;
   postedAt: number;
   agentId: string | null;
   token: number | null;
@@ -107,7 +107,7 @@ interface TaskRecord {
   completedAt: number | null;
 }
 
-/** [postedIndex, taskId]: a min-heap of the open tasks, FIFO by post order. */
+/** [postedPosition, taskId]: a min-heap of the open tasks, FIFO by post order. */
 type OpenItem = [number, string];
 /** [leaseExpiresAt, token, taskId]: a min-heap of leases; stale items are skipped. */
 type LeaseItem = [number, number, string];
@@ -237,7 +237,7 @@ function expireLeases(state: BoardState, timeMs: number): void {
     task.status = 'open';
     task.leaseExpiresAt = null;
     state.claimedCount -= 1;
-    heapPush(state.open, [task.postedIndex, task.id]);
+    heapPush(state.open, [task.postedPosition, task.id]);
   }
 }
 
@@ -247,7 +247,7 @@ function post(
   payload: unknown,
   context: ApplyContext,
 ): string {
-  const taskId = id ?? `#${context.index}`;
+  const taskId = id ?? `#${context.position}`;
   if (state.tasks.has(taskId)) return taskId;
   if (state.open.length + state.claimedCount >= pendingTasksMax) {
     throw new Error(
@@ -260,7 +260,7 @@ function post(
     // to change the replica's state through it.
     task: structuredClone(payload),
     status: 'open',
-    postedIndex: context.index,
+    postedPosition: context.position,
     postedAt: context.time,
     agentId: null,
     token: null,
@@ -269,7 +269,7 @@ function post(
     result: null,
     completedAt: null,
   });
-  heapPush(state.open, [context.index, taskId]);
+  heapPush(state.open, [context.position, taskId]);
   return taskId;
 }
 
@@ -285,7 +285,7 @@ function claim(
   assert(task?.status === 'open', 'the open heap holds exactly the open tasks');
   task.status = 'claimed';
   task.agentId = agentId;
-  task.token = context.index;
+  task.token = context.position;
   task.leaseExpiresAt = context.time + leaseMs;
   task.attempts += 1;
   state.claimedCount += 1;
@@ -365,7 +365,7 @@ function release(state: BoardState, taskId: string, token: number): ClaimOutcome
   held.status = 'open';
   held.leaseExpiresAt = null;
   state.claimedCount -= 1;
-  heapPush(state.open, [held.postedIndex, taskId]);
+  heapPush(state.open, [held.postedPosition, taskId]);
   return { ok: true };
 }
 
@@ -393,9 +393,18 @@ export const taskBoardMachine: StateMachine<BoardState, BoardCommand, BoardResul
   encodeState: (state): EncodedBoard => ({ ...state, tasks: [...state.tasks.values()] }),
   decodeState(encoded) {
     const board = encoded as EncodedBoard;
-    return { ...board, tasks: new Map(board.tasks.map((task) => [task.id, task])) };
+    const tasks = board.tasks.map(renamedPostedIndex);
+    return { ...board, tasks: new Map(tasks.map((task) => [task.id, task])) };
   },
 };
+
+/** A task of a snapshot written before `postedIndex` was called `postedPosition`. */
+function renamedPostedIndex(task: TaskRecord): TaskRecord {
+  const old = task as TaskRecord & { readonly postedIndex?: number };
+  if (old.postedPosition !== undefined || old.postedIndex === undefined) return task;
+  const { postedIndex, ...rest } = old;
+  return { ...rest, postedPosition: postedIndex };
+}
 
 // ------------------------------------------------------------ the agents' side
 
@@ -543,7 +552,7 @@ export class TaskBoard {
         if (options.status === undefined || task.status === options.status)
           found.push(structuredClone(task));
       }
-      return found.sort((a, b) => a.postedIndex - b.postedIndex);
+      return found.sort((a, b) => a.postedPosition - b.postedPosition);
     });
   }
 

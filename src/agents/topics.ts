@@ -20,7 +20,7 @@ export const subscribeTopicsMax = 64;
 export interface TopicMessage {
   readonly topic: string;
   /** Position in the total order: later across all topics means later here. */
-  readonly index: number;
+  readonly position: number;
   /** The log's clock at this message (ms since the Unix epoch). */
   readonly time: number;
   readonly payload: unknown;
@@ -61,14 +61,14 @@ export class Topics {
     }
     if (text === undefined) throw invalidArgument('payload', 'the payload is not a JSON value');
     const answer = await this.log.append(JSON.parse(text), topic);
-    if (answer.index === null) {
+    if (answer.position === null) {
       throw new AgentError(
         'unknown_outcome',
         'the message was published long ago and its position is no longer remembered',
         { topic },
       );
     }
-    return answer.index;
+    return answer.position;
   }
 
   /**
@@ -106,7 +106,7 @@ export class Topics {
         const { entry } = event;
         yield {
           topic: entry.topic as string,
-          index: entry.index,
+          position: entry.position,
           time: entry.time,
           payload: entry.payload,
           client: entry.client,

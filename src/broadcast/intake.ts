@@ -156,10 +156,17 @@ export class Intake {
     // A retry of a message still pending joins it: one entry per (clientId, seq).
     const existing = this.options.pending.get(message.clientId, message.seq);
     if (existing !== undefined) {
-      // Another sender's copy of this (client, seq) is on its way: whichever seq 1 the log
-      // applies first owns the session, and this node already took the other one's.
-      const refusal = senderRefusal(existing.message, checked.owner, checked.nonce);
-      if (refusal !== null) throw foreignError(refusal, message.clientId);
+      // Another sender's copy of this (client, seq) is on its way. That says nothing yet of
+      // whose session it is: this sender's copy may reach the log through another node
+      // first (and then be delivered). Only the log decides, so the answer is not a refusal
+      // but "unknown, ask again": a retry once the copy here is applied is answered for good.
+      if (senderRefusal(existing.message, checked.owner, checked.nonce) !== null) {
+        throw new BroadcastError(
+          'timeout',
+          `another sender's copy of client ${message.clientId} seq ${message.seq} is waiting for the log, which decides whose session it is; retry`,
+          { field: 'client' },
+        );
+      }
       return this.wait(existing);
     }
     this.refuseWhenFull(payload.byteLength);

@@ -2,11 +2,13 @@
  * `startNode`: the library entry point. Opens (or recovers) the data directory, connects to
  * the peers over TCP and starts the runtime.
  */
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { makeConfiguration } from '../raft/config.ts';
 import type { NodeId } from '../raft/types.ts';
 import { FileStorage } from '../storage/file-storage.ts';
 import type { StorageEvent } from '../storage/types.ts';
+import { DiskStoreFiles, defaultSegmentBytesMax, MessageStore } from '../store/index.ts';
 import { TcpTransport } from '../transport/tcp.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
@@ -39,6 +41,8 @@ export interface StartNodeOptions
   readonly join?: boolean;
   /** WAL segment size; default 64 MiB. */
   readonly segmentBytesMax?: number;
+  /** Message store segment size (retention deletes whole segments); default 64 MiB. */
+  readonly storeSegmentBytesMax?: number;
   /**
    * Mutual TLS between the nodes (src/transport/tls.ts); the certificate must name this
    * node. Keep the object to rotate the files: `update` applies to new connections.
@@ -75,6 +79,11 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     ...(options.segmentBytesMax === undefined ? {} : { segmentBytesMax: options.segmentBytesMax }),
     log: (event) => logger.warn({ node: options.id, ...event }, describeStorageEvent(event)),
   });
+  // The message store sits beside the WAL, in its own folder: the WAL ignores it.
+  const store = new MessageStore({
+    files: new DiskStoreFiles(join(options.dataDir, 'messages')),
+    segmentBytesMax: options.storeSegmentBytesMax ?? defaultSegmentBytesMax,
+  });
   const transport = new TcpTransport({
     nodeId: options.id,
     clusterId,
@@ -89,6 +98,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
   } catch (error) {
     await transport.close();
     await storage.close();
+    store.close();
     throw error;
   }
   const node = new BroadcastNode(
@@ -97,6 +107,8 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
       id: options.id,
       bootstrap: options.join === true ? null : makeConfiguration([...peers.keys()], []),
       initialPeers: peers,
+      deliveries: { store, backfill: true, retainBytesMax: null },
+      ...(options.retention === undefined ? {} : { retention: options.retention }),
       logger,
       // A process runs on the real clock; the simulator builds its nodes itself.
       environment: systemEnvironment,

@@ -14,10 +14,13 @@
  * - barrier reads: a barrier invoked after an acknowledgement answers a position at or above it;
  * - subscriptions: what a subscriber was handed is a gap-free run of the one sequence;
  * - liveness: every live member delivered the same sequence, and the cluster committed again
- *   within a bound after the last heal; the longest stretch without a commit is reported.
+ *   within a bound after the last heal; the longest stretch without a commit is reported;
+ * - verify: what `abcast verify` said of the live members (their digests agree), as a
+ *   second, field-by-field witness of agreement.
  *
  * Pure: a function of its arguments, so hand-made histories test it (test/chaos/checker.test.ts).
  */
+import type { VerifyOutcome } from '../cli/commands/verify.ts';
 import type {
   BarrierOk,
   BroadcastInvoke,
@@ -61,7 +64,17 @@ export type Property =
   | 'stale-barrier'
   | 'subscription'
   | 'lagging'
-  | 'no-recovery';
+  | 'no-recovery'
+  | 'verify';
+
+/** What `abcast verify` found over the live members at the end of the run (verify.ts). */
+export interface VerifyReport {
+  readonly nodes: readonly string[];
+  readonly outcome:
+    | VerifyOutcome
+    | { readonly kind: 'skipped'; readonly reason: string }
+    | { readonly kind: 'unreadable'; readonly reason: string };
+}
 
 export interface Violation {
   readonly property: Property;
@@ -79,6 +92,8 @@ export interface CheckOptions {
   readonly endMs: number;
   /** At most this many violations listed per property; the rest are counted. */
   readonly violationsPerPropertyMax: number;
+  /** `abcast verify` over the live members; null when it did not run. */
+  readonly verify: VerifyReport | null;
 }
 
 export interface CheckStats {
@@ -445,9 +460,11 @@ function checkLiveness(
   violations: ViolationList,
 ): { longestMs: number; fromMs: number; recoveryMs: number | null } {
   const acks = acknowledgements(ops).map((ack) => ack.timeMs);
+  // From the first broadcast asked for: before it the nodes were starting, not unavailable.
+  const firstInvokeMs = ops.reduce((first, op) => Math.min(first, op.invokeMs), options.endMs);
   let longestMs = 0;
-  let fromMs = 0;
-  let previous = 0;
+  let fromMs = firstInvokeMs;
+  let previous = firstInvokeMs;
   for (const time of [...acks, options.endMs]) {
     if (time - previous > longestMs) {
       longestMs = time - previous;
@@ -485,6 +502,44 @@ function checkLiveness(
   return { longestMs, fromMs, recoveryMs };
 }
 
+/** A difference verify found is a violation, and so is a member that could not answer it. */
+function checkVerify(report: VerifyReport | null, endMs: number, violations: ViolationList): void {
+  if (report === null) return;
+  const { outcome } = report;
+  const nodes = report.nodes.join(', ');
+  if (outcome.kind === 'differ') {
+    violations.add({
+      property: 'verify',
+      message: `abcast verify: ${nodes} differ at position ${outcome.position} (they agree from ${outcome.first} up to it)`,
+      timeMs: endMs,
+      keys: [],
+    });
+  } else if (outcome.kind === 'unreadable') {
+    violations.add({
+      property: 'verify',
+      message: `abcast verify could not compare ${nodes}: ${outcome.reason}`,
+      timeMs: endMs,
+      keys: [],
+    });
+  }
+}
+
+/** What verify said, in a few words, for the summary. */
+export function describeVerify(report: VerifyReport | null): string {
+  if (report === null) return 'not run';
+  const { outcome } = report;
+  switch (outcome.kind) {
+    case 'agree':
+      return `${report.nodes.length} nodes agree on positions ${outcome.first}..${outcome.last}`;
+    case 'differ':
+      return `differ at position ${outcome.position}`;
+    case 'nothing':
+    case 'skipped':
+    case 'unreadable':
+      return `${outcome.kind}: ${outcome.reason}`;
+  }
+}
+
 export function checkHistory(
   history: readonly HistoryEvent[],
   readings: readonly NodeReading[],
@@ -504,6 +559,7 @@ export function checkHistory(
   checkRealTime(broadcasts, barriers, positionsOfKey, violations);
   const observed = checkSubscriptions(observations, merged, violations);
   const liveness = checkLiveness(broadcasts, readings, options, violations);
+  checkVerify(options.verify, options.endMs, violations);
   const unknownOps = broadcasts.filter((op) => op.completion === 'info' || op.completion === null);
   return {
     violations: violations.listed,

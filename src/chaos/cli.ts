@@ -3,8 +3,9 @@
  *
  * Runs real node processes under faults (run.ts) and ends with one line of JSON on stdout,
  * the summary; the exit code is 1 on any violation, 2 on a usage mistake. Progress goes to
- * stderr. Disk faults are opt-in (`--faults …,disk`): until a node repairs a corrupted log
- * from its peers, a damaged node stays down for the rest of the run.
+ * stderr. Disk faults are opt-in (`--faults …,disk,full-disk`): until a node repairs a
+ * corrupted log from its peers, a damaged node stays down for the rest of the run; a full
+ * disk needs root (tmpfs mounts).
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -13,7 +14,7 @@ import { allFaultKinds, type FaultKind } from './nemesis.ts';
 import { chaosTimings, runChaos } from './run.ts';
 
 export const defaultFaultKinds: readonly FaultKind[] = allFaultKinds.filter(
-  (kind) => kind !== 'disk',
+  (kind) => kind !== 'disk' && kind !== 'full-disk',
 );
 
 function integer(name: string, low: number, high: number) {
@@ -52,6 +53,9 @@ function seedOf(text: string): number {
 }
 
 async function main(): Promise<void> {
+  // Exit on a signal rather than die of it, so that the exit hooks run (tmpfs.ts unmounts).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => process.exit(130));
   const program = new Command('chaos')
     .description('real node processes under faults, checked against the recorded history')
     .option('--nodes <n>', 'node processes (3 or 5)', integer('--nodes', 3, 7), 3)

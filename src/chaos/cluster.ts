@@ -4,7 +4,8 @@
  * port and is known to the others only by its fault proxy's port (proxy.ts), so the network
  * between them is the proxy's to break. With libfaketime installed, each node's wall clock
  * comes from a file the nemesis rewrites (clock jumps and drift); monotonic clocks, which
- * timers use, stay real.
+ * timers use, stay real. With small disks (root, the full-disk fault), each data directory
+ * sits on its own tmpfs (tmpfs.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { freePorts } from '../cli/process-cluster.ts';
 import type { Prng } from '../util/prng.ts';
 import { FaultProxy } from './proxy.ts';
+import type { TmpfsMounts } from './tmpfs.ts';
 
 const cliEntry = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
@@ -37,6 +39,8 @@ async function lastLine(path: string): Promise<string> {
 export interface ChaosNode {
   readonly id: string;
   readonly dataDir: string;
+  /** The tmpfs holding `dataDir`, with small disks; null on the ordinary disk. */
+  readonly diskDir: string | null;
   readonly logPath: string;
   readonly httpUrl: string;
   readonly httpAddress: string;
@@ -59,6 +63,12 @@ export interface ClusterOptions {
   readonly requestTimeoutMs: number;
   readonly random: Prng;
   readonly logLevel: string;
+  /**
+   * Each node's data on its own small tmpfs, with WAL segments small enough that the node
+   * needs new space every few seconds (a preallocated segment never runs out); null: the
+   * ordinary disk and default segments.
+   */
+  readonly smallDisks: { readonly mounts: TmpfsMounts; readonly segmentBytes: number } | null;
 }
 
 export class ChaosCluster {
@@ -86,9 +96,13 @@ export class ChaosCluster {
       await proxy.start();
       const clockFile = join(this.options.root, `${id}.faketime`);
       await writeFile(clockFile, '+0s\n');
+      const diskDir =
+        this.options.smallDisks === null ? null : join(this.options.root, `${id}.disk`);
+      if (diskDir !== null) await this.options.smallDisks?.mounts.mount(diskDir);
       this.nodes.set(id, {
         id,
-        dataDir: join(this.options.root, id),
+        dataDir: diskDir === null ? join(this.options.root, id) : join(diskDir, 'data'),
+        diskDir,
         logPath: join(this.options.logDir, `${id}.log`),
         httpUrl: `http://127.0.0.1:${httpPort}`,
         httpAddress: `127.0.0.1:${httpPort}`,
@@ -135,6 +149,9 @@ export class ChaosCluster {
       ...['--log-level', this.options.logLevel],
       ...['--request-timeout-ms', String(this.options.requestTimeoutMs)],
       ...(join ? ['--join'] : []),
+      ...(this.options.smallDisks === null
+        ? []
+        : ['--segment-bytes', String(this.options.smallDisks.segmentBytes)]),
     ];
     const env: NodeJS.ProcessEnv = { ...process.env };
     if (this.fakeTime !== null) {
@@ -215,12 +232,26 @@ export class ChaosCluster {
     await writeFile(this.node(id).clockFile, `${spec}\n`);
   }
 
+  /** Fills the node's small disk to within `headroomBytes`; says what it did. */
+  async fillDisk(id: string, headroomBytes: number): Promise<string> {
+    const { diskDir } = this.node(id);
+    if (diskDir === null || this.options.smallDisks === null) throw new Error('no small disk');
+    return this.options.smallDisks.mounts.fill(diskDir, headroomBytes);
+  }
+
+  async freeDisk(id: string): Promise<void> {
+    const { diskDir } = this.node(id);
+    if (diskDir !== null) await this.options.smallDisks?.mounts.free(diskDir);
+  }
+
   endpoints(): string[] {
     return [...this.nodes.values()].map((node) => node.httpUrl);
   }
 
-  async close(): Promise<void> {
+  /** Stops every node and proxy, then unmounts the small disks; says what stayed mounted. */
+  async close(): Promise<string[]> {
     await Promise.all([...this.nodes.keys()].map((id) => this.stop(id)));
     await Promise.all([...this.nodes.values()].map((node) => node.proxy.close()));
+    return (await this.options.smallDisks?.mounts.unmountAll()) ?? [];
   }
 }

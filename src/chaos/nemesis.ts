@@ -5,14 +5,15 @@
  * - the fault lane, one fault at a time: kill (SIGKILL, then restart), pause (SIGSTOP, then
  *   SIGCONT — often the leader), partition (majority/minority, an isolated node, a bridge,
  *   one-way), network (loss, duplication, delay, reordering), clock (a node's wall clock
- *   jumps or drifts, through libfaketime), disk (a stopped node's data damaged, then a restart);
+ *   jumps or drifts, through libfaketime), disk (a stopped node's data damaged, then a restart),
+ *   full-disk (a running node's small disk filled, then emptied; root only);
  * - the operations lane: membership changes (add, remove, replace a node) and leadership
  *   transfers, through the HTTP API as an operator would.
  *
  * Faults never touch more than a minority of the voters at once, so the cluster can always
  * make progress once a fault ends; `healAll` ends everything for the final phase.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import type { Prng } from '../util/prng.ts';
 import type { ChaosCluster } from './cluster.ts';
 import { diskFaultVariants, injectDiskFault } from './disk.ts';
@@ -27,6 +28,7 @@ export type FaultKind =
   | 'network'
   | 'clock'
   | 'disk'
+  | 'full-disk'
   | 'membership'
   | 'transfer';
 
@@ -37,6 +39,7 @@ export const allFaultKinds: readonly FaultKind[] = [
   'network',
   'clock',
   'disk',
+  'full-disk',
   'membership',
   'transfer',
 ];
@@ -61,6 +64,9 @@ export interface NemesisOptions {
   /** Called with a removed node before it is stopped (the runner reads what it delivered). */
   readonly beforeStop: (id: string) => Promise<void>;
 }
+
+/** Free space a full disk leaves: less than a segment the node must zero-fill next. */
+const fullDiskHeadroomBytesMax = 64 * 1024;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -145,6 +151,8 @@ export class Nemesis {
         return this.clockFault(random);
       case 'disk':
         return this.diskFault(random);
+      case 'full-disk':
+        return this.fullDiskFault(random);
       case 'membership':
         return this.membershipChange(random);
       case 'transfer':
@@ -190,7 +198,8 @@ export class Nemesis {
         if (!this.options.cluster.isRunning(id) || node.paused) return;
         try {
           const { body } = await request(`${node.httpUrl}/v1/status`, { method: 'GET' }, 1_000);
-          if (typeof body.leader === 'string')
+          // A node that stopped itself (a full disk) names the leader it last knew.
+          if (typeof body.leader === 'string' && body.stopped == null)
             votes.set(body.leader, (votes.get(body.leader) ?? 0) + 1);
         } catch {
           // Not answering: no vote.
@@ -381,6 +390,47 @@ export class Nemesis {
     });
   }
 
+  /**
+   * Fills a running node's small disk to within a few kilobytes (less than one WAL segment),
+   * so that its own writes run it out of space; after the hold the space comes back. A node
+   * may stop itself on the error (its log says so), or keep running; one that stopped is
+   * restarted, as an operator would once space returns. Either way the checker holds it to
+   * everything acknowledged.
+   */
+  private async fullDiskFault(random: Prng): Promise<void> {
+    const { cluster, history } = this.options;
+    const nodes = await this.targets(random, 1);
+    if (nodes.length === 0) return;
+    const id = nodes[0] as string;
+    const node = cluster.node(id);
+    if (node.diskDir === null) return;
+    await this.withBusy([id], async () => {
+      this.count('full-disk');
+      const logBytes = await stat(node.logPath).then(
+        (info) => info.size,
+        () => 0,
+      );
+      const detail = await cluster.fillDisk(id, random.below(fullDiskHeadroomBytesMax));
+      history.fault('full-disk', 'start', [id], detail);
+      // Twice a fault's usual hold: the node needs a while to use up what is left.
+      await this.hold(2 * this.duration(random));
+      await cluster.freeDisk(id);
+      const logTail = await readFile(node.logPath).catch(() => Buffer.alloc(0));
+      const log = logTail.subarray(logBytes).toString('utf8');
+      const stoppedItself = log.includes('the node stops');
+      if (stoppedItself || !cluster.isRunning(id)) {
+        await cluster.stop(id);
+        await this.restart(id);
+      }
+      const outcome = stoppedItself
+        ? 'space back; the node had stopped itself and was restarted'
+        : cluster.isRunning(id)
+          ? 'space back; the node kept running'
+          : 'space back; the node exited and was restarted';
+      history.fault('full-disk', 'end', [id], outcome);
+    });
+  }
+
   /** Add, remove or replace a member, keeping the voter count within one of the start. */
   private async membershipChange(random: Prng): Promise<void> {
     const base = this.options.initialMembers.length;
@@ -449,7 +499,12 @@ export class Nemesis {
         : random.pick(candidates);
     await this.withBusy([id], async () => {
       this.count('membership');
-      history.fault('membership', 'start', [id], `remove ${id}`);
+      history.fault(
+        'membership',
+        'start',
+        [id],
+        `remove ${id}${id === leader ? ' (the leader)' : ''}`,
+      );
       const outcome = await this.askMembers(random, `/v1/members/${id}`, 'DELETE', undefined);
       if (outcome === 'ok') {
         this.members.splice(this.members.indexOf(id), 1);

@@ -40,6 +40,7 @@ const faultColours: Readonly<Record<string, string>> = {
   network: '#8c564b',
   clock: '#17becf',
   disk: '#e377c2',
+  'full-disk': '#7b4173',
   membership: '#2ca02c',
   transfer: '#1f77b4',
   restart: '#7f7f7f',

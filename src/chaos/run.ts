@@ -7,8 +7,9 @@
  *    workload goes on for `recoverySeconds` so the history shows whether commits resume;
  * 4. quiesce: the clients stop and their operations complete; wait until the live members
  *    have delivered the same number of messages;
- * 5. read every node's delivered sequence through /v1/messages and check it with the
- *    history (checker.ts); write history.jsonl, the nodes' logs and report.html to `out`.
+ * 5. read every node's delivered sequence through /v1/messages, run `abcast verify` over the
+ *    live members (verify.ts), and check both with the history (checker.ts); write
+ *    history.jsonl, the nodes' logs and report.html to `out`.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import {
   type CheckResult,
   checkHistory,
   type DeliveredMessage,
+  describeVerify,
   type NodeReading,
 } from './checker.ts';
 import { ChaosCluster } from './cluster.ts';
@@ -26,6 +28,8 @@ import { request } from './http.ts';
 import { type FaultKind, Nemesis } from './nemesis.ts';
 import { renderReport } from './report.ts';
 import type { ChaosSummary } from './summary.ts';
+import { TmpfsMounts, tmpfsRefusal } from './tmpfs.ts';
+import { verifyNodes } from './verify.ts';
 import { Workload } from './workload.ts';
 
 /** The timings `npm run chaos` uses, so that a test's seed replays from the command line. */
@@ -234,8 +238,28 @@ interface RunParts {
   readonly elapsedMs: () => number;
 }
 
-function createParts(options: ChaosRunOptions, root: string, logDir: string): RunParts {
+/** Each node's tmpfs (full-disk fault): roomy, yet bounded; only what is used takes memory. */
+const smallDiskBytes = 128 * 1024 * 1024;
+/** Small enough that a node zero-fills a new segment every few seconds under load. */
+const smallDiskSegmentBytes = 128 * 1024;
+
+/** `smallDisksRefusal`: why the full-disk fault cannot run here (null: it can, or is not asked). */
+function createParts(
+  options: ChaosRunOptions,
+  root: string,
+  logDir: string,
+  smallDisksRefusal: string | null,
+): RunParts {
   const random = new Prng(options.seed);
+  const notes: string[] = [];
+  let smallDisks: ConstructorParameters<typeof ChaosCluster>[0]['smallDisks'] = null;
+  if (options.kinds.includes('full-disk')) {
+    if (smallDisksRefusal === null) {
+      smallDisks = { mounts: new TmpfsMounts(smallDiskBytes), segmentBytes: smallDiskSegmentBytes };
+    } else {
+      notes.push(`full-disk faults skipped: ${smallDisksRefusal}`);
+    }
+  }
   const startedMs = performance.now();
   const elapsedMs = () => performance.now() - startedMs;
   const out = options.out;
@@ -246,8 +270,8 @@ function createParts(options: ChaosRunOptions, root: string, logDir: string): Ru
     requestTimeoutMs: nodeRequestTimeoutMs,
     random: random.fork(),
     logLevel: 'info',
+    smallDisks,
   });
-  const notes: string[] = [];
   if (cluster.fakeTime === null && options.kinds.includes('clock')) {
     notes.push('clock faults skipped: libfaketime is not installed (apt-get install faketime)');
   }
@@ -280,7 +304,12 @@ function createParts(options: ChaosRunOptions, root: string, logDir: string): Ru
   return { ids, history, cluster, nemesis, workload, notes, departedMessages, elapsedMs };
 }
 
-function summarize(options: ChaosRunOptions, parts: RunParts, result: CheckResult): ChaosSummary {
+function summarize(
+  options: ChaosRunOptions,
+  parts: RunParts,
+  result: CheckResult,
+  verify: string,
+): ChaosSummary {
   const violationTotal = Object.values(result.violationCounts).reduce(
     (sum, count) => sum + (count ?? 0),
     0,
@@ -303,6 +332,7 @@ function summarize(options: ChaosRunOptions, parts: RunParts, result: CheckResul
       .map((node) => node.id),
     violations: violationTotal,
     violationCounts: result.violationCounts,
+    verify,
     notes: parts.notes,
     out: options.out,
   };
@@ -333,6 +363,11 @@ async function runPhases(
   const live = members.filter((id) => cluster.node(id).damaged === null);
   await waitForConvergence(cluster, live, 60_000);
   const readings = await readAll(cluster, members, parts.departedMessages);
+  const verify = await verifyNodes(
+    live.filter((id) => cluster.isRunning(id)).map((id) => ({ id, url: cluster.node(id).httpUrl })),
+    { chunkCount: 4_096, timeoutMs: 10_000 },
+  );
+  log(`abcast verify: ${describeVerify(verify)}`);
   await workload.stopSubscribers();
   await history.close();
   const result = checkHistory(history.events, readings, {
@@ -340,8 +375,13 @@ async function runPhases(
     recoveryBoundMs: options.recoveryBoundMs,
     endMs,
     violationsPerPropertyMax: 20,
+    verify,
   });
-  return { summary: summarize(options, parts, result), result, readings };
+  return {
+    summary: summarize(options, parts, result, describeVerify(verify)),
+    result,
+    readings,
+  };
 }
 
 export async function runChaos(
@@ -357,7 +397,11 @@ export async function runChaos(
     await rm(logDir, { recursive: true, force: true });
     await mkdir(logDir, { recursive: true });
   }
-  const parts = createParts(options, root, logDir);
+  const smallDisksRefusal = options.kinds.includes('full-disk')
+    ? await tmpfsRefusal(join(root, 'mount-probe'))
+    : null;
+  const parts = createParts(options, root, logDir, smallDisksRefusal);
+  for (const note of parts.notes) log(note);
   try {
     const { summary, result, readings } = await runPhases(options, parts, log);
     if (out !== null) {
@@ -376,7 +420,8 @@ export async function runChaos(
     await parts.nemesis.stop().catch(() => undefined);
     await parts.workload.stop().catch(() => undefined);
     await parts.workload.stopSubscribers().catch(() => undefined);
-    await parts.cluster.close();
+    const stillMounted = await parts.cluster.close();
+    if (stillMounted.length > 0) console.error(`chaos: left mounted: ${stillMounted.join('; ')}`);
     await parts.history.close().catch(() => undefined);
     await rm(root, { recursive: true, force: true });
   }

@@ -17,6 +17,8 @@ export interface ChaosSummary {
   readonly damagedNodes: readonly string[];
   readonly violations: number;
   readonly violationCounts: CheckResult['violationCounts'];
+  /** What `abcast verify` said of the live members at the end (a difference is a violation). */
+  readonly verify: string;
   readonly notes: readonly string[];
   readonly out: string | null;
 }

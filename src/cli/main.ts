@@ -10,11 +10,14 @@ import { Command, CommanderError } from 'commander';
 import { tokenCommand } from './commands/auth-file.ts';
 import { benchCommand } from './commands/bench.ts';
 import { certsCommand } from './commands/certs.ts';
+import { consumersCommand } from './commands/consumers.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
 import { useCaFile, useToken } from './commands/http-client.ts';
+import { mcpCommand } from './commands/mcp.ts';
 import { membersCommand } from './commands/members.ts';
 import { sendCommand } from './commands/send.ts';
+import { snapshotCommand } from './commands/snapshot.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
 import { tailCommand } from './commands/tail.ts';
@@ -22,7 +25,16 @@ import { transferCommand } from './commands/transfer.ts';
 import { verifyCommand } from './commands/verify.ts';
 
 /** Commands that talk to a node's HTTP API, and so take the CA of an https:// node. */
-const clientCommands = ['send', 'tail', 'status', 'transfer', 'members', 'verify'];
+const clientCommands = [
+  'send',
+  'tail',
+  'status',
+  'transfer',
+  'members',
+  'verify',
+  'snapshot',
+  'consumers',
+];
 
 /**
  * `--ca FILE` (or ABCAST_CA) and `--token TOKEN` (or ABCAST_TOKEN) on a command and its
@@ -55,11 +67,14 @@ function program(): Command {
   sendCommand(root);
   tailCommand(root);
   statusCommand(root);
+  consumersCommand(root);
   transferCommand(root);
   membersCommand(root);
   verifyCommand(root);
+  mcpCommand(root);
   benchCommand(root);
   certsCommand(root);
+  snapshotCommand(root);
   tokenCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: () => undefined });

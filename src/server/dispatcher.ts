@@ -115,7 +115,9 @@ export class Dispatcher {
       url = new URL(front.request.url, 'http://localhost');
       match = findRoute(this.routes, front.request.method, url.pathname);
       routeName = match.route.pattern;
-      identity = authorize(this.context.auth ?? null, front.request, match.route.access);
+      const { access } = match.route;
+      identity =
+        access === 'public' ? null : authorize(this.context.auth ?? null, front.request, access);
     } catch (error) {
       this.answerError(exchange, toHttpError(error));
       return;

@@ -17,6 +17,8 @@ export class HttpMetrics {
   private readonly streams = new Set<StreamWriter>();
   private streamEventCount = 0;
   private streamDrainWaitCount = 0;
+  private broadcastCount = 0;
+  private broadcastSecondsSum = 0;
 
   /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
   requestDone(route: string, method: string, status: number, seconds: number | null): void {
@@ -26,6 +28,13 @@ export class HttpMetrics {
 
   broadcastDone(seconds: number, duplicate: boolean): void {
     this.broadcastSeconds.observe({ duplicate: String(duplicate) }, seconds);
+    this.broadcastCount++;
+    this.broadcastSecondsSum += seconds;
+  }
+
+  /** Broadcasts answered and their summed latency since start: the dashboard's mean per interval. */
+  broadcastTotals(): { readonly count: number; readonly secondsSum: number } {
+    return { count: this.broadcastCount, secondsSum: this.broadcastSecondsSum };
   }
 
   get openStreamCount(): number {

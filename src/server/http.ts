@@ -11,6 +11,7 @@ import type { TlsCredentials, TlsMaterial } from '../transport/tls.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import type { ServerContext } from './context.ts';
+import { applyCors, type CorsPolicy } from './cors.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { nodeFront } from './node-exchange.ts';
 import { apiRoutes } from './routes/index.ts';
@@ -26,6 +27,8 @@ export type HttpServerOptions = Omit<ServerOptions, 'environment'> & {
    * connections); plain HTTP when absent.
    */
   readonly tls?: TlsCredentials;
+  /** Web pages of these origins may call the API (cors.ts); null or absent: none. */
+  readonly cors?: CorsPolicy | null;
 };
 
 export interface HttpServer {
@@ -40,7 +43,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     ...options,
     environment: options.environment ?? systemEnvironment,
   });
-  const api = new ApiServer(context, options.tls ?? null);
+  const api = new ApiServer(context, options.tls ?? null, options.cors ?? null);
   return { listen: (address) => api.listen(address), close: () => api.close() };
 }
 
@@ -51,7 +54,7 @@ class ApiServer {
   private readonly scheme: 'http' | 'https';
   private stopRotation: (() => void) | null = null;
 
-  constructor(context: ServerContext, tls: TlsCredentials | null) {
+  constructor(context: ServerContext, tls: TlsCredentials | null, cors: CorsPolicy | null) {
     this.dispatcher = new Dispatcher(context, apiRoutes);
     const timeoutMs = context.settings.requestTimeoutMs;
     const serverOptions = {
@@ -85,9 +88,10 @@ class ApiServer {
     // accept, which a load balancer reads as "try another node".
     this.server.maxConnections = context.settings.connectionsMax;
     const frontOptions = { lingerMs: timeoutMs, environment: context.environment };
-    this.server.on('request', (req, res) =>
-      this.dispatcher.dispatch(nodeFront(req, res, frontOptions)),
-    );
+    this.server.on('request', (req, res) => {
+      if (applyCors(cors, req, res)) return;
+      this.dispatcher.dispatch(nodeFront(req, res, frontOptions));
+    });
   }
 
   async listen(address: string): Promise<string> {

@@ -12,8 +12,12 @@ export interface Route {
   readonly method: 'GET' | 'POST' | 'DELETE';
   /** "/v1/members/:id": literal segments, and `:name` segments captured as parameters. */
   readonly pattern: string;
-  /** The least role that may call it, when the server checks identities (access.ts). */
-  readonly access: AccessRole;
+  /**
+   * The least role that may call it, when the server checks identities (access.ts);
+   * `public`: anyone, always (health probes and the dashboard's static files, which carry
+   * no data).
+   */
+  readonly access: AccessRole | 'public';
   readonly handler: RouteHandler;
 }
 

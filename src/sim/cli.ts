@@ -8,12 +8,20 @@
  *   --unsafe VARIANT          a deliberately broken core, node, WAL or SDK variant
  *   --profile NAME            the fault mix: default draws a shape per seed; broad, elections,
  *                             figure8, calm fix one
+ *   --clients plain           no shared client ids and no barriers (seeds found before they
+ *                             came in replay their worlds); default mixed draws them per seed
  *   --ms T                    fault phase length in virtual milliseconds
  *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
 import { CliError, parseSeed } from './cli-flags.ts';
-import { describeRuntimeMix, type Profile, profiles } from './runtime/mix.ts';
+import {
+  type ClientMix,
+  clientMixes,
+  describeRuntimeMix,
+  type Profile,
+  profiles,
+} from './runtime/mix.ts';
 import { sweepRuntime } from './runtime/run.ts';
 import {
   defaultFaultPhaseMs,
@@ -32,6 +40,7 @@ export interface SimCommand {
   nodeCount: number | null;
   unsafe: RuntimeUnsafe | null;
   profile: Profile;
+  clients: ClientMix;
   faultPhaseMs: number;
 }
 
@@ -56,6 +65,7 @@ export function parseArgs(argv: readonly string[]): SimCommand {
     nodeCount: null,
     unsafe: null,
     profile: 'default',
+    clients: 'mixed',
     faultPhaseMs: defaultFaultPhaseMs,
   };
   for (let position = 0; position < argv.length; position++) {
@@ -84,10 +94,16 @@ export function parseArgs(argv: readonly string[]): SimCommand {
         throw new CliError(`unknown --profile ${name}: one of ${profiles.join(', ')}`);
       }
       command.profile = name as Profile;
+    } else if (flag === '--clients') {
+      const name = value();
+      if (!(clientMixes as readonly string[]).includes(name)) {
+        throw new CliError(`unknown --clients ${name}: one of ${clientMixes.join(', ')}`);
+      }
+      command.clients = name as ClientMix;
     } else if (flag === '--ms') command.faultPhaseMs = wholeNumber(flag, value(), 1, 10_000_000);
     else {
       throw new CliError(
-        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --ms`,
+        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --clients, --ms`,
       );
     }
   }
@@ -102,7 +118,7 @@ export function parseArgs(argv: readonly string[]): SimCommand {
 
 function summarize(result: RuntimeRunResult): string {
   const s = result.stats;
-  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.pauses} pauses, ${s.clockJumps} clock jumps, ${s.memberChanges} membership changes, ${s.transfers} transfers, ${s.campaigns} forced elections, ${s.corruptions} corruptions, ${s.diskStops} disk stops, ${s.calls} broadcasts, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.pauses} pauses, ${s.clockJumps} clock jumps, ${s.memberChanges} membership changes, ${s.transfers} transfers, ${s.campaigns} forced elections, ${s.corruptions} corruptions, ${s.diskStops} disk stops, ${s.calls} broadcasts (${s.foreignRefusals} refused in another's session), ${s.barriers} barriers, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -118,6 +134,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     nodeCount: command.nodeCount,
     unsafe: command.unsafe,
     profile: command.profile,
+    clients: command.clients,
     faultPhaseMs: command.faultPhaseMs,
   };
   if (command.seed !== null) {

@@ -25,15 +25,17 @@ export const properties = [
   'delivery order',
   /** Every node's positions and delivered messages are a prefix of one common sequence. */
   'agreement',
-  /** Nothing is delivered that was never proposed; entries decode. */
+  /** Nothing is delivered that no client sent, and nothing twice. */
   'integrity',
-  /** A client's messages are delivered in its sequence order, with no gap. */
+  /** One client's resolved broadcasts hold positions in the order it issued them. */
   'per-client fifo',
   /** An acknowledged message is at the position its acknowledgement named. */
   'acknowledged delivery',
-  /** A snapshot holds exactly the common state at its index. */
+  /** A session's messages all come from the one client that started it (identity and nonce). */
+  'session ownership',
+  /** A snapshot's index, term and configuration are the committed log's at its index. */
   'snapshot state',
-  /** A read index covers every write acknowledged before the read began (thesis §6.4). */
+  /** A barrier covers every broadcast acknowledged before it began (thesis §6.4). */
   'linearizable read',
   /** The Ready contract of src/raft/types.ts: shapes, order, field invariants. */
   'ready contract',
@@ -51,6 +53,8 @@ export interface ReplayFlags {
   /** A variant of the core, node, WAL or SDK. */
   readonly unsafe: UnsafeVariant | string | null;
   readonly profile: string | null;
+  /** The client mix when not the default (mixed). */
+  readonly clients?: string | null;
 }
 
 export function formatSeed(seed: number): string {
@@ -64,6 +68,7 @@ export function replayCommand(flags: ReplayFlags): string {
   if (flags.nodeCount !== null) parts.push('--nodes', String(flags.nodeCount));
   if (flags.unsafe !== null) parts.push('--unsafe', flags.unsafe);
   if (flags.profile !== null) parts.push('--profile', flags.profile);
+  if ((flags.clients ?? null) !== null) parts.push('--clients', flags.clients as string);
   parts.push('--trace');
   return parts.join(' ');
 }

@@ -197,7 +197,7 @@ test('foreign input is refused; the state survives a snapshot and a restart', as
   await barrier.arrive('x', 'a', { parties: 1 });
   await barrier.close();
   const restarted = await openOn(log, { snapshotStore: store });
-  assert.equal(restarted.replica.appliedIndex, 7);
+  assert.equal(restarted.replica.appliedPosition, 7);
   assert.deepEqual(restarted.status('x'), { generation: 1, parties: null, arrived: [] });
   assert.deepEqual(await restarted.arrive('__proto__', 'b', { parties: 2 }), {
     generation: 0,
@@ -284,7 +284,7 @@ test('a barrier remembers its last 16 completed generations and no more', () => 
   const state = barrierMachine.initialState();
   for (let index = 1; index <= 40; index++) {
     const command = parseBarrierCommand({ op: 'arrive', barrier: 'b', agentId: 'a', parties: 1 });
-    barrierMachine.apply(state, command, { index, time: index, client: null });
+    barrierMachine.apply(state, command, { position: index, time: index, client: null });
   }
   const history = state.barriers.get('b')?.history ?? [];
   assert.deepEqual(

@@ -51,7 +51,7 @@ export class ChaosLog implements SharedLog {
         await this.lag();
         if (options.signal.aborted) return;
         yield event;
-        seen = Math.max(seen, event.kind === 'entry' ? event.entry.index : event.index);
+        seen = Math.max(seen, event.kind === 'entry' ? event.entry.position : event.position);
         if (this.random.chance(this.settings.rewindChance)) {
           // A failover to a node that resumes a few positions back: duplicates follow.
           this.rewindCount += 1;

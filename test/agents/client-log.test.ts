@@ -54,7 +54,7 @@ test('a long run of progress marks without entries attaches no reaction per mark
     onProgress?.(index);
     seen = (await step).value as LogEvent;
   }
-  assert.deepEqual(seen, { kind: 'passed', index: marks });
+  assert.deepEqual(seen, { kind: 'passed', position: marks });
   assert.ok(pending.reactions() <= 4, `${pending.reactions()} reactions on one pending read`);
   stop.abort();
   await events.return(undefined);

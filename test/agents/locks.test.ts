@@ -215,9 +215,9 @@ test('a restarted replica starts from its snapshot and agrees with a full replay
   }
   await first.release(leases[0]!);
   await first.close();
-  assert.equal((await store.load('locks/main'))?.index, log.lastIndex);
+  assert.equal((await store.load('locks/main'))?.position, log.lastPosition);
   const restarted = await openLocks(log, { snapshotStore: store });
-  assert.equal(restarted.replica.appliedIndex, log.lastIndex);
+  assert.equal(restarted.replica.appliedPosition, log.lastPosition);
   await restarted.tryAcquire('l9', { owner: 'z', ttlMs: 1_000 });
   const replayed = await openLocks(log);
   assert.deepEqual(await stateOf(restarted), await stateOf(replayed));
@@ -238,7 +238,7 @@ test('bad arguments are invalid_argument; foreign commands on the topic are refu
     ['name', () => Locks.open({ log: log.session(), name: '' })],
   ];
   for (const [what, call] of bad) await assert.rejects(call(), { code: 'invalid_argument' }, what);
-  assert.equal(log.lastIndex, 0, 'refused arguments never reach the log');
+  assert.equal(log.lastPosition, 0, 'refused arguments never reach the log');
   assert.throws(() => new FencingGuard().admit('r', 0), { code: 'invalid_argument' });
   for (const payload of [
     7,
@@ -305,7 +305,7 @@ test('waiters whose wait lapsed in log time do not keep the queue full for new o
   let index = 0;
   const apply = (payload: unknown, time: number) => {
     const command = locksMachine.parseCommand?.(payload) ?? payload;
-    return locksMachine.apply(state, command as never, { index: ++index, time, client: null });
+    return locksMachine.apply(state, command as never, { position: ++index, time, client: null });
   };
   apply({ op: 'acquire', lock: 'l', owner: 'h', ttlMs: 3_600_000, wait: true }, 0);
   // Waiters that crashed after queueing for 10 ms: their entries lapse at log time 10.
@@ -346,7 +346,7 @@ test('a cancel that lands after the grant raced with it releases the lock to the
   let index = 0;
   const apply = (payload: unknown, time: number) => {
     const command = locksMachine.parseCommand?.(payload) ?? payload;
-    return locksMachine.apply(state, command as never, { index: ++index, time, client: null });
+    return locksMachine.apply(state, command as never, { position: ++index, time, client: null });
   };
   apply({ op: 'acquire', lock: 'l', owner: 'h', ttlMs: 100, wait: true }, 0);
   const first = apply({ op: 'acquire', lock: 'l', owner: 'w1', ttlMs: 100, wait: true }, 0);

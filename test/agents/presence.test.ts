@@ -49,7 +49,8 @@ async function take(
   return taken;
 }
 
-const summary = (events: PresenceEvent[]) => events.map((e) => `${e.kind}:${e.agentId}@${e.index}`);
+const summary = (events: PresenceEvent[]) =>
+  events.map((e) => `${e.kind}:${e.agentId}@${e.position}`);
 
 test('every replica sees the same joins, leaves and expiries, decided on the log clock', async () => {
   let now = 1_000_000;
@@ -305,7 +306,7 @@ test('a member’s meta is the replica’s own: listeners cannot change it, and 
   const command = parsePresenceCommand(
     JSON.parse('{"op":"join","agentId":"b","ttlMs":1000,"meta":{"x":-0}}'),
   );
-  presenceMachine.apply(state, command, { index: 1, time: 5, client: null });
+  presenceMachine.apply(state, command, { position: 1, time: 5, client: null });
   const encoded = JSON.parse(JSON.stringify(presenceMachine.encodeState?.(state)));
   assert.deepStrictEqual(presenceMachine.decodeState?.(encoded), state);
 });
@@ -338,7 +339,7 @@ test('a heartbeat or leave of an earlier incarnation is refused once the agent j
   let index = 0;
   const apply = (payload: unknown, time: number) =>
     presenceMachine.apply(state, parsePresenceCommand(payload), {
-      index: ++index,
+      position: ++index,
       time,
       client: null,
     }).outcome;

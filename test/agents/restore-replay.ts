@@ -62,7 +62,7 @@ function foldSteps<S>(
       continue;
     }
     try {
-      const result = machine.apply(state, command, { index: at + 1, time: timeMs, client: 'c' });
+      const result = machine.apply(state, command, { position: at + 1, time: timeMs, client: 'c' });
       outcomes.push(JSON.stringify(result) ?? 'undefined');
       const after = JSON.stringify(machine.encodeState?.(state));
       poison(result);

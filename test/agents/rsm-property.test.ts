@@ -33,7 +33,7 @@ function fold(ops: readonly Op[]): { state: Stack; results: (number | null)[] } 
   const results: (number | null)[] = [];
   for (const op of ops) {
     if ('noise' in op) continue;
-    results.push(stack.apply(state, op, { index: 0, time: 0, client: null }));
+    results.push(stack.apply(state, op, { position: 0, time: 0, client: null }));
   }
   return { state, results };
 }
@@ -80,7 +80,7 @@ test('replicas restarted from snapshots at any point agree with a plain fold', a
         });
         for (const replica of [writer, restarted, fresh]) {
           assert.deepEqual(await replica.read(), expected.state);
-          assert.equal(replica.appliedIndex, log.lastIndex);
+          assert.equal(replica.appliedPosition, log.lastPosition);
         }
         await Promise.all([writer.close(), restarted.close(), fresh.close()]);
       },

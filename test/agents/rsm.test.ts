@@ -67,14 +67,14 @@ test('submit resolves with the result; replicas agree; refusals are the same eve
     return true;
   });
   // Refused by parseCommand before it is sent: nothing enters the log.
-  const before = log.lastIndex;
+  const before = log.lastPosition;
   await assert.rejects(a.submit({ open: 'x', amount: 1.5 }), { code: 'invalid_argument' });
-  assert.equal(log.lastIndex, before);
+  assert.equal(log.lastPosition, before);
   const seenByA = await a.read();
   const seenByB = await b.read();
   assert.deepEqual(seenByA, seenByB);
   assert.deepEqual(seenByA.balances, { alice: 70, bob: 30 });
-  assert.equal(a.appliedIndex, 3);
+  assert.equal(a.appliedPosition, 3);
   await Promise.all([a.close(), b.close()]);
 });
 
@@ -87,7 +87,7 @@ test('foreign input on the topic is refused by every replica and changes nothing
   log.append({ open: 'carol', amount: 5 }, 'other-topic', 'intruder');
   await replica.read();
   assert.deepEqual(replica.readLocal().balances, {});
-  assert.equal(replica.appliedIndex, 2);
+  assert.equal(replica.appliedPosition, 2);
   assert.equal(events.length, 1);
   assert.match(JSON.stringify(events[0]), /does not parse/);
   await replica.close();
@@ -101,9 +101,9 @@ test('a restarted replica starts from its snapshot and goes on identically', asy
   for (let n = 0; n < 25; n++) await first.submit({ from: 'a', to: `b${n % 3}`, amount: 7 });
   await first.close();
   const saved = await store.load('bank');
-  assert.equal(saved?.index, 26);
+  assert.equal(saved?.position, 26);
   const second = await replicaOf(log, { snapshotStore: store });
-  assert.equal(second.appliedIndex, 26);
+  assert.equal(second.appliedPosition, 26);
   await second.submit({ from: 'b0', to: 'a', amount: 1 });
   const fresh = await replicaOf(log); // replays from position 1
   assert.deepEqual(await second.read(), await fresh.read());
@@ -306,7 +306,7 @@ test('a -0 in the state does not stop snapshots', async () => {
   });
   await replica.submit(0);
   assert.ok(Object.is(replica.readLocal().values[0], -0));
-  assert.equal((await replica.saveSnapshot()).index, 1);
+  assert.equal((await replica.saveSnapshot()).position, 1);
   await replica.close();
 });
 
@@ -341,7 +341,7 @@ test('a wait whose signal was aborted before it began fails at once', async () =
 test('waits that time out on a replica that cannot get there leave nothing behind', async () => {
   // A log whose read index is far ahead of anything this replica will see.
   const stuck: SharedLog = {
-    append: async () => ({ index: 1_000_000, duplicate: false }),
+    append: async () => ({ position: 1_000_000, duplicate: false }),
     async *follow(options) {
       await new Promise((resolve) => options.signal.addEventListener('abort', resolve));
     },
@@ -388,7 +388,7 @@ test('a second close waits for the first, last snapshot included', async () => {
   await replica.submit({ open: 'a', amount: 5 });
   const first = replica.close();
   await replica.close();
-  assert.equal((await store.load('bank'))?.index, 1, 'saved when the second close resolves');
+  assert.equal((await store.load('bank'))?.position, 1, 'saved when the second close resolves');
   await first;
 });
 

@@ -213,9 +213,9 @@ test('a restarted replica starts from its snapshot and agrees with a full replay
   }
   await first.close();
   const saved = await store.load('taskboard/jobs');
-  assert.equal(saved?.index, log.lastIndex);
+  assert.equal(saved?.position, log.lastPosition);
   const restarted = await openBoard(log, { snapshotStore: store });
-  assert.equal(restarted.replica.appliedIndex, log.lastIndex);
+  assert.equal(restarted.replica.appliedPosition, log.lastPosition);
   await restarted.claim('b', { leaseMs: 1_000 });
   const replayed = await openBoard(log);
   assert.deepEqual(await stateOf(restarted), await stateOf(replayed));
@@ -238,7 +238,7 @@ test('bad arguments are invalid_argument; foreign commands on the topic are refu
     ['bad name', () => TaskBoard.open({ log: log.session(), name: '' })],
   ];
   for (const [what, call] of bad) await assert.rejects(call(), { code: 'invalid_argument' }, what);
-  const before = log.lastIndex;
+  const before = log.lastPosition;
   assert.equal(before, 0, 'refused arguments never reach the log');
   for (const payload of [
     null,
@@ -349,7 +349,7 @@ test('a post refused at the pending limit leaves the lease heap’s top live, as
   let index = 0;
   const apply = (payload: unknown, time: number) =>
     taskBoardMachine.apply(state, taskBoardMachine.parseCommand?.(payload) as never, {
-      index: ++index,
+      position: ++index,
       time,
       client: null,
     });

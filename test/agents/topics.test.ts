@@ -62,7 +62,8 @@ test('subscribers to [orders, prices] see one interleaving; [orders] sees only o
   await publishConcurrently(publishers, 40);
   const [first, second, orders] = await collected;
   assert.deepEqual(first, second);
-  for (let at = 1; at < first!.length; at++) assert.ok(first![at]!.index > first![at - 1]!.index);
+  for (let at = 1; at < first!.length; at++)
+    assert.ok(first![at]!.position > first![at - 1]!.position);
   assert.deepEqual(
     orders,
     first!.filter((message) => message.topic === 'orders'),
@@ -87,7 +88,7 @@ test('from resumes where a subscription stopped; the default starts at the call'
     firstPart.push(message);
     if (firstPart.length === 2) break;
   }
-  const rest = await take(topics.subscribe(['a'], { from: firstPart[1]!.index + 1 }), 2);
+  const rest = await take(topics.subscribe(['a'], { from: firstPart[1]!.position + 1 }), 2);
   assert.deepEqual(
     [...firstPart, ...rest].map((message) => message.payload),
     [0, 3, 6, 9],
@@ -95,7 +96,7 @@ test('from resumes where a subscription stopped; the default starts at the call'
   await topics.publish('b', 'later');
   const [next] = await take(fromNow, 1);
   assert.equal(next!.payload, 'later');
-  assert.equal(next!.index, 11);
+  assert.equal(next!.position, 11);
 });
 
 test('abort ends a subscription quietly; bad topics, positions and payloads are refused', async () => {
@@ -115,7 +116,7 @@ test('abort ends a subscription quietly; bad topics, positions and payloads are 
   await assert.rejects(topics.publish('t', undefined), { code: 'invalid_argument' });
   await assert.rejects(topics.publish('t', 10n), { code: 'invalid_argument' });
   assert.throws(() => new Topics({ log: 7 as never }), { code: 'invalid_argument' });
-  assert.equal(log.lastIndex, 0);
+  assert.equal(log.lastPosition, 0);
 });
 
 test('topics through the SDK on a 3-node cluster, including a message POSTed over HTTP', async () => {

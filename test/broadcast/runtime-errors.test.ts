@@ -1,7 +1,8 @@
 // Proves the runtime's operating errors on three in-memory nodes: bad input is refused with
 // invalid_argument naming the field (or payload_too_large), a full node says overloaded, no
 // quorum means timeout (outcome unknown: the message is still delivered after the heal), a
-// failed write stops the node (storage_failed, nothing acknowledged after), close() rejects
+// failed write stops the node (storage_failed, nothing acknowledged after, its status says
+// so), close() rejects
 // what is pending with node_stopped, and bad input never wedges the node's own session.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -194,6 +195,7 @@ test('a failed write stops the node: storage_failed, and nothing is acknowledged
   const leader = await cluster.waitForLeader();
   const node = cluster.node(leader);
   const deliveredBefore = node.status().lastPosition;
+  assert.equal(node.status().stopped, null);
   cluster.disk(leader).failNextWrites(1);
   const failed = await rejection(
     node.broadcast(encode('never-acknowledged'), { clientId: 'failing', seq: 1 }),
@@ -203,6 +205,8 @@ test('a failed write stops the node: storage_failed, and nothing is acknowledged
     node.broadcast(encode('after-the-failure'), { clientId: 'failing', seq: 2 }),
   );
   assert.equal(later.code, 'storage_failed');
+  // Its role is stale (it may still say leader); the status says it stopped, and why.
+  assert.equal(node.status().stopped?.code, 'storage_failed');
   // The others elect a new leader and go on; the stopped node delivers nothing more.
   const survivors = cluster.followers(leader);
   const next = await cluster.waitForLeader(survivors);

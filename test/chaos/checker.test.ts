@@ -8,8 +8,10 @@ import {
   type CheckResult,
   checkHistory,
   type DeliveredMessage,
+  describeVerify,
   type NodeReading,
   type Property,
+  type VerifyReport,
 } from '../../src/chaos/checker.ts';
 import type { HistoryEvent } from '../../src/chaos/history.ts';
 
@@ -18,6 +20,7 @@ const options: CheckOptions = {
   recoveryBoundMs: 1_000,
   endMs: 100,
   violationsPerPropertyMax: 10,
+  verify: null,
 };
 
 /** Builds a history: broadcasts by key, with their times and outcomes. */
@@ -151,6 +154,17 @@ test('a clean history passes, with its figures', () => {
   // From the last ack (20 ms) to the end (100 ms).
   assert.equal(result.stats.longestUnavailabilityMs, 80);
   assert.equal(result.stats.longestUnavailabilityFromMs, 20);
+});
+
+test('unavailability is counted from the first broadcast asked for, not while nodes start', () => {
+  const script = new Script()
+    .broadcast('a', 'a1', 60, 62, { ok: 1 })
+    .broadcast('a', 'a2', 63, 95, { ok: 2 });
+  const result = checkHistory(script.events, [node('n1', ['a1', 'a2'])], options);
+  assert.deepEqual(result.violations, []);
+  // 62 → 95 is the longest stretch; 0 → 62 was the cluster starting.
+  assert.equal(result.stats.longestUnavailabilityMs, 33);
+  assert.equal(result.stats.longestUnavailabilityFromMs, 62);
 });
 
 test('an unknown outcome delivered once is fine; system records are not invented', () => {
@@ -324,6 +338,24 @@ test('no-recovery: no commit within the bound after the last heal; recovery time
   const fine = checkHistory(script.events, readings, { ...options, healedAtMs: 15 });
   assert.deepEqual(broken(fine), []);
   assert.equal(fine.stats.recoveryMs, 5);
+});
+
+test('verify: a difference abcast verify found, or a member it could not read, is a violation', () => {
+  // The sequences read whole agree (verify hashes fields they do not carry, the payload).
+  const { script, readings } = clean();
+  const nodes = ['n1', 'n2', 'n3'];
+  const with_ = (outcome: VerifyReport['outcome']) =>
+    checkHistory(script.events, readings, { ...options, verify: { nodes, outcome } });
+  const differ = with_({ kind: 'differ', position: 2, first: 1 });
+  assert.deepEqual(broken(differ), ['verify']);
+  assert.match(differ.violations[0]?.message ?? '', /differ at position 2/);
+  assert.deepEqual(broken(with_({ kind: 'unreadable', reason: 'n3: ECONNREFUSED' })), ['verify']);
+  assert.deepEqual(broken(with_({ kind: 'agree', first: 1, last: 3 })), []);
+  assert.deepEqual(broken(with_({ kind: 'skipped', reason: 'one node' })), []);
+  assert.equal(
+    describeVerify({ nodes, outcome: { kind: 'agree', first: 1, last: 3 } }),
+    '3 nodes agree on positions 1..3',
+  );
 });
 
 test('violations beyond the cap are counted, not listed', () => {

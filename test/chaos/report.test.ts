@@ -51,6 +51,7 @@ test('a long history is checked and reported; the page escapes what it shows', (
     recoveryBoundMs: 1_000,
     endMs: messageCount + 1,
     violationsPerPropertyMax: 5,
+    verify: null,
   });
   assert.equal(result.stats.acknowledged, messageCount);
   // k7 and k8 swapped places: misplaced, and out of the order of issue and of real time.

@@ -45,7 +45,7 @@ export interface RoundsSummary {
 }
 
 /** Snapshots every 32 KiB of log, so that rounds find one to damage. */
-export const roundClusterArgs = ['--snapshot-bytes', String(32 << 10)] as const;
+export const roundClusterArgs = ['--snapshot-interval-bytes', String(32 << 10)] as const;
 
 export async function statusOf(cluster: AttackCluster, at: number): Promise<RepairStatus | null> {
   try {

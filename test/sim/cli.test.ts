@@ -36,6 +36,7 @@ test('flags parse into one run or a sweep', () => {
     nodeCount: 5,
     unsafe: null,
     profile: 'default',
+    clients: 'mixed',
     faultPhaseMs: 8_000,
   });
   const sweep = parseArgs([
@@ -47,6 +48,8 @@ test('flags parse into one run or a sweep', () => {
     'countStaleVotes',
     '--profile',
     'elections',
+    '--clients',
+    'plain',
     '--ms',
     '900',
   ]);
@@ -55,6 +58,7 @@ test('flags parse into one run or a sweep', () => {
   assert.equal(sweep.count, 20);
   assert.equal(sweep.unsafe, 'countStaleVotes');
   assert.equal(sweep.profile, 'elections');
+  assert.equal(sweep.clients, 'plain');
   assert.equal(sweep.faultPhaseMs, 900);
 });
 
@@ -69,6 +73,7 @@ test('bad flags are refused with a CliError', () => {
     ['--seed', '1', '--nodes', '4'],
     ['--seed', '1', '--unsafe', 'fast'],
     ['--seed', '1', '--profile', 'wild'],
+    ['--seed', '1', '--clients', 'few'],
     ['--seed', '1', '--ms', '0'],
     ['--seed', '1', '--verbose'],
   ];

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseSeed } from '../../src/sim/cli-flags.ts';
-import { type Profile, profiles } from '../../src/sim/runtime/mix.ts';
+import { type ClientMix, clientMixes, type Profile, profiles } from '../../src/sim/runtime/mix.ts';
 import { runRuntimeSeed } from '../../src/sim/runtime/world.ts';
 import { formatSeed } from '../../src/sim/violation.ts';
 
@@ -12,12 +12,13 @@ interface RuntimeRegressionSeed {
   readonly line: number;
   readonly seed: number;
   readonly profile: Profile;
+  readonly clients: ClientMix;
   readonly comment: string;
 }
 
 /**
- * One seed per line, optionally `profile=NAME` (the sweep's --profile), then `# why`; a line
- * with anything else throws, so no seed is skipped.
+ * One seed per line, optionally `profile=NAME` (the sweep's --profile) and `clients=NAME`
+ * (--clients), then `# why`; a line with anything else throws, so no seed is skipped.
  */
 function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
   const seeds: RuntimeRegressionSeed[] = [];
@@ -27,15 +28,25 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
     if (body === '') return;
     const [seedText, ...settings] = body.split(/\s+/);
     let profile: Profile = 'default';
+    let clients: ClientMix = 'mixed';
     for (const setting of settings) {
-      const name = setting.startsWith('profile=') ? setting.slice('profile='.length) : null;
-      if (name === null || !(profiles as readonly string[]).includes(name)) {
+      const [name, value] = setting.split('=') as [string, string | undefined];
+      if (name === 'profile' && (profiles as readonly string[]).includes(value ?? '')) {
+        profile = value as Profile;
+      } else if (name === 'clients' && (clientMixes as readonly string[]).includes(value ?? '')) {
+        clients = value as ClientMix;
+      } else {
         throw new Error(`runtime-seeds.txt line ${offset + 1}: unknown setting ${setting}`);
       }
-      profile = name as Profile;
     }
     const comment = hash === -1 ? '' : raw.slice(hash + 1).trim();
-    seeds.push({ line: offset + 1, seed: parseSeed(seedText as string), profile, comment });
+    seeds.push({
+      line: offset + 1,
+      seed: parseSeed(seedText as string),
+      profile,
+      clients,
+      comment,
+    });
   });
   return seeds;
 }
@@ -50,7 +61,11 @@ test('runtime-seeds.txt has seeds', () => {
 
 for (const entry of seeds) {
   test(`runtime seed ${formatSeed(entry.seed)} (line ${entry.line}): ${entry.comment}`, async () => {
-    const result = await runRuntimeSeed({ seed: entry.seed, profile: entry.profile });
+    const result = await runRuntimeSeed({
+      seed: entry.seed,
+      profile: entry.profile,
+      clients: entry.clients,
+    });
     assert.equal(result.violation, null, result.violation?.message);
   });
 }

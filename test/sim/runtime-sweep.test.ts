@@ -1,6 +1,7 @@
 // The code users run — real BroadcastNodes, the real WAL code over simulated disks that lose
-// and tear unsynced writes at power cuts, the real HTTP routes and real SDK clients — holds
-// every property over a sweep of seeds, and a seed replays the same run.
+// and tear unsynced writes at power cuts, the real HTTP routes with authentication and real
+// SDK clients, some sharing a client id — holds every property over a sweep of seeds, and a
+// seed replays the same run. The sweep also shows the session binding and barrier paths ran.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sweepRuntime } from '../../src/sim/runtime/run.ts';
@@ -18,13 +19,20 @@ test('a seed replays the same run', async () => {
 });
 
 test(`${seedCount} seeds of the runtime simulation pass`, async () => {
+  const seen = { foreignRefusals: 0, barriers: 0 };
   const report = await sweepRuntime({
     from: 1,
     count: seedCount,
     violationsMax: 1,
     clockMs: () => performance.now(),
+    onResult: (result) => {
+      seen.foreignRefusals += result.stats.foreignRefusals;
+      seen.barriers += result.stats.barriers;
+    },
   });
   const first = report.violations[0];
   assert.equal(first, undefined, first?.violation?.message);
   assert.equal(report.seedsRun, seedCount);
+  assert.ok(seen.foreignRefusals > 0, 'some broadcasts met another client in their session');
+  assert.ok(seen.barriers > 0, 'some barriers were answered');
 });

@@ -22,6 +22,15 @@ const hunts: readonly Hunt[] = [
   { variant: 'deliverSeqGapAtOnce', from: 1, seedsMax: 100, caughtBy: [] },
   { variant: 'ackBeforeDatasync', from: 1, seedsMax: 100, caughtBy: [] },
   { variant: 'moveSentMessage', from: 1, seedsMax: 100, caughtBy: [] },
+  // Sessions that ignore who sends (only the nonce compared) let the impostor, which copies
+  // c0's nonce, write in c0's session: seeds 3, 5, 0x11, 0x13, 0x18, 0x1e … of 1..40, told
+  // a duplicate at c0's position, or delivered in c0's session.
+  {
+    variant: 'ignoreSessionOwner',
+    from: 1,
+    seedsMax: 100,
+    caughtBy: ['acknowledged delivery', 'session ownership'],
+  },
   // Every one of seeds 1..4 catches it.
   { variant: 'forgetVoteOnRestart', from: 1, seedsMax: 3, caughtBy: ['vote durability'] },
   // Seeds 3, 4, 8, 9, ... of 1..100.

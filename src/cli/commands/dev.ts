@@ -22,6 +22,8 @@ interface DevFlags {
   httpPort: string;
   segmentBytes?: string;
   logLevel?: string;
+  logFormat?: string;
+  corsOrigins?: string;
   secure?: boolean;
 }
 
@@ -105,12 +107,19 @@ async function dev(flags: DevFlags): Promise<void> {
   const security: DevSecurity | null =
     flags.secure === true ? await prepareDevSecurity(dataDir, ids) : null;
   const scheme = security === null ? 'http' : 'https';
+  const urls = ids.map((_, at) => `${scheme}://127.0.0.1:${httpPort + at}`);
+  const httpPeers = ids.map((id, at) => `${id}=${urls[at]}`).join(',');
+  // Each node's dashboard shows every member and may ask the leader to hand over: the
+  // nodes' own pages are let in across their ports unless told otherwise.
+  const corsOrigins = flags.corsOrigins ?? urls.join(',');
   const nodes = ids.map((id, at) => {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];
     args.push('--http', http, '--peers', peers, '--cluster-id', 'abcast-dev');
     if (flags.segmentBytes !== undefined) args.push('--segment-bytes', flags.segmentBytes);
     if (flags.logLevel !== undefined) args.push('--log-level', flags.logLevel);
+    if (flags.logFormat !== undefined) args.push('--log-format', flags.logFormat);
+    args.push('--cors-origins', corsOrigins, '--http-peers', httpPeers);
     if (security !== null) args.push(...security.nodeArgs(id));
     return launch(id, args, `${scheme}://${http}`);
   });
@@ -128,6 +137,7 @@ async function dev(flags: DevFlags): Promise<void> {
     throw error;
   }
   for (const node of nodes) console.log(`abcast dev: node ${node.id} at ${node.url}`);
+  console.log(`abcast dev: dashboard at ${nodes[0]?.url}/ (every node serves one)`);
   console.log(`abcast dev: data in ${dataDir}; Ctrl-C stops the cluster`);
   if (security === null) {
     console.log(`abcast dev: try  abcast send '{"hello":"world"}'  and  abcast tail`);
@@ -152,6 +162,8 @@ export function devCommand(program: Command): void {
     .option('--http-port <port>', 'first HTTP port', '8001')
     .option('--segment-bytes <n>', "each node's WAL segment size in bytes (default 64 MiB)")
     .option('--log-level <level>', "the nodes' pino log level (default warn)")
+    .option('--log-format <format>', "the nodes' log lines: auto, pretty or json")
+    .option('--cors-origins <list>', 'web pages of these origins (or * for any) may call the API')
     .option(
       '--secure',
       'mutual TLS between the nodes, HTTPS and an admin token, all in <data>/certs',

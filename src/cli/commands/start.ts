@@ -15,16 +15,27 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { pino } from 'pino';
-import type { BroadcastNode } from '../../broadcast/node.ts';
+import type { BroadcastNode, NodeLogger } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import type { AuthSource } from '../../server/access.ts';
+import { Backfill } from '../../server/backfill.ts';
+import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
+import { PeerReads } from '../../server/peers.ts';
+import { recordsLimitMax } from '../../server/routes/records.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
+import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
+import { forceNewCluster } from './force-new-cluster.ts';
+import {
+  addStreamOptions,
+  type StreamFlags,
+  type StreamSettings,
+  streamSettings,
+} from './stream-flags.ts';
 import {
   checkExposure,
   loadCredentials,
@@ -43,10 +54,10 @@ export interface StartSettings {
   readonly join: boolean;
   readonly clusterId: string;
   readonly logLevel: string;
+  readonly logFormat: LogFormat;
   /** WAL segment size (each is preallocated); null for the library's default. */
   readonly segmentBytes: number | null;
   /** Log bytes between two snapshots (compaction); null for the default, 64 MiB. */
-  readonly snapshotBytes: number | null;
   /** Largest payload (as JSON text); null for the default, 1 MiB. */
   readonly payloadBytesMax: number | null;
   /** A broadcast not committed by then answers 503 timeout; null for the default, 10 s. */
@@ -56,13 +67,19 @@ export interface StartSettings {
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
   readonly limits: { readonly node: LimitValues; readonly http: LimitValues };
   readonly tls: TlsSettings;
+  /** Node id → base URL of each member's HTTP API (`--http-peers`), for the dashboard. */
+  readonly httpPeers: Readonly<Record<string, string>>;
+  /** Web pages of these origins may call the API (`--cors-origins`); null: none. */
+  readonly cors: CorsPolicy | null;
   /** The auth file (`--auth`); null: no authentication. */
   readonly authPath: string | null;
   /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
   readonly exposed: readonly string[];
+  /** Retention, the message store, and the peers to backfill from (stream-flags.ts). */
+  readonly stream: StreamSettings;
 }
 
-interface StartFlags {
+interface StartFlags extends StreamFlags {
   id?: string;
   data?: string;
   listen?: string;
@@ -72,8 +89,8 @@ interface StartFlags {
   config?: string;
   clusterId?: string;
   logLevel?: string;
+  logFormat?: string;
   segmentBytes?: string;
-  snapshotBytes?: string;
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
   sessionTtlMs?: string;
@@ -92,6 +109,9 @@ interface StartFlags {
   clientCa?: string;
   insecure?: boolean;
   auth?: string;
+  corsOrigins?: string;
+  httpPeers?: string;
+  forceNewCluster?: boolean;
 }
 
 type LimitValues = Readonly<Record<string, number>>;
@@ -242,6 +262,10 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   if (!logLevels.includes(logLevel)) {
     throw new CliError(`--log-level takes one of ${logLevels.join(', ')}`);
   }
+  const logFormat = String(flags.logFormat ?? config.logFormat ?? 'auto') as LogFormat;
+  if (!logFormats.includes(logFormat)) {
+    throw new CliError(`--log-format takes one of ${logFormats.join(', ')}`);
+  }
   const segmentBytes = flags.segmentBytes ?? config.segmentBytes;
   const tls = tlsSettings({
     cert: flags.cert ?? config.cert,
@@ -259,6 +283,8 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   }
   return {
     id,
+    cors: corsSettings(flags.corsOrigins ?? config.corsOrigins),
+    httpPeers: httpPeerSettings(flags.httpPeers ?? config.httpPeers),
     dataDir: resolve(required('data', flags.data ?? config.data)),
     listen,
     http,
@@ -266,11 +292,11 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     join: flags.join === true || config.join === true,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
+    logFormat,
     segmentBytes:
       segmentBytes === undefined
         ? null
         : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
-    snapshotBytes: optionalInteger('snapshot-bytes', flags.snapshotBytes ?? config.snapshotBytes),
     payloadBytesMax: optionalInteger(
       'payload-bytes-max',
       flags.payloadBytesMax ?? config.payloadBytesMax,
@@ -284,7 +310,46 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     tls,
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
+    stream: streamSettings(flags, config, id),
   };
+}
+
+/**
+ * `--http-peers` names each member's HTTP API ("n1=http://10.0.0.1:8001,…", or a config file's
+ * object): the dashboard shows the named ones; the message store backfills from every entry
+ * but this node's own (streamSettings). An entry without a name serves the backfill alone.
+ */
+function httpPeerSettings(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  const pairs =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .map((part) => part.trim())
+          .filter((part) => part !== '' && /^[^=/:]+=/.test(part))
+          .map((part) => [
+            part.slice(0, part.indexOf('=')).trim(),
+            part.slice(part.indexOf('=') + 1).trim(),
+          ])
+      : Object.entries(value as Record<string, unknown>).map(([id, url]) => [id, String(url)]);
+  const peers: Record<string, string> = {};
+  for (const [id, url] of pairs) {
+    if (!id || !/^https?:\/\/[^/\s]+\/?$/.test(url ?? '')) {
+      throw new CliError(`--http-peers takes id=http(s)://host:port,…; "${id}=${url}" is not one`);
+    }
+    peers[id as string] = (url as string).replace(/\/$/, '');
+  }
+  return peers;
+}
+
+function corsSettings(value: unknown): CorsPolicy | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? value.join(',') : String(value);
+  try {
+    return parseCorsOrigins(text);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
 }
 
 /** The credentials of each side, read from their files; one object when both share files. */
@@ -322,6 +387,30 @@ async function loadTls(settings: TlsSettings): Promise<LoadedTls> {
   };
 }
 
+/** Backfill of the message store from the other nodes, when they are given. */
+function startBackfill(
+  node: BroadcastNode,
+  settings: StartSettings,
+  logger: NodeLogger,
+): Backfill | null {
+  const urls = settings.stream.httpPeers;
+  if (urls.length === 0) return null;
+  const requestTimeoutMs = settings.requestTimeoutMs ?? 10_000;
+  const backfill = new Backfill({
+    node,
+    peers: new PeerReads(urls, systemEnvironment, requestTimeoutMs),
+    environment: systemEnvironment,
+    logger,
+    pageCount: recordsLimitMax,
+    ...(settings.stream.backfillToken === null
+      ? {}
+      : { headers: { authorization: `Bearer ${settings.stream.backfillToken}` } }),
+    idleIntervalMs: 1000,
+  });
+  backfill.start();
+  return backfill;
+}
+
 /** Starts the node and its HTTP server; if the server cannot listen, the node is closed. */
 export async function runNode(settings: StartSettings): Promise<{
   node: BroadcastNode;
@@ -329,8 +418,14 @@ export async function runNode(settings: StartSettings): Promise<{
   url: string;
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
+  backfill: Backfill | null;
 }> {
-  const logger = pino({ name: 'abcast', level: settings.logLevel });
+  const logger = await createProcessLogger({
+    name: settings.id,
+    level: settings.logLevel,
+    format: settings.logFormat,
+    nowMs: systemEnvironment.monotonicMs,
+  });
   const tls = await loadTls(settings.tls);
   const auth = settings.authPath === null ? null : { table: await readAuthFile(settings.authPath) };
   if (settings.exposed.length > 0) {
@@ -348,12 +443,18 @@ export async function runNode(settings: StartSettings): Promise<{
     clusterId: settings.clusterId,
     logger,
     ...(settings.segmentBytes === null ? {} : { segmentBytesMax: settings.segmentBytes }),
-    ...(settings.snapshotBytes === null ? {} : { snapshotIntervalBytes: settings.snapshotBytes }),
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
     ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
     ...settings.limits.node,
     ...(tls.peer === null ? {} : { peerTls: tls.peer }),
+    retention: settings.stream.retention,
+    ...(settings.stream.snapshotIntervalBytes === null
+      ? {}
+      : { snapshotIntervalBytes: settings.stream.snapshotIntervalBytes }),
+    ...(settings.stream.storeSegmentBytes === null
+      ? {}
+      : { storeSegmentBytesMax: settings.stream.storeSegmentBytes }),
   });
   const http = createHttpServer({
     node,
@@ -365,11 +466,16 @@ export async function runNode(settings: StartSettings): Promise<{
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
+    cors: settings.cors,
+    httpPeers: settings.httpPeers,
+    peerUrls: settings.stream.httpPeers,
   });
+  const backfill = startBackfill(node, settings, logger);
   try {
     const url = await http.listen(settings.http);
-    return { node, http, url, tls, auth };
+    return { node, http, url, tls, auth, backfill };
   } catch (error) {
+    backfill?.stop();
     await node.close();
     const code = (error as { code?: string }).code;
     if (code === 'EADDRINUSE') throw new CliError(`port in use: cannot listen on ${settings.http}`);
@@ -377,9 +483,53 @@ export async function runNode(settings: StartSettings): Promise<{
   }
 }
 
+const forceWarning = [
+  'abcast: WARNING: --force-new-cluster makes this node a cluster of one, giving up what Raft guarantees.',
+  'abcast: WARNING: entries this node holds that were never committed may now be committed, and whatever the',
+  'abcast: WARNING: lost majority committed without this node is gone. Use it only when the majority is lost',
+  'abcast: WARNING: for good; never start the other old members again: add new members to this node instead.',
+];
+
+/**
+ * `--force-new-cluster`: rewrites the data directory to a one-node configuration before the
+ * node starts (snapshot.ts), then, once it leads, records the old members as removed so that
+ * it never tries to bring them back.
+ */
+async function forceNew(settings: StartSettings): Promise<{
+  settings: StartSettings;
+  removeOld: (node: BroadcastNode) => Promise<void>;
+}> {
+  for (const line of forceWarning) console.error(line);
+  const forced = await forceNewCluster({
+    dataDir: settings.dataDir,
+    clusterId: settings.clusterId,
+    id: settings.id,
+  });
+  console.error(
+    `abcast: WARNING: node ${settings.id} is now the only voter (configuration at log index ${forced.lastIndex}, term ${forced.term})`,
+  );
+  const oldMembers = Object.keys(settings.peers).filter((id) => id !== settings.id);
+  const removeOld = async (node: BroadcastNode) => {
+    for (let tries = 0; node.status().role !== 'leader'; tries++) {
+      if (tries > 600) throw new CliError('the forced one-node cluster elected no leader in 60 s');
+      await new Promise((resume) => setTimeout(resume, 100));
+    }
+    for (const id of oldMembers) await node.removeMember(id);
+    console.error(`abcast: WARNING: old members ${oldMembers.join(', ') || '(none)'} removed`);
+  };
+  return { settings: { ...settings, peers: { [settings.id]: settings.listen } }, removeOld };
+}
+
 async function start(flags: StartFlags): Promise<void> {
-  const settings = await startSettings(flags);
-  const { node, http, url, tls, auth } = await runNode(settings);
+  let settings = await startSettings(flags);
+  let removeOld: ((node: BroadcastNode) => Promise<void>) | null = null;
+  if (flags.forceNewCluster === true) ({ settings, removeOld } = await forceNew(settings));
+  const { node, http, url, tls, auth, backfill } = await runNode(settings);
+  if (removeOld !== null) {
+    void removeOld(node).catch((error: Error) =>
+      console.error(`abcast: removing the old members failed: ${error.message}`),
+    );
+  }
   const peerMode = tls.peer === null ? '' : ' (mutual TLS)';
   const authMode = auth === null ? '' : ` (${auth.table.identities.length} identities)`;
   console.log(
@@ -410,6 +560,26 @@ async function start(flags: StartFlags): Promise<void> {
     });
   });
   let stopping = false;
+  // A node that stopped itself (its storage failed: a full disk, EIO from fdatasync; or a
+  // bug) no longer applies anything, and the storage it gave up on must not be used again by
+  // this process. Its process ends with code 1, so a supervisor (systemd, Kubernetes, the
+  // chaos runner) restarts it: the restart reopens the data directory and recovers.
+  const stoppedWatch = setInterval(() => {
+    const stopped = node.status().stopped;
+    if (stopped === null || stopping) return;
+    clearInterval(stoppedWatch);
+    stopping = true;
+    console.error(
+      `abcast: node ${settings.id} stopped itself (${stopped.code}): ${stopped.message}; exiting with code 1 so that it is restarted`,
+    );
+    void (async () => {
+      backfill?.stop();
+      await http.close().catch(() => undefined);
+      await node.close().catch(() => undefined);
+      process.exit(1);
+    })();
+  }, 500);
+  stoppedWatch.unref();
   const stop = (signal: string) => {
     if (stopping) {
       // A second Ctrl-C: the user does not want to wait for the graceful close. (Ctrl-C then
@@ -420,6 +590,7 @@ async function start(flags: StartFlags): Promise<void> {
     stopping = true;
     console.log(`abcast: node ${settings.id} stopping (${signal})`);
     void (async () => {
+      backfill?.stop();
       await http.close().catch(() => undefined);
       await node.close().catch(() => undefined);
       process.exit(0);
@@ -440,13 +611,20 @@ export function startCommand(program: Command): void {
     .option('--peers <list>', 'every initial member: n1=host:port,n2=host:port,…')
     .option('--join', 'join a running cluster (wait to be added) instead of bootstrapping')
     .option(
+      '--force-new-cluster',
+      'DANGER: make this node a cluster of one from its data, when the majority is lost for good (--peers: the old members, to remove them)',
+    )
+    .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, segmentBytes, snapshotBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth',
+      'JSON file with any of: id, data, listen, http, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
+    .option(
+      '--log-format <format>',
+      'auto (coloured lines on a terminal, JSON otherwise), pretty or json',
+    )
     .option('--segment-bytes <n>', 'WAL segment size in bytes (default 64 MiB, preallocated)')
-    .option('--snapshot-bytes <n>', 'log bytes between two snapshots (default 64 MiB)')
     .option('--payload-bytes-max <n>', 'largest payload as JSON text (default 1 MiB)')
     .option(
       '--request-timeout-ms <n>',
@@ -467,6 +645,15 @@ export function startCommand(program: Command): void {
       '--auth <file>',
       'auth file (abcast token create): clients need a token or client certificate; SIGHUP re-reads it',
     );
+  command.option(
+    '--http-peers <list>',
+    "every member's HTTP API, n1=http://host:port,…: the dashboard shows each member's positions",
+  );
+  command.option(
+    '--cors-origins <list>',
+    'web pages of these origins may call the API (https://app.example,http://localhost:5173), or * for any (development)',
+  );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
+  addStreamOptions(command);
   command.action((flags: StartFlags) => start(flags));
 }

@@ -1,19 +1,22 @@
 /**
  * The workload: real SDK clients (`connect()`), each on the simulated clock with a PRNG of
- * its own, reaching the nodes through the simulated client network. Each issues numbered
- * broadcasts at random moments — now and then one too large, which must be refused — and
- * reports every outcome to the checker. In the liveness phase each sends one more, which
- * must succeed.
+ * its own, reaching the nodes through the simulated client network and authenticating with
+ * its identity's token. Each issues numbered broadcasts at random moments — now and then one
+ * too large, which must be refused — and now and then a barrier, and reports every outcome
+ * to the checker. Some clients share client c0's client id on purpose (mix.ts
+ * SessionSharing): the nodes must refuse them in c0's session, or c0 in theirs. In the
+ * liveness phase each client sends one more broadcast, which must succeed.
  */
 import type { Client } from '../../client/client.ts';
 import { ClientError } from '../../client/errors.ts';
+import type { HttpExchange } from '../../client/exchange.ts';
 import { connect } from '../../client/index.ts';
 import type { NodeId } from '../../raft/types.ts';
 import type { Prng } from '../../util/prng.ts';
 import type { CallOutcome, DeliveryChecker } from './delivery-checker.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
-import type { RuntimeMix } from './mix.ts';
+import { type RuntimeMix, simIdentities } from './mix.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 
 export interface ClientBounds {
@@ -22,60 +25,164 @@ export interface ClientBounds {
   readonly abandonAfterMs: number;
 }
 
+/** The client id c0 names itself, and its twin and impostor with it, when they exist. */
+export const sharedClientId = 'shared';
+
+export interface WorkloadOptions {
+  readonly scheduler: SimScheduler;
+  readonly checker: DeliveryChecker;
+  readonly mix: RuntimeMix;
+  readonly payloadBytesMax: number;
+  readonly bounds: ClientBounds;
+  readonly prng: Prng;
+  readonly network: ClientNetwork;
+  readonly nodeIds: readonly NodeId[];
+  /** The token of each identity of the cluster's auth file, by index; null without auth. */
+  readonly tokens: readonly string[] | null;
+  readonly note: (text: string) => void;
+  readonly unsafe: 'moveSentMessage' | null;
+}
+
 interface SimClient {
   readonly name: string;
   readonly client: Client;
   readonly life: Life;
   readonly prng: Prng;
+  /** Starts issuing only once c0's nonce is known (the impostor, which sends it). */
+  readonly waitsForNonce: boolean;
   issued: number;
   /** The liveness phase's last broadcast has resolved. */
   finalResolved: boolean;
   finalIssued: boolean;
 }
 
+/** Who one simulated client is: its name, identity, and client id if it names one. */
+interface ClientRole {
+  readonly name: string;
+  readonly identity: number;
+  readonly clientId: string | undefined;
+  /** How its requests are changed on the way out (the impostor's copied nonce). */
+  readonly wrap: (exchange: HttpExchange) => HttpExchange;
+  readonly waitsForNonce: boolean;
+}
+
 export class Workload {
   private readonly clients: SimClient[] = [];
   private outstandingCount = 0;
+  /** Broadcasts refused session_forbidden or session_conflict, and barriers answered. */
+  readonly counts = { foreignRefusals: 0, barriers: 0 };
+  private readonly scheduler: SimScheduler;
+  private readonly checker: DeliveryChecker;
+  private readonly mix: RuntimeMix;
+  readonly bounds: ClientBounds;
+  /** c0's session nonce, as seen on the wire in its first broadcast. */
+  private copiedNonce: string | null = null;
+  /** The workload's life, once begun: clients waiting for the nonce begin under it. */
+  private workloadLife: Life | null = null;
 
-  constructor(
-    private readonly scheduler: SimScheduler,
-    private readonly checker: DeliveryChecker,
-    private readonly mix: RuntimeMix,
-    private readonly payloadBytesMax: number,
-    readonly bounds: ClientBounds,
-    prng: Prng,
-    network: ClientNetwork,
-    nodeIds: readonly NodeId[],
-    private readonly note: (text: string) => void,
-    unsafe: 'moveSentMessage' | null,
-  ) {
-    for (let index = 0; index < mix.clientCount; index++) {
-      const name = `c${index}`;
-      const life = new Life(name);
-      const clientPrng = prng.fork();
-      const client = connect({
-        endpoints: nodeIds.map((id) => `http://${id}`),
-        requestTimeoutMs: bounds.requestTimeoutMs,
-        unavailableAfterMs: bounds.unavailableAfterMs,
-        abandonAfterMs: bounds.abandonAfterMs,
-        backoffBaseMs: 20,
-        backoffMaxMs: 500,
-        inFlightMax: mix.inFlightMax,
-        batching: mix.batching,
-        environment: simEnvironment({ scheduler, life, prng: clientPrng.fork() }),
-        exchange: network.exchangeFor(name, life),
-        ...(unsafe === null ? {} : { unsafe }),
-      });
-      this.clients.push({
-        name,
-        client,
-        life,
-        prng: clientPrng,
-        issued: 0,
-        finalResolved: false,
-        finalIssued: false,
+  constructor(private readonly options: WorkloadOptions) {
+    this.scheduler = options.scheduler;
+    this.checker = options.checker;
+    this.mix = options.mix;
+    this.bounds = options.bounds;
+    for (const role of this.roles()) this.clients.push(this.connectClient(role));
+  }
+
+  /**
+   * The ordinary clients c0, c1, …, then c0's twin and impostor if the mix has them. c0
+   * names its client id only when someone shares it; the others keep the SDK's random one.
+   */
+  private roles(): ClientRole[] {
+    const { sharing } = this.mix;
+    const shared = sharing.twin || sharing.impostor;
+    const same = (exchange: HttpExchange) => exchange;
+    const roles: ClientRole[] = sharing.identityOfClient.map((identity, index) => ({
+      name: `c${index}`,
+      identity,
+      clientId: index === 0 && shared ? sharedClientId : undefined,
+      wrap: index === 0 && shared ? (exchange) => this.watchNonce(exchange) : same,
+      waitsForNonce: false,
+    }));
+    const victimIdentity = sharing.identityOfClient[0] as number;
+    if (sharing.twin) {
+      roles.push({
+        name: 'twin',
+        identity: victimIdentity,
+        clientId: sharedClientId,
+        wrap: same,
+        waitsForNonce: false,
       });
     }
+    if (sharing.impostor) {
+      roles.push({
+        name: 'impostor',
+        identity: (victimIdentity + 1) % simIdentities.length,
+        clientId: sharedClientId,
+        wrap: (exchange) => this.sendCopiedNonce(exchange),
+        waitsForNonce: true,
+      });
+    }
+    return roles;
+  }
+
+  private connectClient(role: ClientRole): SimClient {
+    const { bounds, mix, network, unsafe } = this.options;
+    const life = new Life(role.name);
+    const clientPrng = this.options.prng.fork();
+    const client = connect({
+      endpoints: this.options.nodeIds.map((id) => `http://${id}`),
+      ...(role.clientId === undefined ? {} : { clientId: role.clientId }),
+      ...(this.options.tokens === null
+        ? {}
+        : { token: this.options.tokens[role.identity] as string }),
+      requestTimeoutMs: bounds.requestTimeoutMs,
+      unavailableAfterMs: bounds.unavailableAfterMs,
+      abandonAfterMs: bounds.abandonAfterMs,
+      backoffBaseMs: 20,
+      backoffMaxMs: 500,
+      inFlightMax: mix.inFlightMax,
+      batching: mix.batching,
+      environment: simEnvironment({ scheduler: this.scheduler, life, prng: clientPrng.fork() }),
+      exchange: role.wrap(network.exchangeFor(role.name, life)),
+      ...(unsafe === null ? {} : { unsafe }),
+    });
+    this.checker.onClient(role.name, client.baseClientId);
+    return {
+      name: role.name,
+      client,
+      life,
+      prng: clientPrng,
+      waitsForNonce: role.waitsForNonce,
+      issued: 0,
+      finalResolved: false,
+      finalIssued: false,
+    };
+  }
+
+  /** c0's requests pass unchanged; the first nonce among them is noted for the impostor. */
+  private watchNonce(exchange: HttpExchange): HttpExchange {
+    return (request) => {
+      if (this.copiedNonce === null && request.body !== null) {
+        const nonce = (JSON.parse(request.body) as { nonce?: unknown }).nonce;
+        if (typeof nonce === 'string') {
+          this.copiedNonce = nonce;
+          this.options.note(`c0's nonce ${nonce} is seen on the wire`);
+          this.beginWaiting();
+        }
+      }
+      return exchange(request);
+    };
+  }
+
+  /** The impostor's broadcasts go out with c0's nonce instead of the one its SDK drew. */
+  private sendCopiedNonce(exchange: HttpExchange): HttpExchange {
+    return (request) => {
+      if (request.body === null || this.copiedNonce === null) return exchange(request);
+      const body = JSON.parse(request.body) as Record<string, unknown>;
+      if (typeof body.nonce !== 'string') return exchange(request);
+      body.nonce = this.copiedNonce;
+      return exchange({ ...request, body: JSON.stringify(body) });
+    };
   }
 
   get outstanding(): number {
@@ -84,7 +191,18 @@ export class Workload {
 
   /** Schedules every client's broadcasts of the fault phase. */
   begin(workloadLife: Life): void {
-    for (const simClient of this.clients) this.scheduleNext(simClient, workloadLife);
+    this.workloadLife = workloadLife;
+    for (const simClient of this.clients) {
+      if (!simClient.waitsForNonce) this.scheduleNext(simClient, workloadLife);
+    }
+  }
+
+  private beginWaiting(): void {
+    const life = this.workloadLife;
+    if (life === null) return;
+    for (const simClient of this.clients) {
+      if (simClient.waitsForNonce) this.scheduleNext(simClient, life);
+    }
   }
 
   private scheduleNext(simClient: SimClient, life: Life): void {
@@ -93,6 +211,10 @@ export class Workload {
     this.scheduler.schedule(gapMs, life, () => {
       const oversize = simClient.prng.chance(0.03);
       this.issue(simClient, oversize, false);
+      const barrierProbability = this.mix.barrierProbability;
+      if (barrierProbability > 0 && simClient.prng.chance(barrierProbability)) {
+        this.barrier(simClient);
+      }
       this.scheduleNext(simClient, life);
     });
   }
@@ -100,7 +222,7 @@ export class Workload {
   private issue(simClient: SimClient, oversize: boolean, final: boolean): void {
     const issueNumber = ++simClient.issued;
     const padBytes = oversize
-      ? this.payloadBytesMax + 1
+      ? this.options.payloadBytesMax + 1
       : simClient.prng.between(0, this.mix.payloadPadBytesMax);
     const payload = { c: simClient.name, n: issueNumber, pad: 'x'.repeat(padBytes) };
     const payloadText = JSON.stringify(payload);
@@ -108,8 +230,11 @@ export class Workload {
     this.outstandingCount++;
     const settled = (outcome: CallOutcome) => {
       this.outstandingCount--;
+      if (outcome.kind === 'rejected' && foreignCodes.has(outcome.code)) {
+        this.counts.foreignRefusals++;
+      }
       this.checker.onSettled(payloadText, outcome, this.scheduler.nowMs);
-      this.note(`${simClient.name} #${issueNumber} ${describeOutcome(outcome)}`);
+      this.options.note(`${simClient.name} #${issueNumber} ${describeOutcome(outcome)}`);
       if (final && outcome.kind === 'resolved') simClient.finalResolved = true;
       if (final && outcome.kind === 'rejected') {
         // The last broadcast must succeed once faults stop: send another, the checker's
@@ -129,6 +254,22 @@ export class Workload {
           kind: 'rejected',
           code: error instanceof ClientError ? error.code : `thrown: ${String(error)}`,
         }),
+    );
+  }
+
+  /**
+   * A linearizable read point: it must cover every broadcast some client was told is
+   * delivered before the barrier began. A failure (unavailable, closed) proves nothing.
+   */
+  private barrier(simClient: SimClient): void {
+    const floor = this.checker.onBarrierStarted();
+    simClient.client.barrier().then(
+      (position) => {
+        this.counts.barriers++;
+        this.options.note(`${simClient.name} barrier at ${position} (at least ${floor})`);
+        this.checker.onBarrierDone(simClient.name, floor, position);
+      },
+      () => undefined,
     );
   }
 
@@ -158,6 +299,8 @@ export class Workload {
     }
   }
 }
+
+const foreignCodes = new Set(['session_forbidden', 'session_conflict']);
 
 /** A rejected last broadcast is sent again after this long, as an application would. */
 const retryFinalAfterMs = 10;

@@ -8,7 +8,10 @@
  *   records on reserved topics aside); log time never goes back along positions;
  * - what clients were told: a broadcast resolved at position p is the message at p; one
  *   client's resolved broadcasts are in the order it issued them; a definite refusal is never
- *   delivered; every call settles within its bound.
+ *   delivered; every call settles within its bound; a barrier covers every broadcast
+ *   resolved before it began;
+ * - session ownership: every message delivered in one session (client id) comes from the one
+ *   client that started it, in one of the sessions its SDK opens (its base id, or `~n` after).
  */
 
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
@@ -40,8 +43,18 @@ interface Call {
   settledMs: number | null;
 }
 
-/** Codes after which the message was certainly not, and will never be, delivered. */
-const definiteRefusals = new Set(['invalid_argument', 'payload_too_large']);
+/**
+ * Codes after which the message was certainly not, and will never be, delivered: refused at
+ * the door, or sent in a session that belongs to another identity (session_forbidden) or to
+ * another client of the same identity (session_conflict), which the session table refuses
+ * for good once its first message is applied.
+ */
+const definiteRefusals = new Set([
+  'invalid_argument',
+  'payload_too_large',
+  'session_forbidden',
+  'session_conflict',
+]);
 
 /** A broadcast a client was told is at `position`. */
 interface Resolved {
@@ -60,6 +73,12 @@ export class DeliveryChecker {
   private readonly promised = new Map<number, string>();
   /** Client → its resolved broadcasts, sorted by issue number. */
   private readonly resolvedByClient = new Map<string, Resolved[]>();
+  /** Simulated client → the session id its SDK started with. */
+  private readonly baseIdOf = new Map<string, string>();
+  /** Session id → the simulated client whose message was delivered in it first. */
+  private readonly senderOfSession = new Map<string, string>();
+  /** The highest position any client was told its broadcast holds, so far. */
+  private promisedPositionMax = 0;
 
   constructor(private readonly context: ViolationContext) {}
 
@@ -188,6 +207,7 @@ export class DeliveryChecker {
       );
     }
     this.positionOfPayload.set(payloadText, message.position);
+    this.checkSessionOwner(node, message, call);
     if (call.outcome?.kind === 'rejected' && definiteRefusals.has(call.outcome.code)) {
       this.context.fail(
         'acknowledged delivery',
@@ -201,6 +221,64 @@ export class DeliveryChecker {
         'acknowledged delivery',
         `position ${message.position} holds ${payloadText}, but ${promisedText}'s client was told it is there`,
         [node],
+      );
+    }
+  }
+
+  /** A simulated client connected; its SDK's sessions are `baseId`, then `baseId~2`, … */
+  onClient(client: string, baseId: string): void {
+    this.baseIdOf.set(client, baseId);
+  }
+
+  /**
+   * A session is its starter's: every message delivered in it comes from one client, and
+   * only in a session that client's SDK could have opened. Two clients sharing a client id
+   * (one identity with two nonces, or two identities) must find one of them refused.
+   */
+  private checkSessionOwner(node: NodeId, message: DeliveredMessage, call: Call): void {
+    const baseId = this.baseIdOf.get(call.client);
+    const sessionId = message.clientId;
+    if (baseId !== undefined && sessionId !== baseId && !sessionId.startsWith(`${baseId}~`)) {
+      this.context.fail(
+        'session ownership',
+        `${call.client}'s ${call.payloadText.slice(0, 60)} is delivered in session ${sessionId}, not one of its own (${baseId})`,
+        [node],
+      );
+    }
+    const starter = this.senderOfSession.get(sessionId);
+    if (starter === undefined) this.senderOfSession.set(sessionId, call.client);
+    else if (starter !== call.client) {
+      this.context.fail(
+        'session ownership',
+        `session ${sessionId} delivers ${call.client}'s #${call.issueNumber} at position ${message.position}, though ${starter} started it`,
+        [node],
+      );
+    }
+  }
+
+  /** A barrier begins: what it returns must be at least the position returned here. */
+  onBarrierStarted(): number {
+    return this.promisedPositionMax;
+  }
+
+  /**
+   * A barrier returned `position`: every broadcast a client was told is delivered before the
+   * barrier began (at most `floor`) is at or below it (Raft thesis §6.4), and no barrier
+   * names a position that no node has delivered.
+   */
+  onBarrierDone(client: string, floor: number, position: number): void {
+    if (position < floor) {
+      this.context.fail(
+        'linearizable read',
+        `${client}'s barrier returned ${position}, below position ${floor} acknowledged before it began`,
+        [],
+      );
+    }
+    if (position > this.common.length) {
+      this.context.fail(
+        'linearizable read',
+        `${client}'s barrier returned ${position}, beyond the ${this.common.length} positions delivered`,
+        [],
       );
     }
   }
@@ -266,6 +344,7 @@ export class DeliveryChecker {
       );
     }
     this.promised.set(position, payloadText);
+    this.promisedPositionMax = Math.max(this.promisedPositionMax, position);
     this.checkClientOrder(call, position);
   }
 

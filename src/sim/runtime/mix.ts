@@ -20,6 +20,15 @@ import type { ClientNetworkFaults } from './exchange.ts';
 export const profiles = ['default', 'broad', 'elections', 'figure8', 'calm'] as const;
 export type Profile = (typeof profiles)[number];
 
+/**
+ * mixed: the clients authenticate, and each seed draws whether some share c0's client id and
+ * whether they call barriers; plain: the workload from before identities came in (no
+ * authentication, no shared ids, no barriers), so that seeds found then replay their worlds
+ * bit for bit (owners in the log change batch and snapshot sizes, and so the timing).
+ */
+export const clientMixes = ['mixed', 'plain'] as const;
+export type ClientMix = (typeof clientMixes)[number];
+
 /** What a seed's world is biased towards; a profile other than default names one. */
 export type Shape = Exclude<Profile, 'default'>;
 
@@ -131,13 +140,36 @@ export interface RuntimeMix {
   readonly sectorBytes: number;
   /** WAL segment size: small, so runs rotate segments often (and zero-fill little). */
   readonly segmentBytesMax: number;
+  /** Who the clients are, and which of them share a client id (see SessionSharing). */
+  readonly sharing: SessionSharing;
+  /** A client calls a barrier (GET /v1/barrier) after a broadcast with this probability. */
+  readonly barrierProbability: number;
 }
+
+/**
+ * The clients authenticate with tokens, each as one of two identities (both may broadcast),
+ * and some deliberately share a client id with client c0 (which then names its own): a twin
+ * of c0's identity whose SDK drew another nonce, so the session table must refuse whichever
+ * comes second with session_conflict; and an impostor of the other identity that copies c0's
+ * nonce off the wire (the nonce is no secret), so only the session's owner check stands
+ * between it and c0's session (session_forbidden).
+ */
+export interface SessionSharing {
+  /** The identity of each of the `clientCount` ordinary clients, by index into identities. */
+  readonly identityOfClient: readonly number[];
+  readonly twin: boolean;
+  readonly impostor: boolean;
+}
+
+/** The identities of the simulated cluster's auth file; both have the `write` role. */
+export const simIdentities = ['app-a', 'app-b'] as const;
 
 const msPerTick = 10;
 
 export interface RuntimeMixRequest {
   readonly profile: Profile;
   readonly nodeCount: number | null;
+  readonly clients: ClientMix;
 }
 
 /** A shape drawn in proportion to the core's default weights, or the profile's own. */
@@ -209,8 +241,31 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
     datasyncMsMax: prng.pick([0, 1, 5]),
     sectorBytes: prng.pick([512, 4096]),
     segmentBytesMax: prng.pick([16 << 10, 64 << 10, 256 << 10]),
+    sharing: { identityOfClient: [], twin: false, impostor: false },
+    barrierProbability: 0,
   };
-  return shape === 'figure8' ? figure8(mix, prng) : mix;
+  const shaped = shape === 'figure8' ? figure8(mix, prng) : mix;
+  // Drawn last, so that adding them left every earlier draw of a seed as it was.
+  const clientsSide = drawClientsSide(prng, shaped.clientCount);
+  if (request.clients === 'plain') {
+    const { identityOfClient } = clientsSide.sharing;
+    const sharing = { identityOfClient, twin: false, impostor: false };
+    return { ...shaped, sharing, barrierProbability: 0 };
+  }
+  return { ...shaped, ...clientsSide };
+}
+
+function drawClientsSide(
+  prng: Prng,
+  clientCount: number,
+): Pick<RuntimeMix, 'sharing' | 'barrierProbability'> {
+  const identityOfClient = Array.from({ length: clientCount }, () =>
+    prng.below(simIdentities.length),
+  );
+  return {
+    sharing: { identityOfClient, twin: prng.chance(0.25), impostor: prng.chance(0.25) },
+    barrierProbability: prng.pick([0, 0, 0.05, 0.3]),
+  };
 }
 
 /**
@@ -331,7 +386,7 @@ export function describeRuntimeMix(mix: RuntimeMix): string {
     `nemesis every ~${mix.nemesisIntervalMs}ms [${on || 'off'}]`,
     `clock skew≤${mix.clockSkewMsMax}ms drift≤${mix.clockDriftMax}`,
     `faultyDisks=${mix.faultyDiskCount} [lost=${disk.lostWriteProbability} misdirected=${disk.misdirectedWriteProbability} eio=${disk.datasyncErrorProbability} capacity=${mix.faultyDiskBytesMax}]`,
-    `clients=${mix.clientCount}×${mix.broadcastsPerClient} inFlight=${mix.inFlightMax} batching=${mix.batching}`,
+    `clients=${mix.clientCount}×${mix.broadcastsPerClient} inFlight=${mix.inFlightMax} batching=${mix.batching} identities=${mix.sharing.identityOfClient.join('')} twin=${mix.sharing.twin} impostor=${mix.sharing.impostor} barriers=${mix.barrierProbability}`,
     `snapshotEvery=${mix.snapshotIntervalBytes}B batch≤${mix.batchBytesMax}B fsync≤${mix.datasyncMsMax}ms`,
   ].join(' ');
 }

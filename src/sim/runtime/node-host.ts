@@ -16,6 +16,7 @@ import {
   type UnsafeOptions,
 } from '../../broadcast/node.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
+import type { AuthSource } from '../../server/access.ts';
 import type { ServerSettings } from '../../server/context.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
 import { InProcessServer } from '../../server/in-process.ts';
@@ -78,6 +79,8 @@ export interface NodeHostOptions {
   readonly unsafe: UnsafeOptions;
   readonly storageUnsafe: 'ackBeforeDatasync' | null;
   readonly segmentBytesMax: number;
+  /** The cluster's identities: every request is authenticated, as with `--auth`; or none. */
+  readonly auth: AuthSource | null;
 }
 
 const dataDir = '/data';
@@ -191,6 +194,7 @@ export class NodeHost {
       metrics: new HttpMetrics(),
       logger: silentLogger,
       environment,
+      auth: this.options.auth,
     });
     this.options.clientNetwork.attach(this.id, this.server, life);
     this.state = 'up';

@@ -25,7 +25,14 @@ import { Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
 import { ClientNetwork, calmClientNetwork } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
-import { describeRuntimeMix, drawRuntimeMix, type Profile, type RuntimeMix } from './mix.ts';
+import { simAuth } from './identities.ts';
+import {
+  type ClientMix,
+  describeRuntimeMix,
+  drawRuntimeMix,
+  type Profile,
+  type RuntimeMix,
+} from './mix.ts';
 import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis.ts';
 import { NodeHost, type NodeTuning } from './node-host.ts';
 import { RaftWatch } from './raft-watch.ts';
@@ -38,6 +45,7 @@ const layerUnsafeVariants = [
   'deliverSeqGapAtOnce',
   'ackBeforeDatasync',
   'moveSentMessage',
+  'ignoreSessionOwner',
 ] as const;
 
 /** Deliberately broken core, node, WAL and SDK variants, for tests of the checkers only. */
@@ -53,6 +61,8 @@ export interface RuntimeRunOptions {
   readonly nodeCount?: number | null;
   /** default: each seed draws a shape; broad, elections, figure8, calm fix one. */
   readonly profile?: Profile;
+  /** default mixed: seeds draw shared client ids and barriers; plain: no seed does. */
+  readonly clients?: ClientMix;
   readonly unsafe?: RuntimeUnsafe | null;
   readonly faultPhaseMs?: number;
   readonly traceSink?: ((line: string) => void) | null;
@@ -65,6 +75,9 @@ export interface RuntimeRunStats extends NemesisCounts {
   diskStops: number;
   positions: number;
   calls: number;
+  /** Broadcasts refused because another client's session held their client id. */
+  foreignRefusals: number;
+  barriers: number;
   framesSent: number;
   framesLost: number;
   /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
@@ -83,6 +96,8 @@ export const defaultFaultPhaseMs = 8_000;
 const livenessBudgetMs = 60_000;
 const eventsMax = 2_000_000;
 const stepsMax = 3_000_000;
+/** Mixed into the seed for the tokens' own generator. */
+const authSeedSalt = 0x7a0c3e11;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
 const restartAfterStopMs = 100;
 
@@ -132,6 +147,8 @@ class RuntimeWorld {
     diskStops: 0,
     positions: 0,
     calls: 0,
+    foreignRefusals: 0,
+    barriers: 0,
     framesSent: 0,
     framesLost: 0,
     leaderTerms: 0,
@@ -145,7 +162,12 @@ class RuntimeWorld {
     assert(options.seed >>> 0 === options.seed, 'seeds are u32');
     this.prng = new Prng(options.seed);
     const profile = options.profile ?? 'default';
-    this.mix = drawRuntimeMix(this.prng.fork(), { profile, nodeCount: options.nodeCount ?? null });
+    const clients = options.clients ?? 'mixed';
+    this.mix = drawRuntimeMix(this.prng.fork(), {
+      profile,
+      nodeCount: options.nodeCount ?? null,
+      clients,
+    });
     const nemesisPrng = this.prng.fork();
     this.unsafe = options.unsafe ?? null;
     this.trace = options.traceSink ?? null;
@@ -154,6 +176,7 @@ class RuntimeWorld {
       nodeCount: options.nodeCount ?? null,
       unsafe: options.unsafe ?? null,
       profile: profile === 'default' ? null : profile,
+      clients: clients === 'mixed' ? null : clients,
     });
     this.scheduler = new SimScheduler(this.prng.fork(), eventsMax);
     const machineCount = this.mix.nodeCount + this.mix.spareCount;
@@ -188,6 +211,10 @@ class RuntimeWorld {
       return host === undefined || host.state !== 'up' ? null : host.acked;
     });
     const tuning = this.tuning();
+    // Tokens come from a generator of their own, so that adding them changed no other draw.
+    // Plain clients are the workload from before identities: no authentication at all.
+    const auth =
+      clients === 'plain' ? null : simAuth(new Prng((options.seed ^ authSeedSalt) >>> 0));
     const peers = new Map(ids.map((id) => [id, `${id}:7000`] as const));
     for (const [index, id] of machines.entries()) {
       const hostPrng = this.prng.fork();
@@ -214,24 +241,26 @@ class RuntimeWorld {
           unsafe: this.nodeUnsafe(),
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
+          auth: auth?.source ?? null,
         }),
       );
     }
-    this.workload = new Workload(
-      this.scheduler,
-      this.checker,
-      this.mix,
-      tuning.payloadBytesMax,
-      { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 },
-      this.prng.fork(),
-      this.clientNetwork,
+    this.workload = new Workload({
+      scheduler: this.scheduler,
+      checker: this.checker,
+      mix: this.mix,
+      payloadBytesMax: tuning.payloadBytesMax,
+      bounds: { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 },
+      prng: this.prng.fork(),
+      network: this.clientNetwork,
       // Every machine, as a deployment lists its hosts: the initial members may all be
       // removed or stopped for good while machines added later carry the cluster, and an SDK
       // that knows none of those could not reach it (seed 0xc7d3).
-      machines,
-      (text) => this.note(text),
-      this.unsafe === 'moveSentMessage' ? this.unsafe : null,
-    );
+      nodeIds: machines,
+      tokens: auth?.tokens ?? null,
+      note: (text) => this.note(text),
+      unsafe: this.unsafe === 'moveSentMessage' ? this.unsafe : null,
+    });
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
     runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
   }
@@ -298,7 +327,8 @@ class RuntimeWorld {
     }
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
-      unsafe === 'deliverSeqGapAtOnce'
+      unsafe === 'deliverSeqGapAtOnce' ||
+      unsafe === 'ignoreSessionOwner'
       ? { [unsafe]: true }
       : {};
   }
@@ -412,6 +442,8 @@ class RuntimeWorld {
     this.stats.virtualMs = this.scheduler.nowMs;
     this.stats.positions = this.checker.lastPosition;
     this.stats.calls = this.checker.callCount;
+    this.stats.foreignRefusals = this.workload.counts.foreignRefusals;
+    this.stats.barriers = this.workload.counts.barriers;
     this.stats.leaderTerms = this.coreChecker.leaderCount;
     this.stats.committedIndex = this.coreChecker.record.length;
     return {
