@@ -101,7 +101,7 @@ export function checkMetadata(
   }
 }
 
-function metadataChecksum(metadata: StorageMetadata): number {
+export function metadataChecksum(metadata: StorageMetadata): number {
   const { formatVersion, clusterId, nodeId } = metadata;
   return crc32(Buffer.from(JSON.stringify([formatVersion, clusterId, nodeId]), 'utf8'));
 }

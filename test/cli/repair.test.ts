@@ -72,8 +72,19 @@ test('the same index corrupted on a majority stops the cluster with the document
     await load.stop();
     const status = await statusOf(cluster, holderAt);
     const lostIndex = Math.max(2, (status?.commitIndex ?? 0) - 10);
-    await Promise.all(cluster.ids.map((_, at) => cluster.stop(at)));
     const damagedAt = [0, 1, 2].filter((at) => at !== holderAt);
+    // A follower slowed by a loaded machine may not hold the entry yet: both must, past it.
+    await waitFor(
+      async () => {
+        for (const at of damagedAt) {
+          if (((await statusOf(cluster, at))?.commitIndex ?? 0) < lostIndex + 10) return false;
+        }
+        return true;
+      },
+      'both followers hold the entry to damage',
+      20_000,
+    );
+    await Promise.all(cluster.ids.map((_, at) => cluster.stop(at)));
     for (const at of damagedAt) await corruptRecordHolding(cluster.dataDir(at), lostIndex);
     for (const at of damagedAt) cluster.restart(at);
     // After 10 s without a leader each damaged node says what it lost and where to look.
