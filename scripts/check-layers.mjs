@@ -29,6 +29,7 @@ export const deterministicFolders = [
   'src/server',
   'src/client',
   'src/storage',
+  'src/store',
   'src/broadcast',
 ];
 
@@ -39,6 +40,7 @@ export const clockExemptFiles = ['src/util/system-environment.ts'];
 export const layerRules = [
   { folder: 'src/raft', mayImport: ['src/util'] },
   { folder: 'src/storage', mayImport: ['src/raft', 'src/util'] },
+  { folder: 'src/store', mayImport: ['src/util'] },
   { folder: 'src/transport', mayImport: ['src/raft', 'src/util'] },
 ];
 

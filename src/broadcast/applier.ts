@@ -12,7 +12,7 @@ import type { Configuration, Entry, NodeId, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { FixedHistogram } from '../util/histogram.ts';
 import { BatchFormatError, type DecodedBatch, decodeBatch, type MessageRun } from './batch.ts';
-import { DeliveryLog } from './deliveries.ts';
+import { DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
 import type { NodeObserver } from './observer.ts';
@@ -20,6 +20,12 @@ import type { NodeLogger } from './options.ts';
 import type { PendingMessage, PendingTable } from './pending.ts';
 import { type RunOutcome, SessionTable, type SessionTableOptions } from './sessions.ts';
 import { type AppState, decodeAppState, encodeAppState, type Snapshots } from './snapshots.ts';
+import {
+  consumersTopic,
+  decodeStreamCommand,
+  retentionTopic,
+  StreamState,
+} from './stream-state.ts';
 
 /** What the other parts do when the applier learns something. */
 export interface ApplierHooks {
@@ -42,8 +48,8 @@ export interface ApplierOptions {
   readonly snapshots: Snapshots;
   readonly observer: NodeObserver | undefined;
   readonly sessionOptions: SessionTableOptions;
-  /** Delivered payload bytes kept in memory for readers and subscriptions. */
-  readonly retainBytesMax: number;
+  /** Where delivered messages are kept for readers and subscriptions. */
+  readonly deliveries: DeliveryLogOptions;
   readonly hooks: ApplierHooks;
 }
 
@@ -65,10 +71,12 @@ export class Applier {
         ? {
             sessions: new SessionTable(options.sessionOptions),
             membership: new MembershipTable(),
+            streams: new StreamState(),
           }
         : decodeAppState(snapshot.data, options.sessionOptions);
-    this.deliveryLog = new DeliveryLog(options.retainBytesMax);
+    this.deliveryLog = new DeliveryLog(options.deliveries);
     this.deliveryLog.resetTo(this.state.sessions.lastPosition + 1);
+    this.deliveryLog.retainFrom(this.state.streams.retainedFrom);
     this.appliedIndexValue = snapshot?.meta.index ?? 0;
     this.appliedTerm = snapshot?.meta.term ?? 0;
     this.appliedConfigValue = snapshot?.meta.config ?? { voters: [], learners: [] };
@@ -80,6 +88,10 @@ export class Applier {
 
   get membership(): MembershipTable {
     return this.state.membership;
+  }
+
+  get streams(): StreamState {
+    return this.state.streams;
   }
 
   get appliedIndex(): number {
@@ -170,6 +182,10 @@ export class Applier {
   }
 
   private applyControlRun(run: MessageRun, duplicateCount: number): void {
+    if (run.topic === retentionTopic || run.topic === consumersTopic) {
+      this.applyStreamRun(run, duplicateCount);
+      return;
+    }
     if (run.topic !== membershipTopic) return; // a newer release's control record: ignored alike
     for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
       const command = decodeMembershipCommand(run.payloads[offset] as Uint8Array);
@@ -182,6 +198,25 @@ export class Applier {
       this.options.logger.info({ node, command: command.op }, 'membership record applied');
     }
     this.options.hooks.membershipChanged();
+  }
+
+  private applyStreamRun(run: MessageRun, duplicateCount: number): void {
+    const { sessions, streams } = this.state;
+    for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
+      const command = decodeStreamCommand(run.topic, run.payloads[offset] as Uint8Array);
+      if (command === null) {
+        this.options.logger.error(
+          { node: this.options.id, topic: run.topic },
+          'skipped a malformed stream record',
+        );
+        continue;
+      }
+      streams.apply(command, {
+        lastPosition: sessions.lastPosition,
+        logTimeMs: sessions.logTimeMs,
+      });
+    }
+    this.deliveryLog.retainFrom(streams.retainedFrom);
   }
 
   /** Answers the callers waiting on this run's messages, if any wait on this node. */
@@ -284,6 +319,7 @@ export class Applier {
     this.state = decodeAppState(snapshot.data, this.options.sessionOptions);
     this.options.hooks.membershipChanged();
     this.deliveryLog.resetTo(this.state.sessions.lastPosition + 1);
+    this.deliveryLog.retainFrom(this.state.streams.retainedFrom);
     this.appliedIndexValue = snapshot.meta.index;
     this.appliedTerm = snapshot.meta.term;
     this.appliedConfigValue = snapshot.meta.config;

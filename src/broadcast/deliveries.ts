@@ -1,99 +1,174 @@
 /**
- * The delivered messages a node keeps in memory, and the subscriptions that read them. Both
- * are bounded: the log keeps at most `retainBytesMax` of payload (oldest dropped first), and
- * a subscriber pulls at its own pace — one that falls behind what is kept gets compacted
- * instead of making the node buffer for it.
+ * The delivered messages a node serves, and the subscriptions that read them. The messages
+ * themselves live in the message store (src/store), on disk in production; this keeps the
+ * few numbers that say what may be read:
+ *
+ * - `lastPosition`: the last position applied here. The store may hold more after a restart
+ *   (it was written before the crash); those are served once applied again.
+ * - `firstRetainedPosition`: retention's floor, recorded in the log (retention.ts), the same
+ *   on every node. A read below it is `compacted`.
+ * - holes: positions at or above the floor that this node's store lacks (it restarted from
+ *   a snapshot, or joined late, or lost unsynced writes in a crash). A read there is
+ *   `not_held`, and the server forwards it to a peer while backfill fills the hole.
+ *
+ * A store without backfill (the in-memory twin of the runtime's tests and the simulator)
+ * treats a hole as compacted instead, as a node that only keeps what it saw; and it may
+ * bound what it keeps (`retainBytesMax`), dropping its oldest segments.
  */
+
+import type { StoredMessage, StoreRange } from '../store/index.ts';
+import { MemoryStoreFiles, MessageStore } from '../store/index.ts';
 import { assert } from '../util/assert.ts';
 import { BroadcastError } from './errors.ts';
 
-export interface DeliveredMessage {
-  /** Dense from 1, identical on every node. */
-  readonly position: number;
-  /** The log entry (batch) that carried it. */
-  readonly index: number;
-  readonly term: number;
-  /** Empty for anonymous messages. */
-  readonly clientId: string;
-  readonly seq: number;
-  readonly topic: string;
-  readonly payload: Uint8Array;
+export type DeliveredMessage = StoredMessage;
+
+export interface DeliveryLogOptions {
+  readonly store: MessageStore;
   /**
-   * The log's clock at this message, in ms since the Unix epoch: the running maximum of the
-   * `logTimeMs` stamped on batches by the leaders that built them, as the session table sees
-   * it after applying this message's batch. A function of the log alone, so it is the same
-   * on every node for the same position, and non-decreasing along positions.
+   * Whether holes are filled from peers (so reads there are `not_held`) or never (so they
+   * are `compacted`, and the local floor moves past them).
    */
-  readonly logTimeMs: number;
+  readonly backfill: boolean;
+  /** Store bytes kept at most, oldest segments dropped first; null: no bound. */
+  readonly retainBytesMax: number | null;
 }
 
-const perMessageOverheadBytes = 64;
+/** The in-memory twin: a store of memory files, no backfill, bounded. */
+export function memoryDeliveryLogOptions(retainBytesMax: number): DeliveryLogOptions {
+  const segmentBytesMax = Math.max(4096, Math.floor(retainBytesMax / 8));
+  return {
+    store: new MessageStore({ files: new MemoryStoreFiles(), segmentBytesMax }),
+    backfill: false,
+    retainBytesMax,
+  };
+}
+
+const followBatchCount = 1024;
+const followBatchBytesMax = 1 << 20;
 
 export class DeliveryLog {
-  private messages: DeliveredMessage[] = [];
-  /** Position of messages[head]; positions before it are no longer kept. */
-  private firstPosition = 1;
-  private head = 0;
-  private retainedBytes = 0;
+  readonly store: MessageStore;
+  private appliedPosition = 0;
+  /** Retention's floor, from the log. */
+  private retainedFrom = 1;
+  /** Without backfill: nothing before it is held, nor will be. */
+  private localFrom = 1;
   private waiters: (() => void)[] = [];
   private closed = false;
 
-  constructor(private readonly retainBytesMax: number) {
-    assert(retainBytesMax > 0, 'retainBytesMax is positive');
+  constructor(private readonly options: DeliveryLogOptions) {
+    this.store = options.store;
+    assert(
+      options.retainBytesMax === null || options.retainBytesMax > 0,
+      'retainBytesMax is positive',
+    );
   }
 
   get lastPosition(): number {
-    return this.firstPosition + (this.messages.length - this.head) - 1;
+    return this.appliedPosition;
   }
 
+  /** The first position any node of the cluster may still serve (retention's floor). */
   get firstRetainedPosition(): number {
-    return this.firstPosition;
+    return Math.max(this.retainedFrom, this.localFrom);
   }
 
   append(message: DeliveredMessage): void {
-    assert(message.position === this.lastPosition + 1, 'delivered positions are dense');
-    this.messages.push(message);
-    this.retainedBytes += message.payload.length + perMessageOverheadBytes;
-    while (this.retainedBytes > this.retainBytesMax && this.messages.length - this.head > 1) {
-      const dropped = this.messages[this.head] as DeliveredMessage;
-      this.retainedBytes -= dropped.payload.length + perMessageOverheadBytes;
-      this.head++;
-      this.firstPosition++;
-    }
-    // Compact the array now and then instead of shifting on every drop.
-    if (this.head > 4096 && this.head * 2 > this.messages.length) {
-      this.messages = this.messages.slice(this.head);
-      this.head = 0;
-    }
+    assert(message.position === this.appliedPosition + 1, 'delivered positions are dense');
+    this.store.append(message);
+    this.appliedPosition = message.position;
   }
 
-  /** Wakes subscribers; called once per applied batch, not per message. */
+  /** Writes the batch to the store and wakes subscribers; once per applied batch. */
   notify(): void {
+    this.store.flush();
+    if (this.options.retainBytesMax !== null) this.bound(this.options.retainBytesMax);
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();
   }
 
-  /** Nothing before `nextPosition` is kept any more (a snapshot replaced the state). */
+  /**
+   * Positions before `nextPosition` are applied (a snapshot was installed, or the node
+   * starts from one). What the store holds after them is dropped: the WAL applies it again,
+   * so the store says what the log says, even where a crash left it ahead.
+   */
   resetTo(nextPosition: number): void {
-    assert(nextPosition >= this.lastPosition + 1, 'a restore never moves positions back');
-    this.messages = [];
-    this.head = 0;
-    this.retainedBytes = 0;
-    this.firstPosition = nextPosition;
+    assert(nextPosition >= this.appliedPosition + 1, 'a restore never moves positions back');
+    this.appliedPosition = nextPosition - 1;
+    this.store.truncateAfter(this.appliedPosition);
+    if (!this.options.backfill) {
+      // Without backfill, a hole is for good: only what follows the snapshot will be held.
+      this.localFrom = nextPosition;
+      this.store.dropBefore(nextPosition);
+    }
     this.notify();
   }
 
-  /** Up to `limit` messages from `from` on; compacted if `from` is no longer kept. */
-  read(from: number, limit: number): DeliveredMessage[] {
-    assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
-    if (from < this.firstPosition) {
-      throw new BroadcastError('compacted', `position ${from} is no longer kept on this node`, {
-        firstPosition: this.firstPosition,
-      });
+  /** Retention moved its floor (a committed record): whole segments before it go. */
+  retainFrom(position: number): void {
+    if (position <= this.retainedFrom) return;
+    this.retainedFrom = position;
+    this.store.dropBefore(position);
+  }
+
+  /** Positions between the floor and the last applied that this node does not hold. */
+  missingRanges(): StoreRange[] {
+    const missing: StoreRange[] = [];
+    let cursor = this.firstRetainedPosition;
+    for (const range of this.store.ranges()) {
+      if (cursor > this.appliedPosition) break;
+      if (range.last < cursor) continue;
+      if (range.first > cursor) {
+        missing.push({ first: cursor, last: Math.min(range.first - 1, this.appliedPosition) });
+      }
+      cursor = range.last + 1;
     }
-    const start = this.head + (from - this.firstPosition);
-    return this.messages.slice(start, start + limit);
+    if (cursor <= this.appliedPosition) missing.push({ first: cursor, last: this.appliedPosition });
+    return missing;
+  }
+
+  /**
+   * Messages of a hole, fetched from a peer and checked by the caller: dense, each within
+   * what is retained and applied. Returns how many were new here.
+   */
+  fill(messages: readonly DeliveredMessage[]): number {
+    let added = 0;
+    let previous = 0;
+    for (const message of messages) {
+      assert(previous === 0 || message.position === previous + 1, 'a fill is dense');
+      assert(message.position <= this.appliedPosition, 'a fill holds applied positions only');
+      previous = message.position;
+      if (message.position < this.firstRetainedPosition) continue;
+      if (this.store.append(message)) added++;
+    }
+    this.store.flush();
+    return added;
+  }
+
+  /**
+   * Up to `limit` messages from `from` on (fewer at a hole or the end, or once their payloads
+   * reach `bytesMax`).
+   */
+  read(from: number, limit: number, bytesMax = Number.POSITIVE_INFINITY): DeliveredMessage[] {
+    assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
+    this.checkHeld(from);
+    if (from > this.appliedPosition) return [];
+    return this.store.read(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax);
+  }
+
+  /** Up to `limit` messages of `topic` from `from` on, examining `positionsMax` at most. */
+  readTopic(
+    topic: string,
+    from: number,
+    limit: number,
+    positionsMax: number,
+  ): { messages: DeliveredMessage[]; next: number } {
+    this.checkHeld(from);
+    if (from > this.appliedPosition) return { messages: [], next: from };
+    const scan = Math.min(positionsMax, this.appliedPosition - from + 1);
+    return this.store.readTopic(topic, from, limit, scan);
   }
 
   /** Follows the log from `from`, waiting for new messages; ends when the node closes. */
@@ -101,13 +176,38 @@ export class DeliveryLog {
     let cursor = from;
     const aborted = () => signal?.aborted === true;
     while (!this.closed && !aborted()) {
-      const batch = this.read(cursor, 1024);
+      // Bounded in bytes too: a paused subscriber holds at most this batch.
+      const batch = this.read(cursor, followBatchCount, followBatchBytesMax);
       for (const message of batch) {
         if (aborted()) return;
         yield message;
         cursor++;
       }
       if (batch.length === 0) await this.nextChange(signal);
+    }
+  }
+
+  private checkHeld(from: number): void {
+    const first = this.firstRetainedPosition;
+    if (from < first) {
+      throw new BroadcastError('compacted', `position ${from} is no longer kept`, {
+        firstPosition: first,
+      });
+    }
+    if (from <= this.appliedPosition && !this.store.has(from)) {
+      throw new BroadcastError('not_held', `position ${from} is not on this node yet`, {
+        position: from,
+        firstPosition: first,
+      });
+    }
+  }
+
+  private bound(bytesMax: number): void {
+    while (this.store.sizeBytes > bytesMax && this.store.segmentCount > 1) {
+      const [oldest] = this.store.summaries();
+      assert(oldest !== undefined, 'a store of two segments has a first one');
+      this.store.dropBefore(oldest.last + 1);
+      this.localFrom = Math.max(this.localFrom, oldest.last + 1);
     }
   }
 
@@ -122,6 +222,7 @@ export class DeliveryLog {
     });
   }
 
+  /** Ends every subscription; the store stays open for the write in flight. */
   close(): void {
     this.closed = true;
     this.notify();

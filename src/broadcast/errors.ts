@@ -28,6 +28,11 @@ export type BroadcastErrorCode =
   | 'session_conflict'
   /** The requested position is older than what this node keeps; `details.firstPosition`. */
   | 'compacted'
+  /**
+   * The position is retained but not on this node yet (it is being backfilled from peers);
+   * `details.position`. The HTTP server forwards such a read to a peer when it can.
+   */
+  | 'not_held'
   /** Storage failed; the node stopped so that it cannot acknowledge what it did not keep. */
   | 'storage_failed'
   /** An invariant of our own broke (a bug); the node stopped rather than risk a wrong answer. */

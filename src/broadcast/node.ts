@@ -29,7 +29,15 @@ import { buildNodeParts } from './parts.ts';
 import type { BroadcastResult, PendingTable } from './pending.ts';
 import type { Persister } from './persister.ts';
 import type { Reads } from './reads.ts';
+import { describeRepairStall, RepairWatch } from './repair-watch.ts';
+import type { RetentionDriver } from './retention.ts';
 import type { Snapshots } from './snapshots.ts';
+import {
+  type ConsumerCursor,
+  consumerNameProblem,
+  consumersTopic,
+  encodeStreamCommand,
+} from './stream-state.ts';
 
 export type { NodeObserver } from './observer.ts';
 export {
@@ -52,6 +60,7 @@ export class BroadcastNode {
   private readonly intake: Intake;
   private readonly reads: Reads;
   private readonly membership: MembershipDriver;
+  private readonly retention: RetentionDriver;
   private leaderChangeCount = 0;
   private lastLeaderId: NodeId | null = null;
   private loopRunning = false;
@@ -60,6 +69,10 @@ export class BroadcastNode {
   private ticker: Timer | null = null;
   private stopped: BroadcastError | null = null;
   private loopIdle: Promise<void> = Promise.resolve();
+  /** The storage still reports damage: it forgets it once the core's repair has ended. */
+  private repairPending: boolean;
+  private readonly repairWatch: RepairWatch;
+  private leaderKnown = false;
 
   constructor(
     private readonly options: BroadcastNodeOptions,
@@ -68,6 +81,8 @@ export class BroadcastNode {
     persisted: PersistedState,
   ) {
     this.id = options.id;
+    this.repairPending = (persisted.damage ?? null) !== null;
+    this.repairWatch = new RepairWatch(options.environment.monotonicMs());
     const parts = buildNodeParts(options, storage, transport, persisted, {
       scheduleLoop: () => this.scheduleLoop(),
       stopped: () => this.stopped,
@@ -81,6 +96,7 @@ export class BroadcastNode {
     this.intake = parts.intake;
     this.reads = parts.reads;
     this.membership = parts.membership;
+    this.retention = parts.retention;
   }
 
   /** Starts the clock and the transport's frame handler. */
@@ -133,10 +149,22 @@ export class BroadcastNode {
     if (this.stopped !== null) return;
     this.core.tick();
     this.membership.tick();
+    this.retention.tick();
     const nowMs = this.options.environment.monotonicMs();
     this.intake.expireDeadlines(nowMs);
     this.outbox.tick(nowMs);
+    if (this.repairPending) this.watchRepair(nowMs);
     this.scheduleLoop();
+  }
+
+  private watchRepair(nowMs: number): void {
+    const damage = this.core.repairing();
+    const stall = this.repairWatch.observe({ nowMs, hasLeader: this.leaderKnown, damage });
+    if (stall === null) return;
+    this.options.logger.error(
+      { node: this.id, ...stall.damage, leaderlessMs: stall.leaderlessMs },
+      describeRepairStall(stall),
+    );
   }
 
   // ------------------------------------------------------------ the Ready loop
@@ -189,6 +217,18 @@ export class BroadcastNode {
     observer?.readyApplied(ready);
     this.reads.onReadStates(ready.readStates);
     this.core.advance(ready);
+    if (this.repairPending && this.core.repairing() === null) await this.endRepair();
+  }
+
+  /** Every entry this node may have acknowledged before its disk was damaged is back. */
+  private async endRepair(): Promise<void> {
+    this.repairPending = false;
+    await this.storage.repairDone();
+    const { commitIndex, term } = this.core.status();
+    this.options.logger.warn(
+      { node: this.id, commitIndex, term },
+      'repair done: the entries lost to the damaged log are back from the leader; voting again',
+    );
   }
 
   private onSoftState(state: { role: string; leaderId: NodeId | null }): void {
@@ -198,6 +238,7 @@ export class BroadcastNode {
     );
     if (state.leaderId !== this.lastLeaderId && state.leaderId !== null) this.leaderChangeCount++;
     this.lastLeaderId = state.leaderId ?? this.lastLeaderId;
+    this.leaderKnown = state.leaderId !== null;
     // A new leader may not have what the old one was given: send everything again.
     if (state.leaderId !== null) this.outbox.retryAll();
   }
@@ -209,15 +250,42 @@ export class BroadcastNode {
     return this.applier.deliveryLog.lastPosition;
   }
 
-  /** Delivered messages from `from` on, as kept in memory; compacted if too old. */
+  /**
+   * Delivered messages from `from` on, read from the message store: compacted below the
+   * retained range, not_held in a part this node is still backfilling; fewer than `limit`
+   * at the end of what is delivered (or of what is held).
+   */
   read(from: number, limit: number): DeliveredMessage[] {
     checkPosition(from, 'from');
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new BroadcastError('invalid_argument', 'limit must be an integer >= 1', {
-        field: 'limit',
-      });
-    }
+    checkLimit(limit, 'limit');
     return this.applier.deliveryLog.read(from, limit);
+  }
+
+  /**
+   * Messages of one topic from `from` on, examining at most `positionsMax` positions; `next`
+   * is the position after the last one examined.
+   */
+  readTopic(
+    topic: string,
+    from: number,
+    limit: number,
+    positionsMax: number,
+  ): { messages: DeliveredMessage[]; next: number } {
+    checkPosition(from, 'from');
+    checkLimit(limit, 'limit');
+    checkLimit(positionsMax, 'positionsMax');
+    return this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax);
+  }
+
+  /** Retained positions this node does not hold yet: what backfill has left to fetch. */
+  missingRanges(): { first: number; last: number }[] {
+    return this.applier.deliveryLog.missingRanges();
+  }
+
+  /** Keeps messages fetched from a peer for a missing range (dense, already checked). */
+  fill(messages: readonly DeliveredMessage[]): number {
+    if (this.stopped !== null) return 0;
+    return this.applier.deliveryLog.fill(messages);
   }
 
   /**
@@ -232,6 +300,43 @@ export class BroadcastNode {
     const from = options.from ?? 1;
     checkPosition(from, 'from');
     return this.applier.deliveryLog.follow(from, options.signal);
+  }
+
+  // ------------------------------------------------------------ durable consumers
+
+  /**
+   * Records through the log that consumer `name` processed everything up to `position`;
+   * resolves with its cursor once applied here. A cursor never moves back, nor past the
+   * last delivered position; an ack of position 0 creates the consumer at the start.
+   */
+  async ackConsumer(name: string, position: number): Promise<ConsumerCursor> {
+    checkConsumerName(name);
+    if (!Number.isSafeInteger(position) || position < 0) {
+      throw new BroadcastError('invalid_argument', 'position must be an integer >= 0', {
+        field: 'position',
+      });
+    }
+    if (this.stopped !== null) throw this.stopped;
+    const record = encodeStreamCommand({ op: 'ack', name, position });
+    await this.intake.acceptOwn(consumersTopic, record);
+    return this.consumer(name) ?? { name, position: 0, ackLogTimeMs: 0 };
+  }
+
+  /** Forgets consumer `name` (through the log). */
+  async deleteConsumer(name: string): Promise<void> {
+    checkConsumerName(name);
+    if (this.stopped !== null) throw this.stopped;
+    await this.intake.acceptOwn(consumersTopic, encodeStreamCommand({ op: 'delete', name }));
+  }
+
+  /** The cursor of consumer `name` as applied here; undefined for an unknown consumer. */
+  consumer(name: string): ConsumerCursor | undefined {
+    return this.applier.streams.consumer(name);
+  }
+
+  /** Every consumer's cursor as applied here, by name. */
+  consumers(): ConsumerCursor[] {
+    return this.applier.streams.consumers();
   }
 
   /**
@@ -277,12 +382,14 @@ export class BroadcastNode {
     return {
       id: this.id,
       role: core.role,
+      repairing: core.repairing,
       term: core.term,
       leaderId: core.leaderId,
       commitIndex: core.commitIndex,
       appliedIndex: this.applier.appliedIndex,
       lastPosition: this.applier.sessions.lastPosition,
       firstRetainedPosition: this.applier.deliveryLog.firstRetainedPosition,
+      store: this.storeStatus(),
       lastIndex: core.lastIndex,
       progress: core.progress,
       leaderChangeCount: this.leaderChangeCount,
@@ -299,6 +406,18 @@ export class BroadcastNode {
       transport: this.transport.stats(),
       stopped:
         this.stopped === null ? null : { code: this.stopped.code, message: this.stopped.message },
+    };
+  }
+
+  private storeStatus(): NodeStatus['store'] {
+    const log = this.applier.deliveryLog;
+    const missingRanges = log.missingRanges();
+    return {
+      sizeBytes: log.store.sizeBytes,
+      segmentCount: log.store.segmentCount,
+      missingCount: missingRanges.reduce((sum, range) => sum + range.last - range.first + 1, 0),
+      // A node has few holes (one per restart from a snapshot, at most): shown whole.
+      missingRanges: missingRanges.slice(0, 16),
     };
   }
 
@@ -319,7 +438,11 @@ export class BroadcastNode {
 
   private failStop(error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
-    const storage = error instanceof StorageError;
+    // The message store writes through node:fs itself: a failed system call there (ENOSPC,
+    // EIO) is the disk's failure as much as one of the WAL's, not a bug of ours.
+    const storage =
+      error instanceof StorageError ||
+      (error instanceof Error && typeof (error as { syscall?: unknown }).syscall === 'string');
     this.options.logger.error(
       { node: this.id, reason },
       storage ? 'storage failed: the node stops' : 'internal error: the node stops',
@@ -345,8 +468,21 @@ export class BroadcastNode {
   async close(): Promise<void> {
     this.halt(new BroadcastError('node_stopped', `node ${this.id} is stopping`));
     await this.loopIdle;
+    // After the last apply: it saves the store's indexes, so the next open needs no scan.
+    this.applier.deliveryLog.store.close();
     await this.transport.close();
     await this.storage.close();
+  }
+}
+
+function checkConsumerName(name: string): void {
+  const problem = consumerNameProblem(name);
+  if (problem !== null) throw new BroadcastError('invalid_argument', problem, { field: 'name' });
+}
+
+function checkLimit(limit: number, field: string): void {
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new BroadcastError('invalid_argument', `${field} must be an integer >= 1`, { field });
   }
 }
 

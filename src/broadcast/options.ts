@@ -8,8 +8,10 @@ import type { StorageCounters } from '../storage/types.ts';
 import type { TransportStats } from '../transport/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { HistogramSnapshot } from '../util/histogram.ts';
+import type { DeliveryLogOptions } from './deliveries.ts';
 import type { GapHoldLimits } from './gap-hold.ts';
 import type { NodeObserver } from './observer.ts';
+import type { RetentionPolicy } from './retention.ts';
 
 /** Structured logging, shaped so that a pino logger fits as is. */
 export interface NodeLogger {
@@ -43,8 +45,18 @@ export interface BroadcastNodeOptions {
   readonly retryIntervalMs: number;
   /** Applied batch bytes between two snapshots; the log keeps one to two intervals. */
   readonly snapshotIntervalBytes: number;
-  /** Delivered payload bytes kept in memory for readers and subscriptions. */
+  /**
+   * Delivered payload bytes the in-memory message store keeps (oldest dropped first); used
+   * only without `deliveries`.
+   */
   readonly retainBytesMax: number;
+  /** Where delivered messages are kept: `startNode` gives a store on disk. Default: memory. */
+  readonly deliveries?: DeliveryLogOptions;
+  /**
+   * What the leader lets go of (retention.ts); default: forever. Give every node the same:
+   * whichever leads decides.
+   */
+  readonly retention?: RetentionPolicy;
   readonly sessionTtlMs: number;
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;
@@ -125,12 +137,25 @@ export interface BroadcastOptions {
 export interface NodeStatus {
   readonly id: NodeId;
   readonly role: CoreStatus['role'];
+  /**
+   * Entries this node lost to a corrupted disk and has not yet had back from a leader; it
+   * neither votes nor campaigns until then (docs/design.md, "Repair of a corrupted log").
+   */
+  readonly repairing: CoreStatus['repairing'];
   readonly term: number;
   readonly leaderId: NodeId | null;
   readonly commitIndex: number;
   readonly appliedIndex: number;
   readonly lastPosition: number;
   readonly firstRetainedPosition: number;
+  /** The message store: what this node holds, and what it still has to fetch from peers. */
+  readonly store: {
+    readonly sizeBytes: number;
+    readonly segmentCount: number;
+    /** Retained positions not on this node yet (backfill fills them). */
+    readonly missingCount: number;
+    readonly missingRanges: readonly { readonly first: number; readonly last: number }[];
+  };
   readonly lastIndex: number;
   /** Leader only: how far each follower's log agrees with ours. */
   readonly progress: CoreStatus['progress'];

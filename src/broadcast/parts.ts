@@ -8,6 +8,7 @@ import type { PersistedState } from '../raft/types.ts';
 import type { RaftStorage } from '../storage/types.ts';
 import type { Transport } from '../transport/types.ts';
 import { Applier } from './applier.ts';
+import { memoryDeliveryLogOptions } from './deliveries.ts';
 import type { BroadcastError } from './errors.ts';
 import { defaultGapHoldLimits } from './gap-hold.ts';
 import { Intake } from './intake.ts';
@@ -17,6 +18,7 @@ import { Outbox } from './outbox.ts';
 import { PendingTable } from './pending.ts';
 import { Persister } from './persister.ts';
 import { Reads } from './reads.ts';
+import { RetentionDriver, retainForever } from './retention.ts';
 import { Snapshots } from './snapshots.ts';
 
 /** Positions remembered per client, to answer a duplicate with its original position. */
@@ -32,6 +34,7 @@ export interface NodeParts {
   readonly intake: Intake;
   readonly reads: Reads;
   readonly membership: MembershipDriver;
+  readonly retention: RetentionDriver;
 }
 
 /** What the parts need of the node's loop: to be run soon, and whether the node stopped. */
@@ -89,7 +92,7 @@ export function buildNodeParts(
         unsafeDropSessionsOnRestore: unsafe.dropSessionsOnRestore === true,
         unsafeIgnoreSessionOwner: unsafe.ignoreSessionOwner === true,
       },
-      retainBytesMax: options.retainBytesMax,
+      deliveries: options.deliveries ?? memoryDeliveryLogOptions(options.retainBytesMax),
       hooks: {
         lostAt: (index) => outbox.lostAt(index),
         retryAll: () => outbox.retryAll(),
@@ -156,5 +159,30 @@ export function buildNodeParts(
     pollIntervalMs: options.tickIntervalMs,
     reconcileIntervalTicks: options.heartbeatIntervalTicks,
   });
-  return { core, pending, persister, snapshots, applier, outbox, intake, reads, membership };
+  const retention = new RetentionDriver({
+    policy: options.retention ?? retainForever,
+    checkIntervalTicks: Math.max(1, Math.round(1000 / options.tickIntervalMs)),
+    isLeader: () => core.status().role === 'leader',
+    segments: () => {
+      const log = applier.deliveryLog;
+      return log.store.summaries().filter((segment) => segment.last >= log.firstRetainedPosition);
+    },
+    retainedFrom: () => applier.streams.retainedFrom,
+    logTimeMs: () => applier.sessions.logTimeMs,
+    propose: (topic, payload) => intake.acceptOwn(topic, payload),
+    onError: (error) =>
+      logger.warn({ node: options.id, reason: String(error) }, 'retention record not committed'),
+  });
+  return {
+    core,
+    pending,
+    persister,
+    snapshots,
+    applier,
+    outbox,
+    intake,
+    reads,
+    membership,
+    retention,
+  };
 }

@@ -13,23 +13,29 @@ import { MembershipTable } from './membership.ts';
 import type { NodeObserver } from './observer.ts';
 import type { NodeLogger } from './options.ts';
 import { SessionTable, type SessionTableOptions } from './sessions.ts';
+import { StreamState } from './stream-state.ts';
 
-/** What a snapshot restores: both tables are functions of the applied entries. */
+/** What a snapshot restores: every table is a function of the applied entries. */
 export interface AppState {
   readonly sessions: SessionTable;
   readonly membership: MembershipTable;
+  readonly streams: StreamState;
 }
 
 /**
  * The application state a snapshot holds: u32 length of the session table's bytes, those
- * bytes, then the membership table as JSON.
+ * bytes, then the membership table as JSON (one line), then, once retention or a consumer
+ * recorded anything, a newline and the stream state as JSON. Without the last part the bytes
+ * are the older layout's, so a cluster that uses neither can still be read by an older node.
  */
 export function encodeAppState(state: AppState): Uint8Array {
   const sessionBytes = state.sessions.toSnapshot();
-  const membershipBytes = Buffer.from(JSON.stringify(state.membership.toJSON()));
+  const membershipText = JSON.stringify(state.membership.toJSON());
+  assert(!membershipText.includes('\n'), 'compact JSON is one line');
+  const streamsText = state.streams.isInitial ? '' : `\n${JSON.stringify(state.streams)}`;
   const header = Buffer.alloc(4);
   header.writeUInt32LE(sessionBytes.length, 0);
-  return Buffer.concat([header, sessionBytes, membershipBytes]);
+  return Buffer.concat([header, sessionBytes, Buffer.from(membershipText + streamsText)]);
 }
 
 export function decodeAppState(data: Uint8Array, sessionOptions: SessionTableOptions): AppState {
@@ -38,10 +44,15 @@ export function decodeAppState(data: Uint8Array, sessionOptions: SessionTableOpt
   const sessionBytes = view.readUInt32LE(0);
   assert(4 + sessionBytes <= view.length, 'the session table fits in the snapshot');
   const sessionData = view.subarray(4, 4 + sessionBytes);
-  const membershipJson = view.subarray(4 + sessionBytes).toString('utf8');
+  const [membershipJson, streamsJson] = view
+    .subarray(4 + sessionBytes)
+    .toString('utf8')
+    .split('\n');
   return {
     sessions: SessionTable.fromSnapshot(sessionData, sessionOptions),
-    membership: MembershipTable.fromJSON(JSON.parse(membershipJson)),
+    membership: MembershipTable.fromJSON(JSON.parse(membershipJson as string)),
+    streams:
+      streamsJson === undefined ? new StreamState() : StreamState.fromJSON(JSON.parse(streamsJson)),
   };
 }
 

@@ -2,10 +2,13 @@
  * `startNode`: the library entry point. Opens (or recovers) the data directory, connects to
  * the peers over TCP and starts the runtime.
  */
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { makeConfiguration } from '../raft/config.ts';
 import type { NodeId } from '../raft/types.ts';
 import { FileStorage } from '../storage/file-storage.ts';
+import type { StorageEvent } from '../storage/types.ts';
+import { DiskStoreFiles, defaultSegmentBytesMax, MessageStore } from '../store/index.ts';
 import { TcpTransport } from '../transport/tcp.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
@@ -38,6 +41,8 @@ export interface StartNodeOptions
   readonly join?: boolean;
   /** WAL segment size; default 64 MiB. */
   readonly segmentBytesMax?: number;
+  /** Message store segment size (retention deletes whole segments); default 64 MiB. */
+  readonly storeSegmentBytesMax?: number;
   /**
    * Mutual TLS between the nodes (src/transport/tls.ts); the certificate must name this
    * node. Keep the object to rotate the files: `update` applies to new connections.
@@ -72,7 +77,12 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     clusterId,
     nodeId: options.id,
     ...(options.segmentBytesMax === undefined ? {} : { segmentBytesMax: options.segmentBytesMax }),
-    log: (event) => logger.warn({ node: options.id, ...event }, `storage: ${event.type}`),
+    log: (event) => logger.warn({ node: options.id, ...event }, describeStorageEvent(event)),
+  });
+  // The message store sits beside the WAL, in its own folder: the WAL ignores it.
+  const store = new MessageStore({
+    files: new DiskStoreFiles(join(options.dataDir, 'messages')),
+    segmentBytesMax: options.storeSegmentBytesMax ?? defaultSegmentBytesMax,
   });
   const transport = new TcpTransport({
     nodeId: options.id,
@@ -88,6 +98,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
   } catch (error) {
     await transport.close();
     await storage.close();
+    store.close();
     throw error;
   }
   const node = new BroadcastNode(
@@ -96,6 +107,8 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
       id: options.id,
       bootstrap: options.join === true ? null : makeConfiguration([...peers.keys()], []),
       initialPeers: peers,
+      deliveries: { store, backfill: true, retainBytesMax: null },
+      ...(options.retention === undefined ? {} : { retention: options.retention }),
       logger,
       // A process runs on the real clock; the simulator builds its nodes itself.
       environment: systemEnvironment,
@@ -122,4 +135,34 @@ function tuningFrom(options: StartNodeOptions): typeof defaultNodeTuning {
     tuning[key] = value;
   }
   return tuning as typeof defaultNodeTuning;
+}
+
+/**
+ * What an operator reads in the log. Damage gets a sentence of its own: what was lost, that
+ * the node repairs it from the leader, and where the recovery steps are when it cannot.
+ */
+function describeStorageEvent(event: StorageEvent): string {
+  if (
+    event.type !== 'walDamaged' &&
+    event.type !== 'repairPending' &&
+    event.type !== 'snapshotDamaged'
+  ) {
+    return `storage: ${event.type}`;
+  }
+  const seen =
+    event.lastIndexSeen === null ? '' : ` (it held at least up to ${event.lastIndexSeen})`;
+  const found =
+    event.type === 'walDamaged'
+      ? `corrupted WAL record in ${event.file} at byte ${event.offsetBytes} (${event.reason})`
+      : event.type === 'snapshotDamaged'
+        ? `${event.reason} (kept as ${event.file}.damaged; the whole log is dropped with it)`
+        : 'the damage found at an earlier start is not repaired yet';
+  return (
+    `storage: ${found}: log entries from ${event.firstLostIndex} on may be lost${seen}, ` +
+    `in term ${event.termBound} or earlier. Repairing: this node does not campaign, and votes ` +
+    `only for a candidate whose log ends in a term above ${event.termBound}, until a leader ` +
+    'of such a term has sent its log again. If no leader can be elected without this node ' +
+    '(a majority damaged), the cluster stops instead of delivering wrongly: see ' +
+    'docs/design.md, "Repair of a corrupted log"'
+  );
 }

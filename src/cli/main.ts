@@ -10,6 +10,7 @@ import { Command, CommanderError } from 'commander';
 import { tokenCommand } from './commands/auth-file.ts';
 import { benchCommand } from './commands/bench.ts';
 import { certsCommand } from './commands/certs.ts';
+import { consumersCommand } from './commands/consumers.ts';
 import { devCommand } from './commands/dev.ts';
 import { describeError } from './commands/errors.ts';
 import { useCaFile, useToken } from './commands/http-client.ts';
@@ -24,7 +25,16 @@ import { transferCommand } from './commands/transfer.ts';
 import { verifyCommand } from './commands/verify.ts';
 
 /** Commands that talk to a node's HTTP API, and so take the CA of an https:// node. */
-const clientCommands = ['send', 'tail', 'status', 'transfer', 'members', 'verify', 'snapshot'];
+const clientCommands = [
+  'send',
+  'tail',
+  'status',
+  'transfer',
+  'members',
+  'verify',
+  'snapshot',
+  'consumers',
+];
 
 /**
  * `--ca FILE` (or ABCAST_CA) and `--token TOKEN` (or ABCAST_TOKEN) on a command and its
@@ -57,6 +67,7 @@ function program(): Command {
   sendCommand(root);
   tailCommand(root);
   statusCommand(root);
+  consumersCommand(root);
   transferCommand(root);
   membersCommand(root);
   verifyCommand(root);

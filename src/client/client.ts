@@ -179,6 +179,27 @@ export class Client {
    * fails with `unavailable` after `unavailableAfterMs`.
    */
   async barrier(): Promise<number> {
+    const answer = await this.retried<{ index?: unknown }>('the barrier', '/v1/barrier', null);
+    return barrierPositionOf(answer);
+  }
+
+  /**
+   * Records that durable consumer `name` processed everything up to `position`
+   * (POST /v1/consumers/:name/ack, committed through the log); resolves with the cursor the
+   * log holds then, which never moves back. Retried across endpoints like a barrier.
+   */
+  async ackConsumer(name: string, position: number): Promise<number> {
+    const path = `/v1/consumers/${encodeURIComponent(name)}/ack`;
+    const answer = await this.retried<{ index?: unknown }>(
+      'the ack',
+      path,
+      JSON.stringify({ index: position }),
+    );
+    return barrierPositionOf(answer);
+  }
+
+  /** GET (`body` null) or POST `path`, retried across endpoints until `unavailableAfterMs`. */
+  private async retried<T>(what: string, path: string, body: string | null): Promise<T> {
     this.throwIfClosed();
     const startedMs = this.nowMs();
     let lastReason = 'no attempt';
@@ -187,21 +208,23 @@ export class Client {
       if (this.nowMs() - startedMs > this.settings.unavailableAfterMs) {
         throw new ClientError(
           'unavailable',
-          `no endpoint answered the barrier within ${this.settings.unavailableAfterMs} ms (${lastReason})`,
+          `no endpoint answered ${what} within ${this.settings.unavailableAfterMs} ms (${lastReason})`,
           { lastReason },
         );
       }
       const endpoint = this.endpointAt(attempt);
-      const outcome: Outcome<{ index?: unknown }> = await getJson({
+      const call = {
         exchange: this.settings.exchange,
         endpoint,
-        path: '/v1/barrier',
+        path,
         timeoutMs: this.settings.requestTimeoutMs,
         signal: this.closer.signal,
-      });
+      };
+      const outcome: Outcome<T> =
+        body === null ? await getJson<T>(call) : await postJson<T>(call, body);
       if (outcome.kind === 'ok') {
         this.worked(endpoint);
-        return barrierPositionOf(outcome.value);
+        return outcome.value;
       }
       if (outcome.kind === 'fatal') throw outcome.error;
       lastReason = outcome.reason;

@@ -11,6 +11,7 @@
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
+import { ConsumerAcks } from './consumer-acks.ts';
 import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
@@ -29,6 +30,8 @@ export interface SubscriptionHost {
   worked(endpoint: string): void;
   /** How long to wait after a failed attempt before the next one. */
   delayMs(attempt: number, retryAfterMs: number | null): number;
+  /** POST /v1/consumers/:name/ack; resolves with the consumer's cursor after it. */
+  ackConsumer(name: string, position: number): Promise<number>;
 }
 
 export interface SubscribeOptions {
@@ -51,6 +54,13 @@ export interface SubscribeOptions {
    * each message first; pinning spreads readers over the nodes.
    */
   readonly endpoint?: string;
+  /**
+   * A durable consumer's name: the subscription starts after the last position acked under
+   * that name, on whichever node (`from` may not be given too), and each message has an
+   * `ack()`. Acks are committed through the log, so a consumer that crashes resumes, on any
+   * node, right after what it acked: messages after the last ack come again.
+   */
+  readonly consumer?: string;
 }
 
 /** One delivered message, as /v1/messages gives it but for `position` (`index` there). */
@@ -68,6 +78,11 @@ export interface Message {
    */
   readonly time: number;
   readonly payloadBase64?: string;
+  /**
+   * With `consumer`: records that everything up to this message is processed. Resolves once
+   * the log holds it; acks are coalesced, so acking each message costs little.
+   */
+  readonly ack?: () => Promise<void>;
 }
 
 export type Subscription = AsyncGenerator<Message, void, undefined>;
@@ -88,6 +103,11 @@ export async function* subscribe(
   options: SubscribeOptions,
 ): Subscription {
   const from = options.from ?? 1;
+  if (options.consumer !== undefined && options.from !== undefined) {
+    throw new ClientError('invalid_argument', 'give either from or consumer, not both', {
+      field: 'from',
+    });
+  }
   if (!Number.isSafeInteger(from) || from < 1) {
     throw new ClientError('invalid_argument', `from takes an integer >= 1, got ${from}`, {
       field: 'from',
@@ -115,6 +135,10 @@ async function* follow(
   signal: AbortSignal,
 ): Subscription {
   const cursor: Cursor = { lastPosition: 0, from };
+  const acks =
+    options.consumer === undefined
+      ? null
+      : new ConsumerAcks(options.consumer, (name, position) => client.ackConsumer(name, position));
   let failingSinceMs: number | null = null;
   let lastReason = 'no attempt';
   for (let attempt = 0; !signal.aborted; attempt++) {
@@ -123,7 +147,7 @@ async function* follow(
       pinned === null
         ? client.endpointAt(attempt)
         : (endpoints[(pinned + attempt) % endpoints.length] as string);
-    const stream = await open(client.settings, endpoint, cursor, options.topic, signal);
+    const stream = await open(client.settings, endpoint, cursor, options, signal);
     if (stream.kind === 'fatal') {
       if (signal.aborted) return;
       throw stream.error;
@@ -132,7 +156,7 @@ async function* follow(
       // A pinned reader says nothing about where broadcasts should go.
       if (pinned === null) client.worked(endpoint);
       failingSinceMs = null;
-      const ended = yield* read(stream.value, cursor, signal, options.onProgress);
+      const ended = yield* read(stream.value, cursor, signal, options.onProgress, acks);
       if (signal.aborted) return;
       lastReason = `${endpoint} ${ended}`;
       attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
@@ -179,11 +203,14 @@ async function open(
   settings: Settings,
   endpoint: string,
   cursor: Cursor,
-  topic: string | undefined,
+  options: SubscribeOptions,
   signal: AbortSignal,
 ): Promise<Opened> {
-  const query = new URLSearchParams({ from: String(cursor.from) });
-  if (topic !== undefined) query.set('topic', topic);
+  // A consumer's first stream starts after its cursor; a reconnection after what it saw.
+  const query = new URLSearchParams(
+    options.consumer === undefined ? { from: String(cursor.from) } : { consumer: options.consumer },
+  );
+  if (options.topic !== undefined) query.set('topic', options.topic);
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (cursor.lastPosition > 0) headers['last-event-id'] = String(cursor.lastPosition);
   try {
@@ -209,6 +236,7 @@ async function* read(
   cursor: Cursor,
   signal: AbortSignal,
   onProgress: ((position: number) => void) | undefined,
+  acks: ConsumerAcks | null,
 ): AsyncGenerator<Message, string, undefined> {
   const source = new StreamReader(body);
   try {
@@ -225,7 +253,8 @@ async function* read(
         }
         if (item.message.position <= cursor.lastPosition) continue;
         cursor.lastPosition = item.message.position;
-        yield item.message;
+        const { position } = item.message;
+        yield acks === null ? item.message : { ...item.message, ack: () => acks.ack(position) };
         if (signal.aborted) return 'aborted';
       }
     }

@@ -20,6 +20,7 @@ import type {
   HardState,
   HeartbeatMessage,
   HeartbeatResponseMessage,
+  LogDamage,
   Message,
   NodeId,
   PersistedState,
@@ -116,6 +117,8 @@ export class RaftCore {
   private readonly votes = new Map<NodeId, boolean>();
   private readonly progress = new Map<NodeId, Progress>();
   private transferTarget: NodeId | null = null;
+  /** Leader only: followers that lost entries acknowledged in this term (handOverAfterLoss). */
+  private readonly followersWithLoss = new Set<NodeId>();
   private transferElapsedTicks = 0;
   /** Leader: ticks since the newest configuration committed while former members remain. */
   private formerMembersElapsedTicks = 0;
@@ -129,6 +132,8 @@ export class RaftCore {
   private persistedHardState: HardState;
   private emittedSoftState: SoftState;
   private readyOutstanding = false;
+  /** Entries lost to a corrupted disk that this node has not yet had back (see LogDamage). */
+  private repair: LogDamage | null = null;
 
   constructor(options: CoreOptions, persisted: PersistedState) {
     validateOptions(options);
@@ -153,6 +158,14 @@ export class RaftCore {
     }
     this.emittedSoftState = { role: this.role, leaderId: this.leaderId };
     this.resetElectionTimer();
+    const damage = persisted.damage ?? null;
+    if (damage !== null) {
+      assertSafeNatural(damage.termBound, 'damage term bound');
+      assert(damage.firstLostIndex >= 1, 'a lost index is a log index');
+      assert(hardState.term >= damage.termBound, 'the term bound is the hard state term or less');
+      this.repair = damage;
+      this.endRepairIfRecovered();
+    }
   }
 
   /**
@@ -207,6 +220,8 @@ export class RaftCore {
     if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
       this.heartbeatElapsedTicks = 0;
       this.broadcastHeartbeat();
+      // No voter could take over when the loss was found: try again as they come back.
+      for (const follower of this.followersWithLoss) this.handOverAfterLoss(follower);
     }
   }
 
@@ -368,9 +383,24 @@ export class RaftCore {
     );
   }
 
+  /**
+   * The election restriction (Raft §5.4.1). A repairing node's log is no measure of what it
+   * acknowledged: the lost records may have ended anywhere after the intact ones (a write the
+   * disk lost leaves no trace), but every entry it acknowledged has a term of at most
+   * `termBound`. It therefore grants only a candidate whose last entry has a later term: that
+   * entry's leader held every entry committed in earlier terms, before its own (Leader
+   * Completeness), and the candidate holds that leader's log up to there (Log Matching).
+   * docs/design.md, "Repair of a corrupted log", gives the whole argument (Alagappan et al.,
+   * FAST 2018, §5: a node votes only on what it can vouch for).
+   */
+  private candidateUpToDate(lastLogIndex: number, lastLogTerm: number): boolean {
+    if (!this.logUpToDate(lastLogIndex, lastLogTerm)) return false;
+    return this.repair === null || lastLogTerm > this.repair.termBound;
+  }
+
   private handlePreVote(message: PreVoteMessage): void {
     const granted =
-      message.term > this.term && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+      message.term > this.term && this.candidateUpToDate(message.lastLogIndex, message.lastLogTerm);
     this.send({
       type: 'PreVoteResponse',
       to: message.from,
@@ -384,7 +414,7 @@ export class RaftCore {
       this.vote === message.from ||
       (this.vote === null && this.leaderId === null) ||
       (this.options.unsafe === 'grantTwoVotesPerTerm' && this.role !== 'leader');
-    const granted = canVote && this.logUpToDate(message.lastLogIndex, message.lastLogTerm);
+    const granted = canVote && this.candidateUpToDate(message.lastLogIndex, message.lastLogTerm);
     if (granted) {
       this.vote = message.from;
       this.electionElapsedTicks = 0;
@@ -411,6 +441,8 @@ export class RaftCore {
    */
   private promotable(): boolean {
     if (this.raftLog.pendingSnapshot !== null) return false;
+    // A repairing node must not lead: it may lack entries it helped commit.
+    if (this.repair !== null) return false;
     return this.raftLog.configsSinceCommit().some((config) => isVoter(config, this.id));
   }
 
@@ -507,6 +539,7 @@ export class RaftCore {
 
   private clearLeaderState(): void {
     this.progress.clear();
+    this.followersWithLoss.clear();
     this.transferTarget = null;
     this.transferElapsedTicks = 0;
     this.broadcastEntriesPending = false;
@@ -577,8 +610,25 @@ export class RaftCore {
   }
 
   private handleHeartbeat(message: HeartbeatMessage): void {
-    // The leader sends min(commit, our match), so this never passes what we hold in agreement.
-    this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    if (this.repair === null) {
+      // The leader sends min(commit, our match), so this never passes what we hold in
+      // agreement.
+      this.raftLog.commitTo(Math.min(message.commit, this.raftLog.lastIndex()));
+    } else if (message.commit > this.raftLog.committed) {
+      // Repairing, our match at the leader may describe the log we lost, and what we hold
+      // after our commit index may be entries that log had overwritten: commit only through
+      // appends, whose previous entry is checked (Raft §5.3). Ask for everything after our
+      // commit index, so the leader stops counting us for entries we lost and sends them
+      // again; an idle leader would otherwise never probe us.
+      this.send({
+        type: 'AppendResponse',
+        to: message.from,
+        success: false,
+        index: message.commit,
+        hintIndex: this.raftLog.committed + 1,
+        hintTerm: 0,
+      });
+    }
     this.send({ type: 'HeartbeatResponse', to: message.from, readRound: message.readRound });
   }
 
@@ -613,6 +663,7 @@ export class RaftCore {
       ) {
         progress.lostEntries(message.hintIndex - 1);
         this.sendAppend(progress, true);
+        this.handOverAfterLoss(message.from);
       } else if (progress.rejected(message.index, this.probeIndexAfterRejection(message))) {
         this.sendAppend(progress, true);
       }
@@ -640,6 +691,33 @@ export class RaftCore {
     const commitBehind = this.commitBehind(progress);
     if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex() || commitBehind) {
       this.sendAppend(progress, commitBehind);
+    }
+  }
+
+  /**
+   * `follower` lost entries it acknowledged in this term: its disk was damaged, and it votes
+   * again only once an entry of a later term commits (endRepairIfRecovered). While this
+   * leader stays, no such entry comes, and one more failure could then leave too few voters
+   * to elect anyone. So leadership goes to another active voter that already holds this
+   * leader's whole log (the transfer is then one TimeoutNow, and proposals are held back for
+   * no longer), and that did not lose entries itself (it could not campaign). With none,
+   * this leader stays (availability first: the follower still receives and stores entries,
+   * it only cannot vote) and looks again at every heartbeat. A rejection can also look like a
+   * loss when it is stale (sent before later acknowledgements): the handover is then one
+   * leader change too many, never a stall, since a target that does not take over is given
+   * up after an election timeout and by then no longer holds the whole log.
+   */
+  private handOverAfterLoss(follower: NodeId): void {
+    this.followersWithLoss.add(follower);
+    if (this.transferTarget === follower) this.abortTransfer();
+    if (this.transferTarget !== null) return;
+    const config = this.raftLog.config();
+    const lastIndex = this.raftLog.lastIndex();
+    for (const progress of this.progress.values()) {
+      if (this.followersWithLoss.has(progress.id) || !progress.recentlyActive) continue;
+      if (!isVoter(config, progress.id) || progress.matchIndex !== lastIndex) continue;
+      this.transferLeadership(progress.id);
+      return;
     }
   }
 
@@ -1001,6 +1079,31 @@ export class RaftCore {
       this.raftLog.appliedTo(lastDelivered.index);
     }
     if (this.role === 'leader' && this.maybeCommit()) this.broadcastCommitPending = true;
+    if (this.repair !== null) this.endRepairIfRecovered();
+  }
+
+  /**
+   * A repairing node votes again once its durable log holds, up to a commit index a leader
+   * gave it through a checked append, an entry of a term above `termBound`. That entry's
+   * leader held every entry committed in earlier terms before its own (Raft §5.4.1, Leader
+   * Completeness), so every entry this node may have acknowledged and a leader committed is
+   * back here, equal to the leader's (Log Matching). The index the damaged log reached is no
+   * help: a lost write leaves no trace, so no index proves the lost entries are all back
+   * (runtime seed 0x3481e). While its term is `termBound`, a leader whose follower lost
+   * entries hands leadership on (handleAppendResponse), so that a later term comes.
+   */
+  private endRepairIfRecovered(): void {
+    const damage = this.repair;
+    assert(damage !== null, 'only a repairing node ends its repair');
+    const log = this.raftLog;
+    const vouchedIndex = Math.min(log.committed, log.stableIndex);
+    const vouchedTerm = log.termAt(vouchedIndex) ?? 0;
+    if (vouchedTerm > damage.termBound) this.repair = null;
+  }
+
+  /** The damage still being repaired, or null: cheaper than status() for a runtime's loop. */
+  repairing(): LogDamage | null {
+    return this.repair;
   }
 
   // ---------------------------------------------------------------- introspection
@@ -1022,6 +1125,7 @@ export class RaftCore {
       config: log.config(),
       progress: [...this.progress.values()].map((progress) => progress.view()),
       transferTarget: this.transferTarget,
+      repairing: this.repair,
     };
   }
 

@@ -236,6 +236,31 @@ export interface Ready {
   readonly readStates: readonly ReadState[];
 }
 
+/**
+ * Entries a node once held and lost to a corrupted disk, as its storage found them at start.
+ * The node keeps the intact prefix and repairs the rest from a leader (Alagappan et al.,
+ * "Protocol-Aware Recovery for Consensus-Based Storage", FAST 2018, §5): until then it must
+ * not vote for a log it cannot vouch for, since its acknowledgements may have counted towards
+ * committing the lost entries and its vote would then help elect a leader without them
+ * (Raft §5.4.1 assumes voters keep what they acknowledged).
+ */
+export interface LogDamage {
+  /** The first index whose entry may be lost: the intact prefix ends just before it. */
+  readonly firstLostIndex: number;
+  /**
+   * The highest index an intact record after the damage showed, or null when none did. A
+   * floor, never a ceiling: a write the disk lost after those records leaves no trace, so the
+   * log may have held more. Shown to operators; no decision rests on it.
+   */
+  readonly lastIndexSeen: number | null;
+  /**
+   * The hard state's term when the damage was found: no entry the node acknowledged, and no
+   * vote it cast, has a higher term. Storage repairs a log only when it read the latest hard
+   * state intact (every WAL record repeats it).
+   */
+  readonly termBound: number;
+}
+
 /** What a node found on its disk at start. */
 export interface PersistedState {
   readonly hardState: HardState | null;
@@ -247,6 +272,8 @@ export interface PersistedState {
    * snapshot's index); delivery resumes after it. 0 or the snapshot index when unknown.
    */
   readonly appliedIndex: number;
+  /** Set when storage lost entries to corruption: the node starts repairing (see LogDamage). */
+  readonly damage?: LogDamage | null;
 }
 
 export type ProposalRefusal =
@@ -296,6 +323,8 @@ export interface CoreStatus {
   /** Leader only; empty elsewhere. */
   readonly progress: readonly FollowerProgress[];
   readonly transferTarget: NodeId | null;
+  /** The damage this node is still repairing; null once it may vote again (see LogDamage). */
+  readonly repairing: LogDamage | null;
 }
 
 /**

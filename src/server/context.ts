@@ -5,12 +5,14 @@
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
 import type { BroadcastResult } from '../broadcast/pending.ts';
+import type { ConsumerCursor } from '../broadcast/stream-state.ts';
 import type { FollowerProgress, NodeId, Snapshot } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
 import type { Identity } from './auth.ts';
 import type { ExchangeRequest, ExchangeResponse, StreamWriter } from './exchange.ts';
 import type { HttpMetrics } from './http-metrics.ts';
+import type { PeerReads } from './peers.ts';
 
 /** A member of the configuration and the address its peers reach it at. */
 export interface ServedMember {
@@ -37,10 +39,24 @@ export interface ServedNode {
   /** The last position delivered on this node (0 before any); polled per streamed event. */
   readonly lastPosition: number;
   read(from: number, limit: number): DeliveredMessage[];
+  /** Messages of `topic` from `from` on, examining `positionsMax` positions at most. */
+  readTopic(
+    topic: string,
+    from: number,
+    limit: number,
+    positionsMax: number,
+  ): { messages: DeliveredMessage[]; next: number };
   deliveries(options: {
     readonly from?: number;
     readonly signal?: AbortSignal;
   }): AsyncGenerator<DeliveredMessage>;
+  ackConsumer(name: string, position: number): Promise<ConsumerCursor>;
+  deleteConsumer(name: string): Promise<void>;
+  consumer(name: string): ConsumerCursor | undefined;
+  consumers(): ConsumerCursor[];
+  /** Keeps messages fetched from a peer for positions this node lacks (backfill). */
+  fill(messages: readonly DeliveredMessage[]): number;
+  missingRanges(): { first: number; last: number }[];
   /** ReadIndex: a position covering every message acknowledged before the call, delivered here. */
   barrier(): Promise<number>;
   status(): ServedStatus;
@@ -92,6 +108,11 @@ export interface ServerContext {
    * listens: /v1/status shows it, so a client can find a port that was picked for it.
    */
   readonly binaryEndpoint?: { url: string | null };
+  /**
+   * The other nodes' HTTP APIs, to answer a read of a retained position this node does not
+   * hold yet (it is backfilling); null: such a read answers 503 not_held.
+   */
+  readonly peerReads?: PeerReads | null;
 }
 
 export interface RouteContext {

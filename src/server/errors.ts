@@ -22,6 +22,7 @@ export type HttpErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'compacted'
+  | 'not_held'
   | 'transfer_refused'
   | 'not_found'
   | 'method_not_allowed'
@@ -76,10 +77,14 @@ const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
   session_forbidden: { status: 403, code: 'session_forbidden', retryable: false },
   session_conflict: { status: 409, code: 'session_conflict', retryable: false },
   compacted: { status: 410, code: 'compacted', retryable: false },
+  not_held: { status: 503, code: 'not_held', retryable: true },
 };
 
 /** Runtime detail names that differ on the wire, where "index" means a position. */
-const detailNames: Readonly<Record<string, string>> = { firstPosition: 'firstIndex' };
+const detailNames: Readonly<Record<string, string>> = {
+  firstPosition: 'firstIndex',
+  position: 'index',
+};
 
 export function fromBroadcastError(error: BroadcastError): HttpError {
   const mapping = runtimeErrors[error.code];

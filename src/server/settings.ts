@@ -9,6 +9,7 @@ import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
 import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
 import { HttpMetrics } from './http-metrics.ts';
+import { PeerReads } from './peers.ts';
 
 export interface ServerOptions {
   readonly node: ServedNode;
@@ -39,6 +40,8 @@ export interface ServerOptions {
   readonly auth?: AuthSource | null;
   /** Node id → base URL of its HTTP API ("http://10.0.0.2:8001"): the dashboard shows them all. */
   readonly httpPeers?: Readonly<Record<NodeId, string>>;
+  /** The other nodes' HTTP base URLs: reads of positions not held here go there. */
+  readonly peerUrls?: readonly string[];
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -120,14 +123,19 @@ function settingsFrom(options: ServerOptions): ServerSettings {
 
 /** The context to serve `options.node` from; refuses settings that are not positive integers. */
 export function createServerContext(options: ServerOptions): ServerContext {
+  const settings = settingsFrom(options);
   return {
     node: options.node,
-    settings: settingsFrom(options),
+    settings,
     metrics: new HttpMetrics(),
     logger: options.logger,
     environment: options.environment,
     auth: options.auth ?? null,
     httpPeers: new Map(Object.entries(options.httpPeers ?? {})),
     binaryEndpoint: { url: null },
+    peerReads:
+      options.peerUrls === undefined || options.peerUrls.length === 0
+        ? null
+        : new PeerReads(options.peerUrls, options.environment, settings.requestTimeoutMs),
   };
 }

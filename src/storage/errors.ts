@@ -4,7 +4,9 @@
  * - `INVALID_ARGUMENT`: a request or option breaks the contract (gap in the log, a term going
  *   back, a second vote in one term, an overwrite of a committed entry); nothing was written.
  * - `CORRUPT_RECORD`: a checksummed WAL record failed verification where a torn write cannot
- *   explain it (not the tail of the last segment); `details` name the file and byte offset.
+ *   explain it (not the tail of the last segment), and no intact record after it tells the
+ *   hard state (a vote may be lost); `details` name the file and byte offset. With one, the
+ *   open repairs instead (`PersistedState.damage`, see recovery.ts).
  * - `CORRUPT_LOG`: every record verifies but together they are inconsistent (a missing
  *   segment, an index gap, a commit hint beyond the log); never repaired automatically.
  * - `CORRUPT_SNAPSHOT`, `CORRUPT_METADATA`: the snapshot or metadata file fails verification.

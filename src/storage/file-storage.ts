@@ -19,6 +19,14 @@ import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
 import { RecordBodyBuilder } from './codec.ts';
+import {
+  DAMAGE_FILE_NAME,
+  type DamageRecord,
+  mergeDamage,
+  readDamageFile,
+  removeDamageFile,
+  writeDamageFile,
+} from './damage-file.ts';
 import { invalidArgument, ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import {
@@ -37,10 +45,12 @@ import {
 } from './group-commit.ts';
 import { acquireLock, type DirectoryLock, noLock } from './lock.ts';
 import { LogState } from './log-state.ts';
-import { checkMetadata, readMetadata, writeMetadata } from './metadata.ts';
+import { checkMetadata, METADATA_FILE_NAME, readMetadata, writeMetadata } from './metadata.ts';
 import { nodeFileSystem } from './node-file-system.ts';
-import { recoverLog, type SegmentInfo } from './recovery.ts';
-import { encodeSnapshotFile, readSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
+import { cutWal, type RecoveredLog, recoverLog, type SegmentInfo } from './recovery.ts';
+import { listSegmentsWithGaps } from './segments.ts';
+import { encodeSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
+import { readSnapshotOrRecordLoss } from './snapshot-loss.ts';
 import {
   type OpenedStorage,
   STORAGE_FORMAT_VERSION,
@@ -147,7 +157,23 @@ export class FileStorage extends GroupCommitStorage {
     const { files, dataDir, log } = settings;
     const { metadata, created } = await loadIdentity(settings, counters);
     await removeTemporaryFiles(files, dataDir, log);
-    const snapshot = await readSnapshotFile(files, join(dataDir, SNAPSHOT_FILE_NAME));
+    const found = await readDamageFile(files, dataDir);
+    // A repair that cut the whole WAL and crashed before the next segment keeps its hard
+    // state in damage.json.
+    if (!created && found === null) await requireWal(files, dataDir);
+    const snapshot = await readSnapshotOrRecordLoss({
+      files,
+      dataDir,
+      pending: found,
+      log,
+      counters,
+    });
+    // A damaged snapshot was recorded as lost in damage.json just now.
+    const pending = snapshot === null ? await readDamageFile(files, dataDir) : found;
+    // A cut that a crash interrupted is finished first: damage.json holds what it removes.
+    if (pending !== null && !pending.truncated) {
+      await cutWal({ files, dataDir, cut: pending.cut, log, counters });
+    }
     const recovered = await recoverLog({
       files,
       dataDir,
@@ -155,11 +181,20 @@ export class FileStorage extends GroupCommitStorage {
       log,
       counters,
     });
+    const repair = await startRepair({ settings, counters, pending, recovered });
+    // Until the cut is finished, the WAL may still hold entries the damaged records had
+    // replaced, and a commit hint that counts them: keep neither.
+    const cutting = repair !== null && !repair.truncated;
+    const entries = cutting
+      ? recovered.entries.filter((entry) => entry.index < repair.damage.firstLostIndex)
+      : recovered.entries;
+    const hardState = cutting ? repairHardState(repair, recovered) : recovered.hardState;
+    const dropsEntries = entries.length < recovered.entries.length;
     const state = new LogState({
       snapshotIndex: snapshot?.meta.index ?? 0,
       snapshotTerm: snapshot?.meta.term ?? 0,
-      entryTerms: recovered.entries.map((entry) => entry.term),
-      hardState: recovered.hardState,
+      entryTerms: entries.map((entry) => entry.term),
+      hardState,
     });
     const storage = new FileStorage({
       state,
@@ -172,18 +207,56 @@ export class FileStorage extends GroupCommitStorage {
     Object.assign(storage.io, counters);
     try {
       await storage.wal.start(recovered.hardState);
+      if (created) await writeMetadata(files, dataDir, metadata, storage.io);
       if (recovered.resetTo !== null) await storage.writeReset(recovered.resetTo);
+      if (cutting) await storage.finishCut({ repair, hardState, dropsEntries });
     } catch (error) {
       await storage.wal.close().catch(() => undefined);
       throw error;
     }
     const persisted: PersistedState = {
-      hardState: recovered.hardState,
+      hardState,
       snapshot,
-      entries: recovered.entries,
+      entries,
       appliedIndex: snapshot?.meta.index ?? 0,
+      ...(repair === null ? {} : { damage: repair.damage }),
     };
     return { storage, persisted, metadata, created };
+  }
+
+  /**
+   * After the cut: the WAL forgets any entry from the first lost index on and holds the
+   * newest hard state again (both were in records the cut removed), then damage.json says
+   * the cut is done, so that damage found later is told apart from this one.
+   */
+  private async finishCut(options: {
+    readonly repair: DamageRecord;
+    readonly hardState: HardState | null;
+    readonly dropsEntries: boolean;
+  }): Promise<void> {
+    const { repair, hardState } = options;
+    assert(hardState !== null, 'a repaired log knows its hard state');
+    const builder = new RecordBodyBuilder();
+    if (options.dropsEntries) {
+      builder.add({ type: 'truncate', fromIndex: repair.damage.firstLostIndex });
+    }
+    builder.add({ type: 'hardState', hardState });
+    await this.wal.append({ chunks: builder.finish(), hardState, maxEntryIndex: 0 });
+    this.durableHardState = hardState;
+    await writeDamageFile({
+      files: this.files,
+      dataDir: this.dataDir,
+      record: { ...repair, hardState, truncated: true },
+      counters: this.io,
+    });
+  }
+
+  /**
+   * The node holds every entry it may have acknowledged before the damage again (the core's
+   * repair ended): forget damage.json. Until then every open reports the damage again.
+   */
+  override async repairDone(): Promise<void> {
+    await removeDamageFile(this.files, this.dataDir, this.io);
   }
 
   /**
@@ -218,6 +291,11 @@ export class FileStorage extends GroupCommitStorage {
       hardState = operation.plan.hardState ?? hardState;
     }
     if (builder.byteLength === 0) return; // nothing new: earlier records are already durable
+    // Every record repeats the hard state: should an earlier record be corrupted, the next
+    // one still tells the vote it may have held (recovery.ts repairs only when one does).
+    if (hardState !== null && hardState === this.durableHardState) {
+      builder.add({ type: 'hardState', hardState });
+    }
     // A new segment's header repeats the hard state durable before this record.
     const chunks = builder.finish();
     await this.wal.append({ chunks, hardState: this.durableHardState, maxEntryIndex });
@@ -315,6 +393,58 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
   };
 }
 
+/**
+ * Decides what a damaged WAL costs: damage found now is recorded in damage.json (merged with
+ * one still being repaired) BEFORE the cut removes the damaged records, so no crash can make
+ * the loss silent. Null when there is nothing to repair.
+ */
+async function startRepair(options: {
+  readonly settings: ResolvedOptions;
+  readonly counters: IoCounters;
+  readonly pending: DamageRecord | null;
+  readonly recovered: RecoveredLog;
+}): Promise<DamageRecord | null> {
+  const { settings, counters, pending, recovered } = options;
+  const { files, dataDir, log } = settings;
+  const found = recovered.damage;
+  if (found === null) {
+    if (pending !== null) log({ type: 'repairPending', ...pending.damage });
+    return pending;
+  }
+  assert(recovered.hardState !== null, 'a damaged log was described with its hard state');
+  const hardState =
+    pending === null ? found.hardState : newerHardState(pending.hardState, found.hardState);
+  const damage = pending === null ? found.damage : mergeDamage(pending.damage, found.damage);
+  log({
+    type: 'walDamaged',
+    file: found.file,
+    offsetBytes: found.cut.offsetBytes,
+    reason: found.reason,
+    ...damage,
+  });
+  const record: DamageRecord = { damage, hardState, cut: found.cut, truncated: false };
+  await writeDamageFile({ files, dataDir, record, counters });
+  await cutWal({ files, dataDir, cut: found.cut, log, counters });
+  return record;
+}
+
+/** The repair's term and vote (from records the cut removed, or newer), the prefix's commit. */
+function repairHardState(repair: DamageRecord, recovered: RecoveredLog): HardState {
+  const newest =
+    recovered.hardState === null
+      ? repair.hardState
+      : newerHardState(repair.hardState, recovered.hardState);
+  const lastIndexKept = repair.damage.firstLostIndex - 1;
+  const commit = Math.min(recovered.hardState?.commit ?? 0, lastIndexKept);
+  return { term: newest.term, vote: newest.vote, commit };
+}
+
+/** Terms only grow, and a vote once cast in a term stays (Raft §5.2). */
+function newerHardState(left: HardState, right: HardState): HardState {
+  if (left.term !== right.term) return left.term > right.term ? left : right;
+  return left.vote !== null ? left : right;
+}
+
 /** Creates the directory; a new directory entry is durable only once its parent is synced. */
 async function ensureDirectory(
   files: FileSystem,
@@ -342,8 +472,16 @@ async function loadIdentity(
   settings: ResolvedOptions,
   counters: IoCounters,
 ): Promise<{ metadata: StorageMetadata; created: boolean }> {
-  const { files, dataDir, clusterId, nodeId } = settings;
-  const found = await readMetadata(files, dataDir);
+  const { files, dataDir, clusterId, nodeId, log } = settings;
+  let found: StorageMetadata | null;
+  let unreadable: StorageError | null = null;
+  try {
+    found = await readMetadata(files, dataDir);
+  } catch (error) {
+    if (!(error instanceof StorageError) || error.code !== 'CORRUPT_METADATA') throw error;
+    found = null;
+    unreadable = error;
+  }
   if (found !== null) {
     checkMetadata(found, { clusterId, nodeId, dataDir });
     if (found.formatVersion === STORAGE_FORMAT_VERSION) return { metadata: found, created: false };
@@ -353,19 +491,41 @@ async function loadIdentity(
     await writeMetadata(files, dataDir, upgraded, counters);
     return { metadata: upgraded, created: false };
   }
+  const metadata = { formatVersion: STORAGE_FORMAT_VERSION, clusterId, nodeId };
   const names = await files.readdir(dataDir).catch((error: unknown) => {
     throw ioError('list directory', dataDir, error);
   });
   const dataFile = names.find((name) => name.endsWith('.wal') || name === SNAPSHOT_FILE_NAME);
-  if (dataFile !== undefined) {
-    throw new StorageError('CORRUPT_METADATA', `${dataDir} holds data but no meta.json`, {
-      dataDir,
-      file: dataFile,
-    });
-  }
-  const metadata = { formatVersion: STORAGE_FORMAT_VERSION, clusterId, nodeId };
+  // A new directory gets meta.json only once its first segment is durable (load), so that
+  // meta.json without any segment means a lost WAL, never a new node.
+  if (dataFile === undefined && unreadable === null) return { metadata, created: true };
+  // meta.json holds only the identity: an unreadable one, or one a crash kept from being
+  // written after the first segment, is rebuilt from the identity this node starts with.
+  const file = join(dataDir, METADATA_FILE_NAME);
+  log({
+    type: 'metadataRebuilt',
+    file,
+    reason: unreadable === null ? 'missing beside data files' : unreadable.message,
+  });
   await writeMetadata(files, dataDir, metadata, counters);
-  return { metadata, created: true };
+  return { metadata, created: false };
+}
+
+/**
+ * A directory that held a log (meta.json is written after its first segment) has at least
+ * one segment: the writer always keeps the active one. With none, the hard state went with
+ * them, and a node that forgot its vote could vote twice in one term (Raft §5.2): refuse.
+ */
+async function requireWal(files: FileSystem, dataDir: string): Promise<void> {
+  if ((await listSegmentsWithGaps(files, dataDir)).length > 0) return;
+  throw new StorageError(
+    'CORRUPT_LOG',
+    `no WAL segment is left in ${dataDir}, which held a log: the term and vote it recorded ` +
+      'are lost, and this node could vote twice in one term. Rebuild it: wipe the data ' +
+      'directory, remove the member and add it again (docs/design.md, "Repair of a ' +
+      'corrupted log")',
+    { dataDir },
+  );
 }
 
 /** Leftovers of an atomic write cut short by a crash; the real file is intact. */
@@ -378,7 +538,8 @@ async function removeTemporaryFiles(
     throw ioError('list directory', dataDir, error);
   });
   for (const name of names) {
-    if (name !== `${SNAPSHOT_FILE_NAME}.tmp` && name !== 'meta.json.tmp') continue;
+    const temporary = [`${SNAPSHOT_FILE_NAME}.tmp`, 'meta.json.tmp', `${DAMAGE_FILE_NAME}.tmp`];
+    if (!temporary.includes(name)) continue;
     const path = join(dataDir, name);
     await removeIfPresent(files, path);
     log({ type: 'temporaryFileRemoved', file: path });

@@ -108,6 +108,11 @@ export abstract class GroupCommitStorage implements RaftStorage {
     return { ...this.io };
   }
 
+  /** Only a disk reports damage (FileStorage); the in-memory twin has none to forget. */
+  repairDone(): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     this.closing = true;
     this.closePromise ??= this.whenIdle().then(() => this.release());

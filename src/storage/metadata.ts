@@ -1,9 +1,13 @@
 /**
  * The identity of a data directory (`meta.json`): format version, cluster id and node id.
  * Written once, atomically, on first use; checked on every open, so a node can never start
- * on another node's or another cluster's log, nor on a format it does not understand.
+ * on another node's or another cluster's log, nor on a format it does not understand. A
+ * checksum (absent in files of older releases) tells a flipped byte from another identity:
+ * an unreadable file is rebuilt from the identity the node is started with (file-storage.ts),
+ * since it holds nothing else, while a readable one of another node is refused.
  */
 import { join } from 'node:path';
+import { crc32 } from '../util/crc32.ts';
 import { ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import { type IoCounters, readFileIfPresent, replaceFileAtomically } from './fs-util.ts';
@@ -36,12 +40,13 @@ function parseMetadata(text: string, path: string): StorageMetadata {
     string,
     unknown
   >;
-  const { formatVersion, clusterId, nodeId } = record;
+  const { formatVersion, clusterId, nodeId, checksum } = record;
   if (
     typeof formatVersion !== 'number' ||
     !Number.isSafeInteger(formatVersion) ||
     typeof clusterId !== 'string' ||
-    typeof nodeId !== 'string'
+    typeof nodeId !== 'string' ||
+    (checksum !== undefined && checksum !== metadataChecksum({ formatVersion, clusterId, nodeId }))
   ) {
     throw new StorageError('CORRUPT_METADATA', `metadata file ${path} is unreadable`, {
       file: path,
@@ -56,7 +61,9 @@ export async function writeMetadata(
   metadata: StorageMetadata,
   counters: IoCounters,
 ): Promise<void> {
-  const text = `${JSON.stringify(metadata, null, 2)}\n`;
+  const { formatVersion, clusterId, nodeId } = metadata;
+  const checked = { formatVersion, clusterId, nodeId, checksum: metadataChecksum(metadata) };
+  const text = `${JSON.stringify(checked, null, 2)}\n`;
   await replaceFileAtomically({
     files,
     path: join(dataDir, METADATA_FILE_NAME),
@@ -92,4 +99,9 @@ export function checkMetadata(
       { dataDir, found: found.nodeId, expected: expected.nodeId },
     );
   }
+}
+
+export function metadataChecksum(metadata: StorageMetadata): number {
+  const { formatVersion, clusterId, nodeId } = metadata;
+  return crc32(Buffer.from(JSON.stringify([formatVersion, clusterId, nodeId]), 'utf8'));
 }

@@ -13,7 +13,8 @@
  *   segment is left for the next one only after its last record was fdatasynced, so a crash
  *   can damage only the last record of the last segment, and it was never acknowledged;
  * - anything else — damaged bytes in an earlier segment, or followed by a valid record — is
- *   corruption of acknowledged data, and stops the open, naming the file and byte offset.
+ *   corruption of acknowledged data: the scan names the file and byte offset, and recovery
+ *   repairs it or stops the open (recovery.ts).
  *
  * A segment that is not the last one is complete: the next one exists only because writing
  * moved on to it. Its end is its last valid record, followed by zeros.
@@ -42,8 +43,25 @@ export interface SegmentFile {
   readonly path: string;
 }
 
-/** Segments in order. Their numbers must be consecutive: a hole is a lost file. */
-export async function listSegments(files: FileSystem, dataDir: string): Promise<SegmentFile[]> {
+/** The first segment whose predecessor is missing (a lost file), in segments sorted by number. */
+export function firstSegmentGap(
+  segments: readonly SegmentFile[],
+): { readonly after: SegmentFile; readonly missingSegmentSeq: number } | null {
+  for (let position = 1; position < segments.length; position++) {
+    const previous = segments[position - 1]!;
+    const current = segments[position]!;
+    if (current.segmentSeq !== previous.segmentSeq + 1) {
+      return { after: current, missingSegmentSeq: previous.segmentSeq + 1 };
+    }
+  }
+  return null;
+}
+
+/** Every `wal-<seq>.wal`, oldest first, whether or not some are missing between them. */
+export async function listSegmentsWithGaps(
+  files: FileSystem,
+  dataDir: string,
+): Promise<SegmentFile[]> {
   let names: string[];
   try {
     names = await files.readdir(dataDir);
@@ -57,17 +75,6 @@ export async function listSegments(files: FileSystem, dataDir: string): Promise<
     segments.push({ segmentSeq: Number(match[1]), path: join(dataDir, name) });
   }
   segments.sort((left, right) => left.segmentSeq - right.segmentSeq);
-  for (let position = 1; position < segments.length; position++) {
-    const previous = segments[position - 1]!;
-    const current = segments[position]!;
-    if (current.segmentSeq !== previous.segmentSeq + 1) {
-      throw new StorageError(
-        'CORRUPT_LOG',
-        `WAL segment ${previous.segmentSeq + 1} is missing before ${current.path}`,
-        { file: current.path, missingSegment: previous.segmentSeq + 1 },
-      );
-    }
-  }
   return segments;
 }
 
@@ -85,17 +92,29 @@ export interface SegmentScan {
    * (only ever in the last segment). Zeros after the records are preallocated space.
    */
   readonly tornBytes: number;
+  /** Corruption a crash cannot explain, when the scan was asked to report it (see below). */
+  readonly damage: SegmentDamage | null;
+}
+
+export interface SegmentDamage {
+  /** Where the first record that fails verification starts: the records end here. */
+  readonly offsetBytes: number;
+  readonly reason: string;
+  /** The next record that verifies, or null when none follows in this segment. */
+  readonly resumeBytes: number | null;
 }
 
 /**
- * Throws CORRUPT_RECORD for damage a crash cannot explain. `zeroFromBytes` says where the
- * file is known to hold only zeros (see `readSegmentFile`), so they need no second look.
+ * Throws CORRUPT_RECORD for damage a crash cannot explain, or with `reportsDamage` returns
+ * the records before it and where it is (recovery then repairs). `zeroFromBytes` says where
+ * the file is known to hold only zeros (see `readSegmentFile`), so they need no second look.
  */
 export function scanSegment(
   file: Buffer,
   path: string,
   isLast: boolean,
   zeroFromBytes = file.length,
+  reportsDamage = false,
 ): SegmentScan {
   const records: ScannedRecord[] = [];
   let offset = 0;
@@ -114,12 +133,17 @@ export function scanSegment(
   assert(damageEnd >= offset && damageEnd <= file.length, 'damage lies after the records');
   if (damageEnd > offset) {
     const laterRecord = findValidRecordAfter(file, offset, damageEnd);
-    if (laterRecord !== null) {
-      throw corruptRecord(path, offset, `${failure}, yet a valid record follows at ${laterRecord}`);
+    if (laterRecord !== null || !isLast) {
+      const reason =
+        laterRecord !== null
+          ? `${failure}, yet a valid record follows at ${laterRecord}`
+          : `${failure} (not the last segment)`;
+      if (!reportsDamage) throw corruptRecord(path, offset, reason);
+      const damage = { offsetBytes: offset, reason, resumeBytes: laterRecord };
+      return { records, validBytes: offset, tornBytes: 0, damage };
     }
-    if (!isLast) throw corruptRecord(path, offset, `${failure} (not the last segment)`);
   }
-  return { records, validBytes: offset, tornBytes: damageEnd - offset };
+  return { records, validBytes: offset, tornBytes: damageEnd - offset, damage: null };
 }
 
 const ZERO_PROBE = Buffer.alloc(64 * 1024);

@@ -83,6 +83,47 @@ export type StorageEvent =
       readonly firstIndex: number;
       readonly lastIndex: number;
     }
+  | {
+      /**
+       * A WAL record failed verification where a crash cannot explain it: the log keeps the
+       * intact prefix, the damaged records are cut, and the node repairs the lost entries
+       * from a leader before it votes again (LogDamage in src/raft/types.ts).
+       */
+      readonly type: 'walDamaged';
+      readonly file: string;
+      readonly offsetBytes: number;
+      readonly reason: string;
+      readonly firstLostIndex: number;
+      readonly lastIndexSeen: number | null;
+      readonly termBound: number;
+    }
+  | {
+      /** A damage found at an earlier start is not repaired yet (see damage.json). */
+      readonly type: 'repairPending';
+      readonly firstLostIndex: number;
+      readonly lastIndexSeen: number | null;
+      readonly termBound: number;
+    }
+  | {
+      /**
+       * The snapshot file failed verification: the log's base is gone with it, so the node
+       * drops its whole log (keeping term and vote) and repairs from a leader; the file is
+       * kept as snapshot.bin.damaged.
+       */
+      readonly type: 'snapshotDamaged';
+      readonly file: string;
+      readonly reason: string;
+      readonly firstLostIndex: number;
+      readonly lastIndexSeen: number | null;
+      readonly termBound: number;
+    }
+  | {
+      /** meta.json was unreadable or missing beside data: rewritten with this node's identity. */
+      readonly type: 'metadataRebuilt';
+      readonly file: string;
+      readonly reason: string;
+    }
+  | { readonly type: 'repairDone' }
   | { readonly type: 'segmentDeleted'; readonly file: string; readonly reason: string }
   | { readonly type: 'temporaryFileRemoved'; readonly file: string };
 
@@ -122,6 +163,12 @@ export interface RaftStorage {
    */
   saveSnapshot(snapshot: Snapshot): Promise<void>;
   counters(): StorageCounters;
+  /**
+   * The core's repair ended (`PersistedState.damage`): the node holds again every entry it may
+   * have acknowledged, so later opens need not report the damage. Storage that never reports
+   * damage does nothing.
+   */
+  repairDone(): Promise<void>;
   /** Waits for queued requests to become durable, then releases the directory. Idempotent. */
   close(): Promise<void>;
 }

@@ -252,6 +252,10 @@ export class GatedStorage implements RaftStorage {
     return this.inner.counters();
   }
 
+  repairDone(): Promise<void> {
+    return this.inner.repairDone();
+  }
+
   close(): Promise<void> {
     this.release();
     return this.inner.close();

@@ -7,6 +7,7 @@ import { batchOf, type ClientMessage } from '../../src/broadcast/batch.ts';
 import { MembershipTable } from '../../src/broadcast/membership.ts';
 import { SessionTable, type SessionTableOptions } from '../../src/broadcast/sessions.ts';
 import { decodeAppState, encodeAppState } from '../../src/broadcast/snapshots.ts';
+import { StreamState } from '../../src/broadcast/stream-state.ts';
 import { encode, Outcome, TwinCluster, waitFor } from './twin-cluster.ts';
 
 const safe: SessionTableOptions = { sessionTtlMs: 60_000, recentPositionsMax: 16 };
@@ -33,7 +34,11 @@ test('deliverSeqGapAtOnce delivers a seq that skips ahead instead of refusing it
 test('dropSessionsOnRestore forgets sessions in a snapshot, so a retry is delivered twice', () => {
   const table = new SessionTable(safe);
   table.apply(batchOf([message(1)], 1));
-  const data = encodeAppState({ sessions: table, membership: new MembershipTable() });
+  const data = encodeAppState({
+    sessions: table,
+    membership: new MembershipTable(),
+    streams: new StreamState(),
+  });
   const retry = batchOf([message(1)], 2);
 
   const restored = decodeAppState(data, safe).sessions;

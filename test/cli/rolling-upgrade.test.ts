@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
+import { metadataChecksum } from '../../src/storage/metadata.ts';
 import { STORAGE_FORMAT_VERSION } from '../../src/storage/types.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 import { type CliRun, kill, oneLine, runCli, spawnCli } from './helpers.ts';
@@ -125,10 +126,10 @@ test('a data directory of a newer format is refused with one line naming both ve
     assert.equal(await first.exited, 0);
     const metaPath = join(root, 'n1', 'meta.json');
     const meta = JSON.parse(await readFile(metaPath, 'utf8'));
-    await writeFile(
-      metaPath,
-      JSON.stringify({ ...meta, formatVersion: STORAGE_FORMAT_VERSION + 1 }),
-    );
+    // With the checksum a newer release would write, so that it reads as that release's
+    // identity, not as a damaged file (which the open rebuilds).
+    const newer = { ...meta, formatVersion: STORAGE_FORMAT_VERSION + 1 };
+    await writeFile(metaPath, JSON.stringify({ ...newer, checksum: metadataChecksum(newer) }));
     const refused = await runCli(args, 30_000);
     assert.equal(refused.code, 1);
     const line = oneLine(refused.stderr);

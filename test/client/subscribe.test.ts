@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClientError, connect, type Message } from '../../src/client/index.ts';
 import { startHttpCluster } from '../server/cluster.ts';
+import { waitFor } from '../support/ports.ts';
 
 /** Reads `count` messages from an iterator, failing after `timeoutMs`. */
 async function take(
@@ -65,12 +66,19 @@ test('subscribe from 1 sees everything in order; from and topic filter', async (
   }
 });
 
-test('a position no longer kept is a compacted error with firstPosition', async () => {
-  const cluster = await startHttpCluster({}, { retainBytesMax: 2048 });
+test('a position no longer retained is a compacted error with firstPosition', async () => {
+  const cluster = await startHttpCluster(
+    {},
+    { retention: { ageMs: null, bytesMax: 2048 }, storeSegmentBytesMax: 1024 },
+  );
   const client = connect({ endpoints: cluster.members.map((m) => m.url) });
   try {
     await cluster.leader();
     for (let n = 1; n <= 40; n++) await client.broadcast('x'.repeat(200));
+    await waitFor(
+      () => cluster.members.every((m) => m.node.status().firstRetainedPosition > 1),
+      'retention applied on every node',
+    );
     const error = await client
       .subscribe({ from: 1 })
       .next()

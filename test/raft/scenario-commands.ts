@@ -57,9 +57,14 @@ export function statusLine(node: ScenarioNode): string {
   }
   const status = node.core.status();
   const snapshot = status.snapshotIndex === 0 ? '' : ` snapshot=${status.snapshotIndex}`;
+  const repair = status.repairing;
+  const repairing =
+    repair === null
+      ? ''
+      : ` repairing lost=${repair.firstLostIndex}..${repair.lastIndexSeen ?? '?'} termBound=${repair.termBound}`;
   return (
     `${node.id}: ${formatShown(status)} commit=${status.commitIndex} ` +
-    `applied=${status.appliedIndex} log=${status.firstIndex}..${status.lastIndex}${snapshot}`
+    `applied=${status.appliedIndex} log=${status.firstIndex}..${status.lastIndex}${snapshot}${repairing}`
   );
 }
 
@@ -189,6 +194,34 @@ function restart(cluster: ScenarioCluster, args: CommandArgs): void {
     cluster.start(node);
     cluster.emit(statusLine(node));
   }
+}
+
+/**
+ * `damage 3 from=5 [report=off] [stale=3,3] [seen=7]`: node 3 (down) loses its entries from
+ * index 5 on, as a corrupted WAL record would take them, and restarts with the application
+ * state rebuilt from the log. Reported (the default), the core repairs; `report=off` is the
+ * unsafe storage that truncates silently. `stale` gives the terms of entries the lost records
+ * had overwritten, back in the prefix from index 5. `seen` is the highest index intact
+ * records after the damage showed (default: the log's last index); below it, the writes of
+ * the entries after it were lost without a trace.
+ */
+function damage(cluster: ScenarioCluster, args: CommandArgs): void {
+  const node = nodeArg(cluster, args);
+  const fromIndex = args.naturalOption('from', 0);
+  const reported = args.switchOption('report') ?? true;
+  const stale = (args.listOption('stale') ?? []).map((text) => Number(text));
+  const seenIndex = args.naturalOption('seen', node.storage.lastIndex);
+  args.finish();
+  if (stale.some((term) => !Number.isSafeInteger(term) || term < 1)) {
+    throw new ScenarioError('damage: stale terms are positive integers');
+  }
+  if (node.up) throw new ScenarioError(`node ${node.id} is up; crash it first`);
+  node.storage.loseEntriesFrom({ fromIndex, reported, stale, seenIndex });
+  node.app = new ScenarioApp();
+  const snapshot = node.storage.snapshot;
+  if (snapshot !== null) node.app.restore(snapshot.meta, snapshot.data);
+  cluster.start(node);
+  cluster.emit(statusLine(node));
 }
 
 function status(cluster: ScenarioCluster, args: CommandArgs): void {
@@ -393,6 +426,7 @@ const handlers: Readonly<Record<string, Handler>> = {
   stats,
   pending,
   'set-state': setState,
+  damage,
 };
 
 /** `cluster 3 [leader=1] [prevote] [checkquorum] [learners=4] [inflight=8] ...` */

@@ -7,6 +7,7 @@
 import type {
   Entry,
   HardState,
+  LogDamage,
   PersistedState,
   Snapshot,
   SnapshotMeta,
@@ -71,6 +72,8 @@ export class ScenarioStorage implements TermView {
   snapshot: Snapshot | null = null;
   /** Contiguous, starting at snapshotIndex + 1. */
   entries: Entry[] = [];
+  /** Entries the disk lost (`damage`); handed to the core at every start until repaired. */
+  damage: LogDamage | null = null;
 
   get snapshotIndex(): number {
     return this.snapshot?.meta.index ?? 0;
@@ -143,6 +146,45 @@ export class ScenarioStorage implements TermView {
     }
   }
 
+  /**
+   * Loses the entries from `fromIndex` on, as a storage that found them corrupted would: the
+   * commit hint falls back to the intact prefix. With `reported`, the loss reaches the core.
+   * `stale` are the terms of entries the lost records had overwritten, which the intact
+   * prefix still holds from `fromIndex` on (normal entries with the data `stale`).
+   * `seenIndex` is the highest index intact records after the damage showed.
+   */
+  loseEntriesFrom(loss: {
+    readonly fromIndex: number;
+    readonly reported: boolean;
+    readonly stale: readonly number[];
+    readonly seenIndex: number;
+  }): void {
+    const { fromIndex, reported, stale, seenIndex } = loss;
+    if (fromIndex <= this.snapshotIndex + 1 || fromIndex > this.lastIndex) {
+      throw new ContractViolation(`no entries to lose from ${fromIndex}`);
+    }
+    if (seenIndex < fromIndex - 1 || seenIndex > this.lastIndex) {
+      throw new ContractViolation(
+        `seen index ${seenIndex} outside ${fromIndex - 1}..${this.lastIndex}`,
+      );
+    }
+    const lastIndexSeen = seenIndex;
+    const termBound = this.hardState?.term ?? 0;
+    this.entries = this.entries.filter((entry) => entry.index < fromIndex);
+    stale.forEach((term, offset) => {
+      const data = encodeText('stale');
+      this.entries.push({ index: fromIndex + offset, term, kind: 'normal', data });
+    });
+    this.checkTermsAscend(this.entries);
+    if (this.hardState !== null) {
+      this.hardState = {
+        ...this.hardState,
+        commit: Math.min(this.hardState.commit, fromIndex - 1),
+      };
+    }
+    this.damage = reported ? { firstLostIndex: fromIndex, lastIndexSeen, termBound } : null;
+  }
+
   /** Term and commit never go back, and a vote cast in a term never changes (Raft §5.2). */
   writeHardState(next: HardState): void {
     const previous = this.hardState;
@@ -169,6 +211,7 @@ export class ScenarioStorage implements TermView {
       snapshot: this.snapshot,
       entries: [...this.entries],
       appliedIndex: Math.max(appliedIndex, this.snapshotIndex),
+      damage: this.damage,
     };
   }
 }

@@ -39,7 +39,9 @@ export const logger = pino({ level: 'silent' });
 
 export async function startHttpCluster(
   overrides: ServerOverrides = {},
-  nodeOverrides: Partial<Pick<StartNodeOptions, 'retainBytesMax' | 'requestTimeoutMs'>> = {},
+  nodeOverrides: Partial<
+    Pick<StartNodeOptions, 'retention' | 'storeSegmentBytesMax' | 'requestTimeoutMs'>
+  > = {},
 ): Promise<HttpCluster> {
   const root = await mkdtemp(join(tmpdir(), 'abcast-http-'));
   const ports = await freePorts(3);

@@ -1,5 +1,5 @@
-// The HTTP API when things go wrong, against three real nodes that keep only 1 MiB of
-// delivered payloads and answer within 1.5 s: 410 for reads older than what a node keeps
+// The HTTP API when things go wrong, against three real nodes that retain only 1 MiB of
+// delivered messages and answer within 1.5 s: 410 for reads older than what is retained
 // (page, stream start, and a stream whose paused consumer fell behind), 408 for a body that
 // never finishes, an error event when the server closes under a stream, and 503 with
 // Retry-After — never a hang — once the node stopped or the cluster lost its quorum.
@@ -20,12 +20,26 @@ import {
 } from './cluster.ts';
 
 const requestTimeoutMs = 1500;
-const retainBytesMax = 1 << 20;
+const retention = { ageMs: null, bytesMax: 1 << 20 };
 let cluster: HttpCluster;
 
 before(async () => {
-  cluster = await startHttpCluster({ requestTimeoutMs }, { retainBytesMax });
+  cluster = await startHttpCluster(
+    { requestTimeoutMs },
+    { retention, storeSegmentBytesMax: 128 << 10 },
+  );
 });
+
+/** Once the leader recorded a retention floor past `position`, and every node applied it. */
+async function retainedPast(position: number): Promise<number> {
+  let first = 0;
+  await waitFor(() => {
+    const firsts = cluster.members.map((m) => m.node.status().firstRetainedPosition);
+    first = firsts[0]!;
+    return first > position && firsts.every((value) => value === first);
+  }, `a retained range past ${position} on every node`);
+  return first;
+}
 
 after(async () => {
   await cluster.close();
@@ -47,9 +61,8 @@ test('410 compacted with firstIndex for a page or a stream older than what the n
   timeout: 30_000,
 }, async () => {
   await fill(200, 16 << 10);
-  const { url, node } = cluster.members[0]!;
-  const firstIndex = node.status().firstRetainedPosition;
-  assert.ok(firstIndex > 1);
+  const { url } = cluster.members[0]!;
+  const firstIndex = await retainedPast(1);
   const page = await call(`${url}/v1/messages?from=1`);
   assert.equal(page.status, 410);
   assert.equal(page.body.error, 'compacted');
@@ -75,6 +88,7 @@ test('a paused consumer that falls behind what the node keeps gets a compacted e
   // Several MB while paused: the stream stalls once the socket buffers are full, and the
   // node moves its 1 MiB window far past it.
   await fill(600, 16 << 10);
+  await retainedPast(start + 100);
   let text = '';
   res.setEncoding('utf8');
   res.on('data', (chunk: string) => {

@@ -67,6 +67,16 @@ describe('AckedLog.lossIn', () => {
     assert.equal(acked.lossIn('n1', recovered(log(10, [3]), snapshotAt(9, 3))), null);
   });
 
+  it('accepts a loss that recovery reports as damage, and only from where it says', () => {
+    const acked = ackedOneToFour();
+    const damaged = (entries: readonly Entry[], firstLostIndex: number): PersistedState => ({
+      ...recovered(entries),
+      damage: { firstLostIndex, lastIndexSeen: 4, termBound: 2 },
+    });
+    assert.equal(acked.lossIn('n1', damaged(log(1, [2, 2]), 3)), null);
+    assert.match(acked.lossIn('n1', damaged(log(1, [2]), 3)) ?? '', /up to 1, below/);
+  });
+
   it('refuses a shorter log when no write was in flight', () => {
     const acked = ackedOneToFour();
     acked.taken(ready(log(3, [3])));

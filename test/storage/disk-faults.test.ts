@@ -4,7 +4,7 @@
 // power cut still holds every acknowledged append. A full disk (ENOSPC) is an IO error too.
 // Latent corruption at rest (a flipped bit, a zeroed sector, anywhere) never crashes an open:
 // it either opens or fails with a typed StorageError; damage to a record of an earlier
-// segment is CORRUPT_RECORD and to the snapshot CORRUPT_SNAPSHOT. What it may also do,
+// segment is reported for repair (persisted.damage) and to the snapshot CORRUPT_SNAPSHOT. What it may also do,
 // silently, is drop the tail of the last segment (indistinguishable from a torn write).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -104,7 +104,7 @@ describe('FileStorage on a faulty simulated disk', () => {
     assert.equal(error.details.systemCode, 'ENOSPC');
   });
 
-  it('refuses a record damaged in an earlier segment with CORRUPT_RECORD', async () => {
+  it('reports a record damaged in an earlier segment for repair', async () => {
     const { files, open } = simDisk(3);
     const { storage } = await open();
     await fillLog(storage);
@@ -117,19 +117,25 @@ describe('FileStorage on a faulty simulated disk', () => {
     await handle.write([new Uint8Array([byte[0]! ^ 0x10])], 100);
     await handle.datasync();
     await handle.close();
-    const error = await storageError(open());
-    assert.equal(error.code, 'CORRUPT_RECORD');
-    assert.equal(error.details.file, first);
+    const { storage: reopened, persisted } = await open();
+    await reopened.close();
+    assert.equal(persisted.damage?.firstLostIndex, 1, 'the first append was hit');
+    assert.equal(persisted.damage?.lastIndexSeen, 40);
+    assert.equal(persisted.entries.length, 0);
   });
 
-  it('refuses a snapshot with a flipped bit with CORRUPT_SNAPSHOT', async () => {
+  it('repairs a snapshot with a flipped bit: the whole log is lost, term and vote kept', async () => {
     const { files, open } = simDisk(4);
     const { storage } = await open();
     await fillLog(storage);
     await storage.saveSnapshot(snapshot(10, 1, 2000));
     await storage.close();
     assert.ok(files.flipBit(`${SIM_DATA_DIR}/snapshot.bin`) !== null);
-    assert.equal((await storageError(open())).code, 'CORRUPT_SNAPSHOT');
+    const { storage: again, persisted } = await open();
+    assert.equal(persisted.snapshot, null);
+    assert.equal(persisted.entries.length, 0);
+    assert.deepEqual(persisted.damage, { firstLostIndex: 1, lastIndexSeen: 40, termBound: 1 });
+    await again.close();
   });
 
   it('opens, or fails with a typed error, whatever latent corruption hits', async () => {
@@ -147,9 +153,9 @@ describe('FileStorage on a faulty simulated disk', () => {
           const hit = flip ? files.flipBit() : files.zeroSector();
           assert.ok(hit !== null, 'a file was corrupted');
           const outcome = await open().then(
-            async ({ storage: again }) => {
+            async ({ storage: again, persisted }) => {
               await again.close();
-              return 'opened';
+              return persisted.damage === undefined ? 'opened' : 'repairing';
             },
             (error: unknown) => {
               assert.ok(error instanceof StorageError, `a typed error, not ${String(error)}`);
@@ -162,6 +168,6 @@ describe('FileStorage on a faulty simulated disk', () => {
       ),
       { numRuns: 80, seed: 0xc0de },
     );
-    assert.ok((outcomes.get('CORRUPT_RECORD') ?? 0) > 0, JSON.stringify([...outcomes]));
+    assert.ok((outcomes.get('repairing') ?? 0) > 0, JSON.stringify([...outcomes]));
   });
 });

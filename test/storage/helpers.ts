@@ -1,12 +1,14 @@
 // Shared fixtures for the storage tests: entry builders, temporary directories, and one
 // harness per implementation so that a conformance test runs against both.
-import { mkdtemp, rm } from 'node:fs/promises';
+
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry, EntryKind, HardState, Snapshot } from '../../src/raft/types.ts';
 import { FileStorage } from '../../src/storage/file-storage.ts';
 import type { QueueLimits } from '../../src/storage/group-commit.ts';
 import { MemoryDisk, MemoryStorage } from '../../src/storage/memory-storage.ts';
+import { scanSegment } from '../../src/storage/segments.ts';
 import type { OpenedStorage, RaftStorage, StorageEvent } from '../../src/storage/types.ts';
 
 export const CLUSTER_ID = 'cluster-test';
@@ -110,9 +112,12 @@ export async function fileHarness(): Promise<Harness & { readonly dataDir: strin
         log: (event) => events.push(event),
       }),
     setFormatVersion: async (formatVersion) => {
-      const { readFile, writeFile } = await import('node:fs/promises');
       const path = join(dataDir, 'meta.json');
-      const meta = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+      // As another release writes it: with no checksum of this one's.
+      const { checksum: _, ...meta } = JSON.parse(await readFile(path, 'utf8')) as Record<
+        string,
+        unknown
+      >;
       await writeFile(path, JSON.stringify({ ...meta, formatVersion }));
     },
     cleanup: () => removeDir(root),
@@ -143,3 +148,22 @@ export const HARNESSES: readonly { readonly name: string; make(): Promise<Harnes
   },
   { name: 'MemoryStorage', make: async () => memoryHarness() },
 ];
+
+/** The WAL segments of `dataDir`, oldest first. */
+export async function segmentPaths(dataDir: string): Promise<string[]> {
+  const names = (await readdir(dataDir)).filter((name) => name.endsWith('.wal')).sort();
+  return names.map((name) => join(dataDir, name));
+}
+
+/** Byte offsets of the records in a segment, read with the storage's own scanner. */
+export async function recordOffsets(path: string): Promise<number[]> {
+  const scan = scanSegment(await readFile(path), path, true);
+  return scan.records.map((record) => record.offsetBytes);
+}
+
+/** Damage at rest: one byte of `path` changes. */
+export async function flipByte(path: string, offset: number): Promise<void> {
+  const bytes = await readFile(path);
+  bytes[offset] = (bytes[offset] ?? 0) ^ 0x5a;
+  await writeFile(path, bytes);
+}

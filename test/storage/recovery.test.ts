@@ -1,11 +1,12 @@
 // Proves FileStorage recovers from what crashes leave and refuses what they cannot: zeros
 // after the last record (preallocated space) are its clean end, a torn tail record is
-// zeroed and reported, while a damaged record elsewhere, a missing segment, a
-// damaged snapshot or stray data stop the open with a typed error naming the file (and byte
-// offset). Damage is made by editing the files of a closed data directory.
+// zeroed and reported, a damaged record elsewhere is reported and cut for repair (see
+// repair.test.ts), while a missing segment, a damaged snapshot or stray data stop the open
+// with a typed error naming the file (and byte offset). Damage is made by editing the files
+// of a closed data directory.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { encodeRecord } from '../../src/storage/codec.ts';
@@ -17,30 +18,16 @@ import type { RaftStorage } from '../../src/storage/types.ts';
 import {
   entries,
   fileHarness,
+  flipByte,
   hardState,
   plainEntries,
+  recordOffsets,
+  segmentPaths,
   snapshot,
   TEST_SEGMENT_BYTES_MAX,
 } from './helpers.ts';
 
 type FileHarness = Awaited<ReturnType<typeof fileHarness>>;
-
-async function segmentPaths(dataDir: string): Promise<string[]> {
-  const names = (await readdir(dataDir)).filter((name) => name.endsWith('.wal')).sort();
-  return names.map((name) => join(dataDir, name));
-}
-
-/** Byte offsets of the records in a segment, read with the storage's own scanner. */
-async function recordOffsets(path: string): Promise<number[]> {
-  const scan = scanSegment(await readFile(path), path, true);
-  return scan.records.map((record) => record.offsetBytes);
-}
-
-async function flipByte(path: string, offset: number): Promise<void> {
-  const bytes = await readFile(path);
-  bytes[offset] = (bytes[offset] ?? 0) ^ 0x5a;
-  await writeFile(path, bytes);
-}
 
 async function openFails(harness: FileHarness, code: string): Promise<StorageError> {
   const error = await harness.open().then(
@@ -80,11 +67,12 @@ describe('FileStorage recovery', () => {
     const [segment] = await segmentPaths(harness.dataDir);
     const scan = scanSegment(await readFile(segment!), segment!, true);
     const lastOffset = scan.records[scan.records.length - 1]!.offsetBytes;
-    // The file is cut in the middle of its last record, as a crash mid-write (by an older
-    // release, or a file system that lost the preallocation) would leave it.
+    // The second half of its last record never reached the disk: the preallocated zeros
+    // are still there, as a crash mid-write leaves them.
     const cutAt = lastOffset + Math.floor((scan.validBytes - lastOffset) / 2);
-    await truncate(segment!, cutAt);
     const torn = await readFile(segment!);
+    torn.fill(0, cutAt, scan.validBytes);
+    await writeFile(segment!, torn);
     let damageEnd = torn.length;
     while (damageEnd > lastOffset && torn[damageEnd - 1] === 0) damageEnd -= 1;
 
@@ -147,30 +135,32 @@ describe('FileStorage recovery', () => {
     assert.ok(repaired.equals(original), 'the garbage is zeros again, the records untouched');
   });
 
-  it('refuses a flipped byte in an early record, naming the file and offset', async () => {
+  it('reports a flipped byte in an early record, naming the file and offset', async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
     const offsets = await recordOffsets(segment!);
     await flipByte(segment!, offsets[3]! + 30);
-    const error = await openFails(harness, 'CORRUPT_RECORD');
-    assert.equal(error.details.file, segment);
-    assert.equal(error.details.offsetBytes, offsets[3]);
-    assert.match(error.message, /at byte \d+/);
-    // Refused, not repaired: the file is untouched and the lock released.
-    await openFails(harness, 'CORRUPT_RECORD');
+    const { storage: reopened, persisted } = await harness.open();
+    await reopened.close();
+    const damaged = harness.events.find((event) => event.type === 'walDamaged');
+    assert.ok(damaged?.type === 'walDamaged');
+    assert.equal(damaged.file, segment);
+    assert.equal(damaged.offsetBytes, offsets[3]);
+    assert.equal(persisted.damage?.firstLostIndex, 5);
   });
 
-  it('refuses damage to the last record when a valid record follows the damaged one', async () => {
+  it('reports damage to the last record when a valid record follows the damaged one', async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
     const offsets = await recordOffsets(segment!);
     await flipByte(segment!, offsets[offsets.length - 2]! + 5); // the length field
-    const error = await openFails(harness, 'CORRUPT_RECORD');
-    assert.equal(error.details.offsetBytes, offsets[offsets.length - 2]);
+    const { storage: reopened, persisted } = await harness.open();
+    await reopened.close();
+    assert.deepEqual(persisted.damage, { firstLostIndex: 17, lastIndexSeen: 20, termBound: 1 });
   });
 
   it('refuses a damaged tail of a segment that is not the last one', async () => {
@@ -193,12 +183,26 @@ describe('FileStorage recovery', () => {
     assert.equal(error.details.offsetBytes, scan.records[scan.records.length - 1]!.offsetBytes);
   });
 
-  it('refuses a data directory with a segment missing', async () => {
+  it('refuses a segment truncated inside its records: not a torn write', async () => {
+    const { storage } = await harness.open();
+    await writeTenAppends(storage);
+    await storage.close();
+    const [segment] = await segmentPaths(harness.dataDir);
+    const scan = scanSegment(await readFile(segment!), segment!, true);
+    const cutRecord = scan.records[4]!.offsetBytes;
+    // Cut inside the fifth record: a preallocated file never ends inside a record.
+    await truncate(segment!, cutRecord + 20);
+    const error = await openFails(harness, 'CORRUPT_RECORD');
+    assert.equal(error.details.offsetBytes, cutRecord);
+    assert.match(error.message, /truncated/);
+  });
+
+  it('repairs a data directory with a segment missing, and refuses one with none left', async () => {
     const { storage } = await harness.open({ segmentBytesMax: 4096 });
     for (let round = 0; round < 12; round++) {
       const first = round * 10 + 1;
       await storage.append({
-        hardState: null,
+        hardState: hardState(1, Math.max(0, first - 1), 'n2'),
         snapshot: null,
         entries: entries(first, first + 9, 1, 100),
       });
@@ -206,34 +210,58 @@ describe('FileStorage recovery', () => {
     await storage.close();
     const segments = await segmentPaths(harness.dataDir);
     assert.ok(segments.length >= 3, `rotated into ${segments.length} segments`);
+    const firstSegment = scanSegment(await readFile(segments[0]!), segments[0]!, false);
+    const lastIndexKept = Math.max(
+      ...firstSegment.records.flatMap((record) =>
+        record.items.flatMap((item) =>
+          item.type === 'entries' ? [item.entries.at(-1)!.index] : [],
+        ),
+      ),
+    );
     await rm(segments[1]!);
+    const { storage: repaired, persisted } = await harness.open({ segmentBytesMax: 4096 });
+    assert.equal(persisted.entries.at(-1)?.index, lastIndexKept, 'the segment before the hole');
+    assert.deepEqual(persisted.damage, {
+      firstLostIndex: lastIndexKept + 1,
+      lastIndexSeen: 120,
+      termBound: 1,
+    });
+    assert.equal(persisted.hardState?.vote, 'n2', 'the vote, from the segments after the hole');
+    await repaired.repairDone();
+    await repaired.close();
+    // Repaired, the directory keeps its hard state only in the WAL: with no segment left,
+    // the vote is unknown.
+    for (const segment of await segmentPaths(harness.dataDir)) await rm(segment);
     const error = await openFails(harness, 'CORRUPT_LOG');
-    assert.equal(error.details.missingSegment, 2);
+    assert.match(error.message, /no WAL segment is left.*vote twice/);
   });
 
-  it('refuses a damaged snapshot file', async () => {
-    const { storage } = await harness.open();
-    await writeTenAppends(storage);
-    await storage.saveSnapshot(snapshot(10, 1, 100));
-    await storage.close();
-    await flipByte(join(harness.dataDir, 'snapshot.bin'), 60);
-    await openFails(harness, 'CORRUPT_SNAPSHOT');
-  });
-
-  it('refuses WAL data without its identity file, and an unreadable identity', async () => {
+  it("rebuilds a missing or unreadable identity file; another node's is refused", async () => {
     const { storage } = await harness.open();
     await writeTenAppends(storage);
     await storage.close();
     const metaPath = join(harness.dataDir, 'meta.json');
     const meta = await readFile(metaPath);
     await rm(metaPath);
-    await openFails(harness, 'CORRUPT_METADATA');
-    await writeFile(metaPath, '{"formatVersion": "one"');
-    await openFails(harness, 'CORRUPT_METADATA');
-    await writeFile(metaPath, meta);
-    const { storage: again, persisted } = await harness.open();
-    assert.equal(persisted.entries.length, 20);
-    await again.close();
+    const rebuilt = await harness.open();
+    assert.equal(rebuilt.persisted.entries.length, 20);
+    await rebuilt.storage.close();
+    await writeFile(metaPath, meta.toString('utf8').replace('"n', '"m'));
+    const again = await harness.open();
+    assert.equal(again.persisted.entries.length, 20);
+    await again.storage.close();
+    const events = harness.events.filter((event) => event.type === 'metadataRebuilt');
+    assert.equal(events.length, 2, 'each rebuild is reported');
+    // A readable file of another node, checksum and all, is no flipped byte: refused.
+    const other = await fileHarness();
+    try {
+      const { storage: elsewhere } = await other.open({ nodeId: 'n9' });
+      await elsewhere.close();
+      await writeFile(metaPath, await readFile(join(other.dataDir, 'meta.json')));
+      await openFails(harness, 'WRONG_NODE');
+    } finally {
+      await other.cleanup();
+    }
   });
 
   it('takes over a lock left by a dead process, and reports it', async () => {

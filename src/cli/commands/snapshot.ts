@@ -9,14 +9,16 @@
  * one member of a NEW cluster from it, run once per member with the same peer list: its log
  * starts at the snapshot (same index, term, session table, last position) with the new
  * members as its configuration and membership. Positions continue after the snapshot's, and
- * every session it holds still drops duplicates. The messages up to the snapshot's position
- * stay in the file (the new cluster serves positions after it).
+ * every session it holds still drops duplicates, and durable consumers keep their cursors. The
+ * messages up to the snapshot's position stay in the file: the new cluster's retained range
+ * begins after it (a read below answers 410 on every node).
  */
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MembershipTable } from '../../broadcast/membership.ts';
+import { StreamState } from '../../broadcast/stream-state.ts';
 import { makeConfiguration } from '../../raft/config.ts';
 import type { Configuration } from '../../raft/types.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
@@ -108,8 +110,17 @@ async function save(file: string, flags: { node: string; messages: boolean }): P
   );
 }
 
-/** The application state with its membership replaced by `members` (all voters). */
-export function withMembers(state: Uint8Array, members: Readonly<Record<string, string>>): Buffer {
+/**
+ * The application state with its membership replaced by `members` (all voters), its consumers
+ * kept, and retention's floor raised past `position`: the new cluster's message stores start
+ * empty, so the messages up to the snapshot stay in the file, and every node answers a read
+ * of them 410 with the same first position instead of looking for them on its peers.
+ */
+export function restoredState(
+  state: Uint8Array,
+  members: Readonly<Record<string, string>>,
+  position: number,
+): Buffer {
   const view = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
   if (view.length < 4) throw new CliError('the snapshot state is too short');
   const sessionBytes = view.readUInt32LE(0);
@@ -119,9 +130,21 @@ export function withMembers(state: Uint8Array, members: Readonly<Record<string, 
     op: 'seed',
     members: Object.entries(members).map(([id, address]) => ({ id, address, voter: true })),
   });
+  const [, streamsJson] = view
+    .subarray(4 + sessionBytes)
+    .toString('utf8')
+    .split('\n');
+  let streams: StreamState;
+  try {
+    streams =
+      streamsJson === undefined ? new StreamState() : StreamState.fromJSON(JSON.parse(streamsJson));
+  } catch {
+    throw new CliError('the snapshot state is damaged: its stream part does not read');
+  }
+  streams.apply({ op: 'retain', before: position + 1 }, { lastPosition: position, logTimeMs: 0 });
   return Buffer.concat([
     view.subarray(0, 4 + sessionBytes),
-    Buffer.from(JSON.stringify(table.toJSON())),
+    Buffer.from(`${JSON.stringify(table.toJSON())}\n${JSON.stringify(streams)}`),
   ]);
 }
 
@@ -147,7 +170,7 @@ async function restore(file: string, flags: RestoreFlags): Promise<void> {
       persisted.hardState === null && persisted.snapshot === null && persisted.entries.length === 0;
     if (!empty)
       throw new CliError(`${dataDir} already holds a node's data; restore into a new one`);
-    const data = withMembers(Buffer.from(body.state, 'base64'), peers);
+    const data = restoredState(Buffer.from(body.state, 'base64'), peers, body.position);
     await storage.append({
       hardState: { term: body.term, vote: null, commit: body.index },
       snapshot: {

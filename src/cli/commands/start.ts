@@ -15,11 +15,14 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { BroadcastNode } from '../../broadcast/node.ts';
+import type { BroadcastNode, NodeLogger } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
 import type { AuthSource } from '../../server/access.ts';
+import { Backfill } from '../../server/backfill.ts';
 import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
+import { PeerReads } from '../../server/peers.ts';
+import { recordsLimitMax } from '../../server/routes/records.ts';
 import { parseAddress } from '../../transport/address.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
@@ -27,6 +30,12 @@ import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
+import {
+  addStreamOptions,
+  type StreamFlags,
+  type StreamSettings,
+  streamSettings,
+} from './stream-flags.ts';
 import {
   checkExposure,
   loadCredentials,
@@ -50,6 +59,7 @@ export interface StartSettings {
   readonly logFormat: LogFormat;
   /** WAL segment size (each is preallocated); null for the library's default. */
   readonly segmentBytes: number | null;
+  /** Log bytes between two snapshots (compaction); null for the default, 64 MiB. */
   /** Largest payload (as JSON text); null for the default, 1 MiB. */
   readonly payloadBytesMax: number | null;
   /** A broadcast not committed by then answers 503 timeout; null for the default, 10 s. */
@@ -67,9 +77,11 @@ export interface StartSettings {
   readonly authPath: string | null;
   /** What runs without TLS beyond loopback (allowed by --insecure); empty otherwise. */
   readonly exposed: readonly string[];
+  /** Retention, the message store, and the peers to backfill from (stream-flags.ts). */
+  readonly stream: StreamSettings;
 }
 
-interface StartFlags {
+interface StartFlags extends StreamFlags {
   id?: string;
   data?: string;
   listen?: string;
@@ -305,17 +317,23 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     tls,
     authPath: authPath === undefined ? null : resolve(authPath),
     exposed,
+    stream: streamSettings(flags, config, id),
   };
 }
 
-/** "n1=http://10.0.0.1:8001,…" (or a config file's object) → id → base URL. */
+/**
+ * `--http-peers` names each member's HTTP API ("n1=http://10.0.0.1:8001,…", or a config file's
+ * object): the dashboard shows the named ones; the message store backfills from every entry
+ * but this node's own (streamSettings). An entry without a name serves the backfill alone.
+ */
 function httpPeerSettings(value: unknown): Record<string, string> {
   if (value === undefined) return {};
   const pairs =
     typeof value === 'string'
       ? value
           .split(',')
-          .filter((part) => part.trim() !== '')
+          .map((part) => part.trim())
+          .filter((part) => part !== '' && /^[^=/:]+=/.test(part))
           .map((part) => [
             part.slice(0, part.indexOf('=')).trim(),
             part.slice(part.indexOf('=') + 1).trim(),
@@ -323,10 +341,10 @@ function httpPeerSettings(value: unknown): Record<string, string> {
       : Object.entries(value as Record<string, unknown>).map(([id, url]) => [id, String(url)]);
   const peers: Record<string, string> = {};
   for (const [id, url] of pairs) {
-    if (!id || !/^https?:\/\/[^/\s]+$/.test(url ?? '')) {
+    if (!id || !/^https?:\/\/[^/\s]+\/?$/.test(url ?? '')) {
       throw new CliError(`--http-peers takes id=http(s)://host:port,…; "${id}=${url}" is not one`);
     }
-    peers[id as string] = url as string;
+    peers[id as string] = (url as string).replace(/\/$/, '');
   }
   return peers;
 }
@@ -376,6 +394,30 @@ async function loadTls(settings: TlsSettings): Promise<LoadedTls> {
   };
 }
 
+/** Backfill of the message store from the other nodes, when they are given. */
+function startBackfill(
+  node: BroadcastNode,
+  settings: StartSettings,
+  logger: NodeLogger,
+): Backfill | null {
+  const urls = settings.stream.httpPeers;
+  if (urls.length === 0) return null;
+  const requestTimeoutMs = settings.requestTimeoutMs ?? 10_000;
+  const backfill = new Backfill({
+    node,
+    peers: new PeerReads(urls, systemEnvironment, requestTimeoutMs),
+    environment: systemEnvironment,
+    logger,
+    pageCount: recordsLimitMax,
+    ...(settings.stream.backfillToken === null
+      ? {}
+      : { headers: { authorization: `Bearer ${settings.stream.backfillToken}` } }),
+    idleIntervalMs: 1000,
+  });
+  backfill.start();
+  return backfill;
+}
+
 /** Starts the node and its HTTP server; if the server cannot listen, the node is closed. */
 export async function runNode(settings: StartSettings): Promise<{
   node: BroadcastNode;
@@ -385,6 +427,7 @@ export async function runNode(settings: StartSettings): Promise<{
   binaryUrl: string | null;
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
+  backfill: Backfill | null;
 }> {
   const logger = await createProcessLogger({
     name: settings.id,
@@ -414,6 +457,13 @@ export async function runNode(settings: StartSettings): Promise<{
     ...(settings.sessionTtlMs === null ? {} : { sessionTtlMs: settings.sessionTtlMs }),
     ...settings.limits.node,
     ...(tls.peer === null ? {} : { peerTls: tls.peer }),
+    retention: settings.stream.retention,
+    ...(settings.stream.snapshotIntervalBytes === null
+      ? {}
+      : { snapshotIntervalBytes: settings.stream.snapshotIntervalBytes }),
+    ...(settings.stream.storeSegmentBytes === null
+      ? {}
+      : { storeSegmentBytesMax: settings.stream.storeSegmentBytes }),
   });
   const http = createHttpServer({
     node,
@@ -427,26 +477,35 @@ export async function runNode(settings: StartSettings): Promise<{
     auth,
     cors: settings.cors,
     httpPeers: settings.httpPeers,
+    peerUrls: settings.stream.httpPeers,
   });
-  const url = await listenOrClose({ node, http }, settings.http, () => http.listen(settings.http));
+  const backfill = startBackfill(node, settings, logger);
+  const url = await listenOrClose({ node, http, backfill }, settings.http, () =>
+    http.listen(settings.http),
+  );
   const binaryUrl =
     settings.binary === null
       ? null
-      : await listenOrClose({ node, http }, settings.binary, () =>
+      : await listenOrClose({ node, http, backfill }, settings.binary, () =>
           http.listenBinary(settings.binary as string),
         );
-  return { node, http, url, binaryUrl, tls, auth };
+  return { node, http, url, binaryUrl, tls, auth, backfill };
 }
 
 /** Listens, or closes the node and its server and says why it could not. */
 async function listenOrClose(
-  running: { readonly node: BroadcastNode; readonly http: HttpServer },
+  running: {
+    readonly node: BroadcastNode;
+    readonly http: HttpServer;
+    readonly backfill: Backfill | null;
+  },
   address: string,
   listen: () => Promise<string>,
 ): Promise<string> {
   try {
     return await listen();
   } catch (error) {
+    running.backfill?.stop();
     await running.http.close().catch(() => undefined);
     await running.node.close();
     const code = (error as { code?: string }).code;
@@ -496,7 +555,7 @@ async function start(flags: StartFlags): Promise<void> {
   let settings = await startSettings(flags);
   let removeOld: ((node: BroadcastNode) => Promise<void>) | null = null;
   if (flags.forceNewCluster === true) ({ settings, removeOld } = await forceNew(settings));
-  const { node, http, url, binaryUrl, tls, auth } = await runNode(settings);
+  const { node, http, url, binaryUrl, tls, auth, backfill } = await runNode(settings);
   if (removeOld !== null) {
     void removeOld(node).catch((error: Error) =>
       console.error(`abcast: removing the old members failed: ${error.message}`),
@@ -532,6 +591,26 @@ async function start(flags: StartFlags): Promise<void> {
     });
   });
   let stopping = false;
+  // A node that stopped itself (its storage failed: a full disk, EIO from fdatasync; or a
+  // bug) no longer applies anything, and the storage it gave up on must not be used again by
+  // this process. Its process ends with code 1, so a supervisor (systemd, Kubernetes, the
+  // chaos runner) restarts it: the restart reopens the data directory and recovers.
+  const stoppedWatch = setInterval(() => {
+    const stopped = node.status().stopped;
+    if (stopped === null || stopping) return;
+    clearInterval(stoppedWatch);
+    stopping = true;
+    console.error(
+      `abcast: node ${settings.id} stopped itself (${stopped.code}): ${stopped.message}; exiting with code 1 so that it is restarted`,
+    );
+    void (async () => {
+      backfill?.stop();
+      await http.close().catch(() => undefined);
+      await node.close().catch(() => undefined);
+      process.exit(1);
+    })();
+  }, 500);
+  stoppedWatch.unref();
   const stop = (signal: string) => {
     if (stopping) {
       // A second Ctrl-C: the user does not want to wait for the graceful close. (Ctrl-C then
@@ -542,6 +621,7 @@ async function start(flags: StartFlags): Promise<void> {
     stopping = true;
     console.log(`abcast: node ${settings.id} stopping (${signal})`);
     void (async () => {
+      backfill?.stop();
       await http.close().catch(() => undefined);
       await node.close().catch(() => undefined);
       process.exit(0);
@@ -571,7 +651,7 @@ export function startCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers',
+      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -609,5 +689,6 @@ export function startCommand(program: Command): void {
     'web pages of these origins may call the API (https://app.example,http://localhost:5173), or * for any (development)',
   );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
+  addStreamOptions(command);
   command.action((flags: StartFlags) => start(flags));
 }

@@ -20,6 +20,8 @@ interface NodeStatus {
   readonly leader: string | null;
   readonly commitIndex: number;
   readonly deliveredIndex: number;
+  readonly retained?: { readonly firstIndex: number; readonly lastIndex: number };
+  readonly store?: { readonly bytes: number; readonly segments: number; readonly missing: number };
   readonly members: readonly { id: string; address: string | null; voter: boolean }[];
 }
 
@@ -64,6 +66,16 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
     .join('\n');
 }
 
+/** The retained range (the same on every node) and what the queried node holds of it. */
+function retainedLine(own: NodeStatus): string {
+  const { firstIndex, lastIndex } = own.retained as { firstIndex: number; lastIndex: number };
+  const range = lastIndex < firstIndex ? 'nothing yet' : `${firstIndex}…${lastIndex}`;
+  if (own.store === undefined) return `retained: ${range}`;
+  const mebibytes = (own.store.bytes / 2 ** 20).toFixed(1);
+  const backfill = own.store.missing === 0 ? '' : `, backfilling ${own.store.missing} positions`;
+  return `retained: ${range} (${own.id} stores ${mebibytes} MiB in ${own.store.segments} segments${backfill})`;
+}
+
 async function status(flags: StatusFlags): Promise<void> {
   const base = nodeUrl(flags.node);
   const own = await callJson<NodeStatus>(base, '/v1/status');
@@ -91,6 +103,7 @@ async function status(flags: StatusFlags): Promise<void> {
     ]);
   }
   console.log(`leader: ${own.leader ?? 'none known'} (as seen by ${own.id} at ${base})`);
+  if (own.retained !== undefined) console.log(retainedLine(own));
   console.log(formatTable(rows));
 }
 

@@ -3,16 +3,18 @@
  * message as one JSON line, in order. When the connection drops it reconnects with
  * `Last-Event-ID` (the last index printed), so nothing is missed or printed twice; a node
  * that cannot be reached at the start, or a refusal (400, 410), ends it with an error.
+ * With `--consumer NAME` it starts after the consumer's last ack and acks what it printed.
  */
 import type { Command } from 'commander';
 import { parseSse, type SseEvent, SseFormatError } from '../../client/sse.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
-import { answerError, defaultNodeUrl, nodeUrl, streamFrom } from './http-client.ts';
+import { answerError, defaultNodeUrl, nodeUrl, postJson, streamFrom } from './http-client.ts';
 
 interface TailFlags {
   node: string;
   from?: string;
   topic?: string;
+  consumer?: string;
 }
 
 /** Waits between reconnections: doubling from the server's `retry:`, capped. */
@@ -33,8 +35,30 @@ interface Position {
   connected: boolean;
 }
 
+/**
+ * A durable consumer's acks: after each chunk of printed messages, the last one is acked
+ * (one request at a time; the cursor covers everything before it).
+ */
+class Acker {
+  private acked = 0;
+
+  constructor(
+    private readonly base: string,
+    private readonly name: string,
+  ) {}
+
+  async ack(lastId: string | null): Promise<void> {
+    const position = lastId === null ? 0 : Number(lastId);
+    if (position <= this.acked) return;
+    await postJson(this.base, `/v1/consumers/${encodeURIComponent(this.name)}/ack`, {
+      index: position,
+    });
+    this.acked = position;
+  }
+}
+
 /** One connection: prints events until the stream ends or drops (then it throws). */
-async function follow(url: string, position: Position): Promise<void> {
+async function follow(url: string, position: Position, acker: Acker | null): Promise<void> {
   const base = new URL(url).origin;
   const response = await streamFrom(
     base,
@@ -60,6 +84,7 @@ async function follow(url: string, position: Position): Promise<void> {
       if (event.event === 'progress') return;
       console.log(event.data.join('\n'));
     });
+    await acker?.ack(position.lastId);
   }
 }
 
@@ -73,14 +98,24 @@ function worthRetrying(error: unknown, position: Position): boolean {
 async function tail(flags: TailFlags): Promise<void> {
   const base = nodeUrl(flags.node);
   const query = new URLSearchParams();
-  query.set('from', String(flags.from === undefined ? 1 : positiveIntegerFlag('from', flags.from)));
+  if (flags.consumer !== undefined && flags.from !== undefined) {
+    throw new CliError('give either --from or --consumer, not both');
+  }
+  if (flags.consumer !== undefined) query.set('consumer', flags.consumer);
+  else {
+    query.set(
+      'from',
+      String(flags.from === undefined ? 1 : positiveIntegerFlag('from', flags.from)),
+    );
+  }
   if (flags.topic !== undefined) query.set('topic', flags.topic);
   const url = `${base}/v1/stream?${query}`;
   const position: Position = { lastId: null, connected: false };
+  const acker = flags.consumer === undefined ? null : new Acker(base, flags.consumer);
   let delayMs = 250;
   for (;;) {
     try {
-      await follow(url, position);
+      await follow(url, position, acker);
       delayMs = 250;
     } catch (error) {
       if (!worthRetrying(error, position)) throw error;
@@ -99,5 +134,9 @@ export function tailCommand(program: Command): void {
     .option('--node <url>', "a node's HTTP API", defaultNodeUrl)
     .option('--from <n>', 'first index to print (default 1)')
     .option('--topic <topic>', 'only messages of this topic')
+    .option(
+      '--consumer <name>',
+      'a durable consumer: start after its last ack (on any node) and ack what is printed',
+    )
     .action((flags: TailFlags) => tail(flags));
 }

@@ -5,9 +5,9 @@
  * answer the same digest and any difference in any field changes it. `abcast verify`
  * compares nodes range by range and narrows a mismatch down to its first position.
  */
-import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
-import { type Sha256Hasher, sha256Hasher } from '../../util/digest.ts';
+import { sha256Hasher } from '../../util/digest.ts';
 import type { RouteContext } from '../context.ts';
+import { hashMessage } from '../message-digest.ts';
 import { sendJson } from '../respond.ts';
 import { integerParameter, queryParameters } from '../validate.ts';
 
@@ -15,28 +15,6 @@ import { integerParameter, queryParameters } from '../validate.ts';
 export const digestCountMax = 65_536;
 /** Positions read from the node at a time. */
 const readChunkCount = 1024;
-
-const u32 = (value: number): Buffer => {
-  const bytes = Buffer.allocUnsafe(4);
-  bytes.writeUInt32BE(value, 0);
-  return bytes;
-};
-
-const f64 = (value: number): Buffer => {
-  const bytes = Buffer.allocUnsafe(8);
-  bytes.writeDoubleBE(value, 0);
-  return bytes;
-};
-
-function hashMessage(hash: Sha256Hasher, message: DeliveredMessage): void {
-  const client = Buffer.from(message.clientId, 'utf8');
-  const topic = Buffer.from(message.topic, 'utf8');
-  hash.update(f64(message.position));
-  hash.update(u32(client.byteLength)).update(client);
-  hash.update(f64(message.seq));
-  hash.update(u32(topic.byteLength)).update(topic);
-  hash.update(u32(message.payload.byteLength)).update(message.payload);
-}
 
 export async function digestRoute(context: RouteContext): Promise<void> {
   const { node } = context.server;

@@ -5,44 +5,23 @@
  * `next` still moves on.
  */
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
+import { BroadcastError } from '../../broadcast/errors.ts';
 import { checkSubscribe } from '../access.ts';
-import type { RouteContext, ServedNode } from '../context.ts';
+import type { RouteContext } from '../context.ts';
 import { toWireMessage } from '../messages.ts';
 import { sendJson } from '../respond.ts';
 import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
-
-/** Positions read from the node at a time while filtering by topic. */
-const scanChunkCount = 1024;
 
 interface Page {
   readonly messages: DeliveredMessage[];
   readonly next: number;
 }
 
-function readByTopic(
-  node: ServedNode,
-  request: { from: number; limit: number; topic: string; scanMax: number },
-): Page {
-  const messages: DeliveredMessage[] = [];
-  let cursor = request.from;
-  while (messages.length < request.limit && cursor - request.from < request.scanMax) {
-    const chunkCount = Math.min(scanChunkCount, request.scanMax - (cursor - request.from));
-    const chunk = node.read(cursor, chunkCount);
-    for (const message of chunk) {
-      cursor = message.position + 1;
-      if (message.topic === request.topic) messages.push(message);
-      if (messages.length === request.limit) break;
-    }
-    if (chunk.length < chunkCount) break; // the end of what is delivered
-  }
-  return { messages, next: cursor };
-}
-
 /**
  * Cuts a page once its payloads pass `bytesMax`, keeping one message at least, so that a
  * page of large messages is not a response of gigabytes; `next` then resumes after the cut.
  */
-function capPageBytes(page: Page, bytesMax: number): Page {
+export function capPageBytes(page: Page, bytesMax: number): Page {
   let bytes = 0;
   for (let count = 0; count < page.messages.length; count++) {
     const message = page.messages[count] as DeliveredMessage;
@@ -55,9 +34,37 @@ function capPageBytes(page: Page, bytesMax: number): Page {
   return page;
 }
 
-export async function messagesRoute(context: RouteContext): Promise<void> {
-  const { node, settings } = context.server;
-  const query = queryParameters(context.url, ['from', 'limit', 'topic']);
+/** The caller's credentials, so that a peer checks the same identity. */
+export function forwardedHeaders(context: RouteContext): Record<string, string> {
+  const authorization = context.request.headers.authorization;
+  return authorization === undefined ? {} : { authorization };
+}
+
+/**
+ * This node lacks the page (it is backfilling): the same request goes to a peer, whose
+ * answer is relayed as it is. False when no peer answered.
+ */
+async function forwardToPeer(context: RouteContext): Promise<boolean> {
+  const peers = context.server.peerReads ?? null;
+  if (peers === null) return false;
+  const answer = await context.within(
+    peers.get(`${context.url.pathname}${context.url.search}`, {
+      signal: context.signal,
+      headers: forwardedHeaders(context),
+    }),
+  );
+  if (answer === null) return false;
+  sendJson(context.response, answer.status, JSON.parse(answer.body), {
+    'x-abcast-served-by': answer.peer,
+  });
+  return true;
+}
+
+/** `from` (default 1) and `limit` (at most `limits.max`) of a page's query. */
+export function pageParameters(
+  query: ReadonlyMap<string, string>,
+  limits: { readonly fallback: number; readonly max: number },
+): { from: number; limit: number } {
   const from = integerParameter(query.get('from'), 'from', {
     min: 1,
     max: Number.MAX_SAFE_INTEGER,
@@ -65,17 +72,34 @@ export async function messagesRoute(context: RouteContext): Promise<void> {
   });
   const limit = integerParameter(query.get('limit'), 'limit', {
     min: 1,
-    max: settings.messagesLimitMax,
+    max: limits.max,
+    fallback: limits.fallback,
+  });
+  return { from, limit };
+}
+
+export async function messagesRoute(context: RouteContext): Promise<void> {
+  const { node, settings } = context.server;
+  const query = queryParameters(context.url, ['from', 'limit', 'topic']);
+  const { from, limit } = pageParameters(query, {
     fallback: settings.messagesLimitDefault,
+    max: settings.messagesLimitMax,
   });
   const topic = topicParameter(query);
   checkSubscribe(context.identity, topic);
   let page: Page;
-  if (topic === undefined) {
-    const messages = node.read(from, limit);
-    page = { messages, next: from + messages.length };
-  } else {
-    page = readByTopic(node, { from, limit, topic, scanMax: settings.messagesScanMax });
+  try {
+    if (topic === undefined) {
+      const messages = node.read(from, limit);
+      page = { messages, next: from + messages.length };
+    } else {
+      // The store's topic index skips the other topics' positions without reading them.
+      page = node.readTopic(topic, from, limit, settings.messagesScanMax);
+    }
+  } catch (error) {
+    if (!(error instanceof BroadcastError) || error.code !== 'not_held') throw error;
+    if (await forwardToPeer(context)) return;
+    throw error;
   }
   page = capPageBytes(page, settings.messagesPageBytesMax);
   sendJson(context.response, 200, { messages: page.messages.map(toWireMessage), next: page.next });

@@ -1,7 +1,8 @@
 /**
  * GET /v1/status: this node's view of the cluster. `commitIndex` is a Raft log index (one
  * entry carries a batch of messages); `deliveredIndex` and `firstIndex` are positions in the
- * total order, like every other `index` of the API.
+ * total order, like every other `index` of the API. `retained` is the range every node serves
+ * (the same on all of them), `store` what this node holds of it.
  */
 import type { RouteContext, ServedMember } from '../context.ts';
 import { sendJson } from '../respond.ts';
@@ -26,7 +27,24 @@ export async function statusRoute(context: RouteContext): Promise<void> {
     appliedIndex: status.appliedIndex,
     deliveredIndex: status.lastPosition,
     firstIndex: status.firstRetainedPosition,
+    // The same on every node: retention's floor is recorded in the log.
+    retained: { firstIndex: status.firstRetainedPosition, lastIndex: status.lastPosition },
+    // What this node holds of it; `missing` is what backfill still fetches from peers.
+    ...(status.store === undefined
+      ? {}
+      : {
+          store: {
+            bytes: status.store.sizeBytes,
+            segments: status.store.segmentCount,
+            missing: status.store.missingCount,
+            missingRanges: status.store.missingRanges.map((range) => ({
+              firstIndex: range.first,
+              lastIndex: range.last,
+            })),
+          },
+        }),
     pendingMessages: status.pendingMessageCount,
+    repairing: status.repairing ?? null,
     stopped: status.stopped,
     binary: context.server.binaryEndpoint?.url ?? null,
     members: [

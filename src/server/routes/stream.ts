@@ -13,7 +13,10 @@
  * reader knows it has seen everything up to there. Unfiltered streams never need one: every
  * position is an event.
  */
+
+import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
 import { BroadcastError } from '../../broadcast/errors.ts';
+import { consumerNameProblem } from '../../broadcast/stream-state.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
 import { checkSubscribe } from '../access.ts';
 import type { RouteContext, ServerContext } from '../context.ts';
@@ -21,6 +24,7 @@ import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
 import { toWireMessage } from '../messages.ts';
 import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
+import { forwardedHeaders } from './messages.ts';
 
 function startPosition(context: RouteContext, query: ReadonlyMap<string, string>): number {
   const text = context.request.headers['last-event-id'];
@@ -75,6 +79,54 @@ function errorEvent(error: HttpError): string {
   return `event: error\ndata: ${JSON.stringify(body)}\n\n`;
 }
 
+function isNotHeld(error: unknown): boolean {
+  return error instanceof BroadcastError && error.code === 'not_held';
+}
+
+/** Throws compacted for a start below the retained range; not_held only without peers. */
+function checkStart(context: RouteContext, from: number): void {
+  try {
+    context.server.node.read(from, 1);
+  } catch (error) {
+    if (!isNotHeld(error) || (context.server.peerReads ?? null) === null) throw error;
+  }
+}
+
+/** Positions fetched from a peer at a time while this node lacks them. */
+const peerPageCount = 4096;
+
+/**
+ * The order from `from` on: from this node's store, and where it has a hole it is still
+ * backfilling, from a peer's (checked records, kept here too, so the hole shrinks).
+ */
+async function* orderFrom(context: RouteContext, from: number): AsyncGenerator<DeliveredMessage> {
+  const { node } = context.server;
+  const peers = context.server.peerReads ?? null;
+  const { signal } = context;
+  let cursor = from;
+  for (;;) {
+    try {
+      for await (const message of node.deliveries({ from: cursor, signal })) {
+        cursor = message.position + 1;
+        yield message;
+      }
+      return;
+    } catch (error) {
+      if (!isNotHeld(error) || peers === null) throw error;
+      const page = await peers.records(cursor, peerPageCount, {
+        signal,
+        headers: forwardedHeaders(context),
+      });
+      if (page === null || page.messages.length === 0) throw error;
+      node.fill(page.messages.filter((message) => message.position <= node.lastPosition));
+      for (const message of page.messages) {
+        cursor = message.position + 1;
+        yield message;
+      }
+    }
+  }
+}
+
 /** Open streams by identity name, per server: what `streamsPerIdentityMax` bounds. */
 const streamsByServer = new WeakMap<ServerContext, Map<string, number>>();
 
@@ -87,10 +139,30 @@ function openStreamsByIdentity(server: ServerContext): Map<string, number> {
   return counts;
 }
 
+/**
+ * With `consumer=NAME`, a stream starts after the consumer's cursor, as the log holds it now
+ * (after a barrier, so an ack made through another node is seen); a reconnection's
+ * `Last-Event-ID` still wins, since it says what this subscription already saw.
+ */
+async function consumerStart(
+  context: RouteContext,
+  query: ReadonlyMap<string, string>,
+): Promise<number | null> {
+  const name = query.get('consumer');
+  if (name === undefined) return null;
+  const problem = consumerNameProblem(name);
+  if (problem !== null) throw invalidArgument('consumer', problem);
+  if (query.has('from')) throw invalidArgument('from', 'give either from or consumer, not both');
+  if (context.request.headers['last-event-id'] !== undefined) return null;
+  const { node } = context.server;
+  await context.within(node.barrier());
+  return (node.consumer(name)?.position ?? 0) + 1;
+}
+
 export async function streamRoute(context: RouteContext): Promise<void> {
   const { node, settings, metrics, environment } = context.server;
-  const query = queryParameters(context.url, ['from', 'topic']);
-  const from = startPosition(context, query);
+  const query = queryParameters(context.url, ['from', 'topic', 'consumer']);
+  const from = (await consumerStart(context, query)) ?? startPosition(context, query);
   const topic = topicParameter(query);
   checkSubscribe(context.identity, topic);
   if (metrics.openStreamCount >= settings.streamsMax) {
@@ -115,7 +187,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     );
   }
   // Refuse a start that is no longer kept before committing to a 200.
-  node.read(from, 1);
+  checkStart(context, from);
   const { signal } = context;
   const stream = context.startStream(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -136,7 +208,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // stands for however many positions a catch-up skipped.
   let lastIdWritten = from - 1;
   try {
-    for await (const message of node.deliveries({ from, signal })) {
+    for await (const message of orderFrom(context, from)) {
       const wanted = topic === undefined || message.topic === topic;
       const caughtUp = message.position >= node.lastPosition;
       let event = '';

@@ -96,6 +96,8 @@ export class AckedLog {
    * after (it truncated the rest: a node replaces entries only with a newer leader's, which
    * never needed the old ones), and the hard state may be newer; but an acknowledged entry
    * never vanishes or changes otherwise, and an acknowledged term or vote never goes back.
+   * A corrupted disk may lose entries only where recovery says so (`recovered.damage`): from
+   * the first lost index on, the node repairs them from a leader before it votes again.
    */
   lossIn(node: NodeId, recovered: PersistedState): string | null {
     const acked = this.hardState;
@@ -110,9 +112,11 @@ export class AckedLog {
     }
     const snapshotIndex = recovered.snapshot?.meta.index ?? 0;
     const lastIndex = snapshotIndex + recovered.entries.length;
+    const reportedFrom = recovered.damage?.firstLostIndex ?? Number.POSITIVE_INFINITY;
+    const checkedLastIndex = Math.min(this.lastIndex, reportedFrom - 1);
     for (
       let index = Math.max(snapshotIndex + 1, this.snapshotIndex + 1);
-      index <= this.lastIndex;
+      index <= checkedLastIndex;
       index++
     ) {
       const ackedTerm = this.termAt(index) as number;
@@ -124,7 +128,13 @@ export class AckedLog {
       }
       return `${node} recovered term ${entry.term} at index ${index}, acknowledged term ${ackedTerm}`;
     }
-    if (snapshotIndex < this.snapshotIndex && lastIndex < this.snapshotIndex) {
+    // A damaged snapshot takes the log it was the base of: reported from index 1.
+    const snapshotLossReported = reportedFrom <= this.snapshotIndex;
+    if (
+      !snapshotLossReported &&
+      snapshotIndex < this.snapshotIndex &&
+      lastIndex < this.snapshotIndex
+    ) {
       return `${node} recovered nothing up to its acknowledged snapshot at ${this.snapshotIndex}`;
     }
     return null;

@@ -161,6 +161,11 @@ export class NodeHost {
       events.lostAcknowledged(this, loss);
       return;
     }
+    const damage = opened.persisted.damage ?? null;
+    if (damage !== null) {
+      const bound = damage.lastIndexSeen ?? '?';
+      events.note(this, `repairs its log from ${damage.firstLostIndex} (up to ${bound})`);
+    }
     this.acked.reset(opened.persisted);
     this.options.watch.started(opened.persisted);
     const transport = new SimTransport(this.id, life, this.options.network);

@@ -380,8 +380,9 @@ class RuntimeWorld {
           this.context.fail('durability', detail, [host.id]);
           return;
         }
-        // A faulty disk lost acknowledged writes: the node must not run on them, and until
-        // repair lands nothing can restore them, so it stays out; a majority keeps them.
+        // A faulty disk lost acknowledged writes that recovery did not report (reported damage
+        // is repaired from a leader: see AckedLog.lossIn): the node must not run on them, and
+        // nothing can tell it what to repair, so it stays out; a majority keeps them.
         host.fail();
         this.stats.diskStops++;
         this.note(
@@ -396,7 +397,9 @@ class RuntimeWorld {
    * A node stopped itself. A bug anywhere, or a healthy disk failing, is a violation. A faulty
    * disk's error is the node doing right (it must stop using storage after an EIO): it
    * restarts from what is durable, as a supervisor would restart it, unless its storage
-   * would not even open (the corruption is detected there), then it stays down for good.
+   * would not even open (corruption recovery cannot repair: a snapshot, the metadata, or a
+   * WAL record without a hard state after it), then it stays down for good. A corrupted WAL
+   * record it can repair opens, and the node repairs from a leader (docs/design.md).
    */
   private onFailed(host: NodeHost, reason: string, storage: boolean): void {
     this.note(`${host.id} stops itself: ${reason}`);

@@ -1,0 +1,151 @@
+/**
+ * The flags of `abcast start` about the log as a stream: retention (`--retention forever`,
+ * `--retention-age 7d`, `--retention-bytes 50GiB`), the message store's segment size, and
+ * the other nodes' HTTP addresses (`--http-peers`), which a node backfills its store from and
+ * forwards reads of positions it lacks to.
+ */
+import type { Command } from 'commander';
+import type { RetentionPolicy } from '../../broadcast/retention.ts';
+import { CliError } from './errors.ts';
+
+export interface StreamFlags {
+  retention?: string;
+  retentionAge?: string;
+  retentionBytes?: string;
+  storeSegmentBytes?: string;
+  snapshotIntervalBytes?: string;
+  httpPeers?: string;
+  backfillToken?: string;
+}
+
+export interface StreamSettings {
+  readonly retention: RetentionPolicy;
+  /** Null for the default, 64 MiB. */
+  readonly storeSegmentBytes: number | null;
+  /** Applied bytes between two snapshots (the WAL is compacted to them); null: 64 MiB. */
+  readonly snapshotIntervalBytes: number | null;
+  /** Base URLs of the other nodes' HTTP APIs. */
+  readonly httpPeers: readonly string[];
+  /** A token of an identity that reads every topic, for backfill when peers authenticate. */
+  readonly backfillToken: string | null;
+}
+
+const durationUnitsMs: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+};
+
+const sizeUnitsBytes: Readonly<Record<string, number>> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/** "7d", "12h", "90m", "30s", "500ms" → milliseconds. */
+export function parseDurationMs(flag: string, text: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)$/.exec(text.trim());
+  const value =
+    match === null
+      ? Number.NaN
+      : Number(match[1]) * (durationUnitsMs[match[2] as string] as number);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new CliError(`--${flag} takes a duration such as 7d, 12h, 90m or 30s; not "${text}"`);
+  }
+  return Math.round(value);
+}
+
+/** "50GiB", "512MiB", "10GB", "4096" → bytes. */
+export function parseSizeBytes(flag: string, text: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = sizeUnitsBytes[(match?.[2] ?? 'x').toLowerCase()];
+  const value = match === null || unit === undefined ? Number.NaN : Number(match[1]) * unit;
+  if (!Number.isFinite(value) || value < 1) {
+    throw new CliError(`--${flag} takes a size such as 50GiB, 512MiB or 10GB; not "${text}"`);
+  }
+  return Math.round(value);
+}
+
+/** Every URL of `--http-peers` but `selfId`'s own: "n2=http://…" names the node. */
+function parseUrls(value: unknown, selfId: string | null): string[] {
+  const entries =
+    typeof value === 'object' && value !== null
+      ? Object.entries(value as Record<string, unknown>).map(([id, url]) => `${id}=${String(url)}`)
+      : String(value).split(',');
+  return entries
+    .map((part) => part.trim())
+    .filter((part) => part !== '' && (selfId === null || !part.startsWith(`${selfId}=`)))
+    .map((part) => {
+      const url = /^[^=/:]+=/.test(part) ? part.slice(part.indexOf('=') + 1) : part;
+      try {
+        return new URL(url).toString();
+      } catch {
+        throw new CliError(
+          `--http-peers takes URLs (http://host:port), comma-separated; not "${url}"`,
+        );
+      }
+    });
+}
+
+export function streamSettings(
+  flags: StreamFlags,
+  config: Readonly<Record<string, unknown>>,
+  selfId: string | null = null,
+): StreamSettings {
+  const text = (value: unknown): string | undefined =>
+    value === undefined ? undefined : String(value);
+  const retention = text(flags.retention ?? config.retention);
+  const ageText = text(flags.retentionAge ?? config.retentionAge);
+  const bytesText = text(flags.retentionBytes ?? config.retentionBytes);
+  if (retention !== undefined && retention !== 'forever') {
+    throw new CliError(
+      '--retention takes "forever"; limits are --retention-age and --retention-bytes',
+    );
+  }
+  if (retention === 'forever' && (ageText !== undefined || bytesText !== undefined)) {
+    throw new CliError('--retention forever cannot go with --retention-age or --retention-bytes');
+  }
+  const segmentText = text(flags.storeSegmentBytes ?? config.storeSegmentBytes);
+  const peersValue = flags.httpPeers ?? config.httpPeers;
+  const snapshotText = text(flags.snapshotIntervalBytes ?? config.snapshotIntervalBytes);
+  return {
+    retention: {
+      ageMs: ageText === undefined ? null : parseDurationMs('retention-age', ageText),
+      bytesMax: bytesText === undefined ? null : parseSizeBytes('retention-bytes', bytesText),
+    },
+    storeSegmentBytes:
+      segmentText === undefined ? null : parseSizeBytes('store-segment-bytes', segmentText),
+    httpPeers: peersValue === undefined ? [] : parseUrls(peersValue, selfId),
+    backfillToken:
+      text(flags.backfillToken ?? config.backfillToken ?? process.env.ABCAST_BACKFILL_TOKEN) ??
+      null,
+    snapshotIntervalBytes:
+      snapshotText === undefined ? null : parseSizeBytes('snapshot-interval-bytes', snapshotText),
+  };
+}
+
+export function addStreamOptions(command: Command): Command {
+  return command
+    .option('--retention <forever>', 'keep every message (the default)')
+    .option('--retention-age <duration>', 'delete messages older than this in log time, e.g. 7d')
+    .option('--retention-bytes <size>', 'keep at most about this much, e.g. 50GiB')
+    .option('--store-segment-bytes <size>', 'message store segment size (default 64MiB)')
+    .option(
+      '--snapshot-interval-bytes <size>',
+      'applied bytes between two snapshots, which the WAL is compacted to (default 64MiB)',
+    )
+    .option(
+      '--backfill-token <token>',
+      'with --auth on the peers: a token of a read identity of every topic (or ABCAST_BACKFILL_TOKEN)',
+    );
+}

@@ -1,0 +1,142 @@
+/**
+ * Reads from the other nodes' HTTP APIs, for what this node does not hold yet: backfill
+ * (backfill.ts) fetches the missing positions' records, and a read of a position still
+ * missing here is answered from a peer instead of failing (messages.ts, stream.ts). Each
+ * request tries the peers in turn, starting with the one that answered last.
+ */
+import { decodeRecordAt, encodeRecord, type StoredMessage } from '../store/index.ts';
+import type { Environment } from '../util/environment.ts';
+import { digestOfMessages } from './message-digest.ts';
+
+export interface PeerAnswer {
+  readonly status: number;
+  readonly body: string;
+  readonly peer: string;
+}
+
+/** A page of records: what GET /v1/records answers. */
+export interface RecordsPage {
+  readonly from: number;
+  /** The records (src/store/record.ts), concatenated, in base64. */
+  readonly records: string;
+}
+
+export function encodeRecordsPage(from: number, messages: readonly StoredMessage[]): RecordsPage {
+  const records = Buffer.concat(messages.map(encodeRecord)).toString('base64');
+  return { from, records };
+}
+
+/**
+ * The messages of a page, checked: every record's checksum, and positions dense from `from`.
+ * Throws on any mismatch, so a damaged or foreign answer is never kept.
+ */
+export function decodeRecordsPage(page: RecordsPage, from: number): StoredMessage[] {
+  if (page.from !== from || typeof page.records !== 'string') {
+    throw new Error(`a records page for ${page.from}, not ${from}`);
+  }
+  const bytes = Buffer.from(page.records, 'base64');
+  const messages: StoredMessage[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    const found = decodeRecordAt(bytes, at);
+    if (found.kind !== 'record') throw new Error(`a damaged record at byte ${at}`);
+    if (found.message.position !== from + messages.length) {
+      throw new Error(`position ${found.message.position} where ${from + messages.length} was due`);
+    }
+    messages.push(found.message);
+    at += found.recordBytes;
+  }
+  return messages;
+}
+
+export class PeerReads {
+  private preferred = 0;
+
+  constructor(
+    private readonly urls: readonly string[],
+    private readonly environment: Environment,
+    private readonly requestTimeoutMs: number,
+  ) {}
+
+  get count(): number {
+    return this.urls.length;
+  }
+
+  /**
+   * GET `pathAndQuery` from the peers in turn until one answers other than 5xx (or fails to
+   * answer); null when none did. `headers` go along (the caller's credentials).
+   */
+  async get(
+    pathAndQuery: string,
+    options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> } = {},
+  ): Promise<PeerAnswer | null> {
+    for (let attempt = 0; attempt < this.urls.length; attempt++) {
+      const index = (this.preferred + attempt) % this.urls.length;
+      const peer = this.urls[index] as string;
+      const answer = await this.getFrom(peer, pathAndQuery, options).catch(() => null);
+      if (answer === null || answer.status >= 500) continue;
+      this.preferred = index;
+      return answer;
+    }
+    return null;
+  }
+
+  /**
+   * A checked page of records from `from` on, or null when no peer could give one. With two
+   * peers or more, another peer's digest of the same range must match too (`crossChecked`);
+   * a page no other peer can vouch for yet is kept on its checksums alone.
+   */
+  async records(
+    from: number,
+    limit: number,
+    options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> } = {},
+  ): Promise<{ messages: StoredMessage[]; crossChecked: boolean } | null> {
+    const answer = await this.get(`/v1/records?from=${from}&limit=${limit}`, options);
+    if (answer === null || answer.status !== 200) return null;
+    const messages = decodeRecordsPage(JSON.parse(answer.body) as RecordsPage, from);
+    if (messages.length === 0) return { messages, crossChecked: false };
+    const crossChecked = await this.crossCheck(from, messages, answer.peer, options);
+    return { messages, crossChecked };
+  }
+
+  private async crossCheck(
+    from: number,
+    messages: readonly StoredMessage[],
+    servedBy: string,
+    options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> },
+  ): Promise<boolean> {
+    const path = `/v1/digest?from=${from}&count=${messages.length}`;
+    for (const peer of this.urls) {
+      if (peer === servedBy) continue;
+      const answer = await this.getFrom(peer, path, options).catch(() => null);
+      if (answer === null || answer.status !== 200) continue;
+      const other = JSON.parse(answer.body) as { count?: number; digest?: string };
+      if (other.count !== messages.length) continue; // that peer lags: no verdict
+      if (other.digest !== digestOfMessages(messages)) {
+        throw new Error(`${servedBy} and ${peer} disagree on positions ${from}…`);
+      }
+      return true;
+    }
+    return false;
+  }
+
+  private async getFrom(
+    peer: string,
+    pathAndQuery: string,
+    options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> },
+  ): Promise<PeerAnswer> {
+    const controller = new AbortController();
+    const timer = this.environment.setTimer(this.requestTimeoutMs, () => controller.abort());
+    const onAbort = () => controller.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const response = await fetch(new URL(pathAndQuery, peer), {
+        signal: controller.signal,
+        headers: options.headers ?? {},
+      });
+      return { status: response.status, body: await response.text(), peer };
+    } finally {
+      timer.cancel();
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * The files of a message store: flat names in one directory, read and written at offsets.
+ * Synchronous on purpose: the applier appends as it applies, in the Ready loop, and a read
+ * of a few hundred kilobytes from the page cache costs less than the promise around it.
+ * `DiskStoreFiles` is node:fs; `MemoryStoreFiles` its twin for the runtime's tests and the
+ * simulator.
+ */
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { assert } from '../util/assert.ts';
+
+export interface StoreFiles {
+  names(): string[];
+  /** Bytes in the file; 0 for one that does not exist. */
+  size(name: string): number;
+  /** Reads into `buffer` from `offset`; returns the bytes read (fewer at the end). */
+  read(name: string, buffer: Buffer, offset: number): number;
+  /** Writes `data` at `offset`, creating the file if needed. Not synced (store.ts says why). */
+  write(name: string, data: Buffer, offset: number): void;
+  truncate(name: string, sizeBytes: number): void;
+  remove(name: string): void;
+  readText(name: string): string | null;
+  /** Replaces the file whole: a reader sees the old text or the new one. */
+  writeText(name: string, text: string): void;
+  close(): void;
+}
+
+/** Open descriptors kept at most; older ones are closed and reopened when read again. */
+const openFilesMax = 32;
+
+export class DiskStoreFiles implements StoreFiles {
+  private readonly descriptors = new Map<string, number>();
+
+  constructor(private readonly directory: string) {
+    mkdirSync(directory, { recursive: true });
+  }
+
+  names(): string[] {
+    return readdirSync(this.directory);
+  }
+
+  size(name: string): number {
+    try {
+      return fstatSync(this.descriptor(name, false)).size;
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return 0;
+      throw error;
+    }
+  }
+
+  read(name: string, buffer: Buffer, offset: number): number {
+    return readSync(this.descriptor(name, false), buffer, 0, buffer.length, offset);
+  }
+
+  write(name: string, data: Buffer, offset: number): void {
+    const fd = this.descriptor(name, true);
+    let written = 0;
+    while (written < data.length) {
+      written += writeSync(fd, data, written, data.length - written, offset + written);
+    }
+  }
+
+  truncate(name: string, sizeBytes: number): void {
+    ftruncateSync(this.descriptor(name, true), sizeBytes);
+  }
+
+  remove(name: string): void {
+    this.forget(name);
+    try {
+      unlinkSync(join(this.directory, name));
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    }
+  }
+
+  readText(name: string): string | null {
+    try {
+      return readFileSync(join(this.directory, name), 'utf8');
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  writeText(name: string, text: string): void {
+    const temporary = join(this.directory, `${name}.tmp`);
+    writeFileSync(temporary, text);
+    renameSync(temporary, join(this.directory, name));
+  }
+
+  close(): void {
+    for (const name of [...this.descriptors.keys()]) this.forget(name);
+  }
+
+  private descriptor(name: string, create: boolean): number {
+    const known = this.descriptors.get(name);
+    if (known !== undefined) {
+      // Most recently used last: the first one is the one to close.
+      this.descriptors.delete(name);
+      this.descriptors.set(name, known);
+      return known;
+    }
+    // Not 'a+': with O_APPEND, Linux ignores the offset of a positioned write.
+    const flags = create ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR;
+    const fd = openSync(join(this.directory, name), flags, 0o644);
+    this.descriptors.set(name, fd);
+    if (this.descriptors.size > openFilesMax) {
+      const oldest = this.descriptors.keys().next().value as string;
+      this.forget(oldest);
+    }
+    return fd;
+  }
+
+  private forget(name: string): void {
+    const fd = this.descriptors.get(name);
+    if (fd === undefined) return;
+    this.descriptors.delete(name);
+    closeSync(fd);
+  }
+}
+
+export class MemoryStoreFiles implements StoreFiles {
+  private readonly files = new Map<string, { bytes: Buffer; sizeBytes: number }>();
+
+  names(): string[] {
+    return [...this.files.keys()];
+  }
+
+  size(name: string): number {
+    return this.files.get(name)?.sizeBytes ?? 0;
+  }
+
+  read(name: string, buffer: Buffer, offset: number): number {
+    const file = this.files.get(name);
+    if (file === undefined || offset >= file.sizeBytes) return 0;
+    return file.bytes.copy(buffer, 0, offset, file.sizeBytes);
+  }
+
+  write(name: string, data: Buffer, offset: number): void {
+    let file = this.files.get(name);
+    if (file === undefined) {
+      file = { bytes: Buffer.alloc(Math.max(4096, data.length)), sizeBytes: 0 };
+      this.files.set(name, file);
+    }
+    assert(offset <= file.sizeBytes, 'store files are written without holes');
+    const end = offset + data.length;
+    if (end > file.bytes.length) {
+      const grown = Buffer.alloc(Math.max(end, file.bytes.length * 2));
+      file.bytes.copy(grown, 0, 0, file.sizeBytes);
+      file.bytes = grown;
+    }
+    data.copy(file.bytes, offset);
+    file.sizeBytes = Math.max(file.sizeBytes, end);
+  }
+
+  truncate(name: string, sizeBytes: number): void {
+    const file = this.files.get(name);
+    if (file !== undefined) file.sizeBytes = Math.min(file.sizeBytes, sizeBytes);
+  }
+
+  remove(name: string): void {
+    this.files.delete(name);
+  }
+
+  readText(name: string): string | null {
+    const file = this.files.get(name);
+    return file === undefined ? null : file.bytes.toString('utf8', 0, file.sizeBytes);
+  }
+
+  writeText(name: string, text: string): void {
+    this.files.delete(name);
+    this.write(name, Buffer.from(text, 'utf8'), 0);
+  }
+
+  close(): void {}
+}

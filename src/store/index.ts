@@ -1,0 +1,12 @@
+/** The message store: delivered messages on disk, by position, kept as retention says. */
+export { DiskStoreFiles, MemoryStoreFiles, type StoreFiles } from './files.ts';
+export type { StoredMessage } from './record.ts';
+export { decodeRecordAt, encodeRecord, type RecordRead } from './record.ts';
+export {
+  defaultSegmentBytesMax,
+  MessageStore,
+  type MessageStoreOptions,
+  type SegmentSummary,
+  type StoreRange,
+  type TopicPage,
+} from './store.ts';

@@ -1,0 +1,102 @@
+/**
+ * One delivered message as the message store keeps it, and its record on disk:
+ *
+ *   u32 bodyBytes | u32 crc32(body) | body
+ *   body = f64 position | f64 index | f64 term | f64 seq | f64 logTimeMs
+ *        | u16 clientBytes | client | u16 topicBytes | topic | payload (the rest)
+ *
+ * Little-endian. The checksum finds a record torn by a crash (the store is written without
+ * fsync, see store.ts); the position in every record lets a scan check that a segment is
+ * dense.
+ */
+import { assert } from '../util/assert.ts';
+import { crc32 } from '../util/crc32.ts';
+
+export interface StoredMessage {
+  /** Dense from 1, identical on every node. */
+  readonly position: number;
+  /** The log entry (batch) that carried it. */
+  readonly index: number;
+  readonly term: number;
+  /** Empty for anonymous messages. */
+  readonly clientId: string;
+  readonly seq: number;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  /**
+   * The log's clock at this message, in ms since the Unix epoch: a function of the log alone,
+   * the same on every node for the same position, and non-decreasing along positions.
+   */
+  readonly logTimeMs: number;
+}
+
+export const recordHeaderBytes = 8;
+const fixedBodyBytes = 5 * 8 + 2 + 2;
+
+export function encodeRecord(message: StoredMessage): Buffer {
+  assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
+  const client = Buffer.from(message.clientId, 'utf8');
+  const topic = Buffer.from(message.topic, 'utf8');
+  assert(client.length <= 0xffff, 'a client id fits its u16 length');
+  assert(topic.length <= 0xffff, 'a topic fits its u16 length');
+  const bodyBytes = fixedBodyBytes + client.length + topic.length + message.payload.byteLength;
+  const record = Buffer.allocUnsafe(recordHeaderBytes + bodyBytes);
+  let at = recordHeaderBytes;
+  at = record.writeDoubleLE(message.position, at);
+  at = record.writeDoubleLE(message.index, at);
+  at = record.writeDoubleLE(message.term, at);
+  at = record.writeDoubleLE(message.seq, at);
+  at = record.writeDoubleLE(message.logTimeMs, at);
+  at = record.writeUInt16LE(client.length, at);
+  at += client.copy(record, at);
+  at = record.writeUInt16LE(topic.length, at);
+  at += topic.copy(record, at);
+  record.set(message.payload, at);
+  record.writeUInt32LE(bodyBytes, 0);
+  record.writeUInt32LE(crc32(record.subarray(recordHeaderBytes)), 4);
+  return record;
+}
+
+/** What `decodeRecordAt` found at an offset of a buffer. */
+export type RecordRead =
+  | { readonly kind: 'record'; readonly message: StoredMessage; readonly recordBytes: number }
+  /** The buffer ends inside the record: read `recordBytes` from its start to see it whole. */
+  | { readonly kind: 'short'; readonly recordBytes: number }
+  /** Not a record: the end of what was written (zeros), or a torn or damaged one. */
+  | { readonly kind: 'invalid' };
+
+/** Largest body a record may claim: a payload of at most 16 MiB plus its header fields. */
+const bodyBytesMax = (16 << 20) + fixedBodyBytes + 2 * 0xffff;
+
+export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
+  if (buffer.length - offset < recordHeaderBytes) {
+    return { kind: 'short', recordBytes: recordHeaderBytes };
+  }
+  const bodyBytes = buffer.readUInt32LE(offset);
+  if (bodyBytes < fixedBodyBytes || bodyBytes > bodyBytesMax) return { kind: 'invalid' };
+  const recordBytes = recordHeaderBytes + bodyBytes;
+  if (buffer.length - offset < recordBytes) return { kind: 'short', recordBytes };
+  const body = buffer.subarray(offset + recordHeaderBytes, offset + recordBytes);
+  if (crc32(body) !== buffer.readUInt32LE(offset + 4)) return { kind: 'invalid' };
+  const position = body.readDoubleLE(0);
+  const index = body.readDoubleLE(8);
+  const term = body.readDoubleLE(16);
+  const seq = body.readDoubleLE(24);
+  const logTimeMs = body.readDoubleLE(32);
+  const clientBytes = body.readUInt16LE(40);
+  const clientAt = 42;
+  const topicLengthAt = clientAt + clientBytes;
+  if (topicLengthAt + 2 > body.length) return { kind: 'invalid' };
+  const topicBytes = body.readUInt16LE(topicLengthAt);
+  const topicAt = topicLengthAt + 2;
+  const at = topicAt + topicBytes;
+  if (at > body.length || !Number.isSafeInteger(position) || position < 1) {
+    return { kind: 'invalid' };
+  }
+  const clientId = body.toString('utf8', clientAt, topicLengthAt);
+  const topic = body.toString('utf8', topicAt, at);
+  // A copy: the read buffer is reused for the next chunk.
+  const payload = new Uint8Array(body.subarray(at));
+  const message = { position, index, term, clientId, seq, topic, payload, logTimeMs };
+  return { kind: 'record', message, recordBytes };
+}

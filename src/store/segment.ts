@@ -1,0 +1,318 @@
+/**
+ * One segment of the message store: a file of records for a dense run of positions
+ * `first … last`, named by its first position, with a sparse index (every
+ * `sparseEveryCount`-th position → byte offset) and a topic index (per topic, the runs of
+ * consecutive positions it holds). Both indexes are rebuilt by scanning the file when the
+ * files that keep them (`.idx`, `.tix`) are missing or stale.
+ */
+import { assert } from '../util/assert.ts';
+import type { StoreFiles } from './files.ts';
+import { decodeRecordAt, encodeRecord, type StoredMessage } from './record.ts';
+
+/** One sparse index entry per this many positions: 16 bytes of memory per 64 messages. */
+export const sparseEveryCount = 64;
+const readChunkBytes = 256 << 10;
+
+export function segmentName(first: number): string {
+  return `${String(first).padStart(16, '0')}.seg`;
+}
+
+export function parseSegmentName(name: string): number | null {
+  const match = /^([0-9]{16})\.seg$/.exec(name);
+  return match === null ? null : Number(match[1]);
+}
+
+interface SegmentIndexFile {
+  readonly version: 1;
+  readonly first: number;
+  readonly last: number;
+  readonly sizeBytes: number;
+  readonly firstLogTimeMs: number;
+  readonly lastLogTimeMs: number;
+  readonly sparse: number[];
+}
+
+export class Segment {
+  /** Position of the last record; first - 1 while empty. */
+  last: number;
+  /** Bytes of records, written or waiting in `pendingChunks`. */
+  sizeBytes = 0;
+  firstLogTimeMs = 0;
+  lastLogTimeMs = 0;
+  /** Flat pairs (position, byte offset), positions ascending. */
+  private sparse: number[] = [];
+  /** Per topic, flat pairs (first position, count) of consecutive runs; null until needed. */
+  private topics: Map<string, number[]> | null = new Map();
+  private pendingChunks: Buffer[] = [];
+  private writtenBytes = 0;
+  /** The `.idx` and `.tix` files describe the segment as it is now. */
+  private indexCurrent = false;
+
+  constructor(
+    private readonly files: StoreFiles,
+    readonly first: number,
+  ) {
+    assert(Number.isSafeInteger(first) && first >= 1, 'a segment starts at a position');
+    this.last = first - 1;
+  }
+
+  get name(): string {
+    return segmentName(this.first);
+  }
+
+  get count(): number {
+    return this.last - this.first + 1;
+  }
+
+  append(message: StoredMessage): void {
+    assert(message.position === this.last + 1, 'a segment holds a dense run of positions');
+    if (this.topics === null) this.topics = this.loadTopics();
+    const record = encodeRecord(message);
+    if ((message.position - this.first) % sparseEveryCount === 0) {
+      this.sparse.push(message.position, this.sizeBytes);
+    }
+    const runs = this.topics.get(message.topic);
+    const runCount = runs?.length ?? 0;
+    if (runs !== undefined && runs[runCount - 2]! + runs[runCount - 1]! === message.position) {
+      runs[runCount - 1]!++;
+    } else if (runs !== undefined) runs.push(message.position, 1);
+    else this.topics.set(message.topic, [message.position, 1]);
+    if (this.count === 0) this.firstLogTimeMs = message.logTimeMs;
+    this.lastLogTimeMs = message.logTimeMs;
+    this.pendingChunks.push(record);
+    this.sizeBytes += record.length;
+    this.last = message.position;
+    this.indexCurrent = false;
+  }
+
+  /** Writes what `append` buffered (into the page cache: no fsync). */
+  flush(): void {
+    if (this.pendingChunks.length === 0) return;
+    const chunk =
+      this.pendingChunks.length === 1
+        ? (this.pendingChunks[0] as Buffer)
+        : Buffer.concat(this.pendingChunks);
+    this.pendingChunks = [];
+    this.files.write(this.name, chunk, this.writtenBytes);
+    this.writtenBytes += chunk.length;
+    assert(this.writtenBytes === this.sizeBytes, 'every appended byte is written once');
+  }
+
+  /**
+   * Up to `limit` messages from `from` (which this segment holds) on, within the segment,
+   * stopping once their payloads reach `bytesMax` (one message at least).
+   */
+  read(from: number, limit: number, bytesMax = Number.POSITIVE_INFINITY): StoredMessage[] {
+    assert(from >= this.first && from <= this.last, 'a segment reads what it holds');
+    this.flush();
+    const messages: StoredMessage[] = [];
+    let offset = this.offsetAtOrBefore(from);
+    let buffer = Buffer.allocUnsafe(readChunkBytes);
+    let payloadBytes = 0;
+    while (messages.length < limit && offset < this.sizeBytes && payloadBytes < bytesMax) {
+      const readBytes = this.files.read(this.name, buffer, offset);
+      const view = buffer.subarray(0, readBytes);
+      let at = 0;
+      while (messages.length < limit) {
+        const found = decodeRecordAt(view, at);
+        if (found.kind === 'short') {
+          if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
+          break;
+        }
+        assert(found.kind === 'record', 'a written record reads back whole');
+        if (found.message.position >= from) {
+          messages.push(found.message);
+          payloadBytes += found.message.payload.byteLength;
+        }
+        at += found.recordBytes;
+        if (found.message.position === this.last || payloadBytes >= bytesMax) return messages;
+      }
+      assert(at > 0 || readBytes < buffer.length, 'each read makes progress');
+      offset += at;
+    }
+    return messages;
+  }
+
+  /**
+   * Drops every record after `position` (which this segment holds, or first - 1 to empty
+   * it): the file is cut at the next record's offset and the indexes trimmed to match.
+   */
+  truncateAfter(position: number): void {
+    assert(position >= this.first - 1 && position <= this.last, 'a cut within the segment');
+    if (position === this.last) return;
+    this.flush();
+    let offset = 0;
+    if (position >= this.first) {
+      const [kept] = this.read(position, 1);
+      assert(kept !== undefined && kept.position === position, 'the last kept record reads back');
+      offset = this.offsetAfter(position);
+    }
+    this.files.truncate(this.name, offset);
+    this.sizeBytes = this.writtenBytes = offset;
+    this.last = position;
+    while (this.sparse.length > 0 && (this.sparse[this.sparse.length - 2] as number) > position) {
+      this.sparse.length -= 2;
+    }
+    const topics = this.topics ?? this.loadTopics();
+    for (const [topic, runs] of topics) {
+      while (runs.length > 0 && (runs[runs.length - 2] as number) > position) runs.length -= 2;
+      const count = runs.length;
+      if (count > 0)
+        runs[count - 1] = Math.min(
+          runs[count - 1] as number,
+          position - (runs[count - 2] as number) + 1,
+        );
+      if (runs.length === 0) topics.delete(topic);
+    }
+    this.topics = topics;
+    this.indexCurrent = false;
+  }
+
+  /** The byte offset just past the record at `position` (which this segment holds). */
+  private offsetAfter(position: number): number {
+    let offset = this.offsetAtOrBefore(position);
+    let buffer = Buffer.allocUnsafe(readChunkBytes);
+    for (;;) {
+      const view = buffer.subarray(0, this.files.read(this.name, buffer, offset));
+      let at = 0;
+      for (;;) {
+        const found = decodeRecordAt(view, at);
+        if (found.kind === 'short') {
+          if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
+          break;
+        }
+        assert(found.kind === 'record', 'a written record reads back whole');
+        at += found.recordBytes;
+        if (found.message.position === position) return offset + at;
+      }
+      assert(at > 0 || view.length < buffer.length, 'each read makes progress');
+      offset += at;
+    }
+  }
+
+  /** The runs of `topic` as flat (first, count) pairs: empty when the topic is absent. */
+  topicRuns(topic: string): readonly number[] {
+    if (this.topics === null) this.topics = this.loadTopics();
+    return this.topics.get(topic) ?? [];
+  }
+
+  /** Drops the topic index of a segment nobody appends to, to keep memory flat. */
+  releaseTopics(): void {
+    if (this.indexCurrent) this.topics = null;
+  }
+
+  /** Writes the index files, so that the next open does not scan the records. */
+  saveIndex(): void {
+    if (this.indexCurrent) return;
+    this.flush();
+    const topics = this.topics ?? this.loadTopics();
+    const index: SegmentIndexFile = {
+      version: 1,
+      first: this.first,
+      last: this.last,
+      sizeBytes: this.sizeBytes,
+      firstLogTimeMs: this.firstLogTimeMs,
+      lastLogTimeMs: this.lastLogTimeMs,
+      sparse: this.sparse,
+    };
+    this.files.writeText(`${this.name}.tix`, JSON.stringify(Object.fromEntries(topics)));
+    // The .idx last: it is what says the .tix is current.
+    this.files.writeText(`${this.name}.idx`, JSON.stringify(index));
+    this.indexCurrent = true;
+  }
+
+  remove(): void {
+    this.files.remove(this.name);
+    this.files.remove(`${this.name}.idx`);
+    this.files.remove(`${this.name}.tix`);
+  }
+
+  /**
+   * Opens the segment from its files: from the index when it matches the file's size, by a
+   * scan otherwise, which also cuts a record torn by a crash and what follows it.
+   */
+  load(): void {
+    const fileBytes = this.files.size(this.name);
+    const index = this.readIndexFile();
+    const topicsKept = this.files.readText(`${this.name}.tix`) !== null;
+    if (
+      index !== null &&
+      topicsKept &&
+      index.sizeBytes === fileBytes &&
+      index.first === this.first
+    ) {
+      this.last = index.last;
+      this.sizeBytes = this.writtenBytes = fileBytes;
+      this.firstLogTimeMs = index.firstLogTimeMs;
+      this.lastLogTimeMs = index.lastLogTimeMs;
+      this.sparse = index.sparse;
+      this.topics = null;
+      this.indexCurrent = true;
+      return;
+    }
+    this.scan(fileBytes);
+  }
+
+  private scan(fileBytes: number): void {
+    let buffer = Buffer.allocUnsafe(readChunkBytes);
+    let offset = 0;
+    const topics = this.topics ?? new Map<string, number[]>();
+    this.topics = topics;
+    scanning: while (offset < fileBytes) {
+      const readBytes = this.files.read(this.name, buffer, offset);
+      const view = buffer.subarray(0, readBytes);
+      let at = 0;
+      for (;;) {
+        const found = decodeRecordAt(view, at);
+        if (found.kind === 'short') {
+          if (offset + at + found.recordBytes > fileBytes) break scanning; // torn tail
+          if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
+          break;
+        }
+        if (found.kind === 'invalid' || found.message.position !== this.last + 1) {
+          break scanning;
+        }
+        // Counted as written: append() then only indexes it.
+        this.sizeBytes = this.writtenBytes = offset + at;
+        this.append(found.message);
+        this.pendingChunks = [];
+        at += found.recordBytes;
+        this.writtenBytes = this.sizeBytes;
+      }
+      offset += at;
+    }
+    if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
+  }
+
+  private offsetAtOrBefore(position: number): number {
+    const sparse = this.sparse;
+    let low = 0;
+    let high = sparse.length / 2 - 1;
+    let found = 0;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      if ((sparse[middle * 2] as number) <= position) {
+        found = sparse[middle * 2 + 1] as number;
+        low = middle + 1;
+      } else high = middle - 1;
+    }
+    return found;
+  }
+
+  private readIndexFile(): SegmentIndexFile | null {
+    const text = this.files.readText(`${this.name}.idx`);
+    if (text === null) return null;
+    try {
+      const parsed = JSON.parse(text) as SegmentIndexFile;
+      return parsed.version === 1 && Array.isArray(parsed.sparse) ? parsed : null;
+    } catch {
+      return null; // a torn index is rebuilt by a scan
+    }
+  }
+
+  private loadTopics(): Map<string, number[]> {
+    const text = this.files.readText(`${this.name}.tix`);
+    assert(text !== null, 'a segment opened from its index has a topic index');
+    return new Map(Object.entries(JSON.parse(text) as Record<string, number[]>));
+  }
+}

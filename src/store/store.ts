@@ -1,0 +1,267 @@
+/**
+ * The message store: every delivered message, in position order, in segment files
+ * (segment.ts), kept for as long as retention says, separate from the Raft log and its
+ * compaction. Reads come from the files (the page cache), never from a copy in memory: what
+ * the store holds in memory is a sparse index per segment and the topic index of the
+ * segments being written, so memory stays flat as the history grows.
+ *
+ * Not synced: the Raft log is the source of truth. After a crash the store may have lost its
+ * last writes, or kept a torn record; opening it cuts the torn tail, the node drops what it
+ * holds past its snapshot (`truncateAfter`) and applies its log again from the snapshot.
+ * What lies before the
+ * snapshot and was lost is a hole, filled from peers (backfill) like the history of a node
+ * that joined late.
+ *
+ * The store may hold holes: segments are dense runs, but two segments need not be adjacent.
+ * A segment grows until `segmentBytesMax`, or until it reaches the next one (backfill).
+ */
+import { assert } from '../util/assert.ts';
+import type { StoreFiles } from './files.ts';
+import type { StoredMessage } from './record.ts';
+import { parseSegmentName, Segment } from './segment.ts';
+
+export interface StoreRange {
+  readonly first: number;
+  readonly last: number;
+}
+
+export interface SegmentSummary extends StoreRange {
+  readonly sizeBytes: number;
+  readonly firstLogTimeMs: number;
+  readonly lastLogTimeMs: number;
+}
+
+export interface MessageStoreOptions {
+  readonly files: StoreFiles;
+  /** A segment is closed and a new one begun once it holds this many bytes. */
+  readonly segmentBytesMax: number;
+}
+
+export const defaultSegmentBytesMax = 64 << 20;
+
+export interface TopicPage {
+  readonly messages: StoredMessage[];
+  /** The position to read from next: after the last one examined. */
+  readonly next: number;
+}
+
+export class MessageStore {
+  /** Ascending by first position, disjoint. */
+  private segments: Segment[] = [];
+  private readonly dirty = new Set<Segment>();
+
+  constructor(private readonly options: MessageStoreOptions) {
+    assert(options.segmentBytesMax > 0, 'segmentBytesMax is positive');
+    const firsts = options.files
+      .names()
+      .map(parseSegmentName)
+      .filter((first): first is number => first !== null)
+      .sort((a, b) => a - b);
+    for (const first of firsts) {
+      const segment = new Segment(options.files, first);
+      segment.load();
+      const previous = this.segments.at(-1);
+      // A segment that overlaps its predecessor, or holds nothing, is not kept.
+      if (segment.count === 0 || (previous !== undefined && previous.last >= first)) {
+        segment.remove();
+        continue;
+      }
+      this.segments.push(segment);
+    }
+  }
+
+  /** The highest position held (0 when empty). */
+  get lastPosition(): number {
+    return this.segments.at(-1)?.last ?? 0;
+  }
+
+  /** The dense runs held, ascending: adjacent segments merge into one range. */
+  ranges(): StoreRange[] {
+    const ranges: { first: number; last: number }[] = [];
+    for (const segment of this.segments) {
+      const previous = ranges.at(-1);
+      if (previous !== undefined && previous.last + 1 === segment.first) {
+        previous.last = segment.last;
+      } else ranges.push({ first: segment.first, last: segment.last });
+    }
+    return ranges;
+  }
+
+  summaries(): SegmentSummary[] {
+    return this.segments.map((segment) => ({
+      first: segment.first,
+      last: segment.last,
+      sizeBytes: segment.sizeBytes,
+      firstLogTimeMs: segment.firstLogTimeMs,
+      lastLogTimeMs: segment.lastLogTimeMs,
+    }));
+  }
+
+  get sizeBytes(): number {
+    return this.segments.reduce((sum, segment) => sum + segment.sizeBytes, 0);
+  }
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  has(position: number): boolean {
+    return this.segmentHolding(position) !== undefined;
+  }
+
+  /**
+   * Keeps `message` unless its position is held already (then false). It continues the
+   * segment that ends just before it, or begins a new one: a position past a hole is fine.
+   */
+  append(message: StoredMessage): boolean {
+    const { position } = message;
+    assert(Number.isSafeInteger(position) && position >= 1, 'positions start at 1');
+    if (this.has(position)) return false;
+    const at = this.segmentIndexBefore(position);
+    let segment = at < 0 ? undefined : this.segments[at];
+    if (
+      segment === undefined ||
+      segment.last + 1 !== position ||
+      segment.sizeBytes >= this.options.segmentBytesMax
+    ) {
+      if (segment !== undefined) this.seal(segment);
+      segment = new Segment(this.options.files, position);
+      this.segments.splice(at + 1, 0, segment);
+    }
+    segment.append(message);
+    this.dirty.add(segment);
+    return true;
+  }
+
+  /** Writes every buffered append; the applier calls it once per applied batch. */
+  flush(): void {
+    for (const segment of this.dirty) segment.flush();
+    this.dirty.clear();
+  }
+
+  /**
+   * Up to `limit` messages from `from` on, while positions stay dense: the read stops at the
+   * end of what is held or at a hole, or once the payloads reach `bytesMax` (one message at
+   * least). Empty when `from` itself is not held.
+   */
+  read(from: number, limit: number, bytesMax = Number.POSITIVE_INFINITY): StoredMessage[] {
+    assert(limit >= 1, 'a read asks for one message at least');
+    const messages: StoredMessage[] = [];
+    let at = this.segmentIndexBefore(from);
+    let cursor = from;
+    let payloadBytes = 0;
+    while (messages.length < limit && at >= 0 && at < this.segments.length) {
+      const segment = this.segments[at] as Segment;
+      if (cursor < segment.first || cursor > segment.last || payloadBytes >= bytesMax) break;
+      for (const message of segment.read(
+        cursor,
+        limit - messages.length,
+        bytesMax - payloadBytes,
+      )) {
+        messages.push(message);
+        payloadBytes += message.payload.byteLength;
+      }
+      cursor = segment.last + 1;
+      at++;
+    }
+    return messages;
+  }
+
+  /**
+   * Messages of `topic` from `from` on, examining at most `positionsMax` positions and
+   * stopping at a hole: segments without the topic are skipped by their topic index, and
+   * inside a segment only the topic's runs are read.
+   */
+  readTopic(topic: string, from: number, limit: number, positionsMax: number): TopicPage {
+    const messages: StoredMessage[] = [];
+    const end = from + positionsMax; // first position not examined
+    let cursor = from;
+    let at = this.segmentIndexBefore(from);
+    while (at >= 0 && at < this.segments.length && cursor < end) {
+      const segment = this.segments[at] as Segment;
+      if (cursor < segment.first || cursor > segment.last) break;
+      const runs = segment.topicRuns(topic);
+      for (let run = 0; run < runs.length && cursor < end; run += 2) {
+        const runFirst = runs[run] as number;
+        const runLast = runFirst + (runs[run + 1] as number) - 1;
+        if (runLast < cursor) continue;
+        const start = Math.max(runFirst, cursor);
+        if (start >= end) {
+          cursor = end;
+          break;
+        }
+        const wanted = Math.min(runLast, end - 1) - start + 1;
+        const page = segment.read(start, Math.min(wanted, limit - messages.length));
+        for (const message of page) messages.push(message);
+        cursor = start + page.length;
+        if (messages.length === limit) return { messages, next: cursor };
+      }
+      if (cursor < end) cursor = Math.min(segment.last + 1, end);
+      if (segment !== this.segments.at(-1) && this.dirty.has(segment) === false) {
+        segment.releaseTopics();
+      }
+      at++;
+    }
+    return { messages, next: cursor };
+  }
+
+  /**
+   * Forgets every position after `position`: at a restart, what the store holds beyond the
+   * snapshot is applied again from the WAL, the source of truth, so the store never keeps
+   * what the log no longer says.
+   */
+  truncateAfter(position: number): void {
+    while (this.segments.length > 0 && (this.segments.at(-1) as Segment).first > position) {
+      const segment = this.segments.pop() as Segment;
+      this.dirty.delete(segment);
+      segment.remove();
+    }
+    const last = this.segments.at(-1);
+    if (last !== undefined && last.last > position) last.truncateAfter(position);
+  }
+
+  /** Deletes every segment whose positions all lie before `position`: whole segments only. */
+  dropBefore(position: number): number {
+    let dropped = 0;
+    while (this.segments.length > 0 && (this.segments[0] as Segment).last < position) {
+      const segment = this.segments.shift() as Segment;
+      this.dirty.delete(segment);
+      segment.remove();
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /** Flushes and writes every index, so that the next open needs no scan. */
+  close(): void {
+    this.flush();
+    for (const segment of this.segments) segment.saveIndex();
+    this.options.files.close();
+  }
+
+  private seal(segment: Segment): void {
+    segment.saveIndex();
+    segment.releaseTopics();
+    this.dirty.delete(segment);
+  }
+
+  private segmentHolding(position: number): Segment | undefined {
+    const segment = this.segments[this.segmentIndexBefore(position)];
+    return segment !== undefined && position <= segment.last ? segment : undefined;
+  }
+
+  /** The index of the last segment whose first position is at most `position`; -1 if none. */
+  private segmentIndexBefore(position: number): number {
+    let low = 0;
+    let high = this.segments.length - 1;
+    let found = -1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      if ((this.segments[middle] as Segment).first <= position) {
+        found = middle;
+        low = middle + 1;
+      } else high = middle - 1;
+    }
+    return found;
+  }
+}
