@@ -23,6 +23,14 @@ async function post(url: string, body: unknown): Promise<{ status: number; body:
   return { status: response.status, body: await response.json() };
 }
 
+/** The node's status, or null while it does not answer. */
+async function statusOf(url: string): Promise<{ role?: string; deliveredIndex?: number } | null> {
+  return fetch(`${url}/v1/status`).then(
+    (response) => response.json() as Promise<{ role?: string; deliveredIndex?: number }>,
+    () => null,
+  );
+}
+
 test('a node stopped by a full disk exits with code 1 and, restarted with space back, keeps what it acknowledged', {
   skip,
 }, async () => {
@@ -38,17 +46,7 @@ test('a node stopped by a full disk exits with code 1 and, restarted with space 
   try {
     await mounts.mount(dir);
     run = spawnCli(args);
-    await waitFor(
-      async () => {
-        const status = await fetch(`${url}/v1/status`).then(
-          (r) => r.json(),
-          () => null,
-        );
-        return (status as { role?: string } | null)?.role === 'leader';
-      },
-      'a leader',
-      20_000,
-    );
+    await waitFor(async () => (await statusOf(url))?.role === 'leader', 'a leader', 20_000);
     await mounts.fill(dir, 16 * 1024);
     const acknowledged: number[] = [];
     const payload = { filler: 'x'.repeat(4000) };
@@ -72,14 +70,7 @@ test('a node stopped by a full disk exits with code 1 and, restarted with space 
     run = spawnCli(args);
     await waitFor(
       async () => {
-        const status = await fetch(`${url}/v1/status`).then(
-          (r) => r.json(),
-          () => null,
-        );
-        return (
-          ((status as { deliveredIndex?: number } | null)?.deliveredIndex ?? 0) >=
-          (acknowledged.at(-1) ?? 0)
-        );
+        return ((await statusOf(url))?.deliveredIndex ?? 0) >= (acknowledged.at(-1) ?? 0);
       },
       'the restarted node to deliver what was acknowledged',
       20_000,
