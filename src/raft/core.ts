@@ -119,6 +119,15 @@ export class RaftCore {
   private transferTarget: NodeId | null = null;
   /** Leader only: followers that lost entries acknowledged in this term (handOverAfterLoss). */
   private readonly followersWithLoss = new Set<NodeId>();
+  /**
+   * Leader only: voters handed leadership after a loss that did not take it within an
+   * election timeout. Such a voter may be repairing itself (a loss this leader never saw:
+   * it was refilled before this term), so it ignores TimeoutNow; offered again at every
+   * heartbeat, it would hold proposals back for good (runtime seed 0x2284).
+   */
+  private readonly handOverDeclinedBy = new Set<NodeId>();
+  /** The transfer in progress was started by handOverAfterLoss, not asked for. */
+  private transferIsHandOver = false;
   private transferElapsedTicks = 0;
   /** Leader: ticks since the newest configuration committed while former members remain. */
   private formerMembersElapsedTicks = 0;
@@ -206,7 +215,10 @@ export class RaftCore {
     }
     if (this.transferTarget !== null) {
       this.transferElapsedTicks++;
-      if (this.transferElapsedTicks >= this.options.electionTimeoutTicks) this.abortTransfer();
+      if (this.transferElapsedTicks >= this.options.electionTimeoutTicks) {
+        if (this.transferIsHandOver) this.handOverDeclinedBy.add(this.transferTarget);
+        this.abortTransfer();
+      }
     }
     for (const progress of this.progress.values()) {
       if (progress.state !== 'snapshot') continue;
@@ -540,7 +552,9 @@ export class RaftCore {
   private clearLeaderState(): void {
     this.progress.clear();
     this.followersWithLoss.clear();
+    this.handOverDeclinedBy.clear();
     this.transferTarget = null;
+    this.transferIsHandOver = false;
     this.transferElapsedTicks = 0;
     this.broadcastEntriesPending = false;
     this.broadcastCommitPending = false;
@@ -715,8 +729,10 @@ export class RaftCore {
     const lastIndex = this.raftLog.lastIndex();
     for (const progress of this.progress.values()) {
       if (this.followersWithLoss.has(progress.id) || !progress.recentlyActive) continue;
+      if (this.handOverDeclinedBy.has(progress.id)) continue;
       if (!isVoter(config, progress.id) || progress.matchIndex !== lastIndex) continue;
       this.transferLeadership(progress.id);
+      this.transferIsHandOver = true;
       return;
     }
   }
@@ -916,6 +932,7 @@ export class RaftCore {
       return { accepted: false, detail: `node ${to} is not a voter` };
     }
     this.transferTarget = to;
+    this.transferIsHandOver = false;
     this.transferElapsedTicks = 0;
     // Proposals stop while the target catches up, so that it can become fully up to date.
     if (progress.matchIndex === this.raftLog.lastIndex()) this.send({ type: 'TimeoutNow', to });
@@ -925,6 +942,7 @@ export class RaftCore {
 
   private abortTransfer(): void {
     this.transferTarget = null;
+    this.transferIsHandOver = false;
     this.transferElapsedTicks = 0;
   }
 
