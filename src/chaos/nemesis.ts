@@ -384,7 +384,7 @@ export class Nemesis {
           'disk',
           'outcome',
           [id],
-          `refused to start (expected until repair from peers): ${String(error)}`,
+          `refused to start (damage it cannot repair alone, e.g. a segment cut inside its synced records: docs/design.md): ${String(error)}`,
         );
       }
     });
