@@ -32,6 +32,7 @@ import { CliError, positiveIntegerFlag } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
 import {
   addStreamOptions,
+  httpPeerNames,
   type StreamFlags,
   type StreamSettings,
   streamSettings,
@@ -290,7 +291,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
   return {
     id,
     cors: corsSettings(flags.corsOrigins ?? config.corsOrigins),
-    httpPeers: httpPeerSettings(flags.httpPeers ?? config.httpPeers),
+    httpPeers: httpPeerNames(flags.httpPeers ?? config.httpPeers),
     dataDir: resolve(required('data', flags.data ?? config.data)),
     listen,
     http,
@@ -319,34 +320,6 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     exposed,
     stream: streamSettings(flags, config, id),
   };
-}
-
-/**
- * `--http-peers` names each member's HTTP API ("n1=http://10.0.0.1:8001,…", or a config file's
- * object): the dashboard shows the named ones; the message store backfills from every entry
- * but this node's own (streamSettings). An entry without a name serves the backfill alone.
- */
-function httpPeerSettings(value: unknown): Record<string, string> {
-  if (value === undefined) return {};
-  const pairs =
-    typeof value === 'string'
-      ? value
-          .split(',')
-          .map((part) => part.trim())
-          .filter((part) => part !== '' && /^[^=/:]+=/.test(part))
-          .map((part) => [
-            part.slice(0, part.indexOf('=')).trim(),
-            part.slice(part.indexOf('=') + 1).trim(),
-          ])
-      : Object.entries(value as Record<string, unknown>).map(([id, url]) => [id, String(url)]);
-  const peers: Record<string, string> = {};
-  for (const [id, url] of pairs) {
-    if (!id || !/^https?:\/\/[^/\s]+\/?$/.test(url ?? '')) {
-      throw new CliError(`--http-peers takes id=http(s)://host:port,…; "${id}=${url}" is not one`);
-    }
-    peers[id as string] = (url as string).replace(/\/$/, '');
-  }
-  return peers;
 }
 
 function corsSettings(value: unknown): CorsPolicy | null {

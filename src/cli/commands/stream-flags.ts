@@ -76,25 +76,49 @@ export function parseSizeBytes(flag: string, text: string): number {
   return Math.round(value);
 }
 
-/** Every URL of `--http-peers` but `selfId`'s own: "n2=http://…" names the node. */
-function parseUrls(value: unknown, selfId: string | null): string[] {
-  const entries =
+/**
+ * The entries of `--http-peers` ("n1=http://10.0.0.1:8001,http://h:9", or a config file's
+ * object id → URL): each a URL, named by a member id or not. The dashboard shows the named
+ * ones (httpPeerNames); the message store backfills from every one but the node's own.
+ */
+function httpPeerEntries(value: unknown): { readonly id: string | null; readonly url: string }[] {
+  const parts =
     typeof value === 'object' && value !== null
       ? Object.entries(value as Record<string, unknown>).map(([id, url]) => `${id}=${String(url)}`)
       : String(value).split(',');
-  return entries
+  return parts
     .map((part) => part.trim())
-    .filter((part) => part !== '' && (selfId === null || !part.startsWith(`${selfId}=`)))
+    .filter((part) => part !== '')
     .map((part) => {
-      const url = /^[^=/:]+=/.test(part) ? part.slice(part.indexOf('=') + 1) : part;
+      const named = /^[^=/:]+=/.test(part);
+      const id = named ? part.slice(0, part.indexOf('=')).trim() : null;
+      const text = named ? part.slice(part.indexOf('=') + 1).trim() : part;
+      let url: URL | null = null;
       try {
-        return new URL(url).toString();
-      } catch {
+        url = new URL(text);
+      } catch {}
+      if (url === null || !/^https?:$/.test(url.protocol) || !/^\/?$/.test(url.pathname)) {
         throw new CliError(
-          `--http-peers takes URLs (http://host:port), comma-separated; not "${url}"`,
+          `--http-peers takes [id=]http(s)://host:port entries, comma-separated; not "${part}"`,
         );
       }
+      return { id, url: url.origin };
     });
+}
+
+/** Member id → base URL of its HTTP API, for the dashboard: the named entries. */
+export function httpPeerNames(value: unknown): Record<string, string> {
+  const names: Record<string, string> = {};
+  if (value === undefined) return names;
+  for (const { id, url } of httpPeerEntries(value)) if (id !== null) names[id] = url;
+  return names;
+}
+
+/** Every URL of `--http-peers` but `selfId`'s own, for backfill and forwarded reads. */
+function parseUrls(value: unknown, selfId: string | null): string[] {
+  return httpPeerEntries(value)
+    .filter((entry) => selfId === null || entry.id !== selfId)
+    .map((entry) => `${entry.url}/`);
 }
 
 export function streamSettings(
