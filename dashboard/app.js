@@ -12,6 +12,8 @@ const state = {
     new URLSearchParams(location.search).get('token') ??
     '',
   view: null,
+  /** Who the node serves this page as ({name, role}); null without --auth or before the feed. */
+  viewer: null,
   samples: [],
   topic: '',
   lastPosition: 0,
@@ -26,17 +28,22 @@ function headers(extra = {}) {
 
 /**
  * Reads `url` as Server-Sent Events, calling onEvent(name, data, id) per event, until `signal`
- * aborts; reconnects after a drop, resuming with Last-Event-ID as EventSource would.
+ * aborts; reconnects after a drop, resuming with Last-Event-ID as EventSource would. A 401 or
+ * 403 ends it: asking again every second would not change the answer, a new token does
+ * (the token form starts over).
  */
 async function follow(url, onEvent, signal, onState = () => {}) {
   let lastEventId = null;
   while (!signal.aborted) {
+    let failure = null;
     try {
       const extra = lastEventId === null ? {} : { 'last-event-id': lastEventId };
       const response = await fetch(url, { headers: headers(extra), signal });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
-        throw new Error(`${response.status} ${body.error ?? ''} ${body.message ?? ''}`);
+        failure = new Error(`${response.status} ${body.error ?? ''}: ${body.message ?? ''}`);
+        failure.status = response.status;
+        throw failure;
       }
       onState(true);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -57,9 +64,10 @@ async function follow(url, onEvent, signal, onState = () => {}) {
       }
     } catch (error) {
       if (signal.aborted) return;
-      onState(false, error);
+      failure = error;
     }
-    onState(false);
+    onState(false, failure);
+    if (failure?.status === 401 || failure?.status === 403) return;
     await new Promise((resolve) => setTimeout(resolve, reconnectDelayMs));
   }
 }
@@ -83,6 +91,7 @@ function parseEvent(block) {
 
 function onFeed(name, data) {
   if (name === 'history') {
+    state.viewer = data.viewer ?? null;
     state.samples = data.samples;
     if (data.latest !== null) render(data.latest);
   } else if (name === 'view') {
@@ -103,11 +112,25 @@ function render(view) {
   const ready = $('ready');
   ready.textContent = node.ready ? 'ready' : `not ready: ${node.readiness}`;
   ready.className = node.ready ? 'badge' : 'badge bad';
-  document.body.classList.toggle('admin-on', !view.authRequired || state.token !== '');
+  renderViewer(view);
   renderMembers(view);
   renderLeaderChanges(view.leaderChanges);
   renderCharts();
   if (state.messagesAbort === null) followMessages();
+}
+
+/**
+ * Admin controls only for an admin (or on a node without --auth): a read token sees none.
+ * This is for the reader's sake; the routes behind the buttons check the role themselves.
+ */
+function renderViewer(view) {
+  const admin = !view.authRequired || state.viewer?.role === 'admin';
+  document.body.classList.toggle('admin-on', admin);
+  const viewer = state.viewer;
+  $('viewer').textContent =
+    viewer === null
+      ? ''
+      : `${viewer.name} (${viewer.role})${admin ? '' : ': admin actions need an admin token'}`;
 }
 
 function cell(row, text, className) {
@@ -297,6 +320,9 @@ $('topic-form').addEventListener('submit', (event) => {
 let feedAbort = null;
 
 function start() {
+  state.viewer = null;
+  document.body.classList.remove('admin-on');
+  $('viewer').textContent = '';
   feedAbort?.abort();
   feedAbort = new AbortController();
   state.messagesAbort?.abort();

@@ -64,3 +64,20 @@ export function ioError(operation: string, path: string, cause: unknown): Storag
 export function invalidArgument(message: string, details: StorageErrorDetails = {}): StorageError {
   return new StorageError('INVALID_ARGUMENT', message, details);
 }
+
+/**
+ * A file or directory of a newer release: named with both versions, so that the operator
+ * knows which release to go back to. Raised before anything is written.
+ */
+export function formatTooNew(
+  what: string,
+  formatVersion: number,
+  supportedVersion: number,
+  details: Readonly<Record<string, string>>,
+): StorageError {
+  return new StorageError(
+    'FORMAT_TOO_NEW',
+    `${what} was written in format ${formatVersion}; this release reads up to ${supportedVersion}`,
+    { ...details, formatVersion, supportedVersion },
+  );
+}

@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { crc32 } from '../util/crc32.ts';
-import { ioError, StorageError } from './errors.ts';
+import { formatTooNew, ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import { type IoCounters, readFileIfPresent, replaceFileAtomically } from './fs-util.ts';
 import { STORAGE_FORMAT_VERSION, type StorageMetadata } from './types.ts';
@@ -79,11 +79,7 @@ export function checkMetadata(
 ): void {
   const { dataDir } = expected;
   if (found.formatVersion > STORAGE_FORMAT_VERSION) {
-    throw new StorageError(
-      'FORMAT_TOO_NEW',
-      `${dataDir} was written in format ${found.formatVersion}; this release reads up to ${STORAGE_FORMAT_VERSION}`,
-      { dataDir, formatVersion: found.formatVersion, supportedVersion: STORAGE_FORMAT_VERSION },
-    );
+    throw formatTooNew(dataDir, found.formatVersion, STORAGE_FORMAT_VERSION, { dataDir });
   }
   if (found.clusterId !== expected.clusterId) {
     throw new StorageError(

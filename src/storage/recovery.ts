@@ -12,7 +12,7 @@ import { dirname } from 'node:path';
 import type { Entry, HardState, LogDamage, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { parseRecordAt, type WalItem } from './codec.ts';
-import { ioError, StorageError } from './errors.ts';
+import { formatTooNew, ioError, StorageError } from './errors.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
 import { FAST_FILL, fillWithZeros } from './preallocation.ts';
@@ -544,10 +544,8 @@ function checkHeader(items: readonly WalItem[], file: SegmentFile, at: Location)
     throw corruptRecord(at.path, at.offsetBytes, 'the segment does not start with its header');
   }
   if (header.formatVersion > STORAGE_FORMAT_VERSION) {
-    throw new StorageError('FORMAT_TOO_NEW', `${file.path} has a newer format`, {
+    throw formatTooNew(`segment ${file.path}`, header.formatVersion, STORAGE_FORMAT_VERSION, {
       file: file.path,
-      formatVersion: header.formatVersion,
-      supportedVersion: STORAGE_FORMAT_VERSION,
     });
   }
   if (header.segmentSeq !== file.segmentSeq) {

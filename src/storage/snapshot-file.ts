@@ -9,7 +9,7 @@
 import type { Configuration, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { crc32 } from '../util/crc32.ts';
-import { ioError, StorageError } from './errors.ts';
+import { formatTooNew, ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import { readFileIfPresent } from './fs-util.ts';
 import { STORAGE_FORMAT_VERSION } from './types.ts';
@@ -56,10 +56,8 @@ export function decodeSnapshotFile(file: Buffer, path: string): Snapshot {
   if (file.readUInt32LE(0) !== SNAPSHOT_MAGIC) throw corrupt('bad magic');
   const formatVersion = file.readUInt32LE(4);
   if (formatVersion > STORAGE_FORMAT_VERSION) {
-    throw new StorageError('FORMAT_TOO_NEW', `snapshot file ${path} has a newer format`, {
+    throw formatTooNew(`snapshot file ${path}`, formatVersion, STORAGE_FORMAT_VERSION, {
       file: path,
-      formatVersion,
-      supportedVersion: STORAGE_FORMAT_VERSION,
     });
   }
   if (crc32(file.subarray(12)) !== file.readUInt32LE(8)) throw corrupt('checksum mismatch');

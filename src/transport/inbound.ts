@@ -192,9 +192,12 @@ export class InboundConnection {
       return;
     }
     if (hello.version !== protocolVersion) {
+      // Named both ways: the caller reads the detail in the Refuse, this node's operator the
+      // fields, and neither has to guess which side runs the other release.
       this.refuse(
         'UNSUPPORTED_VERSION',
-        `this node speaks version ${protocolVersion}, not ${hello.version}`,
+        `${hello.from} speaks peer protocol version ${hello.version}; ${options.nodeId} speaks version ${protocolVersion}`,
+        { peer: hello.from, peerVersion: hello.version, version: protocolVersion },
       );
       return;
     }
@@ -271,11 +274,15 @@ export class InboundConnection {
     this.context.deliver(frame);
   }
 
-  private refuse(code: RefuseCode, detail: string): void {
+  private refuse(
+    code: RefuseCode,
+    detail: string,
+    fields: Readonly<Record<string, unknown>> = {},
+  ): void {
     if (!this.receiving) return;
     this.context.counters.refusedConnectionCount++;
     this.context.logger.warn(
-      { remote: this.remoteAddress, code, detail },
+      { remote: this.remoteAddress, code, detail, ...fields },
       'transport refused a connection',
     );
     const refusal = encodeRefuse(code, detail);

@@ -15,6 +15,7 @@ import type { NodeId, SnapshotMessage } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { formatAddress, type HostPort } from './address.ts';
 import { Backoff } from './backoff.ts';
+import { CodecError } from './errors.ts';
 import { PacketSplitter } from './framing.ts';
 import { SnapshotSender } from './snapshot-stream.ts';
 import { PeerCounters, type TransportCounters } from './stats.ts';
@@ -33,6 +34,15 @@ const coalesceBytesMax = 16 * 1024;
 const batchBytesMax = 256 * 1024;
 /** The consumed head of the queue array is trimmed once it is this long (and half of it). */
 const queueTrimCount = 1024;
+
+/**
+ * How a failed link is logged. A peer that is down, slow or restarting is `down` (a warning,
+ * and during start-up not even that: src/cli/logging.ts). A peer that refuses this node, or
+ * speaks a protocol version it cannot read, is `refused`: an error, since waiting will not
+ * mend a wrong cluster id, an unknown node or a release the other cannot talk to.
+ */
+const linkDown = 'transport link down';
+const linkRefused = 'transport link refused';
 
 export interface LinkContext {
   readonly options: ResolvedTcpOptions;
@@ -239,13 +249,28 @@ export class PeerLink {
       }
     } catch (error) {
       this.context.counters.protocolErrorCount++;
+      if (error instanceof CodecError && error.code === 'UNSUPPORTED_VERSION') {
+        const peerVersion = error.details.version ?? null;
+        this.fail(
+          `${this.peerId} answers in peer protocol version ${peerVersion}; this node speaks version ${protocolVersion}`,
+          { code: error.code, peerVersion, version: protocolVersion },
+          linkRefused,
+        );
+        return;
+      }
       this.fail('malformed reply', { error: (error as Error).message });
     }
   }
 
   private onReplyPacket(packet: ReturnType<typeof decodePacket>): void {
     if (packet.kind === 'Refuse') {
-      this.fail('refused by peer', { code: packet.code, detail: packet.detail });
+      // A peer shutting down refuses on its way out: routine. Any other refusal names a
+      // mistake in the deployment.
+      this.fail(
+        'refused by peer',
+        { code: packet.code, detail: packet.detail },
+        packet.code === 'SHUTTING_DOWN' ? linkDown : linkRefused,
+      );
       return;
     }
     if (packet.kind !== 'Welcome' || this.state !== 'connecting') {
@@ -274,19 +299,22 @@ export class PeerLink {
     this.flush();
   }
 
-  private fail(reason: string, details: Readonly<Record<string, unknown>>): void {
+  private fail(
+    reason: string,
+    details: Readonly<Record<string, unknown>>,
+    message: typeof linkDown | typeof linkRefused = linkDown,
+  ): void {
     if (this.state === 'closed' || this.state === 'backoff') return;
     const delayMs = this.backoff.nextDelayMs();
-    this.context.options.logger.warn(
-      {
-        peer: this.peerId,
-        address: formatAddress(this.address),
-        reason,
-        retryInMs: Math.round(delayMs),
-        ...details,
-      },
-      'transport link down',
-    );
+    const fields = {
+      peer: this.peerId,
+      address: formatAddress(this.address),
+      reason,
+      retryInMs: Math.round(delayMs),
+      ...details,
+    };
+    if (message === linkRefused) this.context.options.logger.error(fields, message);
+    else this.context.options.logger.warn(fields, message);
     this.releaseSocket();
     this.dropQueue('linkDown');
     this.state = 'backoff';

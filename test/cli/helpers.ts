@@ -16,9 +16,12 @@ export interface CliRun {
   readonly exited: Promise<number | null>;
 }
 
-/** Starts `abcast …args`; `detached` puts it in its own process group (see killGroup). */
-export function spawnCli(args: readonly string[], detached = false): CliRun {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+/**
+ * Starts `abcast …args`; `detached` puts it in its own process group (see killGroup).
+ * `entryPath` runs another build's CLI (test/cluster/builds.ts), this checkout's by default.
+ */
+export function spawnCli(args: readonly string[], detached = false, entryPath = entry): CliRun {
+  const child = spawn(process.execPath, ['--import', 'tsx', entryPath, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,
   });

@@ -3,7 +3,8 @@
 // from elsewhere; an unknown file is a 404. GET /v1/dashboard needs a read token on a server
 // that checks them; it sends the history, then views every second with this node, every
 // member (with their own positions when given their HTTP URLs: test/dashboard), leader
-// changes, and samples that follow the broadcasts made meanwhile.
+// changes, and samples that follow the broadcasts made meanwhile; the history names the
+// identity and role the page is served as.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { newToken } from '../../src/cli/commands/auth-file.ts';
@@ -54,6 +55,7 @@ test('the live feed needs a read token, then sends history and views', {
     while (event.event !== 'history') event = await events.next();
     const history = JSON.parse(event.data ?? '{}');
     assert.ok(Array.isArray(history.samples));
+    assert.deepEqual(history.viewer, { name: 'viewer', role: 'read' }, 'who the page is');
     const view = async () => {
       let next = await events.next();
       while (next.event !== 'view') next = await events.next();

@@ -14,7 +14,7 @@ import { StorageError } from '../../src/storage/errors.ts';
 import { newIoCounters, writeFileAtomic } from '../../src/storage/fs-util.ts';
 import { scanSegment } from '../../src/storage/segments.ts';
 import { encodeSnapshotFile } from '../../src/storage/snapshot-file.ts';
-import type { RaftStorage } from '../../src/storage/types.ts';
+import { type RaftStorage, STORAGE_FORMAT_VERSION } from '../../src/storage/types.ts';
 import {
   entries,
   fileHarness,
@@ -426,7 +426,11 @@ describe('FileStorage recovery', () => {
       segment,
       encodeRecord([{ type: 'segmentHeader', formatVersion: 7, segmentSeq: 1 }]),
     );
-    await openFails(harness, 'FORMAT_TOO_NEW');
+    const error = await openFails(harness, 'FORMAT_TOO_NEW');
+    assert.equal(
+      error.message,
+      `segment ${segment} was written in format 7; this release reads up to ${STORAGE_FORMAT_VERSION}`,
+    );
   });
 
   it('rotates segments and deletes those a snapshot covers, keeping the rest readable', async () => {

@@ -3,7 +3,9 @@
  * scripts and styles (this package's `dashboard/` folder and the uPlot chart library, nothing
  * from a CDN), both open to anyone since they hold no data; GET /v1/dashboard is its live
  * feed, Server-Sent Events of the DashboardFeed's views (`history` once, then a `view` every
- * second), readable like the rest of the cluster's state.
+ * second), readable like the rest of the cluster's state. The history also says who the page
+ * is served as (`viewer`), so that it offers admin buttons only to an admin: the routes
+ * behind them check the role again, whatever a page shows.
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -113,7 +115,9 @@ export const dashboardFeedRoute: RouteHandler = async (context) => {
   });
   metrics.streamOpened(stream);
   stream.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
-  stream.write(event('history', feed.history()));
+  const viewer =
+    context.identity === null ? null : { name: context.identity.name, role: context.identity.role };
+  stream.write(event('history', { ...feed.history(), viewer }));
   // A page that stops reading misses views rather than making this process hold them.
   const unsubscribe = feed.subscribe((view: DashboardView) => {
     if (!stream.behind && !stream.gone) stream.write(event('view', view));
