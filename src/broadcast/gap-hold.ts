@@ -9,7 +9,7 @@
  * only keeps what it would refuse from being written.
  */
 import { assert } from '../util/assert.ts';
-import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
+import { type ClientPending, type PendingMessage, type PendingTable, stageOf } from './pending.ts';
 import type { SessionTable } from './sessions.ts';
 
 export interface GapHoldLimits {
@@ -42,6 +42,17 @@ export type HoldDecision =
   /** Not its turn, and holding it would pass a bound: answer sequence_gap now. */
   | { readonly kind: 'refuse'; readonly expectedSeq: number; readonly bound: string };
 
+/**
+ * A range of seqs found all pending and none held: still so while the client's table saw
+ * no removal and nothing was held since (an addition cannot break it).
+ */
+interface CompleteRange {
+  readonly fromSeq: number;
+  readonly belowSeq: number;
+  readonly removals: number;
+  readonly holds: number;
+}
+
 interface HeldSession {
   readonly entries: Set<PendingMessage>;
   bytes: number;
@@ -51,6 +62,9 @@ export class GapHold {
   private readonly sessions = new Map<string, HeldSession>();
   private heldBytes = 0;
   private heldCount = 0;
+  /** Every hold ever made: a complete range found before a later hold is looked at again. */
+  private holdsEver = 0;
+  private readonly completeRanges = new WeakMap<ClientPending, CompleteRange>();
 
   constructor(private readonly options: GapHoldOptions) {
     const { limits } = options;
@@ -84,6 +98,7 @@ export class GapHold {
       this.sessions.set(clientId, session);
     }
     entry.held = true;
+    this.holdsEver++;
     entry.proposedIndex = null;
     session.entries.add(entry);
     session.bytes += entry.message.payload.byteLength;
@@ -153,18 +168,34 @@ export class GapHold {
       // An unknown session is the log's to judge (an expired one fails at once, a first
       // message starts it); a message follows the earlier seqs of it this node holds, so
       // that they travel together and are judged together.
-      let earliestHere = seq;
-      for (const other of mine?.keys() ?? []) earliestHere = Math.min(earliestHere, other);
-      fromSeq = earliestHere;
+      fromSeq = Math.min(seq, mine?.lowestSeq() ?? seq);
     }
     if (seq <= fromSeq) return null;
     // More seqs missing than this node has pending for the client: one of them is absent.
     if (mine === undefined || seq - fromSeq > mine.size) return fromSeq;
     const strict = entry.gapExpectedSeq !== undefined;
-    for (let earlier = fromSeq; earlier < seq; earlier++) {
+    // Seqs of a range found complete before need no look again (see CompleteRange).
+    const known = strict ? undefined : this.completeRanges.get(mine);
+    const reusable =
+      known !== undefined &&
+      known.removals === mine.removals &&
+      known.holds === this.holdsEver &&
+      known.fromSeq <= fromSeq;
+    const firstToLook = reusable ? Math.max(fromSeq, Math.min(known.belowSeq, seq)) : fromSeq;
+    for (let earlier = firstToLook; earlier < seq; earlier++) {
       const other = mine.get(earlier);
       if (other === undefined || other.held) return earlier;
       if (strict && stageOf(other) === 'waiting') return earlier;
+    }
+    if (!strict) {
+      // Joined to the known range only where the two touch: seqs between them were not seen.
+      const joined = reusable && known.belowSeq >= fromSeq;
+      this.completeRanges.set(mine, {
+        fromSeq: joined ? known.fromSeq : fromSeq,
+        belowSeq: joined ? Math.max(seq, known.belowSeq) : seq,
+        removals: mine.removals,
+        holds: this.holdsEver,
+      });
     }
     return null;
   }

@@ -68,8 +68,44 @@ export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting
   return entry.proposedIndex === null ? 'waiting' : 'proposed';
 }
 
+/**
+ * One client's pending messages by seq, with what the gap hold needs to judge a message in
+ * O(1) amortized instead of a scan of every earlier seq (10,000 in flight from one client
+ * made that scan quadratic): how many were ever removed, and the lowest seq.
+ */
+export class ClientPending extends Map<number, PendingMessage> {
+  /** Bumped by every removal: a range found complete stays so while it is unchanged. */
+  removals = 0;
+  private lowest = Number.POSITIVE_INFINITY;
+  private lowestKnown = true;
+
+  override set(seq: number, entry: PendingMessage): this {
+    if (seq < this.lowest) this.lowest = seq;
+    return super.set(seq, entry);
+  }
+
+  override delete(seq: number): boolean {
+    const removed = super.delete(seq);
+    if (removed) {
+      this.removals++;
+      if (seq === this.lowest) this.lowestKnown = false;
+    }
+    return removed;
+  }
+
+  /** The lowest pending seq (Infinity when none). */
+  lowestSeq(): number {
+    if (!this.lowestKnown) {
+      this.lowest = Number.POSITIVE_INFINITY;
+      for (const seq of this.keys()) if (seq < this.lowest) this.lowest = seq;
+      this.lowestKnown = true;
+    }
+    return this.lowest;
+  }
+}
+
 export class PendingTable {
-  private readonly byClient = new Map<string, Map<number, PendingMessage>>();
+  private readonly byClient = new Map<string, ClientPending>();
   private count = 0;
   private payloadBytes = 0;
 
@@ -86,7 +122,7 @@ export class PendingTable {
     return this.byClient.get(clientId)?.get(seq);
   }
 
-  forClient(clientId: string): ReadonlyMap<number, PendingMessage> | undefined {
+  forClient(clientId: string): ClientPending | undefined {
     return this.byClient.get(clientId);
   }
 
@@ -102,7 +138,7 @@ export class PendingTable {
     );
     let bySeq = this.byClient.get(clientId);
     if (bySeq === undefined) {
-      bySeq = new Map();
+      bySeq = new ClientPending();
       this.byClient.set(clientId, bySeq);
     }
     assert(!bySeq.has(seq), 'one pending entry per (clientId, seq)');

@@ -11,53 +11,67 @@ import type { ClientMessage } from './batch.ts';
 
 export class Placements {
   private term = 0;
-  private readonly indexByMessage = new Map<string, number>();
-  private readonly keysByIndex = new Map<number, string[]>();
+  private count = 0;
+  /** clientId -> seq -> index: no key string made per message, as `${seq} ${clientId}` was. */
+  private readonly indexByMessage = new Map<string, Map<number, number>>();
+  private readonly messagesByIndex = new Map<number, ClientMessage[]>();
 
   get size(): number {
-    return this.indexByMessage.size;
+    return this.count;
   }
 
   /** Where this term placed the message, if it did and the entry is not applied yet. */
   indexOf(term: number, message: ClientMessage): number | undefined {
     if (term !== this.term || message.clientId === '') return undefined;
-    return this.indexByMessage.get(keyOf(message));
+    return this.indexByMessage.get(message.clientId)?.get(message.seq);
   }
 
   /** The leader appended these messages at `index` in `term`. */
   note(term: number, index: number, messages: readonly ClientMessage[]): void {
     assert(Number.isSafeInteger(index) && index >= 1, 'placements are at indexes >= 1');
     if (term !== this.term) this.clear(term);
-    const keys = this.keysByIndex.get(index) ?? [];
+    const placed = this.messagesByIndex.get(index) ?? [];
+    let bySeq: Map<number, number> | undefined;
+    let bySeqClientId: string | null = null;
     for (const message of messages) {
       // Anonymous messages have no (clientId, seq) to tell copies apart: each is its own.
       if (message.clientId === '') continue;
-      const key = keyOf(message);
-      if (this.indexByMessage.has(key)) continue; // the earlier copy is the one that counts
-      this.indexByMessage.set(key, index);
-      keys.push(key);
+      // A batch is mostly one client's run: look its map up once, not per message.
+      if (bySeq === undefined || bySeqClientId !== message.clientId) {
+        bySeqClientId = message.clientId;
+        bySeq = this.indexByMessage.get(message.clientId);
+        if (bySeq === undefined) {
+          bySeq = new Map();
+          this.indexByMessage.set(message.clientId, bySeq);
+        }
+      }
+      if (bySeq.has(message.seq)) continue; // the earlier copy is the one that counts
+      bySeq.set(message.seq, index);
+      this.count++;
+      placed.push(message);
     }
-    if (keys.length > 0) this.keysByIndex.set(index, keys);
+    if (placed.length > 0) this.messagesByIndex.set(index, placed);
   }
 
   /** The entry at `index` is applied: what it holds is decided, later copies go to the log. */
   applied(index: number): void {
-    const keys = this.keysByIndex.get(index);
-    if (keys === undefined) return;
-    this.keysByIndex.delete(index);
-    for (const key of keys) {
-      if (this.indexByMessage.get(key) === index) this.indexByMessage.delete(key);
+    const placed = this.messagesByIndex.get(index);
+    if (placed === undefined) return;
+    this.messagesByIndex.delete(index);
+    for (const message of placed) {
+      const bySeq = this.indexByMessage.get(message.clientId);
+      if (bySeq?.get(message.seq) !== index) continue;
+      bySeq.delete(message.seq);
+      this.count--;
+      if (bySeq.size === 0) this.indexByMessage.delete(message.clientId);
     }
   }
 
   /** A new term (or a new leader): nothing placed before is known to stay. */
   clear(term: number): void {
     this.term = term;
+    this.count = 0;
     this.indexByMessage.clear();
-    this.keysByIndex.clear();
+    this.messagesByIndex.clear();
   }
-}
-
-function keyOf(message: ClientMessage): string {
-  return `${message.seq} ${message.clientId}`;
 }

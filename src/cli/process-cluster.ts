@@ -74,6 +74,11 @@ export class NodeProcess {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** The operating system's id of the process (benchmarks read its memory from /proc). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   request<T = unknown>(request: NodeRequest): Promise<T> {
     if (!this.alive || !this.child.connected) {
       return Promise.reject(new NodeRequestError('NODE_EXITED', `node ${this.id} is not running`));

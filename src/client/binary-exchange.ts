@@ -24,7 +24,11 @@ import {
 import { assert } from '../util/assert.ts';
 import type { Environment, Timer } from '../util/environment.ts';
 import type { HttpExchange, HttpExchangeRequest, HttpExchangeResponse } from './exchange.ts';
-import { ExchangeTimeoutError, type NodeExchangeOptions } from './node-exchange.ts';
+import {
+  ExchangeTimeoutError,
+  type NodeExchangeOptions,
+  type StreamAnswer,
+} from './node-exchange.ts';
 
 /** Whether `url` names an endpoint of the binary protocol. */
 export function isBinaryUrl(url: string): boolean {
@@ -45,11 +49,21 @@ export class BinaryConnectionError extends Error {
 const utf8 = new TextDecoder('utf-8');
 const encoder = new TextEncoder();
 
+/** Where a streamed answer's parts go (GET /v1/stream over the binary port). */
+interface StreamSink {
+  head(status: number, headers: Readonly<Record<string, string>>): void;
+  data(bytes: Uint8Array): void;
+  /** The stream ended (streamEnd), or `error` broke it. */
+  end(error: Error | null): void;
+}
+
 interface Call {
   readonly request: HttpExchangeRequest;
   readonly path: string;
   readonly resolve: (response: HttpExchangeResponse) => void;
   readonly reject: (error: unknown) => void;
+  /** Set for a stream: its head, data and end go here instead of an answer. */
+  readonly stream?: StreamSink;
   /** The caller stopped waiting; the slot stays taken until the node answers. */
   settled: boolean;
   timer: Timer | null;
@@ -152,6 +166,11 @@ class BinaryConnection {
       case 'answer':
         this.onAnswer(frame);
         return;
+      case 'streamHead':
+      case 'streamData':
+      case 'streamEnd':
+        this.onStreamFrame(frame);
+        return;
       case 'goAway':
         this.fail(new BinaryConnectionError(frame.code, frame.message));
         this.socket.destroy();
@@ -179,6 +198,53 @@ class BinaryConnection {
     this.holdProcess();
   }
 
+  private onStreamFrame(
+    frame: Extract<ClientFrame, { type: 'streamHead' | 'streamData' | 'streamEnd' }>,
+  ): void {
+    const call = this.inFlight.get(frame.requestId);
+    const sink = call?.stream;
+    if (call === undefined || sink === undefined) {
+      this.fail(new BinaryConnectionError('frame_unexpected', 'a stream frame for no stream'));
+      this.socket.destroy();
+      return;
+    }
+    if (frame.type === 'streamHead') {
+      call.timer?.cancel();
+      sink.head(frame.status, frame.headers);
+    } else if (frame.type === 'streamData') sink.data(frame.data);
+    else {
+      this.inFlight.delete(frame.requestId);
+      sink.end(null);
+      this.pump();
+      this.holdProcess();
+    }
+  }
+
+  /** A stream's reader is behind: read no more until it catches up (its own connection). */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /** Ends the connection after what was written (a stream's own, once it is over). */
+  close(): void {
+    this.socket.end();
+  }
+
+  /** Stops a stream: the node ends it, and its id is free once the streamEnd comes. */
+  cancel(call: Call): void {
+    for (const [requestId, inFlight] of this.inFlight) {
+      if (inFlight !== call) continue;
+      if (!this.socket.destroyed) {
+        this.socket.write(encodeClientFrame({ type: 'cancel', requestId }));
+      }
+      return;
+    }
+  }
+
   /** Settles a call once; later answers for it only free its slot. */
   settle(call: Call, outcome: HttpExchangeResponse | Error): void {
     if (call.settled) return;
@@ -196,7 +262,10 @@ class BinaryConnection {
     const calls = [...this.inFlight.values(), ...this.waiting];
     this.inFlight.clear();
     this.waiting.length = 0;
-    for (const call of calls) this.settle(call, error);
+    for (const call of calls) {
+      this.settle(call, error);
+      call.stream?.end(error);
+    }
     this.socket.destroy();
   }
 }
@@ -215,10 +284,26 @@ function forwardedHeaders(headers: Readonly<Record<string, string>>): Record<str
  * An HttpExchange for `abcast(s)://` URLs; deadlines run on `environment`'s timers
  * (background: they never keep a process alive by themselves).
  */
+/** Stream text the SDK holds for a reader before it stops reading the connection. */
+const streamBufferBytes = 4 << 20;
+
+export interface BinaryExchange extends HttpExchange {
+  /**
+   * GET /v1/stream and such over the binary port: resolves at the answer's head, with its
+   * body as it arrives (the text HTTP would send); aborting `signal` cancels the stream.
+   */
+  openStream(
+    url: string,
+    headers: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<StreamAnswer>;
+}
+
 export function binaryExchange(
   environment: Environment,
   options: NodeExchangeOptions = { ca: null },
-): HttpExchange {
+): BinaryExchange {
   const connections = new Map<string, BinaryConnection>();
   const connectionTo = (origin: URL): BinaryConnection => {
     const key = origin.origin === 'null' ? `${origin.protocol}//${origin.host}` : origin.origin;
@@ -232,7 +317,7 @@ export function binaryExchange(
     }
     return connection;
   };
-  return (request) =>
+  const exchange = (request: HttpExchangeRequest) =>
     new Promise<HttpExchangeResponse>((resolve, reject) => {
       assert(Number.isFinite(request.timeoutMs) && request.timeoutMs > 0, 'a deadline is > 0');
       const url = new URL(request.url);
@@ -257,4 +342,100 @@ export function binaryExchange(
       call.detach = () => request.signal.removeEventListener('abort', onAbort);
       connection.call(call);
     });
+  const openStream = (
+    url: string,
+    headers: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<StreamAnswer> =>
+    new Promise<StreamAnswer>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const target = new URL(url);
+      // A connection of its own, as over HTTP: a reader that falls behind pauses it, which
+      // must never hold back the answers its own broadcasts wait for.
+      const connection = new BinaryConnection(target, options, () => undefined);
+      let controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+      let ended = false;
+      const body = new ReadableStream<Uint8Array>(
+        {
+          start: (streamController) => {
+            controller = streamController;
+          },
+          pull: () => connection.resumeReading(),
+          cancel: () => {
+            // The reader let go: nothing more is to be put in its stream.
+            ended = true;
+            signal.removeEventListener('abort', onAbort);
+            connection.cancel(call);
+            connection.close();
+          },
+        },
+        new ByteLengthQueuingStrategy({ highWaterMark: streamBufferBytes }),
+      );
+      const finish = (error: Error | null) => {
+        if (ended) return;
+        ended = true;
+        signal.removeEventListener('abort', onAbort);
+        connection.close();
+        if (error === null) controller?.close();
+        else controller?.error(error);
+      };
+      const onAbort = () => {
+        connection.cancel(call);
+        connection.settle(call, signal.reason as Error);
+        finish(signal.reason as Error);
+      };
+      const call: Call = {
+        request: { method: 'GET', url, headers, body: null, timeoutMs, signal },
+        path: `${target.pathname}${target.search}`,
+        // A whole answer instead of a stream (an error, say): its body is the stream's.
+        resolve: (response) => {
+          resolve({
+            status: response.status,
+            headers: response.headers,
+            body: new ReadableStream({
+              start: (whole) => {
+                whole.enqueue(encoder.encode(response.body));
+                whole.close();
+              },
+            }),
+          });
+          finish(null);
+        },
+        reject: (error) => {
+          reject(error);
+          finish(error as Error);
+        },
+        settled: false,
+        timer: null,
+        detach: () => undefined,
+        stream: {
+          head: (status, streamHeaders) => {
+            if (call.settled) return;
+            call.settled = true;
+            resolve({ status, headers: streamHeaders, body });
+          },
+          data: (bytes) => {
+            if (ended || controller === null) return;
+            controller.enqueue(bytes.slice());
+            if ((controller.desiredSize ?? 1) <= 0) connection.pauseReading();
+          },
+          end: (error) => {
+            if (!call.settled) connection.settle(call, error ?? new Error('the stream ended'));
+            finish(error);
+          },
+        },
+      };
+      call.timer = environment.setTimer(
+        timeoutMs,
+        () => {
+          connection.cancel(call);
+          connection.settle(call, new ExchangeTimeoutError(timeoutMs));
+        },
+        { background: true },
+      );
+      signal.addEventListener('abort', onAbort, { once: true });
+      connection.call(call);
+    });
+  return Object.assign(exchange, { openStream });
 }

@@ -5,7 +5,12 @@
  */
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
-import { BinaryConnectionError, binaryExchange, isBinaryUrl } from './binary-exchange.ts';
+import {
+  BinaryConnectionError,
+  type BinaryExchange,
+  binaryExchange,
+  isBinaryUrl,
+} from './binary-exchange.ts';
 import { ClientError } from './errors.ts';
 import type { HttpExchange } from './exchange.ts';
 import {
@@ -133,7 +138,8 @@ export function settingsOf(options: ConnectOptions): Settings {
   const environment = options.environment ?? systemEnvironment;
   const tls = { ca: caText(options.ca) };
   const authorization = authorizationOf(options.token);
-  const exchange = options.exchange ?? defaultExchange(environment, tls, endpoints);
+  const overBinary = endpoints.some(isBinaryUrl) ? binaryExchange(environment, tls) : null;
+  const exchange = options.exchange ?? defaultExchange(environment, tls, overBinary);
   const settings: Settings = {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
@@ -149,15 +155,16 @@ export function settingsOf(options: ConnectOptions): Settings {
       authorization === null
         ? exchange
         : (request) => exchange({ ...request, headers: { ...request.headers, ...authorization } }),
-    openStream: (url, headers, signal) =>
-      isBinaryUrl(url)
-        ? Promise.reject(
-            new BinaryConnectionError(
-              'stream_not_binary',
-              'subscriptions read over http(s); give the client an http endpoint too',
-            ),
-          )
-        : openStream(tls, url, { ...headers, ...authorization }, signal),
+    openStream: (url, headers, signal) => {
+      const streamHeaders = { ...headers, ...authorization };
+      if (!isBinaryUrl(url)) return openStream(tls, url, streamHeaders, signal);
+      if (overBinary === null) {
+        return Promise.reject(
+          new BinaryConnectionError('stream_not_binary', `${url} is not one of the endpoints`),
+        );
+      }
+      return overBinary.openStream(url, streamHeaders, signal, settings.requestTimeoutMs);
+    },
     unsafe: options.unsafe ?? null,
   };
   if (typeof settings.batching !== 'boolean') {
@@ -216,11 +223,10 @@ function caText(ca: string | Uint8Array | undefined): string | null {
 function defaultExchange(
   environment: Environment,
   tls: NodeExchangeOptions,
-  endpoints: readonly string[],
+  overBinary: BinaryExchange | null,
 ): HttpExchange {
   const overHttp = nodeExchange(environment, tls);
-  if (!endpoints.some(isBinaryUrl)) return overHttp;
-  const overBinary = binaryExchange(environment, tls);
+  if (overBinary === null) return overHttp;
   return (request) => (isBinaryUrl(request.url) ? overBinary(request) : overHttp(request));
 }
 

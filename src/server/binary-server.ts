@@ -27,8 +27,7 @@ import type { Timer } from '../util/environment.ts';
 import { tooLarge } from './body.ts';
 import type { ServerContext } from './context.ts';
 import type { Dispatcher } from './dispatcher.ts';
-import { HttpError } from './errors.ts';
-import type { Answer, ExchangeRequest, ExchangeResponse, Front } from './exchange.ts';
+import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { listenOn, tlsServerOptions } from './listen.ts';
 import { certificateNameOfSocket } from './node-exchange.ts';
 
@@ -169,6 +168,18 @@ class BinaryConnection {
       this.onHello(frame.token);
       return;
     }
+    if (frame.type === 'cancel' && this.token !== null) {
+      // The client stops reading a stream (or waiting for a call): what runs for it stops,
+      // as when an HTTP client closes its connection. An id no longer in flight just ended.
+      // The id stays taken until the answer or the streamEnd goes out, so that the client
+      // never sees frames of the old call under a reused id; its listener runs once.
+      const listener = this.inFlight.get(frame.requestId);
+      if (listener !== undefined) {
+        this.inFlight.set(frame.requestId, () => undefined);
+        listener();
+      }
+      return;
+    }
     const refusal = this.refusalOf(frame);
     if (refusal !== null) this.goAway(frame.requestId, refusal.code, refusal.message);
     else this.options.dispatcher.dispatch(this.front(frame as RequestFrame));
@@ -195,11 +206,11 @@ class BinaryConnection {
 
   /** Why a frame other than hello ends the connection, or null for a request to run. */
   private refusalOf(frame: ClientFrame): { code: string; message: string } | null {
-    if (frame.type !== 'request') {
-      return { code: 'frame_unexpected', message: `a client sends no ${frame.type} frame` };
-    }
     if (this.token === null) {
       return { code: 'hello_expected', message: 'the first frame is a hello' };
+    }
+    if (frame.type !== 'request') {
+      return { code: 'frame_unexpected', message: `a client sends no ${frame.type} frame` };
     }
     if (this.inFlight.has(frame.requestId)) {
       return {
@@ -220,6 +231,8 @@ class BinaryConnection {
     const { requestId } = frame;
     const isOpen = () => !this.closing;
     let answered = false;
+    /** Answered whole, or a streamed answer ended: the exchange is over. */
+    let over = false;
     let status = 200;
     const headers: Record<string, string> = { ...frame.headers };
     if (this.token !== '' && headers.authorization === undefined) {
@@ -248,18 +261,32 @@ class BinaryConnection {
       send: (answer: Answer) => {
         assert(!answered, 'a request is answered once');
         answered = true;
+        over = true;
         status = answer.status;
         if (isOpen()) this.write(answerFrame(requestId, answer));
         const listener = this.inFlight.get(requestId);
         this.inFlight.delete(requestId);
         if (listener !== undefined) queueMicrotask(listener);
       },
-      startStream: () => {
-        throw new HttpError(
-          501,
-          'not_implemented',
-          'streams are served over HTTP (GET /v1/stream); the binary port answers whole calls',
+      startStream: (streamStatus, streamHeaders) => {
+        assert(!answered, 'a request is answered once');
+        answered = true;
+        status = streamStatus;
+        this.write(
+          encodeClientFrame({
+            type: 'streamHead',
+            requestId,
+            status: streamStatus,
+            headers: carriedHeaders(streamHeaders),
+          }),
         );
+        return new BinaryStreamWriter(this.socket, requestId, this.options.context, isOpen, () => {
+          // The stream is over: its id is free, and the route's close listener runs.
+          over = true;
+          const listener = this.inFlight.get(requestId);
+          this.inFlight.delete(requestId);
+          if (listener !== undefined) queueMicrotask(listener);
+        });
       },
     };
     return {
@@ -267,7 +294,7 @@ class BinaryConnection {
       response,
       onClose: (listener) => {
         assert(!this.inFlight.has(requestId), 'one close listener per request');
-        if (answered) queueMicrotask(listener);
+        if (over) queueMicrotask(listener);
         else this.inFlight.set(requestId, listener);
       },
       afterErrorAnswer: () => undefined, // the whole body is at hand: nothing to discard
@@ -301,17 +328,117 @@ class BinaryConnection {
   }
 }
 
-function answerFrame(requestId: number, answer: Answer): Uint8Array {
-  const headers: Record<string, string> = {};
+function carriedHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const carried: Record<string, string> = {};
   for (const name of answerHeaderNames) {
-    const value = answer.headers[name];
-    if (value !== undefined) headers[name] = value.slice(0, clientFrameLimits.headerValueBytesMax);
+    const value = headers[name];
+    if (value !== undefined) carried[name] = value.slice(0, clientFrameLimits.headerValueBytesMax);
   }
+  return carried;
+}
+
+function answerFrame(requestId: number, answer: Answer): Uint8Array {
   return encodeClientFrame({
     type: 'answer',
     requestId,
     status: answer.status,
-    headers,
+    headers: carriedHeaders(answer.headers),
     body: encoder.encode(answer.body),
   });
+}
+
+/** Text gathered before it leaves as one streamData frame, unless the turn ends first. */
+const streamChunkBytes = 256 << 10;
+
+/**
+ * A streamed answer's body over the connection: what the route writes in one turn leaves
+ * as one streamData frame (a catching-up subscriber gets thousands of events a turn, and a
+ * frame each would cost a socket write each), then a streamEnd frees the request id. The
+ * connection's socket is shared by every call on it, so being behind is the socket's.
+ */
+class BinaryStreamWriter implements StreamWriter {
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private flushTimer: Timer | null = null;
+  private over = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly requestId: number,
+    private readonly context: ServerContext,
+    private readonly isOpen: () => boolean,
+    private readonly onEnd: () => void,
+  ) {}
+
+  get gone(): boolean {
+    return this.over || !this.isOpen() || this.socket.destroyed;
+  }
+
+  get behind(): boolean {
+    return this.pendingBytes >= streamChunkBytes || this.socket.writableNeedDrain;
+  }
+
+  get bufferedBytes(): number {
+    return this.pendingBytes + this.socket.writableLength;
+  }
+
+  write(text: string): boolean {
+    if (this.gone) return false;
+    this.pending.push(text);
+    this.pendingBytes += text.length;
+    if (this.pendingBytes >= streamChunkBytes) this.flush();
+    else this.flushTimer ??= this.context.environment.setTimer(0, () => this.flush());
+    return !this.behind;
+  }
+
+  drained(signal: AbortSignal): Promise<void> {
+    this.flush();
+    if (!this.socket.writableNeedDrain || this.gone || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.socket.once('drain', done);
+      this.socket.once('close', done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  end(): void {
+    if (this.over) return;
+    this.flush();
+    this.finish();
+  }
+
+  destroy(): void {
+    if (this.over) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.finish();
+  }
+
+  private finish(): void {
+    this.flushTimer?.cancel();
+    this.flushTimer = null;
+    this.over = true;
+    if (this.isOpen() && !this.socket.destroyed) {
+      this.socket.write(encodeClientFrame({ type: 'streamEnd', requestId: this.requestId }));
+    }
+    this.onEnd();
+  }
+
+  private flush(): void {
+    this.flushTimer?.cancel();
+    this.flushTimer = null;
+    if (this.pending.length === 0) return;
+    const text = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.gone) return;
+    const data = encoder.encode(text);
+    this.socket.write(encodeClientFrame({ type: 'streamData', requestId: this.requestId, data }));
+  }
 }

@@ -33,10 +33,35 @@ export interface StoredMessage {
 export const recordHeaderBytes = 8;
 const fixedBodyBytes = 5 * 8 + 2 + 2;
 
+/**
+ * The last client id and topic encoded, and their bytes: the messages of one log entry are
+ * mostly one client's run on one topic, so each is encoded once a batch, not once a message.
+ */
+let lastClientId = '';
+let lastClientBytes = Buffer.alloc(0);
+let lastTopic = '';
+let lastTopicBytes = Buffer.alloc(0);
+
+function clientBytesOf(clientId: string): Buffer {
+  if (clientId !== lastClientId) {
+    lastClientBytes = Buffer.from(clientId, 'utf8');
+    lastClientId = clientId;
+  }
+  return lastClientBytes;
+}
+
+function topicBytesOf(topic: string): Buffer {
+  if (topic !== lastTopic) {
+    lastTopicBytes = Buffer.from(topic, 'utf8');
+    lastTopic = topic;
+  }
+  return lastTopicBytes;
+}
+
 export function encodeRecord(message: StoredMessage): Buffer {
   assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
-  const client = Buffer.from(message.clientId, 'utf8');
-  const topic = Buffer.from(message.topic, 'utf8');
+  const client = clientBytesOf(message.clientId);
+  const topic = topicBytesOf(message.topic);
   assert(client.length <= 0xffff, 'a client id fits its u16 length');
   assert(topic.length <= 0xffff, 'a topic fits its u16 length');
   const bodyBytes = fixedBodyBytes + client.length + topic.length + message.payload.byteLength;

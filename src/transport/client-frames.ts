@@ -26,6 +26,10 @@ export const frameTypes = {
   request: 3,
   answer: 4,
   goAway: 5,
+  streamHead: 6,
+  streamData: 7,
+  streamEnd: 8,
+  cancel: 9,
 } as const;
 
 /** Bounds every decoder applies, whatever the peer announces. */
@@ -107,7 +111,43 @@ export interface GoAwayFrame {
   readonly message: string;
 }
 
-export type ClientFrame = HelloFrame | WelcomeFrame | RequestFrame | AnswerFrame | GoAwayFrame;
+/** A streamed answer begins (GET /v1/stream): its status and headers; data follows. */
+export interface StreamHeadFrame {
+  readonly type: 'streamHead';
+  readonly requestId: number;
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** More of a streamed answer's body: the text HTTP would send (Server-Sent Events). */
+export interface StreamDataFrame {
+  readonly type: 'streamData';
+  readonly requestId: number;
+  readonly data: Uint8Array;
+}
+
+/** A streamed answer is over; its request id is free again. */
+export interface StreamEndFrame {
+  readonly type: 'streamEnd';
+  readonly requestId: number;
+}
+
+/** The client stops waiting for a request (a stream it no longer reads). */
+export interface CancelFrame {
+  readonly type: 'cancel';
+  readonly requestId: number;
+}
+
+export type ClientFrame =
+  | HelloFrame
+  | WelcomeFrame
+  | RequestFrame
+  | AnswerFrame
+  | GoAwayFrame
+  | StreamHeadFrame
+  | StreamDataFrame
+  | StreamEndFrame
+  | CancelFrame;
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -205,6 +245,13 @@ export function encodeClientFrame(frame: ClientFrame): Buffer {
         .string(frame.code, clientFrameLimits.codeBytesMax)
         .string(frame.message.slice(0, 256), clientFrameLimits.messageBytesMax)
         .finish();
+    case 'streamHead':
+      return writer.u16(frame.status).headers(frame.headers).finish();
+    case 'streamData':
+      return writer.bytes(frame.data).finish();
+    case 'streamEnd':
+    case 'cancel':
+      return writer.finish();
   }
 }
 
@@ -344,6 +391,17 @@ function decodeFields(reader: FrameReader, typeCode: number, requestId: number):
         code: reader.string('the code', clientFrameLimits.codeBytesMax),
         message: reader.string('the message', clientFrameLimits.messageBytesMax),
       };
+    case frameTypes.streamHead: {
+      const status = reader.u16('the status');
+      if (status < 100 || status > 599) throw malformed(`status ${status} is not 100–599`);
+      return { type: 'streamHead', requestId, status, headers: reader.headers() };
+    }
+    case frameTypes.streamData:
+      return { type: 'streamData', requestId, data: reader.bytes('the data') };
+    case frameTypes.streamEnd:
+      return { type: 'streamEnd', requestId };
+    case frameTypes.cancel:
+      return { type: 'cancel', requestId };
     default:
       throw new ClientFrameError('frame_type_unknown', `frame type ${typeCode} is not known`, {
         type: typeCode,

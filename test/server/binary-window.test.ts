@@ -1,9 +1,9 @@
 // The binary port's connection rules on three in-process nodes whose leader grants a window
 // of two requests: the welcome announces it; a third unanswered request, or an id already
 // unanswered, ends that connection with window_exceeded or request_id_in_use (requests a
-// node holds for a session's gap stay unanswered, so the window is really full); a stream
-// request is answered 501 and the connection goes on; the SDK queues calls past the window
-// instead of breaking it.
+// node holds for a session's gap stay unanswered, so the window is really full); an open
+// stream holds its slot of the window until its streamEnd, and calls go on beside it; the
+// SDK queues calls past the window instead of breaking it.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
@@ -55,7 +55,7 @@ test('an id still unanswered ends the connection with request_id_in_use', async 
   await waitFor(() => connection.closed, 'the connection closed');
 });
 
-test('a stream request is answered 501 and the connection goes on', async () => {
+test('an open stream holds a slot of the window until its streamEnd; calls go on beside it', async () => {
   const connection = await withSession('streams');
   connection.send({
     type: 'request',
@@ -65,12 +65,36 @@ test('a stream request is answered 501 and the connection goes on', async () => 
     headers: {},
     body: new Uint8Array(0),
   });
-  const answer = await connection.answer(5);
-  assert.equal(answer.status, 501);
-  assert.equal(answer.body.error, 'not_implemented');
+  const head = await connection.frame((frame) => frame.type === 'streamHead');
+  assert.equal(head.type === 'streamHead' && head.status, 200);
   connection.post(6, '/v1/broadcast', { payload: 2, client: 'streams', seq: 2 });
   assert.equal((await connection.answer(6)).status, 200);
+  // Once the stream ended its slot is free: a call held for a gap and the one it waits for fit.
+  connection.send({ type: 'cancel', requestId: 5 });
+  await connection.frame((frame) => frame.type === 'streamEnd' && frame.requestId === 5);
+  connection.post(7, '/v1/broadcast', { payload: 4, client: 'streams', seq: 4 });
+  connection.post(8, '/v1/broadcast', { payload: 3, client: 'streams', seq: 3 });
+  assert.equal((await connection.answer(8)).status, 200);
+  assert.equal((await connection.answer(7)).status, 200);
+  assert.equal(connection.closed, false);
   connection.close();
+});
+
+test('a stream past the granted window ends the connection with window_exceeded', async () => {
+  const connection = await withSession('streamwindow');
+  for (const requestId of [5, 6, 7]) {
+    connection.send({
+      type: 'request',
+      requestId,
+      method: 'GET',
+      path: '/v1/stream?from=1',
+      headers: {},
+      body: new Uint8Array(0),
+    });
+  }
+  const goAway = await connection.frame((frame) => frame.type === 'goAway');
+  assert.equal(goAway.type === 'goAway' && goAway.code, 'window_exceeded');
+  assert.equal(goAway.requestId, 7);
 });
 
 test('the SDK keeps to the window: calls past it wait their turn, none is refused', async () => {

@@ -50,13 +50,22 @@ const frameArbitrary: fc.Arbitrary<ClientFrame> = fc.oneof(
   fc
     .record({ requestId, code: shortText(40), message: shortText(200) })
     .map((fields): ClientFrame => ({ type: 'goAway', ...fields })),
+  fc
+    .record({ requestId, status: fc.integer({ min: 100, max: 599 }), headers })
+    .map((fields): ClientFrame => ({ type: 'streamHead', ...fields })),
+  fc
+    .record({ requestId, data: body })
+    .map((fields): ClientFrame => ({ type: 'streamData', ...fields })),
+  requestId.map((id): ClientFrame => ({ type: 'streamEnd', requestId: id })),
+  requestId.map((id): ClientFrame => ({ type: 'cancel', requestId: id })),
 );
 
 /** Frames compared with plain arrays for bodies (a decoded body is a view). */
 function plain(frame: ClientFrame): unknown {
-  return 'body' in frame
-    ? { ...frame, headers: { ...frame.headers }, body: [...frame.body] }
-    : { ...frame };
+  if ('body' in frame) return { ...frame, headers: { ...frame.headers }, body: [...frame.body] };
+  if ('data' in frame) return { ...frame, data: [...frame.data] };
+  if ('headers' in frame) return { ...frame, headers: { ...frame.headers } };
+  return { ...frame };
 }
 
 /** Cuts `bytes` at the given points (sorted, deduplicated). */

@@ -1,0 +1,145 @@
+// Subscriptions over the binary client port, against a real `abcast start --binary`
+// process: GET /v1/stream answers a streamHead, its events in streamData frames and, once
+// cancelled, a streamEnd that frees the request id; a stream the node refuses is a whole
+// answer with HTTP's status; the SDK subscribes through an abcast:// endpoint alone, reads
+// history and live messages in order, and broadcasts while it reads (a stream has its own
+// connection, so a reader that falls behind never holds back its broadcasts' answers).
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { connect } from '../../src/client/index.ts';
+import type { StreamDataFrame } from '../../src/transport/client-frames.ts';
+import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
+import { freePorts, waitFor } from '../support/ports.ts';
+import { RawConnection } from './binary-connection.ts';
+
+let node: CliRun;
+let root: string;
+let binaryPort = 0;
+let binaryUrl = '';
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'abcast-binary-stream-'));
+  const [peerPort, httpPort, freeBinaryPort] = await freePorts(3);
+  node = spawnCli([
+    'start',
+    ...['--id', 'n1', '--data', join(root, 'n1'), '--listen', `127.0.0.1:${peerPort}`],
+    ...['--http', `127.0.0.1:${httpPort}`, '--binary', `127.0.0.1:${freeBinaryPort}`],
+    ...['--peers', `n1=127.0.0.1:${peerPort}`, '--segment-bytes', String(1 << 20)],
+  ]);
+  await waitFor(() => /binary abcast:\/\//.test(node.stdout()), 'the node up', 20_000);
+  binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
+  binaryPort = Number(new URL(binaryUrl).port);
+});
+
+after(async () => {
+  await kill(node);
+  await rm(root, { recursive: true, force: true });
+});
+
+function streamText(connection: RawConnection, requestId: number): string {
+  return connection.frames
+    .filter(
+      (frame): frame is StreamDataFrame =>
+        frame.type === 'streamData' && frame.requestId === requestId,
+    )
+    .map((frame) => Buffer.from(frame.data).toString('utf8'))
+    .join('');
+}
+
+describe('streams over the binary client port', () => {
+  test('the SDK subscribes through an abcast:// endpoint: history, then live, in order', async () => {
+    const client = connect({ endpoints: [binaryUrl] });
+    try {
+      for (let n = 1; n <= 50; n++) await client.broadcast({ n }, { topic: 'before' });
+      const seen: { position: number; payload: unknown; topic: string | null }[] = [];
+      const reading = (async () => {
+        for await (const message of client.subscribe({ from: 1 })) {
+          seen.push(message);
+          // Broadcasting while reading: the answer comes on another connection.
+          if (message.position === 25) await client.broadcast({ n: 'from-the-reader' });
+          if (seen.length === 101) return;
+        }
+      })();
+      await waitFor(() => seen.length >= 50, 'the history read', 20_000);
+      for (let n = 51; n <= 100; n++) await client.broadcast({ n }, { topic: 'after' });
+      await reading;
+      assert.deepEqual(
+        seen.map((message) => message.position),
+        Array.from({ length: 101 }, (_, at) => at + 1),
+      );
+      const numbers = seen.map((message) => (message.payload as { n: unknown }).n);
+      assert.deepEqual(
+        numbers.slice(0, 50),
+        Array.from({ length: 50 }, (_, at) => at + 1),
+      );
+      assert.ok(numbers.includes('from-the-reader'));
+      assert.deepEqual(
+        numbers.filter((n) => typeof n === 'number' && n > 50),
+        Array.from({ length: 50 }, (_, at) => at + 51),
+      );
+      assert.equal(seen[0]?.topic, 'before');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a stream is a streamHead, streamData frames and, once cancelled, a streamEnd', async () => {
+    const connection = new RawConnection(binaryPort);
+    await connection.hello('');
+    connection.send({
+      type: 'request',
+      requestId: 5,
+      method: 'GET',
+      path: '/v1/stream?from=1',
+      headers: {},
+      body: new Uint8Array(0),
+    });
+    const head = await connection.frame(
+      (frame) => frame.type === 'streamHead' && frame.requestId === 5,
+    );
+    assert.equal(head.type === 'streamHead' && head.status, 200);
+    assert.match(
+      head.type === 'streamHead' ? (head.headers['content-type'] ?? '') : '',
+      /text\/event-stream/,
+    );
+    await waitFor(() => /\nid: 1\n/.test(streamText(connection, 5)), 'the first event');
+    assert.match(streamText(connection, 5), /data: \{"index":1,/);
+    connection.send({ type: 'cancel', requestId: 5 });
+    await connection.frame((frame) => frame.type === 'streamEnd' && frame.requestId === 5);
+    // The id is free again: a new call may use it, and is answered under it.
+    connection.send({
+      type: 'request',
+      requestId: 5,
+      method: 'GET',
+      path: '/v1/status',
+      headers: {},
+      body: new Uint8Array(0),
+    });
+    const status = await connection.answer(5);
+    assert.equal(status.status, 200);
+    assert.equal(status.body.id, 'n1');
+    assert.equal(connection.closed, false);
+    connection.close();
+  });
+
+  test('a stream the node refuses is a whole answer with the HTTP status and error', async () => {
+    const connection = new RawConnection(binaryPort);
+    await connection.hello('');
+    connection.send({
+      type: 'request',
+      requestId: 9,
+      method: 'GET',
+      path: '/v1/stream?from=0',
+      headers: {},
+      body: new Uint8Array(0),
+    });
+    const answer = await connection.answer(9);
+    assert.equal(answer.status, 400);
+    assert.equal(answer.body.error, 'invalid_argument');
+    assert.ok(!connection.frames.some((frame) => frame.type === 'streamHead'));
+    connection.close();
+  });
+});
