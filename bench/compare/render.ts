@@ -1,0 +1,75 @@
+/**
+ * The race's results as Markdown tables and an SVG chart: pure functions of the results, so
+ * the same JSON always renders the same page (and the tests can check it).
+ */
+import type { LoadResult } from './load.ts';
+import type { CompareResults, ResultRow } from './results.ts';
+
+export function formatCount(count: number): string {
+  return Math.round(count).toLocaleString('en-US');
+}
+
+/** Milliseconds with about three significant digits: 0.412, 6.91, 27.6, 1204. */
+export function formatMs(ms: number): string {
+  if (ms < 10) return ms.toFixed(2);
+  if (ms < 100) return ms.toFixed(1);
+  return ms.toFixed(0);
+}
+
+export function rowLabel(row: ResultRow): string {
+  return `${row.server} (${row.client})`;
+}
+
+function runCell(run: LoadResult | undefined): string {
+  if (run === undefined) return '—';
+  const errors = run.errors === 0 ? '' : `, **${formatCount(run.errors)} errors**`;
+  return `${formatCount(run.messagesPerSecond)}/s, ${formatMs(run.p50Ms)} / ${formatMs(run.p99Ms)} ms${errors}`;
+}
+
+function table(header: readonly string[], lines: readonly (readonly string[])[]): string {
+  const row = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
+  return [row(header), row(header.map(() => '---')), ...lines.map(row)].join('\n');
+}
+
+/** Messages/s, p50 / p99 per load level, one line per system and client. */
+export function throughputTable(results: CompareResults): string {
+  const levels = results.settings.inFlight;
+  const header = [
+    'system (client)',
+    'fsync before ack',
+    ...levels.map((level) => `${formatCount(level)} in flight`),
+  ];
+  const lines = results.rows.map((row) => [
+    rowLabel(row),
+    row.fsyncBeforeAck ? 'yes' : '**no**',
+    ...(row.failure === null
+      ? levels.map((_, at) => runCell(row.runs[at]))
+      : levels.map(() => `did not run: ${row.failure}`)),
+  ]);
+  return table(header, lines);
+}
+
+/** CPU of the servers (three processes) and of the client, in % of one core, per level. */
+export function cpuTable(results: CompareResults): string {
+  const levels = results.settings.inFlight;
+  const header = ['system (client)', ...levels.map((level) => `${formatCount(level)} in flight`)];
+  const lines = results.rows.map((row) => [
+    rowLabel(row),
+    ...levels.map((_, at) => {
+      const run = row.runs[at];
+      return run === undefined ? '—' : `${run.serverCpuPercent}% / ${run.clientCpuPercent}%`;
+    }),
+  ]);
+  return table(header, lines);
+}
+
+export function durabilityTable(results: CompareResults): string {
+  const seen = new Set<string>();
+  const lines: string[][] = [];
+  for (const row of results.rows) {
+    if (seen.has(row.system)) continue;
+    seen.add(row.system);
+    lines.push([row.server, row.fsyncBeforeAck ? 'yes' : '**no**', row.durability]);
+  }
+  return table(['system', 'fsync before ack', 'what an acknowledgement means by default'], lines);
+}
