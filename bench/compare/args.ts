@@ -24,6 +24,8 @@ export interface CompareSettings {
   readonly out: string;
   /** Rewrite docs/performance.md and its chart (the full race only, unless told). */
   readonly writeDoc: boolean;
+  /** Run nothing: render the doc and chart from this results file (after editing the renderers). */
+  readonly renderFrom: string | null;
   /** Install missing Debian packages with apt-get. */
   readonly install: boolean;
   readonly help: boolean;
@@ -43,6 +45,7 @@ export const usage = `npm run bench:compare -- [flags]
                          compare-<systems>.json with --only)
   --doc / --no-doc       rewrite docs/performance.md and docs/images/performance-compare.svg
                          (default: only for the full race)
+  --render-from FILE     run nothing: rewrite the doc and chart from a results file
   --no-install           do not apt-get install missing servers`;
 
 function positiveInteger(flag: string, text: string): number {
@@ -85,6 +88,7 @@ export function parseCompareArgs(argv: readonly string[]): CompareSettings {
       'catch-up-messages': { type: 'string', default: '500000' },
       out: { type: 'string' },
       doc: { type: 'boolean' },
+      'render-from': { type: 'string' },
       install: { type: 'boolean', default: true },
       help: { type: 'boolean', default: false },
     },
@@ -104,6 +108,7 @@ export function parseCompareArgs(argv: readonly string[]): CompareSettings {
       values.out ??
       (full ? 'bench/results/compare.json' : `bench/results/compare-${only.join('-')}.json`),
     writeDoc: values.doc ?? full,
+    renderFrom: values['render-from'] ?? null,
     install: values.install,
     help: values.help,
   };

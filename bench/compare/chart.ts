@@ -16,7 +16,10 @@ const legendLineHeightPx = 18;
 interface Panel {
   readonly title: string;
   readonly value: (row: ResultRow, at: number) => number;
+  /** A bar's value as its tooltip says it. */
   readonly label: (value: number) => string;
+  /** A power of ten on the axis; default `label`. */
+  readonly tick?: (value: number) => string;
 }
 
 function escapeXml(text: string): string {
@@ -53,7 +56,7 @@ function panelSvg(results: CompareResults, panel: Panel, topPx: number): string 
     const y = yOf(tick).toFixed(1);
     parts.push(
       `<line x1="${marginLeftPx}" x2="${widthPx - marginRightPx}" y1="${y}" y2="${y}" stroke="#ddd"/>`,
-      `<text x="${marginLeftPx - 6}" y="${y}" font-size="11" text-anchor="end" dominant-baseline="middle">${escapeXml(panel.label(tick))}</text>`,
+      `<text x="${marginLeftPx - 6}" y="${y}" font-size="11" text-anchor="end" dominant-baseline="middle">${escapeXml((panel.tick ?? panel.label)(tick))}</text>`,
     );
   }
   levels.forEach((level, at) => {
@@ -91,14 +94,15 @@ function legendSvg(results: CompareResults, topPx: number): string {
 export function renderChart(results: CompareResults): string {
   const panels: Panel[] = [
     {
-      title: `Messages acknowledged per second (${results.settings.payloadBytes} B each, log scale)`,
+      title: `Messages acknowledged per second, higher is better (${results.settings.payloadBytes} B each, log scale)`,
       value: (row, at) => row.runs[at]?.messagesPerSecond ?? 0,
-      label: (value) => formatCount(value),
+      label: formatCount,
     },
     {
-      title: 'Latency p50, send to acknowledgement (ms, log scale)',
+      title: 'Latency p50, send to acknowledgement, lower is better (ms, log scale)',
       value: (row, at) => row.runs[at]?.p50Ms ?? 0,
-      label: (value) => formatMs(value),
+      label: formatMs,
+      tick: (value) => (value >= 1 ? formatCount(value) : String(value)),
     },
   ];
   const legendTopPx = 10;

@@ -1,5 +1,5 @@
 /** docs/performance.md, written from the race's results by `npm run bench:compare`. */
-import { cpuTable, durabilityTable, formatCount, throughputTable } from './render.ts';
+import { cpuTable, durabilityTable, formatCount, formatMs, throughputTable } from './render.ts';
 import type { CompareResults } from './results.ts';
 import { targetTable } from './targets.ts';
 
@@ -19,7 +19,7 @@ function conditions(results: CompareResults): string {
   const clients = results.rows.map((row) => row.client).join('; ');
   return [
     `- **When**: ${results.startedAt} to ${results.finishedAt}, in one run.`,
-    `- **Machine**: ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, data on ${machine.dataFileSystem}, Node ${machine.node}. The machine is **shared** with other work while the race runs (the race itself runs at nice ${machine.nice}): ${loadAverages(results)}. Figures move by tens of percent between runs; compare systems within one run.`,
+    `- **Machine**: ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, data on ${machine.dataFileSystem}, Node ${machine.node}. The machine is **shared** with other work while the race runs (the race itself runs at nice ${machine.nice}): ${loadAverages(results)}.${machine.nice > 0 ? ' At that niceness the race yields the cores to that work, so a server that needs more CPU per message loses more than one that needs less (the CPU table shows what each got).' : ''} Figures move by tens of percent between runs; compare systems within one run.`,
     `- **Servers**: ${servers}; each a cluster of 3 processes on 127.0.0.1 with its default durability, started fresh on empty data directories and removed afterwards.`,
     `- **Clients**: ${clients}; one client process, connected to the leader.`,
     `- **Load**: ${settings.payloadBytes}-byte messages, closed loop: ${settings.inFlight.map(formatCount).join(', ')} messages in flight, each level ${settings.warmupSeconds} s of warm-up then ${settings.seconds} s counted, after ${settings.clusterWarmupSeconds} s of uncounted load at 128 in flight on each fresh cluster; latency is send to acknowledgement, p50 and p99 from an HDR histogram.`,
@@ -69,8 +69,8 @@ ${durabilityTable(results)}
 
 ## abcast alone
 
-- One \`POST /v1/broadcast\` per message on ${results.settings.postConnections} kept-alive connections (node:http): ${post === null ? 'not run' : `${formatCount(post.messagesPerSecond)} msgs/s, p50 ${post.p50Ms} ms, p99 ${post.p99Ms} ms, ${formatCount(post.errors)} errors`}.
-${results.abcastFailure === null ? '' : `- Did not finish: ${results.abcastFailure}\n`}- A subscriber catching up from position 1 through the SDK (\`subscribe({ from: 1 })\`, server-sent events): ${catchUp === null ? 'not run' : `${formatCount(catchUp.messagesPerSecond)} msgs/s (${formatCount(catchUp.messages)} messages in ${catchUp.seconds} s)`}.
+- One \`POST /v1/broadcast\` per message on ${results.settings.postConnections} kept-alive connections (node:http): ${post === null ? 'not run' : `${formatCount(post.messagesPerSecond)} msgs/s, p50 ${formatMs(post.p50Ms)} ms, p99 ${formatMs(post.p99Ms)} ms, ${formatCount(post.errors)} errors`}.
+${results.abcastFailure === null ? '' : `- Did not finish: ${results.abcastFailure}\n`}- A subscriber catching up from position 1 through the SDK (\`subscribe({ from: 1 })\`, server-sent events): ${catchUp === null ? 'not run' : `${formatCount(catchUp.messagesPerSecond)} msgs/s (${formatCount(catchUp.messages)} messages in ${catchUp.seconds.toFixed(2)} s)`}.
 
 ## Targets
 

@@ -7,7 +7,7 @@
  * removed before this process exits, whatever happens.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, getPriority, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname } from 'node:path';
 import { type AbcastCluster, abcastDurability, startAbcast } from './abcast.ts';
@@ -202,7 +202,10 @@ async function writeOutputs(settings: CompareSettings, results: CompareResults):
   await mkdir(dirname(settings.out), { recursive: true });
   await writeFile(settings.out, `${JSON.stringify(results, null, 2)}\n`);
   log(`results in ${settings.out}`);
-  if (!settings.writeDoc) return;
+  if (settings.writeDoc) await writeDoc(results);
+}
+
+async function writeDoc(results: CompareResults): Promise<void> {
   await mkdir(dirname(chartPath), { recursive: true });
   await writeFile(chartPath, renderChart(results));
   await writeFile(docPath, renderDoc(results, chartPath.replace(/^docs\//, '')));
@@ -213,6 +216,12 @@ async function main(): Promise<void> {
   const settings = parseCompareArgs(process.argv.slice(2));
   if (settings.help) {
     console.log(usage);
+    return;
+  }
+  if (settings.renderFrom !== null) {
+    const results = JSON.parse(await readFile(settings.renderFrom, 'utf8')) as CompareResults;
+    await writeDoc(results);
+    console.log(`${throughputTable(results)}\n\n${targetTable(results)}`);
     return;
   }
   ensureServers(settings.only, settings.install);

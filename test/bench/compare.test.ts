@@ -91,6 +91,7 @@ describe('bench:compare flags', () => {
     assert.equal(settings.out, 'bench/results/compare.json');
     assert.equal(settings.writeDoc, true);
     assert.equal(settings.install, true);
+    assert.equal(settings.renderFrom, null);
   });
 
   it('--only keeps the race order, writes its own file, and leaves the doc alone', () => {
@@ -111,7 +112,10 @@ describe('bench:compare flags', () => {
       '--in-flight',
       '1, 64',
       '--no-install',
+      '--render-from',
+      'old.json',
     ]);
+    assert.equal(settings.renderFrom, 'old.json');
     assert.equal(settings.warmupSeconds, 0);
     assert.equal(settings.clusterWarmupSeconds, 0);
     assert.deepEqual(settings.inFlight, [1, 64]);
@@ -194,6 +198,6 @@ describe('bench:compare rendering', () => {
       /load average 1\.00 2\.00 3\.00 before the race and 4\.00 5\.00 6\.00 after/,
     );
     assert.match(page, /\| target \(issue #14\) \| measured \| met \|/);
-    assert.match(page, /625,000 msgs\/s \(500,000 messages in 0\.8 s\)/);
+    assert.match(page, /625,000 msgs\/s \(500,000 messages in 0\.80 s\)/);
   });
 });
