@@ -114,6 +114,7 @@ export function renderChart(results: CompareResults): string {
   ];
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="sans-serif">`,
+    `<title>${escapeXml(`${[...new Set(results.rows.map((row) => row.server))].join(', ')}: messages per second and p50 latency at each load`)}</title>`,
     `<rect width="${widthPx}" height="${heightPx}" fill="#fff"/>`,
     ...body,
     '</svg>',

@@ -79,7 +79,8 @@ ${targetTable(results)}
 ## CPU
 
 CPU used over the counted seconds, in % of one core (the machine has ${results.machine.cores}): the three
-server processes together / the client process.
+server processes together / the client process, and the machine's 1-minute load average as
+the level began.
 
 ${cpuTable(results)}
 `;

@@ -26,9 +26,14 @@ function runCell(run: LoadResult | undefined): string {
   return `${formatCount(run.messagesPerSecond)}/s, ${formatMs(run.p50Ms)} / ${formatMs(run.p99Ms)} ms${errors}`;
 }
 
-function table(header: readonly string[], lines: readonly (readonly string[])[]): string {
-  const row = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
-  return [row(header), row(header.map(() => '---')), ...lines.map(row)].join('\n');
+/** A Markdown table with its columns padded to one width, as the formatter writes them. */
+export function table(header: readonly string[], lines: readonly (readonly string[])[]): string {
+  const widths = header.map((cell, at) =>
+    Math.max(3, cell.length, ...lines.map((line) => (line[at] ?? '').length)),
+  );
+  const row = (cells: readonly string[]) =>
+    `| ${widths.map((width, at) => (cells[at] ?? '').padEnd(width)).join(' | ')} |`;
+  return [row(header), row(widths.map((width) => '-'.repeat(width))), ...lines.map(row)].join('\n');
 }
 
 /** Messages/s, p50 / p99 per load level, one line per system and client. */
@@ -49,7 +54,10 @@ export function throughputTable(results: CompareResults): string {
   return table(header, lines);
 }
 
-/** CPU of the servers (three processes) and of the client, in % of one core, per level. */
+/**
+ * CPU of the servers (three processes) and of the client, in % of one core, per level, with
+ * the machine's load average as the level began: on a shared machine the two go together.
+ */
 export function cpuTable(results: CompareResults): string {
   const levels = results.settings.inFlight;
   const header = ['system (client)', ...levels.map((level) => `${formatCount(level)} in flight`)];
@@ -57,7 +65,8 @@ export function cpuTable(results: CompareResults): string {
     rowLabel(row),
     ...levels.map((_, at) => {
       const run = row.runs[at];
-      return run === undefined ? '—' : `${run.serverCpuPercent}% / ${run.clientCpuPercent}%`;
+      if (run === undefined) return '—';
+      return `${run.serverCpuPercent}% / ${run.clientCpuPercent}% (load ${run.loadAverage1m.toFixed(1)})`;
     }),
   ]);
   return table(header, lines);

@@ -3,7 +3,7 @@
  * better of the SDK's two protocols (HTTP/JSON and binary), both shown.
  */
 import type { LoadResult } from './load.ts';
-import { formatCount, formatMs } from './render.ts';
+import { formatCount, formatMs, table } from './render.ts';
 import type { CompareResults } from './results.ts';
 
 export interface TargetCheck {
@@ -106,9 +106,10 @@ export function targetChecks(results: CompareResults): TargetCheck[] {
 }
 
 export function targetTable(results: CompareResults): string {
-  const lines = targetChecks(results).map((check) => {
-    const met = check.met === null ? '—' : check.met ? 'yes' : '**no**';
-    return `| ${check.target} | ${check.measured} | ${met} |`;
-  });
-  return ['| target (issue #14) | measured | met |', '| --- | --- | --- |', ...lines].join('\n');
+  const lines = targetChecks(results).map((check) => [
+    check.target,
+    check.measured,
+    check.met === null ? '—' : check.met ? 'yes' : '**no**',
+  ]);
+  return table(['target (issue #14)', 'measured', 'met'], lines);
 }
