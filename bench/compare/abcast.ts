@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { freePorts } from '../../src/cli/process-cluster.ts';
 import { connect } from '../../src/client/index.ts';
 import { startCluster, stopServers, waitFor } from './processes.ts';
+import type { CatchUp } from './results.ts';
 import type { ClusterOptions, Durability, RunningCluster, Sender, Way } from './system.ts';
 import { abcastVersion } from './versions.ts';
 
@@ -37,22 +38,16 @@ async function nodeStatus(url: string): Promise<NodeStatus> {
   return (await response.json()) as NodeStatus;
 }
 
-export interface CatchUpResult {
-  readonly messages: number;
-  readonly seconds: number;
-  readonly messagesPerSecond: number;
-}
-
 export interface AbcastCluster extends RunningCluster {
   /** One POST /v1/broadcast per message to the leader, on `connections` kept-alive sockets. */
   openPost(connections: number): Sender;
   /** Writes until the log holds `messages`, then reads positions 1..messages through the SDK. */
-  catchUp(messages: number): Promise<CatchUpResult>;
+  catchUp(messages: number): Promise<CatchUp>;
 }
 
 /**
- * One POST on a kept-alive connection, resolved on a 200. node:http with a pooled agent, not
- * fetch: fetch costs the client more CPU per request than the node spends on it.
+ * One POST on a kept-alive connection, resolved on a 200. node:http with a pooled agent, as
+ * `abcast bench` does, not fetch: with fetch the load generator became the bottleneck.
  */
 function post(leader: URL, agent: Agent, body: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -159,7 +154,7 @@ async function catchUp(
     readonly payload: string;
   },
   messages: number,
-): Promise<CatchUpResult> {
+): Promise<CatchUp> {
   const { httpUrls, binaryUrls, payload } = cluster;
   const written = (await nodeStatus(httpUrls[0]!)).deliveredIndex;
   if (written < messages) {

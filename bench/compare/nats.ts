@@ -1,9 +1,8 @@
 /**
  * NATS JetStream (Debian's nats-server 2.9) as three `nats-server` processes clustered on
  * 127.0.0.1, one stream with 3 replicas on file storage, with the default durability: a
- * publish is acknowledged once a majority of the stream's replicas has it, written to
- * their files but not fsynced (the store syncs on an interval, not before the
- * acknowledgement). One message is one JetStream publish of 256 bytes through the `nats`
+ * publish is acknowledged once a majority of the stream's replicas has stored it, but not
+ * fsynced (the file store syncs on a timer, not before the acknowledgement). One message is one JetStream publish of 256 bytes through the `nats`
  * client (v2, pure JS) connected to the stream's leader.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -16,7 +15,7 @@ import { packageVersion } from './versions.ts';
 
 export const natsDurability: Durability = {
   fsyncBeforeAck: false,
-  note: 'acknowledged once a majority of replicas wrote it to their files; fsynced later, on an interval',
+  note: 'acknowledged once a majority of replicas stored it; their files are fsynced later, on a timer',
 };
 
 const streamName = 'BENCH';
