@@ -36,7 +36,17 @@ export function table(header: readonly string[], lines: readonly (readonly strin
   return [row(header), row(widths.map((width) => '-'.repeat(width))), ...lines.map(row)].join('\n');
 }
 
-/** Messages/s, p50 / p99 per load level, one line per system and client. */
+/** Issue #14's targets for the abcast SDK at the load levels that have one. */
+const sdkTargets: Readonly<Record<number, string>> = {
+  1: 'p50 ≤ 0.6 ms',
+  128: '≥ 75,000/s (≥ 15× etcd)',
+  10000: '≥ 300,000/s',
+};
+
+/**
+ * Messages/s, p50 / p99 per load level, one line per system and client, and a last line
+ * with the issue's targets for the abcast SDK beside them.
+ */
 export function throughputTable(results: CompareResults): string {
   const levels = results.settings.inFlight;
   const header = [
@@ -51,6 +61,8 @@ export function throughputTable(results: CompareResults): string {
       ? levels.map((_, at) => runCell(row.runs[at]))
       : levels.map(() => `did not run: ${row.failure}`)),
   ]);
+  const targets = ['target for the abcast SDK (issue #14)', 'yes'];
+  lines.push([...targets, ...levels.map((level) => sdkTargets[level] ?? '')]);
   return table(header, lines);
 }
 

@@ -144,7 +144,11 @@ describe('bench:compare rendering', () => {
   it('tables every system at every level, marks no fsync, and says why a system did not run', () => {
     const text = throughputTable(results);
     const lines = text.split('\n');
-    assert.equal(lines.length, 2 + results.rows.length);
+    assert.equal(lines.length, 2 + results.rows.length + 1);
+    assert.match(
+      lines.at(-1)!,
+      /^\| target for the abcast SDK \(issue #14\) +\| yes +\| p50 ≤ 0\.6 ms +\| +\| ≥ 75,000\/s \(≥ 15× etcd\) +\| ≥ 300,000\/s +\|$/,
+    );
     // Columns padded to one width, as the formatter (biome) wants Markdown tables.
     assert.ok(lines.every((line) => line.length === lines[0]!.length));
     assert.match(lines[1]!, /^\| -+ \| -+ \| -+ \| -+ \| -+ \| -+ \|$/);
