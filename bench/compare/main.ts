@@ -213,7 +213,13 @@ async function writeDoc(results: CompareResults): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const settings = parseCompareArgs(process.argv.slice(2));
+  let settings: CompareSettings;
+  try {
+    settings = parseCompareArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`bench:compare: ${error instanceof Error ? error.message : error}\n\n${usage}`);
+    process.exit(2);
+  }
   if (settings.help) {
     console.log(usage);
     return;
