@@ -1,0 +1,115 @@
+/**
+ * The targets of issue #14 beside what the race measured. An SDK target counts as met by the
+ * better of the SDK's two protocols (HTTP/JSON and binary), both shown.
+ */
+import type { LoadResult } from './load.ts';
+import { formatCount, formatMs, table } from './render.ts';
+import type { CompareResults } from './results.ts';
+
+export interface TargetCheck {
+  readonly target: string;
+  readonly measured: string;
+  /** null: not measured in this run. */
+  readonly met: boolean | null;
+}
+
+function runAt(results: CompareResults, rowId: string, inFlight: number): LoadResult | null {
+  const row = results.rows.find((candidate) => candidate.id === rowId);
+  const at = results.settings.inFlight.indexOf(inFlight);
+  return at < 0 ? null : (row?.runs[at] ?? null);
+}
+
+const sdkRows = [
+  { id: 'abcast-sdk-http', name: 'HTTP' },
+  { id: 'abcast-sdk-binary', name: 'binary' },
+] as const;
+
+/** `pick` of each SDK run at `inFlight`, as text and as the best value. */
+function sdkRuns(results: CompareResults, inFlight: number) {
+  return sdkRows
+    .map((sdk) => ({ name: sdk.name, run: runAt(results, sdk.id, inFlight) }))
+    .filter((entry): entry is { name: 'HTTP' | 'binary'; run: LoadResult } => entry.run !== null);
+}
+
+function throughputCheck(results: CompareResults, inFlight: number, floor: number) {
+  const runs = sdkRuns(results, inFlight);
+  if (runs.length === 0) return { measured: 'not run', met: null, best: 0 };
+  const best = Math.max(...runs.map(({ run }) => run.messagesPerSecond));
+  const measured = runs
+    .map(({ name, run }) => `${name} ${formatCount(run.messagesPerSecond)}/s`)
+    .join('; ');
+  return { measured, met: best >= floor, best };
+}
+
+function ratioCheck(results: CompareResults, bestSdk: number): TargetCheck {
+  const etcd = runAt(results, 'etcd', 128);
+  const target = 'the same, at least 15× etcd in the same run';
+  if (etcd === null || etcd.messagesPerSecond === 0 || bestSdk === 0) {
+    return { target, measured: 'not run', met: null };
+  }
+  const ratio = bestSdk / etcd.messagesPerSecond;
+  return {
+    target,
+    measured: `${ratio.toFixed(1)}× (etcd ${formatCount(etcd.messagesPerSecond)}/s)`,
+    met: ratio >= 15,
+  };
+}
+
+function latencyCheck(results: CompareResults): TargetCheck {
+  const target = '1 in flight through the SDK: p50 at most 0.6 ms';
+  const runs = sdkRuns(results, 1);
+  if (runs.length === 0) return { target, measured: 'not run', met: null };
+  const etcd = runAt(results, 'etcd', 1);
+  const beside = etcd === null ? '' : ` (etcd ${formatMs(etcd.p50Ms)} ms)`;
+  return {
+    target,
+    measured: `${runs.map(({ name, run }) => `${name} ${formatMs(run.p50Ms)} ms`).join('; ')}${beside}`,
+    met: Math.min(...runs.map(({ run }) => run.p50Ms)) <= 0.6,
+  };
+}
+
+export function targetChecks(results: CompareResults): TargetCheck[] {
+  const at128 = throughputCheck(results, 128, 75_000);
+  const window = throughputCheck(results, 10_000, 300_000);
+  const post = results.abcastPost;
+  const catchUp = results.abcastCatchUp;
+  return [
+    {
+      target: '128 in flight through the SDK: at least 75,000 msgs/s',
+      measured: at128.measured,
+      met: at128.met,
+    },
+    ratioCheck(results, at128.best),
+    {
+      target: 'one client with a window of 10,000: at least 300,000 msgs/s',
+      measured: window.measured,
+      met: window.met,
+    },
+    latencyCheck(results),
+    {
+      target: `POST /v1/broadcast, a message per request, ${results.settings.postConnections} kept-alive connections: at least 10,000/s`,
+      measured:
+        post === null
+          ? 'not run'
+          : `${formatCount(post.messagesPerSecond)}/s, p50 ${formatMs(post.p50Ms)} ms, p99 ${formatMs(post.p99Ms)} ms, ${formatCount(post.errors)} errors`,
+      met: post === null ? null : post.messagesPerSecond >= 10_000,
+    },
+    {
+      target: 'a subscriber catching up from position 1: at least 500,000 msgs/s',
+      measured:
+        catchUp === null
+          ? 'not run'
+          : `${formatCount(catchUp.messagesPerSecond)}/s (${formatCount(catchUp.messages)} messages in ${catchUp.seconds.toFixed(2)} s)`,
+      met: catchUp === null ? null : catchUp.messagesPerSecond >= 500_000,
+    },
+  ];
+}
+
+export function targetTable(results: CompareResults): string {
+  const lines = targetChecks(results).map((check) => [
+    check.target,
+    check.measured,
+    check.met === null ? '—' : check.met ? 'yes' : '**no**',
+  ]);
+  return table(['target (issue #14)', 'measured', 'met'], lines);
+}
