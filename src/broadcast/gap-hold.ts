@@ -21,8 +21,15 @@ export interface GapHoldLimits {
   readonly heldBytesMax: number;
 }
 
+/**
+ * The count bound is well above what one client keeps in flight (the SDK's window of 10,000
+ * messages, sent over HTTP as batches on parallel connections that the node may take in
+ * any order): at 256, a batch overtaken by the one before it was refused whole, and its
+ * messages, resent one by one with backoff, crept back 256 at a time past the client's 60 s
+ * bound. The byte bounds keep memory in check whatever the count.
+ */
 export const defaultGapHoldLimits: GapHoldLimits = {
-  heldPerSessionMax: 256,
+  heldPerSessionMax: 16_384,
   heldBytesPerSessionMax: 8 << 20,
   heldBytesMax: 64 << 20,
 };
@@ -114,6 +121,9 @@ export class GapHold {
   release(send: (entry: PendingMessage) => void): void {
     if (this.heldCount === 0) return;
     for (const session of [...this.sessions.values()]) {
+      // Nothing of a session goes while its lowest held seq waits (every later one waits on
+      // it): one pass to find it, not a sort of thousands of held messages every flush.
+      if (!this.mayRelease(session)) continue;
       const bySeq = [...session.entries].sort((a, b) => a.message.seq - b.message.seq);
       for (const entry of bySeq) {
         const gone = !this.options.pending.has(entry);
@@ -122,6 +132,15 @@ export class GapHold {
         if (!gone) send(entry);
       }
     }
+  }
+
+  private mayRelease(session: HeldSession): boolean {
+    let lowest: PendingMessage | undefined;
+    for (const entry of session.entries) {
+      if (!this.options.pending.has(entry)) return true; // gone: to be dropped now
+      if (lowest === undefined || entry.message.seq < lowest.message.seq) lowest = entry;
+    }
+    return lowest === undefined || this.missingSeq(lowest) === null;
   }
 
   /** Lets everything held go, to be judged again (a new leader, a snapshot install). */
