@@ -167,7 +167,17 @@ async function catchUp(
     await Promise.all(Array.from({ length: fillInFlight }, fill));
     writer.close();
   }
-  const reader = connect({ endpoints: httpUrls });
+  const overHttp = await readAll(httpUrls, messages);
+  const overBinary = await readAll(binaryUrls, messages);
+  return { messages, ...overHttp, binary: overBinary };
+}
+
+/** Times one SDK subscriber reading positions 1..messages through `endpoints`. */
+async function readAll(
+  endpoints: readonly string[],
+  messages: number,
+): Promise<{ seconds: number; messagesPerSecond: number }> {
+  const reader = connect({ endpoints });
   const abort = new AbortController();
   const startedMs = performance.now();
   let count = 0;
@@ -179,9 +189,5 @@ async function catchUp(
   abort.abort();
   reader.close();
   if (count !== messages) throw new Error(`the subscriber read ${count} of ${messages} messages`);
-  return {
-    messages,
-    seconds: Number(seconds.toFixed(3)),
-    messagesPerSecond: Math.round(messages / seconds),
-  };
+  return { seconds: Number(seconds.toFixed(3)), messagesPerSecond: Math.round(messages / seconds) };
 }

@@ -20,8 +20,11 @@ export interface ResultRow {
 
 export interface CatchUp {
   readonly messages: number;
+  /** Through the SDK over HTTP (server-sent events). */
   readonly seconds: number;
   readonly messagesPerSecond: number;
+  /** The same reader over the binary protocol; absent in results of older runs. */
+  readonly binary?: { readonly seconds: number; readonly messagesPerSecond: number };
 }
 
 export interface Machine {

@@ -206,6 +206,6 @@ describe('bench:compare rendering', () => {
     );
     assert.match(page, /\| target \(issue #14\) +\| measured +\| met +\|/);
     assert.match(page, /\| 110% \/ 30% \(load 3\.5\) +\|/);
-    assert.match(page, /625,000 msgs\/s \(500,000 messages in 0\.80 s\)/);
+    assert.match(page, /625,000 msgs\/s over HTTP \(500,000 messages in 0\.80 s\)/);
   });
 });
