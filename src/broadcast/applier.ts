@@ -175,6 +175,7 @@ export class Applier {
         payload: run.payloads[offset] as Uint8Array,
         // The session table's clock: it only moves forward, whatever the stamping clocks.
         logTimeMs: this.state.sessions.logTimeMs,
+        ...(run.key === '' ? {} : { key: run.key }),
       };
       this.deliveryLog.append(message);
       observer?.delivered(message);

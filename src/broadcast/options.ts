@@ -132,6 +132,12 @@ export interface BroadcastOptions {
    * nonce in a started session is refused with session_conflict. Default: none.
    */
   readonly nonce?: string;
+  /**
+   * The message's key (1–255 bytes of UTF-8, no control characters): consumer groups give
+   * one key's messages to one member in order; a compacted topic keeps the newest per key.
+   * It is stored and delivered with the message. Default: none.
+   */
+  readonly key?: string;
 }
 
 export interface NodeStatus {

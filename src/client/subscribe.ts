@@ -78,6 +78,13 @@ export interface Message {
    */
   readonly time: number;
   readonly payloadBase64?: string;
+  /** The key it was broadcast with; absent when none. */
+  readonly key?: string;
+  /**
+   * True for a position of a compacted topic whose message a newer one with the same key
+   * replaced (payload null). Streams skip such positions; page reads show them.
+   */
+  readonly compacted?: true;
   /**
    * With `consumer`: records that everything up to this message is processed. Resolves once
    * the log holds it; acks are coalesced, so acking each message costs little.
