@@ -36,7 +36,10 @@ import {
   type ConsumerCursor,
   consumerNameProblem,
   consumersTopic,
+  decodeStreamCommand,
   encodeStreamCommand,
+  type StreamCommand,
+  type StreamState,
 } from './stream-state.ts';
 
 export type { NodeObserver } from './observer.ts';
@@ -327,6 +330,32 @@ export class BroadcastNode {
     checkConsumerName(name);
     if (this.stopped !== null) throw this.stopped;
     await this.intake.acceptOwn(consumersTopic, encodeStreamCommand({ op: 'delete', name }));
+  }
+
+  /**
+   * Commits one record of the durable consumers' state (a group's join, ack or release, a
+   * consumer's settings) and resolves once it is applied here. The record is checked as
+   * every node will decode it: one they would ignore is refused now.
+   */
+  async recordConsumer(command: StreamCommand): Promise<void> {
+    const record = encodeStreamCommand(command);
+    if (decodeStreamCommand(consumersTopic, record) === null) {
+      throw new BroadcastError('invalid_argument', `a malformed ${command.op} record`, {
+        field: 'name',
+      });
+    }
+    if (this.stopped !== null) throw this.stopped;
+    await this.intake.acceptOwn(consumersTopic, record);
+  }
+
+  /** The durable consumers' replicated state as applied here: read it, never change it. */
+  get streamState(): StreamState {
+    return this.applier.streams;
+  }
+
+  /** Resolves once the next committed entry is applied here (or `signal` aborts). */
+  nextApply(signal?: AbortSignal): Promise<void> {
+    return this.applier.deliveryLog.nextChange(signal);
   }
 
   /** The cursor of consumer `name` as applied here; undefined for an unknown consumer. */

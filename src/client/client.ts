@@ -210,6 +210,19 @@ export class Client {
     return barrierPositionOf(answer);
   }
 
+  /**
+   * A consumer group member's acks, per slot (POST /v1/consumers/:name/ack); fails with
+   * `not_owner` (details.slots) for slots the member no longer owns.
+   */
+  async ackGroup(
+    name: string,
+    member: string,
+    slots: Readonly<Record<string, number>>,
+  ): Promise<void> {
+    const path = `/v1/consumers/${encodeURIComponent(name)}/ack`;
+    await this.retried<unknown>('the acks', path, JSON.stringify({ member, slots }));
+  }
+
   /** GET (`body` null) or POST `path`, retried across endpoints until `unavailableAfterMs`. */
   private async retried<T>(what: string, path: string, body: string | null): Promise<T> {
     this.throwIfClosed();
