@@ -57,6 +57,11 @@ export interface BroadcastNodeOptions {
    * whichever leads decides.
    */
   readonly retention?: RetentionPolicy;
+  /**
+   * Topics compacted by key (compaction.ts): the newest message per key stays, older ones
+   * are compacted as segments are sealed. Give every node the same: whichever leads decides.
+   */
+  readonly compactTopics?: readonly string[];
   readonly sessionTtlMs: number;
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;

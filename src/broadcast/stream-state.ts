@@ -20,6 +20,13 @@
  */
 import { assert } from '../util/assert.ts';
 import {
+  type CompactCommand,
+  type CompactionJson,
+  CompactionState,
+  compactionTopic,
+  decodeCompactCommand,
+} from './compaction.ts';
+import {
   ConsumerGroup,
   decodeSlotPositions,
   type GroupCommand,
@@ -36,7 +43,8 @@ export type StreamCommand =
   | { readonly op: 'ack'; readonly name: string; readonly position: number }
   | { readonly op: 'delete'; readonly name: string }
   | { readonly op: 'configure'; readonly name: string; readonly ackDeadlineMs: number | null }
-  | GroupCommand;
+  | GroupCommand
+  | CompactCommand;
 
 /** The bounds of a consumer's ack deadline. */
 export const ackDeadlineMsMin = 100;
@@ -85,6 +93,7 @@ export function decodeStreamCommand(topic: string, payload: Uint8Array): StreamC
   if (topic === retentionTopic) {
     return isPosition(value.before) ? { op: 'retain', before: value.before } : null;
   }
+  if (topic === compactionTopic) return decodeCompactCommand(value);
   if (topic !== consumersTopic || consumerNameProblem(value.name) !== null) return null;
   const name = value.name as string;
   if (value.op === 'ack' && isPosition(value.position)) {
@@ -125,6 +134,7 @@ export interface StreamStateJson {
   readonly consumers: ConsumerCursor[];
   readonly groups?: readonly GroupJson[];
   readonly settings?: Readonly<Record<string, ConsumerSettings>>;
+  readonly compaction?: CompactionJson;
 }
 
 /** Consumers the state keeps at most; an ack of a new one beyond it is ignored alike. */
@@ -138,6 +148,12 @@ export class StreamState {
   private readonly cursors = new Map<string, ConsumerCursor>();
   private readonly groupsByName = new Map<string, ConsumerGroup>();
   private readonly settingsByName = new Map<string, ConsumerSettings>();
+  private compactionValue = new CompactionState();
+
+  /** Compaction by key: the compacted topics, the cut, each key's newest position. */
+  get compaction(): CompactionState {
+    return this.compactionValue;
+  }
 
   /** The first retained position. */
   get retainedFrom(): number {
@@ -179,6 +195,10 @@ export class StreamState {
       this.settingsByName.delete(command.name);
       return;
     }
+    if (command.op === 'compact') {
+      this.compactionValue.apply(command, at.lastPosition);
+      return;
+    }
     if (command.op === 'configure') {
       if (command.ackDeadlineMs === null) this.settingsByName.delete(command.name);
       else if (this.settingsByName.size < consumersMax || this.settingsByName.has(command.name)) {
@@ -218,7 +238,8 @@ export class StreamState {
       this.retainedFromValue === 1 &&
       this.cursors.size === 0 &&
       this.groupsByName.size === 0 &&
-      this.settingsByName.size === 0
+      this.settingsByName.size === 0 &&
+      this.compactionValue.isInitial
     );
   }
 
@@ -233,6 +254,7 @@ export class StreamState {
       ...(this.settingsByName.size === 0
         ? {}
         : { settings: Object.fromEntries([...this.settingsByName].sort()) }),
+      ...(this.compactionValue.isInitial ? {} : { compaction: this.compactionValue.toJSON() }),
     };
   }
 
@@ -249,6 +271,9 @@ export class StreamState {
     }
     for (const [name, settings] of Object.entries(value.settings ?? {})) {
       state.settingsByName.set(name, { ...settings });
+    }
+    if (value.compaction !== undefined) {
+      state.compactionValue = CompactionState.fromJSON(value.compaction);
     }
     return state;
   }

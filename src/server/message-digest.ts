@@ -30,6 +30,7 @@ export function hashMessage(hash: Sha256Hasher, message: DeliveredMessage): void
     const key = Buffer.from(message.key, 'utf8');
     hash.update(u32(key.byteLength)).update(key);
   }
+  if (message.compacted === true) hash.update(Buffer.from('compacted'));
 }
 
 /** The digest GET /v1/digest answers for exactly `messages` (dense, in order). */

@@ -7,13 +7,11 @@
 // taken in position order (by the wall clock of the machine all processes share).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
-import { type CliRun, freeRange, kill, spawnCli } from '../cli/helpers.ts';
+import { type CliRun, kill } from '../cli/helpers.ts';
 import { waitFor } from '../support/ports.ts';
+import { type StreamNodes, startStreamNodes } from './stream-nodes.ts';
 
 interface Line {
   readonly event: 'got' | 'acked' | 'lost';
@@ -32,46 +30,12 @@ interface MemberRun {
 }
 
 const runs: CliRun[] = [];
-const roots: string[] = [];
+let nodes: StreamNodes | null = null;
 
 after(async () => {
   for (const run of runs) await kill(run);
-  for (const root of roots) await rm(root, { recursive: true, force: true });
+  await nodes?.close();
 });
-
-async function startNodes(): Promise<string[]> {
-  const root = await mkdtemp(join(tmpdir(), 'abcast-group-'));
-  roots.push(root);
-  const base = await freeRange(6);
-  const ids = ['n1', 'n2', 'n3'];
-  const listens = ids.map((_, at) => `127.0.0.1:${base + at}`);
-  const urls = ids.map((_, at) => `http://127.0.0.1:${base + 3 + at}`);
-  const peers = ids.map((id, at) => `${id}=${listens[at]}`).join(',');
-  ids.forEach((id, at) => {
-    const others = ids
-      .filter((other) => other !== id)
-      .map((other) => `${other}=${urls[ids.indexOf(other)]}`);
-    runs.push(
-      spawnCli([
-        'start',
-        ...['--id', id, '--data', `${root}/${id}`, '--listen', listens[at] as string],
-        ...['--http', (urls[at] as string).slice('http://'.length), '--peers', peers],
-        ...['--http-peers', others.join(',')],
-      ]),
-    );
-  });
-  await waitFor(async () => {
-    for (const url of urls) {
-      const status = await fetch(`${url}/v1/status`).then(
-        (r) => r.json(),
-        () => null,
-      );
-      if (status?.role === 'leader') return true;
-    }
-    return false;
-  }, 'a leader');
-  return urls;
-}
 
 function startMember(urls: readonly string[], member: string, leaseMs: number): MemberRun {
   const child = spawn(
@@ -113,7 +77,8 @@ const perKey = 8;
 test('a group of 3 with 100 keys keeps per-key order across a member crash and a rebalance', {
   timeout: 120_000,
 }, async () => {
-  const urls = await startNodes();
+  nodes = await startStreamNodes([]);
+  const { urls } = nodes;
   const writer = connect({ endpoints: urls });
   const positionsByKey = new Map<string, number[]>();
   const write = async (round: number) => {

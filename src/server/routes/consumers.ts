@@ -82,7 +82,10 @@ export async function listConsumersRoute(context: RouteContext): Promise<void> {
       .map((cursor) => wireConsumer(cursor, lastPosition, state.settings(cursor.name))),
     ...state.groups().map((group) => wireGroup(group, lastPosition, state.settings(group.name))),
   ].sort((a, b) => (a.name < b.name ? -1 : 1));
-  sendJson(context.response, 200, { consumers, deliveredIndex: lastPosition });
+  // Compaction by key decides what consumers still see of the compacted topics.
+  const { topics, before } = state.compaction;
+  const compaction = { topics, before };
+  sendJson(context.response, 200, { consumers, deliveredIndex: lastPosition, compaction });
 }
 
 export async function getConsumerRoute(context: RouteContext): Promise<void> {

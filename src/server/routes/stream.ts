@@ -268,7 +268,8 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       }
     }
     for await (const message of feed === null ? orderFrom(context, from) : []) {
-      const wanted = topic === undefined || message.topic === topic;
+      // A compacted position is passed like another topic's: its message is gone.
+      const wanted = (topic === undefined || message.topic === topic) && message.compacted !== true;
       const caughtUp = message.position >= node.lastPosition;
       let event = '';
       if (wanted) {
