@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
-import { type CliRun, kill } from '../cli/helpers.ts';
+import { type CliRun, kill, runCli } from '../cli/helpers.ts';
 import { waitFor } from '../support/ports.ts';
 import { type StreamNodes, startStreamNodes } from './stream-nodes.ts';
 
@@ -139,6 +139,9 @@ test('a group of 3 with 100 keys keeps per-key order across a member crash and a
   );
   for (const run of members) await kill(run.run);
   writer.close();
+  const listed = await runCli(['consumers', '--node', urls[0] as string]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, /^g +\d+ +\d+ +group, members \(slots\): /m);
 
   // Per position: who took it and when, and whose ack was committed.
   const acks = new Map<number, { member: string; gotMs: number }[]>();
