@@ -366,6 +366,11 @@ export class BroadcastNode {
     return this.applier.streams;
   }
 
+  /** True once the node stopped (failed, or closed): it applies nothing more. */
+  get isStopped(): boolean {
+    return this.stopped !== null;
+  }
+
   /** Resolves once the next committed entry is applied here (or `signal` aborts). */
   nextApply(signal?: AbortSignal): Promise<void> {
     return this.applier.deliveryLog.nextChange(signal);

@@ -71,8 +71,7 @@ async function nextWake(server: ServerContext, delayMs: number, signal: AbortSig
     }),
   ]);
   (timer as Timer | null)?.cancel();
-  const stopped = server.node.status().stopped;
-  if (stopped !== null) throw new BroadcastError('node_stopped', stopped.message);
+  if (server.node.isStopped) throw new BroadcastError('node_stopped', 'the node stopped');
 }
 
 /** Counts of deliveries this stream made, per position, for positions still pending. */
@@ -83,6 +82,10 @@ class DeliveryCounts {
     const count = (this.counts.get(position) ?? 0) + 1;
     this.counts.set(position, count);
     return count;
+  }
+
+  forget(position: number): void {
+    this.counts.delete(position);
   }
 
   forgetThrough(position: number): void {
@@ -253,7 +256,11 @@ function* examinePage(
   if (handing.length === 0) return;
   let inFlight = 0;
   for (const feed of slots.values()) inFlight += feed.pending.length;
-  const from = Math.min(...handing.map(([, feed]) => feed.examined)) + 1;
+  // Below retention's floor nothing is left to hand out.
+  const from = Math.max(
+    Math.min(...handing.map(([, feed]) => feed.examined)) + 1,
+    node.streamState.retainedFrom,
+  );
   if (from > node.lastPosition || inFlight >= inFlightMax) return;
   const page = node.read(from, readPageCount);
   for (const message of page) {
@@ -262,6 +269,8 @@ function* examinePage(
     const wanted =
       feed !== undefined &&
       !feed.releasing &&
+      // Read live: the state may have moved on while the previous message was written out.
+      group.slots[slot]?.owner === options.member &&
       group.target(slot) === options.member &&
       message.position > feed.examined &&
       message.compacted !== true &&
@@ -316,6 +325,7 @@ export async function* deadlineFeed(
       examined = cursor;
     }
     let handedAny = false;
+    examined = Math.max(examined, node.streamState.retainedFrom - 1);
     if (examined < node.lastPosition && pending.length < inFlightMax) {
       for (const message of node.read(examined + 1, readPageCount)) {
         if (pending.length >= inFlightMax) break;

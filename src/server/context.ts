@@ -60,6 +60,8 @@ export interface ServedNode {
   readonly streamState: StreamState;
   /** Resolves once the next committed entry is applied here, or `signal` aborts. */
   nextApply(signal?: AbortSignal): Promise<void>;
+  /** True once the node stopped (for good): waiting for it is over. */
+  readonly isStopped: boolean;
   /** Keeps messages fetched from a peer for positions this node lacks (backfill). */
   fill(messages: readonly DeliveredMessage[]): number;
   missingRanges(): { first: number; last: number }[];

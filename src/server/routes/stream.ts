@@ -236,8 +236,9 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       true,
     );
   }
-  // Refuse a start that is no longer kept before committing to a 200.
-  checkStart(context, from);
+  // Refuse a start that is no longer kept before committing to a 200 (a feed starts at its
+  // consumer's cursors, kept or not: it goes on from the retained floor).
+  if (feed === null) checkStart(context, from);
   const { signal } = context;
   const stream = context.startStream(200, {
     'content-type': 'text/event-stream; charset=utf-8',
