@@ -17,11 +17,17 @@
  * again from its cursor: its unacknowledged messages come again, in order, with a higher
  * `deliveryCount`.
  *
- * The heartbeat (a `join` record every third of the lease) keeps the member alive and moves
+ * The heartbeat (a `join` record every third of the lease, on a timer of its own) keeps the
+ * member alive and moves
  * the cursor of slots that have nothing pending to where the feed examined them, so an idle
  * slot does not hold a later start back.
  */
-import { type ConsumerGroup, groupSlotCount, slotOf } from '../broadcast/consumer-groups.ts';
+import {
+  type ConsumerGroup,
+  groupMembersMax,
+  groupSlotCount,
+  slotOf,
+} from '../broadcast/consumer-groups.ts';
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import { BroadcastError } from '../broadcast/errors.ts';
 import type { Timer } from '../util/environment.ts';
@@ -102,64 +108,107 @@ export async function* groupFeed(
   const { name, member, signal } = options;
   const slots = new Map<number, SlotFeed>();
   const counts = new DeliveryCounts();
-  const heartbeatMs = Math.max(100, Math.floor(options.leaseMs / 3));
-  let lastHeartbeatMs = Number.NEGATIVE_INFINITY;
-  const heartbeat = async () => {
-    lastHeartbeatMs = environment.monotonicMs();
-    const group = node.streamState.group(name);
+  const heartbeats = new Heartbeats(server, options, slots);
+  await heartbeats.beat();
+  heartbeats.start();
+  try {
+    while (!signal.aborted) {
+      const group = node.streamState.group(name);
+      if (group === undefined || !group.hasMember(member)) {
+        // The lease ran out (or the group was deleted): the slots are gone; join again.
+        slots.clear();
+        await heartbeats.beat();
+        if (node.streamState.group(name)?.hasMember(member) !== true) {
+          throw new BroadcastError(
+            'overloaded',
+            `consumer group ${name} has ${groupMembersMax} members (or too many groups exist)`,
+            { groupMembersMax },
+          );
+        }
+        continue;
+      }
+      const deadlineMs = node.streamState.settings(name).ackDeadlineMs;
+      followOwnership(group, member, slots, counts);
+      releaseDrained(server, group, options, slots);
+      if (deadlineMs !== null) expirePending(group, slots, environment.monotonicMs(), deadlineMs);
+      let handedAny = false;
+      for (const handed of examinePage(server, group, options, slots, counts)) {
+        handedAny = true;
+        yield handed;
+        if (signal.aborted) return;
+      }
+      if (handedAny) continue;
+      await nextWake(server, wakeDelayMs(slots, deadlineMs, environment.monotonicMs()), signal);
+    }
+  } finally {
+    heartbeats.stop();
+  }
+}
+
+/**
+ * The member's heartbeat, on its own timer: it must not wait for the feed, which waits for
+ * the client to read, or a member busy with a long message would lose its lease. Each one
+ * also carries the progress of the slots with nothing pending (see above).
+ */
+class Heartbeats {
+  private timer: Timer | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly server: ServerContext,
+    private readonly options: GroupFeedOptions,
+    private readonly slots: ReadonlyMap<number, SlotFeed>,
+  ) {}
+
+  get intervalMs(): number {
+    return Math.max(100, Math.floor(this.options.leaseMs / 3));
+  }
+
+  /** One join record, committed. */
+  async beat(): Promise<void> {
+    const { name, member, leaseMs } = this.options;
+    const group = this.server.node.streamState.group(name);
     const progress: Record<string, number> = {};
-    for (const [slot, feed] of slots) {
+    for (const [slot, feed] of this.slots) {
       const doneThrough = group?.slots[slot]?.doneThrough ?? 0;
       if (feed.pending.length === 0 && feed.examined > doneThrough) {
         progress[String(slot)] = feed.examined;
       }
     }
-    await node.recordConsumer({
-      op: 'join',
-      name,
-      member,
-      leaseMs: options.leaseMs,
-      slots: progress,
+    await this.server.node.recordConsumer({ op: 'join', name, member, leaseMs, slots: progress });
+  }
+
+  start(): void {
+    if (this.stopped) return;
+    this.timer = this.server.environment.setTimer(this.intervalMs, () => {
+      this.beat()
+        .catch((error: unknown) => {
+          // The next one tries again; a lease that runs out meanwhile moves the slots.
+          this.server.logger.warn(
+            { consumer: this.options.name, member: this.options.member, reason: String(error) },
+            'consumer group heartbeat failed',
+          );
+        })
+        .finally(() => this.start());
     });
-  };
-  await heartbeat();
-  while (!signal.aborted) {
-    if (environment.monotonicMs() - lastHeartbeatMs >= heartbeatMs) await heartbeat();
-    const group = node.streamState.group(name);
-    if (group === undefined || !group.hasMember(member)) {
-      // The lease ran out (or the group was deleted): the slots are gone; join again.
-      slots.clear();
-      await heartbeat();
-      continue;
-    }
-    const deadlineMs = node.streamState.settings(name).ackDeadlineMs;
-    followOwnership(group, member, slots, counts);
-    releaseDrained(server, group, options, slots);
-    if (deadlineMs !== null) expirePending(group, slots, environment.monotonicMs(), deadlineMs);
-    let handedAny = false;
-    for (const handed of examinePage(server, group, options, slots, counts)) {
-      handedAny = true;
-      yield handed;
-      if (signal.aborted) return;
-    }
-    if (handedAny) continue;
-    await nextWake(
-      server,
-      wakeDelayMs(slots, heartbeatMs, deadlineMs, environment.monotonicMs(), lastHeartbeatMs),
-      signal,
-    );
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
   }
 }
 
-/** Until the next heartbeat, or the next pending message's deadline. */
+/**
+ * Until the next pending message's deadline, or a while: every applied record (a heartbeat
+ * of any member, an ack) wakes the feed anyway.
+ */
 function wakeDelayMs(
   slots: ReadonlyMap<number, SlotFeed>,
-  heartbeatMs: number,
   deadlineMs: number | null,
   nowMs: number,
-  lastHeartbeatMs: number,
 ): number {
-  let delayMs = lastHeartbeatMs + heartbeatMs - nowMs;
+  let delayMs = 1_000;
   if (deadlineMs !== null) {
     for (const feed of slots.values()) {
       const oldest = feed.pending[0];
