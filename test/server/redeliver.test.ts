@@ -74,6 +74,53 @@ test('an unacked message comes again after the deadline, marked; acked ones neve
   client.close();
 });
 
+test('a group member gets its unacked key again after the deadline, in order, then the rest', {
+  timeout: 30_000,
+}, async () => {
+  const leader = await cluster.leader();
+  const set = await call(`${leader.url}/v1/consumers/ledger/settings`, {
+    body: { ackDeadlineMs: 300 },
+  });
+  assert.equal(set.status, 200);
+  const client = connect({ endpoints: cluster.members.map((m) => m.url) });
+  const positions: number[] = [];
+  for (let n = 1; n <= 3; n++) {
+    positions.push((await client.broadcast({ n }, { key: 'acct-1' })).position as number);
+  }
+  const seen: [number, number | undefined, boolean | undefined][] = [];
+  const stop = new AbortController();
+  for await (const message of client.subscribe({
+    consumer: 'ledger',
+    member: 'solo',
+    leaseMs: 5000,
+    signal: stop.signal,
+  })) {
+    if (message.key !== 'acct-1') {
+      await message.ack?.(); // the earlier tests' messages, in other slots
+      continue;
+    }
+    seen.push([message.position, message.deliveryCount, message.redelivered]);
+    // Nothing of acct-1 is acked on the first delivery; everything on the second.
+    if (message.deliveryCount === 2) await message.ack?.();
+    if (message.position === positions[2] && message.deliveryCount === 2) stop.abort();
+  }
+  const [a, b, c] = positions as [number, number, number];
+  assert.deepEqual(seen, [
+    [a, 1, false],
+    [b, 1, false],
+    [c, 1, false],
+    [a, 2, true],
+    [b, 2, true],
+    [c, 2, true],
+  ]);
+  const group = await call(`${leader.url}/v1/consumers/ledger`);
+  const slot = group.body.slots.find(
+    (entry: { owner: string | null; index: number }) => entry.index === c,
+  );
+  assert.equal(slot?.owner, 'solo', 'the slot of acct-1 is done through its last message');
+  client.close();
+});
+
 const at = (lastPosition: number, logTimeMs: number) => ({ lastPosition, logTimeMs });
 
 test('rendezvous: one owner per slot among the members, whatever their order', () => {
