@@ -54,9 +54,11 @@ export function encodeRecord(message: StoredMessage): Buffer {
   assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
   const client = Buffer.from(message.clientId, 'utf8');
   const topic = Buffer.from(message.topic, 'utf8');
-  const key = message.key === undefined ? null : Buffer.from(message.key, 'utf8');
   assert(client.length <= 0xffff, 'a client id fits its u16 length');
+  assert(topic.length <= 0xffff, 'a topic fits its u16 length');
+  // Below the topic field's flag bits.
   assert(topic.length <= topicBytesMask, 'a topic fits its length bits');
+  const key = message.key === undefined ? null : Buffer.from(message.key, 'utf8');
   assert(key === null || (key.length >= 1 && key.length <= 0xffff), 'a key fits its u16 length');
   assert(message.compacted !== true || message.payload.byteLength === 0, 'compacted: no payload');
   const keyBytes = key === null ? 0 : 2 + key.length;
