@@ -3,7 +3,8 @@
 // deliveryCount, and nothing it acked comes again; the deadline is refused out of bounds.
 // And the group rule as pure functions (fast-check): every slot has one owner among the live
 // members, the same whatever order the members joined in, a slot leaves a live owner only
-// by its release, and a dead owner's slots move with their unacked messages marked.
+// by its release, and a dead owner's slots move with their unacked messages marked. And
+// `abcast tail --consumer --member` as a group member that acks what it printed.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
@@ -14,6 +15,8 @@ import {
   rendezvousOwner,
 } from '../../src/broadcast/consumer-groups.ts';
 import { connect } from '../../src/client/index.ts';
+import { kill, spawnCli } from '../cli/helpers.ts';
+import { waitFor } from '../support/ports.ts';
 import { call, type HttpCluster, startHttpCluster } from './cluster.ts';
 
 let cluster: HttpCluster;
@@ -119,6 +122,42 @@ test('a group member gets its unacked key again after the deadline, in order, th
   );
   assert.equal(slot?.owner, 'solo', 'the slot of acct-1 is done through its last message');
   client.close();
+});
+
+test("abcast tail --consumer --member prints a member's messages and acks them per slot", {
+  timeout: 30_000,
+}, async () => {
+  const leader = await cluster.leader();
+  const client = connect({ endpoints: [leader.url] });
+  const positions: number[] = [];
+  for (const key of ['t-1', 't-2', 't-1']) {
+    positions.push((await client.broadcast({ key }, { topic: 'tailed', key })).position as number);
+  }
+  client.close();
+  const tail = spawnCli([
+    ...['tail', '--node', leader.url, '--topic', 'tailed'],
+    ...['--consumer', 'tailers', '--member', 't1'],
+  ]);
+  try {
+    const printed = () =>
+      tail
+        .stdout()
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { index: number; key: string; slot: number });
+    await waitFor(() => printed().length >= 3, 'tail printed the three messages');
+    assert.deepEqual(
+      printed().map((message) => message.index),
+      positions,
+    );
+    const slots = new Map(printed().map((message) => [message.slot, message.index]));
+    await waitFor(async () => {
+      const group = await call(`${leader.url}/v1/consumers/tailers`);
+      return [...slots].every(([slot, index]) => group.body.slots[slot].index >= index);
+    }, 'tail acked what it printed, per slot');
+  } finally {
+    await kill(tail);
+  }
 });
 
 const at = (lastPosition: number, logTimeMs: number) => ({ lastPosition, logTimeMs });
