@@ -12,6 +12,7 @@ import type { Configuration, Entry, NodeId, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { FixedHistogram } from '../util/histogram.ts';
 import { BatchFormatError, type DecodedBatch, decodeBatch, type MessageRun } from './batch.ts';
+import { compactionTopic } from './compaction.ts';
 import { DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
@@ -175,14 +176,20 @@ export class Applier {
         payload: run.payloads[offset] as Uint8Array,
         // The session table's clock: it only moves forward, whatever the stamping clocks.
         logTimeMs: this.state.sessions.logTimeMs,
+        ...(run.key === '' ? {} : { key: run.key }),
       };
       this.deliveryLog.append(message);
+      this.state.streams.compaction.noteDelivered(message.topic, message.key, message.position);
       observer?.delivered(message);
     }
   }
 
   private applyControlRun(run: MessageRun, duplicateCount: number): void {
-    if (run.topic === retentionTopic || run.topic === consumersTopic) {
+    if (
+      run.topic === retentionTopic ||
+      run.topic === consumersTopic ||
+      run.topic === compactionTopic
+    ) {
       this.applyStreamRun(run, duplicateCount);
       return;
     }
@@ -217,6 +224,16 @@ export class Applier {
       });
     }
     this.deliveryLog.retainFrom(streams.retainedFrom);
+    if (run.topic === compactionTopic) {
+      const { compaction } = streams;
+      const rewritten = this.deliveryLog.store.compactBefore(compaction.before, (message) =>
+        compaction.isSuperseded(message),
+      );
+      this.options.logger.info(
+        { node: this.options.id, before: compaction.before, rewritten },
+        'compacted by key',
+      );
+    }
   }
 
   /** Answers the callers waiting on this run's messages, if any wait on this node. */

@@ -8,7 +8,7 @@
  * decides on, so exactly-once costs one check per run, not per message.
  *
  * Layout (little-endian):
- *   u8  format version (1, or 2 when some run has an owner or a nonce)
+ *   u8  format version (1; 2 when some run has an owner or a nonce; 3 when some run has a key)
  *   f64 log time in ms, stamped by the node that built the batch; session expiry uses it so
  *       that every replica decides the same (a replica's own clock never decides anything)
  *   u32 run count
@@ -21,6 +21,8 @@
  *   format 2 only, per run in the same order (the session's owner and nonce, sessions.ts):
  *     u8 owner length, owner (UTF-8; empty: nobody authenticated)
  *     u8 nonce length, nonce (ASCII; empty: none sent)
+ *   format 3 only, after each run's nonce: u8 key length, key (UTF-8; empty: no key). A run's
+ *     messages share its key: a message with another key opens a new run.
  *
  * The owner and nonce trail the runs so that a batch without them is written in format 1,
  * byte for byte as before they existed: a cluster without authentication or nonces can be
@@ -43,6 +45,8 @@ export { clientIdBytesMax, topicBytesMax };
 export const batchFormatVersion = 1;
 /** The format of a batch where some run has an owner or a nonce. */
 export const batchFormatVersionOwned = 2;
+/** The format of a batch where some run has a key (its trailer carries the keys too). */
+export const batchFormatVersionKeyed = 3;
 
 export type { ClientMessage } from './message-rules.ts';
 
@@ -56,6 +60,8 @@ export interface MessageRun {
   readonly owner: string;
   /** The sender's session nonce; empty when it sent none. */
   readonly nonce: string;
+  /** The messages' key (message-rules.ts); empty when they have none. */
+  readonly key: string;
 }
 
 export interface DecodedBatch {
@@ -82,6 +88,7 @@ class Batch implements DecodedBatch {
         payload,
         ...(run.owner === '' ? {} : { owner: run.owner }),
         ...(run.nonce === '' ? {} : { nonce: run.nonce }),
+        ...(run.key === '' ? {} : { key: run.key }),
       })),
     );
     return this.expanded;
@@ -111,9 +118,11 @@ export class BatchBuilder {
   private runNextSeq = 0;
   private runOwner = '';
   private runNonce = '';
-  /** Each run's owner and nonce, written after the runs when any is set (format 2). */
-  private runOwners: [owner: string, nonce: string][] = [];
+  private runKey = '';
+  /** Each run's owner, nonce and key, written after the runs when any is set (format 2, 3). */
+  private runOwners: [owner: string, nonce: string, key: string][] = [];
   private owned = false;
+  private keyed = false;
 
   get messageCount(): number {
     return this.count;
@@ -139,6 +148,7 @@ export class BatchBuilder {
       message.topic === this.runTopic &&
       (message.owner ?? '') === this.runOwner &&
       (message.nonce ?? '') === this.runNonce &&
+      (message.key ?? '') === this.runKey &&
       (message.clientId === '' || message.seq === this.runNextSeq);
     if (!extendsRun) this.openRun(message);
     this.reserve(4 + message.payload.length);
@@ -168,22 +178,30 @@ export class BatchBuilder {
     this.runTopic = message.topic;
     this.runOwner = message.owner ?? '';
     this.runNonce = message.nonce ?? '';
-    this.runOwners.push([this.runOwner, this.runNonce]);
+    this.runKey = message.key ?? '';
+    this.runOwners.push([this.runOwner, this.runNonce, this.runKey]);
     this.owned ||= this.runOwner !== '' || this.runNonce !== '';
+    this.keyed ||= this.runKey !== '';
     this.runCount++;
   }
 
-  /** Format 2's trailer: the owner and nonce of every run, in run order. */
+  /** Format 2's trailer: the owner and nonce of every run, in run order; format 3 adds keys. */
   private writeOwners(): void {
-    for (const [owner, nonce] of this.runOwners) {
+    for (const [owner, nonce, key] of this.runOwners) {
       const ownerBytes = Buffer.byteLength(owner);
       const nonceBytes = Buffer.byteLength(nonce);
+      const keyBytes = Buffer.byteLength(key);
       assert(ownerBytes <= 255 && nonceBytes <= 255, 'owner and nonce lengths fit a u8');
-      this.reserve(2 + ownerBytes + nonceBytes);
+      assert(keyBytes <= 255, 'a key length fits a u8');
+      this.reserve(3 + ownerBytes + nonceBytes + keyBytes);
       let offset = this.buffer.writeUInt8(ownerBytes, this.bytes);
       offset += this.buffer.write(owner, offset, 'utf8');
       offset = this.buffer.writeUInt8(nonceBytes, offset);
       offset += this.buffer.write(nonce, offset, 'utf8');
+      if (this.keyed) {
+        offset = this.buffer.writeUInt8(keyBytes, offset);
+        offset += this.buffer.write(key, offset, 'utf8');
+      }
       this.bytes = offset;
     }
   }
@@ -198,9 +216,14 @@ export class BatchBuilder {
   finish(logTimeMs: number): Uint8Array {
     assert(Number.isFinite(logTimeMs), 'log time is a finite number');
     this.closeRun();
-    if (this.owned) this.writeOwners();
+    if (this.owned || this.keyed) this.writeOwners();
     const buffer = this.buffer;
-    buffer.writeUInt8(this.owned ? batchFormatVersionOwned : batchFormatVersion, 0);
+    const version = this.keyed
+      ? batchFormatVersionKeyed
+      : this.owned
+        ? batchFormatVersionOwned
+        : batchFormatVersion;
+    buffer.writeUInt8(version, 0);
     buffer.writeDoubleLE(logTimeMs, 1);
     buffer.writeUInt32LE(this.runCount, 9);
     const batch = Buffer.from(buffer.subarray(0, this.bytes));
@@ -209,6 +232,7 @@ export class BatchBuilder {
     this.bytes = headerBytes;
     this.runOwners = [];
     this.owned = false;
+    this.keyed = false;
     return batch;
   }
 }
@@ -230,7 +254,11 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (view.length < headerBytes) throw new BatchFormatError('batch shorter than its header');
   const version = view.readUInt8(0);
-  if (version !== batchFormatVersion && version !== batchFormatVersionOwned) {
+  if (
+    version !== batchFormatVersion &&
+    version !== batchFormatVersionOwned &&
+    version !== batchFormatVersionKeyed
+  ) {
     throw new BatchFormatError(`batch format ${version} is not supported`);
   }
   const logTimeMs = view.readDoubleLE(1);
@@ -278,9 +306,9 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
       payloads[message] = view.subarray(offset, offset + payloadLength);
       offset += payloadLength;
     }
-    runs.push({ clientId, firstSeq, topic, payloads, owner: '', nonce: '' });
+    runs.push({ clientId, firstSeq, topic, payloads, owner: '', nonce: '', key: '' });
   }
-  if (version === batchFormatVersionOwned) {
+  if (version === batchFormatVersionOwned || version === batchFormatVersionKeyed) {
     const readText = (what: string): string => {
       need(1);
       const length = view.readUInt8(offset);
@@ -295,7 +323,8 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
       if (nonce !== '' && !/^[0-9A-Za-z_-]{1,64}$/.test(nonce)) {
         throw new BatchFormatError('a nonce is 1–64 characters of [0-9A-Za-z_-]');
       }
-      runs[at] = { ...(runs[at] as MessageRun), owner, nonce };
+      const key = version === batchFormatVersionKeyed ? readText('key') : '';
+      runs[at] = { ...(runs[at] as MessageRun), owner, nonce, key };
     }
   }
   if (offset !== view.length) throw new BatchFormatError('trailing bytes after the batch');

@@ -211,7 +211,9 @@ export class DeliveryLog {
     }
   }
 
-  private nextChange(signal?: AbortSignal): Promise<void> {
+  /** Resolves at the next notify (an applied batch, a restore, the close) or abort. */
+  nextChange(signal?: AbortSignal): Promise<void> {
+    if (this.closed || signal?.aborted === true) return Promise.resolve();
     return new Promise((resolve) => {
       const onAbort = () => resolve();
       signal?.addEventListener('abort', onAbort, { once: true });

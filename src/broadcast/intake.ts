@@ -11,6 +11,7 @@ import type { ClientMessage } from './batch.ts';
 import { BroadcastError } from './errors.ts';
 import {
   clientIdProblem,
+  keyProblem,
   type MessageProblem,
   nonceProblem,
   ownerProblem,
@@ -51,11 +52,12 @@ export function checkBroadcast(
   readonly topic: string;
   readonly owner: string;
   readonly nonce: string;
+  readonly key: string;
 } {
   if (options === null || typeof options !== 'object') {
     throw new BroadcastError('invalid_argument', 'options must be an object', { field: 'options' });
   }
-  const { clientId, seq, topic, owner, nonce } = options;
+  const { clientId, seq, topic, owner, nonce, key } = options;
   const problem =
     payloadProblem(payload, payloadBytesMax) ??
     (clientId === undefined ? null : clientIdProblem(clientId)) ??
@@ -65,9 +67,11 @@ export function checkBroadcast(
       ? null
       : topicProblem(topic, { field: 'topic', reservedAllowed: false })) ??
     (owner === undefined ? null : ownerProblem(owner)) ??
-    (nonce === undefined ? null : nonceProblem(nonce));
+    (nonce === undefined ? null : nonceProblem(nonce)) ??
+    (key === undefined ? null : keyProblem(key));
   if (problem !== null) throw errorOf(problem);
-  return { clientId, seq, topic: topic ?? '', owner: owner ?? '', nonce: nonce ?? '' };
+  const checked = { topic: topic ?? '', owner: owner ?? '', nonce: nonce ?? '', key: key ?? '' };
+  return { clientId, seq, ...checked };
 }
 
 function senderRefusal(
@@ -128,7 +132,7 @@ export class Intake {
   /** Throws a BroadcastError for any refusal; the node turns it into a rejected promise. */
   accept(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult> {
     const checked = checkBroadcast(payload, options, this.options.payloadBytesMax);
-    if (checked.clientId === undefined) return this.acceptOwn(checked.topic, payload);
+    if (checked.clientId === undefined) return this.acceptOwn(checked.topic, payload, checked.key);
     const message: ClientMessage = {
       clientId: checked.clientId,
       seq: checked.seq as number,
@@ -136,6 +140,7 @@ export class Intake {
       payload,
       ...(checked.owner === '' ? {} : { owner: checked.owner }),
       ...(checked.nonce === '' ? {} : { nonce: checked.nonce }),
+      ...(checked.key === '' ? {} : { key: checked.key }),
     };
     // Someone else's session is refused before anything about it is answered: not even
     // whether a seq was delivered.
@@ -179,9 +184,15 @@ export class Intake {
    * message: a seq taken and never sent would be a gap that blocks every later one. The
    * topic is not checked here: the node writes its own control records this way.
    */
-  acceptOwn(topic: string, payload: Uint8Array): Promise<BroadcastResult> {
+  acceptOwn(topic: string, payload: Uint8Array, key = ''): Promise<BroadcastResult> {
     this.refuseWhenFull(payload.byteLength);
-    const message = { clientId: this.ownClientId, seq: this.ownSeq + 1, topic, payload };
+    const message = {
+      clientId: this.ownClientId,
+      seq: this.ownSeq + 1,
+      topic,
+      payload,
+      ...(key === '' ? {} : { key }),
+    };
     this.ownSeq++;
     return this.trackAndSend(message, true);
   }

@@ -28,6 +28,12 @@ export interface ClientMessage {
    * that did not start the session (session_conflict) instead of answering it duplicate.
    */
   readonly nonce?: string;
+  /**
+   * What the message is about (an account, an order): consumer groups send the messages of
+   * one key to one member, in order, and a compacted topic keeps the newest message per key.
+   * Absent or empty: no key.
+   */
+  readonly key?: string;
 }
 
 /** A client id travels with a u16 length in the batch; 255 bytes keep headers small. */
@@ -46,11 +52,13 @@ export function ownSessionPrefix(nodeId: string): string {
   return `${reservedClientIdPrefix}${nodeId}.`;
 }
 export const ownerBytesMax = 255;
+/** A key travels with a u8 length in the batch, and in every stored record. */
+export const keyBytesMax = 255;
 /** A nonce is 1–64 characters of [0-9A-Za-z_-]: 128 random bits fit with room to spare. */
 export const nonceLengthMax = 64;
 const noncePattern = /^[0-9A-Za-z_-]{1,64}$/;
 
-export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic' | 'owner' | 'nonce';
+export type MessageRule = 'payload' | 'clientId' | 'seq' | 'topic' | 'owner' | 'nonce' | 'key';
 
 export interface MessageProblem {
   readonly code: 'invalid_argument' | 'payload_too_large';
@@ -150,6 +158,22 @@ export function nonceProblem(nonce: unknown, field = 'nonce'): MessageProblem | 
   return null;
 }
 
+/**
+ * A message's key: 1 to 255 bytes of UTF-8 without control characters. `fromLog`: what the
+ * log carries is only checked for its length, like topics.
+ */
+export function keyProblem(key: unknown, field = 'key', fromLog = false): MessageProblem | null {
+  if (typeof key !== 'string') return invalid('key', field, `${field} must be a string`);
+  if (key === '') return invalid('key', field, `${field} must not be empty (leave it out)`);
+  if (Buffer.byteLength(key) > keyBytesMax) {
+    return invalid('key', field, `${field} must be at most ${keyBytesMax} bytes of UTF-8`);
+  }
+  if (!fromLog && hasControlCharacter(key)) {
+    return invalid('key', field, `${field} must not contain control characters`);
+  }
+  return null;
+}
+
 /** A session's seqs are 1, 2, 3 …, and must stay exact in a double (the batch's f64). */
 export function seqProblem(seq: unknown, field = 'seq'): MessageProblem | null {
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
@@ -228,6 +252,7 @@ export function batchedMessageProblem(message: ClientMessage): MessageProblem | 
     (anonymous ? null : seqProblem(message.seq)) ??
     ownerProblem(owner) ??
     (nonce === '' ? null : nonceProblem(nonce)) ??
+    ((message.key ?? '') === '' ? null : keyProblem(message.key, 'key', true)) ??
     topicProblem(message.topic, { field: 'topic', reservedAllowed: true, fromLog: true }) ??
     payloadProblem(message.payload, Number.POSITIVE_INFINITY)
   );

@@ -14,10 +14,12 @@ import type { NodeId, PersistedState, Ready, Snapshot } from '../raft/types.ts';
 import { sendableBeforePersist } from '../raft/types.ts';
 import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage } from '../storage/types.ts';
+import { compactedCopy } from '../store/index.ts';
 import type { Frame, Transport } from '../transport/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
 import type { Applier } from './applier.ts';
+import type { CompactionDriver } from './compaction.ts';
 import type { DeliveredMessage } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import type { Intake } from './intake.ts';
@@ -36,7 +38,10 @@ import {
   type ConsumerCursor,
   consumerNameProblem,
   consumersTopic,
+  decodeStreamCommand,
   encodeStreamCommand,
+  type StreamCommand,
+  type StreamState,
 } from './stream-state.ts';
 
 export type { NodeObserver } from './observer.ts';
@@ -61,6 +66,7 @@ export class BroadcastNode {
   private readonly reads: Reads;
   private readonly membership: MembershipDriver;
   private readonly retention: RetentionDriver;
+  private readonly compaction: CompactionDriver;
   private leaderChangeCount = 0;
   private lastLeaderId: NodeId | null = null;
   private loopRunning = false;
@@ -97,6 +103,7 @@ export class BroadcastNode {
     this.reads = parts.reads;
     this.membership = parts.membership;
     this.retention = parts.retention;
+    this.compaction = parts.compaction;
   }
 
   /** Starts the clock and the transport's frame handler. */
@@ -150,6 +157,7 @@ export class BroadcastNode {
     this.core.tick();
     this.membership.tick();
     this.retention.tick();
+    this.compaction.tick();
     const nowMs = this.options.environment.monotonicMs();
     this.intake.expireDeadlines(nowMs);
     this.outbox.tick(nowMs);
@@ -285,7 +293,15 @@ export class BroadcastNode {
   /** Keeps messages fetched from a peer for a missing range (dense, already checked). */
   fill(messages: readonly DeliveredMessage[]): number {
     if (this.stopped !== null) return 0;
-    return this.applier.deliveryLog.fill(messages);
+    // A peer that has not compacted yet sends what the log says is compacted here.
+    const { compaction } = this.applier.streams;
+    return this.applier.deliveryLog.fill(
+      messages.map((message) =>
+        message.compacted !== true && compaction.isSuperseded(message)
+          ? compactedCopy(message)
+          : message,
+      ),
+    );
   }
 
   /**
@@ -327,6 +343,37 @@ export class BroadcastNode {
     checkConsumerName(name);
     if (this.stopped !== null) throw this.stopped;
     await this.intake.acceptOwn(consumersTopic, encodeStreamCommand({ op: 'delete', name }));
+  }
+
+  /**
+   * Commits one record of the durable consumers' state (a group's join, ack or release, a
+   * consumer's settings) and resolves once it is applied here. The record is checked as
+   * every node will decode it: one they would ignore is refused now.
+   */
+  async recordConsumer(command: StreamCommand): Promise<void> {
+    const record = encodeStreamCommand(command);
+    if (decodeStreamCommand(consumersTopic, record) === null) {
+      throw new BroadcastError('invalid_argument', `a malformed ${command.op} record`, {
+        field: 'name',
+      });
+    }
+    if (this.stopped !== null) throw this.stopped;
+    await this.intake.acceptOwn(consumersTopic, record);
+  }
+
+  /** The durable consumers' replicated state as applied here: read it, never change it. */
+  get streamState(): StreamState {
+    return this.applier.streams;
+  }
+
+  /** True once the node stopped (failed, or closed): it applies nothing more. */
+  get isStopped(): boolean {
+    return this.stopped !== null;
+  }
+
+  /** Resolves once the next committed entry is applied here (or `signal` aborts). */
+  nextApply(signal?: AbortSignal): Promise<void> {
+    return this.applier.deliveryLog.nextChange(signal);
   }
 
   /** The cursor of consumer `name` as applied here; undefined for an unknown consumer. */

@@ -57,6 +57,11 @@ export interface BroadcastNodeOptions {
    * whichever leads decides.
    */
   readonly retention?: RetentionPolicy;
+  /**
+   * Topics compacted by key (compaction.ts): the newest message per key stays, older ones
+   * are compacted as segments are sealed. Give every node the same: whichever leads decides.
+   */
+  readonly compactTopics?: readonly string[];
   readonly sessionTtlMs: number;
   readonly inflightAppendsMax: number;
   readonly appendBytesMax: number;
@@ -132,6 +137,12 @@ export interface BroadcastOptions {
    * nonce in a started session is refused with session_conflict. Default: none.
    */
   readonly nonce?: string;
+  /**
+   * The message's key (1–255 bytes of UTF-8, no control characters): consumer groups give
+   * one key's messages to one member in order; a compacted topic keeps the newest per key.
+   * It is stored and delivered with the message. Default: none.
+   */
+  readonly key?: string;
 }
 
 export interface NodeStatus {

@@ -8,6 +8,7 @@ import type { PersistedState } from '../raft/types.ts';
 import type { RaftStorage } from '../storage/types.ts';
 import type { Transport } from '../transport/types.ts';
 import { Applier } from './applier.ts';
+import { CompactionDriver } from './compaction.ts';
 import { memoryDeliveryLogOptions } from './deliveries.ts';
 import type { BroadcastError } from './errors.ts';
 import { defaultGapHoldLimits } from './gap-hold.ts';
@@ -35,6 +36,7 @@ export interface NodeParts {
   readonly reads: Reads;
   readonly membership: MembershipDriver;
   readonly retention: RetentionDriver;
+  readonly compaction: CompactionDriver;
 }
 
 /** What the parts need of the node's loop: to be run soon, and whether the node stopped. */
@@ -173,6 +175,16 @@ export function buildNodeParts(
     onError: (error) =>
       logger.warn({ node: options.id, reason: String(error) }, 'retention record not committed'),
   });
+  const compaction = new CompactionDriver({
+    topics: options.compactTopics ?? [],
+    checkIntervalTicks: Math.max(1, Math.round(1000 / options.tickIntervalMs)),
+    isLeader: () => core.status().role === 'leader',
+    sealedBefore: () => applier.deliveryLog.store.summaries().at(-1)?.first ?? 1,
+    state: () => applier.streams.compaction,
+    propose: (topic, payload) => intake.acceptOwn(topic, payload),
+    onError: (error) =>
+      logger.warn({ node: options.id, reason: String(error) }, 'compaction record not committed'),
+  });
   return {
     core,
     pending,
@@ -184,5 +196,6 @@ export function buildNodeParts(
     reads,
     membership,
     retention,
+    compaction,
   };
 }

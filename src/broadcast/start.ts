@@ -109,6 +109,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
       initialPeers: peers,
       deliveries: { store, backfill: true, retainBytesMax: null },
       ...(options.retention === undefined ? {} : { retention: options.retention }),
+      ...(options.compactTopics === undefined ? {} : { compactTopics: options.compactTopics }),
       logger,
       // A process runs on the real clock; the simulator builds its nodes itself.
       environment: systemEnvironment,

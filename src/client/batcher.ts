@@ -27,6 +27,7 @@ export interface QueuedBroadcast {
   readonly seq: number;
   readonly text: string;
   readonly topic: string | undefined;
+  readonly key?: string | undefined;
   /** The client's session nonce, sent with every message when it has one. */
   readonly nonce?: string;
 }
@@ -43,9 +44,15 @@ function nonceField(message: QueuedBroadcast): string {
   return message.nonce === undefined ? '' : `,"nonce":${JSON.stringify(message.nonce)}`;
 }
 
-export function singleBody(message: QueuedBroadcast): string {
+/** The message's own optional fields, each with its leading comma. */
+function messageFields(message: QueuedBroadcast): string {
   const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
-  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${topic}${nonceField(message)}}`;
+  const key = message.key === undefined ? '' : `,"key":${JSON.stringify(message.key)}`;
+  return topic + key;
+}
+
+export function singleBody(message: QueuedBroadcast): string {
+  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${messageFields(message)}${nonceField(message)}}`;
 }
 
 export class BroadcastBatcher {
@@ -107,11 +114,7 @@ export class BroadcastBatcher {
   private async sendRun(run: readonly Waiting[]): Promise<void> {
     const first = run[0] as Waiting;
     const messages = run
-      .map((message) =>
-        message.topic === undefined
-          ? `{"payload":${message.text}}`
-          : `{"payload":${message.text},"topic":${JSON.stringify(message.topic)}}`,
-      )
+      .map((message) => `{"payload":${message.text}${messageFields(message)}}`)
       .join(',');
     const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq}${nonceField(first)},"messages":[${messages}]}`;
     const outcome = await postJson<{ results?: unknown }>(

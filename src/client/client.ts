@@ -9,6 +9,7 @@
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
 import { BroadcastBatcher, type QueuedBroadcast, singleBody } from './batcher.ts';
+import { isBinaryUrl } from './binary-exchange.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
 import {
@@ -30,6 +31,16 @@ import { type SubscribeOptions, type Subscription, subscribe } from './subscribe
 /** Retry-After is honoured up to this long; a node asking for more is tried again sooner. */
 const retryAfterMsMax = 2_000;
 const topicBytesMax = 255;
+const keyBytesMax = 255;
+
+/** C0 and C1 control characters and DEL, which the nodes refuse in a key. */
+function hasControlCharacter(text: string): boolean {
+  for (let at = 0; at < text.length; at++) {
+    const code = text.charCodeAt(at);
+    if (code <= 0x1f || (code >= 0x7f && code <= 0x9f)) return true;
+  }
+  return false;
+}
 
 /**
  * A session's breaker: its signal aborts when the chain cuts the session. Batched first
@@ -175,12 +186,13 @@ export class Client {
    */
   async broadcast(payload: unknown, options: BroadcastOptions = {}): Promise<BroadcastAnswer> {
     const text = payloadText(payload, options.topic);
+    this.checkKey(options.key);
     this.throwIfClosed();
     await this.acquire();
     return new Promise((resolve, reject) => {
       // The slot stays taken until the message is answered, also after its caller was told
       // `unavailable`: that bounds the messages still being sent to inFlightMax.
-      this.send(text, options.topic, reject)
+      this.send(text, options, reject)
         .then(resolve, reject)
         .finally(() => this.release());
     });
@@ -213,6 +225,19 @@ export class Client {
       JSON.stringify({ index: position }),
     );
     return barrierPositionOf(answer);
+  }
+
+  /**
+   * A consumer group member's acks, per slot (POST /v1/consumers/:name/ack); fails with
+   * `not_owner` (details.slots) for slots the member no longer owns.
+   */
+  async ackGroup(
+    name: string,
+    member: string,
+    slots: Readonly<Record<string, number>>,
+  ): Promise<void> {
+    const path = `/v1/consumers/${encodeURIComponent(name)}/ack`;
+    await this.retried<unknown>('the acks', path, JSON.stringify({ member, slots }));
   }
 
   /** GET (`body` null) or POST `path`, retried across endpoints until `unavailableAfterMs`. */
@@ -319,7 +344,7 @@ export class Client {
    */
   private async send(
     text: string,
-    topic: string | undefined,
+    { topic, key }: BroadcastOptions,
     giveUp: (error: ClientError) => void,
   ): Promise<BroadcastAnswer> {
     const id = this.chain.issue(this.nowMs());
@@ -336,7 +361,15 @@ export class Client {
         if (next.kind === 'fail') throw chainError(next.failure);
         const endpoint = this.endpointAt(attempt);
         const outcome = await this.attempt(
-          { endpoint, sessionId: next.sessionId, seq: next.seq, text, topic, nonce: this.nonce },
+          {
+            endpoint,
+            sessionId: next.sessionId,
+            seq: next.seq,
+            text,
+            topic,
+            key,
+            nonce: this.nonce,
+          },
           attempt,
           this.breakerOf(next.sessionId),
         );
@@ -438,6 +471,35 @@ export class Client {
       this.closer.signal,
       this.breakerOf(sessionId).signal,
     ]);
+  }
+
+  /**
+   * Refuses a key the nodes would refuse, and any key while some endpoint speaks the binary
+   * protocol, whose frames have no field for it yet: a retry may go to any endpoint, and a
+   * key dropped there would silently break per-key order and compaction.
+   */
+  private checkKey(key: unknown): void {
+    if (key === undefined) return;
+    if (
+      typeof key !== 'string' ||
+      key === '' ||
+      Buffer.byteLength(key) > keyBytesMax ||
+      hasControlCharacter(key)
+    ) {
+      throw new ClientError(
+        'invalid_argument',
+        `a key is a string of 1 to ${keyBytesMax} bytes of UTF-8 without control characters`,
+        { field: 'key' },
+      );
+    }
+    const binary = this.settings.endpoints.filter(isBinaryUrl);
+    if (binary.length > 0) {
+      throw new ClientError(
+        'invalid_argument',
+        `a broadcast with a key needs http(s) endpoints: the binary protocol (${binary.join(', ')}) does not carry keys yet`,
+        { field: 'key', endpoints: binary },
+      );
+    }
   }
 
   /** The client's clock (its Environment's). */

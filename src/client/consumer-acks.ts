@@ -69,3 +69,100 @@ export class ConsumerAcks {
     this.waiters = left;
   }
 }
+
+/** POST /v1/consumers/:name/ack {member, slots}; resolves once the log holds them. */
+export type SendGroupAcks = (
+  name: string,
+  member: string,
+  slots: Readonly<Record<string, number>>,
+) => Promise<unknown>;
+
+interface SlotWaiter extends Waiter {
+  readonly slot: number;
+}
+
+/**
+ * The acks of one consumer group member, coalesced per slot: a slot's cursor covers every
+ * earlier message of the slot, so one request in flight carries, per slot, the highest
+ * position acked so far. A slot the member no longer owns (the node answers 409
+ * `not_owner`) fails its waiters: those acks changed nothing, and the messages go to the
+ * slot's new owner.
+ */
+export class GroupAcks {
+  private readonly acked = new Map<number, number>();
+  private readonly wanted = new Map<number, number>();
+  private sending = false;
+  private waiters: SlotWaiter[] = [];
+
+  constructor(
+    private readonly name: string,
+    private readonly member: string,
+    private readonly send: SendGroupAcks,
+  ) {}
+
+  ack(slot: number, position: number): Promise<void> {
+    if (!Number.isSafeInteger(position) || position < 1) {
+      return Promise.reject(new ClientError('invalid_argument', 'an ack names a position >= 1'));
+    }
+    if (position <= (this.acked.get(slot) ?? 0)) return Promise.resolve();
+    this.wanted.set(slot, Math.max(this.wanted.get(slot) ?? 0, position));
+    const done = new Promise<void>((resolve, reject) => {
+      this.waiters.push({ slot, position, resolve, reject });
+    });
+    if (!this.sending) void this.flush();
+    return done;
+  }
+
+  private due(): Record<string, number> {
+    const slots: Record<string, number> = {};
+    for (const [slot, position] of this.wanted) {
+      if (position > (this.acked.get(slot) ?? 0)) slots[String(slot)] = position;
+    }
+    return slots;
+  }
+
+  private async flush(): Promise<void> {
+    this.sending = true;
+    try {
+      for (let slots = this.due(); Object.keys(slots).length > 0; slots = this.due()) {
+        let lost = new Set<number>();
+        let failure: unknown = null;
+        try {
+          await this.send(this.name, this.member, slots);
+        } catch (error) {
+          failure = error;
+          const named = (error as { code?: unknown; details?: { slots?: unknown } }).details?.slots;
+          if ((error as { code?: unknown }).code === 'not_owner' && typeof named === 'string') {
+            lost = new Set(named.split(',').map(Number));
+            failure = null;
+          }
+        }
+        for (const [slotText, position] of Object.entries(slots)) {
+          const slot = Number(slotText);
+          if (failure !== null || lost.has(slot)) this.wanted.set(slot, this.acked.get(slot) ?? 0);
+          else this.acked.set(slot, Math.max(this.acked.get(slot) ?? 0, position));
+        }
+        this.settle(failure, lost);
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private settle(failure: unknown, lost: ReadonlySet<number>): void {
+    const left: SlotWaiter[] = [];
+    for (const waiter of this.waiters) {
+      if (failure !== null) waiter.reject(failure);
+      else if (lost.has(waiter.slot)) {
+        waiter.reject(
+          new ClientError('not_owner', `slot ${waiter.slot} moved to another member`, {
+            slot: waiter.slot,
+            position: waiter.position,
+          }),
+        );
+      } else if (waiter.position <= (this.acked.get(waiter.slot) ?? 0)) waiter.resolve();
+      else left.push(waiter);
+    }
+    this.waiters = left;
+  }
+}

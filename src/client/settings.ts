@@ -80,6 +80,12 @@ export interface ConnectOptions {
 
 export interface BroadcastOptions {
   readonly topic?: string;
+  /**
+   * The message's key (1–255 bytes of UTF-8, no control characters): a consumer group gives
+   * one key's messages to one member, in order, and a compacted topic keeps the newest
+   * message per key. HTTP endpoints only, for now: the binary protocol has no field for it.
+   */
+  readonly key?: string;
 }
 
 export interface BroadcastAnswer {

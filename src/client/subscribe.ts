@@ -11,7 +11,7 @@
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
-import { ConsumerAcks } from './consumer-acks.ts';
+import { ConsumerAcks, GroupAcks } from './consumer-acks.ts';
 import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
@@ -32,6 +32,8 @@ export interface SubscriptionHost {
   delayMs(attempt: number, retryAfterMs: number | null): number;
   /** POST /v1/consumers/:name/ack; resolves with the consumer's cursor after it. */
   ackConsumer(name: string, position: number): Promise<number>;
+  /** POST /v1/consumers/:name/ack {member, slots}: a group member's acks. */
+  ackGroup(name: string, member: string, slots: Readonly<Record<string, number>>): Promise<void>;
 }
 
 export interface SubscribeOptions {
@@ -61,6 +63,16 @@ export interface SubscribeOptions {
    * node, right after what it acked: messages after the last ack come again.
    */
   readonly consumer?: string;
+  /**
+   * With `consumer`: this subscription is a member of the consumer group of that name. The
+   * members share the group's work: the messages of one key all go to one live member, in
+   * order, and each member acks its own (`message.ack()`). A member that stops (or crashes)
+   * is given up when its lease runs out, and its unacknowledged messages go to the others,
+   * in order, marked `redelivered`. Messages arrive in position order per key, not overall.
+   */
+  readonly member?: string;
+  /** A member's lease, in ms (default 10 s): how long it may stay silent before it is gone. */
+  readonly leaseMs?: number;
 }
 
 /** One delivered message, as /v1/messages gives it but for `position` (`index` there). */
@@ -78,6 +90,22 @@ export interface Message {
    */
   readonly time: number;
   readonly payloadBase64?: string;
+  /** The key it was broadcast with; absent when none. */
+  readonly key?: string;
+  /**
+   * True for a position of a compacted topic whose message a newer one with the same key
+   * replaced (payload null). Streams skip such positions; page reads show them.
+   */
+  readonly compacted?: true;
+  /**
+   * On a stream that waits for acks (a group member, or a consumer with an ack deadline):
+   * how many times this message was handed out to this subscription's stream, and whether it
+   * may have been handed out before (to this stream, or to a member that is gone).
+   */
+  readonly deliveryCount?: number;
+  readonly redelivered?: boolean;
+  /** A group member's message: its slot (the key's hash), what its ack covers. */
+  readonly slot?: number;
   /**
    * With `consumer`: records that everything up to this message is processed. Resolves once
    * the log holds it; acks are coalesced, so acking each message costs little.
@@ -135,10 +163,7 @@ async function* follow(
   signal: AbortSignal,
 ): Subscription {
   const cursor: Cursor = { lastPosition: 0, from };
-  const acks =
-    options.consumer === undefined
-      ? null
-      : new ConsumerAcks(options.consumer, (name, position) => client.ackConsumer(name, position));
+  const acks = acksOf(client, options);
   let failingSinceMs: number | null = null;
   let lastReason = 'no attempt';
   for (let attempt = 0; !signal.aborted; attempt++) {
@@ -180,6 +205,42 @@ async function* follow(
   }
 }
 
+/** How a subscription's messages are acked: by cursor, per group slot, or not at all. */
+type Acks =
+  | { readonly kind: 'cursor'; readonly acks: ConsumerAcks }
+  | { readonly kind: 'group'; readonly acks: GroupAcks };
+
+function acksOf(client: SubscriptionHost, options: SubscribeOptions): Acks | null {
+  const { consumer, member } = options;
+  if (consumer === undefined) {
+    if (member !== undefined) {
+      throw new ClientError('invalid_argument', 'member needs consumer', { field: 'member' });
+    }
+    return null;
+  }
+  if (member === undefined) {
+    const acks = new ConsumerAcks(consumer, (name, position) => client.ackConsumer(name, position));
+    return { kind: 'cursor', acks };
+  }
+  const acks = new GroupAcks(consumer, member, (name, who, slots) =>
+    client.ackGroup(name, who, slots),
+  );
+  return { kind: 'group', acks };
+}
+
+/** The message with its `ack()`, when the subscription acks. */
+function withAck(message: Message, acks: Acks | null): Message {
+  if (acks === null) return message;
+  const { position, slot } = message;
+  if (acks.kind === 'cursor') return { ...message, ack: () => acks.acks.ack(position) };
+  if (slot === undefined) {
+    throw new ClientError('protocol', 'a group member stream sent a message without slot', {
+      position,
+    });
+  }
+  return { ...message, ack: () => acks.acks.ack(slot, position) };
+}
+
 /** Where in the client's endpoints a pinned subscription reads first; null when unpinned. */
 function pinnedAt(client: SubscriptionHost, endpoint: string | undefined): number | null {
   if (endpoint === undefined) return null;
@@ -210,6 +271,8 @@ async function open(
   const query = new URLSearchParams(
     options.consumer === undefined ? { from: String(cursor.from) } : { consumer: options.consumer },
   );
+  if (options.member !== undefined) query.set('member', options.member);
+  if (options.leaseMs !== undefined) query.set('leaseMs', String(options.leaseMs));
   if (options.topic !== undefined) query.set('topic', options.topic);
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (cursor.lastPosition > 0) headers['last-event-id'] = String(cursor.lastPosition);
@@ -236,7 +299,7 @@ async function* read(
   cursor: Cursor,
   signal: AbortSignal,
   onProgress: ((position: number) => void) | undefined,
-  acks: ConsumerAcks | null,
+  acks: Acks | null,
 ): AsyncGenerator<Message, string, undefined> {
   const source = new StreamReader(body);
   try {
@@ -251,10 +314,13 @@ async function* read(
           onProgress?.(item.position);
           continue;
         }
-        if (item.message.position <= cursor.lastPosition) continue;
-        cursor.lastPosition = item.message.position;
-        const { position } = item.message;
-        yield acks === null ? item.message : { ...item.message, ack: () => acks.ack(position) };
+        // A stream that waits for acks hands a message out again on purpose, and a group
+        // member's positions rise per key, not overall: only the log's cursors decide there.
+        if (item.message.deliveryCount === undefined) {
+          if (item.message.position <= cursor.lastPosition) continue;
+          cursor.lastPosition = item.message.position;
+        }
+        yield withAck(item.message, acks);
         if (signal.aborted) return 'aborted';
       }
     }

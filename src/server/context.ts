@@ -5,7 +5,7 @@
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
 import type { BroadcastResult } from '../broadcast/pending.ts';
-import type { ConsumerCursor } from '../broadcast/stream-state.ts';
+import type { ConsumerCursor, StreamCommand, StreamState } from '../broadcast/stream-state.ts';
 import type { FollowerProgress, NodeId, Snapshot } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
@@ -54,6 +54,14 @@ export interface ServedNode {
   deleteConsumer(name: string): Promise<void>;
   consumer(name: string): ConsumerCursor | undefined;
   consumers(): ConsumerCursor[];
+  /** Commits a consumers' record (groups, settings); resolves once applied here. */
+  recordConsumer(command: StreamCommand): Promise<void>;
+  /** The consumers' replicated state as applied here (cursors, groups, settings). */
+  readonly streamState: StreamState;
+  /** Resolves once the next committed entry is applied here, or `signal` aborts. */
+  nextApply(signal?: AbortSignal): Promise<void>;
+  /** True once the node stopped (for good): waiting for it is over. */
+  readonly isStopped: boolean;
   /** Keeps messages fetched from a peer for positions this node lacks (backfill). */
   fill(messages: readonly DeliveredMessage[]): number;
   missingRanges(): { first: number; last: number }[];

@@ -25,6 +25,7 @@ export type HttpErrorCode =
   | 'not_held'
   | 'transfer_refused'
   | 'not_found'
+  | 'not_owner'
   | 'method_not_allowed'
   | 'not_implemented'
   | 'internal';

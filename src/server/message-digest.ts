@@ -1,6 +1,7 @@
 /**
  * The digest of delivered messages that GET /v1/digest answers and backfill checks pages
- * against: each message as position, client, seq, topic and payload with their lengths.
+ * against: each message as position, client, seq, topic and payload with their lengths, and
+ * its key (when it has one) after them, so a digest of messages without keys is as before.
  */
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import { type Sha256Hasher, sha256Hasher } from '../util/digest.ts';
@@ -25,6 +26,11 @@ export function hashMessage(hash: Sha256Hasher, message: DeliveredMessage): void
   hash.update(f64(message.seq));
   hash.update(u32(topic.byteLength)).update(topic);
   hash.update(u32(message.payload.byteLength)).update(message.payload);
+  if (message.key !== undefined) {
+    const key = Buffer.from(message.key, 'utf8');
+    hash.update(u32(key.byteLength)).update(key);
+  }
+  if (message.compacted === true) hash.update(Buffer.from('compacted'));
 }
 
 /** The digest GET /v1/digest answers for exactly `messages` (dense, in order). */

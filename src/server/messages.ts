@@ -23,6 +23,13 @@ export interface WireMessage {
    * along positions and the same on every node (the leaders' wall clocks, made monotonic).
    */
   readonly time: number;
+  /** The message's key; absent when it has none. */
+  readonly key?: string;
+  /**
+   * True for a position of a compacted topic whose message a newer one with the same key
+   * replaced: its payload is gone (null), its position stays.
+   */
+  readonly compacted?: true;
 }
 
 const encoder = new TextEncoder();
@@ -54,5 +61,7 @@ export function toWireMessage(message: DeliveredMessage): WireMessage {
     seq: anonymous ? null : message.seq,
     topic: message.topic === '' ? null : message.topic,
     time: message.logTimeMs,
+    ...(message.key === undefined ? {} : { key: message.key }),
+    ...(message.compacted === true ? { compacted: true as const, payload: null } : {}),
   };
 }

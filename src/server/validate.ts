@@ -6,6 +6,7 @@
  */
 import {
   clientIdProblem,
+  keyProblem,
   type MessageProblem,
   nonceProblem,
   seqProblem,
@@ -53,6 +54,14 @@ export function optionalSeq(
   field = 'seq',
 ): number | undefined {
   return optionalField<number>(object, field, seqProblem);
+}
+
+/** A message's key (1–255 bytes of UTF-8, no control characters), or undefined when absent. */
+export function optionalKey(
+  object: Readonly<Record<string, unknown>>,
+  field = 'key',
+): string | undefined {
+  return optionalField<string>(object, field, keyProblem);
 }
 
 /** A broadcast's topic; the reserved prefix is refused. Undefined when absent. */

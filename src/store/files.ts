@@ -36,6 +36,8 @@ export interface StoreFiles {
   readText(name: string): string | null;
   /** Replaces the file whole: a reader sees the old text or the new one. */
   writeText(name: string, text: string): void;
+  /** Moves `from` to `to`, replacing it (compaction's rewritten segments). */
+  rename(from: string, to: string): void;
   close(): void;
 }
 
@@ -100,6 +102,12 @@ export class DiskStoreFiles implements StoreFiles {
     const temporary = join(this.directory, `${name}.tmp`);
     writeFileSync(temporary, text);
     renameSync(temporary, join(this.directory, name));
+  }
+
+  rename(from: string, to: string): void {
+    this.forget(from);
+    this.forget(to);
+    renameSync(join(this.directory, from), join(this.directory, to));
   }
 
   close(): void {
@@ -184,6 +192,13 @@ export class MemoryStoreFiles implements StoreFiles {
   writeText(name: string, text: string): void {
     this.files.delete(name);
     this.write(name, Buffer.from(text, 'utf8'), 0);
+  }
+
+  rename(from: string, to: string): void {
+    const file = this.files.get(from);
+    assert(file !== undefined, 'a renamed file exists');
+    this.files.delete(from);
+    this.files.set(to, file);
   }
 
   close(): void {}

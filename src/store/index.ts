@@ -1,4 +1,5 @@
 /** The message store: delivered messages on disk, by position, kept as retention says. */
+export { compactedCopy } from './compaction.ts';
 export { DiskStoreFiles, MemoryStoreFiles, type StoreFiles } from './files.ts';
 export type { StoredMessage } from './record.ts';
 export { decodeRecordAt, encodeRecord, type RecordRead } from './record.ts';

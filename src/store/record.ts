@@ -3,7 +3,14 @@
  *
  *   u32 bodyBytes | u32 crc32(body) | body
  *   body = f64 position | f64 index | f64 term | f64 seq | f64 logTimeMs
- *        | u16 clientBytes | client | u16 topicBytes | topic | payload (the rest)
+ *        | u16 clientBytes | client | u16 topicField | topic
+ *        | [u16 keyBytes | key] | payload (the rest)
+ *
+ *   topicField = topicBytes | 0x8000 when a key follows the topic | 0x4000 when compacted
+ *
+ * The two flags live in bits no topic length reaches (topics are at most 255 bytes), so a
+ * record written before keys existed reads the same. A compacted record (compaction.ts) is
+ * the message's header without its payload: the position stays, and says it was compacted.
  *
  * Little-endian. The checksum finds a record torn by a crash (the store is written without
  * fsync, see store.ts); the position in every record lets a scan check that a segment is
@@ -28,9 +35,19 @@ export interface StoredMessage {
    * the same on every node for the same position, and non-decreasing along positions.
    */
   readonly logTimeMs: number;
+  /** The message's key; absent when it has none. */
+  readonly key?: string;
+  /**
+   * True once compaction by key replaced the message (a newer one has its key): its payload
+   * is gone, its position and header stay.
+   */
+  readonly compacted?: boolean;
 }
 
 export const recordHeaderBytes = 8;
+const keyFlag = 0x8000;
+const compactedFlag = 0x4000;
+const topicBytesMask = 0x3fff;
 const fixedBodyBytes = 5 * 8 + 2 + 2;
 
 /**
@@ -64,7 +81,14 @@ export function encodeRecord(message: StoredMessage): Buffer {
   const topic = topicBytesOf(message.topic);
   assert(client.length <= 0xffff, 'a client id fits its u16 length');
   assert(topic.length <= 0xffff, 'a topic fits its u16 length');
-  const bodyBytes = fixedBodyBytes + client.length + topic.length + message.payload.byteLength;
+  // Below the topic field's flag bits.
+  assert(topic.length <= topicBytesMask, 'a topic fits its length bits');
+  const key = message.key === undefined ? null : Buffer.from(message.key, 'utf8');
+  assert(key === null || (key.length >= 1 && key.length <= 0xffff), 'a key fits its u16 length');
+  assert(message.compacted !== true || message.payload.byteLength === 0, 'compacted: no payload');
+  const keyBytes = key === null ? 0 : 2 + key.length;
+  const bodyBytes =
+    fixedBodyBytes + client.length + topic.length + keyBytes + message.payload.byteLength;
   const record = Buffer.allocUnsafe(recordHeaderBytes + bodyBytes);
   let at = recordHeaderBytes;
   at = record.writeDoubleLE(message.position, at);
@@ -74,8 +98,13 @@ export function encodeRecord(message: StoredMessage): Buffer {
   at = record.writeDoubleLE(message.logTimeMs, at);
   at = record.writeUInt16LE(client.length, at);
   at += client.copy(record, at);
-  at = record.writeUInt16LE(topic.length, at);
+  const flags = (key === null ? 0 : keyFlag) | (message.compacted === true ? compactedFlag : 0);
+  at = record.writeUInt16LE(topic.length | flags, at);
   at += topic.copy(record, at);
+  if (key !== null) {
+    at = record.writeUInt16LE(key.length, at);
+    at += key.copy(record, at);
+  }
   record.set(message.payload, at);
   record.writeUInt32LE(bodyBytes, 0);
   record.writeUInt32LE(crc32(record.subarray(recordHeaderBytes)), 4);
@@ -112,16 +141,35 @@ export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
   const clientAt = 42;
   const topicLengthAt = clientAt + clientBytes;
   if (topicLengthAt + 2 > body.length) return { kind: 'invalid' };
-  const topicBytes = body.readUInt16LE(topicLengthAt);
+  const topicField = body.readUInt16LE(topicLengthAt);
   const topicAt = topicLengthAt + 2;
-  const at = topicAt + topicBytes;
+  let at = topicAt + (topicField & topicBytesMask);
   if (at > body.length || !Number.isSafeInteger(position) || position < 1) {
     return { kind: 'invalid' };
   }
   const clientId = body.toString('utf8', clientAt, topicLengthAt);
   const topic = body.toString('utf8', topicAt, at);
+  let key: string | undefined;
+  if ((topicField & keyFlag) !== 0) {
+    if (at + 2 > body.length) return { kind: 'invalid' };
+    const keyEnd = at + 2 + body.readUInt16LE(at);
+    if (keyEnd > body.length) return { kind: 'invalid' };
+    key = body.toString('utf8', at + 2, keyEnd);
+    at = keyEnd;
+  }
   // A copy: the read buffer is reused for the next chunk.
   const payload = new Uint8Array(body.subarray(at));
-  const message = { position, index, term, clientId, seq, topic, payload, logTimeMs };
+  const message: StoredMessage = {
+    position,
+    index,
+    term,
+    clientId,
+    seq,
+    topic,
+    payload,
+    logTimeMs,
+    ...(key === undefined ? {} : { key }),
+    ...((topicField & compactedFlag) !== 0 ? { compacted: true } : {}),
+  };
   return { kind: 'record', message, recordBytes };
 }

@@ -16,6 +16,7 @@
  * A segment grows until `segmentBytesMax`, or until it reaches the next one (backfill).
  */
 import { assert } from '../util/assert.ts';
+import { compactSegment } from './compaction.ts';
 import type { StoreFiles } from './files.ts';
 import type { StoredMessage } from './record.ts';
 import { parseSegmentName, Segment } from './segment.ts';
@@ -230,6 +231,27 @@ export class MessageStore {
       dropped++;
     }
     return dropped;
+  }
+
+  /**
+   * Compaction by key (compaction.ts): every segment with positions before `before` is
+   * rewritten with what `superseded` picks (among those positions) compacted. Returns how
+   * many segments were rewritten.
+   */
+  compactBefore(before: number, superseded: (message: StoredMessage) => boolean): number {
+    this.flush();
+    let rewritten = 0;
+    for (let at = 0; at < this.segments.length; at++) {
+      const segment = this.segments[at] as Segment;
+      if (segment.first >= before) break;
+      const picked = (message: StoredMessage) => message.position < before && superseded(message);
+      const replaced = compactSegment(this.options.files, segment, picked);
+      if (replaced === null) continue;
+      this.dirty.delete(segment);
+      this.segments[at] = replaced;
+      rewritten++;
+    }
+    return rewritten;
   }
 
   /** Flushes and writes every index, so that the next open needs no scan. */

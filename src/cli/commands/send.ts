@@ -13,6 +13,7 @@ interface SendFlags {
   client?: string;
   seq?: string;
   topic?: string;
+  key?: string;
 }
 
 /** The answer as docs/api.md gives it: the wire calls the position `index`. */
@@ -39,6 +40,7 @@ export function broadcastBody(json: string, flags: SendFlags): Record<string, un
     body.seq = positiveIntegerFlag('seq', flags.seq as string);
   }
   if (flags.topic !== undefined) body.topic = flags.topic;
+  if (flags.key !== undefined) body.key = flags.key;
   return body;
 }
 
@@ -88,6 +90,7 @@ export function sendCommand(program: Command): void {
     .option('--client <id>', 'client id for exactly-once retries (with --seq)')
     .option('--seq <n>', "this message's sequence number for --client, from 1")
     .option('--topic <topic>', 'topic of the message')
+    .option('--key <key>', 'key of the message (consumer groups, compacted topics)')
     .option('--wait <seconds>', 'retry while the cluster has no leader, up to this long', '10')
     .action((json: string, flags: SendFlags) => send(json, flags));
 }

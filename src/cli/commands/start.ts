@@ -431,6 +431,9 @@ export async function runNode(settings: StartSettings): Promise<{
     ...settings.limits.node,
     ...(tls.peer === null ? {} : { peerTls: tls.peer }),
     retention: settings.stream.retention,
+    ...(settings.stream.compactTopics.length === 0
+      ? {}
+      : { compactTopics: settings.stream.compactTopics }),
     ...(settings.stream.snapshotIntervalBytes === null
       ? {}
       : { snapshotIntervalBytes: settings.stream.snapshotIntervalBytes }),
@@ -624,7 +627,7 @@ export function startCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
+      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')

@@ -16,6 +16,7 @@ export interface StreamFlags {
   snapshotIntervalBytes?: string;
   httpPeers?: string;
   backfillToken?: string;
+  compactTopics?: string;
 }
 
 export interface StreamSettings {
@@ -28,6 +29,8 @@ export interface StreamSettings {
   readonly httpPeers: readonly string[];
   /** A token of an identity that reads every topic, for backfill when peers authenticate. */
   readonly backfillToken: string | null;
+  /** Topics compacted by key: the newest message per key stays. */
+  readonly compactTopics: readonly string[];
 }
 
 const durationUnitsMs: Readonly<Record<string, number>> = {
@@ -155,7 +158,21 @@ export function streamSettings(
       null,
     snapshotIntervalBytes:
       snapshotText === undefined ? null : parseSizeBytes('snapshot-interval-bytes', snapshotText),
+    compactTopics: topicList(flags.compactTopics ?? config.compactTopics),
   };
+}
+
+/** `--compact-topics a,b` or the config's list: topics, none reserved. */
+function topicList(value: unknown): string[] {
+  if (value === undefined) return [];
+  const topics = Array.isArray(value) ? value.map(String) : String(value).split(',');
+  const trimmed = topics.map((topic) => topic.trim()).filter((topic) => topic !== '');
+  for (const topic of trimmed) {
+    if (topic.startsWith('$') || Buffer.byteLength(topic) > 255) {
+      throw new CliError(`--compact-topics: "${topic}" is not a topic clients may publish on`);
+    }
+  }
+  return trimmed;
 }
 
 export function addStreamOptions(command: Command): Command {
@@ -164,6 +181,10 @@ export function addStreamOptions(command: Command): Command {
     .option('--retention-age <duration>', 'delete messages older than this in log time, e.g. 7d')
     .option('--retention-bytes <size>', 'keep at most about this much, e.g. 50GiB')
     .option('--store-segment-bytes <size>', 'message store segment size (default 64MiB)')
+    .option(
+      '--compact-topics <topics>',
+      'comma-separated topics compacted by key: the newest message per key stays (give every node the same)',
+    )
     .option(
       '--snapshot-interval-bytes <size>',
       'applied bytes between two snapshots, which the WAL is compacted to (default 64MiB)',

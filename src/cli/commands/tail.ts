@@ -3,7 +3,8 @@
  * message as one JSON line, in order. When the connection drops it reconnects with
  * `Last-Event-ID` (the last index printed), so nothing is missed or printed twice; a node
  * that cannot be reached at the start, or a refusal (400, 410), ends it with an error.
- * With `--consumer NAME` it starts after the consumer's last ack and acks what it printed.
+ * With `--consumer NAME` it starts after the consumer's last ack and acks what it printed;
+ * with `--member M` too it is a member of that consumer group, and acks per slot.
  */
 import type { Command } from 'commander';
 import { parseSse, type SseEvent, SseFormatError } from '../../client/sse.ts';
@@ -15,6 +16,7 @@ interface TailFlags {
   from?: string;
   topic?: string;
   consumer?: string;
+  member?: string;
 }
 
 /** Waits between reconnections: doubling from the server's `retry:`, capped. */
@@ -57,8 +59,46 @@ class Acker {
   }
 }
 
+/**
+ * A group member's acks: after each chunk, per slot the highest position printed (a slot's
+ * cursor covers its earlier messages).
+ */
+class GroupAcker {
+  private readonly printed = new Map<number, number>();
+  private readonly acked = new Map<number, number>();
+
+  constructor(
+    private readonly base: string,
+    private readonly name: string,
+    private readonly member: string,
+  ) {}
+
+  printedEvent(data: string): void {
+    const { index, slot } = JSON.parse(data) as { index?: unknown; slot?: unknown };
+    if (typeof index !== 'number' || typeof slot !== 'number') return;
+    this.printed.set(slot, Math.max(this.printed.get(slot) ?? 0, index));
+  }
+
+  async ack(): Promise<void> {
+    const slots: Record<string, number> = {};
+    for (const [slot, position] of this.printed) {
+      if (position > (this.acked.get(slot) ?? 0)) slots[String(slot)] = position;
+    }
+    if (Object.keys(slots).length === 0) return;
+    await postJson(this.base, `/v1/consumers/${encodeURIComponent(this.name)}/ack`, {
+      member: this.member,
+      slots,
+    });
+    for (const [slot, position] of Object.entries(slots)) this.acked.set(Number(slot), position);
+  }
+}
+
 /** One connection: prints events until the stream ends or drops (then it throws). */
-async function follow(url: string, position: Position, acker: Acker | null): Promise<void> {
+async function follow(
+  url: string,
+  position: Position,
+  acker: Acker | GroupAcker | null,
+): Promise<void> {
   const base = new URL(url).origin;
   const response = await streamFrom(
     base,
@@ -82,9 +122,12 @@ async function follow(url: string, position: Position, acker: Acker | null): Pro
       if (event.id !== undefined) position.lastId = event.id;
       // A progress event only moves the resume point past other topics' positions.
       if (event.event === 'progress') return;
-      console.log(event.data.join('\n'));
+      const data = event.data.join('\n');
+      console.log(data);
+      if (acker instanceof GroupAcker) acker.printedEvent(data);
     });
-    await acker?.ack(position.lastId);
+    if (acker instanceof GroupAcker) await acker.ack();
+    else await acker?.ack(position.lastId);
   }
 }
 
@@ -101,7 +144,11 @@ async function tail(flags: TailFlags): Promise<void> {
   if (flags.consumer !== undefined && flags.from !== undefined) {
     throw new CliError('give either --from or --consumer, not both');
   }
+  if (flags.member !== undefined && flags.consumer === undefined) {
+    throw new CliError('--member needs --consumer (the group)');
+  }
   if (flags.consumer !== undefined) query.set('consumer', flags.consumer);
+  if (flags.member !== undefined) query.set('member', flags.member);
   else {
     query.set(
       'from',
@@ -111,7 +158,12 @@ async function tail(flags: TailFlags): Promise<void> {
   if (flags.topic !== undefined) query.set('topic', flags.topic);
   const url = `${base}/v1/stream?${query}`;
   const position: Position = { lastId: null, connected: false };
-  const acker = flags.consumer === undefined ? null : new Acker(base, flags.consumer);
+  const acker =
+    flags.consumer === undefined
+      ? null
+      : flags.member === undefined
+        ? new Acker(base, flags.consumer)
+        : new GroupAcker(base, flags.consumer, flags.member);
   let delayMs = 250;
   for (;;) {
     try {
@@ -137,6 +189,10 @@ export function tailCommand(program: Command): void {
     .option(
       '--consumer <name>',
       'a durable consumer: start after its last ack (on any node) and ack what is printed',
+    )
+    .option(
+      '--member <name>',
+      'with --consumer: a member of that consumer group (one key, one member, in order)',
     )
     .action((flags: TailFlags) => tail(flags));
 }

@@ -11,6 +11,7 @@ import { invalidArgument, toHttpError } from '../errors.ts';
 import { sendJson } from '../respond.ts';
 import {
   optionalClientId,
+  optionalKey,
   optionalNonce,
   optionalSeq,
   optionalTopic,
@@ -26,29 +27,31 @@ const batchBodyBytesMin = 4 << 20;
 interface BatchMessage {
   readonly payload: Uint8Array;
   readonly topic?: string;
+  readonly key?: string;
 }
 
 function parseMessages(value: unknown, payloadBytesMax: number): BatchMessage[] {
   if (!Array.isArray(value) || value.length === 0 || value.length > batchMessagesMax) {
     throw invalidArgument(
       'messages',
-      `messages must be a list of 1–${batchMessagesMax} {payload, topic?} objects`,
+      `messages must be a list of 1–${batchMessagesMax} {payload, topic?, key?} objects`,
     );
   }
   return value.map((item: unknown, at) => {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) {
       throw invalidArgument(
         `messages[${at}]`,
-        `messages[${at}] must be a {payload, topic?} object`,
+        `messages[${at}] must be a {payload, topic?, key?} object`,
       );
     }
     const message = item as Record<string, unknown>;
-    rejectUnknownFields(message, ['payload', 'topic']);
+    rejectUnknownFields(message, ['payload', 'topic', 'key']);
     if (!Object.hasOwn(message, 'payload')) {
       throw invalidArgument(`messages[${at}].payload`, 'every message needs a payload');
     }
     const topic = optionalTopic(message);
-    return { payload: checkedPayload(message.payload, payloadBytesMax), topic };
+    const key = optionalKey(message);
+    return { payload: checkedPayload(message.payload, payloadBytesMax), topic, key };
   });
 }
 
@@ -82,6 +85,7 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
       clientId: client,
       seq: seq + offset,
       topic: message.topic,
+      key: message.key,
       ...sender,
     }),
   );

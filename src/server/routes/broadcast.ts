@@ -15,6 +15,7 @@ import { encodePayload } from '../messages.ts';
 import { sendJson } from '../respond.ts';
 import {
   optionalClientId,
+  optionalKey,
   optionalNonce,
   optionalSeq,
   optionalTopic,
@@ -28,10 +29,11 @@ interface BroadcastRequest {
   readonly seq?: number;
   readonly topic?: string;
   readonly nonce?: string;
+  readonly key?: string;
 }
 
 function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): BroadcastRequest {
-  rejectUnknownFields(body, ['payload', 'client', 'seq', 'topic', 'nonce']);
+  rejectUnknownFields(body, ['payload', 'client', 'seq', 'topic', 'nonce', 'key']);
   if (!Object.hasOwn(body, 'payload')) {
     throw invalidArgument('payload', 'payload is required (any JSON value)');
   }
@@ -43,7 +45,9 @@ function parseRequest(body: Record<string, unknown>, payloadBytesMax: number): B
   if (nonce !== undefined && client === undefined) {
     throw invalidArgument('nonce', 'a nonce belongs to a session: give client and seq with it');
   }
-  return { payload: checkedPayload(body.payload, payloadBytesMax), client, seq, topic, nonce };
+  const key = optionalKey(body);
+  const payload = checkedPayload(body.payload, payloadBytesMax);
+  return { payload, client, seq, topic, nonce, key };
 }
 
 /**
@@ -101,6 +105,7 @@ export async function broadcastRoute(context: RouteContext): Promise<void> {
       clientId: request.client,
       seq: request.seq,
       topic: request.topic,
+      key: request.key,
       ...senderOf(context, request.nonce),
     }),
   );

@@ -10,8 +10,10 @@ import { broadcastRoute } from './broadcast.ts';
 import { broadcastBatchRoute } from './broadcast-batch.ts';
 import {
   ackConsumerRoute,
+  configureConsumerRoute,
   deleteConsumerRoute,
   getConsumerRoute,
+  leaveGroupRoute,
   listConsumersRoute,
 } from './consumers.ts';
 import { digestRoute } from './digest.ts';
@@ -46,6 +48,18 @@ export const apiRoutes: readonly Route[] = [
     pattern: '/v1/consumers/:name',
     access: 'read',
     handler: deleteConsumerRoute,
+  },
+  {
+    method: 'POST',
+    pattern: '/v1/consumers/:name/settings',
+    access: 'read',
+    handler: configureConsumerRoute,
+  },
+  {
+    method: 'DELETE',
+    pattern: '/v1/consumers/:name/members/:member',
+    access: 'read',
+    handler: leaveGroupRoute,
   },
   { method: 'POST', pattern: '/v1/leader/transfer', access: 'admin', handler: transferRoute },
   { method: 'POST', pattern: '/v1/members', access: 'admin', handler: addMemberRoute },

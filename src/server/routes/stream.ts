@@ -14,11 +14,13 @@
  * position is an event.
  */
 
+import { leaseMsMax, leaseMsMin, memberNameProblem } from '../../broadcast/consumer-groups.ts';
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
 import { BroadcastError } from '../../broadcast/errors.ts';
 import { consumerNameProblem } from '../../broadcast/stream-state.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
 import { checkSubscribe } from '../access.ts';
+import { checkConsumerKind, deadlineFeed, groupFeed, type Handed } from '../consumer-feed.ts';
 import type { RouteContext, ServerContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
@@ -92,6 +94,9 @@ function checkStart(context: RouteContext, from: number): void {
   }
 }
 
+/** A member's lease unless the stream asks for another (`leaseMs`). */
+const defaultLeaseMs = 10_000;
+
 /** Positions fetched from a peer at a time while this node lacks them. */
 const peerPageCount = 4096;
 
@@ -159,11 +164,56 @@ async function consumerStart(
   return (node.consumer(name)?.position ?? 0) + 1;
 }
 
+/**
+ * The feed of a stream that waits for acks: a group member's (`member`), or a consumer's
+ * with an ack deadline; null for a plain stream of the order.
+ */
+async function ackedFeed(
+  context: RouteContext,
+  query: ReadonlyMap<string, string>,
+  topic: string | undefined,
+): Promise<AsyncGenerator<Handed> | null> {
+  const name = query.get('consumer');
+  const member = query.get('member');
+  if (name === undefined) {
+    if (member !== undefined) throw invalidArgument('member', 'member needs consumer');
+    return null;
+  }
+  const { server, signal } = context;
+  const leaseMs = integerParameter(query.get('leaseMs'), 'leaseMs', {
+    min: leaseMsMin,
+    max: leaseMsMax,
+    fallback: defaultLeaseMs,
+  });
+  if (member !== undefined) {
+    const problem = memberNameProblem(member);
+    if (problem !== null) throw invalidArgument('member', problem);
+    checkConsumerKind(server, name, true);
+    return groupFeed(server, { name, member, leaseMs, topic, signal });
+  }
+  checkConsumerKind(server, name, false);
+  if (server.node.streamState.settings(name).ackDeadlineMs === null) return null;
+  const from = (server.node.consumer(name)?.position ?? 0) + 1;
+  return deadlineFeed(server, { name, from, topic, signal });
+}
+
+/** A handed-out message as its event: the message, how often handed, and its slot. */
+function handedEvent(handed: Handed): string {
+  const wire = {
+    ...toWireMessage(handed.message),
+    deliveryCount: handed.deliveryCount,
+    redelivered: handed.redelivered,
+    ...(handed.slot === null ? {} : { slot: handed.slot }),
+  };
+  return `id: ${handed.message.position}\ndata: ${JSON.stringify(wire)}\n\n`;
+}
+
 export async function streamRoute(context: RouteContext): Promise<void> {
   const { node, settings, metrics, environment } = context.server;
-  const query = queryParameters(context.url, ['from', 'topic', 'consumer']);
+  const query = queryParameters(context.url, ['from', 'topic', 'consumer', 'member', 'leaseMs']);
   const from = (await consumerStart(context, query)) ?? startPosition(context, query);
   const topic = topicParameter(query);
+  const feed = await ackedFeed(context, query, topic);
   checkSubscribe(context.identity, topic);
   if (metrics.openStreamCount >= settings.streamsMax) {
     throw new HttpError(
@@ -186,8 +236,9 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       true,
     );
   }
-  // Refuse a start that is no longer kept before committing to a 200.
-  checkStart(context, from);
+  // Refuse a start that is no longer kept before committing to a 200 (a feed starts at its
+  // consumer's cursors, kept or not: it goes on from the retained floor).
+  if (feed === null) checkStart(context, from);
   const { signal } = context;
   const stream = context.startStream(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -208,8 +259,18 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // stands for however many positions a catch-up skipped.
   let lastIdWritten = from - 1;
   try {
-    for await (const message of orderFrom(context, from)) {
-      const wanted = topic === undefined || message.topic === topic;
+    if (feed !== null) {
+      for await (const handed of feed) {
+        metrics.streamEvent();
+        if (!stream.write(handedEvent(handed))) {
+          metrics.streamDrainWait();
+          await stream.drained(signal);
+        }
+      }
+    }
+    for await (const message of feed === null ? orderFrom(context, from) : []) {
+      // A compacted position is passed like another topic's: its message is gone.
+      const wanted = (topic === undefined || message.topic === topic) && message.compacted !== true;
       const caughtUp = message.position >= node.lastPosition;
       let event = '';
       if (wanted) {
