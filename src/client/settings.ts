@@ -83,7 +83,7 @@ export interface BroadcastOptions {
   /**
    * The message's key (1–255 bytes of UTF-8, no control characters): a consumer group gives
    * one key's messages to one member, in order, and a compacted topic keeps the newest
-   * message per key. HTTP endpoints only, for now: the binary protocol has no field for it.
+   * message per key. Over either protocol: the binary one carries the same request bodies.
    */
   readonly key?: string;
 }

@@ -177,4 +177,17 @@ describe('streams over the binary client port', () => {
       client.close();
     }
   });
+
+  test('a key travels over the binary port like over HTTP, and comes back on the stream', async () => {
+    const client = connect({ endpoints: [binaryUrl] });
+    try {
+      const answer = await client.broadcast({ order: 7 }, { key: 'order-7' });
+      for await (const message of client.subscribe({ from: answer.position as number })) {
+        assert.equal((message as { key?: string }).key, 'order-7');
+        break;
+      }
+    } finally {
+      client.close();
+    }
+  });
 });
