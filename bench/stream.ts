@@ -173,7 +173,7 @@ async function main(): Promise<void> {
       return count;
     });
     await replay('replaySdk', async () => {
-      const client = connect({ endpoints: [reader.url] });
+      const client = connect({ endpoints: [reader.url], protocol: 'http' });
       let count = 0;
       for await (const message of client.subscribe({ from: 1 })) {
         if (message.position !== count + 1) throw new Error(`position ${message.position}`);

@@ -79,7 +79,8 @@ function sdkWay(id: string, client: string, endpoints: readonly string[], payloa
     id,
     client,
     open: async (inFlight) => {
-      const sdk = connect({ endpoints, inFlightMax: Math.max(256, inFlight) });
+      // HTTP endpoints stay HTTP here: the SDK would otherwise move to the binary port.
+      const sdk = connect({ endpoints, inFlightMax: Math.max(256, inFlight), protocol: 'http' });
       return {
         send: async () => {
           await sdk.broadcast(payload);
@@ -177,7 +178,7 @@ async function readAll(
   endpoints: readonly string[],
   messages: number,
 ): Promise<{ seconds: number; messagesPerSecond: number }> {
-  const reader = connect({ endpoints });
+  const reader = connect({ endpoints, protocol: 'http' });
   const abort = new AbortController();
   const startedMs = performance.now();
   let count = 0;

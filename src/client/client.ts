@@ -9,7 +9,6 @@
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
 import { BroadcastBatcher, type QueuedBroadcast, singleBody } from './batcher.ts';
-import { isBinaryUrl } from './binary-exchange.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
 import {
@@ -473,11 +472,7 @@ export class Client {
     ]);
   }
 
-  /**
-   * Refuses a key the nodes would refuse, and any key while some endpoint speaks the binary
-   * protocol, whose frames have no field for it yet: a retry may go to any endpoint, and a
-   * key dropped there would silently break per-key order and compaction.
-   */
+  /** Refuses a key the nodes would refuse, before anything is sent. */
   private checkKey(key: unknown): void {
     if (key === undefined) return;
     if (
@@ -490,14 +485,6 @@ export class Client {
         'invalid_argument',
         `a key is a string of 1 to ${keyBytesMax} bytes of UTF-8 without control characters`,
         { field: 'key' },
-      );
-    }
-    const binary = this.settings.endpoints.filter(isBinaryUrl);
-    if (binary.length > 0) {
-      throw new ClientError(
-        'invalid_argument',
-        `a broadcast with a key needs http(s) endpoints: the binary protocol (${binary.join(', ')}) does not carry keys yet`,
-        { field: 'key', endpoints: binary },
       );
     }
   }

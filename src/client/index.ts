@@ -12,6 +12,7 @@ export type {
   HttpExchangeRequest,
   HttpExchangeResponse,
 } from './exchange.ts';
+export type { ClientProtocol } from './protocol-upgrade.ts';
 export type { BroadcastAnswer, BroadcastOptions, ConnectOptions } from './settings.ts';
 export type { Message, SubscribeOptions, Subscription } from './subscribe.ts';
 

@@ -5,20 +5,11 @@
  */
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
-import {
-  BinaryConnectionError,
-  type BinaryExchange,
-  binaryExchange,
-  isBinaryUrl,
-} from './binary-exchange.ts';
+import { BinaryConnectionError, binaryExchange, isBinaryUrl } from './binary-exchange.ts';
 import { ClientError } from './errors.ts';
 import type { HttpExchange } from './exchange.ts';
-import {
-  type NodeExchangeOptions,
-  nodeExchange,
-  openStream,
-  type StreamAnswer,
-} from './node-exchange.ts';
+import { nodeExchange, openStream, type StreamAnswer } from './node-exchange.ts';
+import { type ClientProtocol, clientProtocols, upgradedTransport } from './protocol-upgrade.ts';
 
 /**
  * Deliberately broken behaviours, for tests that prove the checks catch them. Never set
@@ -31,8 +22,7 @@ export type UnsafeVariant = 'moveSentMessage';
 export interface ConnectOptions {
   /**
    * Base URLs of the nodes, e.g. `http://127.0.0.1:8001`, or `abcast://127.0.0.1:9001` for the
-   * binary protocol (docs/protocol.md); any node serves any call. Subscriptions read only
-   * from the http(s) ones.
+   * binary protocol (docs/protocol.md); any node serves any call and any subscription.
    */
   readonly endpoints: readonly string[];
   /** The session id (1–255 bytes); random by default. Reuse one only for one live client. */
@@ -76,6 +66,12 @@ export interface ConnectOptions {
    */
   readonly ca?: string | Uint8Array;
   /**
+   * How http(s) endpoints are reached: `auto` (the default) moves each node's calls and
+   * streams to its binary port once its status offers one that answers, and back to HTTP
+   * if that port fails (protocol-upgrade.ts); `http` stays on HTTP.
+   */
+  readonly protocol?: ClientProtocol;
+  /**
    * The token of a cluster started with `--auth` (`abcast token create` prints one), sent
    * as `Authorization: Bearer` with every request, streams included.
    */
@@ -87,7 +83,7 @@ export interface BroadcastOptions {
   /**
    * The message's key (1–255 bytes of UTF-8, no control characters): a consumer group gives
    * one key's messages to one member, in order, and a compacted topic keeps the newest
-   * message per key. HTTP endpoints only, for now: the binary protocol has no field for it.
+   * message per key. Over either protocol: the binary one carries the same request bodies.
    */
   readonly key?: string;
 }
@@ -144,8 +140,25 @@ export function settingsOf(options: ConnectOptions): Settings {
   const environment = options.environment ?? systemEnvironment;
   const tls = { ca: caText(options.ca) };
   const authorization = authorizationOf(options.token);
-  const overBinary = endpoints.some(isBinaryUrl) ? binaryExchange(environment, tls) : null;
-  const exchange = options.exchange ?? defaultExchange(environment, tls, overBinary);
+  const protocol = options.protocol ?? 'auto';
+  if (!clientProtocols.includes(protocol)) {
+    throw new ClientError('invalid_argument', 'protocol takes auto or http', {
+      field: 'protocol',
+    });
+  }
+  // A given exchange (the simulator's) is used as it is: nothing to upgrade.
+  const upgrading = protocol === 'auto' && options.exchange === undefined;
+  const overBinary =
+    upgrading || endpoints.some(isBinaryUrl) ? binaryExchange(environment, tls) : null;
+  const overHttp = nodeExchange(environment, tls);
+  const upgraded =
+    upgrading && overBinary !== null ? upgradedTransport(environment, overHttp, overBinary) : null;
+  const exchange: HttpExchange =
+    options.exchange ??
+    ((request) => {
+      if (isBinaryUrl(request.url) && overBinary !== null) return overBinary(request);
+      return upgraded === null ? overHttp(request) : upgraded.exchange(request);
+    });
   const settings: Settings = {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
@@ -163,7 +176,17 @@ export function settingsOf(options: ConnectOptions): Settings {
         : (request) => exchange({ ...request, headers: { ...request.headers, ...authorization } }),
     openStream: (url, headers, signal) => {
       const streamHeaders = { ...headers, ...authorization };
-      if (!isBinaryUrl(url)) return openStream(tls, url, streamHeaders, signal);
+      if (!isBinaryUrl(url)) {
+        const overHttpStream = () => openStream(tls, url, streamHeaders, signal);
+        if (upgraded === null) return overHttpStream();
+        return upgraded.openStream(
+          url,
+          streamHeaders,
+          signal,
+          settings.requestTimeoutMs,
+          overHttpStream,
+        );
+      }
       if (overBinary === null) {
         return Promise.reject(
           new BinaryConnectionError('stream_not_binary', `${url} is not one of the endpoints`),
@@ -220,20 +243,6 @@ function caText(ca: string | Uint8Array | undefined): string | null {
     );
   }
   return text;
-}
-
-/**
- * node:http for http(s) endpoints, the binary protocol for abcast(s) ones; a client may mix
- * them (a binary endpoint per node for calls, say, and an HTTP one for subscriptions).
- */
-function defaultExchange(
-  environment: Environment,
-  tls: NodeExchangeOptions,
-  overBinary: BinaryExchange | null,
-): HttpExchange {
-  const overHttp = nodeExchange(environment, tls);
-  if (overBinary === null) return overHttp;
-  return (request) => (isBinaryUrl(request.url) ? overBinary(request) : overHttp(request));
 }
 
 /** The base URL without a trailing slash: http(s), or abcast(s) for the binary protocol. */

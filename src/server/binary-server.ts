@@ -111,8 +111,13 @@ export class BinaryServer {
   private accept(socket: Socket): void {
     socket.setNoDelay(true);
     const connection = new BinaryConnection(socket, this.options);
+    const { metrics } = this.options.context;
     this.connections.add(connection);
-    socket.once('close', () => this.connections.delete(connection));
+    metrics.binaryConnection(1);
+    socket.once('close', () => {
+      this.connections.delete(connection);
+      metrics.binaryConnection(-1);
+    });
   }
 }
 
@@ -182,7 +187,10 @@ class BinaryConnection {
     }
     const refusal = this.refusalOf(frame);
     if (refusal !== null) this.goAway(frame.requestId, refusal.code, refusal.message);
-    else this.options.dispatcher.dispatch(this.front(frame as RequestFrame));
+    else {
+      this.options.context.metrics.binaryRequest();
+      this.options.dispatcher.dispatch(this.front(frame as RequestFrame));
+    }
   }
 
   private onHello(token: string): void {

@@ -19,6 +19,8 @@ export class HttpMetrics {
   private streamDrainWaitCount = 0;
   private broadcastCount = 0;
   private broadcastSecondsSum = 0;
+  private binaryConnectionCount = 0;
+  private binaryRequestCount = 0;
 
   /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
   requestDone(route: string, method: string, status: number, seconds: number | null): void {
@@ -47,6 +49,15 @@ export class HttpMetrics {
 
   streamClosed(stream: StreamWriter): void {
     this.streams.delete(stream);
+  }
+
+  /** The binary client port (binary-server.ts): connections open, requests taken. */
+  binaryConnection(change: 1 | -1): void {
+    this.binaryConnectionCount += change;
+  }
+
+  binaryRequest(): void {
+    this.binaryRequestCount++;
   }
 
   streamEvent(): void {
@@ -93,6 +104,18 @@ export class HttpMetrics {
       'counter',
       'Messages sent as events on event streams.',
       this.streamEventCount,
+    );
+    exposition.single(
+      'abcast_binary_connections_open',
+      'gauge',
+      'Open connections on the binary client port.',
+      this.binaryConnectionCount,
+    );
+    exposition.single(
+      'abcast_binary_requests_total',
+      'counter',
+      'Requests taken on the binary client port (they count in the HTTP request metrics too).',
+      this.binaryRequestCount,
     );
     exposition.single(
       'abcast_http_stream_drain_waits_total',

@@ -19,6 +19,7 @@ let node: CliRun;
 let root: string;
 let binaryPort = 0;
 let binaryUrl = '';
+let httpUrl = '';
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'abcast-binary-stream-'));
@@ -32,7 +33,13 @@ before(async () => {
   await waitFor(() => /binary abcast:\/\//.test(node.stdout()), 'the node up', 20_000);
   binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
   binaryPort = Number(new URL(binaryUrl).port);
+  httpUrl = `http://127.0.0.1:${httpPort}`;
 });
+
+async function binaryRequestCount(): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  return Number(/^abcast_binary_requests_total (\d+)$/m.exec(text)?.[1]);
+}
 
 after(async () => {
   await kill(node);
@@ -141,5 +148,46 @@ describe('streams over the binary client port', () => {
     assert.equal(answer.body.error, 'invalid_argument');
     assert.ok(!connection.frames.some((frame) => frame.type === 'streamHead'));
     connection.close();
+  });
+
+  test('an SDK given the HTTP endpoint moves to the binary port the node offers; protocol http stays', async () => {
+    const plain = connect({ endpoints: [httpUrl], protocol: 'http' });
+    const before = await binaryRequestCount();
+    for (let n = 0; n < 20; n++) await plain.broadcast({ plain: n });
+    plain.close();
+    assert.equal(await binaryRequestCount(), before, 'protocol http never reaches the port');
+    const client = connect({ endpoints: [httpUrl] });
+    try {
+      // The first calls may go over HTTP while the client learns where the port is.
+      await waitFor(
+        async () => {
+          await client.broadcast({ upgraded: true });
+          return (await binaryRequestCount()) > before + 1;
+        },
+        'broadcasts over the binary port',
+        20_000,
+      );
+      const seen: number[] = [];
+      for await (const message of client.subscribe({ from: 1 })) {
+        seen.push(message.position);
+        if (seen.length === 3) break;
+      }
+      assert.deepEqual(seen, [1, 2, 3]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a key travels over the binary port like over HTTP, and comes back on the stream', async () => {
+    const client = connect({ endpoints: [binaryUrl] });
+    try {
+      const answer = await client.broadcast({ order: 7 }, { key: 'order-7' });
+      for await (const message of client.subscribe({ from: answer.position as number })) {
+        assert.equal((message as { key?: string }).key, 'order-7');
+        break;
+      }
+    } finally {
+      client.close();
+    }
   });
 });

@@ -98,7 +98,12 @@ function sender(
     const base = new URL(target);
     return { send: () => postBroadcast(base, agent, body), close: () => agent.destroy() };
   }
-  const client = connect({ endpoints: [target], inFlightMax: Math.max(256, concurrency) });
+  // `--protocol http --sdk` measures HTTP: the SDK would otherwise move to the binary port.
+  const client = connect({
+    endpoints: [target],
+    inFlightMax: Math.max(256, concurrency),
+    protocol: protocol === 'http' ? 'http' : 'auto',
+  });
   const payload = (JSON.parse(body) as { payload: unknown }).payload;
   return {
     send: () =>
