@@ -113,14 +113,17 @@ export class BatchBuilder {
   private runNonce = '';
   /** Each run's owner and nonce, written after the runs when any is set (format 2). */
   private runOwners: [owner: string, nonce: string][] = [];
+  /** Bytes the owners' trailer will take, if any run has an owner or nonce. */
+  private ownersBytes = 0;
   private owned = false;
 
   get messageCount(): number {
     return this.count;
   }
 
+  /** The batch's size if finished now, the owners' trailer included. */
   get byteLength(): number {
-    return this.bytes;
+    return this.bytes + (this.owned ? this.ownersBytes : 0);
   }
 
   private reserve(extraBytes: number): void {
@@ -169,6 +172,7 @@ export class BatchBuilder {
     this.runOwner = message.owner ?? '';
     this.runNonce = message.nonce ?? '';
     this.runOwners.push([this.runOwner, this.runNonce]);
+    this.ownersBytes += 2 + Buffer.byteLength(this.runOwner) + Buffer.byteLength(this.runNonce);
     this.owned ||= this.runOwner !== '' || this.runNonce !== '';
     this.runCount++;
   }
@@ -208,6 +212,7 @@ export class BatchBuilder {
     this.runCount = 0;
     this.bytes = headerBytes;
     this.runOwners = [];
+    this.ownersBytes = 0;
     this.owned = false;
     return batch;
   }

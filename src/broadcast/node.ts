@@ -277,6 +277,11 @@ export class BroadcastNode {
     return this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax);
   }
 
+  /** Retention's floor: the first position served, the same on every node at one log index. */
+  get firstRetainedPosition(): number {
+    return this.applier.deliveryLog.firstRetainedPosition;
+  }
+
   /** Retained positions this node does not hold yet: what backfill has left to fetch. */
   missingRanges(): { first: number; last: number }[] {
     return this.applier.deliveryLog.missingRanges();

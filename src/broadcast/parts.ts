@@ -77,6 +77,8 @@ export function buildNodeParts(
     logger,
     observer,
     snapshotIntervalBytes: options.snapshotIntervalBytes,
+    // The applier exists by the time a snapshot is compacted to.
+    syncStore: () => applier.deliveryLog.store.sync(),
   });
   const applier = new Applier(
     {

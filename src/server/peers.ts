@@ -3,9 +3,13 @@
  * (backfill.ts) fetches the missing positions' records, and a read of a position still
  * missing here is answered from a peer instead of failing (messages.ts, stream.ts). Each
  * request tries the peers in turn, starting with the one that answered last.
+ *
+ * Requests go through an HttpExchange: node:http(s) in production, where an https:// peer
+ * must present a certificate the cluster CA signed (the exchange is given that CA), and the
+ * simulated client network in the simulator, so the same backfill runs in both.
  */
+import type { HttpExchange } from '../client/exchange.ts';
 import { decodeRecordAt, encodeRecord, type StoredMessage } from '../store/index.ts';
-import type { Environment } from '../util/environment.ts';
 import { digestOfMessages } from './message-digest.ts';
 
 export interface PeerAnswer {
@@ -53,7 +57,7 @@ export class PeerReads {
 
   constructor(
     private readonly urls: readonly string[],
-    private readonly environment: Environment,
+    private readonly exchange: HttpExchange,
     private readonly requestTimeoutMs: number,
   ) {}
 
@@ -124,19 +128,16 @@ export class PeerReads {
     pathAndQuery: string,
     options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> },
   ): Promise<PeerAnswer> {
-    const controller = new AbortController();
-    const timer = this.environment.setTimer(this.requestTimeoutMs, () => controller.abort());
-    const onAbort = () => controller.abort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const response = await fetch(new URL(pathAndQuery, peer), {
-        signal: controller.signal,
-        headers: options.headers ?? {},
-      });
-      return { status: response.status, body: await response.text(), peer };
-    } finally {
-      timer.cancel();
-      options.signal?.removeEventListener('abort', onAbort);
-    }
+    const response = await this.exchange({
+      method: 'GET',
+      url: new URL(pathAndQuery, peer).href,
+      headers: options.headers ?? {},
+      body: null,
+      timeoutMs: this.requestTimeoutMs,
+      signal: options.signal ?? neverAborted,
+    });
+    return { status: response.status, body: response.body, peer };
   }
 }
+
+const neverAborted = new AbortController().signal;

@@ -8,6 +8,8 @@
 import {
   closeSync,
   constants,
+  fdatasyncSync,
+  fsyncSync,
   fstatSync,
   ftruncateSync,
   mkdirSync,
@@ -36,6 +38,11 @@ export interface StoreFiles {
   readText(name: string): string | null;
   /** Replaces the file whole: a reader sees the old text or the new one. */
   writeText(name: string, text: string): void;
+  /**
+   * Makes the content of `names` and their entries in the directory durable (fdatasync of
+   * each, then of the directory): before the WAL is compacted past what they hold.
+   */
+  sync(names: readonly string[]): void;
   close(): void;
 }
 
@@ -100,6 +107,17 @@ export class DiskStoreFiles implements StoreFiles {
     const temporary = join(this.directory, `${name}.tmp`);
     writeFileSync(temporary, text);
     renameSync(temporary, join(this.directory, name));
+  }
+
+  sync(names: readonly string[]): void {
+    if (names.length === 0) return;
+    for (const name of names) fdatasyncSync(this.descriptor(name, false));
+    const directory = openSync(this.directory, constants.O_RDONLY);
+    try {
+      fsyncSync(directory);
+    } finally {
+      closeSync(directory);
+    }
   }
 
   close(): void {
@@ -185,6 +203,8 @@ export class MemoryStoreFiles implements StoreFiles {
     this.files.delete(name);
     this.write(name, Buffer.from(text, 'utf8'), 0);
   }
+
+  sync(): void {}
 
   close(): void {}
 }

@@ -161,6 +161,7 @@ export class MessageStore {
         messages.push(message);
         payloadBytes += message.payload.byteLength;
       }
+      if (this.cutDamage(segment)) break;
       cursor = segment.last + 1;
       at++;
     }
@@ -194,6 +195,7 @@ export class MessageStore {
         const page = segment.read(start, Math.min(wanted, limit - messages.length));
         for (const message of page) messages.push(message);
         cursor = start + page.length;
+        if (this.cutDamage(segment)) return { messages, next: cursor };
         if (messages.length === limit) return { messages, next: cursor };
       }
       if (cursor < end) cursor = Math.min(segment.last + 1, end);
@@ -232,11 +234,43 @@ export class MessageStore {
     return dropped;
   }
 
+  /**
+   * Makes every record written so far durable. The store is otherwise never synced: the
+   * WAL holds what it lost in a crash, and applies it again; but once the WAL is compacted
+   * past a position, the store holds the only copy this node has, so the node syncs the
+   * store before it compacts (src/broadcast/snapshots.ts).
+   */
+  sync(): void {
+    this.flush();
+    const unsynced = this.segments.filter((segment) => segment.unsynced);
+    this.options.files.sync(unsynced.map((segment) => segment.name));
+    for (const segment of unsynced) segment.synced();
+  }
+
   /** Flushes and writes every index, so that the next open needs no scan. */
   close(): void {
     this.flush();
     for (const segment of this.segments) segment.saveIndex();
     this.options.files.close();
+  }
+
+  /**
+   * A read found `segment` damaged from some position on (store.ts's header says why that
+   * can happen): what follows is dropped, so those positions become a hole that backfill
+   * fills from peers, as after any other loss. True when the segment was cut.
+   */
+  private cutDamage(segment: Segment): boolean {
+    const from = segment.damagedFrom;
+    if (from === null) return false;
+    segment.damagedFrom = null;
+    if (from > segment.first) {
+      segment.truncateAfter(from - 1);
+      return true;
+    }
+    this.dirty.delete(segment);
+    segment.remove();
+    this.segments.splice(this.segments.indexOf(segment), 1);
+    return true;
   }
 
   private seal(segment: Segment): void {
