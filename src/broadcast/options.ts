@@ -93,6 +93,8 @@ export interface UnsafeOptions {
   readonly deliverSeqGapAtOnce?: boolean;
   /** A session takes messages of any identity with its nonce: the owner check is skipped. */
   readonly ignoreSessionOwner?: boolean;
+  /** Retention cut by each node from its own store and wall clock, not through the log. */
+  readonly retainLocally?: boolean;
   /** A deliberately broken consensus core (src/raft/core.ts UnsafeVariant). */
   readonly core?: UnsafeVariant | null;
 }

@@ -174,6 +174,14 @@ export function buildNodeParts(
     propose: (topic, payload) => intake.acceptOwn(topic, payload),
     onError: (error) =>
       logger.warn({ node: options.id, reason: String(error) }, 'retention record not committed'),
+    unsafeLocal:
+      unsafe.retainLocally === true
+        ? {
+            nowMs: environment.nowMs,
+            floor: () => applier.deliveryLog.firstRetainedPosition,
+            retainFrom: (position) => applier.deliveryLog.retainFrom(position),
+          }
+        : null,
   });
   return {
     core,

@@ -68,6 +68,18 @@ export interface RetentionDriverOptions {
   readonly logTimeMs: () => number;
   readonly propose: (topic: string, payload: Uint8Array) => Promise<BroadcastResult>;
   readonly onError: (error: unknown) => void;
+  /**
+   * Unsafe, for the simulator's checkers only: every node cuts its own store by its own
+   * segments and wall clock, and nothing goes through the log, so nodes keep different
+   * ranges. Null in every real node.
+   */
+  readonly unsafeLocal: UnsafeLocalRetention | null;
+}
+
+export interface UnsafeLocalRetention {
+  readonly nowMs: () => number;
+  readonly floor: () => number;
+  readonly retainFrom: (position: number) => void;
 }
 
 export class RetentionDriver {
@@ -83,6 +95,12 @@ export class RetentionDriver {
     if (policy.ageMs === null && policy.bytesMax === null) return;
     if (++this.ticksSinceCheck < this.options.checkIntervalTicks) return;
     this.ticksSinceCheck = 0;
+    const local = this.options.unsafeLocal;
+    if (local !== null) {
+      const cut = retentionCut(this.options.segments(), policy, local.nowMs());
+      if (cut > local.floor()) local.retainFrom(cut);
+      return;
+    }
     if (this.proposing || !this.options.isLeader()) return;
     const segments = this.options.segments();
     const cut = retentionCut(segments, policy, this.options.logTimeMs());

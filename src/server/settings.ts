@@ -3,9 +3,9 @@
  * in process) serves from: one node, its settings, metrics, logger and environment.
  */
 import { BroadcastError } from '../broadcast/errors.ts';
+import type { NodeLogger } from '../broadcast/node.ts';
 import type { HttpExchange } from '../client/exchange.ts';
 import { nodeExchange } from '../client/node-exchange.ts';
-import type { NodeLogger } from '../broadcast/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';

@@ -112,7 +112,7 @@ export class Segment {
     this.flush();
     const messages: StoredMessage[] = [];
     let { position: due, offset } = this.entryAtOrBefore(from);
-    let buffer = Buffer.allocUnsafe(readChunkBytes);
+    let buffer = Buffer.allocUnsafe(this.chunkBytesFrom(offset));
     let payloadBytes = 0;
     while (messages.length < limit && offset < this.sizeBytes && payloadBytes < bytesMax) {
       const readBytes = this.files.read(this.name, buffer, offset);
@@ -337,6 +337,11 @@ export class Segment {
     if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
   }
 
+  /** A read buffer for what lies from `offset` on: no larger than that, nor than a chunk. */
+  private chunkBytesFrom(offset: number): number {
+    return Math.max(1, Math.min(readChunkBytes, this.sizeBytes - offset));
+  }
+
   private offsetAtOrBefore(position: number): number {
     return this.entryAtOrBefore(position).offset;
   }
@@ -350,7 +355,10 @@ export class Segment {
     while (low <= high) {
       const middle = (low + high) >> 1;
       if ((sparse[middle * 2] as number) <= position) {
-        found = { position: sparse[middle * 2] as number, offset: sparse[middle * 2 + 1] as number };
+        found = {
+          position: sparse[middle * 2] as number,
+          offset: sparse[middle * 2 + 1] as number,
+        };
         low = middle + 1;
       } else high = middle - 1;
     }

@@ -31,6 +31,10 @@ const hunts: readonly Hunt[] = [
     seedsMax: 100,
     caughtBy: ['acknowledged delivery', 'session ownership'],
   },
+  // Retention cut by each node from its own segments and wall clock, not through the log:
+  // seeds 3, 10, 22 of 1..30 (a member left with a hole no peer still holds, members that
+  // keep different ranges, a floor that moves back after a restart).
+  { variant: 'retainLocally', from: 1, seedsMax: 30, caughtBy: ['retained range'] },
   // Every one of seeds 1..4 catches it.
   { variant: 'forgetVoteOnRestart', from: 1, seedsMax: 3, caughtBy: ['vote durability'] },
   // Seeds 3, 4, 8, 9, ... of 1..100.

@@ -31,8 +31,8 @@ import { SimStoreFiles } from '../sim-store-files.ts';
 import { AckedLog } from './acked-log.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
-import type { RaftWatch } from './raft-watch.ts';
 import type { StoreMix } from './mix.ts';
+import type { RaftWatch } from './raft-watch.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 import { type RuntimeNetwork, SimTransport } from './transport.ts';
 

@@ -84,7 +84,11 @@ export class StoreChecker {
   checkSettled(views: readonly StoreView[]): void {
     const problem = this.unsettled(views);
     if (problem !== null) {
-      this.context.fail('retained range', problem, views.map((view) => view.id));
+      this.context.fail(
+        'retained range',
+        problem,
+        views.map((view) => view.id),
+      );
       return;
     }
     for (const { id, node } of views) {
@@ -125,8 +129,7 @@ export class StoreChecker {
     }
     const expected = Math.min(count, node.lastPosition - from + 1);
     // A read stops short at a hole: the position after the last one read must be missing.
-    const stopsAtHole =
-      messages.length < expected && isMissing(node, from + messages.length);
+    const stopsAtHole = messages.length < expected && isMissing(node, from + messages.length);
     if (messages.length !== expected && !stopsAtHole) {
       this.context.fail(
         'retained range',
@@ -200,7 +203,5 @@ export class StoreChecker {
 }
 
 function isMissing(node: BroadcastNode, position: number): boolean {
-  return node
-    .missingRanges()
-    .some((range) => range.first <= position && position <= range.last);
+  return node.missingRanges().some((range) => range.first <= position && position <= range.last);
 }

@@ -37,7 +37,7 @@ import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis
 import { NodeHost, type NodeTuning } from './node-host.ts';
 import { RaftWatch } from './raft-watch.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
-import { type StoreView, StoreChecker } from './store-checker.ts';
+import { StoreChecker, type StoreView } from './store-checker.ts';
 import { RuntimeNetwork } from './transport.ts';
 
 const layerUnsafeVariants = [
@@ -47,6 +47,7 @@ const layerUnsafeVariants = [
   'ackBeforeDatasync',
   'moveSentMessage',
   'ignoreSessionOwner',
+  'retainLocally',
 ] as const;
 
 /** Deliberately broken core, node, WAL and SDK variants, for tests of the checkers only. */
@@ -102,7 +103,7 @@ const authSeedSalt = 0x7a0c3e11;
 /** Mixed into the seed for the peers' network and the store checker's samples. */
 const storeSeedSalt = 0x5701e5a1;
 /** Steps between two samples of what the nodes' stores serve. */
-const storeSampleEverySteps = 512;
+const storeSampleEverySteps = 1024;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
 const restartAfterStopMs = 100;
 
@@ -349,7 +350,8 @@ class RuntimeWorld {
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
       unsafe === 'deliverSeqGapAtOnce' ||
-      unsafe === 'ignoreSessionOwner'
+      unsafe === 'ignoreSessionOwner' ||
+      unsafe === 'retainLocally'
       ? { [unsafe]: true }
       : {};
   }
