@@ -277,6 +277,15 @@ export class BroadcastNode {
     return this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax);
   }
 
+  /**
+   * The first position a read of `topic` may start at when the topic has an age of its own
+   * (`retention.topics`), else null: a read from below it is `compacted` (readTopic does
+   * so; a stream of the topic checks it at its start). Throws not_held while unknown here.
+   */
+  topicFloor(topic: string): number | null {
+    return this.applier.deliveryLog.topicFloor(topic);
+  }
+
   /** Retention's floor: the first position served, the same on every node at one log index. */
   get firstRetainedPosition(): number {
     return this.applier.deliveryLog.firstRetainedPosition;
@@ -394,6 +403,7 @@ export class BroadcastNode {
       appliedIndex: this.applier.appliedIndex,
       lastPosition: this.applier.sessions.lastPosition,
       firstRetainedPosition: this.applier.deliveryLog.firstRetainedPosition,
+      topicRetention: this.topicRetentionStatus(),
       store: this.storeStatus(),
       lastIndex: core.lastIndex,
       progress: core.progress,
@@ -412,6 +422,19 @@ export class BroadcastNode {
       stopped:
         this.stopped === null ? null : { code: this.stopped.code, message: this.stopped.message },
     };
+  }
+
+  private topicRetentionStatus(): NonNullable<NodeStatus['topicRetention']> {
+    const log = this.applier.deliveryLog;
+    return Object.entries(this.options.retention?.topics ?? {}).map(([topic, ageMs]) => {
+      let firstPosition: number | null = null;
+      try {
+        firstPosition = log.topicFloor(topic) ?? log.firstRetainedPosition;
+      } catch (error) {
+        if (!(error instanceof BroadcastError) || error.code !== 'not_held') throw error;
+      }
+      return { topic, ageMs, firstPosition };
+    });
   }
 
   private storeStatus(): NodeStatus['store'] {

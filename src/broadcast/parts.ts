@@ -169,6 +169,7 @@ export function buildNodeParts(
       const log = applier.deliveryLog;
       return log.store.summaries().filter((segment) => segment.last >= log.firstRetainedPosition);
     },
+    holdsTopic: (segment, topic) => applier.deliveryLog.store.holdsTopic(segment.first, topic),
     retainedFrom: () => applier.streams.retainedFrom,
     logTimeMs: () => applier.sessions.logTimeMs,
     propose: (topic, payload) => intake.acceptOwn(topic, payload),
@@ -183,6 +184,10 @@ export function buildNodeParts(
           }
         : null,
   });
+  applier.deliveryLog.setTopicRetention(
+    options.retention?.topics ?? {},
+    () => applier.sessions.logTimeMs,
+  );
   return {
     core,
     pending,

@@ -105,6 +105,15 @@ export class MessageStore {
     return this.segments.length;
   }
 
+  /** Whether the segment that begins at `first` holds a message of `topic` (false if none). */
+  holdsTopic(first: number, topic: string): boolean {
+    const segment = this.segmentHolding(first);
+    if (segment === undefined || segment.first !== first) return false;
+    const held = segment.topicRuns(topic).length > 0;
+    if (segment !== this.segments.at(-1) && !this.dirty.has(segment)) segment.releaseTopics();
+    return held;
+  }
+
   has(position: number): boolean {
     return this.segmentHolding(position) !== undefined;
   }

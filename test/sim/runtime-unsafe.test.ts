@@ -41,13 +41,14 @@ const hunts: readonly Hunt[] = [
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 8, 14, 24, 25, 28, 30, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 24, seedsMax: 5, caughtBy: ['commit rule'] },
-  // 10 of seeds 1..300 (19, 62, 91, 105, 152, 169, 183, 197, 225, 264): forced split elections with
-  // vote answers held until their candidate's next round, mostly in the elections shape.
-  // (Seeds moved when every WAL record began to repeat the hard state, and again when
-  // meta.json came to be written after the first segment: faults land elsewhere.)
+  // Seeds 81, 82, 87, 134 … of 1..134: forced split elections with vote answers held until
+  // their candidate's next round, mostly in the elections shape. (Seeds moved when every WAL
+  // record began to repeat the hard state, when meta.json came to be written after the first
+  // segment, and when the nodes came to keep their messages on the simulated disk and to
+  // backfill from each other: faults land elsewhere.)
   {
     variant: 'countStaleVotes',
-    from: 19,
+    from: 82,
     seedsMax: 5,
     caughtBy: ['election safety', 'leader completeness'],
   },
