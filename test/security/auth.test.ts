@@ -1,7 +1,7 @@
 // Tokens, roles, topics and session owners on three real `abcast start --auth` processes:
-// every route answers 401 without a token and 403 to a role or topic below it (a reader reaches
-// reads, status and the consumers, acks included), with the
-// typed error body; a session started by one identity is refused to another (nothing
+// every route answers 401 without a token and 403 to a role or topic below it, with the
+// typed error body (a reader reaches the reads, the status and the consumers, its acks
+// included); a session started by one identity is refused to another (nothing
 // delivered, no duplicate answer) and to a second client with another nonce; a client id
 // in the nodes' namespace is refused; a transfer is logged with the identity that asked.
 // One identity is made by `abcast token create` (printed once, file 0600), the rest are
