@@ -382,9 +382,10 @@ export class SimFileSystem implements FileSystem {
     inode.live.truncate(sizeBytes);
   }
 
-  /** @internal Names of the files in `directory`, which is created if absent. */
+  /** @internal Names of the files in `directory`, which is created (with parents) if absent. */
   namesSync(directory: string): string[] {
     if (!this.directories.has(directory)) {
+      if (directory !== '/') this.namesSync(posix.dirname(directory));
       const parent = this.directoryAt(posix.dirname(directory), 'mkdir');
       parent.change([{ name: posix.basename(directory), entry: { kind: 'directory' } }]);
       this.directories.set(directory, new Directory());
