@@ -215,7 +215,13 @@ class RuntimeWorld {
     this.clientNetwork.faults = this.mix.clientNetwork;
     // Generators of their own, so that adding them changed no other draw.
     const storePrng = new Prng((options.seed ^ storeSeedSalt) >>> 0);
-    this.peerNetwork = new ClientNetwork(this.scheduler, storePrng.fork(), () => undefined);
+    const machineIndex = (id: string) => machines.indexOf(id);
+    this.peerNetwork = new ClientNetwork(
+      this.scheduler,
+      storePrng.fork(),
+      () => undefined,
+      (from, to) => this.network.linkUp(machineIndex(from), machineIndex(to)),
+    );
     this.peerNetwork.faults = this.mix.clientNetwork;
     this.checker = new DeliveryChecker(this.context);
     this.storeChecker = new StoreChecker(
