@@ -11,21 +11,9 @@ import { DeliveryLog } from '../../src/broadcast/deliveries.ts';
 import { BroadcastError } from '../../src/broadcast/errors.ts';
 import { retentionCut, topicFloor } from '../../src/broadcast/retention.ts';
 import { MemoryStoreFiles, MessageStore, type StoredMessage } from '../../src/store/index.ts';
+import { storedMessage } from '../support/stored-message.ts';
 
 const secondMs = 1000;
-
-function message(position: number, topic: string, logTimeMs: number): StoredMessage {
-  return {
-    position,
-    index: position,
-    term: 1,
-    clientId: 'c',
-    seq: position,
-    topic,
-    payload: new TextEncoder().encode(`${topic}-${position}`),
-    logTimeMs,
-  };
-}
 
 function logOf(
   messages: readonly StoredMessage[],
@@ -46,7 +34,10 @@ function logOf(
 
 /** 60 messages, one a second, alternating orders / prices / audit. */
 const history = Array.from({ length: 60 }, (_, at) =>
-  message(at + 1, ['orders', 'prices', 'audit'][at % 3] as string, (at + 1) * secondMs),
+  storedMessage(at + 1, {
+    topic: ['orders', 'prices', 'audit'][at % 3] as string,
+    logTimeMs: (at + 1) * secondMs,
+  }),
 );
 
 test("a topic read below the topic's floor is compacted, naming that floor, on every node", () => {
@@ -99,7 +90,7 @@ test('the floor matches a naive scan of every message, whatever the segments', (
         let clockMs = 0;
         const messages = steps.map(([topic, gapMs], at) => {
           clockMs += gapMs;
-          return message(at + 1, topic, clockMs);
+          return storedMessage(at + 1, { topic, logTimeMs: clockMs });
         });
         const store = new MessageStore({ files: new MemoryStoreFiles(), segmentBytesMax });
         for (const stored of messages) store.append(stored);

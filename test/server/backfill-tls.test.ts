@@ -14,21 +14,9 @@ import type { StoredMessage } from '../../src/store/index.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
 import { testCa } from '../support/certificates.ts';
 import { waitFor } from '../support/ports.ts';
+import { storedMessage } from '../support/stored-message.ts';
 
 const silent = { info() {}, warn() {}, error() {} };
-
-function message(position: number): StoredMessage {
-  return {
-    position,
-    index: position,
-    term: 1,
-    clientId: 'c',
-    seq: position,
-    topic: 'orders',
-    payload: new TextEncoder().encode(`m${position}`),
-    logTimeMs: 1_000 + position,
-  };
-}
 
 /** An HTTPS peer serving GET /v1/records from positions 1…`count`. */
 async function peer(material: { certificatePem: string; keyPem: string }, count: number) {
@@ -46,7 +34,7 @@ async function peer(material: { certificatePem: string; keyPem: string }, count:
       const limit = Number(url.searchParams.get('limit'));
       const messages: StoredMessage[] = [];
       for (let position = from; position < from + limit && position <= count; position++) {
-        messages.push(message(position));
+        messages.push(storedMessage(position));
       }
       response.writeHead(200, { 'content-type': 'application/json' });
       response.end(JSON.stringify(encodeRecordsPage(from, messages)));
@@ -98,7 +86,7 @@ test('backfill from an https peer verifies it against the cluster CA', async (t)
   await waitFor(() => node.missingRanges().length === 0, 'the hole filled over https');
   assert.deepEqual(
     node.kept.map((kept) => new TextDecoder().decode(kept.payload)),
-    Array.from({ length: 40 }, (_, at) => `m${at + 1}`),
+    Array.from({ length: 40 }, (_, at) => `orders-${at + 1}`),
   );
   assert.equal(backfill.filledCount, 40);
 

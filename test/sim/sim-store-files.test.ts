@@ -10,18 +10,13 @@ import { SimFileSystem } from '../../src/sim/sim-file-system.ts';
 import { SimStoreFiles } from '../../src/sim/sim-store-files.ts';
 import { MessageStore, type StoredMessage } from '../../src/store/index.ts';
 import { Prng } from '../../src/util/prng.ts';
+import { storedMessage } from '../support/stored-message.ts';
 
 function message(position: number): StoredMessage {
-  return {
-    position,
-    index: position,
-    term: 1,
-    clientId: 'c',
-    seq: position,
+  return storedMessage(position, {
     topic: position % 2 === 0 ? 'even' : 'odd',
-    payload: new TextEncoder().encode(`payload ${position} `.repeat(20)),
-    logTimeMs: position,
-  };
+    payload: `payload ${position} `.repeat(20),
+  });
 }
 
 test('reads, truncates and text files act at once; the store dies with its incarnation', () => {
