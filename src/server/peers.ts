@@ -52,6 +52,17 @@ export function decodeRecordsPage(page: RecordsPage, from: number): StoredMessag
   return messages;
 }
 
+/** An answer of GET /v1/records with one record at least. */
+function holdsRecords(answer: PeerAnswer): boolean {
+  if (answer.status !== 200) return false;
+  try {
+    const page = JSON.parse(answer.body) as Partial<RecordsPage>;
+    return typeof page.records === 'string' && page.records !== '';
+  } catch {
+    return false; // not a records page: decodeRecordsPage would refuse it too
+  }
+}
+
 export class PeerReads {
   private preferred = 0;
 
@@ -67,17 +78,19 @@ export class PeerReads {
 
   /**
    * GET `pathAndQuery` from the peers in turn until one answers other than 5xx (or fails to
-   * answer); null when none did. `headers` go along (the caller's credentials).
+   * answer), or as `accept` says; null when none did. `headers` go along (the caller's
+   * credentials).
    */
   async get(
     pathAndQuery: string,
     options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> } = {},
+    accept: (answer: PeerAnswer) => boolean = (answer) => answer.status < 500,
   ): Promise<PeerAnswer | null> {
     for (let attempt = 0; attempt < this.urls.length; attempt++) {
       const index = (this.preferred + attempt) % this.urls.length;
       const peer = this.urls[index] as string;
       const answer = await this.getFrom(peer, pathAndQuery, options).catch(() => null);
-      if (answer === null || answer.status >= 500) continue;
+      if (answer === null || !accept(answer)) continue;
       this.preferred = index;
       return answer;
     }
@@ -94,8 +107,10 @@ export class PeerReads {
     limit: number,
     options: { readonly signal?: AbortSignal; readonly headers?: Record<string, string> } = {},
   ): Promise<{ messages: StoredMessage[]; crossChecked: boolean } | null> {
-    const answer = await this.get(`/v1/records?from=${from}&limit=${limit}`, options);
-    if (answer === null || answer.status !== 200) return null;
+    // A peer that has not applied `from` yet answers an empty page: the next one may hold it
+    // (seed 0x42d: a new machine, first in turn, was asked again and again).
+    const answer = await this.get(`/v1/records?from=${from}&limit=${limit}`, options, holdsRecords);
+    if (answer === null) return null;
     const messages = decodeRecordsPage(JSON.parse(answer.body) as RecordsPage, from);
     if (messages.length === 0) return { messages, crossChecked: false };
     const crossChecked = await this.crossCheck(from, messages, answer.peer, options);

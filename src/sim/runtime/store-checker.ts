@@ -66,13 +66,17 @@ export class StoreChecker {
    */
   unsettled(views: readonly StoreView[]): string | null {
     const floors = new Set<number>();
+    const missing: string[] = [];
     for (const { id, node } of views) {
       floors.add(this.floorOf(node));
-      const missing = node.missingRanges()[0];
-      if (missing !== undefined) {
-        return `${id} still misses positions ${missing.first}…${missing.last}`;
+      const ranges = node.missingRanges();
+      if (ranges.length > 0) {
+        const described = ranges.map((range) => `${range.first}…${range.last}`).join(', ');
+        missing.push(`${id} misses ${described} (from ${this.floorOf(node)})`);
       }
     }
+    if (missing.length > 0)
+      return `not every member holds its retained range: ${missing.join('; ')}`;
     if (floors.size > 1) {
       const described = views.map(({ id, node }) => `${id} from ${this.floorOf(node)}`);
       return `the members retain different ranges: ${described.join(', ')}`;
