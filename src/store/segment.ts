@@ -163,7 +163,15 @@ export class Segment {
     let offset = 0;
     if (position >= this.first) {
       const [kept] = this.read(position, 1);
-      assert(kept !== undefined && kept.position === position, 'the last kept record reads back');
+      if (kept === undefined) {
+        // Damaged at or before `position` (the read says where): the cut goes there instead.
+        const damaged = this.damagedFrom;
+        assert(damaged !== null && damaged <= position, 'a record that does not read is damaged');
+        this.damagedFrom = null;
+        this.truncateAfter(damaged - 1);
+        return;
+      }
+      assert(kept.position === position, 'the last kept record reads back');
       offset = this.offsetAfter(position);
     }
     this.files.truncate(this.name, offset);

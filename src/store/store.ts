@@ -228,7 +228,14 @@ export class MessageStore {
       segment.remove();
     }
     const last = this.segments.at(-1);
-    if (last !== undefined && last.last > position) last.truncateAfter(position);
+    if (last === undefined || last.last <= position) return;
+    last.truncateAfter(position);
+    // A damaged record before `position` may have cut it further, to nothing.
+    if (last.count === 0) {
+      this.segments.pop();
+      this.dirty.delete(last);
+      last.remove();
+    }
   }
 
   /** Deletes every segment whose positions all lie before `position`: whole segments only. */
