@@ -84,10 +84,15 @@ async function runOn(cluster: Cluster, options: McpAgentsOptions, links: McpLink
   const events: string[] = [];
   const running = Promise.all(agents.map((agent) => agent.run()));
   const faults = injectFaults({ cluster, agents, coordinator, store, options, events, say });
+  let deadline: NodeJS.Timeout | undefined;
   const finished = await Promise.race([
     running.then(() => true),
-    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), runTimeoutMs)),
+    new Promise<boolean>((resolve) => {
+      deadline = setTimeout(() => resolve(false), runTimeoutMs);
+    }),
   ]);
+  // Left armed, the deadline kept the process alive for minutes after a finished run.
+  clearTimeout(deadline);
   faults.stop();
   await faults.done;
   if (!finished)

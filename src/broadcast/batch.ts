@@ -121,6 +121,9 @@ export class BatchBuilder {
   private runKey = '';
   /** Each run's owner, nonce and key, written after the runs when any is set (format 2, 3). */
   private runOwners: [owner: string, nonce: string, key: string][] = [];
+  /** Bytes the trailer's owners and nonces take, and its keys (format 3 only). */
+  private ownersBytes = 0;
+  private keysBytes = 0;
   private owned = false;
   private keyed = false;
 
@@ -128,8 +131,11 @@ export class BatchBuilder {
     return this.count;
   }
 
+  /** The batch's size if finished now, the owners' trailer included. */
+  /** The batch's size as `finish` will write it, the trailer included. */
   get byteLength(): number {
-    return this.bytes;
+    if (this.keyed) return this.bytes + this.ownersBytes + this.keysBytes;
+    return this.bytes + (this.owned ? this.ownersBytes : 0);
   }
 
   private reserve(extraBytes: number): void {
@@ -180,6 +186,8 @@ export class BatchBuilder {
     this.runNonce = message.nonce ?? '';
     this.runKey = message.key ?? '';
     this.runOwners.push([this.runOwner, this.runNonce, this.runKey]);
+    this.ownersBytes += 2 + Buffer.byteLength(this.runOwner) + Buffer.byteLength(this.runNonce);
+    this.keysBytes += 1 + Buffer.byteLength(this.runKey);
     this.owned ||= this.runOwner !== '' || this.runNonce !== '';
     this.keyed ||= this.runKey !== '';
     this.runCount++;
@@ -231,6 +239,8 @@ export class BatchBuilder {
     this.runCount = 0;
     this.bytes = headerBytes;
     this.runOwners = [];
+    this.ownersBytes = 0;
+    this.keysBytes = 0;
     this.owned = false;
     this.keyed = false;
     return batch;

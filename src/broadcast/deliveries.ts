@@ -20,6 +20,7 @@ import type { StoredMessage, StoreRange } from '../store/index.ts';
 import { MemoryStoreFiles, MessageStore } from '../store/index.ts';
 import { assert } from '../util/assert.ts';
 import { BroadcastError } from './errors.ts';
+import { topicFloor } from './retention.ts';
 
 export type DeliveredMessage = StoredMessage;
 
@@ -56,6 +57,11 @@ export class DeliveryLog {
   private localFrom = 1;
   private waiters: (() => void)[] = [];
   private closed = false;
+  /** Topics with an age of their own (retention.ts), and the log's clock. */
+  private topicAgesMs = new Map<string, number>();
+  private logNowMs: () => number = () => 0;
+  /** Each topic's floor as last found: it never moves back, so a search starts there. */
+  private readonly topicFloors = new Map<string, number>();
 
   constructor(private readonly options: DeliveryLogOptions) {
     this.store = options.store;
@@ -72,6 +78,41 @@ export class DeliveryLog {
   /** The first position any node of the cluster may still serve (retention's floor). */
   get firstRetainedPosition(): number {
     return Math.max(this.retainedFrom, this.localFrom);
+  }
+
+  /** Per-topic retention: topic → age in log time (null: forever), and the log's clock. */
+  setTopicRetention(topics: Readonly<Record<string, number | null>>, logNowMs: () => number): void {
+    this.topicAgesMs = new Map();
+    for (const [topic, ageMs] of Object.entries(topics)) {
+      assert(ageMs === null || ageMs > 0, 'a topic age is positive');
+      if (ageMs !== null) this.topicAgesMs.set(topic, ageMs);
+    }
+    this.logNowMs = logNowMs;
+  }
+
+  /**
+   * The first position a read of `topic` may start at, when the topic has an age of its
+   * own (retention.ts): null otherwise (the retained range's floor applies). Throws
+   * not_held when the search meets a position this node does not hold yet.
+   */
+  topicFloor(topic: string): number | null {
+    const ageMs = this.topicAgesMs.get(topic);
+    if (ageMs === undefined) return null;
+    const from = Math.max(this.topicFloors.get(topic) ?? 1, this.firstRetainedPosition);
+    const found = topicFloor(this.store, {
+      topic,
+      from,
+      lastPosition: this.appliedPosition,
+      cutoffMs: this.logNowMs() - ageMs,
+    });
+    if ('hole' in found) {
+      throw new BroadcastError('not_held', `position ${found.hole} is not on this node yet`, {
+        position: found.hole,
+        firstPosition: this.firstRetainedPosition,
+      });
+    }
+    this.topicFloors.set(topic, found.floor);
+    return found.floor;
   }
 
   append(message: DeliveredMessage): void {
@@ -166,6 +207,13 @@ export class DeliveryLog {
     positionsMax: number,
   ): { messages: DeliveredMessage[]; next: number } {
     this.checkHeld(from);
+    const floor = this.topicFloor(topic);
+    if (floor !== null && from < floor) {
+      throw new BroadcastError('compacted', `position ${from} of ${topic} is no longer kept`, {
+        firstPosition: floor,
+        topic,
+      });
+    }
     if (from > this.appliedPosition) return { messages: [], next: from };
     const scan = Math.min(positionsMax, this.appliedPosition - from + 1);
     return this.store.readTopic(topic, from, limit, scan);

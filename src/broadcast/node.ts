@@ -285,6 +285,20 @@ export class BroadcastNode {
     return this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax);
   }
 
+  /**
+   * The first position a read of `topic` may start at when the topic has an age of its own
+   * (`retention.topics`), else null: a read from below it is `compacted` (readTopic does
+   * so; a stream of the topic checks it at its start). Throws not_held while unknown here.
+   */
+  topicFloor(topic: string): number | null {
+    return this.applier.deliveryLog.topicFloor(topic);
+  }
+
+  /** Retention's floor: the first position served, the same on every node at one log index. */
+  get firstRetainedPosition(): number {
+    return this.applier.deliveryLog.firstRetainedPosition;
+  }
+
   /** Retained positions this node does not hold yet: what backfill has left to fetch. */
   missingRanges(): { first: number; last: number }[] {
     return this.applier.deliveryLog.missingRanges();
@@ -436,6 +450,7 @@ export class BroadcastNode {
       appliedIndex: this.applier.appliedIndex,
       lastPosition: this.applier.sessions.lastPosition,
       firstRetainedPosition: this.applier.deliveryLog.firstRetainedPosition,
+      topicRetention: this.topicRetentionStatus(),
       store: this.storeStatus(),
       lastIndex: core.lastIndex,
       progress: core.progress,
@@ -454,6 +469,19 @@ export class BroadcastNode {
       stopped:
         this.stopped === null ? null : { code: this.stopped.code, message: this.stopped.message },
     };
+  }
+
+  private topicRetentionStatus(): NonNullable<NodeStatus['topicRetention']> {
+    const log = this.applier.deliveryLog;
+    return Object.entries(this.options.retention?.topics ?? {}).map(([topic, ageMs]) => {
+      let firstPosition: number | null = null;
+      try {
+        firstPosition = log.topicFloor(topic) ?? log.firstRetainedPosition;
+      } catch (error) {
+        if (!(error instanceof BroadcastError) || error.code !== 'not_held') throw error;
+      }
+      return { topic, ageMs, firstPosition };
+    });
   }
 
   private storeStatus(): NodeStatus['store'] {

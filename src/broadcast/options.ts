@@ -98,6 +98,8 @@ export interface UnsafeOptions {
   readonly deliverSeqGapAtOnce?: boolean;
   /** A session takes messages of any identity with its nonce: the owner check is skipped. */
   readonly ignoreSessionOwner?: boolean;
+  /** Retention cut by each node from its own store and wall clock, not through the log. */
+  readonly retainLocally?: boolean;
   /** A deliberately broken consensus core (src/raft/core.ts UnsafeVariant). */
   readonly core?: UnsafeVariant | null;
 }
@@ -159,6 +161,16 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly lastPosition: number;
   readonly firstRetainedPosition: number;
+  /**
+   * Topics with a retention of their own (`--retention-topic`): age in log time (null:
+   * forever), and the first position a read of the topic may start at (null: the retained
+   * range's floor; or not known here while backfill fills the positions it lies among).
+   */
+  readonly topicRetention?: readonly {
+    readonly topic: string;
+    readonly ageMs: number | null;
+    readonly firstPosition: number | null;
+  }[];
   /** The message store: what this node holds, and what it still has to fetch from peers. */
   readonly store: {
     readonly sizeBytes: number;

@@ -79,6 +79,8 @@ export function buildNodeParts(
     logger,
     observer,
     snapshotIntervalBytes: options.snapshotIntervalBytes,
+    // The applier exists by the time a snapshot is compacted to.
+    syncStore: () => applier.deliveryLog.store.sync(),
   });
   const applier = new Applier(
     {
@@ -169,11 +171,20 @@ export function buildNodeParts(
       const log = applier.deliveryLog;
       return log.store.summaries().filter((segment) => segment.last >= log.firstRetainedPosition);
     },
+    holdsTopic: (segment, topic) => applier.deliveryLog.store.holdsTopic(segment.first, topic),
     retainedFrom: () => applier.streams.retainedFrom,
     logTimeMs: () => applier.sessions.logTimeMs,
     propose: (topic, payload) => intake.acceptOwn(topic, payload),
     onError: (error) =>
       logger.warn({ node: options.id, reason: String(error) }, 'retention record not committed'),
+    unsafeLocal:
+      unsafe.retainLocally === true
+        ? {
+            nowMs: environment.nowMs,
+            floor: () => applier.deliveryLog.firstRetainedPosition,
+            retainFrom: (position) => applier.deliveryLog.retainFrom(position),
+          }
+        : null,
   });
   const compaction = new CompactionDriver({
     topics: options.compactTopics ?? [],
@@ -185,6 +196,10 @@ export function buildNodeParts(
     onError: (error) =>
       logger.warn({ node: options.id, reason: String(error) }, 'compaction record not committed'),
   });
+  applier.deliveryLog.setTopicRetention(
+    options.retention?.topics ?? {},
+    () => applier.sessions.logTimeMs,
+  );
   return {
     core,
     pending,

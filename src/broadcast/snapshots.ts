@@ -64,6 +64,11 @@ export interface SnapshotsOptions {
   readonly observer: NodeObserver | undefined;
   /** Applied batch bytes between two candidates. */
   readonly snapshotIntervalBytes: number;
+  /**
+   * Makes the message store durable: called before the log is compacted, after which the
+   * store holds this node's only copy of the messages before the snapshot.
+   */
+  readonly syncStore: () => void;
 }
 
 /** At most this many candidates wait; the loop compacts one per Ready, so two is the norm. */
@@ -106,6 +111,7 @@ export class Snapshots {
     const snapshot = this.candidates.shift() as Snapshot;
     const { core } = this.options;
     if (snapshot.meta.index <= core.status().snapshotIndex) return;
+    this.options.syncStore();
     await this.options.storage.saveSnapshot(snapshot);
     // A leader's snapshot may have replaced the log while ours was being written: then ours
     // is already covered, and the core must not be asked to compact to it.

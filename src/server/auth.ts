@@ -15,7 +15,8 @@
  * no slow hash: nobody can guess one to test against it). An entry without a token is
  * reached by a client certificate naming it (the cluster CA's `abcast://client/<name>`).
  *
- * Roles nest: `read` (messages, stream, barrier, status) < `write` (+ broadcast) < `admin`
+ * Roles nest: `read` (messages, stream, barrier, status, consumers and their acks: a reader
+ * keeps its own cursor) < `write` (+ broadcast) < `admin`
  * (+ members, leader transfer, metrics). `publish` and `subscribe` narrow the topics; absent,
  * every topic. A pattern is a topic where `*` stands for any run of characters (none too),
  * so `orders.*` covers `orders.eu` and `orders.eu.paid`, and `*` covers every topic and the

@@ -4,6 +4,8 @@
  */
 import { BroadcastError } from '../broadcast/errors.ts';
 import type { NodeLogger } from '../broadcast/node.ts';
+import type { HttpExchange } from '../client/exchange.ts';
+import { nodeExchange } from '../client/node-exchange.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
@@ -42,6 +44,11 @@ export interface ServerOptions {
   readonly httpPeers?: Readonly<Record<NodeId, string>>;
   /** The other nodes' HTTP base URLs: reads of positions not held here go there. */
   readonly peerUrls?: readonly string[];
+  /**
+   * How requests reach `peerUrls`: default node:http(s) trusting the system's CAs; a node
+   * on TLS passes one trusting the cluster CA, the simulator its client network.
+   */
+  readonly peerExchange?: HttpExchange;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -136,6 +143,10 @@ export function createServerContext(options: ServerOptions): ServerContext {
     peerReads:
       options.peerUrls === undefined || options.peerUrls.length === 0
         ? null
-        : new PeerReads(options.peerUrls, options.environment, settings.requestTimeoutMs),
+        : new PeerReads(
+            options.peerUrls,
+            options.peerExchange ?? nodeExchange(options.environment),
+            settings.requestTimeoutMs,
+          ),
   };
 }

@@ -34,6 +34,14 @@ export class Bytes {
     this.length = Math.max(this.length, end);
   }
 
+  /** Drops the bytes from `length` on, keeping the zeros-beyond-length invariant. */
+  truncate(length: number): void {
+    assert(Number.isSafeInteger(length) && length >= 0, 'a length is a size');
+    if (length >= this.length) return;
+    this.store.fill(0, length, this.length);
+    this.length = length;
+  }
+
   byteAt(position: number): number {
     assert(position >= 0 && position < this.length, 'a byte within the bytes');
     return this.store[position]!;

@@ -322,7 +322,11 @@ export class SimFileSystem implements FileSystem {
     let byteCount = 0;
     for (const chunk of chunks) byteCount += chunk.length;
     const growthBytes = Math.max(0, positionBytes + byteCount - inode.live.length);
-    if (growthBytes > 0 && this.usedBytes() + growthBytes > this.capacityBytes) {
+    if (
+      growthBytes > 0 &&
+      this.capacityBytes !== Number.POSITIVE_INFINITY &&
+      this.usedBytes() + growthBytes > this.capacityBytes
+    ) {
       this.counts.noSpaceErrorCount += 1;
       throw new SimFileError('ENOSPC', 'write', path, 'no space left on the simulated disk');
     }
@@ -362,6 +366,66 @@ export class SimFileSystem implements FileSystem {
       }
       inode.durable.write(write.data, positionBytes);
     }
+  }
+
+  // ---- synchronous access (sim-store-files.ts) -----------------------------------------
+
+  /** @internal The file at `path`, created (empty) if `create` and absent; null if absent. */
+  fileSync(path: string, create: boolean): Inode | null {
+    const found = this.lookUp(path, 'open');
+    if (found.entry === null) return create ? this.openInode(path, 'createExclusive') : null;
+    return this.fileAt(path, 'open');
+  }
+
+  /** @internal Cuts the file's content to `sizeBytes`; like a write, lost at a power cut. */
+  truncateSync(inode: Inode, sizeBytes: number): void {
+    inode.live.truncate(sizeBytes);
+  }
+
+  /** @internal Names of the files in `directory`, which is created (with parents) if absent. */
+  namesSync(directory: string): string[] {
+    if (!this.directories.has(directory)) {
+      if (directory !== '/') this.namesSync(posix.dirname(directory));
+      const parent = this.directoryAt(posix.dirname(directory), 'mkdir');
+      parent.change([{ name: posix.basename(directory), entry: { kind: 'directory' } }]);
+      this.directories.set(directory, new Directory());
+    }
+    const names: string[] = [];
+    for (const [name, entry] of this.directoryAt(directory, 'scandir').live) {
+      if (entry.kind === 'file') names.push(name);
+    }
+    return names.sort();
+  }
+
+  /** @internal */
+  unlinkSync(path: string): void {
+    const found = this.lookUp(path, 'unlink');
+    if (found.entry !== null) found.directory.change([{ name: found.name, entry: null }]);
+  }
+
+  /** @internal Within one directory, as rename() is. */
+  renameSync(from: string, to: string): void {
+    const source = this.lookUp(from, 'rename');
+    const target = this.lookUp(to, 'rename');
+    assert(source.directoryPath === target.directoryPath, 'renames stay within one directory');
+    const entry = this.fileEntry(source, 'rename');
+    source.directory.change([
+      { name: target.name, entry },
+      { name: source.name, entry: null },
+    ]);
+  }
+
+  /** @internal As syncDirectory, at once. */
+  syncDirectorySync(path: string): void {
+    const directory = this.directoryAt(path, 'fsync');
+    for (const change of directory.pending) applyChange(directory.durable, change);
+    directory.pending = [];
+    this.counts.directorySyncCount += 1;
+  }
+
+  /** @internal The power-cut epoch, which ends the handles of older ones. */
+  get currentEpoch(): number {
+    return this.epoch;
   }
 
   // ---- internals ---------------------------------------------------------------------

@@ -39,6 +39,12 @@ export const properties = [
   'linearizable read',
   /** The Ready contract of src/raft/types.ts: shapes, order, field invariants. */
   'ready contract',
+  /**
+   * The message store: once settled every member serves the same retained range, a read
+   * below it is compacted with the same first position everywhere, and every position a
+   * node serves or backfill keeps holds what was delivered there.
+   */
+  'retained range',
   /** After faults stop, everything acknowledged reaches every live member in time. */
   'liveness',
   /** The core (or the simulator) threw instead of answering. */

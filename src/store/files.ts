@@ -8,7 +8,9 @@
 import {
   closeSync,
   constants,
+  fdatasyncSync,
   fstatSync,
+  fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -38,6 +40,11 @@ export interface StoreFiles {
   writeText(name: string, text: string): void;
   /** Moves `from` to `to`, replacing it (compaction's rewritten segments). */
   rename(from: string, to: string): void;
+  /**
+   * Makes the content of `names` and their entries in the directory durable (fdatasync of
+   * each, then of the directory): before the WAL is compacted past what they hold.
+   */
+  sync(names: readonly string[]): void;
   close(): void;
 }
 
@@ -108,6 +115,17 @@ export class DiskStoreFiles implements StoreFiles {
     this.forget(from);
     this.forget(to);
     renameSync(join(this.directory, from), join(this.directory, to));
+  }
+
+  sync(names: readonly string[]): void {
+    if (names.length === 0) return;
+    for (const name of names) fdatasyncSync(this.descriptor(name, false));
+    const directory = openSync(this.directory, constants.O_RDONLY);
+    try {
+      fsyncSync(directory);
+    } finally {
+      closeSync(directory);
+    }
   }
 
   close(): void {
@@ -200,6 +218,8 @@ export class MemoryStoreFiles implements StoreFiles {
     this.files.delete(from);
     this.files.set(to, file);
   }
+
+  sync(): void {}
 
   close(): void {}
 }

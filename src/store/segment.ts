@@ -45,6 +45,8 @@ export class Segment {
   private topics: Map<string, number[]> | null = new Map();
   private pendingChunks: Buffer[] = [];
   private writtenBytes = 0;
+  /** Bytes known durable: written before the last `sync` (or found on disk at open). */
+  private syncedBytes = 0;
   /** The `.idx` and `.tix` files describe the segment as it is now. */
   private indexCurrent = false;
 
@@ -100,14 +102,17 @@ export class Segment {
 
   /**
    * Up to `limit` messages from `from` (which this segment holds) on, within the segment,
-   * stopping once their payloads reach `bytesMax` (one message at least).
+   * stopping once their payloads reach `bytesMax` (one message at least). A record that
+   * fails its checksum, is not the position due, or is cut short ends the read early and
+   * sets `damagedFrom`: the store is not synced, so a crash or bit rot may have damaged what
+   * the index still counts (store.ts cuts the segment there and backfill fills it again).
    */
   read(from: number, limit: number, bytesMax = Number.POSITIVE_INFINITY): StoredMessage[] {
     assert(from >= this.first && from <= this.last, 'a segment reads what it holds');
     this.flush();
     const messages: StoredMessage[] = [];
-    let offset = this.offsetAtOrBefore(from);
-    let buffer = Buffer.allocUnsafe(readChunkBytes);
+    let { position: due, offset } = this.entryAtOrBefore(from);
+    let buffer = Buffer.allocUnsafe(this.chunkBytesFrom(offset));
     let payloadBytes = 0;
     while (messages.length < limit && offset < this.sizeBytes && payloadBytes < bytesMax) {
       const readBytes = this.files.read(this.name, buffer, offset);
@@ -116,20 +121,34 @@ export class Segment {
       while (messages.length < limit) {
         const found = decodeRecordAt(view, at);
         if (found.kind === 'short') {
+          // Past what the segment counts, or past the end of its file: damaged.
+          const end = offset + at + found.recordBytes;
+          if (end > this.sizeBytes || readBytes < buffer.length) return this.damaged(due, messages);
           if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
           break;
         }
-        assert(found.kind === 'record', 'a written record reads back whole');
+        if (found.kind === 'invalid' || found.message.position !== due) {
+          return this.damaged(due, messages);
+        }
         if (found.message.position >= from) {
           messages.push(found.message);
           payloadBytes += found.message.payload.byteLength;
         }
         at += found.recordBytes;
+        due++;
         if (found.message.position === this.last || payloadBytes >= bytesMax) return messages;
       }
-      assert(at > 0 || readBytes < buffer.length, 'each read makes progress');
+      assert(at > 0 || readBytes === buffer.length, 'each read makes progress');
       offset += at;
     }
+    return messages;
+  }
+
+  /** Positions from this one on read back damaged; the store cuts them (store.ts). */
+  damagedFrom: number | null = null;
+
+  private damaged(position: number, messages: StoredMessage[]): StoredMessage[] {
+    this.damagedFrom = position;
     return messages;
   }
 
@@ -144,11 +163,20 @@ export class Segment {
     let offset = 0;
     if (position >= this.first) {
       const [kept] = this.read(position, 1);
-      assert(kept !== undefined && kept.position === position, 'the last kept record reads back');
+      if (kept === undefined) {
+        // Damaged at or before `position` (the read says where): the cut goes there instead.
+        const damaged = this.damagedFrom;
+        assert(damaged !== null && damaged <= position, 'a record that does not read is damaged');
+        this.damagedFrom = null;
+        this.truncateAfter(damaged - 1);
+        return;
+      }
+      assert(kept.position === position, 'the last kept record reads back');
       offset = this.offsetAfter(position);
     }
     this.files.truncate(this.name, offset);
     this.sizeBytes = this.writtenBytes = offset;
+    this.syncedBytes = Math.min(this.syncedBytes, offset);
     this.last = position;
     while (this.sparse.length > 0 && (this.sparse[this.sparse.length - 2] as number) > position) {
       this.sparse.length -= 2;
@@ -221,6 +249,17 @@ export class Segment {
     this.indexCurrent = true;
   }
 
+  /** Whether bytes were written since the last sync. */
+  get unsynced(): boolean {
+    return this.sizeBytes > this.syncedBytes;
+  }
+
+  /** Flushes; the caller syncs the file (store.ts syncs many at once), then `synced()`. */
+  synced(): void {
+    assert(this.pendingChunks.length === 0, 'a segment is flushed before it is synced');
+    this.syncedBytes = this.writtenBytes;
+  }
+
   remove(): void {
     this.files.remove(this.name);
     this.files.remove(`${this.name}.idx`);
@@ -234,23 +273,45 @@ export class Segment {
   load(): void {
     const fileBytes = this.files.size(this.name);
     const index = this.readIndexFile();
-    const topicsKept = this.files.readText(`${this.name}.tix`) !== null;
-    if (
-      index !== null &&
-      topicsKept &&
-      index.sizeBytes === fileBytes &&
-      index.first === this.first
-    ) {
-      this.last = index.last;
-      this.sizeBytes = this.writtenBytes = fileBytes;
-      this.firstLogTimeMs = index.firstLogTimeMs;
-      this.lastLogTimeMs = index.lastLogTimeMs;
-      this.sparse = index.sparse;
-      this.topics = null;
-      this.indexCurrent = true;
-      return;
+    if (index !== null && index.sizeBytes === fileBytes && index.first === this.first) {
+      // Neither file is synced, and a crash may keep the newer one of them only: the topic
+      // index must describe exactly the positions the index counts, or both are rebuilt.
+      if (this.topicIndexMatches(index.last)) {
+        this.last = index.last;
+        this.sizeBytes = this.writtenBytes = fileBytes;
+        this.firstLogTimeMs = index.firstLogTimeMs;
+        this.lastLogTimeMs = index.lastLogTimeMs;
+        this.sparse = index.sparse;
+        this.topics = null;
+        this.indexCurrent = true;
+        return;
+      }
     }
     this.scan(fileBytes);
+  }
+
+  /** Whether the `.tix` file reads whole and covers exactly `first … last`. */
+  private topicIndexMatches(last: number): boolean {
+    let topics: Map<string, number[]>;
+    try {
+      topics = this.parseTopics();
+    } catch {
+      return false; // a torn topic index is rebuilt by a scan
+    }
+    let count = 0;
+    let end = this.first - 1;
+    for (const runs of topics.values()) {
+      if (!Array.isArray(runs) || runs.length % 2 !== 0) return false;
+      for (let at = 0; at < runs.length; at += 2) {
+        const runFirst = runs[at];
+        const runCount = runs[at + 1];
+        if (!Number.isSafeInteger(runFirst) || !Number.isSafeInteger(runCount)) return false;
+        if ((runCount as number) < 1 || (runFirst as number) < this.first) return false;
+        count += runCount as number;
+        end = Math.max(end, (runFirst as number) + (runCount as number) - 1);
+      }
+    }
+    return count === last - this.first + 1 && end === last;
   }
 
   private scan(fileBytes: number): void {
@@ -284,15 +345,28 @@ export class Segment {
     if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
   }
 
+  /** A read buffer for what lies from `offset` on: no larger than that, nor than a chunk. */
+  private chunkBytesFrom(offset: number): number {
+    return Math.max(1, Math.min(readChunkBytes, this.sizeBytes - offset));
+  }
+
   private offsetAtOrBefore(position: number): number {
+    return this.entryAtOrBefore(position).offset;
+  }
+
+  /** The sparse index's last entry at or before `position` (the segment's start if none). */
+  private entryAtOrBefore(position: number): { position: number; offset: number } {
     const sparse = this.sparse;
     let low = 0;
     let high = sparse.length / 2 - 1;
-    let found = 0;
+    let found = { position: this.first, offset: 0 };
     while (low <= high) {
       const middle = (low + high) >> 1;
       if ((sparse[middle * 2] as number) <= position) {
-        found = sparse[middle * 2 + 1] as number;
+        found = {
+          position: sparse[middle * 2] as number,
+          offset: sparse[middle * 2 + 1] as number,
+        };
         low = middle + 1;
       } else high = middle - 1;
     }
@@ -311,6 +385,13 @@ export class Segment {
   }
 
   private loadTopics(): Map<string, number[]> {
+    const topics = this.parseTopics();
+    assert(topics.size > 0 || this.count === 0, 'a segment opened from its index has topics');
+    return topics;
+  }
+
+  /** The `.tix` file's runs; throws when it is missing or not JSON. */
+  private parseTopics(): Map<string, number[]> {
     const text = this.files.readText(`${this.name}.tix`);
     assert(text !== null, 'a segment opened from its index has a topic index');
     return new Map(Object.entries(JSON.parse(text) as Record<string, number[]>));

@@ -106,6 +106,15 @@ export class MessageStore {
     return this.segments.length;
   }
 
+  /** Whether the segment that begins at `first` holds a message of `topic` (false if none). */
+  holdsTopic(first: number, topic: string): boolean {
+    const segment = this.segmentHolding(first);
+    if (segment === undefined || segment.first !== first) return false;
+    const held = segment.topicRuns(topic).length > 0;
+    if (segment !== this.segments.at(-1) && !this.dirty.has(segment)) segment.releaseTopics();
+    return held;
+  }
+
   has(position: number): boolean {
     return this.segmentHolding(position) !== undefined;
   }
@@ -162,6 +171,7 @@ export class MessageStore {
         messages.push(message);
         payloadBytes += message.payload.byteLength;
       }
+      if (this.cutDamage(segment)) break;
       cursor = segment.last + 1;
       at++;
     }
@@ -195,6 +205,7 @@ export class MessageStore {
         const page = segment.read(start, Math.min(wanted, limit - messages.length));
         for (const message of page) messages.push(message);
         cursor = start + page.length;
+        if (this.cutDamage(segment)) return { messages, next: cursor };
         if (messages.length === limit) return { messages, next: cursor };
       }
       if (cursor < end) cursor = Math.min(segment.last + 1, end);
@@ -218,7 +229,14 @@ export class MessageStore {
       segment.remove();
     }
     const last = this.segments.at(-1);
-    if (last !== undefined && last.last > position) last.truncateAfter(position);
+    if (last === undefined || last.last <= position) return;
+    last.truncateAfter(position);
+    // A damaged record before `position` may have cut it further, to nothing.
+    if (last.count === 0) {
+      this.segments.pop();
+      this.dirty.delete(last);
+      last.remove();
+    }
   }
 
   /** Deletes every segment whose positions all lie before `position`: whole segments only. */
@@ -254,11 +272,43 @@ export class MessageStore {
     return rewritten;
   }
 
+  /**
+   * Makes every record written so far durable. The store is otherwise never synced: the
+   * WAL holds what it lost in a crash, and applies it again; but once the WAL is compacted
+   * past a position, the store holds the only copy this node has, so the node syncs the
+   * store before it compacts (src/broadcast/snapshots.ts).
+   */
+  sync(): void {
+    this.flush();
+    const unsynced = this.segments.filter((segment) => segment.unsynced);
+    this.options.files.sync(unsynced.map((segment) => segment.name));
+    for (const segment of unsynced) segment.synced();
+  }
+
   /** Flushes and writes every index, so that the next open needs no scan. */
   close(): void {
     this.flush();
     for (const segment of this.segments) segment.saveIndex();
     this.options.files.close();
+  }
+
+  /**
+   * A read found `segment` damaged from some position on (store.ts's header says why that
+   * can happen): what follows is dropped, so those positions become a hole that backfill
+   * fills from peers, as after any other loss. True when the segment was cut.
+   */
+  private cutDamage(segment: Segment): boolean {
+    const from = segment.damagedFrom;
+    if (from === null) return false;
+    segment.damagedFrom = null;
+    if (from > segment.first) {
+      segment.truncateAfter(from - 1);
+      return true;
+    }
+    this.dirty.delete(segment);
+    segment.remove();
+    this.segments.splice(this.segments.indexOf(segment), 1);
+    return true;
   }
 
   private seal(segment: Segment): void {

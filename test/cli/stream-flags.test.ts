@@ -33,3 +33,18 @@ test('forever by default; limits from flags or the config file; no forever besid
   const peers = streamSettings({ httpPeers: 'n2=http://127.0.0.1:8002,http://h:9' }, {});
   assert.deepEqual(peers.httpPeers, ['http://127.0.0.1:8002/', 'http://h:9/']);
 });
+
+test('--retention-topic gives topics an age of their own, or forever', () => {
+  const flags = streamSettings({ retentionTopic: ['orders=30d', 'audit=forever'] }, {});
+  assert.deepEqual(flags.retention.topics, { orders: 30 * 86_400_000, audit: null });
+  const config = streamSettings({}, { retentionTopics: { 'a=b': '1h' } });
+  assert.deepEqual(config.retention.topics, { 'a=b': 3_600_000 });
+  assert.equal(streamSettings({}, {}).retention.topics, undefined);
+  assert.throws(() => streamSettings({ retentionTopic: ['orders'] }, {}), /TOPIC=AGE/);
+  assert.throws(() => streamSettings({ retentionTopic: ['orders=soon'] }, {}), CliError);
+  assert.throws(
+    () => streamSettings({ retentionTopic: ['orders=1d', 'orders=2d'] }, {}),
+    /orders twice/,
+  );
+  assert.throws(() => streamSettings({ retentionTopic: ['$abcast/retention=1d'] }, {}), CliError);
+});

@@ -1,6 +1,7 @@
 // Tokens, roles, topics and session owners on three real `abcast start --auth` processes:
 // every route answers 401 without a token and 403 to a role or topic below it, with the
-// typed error body; a session started by one identity is refused to another (nothing
+// typed error body (a reader reaches the reads, the status and the consumers, its acks
+// included); a session started by one identity is refused to another (nothing
 // delivered, no duplicate answer) and to a second client with another nonce; a client id
 // in the nodes' namespace is refused; a transfer is logged with the identity that asked.
 // One identity is made by `abcast token create` (printed once, file 0600), the rest are
@@ -83,6 +84,9 @@ const routes: readonly [string, string, unknown][] = [
   ['GET', '/v1/stream', undefined],
   ['GET', '/v1/barrier', undefined],
   ['GET', '/v1/status', undefined],
+  // A reader keeps its own cursor: acks need the read role only.
+  ['GET', '/v1/consumers', undefined],
+  ['POST', '/v1/consumers/billing/ack', { index: 0 }],
   ['POST', '/v1/members', { id: 'n9', address: '127.0.0.1:1' }],
   ['DELETE', '/v1/members/n9', undefined],
   ['POST', '/v1/leader/transfer', {}],
@@ -140,16 +144,17 @@ describe('tokens and roles', () => {
   });
 
   test('each role reaches its routes and gets 403 beyond them', async () => {
+    const read = [
+      '/v1/messages',
+      '/v1/stream',
+      '/v1/barrier',
+      '/v1/status',
+      '/v1/consumers',
+      '/v1/consumers/billing/ack',
+    ];
     const allowed: Record<string, readonly string[]> = {
-      reader: ['/v1/messages', '/v1/stream', '/v1/barrier', '/v1/status'],
-      writer: [
-        '/v1/broadcast',
-        '/v1/broadcast/batch',
-        '/v1/messages',
-        '/v1/stream',
-        '/v1/barrier',
-        '/v1/status',
-      ],
+      reader: read,
+      writer: ['/v1/broadcast', '/v1/broadcast/batch', ...read],
     };
     for (const [who, paths] of Object.entries(allowed)) {
       for (const [method, path, body] of routes) {

@@ -31,19 +31,24 @@ const hunts: readonly Hunt[] = [
     seedsMax: 100,
     caughtBy: ['acknowledged delivery', 'session ownership'],
   },
+  // Retention cut by each node from its own segments and wall clock, not through the log:
+  // seeds 3, 10, 22 of 1..30 (a member left with a hole no peer still holds, members that
+  // keep different ranges, a floor that moves back after a restart).
+  { variant: 'retainLocally', from: 1, seedsMax: 30, caughtBy: ['retained range'] },
   // Every one of seeds 1..4 catches it.
   { variant: 'forgetVoteOnRestart', from: 1, seedsMax: 3, caughtBy: ['vote durability'] },
   // Seeds 3, 4, 8, 9, ... of 1..100.
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 8, 14, 24, 25, 28, 30, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 24, seedsMax: 5, caughtBy: ['commit rule'] },
-  // 10 of seeds 1..300 (19, 62, 91, 105, 152, 169, 183, 197, 225, 264): forced split elections with
-  // vote answers held until their candidate's next round, mostly in the elections shape.
-  // (Seeds moved when every WAL record began to repeat the hard state, and again when
-  // meta.json came to be written after the first segment: faults land elsewhere.)
+  // Seeds 81, 82, 87, 134 … of 1..134: forced split elections with vote answers held until
+  // their candidate's next round, mostly in the elections shape. (Seeds moved when every WAL
+  // record began to repeat the hard state, when meta.json came to be written after the first
+  // segment, and when the nodes came to keep their messages on the simulated disk and to
+  // backfill from each other: faults land elsewhere.)
   {
     variant: 'countStaleVotes',
-    from: 19,
+    from: 82,
     seedsMax: 5,
     caughtBy: ['election safety', 'leader completeness'],
   },

@@ -17,6 +17,8 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BroadcastNode, NodeLogger } from '../../broadcast/node.ts';
 import { startNode } from '../../broadcast/start.ts';
+import type { HttpExchange } from '../../client/exchange.ts';
+import { nodeExchange } from '../../client/node-exchange.ts';
 import type { AuthSource } from '../../server/access.ts';
 import { Backfill } from '../../server/backfill.ts';
 import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
@@ -372,13 +374,14 @@ function startBackfill(
   node: BroadcastNode,
   settings: StartSettings,
   logger: NodeLogger,
+  peerExchange: HttpExchange,
 ): Backfill | null {
   const urls = settings.stream.httpPeers;
   if (urls.length === 0) return null;
   const requestTimeoutMs = settings.requestTimeoutMs ?? 10_000;
   const backfill = new Backfill({
     node,
-    peers: new PeerReads(urls, systemEnvironment, requestTimeoutMs),
+    peers: new PeerReads(urls, peerExchange, requestTimeoutMs),
     environment: systemEnvironment,
     logger,
     pageCount: recordsLimitMax,
@@ -441,6 +444,9 @@ export async function runNode(settings: StartSettings): Promise<{
       ? {}
       : { storeSegmentBytesMax: settings.stream.storeSegmentBytes }),
   });
+  // Backfill and forwarded reads from https:// peers trust the cluster CA (the HTTP side's),
+  // not the public ones: a peer must present a certificate that CA signed.
+  const peerExchange = nodeExchange(systemEnvironment, { ca: tls.http?.material.caPem ?? null });
   const http = createHttpServer({
     node,
     logger,
@@ -454,8 +460,9 @@ export async function runNode(settings: StartSettings): Promise<{
     cors: settings.cors,
     httpPeers: settings.httpPeers,
     peerUrls: settings.stream.httpPeers,
+    peerExchange,
   });
-  const backfill = startBackfill(node, settings, logger);
+  const backfill = startBackfill(node, settings, logger, peerExchange);
   const url = await listenOrClose({ node, http, backfill }, settings.http, () =>
     http.listen(settings.http),
   );
@@ -627,7 +634,7 @@ export function startCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
+      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, retentionTopics, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')

@@ -20,7 +20,15 @@ interface NodeStatus {
   readonly leader: string | null;
   readonly commitIndex: number;
   readonly deliveredIndex: number;
-  readonly retained?: { readonly firstIndex: number; readonly lastIndex: number };
+  readonly retained?: {
+    readonly firstIndex: number;
+    readonly lastIndex: number;
+    readonly topics?: readonly {
+      readonly topic: string;
+      readonly ageMs: number | null;
+      readonly firstIndex: number | null;
+    }[];
+  };
   readonly store?: { readonly bytes: number; readonly segments: number; readonly missing: number };
   readonly members: readonly { id: string; address: string | null; voter: boolean }[];
 }
@@ -73,7 +81,18 @@ function retainedLine(own: NodeStatus): string {
   if (own.store === undefined) return `retained: ${range}`;
   const mebibytes = (own.store.bytes / 2 ** 20).toFixed(1);
   const backfill = own.store.missing === 0 ? '' : `, backfilling ${own.store.missing} positions`;
-  return `retained: ${range} (${own.id} stores ${mebibytes} MiB in ${own.store.segments} segments${backfill})`;
+  return `retained: ${range} (${own.id} stores ${mebibytes} MiB in ${own.store.segments} segments${backfill})${topicsText(own)}`;
+}
+
+/** Topics with a retention of their own: "; orders 30d from 1200, audit forever". */
+function topicsText(own: NodeStatus): string {
+  const topics = own.retained?.topics ?? [];
+  if (topics.length === 0) return '';
+  const described = topics.map(({ topic, ageMs, firstIndex }) => {
+    const age = ageMs === null ? 'forever' : `${ageMs / 1000}s`;
+    return firstIndex === null ? `${topic} ${age}` : `${topic} ${age} from ${firstIndex}`;
+  });
+  return `; per topic: ${described.join(', ')}`;
 }
 
 async function status(flags: StatusFlags): Promise<void> {

@@ -1,6 +1,7 @@
 /**
  * The flags of `abcast start` about the log as a stream: retention (`--retention forever`,
- * `--retention-age 7d`, `--retention-bytes 50GiB`), the message store's segment size, and
+ * `--retention-age 7d`, `--retention-bytes 50GiB`, and per topic, repeatable,
+ * `--retention-topic orders=30d` or `audit=forever`), the message store's segment size, and
  * the other nodes' HTTP addresses (`--http-peers`), which a node backfills its store from and
  * forwards reads of positions it lacks to.
  */
@@ -12,6 +13,7 @@ export interface StreamFlags {
   retention?: string;
   retentionAge?: string;
   retentionBytes?: string;
+  retentionTopic?: string[];
   storeSegmentBytes?: string;
   snapshotIntervalBytes?: string;
   httpPeers?: string;
@@ -54,6 +56,40 @@ const sizeUnitsBytes: Readonly<Record<string, number>> = {
   gib: 2 ** 30,
   tib: 2 ** 40,
 };
+
+/**
+ * `--retention-topic TOPIC=AGE` entries (AGE a duration or `forever`), or a config file's
+ * `retentionTopics` object of topic → age: topic → ms (null: forever). Undefined for none.
+ */
+export function parseTopicRetention(
+  value: unknown,
+): Readonly<Record<string, number | null>> | undefined {
+  if (value === undefined) return undefined;
+  const entries: [string, string][] =
+    typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? Object.entries(value as Record<string, unknown>).map(([topic, age]) => [topic, String(age)])
+      : (Array.isArray(value) ? value : [value]).map((entry) => {
+          const text = String(entry);
+          const at = text.lastIndexOf('=');
+          if (at <= 0) {
+            throw new CliError(
+              `--retention-topic takes TOPIC=AGE, such as orders=30d or audit=forever; not "${text}"`,
+            );
+          }
+          return [text.slice(0, at), text.slice(at + 1)];
+        });
+  const topics: Record<string, number | null> = {};
+  for (const [topic, age] of entries) {
+    if (topic.startsWith('$abcast/')) {
+      throw new CliError(`--retention-topic: ${topic} is the log's own record, not a topic`);
+    }
+    if (Object.hasOwn(topics, topic)) {
+      throw new CliError(`--retention-topic gives ${topic} twice`);
+    }
+    topics[topic] = age.trim() === 'forever' ? null : parseDurationMs('retention-topic', age);
+  }
+  return entries.length === 0 ? undefined : topics;
+}
 
 /** "7d", "12h", "90m", "30s", "500ms" → milliseconds. */
 export function parseDurationMs(flag: string, text: string): number {
@@ -145,10 +181,12 @@ export function streamSettings(
   const segmentText = text(flags.storeSegmentBytes ?? config.storeSegmentBytes);
   const peersValue = flags.httpPeers ?? config.httpPeers;
   const snapshotText = text(flags.snapshotIntervalBytes ?? config.snapshotIntervalBytes);
+  const topics = parseTopicRetention(flags.retentionTopic ?? config.retentionTopics);
   return {
     retention: {
       ageMs: ageText === undefined ? null : parseDurationMs('retention-age', ageText),
       bytesMax: bytesText === undefined ? null : parseSizeBytes('retention-bytes', bytesText),
+      ...(topics === undefined ? {} : { topics }),
     },
     storeSegmentBytes:
       segmentText === undefined ? null : parseSizeBytes('store-segment-bytes', segmentText),
@@ -180,6 +218,11 @@ export function addStreamOptions(command: Command): Command {
     .option('--retention <forever>', 'keep every message (the default)')
     .option('--retention-age <duration>', 'delete messages older than this in log time, e.g. 7d')
     .option('--retention-bytes <size>', 'keep at most about this much, e.g. 50GiB')
+    .option(
+      '--retention-topic <topic=age>',
+      'a topic kept for an age of its own in log time, or forever: orders=30d (repeatable)',
+      (entry: string, previous: string[] = []) => [...previous, entry],
+    )
     .option('--store-segment-bytes <size>', 'message store segment size (default 64MiB)')
     .option(
       '--compact-topics <topics>',

@@ -28,7 +28,16 @@ export async function statusRoute(context: RouteContext): Promise<void> {
     deliveredIndex: status.lastPosition,
     firstIndex: status.firstRetainedPosition,
     // The same on every node: retention's floor is recorded in the log.
-    retained: { firstIndex: status.firstRetainedPosition, lastIndex: status.lastPosition },
+    retained: {
+      firstIndex: status.firstRetainedPosition,
+      lastIndex: status.lastPosition,
+      // Topics kept for an age of their own: a read of one starts at its firstIndex at least.
+      topics: (status.topicRetention ?? []).map((entry) => ({
+        topic: entry.topic,
+        ageMs: entry.ageMs,
+        firstIndex: entry.firstPosition,
+      })),
+    },
     // What this node holds of it; `missing` is what backfill still fetches from peers.
     ...(status.store === undefined
       ? {}

@@ -239,6 +239,15 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // Refuse a start that is no longer kept before committing to a 200 (a feed starts at its
   // consumer's cursors, kept or not: it goes on from the retained floor).
   if (feed === null) checkStart(context, from);
+  // A topic kept for less than the log (--retention-topic) is refused below its own floor,
+  // as GET /v1/messages?topic= is: the same answer on every node.
+  const floor = topic === undefined || feed !== null ? null : node.topicFloor(topic);
+  if (floor !== null && from < floor) {
+    throw new BroadcastError('compacted', `position ${from} of ${topic} is no longer kept`, {
+      firstPosition: floor,
+      topic: topic as string,
+    });
+  }
   const { signal } = context;
   const stream = context.startStream(200, {
     'content-type': 'text/event-stream; charset=utf-8',

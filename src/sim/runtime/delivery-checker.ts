@@ -21,7 +21,7 @@ import type { ViolationContext } from '../violation.ts';
 
 const utf8 = new TextDecoder();
 
-interface CommonMessage {
+export interface CommonMessage {
   readonly clientId: string;
   readonly seq: number;
   readonly topic: string;
@@ -84,6 +84,11 @@ export class DeliveryChecker {
 
   get lastPosition(): number {
     return this.common.length;
+  }
+
+  /** What was delivered at `position`, as the first node to deliver it saw it. */
+  deliveredAt(position: number): CommonMessage | undefined {
+    return this.common[position - 1];
   }
 
   get callCount(): number {

@@ -57,6 +57,11 @@ export class ClientNetwork {
     private readonly scheduler: SimScheduler,
     private readonly prng: Prng,
     private readonly observe: (event: ExchangeEvent) => void,
+    /**
+     * Whether `client` reaches `node` at all, beyond the cuts: between nodes, the partitions
+     * of the nodes' own network hold for their HTTP too.
+     */
+    private readonly linked: (client: string, node: NodeId) => boolean = () => true,
   ) {}
 
   attach(node: NodeId, server: InProcessServer, life: Life): void {
@@ -124,7 +129,7 @@ export class ClientNetwork {
     clientGone: AbortSignal,
     finish: (outcome: HttpExchangeResponse | Error) => void,
   ): void {
-    const reachable = !this.cuts.has(`${client}|${node}`);
+    const reachable = !this.cuts.has(`${client}|${node}`) && this.linked(client, node);
     if (!reachable || this.prng.chance(this.faults.requestLossProbability)) {
       this.observe({ kind: 'request', client, node, request, fate: 'lost' });
       return; // the deadline answers
@@ -172,6 +177,7 @@ export class ClientNetwork {
     const lost =
       !serverLife.isAlive ||
       this.cuts.has(`${client}|${node}`) ||
+      !this.linked(node, client) ||
       this.prng.chance(this.faults.answerLossProbability);
     this.observe({ kind: 'answer', client, node, response, fate: lost ? 'lost' : 'delivered' });
     if (lost) return;

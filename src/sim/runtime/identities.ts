@@ -3,7 +3,8 @@
  * `simIdentities` with the `write` role and a token of its own, which the nodes know only by
  * its SHA-256. Parsed by the real parser and checked by the real door (src/server/access.ts)
  * on every request, so the sessions the nodes bind are bound to identities the way they are
- * in production.
+ * in production. Backfill reads as an identity of its own with the `read` role, as
+ * `--backfill-token` gives one in production.
  */
 import type { AuthSource } from '../../server/access.ts';
 import { parseAuthFile, tokenSha256Hex } from '../../server/auth.ts';
@@ -15,6 +16,8 @@ export interface SimAuth {
   readonly source: AuthSource;
   /** Each identity's token, in the order of `simIdentities`. */
   readonly tokens: readonly string[];
+  /** The backfill identity's token. */
+  readonly backfillToken: string;
 }
 
 const base64urlAlphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -28,14 +31,19 @@ function drawToken(prng: Prng): string {
 
 export function simAuth(prng: Prng): SimAuth {
   const tokens = simIdentities.map(() => drawToken(prng));
+  // Drawn after the clients' tokens, which stay what they were.
+  const backfillToken = drawToken(prng);
   const file = {
-    identities: simIdentities.map((name, at) => ({
-      name,
-      role: 'write',
-      tokenSha256: tokenSha256Hex(tokens[at] as string),
-    })),
+    identities: [
+      ...simIdentities.map((name, at) => ({
+        name,
+        role: 'write',
+        tokenSha256: tokenSha256Hex(tokens[at] as string),
+      })),
+      { name: 'backfill', role: 'read', tokenSha256: tokenSha256Hex(backfillToken) },
+    ],
   };
   const table = parseAuthFile(JSON.stringify(file));
-  assert(table.identities.length === tokens.length, 'one token per identity');
-  return { source: { table }, tokens };
+  assert(table.identities.length === tokens.length + 1, 'one token per identity');
+  return { source: { table }, tokens, backfillToken };
 }

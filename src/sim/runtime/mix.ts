@@ -11,6 +11,7 @@
  * caught within 2,000 of its seeds (test/sim/runtime-unsafe.test.ts); a named profile fixes
  * the shape for every seed.
  */
+import type { RetentionPolicy } from '../../broadcast/retention.ts';
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
 import type { NetworkFaults } from '../network.ts';
@@ -144,6 +145,14 @@ export interface RuntimeMix {
   readonly sharing: SessionSharing;
   /** A client calls a barrier (GET /v1/barrier) after a broadcast with this probability. */
   readonly barrierProbability: number;
+  /** The message store: small segments, so retention and backfill work in whole segments. */
+  readonly store: StoreMix;
+}
+
+export interface StoreMix {
+  readonly segmentBytesMax: number;
+  /** What every node is told to retain: forever, by log age, or by bytes. */
+  readonly retention: RetentionPolicy;
 }
 
 /**
@@ -243,16 +252,29 @@ export function drawRuntimeMix(prng: Prng, request: RuntimeMixRequest): RuntimeM
     segmentBytesMax: prng.pick([16 << 10, 64 << 10, 256 << 10]),
     sharing: { identityOfClient: [], twin: false, impostor: false },
     barrierProbability: 0,
+    store: { segmentBytesMax: 4096, retention: { ageMs: null, bytesMax: null } },
   };
   const shaped = shape === 'figure8' ? figure8(mix, prng) : mix;
   // Drawn last, so that adding them left every earlier draw of a seed as it was.
   const clientsSide = drawClientsSide(prng, shaped.clientCount);
+  const store = drawStore(prng);
   if (request.clients === 'plain') {
     const { identityOfClient } = clientsSide.sharing;
     const sharing = { identityOfClient, twin: false, impostor: false };
-    return { ...shaped, sharing, barrierProbability: 0 };
+    return { ...shaped, sharing, barrierProbability: 0, store };
   }
-  return { ...shaped, ...clientsSide };
+  return { ...shaped, ...clientsSide, store };
+}
+
+/** Drawn after everything else, so that adding it left every earlier draw as it was. */
+function drawStore(prng: Prng): StoreMix {
+  const segmentBytesMax = prng.pick([512, 2048, 16 << 10]);
+  const kind = prng.pick(['forever', 'age', 'bytes'] as const);
+  const retention: RetentionPolicy = {
+    ageMs: kind === 'age' ? prng.pick([500, 2_000, 5_000]) : null,
+    bytesMax: kind === 'bytes' ? prng.pick([2 << 10, 8 << 10, 32 << 10]) : null,
+  };
+  return { segmentBytesMax, retention };
 }
 
 function drawClientsSide(
@@ -388,5 +410,6 @@ export function describeRuntimeMix(mix: RuntimeMix): string {
     `faultyDisks=${mix.faultyDiskCount} [lost=${disk.lostWriteProbability} misdirected=${disk.misdirectedWriteProbability} eio=${disk.datasyncErrorProbability} capacity=${mix.faultyDiskBytesMax}]`,
     `clients=${mix.clientCount}×${mix.broadcastsPerClient} inFlight=${mix.inFlightMax} batching=${mix.batching} identities=${mix.sharing.identityOfClient.join('')} twin=${mix.sharing.twin} impostor=${mix.sharing.impostor} barriers=${mix.barrierProbability}`,
     `snapshotEvery=${mix.snapshotIntervalBytes}B batch≤${mix.batchBytesMax}B fsync≤${mix.datasyncMsMax}ms`,
+    `store segment≤${mix.store.segmentBytesMax}B retention age=${mix.store.retention.ageMs ?? '∞'}ms bytes=${mix.store.retention.bytesMax ?? '∞'}`,
   ].join(' ');
 }

@@ -17,16 +17,21 @@ import {
 } from '../../broadcast/node.ts';
 import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import type { AuthSource } from '../../server/access.ts';
+import { Backfill } from '../../server/backfill.ts';
 import type { ServerSettings } from '../../server/context.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
 import { InProcessServer } from '../../server/in-process.ts';
+import { PeerReads } from '../../server/peers.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
+import { MessageStore } from '../../store/store.ts';
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
-import type { SimFileSystem } from '../sim-file-system.ts';
+import { SimFileError, type SimFileSystem } from '../sim-file-system.ts';
+import { SimStoreFiles } from '../sim-store-files.ts';
 import { AckedLog } from './acked-log.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
+import type { StoreMix } from './mix.ts';
 import type { RaftWatch } from './raft-watch.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 import { type RuntimeNetwork, SimTransport } from './transport.ts';
@@ -52,6 +57,8 @@ export interface HostEvents {
   failed(host: NodeHost, reason: string, storage: boolean): void;
   /** Recovery found less than the storage had acknowledged; the node is not started. */
   lostAcknowledged(host: NodeHost, detail: string): void;
+  /** Backfill is about to keep `messages`, fetched from a peer and checked. */
+  filled(host: NodeHost, messages: readonly DeliveredMessage[]): void;
   note(host: NodeHost, text: string): void;
 }
 
@@ -81,9 +88,22 @@ export interface NodeHostOptions {
   readonly segmentBytesMax: number;
   /** The cluster's identities: every request is authenticated, as with `--auth`; or none. */
   readonly auth: AuthSource | null;
+  /** The message store's segments and the retention every node is given. */
+  readonly store: StoreMix;
+  /** Where backfill and forwarded reads reach the other machines' HTTP routes. */
+  readonly peerNetwork: ClientNetwork;
+  /** Every machine's id: backfill asks the others. */
+  readonly machineIds: readonly NodeId[];
+  /** Sent with every backfill request (a read-everything token, with auth on). */
+  readonly backfillHeaders: Readonly<Record<string, string>>;
 }
 
 const dataDir = '/data';
+/** Beside the WAL, as production keeps it (src/broadcast/start.ts). */
+const storeDir = '/data/messages';
+/** Positions per backfill request: small, so a hole takes several pages. */
+const backfillPageCount = 16;
+const backfillIdleMs = 100;
 
 export class NodeHost {
   readonly id: NodeId;
@@ -166,6 +186,21 @@ export class NodeHost {
       const bound = damage.lastIndexSeen ?? '?';
       events.note(this, `repairs its log from ${damage.firstLostIndex} (up to ${bound})`);
     }
+    let store: MessageStore;
+    try {
+      store = new MessageStore({
+        files: new SimStoreFiles(this.options.disk, storeDir),
+        segmentBytesMax: this.options.store.segmentBytesMax,
+      });
+    } catch (error) {
+      void opened.storage.close().catch(() => undefined);
+      this.state = 'down';
+      this.life = null;
+      life.end();
+      const storage = error instanceof SimFileError;
+      events.failed(this, `the message store did not open: ${(error as Error).message}`, storage);
+      return;
+    }
     this.acked.reset(opened.persisted);
     this.options.watch.started(opened.persisted);
     const transport = new SimTransport(this.id, life, this.options.network);
@@ -181,6 +216,8 @@ export class NodeHost {
         environment,
         observer: this.observer(life),
         unsafe: this.options.unsafe,
+        deliveries: { store, backfill: true, retainBytesMax: null },
+        retention: this.options.store.retention,
       },
       opened.storage,
       transport,
@@ -188,6 +225,14 @@ export class NodeHost {
     );
     await transport.start();
     this.node = node;
+    const peerUrls = this.options.machineIds
+      .filter((id) => id !== this.id)
+      .map((id) => `http://${id}/`);
+    const peerReads = new PeerReads(
+      peerUrls,
+      this.options.peerNetwork.exchangeFor(this.id, life),
+      this.options.tuning.requestTimeoutMs,
+    );
     this.server = new InProcessServer({
       node,
       settings: serverSettings(this.options.tuning, this.options.peers),
@@ -195,11 +240,39 @@ export class NodeHost {
       logger: silentLogger,
       environment,
       auth: this.options.auth,
+      peerReads,
     });
     this.options.clientNetwork.attach(this.id, this.server, life);
+    this.options.peerNetwork.attach(this.id, this.server, life);
     this.state = 'up';
     events.started(this, node.lastPosition);
     node.start();
+    this.startBackfill(node, peerReads, environment);
+  }
+
+  /** The real backfill, its pages checked against what was delivered before it keeps them. */
+  private startBackfill(
+    node: BroadcastNode,
+    peers: PeerReads,
+    environment: ReturnType<typeof simEnvironment>,
+  ): void {
+    const { events } = this.options;
+    new Backfill({
+      node: {
+        id: node.id,
+        missingRanges: () => node.missingRanges(),
+        fill: (messages) => {
+          events.filled(this, messages);
+          return node.fill(messages);
+        },
+      },
+      peers,
+      environment,
+      logger: silentLogger,
+      pageCount: backfillPageCount,
+      idleIntervalMs: backfillIdleMs,
+      headers: { ...this.options.backfillHeaders },
+    }).start();
   }
 
   private observer(life: Life): NodeObserver {
@@ -277,6 +350,7 @@ export class NodeHost {
     this.life?.end();
     this.life = null;
     this.options.clientNetwork.detach(this.id);
+    this.options.peerNetwork.detach(this.id);
     this.node = null;
     this.server = null;
     this.state = 'down';

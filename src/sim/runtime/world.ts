@@ -37,6 +37,7 @@ import { type NemesisCounts, type NemesisWorld, RuntimeNemesis } from './nemesis
 import { NodeHost, type NodeTuning } from './node-host.ts';
 import { RaftWatch } from './raft-watch.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
+import { StoreChecker, type StoreView } from './store-checker.ts';
 import { RuntimeNetwork } from './transport.ts';
 
 const layerUnsafeVariants = [
@@ -46,6 +47,7 @@ const layerUnsafeVariants = [
   'ackBeforeDatasync',
   'moveSentMessage',
   'ignoreSessionOwner',
+  'retainLocally',
 ] as const;
 
 /** Deliberately broken core, node, WAL and SDK variants, for tests of the checkers only. */
@@ -98,6 +100,10 @@ const eventsMax = 2_000_000;
 const stepsMax = 3_000_000;
 /** Mixed into the seed for the tokens' own generator. */
 const authSeedSalt = 0x7a0c3e11;
+/** Mixed into the seed for the peers' network and the store checker's samples. */
+const storeSeedSalt = 0x5701e5a1;
+/** Steps between two samples of what the nodes' stores serve. */
+const storeSampleEverySteps = 1024;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
 const restartAfterStopMs = 100;
 
@@ -127,7 +133,10 @@ class RuntimeWorld {
   private readonly scheduler: SimScheduler;
   private readonly network: SimNetwork;
   private readonly clientNetwork: ClientNetwork;
+  /** Node to node HTTP (backfill, forwarded reads): the clients' faults, its own draws. */
+  private readonly peerNetwork: ClientNetwork;
   private readonly checker: DeliveryChecker;
+  private readonly storeChecker: StoreChecker;
   private readonly frameChecker: FrameChecker;
   private readonly coreChecker: Checker;
   private readonly hosts: NodeHost[] = [];
@@ -204,7 +213,22 @@ class RuntimeWorld {
     );
     this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), () => undefined);
     this.clientNetwork.faults = this.mix.clientNetwork;
+    // Generators of their own, so that adding them changed no other draw.
+    const storePrng = new Prng((options.seed ^ storeSeedSalt) >>> 0);
+    const machineIndex = (id: string) => machines.indexOf(id);
+    this.peerNetwork = new ClientNetwork(
+      this.scheduler,
+      storePrng.fork(),
+      () => undefined,
+      (from, to) => this.network.linkUp(machineIndex(from), machineIndex(to)),
+    );
+    this.peerNetwork.faults = this.mix.clientNetwork;
     this.checker = new DeliveryChecker(this.context);
+    this.storeChecker = new StoreChecker(
+      this.context,
+      (position) => this.checker.deliveredAt(position),
+      storePrng.fork(),
+    );
     this.coreChecker = new Checker(this.context, new Set(machines));
     this.frameChecker = new FrameChecker(this.context, (id) => {
       const host = this.hosts.find((candidate) => candidate.id === id);
@@ -242,6 +266,10 @@ class RuntimeWorld {
           storageUnsafe: this.unsafe === 'ackBeforeDatasync' ? this.unsafe : null,
           segmentBytesMax: this.mix.segmentBytesMax,
           auth: auth?.source ?? null,
+          store: this.mix.store,
+          peerNetwork: this.peerNetwork,
+          machineIds: machines,
+          backfillHeaders: auth === null ? {} : { authorization: `Bearer ${auth.backfillToken}` },
         }),
       );
     }
@@ -328,7 +356,8 @@ class RuntimeWorld {
     return unsafe === 'answerBeforeCommit' ||
       unsafe === 'dropSessionsOnRestore' ||
       unsafe === 'deliverSeqGapAtOnce' ||
-      unsafe === 'ignoreSessionOwner'
+      unsafe === 'ignoreSessionOwner' ||
+      unsafe === 'retainLocally'
       ? { [unsafe]: true }
       : {};
   }
@@ -372,6 +401,9 @@ class RuntimeWorld {
       },
       snapshotInstalled: (host: NodeHost, lastPosition: number) => {
         this.checker.onSnapshotInstalled(host.id, lastPosition);
+      },
+      filled: (host: NodeHost, messages: Parameters<StoreChecker['onFilled']>[1]) => {
+        this.storeChecker.onFilled(host.id, messages);
       },
       failed: (host: NodeHost, reason: string, storage: boolean) =>
         this.onFailed(host, reason, storage),
@@ -432,6 +464,7 @@ class RuntimeWorld {
       await this.runUntil(faultPhaseMs, () => false);
       if (this.context.first === null) await this.livenessPhase();
       if (this.context.first === null) this.checker.checkAllPromisesKept();
+      if (this.context.first === null) this.storeChecker.checkSettled(this.storeViews());
     } catch (error) {
       this.context.fail('no crash', `the simulation threw: ${(error as Error).stack ?? error}`, []);
     } finally {
@@ -472,6 +505,9 @@ class RuntimeWorld {
       this.context.step = this.stats.steps;
       this.context.tick = this.scheduler.nowMs;
       assert(this.stats.steps < stepsMax, 'a run ends within a bounded number of steps');
+      if (this.stats.steps % storeSampleEverySteps === 0) {
+        this.storeChecker.sample(this.storeViews(this.hosts));
+      }
       if (this.stats.steps % 256 === 0) {
         const overdue = this.checker.overdue(this.scheduler.nowMs, boundMs);
         if (overdue.length > 0) {
@@ -494,6 +530,7 @@ class RuntimeWorld {
     this.network.faults = { ...perfectNetwork, latencyTicksMax: this.mix.network.latencyTicksMax };
     this.clientNetwork.heal();
     this.clientNetwork.faults = calmClientNetwork;
+    this.peerNetwork.faults = calmClientNetwork;
     for (const host of this.hosts) {
       host.disk.setFaults(NO_DISK_FAULTS);
       host.pause(0);
@@ -507,11 +544,24 @@ class RuntimeWorld {
       const required = this.requiredHosts();
       return (
         required.every((host) => host.state === 'up') &&
-        this.checker.lagging(required.map((host) => host.id)).length === 0
+        this.checker.lagging(required.map((host) => host.id)).length === 0 &&
+        this.storeChecker.unsettled(this.storeViews()) === null
       );
     });
     if (!reached && this.context.first === null) {
       const required = this.requiredHosts();
+      const caughtUp =
+        required.every((host) => host.state === 'up') &&
+        this.checker.lagging(required.map((host) => host.id)).length === 0;
+      const unsettled = caughtUp ? this.storeChecker.unsettled(this.storeViews()) : null;
+      if (unsettled !== null) {
+        this.context.fail(
+          'retained range',
+          `${this.scheduler.nowMs - startMs} ms after faults stopped: ${unsettled}`,
+          required.map((host) => host.id),
+        );
+        return;
+      }
       const lagging = this.checker.lagging(required.map((host) => host.id));
       const down = required.filter((host) => host.state !== 'up').map((host) => host.id);
       this.context.fail(
@@ -520,6 +570,15 @@ class RuntimeWorld {
         lagging,
       );
     }
+  }
+
+  /** The running nodes among `hosts` (default: the required ones), for the store checker. */
+  private storeViews(hosts: readonly NodeHost[] = this.requiredHosts()): StoreView[] {
+    const views: StoreView[] = [];
+    for (const host of hosts) {
+      if (host.state === 'up' && host.node !== null) views.push({ id: host.id, node: host.node });
+    }
+    return views;
   }
 
   /**
