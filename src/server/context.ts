@@ -6,6 +6,7 @@ import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
 import type { BroadcastResult } from '../broadcast/pending.ts';
 import type { ConsumerCursor, StreamCommand, StreamState } from '../broadcast/stream-state.ts';
+import type { HttpExchange } from '../client/exchange.ts';
 import type { FollowerProgress, NodeId, Snapshot } from '../raft/types.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
@@ -116,6 +117,15 @@ export interface ServerContext {
   readonly auth?: AuthSource | null;
   /** Node id → base URL of its HTTP API, for the dashboard's view of every member. */
   readonly httpPeers?: ReadonlyMap<NodeId, string>;
+  /**
+   * How this server calls its peers' HTTP APIs (the dashboard's status of every member): the
+   * exchange that trusts the cluster CA, and the headers to send (the `--backfill-token` of
+   * a cluster with `--auth`). Absent: node:http(s) with the system's CAs, no headers.
+   */
+  readonly peerCalls?: {
+    readonly exchange: HttpExchange;
+    readonly headers: Readonly<Record<string, string>>;
+  };
   /**
    * Where this node serves the binary client protocol (`abcast://host:port`), set once it
    * listens: /v1/status shows it, so a client can find a port that was picked for it.

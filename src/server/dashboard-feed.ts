@@ -11,6 +11,7 @@
  *
  * Sampling runs only while a page watches; the history is bounded (`samplesMax`).
  */
+import { nodeExchange } from '../client/node-exchange.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { Timer } from '../util/environment.ts';
 import type { ServedStatus, ServerContext } from './context.ts';
@@ -167,18 +168,28 @@ export class DashboardFeed {
   private async peerStatuses(status: ServedStatus): Promise<Map<NodeId, PeerStatus | null>> {
     const found = new Map<NodeId, PeerStatus | null>();
     const urls = this.context.httpPeers ?? new Map<NodeId, string>();
+    // The cluster CA and the peer token, as backfill uses them (context.ts).
+    const calls = this.context.peerCalls ?? {
+      exchange: nodeExchange(this.context.environment),
+      headers: {},
+    };
     const ids = (status.members ?? []).map((member) => member.id).filter((id) => id !== status.id);
     await Promise.all(
       ids.map(async (id) => {
         const url = urls.get(id);
         if (url === undefined) return;
         try {
-          const answer = await fetch(`${url}/v1/status`, {
-            signal: AbortSignal.timeout(peerStatusTimeoutMs),
+          const answer = await calls.exchange({
+            method: 'GET',
+            url: `${url}/v1/status`,
+            headers: calls.headers,
+            body: null,
+            timeoutMs: peerStatusTimeoutMs,
+            signal: new AbortController().signal,
           });
           // A peer that wants a token we do not have is not down: its state is just unknown.
           if (answer.status === 401 || answer.status === 403) return;
-          found.set(id, answer.ok ? ((await answer.json()) as PeerStatus) : null);
+          found.set(id, answer.status === 200 ? (JSON.parse(answer.body) as PeerStatus) : null);
         } catch {
           found.set(id, null);
         }

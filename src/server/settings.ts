@@ -49,6 +49,8 @@ export interface ServerOptions {
    * on TLS passes one trusting the cluster CA, the simulator its client network.
    */
   readonly peerExchange?: HttpExchange;
+  /** Headers for calls to peers (a token on a cluster with `--auth`). */
+  readonly peerHeaders?: Readonly<Record<string, string>>;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -131,6 +133,7 @@ function settingsFrom(options: ServerOptions): ServerSettings {
 /** The context to serve `options.node` from; refuses settings that are not positive integers. */
 export function createServerContext(options: ServerOptions): ServerContext {
   const settings = settingsFrom(options);
+  const peerExchange = options.peerExchange ?? nodeExchange(options.environment);
   return {
     node: options.node,
     settings,
@@ -139,14 +142,11 @@ export function createServerContext(options: ServerOptions): ServerContext {
     environment: options.environment,
     auth: options.auth ?? null,
     httpPeers: new Map(Object.entries(options.httpPeers ?? {})),
+    peerCalls: { exchange: peerExchange, headers: options.peerHeaders ?? {} },
     binaryEndpoint: { url: null },
     peerReads:
       options.peerUrls === undefined || options.peerUrls.length === 0
         ? null
-        : new PeerReads(
-            options.peerUrls,
-            options.peerExchange ?? nodeExchange(options.environment),
-            settings.requestTimeoutMs,
-          ),
+        : new PeerReads(options.peerUrls, peerExchange, settings.requestTimeoutMs),
   };
 }

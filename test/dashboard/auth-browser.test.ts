@@ -14,6 +14,7 @@ import type { Browser, Page } from 'playwright-core';
 import { newToken } from '../../src/cli/commands/auth-file.ts';
 import { tokenSha256Hex } from '../../src/server/auth.ts';
 import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
+import { openEvents } from '../server/cluster.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 import { artifactPath, launchBrowser, skipReason } from './browser.ts';
 
@@ -45,7 +46,9 @@ before(async () => {
         .concat(['--listen', `127.0.0.1:${ports[at]}`, '--http', `127.0.0.1:${ports[at + 3]}`])
         // A follower's page asks the leader for a transfer: the other nodes' origins may call.
         .concat(['--http-peers', httpPeers, '--cors-origins', urls.join(',')])
-        .concat(['--segment-bytes', String(1 << 20)]),
+        .concat(['--segment-bytes', String(1 << 20)])
+        // The token the node calls its peers with (backfill, the dashboard's member view).
+        .concat(['--backfill-token', readToken]),
     ),
   );
   browser = await launchBrowser();
@@ -171,4 +174,31 @@ test('under --auth only an admin token gets the admin buttons, and they move lea
   await page.screenshot({ path: await artifactPath('dashboard-auth-admin.png') });
   assert.deepEqual(pageErrors, []);
   await page.close();
+});
+
+test('with the peer token each node shows every member as it is, not unknown', {
+  skip: skip ?? false,
+  timeout: 60_000,
+}, async () => {
+  await agreedLeader();
+  const events = await openEvents(`${urls[1]}/v1/dashboard`, {
+    authorization: `Bearer ${readToken}`,
+  });
+  try {
+    let health: string[] = [];
+    await waitFor(
+      async () => {
+        let next = await events.next();
+        while (next.event !== 'view') next = await events.next();
+        const view = JSON.parse(next.data ?? '{}') as { members: { health: string }[] };
+        health = view.members.map((member) => member.health);
+        return health.length === 3 && health.every((one) => one === 'ok');
+      },
+      'every member ok in the view',
+      30_000,
+    );
+    assert.deepEqual(health, ['ok', 'ok', 'ok']);
+  } finally {
+    events.close();
+  }
 });

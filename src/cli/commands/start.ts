@@ -461,6 +461,9 @@ export async function runNode(settings: StartSettings): Promise<{
     httpPeers: settings.httpPeers,
     peerUrls: settings.stream.httpPeers,
     peerExchange,
+    ...(settings.stream.backfillToken === null
+      ? {}
+      : { peerHeaders: { authorization: `Bearer ${settings.stream.backfillToken}` } }),
   });
   const backfill = startBackfill(node, settings, logger, peerExchange);
   const url = await listenOrClose({ node, http, backfill }, settings.http, () =>

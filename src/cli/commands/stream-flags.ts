@@ -234,6 +234,6 @@ export function addStreamOptions(command: Command): Command {
     )
     .option(
       '--backfill-token <token>',
-      'with --auth on the peers: a token of a read identity of every topic (or ABCAST_BACKFILL_TOKEN)',
+      'with --auth on the peers: a token of a read identity of every topic, for backfill and the dashboard (or ABCAST_BACKFILL_TOKEN)',
     );
 }
