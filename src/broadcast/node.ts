@@ -285,15 +285,6 @@ export class BroadcastNode {
     return this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax);
   }
 
-  /**
-   * The first position a read of `topic` may start at when the topic has an age of its own
-   * (`retention.topics`), else null: a read from below it is `compacted` (readTopic does
-   * so; a stream of the topic checks it at its start). Throws not_held while unknown here.
-   */
-  topicFloor(topic: string): number | null {
-    return this.applier.deliveryLog.topicFloor(topic);
-  }
-
   /** Retention's floor: the first position served, the same on every node at one log index. */
   get firstRetainedPosition(): number {
     return this.applier.deliveryLog.firstRetainedPosition;

@@ -47,11 +47,6 @@ export interface ServedNode {
     limit: number,
     positionsMax: number,
   ): { messages: DeliveredMessage[]; next: number };
-  /**
-   * The first position a read of `topic` may start at when it has a retention of its own,
-   * else null (a start below it is compacted); throws not_held while unknown here.
-   */
-  topicFloor(topic: string): number | null;
   deliveries(options: {
     readonly from?: number;
     readonly signal?: AbortSignal;

@@ -5,6 +5,7 @@
 // messages creep back one backoff at a time until they failed `unavailable`.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { waitFor } from '../support/ports.ts';
 import { type HttpCluster, startHttpCluster } from './cluster.ts';
 
 let cluster: HttpCluster;
@@ -34,8 +35,11 @@ test('a batch that overtakes the one before it waits for it, whole, and both are
   const first = await post(batch('overtaken', 1, 1));
   assert.equal(first.status, 200);
   const later = post(batch('overtaken', 1002, 1000));
-  // The later batch is taken first: give it time to reach the node and be held.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The later batch is taken first: it waits, held, until the node has all 1,000 pending.
+  await waitFor(
+    () => leader.node.status().pendingMessageCount >= 1000,
+    'the later batch held on the node',
+  );
   const earlier = await post(batch('overtaken', 2, 1000));
   const laterAnswer = await later;
   for (const response of [earlier, laterAnswer]) {

@@ -57,6 +57,17 @@ export class RawConnection {
     };
   }
 
+  get(requestId: number, path: string): void {
+    this.send({
+      type: 'request',
+      requestId,
+      method: 'GET',
+      path,
+      headers: {},
+      body: new Uint8Array(0),
+    });
+  }
+
   post(requestId: number, path: string, body: unknown): void {
     this.send({
       type: 'request',

@@ -109,14 +109,7 @@ describe('the binary client port', () => {
     connection.post(6, '/v1/broadcast', { payload: 'zeroth', client: 'piped', seq: 1 });
     assert.equal((await connection.answer(6)).status, 200);
     connection.post(7, '/v1/broadcast', { payload: 'second', client: 'piped', seq: 3 });
-    connection.send({
-      type: 'request',
-      requestId: 8,
-      method: 'GET',
-      path: '/v1/status',
-      headers: {},
-      body: new Uint8Array(0),
-    });
+    connection.get(8, '/v1/status');
     const status = await connection.answer(8);
     assert.equal(status.status, 200);
     assert.equal(status.body.id, 'n1');

@@ -96,14 +96,7 @@ describe('streams over the binary client port', () => {
   test('a stream is a streamHead, streamData frames and, once cancelled, a streamEnd', async () => {
     const connection = new RawConnection(binaryPort);
     await connection.hello('');
-    connection.send({
-      type: 'request',
-      requestId: 5,
-      method: 'GET',
-      path: '/v1/stream?from=1',
-      headers: {},
-      body: new Uint8Array(0),
-    });
+    connection.get(5, '/v1/stream?from=1');
     const head = await connection.frame(
       (frame) => frame.type === 'streamHead' && frame.requestId === 5,
     );
@@ -117,14 +110,7 @@ describe('streams over the binary client port', () => {
     connection.send({ type: 'cancel', requestId: 5 });
     await connection.frame((frame) => frame.type === 'streamEnd' && frame.requestId === 5);
     // The id is free again: a new call may use it, and is answered under it.
-    connection.send({
-      type: 'request',
-      requestId: 5,
-      method: 'GET',
-      path: '/v1/status',
-      headers: {},
-      body: new Uint8Array(0),
-    });
+    connection.get(5, '/v1/status');
     const status = await connection.answer(5);
     assert.equal(status.status, 200);
     assert.equal(status.body.id, 'n1');
@@ -135,14 +121,7 @@ describe('streams over the binary client port', () => {
   test('a stream the node refuses is a whole answer with the HTTP status and error', async () => {
     const connection = new RawConnection(binaryPort);
     await connection.hello('');
-    connection.send({
-      type: 'request',
-      requestId: 9,
-      method: 'GET',
-      path: '/v1/stream?from=0',
-      headers: {},
-      body: new Uint8Array(0),
-    });
+    connection.get(9, '/v1/stream?from=0');
     const answer = await connection.answer(9);
     assert.equal(answer.status, 400);
     assert.equal(answer.body.error, 'invalid_argument');

@@ -57,14 +57,7 @@ test('an id still unanswered ends the connection with request_id_in_use', async 
 
 test('an open stream holds a slot of the window until its streamEnd; calls go on beside it', async () => {
   const connection = await withSession('streams');
-  connection.send({
-    type: 'request',
-    requestId: 5,
-    method: 'GET',
-    path: '/v1/stream?from=1',
-    headers: {},
-    body: new Uint8Array(0),
-  });
+  connection.get(5, '/v1/stream?from=1');
   const head = await connection.frame((frame) => frame.type === 'streamHead');
   assert.equal(head.type === 'streamHead' && head.status, 200);
   connection.post(6, '/v1/broadcast', { payload: 2, client: 'streams', seq: 2 });
@@ -83,14 +76,7 @@ test('an open stream holds a slot of the window until its streamEnd; calls go on
 test('a stream past the granted window ends the connection with window_exceeded', async () => {
   const connection = await withSession('streamwindow');
   for (const requestId of [5, 6, 7]) {
-    connection.send({
-      type: 'request',
-      requestId,
-      method: 'GET',
-      path: '/v1/stream?from=1',
-      headers: {},
-      body: new Uint8Array(0),
-    });
+    connection.get(requestId, '/v1/stream?from=1');
   }
   const goAway = await connection.frame((frame) => frame.type === 'goAway');
   assert.equal(goAway.type === 'goAway' && goAway.code, 'window_exceeded');

@@ -85,10 +85,14 @@ function isNotHeld(error: unknown): boolean {
   return error instanceof BroadcastError && error.code === 'not_held';
 }
 
-/** Throws compacted for a start below the retained range; not_held only without peers. */
-function checkStart(context: RouteContext, from: number): void {
+/** Throws compacted for a start below the retained range (or the topic's); not_held only without peers. */
+function checkStart(context: RouteContext, from: number, topic: string | undefined): void {
+  const { node } = context.server;
   try {
-    context.server.node.read(from, 1);
+    // A topic kept for less than the log (--retention-topic) has a floor of its own, which
+    // its read checks as GET /v1/messages?topic= does: the same answer on every node.
+    if (topic === undefined) node.read(from, 1);
+    else node.readTopic(topic, from, 1, 1);
   } catch (error) {
     if (!isNotHeld(error) || (context.server.peerReads ?? null) === null) throw error;
   }
@@ -238,16 +242,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   }
   // Refuse a start that is no longer kept before committing to a 200 (a feed starts at its
   // consumer's cursors, kept or not: it goes on from the retained floor).
-  if (feed === null) checkStart(context, from);
-  // A topic kept for less than the log (--retention-topic) is refused below its own floor,
-  // as GET /v1/messages?topic= is: the same answer on every node.
-  const floor = topic === undefined || feed !== null ? null : node.topicFloor(topic);
-  if (floor !== null && from < floor) {
-    throw new BroadcastError('compacted', `position ${from} of ${topic} is no longer kept`, {
-      firstPosition: floor,
-      topic: topic as string,
-    });
-  }
+  if (feed === null) checkStart(context, from, topic);
   const { signal } = context;
   const stream = context.startStream(200, {
     'content-type': 'text/event-stream; charset=utf-8',
