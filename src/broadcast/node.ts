@@ -25,7 +25,12 @@ import { BroadcastError } from './errors.ts';
 import type { Intake } from './intake.ts';
 import type { MemberRecord } from './membership.ts';
 import type { MembershipDriver } from './membership-driver.ts';
-import type { BroadcastNodeOptions, BroadcastOptions, NodeStatus } from './options.ts';
+import type {
+  BroadcastNodeOptions,
+  BroadcastOptions,
+  BroadcastRun,
+  NodeStatus,
+} from './options.ts';
 import type { Outbox } from './outbox.ts';
 import { buildNodeParts } from './parts.ts';
 import type { BroadcastResult, PendingTable } from './pending.ts';
@@ -48,9 +53,11 @@ export type { NodeObserver } from './observer.ts';
 export {
   type BroadcastNodeOptions,
   type BroadcastOptions,
+  type BroadcastRun,
   defaultNodeTuning,
   type NodeLogger,
   type NodeStatus,
+  type RunMessage,
   type UnsafeOptions,
 } from './options.ts';
 
@@ -138,6 +145,30 @@ export class BroadcastNode {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * One outcome per message of the run, in order, once every one is settled (delivered or
+   * refused). The messages are handed on in seq order within this call, so the run reaches
+   * the log in order.
+   */
+  broadcastRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]> {
+    const { clientId, firstSeq, owner, nonce } = run;
+    const sender = {
+      ...(owner === undefined ? {} : { owner }),
+      ...(nonce === undefined ? {} : { nonce }),
+    };
+    return Promise.allSettled(
+      run.messages.map((message, offset) =>
+        this.broadcast(message.payload, {
+          clientId,
+          seq: firstSeq + offset,
+          ...(message.topic === undefined ? {} : { topic: message.topic }),
+          ...(message.key === undefined ? {} : { key: message.key }),
+          ...sender,
+        }),
+      ),
+    );
   }
 
   // ------------------------------------------------------------ inputs

@@ -147,6 +147,27 @@ export interface BroadcastOptions {
   readonly key?: string;
 }
 
+/**
+ * A run of one session's messages, seqs `firstSeq`, `firstSeq + 1`, …: what one batch
+ * request carries. Each message is still exactly once by its own `(clientId, seq)`; the run
+ * only lets the node check the session once and answer the run at once.
+ */
+export interface BroadcastRun {
+  readonly clientId: string;
+  readonly firstSeq: number;
+  /** As in BroadcastOptions: the same for every message of the run. */
+  readonly owner?: string;
+  readonly nonce?: string;
+  readonly messages: readonly RunMessage[];
+}
+
+export interface RunMessage {
+  /** The payload's stored form (JSON text as UTF-8). */
+  readonly payload: Uint8Array;
+  readonly topic?: string;
+  readonly key?: string;
+}
+
 export interface NodeStatus {
   readonly id: NodeId;
   readonly role: CoreStatus['role'];

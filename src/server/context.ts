@@ -3,7 +3,7 @@
  * settings, metrics and environment, and one request with its deadline.
  */
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
-import type { BroadcastOptions, NodeLogger, NodeStatus } from '../broadcast/node.ts';
+import type { BroadcastOptions, BroadcastRun, NodeLogger, NodeStatus } from '../broadcast/node.ts';
 import type { BroadcastResult } from '../broadcast/pending.ts';
 import type { ConsumerCursor, StreamCommand, StreamState } from '../broadcast/stream-state.ts';
 import type { HttpExchange } from '../client/exchange.ts';
@@ -37,6 +37,8 @@ export type ServedStatus = NodeStatus & {
 export interface ServedNode {
   readonly id: NodeId;
   broadcast(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult>;
+  /** One outcome per message of the run, in order (BroadcastNode.broadcastRun). */
+  broadcastRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]>;
   /** The last position delivered on this node (0 before any); polled per streamed event. */
   readonly lastPosition: number;
   read(from: number, limit: number): DeliveredMessage[];

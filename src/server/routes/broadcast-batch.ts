@@ -79,17 +79,9 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
   });
   const sender = senderOf(context, nonce);
   const startedMs = environment.monotonicMs();
-  // Handed to the node in seq order, synchronously, so the run reaches the log in order.
-  const pending = messages.map((message, offset) =>
-    node.broadcast(message.payload, {
-      clientId: client,
-      seq: seq + offset,
-      topic: message.topic,
-      key: message.key,
-      ...sender,
-    }),
+  const settled = await context.within(
+    node.broadcastRun({ clientId: client, firstSeq: seq, ...sender, messages }),
   );
-  const settled = await context.within(Promise.allSettled(pending));
   const seconds = (environment.monotonicMs() - startedMs) / 1000;
   const results = settled.map((outcome) => {
     if (outcome.status === 'fulfilled') {
