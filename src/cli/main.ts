@@ -12,7 +12,7 @@ import { benchCommand } from './commands/bench.ts';
 import { certsCommand } from './commands/certs.ts';
 import { consumersCommand } from './commands/consumers.ts';
 import { devCommand } from './commands/dev.ts';
-import { describeError } from './commands/errors.ts';
+import { describeError, exitCodeOf } from './commands/errors.ts';
 import { useCaFile, useToken } from './commands/http-client.ts';
 import { mcpCommand } from './commands/mcp.ts';
 import { membersCommand } from './commands/members.ts';
@@ -105,7 +105,7 @@ export async function run(args: readonly string[]): Promise<void> {
       process.exit(2);
     }
     console.error(`abcast: ${describeError(error)}`);
-    process.exit(1);
+    process.exit(exitCodeOf(error));
   }
 }
 

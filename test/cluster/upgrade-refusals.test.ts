@@ -3,7 +3,7 @@
 // their layout in every version) is refused both ways round, with log lines naming both
 // versions; what it sends after its Hello is never used, and the two real nodes stay a
 // healthy cluster that takes broadcasts in the same term. A data directory written by a
-// newer disk format is refused at start with exit code 1 and one line naming both versions,
+// newer disk format is refused at start with exit code 78 (a restart cannot help) and one line naming both versions,
 // and not one byte of it is changed.
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -181,6 +181,18 @@ test('a data directory of a newer disk format is refused at start, untouched, na
     assert.equal(sent.status, 200);
     first.child.kill('SIGTERM');
     assert.equal(await first.exited, 0);
+    // Another node's directory is no better after a restart either.
+    const asOtherNode = [
+      'start',
+      '--id',
+      'n2',
+      '--data',
+      data,
+      '--peers',
+      `n2=127.0.0.1:${peer}`,
+    ].concat(args.slice(7));
+    const otherNode = await runCli(asOtherNode, 30_000);
+    assert.equal(otherNode.code, 78, `another node's directory: ${otherNode.stderr}`);
     const metaPath = join(data, 'meta.json');
     const meta = JSON.parse(await readFile(metaPath, 'utf8'));
     // With the checksum a newer release would write, so that it reads as that release's
@@ -190,7 +202,7 @@ test('a data directory of a newer disk format is refused at start, untouched, na
     const before = await contents(data);
 
     const refused = await runCli(args, 30_000);
-    assert.equal(refused.code, 1, 'refused with exit code 1');
+    assert.equal(refused.code, 78, 'refused with the exit code that stops a supervisor');
     const line = oneLine(refused.stderr);
     assert.match(line, new RegExp(`${data} was written in format ${STORAGE_FORMAT_VERSION + 1}`));
     assert.match(line, new RegExp(`this release reads up to ${STORAGE_FORMAT_VERSION}`));

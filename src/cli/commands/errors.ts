@@ -19,6 +19,24 @@ interface CodedError {
   readonly message: string;
 }
 
+/**
+ * The exit code of a start that a restart cannot fix: a data directory of a newer release,
+ * of another cluster or of another node. 78 is `EX_CONFIG` of sysexits.h; the systemd unit
+ * lists it in `RestartPreventExitStatus`, so a supervisor stops instead of looping.
+ */
+export const exitCodeRestartWillNotHelp = 78;
+
+const refusedDirectoryCodes = new Set(['FORMAT_TOO_NEW', 'WRONG_CLUSTER', 'WRONG_NODE']);
+
+/** What the process exits with for an error that ended a command. */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof CliError) return error.exitCode;
+  const code = error instanceof Error ? (error as CodedError).code : undefined;
+  return typeof code === 'string' && refusedDirectoryCodes.has(code)
+    ? exitCodeRestartWillNotHelp
+    : 1;
+}
+
 /** One line for any error thrown while running a command. */
 export function describeError(error: unknown): string {
   if (error instanceof CliError) return error.message;
