@@ -66,6 +66,8 @@ export class Outbox {
   private readonly gapHold: GapHold;
   /** As leader: the messages this term appended and has not applied yet. */
   private readonly placements = new Placements();
+  /** Kept across flushes: its buffer has grown to the batch size once, not every flush. */
+  private readonly builder = new BatchBuilder();
 
   constructor(private readonly options: OutboxOptions) {
     assert(options.batchBytesMax > 0, 'batchBytesMax is positive');
@@ -179,7 +181,8 @@ export class Outbox {
     this.queue = [];
     const sentMs = this.options.environment.monotonicMs();
     const logTimeMs = this.options.environment.nowMs();
-    const builder = new BatchBuilder();
+    const builder = this.builder;
+    assert(builder.messageCount === 0, 'one flush at a time');
     const lastSeqByClient = new Map<string, number>();
     let batch: PendingMessage[] = [];
     // Each client's messages leave in seq order, whatever order its callers used: the
