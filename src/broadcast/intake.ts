@@ -3,6 +3,12 @@
  * answers a retry of something already applied at once, refuses beyond `pendingMessagesMax`,
  * gives messages without a session a seq of the node's own session, and keeps the deadline
  * queue that turns a silent message into timeout (or sequence_gap when the log said why).
+ *
+ * A run of one session's messages (the batch route's, a single broadcast being a run of one)
+ * is taken whole: its shared fields and its session checked once, one RunWaiter with a slot
+ * per message (pending.ts) instead of a promise and closures each, one deadline, and its new
+ * messages queued together. Per message it costs what must be per message: the payload,
+ * topic and key checks, the session table's and the pending table's answer for its seq.
  */
 import type { NodeId } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
@@ -182,11 +188,7 @@ export class Intake {
       messages: [{ payload, topic: checked.topic, key: checked.key }],
     };
     return new Promise<BroadcastResult>((resolve, reject) => {
-      this.takeRun(run, true, (outcomes) => {
-        const outcome = outcomes[0] as PromiseSettledResult<BroadcastResult>;
-        if (outcome.status === 'fulfilled') resolve(outcome.value);
-        else reject(outcome.reason);
-      });
+      this.takeRun(run, true, answerOne(resolve, reject));
     });
   }
 
@@ -308,11 +310,8 @@ export class Intake {
     this.ownSeq++;
     const entry = this.track(message, true);
     return new Promise<BroadcastResult>((resolve, reject) => {
-      const waiter = new RunWaiter(message.seq, 1, this.nextDeadlineMs(), (outcomes) => {
-        const outcome = outcomes[0] as PromiseSettledResult<BroadcastResult>;
-        if (outcome.status === 'fulfilled') resolve(outcome.value);
-        else reject(outcome.reason);
-      });
+      const deadlineMs = this.nextDeadlineMs();
+      const waiter = new RunWaiter(message.seq, 1, deadlineMs, answerOne(resolve, reject));
       waiter.wait(0, entry);
       this.options.outbox.enqueue(entry);
       waiter.seal();
@@ -456,6 +455,18 @@ export class Intake {
       this.options.outbox.enqueue(moved);
     }
   }
+}
+
+/** The answer of a run of one, as a single broadcast gives it: the result or the error. */
+function answerOne(
+  resolve: (result: BroadcastResult) => void,
+  reject: (error: unknown) => void,
+): (outcomes: PromiseSettledResult<BroadcastResult>[]) => void {
+  return (outcomes) => {
+    const outcome = outcomes[0] as PromiseSettledResult<BroadcastResult>;
+    if (outcome.status === 'fulfilled') resolve(outcome.value);
+    else reject(outcome.reason);
+  };
 }
 
 function rejected(reason: BroadcastError): PromiseRejectedResult {
