@@ -96,6 +96,26 @@ export class GapHold {
     return bound === null ? { kind: 'hold', expectedSeq } : { kind: 'refuse', expectedSeq, bound };
   }
 
+  /**
+   * `first` was judged free to go, and the seqs after it up to `lastSeq` were queued behind
+   * it without a judgement each (outbox.ts enqueueRun): the range found complete when `first`
+   * was judged now reaches them too, so the next judgement need not look at them again.
+   */
+  queuedAfter(first: PendingMessage, lastSeq: number): void {
+    const mine = this.options.pending.forClient(first.message.clientId);
+    if (mine === undefined) return;
+    const known = this.completeRanges.get(mine);
+    if (
+      known === undefined ||
+      known.removals !== mine.removals ||
+      known.holds !== this.holdsEver ||
+      known.belowSeq !== first.message.seq
+    ) {
+      return;
+    }
+    this.completeRanges.set(mine, { ...known, belowSeq: lastSeq });
+  }
+
   hold(entry: PendingMessage): void {
     assert(!entry.held && !entry.queued, 'only a message on no way is held');
     const { clientId } = entry.message;

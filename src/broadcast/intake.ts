@@ -3,6 +3,12 @@
  * answers a retry of something already applied at once, refuses beyond `pendingMessagesMax`,
  * gives messages without a session a seq of the node's own session, and keeps the deadline
  * queue that turns a silent message into timeout (or sequence_gap when the log said why).
+ *
+ * A run of one session's messages (the batch route's, a single broadcast being a run of one)
+ * is taken whole: its shared fields and its session checked once, one RunWaiter with a slot
+ * per message (pending.ts) instead of a promise and closures each, one deadline, and its new
+ * messages queued together. Per message it costs what must be per message: the payload,
+ * topic and key checks, the session table's and the pending table's answer for its seq.
  */
 import type { NodeId } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
@@ -21,9 +27,14 @@ import {
   sessionPairProblem,
   topicProblem,
 } from './message-rules.ts';
-import type { BroadcastOptions } from './options.ts';
+import type { BroadcastOptions, BroadcastRun, RunMessage } from './options.ts';
 import type { Outbox } from './outbox.ts';
-import type { BroadcastResult, PendingMessage, PendingTable, Waiter } from './pending.ts';
+import {
+  type BroadcastResult,
+  type PendingMessage,
+  type PendingTable,
+  RunWaiter,
+} from './pending.ts';
 import type { SessionTable } from './sessions.ts';
 
 export interface IntakeOptions {
@@ -74,6 +85,41 @@ export function checkBroadcast(
   return { clientId, seq, ...checked };
 }
 
+/**
+ * Checks a run: its shared fields once (the session, its first and last seq, the sender),
+ * then per message what differs. The first problem found refuses the whole run: a run taken
+ * in part would leave a gap in its session behind the refused message.
+ */
+export function checkRun(run: BroadcastRun, payloadBytesMax: number): BroadcastError | null {
+  if (run === null || typeof run !== 'object' || !Array.isArray(run.messages)) {
+    return new BroadcastError('invalid_argument', 'a run has a list of messages', {
+      field: 'messages',
+    });
+  }
+  const { clientId, firstSeq, owner, nonce, messages } = run;
+  const lastSeq = firstSeq + Math.max(messages.length - 1, 0);
+  const shared =
+    clientIdProblem(clientId) ??
+    seqProblem(firstSeq) ??
+    (lastSeq === firstSeq ? null : seqProblem(lastSeq)) ??
+    (owner === undefined ? null : ownerProblem(owner)) ??
+    (nonce === undefined ? null : nonceProblem(nonce));
+  if (shared !== null) return errorOf(shared);
+  for (const message of messages) {
+    const problem =
+      (message === null || typeof message !== 'object'
+        ? payloadProblem(undefined, payloadBytesMax)
+        : null) ??
+      payloadProblem(message.payload, payloadBytesMax) ??
+      (message.topic === undefined
+        ? null
+        : topicProblem(message.topic, { field: 'topic', reservedAllowed: false })) ??
+      (message.key === undefined ? null : keyProblem(message.key));
+    if (problem !== null) return errorOf(problem);
+  }
+  return null;
+}
+
 function senderRefusal(
   message: ClientMessage,
   owner: string,
@@ -111,8 +157,9 @@ export class Intake {
    */
   private ownClientIdValue: string;
   private ownSeq = 0;
-  /** Every waiter, in deadline order (one timeout for all, so arrival order is enough). */
-  private deadlines: Waiter[] = [];
+  /** Every run waiting, in deadline order (one timeout for all, so arrival order is enough). */
+  private deadlines: RunWaiter[] = [];
+  private deadlinesHead = 0;
   private lastDeadlineMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: IntakeOptions) {
@@ -133,50 +180,116 @@ export class Intake {
   accept(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult> {
     const checked = checkBroadcast(payload, options, this.options.payloadBytesMax);
     if (checked.clientId === undefined) return this.acceptOwn(checked.topic, payload, checked.key);
-    const message: ClientMessage = {
+    const run: BroadcastRun = {
       clientId: checked.clientId,
-      seq: checked.seq as number,
-      topic: checked.topic,
-      payload,
+      firstSeq: checked.seq as number,
       ...(checked.owner === '' ? {} : { owner: checked.owner }),
       ...(checked.nonce === '' ? {} : { nonce: checked.nonce }),
-      ...(checked.key === '' ? {} : { key: checked.key }),
+      messages: [{ payload, topic: checked.topic, key: checked.key }],
     };
-    // Someone else's session is refused before anything about it is answered: not even
-    // whether a seq was delivered.
+    return new Promise<BroadcastResult>((resolve, reject) => {
+      this.takeRun(run, true, answerOne(resolve, reject));
+    });
+  }
+
+  /**
+   * A run of one session's messages, seqs firstSeq, firstSeq + 1, …: one outcome per
+   * message, in order, once every one is settled. It is taken as that many single
+   * broadcasts would be (each message exactly once by its seq, a retry of any one joins it),
+   * with the shared checks, the deadline and the answer made once for the run.
+   */
+  acceptRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]> {
+    return new Promise((resolve) => this.takeRun(run, false, resolve));
+  }
+
+  private takeRun(
+    run: BroadcastRun,
+    checked: boolean,
+    done: (outcomes: PromiseSettledResult<BroadcastResult>[]) => void,
+  ): void {
+    const count = Array.isArray(run?.messages) ? run.messages.length : 0;
+    const deadlineMs = this.nextDeadlineMs();
+    const waiter = new RunWaiter(run?.firstSeq ?? 0, count, deadlineMs, done);
+    const refusal =
+      (checked ? null : checkRun(run, this.options.payloadBytesMax)) ??
+      // Someone else's session is refused before anything about it is answered: not even
+      // whether a seq was delivered.
+      this.foreignRefusal(run) ??
+      this.newSessionRefusal(run.clientId, run.owner ?? '');
+    if (refusal !== null) {
+      for (let slot = 0; slot < count; slot++) waiter.answer(slot, rejected(refusal));
+    } else {
+      this.takeMessages(run, waiter);
+    }
+    waiter.seal();
+    if (!waiter.settled) this.deadlines.push(waiter);
+  }
+
+  /** Every message of a checked run: answered, joined to its pending entry, or tracked anew. */
+  private takeMessages(run: BroadcastRun, waiter: RunWaiter): void {
+    const { clientId, firstSeq, messages } = run;
+    const owner = run.owner ?? '';
+    const nonce = run.nonce ?? '';
+    const sessions = this.options.sessions();
+    const { pending } = this.options;
+    const tracked: PendingMessage[] = [];
+    let full: BroadcastError | null = null;
+    for (let slot = 0; slot < messages.length; slot++) {
+      const seq = firstSeq + slot;
+      // A retry of something this node has already applied is answered at once.
+      const known = sessions.deliveredPosition(clientId, seq);
+      if (known !== undefined) {
+        const result = { position: known.position, index: null, term: null, duplicate: true };
+        waiter.answer(slot, { status: 'fulfilled', value: result });
+        continue;
+      }
+      // A retry of a message still pending joins it: one entry per (clientId, seq).
+      const existing = pending.get(clientId, seq);
+      if (existing !== undefined) {
+        // Another sender's copy of this (client, seq) is on its way. That says nothing yet of
+        // whose session it is: this sender's copy may reach the log through another node
+        // first (and then be delivered). Only the log decides, so the answer is not a refusal
+        // but "unknown, ask again": a retry once the copy here is applied is answered for good.
+        if (senderRefusal(existing.message, owner, nonce) !== null) {
+          waiter.answer(slot, rejected(otherSenderError(clientId, seq)));
+        } else {
+          waiter.wait(slot, existing);
+        }
+        continue;
+      }
+      const message = messages[slot] as RunMessage;
+      // Once one message is refused for room, so is the rest of the run: a later one taken
+      // would wait behind a gap.
+      full ??= this.fullRefusal(message.payload.byteLength);
+      if (full !== null) {
+        waiter.answer(slot, rejected(full));
+        continue;
+      }
+      const entry = this.track(
+        {
+          clientId,
+          seq,
+          topic: message.topic ?? '',
+          payload: message.payload,
+          ...(owner === '' ? {} : { owner }),
+          ...(nonce === '' ? {} : { nonce }),
+          ...(message.key === undefined || message.key === '' ? {} : { key: message.key }),
+        },
+        false,
+      );
+      // The caller waits before the message goes to the outbox, which may decide it at once
+      // (a gapped seq past the hold's bounds) and must find someone to answer.
+      waiter.wait(slot, entry);
+      tracked.push(entry);
+    }
+    if (tracked.length > 0) this.options.outbox.enqueueRun(tracked);
+  }
+
+  private foreignRefusal(run: BroadcastRun): BroadcastError | null {
     const foreign = this.options
       .sessions()
-      .foreignRefusal(message.clientId, checked.owner, checked.nonce);
-    if (foreign !== null) throw foreignError(foreign, message.clientId);
-    // A retry of something this node has already applied is answered at once.
-    const known = this.options.sessions().deliveredPosition(message.clientId, message.seq);
-    if (known !== undefined) {
-      return Promise.resolve({
-        position: known.position,
-        index: null,
-        term: null,
-        duplicate: true,
-      });
-    }
-    // A retry of a message still pending joins it: one entry per (clientId, seq).
-    const existing = this.options.pending.get(message.clientId, message.seq);
-    if (existing !== undefined) {
-      // Another sender's copy of this (client, seq) is on its way. That says nothing yet of
-      // whose session it is: this sender's copy may reach the log through another node
-      // first (and then be delivered). Only the log decides, so the answer is not a refusal
-      // but "unknown, ask again": a retry once the copy here is applied is answered for good.
-      if (senderRefusal(existing.message, checked.owner, checked.nonce) !== null) {
-        throw new BroadcastError(
-          'timeout',
-          `another sender's copy of client ${message.clientId} seq ${message.seq} is waiting for the log, which decides whose session it is; retry`,
-          { field: 'client' },
-        );
-      }
-      return this.wait(existing);
-    }
-    this.refuseWhenFull(payload.byteLength);
-    this.refuseNewSessionWhenFull(message);
-    return this.trackAndSend(message, false);
+      .foreignRefusal(run.clientId, run.owner ?? '', run.nonce ?? '');
+    return foreign === null ? null : foreignError(foreign, run.clientId);
   }
 
   /**
@@ -185,7 +298,8 @@ export class Intake {
    * topic is not checked here: the node writes its own control records this way.
    */
   acceptOwn(topic: string, payload: Uint8Array, key = ''): Promise<BroadcastResult> {
-    this.refuseWhenFull(payload.byteLength);
+    const full = this.fullRefusal(payload.byteLength);
+    if (full !== null) throw full;
     const message = {
       clientId: this.ownClientId,
       seq: this.ownSeq + 1,
@@ -194,34 +308,40 @@ export class Intake {
       ...(key === '' ? {} : { key }),
     };
     this.ownSeq++;
-    return this.trackAndSend(message, true);
+    const entry = this.track(message, true);
+    return new Promise<BroadcastResult>((resolve, reject) => {
+      const deadlineMs = this.nextDeadlineMs();
+      const waiter = new RunWaiter(message.seq, 1, deadlineMs, answerOne(resolve, reject));
+      waiter.wait(0, entry);
+      this.options.outbox.enqueue(entry);
+      waiter.seal();
+      if (!waiter.settled) this.deadlines.push(waiter);
+    });
   }
 
-  /**
-   * The caller waits before the message goes to the outbox, which may decide it at once
-   * (a gapped seq past the hold's bounds) and must find someone to answer.
-   */
-  private trackAndSend(message: ClientMessage, ownSession: boolean): Promise<BroadcastResult> {
-    const entry = this.track(message, ownSession);
-    const answer = this.wait(entry);
-    this.options.outbox.enqueue(entry);
-    return answer;
+  /** One timeout for all, on a clock that never goes back: deadlines queue in order. */
+  private nextDeadlineMs(): number {
+    const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
+    assert(deadlineMs >= this.lastDeadlineMs, 'deadlines queue in order');
+    this.lastDeadlineMs = deadlineMs;
+    return deadlineMs;
   }
 
-  private refuseWhenFull(payloadBytes: number): void {
+  private fullRefusal(payloadBytes: number): BroadcastError | null {
     const { pending, pendingMessagesMax, pendingBytesMax } = this.options;
     if (pending.size >= pendingMessagesMax) {
-      throw new BroadcastError('overloaded', 'too many messages are waiting for the log', {
+      return new BroadcastError('overloaded', 'too many messages are waiting for the log', {
         pendingMessagesMax,
       });
     }
     // One message always fits, however large (up to payloadBytesMax), so none is refused
     // for good; the bound keeps many from piling up in memory behind a slow log.
     if (pending.size > 0 && pending.bytes + payloadBytes > pendingBytesMax) {
-      throw new BroadcastError('overloaded', 'too many bytes are waiting for the log', {
+      return new BroadcastError('overloaded', 'too many bytes are waiting for the log', {
         pendingBytesMax,
       });
     }
+    return null;
   }
 
   /**
@@ -230,22 +350,21 @@ export class Intake {
    * against what this node has applied, so it bounds the table within what is in flight,
    * without changing the state machine's rules.
    */
-  private refuseNewSessionWhenFull(message: ClientMessage): void {
+  private newSessionRefusal(clientId: string, owner: string): BroadcastError | null {
     const sessions = this.options.sessions();
-    const owner = message.owner ?? '';
     const { sessionsMax, sessionsPerIdentityMax } = this.options;
     const full = sessions.sessionCount >= sessionsMax;
     // An identity may not take every session of the cluster from the others.
     const ownerFull = owner !== '' && sessions.sessionCountOf(owner) >= sessionsPerIdentityMax;
-    if (!full && !ownerFull) return;
-    if (sessions.knows(message.clientId)) return;
-    if (this.options.pending.forClient(message.clientId) !== undefined) return;
+    if (!full && !ownerFull) return null;
+    if (sessions.knows(clientId)) return null;
+    if (this.options.pending.forClient(clientId) !== undefined) return null;
     if (full) {
-      throw new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
+      return new BroadcastError('overloaded', 'too many client sessions are open on this cluster', {
         sessionsMax,
       });
     }
-    throw new BroadcastError('overloaded', `${owner} has too many client sessions open`, {
+    return new BroadcastError('overloaded', `${owner} has too many client sessions open`, {
       sessionsPerIdentityMax,
     });
   }
@@ -265,37 +384,37 @@ export class Intake {
     return entry;
   }
 
-  private wait(entry: PendingMessage): Promise<BroadcastResult> {
-    return new Promise<BroadcastResult>((resolve, reject) => {
-      const deadlineMs = this.options.environment.monotonicMs() + this.options.requestTimeoutMs;
-      // One timeout for all, on a clock that never goes back: deadlines queue in order and
-      // the tick expires them from the front, with no timer each.
-      assert(deadlineMs >= this.lastDeadlineMs, 'deadlines queue in order');
-      this.lastDeadlineMs = deadlineMs;
-      const waiter: Waiter = { resolve, reject, deadlineMs, entry, settled: false };
-      entry.waiters.push(waiter);
-      this.deadlines.push(waiter);
-    });
-  }
-
-  /** Fails every waiter whose deadline passed; settled ones leave the queue on the way. */
+  /** Fails every slot whose deadline passed; settled runs leave the queue on the way. */
   expireDeadlines(nowMs: number): void {
-    let head = 0;
-    while (head < this.deadlines.length) {
-      const waiter = this.deadlines[head] as Waiter;
+    const { deadlines } = this;
+    let head = this.deadlinesHead;
+    while (head < deadlines.length) {
+      const waiter = deadlines[head] as RunWaiter;
       if (!waiter.settled && waiter.deadlineMs > nowMs) break;
       head++;
-      if (!waiter.settled) this.expire(waiter.entry, waiter);
+      if (waiter.settled) continue;
+      const { entries } = waiter;
+      for (let slot = 0; slot < entries.length && !waiter.settled; slot++) {
+        const entry = entries[slot];
+        if (entry !== null && entry !== undefined) this.expire(entry, waiter);
+      }
     }
-    if (head > 0) this.deadlines.splice(0, head);
+    // Dropped from the front in chunks: a splice per tick would copy the whole queue.
+    if (head === deadlines.length) {
+      this.deadlines = [];
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= deadlines.length) {
+      this.deadlines = deadlines.slice(head);
+      head = 0;
+    }
+    this.deadlinesHead = head;
   }
 
-  private expire(entry: PendingMessage, waiter: Waiter): void {
-    assert(entry.waiters.includes(waiter), 'a waiter is listed on the entry it waits on');
-    waiter.settled = true;
+  private expire(entry: PendingMessage, waiter: RunWaiter): void {
     const at = entry.waiters.indexOf(waiter);
-    if (at >= 0) entry.waiters.splice(at, 1);
-    waiter.reject(this.expiryError(entry));
+    assert(at >= 0, 'a run is listed on the entry it waits on');
+    entry.waiters.splice(at, 1);
+    waiter.settle(entry, null, this.expiryError(entry));
     // A caller's own session retries on its own; ours must go on, or later seqs would wait.
     if (!entry.ownSession && entry.waiters.length === 0) this.options.pending.delete(entry);
   }
@@ -329,9 +448,35 @@ export class Intake {
       entry.proposedIndex = null;
       const message = { ...entry.message, clientId: this.ownClientId, seq: ++this.ownSeq };
       const moved = this.track(message, true);
-      for (const waiter of entry.waiters) waiter.entry = moved;
+      // Our own session's runs are runs of one: the slot stays 0 as the seq moves.
+      for (const waiter of entry.waiters) waiter.moved(entry, moved);
       moved.waiters.push(...entry.waiters);
+      entry.waiters.length = 0;
       this.options.outbox.enqueue(moved);
     }
   }
+}
+
+/** The answer of a run of one, as a single broadcast gives it: the result or the error. */
+function answerOne(
+  resolve: (result: BroadcastResult) => void,
+  reject: (error: unknown) => void,
+): (outcomes: PromiseSettledResult<BroadcastResult>[]) => void {
+  return (outcomes) => {
+    const outcome = outcomes[0] as PromiseSettledResult<BroadcastResult>;
+    if (outcome.status === 'fulfilled') resolve(outcome.value);
+    else reject(outcome.reason);
+  };
+}
+
+function rejected(reason: BroadcastError): PromiseRejectedResult {
+  return { status: 'rejected', reason };
+}
+
+function otherSenderError(clientId: string, seq: number): BroadcastError {
+  return new BroadcastError(
+    'timeout',
+    `another sender's copy of client ${clientId} seq ${seq} is waiting for the log, which decides whose session it is; retry`,
+    { field: 'client' },
+  );
 }

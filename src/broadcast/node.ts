@@ -149,26 +149,20 @@ export class BroadcastNode {
 
   /**
    * One outcome per message of the run, in order, once every one is settled (delivered or
-   * refused). The messages are handed on in seq order within this call, so the run reaches
-   * the log in order.
+   * refused): the same outcomes as a `broadcast` per message, taken in one step. A run
+   * with an invalid message is refused whole (each message gets that error), so a refused
+   * run leaves no gap in its session; a run beyond the pending bounds is taken up to the
+   * first message that does not fit, the rest refused overloaded.
    */
   broadcastRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]> {
-    const { clientId, firstSeq, owner, nonce } = run;
-    const sender = {
-      ...(owner === undefined ? {} : { owner }),
-      ...(nonce === undefined ? {} : { nonce }),
-    };
-    return Promise.allSettled(
-      run.messages.map((message, offset) =>
-        this.broadcast(message.payload, {
-          clientId,
-          seq: firstSeq + offset,
-          ...(message.topic === undefined ? {} : { topic: message.topic }),
-          ...(message.key === undefined ? {} : { key: message.key }),
-          ...sender,
-        }),
-      ),
-    );
+    try {
+      if (this.stopped !== null) throw this.stopped;
+      return this.intake.acceptRun(run);
+    } catch (error) {
+      const count = Array.isArray(run?.messages) ? run.messages.length : 0;
+      const outcome: PromiseRejectedResult = { status: 'rejected', reason: error };
+      return Promise.resolve(Array.from({ length: count }, () => outcome));
+    }
   }
 
   // ------------------------------------------------------------ inputs

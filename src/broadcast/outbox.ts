@@ -22,7 +22,7 @@ import {
   encodeBatch,
 } from './batch.ts';
 import { BroadcastError } from './errors.ts';
-import { GapHold, type GapHoldLimits } from './gap-hold.ts';
+import { GapHold, type GapHoldLimits, type HoldDecision } from './gap-hold.ts';
 import { clientIdBytesMax, topicBytesMax } from './message-rules.ts';
 import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
 import { Placements } from './placements.ts';
@@ -66,6 +66,8 @@ export class Outbox {
   private readonly gapHold: GapHold;
   /** As leader: the messages this term appended and has not applied yet. */
   private readonly placements = new Placements();
+  /** Kept across flushes: its buffer has grown to the batch size once, not every flush. */
+  private readonly builder = new BatchBuilder();
 
   constructor(private readonly options: OutboxOptions) {
     assert(options.batchBytesMax > 0, 'batchBytesMax is positive');
@@ -95,11 +97,65 @@ export class Outbox {
     entry.proposedIndex = null;
     const decision = this.gapHold.decide(entry);
     if (decision.kind === 'send') {
-      entry.queued = true;
-      this.queue.push(entry);
+      this.queueEntry(entry);
       this.options.scheduleLoop();
       return;
     }
+    this.holdOrRefuse(entry, decision);
+  }
+
+  /**
+   * Queues messages just taken in, of one session, in seq order. The gap hold judges the
+   * first of each stretch of consecutive seqs only: once a message may go, so may the one
+   * right after it (every seq before it is applied or on its way, and it is on its way now).
+   */
+  enqueueRun(entries: readonly PendingMessage[]): void {
+    // The stretch being queued without judgement: its first (judged) and last message.
+    let first: PendingMessage | null = null;
+    let last: PendingMessage | null = null;
+    for (const entry of entries) {
+      assert(
+        this.options.pending.has(entry) && !entry.queued && !entry.held && entry.copiesSent === 0,
+        'a run enqueues new pending messages',
+      );
+      assert(!entry.ownSession && entry.gapExpectedSeq === undefined, 'a client run is new');
+      const { clientId, seq } = entry.message;
+      if (last !== null && last.message.clientId === clientId && last.message.seq + 1 === seq) {
+        this.queueEntry(entry);
+        last = entry;
+        continue;
+      }
+      this.endStretch(first, last);
+      first = null;
+      last = null;
+      const decision = this.gapHold.decide(entry);
+      if (decision.kind !== 'send') {
+        this.holdOrRefuse(entry, decision);
+        continue;
+      }
+      this.queueEntry(entry);
+      first = entry;
+      last = entry;
+    }
+    this.endStretch(first, last);
+    if (this.queue.length > 0) this.options.scheduleLoop();
+  }
+
+  private endStretch(first: PendingMessage | null, last: PendingMessage | null): void {
+    if (first !== null && last !== null && last !== first) {
+      this.gapHold.queuedAfter(first, last.message.seq);
+    }
+  }
+
+  private queueEntry(entry: PendingMessage): void {
+    entry.queued = true;
+    this.queue.push(entry);
+  }
+
+  private holdOrRefuse(
+    entry: PendingMessage,
+    decision: Exclude<HoldDecision, { kind: 'send' }>,
+  ): void {
     entry.gapExpectedSeq = decision.expectedSeq;
     // A message with a copy out is held whatever the bounds: refusing it now could not stop
     // that copy, and its bytes are counted among the pending ones already.
@@ -125,7 +181,8 @@ export class Outbox {
     this.queue = [];
     const sentMs = this.options.environment.monotonicMs();
     const logTimeMs = this.options.environment.nowMs();
-    const builder = new BatchBuilder();
+    const builder = this.builder;
+    assert(builder.messageCount === 0, 'one flush at a time');
     const lastSeqByClient = new Map<string, number>();
     let batch: PendingMessage[] = [];
     // Each client's messages leave in seq order, whatever order its callers used: the
@@ -146,14 +203,21 @@ export class Outbox {
       builder.add(entry.message);
       batch.push(entry);
       if (builder.byteLength >= this.options.batchBytesMax) {
-        this.send(builder.finish(logTimeMs), batch, leaderId);
+        this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
         batch = [];
       }
     }
-    if (builder.messageCount > 0) this.send(builder.finish(logTimeMs), batch, leaderId);
+    if (builder.messageCount > 0) {
+      this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
+    }
   }
 
-  private send(data: Uint8Array, batch: PendingMessage[], leaderId: NodeId): void {
+  private send(
+    data: Uint8Array,
+    logTimeMs: number,
+    batch: PendingMessage[],
+    leaderId: NodeId,
+  ): void {
     assert(batch.length > 0, 'a batch holds at least one message');
     const lastBytes = (batch[batch.length - 1] as PendingMessage).message.payload.length;
     assert(
@@ -163,7 +227,9 @@ export class Outbox {
     if (leaderId === this.options.id) {
       // A refusal (a transfer in progress, or we just lost leadership) leaves the messages
       // to the retry timer or the next leader change, never to a tight loop.
-      const result = this.proposeOnce(data);
+      // Our own batch: its messages are at hand, with no need to decode what was just built.
+      const messages = batch.map((entry) => entry.message);
+      const result = this.proposeOnce(data, { messages, logTimeMs });
       if (!result.accepted) return;
       if (this.options.answerBeforeCommit) {
         // Unsafe: acknowledged while only our own log holds it. Never outside tests.
@@ -203,7 +269,7 @@ export class Outbox {
   onForward(from: NodeId, requestId: number, data: Uint8Array): void {
     // A peer that passed the handshake builds valid batches; one that does not decode is
     // appended as it is, and skipped the same way on every replica once committed.
-    const result = this.proposeOnce(data);
+    const result = this.proposeOnce(data, null);
     const outcome = result.accepted
       ? { index: result.index, term: result.term }
       : { code: result.reason, leaderId: result.leaderId };
@@ -217,9 +283,12 @@ export class Outbox {
    * placements.ts). When all of them are placed it appends nothing and answers the highest
    * index among them: each message is decided there or earlier.
    */
-  private proposeOnce(data: Uint8Array): ProposalResult {
+  private proposeOnce(
+    data: Uint8Array,
+    built: Pick<DecodedBatch, 'messages' | 'logTimeMs'> | null,
+  ): ProposalResult {
     const { core } = this.options;
-    const batch = core.leader() === this.options.id ? decodedOrNull(data) : null;
+    const batch = core.leader() !== this.options.id ? null : (built ?? decodedOrNull(data));
     if (batch === null) return this.proposeCounted(data, []);
     const term = core.status().term;
     const fresh: ClientMessage[] = [];

@@ -16,14 +16,82 @@ export interface BroadcastResult {
   readonly duplicate: boolean;
 }
 
-export interface Waiter {
-  readonly resolve: (result: BroadcastResult) => void;
-  readonly reject: (error: BroadcastError) => void;
-  /** On the environment's monotonic clock. */
-  readonly deadlineMs: number;
-  /** Moves when our own session restarts and its messages are tracked anew. */
-  entry: PendingMessage;
-  settled: boolean;
+/**
+ * The callers of one run of a session's messages (a single broadcast is a run of one): one
+ * outcome slot per message and one promise for all, answered once every slot is settled.
+ * Each pending entry lists the runs that wait on it; the slot is the message's offset in
+ * the run, so waiting on a message costs no object of its own.
+ */
+export class RunWaiter {
+  readonly outcomes: PromiseSettledResult<BroadcastResult>[];
+  /** The entry each slot waits on; null once the slot is answered (or when it never waited). */
+  readonly entries: (PendingMessage | null)[];
+  /** Slots not answered yet, plus one until the run is sealed (all of it handed in). */
+  private outstanding = 1;
+
+  constructor(
+    /** The seq of slot 0: slot = seq - firstSeq (a run of one moves with its entry). */
+    private readonly firstSeq: number,
+    count: number,
+    /** On the environment's monotonic clock. */
+    readonly deadlineMs: number,
+    private readonly done: (outcomes: PromiseSettledResult<BroadcastResult>[]) => void,
+  ) {
+    this.outcomes = new Array(count);
+    this.entries = new Array(count).fill(null);
+  }
+
+  /** True once every slot is answered and the caller told. */
+  get settled(): boolean {
+    return this.outstanding === 0;
+  }
+
+  /** The slot of `entry` in this run (our own session's runs are of one: their seq moves). */
+  slotOf(entry: PendingMessage): number {
+    return this.entries.length === 1 ? 0 : entry.message.seq - this.firstSeq;
+  }
+
+  /** Slot `slot` waits on `entry` until the entry settles (or the deadline passes). */
+  wait(slot: number, entry: PendingMessage): void {
+    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
+    this.entries[slot] = entry;
+    entry.waiters.push(this);
+    this.outstanding++;
+  }
+
+  /** Our own session restarted: the slot waiting on `from` now waits on `to`. */
+  moved(from: PendingMessage, to: PendingMessage): void {
+    assert(this.entries.length === 1 && this.entries[0] === from, 'only a run of one moves');
+    this.entries[0] = to;
+  }
+
+  /** Answers a slot that waits on no entry (a duplicate, a refusal at the door). */
+  answer(slot: number, outcome: PromiseSettledResult<BroadcastResult>): void {
+    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'answered once');
+    this.outcomes[slot] = outcome;
+  }
+
+  /** `entry` is decided (or its wait is over): answers the slot waiting on it. */
+  settle(entry: PendingMessage, result: BroadcastResult | null, error: BroadcastError | null) {
+    const slot = this.slotOf(entry);
+    assert(this.entries[slot] === entry, 'a run settles the entry its slot waits on');
+    this.entries[slot] = null;
+    this.outcomes[slot] =
+      result !== null
+        ? { status: 'fulfilled', value: result }
+        : { status: 'rejected', reason: error };
+    this.release();
+  }
+
+  /** Every slot is handed in: the run answers once the last one settles (maybe now). */
+  seal(): void {
+    this.release();
+  }
+
+  private release(): void {
+    assert(this.outstanding > 0, 'a run is answered once');
+    if (--this.outstanding === 0) this.done(this.outcomes);
+  }
 }
 
 /**
@@ -35,7 +103,8 @@ export interface PendingMessage {
   readonly message: ClientMessage;
   /** The node's own session: retried until delivered, since a gap would block the rest. */
   readonly ownSession: boolean;
-  readonly waiters: Waiter[];
+  /** The runs waiting on it (usually one; a retry of it while pending adds one). */
+  readonly waiters: RunWaiter[];
   /** When the last copy left, on the monotonic clock. */
   lastSentMs: number;
   /**
@@ -132,10 +201,6 @@ export class PendingTable {
 
   add(entry: PendingMessage): void {
     const { clientId, seq } = entry.message;
-    assert(
-      entry.waiters.every((waiter) => !waiter.settled),
-      'a new pending entry has live waiters',
-    );
     let bySeq = this.byClient.get(clientId);
     if (bySeq === undefined) {
       bySeq = new ClientPending();
@@ -169,11 +234,11 @@ export class PendingTable {
   ): void {
     assert((result === null) !== (error === null), 'an entry settles with a result or an error');
     this.delete(entry);
-    for (const waiter of entry.waiters) {
-      waiter.settled = true;
-      if (result !== null) waiter.resolve(result);
-      else waiter.reject(error as BroadcastError);
+    const { waiters } = entry;
+    for (let at = 0; at < waiters.length; at++) {
+      (waiters[at] as RunWaiter).settle(entry, result, error);
     }
+    waiters.length = 0;
     entry.queued = false;
     entry.held = false;
     entry.proposedIndex = null;
