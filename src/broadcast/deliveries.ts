@@ -221,17 +221,31 @@ export class DeliveryLog {
 
   /** Follows the log from `from`, waiting for new messages; ends when the node closes. */
   async *follow(from: number, signal?: AbortSignal): AsyncGenerator<DeliveredMessage> {
+    for await (const batch of this.followBatches(from, signal)) {
+      for (const message of batch) {
+        if (signal?.aborted === true) return;
+        yield message;
+      }
+    }
+  }
+
+  /**
+   * `follow` a batch at a time (each dense, non-empty, at most `followBatchCount` messages
+   * or about `followBatchBytesMax` of payloads): a reader that turns messages into bytes
+   * pays one await per batch, not per message.
+   */
+  async *followBatches(from: number, signal?: AbortSignal): AsyncGenerator<DeliveredMessage[]> {
     let cursor = from;
     const aborted = () => signal?.aborted === true;
     while (!this.closed && !aborted()) {
       // Bounded in bytes too: a paused subscriber holds at most this batch.
       const batch = this.read(cursor, followBatchCount, followBatchBytesMax);
-      for (const message of batch) {
-        if (aborted()) return;
-        yield message;
-        cursor++;
+      if (batch.length === 0) {
+        await this.nextChange(signal);
+        continue;
       }
-      if (batch.length === 0) await this.nextChange(signal);
+      cursor += batch.length;
+      yield batch;
     }
   }
 

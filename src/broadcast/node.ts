@@ -354,6 +354,15 @@ export class BroadcastNode {
     return this.applier.deliveryLog.follow(from, options.signal);
   }
 
+  /** `deliveries` a dense, non-empty batch at a time: what a stream that encodes them reads. */
+  deliveryBatches(
+    options: { readonly from?: number; readonly signal?: AbortSignal } = {},
+  ): AsyncGenerator<DeliveredMessage[]> {
+    const from = options.from ?? 1;
+    checkPosition(from, 'from');
+    return this.applier.deliveryLog.followBatches(from, options.signal);
+  }
+
   // ------------------------------------------------------------ durable consumers
 
   /**

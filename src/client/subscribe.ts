@@ -11,6 +11,12 @@
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
+import { isUtf8 } from 'node:buffer';
+import {
+  type StreamRecord,
+  StreamRecordReader,
+  streamRecordsType,
+} from '../transport/stream-records.ts';
 import { ConsumerAcks, GroupAcks } from './consumer-acks.ts';
 import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
@@ -181,7 +187,7 @@ async function* follow(
       // A pinned reader says nothing about where broadcasts should go.
       if (pinned === null) client.worked(endpoint);
       failingSinceMs = null;
-      const ended = yield* read(stream.value, cursor, signal, options.onProgress, acks);
+      const ended = yield* read(stream, cursor, signal, options.onProgress, acks);
       if (signal.aborted) return;
       lastReason = `${endpoint} ${ended}`;
       attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
@@ -256,7 +262,12 @@ function pinnedAt(client: SubscriptionHost, endpoint: string | undefined): numbe
 }
 
 type Opened =
-  | { readonly kind: 'ok'; readonly value: ReadableStream<Uint8Array> }
+  | {
+      readonly kind: 'ok';
+      readonly value: ReadableStream<Uint8Array>;
+      /** Stream records (transport/stream-records.ts) rather than Server-Sent Events. */
+      readonly records?: boolean;
+    }
   | { readonly kind: 'fatal'; readonly error: ClientError }
   | { readonly kind: 'retry'; readonly reason: string; readonly retryAfterMs: number | null };
 
@@ -274,14 +285,17 @@ async function open(
   if (options.member !== undefined) query.set('member', options.member);
   if (options.leaseMs !== undefined) query.set('leaseMs', String(options.leaseMs));
   if (options.topic !== undefined) query.set('topic', options.topic);
-  const headers: Record<string, string> = { accept: 'text/event-stream' };
+  // Records where the node speaks them (it sends one message's stored payload as it is, and
+  // this decodes it without parsing text around it); events from a node that does not.
+  const headers: Record<string, string> = { accept: `${streamRecordsType}, text/event-stream` };
   if (cursor.lastPosition > 0) headers['last-event-id'] = String(cursor.lastPosition);
   try {
     const response = await settings.openStream(`${endpoint}/v1/stream?${query}`, headers, signal);
     if (response.status < 200 || response.status >= 300) {
       return classify(endpoint, await wholeAnswer(response));
     }
-    return { kind: 'ok', value: response.body };
+    const records = (response.headers['content-type'] ?? '').startsWith(streamRecordsType);
+    return { kind: 'ok', value: response.body, records };
   } catch (error) {
     return fetchFailure(endpoint, error, signal);
   }
@@ -295,13 +309,14 @@ async function wholeAnswer(response: StreamAnswer): Promise<HttpExchangeResponse
 
 /** Yields the stream's messages until it ends or breaks; returns why it ended. */
 async function* read(
-  body: ReadableStream<Uint8Array>,
+  stream: { readonly value: ReadableStream<Uint8Array>; readonly records?: boolean },
   cursor: Cursor,
   signal: AbortSignal,
   onProgress: ((position: number) => void) | undefined,
   acks: Acks | null,
 ): AsyncGenerator<Message, string, undefined> {
-  const source = new StreamReader(body);
+  const source =
+    stream.records === true ? new RecordsReader(stream.value) : new StreamReader(stream.value);
   try {
     for (;;) {
       const items = await source.next();
@@ -363,6 +378,92 @@ class StreamReader {
 
   cancel(): void {
     this.reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * The items of a stream of records, a chunk at a time: the same items as the events give,
+ * built straight from the bytes, with a message's payload parsed as the node would.
+ */
+class RecordsReader {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly records = new StreamRecordReader();
+  private items: StreamItem[] = [];
+  private readonly take = (record: StreamRecord) => {
+    if (record.kind === 'message') this.items.push({ kind: 'message', message: toMessage(record) });
+    else if (record.kind === 'progress') {
+      if (!Number.isSafeInteger(record.position) || record.position < 1) {
+        throw new ClientError('protocol', 'a progress item without a position', {});
+      }
+      this.items.push({ kind: 'progress', position: record.position });
+    } else if (record.kind === 'error') errorEvent(record.json);
+  };
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  async next(): Promise<StreamItem[] | string> {
+    try {
+      const chunk = await this.reader.read();
+      if (chunk.done) {
+        return this.records.hasPartialItem ? 'cut the stream inside an item' : 'ended the stream';
+      }
+      this.items = [];
+      this.records.push(chunk.value, this.take);
+      return this.items;
+    } catch (error) {
+      if (error instanceof ClientError && error.code !== 'node_stopped') throw error;
+      return error instanceof Error ? error.message : String(error);
+    }
+  }
+
+  cancel(): void {
+    this.reader.cancel().catch(() => {});
+  }
+}
+
+type MessageRecord = Extract<StreamRecord, { kind: 'message' }>;
+
+/** A message record as the Message the events give (the same fields, in the same order). */
+function toMessage(record: MessageRecord): Message {
+  const anonymous = record.clientId === '';
+  const client = (anonymous ? null : record.clientId) as string;
+  const seq = (anonymous ? null : record.seq) as number;
+  const topic = record.topic === '' ? null : record.topic;
+  const { position, term, time, key } = record;
+  const payload = payloadOf(record.payload);
+  const message: { -readonly [K in keyof Message]: Message[K] } =
+    payload === undefined
+      ? {
+          position,
+          term,
+          payload: null,
+          payloadBase64: record.payload.toString('base64'),
+          client,
+          seq,
+          topic,
+          time,
+        }
+      : { position, term, payload, client, seq, topic, time };
+  if (key !== undefined) message.key = key;
+  return message;
+}
+
+const byteOrderMark = [0xef, 0xbb, 0xbf];
+
+/**
+ * The JSON value a payload holds, as the node's events give it (UTF-8 text of JSON, a
+ * leading byte order mark ignored); undefined for bytes that are not (sent as base64).
+ */
+function payloadOf(bytes: Buffer): unknown {
+  if (!isUtf8(bytes)) return undefined;
+  const bom =
+    bytes[0] === byteOrderMark[0] && bytes[1] === byteOrderMark[1] && bytes[2] === byteOrderMark[2];
+  try {
+    return JSON.parse(bytes.toString('utf8', bom ? 3 : 0)) as unknown;
+  } catch {
+    return undefined;
   }
 }
 

@@ -53,6 +53,11 @@ export interface ServedNode {
     readonly from?: number;
     readonly signal?: AbortSignal;
   }): AsyncGenerator<DeliveredMessage>;
+  /** `deliveries` a dense, non-empty batch at a time. */
+  deliveryBatches(options: {
+    readonly from?: number;
+    readonly signal?: AbortSignal;
+  }): AsyncGenerator<DeliveredMessage[]>;
   ackConsumer(name: string, position: number): Promise<ConsumerCursor>;
   deleteConsumer(name: string): Promise<void>;
   consumer(name: string): ConsumerCursor | undefined;

@@ -25,6 +25,7 @@ import type { RouteContext, ServerContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
 import { toWireMessage } from '../messages.ts';
+import { acceptsRecords, RecordsFormat, SseFormat, type StreamFormat } from '../stream-format.ts';
 import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
 import { forwardedHeaders } from './messages.ts';
 
@@ -67,20 +68,6 @@ function every(environment: Environment, intervalMs: number, fire: () => void): 
   };
 }
 
-/**
- * Every position up to `position` was passed (those of other topics skipped): a named event,
- * so EventSource's default `message` listeners never see it, with an `id:` so that
- * `Last-Event-ID` resumes after the skipped positions.
- */
-function progressEvent(position: number): string {
-  return `event: progress\nid: ${position}\ndata: {"index":${position}}\n\n`;
-}
-
-function errorEvent(error: HttpError): string {
-  const body = { ...error.details, error: error.code, message: error.message };
-  return `event: error\ndata: ${JSON.stringify(body)}\n\n`;
-}
-
 function isNotHeld(error: unknown): boolean {
   return error instanceof BroadcastError && error.code === 'not_held';
 }
@@ -105,19 +92,23 @@ const defaultLeaseMs = 10_000;
 const peerPageCount = 4096;
 
 /**
- * The order from `from` on: from this node's store, and where it has a hole it is still
- * backfilling, from a peer's (checked records, kept here too, so the hole shrinks).
+ * The order from `from` on, a dense batch at a time: from this node's store, and where it
+ * has a hole it is still backfilling, from a peer's (checked records, kept here too, so the
+ * hole shrinks).
  */
-async function* orderFrom(context: RouteContext, from: number): AsyncGenerator<DeliveredMessage> {
+async function* orderFrom(
+  context: RouteContext,
+  from: number,
+): AsyncGenerator<readonly DeliveredMessage[]> {
   const { node } = context.server;
   const peers = context.server.peerReads ?? null;
   const { signal } = context;
   let cursor = from;
   for (;;) {
     try {
-      for await (const message of node.deliveries({ from: cursor, signal })) {
-        cursor = message.position + 1;
-        yield message;
+      for await (const batch of node.deliveryBatches({ from: cursor, signal })) {
+        cursor = (batch.at(-1) as DeliveredMessage).position + 1;
+        yield batch;
       }
       return;
     } catch (error) {
@@ -128,13 +119,14 @@ async function* orderFrom(context: RouteContext, from: number): AsyncGenerator<D
       });
       if (page === null || page.messages.length === 0) throw error;
       node.fill(page.messages.filter((message) => message.position <= node.lastPosition));
-      for (const message of page.messages) {
-        cursor = message.position + 1;
-        yield message;
-      }
+      cursor = (page.messages.at(-1) as DeliveredMessage).position + 1;
+      yield page.messages;
     }
   }
 }
+
+/** Bytes of events gathered before they are written. */
+const streamWriteBytes = 16 << 10;
 
 /** Open streams by identity name, per server: what `streamsPerIdentityMax` bounds. */
 const streamsByServer = new WeakMap<ServerContext, Map<string, number>>();
@@ -244,18 +236,25 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // consumer's cursors, kept or not: it goes on from the retained floor).
   if (feed === null) checkStart(context, from, topic);
   const { signal } = context;
+  // Handed events carry fields of their own: those streams stay Server-Sent Events.
+  const format: StreamFormat =
+    feed === null && acceptsRecords(context.request.headers.accept)
+      ? new RecordsFormat()
+      : new SseFormat();
   const stream = context.startStream(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
+    'content-type': format.contentType,
     'cache-control': 'no-store',
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
-  // `retry:` sets how long EventSource waits before it reconnects.
-  stream.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
+  format.opening(settings.retryAfterSeconds * 1000);
+  writeTaken(stream, format);
   metrics.streamOpened(stream);
   if (identity !== null) byIdentity.set(identity, (byIdentity.get(identity) ?? 0) + 1);
   const keepAlive = every(environment, settings.keepAliveIntervalMs, () => {
-    if (!stream.behind && !stream.gone) stream.write(': keep-alive\n\n');
+    if (stream.behind || stream.gone) return;
+    format.keepAlive();
+    writeTaken(stream, format);
   });
   let ending: HttpError | null = null;
   // The last id written (a message's or a progress event's): progress is due once the
@@ -272,24 +271,32 @@ export async function streamRoute(context: RouteContext): Promise<void> {
         }
       }
     }
-    for await (const message of feed === null ? orderFrom(context, from) : []) {
-      // A compacted position is passed like another topic's: its message is gone.
-      const wanted = (topic === undefined || message.topic === topic) && message.compacted !== true;
-      const caughtUp = message.position >= node.lastPosition;
-      let event = '';
-      if (wanted) {
-        event = `id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`;
-        lastIdWritten = message.position;
-      } else if (caughtUp && message.position > lastIdWritten) {
-        event = progressEvent(message.position);
-        lastIdWritten = message.position;
-      }
-      if (event === '') continue;
-      metrics.streamEvent();
-      if (!stream.write(event)) {
+    // Events leave in writes of about `streamWriteBytes` (a write each would cost more than
+    // the event), and the next write waits until the consumer took the previous ones:
+    // memory stays within a write or so per stream, whatever the consumer's pace.
+    let events = 0;
+    const write = async () => {
+      metrics.streamEvent(events);
+      events = 0;
+      if (!writeTaken(stream, format)) {
         metrics.streamDrainWait();
         await stream.drained(signal);
       }
+    };
+    for await (const batch of feed === null ? orderFrom(context, from) : []) {
+      const lastPosition = node.lastPosition;
+      for (const message of batch) {
+        // A compacted position is passed like another topic's: its message is gone.
+        if ((topic === undefined || message.topic === topic) && message.compacted !== true) {
+          format.message(message);
+        } else if (message.position >= lastPosition && message.position > lastIdWritten) {
+          format.progress(message.position);
+        } else continue;
+        lastIdWritten = message.position;
+        events++;
+        if (format.pendingBytes >= streamWriteBytes) await write();
+      }
+      if (events > 0) await write();
     }
     // Without an abort, the iterator ends only when the node stops.
     ending = toHttpError(new BroadcastError('node_stopped', 'the node stopped'));
@@ -307,8 +314,15 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       if (left === 0) byIdentity.delete(identity);
       else byIdentity.set(identity, left);
     }
-    endStream(stream, signal, ending);
+    endStream(stream, signal, ending, format);
   }
+}
+
+/** Writes what `format` gathered; false once the consumer is behind. */
+function writeTaken(stream: StreamWriter, format: StreamFormat): boolean {
+  let keepUp = true;
+  for (const chunk of format.take()) keepUp = stream.write(chunk);
+  return keepUp;
 }
 
 /**
@@ -316,7 +330,12 @@ export async function streamRoute(context: RouteContext): Promise<void> {
  * that left hears nothing, and a client that stopped reading is cut off rather than waited
  * for, since its socket would never drain.
  */
-function endStream(stream: StreamWriter, signal: AbortSignal, ending: HttpError | null): void {
+function endStream(
+  stream: StreamWriter,
+  signal: AbortSignal,
+  ending: HttpError | null,
+  format: StreamFormat,
+): void {
   // The server closing aborts with an HttpError; a client that went away with a plain Error.
   const reason = signal.aborted ? signal.reason : ending;
   if (stream.gone) return;
@@ -324,6 +343,9 @@ function endStream(stream: StreamWriter, signal: AbortSignal, ending: HttpError 
     stream.destroy();
     return;
   }
-  if (reason instanceof HttpError) stream.write(errorEvent(reason));
+  if (reason instanceof HttpError) {
+    format.error(reason);
+    writeTaken(stream, format);
+  }
   stream.end();
 }

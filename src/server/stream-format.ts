@@ -1,0 +1,118 @@
+/**
+ * How GET /v1/stream writes its events: as Server-Sent Events (text/event-stream, what
+ * EventSource and curl read), or as stream records (transport/stream-records.ts), which a
+ * client asks for with `accept: application/x-abcast-records`: the same events, with each
+ * message's stored payload spliced in as bytes rather than parsed and serialised again.
+ *
+ * A route gathers a batch of events, then `take`s them to write at once: a catching-up
+ * subscriber gets thousands of events per turn, and a write each would cost more than the
+ * events.
+ */
+import type { DeliveredMessage } from '../broadcast/deliveries.ts';
+import { StreamRecordWriter, streamRecordsType } from '../transport/stream-records.ts';
+import type { HttpError } from './errors.ts';
+import { toWireMessage } from './messages.ts';
+
+export interface StreamFormat {
+  readonly contentType: string;
+  /** Bytes gathered and not taken (text counted in UTF-16 units: a bound, not a size). */
+  readonly pendingBytes: number;
+  /** What the stream opens with, given the client's reconnection delay. */
+  opening(retryMs: number): void;
+  message(message: DeliveredMessage): void;
+  /** Every position up to `position` was passed. */
+  progress(position: number): void;
+  keepAlive(): void;
+  /** The stream ends because of `error`: the last event. */
+  error(error: HttpError): void;
+  /** What was gathered since the last take, to be written in order. */
+  take(): (string | Uint8Array)[];
+}
+
+/** True when the client takes stream records (its accept header names them). */
+export function acceptsRecords(accept: string | undefined): boolean {
+  return accept?.includes(streamRecordsType) === true;
+}
+
+function errorBody(error: HttpError): string {
+  return JSON.stringify({ ...error.details, error: error.code, message: error.message });
+}
+
+/** Server-Sent Events: `id:` a message's position, `data:` its JSON (server/messages.ts). */
+export class SseFormat implements StreamFormat {
+  readonly contentType = 'text/event-stream; charset=utf-8';
+  private events: string[] = [];
+  pendingBytes = 0;
+
+  opening(retryMs: number): void {
+    // `retry:` sets how long EventSource waits before it reconnects.
+    this.push(`retry: ${retryMs}\n\n`);
+  }
+
+  message(message: DeliveredMessage): void {
+    this.push(`id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`);
+  }
+
+  /**
+   * A named event, so EventSource's default `message` listeners never see it, with an `id:`
+   * so that `Last-Event-ID` resumes after the skipped positions.
+   */
+  progress(position: number): void {
+    this.push(`event: progress\nid: ${position}\ndata: {"index":${position}}\n\n`);
+  }
+
+  keepAlive(): void {
+    this.push(': keep-alive\n\n');
+  }
+
+  error(error: HttpError): void {
+    this.push(`event: error\ndata: ${errorBody(error)}\n\n`);
+  }
+
+  take(): string[] {
+    if (this.events.length === 0) return [];
+    const text = this.events.length === 1 ? (this.events[0] as string) : this.events.join('');
+    this.events = [];
+    this.pendingBytes = 0;
+    return [text];
+  }
+
+  private push(event: string): void {
+    this.events.push(event);
+    this.pendingBytes += event.length;
+  }
+}
+
+/** Stream records: length-prefixed binary items, payloads as stored. */
+export class RecordsFormat implements StreamFormat {
+  readonly contentType = streamRecordsType;
+  private readonly writer = new StreamRecordWriter();
+
+  get pendingBytes(): number {
+    return this.writer.pendingBytes;
+  }
+
+  opening(): void {
+    // Reconnection is the SDK's own business: nothing to say.
+  }
+
+  message(message: DeliveredMessage): void {
+    this.writer.message(message);
+  }
+
+  progress(position: number): void {
+    this.writer.progress(position);
+  }
+
+  keepAlive(): void {
+    this.writer.keepAlive();
+  }
+
+  error(error: HttpError): void {
+    this.writer.error(errorBody(error));
+  }
+
+  take(): Uint8Array[] {
+    return this.writer.take();
+  }
+}
