@@ -154,60 +154,85 @@ export async function* subscribe(
   const detach = onAnyAbort(options.signal ? [client.signal, options.signal] : client.signal, () =>
     stop.abort(),
   );
+  const signal = stop.signal;
   try {
-    yield* follow(client, options, pinned, from, stop.signal);
-  } finally {
-    detach();
-  }
-}
-
-async function* follow(
-  client: SubscriptionHost,
-  options: SubscribeOptions,
-  pinned: number | null,
-  from: number,
-  signal: AbortSignal,
-): Subscription {
-  const cursor: Cursor = { lastPosition: 0, from };
-  const acks = acksOf(client, options);
-  let failingSinceMs: number | null = null;
-  let lastReason = 'no attempt';
-  for (let attempt = 0; !signal.aborted; attempt++) {
-    const { endpoints } = client.settings;
-    const endpoint =
-      pinned === null
-        ? client.endpointAt(attempt)
-        : (endpoints[(pinned + attempt) % endpoints.length] as string);
-    const stream = await open(client.settings, endpoint, cursor, options, signal);
-    if (stream.kind === 'fatal') {
-      if (signal.aborted) return;
-      throw stream.error;
-    }
-    if (stream.kind === 'ok') {
-      // A pinned reader says nothing about where broadcasts should go.
-      if (pinned === null) client.worked(endpoint);
-      failingSinceMs = null;
-      const ended = yield* read(stream, cursor, signal, options.onProgress, acks);
-      if (signal.aborted) return;
-      lastReason = `${endpoint} ${ended}`;
-      attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
-    } else {
-      lastReason = stream.reason;
-    }
-    const { environment } = client.settings;
-    failingSinceMs ??= environment.nowMs();
-    if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
-      throw new ClientError(
-        'unavailable',
-        `no endpoint served the stream for ${client.settings.unavailableAfterMs} ms (${lastReason})`,
-        { lastPosition: cursor.lastPosition, lastReason },
+    const cursor: Cursor = { lastPosition: 0, from };
+    const acks = acksOf(client, options);
+    let failingSinceMs: number | null = null;
+    let lastReason = 'no attempt';
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      const { endpoints } = client.settings;
+      const endpoint =
+        pinned === null
+          ? client.endpointAt(attempt)
+          : (endpoints[(pinned + attempt) % endpoints.length] as string);
+      const stream = await open(client.settings, endpoint, cursor, options, signal);
+      if (stream.kind === 'fatal') {
+        if (signal.aborted) return;
+        throw stream.error;
+      }
+      if (stream.kind === 'ok') {
+        // A pinned reader says nothing about where broadcasts should go.
+        if (pinned === null) client.worked(endpoint);
+        failingSinceMs = null;
+        // Read here rather than in a generator of its own: each level of generators costs
+        // promises per message, and a catch-up yields hundreds of thousands a second.
+        let ended = 'aborted';
+        const source =
+          stream.records === true
+            ? new RecordsReader(stream.value)
+            : new StreamReader(stream.value);
+        try {
+          reading: for (;;) {
+            const items = await source.next();
+            if (typeof items === 'string') {
+              ended = items;
+              break;
+            }
+            for (const item of items) {
+              // At or below the cursor: resent after a reconnect, or a lagging node's progress.
+              if (item.kind === 'progress') {
+                if (item.position <= cursor.lastPosition) continue;
+                cursor.lastPosition = item.position;
+                options.onProgress?.(item.position);
+                continue;
+              }
+              // A stream that waits for acks hands a message out again on purpose, and a group
+              // member's positions rise per key, not overall: only the log's cursors decide.
+              if (item.message.deliveryCount === undefined) {
+                if (item.message.position <= cursor.lastPosition) continue;
+                cursor.lastPosition = item.message.position;
+              }
+              yield withAck(item.message, acks);
+              if (signal.aborted) break reading;
+            }
+          }
+        } finally {
+          source.cancel();
+        }
+        if (signal.aborted) return;
+        lastReason = `${endpoint} ${ended}`;
+        attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
+      } else {
+        lastReason = stream.reason;
+      }
+      const { environment } = client.settings;
+      failingSinceMs ??= environment.nowMs();
+      if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
+        throw new ClientError(
+          'unavailable',
+          `no endpoint served the stream for ${client.settings.unavailableAfterMs} ms (${lastReason})`,
+          { lastPosition: cursor.lastPosition, lastReason },
+        );
+      }
+      await pause(
+        environment,
+        client.delayMs(attempt, stream.kind === 'retry' ? stream.retryAfterMs : null),
+        signal,
       );
     }
-    await pause(
-      environment,
-      client.delayMs(attempt, stream.kind === 'retry' ? stream.retryAfterMs : null),
-      signal,
-    );
+  } finally {
+    detach();
   }
 }
 
@@ -305,43 +330,6 @@ async function open(
 async function wholeAnswer(response: StreamAnswer): Promise<HttpExchangeResponse> {
   const body = await new Response(response.body).text().catch(() => '');
   return { status: response.status, headers: response.headers, body };
-}
-
-/** Yields the stream's messages until it ends or breaks; returns why it ended. */
-async function* read(
-  stream: { readonly value: ReadableStream<Uint8Array>; readonly records?: boolean },
-  cursor: Cursor,
-  signal: AbortSignal,
-  onProgress: ((position: number) => void) | undefined,
-  acks: Acks | null,
-): AsyncGenerator<Message, string, undefined> {
-  const source =
-    stream.records === true ? new RecordsReader(stream.value) : new StreamReader(stream.value);
-  try {
-    for (;;) {
-      const items = await source.next();
-      if (typeof items === 'string') return items;
-      for (const item of items) {
-        // At or below the cursor: resent after a reconnect, or a lagging node's progress.
-        if (item.kind === 'progress') {
-          if (item.position <= cursor.lastPosition) continue;
-          cursor.lastPosition = item.position;
-          onProgress?.(item.position);
-          continue;
-        }
-        // A stream that waits for acks hands a message out again on purpose, and a group
-        // member's positions rise per key, not overall: only the log's cursors decide there.
-        if (item.message.deliveryCount === undefined) {
-          if (item.message.position <= cursor.lastPosition) continue;
-          cursor.lastPosition = item.message.position;
-        }
-        yield withAck(item.message, acks);
-        if (signal.aborted) return 'aborted';
-      }
-    }
-  } finally {
-    source.cancel();
-  }
 }
 
 /**

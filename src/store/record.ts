@@ -75,6 +75,35 @@ function topicBytesOf(topic: string): Buffer {
   return lastTopicBytes;
 }
 
+/**
+ * The client id and topic last decoded, and their bytes: a read goes through runs of one
+ * client's messages on one topic, so each is decoded once a run, not once a message.
+ */
+let decodedClient = { bytes: Buffer.alloc(0), text: '' };
+let decodedTopic = { bytes: Buffer.alloc(0), text: '' };
+
+function sameBytes(known: Buffer, body: Buffer, start: number, end: number): boolean {
+  if (known.length !== end - start) return false;
+  for (let at = start; at < end; at++) if (known[at - start] !== body[at]) return false;
+  return true;
+}
+
+function decodedClientAt(body: Buffer, start: number, end: number): string {
+  if (!sameBytes(decodedClient.bytes, body, start, end)) {
+    const bytes = Buffer.from(body.subarray(start, end));
+    decodedClient = { bytes, text: bytes.toString('utf8') };
+  }
+  return decodedClient.text;
+}
+
+function decodedTopicAt(body: Buffer, start: number, end: number): string {
+  if (!sameBytes(decodedTopic.bytes, body, start, end)) {
+    const bytes = Buffer.from(body.subarray(start, end));
+    decodedTopic = { bytes, text: bytes.toString('utf8') };
+  }
+  return decodedTopic.text;
+}
+
 export function encodeRecord(message: StoredMessage): Buffer {
   assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
   const client = clientBytesOf(message.clientId);
@@ -147,8 +176,8 @@ export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
   if (at > body.length || !Number.isSafeInteger(position) || position < 1) {
     return { kind: 'invalid' };
   }
-  const clientId = body.toString('utf8', clientAt, topicLengthAt);
-  const topic = body.toString('utf8', topicAt, at);
+  const clientId = decodedClientAt(body, clientAt, topicLengthAt);
+  const topic = decodedTopicAt(body, topicAt, at);
   let key: string | undefined;
   if ((topicField & keyFlag) !== 0) {
     if (at + 2 > body.length) return { kind: 'invalid' };
@@ -159,17 +188,22 @@ export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
   }
   // A copy: the read buffer is reused for the next chunk.
   const payload = new Uint8Array(body.subarray(at));
-  const message: StoredMessage = {
-    position,
-    index,
-    term,
-    clientId,
-    seq,
-    topic,
-    payload,
-    logTimeMs,
-    ...(key === undefined ? {} : { key }),
-    ...((topicField & compactedFlag) !== 0 ? { compacted: true } : {}),
-  };
+  const compacted = (topicField & compactedFlag) !== 0;
+  // Literals rather than spreads: this runs once per message read.
+  const message: StoredMessage =
+    key === undefined && !compacted
+      ? { position, index, term, clientId, seq, topic, payload, logTimeMs }
+      : {
+          position,
+          index,
+          term,
+          clientId,
+          seq,
+          topic,
+          payload,
+          logTimeMs,
+          ...(key === undefined ? {} : { key }),
+          ...(compacted ? { compacted: true } : {}),
+        };
   return { kind: 'record', message, recordBytes };
 }
