@@ -199,6 +199,23 @@ export class DeliveryLog {
     return this.store.read(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax);
   }
 
+  /**
+   * `read` for readers that copy records out as bytes: `take` gets each record's body (a
+   * view valid only during the call, laid out as src/store/record.ts says) and answers the
+   * payload bytes it counts against `bytesMax`. Returns how many it was given.
+   */
+  readRecords(
+    from: number,
+    limit: number,
+    bytesMax: number,
+    take: (body: Buffer) => number,
+  ): number {
+    assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
+    this.checkHeld(from);
+    if (from > this.appliedPosition) return 0;
+    return this.store.visit(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax, take);
+  }
+
   /** Up to `limit` messages of `topic` from `from` on, examining `positionsMax` at most. */
   readTopic(
     topic: string,
@@ -246,6 +263,27 @@ export class DeliveryLog {
       }
       cursor += batch.length;
       yield batch;
+    }
+  }
+
+  /**
+   * `followBatches` for readers of records (`readRecords`): `take` is given each record of a
+   * batch, then the batch's count is yielded.
+   */
+  async *followRecords(
+    from: number,
+    take: (body: Buffer) => number,
+    signal?: AbortSignal,
+  ): AsyncGenerator<number> {
+    let cursor = from;
+    while (!this.closed && signal?.aborted !== true) {
+      const count = this.readRecords(cursor, followBatchCount, followBatchBytesMax, take);
+      if (count === 0) {
+        await this.nextChange(signal);
+        continue;
+      }
+      cursor += count;
+      yield count;
     }
   }
 

@@ -53,11 +53,12 @@ export interface ServedNode {
     readonly from?: number;
     readonly signal?: AbortSignal;
   }): AsyncGenerator<DeliveredMessage>;
-  /** `deliveries` a dense, non-empty batch at a time. */
-  deliveryBatches(options: {
+  /** `deliveries` as stored records, a batch at a time (BroadcastNode.deliveryRecords). */
+  deliveryRecords(options: {
     readonly from?: number;
     readonly signal?: AbortSignal;
-  }): AsyncGenerator<DeliveredMessage[]>;
+    readonly take: (body: Buffer) => number;
+  }): AsyncGenerator<number>;
   ackConsumer(name: string, position: number): Promise<ConsumerCursor>;
   deleteConsumer(name: string): Promise<void>;
   consumer(name: string): ConsumerCursor | undefined;

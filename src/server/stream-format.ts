@@ -4,28 +4,33 @@
  * client asks for with `accept: application/x-abcast-records`: the same events, with each
  * message's stored payload spliced in as bytes rather than parsed and serialised again.
  *
- * A route gathers a batch of events, then `take`s them to write at once: a catching-up
- * subscriber gets thousands of events per turn, and a write each would cost more than the
- * events.
+ * A route gathers a batch of events, then `take`s them in pieces of about `pieceBytes` to
+ * write one at a time: a catching-up subscriber gets thousands of events per turn, and a
+ * write each would cost more than the events, while a piece at a time lets the route wait
+ * for a slow consumer between pieces.
  */
+
+export const pieceBytes = 16 << 10;
+
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
+import { decodeBody, type RecordLayout } from '../store/index.ts';
 import { StreamRecordWriter, streamRecordsType } from '../transport/stream-records.ts';
 import type { HttpError } from './errors.ts';
 import { toWireMessage } from './messages.ts';
 
 export interface StreamFormat {
   readonly contentType: string;
-  /** Bytes gathered and not taken (text counted in UTF-16 units: a bound, not a size). */
-  readonly pendingBytes: number;
   /** What the stream opens with, given the client's reconnection delay. */
   opening(retryMs: number): void;
   message(message: DeliveredMessage): void;
+  /** A message as the store holds it: its record's body, and where its fields lie. */
+  stored(body: Buffer, layout: RecordLayout): void;
   /** Every position up to `position` was passed. */
   progress(position: number): void;
   keepAlive(): void;
   /** The stream ends because of `error`: the last event. */
   error(error: HttpError): void;
-  /** What was gathered since the last take, to be written in order. */
+  /** What was gathered since the last take, in pieces of about `pieceBytes`, in order. */
   take(): (string | Uint8Array)[];
 }
 
@@ -41,8 +46,9 @@ function errorBody(error: HttpError): string {
 /** Server-Sent Events: `id:` a message's position, `data:` its JSON (server/messages.ts). */
 export class SseFormat implements StreamFormat {
   readonly contentType = 'text/event-stream; charset=utf-8';
+  private pieces: string[] = [];
   private events: string[] = [];
-  pendingBytes = 0;
+  private eventBytes = 0;
 
   opening(retryMs: number): void {
     // `retry:` sets how long EventSource waits before it reconnects.
@@ -51,6 +57,10 @@ export class SseFormat implements StreamFormat {
 
   message(message: DeliveredMessage): void {
     this.push(`id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`);
+  }
+
+  stored(body: Buffer): void {
+    this.message(decodeBody(body));
   }
 
   /**
@@ -70,27 +80,31 @@ export class SseFormat implements StreamFormat {
   }
 
   take(): string[] {
-    if (this.events.length === 0) return [];
-    const text = this.events.length === 1 ? (this.events[0] as string) : this.events.join('');
-    this.events = [];
-    this.pendingBytes = 0;
-    return [text];
+    this.seal();
+    const pieces = this.pieces;
+    this.pieces = [];
+    return pieces;
   }
 
+  /** Pieces are cut by UTF-16 units, near enough to bytes for a bound. */
   private push(event: string): void {
     this.events.push(event);
-    this.pendingBytes += event.length;
+    this.eventBytes += event.length;
+    if (this.eventBytes >= pieceBytes) this.seal();
+  }
+
+  private seal(): void {
+    if (this.events.length === 0) return;
+    this.pieces.push(this.events.length === 1 ? (this.events[0] as string) : this.events.join(''));
+    this.events = [];
+    this.eventBytes = 0;
   }
 }
 
 /** Stream records: length-prefixed binary items, payloads as stored. */
 export class RecordsFormat implements StreamFormat {
   readonly contentType = streamRecordsType;
-  private readonly writer = new StreamRecordWriter();
-
-  get pendingBytes(): number {
-    return this.writer.pendingBytes;
-  }
+  private readonly writer = new StreamRecordWriter(pieceBytes);
 
   opening(): void {
     // Reconnection is the SDK's own business: nothing to say.
@@ -98,6 +112,10 @@ export class RecordsFormat implements StreamFormat {
 
   message(message: DeliveredMessage): void {
     this.writer.message(message);
+  }
+
+  stored(body: Buffer, layout: RecordLayout): void {
+    this.writer.messageFrom(body, layout);
   }
 
   progress(position: number): void {

@@ -151,7 +151,52 @@ export type RecordRead =
 /** Largest body a record may claim: a payload of at most 16 MiB plus its header fields. */
 const bodyBytesMax = (16 << 20) + fixedBodyBytes + 2 * 0xffff;
 
-export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
+/**
+ * Where the fields of a record's body lie (offsets into the body), for readers that copy
+ * them out as bytes rather than decode a message: what `layoutOf` fills in.
+ */
+export interface RecordLayout {
+  position: number;
+  term: number;
+  seq: number;
+  logTimeMs: number;
+  clientStart: number;
+  clientEnd: number;
+  topicStart: number;
+  topicEnd: number;
+  /** -1 without a key. */
+  keyStart: number;
+  keyEnd: number;
+  payloadStart: number;
+  compacted: boolean;
+}
+
+export function emptyLayout(): RecordLayout {
+  return {
+    position: 0,
+    term: 0,
+    seq: 0,
+    logTimeMs: 0,
+    clientStart: 0,
+    clientEnd: 0,
+    topicStart: 0,
+    topicEnd: 0,
+    keyStart: -1,
+    keyEnd: -1,
+    payloadStart: 0,
+    compacted: false,
+  };
+}
+
+/** What `recordAt` found at an offset of a buffer. */
+export type RecordFound =
+  /** A record whose checksum and lengths hold; its body is a view of the buffer. */
+  | { readonly kind: 'record'; readonly body: Buffer; readonly recordBytes: number }
+  | { readonly kind: 'short'; readonly recordBytes: number }
+  | { readonly kind: 'invalid' };
+
+/** The record at `offset`, checked (checksum, position, field lengths) but not decoded. */
+export function recordAt(buffer: Buffer, offset: number): RecordFound {
   if (buffer.length - offset < recordHeaderBytes) {
     return { kind: 'short', recordBytes: recordHeaderBytes };
   }
@@ -162,27 +207,65 @@ export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
   const body = buffer.subarray(offset + recordHeaderBytes, offset + recordBytes);
   if (crc32(body) !== buffer.readUInt32LE(offset + 4)) return { kind: 'invalid' };
   const position = body.readDoubleLE(0);
+  if (!Number.isSafeInteger(position) || position < 1) return { kind: 'invalid' };
+  const topicLengthAt = 42 + body.readUInt16LE(40);
+  if (topicLengthAt + 2 > body.length) return { kind: 'invalid' };
+  const topicField = body.readUInt16LE(topicLengthAt);
+  const at = topicLengthAt + 2 + (topicField & topicBytesMask);
+  if (at > body.length) return { kind: 'invalid' };
+  if ((topicField & keyFlag) !== 0) {
+    if (at + 2 > body.length || at + 2 + body.readUInt16LE(at) > body.length) {
+      return { kind: 'invalid' };
+    }
+  }
+  return { kind: 'record', body, recordBytes };
+}
+
+/** The position of a body `recordAt` found. */
+export function bodyPosition(body: Buffer): number {
+  return body.readDoubleLE(0);
+}
+
+/** Fills `layout` with where the fields of a body `recordAt` found lie. */
+export function layoutOf(body: Buffer, layout: RecordLayout): void {
+  layout.position = body.readDoubleLE(0);
+  layout.term = body.readDoubleLE(16);
+  layout.seq = body.readDoubleLE(24);
+  layout.logTimeMs = body.readDoubleLE(32);
+  layout.clientStart = 42;
+  layout.clientEnd = 42 + body.readUInt16LE(40);
+  const topicField = body.readUInt16LE(layout.clientEnd);
+  layout.topicStart = layout.clientEnd + 2;
+  layout.topicEnd = layout.topicStart + (topicField & topicBytesMask);
+  if ((topicField & keyFlag) !== 0) {
+    layout.keyStart = layout.topicEnd + 2;
+    layout.keyEnd = layout.keyStart + body.readUInt16LE(layout.topicEnd);
+    layout.payloadStart = layout.keyEnd;
+  } else {
+    layout.keyStart = -1;
+    layout.keyEnd = -1;
+    layout.payloadStart = layout.topicEnd;
+  }
+  layout.compacted = (topicField & compactedFlag) !== 0;
+}
+
+/** The message of a body `recordAt` found. */
+export function decodeBody(body: Buffer): StoredMessage {
+  const position = body.readDoubleLE(0);
   const index = body.readDoubleLE(8);
   const term = body.readDoubleLE(16);
   const seq = body.readDoubleLE(24);
   const logTimeMs = body.readDoubleLE(32);
-  const clientBytes = body.readUInt16LE(40);
   const clientAt = 42;
-  const topicLengthAt = clientAt + clientBytes;
-  if (topicLengthAt + 2 > body.length) return { kind: 'invalid' };
+  const topicLengthAt = clientAt + body.readUInt16LE(40);
   const topicField = body.readUInt16LE(topicLengthAt);
   const topicAt = topicLengthAt + 2;
   let at = topicAt + (topicField & topicBytesMask);
-  if (at > body.length || !Number.isSafeInteger(position) || position < 1) {
-    return { kind: 'invalid' };
-  }
   const clientId = decodedClientAt(body, clientAt, topicLengthAt);
   const topic = decodedTopicAt(body, topicAt, at);
   let key: string | undefined;
   if ((topicField & keyFlag) !== 0) {
-    if (at + 2 > body.length) return { kind: 'invalid' };
     const keyEnd = at + 2 + body.readUInt16LE(at);
-    if (keyEnd > body.length) return { kind: 'invalid' };
     key = body.toString('utf8', at + 2, keyEnd);
     at = keyEnd;
   }
@@ -190,20 +273,24 @@ export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
   const payload = new Uint8Array(body.subarray(at));
   const compacted = (topicField & compactedFlag) !== 0;
   // Literals rather than spreads: this runs once per message read.
-  const message: StoredMessage =
-    key === undefined && !compacted
-      ? { position, index, term, clientId, seq, topic, payload, logTimeMs }
-      : {
-          position,
-          index,
-          term,
-          clientId,
-          seq,
-          topic,
-          payload,
-          logTimeMs,
-          ...(key === undefined ? {} : { key }),
-          ...(compacted ? { compacted: true } : {}),
-        };
-  return { kind: 'record', message, recordBytes };
+  return key === undefined && !compacted
+    ? { position, index, term, clientId, seq, topic, payload, logTimeMs }
+    : {
+        position,
+        index,
+        term,
+        clientId,
+        seq,
+        topic,
+        payload,
+        logTimeMs,
+        ...(key === undefined ? {} : { key }),
+        ...(compacted ? { compacted: true } : {}),
+      };
+}
+
+export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
+  const found = recordAt(buffer, offset);
+  if (found.kind !== 'record') return found;
+  return { kind: 'record', message: decodeBody(found.body), recordBytes: found.recordBytes };
 }

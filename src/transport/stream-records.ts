@@ -42,6 +42,25 @@ export interface RecordMessage {
   readonly payload: Uint8Array;
 }
 
+/**
+ * A message whose client id, topic, key and payload lie in one buffer as UTF-8 bytes, at
+ * these offsets (the payload runs to the buffer's end): a stored record, copied out as it is.
+ */
+export interface MessageRanges {
+  readonly position: number;
+  readonly term: number;
+  readonly seq: number;
+  readonly logTimeMs: number;
+  readonly clientStart: number;
+  readonly clientEnd: number;
+  readonly topicStart: number;
+  readonly topicEnd: number;
+  /** -1 without a key. */
+  readonly keyStart: number;
+  readonly keyEnd: number;
+  readonly payloadStart: number;
+}
+
 export class StreamRecordError extends AbcastError<'stream_malformed'> {
   constructor(message: string, details: Record<string, unknown> = {}) {
     super('stream_malformed', message, details);
@@ -112,6 +131,39 @@ export class StreamRecordWriter {
     }
     out.set(message.payload, at);
     this.at = at + message.payload.byteLength;
+  }
+
+  /** `message`, from bytes already laid out in `source` (no string is encoded). */
+  messageFrom(source: Buffer, ranges: MessageRanges): void {
+    const clientBytes = ranges.clientEnd - ranges.clientStart;
+    const topicBytes = ranges.topicEnd - ranges.topicStart;
+    const keyed = ranges.keyStart >= 0;
+    const keyBytes = keyed ? ranges.keyEnd - ranges.keyStart : 0;
+    assert(clientBytes <= 0xffff && topicBytes <= 0xffff && keyBytes <= 0xffff, 'u16 lengths');
+    const itemBytes =
+      messageFixedBytes +
+      clientBytes +
+      topicBytes +
+      (keyed ? 2 + keyBytes : 0) +
+      (source.length - ranges.payloadStart);
+    const out = this.room(itemPrefixBytes + itemBytes);
+    let at = this.at;
+    at = out.writeUInt32BE(itemBytes, at);
+    out[at++] = streamRecordKinds.message;
+    at = out.writeDoubleBE(ranges.position, at);
+    at = out.writeDoubleBE(ranges.term, at);
+    at = out.writeDoubleBE(ranges.seq, at);
+    at = out.writeDoubleBE(ranges.logTimeMs, at);
+    out[at++] = keyed ? keyFlag : 0;
+    at = out.writeUInt16BE(clientBytes, at);
+    at += source.copy(out, at, ranges.clientStart, ranges.clientEnd);
+    at = out.writeUInt16BE(topicBytes, at);
+    at += source.copy(out, at, ranges.topicStart, ranges.topicEnd);
+    if (keyed) {
+      at = out.writeUInt16BE(keyBytes, at);
+      at += source.copy(out, at, ranges.keyStart, ranges.keyEnd);
+    }
+    this.at = at + source.copy(out, at, ranges.payloadStart);
   }
 
   progress(position: number): void {

@@ -21,9 +21,9 @@ const quietNode = {
     await new Promise((resolve) => options.signal?.addEventListener('abort', resolve));
     yield* [] as DeliveredMessage[];
   },
-  async *deliveryBatches(options: { readonly signal?: AbortSignal }) {
+  async *deliveryRecords(options: { readonly signal?: AbortSignal }) {
     await new Promise((resolve) => options.signal?.addEventListener('abort', resolve));
-    yield* [] as DeliveredMessage[][];
+    yield* [] as number[];
   },
 } as unknown as ServedNode;
 

@@ -18,6 +18,7 @@ import { leaseMsMax, leaseMsMin, memberNameProblem } from '../../broadcast/consu
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
 import { BroadcastError } from '../../broadcast/errors.ts';
 import { consumerNameProblem } from '../../broadcast/stream-state.ts';
+import { emptyLayout, layoutOf, type RecordLayout } from '../../store/index.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
 import { checkSubscribe } from '../access.ts';
 import { checkConsumerKind, deadlineFeed, groupFeed, type Handed } from '../consumer-feed.ts';
@@ -91,25 +92,36 @@ const defaultLeaseMs = 10_000;
 /** Positions fetched from a peer at a time while this node lacks them. */
 const peerPageCount = 4096;
 
+/** Where the order goes: each message, as its stored record or (from a peer) as a message. */
+interface OrderSink {
+  /** A record of this node's store (its body a view valid only during the call). */
+  stored(body: Buffer): void;
+  message(message: DeliveredMessage): void;
+}
+
 /**
- * The order from `from` on, a dense batch at a time: from this node's store, and where it
- * has a hole it is still backfilling, from a peer's (checked records, kept here too, so the
- * hole shrinks).
+ * The order from `from` on, into `sink`, a dense batch per step: from this node's store,
+ * and where it has a hole it is still backfilling, from a peer's (checked records, kept here
+ * too, so the hole shrinks).
  */
 async function* orderFrom(
   context: RouteContext,
   from: number,
-): AsyncGenerator<readonly DeliveredMessage[]> {
+  sink: OrderSink,
+): AsyncGenerator<void> {
   const { node } = context.server;
   const peers = context.server.peerReads ?? null;
   const { signal } = context;
   let cursor = from;
+  // Positions are dense: each record taken moves the cursor by one.
+  const take = (body: Buffer) => {
+    cursor++;
+    sink.stored(body);
+    return body.length;
+  };
   for (;;) {
     try {
-      for await (const batch of node.deliveryBatches({ from: cursor, signal })) {
-        cursor = (batch.at(-1) as DeliveredMessage).position + 1;
-        yield batch;
-      }
+      for await (const _count of node.deliveryRecords({ from: cursor, signal, take })) yield;
       return;
     } catch (error) {
       if (!isNotHeld(error) || peers === null) throw error;
@@ -119,14 +131,21 @@ async function* orderFrom(
       });
       if (page === null || page.messages.length === 0) throw error;
       node.fill(page.messages.filter((message) => message.position <= node.lastPosition));
+      for (const message of page.messages) sink.message(message);
       cursor = (page.messages.at(-1) as DeliveredMessage).position + 1;
-      yield page.messages;
+      yield;
     }
   }
 }
 
-/** Bytes of events gathered before they are written. */
-const streamWriteBytes = 16 << 10;
+/** True when the body's topic (where `layout` says) is `topicBytes`. */
+function topicIs(body: Buffer, layout: RecordLayout, topicBytes: Buffer): boolean {
+  const { topicStart, topicEnd } = layout;
+  return (
+    topicEnd - topicStart === topicBytes.length &&
+    body.compare(topicBytes, 0, topicBytes.length, topicStart, topicEnd) === 0
+  );
+}
 
 /** Open streams by identity name, per server: what `streamsPerIdentityMax` bounds. */
 const streamsByServer = new WeakMap<ServerContext, Map<string, number>>();
@@ -271,32 +290,47 @@ export async function streamRoute(context: RouteContext): Promise<void> {
         }
       }
     }
-    // Events leave in writes of about `streamWriteBytes` (a write each would cost more than
-    // the event), and the next write waits until the consumer took the previous ones:
-    // memory stays within a write or so per stream, whatever the consumer's pace.
+    // A batch's events are written a piece at a time, and the next piece waits until the
+    // consumer took the previous ones: memory stays within a batch read from the store or
+    // so per stream, and the socket's within a piece, whatever the consumer's pace.
     let events = 0;
-    const write = async () => {
-      metrics.streamEvent(events);
-      events = 0;
-      if (!writeTaken(stream, format)) {
-        metrics.streamDrainWait();
-        await stream.drained(signal);
-      }
+    /** A position not sent: a progress event is due for it once the stream caught up. */
+    const passOver = (position: number) => {
+      if (position < node.lastPosition || position <= lastIdWritten) return;
+      format.progress(position);
+      lastIdWritten = position;
+      events++;
     };
-    for await (const batch of feed === null ? orderFrom(context, from) : []) {
-      const lastPosition = node.lastPosition;
-      for (const message of batch) {
+    const layout = emptyLayout();
+    const topicBytes = topic === undefined ? null : Buffer.from(topic, 'utf8');
+    const sink: OrderSink = {
+      stored: (body) => {
+        layoutOf(body, layout);
         // A compacted position is passed like another topic's: its message is gone.
+        if (!layout.compacted && (topicBytes === null || topicIs(body, layout, topicBytes))) {
+          format.stored(body, layout);
+          lastIdWritten = layout.position;
+          events++;
+        } else passOver(layout.position);
+      },
+      message: (message) => {
         if ((topic === undefined || message.topic === topic) && message.compacted !== true) {
           format.message(message);
-        } else if (message.position >= lastPosition && message.position > lastIdWritten) {
-          format.progress(message.position);
-        } else continue;
-        lastIdWritten = message.position;
-        events++;
-        if (format.pendingBytes >= streamWriteBytes) await write();
+          lastIdWritten = message.position;
+          events++;
+        } else passOver(message.position);
+      },
+    };
+    for await (const _batch of feed === null ? orderFrom(context, from, sink) : []) {
+      if (events === 0) continue;
+      metrics.streamEvent(events);
+      events = 0;
+      for (const piece of format.take()) {
+        if (!stream.write(piece)) {
+          metrics.streamDrainWait();
+          await stream.drained(signal);
+        }
       }
-      if (events > 0) await write();
     }
     // Without an abort, the iterator ends only when the node stops.
     ending = toHttpError(new BroadcastError('node_stopped', 'the node stopped'));
