@@ -13,8 +13,13 @@
 export const pieceBytes = 16 << 10;
 
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
-import { decodeBody, type RecordLayout } from '../store/index.ts';
-import { StreamRecordWriter, streamRecordsType } from '../transport/stream-records.ts';
+import { decodeBody, type RecordLayout, recordLayoutOffsets } from '../store/index.ts';
+import {
+  messageKeyFlag,
+  StreamRecordWriter,
+  streamRecordKinds,
+  streamRecordsType,
+} from '../transport/stream-records.ts';
 import type { HttpError } from './errors.ts';
 import { toWireMessage } from './messages.ts';
 
@@ -114,8 +119,28 @@ export class RecordsFormat implements StreamFormat {
     this.writer.message(message);
   }
 
+  /**
+   * A stored record as a message item, nearly as it is: from the client id's length on, the
+   * item's fields are the body's bytes (one copy), with the lengths made big-endian and the
+   * store's flag bits taken off the topic's; the numbers are the body's, bytes reversed.
+   */
   stored(body: Buffer, layout: RecordLayout): void {
-    this.writer.messageFrom(body, layout);
+    const { lengths } = recordLayoutOffsets;
+    const tailBytes = body.length - lengths;
+    let at = this.writer.beginItem(streamRecordKinds.message, 4 * 8 + 1 + tailBytes);
+    const out = this.writer.buffer;
+    reversed8(body, 0, out, at);
+    reversed8(body, recordLayoutOffsets.term, out, at + 8);
+    reversed8(body, recordLayoutOffsets.seq, out, at + 16);
+    reversed8(body, recordLayoutOffsets.logTimeMs, out, at + 24);
+    at += 32;
+    const keyed = layout.keyStart >= 0;
+    out[at++] = keyed ? messageKeyFlag : 0;
+    body.copy(out, at, lengths);
+    out.writeUInt16BE(layout.clientEnd - lengths - 2, at);
+    out.writeUInt16BE(layout.topicEnd - layout.topicStart, at + layout.clientEnd - lengths);
+    if (keyed) out.writeUInt16BE(layout.keyEnd - layout.keyStart, at + layout.topicEnd - lengths);
+    this.writer.endItem(at + tailBytes);
   }
 
   progress(position: number): void {
@@ -133,4 +158,9 @@ export class RecordsFormat implements StreamFormat {
   take(): Uint8Array[] {
     return this.writer.take();
   }
+}
+
+/** A little-endian f64's 8 bytes at `from`, written big-endian at `to`. */
+function reversed8(source: Buffer, from: number, target: Buffer, to: number): void {
+  for (let byte = 0; byte < 8; byte++) target[to + byte] = source[from + 7 - byte] as number;
 }

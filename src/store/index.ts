@@ -10,6 +10,7 @@ export {
   layoutOf,
   type RecordLayout,
   type RecordRead,
+  recordLayoutOffsets,
 } from './record.ts';
 export {
   defaultSegmentBytesMax,

@@ -153,37 +153,32 @@ const bodyBytesMax = (16 << 20) + fixedBodyBytes + 2 * 0xffff;
 
 /**
  * Where the fields of a record's body lie (offsets into the body), for readers that copy
- * them out as bytes rather than decode a message: what `layoutOf` fills in.
+ * them out as bytes rather than decode a message: what `layoutOf` fills in. The body's
+ * numbers are little-endian f64s: position at 0, index 8, term 16, seq 24, log time 32;
+ * from 40 on come the client id's u16 length, the client id, the topic field, the topic,
+ * the key's u16 length and the key when there is one, and the payload.
  */
 export interface RecordLayout {
   position: number;
-  term: number;
-  seq: number;
-  logTimeMs: number;
-  clientStart: number;
   clientEnd: number;
   topicStart: number;
   topicEnd: number;
   /** -1 without a key. */
   keyStart: number;
   keyEnd: number;
-  payloadStart: number;
   compacted: boolean;
 }
+
+export const recordLayoutOffsets = { term: 16, seq: 24, logTimeMs: 32, lengths: 40 } as const;
 
 export function emptyLayout(): RecordLayout {
   return {
     position: 0,
-    term: 0,
-    seq: 0,
-    logTimeMs: 0,
-    clientStart: 0,
     clientEnd: 0,
     topicStart: 0,
     topicEnd: 0,
     keyStart: -1,
     keyEnd: -1,
-    payloadStart: 0,
     compacted: false,
   };
 }
@@ -229,10 +224,6 @@ export function bodyPosition(body: Buffer): number {
 /** Fills `layout` with where the fields of a body `recordAt` found lie. */
 export function layoutOf(body: Buffer, layout: RecordLayout): void {
   layout.position = body.readDoubleLE(0);
-  layout.term = body.readDoubleLE(16);
-  layout.seq = body.readDoubleLE(24);
-  layout.logTimeMs = body.readDoubleLE(32);
-  layout.clientStart = 42;
   layout.clientEnd = 42 + body.readUInt16LE(40);
   const topicField = body.readUInt16LE(layout.clientEnd);
   layout.topicStart = layout.clientEnd + 2;
@@ -240,11 +231,9 @@ export function layoutOf(body: Buffer, layout: RecordLayout): void {
   if ((topicField & keyFlag) !== 0) {
     layout.keyStart = layout.topicEnd + 2;
     layout.keyEnd = layout.keyStart + body.readUInt16LE(layout.topicEnd);
-    layout.payloadStart = layout.keyEnd;
   } else {
     layout.keyStart = -1;
     layout.keyEnd = -1;
-    layout.payloadStart = layout.topicEnd;
   }
   layout.compacted = (topicField & compactedFlag) !== 0;
 }

@@ -22,7 +22,8 @@ export const streamRecordsType = 'application/x-abcast-records';
 
 export const streamRecordKinds = { message: 1, progress: 2, error: 3, keepAlive: 4 } as const;
 
-const keyFlag = 1;
+export const messageKeyFlag = 1;
+const keyFlag = messageKeyFlag;
 /** Kind and the message's fixed fields. */
 const messageFixedBytes = 1 + 4 * 8 + 1 + 2 + 2;
 const itemPrefixBytes = 4;
@@ -40,25 +41,6 @@ export interface RecordMessage {
   readonly logTimeMs: number;
   readonly key?: string;
   readonly payload: Uint8Array;
-}
-
-/**
- * A message whose client id, topic, key and payload lie in one buffer as UTF-8 bytes, at
- * these offsets (the payload runs to the buffer's end): a stored record, copied out as it is.
- */
-export interface MessageRanges {
-  readonly position: number;
-  readonly term: number;
-  readonly seq: number;
-  readonly logTimeMs: number;
-  readonly clientStart: number;
-  readonly clientEnd: number;
-  readonly topicStart: number;
-  readonly topicEnd: number;
-  /** -1 without a key. */
-  readonly keyStart: number;
-  readonly keyEnd: number;
-  readonly payloadStart: number;
 }
 
 export class StreamRecordError extends AbcastError<'stream_malformed'> {
@@ -133,37 +115,25 @@ export class StreamRecordWriter {
     this.at = at + message.payload.byteLength;
   }
 
-  /** `message`, from bytes already laid out in `source` (no string is encoded). */
-  messageFrom(source: Buffer, ranges: MessageRanges): void {
-    const clientBytes = ranges.clientEnd - ranges.clientStart;
-    const topicBytes = ranges.topicEnd - ranges.topicStart;
-    const keyed = ranges.keyStart >= 0;
-    const keyBytes = keyed ? ranges.keyEnd - ranges.keyStart : 0;
-    assert(clientBytes <= 0xffff && topicBytes <= 0xffff && keyBytes <= 0xffff, 'u16 lengths');
-    const itemBytes =
-      messageFixedBytes +
-      clientBytes +
-      topicBytes +
-      (keyed ? 2 + keyBytes : 0) +
-      (source.length - ranges.payloadStart);
-    const out = this.room(itemPrefixBytes + itemBytes);
-    let at = this.at;
-    at = out.writeUInt32BE(itemBytes, at);
-    out[at++] = streamRecordKinds.message;
-    at = out.writeDoubleBE(ranges.position, at);
-    at = out.writeDoubleBE(ranges.term, at);
-    at = out.writeDoubleBE(ranges.seq, at);
-    at = out.writeDoubleBE(ranges.logTimeMs, at);
-    out[at++] = keyed ? keyFlag : 0;
-    at = out.writeUInt16BE(clientBytes, at);
-    at += source.copy(out, at, ranges.clientStart, ranges.clientEnd);
-    at = out.writeUInt16BE(topicBytes, at);
-    at += source.copy(out, at, ranges.topicStart, ranges.topicEnd);
-    if (keyed) {
-      at = out.writeUInt16BE(keyBytes, at);
-      at += source.copy(out, at, ranges.keyStart, ranges.keyEnd);
-    }
-    this.at = at + source.copy(out, at, ranges.payloadStart);
+  /**
+   * Room for an item of `kind` with `fieldBytes` of fields, for a caller that lays the
+   * fields out itself (a message copied from bytes it already holds): returns the offset in
+   * `buffer` where they go; `endItem` is then called with the offset after them.
+   */
+  beginItem(kind: number, fieldBytes: number): number {
+    const out = this.room(itemPrefixBytes + 1 + fieldBytes);
+    const at = out.writeUInt32BE(1 + fieldBytes, this.at);
+    out[at] = kind;
+    return at + 1;
+  }
+
+  /** The buffer `beginItem`'s offset is in. */
+  get buffer(): Buffer {
+    return this.chunk;
+  }
+
+  endItem(end: number): void {
+    this.at = end;
   }
 
   progress(position: number): void {
