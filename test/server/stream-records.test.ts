@@ -11,7 +11,13 @@ import { after, before, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
 import { StreamRecordReader, streamRecordsType } from '../../src/transport/stream-records.ts';
 import { waitFor } from '../support/ports.ts';
-import { call, type HttpCluster, metric, openEvents, scrape, startHttpCluster } from './cluster.ts';
+import {
+  call,
+  fillPausedStream,
+  type HttpCluster,
+  openEvents,
+  startHttpCluster,
+} from './cluster.ts';
 
 let cluster: HttpCluster;
 
@@ -97,34 +103,12 @@ test('a reader of records that stops reading holds a bounded number of bytes on 
   const itemBytesMax = payload.length + 512;
   // The socket's high-water mark, one write of events, and the item that went past it.
   const boundBytes = (16 << 10) + 2 * itemBytesMax;
-  let sentCount = 0;
-  let bufferedBytesMax = 0;
-  let eventsWritten = 0;
-  const eventsBefore = metric(await scrape(follower.url), 'abcast_http_stream_events_total');
-  // Rounds of 1.6 MB until the events written stop growing for two rounds running.
-  for (let round = 0, stalledRounds = 0; round < 40 && stalledRounds < 2; round++) {
-    const sends = Array.from({ length: 100 }, () => leader.node.broadcast(payload));
-    await Promise.all(sends);
-    sentCount += sends.length;
-    await waitFor(() => follower.node.status().lastPosition >= start + sentCount - 1, 'delivered');
-    let metrics = await scrape(follower.url);
-    for (let settle = 0; settle < 20; settle++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const again = await scrape(follower.url);
-      const settled =
-        metric(again, 'abcast_http_stream_events_total') ===
-        metric(metrics, 'abcast_http_stream_events_total');
-      metrics = again;
-      if (settled) break;
-    }
-    bufferedBytesMax = Math.max(
-      bufferedBytesMax,
-      metric(metrics, 'abcast_http_stream_buffered_bytes'),
-    );
-    const written = metric(metrics, 'abcast_http_stream_events_total') - eventsBefore;
-    stalledRounds = written < eventsWritten + 10 ? stalledRounds + 1 : 0;
-    eventsWritten = written;
-  }
+  const { sentCount, eventsWritten, bufferedBytesMax } = await fillPausedStream(
+    leader,
+    follower,
+    start,
+    payload,
+  );
   assert.ok(bufferedBytesMax <= boundBytes, `buffered ${bufferedBytesMax} > ${boundBytes} bytes`);
   assert.ok(eventsWritten <= sentCount - 190, `${eventsWritten} items written of ${sentCount}`);
   t.diagnostic(
