@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -262,6 +262,8 @@ async function benchMain(): Promise<void> {
     );
     const nodePid = nodes[leaderAt]?.pid as number;
     const replays: Replay[] = [];
+    // The machine's load as the replays begin: throughput on a shared machine swings with it.
+    const loadAverage = loadavg()[0] as number;
     for (const protocol of (values.protocols as string).split(',')) {
       const endpoint = protocol === 'http' ? httpUrl(leaderAt) : binaryUrl(leaderAt);
       const result = await replay(protocol, endpoint, nodePid, profileDir);
@@ -282,6 +284,8 @@ async function benchMain(): Promise<void> {
         ] as const) {
           for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {
             const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+            // tsx's module loader runs in a thread of its own, with a profile of its own.
+            if (!profile.nodes.some((node) => node.callFrame.url.includes('/src/'))) continue;
             const text = summarize(profile, result.startedUs, result.endedUs, Number(values.top));
             report.push(`== ${result.protocol} replay: ${who} (self time)\n${text}`);
           }
@@ -293,7 +297,7 @@ async function benchMain(): Promise<void> {
     const results = {
       messages,
       payloadBytes,
-      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+      machine: { cpus: cpus().length, node: process.version, loadAverage },
       replays: replays.map(({ startedUs: _s, endedUs: _e, ...rest }) => rest),
     };
     writeFileSync(resolve(values.out as string), `${JSON.stringify(results, null, 2)}\n`);
