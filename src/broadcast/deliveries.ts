@@ -199,6 +199,23 @@ export class DeliveryLog {
     return this.store.read(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax);
   }
 
+  /**
+   * `read` for readers that copy records out as bytes: `take` gets each record's body (a
+   * view valid only during the call, laid out as src/store/record.ts says) and answers the
+   * payload bytes it counts against `bytesMax`. Returns how many it was given.
+   */
+  readRecords(
+    from: number,
+    limit: number,
+    bytesMax: number,
+    take: (body: Buffer) => number,
+  ): number {
+    assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
+    this.checkHeld(from);
+    if (from > this.appliedPosition) return 0;
+    return this.store.visit(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax, take);
+  }
+
   /** Up to `limit` messages of `topic` from `from` on, examining `positionsMax` at most. */
   readTopic(
     topic: string,
@@ -221,17 +238,52 @@ export class DeliveryLog {
 
   /** Follows the log from `from`, waiting for new messages; ends when the node closes. */
   async *follow(from: number, signal?: AbortSignal): AsyncGenerator<DeliveredMessage> {
+    for await (const batch of this.followBatches(from, signal)) {
+      for (const message of batch) {
+        if (signal?.aborted === true) return;
+        yield message;
+      }
+    }
+  }
+
+  /**
+   * `follow` a batch at a time (each dense, non-empty, at most `followBatchCount` messages
+   * or about `followBatchBytesMax` of payloads): a reader that turns messages into bytes
+   * pays one await per batch, not per message.
+   */
+  async *followBatches(from: number, signal?: AbortSignal): AsyncGenerator<DeliveredMessage[]> {
     let cursor = from;
     const aborted = () => signal?.aborted === true;
     while (!this.closed && !aborted()) {
       // Bounded in bytes too: a paused subscriber holds at most this batch.
       const batch = this.read(cursor, followBatchCount, followBatchBytesMax);
-      for (const message of batch) {
-        if (aborted()) return;
-        yield message;
-        cursor++;
+      if (batch.length === 0) {
+        await this.nextChange(signal);
+        continue;
       }
-      if (batch.length === 0) await this.nextChange(signal);
+      cursor += batch.length;
+      yield batch;
+    }
+  }
+
+  /**
+   * `followBatches` for readers of records (`readRecords`): `take` is given each record of a
+   * batch, then the batch's count is yielded.
+   */
+  async *followRecords(
+    from: number,
+    take: (body: Buffer) => number,
+    signal?: AbortSignal,
+  ): AsyncGenerator<number> {
+    let cursor = from;
+    while (!this.closed && signal?.aborted !== true) {
+      const count = this.readRecords(cursor, followBatchCount, followBatchBytesMax, take);
+      if (count === 0) {
+        await this.nextChange(signal);
+        continue;
+      }
+      cursor += count;
+      yield count;
     }
   }
 

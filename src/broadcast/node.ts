@@ -348,6 +348,21 @@ export class BroadcastNode {
     return this.applier.deliveryLog.follow(from, options.signal);
   }
 
+  /**
+   * `deliveries` as stored records, a batch at a time, for a reader that copies them out as bytes: `take`
+   * is given each record's body (laid out as src/store/record.ts says; a view valid only
+   * during the call) and answers its payload bytes; each batch's count is then yielded.
+   */
+  deliveryRecords(options: {
+    readonly from?: number;
+    readonly signal?: AbortSignal;
+    readonly take: (body: Buffer) => number;
+  }): AsyncGenerator<number> {
+    const from = options.from ?? 1;
+    checkPosition(from, 'from');
+    return this.applier.deliveryLog.followRecords(from, options.take, options.signal);
+  }
+
   // ------------------------------------------------------------ durable consumers
 
   /**

@@ -21,6 +21,7 @@ import {
   encodeClientFrame,
   type RequestMethod,
 } from '../transport/client-frames.ts';
+import { streamRecordsType } from '../transport/stream-records.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment, Timer } from '../util/environment.ts';
 import type { HttpExchange, HttpExchangeRequest, HttpExchangeResponse } from './exchange.ts';
@@ -270,12 +271,17 @@ class BinaryConnection {
   }
 }
 
-/** Only what the node reads: the JSON framing headers are implied by the protocol. */
+/**
+ * Only what the node reads: the JSON framing headers are implied by the protocol, but a
+ * stream's accept says which body it takes (stream records or events).
+ */
 function forwardedHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
   const forwarded: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
-    if (lower !== 'accept' && lower !== 'content-type') forwarded[lower] = value;
+    const implied =
+      lower === 'content-type' || (lower === 'accept' && !value.includes(streamRecordsType));
+    if (!implied) forwarded[lower] = value;
   }
   return forwarded;
 }

@@ -11,6 +11,12 @@
  * after the skipped positions, and `onProgress` tells the caller how far the order has gone.
  */
 
+import { isUtf8 } from 'node:buffer';
+import {
+  type StreamRecord,
+  StreamRecordReader,
+  streamRecordsType,
+} from '../transport/stream-records.ts';
 import { ConsumerAcks, GroupAcks } from './consumer-acks.ts';
 import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
@@ -148,60 +154,85 @@ export async function* subscribe(
   const detach = onAnyAbort(options.signal ? [client.signal, options.signal] : client.signal, () =>
     stop.abort(),
   );
+  const signal = stop.signal;
   try {
-    yield* follow(client, options, pinned, from, stop.signal);
-  } finally {
-    detach();
-  }
-}
-
-async function* follow(
-  client: SubscriptionHost,
-  options: SubscribeOptions,
-  pinned: number | null,
-  from: number,
-  signal: AbortSignal,
-): Subscription {
-  const cursor: Cursor = { lastPosition: 0, from };
-  const acks = acksOf(client, options);
-  let failingSinceMs: number | null = null;
-  let lastReason = 'no attempt';
-  for (let attempt = 0; !signal.aborted; attempt++) {
-    const { endpoints } = client.settings;
-    const endpoint =
-      pinned === null
-        ? client.endpointAt(attempt)
-        : (endpoints[(pinned + attempt) % endpoints.length] as string);
-    const stream = await open(client.settings, endpoint, cursor, options, signal);
-    if (stream.kind === 'fatal') {
-      if (signal.aborted) return;
-      throw stream.error;
-    }
-    if (stream.kind === 'ok') {
-      // A pinned reader says nothing about where broadcasts should go.
-      if (pinned === null) client.worked(endpoint);
-      failingSinceMs = null;
-      const ended = yield* read(stream.value, cursor, signal, options.onProgress, acks);
-      if (signal.aborted) return;
-      lastReason = `${endpoint} ${ended}`;
-      attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
-    } else {
-      lastReason = stream.reason;
-    }
-    const { environment } = client.settings;
-    failingSinceMs ??= environment.nowMs();
-    if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
-      throw new ClientError(
-        'unavailable',
-        `no endpoint served the stream for ${client.settings.unavailableAfterMs} ms (${lastReason})`,
-        { lastPosition: cursor.lastPosition, lastReason },
+    const cursor: Cursor = { lastPosition: 0, from };
+    const acks = acksOf(client, options);
+    let failingSinceMs: number | null = null;
+    let lastReason = 'no attempt';
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      const { endpoints } = client.settings;
+      const endpoint =
+        pinned === null
+          ? client.endpointAt(attempt)
+          : (endpoints[(pinned + attempt) % endpoints.length] as string);
+      const stream = await open(client.settings, endpoint, cursor, options, signal);
+      if (stream.kind === 'fatal') {
+        if (signal.aborted) return;
+        throw stream.error;
+      }
+      if (stream.kind === 'ok') {
+        // A pinned reader says nothing about where broadcasts should go.
+        if (pinned === null) client.worked(endpoint);
+        failingSinceMs = null;
+        // Read here rather than in a generator of its own: each level of generators costs
+        // promises per message, and a catch-up yields hundreds of thousands a second.
+        let ended = 'aborted';
+        const source =
+          stream.records === true
+            ? new RecordsReader(stream.value)
+            : new StreamReader(stream.value);
+        try {
+          reading: for (;;) {
+            const items = await source.next();
+            if (typeof items === 'string') {
+              ended = items;
+              break;
+            }
+            for (const item of items) {
+              // At or below the cursor: resent after a reconnect, or a lagging node's progress.
+              if (item.kind === 'progress') {
+                if (item.position <= cursor.lastPosition) continue;
+                cursor.lastPosition = item.position;
+                options.onProgress?.(item.position);
+                continue;
+              }
+              // A stream that waits for acks hands a message out again on purpose, and a group
+              // member's positions rise per key, not overall: only the log's cursors decide.
+              if (item.message.deliveryCount === undefined) {
+                if (item.message.position <= cursor.lastPosition) continue;
+                cursor.lastPosition = item.message.position;
+              }
+              yield withAck(item.message, acks);
+              if (signal.aborted) break reading;
+            }
+          }
+        } finally {
+          source.cancel();
+        }
+        if (signal.aborted) return;
+        lastReason = `${endpoint} ${ended}`;
+        attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
+      } else {
+        lastReason = stream.reason;
+      }
+      const { environment } = client.settings;
+      failingSinceMs ??= environment.nowMs();
+      if (environment.nowMs() - failingSinceMs > client.settings.unavailableAfterMs) {
+        throw new ClientError(
+          'unavailable',
+          `no endpoint served the stream for ${client.settings.unavailableAfterMs} ms (${lastReason})`,
+          { lastPosition: cursor.lastPosition, lastReason },
+        );
+      }
+      await pause(
+        environment,
+        client.delayMs(attempt, stream.kind === 'retry' ? stream.retryAfterMs : null),
+        signal,
       );
     }
-    await pause(
-      environment,
-      client.delayMs(attempt, stream.kind === 'retry' ? stream.retryAfterMs : null),
-      signal,
-    );
+  } finally {
+    detach();
   }
 }
 
@@ -256,7 +287,12 @@ function pinnedAt(client: SubscriptionHost, endpoint: string | undefined): numbe
 }
 
 type Opened =
-  | { readonly kind: 'ok'; readonly value: ReadableStream<Uint8Array> }
+  | {
+      readonly kind: 'ok';
+      readonly value: ReadableStream<Uint8Array>;
+      /** Stream records (transport/stream-records.ts) rather than Server-Sent Events. */
+      readonly records?: boolean;
+    }
   | { readonly kind: 'fatal'; readonly error: ClientError }
   | { readonly kind: 'retry'; readonly reason: string; readonly retryAfterMs: number | null };
 
@@ -274,14 +310,17 @@ async function open(
   if (options.member !== undefined) query.set('member', options.member);
   if (options.leaseMs !== undefined) query.set('leaseMs', String(options.leaseMs));
   if (options.topic !== undefined) query.set('topic', options.topic);
-  const headers: Record<string, string> = { accept: 'text/event-stream' };
+  // Records where the node speaks them (it sends one message's stored payload as it is, and
+  // this decodes it without parsing text around it); events from a node that does not.
+  const headers: Record<string, string> = { accept: `${streamRecordsType}, text/event-stream` };
   if (cursor.lastPosition > 0) headers['last-event-id'] = String(cursor.lastPosition);
   try {
     const response = await settings.openStream(`${endpoint}/v1/stream?${query}`, headers, signal);
     if (response.status < 200 || response.status >= 300) {
       return classify(endpoint, await wholeAnswer(response));
     }
-    return { kind: 'ok', value: response.body };
+    const records = (response.headers['content-type'] ?? '').startsWith(streamRecordsType);
+    return { kind: 'ok', value: response.body, records };
   } catch (error) {
     return fetchFailure(endpoint, error, signal);
   }
@@ -291,42 +330,6 @@ async function open(
 async function wholeAnswer(response: StreamAnswer): Promise<HttpExchangeResponse> {
   const body = await new Response(response.body).text().catch(() => '');
   return { status: response.status, headers: response.headers, body };
-}
-
-/** Yields the stream's messages until it ends or breaks; returns why it ended. */
-async function* read(
-  body: ReadableStream<Uint8Array>,
-  cursor: Cursor,
-  signal: AbortSignal,
-  onProgress: ((position: number) => void) | undefined,
-  acks: Acks | null,
-): AsyncGenerator<Message, string, undefined> {
-  const source = new StreamReader(body);
-  try {
-    for (;;) {
-      const items = await source.next();
-      if (typeof items === 'string') return items;
-      for (const item of items) {
-        // At or below the cursor: resent after a reconnect, or a lagging node's progress.
-        if (item.kind === 'progress') {
-          if (item.position <= cursor.lastPosition) continue;
-          cursor.lastPosition = item.position;
-          onProgress?.(item.position);
-          continue;
-        }
-        // A stream that waits for acks hands a message out again on purpose, and a group
-        // member's positions rise per key, not overall: only the log's cursors decide there.
-        if (item.message.deliveryCount === undefined) {
-          if (item.message.position <= cursor.lastPosition) continue;
-          cursor.lastPosition = item.message.position;
-        }
-        yield withAck(item.message, acks);
-        if (signal.aborted) return 'aborted';
-      }
-    }
-  } finally {
-    source.cancel();
-  }
 }
 
 /**
@@ -363,6 +366,92 @@ class StreamReader {
 
   cancel(): void {
     this.reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * The items of a stream of records, a chunk at a time: the same items as the events give,
+ * built straight from the bytes, with a message's payload parsed as the node would.
+ */
+class RecordsReader {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly records = new StreamRecordReader();
+  private items: StreamItem[] = [];
+  private readonly take = (record: StreamRecord) => {
+    if (record.kind === 'message') this.items.push({ kind: 'message', message: toMessage(record) });
+    else if (record.kind === 'progress') {
+      if (!Number.isSafeInteger(record.position) || record.position < 1) {
+        throw new ClientError('protocol', 'a progress item without a position', {});
+      }
+      this.items.push({ kind: 'progress', position: record.position });
+    } else if (record.kind === 'error') errorEvent(record.json);
+  };
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  async next(): Promise<StreamItem[] | string> {
+    try {
+      const chunk = await this.reader.read();
+      if (chunk.done) {
+        return this.records.hasPartialItem ? 'cut the stream inside an item' : 'ended the stream';
+      }
+      this.items = [];
+      this.records.push(chunk.value, this.take);
+      return this.items;
+    } catch (error) {
+      if (error instanceof ClientError && error.code !== 'node_stopped') throw error;
+      return error instanceof Error ? error.message : String(error);
+    }
+  }
+
+  cancel(): void {
+    this.reader.cancel().catch(() => {});
+  }
+}
+
+type MessageRecord = Extract<StreamRecord, { kind: 'message' }>;
+
+/** A message record as the Message the events give (the same fields, in the same order). */
+function toMessage(record: MessageRecord): Message {
+  const anonymous = record.clientId === '';
+  const client = (anonymous ? null : record.clientId) as string;
+  const seq = (anonymous ? null : record.seq) as number;
+  const topic = record.topic === '' ? null : record.topic;
+  const { position, term, time, key } = record;
+  const payload = payloadOf(record.payload);
+  const message: { -readonly [K in keyof Message]: Message[K] } =
+    payload === undefined
+      ? {
+          position,
+          term,
+          payload: null,
+          payloadBase64: record.payload.toString('base64'),
+          client,
+          seq,
+          topic,
+          time,
+        }
+      : { position, term, payload, client, seq, topic, time };
+  if (key !== undefined) message.key = key;
+  return message;
+}
+
+const byteOrderMark = [0xef, 0xbb, 0xbf];
+
+/**
+ * The JSON value a payload holds, as the node's events give it (UTF-8 text of JSON, a
+ * leading byte order mark ignored); undefined for bytes that are not (sent as base64).
+ */
+function payloadOf(bytes: Buffer): unknown {
+  if (!isUtf8(bytes)) return undefined;
+  const bom =
+    bytes[0] === byteOrderMark[0] && bytes[1] === byteOrderMark[1] && bytes[2] === byteOrderMark[2];
+  try {
+    return JSON.parse(bytes.toString('utf8', bom ? 3 : 0)) as unknown;
+  } catch {
+    return undefined;
   }
 }
 

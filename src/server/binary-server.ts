@@ -20,6 +20,7 @@ import {
   clientFrameLimits,
   encodeClientFrame,
   type RequestFrame,
+  streamDataHead,
 } from '../transport/client-frames.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { assert } from '../util/assert.ts';
@@ -355,7 +356,7 @@ function answerFrame(requestId: number, answer: Answer): Uint8Array {
   });
 }
 
-/** Text gathered before it leaves as one streamData frame, unless the turn ends first. */
+/** Bytes gathered before they leave as one streamData frame, unless the turn ends first. */
 const streamChunkBytes = 256 << 10;
 
 /**
@@ -365,7 +366,7 @@ const streamChunkBytes = 256 << 10;
  * connection's socket is shared by every call on it, so being behind is the socket's.
  */
 class BinaryStreamWriter implements StreamWriter {
-  private pending: string[] = [];
+  private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private flushTimer: Timer | null = null;
   private over = false;
@@ -390,10 +391,11 @@ class BinaryStreamWriter implements StreamWriter {
     return this.pendingBytes + this.socket.writableLength;
   }
 
-  write(text: string): boolean {
+  write(data: string | Uint8Array): boolean {
     if (this.gone) return false;
-    this.pending.push(text);
-    this.pendingBytes += text.length;
+    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
     if (this.pendingBytes >= streamChunkBytes) this.flush();
     else this.flushTimer ??= this.context.environment.setTimer(0, () => this.flush());
     return !this.behind;
@@ -438,15 +440,22 @@ class BinaryStreamWriter implements StreamWriter {
     this.onEnd();
   }
 
+  /**
+   * What was written leaves as one streamData frame: its header, then the bytes as they
+   * are (corked into one write), so a large chunk is not copied into a frame first.
+   */
   private flush(): void {
     this.flushTimer?.cancel();
     this.flushTimer = null;
     if (this.pending.length === 0) return;
-    const text = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
+    const parts = this.pending;
+    const byteCount = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     if (this.gone) return;
-    const data = encoder.encode(text);
-    this.socket.write(encodeClientFrame({ type: 'streamData', requestId: this.requestId, data }));
+    this.socket.cork();
+    this.socket.write(streamDataHead(this.requestId, byteCount));
+    for (const part of parts) this.socket.write(part);
+    this.socket.uncork();
   }
 }

@@ -53,6 +53,12 @@ export interface ServedNode {
     readonly from?: number;
     readonly signal?: AbortSignal;
   }): AsyncGenerator<DeliveredMessage>;
+  /** `deliveries` as stored records, a batch at a time (BroadcastNode.deliveryRecords). */
+  deliveryRecords(options: {
+    readonly from?: number;
+    readonly signal?: AbortSignal;
+    readonly take: (body: Buffer) => number;
+  }): AsyncGenerator<number>;
   ackConsumer(name: string, position: number): Promise<ConsumerCursor>;
   deleteConsumer(name: string): Promise<void>;
   consumer(name: string): ConsumerCursor | undefined;

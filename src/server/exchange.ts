@@ -51,8 +51,11 @@ export interface ExchangeResponse {
  * answer: false means the consumer is behind, and the next write waits for `drained`.
  */
 export interface StreamWriter {
-  /** Queues `text`; false once the consumer is behind (wait for `drained` before more). */
-  write(text: string): boolean;
+  /**
+   * Queues `data` (text as UTF-8; bytes are not copied, so they must not change after);
+   * false once the consumer is behind (wait for `drained` before more).
+   */
+  write(data: string | Uint8Array): boolean;
   /** The consumer is behind: written text waits in this process. */
   readonly behind: boolean;
   /** The consumer went away or the stream was cut: nothing written reaches anyone. */

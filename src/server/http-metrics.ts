@@ -60,8 +60,8 @@ export class HttpMetrics {
     this.binaryRequestCount++;
   }
 
-  streamEvent(): void {
-    this.streamEventCount++;
+  streamEvent(count = 1): void {
+    this.streamEventCount += count;
   }
 
   streamDrainWait(): void {

@@ -72,7 +72,7 @@ function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
 
 function streamWriter(res: ServerResponse): StreamWriter {
   return {
-    write: (text) => res.write(text),
+    write: (data) => res.write(data),
     get behind() {
       return res.writableNeedDrain;
     },

@@ -2,7 +2,16 @@
 export { compactedCopy } from './compaction.ts';
 export { DiskStoreFiles, MemoryStoreFiles, type StoreFiles } from './files.ts';
 export type { StoredMessage } from './record.ts';
-export { decodeRecordAt, encodeRecord, type RecordRead } from './record.ts';
+export {
+  decodeBody,
+  decodeRecordAt,
+  emptyLayout,
+  encodeRecord,
+  layoutOf,
+  type RecordLayout,
+  type RecordRead,
+  recordLayoutOffsets,
+} from './record.ts';
 export {
   defaultSegmentBytesMax,
   MessageStore,

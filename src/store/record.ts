@@ -75,6 +75,35 @@ function topicBytesOf(topic: string): Buffer {
   return lastTopicBytes;
 }
 
+/**
+ * The client id and topic last decoded, and their bytes: a read goes through runs of one
+ * client's messages on one topic, so each is decoded once a run, not once a message.
+ */
+let decodedClient = { bytes: Buffer.alloc(0), text: '' };
+let decodedTopic = { bytes: Buffer.alloc(0), text: '' };
+
+function sameBytes(known: Buffer, body: Buffer, start: number, end: number): boolean {
+  if (known.length !== end - start) return false;
+  for (let at = start; at < end; at++) if (known[at - start] !== body[at]) return false;
+  return true;
+}
+
+function decodedClientAt(body: Buffer, start: number, end: number): string {
+  if (!sameBytes(decodedClient.bytes, body, start, end)) {
+    const bytes = Buffer.from(body.subarray(start, end));
+    decodedClient = { bytes, text: bytes.toString('utf8') };
+  }
+  return decodedClient.text;
+}
+
+function decodedTopicAt(body: Buffer, start: number, end: number): string {
+  if (!sameBytes(decodedTopic.bytes, body, start, end)) {
+    const bytes = Buffer.from(body.subarray(start, end));
+    decodedTopic = { bytes, text: bytes.toString('utf8') };
+  }
+  return decodedTopic.text;
+}
+
 export function encodeRecord(message: StoredMessage): Buffer {
   assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
   const client = clientBytesOf(message.clientId);
@@ -122,7 +151,47 @@ export type RecordRead =
 /** Largest body a record may claim: a payload of at most 16 MiB plus its header fields. */
 const bodyBytesMax = (16 << 20) + fixedBodyBytes + 2 * 0xffff;
 
-export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
+/**
+ * Where the fields of a record's body lie (offsets into the body), for readers that copy
+ * them out as bytes rather than decode a message: what `layoutOf` fills in. The body's
+ * numbers are little-endian f64s: position at 0, index 8, term 16, seq 24, log time 32;
+ * from 40 on come the client id's u16 length, the client id, the topic field, the topic,
+ * the key's u16 length and the key when there is one, and the payload.
+ */
+export interface RecordLayout {
+  position: number;
+  clientEnd: number;
+  topicStart: number;
+  topicEnd: number;
+  /** -1 without a key. */
+  keyStart: number;
+  keyEnd: number;
+  compacted: boolean;
+}
+
+export const recordLayoutOffsets = { term: 16, seq: 24, logTimeMs: 32, lengths: 40 } as const;
+
+export function emptyLayout(): RecordLayout {
+  return {
+    position: 0,
+    clientEnd: 0,
+    topicStart: 0,
+    topicEnd: 0,
+    keyStart: -1,
+    keyEnd: -1,
+    compacted: false,
+  };
+}
+
+/** What `recordAt` found at an offset of a buffer. */
+export type RecordFound =
+  /** A record whose checksum and lengths hold; its body is a view of the buffer. */
+  | { readonly kind: 'record'; readonly body: Buffer; readonly recordBytes: number }
+  | { readonly kind: 'short'; readonly recordBytes: number }
+  | { readonly kind: 'invalid' };
+
+/** The record at `offset`, checked (checksum, position, field lengths) but not decoded. */
+export function recordAt(buffer: Buffer, offset: number): RecordFound {
   if (buffer.length - offset < recordHeaderBytes) {
     return { kind: 'short', recordBytes: recordHeaderBytes };
   }
@@ -133,43 +202,84 @@ export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
   const body = buffer.subarray(offset + recordHeaderBytes, offset + recordBytes);
   if (crc32(body) !== buffer.readUInt32LE(offset + 4)) return { kind: 'invalid' };
   const position = body.readDoubleLE(0);
+  if (!Number.isSafeInteger(position) || position < 1) return { kind: 'invalid' };
+  const topicLengthAt = 42 + body.readUInt16LE(40);
+  if (topicLengthAt + 2 > body.length) return { kind: 'invalid' };
+  const topicField = body.readUInt16LE(topicLengthAt);
+  const at = topicLengthAt + 2 + (topicField & topicBytesMask);
+  if (at > body.length) return { kind: 'invalid' };
+  if ((topicField & keyFlag) !== 0) {
+    if (at + 2 > body.length || at + 2 + body.readUInt16LE(at) > body.length) {
+      return { kind: 'invalid' };
+    }
+  }
+  return { kind: 'record', body, recordBytes };
+}
+
+/** The position of a body `recordAt` found. */
+export function bodyPosition(body: Buffer): number {
+  return body.readDoubleLE(0);
+}
+
+/** Fills `layout` with where the fields of a body `recordAt` found lie. */
+export function layoutOf(body: Buffer, layout: RecordLayout): void {
+  layout.position = body.readDoubleLE(0);
+  layout.clientEnd = 42 + body.readUInt16LE(40);
+  const topicField = body.readUInt16LE(layout.clientEnd);
+  layout.topicStart = layout.clientEnd + 2;
+  layout.topicEnd = layout.topicStart + (topicField & topicBytesMask);
+  if ((topicField & keyFlag) !== 0) {
+    layout.keyStart = layout.topicEnd + 2;
+    layout.keyEnd = layout.keyStart + body.readUInt16LE(layout.topicEnd);
+  } else {
+    layout.keyStart = -1;
+    layout.keyEnd = -1;
+  }
+  layout.compacted = (topicField & compactedFlag) !== 0;
+}
+
+/** The message of a body `recordAt` found. */
+export function decodeBody(body: Buffer): StoredMessage {
+  const position = body.readDoubleLE(0);
   const index = body.readDoubleLE(8);
   const term = body.readDoubleLE(16);
   const seq = body.readDoubleLE(24);
   const logTimeMs = body.readDoubleLE(32);
-  const clientBytes = body.readUInt16LE(40);
   const clientAt = 42;
-  const topicLengthAt = clientAt + clientBytes;
-  if (topicLengthAt + 2 > body.length) return { kind: 'invalid' };
+  const topicLengthAt = clientAt + body.readUInt16LE(40);
   const topicField = body.readUInt16LE(topicLengthAt);
   const topicAt = topicLengthAt + 2;
   let at = topicAt + (topicField & topicBytesMask);
-  if (at > body.length || !Number.isSafeInteger(position) || position < 1) {
-    return { kind: 'invalid' };
-  }
-  const clientId = body.toString('utf8', clientAt, topicLengthAt);
-  const topic = body.toString('utf8', topicAt, at);
+  const clientId = decodedClientAt(body, clientAt, topicLengthAt);
+  const topic = decodedTopicAt(body, topicAt, at);
   let key: string | undefined;
   if ((topicField & keyFlag) !== 0) {
-    if (at + 2 > body.length) return { kind: 'invalid' };
     const keyEnd = at + 2 + body.readUInt16LE(at);
-    if (keyEnd > body.length) return { kind: 'invalid' };
     key = body.toString('utf8', at + 2, keyEnd);
     at = keyEnd;
   }
   // A copy: the read buffer is reused for the next chunk.
   const payload = new Uint8Array(body.subarray(at));
-  const message: StoredMessage = {
-    position,
-    index,
-    term,
-    clientId,
-    seq,
-    topic,
-    payload,
-    logTimeMs,
-    ...(key === undefined ? {} : { key }),
-    ...((topicField & compactedFlag) !== 0 ? { compacted: true } : {}),
-  };
-  return { kind: 'record', message, recordBytes };
+  const compacted = (topicField & compactedFlag) !== 0;
+  // Literals rather than spreads: this runs once per message read.
+  return key === undefined && !compacted
+    ? { position, index, term, clientId, seq, topic, payload, logTimeMs }
+    : {
+        position,
+        index,
+        term,
+        clientId,
+        seq,
+        topic,
+        payload,
+        logTimeMs,
+        ...(key === undefined ? {} : { key }),
+        ...(compacted ? { compacted: true } : {}),
+      };
+}
+
+export function decodeRecordAt(buffer: Buffer, offset: number): RecordRead {
+  const found = recordAt(buffer, offset);
+  if (found.kind !== 'record') return found;
+  return { kind: 'record', message: decodeBody(found.body), recordBytes: found.recordBytes };
 }

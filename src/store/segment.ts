@@ -7,7 +7,14 @@
  */
 import { assert } from '../util/assert.ts';
 import type { StoreFiles } from './files.ts';
-import { decodeRecordAt, encodeRecord, type StoredMessage } from './record.ts';
+import {
+  bodyPosition,
+  decodeBody,
+  decodeRecordAt,
+  encodeRecord,
+  recordAt,
+  type StoredMessage,
+} from './record.ts';
 
 /** One sparse index entry per this many positions: 16 bytes of memory per 64 messages. */
 export const sparseEveryCount = 64;
@@ -108,48 +115,62 @@ export class Segment {
    * the index still counts (store.ts cuts the segment there and backfill fills it again).
    */
   read(from: number, limit: number, bytesMax = Number.POSITIVE_INFINITY): StoredMessage[] {
+    const messages: StoredMessage[] = [];
+    this.visit(from, limit, bytesMax, (body) => {
+      const message = decodeBody(body);
+      messages.push(message);
+      return message.payload.byteLength;
+    });
+    return messages;
+  }
+
+  /**
+   * `read` for readers that copy records out as bytes: `take` is given each record's body
+   * (checked, a view of a buffer reused once it returns) and answers the payload bytes it
+   * counts against `bytesMax`. Returns how many records it was given.
+   */
+  visit(from: number, limit: number, bytesMax: number, take: (body: Buffer) => number): number {
     assert(from >= this.first && from <= this.last, 'a segment reads what it holds');
     this.flush();
-    const messages: StoredMessage[] = [];
+    let count = 0;
     let { position: due, offset } = this.entryAtOrBefore(from);
     let buffer = Buffer.allocUnsafe(this.chunkBytesFrom(offset));
     let payloadBytes = 0;
-    while (messages.length < limit && offset < this.sizeBytes && payloadBytes < bytesMax) {
+    while (count < limit && offset < this.sizeBytes && payloadBytes < bytesMax) {
       const readBytes = this.files.read(this.name, buffer, offset);
       const view = buffer.subarray(0, readBytes);
       let at = 0;
-      while (messages.length < limit) {
-        const found = decodeRecordAt(view, at);
+      while (count < limit) {
+        const found = recordAt(view, at);
         if (found.kind === 'short') {
           // Past what the segment counts, or past the end of its file: damaged.
           const end = offset + at + found.recordBytes;
-          if (end > this.sizeBytes || readBytes < buffer.length) return this.damaged(due, messages);
+          if (end > this.sizeBytes || readBytes < buffer.length) return this.damaged(due, count);
           if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
           break;
         }
-        if (found.kind === 'invalid' || found.message.position !== due) {
-          return this.damaged(due, messages);
-        }
-        if (found.message.position >= from) {
-          messages.push(found.message);
-          payloadBytes += found.message.payload.byteLength;
+        const position = found.kind === 'record' ? bodyPosition(found.body) : null;
+        if (found.kind === 'invalid' || position !== due) return this.damaged(due, count);
+        if (position >= from) {
+          payloadBytes += take(found.body);
+          count++;
         }
         at += found.recordBytes;
         due++;
-        if (found.message.position === this.last || payloadBytes >= bytesMax) return messages;
+        if (position === this.last || payloadBytes >= bytesMax) return count;
       }
       assert(at > 0 || readBytes === buffer.length, 'each read makes progress');
       offset += at;
     }
-    return messages;
+    return count;
   }
 
   /** Positions from this one on read back damaged; the store cuts them (store.ts). */
   damagedFrom: number | null = null;
 
-  private damaged(position: number, messages: StoredMessage[]): StoredMessage[] {
+  private damaged(position: number, count: number): number {
     this.damagedFrom = position;
-    return messages;
+    return count;
   }
 
   /**

@@ -179,6 +179,33 @@ export class MessageStore {
   }
 
   /**
+   * `read` for readers that copy records out as bytes: `take` gets each record's body (a
+   * view valid only during the call) and answers the payload bytes it counts against
+   * `bytesMax`. Returns how many records it was given.
+   */
+  visit(from: number, limit: number, bytesMax: number, take: (body: Buffer) => number): number {
+    assert(limit >= 1, 'a read asks for one record at least');
+    let count = 0;
+    let at = this.segmentIndexBefore(from);
+    let cursor = from;
+    let payloadBytes = 0;
+    const counted = (body: Buffer) => {
+      const bytes = take(body);
+      payloadBytes += bytes;
+      return bytes;
+    };
+    while (count < limit && at >= 0 && at < this.segments.length) {
+      const segment = this.segments[at] as Segment;
+      if (cursor < segment.first || cursor > segment.last || payloadBytes >= bytesMax) break;
+      count += segment.visit(cursor, limit - count, bytesMax - payloadBytes, counted);
+      if (this.cutDamage(segment)) break;
+      cursor = segment.last + 1;
+      at++;
+    }
+    return count;
+  }
+
+  /**
    * Messages of `topic` from `from` on, examining at most `positionsMax` positions and
    * stopping at a hole: segments without the topic are skipped by their topic index, and
    * inside a segment only the topic's runs are read.

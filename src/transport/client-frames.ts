@@ -255,6 +255,23 @@ export function encodeClientFrame(frame: ClientFrame): Buffer {
   }
 }
 
+/**
+ * The head of a streamData frame whose `byteCount` bytes of data follow it on the wire: what
+ * `encodeClientFrame` lays out before the data, so that a large body is written as it is
+ * rather than copied into a frame.
+ */
+export function streamDataHead(requestId: number, byteCount: number): Buffer {
+  assert(Number.isInteger(requestId) && requestId >= 0 && requestId <= 0xffff_ffff, 'an id fits');
+  assert(Number.isInteger(byteCount) && byteCount >= 0, 'a byte count');
+  const head = Buffer.allocUnsafe(lengthPrefixBytes + clientFrameLimits.headerBytes + 4);
+  head.writeUInt32BE(clientFrameLimits.headerBytes + 4 + byteCount, 0);
+  head[lengthPrefixBytes] = clientProtocolVersion;
+  head[lengthPrefixBytes + 1] = frameTypes.streamData;
+  head.writeUInt32BE(requestId, lengthPrefixBytes + 2);
+  head.writeUInt32BE(byteCount, lengthPrefixBytes + 6);
+  return head;
+}
+
 function malformed(message: string): ClientFrameError {
   return new ClientFrameError('frame_malformed', message);
 }

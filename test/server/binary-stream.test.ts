@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
 import type { StreamDataFrame } from '../../src/transport/client-frames.ts';
+import { StreamRecordReader, streamRecordsType } from '../../src/transport/stream-records.ts';
 import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 import { RawConnection } from './binary-connection.ts';
@@ -116,6 +117,67 @@ describe('streams over the binary client port', () => {
     assert.equal(status.body.id, 'n1');
     assert.equal(connection.closed, false);
     connection.close();
+  });
+
+  test('asked for records, a stream spans many streamData frames of whole items, read in order once', {
+    timeout: 120_000,
+  }, async () => {
+    // About 3 MB of items: a dozen frames of 256 KiB or so.
+    const client = connect({ endpoints: [binaryUrl], inFlightMax: 512 });
+    const payload = 'r'.repeat(200);
+    const total = 12_000;
+    const start = (await (await fetch(`${httpUrl}/v1/status`)).json()).deliveredIndex + 1;
+    try {
+      await Promise.all(Array.from({ length: total }, () => client.broadcast(payload)));
+      const connection = new RawConnection(binaryPort);
+      await connection.hello('');
+      connection.send({
+        type: 'request',
+        requestId: 7,
+        method: 'GET',
+        path: `/v1/stream?from=${start}`,
+        headers: { accept: streamRecordsType },
+        body: new Uint8Array(0),
+      });
+      const head = await connection.frame(
+        (frame) => frame.type === 'streamHead' && frame.requestId === 7,
+      );
+      assert.equal(head.type === 'streamHead' && head.headers['content-type'], streamRecordsType);
+      const positions: number[] = [];
+      const reader = new StreamRecordReader();
+      let frameCount = 0;
+      await waitFor(
+        () => {
+          for (const frame of connection.frames.splice(0)) {
+            if (frame.type !== 'streamData' || frame.requestId !== 7) continue;
+            frameCount++;
+            reader.push(frame.data, (record) => {
+              if (record.kind === 'message') positions.push(record.position);
+            });
+            // The node cuts frames between items.
+            assert.equal(reader.hasPartialItem, false);
+          }
+          return positions.length >= total;
+        },
+        'every item',
+        60_000,
+      );
+      connection.close();
+      assert.ok(frameCount >= 4, `${frameCount} frames`);
+      assert.deepEqual(
+        positions.slice(0, total),
+        Array.from({ length: total }, (_, at) => start + at),
+      );
+      // The SDK reads the same positions, through its own stream, exactly once each.
+      let expected = start;
+      for await (const message of client.subscribe({ from: start })) {
+        assert.equal(message.position, expected);
+        assert.equal(message.payload, payload);
+        if (expected++ === start + total - 1) break;
+      }
+    } finally {
+      client.close();
+    }
   });
 
   test('a stream the node refuses is a whole answer with the HTTP status and error', async () => {

@@ -240,3 +240,45 @@ export async function scrape(url: string): Promise<string> {
   const response = await fetch(`${url}/metrics`);
   return response.text();
 }
+
+/**
+ * Broadcasts rounds of 100 `payload`s (1.6 MB of 16 KiB ones) through `leader` while a reader
+ * of `follower`'s stream from `start` has stopped reading, until the events the follower
+ * wrote stop growing for two rounds running (the kernel's socket buffers absorb a few MB
+ * first), measuring once the writes settled (a loaded machine writes late). Returns how
+ * many were sent, how many events were written, and the most bytes streams held meanwhile.
+ */
+export async function fillPausedStream(
+  leader: ClusterMember,
+  follower: ClusterMember,
+  start: number,
+  payload: Uint8Array,
+): Promise<{ sentCount: number; eventsWritten: number; bufferedBytesMax: number }> {
+  const events = (text: string) => metric(text, 'abcast_http_stream_events_total');
+  const eventsBefore = events(await scrape(follower.url));
+  let sentCount = 0;
+  let bufferedBytesMax = 0;
+  let eventsWritten = 0;
+  for (let round = 0, stalledRounds = 0; round < 40 && stalledRounds < 2; round++) {
+    const sends = Array.from({ length: 100 }, () => leader.node.broadcast(payload));
+    await Promise.all(sends);
+    sentCount += sends.length;
+    await waitFor(() => follower.node.status().lastPosition >= start + sentCount - 1, 'delivered');
+    let text = await scrape(follower.url);
+    for (let settle = 0; settle < 20; settle++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const again = await scrape(follower.url);
+      const settled = events(again) === events(text);
+      text = again;
+      if (settled) break;
+    }
+    bufferedBytesMax = Math.max(
+      bufferedBytesMax,
+      metric(text, 'abcast_http_stream_buffered_bytes'),
+    );
+    const written = events(text) - eventsBefore;
+    stalledRounds = written < eventsWritten + 10 ? stalledRounds + 1 : 0;
+    eventsWritten = written;
+  }
+  return { sentCount, eventsWritten, bufferedBytesMax };
+}

@@ -21,6 +21,10 @@ const quietNode = {
     await new Promise((resolve) => options.signal?.addEventListener('abort', resolve));
     yield* [] as DeliveredMessage[];
   },
+  async *deliveryRecords(options: { readonly signal?: AbortSignal }) {
+    await new Promise((resolve) => options.signal?.addEventListener('abort', resolve));
+    yield* [] as number[];
+  },
 } as unknown as ServedNode;
 
 test('keep-alives and deadlines follow the environment clock', { timeout: 20_000 }, async () => {

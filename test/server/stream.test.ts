@@ -11,6 +11,7 @@ import { waitFor } from '../support/ports.ts';
 import {
   broadcast,
   call,
+  fillPausedStream,
   type HttpCluster,
   metric,
   openEvents,
@@ -258,36 +259,12 @@ test('a consumer that stops reading does not make the server buffer without boun
   const drainWaits = async () =>
     metric(await scrape(follower.url), 'abcast_http_stream_drain_waits_total');
   const drainWaitsBefore = await drainWaits();
-  const eventsBefore = metric(await scrape(follower.url), 'abcast_http_stream_events_total');
-  let sentCount = 0;
-  let bufferedBytesMax = 0;
-  let eventsWritten = 0;
-  // Rounds of 1.6 MB until the events written stop growing for two rounds running: the
-  // kernel's socket buffers absorb a few MB first, what comes after piles up in the log.
-  for (let round = 0, stalledRounds = 0; round < 40 && stalledRounds < 2; round++) {
-    const sends = Array.from({ length: 100 }, () => leader.node.broadcast(payload));
-    await Promise.all(sends);
-    sentCount += sends.length;
-    await waitFor(() => follower.node.status().lastPosition >= start + sentCount - 1, 'delivered');
-    // A loaded machine writes late: measure once the writes have settled.
-    let text = await scrape(follower.url);
-    for (let settle = 0; settle < 20; settle++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const again = await scrape(follower.url);
-      const settled =
-        metric(again, 'abcast_http_stream_events_total') ===
-        metric(text, 'abcast_http_stream_events_total');
-      text = again;
-      if (settled) break;
-    }
-    bufferedBytesMax = Math.max(
-      bufferedBytesMax,
-      metric(text, 'abcast_http_stream_buffered_bytes'),
-    );
-    const written = metric(text, 'abcast_http_stream_events_total') - eventsBefore;
-    stalledRounds = written < eventsWritten + 10 ? stalledRounds + 1 : 0;
-    eventsWritten = written;
-  }
+  const { sentCount, eventsWritten, bufferedBytesMax } = await fillPausedStream(
+    leader,
+    follower,
+    start,
+    payload,
+  );
   assert.ok((await drainWaits()) > drainWaitsBefore, 'the stream waited for the socket to drain');
   assert.ok(bufferedBytesMax <= boundBytes, `buffered ${bufferedBytesMax} > ${boundBytes} bytes`);
   // The server stopped pulling from the log: the last two rounds were not written.

@@ -18,6 +18,7 @@ import { leaseMsMax, leaseMsMin, memberNameProblem } from '../../broadcast/consu
 import type { DeliveredMessage } from '../../broadcast/deliveries.ts';
 import { BroadcastError } from '../../broadcast/errors.ts';
 import { consumerNameProblem } from '../../broadcast/stream-state.ts';
+import { emptyLayout, layoutOf, type RecordLayout } from '../../store/index.ts';
 import type { Environment, Timer } from '../../util/environment.ts';
 import { checkSubscribe } from '../access.ts';
 import { checkConsumerKind, deadlineFeed, groupFeed, type Handed } from '../consumer-feed.ts';
@@ -25,6 +26,7 @@ import type { RouteContext, ServerContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
 import { toWireMessage } from '../messages.ts';
+import { acceptsRecords, RecordsFormat, SseFormat, type StreamFormat } from '../stream-format.ts';
 import { integerParameter, queryParameters, topicParameter } from '../validate.ts';
 import { forwardedHeaders } from './messages.ts';
 
@@ -67,20 +69,6 @@ function every(environment: Environment, intervalMs: number, fire: () => void): 
   };
 }
 
-/**
- * Every position up to `position` was passed (those of other topics skipped): a named event,
- * so EventSource's default `message` listeners never see it, with an `id:` so that
- * `Last-Event-ID` resumes after the skipped positions.
- */
-function progressEvent(position: number): string {
-  return `event: progress\nid: ${position}\ndata: {"index":${position}}\n\n`;
-}
-
-function errorEvent(error: HttpError): string {
-  const body = { ...error.details, error: error.code, message: error.message };
-  return `event: error\ndata: ${JSON.stringify(body)}\n\n`;
-}
-
 function isNotHeld(error: unknown): boolean {
   return error instanceof BroadcastError && error.code === 'not_held';
 }
@@ -104,21 +92,36 @@ const defaultLeaseMs = 10_000;
 /** Positions fetched from a peer at a time while this node lacks them. */
 const peerPageCount = 4096;
 
+/** Where the order goes: each message, as its stored record or (from a peer) as a message. */
+interface OrderSink {
+  /** A record of this node's store (its body a view valid only during the call). */
+  stored(body: Buffer): void;
+  message(message: DeliveredMessage): void;
+}
+
 /**
- * The order from `from` on: from this node's store, and where it has a hole it is still
- * backfilling, from a peer's (checked records, kept here too, so the hole shrinks).
+ * The order from `from` on, into `sink`, a dense batch per step: from this node's store,
+ * and where it has a hole it is still backfilling, from a peer's (checked records, kept here
+ * too, so the hole shrinks).
  */
-async function* orderFrom(context: RouteContext, from: number): AsyncGenerator<DeliveredMessage> {
+async function* orderFrom(
+  context: RouteContext,
+  from: number,
+  sink: OrderSink,
+): AsyncGenerator<void> {
   const { node } = context.server;
   const peers = context.server.peerReads ?? null;
   const { signal } = context;
   let cursor = from;
+  // Positions are dense: each record taken moves the cursor by one.
+  const take = (body: Buffer) => {
+    cursor++;
+    sink.stored(body);
+    return body.length;
+  };
   for (;;) {
     try {
-      for await (const message of node.deliveries({ from: cursor, signal })) {
-        cursor = message.position + 1;
-        yield message;
-      }
+      for await (const _count of node.deliveryRecords({ from: cursor, signal, take })) yield;
       return;
     } catch (error) {
       if (!isNotHeld(error) || peers === null) throw error;
@@ -128,12 +131,20 @@ async function* orderFrom(context: RouteContext, from: number): AsyncGenerator<D
       });
       if (page === null || page.messages.length === 0) throw error;
       node.fill(page.messages.filter((message) => message.position <= node.lastPosition));
-      for (const message of page.messages) {
-        cursor = message.position + 1;
-        yield message;
-      }
+      for (const message of page.messages) sink.message(message);
+      cursor = (page.messages.at(-1) as DeliveredMessage).position + 1;
+      yield;
     }
   }
+}
+
+/** True when the body's topic (where `layout` says) is `topicBytes`. */
+function topicIs(body: Buffer, layout: RecordLayout, topicBytes: Buffer): boolean {
+  const { topicStart, topicEnd } = layout;
+  return (
+    topicEnd - topicStart === topicBytes.length &&
+    body.compare(topicBytes, 0, topicBytes.length, topicStart, topicEnd) === 0
+  );
 }
 
 /** Open streams by identity name, per server: what `streamsPerIdentityMax` bounds. */
@@ -244,18 +255,25 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // consumer's cursors, kept or not: it goes on from the retained floor).
   if (feed === null) checkStart(context, from, topic);
   const { signal } = context;
+  // Handed events carry fields of their own: those streams stay Server-Sent Events.
+  const format: StreamFormat =
+    feed === null && acceptsRecords(context.request.headers.accept)
+      ? new RecordsFormat()
+      : new SseFormat();
   const stream = context.startStream(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
+    'content-type': format.contentType,
     'cache-control': 'no-store',
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
-  // `retry:` sets how long EventSource waits before it reconnects.
-  stream.write(`retry: ${settings.retryAfterSeconds * 1000}\n\n`);
+  format.opening(settings.retryAfterSeconds * 1000);
+  writeTaken(stream, format);
   metrics.streamOpened(stream);
   if (identity !== null) byIdentity.set(identity, (byIdentity.get(identity) ?? 0) + 1);
   const keepAlive = every(environment, settings.keepAliveIntervalMs, () => {
-    if (!stream.behind && !stream.gone) stream.write(': keep-alive\n\n');
+    if (stream.behind || stream.gone) return;
+    format.keepAlive();
+    writeTaken(stream, format);
   });
   let ending: HttpError | null = null;
   // The last id written (a message's or a progress event's): progress is due once the
@@ -272,23 +290,46 @@ export async function streamRoute(context: RouteContext): Promise<void> {
         }
       }
     }
-    for await (const message of feed === null ? orderFrom(context, from) : []) {
-      // A compacted position is passed like another topic's: its message is gone.
-      const wanted = (topic === undefined || message.topic === topic) && message.compacted !== true;
-      const caughtUp = message.position >= node.lastPosition;
-      let event = '';
-      if (wanted) {
-        event = `id: ${message.position}\ndata: ${JSON.stringify(toWireMessage(message))}\n\n`;
-        lastIdWritten = message.position;
-      } else if (caughtUp && message.position > lastIdWritten) {
-        event = progressEvent(message.position);
-        lastIdWritten = message.position;
-      }
-      if (event === '') continue;
-      metrics.streamEvent();
-      if (!stream.write(event)) {
-        metrics.streamDrainWait();
-        await stream.drained(signal);
+    // A batch's events are written a piece at a time, and the next piece waits until the
+    // consumer took the previous ones: memory stays within a batch read from the store or
+    // so per stream, and the socket's within a piece, whatever the consumer's pace.
+    let events = 0;
+    /** A position not sent: a progress event is due for it once the stream caught up. */
+    const passOver = (position: number) => {
+      if (position < node.lastPosition || position <= lastIdWritten) return;
+      format.progress(position);
+      lastIdWritten = position;
+      events++;
+    };
+    const layout = emptyLayout();
+    const topicBytes = topic === undefined ? null : Buffer.from(topic, 'utf8');
+    const sink: OrderSink = {
+      stored: (body) => {
+        layoutOf(body, layout);
+        // A compacted position is passed like another topic's: its message is gone.
+        if (!layout.compacted && (topicBytes === null || topicIs(body, layout, topicBytes))) {
+          format.stored(body, layout);
+          lastIdWritten = layout.position;
+          events++;
+        } else passOver(layout.position);
+      },
+      message: (message) => {
+        if ((topic === undefined || message.topic === topic) && message.compacted !== true) {
+          format.message(message);
+          lastIdWritten = message.position;
+          events++;
+        } else passOver(message.position);
+      },
+    };
+    for await (const _batch of feed === null ? orderFrom(context, from, sink) : []) {
+      if (events === 0) continue;
+      metrics.streamEvent(events);
+      events = 0;
+      for (const piece of format.take()) {
+        if (!stream.write(piece)) {
+          metrics.streamDrainWait();
+          await stream.drained(signal);
+        }
       }
     }
     // Without an abort, the iterator ends only when the node stops.
@@ -307,8 +348,15 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       if (left === 0) byIdentity.delete(identity);
       else byIdentity.set(identity, left);
     }
-    endStream(stream, signal, ending);
+    endStream(stream, signal, ending, format);
   }
+}
+
+/** Writes what `format` gathered; false once the consumer is behind. */
+function writeTaken(stream: StreamWriter, format: StreamFormat): boolean {
+  let keepUp = true;
+  for (const chunk of format.take()) keepUp = stream.write(chunk);
+  return keepUp;
 }
 
 /**
@@ -316,7 +364,12 @@ export async function streamRoute(context: RouteContext): Promise<void> {
  * that left hears nothing, and a client that stopped reading is cut off rather than waited
  * for, since its socket would never drain.
  */
-function endStream(stream: StreamWriter, signal: AbortSignal, ending: HttpError | null): void {
+function endStream(
+  stream: StreamWriter,
+  signal: AbortSignal,
+  ending: HttpError | null,
+  format: StreamFormat,
+): void {
   // The server closing aborts with an HttpError; a client that went away with a plain Error.
   const reason = signal.aborted ? signal.reason : ending;
   if (stream.gone) return;
@@ -324,6 +377,9 @@ function endStream(stream: StreamWriter, signal: AbortSignal, ending: HttpError 
     stream.destroy();
     return;
   }
-  if (reason instanceof HttpError) stream.write(errorEvent(reason));
+  if (reason instanceof HttpError) {
+    format.error(reason);
+    writeTaken(stream, format);
+  }
   stream.end();
 }
