@@ -44,7 +44,18 @@ export async function startStreamNodes(extra: readonly string[]): Promise<Stream
     }
     return false;
   };
-  await waitFor(leaderKnown, 'a leader');
+  const stopAll = async () => {
+    for (const run of runs) if (run !== null) await kill(run);
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    // A loaded machine may take long to elect; a start that fails still stops its nodes, or
+    // they would outlive the test and hold its file open.
+    await waitFor(leaderKnown, 'a leader', 60_000);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
   return {
     urls,
     restart: async (at) => {
@@ -59,9 +70,6 @@ export async function startStreamNodes(extra: readonly string[]): Promise<Stream
         `node ${ids[at]} back`,
       );
     },
-    close: async () => {
-      for (const run of runs) if (run !== null) await kill(run);
-      await rm(root, { recursive: true, force: true });
-    },
+    close: stopAll,
   };
 }
