@@ -99,6 +99,16 @@ export class Applier {
     return this.appliedIndexValue;
   }
 
+  /** Saves the state as of the applied index as the snapshot (Snapshots.saveAtStop). */
+  saveSnapshotAtStop(): Promise<boolean> {
+    const meta = {
+      index: this.appliedIndexValue,
+      term: this.appliedTerm,
+      config: this.appliedConfigValue,
+    };
+    return this.options.snapshots.saveAtStop(meta, this.state);
+  }
+
   /** The configuration as of the applied index (what `addMember` waits on). */
   get appliedConfig(): Configuration {
     return this.appliedConfigValue;

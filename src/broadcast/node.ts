@@ -572,12 +572,26 @@ export class BroadcastNode {
 
   /** Stops accepting work, lets the write in flight finish, then closes links and disk. */
   async close(): Promise<void> {
+    const graceful = this.stopped === null;
     this.halt(new BroadcastError('node_stopped', `node ${this.id} is stopping`));
     await this.loopIdle;
+    if (graceful) await this.snapshotAtStop();
     // After the last apply: it saves the store's indexes, so the next open needs no scan.
     this.applier.deliveryLog.store.close();
     await this.transport.close();
     await this.storage.close();
+  }
+
+  /** A failed snapshot costs only a longer next start: the stop goes on. */
+  private async snapshotAtStop(): Promise<void> {
+    try {
+      await this.applier.saveSnapshotAtStop();
+    } catch (error) {
+      this.options.logger.warn(
+        { node: this.id, error: String(error) },
+        'no snapshot at stop: the next start replays the log',
+      );
+    }
   }
 }
 

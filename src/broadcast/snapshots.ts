@@ -3,7 +3,8 @@
  * the log is compacted to them. A candidate is taken every `snapshotIntervalBytes` of applied
  * batches; the log is compacted to the previous candidate, not the newest, so one to two
  * intervals of entries stay for followers that are a little behind: sending such a follower
- * a whole snapshot instead of a few entries costs far more.
+ * a whole snapshot instead of a few entries costs far more. A graceful stop saves one more,
+ * at the applied index, so that the next start has nothing to replay.
  */
 import type { RaftCore } from '../raft/core.ts';
 import type { NodeId, Snapshot, SnapshotMeta } from '../raft/types.ts';
@@ -97,6 +98,22 @@ export class Snapshots {
     this.candidates.push({ meta, data: encodeAppState(state) });
     // Bounded: a disk slower than the applier would otherwise pile up serialised tables.
     if (this.candidates.length > candidatesMax) this.candidates.splice(0, 1);
+  }
+
+  /**
+   * At a graceful stop: saves the state at the applied index and compacts the log on disk to
+   * it, so the next start restores it instead of replaying every entry since the last
+   * compaction (up to two intervals, 128 MiB by default). False when there is nothing newer
+   * than the snapshot held. The core is not compacted: the node is stopping.
+   */
+  async saveAtStop(meta: SnapshotMeta, state: AppState): Promise<boolean> {
+    assert(Number.isSafeInteger(meta.index) && meta.index >= 0, 'an applied index');
+    if (meta.index <= this.options.core.status().snapshotIndex) return false;
+    // The log below the snapshot goes: the store must hold those messages durably first.
+    this.options.syncStore();
+    await this.options.storage.saveSnapshot({ meta, data: encodeAppState(state) });
+    this.candidates = [];
+    return true;
   }
 
   /** A leader's snapshot replaced the state: our candidates describe a superseded past. */

@@ -142,7 +142,10 @@ export class SimFileSystem implements FileSystem {
   open(path: string, mode: OpenMode): Promise<FileHandle> {
     return this.run('open', () => {
       const inode = this.openInode(normalize(path), mode);
-      return new SimHandle(this, inode, this.epoch, normalize(path), mode !== 'read');
+      return new SimHandle(this, inode, this.epoch, normalize(path), {
+        writable: mode !== 'read',
+        durableWrites: mode === 'readWriteDurable',
+      });
     });
   }
 
@@ -452,7 +455,9 @@ export class SimFileSystem implements FileSystem {
   }
 
   private openInode(path: string, mode: OpenMode): Inode {
-    if (mode === 'read' || mode === 'readWrite') return this.fileAt(path, 'open');
+    if (mode === 'read' || mode === 'readWrite' || mode === 'readWriteDurable') {
+      return this.fileAt(path, 'open');
+    }
     const found = this.lookUp(path, 'open');
     if (found.entry?.kind === 'directory') {
       throw new SimFileError('EISDIR', 'open', path, 'a directory');
@@ -555,18 +560,32 @@ export class SimFileSystem implements FileSystem {
 
 class SimHandle implements FileHandle {
   private closed = false;
+  private readonly writable: boolean;
+  private readonly durableWrites: boolean;
 
   constructor(
     private readonly files: SimFileSystem,
     private readonly inode: Inode,
     private readonly epoch: number,
     private readonly path: string,
-    private readonly writable: boolean,
+    how: { readonly writable: boolean; readonly durableWrites: boolean },
   ) {
     inode.openCount += 1;
+    this.writable = how.writable;
+    this.durableWrites = how.durableWrites;
   }
 
-  write(chunks: readonly Uint8Array[], positionBytes: number): Promise<void> {
+  /**
+   * On a `readWriteDurable` handle (O_DSYNC) a write is a write and then a datasync, two
+   * operations apart: a power cut between them tears the write as it would an unsynced one,
+   * and the datasync's faults (lost, misdirected, EIO) apply to it.
+   */
+  async write(chunks: readonly Uint8Array[], positionBytes: number): Promise<void> {
+    await this.writeOnly(chunks, positionBytes);
+    if (this.durableWrites) await this.datasync();
+  }
+
+  private writeOnly(chunks: readonly Uint8Array[], positionBytes: number): Promise<void> {
     return this.files.run(
       'write',
       () => {

@@ -8,7 +8,8 @@
  *
  * - Every operation is async and completes in call order per handle only as far as the
  *   caller awaits it: the storage never issues two operations on one handle at once.
- * - A write is not durable until `datasync` on its handle resolves; a directory entry made
+ * - A write is not durable until `datasync` on its handle resolves (or, on a handle opened
+ *   `readWriteDurable`, until the write itself resolves); a directory entry made
  *   by `open` (creating), `rename`, `link` or `unlink` is not durable until `syncDirectory`
  *   on its directory resolves. Until then a power cut may lose it.
  * - Failures are errors carrying a POSIX `code` (`ENOENT`, `EEXIST`, `ENOSPC`, `EIO`, ...),
@@ -24,6 +25,13 @@ export type OpenMode =
   | 'read'
   /** An existing file, read and write. */
   | 'readWrite'
+  /**
+   * An existing file, read and write, each write durable once it resolves (O_DSYNC): as a
+   * write followed by `datasync`, in one system call instead of two. A power cut before it
+   * resolves may keep any part of it. A failed write leaves the file's content unknown, as a
+   * failed `datasync` does.
+   */
+  | 'readWriteDurable'
   /** A new file; fails with EEXIST when the name is taken. */
   | 'createExclusive'
   /** A new file, or an existing one emptied. */
@@ -32,7 +40,8 @@ export type OpenMode =
 export interface FileHandle {
   /**
    * Writes every byte of `chunks`, in order, starting at `positionBytes` (growing the file
-   * if they reach past its end); rejects otherwise. Not durable until `datasync`.
+   * if they reach past its end); rejects otherwise. Not durable until `datasync`, unless the
+   * handle was opened `readWriteDurable`.
    */
   write(chunks: readonly Uint8Array[], positionBytes: number): Promise<void>;
   /** Reads up to `target.length` bytes at `positionBytes`; resolves with how many (0 at the end). */

@@ -6,8 +6,11 @@
  *   (fdatasynced), and only then is renamed (without replacing anything) from
  *   `wal-spare.tmp` to `wal-<seq>.wal` and the directory fsynced. So every `.wal` file starts with a durable header, and a crash at any
  *   step leaves either a spare (deleted at the next open) or a valid segment.
- * - Records are written at the end of the last record with one positional `writev`, then
- *   fdatasynced; the file size never changes, so the fdatasync flushes only data.
+ * - Records are written at the end of the last record with one positional `writev` through
+ *   a handle opened with O_DSYNC (`readWriteDurable`), which returns once the record is
+ *   durable: one trip through libuv's thread pool per record where a write and then an
+ *   fdatasync took two, on the leader's and every follower's path to an acknowledgement.
+ *   The file size never changes, so the sync flushes only data.
  * - A record that does not fit in what is left of the segment goes into the next one, unless
  *   the segment holds only its header: then it is written there and grows the file.
  * - The next segment is zero-filled in the background (at most one spare) once the active
@@ -40,6 +43,8 @@ import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
 interface ActiveSegment {
   readonly info: SegmentInfo;
   readonly handle: FileHandle;
+  /** Opened `readWriteDurable` (O_DSYNC): a record is durable once written, no datasync. */
+  readonly durableWrites: boolean;
 }
 
 type SpareResult = { readonly handle: FileHandle } | { readonly error: unknown };
@@ -224,7 +229,7 @@ export class WalWriter {
   private async resume(info: SegmentInfo): Promise<ActiveSegment> {
     let handle: FileHandle;
     try {
-      handle = await this.files.open(info.path, 'readWrite');
+      handle = await this.files.open(info.path, this.recordOpenMode());
     } catch (error) {
       throw ioError('open segment', info.path, error);
     }
@@ -249,7 +254,36 @@ export class WalWriter {
       await handle.close().catch(() => undefined);
       throw error;
     }
-    return { info, handle };
+    return { info, handle, durableWrites: !this.skipsRecordDatasync };
+  }
+
+  /**
+   * Records go through O_DSYNC, except under `ackBeforeDatasync`, whose point is records that
+   * are not durable when acknowledged.
+   */
+  private recordOpenMode(): 'readWrite' | 'readWriteDurable' {
+    return this.skipsRecordDatasync ? 'readWrite' : 'readWriteDurable';
+  }
+
+  /**
+   * The new segment opened again for its records (see recordOpenMode), and the spare's
+   * handle, through which only synced writes went (zeros, the header), closed.
+   */
+  private async reopenForRecords(info: SegmentInfo, spare: FileHandle): Promise<ActiveSegment> {
+    let handle: FileHandle;
+    try {
+      handle = await this.files.open(info.path, this.recordOpenMode());
+    } catch (error) {
+      await spare.close().catch(() => undefined);
+      throw ioError('open segment', info.path, error);
+    }
+    try {
+      await spare.close();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw ioError('close segment', info.path, error);
+    }
+    return { info, handle, durableWrites: !this.skipsRecordDatasync };
   }
 
   /** Moves writing to a new segment made from the spare. */
@@ -265,7 +299,7 @@ export class WalWriter {
       recordCount: 0,
       maxEntryIndex: 0,
     };
-    const segment = { info, handle };
+    const segment = { info, handle, durableWrites: false };
     const builder = new RecordBodyBuilder();
     builder.add({ type: 'segmentHeader', formatVersion: STORAGE_FORMAT_VERSION, segmentSeq });
     if (hardState !== null) builder.add({ type: 'hardState', hardState });
@@ -281,9 +315,10 @@ export class WalWriter {
       await handle.close().catch(() => undefined);
       throw error;
     }
+    const active = await this.reopenForRecords(info, handle);
     const previous = this.active;
     this.rotated ||= previous !== null;
-    this.active = segment;
+    this.active = active;
     this.segments.push(info);
     this.nextSegmentSeq += 1;
     this.io.segmentCreatedCount += 1;
@@ -377,7 +412,7 @@ export class WalWriter {
     const { info, handle } = segment;
     try {
       await handle.write([header, ...chunks], info.sizeBytes);
-      if (how.datasync) await handle.datasync();
+      if (how.datasync && !segment.durableWrites) await handle.datasync();
     } catch (error) {
       throw ioError('append record', how.pathForErrors ?? info.path, error);
     }

@@ -1,6 +1,7 @@
 // Three nodes in one process over real TCP on 127.0.0.1 and real disks: broadcasts from any
 // node are delivered by every node at the same dense positions, retries are exactly-once,
-// and a restarted node recovers its log from disk and catches up.
+// and a restarted node recovers its log from disk (a snapshot taken at its graceful stop) and
+// catches up.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import type { BroadcastNode } from '../../src/broadcast/node.ts';
 import { startNode } from '../../src/broadcast/start.ts';
+import { FileStorage } from '../../src/storage/file-storage.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 
 const ids = ['n1', 'n2', 'n3'];
@@ -95,8 +97,20 @@ test('a retried (clientId, seq) answers with the original position and is delive
 test('a restarted follower recovers from disk and catches up', async () => {
   const leaderId = nodes.get('n1')!.status().leaderId!;
   const followerId = ids.find((id) => id !== leaderId)!;
+  const appliedIndex = nodes.get(followerId)!.status().appliedIndex;
   await nodes.get(followerId)!.close();
   nodes.delete(followerId);
+  // A graceful stop leaves a snapshot at the applied index: the next start replays nothing.
+  const { storage, persisted } = await FileStorage.open({
+    dataDir: join(root, followerId),
+    clusterId: 'test',
+    nodeId: followerId,
+    segmentBytesMax: 1 << 20,
+  });
+  await storage.close();
+  assert.ok(appliedIndex > 0);
+  assert.equal(persisted.snapshot?.meta.index, appliedIndex);
+  assert.equal(persisted.entries.length, 0, 'no entry after the snapshot to replay');
   const leader = nodes.get(leaderId)!;
   for (let count = 0; count < 20; count++)
     await leader.broadcast(new TextEncoder().encode(`while-down-${count}`));

@@ -94,6 +94,49 @@ describe('SimFileSystem', () => {
     assert.equal(files.counters().lostSectorCount, 64 - keptCount);
   });
 
+  it('keeps a readWriteDurable write once it resolves; a power cut before may tear it', async () => {
+    const old = pattern(64, 0);
+    const fresh = pattern(64, 100);
+    const files = await madeDisk(3);
+    await writeFile(files, '/d/a', old, { file: true, directory: true });
+    const handle = await files.open('/d/a', 'readWriteDurable');
+    await handle.write([fresh], 0);
+    files.powerCut();
+    assert.deepEqual(await files.readFile('/d/a'), fresh, 'resolved means durable, no datasync');
+
+    // The write is two operations, the sync second: cut the power between them.
+    const queued: { fire: () => void }[] = [];
+    const held = disk(4, { schedule: (_delayMs, fire) => queued.push({ fire }) });
+    const pump = async (stepsMax: number): Promise<void> => {
+      // Bounded: at most `stepsMax` operations fire.
+      for (let step = 0; step < stepsMax && queued.length > 0; step++) {
+        queued.shift()?.fire();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const made = held.makeDirectory('/d').then(() => held.syncDirectory('/'));
+    await pump(100);
+    await made;
+    const created = writeFile(held, '/d/a', old, { file: true, directory: true });
+    await pump(100);
+    await created;
+    const opening = held.open('/d/a', 'readWriteDurable');
+    await pump(100);
+    const writing = (await opening).write([fresh], 0);
+    void writing.catch(() => undefined);
+    await pump(1);
+    assert.equal(queued.length, 1, 'written, its sync waiting');
+    held.powerCut();
+    await pump(1);
+    assert.equal(await codeOf(writing), 'EIO', 'an interrupted durable write fails');
+    const reading = held.readFile('/d/a');
+    await pump(1);
+    const after = await reading;
+    const lost = held.counters().lostSectorCount;
+    assert.ok(lost > 0 && lost < 64, `torn: ${lost} of 64 sectors lost`);
+    assert.notDeepEqual(after, fresh);
+  });
+
   it('loses an unsynced file, or its tail, and grows a file only as far as kept sectors', async () => {
     let lostCount = 0;
     for (let seed = 0; seed < 16; seed++) {
