@@ -15,11 +15,13 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import {
+  type BroadcastRunFrame,
   type ClientFrame,
   ClientFrameDecoder,
   clientFrameLimits,
   encodeClientFrame,
   type RequestFrame,
+  type RunResult,
 } from '../transport/client-frames.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { assert } from '../util/assert.ts';
@@ -30,6 +32,7 @@ import type { Dispatcher } from './dispatcher.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { listenOn, tlsServerOptions } from './listen.ts';
 import { certificateNameOfSocket } from './node-exchange.ts';
+import { broadcastRunRoute } from './routes/broadcast-run.ts';
 
 /** Unanswered requests one connection may hold by default. */
 export const defaultWindowRequests = 1024;
@@ -189,8 +192,29 @@ class BinaryConnection {
     if (refusal !== null) this.goAway(frame.requestId, refusal.code, refusal.message);
     else {
       this.options.context.metrics.binaryRequest();
-      this.options.dispatcher.dispatch(this.front(frame as RequestFrame));
+      if (frame.type === 'broadcastRun') this.dispatchRun(frame);
+      else this.options.dispatcher.dispatch(this.front(frame as RequestFrame).front);
     }
+  }
+
+  /**
+   * A run goes through the dispatcher as the batch request it stands for (deadline,
+   * authorization, error answers), with a handler of its own that reads no body and answers
+   * with a runAnswer frame.
+   */
+  private dispatchRun(frame: BroadcastRunFrame): void {
+    const { requestId } = frame;
+    const { front, sendFrame } = this.front({
+      type: 'request',
+      requestId,
+      method: 'POST',
+      path: '/v1/broadcast/batch',
+      headers: frame.headers,
+      body: new Uint8Array(0),
+    });
+    const answer = (results: readonly RunResult[]) =>
+      sendFrame(200, encodeClientFrame({ type: 'runAnswer', requestId, results }));
+    this.options.dispatcher.dispatch(front, broadcastRunRoute(frame, answer));
   }
 
   private onHello(token: string): void {
@@ -217,7 +241,7 @@ class BinaryConnection {
     if (this.token === null) {
       return { code: 'hello_expected', message: 'the first frame is a hello' };
     }
-    if (frame.type !== 'request') {
+    if (frame.type !== 'request' && frame.type !== 'broadcastRun') {
       return { code: 'frame_unexpected', message: `a client sends no ${frame.type} frame` };
     }
     if (this.inFlight.has(frame.requestId)) {
@@ -235,7 +259,11 @@ class BinaryConnection {
     return null;
   }
 
-  private front(frame: RequestFrame): Front {
+  /** The exchange of one request; `sendFrame` answers it with an encoded frame. */
+  private front(frame: RequestFrame): {
+    front: Front;
+    sendFrame: (status: number, encoded: Uint8Array) => void;
+  } {
     const { requestId } = frame;
     const isOpen = () => !this.closing;
     let answered = false;
@@ -259,6 +287,16 @@ class BinaryConnection {
       },
       certificateName: certificateNameOfSocket(this.socket as Partial<TLSSocket>),
     };
+    const sendFrame = (answerStatus: number, encoded: Uint8Array) => {
+      assert(!answered, 'a request is answered once');
+      answered = true;
+      over = true;
+      status = answerStatus;
+      if (isOpen()) this.write(encoded);
+      const listener = this.inFlight.get(requestId);
+      this.inFlight.delete(requestId);
+      if (listener !== undefined) queueMicrotask(listener);
+    };
     const response: ExchangeResponse = {
       get answerable() {
         return !answered && isOpen();
@@ -266,16 +304,7 @@ class BinaryConnection {
       get status() {
         return status;
       },
-      send: (answer: Answer) => {
-        assert(!answered, 'a request is answered once');
-        answered = true;
-        over = true;
-        status = answer.status;
-        if (isOpen()) this.write(answerFrame(requestId, answer));
-        const listener = this.inFlight.get(requestId);
-        this.inFlight.delete(requestId);
-        if (listener !== undefined) queueMicrotask(listener);
-      },
+      send: (answer: Answer) => sendFrame(answer.status, answerFrame(requestId, answer)),
       startStream: (streamStatus, streamHeaders) => {
         assert(!answered, 'a request is answered once');
         answered = true;
@@ -297,7 +326,7 @@ class BinaryConnection {
         });
       },
     };
-    return {
+    const front: Front = {
       request,
       response,
       onClose: (listener) => {
@@ -307,6 +336,7 @@ class BinaryConnection {
       },
       afterErrorAnswer: () => undefined, // the whole body is at hand: nothing to discard
     };
+    return { front, sendFrame };
   }
 
   private write(frame: Uint8Array): void {
