@@ -204,6 +204,7 @@ class BinaryConnection {
    */
   private dispatchRun(frame: BroadcastRunFrame): void {
     const { requestId } = frame;
+    this.options.context.metrics.binaryRun();
     const { front, sendFrame } = this.front({
       type: 'request',
       requestId,

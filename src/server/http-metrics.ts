@@ -21,6 +21,7 @@ export class HttpMetrics {
   private broadcastSecondsSum = 0;
   private binaryConnectionCount = 0;
   private binaryRequestCount = 0;
+  private binaryRunCount = 0;
 
   /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
   requestDone(route: string, method: string, status: number, seconds: number | null): void {
@@ -79,6 +80,11 @@ export class HttpMetrics {
     this.binaryRequestCount++;
   }
 
+  /** A broadcastRun frame taken (a request too). */
+  binaryRun(): void {
+    this.binaryRunCount++;
+  }
+
   streamEvent(): void {
     this.streamEventCount++;
   }
@@ -135,6 +141,12 @@ export class HttpMetrics {
       'counter',
       'Requests taken on the binary client port (they count in the HTTP request metrics too).',
       this.binaryRequestCount,
+    );
+    exposition.single(
+      'abcast_binary_runs_total',
+      'counter',
+      'Runs of broadcasts taken in broadcastRun frames on the binary client port (requests too).',
+      this.binaryRunCount,
     );
     exposition.single(
       'abcast_http_stream_drain_waits_total',

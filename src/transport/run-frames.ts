@@ -167,7 +167,8 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   const headers = headerPairs(frame.headers);
   const clientIdBytes = textBytes(frame.clientId, fieldMax);
   const nonceBytes = textBytes(frame.nonce, fieldMax);
-  let bodyBytes = clientFrameLimits.headerBytes + 2 + clientIdBytes + 8 + 2 + nonceBytes + 2;
+  // Header count, client id, first seq, nonce and message count around their contents.
+  let bodyBytes = clientFrameLimits.headerBytes + 2 + 2 + clientIdBytes + 8 + 2 + nonceBytes + 2;
   for (const [, nameBytes, , valueBytes] of headers) bodyBytes += 4 + nameBytes + valueBytes;
   // Three lengths per message, measured once: a run's topic is usually one string.
   const lengths = new Array<number>(messages.length * 3);
