@@ -412,7 +412,7 @@ function runsOverBinary(
     const key = originKey(url);
     const knows = known.get(key);
     if (knows === false) return null;
-    const connection = knows === true ? connectionTo(url) : probeTo(url, key);
+    if (request.signal.aborted) throw request.signal.reason;
     const encoded = encodeClientFrame({
       type: 'broadcastRun',
       requestId: 0,
@@ -422,6 +422,8 @@ function runsOverBinary(
       nonce: request.nonce,
       messages: request.messages,
     });
+    // Made only now: a connection that never carries a call would hold the process open.
+    const connection = knows === true ? connectionTo(url) : probeTo(url, key);
     try {
       const answer = await new Promise<RunExchangeAnswer>((resolve, reject) => {
         const { timeoutMs, signal } = request;
@@ -485,6 +487,7 @@ export function binaryExchange(
   };
   const exchange = (request: HttpExchangeRequest) =>
     new Promise<HttpExchangeResponse>((resolve, reject) => {
+      if (request.signal.aborted) return reject(request.signal.reason);
       const url = new URL(request.url);
       const connection = connectionTo(url);
       const call: Call = {
