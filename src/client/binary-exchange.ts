@@ -4,7 +4,8 @@
  * call of the client pipelined on it, each answer matched to its call by
  * request id whatever order they come back in. The calls and answers are those of HTTP
  * (method, path, status, JSON body), so everything above the exchange — batching, retries,
- * sessions — is the same code for both protocols.
+ * sessions — is the same code for both protocols. Runs of broadcasts may also go in the
+ * protocol's own broadcastRun frame (`broadcastRun`), where the node knows it.
  *
  * The node grants a window of unanswered requests in its welcome; calls beyond it wait
  * here in issue order (the SDK's own `inFlightMax` bounds how many). A call whose deadline

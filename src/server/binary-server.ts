@@ -4,7 +4,9 @@
  * an exchange of the one Dispatcher the HTTP server runs, so a call over this port goes
  * through the same routes, validation, authentication, session rules, error shapes and
  * deadlines as over HTTP; only the envelope differs. Answers leave as they finish, tagged
- * with their request's id.
+ * with their request's id. A broadcastRun frame goes through the same dispatcher as the
+ * batch request it stands for, with a handler that reads it without JSON
+ * (routes/broadcast-run.ts) and answers with a runAnswer frame.
  *
  * Memory per connection is bounded: the decoder holds at most one frame of
  * `frameBytesMax`, and the node grants a window of `windowRequests` unanswered requests; a

@@ -7,7 +7,9 @@
  * A request frame carries one API call (method, path, headers, body) and its answer comes
  * back with the same requestId, in whatever order the node finishes them: many requests
  * ride one connection at once (pipelining), and a POST /v1/broadcast/batch carries many
- * broadcasts in one frame. Strings are u16-length UTF-8, bodies u32-length bytes.
+ * broadcasts in one frame. A broadcastRun frame carries such a run without the JSON, its
+ * payloads' text as bytes, answered by a runAnswer (run-frames.ts). Strings are u16-length
+ * UTF-8, bodies u32-length bytes.
  *
  * Decoding trusts nothing: every length is checked against the bytes left and against its
  * own bound before anything is read or allocated, and a frame with bytes left over is
