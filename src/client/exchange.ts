@@ -4,7 +4,7 @@
  * request to the route handlers of a simulated node over its simulated network, so the same
  * client code runs in both, and one seed replays the same run.
  */
-import type { RunFrameMessage, RunResult } from '../transport/client-frames.ts';
+import type { BroadcastRunFrame, RunResult } from '../transport/client-frames.ts';
 
 export interface HttpExchangeRequest {
   readonly method: 'GET' | 'POST' | 'DELETE';
@@ -38,17 +38,12 @@ export type HttpExchange = ((request: HttpExchangeRequest) => Promise<HttpExchan
   readonly broadcastRun?: (request: RunExchangeRequest) => Promise<RunExchangeAnswer | null>;
 };
 
-/** A run of broadcasts for `HttpExchange.broadcastRun`. */
-export interface RunExchangeRequest {
+/** A run for `HttpExchange.broadcastRun`: the frame's fields (each payload its JSON text). */
+export interface RunExchangeRequest
+  extends Pick<BroadcastRunFrame, 'clientId' | 'firstSeq' | 'nonce' | 'messages'> {
   /** The endpoint and the batch route the run stands for: `<endpoint>/v1/broadcast/batch`. */
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly clientId: string;
-  readonly firstSeq: number;
-  /** Empty: none. */
-  readonly nonce: string;
-  /** Each payload as its JSON text. */
-  readonly messages: readonly RunFrameMessage[];
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
 }
