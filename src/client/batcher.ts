@@ -5,11 +5,17 @@
  * outcome, so the client's retry loop goes on exactly as for a single POST (a retry resends
  * that `(client, seq)` alone). A node that does not know the batch route, or refuses the
  * batch as a whole, gets the same messages one by one at once.
+ *
+ * To a node reached over the binary protocol a run (a single message too) goes in the
+ * protocol's broadcastRun frame instead: the payloads' JSON text written straight into the
+ * frame, a compact result per message back, no JSON around either. Where that frame cannot
+ * go (HTTP, an older node), the exchange says so and the run goes as the batch request.
  */
+import type { RunResult } from '../transport/client-frames.ts';
 import type { Environment } from '../util/environment.ts';
 import { refusal } from './errors.ts';
-import type { HttpExchange } from './exchange.ts';
-import { type Outcome, postJson, retryableCode } from './http.ts';
+import type { HttpExchange, HttpExchangeResponse } from './exchange.ts';
+import { classify, fetchFailure, type Outcome, postJson, retryableCode } from './http.ts';
 
 /** What the batcher sends with, all from the client's settings. */
 export interface BatcherOptions {
@@ -97,9 +103,67 @@ export class BroadcastBatcher {
         textBytes += next.text.length;
       }
       start += run.length;
-      if (run.length === 1) void this.sendOne(run[0]!).then(run[0]!.resolve);
-      else void this.sendRun(run);
+      void this.dispatch(run);
     }
+  }
+
+  private async dispatch(run: readonly Waiting[]): Promise<void> {
+    if (this.options.exchange.broadcastRun !== undefined && (await this.sendNative(run))) return;
+    if (run.length === 1) this.sendOne(run[0]!).then(run[0]!.resolve);
+    else await this.sendRun(run);
+  }
+
+  /** Sends `run` in a broadcastRun frame; false when it cannot go that way to its endpoint. */
+  private async sendNative(run: readonly Waiting[]): Promise<boolean> {
+    const first = run[0] as Waiting;
+    const { exchange, requestTimeoutMs, signal } = this.options;
+    let answer: Awaited<ReturnType<NonNullable<HttpExchange['broadcastRun']>>>;
+    try {
+      answer = await exchange.broadcastRun!({
+        url: `${first.endpoint}/v1/broadcast/batch`,
+        headers: {},
+        clientId: first.sessionId,
+        firstSeq: first.seq,
+        nonce: first.nonce ?? '',
+        messages: run.map((message) => ({
+          payload: message.text,
+          topic: message.topic ?? '',
+          key: message.key ?? '',
+        })),
+        timeoutMs: requestTimeoutMs,
+        signal,
+      });
+    } catch (error) {
+      const outcome = fetchFailure(first.endpoint, error, signal);
+      for (const message of run) message.resolve(outcome);
+      return true;
+    }
+    if (answer === null) return false;
+    if (answer.kind === 'refused') this.refusedWhole(run, answer.response);
+    else if (answer.results.length !== run.length) {
+      // Not one result per message breaks the protocol: those messages go one by one.
+      for (const message of run) void this.sendOne(message).then(message.resolve);
+    } else {
+      run.forEach((message, at) => {
+        message.resolve(runResultOutcome(first.endpoint, answer.results[at] as RunResult));
+      });
+    }
+    return true;
+  }
+
+  /**
+   * A run refused whole: retried as a whole where another node or a later attempt may take
+   * it, else sent one by one so that each message gets its own answer (as a batch request's).
+   */
+  private refusedWhole(run: readonly Waiting[], response: HttpExchangeResponse): void {
+    const endpoint = (run[0] as Waiting).endpoint;
+    const outcome =
+      response.status >= 200 && response.status < 300 ? null : classify(endpoint, response);
+    if (outcome?.kind === 'retry') {
+      for (const message of run) message.resolve(outcome);
+      return;
+    }
+    for (const message of run) void this.sendOne(message).then(message.resolve);
   }
 
   private sendOne(message: QueuedBroadcast): Promise<Outcome<unknown>> {
@@ -146,6 +210,28 @@ export class BroadcastBatcher {
       message.resolve(resultOutcome(first.endpoint, results[at]));
     });
   }
+}
+
+/** A result of a runAnswer frame, as the outcome a single POST would have had. */
+function runResultOutcome(endpoint: string, result: RunResult): Outcome<unknown> {
+  if (result.kind === 'ok') {
+    return {
+      kind: 'ok',
+      value: { index: result.position, term: result.term, duplicate: result.duplicate },
+    };
+  }
+  let details: unknown = null;
+  try {
+    details = result.details === '' ? null : JSON.parse(result.details);
+  } catch {
+    // not JSON: the error's code, status and message are still there
+  }
+  return resultOutcome(endpoint, {
+    ...(typeof details === 'object' && details !== null ? details : {}),
+    error: result.code,
+    message: result.message,
+    status: result.status,
+  });
 }
 
 /** One message's result in a batch answer, as the outcome a single POST would have had. */

@@ -4,7 +4,8 @@
  * call of the client pipelined on it, each answer matched to its call by
  * request id whatever order they come back in. The calls and answers are those of HTTP
  * (method, path, status, JSON body), so everything above the exchange — batching, retries,
- * sessions — is the same code for both protocols.
+ * sessions — is the same code for both protocols. Runs of broadcasts may also go in the
+ * protocol's own broadcastRun frame (`broadcastRun`), where the node knows it.
  *
  * The node grants a window of unanswered requests in its welcome; calls beyond it wait
  * here in issue order (the SDK's own `inFlightMax` bounds how many). A call whose deadline
@@ -20,11 +21,20 @@ import {
   clientFrameLimits,
   encodeClientFrame,
   type RequestMethod,
+  type RunAnswerFrame,
+  type RunResult,
+  setRequestId,
 } from '../transport/client-frames.ts';
 import { streamRecordsType } from '../transport/stream-records.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment, Timer } from '../util/environment.ts';
-import type { HttpExchange, HttpExchangeRequest, HttpExchangeResponse } from './exchange.ts';
+import type {
+  HttpExchange,
+  HttpExchangeRequest,
+  HttpExchangeResponse,
+  RunExchangeAnswer,
+  RunExchangeRequest,
+} from './exchange.ts';
 import {
   ExchangeTimeoutError,
   type NodeExchangeOptions,
@@ -65,6 +75,10 @@ interface Call {
   readonly reject: (error: unknown) => void;
   /** Set for a stream: its head, data and end go here instead of an answer. */
   readonly stream?: StreamSink;
+  /** Set for a run: its frame, laid out already (its id is set when it goes). */
+  readonly encoded?: Buffer;
+  /** Set for a run: where its runAnswer goes (a refusal of the whole run is an answer). */
+  readonly resolveRun?: (results: readonly RunResult[]) => void;
   /** The caller stopped waiting; the slot stays taken until the node answers. */
   settled: boolean;
   timer: Timer | null;
@@ -80,6 +94,8 @@ class BinaryConnection {
   private windowRequests = 0;
   private nextRequestId = 1;
   private failure: BinaryConnectionError | null = null;
+  /** End the connection once nothing is in flight (a probe that has served its purpose). */
+  private endingWhenIdle = false;
 
   constructor(
     origin: URL,
@@ -116,8 +132,16 @@ class BinaryConnection {
 
   /** An idle connection does not keep the process alive, as an idle kept-alive socket. */
   private holdProcess(): void {
-    if (this.inFlight.size + this.waiting.length === 0) this.socket.unref();
+    const idle = this.inFlight.size + this.waiting.length === 0;
+    if (idle) this.socket.unref();
     else this.socket.ref();
+    if (idle && this.endingWhenIdle) this.socket.end();
+  }
+
+  /** Ends the connection once its calls are answered. */
+  endWhenIdle(): void {
+    this.endingWhenIdle = true;
+    this.holdProcess();
   }
 
   /** Sends waiting calls while the window has room (none before the welcome). */
@@ -127,6 +151,11 @@ class BinaryConnection {
       if (call.settled) continue;
       const requestId = this.takeRequestId();
       this.inFlight.set(requestId, call);
+      if (call.encoded !== undefined) {
+        setRequestId(call.encoded, requestId);
+        this.socket.write(call.encoded);
+        continue;
+      }
       this.socket.write(
         encodeClientFrame({
           type: 'request',
@@ -167,6 +196,9 @@ class BinaryConnection {
       case 'answer':
         this.onAnswer(frame);
         return;
+      case 'runAnswer':
+        this.onRunAnswer(frame);
+        return;
       case 'streamHead':
       case 'streamData':
       case 'streamEnd':
@@ -195,6 +227,19 @@ class BinaryConnection {
       headers: frame.headers,
       body: utf8.decode(frame.body),
     });
+    this.pump();
+    this.holdProcess();
+  }
+
+  private onRunAnswer(frame: RunAnswerFrame): void {
+    const call = this.inFlight.get(frame.requestId);
+    if (call?.resolveRun === undefined) {
+      this.fail(new BinaryConnectionError('frame_unexpected', 'a runAnswer to no run'));
+      this.socket.destroy();
+      return;
+    }
+    this.inFlight.delete(frame.requestId);
+    if (this.finishCall(call)) call.resolveRun(frame.results);
     this.pump();
     this.holdProcess();
   }
@@ -248,12 +293,18 @@ class BinaryConnection {
 
   /** Settles a call once; later answers for it only free its slot. */
   settle(call: Call, outcome: HttpExchangeResponse | Error): void {
-    if (call.settled) return;
+    if (!this.finishCall(call)) return;
+    if (outcome instanceof Error) call.reject(outcome);
+    else call.resolve(outcome);
+  }
+
+  /** Marks a call settled; false if it was already (its caller stopped waiting). */
+  private finishCall(call: Call): boolean {
+    if (call.settled) return false;
     call.settled = true;
     call.timer?.cancel();
     call.detach();
-    if (outcome instanceof Error) call.reject(outcome);
-    else call.resolve(outcome);
+    return true;
   }
 
   private fail(error: BinaryConnectionError): void {
@@ -304,6 +355,124 @@ export interface BinaryExchange extends HttpExchange {
     signal: AbortSignal,
     timeoutMs: number,
   ): Promise<StreamAnswer>;
+  readonly broadcastRun: NonNullable<HttpExchange['broadcastRun']>;
+}
+
+/** The key connections are kept by: one per node. */
+function originKey(origin: URL): string {
+  return origin.origin === 'null' ? `${origin.protocol}//${origin.host}` : origin.origin;
+}
+
+/** Puts a call on `connection` with its deadline and its caller's signal. */
+function startCall(
+  environment: Environment,
+  connection: BinaryConnection,
+  call: Call,
+  signal: AbortSignal,
+): void {
+  const { timeoutMs } = call.request;
+  assert(Number.isFinite(timeoutMs) && timeoutMs > 0, 'a deadline is > 0');
+  if (signal.aborted) {
+    call.reject(signal.reason);
+    return;
+  }
+  call.timer = environment.setTimer(
+    timeoutMs,
+    () => connection.settle(call, new ExchangeTimeoutError(timeoutMs)),
+    { background: true },
+  );
+  const onAbort = () => connection.settle(call, signal.reason as Error);
+  signal.addEventListener('abort', onAbort, { once: true });
+  call.detach = () => signal.removeEventListener('abort', onAbort);
+  connection.call(call);
+}
+
+/**
+ * broadcastRun frames over the binary port. Whether a node knows the frame is learnt from
+ * its first runs, sent on a connection of their own: an older node answers the unknown
+ * frame type with a goAway and closes that connection, which must not break the calls on
+ * the shared one. Its runs then come back null (the caller sends the batch request), and so
+ * does every later run to that node; a node that answered gets its runs on the shared
+ * connection, and the probe ends once idle.
+ */
+function runsOverBinary(
+  environment: Environment,
+  options: NodeExchangeOptions,
+  connectionTo: (origin: URL) => BinaryConnection,
+): BinaryExchange['broadcastRun'] {
+  /** By node: whether it knows the frame; absent until one of its answers says. */
+  const known = new Map<string, boolean>();
+  const probes = new Map<string, BinaryConnection>();
+  const probeTo = (origin: URL, key: string): BinaryConnection => {
+    let probe = probes.get(key);
+    if (probe === undefined) {
+      const made = new BinaryConnection(origin, options, () => {
+        if (probes.get(key) === made) probes.delete(key);
+      });
+      probe = made;
+      probes.set(key, probe);
+    }
+    return probe;
+  };
+  return async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
+    const url = new URL(request.url);
+    const key = originKey(url);
+    const knows = known.get(key);
+    if (knows === false) return null;
+    if (request.signal.aborted) throw request.signal.reason;
+    const encoded = encodeClientFrame({
+      type: 'broadcastRun',
+      requestId: 0,
+      headers: forwardedHeaders(request.headers),
+      clientId: request.clientId,
+      firstSeq: request.firstSeq,
+      nonce: request.nonce,
+      messages: request.messages,
+    });
+    // Made only now: a connection that never carries a call would hold the process open.
+    const connection = knows === true ? connectionTo(url) : probeTo(url, key);
+    try {
+      const answer = await new Promise<RunExchangeAnswer>((resolve, reject) => {
+        const { timeoutMs, signal } = request;
+        startCall(
+          environment,
+          connection,
+          {
+            request: {
+              method: 'POST',
+              url: request.url,
+              headers: {},
+              body: null,
+              timeoutMs,
+              signal,
+            },
+            path: url.pathname,
+            resolve: (response) => resolve({ kind: 'refused', response }),
+            reject,
+            encoded,
+            resolveRun: (results) => resolve({ kind: 'results', results }),
+            settled: false,
+            timer: null,
+            detach: () => undefined,
+          },
+          signal,
+        );
+      });
+      known.set(key, true);
+      return answer;
+    } catch (error) {
+      if (!(error instanceof BinaryConnectionError && error.code === 'frame_type_unknown')) {
+        throw error;
+      }
+      known.set(key, false);
+      return null;
+    } finally {
+      if (probes.get(key) === connection && known.has(key)) {
+        probes.delete(key);
+        connection.endWhenIdle();
+      }
+    }
+  };
 }
 
 export function binaryExchange(
@@ -312,7 +481,7 @@ export function binaryExchange(
 ): BinaryExchange {
   const connections = new Map<string, BinaryConnection>();
   const connectionTo = (origin: URL): BinaryConnection => {
-    const key = origin.origin === 'null' ? `${origin.protocol}//${origin.host}` : origin.origin;
+    const key = originKey(origin);
     let connection = connections.get(key);
     if (connection === undefined) {
       const made = new BinaryConnection(origin, options, () => {
@@ -325,7 +494,7 @@ export function binaryExchange(
   };
   const exchange = (request: HttpExchangeRequest) =>
     new Promise<HttpExchangeResponse>((resolve, reject) => {
-      assert(Number.isFinite(request.timeoutMs) && request.timeoutMs > 0, 'a deadline is > 0');
+      if (request.signal.aborted) return reject(request.signal.reason);
       const url = new URL(request.url);
       const connection = connectionTo(url);
       const call: Call = {
@@ -337,16 +506,7 @@ export function binaryExchange(
         timer: null,
         detach: () => undefined,
       };
-      if (request.signal.aborted) return reject(request.signal.reason);
-      call.timer = environment.setTimer(
-        request.timeoutMs,
-        () => connection.settle(call, new ExchangeTimeoutError(request.timeoutMs)),
-        { background: true },
-      );
-      const onAbort = () => connection.settle(call, request.signal.reason as Error);
-      request.signal.addEventListener('abort', onAbort, { once: true });
-      call.detach = () => request.signal.removeEventListener('abort', onAbort);
-      connection.call(call);
+      startCall(environment, connection, call, request.signal);
     });
   const openStream = (
     url: string,
@@ -443,5 +603,6 @@ export function binaryExchange(
       signal.addEventListener('abort', onAbort, { once: true });
       connection.call(call);
     });
-  return Object.assign(exchange, { openStream });
+  const broadcastRun = runsOverBinary(environment, options, connectionTo);
+  return Object.assign(exchange, { openStream, broadcastRun });
 }

@@ -4,6 +4,7 @@
  * request to the route handlers of a simulated node over its simulated network, so the same
  * client code runs in both, and one seed replays the same run.
  */
+import type { BroadcastRunFrame, RunResult } from '../transport/client-frames.ts';
 
 export interface HttpExchangeRequest {
   readonly method: 'GET' | 'POST' | 'DELETE';
@@ -22,6 +23,32 @@ export interface HttpExchangeResponse {
   readonly body: string;
 }
 
-/** One request and its whole answer; rejects when no answer arrives (refused, reset,
- *  timed out after timeoutMs, or aborted by signal). */
-export type HttpExchange = (request: HttpExchangeRequest) => Promise<HttpExchangeResponse>;
+/**
+ * One request and its whole answer; rejects when no answer arrives (refused, reset,
+ * timed out after timeoutMs, or aborted by signal). An exchange that may reach nodes over
+ * the binary protocol also carries runs of broadcasts in its own frame (`broadcastRun`).
+ */
+export type HttpExchange = ((request: HttpExchangeRequest) => Promise<HttpExchangeResponse>) & {
+  /**
+   * Sends a run of one session's broadcasts as one broadcastRun frame (docs/protocol.md).
+   * Resolves null when it cannot go that way to this endpoint (HTTP, a node that does not
+   * know the frame, a binary connection that failed): send POST /v1/broadcast/batch then.
+   * Rejects, as a request does, when no answer arrives.
+   */
+  readonly broadcastRun?: (request: RunExchangeRequest) => Promise<RunExchangeAnswer | null>;
+};
+
+/** A run for `HttpExchange.broadcastRun`: the frame's fields (each payload its JSON text). */
+export interface RunExchangeRequest
+  extends Pick<BroadcastRunFrame, 'clientId' | 'firstSeq' | 'nonce' | 'messages'> {
+  /** The endpoint and the batch route the run stands for: `<endpoint>/v1/broadcast/batch`. */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+}
+
+/** A run's answer: a result per message, or the answer that refused the run whole. */
+export type RunExchangeAnswer =
+  | { readonly kind: 'results'; readonly results: readonly RunResult[] }
+  | { readonly kind: 'refused'; readonly response: HttpExchangeResponse };

@@ -13,7 +13,13 @@
  */
 import type { Environment } from '../util/environment.ts';
 import { BinaryConnectionError, type BinaryExchange } from './binary-exchange.ts';
-import type { HttpExchange, HttpExchangeRequest, HttpExchangeResponse } from './exchange.ts';
+import type {
+  HttpExchange,
+  HttpExchangeRequest,
+  HttpExchangeResponse,
+  RunExchangeAnswer,
+  RunExchangeRequest,
+} from './exchange.ts';
 import type { StreamAnswer } from './node-exchange.ts';
 
 /** How a client reaches nodes given as http(s) endpoints. */
@@ -101,7 +107,7 @@ export function upgradedTransport(
     );
   };
 
-  const exchange: HttpExchange = async (request) => {
+  const exchange = async (request: HttpExchangeRequest): Promise<HttpExchangeResponse> => {
     const url = new URL(request.url);
     const base = binaryBaseOf(url.origin);
     if (base !== null) {
@@ -119,8 +125,23 @@ export function upgradedTransport(
     return response;
   };
 
+  /** A run in its own frame where the node is reached over binary; null otherwise. */
+  const broadcastRun = async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
+    const url = new URL(request.url);
+    const base = binaryBaseOf(url.origin);
+    if (base === null) return null;
+    try {
+      return await overBinary.broadcastRun({ ...request, url: `${base}${url.pathname}` });
+    } catch (error) {
+      if (!(error instanceof BinaryConnectionError)) throw error;
+      // As a request: sent again over HTTP at once (as a batch request), which sessions make safe.
+      fellBack(url.origin);
+      return null;
+    }
+  };
+
   return {
-    exchange,
+    exchange: Object.assign(exchange, { broadcastRun }),
     async openStream(url, headers, signal, timeoutMs, streamOverHttp) {
       const target = new URL(url);
       const base = binaryBaseOf(target.origin);

@@ -5,11 +5,21 @@
  */
 import type { Environment } from '../util/environment.ts';
 import { systemEnvironment } from '../util/system-environment.ts';
-import { BinaryConnectionError, binaryExchange, isBinaryUrl } from './binary-exchange.ts';
+import {
+  BinaryConnectionError,
+  type BinaryExchange,
+  binaryExchange,
+  isBinaryUrl,
+} from './binary-exchange.ts';
 import { ClientError } from './errors.ts';
-import type { HttpExchange } from './exchange.ts';
+import type { HttpExchange, HttpExchangeRequest, RunExchangeRequest } from './exchange.ts';
 import { nodeExchange, openStream, type StreamAnswer } from './node-exchange.ts';
-import { type ClientProtocol, clientProtocols, upgradedTransport } from './protocol-upgrade.ts';
+import {
+  type ClientProtocol,
+  clientProtocols,
+  type UpgradedTransport,
+  upgradedTransport,
+} from './protocol-upgrade.ts';
 
 /**
  * Deliberately broken behaviours, for tests that prove the checks catch them. Never set
@@ -155,10 +165,13 @@ export function settingsOf(options: ConnectOptions): Settings {
     upgrading && overBinary !== null ? upgradedTransport(environment, overHttp, overBinary) : null;
   const exchange: HttpExchange =
     options.exchange ??
-    ((request) => {
-      if (isBinaryUrl(request.url) && overBinary !== null) return overBinary(request);
-      return upgraded === null ? overHttp(request) : upgraded.exchange(request);
-    });
+    Object.assign(
+      (request: HttpExchangeRequest) => {
+        if (isBinaryUrl(request.url) && overBinary !== null) return overBinary(request);
+        return upgraded === null ? overHttp(request) : upgraded.exchange(request);
+      },
+      overBinary === null ? {} : { broadcastRun: runsOf(overBinary, upgraded) },
+    );
   const settings: Settings = {
     endpoints,
     requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
@@ -170,10 +183,7 @@ export function settingsOf(options: ConnectOptions): Settings {
     inFlightMax: options.inFlightMax ?? 256,
     batching: options.batching ?? true,
     environment,
-    exchange:
-      authorization === null
-        ? exchange
-        : (request) => exchange({ ...request, headers: { ...request.headers, ...authorization } }),
+    exchange: authorization === null ? exchange : authorized(exchange, authorization),
     openStream: (url, headers, signal) => {
       const streamHeaders = { ...headers, ...authorization };
       if (!isBinaryUrl(url)) {
@@ -218,6 +228,35 @@ export function settingsOf(options: ConnectOptions): Settings {
     );
   }
   return settings;
+}
+
+/** Runs of broadcasts in their own frame, to nodes reached over the binary protocol. */
+function runsOf(
+  overBinary: BinaryExchange,
+  upgraded: UpgradedTransport | null,
+): NonNullable<HttpExchange['broadcastRun']> {
+  return (request) => {
+    if (isBinaryUrl(request.url)) return overBinary.broadcastRun(request);
+    return upgraded?.exchange.broadcastRun?.(request) ?? Promise.resolve(null);
+  };
+}
+
+/** `exchange` with the client's token on every call and run. */
+function authorized(
+  exchange: HttpExchange,
+  authorization: Readonly<Record<string, string>>,
+): HttpExchange {
+  const { broadcastRun } = exchange;
+  return Object.assign(
+    (request: HttpExchangeRequest) =>
+      exchange({ ...request, headers: { ...request.headers, ...authorization } }),
+    broadcastRun === undefined
+      ? {}
+      : {
+          broadcastRun: (request: RunExchangeRequest) =>
+            broadcastRun({ ...request, headers: { ...request.headers, ...authorization } }),
+        },
+  );
 }
 
 function authorizationOf(token: string | undefined): Record<string, string> | null {

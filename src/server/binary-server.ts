@@ -4,7 +4,9 @@
  * an exchange of the one Dispatcher the HTTP server runs, so a call over this port goes
  * through the same routes, validation, authentication, session rules, error shapes and
  * deadlines as over HTTP; only the envelope differs. Answers leave as they finish, tagged
- * with their request's id.
+ * with their request's id. A broadcastRun frame goes through the same dispatcher as the
+ * batch request it stands for, with a handler that reads it without JSON
+ * (routes/broadcast-run.ts) and answers with a runAnswer frame.
  *
  * Memory per connection is bounded: the decoder holds at most one frame of
  * `frameBytesMax`, and the node grants a window of `windowRequests` unanswered requests; a
@@ -15,11 +17,13 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import {
+  type BroadcastRunFrame,
   type ClientFrame,
   ClientFrameDecoder,
   clientFrameLimits,
   encodeClientFrame,
   type RequestFrame,
+  type RunResult,
   streamDataHead,
 } from '../transport/client-frames.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
@@ -31,6 +35,7 @@ import type { Dispatcher } from './dispatcher.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { listenOn, tlsServerOptions } from './listen.ts';
 import { certificateNameOfSocket } from './node-exchange.ts';
+import { broadcastRunRoute } from './routes/broadcast-run.ts';
 
 /** Unanswered requests one connection may hold by default. */
 export const defaultWindowRequests = 1024;
@@ -190,8 +195,30 @@ class BinaryConnection {
     if (refusal !== null) this.goAway(frame.requestId, refusal.code, refusal.message);
     else {
       this.options.context.metrics.binaryRequest();
-      this.options.dispatcher.dispatch(this.front(frame as RequestFrame));
+      if (frame.type === 'broadcastRun') this.dispatchRun(frame);
+      else this.options.dispatcher.dispatch(this.front(frame as RequestFrame).front);
     }
+  }
+
+  /**
+   * A run goes through the dispatcher as the batch request it stands for (deadline,
+   * authorization, error answers), with a handler of its own that reads no body and answers
+   * with a runAnswer frame.
+   */
+  private dispatchRun(frame: BroadcastRunFrame): void {
+    const { requestId } = frame;
+    this.options.context.metrics.binaryRun();
+    const { front, sendFrame } = this.front({
+      type: 'request',
+      requestId,
+      method: 'POST',
+      path: '/v1/broadcast/batch',
+      headers: frame.headers,
+      body: new Uint8Array(0),
+    });
+    const answer = (results: readonly RunResult[]) =>
+      sendFrame(200, encodeClientFrame({ type: 'runAnswer', requestId, results }));
+    this.options.dispatcher.dispatch(front, broadcastRunRoute(frame, answer));
   }
 
   private onHello(token: string): void {
@@ -218,7 +245,7 @@ class BinaryConnection {
     if (this.token === null) {
       return { code: 'hello_expected', message: 'the first frame is a hello' };
     }
-    if (frame.type !== 'request') {
+    if (frame.type !== 'request' && frame.type !== 'broadcastRun') {
       return { code: 'frame_unexpected', message: `a client sends no ${frame.type} frame` };
     }
     if (this.inFlight.has(frame.requestId)) {
@@ -236,7 +263,11 @@ class BinaryConnection {
     return null;
   }
 
-  private front(frame: RequestFrame): Front {
+  /** The exchange of one request; `sendFrame` answers it with an encoded frame. */
+  private front(frame: RequestFrame): {
+    front: Front;
+    sendFrame: (status: number, encoded: Uint8Array) => void;
+  } {
     const { requestId } = frame;
     const isOpen = () => !this.closing;
     let answered = false;
@@ -260,6 +291,16 @@ class BinaryConnection {
       },
       certificateName: certificateNameOfSocket(this.socket as Partial<TLSSocket>),
     };
+    const sendFrame = (answerStatus: number, encoded: Uint8Array) => {
+      assert(!answered, 'a request is answered once');
+      answered = true;
+      over = true;
+      status = answerStatus;
+      if (isOpen()) this.write(encoded);
+      const listener = this.inFlight.get(requestId);
+      this.inFlight.delete(requestId);
+      if (listener !== undefined) queueMicrotask(listener);
+    };
     const response: ExchangeResponse = {
       get answerable() {
         return !answered && isOpen();
@@ -267,16 +308,7 @@ class BinaryConnection {
       get status() {
         return status;
       },
-      send: (answer: Answer) => {
-        assert(!answered, 'a request is answered once');
-        answered = true;
-        over = true;
-        status = answer.status;
-        if (isOpen()) this.write(answerFrame(requestId, answer));
-        const listener = this.inFlight.get(requestId);
-        this.inFlight.delete(requestId);
-        if (listener !== undefined) queueMicrotask(listener);
-      },
+      send: (answer: Answer) => sendFrame(answer.status, answerFrame(requestId, answer)),
       startStream: (streamStatus, streamHeaders) => {
         assert(!answered, 'a request is answered once');
         answered = true;
@@ -298,7 +330,7 @@ class BinaryConnection {
         });
       },
     };
-    return {
+    const front: Front = {
       request,
       response,
       onClose: (listener) => {
@@ -308,6 +340,7 @@ class BinaryConnection {
       },
       afterErrorAnswer: () => undefined, // the whole body is at hand: nothing to discard
     };
+    return { front, sendFrame };
   }
 
   private write(frame: Uint8Array): void {

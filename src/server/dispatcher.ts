@@ -83,8 +83,12 @@ export class Dispatcher {
     });
   }
 
-  /** Runs one request; the front reports through `onClose` when its exchange is over. */
-  dispatch(front: Front): void {
+  /**
+   * Runs one request; the front reports through `onClose` when its exchange is over.
+   * `route`: the handler a front decided itself (a binary frame that is no HTTP request),
+   * run with the same deadline, authorization and error answers as a routed one.
+   */
+  dispatch(front: Front, route?: Route): void {
     const { environment, settings, metrics } = this.context;
     const startedMs = environment.monotonicMs();
     const exchange: Exchange = {
@@ -119,7 +123,10 @@ export class Dispatcher {
     try {
       if (this.closingFlag) throw closingError();
       url = new URL(front.request.url, 'http://localhost');
-      match = findRoute(this.routes, front.request.method, url.pathname);
+      match =
+        route === undefined
+          ? findRoute(this.routes, front.request.method, url.pathname)
+          : { route, params: {} };
       routeName = match.route.pattern;
       const { access } = match.route;
       identity =

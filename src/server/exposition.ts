@@ -96,7 +96,8 @@ export class Histogram {
     }
   }
 
-  observe(labels: Labels, value: number): void {
+  /** Records `value` `count` times (a run of messages answered at once shares its latency). */
+  observe(labels: Labels, value: number, count = 1): void {
     const key = JSON.stringify(labels);
     let series = this.series.get(key);
     if (series === undefined) {
@@ -110,9 +111,9 @@ export class Histogram {
     }
     let bucket = this.upperBounds.findIndex((bound) => value <= bound);
     if (bucket < 0) bucket = this.upperBounds.length;
-    series.bucketCounts[bucket] = (series.bucketCounts[bucket] as number) + 1;
-    series.sum += value;
-    series.count++;
+    series.bucketCounts[bucket] = (series.bucketCounts[bucket] as number) + count;
+    series.sum += value * count;
+    series.count += count;
   }
 
   write(exposition: Exposition, name: string, help: string): void {

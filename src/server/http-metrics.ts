@@ -21,6 +21,7 @@ export class HttpMetrics {
   private broadcastSecondsSum = 0;
   private binaryConnectionCount = 0;
   private binaryRequestCount = 0;
+  private binaryRunCount = 0;
 
   /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
   requestDone(route: string, method: string, status: number, seconds: number | null): void {
@@ -29,9 +30,28 @@ export class HttpMetrics {
   }
 
   broadcastDone(seconds: number, duplicate: boolean): void {
-    this.broadcastSeconds.observe({ duplicate: String(duplicate) }, seconds);
-    this.broadcastCount++;
-    this.broadcastSecondsSum += seconds;
+    this.broadcastsDone(
+      seconds,
+      duplicate ? { fresh: 0, duplicates: 1 } : { fresh: 1, duplicates: 0 },
+    );
+  }
+
+  /**
+   * Broadcasts of one run answered together, after `seconds`: the same as that many
+   * `broadcastDone` calls, at the cost of one.
+   */
+  broadcastsDone(
+    seconds: number,
+    counts: { readonly fresh: number; readonly duplicates: number },
+  ): void {
+    if (counts.fresh > 0)
+      this.broadcastSeconds.observe({ duplicate: 'false' }, seconds, counts.fresh);
+    if (counts.duplicates > 0) {
+      this.broadcastSeconds.observe({ duplicate: 'true' }, seconds, counts.duplicates);
+    }
+    const count = counts.fresh + counts.duplicates;
+    this.broadcastCount += count;
+    this.broadcastSecondsSum += seconds * count;
   }
 
   /** Broadcasts answered and their summed latency since start: the dashboard's mean per interval. */
@@ -58,6 +78,11 @@ export class HttpMetrics {
 
   binaryRequest(): void {
     this.binaryRequestCount++;
+  }
+
+  /** A broadcastRun frame taken (a request too). */
+  binaryRun(): void {
+    this.binaryRunCount++;
   }
 
   streamEvent(count = 1): void {
@@ -116,6 +141,12 @@ export class HttpMetrics {
       'counter',
       'Requests taken on the binary client port (they count in the HTTP request metrics too).',
       this.binaryRequestCount,
+    );
+    exposition.single(
+      'abcast_binary_runs_total',
+      'counter',
+      'Runs of broadcasts taken in broadcastRun frames on the binary client port (requests too).',
+      this.binaryRunCount,
     );
     exposition.single(
       'abcast_http_stream_drain_waits_total',

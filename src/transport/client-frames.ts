@@ -7,7 +7,9 @@
  * A request frame carries one API call (method, path, headers, body) and its answer comes
  * back with the same requestId, in whatever order the node finishes them: many requests
  * ride one connection at once (pipelining), and a POST /v1/broadcast/batch carries many
- * broadcasts in one frame. Strings are u16-length UTF-8, bodies u32-length bytes.
+ * broadcasts in one frame. A broadcastRun frame carries such a run without the JSON, its
+ * payloads' text as bytes, answered by a runAnswer (run-frames.ts). Strings are u16-length
+ * UTF-8, bodies u32-length bytes.
  *
  * Decoding trusts nothing: every length is checked against the bytes left and against its
  * own bound before anything is read or allocated, and a frame with bytes left over is
@@ -15,10 +17,36 @@
  * out-of-bounds read.
  */
 import { assert } from '../util/assert.ts';
-import { AbcastError } from '../util/errors.ts';
+import {
+  ClientFrameError,
+  clientFrameLimits,
+  clientProtocolVersion,
+  FrameReader,
+  malformed,
+} from './frame-fields.ts';
 import { FramingError, lengthPrefixBytes, PacketSplitter } from './framing.ts';
+import {
+  type BroadcastRunFrame,
+  decodeBroadcastRun,
+  decodeRunAnswer,
+  encodeBroadcastRun,
+  encodeRunAnswer,
+  type RunAnswerFrame,
+  runFrameTypes,
+} from './run-frames.ts';
 
-export const clientProtocolVersion = 1;
+export {
+  ClientFrameError,
+  type ClientFrameErrorCode,
+  clientFrameLimits,
+  clientProtocolVersion,
+} from './frame-fields.ts';
+export type {
+  BroadcastRunFrame,
+  RunAnswerFrame,
+  RunFrameMessage,
+  RunResult,
+} from './run-frames.ts';
 
 export const frameTypes = {
   hello: 1,
@@ -30,37 +58,8 @@ export const frameTypes = {
   streamData: 7,
   streamEnd: 8,
   cancel: 9,
+  ...runFrameTypes,
 } as const;
-
-/** Bounds every decoder applies, whatever the peer announces. */
-export const clientFrameLimits = {
-  /** Version, type and requestId. */
-  headerBytes: 6,
-  tokenBytesMax: 512,
-  pathBytesMax: 2048,
-  headersMax: 32,
-  headerNameBytesMax: 64,
-  headerValueBytesMax: 1024,
-  codeBytesMax: 64,
-  messageBytesMax: 1024,
-  nodeIdBytesMax: 255,
-  /** A frame is at most this (length prefix excluded) unless the decoder is given less. */
-  frameBytesMax: (8 << 20) + (64 << 10),
-} as const;
-
-export type ClientFrameErrorCode =
-  | 'frame_too_large'
-  | 'frame_empty'
-  | 'frame_malformed'
-  | 'version_unsupported'
-  | 'frame_type_unknown';
-
-export class ClientFrameError extends AbcastError<ClientFrameErrorCode> {
-  constructor(code: ClientFrameErrorCode, message: string, details: Record<string, unknown> = {}) {
-    super(code, message, details);
-    this.name = 'ClientFrameError';
-  }
-}
 
 export const requestMethods = ['GET', 'POST', 'DELETE'] as const;
 export type RequestMethod = (typeof requestMethods)[number];
@@ -147,11 +146,11 @@ export type ClientFrame =
   | StreamHeadFrame
   | StreamDataFrame
   | StreamEndFrame
-  | CancelFrame;
+  | CancelFrame
+  | BroadcastRunFrame
+  | RunAnswerFrame;
 
 const encoder = new TextEncoder();
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** Appends fields to a growing list of parts; `finish` lays them out behind the prefix. */
 class FrameWriter {
   private readonly parts: Uint8Array[] = [];
@@ -252,6 +251,10 @@ export function encodeClientFrame(frame: ClientFrame): Buffer {
     case 'streamEnd':
     case 'cancel':
       return writer.finish();
+    case 'broadcastRun':
+      return encodeBroadcastRun(frame);
+    case 'runAnswer':
+      return encodeRunAnswer(frame);
   }
 }
 
@@ -272,86 +275,13 @@ export function streamDataHead(requestId: number, byteCount: number): Buffer {
   return head;
 }
 
-function malformed(message: string): ClientFrameError {
-  return new ClientFrameError('frame_malformed', message);
-}
-
-/** Reads one frame's body front to back; every read checks the bytes left first. */
-class FrameReader {
-  private at = 0;
-  private readonly view: DataView;
-
-  constructor(private readonly frame: Uint8Array) {
-    this.view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  }
-
-  private need(byteCount: number, what: string): void {
-    if (this.frame.length - this.at < byteCount) {
-      throw malformed(`the frame ends inside ${what}`);
-    }
-  }
-
-  u8(what: string): number {
-    this.need(1, what);
-    return this.view.getUint8(this.at++);
-  }
-
-  u16(what: string): number {
-    this.need(2, what);
-    const value = this.view.getUint16(this.at);
-    this.at += 2;
-    return value;
-  }
-
-  u32(what: string): number {
-    this.need(4, what);
-    const value = this.view.getUint32(this.at);
-    this.at += 4;
-    return value;
-  }
-
-  string(what: string, bytesMax: number): string {
-    const byteCount = this.u16(`the length of ${what}`);
-    if (byteCount > bytesMax) throw malformed(`${what} is over ${bytesMax} bytes`);
-    const bytes = this.raw(byteCount, what);
-    try {
-      return utf8.decode(bytes);
-    } catch {
-      throw malformed(`${what} is not UTF-8`);
-    }
-  }
-
-  bytes(what: string): Uint8Array {
-    return this.raw(this.u32(`the length of ${what}`), what);
-  }
-
-  headers(): Record<string, string> {
-    const count = this.u16('the header count');
-    if (count > clientFrameLimits.headersMax) {
-      throw malformed(`a frame carries at most ${clientFrameLimits.headersMax} headers`);
-    }
-    const headers: Record<string, string> = {};
-    for (let at = 0; at < count; at++) {
-      const name = this.string('a header name', clientFrameLimits.headerNameBytesMax);
-      if (!/^[a-z0-9-]+$/.test(name)) throw malformed(`header name "${name}" is not lower-case`);
-      if (Object.hasOwn(headers, name)) throw malformed(`header ${name} is repeated`);
-      headers[name] = this.string('a header value', clientFrameLimits.headerValueBytesMax);
-    }
-    return headers;
-  }
-
-  end(): void {
-    if (this.at !== this.frame.length) {
-      throw malformed(`${this.frame.length - this.at} bytes follow the frame's last field`);
-    }
-  }
-
-  private raw(byteCount: number, what: string): Uint8Array {
-    this.need(byteCount, what);
-    const bytes = this.frame.subarray(this.at, this.at + byteCount);
-    this.at += byteCount;
-    return bytes;
-  }
+/**
+ * Sets the request id of a frame encoded before its id was known (a run is laid out when
+ * it is sent for, and given an id when the connection's window lets it go).
+ */
+export function setRequestId(encoded: Buffer, requestId: number): void {
+  assert(Number.isInteger(requestId) && requestId >= 0 && requestId <= 0xffff_ffff, 'a u32 id');
+  encoded.writeUInt32BE(requestId, lengthPrefixBytes + 2);
 }
 
 /** One frame's body (length prefix removed) as a frame, or a ClientFrameError. */
@@ -419,6 +349,10 @@ function decodeFields(reader: FrameReader, typeCode: number, requestId: number):
       return { type: 'streamEnd', requestId };
     case frameTypes.cancel:
       return { type: 'cancel', requestId };
+    case frameTypes.broadcastRun:
+      return decodeBroadcastRun(reader, requestId);
+    case frameTypes.runAnswer:
+      return decodeRunAnswer(reader, requestId);
     default:
       throw new ClientFrameError('frame_type_unknown', `frame type ${typeCode} is not known`, {
         type: typeCode,

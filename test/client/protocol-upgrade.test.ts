@@ -4,7 +4,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BinaryConnectionError, type BinaryExchange } from '../../src/client/binary-exchange.ts';
-import type { HttpExchangeRequest, HttpExchangeResponse } from '../../src/client/exchange.ts';
+import type {
+  HttpExchangeRequest,
+  HttpExchangeResponse,
+  RunExchangeAnswer,
+  RunExchangeRequest,
+} from '../../src/client/exchange.ts';
 import type { StreamAnswer } from '../../src/client/node-exchange.ts';
 import { offeredBinaryBase, upgradedTransport } from '../../src/client/protocol-upgrade.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
@@ -42,11 +47,17 @@ function world(options: { binaryFails?: boolean } = {}) {
     return ok({});
   };
   const streams: string[] = [];
+  const runs: string[] = [];
   const overBinary = Object.assign(binary, {
     openStream: async (url: string): Promise<StreamAnswer> => {
       streams.push(url);
       if (state.binaryFails) throw new BinaryConnectionError('ECONNREFUSED', 'refused');
       return { status: 200, headers: {}, body: new ReadableStream() };
+    },
+    broadcastRun: async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
+      runs.push(request.url);
+      if (state.binaryFails) throw new BinaryConnectionError('ECONNRESET', 'reset');
+      return { kind: 'results', results: [] };
     },
   }) as BinaryExchange;
   const transport = upgradedTransport(environment, overHttp, overBinary);
@@ -55,6 +66,7 @@ function world(options: { binaryFails?: boolean } = {}) {
     overHttpCalls,
     overBinaryCalls,
     streams,
+    runs,
     state,
     advance: (ms: number) => {
       nowMs += ms;
@@ -116,6 +128,33 @@ test('a binary port that fails sends the call over HTTP at once and keeps HTTP u
     async () => ({ status: 200, headers: { via: 'http' }, body: new ReadableStream() }),
   );
   assert.equal(stream.headers.via, 'http');
+});
+
+test('a run goes in its own frame only to a node on its binary port; a failed port sends it back as a batch', async () => {
+  const w = world();
+  const run = (url: string): RunExchangeRequest => ({
+    url,
+    headers: {},
+    clientId: 'c',
+    firstSeq: 1,
+    nonce: '',
+    messages: [{ payload: '1', topic: '', key: '' }],
+    timeoutMs: 1000,
+    signal: new AbortController().signal,
+  });
+  const broadcastRun = w.transport.exchange.broadcastRun!;
+  assert.equal(await broadcastRun(run('http://node-a:8001/v1/broadcast/batch')), null);
+  await w.transport.exchange(request('http://node-a:8001/v1/status'));
+  await settle();
+  const answer = await broadcastRun(run('http://node-a:8001/v1/broadcast/batch'));
+  assert.deepEqual(answer, { kind: 'results', results: [] });
+  assert.deepEqual(w.runs, ['abcast://node-a:9001/v1/broadcast/batch']);
+  w.state.binaryFails = true;
+  assert.equal(await broadcastRun(run('http://node-a:8001/v1/broadcast/batch')), null);
+  // Back on HTTP: no more runs in the frame until relearned.
+  w.state.binaryFails = false;
+  assert.equal(await broadcastRun(run('http://node-a:8001/v1/broadcast/batch')), null);
+  assert.equal(w.runs.length, 2);
 });
 
 test('a probe that fails keeps the node on HTTP', async () => {

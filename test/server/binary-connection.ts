@@ -10,8 +10,21 @@ import {
   ClientFrameDecoder,
   clientFrameLimits,
   encodeClientFrame,
+  type RunResult,
 } from '../../src/transport/client-frames.ts';
 import { waitFor } from '../support/ports.ts';
+
+/** A message of `RawConnection.run`: absent topic and key go as empty (none). */
+export interface RawRunMessage {
+  readonly payload: string | Uint8Array;
+  readonly topic?: string;
+  readonly key?: string;
+}
+
+/** What a run was answered with: a result per message, or a refusal of the whole run. */
+export type RawRunAnswer =
+  | { readonly status: 200; readonly results: readonly RunResult[] }
+  | { readonly status: number; readonly body: Record<string, unknown> };
 
 /** A raw connection that speaks frames, for what the SDK never sends. */
 export class RawConnection {
@@ -77,6 +90,49 @@ export class RawConnection {
       headers: {},
       body: Buffer.from(JSON.stringify(body)),
     });
+  }
+
+  /** Sends a broadcastRun frame. */
+  run(
+    requestId: number,
+    run: {
+      readonly clientId: string;
+      readonly firstSeq: number;
+      readonly nonce?: string;
+      readonly headers?: Record<string, string>;
+      readonly messages: readonly RawRunMessage[];
+    },
+  ): void {
+    this.send({
+      type: 'broadcastRun',
+      requestId,
+      headers: run.headers ?? {},
+      clientId: run.clientId,
+      firstSeq: run.firstSeq,
+      nonce: run.nonce ?? '',
+      messages: run.messages.map((message) => ({
+        payload: message.payload,
+        topic: message.topic ?? '',
+        key: message.key ?? '',
+      })),
+    });
+  }
+
+  /** The answer to run `requestId`: its runAnswer, or the answer frame that refused it. */
+  async runAnswer(requestId: number): Promise<RawRunAnswer> {
+    const frame = await this.frame(
+      (candidate) =>
+        (candidate.type === 'runAnswer' || candidate.type === 'answer') &&
+        candidate.requestId === requestId,
+    );
+    if (frame.type === 'runAnswer') return { status: 200, results: frame.results };
+    assert.equal(frame.type, 'answer');
+    const answer = frame as AnswerFrame;
+    assert.notEqual(answer.status, 200, 'a run taken is answered with a runAnswer');
+    return {
+      status: answer.status,
+      body: JSON.parse(Buffer.from(answer.body).toString('utf8')) as Record<string, unknown>,
+    };
   }
 
   close(): void {

@@ -1,7 +1,9 @@
 // Proves the binary client protocol's codec (src/transport/client-frames.ts) gives back every
 // frame it encoded, however the stream is cut into chunks, and refuses, with a stable code
 // and never an exception of another kind, every frame it did not: cut short, with bytes
-// left over, oversized, of an unknown version or type, or random bytes (fast-check).
+// left over, oversized, of an unknown version or type, or random bytes (fast-check). The
+// run frames (broadcastRun, runAnswer) are among them, and their counts and integers are
+// checked against the bytes there are before anything is allocated for them.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -12,7 +14,9 @@ import {
   clientFrameLimits,
   decodeClientFrame,
   encodeClientFrame,
+  type RunResult,
   requestMethods,
+  setRequestId,
 } from '../../src/transport/client-frames.ts';
 
 const frameBytesMax = 64 << 10;
@@ -23,6 +27,23 @@ const headerName = fc.stringMatching(/^[a-z0-9-]{1,20}$/);
 const headers = fc.dictionary(headerName, shortText(100), { maxKeys: 6 });
 const body = fc.uint8Array({ maxLength: 2000 });
 const requestId = fc.integer({ min: 0, max: 0xffff_ffff });
+
+const known = fc.option(fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), { nil: null });
+const runResult: fc.Arbitrary<RunResult> = fc.oneof(
+  fc.record({
+    kind: fc.constant('ok' as const),
+    position: known,
+    term: known,
+    duplicate: fc.boolean(),
+  }),
+  fc.record({
+    kind: fc.constant('error' as const),
+    status: fc.integer({ min: 100, max: 599 }),
+    code: shortText(64),
+    message: shortText(1024),
+    details: fc.oneof(fc.constant(''), fc.json({ maxDepth: 2 })),
+  }),
+);
 
 const frameArbitrary: fc.Arbitrary<ClientFrame> = fc.oneof(
   shortText(clientFrameLimits.tokenBytesMax).map(
@@ -58,10 +79,41 @@ const frameArbitrary: fc.Arbitrary<ClientFrame> = fc.oneof(
     .map((fields): ClientFrame => ({ type: 'streamData', ...fields })),
   requestId.map((id): ClientFrame => ({ type: 'streamEnd', requestId: id })),
   requestId.map((id): ClientFrame => ({ type: 'cancel', requestId: id })),
+  fc
+    .record({
+      requestId,
+      headers,
+      clientId: shortText(60),
+      firstSeq: fc.maxSafeNat(),
+      nonce: shortText(20),
+      messages: fc.array(
+        fc.record({
+          // Bytes or text: text goes out as its UTF-8 and comes back as those bytes.
+          payload: fc.oneof(body, fc.json()),
+          topic: shortText(30),
+          key: shortText(30),
+        }),
+        { maxLength: 12 },
+      ),
+    })
+    .map((fields): ClientFrame => ({ type: 'broadcastRun', ...fields })),
+  fc
+    .record({ requestId, results: fc.array(runResult, { maxLength: 12 }) })
+    .map((fields): ClientFrame => ({ type: 'runAnswer', ...fields })),
 );
 
 /** Frames compared with plain arrays for bodies (a decoded body is a view). */
 function plain(frame: ClientFrame): unknown {
+  if (frame.type === 'broadcastRun') {
+    const messages = frame.messages.map((message) => ({
+      ...message,
+      payload: [...Buffer.from(message.payload)],
+    }));
+    return { ...frame, headers: { ...frame.headers }, messages };
+  }
+  if (frame.type === 'runAnswer') {
+    return { ...frame, results: frame.results.map((result) => ({ ...result })) };
+  }
   if ('body' in frame) return { ...frame, headers: { ...frame.headers }, body: [...frame.body] };
   if ('data' in frame) return { ...frame, data: [...frame.data] };
   if ('headers' in frame) return { ...frame, headers: { ...frame.headers } };
@@ -176,3 +228,106 @@ test('random bytes decode to frames or a ClientFrameError, nothing else', () => 
 function hasCode(code: string): (error: unknown) => boolean {
   return (error) => error instanceof ClientFrameError && error.code === code;
 }
+
+/** A frame's body (no length prefix) of `type` with `fields` after the header. */
+function frameBody(type: number, fields: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([1, type, 0, 0, 0, 7]), fields]);
+}
+
+test('a run claiming more messages or results than its bytes hold is refused before any is read', () => {
+  // No headers, client "c", seq 1, no nonce, then 65535 messages in 10 bytes.
+  const run = Buffer.from([0, 0, 0, 1, 0x63, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff, 0xff]);
+  assert.throws(
+    () => decodeClientFrame(frameBody(10, Buffer.concat([run, Buffer.alloc(10)]))),
+    hasCode('frame_malformed'),
+  );
+  const answer = Buffer.from([0xff, 0xff, 1]);
+  assert.throws(() => decodeClientFrame(frameBody(11, answer)), hasCode('frame_malformed'));
+});
+
+test('a seq, position or term over 2^53 - 1, or an unknown outcome, is malformed', () => {
+  const run = (seqHigh: number) =>
+    frameBody(10, Buffer.from([0, 0, 0, 1, 0x63, 0, seqHigh, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]));
+  assert.equal(
+    (decodeClientFrame(run(0x1f)) as { firstSeq: number }).firstSeq,
+    0x1f_0000_0000_0001,
+  );
+  assert.throws(() => decodeClientFrame(run(0x20)), hasCode('frame_malformed'));
+  const ok = (outcome: number, positionHigh: number) =>
+    frameBody(
+      11,
+      Buffer.from([0, 1, outcome, 0, positionHigh, 0, 0, 0, 0, 0, 1, ...Buffer.alloc(8)]),
+    );
+  const decoded = decodeClientFrame(ok(2, 0x1f));
+  assert.deepEqual(decoded.type === 'runAnswer' && decoded.results, [
+    { kind: 'ok', position: 0x1f_0000_0000_0001, term: null, duplicate: true },
+  ]);
+  assert.throws(() => decodeClientFrame(ok(1, 0x20)), hasCode('frame_malformed'));
+  assert.throws(() => decodeClientFrame(ok(4, 0)), hasCode('frame_malformed'));
+});
+
+test("a run's payloads outlive the bytes they were decoded from", () => {
+  const wire = encodeClientFrame({
+    type: 'broadcastRun',
+    requestId: 3,
+    headers: {},
+    clientId: 'c',
+    firstSeq: 1,
+    nonce: '',
+    messages: [{ payload: '{"a":1}', topic: 't', key: '' }],
+  });
+  const body = Uint8Array.from(wire.subarray(4));
+  const frame = decodeClientFrame(body);
+  body.fill(0);
+  assert.equal(
+    frame.type === 'broadcastRun' && Buffer.from(frame.messages[0]!.payload).toString(),
+    '{"a":1}',
+  );
+});
+
+test('setRequestId gives an encoded frame its id', () => {
+  const wire = encodeClientFrame({
+    type: 'broadcastRun',
+    requestId: 0,
+    headers: { authorization: 'Bearer x' },
+    clientId: 'c',
+    firstSeq: 5,
+    nonce: 'n',
+    messages: [{ payload: '1', topic: '', key: 'k' }],
+  });
+  setRequestId(wire, 0xfeed_beef);
+  assert.equal(decodeClientFrame(wire.subarray(4)).requestId, 0xfeed_beef);
+});
+
+test('run frames with bytes flipped or garbage after their header decode or are refused, nothing else', () => {
+  const runFrames = frameArbitrary.filter(
+    (frame) => frame.type === 'broadcastRun' || frame.type === 'runAnswer',
+  );
+  fc.assert(
+    fc.property(
+      runFrames,
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), {
+        minLength: 1,
+        maxLength: 6,
+      }),
+      (frame, flips) => {
+        const body = Uint8Array.from(encodeClientFrame(frame).subarray(4));
+        for (const [at, value] of flips) body[6 + (at % Math.max(1, body.length - 6))] = value;
+        try {
+          decodeClientFrame(body);
+        } catch (error) {
+          assert.ok(error instanceof ClientFrameError, String(error));
+        }
+      },
+    ),
+  );
+  fc.assert(
+    fc.property(fc.constantFrom(10, 11), fc.uint8Array({ maxLength: 200 }), (type, fields) => {
+      try {
+        decodeClientFrame(frameBody(type, fields));
+      } catch (error) {
+        assert.ok(error instanceof ClientFrameError, String(error));
+      }
+    }),
+  );
+});

@@ -67,15 +67,18 @@ export function senderOf(
 /** The payload's stored form (its JSON text), refused with a 413 when over the limit. */
 export function checkedPayload(value: unknown, payloadBytesMax: number): Uint8Array {
   const payload = encodePayload(value);
-  if (payload.length > payloadBytesMax) {
-    throw new HttpError(
-      413,
-      'payload_too_large',
-      `payload is ${payload.length} bytes as JSON; the limit is ${payloadBytesMax}`,
-      { payloadBytesMax },
-    );
-  }
+  if (payload.length > payloadBytesMax) throw payloadTooLarge(payload.length, payloadBytesMax);
   return payload;
+}
+
+/** The 413 for a payload whose stored form (its JSON text) is `byteCount` bytes. */
+export function payloadTooLarge(byteCount: number, payloadBytesMax: number): HttpError {
+  return new HttpError(
+    413,
+    'payload_too_large',
+    `payload is ${byteCount} bytes as JSON; the limit is ${payloadBytesMax}`,
+    { payloadBytesMax },
+  );
 }
 
 /** The term of the entry that carried `position`, if this node still keeps it. */

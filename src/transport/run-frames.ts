@@ -1,0 +1,315 @@
+/**
+ * The broadcastRun frame and its runAnswer (docs/protocol.md): one run of one session's
+ * broadcasts with each payload's JSON text carried as it is, length-prefixed, and one
+ * compact result per message back. POST /v1/broadcast/batch says the same in JSON, which
+ * costs a parse and a re-encoding of every payload on the node and a parse of every result
+ * on the client; here the payload bytes pass from the client's frame to the log untouched.
+ *
+ * Both are laid out straight into one buffer (sizes first, then one write per field), and
+ * decoded with the reader every frame uses, which checks each length before it reads.
+ */
+import { assert } from '../util/assert.ts';
+import {
+  clientFrameLimits,
+  clientProtocolVersion,
+  type FrameReader,
+  malformed,
+} from './frame-fields.ts';
+import { lengthPrefixBytes } from './framing.ts';
+
+export const runFrameTypes = { broadcastRun: 10, runAnswer: 11 } as const;
+
+/**
+ * A run of one session's broadcasts (seqs `firstSeq`, `firstSeq + 1`, …), each payload the
+ * JSON text itself: POST /v1/broadcast/batch without the JSON around the payloads.
+ */
+export interface BroadcastRunFrame {
+  readonly type: 'broadcastRun';
+  readonly requestId: number;
+  /** As a request's: `authorization` overrides the hello's token. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly clientId: string;
+  readonly firstSeq: number;
+  /** Empty: none. */
+  readonly nonce: string;
+  readonly messages: readonly RunFrameMessage[];
+}
+
+export interface RunFrameMessage {
+  /**
+   * The payload's JSON text in UTF-8 (a string is written as its UTF-8). Decoded, a view
+   * of a copy of the frame made for the run, so it outlives the socket's chunk.
+   */
+  readonly payload: Uint8Array | string;
+  /** Empty: none. */
+  readonly topic: string;
+  /** Empty: none. */
+  readonly key: string;
+}
+
+/** One message's outcome in a runAnswer: where it is in the order, or why it is not. */
+export type RunResult =
+  | {
+      readonly kind: 'ok';
+      /** Null when not known (a duplicate older than what the node remembers). */
+      readonly position: number | null;
+      /** Null when not known (its entry compacted away). */
+      readonly term: number | null;
+      readonly duplicate: boolean;
+    }
+  | {
+      readonly kind: 'error';
+      /** The HTTP status a single POST /v1/broadcast would have answered. */
+      readonly status: number;
+      readonly code: string;
+      readonly message: string;
+      /** The error body's other fields, as a JSON object's text; empty: none. */
+      readonly details: string;
+    };
+
+/** The answer to a broadcastRun the node took: one result per message, in order. */
+export interface RunAnswerFrame {
+  readonly type: 'runAnswer';
+  readonly requestId: number;
+  readonly results: readonly RunResult[];
+}
+
+/** A result's first byte. */
+const outcomeCodes = { delivered: 1, duplicate: 2, error: 3 } as const;
+
+/** A message takes at least its three lengths: payload (u32), topic and key (u16). */
+const runMessageBytesMin = 8;
+/** A result takes at least an error's outcome, status and four empty lengths. */
+const runResultBytesMin = 11;
+const okResultBytes = 17;
+
+/** Writes fields front to back into a buffer sized beforehand. */
+class BufferWriter {
+  private at = 0;
+  readonly buffer: Buffer;
+
+  /** `bodyBytes`: everything after the length prefix; the header is written here. */
+  constructor(bodyBytes: number, type: number, requestId: number) {
+    assert(bodyBytes <= 0xffff_ffff, 'a frame length fits its prefix');
+    this.buffer = Buffer.allocUnsafe(lengthPrefixBytes + bodyBytes);
+    this.u32(bodyBytes);
+    this.u8(clientProtocolVersion);
+    this.u8(type);
+    this.u32(requestId);
+  }
+
+  u8(value: number): void {
+    this.buffer[this.at++] = value;
+  }
+
+  u16(value: number): void {
+    this.buffer.writeUInt16BE(value, this.at);
+    this.at += 2;
+  }
+
+  u32(value: number): void {
+    this.buffer.writeUInt32BE(value, this.at);
+    this.at += 4;
+  }
+
+  u64(value: number): void {
+    assert(Number.isSafeInteger(value) && value >= 0, 'a u64 field holds a safe integer');
+    this.u32(Math.floor(value / 0x1_0000_0000));
+    this.u32(value >>> 0);
+  }
+
+  /** A u16-length string whose UTF-8 length the caller measured. */
+  text(text: string, byteCount: number): void {
+    this.u16(byteCount);
+    if (byteCount > 0) this.at += this.buffer.write(text, this.at, byteCount, 'utf8');
+  }
+
+  /** u32-length bytes, or a string's UTF-8 whose length the caller measured. */
+  bytes(bytes: Uint8Array | string, byteCount: number): void {
+    this.u32(byteCount);
+    if (typeof bytes === 'string') this.at += this.buffer.write(bytes, this.at, byteCount, 'utf8');
+    else {
+      this.buffer.set(bytes, this.at);
+      this.at += byteCount;
+    }
+  }
+
+  finish(): Buffer {
+    assert(this.at === this.buffer.length, 'a frame is written to its measured length');
+    return this.buffer;
+  }
+}
+
+function textBytes(text: string, bytesMax: number): number {
+  const byteCount = text === '' ? 0 : Buffer.byteLength(text);
+  assert(byteCount <= bytesMax, 'a string fits its bound');
+  return byteCount;
+}
+
+function headerPairs(
+  headers: Readonly<Record<string, string>>,
+): [string, number, string, number][] {
+  const pairs = Object.entries(headers).map(([name, value]): [string, number, string, number] => [
+    name,
+    textBytes(name, clientFrameLimits.headerNameBytesMax),
+    value,
+    textBytes(value, clientFrameLimits.headerValueBytesMax),
+  ]);
+  assert(pairs.length <= clientFrameLimits.headersMax, 'headers fit their bound');
+  return pairs;
+}
+
+/** A broadcastRun's bytes on the wire, length prefix included. */
+export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
+  const { messages } = frame;
+  assert(messages.length <= clientFrameLimits.runMessagesMax, 'a run fits its count');
+  const fieldMax = clientFrameLimits.runFieldBytesMax;
+  const headers = headerPairs(frame.headers);
+  const clientIdBytes = textBytes(frame.clientId, fieldMax);
+  const nonceBytes = textBytes(frame.nonce, fieldMax);
+  // Header count, client id, first seq, nonce and message count around their contents.
+  let bodyBytes = clientFrameLimits.headerBytes + 2 + 2 + clientIdBytes + 8 + 2 + nonceBytes + 2;
+  for (const [, nameBytes, , valueBytes] of headers) bodyBytes += 4 + nameBytes + valueBytes;
+  // Three lengths per message, measured once: a run's topic is usually one string.
+  const lengths = new Array<number>(messages.length * 3);
+  let lastTopic = '';
+  let lastTopicBytes = 0;
+  messages.forEach((message, at) => {
+    const { payload, topic } = message;
+    const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (topic !== lastTopic) {
+      lastTopic = topic;
+      lastTopicBytes = textBytes(topic, fieldMax);
+    }
+    const keyBytes = textBytes(message.key, fieldMax);
+    lengths[at * 3] = payloadBytes;
+    lengths[at * 3 + 1] = lastTopicBytes;
+    lengths[at * 3 + 2] = keyBytes;
+    bodyBytes += runMessageBytesMin + payloadBytes + lastTopicBytes + keyBytes;
+  });
+  const writer = new BufferWriter(bodyBytes, runFrameTypes.broadcastRun, frame.requestId);
+  writer.u16(headers.length);
+  for (const [name, nameBytes, value, valueBytes] of headers) {
+    writer.text(name, nameBytes);
+    writer.text(value, valueBytes);
+  }
+  writer.text(frame.clientId, clientIdBytes);
+  writer.u64(frame.firstSeq);
+  writer.text(frame.nonce, nonceBytes);
+  writer.u16(messages.length);
+  messages.forEach((message, at) => {
+    writer.bytes(message.payload, lengths[at * 3] as number);
+    writer.text(message.topic, lengths[at * 3 + 1] as number);
+    writer.text(message.key, lengths[at * 3 + 2] as number);
+  });
+  return writer.finish();
+}
+
+export function decodeBroadcastRun(reader: FrameReader, requestId: number): BroadcastRunFrame {
+  // The payloads are kept (in the log, in the node's memory) long after this turn.
+  reader.detach();
+  const fieldMax = clientFrameLimits.runFieldBytesMax;
+  const headers = reader.headers();
+  const clientId = reader.string('the client id', fieldMax);
+  const firstSeq = reader.u64('the first seq');
+  const nonce = reader.string('the nonce', fieldMax);
+  const count = reader.u16('the message count');
+  // Checked before anything is allocated for them.
+  if (count * runMessageBytesMin > reader.remainingBytes) {
+    throw malformed(`${count} messages do not fit in the frame's ${reader.remainingBytes} bytes`);
+  }
+  const messages = new Array<RunFrameMessage>(count);
+  for (let at = 0; at < count; at++) {
+    const payload = reader.bytes('a payload');
+    const topic = reader.string('a topic', fieldMax);
+    const key = reader.string('a key', fieldMax);
+    messages[at] = { payload, topic, key };
+  }
+  return { type: 'broadcastRun', requestId, headers, clientId, firstSeq, nonce, messages };
+}
+
+interface MeasuredError {
+  readonly codeBytes: number;
+  readonly messageBytes: number;
+  readonly detailsBytes: number;
+}
+
+/** A runAnswer's bytes on the wire, length prefix included. */
+export function encodeRunAnswer(frame: RunAnswerFrame): Buffer {
+  const { results } = frame;
+  assert(results.length <= clientFrameLimits.runMessagesMax, 'an answer fits its count');
+  let bodyBytes = clientFrameLimits.headerBytes + 2;
+  const measured = results.map((result): MeasuredError | null => {
+    if (result.kind === 'ok') {
+      bodyBytes += okResultBytes;
+      return null;
+    }
+    const sizes = {
+      codeBytes: textBytes(result.code, clientFrameLimits.codeBytesMax),
+      messageBytes: textBytes(result.message, clientFrameLimits.messageBytesMax),
+      detailsBytes: textBytes(result.details, clientFrameLimits.detailsBytesMax),
+    };
+    bodyBytes += runResultBytesMin + sizes.codeBytes + sizes.messageBytes + sizes.detailsBytes;
+    return sizes;
+  });
+  const writer = new BufferWriter(bodyBytes, runFrameTypes.runAnswer, frame.requestId);
+  writer.u16(results.length);
+  results.forEach((result, at) => {
+    if (result.kind === 'ok') {
+      writer.u8(result.duplicate ? outcomeCodes.duplicate : outcomeCodes.delivered);
+      writer.u64(result.position ?? 0);
+      writer.u64(result.term ?? 0);
+      return;
+    }
+    const sizes = measured[at] as MeasuredError;
+    assert(result.status >= 100 && result.status <= 599, 'an error has an HTTP status');
+    writer.u8(outcomeCodes.error);
+    writer.u16(result.status);
+    writer.text(result.code, sizes.codeBytes);
+    writer.text(result.message, sizes.messageBytes);
+    writer.bytes(result.details, sizes.detailsBytes);
+  });
+  return writer.finish();
+}
+
+export function decodeRunAnswer(reader: FrameReader, requestId: number): RunAnswerFrame {
+  const count = reader.u16('the result count');
+  if (count * runResultBytesMin > reader.remainingBytes) {
+    throw malformed(`${count} results do not fit in the frame's ${reader.remainingBytes} bytes`);
+  }
+  const results = new Array<RunResult>(count);
+  for (let at = 0; at < count; at++) results[at] = decodeResult(reader);
+  return { type: 'runAnswer', requestId, results };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeResult(reader: FrameReader): RunResult {
+  const outcome = reader.u8('a result');
+  if (outcome === outcomeCodes.delivered || outcome === outcomeCodes.duplicate) {
+    const position = reader.u64('a position');
+    const term = reader.u64('a term');
+    return {
+      kind: 'ok',
+      position: position === 0 ? null : position,
+      term: term === 0 ? null : term,
+      duplicate: outcome === outcomeCodes.duplicate,
+    };
+  }
+  if (outcome !== outcomeCodes.error) throw malformed(`result outcome ${outcome} is not 1–3`);
+  const status = reader.u16('a status');
+  if (status < 100 || status > 599) throw malformed(`status ${status} is not 100–599`);
+  const code = reader.string('an error code', clientFrameLimits.codeBytesMax);
+  const message = reader.string('an error message', clientFrameLimits.messageBytesMax);
+  const detailBytes = reader.bytes('error details');
+  if (detailBytes.length > clientFrameLimits.detailsBytesMax) {
+    throw malformed(`error details are over ${clientFrameLimits.detailsBytesMax} bytes`);
+  }
+  let details: string;
+  try {
+    details = utf8.decode(detailBytes);
+  } catch {
+    throw malformed('error details are not UTF-8');
+  }
+  return { kind: 'error', status, code, message, details };
+}

@@ -1,0 +1,118 @@
+// Proves the byte-level JSON check (src/server/json-text.ts) agrees with its naive twin,
+// JSON.parse of the UTF-8 text with the nesting counted afterwards: on JSON values printed
+// compactly and indented, on texts mutated a character at a time, on strings of JSON's own
+// characters and on random bytes (fast-check). What it calls storable has no CR or LF, so
+// it can be spliced into an event stream's data line as it is.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { checkJsonText } from '../../src/server/json-text.ts';
+
+const depthMax = 4;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function depthOf(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0;
+  const children = Array.isArray(value) ? value : Object.values(value);
+  return 1 + Math.max(0, ...children.map(depthOf));
+}
+
+/** The twin: 'storable', 'lineBreaks' or 'invalid', by JSON.parse. */
+function naiveVerdict(bytes: Uint8Array): string {
+  let text: string;
+  let value: unknown;
+  try {
+    text = utf8.decode(bytes);
+    value = JSON.parse(text);
+  } catch {
+    return 'invalid';
+  }
+  if (depthOf(value) > depthMax) return 'invalid';
+  return /[\r\n]/.test(text) ? 'lineBreaks' : 'storable';
+}
+
+function agrees(bytes: Uint8Array): void {
+  const verdict = checkJsonText(bytes, depthMax);
+  assert.equal(verdict.kind, naiveVerdict(bytes), Buffer.from(bytes).toString('utf8'));
+  if (verdict.kind === 'storable') {
+    assert.ok(!bytes.includes(0x0a) && !bytes.includes(0x0d), 'no line break is stored');
+  }
+}
+
+const jsonValue = fc.jsonValue({ maxDepth: 6 });
+const printed = fc.oneof(
+  jsonValue.map((value) => JSON.stringify(value)),
+  jsonValue.map((value) => JSON.stringify(value, null, 2)),
+  jsonValue.map((value) => JSON.stringify(value, null, '\t')),
+  fc.json({ maxDepth: 6 }),
+);
+const alphabet = fc.constantFrom(
+  ...'{}[],:"\\/ \t\n\r0123456789.eE+-truefalsnub\u0001\u00e9\u2028\ufeff',
+);
+
+test('JSON values, compact or indented, are valid exactly when no deeper than the bound', () => {
+  fc.assert(
+    fc.property(printed, (text) => agrees(Buffer.from(text))),
+    { numRuns: 500 },
+  );
+});
+
+test('texts changed a character at a time are judged as JSON.parse judges them', () => {
+  fc.assert(
+    fc.property(
+      printed,
+      fc.array(fc.tuple(fc.nat(), fc.nat({ max: 2 }), alphabet), { minLength: 1, maxLength: 3 }),
+      (text, edits) => {
+        let edited = text;
+        for (const [where, how, character] of edits) {
+          const at = where % (edited.length + 1);
+          if (how === 0) edited = edited.slice(0, at) + character + edited.slice(at);
+          else if (how === 1) edited = edited.slice(0, at) + edited.slice(at + 1);
+          else edited = edited.slice(0, at) + character + edited.slice(at + 1);
+        }
+        agrees(Buffer.from(edited));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test("strings of JSON's own characters and random bytes are judged as JSON.parse judges them", () => {
+  fc.assert(
+    fc.property(fc.array(alphabet, { maxLength: 24 }), (characters) =>
+      agrees(Buffer.from(characters.join(''))),
+    ),
+    { numRuns: 3000 },
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => agrees(bytes)),
+    {
+      numRuns: 1000,
+    },
+  );
+});
+
+test('examples at the edges', () => {
+  const cases: [string, string][] = [
+    ['-0', 'storable'],
+    ['1E+2', 'storable'],
+    ['01', 'invalid'],
+    ['1.', 'invalid'],
+    ['.5', 'invalid'],
+    ['"\\u00e9\\ud800"', 'storable'],
+    ['"\\x41"', 'invalid'],
+    ['"tab\there"', 'invalid'],
+    ['\ufeff1', 'invalid'],
+    [' [1 , 2 ] ', 'storable'],
+    ['[1,\n2]', 'lineBreaks'],
+    ['[[[[1]]]]', 'storable'],
+    ['[[[[[1]]]]]', 'invalid'],
+    ['{"a":1,}', 'invalid'],
+    ['', 'invalid'],
+    ['nul', 'invalid'],
+  ];
+  for (const [text, kind] of cases) {
+    assert.equal(checkJsonText(Buffer.from(text), depthMax).kind, kind, text);
+    agrees(Buffer.from(text));
+  }
+});
