@@ -82,6 +82,8 @@ export interface ChainResult<T> {
   readonly effects: readonly ChainEffect[];
 }
 
+const noEffects: readonly ChainEffect[] = Object.freeze([]);
+
 export class SessionChain {
   private current: ChainSession;
   private sessionCount = 1;
@@ -187,7 +189,9 @@ export class SessionChain {
     return { step, effects: this.takeEffects() };
   }
 
-  private takeEffects(): ChainEffect[] {
+  private takeEffects(): readonly ChainEffect[] {
+    // Most inputs have none: no array per input then (the client makes several per message).
+    if (this.effects.length === 0) return noEffects;
     const effects = this.effects;
     this.effects = [];
     return effects;
@@ -196,7 +200,9 @@ export class SessionChain {
   /** The broadcast of `seq` left `session` (answered, failed or moved on). */
   private settle(session: ChainSession, seq: number): void {
     session.running.delete(seq);
-    this.effects.push({ kind: 'changed', sessionId: session.id });
+    // Only flights of a successor wait on a session (a `wait` step names the predecessor):
+    // while it has none, nobody is to be woken.
+    if (session.successor !== null) this.effects.push({ kind: 'changed', sessionId: session.id });
   }
 
   /**
