@@ -17,17 +17,13 @@ export class PendingBroadcast implements QueuedBroadcast {
   endpoint = '';
   sessionId = '';
   seq = 0;
-  /** Its flight in the session chain; 0 until it is issued. */
-  flight: FlightId = 0;
-  /**
-   * Its first attempt travels in a batch and is not answered yet. A cut of its session
-   * (SessionChain's `cut` effect) ends that wait at once, as an abort ends a single POST.
-   */
-  batched = false;
-  /** Who awaits that batched attempt: the client's retry loop, or null (the client itself). */
-  batchedWaiter: ((outcome: Outcome<unknown>) => void) | null = null;
-  private resolveCaller: ((answer: BroadcastAnswer) => void) | null = null;
-  private rejectCaller: ((error: unknown) => void) | null = null;
+  // The rest is private (#): the batcher copies a queued message's own enumerable fields,
+  // and needs none of these.
+  #flight: FlightId = 0;
+  #batched = false;
+  #batchedWaiter: ((outcome: Outcome<unknown>) => void) | null = null;
+  #resolveCaller: ((answer: BroadcastAnswer) => void) | null = null;
+  #rejectCaller: ((error: unknown) => void) | null = null;
 
   constructor(
     readonly text: string,
@@ -37,11 +33,41 @@ export class PendingBroadcast implements QueuedBroadcast {
     readonly nonce: string | undefined,
   ) {}
 
+  /** Its flight in the session chain; 0 until it is issued. */
+  get flight(): FlightId {
+    return this.#flight;
+  }
+
+  set flight(flight: FlightId) {
+    this.#flight = flight;
+  }
+
+  /**
+   * Its first attempt travels in a batch and is not answered yet. A cut of its session
+   * (SessionChain's `cut` effect) ends that wait at once, as an abort ends a single POST.
+   */
+  get batched(): boolean {
+    return this.#batched;
+  }
+
+  set batched(batched: boolean) {
+    this.#batched = batched;
+  }
+
+  /** Who awaits that batched attempt: the client's retry loop, or null (the client itself). */
+  get batchedWaiter(): ((outcome: Outcome<unknown>) => void) | null {
+    return this.#batchedWaiter;
+  }
+
+  set batchedWaiter(waiter: ((outcome: Outcome<unknown>) => void) | null) {
+    this.#batchedWaiter = waiter;
+  }
+
   /** The promise its caller awaits; settled once, by `answer` or `fail`, whichever comes first. */
   answerPromise(): Promise<BroadcastAnswer> {
     return new Promise((resolve, reject) => {
-      this.resolveCaller = resolve;
-      this.rejectCaller = reject;
+      this.#resolveCaller = resolve;
+      this.#rejectCaller = reject;
     });
   }
 
@@ -54,8 +80,8 @@ export class PendingBroadcast implements QueuedBroadcast {
 
   /** Resolves its caller, unless the caller was told something already. */
   answer(answer: BroadcastAnswer): void {
-    this.resolveCaller?.(answer);
-    this.forgetCaller();
+    this.#resolveCaller?.(answer);
+    this.#forgetCaller();
   }
 
   /**
@@ -63,13 +89,13 @@ export class PendingBroadcast implements QueuedBroadcast {
    * may go on (an `unavailable` one is sent on in the background).
    */
   fail(error: unknown): void {
-    this.rejectCaller?.(error);
-    this.forgetCaller();
+    this.#rejectCaller?.(error);
+    this.#forgetCaller();
   }
 
   /** The caller heard back: its settle functions are of no further use (let them go). */
-  private forgetCaller(): void {
-    this.resolveCaller = null;
-    this.rejectCaller = null;
+  #forgetCaller(): void {
+    this.#resolveCaller = null;
+    this.#rejectCaller = null;
   }
 }
