@@ -15,6 +15,7 @@ import { PendingBroadcast } from './pending-broadcast.ts';
 import {
   type AfterAttempt,
   type AttemptResult,
+  type ChainEffect,
   type ChainFailure,
   type ChainResult,
   type FlightId,
@@ -478,7 +479,7 @@ export class Client {
     assert(!pending.batched, 'a message ends after its batched attempt was answered or cut');
     this.pendings.delete(pending.flight);
     try {
-      this.perform({ step: null, effects: this.chain.finish(pending.flight) });
+      this.performEffects(this.chain.finish(pending.flight));
     } finally {
       if (answer === undefined) pending.fail(error);
       else pending.answer(answer);
@@ -488,7 +489,7 @@ export class Client {
 
   /** An attempt's outcome as the chain's input. */
   private attemptResult(outcome: Outcome<WireAnswer>, endpoint: string): AttemptResult {
-    if (outcome.kind === 'ok') return { kind: 'answered' };
+    if (outcome.kind === 'ok') return answered;
     if (outcome.kind === 'retry') return { kind: 'failed', reason: outcome.reason };
     // `closed` is the client's own: the client closed, or the attempt's session was cut.
     if (outcome.error.code === 'closed') return { kind: 'cut' };
@@ -497,7 +498,12 @@ export class Client {
 
   /** Performs the effects of a chain input; returns its step. */
   private perform<T>(result: ChainResult<T>): T {
-    for (const effect of result.effects) {
+    this.performEffects(result.effects);
+    return result.step;
+  }
+
+  private performEffects(effects: readonly ChainEffect[]): void {
+    for (const effect of effects) {
       if (effect.kind === 'cut') {
         // Attempts in flight there, and backoffs of its flights, stop waiting; later ones
         // listen on a fresh signal.
@@ -514,7 +520,6 @@ export class Client {
         this.pendings.get(effect.flight)?.fail(chainError(effect.failure));
       }
     }
-    return result.step;
   }
 
   /**
@@ -712,6 +717,8 @@ function payloadText(payload: unknown, topic: string | undefined): string {
   }
   return text;
 }
+
+const answered: AttemptResult = Object.freeze({ kind: 'answered' });
 
 /** After an attempt that did not settle the message: try again at once, or after a wait. */
 type Retry = Extract<AfterAttempt, { kind: 'again' | 'backoff' }>;
