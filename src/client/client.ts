@@ -176,7 +176,7 @@ export class Client {
    * then is still sent again in the background until a node answers or the client closes,
    * so it may yet be delivered, once, and always before this client's later broadcasts.
    */
-  broadcast(payload: unknown, options: BroadcastOptions = {}): Promise<BroadcastAnswer> {
+  broadcast(payload: unknown, options: BroadcastOptions = noOptions): Promise<BroadcastAnswer> {
     let pending: PendingBroadcast;
     try {
       const text = payloadText(payload, options.topic);
@@ -503,7 +503,8 @@ export class Client {
   }
 
   private performEffects(effects: readonly ChainEffect[]): void {
-    for (const effect of effects) {
+    for (let at = 0; at < effects.length; at++) {
+      const effect = effects[at] as ChainEffect;
       if (effect.kind === 'cut') {
         // Attempts in flight there, and backoffs of its flights, stop waiting; later ones
         // listen on a fresh signal.
@@ -719,6 +720,8 @@ function payloadText(payload: unknown, topic: string | undefined): string {
 }
 
 const answered: AttemptResult = Object.freeze({ kind: 'answered' });
+/** A broadcast's options when none are given: not an object per call. */
+const noOptions: BroadcastOptions = Object.freeze({});
 
 /** After an attempt that did not settle the message: try again at once, or after a wait. */
 type Retry = Extract<AfterAttempt, { kind: 'again' | 'backoff' }>;
