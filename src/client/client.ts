@@ -401,7 +401,12 @@ export class Client {
     outcome: Outcome<WireAnswer>,
     after: Retry,
   ): Promise<void> {
-    if (after.kind === 'backoff') await this.backOff(pending, outcome, 0, after.waitMsMax);
+    try {
+      if (after.kind === 'backoff') await this.backOff(pending, outcome, 0, after.waitMsMax);
+    } catch (error) {
+      this.end(pending, error);
+      return;
+    }
     await this.attempts(pending, 1);
   }
 
@@ -615,9 +620,9 @@ export class Client {
   }
 
   /**
-   * One attempt that goes alone (a retry, or any attempt when batching is off), so that it
-   * never waits for others; it stops waiting when the client closes or the session of the
-   * attempt breaks.
+   * One attempt of the loop in `attempts`. A first attempt (one that waited for its turn)
+   * goes in a batch as in `start`; a retry goes alone, so that it never waits for others.
+   * Either stops waiting when the client closes or the session of the attempt breaks.
    */
   private attempt(pending: PendingBroadcast, attempt: number): Promise<Outcome<WireAnswer>> {
     if (attempt === 0 && this.settings.batching) {
