@@ -8,14 +8,18 @@
  */
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
-import { BroadcastBatcher, type QueuedBroadcast, singleBody } from './batcher.ts';
+import { BroadcastBatcher, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
+import { PendingBroadcast } from './pending-broadcast.ts';
 import {
+  type AfterAttempt,
   type AttemptResult,
+  type ChainEffect,
   type ChainFailure,
   type ChainResult,
   type FlightId,
+  type NextStep,
   SessionChain,
 } from './session-chain.ts';
 import {
@@ -42,26 +46,15 @@ function hasControlCharacter(text: string): boolean {
 }
 
 /**
- * A session's breaker: its signal aborts when the chain cuts the session. Batched first
- * attempts wait on it through `cuts`, a set with one listener on the signal for all of
- * them: EventTarget's listener list scans itself on every add, so a listener each made
- * 10,000 messages in flight cost O(n²) (seen: 60% of the client's time).
+ * A session's breaker: its signal aborts when the chain cuts the session. Retries and
+ * backoffs listen on it; batched first attempts do not (the client ends their wait itself,
+ * see Client.cutBatched), so it holds no listener per message in flight.
  */
 class SessionBreaker extends AbortController {
-  readonly cuts = new Set<() => void>();
-
   constructor() {
     super();
-    // Retries and backoffs listen on it too: bounded by inFlightMax.
+    // Retries and backoffs listen on it: bounded by inFlightMax.
     setMaxListeners(0, this.signal);
-    this.signal.addEventListener(
-      'abort',
-      () => {
-        for (const cut of [...this.cuts]) cut();
-        this.cuts.clear();
-      },
-      { once: true },
-    );
   }
 }
 
@@ -80,8 +73,8 @@ export class Client {
   private readonly breakers = new Map<string, SessionBreaker>();
   /** Per session: broadcasts waiting for it to change (a `wait` step). */
   private readonly changeWaiters = new Map<string, (() => void)[]>();
-  /** Per running broadcast: how to tell its caller early that its outcome is unknown. */
-  private readonly tellers = new Map<FlightId, (error: ClientError) => void>();
+  /** Every running broadcast, by its flight in the chain. */
+  private readonly pendings = new Map<FlightId, PendingBroadcast>();
   /** Index into endpoints of the one that last answered; tried first. */
   private preferred = 0;
   private readonly closer = new AbortController();
@@ -183,18 +176,27 @@ export class Client {
    * then is still sent again in the background until a node answers or the client closes,
    * so it may yet be delivered, once, and always before this client's later broadcasts.
    */
-  async broadcast(payload: unknown, options: BroadcastOptions = {}): Promise<BroadcastAnswer> {
-    const text = payloadText(payload, options.topic);
-    this.checkKey(options.key);
-    this.throwIfClosed();
-    await this.acquire();
-    return new Promise((resolve, reject) => {
-      // The slot stays taken until the message is answered, also after its caller was told
-      // `unavailable`: that bounds the messages still being sent to inFlightMax.
-      this.send(text, options, reject)
-        .then(resolve, reject)
-        .finally(() => this.release());
-    });
+  broadcast(payload: unknown, options: BroadcastOptions = noOptions): Promise<BroadcastAnswer> {
+    let pending: PendingBroadcast;
+    try {
+      const text = payloadText(payload, options.topic);
+      this.checkKey(options.key);
+      this.throwIfClosed();
+      pending = new PendingBroadcast(text, options.topic, options.key, this.nonce);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const answer = pending.answerPromise();
+    // The slot stays taken until the message is answered, also after its caller was told
+    // `unavailable`: that bounds the messages still being sent to inFlightMax.
+    if (this.takeSlot()) this.start(pending);
+    else {
+      this.acquire().then(
+        () => this.start(pending),
+        (error: unknown) => pending.fail(error),
+      );
+    }
+    return answer;
   }
 
   /**
@@ -338,67 +340,161 @@ export class Client {
    * (./session-chain.ts) says. Once the bound passes, a message never sent fails (its seq
    * is a hole the later seqs move past, as after a refusal); a message sent at least once
    * may sit in a node already, or arrive there late, so it is reported to its caller
-   * through `giveUp` and sent on until `abandonAfterMs`, while its session retires (the
-   * nodes hold every later seq of it until this one arrives).
+   * through a `tell` effect and sent on until `abandonAfterMs`, while its session retires
+   * (the nodes hold every later seq of it until this one arrives).
+   *
+   * A first attempt that goes out at once, in a batch, is followed without an async
+   * function of its own (see PendingBroadcast): only a message that must wait or try again
+   * enters the loop in `attempts`.
    */
-  private async send(
-    text: string,
-    { topic, key }: BroadcastOptions,
-    giveUp: (error: ClientError) => void,
-  ): Promise<BroadcastAnswer> {
-    const id = this.chain.issue(this.nowMs());
-    this.tellers.set(id, giveUp);
+  private start(pending: PendingBroadcast): void {
+    pending.flight = this.chain.issue(this.nowMs());
+    this.pendings.set(pending.flight, pending);
+    if (this.closed || !this.settings.batching) {
+      void this.attempts(pending, 0);
+      return;
+    }
+    let step: NextStep;
     try {
-      for (let attempt = 0; ; attempt++) {
-        this.throwIfClosed();
-        const next = this.perform(this.chain.next(id, this.nowMs()));
-        if (next.kind === 'wait') {
-          await this.changed(next.sessionId);
-          attempt -= 1; // not an attempt: look again
-          continue;
-        }
-        if (next.kind === 'fail') throw chainError(next.failure);
-        const endpoint = this.endpointAt(attempt);
-        const outcome = await this.attempt(
-          {
-            endpoint,
-            sessionId: next.sessionId,
-            seq: next.seq,
-            text,
-            topic,
-            key,
-            nonce: this.nonce,
-          },
-          attempt,
-          this.breakerOf(next.sessionId),
-        );
-        const after = this.perform(
-          this.chain.attempted(id, this.nowMs(), this.attemptResult(outcome, endpoint)),
-        );
-        if (after.kind === 'again') continue;
-        if (outcome.kind === 'ok') {
-          assert(after.kind === 'resolve', 'an answer in a session that holds it resolves');
-          this.worked(endpoint);
-          // Leadership moves (transfers, elections) without any call failing: look again
-          // now and then.
-          if (this.nowMs() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
-          return answerOf(outcome.value);
-        }
-        if (outcome.kind === 'fatal' && (after.kind === 'refused' || this.closed)) {
-          throw outcome.error;
-        }
-        assert(after.kind === 'backoff', 'a failure that is not final backs off');
-        await this.backOff(next.sessionId, outcome, attempt, endpoint, after.waitMsMax);
+      step = this.perform(this.chain.next(pending.flight, this.nowMs()));
+    } catch (error) {
+      this.end(pending, error);
+      return;
+    }
+    if (step.kind === 'fail') {
+      this.end(pending, chainError(step.failure));
+    } else if (step.kind === 'wait') {
+      // The loop asks again, which here only says to wait once more.
+      void this.attempts(pending, 0);
+    } else {
+      pending.aim(this.endpointAt(0), step.sessionId, step.seq);
+      pending.batched = true;
+      this.batcher.send(pending).then((outcome) => this.batchedAnswered(pending, outcome));
+    }
+  }
+
+  /** The batch of a first attempt answered (or the attempt was cut before it did). */
+  private batchedAnswered(pending: PendingBroadcast, outcome: Outcome<unknown>): void {
+    if (!pending.batched) return; // cut already: that outcome was taken
+    pending.batched = false;
+    const waiter = pending.batchedWaiter;
+    if (waiter !== null) {
+      // The loop in `attempts` sent it (a first attempt after a wait) and awaits it.
+      pending.batchedWaiter = null;
+      waiter(outcome);
+      return;
+    }
+    let judged: BroadcastAnswer | Retry;
+    try {
+      judged = this.judge(pending, outcome as Outcome<WireAnswer>);
+    } catch (error) {
+      this.end(pending, error);
+      return;
+    }
+    if (isRetry(judged)) void this.retry(pending, outcome as Outcome<WireAnswer>, judged);
+    else this.end(pending, null, judged);
+  }
+
+  /** After a first attempt that needs another: backs off as it says, then the loop. */
+  private async retry(
+    pending: PendingBroadcast,
+    outcome: Outcome<WireAnswer>,
+    after: Retry,
+  ): Promise<void> {
+    try {
+      if (after.kind === 'backoff') await this.backOff(pending, outcome, 0, after.waitMsMax);
+    } catch (error) {
+      this.end(pending, error);
+      return;
+    }
+    await this.attempts(pending, 1);
+  }
+
+  /** Attempts from `firstAttempt` on, until the message is answered or fails; never rejects. */
+  private async attempts(pending: PendingBroadcast, firstAttempt: number): Promise<void> {
+    let answer: BroadcastAnswer | undefined;
+    let failure: unknown = null;
+    try {
+      answer = await this.attemptsUntilSettled(pending, firstAttempt);
+    } catch (error) {
+      failure = error;
+    }
+    this.end(pending, failure, answer);
+  }
+
+  private async attemptsUntilSettled(
+    pending: PendingBroadcast,
+    firstAttempt: number,
+  ): Promise<BroadcastAnswer> {
+    for (let attempt = firstAttempt; ; attempt++) {
+      const place = await this.placeToSend(pending);
+      pending.aim(this.endpointAt(attempt), place.sessionId, place.seq);
+      const outcome = await this.attempt(pending, attempt);
+      const judged = this.judge(pending, outcome);
+      if (!isRetry(judged)) return judged;
+      if (judged.kind === 'backoff') {
+        await this.backOff(pending, outcome, attempt, judged.waitMsMax);
       }
+    }
+  }
+
+  /** Where the next attempt goes, once the chain lets it go; throws its failure. */
+  private async placeToSend(
+    pending: PendingBroadcast,
+  ): Promise<Extract<NextStep, { kind: 'send' }>> {
+    for (;;) {
+      this.throwIfClosed();
+      const next = this.perform(this.chain.next(pending.flight, this.nowMs()));
+      if (next.kind === 'send') return next;
+      if (next.kind === 'fail') throw chainError(next.failure);
+      await this.changed(next.sessionId);
+    }
+  }
+
+  /**
+   * What an attempt's outcome means for the message: its answer, or the way to the next
+   * attempt (`again` at once, or a `backoff`); throws the failure its caller gets.
+   */
+  private judge(pending: PendingBroadcast, outcome: Outcome<WireAnswer>): BroadcastAnswer | Retry {
+    const { endpoint } = pending;
+    const after = this.perform(
+      this.chain.attempted(pending.flight, this.nowMs(), this.attemptResult(outcome, endpoint)),
+    );
+    if (after.kind === 'again') return after;
+    if (outcome.kind === 'ok') {
+      assert(after.kind === 'resolve', 'an answer in a session that holds it resolves');
+      this.worked(endpoint);
+      // Leadership moves (transfers, elections) without any call failing: look again
+      // now and then.
+      if (this.nowMs() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
+      return answerOf(outcome.value);
+    }
+    if (outcome.kind === 'fatal' && (after.kind === 'refused' || this.closed)) {
+      throw outcome.error;
+    }
+    assert(after.kind === 'backoff', 'a failure that is not final backs off');
+    return after;
+  }
+
+  /**
+   * The message is over: it leaves the chain, its slot frees, and its caller hears
+   * `answer`, or `error` (unless told something already).
+   */
+  private end(pending: PendingBroadcast, error: unknown, answer?: BroadcastAnswer): void {
+    assert(!pending.batched, 'a message ends after its batched attempt was answered or cut');
+    this.pendings.delete(pending.flight);
+    try {
+      this.performEffects(this.chain.finish(pending.flight));
     } finally {
-      this.tellers.delete(id);
-      this.perform({ step: null, effects: this.chain.finish(id) });
+      if (answer === undefined) pending.fail(error);
+      else pending.answer(answer);
+      this.release();
     }
   }
 
   /** An attempt's outcome as the chain's input. */
   private attemptResult(outcome: Outcome<WireAnswer>, endpoint: string): AttemptResult {
-    if (outcome.kind === 'ok') return { kind: 'answered' };
+    if (outcome.kind === 'ok') return answered;
     if (outcome.kind === 'retry') return { kind: 'failed', reason: outcome.reason };
     // `closed` is the client's own: the client closed, or the attempt's session was cut.
     if (outcome.error.code === 'closed') return { kind: 'cut' };
@@ -407,22 +503,47 @@ export class Client {
 
   /** Performs the effects of a chain input; returns its step. */
   private perform<T>(result: ChainResult<T>): T {
-    for (const effect of result.effects) {
+    this.performEffects(result.effects);
+    return result.step;
+  }
+
+  private performEffects(effects: readonly ChainEffect[]): void {
+    for (let at = 0; at < effects.length; at++) {
+      const effect = effects[at] as ChainEffect;
       if (effect.kind === 'cut') {
         // Attempts in flight there, and backoffs of its flights, stop waiting; later ones
         // listen on a fresh signal.
         const old = this.breakers.get(effect.sessionId);
         this.breakers.delete(effect.sessionId);
         old?.abort();
+        this.cutBatched(effect.sessionId);
       } else if (effect.kind === 'changed') {
-        const waiters = this.changeWaiters.get(effect.sessionId) ?? [];
+        const waiters = this.changeWaiters.get(effect.sessionId);
+        if (waiters === undefined) continue;
         this.changeWaiters.delete(effect.sessionId);
         for (const wake of waiters) wake();
       } else {
-        this.tellers.get(effect.flight)?.(chainError(effect.failure));
+        this.pendings.get(effect.flight)?.fail(chainError(effect.failure));
       }
     }
-    return result.step;
+  }
+
+  /**
+   * Ends the wait of every batched first attempt in `sessionId`, as aborting the session's
+   * signal ends its retries: each goes on as after an attempt that was cut. A cut is rare
+   * (a refusal, a forgotten session), so it looks through the messages in flight rather
+   * than have each keep a listener. The outcome arrives on a later microtask, as an
+   * aborted request's would, not inside the chain input that cut the session.
+   */
+  private cutBatched(sessionId: string): void {
+    for (const pending of this.pendings.values()) {
+      if (!pending.batched || pending.sessionId !== sessionId) continue;
+      const outcome: Outcome<never> = {
+        kind: 'fatal',
+        error: new ClientError('closed', 'the session broke', {}),
+      };
+      void Promise.resolve(outcome).then((cut) => this.batchedAnswered(pending, cut));
+    }
   }
 
   /** The signal the attempts of a session listen on, cut when the chain says so. */
@@ -453,12 +574,12 @@ export class Client {
 
   /** Waits before the next attempt, never past the bound this message is under. */
   private async backOff(
-    sessionId: string,
-    outcome: Exclude<Outcome<WireAnswer>, { kind: 'ok' }>,
+    pending: PendingBroadcast,
+    outcome: Outcome<WireAnswer>,
     attempt: number,
-    endpoint: string,
     waitMsMax: number,
   ): Promise<void> {
+    const { sessionId, endpoint } = pending;
     // The leader may have moved: look for it while this broadcast retries elsewhere.
     if (this.leaderAt !== null && this.settings.endpoints[this.leaderAt] === endpoint) {
       this.leaderAt = null;
@@ -499,38 +620,36 @@ export class Client {
   }
 
   /**
-   * One attempt. First attempts of broadcasts issued together travel in one request; a
-   * retry goes alone, so that it never waits for others. Either stops waiting when
-   * `breaker` aborts (the session broke).
+   * One attempt of the loop in `attempts`. A first attempt (one that waited for its turn)
+   * goes in a batch as in `start`; a retry goes alone, so that it never waits for others.
+   * Either stops waiting when the client closes or the session of the attempt breaks.
    */
-  private attempt(
-    message: QueuedBroadcast,
-    attempt: number,
-    breaker: SessionBreaker,
-  ): Promise<Outcome<WireAnswer>> {
-    if (attempt > 0 || !this.settings.batching) {
-      return postJson(
-        {
-          exchange: this.settings.exchange,
-          endpoint: message.endpoint,
-          path: '/v1/broadcast',
-          timeoutMs: this.settings.requestTimeoutMs,
-          signal: [this.closer.signal, breaker.signal],
-        },
-        singleBody(message),
-      );
+  private attempt(pending: PendingBroadcast, attempt: number): Promise<Outcome<WireAnswer>> {
+    if (attempt === 0 && this.settings.batching) {
+      // A first attempt after a wait: batched as any first attempt, and cut the same way.
+      return new Promise<Outcome<unknown>>((resolve) => {
+        pending.batched = true;
+        pending.batchedWaiter = resolve;
+        this.batcher.send(pending).then((outcome) => this.batchedAnswered(pending, outcome));
+      }) as Promise<Outcome<WireAnswer>>;
     }
-    return new Promise((resolve) => {
-      const cut = () =>
-        resolve({ kind: 'fatal', error: new ClientError('closed', 'the session broke', {}) });
-      if (breaker.signal.aborted) return cut();
-      breaker.cuts.add(cut);
-      (this.batcher.send(message) as Promise<Outcome<WireAnswer>>).then((outcome) => {
-        // The session lives long: its set must not keep a callback per broadcast.
-        breaker.cuts.delete(cut);
-        resolve(outcome);
-      });
-    });
+    return postJson(
+      {
+        exchange: this.settings.exchange,
+        endpoint: pending.endpoint,
+        path: '/v1/broadcast',
+        timeoutMs: this.settings.requestTimeoutMs,
+        signal: [this.closer.signal, this.breakerOf(pending.sessionId).signal],
+      },
+      singleBody(pending),
+    );
+  }
+
+  /** Takes a free slot when one is free and no earlier call waits for one. */
+  private takeSlot(): boolean {
+    if (this.inFlightCount >= this.settings.inFlightMax || this.waiting.length > 0) return false;
+    this.inFlightCount += 1;
+    return true;
   }
 
   /**
@@ -539,10 +658,7 @@ export class Client {
    * `unavailableAfterMs`: the slots are held by messages no node has answered.
    */
   private async acquire(): Promise<void> {
-    if (this.inFlightCount < this.settings.inFlightMax && this.waiting.length === 0) {
-      this.inFlightCount += 1;
-      return;
-    }
+    if (this.takeSlot()) return;
     const { unavailableAfterMs, inFlightMax } = this.settings;
     const granted = await new Promise<boolean>((resolve) => {
       const grant = () => {
@@ -606,6 +722,17 @@ function payloadText(payload: unknown, topic: string | undefined): string {
     );
   }
   return text;
+}
+
+const answered: AttemptResult = Object.freeze({ kind: 'answered' });
+/** A broadcast's options when none are given: not an object per call. */
+const noOptions: BroadcastOptions = Object.freeze({});
+
+/** After an attempt that did not settle the message: try again at once, or after a wait. */
+type Retry = Extract<AfterAttempt, { kind: 'again' | 'backoff' }>;
+
+function isRetry(judged: BroadcastAnswer | Retry): judged is Retry {
+  return 'kind' in judged;
 }
 
 /** A broadcast's answer as docs/api.md gives it: the wire calls the position `index`. */

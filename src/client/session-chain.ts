@@ -82,6 +82,17 @@ export interface ChainResult<T> {
   readonly effects: readonly ChainEffect[];
 }
 
+// The steps without fields, and the usual answer to an answered attempt, made once: the
+// client asks the chain several times per message.
+const noEffects: readonly ChainEffect[] = Object.freeze([]);
+const again: AfterAttempt = Object.freeze({ kind: 'again' });
+const resolve: AfterAttempt = Object.freeze({ kind: 'resolve' });
+const refused: AfterAttempt = Object.freeze({ kind: 'refused' });
+const resolvedAlone: ChainResult<AfterAttempt> = Object.freeze({
+  step: resolve,
+  effects: noEffects,
+});
+
 export class SessionChain {
   private current: ChainSession;
   private sessionCount = 1;
@@ -146,14 +157,14 @@ export class SessionChain {
     assert(flight.sent, 'an attempt follows a send');
     // The session broke behind this seq while the attempt ran: it moves on (no node
     // delivers a seq above a refused one, so the answer can only be a refusal).
-    if (session.broken && seq > session.refusedSeq) return this.result({ kind: 'again' });
+    if (session.broken && seq > session.refusedSeq) return this.result(again);
     if (outcome.kind === 'answered') {
       session.acknowledged = true;
-      return this.result({ kind: 'resolve' });
+      return this.result(resolve);
     }
     if (outcome.kind === 'refused') {
       const refusal = this.judgeRefusal(flight, outcome.code);
-      if (refusal) return this.result({ kind: 'refused' });
+      if (refusal) return this.result(refused);
       flight.lastReason = `${outcome.endpoint} has not seen the session's first message yet`;
     } else {
       // A retry, or an attempt cut short by the break of its session (this seq stays).
@@ -184,10 +195,13 @@ export class SessionChain {
   }
 
   private result<T>(step: T): ChainResult<T> {
+    if (this.effects.length === 0 && step === resolve) return resolvedAlone as ChainResult<T>;
     return { step, effects: this.takeEffects() };
   }
 
-  private takeEffects(): ChainEffect[] {
+  private takeEffects(): readonly ChainEffect[] {
+    // Most inputs have none: no array per input then (the client makes several per message).
+    if (this.effects.length === 0) return noEffects;
     const effects = this.effects;
     this.effects = [];
     return effects;
@@ -196,7 +210,9 @@ export class SessionChain {
   /** The broadcast of `seq` left `session` (answered, failed or moved on). */
   private settle(session: ChainSession, seq: number): void {
     session.running.delete(seq);
-    this.effects.push({ kind: 'changed', sessionId: session.id });
+    // Only flights of a successor wait on a session (a `wait` step names the predecessor):
+    // while it has none, nobody is to be woken.
+    if (session.successor !== null) this.effects.push({ kind: 'changed', sessionId: session.id });
   }
 
   /**
