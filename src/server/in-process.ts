@@ -9,12 +9,14 @@
  * Event streams (GET /v1/stream) are not served in process yet: they answer 501
  * `not_implemented` once their request is found valid.
  */
+import type { BroadcastRunFrame, RunResult } from '../transport/client-frames.ts';
 import { assert } from '../util/assert.ts';
 import { tooLarge } from './body.ts';
 import type { ServerContext } from './context.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { HttpError } from './errors.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front } from './exchange.ts';
+import { broadcastRunRoute } from './routes/broadcast-run.ts';
 import { apiRoutes } from './routes/index.ts';
 
 export interface InProcessRequest {
@@ -34,7 +36,21 @@ export interface InProcessResponse {
   readonly body: string;
 }
 
+/** A run's answer: a result per message, or the answer that refused it whole. */
+export type InProcessRunAnswer =
+  | { readonly kind: 'results'; readonly results: readonly RunResult[] }
+  | { readonly kind: 'refused'; readonly response: InProcessResponse };
+
+/** The route a run stands for. */
+const runPath = '/v1/broadcast/batch';
+
 const encoder = new TextEncoder();
+
+function responseOf(answer: Answer): InProcessResponse {
+  const { status, headers, body } = answer;
+  assert(Number.isSafeInteger(status) && status >= 200 && status <= 599, 'a status');
+  return { status, headers: lowerCaseNames(headers), body };
+}
 
 function lowerCaseNames(headers: Readonly<Record<string, string>>): Record<string, string> {
   const lowered: Record<string, string> = {};
@@ -61,12 +77,18 @@ function exchangeRequest(request: InProcessRequest): ExchangeRequest {
  * caller gives up first, and reports the exchange closed on the next microtask, as a socket
  * reports `close` after the answer is written.
  */
+type FrontOutcome =
+  | { readonly answer: Answer }
+  | { readonly results: readonly RunResult[] }
+  | { readonly abandoned: unknown };
+
 function inProcessFront(
   request: InProcessRequest,
   signal: AbortSignal,
-  settle: (outcome: { answer: Answer } | { abandoned: unknown }) => void,
-): Front {
+  settle: (outcome: FrontOutcome) => void,
+): Front & { readonly answerRun: (results: readonly RunResult[]) => void } {
   let answer: Answer | null = null;
+  let runAnswered = false;
   let abandoned = false;
   let closeListener: (() => void) | null = null;
   const closeSoon = () => {
@@ -74,7 +96,7 @@ function inProcessFront(
     queueMicrotask(() => closeListener?.());
   };
   const onAbort = () => {
-    if (answer !== null || abandoned) return;
+    if (answer !== null || runAnswered || abandoned) return;
     abandoned = true;
     settle({ abandoned: signal.reason });
     closeSoon();
@@ -82,13 +104,13 @@ function inProcessFront(
   signal.addEventListener('abort', onAbort, { once: true });
   const response: ExchangeResponse = {
     get answerable() {
-      return answer === null && !abandoned;
+      return answer === null && !runAnswered && !abandoned;
     },
     get status() {
       return answer?.status ?? 200;
     },
     send: (whole) => {
-      assert(answer === null && !abandoned, 'a response is answered once, while awaited');
+      assert(answer === null && !runAnswered && !abandoned, 'answered once, while awaited');
       answer = whole;
       settle({ answer: whole });
       closeSoon();
@@ -109,6 +131,12 @@ function inProcessFront(
       closeListener = listener;
     },
     afterErrorAnswer: () => undefined, // the whole body is at hand: nothing to discard
+    answerRun: (results) => {
+      assert(answer === null && !runAnswered && !abandoned, 'answered once, while awaited');
+      runAnswered = true;
+      settle({ results });
+      closeSoon();
+    },
   };
 }
 
@@ -131,11 +159,28 @@ export class InProcessServer {
     return new Promise<InProcessResponse>((resolve, reject) => {
       const front = inProcessFront(request, signal, (outcome) => {
         if ('abandoned' in outcome) return reject(outcome.abandoned);
-        const { status, headers, body } = outcome.answer;
-        assert(Number.isSafeInteger(status) && status >= 200 && status <= 599, 'a status');
-        resolve({ status, headers: lowerCaseNames(headers), body });
+        assert('answer' in outcome, 'a request is answered as a request');
+        resolve(responseOf(outcome.answer));
       });
       this.dispatcher.dispatch(front);
+    });
+  }
+
+  /**
+   * A broadcastRun frame (docs/protocol.md), as the binary port serves it: through the batch
+   * route's deadline, authorization and refusals, answered with a result per message, or
+   * refused whole with an ordinary answer.
+   */
+  handleRun(frame: BroadcastRunFrame, signal: AbortSignal): Promise<InProcessRunAnswer> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const request = { method: 'POST', url: runPath, headers: frame.headers, body: null };
+    return new Promise<InProcessRunAnswer>((resolve, reject) => {
+      const front = inProcessFront(request, signal, (outcome) => {
+        if ('abandoned' in outcome) reject(outcome.abandoned);
+        else if ('results' in outcome) resolve({ kind: 'results', results: outcome.results });
+        else resolve({ kind: 'refused', response: responseOf(outcome.answer) });
+      });
+      this.dispatcher.dispatch(front, broadcastRunRoute(frame, front.answerRun));
     });
   }
 

@@ -4,12 +4,14 @@
 // This is what lets the simulator drive the server on its virtual time.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { BroadcastError } from '../../src/broadcast/errors.ts';
 import type { BroadcastResult } from '../../src/broadcast/pending.ts';
 import type { ServedNode } from '../../src/server/context.ts';
 import { deadlineGraceMs } from '../../src/server/dispatcher.ts';
 import { Exposition } from '../../src/server/exposition.ts';
 import { InProcessServer } from '../../src/server/in-process.ts';
 import { createServerContext } from '../../src/server/settings.ts';
+import type { BroadcastRunFrame } from '../../src/transport/client-frames.ts';
 import { logger } from './cluster.ts';
 import { ManualEnvironment, settle } from './manual-environment.ts';
 
@@ -170,4 +172,68 @@ test('closing waits for answers in progress, refuses new requests with 503', asy
   assert.equal((await pending).status, 200);
   await closing;
   assert.equal(closed, true);
+});
+
+/** A node whose runs wait until the test releases them. */
+function heldRunNode() {
+  const runs: Held<PromiseSettledResult<BroadcastResult>[]>[] = [];
+  const node = {
+    id: 'n1',
+    lastPosition: 0,
+    broadcastRun: () => {
+      const answer = held<PromiseSettledResult<BroadcastResult>[]>();
+      runs.push(answer);
+      return answer.promise;
+    },
+    read: () => [],
+  } as unknown as ServedNode;
+  return { node, runs };
+}
+
+function runFrame(payloads: readonly string[], topic = ''): BroadcastRunFrame {
+  return {
+    type: 'broadcastRun',
+    requestId: 1,
+    headers: {},
+    clientId: 'c',
+    firstSeq: 1,
+    nonce: '',
+    messages: payloads.map((payload) => ({ payload: Buffer.from(payload), topic, key: '' })),
+  };
+}
+
+test('a broadcastRun frame served in process: results per message, a whole refusal, the deadline', async () => {
+  const environment = new ManualEnvironment();
+  const { node, runs } = heldRunNode();
+  const { server } = serverOn(environment, node, 1000);
+
+  const taken = server.handleRun(runFrame(['"a"', '{"b": 1}']), new AbortController().signal);
+  await settle();
+  assert.equal(runs.length, 1, 'the run reached the node');
+  runs[0]?.resolve([
+    { status: 'fulfilled', value: { position: 1, index: 3, term: 2, duplicate: false } },
+    { status: 'rejected', reason: new BroadcastError('overloaded', 'too many waiting', {}) },
+  ]);
+  const answer = await taken;
+  assert.equal(answer.kind, 'results');
+  assert.deepEqual(answer.kind === 'results' ? answer.results[0] : null, {
+    kind: 'ok',
+    position: 1,
+    term: 2,
+    duplicate: false,
+  });
+  const second = answer.kind === 'results' ? answer.results[1] : null;
+  assert.equal(second?.kind === 'error' ? second.code : null, 'overloaded');
+
+  const refused = await server.handleRun(runFrame(['not json']), new AbortController().signal);
+  assert.equal(refused.kind, 'refused');
+  assert.equal(refused.kind === 'refused' ? refused.response.status : 0, 400);
+  assert.match(refused.kind === 'refused' ? refused.response.body : '', /messages\[0\]\.payload/);
+  assert.equal(runs.length, 1, 'a refused run never reaches the node');
+
+  const late = server.handleRun(runFrame(['1']), new AbortController().signal);
+  await settle();
+  await environment.advance(1000 + deadlineGraceMs);
+  const timedOut = await late;
+  assert.equal(timedOut.kind === 'refused' ? timedOut.response.status : 0, 503);
 });

@@ -1,7 +1,8 @@
 // The code users run — real BroadcastNodes, the real WAL code over simulated disks that lose
 // and tear unsynced writes at power cuts, the real HTTP routes with authentication and real
 // SDK clients, some sharing a client id — holds every property over a sweep of seeds, and a
-// seed replays the same run. The sweep also shows the session binding and barrier paths ran.
+// seed replays the same run. The sweep also shows the session binding and barrier paths ran,
+// and that clients sent their runs as the binary port's broadcastRun frames.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sweepRuntime } from '../../src/sim/runtime/run.ts';
@@ -19,7 +20,7 @@ test('a seed replays the same run', async () => {
 });
 
 test(`${seedCount} seeds of the runtime simulation pass`, async () => {
-  const seen = { foreignRefusals: 0, barriers: 0 };
+  const seen = { foreignRefusals: 0, barriers: 0, runFramesSent: 0 };
   const report = await sweepRuntime({
     from: 1,
     count: seedCount,
@@ -28,6 +29,7 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
     onResult: (result) => {
       seen.foreignRefusals += result.stats.foreignRefusals;
       seen.barriers += result.stats.barriers;
+      seen.runFramesSent += result.stats.runFramesSent;
     },
   });
   const first = report.violations[0];
@@ -35,4 +37,5 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
   assert.equal(report.seedsRun, seedCount);
   assert.ok(seen.foreignRefusals > 0, 'some broadcasts met another client in their session');
   assert.ok(seen.barriers > 0, 'some barriers were answered');
+  assert.ok(seen.runFramesSent > 0, 'some runs went as broadcastRun frames');
 });

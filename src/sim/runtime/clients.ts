@@ -15,7 +15,7 @@ import type { NodeId } from '../../raft/types.ts';
 import type { Prng } from '../../util/prng.ts';
 import type { CallOutcome, DeliveryChecker } from './delivery-checker.ts';
 import { simEnvironment } from './environment.ts';
-import type { ClientNetwork } from './exchange.ts';
+import type { ClientNetwork, RunFrames } from './exchange.ts';
 import { type RuntimeMix, simIdentities } from './mix.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 
@@ -41,6 +41,11 @@ export interface WorkloadOptions {
   readonly tokens: readonly string[] | null;
   readonly note: (text: string) => void;
   readonly unsafe: 'moveSentMessage' | null;
+  /**
+   * Whether a client's runs go as broadcastRun frames, as the SDK sends them over the
+   * binary port, or as POST /v1/broadcast/batch, as over HTTP; null: the latter.
+   */
+  readonly runFramesOf: () => RunFrames | null;
 }
 
 interface SimClient {
@@ -126,7 +131,7 @@ export class Workload {
   }
 
   private connectClient(role: ClientRole): SimClient {
-    const { bounds, mix, network, unsafe } = this.options;
+    const { bounds, mix, unsafe } = this.options;
     const life = new Life(role.name);
     const clientPrng = this.options.prng.fork();
     const client = connect({
@@ -143,7 +148,7 @@ export class Workload {
       inFlightMax: mix.inFlightMax,
       batching: mix.batching,
       environment: simEnvironment({ scheduler: this.scheduler, life, prng: clientPrng.fork() }),
-      exchange: role.wrap(network.exchangeFor(role.name, life)),
+      exchange: this.exchangeOf(role, life),
       ...(unsafe === null ? {} : { unsafe }),
     });
     this.checker.onClient(role.name, client.baseClientId);
@@ -157,6 +162,15 @@ export class Workload {
       finalResolved: false,
       finalIssued: false,
     };
+  }
+
+  /**
+   * The client's exchange; one whose requests are changed on the way (the nonce's watcher
+   * and the impostor) sends its runs as batch requests, where they can be read and changed.
+   */
+  private exchangeOf(role: ClientRole, life: Life): HttpExchange {
+    const runFrames = this.options.runFramesOf();
+    return role.wrap(this.options.network.exchangeFor(role.name, life, runFrames));
   }
 
   /** c0's requests pass unchanged; the first nonce among them is noted for the impostor. */

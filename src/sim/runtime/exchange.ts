@@ -8,10 +8,13 @@
 import type {
   HttpExchange,
   HttpExchangeRequest,
-  HttpExchangeResponse,
+  RunExchangeAnswer,
+  RunExchangeRequest,
 } from '../../client/exchange.ts';
 import type { NodeId } from '../../raft/types.ts';
 import type { InProcessServer } from '../../server/in-process.ts';
+import { decodeClientFrame, encodeClientFrame } from '../../transport/client-frames.ts';
+import { lengthPrefixBytes } from '../../transport/framing.ts';
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
 import type { Life, SimScheduler } from './scheduler.ts';
@@ -35,16 +38,39 @@ export type ExchangeEvent =
       readonly kind: 'request';
       readonly client: string;
       readonly node: NodeId;
-      readonly request: HttpExchangeRequest;
+      /** `GET /v1/status`, say, or `broadcastRun` for that frame. */
+      readonly what: string;
       readonly fate: 'sent' | 'lost' | 'refused';
     }
   | {
       readonly kind: 'answer';
       readonly client: string;
       readonly node: NodeId;
-      readonly response: HttpExchangeResponse;
+      readonly status: number;
       readonly fate: 'delivered' | 'lost';
     };
+
+/**
+ * Whether a client's runs of broadcasts go as broadcastRun frames, as the SDK sends them
+ * over the binary port, and which nodes play a build without the frame (the SDK then sends
+ * them POST /v1/broadcast/batch, as it does after such a node's goAway).
+ */
+export interface RunFrames {
+  readonly nodesWithoutFrame: ReadonlySet<NodeId>;
+}
+
+/** How a broadcastRun frame is named in ExchangeEvents. */
+export const runFrameCall = 'broadcastRun';
+
+/** What one call carries and how the node serves it. */
+interface Call<T> {
+  readonly what: string;
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  readonly serve: (server: InProcessServer, clientGone: AbortSignal) => Promise<T>;
+  readonly statusOf: (answer: T) => number;
+}
 
 /** The servers clients can reach, and the faults between clients and nodes. */
 export class ClientNetwork {
@@ -84,78 +110,141 @@ export class ClientNetwork {
     return this.prng.between(this.faults.latencyMsMin, this.faults.latencyMsMax);
   }
 
-  /** The exchange one client uses; its timers belong to the client's life. */
-  exchangeFor(client: string, life: Life): HttpExchange {
-    return (request) => this.exchange(client, life, request);
+  /**
+   * The exchange one client uses; its timers belong to the client's life. With `runs`, it
+   * also carries broadcastRun frames: encoded and decoded by the protocol's own codec, and
+   * served by the node's run route, as the binary port does.
+   */
+  exchangeFor(client: string, life: Life, runs: RunFrames | null = null): HttpExchange {
+    const exchange = (request: HttpExchangeRequest) =>
+      this.exchange(client, life, {
+        what: `${request.method} ${pathOf(request.url)}`,
+        url: request.url,
+        timeoutMs: request.timeoutMs,
+        signal: request.signal,
+        serve: (server, clientGone) =>
+          server.handle(
+            {
+              method: request.method,
+              url: pathOf(request.url),
+              headers: request.headers,
+              body: request.body,
+            },
+            clientGone,
+          ),
+        statusOf: (response) => response.status,
+      });
+    if (runs === null) return exchange;
+    const broadcastRun = (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
+      const node = new URL(request.url).hostname;
+      if (!runs.nodesWithoutFrame.has(node)) return this.exchangeRun(client, life, request);
+      // An older node refuses the frame with a goAway: the SDK learns it and sends batches.
+      return new Promise((resolve) => {
+        this.scheduler.schedule(this.latencyMs(), life, () => resolve(null));
+      });
+    };
+    return Object.assign(exchange, { broadcastRun });
   }
 
-  private exchange(
+  private exchangeRun(
     client: string,
     life: Life,
-    request: HttpExchangeRequest,
-  ): Promise<HttpExchangeResponse> {
-    const node = new URL(request.url).hostname;
-    return new Promise<HttpExchangeResponse>((resolve, reject) => {
-      let settled = false;
-      const serverGone = new AbortController();
-      const finish = (outcome: HttpExchangeResponse | Error) => {
-        if (settled) return;
-        settled = true;
-        deadline.cancel();
-        request.signal.removeEventListener('abort', onAbort);
-        if (outcome instanceof Error) {
-          serverGone.abort();
-          reject(outcome);
-        } else resolve(outcome);
-      };
-      const onAbort = () => finish(new Error('the request was aborted'));
-      const deadline = this.scheduler.schedule(request.timeoutMs, life, () =>
-        finish(new Error(`no answer from ${node} within ${request.timeoutMs} ms`)),
-      );
-      if (request.signal.aborted) {
-        onAbort();
-        return;
-      }
-      request.signal.addEventListener('abort', onAbort);
-      this.carryRequest(client, life, node, request, serverGone.signal, finish);
+    request: RunExchangeRequest,
+  ): Promise<RunExchangeAnswer> {
+    const { clientId, firstSeq, nonce, messages, headers } = request;
+    // Through the codec both ways, as on a socket: what the node takes is what decodes.
+    const sent = decodeClientFrame(
+      withoutLengthPrefix(
+        encodeClientFrame({
+          type: 'broadcastRun',
+          requestId: 1,
+          headers,
+          clientId,
+          firstSeq,
+          nonce,
+          messages,
+        }),
+      ),
+    );
+    assert(sent.type === 'broadcastRun', 'a run decodes as a run');
+    return this.exchange(client, life, {
+      what: runFrameCall,
+      url: request.url,
+      timeoutMs: request.timeoutMs,
+      signal: request.signal,
+      serve: async (server, clientGone) => {
+        const answer = await server.handleRun(sent, clientGone);
+        if (answer.kind === 'refused') return answer;
+        const received = decodeClientFrame(
+          withoutLengthPrefix(
+            encodeClientFrame({ type: 'runAnswer', requestId: 1, results: answer.results }),
+          ),
+        );
+        assert(received.type === 'runAnswer', 'an answer decodes as an answer');
+        return { kind: 'results', results: received.results };
+      },
+      statusOf: (answer) => (answer.kind === 'results' ? 200 : answer.response.status),
     });
   }
 
-  private carryRequest(
+  private exchange<T>(client: string, life: Life, call: Call<T>): Promise<T> {
+    const node = new URL(call.url).hostname;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const serverGone = new AbortController();
+      const finish = (outcome: { answer: T } | Error) => {
+        if (settled) return;
+        settled = true;
+        deadline.cancel();
+        call.signal.removeEventListener('abort', onAbort);
+        if (outcome instanceof Error) {
+          serverGone.abort();
+          reject(outcome);
+        } else resolve(outcome.answer);
+      };
+      const onAbort = () => finish(new Error('the request was aborted'));
+      const deadline = this.scheduler.schedule(call.timeoutMs, life, () =>
+        finish(new Error(`no answer from ${node} within ${call.timeoutMs} ms`)),
+      );
+      if (call.signal.aborted) {
+        onAbort();
+        return;
+      }
+      call.signal.addEventListener('abort', onAbort);
+      this.carryRequest(client, life, node, call, serverGone.signal, finish);
+    });
+  }
+
+  private carryRequest<T>(
     client: string,
     life: Life,
     node: NodeId,
-    request: HttpExchangeRequest,
+    call: Call<T>,
     clientGone: AbortSignal,
-    finish: (outcome: HttpExchangeResponse | Error) => void,
+    finish: (outcome: { answer: T } | Error) => void,
   ): void {
+    const { what } = call;
     const reachable = !this.cuts.has(`${client}|${node}`) && this.linked(client, node);
     if (!reachable || this.prng.chance(this.faults.requestLossProbability)) {
-      this.observe({ kind: 'request', client, node, request, fate: 'lost' });
+      this.observe({ kind: 'request', client, node, what, fate: 'lost' });
       return; // the deadline answers
     }
     const target = this.servers.get(node);
     if (target === undefined) {
-      this.observe({ kind: 'request', client, node, request, fate: 'refused' });
+      this.observe({ kind: 'request', client, node, what, fate: 'refused' });
       this.scheduler.schedule(this.latencyMs(), life, () =>
         finish(new Error(`connect ECONNREFUSED ${node}`)),
       );
       return;
     }
-    this.observe({ kind: 'request', client, node, request, fate: 'sent' });
+    this.observe({ kind: 'request', client, node, what, fate: 'sent' });
     this.scheduler.schedule(this.latencyMs(), target.life, () => {
       if (clientGone.aborted) return;
-      const served = target.server.handle(
-        {
-          method: request.method,
-          url: pathOf(request.url),
-          headers: request.headers,
-          body: request.body,
+      call.serve(target.server, clientGone).then(
+        (answer) => {
+          const status = call.statusOf(answer);
+          this.carryAnswer(client, life, node, status, target.life, () => finish({ answer }));
         },
-        clientGone,
-      );
-      served.then(
-        (response) => this.carryAnswer(client, life, node, response, target.life, finish),
         () => {
           // The server failed without an answer (it is stopping): the connection resets.
           this.scheduler.schedule(this.latencyMs(), life, () =>
@@ -170,19 +259,24 @@ export class ClientNetwork {
     client: string,
     life: Life,
     node: NodeId,
-    response: HttpExchangeResponse,
+    status: number,
     serverLife: Life,
-    finish: (outcome: HttpExchangeResponse | Error) => void,
+    deliver: () => void,
   ): void {
     const lost =
       !serverLife.isAlive ||
       this.cuts.has(`${client}|${node}`) ||
       !this.linked(node, client) ||
       this.prng.chance(this.faults.answerLossProbability);
-    this.observe({ kind: 'answer', client, node, response, fate: lost ? 'lost' : 'delivered' });
+    this.observe({ kind: 'answer', client, node, status, fate: lost ? 'lost' : 'delivered' });
     if (lost) return;
-    this.scheduler.schedule(this.latencyMs(), life, () => finish(response));
+    this.scheduler.schedule(this.latencyMs(), life, deliver);
   }
+}
+
+/** An encoded frame's body, as the splitter hands it to the decoder. */
+function withoutLengthPrefix(encoded: Uint8Array): Uint8Array {
+  return encoded.subarray(lengthPrefixBytes);
 }
 
 function pathOf(url: string): string {

@@ -23,7 +23,7 @@ import { NO_DISK_FAULTS, SimFileSystem } from '../sim-file-system.ts';
 import { type Property, type SimViolation, ViolationContext } from '../violation.ts';
 import { Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
-import { ClientNetwork, calmClientNetwork } from './exchange.ts';
+import { ClientNetwork, calmClientNetwork, type RunFrames, runFrameCall } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
 import { simAuth } from './identities.ts';
 import {
@@ -82,6 +82,8 @@ export interface RuntimeRunStats extends NemesisCounts {
   barriers: number;
   framesSent: number;
   framesLost: number;
+  /** broadcastRun frames the SDK clients sent to a node (the binary port's way). */
+  runFramesSent: number;
   /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
   leaderTerms: number;
   committedIndex: number;
@@ -102,6 +104,7 @@ const stepsMax = 3_000_000;
 const authSeedSalt = 0x7a0c3e11;
 /** Mixed into the seed for the peers' network and the store checker's samples. */
 const storeSeedSalt = 0x5701e5a1;
+const runFramesSeedSalt = 0x2f7a61c3;
 /** Steps between two samples of what the nodes' stores serve. */
 const storeSampleEverySteps = 1024;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
@@ -160,6 +163,7 @@ class RuntimeWorld {
     barriers: 0,
     framesSent: 0,
     framesLost: 0,
+    runFramesSent: 0,
     leaderTerms: 0,
     committedIndex: 0,
   };
@@ -211,7 +215,11 @@ class RuntimeWorld {
         } else if (event.kind === 'lost') this.stats.framesLost++;
       },
     );
-    this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), () => undefined);
+    this.clientNetwork = new ClientNetwork(this.scheduler, this.prng.fork(), (event) => {
+      if (event.kind === 'request' && event.fate === 'sent' && event.what === runFrameCall) {
+        this.stats.runFramesSent++;
+      }
+    });
     this.clientNetwork.faults = this.mix.clientNetwork;
     // Generators of their own, so that adding them changed no other draw.
     const storePrng = new Prng((options.seed ^ storeSeedSalt) >>> 0);
@@ -288,9 +296,25 @@ class RuntimeWorld {
       tokens: auth?.tokens ?? null,
       note: (text) => this.note(text),
       unsafe: this.unsafe === 'moveSentMessage' ? this.unsafe : null,
+      runFramesOf: this.runFramesChooser(options.seed, machines),
     });
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
     runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
+  }
+
+  /**
+   * How each client sends its runs: most as the SDK does over the binary port (broadcastRun
+   * frames through the protocol's codec), some as over HTTP (batch requests), and now and
+   * then with one machine playing a build that lacks the frame, as in a rolling upgrade. A
+   * generator of its own, so that the choice changes no other draw.
+   */
+  private runFramesChooser(seed: number, machines: readonly NodeId[]): () => RunFrames | null {
+    const prng = new Prng((seed ^ runFramesSeedSalt) >>> 0);
+    return () => {
+      if (prng.chance(1 / 3)) return null;
+      const older = prng.chance(1 / 4) ? [prng.pick(machines)] : [];
+      return { nodesWithoutFrame: new Set(older) };
+    };
   }
 
   /**
