@@ -108,12 +108,16 @@ export class Segment {
 
   /** Writes what `append` buffered (into the page cache: no fsync). */
   flush(): void {
-    if (this.pendingBytes === 0) return;
-    // The files copy what they are given before they return, so the buffer is free again.
-    this.files.write(this.name, this.pending.subarray(0, this.pendingBytes), this.writtenBytes);
-    this.writtenBytes += this.pendingBytes;
+    const byteCount = this.pendingBytes;
+    if (byteCount === 0) return;
+    // Taken before the write: a write that fails is not tried again by a later flush (as
+    // the one a close makes after a failure stopped the node).
     this.pendingBytes = 0;
+    const chunk = this.pending.subarray(0, byteCount);
     if (this.pending.length > pendingKeptBytesMax) this.pending = emptyBuffer;
+    // The files copy what they are given before they return, so the buffer is free again.
+    this.files.write(this.name, chunk, this.writtenBytes);
+    this.writtenBytes += byteCount;
     assert(this.writtenBytes === this.sizeBytes, 'every appended byte is written once');
   }
 
