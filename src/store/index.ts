@@ -10,7 +10,9 @@ export {
   layoutOf,
   type RecordLayout,
   type RecordRead,
+  recordBytesOf,
   recordLayoutOffsets,
+  writeRecord,
 } from './record.ts';
 export {
   defaultSegmentBytesMax,

@@ -105,6 +105,30 @@ function decodedTopicAt(body: Buffer, start: number, end: number): string {
 }
 
 export function encodeRecord(message: StoredMessage): Buffer {
+  const record = Buffer.allocUnsafe(recordBytesOf(message));
+  writeRecord(message, record, 0);
+  return record;
+}
+
+/** The bytes `message`'s record takes, header included. */
+export function recordBytesOf(message: StoredMessage): number {
+  const keyBytes = message.key === undefined ? 0 : 2 + Buffer.byteLength(message.key, 'utf8');
+  return (
+    recordHeaderBytes +
+    fixedBodyBytes +
+    clientBytesOf(message.clientId).length +
+    topicBytesOf(message.topic).length +
+    keyBytes +
+    message.payload.byteLength
+  );
+}
+
+/**
+ * Writes `message`'s record into `target` at `start` (which has `recordBytesOf(message)`
+ * bytes free there) and returns where it ends: the segment lays a batch's records out in
+ * one buffer, so no record is allocated on its own nor copied again to be written.
+ */
+export function writeRecord(message: StoredMessage, target: Buffer, start: number): number {
   assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
   const client = clientBytesOf(message.clientId);
   const topic = topicBytesOf(message.topic);
@@ -112,32 +136,35 @@ export function encodeRecord(message: StoredMessage): Buffer {
   assert(topic.length <= 0xffff, 'a topic fits its u16 length');
   // Below the topic field's flag bits.
   assert(topic.length <= topicBytesMask, 'a topic fits its length bits');
-  const key = message.key === undefined ? null : Buffer.from(message.key, 'utf8');
-  assert(key === null || (key.length >= 1 && key.length <= 0xffff), 'a key fits its u16 length');
+  const key = message.key;
+  const keyLength = key === undefined ? 0 : Buffer.byteLength(key, 'utf8');
+  assert(key === undefined || (keyLength >= 1 && keyLength <= 0xffff), 'a key fits its u16 length');
   assert(message.compacted !== true || message.payload.byteLength === 0, 'compacted: no payload');
-  const keyBytes = key === null ? 0 : 2 + key.length;
+  const keyBytes = key === undefined ? 0 : 2 + keyLength;
   const bodyBytes =
     fixedBodyBytes + client.length + topic.length + keyBytes + message.payload.byteLength;
-  const record = Buffer.allocUnsafe(recordHeaderBytes + bodyBytes);
-  let at = recordHeaderBytes;
-  at = record.writeDoubleLE(message.position, at);
-  at = record.writeDoubleLE(message.index, at);
-  at = record.writeDoubleLE(message.term, at);
-  at = record.writeDoubleLE(message.seq, at);
-  at = record.writeDoubleLE(message.logTimeMs, at);
-  at = record.writeUInt16LE(client.length, at);
-  at += client.copy(record, at);
-  const flags = (key === null ? 0 : keyFlag) | (message.compacted === true ? compactedFlag : 0);
-  at = record.writeUInt16LE(topic.length | flags, at);
-  at += topic.copy(record, at);
-  if (key !== null) {
-    at = record.writeUInt16LE(key.length, at);
-    at += key.copy(record, at);
+  assert(start + recordHeaderBytes + bodyBytes <= target.length, 'the record fits its target');
+  let at = start + recordHeaderBytes;
+  at = target.writeDoubleLE(message.position, at);
+  at = target.writeDoubleLE(message.index, at);
+  at = target.writeDoubleLE(message.term, at);
+  at = target.writeDoubleLE(message.seq, at);
+  at = target.writeDoubleLE(message.logTimeMs, at);
+  at = target.writeUInt16LE(client.length, at);
+  at += client.copy(target, at);
+  const flags =
+    (key === undefined ? 0 : keyFlag) | (message.compacted === true ? compactedFlag : 0);
+  at = target.writeUInt16LE(topic.length | flags, at);
+  at += topic.copy(target, at);
+  if (key !== undefined) {
+    at = target.writeUInt16LE(keyLength, at);
+    at += target.write(key, at, keyLength, 'utf8');
   }
-  record.set(message.payload, at);
-  record.writeUInt32LE(bodyBytes, 0);
-  record.writeUInt32LE(crc32(record.subarray(recordHeaderBytes)), 4);
-  return record;
+  target.set(message.payload, at);
+  at += message.payload.byteLength;
+  target.writeUInt32LE(bodyBytes, start);
+  target.writeUInt32LE(crc32(target.subarray(start + recordHeaderBytes, at)), start + 4);
+  return at;
 }
 
 /** What `decodeRecordAt` found at an offset of a buffer. */

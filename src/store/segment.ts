@@ -11,14 +11,20 @@ import {
   bodyPosition,
   decodeBody,
   decodeRecordAt,
-  encodeRecord,
   recordAt,
+  recordBytesOf,
   type StoredMessage,
+  writeRecord,
 } from './record.ts';
 
 /** One sparse index entry per this many positions: 16 bytes of memory per 64 messages. */
 export const sparseEveryCount = 64;
 const readChunkBytes = 256 << 10;
+/** The pending buffer's first size: a batch of small messages fits without growing it. */
+const pendingInitialBytes = 64 << 10;
+/** A pending buffer grown past this (a burst of large messages) is not kept after a flush. */
+const pendingKeptBytesMax = 1 << 20;
+const emptyBuffer = Buffer.alloc(0);
 
 export function segmentName(first: number): string {
   return `${String(first).padStart(16, '0')}.seg`;
@@ -42,7 +48,7 @@ interface SegmentIndexFile {
 export class Segment {
   /** Position of the last record; first - 1 while empty. */
   last: number;
-  /** Bytes of records, written or waiting in `pendingChunks`. */
+  /** Bytes of records, written or waiting in `pending`. */
   sizeBytes = 0;
   firstLogTimeMs = 0;
   lastLogTimeMs = 0;
@@ -50,7 +56,12 @@ export class Segment {
   private sparse: number[] = [];
   /** Per topic, flat pairs (first position, count) of consecutive runs; null until needed. */
   private topics: Map<string, number[]> | null = new Map();
-  private pendingChunks: Buffer[] = [];
+  /**
+   * The records appended since the last flush, laid out back to back in its first
+   * `pendingBytes`; kept between flushes so that a batch allocates nothing per record.
+   */
+  private pending: Buffer = emptyBuffer;
+  private pendingBytes = 0;
   private writtenBytes = 0;
   /** Bytes known durable: written before the last `sync` (or found on disk at open). */
   private syncedBytes = 0;
@@ -76,7 +87,9 @@ export class Segment {
   append(message: StoredMessage): void {
     assert(message.position === this.last + 1, 'a segment holds a dense run of positions');
     if (this.topics === null) this.topics = this.loadTopics();
-    const record = encodeRecord(message);
+    const recordBytes = recordBytesOf(message);
+    this.reservePending(recordBytes);
+    this.pendingBytes = writeRecord(message, this.pending, this.pendingBytes);
     if ((message.position - this.first) % sparseEveryCount === 0) {
       this.sparse.push(message.position, this.sizeBytes);
     }
@@ -88,23 +101,35 @@ export class Segment {
     else this.topics.set(message.topic, [message.position, 1]);
     if (this.count === 0) this.firstLogTimeMs = message.logTimeMs;
     this.lastLogTimeMs = message.logTimeMs;
-    this.pendingChunks.push(record);
-    this.sizeBytes += record.length;
+    this.sizeBytes += recordBytes;
     this.last = message.position;
     this.indexCurrent = false;
   }
 
   /** Writes what `append` buffered (into the page cache: no fsync). */
   flush(): void {
-    if (this.pendingChunks.length === 0) return;
-    const chunk =
-      this.pendingChunks.length === 1
-        ? (this.pendingChunks[0] as Buffer)
-        : Buffer.concat(this.pendingChunks);
-    this.pendingChunks = [];
+    const byteCount = this.pendingBytes;
+    if (byteCount === 0) return;
+    // Taken before the write: a write that fails is not tried again by a later flush (as
+    // the one a close makes after a failure stopped the node).
+    this.pendingBytes = 0;
+    const chunk = this.pending.subarray(0, byteCount);
+    if (this.pending.length > pendingKeptBytesMax) this.pending = emptyBuffer;
+    // The files copy what they are given before they return, so the buffer is free again.
     this.files.write(this.name, chunk, this.writtenBytes);
-    this.writtenBytes += chunk.length;
+    this.writtenBytes += byteCount;
     assert(this.writtenBytes === this.sizeBytes, 'every appended byte is written once');
+  }
+
+  /** Room for `byteCount` more bytes after the pending records. */
+  private reservePending(byteCount: number): void {
+    const needed = this.pendingBytes + byteCount;
+    if (needed <= this.pending.length) return;
+    const grown = Buffer.allocUnsafe(
+      Math.max(needed, 2 * this.pending.length, pendingInitialBytes),
+    );
+    this.pending.copy(grown, 0, 0, this.pendingBytes);
+    this.pending = grown;
   }
 
   /**
@@ -247,6 +272,7 @@ export class Segment {
 
   /** Drops the topic index of a segment nobody appends to, to keep memory flat. */
   releaseTopics(): void {
+    if (this.pendingBytes === 0) this.pending = emptyBuffer;
     if (this.indexCurrent) this.topics = null;
   }
 
@@ -277,7 +303,7 @@ export class Segment {
 
   /** Flushes; the caller syncs the file (store.ts syncs many at once), then `synced()`. */
   synced(): void {
-    assert(this.pendingChunks.length === 0, 'a segment is flushed before it is synced');
+    assert(this.pendingBytes === 0, 'a segment is flushed before it is synced');
     this.syncedBytes = this.writtenBytes;
   }
 
@@ -357,12 +383,13 @@ export class Segment {
         // Counted as written: append() then only indexes it.
         this.sizeBytes = this.writtenBytes = offset + at;
         this.append(found.message);
-        this.pendingChunks = [];
+        this.pendingBytes = 0;
         at += found.recordBytes;
         this.writtenBytes = this.sizeBytes;
       }
       offset += at;
     }
+    this.pending = emptyBuffer; // filled only to be dropped: not kept on a segment read back
     if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
   }
 
