@@ -103,16 +103,22 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
 
   private flush(): void {
     this.flushScheduled = false;
-    // A message cut while it waited here has had its outcome: it goes no further.
-    const queued = this.queue.filter((message) => message.batched);
+    const queued = this.queue;
     this.queue = [];
     for (let start = 0; start < queued.length; ) {
-      const run = [queued[start] as M];
-      let textBytes = run[0]!.text.length;
+      const first = queued[start] as M;
+      if (!first.batched) {
+        // Cut while it waited here: it has had its outcome, and goes no further.
+        start += 1;
+        continue;
+      }
+      const run = [first];
+      let textBytes = first.text.length;
       for (let at = start + 1; at < queued.length && run.length < batchMessagesMax; at++) {
         const next = queued[at] as M;
         const last = run[run.length - 1] as M;
         if (
+          !next.batched ||
           next.endpoint !== last.endpoint ||
           next.sessionId !== last.sessionId ||
           next.seq !== last.seq + 1 ||
