@@ -7,14 +7,24 @@
 // held for hundreds of milliseconds, long enough to leave V8's young generation). Medians
 // over runs are written to bench/results/sdk.json. Node flags of the process apply: run it
 // with `node --max-semi-space-size=64 --import tsx bench/sdk.ts` to compare young
-// generation sizes.
+// generation sizes. With --run-frame the exchange also takes runs as the binary protocol's
+// broadcastRun frame, encoded as the binary exchange encodes them, and answers each with a
+// runAnswer decoded as the binary exchange decodes it.
 //
-//   node --import tsx bench/sdk.ts [--runs 3] [--seconds 3] [--windows 128,10000]
+//   node --import tsx bench/sdk.ts [--runs 3] [--seconds 3] [--windows 128,10000] [--run-frame]
 import { mkdir, writeFile } from 'node:fs/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import type { HttpExchange, HttpExchangeRequest } from '../src/client/exchange.ts';
+import type {
+  HttpExchange,
+  HttpExchangeRequest,
+  RunExchangeAnswer,
+  RunExchangeRequest,
+} from '../src/client/exchange.ts';
 import { connect } from '../src/client/index.ts';
+import { decodeClientFrame, encodeClientFrame } from '../src/transport/client-frames.ts';
+import { lengthPrefixBytes } from '../src/transport/framing.ts';
+import { encodeRunAnswer } from '../src/transport/run-frames.ts';
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +33,7 @@ const { values } = parseArgs({
     windows: { type: 'string', default: '128,10000' },
     'answer-delay-ms': { type: 'string', default: '20' },
     out: { type: 'string', default: 'bench/results/sdk.json' },
+    'run-frame': { type: 'boolean', default: false },
   },
 });
 const runCount = Number(values.runs);
@@ -30,6 +41,7 @@ const seconds = Number(values.seconds);
 const windows = values.windows.split(',').map(Number);
 const answerDelayMs = Number(values['answer-delay-ms']);
 const payload = 'x'.repeat(98);
+const runFrame = values['run-frame'];
 
 /** Answers as a node would, after answerDelayMs; batch answers are built once per size. */
 function fakeExchange(): HttpExchange {
@@ -51,10 +63,44 @@ function fakeExchange(): HttpExchange {
     }
     return single;
   };
-  return (request) =>
+  const exchange: HttpExchange = (request) =>
     new Promise((resolve) => {
       const body = bodyOf(request);
       setTimeout(() => resolve({ status: 200, headers: {}, body }), answerDelayMs);
+    });
+  return runFrame ? Object.assign(exchange, { broadcastRun: runAnswerer() }) : exchange;
+}
+
+/** Takes a run as the binary exchange does: its frame encoded, its runAnswer decoded. */
+function runAnswerer(): NonNullable<HttpExchange['broadcastRun']> {
+  const runAnswers = new Map<number, Buffer>();
+  const runAnswer = (count: number): Buffer => {
+    let answer = runAnswers.get(count);
+    if (answer === undefined) {
+      const delivered = { kind: 'ok', position: 1, term: 1, duplicate: false } as const;
+      const results = new Array(count).fill(delivered);
+      answer = encodeRunAnswer({ type: 'runAnswer', requestId: 1, results });
+      runAnswers.set(count, answer);
+    }
+    return answer;
+  };
+  return (request: RunExchangeRequest) =>
+    new Promise<RunExchangeAnswer>((resolve) => {
+      const { clientId, firstSeq, nonce, messages } = request;
+      encodeClientFrame({
+        type: 'broadcastRun',
+        requestId: 1,
+        headers: {},
+        clientId,
+        firstSeq,
+        nonce,
+        messages,
+      });
+      setTimeout(() => {
+        const frame = decodeClientFrame(runAnswer(messages.length).subarray(lengthPrefixBytes));
+        if (frame.type !== 'runAnswer') throw new Error('a runAnswer decodes as one');
+        resolve({ kind: 'results', results: frame.results });
+      }, answerDelayMs);
     });
 }
 
@@ -124,5 +170,5 @@ for (const window of windows) {
 await mkdir('bench/results', { recursive: true });
 await writeFile(
   values.out,
-  `${JSON.stringify({ answerDelayMs, seconds, runCount, execArgv: process.execArgv, results }, null, 2)}\n`,
+  `${JSON.stringify({ answerDelayMs, seconds, runCount, runFrame, execArgv: process.execArgv, results }, null, 2)}\n`,
 );

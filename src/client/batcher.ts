@@ -17,13 +17,20 @@ import { refusal } from './errors.ts';
 import type { HttpExchange, HttpExchangeResponse } from './exchange.ts';
 import { classify, fetchFailure, type Outcome, postJson, retryableCode } from './http.ts';
 
-/** What the batcher sends with, all from the client's settings. */
-export interface BatcherOptions {
+/** What the batcher sends with, all from the client's settings, and where outcomes go. */
+export interface BatcherOptions<M extends BatchedBroadcast> {
   readonly exchange: HttpExchange;
   readonly environment: Environment;
   readonly requestTimeoutMs: number;
   /** The client's: closing it aborts every request. */
   readonly signal: AbortSignal;
+  /** Where a message's outcome goes, once, unless `delivered` takes it. */
+  readonly answered: (message: M, outcome: Outcome<unknown>) => void;
+  /**
+   * Where a message's place in the order goes when a runAnswer gives it: the result as
+   * decoded, with no outcome object made for it.
+   */
+  readonly delivered: (message: M, result: RunDelivered) => void;
 }
 
 /** What one broadcast is: its session and seq, its payload as JSON text, its topic. */
@@ -38,9 +45,17 @@ export interface QueuedBroadcast {
   readonly nonce?: string;
 }
 
-interface Waiting extends QueuedBroadcast {
-  readonly resolve: (outcome: Outcome<unknown>) => void;
+/**
+ * A broadcast the batcher holds: the caller's own record, queued as it is (no copy), so
+ * its fields must stay as they were sent while `batched` holds.
+ */
+export interface BatchedBroadcast extends QueuedBroadcast {
+  /** Its batched attempt still awaits an outcome; false once cut (then it is left out). */
+  readonly batched: boolean;
 }
+
+/** A runAnswer's result for a message the node put in the order (or had already). */
+export type RunDelivered = Extract<RunResult, { readonly kind: 'ok' }>;
 
 /** The server takes at most 1,000 messages and 4 MiB; stay well inside both. */
 const batchMessagesMax = 1_000;
@@ -61,24 +76,29 @@ export function singleBody(message: QueuedBroadcast): string {
   return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${messageFields(message)}${nonceField(message)}}`;
 }
 
-export class BroadcastBatcher {
-  private queue: Waiting[] = [];
+export class BroadcastBatcher<M extends BatchedBroadcast> {
+  private queue: M[] = [];
   private flushScheduled = false;
   /** Endpoints that answered the batch route with 404 or 405: older nodes. */
   private readonly unsupported = new Set<string>();
 
-  constructor(private readonly options: BatcherOptions) {}
+  constructor(private readonly options: BatcherOptions<M>) {}
 
-  /** The outcome of one attempt of `message`, sent in a batch when others go with it. */
-  send(message: QueuedBroadcast): Promise<Outcome<unknown>> {
-    if (this.unsupported.has(message.endpoint)) return this.sendOne(message);
-    return new Promise((resolve) => {
-      this.queue.push({ ...message, resolve });
-      if (this.flushScheduled) return;
-      this.flushScheduled = true;
-      // After the current turn: every broadcast issued in it is queued by then.
-      this.options.environment.setTimer(0, () => this.flush());
-    });
+  /**
+   * Sends one attempt of `message`, in a batch when others go with it; its outcome goes to
+   * `answered` (or `delivered`). With 10,000 messages in flight each lives for hundreds of
+   * milliseconds: the queue holds the record itself, and no promise or closure per message.
+   */
+  send(message: M): void {
+    if (this.unsupported.has(message.endpoint)) {
+      this.sendOne(message).then((outcome) => this.options.answered(message, outcome));
+      return;
+    }
+    this.queue.push(message);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After the current turn: every broadcast issued in it is queued by then.
+    this.options.environment.setTimer(0, () => this.flush());
   }
 
   private flush(): void {
@@ -86,12 +106,19 @@ export class BroadcastBatcher {
     const queued = this.queue;
     this.queue = [];
     for (let start = 0; start < queued.length; ) {
-      const run = [queued[start] as Waiting];
-      let textBytes = run[0]!.text.length;
+      const first = queued[start] as M;
+      if (!first.batched) {
+        // Cut while it waited here: it has had its outcome, and goes no further.
+        start += 1;
+        continue;
+      }
+      const run = [first];
+      let textBytes = first.text.length;
       for (let at = start + 1; at < queued.length && run.length < batchMessagesMax; at++) {
-        const next = queued[at] as Waiting;
-        const last = run[run.length - 1] as Waiting;
+        const next = queued[at] as M;
+        const last = run[run.length - 1] as M;
         if (
+          !next.batched ||
           next.endpoint !== last.endpoint ||
           next.sessionId !== last.sessionId ||
           next.seq !== last.seq + 1 ||
@@ -107,20 +134,33 @@ export class BroadcastBatcher {
     }
   }
 
-  private async dispatch(run: readonly Waiting[]): Promise<void> {
+  private answerAll(run: readonly M[], outcome: Outcome<unknown>): void {
+    for (const message of run) this.options.answered(message, outcome);
+  }
+
+  /** Each message of `run` alone, as a single POST. */
+  private sendEach(run: readonly M[]): void {
+    for (const message of run) {
+      void this.sendOne(message).then((outcome) => this.options.answered(message, outcome));
+    }
+  }
+
+  private async dispatch(run: readonly M[]): Promise<void> {
     if (this.options.exchange.broadcastRun !== undefined && (await this.sendNative(run))) return;
-    if (run.length === 1) this.sendOne(run[0]!).then(run[0]!.resolve);
+    if (run.length === 1) this.sendEach(run);
     else await this.sendRun(run);
   }
 
   /** Sends `run` in a broadcastRun frame; false when it cannot go that way to its endpoint. */
-  private async sendNative(run: readonly Waiting[]): Promise<boolean> {
-    const first = run[0] as Waiting;
+  private async sendNative(run: readonly M[]): Promise<boolean> {
+    const first = run[0] as M;
+    // Read before the wait: a message cut meanwhile may be aimed elsewhere by its answer.
+    const { endpoint } = first;
     const { exchange, requestTimeoutMs, signal } = this.options;
     let answer: Awaited<ReturnType<NonNullable<HttpExchange['broadcastRun']>>>;
     try {
       answer = await exchange.broadcastRun!({
-        url: `${first.endpoint}/v1/broadcast/batch`,
+        url: `${endpoint}/v1/broadcast/batch`,
         headers: {},
         clientId: first.sessionId,
         firstSeq: first.seq,
@@ -134,19 +174,22 @@ export class BroadcastBatcher {
         signal,
       });
     } catch (error) {
-      const outcome = fetchFailure(first.endpoint, error, signal);
-      for (const message of run) message.resolve(outcome);
+      this.answerAll(run, fetchFailure(endpoint, error, signal));
       return true;
     }
     if (answer === null) return false;
-    if (answer.kind === 'refused') this.refusedWhole(run, answer.response);
+    if (answer.kind === 'refused') this.refusedWhole(run, endpoint, answer.response);
     else if (answer.results.length !== run.length) {
       // Not one result per message breaks the protocol: those messages go one by one.
-      for (const message of run) void this.sendOne(message).then(message.resolve);
+      this.sendEach(run);
     } else {
-      run.forEach((message, at) => {
-        message.resolve(runResultOutcome(first.endpoint, answer.results[at] as RunResult));
-      });
+      const { results } = answer;
+      const { answered, delivered } = this.options;
+      for (let at = 0; at < run.length; at++) {
+        const result = results[at] as RunResult;
+        if (result.kind === 'ok') delivered(run[at] as M, result);
+        else answered(run[at] as M, runErrorOutcome(endpoint, result));
+      }
     }
     return true;
   }
@@ -155,15 +198,11 @@ export class BroadcastBatcher {
    * A run refused whole: retried as a whole where another node or a later attempt may take
    * it, else sent one by one so that each message gets its own answer (as a batch request's).
    */
-  private refusedWhole(run: readonly Waiting[], response: HttpExchangeResponse): void {
-    const endpoint = (run[0] as Waiting).endpoint;
+  private refusedWhole(run: readonly M[], endpoint: string, response: HttpExchangeResponse): void {
     const outcome =
       response.status >= 200 && response.status < 300 ? null : classify(endpoint, response);
-    if (outcome?.kind === 'retry') {
-      for (const message of run) message.resolve(outcome);
-      return;
-    }
-    for (const message of run) void this.sendOne(message).then(message.resolve);
+    if (outcome?.kind === 'retry') this.answerAll(run, outcome);
+    else this.sendEach(run);
   }
 
   private sendOne(message: QueuedBroadcast): Promise<Outcome<unknown>> {
@@ -175,18 +214,19 @@ export class BroadcastBatcher {
     return { exchange, endpoint, path, timeoutMs: requestTimeoutMs, signal };
   }
 
-  private async sendRun(run: readonly Waiting[]): Promise<void> {
-    const first = run[0] as Waiting;
+  private async sendRun(run: readonly M[]): Promise<void> {
+    const first = run[0] as M;
+    const { endpoint } = first;
     const messages = run
       .map((message) => `{"payload":${message.text}${messageFields(message)}}`)
       .join(',');
     const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq}${nonceField(first)},"messages":[${messages}]}`;
     const outcome = await postJson<{ results?: unknown }>(
-      this.call(first.endpoint, '/v1/broadcast/batch'),
+      this.call(endpoint, '/v1/broadcast/batch'),
       body,
     );
     if (outcome.kind === 'retry') {
-      for (const message of run) message.resolve(outcome);
+      this.answerAll(run, outcome);
       return;
     }
     // Not an object (`null`, say) breaks the API: those messages go one by one, as below.
@@ -198,28 +238,22 @@ export class BroadcastBatcher {
     if (!Array.isArray(results) || results.length !== run.length) {
       // An older node (404/405), or a batch refused as a whole (too large): one by one.
       const status = outcome.kind === 'fatal' ? outcome.error.details.status : null;
-      if (status === 404 || status === 405) this.unsupported.add(first.endpoint);
-      if (outcome.kind === 'fatal' && outcome.error.code === 'closed') {
-        for (const message of run) message.resolve(outcome);
-        return;
-      }
-      for (const message of run) void this.sendOne(message).then(message.resolve);
+      if (status === 404 || status === 405) this.unsupported.add(endpoint);
+      if (outcome.kind === 'fatal' && outcome.error.code === 'closed') this.answerAll(run, outcome);
+      else this.sendEach(run);
       return;
     }
-    run.forEach((message, at) => {
-      message.resolve(resultOutcome(first.endpoint, results[at]));
-    });
+    for (let at = 0; at < run.length; at++) {
+      this.options.answered(run[at] as M, resultOutcome(endpoint, results[at]));
+    }
   }
 }
 
-/** A result of a runAnswer frame, as the outcome a single POST would have had. */
-function runResultOutcome(endpoint: string, result: RunResult): Outcome<unknown> {
-  if (result.kind === 'ok') {
-    return {
-      kind: 'ok',
-      value: { index: result.position, term: result.term, duplicate: result.duplicate },
-    };
-  }
+/** An error result of a runAnswer frame, as the outcome a single POST would have had. */
+function runErrorOutcome(
+  endpoint: string,
+  result: Extract<RunResult, { readonly kind: 'error' }>,
+): Outcome<unknown> {
   let details: unknown = null;
   try {
     details = result.details === '' ? null : JSON.parse(result.details);

@@ -8,7 +8,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
-import { BroadcastBatcher, singleBody } from './batcher.ts';
+import { BroadcastBatcher, type RunDelivered, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
 import { PendingBroadcast } from './pending-broadcast.ts';
@@ -84,7 +84,7 @@ export class Client {
   /** Index into endpoints of the node that said it leads, until a call to it fails. */
   private leaderAt: number | null = null;
   private lastLeaderSearchMs = 0;
-  private readonly batcher: BroadcastBatcher;
+  private readonly batcher: BroadcastBatcher<PendingBroadcast>;
   /** This client's session nonce, when its client id was given (not random). */
   private readonly nonce: string | undefined;
 
@@ -112,6 +112,8 @@ export class Client {
       environment: this.settings.environment,
       requestTimeoutMs: this.settings.requestTimeoutMs,
       signal: this.closer.signal,
+      answered: (pending, outcome) => this.batchedAnswered(pending, outcome),
+      delivered: (pending, result) => this.batchDelivered(pending, result),
     });
     // Each broadcast and subscription listens on this signal while in flight; inFlightMax
     // bounds the broadcasts, so the listener count is bounded, not a leak.
@@ -369,7 +371,7 @@ export class Client {
     } else {
       pending.aim(this.endpointAt(0), step.sessionId, step.seq);
       pending.batched = true;
-      this.batcher.send(pending).then((outcome) => this.batchedAnswered(pending, outcome));
+      this.batcher.send(pending);
     }
   }
 
@@ -391,18 +393,49 @@ export class Client {
       this.end(pending, error);
       return;
     }
-    if (isRetry(judged)) void this.retry(pending, outcome as Outcome<WireAnswer>, judged);
+    if (isRetry(judged)) void this.retry(pending, retryAfterOf(outcome), judged);
     else this.end(pending, null, judged);
+  }
+
+  /**
+   * A runAnswer put the batched first attempt in the order: what `batchedAnswered` does for
+   * an `ok` outcome, without making one.
+   */
+  private batchDelivered(pending: PendingBroadcast, result: RunDelivered): void {
+    const answer: BroadcastAnswer = {
+      position: result.position,
+      term: result.term,
+      duplicate: result.duplicate,
+    };
+    if (!pending.batched || pending.batchedWaiter !== null) {
+      // Cut already, or the loop in `attempts` awaits it as an outcome.
+      this.batchedAnswered(pending, {
+        kind: 'ok',
+        value: { index: answer.position, term: answer.term, duplicate: answer.duplicate },
+      });
+      return;
+    }
+    pending.batched = false;
+    let after: AfterAttempt;
+    try {
+      after = this.perform(this.chain.attempted(pending.flight, this.nowMs(), answered));
+      if (after.kind !== 'again') this.acknowledged(pending, after);
+    } catch (error) {
+      this.end(pending, error);
+      return;
+    }
+    if (after.kind === 'again') void this.retry(pending, null, after);
+    else this.end(pending, null, answer);
   }
 
   /** After a first attempt that needs another: backs off as it says, then the loop. */
   private async retry(
     pending: PendingBroadcast,
-    outcome: Outcome<WireAnswer>,
+    retryAfterMs: number | null,
     after: Retry,
   ): Promise<void> {
     try {
-      if (after.kind === 'backoff') await this.backOff(pending, outcome, 0, after.waitMsMax);
+      if (after.kind === 'backoff') await this.backOff(pending, retryAfterMs, 0, after.waitMsMax);
     } catch (error) {
       this.end(pending, error);
       return;
@@ -433,7 +466,7 @@ export class Client {
       const judged = this.judge(pending, outcome);
       if (!isRetry(judged)) return judged;
       if (judged.kind === 'backoff') {
-        await this.backOff(pending, outcome, attempt, judged.waitMsMax);
+        await this.backOff(pending, retryAfterOf(outcome), attempt, judged.waitMsMax);
       }
     }
   }
@@ -462,11 +495,7 @@ export class Client {
     );
     if (after.kind === 'again') return after;
     if (outcome.kind === 'ok') {
-      assert(after.kind === 'resolve', 'an answer in a session that holds it resolves');
-      this.worked(endpoint);
-      // Leadership moves (transfers, elections) without any call failing: look again
-      // now and then.
-      if (this.nowMs() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
+      this.acknowledged(pending, after);
       return answerOf(outcome.value);
     }
     if (outcome.kind === 'fatal' && (after.kind === 'refused' || this.closed)) {
@@ -474,6 +503,15 @@ export class Client {
     }
     assert(after.kind === 'backoff', 'a failure that is not final backs off');
     return after;
+  }
+
+  /** An attempt of `pending` was answered and the chain took it (`after`). */
+  private acknowledged(pending: PendingBroadcast, after: AfterAttempt): void {
+    assert(after.kind === 'resolve', 'an answer in a session that holds it resolves');
+    this.worked(pending.endpoint);
+    // Leadership moves (transfers, elections) without any call failing: look again now and
+    // then.
+    if (this.nowMs() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
   }
 
   /**
@@ -575,7 +613,7 @@ export class Client {
   /** Waits before the next attempt, never past the bound this message is under. */
   private async backOff(
     pending: PendingBroadcast,
-    outcome: Outcome<WireAnswer>,
+    retryAfterMs: number | null,
     attempt: number,
     waitMsMax: number,
   ): Promise<void> {
@@ -585,7 +623,6 @@ export class Client {
       this.leaderAt = null;
     }
     this.findLeader();
-    const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : null;
     const delayMs = Math.min(this.delayMs(attempt, retryAfterMs), waitMsMax);
     await pause(this.settings.environment, delayMs, [
       this.closer.signal,
@@ -630,7 +667,7 @@ export class Client {
       return new Promise<Outcome<unknown>>((resolve) => {
         pending.batched = true;
         pending.batchedWaiter = resolve;
-        this.batcher.send(pending).then((outcome) => this.batchedAnswered(pending, outcome));
+        this.batcher.send(pending);
       }) as Promise<Outcome<WireAnswer>>;
     }
     return postJson(
@@ -730,6 +767,10 @@ const noOptions: BroadcastOptions = Object.freeze({});
 
 /** After an attempt that did not settle the message: try again at once, or after a wait. */
 type Retry = Extract<AfterAttempt, { kind: 'again' | 'backoff' }>;
+
+function retryAfterOf(outcome: Outcome<unknown>): number | null {
+  return outcome.kind === 'retry' ? outcome.retryAfterMs : null;
+}
 
 function isRetry(judged: BroadcastAnswer | Retry): judged is Retry {
   return 'kind' in judged;

@@ -5,20 +5,20 @@
  * young generation, where collecting it costs far more: so the message's place, its text,
  * its caller's settle functions and its state share this record instead of each attempt
  * making a message object, a promise and closures of its own. It is also what the batcher
- * queues (a QueuedBroadcast), so a first attempt needs no object of its own either.
+ * queues (a BatchedBroadcast), and the batcher hands its outcome back to the client with
+ * it, so a first attempt needs no object, promise or closure of its own either.
  */
-import type { QueuedBroadcast } from './batcher.ts';
+import type { BatchedBroadcast } from './batcher.ts';
 import type { Outcome } from './http.ts';
 import type { FlightId } from './session-chain.ts';
 import type { BroadcastAnswer } from './settings.ts';
 
-export class PendingBroadcast implements QueuedBroadcast {
+export class PendingBroadcast implements BatchedBroadcast {
   /** Where its current attempt goes: set by `aim` before every attempt. */
   endpoint = '';
   sessionId = '';
   seq = 0;
-  // The rest is private (#): the batcher copies a queued message's own enumerable fields,
-  // and needs none of these.
+  // The rest is the client's alone (#).
   #flight: FlightId = 0;
   #batched = false;
   #batchedWaiter: ((outcome: Outcome<unknown>) => void) | null = null;
