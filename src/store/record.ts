@@ -105,55 +105,6 @@ function decodedTopicAt(body: Buffer, start: number, end: number): string {
 }
 
 export function encodeRecord(message: StoredMessage): Buffer {
-  const record = Buffer.allocUnsafe(encodedRecordBytes(message));
-  writeRecord(message, record, 0);
-  return record;
-}
-
-const emptyBuffer = Buffer.alloc(0);
-
-/**
- * Records encoded back to back into one buffer, reused once its records are taken: a
- * segment's appends between two flushes. A buffer per record (even from Buffer's pool) was
- * ArrayBuffer memory per message, which V8 counts towards its next mark-compact.
- */
-export class RecordBuffer {
-  private buffer = emptyBuffer;
-  private end = 0;
-
-  get byteLength(): number {
-    return this.end;
-  }
-
-  /** Appends `message`'s record; returns its bytes. */
-  append(message: StoredMessage): number {
-    const recordBytes = encodedRecordBytes(message);
-    if (this.end + recordBytes > this.buffer.length) {
-      const grown = Buffer.allocUnsafeSlow(
-        Math.max(this.end + recordBytes, this.buffer.length * 2),
-      );
-      this.buffer.copy(grown, 0, 0, this.end);
-      this.buffer = grown;
-    }
-    writeRecord(message, this.buffer, this.end);
-    this.end += recordBytes;
-    return recordBytes;
-  }
-
-  /**
-   * The records appended so far, and empties the buffer: the view stays valid until the
-   * next `append`. A buffer larger than `keptBytesMax` is let go rather than kept (0: always).
-   */
-  take(keptBytesMax: number): Buffer {
-    const records = this.buffer.subarray(0, this.end);
-    this.end = 0;
-    if (this.buffer.length > keptBytesMax) this.buffer = emptyBuffer;
-    return records;
-  }
-}
-
-/** Bytes of `message`'s record; checks that its fields fit. */
-function encodedRecordBytes(message: StoredMessage): number {
   assert(Number.isSafeInteger(message.position) && message.position >= 1, 'positions start at 1');
   const client = clientBytesOf(message.clientId);
   const topic = topicBytesOf(message.topic);
@@ -161,24 +112,14 @@ function encodedRecordBytes(message: StoredMessage): number {
   assert(topic.length <= 0xffff, 'a topic fits its u16 length');
   // Below the topic field's flag bits.
   assert(topic.length <= topicBytesMask, 'a topic fits its length bits');
-  const keyBytes = message.key === undefined ? 0 : 2 + Buffer.byteLength(message.key, 'utf8');
-  assert(keyBytes === 0 || (keyBytes >= 3 && keyBytes <= 2 + 0xffff), 'a key fits its u16 length');
+  const key = message.key === undefined ? null : Buffer.from(message.key, 'utf8');
+  assert(key === null || (key.length >= 1 && key.length <= 0xffff), 'a key fits its u16 length');
   assert(message.compacted !== true || message.payload.byteLength === 0, 'compacted: no payload');
-  return (
-    recordHeaderBytes +
-    fixedBodyBytes +
-    client.length +
-    topic.length +
-    keyBytes +
-    message.payload.byteLength
-  );
-}
-
-/** Writes `message`'s record at `start` of `record`, which has room for it. */
-function writeRecord(message: StoredMessage, record: Buffer, start: number): void {
-  const client = clientBytesOf(message.clientId);
-  const topic = topicBytesOf(message.topic);
-  let at = start + recordHeaderBytes;
+  const keyBytes = key === null ? 0 : 2 + key.length;
+  const bodyBytes =
+    fixedBodyBytes + client.length + topic.length + keyBytes + message.payload.byteLength;
+  const record = Buffer.allocUnsafe(recordHeaderBytes + bodyBytes);
+  let at = recordHeaderBytes;
   at = record.writeDoubleLE(message.position, at);
   at = record.writeDoubleLE(message.index, at);
   at = record.writeDoubleLE(message.term, at);
@@ -186,20 +127,17 @@ function writeRecord(message: StoredMessage, record: Buffer, start: number): voi
   at = record.writeDoubleLE(message.logTimeMs, at);
   at = record.writeUInt16LE(client.length, at);
   at += client.copy(record, at);
-  const keyed = message.key !== undefined;
-  const flags = (keyed ? keyFlag : 0) | (message.compacted === true ? compactedFlag : 0);
+  const flags = (key === null ? 0 : keyFlag) | (message.compacted === true ? compactedFlag : 0);
   at = record.writeUInt16LE(topic.length | flags, at);
   at += topic.copy(record, at);
-  if (message.key !== undefined) {
-    const keyBytes = record.write(message.key, at + 2, 'utf8');
-    record.writeUInt16LE(keyBytes, at);
-    at += 2 + keyBytes;
+  if (key !== null) {
+    at = record.writeUInt16LE(key.length, at);
+    at += key.copy(record, at);
   }
   record.set(message.payload, at);
-  at += message.payload.byteLength;
-  const bodyStart = start + recordHeaderBytes;
-  record.writeUInt32LE(at - bodyStart, start);
-  record.writeUInt32LE(crc32(record.subarray(bodyStart, at)), start + 4);
+  record.writeUInt32LE(bodyBytes, 0);
+  record.writeUInt32LE(crc32(record.subarray(recordHeaderBytes)), 4);
+  return record;
 }
 
 /** What `decodeRecordAt` found at an offset of a buffer. */

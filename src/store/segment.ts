@@ -11,7 +11,7 @@ import {
   bodyPosition,
   decodeBody,
   decodeRecordAt,
-  RecordBuffer,
+  encodeRecord,
   recordAt,
   type StoredMessage,
 } from './record.ts';
@@ -19,8 +19,6 @@ import {
 /** One sparse index entry per this many positions: 16 bytes of memory per 64 messages. */
 export const sparseEveryCount = 64;
 const readChunkBytes = 256 << 10;
-/** A segment keeps its append buffer between flushes up to this size. */
-const pendingBytesKeptMax = 256 << 10;
 
 export function segmentName(first: number): string {
   return `${String(first).padStart(16, '0')}.seg`;
@@ -44,7 +42,7 @@ interface SegmentIndexFile {
 export class Segment {
   /** Position of the last record; first - 1 while empty. */
   last: number;
-  /** Bytes of records, written or waiting in `pending`. */
+  /** Bytes of records, written or waiting in `pendingChunks`. */
   sizeBytes = 0;
   firstLogTimeMs = 0;
   lastLogTimeMs = 0;
@@ -52,7 +50,7 @@ export class Segment {
   private sparse: number[] = [];
   /** Per topic, flat pairs (first position, count) of consecutive runs; null until needed. */
   private topics: Map<string, number[]> | null = new Map();
-  private readonly pending = new RecordBuffer();
+  private pendingChunks: Buffer[] = [];
   private writtenBytes = 0;
   /** Bytes known durable: written before the last `sync` (or found on disk at open). */
   private syncedBytes = 0;
@@ -78,7 +76,7 @@ export class Segment {
   append(message: StoredMessage): void {
     assert(message.position === this.last + 1, 'a segment holds a dense run of positions');
     if (this.topics === null) this.topics = this.loadTopics();
-    const recordBytes = this.pending.append(message);
+    const record = encodeRecord(message);
     if ((message.position - this.first) % sparseEveryCount === 0) {
       this.sparse.push(message.position, this.sizeBytes);
     }
@@ -90,15 +88,20 @@ export class Segment {
     else this.topics.set(message.topic, [message.position, 1]);
     if (this.count === 0) this.firstLogTimeMs = message.logTimeMs;
     this.lastLogTimeMs = message.logTimeMs;
-    this.sizeBytes += recordBytes;
+    this.pendingChunks.push(record);
+    this.sizeBytes += record.length;
     this.last = message.position;
     this.indexCurrent = false;
   }
 
   /** Writes what `append` buffered (into the page cache: no fsync). */
   flush(): void {
-    if (this.pending.byteLength === 0) return;
-    const chunk = this.pending.take(pendingBytesKeptMax);
+    if (this.pendingChunks.length === 0) return;
+    const chunk =
+      this.pendingChunks.length === 1
+        ? (this.pendingChunks[0] as Buffer)
+        : Buffer.concat(this.pendingChunks);
+    this.pendingChunks = [];
     this.files.write(this.name, chunk, this.writtenBytes);
     this.writtenBytes += chunk.length;
     assert(this.writtenBytes === this.sizeBytes, 'every appended byte is written once');
@@ -242,10 +245,9 @@ export class Segment {
     return this.topics.get(topic) ?? [];
   }
 
-  /** Drops the topic index and append buffer of a segment nobody appends to: memory stays flat. */
+  /** Drops the topic index of a segment nobody appends to, to keep memory flat. */
   releaseTopics(): void {
     if (this.indexCurrent) this.topics = null;
-    if (this.pending.byteLength === 0) this.pending.take(0);
   }
 
   /** Writes the index files, so that the next open does not scan the records. */
@@ -275,7 +277,7 @@ export class Segment {
 
   /** Flushes; the caller syncs the file (store.ts syncs many at once), then `synced()`. */
   synced(): void {
-    assert(this.pending.byteLength === 0, 'a segment is flushed before it is synced');
+    assert(this.pendingChunks.length === 0, 'a segment is flushed before it is synced');
     this.syncedBytes = this.writtenBytes;
   }
 
@@ -355,13 +357,12 @@ export class Segment {
         // Counted as written: append() then only indexes it.
         this.sizeBytes = this.writtenBytes = offset + at;
         this.append(found.message);
-        this.pending.take(pendingBytesKeptMax);
+        this.pendingChunks = [];
         at += found.recordBytes;
         this.writtenBytes = this.sizeBytes;
       }
       offset += at;
     }
-    this.pending.take(0);
     if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
   }
 
