@@ -44,13 +44,20 @@ const KINDS_BY_CODE: readonly EntryKind[] = ['normal', 'noop', 'config'];
 const TWO_POW_32 = 0x1_0000_0000;
 /** Payloads at least this large are referenced by `writev` instead of copied. */
 const INLINE_DATA_BYTES_MAX = 4096;
-const SCRATCH_BYTES = 64 * 1024;
+/**
+ * The first scratch is small enough to come from Buffer's shared pool: a group's record body
+ * is mostly a few headers (large payloads are referenced), and a fresh 64 KiB ArrayBuffer per
+ * group commit counted as external memory that brought on V8's mark-compacts. Later scratches
+ * double up to SCRATCH_BYTES_MAX.
+ */
+const SCRATCH_BYTES_FIRST = 1024;
+const SCRATCH_BYTES_MAX = 64 * 1024;
 const VOTE_BYTES_MAX = 0xffff;
 
 /** Builds a record body as a list of chunks, copying only small values. */
 export class RecordBodyBuilder {
   private readonly chunks: Uint8Array[] = [];
-  private scratch: Buffer = Buffer.allocUnsafe(SCRATCH_BYTES);
+  private scratch: Buffer = Buffer.allocUnsafe(SCRATCH_BYTES_FIRST);
   private scratchStart = 0;
   private position = 0;
   private totalBytes = 0;
@@ -126,7 +133,8 @@ export class RecordBodyBuilder {
   private reserve(byteCount: number): void {
     if (this.position + byteCount <= this.scratch.length) return;
     this.flushScratch();
-    this.scratch = Buffer.allocUnsafe(Math.max(SCRATCH_BYTES, byteCount));
+    const grownBytes = Math.min(this.scratch.length * 2, SCRATCH_BYTES_MAX);
+    this.scratch = Buffer.allocUnsafe(Math.max(grownBytes, byteCount));
     this.scratchStart = 0;
     this.position = 0;
   }

@@ -31,7 +31,10 @@ export interface StoreFiles {
   size(name: string): number;
   /** Reads into `buffer` from `offset`; returns the bytes read (fewer at the end). */
   read(name: string, buffer: Buffer, offset: number): number;
-  /** Writes `data` at `offset`, creating the file if needed. Not synced (store.ts says why). */
+  /**
+   * Writes `data` at `offset`, creating the file if needed. Not synced (store.ts says why).
+   * Keeps no reference to `data`: the caller reuses it once this returns.
+   */
   write(name: string, data: Buffer, offset: number): void;
   truncate(name: string, sizeBytes: number): void;
   remove(name: string): void;
