@@ -1,0 +1,31 @@
+#!/bin/bash
+# usage: bench/cpu-per-message.sh <checkout> <port-offset 0..9> [abcast bench args...]
+# e.g.  bench/cpu-per-message.sh . 0 --protocol binary --concurrency 128 --seconds 8
+# (NODE_FLAGS="--max-semi-space-size=64" passes V8 flags to the node processes.)
+# Starts a 3-node `abcast dev` cluster from <checkout> on its own ports, runs `abcast bench`
+# against the leader's node (n1's HTTP port; the SDK follows the leader) and prints
+# throughput plus CPU microseconds per acknowledged message for each node and the client
+# (read from /proc: what a shared, loaded machine disturbs least; compare builds by running
+# them alternately, twice each). Stops the cluster afterwards.
+set -u
+wt=$1; off=$2; shift 2
+peer=$((17001 + off*100)); http=$((18001 + off*100)); bin=$((19001 + off*100))
+data=$(mktemp -d /tmp/cpumsg.XXXX)
+cd "$wt"
+node ${NODE_FLAGS:-} --import tsx src/cli/main.ts dev --data "$data" --port $peer --http-port $http --binary-port $bin > "$data/dev.log" 2>&1 &
+devpid=$!
+for i in $(seq 1 60); do curl -sf "http://127.0.0.1:$http/v1/status" 2>/dev/null | grep -q '"leader":"n' && break; sleep 0.5; done
+sleep 1
+pids=$(pgrep -f -- "$data/n" | tr '\n' ' ')
+t() { for p in $pids; do awk '{print $14+$15}' /proc/$p/stat; done | tr '\n' ' '; }
+before=($(t))
+out=$( /usr/bin/time -f "CLIENT %U %S" node --import tsx src/cli/main.ts bench --node "http://127.0.0.1:$http" --binary-node "abcast://127.0.0.1:$bin" --json "$@" 2>&1)
+after=($(t))
+echo "$out" | grep messagesPerSecond
+msgs=$(echo "$out" | grep -o '"messagesPerSecond":[0-9.]*' | cut -d: -f2 | cut -d. -f1)
+secs=$(echo "$@" | grep -o -- '--seconds [0-9]*' | awk '{print $2}'); secs=${secs:-10}
+total=$((msgs*secs))
+i=0; for p in $pids; do d=$(( ${after[$i]} - ${before[$i]} )); echo "node pid $p ($(tr '\0' ' ' < /proc/$p/cmdline | grep -o 'id n[0-9]')): cpu ${d}0 ms, us/msg $(echo "scale=2; $d*10000/($total+1)" | bc)"; i=$((i+1)); done
+echo "$out" | grep CLIENT | awk -v n=$total '{printf "client: cpu %.0f ms, us/msg %.2f (includes start-up)\n", ($2+$3)*1000, ($2+$3)*1e6/(n+1)}'
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+kill -INT $devpid; wait $devpid 2>/dev/null; sleep 0.5; pkill -f -- "$data/n" 2>/dev/null; rm -rf "$data"
