@@ -14,11 +14,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePorts } from '../src/cli/process-cluster.ts';
 import { connect } from '../src/client/index.ts';
+import { type CpuProfile, frameName, shareTable } from './cpu-profile.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const main = join(root, 'src/cli/main.ts');
@@ -80,22 +81,6 @@ async function readerMain(): Promise<void> {
   );
 }
 
-interface ProfileNode {
-  readonly id: number;
-  readonly callFrame: {
-    readonly functionName: string;
-    readonly url: string;
-    readonly lineNumber: number;
-  };
-}
-
-interface CpuProfile {
-  readonly nodes: readonly ProfileNode[];
-  readonly startTime: number;
-  readonly samples: readonly number[];
-  readonly timeDeltas: readonly number[];
-}
-
 /** Self time by function of the samples within [fromUs, toUs], as shares. */
 function summarize(profile: CpuProfile, fromUs: number, toUs: number, top: number): string {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
@@ -107,18 +92,11 @@ function summarize(profile: CpuProfile, fromUs: number, toUs: number, top: numbe
     if (atUs < fromUs || atUs > toUs) return;
     const frame = byId.get(id)?.callFrame;
     if (frame === undefined) return;
-    const file = frame.url.startsWith('file://')
-      ? relative(root, fileURLToPath(frame.url))
-      : frame.url || '(vm)';
-    const name = `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
+    const name = frameName(frame, root);
     byFunction.set(name, (byFunction.get(name) ?? 0) + 1);
     total++;
   });
-  const rows = [...byFunction.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .map(([name, hits]) => `  ${((100 * hits) / total).toFixed(1).padStart(5)}%  ${name}`);
-  return `samples ${total}\n${rows.join('\n')}`;
+  return `samples ${total}\n${shareTable(byFunction, total, top)}`;
 }
 
 function exited(child: ChildProcess): Promise<number | null> {

@@ -10,9 +10,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type CpuProfile, frameFile, frameName, shareTable } from './cpu-profile.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // The compiled CLI, as users run it, so that profiles name real lines (tsx's output does not).
@@ -29,23 +30,6 @@ const { values } = parseArgs({
   },
 });
 
-interface ProfileNode {
-  readonly id: number;
-  readonly callFrame: {
-    readonly functionName: string;
-    readonly url: string;
-    readonly lineNumber: number;
-  };
-  readonly hitCount?: number;
-}
-
-interface CpuProfile {
-  readonly nodes: readonly ProfileNode[];
-  readonly startTime: number;
-  readonly endTime: number;
-  readonly samples: readonly number[];
-}
-
 /** Self time by function and by file, as shares of all samples. */
 function summarize(profile: CpuProfile, top: number): string {
   const total = profile.nodes.reduce((sum, node) => sum + (node.hitCount ?? 0), 0);
@@ -54,9 +38,8 @@ function summarize(profile: CpuProfile, top: number): string {
   for (const node of profile.nodes) {
     const hits = node.hitCount ?? 0;
     if (hits === 0) continue;
-    const { functionName, url, lineNumber } = node.callFrame;
-    const file = url.startsWith('file://') ? relative(root, fileURLToPath(url)) : url || '(vm)';
-    const name = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`;
+    const file = frameFile(node.callFrame, root);
+    const name = frameName(node.callFrame, root);
     byFunction.set(name, (byFunction.get(name) ?? 0) + hits);
     const bucket = file.startsWith('node_modules/')
       ? file
@@ -66,12 +49,7 @@ function summarize(profile: CpuProfile, top: number): string {
       : file;
     byFile.set(bucket, (byFile.get(bucket) ?? 0) + hits);
   }
-  const table = (map: Map<string, number>) =>
-    [...map.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
-      .map(([name, hits]) => `  ${((100 * hits) / total).toFixed(1).padStart(5)}%  ${name}`)
-      .join('\n');
+  const table = (map: Map<string, number>) => shareTable(map, total, top);
   const seconds = (profile.endTime - profile.startTime) / 1e6;
   return `samples ${total} over ${seconds.toFixed(1)} s\nby function (self):\n${table(byFunction)}\nby file (self):\n${table(byFile)}\n`;
 }
