@@ -105,10 +105,18 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
     this.flushScheduled = false;
     const queued = this.queue;
     this.queue = [];
+    for (const run of this.runsOf(queued)) void this.dispatch(run);
+  }
+
+  /**
+   * `queued` cut into runs of consecutive seqs of one session to one endpoint, leaving out
+   * messages cut while they waited: those have had their outcome and go no further.
+   */
+  private runsOf(queued: readonly M[]): M[][] {
+    const runs: M[][] = [];
     for (let start = 0; start < queued.length; ) {
       const first = queued[start] as M;
       if (!first.batched) {
-        // Cut while it waited here: it has had its outcome, and goes no further.
         start += 1;
         continue;
       }
@@ -130,8 +138,9 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
         textBytes += next.text.length;
       }
       start += run.length;
-      void this.dispatch(run);
+      runs.push(run);
     }
+    return runs;
   }
 
   private answerAll(run: readonly M[], outcome: Outcome<unknown>): void {
@@ -146,9 +155,18 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
   }
 
   private async dispatch(run: readonly M[]): Promise<void> {
-    if (this.options.exchange.broadcastRun !== undefined && (await this.sendNative(run))) return;
-    if (run.length === 1) this.sendEach(run);
-    else await this.sendRun(run);
+    let runs: readonly (readonly M[])[] = [run];
+    if (this.options.exchange.broadcastRun !== undefined) {
+      if (await this.sendNative(run)) return;
+      // The frame's refusal may come long after it was sent, and a session cut meanwhile
+      // aims its messages at new seqs: a batch built from the run as it was would file one
+      // message under another's (client, seq). Only what is still batched goes, regrouped.
+      runs = this.runsOf(run);
+    }
+    for (const each of runs) {
+      if (each.length === 1) this.sendEach(each);
+      else await this.sendRun(each);
+    }
   }
 
   /** Sends `run` in a broadcastRun frame; false when it cannot go that way to its endpoint. */
