@@ -165,13 +165,20 @@ export class Segment {
       const readBytes = this.files.read(this.name, buffer, offset);
       const view = buffer.subarray(0, readBytes);
       let at = 0;
+      let grown = false;
       while (count < limit) {
         const found = recordAt(view, at);
         if (found.kind === 'short') {
           // Past what the segment counts, or past the end of its file: damaged.
           const end = offset + at + found.recordBytes;
           if (end > this.sizeBytes || readBytes < buffer.length) return this.damaged(due, count);
-          if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
+          // A record larger than the buffer: read again from it, whole, into a larger one.
+          if (found.recordBytes > buffer.length) {
+            buffer = Buffer.allocUnsafe(found.recordBytes);
+            offset += at;
+            at = 0;
+            grown = true;
+          }
           break;
         }
         const position = found.kind === 'record' ? bodyPosition(found.body) : null;
@@ -184,7 +191,7 @@ export class Segment {
         due++;
         if (position === this.last || payloadBytes >= bytesMax) return count;
       }
-      assert(at > 0 || readBytes === buffer.length, 'each read makes progress');
+      assert(at > 0 || grown, 'each read makes progress');
       offset += at;
     }
     return count;

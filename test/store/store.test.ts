@@ -15,6 +15,7 @@ import {
   type StoredMessage,
   type StoreFiles,
 } from '../../src/store/index.ts';
+import { Segment } from '../../src/store/segment.ts';
 
 const topics = ['a', 'b', 'c'];
 
@@ -170,4 +171,37 @@ test('on disk: a reopened store reads from its index files, and a torn tail is c
     );
     store.close();
   });
+});
+
+test('a record larger than the read buffer is read whole wherever a read starts at it', () => {
+  const files = new MemoryStoreFiles();
+  const segment = new Segment(files, 1);
+  const sizes = [400_000, 10, 300_000, 10];
+  sizes.forEach((bytes, at) => {
+    segment.append({
+      position: at + 1,
+      index: at + 1,
+      term: 1,
+      clientId: 'c',
+      seq: at + 1,
+      topic: 't',
+      payload: new Uint8Array(bytes).fill(at + 1),
+      logTimeMs: at + 1,
+    });
+  });
+  segment.flush();
+  for (let from = 1; from <= sizes.length; from++) {
+    const visited: number[] = [];
+    const count = segment.visit(from, sizes.length, Number.MAX_SAFE_INTEGER, (body) => {
+      visited.push(body.length);
+      return 0;
+    });
+    assert.equal(count, sizes.length - from + 1, `visited from ${from}`);
+    assert.equal(visited.length, count);
+    assert.deepEqual(
+      segment.read(from, sizes.length).map((message) => message.payload.length),
+      sizes.slice(from - 1),
+    );
+  }
+  assert.equal(segment.damagedFrom, null);
 });
