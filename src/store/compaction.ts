@@ -50,8 +50,14 @@ export function compactSegment(
     from += page.length;
   }
   const { first, last } = segment;
-  segment.remove();
+  // The segment may hold the only copy of what it keeps (the WAL may be compacted past it):
+  // the rewrite is durable before it takes the segment's name, and the name moves to it in
+  // one rename, so a power cut finds the old file or the new one, never neither.
+  files.sync([temporary]);
+  files.remove(`${segment.name}.idx`);
+  files.remove(`${segment.name}.tix`);
   files.rename(temporary, segment.name);
+  files.sync([segment.name]);
   const replaced = new Segment(files, first);
   replaced.load();
   assert(replaced.last === last, 'compaction keeps every position');
