@@ -199,6 +199,15 @@ export class Intake {
    * with the shared checks, the deadline and the answer made once for the run.
    */
   acceptRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]> {
+    // Without messages there is no outcome to carry a refusal: the call itself is refused.
+    if (!Array.isArray(run?.messages) || run.messages.length === 0) {
+      return Promise.reject(
+        checkRun(run, this.options.payloadBytesMax) ??
+          new BroadcastError('invalid_argument', 'a run has at least one message', {
+            field: 'messages',
+          }),
+      );
+    }
     return new Promise((resolve) => this.takeRun(run, false, resolve));
   }
 

@@ -46,7 +46,8 @@ const literals = ['true', 'false', 'null'].map((word) => Buffer.from(word));
  * The scan's state. Checking is synchronous and never re-entered, so one set serves every
  * call and a check allocates nothing unless the text is refused.
  */
-let text: Uint8Array = new Uint8Array(0);
+const noText = new Uint8Array(0);
+let text: Uint8Array = noText;
 let sawLineBreak = false;
 let containers = new Uint8Array(64);
 
@@ -148,7 +149,7 @@ export function checkJsonText(bytes: Uint8Array, depthMax: number): JsonTextVerd
   try {
     return scan(depthMax);
   } finally {
-    text = new Uint8Array(0); // no reference kept to the caller's bytes
+    text = noText; // no reference kept to the caller's bytes
   }
 }
 

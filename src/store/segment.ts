@@ -63,7 +63,10 @@ export class Segment {
   private pending: Buffer = emptyBuffer;
   private pendingBytes = 0;
   private writtenBytes = 0;
-  /** Bytes known durable: written before the last `sync` (or found on disk at open). */
+  /**
+   * Bytes known durable: written before the last `sync`. What is found on disk at open may
+   * be in the page cache only (a process crash), so it counts as synced only once synced.
+   */
   private syncedBytes = 0;
   /** The `.idx` and `.tix` files describe the segment as it is now. */
   private indexCurrent = false;

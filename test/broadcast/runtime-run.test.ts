@@ -216,7 +216,8 @@ test('a run expires whole at its deadline: timeout for copies out, sequence_gap 
       messages: messages('lost-1', 'lost-2', 'lost-3'),
     }),
   );
-  await waitFor(() => gapped.settled && lost.settled, 'both runs expired', 4 * requestTimeoutMs);
+  // A bound on a hang, not on speed: the expiry itself runs on the deadlines above.
+  await waitFor(() => gapped.settled && lost.settled, 'both runs expired', 30_000);
   const gapOutcomes = gapped.result as PromiseSettledResult<BroadcastResult>[];
   assert.deepEqual(gapOutcomes.map(codeOf), ['sequence_gap', 'sequence_gap']);
   for (const outcome of gapOutcomes) {
@@ -254,4 +255,18 @@ test('a stopped node answers every message of a run node_stopped', async () => {
   assert.deepEqual(outcomes.map(codeOf), ['node_stopped', 'node_stopped']);
   await cluster.startNode(id);
   await cluster.waitForLeader();
+});
+
+test('a run without messages is refused as a call, not answered with no outcomes', async () => {
+  const node = cluster.node(await cluster.waitForLeader());
+  for (const run of [
+    { clientId: 'empty', firstSeq: 1, messages: [] },
+    { clientId: 'empty', firstSeq: 1, messages: 'not a list' as unknown as RunMessage[] },
+  ]) {
+    await assert.rejects(node.broadcastRun(run), (error: unknown) => {
+      assert.ok(error instanceof BroadcastError);
+      assert.equal(error.code, 'invalid_argument');
+      return true;
+    });
+  }
 });
