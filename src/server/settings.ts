@@ -7,6 +7,7 @@ import type { NodeLogger } from '../broadcast/node.ts';
 import type { HttpExchange } from '../client/exchange.ts';
 import { nodeExchange } from '../client/node-exchange.ts';
 import type { NodeId } from '../raft/types.ts';
+import { streamRecordPayloadBytesMax } from '../transport/stream-records.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
 import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
@@ -78,12 +79,29 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
-function settingsFrom(options: ServerOptions): ServerSettings {
+/**
+ * The payload limit, at most what a stream record carries: a node that took a larger
+ * payload could store it but never stream it to a records reader (the SDK's subscription),
+ * which would stop at that position for good.
+ */
+function payloadLimit(value: number | undefined): number {
   const payloadBytesMax = positiveInteger(
     'payloadBytesMax',
-    options.payloadBytesMax,
+    value,
     defaultHttpSettings.payloadBytesMax,
   );
+  if (payloadBytesMax > streamRecordPayloadBytesMax) {
+    throw new BroadcastError(
+      'invalid_argument',
+      `payloadBytesMax must be at most ${streamRecordPayloadBytesMax} (16 MiB), the largest payload a message stream carries`,
+      { field: 'payloadBytesMax' },
+    );
+  }
+  return payloadBytesMax;
+}
+
+function settingsFrom(options: ServerOptions): ServerSettings {
+  const payloadBytesMax = payloadLimit(options.payloadBytesMax);
   const messagesLimitMax = positiveInteger(
     'messagesLimitMax',
     options.messagesLimitMax,

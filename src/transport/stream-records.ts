@@ -27,8 +27,10 @@ const keyFlag = messageKeyFlag;
 /** Kind and the message's fixed fields. */
 const messageFixedBytes = 1 + 4 * 8 + 1 + 2 + 2;
 const itemPrefixBytes = 4;
-/** Any item is at most this: a 16 MiB payload and its header fields. */
-export const streamRecordBytesMax = (16 << 20) + (1 << 20);
+/** The largest payload an item carries: a node's payload limit may not exceed it. */
+export const streamRecordPayloadBytesMax = 16 << 20;
+/** Any item is at most this: the largest payload and its header fields. */
+export const streamRecordBytesMax = streamRecordPayloadBytesMax + (1 << 20);
 
 /** What a message item carries; a stored message fits it as is. */
 export interface RecordMessage {

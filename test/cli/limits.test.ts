@@ -34,6 +34,10 @@ test('start --payload-bytes-max is enforced; a bad limit is one line', {
   const bad = await runCli([...base, ...rest, '--payload-bytes-max', 'lots']);
   assert.notEqual(bad.code, 0);
   assert.match(oneLine(bad.stderr), /payload-bytes-max/);
+  // Larger than a message stream's record: the node would store what no subscriber reads.
+  const huge = await runCli([...base, ...rest, '--payload-bytes-max', String((16 << 20) + 1)]);
+  assert.notEqual(huge.code, 0);
+  assert.match(oneLine(huge.stderr), /payload-bytes-max is at most 16777216/);
   const node = spawnCli([
     ...base,
     ...rest,

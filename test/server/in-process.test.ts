@@ -4,6 +4,7 @@
 // one routing table, and this proves nothing socket-specific leaked into the answers.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { BroadcastError } from '../../src/broadcast/errors.ts';
 import {
   type InProcessRequest,
   type InProcessResponse,
@@ -177,4 +178,23 @@ test('an event stream is refused in process with 501 once its request is valid',
   assert.equal(JSON.parse(stream.body).error, 'not_implemented');
   // Validation still runs first: a bad Last-Event-ID is the same 400 both ways.
   await bothAgree({ method: 'GET', url: '/v1/stream', headers: { 'Last-Event-ID': 'x' } });
+});
+
+test('a payload limit above what a message stream carries is refused when the server is made', () => {
+  const make = (payloadBytesMax: number) =>
+    createServerContext({
+      node: leader.node,
+      logger,
+      peers: cluster.peers,
+      environment: systemEnvironment,
+      payloadBytesMax,
+    });
+  assert.equal(make(16 << 20).settings.payloadBytesMax, 16 << 20);
+  assert.throws(
+    () => make((16 << 20) + 1),
+    (error: unknown) =>
+      error instanceof BroadcastError &&
+      error.code === 'invalid_argument' &&
+      /at most 16777216/.test(error.message),
+  );
 });

@@ -26,6 +26,7 @@ import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { PeerReads } from '../../server/peers.ts';
 import { recordsLimitMax } from '../../server/routes/records.ts';
 import { parseAddress } from '../../transport/address.ts';
+import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
 import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
@@ -192,6 +193,17 @@ function optionalInteger(name: string, value: unknown): number | null {
   return value === undefined ? null : positiveIntegerFlag(name, String(value));
 }
 
+/** --payload-bytes-max, within what a message stream carries (the server's own check). */
+function payloadLimitFlag(value: unknown): number | null {
+  const payloadBytesMax = optionalInteger('payload-bytes-max', value);
+  if (payloadBytesMax !== null && payloadBytesMax > streamRecordPayloadBytesMax) {
+    throw new CliError(
+      `--payload-bytes-max is at most ${streamRecordPayloadBytesMax} (16 MiB), the largest payload a message stream carries`,
+    );
+  }
+  return payloadBytesMax;
+}
+
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** "n1=127.0.0.1:7001,n2=…" (or a config file's object) → id → address, every one checked. */
@@ -307,10 +319,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
       segmentBytes === undefined
         ? null
         : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
-    payloadBytesMax: optionalInteger(
-      'payload-bytes-max',
-      flags.payloadBytesMax ?? config.payloadBytesMax,
-    ),
+    payloadBytesMax: payloadLimitFlag(flags.payloadBytesMax ?? config.payloadBytesMax),
     requestTimeoutMs: optionalInteger(
       'request-timeout-ms',
       flags.requestTimeoutMs ?? config.requestTimeoutMs,
