@@ -207,7 +207,14 @@ export type StreamRecord =
  * (bounded by `streamRecordBytesMax`) between pushes.
  */
 export class StreamRecordReader {
-  private rest: Buffer | null = null;
+  /** Fewer than a prefix's bytes of the next item, copied. */
+  private prefixPart: Buffer | null = null;
+  /**
+   * An item begun and not finished, in a buffer of its whole size (prefix included) filled as
+   * chunks come: a 16 MiB item in 16 KiB chunks is copied once, not joined again per chunk.
+   */
+  private partial: Buffer | null = null;
+  private partialFilled = 0;
   private lastClient: Buffer = Buffer.alloc(0);
   private lastClientId = '';
   private lastTopicBytes: Buffer = Buffer.alloc(0);
@@ -216,28 +223,40 @@ export class StreamRecordReader {
   /** Calls `each` for every item `chunk` completes, in order; throws StreamRecordError. */
   push(chunk: Uint8Array, each: (record: StreamRecord) => void): void {
     let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (this.rest !== null) {
-      bytes = Buffer.concat([this.rest, bytes]);
-      this.rest = null;
-    }
     let at = 0;
+    if (this.partial !== null) {
+      const partial = this.partial;
+      at = bytes.copy(partial, this.partialFilled, 0);
+      this.partialFilled += at;
+      if (this.partialFilled < partial.length) return;
+      this.partial = null;
+      each(this.item(partial, itemPrefixBytes, partial.length));
+    } else if (this.prefixPart !== null) {
+      // At most three bytes before the chunk: one copy of the chunk, once.
+      bytes = Buffer.concat([this.prefixPart, bytes]);
+      this.prefixPart = null;
+    }
     while (bytes.length - at >= itemPrefixBytes) {
       const itemBytes = bytes.readUInt32BE(at);
       if (itemBytes < 1 || itemBytes > streamRecordBytesMax) {
         throw new StreamRecordError(`an item of ${itemBytes} bytes`, { itemBytes });
       }
       const end = at + itemPrefixBytes + itemBytes;
-      if (end > bytes.length) break;
+      if (end > bytes.length) {
+        // A copy: the caller may reuse the chunk it pushed.
+        this.partial = Buffer.allocUnsafe(itemPrefixBytes + itemBytes);
+        this.partialFilled = bytes.copy(this.partial, 0, at);
+        return;
+      }
       each(this.item(bytes, at + itemPrefixBytes, end));
       at = end;
     }
-    // A copy: the caller may reuse the chunk it pushed.
-    if (at < bytes.length) this.rest = Buffer.from(bytes.subarray(at));
+    if (at < bytes.length) this.prefixPart = Buffer.from(bytes.subarray(at));
   }
 
   /** Bytes of an item begun and not finished: a stream that ends here was cut. */
   get hasPartialItem(): boolean {
-    return this.rest !== null;
+    return this.partial !== null || this.prefixPart !== null;
   }
 
   private item(bytes: Buffer, start: number, end: number): StreamRecord {

@@ -108,6 +108,22 @@ test('the reader gives back every item written, however the bytes are chunked', 
   );
 });
 
+test('items arriving a few bytes at a time, prefixes split too, come out whole and in order', () => {
+  fc.assert(
+    fc.property(
+      fc.array(item, { minLength: 1, maxLength: 8 }),
+      fc.integer({ min: 1, max: 7 }),
+      (items, stepBytes) => {
+        const bytes = write(items, 1024);
+        const cuts: number[] = [];
+        for (let at = stepBytes; at < bytes.length; at += stepBytes) cuts.push(at);
+        assert.deepEqual(readInChunks(bytes, cuts), items);
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
 test('a stream cut inside an item is seen as cut, and nothing of that item comes out', () => {
   fc.assert(
     fc.property(fc.array(item, { minLength: 1, maxLength: 20 }), fc.nat(), (items, cutAt) => {
