@@ -50,7 +50,7 @@ const noText = new Uint8Array(0);
 let text: Uint8Array = noText;
 /** The same bytes, read four at a time. */
 const noWords = new DataView(noText.buffer);
-let words = noWords;
+let words: DataView<ArrayBufferLike> = noWords;
 let sawLineBreak = false;
 let containers = new Uint8Array(64);
 
