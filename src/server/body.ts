@@ -7,10 +7,22 @@
 import type { IncomingMessage } from 'node:http';
 import { HttpError, invalidArgument } from './errors.ts';
 
+/**
+ * The part of an abort signal a body read needs. Not an AbortSignal itself: the dispatcher
+ * makes one of those only when a route asks, since building one and listening on it was a
+ * large part of a small request's cost (an EventTarget, listener records, a DOMException).
+ */
+export interface AbortWatch {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  /** Calls `listener` once, when aborted (never if already aborted); returns its removal. */
+  onAbort(listener: () => void): () => void;
+}
+
 export interface BodyReadOptions {
   readonly bodyBytesMax: number;
   /** Aborts the read (request deadline or client gone). */
-  readonly signal: AbortSignal;
+  readonly signal: AbortWatch;
 }
 
 export function tooLarge(bodyBytesMax: number): HttpError {
@@ -25,6 +37,7 @@ export function readBody(req: IncomingMessage, options: BodyReadOptions): Promis
   if (declared !== undefined && Number(declared) > options.bodyBytesMax) {
     return Promise.reject(tooLarge(options.bodyBytesMax));
   }
+  if (options.signal.aborted) return Promise.reject(options.signal.reason);
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let receivedBytes = 0;
@@ -32,8 +45,10 @@ export function readBody(req: IncomingMessage, options: BodyReadOptions): Promis
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
-      options.signal.removeEventListener('abort', onAbort);
-      if (error === null) resolve(Buffer.concat(chunks, receivedBytes));
+      stopWatching();
+      // One chunk (a small body's usual case) is the body itself: no copy.
+      if (error === null)
+        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, receivedBytes));
       else {
         // Stop taking data in; the caller answers and closes the connection.
         req.pause();
@@ -47,12 +62,10 @@ export function readBody(req: IncomingMessage, options: BodyReadOptions): Promis
     };
     const onEnd = () => finish(null);
     const onError = (error: Error) => finish(error);
-    const onAbort = () => finish(options.signal.reason as Error);
-    if (options.signal.aborted) return onAbort();
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
-    options.signal.addEventListener('abort', onAbort, { once: true });
+    const stopWatching = options.signal.onAbort(() => finish(options.signal.reason as Error));
   });
 }
 

@@ -112,10 +112,15 @@ export function nodeFront(
   res: ServerResponse,
   options: { readonly lingerMs: number; readonly environment: Environment },
 ): Front {
+  let headers: Record<string, string> | null = null;
   const request: ExchangeRequest = {
     method: req.method ?? '',
     url: req.url ?? '/',
-    headers: lowerCaseHeaders(req.headers),
+    // Flattened when first read: a broadcast's route never reads them.
+    get headers() {
+      headers ??= lowerCaseHeaders(req.headers);
+      return headers;
+    },
     readBody: (readOptions) => readBody(req, readOptions),
     certificateName: certificateNameOf(req),
   };
