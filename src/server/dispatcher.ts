@@ -13,7 +13,7 @@ import type { AbortWatch } from './body.ts';
 import { parseJsonObject } from './body.ts';
 import type { RouteContext, ServerContext } from './context.ts';
 import { HttpError, toHttpError } from './errors.ts';
-import type { Front } from './exchange.ts';
+import type { ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { sendError } from './respond.ts';
 import { findRoute, type Route, type RouteMatch } from './router.ts';
 
@@ -307,41 +307,67 @@ export class Dispatcher {
     match: RouteMatch,
     identity: Identity | null,
   ): RouteContext {
-    const { abort } = exchange;
-    const settings = this.context.settings;
-    const { request, response } = exchange.front;
-    let url = parsedUrl;
-    return {
-      server: this.context,
-      request,
-      response,
-      get url() {
-        url ??= new URL(request.url, 'http://localhost');
-        return url;
-      },
-      params: match.params,
-      identity,
-      get signal() {
-        return abort.signal;
-      },
-      readJson: async ({ emptyAllowed, bodyBytesMax }) => {
-        exchange.readingBody = true;
-        const body = await request.readBody({
-          bodyBytesMax: bodyBytesMax ?? settings.bodyBytesMax,
-          signal: abort,
-        });
-        exchange.readingBody = false;
-        return body.length === 0 && emptyAllowed ? {} : parseJsonObject(body);
-      },
-      within: (promise) => within(promise, abort),
-      startStream: (status, headers) => {
-        // The front refuses first (in process), so a refused stream keeps its deadline.
-        const writer = response.startStream(status, headers);
-        exchange.streaming = true;
-        this.dropDeadline(exchange);
-        return writer;
-      },
-    };
+    return new ExchangeContext(this.context, exchange, parsedUrl, match.params, identity, () =>
+      this.dropDeadline(exchange),
+    );
+  }
+}
+
+/**
+ * What a handler sees of its exchange. A class, so that the common request makes one object
+ * here rather than one closure per method; the URL is parsed only if a route reads it.
+ */
+class ExchangeContext implements RouteContext {
+  readonly request: ExchangeRequest;
+  readonly response: ExchangeResponse;
+  private parsedUrl: URL | null;
+
+  constructor(
+    readonly server: ServerContext,
+    private readonly exchange: Exchange,
+    url: URL | null,
+    readonly params: Readonly<Record<string, string>>,
+    readonly identity: Identity | null,
+    private readonly deadlineOver: () => void,
+  ) {
+    this.request = exchange.front.request;
+    this.response = exchange.front.response;
+    this.parsedUrl = url;
+  }
+
+  get url(): URL {
+    this.parsedUrl ??= new URL(this.request.url, 'http://localhost');
+    return this.parsedUrl;
+  }
+
+  get signal(): AbortSignal {
+    return this.exchange.abort.signal;
+  }
+
+  async readJson(options: {
+    readonly emptyAllowed: boolean;
+    readonly bodyBytesMax?: number;
+  }): Promise<Record<string, unknown>> {
+    const { exchange } = this;
+    exchange.readingBody = true;
+    const body = await this.request.readBody({
+      bodyBytesMax: options.bodyBytesMax ?? this.server.settings.bodyBytesMax,
+      signal: exchange.abort,
+    });
+    exchange.readingBody = false;
+    return body.length === 0 && options.emptyAllowed ? {} : parseJsonObject(body);
+  }
+
+  within<T>(promise: Promise<T>): Promise<T> {
+    return within(promise, this.exchange.abort);
+  }
+
+  startStream(status: number, headers: Readonly<Record<string, string>>): StreamWriter {
+    // The front refuses first (in process), so a refused stream keeps its deadline.
+    const writer = this.response.startStream(status, headers);
+    this.exchange.streaming = true;
+    this.deadlineOver();
+    return writer;
   }
 }
 
