@@ -215,6 +215,8 @@ export class Dispatcher {
   }
 
   private armDeadlineTimer(atMs: number): void {
+    // One timer at a time, even if a deadline's answer began a new exchange meanwhile.
+    this.deadlineTimer?.cancel();
     const { environment } = this.context;
     const delayMs = Math.max(0, atMs - environment.monotonicMs());
     this.deadlineTimer = environment.setTimer(delayMs, () => {
