@@ -100,8 +100,9 @@ export function applyCors(
   req: IncomingMessage,
   res: ServerResponse,
 ): boolean {
-  if (policy === null) return false;
   const origin = req.headers.origin;
+  // Not a cross-origin request (curl, the SDK, any server-side client): nothing to add.
+  if (policy === null || origin === undefined) return false;
   const isPreflight =
     req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
   let answer: CorsAnswer;

@@ -9,10 +9,11 @@ import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
 import { authorize } from './access.ts';
 import type { Identity } from './auth.ts';
+import type { AbortWatch } from './body.ts';
 import { parseJsonObject } from './body.ts';
 import type { RouteContext, ServerContext } from './context.ts';
 import { HttpError, toHttpError } from './errors.ts';
-import type { Front } from './exchange.ts';
+import type { ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { sendError } from './respond.ts';
 import { findRoute, type Route, type RouteMatch } from './router.ts';
 
@@ -22,13 +23,55 @@ import { findRoute, type Route, type RouteMatch } from './router.ts';
  */
 const requestEnded = new Error('the request ended');
 
+/**
+ * How one request is told to stop. Routes that hand a signal on (streams, waits on the node)
+ * get a real AbortSignal, made on first use; the common request (read the body, wait for the
+ * node, answer) only ever needs these listeners, and pays for no EventTarget.
+ */
+class ExchangeAbort implements AbortWatch {
+  aborted = false;
+  reason: unknown = undefined;
+  private listeners: (() => void)[] = [];
+  private controller: AbortController | null = null;
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  onAbort(listener: () => void): () => void {
+    if (this.aborted) return noRemoval;
+    this.listeners.push(listener);
+    return () => {
+      const at = this.listeners.indexOf(listener);
+      if (at >= 0) this.listeners.splice(at, 1);
+    };
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listeners = this.listeners;
+    this.listeners = [];
+    for (const listener of listeners) listener();
+    this.controller?.abort(reason);
+  }
+}
+
+const noRemoval = () => undefined;
+
 /** One request's lifecycle: what it is doing now, and how it ends. */
 interface Exchange {
   readonly front: Front;
-  readonly controller: AbortController;
+  readonly abort: ExchangeAbort;
+  /** When its deadline falls (monotonic ms), while it waits in `deadlines`. */
+  readonly deadlineMs: number;
   readingBody: boolean;
   streaming: boolean;
-  deadline: Timer | null;
 }
 
 function closingError(): HttpError {
@@ -40,6 +83,16 @@ export const deadlineGraceMs = 250;
 
 export class Dispatcher {
   private readonly exchanges = new Set<Exchange>();
+  /**
+   * Exchanges whose deadline is still ahead, in the order they began: every request has the
+   * same timeout, so that is the order their deadlines fall in, and one timer, armed for the
+   * first, serves them all (a timer per request was a measurable part of a small request).
+   */
+  private readonly deadlines = new Set<Exchange>();
+  private deadlineTimer: Timer | null = null;
+  /** Requests for a route's literal path, found before: the match, without a URL parse. */
+  private readonly literalMatches = new Map<string, RouteMatch>();
+  private readonly literalPaths: ReadonlySet<string>;
   private closingFlag = false;
   /** Called when the last exchange ends, while closing. */
   private onIdle: () => void = () => undefined;
@@ -49,6 +102,9 @@ export class Dispatcher {
     private readonly routes: readonly Route[],
   ) {
     assert(routes.length > 0, 'a server has routes');
+    this.literalPaths = new Set(
+      routes.map((route) => route.pattern).filter((pattern) => !pattern.includes(':')),
+    );
   }
 
   /** Closing: new requests get 503 `node_stopped` and error answers close their connection. */
@@ -70,7 +126,7 @@ export class Dispatcher {
     if (this.closingFlag) return;
     this.closingFlag = true;
     for (const exchange of this.exchanges) {
-      if (exchange.streaming) exchange.controller.abort(closingError());
+      if (exchange.streaming) exchange.abort.abort(closingError());
     }
     if (this.exchanges.size === 0) return;
     const { environment, settings } = this.context;
@@ -91,42 +147,47 @@ export class Dispatcher {
   dispatch(front: Front, route?: Route): void {
     const { environment, settings, metrics } = this.context;
     const startedMs = environment.monotonicMs();
-    const exchange: Exchange = {
-      front,
-      controller: new AbortController(),
-      readingBody: false,
-      streaming: false,
-      deadline: null,
-    };
-    this.exchanges.add(exchange);
     // A little after the node's own deadline for the same request, so that a broadcast
     // hears the node's answer, which knows more (a seq held for a gap is not in doubt).
-    exchange.deadline = environment.setTimer(settings.requestTimeoutMs + deadlineGraceMs, () =>
-      this.onDeadline(exchange),
-    );
+    const exchange: Exchange = {
+      front,
+      abort: new ExchangeAbort(),
+      deadlineMs: startedMs + settings.requestTimeoutMs + deadlineGraceMs,
+      readingBody: false,
+      streaming: false,
+    };
+    this.exchanges.add(exchange);
+    this.awaitDeadline(exchange);
     let routeName = 'unmatched';
     front.onClose(() => {
       assert(this.exchanges.has(exchange), 'an exchange closes once');
       this.exchanges.delete(exchange);
       if (this.exchanges.size === 0) this.onIdle();
-      exchange.deadline?.cancel();
-      exchange.deadline = null;
+      this.dropDeadline(exchange);
       // Whatever still runs for this request (a stream, a wait) stops now.
-      exchange.controller.abort(requestEnded);
+      exchange.abort.abort(requestEnded);
       // A stream's duration is its client's business, not a latency.
       const seconds = exchange.streaming ? null : (environment.monotonicMs() - startedMs) / 1000;
       metrics.requestDone(routeName, front.request.method, front.response.status, seconds);
     });
     let match: RouteMatch;
-    let url: URL;
+    let url: URL | null = null;
     let identity: Identity | null;
     try {
       if (this.closingFlag) throw closingError();
-      url = new URL(front.request.url, 'http://localhost');
-      match =
-        route === undefined
-          ? findRoute(this.routes, front.request.method, url.pathname)
-          : { route, params: {} };
+      const { method, url: target } = front.request;
+      if (route !== undefined) match = { route, params: {} };
+      else {
+        // A path that is a route's literal pattern is its own pathname: no URL to parse.
+        const literal = this.literalPaths.has(target);
+        const known = literal ? this.literalMatches.get(`${method} ${target}`) : undefined;
+        if (known !== undefined) match = known;
+        else {
+          url = new URL(target, 'http://localhost');
+          match = findRoute(this.routes, method, url.pathname);
+          if (literal) this.literalMatches.set(`${method} ${target}`, match);
+        }
+      }
       routeName = match.route.pattern;
       const { access } = match.route;
       identity =
@@ -138,8 +199,47 @@ export class Dispatcher {
     this.run(exchange, match.route, this.routeContext(exchange, url, match, identity));
   }
 
+  /** Puts `exchange` in line for its deadline; the timer is armed for the first in line. */
+  private awaitDeadline(exchange: Exchange): void {
+    this.deadlines.add(exchange);
+    if (this.deadlineTimer === null) this.armDeadlineTimer(exchange.deadlineMs);
+  }
+
+  /** Takes `exchange` out of line; with nobody left in it, no timer stays armed. */
+  private dropDeadline(exchange: Exchange): void {
+    this.deadlines.delete(exchange);
+    if (this.deadlines.size === 0 && this.deadlineTimer !== null) {
+      this.deadlineTimer.cancel();
+      this.deadlineTimer = null;
+    }
+  }
+
+  private armDeadlineTimer(atMs: number): void {
+    // One timer at a time, even if a deadline's answer began a new exchange meanwhile.
+    this.deadlineTimer?.cancel();
+    const { environment } = this.context;
+    const delayMs = Math.max(0, atMs - environment.monotonicMs());
+    this.deadlineTimer = environment.setTimer(delayMs, () => {
+      this.deadlineTimer = null;
+      this.onDeadlines();
+    });
+  }
+
+  /** Answers every exchange whose deadline has come, then waits for the next one's. */
+  private onDeadlines(): void {
+    const nowMs = this.context.environment.monotonicMs();
+    for (const exchange of this.deadlines) {
+      if (exchange.deadlineMs > nowMs) {
+        this.armDeadlineTimer(exchange.deadlineMs);
+        return;
+      }
+      this.deadlines.delete(exchange);
+      this.onDeadline(exchange);
+    }
+  }
+
   private run(exchange: Exchange, route: Route, routeContext: RouteContext): void {
-    const signal = exchange.controller.signal;
+    const signal = exchange.abort;
     const { response } = exchange.front;
     const routeName = route.pattern;
     route.handler(routeContext).then(
@@ -158,7 +258,6 @@ export class Dispatcher {
   }
 
   private onDeadline(exchange: Exchange): void {
-    exchange.deadline = null;
     if (exchange.streaming) return;
     const timeoutMs = this.context.settings.requestTimeoutMs;
     const error = exchange.readingBody
@@ -177,7 +276,7 @@ export class Dispatcher {
           true,
         );
     this.answerError(exchange, error);
-    exchange.controller.abort(error);
+    exchange.abort.abort(error);
   }
 
   private answerError(exchange: Exchange, error: HttpError, cause?: unknown): void {
@@ -206,57 +305,87 @@ export class Dispatcher {
 
   private routeContext(
     exchange: Exchange,
-    url: URL,
+    parsedUrl: URL | null,
     match: RouteMatch,
     identity: Identity | null,
   ): RouteContext {
-    const signal = exchange.controller.signal;
-    const settings = this.context.settings;
-    const { request, response } = exchange.front;
-    return {
-      server: this.context,
-      request,
-      response,
-      url,
-      params: match.params,
-      identity,
-      signal,
-      readJson: async ({ emptyAllowed, bodyBytesMax }) => {
-        exchange.readingBody = true;
-        const body = await request.readBody({
-          bodyBytesMax: bodyBytesMax ?? settings.bodyBytesMax,
-          signal,
-        });
-        exchange.readingBody = false;
-        return body.length === 0 && emptyAllowed ? {} : parseJsonObject(body);
-      },
-      within: (promise) => within(promise, signal),
-      startStream: (status, headers) => {
-        // The front refuses first (in process), so a refused stream keeps its deadline.
-        const writer = response.startStream(status, headers);
-        exchange.streaming = true;
-        exchange.deadline?.cancel();
-        exchange.deadline = null;
-        return writer;
-      },
-    };
+    return new ExchangeContext(this.context, exchange, parsedUrl, match.params, identity, () =>
+      this.dropDeadline(exchange),
+    );
   }
 }
 
-function within<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+/**
+ * What a handler sees of its exchange. A class, so that the common request makes one object
+ * here rather than one closure per method; the URL is parsed only if a route reads it.
+ */
+class ExchangeContext implements RouteContext {
+  readonly request: ExchangeRequest;
+  readonly response: ExchangeResponse;
+  private parsedUrl: URL | null;
+
+  constructor(
+    readonly server: ServerContext,
+    private readonly exchange: Exchange,
+    url: URL | null,
+    readonly params: Readonly<Record<string, string>>,
+    readonly identity: Identity | null,
+    private readonly deadlineOver: () => void,
+  ) {
+    this.request = exchange.front.request;
+    this.response = exchange.front.response;
+    this.parsedUrl = url;
+  }
+
+  get url(): URL {
+    this.parsedUrl ??= new URL(this.request.url, 'http://localhost');
+    return this.parsedUrl;
+  }
+
+  get signal(): AbortSignal {
+    return this.exchange.abort.signal;
+  }
+
+  async readJson(options: {
+    readonly emptyAllowed: boolean;
+    readonly bodyBytesMax?: number;
+  }): Promise<Record<string, unknown>> {
+    const { exchange } = this;
+    exchange.readingBody = true;
+    const body = await this.request.readBody({
+      bodyBytesMax: options.bodyBytesMax ?? this.server.settings.bodyBytesMax,
+      signal: exchange.abort,
+    });
+    exchange.readingBody = false;
+    return body.length === 0 && options.emptyAllowed ? {} : parseJsonObject(body);
+  }
+
+  within<T>(promise: Promise<T>): Promise<T> {
+    return within(promise, this.exchange.abort);
+  }
+
+  startStream(status: number, headers: Readonly<Record<string, string>>): StreamWriter {
+    // The front refuses first (in process), so a refused stream keeps its deadline.
+    const writer = this.response.startStream(status, headers);
+    this.exchange.streaming = true;
+    this.deadlineOver();
+    return writer;
+  }
+}
+
+function within<T>(promise: Promise<T>, abort: AbortWatch): Promise<T> {
   // It may settle after we stopped waiting; that is expected, not an unhandled rejection.
   promise.catch(() => undefined);
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (abort.aborted) return Promise.reject(abort.reason);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+    const stopWatching = abort.onAbort(() => reject(abort.reason));
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        stopWatching();
         resolve(value);
       },
       (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        stopWatching();
         reject(error);
       },
     );

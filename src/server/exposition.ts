@@ -65,10 +65,21 @@ export class LabelledCounter {
   private readonly values = new Map<string, { labels: Labels; value: number }>();
 
   increment(labels: Labels, by = 1): void {
+    this.series(labels).value += by;
+  }
+
+  /**
+   * The count of one label set, to add to directly: a caller counting often keeps it rather
+   * than have the labels serialised to find it each time.
+   */
+  series(labels: Labels): { value: number } {
     const key = JSON.stringify(labels);
-    const current = this.values.get(key);
-    if (current === undefined) this.values.set(key, { labels, value: by });
-    else current.value += by;
+    let current = this.values.get(key);
+    if (current === undefined) {
+      current = { labels, value: 0 };
+      this.values.set(key, current);
+    }
+    return current;
   }
 
   write(exposition: Exposition, name: string, help: string): void {
@@ -77,7 +88,7 @@ export class LabelledCounter {
   }
 }
 
-interface HistogramSeries {
+export interface HistogramSeries {
   readonly labels: Labels;
   /** Per bucket, not cumulative; the last slot counts values above every bound. */
   readonly bucketCounts: number[];
@@ -87,7 +98,7 @@ interface HistogramSeries {
 
 /** A histogram with fixed upper bounds, per label set. */
 export class Histogram {
-  private readonly series = new Map<string, HistogramSeries>();
+  private readonly seriesByKey = new Map<string, HistogramSeries>();
 
   constructor(private readonly upperBounds: readonly number[]) {
     assert(upperBounds.length > 0, 'a histogram has buckets');
@@ -98,8 +109,13 @@ export class Histogram {
 
   /** Records `value` `count` times (a run of messages answered at once shares its latency). */
   observe(labels: Labels, value: number, count = 1): void {
+    this.observeIn(this.series(labels), value, count);
+  }
+
+  /** The series of one label set, for `observeIn` (a caller observing often keeps it). */
+  series(labels: Labels): HistogramSeries {
     const key = JSON.stringify(labels);
-    let series = this.series.get(key);
+    let series = this.seriesByKey.get(key);
     if (series === undefined) {
       series = {
         labels,
@@ -107,10 +123,15 @@ export class Histogram {
         sum: 0,
         count: 0,
       };
-      this.series.set(key, series);
+      this.seriesByKey.set(key, series);
     }
-    let bucket = this.upperBounds.findIndex((bound) => value <= bound);
-    if (bucket < 0) bucket = this.upperBounds.length;
+    return series;
+  }
+
+  observeIn(series: HistogramSeries, value: number, count = 1): void {
+    const bounds = this.upperBounds;
+    let bucket = 0;
+    while (bucket < bounds.length && !(value <= (bounds[bucket] as number))) bucket++;
     series.bucketCounts[bucket] = (series.bucketCounts[bucket] as number) + count;
     series.sum += value * count;
     series.count += count;
@@ -118,7 +139,7 @@ export class Histogram {
 
   write(exposition: Exposition, name: string, help: string): void {
     exposition.family(name, 'histogram', help);
-    for (const series of this.series.values()) {
+    for (const series of this.seriesByKey.values()) {
       let cumulative = 0;
       this.upperBounds.forEach((bound, at) => {
         cumulative += series.bucketCounts[at] as number;

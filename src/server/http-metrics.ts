@@ -4,7 +4,7 @@
  * hold for slow consumers (bounded: a stream waits for its socket to drain).
  */
 import type { StreamWriter } from './exchange.ts';
-import { type Exposition, Histogram, LabelledCounter } from './exposition.ts';
+import { type Exposition, Histogram, type HistogramSeries, LabelledCounter } from './exposition.ts';
 
 const latencyBoundsSeconds = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -14,6 +14,8 @@ export class HttpMetrics {
   private readonly requests = new LabelledCounter();
   private readonly requestSeconds = new Histogram(latencyBoundsSeconds);
   private readonly broadcastSeconds = new Histogram(latencyBoundsSeconds);
+  private freshSeriesCache: HistogramSeries | null = null;
+  private duplicateSeriesCache: HistogramSeries | null = null;
   private readonly streams = new Set<StreamWriter>();
   private streamEventCount = 0;
   private streamDrainWaitCount = 0;
@@ -23,10 +25,41 @@ export class HttpMetrics {
   private binaryRequestCount = 0;
   private binaryRunCount = 0;
 
+  /**
+   * The series a request counts in, by route, method and status: found again by a plain
+   * string key, since serialising the labels for every request cost more than counting.
+   */
+  private readonly requestSeries = new Map<
+    string,
+    { readonly count: { value: number }; seconds: HistogramSeries | null }
+  >();
+
   /** `route` is a route name from the routing table (or "unmatched"), never a raw path. */
   requestDone(route: string, method: string, status: number, seconds: number | null): void {
-    this.requests.increment({ route, method, status: String(status) });
-    if (seconds !== null) this.requestSeconds.observe({ route }, seconds);
+    const key = `${route} ${method} ${status}`;
+    let series = this.requestSeries.get(key);
+    if (series === undefined) {
+      series = {
+        count: this.requests.series({ route, method, status: String(status) }),
+        seconds: null,
+      };
+      this.requestSeries.set(key, series);
+    }
+    series.count.value++;
+    if (seconds === null) return;
+    // Made on first use: a series shows in /metrics once something was observed in it.
+    series.seconds ??= this.requestSeconds.series({ route });
+    this.requestSeconds.observeIn(series.seconds, seconds);
+  }
+
+  private get freshSeries(): HistogramSeries {
+    this.freshSeriesCache ??= this.broadcastSeconds.series({ duplicate: 'false' });
+    return this.freshSeriesCache;
+  }
+
+  private get duplicateSeries(): HistogramSeries {
+    this.duplicateSeriesCache ??= this.broadcastSeconds.series({ duplicate: 'true' });
+    return this.duplicateSeriesCache;
   }
 
   broadcastDone(seconds: number, duplicate: boolean): void {
@@ -44,10 +77,9 @@ export class HttpMetrics {
     seconds: number,
     counts: { readonly fresh: number; readonly duplicates: number },
   ): void {
-    if (counts.fresh > 0)
-      this.broadcastSeconds.observe({ duplicate: 'false' }, seconds, counts.fresh);
+    if (counts.fresh > 0) this.broadcastSeconds.observeIn(this.freshSeries, seconds, counts.fresh);
     if (counts.duplicates > 0) {
-      this.broadcastSeconds.observe({ duplicate: 'true' }, seconds, counts.duplicates);
+      this.broadcastSeconds.observeIn(this.duplicateSeries, seconds, counts.duplicates);
     }
     const count = counts.fresh + counts.duplicates;
     this.broadcastCount += count;

@@ -44,10 +44,13 @@ const literals = ['true', 'false', 'null'].map((word) => Buffer.from(word));
 
 /**
  * The scan's state. Checking is synchronous and never re-entered, so one set serves every
- * call and a check allocates nothing unless the text is refused.
+ * call and a check allocates nothing but its DataView unless the text is refused.
  */
 const noText = new Uint8Array(0);
 let text: Uint8Array = noText;
+/** The same bytes, read four at a time. */
+const noWords = new DataView(noText.buffer);
+let words: DataView<ArrayBufferLike> = noWords;
 let sawLineBreak = false;
 let containers = new Uint8Array(64);
 
@@ -74,24 +77,51 @@ function skipSpace(at: number): number {
   return at;
 }
 
+/**
+ * 1 for a byte that stands for itself inside a string: anything but a quote, a backslash or
+ * a control character (UTF-8 was checked whole beforehand, so bytes of 0x80 and up pass).
+ */
+const plainInString = new Uint8Array(256);
+for (let byte = 0x20; byte < 256; byte++) {
+  plainInString[byte] = byte === quote || byte === backslash ? 0 : 1;
+}
+
+/**
+ * Whether none of the four bytes of `word` is a quote, a backslash or below 0x20, by the
+ * classic word-at-a-time tests (a byte's top bit is set where one of them holds; a borrow
+ * may set it above a true hit as well, never without one).
+ */
+function plainWord(word: number): boolean {
+  const quotes = word ^ 0x22222222;
+  const backslashes = word ^ 0x5c5c5c5c;
+  const hits =
+    ((quotes - 0x01010101) & ~quotes) |
+    ((backslashes - 0x01010101) & ~backslashes) |
+    ((word - 0x20202020) & ~word);
+  return (hits & 0x80808080) === 0;
+}
+
 /** Past the string that opens at `at` (a quote), or -1. */
 function skipString(at: number): number {
-  for (at++; at < text.length; ) {
-    const byte = text[at] as number;
+  const bytes = text;
+  const end = bytes.length;
+  at++;
+  for (;;) {
+    // Most of a payload is runs of plain bytes: four at a time, then one at a time up to
+    // the byte that needs a look.
+    while (at + 4 <= end && plainWord(words.getUint32(at, true))) at += 4;
+    while (at < end && plainInString[bytes[at] as number] === 1) at++;
+    if (at >= end) return -1;
+    const byte = bytes[at];
     if (byte === quote) return at + 1;
-    if (byte < 0x20) return -1;
-    if (byte !== backslash) {
-      at++;
-      continue;
-    }
-    const escaped = text[at + 1];
+    if (byte !== backslash) return -1; // a raw control character
+    const escaped = bytes[at + 1];
     if (escaped === 0x75) {
-      for (let digit = 2; digit < 6; digit++) if (!isHexDigit(text[at + digit])) return -1;
+      for (let digit = 2; digit < 6; digit++) if (!isHexDigit(bytes[at + digit])) return -1;
       at += 6;
     } else if (escaped !== undefined && simpleEscapes.has(escaped)) at += 2;
     else return -1;
   }
-  return -1;
 }
 
 /** Past the number that starts at `at`, or -1: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -145,11 +175,13 @@ export function checkJsonText(bytes: Uint8Array, depthMax: number): JsonTextVerd
   if (!isUtf8(bytes)) return { kind: 'invalid', reason: 'it is not UTF-8' };
   if (containers.length <= depthMax) containers = new Uint8Array(depthMax + 1);
   text = bytes;
+  words = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   sawLineBreak = false;
   try {
     return scan(depthMax);
   } finally {
     text = noText; // no reference kept to the caller's bytes
+    words = noWords;
   }
 }
 

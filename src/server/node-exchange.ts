@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { TLSSocket } from 'node:tls';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import { readBody } from './body.ts';
+import { type BodyReadOptions, readBody } from './body.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 
 const clientUriPrefix = 'URI:abcast://client/';
@@ -107,44 +107,81 @@ function discardRest(req: IncomingMessage, lingerMs: number, environment: Enviro
   req.resume();
 }
 
+/**
+ * One request through node:http. A single object is the request, the response and the
+ * front at once: a small request (a broadcast) makes one allocation here instead of a
+ * closure per method.
+ */
+class NodeExchange implements Front, ExchangeRequest, ExchangeResponse {
+  readonly method: string;
+  readonly url: string;
+  readonly certificateName: string | null;
+  private flatHeaders: Record<string, string> | null = null;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly options: { readonly lingerMs: number; readonly environment: Environment },
+  ) {
+    this.method = req.method ?? '';
+    this.url = req.url ?? '/';
+    this.certificateName = certificateNameOf(req);
+  }
+
+  get request(): ExchangeRequest {
+    return this;
+  }
+
+  get response(): ExchangeResponse {
+    return this;
+  }
+
+  /** Flattened when first read: a broadcast's route never reads them. */
+  get headers(): Readonly<Record<string, string>> {
+    this.flatHeaders ??= lowerCaseHeaders(this.req.headers);
+    return this.flatHeaders;
+  }
+
+  readBody(options: BodyReadOptions): Promise<Uint8Array> {
+    return readBody(this.req, options);
+  }
+
+  get answerable(): boolean {
+    const res = this.res;
+    return !res.headersSent && !res.writableEnded && !res.destroyed;
+  }
+
+  get status(): number {
+    return this.res.statusCode;
+  }
+
+  send(answer: Answer): void {
+    assert(!this.res.headersSent, 'a response is answered once');
+    this.res.writeHead(answer.status, answer.headers);
+    this.res.end(answer.body);
+  }
+
+  startStream(status: number, headers: Readonly<Record<string, string>>): StreamWriter {
+    assert(!this.res.headersSent, 'a response is answered once');
+    this.res.writeHead(status, headers);
+    return streamWriter(this.res);
+  }
+
+  onClose(listener: () => void): void {
+    this.res.once('close', listener);
+  }
+
+  afterErrorAnswer({ closeConnection }: { readonly closeConnection: boolean }): void {
+    if (!closeConnection && !this.req.complete) {
+      discardRest(this.req, this.options.lingerMs, this.options.environment);
+    }
+  }
+}
+
 export function nodeFront(
   req: IncomingMessage,
   res: ServerResponse,
   options: { readonly lingerMs: number; readonly environment: Environment },
 ): Front {
-  const request: ExchangeRequest = {
-    method: req.method ?? '',
-    url: req.url ?? '/',
-    headers: lowerCaseHeaders(req.headers),
-    readBody: (readOptions) => readBody(req, readOptions),
-    certificateName: certificateNameOf(req),
-  };
-  const response: ExchangeResponse = {
-    get answerable() {
-      return !res.headersSent && !res.writableEnded && !res.destroyed;
-    },
-    get status() {
-      return res.statusCode;
-    },
-    send: (answer: Answer) => {
-      assert(!res.headersSent, 'a response is answered once');
-      res.writeHead(answer.status, answer.headers);
-      res.end(answer.body);
-    },
-    startStream: (status, headers) => {
-      assert(!res.headersSent, 'a response is answered once');
-      res.writeHead(status, headers);
-      return streamWriter(res);
-    },
-  };
-  return {
-    request,
-    response,
-    onClose: (listener) => res.once('close', listener),
-    afterErrorAnswer: ({ closeConnection }) => {
-      if (!closeConnection && !req.complete) {
-        discardRest(req, options.lingerMs, options.environment);
-      }
-    },
-  };
+  return new NodeExchange(req, res, options);
 }

@@ -89,6 +89,47 @@ test('the request deadline fires on the environment clock, not before', async ()
   assert.equal(environment.pendingTimerCount, 0);
 });
 
+test('requests begun at different times each time out at their own deadline', async () => {
+  const environment = new ManualEnvironment();
+  const { node, broadcasts } = heldNode();
+  const { server } = serverOn(environment, node, 1000);
+  const answeredAt: (number | null)[] = [null, null, null];
+  const statuses: number[] = [0, 0, 0];
+  const send = (slot: number) => {
+    void server.handle(broadcastRequest, new AbortController().signal).then((answer) => {
+      answeredAt[slot] = environment.monotonicMs();
+      statuses[slot] = answer.status;
+    });
+  };
+  const startMs = environment.monotonicMs();
+  send(0);
+  await environment.advance(100);
+  send(1);
+  await environment.advance(100);
+  send(2);
+  await settle();
+  assert.equal(broadcasts.length, 3);
+  // The first is answered by the node in time; the other two wait past their deadlines.
+  broadcasts[0]!.resolve({ position: 1, index: 1, term: 1, duplicate: false });
+  await settle();
+  assert.equal(statuses[0], 200);
+  const deadlineMs = 1000 + deadlineGraceMs;
+  await environment.advance(deadlineMs - 200 - 1 + 100);
+  assert.equal(answeredAt[1], null, 'no answer before its deadline');
+  await environment.advance(1);
+  assert.equal(answeredAt[1], startMs + 100 + deadlineMs);
+  assert.equal(statuses[1], 503);
+  assert.equal(answeredAt[2], null, 'the third still has 100 ms');
+  await environment.advance(99);
+  assert.equal(answeredAt[2], null);
+  await environment.advance(1);
+  assert.equal(answeredAt[2], startMs + 200 + deadlineMs);
+  assert.equal(statuses[2], 503);
+  await settle();
+  assert.equal(server.openRequestCount, 0);
+  assert.equal(environment.pendingTimerCount, 0, 'no timer is left armed');
+});
+
 test('an answer in time cancels its deadline and records its latency on the manual clock', async () => {
   const environment = new ManualEnvironment();
   const { node, barriers } = heldNode();

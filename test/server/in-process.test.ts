@@ -109,6 +109,8 @@ test('refusals agree: 400, 404, 405, 409, 413 and their fields', { timeout: 30_0
     [post('/v1/leader/transfer', { to: 'nobody' }), 400],
     // Nested past jsonNestingDepthMax: a 400 that says so, not a 500 from a deep recursion.
     [post('/v1/broadcast', `{"payload":${'['.repeat(200_000)}${']'.repeat(200_000)}}`), 400],
+    // One level past the bound (the object itself is the first).
+    [post('/v1/broadcast', `{"payload":${'['.repeat(512)}${']'.repeat(512)}}`), 400],
     // Control characters in a client id or a topic (NUL, ESC, DEL, C1).
     [post('/v1/broadcast', { payload: 1, client: 'a\u0000b', seq: 1 }), 400],
     [post('/v1/broadcast', { payload: 1, topic: 'orders\u001b[2J' }), 400],

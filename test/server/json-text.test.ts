@@ -116,3 +116,72 @@ test('examples at the edges', () => {
     agrees(Buffer.from(text));
   }
 });
+
+// Strings are read four bytes at a time until a byte needs a look: a quote, a backslash or a
+// control character must be found wherever it falls in a word, and at the very end of the
+// bytes, in views that start at any offset of their buffer.
+const stringPiece = fc.oneof(
+  { weight: 4, arbitrary: fc.string({ unit: 'grapheme', maxLength: 12 }) },
+  { weight: 3, arbitrary: fc.stringMatching(/^[a-z ]{0,9}$/) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      '"',
+      '\\',
+      '\\"',
+      '\\\\',
+      '\\u00e9',
+      '\\u12',
+      '\\n',
+      '\\q',
+      '\u0000',
+      '\u001f',
+      '\u007f',
+      '\n',
+      '\t',
+      ' ',
+      '!',
+      '#',
+      '[',
+      '\\/',
+      '\u00a2',
+      '\u2028',
+      '\ud83d\ude00',
+    ),
+  },
+);
+
+test('strings with a byte that needs a look at every place in a word agree with JSON.parse', () => {
+  fc.assert(
+    fc.property(
+      fc.array(stringPiece, { maxLength: 12 }),
+      fc.constantFrom('', '"', '"}', '"]', '",1]', 'x'),
+      fc.constantFrom('"', '["', '{"a":"', '{"a', ' "'),
+      fc.nat({ max: 7 }),
+      (pieces, close, open, offset) => {
+        const text = Buffer.from(`${open}${pieces.join('')}${close}`);
+        // The same bytes at each offset of a larger buffer, as a socket's chunk hands them.
+        const holder = new Uint8Array(text.length + offset + 3).fill(0x22);
+        holder.set(text, offset);
+        agrees(holder.subarray(offset, offset + text.length));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+test('long plain strings with one byte changed anywhere agree with JSON.parse', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 300 }),
+      fc.nat(),
+      fc.integer({ min: 0, max: 255 }),
+      (length, where, byte) => {
+        const bytes = Buffer.from(JSON.stringify('x'.repeat(length)));
+        bytes[where % bytes.length] = byte;
+        agrees(bytes);
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});

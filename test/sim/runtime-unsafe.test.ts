@@ -41,15 +41,16 @@ const hunts: readonly Hunt[] = [
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 8, 14, 24, 25, 28, 30, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 24, seedsMax: 5, caughtBy: ['commit rule'] },
-  // Seeds 23, 47, 68, 76, 89, 111 of 1..123: forced split elections with vote answers held
+  // Seeds 47, 68, 76, 86, 119 of 1..123: forced split elections with vote answers held
   // until their candidate's next round, mostly in the elections shape. (Seeds moved when every
   // WAL record began to repeat the hard state, when meta.json came to be written after the
   // first segment, when the nodes came to keep their messages on the simulated disk and to
-  // backfill from each other, and when WAL records came to be written through O_DSYNC
-  // handles: faults land elsewhere.)
+  // backfill from each other, when WAL records came to be written through O_DSYNC handles,
+  // and when the HTTP server came to serve every request deadline from one timer: faults
+  // land elsewhere.)
   {
     variant: 'countStaleVotes',
-    from: 23,
+    from: 47,
     seedsMax: 5,
     caughtBy: ['election safety', 'leader completeness'],
   },
