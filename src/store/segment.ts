@@ -22,6 +22,13 @@ export const sparseEveryCount = 64;
 const readChunkBytes = 256 << 10;
 /** The pending buffer's first size: a batch of small messages fits without growing it. */
 const pendingInitialBytes = 64 << 10;
+/**
+ * Pending records are written out once they reach this many bytes, even within one applied
+ * batch: the buffer then stays this size whatever the batch (a window of 10,000 messages
+ * applies megabytes at once), instead of doubling to the batch's size and being dropped
+ * after its flush, megabytes of fresh ArrayBuffers an apply that start old-space GCs.
+ */
+const pendingFlushBytes = 256 << 10;
 /** A pending buffer grown past this (a burst of large messages) is not kept after a flush. */
 const pendingKeptBytesMax = 1 << 20;
 const emptyBuffer = Buffer.alloc(0);
@@ -63,7 +70,8 @@ export class Segment {
   private topics: Map<string, number[]> | null = new Map();
   /**
    * The records appended since the last flush, laid out back to back in its first
-   * `pendingBytes`; kept between flushes so that a batch allocates nothing per record.
+   * `pendingBytes`; kept between flushes so that a batch allocates nothing per record, and
+   * written out whenever it holds `pendingFlushBytes`.
    */
   private pending: Buffer = emptyBuffer;
   private pendingBytes = 0;
@@ -121,6 +129,7 @@ export class Segment {
     assert(message.position === this.last + 1, 'a segment holds a dense run of positions');
     if (this.topics === null) this.topics = this.loadTopics();
     const recordBytes = recordBytesOf(message);
+    if (this.pendingBytes > 0 && this.pendingBytes + recordBytes > pendingFlushBytes) this.flush();
     this.reservePending(recordBytes);
     this.pendingBytes = writeRecord(message, this.pending, this.pendingBytes);
     if ((message.position - this.first) % sparseEveryCount === 0) {
