@@ -244,18 +244,20 @@ export class Applier {
    * judged by the state as applied now: a later slice sees a later state, whose rule only
    * picks more.
    */
-  async compactSlice(): Promise<void> {
+  compactSlice(): Promise<void> | null {
     const { compaction } = this.state.streams;
-    if (compaction.before <= 1) return;
-    const slice = await this.deliveryLog.store.compactSlice(compaction.before, (message) =>
-      this.state.streams.compaction.isSuperseded(message),
-    );
-    if (slice.rewritten !== null) {
-      this.options.logger.info(
-        { node: this.options.id, before: compaction.before, ...slice.rewritten },
-        'compacted a segment by key',
-      );
-    }
+    if (compaction.before <= 1) return null; // no cut yet: nothing to do, every tick
+    return this.deliveryLog.store
+      .compactSlice(compaction.before, (message) =>
+        this.state.streams.compaction.isSuperseded(message),
+      )
+      .then((slice) => {
+        if (slice.rewritten === null) return;
+        this.options.logger.info(
+          { node: this.options.id, before: compaction.before, ...slice.rewritten },
+          'compacted a segment by key',
+        );
+      });
   }
 
   /** Answers the callers waiting on this run's messages, if any wait on this node. */

@@ -153,7 +153,7 @@ export interface CompactionDriverOptions {
    * One bounded slice of the store's compaction to the applied cut, on every node, once a
    * tick (src/store/compaction.ts): never on the apply path.
    */
-  readonly compactSlice: () => Promise<unknown>;
+  readonly compactSlice: () => Promise<unknown> | null;
   readonly state: () => CompactionState;
   readonly propose: (topic: string, payload: Uint8Array) => Promise<BroadcastResult>;
   readonly onError: (error: unknown) => void;
@@ -172,7 +172,7 @@ export class CompactionDriver {
   }
 
   tick(): void {
-    this.options.compactSlice().catch(this.options.onError);
+    this.options.compactSlice()?.catch(this.options.onError);
     if (this.topics.length === 0) return;
     if (++this.ticksSinceCheck < this.options.checkIntervalTicks) return;
     this.ticksSinceCheck = 0;

@@ -145,6 +145,17 @@ export class MessageStore {
   append(message: StoredMessage): boolean {
     const { position } = message;
     assert(Number.isSafeInteger(position) && position >= 1, 'positions start at 1');
+    // The applier's case, once per message: the next position, after everything held.
+    const tail = this.segments[this.segments.length - 1];
+    if (
+      tail !== undefined &&
+      position === tail.last + 1 &&
+      tail.sizeBytes < this.options.segmentBytesMax
+    ) {
+      tail.append(message);
+      this.dirty.add(tail);
+      return true;
+    }
     if (this.has(position)) return false;
     const at = this.segmentIndexBefore(position);
     let segment = at < 0 ? undefined : this.segments[at];
