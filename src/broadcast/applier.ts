@@ -191,7 +191,8 @@ export class Applier {
           ? { position, index, term, clientId, seq, topic, payload, logTimeMs }
           : { position, index, term, clientId, seq, topic, payload, logTimeMs, key };
       this.deliveryLog.append(message);
-      compaction.noteDelivered(topic, key, position);
+      const superseded = compaction.noteDelivered(topic, key, position);
+      if (superseded !== 0) this.deliveryLog.store.noteSuperseded(superseded);
       observer?.delivered(message);
     }
   }
@@ -236,16 +237,27 @@ export class Applier {
       });
     }
     this.deliveryLog.retainFrom(streams.retainedFrom);
-    if (run.topic === compactionTopic) {
-      const { compaction } = streams;
-      const rewritten = this.deliveryLog.store.compactBefore(compaction.before, (message) =>
-        compaction.isSuperseded(message),
-      );
-      this.options.logger.info(
-        { node: this.options.id, before: compaction.before, rewritten },
-        'compacted by key',
-      );
-    }
+  }
+
+  /**
+   * One slice of the store's compaction to the applied cut (src/store/compaction.ts),
+   * judged by the state as applied now: a later slice sees a later state, whose rule only
+   * picks more.
+   */
+  compactSlice(): Promise<void> | null {
+    const { compaction } = this.state.streams;
+    if (compaction.before <= 1) return null; // no cut yet: nothing to do, every tick
+    return this.deliveryLog.store
+      .compactSlice(compaction.before, (message) =>
+        this.state.streams.compaction.isSuperseded(message),
+      )
+      .then((slice) => {
+        if (slice.rewritten === null) return;
+        this.options.logger.info(
+          { node: this.options.id, before: compaction.before, ...slice.rewritten },
+          'compacted a segment by key',
+        );
+      });
   }
 
   /** Answers the callers waiting on this run's messages, if any wait on this node. */

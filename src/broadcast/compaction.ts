@@ -10,8 +10,10 @@
  *   applied;
  * - the leader commits `$abcast/compaction` `{"topics": [...], "before": N}` once its store
  *   has sealed a segment past the last cut (`CompactionDriver`); every node applies it at the
- *   same point of the log and compacts every position before N whose key has a newer
- *   message (`isSuperseded`), whatever its own segment boundaries.
+ *   same point of the log, and from then on compacts every position before N whose key has
+ *   a newer message (`isSuperseded`), whatever its own segment boundaries: in its sealed
+ *   segments, a slice a tick (src/store/compaction.ts), so a position in the segment a node
+ *   is still writing is compacted once that segment is sealed.
  * Keys are followed from the first record that names their topic (a leader with the topic
  * commits one at once): a message applied before it goes only once a newer one of its key
  * arrives after it. `GET /v1/consumers` shows the topics compacted.
@@ -74,19 +76,24 @@ export class CompactionState {
     return this.topicSet.size === 0 && this.beforeValue === 1 && this.keyCount === 0;
   }
 
-  /** A delivered message: the newest of its key when its topic is compacted. Hot path. */
-  noteDelivered(topic: string, key: string | undefined, position: number): void {
-    if (key === undefined || this.topicSet.size === 0 || !this.topicSet.has(topic)) return;
+  /**
+   * A delivered message: the newest of its key when its topic is compacted. Returns the
+   * position it supersedes (the key's newest until now), 0 when none. Hot path.
+   */
+  noteDelivered(topic: string, key: string | undefined, position: number): number {
+    if (key === undefined || this.topicSet.size === 0 || !this.topicSet.has(topic)) return 0;
     let keys = this.latest.get(topic);
     if (keys === undefined) {
       keys = new Map();
       this.latest.set(topic, keys);
     }
-    if (!keys.has(key)) {
-      if (this.keyCount >= compactKeysMax) return;
+    const superseded = keys.get(key);
+    if (superseded === undefined) {
+      if (this.keyCount >= compactKeysMax) return 0;
       this.keyCount++;
     }
     keys.set(key, position);
+    return superseded ?? 0;
   }
 
   /** Whether the message at `position` has a newer one with its key: compaction may drop it. */
@@ -142,6 +149,11 @@ export interface CompactionDriverOptions {
   readonly isLeader: () => boolean;
   /** The first position of the segment the store is writing: every earlier one is sealed. */
   readonly sealedBefore: () => number;
+  /**
+   * One bounded slice of the store's compaction to the applied cut, on every node, once a
+   * tick (src/store/compaction.ts): never on the apply path.
+   */
+  readonly compactSlice: () => Promise<unknown> | null;
   readonly state: () => CompactionState;
   readonly propose: (topic: string, payload: Uint8Array) => Promise<BroadcastResult>;
   readonly onError: (error: unknown) => void;
@@ -160,6 +172,7 @@ export class CompactionDriver {
   }
 
   tick(): void {
+    this.options.compactSlice()?.catch(this.options.onError);
     if (this.topics.length === 0) return;
     if (++this.ticksSinceCheck < this.options.checkIntervalTicks) return;
     this.ticksSinceCheck = 0;

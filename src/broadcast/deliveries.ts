@@ -139,6 +139,7 @@ export class DeliveryLog {
     assert(nextPosition >= this.appliedPosition + 1, 'a restore never moves positions back');
     this.appliedPosition = nextPosition - 1;
     this.store.truncateAfter(this.appliedPosition);
+    this.store.forgetCompaction();
     if (!this.options.backfill) {
       // Without backfill, a hole is for good: only what follows the snapshot will be held.
       this.localFrom = nextPosition;

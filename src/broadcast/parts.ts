@@ -80,7 +80,7 @@ export function buildNodeParts(
     observer,
     snapshotIntervalBytes: options.snapshotIntervalBytes,
     // The applier exists by the time a snapshot is compacted to.
-    syncStore: () => applier.deliveryLog.store.sync(),
+    syncStore: (): Promise<void> => applier.deliveryLog.store.sync(),
   });
   const applier = new Applier(
     {
@@ -192,9 +192,10 @@ export function buildNodeParts(
     isLeader: () => core.status().role === 'leader',
     sealedBefore: () => applier.deliveryLog.store.summaries().at(-1)?.first ?? 1,
     state: () => applier.streams.compaction,
+    compactSlice: () => applier.compactSlice(),
     propose: (topic, payload) => intake.acceptOwn(topic, payload),
     onError: (error) =>
-      logger.warn({ node: options.id, reason: String(error) }, 'compaction record not committed'),
+      logger.warn({ node: options.id, reason: String(error) }, 'compaction by key failed'),
   });
   applier.deliveryLog.setTopicRetention(
     options.retention?.topics ?? {},

@@ -69,7 +69,7 @@ export interface SnapshotsOptions {
    * Makes the message store durable: called before the log is compacted, after which the
    * store holds this node's only copy of the messages before the snapshot.
    */
-  readonly syncStore: () => void;
+  readonly syncStore: () => Promise<void>;
 }
 
 /** At most this many candidates wait; the loop compacts one per Ready, so two is the norm. */
@@ -110,7 +110,7 @@ export class Snapshots {
     assert(Number.isSafeInteger(meta.index) && meta.index >= 0, 'an applied index');
     if (meta.index <= this.options.core.status().snapshotIndex) return false;
     // The log below the snapshot goes: the store must hold those messages durably first.
-    this.options.syncStore();
+    await this.options.syncStore();
     await this.options.storage.saveSnapshot({ meta, data: encodeAppState(state) });
     this.candidates = [];
     return true;
@@ -128,7 +128,7 @@ export class Snapshots {
     const snapshot = this.candidates.shift() as Snapshot;
     const { core } = this.options;
     if (snapshot.meta.index <= core.status().snapshotIndex) return;
-    this.options.syncStore();
+    await this.options.syncStore();
     await this.options.storage.saveSnapshot(snapshot);
     // A leader's snapshot may have replaced the log while ours was being written: then ours
     // is already covered, and the core must not be asked to compact to it.

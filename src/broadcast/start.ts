@@ -93,6 +93,7 @@ export async function startNode(options: StartNodeOptions): Promise<BroadcastNod
     tls: options.peerTls ?? null,
   });
   try {
+    await store.syncFound();
     transport.setPeers(peers);
     await transport.start();
   } catch (error) {

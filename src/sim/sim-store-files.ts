@@ -88,12 +88,12 @@ export class SimStoreFiles implements StoreFiles {
     this.disk.renameSync(this.path(from), this.path(to));
   }
 
-  sync(names: readonly string[]): void {
+  async sync(names: readonly string[]): Promise<void> {
     this.live('fdatasync');
     for (const name of names) {
       const path = this.path(name);
       const inode = this.disk.fileSync(path, false);
-      if (inode === null) throw new SimFileError('ENOENT', 'open', path, 'no such file');
+      if (inode === null) continue; // removed meanwhile, as DiskStoreFiles allows
       this.disk.datasync(inode, path);
     }
     // The directory, and its parents' entries down to it, as a store on a new disk needs.

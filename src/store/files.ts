@@ -8,9 +8,7 @@
 import {
   closeSync,
   constants,
-  fdatasyncSync,
   fstatSync,
-  fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -22,6 +20,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assert } from '../util/assert.ts';
 
@@ -45,9 +44,10 @@ export interface StoreFiles {
   rename(from: string, to: string): void;
   /**
    * Makes the content of `names` and their entries in the directory durable (fdatasync of
-   * each, then of the directory): before the WAL is compacted past what they hold.
+   * each, then of the directory): before the WAL is compacted past what they hold. Off the
+   * event loop: the node goes on meanwhile. A name removed meanwhile needs no sync.
    */
-  sync(names: readonly string[]): void;
+  sync(names: readonly string[]): Promise<void>;
   close(): void;
 }
 
@@ -120,14 +120,29 @@ export class DiskStoreFiles implements StoreFiles {
     renameSync(join(this.directory, from), join(this.directory, to));
   }
 
-  sync(names: readonly string[]): void {
+  async sync(names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
-    for (const name of names) fdatasyncSync(this.descriptor(name, false));
-    const directory = openSync(this.directory, constants.O_RDONLY);
+    // Descriptors of their own: a cached one may be closed (and its number reused) while the
+    // sync runs in the thread pool. An fdatasync syncs the file, whichever descriptor asks.
+    for (const name of names) {
+      let handle: FileHandle;
+      try {
+        handle = await open(join(this.directory, name), 'r');
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ENOENT') continue;
+        throw error;
+      }
+      try {
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    }
+    const directory = await open(this.directory, 'r');
     try {
-      fsyncSync(directory);
+      await directory.sync();
     } finally {
-      closeSync(directory);
+      await directory.close();
     }
   }
 
@@ -222,7 +237,7 @@ export class MemoryStoreFiles implements StoreFiles {
     this.files.set(to, file);
   }
 
-  sync(): void {}
+  async sync(): Promise<void> {}
 
   close(): void {}
 }

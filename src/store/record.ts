@@ -123,6 +123,18 @@ export function recordBytesOf(message: StoredMessage): number {
   );
 }
 
+/** The DataView of the buffer last written to: a segment writes a batch into one buffer. */
+let viewTarget: Buffer | null = null;
+let targetView: DataView = new DataView(new ArrayBuffer(0));
+
+function dataViewOf(target: Buffer): DataView {
+  if (target !== viewTarget) {
+    targetView = new DataView(target.buffer, target.byteOffset, target.byteLength);
+    viewTarget = target;
+  }
+  return targetView;
+}
+
 /**
  * Writes `message`'s record into `target` at `start` (which has `recordBytesOf(message)`
  * bytes free there) and returns where it ends: the segment lays a batch's records out in
@@ -144,26 +156,33 @@ export function writeRecord(message: StoredMessage, target: Buffer, start: numbe
   const bodyBytes =
     fixedBodyBytes + client.length + topic.length + keyBytes + message.payload.byteLength;
   assert(start + recordHeaderBytes + bodyBytes <= target.length, 'the record fits its target');
+  // A DataView and TypedArray.set rather than Buffer's writers and copy: no call into C++
+  // nor view allocated per field, on a path taken once per message on every node.
+  const view = dataViewOf(target);
   let at = start + recordHeaderBytes;
-  at = target.writeDoubleLE(message.position, at);
-  at = target.writeDoubleLE(message.index, at);
-  at = target.writeDoubleLE(message.term, at);
-  at = target.writeDoubleLE(message.seq, at);
-  at = target.writeDoubleLE(message.logTimeMs, at);
-  at = target.writeUInt16LE(client.length, at);
-  at += client.copy(target, at);
+  view.setFloat64(at, message.position, true);
+  view.setFloat64(at + 8, message.index, true);
+  view.setFloat64(at + 16, message.term, true);
+  view.setFloat64(at + 24, message.seq, true);
+  view.setFloat64(at + 32, message.logTimeMs, true);
+  at += 40;
+  view.setUint16(at, client.length, true);
+  target.set(client, at + 2);
+  at += 2 + client.length;
   const flags =
     (key === undefined ? 0 : keyFlag) | (message.compacted === true ? compactedFlag : 0);
-  at = target.writeUInt16LE(topic.length | flags, at);
-  at += topic.copy(target, at);
+  view.setUint16(at, topic.length | flags, true);
+  target.set(topic, at + 2);
+  at += 2 + topic.length;
   if (key !== undefined) {
-    at = target.writeUInt16LE(keyLength, at);
+    view.setUint16(at, keyLength, true);
+    at += 2;
     at += target.write(key, at, keyLength, 'utf8');
   }
   target.set(message.payload, at);
   at += message.payload.byteLength;
-  target.writeUInt32LE(bodyBytes, start);
-  target.writeUInt32LE(crc32(target.subarray(start + recordHeaderBytes, at)), start + 4);
+  view.setUint32(start, bodyBytes, true);
+  view.setUint32(start + 4, crc32(target.subarray(start + recordHeaderBytes, at)), true);
   return at;
 }
 

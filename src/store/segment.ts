@@ -22,6 +22,13 @@ export const sparseEveryCount = 64;
 const readChunkBytes = 256 << 10;
 /** The pending buffer's first size: a batch of small messages fits without growing it. */
 const pendingInitialBytes = 64 << 10;
+/**
+ * Pending records are written out once they reach this many bytes, even within one applied
+ * batch: the buffer then stays this size whatever the batch (a window of 10,000 messages
+ * applies megabytes at once), instead of doubling to the batch's size and being dropped
+ * after its flush, megabytes of fresh ArrayBuffers an apply that start old-space GCs.
+ */
+const pendingFlushBytes = 256 << 10;
 /** A pending buffer grown past this (a burst of large messages) is not kept after a flush. */
 const pendingKeptBytesMax = 1 << 20;
 const emptyBuffer = Buffer.alloc(0);
@@ -33,6 +40,11 @@ export function segmentName(first: number): string {
 export function parseSegmentName(name: string): number | null {
   const match = /^([0-9]{16})\.seg$/.exec(name);
   return match === null ? null : Number(match[1]);
+}
+
+export interface SyncMark {
+  readonly writtenBytes: number;
+  readonly cuts: number;
 }
 
 interface SegmentIndexFile {
@@ -58,29 +70,55 @@ export class Segment {
   private topics: Map<string, number[]> | null = new Map();
   /**
    * The records appended since the last flush, laid out back to back in its first
-   * `pendingBytes`; kept between flushes so that a batch allocates nothing per record.
+   * `pendingBytes`; kept between flushes so that a batch allocates nothing per record, and
+   * written out whenever it holds `pendingFlushBytes`.
    */
   private pending: Buffer = emptyBuffer;
   private pendingBytes = 0;
   private writtenBytes = 0;
   /**
-   * Bytes known durable: written before the last `sync`. What is found on disk at open may
-   * be in the page cache only (a process crash), so it counts as synced only once synced.
+   * Bytes known durable. What is found on disk at open counts as synced: what lies before
+   * the snapshot was synced before the WAL was compacted past it, what lies after it is cut
+   * and applied again from the WAL (`truncateAfter`), and a backfilled hole lost to a power
+   * cut is a hole again, filled from peers; the node also syncs it once at start
+   * (`MessageStore.syncFound`), off the apply path.
    */
   private syncedBytes = 0;
+  /**
+   * Compaction by key (compaction.ts): every position before this was judged under a cut
+   * at least that far, and `supersededSince` says whether one of them was superseded since.
+   * In memory only: a reopened segment is judged again, once.
+   */
+  compactedBefore: number;
+  supersededSince = false;
+  private fileName: string;
+  /** Cuts of the file so far (`truncateAfter`): a sync begun before one covers less. */
+  private cuts = 0;
   /** The `.idx` and `.tix` files describe the segment as it is now. */
   private indexCurrent = false;
 
+  /** `fileName` differs from the segment's name only while compaction writes a copy. */
   constructor(
     private readonly files: StoreFiles,
     readonly first: number,
+    fileName = segmentName(first),
   ) {
     assert(Number.isSafeInteger(first) && first >= 1, 'a segment starts at a position');
     this.last = first - 1;
+    this.compactedBefore = first;
+    this.fileName = fileName;
   }
 
   get name(): string {
-    return segmentName(this.first);
+    return this.fileName;
+  }
+
+  /** Renames the file (a compacted copy taking its segment's name), replacing any there. */
+  renameTo(name: string): void {
+    this.flush();
+    this.files.rename(this.fileName, name);
+    this.fileName = name;
+    this.indexCurrent = false;
   }
 
   get count(): number {
@@ -91,6 +129,7 @@ export class Segment {
     assert(message.position === this.last + 1, 'a segment holds a dense run of positions');
     if (this.topics === null) this.topics = this.loadTopics();
     const recordBytes = recordBytesOf(message);
+    if (this.pendingBytes > 0 && this.pendingBytes + recordBytes > pendingFlushBytes) this.flush();
     this.reservePending(recordBytes);
     this.pendingBytes = writeRecord(message, this.pending, this.pendingBytes);
     if ((message.position - this.first) % sparseEveryCount === 0) {
@@ -233,6 +272,7 @@ export class Segment {
     this.files.truncate(this.name, offset);
     this.sizeBytes = this.writtenBytes = offset;
     this.syncedBytes = Math.min(this.syncedBytes, offset);
+    this.cuts++;
     this.last = position;
     while (this.sparse.length > 0 && (this.sparse[this.sparse.length - 2] as number) > position) {
       this.sparse.length -= 2;
@@ -311,16 +351,30 @@ export class Segment {
     return this.sizeBytes > this.syncedBytes;
   }
 
-  /** Flushes; the caller syncs the file (store.ts syncs many at once), then `synced()`. */
-  synced(): void {
-    assert(this.pendingBytes === 0, 'a segment is flushed before it is synced');
-    this.syncedBytes = this.writtenBytes;
+  /** What a sync begun now makes durable (flushed first): pass it to `synced` after. */
+  syncMark(): SyncMark {
+    this.flush();
+    return { writtenBytes: this.writtenBytes, cuts: this.cuts };
+  }
+
+  /**
+   * A sync begun at `mark` ended (store.ts syncs many files at once). A cut meanwhile may
+   * have replaced bytes the sync covered with bytes it did not: then it counts for nothing.
+   */
+  synced(mark: SyncMark): void {
+    if (mark.cuts !== this.cuts) return;
+    this.syncedBytes = Math.max(this.syncedBytes, Math.min(mark.writtenBytes, this.writtenBytes));
   }
 
   remove(): void {
     this.files.remove(this.name);
+    this.removeIndexFiles();
+  }
+
+  removeIndexFiles(): void {
     this.files.remove(`${this.name}.idx`);
     this.files.remove(`${this.name}.tix`);
+    this.indexCurrent = false;
   }
 
   /**
@@ -341,6 +395,7 @@ export class Segment {
         this.sparse = index.sparse;
         this.topics = null;
         this.indexCurrent = true;
+        this.syncedBytes = fileBytes;
         return;
       }
     }
@@ -401,6 +456,7 @@ export class Segment {
     }
     this.pending = emptyBuffer; // filled only to be dropped: not kept on a segment read back
     if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
+    this.syncedBytes = this.sizeBytes;
   }
 
   /** A read buffer for what lies from `offset` on: no larger than that, nor than a chunk. */

@@ -16,10 +16,10 @@
  * A segment grows until `segmentBytesMax`, or until it reaches the next one (backfill).
  */
 import { assert } from '../util/assert.ts';
-import { compactSegment } from './compaction.ts';
+import { type CompactionSlice, Compactor, type SupersededRule } from './compaction.ts';
 import type { StoreFiles } from './files.ts';
 import type { StoredMessage } from './record.ts';
-import { parseSegmentName, Segment } from './segment.ts';
+import { parseSegmentName, Segment, type SyncMark } from './segment.ts';
 
 export interface StoreRange {
   readonly first: number;
@@ -50,11 +50,30 @@ export class MessageStore {
   /** Ascending by first position, disjoint. */
   private segments: Segment[] = [];
   private readonly dirty = new Set<Segment>();
+  private readonly compactor: Compactor;
+  private closed = false;
 
   constructor(private readonly options: MessageStoreOptions) {
     assert(options.segmentBytesMax > 0, 'segmentBytesMax is positive');
-    const firsts = options.files
-      .names()
+    this.compactor = new Compactor({
+      files: options.files,
+      segments: () => this.segments,
+      isSealed: (segment) => this.isSealed(segment),
+      readSegment: (segment, from, limit, bytesMax) => {
+        const page = segment.read(from, limit, bytesMax);
+        this.cutDamage(segment);
+        return page;
+      },
+      replace: (segment, copy) => {
+        const at = this.segmentIndexBefore(segment.first);
+        assert(this.segments[at] === segment, 'a compacted segment is still held');
+        this.segments[at] = copy;
+      },
+    });
+    const names = options.files.names();
+    // A copy compaction was writing when the process stopped: the segment it copies is whole.
+    for (const name of names) if (name.endsWith('.compacting')) options.files.remove(name);
+    const firsts = names
       .map(parseSegmentName)
       .filter((first): first is number => first !== null)
       .sort((a, b) => a - b);
@@ -126,6 +145,17 @@ export class MessageStore {
   append(message: StoredMessage): boolean {
     const { position } = message;
     assert(Number.isSafeInteger(position) && position >= 1, 'positions start at 1');
+    // The applier's case, once per message: the next position, after everything held.
+    const tail = this.segments[this.segments.length - 1];
+    if (
+      tail !== undefined &&
+      position === tail.last + 1 &&
+      tail.sizeBytes < this.options.segmentBytesMax
+    ) {
+      tail.append(message);
+      this.dirty.add(tail);
+      return true;
+    }
     if (this.has(position)) return false;
     const at = this.segmentIndexBefore(position);
     let segment = at < 0 ? undefined : this.segments[at];
@@ -279,41 +309,58 @@ export class MessageStore {
   }
 
   /**
-   * Compaction by key (compaction.ts): every segment with positions before `before` is
-   * rewritten with what `superseded` picks (among those positions) compacted. Returns how
-   * many segments were rewritten.
+   * One slice of compaction by key (compaction.ts) towards the cut `before`: positions
+   * before it that `superseded` picks are compacted, a bounded piece of work per call.
    */
-  compactBefore(before: number, superseded: (message: StoredMessage) => boolean): number {
-    this.flush();
-    let rewritten = 0;
-    for (let at = 0; at < this.segments.length; at++) {
-      const segment = this.segments[at] as Segment;
-      if (segment.first >= before) break;
-      const picked = (message: StoredMessage) => message.position < before && superseded(message);
-      const replaced = compactSegment(this.options.files, segment, picked);
-      if (replaced === null) continue;
-      this.dirty.delete(segment);
-      this.segments[at] = replaced;
-      rewritten++;
-    }
-    return rewritten;
+  compactSlice(before: number, superseded: SupersededRule): Promise<CompactionSlice> {
+    return this.compactor.slice(before, superseded);
   }
 
   /**
-   * Makes every record written so far durable. The store is otherwise never synced: the
-   * WAL holds what it lost in a crash, and applies it again; but once the WAL is compacted
-   * past a position, the store holds the only copy this node has, so the node syncs the
-   * store before it compacts (src/broadcast/snapshots.ts).
+   * The message at `position` was superseded (a newer one of its key was applied): its
+   * segment is judged again by the next compaction, whatever it was judged before.
    */
-  sync(): void {
+  noteSuperseded(position: number): void {
+    const segment = this.segmentHolding(position);
+    if (segment !== undefined) segment.supersededSince = true;
+  }
+
+  /**
+   * Compaction's rule changed other than by applied messages (a leader's snapshot replaced
+   * the state): every segment is judged again, whole.
+   */
+  forgetCompaction(): void {
+    for (const segment of this.segments) segment.supersededSince = true;
+  }
+
+  /**
+   * Makes every record written so far durable, awaited off the event loop. The store is
+   * otherwise never synced: the WAL holds what it lost in a crash, and applies it again; but
+   * once the WAL is compacted past a position, the store holds the only copy this node has,
+   * so the node syncs the store before it compacts (src/broadcast/snapshots.ts).
+   */
+  async sync(): Promise<void> {
     this.flush();
     const unsynced = this.segments.filter((segment) => segment.unsynced);
-    this.options.files.sync(unsynced.map((segment) => segment.name));
-    for (const segment of unsynced) segment.synced();
+    if (unsynced.length === 0) return;
+    const marks = unsynced.map((segment) => segment.syncMark());
+    await this.options.files.sync(unsynced.map((segment) => segment.name));
+    unsynced.forEach((segment, at) => {
+      segment.synced(marks[at] as SyncMark);
+    });
+  }
+
+  /**
+   * Syncs every segment found at open, once, at start: what a crashed process left in the
+   * page cache is durable before the node counts on it (segment.ts, `syncedBytes`).
+   */
+  async syncFound(): Promise<void> {
+    await this.options.files.sync(this.segments.map((segment) => segment.name));
   }
 
   /** Flushes and writes every index, so that the next open needs no scan. */
   close(): void {
+    this.closed = true;
     this.flush();
     for (const segment of this.segments) segment.saveIndex();
     this.options.files.close();
@@ -336,6 +383,12 @@ export class MessageStore {
     segment.remove();
     this.segments.splice(this.segments.indexOf(segment), 1);
     return true;
+  }
+
+  /** Held, not the segment being written, and nothing appended to it waits for a flush. */
+  private isSealed(segment: Segment): boolean {
+    if (this.closed || segment === this.segments.at(-1) || this.dirty.has(segment)) return false;
+    return this.segments[this.segmentIndexBefore(segment.first)] === segment;
   }
 
   private seal(segment: Segment): void {

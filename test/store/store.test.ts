@@ -1,7 +1,8 @@
 // The message store against a naive twin (a Map of positions): random appends with holes,
 // backfills, reads, topic reads, retention drops, cuts of the tail and reopenings give the
 // same answers; and on
-// disk, a torn tail is cut at open and a reopened store reads what it held from its indexes.
+// disk, a torn tail is cut at open and a reopened store reads what it held from its indexes;
+// a batch of megabytes is written in chunks of at most 256 KiB.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -204,4 +205,23 @@ test('a record larger than the read buffer is read whole wherever a read starts 
     );
   }
   assert.equal(segment.damagedFrom, null);
+});
+
+test('a large batch is written in chunks: the pending buffer does not grow with the batch', () => {
+  const writes: number[] = [];
+  const files = new (class extends MemoryStoreFiles {
+    override write(name: string, data: Buffer, offset: number): void {
+      writes.push(data.length);
+      super.write(name, data, offset);
+    }
+  })();
+  const store = new MessageStore({ files, segmentBytesMax: 64 << 20 });
+  const count = 20_000; // about 3 MiB of records, applied as one batch
+  for (let position = 1; position <= count; position++) store.append(message(position));
+  store.flush();
+  assert.ok(writes.length > 4, `${writes.length} writes`);
+  assert.ok(Math.max(...writes) <= 256 << 10, `largest write ${Math.max(...writes)} bytes`);
+  assert.equal(store.read(1, count).length, count);
+  for (const stored of store.read(count - 5, 10))
+    assert.deepEqual(stored, message(stored.position));
 });
