@@ -3,7 +3,7 @@
 // once a request covering its position succeeded, and fails with that request's error.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConsumerAcks } from '../../src/client/consumer-acks.ts';
+import { ConsumerAcks, GroupAcks } from '../../src/client/consumer-acks.ts';
 
 test('a burst of acks is one or two requests, each for the highest position so far', async () => {
   const sent: number[] = [];
@@ -30,4 +30,91 @@ test('a failed request fails the acks it carried; a later ack tries again', asyn
   fail = false;
   await acks.ack(4);
   assert.deepEqual(sent, [3, 4]);
+});
+
+/** A member's acks whose requests the test answers one by one. */
+function controlledGroupAcks() {
+  const requests: {
+    readonly slots: Readonly<Record<string, number>>;
+    readonly succeed: () => void;
+    readonly fail: (error: Error) => void;
+  }[] = [];
+  const acks = new GroupAcks(
+    'billing',
+    'worker-1',
+    (_name, _member, slots) =>
+      new Promise((resolve, reject) => {
+        requests.push({ slots: { ...slots }, succeed: () => resolve(null), fail: reject });
+      }),
+  );
+  return { acks, requests };
+}
+
+/** How a promise has settled so far: its outcome is read after the microtasks ran. */
+function watch(promise: Promise<void>): { state: 'waiting' | 'resolved' | 'rejected' } {
+  const seen = { state: 'waiting' as 'waiting' | 'resolved' | 'rejected' };
+  promise.then(
+    () => {
+      seen.state = 'resolved';
+    },
+    () => {
+      seen.state = 'rejected';
+    },
+  );
+  return seen;
+}
+
+const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+test('a failed group ack request fails only the acks it carried', async () => {
+  const { acks, requests } = controlledGroupAcks();
+  const carried = watch(acks.ack(1, 5));
+  await settled();
+  assert.deepEqual(
+    requests.map((request) => request.slots),
+    [{ 1: 5 }],
+  );
+  // Made while the request runs: it waits for a request of its own.
+  const later = watch(acks.ack(2, 7));
+  requests[0]?.fail(new Error('down'));
+  await settled();
+  assert.equal(carried.state, 'rejected');
+  assert.equal(later.state, 'waiting');
+  assert.deepEqual(
+    requests.map((request) => request.slots),
+    [{ 1: 5 }, { 2: 7 }],
+  );
+  requests[1]?.succeed();
+  await settled();
+  assert.equal(later.state, 'resolved');
+});
+
+test('a carried group ack that a later ack of its slot covers takes the later outcome', async () => {
+  const { acks, requests } = controlledGroupAcks();
+  const carried = watch(acks.ack(1, 5));
+  await settled();
+  const above = watch(acks.ack(1, 8));
+  requests[0]?.fail(new Error('down'));
+  await settled();
+  // The cursor at 8 covers 5: failing 5 would be false once 8 lands.
+  assert.equal(carried.state, 'waiting');
+  assert.equal(above.state, 'waiting');
+  assert.deepEqual(requests[1]?.slots, { 1: 8 });
+  requests[1]?.succeed();
+  await settled();
+  assert.deepEqual([carried.state, above.state], ['resolved', 'resolved']);
+});
+
+test('a later group ack below a failed one is still sent', async () => {
+  const { acks, requests } = controlledGroupAcks();
+  const carried = watch(acks.ack(1, 5));
+  await settled();
+  const below = watch(acks.ack(1, 3));
+  requests[0]?.fail(new Error('down'));
+  await settled();
+  assert.equal(carried.state, 'rejected');
+  assert.deepEqual(requests[1]?.slots, { 1: 3 });
+  requests[1]?.succeed();
+  await settled();
+  assert.equal(below.state, 'resolved');
 });
