@@ -3,7 +3,9 @@
 // once a request covering its position succeeded, and fails with that request's error.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { ConsumerAcks, GroupAcks } from '../../src/client/consumer-acks.ts';
+import { ClientError } from '../../src/client/errors.ts';
 
 test('a burst of acks is one or two requests, each for the highest position so far', async () => {
   const sent: number[] = [];
@@ -117,4 +119,113 @@ test('a later group ack below a failed one is still sent', async () => {
   requests[1]?.succeed();
   await settled();
   assert.equal(below.state, 'resolved');
+});
+
+type GroupOp =
+  | { readonly ack: { readonly slot: number; readonly position: number } }
+  | { readonly answer: 'ok' | 'fail' | 'notOwner' };
+
+const groupOp: fc.Arbitrary<GroupOp> = fc.oneof(
+  fc.record({
+    ack: fc.record({ slot: fc.nat(2), position: fc.integer({ min: 1, max: 12 }) }),
+  }),
+  fc.record({ answer: fc.constantFrom('ok' as const, 'fail' as const, 'notOwner' as const) }),
+);
+
+interface TrackedAck {
+  readonly slot: number;
+  readonly position: number;
+  readonly madeAt: number;
+  state: 'waiting' | 'resolved' | 'rejected';
+  rejectedAt: number;
+}
+
+test('a group ack fails only if no request that lands carries it, or a later ack', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(groupOp, { maxLength: 40 }), async (ops) => {
+      let clock = 0;
+      const { acks, requests } = controlledGroupAcks();
+      const built: number[] = [];
+      const landed: { readonly slots: Readonly<Record<string, number>>; builtAt: number }[] = [];
+      const tracked: TrackedAck[] = [];
+      let answered = 0;
+      const answer = async (how: 'ok' | 'fail' | 'notOwner') => {
+        const request = requests[answered];
+        if (request === undefined) return;
+        answered += 1;
+        const at = clock++;
+        if (how === 'ok') {
+          landed.push({ slots: request.slots, builtAt: built[answered - 1] as number });
+          request.succeed();
+        } else if (how === 'fail') request.fail(new Error('down'));
+        else {
+          const lost = Object.keys(request.slots)[0] as string;
+          // The other slots of the request land.
+          const kept = { ...request.slots };
+          delete kept[lost];
+          landed.push({ slots: kept, builtAt: built[answered - 1] as number });
+          request.fail(new ClientError('not_owner', 'moved', { slots: lost }));
+        }
+        await settled();
+        for (const each of tracked) {
+          if (each.state === 'rejected' && each.rejectedAt === -1) each.rejectedAt = at;
+        }
+      };
+      const noteBuilt = () => {
+        while (built.length < requests.length) built.push(clock++);
+      };
+      for (const op of ops) {
+        if ('ack' in op) {
+          const entry: TrackedAck = {
+            ...op.ack,
+            madeAt: clock++,
+            state: 'waiting',
+            rejectedAt: -1,
+          };
+          tracked.push(entry);
+          acks.ack(op.ack.slot, op.ack.position).then(
+            () => {
+              entry.state = 'resolved';
+            },
+            () => {
+              entry.state = 'rejected';
+            },
+          );
+          await settled();
+        } else await answer(op.answer);
+        noteBuilt();
+      }
+      for (let round = 0; answered < requests.length; round++) {
+        assert.ok(round < 100, 'the requests end');
+        await answer('ok');
+        noteBuilt();
+      }
+      for (const each of tracked) {
+        assert.notEqual(each.state, 'waiting', 'every ack settles');
+        const covering = landed.filter((request) => {
+          const sent = request.slots[String(each.slot)];
+          return sent !== undefined && sent >= each.position;
+        });
+        if (each.state === 'resolved') {
+          assert.ok(covering.length > 0, 'a resolved ack landed');
+          continue;
+        }
+        // Rejected: whatever landed and covers it carried a later ack made after it failed.
+        for (const request of covering) {
+          const laterAck = tracked.some(
+            (other) =>
+              other.slot === each.slot &&
+              other.position >= each.position &&
+              other.madeAt > each.rejectedAt &&
+              other.madeAt < request.builtAt,
+          );
+          assert.ok(
+            request.builtAt < each.madeAt || laterAck,
+            `ack ${each.slot}@${each.position} failed, yet a request built after it landed`,
+          );
+        }
+      }
+    }),
+    { numRuns: 200 },
+  );
 });
