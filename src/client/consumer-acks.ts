@@ -79,6 +79,8 @@ export type SendGroupAcks = (
 
 interface SlotWaiter extends Waiter {
   readonly slot: number;
+  /** Its place among the member's acks: the ones a request carries are those before it. */
+  readonly order: number;
 }
 
 /**
@@ -86,13 +88,17 @@ interface SlotWaiter extends Waiter {
  * earlier message of the slot, so one request in flight carries, per slot, the highest
  * position acked so far. A slot the member no longer owns (the node answers 409
  * `not_owner`) fails its waiters: those acks changed nothing, and the messages go to the
- * slot's new owner.
+ * slot's new owner. Any other failure fails the acks the request carried, and only those:
+ * an ack made while it ran waits for a request of its own (and an ack it carried that a
+ * later one covers takes that one's outcome, as the later cursor moves past it too).
  */
 export class GroupAcks {
   private readonly acked = new Map<number, number>();
   private readonly wanted = new Map<number, number>();
   private sending = false;
   private waiters: SlotWaiter[] = [];
+  /** Acks made so far: each waiter's `order`. */
+  private ackCount = 0;
 
   constructor(
     private readonly name: string,
@@ -107,7 +113,7 @@ export class GroupAcks {
     if (position <= (this.acked.get(slot) ?? 0)) return Promise.resolve();
     this.wanted.set(slot, Math.max(this.wanted.get(slot) ?? 0, position));
     const done = new Promise<void>((resolve, reject) => {
-      this.waiters.push({ slot, position, resolve, reject });
+      this.waiters.push({ slot, position, resolve, reject, order: ++this.ackCount });
     });
     if (!this.sending) void this.flush();
     return done;
@@ -125,35 +131,56 @@ export class GroupAcks {
     this.sending = true;
     try {
       for (let slots = this.due(); Object.keys(slots).length > 0; slots = this.due()) {
+        const carriedUpTo = this.ackCount;
         let lost = new Set<number>();
-        let failure: unknown = null;
         try {
           await this.send(this.name, this.member, slots);
         } catch (error) {
-          failure = error;
           const named = (error as { code?: unknown; details?: { slots?: unknown } }).details?.slots;
-          if ((error as { code?: unknown }).code === 'not_owner' && typeof named === 'string') {
-            lost = new Set(named.split(',').map(Number));
-            failure = null;
+          if ((error as { code?: unknown }).code !== 'not_owner' || typeof named !== 'string') {
+            this.failed(slots, carriedUpTo, error);
+            continue;
           }
+          lost = new Set(named.split(',').map(Number));
         }
         for (const [slotText, position] of Object.entries(slots)) {
           const slot = Number(slotText);
-          if (failure !== null || lost.has(slot)) this.wanted.set(slot, this.acked.get(slot) ?? 0);
+          if (lost.has(slot)) this.wanted.set(slot, this.acked.get(slot) ?? 0);
           else this.acked.set(slot, Math.max(this.acked.get(slot) ?? 0, position));
         }
-        this.settle(failure, lost);
+        this.settle(lost);
       }
     } finally {
       this.sending = false;
     }
   }
 
-  private settle(failure: unknown, lost: ReadonlySet<number>): void {
+  /**
+   * The request for `slots` failed: each slot wants only what acks made since (up to
+   * `carriedUpTo` it carried them) still ask for, and the carried acks beyond that fail.
+   */
+  private failed(slots: Record<string, number>, carriedUpTo: number, failure: unknown): void {
+    for (const slotText of Object.keys(slots)) {
+      const slot = Number(slotText);
+      this.wanted.set(slot, this.acked.get(slot) ?? 0);
+    }
+    for (const waiter of this.waiters) {
+      if (waiter.order > carriedUpTo) {
+        this.wanted.set(waiter.slot, Math.max(this.wanted.get(waiter.slot) ?? 0, waiter.position));
+      }
+    }
     const left: SlotWaiter[] = [];
     for (const waiter of this.waiters) {
-      if (failure !== null) waiter.reject(failure);
-      else if (lost.has(waiter.slot)) {
+      if (waiter.position > (this.wanted.get(waiter.slot) ?? 0)) waiter.reject(failure);
+      else left.push(waiter);
+    }
+    this.waiters = left;
+  }
+
+  private settle(lost: ReadonlySet<number>): void {
+    const left: SlotWaiter[] = [];
+    for (const waiter of this.waiters) {
+      if (lost.has(waiter.slot)) {
         waiter.reject(
           new ClientError('not_owner', `slot ${waiter.slot} moved to another member`, {
             slot: waiter.slot,

@@ -3,7 +3,9 @@
 // once a request covering its position succeeded, and fails with that request's error.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConsumerAcks } from '../../src/client/consumer-acks.ts';
+import fc from 'fast-check';
+import { ConsumerAcks, GroupAcks } from '../../src/client/consumer-acks.ts';
+import { ClientError } from '../../src/client/errors.ts';
 
 test('a burst of acks is one or two requests, each for the highest position so far', async () => {
   const sent: number[] = [];
@@ -30,4 +32,200 @@ test('a failed request fails the acks it carried; a later ack tries again', asyn
   fail = false;
   await acks.ack(4);
   assert.deepEqual(sent, [3, 4]);
+});
+
+/** A member's acks whose requests the test answers one by one. */
+function controlledGroupAcks() {
+  const requests: {
+    readonly slots: Readonly<Record<string, number>>;
+    readonly succeed: () => void;
+    readonly fail: (error: Error) => void;
+  }[] = [];
+  const acks = new GroupAcks(
+    'billing',
+    'worker-1',
+    (_name, _member, slots) =>
+      new Promise((resolve, reject) => {
+        requests.push({ slots: { ...slots }, succeed: () => resolve(null), fail: reject });
+      }),
+  );
+  return { acks, requests };
+}
+
+/** How a promise has settled so far: its outcome is read after the microtasks ran. */
+function watch(promise: Promise<void>): { state: 'waiting' | 'resolved' | 'rejected' } {
+  const seen = { state: 'waiting' as 'waiting' | 'resolved' | 'rejected' };
+  promise.then(
+    () => {
+      seen.state = 'resolved';
+    },
+    () => {
+      seen.state = 'rejected';
+    },
+  );
+  return seen;
+}
+
+const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+test('a failed group ack request fails only the acks it carried', async () => {
+  const { acks, requests } = controlledGroupAcks();
+  const carried = watch(acks.ack(1, 5));
+  await settled();
+  assert.deepEqual(
+    requests.map((request) => request.slots),
+    [{ 1: 5 }],
+  );
+  // Made while the request runs: it waits for a request of its own.
+  const later = watch(acks.ack(2, 7));
+  requests[0]?.fail(new Error('down'));
+  await settled();
+  assert.equal(carried.state, 'rejected');
+  assert.equal(later.state, 'waiting');
+  assert.deepEqual(
+    requests.map((request) => request.slots),
+    [{ 1: 5 }, { 2: 7 }],
+  );
+  requests[1]?.succeed();
+  await settled();
+  assert.equal(later.state, 'resolved');
+});
+
+test('a carried group ack that a later ack of its slot covers takes the later outcome', async () => {
+  const { acks, requests } = controlledGroupAcks();
+  const carried = watch(acks.ack(1, 5));
+  await settled();
+  const above = watch(acks.ack(1, 8));
+  requests[0]?.fail(new Error('down'));
+  await settled();
+  // The cursor at 8 covers 5: failing 5 would be false once 8 lands.
+  assert.equal(carried.state, 'waiting');
+  assert.equal(above.state, 'waiting');
+  assert.deepEqual(requests[1]?.slots, { 1: 8 });
+  requests[1]?.succeed();
+  await settled();
+  assert.deepEqual([carried.state, above.state], ['resolved', 'resolved']);
+});
+
+test('a later group ack below a failed one is still sent', async () => {
+  const { acks, requests } = controlledGroupAcks();
+  const carried = watch(acks.ack(1, 5));
+  await settled();
+  const below = watch(acks.ack(1, 3));
+  requests[0]?.fail(new Error('down'));
+  await settled();
+  assert.equal(carried.state, 'rejected');
+  assert.deepEqual(requests[1]?.slots, { 1: 3 });
+  requests[1]?.succeed();
+  await settled();
+  assert.equal(below.state, 'resolved');
+});
+
+type GroupOp =
+  | { readonly ack: { readonly slot: number; readonly position: number } }
+  | { readonly answer: 'ok' | 'fail' | 'notOwner' };
+
+const groupOp: fc.Arbitrary<GroupOp> = fc.oneof(
+  fc.record({
+    ack: fc.record({ slot: fc.nat(2), position: fc.integer({ min: 1, max: 12 }) }),
+  }),
+  fc.record({ answer: fc.constantFrom('ok' as const, 'fail' as const, 'notOwner' as const) }),
+);
+
+interface TrackedAck {
+  readonly slot: number;
+  readonly position: number;
+  readonly madeAt: number;
+  state: 'waiting' | 'resolved' | 'rejected';
+  rejectedAt: number;
+}
+
+test('a group ack fails only if no request that lands carries it, or a later ack', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(groupOp, { maxLength: 40 }), async (ops) => {
+      let clock = 0;
+      const { acks, requests } = controlledGroupAcks();
+      const built: number[] = [];
+      const landed: { readonly slots: Readonly<Record<string, number>>; builtAt: number }[] = [];
+      const tracked: TrackedAck[] = [];
+      let answered = 0;
+      const answer = async (how: 'ok' | 'fail' | 'notOwner') => {
+        const request = requests[answered];
+        if (request === undefined) return;
+        answered += 1;
+        const at = clock++;
+        if (how === 'ok') {
+          landed.push({ slots: request.slots, builtAt: built[answered - 1] as number });
+          request.succeed();
+        } else if (how === 'fail') request.fail(new Error('down'));
+        else {
+          const lost = Object.keys(request.slots)[0] as string;
+          // The other slots of the request land.
+          const kept = { ...request.slots };
+          delete kept[lost];
+          landed.push({ slots: kept, builtAt: built[answered - 1] as number });
+          request.fail(new ClientError('not_owner', 'moved', { slots: lost }));
+        }
+        await settled();
+        for (const each of tracked) {
+          if (each.state === 'rejected' && each.rejectedAt === -1) each.rejectedAt = at;
+        }
+      };
+      const noteBuilt = () => {
+        while (built.length < requests.length) built.push(clock++);
+      };
+      for (const op of ops) {
+        if ('ack' in op) {
+          const entry: TrackedAck = {
+            ...op.ack,
+            madeAt: clock++,
+            state: 'waiting',
+            rejectedAt: -1,
+          };
+          tracked.push(entry);
+          acks.ack(op.ack.slot, op.ack.position).then(
+            () => {
+              entry.state = 'resolved';
+            },
+            () => {
+              entry.state = 'rejected';
+            },
+          );
+          await settled();
+        } else await answer(op.answer);
+        noteBuilt();
+      }
+      for (let round = 0; answered < requests.length; round++) {
+        assert.ok(round < 100, 'the requests end');
+        await answer('ok');
+        noteBuilt();
+      }
+      for (const each of tracked) {
+        assert.notEqual(each.state, 'waiting', 'every ack settles');
+        const covering = landed.filter((request) => {
+          const sent = request.slots[String(each.slot)];
+          return sent !== undefined && sent >= each.position;
+        });
+        if (each.state === 'resolved') {
+          assert.ok(covering.length > 0, 'a resolved ack landed');
+          continue;
+        }
+        // Rejected: whatever landed and covers it carried a later ack made after it failed.
+        for (const request of covering) {
+          const laterAck = tracked.some(
+            (other) =>
+              other.slot === each.slot &&
+              other.position >= each.position &&
+              other.madeAt > each.rejectedAt &&
+              other.madeAt < request.builtAt,
+          );
+          assert.ok(
+            request.builtAt < each.madeAt || laterAck,
+            `ack ${each.slot}@${each.position} failed, yet a request built after it landed`,
+          );
+        }
+      }
+    }),
+    { numRuns: 200 },
+  );
 });

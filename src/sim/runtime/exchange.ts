@@ -57,6 +57,12 @@ export type ExchangeEvent =
  */
 export interface RunFrames {
   readonly nodesWithoutFrame: ReadonlySet<NodeId>;
+  /**
+   * How much longer than one latency an older node's goAway takes on a new probe
+   * connection (a slow connect, a handshake queued behind others): 0 mostly, now and then
+   * long enough that the runs waiting on it see their session cut, or time out.
+   */
+  readonly probeDelayMs: () => number;
 }
 
 /** How a broadcastRun frame is named in ExchangeEvents. */
@@ -135,15 +141,29 @@ export class ClientNetwork {
         statusOf: (response) => response.status,
       });
     if (runs === null) return exchange;
+    const probes = new OlderNodeProbes(this.scheduler, life, (node, delayMs) =>
+      this.goAwayOf(client, life, node, delayMs),
+    );
     const broadcastRun = (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
       const node = new URL(request.url).hostname;
       if (!runs.nodesWithoutFrame.has(node)) return this.exchangeRun(client, life, request);
-      // An older node refuses the frame with a goAway: the SDK learns it and sends batches.
-      return new Promise((resolve) => {
-        this.scheduler.schedule(this.latencyMs(), life, () => resolve(null));
-      });
+      return probes.refusal(node, request, () => this.latencyMs() + runs.probeDelayMs());
     };
     return Object.assign(exchange, { broadcastRun });
+  }
+
+  /**
+   * What becomes of a probe connection to an older node after `delayMs`: its goAway, the
+   * connection refused (the node is down), or lost (cut off: its runs time out, and the
+   * next run tries a new connection).
+   */
+  private goAwayOf(client: string, life: Life, node: NodeId, delayMs: number): Promise<ProbeEnd> {
+    return new Promise((resolve) => {
+      this.scheduler.schedule(delayMs, life, () => {
+        if (this.cuts.has(`${client}|${node}`) || !this.linked(client, node)) resolve('lost');
+        else resolve(this.servers.has(node) ? 'goAway' : 'refused');
+      });
+    });
   }
 
   private exchangeRun(
@@ -271,6 +291,60 @@ export class ClientNetwork {
     this.observe({ kind: 'answer', client, node, status, fate: lost ? 'lost' : 'delivered' });
     if (lost) return;
     this.scheduler.schedule(this.latencyMs(), life, deliver);
+  }
+}
+
+type ProbeEnd = 'goAway' | 'refused' | 'lost';
+
+/**
+ * One client's older nodes, as the SDK's binary exchange learns them: its first runs to
+ * such a node go on a probe connection and all wait for that connection's end, the goAway
+ * (then null: the SDK sends batch requests), each until its own deadline; once a goAway
+ * was read, every later run to that node comes back null at once.
+ */
+class OlderNodeProbes {
+  private readonly known = new Set<NodeId>();
+  /** By node: the runs waiting on its probe connection, each settled once. */
+  private readonly waiting = new Map<NodeId, Set<(end: ProbeEnd) => void>>();
+
+  constructor(
+    private readonly scheduler: SimScheduler,
+    private readonly life: Life,
+    private readonly probe: (node: NodeId, delayMs: number) => Promise<ProbeEnd>,
+  ) {}
+
+  refusal(node: NodeId, request: RunExchangeRequest, delayMs: () => number): Promise<null> {
+    if (this.known.has(node)) return Promise.resolve(null);
+    const { signal, timeoutMs } = request;
+    if (signal.aborted) return Promise.reject(new Error('the request was aborted'));
+    let waiters = this.waiting.get(node);
+    if (waiters === undefined) {
+      const made = new Set<(end: ProbeEnd) => void>();
+      waiters = made;
+      this.waiting.set(node, made);
+      void this.probe(node, delayMs()).then((end) => {
+        if (this.waiting.get(node) === made) this.waiting.delete(node);
+        // Learnt only by a run that read the goAway, as the SDK learns it.
+        if (end === 'goAway' && made.size > 0) this.known.add(node);
+        if (end !== 'lost') for (const settle of made) settle(end);
+      });
+    }
+    const probeWaiters = waiters;
+    return new Promise((resolve, reject) => {
+      const settle = (end: ProbeEnd | Error) => {
+        if (!probeWaiters.delete(settle)) return;
+        deadline.cancel();
+        signal.removeEventListener('abort', onAbort);
+        if (end === 'goAway') resolve(null);
+        else reject(end === 'refused' ? new Error(`connect ECONNREFUSED ${node}`) : end);
+      };
+      const onAbort = () => settle(new Error('the request was aborted'));
+      const deadline = this.scheduler.schedule(timeoutMs, this.life, () =>
+        settle(new Error(`no answer from ${node} within ${timeoutMs} ms`)),
+      );
+      signal.addEventListener('abort', onAbort);
+      probeWaiters.add(settle);
+    });
   }
 }
 

@@ -105,6 +105,10 @@ const authSeedSalt = 0x7a0c3e11;
 /** Mixed into the seed for the peers' network and the store checker's samples. */
 const storeSeedSalt = 0x5701e5a1;
 const runFramesSeedSalt = 0x2f7a61c3;
+const probeDelaySeedSalt = 0x5c1e0b97;
+
+/** The SDK clients' deadlines. */
+const clientBounds = { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 };
 /** Steps between two samples of what the nodes' stores serve. */
 const storeSampleEverySteps = 1024;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
@@ -286,7 +290,7 @@ class RuntimeWorld {
       checker: this.checker,
       mix: this.mix,
       payloadBytesMax: tuning.payloadBytesMax,
-      bounds: { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 },
+      bounds: clientBounds,
       prng: this.prng.fork(),
       network: this.clientNetwork,
       // Every machine, as a deployment lists its hosts: the initial members may all be
@@ -310,10 +314,14 @@ class RuntimeWorld {
    */
   private runFramesChooser(seed: number, machines: readonly NodeId[]): () => RunFrames | null {
     const prng = new Prng((seed ^ runFramesSeedSalt) >>> 0);
+    const probePrng = new Prng((seed ^ probeDelaySeedSalt) >>> 0);
+    // A slow probe waits up to past the SDK's deadline: its runs may time out instead.
+    const probeDelayMs = () =>
+      probePrng.chance(1 / 2) ? 0 : probePrng.between(0, 2 * clientBounds.requestTimeoutMs);
     return () => {
       if (prng.chance(1 / 3)) return null;
       const older = prng.chance(1 / 4) ? [prng.pick(machines)] : [];
-      return { nodesWithoutFrame: new Set(older) };
+      return { nodesWithoutFrame: new Set(older), probeDelayMs };
     };
   }
 
