@@ -8,7 +8,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { assert } from '../util/assert.ts';
-import { BroadcastBatcher, type RunDelivered, singleBody } from './batcher.ts';
+import { BroadcastBatcher, singleBody } from './batcher.ts';
 import { ClientError } from './errors.ts';
 import { backoffMs, getJson, type Outcome, onAnyAbort, pause, postJson } from './http.ts';
 import { PendingBroadcast } from './pending-broadcast.ts';
@@ -113,7 +113,8 @@ export class Client {
       requestTimeoutMs: this.settings.requestTimeoutMs,
       signal: this.closer.signal,
       answered: (pending, outcome) => this.batchedAnswered(pending, outcome),
-      delivered: (pending, result) => this.batchDelivered(pending, result),
+      delivered: (pending, position, term, duplicate) =>
+        this.batchDelivered(pending, position, term, duplicate),
     });
     // Each broadcast and subscription listens on this signal while in flight; inFlightMax
     // bounds the broadcasts, so the listener count is bounded, not a leak.
@@ -401,18 +402,15 @@ export class Client {
    * A runAnswer put the batched first attempt in the order: what `batchedAnswered` does for
    * an `ok` outcome, without making one.
    */
-  private batchDelivered(pending: PendingBroadcast, result: RunDelivered): void {
-    const answer: BroadcastAnswer = {
-      position: result.position,
-      term: result.term,
-      duplicate: result.duplicate,
-    };
+  private batchDelivered(
+    pending: PendingBroadcast,
+    position: number | null,
+    term: number | null,
+    duplicate: boolean,
+  ): void {
     if (!pending.batched || pending.batchedWaiter !== null) {
       // Cut already, or the loop in `attempts` awaits it as an outcome.
-      this.batchedAnswered(pending, {
-        kind: 'ok',
-        value: { index: answer.position, term: answer.term, duplicate: answer.duplicate },
-      });
+      this.batchedAnswered(pending, { kind: 'ok', value: { index: position, term, duplicate } });
       return;
     }
     pending.batched = false;
@@ -425,7 +423,7 @@ export class Client {
       return;
     }
     if (after.kind === 'again') void this.retry(pending, null, after);
-    else this.end(pending, null, answer);
+    else this.end(pending, null, { position, term, duplicate });
   }
 
   /** After a first attempt that needs another: backs off as it says, then the loop. */
