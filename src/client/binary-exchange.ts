@@ -88,6 +88,9 @@ interface Call {
   detach: () => void;
 }
 
+/** What a connection reads into at most at once (Node's own reads are this size). */
+const readBufferBytes = 64 << 10;
+
 /** One connection to one node and the calls it carries. */
 class BinaryConnection implements ClientFrameHandler {
   private readonly socket: Socket;
@@ -100,18 +103,38 @@ class BinaryConnection implements ClientFrameHandler {
   /** End the connection once nothing is in flight (a probe that has served its purpose). */
   private endingWhenIdle = false;
 
+  /**
+   * `carriesStreams`: a stream's connection, whose reader pauses it; the others read into
+   * one buffer of their own (plain TCP), as everything read from it is copied out (or
+   * decoded) before the next read.
+   */
   constructor(
     origin: URL,
     options: NodeExchangeOptions,
     private readonly onGone: () => void,
+    carriesStreams = false,
   ) {
     const host = origin.hostname.replace(/^\[|\]$/g, '');
     const port = Number(origin.port);
     assert(Number.isSafeInteger(port) && port > 0, 'a binary endpoint names its port');
-    this.socket =
-      origin.protocol === 'abcasts:'
-        ? tlsConnect({ host, port, ...(options.ca === null ? {} : { ca: options.ca }) })
-        : netConnect({ host, port });
+    if (origin.protocol === 'abcasts:') {
+      this.socket = tlsConnect({ host, port, ...(options.ca === null ? {} : { ca: options.ca }) });
+    } else if (carriesStreams) this.socket = netConnect({ host, port });
+    else {
+      // Node would otherwise allocate a buffer (memory outside V8's heap, which prompts its
+      // full collections) for every read.
+      this.socket = netConnect({
+        host,
+        port,
+        onread: {
+          buffer: Buffer.allocUnsafe(readBufferBytes),
+          callback: (byteCount, buffer) => {
+            this.onData(buffer.subarray(0, byteCount));
+            return true;
+          },
+        },
+      });
+    }
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (error: NodeJS.ErrnoException) =>
@@ -181,7 +204,7 @@ class BinaryConnection implements ClientFrameHandler {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Uint8Array): void {
     const error = this.decoder.pushTo(chunk, this);
     if (error !== null) {
       this.fail(new BinaryConnectionError(error.code, `the node sent ${error.message}`));
@@ -546,7 +569,7 @@ export function binaryExchange(
       const target = new URL(url);
       // A connection of its own, as over HTTP: a reader that falls behind pauses it, which
       // must never hold back the answers its own broadcasts wait for.
-      const connection = new BinaryConnection(target, options, () => undefined);
+      const connection = new BinaryConnection(target, options, () => undefined, true);
       let controller: ReadableStreamDefaultController<Uint8Array> | null = null;
       let ended = false;
       const body = new ReadableStream<Uint8Array>(

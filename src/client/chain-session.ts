@@ -25,6 +25,8 @@ export class Flight implements Place {
     public seq: number,
     /** The chain's clock when it was issued: its bounds run from here. */
     readonly startedMs: number,
+    /** The caller's record of the broadcast (the client's), kept here instead of in a map. */
+    readonly owner: unknown,
   ) {}
 }
 

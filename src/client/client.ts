@@ -68,13 +68,11 @@ export class Client {
   readonly settings: Settings;
   private readonly baseId: string;
   /** Which (session, seq) each broadcast goes out as: the exactly-once rules. */
-  private readonly chain: SessionChain;
+  private readonly chain: SessionChain<PendingBroadcast>;
   /** Per session: the signal its attempts listen on (see perform's `cut`). */
   private readonly breakers = new Map<string, SessionBreaker>();
   /** Per session: broadcasts waiting for it to change (a `wait` step). */
   private readonly changeWaiters = new Map<string, (() => void)[]>();
-  /** Every running broadcast, by its flight in the chain. */
-  private readonly pendings = new Map<FlightId, PendingBroadcast>();
   /** Index into endpoints of the one that last answered; tried first. */
   private preferred = 0;
   private readonly closer = new AbortController();
@@ -101,7 +99,7 @@ export class Client {
         field: 'clientId',
       });
     }
-    this.chain = new SessionChain({
+    this.chain = new SessionChain<PendingBroadcast>({
       baseId: this.baseId,
       unavailableAfterMs: this.settings.unavailableAfterMs,
       abandonAfterMs: this.settings.abandonAfterMs,
@@ -351,8 +349,8 @@ export class Client {
    * enters the loop in `attempts`.
    */
   private start(pending: PendingBroadcast): void {
-    pending.flight = this.chain.issue(this.nowMs());
-    this.pendings.set(pending.flight, pending);
+    // The chain keeps the record with its flight: every running broadcast, by its flight.
+    pending.flight = this.chain.issue(this.nowMs(), pending);
     if (this.closed || !this.settings.batching) {
       void this.attempts(pending, 0);
       return;
@@ -518,7 +516,6 @@ export class Client {
    */
   private end(pending: PendingBroadcast, error: unknown, answer?: BroadcastAnswer): void {
     assert(!pending.batched, 'a message ends after its batched attempt was answered or cut');
-    this.pendings.delete(pending.flight);
     try {
       this.performEffects(this.chain.finish(pending.flight));
     } finally {
@@ -559,7 +556,7 @@ export class Client {
         this.changeWaiters.delete(effect.sessionId);
         for (const wake of waiters) wake();
       } else {
-        this.pendings.get(effect.flight)?.fail(chainError(effect.failure));
+        this.chain.ownerOf(effect.flight)?.fail(chainError(effect.failure));
       }
     }
   }
@@ -572,7 +569,7 @@ export class Client {
    * aborted request's would, not inside the chain input that cut the session.
    */
   private cutBatched(sessionId: string): void {
-    for (const pending of this.pendings.values()) {
+    for (const pending of this.chain.owners()) {
       if (!pending.batched || pending.sessionId !== sessionId) continue;
       const outcome: Outcome<never> = {
         kind: 'fatal',

@@ -343,26 +343,27 @@ export function runResultsOf(results: readonly RunResult[]): RunResults {
 export class RunResultColumns implements RunResults {
   count = 0;
   private outcomes = new Uint8Array(0);
-  private positions = new Float64Array(0);
-  private terms = new Float64Array(0);
+  // Plain arrays: a position read from one is a small integer as it is, where one read
+  // from a Float64Array would be a heap number made per message.
+  private readonly positions: number[] = [];
+  private readonly terms: number[] = [];
   /** By result: errors are rare, so they are kept apart and made as objects. */
   private readonly errors = new Map<number, RunErrorResult>();
 
   /** Reads a runAnswer's fields (after its request id) into the columns. */
   read(reader: FrameReader): void {
     const count = readResultCount(reader);
-    if (count > this.outcomes.length) {
-      this.outcomes = new Uint8Array(count);
-      this.positions = new Float64Array(count);
-      this.terms = new Float64Array(count);
-    }
+    if (count > this.outcomes.length) this.outcomes = new Uint8Array(count);
     this.count = 0;
     this.errors.clear();
     for (let at = 0; at < count; at++) {
       const outcome = readOutcome(reader);
       this.outcomes[at] = outcome;
-      if (outcome === outcomeCodes.error) this.errors.set(at, readError(reader));
-      else {
+      if (outcome === outcomeCodes.error) {
+        this.errors.set(at, readError(reader));
+        this.positions[at] = 0;
+        this.terms[at] = 0;
+      } else {
         this.positions[at] = reader.u64('a position');
         this.terms[at] = reader.u64('a term');
       }
@@ -377,12 +378,12 @@ export class RunResultColumns implements RunResults {
 
   position(at: number): number | null {
     assert(this.ok(at), 'an ok result');
-    return this.positions[at] || null;
+    return (this.positions[at] as number) || null;
   }
 
   term(at: number): number | null {
     assert(this.ok(at), 'an ok result');
-    return this.terms[at] || null;
+    return (this.terms[at] as number) || null;
   }
 
   duplicate(at: number): boolean {
