@@ -18,7 +18,6 @@ import {
   type ChainEffect,
   type ChainFailure,
   type ChainResult,
-  type FlightId,
   type NextStep,
   SessionChain,
 } from './session-chain.ts';
