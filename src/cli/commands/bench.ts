@@ -149,6 +149,7 @@ async function bench(flags: BenchFlags): Promise<void> {
   if (protocol === 'http') await callJson(target, '/v1/status');
   const totals: BenchTotals = { latenciesMicros: createHistogram(), errorCount: 0 };
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const deadline = started + seconds * 1000;
   const interactive = process.stderr.isTTY === true;
   const ticker = setInterval(() => {
@@ -171,6 +172,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     if (interactive && !json) process.stderr.write('\n');
   }
   const elapsedSeconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStarted);
   const acknowledged = totals.latenciesMicros.count;
   const summary = {
     messagesPerSecond: Math.round(acknowledged / elapsedSeconds),
@@ -180,6 +182,10 @@ async function bench(flags: BenchFlags): Promise<void> {
     protocol,
     concurrency,
     client: protocol === 'binary' || flags.sdk === true ? 'sdk' : 'post',
+    // This process's CPU while the load ran (start-up left out), per acknowledged message.
+    clientCpuMicrosPerMessage: Number(
+      ((cpu.user + cpu.system) / Math.max(1, acknowledged)).toFixed(2),
+    ),
   };
   if (json) {
     console.log(JSON.stringify(summary));
