@@ -349,14 +349,16 @@ export class Client {
    */
   private start(pending: PendingBroadcast): void {
     // The chain keeps the record with its flight: every running broadcast, by its flight.
-    pending.flight = this.chain.issue(this.nowMs(), pending);
+    // One reading of the clock for both inputs: each reading is a heap number.
+    const nowMs = this.nowMs();
+    pending.flight = this.chain.issue(nowMs, pending);
     if (this.closed || !this.settings.batching) {
       void this.attempts(pending, 0);
       return;
     }
     let step: NextStep;
     try {
-      step = this.perform(this.chain.next(pending.flight, this.nowMs()));
+      step = this.perform(this.chain.next(pending.flight, nowMs));
     } catch (error) {
       this.end(pending, error);
       return;
@@ -413,8 +415,9 @@ export class Client {
     pending.batched = false;
     let after: AfterAttempt;
     try {
-      after = this.perform(this.chain.attempted(pending.flight, this.nowMs(), answered));
-      if (after.kind !== 'again') this.acknowledged(pending, after);
+      const nowMs = this.nowMs();
+      after = this.perform(this.chain.attempted(pending.flight, nowMs, answered));
+      if (after.kind !== 'again') this.acknowledged(pending, after, nowMs);
     } catch (error) {
       this.end(pending, error);
       return;
@@ -485,12 +488,13 @@ export class Client {
    */
   private judge(pending: PendingBroadcast, outcome: Outcome<WireAnswer>): BroadcastAnswer | Retry {
     const { endpoint } = pending;
+    const nowMs = this.nowMs();
     const after = this.perform(
-      this.chain.attempted(pending.flight, this.nowMs(), this.attemptResult(outcome, endpoint)),
+      this.chain.attempted(pending.flight, nowMs, this.attemptResult(outcome, endpoint)),
     );
     if (after.kind === 'again') return after;
     if (outcome.kind === 'ok') {
-      this.acknowledged(pending, after);
+      this.acknowledged(pending, after, nowMs);
       return answerOf(outcome.value);
     }
     if (outcome.kind === 'fatal' && (after.kind === 'refused' || this.closed)) {
@@ -501,12 +505,12 @@ export class Client {
   }
 
   /** An attempt of `pending` was answered and the chain took it (`after`). */
-  private acknowledged(pending: PendingBroadcast, after: AfterAttempt): void {
+  private acknowledged(pending: PendingBroadcast, after: AfterAttempt, nowMs: number): void {
     assert(after.kind === 'resolve', 'an answer in a session that holds it resolves');
     this.worked(pending.endpoint);
     // Leadership moves (transfers, elections) without any call failing: look again now and
     // then.
-    if (this.nowMs() - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
+    if (nowMs - this.lastLeaderSearchMs > leaderRefreshMs) this.findLeader();
   }
 
   /**

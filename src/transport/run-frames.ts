@@ -171,10 +171,11 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   let bodyBytes = clientFrameLimits.headerBytes + 2 + 2 + clientIdBytes + 8 + 2 + nonceBytes + 2;
   for (const [, nameBytes, , valueBytes] of headers) bodyBytes += 4 + nameBytes + valueBytes;
   // Three lengths per message, measured once: a run's topic is usually one string.
-  const lengths = new Array<number>(messages.length * 3);
+  const lengths = new Uint32Array(messages.length * 3);
   let lastTopic = '';
   let lastTopicBytes = 0;
-  messages.forEach((message, at) => {
+  for (let at = 0; at < messages.length; at++) {
+    const message = messages[at] as RunFrameMessage;
     const { payload, topic } = message;
     const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     if (topic !== lastTopic) {
@@ -186,7 +187,7 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
     lengths[at * 3 + 1] = lastTopicBytes;
     lengths[at * 3 + 2] = keyBytes;
     bodyBytes += runMessageBytesMin + payloadBytes + lastTopicBytes + keyBytes;
-  });
+  }
   const writer = new BufferWriter(bodyBytes, runFrameTypes.broadcastRun, frame.requestId);
   writer.u16(headers.length);
   for (const [name, nameBytes, value, valueBytes] of headers) {
@@ -197,11 +198,12 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   writer.u64(frame.firstSeq);
   writer.text(frame.nonce, nonceBytes);
   writer.u16(messages.length);
-  messages.forEach((message, at) => {
+  for (let at = 0; at < messages.length; at++) {
+    const message = messages[at] as RunFrameMessage;
     writer.bytes(message.payload, lengths[at * 3] as number);
     writer.text(message.topic, lengths[at * 3 + 1] as number);
     writer.text(message.key, lengths[at * 3 + 2] as number);
-  });
+  }
   return writer.finish();
 }
 
