@@ -15,6 +15,7 @@ import {
   decodeClientFrame,
   encodeClientFrame,
   type RunResult,
+  type RunResults,
   requestMethods,
   setRequestId,
 } from '../../src/transport/client-frames.ts';
@@ -153,6 +154,63 @@ test('every frame comes back as it was encoded, however the stream is chunked', 
         assert.equal(decoder.hasPartialFrame, false);
       },
     ),
+  );
+});
+
+/** A runAnswer's results as read through RunResults, as objects (read while valid). */
+function resultsOf(results: RunResults): RunResult[] {
+  return Array.from({ length: results.count }, (_, at): RunResult => {
+    if (!results.ok(at)) return { ...results.error(at) };
+    const { position, term, duplicate } = {
+      position: results.position(at),
+      term: results.term(at),
+      duplicate: results.duplicate(at),
+    };
+    return { kind: 'ok', position, term, duplicate };
+  });
+}
+
+test('pushTo gives every frame as push does, runAnswers through reused columns, from one reused read buffer', () => {
+  fc.assert(
+    fc.property(
+      fc.array(frameArbitrary, { minLength: 1, maxLength: 8 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (frames, points) => {
+        const wire = Buffer.concat(frames.map(encodeClientFrame));
+        const decoder = new ClientFrameDecoder(frameBytesMax);
+        // As a socket's onread: every chunk arrives in the same buffer, overwritten after.
+        const readBuffer = Buffer.alloc(wire.length + 1);
+        const decoded: ClientFrame[] = [];
+        for (const chunk of cut(wire, points)) {
+          readBuffer.set(chunk);
+          const error = decoder.pushTo(readBuffer.subarray(0, chunk.length), {
+            frame: (frame) => decoded.push(structuredClone(frame)),
+            runAnswer: (id, results) =>
+              decoded.push({ type: 'runAnswer', requestId: id, results: resultsOf(results) }),
+          });
+          readBuffer.fill(0xee);
+          assert.equal(error, null);
+        }
+        assert.deepEqual(decoded.map(plain), frames.map(plain));
+        assert.equal(decoder.hasPartialFrame, false);
+      },
+    ),
+  );
+});
+
+test('pushTo refuses what push refuses, with the same code', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 200 }), (bytes) => {
+      const pushed = new ClientFrameDecoder(1024).push(bytes);
+      const handled: ClientFrame[] = [];
+      const error = new ClientFrameDecoder(1024).pushTo(bytes, {
+        frame: (frame) => handled.push(frame),
+        runAnswer: (id, results) =>
+          handled.push({ type: 'runAnswer', requestId: id, results: resultsOf(results) }),
+      });
+      assert.equal(error?.code, pushed.error?.code);
+      assert.deepEqual(handled.map(plain), pushed.frames.map(plain));
+    }),
   );
 });
 
