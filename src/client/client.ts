@@ -729,11 +729,26 @@ export class Client {
   }
 }
 
+/** What JSON.stringify escapes in a string: quotes, backslashes, controls, surrogates. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the controls JSON escapes are what it looks for
+const escapedInJson = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * `JSON.stringify(payload)`, with a string that has nothing to escape quoted as it is: the
+ * stringifier's scratch for a 256-byte string is over 300 bytes per message, and with
+ * 10,000 messages in flight every byte made per message costs its share of collection.
+ * (A string with a surrogate, paired or not, takes the stringifier's way.)
+ */
+export function jsonText(payload: unknown): string | undefined {
+  if (typeof payload === 'string' && !escapedInJson.test(payload)) return `"${payload}"`;
+  return JSON.stringify(payload);
+}
+
 /** Refuses before sending what every node would refuse, so no seq is spent on it. */
 function payloadText(payload: unknown, topic: string | undefined): string {
   let text: string | undefined;
   try {
-    text = JSON.stringify(payload);
+    text = jsonText(payload);
   } catch (error) {
     throw new ClientError(
       'invalid_argument',
