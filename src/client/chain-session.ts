@@ -2,6 +2,7 @@
  * The records of the session chain (./session-chain.ts): one session (an id and its seqs)
  * and one broadcast on its way (a flight). Plain state, no I/O; the chain changes them.
  */
+import { KeyWindow } from './key-window.ts';
 
 export type FlightId = number;
 
@@ -56,7 +57,7 @@ export class ChainSession {
    */
   abandonedSentSeq = Number.POSITIVE_INFINITY;
   /** Seqs whose broadcasts are still running in this session. */
-  readonly running = new Map<number, Flight>();
+  readonly running = new KeyWindow<Flight>();
   /** Once broken: where each seq above the refused one goes, in the order they were issued. */
   readonly moves = new Map<number, Place>();
   /**

@@ -16,6 +16,7 @@
  */
 import { assert } from '../util/assert.ts';
 import { ChainSession, Flight, type FlightId, type Place } from './chain-session.ts';
+import { KeyWindow } from './key-window.ts';
 import type { ChainBounds } from './settings.ts';
 
 export type { FlightId } from './chain-session.ts';
@@ -98,7 +99,7 @@ export class SessionChain<Owner = undefined> {
   private current: ChainSession;
   private sessionCount = 1;
   private flightCount = 0;
-  private readonly flights = new Map<FlightId, Flight>();
+  private readonly flights = new KeyWindow<Flight>();
   private effects: ChainEffect[] = [];
 
   constructor(private readonly options: ChainOptions) {
