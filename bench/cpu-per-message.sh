@@ -27,5 +27,8 @@ secs=$(echo "$@" | grep -o -- '--seconds [0-9]*' | awk '{print $2}'); secs=${sec
 total=$((msgs*secs))
 i=0; for p in $pids; do d=$(( ${after[$i]} - ${before[$i]} )); echo "node pid $p ($(tr '\0' ' ' < /proc/$p/cmdline | grep -o 'id n[0-9]')): cpu ${d}0 ms, us/msg $(echo "scale=2; $d*10000/($total+1)" | bc)"; i=$((i+1)); done
 echo "$out" | grep CLIENT | awk -v n=$total '{printf "client: cpu %.0f ms, us/msg %.2f (includes start-up)\n", ($2+$3)*1000, ($2+$3)*1e6/(n+1)}'
+# The bench's own reading of its CPU while the load ran: start-up (loading the CLI from
+# source, about 0.4 s of CPU) left out.
+echo "client while loading: us/msg $(echo "$out" | grep -o '"clientCpuMicrosPerMessage":[0-9.]*' | cut -d: -f2)"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill -INT $devpid; wait $devpid 2>/dev/null; sleep 0.5; pkill -f -- "$data/n" 2>/dev/null; rm -rf "$data"

@@ -22,8 +22,13 @@ import type {
   RunExchangeRequest,
 } from '../src/client/exchange.ts';
 import { connect } from '../src/client/index.ts';
-import { decodeClientFrame, encodeClientFrame } from '../src/transport/client-frames.ts';
-import { lengthPrefixBytes } from '../src/transport/framing.ts';
+import {
+  type ClientFrame,
+  ClientFrameDecoder,
+  clientFrameLimits,
+  encodeClientFrame,
+  type RunResults,
+} from '../src/transport/client-frames.ts';
 import { encodeRunAnswer } from '../src/transport/run-frames.ts';
 
 const { values } = parseArgs({
@@ -84,9 +89,12 @@ function runAnswerer(): NonNullable<HttpExchange['broadcastRun']> {
     }
     return answer;
   };
+  // One decoder, as one connection has: runAnswers are read into its reused columns.
+  const decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
+  const taken: RunExchangeAnswer = { kind: 'taken' };
   return (request: RunExchangeRequest) =>
     new Promise<RunExchangeAnswer>((resolve) => {
-      const { clientId, firstSeq, nonce, messages } = request;
+      const { clientId, firstSeq, nonce, messages, onResults } = request;
       encodeClientFrame({
         type: 'broadcastRun',
         requestId: 1,
@@ -96,10 +104,17 @@ function runAnswerer(): NonNullable<HttpExchange['broadcastRun']> {
         nonce,
         messages,
       });
+      // Only the count waits for the answer, as only the frame does on a socket.
+      const count = messages.length;
       setTimeout(() => {
-        const frame = decodeClientFrame(runAnswer(messages.length).subarray(lengthPrefixBytes));
-        if (frame.type !== 'runAnswer') throw new Error('a runAnswer decodes as one');
-        resolve({ kind: 'results', results: frame.results });
+        const error = decoder.pushTo(runAnswer(count), {
+          frame: (frame: ClientFrame) => {
+            throw new Error(`a runAnswer decodes as one, not as ${frame.type}`);
+          },
+          runAnswer: (_requestId: number, results: RunResults) => onResults(results),
+        });
+        if (error !== null) throw error;
+        resolve(taken);
       }, answerDelayMs);
     });
 }

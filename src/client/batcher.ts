@@ -11,7 +11,7 @@
  * frame, a compact result per message back, no JSON around either. Where that frame cannot
  * go (HTTP, an older node), the exchange says so and the run goes as the batch request.
  */
-import type { RunResult } from '../transport/client-frames.ts';
+import { type RunErrorResult, type RunResults, runResultsOf } from '../transport/client-frames.ts';
 import type { Environment } from '../util/environment.ts';
 import { refusal } from './errors.ts';
 import type { HttpExchange, HttpExchangeResponse } from './exchange.ts';
@@ -27,10 +27,15 @@ export interface BatcherOptions<M extends BatchedBroadcast> {
   /** Where a message's outcome goes, once, unless `delivered` takes it. */
   readonly answered: (message: M, outcome: Outcome<unknown>) => void;
   /**
-   * Where a message's place in the order goes when a runAnswer gives it: the result as
-   * decoded, with no outcome object made for it.
+   * Where a message's place in the order goes when a runAnswer gives it: the result's
+   * fields as read from the frame, with no result or outcome object made for it.
    */
-  readonly delivered: (message: M, result: RunDelivered) => void;
+  readonly delivered: (
+    message: M,
+    position: number | null,
+    term: number | null,
+    duplicate: boolean,
+  ) => void;
 }
 
 /** What one broadcast is: its session and seq, its payload as JSON text, its topic. */
@@ -53,9 +58,6 @@ export interface BatchedBroadcast extends QueuedBroadcast {
   /** Its batched attempt still awaits an outcome; false once cut (then it is left out). */
   readonly batched: boolean;
 }
-
-/** A runAnswer's result for a message the node put in the order (or had already). */
-export type RunDelivered = Extract<RunResult, { readonly kind: 'ok' }>;
 
 /** The server takes at most 1,000 messages and 4 MiB; stay well inside both. */
 const batchMessagesMax = 1_000;
@@ -190,6 +192,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
         })),
         timeoutMs: requestTimeoutMs,
         signal,
+        onResults: (results) => this.deliver(run, endpoint, results),
       });
     } catch (error) {
       this.answerAll(run, fetchFailure(endpoint, error, signal));
@@ -197,19 +200,24 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
     }
     if (answer === null) return false;
     if (answer.kind === 'refused') this.refusedWhole(run, endpoint, answer.response);
-    else if (answer.results.length !== run.length) {
+    else if (answer.kind === 'results') this.deliver(run, endpoint, runResultsOf(answer.results));
+    return true;
+  }
+
+  /** A runAnswer's results to the messages of its run, in order. */
+  private deliver(run: readonly M[], endpoint: string, results: RunResults): void {
+    if (results.count !== run.length) {
       // Not one result per message breaks the protocol: those messages go one by one.
       this.sendEach(run);
-    } else {
-      const { results } = answer;
-      const { answered, delivered } = this.options;
-      for (let at = 0; at < run.length; at++) {
-        const result = results[at] as RunResult;
-        if (result.kind === 'ok') delivered(run[at] as M, result);
-        else answered(run[at] as M, runErrorOutcome(endpoint, result));
-      }
+      return;
     }
-    return true;
+    const { answered, delivered } = this.options;
+    for (let at = 0; at < run.length; at++) {
+      const message = run[at] as M;
+      if (results.ok(at)) {
+        delivered(message, results.position(at), results.term(at), results.duplicate(at));
+      } else answered(message, runErrorOutcome(endpoint, results.error(at)));
+    }
   }
 
   /**
@@ -268,10 +276,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
 }
 
 /** An error result of a runAnswer frame, as the outcome a single POST would have had. */
-function runErrorOutcome(
-  endpoint: string,
-  result: Extract<RunResult, { readonly kind: 'error' }>,
-): Outcome<unknown> {
+function runErrorOutcome(endpoint: string, result: RunErrorResult): Outcome<unknown> {
   let details: unknown = null;
   try {
     details = result.details === '' ? null : JSON.parse(result.details);

@@ -18,11 +18,11 @@ import {
   type AnswerFrame,
   type ClientFrame,
   ClientFrameDecoder,
+  type ClientFrameHandler,
   clientFrameLimits,
   encodeClientFrame,
   type RequestMethod,
-  type RunAnswerFrame,
-  type RunResult,
+  type RunResults,
   setRequestId,
 } from '../transport/client-frames.ts';
 import { streamRecordsType } from '../transport/stream-records.ts';
@@ -77,16 +77,22 @@ interface Call {
   readonly stream?: StreamSink;
   /** Set for a run: its frame, laid out already (its id is set when it goes). */
   readonly encoded?: Buffer;
-  /** Set for a run: where its runAnswer goes (a refusal of the whole run is an answer). */
-  readonly resolveRun?: (results: readonly RunResult[]) => void;
+  /**
+   * Set for a run: where its runAnswer's results go, read straight from the frame (valid
+   * during the call only); a refusal of the whole run is an answer.
+   */
+  readonly resolveRun?: (results: RunResults) => void;
   /** The caller stopped waiting; the slot stays taken until the node answers. */
   settled: boolean;
   timer: Timer | null;
   detach: () => void;
 }
 
+/** What a connection reads into at most at once (Node's own reads are this size). */
+const readBufferBytes = 64 << 10;
+
 /** One connection to one node and the calls it carries. */
-class BinaryConnection {
+class BinaryConnection implements ClientFrameHandler {
   private readonly socket: Socket;
   private readonly decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
   private readonly inFlight = new Map<number, Call>();
@@ -97,18 +103,38 @@ class BinaryConnection {
   /** End the connection once nothing is in flight (a probe that has served its purpose). */
   private endingWhenIdle = false;
 
+  /**
+   * `carriesStreams`: a stream's connection, whose reader pauses it; the others read into
+   * one buffer of their own (plain TCP), as everything read from it is copied out (or
+   * decoded) before the next read.
+   */
   constructor(
     origin: URL,
     options: NodeExchangeOptions,
     private readonly onGone: () => void,
+    carriesStreams = false,
   ) {
     const host = origin.hostname.replace(/^\[|\]$/g, '');
     const port = Number(origin.port);
     assert(Number.isSafeInteger(port) && port > 0, 'a binary endpoint names its port');
-    this.socket =
-      origin.protocol === 'abcasts:'
-        ? tlsConnect({ host, port, ...(options.ca === null ? {} : { ca: options.ca }) })
-        : netConnect({ host, port });
+    if (origin.protocol === 'abcasts:') {
+      this.socket = tlsConnect({ host, port, ...(options.ca === null ? {} : { ca: options.ca }) });
+    } else if (carriesStreams) this.socket = netConnect({ host, port });
+    else {
+      // Node would otherwise allocate a buffer (memory outside V8's heap, which prompts its
+      // full collections) for every read.
+      this.socket = netConnect({
+        host,
+        port,
+        onread: {
+          buffer: Buffer.allocUnsafe(readBufferBytes),
+          callback: (byteCount, buffer) => {
+            this.onData(buffer.subarray(0, byteCount));
+            return true;
+          },
+        },
+      });
+    }
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (error: NodeJS.ErrnoException) =>
@@ -178,16 +204,16 @@ class BinaryConnection {
     }
   }
 
-  private onData(chunk: Buffer): void {
-    const { frames, error } = this.decoder.push(chunk);
-    for (const frame of frames) this.onFrame(frame);
+  private onData(chunk: Uint8Array): void {
+    const error = this.decoder.pushTo(chunk, this);
     if (error !== null) {
       this.fail(new BinaryConnectionError(error.code, `the node sent ${error.message}`));
       this.socket.destroy();
     }
   }
 
-  private onFrame(frame: ClientFrame): void {
+  /** A frame the node sent (ClientFrameHandler). */
+  frame(frame: ClientFrame): void {
     switch (frame.type) {
       case 'welcome':
         this.windowRequests = frame.windowRequests;
@@ -195,9 +221,6 @@ class BinaryConnection {
         return;
       case 'answer':
         this.onAnswer(frame);
-        return;
-      case 'runAnswer':
-        this.onRunAnswer(frame);
         return;
       case 'streamHead':
       case 'streamData':
@@ -231,15 +254,16 @@ class BinaryConnection {
     this.holdProcess();
   }
 
-  private onRunAnswer(frame: RunAnswerFrame): void {
-    const call = this.inFlight.get(frame.requestId);
+  /** A runAnswer the node sent (ClientFrameHandler): its results go to the run at once. */
+  runAnswer(requestId: number, results: RunResults): void {
+    const call = this.inFlight.get(requestId);
     if (call?.resolveRun === undefined) {
       this.fail(new BinaryConnectionError('frame_unexpected', 'a runAnswer to no run'));
       this.socket.destroy();
       return;
     }
-    this.inFlight.delete(frame.requestId);
-    if (this.finishCall(call)) call.resolveRun(frame.results);
+    this.inFlight.delete(requestId);
+    if (this.finishCall(call)) call.resolveRun(results);
     this.pump();
     this.holdProcess();
   }
@@ -414,43 +438,44 @@ function runsOverBinary(
     }
     return probe;
   };
-  return async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
-    const url = new URL(request.url);
-    const key = originKey(url);
-    const knows = known.get(key);
-    if (knows === false) return null;
-    if (request.signal.aborted) throw request.signal.reason;
-    const encoded = encodeClientFrame({
-      type: 'broadcastRun',
-      requestId: 0,
-      headers: forwardedHeaders(request.headers),
-      clientId: request.clientId,
-      firstSeq: request.firstSeq,
-      nonce: request.nonce,
-      messages: request.messages,
-    });
+  /** By run URL: its endpoint parsed once, not once per run. */
+  const targets = new Map<string, { readonly url: URL; readonly key: string }>();
+  const targetOf = (runUrl: string) => {
+    let target = targets.get(runUrl);
+    if (target === undefined) {
+      const url = new URL(runUrl);
+      target = { url, key: originKey(url) };
+      targets.set(runUrl, target);
+    }
+    return target;
+  };
+  /** The run after its frame is laid out: the request (and its messages) is not held. */
+  const send = async (
+    runUrl: string,
+    url: URL,
+    key: string,
+    encoded: Buffer,
+    timeoutMs: number,
+    signal: AbortSignal,
+    onResults: RunExchangeRequest['onResults'],
+  ): Promise<RunExchangeAnswer | null> => {
     // Made only now: a connection that never carries a call would hold the process open.
-    const connection = knows === true ? connectionTo(url) : probeTo(url, key);
+    const connection = known.get(key) === true ? connectionTo(url) : probeTo(url, key);
     try {
       const answer = await new Promise<RunExchangeAnswer>((resolve, reject) => {
-        const { timeoutMs, signal } = request;
         startCall(
           environment,
           connection,
           {
-            request: {
-              method: 'POST',
-              url: request.url,
-              headers: {},
-              body: null,
-              timeoutMs,
-              signal,
-            },
+            request: { method: 'POST', url: runUrl, headers: {}, body: null, timeoutMs, signal },
             path: url.pathname,
             resolve: (response) => resolve({ kind: 'refused', response }),
             reject,
             encoded,
-            resolveRun: (results) => resolve({ kind: 'results', results }),
+            resolveRun: (results) => {
+              onResults(results);
+              resolve(taken);
+            },
             settled: false,
             timer: null,
             detach: () => undefined,
@@ -473,7 +498,32 @@ function runsOverBinary(
       }
     }
   };
+  return async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
+    const { url, key } = targetOf(request.url);
+    if (known.get(key) === false) return null;
+    if (request.signal.aborted) throw request.signal.reason;
+    const encoded = encodeClientFrame({
+      type: 'broadcastRun',
+      requestId: 0,
+      headers: forwardedHeaders(request.headers),
+      clientId: request.clientId,
+      firstSeq: request.firstSeq,
+      nonce: request.nonce,
+      messages: request.messages,
+    });
+    return send(
+      request.url,
+      url,
+      key,
+      encoded,
+      request.timeoutMs,
+      request.signal,
+      request.onResults,
+    );
+  };
 }
+
+const taken: RunExchangeAnswer = Object.freeze({ kind: 'taken' });
 
 export function binaryExchange(
   environment: Environment,
@@ -519,7 +569,7 @@ export function binaryExchange(
       const target = new URL(url);
       // A connection of its own, as over HTTP: a reader that falls behind pauses it, which
       // must never hold back the answers its own broadcasts wait for.
-      const connection = new BinaryConnection(target, options, () => undefined);
+      const connection = new BinaryConnection(target, options, () => undefined, true);
       let controller: ReadableStreamDefaultController<Uint8Array> | null = null;
       let ended = false;
       const body = new ReadableStream<Uint8Array>(

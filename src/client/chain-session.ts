@@ -2,6 +2,7 @@
  * The records of the session chain (./session-chain.ts): one session (an id and its seqs)
  * and one broadcast on its way (a flight). Plain state, no I/O; the chain changes them.
  */
+import { KeyWindow } from './key-window.ts';
 
 export type FlightId = number;
 
@@ -25,6 +26,8 @@ export class Flight implements Place {
     public seq: number,
     /** The chain's clock when it was issued: its bounds run from here. */
     readonly startedMs: number,
+    /** The caller's record of the broadcast (the client's), kept here instead of in a map. */
+    readonly owner: unknown,
   ) {}
 }
 
@@ -54,7 +57,7 @@ export class ChainSession {
    */
   abandonedSentSeq = Number.POSITIVE_INFINITY;
   /** Seqs whose broadcasts are still running in this session. */
-  readonly running = new Map<number, Flight>();
+  readonly running = new KeyWindow<Flight>();
   /** Once broken: where each seq above the refused one goes, in the order they were issued. */
   readonly moves = new Map<number, Place>();
   /**

@@ -4,7 +4,7 @@
  * request to the route handlers of a simulated node over its simulated network, so the same
  * client code runs in both, and one seed replays the same run.
  */
-import type { BroadcastRunFrame, RunResult } from '../transport/client-frames.ts';
+import type { BroadcastRunFrame, RunResult, RunResults } from '../transport/client-frames.ts';
 
 export interface HttpExchangeRequest {
   readonly method: 'GET' | 'POST' | 'DELETE';
@@ -46,9 +46,19 @@ export interface RunExchangeRequest
   readonly headers: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
+  /**
+   * Takes the runAnswer's results as the exchange reads them (then it answers `taken`), so
+   * that they go straight to the broadcasts that wait on them; valid during the call only.
+   * An exchange may instead answer them as `results`.
+   */
+  readonly onResults: (results: RunResults) => void;
 }
 
-/** A run's answer: a result per message, or the answer that refused the run whole. */
+/**
+ * A run's answer: a result per message (handed to `onResults` already: `taken`), or the
+ * answer that refused the run whole.
+ */
 export type RunExchangeAnswer =
   | { readonly kind: 'results'; readonly results: readonly RunResult[] }
+  | { readonly kind: 'taken' }
   | { readonly kind: 'refused'; readonly response: HttpExchangeResponse };

@@ -65,11 +65,26 @@ export class PendingBroadcast implements BatchedBroadcast {
 
   /** The promise its caller awaits; settled once, by `answer` or `fail`, whichever comes first. */
   answerPromise(): Promise<BroadcastAnswer> {
-    return new Promise((resolve, reject) => {
-      this.#resolveCaller = resolve;
-      this.#rejectCaller = reject;
-    });
+    PendingBroadcast.#making = this;
+    try {
+      return new Promise(PendingBroadcast.#keepSettlers);
+    } finally {
+      PendingBroadcast.#making = null;
+    }
   }
+
+  /** The record `answerPromise` makes a promise for (an executor runs at once, within). */
+  static #making: PendingBroadcast | null = null;
+
+  /** The one executor of every record's promise: no closure made per message for it. */
+  static readonly #keepSettlers = (
+    resolve: (answer: BroadcastAnswer) => void,
+    reject: (error: unknown) => void,
+  ): void => {
+    const pending = PendingBroadcast.#making as PendingBroadcast;
+    pending.#resolveCaller = resolve;
+    pending.#rejectCaller = reject;
+  };
 
   /** The (session, seq) and endpoint of the attempt about to go out. */
   aim(endpoint: string, sessionId: string, seq: number): void {

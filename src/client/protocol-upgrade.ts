@@ -125,19 +125,31 @@ export function upgradedTransport(
     return response;
   };
 
-  /** A run in its own frame where the node is reached over binary; null otherwise. */
-  const broadcastRun = async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
-    const url = new URL(request.url);
-    const base = binaryBaseOf(url.origin);
-    if (base === null) return null;
-    try {
-      return await overBinary.broadcastRun({ ...request, url: `${base}${url.pathname}` });
-    } catch (error) {
-      if (!(error instanceof BinaryConnectionError)) throw error;
-      // As a request: sent again over HTTP at once (as a batch request), which sessions make safe.
-      fellBack(url.origin);
-      return null;
+  /** By run URL: its origin and path, parsed once rather than once per run. */
+  const runTargets = new Map<string, { readonly origin: string; readonly pathname: string }>();
+  /**
+   * A run in its own frame where the node is reached over binary; null otherwise. Not an
+   * async function: nothing here holds the request (its messages) while the run is out.
+   */
+  const broadcastRun = (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
+    let target = runTargets.get(request.url);
+    if (target === undefined) {
+      const { origin, pathname } = new URL(request.url);
+      target = { origin, pathname };
+      runTargets.set(request.url, target);
     }
+    const { origin } = target;
+    const base = binaryBaseOf(origin);
+    if (base === null) return Promise.resolve(null);
+    return overBinary
+      .broadcastRun({ ...request, url: `${base}${target.pathname}` })
+      .catch((error: unknown) => {
+        if (!(error instanceof BinaryConnectionError)) throw error;
+        // As a request: sent again over HTTP at once (as a batch request), which sessions
+        // make safe.
+        fellBack(origin);
+        return null;
+      });
   };
 
   return {

@@ -16,6 +16,7 @@
  */
 import { assert } from '../util/assert.ts';
 import { ChainSession, Flight, type FlightId, type Place } from './chain-session.ts';
+import { KeyWindow } from './key-window.ts';
 import type { ChainBounds } from './settings.ts';
 
 export type { FlightId } from './chain-session.ts';
@@ -93,11 +94,12 @@ const resolvedAlone: ChainResult<AfterAttempt> = Object.freeze({
   effects: noEffects,
 });
 
-export class SessionChain {
+/** `Owner`: what the caller keeps with each flight (`issue`, `ownerOf`). */
+export class SessionChain<Owner = undefined> {
   private current: ChainSession;
   private sessionCount = 1;
   private flightCount = 0;
-  private readonly flights = new Map<FlightId, Flight>();
+  private readonly flights = new KeyWindow<Flight>();
   private effects: ChainEffect[] = [];
 
   constructor(private readonly options: ChainOptions) {
@@ -117,14 +119,29 @@ export class SessionChain {
   }
 
   /** A new broadcast, at the next seq of the current session; then ask `next`. */
-  issue(nowMs: number): FlightId {
+  issue(nowMs: number, owner?: Owner): FlightId {
     assert(Number.isFinite(nowMs), 'the clock is a number');
     this.flightCount += 1;
-    const { session, seq } = this.freshSeq();
-    const flight = new Flight(this.flightCount, session, seq, nowMs);
+    const session = this.current;
+    const seq = session.nextSeq;
+    session.nextSeq += 1;
+    const flight = new Flight(this.flightCount, session, seq, nowMs, owner);
     session.running.set(seq, flight);
     this.flights.set(flight.id, flight);
     return flight.id;
+  }
+
+  /**
+   * What a running flight was issued with (the caller's record of it, one map for both);
+   * undefined once it finished.
+   */
+  ownerOf(id: FlightId): Owner | undefined {
+    return this.flights.get(id)?.owner as Owner | undefined;
+  }
+
+  /** The owners of the running flights, in their order of issue. */
+  *owners(): IterableIterator<Owner> {
+    for (const flight of this.flights.values()) yield flight.owner as Owner;
   }
 
   /**

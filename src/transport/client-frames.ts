@@ -32,6 +32,8 @@ import {
   encodeBroadcastRun,
   encodeRunAnswer,
   type RunAnswerFrame,
+  RunResultColumns,
+  type RunResults,
   runFrameTypes,
 } from './run-frames.ts';
 
@@ -44,9 +46,12 @@ export {
 export type {
   BroadcastRunFrame,
   RunAnswerFrame,
+  RunErrorResult,
   RunFrameMessage,
   RunResult,
+  RunResults,
 } from './run-frames.ts';
+export { runResultsOf } from './run-frames.ts';
 
 export const frameTypes = {
   hello: 1,
@@ -287,6 +292,15 @@ export function setRequestId(encoded: Buffer, requestId: number): void {
 /** One frame's body (length prefix removed) as a frame, or a ClientFrameError. */
 export function decodeClientFrame(body: Uint8Array): ClientFrame {
   const reader = new FrameReader(body);
+  const typeCode = readHeader(reader);
+  const requestId = reader.u32('the request id');
+  const frame = decodeFields(reader, typeCode, requestId);
+  reader.end();
+  return frame;
+}
+
+/** Checks a frame's version; returns its type. */
+function readHeader(reader: FrameReader): number {
   const version = reader.u8('the version');
   if (version !== clientProtocolVersion) {
     throw new ClientFrameError(
@@ -295,11 +309,7 @@ export function decodeClientFrame(body: Uint8Array): ClientFrame {
       { version, supported: clientProtocolVersion },
     );
   }
-  const typeCode = reader.u8('the type');
-  const requestId = reader.u32('the request id');
-  const frame = decodeFields(reader, typeCode, requestId);
-  reader.end();
-  return frame;
+  return reader.u8('the type');
 }
 
 function decodeFields(reader: FrameReader, typeCode: number, requestId: number): ClientFrame {
@@ -374,6 +384,8 @@ function headersAndBody(reader: FrameReader): {
  */
 export class ClientFrameDecoder {
   private readonly splitter: PacketSplitter;
+  /** Where `pushTo` reads runAnswers, made at the first. */
+  private runResults: RunResultColumns | null = null;
 
   constructor(frameBytesMax: number) {
     assert(frameBytesMax >= clientFrameLimits.headerBytes, 'a frame limit holds a header');
@@ -391,17 +403,49 @@ export class ClientFrameDecoder {
    */
   push(chunk: Uint8Array): { frames: ClientFrame[]; error: ClientFrameError | null } {
     const frames: ClientFrame[] = [];
+    const error = this.split(chunk, (body) => frames.push(decodeClientFrame(body)));
+    return { frames, error };
+  }
+
+  /**
+   * As `push`, but each frame goes to `handler` as soon as it is read, and a runAnswer is
+   * read into columns this decoder reuses (`handler.runAnswer`, valid during that call
+   * only) rather than into an object per result. Nothing read refers to `chunk` afterwards:
+   * the caller may reuse it.
+   */
+  pushTo(chunk: Uint8Array, handler: ClientFrameHandler): ClientFrameError | null {
+    return this.split(chunk, (body) => {
+      if (body.length > 1 && body[1] === frameTypes.runAnswer) {
+        const reader = new FrameReader(body);
+        readHeader(reader);
+        const requestId = reader.u32('the request id');
+        this.runResults ??= new RunResultColumns();
+        this.runResults.read(reader);
+        reader.end();
+        handler.runAnswer(requestId, this.runResults);
+      } else handler.frame(decodeClientFrame(body));
+    });
+  }
+
+  private split(chunk: Uint8Array, onBody: (body: Uint8Array) => void): ClientFrameError | null {
     try {
       this.splitter.push(chunk);
       for (let body = this.splitter.next(); body !== null; body = this.splitter.next()) {
-        frames.push(decodeClientFrame(body));
+        onBody(body);
       }
     } catch (error) {
-      if (error instanceof ClientFrameError) return { frames, error };
+      if (error instanceof ClientFrameError) return error;
       if (!(error instanceof FramingError)) throw error;
       const code = error.code === 'EMPTY_PACKET' ? 'frame_empty' : 'frame_too_large';
-      return { frames, error: new ClientFrameError(code, error.message, error.details) };
+      return new ClientFrameError(code, error.message, error.details);
     }
-    return { frames, error: null };
+    return null;
   }
+}
+
+/** Where `ClientFrameDecoder.pushTo` hands what it reads. */
+export interface ClientFrameHandler {
+  frame(frame: ClientFrame): void;
+  /** A runAnswer's results, in columns reused for the next one: read them now. */
+  runAnswer(requestId: number, results: RunResults): void;
 }

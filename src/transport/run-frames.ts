@@ -171,10 +171,11 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   let bodyBytes = clientFrameLimits.headerBytes + 2 + 2 + clientIdBytes + 8 + 2 + nonceBytes + 2;
   for (const [, nameBytes, , valueBytes] of headers) bodyBytes += 4 + nameBytes + valueBytes;
   // Three lengths per message, measured once: a run's topic is usually one string.
-  const lengths = new Array<number>(messages.length * 3);
+  const lengths = new Uint32Array(messages.length * 3);
   let lastTopic = '';
   let lastTopicBytes = 0;
-  messages.forEach((message, at) => {
+  for (let at = 0; at < messages.length; at++) {
+    const message = messages[at] as RunFrameMessage;
     const { payload, topic } = message;
     const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     if (topic !== lastTopic) {
@@ -186,7 +187,7 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
     lengths[at * 3 + 1] = lastTopicBytes;
     lengths[at * 3 + 2] = keyBytes;
     bodyBytes += runMessageBytesMin + payloadBytes + lastTopicBytes + keyBytes;
-  });
+  }
   const writer = new BufferWriter(bodyBytes, runFrameTypes.broadcastRun, frame.requestId);
   writer.u16(headers.length);
   for (const [name, nameBytes, value, valueBytes] of headers) {
@@ -197,11 +198,12 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   writer.u64(frame.firstSeq);
   writer.text(frame.nonce, nonceBytes);
   writer.u16(messages.length);
-  messages.forEach((message, at) => {
+  for (let at = 0; at < messages.length; at++) {
+    const message = messages[at] as RunFrameMessage;
     writer.bytes(message.payload, lengths[at * 3] as number);
     writer.text(message.topic, lengths[at * 3 + 1] as number);
     writer.text(message.key, lengths[at * 3 + 2] as number);
-  });
+  }
   return writer.finish();
 }
 
@@ -273,30 +275,151 @@ export function encodeRunAnswer(frame: RunAnswerFrame): Buffer {
 }
 
 export function decodeRunAnswer(reader: FrameReader, requestId: number): RunAnswerFrame {
-  const count = reader.u16('the result count');
-  if (count * runResultBytesMin > reader.remainingBytes) {
-    throw malformed(`${count} results do not fit in the frame's ${reader.remainingBytes} bytes`);
-  }
+  const count = readResultCount(reader);
   const results = new Array<RunResult>(count);
-  for (let at = 0; at < count; at++) results[at] = decodeResult(reader);
-  return { type: 'runAnswer', requestId, results };
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function decodeResult(reader: FrameReader): RunResult {
-  const outcome = reader.u8('a result');
-  if (outcome === outcomeCodes.delivered || outcome === outcomeCodes.duplicate) {
+  for (let at = 0; at < count; at++) {
+    const outcome = readOutcome(reader);
+    if (outcome === outcomeCodes.error) {
+      results[at] = readError(reader);
+      continue;
+    }
     const position = reader.u64('a position');
     const term = reader.u64('a term');
-    return {
+    results[at] = {
       kind: 'ok',
       position: position === 0 ? null : position,
       term: term === 0 ? null : term,
       duplicate: outcome === outcomeCodes.duplicate,
     };
   }
-  if (outcome !== outcomeCodes.error) throw malformed(`result outcome ${outcome} is not 1–3`);
+  return { type: 'runAnswer', requestId, results };
+}
+
+/** An error result of a runAnswer. */
+export type RunErrorResult = Extract<RunResult, { readonly kind: 'error' }>;
+
+/**
+ * A runAnswer's results as they are read, without an object per result: what the SDK hands
+ * straight to the broadcasts that wait on them. With 10,000 messages in flight a result
+ * object per message is garbage at the rate of the answers.
+ */
+export interface RunResults {
+  readonly count: number;
+  /** Whether result `at` put its message in the order (or found it there already). */
+  ok(at: number): boolean;
+  /** Of an ok result; null when not known (a duplicate older than what the node remembers). */
+  position(at: number): number | null;
+  /** Of an ok result; null when not known (its entry compacted away). */
+  term(at: number): number | null;
+  duplicate(at: number): boolean;
+  /** Of a result that is not ok. */
+  error(at: number): RunErrorResult;
+}
+
+/** Decoded results (an in-process exchange's answer) as RunResults. */
+export function runResultsOf(results: readonly RunResult[]): RunResults {
+  const ok = (at: number) => (results[at] as RunResult).kind === 'ok';
+  const okAt = (at: number) => {
+    const result = results[at] as RunResult;
+    assert(result.kind === 'ok', 'an ok result');
+    return result;
+  };
+  return {
+    count: results.length,
+    ok,
+    position: (at) => okAt(at).position,
+    term: (at) => okAt(at).term,
+    duplicate: (at) => okAt(at).duplicate,
+    error: (at) => {
+      const result = results[at] as RunResult;
+      assert(result.kind === 'error', 'an error result');
+      return result;
+    },
+  };
+}
+
+/**
+ * Columns a connection reads its runAnswers into, reused from frame to frame (they grow to
+ * the largest run): valid only until the next runAnswer is read into them.
+ */
+export class RunResultColumns implements RunResults {
+  count = 0;
+  private outcomes = new Uint8Array(0);
+  // Plain arrays: a position read from one is a small integer as it is, where one read
+  // from a Float64Array would be a heap number made per message.
+  private readonly positions: number[] = [];
+  private readonly terms: number[] = [];
+  /** By result: errors are rare, so they are kept apart and made as objects. */
+  private readonly errors = new Map<number, RunErrorResult>();
+
+  /** Reads a runAnswer's fields (after its request id) into the columns. */
+  read(reader: FrameReader): void {
+    const count = readResultCount(reader);
+    if (count > this.outcomes.length) this.outcomes = new Uint8Array(count);
+    this.count = 0;
+    this.errors.clear();
+    for (let at = 0; at < count; at++) {
+      const outcome = readOutcome(reader);
+      this.outcomes[at] = outcome;
+      if (outcome === outcomeCodes.error) {
+        this.errors.set(at, readError(reader));
+        this.positions[at] = 0;
+        this.terms[at] = 0;
+      } else {
+        this.positions[at] = reader.u64('a position');
+        this.terms[at] = reader.u64('a term');
+      }
+    }
+    this.count = count;
+  }
+
+  ok(at: number): boolean {
+    assert(at < this.count, 'a result of the run');
+    return this.outcomes[at] !== outcomeCodes.error;
+  }
+
+  position(at: number): number | null {
+    assert(this.ok(at), 'an ok result');
+    return (this.positions[at] as number) || null;
+  }
+
+  term(at: number): number | null {
+    assert(this.ok(at), 'an ok result');
+    return (this.terms[at] as number) || null;
+  }
+
+  duplicate(at: number): boolean {
+    assert(this.ok(at), 'an ok result');
+    return this.outcomes[at] === outcomeCodes.duplicate;
+  }
+
+  error(at: number): RunErrorResult {
+    const error = this.errors.get(at);
+    assert(error !== undefined, 'an error result');
+    return error;
+  }
+}
+
+function readResultCount(reader: FrameReader): number {
+  const count = reader.u16('the result count');
+  if (count * runResultBytesMin > reader.remainingBytes) {
+    throw malformed(`${count} results do not fit in the frame's ${reader.remainingBytes} bytes`);
+  }
+  return count;
+}
+
+function readOutcome(reader: FrameReader): number {
+  const outcome = reader.u8('a result');
+  if (outcome < outcomeCodes.delivered || outcome > outcomeCodes.error) {
+    throw malformed(`result outcome ${outcome} is not 1–3`);
+  }
+  return outcome;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** An error result's fields, after its outcome. */
+function readError(reader: FrameReader): RunErrorResult {
   const status = reader.u16('a status');
   if (status < 100 || status > 599) throw malformed(`status ${status} is not 100–599`);
   const code = reader.string('an error code', clientFrameLimits.codeBytesMax);

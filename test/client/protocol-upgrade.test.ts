@@ -141,6 +141,7 @@ test('a run goes in its own frame only to a node on its binary port; a failed po
     messages: [{ payload: '1', topic: '', key: '' }],
     timeoutMs: 1000,
     signal: new AbortController().signal,
+    onResults: () => undefined,
   });
   const broadcastRun = w.transport.exchange.broadcastRun!;
   assert.equal(await broadcastRun(run('http://node-a:8001/v1/broadcast/batch')), null);

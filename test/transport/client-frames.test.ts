@@ -15,6 +15,7 @@ import {
   decodeClientFrame,
   encodeClientFrame,
   type RunResult,
+  type RunResults,
   requestMethods,
   setRequestId,
 } from '../../src/transport/client-frames.ts';
@@ -135,7 +136,13 @@ function cut(bytes: Uint8Array, points: readonly number[]): Uint8Array[] {
   return chunks;
 }
 
-test('every frame comes back as it was encoded, however the stream is chunked', () => {
+/**
+ * For any frames, encoded and cut into chunks anyhow: `decode` reads the chunks with the
+ * decoder, and must give the frames back as they were, nothing left partial.
+ */
+function everyChunkedStream(
+  decode: (decoder: ClientFrameDecoder, chunks: Uint8Array[], wireBytes: number) => ClientFrame[],
+): void {
   fc.assert(
     fc.property(
       fc.array(frameArbitrary, { minLength: 1, maxLength: 8 }),
@@ -143,16 +150,71 @@ test('every frame comes back as it was encoded, however the stream is chunked', 
       (frames, points) => {
         const wire = Buffer.concat(frames.map(encodeClientFrame));
         const decoder = new ClientFrameDecoder(frameBytesMax);
-        const decoded: ClientFrame[] = [];
-        for (const chunk of cut(wire, points)) {
-          const { frames: out, error } = decoder.push(Uint8Array.from(chunk));
-          assert.equal(error, null);
-          decoded.push(...out.map((frame) => structuredClone(frame)));
-        }
+        const decoded = decode(decoder, cut(wire, points), wire.length);
         assert.deepEqual(decoded.map(plain), frames.map(plain));
         assert.equal(decoder.hasPartialFrame, false);
       },
     ),
+  );
+}
+
+test('every frame comes back as it was encoded, however the stream is chunked', () => {
+  everyChunkedStream((decoder, chunks) => {
+    const decoded: ClientFrame[] = [];
+    for (const chunk of chunks) {
+      const { frames: out, error } = decoder.push(Uint8Array.from(chunk));
+      assert.equal(error, null);
+      decoded.push(...out.map((frame) => structuredClone(frame)));
+    }
+    return decoded;
+  });
+});
+
+/** A runAnswer's results as read through RunResults, as objects (read while valid). */
+function resultsOf(results: RunResults): RunResult[] {
+  return Array.from({ length: results.count }, (_, at): RunResult => {
+    if (!results.ok(at)) return { ...results.error(at) };
+    const { position, term, duplicate } = {
+      position: results.position(at),
+      term: results.term(at),
+      duplicate: results.duplicate(at),
+    };
+    return { kind: 'ok', position, term, duplicate };
+  });
+}
+
+test('pushTo gives every frame as push does, runAnswers through reused columns, from one reused read buffer', () => {
+  everyChunkedStream((decoder, chunks, wireBytes) => {
+    // As a socket's onread: every chunk arrives in the same buffer, overwritten after.
+    const readBuffer = Buffer.alloc(wireBytes + 1);
+    const decoded: ClientFrame[] = [];
+    for (const chunk of chunks) {
+      readBuffer.set(chunk);
+      const error = decoder.pushTo(readBuffer.subarray(0, chunk.length), {
+        frame: (frame) => decoded.push(structuredClone(frame)),
+        runAnswer: (id, results) =>
+          decoded.push({ type: 'runAnswer', requestId: id, results: resultsOf(results) }),
+      });
+      readBuffer.fill(0xee);
+      assert.equal(error, null);
+    }
+    return decoded;
+  });
+});
+
+test('pushTo refuses what push refuses, with the same code', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 200 }), (bytes) => {
+      const pushed = new ClientFrameDecoder(1024).push(bytes);
+      const handled: ClientFrame[] = [];
+      const error = new ClientFrameDecoder(1024).pushTo(bytes, {
+        frame: (frame) => handled.push(frame),
+        runAnswer: (id, results) =>
+          handled.push({ type: 'runAnswer', requestId: id, results: resultsOf(results) }),
+      });
+      assert.equal(error?.code, pushed.error?.code);
+      assert.deepEqual(handled.map(plain), pushed.frames.map(plain));
+    }),
   );
 });
 
