@@ -28,6 +28,9 @@ import {
   type RefuseCode,
 } from './wire.ts';
 
+/** A packet this large, sharing its read with others, is copied out whole to keep its entries. */
+const wholeCopyBytesMin = 1024;
+
 /** After a refusal, the socket gets this long to deliver the reason before it is destroyed. */
 const refusalLingerMs = 1_000;
 
@@ -169,7 +172,7 @@ export class InboundConnection {
   }
 
   private onPacket(bytes: Uint8Array): void {
-    const packet = decodePacket(bytes);
+    const packet = this.decodeKeeping(bytes);
     if (this.state === 'handshake') {
       if (packet.kind !== 'Hello') {
         throw new ProtocolError('UNEXPECTED_PACKET', `${packet.kind} before Hello`);
@@ -178,6 +181,21 @@ export class InboundConnection {
       return;
     }
     this.onOpenPacket(packet);
+  }
+
+  /**
+   * Decodes a packet whose entries the node will keep, copying their bytes at most once: a
+   * packet assembled from several reads is a buffer of its own, and one that fills most of
+   * the read it came in (a 'data' chunk is fresh and never reused by Node) may pin that read,
+   * so their entries are views; a large packet in a larger read is copied out whole, and the
+   * rest (small frames, which have no entries to speak of) copy their runs as they decode.
+   */
+  private decodeKeeping(bytes: Uint8Array): Packet {
+    if (this.splitter.ownsLastPacket || bytes.byteLength * 2 >= bytes.buffer.byteLength) {
+      return decodePacket(bytes, true);
+    }
+    if (bytes.byteLength >= wholeCopyBytesMin) return decodePacket(bytes.slice(), true);
+    return decodePacket(bytes);
   }
 
   private onHello(hello: HelloPacket): void {
