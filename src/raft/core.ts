@@ -702,10 +702,14 @@ export class RaftCore {
       }
     }
     // More entries if the window opened; an empty append if only the commit index is news.
-    const commitBehind = this.commitBehind(progress);
-    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex() || commitBehind) {
-      this.sendAppend(progress, commitBehind);
+    // Both wait for this Ready (ready() sends what each follower lacks), so the
+    // acknowledgements and proposals stepped before it leave as one Append per follower
+    // carrying entries and commit index together, instead of one per acknowledgement plus one
+    // for the proposals. No later: ready() runs right after these steps.
+    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex()) {
+      this.broadcastEntriesPending = true;
     }
+    if (this.commitBehind(progress)) this.broadcastCommitPending = true;
   }
 
   /**

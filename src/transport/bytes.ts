@@ -148,7 +148,10 @@ export class GatherWriter extends BufferWriter {
       this.pieces.push(this.target.subarray(this.pieceStart, this.offset));
     }
     const first = this.pieces[0];
-    assert(first instanceof Buffer && first.byteOffset === this.target.byteOffset, 'the first piece heads the target');
+    assert(
+      first instanceof Buffer && first.byteOffset === this.target.byteOffset,
+      'the first piece heads the target',
+    );
     return this.pieces as [Buffer, ...Uint8Array[]];
   }
 }

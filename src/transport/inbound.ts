@@ -47,6 +47,20 @@ export interface InboundContext {
   deliver(frame: Frame): void;
 }
 
+/**
+ * Decodes a packet whose entries the node will keep, copying their bytes at most once.
+ * `owned`: the splitter assembled it from several reads into a buffer of its own. Such a
+ * packet, or one that fills most of the read it came in (a 'data' chunk is fresh and never
+ * reused by Node, so keeping a view pins at most twice the packet), yields entries that are
+ * views of it; a large packet sharing a larger read is copied out whole first; the rest
+ * (small frames, with no entries to speak of) copy their runs as they decode.
+ */
+export function decodeKept(bytes: Uint8Array, owned: boolean): Packet {
+  if (owned || bytes.byteLength * 2 >= bytes.buffer.byteLength) return decodePacket(bytes, true);
+  if (bytes.byteLength >= wholeCopyBytesMin) return decodePacket(bytes.slice(), true);
+  return decodePacket(bytes);
+}
+
 export class InboundConnection {
   /** 'closing': refused, the reason is being delivered before the socket goes. */
   private state: 'handshake' | 'open' | 'closing' | 'closed' = 'handshake';
@@ -172,7 +186,7 @@ export class InboundConnection {
   }
 
   private onPacket(bytes: Uint8Array): void {
-    const packet = this.decodeKeeping(bytes);
+    const packet = decodeKept(bytes, this.splitter.ownsLastPacket);
     if (this.state === 'handshake') {
       if (packet.kind !== 'Hello') {
         throw new ProtocolError('UNEXPECTED_PACKET', `${packet.kind} before Hello`);
@@ -181,21 +195,6 @@ export class InboundConnection {
       return;
     }
     this.onOpenPacket(packet);
-  }
-
-  /**
-   * Decodes a packet whose entries the node will keep, copying their bytes at most once: a
-   * packet assembled from several reads is a buffer of its own, and one that fills most of
-   * the read it came in (a 'data' chunk is fresh and never reused by Node) may pin that read,
-   * so their entries are views; a large packet in a larger read is copied out whole, and the
-   * rest (small frames, which have no entries to speak of) copy their runs as they decode.
-   */
-  private decodeKeeping(bytes: Uint8Array): Packet {
-    if (this.splitter.ownsLastPacket || bytes.byteLength * 2 >= bytes.buffer.byteLength) {
-      return decodePacket(bytes, true);
-    }
-    if (bytes.byteLength >= wholeCopyBytesMin) return decodePacket(bytes.slice(), true);
-    return decodePacket(bytes);
   }
 
   private onHello(hello: HelloPacket): void {
