@@ -75,6 +75,13 @@ export interface CoreOptions {
   readonly appendBytesMax: number;
   /** Appends sent to a follower in replicate state and not yet acknowledged. */
   readonly inflightAppendsMax: number;
+  /**
+   * Leader: when the commit index is all a follower lacks, tell it with the next entries or
+   * on the next tick, not in an Append of its own at once. Under load the next entries come
+   * first, saving an Append and its response per follower per round; when idle, followers
+   * learn of a commit (and deliver) up to a tick later. Off by default.
+   */
+  readonly lazyCommitNews?: boolean;
   /** The initial configuration when the persisted state is empty; null for a joining node. */
   readonly bootstrap: Configuration | null;
   readonly unsafe?: UnsafeVariant | null;
@@ -234,6 +241,12 @@ export class RaftCore {
       this.broadcastHeartbeat();
       // No voter could take over when the loss was found: try again as they come back.
       for (const follower of this.followersWithLoss) this.handOverAfterLoss(follower);
+    }
+    if (this.options.lazyCommitNews === true) {
+      // A heartbeat just now carried the commit index already; this is for the other ticks.
+      for (const progress of this.progress.values()) {
+        if (this.commitBehind(progress)) this.sendAppend(progress, true);
+      }
     }
   }
 
@@ -1061,7 +1074,7 @@ export class RaftCore {
   ready(): Ready {
     assert(!this.readyOutstanding, 'one Ready at a time: advance() the previous one first');
     if (this.role === 'leader' && (this.broadcastEntriesPending || this.broadcastCommitPending)) {
-      this.broadcastAppends(this.broadcastCommitPending);
+      this.broadcastAppends(this.broadcastCommitPending && this.options.lazyCommitNews !== true);
     }
     this.broadcastEntriesPending = false;
     this.broadcastCommitPending = false;
