@@ -816,9 +816,19 @@ export class RaftCore {
     this.send({ type: 'Snapshot', to: progress.id, snapshot });
   }
 
+  /**
+   * Each follower gets what it lacks: as many Appends as its window lets out, since the
+   * acknowledgements stepped before this Ready may each have opened it by one (a follower
+   * catching up keeps its window full, as when each acknowledgement sent its own Append).
+   */
   private broadcastAppends(commitChanged: boolean): void {
     for (const progress of this.progress.values()) {
       this.sendAppend(progress, commitChanged && this.commitBehind(progress));
+      while (progress.state === 'replicate' && progress.nextIndex <= this.raftLog.lastIndex()) {
+        const nextIndex = progress.nextIndex;
+        this.sendAppend(progress, false);
+        if (progress.nextIndex === nextIndex) break;
+      }
     }
   }
 
