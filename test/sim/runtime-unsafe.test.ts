@@ -41,15 +41,16 @@ const hunts: readonly Hunt[] = [
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 8, 14, 24, 25, 28, 30, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 24, seedsMax: 5, caughtBy: ['commit rule'] },
-  // Seeds 23, 47, 68, 76, 89, 111 of 1..123: forced split elections with vote answers held
+  // Seeds 19, 44, 76, 89, 111 of 1..130: forced split elections with vote answers held
   // until their candidate's next round, mostly in the elections shape. (Seeds moved when every
   // WAL record began to repeat the hard state, when meta.json came to be written after the
   // first segment, when the nodes came to keep their messages on the simulated disk and to
-  // backfill from each other, and when WAL records came to be written through O_DSYNC
-  // handles: faults land elsewhere.)
+  // backfill from each other, when WAL records came to be written through O_DSYNC handles,
+  // and when a leader came to send a commit index with its next entries or tick: faults land
+  // elsewhere.)
   {
     variant: 'countStaleVotes',
-    from: 23,
+    from: 19,
     seedsMax: 5,
     caughtBy: ['election safety', 'leader completeness'],
   },
