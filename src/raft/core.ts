@@ -79,7 +79,9 @@ export interface CoreOptions {
    * Leader: when the commit index is all a follower lacks, tell it with the next entries or
    * on the next tick, not in an Append of its own at once. Under load the next entries come
    * first, saving an Append and its response per follower per round; when idle, followers
-   * learn of a commit (and deliver) up to a tick later. Off by default.
+   * learn of a commit (and deliver) up to a tick later, except of one they wait on
+   * (`commitAwaited`: an entry they forwarded, a read index they asked for), which goes
+   * with the next Ready. Off by default.
    */
   readonly lazyCommitNews?: boolean;
   /** The initial configuration when the persisted state is empty; null for a joining node. */
@@ -804,6 +806,24 @@ export class RaftCore {
     progress.commitSent = Math.max(progress.commitSent, this.raftLog.committed);
   }
 
+  /** Whether a commit index that is `progress`'s only news goes out in this Ready. */
+  private commitNewsDue(progress: Progress): boolean {
+    if (!this.commitBehind(progress)) return false;
+    return this.options.lazyCommitNews !== true || progress.commitAwaited > progress.commitSent;
+  }
+
+  /**
+   * Leader: `follower` waits for `index` to commit (a client's entry it forwarded here, or a
+   * read index it asked for), so with `lazyCommitNews` it hears of the commit in the Ready
+   * after it, not a tick later.
+   */
+  commitAwaited(follower: NodeId, index: number): void {
+    const progress = this.role === 'leader' ? this.progress.get(follower) : undefined;
+    if (progress === undefined) return;
+    progress.commitAwaited = Math.max(progress.commitAwaited, index);
+    if (this.commitNewsDue(progress)) this.broadcastCommitPending = true;
+  }
+
   /** The follower holds entries we know are committed but may not know it yet. */
   private commitBehind(progress: Progress): boolean {
     return progress.commitSent < Math.min(this.raftLog.committed, progress.matchIndex);
@@ -823,7 +843,7 @@ export class RaftCore {
    */
   private broadcastAppends(commitChanged: boolean): void {
     for (const progress of this.progress.values()) {
-      this.sendAppend(progress, commitChanged && this.commitBehind(progress));
+      this.sendAppend(progress, commitChanged && this.commitNewsDue(progress));
       while (progress.state === 'replicate' && progress.nextIndex <= this.raftLog.lastIndex()) {
         const nextIndex = progress.nextIndex;
         this.sendAppend(progress, false);
@@ -868,7 +888,9 @@ export class RaftCore {
     if (this.raftLog.committed >= this.raftLog.lastConfigIndex() && !isVoter(config, this.id)) {
       // Tell the others the change is committed before going, so they need not wait for
       // the next leader to learn it.
-      this.broadcastAppends(true);
+      for (const progress of this.progress.values()) {
+        this.sendAppend(progress, this.commitBehind(progress));
+      }
       this.becomeFollower(this.term, null, 'restart');
     }
   }
@@ -1035,6 +1057,7 @@ export class RaftCore {
   private answerRead(read: PendingRead, index: number | null): void {
     if (read.requester === null) this.readStates.push({ requestId: read.requestId, index });
     else {
+      if (index !== null) this.commitAwaited(read.requester, index);
       this.send({
         type: 'ReadIndexResponse',
         to: read.requester,
@@ -1084,7 +1107,7 @@ export class RaftCore {
   ready(): Ready {
     assert(!this.readyOutstanding, 'one Ready at a time: advance() the previous one first');
     if (this.role === 'leader' && (this.broadcastEntriesPending || this.broadcastCommitPending)) {
-      this.broadcastAppends(this.broadcastCommitPending && this.options.lazyCommitNews !== true);
+      this.broadcastAppends(this.broadcastCommitPending);
     }
     this.broadcastEntriesPending = false;
     this.broadcastCommitPending = false;

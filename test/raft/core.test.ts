@@ -48,6 +48,14 @@ test('with lazyCommitNews a commit reaches followers with the next entries or on
     for (const id of followers) assert.deepEqual(cluster.normalData(id), lazy ? ['a'] : ['a', 'b']);
     cluster.tickAll(1);
     for (const id of followers) assert.deepEqual(cluster.normalData(id), ['a', 'b']);
+    // A follower waiting on an entry (it forwarded it for a client) hears of its commit at once.
+    const proposed = leader.propose(bytes('c'));
+    assert.ok(proposed.accepted);
+    const [waiting, other] = followers as [string, string];
+    leader.commitAwaited(waiting, proposed.index);
+    cluster.stabilize();
+    assert.deepEqual(cluster.normalData(waiting), ['a', 'b', 'c']);
+    assert.deepEqual(cluster.normalData(other), lazy ? ['a', 'b'] : ['a', 'b', 'c']);
   }
 });
 
