@@ -713,7 +713,7 @@ export class RaftCore {
         message.from === this.transferTarget &&
         progress.matchIndex === this.raftLog.lastIndex()
       ) {
-        this.send({ type: 'TimeoutNow', to: message.from });
+        this.sendTimeoutNow(progress);
       }
     }
     // More entries if the window opened; an empty append if only the commit index is news.
@@ -984,9 +984,21 @@ export class RaftCore {
     this.transferIsHandOver = false;
     this.transferElapsedTicks = 0;
     // Proposals stop while the target catches up, so that it can become fully up to date.
-    if (progress.matchIndex === this.raftLog.lastIndex()) this.send({ type: 'TimeoutNow', to });
+    if (progress.matchIndex === this.raftLog.lastIndex()) this.sendTimeoutNow(progress);
     else this.sendAppend(progress, true);
     return { accepted: true, detail: `transferring leadership to ${to}` };
+  }
+
+  /**
+   * Tells a transfer's target to campaign. With lazyCommitNews it may not know yet what is
+   * committed: it hears that first (same link, so before the TimeoutNow), and takes over
+   * having applied what this leader answered for.
+   */
+  private sendTimeoutNow(progress: Progress): void {
+    if (this.options.lazyCommitNews === true && this.commitBehind(progress)) {
+      this.sendAppend(progress, true);
+    }
+    this.send({ type: 'TimeoutNow', to: progress.id });
   }
 
   private abortTransfer(): void {
