@@ -270,6 +270,9 @@ export class Outbox {
     // A peer that passed the handshake builds valid batches; one that does not decode is
     // appended as it is, and skipped the same way on every replica once committed.
     const result = this.proposeOnce(data, null);
+    // The follower answers its client once it applies the batch: tell it of the commit at
+    // once rather than with the next entries or tick.
+    if (result.accepted) this.options.core.commitAwaited(from, result.index);
     const outcome = result.accepted
       ? { index: result.index, term: result.term }
       : { code: result.reason, leaderId: result.leaderId };

@@ -65,6 +65,9 @@ export function buildNodeParts(
       checkQuorum: options.checkQuorum ?? true,
       appendBytesMax: options.appendBytesMax,
       inflightAppendsMax: options.inflightAppendsMax,
+      // Followers learn a commit with the next entries, or a tick (10 ms) later when idle:
+      // under load that saves an Append and its response per follower per round.
+      lazyCommitNews: true,
       bootstrap: options.bootstrap,
       unsafe: unsafe.core ?? null,
     },

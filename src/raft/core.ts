@@ -75,6 +75,15 @@ export interface CoreOptions {
   readonly appendBytesMax: number;
   /** Appends sent to a follower in replicate state and not yet acknowledged. */
   readonly inflightAppendsMax: number;
+  /**
+   * Leader: when the commit index is all a follower lacks, tell it with the next entries or
+   * on the next tick, not in an Append of its own at once. Under load the next entries come
+   * first, saving an Append and its response per follower per round; when idle, followers
+   * learn of a commit (and deliver) up to a tick later, except of one they wait on
+   * (`commitAwaited`: an entry they forwarded, a read index they asked for), which goes
+   * with the next Ready. Off by default.
+   */
+  readonly lazyCommitNews?: boolean;
   /** The initial configuration when the persisted state is empty; null for a joining node. */
   readonly bootstrap: Configuration | null;
   readonly unsafe?: UnsafeVariant | null;
@@ -234,6 +243,12 @@ export class RaftCore {
       this.broadcastHeartbeat();
       // No voter could take over when the loss was found: try again as they come back.
       for (const follower of this.followersWithLoss) this.handOverAfterLoss(follower);
+    }
+    if (this.options.lazyCommitNews === true) {
+      // A heartbeat just now carried the commit index already; this is for the other ticks.
+      for (const progress of this.progress.values()) {
+        if (this.commitBehind(progress)) this.sendAppend(progress, true);
+      }
     }
   }
 
@@ -698,14 +713,18 @@ export class RaftCore {
         message.from === this.transferTarget &&
         progress.matchIndex === this.raftLog.lastIndex()
       ) {
-        this.send({ type: 'TimeoutNow', to: message.from });
+        this.sendTimeoutNow(progress);
       }
     }
     // More entries if the window opened; an empty append if only the commit index is news.
-    const commitBehind = this.commitBehind(progress);
-    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex() || commitBehind) {
-      this.sendAppend(progress, commitBehind);
+    // Both wait for this Ready (ready() sends what each follower lacks), so the
+    // acknowledgements and proposals stepped before it leave as one Append per follower
+    // carrying entries and commit index together, instead of one per acknowledgement plus one
+    // for the proposals. No later: ready() runs right after these steps.
+    if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex()) {
+      this.broadcastEntriesPending = true;
     }
+    if (this.commitBehind(progress)) this.broadcastCommitPending = true;
   }
 
   /**
@@ -787,6 +806,24 @@ export class RaftCore {
     progress.commitSent = Math.max(progress.commitSent, this.raftLog.committed);
   }
 
+  /** Whether a commit index that is `progress`'s only news goes out in this Ready. */
+  private commitNewsDue(progress: Progress): boolean {
+    if (!this.commitBehind(progress)) return false;
+    return this.options.lazyCommitNews !== true || progress.commitAwaited > progress.commitSent;
+  }
+
+  /**
+   * Leader: `follower` waits for `index` to commit (a client's entry it forwarded here, or a
+   * read index it asked for), so with `lazyCommitNews` it hears of the commit in the Ready
+   * after it, not a tick later.
+   */
+  commitAwaited(follower: NodeId, index: number): void {
+    const progress = this.role === 'leader' ? this.progress.get(follower) : undefined;
+    if (progress === undefined) return;
+    progress.commitAwaited = Math.max(progress.commitAwaited, index);
+    if (this.commitNewsDue(progress)) this.broadcastCommitPending = true;
+  }
+
   /** The follower holds entries we know are committed but may not know it yet. */
   private commitBehind(progress: Progress): boolean {
     return progress.commitSent < Math.min(this.raftLog.committed, progress.matchIndex);
@@ -799,9 +836,19 @@ export class RaftCore {
     this.send({ type: 'Snapshot', to: progress.id, snapshot });
   }
 
+  /**
+   * Each follower gets what it lacks: as many Appends as its window lets out, since the
+   * acknowledgements stepped before this Ready may each have opened it by one (a follower
+   * catching up keeps its window full, as when each acknowledgement sent its own Append).
+   */
   private broadcastAppends(commitChanged: boolean): void {
     for (const progress of this.progress.values()) {
-      this.sendAppend(progress, commitChanged && this.commitBehind(progress));
+      this.sendAppend(progress, commitChanged && this.commitNewsDue(progress));
+      while (progress.state === 'replicate' && progress.nextIndex <= this.raftLog.lastIndex()) {
+        const nextIndex = progress.nextIndex;
+        this.sendAppend(progress, false);
+        if (progress.nextIndex === nextIndex) break;
+      }
     }
   }
 
@@ -841,7 +888,9 @@ export class RaftCore {
     if (this.raftLog.committed >= this.raftLog.lastConfigIndex() && !isVoter(config, this.id)) {
       // Tell the others the change is committed before going, so they need not wait for
       // the next leader to learn it.
-      this.broadcastAppends(true);
+      for (const progress of this.progress.values()) {
+        this.sendAppend(progress, this.commitBehind(progress));
+      }
       this.becomeFollower(this.term, null, 'restart');
     }
   }
@@ -935,9 +984,21 @@ export class RaftCore {
     this.transferIsHandOver = false;
     this.transferElapsedTicks = 0;
     // Proposals stop while the target catches up, so that it can become fully up to date.
-    if (progress.matchIndex === this.raftLog.lastIndex()) this.send({ type: 'TimeoutNow', to });
+    if (progress.matchIndex === this.raftLog.lastIndex()) this.sendTimeoutNow(progress);
     else this.sendAppend(progress, true);
     return { accepted: true, detail: `transferring leadership to ${to}` };
+  }
+
+  /**
+   * Tells a transfer's target to campaign. With lazyCommitNews it may not know yet what is
+   * committed: it hears that first (same link, so before the TimeoutNow), and takes over
+   * having applied what this leader answered for.
+   */
+  private sendTimeoutNow(progress: Progress): void {
+    if (this.options.lazyCommitNews === true && this.commitBehind(progress)) {
+      this.sendAppend(progress, true);
+    }
+    this.send({ type: 'TimeoutNow', to: progress.id });
   }
 
   private abortTransfer(): void {
@@ -1008,6 +1069,7 @@ export class RaftCore {
   private answerRead(read: PendingRead, index: number | null): void {
     if (read.requester === null) this.readStates.push({ requestId: read.requestId, index });
     else {
+      if (index !== null) this.commitAwaited(read.requester, index);
       this.send({
         type: 'ReadIndexResponse',
         to: read.requester,

@@ -26,6 +26,8 @@ export class Progress {
   readRoundAcked = 0;
   /** Highest commit index sent to this follower, in an Append or a Heartbeat. */
   commitSent = 0;
+  /** Highest index this follower waits to see committed (lazyCommitNews sends that at once). */
+  commitAwaited = 0;
 
   constructor(
     readonly id: NodeId,

@@ -40,6 +40,11 @@ export interface Writer {
 
 export class SizeCounter implements Writer {
   byteCount = 0;
+  /** Of `byteCount`, the bytes of runs a `GatherWriter` references instead of copying. */
+  referencedBytes = 0;
+
+  /** `referenceBytesMin`: runs this long are counted as referenced (Infinity: none). */
+  constructor(private readonly referenceBytesMin = Number.POSITIVE_INFINITY) {}
 
   u8(): void {
     this.byteCount += 1;
@@ -53,6 +58,7 @@ export class SizeCounter implements Writer {
   }
   bytes(value: Uint8Array): void {
     this.byteCount += varintBytes(value.byteLength) + value.byteLength;
+    if (value.byteLength >= this.referenceBytesMin) this.referencedBytes += value.byteLength;
   }
   raw(value: Uint8Array): void {
     this.byteCount += value.byteLength;
@@ -104,16 +110,67 @@ export class BufferWriter implements Writer {
   }
 }
 
+/**
+ * Writes like a `BufferWriter`, except that byte runs of at least `referenceBytesMin` are not
+ * copied: the encoding comes out as pieces, slices of the target between references to the
+ * runs themselves, for one gathered write (writev). The target holds only the copied bytes,
+ * as measured by a `SizeCounter` with the same threshold.
+ */
+export class GatherWriter extends BufferWriter {
+  private readonly pieces: Uint8Array[] = [];
+  private pieceStart: number;
+
+  constructor(
+    target: Buffer,
+    offset: number,
+    private readonly referenceBytesMin: number,
+  ) {
+    super(target, offset);
+    this.pieceStart = 0;
+  }
+
+  override bytes(value: Uint8Array): void {
+    if (value.byteLength < this.referenceBytesMin) {
+      super.bytes(value);
+      return;
+    }
+    this.varint(value.byteLength);
+    this.pieces.push(this.target.subarray(this.pieceStart, this.offset), value);
+    this.pieceStart = this.offset;
+  }
+
+  /**
+   * The pieces in wire order, the first a slice of the target from its start (a frame
+   * never begins with a byte run); call once, after the last write.
+   */
+  finish(): [Buffer, ...Uint8Array[]] {
+    if (this.offset > this.pieceStart) {
+      this.pieces.push(this.target.subarray(this.pieceStart, this.offset));
+    }
+    const first = this.pieces[0];
+    assert(
+      first instanceof Buffer && first.byteOffset === this.target.byteOffset,
+      'the first piece heads the target',
+    );
+    return this.pieces as [Buffer, ...Uint8Array[]];
+  }
+}
+
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export class ByteReader {
   offset: number;
   readonly end: number;
 
+  /**
+   * `viewRuns`: byte runs come back as views of `source` instead of copies, for a caller
+   * whose source is its own exactly sized buffer, which the decoded values may then keep.
+   */
   constructor(
     readonly source: Uint8Array,
     offset = 0,
     end = source.byteLength,
+    private readonly viewRuns = false,
   ) {
     assert(offset >= 0 && offset <= end, 'the reader starts inside its input');
     assert(end <= source.byteLength, 'the reader ends inside its input');
@@ -181,10 +238,14 @@ export class ByteReader {
     }
   }
 
-  /** A length-prefixed byte run, copied so the result does not pin the input buffer. */
+  /** A length-prefixed byte run, copied so the result does not pin the input buffer (unless `viewRuns`). */
   bytes(what: string): Uint8Array {
     const length = this.length(`${what} length`, this.remainingBytes);
-    return this.raw(length, what);
+    if (!this.viewRuns) return this.raw(length, what);
+    this.need(length, what);
+    const view = this.source.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return view;
   }
 
   /** `byteCount` bytes, copied into their own exactly sized buffer. */

@@ -8,7 +8,9 @@
  * three bytes plus its data. Entry data is an opaque batch: copied once, never inspected.
  *
  * `decodeFrame` is total: any byte string yields a valid frame or throws `CodecError`. It
- * copies every byte run out of its input, so a decoded entry never pins a socket buffer.
+ * copies every byte run out of its input, so a decoded entry never pins a socket buffer,
+ * unless the caller says the input is a buffer of its own (then runs are views of it).
+ * `gatherFrame` encodes without copying large byte runs, for a gathered socket write.
  *
  * Format version 1:
  *   frame    = version:u8 type:u8 from:str to:str body
@@ -25,7 +27,14 @@ import {
   type NodeId,
 } from '../raft/types.ts';
 import { assert, unreachable } from '../util/assert.ts';
-import { BufferWriter, ByteReader, invalid, SizeCounter, type Writer } from './bytes.ts';
+import {
+  BufferWriter,
+  ByteReader,
+  GatherWriter,
+  invalid,
+  SizeCounter,
+  type Writer,
+} from './bytes.ts';
 import { CodecError } from './errors.ts';
 import type { Frame, FrameType } from './types.ts';
 import {
@@ -165,6 +174,45 @@ export function measureFrame(frame: unknown): number {
   const counter = new SizeCounter();
   writeFrameFields(counter, frame);
   return counter.byteCount;
+}
+
+/**
+ * Byte runs (entry data, mostly) this long are referenced by a gathered encoding rather than
+ * copied: below it, a copy costs less than one more piece to write.
+ */
+export const referencedRunBytesMin = 2048;
+
+/** A frame's encoded size, and how much of it lies in runs a gathered encoding references. */
+export interface GatheredSize {
+  readonly byteCount: number;
+  readonly referencedBytes: number;
+}
+
+/** Like `measureFrame`, for `gatherFrame`; throws `CodecError` for a frame that breaks a rule. */
+export function measureGatheredFrame(frame: unknown): GatheredSize {
+  validateFrame(frame);
+  const counter = new SizeCounter(referencedRunBytesMin);
+  writeFrameFields(counter, frame);
+  return { byteCount: counter.byteCount, referencedBytes: counter.referencedBytes };
+}
+
+/**
+ * The encoding of a frame measured by `measureGatheredFrame`, after `headroomBytes` left at
+ * the start of `pieces[0]` for the caller (a length prefix), as pieces to write in order:
+ * slices of one small buffer holding the copied fields, between the frame's own large byte
+ * runs, which are referenced, not copied. Those runs must stay unchanged until the pieces
+ * are written (entries are immutable).
+ */
+export function gatherFrame(
+  frame: Frame,
+  size: GatheredSize,
+  headroomBytes: number,
+): [Buffer, ...Uint8Array[]] {
+  const target = Buffer.allocUnsafe(headroomBytes + size.byteCount - size.referencedBytes);
+  const writer = new GatherWriter(target, headroomBytes, referencedRunBytesMin);
+  writeFrameFields(writer, frame);
+  assert(writer.offset === target.length, 'a frame copies exactly its measured bytes');
+  return writer.finish();
 }
 
 /** Writes a frame already measured by `measureFrame` at `offset`; returns the end offset. */
@@ -316,8 +364,17 @@ function readFrameFields(reader: ByteReader): Frame {
   return readMessage(reader, type, { from, to, term: reader.varint('term') });
 }
 
-/** Decodes exactly one frame filling `bytes[offset, end)`; throws `CodecError` otherwise. */
-export function decodeFrame(bytes: Uint8Array, offset = 0, end = bytes.byteLength): Frame {
+/**
+ * Decodes exactly one frame filling `bytes[offset, end)`; throws `CodecError` otherwise.
+ * With `viewRuns`, byte runs (entry data) are views of `bytes` instead of copies: only for
+ * input in a buffer of its own that nothing reuses, which the frame then keeps alive.
+ */
+export function decodeFrame(
+  bytes: Uint8Array,
+  offset = 0,
+  end = bytes.byteLength,
+  viewRuns = false,
+): Frame {
   if (!(bytes instanceof Uint8Array)) {
     throw new CodecError('INVALID_VALUE', 'a frame decodes from a Uint8Array');
   }
@@ -333,7 +390,7 @@ export function decodeFrame(bytes: Uint8Array, offset = 0, end = bytes.byteLengt
       end,
     });
   }
-  const reader = new ByteReader(bytes, offset, end);
+  const reader = new ByteReader(bytes, offset, end, viewRuns);
   const frame = readFrameFields(reader);
   reader.expectEnd('the frame');
   validateFrame(frame);

@@ -41,6 +41,7 @@ export class PacketSplitter {
   private body: Uint8Array | null = null;
   private bodyFilledBytes = 0;
   private bufferedByteCount = 0;
+  private lastPacketOwned = false;
 
   /** The limit may be raised once a peer is trusted (after its handshake). */
   constructor(public packetBytesMax: number) {
@@ -56,6 +57,14 @@ export class PacketSplitter {
   /** True when the stream stops inside a packet (or inside a length prefix). */
   get hasPartialPacket(): boolean {
     return this.headerFilledBytes > 0 || this.body !== null || this.bufferedByteCount > 0;
+  }
+
+  /**
+   * Whether the packet `next` returned last fills a buffer of its own, assembled from
+   * several chunks, which the caller may keep; otherwise it is a view of a pushed chunk.
+   */
+  get ownsLastPacket(): boolean {
+    return this.lastPacketOwned;
   }
 
   push(chunk: Uint8Array): void {
@@ -75,6 +84,7 @@ export class PacketSplitter {
       const byteCount = this.readLength();
       const head = this.chunks[0];
       if (head !== undefined && head.byteLength - this.chunkOffset >= byteCount) {
+        this.lastPacketOwned = false;
         return this.take(head, byteCount);
       }
       this.body = new Uint8Array(byteCount);
@@ -127,6 +137,7 @@ export class PacketSplitter {
       this.advance(head, copyBytes);
     }
     this.body = null;
+    this.lastPacketOwned = true;
     return body;
   }
 

@@ -28,6 +28,9 @@ import {
   type RefuseCode,
 } from './wire.ts';
 
+/** A packet this large, sharing its read with others, is copied out whole to keep its entries. */
+const wholeCopyBytesMin = 1024;
+
 /** After a refusal, the socket gets this long to deliver the reason before it is destroyed. */
 const refusalLingerMs = 1_000;
 
@@ -42,6 +45,20 @@ export interface InboundContext {
   /** Called once per connection, whatever its state was. */
   closed(connection: InboundConnection): void;
   deliver(frame: Frame): void;
+}
+
+/**
+ * Decodes a packet whose entries the node will keep, copying their bytes at most once.
+ * `owned`: the splitter assembled it from several reads into a buffer of its own. Such a
+ * packet, or one that fills most of the read it came in (a 'data' chunk is fresh and never
+ * reused by Node, so keeping a view pins at most twice the packet), yields entries that are
+ * views of it; a large packet sharing a larger read is copied out whole first; the rest
+ * (small frames, with no entries to speak of) copy their runs as they decode.
+ */
+export function decodeKept(bytes: Uint8Array, owned: boolean): Packet {
+  if (owned || bytes.byteLength * 2 >= bytes.buffer.byteLength) return decodePacket(bytes, true);
+  if (bytes.byteLength >= wholeCopyBytesMin) return decodePacket(bytes.slice(), true);
+  return decodePacket(bytes);
 }
 
 export class InboundConnection {
@@ -169,7 +186,7 @@ export class InboundConnection {
   }
 
   private onPacket(bytes: Uint8Array): void {
-    const packet = decodePacket(bytes);
+    const packet = decodeKept(bytes, this.splitter.ownsLastPacket);
     if (this.state === 'handshake') {
       if (packet.kind !== 'Hello') {
         throw new ProtocolError('UNEXPECTED_PACKET', `${packet.kind} before Hello`);

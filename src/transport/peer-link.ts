@@ -25,7 +25,7 @@ import type { DropReason, LinkState, PeerLinkStats } from './types.ts';
 import { decodePacket, encodeHello, protocolVersion } from './wire.ts';
 
 type QueueItem =
-  | { readonly kind: 'frame'; readonly bytes: Buffer }
+  | { readonly kind: 'frame'; readonly pieces: readonly Uint8Array[]; readonly byteCount: number }
   | { readonly kind: 'snapshot'; readonly sender: SnapshotSender };
 
 /** Frames at least this large are written as they are instead of copied into a batch. */
@@ -92,18 +92,21 @@ export class PeerLink {
     };
   }
 
-  /** `bytes` is one packet with its length prefix. Never throws; a frame that cannot go is counted. */
-  enqueueFrame(bytes: Buffer): void {
+  /**
+   * `pieces` are one packet with its length prefix, `byteCount` bytes in all, written in
+   * order and unchanged until then. Never throws; a frame that cannot go is counted.
+   */
+  enqueueFrame(pieces: readonly Uint8Array[], byteCount: number): void {
     if (this.state === 'closed') {
       this.drop('closed', 1);
       return;
     }
-    if (this.bufferedBytes + bytes.byteLength > this.context.options.peerBufferBytesMax) {
+    if (this.bufferedBytes + byteCount > this.context.options.peerBufferBytesMax) {
       this.drop('bufferFull', 1);
       return;
     }
-    this.queue.push({ kind: 'frame', bytes });
-    this.queuedBytes += bytes.byteLength;
+    this.queue.push({ kind: 'frame', pieces, byteCount });
+    this.queuedBytes += byteCount;
     this.wake();
   }
 
@@ -351,7 +354,7 @@ export class PeerLink {
     assert(item !== undefined, 'dequeue from a non-empty queue');
     this.queue[this.queueHead] = undefined as unknown as QueueItem;
     this.queueHead++;
-    if (item.kind === 'frame') this.queuedBytes -= item.bytes.byteLength;
+    if (item.kind === 'frame') this.queuedBytes -= item.byteCount;
     else this.snapshotQueued = false;
     this.counters.sentFrameCount++;
     this.context.counters.sentFrameCount++;
@@ -379,7 +382,7 @@ export class PeerLink {
     ) {
       const item = this.queue[this.queueHead]!;
       if (item.kind === 'frame') {
-        batch.add(item.bytes);
+        for (const piece of item.pieces) batch.add(piece);
         this.dequeue();
         continue;
       }
@@ -394,7 +397,7 @@ export class PeerLink {
 
 /** Collects small packets into one buffer; large ones go straight to the socket. */
 class WriteBatch {
-  private readonly pieces: Buffer[] = [];
+  private readonly pieces: Uint8Array[] = [];
   pendingBytes = 0;
 
   constructor(
@@ -403,7 +406,7 @@ class WriteBatch {
     private readonly onWritten: () => void,
   ) {}
 
-  add(bytes: Buffer): void {
+  add(bytes: Uint8Array): void {
     if (bytes.byteLength >= coalesceBytesMax) {
       this.flush();
       this.writeNow(bytes);

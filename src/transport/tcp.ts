@@ -19,9 +19,9 @@ import type { NodeId, SnapshotMessage } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { formatAddress, type HostPort, parseAddress } from './address.ts';
 import { admitFrame } from './admission.ts';
-import { measureFrame, writeFrame } from './codec.ts';
+import { type GatheredSize, gatherFrame, measureGatheredFrame } from './codec.ts';
 import { TransportError } from './errors.ts';
-import { lengthPrefixBytes } from './framing.ts';
+import { lengthPrefixBytes, writeLengthPrefix } from './framing.ts';
 import { InboundConnection } from './inbound.ts';
 import { ThrottledLogger } from './log-throttle.ts';
 import { PeerLink } from './peer-link.ts';
@@ -178,13 +178,14 @@ export class TcpTransport implements Transport {
       nodeId: this.nodeId,
       counters: this.counters,
       logger: this.noisyLogger,
-      encode: measureFrame,
+      encode: measureGatheredFrame,
       linkTo: (nodeId) => this.linkTo(nodeId),
     });
     if (admitted === null) return;
-    const { link, encoded: byteCount } = admitted;
+    const { link, encoded: size } = admitted;
+    const byteCount = size.byteCount;
     if (byteCount <= this.options.frameBytesMax) {
-      link.enqueueFrame(this.encodeWithPrefix(frame, byteCount));
+      link.enqueueFrame(encodeWithPrefix(frame, size), lengthPrefixBytes + byteCount);
       return;
     }
     if (frame.type === 'Snapshot') {
@@ -218,13 +219,6 @@ export class TcpTransport implements Transport {
       return;
     }
     link.enqueueSnapshot(frame);
-  }
-
-  private encodeWithPrefix(frame: Frame, byteCount: number): Buffer {
-    const bytes = Buffer.allocUnsafe(lengthPrefixBytes + byteCount);
-    bytes.writeUInt32BE(byteCount, 0);
-    writeFrame(frame, bytes, lengthPrefixBytes, byteCount);
-    return bytes;
   }
 
   private linkTo(nodeId: NodeId): PeerLink | null {
@@ -383,6 +377,16 @@ export class TcpTransport implements Transport {
   private checkStalls(): void {
     for (const link of this.links.values()) link.checkWriteStall();
   }
+}
+
+/**
+ * The packet of `frame`, length prefix first, as pieces for one gathered write: its entries'
+ * data is referenced where it lies, not copied into a buffer per peer.
+ */
+function encodeWithPrefix(frame: Frame, size: GatheredSize): Uint8Array[] {
+  const pieces = gatherFrame(frame, size, lengthPrefixBytes);
+  writeLengthPrefix(pieces[0], 0, size.byteCount);
+  return pieces;
 }
 
 function remoteKey(socket: Socket): string {

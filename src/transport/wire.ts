@@ -175,9 +175,10 @@ function readSnapshotBegin(reader: ByteReader): Packet {
 
 /**
  * Decodes one packet; throws `CodecError` for anything else. Version mismatches surface as
- * 'UNSUPPORTED_VERSION', except in Hello, which callers answer with a Refuse.
+ * 'UNSUPPORTED_VERSION', except in Hello, which callers answer with a Refuse. `viewRuns`: a
+ * frame's byte runs are views of `bytes` (see `decodeFrame`).
  */
-export function decodePacket(bytes: Uint8Array): Packet {
+export function decodePacket(bytes: Uint8Array, viewRuns = false): Packet {
   const reader = new ByteReader(bytes);
   const version = reader.u8('version');
   const typeCode = reader.u8('packet type');
@@ -193,7 +194,9 @@ export function decodePacket(bytes: Uint8Array): Packet {
       version,
     });
   }
-  if (isFrameTypeCode(typeCode)) return { kind: 'Frame', frame: decodeFrame(bytes) };
+  if (isFrameTypeCode(typeCode)) {
+    return { kind: 'Frame', frame: decodeFrame(bytes, 0, bytes.byteLength, viewRuns) };
+  }
   switch (typeCode) {
     case packetCodes.Welcome: {
       const nodeId = reader.string('nodeId', nodeIdBytesMax);

@@ -21,6 +21,44 @@ test('three nodes elect one leader and deliver proposals in the same order', () 
   assert.equal(leaders.length, 1);
 });
 
+test('with lazyCommitNews a commit reaches followers with the next entries or on the next tick, not in an Append of its own', () => {
+  for (const lazy of [false, true]) {
+    // Heartbeats far apart, so only the lazy path can bring the commit on a tick.
+    const cluster = new TestCluster(['n1', 'n2', 'n3'], 1, {
+      lazyCommitNews: lazy,
+      electionTimeoutTicks: 100,
+      heartbeatIntervalTicks: 50,
+    });
+    const leader = cluster.electLeader();
+    cluster.stabilize();
+    const followers = cluster.ids.filter((id) => id !== leader.id);
+    const emptyAppends = (): number =>
+      cluster.sent.filter(
+        (message) =>
+          message.from === leader.id && message.type === 'Append' && message.entries.length === 0,
+      ).length;
+    const before = emptyAppends();
+    leader.propose(bytes('a'));
+    cluster.stabilize();
+    assert.deepEqual(cluster.normalData(leader.id), ['a']);
+    assert.equal(emptyAppends() - before, lazy ? 0 : followers.length, `lazy=${lazy}`);
+    for (const id of followers) assert.deepEqual(cluster.normalData(id), lazy ? [] : ['a']);
+    leader.propose(bytes('b'));
+    cluster.stabilize();
+    for (const id of followers) assert.deepEqual(cluster.normalData(id), lazy ? ['a'] : ['a', 'b']);
+    cluster.tickAll(1);
+    for (const id of followers) assert.deepEqual(cluster.normalData(id), ['a', 'b']);
+    // A follower waiting on an entry (it forwarded it for a client) hears of its commit at once.
+    const proposed = leader.propose(bytes('c'));
+    assert.ok(proposed.accepted);
+    const [waiting, other] = followers as [string, string];
+    leader.commitAwaited(waiting, proposed.index);
+    cluster.stabilize();
+    assert.deepEqual(cluster.normalData(waiting), ['a', 'b', 'c']);
+    assert.deepEqual(cluster.normalData(other), lazy ? ['a', 'b'] : ['a', 'b', 'c']);
+  }
+});
+
 test('a follower refuses proposals and names the leader', () => {
   const cluster = new TestCluster(['n1', 'n2', 'n3']);
   const leader = cluster.electLeader();

@@ -18,6 +18,8 @@ export class TestCluster {
   readonly disks = new Map<NodeId, NodeDisk>();
   readonly delivered = new Map<NodeId, Entry[]>();
   readonly queue: Message[] = [];
+  /** Every message a Ready put out, in order. */
+  readonly sent: Message[] = [];
   readonly cut = new Set<NodeId>();
   private readonly prng: Prng;
 
@@ -104,6 +106,7 @@ export class TestCluster {
     }
     if (ready.hardState !== null) disk.hardState = ready.hardState;
     this.queue.push(...ready.messagesToSend);
+    this.sent.push(...ready.messagesToSend);
     this.delivered.get(id)!.push(...ready.entriesToDeliver);
     const last = ready.entriesToDeliver[ready.entriesToDeliver.length - 1];
     if (last !== undefined) disk.appliedIndex = last.index;

@@ -232,6 +232,44 @@ export function runConformance(name: string, makeHarness: () => Harness): void {
     );
   });
 
+  it('appends with large and small entries arrive intact, and stay intact as more arrive', async (harness) => {
+    const [a, b] = await harness.start([{ nodeId: 'a' }, { nodeId: 'b' }], {
+      frameBytesMax: 1024 * 1024,
+      peerBufferBytesMax: 8 * 1024 * 1024,
+    });
+    assert.ok(a && b);
+    const atB = collect(b);
+    // Entry sizes around the codec's reference threshold and beyond a socket read, so the
+    // writes gather referenced runs and the reads split packets anywhere.
+    const sizes = [0, 1, 100, 2047, 2048, 2049, 33_000, 70_000, 5];
+    const append = (round: number): Frame => ({
+      type: 'Append',
+      from: 'a',
+      to: 'b',
+      term: 1,
+      prevLogIndex: round * sizes.length,
+      prevLogTerm: 1,
+      commit: round,
+      entries: sizes.map((size, position) => ({
+        index: round * sizes.length + position + 1,
+        term: 1,
+        kind: 'normal',
+        data: new Uint8Array(randomBytes(size)),
+      })),
+    });
+    const first = Array.from({ length: 6 }, (_, round) => append(round));
+    a.send(first.flatMap((frame, round) => [frame, heartbeat('a', 'b', round)]));
+    await waitFor(() => atB.frames.length === 12, 'the first appends');
+    const second = Array.from({ length: 6 }, (_, round) => append(round + 6));
+    a.send(second);
+    await waitFor(() => atB.frames.length === 18, 'the second appends');
+    const expected = [
+      ...first.flatMap((frame, round) => [frame, heartbeat('a', 'b', round)]),
+      ...second,
+    ];
+    assert.deepStrictEqual(atB.frames, expected);
+  });
+
   it('frames larger than frameBytesMax are dropped as oversize, and so are snapshots over their limit', async (harness) => {
     const [a] = await harness.start([{ nodeId: 'a' }, { nodeId: 'b' }], {
       frameBytesMax: 4096,
