@@ -41,17 +41,17 @@ const hunts: readonly Hunt[] = [
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 8, 14, 24, 25, 28, 30, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 24, seedsMax: 5, caughtBy: ['commit rule'] },
-  // Seeds 19, 62, 68, 70, 76 of 1..160: forced split elections with vote answers held
+  // Seeds 86 and 133 of 1..160: forced split elections with vote answers held
   // until their candidate's next round, mostly in the elections shape. (Seeds moved when every
   // WAL record began to repeat the hard state, when meta.json came to be written after the
   // first segment, when the nodes came to keep their messages on the simulated disk and to
   // backfill from each other, when WAL records came to be written through O_DSYNC handles,
-  // when a leader came to send a commit index with its next entries or tick, and when the
-  // HTTP server came to serve every request deadline from one timer: faults land elsewhere.)
+  // when a leader came to send each follower one Append per Ready, and when the HTTP server
+  // came to serve every request deadline from one timer: faults land elsewhere.)
   {
     variant: 'countStaleVotes',
-    from: 62,
-    seedsMax: 15,
+    from: 86,
+    seedsMax: 5,
     caughtBy: ['election safety', 'leader completeness'],
   },
 ];
