@@ -307,3 +307,40 @@ test('segments found at open count as synced; a sync runs while the store goes o
   assert.equal(held.syncs.length, 2, 'then nothing is left to sync');
   assert.equal(files.syncs.length, 0);
 });
+
+test('a compaction whose copy fails to write or sync is dropped, and tried again', async () => {
+  for (const failing of ['write', 'sync'] as const) {
+    let armed = false;
+    const files = new (class extends CountingFiles {
+      override write(name: string, data: Buffer, offset: number): void {
+        if (armed && failing === 'write' && name.endsWith('.compacting')) {
+          armed = false;
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        }
+        super.write(name, data, offset);
+      }
+      override async sync(names: readonly string[]): Promise<void> {
+        if (armed && failing === 'sync' && names.some((name) => name.endsWith('.compacting'))) {
+          armed = false;
+          throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        }
+        await super.sync(names);
+      }
+    })(new MemoryStoreFiles());
+    const store = new MessageStore({ files, segmentBytesMax: 1024 });
+    const last = 60;
+    for (let position = 1; position <= last; position++) store.append(keyed(position));
+    store.flush();
+    const rule = supersededUpTo(last);
+    armed = true;
+    await assert.rejects(compactAll(store, last + 1, rule), /ENOSPC|EIO/, failing);
+    assert.equal(armed, false, `the ${failing} failed once`);
+    // The failure was transient: the next slices compact every sealed segment.
+    await compactAll(store, last + 1, rule);
+    const open = store.summaries().at(-1)?.first ?? 0;
+    for (const message of readAll(store)) {
+      const due = message.position < open && rule(message);
+      assert.equal(message.compacted === true, due, `${failing}: position ${message.position}`);
+    }
+  }
+});
