@@ -6,6 +6,7 @@
 // synced, and a sync runs off the event loop while the store goes on.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { CompactionState, firstOfKey } from '../../src/broadcast/compaction.ts';
 import { SimFileSystem } from '../../src/sim/sim-file-system.ts';
 import { SimStoreFiles } from '../../src/sim/sim-store-files.ts';
 import {
@@ -342,5 +343,46 @@ test('a compaction whose copy fails to write or sync is dropped, and tried again
       const due = message.position < open && rule(message);
       assert.equal(message.compacted === true, due, `${failing}: position ${message.position}`);
     }
+  }
+});
+
+test('a message applied before its topic was compacted goes once a newer one of its key arrives', async () => {
+  const store = new MessageStore({ files: new MemoryStoreFiles(), segmentBytesMax: 1024 });
+  const state = new CompactionState();
+  const rule: SupersededRule = (message) => state.isSuperseded(message);
+  // As the applier (src/broadcast/applier.ts) delivers and applies a cut: the position a
+  // message supersedes is noted in the store, and a cut after keys were first followed has
+  // every segment judged again.
+  let keysFollowedSinceCut = false;
+  const deliver = (message: StoredMessage) => {
+    store.append(message);
+    const superseded = state.noteDelivered(message.topic, message.key, message.position);
+    if (superseded > 0) store.noteSuperseded(superseded);
+    else if (superseded === firstOfKey) keysFollowedSinceCut = true;
+  };
+  const cut = (before: number, lastPosition: number) => {
+    state.apply({ op: 'compact', topics: ['accounts'], before }, lastPosition);
+    if (keysFollowedSinceCut) store.forgetCompaction();
+    keysFollowedSinceCut = false;
+  };
+  const early = 60;
+  for (let position = 1; position <= early; position++) deliver(keyed(position));
+  store.flush();
+  // The topic is compacted from here on, and a first cut judges what is sealed: nothing is
+  // superseded yet, as no key is followed from before.
+  cut(early + 1, early);
+  await compactAll(store, state.before, rule);
+  // Newer messages of every key: the early ones are superseded, and go at the next cut.
+  const last = 2 * early;
+  for (let position = early + 1; position <= last; position++) deliver(keyed(position));
+  store.flush();
+  cut(last + 1, last);
+  await compactAll(store, state.before, rule);
+  const open = store.summaries().at(-1)?.first ?? 0;
+  assert.ok(open > early, 'the early positions are all sealed');
+  for (const message of readAll(store)) {
+    if (message.position > early) continue;
+    assert.ok(rule(message), `position ${message.position} is superseded`);
+    assert.equal(message.compacted, true, `position ${message.position} is compacted`);
   }
 });
