@@ -386,3 +386,29 @@ test('a message applied before its topic was compacted goes once a newer one of 
     assert.equal(message.compacted, true, `position ${message.position} is compacted`);
   }
 });
+
+test('positions cut as damaged and filled again are judged again', async () => {
+  const memory = new MemoryStoreFiles();
+  const store = new MessageStore({ files: memory, segmentBytesMax: 1024 });
+  const last = 60;
+  for (let position = 1; position <= last; position++) store.append(keyed(position));
+  store.flush();
+  const sealed = store.summaries()[1];
+  assert.ok(sealed !== undefined && sealed.last < (store.summaries().at(-1)?.first ?? 0));
+  const damaged = sealed.last;
+  const rule: SupersededRule = (message) => message.position === damaged;
+  await compactAll(store, last + 1, rule);
+  assert.equal(store.read(damaged, 1)[0]?.compacted, true);
+  // Its record damaged on disk: a read cuts it, and backfill fills it again from a peer that
+  // has not compacted it yet.
+  const name = `${String(sealed.first).padStart(16, '0')}.seg`;
+  const lastByte = memory.size(name) - 1;
+  const byte = Buffer.alloc(1);
+  memory.read(name, byte, lastByte);
+  memory.write(name, Buffer.from([(byte[0] as number) ^ 0xff]), lastByte);
+  assert.equal(store.read(sealed.first, 1000).at(-1)?.position, damaged - 1, 'cut at the damage');
+  assert.ok(store.append(keyed(damaged)));
+  store.flush();
+  await compactAll(store, last + 1, rule);
+  assert.equal(store.read(damaged, 1)[0]?.compacted, true, 'compacted again');
+});
