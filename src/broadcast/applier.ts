@@ -12,7 +12,7 @@ import type { Configuration, Entry, NodeId, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { FixedHistogram } from '../util/histogram.ts';
 import { BatchFormatError, type DecodedBatch, decodeBatch, type MessageRun } from './batch.ts';
-import { compactionTopic } from './compaction.ts';
+import { compactionTopic, firstOfKey } from './compaction.ts';
 import { type DeliveredMessage, DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
@@ -59,6 +59,8 @@ export class Applier {
   /** Messages per applied batch. */
   readonly batchMessages = new FixedHistogram([1, 4, 16, 64, 256, 1024, 4096]);
   private state: AppState;
+  /** A key was first followed by compaction since the last cut (`applyStreamRun`). */
+  private keysFollowedSinceCut = false;
   private appliedIndexValue: number;
   private appliedTerm: number;
   private appliedConfigValue: Configuration;
@@ -192,7 +194,8 @@ export class Applier {
           : { position, index, term, clientId, seq, topic, payload, logTimeMs, key };
       this.deliveryLog.append(message);
       const superseded = compaction.noteDelivered(topic, key, position);
-      if (superseded !== 0) this.deliveryLog.store.noteSuperseded(superseded);
+      if (superseded > 0) this.deliveryLog.store.noteSuperseded(superseded);
+      else if (superseded === firstOfKey) this.keysFollowedSinceCut = true;
       observer?.delivered(message);
     }
   }
@@ -237,6 +240,12 @@ export class Applier {
       });
     }
     this.deliveryLog.retainFrom(streams.retainedFrom);
+    if (run.topic === compactionTopic && this.keysFollowedSinceCut) {
+      // Keys followed since the last cut may supersede messages applied before they were
+      // followed, in segments already judged: judged again, once a cut, not once a key.
+      this.keysFollowedSinceCut = false;
+      this.deliveryLog.store.forgetCompaction();
+    }
   }
 
   /**

@@ -26,6 +26,9 @@ import type { BroadcastResult } from './pending.ts';
 
 export const compactionTopic = '$abcast/compaction';
 
+/** What `noteDelivered` answers for the first message of a key it follows. */
+export const firstOfKey = -1;
+
 /** Compacted topics one record names at most. */
 export const compactTopicsMax = 64;
 /** Keys followed at most over every compacted topic; a new key beyond it is never compacted. */
@@ -78,7 +81,9 @@ export class CompactionState {
 
   /**
    * A delivered message: the newest of its key when its topic is compacted. Returns the
-   * position it supersedes (the key's newest until now), 0 when none. Hot path.
+   * position it supersedes (the key's newest until now), 0 when none, or `firstOfKey` when
+   * its key is followed from this message on: a message of the key applied before it was
+   * followed (before its topic was compacted) is superseded now, wherever it lies. Hot path.
    */
   noteDelivered(topic: string, key: string | undefined, position: number): number {
     if (key === undefined || this.topicSet.size === 0 || !this.topicSet.has(topic)) return 0;
@@ -93,7 +98,7 @@ export class CompactionState {
       this.keyCount++;
     }
     keys.set(key, position);
-    return superseded ?? 0;
+    return superseded ?? firstOfKey;
   }
 
   /** Whether the message at `position` has a newer one with its key: compaction may drop it. */

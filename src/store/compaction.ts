@@ -86,6 +86,11 @@ export class Compactor {
     this.running = true;
     try {
       return await this.step(before, superseded);
+    } catch (error) {
+      // A failed read, write or sync leaves the copy behind what it counts (a write that
+      // failed is not tried again): started afresh on a later slice rather than continued.
+      if (this.job !== null) this.drop(this.job);
+      throw error;
     } finally {
       this.running = false;
     }

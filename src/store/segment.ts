@@ -273,6 +273,8 @@ export class Segment {
     this.sizeBytes = this.writtenBytes = offset;
     this.syncedBytes = Math.min(this.syncedBytes, offset);
     this.cuts++;
+    // Positions appended again after the cut (backfill) are judged by compaction again.
+    this.compactedBefore = Math.min(this.compactedBefore, position + 1);
     this.last = position;
     while (this.sparse.length > 0 && (this.sparse[this.sparse.length - 2] as number) > position) {
       this.sparse.length -= 2;

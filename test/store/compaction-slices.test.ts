@@ -6,6 +6,7 @@
 // synced, and a sync runs off the event loop while the store goes on.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { CompactionState, firstOfKey } from '../../src/broadcast/compaction.ts';
 import { SimFileSystem } from '../../src/sim/sim-file-system.ts';
 import { SimStoreFiles } from '../../src/sim/sim-store-files.ts';
 import {
@@ -306,4 +307,108 @@ test('segments found at open count as synced; a sync runs while the store goes o
   await store.sync();
   assert.equal(held.syncs.length, 2, 'then nothing is left to sync');
   assert.equal(files.syncs.length, 0);
+});
+
+test('a compaction whose copy fails to write or sync is dropped, and tried again', async () => {
+  for (const failing of ['write', 'sync'] as const) {
+    let armed = false;
+    const files = new (class extends CountingFiles {
+      override write(name: string, data: Buffer, offset: number): void {
+        if (armed && failing === 'write' && name.endsWith('.compacting')) {
+          armed = false;
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        }
+        super.write(name, data, offset);
+      }
+      override async sync(names: readonly string[]): Promise<void> {
+        if (armed && failing === 'sync' && names.some((name) => name.endsWith('.compacting'))) {
+          armed = false;
+          throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        }
+        await super.sync(names);
+      }
+    })(new MemoryStoreFiles());
+    const store = new MessageStore({ files, segmentBytesMax: 1024 });
+    const last = 60;
+    for (let position = 1; position <= last; position++) store.append(keyed(position));
+    store.flush();
+    const rule = supersededUpTo(last);
+    armed = true;
+    await assert.rejects(compactAll(store, last + 1, rule), /ENOSPC|EIO/, failing);
+    assert.equal(armed, false, `the ${failing} failed once`);
+    // The failure was transient: the next slices compact every sealed segment.
+    await compactAll(store, last + 1, rule);
+    const open = store.summaries().at(-1)?.first ?? 0;
+    for (const message of readAll(store)) {
+      const due = message.position < open && rule(message);
+      assert.equal(message.compacted === true, due, `${failing}: position ${message.position}`);
+    }
+  }
+});
+
+test('a message applied before its topic was compacted goes once a newer one of its key arrives', async () => {
+  const store = new MessageStore({ files: new MemoryStoreFiles(), segmentBytesMax: 1024 });
+  const state = new CompactionState();
+  const rule: SupersededRule = (message) => state.isSuperseded(message);
+  // As the applier (src/broadcast/applier.ts) delivers and applies a cut: the position a
+  // message supersedes is noted in the store, and a cut after keys were first followed has
+  // every segment judged again.
+  let keysFollowedSinceCut = false;
+  const deliver = (message: StoredMessage) => {
+    store.append(message);
+    const superseded = state.noteDelivered(message.topic, message.key, message.position);
+    if (superseded > 0) store.noteSuperseded(superseded);
+    else if (superseded === firstOfKey) keysFollowedSinceCut = true;
+  };
+  const cut = (before: number, lastPosition: number) => {
+    state.apply({ op: 'compact', topics: ['accounts'], before }, lastPosition);
+    if (keysFollowedSinceCut) store.forgetCompaction();
+    keysFollowedSinceCut = false;
+  };
+  const early = 60;
+  for (let position = 1; position <= early; position++) deliver(keyed(position));
+  store.flush();
+  // The topic is compacted from here on, and a first cut judges what is sealed: nothing is
+  // superseded yet, as no key is followed from before.
+  cut(early + 1, early);
+  await compactAll(store, state.before, rule);
+  // Newer messages of every key: the early ones are superseded, and go at the next cut.
+  const last = 2 * early;
+  for (let position = early + 1; position <= last; position++) deliver(keyed(position));
+  store.flush();
+  cut(last + 1, last);
+  await compactAll(store, state.before, rule);
+  const open = store.summaries().at(-1)?.first ?? 0;
+  assert.ok(open > early, 'the early positions are all sealed');
+  for (const message of readAll(store)) {
+    if (message.position > early) continue;
+    assert.ok(rule(message), `position ${message.position} is superseded`);
+    assert.equal(message.compacted, true, `position ${message.position} is compacted`);
+  }
+});
+
+test('positions cut as damaged and filled again are judged again', async () => {
+  const memory = new MemoryStoreFiles();
+  const store = new MessageStore({ files: memory, segmentBytesMax: 1024 });
+  const last = 60;
+  for (let position = 1; position <= last; position++) store.append(keyed(position));
+  store.flush();
+  const sealed = store.summaries()[1];
+  assert.ok(sealed !== undefined && sealed.last < (store.summaries().at(-1)?.first ?? 0));
+  const damaged = sealed.last;
+  const rule: SupersededRule = (message) => message.position === damaged;
+  await compactAll(store, last + 1, rule);
+  assert.equal(store.read(damaged, 1)[0]?.compacted, true);
+  // Its record damaged on disk: a read cuts it, and backfill fills it again from a peer that
+  // has not compacted it yet.
+  const name = `${String(sealed.first).padStart(16, '0')}.seg`;
+  const lastByte = memory.size(name) - 1;
+  const byte = Buffer.alloc(1);
+  memory.read(name, byte, lastByte);
+  memory.write(name, Buffer.from([(byte[0] as number) ^ 0xff]), lastByte);
+  assert.equal(store.read(sealed.first, 1000).at(-1)?.position, damaged - 1, 'cut at the damage');
+  assert.ok(store.append(keyed(damaged)));
+  store.flush();
+  await compactAll(store, last + 1, rule);
+  assert.equal(store.read(damaged, 1)[0]?.compacted, true, 'compacted again');
 });
