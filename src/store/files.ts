@@ -8,7 +8,9 @@
 import {
   closeSync,
   constants,
+  existsSync,
   fstatSync,
+  fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -21,7 +23,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { assert } from '../util/assert.ts';
 
 export interface StoreFiles {
@@ -58,7 +60,16 @@ export class DiskStoreFiles implements StoreFiles {
   private readonly descriptors = new Map<string, number>();
 
   constructor(private readonly directory: string) {
+    if (existsSync(directory)) return;
     mkdirSync(directory, { recursive: true });
+    // The new folder's name is durable only once its parent is synced: without it, a power
+    // cut after the WAL was compacted past what this folder holds could lose both.
+    const parent = openSync(dirname(directory), 'r');
+    try {
+      fsyncSync(parent);
+    } finally {
+      closeSync(parent);
+    }
   }
 
   names(): string[] {
