@@ -57,7 +57,8 @@ export interface InboundContext {
  */
 export function decodeKept(bytes: Uint8Array, owned: boolean): Packet {
   if (owned || bytes.byteLength * 2 >= bytes.buffer.byteLength) return decodePacket(bytes, true);
-  if (bytes.byteLength >= wholeCopyBytesMin) return decodePacket(bytes.slice(), true);
+  // Not `bytes.slice()`: on a Buffer (every socket read is one) that is a view, not a copy.
+  if (bytes.byteLength >= wholeCopyBytesMin) return decodePacket(new Uint8Array(bytes), true);
   return decodePacket(bytes);
 }
 

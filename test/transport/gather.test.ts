@@ -160,3 +160,32 @@ test('one packet cut at every single byte boundary decodes whole', () => {
     assert.deepEqual(receive(stream, [cut]), [withLarge, withLarge], `cut at ${cut}`);
   }
 });
+
+test('a large packet sharing a larger read keeps no view of the read (socket reads are Buffers)', () => {
+  const frame: AppendMessage = {
+    type: 'Append',
+    from: 'n1',
+    to: 'n2',
+    term: 1,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    entries: [{ index: 1, term: 1, kind: 'normal', data: new Uint8Array(1500).fill(9) }],
+    commit: 0,
+  };
+  const packet = Buffer.concat(gatheredPacket(frame));
+  // One read the way Node hands it over: a Buffer holding this packet and more bytes after.
+  const read = Buffer.alloc(64 * 1024);
+  packet.copy(read, 0);
+  const splitter = new PacketSplitter(1 << 20);
+  splitter.push(read);
+  const bytes = splitter.next();
+  assert.ok(bytes !== null && !splitter.ownsLastPacket);
+  assert.ok(bytes.byteLength >= 1024 && bytes.byteLength * 2 < read.byteLength);
+  const decoded = decodeKept(bytes, splitter.ownsLastPacket);
+  assert.equal(decoded.kind, 'Frame');
+  const data = entriesOf(decoded.kind === 'Frame' ? decoded.frame : frame)[0]!.data;
+  assert.deepEqual(Uint8Array.from(data), frame.entries[0]!.data);
+  // Copied out whole: the entry pins at most its packet, not the 64 KiB read around it.
+  assert.ok(data.buffer !== read.buffer, 'the entry views the read');
+  assert.ok(data.buffer.byteLength <= bytes.byteLength);
+});
