@@ -8,9 +8,20 @@ export async function waitFor(
   timeoutMs = 10_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  // A condition that throws (a status fetch refused while a node starts on a loaded machine)
+  // is asked again; only at the deadline does its last error fail the wait.
+  let lastError: unknown;
   while (Date.now() < deadline) {
-    if (await condition()) return;
+    try {
+      if (await condition()) return;
+      lastError = undefined;
+    } catch (error) {
+      lastError = error;
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  const cause = lastError === undefined ? '' : `; last error: ${String(lastError)}`;
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`, {
+    cause: lastError,
+  });
 }
