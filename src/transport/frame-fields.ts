@@ -70,7 +70,8 @@ export class FrameReader {
    * valid after the socket's chunk the frame came in is reused or dropped.
    */
   detach(): void {
-    this.frame = this.frame.slice();
+    // Not `slice()`: on a Buffer (what a socket read is) that is a view, not a copy.
+    this.frame = new Uint8Array(this.frame);
     this.view = new DataView(this.frame.buffer, this.frame.byteOffset, this.frame.byteLength);
   }
 
