@@ -388,6 +388,24 @@ function originKey(origin: URL): string {
 }
 
 /** Puts a call on `connection` with its deadline and its caller's signal. */
+/** The pool's connection under `key`, made when there is none; a closed one leaves the pool. */
+function pooledConnection(
+  pool: Map<string, BinaryConnection>,
+  key: string,
+  origin: URL,
+  options: NodeExchangeOptions,
+): BinaryConnection {
+  let connection = pool.get(key);
+  if (connection === undefined) {
+    const made = new BinaryConnection(origin, options, () => {
+      if (pool.get(key) === made) pool.delete(key);
+    });
+    connection = made;
+    pool.set(key, connection);
+  }
+  return connection;
+}
+
 function startCall(
   environment: Environment,
   connection: BinaryConnection,
@@ -427,17 +445,8 @@ function runsOverBinary(
   /** By node: whether it knows the frame; absent until one of its answers says. */
   const known = new Map<string, boolean>();
   const probes = new Map<string, BinaryConnection>();
-  const probeTo = (origin: URL, key: string): BinaryConnection => {
-    let probe = probes.get(key);
-    if (probe === undefined) {
-      const made = new BinaryConnection(origin, options, () => {
-        if (probes.get(key) === made) probes.delete(key);
-      });
-      probe = made;
-      probes.set(key, probe);
-    }
-    return probe;
-  };
+  const probeTo = (origin: URL, key: string): BinaryConnection =>
+    pooledConnection(probes, key, origin, options);
   /** By run URL: its endpoint parsed once, not once per run. */
   const targets = new Map<string, { readonly url: URL; readonly key: string }>();
   const targetOf = (runUrl: string) => {
@@ -530,18 +539,8 @@ export function binaryExchange(
   options: NodeExchangeOptions = { ca: null },
 ): BinaryExchange {
   const connections = new Map<string, BinaryConnection>();
-  const connectionTo = (origin: URL): BinaryConnection => {
-    const key = originKey(origin);
-    let connection = connections.get(key);
-    if (connection === undefined) {
-      const made = new BinaryConnection(origin, options, () => {
-        if (connections.get(key) === made) connections.delete(key);
-      });
-      connection = made;
-      connections.set(key, connection);
-    }
-    return connection;
-  };
+  const connectionTo = (origin: URL): BinaryConnection =>
+    pooledConnection(connections, originKey(origin), origin, options);
   const exchange = (request: HttpExchangeRequest) =>
     new Promise<HttpExchangeResponse>((resolve, reject) => {
       if (request.signal.aborted) return reject(request.signal.reason);
