@@ -80,8 +80,8 @@ export class PacketSplitter {
    */
   next(): Uint8Array | null {
     if (this.body === null) {
-      if (!this.fillHeader()) return null;
-      const byteCount = this.readLength();
+      const byteCount = this.prefixInChunk() ?? (this.fillHeader() ? this.readLength() : null);
+      if (byteCount === null) return null;
       const head = this.chunks[0];
       if (head !== undefined && head.byteLength - this.chunkOffset >= byteCount) {
         this.lastPacketOwned = false;
@@ -91,6 +91,21 @@ export class PacketSplitter {
       this.bodyFilledBytes = 0;
     }
     return this.fillBody();
+  }
+
+  /**
+   * The next length when its whole prefix lies in the first chunk, read there (most packets
+   * on a busy stream): no byte-by-byte copy into the header.
+   */
+  private prefixInChunk(): number | null {
+    const head = this.chunks[0];
+    const at = this.chunkOffset;
+    if (this.headerFilledBytes !== 0 || head === undefined) return null;
+    if (head.byteLength - at < lengthPrefixBytes) return null;
+    const byteCount =
+      head[at]! * 0x100_0000 + ((head[at + 1]! << 16) | (head[at + 2]! << 8) | head[at + 3]!);
+    this.advance(head, lengthPrefixBytes);
+    return this.checkedLength(byteCount);
   }
 
   private fillHeader(): boolean {
@@ -108,6 +123,10 @@ export class PacketSplitter {
       this.header[0]! * 0x100_0000 +
       ((this.header[1]! << 16) | (this.header[2]! << 8) | this.header[3]!);
     this.headerFilledBytes = 0;
+    return this.checkedLength(byteCount);
+  }
+
+  private checkedLength(byteCount: number): number {
     if (byteCount === 0) throw new FramingError('EMPTY_PACKET', 'a packet length is zero', {});
     if (byteCount > this.packetBytesMax) {
       throw new FramingError(
