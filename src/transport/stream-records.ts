@@ -17,6 +17,7 @@
  */
 import { assert } from '../util/assert.ts';
 import { AbcastError } from '../util/errors.ts';
+import { FramingError, PacketSplitter } from './framing.ts';
 
 export const streamRecordsType = 'application/x-abcast-records';
 
@@ -207,14 +208,11 @@ export type StreamRecord =
  * (bounded by `streamRecordBytesMax`) between pushes.
  */
 export class StreamRecordReader {
-  /** Fewer than a prefix's bytes of the next item, copied. */
-  private prefixPart: Buffer | null = null;
   /**
-   * An item begun and not finished, in a buffer of its whole size (prefix included) filled as
-   * chunks come: a 16 MiB item in 16 KiB chunks is copied once, not joined again per chunk.
+   * Items are length-prefixed packets: the splitter judges each length before buffering and
+   * assembles an item that spans chunks into one buffer of its size.
    */
-  private partial: Buffer | null = null;
-  private partialFilled = 0;
+  private readonly splitter = new PacketSplitter(streamRecordBytesMax);
   private lastClient: Buffer = Buffer.alloc(0);
   private lastClientId = '';
   private lastTopicBytes: Buffer = Buffer.alloc(0);
@@ -222,41 +220,36 @@ export class StreamRecordReader {
 
   /** Calls `each` for every item `chunk` completes, in order; throws StreamRecordError. */
   push(chunk: Uint8Array, each: (record: StreamRecord) => void): void {
-    let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    let at = 0;
-    if (this.partial !== null) {
-      const partial = this.partial;
-      at = bytes.copy(partial, this.partialFilled, 0);
-      this.partialFilled += at;
-      if (this.partialFilled < partial.length) return;
-      this.partial = null;
-      each(this.item(partial, itemPrefixBytes, partial.length));
-    } else if (this.prefixPart !== null) {
-      // At most three bytes before the chunk: one copy of the chunk, once.
-      bytes = Buffer.concat([this.prefixPart, bytes]);
-      this.prefixPart = null;
-    }
-    while (bytes.length - at >= itemPrefixBytes) {
-      const itemBytes = bytes.readUInt32BE(at);
-      if (itemBytes < 1 || itemBytes > streamRecordBytesMax) {
-        throw new StreamRecordError(`an item of ${itemBytes} bytes`, { itemBytes });
+    // Drained before returning: the splitter then holds no view of the chunk, which the
+    // caller may reuse (what spans chunks was copied into its own buffer).
+    this.splitter.push(chunk);
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (;;) {
+      const item = this.nextItem();
+      if (item === null) return;
+      if (this.splitter.ownsLastPacket) {
+        each(this.item(Buffer.from(item.buffer, item.byteOffset, item.byteLength), 0, item.length));
+      } else {
+        // A view of this chunk: read in place, no Buffer made per item.
+        const start = item.byteOffset - bytes.byteOffset;
+        each(this.item(bytes, start, start + item.byteLength));
       }
-      const end = at + itemPrefixBytes + itemBytes;
-      if (end > bytes.length) {
-        // A copy: the caller may reuse the chunk it pushed.
-        this.partial = Buffer.allocUnsafe(itemPrefixBytes + itemBytes);
-        this.partialFilled = bytes.copy(this.partial, 0, at);
-        return;
-      }
-      each(this.item(bytes, at + itemPrefixBytes, end));
-      at = end;
     }
-    if (at < bytes.length) this.prefixPart = Buffer.from(bytes.subarray(at));
   }
 
   /** Bytes of an item begun and not finished: a stream that ends here was cut. */
   get hasPartialItem(): boolean {
-    return this.partial !== null || this.prefixPart !== null;
+    return this.splitter.hasPartialPacket;
+  }
+
+  private nextItem(): Uint8Array | null {
+    try {
+      return this.splitter.next();
+    } catch (error) {
+      if (!(error instanceof FramingError)) throw error;
+      const itemBytes = error.details.packetBytes ?? 0;
+      throw new StreamRecordError(`an item of ${itemBytes} bytes`, { itemBytes });
+    }
   }
 
   private item(bytes: Buffer, start: number, end: number): StreamRecord {
