@@ -50,8 +50,7 @@ export class ConsumerAcks {
           this.acked = Math.max(this.acked, position);
           this.settle(null);
         } catch (error) {
-          this.wanted = this.acked;
-          this.settle(error);
+          this.fail(position, error);
         }
       }
     } finally {
@@ -67,6 +66,25 @@ export class ConsumerAcks {
       else left.push(waiter);
     }
     this.waiters = left;
+  }
+
+  /**
+   * A request for the cursor at `sent` failed: the acks it covered fail with it. An ack past
+   * it was made while the request ran and was never sent, so it waits for a request of its
+   * own instead of failing for a request it had no part in.
+   */
+  private fail(sent: number, error: unknown): void {
+    const left: Waiter[] = [];
+    let wanted = this.acked;
+    for (const waiter of this.waiters) {
+      if (waiter.position <= sent) waiter.reject(error);
+      else {
+        left.push(waiter);
+        wanted = Math.max(wanted, waiter.position);
+      }
+    }
+    this.waiters = left;
+    this.wanted = wanted;
   }
 }
 

@@ -68,6 +68,99 @@ function watch(promise: Promise<void>): { state: 'waiting' | 'resolved' | 'rejec
 
 const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** A consumer's cursor acks whose requests the test answers one by one. */
+function controlledConsumerAcks() {
+  const requests: { position: number; succeed: () => void; fail: (e: Error) => void }[] = [];
+  const acks = new ConsumerAcks(
+    'billing',
+    (_name, position) =>
+      new Promise((resolve, reject) => {
+        requests.push({ position, succeed: () => resolve(position), fail: reject });
+      }),
+  );
+  return { acks, requests };
+}
+
+test('an ack made while a request fails is sent on its own, not failed with it', async () => {
+  const { acks, requests } = controlledConsumerAcks();
+  const carried = watch(acks.ack(3));
+  const covered = watch(acks.ack(2)); // below the request in flight: it rides on it
+  await settled();
+  const later = watch(acks.ack(5)); // made while the request runs
+  requests[0]!.fail(new Error('down'));
+  await settled();
+  assert.equal(carried.state, 'rejected');
+  assert.equal(covered.state, 'rejected');
+  assert.equal(later.state, 'waiting');
+  assert.deepEqual(
+    requests.map((request) => request.position),
+    [3, 5],
+  );
+  requests[1]!.succeed();
+  await settled();
+  assert.equal(later.state, 'resolved');
+});
+
+test('a cursor ack fails only if a request covering it failed after it was made', async () => {
+  const op = fc.oneof(
+    fc.record({ ack: fc.integer({ min: 1, max: 20 }) }),
+    fc.record({ answer: fc.constantFrom('ok' as const, 'fail' as const) }),
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+      const { acks, requests } = controlledConsumerAcks();
+      let clock = 0;
+      let cursor = 0; // what the log holds: the highest position of a request that landed
+      const failures: { position: number; at: number }[] = [];
+      const tracked: { position: number; state: string; madeAt: number }[] = [];
+      let answered = 0;
+      const answer = async (ok: boolean) => {
+        const request = requests[answered];
+        if (request === undefined) return;
+        answered += 1;
+        if (ok) {
+          cursor = Math.max(cursor, request.position);
+          request.succeed();
+        } else {
+          failures.push({ position: request.position, at: clock++ });
+          request.fail(new Error('down'));
+        }
+        await settled();
+      };
+      for (const each of ops) {
+        if ('ack' in each) {
+          const entry = { position: each.ack, state: 'waiting', madeAt: clock++ };
+          tracked.push(entry);
+          acks.ack(each.ack).then(
+            () => {
+              entry.state = 'resolved';
+            },
+            () => {
+              entry.state = 'rejected';
+            },
+          );
+          await settled();
+        } else await answer(each.answer === 'ok');
+      }
+      for (let round = 0; answered < requests.length; round++) {
+        assert.ok(round < 100, 'the requests end');
+        await answer(true);
+      }
+      for (const entry of tracked) {
+        assert.notEqual(entry.state, 'waiting', `ack ${entry.position} never settled`);
+        if (entry.state === 'resolved') assert.ok(entry.position <= cursor);
+        else {
+          assert.ok(
+            failures.some((f) => f.at > entry.madeAt && f.position >= entry.position),
+            `ack ${entry.position} failed with no failed request covering it`,
+          );
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
 test('a failed group ack request fails only the acks it carried', async () => {
   const { acks, requests } = controlledGroupAcks();
   const carried = watch(acks.ack(1, 5));
