@@ -59,6 +59,17 @@ export class RunWaiter {
     this.outstanding++;
   }
 
+  /**
+   * Slot `slot` waits on `entry`, made for it with this run as its only waiter (its list
+   * is made holding the run: a push onto an empty list allocates room for many).
+   */
+  waitOnNew(slot: number, entry: PendingMessage): void {
+    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
+    assert(entry.waiters.length === 1 && entry.waiters[0] === this, 'a new entry lists its run');
+    this.entries[slot] = entry;
+    this.outstanding++;
+  }
+
   /** Our own session restarted: the slot waiting on `from` now waits on `to`. */
   moved(from: PendingMessage, to: PendingMessage): void {
     assert(this.entries.length === 1 && this.entries[0] === from, 'only a run of one moves');
@@ -120,6 +131,11 @@ export interface PendingMessage {
   held: boolean;
   /** Copies handed to the leader so far: with none, nothing of it can still commit. */
   copiesSent: number;
+  /**
+   * Set while the table holds it (PendingTable.add to delete): asked for every message at
+   * every step, so it is a field rather than two map lookups.
+   */
+  inTable?: boolean;
 }
 
 /** Asserts the one-stage rule above; returns the stage, for callers that branch on it. */
@@ -196,7 +212,7 @@ export class PendingTable {
   }
 
   has(entry: PendingMessage): boolean {
-    return this.get(entry.message.clientId, entry.message.seq) === entry;
+    return entry.inTable === true;
   }
 
   add(entry: PendingMessage): void {
@@ -206,21 +222,25 @@ export class PendingTable {
       bySeq = new ClientPending();
       this.byClient.set(clientId, bySeq);
     }
-    assert(!bySeq.has(seq), 'one pending entry per (clientId, seq)');
+    assert(!bySeq.has(seq) && entry.inTable !== true, 'one pending entry per (clientId, seq)');
     bySeq.set(seq, entry);
+    entry.inTable = true;
     this.count++;
     this.payloadBytes += entry.message.payload.byteLength;
   }
 
   delete(entry: PendingMessage): void {
+    if (entry.inTable !== true) return;
     const { clientId, seq } = entry.message;
     const bySeq = this.byClient.get(clientId);
-    if (bySeq?.get(seq) !== entry) return;
-    bySeq.delete(seq);
+    // An entry in the table is the one at its seq: add allows one per (clientId, seq).
+    const removed = bySeq?.delete(seq) === true;
+    assert(removed, 'an entry in the table is found at its seq');
+    entry.inTable = false;
     this.count--;
     this.payloadBytes -= entry.message.payload.byteLength;
     assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
-    if (bySeq.size === 0) this.byClient.delete(clientId);
+    if (bySeq?.size === 0) this.byClient.delete(clientId);
   }
 
   /**
