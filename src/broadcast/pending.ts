@@ -154,38 +154,143 @@ export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting
 }
 
 /**
+ * How far from the seqs held in order a seq may lie and still join them: a client's pending
+ * seqs are mostly one dense stretch, kept in an array indexed by seq; a seq far from it (a
+ * client that skipped ahead) is kept aside rather than stretching the array over the gap.
+ */
+const windowSpanMax = 1 << 16;
+
+/**
  * One client's pending messages by seq, with what the gap hold needs to judge a message in
  * O(1) amortized instead of a scan of every earlier seq (10,000 in flight from one client
  * made that scan quadratic): how many were ever removed, and the lowest seq.
+ *
+ * The seqs in flight from one client are mostly consecutive, so they are kept in an array
+ * indexed by seq (a window that slides up as the lowest are settled) rather than a hash map
+ * of thousands of entries: a lookup is an index, an addition at the top a push. Seqs that
+ * would stretch the window far are kept in a map aside. Iteration is in seq order within the
+ * window, then the map's seqs.
  */
-export class ClientPending extends Map<number, PendingMessage> {
+export class ClientPending {
   /** Bumped by every removal: a range found complete stays so while it is unchanged. */
   removals = 0;
-  private lowest = Number.POSITIVE_INFINITY;
-  private lowestKnown = true;
+  /** slots[at] holds seq `base + at`; slots before `head` are all empty. */
+  private slots: (PendingMessage | undefined)[] = [];
+  private base = 0;
+  private head = 0;
+  private inWindow = 0;
+  private aside: Map<number, PendingMessage> | null = null;
 
-  override set(seq: number, entry: PendingMessage): this {
-    if (seq < this.lowest) this.lowest = seq;
-    return super.set(seq, entry);
+  get size(): number {
+    return this.inWindow + (this.aside?.size ?? 0);
   }
 
-  override delete(seq: number): boolean {
-    const removed = super.delete(seq);
-    if (removed) {
-      this.removals++;
-      if (seq === this.lowest) this.lowestKnown = false;
+  get(seq: number): PendingMessage | undefined {
+    const at = seq - this.base;
+    const entry = at >= this.head && at < this.slots.length ? this.slots[at] : undefined;
+    return entry === undefined && this.aside !== null ? this.aside.get(seq) : entry;
+  }
+
+  has(seq: number): boolean {
+    return this.get(seq) !== undefined;
+  }
+
+  set(seq: number, entry: PendingMessage): this {
+    assert(Number.isSafeInteger(seq), 'pending seqs are safe integers');
+    if (this.aside?.has(seq) === true) {
+      this.aside.set(seq, entry);
+      return this;
     }
+    if (this.inWindow === 0) {
+      this.slots.length = 0;
+      this.base = seq;
+      this.head = 0;
+    }
+    const at = seq - this.base;
+    if (at >= this.head && at < this.slots.length) {
+      if (this.slots[at] === undefined) this.inWindow++;
+      this.slots[at] = entry;
+    } else if (at >= this.slots.length && at - this.slots.length < windowSpanMax) {
+      while (this.slots.length < at) this.slots.push(undefined);
+      this.slots.push(entry);
+      this.inWindow++;
+    } else if (at < this.head && at >= this.head - windowSpanMax) {
+      this.growDown(seq);
+      this.slots[0] = entry;
+      this.inWindow++;
+    } else {
+      this.aside ??= new Map();
+      this.aside.set(seq, entry);
+    }
+    return this;
+  }
+
+  /** Makes `seq` the window's first slot (a seq that arrived after later ones). */
+  private growDown(seq: number): void {
+    const slots: (PendingMessage | undefined)[] = [];
+    for (let at = seq; at < this.base + this.head; at++) slots.push(undefined);
+    for (let at = this.head; at < this.slots.length; at++) slots.push(this.slots[at]);
+    this.slots = slots;
+    this.base = seq;
+    this.head = 0;
+  }
+
+  delete(seq: number): boolean {
+    const at = seq - this.base;
+    let removed = false;
+    if (at >= this.head && at < this.slots.length && this.slots[at] !== undefined) {
+      this.slots[at] = undefined;
+      this.inWindow--;
+      removed = true;
+      if (at === this.head) this.advanceHead();
+    } else if (this.aside?.delete(seq) === true) {
+      removed = true;
+      if (this.aside.size === 0) this.aside = null;
+    }
+    if (removed) this.removals++;
     return removed;
+  }
+
+  /** Skips the empty slots at the bottom; drops them from the array once they are many. */
+  private advanceHead(): void {
+    const { slots } = this;
+    let { head } = this;
+    while (head < slots.length && slots[head] === undefined) head++;
+    if (head === slots.length) {
+      slots.length = 0;
+      this.base += head;
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= slots.length) {
+      this.slots = slots.slice(head);
+      this.base += head;
+      head = 0;
+    }
+    this.head = head;
   }
 
   /** The lowest pending seq (Infinity when none). */
   lowestSeq(): number {
-    if (!this.lowestKnown) {
-      this.lowest = Number.POSITIVE_INFINITY;
-      for (const seq of this.keys()) if (seq < this.lowest) this.lowest = seq;
-      this.lowestKnown = true;
+    let lowest = this.inWindow > 0 ? this.base + this.head : Number.POSITIVE_INFINITY;
+    if (this.aside !== null) for (const seq of this.aside.keys()) lowest = Math.min(lowest, seq);
+    return lowest;
+  }
+
+  *keys(): Generator<number> {
+    for (const [seq] of this.entries()) yield seq;
+  }
+
+  *values(): Generator<PendingMessage> {
+    for (const [, entry] of this.entries()) yield entry;
+  }
+
+  /** The window in seq order, then the seqs kept aside. */
+  *entries(): Generator<[number, PendingMessage]> {
+    const { slots, base } = this;
+    for (let at = this.head; at < slots.length; at++) {
+      const entry = slots[at];
+      if (entry !== undefined) yield [base + at, entry];
     }
-    return this.lowest;
+    if (this.aside !== null) yield* this.aside;
   }
 }
 
