@@ -34,6 +34,8 @@ import {
   type PendingMessage,
   type PendingTable,
   RunWaiter,
+  removeWaiter,
+  waitersOf,
 } from './pending.ts';
 import type { SessionTable } from './sessions.ts';
 
@@ -386,7 +388,8 @@ export class Intake {
       proposedIndex: null,
       message,
       ownSession,
-      waiters: waiter === null ? [] : [waiter],
+      waiter,
+      otherWaiters: null,
       lastSentMs: 0,
       queued: false,
       held: false,
@@ -424,12 +427,10 @@ export class Intake {
   }
 
   private expire(entry: PendingMessage, waiter: RunWaiter): void {
-    const at = entry.waiters.indexOf(waiter);
-    assert(at >= 0, 'a run is listed on the entry it waits on');
-    entry.waiters.splice(at, 1);
+    removeWaiter(entry, waiter);
     waiter.settle(entry, null, this.expiryError(entry));
     // A caller's own session retries on its own; ours must go on, or later seqs would wait.
-    if (!entry.ownSession && entry.waiters.length === 0) this.options.pending.delete(entry);
+    if (!entry.ownSession && entry.waiter === null) this.options.pending.delete(entry);
   }
 
   /**
@@ -462,9 +463,12 @@ export class Intake {
       const message = { ...entry.message, clientId: this.ownClientId, seq: ++this.ownSeq };
       const moved = this.track(message, true, null);
       // Our own session's runs are runs of one: the slot stays 0 as the seq moves.
-      for (const waiter of entry.waiters) waiter.moved(entry, moved);
-      moved.waiters.push(...entry.waiters);
-      entry.waiters.length = 0;
+      const waiters = waitersOf(entry);
+      for (const waiter of waiters) waiter.moved(entry, moved);
+      moved.waiter = waiters[0] ?? null;
+      moved.otherWaiters = waiters.length > 1 ? waiters.slice(1) : null;
+      entry.waiter = null;
+      entry.otherWaiters = null;
       this.options.outbox.enqueue(moved);
     }
   }

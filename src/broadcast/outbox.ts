@@ -56,6 +56,8 @@ const forwardsInFlightMax = 4096;
 
 export class Outbox {
   private queue: PendingMessage[] = [];
+  /** The queued payloads with their lengths (some may have left the table since). */
+  private queuedPayloadBytes = 0;
   /** Forwarded batches waiting for the leader's answer, by request id. */
   private readonly forwards = new Map<number, PendingMessage[]>();
   /** Messages whose last copy the leader appended at an index not yet applied here. */
@@ -150,6 +152,7 @@ export class Outbox {
   private queueEntry(entry: PendingMessage): void {
     entry.queued = true;
     this.queue.push(entry);
+    this.queuedPayloadBytes += entry.message.payload.byteLength + 4;
   }
 
   private holdOrRefuse(
@@ -178,7 +181,9 @@ export class Outbox {
     const leaderId = this.options.core.leader();
     if (leaderId === null) return; // kept queued; sent once a leader is known
     const queue = this.queue;
+    let bytesLeft = this.queuedPayloadBytes;
     this.queue = [];
+    this.queuedPayloadBytes = 0;
     const sentMs = this.options.environment.monotonicMs();
     const logTimeMs = this.options.environment.nowMs();
     const builder = this.builder;
@@ -187,7 +192,6 @@ export class Outbox {
     let lastClientId = '';
     let lastSeq = 0;
     let batch: PendingMessage[] = [];
-    let bytesLeft = queuedBytes(queue);
     builder.reserveFor(this.batchBytesFor(bytesLeft, queue.length));
     // Each client's messages leave in seq order, whatever order its callers used: the
     // session table refuses a seq that overtakes an earlier one (sequence_gap).
@@ -422,13 +426,6 @@ function decodedOrNull(data: Uint8Array): DecodedBatch | null {
     if (error instanceof BatchFormatError) return null;
     throw error;
   }
-}
-
-/** The queued messages' payloads with their lengths: what their batches take, but headers. */
-function queuedBytes(queue: readonly PendingMessage[]): number {
-  let bytes = 0;
-  for (const entry of queue) bytes += entry.message.payload.byteLength + 4;
-  return bytes;
 }
 
 /** Client by client in the order clients first appear, each client's messages by seq. */

@@ -55,7 +55,7 @@ export class RunWaiter {
   wait(slot: number, entry: PendingMessage): void {
     assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
     this.entries[slot] = entry;
-    entry.waiters.push(this);
+    addWaiter(entry, this);
     this.outstanding++;
   }
 
@@ -65,7 +65,7 @@ export class RunWaiter {
    */
   waitOnNew(slot: number, entry: PendingMessage): void {
     assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
-    assert(entry.waiters.length === 1 && entry.waiters[0] === this, 'a new entry lists its run');
+    assert(entry.waiter === this && entry.otherWaiters === null, 'a new entry lists its run');
     this.entries[slot] = entry;
     this.outstanding++;
   }
@@ -114,8 +114,14 @@ export interface PendingMessage {
   readonly message: ClientMessage;
   /** The node's own session: retried until delivered, since a gap would block the rest. */
   readonly ownSession: boolean;
-  /** The runs waiting on it (usually one; a retry of it while pending adds one). */
-  readonly waiters: RunWaiter[];
+  /**
+   * The run waiting on it, and any others after it (a retry of it while pending adds one):
+   * a field, with a list only for the rare second run, because every pending message has
+   * one and a list each was two more objects per message to collect (the helpers
+   * below keep the two in step).
+   */
+  waiter: RunWaiter | null;
+  otherWaiters: RunWaiter[] | null;
   /** When the last copy left, on the monotonic clock. */
   lastSentMs: number;
   /**
@@ -136,6 +142,33 @@ export interface PendingMessage {
    * every step, so it is a field rather than two map lookups.
    */
   inTable?: boolean;
+}
+
+/** Lists `waiter` on `entry`, after the runs already waiting. */
+function addWaiter(entry: PendingMessage, waiter: RunWaiter): void {
+  if (entry.waiter === null) {
+    assert(entry.otherWaiters === null, 'other runs wait only behind a first');
+    entry.waiter = waiter;
+  } else if (entry.otherWaiters === null) entry.otherWaiters = [waiter];
+  else entry.otherWaiters.push(waiter);
+}
+
+/** Takes `waiter` off `entry` (its deadline passed); it must be listed there. */
+export function removeWaiter(entry: PendingMessage, waiter: RunWaiter): void {
+  if (entry.waiter === waiter) {
+    entry.waiter = entry.otherWaiters?.shift() ?? null;
+  } else {
+    const at = entry.otherWaiters?.indexOf(waiter) ?? -1;
+    assert(at >= 0, 'a run is listed on the entry it waits on');
+    entry.otherWaiters?.splice(at, 1);
+  }
+  if (entry.otherWaiters?.length === 0) entry.otherWaiters = null;
+}
+
+/** The runs waiting on `entry`, in the order they came (a copy). */
+export function waitersOf(entry: PendingMessage): RunWaiter[] {
+  if (entry.waiter === null) return [];
+  return [entry.waiter, ...(entry.otherWaiters ?? [])];
 }
 
 /** Asserts the one-stage rule above; returns the stage, for callers that branch on it. */
@@ -275,22 +308,23 @@ export class ClientPending {
     return lowest;
   }
 
+  /** In seq order within the window, then the seqs kept aside. */
   *keys(): Generator<number> {
-    for (const [seq] of this.entries()) yield seq;
-  }
-
-  *values(): Generator<PendingMessage> {
-    for (const [, entry] of this.entries()) yield entry;
-  }
-
-  /** The window in seq order, then the seqs kept aside. */
-  *entries(): Generator<[number, PendingMessage]> {
     const { slots, base } = this;
     for (let at = this.head; at < slots.length; at++) {
-      const entry = slots[at];
-      if (entry !== undefined) yield [base + at, entry];
+      if (slots[at] !== undefined) yield base + at;
     }
-    if (this.aside !== null) yield* this.aside;
+    if (this.aside !== null) yield* this.aside.keys();
+  }
+
+  /** In the order of `keys`. */
+  *values(): Generator<PendingMessage> {
+    const { slots } = this;
+    for (let at = this.head; at < slots.length; at++) {
+      const entry = slots[at];
+      if (entry !== undefined) yield entry;
+    }
+    if (this.aside !== null) yield* this.aside.values();
   }
 }
 
@@ -359,11 +393,11 @@ export class PendingTable {
   ): void {
     assert((result === null) !== (error === null), 'an entry settles with a result or an error');
     this.delete(entry);
-    const { waiters } = entry;
-    for (let at = 0; at < waiters.length; at++) {
-      (waiters[at] as RunWaiter).settle(entry, result, error);
-    }
-    waiters.length = 0;
+    const { waiter, otherWaiters } = entry;
+    entry.waiter = null;
+    entry.otherWaiters = null;
+    waiter?.settle(entry, result, error);
+    if (otherWaiters !== null) for (const other of otherWaiters) other.settle(entry, result, error);
     entry.queued = false;
     entry.held = false;
     entry.proposedIndex = null;

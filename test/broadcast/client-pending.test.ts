@@ -12,7 +12,8 @@ function entryOf(seq: number): PendingMessage {
   return {
     message: { clientId: 'a', seq, topic: '', payload: new Uint8Array(0) },
     ownSession: false,
-    waiters: [],
+    waiter: null,
+    otherWaiters: null,
     lastSentMs: 0,
     proposedIndex: null,
     queued: false,

@@ -81,7 +81,8 @@ function entryOf(client: string, seq: number, stage: number): PendingMessage {
   return {
     message: { clientId: client, seq, topic: '', payload: new Uint8Array(1) },
     ownSession: false,
-    waiters: [],
+    waiter: null,
+    otherWaiters: null,
     lastSentMs: 0,
     proposedIndex: stage === 1 ? 7 : null,
     queued: stage === 0,
