@@ -154,14 +154,20 @@ test('the gap hold decides every message as a scan of its earlier seqs would', (
   );
 });
 
-test('10,000 messages of one client in flight are judged without a scan each', () => {
+/** A hold over a fresh table where every client's session expects seq 1. */
+function holdFromSeqOne(heldPerSessionMax: number, heldBytesMax: number) {
   const pending = new PendingTable();
   const sessions = { knows: () => true, expectedSeq: () => 1 } as unknown as SessionTable;
   const hold = new GapHold({
     pending,
     sessions: () => sessions,
-    limits: { heldPerSessionMax: 256, heldBytesPerSessionMax: 1 << 20, heldBytesMax: 1 << 20 },
+    limits: { heldPerSessionMax, heldBytesPerSessionMax: heldBytesMax, heldBytesMax },
   });
+  return { pending, hold };
+}
+
+test('10,000 messages of one client in flight are judged without a scan each', () => {
+  const { pending, hold } = holdFromSeqOne(256, 1 << 20);
   let looks = 0;
   const first = entryOf('a', 1, 0);
   pending.add(first);
@@ -186,13 +192,7 @@ test('behind a missing seq, 10,000 messages judged again in seq order are held w
   // What a leader change does: every pending message of the client is judged again, in seq
   // order, and all behind the missing one are held. A hold of a seq past the range found
   // complete must not make the next judgement look at every earlier seq again.
-  const pending = new PendingTable();
-  const sessions = { knows: () => true, expectedSeq: () => 1 } as unknown as SessionTable;
-  const hold = new GapHold({
-    pending,
-    sessions: () => sessions,
-    limits: { heldPerSessionMax: 20_000, heldBytesPerSessionMax: 1 << 30, heldBytesMax: 1 << 30 },
-  });
+  const { pending, hold } = holdFromSeqOne(20_000, 1 << 30);
   const missing = 5_000;
   const entries: PendingMessage[] = [];
   for (let seq = 1; seq <= 10_000; seq++) {
