@@ -18,7 +18,7 @@ import { BroadcastError } from './errors.ts';
 import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
 import type { NodeObserver } from './observer.ts';
 import type { NodeLogger } from './options.ts';
-import type { PendingMessage, PendingTable } from './pending.ts';
+import type { ClientPending, PendingMessage, PendingTable } from './pending.ts';
 import { type RunOutcome, SessionTable, type SessionTableOptions } from './sessions.ts';
 import { type AppState, decodeAppState, encodeAppState, type Snapshots } from './snapshots.ts';
 import {
@@ -302,7 +302,7 @@ export class Applier {
   private settleRefusedRun(
     run: MessageRun,
     outcome: Extract<RunOutcome, { kind: 'refused' }>,
-    waiting: ReadonlyMap<number, PendingMessage>,
+    waiting: ClientPending,
   ): void {
     if (outcome.code === 'sequence_gap') {
       for (let offset = 0; offset < run.payloads.length; offset++) {
@@ -317,7 +317,7 @@ export class Applier {
       this.settleForeignRun(run, outcome.code, waiting);
       return;
     }
-    for (const seq of waiting.keys()) if (seq < run.firstSeq) return;
+    if (waiting.lowestSeq() < run.firstSeq) return;
     let ownSessionLost = false;
     for (let offset = 0; offset < run.payloads.length; offset++) {
       const pending = waiting.get(run.firstSeq + offset);
@@ -335,7 +335,7 @@ export class Applier {
   private settleForeignRun(
     run: MessageRun,
     code: 'session_forbidden' | 'session_conflict',
-    waiting: ReadonlyMap<number, PendingMessage>,
+    waiting: ClientPending,
   ): void {
     const message =
       code === 'session_forbidden'

@@ -36,6 +36,8 @@ import {
   batchedMessageProblem,
   type ClientMessage,
   clientIdBytesMax,
+  payloadProblem,
+  seqProblem,
   topicBytesMax,
 } from './message-rules.ts';
 
@@ -103,6 +105,8 @@ export class BatchFormatError extends Error {
 }
 
 const headerBytes = 1 + 8 + 4;
+/** Spare room a batch may keep alive with it when its buffer is handed over uncopied. */
+const handOverWasteBytesMax = 16 << 10;
 
 /** Appends messages to one growing buffer, extending the open run when it can. */
 export class BatchBuilder {
@@ -145,9 +149,19 @@ export class BatchBuilder {
     this.buffer = grown;
   }
 
+  /**
+   * Makes room for a batch of about `bytes` before it is built: `finish` hands over the
+   * buffer itself when the batch fills it closely enough, so it should fit the batch.
+   */
+  reserveFor(bytes: number): void {
+    assert(this.count === 0, 'room is made before a batch, not during one');
+    const spareBytes = this.buffer.length - bytes;
+    if (spareBytes < 0 || spareBytes > handOverWasteBytesMax) {
+      this.buffer = Buffer.allocUnsafe(Math.max(bytes, headerBytes));
+    }
+  }
+
   add(message: ClientMessage): void {
-    const problem = batchedMessageProblem(message);
-    assert(problem === null, `batched messages are valid: ${problem?.message}`);
     const extendsRun =
       this.runCountOffset >= 0 &&
       message.clientId === this.runClientId &&
@@ -156,7 +170,18 @@ export class BatchBuilder {
       (message.nonce ?? '') === this.runNonce &&
       (message.key ?? '') === this.runKey &&
       (message.clientId === '' || message.seq === this.runNextSeq);
-    if (!extendsRun) this.openRun(message);
+    if (extendsRun) {
+      // Only what differs from the run's first message, checked in full, is checked again.
+      const problem =
+        (message.clientId === '' || Number.isSafeInteger(message.seq)
+          ? null
+          : seqProblem(message.seq)) ?? payloadProblem(message.payload, Number.POSITIVE_INFINITY);
+      assert(problem === null, `batched messages are valid: ${problem?.message}`);
+    } else {
+      const problem = batchedMessageProblem(message);
+      assert(problem === null, `batched messages are valid: ${problem?.message}`);
+      this.openRun(message);
+    }
     this.reserve(4 + message.payload.length);
     const offset = this.buffer.writeUInt32LE(message.payload.length, this.bytes);
     this.buffer.set(message.payload, offset);
@@ -220,9 +245,14 @@ export class BatchBuilder {
     this.runCountOffset = -1;
   }
 
-  /** The batch bytes (a copy, so the builder can be reused at once). */
+  /**
+   * The batch bytes. The buffer itself when the batch fills most of it (a batch is kept
+   * while the log holds it, so little room may go to waste with it), and the builder starts
+   * on a new one; otherwise a copy, and the builder keeps its buffer.
+   */
   finish(logTimeMs: number): Uint8Array {
     assert(Number.isFinite(logTimeMs), 'log time is a finite number');
+    this.reserve(0); // the header's room, in a buffer handed over with the last batch
     this.closeRun();
     if (this.owned || this.keyed) this.writeOwners();
     const buffer = this.buffer;
@@ -234,7 +264,12 @@ export class BatchBuilder {
     buffer.writeUInt8(version, 0);
     buffer.writeDoubleLE(logTimeMs, 1);
     buffer.writeUInt32LE(this.runCount, 9);
-    const batch = Buffer.from(buffer.subarray(0, this.bytes));
+    const wasteBytes = buffer.length - this.bytes;
+    const handedOver = wasteBytes <= handOverWasteBytesMax && wasteBytes * 8 <= this.bytes;
+    const batch = handedOver
+      ? buffer.subarray(0, this.bytes)
+      : Buffer.from(buffer.subarray(0, this.bytes));
+    if (handedOver) this.buffer = Buffer.allocUnsafe(0);
     this.count = 0;
     this.runCount = 0;
     this.bytes = headerBytes;

@@ -51,13 +51,13 @@ export type HoldDecision =
 
 /**
  * A range of seqs found all pending and none held: still so while the client's table saw
- * no removal and nothing was held since (an addition cannot break it).
+ * no removal and none of its seqs was held since (an addition cannot break it; `hold`
+ * forgets a range it breaks).
  */
 interface CompleteRange {
   readonly fromSeq: number;
   readonly belowSeq: number;
   readonly removals: number;
-  readonly holds: number;
 }
 
 interface HeldSession {
@@ -69,8 +69,6 @@ export class GapHold {
   private readonly sessions = new Map<string, HeldSession>();
   private heldBytes = 0;
   private heldCount = 0;
-  /** Every hold ever made: a complete range found before a later hold is looked at again. */
-  private holdsEver = 0;
   private readonly completeRanges = new WeakMap<ClientPending, CompleteRange>();
 
   constructor(private readonly options: GapHoldOptions) {
@@ -108,12 +106,26 @@ export class GapHold {
     if (
       known === undefined ||
       known.removals !== mine.removals ||
-      known.holds !== this.holdsEver ||
       known.belowSeq !== first.message.seq
     ) {
       return;
     }
     this.completeRanges.set(mine, { ...known, belowSeq: lastSeq });
+  }
+
+  /**
+   * A held seq breaks the complete range that holds it, and only that one: after a leader
+   * change thousands of a client's messages are judged again in seq order, and behind a
+   * missing seq each is held; forgetting every range at each hold had each judgement look
+   * at every earlier seq again.
+   */
+  private forgetRangeOf(entry: PendingMessage): void {
+    const mine = this.options.pending.forClient(entry.message.clientId);
+    const known = mine === undefined ? undefined : this.completeRanges.get(mine);
+    const { seq } = entry.message;
+    if (mine !== undefined && known !== undefined && seq >= known.fromSeq && seq < known.belowSeq) {
+      this.completeRanges.delete(mine);
+    }
   }
 
   hold(entry: PendingMessage): void {
@@ -125,7 +137,7 @@ export class GapHold {
       this.sessions.set(clientId, session);
     }
     entry.held = true;
-    this.holdsEver++;
+    this.forgetRangeOf(entry);
     entry.proposedIndex = null;
     session.entries.add(entry);
     session.bytes += entry.message.payload.byteLength;
@@ -216,10 +228,7 @@ export class GapHold {
     // Seqs of a range found complete before need no look again (see CompleteRange).
     const known = strict ? undefined : this.completeRanges.get(mine);
     const reusable =
-      known !== undefined &&
-      known.removals === mine.removals &&
-      known.holds === this.holdsEver &&
-      known.fromSeq <= fromSeq;
+      known !== undefined && known.removals === mine.removals && known.fromSeq <= fromSeq;
     const firstToLook = reusable ? Math.max(fromSeq, Math.min(known.belowSeq, seq)) : fromSeq;
     for (let earlier = firstToLook; earlier < seq; earlier++) {
       const other = mine.get(earlier);
@@ -233,7 +242,6 @@ export class GapHold {
         fromSeq: joined ? known.fromSeq : fromSeq,
         belowSeq: joined ? Math.max(seq, known.belowSeq) : seq,
         removals: mine.removals,
-        holds: this.holdsEver,
       });
     }
     return null;

@@ -34,6 +34,8 @@ import {
   type PendingMessage,
   type PendingTable,
   RunWaiter,
+  removeWaiter,
+  waitersOf,
 } from './pending.ts';
 import type { SessionTable } from './sessions.ts';
 
@@ -105,17 +107,22 @@ export function checkRun(run: BroadcastRun, payloadBytesMax: number): BroadcastE
     (owner === undefined ? null : ownerProblem(owner)) ??
     (nonce === undefined ? null : nonceProblem(nonce));
   if (shared !== null) return errorOf(shared);
+  // A run's messages mostly share one topic and key: each string is checked once.
+  let topicFine: string | undefined;
+  let keyFine: string | undefined;
   for (const message of messages) {
     const problem =
       (message === null || typeof message !== 'object'
         ? payloadProblem(undefined, payloadBytesMax)
         : null) ??
       payloadProblem(message.payload, payloadBytesMax) ??
-      (message.topic === undefined
+      (message.topic === undefined || message.topic === topicFine
         ? null
         : topicProblem(message.topic, { field: 'topic', reservedAllowed: false })) ??
-      (message.key === undefined ? null : keyProblem(message.key));
+      (message.key === undefined || message.key === keyFine ? null : keyProblem(message.key));
     if (problem !== null) return errorOf(problem);
+    topicFine = message.topic;
+    keyFine = message.key;
   }
   return null;
 }
@@ -241,19 +248,23 @@ export class Intake {
     const nonce = run.nonce ?? '';
     const sessions = this.options.sessions();
     const { pending } = this.options;
+    // Looked up once for the run: below the session's next seq everything is applied, and
+    // only a client with something pending can have a seq of the run pending.
+    const nextSeq = sessions.expectedSeq(clientId);
+    const clientPending = pending.forClient(clientId);
     const tracked: PendingMessage[] = [];
     let full: BroadcastError | null = null;
     for (let slot = 0; slot < messages.length; slot++) {
       const seq = firstSeq + slot;
       // A retry of something this node has already applied is answered at once.
-      const known = sessions.deliveredPosition(clientId, seq);
+      const known = seq < nextSeq ? sessions.deliveredPosition(clientId, seq) : undefined;
       if (known !== undefined) {
         const result = { position: known.position, index: null, term: null, duplicate: true };
         waiter.answer(slot, { status: 'fulfilled', value: result });
         continue;
       }
       // A retry of a message still pending joins it: one entry per (clientId, seq).
-      const existing = pending.get(clientId, seq);
+      const existing = clientPending?.get(seq);
       if (existing !== undefined) {
         // Another sender's copy of this (client, seq) is on its way. That says nothing yet of
         // whose session it is: this sender's copy may reach the log through another node
@@ -274,21 +285,10 @@ export class Intake {
         waiter.answer(slot, rejected(full));
         continue;
       }
-      const entry = this.track(
-        {
-          clientId,
-          seq,
-          topic: message.topic ?? '',
-          payload: message.payload,
-          ...(owner === '' ? {} : { owner }),
-          ...(nonce === '' ? {} : { nonce }),
-          ...(message.key === undefined || message.key === '' ? {} : { key: message.key }),
-        },
-        false,
-      );
+      const entry = this.track(clientMessage(clientId, seq, message, owner, nonce), false, waiter);
       // The caller waits before the message goes to the outbox, which may decide it at once
       // (a gapped seq past the hold's bounds) and must find someone to answer.
-      waiter.wait(slot, entry);
+      waiter.waitOnNew(slot, entry);
       tracked.push(entry);
     }
     if (tracked.length > 0) this.options.outbox.enqueueRun(tracked);
@@ -317,7 +317,7 @@ export class Intake {
       ...(key === '' ? {} : { key }),
     };
     this.ownSeq++;
-    const entry = this.track(message, true);
+    const entry = this.track(message, true, null);
     return new Promise<BroadcastResult>((resolve, reject) => {
       const deadlineMs = this.nextDeadlineMs();
       const waiter = new RunWaiter(message.seq, 1, deadlineMs, answerOne(resolve, reject));
@@ -378,16 +378,23 @@ export class Intake {
     });
   }
 
-  private track(message: ClientMessage, ownSession: boolean): PendingMessage {
+  /** A new pending entry, with `waiter` listed (its slot still to be told, `waitOnNew`). */
+  private track(
+    message: ClientMessage,
+    ownSession: boolean,
+    waiter: RunWaiter | null,
+  ): PendingMessage {
     const entry: PendingMessage = {
       proposedIndex: null,
       message,
       ownSession,
-      waiters: [],
+      waiter,
+      otherWaiters: null,
       lastSentMs: 0,
       queued: false,
       held: false,
       copiesSent: 0,
+      inTable: false,
     };
     this.options.pending.add(entry);
     return entry;
@@ -420,12 +427,10 @@ export class Intake {
   }
 
   private expire(entry: PendingMessage, waiter: RunWaiter): void {
-    const at = entry.waiters.indexOf(waiter);
-    assert(at >= 0, 'a run is listed on the entry it waits on');
-    entry.waiters.splice(at, 1);
+    removeWaiter(entry, waiter);
     waiter.settle(entry, null, this.expiryError(entry));
     // A caller's own session retries on its own; ours must go on, or later seqs would wait.
-    if (!entry.ownSession && entry.waiters.length === 0) this.options.pending.delete(entry);
+    if (!entry.ownSession && entry.waiter === null) this.options.pending.delete(entry);
   }
 
   /**
@@ -456,14 +461,44 @@ export class Intake {
       entry.queued = false;
       entry.proposedIndex = null;
       const message = { ...entry.message, clientId: this.ownClientId, seq: ++this.ownSeq };
-      const moved = this.track(message, true);
+      const moved = this.track(message, true, null);
       // Our own session's runs are runs of one: the slot stays 0 as the seq moves.
-      for (const waiter of entry.waiters) waiter.moved(entry, moved);
-      moved.waiters.push(...entry.waiters);
-      entry.waiters.length = 0;
+      const waiters = waitersOf(entry);
+      for (const waiter of waiters) waiter.moved(entry, moved);
+      moved.waiter = waiters[0] ?? null;
+      moved.otherWaiters = waiters.length > 1 ? waiters.slice(1) : null;
+      entry.waiter = null;
+      entry.otherWaiters = null;
       this.options.outbox.enqueue(moved);
     }
   }
+}
+
+/**
+ * The message as the log will carry it. The plain case (no owner, nonce or key) is one
+ * literal of one shape: spreading empty objects per message cost more than the rest of it.
+ */
+function clientMessage(
+  clientId: string,
+  seq: number,
+  message: RunMessage,
+  owner: string,
+  nonce: string,
+): ClientMessage {
+  const topic = message.topic ?? '';
+  const { payload, key } = message;
+  if (owner === '' && nonce === '' && (key === undefined || key === '')) {
+    return { clientId, seq, topic, payload };
+  }
+  return {
+    clientId,
+    seq,
+    topic,
+    payload,
+    ...(owner === '' ? {} : { owner }),
+    ...(nonce === '' ? {} : { nonce }),
+    ...(key === undefined || key === '' ? {} : { key }),
+  };
 }
 
 /** The answer of a run of one, as a single broadcast gives it: the result or the error. */

@@ -25,7 +25,7 @@ import { BroadcastError } from './errors.ts';
 import { GapHold, type GapHoldLimits, type HoldDecision } from './gap-hold.ts';
 import { clientIdBytesMax, topicBytesMax } from './message-rules.ts';
 import { type PendingMessage, type PendingTable, stageOf } from './pending.ts';
-import { Placements } from './placements.ts';
+import { forEachStretch, Placements } from './placements.ts';
 import type { SessionTable } from './sessions.ts';
 
 export interface OutboxOptions {
@@ -56,6 +56,8 @@ const forwardsInFlightMax = 4096;
 
 export class Outbox {
   private queue: PendingMessage[] = [];
+  /** The queued payloads with their lengths (some may have left the table since). */
+  private queuedPayloadBytes = 0;
   /** Forwarded batches waiting for the leader's answer, by request id. */
   private readonly forwards = new Map<number, PendingMessage[]>();
   /** Messages whose last copy the leader appended at an index not yet applied here. */
@@ -150,6 +152,7 @@ export class Outbox {
   private queueEntry(entry: PendingMessage): void {
     entry.queued = true;
     this.queue.push(entry);
+    this.queuedPayloadBytes += entry.message.payload.byteLength + 4;
   }
 
   private holdOrRefuse(
@@ -178,13 +181,18 @@ export class Outbox {
     const leaderId = this.options.core.leader();
     if (leaderId === null) return; // kept queued; sent once a leader is known
     const queue = this.queue;
+    let bytesLeft = this.queuedPayloadBytes;
     this.queue = [];
+    this.queuedPayloadBytes = 0;
     const sentMs = this.options.environment.monotonicMs();
     const logTimeMs = this.options.environment.nowMs();
     const builder = this.builder;
     assert(builder.messageCount === 0, 'one flush at a time');
     const lastSeqByClient = new Map<string, number>();
+    let lastClientId = '';
+    let lastSeq = 0;
     let batch: PendingMessage[] = [];
+    builder.reserveFor(this.batchBytesFor(bytesLeft, queue.length));
     // Each client's messages leave in seq order, whatever order its callers used: the
     // session table refuses a seq that overtakes an earlier one (sequence_gap).
     for (const entry of sortedBySeq(queue)) {
@@ -192,24 +200,43 @@ export class Outbox {
       entry.queued = false;
       if (!this.options.pending.has(entry)) continue;
       const { clientId, seq } = entry.message;
-      assert(
-        (lastSeqByClient.get(clientId) ?? 0) < seq,
-        "one client's messages leave in seq order",
-      );
-      lastSeqByClient.set(clientId, seq);
+      // The map is asked only where the client changes: a client's stretch is checked here.
+      if (clientId !== lastClientId) {
+        lastSeqByClient.set(lastClientId, lastSeq);
+        lastSeq = lastSeqByClient.get(clientId) ?? 0;
+        lastClientId = clientId;
+      }
+      assert(lastSeq < seq, "one client's messages leave in seq order");
+      lastSeq = seq;
       assert(builder.byteLength < this.options.batchBytesMax, 'a full batch is cut before adding');
       entry.lastSentMs = sentMs;
       entry.copiesSent++;
       builder.add(entry.message);
       batch.push(entry);
+      bytesLeft -= entry.message.payload.byteLength + 4;
       if (builder.byteLength >= this.options.batchBytesMax) {
         this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
         batch = [];
+        builder.reserveFor(this.batchBytesFor(bytesLeft, queue.length));
       }
     }
     if (builder.messageCount > 0) {
       this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
     }
+  }
+
+  /**
+   * About what the next batch takes, so that its buffer can be handed over uncopied: what
+   * is left of the queue (`messagesLeft` bounds its run headers, one per 64 messages
+   * assumed), or a full batch and one more message (of up to 8 KiB: a larger last one
+   * grows the buffer, and the batch is copied).
+   */
+  private batchBytesFor(payloadBytesLeft: number, messagesLeft: number): number {
+    const { batchBytesMax } = this.options;
+    if (payloadBytesLeft >= batchBytesMax) {
+      return batchBytesMax + messageOverheadBytesMax + (8 << 10);
+    }
+    return payloadBytesLeft + messageOverheadBytesMax * (1 + (messagesLeft >> 6));
   }
 
   private send(
@@ -294,9 +321,12 @@ export class Outbox {
     const batch = core.leader() !== this.options.id ? null : (built ?? decodedOrNull(data));
     if (batch === null) return this.proposeCounted(data, []);
     const term = core.status().term;
+    const { messages } = batch;
+    // Mostly nothing of a batch is placed: one look per stretch says so.
+    if (!this.placesAny(term, messages)) return this.proposeCounted(data, messages);
     const fresh: ClientMessage[] = [];
     let placedIndexMax = 0;
-    for (const message of batch.messages) {
+    for (const message of messages) {
       const index = this.placements.indexOf(term, message);
       if (index === undefined) fresh.push(message);
       else placedIndexMax = Math.max(placedIndexMax, index);
@@ -305,8 +335,16 @@ export class Outbox {
       assert(placedIndexMax > this.options.appliedIndex(), 'placements are not applied yet');
       return { accepted: true, index: placedIndexMax, term };
     }
-    const whole = fresh.length === batch.messages.length;
+    const whole = fresh.length === messages.length;
     return this.proposeCounted(whole ? data : encodeBatch(fresh, batch.logTimeMs), fresh);
+  }
+
+  private placesAny(term: number, messages: readonly ClientMessage[]): boolean {
+    let any = false;
+    forEachStretch(messages, (clientId, firstSeq, start, end) => {
+      any ||= this.placements.placesAny(term, clientId, firstSeq, end - start);
+    });
+    return any;
   }
 
   private proposeCounted(data: Uint8Array, messages: readonly ClientMessage[]): ProposalResult {
@@ -391,7 +429,8 @@ function decodedOrNull(data: Uint8Array): DecodedBatch | null {
 }
 
 /** Client by client in the order clients first appear, each client's messages by seq. */
-function sortedBySeq(entries: readonly PendingMessage[]): PendingMessage[] {
+function sortedBySeq(entries: readonly PendingMessage[]): readonly PendingMessage[] {
+  if (inSeqOrder(entries)) return entries;
   const byClient = new Map<string, PendingMessage[]>();
   for (const entry of entries) {
     const group = byClient.get(entry.message.clientId);
@@ -404,4 +443,27 @@ function sortedBySeq(entries: readonly PendingMessage[]): PendingMessage[] {
     for (const entry of group) sorted.push(entry);
   }
   return sorted;
+}
+
+/**
+ * Whether the queue is already what sortedBySeq makes of it, as it mostly is (one client's
+ * runs, queued as they came): each client's messages in one stretch, seqs rising.
+ */
+function inSeqOrder(entries: readonly PendingMessage[]): boolean {
+  let clientId: string | null = null;
+  let lastSeq = 0;
+  const clientsSeen = new Set<string>();
+  for (const entry of entries) {
+    const { message } = entry;
+    if (message.clientId === clientId) {
+      if (message.seq <= lastSeq) return false;
+    } else {
+      // A client seen before, after another: its messages are not in one stretch.
+      if (clientsSeen.has(message.clientId)) return false;
+      clientsSeen.add(message.clientId);
+      clientId = message.clientId;
+    }
+    lastSeq = message.seq;
+  }
+  return true;
 }

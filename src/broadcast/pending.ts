@@ -55,7 +55,18 @@ export class RunWaiter {
   wait(slot: number, entry: PendingMessage): void {
     assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
     this.entries[slot] = entry;
-    entry.waiters.push(this);
+    addWaiter(entry, this);
+    this.outstanding++;
+  }
+
+  /**
+   * Slot `slot` waits on `entry`, made for it with this run as its only waiter (its list
+   * is made holding the run: a push onto an empty list allocates room for many).
+   */
+  waitOnNew(slot: number, entry: PendingMessage): void {
+    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
+    assert(entry.waiter === this && entry.otherWaiters === null, 'a new entry lists its run');
+    this.entries[slot] = entry;
     this.outstanding++;
   }
 
@@ -103,8 +114,14 @@ export interface PendingMessage {
   readonly message: ClientMessage;
   /** The node's own session: retried until delivered, since a gap would block the rest. */
   readonly ownSession: boolean;
-  /** The runs waiting on it (usually one; a retry of it while pending adds one). */
-  readonly waiters: RunWaiter[];
+  /**
+   * The run waiting on it, and any others after it (a retry of it while pending adds one):
+   * a field, with a list only for the rare second run, because every pending message has
+   * one and a list each was two more objects per message to collect (the helpers
+   * below keep the two in step).
+   */
+  waiter: RunWaiter | null;
+  otherWaiters: RunWaiter[] | null;
   /** When the last copy left, on the monotonic clock. */
   lastSentMs: number;
   /**
@@ -120,6 +137,38 @@ export interface PendingMessage {
   held: boolean;
   /** Copies handed to the leader so far: with none, nothing of it can still commit. */
   copiesSent: number;
+  /**
+   * Set while the table holds it (PendingTable.add to delete): asked for every message at
+   * every step, so it is a field rather than two map lookups.
+   */
+  inTable?: boolean;
+}
+
+/** Lists `waiter` on `entry`, after the runs already waiting. */
+function addWaiter(entry: PendingMessage, waiter: RunWaiter): void {
+  if (entry.waiter === null) {
+    assert(entry.otherWaiters === null, 'other runs wait only behind a first');
+    entry.waiter = waiter;
+  } else if (entry.otherWaiters === null) entry.otherWaiters = [waiter];
+  else entry.otherWaiters.push(waiter);
+}
+
+/** Takes `waiter` off `entry` (its deadline passed); it must be listed there. */
+export function removeWaiter(entry: PendingMessage, waiter: RunWaiter): void {
+  if (entry.waiter === waiter) {
+    entry.waiter = entry.otherWaiters?.shift() ?? null;
+  } else {
+    const at = entry.otherWaiters?.indexOf(waiter) ?? -1;
+    assert(at >= 0, 'a run is listed on the entry it waits on');
+    entry.otherWaiters?.splice(at, 1);
+  }
+  if (entry.otherWaiters?.length === 0) entry.otherWaiters = null;
+}
+
+/** The runs waiting on `entry`, in the order they came (a copy). */
+export function waitersOf(entry: PendingMessage): RunWaiter[] {
+  if (entry.waiter === null) return [];
+  return [entry.waiter, ...(entry.otherWaiters ?? [])];
 }
 
 /** Asserts the one-stage rule above; returns the stage, for callers that branch on it. */
@@ -138,38 +187,144 @@ export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting
 }
 
 /**
+ * How far from the seqs held in order a seq may lie and still join them: a client's pending
+ * seqs are mostly one dense stretch, kept in an array indexed by seq; a seq far from it (a
+ * client that skipped ahead) is kept aside rather than stretching the array over the gap.
+ */
+const windowSpanMax = 1 << 16;
+
+/**
  * One client's pending messages by seq, with what the gap hold needs to judge a message in
  * O(1) amortized instead of a scan of every earlier seq (10,000 in flight from one client
  * made that scan quadratic): how many were ever removed, and the lowest seq.
+ *
+ * The seqs in flight from one client are mostly consecutive, so they are kept in an array
+ * indexed by seq (a window that slides up as the lowest are settled) rather than a hash map
+ * of thousands of entries: a lookup is an index, an addition at the top a push. Seqs that
+ * would stretch the window far are kept in a map aside. Iteration is in seq order within the
+ * window, then the map's seqs.
  */
-export class ClientPending extends Map<number, PendingMessage> {
+export class ClientPending {
   /** Bumped by every removal: a range found complete stays so while it is unchanged. */
   removals = 0;
-  private lowest = Number.POSITIVE_INFINITY;
-  private lowestKnown = true;
+  /** slots[at] holds seq `base + at`; slots before `head` are all empty. */
+  private slots: (PendingMessage | undefined)[] = [];
+  private base = 0;
+  private head = 0;
+  private inWindow = 0;
+  private aside: Map<number, PendingMessage> | null = null;
 
-  override set(seq: number, entry: PendingMessage): this {
-    if (seq < this.lowest) this.lowest = seq;
-    return super.set(seq, entry);
+  get size(): number {
+    return this.inWindow + (this.aside?.size ?? 0);
   }
 
-  override delete(seq: number): boolean {
-    const removed = super.delete(seq);
-    if (removed) {
-      this.removals++;
-      if (seq === this.lowest) this.lowestKnown = false;
+  get(seq: number): PendingMessage | undefined {
+    const at = seq - this.base;
+    const entry = at >= this.head && at < this.slots.length ? this.slots[at] : undefined;
+    return entry === undefined && this.aside !== null ? this.aside.get(seq) : entry;
+  }
+
+  has(seq: number): boolean {
+    return this.get(seq) !== undefined;
+  }
+
+  set(seq: number, entry: PendingMessage): this {
+    assert(Number.isSafeInteger(seq), 'pending seqs are safe integers');
+    if (this.aside?.has(seq) === true) {
+      this.aside.set(seq, entry);
+      return this;
     }
+    if (this.inWindow === 0) {
+      this.slots.length = 0;
+      this.base = seq;
+      this.head = 0;
+    }
+    const at = seq - this.base;
+    if (at >= this.head && at < this.slots.length) {
+      if (this.slots[at] === undefined) this.inWindow++;
+      this.slots[at] = entry;
+    } else if (at >= this.slots.length && at - this.slots.length < windowSpanMax) {
+      while (this.slots.length < at) this.slots.push(undefined);
+      this.slots.push(entry);
+      this.inWindow++;
+    } else if (at < this.head && at >= this.head - windowSpanMax) {
+      this.growDown(seq);
+      this.slots[0] = entry;
+      this.inWindow++;
+    } else {
+      this.aside ??= new Map();
+      this.aside.set(seq, entry);
+    }
+    return this;
+  }
+
+  /** Makes `seq` the window's first slot (a seq that arrived after later ones). */
+  private growDown(seq: number): void {
+    const slots: (PendingMessage | undefined)[] = [];
+    for (let at = seq; at < this.base + this.head; at++) slots.push(undefined);
+    for (let at = this.head; at < this.slots.length; at++) slots.push(this.slots[at]);
+    this.slots = slots;
+    this.base = seq;
+    this.head = 0;
+  }
+
+  delete(seq: number): boolean {
+    const at = seq - this.base;
+    let removed = false;
+    if (at >= this.head && at < this.slots.length && this.slots[at] !== undefined) {
+      this.slots[at] = undefined;
+      this.inWindow--;
+      removed = true;
+      if (at === this.head) this.advanceHead();
+    } else if (this.aside?.delete(seq) === true) {
+      removed = true;
+      if (this.aside.size === 0) this.aside = null;
+    }
+    if (removed) this.removals++;
     return removed;
+  }
+
+  /** Skips the empty slots at the bottom; drops them from the array once they are many. */
+  private advanceHead(): void {
+    const { slots } = this;
+    let { head } = this;
+    while (head < slots.length && slots[head] === undefined) head++;
+    if (head === slots.length) {
+      slots.length = 0;
+      this.base += head;
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= slots.length) {
+      this.slots = slots.slice(head);
+      this.base += head;
+      head = 0;
+    }
+    this.head = head;
   }
 
   /** The lowest pending seq (Infinity when none). */
   lowestSeq(): number {
-    if (!this.lowestKnown) {
-      this.lowest = Number.POSITIVE_INFINITY;
-      for (const seq of this.keys()) if (seq < this.lowest) this.lowest = seq;
-      this.lowestKnown = true;
+    let lowest = this.inWindow > 0 ? this.base + this.head : Number.POSITIVE_INFINITY;
+    if (this.aside !== null) for (const seq of this.aside.keys()) lowest = Math.min(lowest, seq);
+    return lowest;
+  }
+
+  /** In seq order within the window, then the seqs kept aside. */
+  *keys(): Generator<number> {
+    const { slots, base } = this;
+    for (let at = this.head; at < slots.length; at++) {
+      if (slots[at] !== undefined) yield base + at;
     }
-    return this.lowest;
+    if (this.aside !== null) yield* this.aside.keys();
+  }
+
+  /** In the order of `keys`. */
+  *values(): Generator<PendingMessage> {
+    const { slots } = this;
+    for (let at = this.head; at < slots.length; at++) {
+      const entry = slots[at];
+      if (entry !== undefined) yield entry;
+    }
+    if (this.aside !== null) yield* this.aside.values();
   }
 }
 
@@ -196,7 +351,7 @@ export class PendingTable {
   }
 
   has(entry: PendingMessage): boolean {
-    return this.get(entry.message.clientId, entry.message.seq) === entry;
+    return entry.inTable === true;
   }
 
   add(entry: PendingMessage): void {
@@ -206,21 +361,25 @@ export class PendingTable {
       bySeq = new ClientPending();
       this.byClient.set(clientId, bySeq);
     }
-    assert(!bySeq.has(seq), 'one pending entry per (clientId, seq)');
+    assert(!bySeq.has(seq) && entry.inTable !== true, 'one pending entry per (clientId, seq)');
     bySeq.set(seq, entry);
+    entry.inTable = true;
     this.count++;
     this.payloadBytes += entry.message.payload.byteLength;
   }
 
   delete(entry: PendingMessage): void {
+    if (entry.inTable !== true) return;
     const { clientId, seq } = entry.message;
     const bySeq = this.byClient.get(clientId);
-    if (bySeq?.get(seq) !== entry) return;
-    bySeq.delete(seq);
+    // An entry in the table is the one at its seq: add allows one per (clientId, seq).
+    const removed = bySeq?.delete(seq) === true;
+    assert(removed, 'an entry in the table is found at its seq');
+    entry.inTable = false;
     this.count--;
     this.payloadBytes -= entry.message.payload.byteLength;
     assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
-    if (bySeq.size === 0) this.byClient.delete(clientId);
+    if (bySeq?.size === 0) this.byClient.delete(clientId);
   }
 
   /**
@@ -234,11 +393,11 @@ export class PendingTable {
   ): void {
     assert((result === null) !== (error === null), 'an entry settles with a result or an error');
     this.delete(entry);
-    const { waiters } = entry;
-    for (let at = 0; at < waiters.length; at++) {
-      (waiters[at] as RunWaiter).settle(entry, result, error);
-    }
-    waiters.length = 0;
+    const { waiter, otherWaiters } = entry;
+    entry.waiter = null;
+    entry.otherWaiters = null;
+    waiter?.settle(entry, result, error);
+    if (otherWaiters !== null) for (const other of otherWaiters) other.settle(entry, result, error);
     entry.queued = false;
     entry.held = false;
     entry.proposedIndex = null;

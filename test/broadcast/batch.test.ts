@@ -103,3 +103,69 @@ test('consecutive seqs of one client and topic share one run', () => {
     ],
   );
 });
+
+test('one builder reused, with room made or not: every finished batch keeps its messages', () => {
+  // finish hands its buffer over when the batch fills it: a later batch built by the same
+  // builder must never write into an earlier one, and a run extended without its full check
+  // must still refuse an invalid seq.
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          messages: fc.array(clientMessage, { minLength: 1, maxLength: 20 }),
+          // 'exact': room for the batch to the byte, so that it is handed over uncopied.
+          reserveBytes: fc.oneof(
+            fc.constant(null),
+            fc.constant('exact' as const),
+            fc.integer({ min: 0, max: 20_000 }),
+          ),
+        }),
+        { minLength: 1, maxLength: 6 },
+      ),
+      (batches) => {
+        const builder = new BatchBuilder();
+        const built = batches.map(({ messages, reserveBytes }, at) => {
+          if (reserveBytes === 'exact') builder.reserveFor(encodeBatch(messages, at).length);
+          else if (reserveBytes !== null) builder.reserveFor(reserveBytes);
+          for (const message of messages) builder.add(message);
+          return builder.finish(at);
+        });
+        built.forEach((data, at) => {
+          const expected = batchOf((batches[at] as (typeof batches)[number]).messages, at);
+          assert.deepEqual(decodeBatch(data).messages, expected.messages);
+        });
+      },
+    ),
+    { numRuns: 200 },
+  );
+  const builder = new BatchBuilder();
+  builder.add({
+    clientId: 'a',
+    seq: Number.MAX_SAFE_INTEGER,
+    topic: '',
+    payload: new Uint8Array(),
+  });
+  assert.throws(() =>
+    builder.add({
+      clientId: 'a',
+      seq: Number.MAX_SAFE_INTEGER + 1,
+      topic: '',
+      payload: new Uint8Array(),
+    }),
+  );
+});
+
+test('a batch that fills the room made for it is handed over without a copy', () => {
+  const builder = new BatchBuilder();
+  const payload = new Uint8Array(1000);
+  builder.reserveFor(13 + 18 + 100 * 1004);
+  for (let seq = 1; seq <= 100; seq++) builder.add({ clientId: 'a', seq, topic: 't', payload });
+  const handedOver = builder.finish(1);
+  assert.equal(handedOver.length, 13 + 18 + 100 * 1004);
+  assert.equal(handedOver.buffer.byteLength, handedOver.length, 'the buffer is the batch');
+  // A small batch in a large buffer is copied out: it would keep the whole buffer alive.
+  builder.reserveFor(1 << 20);
+  builder.add({ clientId: 'a', seq: 101, topic: 't', payload });
+  const copied = builder.finish(2);
+  assert.ok(copied.buffer.byteLength < 1 << 20, 'a batch never keeps a mostly empty buffer');
+});

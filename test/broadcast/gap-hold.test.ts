@@ -81,7 +81,8 @@ function entryOf(client: string, seq: number, stage: number): PendingMessage {
   return {
     message: { clientId: client, seq, topic: '', payload: new Uint8Array(1) },
     ownSession: false,
-    waiters: [],
+    waiter: null,
+    otherWaiters: null,
     lastSentMs: 0,
     proposedIndex: stage === 1 ? 7 : null,
     queued: stage === 0,
@@ -153,14 +154,20 @@ test('the gap hold decides every message as a scan of its earlier seqs would', (
   );
 });
 
-test('10,000 messages of one client in flight are judged without a scan each', () => {
+/** A hold over a fresh table where every client's session expects seq 1. */
+function holdFromSeqOne(heldPerSessionMax: number, heldBytesMax: number) {
   const pending = new PendingTable();
   const sessions = { knows: () => true, expectedSeq: () => 1 } as unknown as SessionTable;
   const hold = new GapHold({
     pending,
     sessions: () => sessions,
-    limits: { heldPerSessionMax: 256, heldBytesPerSessionMax: 1 << 20, heldBytesMax: 1 << 20 },
+    limits: { heldPerSessionMax, heldBytesPerSessionMax: heldBytesMax, heldBytesMax },
   });
+  return { pending, hold };
+}
+
+test('10,000 messages of one client in flight are judged without a scan each', () => {
+  const { pending, hold } = holdFromSeqOne(256, 1 << 20);
   let looks = 0;
   const first = entryOf('a', 1, 0);
   pending.add(first);
@@ -179,4 +186,42 @@ test('10,000 messages of one client in flight are judged without a scan each', (
     assert.equal(hold.decide(entry).kind, 'send');
   }
   assert.ok(looks < 30_000, `looked up ${looks} seqs for 10,000 messages`);
+});
+
+test('behind a missing seq, 10,000 messages judged again in seq order are held without a scan each', () => {
+  // What a leader change does: every pending message of the client is judged again, in seq
+  // order, and all behind the missing one are held. A hold of a seq past the range found
+  // complete must not make the next judgement look at every earlier seq again.
+  const { pending, hold } = holdFromSeqOne(20_000, 1 << 30);
+  const missing = 5_000;
+  const entries: PendingMessage[] = [];
+  for (let seq = 1; seq <= 10_000; seq++) {
+    if (seq === missing) continue;
+    const entry = entryOf('a', seq, 0);
+    pending.add(entry);
+    entries.push(entry);
+  }
+  const mine = pending.forClient('a');
+  assert.ok(mine !== undefined);
+  let looks = 0;
+  const get = mine.get.bind(mine);
+  mine.get = (seq: number) => {
+    looks++;
+    return get(seq);
+  };
+  let held = 0;
+  for (const entry of entries) {
+    entry.queued = false;
+    const decision = hold.decide(entry);
+    if (decision.kind === 'send') {
+      entry.queued = true;
+      continue;
+    }
+    assert.equal(decision.kind, 'hold');
+    assert.equal(decision.expectedSeq, missing);
+    hold.hold(entry);
+    held++;
+  }
+  assert.equal(held, 10_000 - missing);
+  assert.ok(looks < 40_000, `looked up ${looks} seqs for 10,000 messages`);
 });
