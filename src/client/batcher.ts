@@ -43,7 +43,14 @@ export interface QueuedBroadcast {
   readonly endpoint: string;
   readonly sessionId: string;
   readonly seq: number;
-  readonly text: string;
+  /**
+   * The payload's JSON text; or, when `payloadQuoted`, a string with nothing to escape,
+   * whose JSON text is itself in quotes. The quotes are written where the text goes (a
+   * frame, a request body): a quoted copy of every string payload, held as long as its
+   * message is in flight, was a third of what the client allocated per message.
+   */
+  readonly payload: string;
+  readonly payloadQuoted?: boolean;
   readonly topic: string | undefined;
   readonly key?: string | undefined;
   /** The client's session nonce, sent with every message when it has one. */
@@ -74,8 +81,18 @@ function messageFields(message: QueuedBroadcast): string {
   return topic + key;
 }
 
+/** The message's payload as JSON text. */
+export function payloadText(message: QueuedBroadcast): string {
+  return message.payloadQuoted === true ? `"${message.payload}"` : message.payload;
+}
+
+/** The UTF-16 length of `payloadText(message)`, without making it. */
+function payloadTextLength(message: QueuedBroadcast): number {
+  return message.payload.length + (message.payloadQuoted === true ? 2 : 0);
+}
+
 export function singleBody(message: QueuedBroadcast): string {
-  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${messageFields(message)}${nonceField(message)}}`;
+  return `{"payload":${payloadText(message)},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${messageFields(message)}${nonceField(message)}}`;
 }
 
 export class BroadcastBatcher<M extends BatchedBroadcast> {
@@ -123,7 +140,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
         continue;
       }
       const run = [first];
-      let textBytes = first.text.length;
+      let textBytes = payloadTextLength(first);
       for (let at = start + 1; at < queued.length && run.length < batchMessagesMax; at++) {
         const next = queued[at] as M;
         const last = run[run.length - 1] as M;
@@ -132,12 +149,12 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
           next.endpoint !== last.endpoint ||
           next.sessionId !== last.sessionId ||
           next.seq !== last.seq + 1 ||
-          textBytes + next.text.length > batchTextBytesMax
+          textBytes + payloadTextLength(next) > batchTextBytesMax
         ) {
           break;
         }
         run.push(next);
-        textBytes += next.text.length;
+        textBytes += payloadTextLength(next);
       }
       start += run.length;
       runs.push(run);
@@ -185,11 +202,8 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
         clientId: first.sessionId,
         firstSeq: first.seq,
         nonce: first.nonce ?? '',
-        messages: run.map((message) => ({
-          payload: message.text,
-          topic: message.topic ?? '',
-          key: message.key ?? '',
-        })),
+        // The records themselves: the frame reads each one's payload, topic and key.
+        messages: run,
         timeoutMs: requestTimeoutMs,
         signal,
         onResults: (results) => this.deliver(run, endpoint, results),
@@ -244,7 +258,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
     const first = run[0] as M;
     const { endpoint } = first;
     const messages = run
-      .map((message) => `{"payload":${message.text}${messageFields(message)}}`)
+      .map((message) => `{"payload":${payloadText(message)}${messageFields(message)}}`)
       .join(',');
     const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq}${nonceField(first)},"messages":[${messages}]}`;
     const outcome = await postJson<{ results?: unknown }>(

@@ -179,10 +179,13 @@ export class Client {
   broadcast(payload: unknown, options: BroadcastOptions = noOptions): Promise<BroadcastAnswer> {
     let pending: PendingBroadcast;
     try {
-      const text = payloadText(payload, options.topic);
+      // A string with nothing to escape is kept as it is (see QueuedBroadcast.payload).
+      const quoted = typeof payload === 'string' && !escapedInJson.test(payload);
+      const text = quoted ? (payload as string) : payloadText(payload);
+      checkTopic(options.topic);
       this.checkKey(options.key);
       this.throwIfClosed();
-      pending = new PendingBroadcast(text, options.topic, options.key, this.nonce);
+      pending = new PendingBroadcast(text, quoted, options.topic, options.key, this.nonce);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -356,6 +359,11 @@ export class Client {
       void this.attempts(pending, 0);
       return;
     }
+    const place = this.chain.sendAtOnce(pending.flight, nowMs);
+    if (place !== null) {
+      this.sendBatched(pending, place.session.id, place.seq);
+      return;
+    }
     let step: NextStep;
     try {
       step = this.perform(this.chain.next(pending.flight, nowMs));
@@ -369,10 +377,15 @@ export class Client {
       // The loop asks again, which here only says to wait once more.
       void this.attempts(pending, 0);
     } else {
-      pending.aim(this.endpointAt(0), step.sessionId, step.seq);
-      pending.batched = true;
-      this.batcher.send(pending);
+      this.sendBatched(pending, step.sessionId, step.seq);
     }
+  }
+
+  /** A first attempt that goes out at once: in the batch of this turn. */
+  private sendBatched(pending: PendingBroadcast, sessionId: string, seq: number): void {
+    pending.aim(this.endpointAt(0), sessionId, seq);
+    pending.batched = true;
+    this.batcher.send(pending);
   }
 
   /** The batch of a first attempt answered (or the attempt was cut before it did). */
@@ -744,8 +757,8 @@ export function jsonText(payload: unknown): string | undefined {
   return JSON.stringify(payload);
 }
 
-/** Refuses before sending what every node would refuse, so no seq is spent on it. */
-function payloadText(payload: unknown, topic: string | undefined): string {
+/** A payload's JSON text; refuses what every node would refuse, so no seq is spent on it. */
+function payloadText(payload: unknown): string {
   let text: string | undefined;
   try {
     text = jsonText(payload);
@@ -761,6 +774,11 @@ function payloadText(payload: unknown, topic: string | undefined): string {
       field: 'payload',
     });
   }
+  return text;
+}
+
+/** Refuses a topic the nodes would refuse, before anything is sent. */
+function checkTopic(topic: string | undefined): void {
   if (
     topic !== undefined &&
     (typeof topic !== 'string' || Buffer.byteLength(topic) > topicBytesMax || topic.startsWith('$'))
@@ -771,7 +789,6 @@ function payloadText(payload: unknown, topic: string | undefined): string {
       { field: 'topic' },
     );
   }
-  return text;
 }
 
 const answered: AttemptResult = Object.freeze({ kind: 'answered' });
