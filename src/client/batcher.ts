@@ -96,7 +96,12 @@ export function singleBody(message: QueuedBroadcast): string {
 }
 
 export class BroadcastBatcher<M extends BatchedBroadcast> {
-  private queue: M[] = [];
+  /**
+   * Messages of this turn, `queueCount` of them from the front; the array is kept from
+   * turn to turn (emptied at each flush) rather than grown anew every turn.
+   */
+  private queue: (M | undefined)[] = [];
+  private queueCount = 0;
   private flushScheduled = false;
   /** Endpoints that answered the batch route with 404 or 405: older nodes. */
   private readonly unsupported = new Set<string>();
@@ -113,7 +118,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
       this.sendOne(message).then((outcome) => this.options.answered(message, outcome));
       return;
     }
-    this.queue.push(message);
+    this.queue[this.queueCount++] = message;
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // After the current turn: every broadcast issued in it is queued by then.
@@ -123,27 +128,33 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
   private flush(): void {
     this.flushScheduled = false;
     const queued = this.queue;
-    this.queue = [];
-    for (const run of this.runsOf(queued)) void this.dispatch(run);
+    const count = this.queueCount;
+    const runs = this.runsOf(queued, count);
+    // Emptied before the runs go: a message sent meanwhile (a wait that ended) is queued
+    // for the next flush.
+    queued.fill(undefined, 0, count);
+    this.queueCount = 0;
+    for (const run of runs) void this.dispatch(run);
   }
 
   /**
-   * `queued` cut into runs of consecutive seqs of one session to one endpoint, leaving out
-   * messages cut while they waited: those have had their outcome and go no further.
+   * The first `count` of `queued` cut into runs of consecutive seqs of one session to one
+   * endpoint, leaving out messages cut while they waited: those have had their outcome and
+   * go no further.
    */
-  private runsOf(queued: readonly M[]): M[][] {
+  private runsOf(queued: readonly (M | undefined)[], count = queued.length): M[][] {
     const runs: M[][] = [];
-    for (let start = 0; start < queued.length; ) {
+    for (let start = 0; start < count; ) {
       const first = queued[start] as M;
       if (!first.batched) {
         start += 1;
         continue;
       }
-      const run = [first];
+      let last = first;
       let textBytes = payloadTextLength(first);
-      for (let at = start + 1; at < queued.length && run.length < batchMessagesMax; at++) {
-        const next = queued[at] as M;
-        const last = run[run.length - 1] as M;
+      let end = start + 1;
+      for (; end < count && end - start < batchMessagesMax; end++) {
+        const next = queued[end] as M;
         if (
           !next.batched ||
           next.endpoint !== last.endpoint ||
@@ -153,11 +164,12 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
         ) {
           break;
         }
-        run.push(next);
+        last = next;
         textBytes += payloadTextLength(next);
       }
-      start += run.length;
-      runs.push(run);
+      // Made at its size: the run is held until its answer.
+      runs.push(queued.slice(start, end) as M[]);
+      start = end;
     }
     return runs;
   }
