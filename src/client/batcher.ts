@@ -28,13 +28,15 @@ export interface BatcherOptions<M extends BatchedBroadcast> {
   readonly answered: (message: M, outcome: Outcome<unknown>) => void;
   /**
    * Where a message's place in the order goes when a runAnswer gives it: the result's
-   * fields as read from the frame, with no result or outcome object made for it.
+   * fields as read from the frame, with no result or outcome object made for it, and the
+   * clock as read once for the whole run.
    */
   readonly delivered: (
     message: M,
     position: number | null,
     term: number | null,
     duplicate: boolean,
+    nowMs: number,
   ) => void;
 }
 
@@ -237,11 +239,12 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
       this.sendEach(run);
       return;
     }
-    const { answered, delivered } = this.options;
+    const { answered, delivered, environment } = this.options;
+    const nowMs = environment.nowMs();
     for (let at = 0; at < run.length; at++) {
       const message = run[at] as M;
       if (results.ok(at)) {
-        delivered(message, results.position(at), results.term(at), results.duplicate(at));
+        delivered(message, results.position(at), results.term(at), results.duplicate(at), nowMs);
       } else answered(message, runErrorOutcome(endpoint, results.error(at)));
     }
   }

@@ -110,8 +110,8 @@ export class Client {
       requestTimeoutMs: this.settings.requestTimeoutMs,
       signal: this.closer.signal,
       answered: (pending, outcome) => this.batchedAnswered(pending, outcome),
-      delivered: (pending, position, term, duplicate) =>
-        this.batchDelivered(pending, position, term, duplicate),
+      delivered: (pending, position, term, duplicate, nowMs) =>
+        this.batchDelivered(pending, position, term, duplicate, nowMs),
     });
     // Each broadcast and subscription listens on this signal while in flight; inFlightMax
     // bounds the broadcasts, so the listener count is bounded, not a leak.
@@ -180,8 +180,8 @@ export class Client {
     let pending: PendingBroadcast;
     try {
       // A string with nothing to escape is kept as it is (see QueuedBroadcast.payload).
-      const quoted = typeof payload === 'string' && !escapedInJson.test(payload);
-      const text = quoted ? (payload as string) : payloadText(payload);
+      const quoted = quotesAsItIs(payload);
+      const text = quoted ? payload : payloadText(payload);
       checkTopic(options.topic);
       this.checkKey(options.key);
       this.throwIfClosed();
@@ -419,6 +419,7 @@ export class Client {
     position: number | null,
     term: number | null,
     duplicate: boolean,
+    nowMs: number,
   ): void {
     if (!pending.batched || pending.batchedWaiter !== null) {
       // Cut already, or the loop in `attempts` awaits it as an outcome.
@@ -428,7 +429,6 @@ export class Client {
     pending.batched = false;
     let after: AfterAttempt;
     try {
-      const nowMs = this.nowMs();
       after = this.perform(this.chain.attempted(pending.flight, nowMs, answered));
       if (after.kind !== 'again') this.acknowledged(pending, after, nowMs);
     } catch (error) {
@@ -742,9 +742,18 @@ export class Client {
   }
 }
 
-/** What JSON.stringify escapes in a string: quotes, backslashes, controls, surrogates. */
+/**
+ * A string none of whose characters JSON.stringify escapes (quotes, backslashes, controls,
+ * surrogates). Anchored, so that it is one pass over the string: searching for any one of
+ * those characters instead took half as long again per 256-byte payload.
+ */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the controls JSON escapes are what it looks for
-const escapedInJson = /["\\\u0000-\u001f\ud800-\udfff]/;
+const unescapedInJson = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/** Whether `payload` is a string whose JSON text is itself in quotes. */
+function quotesAsItIs(payload: unknown): payload is string {
+  return typeof payload === 'string' && unescapedInJson.test(payload);
+}
 
 /**
  * `JSON.stringify(payload)`, with a string that has nothing to escape quoted as it is: the
@@ -753,7 +762,7 @@ const escapedInJson = /["\\\u0000-\u001f\ud800-\udfff]/;
  * (A string with a surrogate, paired or not, takes the stringifier's way.)
  */
 export function jsonText(payload: unknown): string | undefined {
-  if (typeof payload === 'string' && !escapedInJson.test(payload)) return `"${payload}"`;
+  if (quotesAsItIs(payload)) return `"${payload}"`;
   return JSON.stringify(payload);
 }
 
