@@ -28,13 +28,15 @@ export interface BatcherOptions<M extends BatchedBroadcast> {
   readonly answered: (message: M, outcome: Outcome<unknown>) => void;
   /**
    * Where a message's place in the order goes when a runAnswer gives it: the result's
-   * fields as read from the frame, with no result or outcome object made for it.
+   * fields as read from the frame, with no result or outcome object made for it, and the
+   * clock as read once for the whole run.
    */
   readonly delivered: (
     message: M,
     position: number | null,
     term: number | null,
     duplicate: boolean,
+    nowMs: number,
   ) => void;
 }
 
@@ -43,7 +45,14 @@ export interface QueuedBroadcast {
   readonly endpoint: string;
   readonly sessionId: string;
   readonly seq: number;
-  readonly text: string;
+  /**
+   * The payload's JSON text; or, when `payloadQuoted`, a string with nothing to escape,
+   * whose JSON text is itself in quotes. The quotes are written where the text goes (a
+   * frame, a request body): a quoted copy of every string payload, held as long as its
+   * message is in flight, was a third of what the client allocated per message.
+   */
+  readonly payload: string;
+  readonly payloadQuoted?: boolean;
   readonly topic: string | undefined;
   readonly key?: string | undefined;
   /** The client's session nonce, sent with every message when it has one. */
@@ -74,12 +83,27 @@ function messageFields(message: QueuedBroadcast): string {
   return topic + key;
 }
 
+/** The message's payload as JSON text. */
+export function payloadText(message: QueuedBroadcast): string {
+  return message.payloadQuoted === true ? `"${message.payload}"` : message.payload;
+}
+
+/** The UTF-16 length of `payloadText(message)`, without making it. */
+function payloadTextLength(message: QueuedBroadcast): number {
+  return message.payload.length + (message.payloadQuoted === true ? 2 : 0);
+}
+
 export function singleBody(message: QueuedBroadcast): string {
-  return `{"payload":${message.text},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${messageFields(message)}${nonceField(message)}}`;
+  return `{"payload":${payloadText(message)},"client":${JSON.stringify(message.sessionId)},"seq":${message.seq}${messageFields(message)}${nonceField(message)}}`;
 }
 
 export class BroadcastBatcher<M extends BatchedBroadcast> {
-  private queue: M[] = [];
+  /**
+   * Messages of this turn, `queueCount` of them from the front; the array is kept from
+   * turn to turn (emptied at each flush) rather than grown anew every turn.
+   */
+  private queue: (M | undefined)[] = [];
+  private queueCount = 0;
   private flushScheduled = false;
   /** Endpoints that answered the batch route with 404 or 405: older nodes. */
   private readonly unsupported = new Set<string>();
@@ -96,7 +120,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
       this.sendOne(message).then((outcome) => this.options.answered(message, outcome));
       return;
     }
-    this.queue.push(message);
+    this.queue[this.queueCount++] = message;
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // After the current turn: every broadcast issued in it is queued by then.
@@ -106,41 +130,48 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
   private flush(): void {
     this.flushScheduled = false;
     const queued = this.queue;
-    this.queue = [];
-    for (const run of this.runsOf(queued)) void this.dispatch(run);
+    const count = this.queueCount;
+    const runs = this.runsOf(queued, count);
+    // Emptied before the runs go: a message sent meanwhile (a wait that ended) is queued
+    // for the next flush.
+    queued.fill(undefined, 0, count);
+    this.queueCount = 0;
+    for (const run of runs) void this.dispatch(run);
   }
 
   /**
-   * `queued` cut into runs of consecutive seqs of one session to one endpoint, leaving out
-   * messages cut while they waited: those have had their outcome and go no further.
+   * The first `count` of `queued` cut into runs of consecutive seqs of one session to one
+   * endpoint, leaving out messages cut while they waited: those have had their outcome and
+   * go no further.
    */
-  private runsOf(queued: readonly M[]): M[][] {
+  private runsOf(queued: readonly (M | undefined)[], count = queued.length): M[][] {
     const runs: M[][] = [];
-    for (let start = 0; start < queued.length; ) {
+    for (let start = 0; start < count; ) {
       const first = queued[start] as M;
       if (!first.batched) {
         start += 1;
         continue;
       }
-      const run = [first];
-      let textBytes = first.text.length;
-      for (let at = start + 1; at < queued.length && run.length < batchMessagesMax; at++) {
-        const next = queued[at] as M;
-        const last = run[run.length - 1] as M;
+      let last = first;
+      let textBytes = payloadTextLength(first);
+      let end = start + 1;
+      for (; end < count && end - start < batchMessagesMax; end++) {
+        const next = queued[end] as M;
         if (
           !next.batched ||
           next.endpoint !== last.endpoint ||
           next.sessionId !== last.sessionId ||
           next.seq !== last.seq + 1 ||
-          textBytes + next.text.length > batchTextBytesMax
+          textBytes + payloadTextLength(next) > batchTextBytesMax
         ) {
           break;
         }
-        run.push(next);
-        textBytes += next.text.length;
+        last = next;
+        textBytes += payloadTextLength(next);
       }
-      start += run.length;
-      runs.push(run);
+      // Made at its size: the run is held until its answer.
+      runs.push(queued.slice(start, end) as M[]);
+      start = end;
     }
     return runs;
   }
@@ -185,11 +216,8 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
         clientId: first.sessionId,
         firstSeq: first.seq,
         nonce: first.nonce ?? '',
-        messages: run.map((message) => ({
-          payload: message.text,
-          topic: message.topic ?? '',
-          key: message.key ?? '',
-        })),
+        // The records themselves: the frame reads each one's payload, topic and key.
+        messages: run,
         timeoutMs: requestTimeoutMs,
         signal,
         onResults: (results) => this.deliver(run, endpoint, results),
@@ -211,11 +239,12 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
       this.sendEach(run);
       return;
     }
-    const { answered, delivered } = this.options;
+    const { answered, delivered, environment } = this.options;
+    const nowMs = environment.nowMs();
     for (let at = 0; at < run.length; at++) {
       const message = run[at] as M;
       if (results.ok(at)) {
-        delivered(message, results.position(at), results.term(at), results.duplicate(at));
+        delivered(message, results.position(at), results.term(at), results.duplicate(at), nowMs);
       } else answered(message, runErrorOutcome(endpoint, results.error(at)));
     }
   }
@@ -244,7 +273,7 @@ export class BroadcastBatcher<M extends BatchedBroadcast> {
     const first = run[0] as M;
     const { endpoint } = first;
     const messages = run
-      .map((message) => `{"payload":${message.text}${messageFields(message)}}`)
+      .map((message) => `{"payload":${payloadText(message)}${messageFields(message)}}`)
       .join(',');
     const body = `{"client":${JSON.stringify(first.sessionId)},"seq":${first.seq}${nonceField(first)},"messages":[${messages}]}`;
     const outcome = await postJson<{ results?: unknown }>(

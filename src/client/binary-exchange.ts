@@ -102,6 +102,8 @@ class BinaryConnection implements ClientFrameHandler {
   private failure: BinaryConnectionError | null = null;
   /** End the connection once nothing is in flight (a probe that has served its purpose). */
   private endingWhenIdle = false;
+  /** Signals this connection listens on for all the calls that carry them (see `watch`). */
+  private readonly watched = new WeakSet<AbortSignal>();
 
   /**
    * `carriesStreams`: a stream's connection, whose reader pauses it; the others read into
@@ -154,6 +156,25 @@ class BinaryConnection implements ClientFrameHandler {
     this.waiting.push(call);
     this.pump();
     this.holdProcess();
+  }
+
+  /**
+   * Ends every call that carries `signal` when it aborts, with one listener for all of
+   * them: a run's signal is its client's, the same for every run, and a listener added and
+   * removed per run cost as much as the rest of its call.
+   */
+  watch(signal: AbortSignal): void {
+    if (this.watched.has(signal)) return;
+    this.watched.add(signal);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const call of [...this.inFlight.values(), ...this.waiting]) {
+          if (call.request.signal === signal) this.settle(call, signal.reason as Error);
+        }
+      },
+      { once: true },
+    );
   }
 
   /** An idle connection does not keep the process alive, as an idle kept-alive socket. */
@@ -423,9 +444,15 @@ function startCall(
     () => connection.settle(call, new ExchangeTimeoutError(timeoutMs)),
     { background: true },
   );
-  const onAbort = () => connection.settle(call, signal.reason as Error);
-  signal.addEventListener('abort', onAbort, { once: true });
-  call.detach = () => signal.removeEventListener('abort', onAbort);
+  if (call.encoded !== undefined) {
+    // A run: its signal is the client's, watched once per connection.
+    assert(call.request.signal === signal, "a run's call carries its signal");
+    connection.watch(signal);
+  } else {
+    const onAbort = () => connection.settle(call, signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.detach = () => signal.removeEventListener('abort', onAbort);
+  }
   connection.call(call);
 }
 
@@ -440,7 +467,7 @@ function startCall(
 function runsOverBinary(
   environment: Environment,
   options: NodeExchangeOptions,
-  connectionTo: (origin: URL) => BinaryConnection,
+  connectionTo: (origin: URL, key: string) => BinaryConnection,
 ): BinaryExchange['broadcastRun'] {
   /** By node: whether it knows the frame; absent until one of its answers says. */
   const known = new Map<string, boolean>();
@@ -448,12 +475,12 @@ function runsOverBinary(
   const probeTo = (origin: URL, key: string): BinaryConnection =>
     pooledConnection(probes, key, origin, options);
   /** By run URL: its endpoint parsed once, not once per run. */
-  const targets = new Map<string, { readonly url: URL; readonly key: string }>();
-  const targetOf = (runUrl: string) => {
+  const targets = new Map<string, RunTarget>();
+  const targetOf = (runUrl: string): RunTarget => {
     let target = targets.get(runUrl);
     if (target === undefined) {
       const url = new URL(runUrl);
-      target = { url, key: originKey(url) };
+      target = { url, key: originKey(url), path: url.pathname };
       targets.set(runUrl, target);
     }
     return target;
@@ -461,15 +488,14 @@ function runsOverBinary(
   /** The run after its frame is laid out: the request (and its messages) is not held. */
   const send = async (
     runUrl: string,
-    url: URL,
-    key: string,
+    { url, key, path }: RunTarget,
     encoded: Buffer,
     timeoutMs: number,
     signal: AbortSignal,
     onResults: RunExchangeRequest['onResults'],
   ): Promise<RunExchangeAnswer | null> => {
     // Made only now: a connection that never carries a call would hold the process open.
-    const connection = known.get(key) === true ? connectionTo(url) : probeTo(url, key);
+    const connection = known.get(key) === true ? connectionTo(url, key) : probeTo(url, key);
     try {
       const answer = await new Promise<RunExchangeAnswer>((resolve, reject) => {
         startCall(
@@ -477,7 +503,7 @@ function runsOverBinary(
           connection,
           {
             request: { method: 'POST', url: runUrl, headers: {}, body: null, timeoutMs, signal },
-            path: url.pathname,
+            path,
             resolve: (response) => resolve({ kind: 'refused', response }),
             reject,
             encoded,
@@ -508,8 +534,8 @@ function runsOverBinary(
     }
   };
   return async (request: RunExchangeRequest): Promise<RunExchangeAnswer | null> => {
-    const { url, key } = targetOf(request.url);
-    if (known.get(key) === false) return null;
+    const target = targetOf(request.url);
+    if (known.get(target.key) === false) return null;
     if (request.signal.aborted) throw request.signal.reason;
     const encoded = encodeClientFrame({
       type: 'broadcastRun',
@@ -520,27 +546,26 @@ function runsOverBinary(
       nonce: request.nonce,
       messages: request.messages,
     });
-    return send(
-      request.url,
-      url,
-      key,
-      encoded,
-      request.timeoutMs,
-      request.signal,
-      request.onResults,
-    );
+    return send(request.url, target, encoded, request.timeoutMs, request.signal, request.onResults);
   };
 }
 
 const taken: RunExchangeAnswer = Object.freeze({ kind: 'taken' });
+
+/** A run URL parsed once: its node (as the pools key it) and its path. */
+interface RunTarget {
+  readonly url: URL;
+  readonly key: string;
+  readonly path: string;
+}
 
 export function binaryExchange(
   environment: Environment,
   options: NodeExchangeOptions = { ca: null },
 ): BinaryExchange {
   const connections = new Map<string, BinaryConnection>();
-  const connectionTo = (origin: URL): BinaryConnection =>
-    pooledConnection(connections, originKey(origin), origin, options);
+  const connectionTo = (origin: URL, key = originKey(origin)): BinaryConnection =>
+    pooledConnection(connections, key, origin, options);
   const exchange = (request: HttpExchangeRequest) =>
     new Promise<HttpExchangeResponse>((resolve, reject) => {
       if (request.signal.aborted) return reject(request.signal.reason);

@@ -4,7 +4,7 @@
  * request to the route handlers of a simulated node over its simulated network, so the same
  * client code runs in both, and one seed replays the same run.
  */
-import type { BroadcastRunFrame, RunResult, RunResults } from '../transport/client-frames.ts';
+import type { BroadcastRunSource, RunResult, RunResults } from '../transport/client-frames.ts';
 
 export interface HttpExchangeRequest {
   readonly method: 'GET' | 'POST' | 'DELETE';
@@ -40,7 +40,7 @@ export type HttpExchange = ((request: HttpExchangeRequest) => Promise<HttpExchan
 
 /** A run for `HttpExchange.broadcastRun`: the frame's fields (each payload its JSON text). */
 export interface RunExchangeRequest
-  extends Pick<BroadcastRunFrame, 'clientId' | 'firstSeq' | 'nonce' | 'messages'> {
+  extends Pick<BroadcastRunSource, 'clientId' | 'firstSeq' | 'nonce' | 'messages'> {
   /** The endpoint and the batch route the run stands for: `<endpoint>/v1/broadcast/batch`. */
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;

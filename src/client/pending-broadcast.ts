@@ -26,7 +26,9 @@ export class PendingBroadcast implements BatchedBroadcast {
   #rejectCaller: ((error: unknown) => void) | null = null;
 
   constructor(
-    readonly text: string,
+    /** Its JSON text, or, when `payloadQuoted`, a string whose JSON text is itself quoted. */
+    readonly payload: string,
+    readonly payloadQuoted: boolean,
     readonly topic: string | undefined,
     readonly key: string | undefined,
     /** The client's session nonce, when it has one (see Client). */

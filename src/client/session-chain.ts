@@ -167,6 +167,29 @@ export class SessionChain<Owner = undefined> {
     return this.result({ kind: 'send', sessionId: flight.session.id, seq: flight.seq });
   }
 
+  /**
+   * `next` for a flight whose place needs nothing done, the usual first step of every
+   * broadcast: its session is neither broken nor behind an older one, and no bound has
+   * passed. Then it is sent where it was issued: marked sent, its place returned (read it
+   * at once), with no step or effect made for it. Otherwise null, nothing changed: ask
+   * `next`.
+   */
+  sendAtOnce(id: FlightId, nowMs: number): Place | null {
+    const flight = this.flightOf(id);
+    const { session } = flight;
+    if (
+      session.broken ||
+      session.expired ||
+      session.predecessor !== null ||
+      flight.givenUp ||
+      nowMs - flight.startedMs > this.options.unavailableAfterMs
+    ) {
+      return null;
+    }
+    flight.sent = true;
+    return flight;
+  }
+
   /** How the flight's last attempt (of the place `next` gave) ended. */
   attempted(id: FlightId, nowMs: number, outcome: AttemptResult): ChainResult<AfterAttempt> {
     const flight = this.flightOf(id);

@@ -27,6 +27,7 @@ import {
 import { FramingError, lengthPrefixBytes, PacketSplitter } from './framing.ts';
 import {
   type BroadcastRunFrame,
+  type BroadcastRunSource,
   decodeBroadcastRun,
   decodeRunAnswer,
   encodeBroadcastRun,
@@ -45,9 +46,11 @@ export {
 } from './frame-fields.ts';
 export type {
   BroadcastRunFrame,
+  BroadcastRunSource,
   RunAnswerFrame,
   RunErrorResult,
   RunFrameMessage,
+  RunFrameSource,
   RunResult,
   RunResults,
 } from './run-frames.ts';
@@ -220,8 +223,15 @@ class FrameWriter {
   }
 }
 
+/**
+ * A frame as `encodeClientFrame` takes it: a broadcastRun's messages may be the sender's own
+ * records (BroadcastRunSource).
+ */
+export type EncodableClientFrame = Exclude<ClientFrame, BroadcastRunFrame> | BroadcastRunSource;
+
 /** A frame's bytes on the wire, length prefix included. */
-export function encodeClientFrame(frame: ClientFrame): Buffer {
+export function encodeClientFrame(frame: EncodableClientFrame): Buffer {
+  if (frame.type === 'broadcastRun') return encodeBroadcastRun(frame);
   const writer = new FrameWriter()
     .u8(clientProtocolVersion)
     .u8(frameTypes[frame.type])
@@ -256,8 +266,6 @@ export function encodeClientFrame(frame: ClientFrame): Buffer {
     case 'streamEnd':
     case 'cancel':
       return writer.finish();
-    case 'broadcastRun':
-      return encodeBroadcastRun(frame);
     case 'runAnswer':
       return encodeRunAnswer(frame);
   }

@@ -47,6 +47,28 @@ export interface RunFrameMessage {
   readonly key: string;
 }
 
+/**
+ * A message as `encodeBroadcastRun` reads it: a RunFrameMessage, or the SDK's own record of
+ * a broadcast, read in place (no object per message is made to encode a run).
+ */
+export interface RunFrameSource {
+  readonly payload: Uint8Array | string;
+  /**
+   * The payload is a string with nothing in it to escape, whose JSON text is itself in
+   * quotes: written with a quote before and after it.
+   */
+  readonly payloadQuoted?: boolean;
+  /** Undefined or empty: none. */
+  readonly topic: string | undefined;
+  /** Undefined or empty: none. */
+  readonly key?: string | undefined;
+}
+
+/** A broadcastRun as `encodeBroadcastRun` takes it: its messages read in place. */
+export interface BroadcastRunSource extends Omit<BroadcastRunFrame, 'messages'> {
+  readonly messages: readonly RunFrameSource[];
+}
+
 /** One message's outcome in a runAnswer: where it is in the order, or why it is not. */
 export type RunResult =
   | {
@@ -134,6 +156,14 @@ class BufferWriter {
     }
   }
 
+  /** u32-length bytes: a string's UTF-8 in quotes, `byteCount` with the quotes. */
+  quoted(text: string, byteCount: number): void {
+    this.u32(byteCount);
+    this.u8(quote);
+    if (byteCount > 2) this.at += this.buffer.write(text, this.at, byteCount - 2, 'utf8');
+    this.u8(quote);
+  }
+
   finish(): Buffer {
     assert(this.at === this.buffer.length, 'a frame is written to its measured length');
     return this.buffer;
@@ -159,8 +189,12 @@ function headerPairs(
   return pairs;
 }
 
+/** The lengths of a run's fields, three per message: reused from run to run. */
+let runLengths = new Uint32Array(3 * 1024);
+const quote = 0x22;
+
 /** A broadcastRun's bytes on the wire, length prefix included. */
-export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
+export function encodeBroadcastRun(frame: BroadcastRunSource): Buffer {
   const { messages } = frame;
   assert(messages.length <= clientFrameLimits.runMessagesMax, 'a run fits its count');
   const fieldMax = clientFrameLimits.runFieldBytesMax;
@@ -171,18 +205,20 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   let bodyBytes = clientFrameLimits.headerBytes + 2 + 2 + clientIdBytes + 8 + 2 + nonceBytes + 2;
   for (const [, nameBytes, , valueBytes] of headers) bodyBytes += 4 + nameBytes + valueBytes;
   // Three lengths per message, measured once: a run's topic is usually one string.
-  const lengths = new Uint32Array(messages.length * 3);
-  let lastTopic = '';
+  if (runLengths.length < messages.length * 3) runLengths = new Uint32Array(messages.length * 3);
+  const lengths = runLengths;
+  let lastTopic: string | undefined = '';
   let lastTopicBytes = 0;
   for (let at = 0; at < messages.length; at++) {
-    const message = messages[at] as RunFrameMessage;
-    const { payload, topic } = message;
-    const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    const message = messages[at] as RunFrameSource;
+    const { payload, topic, key } = message;
+    let payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (message.payloadQuoted === true) payloadBytes += 2;
     if (topic !== lastTopic) {
       lastTopic = topic;
-      lastTopicBytes = textBytes(topic, fieldMax);
+      lastTopicBytes = topic === undefined ? 0 : textBytes(topic, fieldMax);
     }
-    const keyBytes = textBytes(message.key, fieldMax);
+    const keyBytes = key === undefined ? 0 : textBytes(key, fieldMax);
     lengths[at * 3] = payloadBytes;
     lengths[at * 3 + 1] = lastTopicBytes;
     lengths[at * 3 + 2] = keyBytes;
@@ -199,10 +235,12 @@ export function encodeBroadcastRun(frame: BroadcastRunFrame): Buffer {
   writer.text(frame.nonce, nonceBytes);
   writer.u16(messages.length);
   for (let at = 0; at < messages.length; at++) {
-    const message = messages[at] as RunFrameMessage;
-    writer.bytes(message.payload, lengths[at * 3] as number);
-    writer.text(message.topic, lengths[at * 3 + 1] as number);
-    writer.text(message.key, lengths[at * 3 + 2] as number);
+    const message = messages[at] as RunFrameSource;
+    const payloadBytes = lengths[at * 3] as number;
+    if (message.payloadQuoted === true) writer.quoted(message.payload as string, payloadBytes);
+    else writer.bytes(message.payload, payloadBytes);
+    writer.text(message.topic ?? '', lengths[at * 3 + 1] as number);
+    writer.text(message.key ?? '', lengths[at * 3 + 2] as number);
   }
   return writer.finish();
 }

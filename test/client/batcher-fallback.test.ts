@@ -22,7 +22,7 @@ interface Message extends BatchedBroadcast {
 const endpoint = 'http://n1';
 
 function message(seq: number): Message {
-  return { endpoint, sessionId: 's', seq, text: `"m${seq}"`, topic: undefined, batched: true };
+  return { endpoint, sessionId: 's', seq, payload: `"m${seq}"`, topic: undefined, batched: true };
 }
 
 /** Timers fire when the test says; the batcher's only timer is its flush. */
@@ -77,7 +77,7 @@ function fallbackBatcher() {
     signal: new AbortController().signal,
     answered: (sent, outcome) => {
       sent.batched = false;
-      answered.push(`${sent.text} ${outcome.kind}`);
+      answered.push(`${sent.payload} ${outcome.kind}`);
     },
     delivered: () => assert.fail('no frame is answered'),
   });

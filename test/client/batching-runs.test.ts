@@ -49,6 +49,11 @@ function recordingExchange(
   return { exchange: Object.assign(exchange, { broadcastRun }) as HttpExchange, runs, posts };
 }
 
+/** What a run's message carries to the frame. */
+function fieldsOf(message: RunExchangeRequest['messages'][number] | undefined) {
+  return [message?.payload, message?.payloadQuoted === true, message?.topic, message?.key];
+}
+
 const taken = (request: RunExchangeRequest, next: () => number): RunExchangeAnswer => ({
   kind: 'results',
   results: request.messages.map(
@@ -74,12 +79,19 @@ test('broadcasts issued together leave as one run, and each takes its result', a
     assert.equal(run?.url, 'http://node:1/v1/broadcast/batch');
     assert.deepEqual([run?.clientId, run?.firstSeq], ['r', 1]);
     assert.match(run?.nonce ?? '', /^[0-9a-f]{32}$/);
-    assert.deepEqual(run?.messages[2], { payload: '{"n":2}', topic: 'orders', key: 'k' });
-    assert.deepEqual(run?.messages[0], { payload: '{"n":0}', topic: '', key: '' });
+    assert.deepEqual(fieldsOf(run?.messages[2]), ['{"n":2}', false, 'orders', 'k']);
+    assert.deepEqual(fieldsOf(run?.messages[0]), ['{"n":0}', false, undefined, undefined]);
     assert.deepEqual(node.posts, []);
-    // A broadcast on its own is a run of one.
+    // A broadcast on its own is a run of one; a string with nothing to escape is quoted
+    // where it is written.
     await client.broadcast('alone');
     assert.equal(node.runs.at(-1)?.messages.length, 1);
+    assert.deepEqual(fieldsOf(node.runs.at(-1)?.messages[0]), [
+      'alone',
+      true,
+      undefined,
+      undefined,
+    ]);
   } finally {
     client.close();
   }

@@ -347,6 +347,31 @@ test("a run's payloads outlive the bytes they were decoded from", () => {
   );
 });
 
+test("a run read from the sender's records encodes as the same run spelt out", () => {
+  const run = {
+    type: 'broadcastRun',
+    requestId: 2,
+    headers: {},
+    clientId: 'c',
+    firstSeq: 7,
+    nonce: '',
+  } as const;
+  const records = [
+    { payload: 'a "b" ü', payloadQuoted: false, topic: undefined, key: undefined },
+    { payload: 'plain ü', payloadQuoted: true, topic: 't', key: 'k' },
+    { payload: '', payloadQuoted: true, topic: 't', key: undefined },
+  ];
+  const spelt = [
+    { payload: 'a "b" ü', topic: '', key: '' },
+    { payload: '"plain ü"', topic: 't', key: 'k' },
+    { payload: '""', topic: 't', key: '' },
+  ];
+  assert.deepEqual(
+    encodeClientFrame({ ...run, messages: records }),
+    encodeClientFrame({ ...run, messages: spelt }),
+  );
+});
+
 test('setRequestId gives an encoded frame its id', () => {
   const wire = encodeClientFrame({
     type: 'broadcastRun',
