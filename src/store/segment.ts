@@ -181,6 +181,11 @@ export class Segment {
     this.indexCurrent = false;
   }
 
+  /** Whether appends wait in the buffer for a flush. */
+  get buffering(): boolean {
+    return this.pendingBytes > 0;
+  }
+
   /** Writes what `append` buffered (into the page cache: no fsync). */
   flush(): void {
     this.closeFrame();
