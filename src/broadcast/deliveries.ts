@@ -123,7 +123,7 @@ export class DeliveryLog {
 
   /** Writes the batch to the store and wakes subscribers; once per applied batch. */
   notify(): void {
-    this.store.flush();
+    this.store.batchApplied();
     if (this.options.retainBytesMax !== null) this.bound(this.options.retainBytesMax);
     const waiters = this.waiters;
     this.waiters = [];

@@ -10,14 +10,18 @@ import type { StoreFiles } from './files.ts';
 import {
   bodyPosition,
   decodeBody,
-  decodeRecordAt,
-  recordAt,
+  frameHeaderBytes,
+  RecordWalker,
   recordBytesOf,
   type StoredMessage,
+  writeFrameHeader,
   writeRecord,
 } from './record.ts';
 
-/** One sparse index entry per this many positions: 16 bytes of memory per 64 messages. */
+/**
+ * One sparse index entry per this many positions: 16 bytes of memory per 64 messages. Each
+ * such position begins a frame (record.ts), so a read starts at a frame.
+ */
 export const sparseEveryCount = 64;
 const readChunkBytes = 256 << 10;
 /** The pending buffer's first size: a batch of small messages fits without growing it. */
@@ -75,6 +79,8 @@ export class Segment {
    */
   private pending: Buffer = emptyBuffer;
   private pendingBytes = 0;
+  /** Where the frame being filled begins in `pending`; -1 when none is open. */
+  private frameAt = -1;
   private writtenBytes = 0;
   /**
    * Bytes known durable. What is found on disk at open counts as synced: what lies before
@@ -127,14 +133,42 @@ export class Segment {
 
   append(message: StoredMessage): void {
     assert(message.position === this.last + 1, 'a segment holds a dense run of positions');
-    if (this.topics === null) this.topics = this.loadTopics();
     const recordBytes = recordBytesOf(message);
-    if (this.pendingBytes > 0 && this.pendingBytes + recordBytes > pendingFlushBytes) this.flush();
+    const indexed = (message.position - this.first) % sparseEveryCount === 0;
+    const addedBytes = recordBytes + frameHeaderBytes;
+    if (this.pendingBytes > 0 && this.pendingBytes + addedBytes > pendingFlushBytes) this.flush();
+    if (this.frameAt < 0 || indexed) this.openFrame();
+    const frameOffset = this.writtenBytes + this.frameAt;
     this.reservePending(recordBytes);
-    this.pendingBytes = writeRecord(message, this.pending, this.pendingBytes);
-    if ((message.position - this.first) % sparseEveryCount === 0) {
-      this.sparse.push(message.position, this.sizeBytes);
-    }
+    this.pendingBytes = writeRecord(message, this.pending, this.pendingBytes, true);
+    this.sizeBytes += recordBytes;
+    this.index(message, message.position, indexed ? frameOffset : -1);
+  }
+
+  /** Closes the frame being filled and begins the next one after it. */
+  private openFrame(): void {
+    this.closeFrame();
+    this.reservePending(frameHeaderBytes);
+    this.frameAt = this.pendingBytes;
+    this.pendingBytes += frameHeaderBytes;
+    this.sizeBytes += frameHeaderBytes;
+  }
+
+  /** Gives the frame being filled its length and checksum, now that its records are in. */
+  private closeFrame(): void {
+    if (this.frameAt < 0) return;
+    writeFrameHeader(this.pending, this.frameAt, this.pendingBytes);
+    this.frameAt = -1;
+  }
+
+  /**
+   * Counts `message` (already in `sizeBytes`) in the indexes. A read of its position starts
+   * at `sparseOffset`, where the frame holding it begins with `sparsePosition` (its own
+   * offset and position when unframed); -1 when the sparse index skips it.
+   */
+  private index(message: StoredMessage, sparsePosition: number, sparseOffset: number): void {
+    if (this.topics === null) this.topics = this.loadTopics();
+    if (sparseOffset >= 0) this.sparse.push(sparsePosition, sparseOffset);
     const runs = this.topics.get(message.topic);
     const runCount = runs?.length ?? 0;
     if (runs !== undefined && runs[runCount - 2]! + runs[runCount - 1]! === message.position) {
@@ -143,13 +177,18 @@ export class Segment {
     else this.topics.set(message.topic, [message.position, 1]);
     if (this.count === 0) this.firstLogTimeMs = message.logTimeMs;
     this.lastLogTimeMs = message.logTimeMs;
-    this.sizeBytes += recordBytes;
     this.last = message.position;
     this.indexCurrent = false;
   }
 
+  /** Whether appends wait in the buffer for a flush. */
+  get buffering(): boolean {
+    return this.pendingBytes > 0;
+  }
+
   /** Writes what `append` buffered (into the page cache: no fsync). */
   flush(): void {
+    this.closeFrame();
     const byteCount = this.pendingBytes;
     if (byteCount === 0) return;
     // Taken before the write: a write that fails is not tried again by a later flush (as
@@ -203,13 +242,15 @@ export class Segment {
     let { position: due, offset } = this.entryAtOrBefore(from);
     let buffer = Buffer.allocUnsafe(this.chunkBytesFrom(offset));
     let payloadBytes = 0;
+    const walker = new RecordWalker();
     while (count < limit && offset < this.sizeBytes && payloadBytes < bytesMax) {
       const readBytes = this.files.read(this.name, buffer, offset);
       const view = buffer.subarray(0, readBytes);
       let at = 0;
       let grown = false;
+      walker.reset();
       while (count < limit) {
-        const found = recordAt(view, at);
+        const found = walker.at(view, at);
         if (found.kind === 'short') {
           // Past what the segment counts, or past the end of its file: damaged.
           const end = offset + at + found.recordBytes;
@@ -267,7 +308,9 @@ export class Segment {
         return;
       }
       assert(kept.position === position, 'the last kept record reads back');
-      offset = this.offsetAfter(position);
+      const cut = this.cutAfter(position);
+      offset = cut.offset;
+      if (cut.frameEnd > offset) this.resealFrame(cut.frameStart, offset);
     }
     this.files.truncate(this.name, offset);
     this.sizeBytes = this.writtenBytes = offset;
@@ -294,26 +337,50 @@ export class Segment {
     this.indexCurrent = false;
   }
 
-  /** The byte offset just past the record at `position` (which this segment holds). */
-  private offsetAfter(position: number): number {
+  /**
+   * The byte offset just past the record at `position` (which this segment holds), and the
+   * frame that record lies in (both -1 when it is unframed).
+   */
+  private cutAfter(position: number): { offset: number; frameStart: number; frameEnd: number } {
     let offset = this.offsetAtOrBefore(position);
     let buffer = Buffer.allocUnsafe(readChunkBytes);
+    const walker = new RecordWalker();
     for (;;) {
       const view = buffer.subarray(0, this.files.read(this.name, buffer, offset));
       let at = 0;
+      walker.reset();
       for (;;) {
-        const found = decodeRecordAt(view, at);
+        const found = walker.at(view, at);
         if (found.kind === 'short') {
           if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
           break;
         }
         assert(found.kind === 'record', 'a written record reads back whole');
         at += found.recordBytes;
-        if (found.message.position === position) return offset + at;
+        if (bodyPosition(found.body) === position) {
+          const framed = walker.frameStart >= 0;
+          return {
+            offset: offset + at,
+            frameStart: framed ? offset + walker.frameStart : -1,
+            frameEnd: framed ? offset + walker.frameEnd : -1,
+          };
+        }
       }
       assert(at > 0 || view.length < buffer.length, 'each read makes progress');
       offset += at;
     }
+  }
+
+  /**
+   * A cut at `end` falls inside the frame at `start`: its header is rewritten for the records
+   * kept, before the file is cut (a crash in between leaves a whole frame followed by bytes
+   * that do not verify, which the next scan cuts).
+   */
+  private resealFrame(start: number, end: number): void {
+    const kept = Buffer.allocUnsafe(end - start);
+    assert(this.files.read(this.name, kept, start) === kept.length, 'a kept frame reads back');
+    writeFrameHeader(kept, 0, kept.length);
+    this.files.write(this.name, kept.subarray(0, frameHeaderBytes), start);
   }
 
   /** The runs of `topic` as flat (first, count) pairs: empty when the topic is absent. */
@@ -431,33 +498,44 @@ export class Segment {
   private scan(fileBytes: number): void {
     let buffer = Buffer.allocUnsafe(readChunkBytes);
     let offset = 0;
-    const topics = this.topics ?? new Map<string, number[]>();
-    this.topics = topics;
+    this.topics ??= new Map<string, number[]>();
+    const walker = new RecordWalker();
+    // Where a read of the last record found would start: its frame, or itself unframed.
+    let unitPosition = this.first;
+    let unitOffset = 0;
+    let frameEnd = -1;
     scanning: while (offset < fileBytes) {
       const readBytes = this.files.read(this.name, buffer, offset);
       const view = buffer.subarray(0, readBytes);
       let at = 0;
+      walker.reset();
       for (;;) {
-        const found = decodeRecordAt(view, at);
+        const found = walker.at(view, at);
         if (found.kind === 'short') {
           if (offset + at + found.recordBytes > fileBytes) break scanning; // torn tail
           if (found.recordBytes > buffer.length) buffer = Buffer.allocUnsafe(found.recordBytes);
           break;
         }
-        if (found.kind === 'invalid' || found.message.position !== this.last + 1) {
-          break scanning;
+        if (found.kind === 'invalid') break scanning;
+        const message = decodeBody(found.body);
+        if (message.position !== this.last + 1) break scanning;
+        if (walker.frameStart < 0 || walker.frameStart === at) {
+          unitPosition = message.position;
+          unitOffset = offset + at;
         }
-        // Counted as written: append() then only indexes it.
-        this.sizeBytes = this.writtenBytes = offset + at;
-        this.append(found.message);
-        this.pendingBytes = 0;
+        frameEnd = walker.frameStart < 0 ? -1 : offset + walker.frameEnd;
         at += found.recordBytes;
-        this.writtenBytes = this.sizeBytes;
+        this.sizeBytes = this.writtenBytes = offset + at;
+        const indexed = (message.position - this.first) % sparseEveryCount === 0;
+        this.index(message, unitPosition, indexed ? unitOffset : -1);
       }
       offset += at;
     }
-    this.pending = emptyBuffer; // filled only to be dropped: not kept on a segment read back
-    if (this.sizeBytes < fileBytes) this.files.truncate(this.name, this.sizeBytes);
+    if (this.sizeBytes < fileBytes) {
+      // A frame whose later records do not read (damage its checksum missed) keeps the rest.
+      if (frameEnd > this.sizeBytes) this.resealFrame(unitOffset, this.sizeBytes);
+      this.files.truncate(this.name, this.sizeBytes);
+    }
     this.syncedBytes = this.sizeBytes;
   }
 

@@ -6,7 +6,8 @@
  * segments being written, so memory stays flat as the history grows.
  *
  * Not synced: the Raft log is the source of truth. After a crash the store may have lost its
- * last writes, or kept a torn record; opening it cuts the torn tail, the node drops what it
+ * last writes (or the records still buffered: a segment writes 256 KiB at a time), or kept
+ * a torn frame of records; opening it cuts the torn tail, the node drops what it
  * holds past its snapshot (`truncateAfter`) and applies its log again from the snapshot.
  * What lies before the
  * snapshot and was lost is a hole, filled from peers (backfill) like the history of a node
@@ -173,10 +174,25 @@ export class MessageStore {
     return true;
   }
 
-  /** Writes every buffered append; the applier calls it once per applied batch. */
+  /** Writes every buffered append. */
   flush(): void {
     for (const segment of this.dirty) segment.flush();
     this.dirty.clear();
+  }
+
+  /**
+   * An applied batch ends. Its records are written with the next ones once the buffer holds
+   * `pendingFlushBytes` (segment.ts): one write per 256 KiB, not one per batch (at 128 in
+   * flight a batch is ~40 KB). Only the last segment is left buffered: any other is written
+   * now. Nothing waits for these writes: a read writes what is buffered first, a sync or a
+   * close writes everything, and a crash loses nothing the WAL does not apply again, as with
+   * the page cache the store is never synced from (see `sync`).
+   */
+  batchApplied(): void {
+    const tail = this.segments.at(-1);
+    for (const segment of this.dirty) if (segment !== tail) segment.flush();
+    this.dirty.clear();
+    if (tail?.buffering === true) this.dirty.add(tail);
   }
 
   /**
