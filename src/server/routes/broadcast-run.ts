@@ -231,23 +231,36 @@ class SettledRun implements RunResults {
   }
 }
 
+/**
+ * Checks the run and hands it to the node. Nothing here waits: the run and its messages are
+ * not kept while the node works on them (a run lives through a whole round, and so would
+ * every message object the frame was read into).
+ */
 async function runBroadcasts(
   context: RouteContext,
   run: ReceivedRun,
   answer: (results: RunResults) => void,
 ): Promise<void> {
-  const { node, metrics, environment } = context.server;
   checkedSession(run);
   // All or nothing, as a batch: a refused run leaves no gap in its session.
   checkMessages(context, run.messages);
   const sender = senderOf(context, run.nonce === '' ? undefined : run.nonce);
-  const startedMs = environment.monotonicMs();
   const { clientId, firstSeq, messages } = run;
-  const settled = await context.within(
-    node.broadcastRun({ clientId, firstSeq, ...sender, messages }),
-  );
+  const startedMs = context.server.environment.monotonicMs();
+  const settled = context.server.node.broadcastRun({ clientId, firstSeq, ...sender, messages });
+  return answerRun(context, settled, startedMs, answer);
+}
+
+async function answerRun(
+  context: RouteContext,
+  settled: Promise<PromiseSettledResult<BroadcastResult>[]>,
+  startedMs: number,
+  answer: (results: RunResults) => void,
+): Promise<void> {
+  const outcomes = await context.within(settled);
+  const { metrics, environment } = context.server;
   const seconds = (environment.monotonicMs() - startedMs) / 1000;
-  const results = new SettledRun(context, settled);
+  const results = new SettledRun(context, outcomes);
   metrics.broadcastsDone(seconds, results.counts());
   if (context.response.answerable) answer(results);
 }
