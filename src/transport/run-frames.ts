@@ -88,11 +88,14 @@ const okResultBytes = 17;
 class BufferWriter {
   private at = 0;
   readonly buffer: Buffer;
+  /** Integers go through a DataView: Buffer's writeUInt32BE checks and writes byte by byte. */
+  private readonly view: DataView;
 
   /** `bodyBytes`: everything after the length prefix; the header is written here. */
   constructor(bodyBytes: number, type: number, requestId: number) {
     assert(bodyBytes <= 0xffff_ffff, 'a frame length fits its prefix');
     this.buffer = Buffer.allocUnsafe(lengthPrefixBytes + bodyBytes);
+    this.view = new DataView(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength);
     this.u32(bodyBytes);
     this.u8(clientProtocolVersion);
     this.u8(type);
@@ -104,12 +107,14 @@ class BufferWriter {
   }
 
   u16(value: number): void {
-    this.buffer.writeUInt16BE(value, this.at);
+    assert(value >= 0 && value <= 0xffff, 'a u16 field fits');
+    this.view.setUint16(this.at, value);
     this.at += 2;
   }
 
   u32(value: number): void {
-    this.buffer.writeUInt32BE(value, this.at);
+    assert(value >= 0 && value <= 0xffff_ffff, 'a u32 field fits');
+    this.view.setUint32(this.at, value);
     this.at += 4;
   }
 
