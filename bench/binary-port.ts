@@ -11,6 +11,7 @@
 //     [--in-flight 10] [--payload-bytes 256]
 import { fork } from 'node:child_process';
 import { connect } from 'node:net';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BinaryServer } from '../src/server/binary-server.ts';
@@ -124,7 +125,25 @@ const cpuMicros = () => {
   return usage.user + usage.system;
 };
 
-async function measure(seconds: number): Promise<number> {
+/** Garbage collections of this process while `counting`, by kind. */
+const collections = { major: 0, minor: 0, counting: false };
+new PerformanceObserver((list) => {
+  if (!collections.counting) return;
+  for (const entry of list.getEntries()) {
+    const { kind } = (entry as PerformanceEntry & { detail: { kind: number } }).detail;
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) collections.major++;
+    else collections.minor++;
+  }
+}).observe({ entryTypes: ['gc'] });
+
+interface Sample {
+  readonly microsPerMessage: number;
+  /** Mark-compacts and scavenges per 100,000 messages. */
+  readonly majorPer100k: number;
+  readonly minorPer100k: number;
+}
+
+async function measure(seconds: number): Promise<Sample> {
   const { port, close } = await serve();
   const child = fork(fileURLToPath(import.meta.url), ['--client', String(port), ...argsOf()], {
     execArgv: ['--import', 'tsx'],
@@ -138,11 +157,18 @@ async function measure(seconds: number): Promise<number> {
   await new Promise((done) => setTimeout(done, 1000));
   const startedMicros = cpuMicros();
   const answeredBefore = await answered('count');
+  Object.assign(collections, { major: 0, minor: 0, counting: true });
   await new Promise((done) => setTimeout(done, seconds * 1000));
+  collections.counting = false;
   const answeredAfter = await answered('stop');
   const usedMicros = cpuMicros() - startedMicros;
   close();
-  return usedMicros / (answeredAfter - answeredBefore);
+  const messages = answeredAfter - answeredBefore;
+  return {
+    microsPerMessage: usedMicros / messages,
+    majorPer100k: (collections.major * 100_000) / messages,
+    minorPer100k: (collections.minor * 100_000) / messages,
+  };
 }
 
 function argsOf(): string[] {
@@ -154,13 +180,16 @@ function argsOf(): string[] {
 
 if (values.client !== undefined) await drive(Number(values.client));
 else {
-  const samples: number[] = [];
+  const samples: Sample[] = [];
   for (let run = 0; run < Number(values.runs); run++) {
     samples.push(await measure(Number(values.seconds)));
   }
-  samples.sort((a, b) => a - b);
-  const median = samples[Math.floor(samples.length / 2)] as number;
+  const median = (field: keyof Sample) => {
+    const sorted = samples.map((sample) => sample[field]).sort((a, b) => a - b);
+    return (sorted[Math.floor(sorted.length / 2)] as number).toFixed(2);
+  };
+  const runs = samples.map((sample) => sample.microsPerMessage.toFixed(2)).join(', ');
   console.log(
-    `${messageCount} messages a run, ${values['in-flight']} runs in flight: node ${median.toFixed(2)} µs/msg (runs ${samples.map((sample) => sample.toFixed(2)).join(', ')})`,
+    `${messageCount} messages a run, ${values['in-flight']} runs in flight: node ${median('microsPerMessage')} µs/msg (runs ${runs}); per 100,000 messages ${median('majorPer100k')} mark-compacts, ${median('minorPer100k')} scavenges`,
   );
 }
