@@ -16,9 +16,12 @@ import { broadcastBatchRoute } from '../src/server/routes/broadcast-batch.ts';
 import { broadcastRunRoute } from '../src/server/routes/broadcast-run.ts';
 import {
   type ClientFrame,
+  ClientFrameDecoder,
+  clientFrameLimits,
   decodeClientFrame,
   encodeClientFrame,
-  type RunResult,
+  encodeRunAnswerOf,
+  type ReceivedRun,
 } from '../src/transport/client-frames.ts';
 import { systemEnvironment } from '../src/util/system-environment.ts';
 
@@ -122,15 +125,23 @@ async function nodeSideOfBatch(frame: Buffer): Promise<Buffer> {
   });
 }
 
+/** As the binary port reads a run off its socket and answers it. */
 async function nodeSideOfRun(frame: Buffer): Promise<Buffer> {
-  const run = decodeClientFrame(frame.subarray(4)) as Extract<
-    ClientFrame,
-    { type: 'broadcastRun' }
-  >;
-  let results: readonly RunResult[] = [];
-  const route = broadcastRunRoute(run, (answered) => (results = answered));
+  let run: ReceivedRun | null = null;
+  const error = new ClientFrameDecoder(clientFrameLimits.frameBytesMax).pushAtNode(frame, {
+    frame: () => undefined,
+    run: (read) => {
+      run = read;
+    },
+  });
+  if (error !== null || run === null) throw new Error('a run frame decodes as a run');
+  let answer: Buffer | null = null;
+  const route = broadcastRunRoute(run, (results) => {
+    answer = encodeRunAnswerOf(1, results);
+  });
   await route.handler(contextOver(new Uint8Array(0), () => undefined));
-  return encodeClientFrame({ type: 'runAnswer', requestId: 1, results });
+  if (answer === null) throw new Error('a run is answered');
+  return answer;
 }
 
 /** The client's side of a batch answer: each result as an outcome. */

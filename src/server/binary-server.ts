@@ -17,13 +17,15 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import {
-  type BroadcastRunFrame,
   type ClientFrame,
   ClientFrameDecoder,
   clientFrameLimits,
   encodeClientFrame,
+  encodeRunAnswerOf,
+  type NodeFrameHandler,
+  type ReceivedRun,
   type RequestFrame,
-  type RunResult,
+  type RunResults,
   streamDataHead,
 } from '../transport/client-frames.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
@@ -52,6 +54,7 @@ function frameBytesMaxFor(context: ServerContext): number {
 const answerHeaderNames = ['content-type', 'retry-after', 'www-authenticate', 'allow'];
 
 const encoder = new TextEncoder();
+const noBody = new Uint8Array(0);
 
 export interface BinaryServerOptions {
   readonly context: ServerContext;
@@ -128,7 +131,7 @@ export class BinaryServer {
 }
 
 /** One client connection: hello, then requests in flight by id. */
-class BinaryConnection {
+class BinaryConnection implements NodeFrameHandler {
   private readonly decoder: ClientFrameDecoder;
   private readonly frameBytesMax: number;
   /** Close listeners of the exchanges in flight, by request id. */
@@ -157,11 +160,9 @@ class BinaryConnection {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
-    const { frames, error } = this.decoder.push(chunk);
-    for (const frame of frames) {
-      if (this.closing) return;
-      this.onFrame(frame);
-    }
+    // A 'data' chunk is fresh memory Node never reuses: a run's payloads may stay views of it.
+    const error = this.decoder.pushAtNode(chunk, this);
+    if (this.closing) return;
     if (error !== null) {
       this.goAway(0, error.code, error.message);
       return;
@@ -174,7 +175,9 @@ class BinaryConnection {
     }
   }
 
-  private onFrame(frame: ClientFrame): void {
+  /** A frame read (NodeFrameHandler); those after a goAway are dropped. */
+  frame(frame: ClientFrame): void {
+    if (this.closing) return;
     if (frame.type === 'hello') {
       this.onHello(frame.token);
       return;
@@ -191,34 +194,40 @@ class BinaryConnection {
       }
       return;
     }
-    const refusal = this.refusalOf(frame);
+    const refusal = this.refusalOf(frame.type, frame.requestId);
     if (refusal !== null) this.goAway(frame.requestId, refusal.code, refusal.message);
     else {
       this.options.context.metrics.binaryRequest();
-      if (frame.type === 'broadcastRun') this.dispatchRun(frame);
-      else this.options.dispatcher.dispatch(this.front(frame as RequestFrame).front);
+      this.options.dispatcher.dispatch(this.front(frame as RequestFrame).front);
     }
   }
 
   /**
-   * A run goes through the dispatcher as the batch request it stands for (deadline,
-   * authorization, error answers), with a handler of its own that reads no body and answers
-   * with a runAnswer frame.
+   * A run read (NodeFrameHandler). It goes through the dispatcher as the batch request it
+   * stands for (deadline, authorization, error answers), with a handler of its own that
+   * reads no body and answers with a runAnswer frame.
    */
-  private dispatchRun(frame: BroadcastRunFrame): void {
-    const { requestId } = frame;
-    this.options.context.metrics.binaryRun();
+  run(run: ReceivedRun): void {
+    if (this.closing) return;
+    const { requestId } = run;
+    const refusal = this.refusalOf('broadcastRun', requestId);
+    if (refusal !== null) {
+      this.goAway(requestId, refusal.code, refusal.message);
+      return;
+    }
+    const { metrics } = this.options.context;
+    metrics.binaryRequest();
+    metrics.binaryRun();
     const { front, sendFrame } = this.front({
       type: 'request',
       requestId,
       method: 'POST',
       path: '/v1/broadcast/batch',
-      headers: frame.headers,
-      body: new Uint8Array(0),
+      headers: run.headers,
+      body: noBody,
     });
-    const answer = (results: readonly RunResult[]) =>
-      sendFrame(200, encodeClientFrame({ type: 'runAnswer', requestId, results }));
-    this.options.dispatcher.dispatch(front, broadcastRunRoute(frame, answer));
+    const answer = (results: RunResults) => sendFrame(200, encodeRunAnswerOf(requestId, results));
+    this.options.dispatcher.dispatch(front, broadcastRunRoute(run, answer));
   }
 
   private onHello(token: string): void {
@@ -241,17 +250,20 @@ class BinaryConnection {
   }
 
   /** Why a frame other than hello ends the connection, or null for a request to run. */
-  private refusalOf(frame: ClientFrame): { code: string; message: string } | null {
+  private refusalOf(
+    type: ClientFrame['type'],
+    requestId: number,
+  ): { code: string; message: string } | null {
     if (this.token === null) {
       return { code: 'hello_expected', message: 'the first frame is a hello' };
     }
-    if (frame.type !== 'request' && frame.type !== 'broadcastRun') {
-      return { code: 'frame_unexpected', message: `a client sends no ${frame.type} frame` };
+    if (type !== 'request' && type !== 'broadcastRun') {
+      return { code: 'frame_unexpected', message: `a client sends no ${type} frame` };
     }
-    if (this.inFlight.has(frame.requestId)) {
+    if (this.inFlight.has(requestId)) {
       return {
         code: 'request_id_in_use',
-        message: `request ${frame.requestId} is still unanswered`,
+        message: `request ${requestId} is still unanswered`,
       };
     }
     if (this.inFlight.size >= this.options.windowRequests) {

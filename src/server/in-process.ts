@@ -9,7 +9,12 @@
  * Event streams (GET /v1/stream) are not served in process yet: they answer 501
  * `not_implemented` once their request is found valid.
  */
-import type { BroadcastRunFrame, RunResult } from '../transport/client-frames.ts';
+import {
+  type BroadcastRunFrame,
+  type RunResult,
+  type RunResults,
+  runResultList,
+} from '../transport/client-frames.ts';
 import { assert } from '../util/assert.ts';
 import { tooLarge } from './body.ts';
 import type { ServerContext } from './context.ts';
@@ -180,7 +185,8 @@ export class InProcessServer {
         else if ('results' in outcome) resolve({ kind: 'results', results: outcome.results });
         else resolve({ kind: 'refused', response: responseOf(outcome.answer) });
       });
-      this.dispatcher.dispatch(front, broadcastRunRoute(frame, front.answerRun));
+      const answerRun = (results: RunResults) => front.answerRun(runResultList(results));
+      this.dispatcher.dispatch(front, broadcastRunRoute(frame, answerRun));
     });
   }
 

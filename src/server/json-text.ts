@@ -8,6 +8,11 @@
  * The stored text must also fit where it is spliced: an event stream's `data:` line ends at
  * a line break, so JSON whitespace that holds a CR or LF is reported (`lineBreaks`) for the
  * caller to re-encode; inside strings JSON allows no raw control character at all.
+ *
+ * A run's payloads usually lie in one buffer (the frame they came in): a `JsonTextChecker`
+ * reads them all through one DataView, and a payload asks for a UTF-8 check only when one
+ * of its strings holds a byte of 0x80 or above (outside strings JSON is ASCII), so checking
+ * an ASCII payload allocates nothing and calls nothing native.
  */
 import { isUtf8 } from 'node:buffer';
 
@@ -42,17 +47,15 @@ const inObject = 1;
 const simpleEscapes = new Set([0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74]);
 const literals = ['true', 'false', 'null'].map((word) => Buffer.from(word));
 
-/**
- * The scan's state. Checking is synchronous and never re-entered, so one set serves every
- * call and a check allocates nothing but its DataView unless the text is refused.
- */
-const noText = new Uint8Array(0);
-let text: Uint8Array = noText;
-/** The same bytes, read four at a time. */
-const noWords = new DataView(noText.buffer);
-let words: DataView<ArrayBufferLike> = noWords;
-let sawLineBreak = false;
-let containers = new Uint8Array(64);
+/** A byte that stands for itself inside a string. */
+const plain = 1;
+/** A byte of 0x80 or above: plain once the text is known to be UTF-8. */
+const high = 2;
+/** By byte, inside a string: plain, high, or 0 for a quote, a backslash or a control byte. */
+const stringByteKinds = new Uint8Array(256);
+for (let byte = 0x20; byte < 256; byte++) {
+  stringByteKinds[byte] = byte === quote || byte === backslash ? 0 : byte >= 0x80 ? high : plain;
+}
 
 function isDigit(byte: number | undefined): boolean {
   return byte !== undefined && byte >= zero && byte <= nine;
@@ -63,104 +66,26 @@ function isHexDigit(byte: number | undefined): boolean {
   return isDigit(byte) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66);
 }
 
-/** The first byte at or after `at` that is not JSON whitespace. */
-function skipSpace(at: number): number {
-  for (; at < text.length; at++) {
-    const byte = text[at];
-    if (byte === 0x20 || byte === 0x09) continue;
-    if (byte === 0x0a || byte === 0x0d) {
-      sawLineBreak = true;
-      continue;
-    }
-    break;
-  }
-  return at;
+/**
+ * Whether none of the four bytes of `word` is a quote, a backslash or below 0x20, nor (with
+ * `highMask` 0x80808080) 0x80 or above, by the classic word-at-a-time tests (a byte's top
+ * bit is set where one of them holds; a borrow may set it above a true hit as well, never
+ * without one).
+ */
+function plainWord(word: number, highMask: number): boolean {
+  return (wordHits(word, highMask) & 0x80808080) === 0;
 }
 
-/**
- * 1 for a byte that stands for itself inside a string: anything but a quote, a backslash or
- * a control character (UTF-8 was checked whole beforehand, so bytes of 0x80 and up pass).
- */
-const plainInString = new Uint8Array(256);
-for (let byte = 0x20; byte < 256; byte++) {
-  plainInString[byte] = byte === quote || byte === backslash ? 0 : 1;
-}
-
-/**
- * Whether none of the four bytes of `word` is a quote, a backslash or below 0x20, by the
- * classic word-at-a-time tests (a byte's top bit is set where one of them holds; a borrow
- * may set it above a true hit as well, never without one).
- */
-function plainWord(word: number): boolean {
+/** A word's hits for `plainWord`: a byte's top bit is set at (or above) each. */
+function wordHits(word: number, highMask: number): number {
   const quotes = word ^ 0x22222222;
   const backslashes = word ^ 0x5c5c5c5c;
-  const hits =
+  return (
     ((quotes - 0x01010101) & ~quotes) |
     ((backslashes - 0x01010101) & ~backslashes) |
-    ((word - 0x20202020) & ~word);
-  return (hits & 0x80808080) === 0;
-}
-
-/** Past the string that opens at `at` (a quote), or -1. */
-function skipString(at: number): number {
-  const bytes = text;
-  const end = bytes.length;
-  at++;
-  for (;;) {
-    // Most of a payload is runs of plain bytes: four at a time, then one at a time up to
-    // the byte that needs a look.
-    while (at + 4 <= end && plainWord(words.getUint32(at, true))) at += 4;
-    while (at < end && plainInString[bytes[at] as number] === 1) at++;
-    if (at >= end) return -1;
-    const byte = bytes[at];
-    if (byte === quote) return at + 1;
-    if (byte !== backslash) return -1; // a raw control character
-    const escaped = bytes[at + 1];
-    if (escaped === 0x75) {
-      for (let digit = 2; digit < 6; digit++) if (!isHexDigit(bytes[at + digit])) return -1;
-      at += 6;
-    } else if (escaped !== undefined && simpleEscapes.has(escaped)) at += 2;
-    else return -1;
-  }
-}
-
-/** Past the number that starts at `at`, or -1: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-function skipNumber(at: number): number {
-  if (text[at] === minus) at++;
-  if (text[at] === zero) at++;
-  else if (isDigit(text[at])) while (isDigit(text[at])) at++;
-  else return -1;
-  if (text[at] === dot) {
-    at++;
-    if (!isDigit(text[at])) return -1;
-    while (isDigit(text[at])) at++;
-  }
-  if (text[at] === 0x65 || text[at] === 0x45) {
-    at++;
-    if (text[at] === plus || text[at] === minus) at++;
-    if (!isDigit(text[at])) return -1;
-    while (isDigit(text[at])) at++;
-  }
-  return at;
-}
-
-function skipLiteral(at: number): number {
-  for (const literal of literals) {
-    if (text[at] !== literal[0]) continue;
-    for (let offset = 1; offset < literal.length; offset++) {
-      if (text[at + offset] !== literal[offset]) return -1;
-    }
-    return at + literal.length;
-  }
-  return -1;
-}
-
-/** Past a member's name and colon, at its value; -1 if they are not there. */
-function skipName(at: number): number {
-  if (text[at] !== quote) return -1;
-  at = skipSpace(skipString(at));
-  if (at < 1 || text[at] !== colon) return -1;
-  return skipSpace(at + 1);
+    ((word - 0x20202020) & ~word) |
+    (word & highMask)
+  );
 }
 
 function refused(reason: string, at: number): JsonTextVerdict {
@@ -168,70 +93,207 @@ function refused(reason: string, at: number): JsonTextVerdict {
 }
 
 /**
- * Whether `bytes` is one JSON text nesting arrays and objects at most `depthMax` deep, and
- * whether it may be stored as it is.
+ * Checks texts one after another, reading the words of every text that lies in the same
+ * buffer as the last through the same DataView. Checking is synchronous; a checker keeps
+ * the last buffer it read (drop the checker with the run it checked).
  */
-export function checkJsonText(bytes: Uint8Array, depthMax: number): JsonTextVerdict {
-  if (!isUtf8(bytes)) return { kind: 'invalid', reason: 'it is not UTF-8' };
-  if (containers.length <= depthMax) containers = new Uint8Array(depthMax + 1);
-  text = bytes;
-  words = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  sawLineBreak = false;
-  try {
-    return scan(depthMax);
-  } finally {
-    text = noText; // no reference kept to the caller's bytes
-    words = noWords;
+export class JsonTextChecker {
+  private text: Uint8Array = new Uint8Array(0);
+  /** The buffer `words` reads, and where `text` starts in it. */
+  private wordsBuffer: ArrayBufferLike = this.text.buffer;
+  private words = new DataView(this.wordsBuffer);
+  private wordsBase = 0;
+  private sawLineBreak = false;
+  /** 0x80808080 until the text is known to be UTF-8; then 0 (high bytes are plain). */
+  private highMask = 0x80808080;
+  private containers = new Uint8Array(64);
+
+  /**
+   * Whether `bytes` is one JSON text nesting arrays and objects at most `depthMax` deep, and
+   * whether it may be stored as it is.
+   */
+  check(bytes: Uint8Array, depthMax: number): JsonTextVerdict {
+    if (this.containers.length <= depthMax) this.containers = new Uint8Array(depthMax + 1);
+    if (bytes.buffer !== this.wordsBuffer) {
+      this.wordsBuffer = bytes.buffer;
+      this.words = new DataView(bytes.buffer);
+    }
+    this.text = bytes;
+    this.wordsBase = bytes.byteOffset;
+    this.sawLineBreak = false;
+    this.highMask = 0x80808080;
+    return this.scan(depthMax);
+  }
+
+  /** The first byte at or after `at` that is not JSON whitespace. */
+  private skipSpace(at: number): number {
+    const text = this.text;
+    for (; at < text.length; at++) {
+      const byte = text[at];
+      if (byte === 0x20 || byte === 0x09) continue;
+      if (byte === 0x0a || byte === 0x0d) {
+        this.sawLineBreak = true;
+        continue;
+      }
+      break;
+    }
+    return at;
+  }
+
+  /** Past the string that opens at `at` (a quote), or -1 (or -2: the text is not UTF-8). */
+  private skipString(at: number): number {
+    const bytes = this.text;
+    const end = bytes.length;
+    const words = this.words;
+    const base = this.wordsBase;
+    at++;
+    for (;;) {
+      // Most of a payload is runs of plain bytes: four at a time, then one at a time up to
+      // the byte that needs a look.
+      const highMask = this.highMask;
+      while (
+        at + 8 <= end &&
+        ((wordHits(words.getUint32(base + at, true), highMask) |
+          wordHits(words.getUint32(base + at + 4, true), highMask)) &
+          0x80808080) ===
+          0
+      ) {
+        at += 8;
+      }
+      if (at + 4 <= end && plainWord(words.getUint32(base + at, true), highMask)) at += 4;
+      let kind = 0;
+      while (at < end) {
+        kind = stringByteKinds[bytes[at] as number] as number;
+        if (kind !== plain && (kind !== high || highMask !== 0)) break;
+        at++;
+      }
+      if (at >= end) return -1;
+      if (kind === high) {
+        // The first byte past ASCII: the whole text is checked once, then such bytes pass.
+        if (!isUtf8(bytes)) return -2;
+        this.highMask = 0;
+        continue;
+      }
+      const byte = bytes[at];
+      if (byte === quote) return at + 1;
+      if (byte !== backslash) return -1; // a raw control character
+      const escaped = bytes[at + 1];
+      if (escaped === 0x75) {
+        for (let digit = 2; digit < 6; digit++) if (!isHexDigit(bytes[at + digit])) return -1;
+        at += 6;
+      } else if (escaped !== undefined && simpleEscapes.has(escaped)) at += 2;
+      else return -1;
+    }
+  }
+
+  /** Past the number that starts at `at`, or -1: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+  private skipNumber(at: number): number {
+    const text = this.text;
+    if (text[at] === minus) at++;
+    if (text[at] === zero) at++;
+    else if (isDigit(text[at])) while (isDigit(text[at])) at++;
+    else return -1;
+    if (text[at] === dot) {
+      at++;
+      if (!isDigit(text[at])) return -1;
+      while (isDigit(text[at])) at++;
+    }
+    if (text[at] === 0x65 || text[at] === 0x45) {
+      at++;
+      if (text[at] === plus || text[at] === minus) at++;
+      if (!isDigit(text[at])) return -1;
+      while (isDigit(text[at])) at++;
+    }
+    return at;
+  }
+
+  private skipLiteral(at: number): number {
+    const text = this.text;
+    for (const literal of literals) {
+      if (text[at] !== literal[0]) continue;
+      for (let offset = 1; offset < literal.length; offset++) {
+        if (text[at + offset] !== literal[offset]) return -1;
+      }
+      return at + literal.length;
+    }
+    return -1;
+  }
+
+  /** Past a member's name and colon, at its value; below 0 if they are not there. */
+  private skipName(at: number): number {
+    if (this.text[at] !== quote) return -1;
+    const past = this.skipString(at);
+    if (past < 0) return past;
+    at = this.skipSpace(past);
+    if (this.text[at] !== colon) return -1;
+    return this.skipSpace(at + 1);
+  }
+
+  private scan(depthMax: number): JsonTextVerdict {
+    const text = this.text;
+    const containers = this.containers;
+    let depth = 0;
+    let at = this.skipSpace(0);
+    for (;;) {
+      // A value starts at `at`.
+      const byte = text[at];
+      if (byte === openBrace || byte === openBracket) {
+        if (++depth > depthMax) return refused(`nesting deeper than ${depthMax}`, at);
+        const inside = byte === openBrace ? inObject : inArray;
+        containers[depth] = inside;
+        at = this.skipSpace(at + 1);
+        if (text[at] === (inside === inObject ? closeBrace : closeBracket)) {
+          at++;
+          depth--;
+        } else {
+          const start = at;
+          if (inside === inObject) at = this.skipName(at);
+          if (at < 0) return this.refusedName(at, start);
+          continue;
+        }
+      } else {
+        const start = at;
+        if (byte === quote) at = this.skipString(at);
+        else if (byte === minus || isDigit(byte)) at = this.skipNumber(at);
+        else at = this.skipLiteral(at);
+        if (at === -2) return notUtf8;
+        if (at < 0) return refused(byte === undefined ? 'a value expected' : 'a bad value', start);
+      }
+      // After a value: close what it ends, or go on to the next one.
+      for (;;) {
+        at = this.skipSpace(at);
+        if (depth === 0) {
+          if (at !== text.length) return refused('bytes after the value', at);
+          return this.sawLineBreak ? lineBreaks : storable;
+        }
+        const inside = containers[depth];
+        const next = text[at];
+        if (next === (inside === inObject ? closeBrace : closeBracket)) {
+          at++;
+          depth--;
+          continue;
+        }
+        if (next !== comma) return refused('a comma or a close expected', at);
+        at = this.skipSpace(at + 1);
+        const start = at;
+        if (inside === inObject) at = this.skipName(at);
+        if (at < 0) return this.refusedName(at, start);
+        break;
+      }
+    }
+  }
+
+  private refusedName(failure: number, at: number): JsonTextVerdict {
+    return failure === -2 ? notUtf8 : refused('a member name and colon expected', at);
   }
 }
 
-function scan(depthMax: number): JsonTextVerdict {
-  let depth = 0;
-  let at = skipSpace(0);
-  for (;;) {
-    // A value starts at `at`.
-    const byte = text[at];
-    if (byte === openBrace || byte === openBracket) {
-      if (++depth > depthMax) return refused(`nesting deeper than ${depthMax}`, at);
-      const inside = byte === openBrace ? inObject : inArray;
-      containers[depth] = inside;
-      at = skipSpace(at + 1);
-      if (text[at] === (inside === inObject ? closeBrace : closeBracket)) {
-        at++;
-        depth--;
-      } else {
-        const start = at;
-        if (inside === inObject) at = skipName(at);
-        if (at < 0) return refused('a member name and colon expected', start);
-        continue;
-      }
-    } else {
-      const start = at;
-      if (byte === quote) at = skipString(at);
-      else if (byte === minus || isDigit(byte)) at = skipNumber(at);
-      else at = skipLiteral(at);
-      if (at < 0) return refused(byte === undefined ? 'a value expected' : 'a bad value', start);
-    }
-    // After a value: close what it ends, or go on to the next one.
-    for (;;) {
-      at = skipSpace(at);
-      if (depth === 0) {
-        if (at !== text.length) return refused('bytes after the value', at);
-        return sawLineBreak ? lineBreaks : storable;
-      }
-      const inside = containers[depth];
-      const next = text[at];
-      if (next === (inside === inObject ? closeBrace : closeBracket)) {
-        at++;
-        depth--;
-        continue;
-      }
-      if (next !== comma) return refused('a comma or a close expected', at);
-      at = skipSpace(at + 1);
-      const start = at;
-      if (inside === inObject) at = skipName(at);
-      if (at < 0) return refused('a member name and colon expected', start);
-      break;
-    }
-  }
+const notUtf8: JsonTextVerdict = { kind: 'invalid', reason: 'it is not UTF-8' };
+
+/**
+ * Whether `bytes` is one JSON text nesting arrays and objects at most `depthMax` deep, and
+ * whether it may be stored as it is (a checker of its own: for many texts, keep one).
+ */
+export function checkJsonText(bytes: Uint8Array, depthMax: number): JsonTextVerdict {
+  return new JsonTextChecker().check(bytes, depthMax);
 }

@@ -32,9 +32,11 @@ import {
   decodeRunAnswer,
   encodeBroadcastRun,
   encodeRunAnswer,
+  type ReceivedRun,
   type RunAnswerFrame,
   RunResultColumns,
   type RunResults,
+  readReceivedRun,
   runFrameTypes,
 } from './run-frames.ts';
 
@@ -47,6 +49,8 @@ export {
 export type {
   BroadcastRunFrame,
   BroadcastRunSource,
+  ReceivedRun,
+  ReceivedRunMessage,
   RunAnswerFrame,
   RunErrorResult,
   RunFrameMessage,
@@ -54,7 +58,7 @@ export type {
   RunResult,
   RunResults,
 } from './run-frames.ts';
-export { runResultsOf } from './run-frames.ts';
+export { encodeRunAnswerOf, runResultList, runResultsOf } from './run-frames.ts';
 
 export const frameTypes = {
   hello: 1,
@@ -435,6 +439,28 @@ export class ClientFrameDecoder {
     });
   }
 
+  /**
+   * The node's read: as `pushTo`, each frame goes to `handler` as soon as it is read, and a
+   * broadcastRun is read as a ReceivedRun, one object per message, whose payloads are views
+   * of the frame where it may be kept: `chunk` must be memory nobody reuses (a socket's
+   * 'data' chunk). A frame filling at least half of its chunk, or assembled from several,
+   * is kept (pinning at most about twice its size); a smaller one is copied out first.
+   */
+  pushAtNode(chunk: Uint8Array, handler: NodeFrameHandler): ClientFrameError | null {
+    return this.split(chunk, (body) => {
+      if (body.length > 1 && body[1] === frameTypes.broadcastRun) {
+        const reader = new FrameReader(body);
+        readHeader(reader);
+        const requestId = reader.u32('the request id');
+        const keepable =
+          this.splitter.ownsLastPacket || body.byteLength * 2 >= body.buffer.byteLength;
+        const run = readReceivedRun(reader, requestId, keepable);
+        reader.end();
+        handler.run(run);
+      } else handler.frame(decodeClientFrame(body));
+    });
+  }
+
   private split(chunk: Uint8Array, onBody: (body: Uint8Array) => void): ClientFrameError | null {
     try {
       this.splitter.push(chunk);
@@ -449,6 +475,12 @@ export class ClientFrameDecoder {
     }
     return null;
   }
+}
+
+/** Where `ClientFrameDecoder.pushAtNode` hands what it reads. */
+export interface NodeFrameHandler {
+  frame(frame: ClientFrame): void;
+  run(run: ReceivedRun): void;
 }
 
 /** Where `ClientFrameDecoder.pushTo` hands what it reads. */

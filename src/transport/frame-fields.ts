@@ -51,6 +51,14 @@ export function malformed(message: string): ClientFrameError {
   return new ClientFrameError('frame_malformed', message);
 }
 
+/** The last string `FrameReader.memoString` decoded, and where its bytes lie. */
+export class StringMemo {
+  value = '';
+  start = 0;
+  /** 0: none yet (an empty string is never decoded). */
+  byteCount = 0;
+}
+
 /** Reads one frame's body front to back; every read checks the bytes left first. */
 export class FrameReader {
   private at = 0;
@@ -66,12 +74,17 @@ export class FrameReader {
   }
 
   /**
-   * Reads on from a copy of the frame: what is read from here on (views of bytes) stays
-   * valid after the socket's chunk the frame came in is reused or dropped.
+   * Makes what is read from here on (views of bytes) outlive the buffer the frame came in:
+   * reads on from a copy of the frame, or with `keepable` (the buffer is nobody else's to
+   * reuse, and keeping it keeps little besides the frame alive) from the frame itself.
+   * Either way views are plain Uint8Arrays.
    */
-  detach(): void {
+  detach(keepable = false): void {
+    const frame = this.frame;
     // Not `slice()`: on a Buffer (what a socket read is) that is a view, not a copy.
-    this.frame = new Uint8Array(this.frame);
+    this.frame = keepable
+      ? new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength)
+      : new Uint8Array(frame);
     this.view = new DataView(this.frame.buffer, this.frame.byteOffset, this.frame.byteLength);
   }
 
@@ -117,12 +130,36 @@ export class FrameReader {
     this.at += 2;
     if (byteCount === 0) return '';
     if (byteCount > bytesMax) throw malformed(`${what} is over ${bytesMax} bytes`);
-    const bytes = this.raw(byteCount, what);
-    try {
-      return utf8.decode(bytes);
-    } catch {
-      throw malformed(`${what} is not UTF-8`);
+    return this.text(byteCount, what);
+  }
+
+  /**
+   * As `string`, for fields that mostly repeat (a run's topics and keys): bytes equal to
+   * those `memo` last read give its string again without decoding them. A memo serves one
+   * reader.
+   */
+  memoString(what: string, bytesMax: number, memo: StringMemo): string {
+    this.need(2, what, true);
+    const byteCount = this.view.getUint16(this.at);
+    this.at += 2;
+    if (byteCount === 0) return '';
+    if (byteCount > bytesMax) throw malformed(`${what} is over ${bytesMax} bytes`);
+    this.need(byteCount, what);
+    const frame = this.frame;
+    const start = this.at;
+    if (byteCount === memo.byteCount) {
+      let at = 0;
+      while (at < byteCount && frame[start + at] === frame[memo.start + at]) at++;
+      if (at === byteCount) {
+        this.at += byteCount;
+        return memo.value;
+      }
     }
+    const value = this.text(byteCount, what);
+    memo.value = value;
+    memo.start = start;
+    memo.byteCount = byteCount;
+    return value;
   }
 
   bytes(what: string): Uint8Array {
@@ -150,6 +187,15 @@ export class FrameReader {
   end(): void {
     if (this.at !== this.frame.length) {
       throw malformed(`${this.frame.length - this.at} bytes follow the frame's last field`);
+    }
+  }
+
+  private text(byteCount: number, what: string): string {
+    const bytes = this.raw(byteCount, what);
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw malformed(`${what} is not UTF-8`);
     }
   }
 

@@ -87,7 +87,10 @@ export class PacketSplitter {
         this.lastPacketOwned = false;
         return this.take(head, byteCount);
       }
-      this.body = new Uint8Array(byteCount);
+      // Not zeroed: every byte is filled before the body is returned. A buffer of its own
+      // (never a slice of Node's shared pool), so that what keeps it pins nothing else.
+      const body = Buffer.allocUnsafeSlow(byteCount);
+      this.body = new Uint8Array(body.buffer, body.byteOffset, byteCount);
       this.bodyFilledBytes = 0;
     }
     return this.fillBody();

@@ -14,6 +14,7 @@ import {
   clientProtocolVersion,
   type FrameReader,
   malformed,
+  StringMemo,
 } from './frame-fields.ts';
 import { lengthPrefixBytes } from './framing.ts';
 
@@ -109,11 +110,14 @@ const okResultBytes = 17;
 class BufferWriter {
   private at = 0;
   readonly buffer: Buffer;
+  /** Integers go through a DataView: Buffer's writeUInt32BE checks and writes byte by byte. */
+  private readonly view: DataView;
 
   /** `bodyBytes`: everything after the length prefix; the header is written here. */
   constructor(bodyBytes: number, type: number, requestId: number) {
     assert(bodyBytes <= 0xffff_ffff, 'a frame length fits its prefix');
     this.buffer = Buffer.allocUnsafe(lengthPrefixBytes + bodyBytes);
+    this.view = new DataView(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength);
     this.u32(bodyBytes);
     this.u8(clientProtocolVersion);
     this.u8(type);
@@ -125,12 +129,14 @@ class BufferWriter {
   }
 
   u16(value: number): void {
-    this.buffer.writeUInt16BE(value, this.at);
+    assert(value >= 0 && value <= 0xffff, 'a u16 field fits');
+    this.view.setUint16(this.at, value);
     this.at += 2;
   }
 
   u32(value: number): void {
-    this.buffer.writeUInt32BE(value, this.at);
+    assert(value >= 0 && value <= 0xffff_ffff, 'a u32 field fits');
+    this.view.setUint32(this.at, value);
     this.at += 4;
   }
 
@@ -246,8 +252,50 @@ export function encodeBroadcastRun(frame: BroadcastRunSource): Buffer {
 }
 
 export function decodeBroadcastRun(reader: FrameReader, requestId: number): BroadcastRunFrame {
-  // The payloads are kept (in the log, in the node's memory) long after this turn.
-  reader.detach();
+  const { messages, ...run } = readReceivedRun(reader, requestId, false);
+  return {
+    type: 'broadcastRun',
+    ...run,
+    messages: messages.map(({ payload, topic, key }) => ({ payload, topic, key: key ?? '' })),
+  };
+}
+
+/**
+ * A message of a broadcastRun as the node reads it, shaped as the node's broadcastRun takes
+ * it (no key: undefined) so that it is passed on as it is: one object per message from the
+ * frame to the node, its payload a view of the frame, its topic and key the string of the
+ * message before whenever their bytes repeat.
+ */
+export interface ReceivedRunMessage {
+  /** Replaced by the node when it must store another form (a re-encoding). */
+  payload: Uint8Array;
+  /** Empty: none. */
+  readonly topic: string;
+  readonly key: string | undefined;
+}
+
+/** A broadcastRun as the node reads it off the wire. */
+export interface ReceivedRun {
+  readonly requestId: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly clientId: string;
+  readonly firstSeq: number;
+  /** Empty: none. */
+  readonly nonce: string;
+  readonly messages: ReceivedRunMessage[];
+}
+
+/**
+ * A broadcastRun's fields after its request id. The payloads are kept (in the log, in the
+ * node's memory) long after this turn: they are views of a copy of the frame, or with
+ * `keepable` of the frame itself (FrameReader.detach), never of memory someone reuses.
+ */
+export function readReceivedRun(
+  reader: FrameReader,
+  requestId: number,
+  keepable: boolean,
+): ReceivedRun {
+  reader.detach(keepable);
   const fieldMax = clientFrameLimits.runFieldBytesMax;
   const headers = reader.headers();
   const clientId = reader.string('the client id', fieldMax);
@@ -258,57 +306,74 @@ export function decodeBroadcastRun(reader: FrameReader, requestId: number): Broa
   if (count * runMessageBytesMin > reader.remainingBytes) {
     throw malformed(`${count} messages do not fit in the frame's ${reader.remainingBytes} bytes`);
   }
-  const messages = new Array<RunFrameMessage>(count);
+  const topics = new StringMemo();
+  const keys = new StringMemo();
+  const messages = new Array<ReceivedRunMessage>(count);
   for (let at = 0; at < count; at++) {
     const payload = reader.bytes('a payload');
-    const topic = reader.string('a topic', fieldMax);
-    const key = reader.string('a key', fieldMax);
-    messages[at] = { payload, topic, key };
+    const topic = reader.memoString('a topic', fieldMax, topics);
+    const key = reader.memoString('a key', fieldMax, keys);
+    messages[at] = { payload, topic, key: key === '' ? undefined : key };
   }
-  return { type: 'broadcastRun', requestId, headers, clientId, firstSeq, nonce, messages };
+  return { requestId, headers, clientId, firstSeq, nonce, messages };
+}
+
+/** A runAnswer's bytes on the wire, length prefix included. */
+export function encodeRunAnswer(frame: RunAnswerFrame): Buffer {
+  return encodeRunAnswerOf(frame.requestId, runResultsOf(frame.results));
 }
 
 interface MeasuredError {
+  readonly at: number;
+  readonly error: RunErrorResult;
   readonly codeBytes: number;
   readonly messageBytes: number;
   readonly detailsBytes: number;
 }
 
-/** A runAnswer's bytes on the wire, length prefix included. */
-export function encodeRunAnswer(frame: RunAnswerFrame): Buffer {
-  const { results } = frame;
-  assert(results.length <= clientFrameLimits.runMessagesMax, 'an answer fits its count');
-  let bodyBytes = clientFrameLimits.headerBytes + 2;
-  const measured = results.map((result): MeasuredError | null => {
-    if (result.kind === 'ok') {
-      bodyBytes += okResultBytes;
-      return null;
-    }
-    const sizes = {
-      codeBytes: textBytes(result.code, clientFrameLimits.codeBytesMax),
-      messageBytes: textBytes(result.message, clientFrameLimits.messageBytesMax),
-      detailsBytes: textBytes(result.details, clientFrameLimits.detailsBytesMax),
+/**
+ * A runAnswer's bytes on the wire, length prefix included, read from `results` where they
+ * are: no object per result (errors, rare, are measured first as objects).
+ */
+export function encodeRunAnswerOf(requestId: number, results: RunResults): Buffer {
+  const { count } = results;
+  assert(count <= clientFrameLimits.runMessagesMax, 'an answer fits its count');
+  let bodyBytes = clientFrameLimits.headerBytes + 2 + count * okResultBytes;
+  const errors: MeasuredError[] = [];
+  for (let at = 0; at < count; at++) {
+    if (results.ok(at)) continue;
+    const error = results.error(at);
+    assert(error.status >= 100 && error.status <= 599, 'an error has an HTTP status');
+    const measured = {
+      at,
+      error,
+      codeBytes: textBytes(error.code, clientFrameLimits.codeBytesMax),
+      messageBytes: textBytes(error.message, clientFrameLimits.messageBytesMax),
+      detailsBytes: textBytes(error.details, clientFrameLimits.detailsBytesMax),
     };
-    bodyBytes += runResultBytesMin + sizes.codeBytes + sizes.messageBytes + sizes.detailsBytes;
-    return sizes;
-  });
-  const writer = new BufferWriter(bodyBytes, runFrameTypes.runAnswer, frame.requestId);
-  writer.u16(results.length);
-  results.forEach((result, at) => {
-    if (result.kind === 'ok') {
-      writer.u8(result.duplicate ? outcomeCodes.duplicate : outcomeCodes.delivered);
-      writer.u64(result.position ?? 0);
-      writer.u64(result.term ?? 0);
-      return;
+    bodyBytes += runResultBytesMin + measured.codeBytes + measured.messageBytes;
+    bodyBytes += measured.detailsBytes - okResultBytes;
+    errors.push(measured);
+  }
+  const writer = new BufferWriter(bodyBytes, runFrameTypes.runAnswer, requestId);
+  writer.u16(count);
+  let nextError = 0;
+  for (let at = 0; at < count; at++) {
+    const measured = errors[nextError];
+    if (measured === undefined || measured.at !== at) {
+      writer.u8(results.duplicate(at) ? outcomeCodes.duplicate : outcomeCodes.delivered);
+      writer.u64(results.position(at) ?? 0);
+      writer.u64(results.term(at) ?? 0);
+      continue;
     }
-    const sizes = measured[at] as MeasuredError;
-    assert(result.status >= 100 && result.status <= 599, 'an error has an HTTP status');
+    nextError++;
+    const { error } = measured;
     writer.u8(outcomeCodes.error);
-    writer.u16(result.status);
-    writer.text(result.code, sizes.codeBytes);
-    writer.text(result.message, sizes.messageBytes);
-    writer.bytes(result.details, sizes.detailsBytes);
-  });
+    writer.u16(error.status);
+    writer.text(error.code, measured.codeBytes);
+    writer.text(error.message, measured.messageBytes);
+    writer.bytes(error.details, measured.detailsBytes);
+  }
   return writer.finish();
 }
 
@@ -374,6 +439,16 @@ export function runResultsOf(results: readonly RunResult[]): RunResults {
       return result;
     },
   };
+}
+
+/** RunResults as objects (an in-process exchange's answer). */
+export function runResultList(results: RunResults): RunResult[] {
+  return Array.from({ length: results.count }, (_, at): RunResult => {
+    if (!results.ok(at)) return results.error(at);
+    const position = results.position(at);
+    const term = results.term(at);
+    return { kind: 'ok', position, term, duplicate: results.duplicate(at) };
+  });
 }
 
 /**

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { checkJsonText } from '../../src/server/json-text.ts';
+import { checkJsonText, JsonTextChecker } from '../../src/server/json-text.ts';
 
 const depthMax = 4;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -183,5 +183,79 @@ test('long plain strings with one byte changed anywhere agree with JSON.parse', 
       },
     ),
     { numRuns: 3000 },
+  );
+});
+
+// Bytes of 0x80 and above are checked as UTF-8 only once a string holds one: a bad
+// sequence, a lone continuation byte, an overlong form or a surrogate must be refused
+// wherever it falls (inside a string, in a name, outside strings), and good ones accepted.
+const utf8Piece = fc.oneof(
+  stringPiece,
+  fc.constantFrom(
+    Buffer.from([0x80]),
+    Buffer.from([0xc3]),
+    Buffer.from([0xc3, 0x28]),
+    Buffer.from([0xc0, 0xaf]),
+    Buffer.from([0xe2, 0x82]),
+    Buffer.from([0xed, 0xa0, 0x80]),
+    Buffer.from([0xf0, 0x9f, 0x98]),
+    Buffer.from([0xf4, 0x90, 0x80, 0x80]),
+    Buffer.from([0xff]),
+    Buffer.from([0xef, 0xbb, 0xbf]),
+  ),
+);
+
+test('bytes past ASCII, valid UTF-8 or not, anywhere in a text agree with JSON.parse', () => {
+  fc.assert(
+    fc.property(
+      fc.array(utf8Piece, { maxLength: 10 }),
+      fc.constantFrom('"', '{"', '["x",'),
+      fc.constantFrom('"', '"}', '":1}', '"]', ''),
+      (pieces, open, close) => {
+        const parts = pieces.map((piece) =>
+          typeof piece === 'string' ? Buffer.from(piece) : piece,
+        );
+        agrees(Buffer.concat([Buffer.from(open), ...parts, Buffer.from(close)]));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+// A run's payloads lie side by side in its frame, with the frame's own fields between them:
+// one checker reads them all through one view of that buffer, and must judge each exactly
+// as it judges it alone, never reading past a payload's end into the next field.
+test('texts that share a buffer, checked by one checker, are judged as each alone', () => {
+  const text = fc.oneof(
+    printed.map((item) => Buffer.from(item)),
+    fc.array(alphabet, { maxLength: 16 }).map((characters) => Buffer.from(characters.join(''))),
+    fc
+      .array(utf8Piece, { maxLength: 6 })
+      .map((pieces) =>
+        Buffer.concat([
+          Buffer.from('"'),
+          ...pieces.map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : piece)),
+          Buffer.from('"'),
+        ]),
+      ),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(text, fc.uint8Array({ maxLength: 5 })), { minLength: 1, maxLength: 8 }),
+      (items) => {
+        const buffer = Buffer.concat(items.flat());
+        const checker = new JsonTextChecker();
+        let at = 0;
+        for (const [bytes, gap] of items) {
+          const view = new Uint8Array(buffer.buffer, buffer.byteOffset + at, bytes.length);
+          const verdict = checker.check(view, depthMax);
+          const shown = bytes.toString('utf8');
+          assert.equal(verdict.kind, checkJsonText(bytes, depthMax).kind, shown);
+          assert.equal(verdict.kind, naiveVerdict(bytes), shown);
+          at += bytes.length + gap.length;
+        }
+      },
+    ),
+    { numRuns: 1000 },
   );
 });

@@ -18,33 +18,55 @@ import {
   seqProblem,
   topicProblem,
 } from '../../broadcast/message-rules.ts';
-import type { RunMessage } from '../../broadcast/node.ts';
-import type { BroadcastRunFrame, RunResult } from '../../transport/client-frames.ts';
+import type { BroadcastResult } from '../../broadcast/pending.ts';
+import type {
+  BroadcastRunFrame,
+  ReceivedRun,
+  ReceivedRunMessage,
+  RunErrorResult,
+  RunResults,
+} from '../../transport/client-frames.ts';
 import { clientFrameLimits } from '../../transport/client-frames.ts';
+import { assert } from '../../util/assert.ts';
 import { checkPublish } from '../access.ts';
 import { jsonNestingDepthMax } from '../body.ts';
 import type { RouteContext } from '../context.ts';
 import { invalidArgument, toHttpError } from '../errors.ts';
-import { checkJsonText } from '../json-text.ts';
+import { JsonTextChecker } from '../json-text.ts';
 import { encodePayload } from '../messages.ts';
 import type { Route } from '../router.ts';
-import { answerBody, payloadTooLarge, senderOf } from './broadcast.ts';
+import { payloadTooLarge, senderOf, termAt } from './broadcast.ts';
 import { batchMessagesMax } from './broadcast-batch.ts';
 
 /**
  * The route a broadcastRun frame runs as: the batch route's name (metrics, logs, the
- * deadline's advice to retry with the same client and seq) and its role.
+ * deadline's advice to retry with the same client and seq) and its role. A run read off
+ * the wire (ReceivedRun) has its messages passed to the node as they were read; a frame
+ * built in process is turned into one first.
  */
 export function broadcastRunRoute(
-  frame: BroadcastRunFrame,
-  answer: (results: readonly RunResult[]) => void,
+  run: ReceivedRun | BroadcastRunFrame,
+  answer: (results: RunResults) => void,
 ): Route {
   return {
     method: 'POST',
     pattern: '/v1/broadcast/batch',
     access: 'write',
-    handler: (context) => runBroadcasts(context, frame, answer),
+    handler: (context) => runBroadcasts(context, 'type' in run ? receivedRunOf(run) : run, answer),
   };
+}
+
+/** A frame built in process, as the node reads one off the wire. */
+function receivedRunOf(frame: BroadcastRunFrame): ReceivedRun {
+  const { headers, clientId, firstSeq, nonce, requestId } = frame;
+  const messages = frame.messages.map(
+    ({ payload, topic, key }): ReceivedRunMessage => ({
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      topic,
+      key: key === '' ? undefined : key,
+    }),
+  );
+  return { requestId, headers, clientId, firstSeq, nonce, messages };
 }
 
 function refusal(problem: MessageProblem): Error {
@@ -54,13 +76,13 @@ function refusal(problem: MessageProblem): Error {
 /** Rules checked once per distinct topic: a run's messages usually share one. */
 const topicRule = { field: 'topic', reservedAllowed: false } as const;
 
-function checkedSession(frame: BroadcastRunFrame): void {
+function checkedSession(run: ReceivedRun): void {
   const problem =
-    clientIdProblem(frame.clientId, 'client') ??
-    seqProblem(frame.firstSeq, 'seq') ??
-    (frame.nonce === '' ? null : nonceProblem(frame.nonce, 'nonce'));
+    clientIdProblem(run.clientId, 'client') ??
+    seqProblem(run.firstSeq, 'seq') ??
+    (run.nonce === '' ? null : nonceProblem(run.nonce, 'nonce'));
   if (problem !== null) throw refusal(problem);
-  const count = frame.messages.length;
+  const count = run.messages.length;
   if (count === 0 || count > batchMessagesMax) {
     throw invalidArgument('messages', `a run carries 1–${batchMessagesMax} messages, not ${count}`);
   }
@@ -70,8 +92,13 @@ function checkedSession(frame: BroadcastRunFrame): void {
  * The payload as stored: its text as it came when it may be (valid JSON without line
  * breaks between tokens), else re-encoded compactly; refused when not JSON or too large.
  */
-function storedPayload(payload: Uint8Array, at: number, payloadBytesMax: number): Uint8Array {
-  const verdict = checkJsonText(payload, jsonNestingDepthMax);
+function storedPayload(
+  checker: JsonTextChecker,
+  payload: Uint8Array,
+  at: number,
+  payloadBytesMax: number,
+): Uint8Array {
+  const verdict = checker.check(payload, jsonNestingDepthMax);
   if (verdict.kind === 'invalid') {
     const field = `messages[${at}].payload`;
     throw invalidArgument(field, `${field} is not JSON text: ${verdict.reason}`);
@@ -84,34 +111,41 @@ function storedPayload(payload: Uint8Array, at: number, payloadBytesMax: number)
   return stored;
 }
 
-/** The run's messages as the node takes them, every rule checked; throws the first refusal. */
-function checkedMessages(context: RouteContext, frame: BroadcastRunFrame): RunMessage[] {
+/**
+ * Checks every rule of the run's messages, in place: a payload to store in another form is
+ * replaced by it. Topics and keys are checked where they change (a run's topic is mostly
+ * one string, read once); payloads in one pass over the frame. Throws the first refusal.
+ */
+function checkMessages(context: RouteContext, messages: ReceivedRunMessage[]): void {
   const { payloadBytesMax } = context.server.settings;
+  const checker = new JsonTextChecker();
   /** Each topic where it first appears in a run of the same topic, for checkPublish. */
   const topicsAt: [string, number][] = [];
-  const messages = frame.messages.map((message, at): RunMessage => {
+  let lastTopic: string | null = null;
+  let lastKey: string | undefined;
+  for (let at = 0; at < messages.length; at++) {
+    const message = messages[at] as ReceivedRunMessage;
     const { topic, key } = message;
-    if (topic !== topicsAt[topicsAt.length - 1]?.[0]) {
+    if (topic !== lastTopic) {
       if (topicProblem(topic, topicRule) !== null) {
         const field = `messages[${at}].topic`;
         throw refusal(topicProblem(topic, { field, reservedAllowed: false }) as MessageProblem);
       }
       topicsAt.push([topic, at]);
+      lastTopic = topic;
     }
-    if (key !== '' && keyProblem(key) !== null) {
-      throw refusal(keyProblem(key, `messages[${at}].key`) as MessageProblem);
+    if (key !== undefined && key !== lastKey) {
+      if (keyProblem(key) !== null) {
+        throw refusal(keyProblem(key, `messages[${at}].key`) as MessageProblem);
+      }
+      lastKey = key;
     }
-    const payload = storedPayload(message.payload as Uint8Array, at, payloadBytesMax);
-    return {
-      payload,
-      ...(topic === '' ? {} : { topic }),
-      ...(key === '' ? {} : { key }),
-    };
-  });
+    const stored = storedPayload(checker, message.payload, at, payloadBytesMax);
+    if (stored !== message.payload) message.payload = stored;
+  }
   for (const [topic, at] of topicsAt) {
     checkPublish(context.identity, topic, `messages[${at}].topic`);
   }
-  return messages;
 }
 
 /** An error message cut to what a result carries (1 KiB of UTF-8). */
@@ -121,7 +155,7 @@ function resultMessage(message: string): string {
     : `${message.slice(0, 300)}…`;
 }
 
-function errorResult(context: RouteContext, reason: unknown): RunResult {
+function errorResult(context: RouteContext, reason: unknown): RunErrorResult {
   const error = toHttpError(reason);
   if (error.code === 'internal') {
     const stack = reason instanceof Error ? reason.stack : String(reason);
@@ -137,29 +171,96 @@ function errorResult(context: RouteContext, reason: unknown): RunResult {
   };
 }
 
+/**
+ * The node's outcomes as the results of a runAnswer, read where they are: what a single
+ * POST /v1/broadcast would have answered for each message (its index and term, or its
+ * error), without an object per result.
+ */
+class SettledRun implements RunResults {
+  readonly count: number;
+
+  constructor(
+    private readonly context: RouteContext,
+    private readonly outcomes: readonly PromiseSettledResult<BroadcastResult>[],
+  ) {
+    this.count = outcomes.length;
+  }
+
+  ok(at: number): boolean {
+    return this.outcomes[at]?.status === 'fulfilled';
+  }
+
+  /** A duplicate older than the client's remembered window has no known position. */
+  position(at: number): number | null {
+    const { position } = this.result(at);
+    return position === null || position < 1 ? null : position;
+  }
+
+  term(at: number): number | null {
+    const { term } = this.result(at);
+    if (term !== null) return term;
+    const position = this.position(at);
+    return position === null ? null : termAt(this.context.server.node, position);
+  }
+
+  duplicate(at: number): boolean {
+    return this.result(at).duplicate;
+  }
+
+  error(at: number): RunErrorResult {
+    const outcome = this.outcomes[at];
+    assert(outcome?.status === 'rejected', 'an error result');
+    return errorResult(this.context, outcome.reason);
+  }
+
+  /** How many were delivered now, and how many before. */
+  counts(): { fresh: number; duplicates: number } {
+    const counts = { fresh: 0, duplicates: 0 };
+    for (const outcome of this.outcomes) {
+      if (outcome.status === 'rejected') continue;
+      if (outcome.value.duplicate) counts.duplicates++;
+      else counts.fresh++;
+    }
+    return counts;
+  }
+
+  private result(at: number): BroadcastResult {
+    const outcome = this.outcomes[at];
+    assert(outcome?.status === 'fulfilled', 'an ok result');
+    return outcome.value;
+  }
+}
+
+/**
+ * Checks the run and hands it to the node. Nothing here waits: the run and its messages are
+ * not kept while the node works on them (a run lives through a whole round, and so would
+ * every message object the frame was read into).
+ */
 async function runBroadcasts(
   context: RouteContext,
-  frame: BroadcastRunFrame,
-  answer: (results: readonly RunResult[]) => void,
+  run: ReceivedRun,
+  answer: (results: RunResults) => void,
 ): Promise<void> {
-  const { node, metrics, environment } = context.server;
-  checkedSession(frame);
+  checkedSession(run);
   // All or nothing, as a batch: a refused run leaves no gap in its session.
-  const messages = checkedMessages(context, frame);
-  const sender = senderOf(context, frame.nonce === '' ? undefined : frame.nonce);
-  const startedMs = environment.monotonicMs();
-  const settled = await context.within(
-    node.broadcastRun({ clientId: frame.clientId, firstSeq: frame.firstSeq, ...sender, messages }),
-  );
+  checkMessages(context, run.messages);
+  const sender = senderOf(context, run.nonce === '' ? undefined : run.nonce);
+  const { clientId, firstSeq, messages } = run;
+  const startedMs = context.server.environment.monotonicMs();
+  const settled = context.server.node.broadcastRun({ clientId, firstSeq, ...sender, messages });
+  return answerRun(context, settled, startedMs, answer);
+}
+
+async function answerRun(
+  context: RouteContext,
+  settled: Promise<PromiseSettledResult<BroadcastResult>[]>,
+  startedMs: number,
+  answer: (results: RunResults) => void,
+): Promise<void> {
+  const outcomes = await context.within(settled);
+  const { metrics, environment } = context.server;
   const seconds = (environment.monotonicMs() - startedMs) / 1000;
-  const counts = { fresh: 0, duplicates: 0 };
-  const results = settled.map((outcome): RunResult => {
-    if (outcome.status === 'rejected') return errorResult(context, outcome.reason);
-    if (outcome.value.duplicate) counts.duplicates++;
-    else counts.fresh++;
-    const body = answerBody(node, outcome.value);
-    return { kind: 'ok', position: body.index, term: body.term, duplicate: body.duplicate };
-  });
-  metrics.broadcastsDone(seconds, counts);
+  const results = new SettledRun(context, outcomes);
+  metrics.broadcastsDone(seconds, results.counts());
   if (context.response.answerable) answer(results);
 }
