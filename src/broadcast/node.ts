@@ -10,7 +10,7 @@
  * this very code on virtual time, one event at a time.
  */
 import type { RaftCore } from '../raft/core.ts';
-import type { Entry, NodeId, PersistedState, Ready, Snapshot } from '../raft/types.ts';
+import type { NodeId, PersistedState, Ready, Snapshot } from '../raft/types.ts';
 import { sendableBeforePersist } from '../raft/types.ts';
 import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage } from '../storage/types.ts';
@@ -603,18 +603,22 @@ export class BroadcastNode {
 }
 
 /**
- * How many of `ready`'s committed entries were durable here before it: those below its
- * first appended entry (all of them when it appends none), and none when it installs a
- * snapshot, which replaces the state they would apply to. A leader may count a commit
- * before its own copy is durable (followers alone can make a quorum), so the rest waits.
+ * How many of `ready`'s committed entries (a prefix) to deliver before its write: those
+ * durable here before it, below its first appended entry (all of them when it appends
+ * none). None when it installs a snapshot, which replaces the state they would apply to,
+ * and none from a configuration entry on, which changes the peers this Ready's remaining
+ * messages go to, so it keeps its place after them. A leader may count a commit before its
+ * own copy is durable (followers alone can make a quorum), so what it appends waits too.
  */
 export function deliverableBeforeWrite(ready: Ready): number {
   if (ready.snapshot !== null) return 0;
   const deliver = ready.entriesToDeliver;
-  const firstAppended = ready.entriesToAppend[0];
-  if (firstAppended === undefined) return deliver.length;
+  const appendedFromIndex = ready.entriesToAppend[0]?.index ?? Number.POSITIVE_INFINITY;
   let count = 0;
-  while (count < deliver.length && (deliver[count] as Entry).index < firstAppended.index) count++;
+  for (const entry of deliver) {
+    if (entry.index >= appendedFromIndex || entry.kind === 'config') break;
+    count++;
+  }
   return count;
 }
 
