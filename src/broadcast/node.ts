@@ -241,12 +241,24 @@ export class BroadcastNode {
         ? ready.messagesToSend
         : ready.messagesToSend.filter((message) => !sendableBeforePersist(message));
     this.transport.send(early);
+    const persisted = this.persister.persist(ready);
     // Committed entries this node already holds durably need not wait for this Ready's
-    // write: delivered now, a leader's answers leave while the next batch is being written,
-    // and a follower applies while its disk works, instead of one write later.
+    // write: delivered while the disk works, a leader's answers leave while the next batch
+    // is being written, and a follower's acknowledgement of the new entries waits for its
+    // fsync only, not for an apply after it.
     const durableCount = ready.softState === null ? deliverableBeforeWrite(ready) : 0;
-    if (durableCount > 0) this.applier.apply(ready.entriesToDeliver.slice(0, durableCount));
-    const hardStateWritten = await this.persister.persist(ready);
+    if (durableCount > 0) {
+      // One microtask first: the storage starts a write on a microtask (so that appends of
+      // one turn share it), and the disk should be busy before we are.
+      await Promise.resolve();
+      try {
+        this.applier.apply(ready.entriesToDeliver.slice(0, durableCount));
+      } catch (error) {
+        persisted.catch(() => undefined); // the node stops on `error`; the write's fate is moot
+        throw error;
+      }
+    }
+    const hardStateWritten = await persisted;
     observer?.readyDurable(ready, hardStateWritten);
     this.transport.send(late);
     if (ready.softState !== null) this.onSoftState(ready.softState);
