@@ -241,12 +241,31 @@ export class BroadcastNode {
         ? ready.messagesToSend
         : ready.messagesToSend.filter((message) => !sendableBeforePersist(message));
     this.transport.send(early);
-    const hardStateWritten = await this.persister.persist(ready);
+    const persisted = this.persister.persist(ready);
+    // Committed entries this node already holds durably need not wait for this Ready's
+    // write: delivered while the disk works, a leader's answers leave while the next batch
+    // is being written, and a follower's acknowledgement of the new entries waits for its
+    // fsync only, not for an apply after it.
+    const durableCount = ready.softState === null ? deliverableBeforeWrite(ready) : 0;
+    if (durableCount > 0) {
+      // One microtask first: the storage starts a write on a microtask (so that appends of
+      // one turn share it), and the disk should be busy before we are.
+      await Promise.resolve();
+      try {
+        this.applier.apply(ready.entriesToDeliver.slice(0, durableCount));
+      } catch (error) {
+        persisted.catch(() => undefined); // the node stops on `error`; the write's fate is moot
+        throw error;
+      }
+    }
+    const hardStateWritten = await persisted;
     observer?.readyDurable(ready, hardStateWritten);
     this.transport.send(late);
     if (ready.softState !== null) this.onSoftState(ready.softState);
     if (ready.snapshot !== null) this.applier.restore(ready.snapshot);
-    this.applier.apply(ready.entriesToDeliver);
+    this.applier.apply(
+      durableCount === 0 ? ready.entriesToDeliver : ready.entriesToDeliver.slice(durableCount),
+    );
     observer?.readyApplied(ready);
     this.reads.onReadStates(ready.readStates);
     this.core.advance(ready);
@@ -593,6 +612,26 @@ export class BroadcastNode {
       );
     }
   }
+}
+
+/**
+ * How many of `ready`'s committed entries (a prefix) to deliver before its write: those
+ * durable here before it, below its first appended entry (all of them when it appends
+ * none). None when it installs a snapshot, which replaces the state they would apply to,
+ * and none from a configuration entry on, which changes the peers this Ready's remaining
+ * messages go to, so it keeps its place after them. A leader may count a commit before its
+ * own copy is durable (followers alone can make a quorum), so what it appends waits too.
+ */
+export function deliverableBeforeWrite(ready: Ready): number {
+  if (ready.snapshot !== null) return 0;
+  const deliver = ready.entriesToDeliver;
+  const appendedFromIndex = ready.entriesToAppend[0]?.index ?? Number.POSITIVE_INFINITY;
+  let count = 0;
+  for (const entry of deliver) {
+    if (entry.index >= appendedFromIndex || entry.kind === 'config') break;
+    count++;
+  }
+  return count;
 }
 
 function checkConsumerName(name: string): void {

@@ -15,7 +15,10 @@ export interface NodeObserver {
    * written; `hardStateWritten` is the hard state actually written with it, if any.
    */
   readyDurable(ready: Ready, hardStateWritten: HardState | null): void;
-  /** The committed entries of `ready` were applied (delivered to the session table). */
+  /**
+   * The committed entries of `ready` were applied (delivered to the session table). Those
+   * durable before `ready` was taken may have been delivered before `readyDurable`.
+   */
   readyApplied(ready: Ready): void;
   /** A snapshot of our own was saved and the core's log compacted to it. */
   compacted(snapshot: Snapshot): void;

@@ -724,7 +724,9 @@ export class RaftCore {
     if (wasPaused || progress.nextIndex <= this.raftLog.lastIndex()) {
       this.broadcastEntriesPending = true;
     }
-    if (this.commitBehind(progress)) this.broadcastCommitPending = true;
+    // Only news that goes out now: with lazyCommitNews a commit index held back would make
+    // an empty Ready, a loop turn for nothing, after every late acknowledgement.
+    if (this.commitNewsDue(progress)) this.broadcastCommitPending = true;
   }
 
   /**

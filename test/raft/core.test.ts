@@ -21,14 +21,18 @@ test('three nodes elect one leader and deliver proposals in the same order', () 
   assert.equal(leaders.length, 1);
 });
 
+/** Heartbeats far apart, so only the lazy path can bring a commit on a tick. */
+function sparseHeartbeatCluster(lazyCommitNews: boolean): TestCluster {
+  return new TestCluster(['n1', 'n2', 'n3'], 1, {
+    lazyCommitNews,
+    electionTimeoutTicks: 100,
+    heartbeatIntervalTicks: 50,
+  });
+}
+
 test('with lazyCommitNews a commit reaches followers with the next entries or on the next tick, not in an Append of its own', () => {
   for (const lazy of [false, true]) {
-    // Heartbeats far apart, so only the lazy path can bring the commit on a tick.
-    const cluster = new TestCluster(['n1', 'n2', 'n3'], 1, {
-      lazyCommitNews: lazy,
-      electionTimeoutTicks: 100,
-      heartbeatIntervalTicks: 50,
-    });
+    const cluster = sparseHeartbeatCluster(lazy);
     const leader = cluster.electLeader();
     cluster.stabilize();
     const followers = cluster.ids.filter((id) => id !== leader.id);
@@ -57,6 +61,26 @@ test('with lazyCommitNews a commit reaches followers with the next entries or on
     assert.deepEqual(cluster.normalData(waiting), ['a', 'b', 'c']);
     assert.deepEqual(cluster.normalData(other), lazy ? ['a', 'b'] : ['a', 'b', 'c']);
   }
+});
+
+test('with lazyCommitNews an acknowledgement that leaves only commit news owed asks for no Ready', () => {
+  const cluster = sparseHeartbeatCluster(true);
+  const leader = cluster.electLeader();
+  cluster.stabilize();
+  const late = cluster.ids.find((id) => id !== leader.id) as string;
+  // The other follower's acknowledgement commits 'a'; the late one's arrives afterwards.
+  leader.propose(bytes('a'));
+  cluster.stabilize(10_000, (m) => m.from === late && m.type === 'AppendResponse');
+  assert.deepEqual(cluster.normalData(leader.id), ['a']);
+  assert.equal(cluster.held.length, 1);
+  const emptyBefore = cluster.emptyReadyCount;
+  leader.step(cluster.held.splice(0)[0] as Message);
+  assert.equal(leader.hasReady(), false, 'the commit news waits: nothing to do now');
+  cluster.stabilize();
+  assert.equal(cluster.emptyReadyCount, emptyBefore);
+  assert.deepEqual(cluster.normalData(late), [], 'it hears of the commit later');
+  cluster.tickAll(1);
+  assert.deepEqual(cluster.normalData(late), ['a']);
 });
 
 test('a follower refuses proposals and names the leader', () => {

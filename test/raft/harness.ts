@@ -3,7 +3,7 @@
  * otherwise, persistence recorded per node so a crash can rebuild a core from it.
  */
 import { type CoreOptions, RaftCore } from '../../src/raft/core.ts';
-import type { Entry, HardState, Message, NodeId, Snapshot } from '../../src/raft/types.ts';
+import type { Entry, HardState, Message, NodeId, Ready, Snapshot } from '../../src/raft/types.ts';
 import { Prng } from '../../src/util/prng.ts';
 
 export interface NodeDisk {
@@ -21,6 +21,10 @@ export class TestCluster {
   /** Every message a Ready put out, in order. */
   readonly sent: Message[] = [];
   readonly cut = new Set<NodeId>();
+  /** Messages `stabilize` was told to hold back. */
+  readonly held: Message[] = [];
+  /** Readies that held nothing to do (hasReady() said there was work). */
+  emptyReadyCount = 0;
   private readonly prng: Prng;
 
   constructor(
@@ -67,8 +71,11 @@ export class TestCluster {
     return this.cores.get(id)!;
   }
 
-  /** Processes every node's Ready until nothing is left to do, delivering messages. */
-  stabilize(limit = 10_000): void {
+  /**
+   * Processes every node's Ready until nothing is left to do, delivering messages; those
+   * `hold` picks wait in `held` until the test puts them back on the queue.
+   */
+  stabilize(limit = 10_000, hold: (message: Message) => boolean = () => false): void {
     for (let round = 0; round < limit; round++) {
       let busy = false;
       for (const [id, core] of this.cores) {
@@ -80,6 +87,10 @@ export class TestCluster {
       const batch = this.queue.splice(0);
       for (const message of batch) {
         if (this.cut.has(message.from) || this.cut.has(message.to)) continue;
+        if (hold(message)) {
+          this.held.push(message);
+          continue;
+        }
         const target = this.cores.get(message.to);
         if (target !== undefined) {
           busy = true;
@@ -93,6 +104,8 @@ export class TestCluster {
 
   private process(id: NodeId, core: RaftCore): void {
     const ready = core.ready();
+    // hasReady() promised work: an empty Ready would cost the runtime a loop turn for nothing.
+    this.emptyReadyCount += isEmptyReady(ready) ? 1 : 0;
     const disk = this.disks.get(id)!;
     if (ready.snapshot !== null) {
       disk.snapshot = ready.snapshot;
@@ -143,3 +156,15 @@ export class TestCluster {
 }
 
 export const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+
+function isEmptyReady(ready: Ready): boolean {
+  return (
+    ready.softState === null &&
+    ready.hardState === null &&
+    ready.snapshot === null &&
+    ready.entriesToAppend.length === 0 &&
+    ready.messagesToSend.length === 0 &&
+    ready.entriesToDeliver.length === 0 &&
+    ready.readStates.length === 0
+  );
+}
