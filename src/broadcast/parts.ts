@@ -65,15 +65,15 @@ export function buildNodeParts(
       checkQuorum: options.checkQuorum ?? true,
       appendBytesMax: options.appendBytesMax,
       inflightAppendsMax: options.inflightAppendsMax,
-      // On: a follower hears of a commit with the next entries (or on the next tick when the
-      // load pauses; at once for an entry it forwarded or a read index it asked for), not in
-      // an Append and a response of its own. At 128 in flight that is one round trip per
-      // follower per round fewer: per round the leader sent 4.1 messages and took 2.9 Readies,
-      // now 2.9 and 2.5; a follower 2.1 and 1.8, now 1.5 and 1.3 (and it applies the previous
-      // batch in the Ready that writes the next, before the write). CPU per message, 3 runs
-      // alternated (a loaded machine): leader 25.5/25.7/14.9 off, 19.6/14.9/13.5 on; followers
-      // 13.1/13.6/8.4 off, 10.2/7.8/7.5 on. The price: a follower's subscribers see the last
-      // batch before a pause up to a tick later.
+      // On: a follower hears of a commit with the next entries (at once for an entry it
+      // forwarded or a read index it asked for; and a millisecond after the leader's Ready
+      // loop goes idle, see BroadcastNode.armCommitNews), not in an Append and a response of
+      // its own. At 128 in flight that is one round trip per follower per round fewer: per
+      // round the leader sent 4.1 messages and took 2.9 Readies, now 2.9 and 2.5; a follower
+      // 2.1 and 1.8, now 1.5 and 1.3 (and it applies the previous batch in the Ready that
+      // writes the next, before the write). CPU per message, 3 runs alternated (a loaded
+      // machine): leader 25.5/25.7/14.9 off, 19.6/14.9/13.5 on; followers 13.1/13.6/8.4 off,
+      // 10.2/7.8/7.5 on.
       lazyCommitNews: true,
       bootstrap: options.bootstrap,
       unsafe: unsafe.core ?? null,

@@ -826,6 +826,26 @@ export class RaftCore {
     if (this.commitNewsDue(progress)) this.broadcastCommitPending = true;
   }
 
+  /**
+   * Leader with `lazyCommitNews`: some follower holds entries it may not know are committed,
+   * news held back for the next Append or tick. The runtime asks after a Ready loop goes idle,
+   * so that a pause in the load delays followers' deliveries by a short wait of its own
+   * choosing (`sendCommitNews`), not by up to a tick.
+   */
+  commitNewsHeld(): boolean {
+    if (this.role !== 'leader') return false;
+    for (const progress of this.progress.values()) if (this.commitBehind(progress)) return true;
+    return false;
+  }
+
+  /** Leader: every follower that may not know what is committed hears it now. */
+  sendCommitNews(): void {
+    if (this.role !== 'leader') return;
+    for (const progress of this.progress.values()) {
+      if (this.commitBehind(progress)) this.sendAppend(progress, true);
+    }
+  }
+
   /** The follower holds entries we know are committed but may not know it yet. */
   private commitBehind(progress: Progress): boolean {
     return progress.commitSent < Math.min(this.raftLog.committed, progress.matchIndex);

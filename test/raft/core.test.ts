@@ -83,6 +83,32 @@ test('with lazyCommitNews an acknowledgement that leaves only commit news owed a
   assert.deepEqual(cluster.normalData(late), ['a']);
 });
 
+test('with lazyCommitNews the leader says which followers wait for commit news, and sends it when asked', () => {
+  const cluster = sparseHeartbeatCluster(true);
+  const leader = cluster.electLeader();
+  cluster.stabilize();
+  const followers = cluster.ids.filter((id) => id !== leader.id);
+  // The leader's first entry of its term committed with nothing after it: news held.
+  assert.equal(leader.commitNewsHeld(), true);
+  leader.sendCommitNews();
+  cluster.stabilize();
+  assert.equal(leader.commitNewsHeld(), false);
+  leader.propose(bytes('a'));
+  cluster.stabilize();
+  assert.equal(leader.commitNewsHeld(), true, 'the commit of a is news nobody sent');
+  for (const id of followers) assert.deepEqual(cluster.normalData(id), []);
+  leader.sendCommitNews();
+  assert.equal(leader.hasReady(), true);
+  cluster.stabilize();
+  for (const id of followers) assert.deepEqual(cluster.normalData(id), ['a']);
+  assert.equal(leader.commitNewsHeld(), false);
+  // A follower is never asked, and has nothing to send.
+  const follower = cluster.cores.get(followers[0] as string) as RaftCore;
+  assert.equal(follower.commitNewsHeld(), false);
+  follower.sendCommitNews();
+  assert.equal(follower.hasReady(), false);
+});
+
 test('a follower refuses proposals and names the leader', () => {
   const cluster = new TestCluster(['n1', 'n2', 'n3']);
   const leader = cluster.electLeader();
