@@ -180,12 +180,13 @@ export class Client {
     let pending: PendingBroadcast;
     try {
       // A string with nothing to escape is kept as it is (see QueuedBroadcast.payload).
-      const quoted = quotesAsItIs(payload);
+      const ascii = asciiAsItIs(payload);
+      const quoted = ascii || quotesAsItIs(payload);
       const text = quoted ? payload : payloadText(payload);
       checkTopic(options.topic);
       this.checkKey(options.key);
       this.throwIfClosed();
-      pending = new PendingBroadcast(text, quoted, options.topic, options.key, this.nonce);
+      pending = new PendingBroadcast(text, quoted, ascii, options.topic, options.key, this.nonce);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -352,8 +353,8 @@ export class Client {
    */
   private start(pending: PendingBroadcast): void {
     // The chain keeps the record with its flight: every running broadcast, by its flight.
-    // One reading of the clock for both inputs: each reading is a heap number.
-    const nowMs = this.nowMs();
+    // One reading of the clock for both inputs, and for every broadcast of this turn.
+    const nowMs = this.batcher.nowMsOfTurn();
     pending.flight = this.chain.issue(nowMs, pending);
     if (this.closed || !this.settings.batching) {
       void this.attempts(pending, 0);
@@ -749,6 +750,19 @@ export class Client {
  */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the controls JSON escapes are what it looks for
 const unescapedInJson = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/**
+ * The same for a string of ASCII alone, tried first: most string payloads are, and for
+ * them the frame takes the string's length as its byte count and copies it byte for byte
+ * (Buffer's UTF-8 measure and encoder cost more than this pass). A string that is not
+ * stops it at its first other character.
+ */
+const asciiUnescapedInJson = /^[\u0020\u0021\u0023-\u005b\u005d-\u007f]*$/;
+
+/** `quotesAsItIs`, for a string of ASCII alone: its UTF-8 is its Latin-1, a byte a character. */
+export function asciiAsItIs(payload: unknown): payload is string {
+  return typeof payload === 'string' && asciiUnescapedInJson.test(payload);
+}
 
 /** Whether `payload` is a string whose JSON text is itself in quotes. */
 function quotesAsItIs(payload: unknown): payload is string {

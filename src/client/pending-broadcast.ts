@@ -29,6 +29,8 @@ export class PendingBroadcast implements BatchedBroadcast {
     /** Its JSON text, or, when `payloadQuoted`, a string whose JSON text is itself quoted. */
     readonly payload: string,
     readonly payloadQuoted: boolean,
+    /** `payloadQuoted`, and every character of it ASCII (its UTF-8 is its UTF-16 length). */
+    readonly payloadAscii: boolean,
     readonly topic: string | undefined,
     readonly key: string | undefined,
     /** The client's session nonce, when it has one (see Client). */

@@ -59,6 +59,11 @@ export interface RunFrameSource {
    * quotes: written with a quote before and after it.
    */
   readonly payloadQuoted?: boolean;
+  /**
+   * `payloadQuoted`, and every character of it ASCII: its length is its byte count, and it
+   * is copied byte for byte (the cost of measuring and encoding UTF-8 per message saved).
+   */
+  readonly payloadAscii?: boolean;
   /** Undefined or empty: none. */
   readonly topic: string | undefined;
   /** Undefined or empty: none. */
@@ -162,11 +167,16 @@ class BufferWriter {
     }
   }
 
-  /** u32-length bytes: a string's UTF-8 in quotes, `byteCount` with the quotes. */
-  quoted(text: string, byteCount: number): void {
+  /**
+   * u32-length bytes: a string's UTF-8 in quotes, `byteCount` with the quotes; `ascii`:
+   * the string is ASCII alone, whose UTF-8 is its Latin-1 (the cheaper copy).
+   */
+  quoted(text: string, byteCount: number, ascii: boolean): void {
     this.u32(byteCount);
     this.u8(quote);
-    if (byteCount > 2) this.at += this.buffer.write(text, this.at, byteCount - 2, 'utf8');
+    if (byteCount > 2) {
+      this.at += this.buffer.write(text, this.at, byteCount - 2, ascii ? 'latin1' : 'utf8');
+    }
     this.u8(quote);
   }
 
@@ -218,7 +228,10 @@ export function encodeBroadcastRun(frame: BroadcastRunSource): Buffer {
   for (let at = 0; at < messages.length; at++) {
     const message = messages[at] as RunFrameSource;
     const { payload, topic, key } = message;
-    let payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    let payloadBytes =
+      typeof payload === 'string' && message.payloadAscii !== true
+        ? Buffer.byteLength(payload)
+        : payload.length;
     if (message.payloadQuoted === true) payloadBytes += 2;
     if (topic !== lastTopic) {
       lastTopic = topic;
@@ -243,8 +256,9 @@ export function encodeBroadcastRun(frame: BroadcastRunSource): Buffer {
   for (let at = 0; at < messages.length; at++) {
     const message = messages[at] as RunFrameSource;
     const payloadBytes = lengths[at * 3] as number;
-    if (message.payloadQuoted === true) writer.quoted(message.payload as string, payloadBytes);
-    else writer.bytes(message.payload, payloadBytes);
+    if (message.payloadQuoted === true) {
+      writer.quoted(message.payload as string, payloadBytes, message.payloadAscii === true);
+    } else writer.bytes(message.payload, payloadBytes);
     writer.text(message.topic ?? '', lengths[at * 3 + 1] as number);
     writer.text(message.key ?? '', lengths[at * 3 + 2] as number);
   }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { jsonText } from '../../src/client/client.ts';
+import { asciiAsItIs, jsonText } from '../../src/client/client.ts';
 
 test('the JSON text of any string is what JSON.stringify gives', () => {
   const strings = fc.oneof(
@@ -16,9 +16,22 @@ test('the JSON text of any string is what JSON.stringify gives', () => {
   fc.assert(
     fc.property(strings, (text) => {
       assert.equal(jsonText(text), JSON.stringify(text));
+      // The frame copies such a string a byte a character, its length its byte count.
+      if (asciiAsItIs(text)) {
+        assert.equal(`"${text}"`, JSON.stringify(text));
+        assert.deepEqual(Buffer.from(text, 'latin1'), Buffer.from(text, 'utf8'));
+      }
     }),
     { numRuns: 2000 },
   );
+});
+
+test('ASCII strings with nothing to escape are told apart from the rest', () => {
+  for (const text of ['', 'plain', ' !#[]~\u007f', 'x'.repeat(300)]) assert.ok(asciiAsItIs(text));
+  for (const text of ['"', '\\', '\u0000', '\u001f', 'ü', '\u2028', '\ud800', 'a\u0080']) {
+    assert.ok(!asciiAsItIs(text), JSON.stringify(text));
+  }
+  assert.ok(!asciiAsItIs(1));
 });
 
 test('the JSON text of any other value is what JSON.stringify gives', () => {

@@ -360,11 +360,15 @@ test("a run read from the sender's records encodes as the same run spelt out", (
     { payload: 'a "b" ü', payloadQuoted: false, topic: undefined, key: undefined },
     { payload: 'plain ü', payloadQuoted: true, topic: 't', key: 'k' },
     { payload: '', payloadQuoted: true, topic: 't', key: undefined },
+    { payload: 'ascii ~\x7f', payloadQuoted: true, payloadAscii: true, topic: 't', key: 'k' },
+    { payload: '', payloadQuoted: true, payloadAscii: true, topic: undefined, key: undefined },
   ];
   const spelt = [
     { payload: 'a "b" ü', topic: '', key: '' },
     { payload: '"plain ü"', topic: 't', key: 'k' },
     { payload: '""', topic: 't', key: '' },
+    { payload: '"ascii ~\x7f"', topic: 't', key: 'k' },
+    { payload: '""', topic: '', key: '' },
   ];
   assert.deepEqual(
     encodeClientFrame({ ...run, messages: records }),
