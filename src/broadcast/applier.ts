@@ -290,7 +290,7 @@ export class Applier {
       }
       const index = duplicate ? null : entry.index;
       const term = duplicate ? null : entry.term;
-      this.options.pending.settle(pending, { position, index, term, duplicate }, null);
+      this.options.pending.deliver(pending, position, index, term, duplicate);
     }
   }
 

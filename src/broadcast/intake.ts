@@ -253,6 +253,8 @@ export class Intake {
     const nextSeq = sessions.expectedSeq(clientId);
     const clientPending = pending.forClient(clientId);
     const tracked: PendingMessage[] = [];
+    // Handed-over messages carry no owner or nonce: kept as they are only where none is due.
+    const keepable = run.messagesKept === true && owner === '' && nonce === '';
     let full: BroadcastError | null = null;
     for (let slot = 0; slot < messages.length; slot++) {
       const seq = firstSeq + slot;
@@ -285,7 +287,9 @@ export class Intake {
         waiter.answer(slot, rejected(full));
         continue;
       }
-      const entry = this.track(clientMessage(clientId, seq, message, owner, nonce), false, waiter);
+      const kept = keepable ? keptMessage(message, clientId, seq) : null;
+      const logMessage = kept ?? clientMessage(clientId, seq, message, owner, nonce);
+      const entry = this.track(logMessage, false, waiter);
       // The caller waits before the message goes to the outbox, which may decide it at once
       // (a gapped seq past the hold's bounds) and must find someone to answer.
       waiter.waitOnNew(slot, entry);
@@ -499,6 +503,22 @@ function clientMessage(
     ...(nonce === '' ? {} : { nonce }),
     ...(key === undefined || key === '' ? {} : { key }),
   };
+}
+
+/**
+ * A message handed over (BroadcastRun.messagesKept) that is the log's message as it is: of
+ * this session and seq, with no owner and nonce to add; null when it must be copied.
+ */
+function keptMessage(message: RunMessage, clientId: string, seq: number): ClientMessage | null {
+  const candidate = message as Partial<ClientMessage>;
+  const fits =
+    candidate.clientId === clientId &&
+    candidate.seq === seq &&
+    typeof candidate.topic === 'string' &&
+    candidate.owner === undefined &&
+    candidate.nonce === undefined &&
+    candidate.key !== '';
+  return fits ? (message as ClientMessage) : null;
 }
 
 /** The answer of a run of one, as a single broadcast gives it: the result or the error. */

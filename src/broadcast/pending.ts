@@ -23,9 +23,17 @@ export interface BroadcastResult {
  * the run, so waiting on a message costs no object of its own.
  */
 export class RunWaiter {
+  /** By slot; a slot delivered in the log is written at the end, from `delivered` below. */
   readonly outcomes: PromiseSettledResult<BroadcastResult>[];
   /** The entry each slot waits on; null once the slot is answered (or when it never waited). */
   readonly entries: (PendingMessage | null)[];
+  /**
+   * The results of slots delivered in the log, as numbers until the run is answered: a run
+   * lives until its last message commits, and two objects per message held that long were
+   * copied by every young collection on the way (10,000 in flight make many). Null until a
+   * first slot is delivered.
+   */
+  private delivered: DeliveredSlots | null = null;
   /** Slots not answered yet, plus one until the run is sealed (all of it handed in). */
   private outstanding = 1;
 
@@ -84,13 +92,30 @@ export class RunWaiter {
 
   /** `entry` is decided (or its wait is over): answers the slot waiting on it. */
   settle(entry: PendingMessage, result: BroadcastResult | null, error: BroadcastError | null) {
+    if (result !== null) {
+      this.deliver(entry, result.position, result.index, result.term, result.duplicate);
+      return;
+    }
     const slot = this.slotOf(entry);
     assert(this.entries[slot] === entry, 'a run settles the entry its slot waits on');
     this.entries[slot] = null;
-    this.outcomes[slot] =
-      result !== null
-        ? { status: 'fulfilled', value: result }
-        : { status: 'rejected', reason: error };
+    this.outcomes[slot] = { status: 'rejected', reason: error };
+    this.release();
+  }
+
+  /** `entry` is in the order (BroadcastResult's fields): answers the slot waiting on it. */
+  deliver(
+    entry: PendingMessage,
+    position: number | null,
+    index: number | null,
+    term: number | null,
+    duplicate: boolean,
+  ): void {
+    const slot = this.slotOf(entry);
+    assert(this.entries[slot] === entry, 'a run settles the entry its slot waits on');
+    this.entries[slot] = null;
+    this.delivered ??= new DeliveredSlots(this.entries.length);
+    this.delivered.set(slot, position, index, term, duplicate);
     this.release();
   }
 
@@ -101,8 +126,68 @@ export class RunWaiter {
 
   private release(): void {
     assert(this.outstanding > 0, 'a run is answered once');
-    if (--this.outstanding === 0) this.done(this.outcomes);
+    if (--this.outstanding > 0) return;
+    this.delivered?.writeTo(this.outcomes);
+    this.delivered = null;
+    this.done(this.outcomes);
   }
+}
+
+/** No result: the slot was not delivered (yet). */
+const unknownValue = -1;
+
+/**
+ * Delivered results by slot, as numbers (null as `unknownValue`: positions, indexes and
+ * terms are never negative): plain arrays of small integers hold no object per message.
+ */
+class DeliveredSlots {
+  private readonly positions: number[];
+  private readonly indexes: number[];
+  private readonly terms: number[];
+  /** 0: not delivered; 1: delivered; 2: delivered before (a duplicate). */
+  private readonly states: Uint8Array;
+
+  constructor(count: number) {
+    this.positions = new Array<number>(count).fill(unknownValue);
+    this.indexes = new Array<number>(count).fill(unknownValue);
+    this.terms = new Array<number>(count).fill(unknownValue);
+    this.states = new Uint8Array(count);
+  }
+
+  set(
+    slot: number,
+    position: number | null,
+    index: number | null,
+    term: number | null,
+    duplicate: boolean,
+  ): void {
+    assert(this.states[slot] === 0, 'a slot is delivered once');
+    this.positions[slot] = position ?? unknownValue;
+    this.indexes[slot] = index ?? unknownValue;
+    this.terms[slot] = term ?? unknownValue;
+    this.states[slot] = duplicate ? 2 : 1;
+  }
+
+  /** The results as a run answers them, each into its slot. */
+  writeTo(outcomes: PromiseSettledResult<BroadcastResult>[]): void {
+    const { states } = this;
+    for (let slot = 0; slot < states.length; slot++) {
+      const state = states[slot] as number;
+      if (state === 0) continue;
+      assert(outcomes[slot] === undefined, 'a delivered slot has no other outcome');
+      const value: BroadcastResult = {
+        position: orNull(this.positions[slot] as number),
+        index: orNull(this.indexes[slot] as number),
+        term: orNull(this.terms[slot] as number),
+        duplicate: state === 2,
+      };
+      outcomes[slot] = { status: 'fulfilled', value };
+    }
+  }
+}
+
+function orNull(value: number): number | null {
+  return value === unknownValue ? null : value;
 }
 
 /**
@@ -392,12 +477,37 @@ export class PendingTable {
     error: BroadcastError | null,
   ): void {
     assert((result === null) !== (error === null), 'an entry settles with a result or an error');
-    this.delete(entry);
+    if (result !== null) {
+      this.deliver(entry, result.position, result.index, result.term, result.duplicate);
+      return;
+    }
     const { waiter, otherWaiters } = entry;
+    this.forget(entry);
+    waiter?.settle(entry, null, error);
+    if (otherWaiters !== null) for (const other of otherWaiters) other.settle(entry, null, error);
+  }
+
+  /** `settle` with a result, given as its fields: no object is made for it. */
+  deliver(
+    entry: PendingMessage,
+    position: number | null,
+    index: number | null,
+    term: number | null,
+    duplicate: boolean,
+  ): void {
+    const { waiter, otherWaiters } = entry;
+    this.forget(entry);
+    waiter?.deliver(entry, position, index, term, duplicate);
+    if (otherWaiters !== null) {
+      for (const other of otherWaiters) other.deliver(entry, position, index, term, duplicate);
+    }
+  }
+
+  /** Takes a decided entry out of the table and of every stage: it is not sent again. */
+  private forget(entry: PendingMessage): void {
+    this.delete(entry);
     entry.waiter = null;
     entry.otherWaiters = null;
-    waiter?.settle(entry, result, error);
-    if (otherWaiters !== null) for (const other of otherWaiters) other.settle(entry, result, error);
     entry.queued = false;
     entry.held = false;
     entry.proposedIndex = null;

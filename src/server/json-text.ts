@@ -76,16 +76,16 @@ function plainWord(word: number, highMask: number): boolean {
   return (wordHits(word, highMask) & 0x80808080) === 0;
 }
 
-/** A word's hits for `plainWord`: a byte's top bit is set at (or above) each. */
+/**
+ * A word's hits for `plainWord`: a byte's top bit is set at (or above) each. Only the top
+ * bits are read, and a byte's top bit after `x ^ c` (c below 0x80) is the word's own: the
+ * three tests' `& ~x` are one `& ~word`, and with `highMask` set (a byte of 0x80 or above
+ * is a hit anyway) none is needed.
+ */
 function wordHits(word: number, highMask: number): number {
-  const quotes = word ^ 0x22222222;
-  const backslashes = word ^ 0x5c5c5c5c;
-  return (
-    ((quotes - 0x01010101) & ~quotes) |
-    ((backslashes - 0x01010101) & ~backslashes) |
-    ((word - 0x20202020) & ~word) |
-    (word & highMask)
-  );
+  const lows = ((word ^ 0x22222222) - 0x01010101) | ((word ^ 0x5c5c5c5c) - 0x01010101);
+  const hits = lows | (word - 0x20202020);
+  return highMask === 0 ? hits & ~word : hits | word;
 }
 
 function refused(reason: string, at: number): JsonTextVerdict {
@@ -148,10 +148,21 @@ export class JsonTextChecker {
     const base = this.wordsBase;
     at++;
     for (;;) {
-      // Most of a payload is runs of plain bytes: four at a time, then one at a time up to
-      // the byte that needs a look.
+      // Most of a payload is runs of plain bytes: sixteen at a time, then eight, four and
+      // one at a time up to the byte that needs a look.
       const highMask = this.highMask;
       while (
+        at + 16 <= end &&
+        ((wordHits(words.getUint32(base + at, true), highMask) |
+          wordHits(words.getUint32(base + at + 4, true), highMask) |
+          wordHits(words.getUint32(base + at + 8, true), highMask) |
+          wordHits(words.getUint32(base + at + 12, true), highMask)) &
+          0x80808080) ===
+          0
+      ) {
+        at += 16;
+      }
+      if (
         at + 8 <= end &&
         ((wordHits(words.getUint32(base + at, true), highMask) |
           wordHits(words.getUint32(base + at + 4, true), highMask)) &

@@ -275,17 +275,33 @@ export function decodeBroadcastRun(reader: FrameReader, requestId: number): Broa
 }
 
 /**
- * A message of a broadcastRun as the node reads it, shaped as the node's broadcastRun takes
- * it (no key: undefined) so that it is passed on as it is: one object per message from the
- * frame to the node, its payload a view of the frame, its topic and key the string of the
- * message before whenever their bytes repeat.
+ * A message of a broadcastRun as the node reads it, shaped as the log's message of its
+ * session (ClientMessage: its client id and seq written in, no key: no field) so that the
+ * node keeps it as it is: one object per message from the frame to the log, its payload a
+ * view of the frame, its topic and key the string of the message before whenever their
+ * bytes repeat.
  */
 export interface ReceivedRunMessage {
-  /** Replaced by the node when it must store another form (a re-encoding). */
-  payload: Uint8Array;
+  readonly clientId: string;
+  /** The run's first seq plus the message's offset in it. */
+  readonly seq: number;
   /** Empty: none. */
   readonly topic: string;
-  readonly key: string | undefined;
+  /** Replaced by the node when it must store another form (a re-encoding). */
+  payload: Uint8Array;
+  /** Absent: none. */
+  readonly key?: string;
+}
+
+/** A message of a run as the node keeps it (two literals: one fixed shape each). */
+export function receivedRunMessage(
+  clientId: string,
+  seq: number,
+  topic: string,
+  payload: Uint8Array,
+  key: string,
+): ReceivedRunMessage {
+  return key === '' ? { clientId, seq, topic, payload } : { clientId, seq, topic, payload, key };
 }
 
 /** A broadcastRun as the node reads it off the wire. */
@@ -327,7 +343,7 @@ export function readReceivedRun(
     const payload = reader.bytes('a payload');
     const topic = reader.memoString('a topic', fieldMax, topics);
     const key = reader.memoString('a key', fieldMax, keys);
-    messages[at] = { payload, topic, key: key === '' ? undefined : key };
+    messages[at] = receivedRunMessage(clientId, firstSeq + at, topic, payload, key);
   }
   return { requestId, headers, clientId, firstSeq, nonce, messages };
 }

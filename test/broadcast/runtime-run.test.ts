@@ -168,6 +168,51 @@ test('a run with one invalid message, or in someone else’s session, is refused
   cluster.assertConsistent();
 });
 
+test("handed-over messages are the log's own only when they are of the run's session and sender", async () => {
+  const leader = await cluster.waitForLeader();
+  const node = cluster.node(leader);
+  // Shaped for another client and seqs: copied under the run's own.
+  const lying = [1, 2].map((offset) => ({
+    clientId: 'someone-else',
+    seq: 40 + offset,
+    topic: 'runs',
+    payload: encode(`kept-${offset}`),
+  }));
+  const taken = await node.broadcastRun({
+    clientId: 'kept',
+    firstSeq: 1,
+    messages: lying,
+    messagesKept: true,
+  });
+  await cluster.waitConverged();
+  assert.deepEqual(
+    taken.map((outcome) => fulfilled(outcome).position),
+    [1, 2].map((seq) => cluster.recorder.positionOf('kept', seq)),
+  );
+  assert.equal(cluster.recorder.positionOf('someone-else', 41), undefined);
+  // Shaped right, from an authenticated sender: copied with its owner, who then holds the
+  // session (had the owner been dropped, mallory's run would be taken).
+  const ownedMessages = [
+    { clientId: 'kept-owned', seq: 1, topic: 'runs', payload: encode('ko-1') },
+  ];
+  const owned = await node.broadcastRun({
+    clientId: 'kept-owned',
+    firstSeq: 1,
+    owner: 'alice',
+    messages: ownedMessages,
+    messagesKept: true,
+  });
+  assert.equal(fulfilled(owned[0]).duplicate, false);
+  const foreign = await node.broadcastRun({
+    clientId: 'kept-owned',
+    firstSeq: 2,
+    owner: 'mallory',
+    messages: messages('ko-2'),
+  });
+  assert.deepEqual(foreign.map(codeOf), ['session_forbidden']);
+  cluster.assertConsistent();
+});
+
 test('a run beyond the pending bound is taken up to the first message that does not fit', async () => {
   const leader = await cluster.waitForLeader();
   const id = cluster.followers(leader)[0] as string;

@@ -66,10 +66,13 @@ function expectedRun(frame: BroadcastRunFrame): unknown {
   return {
     ...fields,
     headers: { ...fields.headers },
-    messages: messages.map((message) => ({
-      payload: [...Buffer.from(message.payload)],
+    // Each as the log's message of its session: client id and seq written in, no empty key.
+    messages: messages.map((message, at) => ({
+      clientId: frame.clientId,
+      seq: frame.firstSeq + at,
       topic: message.topic,
-      key: message.key === '' ? undefined : message.key,
+      payload: [...Buffer.from(message.payload)],
+      ...(message.key === '' ? {} : { key: message.key }),
     })),
   };
 }

@@ -27,6 +27,7 @@ import type {
   RunResults,
 } from '../../transport/client-frames.ts';
 import { clientFrameLimits } from '../../transport/client-frames.ts';
+import { receivedRunMessage } from '../../transport/run-frames.ts';
 import { assert } from '../../util/assert.ts';
 import { checkPublish } from '../access.ts';
 import { jsonNestingDepthMax } from '../body.ts';
@@ -59,12 +60,14 @@ export function broadcastRunRoute(
 /** A frame built in process, as the node reads one off the wire. */
 function receivedRunOf(frame: BroadcastRunFrame): ReceivedRun {
   const { headers, clientId, firstSeq, nonce, requestId } = frame;
-  const messages = frame.messages.map(
-    ({ payload, topic, key }): ReceivedRunMessage => ({
-      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+  const messages = frame.messages.map(({ payload, topic, key }, at) =>
+    receivedRunMessage(
+      clientId,
+      firstSeq + at,
       topic,
-      key: key === '' ? undefined : key,
-    }),
+      typeof payload === 'string' ? Buffer.from(payload) : payload,
+      key,
+    ),
   );
   return { requestId, headers, clientId, firstSeq, nonce, messages };
 }
@@ -247,7 +250,9 @@ async function runBroadcasts(
   const sender = senderOf(context, run.nonce === '' ? undefined : run.nonce);
   const { clientId, firstSeq, messages } = run;
   const startedMs = context.server.environment.monotonicMs();
-  const settled = context.server.node.broadcastRun({ clientId, firstSeq, ...sender, messages });
+  // The messages were read for this run alone (readReceivedRun): the log may keep them.
+  const taken = { clientId, firstSeq, ...sender, messages, messagesKept: true };
+  const settled = context.server.node.broadcastRun(taken);
   return answerRun(context, settled, startedMs, answer);
 }
 
