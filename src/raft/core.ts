@@ -834,7 +834,12 @@ export class RaftCore {
    */
   commitNewsHeld(): boolean {
     if (this.role !== 'leader') return false;
-    for (const progress of this.progress.values()) if (this.commitBehind(progress)) return true;
+    for (const progress of this.progress.values()) {
+      // A paused follower (a snapshot on its way, a probe or a full window unanswered) gets
+      // nothing from `sendCommitNews`: counted, it would have the runtime wait and ask again
+      // for as long as it stays paused. It hears the commit when its answer reopens it.
+      if (this.commitBehind(progress) && !progress.isPaused()) return true;
+    }
     return false;
   }
 

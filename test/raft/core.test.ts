@@ -109,6 +109,40 @@ test('with lazyCommitNews the leader says which followers wait for commit news, 
   assert.equal(follower.hasReady(), false);
 });
 
+test('with lazyCommitNews news owed to a paused follower is not held news: nothing could send it', () => {
+  const cluster = new TestCluster(['n1', 'n2', 'n3'], 1, {
+    lazyCommitNews: true,
+    electionTimeoutTicks: 100,
+    heartbeatIntervalTicks: 50,
+    inflightAppendsMax: 2,
+  });
+  const leader = cluster.electLeader();
+  cluster.stabilize();
+  const [late, other] = cluster.ids.filter((id) => id !== leader.id) as [string, string];
+  const toLate = (message: Message) => message.to === late;
+  // `late` hears nothing: two Appends fill its window, the third entry is not sent to it.
+  for (const text of ['a', 'b', 'c']) {
+    leader.propose(bytes(text));
+    cluster.stabilize(10_000, toLate);
+  }
+  const { commitIndex: commit, term } = leader.status();
+  const config = { voters: [...cluster.ids], learners: [] };
+  leader.compact({ meta: { index: commit, term, config }, data: new Uint8Array(0) });
+  // Its acknowledgements arrive: it holds entries committed since the last commit index it
+  // was sent, and what it lacks next is compacted, so a snapshot goes (held on its way).
+  const lateCore = cluster.cores.get(late) as RaftCore;
+  for (const message of cluster.held.splice(0)) lateCore.step(message);
+  cluster.stabilize(10_000, toLate);
+  const lateProgress = leader.status().progress.find((progress) => progress.id === late);
+  assert.equal(lateProgress?.state, 'snapshot');
+  leader.sendCommitNews(); // `other` hears it; `late` cannot until its snapshot lands
+  cluster.stabilize(10_000, toLate);
+  assert.ok(!cluster.held.some((message) => message.type === 'Append'));
+  assert.deepEqual(cluster.normalData(other), ['a', 'b', 'c']);
+  // Held news would have a runtime wait and ask again, for as long as the snapshot travels.
+  assert.equal(leader.commitNewsHeld(), false);
+});
+
 test('a follower refuses proposals and names the leader', () => {
   const cluster = new TestCluster(['n1', 'n2', 'n3']);
   const leader = cluster.electLeader();
