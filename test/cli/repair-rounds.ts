@@ -169,6 +169,26 @@ async function damage(
   return { kind: 'walEntries', where: fallback };
 }
 
+/** Reads every page from `from` into `byIndex`; the first answer that is not 200, or null. */
+async function readPages(
+  cluster: AttackCluster,
+  at: number,
+  start: number,
+  byIndex: Map<number, unknown>,
+): Promise<{ status: number; from: number; body: string } | null> {
+  for (let from = start; ; ) {
+    const answer = await fetch(`${cluster.httpUrl(at)}/v1/messages?from=${from}&limit=1000`);
+    if (answer.status !== 200) return { status: answer.status, from, body: await answer.text() };
+    const page = (await answer.json()) as {
+      messages: { index: number; payload: unknown }[];
+      next: number;
+    };
+    for (const message of page.messages) byIndex.set(message.index, message.payload);
+    if (page.messages.length === 0) return null;
+    from = page.next;
+  }
+}
+
 /**
  * Which acknowledged messages from `fromIndex` on node `at` holds at their positions; fails
  * on any other message there. A node serves positions from its `firstIndex` on (a restarted
@@ -180,20 +200,27 @@ export async function checkAcknowledged(
   acknowledged: readonly Acknowledged[],
   fromIndex = 1,
 ): Promise<Set<number>> {
-  const status = (await cluster.status(at)) as unknown as { firstIndex?: number };
   const byIndex = new Map<number, unknown>();
-  for (let from = Math.max(fromIndex, status.firstIndex ?? 1); ; ) {
-    const answer = await fetch(`${cluster.httpUrl(at)}/v1/messages?from=${from}&limit=1000`);
-    assert.equal(answer.status, 200, `messages from ${from} on ${at}`);
-    const page = (await answer.json()) as {
-      messages: { index: number; payload: unknown }[];
-      next: number;
-    };
-    for (const message of page.messages) byIndex.set(message.index, message.payload);
-    if (page.messages.length === 0) break;
-    from = page.next;
+  // A 503 is retryable (not_held while a node's start moves between the status and a page
+  // and no peer answers in its place; node_stopped while it restarts): read again from its
+  // start, a few times. Any other answer fails at once, with the node's error.
+  for (let attempt = 1; ; attempt++) {
+    byIndex.clear();
+    const status = (await cluster.status(at)) as unknown as { firstIndex?: number };
+    const answer = await readPages(
+      cluster,
+      at,
+      Math.max(fromIndex, status.firstIndex ?? 1),
+      byIndex,
+    );
+    if (answer === null) break;
+    if (answer.status !== 503 || attempt === 5) {
+      assert.equal(answer.status, 200, `messages from ${answer.from} on ${at}: ${answer.body}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
   const held = new Set<number>();
+
   for (const { payload, index } of acknowledged) {
     if (index < fromIndex || !byIndex.has(index)) continue;
     assert.equal(byIndex.get(index), payload, `acknowledged ${payload} at ${index} on ${at}`);
