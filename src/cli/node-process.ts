@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { BroadcastError } from '../broadcast/errors.ts';
 import type { BroadcastNode } from '../broadcast/node.ts';
 import { type StartNodeOptions, startNode } from '../broadcast/start.ts';
+import { tuneNodeHeap } from './node-heap.ts';
 
 export type NodeRequest =
   | {
@@ -109,6 +110,7 @@ async function handle(node: BroadcastNode, request: NodeRequest): Promise<unknow
 
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '{}') as StartNodeOptions;
+  tuneNodeHeap();
   let node: BroadcastNode;
   try {
     node = await startNode(options);

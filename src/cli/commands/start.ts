@@ -30,6 +30,7 @@ import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
 import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
+import { tuneNodeHeap } from '../node-heap.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
@@ -685,5 +686,8 @@ export function startCommand(program: Command): void {
   );
   for (const limit of limitFlags) command.option(`--${limit.flag} <n>`, limit.help);
   addStreamOptions(command);
-  command.action((flags: StartFlags) => start(flags));
+  command.action((flags: StartFlags) => {
+    tuneNodeHeap();
+    return start(flags);
+  });
 }
