@@ -22,13 +22,17 @@ const growingFlag = '--heap-growing-percent';
 
 /**
  * Applies the settings above, unless the process was started with its own
- * `--heap-growing-percent` (an operator's choice wins). V8 reads this flag each time it
- * sets a limit, so setting it after start-up takes effect at the next collection.
+ * `--heap-growing-percent`, on its command line or in NODE_OPTIONS (an operator's choice
+ * wins). V8 reads this flag each time it sets a limit, so setting it after start-up takes
+ * effect at the next collection.
  */
 export function tuneNodeHeap(
   execArgv: readonly string[] = process.execArgv,
+  nodeOptions: string = process.env.NODE_OPTIONS ?? '',
   setFlags: (flags: string) => void = setFlagsFromString,
 ): void {
-  if (execArgv.some((flag) => flag.startsWith(growingFlag))) return;
+  const given = [...execArgv, ...nodeOptions.split(/\s+/)];
+  // V8 takes its flags with dashes or underscores alike.
+  if (given.some((flag) => flag.replaceAll('_', '-').startsWith(growingFlag))) return;
   setFlags(`${growingFlag}=${nodeHeapGrowingPercent}`);
 }
