@@ -182,3 +182,30 @@ test('a run refused whole goes one by one, each message with its own answer', as
     client.close();
   }
 });
+
+test('a string payload sent again, and one after it that differs, each leave as their own JSON text', async () => {
+  const node = recordingExchange(taken);
+  const client = connect({ endpoints: ['http://node:1'], exchange: node.exchange });
+  const plain = 'x'.repeat(40);
+  // The same string twice, an equal one built anew, then strings that each need another
+  // way (a quote to escape, a character past ASCII, a control), then the first again.
+  const payloads = [plain, plain, 'x'.repeat(39) + 'x', 'say "hi"', 'café', 'a\nb', plain, ''];
+  try {
+    await Promise.all(payloads.map((payload) => client.broadcast(payload)));
+    const messages = node.runs.flatMap((run) => [...run.messages]);
+    assert.equal(messages.length, payloads.length);
+    const texts = messages.map((message) =>
+      message.payloadQuoted === true ? `"${message.payload}"` : message.payload,
+    );
+    assert.deepEqual(
+      texts,
+      payloads.map((payload) => JSON.stringify(payload)),
+    );
+    assert.deepEqual(
+      messages.map((message) => message.payloadAscii === true),
+      [true, true, true, false, false, false, true, true],
+    );
+  } finally {
+    client.close();
+  }
+});
