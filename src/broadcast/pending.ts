@@ -17,23 +17,82 @@ export interface BroadcastResult {
 }
 
 /**
+ * A settled run's outcomes, read slot by slot where they lie: what answers a run on the
+ * wire (a runAnswer frame) without a result object per message.
+ */
+export interface SettledRun {
+  readonly count: number;
+  /** The slot's message is in the order (delivered now, or before: a duplicate). */
+  delivered(slot: number): boolean;
+  /** Of a delivered slot (BroadcastResult's fields). */
+  position(slot: number): number | null;
+  index(slot: number): number | null;
+  term(slot: number): number | null;
+  duplicate(slot: number): boolean;
+  /** Why a slot that was not delivered was refused. */
+  reason(slot: number): unknown;
+}
+
+/** Outcomes already made as objects (a refusal of a whole run), read as a SettledRun. */
+export class SettledOutcomes implements SettledRun {
+  readonly count: number;
+
+  constructor(private readonly outcomes: readonly PromiseSettledResult<BroadcastResult>[]) {
+    this.count = outcomes.length;
+  }
+
+  delivered(slot: number): boolean {
+    return this.outcomes[slot]?.status === 'fulfilled';
+  }
+
+  position(slot: number): number | null {
+    return this.result(slot).position;
+  }
+
+  index(slot: number): number | null {
+    return this.result(slot).index;
+  }
+
+  term(slot: number): number | null {
+    return this.result(slot).term;
+  }
+
+  duplicate(slot: number): boolean {
+    return this.result(slot).duplicate;
+  }
+
+  reason(slot: number): unknown {
+    const outcome = this.outcomes[slot];
+    assert(outcome?.status === 'rejected', 'a refused slot');
+    return outcome.reason;
+  }
+
+  private result(slot: number): BroadcastResult {
+    const outcome = this.outcomes[slot];
+    assert(outcome?.status === 'fulfilled', 'a delivered slot');
+    return outcome.value;
+  }
+}
+
+/**
  * The callers of one run of a session's messages (a single broadcast is a run of one): one
  * outcome slot per message and one promise for all, answered once every slot is settled.
  * Each pending entry lists the runs that wait on it; the slot is the message's offset in
- * the run, so waiting on a message costs no object of its own.
+ * the run, so waiting on a message costs no object of its own. Settled, the run is read
+ * in place (SettledRun), or as outcome objects (`outcomeList`) by callers that want them.
  */
-export class RunWaiter {
+export class RunWaiter implements SettledRun {
   /** By slot; a slot delivered in the log is written at the end, from `delivered` below. */
   readonly outcomes: PromiseSettledResult<BroadcastResult>[];
   /** The entry each slot waits on; null once the slot is answered (or when it never waited). */
   readonly entries: (PendingMessage | null)[];
   /**
-   * The results of slots delivered in the log, as numbers until the run is answered: a run
-   * lives until its last message commits, and two objects per message held that long were
-   * copied by every young collection on the way (10,000 in flight make many). Null until a
-   * first slot is delivered.
+   * The results of slots delivered in the log, as numbers: a run lives until its last
+   * message commits, and two objects per message held that long were copied by every
+   * young collection on the way (10,000 in flight make many); read in place once settled,
+   * an answer on the wire makes none at all. Null until a first slot is delivered.
    */
-  private delivered: DeliveredSlots | null = null;
+  private deliveredSlots: DeliveredSlots | null = null;
   /** Slots not answered yet, plus one until the run is sealed (all of it handed in). */
   private outstanding = 1;
 
@@ -43,10 +102,15 @@ export class RunWaiter {
     count: number,
     /** On the environment's monotonic clock. */
     readonly deadlineMs: number,
-    private readonly done: (outcomes: PromiseSettledResult<BroadcastResult>[]) => void,
+    /** Told once every slot is answered; the run is then read as a SettledRun. */
+    private readonly done: (run: RunWaiter) => void,
   ) {
     this.outcomes = new Array(count);
     this.entries = new Array(count).fill(null);
+  }
+
+  get count(): number {
+    return this.entries.length;
   }
 
   /** True once every slot is answered and the caller told. */
@@ -114,8 +178,8 @@ export class RunWaiter {
     const slot = this.slotOf(entry);
     assert(this.entries[slot] === entry, 'a run settles the entry its slot waits on');
     this.entries[slot] = null;
-    this.delivered ??= new DeliveredSlots(this.entries.length);
-    this.delivered.set(slot, position, index, term, duplicate);
+    this.deliveredSlots ??= new DeliveredSlots(this.entries.length);
+    this.deliveredSlots.set(slot, position, index, term, duplicate);
     this.release();
   }
 
@@ -127,9 +191,60 @@ export class RunWaiter {
   private release(): void {
     assert(this.outstanding > 0, 'a run is answered once');
     if (--this.outstanding > 0) return;
-    this.delivered?.writeTo(this.outcomes);
-    this.delivered = null;
-    this.done(this.outcomes);
+    this.done(this);
+  }
+
+  /** Of a settled run: every slot's outcome as an object, made on the first call. */
+  outcomeList(): PromiseSettledResult<BroadcastResult>[] {
+    assert(this.settled, 'a run is read once settled');
+    this.deliveredSlots?.writeTo(this.outcomes);
+    this.deliveredSlots = null;
+    return this.outcomes;
+  }
+
+  delivered(slot: number): boolean {
+    if (this.deliveredSlots?.has(slot) === true) return true;
+    return this.outcome(slot).status === 'fulfilled';
+  }
+
+  position(slot: number): number | null {
+    const slots = this.deliveredSlots;
+    return slots?.has(slot) === true ? slots.position(slot) : this.result(slot).position;
+  }
+
+  index(slot: number): number | null {
+    const slots = this.deliveredSlots;
+    return slots?.has(slot) === true ? slots.index(slot) : this.result(slot).index;
+  }
+
+  term(slot: number): number | null {
+    const slots = this.deliveredSlots;
+    return slots?.has(slot) === true ? slots.term(slot) : this.result(slot).term;
+  }
+
+  duplicate(slot: number): boolean {
+    const slots = this.deliveredSlots;
+    return slots?.has(slot) === true ? slots.duplicate(slot) : this.result(slot).duplicate;
+  }
+
+  reason(slot: number): unknown {
+    const outcome = this.outcome(slot);
+    assert(outcome.status === 'rejected', 'a refused slot');
+    return outcome.reason;
+  }
+
+  /** A slot answered with an object (a duplicate, a refusal; every slot once listed). */
+  private outcome(slot: number): PromiseSettledResult<BroadcastResult> {
+    assert(this.settled, 'a run is read once settled');
+    const outcome = this.outcomes[slot];
+    assert(outcome !== undefined, 'a settled run has an outcome in every slot');
+    return outcome;
+  }
+
+  private result(slot: number): BroadcastResult {
+    const outcome = this.outcome(slot);
+    assert(outcome.status === 'fulfilled', 'a delivered slot');
+    return outcome.value;
   }
 }
 
@@ -166,6 +281,27 @@ class DeliveredSlots {
     this.indexes[slot] = index ?? unknownValue;
     this.terms[slot] = term ?? unknownValue;
     this.states[slot] = duplicate ? 2 : 1;
+  }
+
+  /** Whether the slot was delivered in the log (its results are here). */
+  has(slot: number): boolean {
+    return this.states[slot] !== 0;
+  }
+
+  position(slot: number): number | null {
+    return orNull(this.positions[slot] as number);
+  }
+
+  index(slot: number): number | null {
+    return orNull(this.indexes[slot] as number);
+  }
+
+  term(slot: number): number | null {
+    return orNull(this.terms[slot] as number);
+  }
+
+  duplicate(slot: number): boolean {
+    return this.states[slot] === 2;
   }
 
   /** The results as a run answers them, each into its slot. */
@@ -402,6 +538,16 @@ export class ClientPending {
     if (this.aside !== null) yield* this.aside.keys();
   }
 
+  /** `values` without an iterator: every entry, in the same order. */
+  forEach(visit: (entry: PendingMessage) => void): void {
+    const { slots } = this;
+    for (let at = this.head; at < slots.length; at++) {
+      const entry = slots[at];
+      if (entry !== undefined) visit(entry);
+    }
+    if (this.aside !== null) for (const entry of this.aside.values()) visit(entry);
+  }
+
   /** In the order of `keys`. */
   *values(): Generator<PendingMessage> {
     const { slots } = this;
@@ -511,6 +657,14 @@ export class PendingTable {
     entry.queued = false;
     entry.held = false;
     entry.proposedIndex = null;
+  }
+
+  /**
+   * `values` without an iterator or a copy (a scan of 10,000 in flight made one of each
+   * per entry): `visit` must not add or remove entries.
+   */
+  forEach(visit: (entry: PendingMessage) => void): void {
+    for (const bySeq of this.byClient.values()) bySeq.forEach(visit);
   }
 
   /** Client by client, each in the order its messages were accepted. */
