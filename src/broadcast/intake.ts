@@ -265,7 +265,9 @@ export class Intake {
     // only a client with something pending can have a seq of the run pending.
     const nextSeq = sessions.expectedSeq(clientId);
     const clientPending = pending.forClient(clientId);
-    const tracked: PendingMessage[] = [];
+    // Sized for the whole run and cut to what it took: the outbox may keep it as its queue.
+    const tracked = new Array<PendingMessage>(messages.length);
+    let trackedCount = 0;
     // Handed-over messages carry no owner or nonce: kept as they are only where none is due.
     const keepable = run.messagesKept === true && owner === '' && nonce === '';
     let full: BroadcastError | null = null;
@@ -306,9 +308,11 @@ export class Intake {
       // The caller waits before the message goes to the outbox, which may decide it at once
       // (a gapped seq past the hold's bounds) and must find someone to answer.
       waiter.waitOnNew(slot, entry);
-      tracked.push(entry);
+      tracked[trackedCount++] = entry;
     }
-    if (tracked.length > 0) this.options.outbox.enqueueRun(tracked);
+    if (trackedCount === 0) return;
+    tracked.length = trackedCount;
+    this.options.outbox.enqueueRun(tracked);
   }
 
   private foreignRefusal(run: BroadcastRun): BroadcastError | null {

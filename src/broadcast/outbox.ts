@@ -110,8 +110,23 @@ export class Outbox {
    * Queues messages just taken in, of one session, in seq order. The gap hold judges the
    * first of each stretch of consecutive seqs only: once a message may go, so may the one
    * right after it (every seq before it is applied or on its way, and it is on its way now).
+   * `entries` is handed over: an empty queue takes it as it is when all of it is queued (a
+   * queue grown a push at a time was garbage the size of every run).
    */
-  enqueueRun(entries: readonly PendingMessage[]): void {
+  enqueueRun(entries: PendingMessage[]): void {
+    // While `adopting`, the queue is entries[0, queuedCount): every entry so far queued.
+    let adopting = this.queue.length === 0;
+    let queuedCount = 0;
+    const queue = (entry: PendingMessage) => {
+      if (adopting && entries[queuedCount] !== entry) {
+        this.queue = entries.slice(0, queuedCount);
+        adopting = false;
+      }
+      entry.queued = true;
+      this.queuedPayloadBytes += entry.message.payload.byteLength + 4;
+      if (!adopting) this.queue.push(entry);
+      queuedCount++;
+    };
     // The stretch being queued without judgement: its first (judged) and last message.
     let first: PendingMessage | null = null;
     let last: PendingMessage | null = null;
@@ -123,7 +138,7 @@ export class Outbox {
       assert(!entry.ownSession && entry.gapExpectedSeq === undefined, 'a client run is new');
       const { clientId, seq } = entry.message;
       if (last !== null && last.message.clientId === clientId && last.message.seq + 1 === seq) {
-        this.queueEntry(entry);
+        queue(entry);
         last = entry;
         continue;
       }
@@ -135,11 +150,15 @@ export class Outbox {
         this.holdOrRefuse(entry, decision);
         continue;
       }
-      this.queueEntry(entry);
+      queue(entry);
       first = entry;
       last = entry;
     }
     this.endStretch(first, last);
+    if (adopting && queuedCount > 0) {
+      // Held or refused ones only after the last queued: the queued front is the queue.
+      this.queue = queuedCount === entries.length ? entries : entries.slice(0, queuedCount);
+    }
     if (this.queue.length > 0) this.options.scheduleLoop();
   }
 

@@ -82,8 +82,11 @@ export class SettledOutcomes implements SettledRun {
  * in place (SettledRun), or as outcome objects (`outcomeList`) by callers that want them.
  */
 export class RunWaiter implements SettledRun {
-  /** By slot; a slot delivered in the log is written at the end, from `delivered` below. */
-  readonly outcomes: PromiseSettledResult<BroadcastResult>[];
+  /**
+   * By slot, the outcomes answered as objects (a duplicate, a refusal); null until one is.
+   * `outcomeList` writes the delivered slots in too.
+   */
+  private outcomes: PromiseSettledResult<BroadcastResult>[] | null = null;
   /** The entry each slot waits on; null once the slot is answered (or when it never waited). */
   readonly entries: (PendingMessage | null)[];
   /**
@@ -105,7 +108,6 @@ export class RunWaiter implements SettledRun {
     /** Told once every slot is answered; the run is then read as a SettledRun. */
     private readonly done: (run: RunWaiter) => void,
   ) {
-    this.outcomes = new Array(count);
     this.entries = new Array(count).fill(null);
   }
 
@@ -125,7 +127,7 @@ export class RunWaiter implements SettledRun {
 
   /** Slot `slot` waits on `entry` until the entry settles (or the deadline passes). */
   wait(slot: number, entry: PendingMessage): void {
-    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
+    assert(this.outcomes?.[slot] === undefined && this.entries[slot] === null, 'waits once');
     this.entries[slot] = entry;
     addWaiter(entry, this);
     this.outstanding++;
@@ -136,7 +138,7 @@ export class RunWaiter implements SettledRun {
    * is made holding the run: a push onto an empty list allocates room for many).
    */
   waitOnNew(slot: number, entry: PendingMessage): void {
-    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'a slot waits once');
+    assert(this.outcomes?.[slot] === undefined && this.entries[slot] === null, 'waits once');
     assert(entry.waiter === this && entry.otherWaiters === null, 'a new entry lists its run');
     this.entries[slot] = entry;
     this.outstanding++;
@@ -150,8 +152,8 @@ export class RunWaiter implements SettledRun {
 
   /** Answers a slot that waits on no entry (a duplicate, a refusal at the door). */
   answer(slot: number, outcome: PromiseSettledResult<BroadcastResult>): void {
-    assert(this.outcomes[slot] === undefined && this.entries[slot] === null, 'answered once');
-    this.outcomes[slot] = outcome;
+    assert(this.outcomes?.[slot] === undefined && this.entries[slot] === null, 'answered once');
+    this.outcomeSlots()[slot] = outcome;
   }
 
   /** `entry` is decided (or its wait is over): answers the slot waiting on it. */
@@ -163,7 +165,7 @@ export class RunWaiter implements SettledRun {
     const slot = this.slotOf(entry);
     assert(this.entries[slot] === entry, 'a run settles the entry its slot waits on');
     this.entries[slot] = null;
-    this.outcomes[slot] = { status: 'rejected', reason: error };
+    this.outcomeSlots()[slot] = { status: 'rejected', reason: error };
     this.release();
   }
 
@@ -197,8 +199,14 @@ export class RunWaiter implements SettledRun {
   /** Of a settled run: every slot's outcome as an object, made on the first call. */
   outcomeList(): PromiseSettledResult<BroadcastResult>[] {
     assert(this.settled, 'a run is read once settled');
-    this.deliveredSlots?.writeTo(this.outcomes);
+    const outcomes = this.outcomeSlots();
+    this.deliveredSlots?.writeTo(outcomes);
     this.deliveredSlots = null;
+    return outcomes;
+  }
+
+  private outcomeSlots(): PromiseSettledResult<BroadcastResult>[] {
+    this.outcomes ??= new Array(this.entries.length);
     return this.outcomes;
   }
 
@@ -236,7 +244,7 @@ export class RunWaiter implements SettledRun {
   /** A slot answered with an object (a duplicate, a refusal; every slot once listed). */
   private outcome(slot: number): PromiseSettledResult<BroadcastResult> {
     assert(this.settled, 'a run is read once settled');
-    const outcome = this.outcomes[slot];
+    const outcome = this.outcomes?.[slot];
     assert(outcome !== undefined, 'a settled run has an outcome in every slot');
     return outcome;
   }
@@ -419,19 +427,25 @@ const windowSpanMax = 1 << 16;
  * O(1) amortized instead of a scan of every earlier seq (10,000 in flight from one client
  * made that scan quadratic): how many were ever removed, and the lowest seq.
  *
- * The seqs in flight from one client are mostly consecutive, so they are kept in an array
- * indexed by seq (a window that slides up as the lowest are settled) rather than a hash map
- * of thousands of entries: a lookup is an index, an addition at the top a push. Seqs that
- * would stretch the window far are kept in a map aside. Iteration is in seq order within the
- * window, then the map's seqs.
+ * The seqs in flight from one client are mostly consecutive, so they are kept in a window
+ * indexed by seq rather than a hash map of thousands of entries: a ring whose slot for seq
+ * `s` is `s & mask`, sliding up as the lowest are settled, so that a lookup is an index and
+ * a window that slides allocates nothing (an array grown at the top and cut at the bottom
+ * was a copy of the window every few thousand messages). Seqs that would stretch the window
+ * far are kept in a map aside. Iteration is in seq order within the window, then the map's.
  */
 export class ClientPending {
   /** Bumped by every removal: a range found complete stays so while it is unchanged. */
   removals = 0;
-  /** slots[at] holds seq `base + at`; slots before `head` are all empty. */
+  /**
+   * The ring: seq `s` of the window [low, low + span) lies at slots[s & mask]; the length
+   * is a power of two, at least `span`, and every slot outside the window is empty.
+   */
   private slots: (PendingMessage | undefined)[] = [];
-  private base = 0;
-  private head = 0;
+  private mask = 0;
+  /** The window's lowest seq, taken whenever the window holds anything. */
+  private low = 0;
+  private span = 0;
   private inWindow = 0;
   private aside: Map<number, PendingMessage> | null = null;
 
@@ -440,8 +454,8 @@ export class ClientPending {
   }
 
   get(seq: number): PendingMessage | undefined {
-    const at = seq - this.base;
-    const entry = at >= this.head && at < this.slots.length ? this.slots[at] : undefined;
+    const offset = seq - this.low;
+    const entry = offset >= 0 && offset < this.span ? this.slots[seq & this.mask] : undefined;
     return entry === undefined && this.aside !== null ? this.aside.get(seq) : entry;
   }
 
@@ -456,21 +470,24 @@ export class ClientPending {
       return this;
     }
     if (this.inWindow === 0) {
-      this.slots.length = 0;
-      this.base = seq;
-      this.head = 0;
+      this.low = seq;
+      this.span = 0;
     }
-    const at = seq - this.base;
-    if (at >= this.head && at < this.slots.length) {
-      if (this.slots[at] === undefined) this.inWindow++;
-      this.slots[at] = entry;
-    } else if (at >= this.slots.length && at - this.slots.length < windowSpanMax) {
-      while (this.slots.length < at) this.slots.push(undefined);
-      this.slots.push(entry);
+    const offset = seq - this.low;
+    if (offset >= 0 && offset < this.span) {
+      if (this.slots[seq & this.mask] === undefined) this.inWindow++;
+      this.slots[seq & this.mask] = entry;
+    } else if (offset >= this.span && offset - this.span < windowSpanMax) {
+      this.fit(offset + 1);
+      this.span = offset + 1;
+      this.slots[seq & this.mask] = entry;
       this.inWindow++;
-    } else if (at < this.head && at >= this.head - windowSpanMax) {
-      this.growDown(seq);
-      this.slots[0] = entry;
+    } else if (offset < 0 && offset >= -windowSpanMax) {
+      // A seq that arrived after later ones: the window grows down to it.
+      this.fit(this.span - offset);
+      this.low = seq;
+      this.span -= offset;
+      this.slots[seq & this.mask] = entry;
       this.inWindow++;
     } else {
       this.aside ??= new Map();
@@ -479,24 +496,29 @@ export class ClientPending {
     return this;
   }
 
-  /** Makes `seq` the window's first slot (a seq that arrived after later ones). */
-  private growDown(seq: number): void {
-    const slots: (PendingMessage | undefined)[] = [];
-    for (let at = seq; at < this.base + this.head; at++) slots.push(undefined);
-    for (let at = this.head; at < this.slots.length; at++) slots.push(this.slots[at]);
+  /** Makes the ring hold a window of `span` seqs: a larger power of two, entries moved. */
+  private fit(span: number): void {
+    if (span <= this.slots.length) return;
+    let capacity = Math.max(this.slots.length, 16);
+    while (capacity < span) capacity *= 2;
+    const slots = new Array<PendingMessage | undefined>(capacity).fill(undefined);
+    const mask = capacity - 1;
+    for (let seq = this.low; seq < this.low + this.span; seq++) {
+      slots[seq & mask] = this.slots[seq & this.mask];
+    }
     this.slots = slots;
-    this.base = seq;
-    this.head = 0;
+    this.mask = mask;
   }
 
   delete(seq: number): boolean {
-    const at = seq - this.base;
+    const offset = seq - this.low;
     let removed = false;
-    if (at >= this.head && at < this.slots.length && this.slots[at] !== undefined) {
-      this.slots[at] = undefined;
+    if (offset >= 0 && offset < this.span && this.slots[seq & this.mask] !== undefined) {
+      this.slots[seq & this.mask] = undefined;
       this.inWindow--;
       removed = true;
-      if (at === this.head) this.advanceHead();
+      if (this.inWindow === 0) this.span = 0;
+      else if (offset === 0) this.advanceLow();
     } else if (this.aside?.delete(seq) === true) {
       removed = true;
       if (this.aside.size === 0) this.aside = null;
@@ -505,44 +527,37 @@ export class ClientPending {
     return removed;
   }
 
-  /** Skips the empty slots at the bottom; drops them from the array once they are many. */
-  private advanceHead(): void {
-    const { slots } = this;
-    let { head } = this;
-    while (head < slots.length && slots[head] === undefined) head++;
-    if (head === slots.length) {
-      slots.length = 0;
-      this.base += head;
-      head = 0;
-    } else if (head >= 1024 && head * 2 >= slots.length) {
-      this.slots = slots.slice(head);
-      this.base += head;
-      head = 0;
+  /** Moves the window's bottom up past the empty slots (something is above them). */
+  private advanceLow(): void {
+    const { slots, mask } = this;
+    while (slots[this.low & mask] === undefined) {
+      this.low++;
+      this.span--;
     }
-    this.head = head;
+    assert(this.span > 0, 'a window with entries ends at one');
   }
 
   /** The lowest pending seq (Infinity when none). */
   lowestSeq(): number {
-    let lowest = this.inWindow > 0 ? this.base + this.head : Number.POSITIVE_INFINITY;
+    let lowest = this.inWindow > 0 ? this.low : Number.POSITIVE_INFINITY;
     if (this.aside !== null) for (const seq of this.aside.keys()) lowest = Math.min(lowest, seq);
     return lowest;
   }
 
   /** In seq order within the window, then the seqs kept aside. */
   *keys(): Generator<number> {
-    const { slots, base } = this;
-    for (let at = this.head; at < slots.length; at++) {
-      if (slots[at] !== undefined) yield base + at;
+    const { slots, mask } = this;
+    for (let seq = this.low; seq < this.low + this.span; seq++) {
+      if (slots[seq & mask] !== undefined) yield seq;
     }
     if (this.aside !== null) yield* this.aside.keys();
   }
 
   /** `values` without an iterator: every entry, in the same order. */
   forEach(visit: (entry: PendingMessage) => void): void {
-    const { slots } = this;
-    for (let at = this.head; at < slots.length; at++) {
-      const entry = slots[at];
+    const { slots, mask } = this;
+    for (let seq = this.low; seq < this.low + this.span; seq++) {
+      const entry = slots[seq & mask];
       if (entry !== undefined) visit(entry);
     }
     if (this.aside !== null) for (const entry of this.aside.values()) visit(entry);
@@ -550,9 +565,9 @@ export class ClientPending {
 
   /** In the order of `keys`. */
   *values(): Generator<PendingMessage> {
-    const { slots } = this;
-    for (let at = this.head; at < slots.length; at++) {
-      const entry = slots[at];
+    const { slots, mask } = this;
+    for (let seq = this.low; seq < this.low + this.span; seq++) {
+      const entry = slots[seq & mask];
       if (entry !== undefined) yield entry;
     }
     if (this.aside !== null) yield* this.aside.values();

@@ -111,3 +111,22 @@ test('ClientPending slides: 100,000 seqs through a window of 1,000 keep the arra
   const slots = (window as unknown as { slots: unknown[] }).slots;
   assert.ok(slots.length <= 4096, `the window holds ${slots.length} slots for 1,000 seqs`);
 });
+
+test('ClientPending finds seqs past 2^32 (the ring slot is the seq modulo its size)', () => {
+  const window = new ClientPending();
+  const naive = new Map<number, PendingMessage>();
+  const start = 2 ** 40 - 700;
+  for (let seq = start; seq < start + 3000; seq++) {
+    const entry = entryOf(seq);
+    window.set(seq, entry);
+    naive.set(seq, entry);
+    if (seq - start >= 1000) {
+      assert.equal(window.delete(seq - 1000), true);
+      naive.delete(seq - 1000);
+    }
+  }
+  for (const [seq, entry] of naive) assert.equal(window.get(seq), entry);
+  assert.equal(window.get(start + 3000), undefined);
+  assert.equal(window.lowestSeq(), start + 2000);
+  assert.deepEqual([...window.keys()], [...naive.keys()]);
+});
