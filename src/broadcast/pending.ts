@@ -441,16 +441,36 @@ export class ClientPending {
    * The ring: seq `s` of the window [low, low + span) lies at slots[s & mask]; the length
    * is a power of two, at least `span`, and every slot outside the window is empty.
    */
-  private slots: (PendingMessage | undefined)[] = [];
-  private mask = 0;
+  private slots: (PendingMessage | undefined)[];
+  private mask: number;
   /** The window's lowest seq, taken whenever the window holds anything. */
   private low = 0;
   private span = 0;
   private inWindow = 0;
   private aside: Map<number, PendingMessage> | null = null;
 
+  /** `ring`: an empty ring another client left (`releaseRing`), to start with its size. */
+  constructor(ring: (PendingMessage | undefined)[] = []) {
+    assert((ring.length & (ring.length - 1)) === 0, 'a ring holds a power of two slots');
+    this.slots = ring;
+    this.mask = Math.max(ring.length - 1, 0);
+  }
+
   get size(): number {
     return this.inWindow + (this.aside?.size ?? 0);
+  }
+
+  /**
+   * Hands over the ring of an empty window (every slot empty), for the next client's: a
+   * client whose messages all settle now and then would otherwise grow one anew each time.
+   */
+  releaseRing(): (PendingMessage | undefined)[] {
+    assert(this.size === 0, 'only an empty window gives its ring away');
+    const ring = this.slots;
+    this.slots = [];
+    this.mask = 0;
+    this.span = 0;
+    return ring;
   }
 
   get(seq: number): PendingMessage | undefined {
@@ -576,6 +596,8 @@ export class ClientPending {
 
 export class PendingTable {
   private readonly byClient = new Map<string, ClientPending>();
+  /** The ring of the last client window that emptied, for the next one to start with. */
+  private spareRing: (PendingMessage | undefined)[] | null = null;
   private count = 0;
   private payloadBytes = 0;
 
@@ -604,7 +626,8 @@ export class PendingTable {
     const { clientId, seq } = entry.message;
     let bySeq = this.byClient.get(clientId);
     if (bySeq === undefined) {
-      bySeq = new ClientPending();
+      bySeq = new ClientPending(this.spareRing ?? []);
+      this.spareRing = null;
       this.byClient.set(clientId, bySeq);
     }
     assert(!bySeq.has(seq) && entry.inTable !== true, 'one pending entry per (clientId, seq)');
@@ -625,7 +648,10 @@ export class PendingTable {
     this.count--;
     this.payloadBytes -= entry.message.payload.byteLength;
     assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
-    if (bySeq?.size === 0) this.byClient.delete(clientId);
+    if (bySeq?.size === 0) {
+      this.byClient.delete(clientId);
+      this.spareRing = bySeq.releaseRing();
+    }
   }
 
   /**
