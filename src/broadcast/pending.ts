@@ -265,15 +265,20 @@ const unknownValue = -1;
  */
 class DeliveredSlots {
   private readonly positions: number[];
-  private readonly indexes: number[];
-  private readonly terms: number[];
   /** 0: not delivered; 1: delivered; 2: delivered before (a duplicate). */
   private readonly states: Uint8Array;
+  /**
+   * The index and term of the first slot delivered, which a run's slots mostly share (one
+   * batch carried them); per slot only once some slot's differ, null until then.
+   */
+  private sharedIndex = unknownValue;
+  private sharedTerm = unknownValue;
+  private indexes: number[] | null = null;
+  private terms: number[] | null = null;
+  private deliveredCount = 0;
 
   constructor(count: number) {
     this.positions = new Array<number>(count).fill(unknownValue);
-    this.indexes = new Array<number>(count).fill(unknownValue);
-    this.terms = new Array<number>(count).fill(unknownValue);
     this.states = new Uint8Array(count);
   }
 
@@ -285,9 +290,23 @@ class DeliveredSlots {
     duplicate: boolean,
   ): void {
     assert(this.states[slot] === 0, 'a slot is delivered once');
+    const indexValue = index ?? unknownValue;
+    const termValue = term ?? unknownValue;
+    if (this.deliveredCount++ === 0) {
+      this.sharedIndex = indexValue;
+      this.sharedTerm = termValue;
+    } else if (
+      this.indexes === null &&
+      (indexValue !== this.sharedIndex || termValue !== this.sharedTerm)
+    ) {
+      this.indexes = new Array<number>(this.states.length).fill(this.sharedIndex);
+      this.terms = new Array<number>(this.states.length).fill(this.sharedTerm);
+    }
+    if (this.indexes !== null && this.terms !== null) {
+      this.indexes[slot] = indexValue;
+      this.terms[slot] = termValue;
+    }
     this.positions[slot] = position ?? unknownValue;
-    this.indexes[slot] = index ?? unknownValue;
-    this.terms[slot] = term ?? unknownValue;
     this.states[slot] = duplicate ? 2 : 1;
   }
 
@@ -301,11 +320,11 @@ class DeliveredSlots {
   }
 
   index(slot: number): number | null {
-    return orNull(this.indexes[slot] as number);
+    return orNull(this.indexes === null ? this.sharedIndex : (this.indexes[slot] as number));
   }
 
   term(slot: number): number | null {
-    return orNull(this.terms[slot] as number);
+    return orNull(this.terms === null ? this.sharedTerm : (this.terms[slot] as number));
   }
 
   duplicate(slot: number): boolean {
@@ -321,8 +340,8 @@ class DeliveredSlots {
       assert(outcomes[slot] === undefined, 'a delivered slot has no other outcome');
       const value: BroadcastResult = {
         position: orNull(this.positions[slot] as number),
-        index: orNull(this.indexes[slot] as number),
-        term: orNull(this.terms[slot] as number),
+        index: this.index(slot),
+        term: this.term(slot),
         duplicate: state === 2,
       };
       outcomes[slot] = { status: 'fulfilled', value };
