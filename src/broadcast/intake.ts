@@ -35,6 +35,7 @@ import {
   type PendingTable,
   RunWaiter,
   removeWaiter,
+  type SettledRun,
   waitersOf,
 } from './pending.ts';
 import type { SessionTable } from './sessions.ts';
@@ -150,6 +151,17 @@ function foreignError(
   );
 }
 
+/** Without messages there is no outcome to carry a refusal: the call itself is refused. */
+function emptyRunRefusal(run: BroadcastRun, payloadBytesMax: number): BroadcastError | null {
+  if (Array.isArray(run?.messages) && run.messages.length > 0) return null;
+  return (
+    checkRun(run, payloadBytesMax) ??
+    new BroadcastError('invalid_argument', 'a run has at least one message', {
+      field: 'messages',
+    })
+  );
+}
+
 function errorOf(problem: MessageProblem): BroadcastError {
   return new BroadcastError(problem.code, problem.message, {
     field: problem.field,
@@ -206,23 +218,24 @@ export class Intake {
    * with the shared checks, the deadline and the answer made once for the run.
    */
   acceptRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]> {
-    // Without messages there is no outcome to carry a refusal: the call itself is refused.
-    if (!Array.isArray(run?.messages) || run.messages.length === 0) {
-      return Promise.reject(
-        checkRun(run, this.options.payloadBytesMax) ??
-          new BroadcastError('invalid_argument', 'a run has at least one message', {
-            field: 'messages',
-          }),
-      );
-    }
+    const refusal = emptyRunRefusal(run, this.options.payloadBytesMax);
+    if (refusal !== null) return Promise.reject(refusal);
+    return new Promise((resolve) =>
+      this.takeRun(run, false, (settled) => resolve(settled.outcomeList())),
+    );
+  }
+
+  /**
+   * `acceptRun`, its outcomes read in place: what an answer on the wire reads, with no
+   * result object made per message.
+   */
+  acceptRunSettled(run: BroadcastRun): Promise<SettledRun> {
+    const refusal = emptyRunRefusal(run, this.options.payloadBytesMax);
+    if (refusal !== null) return Promise.reject(refusal);
     return new Promise((resolve) => this.takeRun(run, false, resolve));
   }
 
-  private takeRun(
-    run: BroadcastRun,
-    checked: boolean,
-    done: (outcomes: PromiseSettledResult<BroadcastResult>[]) => void,
-  ): void {
+  private takeRun(run: BroadcastRun, checked: boolean, done: (settled: RunWaiter) => void): void {
     const count = Array.isArray(run?.messages) ? run.messages.length : 0;
     const deadlineMs = this.nextDeadlineMs();
     const waiter = new RunWaiter(run?.firstSeq ?? 0, count, deadlineMs, done);
@@ -252,7 +265,9 @@ export class Intake {
     // only a client with something pending can have a seq of the run pending.
     const nextSeq = sessions.expectedSeq(clientId);
     const clientPending = pending.forClient(clientId);
-    const tracked: PendingMessage[] = [];
+    // Sized for the whole run and cut to what it took: the outbox may keep it as its queue.
+    const tracked = new Array<PendingMessage>(messages.length);
+    let trackedCount = 0;
     // Handed-over messages carry no owner or nonce: kept as they are only where none is due.
     const keepable = run.messagesKept === true && owner === '' && nonce === '';
     let full: BroadcastError | null = null;
@@ -293,9 +308,11 @@ export class Intake {
       // The caller waits before the message goes to the outbox, which may decide it at once
       // (a gapped seq past the hold's bounds) and must find someone to answer.
       waiter.waitOnNew(slot, entry);
-      tracked.push(entry);
+      tracked[trackedCount++] = entry;
     }
-    if (tracked.length > 0) this.options.outbox.enqueueRun(tracked);
+    if (trackedCount === 0) return;
+    tracked.length = trackedCount;
+    this.options.outbox.enqueueRun(tracked);
   }
 
   private foreignRefusal(run: BroadcastRun): BroadcastError | null {
@@ -525,9 +542,9 @@ function keptMessage(message: RunMessage, clientId: string, seq: number): Client
 function answerOne(
   resolve: (result: BroadcastResult) => void,
   reject: (error: unknown) => void,
-): (outcomes: PromiseSettledResult<BroadcastResult>[]) => void {
-  return (outcomes) => {
-    const outcome = outcomes[0] as PromiseSettledResult<BroadcastResult>;
+): (settled: RunWaiter) => void {
+  return (settled) => {
+    const outcome = settled.outcomeList()[0] as PromiseSettledResult<BroadcastResult>;
     if (outcome.status === 'fulfilled') resolve(outcome.value);
     else reject(outcome.reason);
   };

@@ -33,7 +33,12 @@ import type {
 } from './options.ts';
 import type { Outbox } from './outbox.ts';
 import { buildNodeParts } from './parts.ts';
-import type { BroadcastResult, PendingTable } from './pending.ts';
+import {
+  type BroadcastResult,
+  type PendingTable,
+  SettledOutcomes,
+  type SettledRun,
+} from './pending.ts';
 import type { Persister } from './persister.ts';
 import type { Reads } from './reads.ts';
 import { describeRepairStall, RepairWatch } from './repair-watch.ts';
@@ -168,9 +173,17 @@ export class BroadcastNode {
       if (this.stopped !== null) throw this.stopped;
       return this.intake.acceptRun(run);
     } catch (error) {
-      const count = Array.isArray(run?.messages) ? run.messages.length : 0;
-      const outcome: PromiseRejectedResult = { status: 'rejected', reason: error };
-      return Promise.resolve(Array.from({ length: count }, () => outcome));
+      return Promise.resolve(everyRefused(run, error));
+    }
+  }
+
+  /** `broadcastRun`, its outcomes read in place (an answer on the wire makes no objects). */
+  broadcastRunSettled(run: BroadcastRun): Promise<SettledRun> {
+    try {
+      if (this.stopped !== null) throw this.stopped;
+      return this.intake.acceptRunSettled(run);
+    } catch (error) {
+      return Promise.resolve(new SettledOutcomes(everyRefused(run, error)));
     }
   }
 
@@ -679,4 +692,11 @@ function checkPosition(position: number, field: string): void {
   if (!Number.isSafeInteger(position) || position < 1) {
     throw new BroadcastError('invalid_argument', `${field} must be a position >= 1`, { field });
   }
+}
+
+/** A run refused whole (a stopped node, a run that is no run): every message that error. */
+function everyRefused(run: BroadcastRun, error: unknown): PromiseRejectedResult[] {
+  const count = Array.isArray(run?.messages) ? run.messages.length : 0;
+  const outcome: PromiseRejectedResult = { status: 'rejected', reason: error };
+  return Array.from({ length: count }, () => outcome);
 }

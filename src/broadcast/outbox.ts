@@ -110,8 +110,23 @@ export class Outbox {
    * Queues messages just taken in, of one session, in seq order. The gap hold judges the
    * first of each stretch of consecutive seqs only: once a message may go, so may the one
    * right after it (every seq before it is applied or on its way, and it is on its way now).
+   * `entries` is handed over: an empty queue takes it as it is when all of it is queued (a
+   * queue grown a push at a time was garbage the size of every run).
    */
-  enqueueRun(entries: readonly PendingMessage[]): void {
+  enqueueRun(entries: PendingMessage[]): void {
+    // While `adopting`, the queue is entries[0, queuedCount): every entry so far queued.
+    let adopting = this.queue.length === 0;
+    let queuedCount = 0;
+    const queue = (entry: PendingMessage) => {
+      if (adopting && entries[queuedCount] !== entry) {
+        this.queue = entries.slice(0, queuedCount);
+        adopting = false;
+      }
+      entry.queued = true;
+      this.queuedPayloadBytes += entry.message.payload.byteLength + 4;
+      if (!adopting) this.queue.push(entry);
+      queuedCount++;
+    };
     // The stretch being queued without judgement: its first (judged) and last message.
     let first: PendingMessage | null = null;
     let last: PendingMessage | null = null;
@@ -123,7 +138,7 @@ export class Outbox {
       assert(!entry.ownSession && entry.gapExpectedSeq === undefined, 'a client run is new');
       const { clientId, seq } = entry.message;
       if (last !== null && last.message.clientId === clientId && last.message.seq + 1 === seq) {
-        this.queueEntry(entry);
+        queue(entry);
         last = entry;
         continue;
       }
@@ -135,11 +150,15 @@ export class Outbox {
         this.holdOrRefuse(entry, decision);
         continue;
       }
-      this.queueEntry(entry);
+      queue(entry);
       first = entry;
       last = entry;
     }
     this.endStretch(first, last);
+    if (adopting && queuedCount > 0) {
+      // Held or refused ones only after the last queued: the queued front is the queue.
+      this.queue = queuedCount === entries.length ? entries : entries.slice(0, queuedCount);
+    }
     if (this.queue.length > 0) this.options.scheduleLoop();
   }
 
@@ -184,21 +203,30 @@ export class Outbox {
     let bytesLeft = this.queuedPayloadBytes;
     this.queue = [];
     this.queuedPayloadBytes = 0;
-    const sentMs = this.options.environment.monotonicMs();
+    // Whole milliseconds: a small integer is kept in the entry as it is, where a fraction
+    // would be a number object of its own per message (a retry may leave 1 ms early).
+    const sentMs = Math.floor(this.options.environment.monotonicMs());
     const logTimeMs = this.options.environment.nowMs();
     const builder = this.builder;
     assert(builder.messageCount === 0, 'one flush at a time');
     const lastSeqByClient = new Map<string, number>();
     let lastClientId = '';
     let lastSeq = 0;
-    let batch: PendingMessage[] = [];
+    // The batch being built is sorted[batchStart, at], less the entries that left the table.
+    let batchStart = 0;
+    let leftAny = false;
     builder.reserveFor(this.batchBytesFor(bytesLeft, queue.length));
     // Each client's messages leave in seq order, whatever order its callers used: the
     // session table refuses a seq that overtakes an earlier one (sequence_gap).
-    for (const entry of sortedBySeq(queue)) {
+    const sorted = sortedBySeq(queue);
+    for (let at = 0; at < sorted.length; at++) {
+      const entry = sorted[at] as PendingMessage;
       assert(stageOf(entry) === 'queued' || !this.options.pending.has(entry), 'queue holds queued');
       entry.queued = false;
-      if (!this.options.pending.has(entry)) continue;
+      if (!this.options.pending.has(entry)) {
+        leftAny = true;
+        continue;
+      }
       const { clientId, seq } = entry.message;
       // The map is asked only where the client changes: a client's stretch is checked here.
       if (clientId !== lastClientId) {
@@ -212,17 +240,33 @@ export class Outbox {
       entry.lastSentMs = sentMs;
       entry.copiesSent++;
       builder.add(entry.message);
-      batch.push(entry);
       bytesLeft -= entry.message.payload.byteLength + 4;
       if (builder.byteLength >= this.options.batchBytesMax) {
+        const batch = this.batchOf(sorted, batchStart, at + 1, leftAny);
         this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
-        batch = [];
+        batchStart = at + 1;
+        leftAny = false;
         builder.reserveFor(this.batchBytesFor(bytesLeft, queue.length));
       }
     }
     if (builder.messageCount > 0) {
+      const batch = this.batchOf(sorted, batchStart, sorted.length, leftAny);
       this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
     }
+  }
+
+  /**
+   * The entries of a batch: sorted[start, end) less those that left the table (`leftAny`),
+   * cut out in one piece rather than grown one push at a time.
+   */
+  private batchOf(
+    sorted: readonly PendingMessage[],
+    start: number,
+    end: number,
+    leftAny: boolean,
+  ): PendingMessage[] {
+    const batch = sorted.slice(start, end);
+    return leftAny ? batch.filter((entry) => this.options.pending.has(entry)) : batch;
   }
 
   /**
@@ -355,26 +399,26 @@ export class Outbox {
     return result;
   }
 
-  private noteProposed(batch: readonly PendingMessage[], index: number): void {
+  /** `batch` is handed over: it may be kept as the list of what waits at `index`. */
+  private noteProposed(batch: PendingMessage[], index: number): void {
     assert(Number.isSafeInteger(index) && index >= 1, 'proposals land at an index >= 1');
     // Only messages still waiting on this copy: a queued one has a newer copy on its way.
-    const placed = batch.filter((entry) => this.options.pending.has(entry) && !entry.queued);
+    // Mostly that is all of them, and the batch's own list (nobody else's) is kept as it is.
+    const waiting = (entry: PendingMessage) => this.options.pending.has(entry) && !entry.queued;
+    const placed = batch.every(waiting) ? batch : batch.filter(waiting);
     if (index <= this.options.appliedIndex()) {
       // The answer came after the entry was applied here: what is still waiting was lost.
       for (const entry of placed) this.enqueue(entry);
       return;
     }
-    let atIndex = this.proposedAt.get(index);
-    if (atIndex === undefined) {
-      atIndex = [];
-      this.proposedAt.set(index, atIndex);
-    }
+    const atIndex = this.proposedAt.get(index);
+    if (atIndex === undefined) this.proposedAt.set(index, placed);
     for (const entry of placed) {
       // A held message whose earlier copy the leader placed now waits on that copy: it is
       // decided there, or refused and held again, with no copy sent meanwhile.
       if (entry.held) this.gapHold.take(entry);
       entry.proposedIndex = index;
-      atIndex.push(entry);
+      atIndex?.push(entry);
       assert(stageOf(entry) === 'proposed', 'a placed message is proposed');
     }
   }
@@ -410,11 +454,15 @@ export class Outbox {
     const { pending, retryIntervalMs } = this.options;
     if (pending.size === 0 || nowMs - this.lastRetryScanMs < retryIntervalMs / 4) return;
     this.lastRetryScanMs = nowMs;
-    for (const entry of [...pending.values()]) {
-      if (entry.queued || entry.held) continue;
+    // Mostly none is due: the scan lists the due ones, then queues them (which may settle
+    // some, and so change the table the scan reads).
+    const due: PendingMessage[] = [];
+    pending.forEach((entry) => {
+      if (entry.queued || entry.held) return;
       const intervalMs = retryIntervalMs * (entry.proposedIndex === null ? 1 : 4);
-      if (nowMs - entry.lastSentMs >= intervalMs) this.enqueue(entry);
-    }
+      if (nowMs - entry.lastSentMs >= intervalMs) due.push(entry);
+    });
+    for (const entry of due) this.enqueue(entry);
   }
 }
 

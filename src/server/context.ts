@@ -4,7 +4,7 @@
  */
 import type { DeliveredMessage } from '../broadcast/deliveries.ts';
 import type { BroadcastOptions, BroadcastRun, NodeLogger, NodeStatus } from '../broadcast/node.ts';
-import type { BroadcastResult } from '../broadcast/pending.ts';
+import type { BroadcastResult, SettledRun } from '../broadcast/pending.ts';
 import type { ConsumerCursor, StreamCommand, StreamState } from '../broadcast/stream-state.ts';
 import type { HttpExchange } from '../client/exchange.ts';
 import type { FollowerProgress, NodeId, Snapshot } from '../raft/types.ts';
@@ -39,6 +39,8 @@ export interface ServedNode {
   broadcast(payload: Uint8Array, options: BroadcastOptions): Promise<BroadcastResult>;
   /** One outcome per message of the run, in order (BroadcastNode.broadcastRun). */
   broadcastRun(run: BroadcastRun): Promise<PromiseSettledResult<BroadcastResult>[]>;
+  /** `broadcastRun` read in place (BroadcastNode.broadcastRunSettled); optional in doubles. */
+  broadcastRunSettled?(run: BroadcastRun): Promise<SettledRun>;
   /** The last position delivered on this node (0 before any); polled per streamed event. */
   readonly lastPosition: number;
   read(from: number, limit: number): DeliveredMessage[];

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { ClientPending, type PendingMessage } from '../../src/broadcast/pending.ts';
+import { ClientPending, type PendingMessage, PendingTable } from '../../src/broadcast/pending.ts';
 
 function entryOf(seq: number): PendingMessage {
   return {
@@ -110,4 +110,44 @@ test('ClientPending slides: 100,000 seqs through a window of 1,000 keep the arra
   assert.equal(window.lowestSeq(), 99_001);
   const slots = (window as unknown as { slots: unknown[] }).slots;
   assert.ok(slots.length <= 4096, `the window holds ${slots.length} slots for 1,000 seqs`);
+});
+
+test('ClientPending finds seqs past 2^32 (the ring slot is the seq modulo its size)', () => {
+  const window = new ClientPending();
+  const naive = new Map<number, PendingMessage>();
+  const start = 2 ** 40 - 700;
+  for (let seq = start; seq < start + 3000; seq++) {
+    const entry = entryOf(seq);
+    window.set(seq, entry);
+    naive.set(seq, entry);
+    if (seq - start >= 1000) {
+      assert.equal(window.delete(seq - 1000), true);
+      naive.delete(seq - 1000);
+    }
+  }
+  for (const [seq, entry] of naive) assert.equal(window.get(seq), entry);
+  assert.equal(window.get(start + 3000), undefined);
+  assert.equal(window.lowestSeq(), start + 2000);
+  assert.deepEqual([...window.keys()], [...naive.keys()]);
+});
+
+test('A ring a client left empty serves the next client with none of the old seqs in it', () => {
+  const table = new PendingTable();
+  const entryFor = (client: string, seq: number): PendingMessage => ({
+    ...entryOf(seq),
+    message: { clientId: client, seq, topic: '', payload: new Uint8Array(0) },
+  });
+  const first = Array.from({ length: 3000 }, (_, at) => entryFor('a', at + 1));
+  for (const entry of first) table.add(entry);
+  for (const entry of first) table.delete(entry);
+  assert.equal(table.forClient('a'), undefined);
+  const second = Array.from({ length: 50 }, (_, at) => entryFor('b', 2990 + at));
+  for (const entry of second) table.add(entry);
+  const window = table.forClient('b') as ClientPending;
+  assert.equal(window.size, 50);
+  assert.equal(window.lowestSeq(), 2990);
+  for (let seq = 1; seq <= 3100; seq++) {
+    assert.equal(window.get(seq), seq >= 2990 && seq < 3040 ? second[seq - 2990] : undefined);
+  }
+  assert.deepEqual([...window.values()], second);
 });

@@ -18,7 +18,7 @@ import {
   seqProblem,
   topicProblem,
 } from '../../broadcast/message-rules.ts';
-import type { BroadcastResult } from '../../broadcast/pending.ts';
+import { SettledOutcomes, type SettledRun } from '../../broadcast/pending.ts';
 import type {
   BroadcastRunFrame,
   ReceivedRun,
@@ -28,7 +28,6 @@ import type {
 } from '../../transport/client-frames.ts';
 import { clientFrameLimits } from '../../transport/client-frames.ts';
 import { receivedRunMessage } from '../../transport/run-frames.ts';
-import { assert } from '../../util/assert.ts';
 import { checkPublish } from '../access.ts';
 import { jsonNestingDepthMax } from '../body.ts';
 import type { RouteContext } from '../context.ts';
@@ -179,58 +178,51 @@ function errorResult(context: RouteContext, reason: unknown): RunErrorResult {
  * POST /v1/broadcast would have answered for each message (its index and term, or its
  * error), without an object per result.
  */
-class SettledRun implements RunResults {
+class RunAnswerResults implements RunResults {
   readonly count: number;
 
   constructor(
     private readonly context: RouteContext,
-    private readonly outcomes: readonly PromiseSettledResult<BroadcastResult>[],
+    private readonly settled: SettledRun,
   ) {
-    this.count = outcomes.length;
+    this.count = settled.count;
   }
 
   ok(at: number): boolean {
-    return this.outcomes[at]?.status === 'fulfilled';
+    return this.settled.delivered(at);
   }
 
   /** A duplicate older than the client's remembered window has no known position. */
   position(at: number): number | null {
-    const { position } = this.result(at);
+    const position = this.settled.position(at);
     return position === null || position < 1 ? null : position;
   }
 
   term(at: number): number | null {
-    const { term } = this.result(at);
+    const term = this.settled.term(at);
     if (term !== null) return term;
     const position = this.position(at);
     return position === null ? null : termAt(this.context.server.node, position);
   }
 
   duplicate(at: number): boolean {
-    return this.result(at).duplicate;
+    return this.settled.duplicate(at);
   }
 
   error(at: number): RunErrorResult {
-    const outcome = this.outcomes[at];
-    assert(outcome?.status === 'rejected', 'an error result');
-    return errorResult(this.context, outcome.reason);
+    return errorResult(this.context, this.settled.reason(at));
   }
 
   /** How many were delivered now, and how many before. */
   counts(): { fresh: number; duplicates: number } {
     const counts = { fresh: 0, duplicates: 0 };
-    for (const outcome of this.outcomes) {
-      if (outcome.status === 'rejected') continue;
-      if (outcome.value.duplicate) counts.duplicates++;
+    const { settled } = this;
+    for (let at = 0; at < settled.count; at++) {
+      if (!settled.delivered(at)) continue;
+      if (settled.duplicate(at)) counts.duplicates++;
       else counts.fresh++;
     }
     return counts;
-  }
-
-  private result(at: number): BroadcastResult {
-    const outcome = this.outcomes[at];
-    assert(outcome?.status === 'fulfilled', 'an ok result');
-    return outcome.value;
   }
 }
 
@@ -252,20 +244,23 @@ async function runBroadcasts(
   const startedMs = context.server.environment.monotonicMs();
   // The messages were read for this run alone (readReceivedRun): the log may keep them.
   const taken = { clientId, firstSeq, ...sender, messages, messagesKept: true };
-  const settled = context.server.node.broadcastRun(taken);
+  const { node } = context.server;
+  const settled =
+    node.broadcastRunSettled?.(taken) ??
+    node.broadcastRun(taken).then((outcomes) => new SettledOutcomes(outcomes));
   return answerRun(context, settled, startedMs, answer);
 }
 
 async function answerRun(
   context: RouteContext,
-  settled: Promise<PromiseSettledResult<BroadcastResult>[]>,
+  settled: Promise<SettledRun>,
   startedMs: number,
   answer: (results: RunResults) => void,
 ): Promise<void> {
   const outcomes = await context.within(settled);
   const { metrics, environment } = context.server;
   const seconds = (environment.monotonicMs() - startedMs) / 1000;
-  const results = new SettledRun(context, outcomes);
+  const results = new RunAnswerResults(context, outcomes);
   metrics.broadcastsDone(seconds, results.counts());
   if (context.response.answerable) answer(results);
 }
