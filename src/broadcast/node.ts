@@ -89,6 +89,8 @@ export class BroadcastNode {
   private ticker: Timer | null = null;
   /** Armed while commit news is held back and the Ready loop has gone idle. */
   private commitNewsTimer: Timer | null = null;
+  /** When the Ready loop last finished a Ready (environment's monotonic clock). */
+  private lastReadyDoneMs = 0;
   private stopped: BroadcastError | null = null;
   private loopIdle: Promise<void> = Promise.resolve();
   /** The storage still reports damage: it forgets it once the core's repair has ended. */
@@ -228,11 +230,14 @@ export class BroadcastNode {
     assert(!this.loopRunning, 'one Ready loop at a time');
     this.loopRunning = true;
     try {
+      let handled = false;
       while (this.stopped === null && this.core.hasReady()) {
         await this.handleReady(this.core.ready());
         await this.snapshots.maybeCompact();
         this.outbox.flush();
+        handled = true;
       }
+      if (handled) this.lastReadyDoneMs = this.options.environment.monotonicMs();
       this.armCommitNews();
     } catch (error) {
       this.failStop(error);
@@ -243,17 +248,31 @@ export class BroadcastNode {
 
   /**
    * With lazy commit news a follower hears of a commit with the next entries. When the load
-   * pauses there are none: after this short wait the leader tells it anyway, so a follower's
-   * subscribers lag the leader's by about a millisecond, not by up to a tick. Under load the
-   * next batch comes first (a closed loop of 128 sends its next run within a fraction of a
-   * millisecond of its answers) and the news rides on it.
+   * pauses there are none: once the loop has handled no Ready for this short wait the leader
+   * tells it anyway, so a follower's subscribers lag the leader's by about a millisecond, not
+   * by up to a tick. Under load the next batch comes first (a closed loop of 128 sends its
+   * next run within a fraction of a millisecond of its answers) and the news rides on it.
+   * The timer, once armed, is not moved at every Ready: when it fires too soon after one it
+   * waits for the rest. A timer that fired a fixed millisecond after the first idle moment
+   * instead found news held in one round of eight at 128 in flight (a round takes 1-2 ms),
+   * and each time sent an Append of its own to every follower, which each answered.
    */
   private armCommitNews(): void {
     if (this.commitNewsTimer !== null || this.stopped !== null) return;
     if (!this.core.commitNewsHeld()) return;
-    this.commitNewsTimer = this.options.environment.setTimer(commitNewsWaitMs, () => {
+    this.armCommitNewsIn(commitNewsWaitMs);
+  }
+
+  private armCommitNewsIn(delayMs: number): void {
+    this.commitNewsTimer = this.options.environment.setTimer(delayMs, () => {
       this.commitNewsTimer = null;
-      if (this.stopped !== null) return;
+      // A running loop arms the timer again when it goes idle.
+      if (this.stopped !== null || this.loopRunning) return;
+      const idleMs = this.options.environment.monotonicMs() - this.lastReadyDoneMs;
+      if (idleMs < commitNewsWaitMs) {
+        if (this.core.commitNewsHeld()) this.armCommitNewsIn(commitNewsWaitMs - idleMs);
+        return;
+      }
       this.core.sendCommitNews();
       this.scheduleLoop();
     });
