@@ -89,8 +89,6 @@ export class BroadcastNode {
   private ticker: Timer | null = null;
   /** Armed while commit news is held back and the Ready loop has gone idle. */
   private commitNewsTimer: Timer | null = null;
-  /** When the Ready loop last finished a Ready (environment's monotonic clock). */
-  private lastReadyDoneMs = 0;
   private stopped: BroadcastError | null = null;
   private loopIdle: Promise<void> = Promise.resolve();
   /** The storage still reports damage: it forgets it once the core's repair has ended. */
@@ -230,14 +228,14 @@ export class BroadcastNode {
     assert(!this.loopRunning, 'one Ready loop at a time');
     this.loopRunning = true;
     try {
-      let handled = false;
       while (this.stopped === null && this.core.hasReady()) {
+        // Not idle: the wait for commit news starts again when the loop next goes idle.
+        this.commitNewsTimer?.cancel();
+        this.commitNewsTimer = null;
         await this.handleReady(this.core.ready());
         await this.snapshots.maybeCompact();
         this.outbox.flush();
-        handled = true;
       }
-      if (handled) this.lastReadyDoneMs = this.options.environment.monotonicMs();
       this.armCommitNews();
     } catch (error) {
       this.failStop(error);
@@ -252,27 +250,17 @@ export class BroadcastNode {
    * tells it anyway, so a follower's subscribers lag the leader's by about a millisecond, not
    * by up to a tick. Under load the next batch comes first (a closed loop of 128 sends its
    * next run within a fraction of a millisecond of its answers) and the news rides on it.
-   * The timer, once armed, is not moved at every Ready: when it fires too soon after one it
-   * waits for the rest. A timer that fired a fixed millisecond after the first idle moment
-   * instead found news held in one round of eight at 128 in flight (a round takes 1-2 ms),
-   * and each time sent an Append of its own to every follower, which each answered.
+   * Each Ready cancels the wait, so under load it never fires: a wait that ran from the first
+   * idle moment instead woke the leader about once a round at 128 in flight (rounds of 1-2
+   * ms), and in one round of eight found news held and sent every follower an Append of its
+   * own, which each answered.
    */
   private armCommitNews(): void {
     if (this.commitNewsTimer !== null || this.stopped !== null) return;
     if (!this.core.commitNewsHeld()) return;
-    this.armCommitNewsIn(commitNewsWaitMs);
-  }
-
-  private armCommitNewsIn(delayMs: number): void {
-    this.commitNewsTimer = this.options.environment.setTimer(delayMs, () => {
+    this.commitNewsTimer = this.options.environment.setTimer(commitNewsWaitMs, () => {
       this.commitNewsTimer = null;
-      // A running loop arms the timer again when it goes idle.
-      if (this.stopped !== null || this.loopRunning) return;
-      const idleMs = this.options.environment.monotonicMs() - this.lastReadyDoneMs;
-      if (idleMs < commitNewsWaitMs) {
-        if (this.core.commitNewsHeld()) this.armCommitNewsIn(commitNewsWaitMs - idleMs);
-        return;
-      }
+      if (this.stopped !== null) return;
       this.core.sendCommitNews();
       this.scheduleLoop();
     });
