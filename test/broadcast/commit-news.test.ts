@@ -8,6 +8,17 @@ import type { Environment, Timer } from '../../src/util/environment.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
 import { decode, encode, TwinCluster, twinTuning, waitFor } from './twin-cluster.ts';
 
+/** A leader, one message delivered everywhere, then no more ticks (`stop` stops arming them). */
+async function stopTicksAfterWarmUp(cluster: TwinCluster, stop: () => void): Promise<string> {
+  const leader = await cluster.waitForLeader();
+  const warm = await cluster.node(leader).broadcast(encode('before'));
+  await cluster.waitDelivered(warm.position as number);
+  stop();
+  // A tick already armed may still fire once; the one after it is never armed.
+  await new Promise((resolve) => setTimeout(resolve, 3 * twinTuning.tickIntervalMs));
+  return leader;
+}
+
 test('a follower delivers the last message before a pause without waiting for a tick', async () => {
   let ticksStopped = false;
   const never: Timer = { cancel() {} };
@@ -20,12 +31,9 @@ test('a follower delivers the last message before a pause without waiting for a 
   };
   const cluster = await TwinCluster.start({ tuning: { environment } });
   try {
-    const leader = await cluster.waitForLeader();
-    const warm = await cluster.node(leader).broadcast(encode('before'));
-    await cluster.waitDelivered(warm.position as number);
-    ticksStopped = true;
-    // A tick already armed may still fire once; the one after it is never armed.
-    await new Promise((resolve) => setTimeout(resolve, 3 * twinTuning.tickIntervalMs));
+    const leader = await stopTicksAfterWarmUp(cluster, () => {
+      ticksStopped = true;
+    });
     const result = await cluster.node(leader).broadcast(encode('last'));
     const position = result.position as number;
     for (const follower of cluster.followers(leader)) {
@@ -70,11 +78,9 @@ test('each Ready starts the wait for commit news again', async () => {
   const live = () => waits.filter((wait) => !wait.cancelled);
   const cluster = await TwinCluster.start({ tuning: { environment } });
   try {
-    const leader = await cluster.waitForLeader();
-    const warm = await cluster.node(leader).broadcast(encode('before'));
-    await cluster.waitDelivered(warm.position as number);
-    ticksStopped = true;
-    await new Promise((resolve) => setTimeout(resolve, 3 * twinTuning.tickIntervalMs));
+    const leader = await stopTicksAfterWarmUp(cluster, () => {
+      ticksStopped = true;
+    });
     await cluster.node(leader).broadcast(encode('a'));
     await waitFor(() => live().length === 1, 'the leader waits to send the news of a', 5_000);
     const first = live()[0];

@@ -21,6 +21,14 @@ test('three nodes elect one leader and deliver proposals in the same order', () 
   assert.equal(leaders.length, 1);
 });
 
+/** Empty Appends (commit news alone) the leader has sent so far. */
+function emptyAppendsFrom(cluster: TestCluster, leaderId: NodeId): number {
+  return cluster.sent.filter(
+    (message) =>
+      message.from === leaderId && message.type === 'Append' && message.entries.length === 0,
+  ).length;
+}
+
 /** Heartbeats far apart, so only the lazy path can bring a commit on a tick. */
 function sparseHeartbeatCluster(lazyCommitNews: boolean): TestCluster {
   return new TestCluster(['n1', 'n2', 'n3'], 1, {
@@ -36,11 +44,7 @@ test('with lazyCommitNews a commit reaches followers with the next entries or on
     const leader = cluster.electLeader();
     cluster.stabilize();
     const followers = cluster.ids.filter((id) => id !== leader.id);
-    const emptyAppends = (): number =>
-      cluster.sent.filter(
-        (message) =>
-          message.from === leader.id && message.type === 'Append' && message.entries.length === 0,
-      ).length;
+    const emptyAppends = (): number => emptyAppendsFrom(cluster, leader.id);
     const before = emptyAppends();
     leader.propose(bytes('a'));
     cluster.stabilize();
@@ -94,11 +98,7 @@ test('with lazyCommitNews a tick between a commit and the next entries sends no 
   cluster.stabilize();
   leader.sendCommitNews();
   cluster.stabilize();
-  const emptyAppends = (): number =>
-    cluster.sent.filter(
-      (message) =>
-        message.from === leader.id && message.type === 'Append' && message.entries.length === 0,
-    ).length;
+  const emptyAppends = (): number => emptyAppendsFrom(cluster, leader.id);
   const before = emptyAppends();
   // A steady load: every tick lands after a commit and before the next entries carry it.
   for (const text of ['a', 'b', 'c', 'd', 'e']) {
