@@ -250,10 +250,10 @@ export class BroadcastNode {
    * tells it anyway, so a follower's subscribers lag the leader's by about a millisecond, not
    * by up to a tick. Under load the next batch comes first (a closed loop of 128 sends its
    * next run within a fraction of a millisecond of its answers) and the news rides on it.
-   * Each Ready cancels the wait, so under load it never fires: a wait that ran from the first
-   * idle moment instead woke the leader about once a round at 128 in flight (rounds of 1-2
-   * ms), and in one round of eight found news held and sent every follower an Append of its
-   * own, which each answered.
+   * Each Ready cancels the wait, so under load it fires only after a real pause: a wait that
+   * ran from the first idle moment instead woke the leader about once a round at 128 in
+   * flight (rounds of 1-2 ms), and in one round of eight found news held and sent every
+   * follower an Append of its own, which each answered.
    */
   private armCommitNews(): void {
     if (this.commitNewsTimer !== null || this.stopped !== null) return;
