@@ -77,9 +77,10 @@ export interface CoreOptions {
   readonly inflightAppendsMax: number;
   /**
    * Leader: when the commit index is all a follower lacks, tell it with the next entries or
-   * on the next tick, not in an Append of its own at once. Under load the next entries come
-   * first, saving an Append and its response per follower per round; when idle, followers
-   * learn of a commit (and deliver) up to a tick later, except of one they wait on
+   * at the first tick after a whole tick of holding it, not in an Append of its own at once.
+   * Under load the next entries come first, saving an Append and its response per follower
+   * per round; when idle, followers learn of a commit (and deliver) up to two ticks later
+   * (the runtime asks sooner: `commitNewsHeld`, `sendCommitNews`), except of one they wait on
    * (`commitAwaited`: an entry they forwarded, a read index they asked for), which goes
    * with the next Ready. Off by default.
    */
@@ -246,8 +247,15 @@ export class RaftCore {
     }
     if (this.options.lazyCommitNews === true) {
       // A heartbeat just now carried the commit index already; this is for the other ticks.
+      // Only news held since the previous tick goes: under load the next Append carries a
+      // commit within a round, and a tick that caught one between its commit and that
+      // Append (at 128 in flight about one tick in five) sent an Append of its own to each
+      // follower, each answered. The runtime sends news a short idle wait after its loop
+      // stops (sendCommitNews), well before a tick.
       for (const progress of this.progress.values()) {
-        if (this.commitBehind(progress)) this.sendAppend(progress, true);
+        if (!this.commitBehind(progress)) progress.commitHeldAtTick = -1;
+        else if (progress.commitHeldAtTick === progress.commitSent) this.sendAppend(progress, true);
+        else progress.commitHeldAtTick = progress.commitSent;
       }
     }
   }

@@ -28,6 +28,12 @@ export class Progress {
   commitSent = 0;
   /** Highest index this follower waits to see committed (lazyCommitNews sends that at once). */
   commitAwaited = 0;
+  /**
+   * lazyCommitNews: `commitSent` as it was at the last tick that found commit news held for
+   * this follower, -1 when that tick found none. Equal at the next tick, the news was held
+   * the whole tick and goes then.
+   */
+  commitHeldAtTick = -1;
 
   constructor(
     readonly id: NodeId,

@@ -8,6 +8,17 @@ import type { Environment, Timer } from '../../src/util/environment.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
 import { decode, encode, TwinCluster, twinTuning, waitFor } from './twin-cluster.ts';
 
+/** A leader, one message delivered everywhere, then no more ticks (`stop` stops arming them). */
+async function stopTicksAfterWarmUp(cluster: TwinCluster, stop: () => void): Promise<string> {
+  const leader = await cluster.waitForLeader();
+  const warm = await cluster.node(leader).broadcast(encode('before'));
+  await cluster.waitDelivered(warm.position as number);
+  stop();
+  // A tick already armed may still fire once; the one after it is never armed.
+  await new Promise((resolve) => setTimeout(resolve, 3 * twinTuning.tickIntervalMs));
+  return leader;
+}
+
 test('a follower delivers the last message before a pause without waiting for a tick', async () => {
   let ticksStopped = false;
   const never: Timer = { cancel() {} };
@@ -20,12 +31,9 @@ test('a follower delivers the last message before a pause without waiting for a 
   };
   const cluster = await TwinCluster.start({ tuning: { environment } });
   try {
-    const leader = await cluster.waitForLeader();
-    const warm = await cluster.node(leader).broadcast(encode('before'));
-    await cluster.waitDelivered(warm.position as number);
-    ticksStopped = true;
-    // A tick already armed may still fire once; the one after it is never armed.
-    await new Promise((resolve) => setTimeout(resolve, 3 * twinTuning.tickIntervalMs));
+    const leader = await stopTicksAfterWarmUp(cluster, () => {
+      ticksStopped = true;
+    });
     const result = await cluster.node(leader).broadcast(encode('last'));
     const position = result.position as number;
     for (const follower of cluster.followers(leader)) {
@@ -36,6 +44,65 @@ test('a follower delivers the last message before a pause without waiting for a 
       );
       const [message] = cluster.node(follower).read(position, 1);
       assert.equal(decode(message?.payload ?? new Uint8Array()), 'last');
+    }
+  } finally {
+    ticksStopped = false;
+    await cluster.close();
+  }
+});
+
+// Under load the news rides on the next run's Append: a wait that ran from the first idle
+// moment, not from the last Ready, woke the leader about once a round at 128 in flight and
+// in about one round of eight sent every follower an Append of its own. Each Ready starts
+// the wait again, so only a loop idle for the whole wait sends the news.
+test('each Ready starts the wait for commit news again', async () => {
+  let ticksStopped = false;
+  const waits: { fire: () => void; cancelled: boolean }[] = [];
+  const never: Timer = { cancel() {} };
+  const environment: Environment = {
+    ...systemEnvironment,
+    setTimer: (delayMs, fire, options) => {
+      if (!ticksStopped) return systemEnvironment.setTimer(delayMs, fire, options);
+      if (delayMs === twinTuning.tickIntervalMs) return never;
+      if (delayMs !== 1) return systemEnvironment.setTimer(delayMs, fire, options);
+      // The commit news wait: held here, fired by the test.
+      const wait = { fire, cancelled: false };
+      waits.push(wait);
+      return {
+        cancel: () => {
+          wait.cancelled = true;
+        },
+      };
+    },
+  };
+  const live = () => waits.filter((wait) => !wait.cancelled);
+  const cluster = await TwinCluster.start({ tuning: { environment } });
+  try {
+    const leader = await stopTicksAfterWarmUp(cluster, () => {
+      ticksStopped = true;
+    });
+    await cluster.node(leader).broadcast(encode('a'));
+    await waitFor(() => live().length === 1, 'the leader waits to send the news of a', 5_000);
+    const first = live()[0];
+    const b = await cluster.node(leader).broadcast(encode('b'));
+    const position = b.position as number;
+    assert.equal(first?.cancelled, true, 'the Ready of b cancelled the wait');
+    await waitFor(() => live().length === 1, 'the leader waits to send the news of b', 5_000);
+    for (const follower of cluster.followers(leader)) {
+      // The Append of b carried the commit of a.
+      await waitFor(
+        () => cluster.node(follower).lastPosition === position - 1,
+        `${follower} delivers a`,
+        5_000,
+      );
+    }
+    live()[0]?.fire();
+    for (const follower of cluster.followers(leader)) {
+      await waitFor(
+        () => cluster.node(follower).lastPosition === position,
+        `${follower} delivers b once the wait ends`,
+        5_000,
+      );
     }
   } finally {
     ticksStopped = false;

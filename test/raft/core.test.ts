@@ -21,6 +21,14 @@ test('three nodes elect one leader and deliver proposals in the same order', () 
   assert.equal(leaders.length, 1);
 });
 
+/** Empty Appends (commit news alone) the leader has sent so far. */
+function emptyAppendsFrom(cluster: TestCluster, leaderId: NodeId): number {
+  return cluster.sent.filter(
+    (message) =>
+      message.from === leaderId && message.type === 'Append' && message.entries.length === 0,
+  ).length;
+}
+
 /** Heartbeats far apart, so only the lazy path can bring a commit on a tick. */
 function sparseHeartbeatCluster(lazyCommitNews: boolean): TestCluster {
   return new TestCluster(['n1', 'n2', 'n3'], 1, {
@@ -30,17 +38,13 @@ function sparseHeartbeatCluster(lazyCommitNews: boolean): TestCluster {
   });
 }
 
-test('with lazyCommitNews a commit reaches followers with the next entries or on the next tick, not in an Append of its own', () => {
+test('with lazyCommitNews a commit reaches followers with the next entries or once a whole tick held it, not in an Append of its own', () => {
   for (const lazy of [false, true]) {
     const cluster = sparseHeartbeatCluster(lazy);
     const leader = cluster.electLeader();
     cluster.stabilize();
     const followers = cluster.ids.filter((id) => id !== leader.id);
-    const emptyAppends = (): number =>
-      cluster.sent.filter(
-        (message) =>
-          message.from === leader.id && message.type === 'Append' && message.entries.length === 0,
-      ).length;
+    const emptyAppends = (): number => emptyAppendsFrom(cluster, leader.id);
     const before = emptyAppends();
     leader.propose(bytes('a'));
     cluster.stabilize();
@@ -49,6 +53,9 @@ test('with lazyCommitNews a commit reaches followers with the next entries or on
     for (const id of followers) assert.deepEqual(cluster.normalData(id), lazy ? [] : ['a']);
     leader.propose(bytes('b'));
     cluster.stabilize();
+    for (const id of followers) assert.deepEqual(cluster.normalData(id), lazy ? ['a'] : ['a', 'b']);
+    // The first tick finds the news held, not held for a whole tick yet: it waits one more.
+    cluster.tickAll(1);
     for (const id of followers) assert.deepEqual(cluster.normalData(id), lazy ? ['a'] : ['a', 'b']);
     cluster.tickAll(1);
     for (const id of followers) assert.deepEqual(cluster.normalData(id), ['a', 'b']);
@@ -80,7 +87,31 @@ test('with lazyCommitNews an acknowledgement that leaves only commit news owed a
   assert.equal(cluster.emptyReadyCount, emptyBefore);
   assert.deepEqual(cluster.normalData(late), [], 'it hears of the commit later');
   cluster.tickAll(1);
+  assert.deepEqual(cluster.normalData(late), [], 'not at the first tick that finds it held');
+  cluster.tickAll(1);
   assert.deepEqual(cluster.normalData(late), ['a']);
+});
+
+test('with lazyCommitNews a tick between a commit and the next entries sends no Append of its own', () => {
+  const cluster = sparseHeartbeatCluster(true);
+  const leader = cluster.electLeader();
+  cluster.stabilize();
+  leader.sendCommitNews();
+  cluster.stabilize();
+  const emptyAppends = (): number => emptyAppendsFrom(cluster, leader.id);
+  const before = emptyAppends();
+  // A steady load: every tick lands after a commit and before the next entries carry it.
+  for (const text of ['a', 'b', 'c', 'd', 'e']) {
+    leader.propose(bytes(text));
+    cluster.stabilize();
+    assert.equal(leader.commitNewsHeld(), true);
+    for (const core of cluster.cores.values()) core.tick();
+    cluster.stabilize();
+  }
+  assert.equal(emptyAppends() - before, 0);
+  for (const id of cluster.ids.filter((id) => id !== leader.id)) {
+    assert.deepEqual(cluster.normalData(id), ['a', 'b', 'c', 'd']);
+  }
 });
 
 test('with lazyCommitNews the leader says which followers wait for commit news, and sends it when asked', () => {

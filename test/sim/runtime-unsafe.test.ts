@@ -41,17 +41,18 @@ const hunts: readonly Hunt[] = [
   { variant: 'grantTwoVotesPerTerm', from: 3, seedsMax: 5, caughtBy: ['vote durability'] },
   // Seeds 8, 14, 24, 25, 28, 30, ... of 1..100.
   { variant: 'commitPreviousTermByCounting', from: 24, seedsMax: 5, caughtBy: ['commit rule'] },
-  // Seeds 19, 33, 39, 44, 52, 82, 106, 134, 164, 169, 183 of 1..300: forced split elections
+  // Seeds 91, 111, 119, 159, 169, 175, 183, 283, 291, 293 of 1..300: forced split elections
   // with vote answers held until their candidate's next round. (Seeds moved when every
   // WAL record began to repeat the hard state, when meta.json came to be written after the
   // first segment, when the nodes came to keep their messages on the simulated disk and to
   // backfill from each other, when WAL records came to be written through O_DSYNC handles,
   // when a leader came to send each follower one Append per Ready, and when the HTTP server
   // came to serve every request deadline from one timer, and when a follower came to apply
-  // before its write and to hear of commits with the next entries: faults land elsewhere.)
+  // before its write and to hear of commits with the next entries, and when commit news came
+  // to wait for a real pause: faults land elsewhere.)
   {
     variant: 'countStaleVotes',
-    from: 19,
+    from: 91,
     seedsMax: 5,
     caughtBy: ['election safety', 'leader completeness'],
   },
