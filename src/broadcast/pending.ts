@@ -613,6 +613,9 @@ export class ClientPending {
   }
 }
 
+/** The largest ring kept for the next client: a window of a few thousand seqs in flight. */
+const spareRingSlotsMax = windowSpanMax;
+
 export class PendingTable {
   private readonly byClient = new Map<string, ClientPending>();
   /** The ring of the last client window that emptied, for the next one to start with. */
@@ -669,7 +672,10 @@ export class PendingTable {
     assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
     if (bySeq?.size === 0) {
       this.byClient.delete(clientId);
-      this.spareRing = bySeq.releaseRing();
+      // A ring stretched far (seqs spread over the span a window may grow by) is let go:
+      // kept, it would hold that memory for good, handed from client to client.
+      const ring = bySeq.releaseRing();
+      this.spareRing = ring.length <= spareRingSlotsMax ? ring : null;
     }
   }
 
