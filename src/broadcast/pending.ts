@@ -435,9 +435,11 @@ export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting
 }
 
 /**
- * How far from the seqs held in order a seq may lie and still join them: a client's pending
- * seqs are mostly one dense stretch, kept in an array indexed by seq; a seq far from it (a
- * client that skipped ahead) is kept aside rather than stretching the array over the gap.
+ * How many seqs the window indexed by seq may span: a client's pending seqs are mostly one
+ * dense stretch (the SDK keeps 10,000 in flight); a seq that would stretch it further (a
+ * client that skipped ahead) is kept aside. A bound on the whole span, not on the step past
+ * its top: a seq gone from the top leaves the span as it was, and a client that kept one seq
+ * waiting while sending ever further ones stretched the ring by a step per request.
  */
 const windowSpanMax = 1 << 16;
 
@@ -516,12 +518,12 @@ export class ClientPending {
     if (offset >= 0 && offset < this.span) {
       if (this.slots[seq & this.mask] === undefined) this.inWindow++;
       this.slots[seq & this.mask] = entry;
-    } else if (offset >= this.span && offset - this.span < windowSpanMax) {
+    } else if (offset >= this.span && offset < windowSpanMax) {
       this.fit(offset + 1);
       this.span = offset + 1;
       this.slots[seq & this.mask] = entry;
       this.inWindow++;
-    } else if (offset < 0 && offset >= -windowSpanMax) {
+    } else if (offset < 0 && this.span - offset <= windowSpanMax) {
       // A seq that arrived after later ones: the window grows down to it.
       this.fit(this.span - offset);
       this.low = seq;
@@ -613,6 +615,9 @@ export class ClientPending {
   }
 }
 
+/** The largest ring kept for the next client: a window of a few thousand seqs in flight. */
+const spareRingSlotsMax = windowSpanMax;
+
 export class PendingTable {
   private readonly byClient = new Map<string, ClientPending>();
   /** The ring of the last client window that emptied, for the next one to start with. */
@@ -669,7 +674,10 @@ export class PendingTable {
     assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
     if (bySeq?.size === 0) {
       this.byClient.delete(clientId);
-      this.spareRing = bySeq.releaseRing();
+      // A ring stretched far (seqs spread over the span a window may grow by) is let go:
+      // kept, it would hold that memory for good, handed from client to client.
+      const ring = bySeq.releaseRing();
+      this.spareRing = ring.length <= spareRingSlotsMax ? ring : null;
     }
   }
 

@@ -97,10 +97,17 @@ export class KeyWindow<V> {
 
   /** Changes while iterating are seen as a Map's are: a key deleted before it is reached is skipped. */
   *entries(): IterableIterator<[number, V]> {
-    if (this.behind.size > 0) yield* [...this.behind.entries()].sort((a, b) => a[0] - b[0]);
+    let listed: Set<number> | null = null;
+    if (this.behind.size > 0) {
+      const moved = [...this.behind.entries()].sort((a, b) => a[0] - b[0]);
+      listed = new Set(moved.map(([key]) => key));
+      yield* moved;
+    }
+    // A key moved out may lie within a window begun below it: listed once, above. One moved
+    // out while this runs is still found (through `get`).
     for (let key = this.first; key - this.first < this.span; key++) {
       const value = this.get(key);
-      if (value !== undefined) yield [key, value];
+      if (value !== undefined && listed?.has(key) !== true) yield [key, value];
     }
   }
 

@@ -8,9 +8,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { ClientPending, type PendingMessage, PendingTable } from '../../src/broadcast/pending.ts';
 
-function entryOf(seq: number): PendingMessage {
+function entryOf(seq: number, clientId = 'a'): PendingMessage {
   return {
-    message: { clientId: 'a', seq, topic: '', payload: new Uint8Array(0) },
+    message: { clientId, seq, topic: '', payload: new Uint8Array(0) },
     ownSession: false,
     waiter: null,
     otherWaiters: null,
@@ -133,15 +133,11 @@ test('ClientPending finds seqs past 2^32 (the ring slot is the seq modulo its si
 
 test('A ring a client left empty serves the next client with none of the old seqs in it', () => {
   const table = new PendingTable();
-  const entryFor = (client: string, seq: number): PendingMessage => ({
-    ...entryOf(seq),
-    message: { clientId: client, seq, topic: '', payload: new Uint8Array(0) },
-  });
-  const first = Array.from({ length: 3000 }, (_, at) => entryFor('a', at + 1));
+  const first = Array.from({ length: 3000 }, (_, at) => entryOf(at + 1, 'a'));
   for (const entry of first) table.add(entry);
   for (const entry of first) table.delete(entry);
   assert.equal(table.forClient('a'), undefined);
-  const second = Array.from({ length: 50 }, (_, at) => entryFor('b', 2990 + at));
+  const second = Array.from({ length: 50 }, (_, at) => entryOf(2990 + at, 'b'));
   for (const entry of second) table.add(entry);
   const window = table.forClient('b') as ClientPending;
   assert.equal(window.size, 50);
@@ -150,4 +146,118 @@ test('A ring a client left empty serves the next client with none of the old seq
     assert.equal(window.get(seq), seq >= 2990 && seq < 3040 ? second[seq - 2990] : undefined);
   }
   assert.deepEqual([...window.values()], second);
+});
+
+// A window stretched over far-apart seqs (each within the span a window may grow by) must
+// not hold a ring of millions of slots, nor hand one to the next client once it leaves.
+function ringLength(window: ClientPending): number {
+  return (window as unknown as { slots: unknown[] }).slots.length;
+}
+
+test('a ring stretched over far-apart seqs is not kept once its client leaves', () => {
+  const table = new PendingTable();
+  // 40 seqs, each just within the span a window may grow by from its top: one window.
+  const spread = Array.from({ length: 40 }, (_, at) => entryOf(1 + at * 65_535, 'a'));
+  for (const entry of spread) table.add(entry);
+  const stretched = ringLength(table.forClient('a') as ClientPending);
+  assert.ok(stretched >= 1 << 16, `the stretched window holds ${stretched} slots`);
+  for (const entry of spread) table.delete(entry);
+  // The next client sends a few consecutive seqs.
+  const next = Array.from({ length: 8 }, (_, at) => entryOf(1 + at, 'b'));
+  for (const entry of next) table.add(entry);
+  const kept = ringLength(table.forClient('b') as ClientPending);
+  assert.ok(kept <= 1 << 16, `a client with 8 pending seqs holds a ring of ${kept} slots`);
+});
+
+test("a client's window does not stretch with every far seq it sends while one seq waits", () => {
+  // One seq waits (held behind a gap, say) while the client sends seqs ever further ahead,
+  // each gone again at once (refused for the gap): only two are ever pending, yet each
+  // stretched the window from its top by up to the span it may grow by, for good.
+  const table = new PendingTable();
+  table.add(entryOf(1, 'a'));
+  for (let request = 1; request <= 40; request++) {
+    const far = entryOf(1 + request * 65_535, 'a');
+    table.add(far);
+    table.delete(far);
+  }
+  const window = table.forClient('a') as ClientPending;
+  assert.equal(window.size, 1);
+  const slots = ringLength(window);
+  assert.ok(slots <= 1 << 17, `one pending seq holds a ring of ${slots} slots`);
+});
+
+// The table hands the ring of a window that empties to the next client that comes
+// (PendingTable.spareRing): three clients' windows fill, slide and empty in turn.
+const clients = ['a', 'b', 'c'] as const;
+
+const tableOperation = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('run' as const),
+      client: fc.constantFrom(...clients),
+      seq: fc.oneof(
+        fc.integer({ min: 1, max: 200 }),
+        fc.integer({ min: 2 ** 32 - 40, max: 2 ** 32 + 40 }),
+      ),
+      count: fc.integer({ min: 1, max: 40 }),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('deleteLowest' as const),
+      client: fc.constantFrom(...clients),
+      count: fc.integer({ min: 1, max: 60 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('empty' as const),
+      client: fc.constantFrom(...clients),
+    }),
+  },
+);
+
+test("a reused ring never shows one client's seqs to another", () => {
+  fc.assert(
+    fc.property(fc.array(tableOperation, { maxLength: 60 }), (operations) => {
+      const table = new PendingTable();
+      const naive = new Map<string, Map<number, PendingMessage>>(
+        clients.map((c) => [c, new Map()]),
+      );
+      const probes = new Set<number>();
+      for (const next of operations) {
+        const mine = naive.get(next.client) as Map<number, PendingMessage>;
+        if (next.kind === 'run') {
+          for (let seq = next.seq; seq < next.seq + next.count; seq++) {
+            probes.add(seq);
+            if (mine.has(seq)) continue;
+            const entry = entryOf(seq, next.client);
+            table.add(entry);
+            mine.set(seq, entry);
+          }
+        } else {
+          const seqs = [...mine.keys()].sort((x, y) => x - y);
+          const gone = next.kind === 'empty' ? seqs : seqs.slice(0, next.count);
+          for (const seq of gone) {
+            table.delete(mine.get(seq) as PendingMessage);
+            mine.delete(seq);
+          }
+        }
+        for (const client of clients) {
+          const want = naive.get(client) as Map<number, PendingMessage>;
+          const window = table.forClient(client);
+          assert.equal(window === undefined, want.size === 0, `client ${client} has a window`);
+          for (const seq of probes) assert.equal(table.get(client, seq), want.get(seq));
+          if (window === undefined) continue;
+          assert.equal(window.size, want.size);
+          assert.equal(window.lowestSeq(), Math.min(...want.keys()));
+          assert.deepEqual(new Set(window.values()), new Set(want.values()));
+        }
+      }
+    }),
+    { numRuns: 200 },
+  );
 });

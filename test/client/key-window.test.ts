@@ -103,3 +103,19 @@ test('a key left behind while 20,000 pass stays, and so does every other', () =>
   assert.equal(window.get(1), undefined);
   assert.equal(window.size, 99);
 });
+
+test('a key moved out stays listed once when a new window starts below it', () => {
+  // Key 1 went out (below the window at 2); the window emptied and began again at 0, so it
+  // covers 1 too: listed from the moved-out ones and again from the window.
+  const window = new KeyWindow<string>();
+  window.set(2, 'two');
+  window.set(1, 'one');
+  window.delete(2);
+  window.set(0, 'zero');
+  window.set(3, 'three');
+  assert.deepEqual(
+    [...window.keys()].sort((a, b) => a - b),
+    [0, 1, 3],
+  );
+  assert.equal([...window.values()].length, window.size);
+});
