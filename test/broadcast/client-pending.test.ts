@@ -7,20 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ClientPending, type PendingMessage, PendingTable } from '../../src/broadcast/pending.ts';
+import { pendingEntryOf } from './pending-entries.ts';
 
-function entryOf(seq: number, clientId = 'a'): PendingMessage {
-  return {
-    message: { clientId, seq, topic: '', payload: new Uint8Array(0) },
-    ownSession: false,
-    waiter: null,
-    otherWaiters: null,
-    lastSentMs: 0,
-    proposedIndex: null,
-    queued: false,
-    held: false,
-    copiesSent: 0,
-  };
-}
+const entryOf = (seq: number, clientId = 'a') => pendingEntryOf(seq, clientId);
 
 const far = 1 << 17;
 

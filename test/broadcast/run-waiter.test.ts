@@ -14,6 +14,7 @@ import {
   RunWaiter,
   type SettledRun,
 } from '../../src/broadcast/pending.ts';
+import { pendingEntryOf } from './pending-entries.ts';
 
 const slotOutcome = fc.oneof(
   {
@@ -31,19 +32,7 @@ const slotOutcome = fc.oneof(
 
 type SlotOutcome = typeof slotOutcome extends fc.Arbitrary<infer T> ? T : never;
 
-function entryOf(seq: number, waiter: RunWaiter): PendingMessage {
-  return {
-    message: { clientId: 'a', seq, topic: '', payload: new Uint8Array(0) },
-    ownSession: false,
-    waiter,
-    otherWaiters: null,
-    lastSentMs: 0,
-    proposedIndex: null,
-    queued: false,
-    held: false,
-    copiesSent: 0,
-  };
-}
+const entryOf = (seq: number, waiter: RunWaiter) => pendingEntryOf(seq, 'a', waiter);
 
 type Expected =
   | { readonly kind: 'delivered'; readonly result: BroadcastResult }
