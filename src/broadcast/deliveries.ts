@@ -197,7 +197,9 @@ export class DeliveryLog {
     assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
     this.checkHeld(from);
     if (from > this.appliedPosition) return [];
-    return this.store.read(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax);
+    return this.guarded(() =>
+      this.store.read(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax),
+    );
   }
 
   /**
@@ -214,7 +216,8 @@ export class DeliveryLog {
     assert(Number.isSafeInteger(from) && from >= 1, 'positions start at 1');
     this.checkHeld(from);
     if (from > this.appliedPosition) return 0;
-    return this.store.visit(from, Math.min(limit, this.appliedPosition - from + 1), bytesMax, take);
+    const count = Math.min(limit, this.appliedPosition - from + 1);
+    return this.guarded(() => this.store.visit(from, count, bytesMax, take));
   }
 
   /** Up to `limit` messages of `topic` from `from` on, examining `positionsMax` at most. */
@@ -234,7 +237,36 @@ export class DeliveryLog {
     }
     if (from > this.appliedPosition) return { messages: [], next: from };
     const scan = Math.min(positionsMax, this.appliedPosition - from + 1);
-    return this.store.readTopic(topic, from, limit, scan);
+    return this.guarded(() => this.store.readTopic(topic, from, limit, scan));
+  }
+
+  /**
+   * Told of a failed system call of the store met by a read (the node stops on it): a read
+   * writes what the store buffered first, and a failed write leaves the store short of what
+   * it counted, as a failed write while applying does.
+   */
+  onStoreFailure: ((error: unknown) => void) | null = null;
+
+  /**
+   * A follower's read; null when the store failed under it and the node stopped on that (the
+   * log is closed): a subscriber then ends as on any stop.
+   */
+  private endingOnFailure<T>(read: () => T): T | null {
+    try {
+      return read();
+    } catch (error) {
+      if (this.closed && isSystemCallFailure(error)) return null;
+      throw error;
+    }
+  }
+
+  private guarded<T>(read: () => T): T {
+    try {
+      return read();
+    } catch (error) {
+      if (isSystemCallFailure(error)) this.onStoreFailure?.(error);
+      throw error;
+    }
   }
 
   /** Follows the log from `from`, waiting for new messages; ends when the node closes. */
@@ -257,7 +289,10 @@ export class DeliveryLog {
     const aborted = () => signal?.aborted === true;
     while (!this.closed && !aborted()) {
       // Bounded in bytes too: a paused subscriber holds at most this batch.
-      const batch = this.read(cursor, followBatchCount, followBatchBytesMax);
+      const batch = this.endingOnFailure(() =>
+        this.read(cursor, followBatchCount, followBatchBytesMax),
+      );
+      if (batch === null) return;
       if (batch.length === 0) {
         await this.nextChange(signal);
         continue;
@@ -278,7 +313,10 @@ export class DeliveryLog {
   ): AsyncGenerator<number> {
     let cursor = from;
     while (!this.closed && signal?.aborted !== true) {
-      const count = this.readRecords(cursor, followBatchCount, followBatchBytesMax, take);
+      const count = this.endingOnFailure(() =>
+        this.readRecords(cursor, followBatchCount, followBatchBytesMax, take),
+      );
+      if (count === null) return;
       if (count === 0) {
         await this.nextChange(signal);
         continue;
@@ -328,6 +366,19 @@ export class DeliveryLog {
   /** Ends every subscription; the store stays open for the write in flight. */
   close(): void {
     this.closed = true;
-    this.notify();
+    try {
+      this.notify();
+    } finally {
+      // A node stopping because its disk failed may fail to write the store here too:
+      // whoever waits must still hear of the close.
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const wake of waiters) wake();
+    }
   }
+}
+
+/** A failed system call (ENOSPC, EIO): the disk's failure, not a bug of ours. */
+export function isSystemCallFailure(error: unknown): boolean {
+  return error instanceof Error && typeof (error as { syscall?: unknown }).syscall === 'string';
 }

@@ -20,7 +20,7 @@ import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
 import type { Applier } from './applier.ts';
 import type { CompactionDriver } from './compaction.ts';
-import type { DeliveredMessage } from './deliveries.ts';
+import { type DeliveredMessage, isSystemCallFailure } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import type { Intake } from './intake.ts';
 import type { MemberRecord } from './membership.ts';
@@ -119,6 +119,7 @@ export class BroadcastNode {
     this.persister = parts.persister;
     this.snapshots = parts.snapshots;
     this.applier = parts.applier;
+    this.applier.deliveryLog.onStoreFailure = (error) => this.failStop(error);
     this.outbox = parts.outbox;
     this.intake = parts.intake;
     this.reads = parts.reads;
@@ -358,7 +359,7 @@ export class BroadcastNode {
   read(from: number, limit: number): DeliveredMessage[] {
     checkPosition(from, 'from');
     checkLimit(limit, 'limit');
-    return this.applier.deliveryLog.read(from, limit);
+    return this.readingStore(() => this.applier.deliveryLog.read(from, limit));
   }
 
   /**
@@ -374,7 +375,26 @@ export class BroadcastNode {
     checkPosition(from, 'from');
     checkLimit(limit, 'limit');
     checkLimit(positionsMax, 'positionsMax');
-    return this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax);
+    return this.readingStore(() =>
+      this.applier.deliveryLog.readTopic(topic, from, limit, positionsMax),
+    );
+  }
+
+  /**
+   * A read of the message store writes the records it buffered first (so the read finds
+   * them in the files). A failed system call there leaves the store short of what it
+   * counted, as a failed write while applying does: the node stops the same way (a restart
+   * applies those positions again from the WAL), and the read is refused with that reason,
+   * not answered as an unexplained internal error while the node goes on with the store.
+   */
+  private readingStore<T>(read: () => T): T {
+    try {
+      return read();
+    } catch (error) {
+      if (!isStorageFailure(error)) throw error;
+      this.failStop(error);
+      throw this.stopped ?? error;
+    }
   }
 
   /** Retention's floor: the first position served, the same on every node at one log index. */
@@ -611,11 +631,7 @@ export class BroadcastNode {
 
   private failStop(error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
-    // The message store writes through node:fs itself: a failed system call there (ENOSPC,
-    // EIO) is the disk's failure as much as one of the WAL's, not a bug of ours.
-    const storage =
-      error instanceof StorageError ||
-      (error instanceof Error && typeof (error as { syscall?: unknown }).syscall === 'string');
+    const storage = isStorageFailure(error);
     this.options.logger.error(
       { node: this.id, reason },
       storage ? 'storage failed: the node stops' : 'internal error: the node stops',
@@ -636,7 +652,16 @@ export class BroadcastNode {
     for (const entry of [...this.pending.values()]) this.pending.settle(entry, null, reason);
     assert(this.pending.size === 0, 'a stopped node holds nothing pending');
     this.reads.halt();
-    this.applier.deliveryLog.close();
+    try {
+      this.applier.deliveryLog.close();
+    } catch (error) {
+      // Stopping on a failed disk: the store could not write what it buffered. Those
+      // positions are in the WAL, which a restart applies again.
+      this.options.logger.warn(
+        { node: this.id, reason: error instanceof Error ? error.message : String(error) },
+        'the message store could not write while stopping',
+      );
+    }
   }
 
   /** Stops accepting work, lets the write in flight finish, then closes links and disk. */
@@ -646,7 +671,16 @@ export class BroadcastNode {
     await this.loopIdle;
     if (graceful) await this.snapshotAtStop();
     // After the last apply: it saves the store's indexes, so the next open needs no scan.
-    this.applier.deliveryLog.store.close();
+    try {
+      this.applier.deliveryLog.store.close();
+    } catch (error) {
+      // A full or failing disk: what the store could not write is in the WAL (the snapshot
+      // at stop syncs the store before it compacts), and a missing index is rebuilt by a scan.
+      this.options.logger.warn(
+        { node: this.id, reason: error instanceof Error ? error.message : String(error) },
+        'the message store could not write while closing',
+      );
+    }
     await this.transport.close();
     await this.storage.close();
   }
@@ -706,4 +740,13 @@ function everyRefused(run: BroadcastRun, error: unknown): PromiseRejectedResult[
   const count = Array.isArray(run?.messages) ? run.messages.length : 0;
   const outcome: PromiseRejectedResult = { status: 'rejected', reason: error };
   return Array.from({ length: count }, () => outcome);
+}
+
+/**
+ * The WAL's failure, or the message store's: the store writes through node:fs itself, and a
+ * failed system call there (ENOSPC, EIO) is the disk's failure as much as one of the WAL's,
+ * not a bug of ours.
+ */
+function isStorageFailure(error: unknown): boolean {
+  return error instanceof StorageError || isSystemCallFailure(error);
 }

@@ -377,9 +377,12 @@ export class MessageStore {
   /** Flushes and writes every index, so that the next open needs no scan. */
   close(): void {
     this.closed = true;
-    this.flush();
-    for (const segment of this.segments) segment.saveIndex();
-    this.options.files.close();
+    try {
+      this.flush();
+      for (const segment of this.segments) segment.saveIndex();
+    } finally {
+      this.options.files.close();
+    }
   }
 
   /**
