@@ -381,19 +381,16 @@ export class BroadcastNode {
   }
 
   /**
-   * A read of the message store writes the records it buffered first (so the read finds
-   * them in the files). A failed system call there leaves the store short of what it
-   * counted, as a failed write while applying does: the node stops the same way (a restart
-   * applies those positions again from the WAL), and the read is refused with that reason,
-   * not answered as an unexplained internal error while the node goes on with the store.
+   * A store read whose write of buffered records failed has stopped the node already (the
+   * delivery log's `onStoreFailure`): the read is refused with the reason it stopped, not
+   * answered as an unexplained internal error.
    */
   private readingStore<T>(read: () => T): T {
     try {
       return read();
     } catch (error) {
-      if (!isStorageFailure(error)) throw error;
-      this.failStop(error);
-      throw this.stopped ?? error;
+      if (isStorageFailure(error) && this.stopped !== null) throw this.stopped;
+      throw error;
     }
   }
 
