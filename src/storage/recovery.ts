@@ -520,6 +520,9 @@ async function replaySegment(options: {
     const { validBytes, tornBytes } = scan;
     refuseTruncation(bytes, file, scan.records, validBytes);
     await zeroTornTail({ files, path: file.path, validBytes, tornBytes, log });
+  } else if (format.recycled) {
+    // A recycled file keeps its size too, and its stale records all fit in it.
+    refuseTruncation(bytes, file, scan.records, scan.validBytes);
   }
   let records = scan.records;
   if (bytes.length - scan.validBytes > Math.max(COMPACT_SLACK_BYTES, scan.validBytes)) {

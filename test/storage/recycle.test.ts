@@ -239,6 +239,22 @@ describe('recycled WAL segments', () => {
     await again.storage.close();
   });
 
+  it('refuses a recycled segment truncated inside its records', async () => {
+    const segments = await writeWithRecycling(harness);
+    const last = segments[segments.length - 1]!;
+    const bytes = await readFile(last);
+    const { records } = scanSegment(bytes, last, true);
+    assert.ok(records.length >= 3, 'a header and at least two records');
+    const cut = records[records.length - 1]!.offsetBytes + 20;
+    await writeFile(last, bytes.subarray(0, cut));
+    const error = await harness.open({ segmentBytesMax: SEGMENT_BYTES }).then(
+      () => assert.fail('the open should refuse a truncated segment'),
+      (reason: unknown) => reason,
+    );
+    assert.ok(error instanceof StorageError && error.code === 'CORRUPT_RECORD', String(error));
+    assert.match(error.message, /truncated/);
+  });
+
   it('still finds damage followed by a valid record of the same recycled segment', async () => {
     const segments = await writeWithRecycling(harness);
     const last = segments[segments.length - 1]!;
