@@ -224,12 +224,13 @@ function refuseTruncation(
   file: SegmentFile,
   records: readonly ScannedRecord[],
   validBytes: number,
+  cutShort = /cut short/,
 ): void {
   const header = records[0]?.items[0];
   const preallocated = header?.type === 'segmentHeader' && header.formatVersion >= 2;
   if (!preallocated || records.length < 2) return;
   const next = parseRecordAt(bytes, validBytes);
-  if (next.ok || !/cut short/.test(next.reason)) return;
+  if (next.ok || !cutShort.test(next.reason)) return;
   throw corruptRecord(
     file.path,
     validBytes,
@@ -521,8 +522,9 @@ async function replaySegment(options: {
     refuseTruncation(bytes, file, scan.records, validBytes);
     await zeroTornTail({ files, path: file.path, validBytes, tornBytes, log });
   } else if (format.recycled) {
-    // A recycled file keeps its size too, and its stale records all fit in it.
-    refuseTruncation(bytes, file, scan.records, scan.validBytes);
+    // A recycled file keeps its size too, and its stale records all fit in it; but its last
+    // bytes may be too few for a record header (a full segment), so only a body counts.
+    refuseTruncation(bytes, file, scan.records, scan.validBytes, /body cut short/);
   }
   let records = scan.records;
   if (bytes.length - scan.validBytes > Math.max(COMPACT_SLACK_BYTES, scan.validBytes)) {
