@@ -11,6 +11,8 @@
  *   --clients plain           no shared client ids and no barriers (seeds found before they
  *                             came in replay their worlds); default mixed draws them per seed
  *   --ms T                    fault phase length in virtual milliseconds
+ *   --wal-segment-bytes B     every node's WAL segment size (default: each seed draws one);
+ *                             small ones rotate and recycle segment files often
  *
  * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
  */
@@ -42,6 +44,7 @@ export interface SimCommand {
   profile: Profile;
   clients: ClientMix;
   faultPhaseMs: number;
+  walSegmentBytes: number | null;
 }
 
 function wholeNumber(flag: string, text: string | undefined, low: number, high: number): number {
@@ -67,6 +70,7 @@ export function parseArgs(argv: readonly string[]): SimCommand {
     profile: 'default',
     clients: 'mixed',
     faultPhaseMs: defaultFaultPhaseMs,
+    walSegmentBytes: null,
   };
   for (let position = 0; position < argv.length; position++) {
     const flag = argv[position] as string;
@@ -101,9 +105,11 @@ export function parseArgs(argv: readonly string[]): SimCommand {
       }
       command.clients = name as ClientMix;
     } else if (flag === '--ms') command.faultPhaseMs = wholeNumber(flag, value(), 1, 10_000_000);
-    else {
+    else if (flag === '--wal-segment-bytes') {
+      command.walSegmentBytes = wholeNumber(flag, value(), 4096, 1 << 30);
+    } else {
       throw new CliError(
-        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --clients, --ms`,
+        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --clients, --ms, --wal-segment-bytes`,
       );
     }
   }
@@ -136,6 +142,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     profile: command.profile,
     clients: command.clients,
     faultPhaseMs: command.faultPhaseMs,
+    walSegmentBytes: command.walSegmentBytes,
   };
   if (command.seed !== null) {
     const traceSink = command.trace ? (line: string) => process.stdout.write(`${line}\n`) : null;

@@ -19,6 +19,10 @@
  * simulator calls the `fire` it was given by `schedule` (so a datasync can take virtual time).
  * Nothing here reads a clock or draws randomness from anywhere but the PRNG passed in.
  *
+ * A rename or link moves the name, never the bytes: a file renamed for reuse (a recycled WAL
+ * segment) still holds its old content wherever nothing new was written, and a torn write
+ * over it leaves old sectors between new ones, as on a real disk.
+ *
  * Sectors are written atomically (a torn write tears at sector boundaries); creating a file
  * over an existing name (`createOrTruncate`) makes a new file under that name, as a rename
  * over it would; renames stay within one directory.

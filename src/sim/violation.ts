@@ -61,6 +61,8 @@ export interface ReplayFlags {
   readonly profile: string | null;
   /** The client mix when not the default (mixed). */
   readonly clients?: string | null;
+  /** The WAL segment size every node uses, when not drawn per seed. */
+  readonly walSegmentBytes?: number | null;
 }
 
 export function formatSeed(seed: number): string {
@@ -75,6 +77,9 @@ export function replayCommand(flags: ReplayFlags): string {
   if (flags.unsafe !== null) parts.push('--unsafe', flags.unsafe);
   if (flags.profile !== null) parts.push('--profile', flags.profile);
   if ((flags.clients ?? null) !== null) parts.push('--clients', flags.clients as string);
+  if ((flags.walSegmentBytes ?? null) !== null) {
+    parts.push('--wal-segment-bytes', String(flags.walSegmentBytes));
+  }
   parts.push('--trace');
   return parts.join(' ');
 }

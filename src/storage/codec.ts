@@ -2,7 +2,7 @@
  * The WAL's byte format. A segment is a sequence of records; every record is written by one
  * `write` and made durable by one `fdatasync`, so a crash can tear only the last one:
  *
- *   record = magic u32 | bodyLength u32 | crc32(bodyLength bytes ‖ body) u32 | body
+ *   record = magic u32 | bodyLength u32 | crc32(seed ‖ bodyLength bytes ‖ body) u32 | body
  *   body   = item+
  *   item   = 1 segmentHeader: formatVersion u32, segmentSeq u64
  *          | 2 hardState:     term u64, commit u64, hasVote u8, voteLength u16, vote utf-8
@@ -10,6 +10,15 @@
  *          | 4 reset:         index u64, term u64     (log restarts after a leader's snapshot)
  *          | 5 entries:       firstIndex u64, count u32, count × (term u64, kind u8,
  *                             dataLength u32, data)
+ *          | 6 recycled                            (in the header record: see below)
+ *          | 7 sealed                              (the segment's last record: see below)
+ *
+ * The seed (format 3) is the segment's number as u64, so a record verifies only in the
+ * segment it was written for; format 1 and 2 records have none. A segment made from a
+ * recycled file (wal-writer.ts) still holds the records of the file's earlier life after
+ * its own: its header record says so (`recycled`), and its last record, written before the
+ * WAL moves on to the next segment, is a `sealed` item (recovery tells a lost last record
+ * from the end that way, as zeros tell it in a zero-filled segment).
  *
  * All integers little-endian; u64 values are safe integers (< 2^53). The checksum covers the
  * length too, so a flipped length bit is caught. Entry data stays opaque: large payloads are
@@ -30,6 +39,8 @@ const ItemType = {
   Truncate: 3,
   Reset: 4,
   Entries: 5,
+  Recycled: 6,
+  Sealed: 7,
 } as const;
 
 export type WalItem =
@@ -37,7 +48,9 @@ export type WalItem =
   | { readonly type: 'hardState'; readonly hardState: HardState }
   | { readonly type: 'truncate'; readonly fromIndex: number }
   | { readonly type: 'reset'; readonly index: number; readonly term: number }
-  | { readonly type: 'entries'; readonly entries: readonly Entry[] };
+  | { readonly type: 'entries'; readonly entries: readonly Entry[] }
+  | { readonly type: 'recycled' }
+  | { readonly type: 'sealed' };
 
 const KIND_CODES: Readonly<Record<EntryKind, number>> = { normal: 0, noop: 1, config: 2 };
 const KINDS_BY_CODE: readonly EntryKind[] = ['normal', 'noop', 'config'];
@@ -87,6 +100,12 @@ export class RecordBodyBuilder {
         return;
       case 'entries':
         this.addEntries(item.entries);
+        return;
+      case 'recycled':
+        this.u8(ItemType.Recycled);
+        return;
+      case 'sealed':
+        this.u8(ItemType.Sealed);
         return;
       default:
         unreachable(item, 'WAL item');
@@ -189,8 +208,35 @@ export class RecordBodyBuilder {
   }
 }
 
-/** The 12-byte record header for a body made of `chunks`; the checksum is computed here. */
-export function encodeRecordHeader(chunks: readonly Uint8Array[]): Buffer {
+/**
+ * A record's checksum starts from its segment's seed (format 3): the CRC of the segment's
+ * number, so that a record written for one segment fails verification in any other.
+ *
+ * Why: a recycled segment file still holds its earlier life's records after the new ones.
+ * Those records are well framed and their checksums match their bodies, and their indexes
+ * could even continue the new segment's log (a file recycled after a leader change, or one
+ * whose old records happen to follow the last new one), so neither the frame nor index
+ * continuity can tell them apart; the seed can. Numbers only grow within a directory's
+ * life (a number is used again only for a last segment deleted at open because it held no
+ * record, and recycled files never outlive an open), so no file holds a stale record seeded
+ * with its current number.
+ */
+export function recordSeed(segmentSeq: number): number {
+  assertSafeNatural(segmentSeq, 'a segment number');
+  const bytes = Buffer.allocUnsafe(8);
+  bytes.writeUInt32LE(segmentSeq % TWO_POW_32, 0);
+  bytes.writeUInt32LE(Math.floor(segmentSeq / TWO_POW_32), 4);
+  return crc32(bytes);
+}
+
+/** Format 1 and 2 records: their checksum covers only the length and the body. */
+export const UNSEEDED = 0;
+
+/**
+ * The 12-byte record header for a body made of `chunks`; the checksum is computed here,
+ * starting from `seed` (see recordSeed).
+ */
+export function encodeRecordHeader(chunks: readonly Uint8Array[], seed = UNSEEDED): Buffer {
   let bodyLength = 0;
   for (const chunk of chunks) bodyLength += chunk.length;
   assert(bodyLength > 0, 'a record body is never empty');
@@ -198,26 +244,26 @@ export function encodeRecordHeader(chunks: readonly Uint8Array[]): Buffer {
   const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
   header.writeUInt32LE(RECORD_MAGIC, 0);
   header.writeUInt32LE(bodyLength, 4);
-  let checksum = crc32(header.subarray(4, 8));
+  let checksum = crc32(header.subarray(4, 8), seed);
   for (const chunk of chunks) checksum = crc32(chunk, checksum);
   header.writeUInt32LE(checksum, 8);
   return header;
 }
 
 /** A whole record in one buffer (tests, snapshot files and segment headers). */
-export function encodeRecord(items: readonly WalItem[]): Buffer {
+export function encodeRecord(items: readonly WalItem[], seed = UNSEEDED): Buffer {
   const builder = new RecordBodyBuilder();
   for (const item of items) builder.add(item);
   const chunks = builder.finish();
-  return Buffer.concat([encodeRecordHeader(chunks), ...chunks]);
+  return Buffer.concat([encodeRecordHeader(chunks, seed), ...chunks]);
 }
 
 export type RecordParse =
   | { readonly ok: true; readonly body: Buffer; readonly endOffset: number }
   | { readonly ok: false; readonly reason: string };
 
-/** Checks the record starting at `offset`; never throws on bad bytes. */
-export function parseRecordAt(file: Buffer, offset: number): RecordParse {
+/** Checks the record starting at `offset` against `seed`; never throws on bad bytes. */
+export function parseRecordAt(file: Buffer, offset: number, seed = UNSEEDED): RecordParse {
   assert(offset >= 0 && offset <= file.length, 'the offset lies within the file');
   if (file.length - offset < RECORD_HEADER_BYTES) {
     return { ok: false, reason: 'record header cut short' };
@@ -230,7 +276,7 @@ export function parseRecordAt(file: Buffer, offset: number): RecordParse {
   const endOffset = offset + RECORD_HEADER_BYTES + bodyLength;
   if (endOffset > file.length) return { ok: false, reason: 'record body cut short' };
   const body = file.subarray(offset + RECORD_HEADER_BYTES, endOffset);
-  const checksum = crc32(body, crc32(file.subarray(offset + 4, offset + 8)));
+  const checksum = crc32(body, crc32(file.subarray(offset + 4, offset + 8), seed));
   if (checksum !== file.readUInt32LE(offset + 8)) {
     return { ok: false, reason: 'checksum mismatch' };
   }
@@ -277,6 +323,10 @@ function readItem(reader: BodyReader): WalItem {
       return { type: 'reset', index: reader.u64(), term: reader.u64() };
     case ItemType.Entries:
       return { type: 'entries', entries: readEntries(reader) };
+    case ItemType.Recycled:
+      return { type: 'recycled' };
+    case ItemType.Sealed:
+      return { type: 'sealed' };
     default:
       throw reader.error(`unknown item type ${type}`);
   }

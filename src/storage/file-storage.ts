@@ -485,8 +485,9 @@ async function loadIdentity(
   if (found !== null) {
     checkMetadata(found, { clusterId, nodeId, dataDir });
     if (found.formatVersion === STORAGE_FORMAT_VERSION) return { metadata: found, created: false };
-    // Written by an older release. It will hold preallocated segments (format 2) that such a
-    // release would misread as damage: marked now, before any is written, it refuses them.
+    // Written by an older release. It will hold preallocated or recycled segments (formats 2
+    // and 3) that such a release would misread as damage: marked now, before any is
+    // written, it refuses them.
     const upgraded = { ...found, formatVersion: STORAGE_FORMAT_VERSION };
     await writeMetadata(files, dataDir, upgraded, counters);
     return { metadata: upgraded, created: false };

@@ -20,6 +20,7 @@ export interface IoCounters {
   segmentCreatedCount: number;
   segmentDeletedCount: number;
   segmentSpareMissCount: number;
+  segmentRecycledCount: number;
   walPreallocatedBytes: number;
 }
 
@@ -34,6 +35,7 @@ export function newIoCounters(): IoCounters {
     segmentCreatedCount: 0,
     segmentDeletedCount: 0,
     segmentSpareMissCount: 0,
+    segmentRecycledCount: 0,
     walPreallocatedBytes: 0,
   };
 }

@@ -24,7 +24,9 @@ import {
   type ScannedRecord,
   type SegmentDamage,
   type SegmentFile,
+  type SegmentFormat,
   scanSegment,
+  segmentFormat,
 } from './segments.ts';
 import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
 
@@ -35,7 +37,10 @@ const COMPACT_SLACK_BYTES = 1 << 20;
 export interface SegmentInfo {
   readonly segmentSeq: number;
   readonly path: string;
-  /** The end of its last record: where the next record goes. Only zeros follow it. */
+  /**
+   * The end of its last record: where the next record goes. Only zeros follow it, or in a
+   * recycled segment stale bytes that never verify (segments.ts).
+   */
   sizeBytes: number;
   /** The file's size, preallocated zeros included. */
   fileBytes: number;
@@ -43,6 +48,8 @@ export interface SegmentInfo {
   recordCount: number;
   /** The highest entry index written in it; 0 when it holds none. */
   maxEntryIndex: number;
+  /** How its records are written: with which seed, and whether stale bytes follow them. */
+  readonly format: SegmentFormat;
 }
 
 export interface RecoveredLog {
@@ -101,6 +108,9 @@ class ReplayModel {
         return;
       case 'entries':
         this.append(item.entries, at);
+        return;
+      case 'recycled':
+      case 'sealed':
         return;
     }
   }
@@ -214,12 +224,13 @@ function refuseTruncation(
   file: SegmentFile,
   records: readonly ScannedRecord[],
   validBytes: number,
+  cutShort = /cut short/,
 ): void {
   const header = records[0]?.items[0];
   const preallocated = header?.type === 'segmentHeader' && header.formatVersion >= 2;
   if (!preallocated || records.length < 2) return;
   const next = parseRecordAt(bytes, validBytes);
-  if (next.ok || !/cut short/.test(next.reason)) return;
+  if (next.ok || !cutShort.test(next.reason)) return;
   throw corruptRecord(
     file.path,
     validBytes,
@@ -241,7 +252,8 @@ async function missingBefore(
 ): Promise<ReplayedSegment> {
   const { bytes } = await readSegmentFile(files, file.path);
   const reason = `WAL segment ${missingSegmentSeq} is missing before it`;
-  return { info: null, damage: { offsetBytes: 0, reason, resumeBytes: 0 }, bytes };
+  const format = segmentFormat(bytes, file.segmentSeq);
+  return { info: null, damage: { offsetBytes: 0, reason, resumeBytes: 0 }, bytes, format };
 }
 
 /**
@@ -332,10 +344,10 @@ async function describeDamage(options: {
     lastIndex: null,
     lowestReplacedIndex: Number.POSITIVE_INFINITY,
   };
-  surveyRecords(replayed.bytes, file.path, damage.resumeBytes, options.later.length === 0, survey);
+  const isLast = options.later.length === 0;
+  surveyRecords(replayed.bytes, file.path, damage.resumeBytes, isLast, survey, replayed.format);
   for (const [position, laterFile] of options.later.entries()) {
-    const { bytes } = await readSegmentFile(options.files, laterFile.path);
-    surveyRecords(bytes, laterFile.path, 0, position === options.later.length - 1, survey);
+    await surveySegment(options.files, laterFile, position === options.later.length - 1, survey);
   }
   if (!survey.hardStateExact || survey.hardState === null) {
     throw corruptRecord(
@@ -383,14 +395,23 @@ export async function surveyWal(files: FileSystem, dataDir: string): Promise<Wal
     lowestReplacedIndex: Number.POSITIVE_INFINITY,
   };
   for (const [position, file] of segmentFiles.entries()) {
-    const { bytes } = await readSegmentFile(files, file.path);
-    surveyRecords(bytes, file.path, 0, position === segmentFiles.length - 1, survey);
+    await surveySegment(files, file, position === segmentFiles.length - 1, survey);
   }
   return {
     hardState: survey.hardStateExact ? survey.hardState : null,
     lastIndex: survey.lastIndex,
     firstSegmentSeq: segmentFiles[0]?.segmentSeq ?? null,
   };
+}
+
+async function surveySegment(
+  files: FileSystem,
+  file: SegmentFile,
+  isLast: boolean,
+  survey: DamageSurvey,
+): Promise<void> {
+  const { bytes } = await readSegmentFile(files, file.path);
+  surveyRecords(bytes, file.path, 0, isLast, survey, segmentFormat(bytes, file.segmentSeq));
 }
 
 /** Applies the records of `bytes` from `fromBytes` (null: none) to `survey`, damage and all. */
@@ -400,11 +421,12 @@ function surveyRecords(
   fromBytes: number | null,
   isLast: boolean,
   survey: DamageSurvey,
+  format: SegmentFormat,
 ): void {
   let offset = fromBytes;
   // Bounded: each pass resumes after a damaged record, strictly further into the file.
   while (offset !== null) {
-    const scan = scanSegment(bytes.subarray(offset), path, isLast, undefined, true);
+    const scan = scanSegment(bytes.subarray(offset), path, isLast, undefined, true, format);
     for (const record of scan.records) {
       for (const item of record.items) surveyItem(item, survey);
     }
@@ -420,6 +442,8 @@ function surveyRecords(
 function surveyItem(item: WalItem, survey: DamageSurvey): void {
   switch (item.type) {
     case 'segmentHeader':
+    case 'recycled':
+    case 'sealed':
       return;
     case 'hardState':
       survey.hardState = item.hardState;
@@ -448,6 +472,7 @@ interface ReplayedSegment {
   /** Corruption: the segment's records end before it, and the replay stops there. */
   readonly damage: SegmentDamage | null;
   readonly bytes: Buffer;
+  readonly format: SegmentFormat;
 }
 
 /**
@@ -464,15 +489,16 @@ async function replaySegment(options: {
 }): Promise<ReplayedSegment> {
   const { files, file, isLast, model, log } = options;
   const { bytes, contentBytes } = await readSegmentFile(files, file.path);
-  const scan = scanSegment(bytes, file.path, isLast, contentBytes, true);
+  const format = segmentFormat(bytes, file.segmentSeq);
+  const scan = scanSegment(bytes, file.path, isLast, contentBytes, true, format);
   assert(scan.validBytes + scan.tornBytes <= bytes.length, 'the scan stays within the file');
   if (scan.damage !== null) {
-    const info = scan.records.length === 0 ? null : applyRecords(scan.records, file, model);
+    const info = scan.records.length === 0 ? null : applyRecords(scan.records, file, model, format);
     if (info !== null) {
       info.sizeBytes = scan.validBytes;
       info.fileBytes = bytes.length;
     }
-    return { info, damage: scan.damage, bytes };
+    return { info, damage: scan.damage, bytes, format };
   }
   if (scan.records.length === 0) {
     // A segment is renamed into place only after its header is durable, so an earlier one
@@ -489,25 +515,29 @@ async function replaySegment(options: {
     await removeFile(files, file.path, options.counters);
     const reason = scan.tornBytes > 0 ? 'its header was torn' : 'it holds no record';
     log({ type: 'segmentDeleted', file: file.path, reason });
-    return { info: null, damage: null, bytes };
+    return { info: null, damage: null, bytes, format };
   }
   if (scan.tornBytes > 0) {
     const { validBytes, tornBytes } = scan;
     refuseTruncation(bytes, file, scan.records, validBytes);
     await zeroTornTail({ files, path: file.path, validBytes, tornBytes, log });
+  } else if (format.recycled) {
+    // A recycled file keeps its size too, and its stale records all fit in it; but its last
+    // bytes may be too few for a record header (a full segment), so only a body counts.
+    refuseTruncation(bytes, file, scan.records, scan.validBytes, /body cut short/);
   }
   let records = scan.records;
   if (bytes.length - scan.validBytes > Math.max(COMPACT_SLACK_BYTES, scan.validBytes)) {
     // Entries are views into the buffer: let them keep only the records' bytes alive, not
     // the address space of a mostly empty preallocated segment.
     const compact = Buffer.from(bytes.subarray(0, scan.validBytes));
-    records = scanSegment(compact, file.path, isLast).records;
+    records = scanSegment(compact, file.path, isLast, undefined, false, format).records;
     assert(records.length === scan.records.length, 'a copy of the records scans the same');
   }
-  const info = applyRecords(records, file, model);
+  const info = applyRecords(records, file, model, format);
   info.sizeBytes = scan.validBytes;
   info.fileBytes = bytes.length;
-  return { info, damage: null, bytes };
+  return { info, damage: null, bytes, format };
 }
 
 /** Replays verified records into the model; the sizes in the result are the caller's. */
@@ -515,6 +545,7 @@ function applyRecords(
   records: readonly ScannedRecord[],
   file: SegmentFile,
   model: ReplayModel,
+  format: SegmentFormat,
 ): SegmentInfo {
   let maxEntryIndex = 0;
   for (const [position, record] of records.entries()) {
@@ -534,6 +565,7 @@ function applyRecords(
     fileBytes: 0,
     recordCount: records.length,
     maxEntryIndex,
+    format,
   };
 }
 

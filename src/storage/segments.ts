@@ -18,14 +18,26 @@
  *
  * A segment that is not the last one is complete: the next one exists only because writing
  * moved on to it. Its end is its last valid record, followed by zeros.
+ *
+ * A segment made from a recycled file (format 3, its header record says `recycled`) is not
+ * zeros after its records but the file's earlier content: records seeded for another
+ * segment, which never verify here (codec.ts, recordSeed), and torn remains of them. So
+ * there, what follows the records is their end unless a valid record of this segment
+ * follows it (damage, as above); a torn write of the last record looks like any other
+ * stale byte and is left in place (writing resumes over it). A recycled segment that is
+ * not the last one ends with a `sealed` record, written before the next segment was made:
+ * without it, its last record was lost (damage), as bytes that are not zeros tell it in a
+ * zero-filled segment.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { assert } from '../util/assert.ts';
 import {
   decodeItems,
   ItemDecodeError,
   parseRecordAt,
   RECORD_MAGIC,
+  recordSeed,
+  UNSEEDED,
   type WalItem,
 } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
@@ -78,6 +90,47 @@ export async function listSegmentsWithGaps(
   return segments;
 }
 
+/** How a segment's records verify, and what may follow them (see the top of this file). */
+export interface SegmentFormat {
+  /** Every record's checksum starts from it: UNSEEDED before format 3. */
+  readonly seed: number;
+  /** Stale bytes of the file's earlier life may follow the records, not zeros. */
+  readonly recycled: boolean;
+}
+
+/** Format 1 and 2 segments; format 3 ones made from zeros read the same but seeded. */
+export const ZERO_FILLED_UNSEEDED: SegmentFormat = { seed: UNSEEDED, recycled: false };
+
+/**
+ * The format of `file`, segment number `segmentSeq`, from its header record: seeded with
+ * the segment's number (format 3) or not (format 1 and 2). A damaged header leaves the
+ * records after it to tell; none does, and the segment reads as unseeded, as it always did.
+ */
+export function segmentFormat(file: Buffer, segmentSeq: number): SegmentFormat {
+  const seed = recordSeed(segmentSeq);
+  const header = parseRecordAt(file, 0, seed);
+  if (header.ok) {
+    let recycled = false;
+    try {
+      recycled = decodeItems(header.body).some((item) => item.type === 'recycled');
+    } catch (error) {
+      if (!(error instanceof ItemDecodeError)) throw error;
+      // The scan reports the undecodable header.
+    }
+    return { seed, recycled };
+  }
+  if (parseRecordAt(file, 0, UNSEEDED).ok) return ZERO_FILLED_UNSEEDED;
+  const end = nonZeroEnd(file, 0);
+  const seeded = end > 0 && findValidRecordAfter(file, 0, end, seed) !== null;
+  return seeded ? { seed, recycled: false } : ZERO_FILLED_UNSEEDED;
+}
+
+/** The format of a whole segment file named `wal-<seq>.wal`; unseeded for any other name. */
+function formatFromName(file: Buffer, path: string): SegmentFormat {
+  const match = SEGMENT_NAME_PATTERN.exec(basename(path));
+  return match === null ? ZERO_FILLED_UNSEEDED : segmentFormat(file, Number(match[1]));
+}
+
 export interface ScannedRecord {
   readonly offsetBytes: number;
   readonly items: readonly WalItem[];
@@ -115,13 +168,14 @@ export function scanSegment(
   isLast: boolean,
   zeroFromBytes = file.length,
   reportsDamage = false,
+  format: SegmentFormat = formatFromName(file, path),
 ): SegmentScan {
   const records: ScannedRecord[] = [];
   let offset = 0;
   let failure = 'damaged bytes';
   // Bounded: each record moves the offset forward by at least its header.
   while (offset < file.length) {
-    const parsed = parseRecordAt(file, offset);
+    const parsed = parseRecordAt(file, offset, format.seed);
     if (!parsed.ok) {
       failure = parsed.reason;
       break;
@@ -131,19 +185,28 @@ export function scanSegment(
   }
   const damageEnd = nonZeroEnd(file, offset, Math.max(offset, zeroFromBytes));
   assert(damageEnd >= offset && damageEnd <= file.length, 'damage lies after the records');
-  if (damageEnd > offset) {
-    const laterRecord = findValidRecordAfter(file, offset, damageEnd);
-    if (laterRecord !== null || !isLast) {
-      const reason =
-        laterRecord !== null
-          ? `${failure}, yet a valid record follows at ${laterRecord}`
+  const laterRecord =
+    damageEnd > offset ? findValidRecordAfter(file, offset, damageEnd, format.seed) : null;
+  // Past the last segment's records, bytes that are not zeros are a torn write; in a
+  // recycled segment they may be stale too. An earlier segment ended cleanly: zeros follow
+  // its records, or in a recycled one its last record is the seal.
+  const endUnproven = format.recycled
+    ? !isLast && records[records.length - 1]?.items.some((item) => item.type === 'sealed') !== true
+    : !isLast && damageEnd > offset;
+  if (laterRecord !== null || endUnproven) {
+    const reason =
+      laterRecord !== null
+        ? `${failure}, yet a valid record follows at ${laterRecord}`
+        : format.recycled
+          ? `${failure} (not the last segment, and its last record is not the seal)`
           : `${failure} (not the last segment)`;
-      if (!reportsDamage) throw corruptRecord(path, offset, reason);
-      const damage = { offsetBytes: offset, reason, resumeBytes: laterRecord };
-      return { records, validBytes: offset, tornBytes: 0, damage };
-    }
+    if (!reportsDamage) throw corruptRecord(path, offset, reason);
+    const damage = { offsetBytes: offset, reason, resumeBytes: laterRecord };
+    return { records, validBytes: offset, tornBytes: 0, damage };
   }
-  return { records, validBytes: offset, tornBytes: damageEnd - offset, damage: null };
+  // Stale bytes are left where they are: the next record is written over them.
+  const tornBytes = format.recycled ? 0 : damageEnd - offset;
+  return { records, validBytes: offset, tornBytes, damage: null };
 }
 
 const ZERO_PROBE = Buffer.alloc(64 * 1024);
@@ -243,7 +306,12 @@ function decodeBody(body: Buffer, path: string, offset: number): WalItem[] {
  * The offset of the first verifiable record starting after `offset` and before `endBytes`
  * (past which there are only zeros, and no record starts with a zero byte), or null.
  */
-function findValidRecordAfter(file: Buffer, offset: number, endBytes: number): number | null {
+function findValidRecordAfter(
+  file: Buffer,
+  offset: number,
+  endBytes: number,
+  seed: number,
+): number | null {
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(RECORD_MAGIC, 0);
   assert(
@@ -254,7 +322,7 @@ function findValidRecordAfter(file: Buffer, offset: number, endBytes: number): n
   let candidate = region.indexOf(magic, offset + 1);
   // Bounded by the region: each step moves at least one byte forward.
   while (candidate !== -1) {
-    if (parseRecordAt(file, candidate).ok) return candidate;
+    if (parseRecordAt(file, candidate, seed).ok) return candidate;
     candidate = region.indexOf(magic, candidate + 1);
   }
   return null;

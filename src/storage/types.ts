@@ -12,10 +12,12 @@ export { StorageError } from './errors.ts';
 /**
  * The on-disk format this release writes; a directory with a higher version is refused.
  * 1: segments grow record by record. 2: segments are preallocated with zeros, and zeros after
- * a segment's last record are its clean end (format 1 reads them as damage). This release
- * reads both, and marks a format-1 directory as 2 when it opens it.
+ * a segment's last record are its clean end (format 1 reads them as damage). 3: records are
+ * seeded with their segment's number, and a segment may be a recycled file whose earlier
+ * records follow its own (format 2 would read them as damage). This release reads all
+ * three, and marks an older directory as 3 when it opens it.
  */
-export const STORAGE_FORMAT_VERSION = 2;
+export const STORAGE_FORMAT_VERSION = 3;
 
 /**
  * One step of a Ready, in the order Ready prescribes (src/raft/types.ts): the snapshot (if
@@ -55,6 +57,8 @@ export interface StorageCounters {
   readonly segmentDeletedCount: number;
   /** Rotations that had to wait for the next segment to be zero-filled: append stalls. */
   readonly segmentSpareMissCount: number;
+  /** New segments made from a deleted segment's file instead of from zeros. */
+  readonly segmentRecycledCount: number;
   /** Zeros written to preallocate segments (1 fdatasync per 4 MiB of them). */
   readonly walPreallocatedBytes: number;
 }

@@ -18,12 +18,23 @@
  *   the lead it can get: the zeros share the disk with the records). A rotation then finds
  *   it ready and costs a header write, a rename and a directory fsync, not a segment of
  *   zeros; a node that writes little never pays for a spare.
+ * - A segment deleted because a snapshot covers it is kept instead, renamed
+ *   `wal-recycle-<seq>.tmp` (at most RECYCLED_FILES_MAX of them), and the next spare is made
+ *   from it by a rename rather than from zeros: every WAL byte would otherwise be written
+ *   twice. Its old records stay after the new ones; they never verify in the new segment
+ *   (records are seeded with their segment's number, codec.ts), the header record says
+ *   `recycled`, and a `sealed` record ends such a segment before the WAL moves on, so that
+ *   recovery tells a lost last record from the end (segments.ts). Recycled files never
+ *   outlive an open: the next open deletes them as it deletes the spare, so a crash at any
+ *   step of the renames leaves a segment still covered by the snapshot (deleted or recycled
+ *   again), or a file recovery never reads. A fresh segment of zeros is made only when no
+ *   recycled file is at hand: after an open, or when compaction lags.
  */
 import { join } from 'node:path';
 import type { HardState } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import { encodeRecordHeader, RECORD_HEADER_BYTES, RecordBodyBuilder } from './codec.ts';
+import { encodeRecordHeader, RECORD_HEADER_BYTES, RecordBodyBuilder, recordSeed } from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
 import { fsyncDirectory, type IoCounters, removeIfPresent } from './fs-util.ts';
@@ -47,7 +58,24 @@ interface ActiveSegment {
   readonly durableWrites: boolean;
 }
 
-type SpareResult = { readonly handle: FileHandle } | { readonly error: unknown };
+type SpareResult =
+  | {
+      readonly handle: FileHandle;
+      readonly sizeBytes: number;
+      /** Made from a segment's file: its old records follow whatever is written now. */
+      readonly recycled: boolean;
+    }
+  | { readonly error: unknown };
+
+/**
+ * Segment files kept for the next spares. One covers the usual case (compaction frees about
+ * a segment per segment written); a second absorbs a snapshot that frees two at once.
+ */
+const RECYCLED_FILES_MAX = 2;
+const RECYCLED_FILE_PATTERN = /^wal-recycle-\d+\.tmp$/;
+
+/** A recycled segment ends with this record (see the top of this file). */
+const SEAL_RECORD_BYTES = RECORD_HEADER_BYTES + 1;
 
 /** A spare being zero-filled, or ready. */
 class SpareFill {
@@ -95,6 +123,8 @@ export interface WalWriterOptions {
 export class WalWriter {
   private active: ActiveSegment | null = null;
   private spare: SpareFill | null = null;
+  /** Files of deleted segments, oldest first, kept to become spares. */
+  private readonly recycledPaths: string[] = [];
   private closed = false;
   /** Since this open, writing has moved from a full segment to a new one. */
   private rotated = false;
@@ -135,8 +165,11 @@ export class WalWriter {
   async start(hardState: HardState | null): Promise<void> {
     assert(this.active === null && !this.closed, 'a writer starts once');
     await removeIfPresent(this.files, this.sparePath); // left by a crash; content unknown
+    await this.removeRecycledLeftovers();
     const last = this.segments[this.segments.length - 1];
-    if (last !== undefined && last.sizeBytes < this.capacityOf(last)) {
+    // A full recycled segment is resumed too: writing moves on from it through rotate(),
+    // which seals it (an unsealed recycled segment that is not the last reads as damage).
+    if (last !== undefined && (last.sizeBytes < this.capacityOf(last) || last.format.recycled)) {
       this.active = await this.resume(last);
     } else {
       await this.rotate(hardState);
@@ -157,7 +190,9 @@ export class WalWriter {
     for (const chunk of options.chunks) recordBytes += chunk.length;
     const active = this.activeSegment();
     const holdsRecords = active.info.recordCount > 1;
-    if (holdsRecords && active.info.sizeBytes + recordBytes > this.capacityOf(active.info)) {
+    const sealBytes = active.info.format.recycled ? SEAL_RECORD_BYTES : 0;
+    const neededBytes = active.info.sizeBytes + recordBytes + sealBytes;
+    if (holdsRecords && neededBytes > this.capacityOf(active.info)) {
       await this.rotate(options.hardState);
     }
     const target = this.activeSegment();
@@ -181,17 +216,60 @@ export class WalWriter {
     return Math.max(0, this.segments.length - 1);
   }
 
-  /** Deletes the oldest `count` segments, oldest first, so the rest stays a suffix. */
+  /**
+   * Deletes the oldest `count` segments, oldest first, so the rest stays a suffix. Their
+   * files are kept for later spares while fewer than RECYCLED_FILES_MAX are.
+   */
   async deleteOldest(count: number, reason: string): Promise<void> {
     assert(count < this.segments.length || count === 0, 'the active segment is never deleted');
     // Bounded by the segment list, which shrinks by one each pass.
     for (let deleted = 0; deleted < count; deleted++) {
       const info = this.segments[0]!;
-      await removeIfPresent(this.files, info.path);
+      const recycledPath = this.recycles(info)
+        ? join(this.dataDir, `wal-recycle-${info.segmentSeq}.tmp`)
+        : null;
+      if (recycledPath === null) {
+        await removeIfPresent(this.files, info.path);
+      } else {
+        try {
+          await this.files.rename(info.path, recycledPath);
+        } catch (error) {
+          throw ioError('recycle segment', info.path, error);
+        }
+      }
       this.segments.shift();
       await fsyncDirectory(this.files, this.dataDir, this.io);
+      if (recycledPath !== null) this.recycledPaths.push(recycledPath);
       this.io.segmentDeletedCount += 1;
-      this.log({ type: 'segmentDeleted', file: info.path, reason });
+      const kept = recycledPath === null ? '' : '; its file is kept for a later segment';
+      this.log({ type: 'segmentDeleted', file: info.path, reason: `${reason}${kept}` });
+    }
+  }
+
+  /**
+   * Only a file of the full size is kept: records written into a smaller one would grow it
+   * (a metadata change at every fdatasync, which preallocation avoids).
+   */
+  private recycles(info: SegmentInfo): boolean {
+    return (
+      !this.closed &&
+      this.recycledPaths.length < RECYCLED_FILES_MAX &&
+      info.fileBytes >= this.segmentBytesMax
+    );
+  }
+
+  /** Recycled files left by a crash (or kept by the last close that failed): unread. */
+  private async removeRecycledLeftovers(): Promise<void> {
+    let names: string[];
+    try {
+      names = await this.files.readdir(this.dataDir);
+    } catch (error) {
+      throw ioError('list directory', this.dataDir, error);
+    }
+    for (const name of names) {
+      if (RECYCLED_FILE_PATTERN.test(name)) {
+        await removeIfPresent(this.files, join(this.dataDir, name));
+      }
     }
   }
 
@@ -202,8 +280,11 @@ export class WalWriter {
     this.spare = null;
     const result = await spare?.done;
     if (result !== undefined && 'handle' in result) await result.handle.close().catch(() => {});
-    // Only zeros: nothing is lost, and an open would delete it anyway.
+    // Zeros or a released segment's records: nothing is lost, an open would delete them.
     await removeIfPresent(this.files, this.sparePath).catch(() => undefined);
+    for (const path of this.recycledPaths.splice(0)) {
+      await removeIfPresent(this.files, path).catch(() => undefined);
+    }
     const active = this.active;
     this.active = null;
     try {
@@ -286,22 +367,34 @@ export class WalWriter {
     return { info, handle, durableWrites: !this.skipsRecordDatasync };
   }
 
-  /** Moves writing to a new segment made from the spare. */
+  /**
+   * Moves writing to a new segment made from the spare. A recycled active segment is sealed
+   * first: the seal is durable before the next segment's name is.
+   */
   private async rotate(hardState: HardState | null): Promise<void> {
-    const handle = await this.takeSpare();
+    const previousSegment = this.active;
+    if (previousSegment?.info.format.recycled === true) {
+      const seal = new RecordBodyBuilder();
+      seal.add({ type: 'sealed' });
+      await this.writeRecord(previousSegment, seal.finish(), { datasync: true });
+    }
+    const spare = await this.takeSpare();
+    const { handle } = spare;
     const segmentSeq = this.nextSegmentSeq;
     const path = join(this.dataDir, segmentFileName(segmentSeq));
     const info: SegmentInfo = {
       segmentSeq,
       path,
       sizeBytes: 0,
-      fileBytes: this.segmentBytesMax,
+      fileBytes: spare.sizeBytes,
       recordCount: 0,
       maxEntryIndex: 0,
+      format: { seed: recordSeed(segmentSeq), recycled: spare.recycled },
     };
     const segment = { info, handle, durableWrites: false };
     const builder = new RecordBodyBuilder();
     builder.add({ type: 'segmentHeader', formatVersion: STORAGE_FORMAT_VERSION, segmentSeq });
+    if (spare.recycled) builder.add({ type: 'recycled' });
     if (hardState !== null) builder.add({ type: 'hardState', hardState });
     try {
       // The header is durable before the name: a `.wal` file always starts with one.
@@ -322,6 +415,7 @@ export class WalWriter {
     this.segments.push(info);
     this.nextSegmentSeq += 1;
     this.io.segmentCreatedCount += 1;
+    if (spare.recycled) this.io.segmentRecycledCount += 1;
     try {
       await previous?.handle.close();
     } catch (error) {
@@ -329,8 +423,8 @@ export class WalWriter {
     }
   }
 
-  /** The zero-filled spare, waiting for it (or making it) when it is not ready yet. */
-  private async takeSpare(): Promise<FileHandle> {
+  /** The spare, waiting for it (or making it) when it is not ready yet. */
+  private async takeSpare(): Promise<Extract<SpareResult, { handle: FileHandle }>> {
     const spare = this.spare ?? this.fillSpare();
     this.spare = null;
     // A rotation away from a full segment that has to wait for zeros is a stall.
@@ -344,7 +438,7 @@ export class WalWriter {
       result = await retry.done;
     }
     if ('error' in result) throw result.error;
-    return result.handle;
+    return result;
   }
 
   private prepareSpareIfDue(): void {
@@ -371,11 +465,20 @@ export class WalWriter {
     return roomMs < 2 * zerosMs ? FAST_FILL : GENTLE_FILL;
   }
 
-  /** Starts zero-filling the spare; the result is kept, never thrown, until it is taken. */
+  /**
+   * Starts making the spare, from a recycled file when there is one, else from zeros; the
+   * result is kept, never thrown, until it is taken.
+   */
   private fillSpare(): SpareFill {
     const path = this.sparePath;
     const sizeBytes = this.segmentBytesMax;
     const startedAtMs = this.environment.monotonicMs();
+    const recycledPath = this.recycledPaths.shift();
+    if (recycledPath !== undefined) {
+      return new SpareFill(this.io.walWrittenBytes, startedAtMs, () =>
+        this.reuseFile(recycledPath),
+      );
+    }
     return new SpareFill(this.io.walWrittenBytes, startedAtMs, (spare) =>
       createZeroFilledFile({
         files: this.files,
@@ -388,11 +491,28 @@ export class WalWriter {
         (handle): SpareResult => {
           if (handle === null) return { error: preallocationCancelled(path) };
           this.io.walPreallocatedBytes += sizeBytes;
-          return { handle };
+          return { handle, sizeBytes, recycled: false };
         },
         (error: unknown): SpareResult => ({ error }),
       ),
     );
+  }
+
+  /**
+   * A recycled file as the spare. Not synced: a crash leaves the recycled name or the
+   * spare's, and the next open deletes either.
+   */
+  private async reuseFile(recycledPath: string): Promise<SpareResult> {
+    let handle: FileHandle | null = null;
+    try {
+      await this.files.rename(recycledPath, this.sparePath);
+      handle = await this.files.open(this.sparePath, 'readWrite');
+      const sizeBytes = await handle.sizeBytes();
+      return { handle, sizeBytes, recycled: true };
+    } catch (error) {
+      await handle?.close().catch(() => undefined);
+      return { error: ioError('reuse segment file', recycledPath, error) };
+    }
   }
 
   /**
@@ -406,7 +526,7 @@ export class WalWriter {
     chunks: Uint8Array[],
     how: { readonly datasync: boolean; readonly pathForErrors?: string },
   ): Promise<void> {
-    const header = encodeRecordHeader(chunks);
+    const header = encodeRecordHeader(chunks, segment.info.format.seed);
     let byteCount = header.length;
     for (const chunk of chunks) byteCount += chunk.length;
     const { info, handle } = segment;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ProcessCluster } from '../../src/cli/process-cluster.ts';
-import { parseRecordAt } from '../../src/storage/codec.ts';
+import { scanSegment } from '../../src/storage/segments.ts';
 import { waitFor } from '../support/ports.ts';
 import { leaderOf, readAll } from './helpers.ts';
 
@@ -76,16 +76,10 @@ async function lastSegment(id: string): Promise<string> {
   return join(root, id, names[names.length - 1] as string);
 }
 
-/** Start offsets of every whole record in a segment. */
-function recordOffsets(file: Buffer): number[] {
-  const offsets: number[] = [];
-  let offset = 0;
-  for (;;) {
-    const parsed = parseRecordAt(file, offset);
-    if (!parsed.ok) return offsets;
-    offsets.push(offset);
-    offset = parsed.endOffset;
-  }
+/** Start offsets of every whole record in a segment, and where the last one ends. */
+function recordOffsets(file: Buffer, path: string): { offsets: number[]; endBytes: number } {
+  const scan = scanSegment(file, path, true);
+  return { offsets: scan.records.map((record) => record.offsetBytes), endBytes: scan.validBytes };
 }
 
 test('a torn tail record is truncated at restart and the node catches up', {
@@ -97,13 +91,12 @@ test('a torn tail record is truncated at restart and the node catches up', {
   await cluster.kill(victim, 'SIGKILL');
   const segment = await lastSegment(victim);
   const file = await readFile(segment);
-  const offsets = recordOffsets(file);
+  const { offsets, endBytes: lastEnd } = recordOffsets(file, segment);
   const last = offsets[offsets.length - 1] as number;
   assert.ok(offsets.length >= 2, 'the segment has records to tear');
   // Segments are preallocated: the second half of the last record never reached the disk,
   // and the zeros it was written over are still there (a file that ends inside a record was
   // truncated, which the node refuses: docs/design.md).
-  const lastEnd = (parseRecordAt(file, last) as { endOffset: number }).endOffset;
   file.fill(0, last + Math.floor((lastEnd - last) / 2), lastEnd);
   await writeFile(segment, file);
   await broadcastMany(10);
@@ -173,7 +166,7 @@ test('a corrupted record in the middle of the log is repaired from the leader', 
   await cluster.kill(victim, 'SIGKILL');
   const segment = await lastSegment(victim);
   const file = await readFile(segment);
-  const offsets = recordOffsets(file);
+  const { offsets } = recordOffsets(file, segment);
   assert.ok(offsets.length >= 3, 'records follow the one we corrupt');
   const corruptAt = (offsets[1] as number) + 14;
   file[corruptAt] = (file[corruptAt] as number) ^ 0xff;

@@ -38,6 +38,7 @@ test('flags parse into one run or a sweep', () => {
     profile: 'default',
     clients: 'mixed',
     faultPhaseMs: 8_000,
+    walSegmentBytes: null,
   });
   const sweep = parseArgs([
     '--seeds',
@@ -52,6 +53,8 @@ test('flags parse into one run or a sweep', () => {
     'plain',
     '--ms',
     '900',
+    '--wal-segment-bytes',
+    '4096',
   ]);
   assert.equal(sweep.seed, null);
   assert.equal(sweep.from, 7);
@@ -60,6 +63,7 @@ test('flags parse into one run or a sweep', () => {
   assert.equal(sweep.profile, 'elections');
   assert.equal(sweep.clients, 'plain');
   assert.equal(sweep.faultPhaseMs, 900);
+  assert.equal(sweep.walSegmentBytes, 4096);
 });
 
 test('bad flags are refused with a CliError', () => {
@@ -73,6 +77,7 @@ test('bad flags are refused with a CliError', () => {
     ['--seed', '1', '--nodes', '4'],
     ['--seed', '1', '--unsafe', 'fast'],
     ['--seed', '1', '--profile', 'wild'],
+    ['--seed', '1', '--wal-segment-bytes', '2048'],
     ['--seed', '1', '--clients', 'few'],
     ['--seed', '1', '--ms', '0'],
     ['--seed', '1', '--verbose'],

@@ -1,7 +1,8 @@
 // Proves the simulated disk models what real disks do to a WAL: synced data and synced
 // directory entries survive a power cut exactly, unsynced writes survive sector by sector
 // (torn, never half a sector), unsynced directory changes may be lost (a rename whole or not
-// at all), lost and misdirected writes hide behind a successful datasync, EIO drops the
+// at all), a renamed file keeps its bytes (a recycled WAL segment shows its old records past
+// what was written over them), lost and misdirected writes hide behind a successful datasync, EIO drops the
 // unsynced writes from the disk while reads still see them, a full disk refuses with ENOSPC,
 // corruption at rest changes exactly what it reports, and one seed replays one outcome.
 import assert from 'node:assert/strict';
@@ -92,6 +93,32 @@ describe('SimFileSystem', () => {
     }
     assert.ok(keptCount > 0 && keptCount < 64, `a torn write: ${keptCount} of 64 sectors kept`);
     assert.equal(files.counters().lostSectorCount, 64 - keptCount);
+  });
+
+  it('keeps the bytes of a renamed file: a recycled one shows its old content past a new write, torn or not', async () => {
+    const files = await madeDisk(12);
+    const old = pattern(32, 0);
+    await writeFile(files, '/d/wal-1', old, { file: true, directory: true });
+    // As the WAL recycles a segment: renamed, synced, then written from the start.
+    await files.rename('/d/wal-1', '/d/wal-2');
+    await files.syncDirectory('/d');
+    const handle = await files.open('/d/wal-2', 'readWrite');
+    const fresh = pattern(16, 100);
+    await handle.write([fresh], 0);
+    const before = await files.readFile('/d/wal-2');
+    assert.equal(before.length, old.length, 'the file keeps its size');
+    assert.deepEqual(before.subarray(fresh.length), old.subarray(fresh.length), 'stale past it');
+    files.powerCut();
+    const after = await files.readFile('/d/wal-2');
+    assert.deepEqual(after.subarray(fresh.length), old.subarray(fresh.length));
+    for (let sector = 0; sector < 16; sector++) {
+      const range = [sector * SECTOR_BYTES, (sector + 1) * SECTOR_BYTES] as const;
+      const got = after.subarray(...range);
+      const isFresh = got.every((byte, offset) => byte === fresh[range[0] + offset]);
+      const isOld = got.every((byte, offset) => byte === old[range[0] + offset]);
+      assert.ok(isFresh || isOld, `sector ${sector} is the stale one or the new one, whole`);
+    }
+    assert.ok(files.counters().lostSectorCount > 0, 'the unsynced write was torn');
   });
 
   it('keeps a readWriteDurable write once it resolves; a power cut before may tear it', async () => {

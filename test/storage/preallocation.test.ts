@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { encodeRecord, type WalItem } from '../../src/storage/codec.ts';
+import { encodeRecord, recordSeed, type WalItem } from '../../src/storage/codec.ts';
 import { StorageError } from '../../src/storage/errors.ts';
 import { SPARE_SEGMENT_FILE_NAME } from '../../src/storage/preallocation.ts';
 import { scanSegment, segmentFileName } from '../../src/storage/segments.ts';
-import type { RaftStorage } from '../../src/storage/types.ts';
+import { type RaftStorage, STORAGE_FORMAT_VERSION } from '../../src/storage/types.ts';
 import {
   entries,
   entry,
@@ -129,7 +129,7 @@ describe('preallocated WAL segments', () => {
     const original = await readFile(segment!);
     const { validBytes } = scanSegment(original, segment!, true);
     // Half of an 11th record, then the zeros the write never reached.
-    const record = encodeRecord([{ type: 'entries', entries: [entry(11, 1, 300)] }]);
+    const record = encodeRecord([{ type: 'entries', entries: [entry(11, 1, 300)] }], recordSeed(1));
     const tornBytes = Math.floor(record.length / 2);
     const torn = Buffer.from(original);
     record.copy(torn, validBytes, 0, tornBytes);
@@ -159,7 +159,7 @@ describe('preallocated WAL segments', () => {
     const [segment] = await segmentPaths(harness.dataDir);
     const original = await readFile(segment!);
     const { validBytes } = scanSegment(original, segment!, true);
-    const record = encodeRecord([{ type: 'entries', entries: [entry(6, 1, 3000)] }]);
+    const record = encodeRecord([{ type: 'entries', entries: [entry(6, 1, 3000)] }], recordSeed(1));
     const damaged = Buffer.from(original);
     record.copy(damaged, validBytes + 1024, 1024); // the header and first KiB stay zero
     await writeFile(segment!, damaged);
@@ -311,7 +311,7 @@ describe('preallocated WAL segments', () => {
     }
   });
 
-  it('reads a format-1 directory, preallocates its last segment and marks it format 2', async () => {
+  it('reads a format-1 directory, preallocates its last segment and marks it the current format', async () => {
     const { storage } = await harness.open();
     await storage.close();
     const [segment] = await segmentPaths(harness.dataDir);
@@ -327,9 +327,9 @@ describe('preallocated WAL segments', () => {
     await harness.setFormatVersion(1);
     const { storage: again, persisted, metadata } = await harness.open();
     assert.deepEqual(plainEntries(persisted.entries), plainEntries(entries(1, 3, 1)));
-    assert.equal(metadata.formatVersion, 2);
+    assert.equal(metadata.formatVersion, STORAGE_FORMAT_VERSION);
     const meta = JSON.parse(await readFile(join(harness.dataDir, 'meta.json'), 'utf8'));
-    assert.equal(meta.formatVersion, 2, 'an older release now refuses the directory');
+    assert.equal(meta.formatVersion, STORAGE_FORMAT_VERSION, 'an older release now refuses it');
     assert.equal(await fileSize(segment!), TEST_SEGMENT_BYTES_MAX, 'preallocated to full size');
     await again.append({ hardState: hardState(1, 4), snapshot: null, entries: entries(4, 4, 1) });
     await again.close();

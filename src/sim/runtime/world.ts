@@ -68,6 +68,11 @@ export interface RuntimeRunOptions {
   readonly unsafe?: RuntimeUnsafe | null;
   readonly faultPhaseMs?: number;
   readonly traceSink?: ((line: string) => void) | null;
+  /**
+   * Every node's WAL segment size instead of the drawn one: small segments rotate often, and
+   * with the snapshots' compaction their files are recycled (stale records after new ones).
+   */
+  readonly walSegmentBytes?: number | null;
 }
 
 export interface RuntimeRunStats extends NemesisCounts {
@@ -180,11 +185,14 @@ class RuntimeWorld {
     this.prng = new Prng(options.seed);
     const profile = options.profile ?? 'default';
     const clients = options.clients ?? 'mixed';
-    this.mix = drawRuntimeMix(this.prng.fork(), {
+    const drawn = drawRuntimeMix(this.prng.fork(), {
       profile,
       nodeCount: options.nodeCount ?? null,
       clients,
     });
+    // Set after the draw, so that every other draw of the seed stays as it was.
+    const walSegmentBytes = options.walSegmentBytes ?? null;
+    this.mix = walSegmentBytes === null ? drawn : { ...drawn, segmentBytesMax: walSegmentBytes };
     const nemesisPrng = this.prng.fork();
     this.unsafe = options.unsafe ?? null;
     this.trace = options.traceSink ?? null;
@@ -194,6 +202,7 @@ class RuntimeWorld {
       unsafe: options.unsafe ?? null,
       profile: profile === 'default' ? null : profile,
       clients: clients === 'mixed' ? null : clients,
+      walSegmentBytes: options.walSegmentBytes ?? null,
     });
     this.scheduler = new SimScheduler(this.prng.fork(), eventsMax);
     const machineCount = this.mix.nodeCount + this.mix.spareCount;
