@@ -31,6 +31,7 @@
  * turning authentication on.
  */
 import { isUtf8 } from 'node:buffer';
+import { ReceivedRunMessage } from '../transport/run-frames.ts';
 import { assert } from '../util/assert.ts';
 import {
   batchedMessageProblem,
@@ -104,6 +105,23 @@ export class BatchFormatError extends Error {
   }
 }
 
+/**
+ * A message whose payload is a range of a larger buffer (a run read off the binary port,
+ * src/transport/run-frames.ts): its bytes are counted and copied where they lie, since its
+ * `payload` makes a view on every read.
+ */
+interface PayloadRange {
+  readonly payloadSource: Uint8Array;
+  readonly payloadStart: number;
+  readonly payloadBytes: number;
+}
+
+/** A message's payload length, read without a view where its payload is a range. */
+export function payloadBytesOf(message: { readonly payload: Uint8Array }): number {
+  const byteCount = (message as Partial<PayloadRange>).payloadBytes;
+  return byteCount === undefined ? message.payload.byteLength : byteCount;
+}
+
 const headerBytes = 1 + 8 + 4;
 /** Spare room a batch may keep alive with it when its buffer is handed over uncopied. */
 const handOverWasteBytesMax = 16 << 10;
@@ -162,6 +180,7 @@ export class BatchBuilder {
   }
 
   add(message: ClientMessage): void {
+    const range = message instanceof ReceivedRunMessage ? message : null;
     const extendsRun =
       this.runCountOffset >= 0 &&
       message.clientId === this.runClientId &&
@@ -172,20 +191,33 @@ export class BatchBuilder {
       (message.clientId === '' || message.seq === this.runNextSeq);
     if (extendsRun) {
       // Only what differs from the run's first message, checked in full, is checked again.
+      // A payload range is bytes by construction.
       const problem =
         (message.clientId === '' || Number.isSafeInteger(message.seq)
           ? null
-          : seqProblem(message.seq)) ?? payloadProblem(message.payload, Number.POSITIVE_INFINITY);
+          : seqProblem(message.seq)) ??
+        (range === null ? payloadProblem(message.payload, Number.POSITIVE_INFINITY) : null);
       assert(problem === null, `batched messages are valid: ${problem?.message}`);
     } else {
       const problem = batchedMessageProblem(message);
       assert(problem === null, `batched messages are valid: ${problem?.message}`);
       this.openRun(message);
     }
-    this.reserve(4 + message.payload.length);
-    const offset = this.buffer.writeUInt32LE(message.payload.length, this.bytes);
-    this.buffer.set(message.payload, offset);
-    this.bytes = offset + message.payload.length;
+    let offset: number;
+    if (range === null) {
+      const { payload } = message;
+      this.reserve(4 + payload.length);
+      offset = this.buffer.writeUInt32LE(payload.length, this.bytes);
+      this.buffer.set(payload, offset);
+      offset += payload.length;
+    } else {
+      const { payloadSource, payloadStart, payloadBytes } = range;
+      this.reserve(4 + payloadBytes);
+      offset = this.buffer.writeUInt32LE(payloadBytes, this.bytes);
+      this.buffer.set(payloadSource.subarray(payloadStart, payloadStart + payloadBytes), offset);
+      offset += payloadBytes;
+    }
+    this.bytes = offset;
     this.runMessageCount++;
     this.runNextSeq = message.seq + 1;
     this.count++;

@@ -9,6 +9,7 @@
  * only keeps what it would refuse from being written.
  */
 import { assert } from '../util/assert.ts';
+import { payloadBytesOf } from './batch.ts';
 import { type ClientPending, type PendingMessage, type PendingTable, stageOf } from './pending.ts';
 import type { SessionTable } from './sessions.ts';
 
@@ -140,8 +141,8 @@ export class GapHold {
     this.forgetRangeOf(entry);
     entry.proposedIndex = null;
     session.entries.add(entry);
-    session.bytes += entry.message.payload.byteLength;
-    this.heldBytes += entry.message.payload.byteLength;
+    session.bytes += payloadBytesOf(entry.message);
+    this.heldBytes += payloadBytesOf(entry.message);
     this.heldCount++;
   }
 
@@ -193,8 +194,8 @@ export class GapHold {
     assert(session?.entries.has(entry) === true, 'an entry leaves the hold it is in');
     entry.held = false;
     session.entries.delete(entry);
-    session.bytes -= entry.message.payload.byteLength;
-    this.heldBytes -= entry.message.payload.byteLength;
+    session.bytes -= payloadBytesOf(entry.message);
+    this.heldBytes -= payloadBytesOf(entry.message);
     this.heldCount--;
     if (session.entries.size === 0) this.sessions.delete(clientId);
     assert(this.heldCount >= 0 && this.heldBytes >= 0, 'the hold never counts below zero');
@@ -249,7 +250,7 @@ export class GapHold {
 
   private boundPassed(entry: PendingMessage): string | null {
     const { limits } = this.options;
-    const bytes = entry.message.payload.byteLength;
+    const bytes = payloadBytesOf(entry.message);
     const session = this.sessions.get(entry.message.clientId);
     if ((session?.entries.size ?? 0) + 1 > limits.heldPerSessionMax) return 'heldPerSessionMax';
     if ((session?.bytes ?? 0) + bytes > limits.heldBytesPerSessionMax) {

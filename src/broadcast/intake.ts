@@ -11,9 +11,10 @@
  * topic and key checks, the session table's and the pending table's answer for its seq.
  */
 import type { NodeId } from '../raft/types.ts';
+import { ReceivedRunMessage } from '../transport/run-frames.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import type { ClientMessage } from './batch.ts';
+import { type ClientMessage, payloadBytesOf } from './batch.ts';
 import { BroadcastError } from './errors.ts';
 import {
   clientIdProblem,
@@ -116,7 +117,7 @@ export function checkRun(run: BroadcastRun, payloadBytesMax: number): BroadcastE
       (message === null || typeof message !== 'object'
         ? payloadProblem(undefined, payloadBytesMax)
         : null) ??
-      payloadProblem(message.payload, payloadBytesMax) ??
+      runPayloadProblem(message, payloadBytesMax) ??
       (message.topic === undefined || message.topic === topicFine
         ? null
         : topicProblem(message.topic, { field: 'topic', reservedAllowed: false })) ??
@@ -126,6 +127,17 @@ export function checkRun(run: BroadcastRun, payloadBytesMax: number): BroadcastE
     keyFine = message.key;
   }
   return null;
+}
+
+/**
+ * `payloadProblem` of a run's message; a payload range read off the binary port is bytes by
+ * construction, and its view is made only to say what is wrong with it.
+ */
+function runPayloadProblem(message: RunMessage, payloadBytesMax: number): MessageProblem | null {
+  if (message instanceof ReceivedRunMessage && message.payloadBytes <= payloadBytesMax) {
+    return null;
+  }
+  return payloadProblem(message.payload, payloadBytesMax);
 }
 
 function senderRefusal(
@@ -297,7 +309,7 @@ export class Intake {
       const message = messages[slot] as RunMessage;
       // Once one message is refused for room, so is the rest of the run: a later one taken
       // would wait behind a gap.
-      full ??= this.fullRefusal(message.payload.byteLength);
+      full ??= this.fullRefusal(payloadBytesOf(message));
       if (full !== null) {
         waiter.answer(slot, rejected(full));
         continue;

@@ -20,6 +20,7 @@ import {
   type DecodedBatch,
   decodeBatch,
   encodeBatch,
+  payloadBytesOf,
 } from './batch.ts';
 import { BroadcastError } from './errors.ts';
 import { GapHold, type GapHoldLimits, type HoldDecision } from './gap-hold.ts';
@@ -123,7 +124,7 @@ export class Outbox {
         adopting = false;
       }
       entry.queued = true;
-      this.queuedPayloadBytes += entry.message.payload.byteLength + 4;
+      this.queuedPayloadBytes += payloadBytesOf(entry.message) + 4;
       if (!adopting) this.queue.push(entry);
       queuedCount++;
     };
@@ -171,7 +172,7 @@ export class Outbox {
   private queueEntry(entry: PendingMessage): void {
     entry.queued = true;
     this.queue.push(entry);
-    this.queuedPayloadBytes += entry.message.payload.byteLength + 4;
+    this.queuedPayloadBytes += payloadBytesOf(entry.message) + 4;
   }
 
   private holdOrRefuse(
@@ -240,7 +241,7 @@ export class Outbox {
       entry.lastSentMs = sentMs;
       entry.copiesSent++;
       builder.add(entry.message);
-      bytesLeft -= entry.message.payload.byteLength + 4;
+      bytesLeft -= payloadBytesOf(entry.message) + 4;
       if (builder.byteLength >= this.options.batchBytesMax) {
         const batch = this.batchOf(sorted, batchStart, at + 1, leftAny);
         this.send(builder.finish(logTimeMs), logTimeMs, batch, leaderId);
@@ -290,7 +291,7 @@ export class Outbox {
     leaderId: NodeId,
   ): void {
     assert(batch.length > 0, 'a batch holds at least one message');
-    const lastBytes = (batch[batch.length - 1] as PendingMessage).message.payload.length;
+    const lastBytes = payloadBytesOf((batch[batch.length - 1] as PendingMessage).message);
     assert(
       data.length < this.options.batchBytesMax + messageOverheadBytesMax + lastBytes,
       'a batch exceeds batchBytesMax by its last message at most',

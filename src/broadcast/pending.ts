@@ -3,7 +3,7 @@
  * client id first, then seq, so that applying a run costs one lookup by client.
  */
 import { assert } from '../util/assert.ts';
-import type { ClientMessage } from './batch.ts';
+import { type ClientMessage, payloadBytesOf } from './batch.ts';
 import type { BroadcastError } from './errors.ts';
 
 export interface BroadcastResult {
@@ -658,7 +658,7 @@ export class PendingTable {
     bySeq.set(seq, entry);
     entry.inTable = true;
     this.count++;
-    this.payloadBytes += entry.message.payload.byteLength;
+    this.payloadBytes += payloadBytesOf(entry.message);
   }
 
   delete(entry: PendingMessage): void {
@@ -670,7 +670,7 @@ export class PendingTable {
     assert(removed, 'an entry in the table is found at its seq');
     entry.inTable = false;
     this.count--;
-    this.payloadBytes -= entry.message.payload.byteLength;
+    this.payloadBytes -= payloadBytesOf(entry.message);
     assert(this.count >= 0 && this.payloadBytes >= 0, 'the table never counts below zero');
     if (bySeq?.size === 0) {
       this.byClient.delete(clientId);

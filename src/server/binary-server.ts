@@ -139,6 +139,8 @@ class BinaryConnection implements NodeFrameHandler {
   private token: string | null = null;
   private closing = false;
   private helloTimer: Timer | null;
+  /** Whether frames written this turn are being gathered for one write (`write`). */
+  private corked = false;
 
   constructor(
     private readonly socket: Socket,
@@ -355,8 +357,26 @@ class BinaryConnection implements NodeFrameHandler {
     return { front, sendFrame };
   }
 
+  /**
+   * Frames written in one turn leave in one socket write: a round settles several runs at
+   * once (one per 1,000 messages with a window of 10,000), and a write each was a syscall
+   * each. The socket is uncorked once the turn's callbacks and promise jobs are done, so no
+   * answer waits on anything but the code already running.
+   */
   private write(frame: Uint8Array): void {
-    if (!this.socket.destroyed) this.socket.write(frame);
+    if (this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncorkConnection, this);
+    }
+    this.socket.write(frame);
+  }
+
+  /** Ends the turn's cork (`write`). */
+  uncork(): void {
+    this.corked = false;
+    this.socket.uncork();
   }
 
   /** Says why in a last frame, then closes this connection (and only this one). */
@@ -380,6 +400,10 @@ class BinaryConnection implements NodeFrameHandler {
     // The client went away: whatever runs for its requests is told to stop.
     for (const listener of listeners) listener();
   }
+}
+
+function uncorkConnection(connection: { uncork(): void }): void {
+  connection.uncork();
 }
 
 function carriedHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {

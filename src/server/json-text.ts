@@ -96,9 +96,15 @@ function refused(reason: string, at: number): JsonTextVerdict {
  * Checks texts one after another, reading the words of every text that lies in the same
  * buffer as the last through the same DataView. Checking is synchronous; a checker keeps
  * the last buffer it read (drop the checker with the run it checked).
+ *
+ * A text is a range of `text`, [start, end): a run's payloads are checked where they lie
+ * in its frame, without a view made for each. Nothing at or past `end` is read as part of
+ * it (`byteAt`), and a position in a refusal counts from `start`.
  */
 export class JsonTextChecker {
   private text: Uint8Array = new Uint8Array(0);
+  private start = 0;
+  private end = 0;
   /** The buffer `words` reads, and where `text` starts in it. */
   private wordsBuffer: ArrayBufferLike = this.text.buffer;
   private words = new DataView(this.wordsBuffer);
@@ -113,22 +119,38 @@ export class JsonTextChecker {
    * whether it may be stored as it is.
    */
   check(bytes: Uint8Array, depthMax: number): JsonTextVerdict {
-    if (this.containers.length <= depthMax) this.containers = new Uint8Array(depthMax + 1);
-    if (bytes.buffer !== this.wordsBuffer) {
-      this.wordsBuffer = bytes.buffer;
-      this.words = new DataView(bytes.buffer);
+    return this.checkRange(bytes, 0, bytes.length, depthMax);
+  }
+
+  /** `check` of the bytes `source[start, end)`, read where they are. */
+  checkRange(source: Uint8Array, start: number, end: number, depthMax: number): JsonTextVerdict {
+    if (!(start >= 0 && start <= end && end <= source.length)) {
+      throw new RangeError(`[${start}, ${end}) is not a range of ${source.length} bytes`);
     }
-    this.text = bytes;
-    this.wordsBase = bytes.byteOffset;
+    if (this.containers.length <= depthMax) this.containers = new Uint8Array(depthMax + 1);
+    if (source.buffer !== this.wordsBuffer) {
+      this.wordsBuffer = source.buffer;
+      this.words = new DataView(source.buffer);
+    }
+    this.text = source;
+    this.start = start;
+    this.end = end;
+    this.wordsBase = source.byteOffset;
     this.sawLineBreak = false;
     this.highMask = 0x80808080;
     return this.scan(depthMax);
   }
 
+  /** The text's byte at `at`; undefined past its end, even where the buffer goes on. */
+  private byteAt(at: number): number | undefined {
+    return at < this.end ? this.text[at] : undefined;
+  }
+
   /** The first byte at or after `at` that is not JSON whitespace. */
   private skipSpace(at: number): number {
     const text = this.text;
-    for (; at < text.length; at++) {
+    const end = this.end;
+    for (; at < end; at++) {
       const byte = text[at];
       if (byte === 0x20 || byte === 0x09) continue;
       if (byte === 0x0a || byte === 0x0d) {
@@ -143,7 +165,7 @@ export class JsonTextChecker {
   /** Past the string that opens at `at` (a quote), or -1 (or -2: the text is not UTF-8). */
   private skipString(at: number): number {
     const bytes = this.text;
-    const end = bytes.length;
+    const end = this.end;
     const words = this.words;
     const base = this.wordsBase;
     at++;
@@ -181,16 +203,16 @@ export class JsonTextChecker {
       if (at >= end) return -1;
       if (kind === high) {
         // The first byte past ASCII: the whole text is checked once, then such bytes pass.
-        if (!isUtf8(bytes)) return -2;
+        if (!isUtf8(bytes.subarray(this.start, end))) return -2;
         this.highMask = 0;
         continue;
       }
       const byte = bytes[at];
       if (byte === quote) return at + 1;
       if (byte !== backslash) return -1; // a raw control character
-      const escaped = bytes[at + 1];
+      const escaped = this.byteAt(at + 1);
       if (escaped === 0x75) {
-        for (let digit = 2; digit < 6; digit++) if (!isHexDigit(bytes[at + digit])) return -1;
+        for (let digit = 2; digit < 6; digit++) if (!isHexDigit(this.byteAt(at + digit))) return -1;
         at += 6;
       } else if (escaped !== undefined && simpleEscapes.has(escaped)) at += 2;
       else return -1;
@@ -199,31 +221,29 @@ export class JsonTextChecker {
 
   /** Past the number that starts at `at`, or -1: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
   private skipNumber(at: number): number {
-    const text = this.text;
-    if (text[at] === minus) at++;
-    if (text[at] === zero) at++;
-    else if (isDigit(text[at])) while (isDigit(text[at])) at++;
+    if (this.byteAt(at) === minus) at++;
+    if (this.byteAt(at) === zero) at++;
+    else if (isDigit(this.byteAt(at))) while (isDigit(this.byteAt(at))) at++;
     else return -1;
-    if (text[at] === dot) {
+    if (this.byteAt(at) === dot) {
       at++;
-      if (!isDigit(text[at])) return -1;
-      while (isDigit(text[at])) at++;
+      if (!isDigit(this.byteAt(at))) return -1;
+      while (isDigit(this.byteAt(at))) at++;
     }
-    if (text[at] === 0x65 || text[at] === 0x45) {
+    if (this.byteAt(at) === 0x65 || this.byteAt(at) === 0x45) {
       at++;
-      if (text[at] === plus || text[at] === minus) at++;
-      if (!isDigit(text[at])) return -1;
-      while (isDigit(text[at])) at++;
+      if (this.byteAt(at) === plus || this.byteAt(at) === minus) at++;
+      if (!isDigit(this.byteAt(at))) return -1;
+      while (isDigit(this.byteAt(at))) at++;
     }
     return at;
   }
 
   private skipLiteral(at: number): number {
-    const text = this.text;
     for (const literal of literals) {
-      if (text[at] !== literal[0]) continue;
+      if (this.byteAt(at) !== literal[0]) continue;
       for (let offset = 1; offset < literal.length; offset++) {
-        if (text[at + offset] !== literal[offset]) return -1;
+        if (this.byteAt(at + offset) !== literal[offset]) return -1;
       }
       return at + literal.length;
     }
@@ -232,28 +252,29 @@ export class JsonTextChecker {
 
   /** Past a member's name and colon, at its value; below 0 if they are not there. */
   private skipName(at: number): number {
-    if (this.text[at] !== quote) return -1;
+    if (this.byteAt(at) !== quote) return -1;
     const past = this.skipString(at);
     if (past < 0) return past;
     at = this.skipSpace(past);
-    if (this.text[at] !== colon) return -1;
+    if (this.byteAt(at) !== colon) return -1;
     return this.skipSpace(at + 1);
   }
 
   private scan(depthMax: number): JsonTextVerdict {
-    const text = this.text;
-    const containers = this.containers;
+    const { containers, start: textStart, end } = this;
     let depth = 0;
-    let at = this.skipSpace(0);
+    let at = this.skipSpace(textStart);
     for (;;) {
       // A value starts at `at`.
-      const byte = text[at];
+      const byte = this.byteAt(at);
       if (byte === openBrace || byte === openBracket) {
-        if (++depth > depthMax) return refused(`nesting deeper than ${depthMax}`, at);
+        if (++depth > depthMax) {
+          return refused(`nesting deeper than ${depthMax}`, at - textStart);
+        }
         const inside = byte === openBrace ? inObject : inArray;
         containers[depth] = inside;
         at = this.skipSpace(at + 1);
-        if (text[at] === (inside === inObject ? closeBrace : closeBracket)) {
+        if (this.byteAt(at) === (inside === inObject ? closeBrace : closeBracket)) {
           at++;
           depth--;
         } else {
@@ -268,23 +289,28 @@ export class JsonTextChecker {
         else if (byte === minus || isDigit(byte)) at = this.skipNumber(at);
         else at = this.skipLiteral(at);
         if (at === -2) return notUtf8;
-        if (at < 0) return refused(byte === undefined ? 'a value expected' : 'a bad value', start);
+        if (at < 0) {
+          return refused(
+            byte === undefined ? 'a value expected' : 'a bad value',
+            start - textStart,
+          );
+        }
       }
       // After a value: close what it ends, or go on to the next one.
       for (;;) {
         at = this.skipSpace(at);
         if (depth === 0) {
-          if (at !== text.length) return refused('bytes after the value', at);
+          if (at !== end) return refused('bytes after the value', at - textStart);
           return this.sawLineBreak ? lineBreaks : storable;
         }
         const inside = containers[depth];
-        const next = text[at];
+        const next = this.byteAt(at);
         if (next === (inside === inObject ? closeBrace : closeBracket)) {
           at++;
           depth--;
           continue;
         }
-        if (next !== comma) return refused('a comma or a close expected', at);
+        if (next !== comma) return refused('a comma or a close expected', at - textStart);
         at = this.skipSpace(at + 1);
         const start = at;
         if (inside === inObject) at = this.skipName(at);
@@ -295,7 +321,7 @@ export class JsonTextChecker {
   }
 
   private refusedName(failure: number, at: number): JsonTextVerdict {
-    return failure === -2 ? notUtf8 : refused('a member name and colon expected', at);
+    return failure === -2 ? notUtf8 : refused('a member name and colon expected', at - this.start);
   }
 }
 

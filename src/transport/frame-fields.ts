@@ -169,6 +169,30 @@ export class FrameReader {
     return this.raw(byteCount, what);
   }
 
+  /** What is read: the frame, or after `detach` the buffer it reads on from. */
+  get source(): Uint8Array {
+    return this.frame;
+  }
+
+  /**
+   * `bytes` without the view: skips u32-length bytes and answers where they start in
+   * `source`; their length is `source`'s bytes up to where reading goes on (`offset`).
+   */
+  skipBytes(what: string): number {
+    this.need(4, what, true);
+    const byteCount = this.view.getUint32(this.at);
+    this.at += 4;
+    this.need(byteCount, what);
+    const start = this.at;
+    this.at += byteCount;
+    return start;
+  }
+
+  /** Where the next read starts in `source`. */
+  get offset(): number {
+    return this.at;
+  }
+
   headers(): Record<string, string> {
     const count = this.u16('the header count');
     if (count > clientFrameLimits.headersMax) {

@@ -10,7 +10,9 @@ import {
   type ClientMessage,
   decodeBatch,
   encodeBatch,
+  payloadBytesOf,
 } from '../../src/broadcast/batch.ts';
+import { ReceivedRunMessage } from '../../src/transport/run-frames.ts';
 
 const clientMessage: fc.Arbitrary<ClientMessage> = fc.oneof(
   fc.record({
@@ -168,4 +170,64 @@ test('a batch that fills the room made for it is handed over without a copy', ()
   builder.add({ clientId: 'a', seq: 101, topic: 't', payload });
   const copied = builder.finish(2);
   assert.ok(copied.buffer.byteLength < 1 << 20, 'a batch never keeps a mostly empty buffer');
+});
+
+// A run read off the binary port keeps each payload as a range of its frame
+// (ReceivedRunMessage), counted and copied where it lies: a batch built from such messages,
+// some replaced by another form as the run route does, is byte for byte the batch of the
+// same messages with plain payloads, and each counts its payload's own bytes.
+test('messages whose payloads are ranges of one buffer batch as plain messages do', () => {
+  const ranged = fc.record({
+    before: fc.uint8Array({ maxLength: 6 }),
+    payload: fc.uint8Array({ maxLength: 300 }),
+    topic: fc.constantFrom('', 't', 'orders'),
+    key: fc.constantFrom('', 'k'),
+    replaced: fc.option(fc.uint8Array({ maxLength: 40 }), { freq: 4 }),
+  });
+  fc.assert(
+    fc.property(
+      fc.array(ranged, { minLength: 1, maxLength: 12 }),
+      fc.uint8Array({ maxLength: 6 }),
+      fc.integer({ min: 1, max: 1000 }),
+      (items, tail, firstSeq) => {
+        const source = Buffer.concat([
+          ...items.flatMap((item) => [item.before, item.payload]),
+          tail,
+        ]);
+        let at = 0;
+        const plain: ClientMessage[] = [];
+        const inFrame = items.map((item, offset) => {
+          at += item.before.length;
+          const seq = firstSeq + offset;
+          const key = item.key === '' ? undefined : item.key;
+          const message = new ReceivedRunMessage(
+            'c',
+            seq,
+            item.topic,
+            source,
+            at,
+            item.payload.length,
+            key,
+          );
+          at += item.payload.length;
+          if (item.replaced !== null) message.payload = item.replaced;
+          const payload = item.replaced ?? item.payload;
+          assert.equal(payloadBytesOf(message), payload.length);
+          assert.deepEqual([...message.payload], [...payload]);
+          plain.push({
+            clientId: 'c',
+            seq,
+            topic: item.topic,
+            payload,
+            ...(key === undefined ? {} : { key }),
+          });
+          return message;
+        });
+        const fromFrame = new BatchBuilder();
+        for (const message of inFrame) fromFrame.add(message);
+        assert.deepEqual(fromFrame.finish(5), encodeBatch(plain, 5));
+      },
+    ),
+    { numRuns: 500 },
+  );
 });

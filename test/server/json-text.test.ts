@@ -259,3 +259,42 @@ test('texts that share a buffer, checked by one checker, are judged as each alon
     { numRuns: 1000 },
   );
 });
+
+// The run route checks each payload where it lies in its frame (checkRange), bytes of the
+// frame's other fields right before and after it: each verdict, reason and position
+// included, must be the one the payload gets alone, whatever its neighbours hold.
+test('a text checked as a range of a larger buffer is judged exactly as alone', () => {
+  const text = fc.oneof(
+    printed.map((item) => Buffer.from(item)),
+    fc.array(alphabet, { maxLength: 16 }).map((characters) => Buffer.from(characters.join(''))),
+    fc.uint8Array({ maxLength: 12 }).map((bytes) => Buffer.from(bytes)),
+  );
+  const neighbour = fc.oneof(
+    fc.uint8Array({ maxLength: 6 }),
+    fc.array(alphabet, { maxLength: 6 }).map((characters) => Buffer.from(characters.join(''))),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(neighbour, text), { minLength: 1, maxLength: 6 }),
+      neighbour,
+      (items, tail) => {
+        const buffer = Buffer.concat([...items.flat(), tail]);
+        const checker = new JsonTextChecker();
+        let at = 0;
+        for (const [before, bytes] of items) {
+          at += before.length;
+          const verdict = checker.checkRange(buffer, at, at + bytes.length, depthMax);
+          assert.deepEqual(verdict, checkJsonText(Buffer.from(bytes), depthMax), bytes.toString());
+          at += bytes.length;
+        }
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('checkRange refuses a range outside its buffer', () => {
+  const checker = new JsonTextChecker();
+  assert.throws(() => checker.checkRange(Buffer.from('[1]'), 2, 4, depthMax), RangeError);
+  assert.throws(() => checker.checkRange(Buffer.from('[1]'), 2, 1, depthMax), RangeError);
+});

@@ -91,24 +91,28 @@ function checkedSession(run: ReceivedRun): void {
 }
 
 /**
- * The payload as stored: its text as it came when it may be (valid JSON without line
- * breaks between tokens), else re-encoded compactly; refused when not JSON or too large.
+ * The payload to store instead of the message's own, or null to store it as it came (valid
+ * JSON without line breaks between tokens): a compact re-encoding. Refused when not JSON or
+ * too large. The text is checked where it lies in the frame.
  */
 function storedPayload(
   checker: JsonTextChecker,
-  payload: Uint8Array,
+  message: ReceivedRunMessage,
   at: number,
   payloadBytesMax: number,
-): Uint8Array {
-  const verdict = checker.check(payload, jsonNestingDepthMax);
+): Uint8Array | null {
+  const { payloadSource, payloadStart, payloadBytes } = message;
+  const payloadEnd = payloadStart + payloadBytes;
+  const verdict = checker.checkRange(payloadSource, payloadStart, payloadEnd, jsonNestingDepthMax);
   if (verdict.kind === 'invalid') {
     const field = `messages[${at}].payload`;
     throw invalidArgument(field, `${field} is not JSON text: ${verdict.reason}`);
   }
-  const stored =
-    verdict.kind === 'storable'
-      ? payload
-      : encodePayload(JSON.parse(Buffer.from(payload).toString('utf8')));
+  if (verdict.kind === 'storable') {
+    if (payloadBytes > payloadBytesMax) throw payloadTooLarge(payloadBytes, payloadBytesMax);
+    return null;
+  }
+  const stored = encodePayload(JSON.parse(Buffer.from(message.payload).toString('utf8')));
   if (stored.length > payloadBytesMax) throw payloadTooLarge(stored.length, payloadBytesMax);
   return stored;
 }
@@ -142,8 +146,8 @@ function checkMessages(context: RouteContext, messages: ReceivedRunMessage[]): v
       }
       lastKey = key;
     }
-    const stored = storedPayload(checker, message.payload, at, payloadBytesMax);
-    if (stored !== message.payload) message.payload = stored;
+    const stored = storedPayload(checker, message, at, payloadBytesMax);
+    if (stored !== null) message.payload = stored;
   }
   for (const [topic, at] of topicsAt) {
     checkPublish(context.identity, topic, `messages[${at}].topic`);
