@@ -13,7 +13,7 @@ import { assert } from '../util/assert.ts';
 import { FixedHistogram } from '../util/histogram.ts';
 import { BatchFormatError, type DecodedBatch, decodeBatch, type MessageRun } from './batch.ts';
 import { compactionTopic, firstOfKey } from './compaction.ts';
-import { type DeliveredMessage, DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
+import { DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
 import type { NodeObserver } from './observer.ts';
@@ -202,17 +202,7 @@ export class Applier {
       const position = firstPosition + offset - duplicateCount;
       const seq = anonymous ? 0 : run.firstSeq + offset;
       const payload = run.payloads[offset] as Uint8Array;
-      const message: DeliveredMessage = {
-        position,
-        index,
-        term,
-        clientId,
-        seq,
-        topic,
-        payload,
-        logTimeMs,
-        key,
-      };
+      const message = { position, index, term, clientId, seq, topic, payload, logTimeMs, key };
       this.deliveryLog.append(message);
       const superseded = compaction.noteDelivered(topic, key, position);
       if (superseded > 0) this.deliveryLog.store.noteSuperseded(superseded);
