@@ -13,7 +13,7 @@ import { assert } from '../util/assert.ts';
 import { FixedHistogram } from '../util/histogram.ts';
 import { BatchFormatError, type DecodedBatch, decodeBatch, type MessageRun } from './batch.ts';
 import { compactionTopic, firstOfKey } from './compaction.ts';
-import { type DeliveredMessage, DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
+import { DeliveryLog, type DeliveryLogOptions } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import { decodeMembershipCommand, MembershipTable, membershipTopic } from './membership.ts';
 import type { NodeObserver } from './observer.ts';
@@ -183,15 +183,26 @@ export class Applier {
     const logTimeMs = this.state.sessions.logTimeMs;
     const { index, term } = entry;
     const { clientId, topic } = run;
+    if (key === undefined) {
+      // Without a key compaction has nothing to follow: the store writes the run's records
+      // from its payloads, with no object per message unless an observer wants them.
+      const { firstSeq, payloads } = run;
+      const stored = { index, term, clientId, firstSeq, topic, logTimeMs, payloads };
+      this.deliveryLog.appendRun(stored, duplicateCount, firstPosition);
+      if (observer === undefined) return;
+      for (let offset = duplicateCount; offset < payloads.length; offset++) {
+        const position = firstPosition + offset - duplicateCount;
+        const seq = anonymous ? 0 : firstSeq + offset;
+        const payload = payloads[offset] as Uint8Array;
+        observer.delivered({ position, index, term, clientId, seq, topic, payload, logTimeMs });
+      }
+      return;
+    }
     for (let offset = duplicateCount; offset < run.payloads.length; offset++) {
       const position = firstPosition + offset - duplicateCount;
       const seq = anonymous ? 0 : run.firstSeq + offset;
       const payload = run.payloads[offset] as Uint8Array;
-      // Two literals rather than a spread of the key: one fixed shape each, no copy per message.
-      const message: DeliveredMessage =
-        key === undefined
-          ? { position, index, term, clientId, seq, topic, payload, logTimeMs }
-          : { position, index, term, clientId, seq, topic, payload, logTimeMs, key };
+      const message = { position, index, term, clientId, seq, topic, payload, logTimeMs, key };
       this.deliveryLog.append(message);
       const superseded = compaction.noteDelivered(topic, key, position);
       if (superseded > 0) this.deliveryLog.store.noteSuperseded(superseded);

@@ -16,7 +16,7 @@
  * bound what it keeps (`retainBytesMax`), dropping its oldest segments.
  */
 
-import type { StoredMessage, StoreRange } from '../store/index.ts';
+import type { StoredMessage, StoredRun, StoreRange } from '../store/index.ts';
 import { MemoryStoreFiles, MessageStore } from '../store/index.ts';
 import { assert } from '../util/assert.ts';
 import { BroadcastError } from './errors.ts';
@@ -119,6 +119,17 @@ export class DeliveryLog {
     assert(message.position === this.appliedPosition + 1, 'delivered positions are dense');
     this.store.append(message);
     this.appliedPosition = message.position;
+  }
+
+  /**
+   * `run`'s messages from `from` on, at positions from `firstPosition` on: what `append`
+   * does message by message, without an object per message.
+   */
+  appendRun(run: StoredRun, from: number, firstPosition: number): void {
+    assert(firstPosition === this.appliedPosition + 1, 'delivered positions are dense');
+    if (from >= run.payloads.length) return;
+    this.store.appendRun(run, from, firstPosition);
+    this.appliedPosition = firstPosition + run.payloads.length - from - 1;
   }
 
   /** Writes the batch to the store and wakes subscribers; once per applied batch. */

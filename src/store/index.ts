@@ -1,7 +1,7 @@
 /** The message store: delivered messages on disk, by position, kept as retention says. */
 export { compactedCopy } from './compaction.ts';
 export { DiskStoreFiles, MemoryStoreFiles, type StoreFiles } from './files.ts';
-export type { StoredMessage } from './record.ts';
+export type { StoredMessage, StoredRun } from './record.ts';
 export {
   decodeBody,
   decodeRecordAt,

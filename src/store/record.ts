@@ -177,24 +177,22 @@ export function writeRecord(
   const bodyBytes =
     fixedBodyBytes + client.length + topic.length + keyBytes + message.payload.byteLength;
   assert(start + recordHeaderBytes + bodyBytes <= target.length, 'the record fits its target');
-  // A DataView and TypedArray.set rather than Buffer's writers and copy: no call into C++
-  // nor view allocated per field, on a path taken once per message on every node.
-  const view = dataViewOf(target);
-  let at = start + recordHeaderBytes;
-  view.setFloat64(at, message.position, true);
-  view.setFloat64(at + 8, message.index, true);
-  view.setFloat64(at + 16, message.term, true);
-  view.setFloat64(at + 24, message.seq, true);
-  view.setFloat64(at + 32, message.logTimeMs, true);
-  at += 40;
-  view.setUint16(at, client.length, true);
-  target.set(client, at + 2);
-  at += 2 + client.length;
   const flags =
     (key === undefined ? 0 : keyFlag) | (message.compacted === true ? compactedFlag : 0);
-  view.setUint16(at, topic.length | flags, true);
-  target.set(topic, at + 2);
-  at += 2 + topic.length;
+  const view = dataViewOf(target);
+  let at = writeFixedFields(
+    view,
+    target,
+    start,
+    message.position,
+    message.index,
+    message.term,
+    message.seq,
+    message.logTimeMs,
+    client,
+    topic,
+    flags,
+  );
   if (key !== undefined) {
     view.setUint16(at, keyLength, true);
     at += 2;
@@ -209,6 +207,106 @@ export function writeRecord(
     true,
   );
   return at;
+}
+
+/**
+ * Writes a record's fields up to its topic at `start` and returns where the key or the
+ * payload goes. A DataView and TypedArray.set rather than Buffer's writers and copy: no call
+ * into C++ nor view allocated per field, on a path taken once per message on every node.
+ */
+function writeFixedFields(
+  view: DataView,
+  target: Buffer,
+  start: number,
+  position: number,
+  index: number,
+  term: number,
+  seq: number,
+  logTimeMs: number,
+  client: Buffer,
+  topic: Buffer,
+  flags: number,
+): number {
+  let at = start + recordHeaderBytes;
+  view.setFloat64(at, position, true);
+  view.setFloat64(at + 8, index, true);
+  view.setFloat64(at + 16, term, true);
+  view.setFloat64(at + 24, seq, true);
+  view.setFloat64(at + 32, logTimeMs, true);
+  at += 40;
+  view.setUint16(at, client.length, true);
+  target.set(client, at + 2);
+  at += 2 + client.length;
+  view.setUint16(at, topic.length | flags, true);
+  target.set(topic, at + 2);
+  return at + 2 + topic.length;
+}
+
+/**
+ * Messages of one client's run without a key, as a batch delivers them: they share all
+ * but their position, seq and payload, so a segment writes their records without an object
+ * per message (`Segment.appendRun`).
+ */
+export interface StoredRun {
+  readonly index: number;
+  readonly term: number;
+  /** Empty for anonymous messages, whose seq is 0. */
+  readonly clientId: string;
+  /** The seq of `payloads[0]` (0 when anonymous); each next payload's is one more. */
+  readonly firstSeq: number;
+  readonly topic: string;
+  readonly logTimeMs: number;
+  readonly payloads: readonly Uint8Array[];
+}
+
+/** The bytes a record of `run` takes before its payload, header included. */
+export function runRecordBytesOf(run: StoredRun): number {
+  const client = clientBytesOf(run.clientId);
+  const topic = topicBytesOf(run.topic);
+  assert(client.length <= 0xffff, 'a client id fits its u16 length');
+  assert(topic.length <= topicBytesMask, 'a topic fits its length bits');
+  return recordHeaderBytes + fixedBodyBytes + client.length + topic.length;
+}
+
+/**
+ * Writes the record of `run`'s message at `offset` (at `position`) into `target` at `start`,
+ * framed (its checksum field 0, the frame's checksum covers it), the bytes the record of the
+ * same message as a `StoredMessage` takes; returns where it ends.
+ */
+export function writeRunRecord(
+  run: StoredRun,
+  offset: number,
+  position: number,
+  target: Buffer,
+  start: number,
+): number {
+  assert(Number.isSafeInteger(position) && position >= 1, 'positions start at 1');
+  const client = clientBytesOf(run.clientId);
+  const topic = topicBytesOf(run.topic);
+  const payload = run.payloads[offset] as Uint8Array;
+  const bodyBytes = fixedBodyBytes + client.length + topic.length + payload.byteLength;
+  assert(start + recordHeaderBytes + bodyBytes <= target.length, 'the record fits its target');
+  const seq = run.clientId === '' ? 0 : run.firstSeq + offset;
+  const view = dataViewOf(target);
+  const index = run.index;
+  const term = run.term;
+  const at = writeFixedFields(
+    view,
+    target,
+    start,
+    position,
+    index,
+    term,
+    seq,
+    run.logTimeMs,
+    client,
+    topic,
+    0,
+  );
+  target.set(payload, at);
+  view.setUint32(start, bodyBytes, true);
+  view.setUint32(start + 4, 0, true);
+  return at + payload.byteLength;
 }
 
 export const frameHeaderBytes = 8;

@@ -13,9 +13,12 @@ import {
   frameHeaderBytes,
   RecordWalker,
   recordBytesOf,
+  runRecordBytesOf,
   type StoredMessage,
+  type StoredRun,
   writeFrameHeader,
   writeRecord,
+  writeRunRecord,
 } from './record.ts';
 
 /**
@@ -143,6 +146,52 @@ export class Segment {
     this.pendingBytes = writeRecord(message, this.pending, this.pendingBytes, true);
     this.sizeBytes += recordBytes;
     this.index(message, message.position, indexed ? frameOffset : -1);
+  }
+
+  /**
+   * Appends `run`'s messages from `from` on at positions from `this.last + 1`, as `append`
+   * would one by one (the same bytes, frames and indexes), until the segment reaches
+   * `segmentBytesMax`; returns how many it took (one at least).
+   */
+  appendRun(run: StoredRun, from: number, segmentBytesMax: number): number {
+    assert(from < run.payloads.length, 'a run appends one message at least');
+    // Loaded before `last` moves, as `index` does (the file's index describes it as it was).
+    if (this.topics === null) this.topics = this.loadTopics();
+    const headBytes = runRecordBytesOf(run);
+    const firstPosition = this.last + 1;
+    let offset = from;
+    do {
+      const position = this.last + 1;
+      const recordBytes = headBytes + (run.payloads[offset] as Uint8Array).byteLength;
+      const indexed = (position - this.first) % sparseEveryCount === 0;
+      const addedBytes = recordBytes + frameHeaderBytes;
+      if (this.pendingBytes > 0 && this.pendingBytes + addedBytes > pendingFlushBytes) {
+        this.flush();
+      }
+      if (this.frameAt < 0 || indexed) this.openFrame();
+      if (indexed) this.sparse.push(position, this.writtenBytes + this.frameAt);
+      this.reservePending(recordBytes);
+      this.pendingBytes = writeRunRecord(run, offset, position, this.pending, this.pendingBytes);
+      this.sizeBytes += recordBytes;
+      this.last = position;
+      offset++;
+    } while (offset < run.payloads.length && this.sizeBytes < segmentBytesMax);
+    this.indexRun(run, firstPosition, this.last - firstPosition + 1);
+    return offset - from;
+  }
+
+  /** `index` for `count` messages of `run` from `first` on (already in `sparse`, `last`). */
+  private indexRun(run: StoredRun, first: number, count: number): void {
+    assert(this.topics !== null, 'the topic index is loaded');
+    const runs = this.topics.get(run.topic);
+    const runCount = runs?.length ?? 0;
+    if (runs !== undefined && runs[runCount - 2]! + runs[runCount - 1]! === first) {
+      runs[runCount - 1]! += count;
+    } else if (runs !== undefined) runs.push(first, count);
+    else this.topics.set(run.topic, [first, count]);
+    if (first === this.first) this.firstLogTimeMs = run.logTimeMs;
+    this.lastLogTimeMs = run.logTimeMs;
+    this.indexCurrent = false;
   }
 
   /** Closes the frame being filled and begins the next one after it. */

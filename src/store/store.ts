@@ -19,7 +19,7 @@
 import { assert } from '../util/assert.ts';
 import { type CompactionSlice, Compactor, type SupersededRule } from './compaction.ts';
 import type { StoreFiles } from './files.ts';
-import type { StoredMessage } from './record.ts';
+import type { StoredMessage, StoredRun } from './record.ts';
 import { parseSegmentName, Segment, type SyncMark } from './segment.ts';
 
 export interface StoreRange {
@@ -172,6 +172,35 @@ export class MessageStore {
     segment.append(message);
     this.dirty.add(segment);
     return true;
+  }
+
+  /**
+   * Keeps `run`'s messages from `from` on at positions from `firstPosition` on, which must
+   * follow everything held: the applier's case, once per run, the same records `append`
+   * would keep message by message.
+   */
+  appendRun(run: StoredRun, from: number, firstPosition: number): void {
+    assert(Number.isSafeInteger(firstPosition) && firstPosition >= 1, 'positions start at 1');
+    let offset = from;
+    while (offset < run.payloads.length) {
+      const tail = this.segments[this.segments.length - 1];
+      const position = firstPosition + offset - from;
+      if (
+        tail !== undefined &&
+        position === tail.last + 1 &&
+        tail.sizeBytes < this.options.segmentBytesMax
+      ) {
+        offset += tail.appendRun(run, offset, this.options.segmentBytesMax);
+        this.dirty.add(tail);
+        continue;
+      }
+      // A new segment begins (or a hole is passed): one message the usual way, then on.
+      const seq = run.clientId === '' ? 0 : run.firstSeq + offset;
+      const payload = run.payloads[offset] as Uint8Array;
+      const { index, term, clientId, topic, logTimeMs } = run;
+      this.append({ position, index, term, clientId, seq, topic, payload, logTimeMs });
+      offset++;
+    }
   }
 
   /** Writes every buffered append. */
