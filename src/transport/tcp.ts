@@ -5,8 +5,9 @@
  * deliver frames only after a valid handshake.
  *
  * `send` validates and encodes each frame at once (a bad frame is dropped and logged at the
- * sender, where the bug is), then queues the bytes on the peer's link; the link writes
- * everything queued in one event-loop turn together.
+ * sender, where the bug is), then queues the bytes on the peer's link. Raft's frames are
+ * written before `send` returns, those of one call to a peer together; forwarded batches
+ * and their answers, which come many to a turn, are written at the end of the turn.
  *
  * With `tls`, the listener is a TLS server that asks for a client certificate and drops
  * any connection whose certificate the cluster CA did not sign (OpenSSL checks the chain);
@@ -107,8 +108,25 @@ export class TcpTransport implements Transport {
     this.options.logger.info({ node: this.nodeId, address: this.address() }, 'transport listening');
   }
 
+  /**
+   * A Ready's frames are on the path of a round: written at the end of the turn, a
+   * leader's Appends waited for its own WAL record to be encoded and handed to the thread
+   * pool, and for whatever else the turn held, before a follower could start its write.
+   * They go now, one write per peer for the frames of one call.
+   */
   send(frames: readonly Frame[]): void {
-    for (const frame of frames) this.sendOne(frame);
+    if (frames.length === 1) {
+      const frame = frames[0]!;
+      const link = this.sendOne(frame);
+      if (link !== null && !isForwarding(frame)) link.flushNow();
+      return;
+    }
+    const touched: PeerLink[] = [];
+    for (const frame of frames) {
+      const link = this.sendOne(frame);
+      if (link !== null && !isForwarding(frame) && !touched.includes(link)) touched.push(link);
+    }
+    for (const link of touched) link.flushNow();
   }
 
   onFrame(handler: FrameHandler): () => void {
@@ -172,7 +190,8 @@ export class TcpTransport implements Transport {
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private sendOne(frame: Frame): void {
+  /** Queues `frame` on its link; returns the link, or null when the frame was dropped. */
+  private sendOne(frame: Frame): PeerLink | null {
     const admitted = admitFrame(frame, {
       running: this.state === 'running',
       nodeId: this.nodeId,
@@ -181,16 +200,16 @@ export class TcpTransport implements Transport {
       encode: measureGatheredFrame,
       linkTo: (nodeId) => this.linkTo(nodeId),
     });
-    if (admitted === null) return;
+    if (admitted === null) return null;
     const { link, encoded: size } = admitted;
     const byteCount = size.byteCount;
     if (byteCount <= this.options.frameBytesMax) {
       link.enqueueFrame(encodeWithPrefix(frame, size), lengthPrefixBytes + byteCount);
-      return;
+      return link;
     }
     if (frame.type === 'Snapshot') {
       this.sendLargeSnapshot(link, frame);
-      return;
+      return link;
     }
     this.noisyLogger.error(
       {
@@ -202,6 +221,7 @@ export class TcpTransport implements Transport {
       'transport dropped a frame larger than frameBytesMax',
     );
     this.counters.drop('oversize', 1, link.counters);
+    return null;
   }
 
   private sendLargeSnapshot(link: PeerLink, frame: SnapshotMessage): void {
@@ -395,4 +415,9 @@ function remoteKey(socket: Socket): string {
 
 function tlsServerOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
   return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
+}
+
+/** A forwarded batch or its answer: many to a turn, so they share the turn's one write. */
+function isForwarding(frame: Frame): boolean {
+  return frame.type === 'Forward' || frame.type === 'ForwardResult';
 }
