@@ -6,7 +6,7 @@
  *
  * `send` validates and encodes each frame at once (a bad frame is dropped and logged at the
  * sender, where the bug is), then queues the bytes on the peer's link. Raft's frames are
- * written before `send` returns, those of one call to a peer together; forwarded batches
+ * written on a microtask, those queued meanwhile to one peer together; forwarded batches
  * and their answers, which come many to a turn, are written at the end of the turn.
  *
  * With `tls`, the listener is a TLS server that asks for a client certificate and drops
@@ -110,24 +110,25 @@ export class TcpTransport implements Transport {
 
   /**
    * A Ready's frames are on the path of a round: written at the end of the turn, a
-   * leader's Appends waited for its own WAL record to be encoded and handed to the thread
-   * pool, and for whatever else the turn held, before a follower could start its write.
-   * They go now, one write per peer for the frames of one call.
+   * leader's Appends waited for whatever else the turn held before a follower could start
+   * its write. They go on a microtask: after the work already queued (the Ready loop starts
+   * its own WAL write first, so that its disk is busy before a peer competes for a core),
+   * not after the turn.
    */
   send(frames: readonly Frame[]): void {
-    if (frames.length === 1) {
-      const frame = frames[0]!;
-      const link = this.sendOne(frame);
-      if (link !== null && !isForwarding(frame)) link.flushNow();
-      return;
-    }
-    const touched: PeerLink[] = [];
     for (const frame of frames) {
       const link = this.sendOne(frame);
-      if (link !== null && !isForwarding(frame) && !touched.includes(link)) touched.push(link);
+      if (link === null || isForwarding(frame) || this.urgentLinks.includes(link)) continue;
+      this.urgentLinks.push(link);
+      if (this.urgentLinks.length === 1) queueMicrotask(this.flushUrgent);
     }
-    for (const link of touched) link.flushNow();
   }
+
+  private readonly urgentLinks: PeerLink[] = [];
+  private readonly flushUrgent = (): void => {
+    for (const link of this.urgentLinks) link.flushNow();
+    this.urgentLinks.length = 0;
+  };
 
   onFrame(handler: FrameHandler): () => void {
     this.handler = handler;
