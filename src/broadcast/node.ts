@@ -289,8 +289,11 @@ export class BroadcastNode {
       early.length === 0
         ? ready.messagesToSend
         : ready.messagesToSend.filter((message) => !sendableBeforePersist(message));
-    this.transport.send(early);
+    // The write starts first (on a microtask of the storage's), then the early messages go
+    // (on a microtask of the transport's): the leader's own disk is busy before a follower
+    // wakes to compete for a core.
     const persisted = this.persister.persist(ready);
+    this.transport.send(early);
     // Committed entries this node already holds durably need not wait for this Ready's
     // write: delivered while the disk works, a leader's answers leave while the next batch
     // is being written, and a follower's acknowledgement of the new entries waits for its

@@ -110,6 +110,11 @@ export class PeerLink {
     this.wake();
   }
 
+  /** Writes what is queued now rather than at the end of this event-loop turn. */
+  flushNow(): void {
+    if (this.queueHead < this.queue.length) this.flush();
+  }
+
   /** A snapshot too large for one frame; its data is referenced, not copied. */
   enqueueSnapshot(message: SnapshotMessage): void {
     if (this.state === 'closed') {

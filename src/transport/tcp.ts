@@ -5,8 +5,9 @@
  * deliver frames only after a valid handshake.
  *
  * `send` validates and encodes each frame at once (a bad frame is dropped and logged at the
- * sender, where the bug is), then queues the bytes on the peer's link; the link writes
- * everything queued in one event-loop turn together.
+ * sender, where the bug is), then queues the bytes on the peer's link. Raft's frames are
+ * written on a microtask, those queued meanwhile to one peer together; forwarded batches
+ * and their answers, which come many to a turn, are written at the end of the turn.
  *
  * With `tls`, the listener is a TLS server that asks for a client certificate and drops
  * any connection whose certificate the cluster CA did not sign (OpenSSL checks the chain);
@@ -107,9 +108,27 @@ export class TcpTransport implements Transport {
     this.options.logger.info({ node: this.nodeId, address: this.address() }, 'transport listening');
   }
 
+  /**
+   * A Ready's frames are on the path of a round: written at the end of the turn, a
+   * leader's Appends waited for whatever else the turn held before a follower could start
+   * its write. They go on a microtask: after the work already queued (the Ready loop starts
+   * its own WAL write first, so that its disk is busy before a peer competes for a core),
+   * not after the turn.
+   */
   send(frames: readonly Frame[]): void {
-    for (const frame of frames) this.sendOne(frame);
+    for (const frame of frames) {
+      const link = this.sendOne(frame);
+      if (link === null || isForwarding(frame) || this.urgentLinks.includes(link)) continue;
+      this.urgentLinks.push(link);
+      if (this.urgentLinks.length === 1) queueMicrotask(this.flushUrgent);
+    }
   }
+
+  private readonly urgentLinks: PeerLink[] = [];
+  private readonly flushUrgent = (): void => {
+    for (const link of this.urgentLinks) link.flushNow();
+    this.urgentLinks.length = 0;
+  };
 
   onFrame(handler: FrameHandler): () => void {
     this.handler = handler;
@@ -172,7 +191,8 @@ export class TcpTransport implements Transport {
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private sendOne(frame: Frame): void {
+  /** Queues `frame` on its link; returns the link, or null when the frame was dropped. */
+  private sendOne(frame: Frame): PeerLink | null {
     const admitted = admitFrame(frame, {
       running: this.state === 'running',
       nodeId: this.nodeId,
@@ -181,16 +201,16 @@ export class TcpTransport implements Transport {
       encode: measureGatheredFrame,
       linkTo: (nodeId) => this.linkTo(nodeId),
     });
-    if (admitted === null) return;
+    if (admitted === null) return null;
     const { link, encoded: size } = admitted;
     const byteCount = size.byteCount;
     if (byteCount <= this.options.frameBytesMax) {
       link.enqueueFrame(encodeWithPrefix(frame, size), lengthPrefixBytes + byteCount);
-      return;
+      return link;
     }
     if (frame.type === 'Snapshot') {
       this.sendLargeSnapshot(link, frame);
-      return;
+      return link;
     }
     this.noisyLogger.error(
       {
@@ -202,6 +222,7 @@ export class TcpTransport implements Transport {
       'transport dropped a frame larger than frameBytesMax',
     );
     this.counters.drop('oversize', 1, link.counters);
+    return null;
   }
 
   private sendLargeSnapshot(link: PeerLink, frame: SnapshotMessage): void {
@@ -395,4 +416,9 @@ function remoteKey(socket: Socket): string {
 
 function tlsServerOptions(material: TlsMaterial): { cert: string; key: string; ca: string } {
   return { cert: material.certificatePem, key: material.keyPem, ca: material.caPem };
+}
+
+/** A forwarded batch or its answer: many to a turn, so they share the turn's one write. */
+function isForwarding(frame: Frame): boolean {
+  return frame.type === 'Forward' || frame.type === 'ForwardResult';
 }
