@@ -30,6 +30,9 @@ import { crc32 } from '../util/crc32.ts';
 
 export const RECORD_MAGIC = 0xab5ca571;
 export const RECORD_HEADER_BYTES = 12;
+
+/** A `sealed` record: its body is the item's type byte alone. */
+export const SEAL_RECORD_BYTES = RECORD_HEADER_BYTES + 1;
 /** A record body never exceeds this: the length field is u32, and recovery reads whole files. */
 export const RECORD_BODY_BYTES_MAX = 1 << 30;
 

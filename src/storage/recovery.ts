@@ -11,7 +11,13 @@
 import { dirname } from 'node:path';
 import type { Entry, HardState, LogDamage, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
-import { parseRecordAt, type WalItem } from './codec.ts';
+import {
+  parseRecordAt,
+  RECORD_HEADER_BYTES,
+  RECORD_MAGIC,
+  SEAL_RECORD_BYTES,
+  type WalItem,
+} from './codec.ts';
 import { formatTooNew, ioError, StorageError } from './errors.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
 import { fsyncDirectory, type IoCounters } from './fs-util.ts';
@@ -521,7 +527,7 @@ async function replaySegment(options: {
     const { validBytes, tornBytes } = scan;
     refuseTruncation(bytes, file, scan.records, validBytes);
     await zeroTornTail({ files, path: file.path, validBytes, tornBytes, log });
-  } else if (format.recycled) {
+  } else if (format.recycled && !isTornSealPastEnd(bytes, scan.validBytes)) {
     // A recycled file keeps its size too, and its stale records all fit in it; but its last
     // bytes may be too few for a record header (a full segment), so only a body counts.
     refuseTruncation(bytes, file, scan.records, scan.validBytes, /body cut short/);
@@ -538,6 +544,20 @@ async function replaySegment(options: {
   info.sizeBytes = scan.validBytes;
   info.fileBytes = bytes.length;
   return { info, damage: null, bytes, format };
+}
+
+/**
+ * A seal whose body the end of the file cuts off: a recycled segment whose first record grew
+ * its file has no room left for its seal, so the seal grows the file again, and a power cut
+ * can keep the sector with its header and lose the next one. Unlike a record cut short by a
+ * truncation, it carried nothing, and nothing in this segment was written after it.
+ */
+function isTornSealPastEnd(bytes: Buffer, offset: number): boolean {
+  return (
+    bytes.length - offset === RECORD_HEADER_BYTES &&
+    bytes.readUInt32LE(offset) === RECORD_MAGIC &&
+    bytes.readUInt32LE(offset + 4) === SEAL_RECORD_BYTES - RECORD_HEADER_BYTES
+  );
 }
 
 /** Replays verified records into the model; the sizes in the result are the caller's. */

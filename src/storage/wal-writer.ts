@@ -34,7 +34,13 @@ import { join } from 'node:path';
 import type { HardState } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import { encodeRecordHeader, RECORD_HEADER_BYTES, RecordBodyBuilder, recordSeed } from './codec.ts';
+import {
+  encodeRecordHeader,
+  RECORD_HEADER_BYTES,
+  RecordBodyBuilder,
+  recordSeed,
+  SEAL_RECORD_BYTES,
+} from './codec.ts';
 import { ioError, StorageError } from './errors.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
 import { fsyncDirectory, type IoCounters, removeIfPresent } from './fs-util.ts';
@@ -73,9 +79,6 @@ type SpareResult =
  */
 const RECYCLED_FILES_MAX = 2;
 const RECYCLED_FILE_PATTERN = /^wal-recycle-\d+\.tmp$/;
-
-/** A recycled segment ends with this record (see the top of this file). */
-const SEAL_RECORD_BYTES = RECORD_HEADER_BYTES + 1;
 
 /** A spare being zero-filled, or ready. */
 class SpareFill {

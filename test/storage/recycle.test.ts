@@ -304,6 +304,42 @@ describe('recycled WAL segments', () => {
     assert.equal(scanSegment(bytes, target, true).damage, null);
   });
 
+  it('reads a torn seal written past the end of a grown recycled segment as its end', async () => {
+    // A record too big for a recycled segment that holds only its header grows its file; the
+    // seal written at the next rotation then grows it again, and a power cut can keep its
+    // header without its body. Nothing after the seal was ever written: not a truncation.
+    const { storage } = await harness.open({ segmentBytesMax: SEGMENT_BYTES });
+    await appendOneByOne(storage, 1, 60);
+    await storage.saveSnapshot(snapshot(45, 1));
+    // Big entries, each the first record of a new segment, until one goes into a recycled file.
+    let index = 61;
+    while (storage.counters().segmentRecycledCount === 0) {
+      await storage.append({
+        hardState: hardState(1, index),
+        snapshot: null,
+        entries: [entry(index, 1, SEGMENT_BYTES + 100)],
+      });
+      index += 1;
+    }
+    await storage.close();
+    const segments = await segmentPaths(harness.dataDir);
+    const last = segments[segments.length - 1]!;
+    const bytes = await readFile(last);
+    assert.ok(segmentFormat(bytes, seqOf(last)).recycled, 'the last segment is recycled');
+    const scan = scanSegment(bytes, last, true);
+    assert.equal(scan.records.length, 2, 'its header and the big record');
+    assert.equal(scan.validBytes, bytes.length, 'the big record grew the file');
+    const seal = encodeRecord([{ type: 'sealed' }], recordSeed(seqOf(last)));
+    await writeFile(last, Buffer.concat([bytes, seal.subarray(0, seal.length - 1)]));
+    const { storage: reopened, persisted } = await harness.open({ segmentBytesMax: SEGMENT_BYTES });
+    assert.equal(persisted.entries[persisted.entries.length - 1]!.index, index - 1);
+    await appendOneByOne(reopened, index, index + 5);
+    await reopened.close();
+    const again = await harness.open({ segmentBytesMax: SEGMENT_BYTES });
+    assert.equal(again.persisted.entries[again.persisted.entries.length - 1]!.index, index + 5);
+    await again.storage.close();
+  });
+
   it('opens a format-2 directory, marks it format 3 and recycles its unseeded segment safely', async () => {
     const { storage } = await harness.open({ segmentBytesMax: SEGMENT_BYTES });
     await storage.close();
