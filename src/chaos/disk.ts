@@ -1,11 +1,15 @@
 /**
  * Disk faults, applied to a stopped node's data directory (file-storage.ts describes the
  * layout: `wal-<seq>.wal` segments preallocated with zeros, each starting with a header record
- * that carries the hard state; `snapshot.bin`). What was written is found the way an
- * outsider would: a segment's records end where its trailing zeros begin.
+ * that carries the hard state; `snapshot.bin`). A fault lands in a segment's records, found
+ * with the storage's own scan: a recycled segment (format 3) holds its file's earlier records
+ * after its own, bytes no reader looks at, so its last nonzero byte is not where its records
+ * end.
  */
 import { open, readdir, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { nodeFileSystem } from '../storage/node-file-system.ts';
+import { readSegmentFile, scanSegment } from '../storage/segments.ts';
 import type { Prng } from '../util/prng.ts';
 
 export type DiskFaultVariant =
@@ -31,21 +35,17 @@ async function segments(dataDir: string): Promise<string[]> {
   return names.filter((name) => /^wal-\d+\.wal$/.test(name)).sort();
 }
 
-/** The offset just past the last non-zero byte of a file (its written records). */
-async function writtenBytes(path: string): Promise<number> {
-  const handle = await open(path, 'r');
+/**
+ * The end of a segment's valid records (where recovery stops reading), or of its last
+ * nonzero byte when even its first record cannot be read.
+ */
+async function writtenBytes(path: string, isLast: boolean): Promise<number> {
+  const { bytes, contentBytes } = await readSegmentFile(nodeFileSystem, path);
   try {
-    const size = (await handle.stat()).size;
-    const chunkBytes = 1 << 20;
-    const buffer = Buffer.alloc(chunkBytes);
-    for (let end = size; end > 0; end -= chunkBytes) {
-      const start = Math.max(0, end - chunkBytes);
-      const { bytesRead } = await handle.read(buffer, 0, end - start, start);
-      for (let at = bytesRead - 1; at >= 0; at--) if (buffer[at] !== 0) return start + at + 1;
-    }
-    return 0;
-  } finally {
-    await handle.close();
+    const { validBytes } = scanSegment(bytes, path, isLast, contentBytes, true);
+    return validBytes > 0 ? validBytes : contentBytes;
+  } catch {
+    return contentBytes; // an undecodable record: damaged already, anywhere will do
   }
 }
 
@@ -85,13 +85,14 @@ export async function injectDiskFault(
     case 'hard-state-byte':
       return flipByte(newest, random.below(segmentHeaderBytes), random);
     case 'wal-byte': {
-      const path = join(dataDir, random.pick(names));
-      const written = await writtenBytes(path);
+      const name = random.pick(names);
+      const path = join(dataDir, name);
+      const written = await writtenBytes(path, name === names.at(-1));
       if (written === 0) return `nothing written in ${path}`;
       return flipByte(path, random.below(written), random);
     }
     case 'truncate-segment': {
-      const written = await writtenBytes(newest);
+      const written = await writtenBytes(newest, true);
       const length = random.below(Math.max(1, written));
       await truncate(newest, length);
       return `truncated ${newest} to ${length} of ${written} written bytes`;
