@@ -1,10 +1,10 @@
 /**
  * The message store's files (src/store/files.ts) on a simulated disk: the same synchronous
- * calls node:fs answers in production, over the SimFileSystem the WAL uses. The store never
- * syncs, so everything it wrote since it began is unsynced: a power cut loses or tears any
- * sector of it, and may lose any file it created, renamed or removed, as page-cache
- * writeback in any order would. Bit rot and a full disk reach these files as they reach the
- * WAL's.
+ * calls node:fs answers in production, over the SimFileSystem the WAL uses. The store syncs
+ * only before the WAL is compacted and when it rewrites a frame in place, so most of what
+ * it wrote is unsynced: a power cut loses or tears any sector of it, and may lose any file
+ * it created, renamed or removed, as page-cache writeback in any order would. Bit rot and a
+ * full disk reach these files as they reach the WAL's.
  *
  * One instance serves one incarnation: after a power cut every call fails with EIO, so a
  * dead process's store can never write into the disk its successor opened.
@@ -101,6 +101,14 @@ export class SimStoreFiles implements StoreFiles {
       this.disk.syncDirectorySync(path);
     }
     this.disk.syncDirectorySync('/');
+  }
+
+  syncNow(name: string): void {
+    this.live('fdatasync');
+    const path = this.path(name);
+    const inode = this.disk.fileSync(path, false);
+    if (inode === null) throw new SimFileError('ENOENT', 'open', name, 'no such file');
+    this.disk.datasync(inode, path);
   }
 
   close(): void {}

@@ -9,6 +9,7 @@ import {
   closeSync,
   constants,
   existsSync,
+  fdatasyncSync,
   fstatSync,
   fsyncSync,
   ftruncateSync,
@@ -50,6 +51,12 @@ export interface StoreFiles {
    * event loop: the node goes on meanwhile. A name removed meanwhile needs no sync.
    */
   sync(names: readonly string[]): Promise<void>;
+  /**
+   * Makes the content of `name` durable now, on the calling thread (fdatasync). For the rare
+   * rewrite in place of bytes that were durable already (segment.ts, `resealFrame`): it
+   * must reach the disk before anything written after it can.
+   */
+  syncNow(name: string): void;
   close(): void;
 }
 
@@ -157,6 +164,10 @@ export class DiskStoreFiles implements StoreFiles {
     }
   }
 
+  syncNow(name: string): void {
+    fdatasyncSync(this.descriptor(name, false));
+  }
+
   close(): void {
     for (const name of [...this.descriptors.keys()]) this.forget(name);
   }
@@ -249,6 +260,8 @@ export class MemoryStoreFiles implements StoreFiles {
   }
 
   async sync(): Promise<void> {}
+
+  syncNow(): void {}
 
   close(): void {}
 }

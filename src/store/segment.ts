@@ -422,14 +422,19 @@ export class Segment {
 
   /**
    * A cut at `end` falls inside the frame at `start`: its header is rewritten for the records
-   * kept, before the file is cut (a crash in between leaves a whole frame followed by bytes
-   * that do not verify, which the next scan cuts).
+   * kept, and made durable, before the file is cut and anything is written after the cut.
+   * The frame's records may be this node's only copy (the WAL was compacted past them once
+   * they were synced): were the new header lost in a crash while records written after the
+   * cut reached the disk, the old header's checksum would fail over the whole frame, and
+   * every record kept would go with it. Durable, a crash leaves the kept frame whole,
+   * followed by bytes that do not verify (the next scan cuts them) or by the new records.
    */
   private resealFrame(start: number, end: number): void {
     const kept = Buffer.allocUnsafe(end - start);
     assert(this.files.read(this.name, kept, start) === kept.length, 'a kept frame reads back');
     writeFrameHeader(kept, 0, kept.length);
     this.files.write(this.name, kept.subarray(0, frameHeaderBytes), start);
+    this.files.syncNow(this.name);
   }
 
   /** The runs of `topic` as flat (first, count) pairs: empty when the topic is absent. */

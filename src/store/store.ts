@@ -382,7 +382,8 @@ export class MessageStore {
    * Makes every record written so far durable, awaited off the event loop. The store is
    * otherwise never synced: the WAL holds what it lost in a crash, and applies it again; but
    * once the WAL is compacted past a position, the store holds the only copy this node has,
-   * so the node syncs the store before it compacts (src/broadcast/snapshots.ts).
+   * so the node syncs the store before it compacts (src/broadcast/snapshots.ts). For the
+   * same reason a cut inside a frame syncs the frame's new header (segment.ts).
    */
   async sync(): Promise<void> {
     this.flush();

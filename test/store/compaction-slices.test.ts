@@ -101,6 +101,12 @@ class CountingFiles implements StoreFiles {
     this.syncs.push([...names]);
     await this.inner.sync(names);
   }
+
+  syncNow(name: string): void {
+    this.count();
+    this.syncs.push([name]);
+    this.inner.syncNow(name);
+  }
   close(): void {
     this.inner.close();
   }

@@ -1,8 +1,9 @@
 // The message store against a naive twin (a Map of positions): random appends with holes,
 // backfills, reads, topic reads, retention drops, cuts of the tail and reopenings give the
 // same answers; and on
-// disk, a torn tail is cut at open and a reopened store reads what it held from its indexes;
-// a batch of megabytes is written in chunks of at most 256 KiB.
+// disk, a torn tail is cut at open and a reopened store reads what it held from its indexes,
+// a cut inside a frame reads back after a reopen; a batch of megabytes is written in chunks
+// of at most 256 KiB.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -171,6 +172,27 @@ test('on disk: a reopened store reads from its index files, and a torn tail is c
     assert.deepEqual(
       store.read(518, 5).map((m) => m.position),
       [518, 519, 520],
+    );
+    store.close();
+  });
+});
+
+test('on disk: a cut inside a frame rewrites its header in place, and the frame reads after it', () => {
+  withDirectory((directory) => {
+    const open = () =>
+      new MessageStore({ files: new DiskStoreFiles(directory), segmentBytesMax: 1 << 20 });
+    let store = open();
+    for (let p = 1; p <= 19; p++) store.append(message(p));
+    store.close();
+    store = open();
+    store.truncateAfter(8); // inside the one frame 1…19: its header is rewritten and synced
+    for (let p = 9; p <= 23; p++) store.append(message(p));
+    store.flush(); // no close: the next open scans
+    store = open();
+    assert.deepEqual(store.ranges(), [{ first: 1, last: 23 }]);
+    assert.deepEqual(
+      store.read(1, 30),
+      Array.from({ length: 23 }, (_, at) => message(at + 1)),
     );
     store.close();
   });

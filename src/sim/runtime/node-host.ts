@@ -193,36 +193,39 @@ export class NodeHost {
         segmentBytesMax: this.options.store.segmentBytesMax,
       });
     } catch (error) {
-      void opened.storage.close().catch(() => undefined);
-      this.state = 'down';
-      this.life = null;
-      life.end();
-      const storage = error instanceof SimFileError;
-      events.failed(this, `the message store did not open: ${(error as Error).message}`, storage);
+      this.abortStart(life, opened.storage, 'the message store did not open', error);
       return;
     }
     this.acked.reset(opened.persisted);
     this.options.watch.started(opened.persisted);
     const transport = new SimTransport(this.id, life, this.options.network);
-    const node = new BroadcastNode(
-      {
-        ...this.options.tuning,
-        preVote: this.options.preVote,
-        checkQuorum: this.options.checkQuorum,
-        id: this.id,
-        bootstrap: this.options.bootstrap,
-        initialPeers: this.options.peers,
-        logger: silentLogger,
-        environment,
-        observer: this.observer(life),
-        unsafe: this.options.unsafe,
-        deliveries: { store, backfill: true, retainBytesMax: null },
-        retention: this.options.store.retention,
-      },
-      opened.storage,
-      transport,
-      opened.persisted,
-    );
+    let node: BroadcastNode;
+    try {
+      node = new BroadcastNode(
+        {
+          ...this.options.tuning,
+          preVote: this.options.preVote,
+          checkQuorum: this.options.checkQuorum,
+          id: this.id,
+          bootstrap: this.options.bootstrap,
+          initialPeers: this.options.peers,
+          logger: silentLogger,
+          environment,
+          observer: this.observer(life),
+          unsafe: this.options.unsafe,
+          deliveries: { store, backfill: true, retainBytesMax: null },
+          retention: this.options.store.retention,
+        },
+        opened.storage,
+        transport,
+        opened.persisted,
+      );
+    } catch (error) {
+      // Restoring the store to the snapshot may sync it (a frame cut in place), and a faulty
+      // disk may fail that sync: the node stops, as it would on any failed sync.
+      this.abortStart(life, opened.storage, 'the message store did not restore', error);
+      return;
+    }
     await transport.start();
     this.node = node;
     const peerUrls = this.options.machineIds
@@ -248,6 +251,21 @@ export class NodeHost {
     events.started(this, node.lastPosition);
     node.start();
     this.startBackfill(node, peerReads, environment);
+  }
+
+  /** A start that failed once the WAL was open: the incarnation ends, its WAL closed. */
+  private abortStart(
+    life: Life,
+    storage: { close(): Promise<void> },
+    what: string,
+    error: unknown,
+  ): void {
+    void storage.close().catch(() => undefined);
+    this.state = 'down';
+    this.life = null;
+    life.end();
+    const onDisk = error instanceof SimFileError;
+    this.options.events.failed(this, `${what}: ${(error as Error).message}`, onDisk);
   }
 
   /** The real backfill, its pages checked against what was delivered before it keeps them. */
