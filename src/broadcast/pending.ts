@@ -444,6 +444,17 @@ export function stageOf(entry: PendingMessage): 'queued' | 'proposed' | 'waiting
 const windowSpanMax = 1 << 16;
 
 /**
+ * How sparse the window may be: it spans at most `ringSlackSeqs` plus `ringSeqsPerEntry`
+ * seqs per message in it, and a seq that would make it sparser is kept aside. The bound on
+ * the span alone let each client id with two pending seqs 65,535 apart hold a ring of 65,536
+ * slots (512 KiB), and a caller may hold thousands of client ids; now a client's ring is a
+ * few slots per pending message it has, plus the slack that covers seqs arriving a little
+ * out of order.
+ */
+const ringSlackSeqs = 256;
+const ringSeqsPerEntry = 4;
+
+/**
  * One client's pending messages by seq, with what the gap hold needs to judge a message in
  * O(1) amortized instead of a scan of every earlier seq (10,000 in flight from one client
  * made that scan quadratic): how many were ever removed, and the lowest seq.
@@ -518,12 +529,12 @@ export class ClientPending {
     if (offset >= 0 && offset < this.span) {
       if (this.slots[seq & this.mask] === undefined) this.inWindow++;
       this.slots[seq & this.mask] = entry;
-    } else if (offset >= this.span && offset < windowSpanMax) {
+    } else if (offset >= this.span && this.spanFits(offset + 1)) {
       this.fit(offset + 1);
       this.span = offset + 1;
       this.slots[seq & this.mask] = entry;
       this.inWindow++;
-    } else if (offset < 0 && this.span - offset <= windowSpanMax) {
+    } else if (offset < 0 && this.spanFits(this.span - offset)) {
       // A seq that arrived after later ones: the window grows down to it.
       this.fit(this.span - offset);
       this.low = seq;
@@ -535,6 +546,11 @@ export class ClientPending {
       this.aside.set(seq, entry);
     }
     return this;
+  }
+
+  /** Whether the window may span `span` seqs once one more message is in it. */
+  private spanFits(span: number): boolean {
+    return span <= windowSpanMax && span <= ringSlackSeqs + ringSeqsPerEntry * (this.inWindow + 1);
   }
 
   /** Makes the ring hold a window of `span` seqs: a larger power of two, entries moved. */

@@ -143,19 +143,58 @@ function ringLength(window: ClientPending): number {
   return (window as unknown as { slots: unknown[] }).slots.length;
 }
 
-test('a ring stretched over far-apart seqs is not kept once its client leaves', () => {
+test('far-apart seqs do not stretch the ring, nor hand a large one to the next client', () => {
   const table = new PendingTable();
-  // 40 seqs, each just within the span a window may grow by from its top: one window.
+  // 40 seqs, each within the span a window may grow by from its top, but one apart from
+  // the next by 65,535: kept aside, not in a ring of 65,536 slots or more.
   const spread = Array.from({ length: 40 }, (_, at) => entryOf(1 + at * 65_535, 'a'));
   for (const entry of spread) table.add(entry);
-  const stretched = ringLength(table.forClient('a') as ClientPending);
-  assert.ok(stretched >= 1 << 16, `the stretched window holds ${stretched} slots`);
+  const window = table.forClient('a') as ClientPending;
+  assert.equal(window.size, 40);
+  for (const entry of spread) assert.equal(window.get(entry.message.seq), entry);
+  const stretched = ringLength(window);
+  assert.ok(stretched <= 1024, `40 far-apart seqs hold a ring of ${stretched} slots`);
   for (const entry of spread) table.delete(entry);
   // The next client sends a few consecutive seqs.
   const next = Array.from({ length: 8 }, (_, at) => entryOf(1 + at, 'b'));
   for (const entry of next) table.add(entry);
   const kept = ringLength(table.forClient('b') as ClientPending);
-  assert.ok(kept <= 1 << 16, `a client with 8 pending seqs holds a ring of ${kept} slots`);
+  assert.ok(kept <= 1024, `a client with 8 pending seqs holds a ring of ${kept} slots`);
+});
+
+test('many client ids with two far-apart seqs each hold small rings', () => {
+  // Each client id costs what its pending messages need, not the span its seqs cover: the
+  // span bound alone let each hold 65,536 slots (512 KiB), 5 GB for 10,000 of them.
+  const table = new PendingTable();
+  const clientIds = Array.from({ length: 200 }, (_, at) => `c${at}`);
+  for (const clientId of clientIds) {
+    table.add(entryOf(1, clientId));
+    table.add(entryOf(65_536, clientId));
+  }
+  let slots = 0;
+  for (const clientId of clientIds) {
+    const window = table.forClient(clientId) as ClientPending;
+    assert.equal(window.size, 2);
+    assert.ok(window.has(1) && window.has(65_536));
+    assert.deepEqual(
+      [...window.keys()].sort((a, b) => a - b),
+      [1, 65_536],
+    );
+    assert.equal(window.lowestSeq(), 1);
+    slots += ringLength(window);
+  }
+  assert.ok(slots <= clientIds.length * 1024, `200 clients hold ${slots} ring slots`);
+});
+
+test('a dense window still grows as far as the span bound', () => {
+  const window = new ClientPending();
+  for (let seq = 1; seq <= 65_536; seq++) window.set(seq, entryOf(seq));
+  assert.equal(window.size, 65_536);
+  assert.equal(ringLength(window), 65_536);
+  // One more seq past the bound goes aside and is still found.
+  window.set(65_537, entryOf(65_537));
+  assert.equal(ringLength(window), 65_536);
+  assert.equal(window.get(65_537)?.message.seq, 65_537);
 });
 
 test("a client's window does not stretch with every far seq it sends while one seq waits", () => {
