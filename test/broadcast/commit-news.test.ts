@@ -8,32 +8,67 @@ import type { Environment, Timer } from '../../src/util/environment.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
 import { decode, encode, TwinCluster, twinTuning, waitFor } from './twin-cluster.ts';
 
-/** A leader, one message delivered everywhere, then no more ticks (`stop` stops arming them). */
-async function stopTicksAfterWarmUp(cluster: TwinCluster, stop: () => void): Promise<string> {
+/**
+ * The ticks' timers: once stopped, no tick is armed again, and `quiet` says when every tick
+ * armed before the stop has fired or been cancelled (on a loaded machine one may fire long
+ * after its interval, and bring the news itself).
+ */
+class TickGate {
+  stopped = false;
+  private armed = 0;
+
+  arm(delayMs: number, fire: () => void, options?: { readonly background?: boolean }): Timer {
+    if (this.stopped) return { cancel() {} };
+    this.armed++;
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      this.armed--;
+    };
+    const timer = systemEnvironment.setTimer(
+      delayMs,
+      () => {
+        end();
+        fire();
+      },
+      options,
+    );
+    return {
+      cancel: () => {
+        end();
+        timer.cancel();
+      },
+    };
+  }
+
+  get quiet(): boolean {
+    return this.armed === 0;
+  }
+}
+
+/** A leader, one message delivered everywhere, then no more ticks. */
+async function stopTicksAfterWarmUp(cluster: TwinCluster, ticks: TickGate): Promise<string> {
   const leader = await cluster.waitForLeader();
   const warm = await cluster.node(leader).broadcast(encode('before'));
   await cluster.waitDelivered(warm.position as number);
-  stop();
-  // A tick already armed may still fire once; the one after it is never armed.
-  await new Promise((resolve) => setTimeout(resolve, 3 * twinTuning.tickIntervalMs));
+  ticks.stopped = true;
+  await waitFor(() => ticks.quiet, 'the ticks armed before the stop have fired');
   return leader;
 }
 
 test('a follower delivers the last message before a pause without waiting for a tick', async () => {
-  let ticksStopped = false;
-  const never: Timer = { cancel() {} };
+  const ticks = new TickGate();
   const environment: Environment = {
     ...systemEnvironment,
     setTimer: (delayMs, fire, options) =>
-      ticksStopped && delayMs === twinTuning.tickIntervalMs
-        ? never
+      delayMs === twinTuning.tickIntervalMs
+        ? ticks.arm(delayMs, fire, options)
         : systemEnvironment.setTimer(delayMs, fire, options),
   };
   const cluster = await TwinCluster.start({ tuning: { environment } });
   try {
-    const leader = await stopTicksAfterWarmUp(cluster, () => {
-      ticksStopped = true;
-    });
+    const leader = await stopTicksAfterWarmUp(cluster, ticks);
     const result = await cluster.node(leader).broadcast(encode('last'));
     const position = result.position as number;
     for (const follower of cluster.followers(leader)) {
@@ -46,7 +81,7 @@ test('a follower delivers the last message before a pause without waiting for a 
       assert.equal(decode(message?.payload ?? new Uint8Array()), 'last');
     }
   } finally {
-    ticksStopped = false;
+    ticks.stopped = false;
     await cluster.close();
   }
 });
@@ -56,15 +91,15 @@ test('a follower delivers the last message before a pause without waiting for a 
 // in about one round of eight sent every follower an Append of its own. Each Ready starts
 // the wait again, so only a loop idle for the whole wait sends the news.
 test('each Ready starts the wait for commit news again', async () => {
-  let ticksStopped = false;
+  const ticks = new TickGate();
   const waits: { fire: () => void; cancelled: boolean }[] = [];
-  const never: Timer = { cancel() {} };
   const environment: Environment = {
     ...systemEnvironment,
     setTimer: (delayMs, fire, options) => {
-      if (!ticksStopped) return systemEnvironment.setTimer(delayMs, fire, options);
-      if (delayMs === twinTuning.tickIntervalMs) return never;
-      if (delayMs !== 1) return systemEnvironment.setTimer(delayMs, fire, options);
+      if (delayMs === twinTuning.tickIntervalMs) return ticks.arm(delayMs, fire, options);
+      if (!ticks.stopped || delayMs !== 1) {
+        return systemEnvironment.setTimer(delayMs, fire, options);
+      }
       // The commit news wait: held here, fired by the test.
       const wait = { fire, cancelled: false };
       waits.push(wait);
@@ -78,9 +113,7 @@ test('each Ready starts the wait for commit news again', async () => {
   const live = () => waits.filter((wait) => !wait.cancelled);
   const cluster = await TwinCluster.start({ tuning: { environment } });
   try {
-    const leader = await stopTicksAfterWarmUp(cluster, () => {
-      ticksStopped = true;
-    });
+    const leader = await stopTicksAfterWarmUp(cluster, ticks);
     await cluster.node(leader).broadcast(encode('a'));
     await waitFor(() => live().length === 1, 'the leader waits to send the news of a', 5_000);
     const first = live()[0];
@@ -105,7 +138,7 @@ test('each Ready starts the wait for commit news again', async () => {
       );
     }
   } finally {
-    ticksStopped = false;
+    ticks.stopped = false;
     await cluster.close();
   }
 });
