@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { hangBoundMs } from '../support/ports.ts';
 
 const entry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -39,10 +40,14 @@ export function spawnCli(args: readonly string[], detached = false, entryPath = 
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-/** Runs `abcast …args` to its end; fails the test if it outlives `timeoutMs`. */
+/**
+ * Runs `abcast …args` to its end; fails the test if it outlives `timeoutMs`, a bound for a
+ * hang: a loaded machine can take many seconds just to start node and tsx, more when a test
+ * runs several commands at once.
+ */
 export async function runCli(
   args: readonly string[],
-  timeoutMs = 20_000,
+  timeoutMs = hangBoundMs,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = spawnCli(args);
   const timer = setTimeout(() => run.child.kill('SIGKILL'), timeoutMs);

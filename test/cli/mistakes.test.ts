@@ -7,10 +7,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { freePorts, hangBoundMs, waitFor } from '../support/ports.ts';
 import { kill, oneLine, runCli, spawnCli } from './helpers.ts';
 
-test('mistakes give one line and a non-zero exit', { timeout: 60_000 }, async () => {
+test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async () => {
   const [port] = await freePorts(1);
   const nowhere = `http://127.0.0.1:${port}`;
   const root = await mkdtemp(join(tmpdir(), 'abcast-cli-mistakes-'));
@@ -63,7 +63,7 @@ test('mistakes give one line and a non-zero exit', { timeout: 60_000 }, async ()
 });
 
 test('send to a node without a quorum retries, then fails in one line', {
-  timeout: 60_000,
+  timeout: 240_000,
 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'abcast-cli-alone-'));
   const [peer, other, third, http] = (await freePorts(4)).map((port) => `127.0.0.1:${port}`);
@@ -74,7 +74,7 @@ test('send to a node without a quorum retries, then fails in one line', {
       .concat(['--segment-bytes', String(1 << 20)]),
   );
   try {
-    await waitFor(() => node.stdout().includes('up: HTTP'), 'the lone node up', 20_000);
+    await waitFor(() => node.stdout().includes('up: HTTP'), 'the lone node up', hangBoundMs);
     const started = Date.now();
     const sent = await runCli(['send', '--node', `http://${http}`, '--wait', '2', '"x"']);
     assert.notEqual(sent.code, 0);

@@ -1,6 +1,13 @@
 /** Helpers for tests that wait on real processes and sockets. */
 export { freePorts } from '../../src/cli/process-cluster.ts';
 
+/**
+ * How long a wait on a real process may take before the test calls it a hang: a node started
+ * with tsx on a loaded 2-core machine can take many seconds to boot and elect a leader, so
+ * this bounds a hang only and says nothing about speed.
+ */
+export const hangBoundMs = 60_000;
+
 /** Polls `condition` until it holds or `timeoutMs` passes; never a blind sleep. */
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
