@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { freePorts, hangBoundMs, waitFor } from '../support/ports.ts';
 import { type CliRun, holdPort, kill, oneLine, runCli, spawnCli } from './helpers.ts';
 
 const ids = ['n1', 'n2', 'n3'];
@@ -18,7 +18,7 @@ const ids = ['n1', 'n2', 'n3'];
 const segmentBytes = String(1 << 20);
 
 test('abcast start ×3, then send, tail, status and start mistakes', {
-  timeout: 60_000,
+  timeout: 240_000,
 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'abcast-cli-'));
   const ports = await freePorts(8);
@@ -56,7 +56,7 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
         return nodes.every((node) => node.stdout().includes('up: HTTP'));
       },
       'three nodes up',
-      20_000,
+      hangBoundMs,
     );
 
     const sent = await runCli(['send', '--node', httpUrl(1), '{"type":"Order_Placed"}']);
@@ -65,7 +65,7 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
 
     const tail = spawnCli(['tail', '--node', httpUrl(2), '--from', '1']);
     try {
-      await waitFor(() => tail.stdout().includes('\n'), 'tail prints a line', 15_000);
+      await waitFor(() => tail.stdout().includes('\n'), 'tail prints a line', hangBoundMs);
       const message = JSON.parse(tail.stdout().split('\n')[0] as string);
       assert.equal(message.index, 1);
       assert.deepEqual(message.payload, { type: 'Order_Placed' });
@@ -94,7 +94,7 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
         return (seen as { role: string }).role === 'leader';
       },
       `${target} leads`,
-      15_000,
+      hangBoundMs,
     );
 
     // Port in use: the HTTP address is held by another socket.
@@ -130,14 +130,14 @@ test('abcast start ×3, then send, tail, status and start mistakes', {
     // `tail` that followed n3 throughout resumes after index 1: each index printed once.
     const follower = spawnCli(['tail', '--node', httpUrl(2), '--from', '1']);
     nodes.push(follower);
-    await waitFor(() => follower.stdout().includes('\n'), 'tail on n3 prints index 1', 15_000);
+    await waitFor(() => follower.stdout().includes('\n'), 'tail on n3 prints index 1', hangBoundMs);
     (nodes[2] as CliRun).child.kill('SIGTERM');
     assert.equal(await (nodes[2] as CliRun).exited, 0);
     nodes[2] = spawnCli(startArgs(2));
-    await waitFor(() => (nodes[2] as CliRun).stdout().includes('up: HTTP'), 'n3 back', 20_000);
+    await waitFor(() => (nodes[2] as CliRun).stdout().includes('up: HTTP'), 'n3 back', hangBoundMs);
     const second = await runCli(['send', '--node', httpUrl(0), '{"type":"Order_Shipped"}']);
     assert.equal(second.stdout.trim(), '2', second.stderr);
-    await waitFor(() => follower.stdout().includes('Order_Shipped'), 'tail resumed', 20_000);
+    await waitFor(() => follower.stdout().includes('Order_Shipped'), 'tail resumed', hangBoundMs);
     const printed = follower
       .stdout()
       .trim()
