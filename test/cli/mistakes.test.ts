@@ -1,7 +1,8 @@
 // Mistakes typed at the `abcast` CLI, with no cluster running, each end with exactly one
 // clear line on stderr and a non-zero exit: an unknown flag, bad JSON, a peer list without
 // the node itself, a bad peer list or config file, and a node that cannot be reached; and a
-// `send` to a node without a quorum retries for its --wait, then fails the same way.
+// `send` to a node without a quorum retries for its --wait (only what it may safely send
+// again), then fails the same way.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -62,24 +63,53 @@ test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async (
   });
 });
 
+/** How many POST /v1/broadcast the node answered 503, from its /metrics. */
+async function broadcastsRefused(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const name = 'abcast_http_requests_total{route="/v1/broadcast",method="POST",status="503"}';
+  const line = text.split('\n').find((one) => one.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.slice(name.length + 1));
+}
+
 test('send to a node without a quorum retries, then fails in one line', {
   timeout: 240_000,
 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'abcast-cli-alone-'));
   const [peer, other, third, http] = (await freePorts(4)).map((port) => `127.0.0.1:${port}`);
   const peers = `n1=${peer},n2=${other},n3=${third}`;
+  // A short request deadline: each broadcast is answered 503 timeout within about a second,
+  // so `send` has the room to retry within its --wait even on a loaded machine.
   const node = spawnCli(
     ['start', '--id', 'n1', '--data', join(root, 'n1')]
       .concat(['--listen', peer as string, '--http', http as string, '--peers', peers])
-      .concat(['--segment-bytes', String(1 << 20)]),
+      .concat(['--segment-bytes', String(1 << 20), '--request-timeout-ms', '500']),
   );
+  const url = `http://${http}`;
   try {
     await waitFor(() => node.stdout().includes('up: HTTP'), 'the lone node up', hangBoundMs);
-    const started = Date.now();
-    const sent = await runCli(['send', '--node', `http://${http}`, '--wait', '2', '"x"']);
-    assert.notEqual(sent.code, 0);
-    assert.match(oneLine(sent.stderr), /answered 503 (no_leader|timeout)/);
-    assert.ok(Date.now() - started >= 2000 || /timeout/.test(sent.stderr), 'it retried');
+    // With a (client, seq) a timed-out message is sent again (the node deduplicates it),
+    // until --wait is spent; the node counts every attempt it refused.
+    const session = await runCli([
+      'send',
+      '--node',
+      url,
+      '--wait',
+      '10',
+      '--client',
+      'c1',
+      '--seq',
+      '1',
+      '"x"',
+    ]);
+    assert.notEqual(session.code, 0);
+    assert.match(oneLine(session.stderr), /answered 503 timeout/);
+    const refused = await broadcastsRefused(url);
+    assert.ok(refused >= 2, `it retried: the node refused ${refused} broadcasts`);
+    // Without one, a timed-out message may still be delivered: it is sent once, never again.
+    const plain = await runCli(['send', '--node', url, '--wait', '10', '"y"']);
+    assert.notEqual(plain.code, 0);
+    assert.match(oneLine(plain.stderr), /answered 503 timeout/);
+    assert.equal(await broadcastsRefused(url), refused + 1, 'sent once');
   } finally {
     await kill(node);
     await rm(root, { recursive: true, force: true });
