@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { decodeSnapshotFile } from '../../src/cli/commands/snapshot.ts';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { freePorts, hangBoundMs, waitFor } from '../support/ports.ts';
 import { type CliRun, freeRange, kill, killGroup, runCli, spawnCli } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: answers are read field by field and asserted
@@ -23,6 +23,25 @@ async function call(url: string, body?: unknown): Promise<{ status: number; body
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: response.status, body: await response.json() };
+}
+
+/**
+ * POSTs a broadcast that carries a (client, seq) and sends it again while the answer is a 503
+ * (or none comes), as the SDK does: a loaded machine can miss heartbeats and hold an election
+ * mid-load, and the node answers a resent seq with its first position, never a second one.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: answers are read field by field and asserted
+async function broadcast(url: string, body: unknown): Promise<{ status: number; body: any }> {
+  let answer = { status: 0, body: {} };
+  await waitFor(
+    async () => {
+      answer = await call(`${url}/v1/broadcast`, body);
+      return answer.status !== 503;
+    },
+    `an answer other than 503 to ${JSON.stringify(body)}`,
+    hangBoundMs,
+  );
+  return answer;
 }
 
 async function leaderKnown(urls: readonly string[]): Promise<void> {
@@ -75,7 +94,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
     let lastSeqAcknowledged = 0;
     const sessionLoad = (async () => {
       for (let seq = 1; loading; seq++) {
-        const answer = await call(`${urls[0]}/v1/broadcast`, {
+        const answer = await broadcast(urls[0] as string, {
           client: 'backup-client',
           seq,
           topic: 'orders',
@@ -90,12 +109,16 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
         await call(`${urls[2]}/v1/broadcast`, { payload: { plain: n } });
       }
     })();
-    await waitFor(() => lastSeqAcknowledged >= 20, 'load under way', 60_000);
+    await waitFor(() => lastSeqAcknowledged >= 20, 'load under way', hangBoundMs);
     const file = join(root, 'backup.snap');
     const saved = await runCli(['snapshot', 'save', file, '--node', urls[1] as string], 60_000);
     assert.equal(saved.code, 0, saved.stderr);
     const seqAtSave = lastSeqAcknowledged;
-    await waitFor(() => lastSeqAcknowledged >= seqAtSave + 5, 'load goes on after the save');
+    await waitFor(
+      () => lastSeqAcknowledged >= seqAtSave + 5,
+      'load goes on after the save',
+      hangBoundMs,
+    );
     loading = false;
     await Promise.all([sessionLoad, plainLoad]);
 
@@ -192,7 +215,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
     assert.equal(status.body.firstIndex, body.position + 1);
 
     // The sessions came along: a resent seq is a duplicate at its old position.
-    const resent = await call(`${newUrls[2]}/v1/broadcast`, {
+    const resent = await broadcast(newUrls[2] as string, {
       client: 'backup-client',
       seq: lastInSnapshot.seq,
       topic: 'orders',
@@ -201,7 +224,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
     assert.equal(resent.status, 200, JSON.stringify(resent.body));
     assert.equal(resent.body.duplicate, true);
     assert.equal(resent.body.index, lastInSnapshot.position);
-    const next = await call(`${newUrls[0]}/v1/broadcast`, {
+    const next = await broadcast(newUrls[0] as string, {
       client: 'backup-client',
       seq: lastInSnapshot.seq + 1,
       topic: 'orders',
@@ -209,7 +232,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
     });
     assert.equal(next.status, 200, JSON.stringify(next.body));
     assert.deepEqual([next.body.index, next.body.duplicate], [body.position + 1, false]);
-    const gap = await call(`${newUrls[0]}/v1/broadcast`, {
+    const gap = await broadcast(newUrls[0] as string, {
       client: 'backup-client',
       seq: lastInSnapshot.seq + 3,
       payload: 'gap',
@@ -229,7 +252,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
     started.push(forced);
     await waitFor(() => forced.stderr().includes('old members n2, n3 removed'), 'n1 alone', 60_000);
     assert.match(forced.stderr(), /WARNING: --force-new-cluster makes this node a cluster of one/);
-    const alone = await call(`${newUrls[0]}/v1/broadcast`, {
+    const alone = await broadcast(newUrls[0] as string, {
       client: 'backup-client',
       seq: lastInSnapshot.seq + 2,
       payload: 'alone',
