@@ -8,6 +8,7 @@
 // nodes into a cluster of one, with loud warnings, and it takes broadcasts alone.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -268,6 +269,61 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
   } finally {
     for (const run of started) await kill(run);
     if (dev.child.exitCode === null) killGroup(dev);
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('save asks again while the node answers 503, and gives up on any other error', {
+  timeout: 240_000,
+}, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-snapshot-retry-'));
+  const answer = {
+    format: 'abcast-snapshot',
+    version: 1,
+    node: 'n1',
+    takenAtMs: 0,
+    ...{ index: 9, term: 2, config: { voters: ['n1'], learners: [] }, position: 7 },
+    ...{ state: '', firstPosition: 8, messages: [] },
+  };
+  // A node whose barrier finds no leader twice (an election under way), then answers.
+  let refusals = 2;
+  let asked = 0;
+  const server = createServer((request, response) => {
+    asked++;
+    if (request.url?.startsWith('/v1/broken')) {
+      response.writeHead(500, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: 'internal', message: 'broken' }));
+    } else if (refusals-- > 0) {
+      response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
+      response.end(JSON.stringify({ error: 'no_leader', message: 'no leader confirmed a read' }));
+    } else {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(answer));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  try {
+    const file = join(root, 'backup.snap');
+    const saved = await runCli(['snapshot', 'save', file, '--node', `http://127.0.0.1:${port}`]);
+    assert.equal(saved.code, 0, saved.stderr);
+    assert.equal(asked, 3);
+    assert.match(saved.stdout, /snapshot of node n1 at position 7 /);
+    assert.deepEqual(decodeSnapshotFile(await readFile(file), file), answer);
+    // Any other failure is not asked again: one request, one line.
+    asked = 0;
+    const failed = await runCli([
+      'snapshot',
+      'save',
+      join(root, 'x.snap'),
+      '--node',
+      `http://127.0.0.1:${port}/v1/broken`,
+    ]);
+    assert.equal(failed.code, 1);
+    assert.equal(asked, 1);
+    assert.match(failed.stderr, /answered 500 internal: broken/);
+  } finally {
+    server.close();
     await rm(root, { recursive: true, force: true });
   }
 });

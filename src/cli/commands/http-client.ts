@@ -173,16 +173,47 @@ export class Unavailable extends CliError {
   }
 }
 
+/** A non-2xx answer as its CliError: `Unavailable` for a 503, with the pause it asks for. */
+async function failureOf(base: string, response: HttpExchangeResponse): Promise<CliError> {
+  const failure = await answerError(base, response);
+  if (response.status !== 503) return failure;
+  const code = /answered 503 (\w+)/.exec(failure.message)?.[1] ?? '';
+  const retryAfterSeconds = Number(response.headers['retry-after'] ?? '1');
+  const retryAfterMs = Number.isFinite(retryAfterSeconds) ? retryAfterSeconds * 1000 : 1000;
+  return new Unavailable(failure.message, code, Math.min(Math.max(retryAfterMs, 100), 5000));
+}
+
 /** Like callJson, but a 503 throws `Unavailable` so that the caller can decide to retry. */
 export async function postJson<T>(base: string, path: string, body: unknown): Promise<T> {
   const response = await exchange(base, path, 'POST', body, requestTimeoutMs);
-  if (response.status === 503) {
-    const failure = await answerError(base, response);
-    const code = /answered 503 (\w+)/.exec(failure.message)?.[1] ?? '';
-    const retryAfterSeconds = Number(response.headers['retry-after'] ?? '1');
-    const retryAfterMs = Number.isFinite(retryAfterSeconds) ? retryAfterSeconds * 1000 : 1000;
-    throw new Unavailable(failure.message, code, Math.min(Math.max(retryAfterMs, 100), 5000));
-  }
-  if (response.status < 200 || response.status >= 300) throw await answerError(base, response);
+  if (response.status < 200 || response.status >= 300) throw await failureOf(base, response);
   return parsed<T>(base, response);
+}
+
+/**
+ * GET JSON, asked again after a 503 (no leader yet, an election under way, a read that timed
+ * out on a busy node) until `waitMs` is spent: a read changes nothing, so a second ask is
+ * always safe, and a node that is merely slow should not fail the command.
+ */
+export async function getJsonWhileUnavailable<T>(
+  base: string,
+  path: string,
+  waitMs: number,
+): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const response = await exchange(
+      base,
+      path,
+      'GET',
+      undefined,
+      Math.max(deadline - Date.now(), 1),
+    );
+    if (response.status >= 200 && response.status < 300) return parsed<T>(base, response);
+    const failure = await failureOf(base, response);
+    if (!(failure instanceof Unavailable) || Date.now() + failure.retryAfterMs > deadline) {
+      throw failure;
+    }
+    await new Promise((resume) => setTimeout(resume, failure.retryAfterMs));
+  }
 }

@@ -23,12 +23,15 @@ import { makeConfiguration } from '../../raft/config.ts';
 import type { Configuration } from '../../raft/types.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
 import { CliError } from './errors.ts';
-import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
+import { defaultNodeUrl, getJsonWhileUnavailable, nodeUrl } from './http-client.ts';
 import { parsePeers } from './start.ts';
 
 export const snapshotFormat = 'abcast-snapshot';
 export const snapshotVersion = 1;
-/** A backup of a large state with its messages takes a while to gather and send. */
+/**
+ * A backup of a large state with its messages takes a while to gather and send; a node that
+ * answers 503 meanwhile (no leader confirmed its read yet) is asked again within it.
+ */
 const saveTimeoutMs = 120_000;
 
 /** The body of a backup, as GET /v1/snapshot answers it. */
@@ -100,7 +103,7 @@ export function decodeSnapshotFile(file: Buffer, path: string): SnapshotBody {
 async function save(file: string, flags: { node: string; messages: boolean }): Promise<void> {
   const base = nodeUrl(flags.node);
   const path = flags.messages ? '/v1/snapshot' : '/v1/snapshot?messages=0';
-  const body = await callJson<SnapshotBody>(base, path, undefined, saveTimeoutMs);
+  const body = await getJsonWhileUnavailable<SnapshotBody>(base, path, saveTimeoutMs);
   if (body.format !== snapshotFormat || body.version !== snapshotVersion) {
     throw new CliError(`${base} answered a snapshot of a format this release does not write`);
   }
