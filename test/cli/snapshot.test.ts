@@ -131,7 +131,13 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
       body.messages.map((message) => message.position),
       Array.from({ length: body.position }, (_, at) => at + 1),
     );
-    // Every message in the file is the one the cluster delivered at its position.
+    // Every message in the file is the one the cluster delivered at its position. The node
+    // read may lag the one that saved on a loaded machine: wait until it delivered that far.
+    await waitFor(
+      async () => (await call(`${urls[2]}/v1/status`)).body.deliveredIndex >= body.position,
+      `${urls[2]} delivers position ${body.position}`,
+      hangBoundMs,
+    );
     const delivered = await call(`${urls[2]}/v1/messages?from=1&limit=${body.position}`);
     assert.equal(delivered.body.messages.length, body.position);
     for (const [at, message] of body.messages.entries()) {
