@@ -166,7 +166,10 @@ export class MembershipDriver {
     );
   }
 
-  /** Removes a member: recorded in the log; resolves once it left the configuration. */
+  /**
+   * Removes a member: recorded in the log; resolves once it left the configuration, and no
+   * step in the log brings it back.
+   */
   async removeMember(id: NodeId): Promise<void> {
     if (typeof id !== 'string' || id === '') {
       throw new BroadcastError('invalid_argument', 'id must be a non-empty string', {
@@ -185,7 +188,12 @@ export class MembershipDriver {
     for (;;) {
       const stopped = this.options.stopped();
       if (stopped !== null) throw stopped;
-      if (done(this.options.appliedConfig())) return;
+      // The latest configuration in the log must agree with the applied one: a step the
+      // leader proposed from the table just before our record applied (adding back a member
+      // being removed, say) is in the log already and would take effect after we answered.
+      // Once our record applied, the leader proposes no step against it, so both holding
+      // means the change is in force for good.
+      if (done(this.options.appliedConfig()) && done(this.options.core.status().config)) return;
       if (environment.monotonicMs() > deadlineMs) {
         throw new BroadcastError(
           'timeout',

@@ -14,8 +14,14 @@ import {
   MembershipTable,
   nextConfigChange,
 } from '../../src/broadcast/membership.ts';
+import { MembershipDriver } from '../../src/broadcast/membership-driver.ts';
 import type { BroadcastNode } from '../../src/broadcast/node.ts';
+import type { BroadcastResult } from '../../src/broadcast/pending.ts';
 import { startNode } from '../../src/broadcast/start.ts';
+import { applyConfigChange } from '../../src/raft/config.ts';
+import type { RaftCore } from '../../src/raft/core.ts';
+import type { ConfigChange, Configuration } from '../../src/raft/types.ts';
+import type { Transport } from '../../src/transport/types.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 
 const member = (id: string, voter = true) => ({
@@ -120,6 +126,70 @@ async function membersOnDisk() {
     });
   return { root, address, initial, nodes, start };
 }
+
+test('removeMember answers only once no step in the log brings the member back', async () => {
+  // A forced cluster of one: its table still records n3, its configuration holds n1 alone.
+  // The leader's reconcile proposes adding n3 back as a learner while the record removing
+  // n3 is on its way; the record then applies, and the applied configuration lacks n3 while
+  // the log's latest holds it. Answering then let a status read right after still list n3.
+  const table = new MembershipTable();
+  table.apply({ op: 'seed', members: [member('n1'), member('n3')] });
+  let latest: Configuration = { voters: ['n1'], learners: [] };
+  let applied = latest;
+  const core = {
+    status: () => ({ role: 'leader', config: latest, progress: [], lastIndex: 10 }),
+    proposeConfigChange: (change: ConfigChange) => {
+      const next = applyConfigChange(latest, change);
+      assert.notEqual(typeof next, 'string');
+      latest = next as Configuration;
+      return { accepted: true, index: 11, term: 2 };
+    },
+  } as unknown as RaftCore;
+  const looks: (() => void)[] = [];
+  let recordApplied = (_: BroadcastResult) => {};
+  const driver = new MembershipDriver({
+    id: 'n1',
+    core,
+    transport: { setPeers: () => {} } as unknown as Transport,
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+    environment: {
+      nowMs: () => 0,
+      monotonicMs: () => 0,
+      setTimer: (_delayMs, fire) => {
+        looks.push(fire);
+        return { cancel: () => {} };
+      },
+      random: () => 0,
+      randomHex: () => '00',
+    },
+    initialPeers: new Map([['n1', '127.0.0.1:7001']]),
+    membership: () => table,
+    appliedConfig: () => applied,
+    propose: () => new Promise((resolve) => (recordApplied = resolve)),
+    stopped: () => null,
+    scheduleLoop: () => {},
+    requestTimeoutMs: 10_000,
+    pollIntervalMs: 10,
+    reconcileIntervalTicks: 1,
+  });
+  let answered = false;
+  const removal = driver.removeMember('n3').then(() => {
+    answered = true;
+  });
+  driver.tick(); // the reconcile, from the table before the record: add n3 as a learner
+  assert.deepEqual(latest, { voters: ['n1'], learners: ['n3'] });
+  table.apply({ op: 'remove', id: 'n3' });
+  recordApplied({ position: 5, index: 10, term: 2, duplicate: false });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(answered, false, 'n3 is still in the latest configuration');
+  assert.equal(looks.length, 1);
+  driver.tick(); // the reconcile, from the table after the record: n3 goes again
+  assert.deepEqual(latest, { voters: ['n1'], learners: [] });
+  applied = latest;
+  looks.shift()?.();
+  await removal;
+  assert.equal(answered, true);
+});
 
 test('a node joins a running cluster, catches up and votes; another leaves', {
   timeout: 60_000,
