@@ -26,7 +26,7 @@ import {
 import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { assert } from '../util/assert.ts';
-import { alignedBuffer, DirectAppender, directWritesWork } from './direct-append.ts';
+import { DirectAppender, DirectWriter, directWritesWork } from './direct-append.ts';
 
 export interface StoreFiles {
   names(): string[];
@@ -81,8 +81,10 @@ export class DiskStoreFiles implements StoreFiles {
   private readonly descriptors = new Map<string, number>();
   /** Files being appended to with direct writes, least recently appended first. */
   private readonly appenders = new Map<string, DirectAppender>();
-  /** Stages of appenders gone, for the next ones. */
-  private readonly spareStages: Buffer[] = [];
+  /** Made with the first appender: the thread and the memory direct writes go from. */
+  private writer: DirectWriter | null = null;
+  /** Pairs of the writer's stages no appender holds. */
+  private readonly spareStages: (readonly [Buffer, Buffer])[] = [];
   private readonly directWrites: boolean;
   private readonly directStageBytes: number;
 
@@ -169,10 +171,20 @@ export class DiskStoreFiles implements StoreFiles {
   private startAppending(name: string, offset: number): DirectAppender | null {
     const fd = this.descriptor(name, true);
     if (fstatSync(fd).size !== offset) return null;
+    if (this.writer === null) {
+      const writer = new DirectWriter(this.directStageBytes, 2 * (appendersMax + 1));
+      for (let at = 0; at < writer.stages.length; at += 2) {
+        this.spareStages.push([writer.stages[at] as Buffer, writer.stages[at + 1] as Buffer]);
+      }
+      this.writer = writer;
+    }
+    const stages = this.spareStages.pop();
+    assert(stages !== undefined, 'a pair of stages for each appender');
     const appender = new DirectAppender(
       join(this.directory, name),
       offset,
-      this.spareStages.pop() ?? alignedBuffer(this.directStageBytes),
+      stages,
+      this.writer,
       (part, at) => this.readFile(name, part, at),
     );
     this.appenders.set(name, appender);
@@ -195,8 +207,11 @@ export class DiskStoreFiles implements StoreFiles {
   }
 
   private closeAppender(appender: DirectAppender): void {
-    appender.close();
-    if (this.spareStages.length < appendersMax) this.spareStages.push(appender.stage);
+    try {
+      appender.close();
+    } finally {
+      this.spareStages.push(appender.stages);
+    }
   }
 
   truncate(name: string, sizeBytes: number): void {
@@ -274,7 +289,21 @@ export class DiskStoreFiles implements StoreFiles {
   }
 
   close(): void {
-    for (const name of [...this.appenders.keys()]) this.settle(name);
+    let failure: unknown = null;
+    try {
+      for (const name of [...this.appenders.keys()]) {
+        try {
+          this.settle(name);
+        } catch (error) {
+          failure ??= error; // the others are still written out and closed
+        }
+      }
+      if (failure !== null) throw failure;
+    } finally {
+      this.writer?.close();
+      this.writer = null;
+      this.spareStages.length = 0;
+    }
     for (const name of [...this.descriptors.keys()]) this.forget(name);
   }
 
