@@ -5,12 +5,21 @@
  * leaves at least what its last sync wrote.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { directWritesWork } from '../../src/store/direct-append.ts';
+import { DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
 import { DiskStoreFiles, MemoryStoreFiles } from '../../src/store/files.ts';
 
 const stageBytes = 64 << 10;
@@ -225,5 +234,36 @@ test('the files work where direct writes are refused, through the page cache', a
     assert.ok(read.equals(Buffer.concat([bytes(10000, 1), bytes(10, 2)])));
     assert.equal(statSync(join(directory, 's')).size, 10010);
     disk.close();
+  });
+});
+
+test('a direct write that fails is thrown at the next wait, and the writer goes on after it', async (t) => {
+  await withDirectory(async (directory) => {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    const writer = new DirectWriter(64 << 10, 2);
+    const stage = writer.stages[0] as Buffer;
+    stage.fill(9);
+    const path = join(directory, 'f');
+    writeFileSync(path, '');
+    const readOnly = openSync(path, 'r');
+    try {
+      writer.submit(readOnly, stage, 0, 4096);
+      assert.throws(() => writer.wait(), /direct write to the message store failed/);
+      writer.wait(); // reported once
+      const writable = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
+      try {
+        writer.submit(writable, stage, 0, 4096);
+        writer.wait();
+      } finally {
+        closeSync(writable);
+      }
+      assert.ok(readFileSync(path).equals(Buffer.alloc(4096, 9)));
+    } finally {
+      closeSync(readOnly);
+      writer.close();
+    }
   });
 });
