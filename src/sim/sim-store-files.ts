@@ -8,6 +8,11 @@
  *
  * One instance serves one incarnation: after a power cut every call fails with EIO, so a
  * dead process's store can never write into the disk its successor opened.
+ *
+ * node:fs appends with direct I/O from a stage in memory (src/store/direct-append.ts): a
+ * process that dies there loses the unsynced tail it still held staged. That is one of the
+ * states a power cut here may leave (any unsynced write lost), so no twin of the stage is
+ * needed for the simulator to reach it.
  */
 import { posix } from 'node:path';
 import type { StoreFiles } from '../store/files.ts';

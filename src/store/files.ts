@@ -26,6 +26,7 @@ import {
 import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { assert } from '../util/assert.ts';
+import { DirectAppender, DirectWriter, directWritesWork } from './direct-append.ts';
 
 export interface StoreFiles {
   names(): string[];
@@ -63,27 +64,68 @@ export interface StoreFiles {
 /** Open descriptors kept at most; older ones are closed and reopened when read again. */
 const openFilesMax = 32;
 
+/** Files appended to at once with direct writes, at most (a segment and a compaction copy). */
+const appendersMax = 4;
+
+export interface DiskStoreFilesOptions {
+  /**
+   * Appends go to disk with direct I/O (direct-append.ts says why) when the file system
+   * allows it; false: always through the page cache. Default true.
+   */
+  readonly directWrites?: boolean;
+  /** Bytes gathered before a direct write: a multiple of 64 KiB. Default 1 MiB. */
+  readonly directStageBytes?: number;
+}
+
 export class DiskStoreFiles implements StoreFiles {
   private readonly descriptors = new Map<string, number>();
+  /** Files being appended to with direct writes, least recently appended first. */
+  private readonly appenders = new Map<string, DirectAppender>();
+  /** Made with the first appender: the thread and the memory direct writes go from. */
+  private writer: DirectWriter | null = null;
+  /** Pairs of the writer's stages no appender holds. */
+  private readonly spareStages: (readonly [Buffer, Buffer])[] = [];
+  private readonly directWrites: boolean;
+  private readonly directStageBytes: number;
 
-  constructor(private readonly directory: string) {
-    if (existsSync(directory)) return;
-    mkdirSync(directory, { recursive: true });
-    // The new folder's name is durable only once its parent is synced: without it, a power
-    // cut after the WAL was compacted past what this folder holds could lose both.
-    const parent = openSync(dirname(directory), 'r');
+  constructor(
+    private readonly directory: string,
+    options: DiskStoreFilesOptions = {},
+  ) {
+    this.directStageBytes = options.directStageBytes ?? 1 << 20;
+    if (!existsSync(directory)) {
+      mkdirSync(directory, { recursive: true });
+      // The new folder's name is durable only once its parent is synced: without it, a
+      // power cut after the WAL was compacted past what this folder holds could lose both.
+      const parent = openSync(dirname(directory), 'r');
+      try {
+        fsyncSync(parent);
+      } finally {
+        closeSync(parent);
+      }
+    }
+    this.directWrites = (options.directWrites ?? true) && this.probeDirectWrites();
+  }
+
+  /** Whether this directory takes direct writes: a probe file, removed after. */
+  private probeDirectWrites(): boolean {
+    const probe = join(this.directory, '.direct-probe');
     try {
-      fsyncSync(parent);
+      return directWritesWork(probe);
     } finally {
-      closeSync(parent);
+      try {
+        unlinkSync(probe);
+      } catch {}
     }
   }
 
   names(): string[] {
-    return readdirSync(this.directory);
+    return readdirSync(this.directory).filter((name) => name !== '.direct-probe');
   }
 
   size(name: string): number {
+    const appender = this.appenders.get(name);
+    if (appender !== undefined) return appender.end;
     try {
       return fstatSync(this.descriptor(name, false)).size;
     } catch (error) {
@@ -93,10 +135,31 @@ export class DiskStoreFiles implements StoreFiles {
   }
 
   read(name: string, buffer: Buffer, offset: number): number {
+    const appender = this.appenders.get(name);
+    if (appender !== undefined) {
+      return appender.read(buffer, offset, (part, at) => this.readFile(name, part, at));
+    }
+    return this.readFile(name, buffer, offset);
+  }
+
+  private readFile(name: string, buffer: Buffer, offset: number): number {
     return readSync(this.descriptor(name, false), buffer, 0, buffer.length, offset);
   }
 
   write(name: string, data: Buffer, offset: number): void {
+    if (this.directWrites) {
+      const appender = this.appenders.get(name) ?? this.startAppending(name, offset);
+      if (appender !== null && appender.end === offset) {
+        // Most recently appended last: the first one is the one to settle when too many.
+        this.appenders.delete(name);
+        this.appenders.set(name, appender);
+        appender.append(data);
+        return;
+      }
+      // A rewrite in place (a frame header resealed) goes through the page cache, after
+      // what is staged: the two kinds of write never overlap in flight.
+      this.settle(name);
+    }
     const fd = this.descriptor(name, true);
     let written = 0;
     while (written < data.length) {
@@ -104,11 +167,63 @@ export class DiskStoreFiles implements StoreFiles {
     }
   }
 
+  /** An appender for `name` when `offset` is its end, else null. */
+  private startAppending(name: string, offset: number): DirectAppender | null {
+    const fd = this.descriptor(name, true);
+    if (fstatSync(fd).size !== offset) return null;
+    if (this.writer === null) {
+      const writer = new DirectWriter(this.directStageBytes, 2 * (appendersMax + 1));
+      for (let at = 0; at < writer.stages.length; at += 2) {
+        this.spareStages.push([writer.stages[at] as Buffer, writer.stages[at + 1] as Buffer]);
+      }
+      this.writer = writer;
+    }
+    const stages = this.spareStages.pop();
+    assert(stages !== undefined, 'a pair of stages for each appender');
+    const appender = new DirectAppender(
+      join(this.directory, name),
+      offset,
+      stages,
+      this.writer,
+      (part, at) => this.readFile(name, part, at),
+    );
+    this.appenders.set(name, appender);
+    if (this.appenders.size > appendersMax) {
+      this.settle(this.appenders.keys().next().value as string);
+    }
+    return appender;
+  }
+
+  /** Writes out and forgets `name`'s appender, if any: the file alone then holds it all. */
+  private settle(name: string): void {
+    const appender = this.appenders.get(name);
+    if (appender === undefined) return;
+    this.appenders.delete(name);
+    try {
+      appender.settle();
+    } finally {
+      this.closeAppender(appender);
+    }
+  }
+
+  private closeAppender(appender: DirectAppender): void {
+    try {
+      appender.close();
+    } finally {
+      this.spareStages.push(appender.stages);
+    }
+  }
+
   truncate(name: string, sizeBytes: number): void {
+    this.settle(name);
     ftruncateSync(this.descriptor(name, true), sizeBytes);
   }
 
   remove(name: string): void {
+    // What is staged is not worth writing to a file about to go.
+    const appender = this.appenders.get(name);
+    if (appender !== undefined) this.closeAppender(appender);
+    this.appenders.delete(name);
     this.forget(name);
     try {
       unlinkSync(join(this.directory, name));
@@ -133,6 +248,8 @@ export class DiskStoreFiles implements StoreFiles {
   }
 
   rename(from: string, to: string): void {
+    this.settle(from);
+    this.settle(to);
     this.forget(from);
     this.forget(to);
     renameSync(join(this.directory, from), join(this.directory, to));
@@ -140,6 +257,8 @@ export class DiskStoreFiles implements StoreFiles {
 
   async sync(names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
+    // Staged bytes go to the file first; the appenders stay, so appending goes on meanwhile.
+    for (const name of names) this.appenders.get(name)?.settle();
     // Descriptors of their own: a cached one may be closed (and its number reused) while the
     // sync runs in the thread pool. An fdatasync syncs the file, whichever descriptor asks.
     for (const name of names) {
@@ -165,10 +284,26 @@ export class DiskStoreFiles implements StoreFiles {
   }
 
   syncNow(name: string): void {
+    this.appenders.get(name)?.settle();
     fdatasyncSync(this.descriptor(name, false));
   }
 
   close(): void {
+    let failure: unknown = null;
+    try {
+      for (const name of [...this.appenders.keys()]) {
+        try {
+          this.settle(name);
+        } catch (error) {
+          failure ??= error; // the others are still written out and closed
+        }
+      }
+      if (failure !== null) throw failure;
+    } finally {
+      this.writer?.close();
+      this.writer = null;
+      this.spareStages.length = 0;
+    }
     for (const name of [...this.descriptors.keys()]) this.forget(name);
   }
 

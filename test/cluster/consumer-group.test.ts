@@ -63,8 +63,10 @@ function startMember(urls: readonly string[], member: string, leaseMs: number): 
   child.stderr?.on('data', (chunk: Buffer) => {
     err += chunk.toString('utf8');
   });
+  // 'close', not 'exit': a member's last lines may still wait in the pipe when it exits,
+  // and the checks below read every line a member printed.
   const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
+    child.once('close', (code) => resolve(code)),
   );
   const run: CliRun = { child, stdout: () => '', stderr: () => err, exited };
   runs.push(run);

@@ -1,0 +1,269 @@
+/**
+ * The store's node:fs files with direct appends (src/store/direct-append.ts) hold and read
+ * back exactly what their in-memory twin does, whatever mix of appends, rewrites in place,
+ * reads, cuts, renames, syncs and reopenings comes; and a process that stops without closing
+ * leaves at least what its last sync wrote.
+ */
+import assert from 'node:assert/strict';
+import {
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
+import { DiskStoreFiles, MemoryStoreFiles } from '../../src/store/files.ts';
+
+const stageBytes = 64 << 10;
+
+type Op =
+  | { kind: 'append'; file: number; byteCount: number; seed: number }
+  | { kind: 'rewrite'; file: number; at: number; byteCount: number; seed: number }
+  | { kind: 'read'; file: number; at: number; byteCount: number }
+  | { kind: 'truncate'; file: number; at: number }
+  | { kind: 'rename'; from: number; to: number }
+  | { kind: 'remove'; file: number }
+  | { kind: 'sync'; file: number }
+  | { kind: 'reopen' };
+
+const fileArb = fc.integer({ min: 0, max: 2 });
+const fractionArb = fc.double({ min: 0, max: 1, noNaN: true });
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('append' as const),
+      file: fileArb,
+      // Mostly small (records, frames), now and then past a stage or two.
+      byteCount: fc.oneof(
+        { weight: 4, arbitrary: fc.integer({ min: 1, max: 9000 }) },
+        { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 * stageBytes }) },
+      ),
+      seed: fc.integer({ min: 0, max: 255 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .record({
+        file: fileArb,
+        at: fractionArb,
+        byteCount: fc.integer({ min: 1, max: 64 }),
+        seed: fc.integer({ min: 0, max: 255 }),
+      })
+      .map((op) => ({ kind: 'rewrite' as const, ...op, at: op.at as number })),
+  },
+  {
+    weight: 4,
+    arbitrary: fc
+      .record({ file: fileArb, at: fractionArb, byteCount: fc.integer({ min: 1, max: 200000 }) })
+      .map((op) => ({ kind: 'read' as const, ...op })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .record({ file: fileArb, at: fractionArb })
+      .map((op) => ({ kind: 'truncate' as const, ...op })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .record({ from: fileArb, to: fileArb })
+      .map((op) => ({ kind: 'rename' as const, ...op })),
+  },
+  { weight: 1, arbitrary: fileArb.map((file) => ({ kind: 'remove' as const, file })) },
+  { weight: 1, arbitrary: fileArb.map((file) => ({ kind: 'sync' as const, file })) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
+);
+
+function bytes(byteCount: number, seed: number): Buffer {
+  const data = Buffer.allocUnsafe(byteCount);
+  for (let at = 0; at < byteCount; at++) data[at] = (seed + at * 31) & 0xff;
+  return data;
+}
+
+function withDirectory(body: (directory: string) => Promise<void>): Promise<void> {
+  const directory = mkdtempSync(join(tmpdir(), 'abcast-direct-'));
+  return body(directory).finally(() => rmSync(directory, { recursive: true, force: true }));
+}
+
+const name = (file: number) => `s${file}`;
+
+test('direct writes are possible here (else the tests below test the page-cache path only)', (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'abcast-direct-'));
+  try {
+    if (!directWritesWork(join(directory, 'probe'))) t.skip('this file system refuses O_DIRECT');
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test('node:fs files with direct appends hold and read what their in-memory twin does', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60 }), async (ops) => {
+      await withDirectory(async (directory) => {
+        const open = () => new DiskStoreFiles(directory, { directStageBytes: stageBytes });
+        let disk = open();
+        const twin = new MemoryStoreFiles();
+        for (const op of ops) {
+          switch (op.kind) {
+            case 'append': {
+              const data = bytes(op.byteCount, op.seed);
+              const end = twin.size(name(op.file));
+              twin.write(name(op.file), data, end);
+              disk.write(name(op.file), data, end);
+              data.fill(0); // the files keep no reference to what they were given
+              break;
+            }
+            case 'rewrite': {
+              const size = twin.size(name(op.file));
+              if (size === 0) break;
+              const at = Math.floor(op.at * size);
+              const data = bytes(Math.min(op.byteCount, size - at), op.seed);
+              twin.write(name(op.file), data, at);
+              disk.write(name(op.file), data, at);
+              break;
+            }
+            case 'read': {
+              if (!twin.names().includes(name(op.file))) break;
+              const at = Math.floor(op.at * (twin.size(name(op.file)) + 10));
+              const expected = Buffer.alloc(op.byteCount);
+              const actual = Buffer.alloc(op.byteCount);
+              const expectedBytes = twin.read(name(op.file), expected, at);
+              const actualBytes = disk.read(name(op.file), actual, at);
+              assert.equal(actualBytes, expectedBytes, `bytes read at ${at}`);
+              assert.ok(actual.subarray(0, actualBytes).equals(expected.subarray(0, actualBytes)));
+              break;
+            }
+            case 'truncate': {
+              const at = Math.floor(op.at * twin.size(name(op.file)));
+              if (twin.size(name(op.file)) === 0) break;
+              twin.truncate(name(op.file), at);
+              disk.truncate(name(op.file), at);
+              break;
+            }
+            case 'rename': {
+              if (op.from === op.to || twin.size(name(op.from)) === 0) break;
+              if (!twin.names().includes(name(op.from))) break;
+              twin.rename(name(op.from), name(op.to));
+              disk.rename(name(op.from), name(op.to));
+              break;
+            }
+            case 'remove':
+              twin.remove(name(op.file));
+              disk.remove(name(op.file));
+              break;
+            case 'sync':
+              await disk.sync(disk.names().includes(name(op.file)) ? [name(op.file)] : []);
+              break;
+            case 'reopen':
+              disk.close();
+              disk = open();
+              break;
+          }
+          for (const file of [0, 1, 2]) {
+            assert.equal(disk.size(name(file)), twin.size(name(file)), `size of ${name(file)}`);
+          }
+        }
+        disk.close();
+        // Closed, the files alone hold everything, with their exact lengths.
+        for (const file of twin.names()) {
+          const expected = Buffer.alloc(twin.size(file));
+          twin.read(file, expected, 0);
+          assert.equal(statSync(join(directory, file)).size, expected.length);
+          assert.ok(readFileSync(join(directory, file)).equals(expected), `content of ${file}`);
+        }
+        assert.deepEqual(disk.names().sort(), twin.names().sort());
+      });
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('a process that stops without closing leaves every byte its last sync covered', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 50000 }), { minLength: 1, maxLength: 20 }),
+      fc.integer({ min: 0, max: 19 }),
+      async (appendBytes, syncAfter) => {
+        await withDirectory(async (directory) => {
+          const disk = new DiskStoreFiles(directory, { directStageBytes: stageBytes });
+          const all: Buffer[] = [];
+          let end = 0;
+          let syncedBytes = 0;
+          for (const [at, byteCount] of appendBytes.entries()) {
+            const data = bytes(byteCount, at);
+            disk.write('s', data, end);
+            all.push(data);
+            end += byteCount;
+            if (at === syncAfter) {
+              await disk.sync(['s']);
+              syncedBytes = end;
+            }
+          }
+          // No close: whatever reached the file is a prefix of what was appended.
+          const found = readFileSync(join(directory, 's'));
+          const written = Buffer.concat(all);
+          assert.ok(found.length >= syncedBytes, `${found.length} >= ${syncedBytes}`);
+          const kept = Math.min(found.length, written.length);
+          assert.ok(found.subarray(0, kept).equals(written.subarray(0, kept)));
+          // Bytes past what was appended can only be a padded block's zeros.
+          assert.ok(found.subarray(kept).every((byte) => byte === 0));
+        });
+      },
+    ),
+    { numRuns: 40 },
+  );
+});
+
+test('the files work where direct writes are refused, through the page cache', async () => {
+  await withDirectory(async (directory) => {
+    const disk = new DiskStoreFiles(directory, { directWrites: false });
+    disk.write('s', bytes(10000, 1), 0);
+    disk.write('s', bytes(10, 2), 10000);
+    const read = Buffer.alloc(10010);
+    assert.equal(disk.read('s', read, 0), 10010);
+    assert.ok(read.equals(Buffer.concat([bytes(10000, 1), bytes(10, 2)])));
+    assert.equal(statSync(join(directory, 's')).size, 10010);
+    disk.close();
+  });
+});
+
+test('a direct write that fails is thrown at the next wait, and the writer goes on after it', async (t) => {
+  await withDirectory(async (directory) => {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    const writer = new DirectWriter(64 << 10, 2);
+    const stage = writer.stages[0] as Buffer;
+    stage.fill(9);
+    const path = join(directory, 'f');
+    writeFileSync(path, '');
+    const readOnly = openSync(path, 'r');
+    try {
+      writer.submit(readOnly, stage, 0, 4096);
+      assert.throws(() => writer.wait(), /direct write to the message store failed/);
+      writer.wait(); // reported once
+      const writable = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
+      try {
+        writer.submit(writable, stage, 0, 4096);
+        writer.wait();
+      } finally {
+        closeSync(writable);
+      }
+      assert.ok(readFileSync(path).equals(Buffer.alloc(4096, 9)));
+    } finally {
+      closeSync(readOnly);
+      writer.close();
+    }
+  });
+});
