@@ -190,6 +190,8 @@ export async function postJson<T>(base: string, path: string, body: unknown): Pr
   return parsed<T>(base, response);
 }
 
+const askAgainMinimumMs = 1000;
+
 /**
  * GET JSON, asked again after a 503 (no leader yet, an election under way, a read that timed
  * out on a busy node) until `waitMs` is spent: a read changes nothing, so a second ask is
@@ -211,7 +213,12 @@ export async function getJsonWhileUnavailable<T>(
     );
     if (response.status >= 200 && response.status < 300) return parsed<T>(base, response);
     const failure = await failureOf(base, response);
-    if (!(failure instanceof Unavailable) || Date.now() + failure.retryAfterMs > deadline) {
+    // Asked again only with a second left for the answer: a last ask given a few
+    // milliseconds would fail with a timeout that hides the node's own answer.
+    if (
+      !(failure instanceof Unavailable) ||
+      Date.now() + failure.retryAfterMs + askAgainMinimumMs > deadline
+    ) {
       throw failure;
     }
     await new Promise((resume) => setTimeout(resume, failure.retryAfterMs));
