@@ -10,7 +10,7 @@
  * this very code on virtual time, one event at a time.
  */
 import type { RaftCore } from '../raft/core.ts';
-import type { NodeId, PersistedState, Ready, Snapshot } from '../raft/types.ts';
+import type { HardState, NodeId, PersistedState, Ready, Snapshot } from '../raft/types.ts';
 import { sendableBeforePersist } from '../raft/types.ts';
 import { StorageError } from '../storage/errors.ts';
 import type { RaftStorage } from '../storage/types.ts';
@@ -72,6 +72,18 @@ export {
  * news rides on that run's Append under load; short against a tick (10 ms).
  */
 const commitNewsWaitMs = 1;
+
+/** Entry bytes up to which a Ready's Appends leave before its write starts (handleReady). */
+const appendsFirstBytesMax = 1024;
+
+function appendsGoFirst(ready: Ready): boolean {
+  let byteCount = 0;
+  for (const entry of ready.entriesToAppend) {
+    byteCount += entry.data.length;
+    if (byteCount > appendsFirstBytesMax) return false;
+  }
+  return true;
+}
 
 export class BroadcastNode {
   readonly id: NodeId;
@@ -291,9 +303,17 @@ export class BroadcastNode {
         : ready.messagesToSend.filter((message) => !sendableBeforePersist(message));
     // The write starts first (on a microtask of the storage's), then the early messages go
     // (on a microtask of the transport's): the leader's own disk is busy before a follower
-    // wakes to compete for a core.
-    const persisted = this.persister.persist(ready);
-    this.transport.send(early);
+    // wakes to compete for a core. Not for a small Ready: there the followers' round trip,
+    // not the leader's write, decides when the entries commit, and its Appends should not
+    // wait for the write's encoding and the wake-up of the thread that makes it.
+    let persisted: Promise<HardState | null>;
+    if (early.length > 0 && appendsGoFirst(ready)) {
+      this.transport.send(early);
+      persisted = this.persister.persist(ready);
+    } else {
+      persisted = this.persister.persist(ready);
+      this.transport.send(early);
+    }
     // Committed entries this node already holds durably need not wait for this Ready's
     // write: delivered while the disk works, a leader's answers leave while the next batch
     // is being written, and a follower's acknowledgement of the new entries waits for its
