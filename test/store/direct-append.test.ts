@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
+import { DirectAppender, DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
 import { DiskStoreFiles, MemoryStoreFiles } from '../../src/store/files.ts';
 
 const stageBytes = 64 << 10;
@@ -237,7 +238,7 @@ test('the files work where direct writes are refused, through the page cache', a
   });
 });
 
-test('a direct write that fails is thrown at the next wait, and the writer goes on after it', async (t) => {
+test('a direct write that fails is thrown at every later wait: the writer takes no write after it', async (t) => {
   await withDirectory(async (directory) => {
     if (!directWritesWork(join(directory, 'probe'))) {
       t.skip('this file system refuses O_DIRECT');
@@ -249,20 +250,87 @@ test('a direct write that fails is thrown at the next wait, and the writer goes 
     const path = join(directory, 'f');
     writeFileSync(path, '');
     const readOnly = openSync(path, 'r');
+    const writable = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
     try {
       writer.submit(readOnly, stage, 0, 4096);
       assert.throws(() => writer.wait(), /direct write to the message store failed/);
-      writer.wait(); // reported once
-      const writable = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
-      try {
-        writer.submit(writable, stage, 0, 4096);
-        writer.wait();
-      } finally {
-        closeSync(writable);
-      }
-      assert.ok(readFileSync(path).equals(Buffer.alloc(4096, 9)));
+      // The lost bytes are not in the file: nothing may be written as if they were.
+      assert.throws(() => writer.wait(), /direct write to the message store failed/);
+      assert.throws(
+        () => writer.submit(writable, stage, 0, 4096),
+        /direct write to the message store failed/,
+      );
+      assert.equal(readFileSync(path).length, 0);
     } finally {
       closeSync(readOnly);
+      closeSync(writable);
+      writer.close();
+    }
+  });
+});
+
+/** A writer that sends the next stage it is given to a descriptor that refuses writes. */
+class LosingWriter extends DirectWriter {
+  loseNext = false;
+
+  constructor(
+    stageBytes: number,
+    private readonly refusing: number,
+  ) {
+    super(stageBytes, 2);
+  }
+
+  override submit(fd: number, stage: Buffer, offset: number, length: number): void {
+    const lose = this.loseNext;
+    this.loseNext = false;
+    super.submit(lose ? this.refusing : fd, stage, offset, length);
+  }
+}
+
+test('an appender whose stage write was lost appends and settles no more, and reads what it was given', async (t) => {
+  await withDirectory(async (directory) => {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    const path = join(directory, 'f');
+    writeFileSync(path, '');
+    const refusing = openSync(path, 'r');
+    const writer = new LosingWriter(stageBytes, refusing);
+    const readFile = (buffer: Buffer, offset: number) => {
+      const fd = openSync(path, 'r');
+      try {
+        return readSync(fd, buffer, 0, buffer.length, offset);
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const appender = new DirectAppender(
+      path,
+      0,
+      [writer.stages[0] as Buffer, writer.stages[1] as Buffer],
+      writer,
+      readFile,
+    );
+    try {
+      writer.loseNext = true;
+      appender.append(bytes(stageBytes, 1)); // a full stage: handed over, and lost
+      appender.append(bytes(1000, 2));
+      assert.throws(() => appender.settle(), /direct write to the message store failed/);
+      // Going on would hand the next stage over and settle: the file would hold zeros where
+      // the lost stage belongs, and a sync would make that hole durable.
+      assert.throws(() => appender.append(bytes(stageBytes, 3)), /direct write/);
+      assert.throws(() => appender.settle(), /direct write to the message store failed/);
+      // What the appender took still reads back, from its stages.
+      const expected = Buffer.concat([bytes(stageBytes, 1), bytes(1000, 2), bytes(stageBytes, 3)]);
+      const taken = expected.subarray(0, appender.end);
+      assert.ok(appender.end >= stageBytes + 1000);
+      const actual = Buffer.alloc(taken.length);
+      assert.equal(appender.read(actual, 0, readFile), taken.length);
+      assert.ok(actual.equals(taken));
+    } finally {
+      appender.close();
+      closeSync(refusing);
       writer.close();
     }
   });
