@@ -140,6 +140,10 @@ export class DirectWriter {
     this.control = new Int32Array(control);
     this.worker = new Worker(writerThreadSource, {
       eval: true,
+      // Not the process's flags: with --input-type=module (node -e) the source would run as
+      // a module, without `require`, and the thread would die at once while the node's
+      // thread waits for it forever (a loader such as tsx is no use to it either).
+      execArgv: [],
       workerData: { control, memory: memory.buffer },
     });
     // The thread never holds the process up: it only ever waits for the next request.

@@ -5,6 +5,7 @@
  * leaves at least what its last sync wrote.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import {
   closeSync,
   constants,
@@ -334,4 +335,68 @@ test('an appender whose stage write was lost appends and settles no more, and re
       writer.close();
     }
   });
+});
+
+test('files whose disk refuses a write throw it, and closed leave no descriptor open', (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'abcast-direct-'));
+  try {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    // A file size limit (ulimit -f, 256 or 512 KiB as the shell counts blocks) fails the
+    // writes past it with EFBIG, in the writer thread and on the calling thread alike. The
+    // child runs from \`node -e\` as a module: its writer thread must not take that flag.
+    const child = `
+      import { readdirSync, readlinkSync } from 'node:fs';
+      import { DiskStoreFiles } from ${JSON.stringify(join(import.meta.dirname, '../../src/store/files.ts'))};
+      const directory = ${JSON.stringify(directory)};
+      const files = new DiskStoreFiles(directory, { directStageBytes: ${64 << 10} });
+      const found = {};
+      try {
+        files.write('s', Buffer.alloc(40000, 1), 0);
+        files.write('t', Buffer.alloc(100000, 1), 0);
+        files.write('s', Buffer.alloc(${2 << 20}, 2), 40000);
+        found.write = 'ok';
+      } catch (error) {
+        found.write = String(error);
+      }
+      try {
+        files.close();
+        found.close = 'ok';
+      } catch (error) {
+        found.close = String(error);
+      }
+      found.open = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync('/proc/self/fd/' + fd).startsWith(directory);
+        } catch {
+          return false;
+        }
+      }).length;
+      console.log(JSON.stringify(found));
+    `;
+    const run = spawnSync(
+      'sh',
+      [
+        '-c',
+        'ulimit -f 512 && exec "$0" "$@"',
+        process.execPath,
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        child,
+      ],
+      // A writer thread that died would leave the child waiting for it forever.
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const found = JSON.parse(run.stdout) as { write: string; close: string; open: number };
+    assert.match(found.write, /direct write to the message store failed|EFBIG/);
+    assert.match(found.close, /direct write to the message store failed|EFBIG/);
+    assert.equal(found.open, 0);
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
 });
