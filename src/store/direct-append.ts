@@ -23,6 +23,7 @@
  * the machine does: the store is not synced, the WAL holds what it lost (store.ts).
  */
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../util/assert.ts';
 
@@ -188,9 +189,12 @@ export class DirectWriter {
     const errno = control[doneErrno] as number;
     if (errno === 0) return;
     control[doneErrno] = 0;
+    // Shaped as node:fs shapes a failed system call: the runtime stops the node on those as
+    // on the disk's failure (src/broadcast/deliveries.ts, `isSystemCallFailure`).
+    const code = errno < 0 ? getSystemErrorName(errno) : 'EIO';
     this.failure ??= Object.assign(
-      new Error(`a direct write to the message store failed (errno ${errno})`),
-      { errno, code: 'EIO' },
+      new Error(`${code}: a direct write to the message store failed (errno ${errno})`),
+      { errno, code, syscall: 'write' },
     );
   }
 
