@@ -23,6 +23,7 @@
  * the machine does: the store is not synced, the WAL holds what it lost (store.ts).
  */
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../util/assert.ts';
 
@@ -117,6 +118,14 @@ export class DirectWriter {
   private readonly worker: Worker;
   private submitted = 0;
   private closed = false;
+  /**
+   * The first write that failed. Kept, and thrown at every later wait: the stage it was
+   * writing is gone once its appender fills that stage again, so the file would keep a hole
+   * where those bytes belong, read as zeros once the appender moves on. No appender may go
+   * on as if it had been written (nor another one, that was told instead: the failure is
+   * thrown to whichever appender waits next).
+   */
+  private failure: Error | null = null;
 
   constructor(
     readonly stageBytes: number,
@@ -132,6 +141,10 @@ export class DirectWriter {
     this.control = new Int32Array(control);
     this.worker = new Worker(writerThreadSource, {
       eval: true,
+      // Not the process's flags: with --input-type=module (node -e) the source would run as
+      // a module, without `require`, and the thread would die at once while the node's
+      // thread waits for it forever (a loader such as tsx is no use to it either).
+      execArgv: [],
       workerData: { control, memory: memory.buffer },
     });
     // The thread never holds the process up: it only ever waits for the next request.
@@ -156,8 +169,17 @@ export class DirectWriter {
     Atomics.notify(control, requestSeq);
   }
 
-  /** Returns once no write is in flight; throws the last write's failure, if it failed. */
+  /**
+   * Returns once no write is in flight; throws if any write so far failed (that one's
+   * failure, each time: see `failure`).
+   */
   wait(): void {
+    this.idle();
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Returns once no write is in flight, failed or not (before a descriptor is closed). */
+  idle(): void {
     const control = this.control;
     for (;;) {
       const done = Atomics.load(control, doneSeq);
@@ -167,22 +189,23 @@ export class DirectWriter {
     const errno = control[doneErrno] as number;
     if (errno === 0) return;
     control[doneErrno] = 0;
-    throw Object.assign(new Error(`a direct write to the message store failed (errno ${errno})`), {
-      errno,
-      code: 'EIO',
-    });
+    // Shaped as node:fs shapes a failed system call: the runtime stops the node on those as
+    // on the disk's failure (src/broadcast/deliveries.ts, `isSystemCallFailure`).
+    const code = errno < 0 ? getSystemErrorName(errno) : 'EIO';
+    this.failure ??= Object.assign(
+      new Error(`${code}: a direct write to the message store failed (errno ${errno})`),
+      { errno, code, syscall: 'write' },
+    );
   }
 
+  /** Stops the thread once its write is done; a failure is thrown by `wait`, not here. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.wait();
-    } finally {
-      Atomics.store(this.control, stopFlag, 1);
-      Atomics.add(this.control, requestSeq, 1);
-      Atomics.notify(this.control, requestSeq);
-    }
+    this.idle();
+    Atomics.store(this.control, stopFlag, 1);
+    Atomics.add(this.control, requestSeq, 1);
+    Atomics.notify(this.control, requestSeq);
   }
 }
 
@@ -313,12 +336,12 @@ export class DirectAppender {
     if (fstatSync(this.fd).size !== this.end) ftruncateSync(this.fd, this.end);
   }
 
-  /** Closes the file once the writer is done with it: its number could be reused at once. */
+  /**
+   * Closes the file once the writer is done with it: its number could be reused at once. A
+   * failed write is not thrown here (the writer throws it at every later wait).
+   */
   close(): void {
-    try {
-      this.writer.wait();
-    } finally {
-      closeSync(this.fd);
-    }
+    this.writer.idle();
+    closeSync(this.fd);
   }
 }

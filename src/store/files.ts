@@ -222,8 +222,8 @@ export class DiskStoreFiles implements StoreFiles {
   remove(name: string): void {
     // What is staged is not worth writing to a file about to go.
     const appender = this.appenders.get(name);
-    if (appender !== undefined) this.closeAppender(appender);
     this.appenders.delete(name);
+    if (appender !== undefined) this.closeAppender(appender);
     this.forget(name);
     try {
       unlinkSync(join(this.directory, name));
@@ -290,21 +290,19 @@ export class DiskStoreFiles implements StoreFiles {
 
   close(): void {
     let failure: unknown = null;
-    try {
-      for (const name of [...this.appenders.keys()]) {
-        try {
-          this.settle(name);
-        } catch (error) {
-          failure ??= error; // the others are still written out and closed
-        }
+    for (const name of [...this.appenders.keys()]) {
+      try {
+        this.settle(name);
+      } catch (error) {
+        failure ??= error; // the others are still written out and closed
       }
-      if (failure !== null) throw failure;
-    } finally {
-      this.writer?.close();
-      this.writer = null;
-      this.spareStages.length = 0;
     }
+    this.writer?.close();
+    this.writer = null;
+    this.spareStages.length = 0;
+    // Closed whatever failed: a node that stops on a failing disk does not leak them.
     for (const name of [...this.descriptors.keys()]) this.forget(name);
+    if (failure !== null) throw failure;
   }
 
   private descriptor(name: string, create: boolean): number {

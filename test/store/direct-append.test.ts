@@ -5,12 +5,14 @@
  * leaves at least what its last sync wrote.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import {
   closeSync,
   constants,
   mkdtempSync,
   openSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -19,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
+import { DirectAppender, DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
 import { DiskStoreFiles, MemoryStoreFiles } from '../../src/store/files.ts';
 
 const stageBytes = 64 << 10;
@@ -237,7 +239,7 @@ test('the files work where direct writes are refused, through the page cache', a
   });
 });
 
-test('a direct write that fails is thrown at the next wait, and the writer goes on after it', async (t) => {
+test('a direct write that fails is thrown at every later wait: the writer takes no write after it', async (t) => {
   await withDirectory(async (directory) => {
     if (!directWritesWork(join(directory, 'probe'))) {
       t.skip('this file system refuses O_DIRECT');
@@ -249,21 +251,157 @@ test('a direct write that fails is thrown at the next wait, and the writer goes 
     const path = join(directory, 'f');
     writeFileSync(path, '');
     const readOnly = openSync(path, 'r');
+    const writable = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
     try {
       writer.submit(readOnly, stage, 0, 4096);
+      // A failed system call, as node:fs reports one: the runtime stops the node on it.
+      assert.throws(() => writer.wait(), {
+        message: /direct write to the message store failed/,
+        code: 'EBADF',
+        syscall: 'write',
+      });
+      // The lost bytes are not in the file: nothing may be written as if they were.
       assert.throws(() => writer.wait(), /direct write to the message store failed/);
-      writer.wait(); // reported once
-      const writable = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
-      try {
-        writer.submit(writable, stage, 0, 4096);
-        writer.wait();
-      } finally {
-        closeSync(writable);
-      }
-      assert.ok(readFileSync(path).equals(Buffer.alloc(4096, 9)));
+      assert.throws(
+        () => writer.submit(writable, stage, 0, 4096),
+        /direct write to the message store failed/,
+      );
+      assert.equal(readFileSync(path).length, 0);
     } finally {
       closeSync(readOnly);
+      closeSync(writable);
       writer.close();
     }
   });
+});
+
+/** A writer that sends the next stage it is given to a descriptor that refuses writes. */
+class LosingWriter extends DirectWriter {
+  loseNext = false;
+
+  constructor(
+    stageBytes: number,
+    private readonly refusing: number,
+  ) {
+    super(stageBytes, 2);
+  }
+
+  override submit(fd: number, stage: Buffer, offset: number, length: number): void {
+    const lose = this.loseNext;
+    this.loseNext = false;
+    super.submit(lose ? this.refusing : fd, stage, offset, length);
+  }
+}
+
+test('an appender whose stage write was lost appends and settles no more, and reads what it was given', async (t) => {
+  await withDirectory(async (directory) => {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    const path = join(directory, 'f');
+    writeFileSync(path, '');
+    const refusing = openSync(path, 'r');
+    const writer = new LosingWriter(stageBytes, refusing);
+    const readFile = (buffer: Buffer, offset: number) => {
+      const fd = openSync(path, 'r');
+      try {
+        return readSync(fd, buffer, 0, buffer.length, offset);
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const appender = new DirectAppender(
+      path,
+      0,
+      [writer.stages[0] as Buffer, writer.stages[1] as Buffer],
+      writer,
+      readFile,
+    );
+    try {
+      writer.loseNext = true;
+      appender.append(bytes(stageBytes, 1)); // a full stage: handed over, and lost
+      appender.append(bytes(1000, 2));
+      assert.throws(() => appender.settle(), /direct write to the message store failed/);
+      // Going on would hand the next stage over and settle: the file would hold zeros where
+      // the lost stage belongs, and a sync would make that hole durable.
+      assert.throws(() => appender.append(bytes(stageBytes, 3)), /direct write/);
+      assert.throws(() => appender.settle(), /direct write to the message store failed/);
+      // What the appender took still reads back, from its stages.
+      const expected = Buffer.concat([bytes(stageBytes, 1), bytes(1000, 2), bytes(stageBytes, 3)]);
+      const taken = expected.subarray(0, appender.end);
+      assert.ok(appender.end >= stageBytes + 1000);
+      const actual = Buffer.alloc(taken.length);
+      assert.equal(appender.read(actual, 0, readFile), taken.length);
+      assert.ok(actual.equals(taken));
+    } finally {
+      appender.close();
+      closeSync(refusing);
+      writer.close();
+    }
+  });
+});
+
+test('files whose disk refuses a write throw it, and closed leave no descriptor open', (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'abcast-direct-'));
+  try {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    // A file size limit (ulimit -f, 256 or 512 KiB as the shell counts blocks) fails the
+    // writes past it with EFBIG, in the writer thread and on the calling thread alike. The
+    // child runs from \`node -e\` as a module: its writer thread must not take that flag.
+    const child = `
+      import { readdirSync, readlinkSync } from 'node:fs';
+      import { DiskStoreFiles } from ${JSON.stringify(join(import.meta.dirname, '../../src/store/files.ts'))};
+      const directory = ${JSON.stringify(directory)};
+      const files = new DiskStoreFiles(directory, { directStageBytes: ${64 << 10} });
+      const found = {};
+      try {
+        files.write('s', Buffer.alloc(40000, 1), 0);
+        files.write('t', Buffer.alloc(100000, 1), 0);
+        files.write('s', Buffer.alloc(${2 << 20}, 2), 40000);
+        found.write = 'ok';
+      } catch (error) {
+        found.write = String(error);
+      }
+      try {
+        files.close();
+        found.close = 'ok';
+      } catch (error) {
+        found.close = String(error);
+      }
+      found.open = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync('/proc/self/fd/' + fd).startsWith(directory);
+        } catch {
+          return false;
+        }
+      }).length;
+      console.log(JSON.stringify(found));
+    `;
+    const run = spawnSync(
+      'sh',
+      [
+        '-c',
+        'ulimit -f 512 && exec "$0" "$@"',
+        process.execPath,
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        child,
+      ],
+      // A writer thread that died would leave the child waiting for it forever.
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const found = JSON.parse(run.stdout) as { write: string; close: string; open: number };
+    assert.match(found.write, /direct write to the message store failed|EFBIG/);
+    assert.match(found.close, /direct write to the message store failed|EFBIG/);
+    assert.equal(found.open, 0);
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
 });
