@@ -361,6 +361,11 @@ export class Segment {
       offset = cut.offset;
       if (cut.frameEnd > offset) this.resealFrame(cut.frameStart, offset);
     }
+    // The saved indexes describe what is cut away; were they kept, a file that later grew
+    // back to exactly their length (appended again with other frames, or left padded by a
+    // crash) would open trusting them. The topic index is read first: the cut trims it below.
+    this.topics ??= this.loadTopics();
+    this.removeIndexFiles();
     this.files.truncate(this.name, offset);
     this.sizeBytes = this.writtenBytes = offset;
     this.syncedBytes = Math.min(this.syncedBytes, offset);

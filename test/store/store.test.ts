@@ -177,6 +177,30 @@ test('on disk: a reopened store reads from its index files, and a torn tail is c
   });
 });
 
+test('on disk: a cut removes the saved indexes of the cut segment, so that no open trusts them', () => {
+  withDirectory((directory) => {
+    const open = () =>
+      new MessageStore({ files: new DiskStoreFiles(directory), segmentBytesMax: 1 << 20 });
+    let store = open();
+    for (let p = 1; p <= 19; p++) store.append(message(p));
+    store.close();
+    const indexes = () => readdirSync(directory).filter((name) => /\.(idx|tix)$/.test(name));
+    assert.equal(indexes().length, 2, 'a closed store saved its indexes');
+    store = open();
+    store.truncateAfter(8);
+    assert.deepEqual(indexes(), []);
+    for (let p = 9; p <= 19; p++) store.append(message(p));
+    store.close();
+    store = open();
+    assert.deepEqual(store.ranges(), [{ first: 1, last: 19 }]);
+    assert.deepEqual(
+      store.read(1, 30),
+      Array.from({ length: 19 }, (_, at) => message(at + 1)),
+    );
+    store.close();
+  });
+});
+
 test('on disk: a cut inside a frame rewrites its header in place, and the frame reads after it', () => {
   withDirectory((directory) => {
     const open = (files = new DiskStoreFiles(directory)) =>
