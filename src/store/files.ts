@@ -180,13 +180,19 @@ export class DiskStoreFiles implements StoreFiles {
     }
     const stages = this.spareStages.pop();
     assert(stages !== undefined, 'a pair of stages for each appender');
-    const appender = new DirectAppender(
-      join(this.directory, name),
-      offset,
-      stages,
-      this.writer,
-      (part, at) => this.readFile(name, part, at),
-    );
+    let appender: DirectAppender;
+    try {
+      appender = new DirectAppender(
+        join(this.directory, name),
+        offset,
+        stages,
+        this.writer,
+        (part, at) => this.readFile(name, part, at),
+      );
+    } catch (error) {
+      this.spareStages.push(stages); // the open or the head read failed: nobody holds them
+      throw error;
+    }
     this.appenders.set(name, appender);
     if (this.appenders.size > appendersMax) {
       this.settle(this.appenders.keys().next().value as string);
