@@ -33,13 +33,18 @@ export const directBlockBytes = 4096;
 const wasmPageBytes = 65536;
 
 /**
- * An aligned buffer of `byteCount` bytes (a multiple of 64 KiB). Each reserves address space
- * of its own (a wasm memory): keep and reuse them rather than make one per file.
+ * One aligned block for every probe of the process: each wasm memory reserves gigabytes of
+ * address space until it is collected, and a store is opened once per node start (or per
+ * test), so one is made on the first probe and kept.
  */
-export function alignedBuffer(byteCount: number): Buffer {
-  assert(byteCount % wasmPageBytes === 0, 'aligned buffers are whole wasm pages');
-  const memory = new WebAssembly.Memory({ initial: byteCount / wasmPageBytes });
-  return Buffer.from(memory.buffer, 0, byteCount);
+let probeBlock: Buffer | null = null;
+
+function alignedProbeBlock(): Buffer {
+  if (probeBlock === null) {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+    probeBlock = Buffer.from(memory.buffer, 0, directBlockBytes);
+  }
+  return probeBlock;
 }
 
 /** Whether direct I/O works in `directory`'s file system (tmpfs, for one, refuses it). */
@@ -51,8 +56,7 @@ export function directWritesWork(path: string): boolean {
     return false;
   }
   try {
-    const block = alignedBuffer(wasmPageBytes).subarray(0, directBlockBytes);
-    writeSync(fd, block, 0, directBlockBytes, 0);
+    writeSync(fd, alignedProbeBlock(), 0, directBlockBytes, 0);
     return true;
   } catch {
     return false;

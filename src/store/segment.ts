@@ -364,7 +364,8 @@ export class Segment {
     // The saved indexes describe what is cut away; were they kept, a file that later grew
     // back to exactly their length (appended again with other frames, or left padded by a
     // crash) would open trusting them. The topic index is read first: the cut trims it below.
-    this.topics ??= this.loadTopics();
+    const topics = this.topics ?? this.loadTopics();
+    this.topics = topics;
     this.removeIndexFiles();
     this.files.truncate(this.name, offset);
     this.sizeBytes = this.writtenBytes = offset;
@@ -376,7 +377,6 @@ export class Segment {
     while (this.sparse.length > 0 && (this.sparse[this.sparse.length - 2] as number) > position) {
       this.sparse.length -= 2;
     }
-    const topics = this.topics ?? this.loadTopics();
     for (const [topic, runs] of topics) {
       while (runs.length > 0 && (runs[runs.length - 2] as number) > position) runs.length -= 2;
       const count = runs.length;
@@ -387,8 +387,6 @@ export class Segment {
         );
       if (runs.length === 0) topics.delete(topic);
     }
-    this.topics = topics;
-    this.indexCurrent = false;
   }
 
   /**

@@ -111,9 +111,9 @@ export class TcpTransport implements Transport {
   /**
    * A Ready's frames are on the path of a round: written at the end of the turn, a
    * leader's Appends waited for whatever else the turn held before a follower could start
-   * its write. They go on a microtask: after the work already queued (the Ready loop starts
-   * its own WAL write first, so that its disk is busy before a peer competes for a core),
-   * not after the turn.
+   * its write. They go on a microtask: after the work already queued (for a large Ready the
+   * loop starts its own WAL write first, so that its disk is busy before a peer competes
+   * for a core; src/broadcast/node.ts), not after the turn.
    */
   send(frames: readonly Frame[]): void {
     for (const frame of frames) {
