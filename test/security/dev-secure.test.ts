@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
 import { type CliRun, freeRange, kill, killGroup, runCli, spawnCli } from '../cli/helpers.ts';
-import { waitFor } from '../support/ports.ts';
+import { hangBoundMs, waitFor } from '../support/ports.ts';
 
 async function startDev(data: string, port: number): Promise<CliRun> {
   const args = ['dev', '--secure', '--data', data, '--port', String(port)];
@@ -20,7 +20,13 @@ async function startDev(data: string, port: number): Promise<CliRun> {
     [...args, '--http-port', String(port + 3), '--segment-bytes', String(1 << 20)],
     true,
   );
-  await waitFor(() => dev.stdout().includes('Ctrl-C stops'), 'secure dev cluster up', 30_000);
+  // The last line it prints: the usage lines checked below come after 'Ctrl-C stops', and a
+  // loaded machine can deliver them to this process in a later read.
+  await waitFor(
+    () => /rotate: abcast certs node .*\n/.test(dev.stdout()),
+    'secure dev cluster up, its usage printed',
+    hangBoundMs,
+  );
   return dev;
 }
 
