@@ -15,11 +15,16 @@ data=$(mktemp -d /tmp/cpumsg.XXXX)
 cd "$wt"
 node ${NODE_FLAGS:-} --import tsx src/cli/main.ts dev --data "$data" --port $peer --http-port $http --binary-port $bin > "$data/dev.log" 2>&1 &
 devpid=$!
+# Stops the cluster however the script ends (a failed read below must not leave it running to
+# disturb the next measurement).
+cleanup() { kill -INT $devpid 2>/dev/null; wait $devpid 2>/dev/null; sleep 0.5; pkill -f -- "$data/n" 2>/dev/null; rm -rf "$data"; }
+trap cleanup EXIT
 for i in $(seq 1 60); do curl -sf "http://127.0.0.1:$http/v1/status" 2>/dev/null | grep -q '"leader":"n' && break; sleep 0.5; done
 sleep 1
 leader=$(curl -s "http://127.0.0.1:$http/v1/status" | grep -o '"leader":"n[0-9]"' | cut -d'"' -f4)
 http=$((http + ${leader#n} - 1)); bin=$((bin + ${leader#n} - 1))
-pids=$(pgrep -f -- "$data/n" | tr '\n' ' ')
+# The node processes alone: their command line names `start` and their data directory.
+pids=$(pgrep -f -- "main.ts start .*$data/n" | tr '\n' ' ')
 t() { for p in $pids; do awk '{print $14+$15}' /proc/$p/stat; done | tr '\n' ' '; }
 before=($(t))
 out=$( /usr/bin/time -f "CLIENT %U %S" node --import tsx src/cli/main.ts bench --node "http://127.0.0.1:$http" --binary-node "abcast://127.0.0.1:$bin" --json "$@" 2>&1)
@@ -34,4 +39,3 @@ echo "$out" | grep CLIENT | awk -v n=$total '{printf "client: cpu %.0f ms, us/ms
 # source, about 0.4 s of CPU) left out.
 echo "client while loading: us/msg $(echo "$out" | grep -o '"clientCpuMicrosPerMessage":[0-9.]*' | cut -d: -f2)"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-kill -INT $devpid; wait $devpid 2>/dev/null; sleep 0.5; pkill -f -- "$data/n" 2>/dev/null; rm -rf "$data"
