@@ -162,7 +162,8 @@ async function leader(dir: string, followerPorts: number[]): Promise<void> {
   );
 }
 
-interface LevelResult {
+/** One load level of the floor; bench/compare reads these from the output file. */
+export interface FloorRun {
   readonly inFlight: number;
   readonly messagesPerSecond: number;
   readonly p50Ms: number;
@@ -174,7 +175,7 @@ async function drive(
   inFlight: number,
   seconds: number,
   payloadBytes: number,
-): Promise<LevelResult> {
+): Promise<FloorRun> {
   const socket = await new Promise<Socket>((done) => {
     const connected = createConnection(port, '127.0.0.1', () => done(connected));
   });
@@ -292,7 +293,7 @@ async function main(): Promise<void> {
       followers.map((started) => String(started.port)),
     );
     children.push(head.child);
-    const results: LevelResult[] = [];
+    const results: FloorRun[] = [];
     for (const inFlight of levels) {
       const result = await drive(head.port, inFlight, seconds, payloadBytes);
       console.log(

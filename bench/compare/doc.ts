@@ -26,6 +26,18 @@ function conditions(results: CompareResults): string {
   ].join('\n');
 }
 
+function floorSection(results: CompareResults): string {
+  if (results.floor === undefined) return '';
+  return `The floor line is not a product: \`npm run bench:floor\` (bench/floor.ts) runs a leader and
+two followers as processes on loopback that do nothing but replicate: each batch one O_DSYNC
+write into a preallocated file, acknowledged once the leader and one follower hold it, with no
+terms, elections, checks, sessions or store, driven by a client of its own just before abcast
+in the same run. It says what this machine allows that day: the targets are absolute, and the
+machine's speed moves by a factor of two between days.
+
+`;
+}
+
 export function renderDoc(results: CompareResults, chartPath: string): string {
   const post = results.abcastPost;
   const catchUp = results.abcastCatchUp;
@@ -63,7 +75,7 @@ for abcast a broadcast through the SDK (\`connect\` from src/client, which packs
 of one event-loop turn into one request) over HTTP/JSON or over the binary protocol
 (docs/protocol.md).
 
-## Durability by default
+${floorSection(results)}## Durability by default
 
 ${durabilityTable(results)}
 

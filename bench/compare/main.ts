@@ -6,10 +6,12 @@
  * docs/performance.md and its chart. Every server is stopped and every data directory
  * removed before this process exits, whatever happens.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, getPriority, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { type AbcastCluster, abcastDurability, startAbcast } from './abcast.ts';
 import { type CompareSettings, parseCompareArgs, type SystemId, usage } from './args.ts';
 import { renderChart } from './chart.ts';
@@ -20,7 +22,7 @@ import { type LoadResult, runLoad } from './load.ts';
 import { natsDurability, startNats } from './nats.ts';
 import { makeRoot, removeRoot } from './processes.ts';
 import { formatCount, formatMs, throughputTable } from './render.ts';
-import type { CatchUp, CompareResults, Machine, ResultRow } from './results.ts';
+import type { CatchUp, CompareResults, FloorResult, Machine, ResultRow } from './results.ts';
 import type { ClusterOptions, Durability, RunningCluster, Sender, Way } from './system.ts';
 import { targetTable } from './targets.ts';
 import { startZooKeeper, zookeeperDurability } from './zookeeper.ts';
@@ -190,6 +192,49 @@ async function abcastExtras(
   log(`abcast: caught up at ${formatCount(outcome.catchUp.messagesPerSecond)} msgs/s`);
 }
 
+/** The floor's own bound: its levels take about `seconds + 1` each, plus start-up. */
+const floorSlackMs = 120_000;
+
+/** bench/floor.ts at the race's levels, in a process of its own, as every system runs. */
+async function runFloor(settings: CompareSettings): Promise<FloorResult> {
+  const root = await makeRoot('abcast-compare-floor-');
+  const out = join(root, 'floor.json');
+  try {
+    log('the floor: a bare replicated log (bench/floor.ts)');
+    settleDisk();
+    await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('../floor.ts', import.meta.url)),
+        '--in-flight',
+        settings.inFlight.join(','),
+        '--seconds',
+        String(settings.seconds),
+        '--payload-bytes',
+        String(settings.payloadBytes),
+        '--out',
+        out,
+      ],
+      { timeout: settings.inFlight.length * (settings.seconds + 1) * 1000 + floorSlackMs },
+    );
+    const { results } = JSON.parse(await readFile(out, 'utf8')) as { results: FloorResult['runs'] };
+    for (const run of results) {
+      log(
+        `floor, ${formatCount(run.inFlight)} in flight: ${formatCount(run.messagesPerSecond)}/s, p50 ${formatMs(run.p50Ms)} ms, p99 ${formatMs(run.p99Ms)} ms`,
+      );
+    }
+    return { runs: results, failure: null };
+  } catch (error) {
+    const failure = error instanceof Error ? error.message.split('\n')[0]! : String(error);
+    log(`the floor did not run: ${failure}`);
+    return { runs: [], failure };
+  } finally {
+    await removeRoot(root);
+  }
+}
+
 function machine(): Machine {
   let dataFileSystem = 'unknown';
   try {
@@ -248,7 +293,12 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const before = loadAverageNow();
   const outcomes: SystemOutcome[] = [];
-  for (const system of settings.only) outcomes.push(await raceSystem(settings, system));
+  let floor: FloorResult | undefined;
+  for (const system of settings.only) {
+    // Next to abcast in time, so that both meet the machine in the same state.
+    if (system === 'abcast') floor = await runFloor(settings);
+    outcomes.push(await raceSystem(settings, system));
+  }
   const results: CompareResults = {
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -268,6 +318,7 @@ async function main(): Promise<void> {
     abcastCatchUp: outcomes.find((outcome) => outcome.catchUp !== null)?.catchUp ?? null,
     abcastFailure:
       outcomes.find((outcome) => outcome.extrasFailure !== null)?.extrasFailure ?? null,
+    ...(floor === undefined ? {} : { floor }),
   };
   await writeOutputs(settings, results);
   console.log(`${throughputTable(results)}\n\n${targetTable(results)}`);

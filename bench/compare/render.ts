@@ -20,9 +20,11 @@ export function rowLabel(row: ResultRow): string {
   return `${row.server} (${row.client})`;
 }
 
-function runCell(run: LoadResult | undefined): string {
-  if (run === undefined) return '—';
-  const errors = run.errors === 0 ? '' : `, **${formatCount(run.errors)} errors**`;
+function runCell(
+  run: Pick<LoadResult, 'messagesPerSecond' | 'p50Ms' | 'p99Ms'> & { errors?: number },
+): string {
+  const errors =
+    run.errors === undefined || run.errors === 0 ? '' : `, **${formatCount(run.errors)} errors**`;
   return `${formatCount(run.messagesPerSecond)}/s, ${formatMs(run.p50Ms)} / ${formatMs(run.p99Ms)} ms${errors}`;
 }
 
@@ -58,9 +60,24 @@ export function throughputTable(results: CompareResults): string {
     rowLabel(row),
     row.fsyncBeforeAck ? 'yes' : '**no**',
     ...(row.failure === null
-      ? levels.map((_, at) => runCell(row.runs[at]))
+      ? levels.map((_, at) => {
+          const run = row.runs[at];
+          return run === undefined ? '—' : runCell(run);
+        })
       : levels.map(() => `did not run: ${row.failure}`)),
   ]);
+  const floor = results.floor;
+  if (floor !== undefined) {
+    lines.push([
+      'floor: a bare replicated log (bench/floor.ts), not a product',
+      'yes',
+      ...levels.map((level) => {
+        if (floor.failure !== null) return `did not run: ${floor.failure}`;
+        const run = floor.runs.find((candidate) => candidate.inFlight === level);
+        return run === undefined ? '—' : runCell(run);
+      }),
+    ]);
+  }
   const targets = ['target for the abcast SDK (issue #14)', 'yes'];
   lines.push([...targets, ...levels.map((level) => sdkTargets[level] ?? '')]);
   return table(header, lines);

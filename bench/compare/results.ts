@@ -1,4 +1,5 @@
 /** The shape of bench/results/compare.json, what the renderers read. */
+import type { FloorRun } from '../floor.ts';
 import type { SystemId } from './args.ts';
 import type { LoadResult } from './load.ts';
 
@@ -25,6 +26,16 @@ export interface CatchUp {
   readonly messagesPerSecond: number;
   /** The same reader over the binary protocol; absent in results of older runs. */
   readonly binary?: { readonly seconds: number; readonly messagesPerSecond: number };
+}
+
+/**
+ * bench/floor.ts at the race's levels, run just before abcast: what a bare replicated log
+ * does on this machine that day, for reading the absolute targets against.
+ */
+export interface FloorResult {
+  readonly runs: readonly FloorRun[];
+  /** Why the floor did not run, or null. */
+  readonly failure: string | null;
 }
 
 export interface Machine {
@@ -61,4 +72,6 @@ export interface CompareResults {
   readonly abcastCatchUp: CatchUp | null;
   /** Why the POST run or the catch-up did not finish, or null. */
   readonly abcastFailure: string | null;
+  /** Absent in results of races before the floor was measured, and when abcast did not race. */
+  readonly floor?: FloorResult;
 }

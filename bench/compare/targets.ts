@@ -31,14 +31,20 @@ function sdkRuns(results: CompareResults, inFlight: number) {
     .filter((entry): entry is { name: 'HTTP' | 'binary'; run: LoadResult } => entry.run !== null);
 }
 
-function throughputCheck(results: CompareResults, inFlight: number, floor: number) {
+/** The floor's run at `inFlight` (bench/floor.ts), when the race measured one. */
+function floorAt(results: CompareResults, inFlight: number) {
+  return results.floor?.runs.find((run) => run.inFlight === inFlight) ?? null;
+}
+
+function throughputCheck(results: CompareResults, inFlight: number, least: number) {
   const runs = sdkRuns(results, inFlight);
   if (runs.length === 0) return { measured: 'not run', met: null, best: 0 };
   const best = Math.max(...runs.map(({ run }) => run.messagesPerSecond));
-  const measured = runs
+  const floor = floorAt(results, inFlight);
+  const measured = `${runs
     .map(({ name, run }) => `${name} ${formatCount(run.messagesPerSecond)}/s`)
-    .join('; ');
-  return { measured, met: best >= floor, best };
+    .join('; ')}${floor === null ? '' : ` (floor ${formatCount(floor.messagesPerSecond)}/s)`}`;
+  return { measured, met: best >= least, best };
 }
 
 function ratioCheck(results: CompareResults, bestSdk: number): TargetCheck {
@@ -60,7 +66,12 @@ function latencyCheck(results: CompareResults): TargetCheck {
   const runs = sdkRuns(results, 1);
   if (runs.length === 0) return { target, measured: 'not run', met: null };
   const etcd = runAt(results, 'etcd', 1);
-  const beside = etcd === null ? '' : ` (etcd ${formatMs(etcd.p50Ms)} ms)`;
+  const floor = floorAt(results, 1);
+  const besides = [
+    ...(etcd === null ? [] : [`etcd ${formatMs(etcd.p50Ms)} ms`]),
+    ...(floor === null ? [] : [`floor ${formatMs(floor.p50Ms)} ms`]),
+  ];
+  const beside = besides.length === 0 ? '' : ` (${besides.join(', ')})`;
   return {
     target,
     measured: `${runs.map(({ name, run }) => `${name} ${formatMs(run.p50Ms)} ms`).join('; ')}${beside}`,

@@ -179,6 +179,39 @@ describe('bench:compare rendering', () => {
     );
   });
 
+  it('puts the floor beside the race when it ran, and says why when it did not', () => {
+    const floor = {
+      runs: levels.map((level, at) => ({
+        inFlight: level,
+        messagesPerSecond: [2_000, 30_000, 140_000, 260_000][at]!,
+        p50Ms: [0.45, 0.47, 0.78, 28][at]!,
+        p99Ms: 3,
+      })),
+      failure: null,
+    };
+    const withFloor = { ...results, floor };
+    const lines = throughputTable(withFloor).split('\n');
+    assert.equal(lines.length, 2 + results.rows.length + 2);
+    assert.match(
+      lines.at(-2)!,
+      /^\| floor: a bare replicated log \(bench\/floor\.ts\), not a product +\| yes +\| 2,000\/s, 0\.45 \/ 3\.00 ms +\|/,
+    );
+    assert.ok(lines.every((line) => line.length === lines[0]!.length));
+    const checks = targetChecks(withFloor);
+    assert.match(checks[0]!.measured, /binary 50,000\/s \(floor 140,000\/s\)$/);
+    assert.match(checks[3]!.measured, /\(etcd 1\.60 ms, floor 0\.45 ms\)$/);
+    // The floor informs; it does not move a target.
+    assert.deepEqual(
+      checks.map((check) => check.met),
+      targetChecks(results).map((check) => check.met),
+    );
+    assert.match(renderDoc(withFloor, 'chart.svg'), /The floor line is not a product/);
+    assert.doesNotMatch(renderDoc(results, 'chart.svg'), /floor/);
+    const failed = { ...results, floor: { runs: [], failure: 'exited with 1' } };
+    assert.match(throughputTable(failed), /did not run: exited with 1/);
+    assert.doesNotMatch(targetChecks(failed)[3]!.measured, /floor/);
+  });
+
   it('draws a bar per system and level, on decades spanning the values', () => {
     assert.deepEqual(decades([0.3, 2_400]), [0.1, 1, 10, 100, 1_000, 10_000]);
     assert.deepEqual(decades([]), [1, 10]);
