@@ -21,8 +21,22 @@
  *
  * Bytes still staged are lost if the process dies, as bytes in the page cache are lost if
  * the machine does: the store is not synced, the WAL holds what it lost (store.ts).
+ *
+ * The node's thread blocks while it waits for the writer, so it cannot hear of the writer's
+ * end through the Worker's events: it waits in slices and, between them, looks for the end
+ * itself (`DirectWriter.idle`). A writer that ended, or never started, fails the store as a
+ * failed write does; a write that is only slow (a slow disk) is waited for, however long.
  */
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../util/assert.ts';
@@ -75,42 +89,105 @@ const requestFileOffsetHigh = 5;
 const requestFileOffsetLow = 6;
 const doneErrno = 7;
 const stopFlag = 8;
-const controlWords = 9;
+/** 1 once the thread has started; -1 once the node gave up on it first (it must not start). */
+const startedFlag = 9;
+/** Set once the thread takes no more requests (its loop ended other than by `stopFlag`). */
+const deadFlag = 10;
+/** The thread's task id in /proc/self/task (0: unknown), set before it starts. */
+const threadTaskId = 11;
+/** Bytes of the thread's note on the error that ended its loop. */
+const endNoteBytes = 12;
+const controlWords = 13;
+
+/** The most of an ending thread's error kept for the failure's message. */
+const endNoteBytesMax = 512;
+
+/**
+ * How long waits wait, in all, for the writer thread to start before the store fails: a loaded
+ * machine (a CI runner) can take seconds to start a thread; none takes a minute.
+ */
+export const writerThreadStartMsMax = 60_000;
+
+/**
+ * One wait for the writer, at most, before the node's thread looks whether it still exists.
+ * Only a wait that times out costs the look (a stat of /proc), so a slice this short costs
+ * nothing while writes keep up, and a dead writer is seen within it.
+ */
+const waitSliceMs = 100;
 
 /**
  * The writer thread: waits for a request, writes it whole, says so. Plain JavaScript run by
  * `eval`, so that it loads the same from the sources (tsx) and from dist/.
+ *
+ * Whatever ends its loop but the stop flag (a throw outside the write's try) sets `deadFlag`
+ * and wakes the node's thread, which would otherwise wait for the write forever. A thread
+ * that cannot run that (terminated, or out of memory: Node stops its isolate) is seen gone
+ * from /proc/self/task/<its task id>, where Linux shows a thread only while it exists.
  */
 const writerThreadSource = `
 const { workerData } = require('node:worker_threads');
-const { writeSync } = require('node:fs');
+const { readlinkSync, writeSync } = require('node:fs');
 const control = new Int32Array(workerData.control);
-const memory = Buffer.from(workerData.memory);
-let seen = 0;
-for (;;) {
-  Atomics.wait(control, ${requestSeq}, seen);
-  if (Atomics.load(control, ${stopFlag}) !== 0) break;
-  const seq = Atomics.load(control, ${requestSeq});
-  if (seq === seen) continue;
-  seen = seq;
-  const fd = control[${requestFd}];
-  const at = control[${requestMemoryOffset}];
-  const length = control[${requestLength}];
-  const offset = control[${requestFileOffsetHigh}] * 4294967296 + (control[${requestFileOffsetLow}] >>> 0);
-  let errno = 0;
-  try {
-    let written = 0;
-    while (written < length) {
-      written += writeSync(fd, memory, at + written, length - written, offset + written);
+try {
+  control[${threadTaskId}] = Number(readlinkSync('/proc/thread-self').split('/').pop()) || 0;
+} catch {}
+// Claimed, not just set: a thread that starts after the node gave up on it writes nothing
+// (the descriptors of its requests may be closed by then, their numbers reused).
+const started = Atomics.compareExchange(control, ${startedFlag}, 0, 1) === 0;
+try {
+  const memory = Buffer.from(workerData.memory);
+  let seen = 0;
+  while (started) {
+    Atomics.wait(control, ${requestSeq}, seen);
+    if (Atomics.load(control, ${stopFlag}) !== 0) break;
+    const seq = Atomics.load(control, ${requestSeq});
+    if (seq === seen) continue;
+    seen = seq;
+    const fd = control[${requestFd}];
+    const at = control[${requestMemoryOffset}];
+    const length = control[${requestLength}];
+    const offset = control[${requestFileOffsetHigh}] * 4294967296 + (control[${requestFileOffsetLow}] >>> 0);
+    let errno = 0;
+    try {
+      let written = 0;
+      while (written < length) {
+        written += writeSync(fd, memory, at + written, length - written, offset + written);
+      }
+    } catch (error) {
+      errno = typeof error.errno === 'number' && error.errno !== 0 ? error.errno : -5;
     }
-  } catch (error) {
-    errno = typeof error.errno === 'number' && error.errno !== 0 ? error.errno : -5;
+    control[${doneErrno}] = errno;
+    Atomics.store(control, ${doneSeq}, seen);
+    Atomics.notify(control, ${doneSeq});
   }
-  control[${doneErrno}] = errno;
-  Atomics.store(control, ${doneSeq}, seen);
-  Atomics.notify(control, ${doneSeq});
+} catch (error) {
+  try {
+    // The error and where it was thrown, on one line.
+    const text = String((error && error.stack) || error).split('\\n').slice(0, 2).map((line) => line.trim());
+    const note = Buffer.from(text.join(' ')).subarray(0, ${endNoteBytesMax});
+    new Uint8Array(workerData.endNote).set(note);
+    Atomics.store(control, ${endNoteBytes}, note.length);
+  } catch {}
+} finally {
+  if (Atomics.load(control, ${stopFlag}) === 0) {
+    Atomics.store(control, ${deadFlag}, 1);
+    Atomics.notify(control, ${doneSeq});
+  }
 }
 `;
+
+/** What the writer thread is given. */
+export interface WriterThreadData {
+  readonly control: SharedArrayBuffer;
+  /** The stages' memory (a shared wasm memory's buffer). */
+  readonly memory: ArrayBufferLike;
+  readonly endNote: SharedArrayBuffer;
+}
+
+export interface DirectWriterOptions {
+  /** How long waits wait, in all, for the thread to start; default `writerThreadStartMsMax`. */
+  readonly threadStartMsMax?: number;
+}
 
 /**
  * One thread making the direct writes of one store's appenders, one write at a time, from
@@ -119,23 +196,34 @@ for (;;) {
 export class DirectWriter {
   readonly stages: Buffer[] = [];
   private readonly control: Int32Array;
-  private readonly worker: Worker;
+  /** Protected for tests that stop it as Node stops a thread out of memory. */
+  protected readonly worker: Worker;
+  private readonly endNote: Uint8Array;
+  private readonly threadStartMsMax: number;
+  /** Waited so far, in whole slices, for a thread that had not started. */
+  private startWaitedMs = 0;
+  /** Why the thread ended, as seen from this side ('error', 'exit', a look after a slice). */
+  private threadEnd: string | null = null;
   private submitted = 0;
   private closed = false;
   /**
-   * The first write that failed. Kept, and thrown at every later wait: the stage it was
-   * writing is gone once its appender fills that stage again, so the file would keep a hole
-   * where those bytes belong, read as zeros once the appender moves on. No appender may go
-   * on as if it had been written (nor another one, that was told instead: the failure is
-   * thrown to whichever appender waits next).
+   * The first write that failed, or the thread's end. Kept, and thrown at every later wait:
+   * the stage it was writing is gone once its appender fills that stage again, so the file
+   * would keep a hole where those bytes belong, read as zeros once the appender moves on. No
+   * appender may go on as if it had been written (nor another one, that was told instead:
+   * the failure is thrown to whichever appender waits next). A thread that ended, or never
+   * started, leaves the request it was given unwritten and takes no other.
    */
   private failure: Error | null = null;
 
   constructor(
     readonly stageBytes: number,
     stageCount: number,
+    options: DirectWriterOptions = {},
   ) {
     assert(stageBytes % wasmPageBytes === 0, 'stages are whole wasm pages');
+    this.threadStartMsMax = options.threadStartMsMax ?? writerThreadStartMsMax;
+    assert(this.threadStartMsMax > 0, 'a thread is given time to start');
     const pages = (stageBytes / wasmPageBytes) * stageCount;
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     for (let at = 0; at < stageCount; at++) {
@@ -143,16 +231,31 @@ export class DirectWriter {
     }
     const control = new SharedArrayBuffer(controlWords * Int32Array.BYTES_PER_ELEMENT);
     this.control = new Int32Array(control);
-    this.worker = new Worker(writerThreadSource, {
-      eval: true,
-      // Not the process's flags: with --input-type=module (node -e) the source would run as
-      // a module, without `require`, and the thread would die at once while the node's
-      // thread waits for it forever (a loader such as tsx is no use to it either).
-      execArgv: [],
-      workerData: { control, memory: memory.buffer },
+    const endNote = new SharedArrayBuffer(endNoteBytesMax);
+    this.endNote = new Uint8Array(endNote);
+    this.worker = this.startThread(writerThreadSource, { control, memory: memory.buffer, endNote });
+    // Heard only while the node's thread is not waiting for a write: a thread that ended
+    // between writes fails the next one before it is handed over.
+    this.worker.on('error', (error: Error) => this.threadEnded(`failed: ${String(error)}`));
+    this.worker.on('exit', (exitCode: number) => {
+      if (Atomics.load(this.control, stopFlag) === 0) {
+        this.threadEnded(`exited (exit code ${exitCode})`);
+      }
     });
     // The thread never holds the process up: it only ever waits for the next request.
     this.worker.unref();
+  }
+
+  /** Starts the thread running `source` (tests wrap it, to make it fail). */
+  protected startThread(source: string, workerData: WriterThreadData): Worker {
+    return new Worker(source, {
+      eval: true,
+      // Not the process's flags: with --input-type=module (node -e) the source would run as
+      // a module, without `require`, and the thread would die before it started (a loader
+      // such as tsx is no use to it either).
+      execArgv: [],
+      workerData,
+    });
   }
 
   /**
@@ -174,31 +277,78 @@ export class DirectWriter {
   }
 
   /**
-   * Returns once no write is in flight; throws if any write so far failed (that one's
-   * failure, each time: see `failure`).
+   * Returns once no write is in flight; throws if any write so far failed or the thread
+   * ended (that first failure, each time: see `failure`).
    */
   wait(): void {
     this.idle();
     if (this.failure !== null) throw this.failure;
   }
 
-  /** Returns once no write is in flight, failed or not (before a descriptor is closed). */
+  /**
+   * Returns once no write is in flight, failed or not (before a descriptor is closed): the
+   * last one is done, or the thread will make none (it ended, or never started).
+   */
   idle(): void {
     const control = this.control;
     for (;;) {
       const done = Atomics.load(control, doneSeq);
       if (done === this.submitted) break;
-      Atomics.wait(control, doneSeq, done);
+      if (Atomics.load(control, deadFlag) !== 0) break;
+      if (Atomics.wait(control, doneSeq, done, waitSliceMs) === 'timed-out') this.lookAtThread();
     }
     const errno = control[doneErrno] as number;
-    if (errno === 0) return;
-    control[doneErrno] = 0;
-    // Shaped as node:fs shapes a failed system call: the runtime stops the node on those as
-    // on the disk's failure (src/broadcast/deliveries.ts, `isSystemCallFailure`).
-    const code = errno < 0 ? getSystemErrorName(errno) : 'EIO';
-    this.failure ??= Object.assign(
-      new Error(`${code}: a direct write to the message store failed (errno ${errno})`),
-      { errno, code, syscall: 'write' },
+    if (errno !== 0) {
+      control[doneErrno] = 0;
+      // Shaped as node:fs shapes a failed system call: the runtime stops the node on those as
+      // on the disk's failure (src/broadcast/deliveries.ts, `isSystemCallFailure`).
+      const code = errno < 0 ? getSystemErrorName(errno) : 'EIO';
+      this.failure ??= Object.assign(
+        new Error(`${code}: a direct write to the message store failed (errno ${errno})`),
+        { errno, code, syscall: 'write' },
+      );
+    }
+    if (Atomics.load(control, deadFlag) !== 0) this.failure ??= this.threadFailure();
+  }
+
+  /**
+   * After a slice waited in vain: marks the thread dead if it is gone, or if it has not
+   * started in `threadStartMsMax` of waiting. Time is counted in slices waited (the store
+   * reads no clock), which is never more than the time that passed.
+   */
+  private lookAtThread(): void {
+    const control = this.control;
+    if (Atomics.load(control, startedFlag) === 0) {
+      this.startWaitedMs += waitSliceMs;
+      if (this.startWaitedMs < this.threadStartMsMax) return;
+      // Claimed as the thread claims its start: one of the two wins, never both.
+      if (Atomics.compareExchange(control, startedFlag, 0, -1) === 0) {
+        this.threadEnded(`did not start within ${this.threadStartMsMax} ms`);
+        return;
+      }
+    }
+    const taskId = control[threadTaskId] as number;
+    if (taskId !== 0 && !existsSync(`/proc/self/task/${taskId}`)) {
+      this.threadEnded('is gone (terminated, or out of memory)');
+    }
+  }
+
+  private threadEnded(reason: string): void {
+    this.threadEnd ??= reason;
+    Atomics.store(this.control, deadFlag, 1);
+  }
+
+  /** A dead thread's failure, shaped as a failed write (see `idle`). */
+  private threadFailure(): Error {
+    const noteBytes = Atomics.load(this.control, endNoteBytes);
+    const reason =
+      noteBytes > 0
+        ? `stopped: ${Buffer.from(this.endNote.buffer, 0, noteBytes).toString()}`
+        : (this.threadEnd ?? 'stopped');
+    const errno = -osConstants.errno.EIO;
+    return Object.assign(
+      new Error(`EIO: the message store's writer thread ${reason}; no direct write can be made`),
+      { errno, code: 'EIO', syscall: 'write' },
     );
   }
 

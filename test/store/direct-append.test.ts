@@ -1,11 +1,12 @@
 /**
  * The store's node:fs files with direct appends (src/store/direct-append.ts) hold and read
  * back exactly what their in-memory twin does, whatever mix of appends, rewrites in place,
- * reads, cuts, renames, syncs and reopenings comes; and a process that stops without closing
- * leaves at least what its last sync wrote.
+ * reads, cuts, renames, syncs and reopenings comes; a process that stops without closing
+ * leaves at least what its last sync wrote; and a failed write, or a writer thread that
+ * ended or never started, fails every later wait as the disk's failure instead of hanging.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import {
   closeSync,
   constants,
@@ -19,10 +20,20 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
-import { DirectAppender, DirectWriter, directWritesWork } from '../../src/store/direct-append.ts';
+import {
+  DirectAppender,
+  DirectWriter,
+  directWritesWork,
+  type WriterThreadData,
+} from '../../src/store/direct-append.ts';
 import { DiskStoreFiles, MemoryStoreFiles } from '../../src/store/files.ts';
+// Types only: the fixture is a script, run as a child.
+import type { Report, Scenario } from './fixtures/writer-child.ts';
 
 const stageBytes = 64 << 10;
 
@@ -393,7 +404,7 @@ test('files whose disk refuses a write throw it, and closed leave no descriptor 
         '-e',
         child,
       ],
-      // A writer thread that died would leave the child waiting for it forever.
+      // A hang bound: a wait for the writer that never returned would block the child.
       { encoding: 'utf8', timeout: 60_000 },
     );
     assert.equal(run.status, 0, run.stderr);
@@ -404,4 +415,156 @@ test('files whose disk refuses a write throw it, and closed leave no descriptor 
   } finally {
     rmSync(directory, { recursive: true, force: true });
   }
+});
+
+const writerChild = fileURLToPath(new URL('./fixtures/writer-child.ts', import.meta.url));
+
+/**
+ * A writer child's bound. Its waits block its only thread, test timers with it, so a wait
+ * that regressed to waiting forever is bounded here, by killing the child.
+ */
+const writerChildMsMax = 60_000;
+/** Each test's own bound, past the child's: the test fails rather than hangs. */
+const writerTestMsMax = writerChildMsMax + 30_000;
+
+/** Runs `scenario` of fixtures/writer-child.ts; null (the test skipped) without O_DIRECT. */
+async function runWriterChild(t: TestContext, scenario: Scenario): Promise<Report | null> {
+  const directory = mkdtempSync(join(tmpdir(), 'abcast-direct-'));
+  try {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return null;
+    }
+    const child = promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', writerChild, scenario, directory],
+      { encoding: 'utf8', timeout: writerChildMsMax, killSignal: 'SIGKILL' },
+    );
+    const { stdout } = await child.catch((error: { killed?: boolean; stderr?: string }) => {
+      throw new Error(
+        error.killed === true
+          ? `${scenario}: still waiting for its writer after ${writerChildMsMax} ms (killed)`
+          : `${scenario}: the child failed: ${error.stderr ?? String(error)}`,
+      );
+    });
+    return JSON.parse(stdout) as Report;
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The steps before `failingStep` returned; it threw a failed system call, as node:fs shapes
+ * one (the runtime stops the node: storage_failed), matching `message`; every later step
+ * that waits threw that very error, and idle and close returned.
+ */
+function assertStoppedForGood(report: Report, failingStep: string, message: RegExp): void {
+  const failingAt = report.steps.findIndex((step) => step.step === failingStep);
+  assert.ok(failingAt > 0, `a step named ${failingStep}: ${JSON.stringify(report.steps)}`);
+  for (const step of report.steps.slice(0, failingAt)) {
+    assert.equal(step.threw, false, `${step.step} before the failure: ${step.message}`);
+  }
+  const failure = report.steps[failingAt];
+  assert.equal(failure?.threw, true, `${failingStep} throws`);
+  assert.match(failure?.message ?? '', message);
+  assert.equal(failure?.code, 'EIO');
+  assert.equal(failure?.syscall, 'write');
+  assert.equal(failure?.errno, -5);
+  assert.equal(failure?.systemCallFailure, true);
+  const later = report.steps.slice(failingAt + 1);
+  assert.deepEqual(
+    later.map((step) => step.step),
+    ['wait again', 'submit again', 'idle', 'close', 'wait after close'],
+  );
+  for (const step of later) {
+    const waits = step.step !== 'idle' && step.step !== 'close';
+    assert.equal(step.threw, waits, `${step.step} ${waits ? 'throws' : 'returns'}`);
+    if (waits) assert.equal(step.sameAsFirst, true, `${step.step} throws the first failure`);
+  }
+}
+
+test('a writer thread that throws outside its write fails the wait for that write, and every later one', {
+  timeout: writerTestMsMax,
+}, async (t) => {
+  const report = await runWriterChild(t, 'throws');
+  if (report === null) return;
+  assertStoppedForGood(
+    report,
+    'wait',
+    /^EIO: the message store's writer thread stopped: Error: injected: the writer thread throws/,
+  );
+  assert.equal(report.fileBytes, 0);
+});
+
+test('a writer thread stopped while a write waits for it (as out of memory) fails that wait, and every later one', {
+  timeout: writerTestMsMax,
+}, async (t) => {
+  const report = await runWriterChild(t, 'terminated');
+  if (report === null) return;
+  assertStoppedForGood(report, 'wait for it', /writer thread is gone/);
+  assert.equal(report.fileBytes, 4096, 'the write before the stop, not the one after');
+});
+
+test('a writer thread that ended between writes fails the next submit before it is handed over', {
+  timeout: writerTestMsMax,
+}, async (t) => {
+  const report = await runWriterChild(t, 'ended-between-writes');
+  if (report === null) return;
+  assertStoppedForGood(report, 'submit after the end', /writer thread exited/);
+  assert.equal(report.fileBytes, 4096);
+});
+
+test('a writer thread that does not start in its bound fails the wait, and writes nothing if it starts after', {
+  timeout: writerTestMsMax,
+}, async (t) => {
+  const report = await runWriterChild(t, 'never-starts');
+  if (report === null) return;
+  assertStoppedForGood(report, 'wait', /writer thread did not start within 300 ms/);
+  assert.equal(report.fileBytes, 0);
+});
+
+/** A writer whose every write takes `slowWriteMs` longer, as on a slow disk. */
+const slowWriteMs = 600;
+
+class SlowWriter extends DirectWriter {
+  protected override startThread(source: string, workerData: WriterThreadData): Worker {
+    const prologue = `{
+      const fs = require('node:fs');
+      const writeSync = fs.writeSync;
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      fs.writeSync = (...args) => {
+        Atomics.wait(pause, 0, 0, ${slowWriteMs});
+        return writeSync(...args);
+      };
+    }\n`;
+    return super.startThread(prologue + source, workerData);
+  }
+}
+
+test('a write slower than the wait slices and the start bound is waited for, not failed', {
+  // Blocks this thread for the slow write, bounded by it.
+  timeout: writerTestMsMax,
+}, async (t) => {
+  await withDirectory(async (directory) => {
+    if (!directWritesWork(join(directory, 'probe'))) {
+      t.skip('this file system refuses O_DIRECT');
+      return;
+    }
+    // A start bound far below the write's time: it bounds the start, never a write.
+    const writer = new SlowWriter(64 << 10, 2, { threadStartMsMax: 100 });
+    const stage = (writer.stages[0] as Buffer).fill(7);
+    const path = join(directory, 'f');
+    writeFileSync(path, '');
+    const fd = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
+    try {
+      writer.submit(fd, stage, 0, 4096);
+      writer.wait();
+      writer.submit(fd, stage, 4096, 4096);
+      writer.wait();
+      assert.ok(readFileSync(path).equals(Buffer.alloc(8192, 7)));
+    } finally {
+      writer.close();
+      closeSync(fd);
+    }
+  });
 });
