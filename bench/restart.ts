@@ -137,6 +137,27 @@ try {
   const rssAfterRestartMiB = Object.fromEntries(
     [...cluster.nodes.values()].map((node) => [node.id, rssMiB(node)]),
   );
+  // Which part of the RSS is V8's: its heap, and the buffers outside it.
+  const memoryAfterRestartMiB = Object.fromEntries(
+    await Promise.all(
+      [...cluster.nodes.values()].map(async (node) => {
+        const usage = await node.request<NodeJS.MemoryUsage>({ op: 'memory' });
+        const live = await node.request<NodeJS.MemoryUsage>({ op: 'memory', collectFirst: true });
+        const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+        return [
+          node.id,
+          {
+            heapTotal: mib(usage.heapTotal),
+            heapUsed: mib(usage.heapUsed),
+            external: mib(usage.external),
+            arrayBuffers: mib(usage.arrayBuffers),
+            arrayBuffersLive: mib(live.arrayBuffers),
+            rssAfterCollection: mib(live.rss),
+          },
+        ] as const;
+      }),
+    ),
+  );
   const result = {
     date: new Date().toISOString(),
     node: process.version,
@@ -150,6 +171,7 @@ try {
       duringFillMax: rssDuringMiB,
       beforeStop: rssBeforeStopMiB,
       afterRestart: rssAfterRestartMiB,
+      v8AfterRestart: memoryAfterRestartMiB,
     },
     restart: { processesUpMs: upMs, leaderMs, firstCommitMs: commitMs, serves },
   };

@@ -4,6 +4,8 @@
  * shuts down gracefully: the write in flight finishes, links and the data directory close.
  */
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { BroadcastError } from '../broadcast/errors.ts';
 import type { BroadcastNode } from '../broadcast/node.ts';
 import { type StartNodeOptions, startNode } from '../broadcast/start.ts';
@@ -19,6 +21,8 @@ export type NodeRequest =
     }
   | { readonly op: 'read'; readonly from: number; readonly limit: number }
   | { readonly op: 'status' }
+  /** The process's `memoryUsage()`: where a node's RSS goes (bench/restart.ts). */
+  | { readonly op: 'memory'; readonly collectFirst?: boolean }
   | { readonly op: 'barrier' }
   | { readonly op: 'transfer'; readonly to: string }
   | {
@@ -86,6 +90,16 @@ async function runLoad(
   };
 }
 
+/**
+ * A full garbage collection, for a reading of what is live rather than what V8 has not yet
+ * collected. V8 gives `gc` only to a process started with --expose-gc, or to a context made
+ * after the flag is set.
+ */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
 async function handle(node: BroadcastNode, request: NodeRequest): Promise<unknown> {
   switch (request.op) {
     case 'broadcast': {
@@ -99,6 +113,9 @@ async function handle(node: BroadcastNode, request: NodeRequest): Promise<unknow
       }));
     case 'status':
       return node.status();
+    case 'memory':
+      if (request.collectFirst === true) collectGarbage();
+      return process.memoryUsage();
     case 'barrier':
       return node.barrier();
     case 'transfer':

@@ -108,6 +108,15 @@ export interface ServerSettings {
   readonly peers: ReadonlyMap<NodeId, string>;
 }
 
+/** A process's memory, in bytes, as `process.memoryUsage()` reports it. */
+export interface ProcessMemory {
+  readonly rss: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+}
+
 export interface ServerContext {
   readonly node: ServedNode;
   readonly settings: ServerSettings;
@@ -136,6 +145,8 @@ export interface ServerContext {
    * listens: /v1/status shows it, so a client can find a port that was picked for it.
    */
   readonly binaryEndpoint?: { url: string | null };
+  /** The process's memory for /metrics (settings.ts, `processMemory`); absent: not shown. */
+  readonly processMemory?: () => ProcessMemory;
   /**
    * The other nodes' HTTP APIs, to answer a read of a retained position this node does not
    * hold yet (it is backfilling); null: such a read answers 503 not_held.

@@ -49,6 +49,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const context = createServerContext({
     ...options,
     environment: options.environment ?? systemEnvironment,
+    processMemory: options.processMemory ?? (() => process.memoryUsage()),
   });
   const api = new ApiServer(context, options.tls ?? null, options.cors ?? null);
   const binary = new BinaryServer({

@@ -5,7 +5,7 @@
  */
 import { dropReasons } from '../transport/types.ts';
 import type { HistogramSnapshot } from '../util/histogram.ts';
-import type { ServedStatus } from './context.ts';
+import type { ProcessMemory, ServedStatus } from './context.ts';
 import type { Exposition } from './exposition.ts';
 
 const roles = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
@@ -235,4 +235,38 @@ function writeProgressMetrics(exposition: Exposition, status: ServedStatus): voi
     const lagEntries = Math.max(0, status.commitIndex - follower.matchIndex);
     exposition.sample('abcast_replication_lag_entries', { peer: follower.id }, lagEntries);
   }
+}
+
+/**
+ * The process's memory: what the operating system holds for it (RSS, the figure to alert on),
+ * and V8's share of it, the JavaScript heap and the buffers outside it, so that a node whose
+ * RSS climbs shows which one grows. Names as Prometheus' and prom-client's process metrics.
+ */
+export function writeMemoryMetrics(exposition: Exposition, memory: ProcessMemory): void {
+  exposition
+    .single(
+      'process_resident_memory_bytes',
+      'gauge',
+      'Resident memory of the node process.',
+      memory.rss,
+    )
+    .single(
+      'nodejs_heap_size_total_bytes',
+      'gauge',
+      'JavaScript heap V8 has reserved.',
+      memory.heapTotal,
+    )
+    .single('nodejs_heap_size_used_bytes', 'gauge', 'JavaScript heap in use.', memory.heapUsed)
+    .single(
+      'nodejs_external_memory_bytes',
+      'gauge',
+      'Memory of objects outside the heap that V8 tracks (buffers, among others).',
+      memory.external,
+    )
+    .single(
+      'nodejs_array_buffers_bytes',
+      'gauge',
+      'Memory of ArrayBuffers and Buffers (part of the external memory).',
+      memory.arrayBuffers,
+    );
 }

@@ -10,7 +10,7 @@ import type { NodeId } from '../raft/types.ts';
 import { streamRecordPayloadBytesMax } from '../transport/stream-records.ts';
 import type { Environment } from '../util/environment.ts';
 import type { AuthSource } from './access.ts';
-import type { ServedNode, ServerContext, ServerSettings } from './context.ts';
+import type { ProcessMemory, ServedNode, ServerContext, ServerSettings } from './context.ts';
 import { HttpMetrics } from './http-metrics.ts';
 import { PeerReads } from './peers.ts';
 
@@ -52,6 +52,11 @@ export interface ServerOptions {
   readonly peerExchange?: HttpExchange;
   /** Headers for calls to peers (a token on a cluster with `--auth`). */
   readonly peerHeaders?: Readonly<Record<string, string>>;
+  /**
+   * The process's memory, read at each scrape of /metrics: the node:http front passes
+   * `process.memoryUsage`; absent (the simulator, whose runs must not vary with it): not shown.
+   */
+  readonly processMemory?: () => ProcessMemory;
 }
 
 /** Room in a request body for the fields around the payload (client, seq, topic, spaces). */
@@ -162,6 +167,7 @@ export function createServerContext(options: ServerOptions): ServerContext {
     httpPeers: new Map(Object.entries(options.httpPeers ?? {})),
     peerCalls: { exchange: peerExchange, headers: options.peerHeaders ?? {} },
     binaryEndpoint: { url: null },
+    ...(options.processMemory === undefined ? {} : { processMemory: options.processMemory }),
     peerReads:
       options.peerUrls === undefined || options.peerUrls.length === 0
         ? null

@@ -235,6 +235,16 @@ test('GET /metrics is Prometheus text with node and HTTP numbers', {
     metric(text, 'abcast_http_requests_total{route="/v1/broadcast",method="POST",status="200"}') >
       0,
   );
+  // The process's memory, as this very process reports it (the nodes run in it).
+  const rssBytes = metric(text, 'process_resident_memory_bytes');
+  assert.ok(rssBytes > 1 << 20 && rssBytes < 64 * 2 ** 30, `RSS ${rssBytes}`);
+  assert.ok(metric(text, 'nodejs_heap_size_used_bytes') > 0);
+  assert.ok(
+    metric(text, 'nodejs_heap_size_used_bytes') <= metric(text, 'nodejs_heap_size_total_bytes'),
+  );
+  assert.ok(
+    metric(text, 'nodejs_array_buffers_bytes') <= metric(text, 'nodejs_external_memory_bytes'),
+  );
   // Every sample line belongs to a family declared by # TYPE, and each family once.
   const families = text.split('\n').filter((line) => line.startsWith('# TYPE '));
   assert.equal(new Set(families).size, families.length);
@@ -249,7 +259,7 @@ test('GET /metrics is Prometheus text with node and HTTP numbers', {
   const documented = new Set(
     [
       ...(await readFile(new URL('../../docs/api.md', import.meta.url), 'utf8')).matchAll(
-        /^\| `(abcast_[a-z_]+)/gm,
+        /^\| `((?:abcast|process|nodejs)_[a-z_]+)/gm,
       ),
     ].map((match) => match[1]!),
   );

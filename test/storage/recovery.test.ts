@@ -461,6 +461,35 @@ describe('FileStorage recovery', () => {
     await again.close();
   });
 
+  it('keeps the entries after the snapshot without the segment they were read from', async () => {
+    // One segment, more than half full, so that its read is kept whole as replayed; a
+    // snapshot leaves ten small entries of it in the log. Those must not hold the segment's
+    // megabytes alive for as long as the log keeps them.
+    const segmentBytesMax = 4 << 20;
+    const { storage } = await harness.open({ segmentBytesMax });
+    for (let round = 0; round < 25; round++) {
+      const first = round * 500 + 1;
+      await storage.append({
+        hardState: hardState(1, first - 1),
+        snapshot: null,
+        entries: entries(first, first + 499, 1, 200),
+      });
+    }
+    await storage.saveSnapshot(snapshot(12_490, 1));
+    await storage.close();
+    const { storage: again, persisted } = await harness.open({ segmentBytesMax });
+    assert.deepEqual(
+      plainEntries(persisted.entries),
+      plainEntries(entries(12_491, 12_500, 1, 200)),
+    );
+    const heldBytes = [...new Set(persisted.entries.map((entry) => entry.data.buffer))].reduce(
+      (sum, buffer) => sum + buffer.byteLength,
+      0,
+    );
+    assert.ok(heldBytes < 1 << 20, `the ten entries hold ${heldBytes} bytes alive`);
+    await again.close();
+  });
+
   it("deletes every older segment once a leader's snapshot reset the log", async () => {
     const { storage } = await harness.open({ segmentBytesMax: 4096 });
     for (let round = 0; round < 10; round++) {
