@@ -61,8 +61,16 @@ test('30 s of faults on 3 nodes: no violation', { timeout: 240_000 }, async () =
       assert.deepEqual(result.violations, [], `${JSON.stringify(summary)}\n${failures}\n${replay}`);
     }
     assert.equal(summary.violations, 0);
+    // The nemesis really ran: faults of more than one kind. How many fit in 30 s depends on the
+    // machine (a membership change or a full disk takes longer on a loaded one): a bound of 5
+    // held until a clean-clone CI run on a slow day got 4 (a full disk, two membership
+    // changes, network faults) and no violation.
     const injected = Object.values(summary.faults).reduce((sum, count) => sum + count, 0);
-    assert.ok(injected >= 5, `faults were injected: ${JSON.stringify(summary.faults)}`);
+    const kindsInjected = Object.values(summary.faults).filter((count) => count > 0).length;
+    assert.ok(
+      injected >= 3 && kindsInjected >= 2,
+      `faults were injected: ${JSON.stringify(summary.faults)}`,
+    );
     assert.ok(summary.acknowledged > 100, `the workload ran: ${summary.acknowledged} acknowledged`);
     assert.ok(summary.barriers > 0, 'barrier reads ran');
     assert.match(summary.verify, /^\d nodes agree on positions \d+\.\.\d+$/);
