@@ -12,7 +12,15 @@
  * Results go to bench/results/floor.json.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { constants, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,19 +33,34 @@ const root = resolve(dirname(here), '..');
 /** The WAL is a ring over this many preallocated bytes: the floor measures writes, not growth. */
 const walBytes = 64 * 1024 * 1024;
 
-/** Splits a stream into frames of `u32 length, bytes`. */
+/**
+ * Splits a stream into frames of `u32 length, bytes`. The chunks of a frame are joined once,
+ * when it is whole: joining at every chunk copied a window's megabytes-long frame over and
+ * over, and the floor measured its own copying at 10,000 in flight.
+ */
 function onFrames(socket: Socket, onFrame: (frame: Buffer) => void): void {
-  let pending: Buffer = Buffer.alloc(0);
+  let chunks: Buffer[] = [];
+  let heldBytes = 0;
+  let neededBytes = 4;
   socket.on('data', (chunk: Buffer) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    chunks.push(chunk);
+    heldBytes += chunk.length;
+    if (heldBytes < neededBytes) return;
+    let pending = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, heldBytes);
     let at = 0;
+    neededBytes = 4;
     while (pending.length - at >= 4) {
       const length = pending.readUInt32LE(at);
-      if (pending.length - at - 4 < length) break;
+      if (pending.length - at - 4 < length) {
+        neededBytes = 4 + length;
+        break;
+      }
       onFrame(pending.subarray(at + 4, at + 4 + length));
       at += 4 + length;
     }
     pending = pending.subarray(at);
+    chunks = pending.length === 0 ? [] : [pending];
+    heldBytes = pending.length;
   });
 }
 
@@ -59,6 +82,7 @@ class RingWal {
     const fd = openSync(path, 'w');
     const zeros = Buffer.alloc(1024 * 1024);
     for (let at = 0; at < walBytes; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
+    closeSync(fd);
     const handle = await open(path, constants.O_RDWR | constants.O_DSYNC);
     await handle.datasync();
     return new RingWal(handle);
