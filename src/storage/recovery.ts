@@ -695,10 +695,11 @@ function reconcile(
 /**
  * The entries with their data copied out of the segments' buffers, when they would otherwise
  * keep much more alive than themselves. A replayed entry's data is a view into the buffer its
- * segment was read into; the log keeps only what follows the snapshot, often a few thousand
- * entries at the end of a segment, and those views alone held each 64 MiB segment read: a
- * restarted node kept 84 MiB of ArrayBuffers (against 1 MiB fresh) until compaction passed
- * them, which an idle cluster never does. One copy of the kept bytes at start-up instead.
+ * segment was read into, and the log keeps only what follows the snapshot: a few entries at
+ * the end of a segment would hold the whole read (up to 64 MiB) until compaction passed them,
+ * which an idle cluster never does. One copy of the kept bytes at start-up instead. (Most of
+ * a restarted node's extra ArrayBuffers are not that but segment reads V8 has not collected
+ * yet: docs/performance-profile.md, "A restarted node's memory".)
  */
 function ownBytes(entries: Entry[]): Entry[] {
   const buffers = new Set<ArrayBufferLike>();

@@ -246,6 +246,11 @@ export class DirectWriter {
     this.worker.unref();
   }
 
+  /** Whether the thread has claimed its start (tests wait for it before timing a write). */
+  protected threadHasStarted(): boolean {
+    return Atomics.load(this.control, startedFlag) === 1;
+  }
+
   /** Starts the thread running `source` (tests wrap it, to make it fail). */
   protected startThread(source: string, workerData: WriterThreadData): Worker {
     return new Worker(source, {

@@ -539,6 +539,11 @@ class SlowWriter extends DirectWriter {
     }\n`;
     return super.startThread(prologue + source, workerData);
   }
+
+  /** Resolves once the thread has started; a thread that never does fails the test's bound. */
+  async started(): Promise<void> {
+    while (!this.threadHasStarted()) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 test('a write slower than the wait slices and the start bound is waited for, not failed', {
@@ -550,8 +555,11 @@ test('a write slower than the wait slices and the start bound is waited for, not
       t.skip('this file system refuses O_DIRECT');
       return;
     }
-    // A start bound far below the write's time: it bounds the start, never a write.
+    // A start bound far below the write's time: it bounds the start, never a write. The
+    // thread is let start first, however long a loaded machine takes to start one: only its
+    // writes are the point here.
     const writer = new SlowWriter(64 << 10, 2, { threadStartMsMax: 100 });
+    await writer.started();
     const stage = (writer.stages[0] as Buffer).fill(7);
     const path = join(directory, 'f');
     writeFileSync(path, '');
