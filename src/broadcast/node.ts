@@ -102,6 +102,11 @@ export class BroadcastNode {
   private lastLeaderId: NodeId | null = null;
   private loopRunning = false;
   private loopScheduled = false;
+  /**
+   * The outstanding Ready's deliveries are all done and its write is under way: entries
+   * committed meanwhile that were written before it may be delivered now (`deliverDurable`).
+   */
+  private deliveringDuringWrite = false;
   private started = false;
   private ticker: Timer | null = null;
   /** Armed while commit news is held back and the Ready loop has gone idle. */
@@ -247,7 +252,25 @@ export class BroadcastNode {
       this.loopScheduled = false;
       this.outbox.flush();
       if (!this.loopRunning) this.loopIdle = this.runLoop();
+      else if (this.deliveringDuringWrite) this.deliverDuringWrite();
     });
+  }
+
+  /**
+   * Delivers what committed while the outstanding Ready is being written, if this node
+   * wrote it before: at 128 in flight a leader is nearly always writing its next batch when
+   * the acknowledgements of the previous one arrive, and their answers waited for that write.
+   */
+  private deliverDuringWrite(): void {
+    try {
+      const entries = this.core.deliverDurable();
+      if (entries.length === 0) return;
+      this.applier.apply(entries);
+      this.options.observer?.appliedDuringWrite(entries);
+    } catch (error) {
+      this.deliveringDuringWrite = false;
+      this.failStop(error);
+    }
   }
 
   private async runLoop(): Promise<void> {
@@ -330,7 +353,17 @@ export class BroadcastNode {
         throw error;
       }
     }
-    const hardStateWritten = await persisted;
+    // Only once every entry this Ready delivers is delivered: later ones come after them.
+    this.deliveringDuringWrite =
+      ready.softState === null &&
+      ready.snapshot === null &&
+      durableCount === ready.entriesToDeliver.length;
+    let hardStateWritten: HardState | null;
+    try {
+      hardStateWritten = await persisted;
+    } finally {
+      this.deliveringDuringWrite = false;
+    }
     observer?.readyDurable(ready, hardStateWritten);
     this.transport.send(late);
     if (ready.softState !== null) this.onSoftState(ready.softState);

@@ -3,7 +3,7 @@
  * stage, with what the real runtime just did. Absent in production, where it costs one
  * comparison per stage. An observer must not call back into the node.
  */
-import type { HardState, Ready, Snapshot } from '../raft/types.ts';
+import type { Entry, HardState, Ready, Snapshot } from '../raft/types.ts';
 import type { DeliveredMessage } from './deliveries.ts';
 import type { BroadcastError } from './errors.ts';
 
@@ -20,6 +20,11 @@ export interface NodeObserver {
    * durable before `ready` was taken may have been delivered before `readyDurable`.
    */
   readyApplied(ready: Ready): void;
+  /**
+   * Committed entries this node wrote before the outstanding Ready were applied while that
+   * Ready's write was under way (after every entry the Ready itself delivers).
+   */
+  appliedDuringWrite(entries: readonly Entry[]): void;
   /** A snapshot of our own was saved and the core's log compacted to it. */
   compacted(snapshot: Snapshot): void;
   /** A message was delivered at its position (once per position, in order). */

@@ -151,6 +151,11 @@ export class RaftCore {
   private persistedHardState: HardState;
   private emittedSoftState: SoftState;
   private readyOutstanding = false;
+  /**
+   * The last index given to the application for the outstanding Ready: its own
+   * entriesToDeliver, then any `deliverDurable` gave while its write was under way.
+   */
+  private deliveredThrough = 0;
   /** Entries lost to a corrupted disk that this node has not yet had back (see LogDamage). */
   private repair: LogDamage | null = null;
 
@@ -1179,7 +1184,36 @@ export class RaftCore {
     this.readStates = [];
     if (ready.softState !== null) this.emittedSoftState = ready.softState;
     this.readyOutstanding = true;
+    const lastToDeliver = ready.entriesToDeliver[ready.entriesToDeliver.length - 1];
+    this.deliveredThrough = lastToDeliver?.index ?? this.raftLog.applied;
     return ready;
+  }
+
+  /**
+   * Entries committed since the outstanding Ready was taken that this node already holds
+   * durably (appended by an earlier Ready), for the application now, while that Ready's
+   * write is still under way. Why: a leader writes its next batch while acknowledgements of
+   * the previous one come in, and without this their commit waited for the whole write
+   * before it was delivered and answered. Entries are given in order, each once, and
+   * `advance` counts them applied. Raft lets a node apply any committed entry (§5.3); what
+   * this adds is only that the entry is in this node's own durable log, as every delivery
+   * here is (the message store never runs ahead of the WAL). None while a snapshot is
+   * pending, and none from a configuration entry on: those are applied with their Ready.
+   * The caller must first have applied every entry of the outstanding Ready's
+   * entriesToDeliver (these follow them).
+   */
+  deliverDurable(): Entry[] {
+    const log = this.raftLog;
+    if (!this.readyOutstanding || log.pendingSnapshot !== null) return [];
+    const from = Math.max(this.deliveredThrough, log.applied, log.snapshotIndex) + 1;
+    const to = Math.min(log.committed, log.stableIndex);
+    if (to < from) return [];
+    const entries = log.range(from, to);
+    const configAt = entries.findIndex((entry) => entry.kind === 'config');
+    if (configAt !== -1) entries.length = configAt;
+    const last = entries[entries.length - 1];
+    if (last !== undefined) this.deliveredThrough = last.index;
+    return entries;
   }
 
   advance(ready: Ready): void {
@@ -1189,10 +1223,7 @@ export class RaftCore {
     if (ready.snapshot !== null) this.raftLog.snapshotPersisted(ready.snapshot);
     const lastAppended = ready.entriesToAppend[ready.entriesToAppend.length - 1];
     if (lastAppended !== undefined) this.raftLog.stableTo(lastAppended.index, lastAppended.term);
-    const lastDelivered = ready.entriesToDeliver[ready.entriesToDeliver.length - 1];
-    if (lastDelivered !== undefined && lastDelivered.index > this.raftLog.applied) {
-      this.raftLog.appliedTo(lastDelivered.index);
-    }
+    if (this.deliveredThrough > this.raftLog.applied) this.raftLog.appliedTo(this.deliveredThrough);
     if (this.role === 'leader' && this.maybeCommit()) this.broadcastCommitPending = true;
     if (this.repair !== null) this.endRepairIfRecovered();
   }

@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DeliveredMessage } from '../../src/broadcast/deliveries.ts';
 import type { NodeObserver } from '../../src/broadcast/observer.ts';
-import type { HardState, Ready, Snapshot } from '../../src/raft/types.ts';
+import type { Entry, HardState, Ready, Snapshot } from '../../src/raft/types.ts';
 import { encode, TwinCluster } from './twin-cluster.ts';
 
 type Event =
   | { readonly stage: 'taken'; readonly ready: Ready }
   | { readonly stage: 'applied'; readonly ready: Ready }
   | { readonly stage: 'durable'; readonly ready: Ready; readonly hardState: HardState | null }
+  | { readonly stage: 'duringWrite'; readonly entries: readonly Entry[] }
   | { readonly stage: 'compacted'; readonly snapshot: Snapshot }
   | { readonly stage: 'delivered'; readonly message: DeliveredMessage };
 
@@ -27,6 +28,9 @@ class Recorder implements NodeObserver {
   }
   readyApplied(ready: Ready): void {
     this.events.push({ stage: 'applied', ready });
+  }
+  appliedDuringWrite(entries: readonly Entry[]): void {
+    this.events.push({ stage: 'duringWrite', entries });
   }
   compacted(snapshot: Snapshot): void {
     this.events.push({ stage: 'compacted', snapshot });
@@ -67,8 +71,13 @@ test('the observer sees every Ready taken, durable and applied, in order', async
       } else if (event.stage === 'applied') {
         assert.ok(event.ready === open, 'applied: the Ready taken');
         assert.ok(durable, 'applied after durable');
-        appliedIndex = event.ready.entriesToDeliver.at(-1)?.index ?? appliedIndex;
+        appliedIndex = Math.max(appliedIndex, event.ready.entriesToDeliver.at(-1)?.index ?? 0);
         open = null;
+      } else if (event.stage === 'duringWrite') {
+        assert.ok(open !== null && !durable, "during a Ready's write");
+        const firstAppended = open.entriesToAppend[0]?.index ?? Number.POSITIVE_INFINITY;
+        assert.ok((event.entries.at(-1)?.index ?? 0) < firstAppended, 'written before it');
+        appliedIndex = event.entries.at(-1)?.index ?? appliedIndex;
       } else if (event.stage === 'delivered') {
         assert.ok(open !== null, 'delivered while a Ready is handled');
         // Before the Ready's write only what was durable before it: below its first append.

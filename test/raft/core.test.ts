@@ -316,3 +316,69 @@ test('a Vote of a lower term is refused with our term, so its candidate learns i
   );
   assert.equal(answers[0]?.type === 'VoteResponse' && answers[0].granted, false);
 });
+
+test('deliverDurable gives entries committed during a write that an earlier Ready wrote, each once, in order', () => {
+  const cluster = new TestCluster(['n1', 'n2', 'n3']);
+  const leader = cluster.electLeader();
+  cluster.stabilize();
+  const leaderId = leader.status().id;
+  const followers = cluster.ids.filter((id) => id !== leaderId);
+  const text = (entries: readonly { data: Uint8Array }[]) =>
+    entries.map((entry) => new TextDecoder().decode(entry.data));
+  // Followers take what the leader sent, write it at once and answer; the answers are kept.
+  const followersAnswer = (messages: readonly Message[]): Message[] => {
+    const answers: Message[] = [];
+    for (const message of messages) cluster.cores.get(message.to)?.step(message);
+    for (const id of followers) {
+      const core = cluster.core(id);
+      while (core.hasReady()) {
+        const ready = core.ready();
+        answers.push(...ready.messagesToSend);
+        core.advance(ready);
+      }
+    }
+    return answers.filter((message) => message.to === leaderId);
+  };
+
+  assert.deepEqual(leader.deliverDurable(), [], 'nothing without a Ready outstanding');
+  assert.equal(leader.propose(bytes('a')).accepted, true);
+  const first = leader.ready();
+  const answersToA = followersAnswer(first.messagesToSend);
+  leader.advance(first); // a is durable on the leader
+  assert.equal(leader.propose(bytes('b')).accepted, true);
+  const second = leader.ready(); // b's write is under way from here on
+  assert.deepEqual(text(second.entriesToDeliver), []);
+  for (const answer of answersToA) leader.step(answer);
+  assert.deepEqual(text(leader.deliverDurable()), ['a'], 'a committed and written before');
+  assert.deepEqual(leader.deliverDurable(), [], 'each entry once');
+  // b commits on the two followers alone, but this node has not written it yet.
+  for (const answer of followersAnswer(second.messagesToSend)) leader.step(answer);
+  assert.equal(leader.status().commitIndex, second.entriesToAppend.at(-1)?.index);
+  assert.deepEqual(leader.deliverDurable(), [], 'not before this node holds it durably');
+  leader.advance(second);
+  assert.equal(leader.status().appliedIndex, first.entriesToAppend.at(-1)?.index);
+  const third = leader.ready();
+  assert.deepEqual(text(third.entriesToDeliver), ['b'], 'the next Ready goes on after a');
+  leader.advance(third);
+  assert.deepEqual(leader.deliverDurable(), [], 'nothing without a Ready outstanding');
+
+  // A configuration entry, and what follows it, wait for their Ready.
+  assert.equal(leader.proposeConfigChange({ type: 'addLearner', node: 'n4' }).accepted, true);
+  assert.equal(leader.propose(bytes('c')).accepted, true);
+  const fourth = leader.ready();
+  const answersToChange = followersAnswer(fourth.messagesToSend);
+  leader.advance(fourth);
+  assert.equal(leader.propose(bytes('d')).accepted, true);
+  const fifth = leader.ready();
+  for (const answer of answersToChange) leader.step(answer);
+  assert.equal(leader.status().commitIndex, fourth.entriesToAppend.at(-1)?.index);
+  assert.deepEqual(leader.deliverDurable(), [], 'not from a configuration entry on');
+  leader.advance(fifth);
+  const sixth = leader.ready();
+  assert.deepEqual(
+    sixth.entriesToDeliver.map((entry) => entry.kind),
+    ['config', 'normal'],
+    'the change and c come with the next Ready',
+  );
+  leader.advance(sixth);
+});

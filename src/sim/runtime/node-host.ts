@@ -15,7 +15,7 @@ import {
   type NodeObserver,
   type UnsafeOptions,
 } from '../../broadcast/node.ts';
-import type { Configuration, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
+import type { Configuration, Entry, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import type { AuthSource } from '../../server/access.ts';
 import { Backfill } from '../../server/backfill.ts';
 import type { ServerSettings } from '../../server/context.ts';
@@ -326,6 +326,10 @@ export class NodeHost {
         restoring = false;
         assert(this.node !== null, 'a live incarnation has its node');
         events.snapshotInstalled(this, this.node.lastPosition);
+      },
+      appliedDuringWrite: (entries: readonly Entry[]) => {
+        if (!live()) return;
+        watch.appliedDuringWrite(entries);
       },
       compacted: (snapshot: Snapshot) => {
         if (!live()) return;

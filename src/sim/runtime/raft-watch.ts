@@ -32,6 +32,8 @@ export class RaftWatch {
   private appliedIndex = 0;
   /** The core's commit index before the Ready in hand, for the commit rule. */
   private commitBeforeReady = 0;
+  /** The Ready in hand, whose deliveries may be reported before it is (appliedDuringWrite). */
+  private readyInHand: Ready | null = null;
 
   constructor(
     readonly node: NodeId,
@@ -61,6 +63,7 @@ export class RaftWatch {
 
   taken(ready: Ready): void {
     this.checker.onReady(this.node, ready, this.disk, this.appliedIndex);
+    this.readyInHand = ready;
     this.commitBeforeReady = this.hardState?.commit ?? 0;
     if (ready.hardState !== null) {
       assert(ready.hardState.term >= this.term, 'a core never goes back a term');
@@ -94,8 +97,30 @@ export class RaftWatch {
   }
 
   applied(ready: Ready): void {
+    this.readyInHand = null;
     if (ready.snapshot !== null) this.appliedIndex = ready.snapshot.meta.index;
-    for (const entry of ready.entriesToDeliver) this.deliver(entry);
+    // Those reported already came with entries applied during the Ready's write.
+    for (const entry of ready.entriesToDeliver) {
+      if (entry.index > this.appliedIndex) this.deliver(entry);
+    }
+  }
+
+  /**
+   * Entries applied while the Ready in hand was being written: the node gives them only
+   * once that Ready's own deliveries are done, so those come first here too.
+   */
+  appliedDuringWrite(entries: readonly Entry[]): void {
+    const ready = this.readyInHand;
+    if (ready === null) {
+      this.context.fail('ready contract', `${this.node} applied entries with no Ready in hand`, [
+        this.node,
+      ]);
+      return;
+    }
+    for (const entry of ready.entriesToDeliver) {
+      if (entry.index > this.appliedIndex) this.deliver(entry);
+    }
+    for (const entry of entries) this.deliver(entry);
   }
 
   private deliver(entry: Entry): void {
