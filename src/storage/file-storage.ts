@@ -47,7 +47,13 @@ import { acquireLock, type DirectoryLock, noLock } from './lock.ts';
 import { LogState } from './log-state.ts';
 import { checkMetadata, METADATA_FILE_NAME, readMetadata, writeMetadata } from './metadata.ts';
 import { nodeFileSystem } from './node-file-system.ts';
-import { cutWal, type RecoveredLog, recoverLog, type SegmentInfo } from './recovery.ts';
+import {
+  cutWal,
+  DEFAULT_KEPT_ENTRIES_COPY_SLACK_BYTES,
+  type RecoveredLog,
+  recoverLog,
+  type SegmentInfo,
+} from './recovery.ts';
 import { listSegmentsWithGaps } from './segments.ts';
 import { encodeSnapshotFile, SNAPSHOT_FILE_NAME } from './snapshot-file.ts';
 import { readSnapshotOrRecordLoss } from './snapshot-loss.ts';
@@ -83,6 +89,13 @@ export interface FileStorageOptions extends Partial<QueueLimits> {
   readonly directoryLock?: 'pidFile' | 'none';
   /** Breaks durability on purpose, to prove the tests catch it. Never set outside tests. */
   readonly unsafe?: UnsafeStorageMode;
+  /**
+   * The entries an open keeps after the snapshot are copied out of the segment buffers they
+   * were read into once those buffers exceed twice their bytes by more than this; default
+   * 1 MiB (recovery.ts, `ownBytes`). The simulator sets 0, so that its small segments take
+   * the copy too and its checks see what the copy gives back.
+   */
+  readonly keptEntriesCopySlackBytes?: number;
 }
 
 export const DEFAULT_SEGMENT_BYTES_MAX = 64 * 1024 * 1024;
@@ -180,6 +193,7 @@ export class FileStorage extends GroupCommitStorage {
       snapshotMeta: snapshot?.meta ?? null,
       log,
       counters,
+      keptEntriesCopySlackBytes: settings.keptEntriesCopySlackBytes,
     });
     const repair = await startRepair({ settings, counters, pending, recovered });
     // Until the cut is finished, the WAL may still hold entries the damaged records had
@@ -346,6 +360,7 @@ interface ResolvedOptions {
   readonly environment: Environment;
   readonly directoryLock: 'pidFile' | 'none';
   readonly unsafe: UnsafeStorageMode | null;
+  readonly keptEntriesCopySlackBytes: number;
 }
 
 function resolveOptions(options: FileStorageOptions): ResolvedOptions {
@@ -372,6 +387,13 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
   if (directoryLock !== 'pidFile' && directoryLock !== 'none') {
     throw invalidArgument("directoryLock is 'pidFile' or 'none'", { directoryLock });
   }
+  const keptEntriesCopySlackBytes =
+    options.keptEntriesCopySlackBytes ?? DEFAULT_KEPT_ENTRIES_COPY_SLACK_BYTES;
+  if (!Number.isSafeInteger(keptEntriesCopySlackBytes) || keptEntriesCopySlackBytes < 0) {
+    throw invalidArgument('keptEntriesCopySlackBytes is an integer >= 0', {
+      keptEntriesCopySlackBytes,
+    });
+  }
   if (options.unsafe !== undefined && options.unsafe !== 'ackBeforeDatasync') {
     throw invalidArgument('unknown unsafe mode', { unsafe: String(options.unsafe) });
   }
@@ -390,6 +412,7 @@ function resolveOptions(options: FileStorageOptions): ResolvedOptions {
     environment: options.environment ?? systemEnvironment,
     directoryLock,
     unsafe: options.unsafe ?? null,
+    keptEntriesCopySlackBytes,
   };
 }
 

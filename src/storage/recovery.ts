@@ -36,6 +36,12 @@ import {
 } from './segments.ts';
 import { STORAGE_FORMAT_VERSION, type StorageLogger } from './types.ts';
 
+/**
+ * Buffers larger than twice the entries they hold by more than this are not kept alive by
+ * them (the default of FileStorageOptions.keptEntriesCopySlackBytes).
+ */
+export const DEFAULT_KEPT_ENTRIES_COPY_SLACK_BYTES = 1 << 20;
+
 /** A zero tail larger than this (and than the records) is not kept alive by the entries. */
 const COMPACT_SLACK_BYTES = 1 << 20;
 
@@ -160,6 +166,7 @@ export async function recoverLog(options: {
   readonly snapshotMeta: SnapshotMeta | null;
   readonly log: StorageLogger;
   readonly counters: IoCounters;
+  readonly keptEntriesCopySlackBytes: number;
 }): Promise<RecoveredLog> {
   const segmentFiles = await listSegmentsWithGaps(options.files, options.dataDir);
   const gap = firstSegmentGap(segmentFiles);
@@ -198,7 +205,12 @@ export async function recoverLog(options: {
     // Reconciled below with the cut prefix; the snapshot may cover some of what was lost.
     found = clampToSnapshot(found, options.snapshotMeta);
   }
-  const { entries, replayAgrees } = reconcile(model, options.snapshotMeta, options.log);
+  const { entries, replayAgrees } = reconcile(
+    model,
+    options.snapshotMeta,
+    options.log,
+    options.keptEntriesCopySlackBytes,
+  );
   const resetTo = replayAgrees ? null : options.snapshotMeta;
   assert(replayAgrees || resetTo !== null, 'only a snapshot makes the records disagree');
   const lastIndex = (options.snapshotMeta?.index ?? 0) + entries.length;
@@ -660,6 +672,7 @@ function reconcile(
   model: ReplayModel,
   snapshotMeta: SnapshotMeta | null,
   log: StorageLogger,
+  keptEntriesCopySlackBytes: number,
 ): { readonly entries: Entry[]; readonly replayAgrees: boolean } {
   const snapshotIndex = snapshotMeta?.index ?? 0;
   const firstIndex = model.firstIndex ?? snapshotIndex + 1;
@@ -687,7 +700,10 @@ function reconcile(
     return { entries: [], replayAgrees: false };
   }
   return {
-    entries: ownBytes(entries.slice(Math.max(0, snapshotIndex + 1 - firstIndex))),
+    entries: ownBytes(
+      entries.slice(Math.max(0, snapshotIndex + 1 - firstIndex)),
+      keptEntriesCopySlackBytes,
+    ),
     replayAgrees: true,
   };
 }
@@ -701,7 +717,7 @@ function reconcile(
  * a restarted node's extra ArrayBuffers are not that but segment reads V8 has not collected
  * yet: docs/performance-profile.md, "A restarted node's memory".)
  */
-function ownBytes(entries: Entry[]): Entry[] {
+function ownBytes(entries: Entry[], slackBytes: number): Entry[] {
   const buffers = new Set<ArrayBufferLike>();
   let keptBytes = 0;
   for (const entry of entries) {
@@ -710,7 +726,7 @@ function ownBytes(entries: Entry[]): Entry[] {
   }
   let heldBytes = 0;
   for (const buffer of buffers) heldBytes += buffer.byteLength;
-  if (heldBytes <= 2 * keptBytes + COMPACT_SLACK_BYTES) return entries;
+  if (heldBytes <= 2 * keptBytes + slackBytes) return entries;
   const owned = Buffer.allocUnsafe(keptBytes);
   let offset = 0;
   return entries.map((entry) => {

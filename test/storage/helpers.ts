@@ -82,6 +82,7 @@ export interface HarnessOpenOptions extends Partial<QueueLimits> {
   readonly clusterId?: string;
   readonly nodeId?: string;
   readonly segmentBytesMax?: number;
+  readonly keptEntriesCopySlackBytes?: number;
 }
 
 /** One storage implementation behind a uniform face, over one "data directory". */

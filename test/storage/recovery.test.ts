@@ -490,6 +490,47 @@ describe('FileStorage recovery', () => {
     await again.close();
   });
 
+  it('copies the kept entries out of a small segment too when told to leave no slack', async () => {
+    // What the simulator sets, so that its small segments take the copy above.
+    const segmentBytesMax = 64 << 10;
+    const { storage } = await harness.open({ segmentBytesMax });
+    await storage.append({
+      hardState: hardState(1, 100),
+      snapshot: null,
+      entries: entries(1, 100, 1, 200),
+    });
+    await storage.saveSnapshot(snapshot(95, 1));
+    await storage.close();
+    const heldBy = (kept: readonly { data: Uint8Array }[]) =>
+      [...new Set(kept.map((entry) => entry.data.buffer))].reduce(
+        (sum, buffer) => sum + buffer.byteLength,
+        0,
+      );
+    const byDefault = await harness.open({ segmentBytesMax });
+    assert.deepEqual(
+      plainEntries(byDefault.persisted.entries),
+      plainEntries(entries(96, 100, 1, 200)),
+    );
+    assert.ok(heldBy(byDefault.persisted.entries) >= segmentBytesMax / 2, 'views by default');
+    await byDefault.storage.close();
+    const noSlack = await harness.open({ segmentBytesMax, keptEntriesCopySlackBytes: 0 });
+    assert.deepEqual(
+      plainEntries(noSlack.persisted.entries),
+      plainEntries(entries(96, 100, 1, 200)),
+    );
+    // A copy of about 1 KB (in Node's 8 KiB pool for small buffers), not the segment's read.
+    assert.ok(heldBy(noSlack.persisted.entries) <= 8192, 'copied with no slack');
+    await noSlack.storage.close();
+    for (const keptEntriesCopySlackBytes of [-1, 0.5, Number.NaN]) {
+      await assert.rejects(harness.open({ keptEntriesCopySlackBytes }), (error: unknown) => {
+        assert.ok(error instanceof StorageError);
+        assert.equal(error.code, 'INVALID_ARGUMENT');
+        assert.match(error.message, /keptEntriesCopySlackBytes/);
+        return true;
+      });
+    }
+  });
+
   it("deletes every older segment once a leader's snapshot reset the log", async () => {
     const { storage } = await harness.open({ segmentBytesMax: 4096 });
     for (let round = 0; round < 10; round++) {

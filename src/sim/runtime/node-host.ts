@@ -158,6 +158,10 @@ export class NodeHost {
         environment,
         directoryLock: 'none',
         segmentBytesMax: this.options.segmentBytesMax,
+        // The simulator's segments are small: without this, recovery's copy of the entries
+        // it keeps (for real segments of megabytes) would never run here. With it, it runs
+        // whenever they are less than half their segment's buffer, views are kept otherwise.
+        keptEntriesCopySlackBytes: 0,
         ...(this.options.storageUnsafe === null ? {} : { unsafe: this.options.storageUnsafe }),
       });
     } catch (error) {
