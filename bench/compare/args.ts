@@ -28,6 +28,8 @@ export interface CompareSettings {
   readonly renderFrom: string | null;
   /** Install missing Debian packages with apt-get. */
   readonly install: boolean;
+  /** How many times the whole race runs, one after the other; its figures are their medians. */
+  readonly repeatCount: number;
   readonly help: boolean;
 }
 
@@ -46,6 +48,7 @@ export const usage = `npm run bench:compare -- [flags]
   --doc / --no-doc       rewrite docs/performance.md and docs/images/performance-compare.svg
                          (default: only for the full race)
   --render-from FILE     run nothing: rewrite the doc and chart from a results file
+  --repeat N             run the whole race N times in a row and report the medians (default 1)
   --no-install           do not apt-get install missing servers`;
 
 function positiveInteger(flag: string, text: string): number {
@@ -90,6 +93,7 @@ export function parseCompareArgs(argv: readonly string[]): CompareSettings {
       doc: { type: 'boolean' },
       'render-from': { type: 'string' },
       install: { type: 'boolean', default: true },
+      repeat: { type: 'string', default: '1' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -110,6 +114,7 @@ export function parseCompareArgs(argv: readonly string[]): CompareSettings {
     writeDoc: values.doc ?? full,
     renderFrom: values['render-from'] ?? null,
     install: values.install,
+    repeatCount: positiveInteger('repeat', values.repeat),
     help: values.help,
   };
 }

@@ -3,7 +3,7 @@
  * per load level with one bar per system and client, on logarithmic axes (the values span
  * three orders of magnitude). Plain SVG text, no fonts or scripts to load.
  */
-import { formatCount, formatMs, rowLabel } from './render.ts';
+import { formatCount, formatMs, repeatNote, rowLabel } from './render.ts';
 import type { CompareResults, ResultRow } from './results.ts';
 
 const colours = ['#8c8c8c', '#c9a227', '#4f9a94', '#3a6fb0', '#c0392b', '#7b4fa0', '#2e8b57'];
@@ -92,14 +92,15 @@ function legendSvg(results: CompareResults, topPx: number): string {
 }
 
 export function renderChart(results: CompareResults): string {
+  const note = repeatNote(results);
   const panels: Panel[] = [
     {
-      title: `Messages acknowledged per second, higher is better (${results.settings.payloadBytes} B each, log scale)`,
+      title: `Messages acknowledged per second, higher is better (${results.settings.payloadBytes} B each, log scale)${note}`,
       value: (row, at) => row.runs[at]?.messagesPerSecond ?? 0,
       label: formatCount,
     },
     {
-      title: 'Latency p50, send to acknowledgement, lower is better (ms, log scale)',
+      title: `Latency p50, send to acknowledgement, lower is better (ms, log scale)${note}`,
       value: (row, at) => row.runs[at]?.p50Ms ?? 0,
       label: formatMs,
       tick: (value) => (value >= 1 ? formatCount(value) : String(value)),

@@ -1,5 +1,12 @@
 /** docs/performance.md, written from the race's results by `npm run bench:compare`. */
-import { cpuTable, durabilityTable, formatCount, formatMs, throughputTable } from './render.ts';
+import {
+  cpuTable,
+  durabilityTable,
+  formatCount,
+  formatMs,
+  repeatNote,
+  throughputTable,
+} from './render.ts';
 import type { CompareResults } from './results.ts';
 import { targetTable } from './targets.ts';
 
@@ -13,12 +20,18 @@ function loadAverages(results: CompareResults): string {
   return `1/5/15-minute load average ${triple(results.loadAverage.before)} before the race and ${triple(results.loadAverage.after)} after it${range}`;
 }
 
+function when(results: CompareResults): string {
+  if (results.repeats === undefined) return 'in one run.';
+  const count = results.repeats.count;
+  return `in ${count} races run one after the other: every figure on this page is the median of ${count} races, each field on its own (bench/results/compare.json keeps every race's own figures, \`--repeat ${count}\`).`;
+}
+
 function conditions(results: CompareResults): string {
   const { machine, settings } = results;
   const servers = [...new Set(results.rows.map((row) => row.server))].join(', ');
   const clients = results.rows.map((row) => row.client).join('; ');
   return [
-    `- **When**: ${results.startedAt} to ${results.finishedAt}, in one run.`,
+    `- **When**: ${results.startedAt} to ${results.finishedAt}, ${when(results)}`,
     `- **Machine**: ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, data on ${machine.dataFileSystem}, Node ${machine.node}. The machine is **shared** with other work while the race runs (the race itself runs at nice ${machine.nice}): ${loadAverages(results)}.${machine.nice > 0 ? ' At that niceness the race yields the cores to that work, so a server that needs more CPU per message loses more than one that needs less (the CPU table shows what each got).' : ''} Figures move by tens of percent between runs; compare systems within one run.`,
     `- **Servers**: ${servers}; each a cluster of 3 processes on 127.0.0.1 with its default durability, started fresh on empty data directories and removed afterwards.`,
     `- **Clients**: ${clients}; one client process, connected to the leader, run with \`--max-semi-space-size=64\` (V8's young generation 64 MiB per semi-space instead of 16: at 10,000 in flight every client keeps tens of thousands of promises alive for tens of milliseconds, which the default moves to the old generation and collects there; the SDK's README recommends the setting, and every system's client gets it alike).`,
@@ -65,7 +78,7 @@ ${conditions(results)}
 
 ![messages per second and p50 latency per system and load](${chartPath})
 
-Messages acknowledged per second, then latency p50 / p99:
+Messages acknowledged per second, then latency p50 / p99${repeatNote(results)}:
 
 ${throughputTable(results)}
 

@@ -19,6 +19,7 @@ import { renderDoc } from './doc.ts';
 import { etcdDurability, startEtcd } from './etcd.ts';
 import { ensureServers } from './install.ts';
 import { type LoadResult, runLoad } from './load.ts';
+import { medianOfRaces } from './median.ts';
 import { natsDurability, startNats } from './nats.ts';
 import { makeRoot, removeRoot } from './processes.ts';
 import { formatCount, formatMs, throughputTable } from './render.ts';
@@ -271,25 +272,8 @@ async function writeDoc(results: CompareResults): Promise<void> {
   log(`wrote ${docPath} and ${chartPath}`);
 }
 
-async function main(): Promise<void> {
-  let settings: CompareSettings;
-  try {
-    settings = parseCompareArgs(process.argv.slice(2));
-  } catch (error) {
-    console.error(`bench:compare: ${error instanceof Error ? error.message : error}\n\n${usage}`);
-    process.exit(2);
-  }
-  if (settings.help) {
-    console.log(usage);
-    return;
-  }
-  if (settings.renderFrom !== null) {
-    const results = JSON.parse(await readFile(settings.renderFrom, 'utf8')) as CompareResults;
-    await writeDoc(results);
-    console.log(`${throughputTable(results)}\n\n${targetTable(results)}`);
-    return;
-  }
-  ensureServers(settings.only, settings.install);
+/** Every system in turn, each on a fresh cluster, the floor just before abcast. */
+async function race(settings: CompareSettings): Promise<CompareResults> {
   const startedAt = new Date().toISOString();
   const before = loadAverageNow();
   const outcomes: SystemOutcome[] = [];
@@ -299,7 +283,7 @@ async function main(): Promise<void> {
     if (system === 'abcast') floor = await runFloor(settings);
     outcomes.push(await raceSystem(settings, system));
   }
-  const results: CompareResults = {
+  return {
     startedAt,
     finishedAt: new Date().toISOString(),
     machine: machine(),
@@ -320,6 +304,33 @@ async function main(): Promise<void> {
       outcomes.find((outcome) => outcome.extrasFailure !== null)?.extrasFailure ?? null,
     ...(floor === undefined ? {} : { floor }),
   };
+}
+
+async function main(): Promise<void> {
+  let settings: CompareSettings;
+  try {
+    settings = parseCompareArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`bench:compare: ${error instanceof Error ? error.message : error}\n\n${usage}`);
+    process.exit(2);
+  }
+  if (settings.help) {
+    console.log(usage);
+    return;
+  }
+  if (settings.renderFrom !== null) {
+    const results = JSON.parse(await readFile(settings.renderFrom, 'utf8')) as CompareResults;
+    await writeDoc(results);
+    console.log(`${throughputTable(results)}\n\n${targetTable(results)}`);
+    return;
+  }
+  ensureServers(settings.only, settings.install);
+  const races: CompareResults[] = [];
+  for (let raceNumber = 1; raceNumber <= settings.repeatCount; raceNumber++) {
+    if (settings.repeatCount > 1) log(`race ${raceNumber} of ${settings.repeatCount}`);
+    races.push(await race(settings));
+  }
+  const results = medianOfRaces(races);
   await writeOutputs(settings, results);
   console.log(`${throughputTable(results)}\n\n${targetTable(results)}`);
 }

@@ -16,6 +16,11 @@ export function formatMs(ms: number): string {
   return ms.toFixed(0);
 }
 
+/** `, median of N races` when the results fold repeated races, else nothing. */
+export function repeatNote(results: CompareResults): string {
+  return results.repeats === undefined ? '' : `, median of ${results.repeats.count} races`;
+}
+
 export function rowLabel(row: ResultRow): string {
   return `${row.server} (${row.client})`;
 }
@@ -52,7 +57,7 @@ const sdkTargets: Readonly<Record<number, string>> = {
 export function throughputTable(results: CompareResults): string {
   const levels = results.settings.inFlight;
   const header = [
-    'system (client)',
+    `system (client)${repeatNote(results)}`,
     'fsync before ack',
     ...levels.map((level) => `${formatCount(level)} in flight`),
   ];
@@ -89,7 +94,10 @@ export function throughputTable(results: CompareResults): string {
  */
 export function cpuTable(results: CompareResults): string {
   const levels = results.settings.inFlight;
-  const header = ['system (client)', ...levels.map((level) => `${formatCount(level)} in flight`)];
+  const header = [
+    `system (client)${repeatNote(results)}`,
+    ...levels.map((level) => `${formatCount(level)} in flight`),
+  ];
   const lines = results.rows.map((row) => [
     rowLabel(row),
     ...levels.map((_, at) => {

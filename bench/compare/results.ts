@@ -74,4 +74,14 @@ export interface CompareResults {
   readonly abcastFailure: string | null;
   /** Absent in results of races before the floor was measured, and when abcast did not race. */
   readonly floor?: FloorResult;
+  /**
+   * Present when the race ran more than once (`--repeat N`): every figure above is then the
+   * median of these races', and `races` keeps each race's own results, in the order they ran.
+   */
+  readonly repeats?: Repeats;
+}
+
+export interface Repeats {
+  readonly count: number;
+  readonly races: readonly CompareResults[];
 }

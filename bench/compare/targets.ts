@@ -3,7 +3,7 @@
  * better of the SDK's two protocols (HTTP/JSON and binary), both shown.
  */
 import type { LoadResult } from './load.ts';
-import { formatCount, formatMs, table } from './render.ts';
+import { formatCount, formatMs, repeatNote, table } from './render.ts';
 import type { CompareResults } from './results.ts';
 
 export interface TargetCheck {
@@ -19,16 +19,42 @@ function runAt(results: CompareResults, rowId: string, inFlight: number): LoadRe
   return at < 0 ? null : (row?.runs[at] ?? null);
 }
 
+/**
+ * ` (least–most)` of a row's figure at `inFlight` across the repeated races that measured
+ * it, beside the median; nothing for a single race.
+ */
+function rangeAt(
+  results: CompareResults,
+  where: { readonly rowId: string; readonly inFlight: number },
+  pick: (run: LoadResult) => number,
+  format: (value: number) => string,
+): string {
+  if (results.repeats === undefined) return '';
+  const values = results.repeats.races.flatMap((race) => {
+    const run = runAt(race, where.rowId, where.inFlight);
+    return run === null ? [] : [pick(run)];
+  });
+  if (values.length === 0) return '';
+  return ` (${format(Math.min(...values))}–${format(Math.max(...values))})`;
+}
+
 const sdkRows = [
   { id: 'abcast-sdk-http', name: 'HTTP' },
   { id: 'abcast-sdk-binary', name: 'binary' },
 ] as const;
 
+interface SdkRun {
+  readonly id: string;
+  readonly name: string;
+  readonly run: LoadResult;
+}
+
 /** `pick` of each SDK run at `inFlight`, as text and as the best value. */
-function sdkRuns(results: CompareResults, inFlight: number) {
-  return sdkRows
-    .map((sdk) => ({ name: sdk.name, run: runAt(results, sdk.id, inFlight) }))
-    .filter((entry): entry is { name: 'HTTP' | 'binary'; run: LoadResult } => entry.run !== null);
+function sdkRuns(results: CompareResults, inFlight: number): SdkRun[] {
+  return sdkRows.flatMap(({ id, name }) => {
+    const run = runAt(results, id, inFlight);
+    return run === null ? [] : [{ id, name, run }];
+  });
 }
 
 /** The floor's run at `inFlight` (bench/floor.ts), when the race measured one. */
@@ -42,9 +68,29 @@ function throughputCheck(results: CompareResults, inFlight: number, least: numbe
   const best = Math.max(...runs.map(({ run }) => run.messagesPerSecond));
   const floor = floorAt(results, inFlight);
   const measured = `${runs
-    .map(({ name, run }) => `${name} ${formatCount(run.messagesPerSecond)}/s`)
+    .map(
+      ({ id, name, run }) =>
+        `${name} ${formatCount(run.messagesPerSecond)}/s${rangeAt(results, { rowId: id, inFlight }, (each) => each.messagesPerSecond, formatCount)}`,
+    )
     .join('; ')}${floor === null ? '' : ` (floor ${formatCount(floor.messagesPerSecond)}/s)`}`;
   return { measured, met: best >= least, best };
+}
+
+/**
+ * The ratio within each repeated race, least to most: the target compares systems in one run,
+ * and the median ratio above is the medians' quotient.
+ */
+function raceRatios(results: CompareResults): string {
+  if (results.repeats === undefined) return '';
+  const ratios = results.repeats.races.flatMap((race) => {
+    const etcd = runAt(race, 'etcd', 128);
+    const best = throughputCheck(race, 128, 0).best;
+    return etcd === null || etcd.messagesPerSecond === 0 || best === 0
+      ? []
+      : [best / etcd.messagesPerSecond];
+  });
+  if (ratios.length === 0) return '';
+  return `; within each race ${Math.min(...ratios).toFixed(1)}–${Math.max(...ratios).toFixed(1)}×`;
 }
 
 function ratioCheck(results: CompareResults, bestSdk: number): TargetCheck {
@@ -56,7 +102,7 @@ function ratioCheck(results: CompareResults, bestSdk: number): TargetCheck {
   const ratio = bestSdk / etcd.messagesPerSecond;
   return {
     target,
-    measured: `${ratio.toFixed(1)}× (etcd ${formatCount(etcd.messagesPerSecond)}/s)`,
+    measured: `${ratio.toFixed(1)}× (etcd ${formatCount(etcd.messagesPerSecond)}/s)${raceRatios(results)}`,
     met: ratio >= 15,
   };
 }
@@ -74,7 +120,12 @@ function latencyCheck(results: CompareResults): TargetCheck {
   const beside = besides.length === 0 ? '' : ` (${besides.join(', ')})`;
   return {
     target,
-    measured: `${runs.map(({ name, run }) => `${name} ${formatMs(run.p50Ms)} ms`).join('; ')}${beside}`,
+    measured: `${runs
+      .map(
+        ({ id, name, run }) =>
+          `${name} ${formatMs(run.p50Ms)} ms${rangeAt(results, { rowId: id, inFlight: 1 }, (each) => each.p50Ms, formatMs)}`,
+      )
+      .join('; ')}${beside}`,
     met: Math.min(...runs.map(({ run }) => run.p50Ms)) <= 0.6,
   };
 }
@@ -125,5 +176,7 @@ export function targetTable(results: CompareResults): string {
     check.measured,
     check.met === null ? '—' : check.met ? 'yes' : '**no**',
   ]);
-  return table(['target (issue #14)', 'measured', 'met'], lines);
+  const measured =
+    results.repeats === undefined ? 'measured' : `measured${repeatNote(results)} (least–most)`;
+  return table(['target (issue #14)', measured, 'met'], lines);
 }
