@@ -64,7 +64,20 @@ async function startCluster(count: number, extra: readonly string[]) {
     member.run = run;
   };
   for (const member of initial) start(member, false);
-  const status = async (member: Member) => (await json(`${member.url}/v1/status`)).body;
+  // A node that cannot be reached says why, if it has exited: a timed-out wait otherwise
+  // shows only "fetch failed".
+  const status = async (member: Member) => {
+    try {
+      return (await json(`${member.url}/v1/status`)).body;
+    } catch (error) {
+      const child = member.run?.child;
+      const exited =
+        child === undefined || (child.exitCode === null && child.signalCode === null)
+          ? ''
+          : ` (exited with ${child.exitCode ?? child.signalCode}: ${member.run?.stderr().slice(-800)})`;
+      throw new Error(`${member.id}: ${(error as Error).message}${exited}`);
+    }
+  };
   const leader = async (): Promise<Member> => {
     let found: Member | undefined;
     await waitFor(
