@@ -216,7 +216,8 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-async function ephemeralRangeStart(): Promise<number> {
+/** The first port the kernel hands out for outgoing connections (Linux), or a guess. */
+export async function ephemeralRangeStart(): Promise<number> {
   try {
     const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
     const low = Number(text.trim().split(/\s+/)[0]);

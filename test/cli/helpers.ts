@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { ephemeralRangeStart } from '../../src/cli/process-cluster.ts';
 import { hangBoundMs } from '../support/ports.ts';
 
 const entry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -84,8 +85,14 @@ export async function holdPort(port: number): Promise<Server> {
 
 /** `count` consecutive free ports (for `abcast dev`, which lays its ports out in a row). */
 export async function freeRange(count: number): Promise<number> {
+  // Below the ephemeral range: a port free now but inside it can be taken by any outgoing
+  // connection (another test's clients and peer links) before the node binds it, which
+  // showed as a node that never answered (EADDRINUSE) in two loaded runs of the suite.
+  const ephemeralLow = await ephemeralRangeStart();
+  const low = 10_000;
+  const span = ephemeralLow - low - count >= 1_000 ? ephemeralLow - low - count : 30_000;
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = low + Math.floor(Math.random() * span);
     const held: Server[] = [];
     try {
       for (let at = 0; at < count; at++) held.push(await holdPort(base + at));

@@ -55,6 +55,17 @@ test('abcast members add and remove a node started with --join', { timeout: 90_0
     assert.equal(load.code, 0, load.stderr);
     assert.match(load.stdout, /messages\/s\s+\d+/);
     assert.match(load.stdout, /acknowledged\s+[1-9]/);
+    const warmed = await runCli([
+      ...['bench', '--node', node, '--seconds', '1', '--warmup-seconds', '1'],
+      ...['--concurrency', '4', '--json'],
+    ]);
+    assert.equal(warmed.code, 0, warmed.stderr);
+    const summary = JSON.parse(warmed.stdout.trim());
+    assert.equal(summary.warmupSeconds, 1);
+    assert.ok(summary.messagesPerSecond > 0, warmed.stdout);
+    const badWarmup = await runCli(['bench', '--node', node, '--warmup-seconds', '-1']);
+    assert.notEqual(badWarmup.code, 0);
+    assert.match(oneLine(badWarmup.stderr), /--warmup-seconds takes an integer >= 0/);
     const bad = await runCli(['members', 'add', 'n5', 'nowhere', '--node', node]);
     assert.notEqual(bad.code, 0);
     assert.match(oneLine(bad.stderr), /address/);

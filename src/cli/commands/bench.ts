@@ -1,6 +1,6 @@
 /**
  * `abcast bench [--protocol http|binary] [--node URL] [--binary-node URL] [--concurrency 64]
- * [--seconds 10] [--payload-bytes 256] [--json]`: a closed-loop load (each message waits for
+ * [--seconds 10] [--warmup-seconds 0] [--payload-bytes 256] [--json]`: a closed-loop load (each message waits for
  * its commit), with a progress bar on stderr while it runs and a summary table at the end,
  * or one JSON line with `--json`. Over HTTP it is one POST /v1/broadcast per message; over
  * the binary protocol it is the SDK, as an application would send (`--sdk` sends HTTP
@@ -20,6 +20,7 @@ interface BenchFlags {
   node: string;
   concurrency: string;
   seconds: string;
+  warmupSeconds: string;
   payloadBytes: string;
   protocol: string;
   binaryNode: string;
@@ -212,6 +213,7 @@ async function bench(flags: BenchFlags): Promise<void> {
   const target = protocol === 'http' ? nodeUrl(flags.node) : binaryUrl(flags.binaryNode);
   const concurrency = positiveIntegerFlag('concurrency', flags.concurrency);
   const seconds = positiveIntegerFlag('seconds', flags.seconds);
+  const warmupSeconds = positiveIntegerFlag('warmup-seconds', flags.warmupSeconds, 0);
   const json = flags.json === true;
   // The payload is a JSON string: its quotes take two of the bytes.
   const payload = 'x'.repeat(
@@ -224,22 +226,31 @@ async function bench(flags: BenchFlags): Promise<void> {
   }
   if (protocol === 'http') await callJson(target, '/v1/status');
   const totals: BenchTotals = { latenciesMicros: createHistogram(), errorCount: 0 };
-  const started = performance.now();
-  const cpuStarted = process.cpuUsage();
-  const deadline = started + seconds * 1000;
   const interactive = process.stderr.isTTY === true;
-  const ticker = setInterval(() => {
-    if (json) return;
-    const elapsed = (performance.now() - started) / 1000;
-    const line = `${progressBar(elapsed / seconds)} ${elapsed.toFixed(0)}/${seconds} s  ${totals.latenciesMicros.count} acknowledged`;
-    process.stderr.write(interactive ? `\r${line}` : `${line}\n`);
-  }, 1000);
   const way = sender(protocol, target, JSON.stringify({ payload }), {
     concurrency,
     sdk: flags.sdk === true,
   });
+  let started = performance.now();
+  let cpuStarted = process.cpuUsage();
+  let ticker: NodeJS.Timeout | undefined;
   try {
-    await load(way.send, concurrency, deadline, totals);
+    if (warmupSeconds > 0) {
+      // Uncounted, on the same connections: a fresh cluster (and this client) spends its
+      // first seconds compiling its hot code, and those are not what the counted load measures.
+      if (!json) process.stderr.write(`warming up for ${warmupSeconds} s\n`);
+      const warmup: BenchTotals = { latenciesMicros: createHistogram(), errorCount: 0 };
+      await load(way.send, concurrency, performance.now() + warmupSeconds * 1000, warmup);
+    }
+    started = performance.now();
+    cpuStarted = process.cpuUsage();
+    ticker = setInterval(() => {
+      if (json) return;
+      const elapsed = (performance.now() - started) / 1000;
+      const line = `${progressBar(elapsed / seconds)} ${elapsed.toFixed(0)}/${seconds} s  ${totals.latenciesMicros.count} acknowledged`;
+      process.stderr.write(interactive ? `\r${line}` : `${line}\n`);
+    }, 1000);
+    await load(way.send, concurrency, started + seconds * 1000, totals);
   } finally {
     way.close();
     clearInterval(ticker);
@@ -255,6 +266,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     errors: totals.errorCount,
     protocol,
     concurrency,
+    warmupSeconds,
     client: protocol === 'binary' || flags.sdk === true ? 'sdk' : 'post',
     // This process's CPU while the load ran (start-up left out), per acknowledged message.
     clientCpuMicrosPerMessage: Number(
@@ -309,6 +321,11 @@ export function benchCommand(program: Command): void {
     )
     .option('--concurrency <n>', 'messages in flight', '64')
     .option('--seconds <n>', 'how long to run', '10')
+    .option(
+      '--warmup-seconds <n>',
+      'uncounted load first, on the same connections (a fresh cluster compiles its hot code then)',
+      '0',
+    )
     .option('--payload-bytes <n>', 'bytes per message, as JSON text', '256')
     .option('--sdk', 'with --protocol http: send through the SDK (batches), as binary does')
     .option('--json', 'print one JSON line (no progress bar)')
