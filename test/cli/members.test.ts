@@ -56,7 +56,7 @@ test('abcast members add and remove a node started with --join', { timeout: 90_0
     assert.match(load.stdout, /messages\/s\s+\d+/);
     assert.match(load.stdout, /acknowledged\s+[1-9]/);
     const warmed = await runCli([
-      ...['bench', '--node', node, '--seconds', '1', '--warmup-seconds', '1'],
+      ...['bench', '--node', node, '--seconds', '2', '--warmup-seconds', '1'],
       ...['--concurrency', '4', '--json'],
     ]);
     assert.equal(warmed.code, 0, warmed.stderr);
