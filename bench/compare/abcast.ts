@@ -6,10 +6,10 @@
  * POST /v1/broadcast per message on kept-alive connections, and a subscriber catching up
  * from position 1.
  */
-import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { openPostLoad } from '../../src/cli/commands/post-load.ts';
 import { freePorts } from '../../src/cli/process-cluster.ts';
 import { connect } from '../../src/client/index.ts';
 import { startCluster, stopServers, waitFor } from './processes.ts';
@@ -43,35 +43,6 @@ export interface AbcastCluster extends RunningCluster {
   openPost(connections: number): Sender;
   /** Writes until the log holds `messages`, then reads positions 1..messages through the SDK. */
   catchUp(messages: number): Promise<CatchUp>;
-}
-
-/**
- * One POST on a kept-alive connection, resolved on a 200. node:http with a pooled agent, as
- * `abcast bench` does, not fetch: with fetch the load generator became the bottleneck.
- */
-function post(leader: URL, agent: Agent, body: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(
-      {
-        host: leader.hostname,
-        port: leader.port,
-        path: '/v1/broadcast',
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () =>
-          response.statusCode === 200
-            ? resolve()
-            : reject(new Error(`POST /v1/broadcast answered ${response.statusCode}`)),
-        );
-      },
-    );
-    request.on('error', reject);
-    request.end(body);
-  });
 }
 
 function sdkWay(id: string, client: string, endpoints: readonly string[], payload: string): Way {
@@ -132,9 +103,8 @@ export async function startAbcast(options: ClusterOptions): Promise<AbcastCluste
       sdkWay('abcast-sdk-binary', 'abcast SDK, binary protocol', leaderFirst(binaryUrls), payload),
     ],
     openPost: (connections) => {
-      const agent = new Agent({ keepAlive: true, maxSockets: connections });
-      const body = JSON.stringify({ payload });
-      return { send: () => post(leaderUrl, agent, body), close: async () => agent.destroy() };
+      const load = openPostLoad(leaderUrl.origin, connections, JSON.stringify({ payload }));
+      return { send: load.send, close: load.close };
     },
     catchUp: (messages) =>
       catchUp(

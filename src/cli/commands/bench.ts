@@ -9,12 +9,12 @@
  * replication pipeline itself.
  */
 import { spawn } from 'node:child_process';
-import { Agent, request as httpRequest } from 'node:http';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { connect } from '../../client/index.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
+import { openPostLoad } from './post-load.ts';
 
 interface BenchFlags {
   node: string;
@@ -45,36 +45,6 @@ function percentileMs(totals: BenchTotals, percent: number): number {
 function progressBar(fraction: number, widthChars = 30): string {
   const filled = Math.round(Math.min(1, fraction) * widthChars);
   return `[${'#'.repeat(filled)}${'.'.repeat(widthChars - filled)}]`;
-}
-
-/**
- * One POST on a kept-alive connection; rejects unless it was acknowledged. node:http with a
- * pooled agent rather than fetch: with fetch the load generator itself was the bottleneck
- * (about 1.3k/s against 5.3k/s here).
- */
-function postBroadcast(base: URL, agent: Agent, body: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(
-      {
-        host: base.hostname,
-        port: base.port,
-        path: '/v1/broadcast',
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        timeout: 30_000,
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () =>
-          response.statusCode === 200 ? resolve() : reject(new Error(`${response.statusCode}`)),
-        );
-      },
-    );
-    request.on('timeout', () => request.destroy());
-    request.on('error', reject);
-    request.end(body);
-  });
 }
 
 /**
@@ -187,9 +157,8 @@ function sender(
 ): { send: Send; close: () => void } {
   const { concurrency } = options;
   if (protocol === 'http' && !options.sdk) {
-    const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-    const base = new URL(target);
-    return { send: () => postBroadcast(base, agent, body), close: () => agent.destroy() };
+    const load = openPostLoad(new URL(target).origin, concurrency, body);
+    return { send: load.send, close: () => void load.close() };
   }
   // `--protocol http --sdk` measures HTTP: the SDK would otherwise move to the binary port.
   const client = connect({
