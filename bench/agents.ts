@@ -4,27 +4,27 @@
 // replica to apply the command through its subscription), measure linearizable `read`,
 // and run task board cycles (claim + complete) with 4 agents. Medians over runs, written to
 // bench/results/agents.json.
-//
-//   node --import tsx bench/agents.ts [--runs 3] [--seconds 3]
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { parseArgs } from 'node:util';
 import { openCluster } from '../examples/support/cluster.ts';
 import { ReplicatedStateMachine, TaskBoard } from '../src/agents/index.ts';
 import { type Client, connect } from '../src/client/index.ts';
+import { flagsOrExit, positiveInteger, positiveNumber } from './args.ts';
 
-const { values } = parseArgs({
+const { runs, seconds } = flagsOrExit({
+  usage: `node --import tsx bench/agents.ts [flags]
+The agents layer against the plain SDK on a 3-node cluster (fsync on); medians of the runs.
+  --runs N      fresh clusters measured, each running every measure once (default 3)
+  --seconds S   length of each measure, a positive number (default 3)`,
   options: {
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '3' },
   },
+  read: (values) => ({
+    runs: positiveInteger('runs', values.runs),
+    seconds: positiveNumber('seconds', values.seconds),
+  }),
 });
-const runs = Number(values.runs);
-const seconds = Number(values.seconds);
-if (![runs, seconds].every((value) => Number.isFinite(value) && value > 0)) {
-  console.error('bench/agents: --runs and --seconds take positive numbers');
-  process.exit(2);
-}
 
 interface Measure {
   readonly opsPerSecond: number;

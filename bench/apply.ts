@@ -4,31 +4,39 @@
 // any node; no network, no WAL, no cluster. Prints the process's user and system CPU
 // microseconds per message, measured after a warm-up, and checks that every message was
 // delivered. Run it against two checkouts, alternating, to compare their apply paths.
-//
-//   node --import tsx bench/apply.ts [--batches 4000] [--batch 128] [--payload-bytes 256]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Applier } from '../src/broadcast/applier.ts';
 import { encodeBatch } from '../src/broadcast/batch.ts';
 import { PendingTable } from '../src/broadcast/pending.ts';
 import type { Snapshots } from '../src/broadcast/snapshots.ts';
 import type { Entry } from '../src/raft/types.ts';
 import { DiskStoreFiles, MessageStore } from '../src/store/index.ts';
+import { flagsOrExit, positiveInteger } from './args.ts';
 
-const { values } = parseArgs({
+const { batchCount, batchMessages, perApply, payloadBytes } = flagsOrExit({
+  usage: `node --import tsx bench/apply.ts [flags]
+A follower's CPU per message applying committed batches into a message store on disk.
+  --batches N         committed entries measured, after a quarter as many to warm up
+                      (default 4000)
+  --batch N           messages in each entry, one client's run (default 128)
+  --per-apply N       entries handed to the applier at a time (default 4)
+  --payload-bytes N   bytes per message (default 256)`,
   options: {
     batches: { type: 'string', default: '4000' },
     batch: { type: 'string', default: '128' },
     'per-apply': { type: 'string', default: '4' },
     'payload-bytes': { type: 'string', default: '256' },
   },
+  read: (values) => ({
+    batchCount: positiveInteger('batches', values.batches),
+    batchMessages: positiveInteger('batch', values.batch),
+    perApply: positiveInteger('per-apply', values['per-apply']),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+  }),
 });
-const batchCount = Number(values.batches);
-const batchMessages = Number(values.batch);
-const perApply = Number(values['per-apply']);
-const payload = new Uint8Array(Number(values['payload-bytes'])).fill(0x61);
+const payload = new Uint8Array(payloadBytes).fill(0x61);
 
 const directory = mkdtempSync(join(tmpdir(), 'abcast-apply-'));
 const ignore = () => {};

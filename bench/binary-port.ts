@@ -6,14 +6,10 @@
 // its socket and the runtime: reads, frame splitting, decoding, the batch route's checks,
 // the JSON-text check of every payload, the dispatcher, the runAnswer and its write.
 // Medians of --runs runs of --seconds each.
-//
-//   node --import tsx bench/binary-port.ts [--runs 5] [--seconds 3] [--messages 1000]
-//     [--in-flight 10] [--payload-bytes 256]
 import { fork } from 'node:child_process';
 import { connect } from 'node:net';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { BinaryServer } from '../src/server/binary-server.ts';
 import type { ServedNode, ServerContext } from '../src/server/context.ts';
 import { Dispatcher } from '../src/server/dispatcher.ts';
@@ -26,8 +22,17 @@ import {
   setRequestId,
 } from '../src/transport/client-frames.ts';
 import { systemEnvironment } from '../src/util/system-environment.ts';
+import { flagsOrExit, integerAtLeast, positiveInteger, positiveNumber } from './args.ts';
 
-const { values } = parseArgs({
+const settings = flagsOrExit({
+  usage: `node --import tsx bench/binary-port.ts [flags]
+The node's CPU per message for broadcastRun frames on its binary port, over a stub node.
+  --runs N            runs measured; the figures are their medians (default 5)
+  --seconds S         counted length of each run, after 1 s of warm-up (default 3)
+  --messages N        messages in each broadcastRun frame (default 1000)
+  --in-flight N       frames the driving process keeps in flight (default 10)
+  --payload-bytes N   bytes per message, a JSON string, so at least 2 (default 256)
+  --client PORT       internal: be the driving process for the port at PORT`,
   options: {
     runs: { type: 'string', default: '5' },
     seconds: { type: 'string', default: '3' },
@@ -36,13 +41,21 @@ const { values } = parseArgs({
     'payload-bytes': { type: 'string', default: '256' },
     client: { type: 'string' },
   },
+  read: (values) => ({
+    runCount: positiveInteger('runs', values.runs),
+    seconds: positiveNumber('seconds', values.seconds),
+    messageCount: positiveInteger('messages', values.messages),
+    inFlight: positiveInteger('in-flight', values['in-flight']),
+    // A JSON string's two quotes are part of its bytes.
+    payloadBytes: integerAtLeast('payload-bytes', values['payload-bytes'], 2),
+    clientPort: values.client === undefined ? null : positiveInteger('client', values.client),
+  }),
 });
-const messageCount = Number(values.messages);
-const payload = JSON.stringify('x'.repeat(Number(values['payload-bytes']) - 2));
+const { messageCount, inFlight } = settings;
+const payload = JSON.stringify('x'.repeat(settings.payloadBytes - 2));
 
 /** The driving side (a child process): runs in flight until told to stop, then counts. */
 async function drive(port: number): Promise<void> {
-  const inFlight = Number(values['in-flight']);
   const socket = connect({ host: '127.0.0.1', port, noDelay: true });
   const run = (firstSeq: number) =>
     encodeClientFrame({
@@ -172,17 +185,17 @@ async function measure(seconds: number): Promise<Sample> {
 }
 
 function argsOf(): string[] {
-  return ['messages', 'in-flight', 'payload-bytes'].flatMap((name) => [
-    `--${name}`,
-    String(values[name as keyof typeof values]),
-  ]);
+  return [
+    ...['--messages', String(messageCount), '--in-flight', String(inFlight)],
+    ...['--payload-bytes', String(settings.payloadBytes)],
+  ];
 }
 
-if (values.client !== undefined) await drive(Number(values.client));
+if (settings.clientPort !== null) await drive(settings.clientPort);
 else {
   const samples: Sample[] = [];
-  for (let run = 0; run < Number(values.runs); run++) {
-    samples.push(await measure(Number(values.seconds)));
+  for (let run = 0; run < settings.runCount; run++) {
+    samples.push(await measure(settings.seconds));
   }
   const median = (field: keyof Sample) => {
     const sorted = samples.map((sample) => sample[field]).sort((a, b) => a - b);
@@ -190,6 +203,6 @@ else {
   };
   const runs = samples.map((sample) => sample.microsPerMessage.toFixed(2)).join(', ');
   console.log(
-    `${messageCount} messages a run, ${values['in-flight']} runs in flight: node ${median('microsPerMessage')} µs/msg (runs ${runs}); per 100,000 messages ${median('majorPer100k')} mark-compacts, ${median('minorPer100k')} scavenges`,
+    `${messageCount} messages a run, ${inFlight} runs in flight: node ${median('microsPerMessage')} µs/msg (runs ${runs}); per 100,000 messages ${median('majorPer100k')} mark-compacts, ${median('minorPer100k')} scavenges`,
   );
 }

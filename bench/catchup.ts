@@ -16,16 +16,29 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { freePorts } from '../src/cli/process-cluster.ts';
 import { connect } from '../src/client/index.ts';
+import { flagsOrExit, oneOf, positiveInteger } from './args.ts';
 import { type CpuProfile, frameName, shareTable } from './cpu-profile.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const main = join(root, 'src/cli/main.ts');
 const self = fileURLToPath(import.meta.url);
 
-const { values } = parseArgs({
+const protocols = ['binary', 'http'] as const;
+
+const settings = flagsOrExit({
+  usage: `npm run bench:catchup -- [flags]
+A subscriber catching up from position 1 through the SDK, over each protocol, on 3 nodes.
+  --messages N        messages written first, then read back from position 1 (default 500000)
+  --payload-bytes N   bytes per message (default 256)
+  --protocols LIST    the readers, in order: some of binary,http (default binary,http)
+  --profile DIR       run every process under V8's profiler, profiles and summary into DIR
+                      (default: no profiling)
+  --top N             functions listed in each profile's summary (default 20)
+  --out FILE          results as JSON (default bench/results/catchup.json)
+  --reader, --endpoint URL, --protocol NAME
+                      internal: be the reader process`,
   options: {
     messages: { type: 'string', default: '500000' },
     'payload-bytes': { type: 'string', default: '256' },
@@ -38,9 +51,19 @@ const { values } = parseArgs({
     endpoint: { type: 'string' },
     protocol: { type: 'string' },
   },
+  read: (values) => ({
+    messages: positiveInteger('messages', values.messages),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+    profile: values.profile ?? null,
+    out: values.out,
+    protocols: values.protocols.split(',').map((name) => oneOf('protocols', name, protocols)),
+    top: positiveInteger('top', values.top),
+    reader: values.reader,
+    endpoint: values.endpoint ?? '',
+    protocol: oneOf('protocol', values.protocol ?? 'binary', protocols),
+  }),
 });
-const messages = Number(values.messages);
-const payloadBytes = Number(values['payload-bytes']);
+const { messages, payloadBytes } = settings;
 
 /** CPU time of a process in ms (user + system), from /proc. */
 function cpuMsOf(pid: number): number {
@@ -55,10 +78,9 @@ function monotonicUs(): number {
 }
 
 async function readerMain(): Promise<void> {
-  const endpoint = values.endpoint as string;
   const client = connect({
-    endpoints: [endpoint],
-    ...(values.protocol === 'http' ? { protocol: 'http' as const } : {}),
+    endpoints: [settings.endpoint],
+    ...(settings.protocol === 'http' ? { protocol: 'http' as const } : {}),
   });
   const abort = new AbortController();
   const cpuBefore = process.cpuUsage();
@@ -190,7 +212,7 @@ async function replay(
 }
 
 async function benchMain(): Promise<void> {
-  const profileDir = values.profile === undefined ? null : resolve(values.profile);
+  const profileDir = settings.profile === null ? null : resolve(settings.profile);
   if (profileDir !== null) {
     rmSync(profileDir, { recursive: true, force: true });
     mkdirSync(profileDir, { recursive: true });
@@ -242,7 +264,7 @@ async function benchMain(): Promise<void> {
     const replays: Replay[] = [];
     // The machine's load as the replays begin: throughput on a shared machine swings with it.
     const loadAverage = loadavg()[0] as number;
-    for (const protocol of (values.protocols as string).split(',')) {
+    for (const protocol of settings.protocols) {
       const endpoint = protocol === 'http' ? httpUrl(leaderAt) : binaryUrl(leaderAt);
       const result = await replay(protocol, endpoint, nodePid, profileDir);
       replays.push(result);
@@ -264,7 +286,7 @@ async function benchMain(): Promise<void> {
             const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
             // tsx's module loader runs in a thread of its own, with a profile of its own.
             if (!profile.nodes.some((node) => node.callFrame.url.includes('/src/'))) continue;
-            const text = summarize(profile, result.startedUs, result.endedUs, Number(values.top));
+            const text = summarize(profile, result.startedUs, result.endedUs, settings.top);
             report.push(`== ${result.protocol} replay: ${who} (self time)\n${text}`);
           }
         }
@@ -278,12 +300,12 @@ async function benchMain(): Promise<void> {
       machine: { cpus: cpus().length, node: process.version, loadAverage },
       replays: replays.map(({ startedUs: _s, endedUs: _e, ...rest }) => rest),
     };
-    writeFileSync(resolve(values.out as string), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(resolve(settings.out), `${JSON.stringify(results, null, 2)}\n`);
   } finally {
     for (const child of nodes) if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(data, { recursive: true, force: true });
   }
 }
 
-if (values.reader) await readerMain();
+if (settings.reader) await readerMain();
 else await benchMain();

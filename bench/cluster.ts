@@ -4,37 +4,34 @@
 // messages in flight. Reports messages/s, p50/p99 latency, the leader's fsyncs/s and
 // messages per fsync (the batching factor), as medians over runs, and writes them to
 // bench/results/cluster.json.
-//
-//   node --import tsx bench/cluster.ts [--runs 3] [--seconds 3] [--concurrency 1,16,128]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { LoadReport } from '../src/cli/node-process.ts';
 import { type NodeProcess, ProcessCluster } from '../src/cli/process-cluster.ts';
+import { flagsOrExit, positiveInteger, positiveIntegers, positiveNumber } from './args.ts';
 
-const { values } = parseArgs({
+const { runs, seconds, concurrencies, payloadBytes } = flagsOrExit({
+  usage: `node --import tsx bench/cluster.ts [flags]
+Messages/s, latency and fsync batching of 3 node processes, load run inside the leader.
+  --runs N             fresh clusters measured at each level; the figures are their medians
+                       (default 3)
+  --seconds S          counted length of each run, a positive number (default 3)
+  --concurrency LIST   messages in flight, comma-separated, one level each (default 1,16,128)
+  --payload-bytes N    bytes per message (default 256)`,
   options: {
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1,16,128' },
     'payload-bytes': { type: 'string', default: '256' },
   },
+  read: (values) => ({
+    runs: positiveInteger('runs', values.runs),
+    seconds: positiveNumber('seconds', values.seconds),
+    concurrencies: positiveIntegers('concurrency', values.concurrency),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+  }),
 });
-const runs = Number(values.runs);
-const seconds = Number(values.seconds);
-const payloadBytes = Number(values['payload-bytes']);
-const concurrencies = String(values.concurrency).split(',').map(Number);
-if (
-  ![runs, seconds, payloadBytes, ...concurrencies].every(
-    (value) => Number.isFinite(value) && value > 0,
-  )
-) {
-  console.error(
-    'bench/cluster: --runs, --seconds, --payload-bytes and --concurrency take positive numbers',
-  );
-  process.exit(2);
-}
 
 const median = (numbers: number[]): number => {
   const sorted = [...numbers].sort((a, b) => a - b);

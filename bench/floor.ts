@@ -26,10 +26,19 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { flagsOrExit, positiveInteger, positiveIntegers } from './args.ts';
 
 const here = fileURLToPath(import.meta.url);
 const root = resolve(dirname(here), '..');
+
+const usage = `npm run bench:floor -- [flags]
+The least a replicated log with fsync can do on this machine: no Raft, no store, no checks.
+  --in-flight LIST     messages the client keeps in flight, comma-separated, one load level
+                       each (default 1,16,128,10000)
+  --seconds N          counted seconds of each level, after 1 s of warm-up (default 5)
+  --payload-bytes N    bytes per message (default 256)
+  --out FILE           results as JSON (default bench/results/floor.json)`;
+
 /** The WAL is a ring over this many preallocated bytes: the floor measures writes, not growth. */
 const walBytes = 64 * 1024 * 1024;
 
@@ -283,27 +292,14 @@ function start(
   });
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      'in-flight': { type: 'string', default: '1,16,128,10000' },
-      seconds: { type: 'string', default: '5' },
-      'payload-bytes': { type: 'string', default: '256' },
-      out: { type: 'string', default: join(root, 'bench/results/floor.json') },
-    },
-  });
-  const levels = (values['in-flight'] as string).split(',').map(Number);
-  const seconds = Number(values.seconds);
-  const payloadBytes = Number(values['payload-bytes']);
-  if (
-    levels.some((level) => !Number.isInteger(level) || level < 1) ||
-    !(seconds > 0) ||
-    !(payloadBytes > 0)
-  ) {
-    throw new Error(
-      '--in-flight takes positive whole numbers, --seconds and --payload-bytes positive numbers',
-    );
-  }
+interface FloorSettings {
+  readonly levels: readonly number[];
+  readonly seconds: number;
+  readonly payloadBytes: number;
+  readonly out: string;
+}
+
+async function main({ levels, seconds, payloadBytes, out }: FloorSettings): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'abcast-floor-'));
   const children: ChildProcess[] = [];
   try {
@@ -326,7 +322,7 @@ async function main(): Promise<void> {
       results.push(result);
     }
     writeFileSync(
-      values.out as string,
+      out,
       `${JSON.stringify({ measuredAt: new Date().toISOString(), payloadBytes, seconds, results }, null, 2)}\n`,
     );
   } finally {
@@ -342,5 +338,22 @@ if (role === 'follower' || role === 'leader') {
   if (role === 'follower') await follower(dir as string);
   else await leader(dir as string, rest.map(Number));
 } else {
-  await main();
+  await main(
+    flagsOrExit({
+      usage,
+      options: {
+        'in-flight': { type: 'string', default: '1,16,128,10000' },
+        seconds: { type: 'string', default: '5' },
+        'payload-bytes': { type: 'string', default: '256' },
+        out: { type: 'string', default: join(root, 'bench/results/floor.json') },
+      },
+      read: (values) => ({
+        levels: positiveIntegers('in-flight', values['in-flight']),
+        // Whole seconds: the client's deadline is a count of nanoseconds (a BigInt).
+        seconds: positiveInteger('seconds', values.seconds),
+        payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+        out: values.out,
+      }),
+    }),
+  );
 }

@@ -12,14 +12,22 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { flagsOrExit, oneOf, positiveInteger } from './args.ts';
 import { type CpuProfile, frameFile, frameName, shareTable } from './cpu-profile.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // The compiled CLI, as users run it, so that profiles name real lines (tsx's output does not).
 const main = join(root, 'bin/abcast.js');
 
-const { values } = parseArgs({
+const settings = flagsOrExit({
+  usage: `npm run bench:profile -- [flags]
+Where the CPU goes under load: 3 profiled nodes driven by \`abcast bench\` (builds dist/ first).
+  --protocol NAME     the client's protocol: http or binary (default http)
+  --concurrency N     messages in flight (default 128)
+  --seconds N         length of the load (default 10)
+  --payload-bytes N   bytes per message (default 256)
+  --top N             functions and files listed per profile (default 25)
+  --out DIR           profiles and summary.txt (default bench/results/profile)`,
   options: {
     protocol: { type: 'string', default: 'http' },
     concurrency: { type: 'string', default: '128' },
@@ -28,6 +36,14 @@ const { values } = parseArgs({
     out: { type: 'string', default: join(root, 'bench/results/profile') },
     top: { type: 'string', default: '25' },
   },
+  read: (values) => ({
+    protocol: oneOf('protocol', values.protocol, ['http', 'binary']),
+    concurrency: positiveInteger('concurrency', values.concurrency),
+    seconds: positiveInteger('seconds', values.seconds),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+    out: values.out,
+    top: positiveInteger('top', values.top),
+  }),
 });
 
 /** Self time by function and by file, as shares of all samples. */
@@ -80,7 +96,7 @@ async function waitReady(url: string): Promise<void> {
 
 async function profile(): Promise<void> {
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
-  const out = resolve(values.out as string);
+  const out = resolve(settings.out);
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const data = join(tmpdir(), `abcast-profile-${process.pid}`);
@@ -106,14 +122,14 @@ async function profile(): Promise<void> {
     const leader = status.leader ?? 'n1';
     const leaderAt = ids.indexOf(leader);
     const target =
-      values.protocol === 'binary'
+      settings.protocol === 'binary'
         ? ['--protocol', 'binary', '--binary-node', `abcast://127.0.0.1:${base + 6 + leaderAt}`]
         : ['--protocol', 'http', '--sdk', '--node', `http://127.0.0.1:${base + 3 + leaderAt}`];
     const bench = run([
       'bench',
       ...target,
-      ...['--concurrency', values.concurrency as string, '--seconds', values.seconds as string],
-      ...['--payload-bytes', values['payload-bytes'] as string, '--json'],
+      ...['--concurrency', String(settings.concurrency), '--seconds', String(settings.seconds)],
+      ...['--payload-bytes', String(settings.payloadBytes), '--json'],
     ]);
     let line = '';
     bench.stdout?.on('data', (chunk: Buffer) => {
@@ -129,7 +145,7 @@ async function profile(): Promise<void> {
       for (const file of files) {
         const parsed = JSON.parse(readFileSync(join(out, id, file), 'utf8')) as CpuProfile;
         const role = id === leader ? 'leader' : 'follower';
-        const text = `== ${id} (${role}) ${file}\n${summarize(parsed, Number(values.top))}`;
+        const text = `== ${id} (${role}) ${file}\n${summarize(parsed, settings.top)}`;
         report.push(text);
         if (role === 'leader' || id === ids.find((other) => other !== leader))
           process.stdout.write(`${text}\n`);

@@ -5,34 +5,32 @@
 // each process is up, a leader is elected, a new message commits, and each node serves
 // position 1 and the last position; RSS after the restart. Results go to
 // bench/results/restart.json.
-//
-//   node --import tsx bench/restart.ts [--messages 10000000] [--payload-bytes 256]
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { LoadReport } from '../src/cli/node-process.ts';
 import { type NodeProcess, ProcessCluster } from '../src/cli/process-cluster.ts';
+import { flagsOrExit, positiveInteger } from './args.ts';
 
-const { values } = parseArgs({
+const { total, payloadBytes, concurrency } = flagsOrExit({
+  usage: `npm run bench:restart -- [flags]
+A 3-node cluster with a long log stops and restarts: fill speed, RSS, time until it serves.
+  --messages N        messages written before the restart, at least (default 10000000)
+  --payload-bytes N   bytes per message (default 256)
+  --concurrency N     messages in flight in the leader's load while it fills (default 2000)
+RESTART_LOGS=1 in the environment shows the nodes' logs.`,
   options: {
     messages: { type: 'string', default: '10000000' },
     'payload-bytes': { type: 'string', default: '256' },
     concurrency: { type: 'string', default: '2000' },
   },
+  read: (values) => ({
+    total: positiveInteger('messages', values.messages),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+    concurrency: positiveInteger('concurrency', values.concurrency),
+  }),
 });
-const total = Number(values.messages);
-const payloadBytes = Number(values['payload-bytes']);
-const concurrency = Number(values.concurrency);
-if (
-  ![total, payloadBytes, concurrency].every((value) => Number.isSafeInteger(value) && value > 0)
-) {
-  console.error(
-    'bench/restart: --messages, --payload-bytes and --concurrency take positive integers',
-  );
-  process.exit(2);
-}
 
 function rssMiB(node: NodeProcess): number {
   const status = readFileSync(`/proc/${node.pid}/status`, 'utf8');

@@ -4,10 +4,6 @@
 // text as bytes, compact results). Node side: decode the frame, run the route, encode the
 // answer frame. Client side: lay out the request frame, decode the answer into outcomes.
 // Medians over runs of process CPU time, in µs per message.
-//
-//   node --import tsx bench/run-frames.ts [--runs 5] [--messages 128] [--payload-bytes 256]
-//     [--payload string|object]
-import { parseArgs } from 'node:util';
 import { parseJsonObject } from '../src/server/body.ts';
 import type { RouteContext, ServedNode, ServerContext } from '../src/server/context.ts';
 import type { Answer } from '../src/server/exchange.ts';
@@ -24,23 +20,34 @@ import {
   type ReceivedRun,
 } from '../src/transport/client-frames.ts';
 import { systemEnvironment } from '../src/util/system-environment.ts';
+import { flagsOrExit, integerAtLeast, oneOf, positiveInteger } from './args.ts';
 
-const { values } = parseArgs({
+const { runCount, messageCount, payloadBytes, payloadKind } = flagsOrExit({
+  usage: `node --import tsx bench/run-frames.ts [flags]
+CPU per message of a run: the JSON batch request against the broadcastRun frame, in process.
+  --runs N            measurements of both ways, after one to warm up; medians (default 5)
+  --messages N        messages in each batch request and broadcastRun frame (default 128)
+  --payload-bytes N   about this many bytes of JSON per message, at least 2 (default 256)
+  --payload KIND      string: a JSON string, as \`abcast bench\` sends; object: an order's
+                      record with fields (default string)`,
   options: {
     runs: { type: 'string', default: '5' },
     messages: { type: 'string', default: '128' },
     'payload-bytes': { type: 'string', default: '256' },
-    /** `string`: a JSON string as `abcast bench` sends; `object`: a record with fields. */
     payload: { type: 'string', default: 'string' },
   },
+  read: (values) => ({
+    runCount: positiveInteger('runs', values.runs),
+    messageCount: positiveInteger('messages', values.messages),
+    // A JSON string's two quotes are part of its bytes.
+    payloadBytes: integerAtLeast('payload-bytes', values['payload-bytes'], 2),
+    payloadKind: oneOf('payload', values.payload, ['string', 'object']),
+  }),
 });
-const runCount = Number(values.runs);
-const messageCount = Number(values.messages);
 const iterations = Math.ceil(200_000 / messageCount);
-const payloadBytes = Number(values['payload-bytes']);
 /** About `payloadBytes` of JSON: a string as `abcast bench` sends, or an order's record. */
 function payloadText(): string {
-  if (values.payload === 'string') return JSON.stringify('x'.repeat(payloadBytes - 2));
+  if (payloadKind === 'string') return JSON.stringify('x'.repeat(payloadBytes - 2));
   const order = { type: 'Order_Placed', id: 12345, price: 101.25, items: [] as unknown[] };
   while (JSON.stringify(order).length < payloadBytes) {
     order.items.push({ sku: `A-${order.items.length}`, qty: 2, gift: false });

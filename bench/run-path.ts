@@ -2,21 +2,28 @@
 // a closed loop of broadcastRun calls (the batch route's path without HTTP, peers or disk),
 // and the CPU time the process spent per message. CPU time, not throughput: on a machine
 // shared with other work it still says what the intake, outbox, apply and settling cost.
-//
-//   node --import tsx bench/run-path.ts [--rounds 1500] [--size 128] [--payload-bytes 256]
-import { parseArgs } from 'node:util';
 import { encode, TwinCluster } from '../test/broadcast/twin-cluster.ts';
+import { flagsOrExit, positiveInteger } from './args.ts';
 
-const { values } = parseArgs({
+const { rounds, size, payloadBytes } = flagsOrExit({
+  usage: `node --import tsx bench/run-path.ts [flags]
+The node's CPU per message of broadcastRun calls: one node, in-memory storage and network.
+  --rounds N          broadcastRun calls measured, one at a time, after 200 to warm up
+                      (default 1500)
+  --size N            messages in each call (default 128)
+  --payload-bytes N   bytes per message (default 256)`,
   options: {
     rounds: { type: 'string', default: '1500' },
     size: { type: 'string', default: '128' },
     'payload-bytes': { type: 'string', default: '256' },
   },
+  read: (values) => ({
+    rounds: positiveInteger('rounds', values.rounds),
+    size: positiveInteger('size', values.size),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+  }),
 });
-const rounds = Number(values.rounds);
-const size = Number(values.size);
-const payload = encode('x'.repeat(Number(values['payload-bytes'])));
+const payload = encode('x'.repeat(payloadBytes));
 const warmUpRounds = 200;
 
 const cluster = await TwinCluster.start({ ids: ['n1'] });

@@ -10,11 +10,8 @@
 // generation sizes. With --run-frame the exchange also takes runs as the binary protocol's
 // broadcastRun frame, encoded as the binary exchange encodes them, and answers each with a
 // runAnswer decoded as the binary exchange decodes it.
-//
-//   node --import tsx bench/sdk.ts [--runs 3] [--seconds 3] [--windows 128,10000] [--run-frame]
 import { mkdir, writeFile } from 'node:fs/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import type {
   HttpExchange,
   HttpExchangeRequest,
@@ -30,8 +27,26 @@ import {
   type RunResults,
 } from '../src/transport/client-frames.ts';
 import { encodeRunAnswer } from '../src/transport/run-frames.ts';
+import {
+  flagsOrExit,
+  nonNegativeInteger,
+  positiveInteger,
+  positiveIntegers,
+  positiveNumber,
+} from './args.ts';
 
-const { values } = parseArgs({
+const settings = flagsOrExit({
+  usage: `npm run bench:sdk -- [flags]
+The SDK's own CPU per broadcast and GC share, against an in-process exchange (no cluster).
+  --runs N               runs measured per window, after one to warm up; medians (default 3)
+  --seconds S            length of each run, a positive number (default 3)
+  --windows LIST         messages in flight, comma-separated, one window each
+                         (default 128,10000)
+  --answer-delay-ms N    how long the exchange holds each request before answering
+                         (default 20)
+  --run-frame            the exchange also takes broadcastRun frames, as the binary one does
+                         (default off)
+  --out FILE             results as JSON (default bench/results/sdk.json)`,
   options: {
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '3' },
@@ -40,13 +55,17 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'bench/results/sdk.json' },
     'run-frame': { type: 'boolean', default: false },
   },
+  read: (values) => ({
+    runCount: positiveInteger('runs', values.runs),
+    seconds: positiveNumber('seconds', values.seconds),
+    windows: positiveIntegers('windows', values.windows),
+    answerDelayMs: nonNegativeInteger('answer-delay-ms', values['answer-delay-ms']),
+    out: values.out,
+    runFrame: values['run-frame'],
+  }),
 });
-const runCount = Number(values.runs);
-const seconds = Number(values.seconds);
-const windows = values.windows.split(',').map(Number);
-const answerDelayMs = Number(values['answer-delay-ms']);
+const { runCount, seconds, windows, answerDelayMs, runFrame } = settings;
 const payload = 'x'.repeat(98);
-const runFrame = values['run-frame'];
 
 /** Answers as a node would, after answerDelayMs; batch answers are built once per size. */
 function fakeExchange(): HttpExchange {
@@ -184,6 +203,6 @@ for (const window of windows) {
 }
 await mkdir('bench/results', { recursive: true });
 await writeFile(
-  values.out,
+  settings.out,
   `${JSON.stringify({ answerDelayMs, seconds, runCount, runFrame, execArgv: process.execArgv, results }, null, 2)}\n`,
 );

@@ -4,17 +4,14 @@
 // medians over runs, and writes them to bench/results/<out>. A workload with several nodes
 // runs that many FileStorage instances at once in this process, each on its own directory
 // of the same disk, as the nodes of a local cluster share one disk.
-//
-//   node --import tsx bench/storage.ts [--runs 5] [--seconds 1] [--only 3-nodes]
-//     [--segment-bytes 67108864] [--out storage.json]
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Entry } from '../src/raft/types.ts';
 import { DEFAULT_SEGMENT_BYTES_MAX, FileStorage } from '../src/storage/file-storage.ts';
 import { crc32IsNative } from '../src/util/crc32.ts';
+import { FlagError, flagsOrExit, positiveInteger, positiveNumber } from './args.ts';
 
 interface Workload {
   readonly name: string;
@@ -171,8 +168,19 @@ function medians(runs: readonly RunResult[]): Record<string, number> {
   );
 }
 
+const usage = `node --import tsx bench/storage.ts [flags]
+Closed-loop appenders against FileStorage with group commit, one fresh directory per run.
+  --runs N            runs of each workload; the figures are their medians (default 5)
+  --seconds S         length of each run, a positive number (default 1)
+  --only TEXT         only the workloads whose name contains TEXT (default all):
+                      ${WORKLOADS.map((workload) => workload.name).join(', ')}
+  --segment-bytes N   WAL segment size in bytes (default ${DEFAULT_SEGMENT_BYTES_MAX})
+  --out NAME          results file in bench/results/, a name ending in .json
+                      (default storage.json)`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { runCount, durationMs, workloads, segmentBytesMax, out } = flagsOrExit({
+    usage,
     options: {
       runs: { type: 'string', default: '5' },
       seconds: { type: 'string', default: '1' },
@@ -180,18 +188,23 @@ async function main(): Promise<void> {
       'segment-bytes': { type: 'string', default: String(DEFAULT_SEGMENT_BYTES_MAX) },
       out: { type: 'string', default: 'storage.json' },
     },
+    read: (values) => {
+      const workloads = WORKLOADS.filter((workload) => workload.name.includes(values.only));
+      if (workloads.length === 0) {
+        throw new FlagError(`--only matches no workload: "${values.only}"`);
+      }
+      if (!/^[\w.-]+\.json$/.test(values.out)) {
+        throw new FlagError(`--out takes a file name ending in .json, got "${values.out}"`);
+      }
+      return {
+        runCount: positiveInteger('runs', values.runs),
+        durationMs: positiveNumber('seconds', values.seconds) * 1000,
+        workloads,
+        segmentBytesMax: positiveInteger('segment-bytes', values['segment-bytes']),
+        out: values.out,
+      };
+    },
   });
-  const runCount = Number(values.runs);
-  const durationMs = Number(values.seconds) * 1000;
-  const segmentBytesMax = Number(values['segment-bytes']);
-  if (!Number.isSafeInteger(runCount) || runCount < 1 || !(durationMs > 0)) {
-    throw new Error('--runs is a positive integer and --seconds a positive number');
-  }
-  if (!Number.isSafeInteger(segmentBytesMax) || !/^[\w.-]+\.json$/.test(values.out)) {
-    throw new Error('--segment-bytes is an integer and --out a file name ending in .json');
-  }
-  const workloads = WORKLOADS.filter((workload) => workload.name.includes(values.only));
-  if (workloads.length === 0) throw new Error(`no workload matches ${values.only}`);
   const results = [];
   for (const workload of workloads) {
     const runs: RunResult[] = [];
@@ -217,7 +230,7 @@ async function main(): Promise<void> {
   };
   const resultsDir = new URL('./results/', import.meta.url);
   await mkdir(resultsDir, { recursive: true });
-  await writeFile(new URL(values.out, resultsDir), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(new URL(out, resultsDir), `${JSON.stringify(report, null, 2)}\n`);
 }
 
 await main();

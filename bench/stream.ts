@@ -6,8 +6,6 @@
 //   - a node whose message store is lost restarts from its snapshot, and a fourth node is
 //     added: how long until each serves position 1, and until each has backfilled it all.
 // Results go to bench/results/stream.json.
-//
-//   node --import tsx bench/stream.ts [--messages 2000000] [--payload-bytes 100]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,19 +13,26 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { connect } from '../src/client/index.ts';
+import { flagsOrExit, positiveInteger } from './args.ts';
 
-const { values } = parseArgs({
+const { total, payloadBytes, window } = flagsOrExit({
+  usage: `npm run bench:stream -- [flags]
+The log as a durable stream on 3 nodes: replay from position 1, a restore, an added node.
+  --messages N        messages written first through the SDK (default 2000000)
+  --payload-bytes N   bytes per message (default 100)
+  --window N          broadcasts the writer keeps in flight (default 20000)`,
   options: {
     messages: { type: 'string', default: '2000000' },
     'payload-bytes': { type: 'string', default: '100' },
     window: { type: 'string', default: '20000' },
   },
+  read: (values) => ({
+    total: positiveInteger('messages', values.messages),
+    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+    window: positiveInteger('window', values.window),
+  }),
 });
-const total = Number(values.messages);
-const payloadBytes = Number(values['payload-bytes']);
-const window = Number(values.window);
 const entry = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
 interface Member {

@@ -4,28 +4,33 @@
 // TLS) at 128 broadcasts in flight. Runs alternate plain/TLS so that drift on the machine
 // hits both alike; reports the median messages/s of each and their ratio, and writes them
 // to bench/results/tls.json.
-//
-//   node --import tsx bench/tls.ts [--runs 3] [--seconds 5] [--in-flight 128]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { freePorts } from '../src/cli/process-cluster.ts';
 import { connect } from '../src/client/index.ts';
+import { flagsOrExit, positiveInteger, positiveNumber } from './args.ts';
 
-const { values } = parseArgs({
+const { runs, seconds, inFlight } = flagsOrExit({
+  usage: `npm run bench:tls -- [flags]
+Messages/s of a plain and a mutual-TLS 3-node cluster, runs alternating; medians and ratio.
+  --runs N        runs of each cluster, plain then TLS (default 3)
+  --seconds S     counted length of each run, a positive number (default 5)
+  --in-flight N   SDK broadcasts in flight (default 128)`,
   options: {
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '5' },
     'in-flight': { type: 'string', default: '128' },
   },
+  read: (values) => ({
+    runs: positiveInteger('runs', values.runs),
+    seconds: positiveNumber('seconds', values.seconds),
+    inFlight: positiveInteger('in-flight', values['in-flight']),
+  }),
 });
-const runs = Number(values.runs);
-const seconds = Number(values.seconds);
-const inFlight = Number(values['in-flight']);
 const ids = ['n1', 'n2', 'n3'];
 const entry = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 

@@ -2,15 +2,13 @@
 // Append frames carrying one 64 KiB entry each (MB/s of entry data), one-way throughput of
 // small Heartbeat frames (frames/s), and closed-loop round trips of small frames (µs per
 // round trip, p50/p99). Medians over runs are written to bench/results/transport.json.
-//
-//   node --import tsx bench/transport.ts [--runs 5]
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { parseArgs } from 'node:util';
 import type { NodeId } from '../src/raft/types.ts';
 import { TcpTransport } from '../src/transport/tcp.ts';
 import { type Frame, silentLogger, type TransportStats } from '../src/transport/types.ts';
+import { flagsOrExit, positiveInteger } from './args.ts';
 
 const appendFrameCount = 2_000;
 const entryBytes = 64 * 1024;
@@ -187,10 +185,13 @@ function median(values: readonly number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
-  const runCount = Number(values.runs);
-  if (!Number.isSafeInteger(runCount) || runCount < 1)
-    throw new Error('--runs is a positive integer');
+  const { runCount } = flagsOrExit({
+    usage: `node --import tsx bench/transport.ts [flags]
+Two TcpTransports on loopback: MB/s of 64 KiB appends, small frames/s, round-trip times.
+  --runs N   runs of all three measures; the figures are their medians (default 5)`,
+    options: { runs: { type: 'string', default: '5' } },
+    read: (values) => ({ runCount: positiveInteger('runs', values.runs) }),
+  });
   const runs: Record<string, number>[] = [];
   for (let run = 0; run < runCount; run++) {
     const result = {

@@ -1,5 +1,11 @@
 /** The flags of `npm run bench:compare -- [flags]`, read into settings; pure, so tested. */
-import { parseArgs } from 'node:util';
+import {
+  defineFlags,
+  FlagError,
+  nonNegativeInteger,
+  positiveInteger,
+  positiveIntegers,
+} from '../args.ts';
 
 export const systemIds = ['etcd', 'zookeeper', 'nats', 'abcast'] as const;
 export type SystemId = (typeof systemIds)[number];
@@ -30,7 +36,6 @@ export interface CompareSettings {
   readonly install: boolean;
   /** How many times the whole race runs, one after the other; its figures are their medians. */
   readonly repeatCount: number;
-  readonly help: boolean;
 }
 
 export const usage = `npm run bench:compare -- [flags]
@@ -51,70 +56,57 @@ export const usage = `npm run bench:compare -- [flags]
   --repeat N             run the whole race N times in a row and report the medians (default 1)
   --no-install           do not apt-get install missing servers`;
 
-function positiveInteger(flag: string, text: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`--${flag} takes a positive integer, got "${text}"`);
-  }
-  return value;
-}
-
-/** A count of seconds that may be 0. */
-function seconds(flag: string, text: string): number {
-  return text.trim() === '0' ? 0 : positiveInteger(flag, text);
-}
-
 function systemsOf(text: string): SystemId[] {
   const names = text.split(',').map((name) => name.trim().toLowerCase());
   for (const name of names) {
     if (!(systemIds as readonly string[]).includes(name)) {
-      throw new Error(`--only takes some of ${systemIds.join(',')}, got "${name}"`);
+      throw new FlagError(`--only takes some of ${systemIds.join(',')}, got "${name}"`);
     }
   }
   // The race's own order, each once, whatever order they were named in.
   return systemIds.filter((id) => names.includes(id));
 }
 
-export function parseCompareArgs(argv: readonly string[]): CompareSettings {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    allowNegative: true,
-    options: {
-      seconds: { type: 'string', default: '10' },
-      'warmup-seconds': { type: 'string', default: '2' },
-      'cluster-warmup-seconds': { type: 'string', default: '5' },
-      'in-flight': { type: 'string', default: '1,16,128,10000' },
-      'payload-bytes': { type: 'string', default: '256' },
-      only: { type: 'string' },
-      'post-connections': { type: 'string', default: '128' },
-      'catch-up-messages': { type: 'string', default: '500000' },
-      out: { type: 'string' },
-      doc: { type: 'boolean' },
-      'render-from': { type: 'string' },
-      install: { type: 'boolean', default: true },
-      repeat: { type: 'string', default: '1' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  const only = values.only === undefined ? [...systemIds] : systemsOf(values.only);
-  const full = only.length === systemIds.length;
-  return {
-    seconds: positiveInteger('seconds', values.seconds),
-    warmupSeconds: seconds('warmup-seconds', values['warmup-seconds']),
-    clusterWarmupSeconds: seconds('cluster-warmup-seconds', values['cluster-warmup-seconds']),
-    inFlight: values['in-flight'].split(',').map((text) => positiveInteger('in-flight', text)),
-    payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
-    only,
-    postConnections: positiveInteger('post-connections', values['post-connections']),
-    catchUpMessages: positiveInteger('catch-up-messages', values['catch-up-messages']),
-    out:
-      values.out ??
-      (full ? 'bench/results/compare.json' : `bench/results/compare-${only.join('-')}.json`),
-    writeDoc: values.doc ?? full,
-    renderFrom: values['render-from'] ?? null,
-    install: values.install,
-    repeatCount: positiveInteger('repeat', values.repeat),
-    help: values.help,
-  };
-}
+export const compareFlags = defineFlags({
+  usage,
+  allowNegative: true,
+  options: {
+    seconds: { type: 'string', default: '10' },
+    'warmup-seconds': { type: 'string', default: '2' },
+    'cluster-warmup-seconds': { type: 'string', default: '5' },
+    'in-flight': { type: 'string', default: '1,16,128,10000' },
+    'payload-bytes': { type: 'string', default: '256' },
+    only: { type: 'string' },
+    'post-connections': { type: 'string', default: '128' },
+    'catch-up-messages': { type: 'string', default: '500000' },
+    out: { type: 'string' },
+    doc: { type: 'boolean' },
+    'render-from': { type: 'string' },
+    install: { type: 'boolean', default: true },
+    repeat: { type: 'string', default: '1' },
+  },
+  read: (values): CompareSettings => {
+    const only = values.only === undefined ? [...systemIds] : systemsOf(values.only);
+    const full = only.length === systemIds.length;
+    return {
+      seconds: positiveInteger('seconds', values.seconds),
+      warmupSeconds: nonNegativeInteger('warmup-seconds', values['warmup-seconds']),
+      clusterWarmupSeconds: nonNegativeInteger(
+        'cluster-warmup-seconds',
+        values['cluster-warmup-seconds'],
+      ),
+      inFlight: positiveIntegers('in-flight', values['in-flight']),
+      payloadBytes: positiveInteger('payload-bytes', values['payload-bytes']),
+      only,
+      postConnections: positiveInteger('post-connections', values['post-connections']),
+      catchUpMessages: positiveInteger('catch-up-messages', values['catch-up-messages']),
+      out:
+        values.out ??
+        (full ? 'bench/results/compare.json' : `bench/results/compare-${only.join('-')}.json`),
+      writeDoc: values.doc ?? full,
+      renderFrom: values['render-from'] ?? null,
+      install: values.install,
+      repeatCount: positiveInteger('repeat', values.repeat),
+    };
+  },
+});

@@ -12,8 +12,9 @@ import { cpus, getPriority, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { flagsOrExit } from '../args.ts';
 import { type AbcastCluster, abcastDurability, startAbcast } from './abcast.ts';
-import { type CompareSettings, parseCompareArgs, type SystemId, usage } from './args.ts';
+import { type CompareSettings, compareFlags, type SystemId } from './args.ts';
 import { renderChart } from './chart.ts';
 import { renderDoc } from './doc.ts';
 import { etcdDurability, startEtcd } from './etcd.ts';
@@ -307,17 +308,7 @@ async function race(settings: CompareSettings): Promise<CompareResults> {
 }
 
 async function main(): Promise<void> {
-  let settings: CompareSettings;
-  try {
-    settings = parseCompareArgs(process.argv.slice(2));
-  } catch (error) {
-    console.error(`bench:compare: ${error instanceof Error ? error.message : error}\n\n${usage}`);
-    process.exit(2);
-  }
-  if (settings.help) {
-    console.log(usage);
-    return;
-  }
+  const settings = flagsOrExit(compareFlags);
   if (settings.renderFrom !== null) {
     const results = JSON.parse(await readFile(settings.renderFrom, 'utf8')) as CompareResults;
     await writeDoc(results);

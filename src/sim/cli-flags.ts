@@ -8,6 +8,11 @@ export class CliError extends Error {
   }
 }
 
+/** `--help` or `-h` anywhere asks for the usage, whatever else the command line holds. */
+export function asksForHelp(argv: readonly string[]): boolean {
+  return argv.some((arg) => arg === '--help' || arg === '-h');
+}
+
 /** A seed in decimal or 0x-hex, within u32. */
 export function parseSeed(text: string): number {
   const value = /^0x[0-9a-f]{1,8}$/i.test(text)

@@ -1,22 +1,10 @@
 /**
  * `npm run sim -- ...`: the simulation of the code users run (real nodes, the WAL over
- * simulated disks, HTTP routes, SDK clients; see runtime/world.ts).
+ * simulated disks, HTTP routes, SDK clients; see runtime/world.ts). The flags are in `usage`.
  *
- *   --seed N [--trace]        one run; N in decimal or 0x-hex
- *   --seeds N [--from S]      N runs from seed S (default 1); prints seeds/s and steps/s
- *   --nodes 3|5               cluster size (default: each seed draws one)
- *   --unsafe VARIANT          a deliberately broken core, node, WAL or SDK variant
- *   --profile NAME            the fault mix: default draws a shape per seed; broad, elections,
- *                             figure8, calm fix one
- *   --clients plain           no shared client ids and no barriers (seeds found before they
- *                             came in replay their worlds); default mixed draws them per seed
- *   --ms T                    fault phase length in virtual milliseconds
- *   --wal-segment-bytes B     every node's WAL segment size (default: each seed draws one);
- *                             small ones rotate and recycle segment files often
- *
- * Exit status: 0 all runs passed, 1 a property was violated, 2 bad flags.
+ * Exit status: 0 all runs passed (or --help), 1 a property was violated, 2 bad flags.
  */
-import { CliError, parseSeed } from './cli-flags.ts';
+import { asksForHelp, CliError, parseSeed } from './cli-flags.ts';
 import {
   type ClientMix,
   clientMixes,
@@ -33,6 +21,41 @@ import {
   runtimeUnsafeVariants,
 } from './runtime/world.ts';
 import { formatSeed } from './violation.ts';
+
+/** `names`, comma-separated, in lines of at most `widthMax` characters after `indent`. */
+function nameLines(names: readonly string[], indent: string, widthMax: number): string {
+  const lines = [''];
+  for (const [at, name] of names.entries()) {
+    const item = at === names.length - 1 ? name : `${name},`;
+    const last = lines.length - 1;
+    const line = lines[last] as string;
+    if (line !== '' && line.length + 1 + item.length > widthMax) lines.push(item);
+    else lines[last] = line === '' ? item : `${line} ${item}`;
+  }
+  return lines.map((line) => `${indent}${line}`).join('\n');
+}
+
+const usageIndent = ' '.repeat(28);
+
+export const usage = `npm run sim -- --seed N [--trace] | --seeds N [--from S] [flags]
+  --seed N                  one run; N in decimal or 0x-hex
+  --trace                   with --seed: print one line per event
+  --seeds N                 N runs from seed S; prints seeds/s and steps/s
+  --from S                  the first seed of --seeds (default 1)
+  --nodes 3|5               cluster size (default: each seed draws one)
+  --unsafe VARIANT          a deliberately broken core, node, WAL or SDK variant:
+${nameLines(runtimeUnsafeVariants, usageIndent, 64)}
+  --profile NAME            the fault mix: default draws a shape per seed; one of
+${nameLines(
+  profiles.filter((name) => name !== 'default'),
+  usageIndent,
+  64,
+)} fixes one
+  --clients plain           no shared client ids and no barriers (seeds found before they
+                            came in replay their worlds); default mixed draws them per seed
+  --ms T                    fault phase length in virtual milliseconds (default ${defaultFaultPhaseMs})
+  --wal-segment-bytes B     every node's WAL segment size (default: each seed draws one);
+                            small ones rotate and recycle segment files often`;
 
 export interface SimCommand {
   seed: number | null;
@@ -108,9 +131,7 @@ export function parseArgs(argv: readonly string[]): SimCommand {
     else if (flag === '--wal-segment-bytes') {
       command.walSegmentBytes = wholeNumber(flag, value(), 4096, 1 << 30);
     } else {
-      throw new CliError(
-        `unknown flag ${JSON.stringify(flag)}; use --seed N [--trace] or --seeds N [--from S], with --nodes, --unsafe, --profile, --clients, --ms, --wal-segment-bytes`,
-      );
+      throw new CliError(`unknown flag ${JSON.stringify(flag)}`);
     }
   }
   if ((command.seed === null) === (command.count === null)) {
@@ -128,12 +149,16 @@ function summarize(result: RuntimeRunResult): string {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  if (asksForHelp(argv)) {
+    console.log(usage);
+    return 0;
+  }
   let command: SimCommand;
   try {
     command = parseArgs(argv);
   } catch (error) {
-    if (!(error instanceof Error)) throw error;
-    console.error(`sim: ${error.message}`);
+    if (!(error instanceof CliError)) throw error;
+    console.error(`sim: ${error.message}\nrun with --help for the flags`);
     return 2;
   }
   const options = {

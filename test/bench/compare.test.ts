@@ -5,7 +5,8 @@
 // with their ranges. Nothing here starts a server or times anything.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseCompareArgs } from '../../bench/compare/args.ts';
+import { parseFlags } from '../../bench/args.ts';
+import { type CompareSettings, compareFlags } from '../../bench/compare/args.ts';
 import { decades, renderChart } from '../../bench/compare/chart.ts';
 import { renderDoc } from '../../bench/compare/doc.ts';
 import type { LoadResult } from '../../bench/compare/load.ts';
@@ -84,6 +85,13 @@ const results: CompareResults = {
   abcastFailure: null,
 };
 
+/** The settings `argv` asks for; none of these asks for --help. */
+function parseCompareArgs(argv: readonly string[]): CompareSettings {
+  const outcome = parseFlags(argv, compareFlags);
+  assert.ok(!outcome.help);
+  return outcome.settings;
+}
+
 describe('bench:compare flags', () => {
   it('defaults to the whole race with the issue load levels, and writes the doc', () => {
     const settings = parseCompareArgs([]);
@@ -104,7 +112,7 @@ describe('bench:compare flags', () => {
     for (const bad of ['0', '-2', '1.5', 'three', '', '1e2']) {
       assert.throws(
         () => parseCompareArgs([`--repeat=${bad}`]),
-        new RegExp(`^Error: --repeat takes a positive integer, got "${bad}"$`),
+        new RegExp(`^FlagError: --repeat takes a positive integer, got "${bad}"$`),
         `--repeat ${JSON.stringify(bad)}`,
       );
     }

@@ -1,5 +1,6 @@
 // The simulator's command line: seeds in decimal or hex, every bad flag refused with one
-// clear line and exit status 2, a passing run exits 0, a violation exits 1 and prints the
+// clear line, a hint to run --help, and exit status 2; --help prints the flags and exits 0
+// without running anything; a passing run exits 0, a violation exits 1 and prints the
 // replay command, a sweep prints its throughput, and --trace prints one line per event.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -85,11 +86,29 @@ test('bad flags are refused with a CliError', () => {
   for (const argv of bad) assert.throws(() => parseArgs(argv), CliError, argv.join(' '));
 });
 
-test('a bad flag exits 2 with one line on stderr', () => {
-  const result = sim('--seed', '1', '--nodes', '4');
-  assert.equal(result.status, 2);
-  assert.equal(result.stderr.trim().split('\n').length, 1);
-  assert.match(result.stderr, /^sim: --nodes takes 3 or 5/);
+test('a bad flag exits 2 with one line on stderr and a hint to run --help', () => {
+  const cases = [
+    { argv: ['--seed', '1', '--nodes', '4'], line: 'sim: --nodes takes 3 or 5' },
+    { argv: ['--seed', '1', '--bogus'], line: 'sim: unknown flag "--bogus"' },
+  ];
+  for (const { argv, line } of cases) {
+    const result = sim(...argv);
+    assert.equal(result.status, 2);
+    assert.equal(result.stderr, `${line}\nrun with --help for the flags\n`);
+    assert.equal(result.stdout, '');
+  }
+});
+
+test('--help prints the flags and exits 0, even beside other flags', () => {
+  for (const argv of [['--help'], ['-h'], ['--seed', 'x', '--help']]) {
+    const result = sim(...argv);
+    assert.equal(result.status, 0);
+    assert.equal(result.stderr, '');
+    assert.match(result.stdout, /^npm run sim -- /);
+    for (const flag of ['--seeds', '--unsafe', '--profile', '--wal-segment-bytes']) {
+      assert.ok(result.stdout.includes(flag), flag);
+    }
+  }
 });
 
 test('a violation exits 1 and prints the property and its replay command', () => {
