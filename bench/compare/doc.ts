@@ -94,7 +94,7 @@ ${durabilityTable(results)}
 
 ## abcast alone
 
-- One \`POST /v1/broadcast\` per message on ${results.settings.postConnections} kept-alive connections (node:http): ${post === null ? 'not run' : `${formatCount(post.messagesPerSecond)} msgs/s, p50 ${formatMs(post.p50Ms)} ms, p99 ${formatMs(post.p99Ms)} ms, ${formatCount(post.errors)} errors`}.
+- One \`POST /v1/broadcast\` per message on ${results.settings.postConnections} kept-alive connections (${results.settings.postClient ?? 'node:http'}): ${post === null ? 'not run' : `${formatCount(post.messagesPerSecond)} msgs/s, p50 ${formatMs(post.p50Ms)} ms, p99 ${formatMs(post.p99Ms)} ms, ${formatCount(post.errors)} errors`}.
 ${results.abcastFailure === null ? '' : `- Did not finish: ${results.abcastFailure}\n`}- A subscriber catching up from position 1 through the SDK (\`subscribe({ from: 1 })\`, stream records (docs/protocol.md) over HTTP, then the same records over the binary protocol): ${catchUp === null ? 'not run' : `${formatCount(catchUp.messagesPerSecond)} msgs/s over HTTP (${formatCount(catchUp.messages)} messages in ${catchUp.seconds.toFixed(2)} s)${catchUp.binary === undefined ? '' : `, ${formatCount(catchUp.binary.messagesPerSecond)} msgs/s over binary (${catchUp.binary.seconds.toFixed(2)} s)`}`}.
 
 ## Targets

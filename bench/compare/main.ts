@@ -12,6 +12,7 @@ import { cpus, getPriority, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { postLoadClient } from '../../src/cli/commands/post-load.ts';
 import { flagsOrExit } from '../args.ts';
 import { type AbcastCluster, abcastDurability, startAbcast } from './abcast.ts';
 import { type CompareSettings, compareFlags, type SystemId } from './args.ts';
@@ -295,6 +296,7 @@ async function race(settings: CompareSettings): Promise<CompareResults> {
       inFlight: settings.inFlight,
       payloadBytes: settings.payloadBytes,
       postConnections: settings.postConnections,
+      postClient: postLoadClient,
       catchUpMessages: settings.catchUpMessages,
     },
     loadAverage: { before, after: loadAverageNow() },

@@ -61,6 +61,8 @@ export interface CompareResults {
     readonly inFlight: readonly number[];
     readonly payloadBytes: number;
     readonly postConnections: number;
+    /** The HTTP client of the POST run; absent in races before it was recorded (node:http). */
+    readonly postClient?: string;
     readonly catchUpMessages: number;
   };
   /** 1, 5 and 15-minute load averages before the first cluster started and after the last. */

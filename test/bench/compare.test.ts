@@ -266,6 +266,12 @@ describe('bench:compare rendering', () => {
     assert.match(page, /\| 110% \/ 30% \(load 3\.5\) +\|/);
     assert.match(page, /625,000 msgs\/s over HTTP \(500,000 messages in 0\.80 s\)/);
   });
+
+  it("names the POST run's HTTP client, node:http for races that did not record one", () => {
+    assert.match(renderDoc(results, 'chart.svg'), /128 kept-alive connections \(node:http\)/);
+    const recorded = { ...results, settings: { ...results.settings, postClient: 'undici' } };
+    assert.match(renderDoc(recorded, 'chart.svg'), /128 kept-alive connections \(undici\)/);
+  });
 });
 
 /** `base` with every figure scaled per field: one race of a repeated run. */

@@ -17,6 +17,9 @@ export interface PostLoad {
   readonly close: () => Promise<void>;
 }
 
+/** The client, as the race's results name it. */
+export const postLoadClient = 'undici';
+
 const jsonHeaders = { 'content-type': 'application/json' };
 
 /** A request gets no answer within this: a node that stopped answering fails the message. */
