@@ -13,6 +13,7 @@ import type { Client } from '../../client/client.ts';
 import { ClientError } from '../../client/errors.ts';
 import type { HttpExchange } from '../../client/exchange.ts';
 import { connect } from '../../client/index.ts';
+import { upgradedTransport } from '../../client/protocol-upgrade.ts';
 import type { NodeId } from '../../raft/types.ts';
 import type { Environment } from '../../util/environment.ts';
 import type { Prng } from '../../util/prng.ts';
@@ -56,7 +57,15 @@ export interface WorkloadOptions {
  * the codec (`runFrames`) or, when null, as POST /v1/broadcast/batch, as over HTTP.
  */
 export type ClientPath =
-  | { readonly kind: 'binary' }
+  | {
+      readonly kind: 'binary';
+      /**
+       * Given HTTP endpoints, as most applications are, and moved to each node's binary port
+       * once its status offers one that answers, back to HTTP when the port fails
+       * (protocol-upgrade.ts); otherwise given the binary endpoints themselves.
+       */
+      readonly upgrade: boolean;
+    }
   | { readonly kind: 'inProcess'; readonly runFrames: RunFrames | null };
 
 interface SimClient {
@@ -153,7 +162,9 @@ export class Workload {
     const path = this.options.pathOf();
     const client = connect({
       endpoints: this.options.nodeIds.map((id) =>
-        path.kind === 'binary' ? `abcast://${id}:${simBinaryPort}` : `http://${id}`,
+        path.kind === 'binary' && !path.upgrade
+          ? `abcast://${id}:${simBinaryPort}`
+          : `http://${id}`,
       ),
       ...(role.clientId === undefined ? {} : { clientId: role.clientId }),
       ...(this.options.tokens === null
@@ -171,6 +182,7 @@ export class Workload {
       ...(unsafe === null ? {} : { unsafe }),
     });
     this.checker.onClient(role.name, client.baseClientId);
+    this.options.note(`${role.name} reaches the nodes ${describePath(path)}`);
     return {
       name: role.name,
       client,
@@ -199,7 +211,10 @@ export class Workload {
       return this.options.network.exchangeFor(name, life, path.runFrames);
     }
     const connector = this.options.binaryNetwork.connectorFor(name, life);
-    return binaryExchange(environment, { ca: null, connector });
+    const overBinary = binaryExchange(environment, { ca: null, connector });
+    if (!path.upgrade) return overBinary;
+    const overHttp = this.options.network.exchangeFor(name, life, null);
+    return upgradedTransport(environment, overHttp, overBinary).exchange;
   }
 
   /** c0's requests pass unchanged; the first nonce among them is noted for the impostor. */
@@ -347,6 +362,13 @@ const foreignCodes = new Set(['session_forbidden', 'session_conflict']);
 
 /** A rejected last broadcast is sent again after this long, as an application would. */
 const retryFinalAfterMs = 10;
+
+function describePath(path: ClientPath): string {
+  if (path.kind === 'binary') {
+    return path.upgrade ? 'over HTTP, then their binary ports' : 'over their binary ports';
+  }
+  return path.runFrames === null ? 'in process' : 'in process, runs as broadcastRun frames';
+}
 
 function describeOutcome(outcome: CallOutcome): string {
   if (outcome.kind === 'rejected') return `failed ${outcome.code}`;

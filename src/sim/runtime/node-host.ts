@@ -30,7 +30,7 @@ import type { Prng } from '../../util/prng.ts';
 import { SimFileError, type SimFileSystem } from '../sim-file-system.ts';
 import { SimStoreFiles } from '../sim-store-files.ts';
 import { AckedLog } from './acked-log.ts';
-import type { BinaryNetwork } from './binary-network.ts';
+import { type BinaryNetwork, simBinaryPort } from './binary-network.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
 import type { StoreMix } from './mix.ts';
@@ -253,6 +253,9 @@ export class NodeHost {
       environment,
       auth: this.options.auth,
       peerReads,
+      // Offered in /v1/status, as a node listening on a binary port offers it: the SDK
+      // given HTTP endpoints moves to it (protocol-upgrade.ts).
+      binaryEndpoint: { url: `abcast://${this.id}:${simBinaryPort}` },
     };
     this.server = new InProcessServer(context);
     // The real binary port, through the same dispatcher as the in-process HTTP routes.

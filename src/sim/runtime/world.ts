@@ -340,7 +340,8 @@ class RuntimeWorld {
   /**
    * How each client reaches the nodes, in the order the workload connects them. Some
    * (always one of the ordinary clients, so that every seed runs it) over the real binary
-   * port on simulated TCP; the others in process, most sending their runs as broadcastRun
+   * port on simulated TCP, half of those given HTTP endpoints and moving to the port as
+   * the SDK does by default; the others in process, most sending their runs as broadcastRun
    * frames through the protocol's codec, some as batch requests. `--clients plain` keeps
    * the worlds from before the binary port: all in process.
    */
@@ -356,7 +357,8 @@ class RuntimeWorld {
     return () => {
       const binary = index === surelyBinary || (clients !== 'plain' && prng.chance(1 / 3));
       index++;
-      return binary ? { kind: 'binary' } : { kind: 'inProcess', runFrames: runFramesOf() };
+      if (binary) return { kind: 'binary', upgrade: prng.chance(1 / 2) };
+      return { kind: 'inProcess', runFrames: runFramesOf() };
     };
   }
 
