@@ -70,6 +70,7 @@ export type ClientPath =
 
 interface SimClient {
   readonly name: string;
+  readonly path: ClientPath;
   readonly client: Client;
   readonly life: Life;
   readonly prng: Prng;
@@ -182,9 +183,9 @@ export class Workload {
       ...(unsafe === null ? {} : { unsafe }),
     });
     this.checker.onClient(role.name, client.baseClientId);
-    this.options.note(`${role.name} reaches the nodes ${describePath(path)}`);
     return {
       name: role.name,
+      path,
       client,
       life,
       prng: clientPrng,
@@ -250,6 +251,9 @@ export class Workload {
   /** Schedules every client's broadcasts of the fault phase. */
   begin(workloadLife: Life): void {
     this.workloadLife = workloadLife;
+    for (const simClient of this.clients) {
+      this.options.note(`${simClient.name} reaches the nodes ${describePath(simClient.path)}`);
+    }
     for (const simClient of this.clients) {
       if (!simClient.waitsForNonce) this.scheduleNext(simClient, workloadLife);
     }
