@@ -12,7 +12,7 @@
  * passes or whose caller aborts is rejected at once, but keeps its slot until the node
  * answers it, because the node still counts it.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import {
   type AnswerFrame,
@@ -25,6 +25,7 @@ import {
   type RunResults,
   setRequestId,
 } from '../transport/client-frames.ts';
+import type { DuplexConnection } from '../transport/duplex-connection.ts';
 import { streamRecordsType } from '../transport/stream-records.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment, Timer } from '../util/environment.ts';
@@ -88,12 +89,69 @@ interface Call {
   detach: () => void;
 }
 
+/** Where a binary connection goes, and where the bytes read from it go. */
+export interface BinaryConnectTarget {
+  readonly host: string;
+  readonly port: number;
+  /** `abcasts://`: TLS, trusting `ca` (PEM), or the system's CAs when null. */
+  readonly secure: boolean;
+  readonly ca: string | null;
+  /** A stream's connection, whose reader pauses it (`pause`) when it falls behind. */
+  readonly carriesStreams: boolean;
+  /**
+   * Every chunk read, in order; the connector calls it instead of emitting 'data'. A chunk
+   * is valid during the call only: the reader copies or decodes it before returning.
+   */
+  readonly onData: (chunk: Uint8Array) => void;
+}
+
+/**
+ * Opens a connection (sockets in production, the simulator's own connection there); it
+ * reports a failure to connect as 'error' and 'close', as a socket does.
+ */
+export type BinaryConnector = (target: BinaryConnectTarget) => DuplexConnection;
+
 /** What a connection reads into at most at once (Node's own reads are this size). */
 const readBufferBytes = 64 << 10;
 
+/** node:net and node:tls sockets. */
+export const socketConnector: BinaryConnector = (target) => {
+  const { host, port, onData } = target;
+  let socket: DuplexConnection;
+  if (target.secure) {
+    socket = tlsConnect({ host, port, ...(target.ca === null ? {} : { ca: target.ca }) });
+    socket.on('data', onData);
+  } else if (target.carriesStreams) {
+    socket = netConnect({ host, port });
+    socket.on('data', onData);
+  } else {
+    // Node would otherwise allocate a buffer (memory outside V8's heap, which prompts its
+    // full collections) for every read. Everything read is copied out (or decoded) before
+    // the next read, so one buffer serves them all.
+    socket = netConnect({
+      host,
+      port,
+      onread: {
+        buffer: Buffer.allocUnsafe(readBufferBytes),
+        callback: (byteCount, buffer) => {
+          onData(buffer.subarray(0, byteCount));
+          return true;
+        },
+      },
+    });
+  }
+  socket.setNoDelay(true);
+  return socket;
+};
+
+/** How the SDK reaches binary endpoints: the CA, and the connector (sockets by default). */
+export interface BinaryExchangeOptions extends NodeExchangeOptions {
+  readonly connector?: BinaryConnector;
+}
+
 /** One connection to one node and the calls it carries. */
 class BinaryConnection implements ClientFrameHandler {
-  private readonly socket: Socket;
+  private readonly socket: DuplexConnection;
   private readonly decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
   private readonly inFlight = new Map<number, Call>();
   private readonly waiting: Call[] = [];
@@ -105,41 +163,26 @@ class BinaryConnection implements ClientFrameHandler {
   /** Signals this connection listens on for all the calls that carry them (see `watch`). */
   private readonly watched = new WeakSet<AbortSignal>();
 
-  /**
-   * `carriesStreams`: a stream's connection, whose reader pauses it; the others read into
-   * one buffer of their own (plain TCP), as everything read from it is copied out (or
-   * decoded) before the next read.
-   */
+  /** `carriesStreams`: a stream's connection, whose reader pauses it. */
   constructor(
     origin: URL,
-    options: NodeExchangeOptions,
+    options: BinaryExchangeOptions,
     private readonly onGone: () => void,
     carriesStreams = false,
   ) {
     const host = origin.hostname.replace(/^\[|\]$/g, '');
     const port = Number(origin.port);
     assert(Number.isSafeInteger(port) && port > 0, 'a binary endpoint names its port');
-    if (origin.protocol === 'abcasts:') {
-      this.socket = tlsConnect({ host, port, ...(options.ca === null ? {} : { ca: options.ca }) });
-    } else if (carriesStreams) this.socket = netConnect({ host, port });
-    else {
-      // Node would otherwise allocate a buffer (memory outside V8's heap, which prompts its
-      // full collections) for every read.
-      this.socket = netConnect({
-        host,
-        port,
-        onread: {
-          buffer: Buffer.allocUnsafe(readBufferBytes),
-          callback: (byteCount, buffer) => {
-            this.onData(buffer.subarray(0, byteCount));
-            return true;
-          },
-        },
-      });
-    }
-    this.socket.setNoDelay(true);
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.on('error', (error: NodeJS.ErrnoException) =>
+    const connector = options.connector ?? socketConnector;
+    this.socket = connector({
+      host,
+      port,
+      secure: origin.protocol === 'abcasts:',
+      ca: options.ca,
+      carriesStreams,
+      onData: (chunk) => this.onData(chunk),
+    });
+    this.socket.on('error', (error) =>
       this.fail(new BinaryConnectionError(error.code ?? 'connection_failed', error.message)),
     );
     this.socket.on('close', () =>
@@ -414,7 +457,7 @@ function pooledConnection(
   pool: Map<string, BinaryConnection>,
   key: string,
   origin: URL,
-  options: NodeExchangeOptions,
+  options: BinaryExchangeOptions,
 ): BinaryConnection {
   let connection = pool.get(key);
   if (connection === undefined) {
@@ -466,7 +509,7 @@ function startCall(
  */
 function runsOverBinary(
   environment: Environment,
-  options: NodeExchangeOptions,
+  options: BinaryExchangeOptions,
   connectionTo: (origin: URL, key: string) => BinaryConnection,
 ): BinaryExchange['broadcastRun'] {
   /** By node: whether it knows the frame; absent until one of its answers says. */
@@ -561,7 +604,7 @@ interface RunTarget {
 
 export function binaryExchange(
   environment: Environment,
-  options: NodeExchangeOptions = { ca: null },
+  options: BinaryExchangeOptions = { ca: null },
 ): BinaryExchange {
   const connections = new Map<string, BinaryConnection>();
   const connectionTo = (origin: URL, key = originKey(origin)): BinaryConnection =>

@@ -28,6 +28,7 @@ import {
   type RunResults,
   streamDataHead,
 } from '../transport/client-frames.ts';
+import type { DuplexConnection } from '../transport/duplex-connection.ts';
 import type { TlsCredentials } from '../transport/tls.ts';
 import { assert } from '../util/assert.ts';
 import type { Timer } from '../util/environment.ts';
@@ -119,6 +120,14 @@ export class BinaryServer {
 
   private accept(socket: Socket): void {
     socket.setNoDelay(true);
+    this.acceptConnection(socket);
+  }
+
+  /**
+   * Serves a connection already open: a socket the listener accepted, or the simulator's
+   * connection (src/sim/runtime/sim-connection.ts). It is closed with the others.
+   */
+  acceptConnection(socket: DuplexConnection): void {
     const connection = new BinaryConnection(socket, this.options);
     const { metrics } = this.options.context;
     this.connections.add(connection);
@@ -143,7 +152,7 @@ class BinaryConnection implements NodeFrameHandler {
   private corked = false;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: DuplexConnection,
     private readonly options: BinaryServerOptions,
   ) {
     const { context } = options;
@@ -303,7 +312,7 @@ class BinaryConnection implements NodeFrameHandler {
         if (body.length > bodyBytesMax) throw tooLarge(bodyBytesMax);
         return body;
       },
-      certificateName: certificateNameOfSocket(this.socket as Partial<TLSSocket>),
+      certificateName: certificateNameOfSocket(this.socket as unknown as Partial<TLSSocket>),
     };
     const sendFrame = (answerStatus: number, encoded: Uint8Array) => {
       assert(!answered, 'a request is answered once');
@@ -441,7 +450,7 @@ class BinaryStreamWriter implements StreamWriter {
   private over = false;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: DuplexConnection,
     private readonly requestId: number,
     private readonly context: ServerContext,
     private readonly isOpen: () => boolean,

@@ -146,7 +146,8 @@ function inProcessFront(
 }
 
 export class InProcessServer {
-  private readonly dispatcher: Dispatcher;
+  /** The routes' dispatcher, which a binary port of the same node shares. */
+  readonly dispatcher: Dispatcher;
 
   constructor(context: ServerContext) {
     this.dispatcher = new Dispatcher(context, apiRoutes);

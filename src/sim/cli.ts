@@ -145,7 +145,7 @@ export function parseArgs(argv: readonly string[]): SimCommand {
 
 function summarize(result: RuntimeRunResult): string {
   const s = result.stats;
-  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.pauses} pauses, ${s.clockJumps} clock jumps, ${s.memberChanges} membership changes, ${s.transfers} transfers, ${s.campaigns} forced elections, ${s.corruptions} corruptions, ${s.diskStops} disk stops, ${s.calls} broadcasts (${s.foreignRefusals} refused in another's session, ${s.runFramesSent} broadcastRun frames), ${s.barriers} barriers, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
+  return `seed ${formatSeed(result.seed)}: ${result.violation === null ? 'ok' : 'VIOLATION'} — ${s.virtualMs} virtual ms, ${s.steps} steps, ${s.framesSent} frames (${s.framesLost} lost on arrival), ${s.crashes} crashes, ${s.partitions} partitions, ${s.pauses} pauses, ${s.clockJumps} clock jumps, ${s.memberChanges} membership changes, ${s.transfers} transfers, ${s.campaigns} forced elections, ${s.corruptions} corruptions, ${s.diskStops} disk stops, ${s.calls} broadcasts (${s.foreignRefusals} refused in another's session, ${s.runFramesSent} broadcastRun frames, ${s.binaryConnections} binary connections, ${s.binaryResets} reset), ${s.barriers} barriers, ${s.positions} positions, ${s.committedIndex} indexes committed in ${s.leaderTerms} leader terms`;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -2,7 +2,8 @@
 // and tear unsynced writes at power cuts, the real HTTP routes with authentication and real
 // SDK clients, some sharing a client id — holds every property over a sweep of seeds, and a
 // seed replays the same run. The sweep also shows the session binding and barrier paths ran,
-// and that clients sent their runs as the binary port's broadcastRun frames.
+// that clients sent their runs as the binary port's broadcastRun frames, and that clients
+// reached the real binary port over simulated TCP, whose connections were reset.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sweepRuntime } from '../../src/sim/runtime/run.ts';
@@ -20,7 +21,13 @@ test('a seed replays the same run', async () => {
 });
 
 test(`${seedCount} seeds of the runtime simulation pass`, async () => {
-  const seen = { foreignRefusals: 0, barriers: 0, runFramesSent: 0 };
+  const seen = {
+    foreignRefusals: 0,
+    barriers: 0,
+    runFramesSent: 0,
+    binaryConnections: 0,
+    binaryResets: 0,
+  };
   const report = await sweepRuntime({
     from: 1,
     count: seedCount,
@@ -30,6 +37,8 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
       seen.foreignRefusals += result.stats.foreignRefusals;
       seen.barriers += result.stats.barriers;
       seen.runFramesSent += result.stats.runFramesSent;
+      seen.binaryConnections += result.stats.binaryConnections;
+      seen.binaryResets += result.stats.binaryResets;
     },
   });
   const first = report.violations[0];
@@ -38,4 +47,6 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
   assert.ok(seen.foreignRefusals > 0, 'some broadcasts met another client in their session');
   assert.ok(seen.barriers > 0, 'some barriers were answered');
   assert.ok(seen.runFramesSent > 0, 'some runs went as broadcastRun frames');
+  assert.ok(seen.binaryConnections > 0, 'some clients connected to the binary port');
+  assert.ok(seen.binaryResets > 0, 'some of those connections were reset');
 });

@@ -7,12 +7,17 @@
  * SessionSharing): the nodes must refuse them in c0's session, or c0 in theirs. In the
  * liveness phase each client sends one more broadcast, which must succeed.
  */
+
+import { binaryExchange } from '../../client/binary-exchange.ts';
 import type { Client } from '../../client/client.ts';
 import { ClientError } from '../../client/errors.ts';
 import type { HttpExchange } from '../../client/exchange.ts';
 import { connect } from '../../client/index.ts';
+import { upgradedTransport } from '../../client/protocol-upgrade.ts';
 import type { NodeId } from '../../raft/types.ts';
+import type { Environment } from '../../util/environment.ts';
 import type { Prng } from '../../util/prng.ts';
+import { type BinaryNetwork, simBinaryPort } from './binary-network.ts';
 import type { CallOutcome, DeliveryChecker } from './delivery-checker.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork, RunFrames } from './exchange.ts';
@@ -41,15 +46,31 @@ export interface WorkloadOptions {
   readonly tokens: readonly string[] | null;
   readonly note: (text: string) => void;
   readonly unsafe: 'moveSentMessage' | null;
-  /**
-   * Whether a client's runs go as broadcastRun frames, as the SDK sends them over the
-   * binary port, or as POST /v1/broadcast/batch, as over HTTP; null: the latter.
-   */
-  readonly runFramesOf: () => RunFrames | null;
+  /** How each client reaches the nodes, asked once per client in the order they connect. */
+  readonly pathOf: () => ClientPath;
+  readonly binaryNetwork: BinaryNetwork;
 }
+
+/**
+ * How a client reaches the nodes: over the nodes' real binary ports on simulated TCP
+ * (binary-network.ts), or in process (exchange.ts), its runs as broadcastRun frames through
+ * the codec (`runFrames`) or, when null, as POST /v1/broadcast/batch, as over HTTP.
+ */
+export type ClientPath =
+  | {
+      readonly kind: 'binary';
+      /**
+       * Given HTTP endpoints, as most applications are, and moved to each node's binary port
+       * once its status offers one that answers, back to HTTP when the port fails
+       * (protocol-upgrade.ts); otherwise given the binary endpoints themselves.
+       */
+      readonly upgrade: boolean;
+    }
+  | { readonly kind: 'inProcess'; readonly runFrames: RunFrames | null };
 
 interface SimClient {
   readonly name: string;
+  readonly path: ClientPath;
   readonly client: Client;
   readonly life: Life;
   readonly prng: Prng;
@@ -134,8 +155,18 @@ export class Workload {
     const { bounds, mix, unsafe } = this.options;
     const life = new Life(role.name);
     const clientPrng = this.options.prng.fork();
+    const environment = simEnvironment({
+      scheduler: this.scheduler,
+      life,
+      prng: clientPrng.fork(),
+    });
+    const path = this.options.pathOf();
     const client = connect({
-      endpoints: this.options.nodeIds.map((id) => `http://${id}`),
+      endpoints: this.options.nodeIds.map((id) =>
+        path.kind === 'binary' && !path.upgrade
+          ? `abcast://${id}:${simBinaryPort}`
+          : `http://${id}`,
+      ),
       ...(role.clientId === undefined ? {} : { clientId: role.clientId }),
       ...(this.options.tokens === null
         ? {}
@@ -147,13 +178,14 @@ export class Workload {
       backoffMaxMs: 500,
       inFlightMax: mix.inFlightMax,
       batching: mix.batching,
-      environment: simEnvironment({ scheduler: this.scheduler, life, prng: clientPrng.fork() }),
-      exchange: this.exchangeOf(role, life),
+      environment,
+      exchange: role.wrap(this.exchangeOf(role.name, life, environment, path)),
       ...(unsafe === null ? {} : { unsafe }),
     });
     this.checker.onClient(role.name, client.baseClientId);
     return {
       name: role.name,
+      path,
       client,
       life,
       prng: clientPrng,
@@ -165,12 +197,25 @@ export class Workload {
   }
 
   /**
-   * The client's exchange; one whose requests are changed on the way (the nonce's watcher
-   * and the impostor) sends its runs as batch requests, where they can be read and changed.
+   * The client's exchange: the SDK's own binary exchange with connections through the
+   * simulated TCP, or the in-process one. One whose requests are changed on the way (the
+   * nonce's watcher and the impostor: `ClientRole.wrap`) sends its runs as batch requests,
+   * where they can be read and changed.
    */
-  private exchangeOf(role: ClientRole, life: Life): HttpExchange {
-    const runFrames = this.options.runFramesOf();
-    return role.wrap(this.options.network.exchangeFor(role.name, life, runFrames));
+  private exchangeOf(
+    name: string,
+    life: Life,
+    environment: Environment,
+    path: ClientPath,
+  ): HttpExchange {
+    if (path.kind === 'inProcess') {
+      return this.options.network.exchangeFor(name, life, path.runFrames);
+    }
+    const connector = this.options.binaryNetwork.connectorFor(name, life);
+    const overBinary = binaryExchange(environment, { ca: null, connector });
+    if (!path.upgrade) return overBinary;
+    const overHttp = this.options.network.exchangeFor(name, life, null);
+    return upgradedTransport(environment, overHttp, overBinary).exchange;
   }
 
   /** c0's requests pass unchanged; the first nonce among them is noted for the impostor. */
@@ -206,6 +251,9 @@ export class Workload {
   /** Schedules every client's broadcasts of the fault phase. */
   begin(workloadLife: Life): void {
     this.workloadLife = workloadLife;
+    for (const simClient of this.clients) {
+      this.options.note(`${simClient.name} reaches the nodes ${describePath(simClient.path)}`);
+    }
     for (const simClient of this.clients) {
       if (!simClient.waitsForNonce) this.scheduleNext(simClient, workloadLife);
     }
@@ -318,6 +366,13 @@ const foreignCodes = new Set(['session_forbidden', 'session_conflict']);
 
 /** A rejected last broadcast is sent again after this long, as an application would. */
 const retryFinalAfterMs = 10;
+
+function describePath(path: ClientPath): string {
+  if (path.kind === 'binary') {
+    return path.upgrade ? 'over HTTP, then their binary ports' : 'over their binary ports';
+  }
+  return path.runFrames === null ? 'in process' : 'in process, runs as broadcastRun frames';
+}
 
 function describeOutcome(outcome: CallOutcome): string {
   if (outcome.kind === 'rejected') return `failed ${outcome.code}`;

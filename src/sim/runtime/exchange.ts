@@ -116,6 +116,11 @@ export class ClientNetwork {
     return this.prng.between(this.faults.latencyMsMin, this.faults.latencyMsMax);
   }
 
+  /** Whether `client` reaches `node` now: not cut off, and linked. */
+  reaches(client: string, node: NodeId): boolean {
+    return !this.cuts.has(`${client}|${node}`) && this.linked(client, node);
+  }
+
   /**
    * The exchange one client uses; its timers belong to the client's life. With `runs`, it
    * also carries broadcastRun frames: encoded and decoded by the protocol's own codec, and
@@ -160,7 +165,7 @@ export class ClientNetwork {
   private goAwayOf(client: string, life: Life, node: NodeId, delayMs: number): Promise<ProbeEnd> {
     return new Promise((resolve) => {
       this.scheduler.schedule(delayMs, life, () => {
-        if (this.cuts.has(`${client}|${node}`) || !this.linked(client, node)) resolve('lost');
+        if (!this.reaches(client, node)) resolve('lost');
         else resolve(this.servers.has(node) ? 'goAway' : 'refused');
       });
     });
@@ -244,7 +249,7 @@ export class ClientNetwork {
     finish: (outcome: { answer: T } | Error) => void,
   ): void {
     const { what } = call;
-    const reachable = !this.cuts.has(`${client}|${node}`) && this.linked(client, node);
+    const reachable = this.reaches(client, node);
     if (!reachable || this.prng.chance(this.faults.requestLossProbability)) {
       this.observe({ kind: 'request', client, node, what, fate: 'lost' });
       return; // the deadline answers

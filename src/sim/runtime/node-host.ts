@@ -18,7 +18,8 @@ import {
 import type { Configuration, Entry, HardState, NodeId, Ready, Snapshot } from '../../raft/types.ts';
 import type { AuthSource } from '../../server/access.ts';
 import { Backfill } from '../../server/backfill.ts';
-import type { ServerSettings } from '../../server/context.ts';
+import { BinaryServer } from '../../server/binary-server.ts';
+import type { ServerContext, ServerSettings } from '../../server/context.ts';
 import { HttpMetrics } from '../../server/http-metrics.ts';
 import { InProcessServer } from '../../server/in-process.ts';
 import { PeerReads } from '../../server/peers.ts';
@@ -29,6 +30,7 @@ import type { Prng } from '../../util/prng.ts';
 import { SimFileError, type SimFileSystem } from '../sim-file-system.ts';
 import { SimStoreFiles } from '../sim-store-files.ts';
 import { AckedLog } from './acked-log.ts';
+import { type BinaryNetwork, simBinaryPort } from './binary-network.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
 import type { StoreMix } from './mix.ts';
@@ -90,6 +92,9 @@ export interface NodeHostOptions {
   readonly auth: AuthSource | null;
   /** The message store's segments and the retention every node is given. */
   readonly store: StoreMix;
+  /** Where clients reach the nodes' binary ports, and the window each port grants. */
+  readonly binaryNetwork: BinaryNetwork;
+  readonly binaryWindowRequests: number;
   /** Where backfill and forwarded reads reach the other machines' HTTP routes. */
   readonly peerNetwork: ClientNetwork;
   /** Every machine's id: backfill asks the others. */
@@ -240,7 +245,7 @@ export class NodeHost {
       this.options.peerNetwork.exchangeFor(this.id, life),
       this.options.tuning.requestTimeoutMs,
     );
-    this.server = new InProcessServer({
+    const context: ServerContext = {
       node,
       settings: serverSettings(this.options.tuning, this.options.peers),
       metrics: new HttpMetrics(),
@@ -248,8 +253,20 @@ export class NodeHost {
       environment,
       auth: this.options.auth,
       peerReads,
+      // Offered in /v1/status, as a node listening on a binary port offers it: the SDK
+      // given HTTP endpoints moves to it (protocol-upgrade.ts).
+      binaryEndpoint: { url: `abcast://${this.id}:${simBinaryPort}` },
+    };
+    this.server = new InProcessServer(context);
+    // The real binary port, through the same dispatcher as the in-process HTTP routes.
+    const binary = new BinaryServer({
+      context,
+      dispatcher: this.server.dispatcher,
+      tls: null,
+      windowRequests: this.options.binaryWindowRequests,
     });
     this.options.clientNetwork.attach(this.id, this.server, life);
+    this.options.binaryNetwork.attach(this.id, life, (end) => binary.acceptConnection(end));
     this.options.peerNetwork.attach(this.id, this.server, life);
     this.state = 'up';
     events.started(this, node.lastPosition);
@@ -376,6 +393,7 @@ export class NodeHost {
     this.life?.end();
     this.life = null;
     this.options.clientNetwork.detach(this.id);
+    this.options.binaryNetwork.detach(this.id);
     this.options.peerNetwork.detach(this.id);
     this.node = null;
     this.server = null;

@@ -1,7 +1,7 @@
 /**
  * A simulated run of the code users run: N real BroadcastNodes with the real WAL code over
- * simulated disks, their HTTP routes in process, and real SDK clients, on one virtual clock
- * and one seed. In the fault phase the nemesis (nemesis.ts) crashes machines (cutting their
+ * simulated disks, their HTTP routes in process and their binary ports over simulated TCP,
+ * and real SDK clients, on one virtual clock and one seed. In the fault phase the nemesis (nemesis.ts) crashes machines (cutting their
  * disks' power), partitions and pauses them, sets their clocks off, changes the membership,
  * moves leadership and rots a minority's disks, while the networks lose, delay and duplicate
  * frames, requests and answers, and faulty disks lose, misdirect and refuse writes. Then the
@@ -21,7 +21,8 @@ import { Checker } from '../checkers.ts';
 import { perfectNetwork, SimNetwork, shuffle } from '../network.ts';
 import { NO_DISK_FAULTS, SimFileSystem } from '../sim-file-system.ts';
 import { type Property, type SimViolation, ViolationContext } from '../violation.ts';
-import { Workload } from './clients.ts';
+import { BinaryNetwork } from './binary-network.ts';
+import { type ClientPath, Workload } from './clients.ts';
 import { DeliveryChecker } from './delivery-checker.ts';
 import { ClientNetwork, calmClientNetwork, type RunFrames, runFrameCall } from './exchange.ts';
 import { FrameChecker } from './frame-checker.ts';
@@ -89,6 +90,9 @@ export interface RuntimeRunStats extends NemesisCounts {
   framesLost: number;
   /** broadcastRun frames the SDK clients sent to a node (the binary port's way). */
   runFramesSent: number;
+  /** Connections SDK clients opened to nodes' real binary ports, and those reset. */
+  binaryConnections: number;
+  binaryResets: number;
   /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
   leaderTerms: number;
   committedIndex: number;
@@ -111,6 +115,7 @@ const authSeedSalt = 0x7a0c3e11;
 const storeSeedSalt = 0x5701e5a1;
 const runFramesSeedSalt = 0x2f7a61c3;
 const probeDelaySeedSalt = 0x5c1e0b97;
+const binarySeedSalt = 0x6b1a4e0d;
 
 /** The SDK clients' deadlines. */
 const clientBounds = { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 };
@@ -147,6 +152,8 @@ class RuntimeWorld {
   private readonly clientNetwork: ClientNetwork;
   /** Node to node HTTP (backfill, forwarded reads): the clients' faults, its own draws. */
   private readonly peerNetwork: ClientNetwork;
+  /** Where some clients reach the nodes' real binary ports, over simulated TCP. */
+  private readonly binaryNetwork: BinaryNetwork;
   private readonly checker: DeliveryChecker;
   private readonly storeChecker: StoreChecker;
   private readonly frameChecker: FrameChecker;
@@ -173,6 +180,8 @@ class RuntimeWorld {
     framesSent: 0,
     framesLost: 0,
     runFramesSent: 0,
+    binaryConnections: 0,
+    binaryResets: 0,
     leaderTerms: 0,
     committedIndex: 0,
   };
@@ -244,6 +253,16 @@ class RuntimeWorld {
       (from, to) => this.network.linkUp(machineIndex(from), machineIndex(to)),
     );
     this.peerNetwork.faults = this.mix.clientNetwork;
+    // A generator of its own, so that adding the binary port changed no other draw.
+    const binaryPrng = new Prng((options.seed ^ binarySeedSalt) >>> 0);
+    this.binaryNetwork = new BinaryNetwork(
+      this.scheduler,
+      binaryPrng.fork(),
+      this.clientNetwork,
+      (text) => this.note(text),
+    );
+    // Small windows make calls wait for a slot, as a node granting few would.
+    const binaryWindowRequests = binaryPrng.pick([1, 2, 4, 1024]);
     this.checker = new DeliveryChecker(this.context);
     this.storeChecker = new StoreChecker(
       this.context,
@@ -289,6 +308,8 @@ class RuntimeWorld {
           auth: auth?.source ?? null,
           store: this.mix.store,
           peerNetwork: this.peerNetwork,
+          binaryNetwork: this.binaryNetwork,
+          binaryWindowRequests,
           machineIds: machines,
           backfillHeaders: auth === null ? {} : { authorization: `Bearer ${auth.backfillToken}` },
         }),
@@ -309,17 +330,43 @@ class RuntimeWorld {
       tokens: auth?.tokens ?? null,
       note: (text) => this.note(text),
       unsafe: this.unsafe === 'moveSentMessage' ? this.unsafe : null,
-      runFramesOf: this.runFramesChooser(options.seed, machines),
+      binaryNetwork: this.binaryNetwork,
+      pathOf: this.clientPathChooser(options.seed, machines, binaryPrng.fork(), clients),
     });
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
     runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
   }
 
   /**
-   * How each client sends its runs: most as the SDK does over the binary port (broadcastRun
-   * frames through the protocol's codec), some as over HTTP (batch requests), and now and
-   * then with one machine playing a build that lacks the frame, as in a rolling upgrade. A
-   * generator of its own, so that the choice changes no other draw.
+   * How each client reaches the nodes, in the order the workload connects them. Some
+   * (always one of the ordinary clients, so that every seed runs it) over the real binary
+   * port on simulated TCP, half of those given HTTP endpoints and moving to the port as
+   * the SDK does by default; the others in process, most sending their runs as broadcastRun
+   * frames through the protocol's codec, some as batch requests. `--clients plain` keeps
+   * the worlds from before the binary port: all in process.
+   */
+  private clientPathChooser(
+    seed: number,
+    machines: readonly NodeId[],
+    prng: Prng,
+    clients: ClientMix,
+  ): () => ClientPath {
+    const runFramesOf = this.runFramesChooser(seed, machines);
+    const surelyBinary = clients === 'plain' ? -1 : prng.below(this.mix.clientCount);
+    let index = 0;
+    return () => {
+      const binary = index === surelyBinary || (clients !== 'plain' && prng.chance(1 / 3));
+      index++;
+      if (binary) return { kind: 'binary', upgrade: prng.chance(1 / 2) };
+      return { kind: 'inProcess', runFrames: runFramesOf() };
+    };
+  }
+
+  /**
+   * How an in-process client sends its runs: most as the SDK does over the binary port
+   * (broadcastRun frames through the protocol's codec), some as over HTTP (batch requests),
+   * and now and then with one machine playing a build that lacks the frame, as in a rolling
+   * upgrade. A generator of its own, so that the choice changes no other draw.
    */
   private runFramesChooser(seed: number, machines: readonly NodeId[]): () => RunFrames | null {
     const prng = new Prng((seed ^ runFramesSeedSalt) >>> 0);
@@ -509,6 +556,9 @@ class RuntimeWorld {
     } catch (error) {
       this.context.fail('no crash', `the simulation threw: ${(error as Error).stack ?? error}`, []);
     } finally {
+      // Counted before the end's crashes reset every connection left.
+      this.stats.binaryConnections = this.binaryNetwork.counts.connections;
+      this.stats.binaryResets = this.binaryNetwork.counts.resets;
       this.workload.close();
       for (const host of this.hosts) host.crash();
       this.scheduler.clear();
