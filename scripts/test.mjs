@@ -16,29 +16,11 @@ function listTestFiles(directory) {
   return files;
 }
 
-// The longest files start first (from a clean clone's CI log): the runner starts files in
-// the order given as its two slots free up, so a long file started late runs alone at the
-// end while the other slot idles. The simulator's sweep alone is about a sixth of the sum.
-const longestFirst = [
-  'test/sim/runtime-sweep.test.ts',
-  'test/cli/repair.test.ts',
-  'test/chaos/chaos-run.test.ts',
-  'test/mcp/idempotent.test.ts',
-  'test/cli/snapshot.test.ts',
-];
-
-function startOrder(file) {
-  const rank = longestFirst.indexOf(file);
-  return rank === -1 ? longestFirst.length : rank;
-}
-
 const filters = process.argv.slice(2).filter((argument) => !argument.startsWith('--'));
 const passThrough = process.argv.slice(2).filter((argument) => argument.startsWith('--'));
 const files = listTestFiles('test').filter(
   (file) => filters.length === 0 || filters.some((filter) => file.includes(filter)),
 );
-// Stable: the rest keep their path order.
-files.sort((a, b) => startOrder(a) - startOrder(b));
 if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);

@@ -103,7 +103,11 @@ export async function startAbcast(options: ClusterOptions): Promise<AbcastCluste
       sdkWay('abcast-sdk-binary', 'abcast SDK, binary protocol', leaderFirst(binaryUrls), payload),
     ],
     openPost: (connections) => {
-      const load = openPostLoad(leaderUrl.origin, connections, JSON.stringify({ payload }));
+      const load = openPostLoad({
+        origin: leaderUrl.origin,
+        connectionCount: connections,
+        body: JSON.stringify({ payload }),
+      });
       return { send: load.send, close: load.close };
     },
     catchUp: (messages) =>

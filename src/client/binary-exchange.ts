@@ -114,7 +114,7 @@ export type BinaryConnector = (target: BinaryConnectTarget) => DuplexConnection;
 /** What a connection reads into at most at once (Node's own reads are this size). */
 const readBufferBytes = 64 << 10;
 
-/** node:net and node:tls sockets. */
+/** Production's connector, node:net and node:tls sockets; the simulator passes its own. */
 export const socketConnector: BinaryConnector = (target) => {
   const { host, port, onData } = target;
   let socket: DuplexConnection;

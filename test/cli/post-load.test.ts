@@ -32,7 +32,7 @@ test('a 200 fulfils, any other status rejects naming it, on at most N kept-alive
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const body = JSON.stringify({ payload: 'x'.repeat(100) });
-  const load = openPostLoad(`http://127.0.0.1:${port}`, 2, body);
+  const load = openPostLoad({ origin: `http://127.0.0.1:${port}`, connectionCount: 2, body });
   try {
     for (let round = 0; round < 5; round++) await Promise.all([load.send(), load.send()]);
     assert.equal(seen.length, 10);
@@ -60,7 +60,11 @@ test('a node that is not listening rejects the message', async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  const load = openPostLoad(`http://127.0.0.1:${port}`, 1, '{"payload":1}');
+  const load = openPostLoad({
+    origin: `http://127.0.0.1:${port}`,
+    connectionCount: 1,
+    body: '{"payload":1}',
+  });
   try {
     await assert.rejects(load.send(), /ECONNREFUSED/);
   } finally {

@@ -182,8 +182,12 @@ test('a node going down fails the calls in flight; while down connects are refus
   const taken = new Map<number, number>();
   assert.equal((await settled(scheduler, post(exchange, 1))).status, 200);
   assert.deepEqual(await settled(scheduler, run(exchange, 2, 1, taken)), { kind: 'taken' });
+  // The probe, idle once the run was answered, closes: ends and FINs both ways.
+  await runFor(scheduler, 1_000);
   const inFlight = run(exchange, 3, 2, taken);
+  assert.equal(network.counts.connections, 2, 'the probe, closed since, and the shared one');
   network.detach('n1');
+  assert.equal(network.counts.resets, 1, 'only the live connection is reset by the crash');
   const failure = await settled(scheduler, inFlight).catch((error: unknown) => error);
   assert.ok(failure instanceof BinaryConnectionError, String(failure));
   assert.equal(failure.code, 'ECONNRESET');

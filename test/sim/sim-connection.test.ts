@@ -194,12 +194,53 @@ test('a reader that pauses backs the writer up until drain', async () => {
 
 test('an end sends what was written, then both ends close; corked writes leave as one', async () => {
   const { scheduler, connection, server, clientChunks, events } = rig(17);
+  const outgoing = server.outgoing;
+  assert.ok(outgoing !== null);
+  const sent: (Uint8Array | null)[] = [];
+  const send = outgoing.send.bind(outgoing);
+  outgoing.send = (bytes) => {
+    sent.push(bytes);
+    send(bytes);
+  };
   server.cork();
   server.write(Uint8Array.of(1));
   server.write(Uint8Array.of(2));
   server.end();
   await runAll(scheduler);
   assert.deepEqual(Buffer.concat(clientChunks), Buffer.of(1, 2));
+  assert.deepEqual(
+    sent,
+    [Buffer.of(1, 2), null],
+    'one segment for the corked writes, then the FIN',
+  );
   assert.deepEqual(events.slice().sort(), ['client close', 'server close']);
   assert.equal(connection.clientEnd.destroyed, true);
+  assert.equal(connection.state, 'closed');
+});
+
+test('an empty write sends nothing and breaks nothing', async () => {
+  const { scheduler, server, clientChunks, events } = rig(18);
+  assert.equal(server.write(new Uint8Array(0)), true);
+  await runAll(scheduler);
+  server.write(Uint8Array.of(7));
+  await runAll(scheduler);
+  assert.deepEqual(Buffer.concat(clientChunks), Buffer.of(7));
+  assert.deepEqual(events, []);
+});
+
+test('bytes that reach a closed end reset the connection: a writer waiting for drain hears of it', async () => {
+  let resets = 0;
+  const { scheduler, connection, server, events } = rig(19, { onReset: () => resets++ });
+  connection.clientEnd.pause();
+  let drained = 0;
+  server.on('drain', () => drained++);
+  assert.equal(server.write(Buffer.alloc(20 << 10)), false, 'past the high-water mark');
+  await runAll(scheduler);
+  connection.clientEnd.destroy();
+  await runAll(scheduler);
+  assert.equal(drained, 0);
+  assert.equal(server.destroyed, true, 'the writer is not left waiting for a drain');
+  assert.ok(events.includes('server error ECONNRESET'), events.join(', '));
+  assert.equal(resets, 1);
+  assert.equal(connection.state, 'reset');
 });

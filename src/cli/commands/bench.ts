@@ -14,7 +14,6 @@ import type { Command } from 'commander';
 import { connect } from '../../client/index.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
-import { openPostLoad } from './post-load.ts';
 
 interface BenchFlags {
   node: string;
@@ -149,15 +148,21 @@ type Protocol = 'http' | 'binary';
  * what any HTTP client sees. `binary`: the SDK over the binary client protocol, which
  * packs the messages in flight into batch requests pipelined on one connection.
  */
-function sender(
+async function sender(
   protocol: Protocol,
   target: string,
   body: string,
   options: { readonly concurrency: number; readonly sdk: boolean },
-): { send: Send; close: () => void } {
+): Promise<{ send: Send; close: () => void }> {
   const { concurrency } = options;
   if (protocol === 'http' && !options.sdk) {
-    const load = openPostLoad(new URL(target).origin, concurrency, body);
+    // Loaded here, not with the CLI: every other command would pay for undici's import.
+    const { openPostLoad } = await import('./post-load.ts');
+    const load = openPostLoad({
+      origin: new URL(target).origin,
+      connectionCount: concurrency,
+      body,
+    });
     return { send: load.send, close: () => void load.close() };
   }
   // `--protocol http --sdk` measures HTTP: the SDK would otherwise move to the binary port.
@@ -196,7 +201,7 @@ async function bench(flags: BenchFlags): Promise<void> {
   if (protocol === 'http') await callJson(target, '/v1/status');
   const totals: BenchTotals = { latenciesMicros: createHistogram(), errorCount: 0 };
   const interactive = process.stderr.isTTY === true;
-  const way = sender(protocol, target, JSON.stringify({ payload }), {
+  const way = await sender(protocol, target, JSON.stringify({ payload }), {
     concurrency,
     sdk: flags.sdk === true,
   });

@@ -25,10 +25,18 @@ const jsonHeaders = { 'content-type': 'application/json' };
 /** A request gets no answer within this: a node that stopped answering fails the message. */
 const answerTimeoutMs = 30_000;
 
-/** Opens (lazily) up to `connections` kept-alive connections to `origin`, `http://host:port`. */
-export function openPostLoad(origin: string, connections: number, body: string): PostLoad {
+export interface PostLoadOptions {
+  /** `http://host:port` of the node. */
+  readonly origin: string;
+  /** Kept-alive connections, opened as the load needs them. */
+  readonly connectionCount: number;
+  /** The request body, sent as it is for every message. */
+  readonly body: string;
+}
+
+export function openPostLoad({ origin, connectionCount, body }: PostLoadOptions): PostLoad {
   const pool = new Pool(origin, {
-    connections,
+    connections: connectionCount,
     pipelining: 1,
     headersTimeout: answerTimeoutMs,
     bodyTimeout: answerTimeoutMs,

@@ -96,6 +96,8 @@ export class BinaryNetwork {
             this.counts.resets++;
             this.note(`${client}'s connection to ${node} resets: ${reason}`);
           },
+          // A closed connection is nothing the node's crash could reset.
+          onClosed: () => this.ports.get(node)?.connections.delete(connection),
         },
         client,
         life,

@@ -6,10 +6,13 @@
  *
  * What TCP does, it does: bytes arrive in order, after a seeded latency, never lost or
  * repeated while the connection lives, in 'data' chunks cut anywhere (a frame across
- * several chunks, several frames in one). What TCP suffers, it suffers: a reset at any
- * moment drops whatever is in flight both ways and fails both ends; while the link is down
- * (a client cut off) bytes stall, and the stall may end in a reset; a reader that pauses
- * backs the writer up past its high-water mark until 'drain'.
+ * several chunks, several frames in one); an empty write sends nothing. What TCP suffers,
+ * it suffers: a reset at any moment drops whatever is in flight both ways and fails both
+ * ends; bytes that reach an end already closed reset the connection, so their writer hears
+ * of it (as a kernel answers them with RST); while the link is down (a client cut off)
+ * bytes stall, and the stall may end in a reset; a reader that pauses backs the writer up
+ * past its high-water mark until 'drain'. Not modelled: half-open connections (an end's
+ * FIN closes both), and TLS.
  *
  * Every event for an end runs under that end's Life, so a paused node reads late and a
  * crashed one never reads again; order within a direction never rests on the agenda's
@@ -41,6 +44,8 @@ export interface SimConnectionOptions {
   readonly stallResetProbability: number;
   /** Told once, when the connection is reset (for the world's counts and trace). */
   readonly onReset: (reason: string) => void;
+  /** Told once, when both ends have closed without a reset: it is gone, not broken. */
+  readonly onClosed?: () => void;
 }
 
 /** Bytes on their way one direction (null: the end of the stream, a FIN). */
@@ -49,7 +54,7 @@ interface Segment {
   readonly arriveAtMs: number;
 }
 
-type ConnectionState = 'open' | 'reset';
+type ConnectionState = 'open' | 'reset' | 'closed';
 
 /** One end of a simulated connection, as its owner sees it: a socket. */
 export class SimConnectionEnd extends EventEmitter implements DuplexConnection {
@@ -66,6 +71,8 @@ export class SimConnectionEnd extends EventEmitter implements DuplexConnection {
   /** The direction this end writes into; set by the pair. */
   outgoing: Direction | null = null;
   incoming: Direction | null = null;
+  /** The pair, told when this end closes; set by the pair. */
+  connection: SimConnection | null = null;
 
   constructor(
     readonly name: string,
@@ -82,6 +89,8 @@ export class SimConnectionEnd extends EventEmitter implements DuplexConnection {
       this.fail('ERR_STREAM_WRITE_AFTER_END', 'write after end');
       return false;
     }
+    // Nothing to send: a queued empty segment would be a chunk of no bytes.
+    if (bytes.length === 0) return !this.writableNeedDrain;
     // Copied: a writer may reuse its buffer once the write returns (Node's may not, but
     // the copy costs the simulator nothing that matters).
     const copy = Uint8Array.from(bytes);
@@ -192,6 +201,9 @@ export class SimConnectionEnd extends EventEmitter implements DuplexConnection {
     this.destroyed = true;
     this.writableLength = 0;
     this.writableNeedDrain = false;
+    this.connection?.endClosed();
+    // Bytes still coming to this end meet a closed socket: see Direction.deliver.
+    this.incoming?.wake();
     // As Node: 'error' and 'close' come on a later tick, never inside the call that caused them.
     process.nextTick(() => {
       if (error !== null && this.listenerCount('error') > 0) this.emit('error', error);
@@ -224,6 +236,8 @@ class Direction {
     );
     this.lastArrivalMs = arriveAtMs;
     this.segments.push({ bytes, arriveAtMs });
+    // A node's end not accepted yet has no life of its own: its accept wakes the queue.
+    if (!this.to.readable) return;
     scheduler.schedule(arriveAtMs - nowMs, this.to.life, () => this.deliver());
   }
 
@@ -243,9 +257,17 @@ class Direction {
   /** Delivers one chunk of what has arrived; schedules itself again while more has. */
   private deliver(): void {
     const { options } = this.connection;
-    if (this.connection.state !== 'open' || !this.to.reading) return;
+    if (this.connection.state !== 'open') return;
     const first = this.segments[0];
     if (first === undefined || first.arriveAtMs > options.scheduler.nowMs) return;
+    if (this.to.destroyed) {
+      // A closed socket answers data with RST (a FIN it only drops): the writer, which may
+      // be waiting for 'drain' with its reads paused, learns the connection is gone.
+      if (first.bytes !== null) this.connection.reset('data reached a closed socket');
+      else this.segments.shift();
+      return;
+    }
+    if (!this.to.reading) return;
     if (!options.linkUp()) {
       this.stall();
       return;
@@ -339,6 +361,8 @@ export class SimConnection {
     // wait in; its owner reads it from `accept` on.
     const serverEnd = new SimConnectionEnd(`server of ${clientName}`, clientLife);
     this.serverEnd = serverEnd;
+    this.clientEnd.connection = this;
+    serverEnd.connection = this;
     this.fromClient = new Direction(this, this.clientEnd, serverEnd);
     this.clientEnd.outgoing = this.fromClient;
     serverEnd.incoming = this.fromClient;
@@ -361,6 +385,13 @@ export class SimConnection {
     this.fromClient.wake();
   }
 
+  /** An end closed: once both have, without a reset, the connection is gone. */
+  endClosed(): void {
+    if (this.state !== 'open' || !this.clientEnd.destroyed || !this.serverEnd.destroyed) return;
+    this.state = 'closed';
+    this.options.onClosed?.();
+  }
+
   /** The node is down: the connect fails, as a port nobody listens on answers. */
   refuse(code: 'ECONNREFUSED' | 'ETIMEDOUT'): void {
     this.state = 'reset';
@@ -377,7 +408,7 @@ export class SimConnection {
    * delay (a reset crosses the network too).
    */
   reset(reason: string): void {
-    if (this.state === 'reset') return;
+    if (this.state !== 'open') return;
     this.state = 'reset';
     this.options.onReset(reason);
     this.fromClient.drop();
@@ -400,10 +431,17 @@ export class SimConnection {
    * machine itself was gone and the reset waits for a retransmission).
    */
   nodeGone(delayMs: number): void {
+    const clientClosed = this.clientEnd.destroyed;
     this.serverEnd.silence();
     this.fromClient.drop();
     this.toClient.drop();
-    if (this.state === 'reset') return;
+    if (this.state !== 'open') return;
+    if (clientClosed) {
+      // The client had closed its end: nothing is left to reset.
+      this.state = 'closed';
+      this.options.onClosed?.();
+      return;
+    }
     this.state = 'reset';
     this.options.onReset('the node went down');
     this.options.scheduler.schedule(delayMs, this.clientEnd.life, () =>
