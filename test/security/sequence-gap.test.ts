@@ -26,8 +26,14 @@ test('a gapped 1 MB broadcast writes nothing to the log until its turn, then onc
     const startedMs = performance.now();
     const gapped = await send(followerAt, 3, big);
     const waitedMs = performance.now() - startedMs;
-    assert.equal(gapped.status, 409, JSON.stringify(gapped.body));
-    assert.equal((gapped.body as { error: string }).error, 'sequence_gap');
+    // sequence_gap at its deadline; on a machine so loaded that the node's tick comes after
+    // the HTTP backstop, 503 timeout at the same deadline. Either way it waited, unwritten.
+    const gappedError = (gapped.body as { error: string }).error;
+    assert.ok(
+      (gapped.status === 409 && gappedError === 'sequence_gap') ||
+        (gapped.status === 503 && gappedError === 'timeout'),
+      JSON.stringify([gapped.status, gapped.body]),
+    );
     assert.ok(waitedMs >= requestTimeoutMs * 0.9, `it waited for its turn (${waitedMs} ms)`);
     for (let at = 0; at < cluster.ids.length; at++) {
       const grewBytes = (await cluster.metric(at, walBytes)) - (walBefore[at] as number);
