@@ -1,24 +1,26 @@
 /**
  * Readers of the order: real SDK clients that only subscribe (`client.subscribe()`), each on
  * the simulated clock with a PRNG of its own, reading GET /v1/stream from the nodes' real
- * stream route over their binary ports on simulated TCP, through the faults every client
- * meets (crashes, partitions, cuts, resets). The SDK fails over on its own; what it yields
+ * stream route, over their binary ports on simulated TCP or over HTTP in process (Server-Sent
+ * Events), through the faults every client meets (crashes, partitions, cuts, resets). The SDK fails over on its own; what it yields
  * goes to the SubscriberChecker as it comes. A subscription the SDK gives up on
  * (`unavailable`: no node served it for unavailableAfterMs) is opened again right after
  * what it yielded, as an application would; one whose next position is no longer kept
  * (`compacted`: retention moved past it) from the first position kept.
  */
 
-import { type BinaryExchange, binaryExchange } from '../../client/binary-exchange.ts';
+import { binaryExchange } from '../../client/binary-exchange.ts';
 import type { Client } from '../../client/client.ts';
 import { ClientError } from '../../client/errors.ts';
 import type { HttpExchange, HttpExchangeRequest } from '../../client/exchange.ts';
 import { connect } from '../../client/index.ts';
 import type { NodeId } from '../../raft/types.ts';
+import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
 import { type BinaryNetwork, simBinaryPort } from './binary-network.ts';
 import type { ClientBounds } from './clients.ts';
 import { simEnvironment } from './environment.ts';
+import type { ClientNetwork } from './exchange.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
 import type { SubscriberChecker } from './subscriber-checker.ts';
 
@@ -30,6 +32,8 @@ export interface SubscriberPlan {
   readonly topic: string | null;
   /** When it subscribes, in virtual ms from the workload's start. */
   readonly startMs: number;
+  /** Over the nodes' binary ports on simulated TCP, or over HTTP in process (SSE). */
+  readonly path: 'binary' | 'http';
 }
 
 export interface SubscribersOptions {
@@ -42,6 +46,7 @@ export interface SubscribersOptions {
   readonly token: string | null;
   readonly bounds: ClientBounds;
   readonly binaryNetwork: BinaryNetwork;
+  readonly clientNetwork: ClientNetwork;
   /** How many positions some node has delivered: where a `later` subscriber starts. */
   readonly deliveredCount: () => number;
   readonly note: (text: string) => void;
@@ -72,9 +77,17 @@ export class Subscribers {
     const life = new Life(plan.name);
     const prng = this.options.prng.fork();
     const environment = simEnvironment({ scheduler, life, prng: prng.fork() });
-    const connector = this.options.binaryNetwork.connectorFor(plan.name, life);
+    const binary = plan.path === 'binary';
+    const exchange = binary
+      ? binaryExchange(environment, {
+          ca: null,
+          connector: this.options.binaryNetwork.connectorFor(plan.name, life),
+        })
+      : this.options.clientNetwork.exchangeFor(plan.name, life, null);
     const client = connect({
-      endpoints: this.options.nodeIds.map((id) => `abcast://${id}:${simBinaryPort}`),
+      endpoints: this.options.nodeIds.map((id) =>
+        binary ? `abcast://${id}:${simBinaryPort}` : `http://${id}`,
+      ),
       ...(this.options.token === null ? {} : { token: this.options.token }),
       requestTimeoutMs: bounds.requestTimeoutMs,
       unavailableAfterMs: bounds.unavailableAfterMs,
@@ -82,13 +95,15 @@ export class Subscribers {
       backoffBaseMs: 20,
       backoffMaxMs: 500,
       environment,
-      exchange: this.tracedStreams(plan.name, binaryExchange(environment, { ca: null, connector })),
+      exchange: this.tracedStreams(plan.name, exchange),
     });
     return { plan, client, life, prng };
   }
 
   /** `exchange`, noting in the trace where each of its streams opens, and after what. */
-  private tracedStreams(name: string, exchange: BinaryExchange): HttpExchange {
+  private tracedStreams(name: string, exchange: HttpExchange): HttpExchange {
+    const opened = exchange.openStream;
+    assert(opened !== undefined, "the simulator's exchanges open streams");
     const openStream: NonNullable<HttpExchange['openStream']> = (
       url,
       headers,
@@ -97,7 +112,7 @@ export class Subscribers {
     ) => {
       const after = headers['last-event-id'] ?? 'nothing';
       this.options.note(`${name} opens a stream at ${new URL(url).hostname} after ${after}`);
-      return exchange.openStream(url, headers, signal, timeoutMs);
+      return opened(url, headers, signal, timeoutMs);
     };
     return Object.assign((request: HttpExchangeRequest) => exchange(request), {
       broadcastRun: exchange.broadcastRun,
@@ -120,7 +135,7 @@ export class Subscribers {
               );
         this.options.checker.onSubscribed({ name: plan.name, from, topic: plan.topic });
         this.options.note(
-          `${plan.name} subscribes from ${from}${plan.topic === null ? '' : ` to topic ${plan.topic}`} over the binary ports`,
+          `${plan.name} subscribes from ${from}${plan.topic === null ? '' : ` to topic ${plan.topic}`} ${plan.path === 'binary' ? 'over the binary ports' : 'over HTTP'}`,
         );
         void this.follow(subscriber, from);
       });
