@@ -474,6 +474,7 @@ class SimStream {
   private over = false;
   private readonly serverGone = new AbortController();
   private readonly clientGone = new AbortController();
+  private readonly detachCaller: () => void;
 
   constructor(
     private readonly scheduler: SimScheduler,
@@ -487,17 +488,14 @@ class SimStream {
       },
       cancel: () => this.reset('the reader let go', 0),
     });
+    const onCallerAbort = () => {
+      this.clientGone.abort(callerSignal.reason);
+      this.reset('the caller gave up', 0);
+    };
+    // Taken off when the stream is over: the caller's signal outlives its streams.
+    this.detachCaller = () => callerSignal.removeEventListener('abort', onCallerAbort);
     if (callerSignal.aborted) this.clientGone.abort(callerSignal.reason);
-    else {
-      callerSignal.addEventListener(
-        'abort',
-        () => {
-          this.clientGone.abort(callerSignal.reason);
-          this.reset('the caller gave up', 0);
-        },
-        { once: true },
-      );
-    }
+    else callerSignal.addEventListener('abort', onCallerAbort, { once: true });
   }
 
   /** Aborts when the client is gone: the call's own signal. */
@@ -528,6 +526,7 @@ class SimStream {
 
   private finish(): void {
     this.over = true;
+    this.detachCaller();
     this.serverGone.abort(new Error('the stream is over'));
     this.onOver();
   }
