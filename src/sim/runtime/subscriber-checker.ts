@@ -86,6 +86,11 @@ export class SubscriberChecker {
       this.fail(state, `is told progress to ${position} without a topic`);
       return;
     }
+    // Each mark passes something new: a mark at or below the last position says nothing.
+    if (!Number.isSafeInteger(position) || position <= state.lastPosition) {
+      this.fail(state, `passes up to ${position} after ${state.lastPosition} again`);
+      return;
+    }
     if (!this.advances(state, position + 1, `passes up to ${position}`)) return;
     state.lastPosition = position;
     this.counts.progressMarks++;
