@@ -16,6 +16,14 @@ export interface HttpExchangeRequest {
   readonly signal: AbortSignal;
 }
 
+/** A streamed answer: its status and headers, and the body as it arrives. */
+export interface StreamAnswer {
+  readonly status: number;
+  /** Lower-case header names. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: ReadableStream<Uint8Array>;
+}
+
 export interface HttpExchangeResponse {
   readonly status: number;
   /** Lower-case header names. */
@@ -36,6 +44,17 @@ export type HttpExchange = ((request: HttpExchangeRequest) => Promise<HttpExchan
    * Rejects, as a request does, when no answer arrives.
    */
   readonly broadcastRun?: (request: RunExchangeRequest) => Promise<RunExchangeAnswer | null>;
+  /**
+   * Opens a stream (GET /v1/stream: answer read as it arrives) the exchange's own way; a
+   * given exchange without it leaves streams to node:http and the binary port. The
+   * simulator's exchanges carry it, so that a subscription runs on simulated connections.
+   */
+  readonly openStream?: (
+    url: string,
+    headers: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ) => Promise<StreamAnswer>;
 };
 
 /** A run for `HttpExchange.broadcastRun`: the frame's fields (each payload its JSON text). */

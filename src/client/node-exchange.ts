@@ -14,7 +14,12 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
-import type { HttpExchange, HttpExchangeRequest, HttpExchangeResponse } from './exchange.ts';
+import type {
+  HttpExchange,
+  HttpExchangeRequest,
+  HttpExchangeResponse,
+  StreamAnswer,
+} from './exchange.ts';
 
 interface Agents {
   readonly 'http:': HttpAgent;
@@ -140,13 +145,7 @@ function flatHeaders(response: IncomingMessage): Record<string, string> {
   return headers;
 }
 
-/** A streamed answer: its status and headers, and the body as it arrives. */
-export interface StreamAnswer {
-  readonly status: number;
-  /** Lower-case header names. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: ReadableStream<Uint8Array>;
-}
+export type { StreamAnswer } from './exchange.ts';
 
 /**
  * A GET whose answer is read as it arrives (an event stream). Rejects when no answer comes

@@ -186,6 +186,10 @@ export function settingsOf(options: ConnectOptions): Settings {
     exchange: authorization === null ? exchange : authorized(exchange, authorization),
     openStream: (url, headers, signal) => {
       const streamHeaders = { ...headers, ...authorization };
+      const givenStream = options.exchange?.openStream;
+      if (givenStream !== undefined) {
+        return givenStream(url, streamHeaders, signal, settings.requestTimeoutMs);
+      }
       if (!isBinaryUrl(url)) {
         const overHttpStream = () => openStream(tls, url, streamHeaders, signal);
         if (upgraded === null) return overHttpStream();

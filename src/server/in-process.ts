@@ -6,8 +6,9 @@
  * except through the context's Environment, and the exchange closes on a microtask, so a
  * run replays exactly.
  *
- * Event streams (GET /v1/stream) are not served in process yet: they answer 501
- * `not_implemented` once their request is found valid.
+ * Event streams (GET /v1/stream) are served by `handleStream` only: its head settles the
+ * call, and the body's bytes go to the caller's `InProcessStreamBody` as the route writes
+ * them. Through `handle`, a stream answers 501 `not_implemented` once found valid.
  */
 import {
   type BroadcastRunFrame,
@@ -20,7 +21,7 @@ import { tooLarge } from './body.ts';
 import type { ServerContext } from './context.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { HttpError } from './errors.ts';
-import type { Answer, ExchangeRequest, ExchangeResponse, Front } from './exchange.ts';
+import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { broadcastRunRoute } from './routes/broadcast-run.ts';
 import { apiRoutes } from './routes/index.ts';
 
@@ -45,6 +46,25 @@ export interface InProcessResponse {
 export type InProcessRunAnswer =
   | { readonly kind: 'results'; readonly results: readonly RunResult[] }
   | { readonly kind: 'refused'; readonly response: InProcessResponse };
+
+/** A stream's answer: refused whole, or its head (the body follows). */
+export type InProcessStreamAnswer =
+  | { readonly kind: 'whole'; readonly response: InProcessResponse }
+  | {
+      readonly kind: 'stream';
+      readonly status: number;
+      readonly headers: Readonly<Record<string, string>>;
+    };
+
+/**
+ * Where a streamed answer's body goes, as the route writes it. The consumer takes every
+ * byte at once (never behind): the caller models the way there.
+ */
+export interface InProcessStreamBody {
+  data(bytes: Uint8Array): void;
+  /** The stream is over: `clean` after what was written, or cut off. */
+  end(clean: boolean): void;
+}
 
 /** The route a run stands for. */
 const runPath = '/v1/broadcast/batch';
@@ -84,6 +104,12 @@ function exchangeRequest(request: InProcessRequest): ExchangeRequest {
  */
 type FrontOutcome =
   | { readonly answer: Answer }
+  | {
+      readonly streamHead: {
+        readonly status: number;
+        readonly headers: Readonly<Record<string, string>>;
+      };
+    }
   | { readonly results: readonly RunResult[] }
   | { readonly abandoned: unknown };
 
@@ -91,25 +117,31 @@ function inProcessFront(
   request: InProcessRequest,
   signal: AbortSignal,
   settle: (outcome: FrontOutcome) => void,
+  body: InProcessStreamBody | null = null,
 ): Front & { readonly answerRun: (results: readonly RunResult[]) => void } {
   let answer: Answer | null = null;
   let runAnswered = false;
   let abandoned = false;
+  let streaming = false;
   let closeListener: (() => void) | null = null;
+  let closing = false;
   const closeSoon = () => {
+    if (closing) return;
+    closing = true;
     signal.removeEventListener('abort', onAbort);
     queueMicrotask(() => closeListener?.());
   };
   const onAbort = () => {
     if (answer !== null || runAnswered || abandoned) return;
     abandoned = true;
-    settle({ abandoned: signal.reason });
+    // A stream's consumer went away: the route's writer is gone, and its close listener runs.
+    if (!streaming) settle({ abandoned: signal.reason });
     closeSoon();
   };
   signal.addEventListener('abort', onAbort, { once: true });
   const response: ExchangeResponse = {
     get answerable() {
-      return answer === null && !runAnswered && !abandoned;
+      return answer === null && !runAnswered && !abandoned && !streaming;
     },
     get status() {
       return answer?.status ?? 200;
@@ -120,11 +152,24 @@ function inProcessFront(
       settle({ answer: whole });
       closeSoon();
     },
-    startStream: () => {
-      throw new HttpError(
-        501,
-        'not_implemented',
-        `${request.url.split('?')[0]} streams, and streams are not served in process`,
+    startStream: (status, headers) => {
+      if (body === null) {
+        throw new HttpError(
+          501,
+          'not_implemented',
+          `${request.url.split('?')[0]} streams: ask handleStream`,
+        );
+      }
+      assert(answer === null && !streaming && !abandoned, 'a stream starts once, while awaited');
+      streaming = true;
+      settle({ streamHead: { status, headers: lowerCaseNames(headers) } });
+      return new InProcessStreamWriter(
+        body,
+        () => abandoned,
+        () => {
+          abandoned = true;
+          closeSoon();
+        },
       );
     },
   };
@@ -184,10 +229,41 @@ export class InProcessServer {
       const front = inProcessFront(request, signal, (outcome) => {
         if ('abandoned' in outcome) reject(outcome.abandoned);
         else if ('results' in outcome) resolve({ kind: 'results', results: outcome.results });
-        else resolve({ kind: 'refused', response: responseOf(outcome.answer) });
+        else if ('answer' in outcome) {
+          resolve({ kind: 'refused', response: responseOf(outcome.answer) });
+        } else assert(false, 'a run is not answered with a stream');
       });
       const answerRun = (results: RunResults) => front.answerRun(runResultList(results));
       this.dispatcher.dispatch(front, broadcastRunRoute(frame, answerRun));
+    });
+  }
+
+  /**
+   * A request that may answer with a stream (GET /v1/stream): resolves with its head, the
+   * body's bytes then going to `body`, or with a whole answer (a refusal). Aborting
+   * `signal` is the consumer going away, before or during the stream.
+   */
+  handleStream(
+    request: InProcessRequest,
+    signal: AbortSignal,
+    body: InProcessStreamBody,
+  ): Promise<InProcessStreamAnswer> {
+    assert(request.method === 'GET', 'a stream is asked for with GET');
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<InProcessStreamAnswer>((resolve, reject) => {
+      const front = inProcessFront(
+        request,
+        signal,
+        (outcome) => {
+          if ('abandoned' in outcome) reject(outcome.abandoned);
+          else if ('streamHead' in outcome) resolve({ kind: 'stream', ...outcome.streamHead });
+          else if ('answer' in outcome) {
+            resolve({ kind: 'whole', response: responseOf(outcome.answer) });
+          } else assert(false, 'a stream is not answered as a run');
+        },
+        body,
+      );
+      this.dispatcher.dispatch(front);
     });
   }
 
@@ -199,5 +275,50 @@ export class InProcessServer {
   /** New requests get 503 `node_stopped`; resolves once those in progress have ended. */
   close(): Promise<void> {
     return this.dispatcher.close();
+  }
+}
+
+const utf8 = new TextEncoder();
+
+/** A streamed answer's body handed straight to its consumer, which is never behind. */
+class InProcessStreamWriter implements StreamWriter {
+  private over = false;
+
+  constructor(
+    private readonly body: InProcessStreamBody,
+    private readonly consumerGone: () => boolean,
+    private readonly onOver: () => void,
+  ) {}
+
+  get gone(): boolean {
+    return this.over || this.consumerGone();
+  }
+
+  readonly behind = false;
+  readonly bufferedBytes = 0;
+
+  write(data: string | Uint8Array): boolean {
+    if (this.gone) return false;
+    this.body.data(typeof data === 'string' ? utf8.encode(data) : data.slice());
+    return true;
+  }
+
+  drained(_signal: AbortSignal): Promise<void> {
+    return Promise.resolve();
+  }
+
+  end(): void {
+    this.finish(true);
+  }
+
+  destroy(): void {
+    this.finish(false);
+  }
+
+  private finish(clean: boolean): void {
+    if (this.over) return;
+    this.over = true;
+    if (!this.consumerGone()) this.body.end(clean);
+    this.onOver();
   }
 }

@@ -45,6 +45,11 @@ export const properties = [
    * node serves or backfill keeps holds what was delivered there.
    */
   'retained range',
+  /**
+   * What a subscriber (`client.subscribe()`) yields: the common order's messages from its
+   * start, dense (with a topic: that topic's, none passed over), each as delivered there.
+   */
+  'subscriber order',
   /** After faults stop, everything acknowledged reaches every live member in time. */
   'liveness',
   /** The core (or the simulator) threw instead of answering. */

@@ -182,6 +182,37 @@ test('an event stream is refused in process with 501 once its request is valid',
   await bothAgree({ method: 'GET', url: '/v1/stream', headers: { 'Last-Event-ID': 'x' } });
 });
 
+test('handleStream answers a stream with its head, then its events as they are written', async () => {
+  const sent = await leader.node.broadcast(new TextEncoder().encode('{"n":1}'));
+  const chunks: string[] = [];
+  const ends: boolean[] = [];
+  const consumer = new AbortController();
+  const head = await inProcess.handleStream(
+    { method: 'GET', url: `/v1/stream?from=${sent.position}`, headers: {}, body: null },
+    consumer.signal,
+    {
+      data: (bytes) => chunks.push(Buffer.from(bytes).toString('utf8')),
+      end: (clean) => ends.push(clean),
+    },
+  );
+  assert.equal(head.kind, 'stream');
+  assert.match(
+    (head.kind === 'stream' && head.headers['content-type']) || '',
+    /^text\/event-stream/,
+  );
+  await waitFor(() => chunks.join('').includes(`id: ${sent.position}\n`), 'the event arrives');
+  assert.match(chunks.join(''), /"payload":\{"n":1\}/);
+  consumer.abort(new Error('the consumer went away'));
+  assert.deepEqual(ends, [], 'a consumer that left is told nothing');
+  // A refused stream answers whole.
+  const refused = await inProcess.handleStream(
+    { method: 'GET', url: '/v1/stream?from=0', headers: {}, body: null },
+    new AbortController().signal,
+    { data: () => assert.fail('no body'), end: () => assert.fail('no end') },
+  );
+  assert.equal(refused.kind === 'whole' && refused.response.status, 400);
+});
+
 test('a payload limit above what a message stream carries is refused when the server is made', () => {
   const make = (payloadBytesMax: number) =>
     createServerContext({

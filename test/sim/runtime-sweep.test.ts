@@ -2,8 +2,10 @@
 // and tear unsynced writes at power cuts, the real HTTP routes with authentication and real
 // SDK clients, some sharing a client id — holds every property over a sweep of seeds, and a
 // seed replays the same run. The sweep also shows the session binding and barrier paths ran,
-// that clients sent their runs as the binary port's broadcastRun frames, and that clients
-// reached the real binary port over simulated TCP, whose connections were reset.
+// that clients sent their runs as the binary port's broadcastRun frames, that clients
+// reached the real binary port over simulated TCP, whose connections were reset, and that
+// every seed had subscribers, whose yields (messages, and a topic's progress marks) the
+// checker compared with the order.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sweepRuntime } from '../../src/sim/runtime/run.ts';
@@ -27,7 +29,10 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
     runFramesSent: 0,
     binaryConnections: 0,
     binaryResets: 0,
+    subscriberMessages: 0,
+    subscriberProgressMarks: 0,
   };
+  let seedsWithoutSubscribers = 0;
   const report = await sweepRuntime({
     from: 1,
     count: seedCount,
@@ -39,6 +44,9 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
       seen.runFramesSent += result.stats.runFramesSent;
       seen.binaryConnections += result.stats.binaryConnections;
       seen.binaryResets += result.stats.binaryResets;
+      seen.subscriberMessages += result.stats.subscriberMessages;
+      seen.subscriberProgressMarks += result.stats.subscriberProgressMarks;
+      if (result.stats.subscribers === 0) seedsWithoutSubscribers++;
     },
   });
   const first = report.violations[0];
@@ -49,4 +57,7 @@ test(`${seedCount} seeds of the runtime simulation pass`, async () => {
   assert.ok(seen.runFramesSent > 0, 'some runs went as broadcastRun frames');
   assert.ok(seen.binaryConnections > 0, 'some clients connected to the binary port');
   assert.ok(seen.binaryResets > 0, 'some of those connections were reset');
+  assert.equal(seedsWithoutSubscribers, 0, 'every seed has a subscriber');
+  assert.ok(seen.subscriberMessages > 0, 'subscribers yielded messages');
+  assert.ok(seen.subscriberProgressMarks > 0, 'topic subscribers passed progress marks');
 });

@@ -49,6 +49,8 @@ export interface WorkloadOptions {
   /** How each client reaches the nodes, asked once per client in the order they connect. */
   readonly pathOf: () => ClientPath;
   readonly binaryNetwork: BinaryNetwork;
+  /** The topic of each broadcast, drawn as it is issued; null: none carries one. */
+  readonly topicOf: (() => string | undefined) | null;
 }
 
 /**
@@ -308,7 +310,12 @@ export class Workload {
         );
       }
     };
-    simClient.client.broadcast(payload).then(
+    const topic = this.options.topicOf?.();
+    const sent =
+      topic === undefined
+        ? simClient.client.broadcast(payload)
+        : simClient.client.broadcast(payload, { topic });
+    sent.then(
       (answer) =>
         settled({ kind: 'resolved', position: answer.position, duplicate: answer.duplicate }),
       (error: unknown) =>

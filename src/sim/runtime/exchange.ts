@@ -10,9 +10,10 @@ import type {
   HttpExchangeRequest,
   RunExchangeAnswer,
   RunExchangeRequest,
+  StreamAnswer,
 } from '../../client/exchange.ts';
 import type { NodeId } from '../../raft/types.ts';
-import type { InProcessServer } from '../../server/in-process.ts';
+import type { InProcessServer, InProcessStreamAnswer } from '../../server/in-process.ts';
 import { decodeClientFrame, encodeClientFrame } from '../../transport/client-frames.ts';
 import { lengthPrefixBytes } from '../../transport/framing.ts';
 import { assert } from '../../util/assert.ts';
@@ -84,6 +85,8 @@ export class ClientNetwork {
   private readonly servers = new Map<NodeId, { server: InProcessServer; life: Life }>();
   /** "client|node" pairs that cannot reach each other. */
   private readonly cuts = new Set<string>();
+  /** The streams open to each node: reset when it goes down. */
+  private readonly streams = new Map<NodeId, Set<SimStream>>();
 
   constructor(
     private readonly scheduler: SimScheduler,
@@ -102,6 +105,10 @@ export class ClientNetwork {
 
   detach(node: NodeId): void {
     this.servers.delete(node);
+    for (const stream of this.streams.get(node) ?? []) {
+      stream.reset(`${node} went down`, this.latencyMs());
+    }
+    this.streams.delete(node);
   }
 
   cut(client: string, node: NodeId): void {
@@ -145,7 +152,13 @@ export class ClientNetwork {
           ),
         statusOf: (response) => response.status,
       });
-    if (runs === null) return exchange;
+    const openStream = (
+      url: string,
+      headers: Readonly<Record<string, string>>,
+      signal: AbortSignal,
+      timeoutMs: number,
+    ) => this.openStream(client, life, { url, headers, signal, timeoutMs });
+    if (runs === null) return Object.assign(exchange, { openStream });
     const probes = new OlderNodeProbes(this.scheduler, life, (node, delayMs) =>
       this.goAwayOf(client, life, node, delayMs),
     );
@@ -154,7 +167,80 @@ export class ClientNetwork {
       if (!runs.nodesWithoutFrame.has(node)) return this.exchangeRun(client, life, request);
       return probes.refusal(node, request, () => this.latencyMs() + runs.probeDelayMs());
     };
-    return Object.assign(exchange, { broadcastRun });
+    return Object.assign(exchange, { broadcastRun, openStream });
+  }
+
+  /**
+   * GET /v1/stream in process: the request and the head go as any call's (lost, late,
+   * refused, cut), then the body's bytes follow in order, each after a latency. A cut, a
+   * loss, or the node going down resets the stream: the body errors, and the node sees its
+   * consumer gone.
+   */
+  private openStream(
+    client: string,
+    life: Life,
+    request: {
+      readonly url: string;
+      readonly headers: Readonly<Record<string, string>>;
+      readonly signal: AbortSignal;
+      readonly timeoutMs: number;
+    },
+  ): Promise<StreamAnswer> {
+    const node = new URL(request.url).hostname;
+    const stream = new SimStream(this.scheduler, life, request.signal, () => {
+      this.streams.get(node)?.delete(stream);
+    });
+    const carry = (bytes: Uint8Array | null) => {
+      const lost =
+        !this.reaches(client, node) ||
+        this.prng.chance(
+          (this.faults.requestLossProbability + this.faults.answerLossProbability) / 8,
+        );
+      if (lost) stream.reset(`${client}'s stream from ${node} is cut`, this.latencyMs());
+      else stream.carry(bytes, this.latencyMs());
+    };
+    const answer = this.exchange<InProcessStreamAnswer>(client, life, {
+      what: `GET ${pathOf(request.url).split('?')[0]}`,
+      url: request.url,
+      timeoutMs: request.timeoutMs,
+      signal: stream.signal,
+      serve: (server, clientGone) => {
+        clientGone.addEventListener('abort', () => stream.reset('the stream was given up', 0));
+        let streams = this.streams.get(node);
+        if (streams === undefined) {
+          streams = new Set();
+          this.streams.set(node, streams);
+        }
+        streams.add(stream);
+        const path = pathOf(request.url);
+        const body = {
+          data: (bytes: Uint8Array) => carry(bytes),
+          end: (clean: boolean) => {
+            if (clean) carry(null);
+            else stream.reset(`${node} cut the stream off`, this.latencyMs());
+          },
+        };
+        return server.handleStream(
+          { method: 'GET', url: path, headers: request.headers, body: null },
+          stream.serverSignal,
+          body,
+        );
+      },
+      statusOf: (answer) => (answer.kind === 'whole' ? answer.response.status : answer.status),
+    });
+    return answer.then(
+      (head) => {
+        if (head.kind === 'whole') {
+          stream.reset('answered whole', 0);
+          return { ...head.response, body: wholeBody(head.response.body) };
+        }
+        return { status: head.status, headers: head.headers, body: stream.body };
+      },
+      (error: unknown) => {
+        stream.reset('no answer', 0);
+        throw error;
+      },
+    );
   }
 
   /**
@@ -362,4 +448,98 @@ function pathOf(url: string): string {
   const parsed = new URL(url);
   assert(parsed.pathname.startsWith('/'), 'request paths are absolute');
   return `${parsed.pathname}${parsed.search}`;
+}
+
+/** A whole answer's text as a body that ends after it. */
+function wholeBody(text: string): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start: (controller) => {
+      controller.enqueue(new TextEncoder().encode(text));
+      controller.close();
+    },
+  });
+}
+
+/**
+ * One stream's way from a node to its client: the bytes arrive in the order sent, each
+ * after a latency (a FIFO: whichever delivery event fires takes the oldest bytes), and a
+ * reset errors the body once what was sent before it arrived. The client letting go (its
+ * signal, or cancelling the body) and a reset both tell the node the consumer is gone.
+ */
+class SimStream {
+  readonly body: ReadableStream<Uint8Array>;
+  private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  /** Bytes on the way, oldest first; null is the clean end, an Error the reset. */
+  private readonly inFlight: (Uint8Array | null | Error)[] = [];
+  private over = false;
+  private readonly serverGone = new AbortController();
+  private readonly clientGone = new AbortController();
+  private readonly detachCaller: () => void;
+
+  constructor(
+    private readonly scheduler: SimScheduler,
+    private readonly life: Life,
+    callerSignal: AbortSignal,
+    private readonly onOver: () => void,
+  ) {
+    this.body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.controller = controller;
+      },
+      cancel: () => this.reset('the reader let go', 0),
+    });
+    const onCallerAbort = () => {
+      this.clientGone.abort(callerSignal.reason);
+      this.reset('the caller gave up', 0);
+    };
+    // Taken off when the stream is over: the caller's signal outlives its streams.
+    this.detachCaller = () => callerSignal.removeEventListener('abort', onCallerAbort);
+    if (callerSignal.aborted) this.clientGone.abort(callerSignal.reason);
+    else callerSignal.addEventListener('abort', onCallerAbort, { once: true });
+  }
+
+  /** Aborts when the client is gone: the call's own signal. */
+  get signal(): AbortSignal {
+    return this.clientGone.signal;
+  }
+
+  /** Aborts when the node should stop writing: the consumer is gone. */
+  get serverSignal(): AbortSignal {
+    return this.serverGone.signal;
+  }
+
+  /** Sends `bytes` (null: the clean end), to arrive after `delayMs`. */
+  carry(bytes: Uint8Array | null, delayMs: number): void {
+    if (this.over) return;
+    if (bytes === null) this.finish();
+    this.inFlight.push(bytes);
+    this.scheduler.schedule(delayMs, this.life, () => this.arrive());
+  }
+
+  /** The connection resets: what was sent arrives, then the body errors. */
+  reset(reason: string, delayMs: number): void {
+    if (this.over) return;
+    this.finish();
+    this.inFlight.push(new Error(`socket hang up: ${reason}`));
+    this.scheduler.schedule(delayMs, this.life, () => this.arrive());
+  }
+
+  private finish(): void {
+    this.over = true;
+    this.detachCaller();
+    this.serverGone.abort(new Error('the stream is over'));
+    this.onOver();
+  }
+
+  private arrive(): void {
+    const next = this.inFlight.shift();
+    if (next === undefined || this.controller === null) return;
+    try {
+      if (next === null) this.controller.close();
+      else if (next instanceof Error) this.controller.error(next);
+      else this.controller.enqueue(next);
+    } catch {
+      // The reader already let go: nothing to hand it.
+    }
+  }
 }

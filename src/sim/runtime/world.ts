@@ -39,6 +39,8 @@ import { NodeHost, type NodeTuning } from './node-host.ts';
 import { RaftWatch } from './raft-watch.ts';
 import { Life, SimScheduler, settle } from './scheduler.ts';
 import { StoreChecker, type StoreView } from './store-checker.ts';
+import { SubscriberChecker } from './subscriber-checker.ts';
+import { type SubscriberPlan, Subscribers } from './subscribers.ts';
 import { RuntimeNetwork } from './transport.ts';
 
 const layerUnsafeVariants = [
@@ -93,6 +95,10 @@ export interface RuntimeRunStats extends NemesisCounts {
   /** Connections SDK clients opened to nodes' real binary ports, and those reset. */
   binaryConnections: number;
   binaryResets: number;
+  /** SDK subscribers, the messages they yielded and the progress marks they passed. */
+  subscribers: number;
+  subscriberMessages: number;
+  subscriberProgressMarks: number;
   /** Terms in which some node led, and log indexes committed, as the core's checker saw. */
   leaderTerms: number;
   committedIndex: number;
@@ -116,6 +122,7 @@ const storeSeedSalt = 0x5701e5a1;
 const runFramesSeedSalt = 0x2f7a61c3;
 const probeDelaySeedSalt = 0x5c1e0b97;
 const binarySeedSalt = 0x6b1a4e0d;
+const subscriberSeedSalt = 0x3d5b9f27;
 
 /** The SDK clients' deadlines. */
 const clientBounds = { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 };
@@ -123,6 +130,11 @@ const clientBounds = { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandon
 const storeSampleEverySteps = 1024;
 /** A supervisor restarts a node that stopped itself on a faulty disk after this long. */
 const restartAfterStopMs = 100;
+/**
+ * How long after all else settled a subscriber may still lag before its operator looks
+ * for a stalled stream: well past a stream's latency, and a reconnection's backoff.
+ */
+const subscriberStallMs = 2_000;
 
 /** Records the first violation instead of throwing it into the code under test. */
 class RecordingContext extends ViolationContext {
@@ -160,6 +172,8 @@ class RuntimeWorld {
   private readonly coreChecker: Checker;
   private readonly hosts: NodeHost[] = [];
   private readonly workload: Workload;
+  private readonly subscribers: Subscribers;
+  private readonly subscriberChecker: SubscriberChecker;
   private readonly worldLife = new Life('world');
   private readonly stats: RuntimeRunStats = {
     steps: 0,
@@ -182,10 +196,17 @@ class RuntimeWorld {
     runFramesSent: 0,
     binaryConnections: 0,
     binaryResets: 0,
+    subscribers: 0,
+    subscriberMessages: 0,
+    subscriberProgressMarks: 0,
     leaderTerms: 0,
     committedIndex: 0,
   };
   private faultsOn = true;
+  /** The liveness phase stopped the machines removed from the cluster (subscribersCaughtUp). */
+  private removedStopped = false;
+  /** When all but the subscribers had settled in the liveness phase, if they have. */
+  private settledButSubscribersMs: number | null = null;
   private readonly unsafe: RuntimeUnsafe | null;
   private readonly trace: ((line: string) => void) | null;
 
@@ -270,6 +291,18 @@ class RuntimeWorld {
       storePrng.fork(),
     );
     this.coreChecker = new Checker(this.context, new Set(machines));
+    this.subscriberChecker = new SubscriberChecker(
+      this.context,
+      (position) => this.checker.deliveredAt(position),
+      () => this.checker.lastPosition,
+    );
+    // A generator of its own, so that adding subscribers changed no other draw.
+    const subscriberPrng = new Prng((options.seed ^ subscriberSeedSalt) >>> 0);
+    const subscriberPlans = clients === 'plain' ? [] : drawSubscriberPlans(subscriberPrng.fork());
+    const topicPrng = subscriberPrng.fork();
+    const topicOf = subscriberPlans.some((plan) => plan.topic !== null)
+      ? () => topicPrng.pick(broadcastTopics)
+      : null;
     this.frameChecker = new FrameChecker(this.context, (id) => {
       const host = this.hosts.find((candidate) => candidate.id === id);
       return host === undefined || host.state !== 'up' ? null : host.acked;
@@ -332,7 +365,22 @@ class RuntimeWorld {
       unsafe: this.unsafe === 'moveSentMessage' ? this.unsafe : null,
       binaryNetwork: this.binaryNetwork,
       pathOf: this.clientPathChooser(options.seed, machines, binaryPrng.fork(), clients),
+      topicOf,
     });
+    this.subscribers = new Subscribers({
+      scheduler: this.scheduler,
+      checker: this.subscriberChecker,
+      plans: subscriberPlans,
+      prng: subscriberPrng.fork(),
+      nodeIds: machines,
+      token: auth?.tokens[0] ?? null,
+      bounds: clientBounds,
+      binaryNetwork: this.binaryNetwork,
+      clientNetwork: this.clientNetwork,
+      deliveredCount: () => this.checker.lastPosition,
+      note: (text) => this.note(text),
+    });
+    this.stats.subscribers = subscriberPlans.length;
     this.nemesis = new RuntimeNemesis(this.nemesisWorld(), nemesisPrng);
     runtimeNetwork.holdBack = (frame, deliver) => this.nemesis.holdVoteAnswer(frame, deliver);
   }
@@ -547,6 +595,7 @@ class RuntimeWorld {
     try {
       for (const host of this.hosts) if (host.index < this.mix.nodeCount) void this.startHost(host);
       this.workload.begin(this.worldLife);
+      this.subscribers.begin(this.worldLife);
       this.nemesis.begin();
       const faultPhaseMs = this.options.faultPhaseMs ?? defaultFaultPhaseMs;
       await this.runUntil(faultPhaseMs, () => false);
@@ -560,6 +609,7 @@ class RuntimeWorld {
       this.stats.binaryConnections = this.binaryNetwork.counts.connections;
       this.stats.binaryResets = this.binaryNetwork.counts.resets;
       this.workload.close();
+      this.subscribers.close();
       for (const host of this.hosts) host.crash();
       this.scheduler.clear();
     }
@@ -568,6 +618,8 @@ class RuntimeWorld {
     this.stats.calls = this.checker.callCount;
     this.stats.foreignRefusals = this.workload.counts.foreignRefusals;
     this.stats.barriers = this.workload.counts.barriers;
+    this.stats.subscriberMessages = this.subscriberChecker.counts.messages;
+    this.stats.subscriberProgressMarks = this.subscriberChecker.counts.progressMarks;
     this.stats.leaderTerms = this.coreChecker.leaderCount;
     this.stats.committedIndex = this.coreChecker.record.length;
     return {
@@ -636,7 +688,8 @@ class RuntimeWorld {
       return (
         required.every((host) => host.state === 'up') &&
         this.checker.lagging(required.map((host) => host.id)).length === 0 &&
-        this.storeChecker.unsettled(this.storeViews()) === null
+        this.storeChecker.unsettled(this.storeViews()) === null &&
+        this.subscribersCaughtUp()
       );
     });
     if (!reached && this.context.first === null) {
@@ -654,13 +707,40 @@ class RuntimeWorld {
         return;
       }
       const lagging = this.checker.lagging(required.map((host) => host.id));
+      const subscribersBehind = this.subscriberChecker.lagging();
       const down = required.filter((host) => host.state !== 'up').map((host) => host.id);
       this.context.fail(
         'liveness',
-        `${this.scheduler.nowMs - startMs} ms after faults stopped: ${this.checker.lastPosition} positions delivered; lagging: ${lagging.join(', ') || 'none'}; down: ${down.join(', ') || 'none'}; clients waiting: ${this.workload.describeWaiting() || 'none'}; outstanding calls ${this.workload.outstanding}`,
+        `${this.scheduler.nowMs - startMs} ms after faults stopped: ${this.checker.lastPosition} positions delivered; lagging: ${lagging.join(', ') || 'none'}; down: ${down.join(', ') || 'none'}; clients waiting: ${this.workload.describeWaiting() || 'none'}; outstanding calls ${this.workload.outstanding}; subscribers behind: ${subscribersBehind.join(', ') || 'none'}`,
         lagging,
       );
     }
+  }
+
+  /**
+   * Whether every subscriber reached the last position. A removed machine is no longer sent
+   * the log and never learns of its removal, so a stream it serves stalls for good while it
+   * runs (docs/api.md: "stop it"): once all else has settled and a subscriber still lags
+   * `subscriberStallMs` later, the operator stops the running machines outside the
+   * configuration, once, and the subscribers must then fail over and catch up (seeds 35,
+   * 600004 and 600009 meet this).
+   */
+  private subscribersCaughtUp(): boolean {
+    if (this.subscriberChecker.lagging().length === 0) return true;
+    const nowMs = this.scheduler.nowMs;
+    this.settledButSubscribersMs ??= nowMs;
+    if (this.removedStopped || nowMs - this.settledButSubscribersMs < subscriberStallMs) {
+      return false;
+    }
+    this.removedStopped = true;
+    const config = this.committedConfig();
+    const members = new Set([...config.voters, ...config.learners]);
+    for (const host of this.hosts) {
+      if (members.has(host.id) || host.state !== 'up') continue;
+      this.note(`${host.id} is stopped by its operator: it was removed, and a subscriber lags`);
+      host.crash();
+    }
+    return false;
   }
 
   /** The running nodes among `hosts` (default: the required ones), for the store checker. */
@@ -682,4 +762,24 @@ class RuntimeWorld {
     const members = new Set([...config.voters, ...config.learners]);
     return this.hosts.filter((host) => members.has(host.id) && !this.faultyDisks.has(host.id));
   }
+}
+
+/** The topics the workload's broadcasts carry when some subscriber reads one (none: no topic). */
+const broadcastTopics = [undefined, 'red', 'blue'] as const;
+
+/**
+ * The seed's subscriber: from position 1 or from about where the order is when it starts,
+ * reading everything or the topic `red` only, over the binary ports or over HTTP. One a
+ * seed keeps the sweep's time within about a tenth more.
+ */
+function drawSubscriberPlans(prng: Prng): SubscriberPlan[] {
+  return [
+    {
+      name: 's0',
+      start: prng.chance(1 / 2) ? 'first' : 'later',
+      topic: prng.chance(1 / 3) ? 'red' : null,
+      startMs: prng.between(0, defaultFaultPhaseMs / 2),
+      path: prng.chance(1 / 2) ? 'binary' : 'http',
+    },
+  ];
 }
