@@ -30,6 +30,17 @@ export interface ClientBounds {
   readonly abandonAfterMs: number;
 }
 
+/** The SDK's deadlines and retry pace for every simulated client, writers and readers. */
+export function sdkTiming(bounds: ClientBounds) {
+  return {
+    requestTimeoutMs: bounds.requestTimeoutMs,
+    unavailableAfterMs: bounds.unavailableAfterMs,
+    abandonAfterMs: bounds.abandonAfterMs,
+    backoffBaseMs: 20,
+    backoffMaxMs: 500,
+  };
+}
+
 /** The client id c0 names itself, and its twin and impostor with it, when they exist. */
 export const sharedClientId = 'shared';
 
@@ -173,11 +184,7 @@ export class Workload {
       ...(this.options.tokens === null
         ? {}
         : { token: this.options.tokens[role.identity] as string }),
-      requestTimeoutMs: bounds.requestTimeoutMs,
-      unavailableAfterMs: bounds.unavailableAfterMs,
-      abandonAfterMs: bounds.abandonAfterMs,
-      backoffBaseMs: 20,
-      backoffMaxMs: 500,
+      ...sdkTiming(bounds),
       inFlightMax: mix.inFlightMax,
       batching: mix.batching,
       environment,

@@ -2,8 +2,8 @@
  * Readers of the order: real SDK clients that only subscribe (`client.subscribe()`), each on
  * the simulated clock with a PRNG of its own, reading GET /v1/stream from the nodes' real
  * stream route, over their binary ports on simulated TCP or over HTTP in process (Server-Sent
- * Events), through the faults every client meets (crashes, partitions, cuts, resets). The SDK fails over on its own; what it yields
- * goes to the SubscriberChecker as it comes. A subscription the SDK gives up on
+ * Events), through the faults every client meets (crashes, partitions, cuts, resets). The SDK
+ * fails over on its own; what it yields goes to the SubscriberChecker as it comes. A subscription the SDK gives up on
  * (`unavailable`: no node served it for unavailableAfterMs) is opened again right after
  * what it yielded, as an application would; one whose next position is no longer kept
  * (`compacted`: retention moved past it) from the first position kept.
@@ -18,7 +18,7 @@ import type { NodeId } from '../../raft/types.ts';
 import { assert } from '../../util/assert.ts';
 import type { Prng } from '../../util/prng.ts';
 import { type BinaryNetwork, simBinaryPort } from './binary-network.ts';
-import type { ClientBounds } from './clients.ts';
+import { type ClientBounds, sdkTiming } from './clients.ts';
 import { simEnvironment } from './environment.ts';
 import type { ClientNetwork } from './exchange.ts';
 import { Life, type SimScheduler } from './scheduler.ts';
@@ -89,11 +89,7 @@ export class Subscribers {
         binary ? `abcast://${id}:${simBinaryPort}` : `http://${id}`,
       ),
       ...(this.options.token === null ? {} : { token: this.options.token }),
-      requestTimeoutMs: bounds.requestTimeoutMs,
-      unavailableAfterMs: bounds.unavailableAfterMs,
-      abandonAfterMs: bounds.abandonAfterMs,
-      backoffBaseMs: 20,
-      backoffMaxMs: 500,
+      ...sdkTiming(bounds),
       environment,
       exchange: this.tracedStreams(plan.name, exchange),
     });
