@@ -39,6 +39,10 @@ async function nodeStatus(url: string): Promise<NodeStatus> {
 }
 
 export interface AbcastCluster extends RunningCluster {
+  /** The leader's HTTP origin, where the POST row's load goes. */
+  readonly postOrigin: string;
+  /** The POST row's request body: the race's payload. */
+  readonly postBody: string;
   /** One POST /v1/broadcast per message to the leader, on `connections` kept-alive sockets. */
   openPost(connections: number): Sender;
   /** Writes until the log holds `messages`, then reads positions 1..messages through the SDK. */
@@ -95,6 +99,7 @@ export async function startAbcast(options: ClusterOptions): Promise<AbcastCluste
     ...urls.filter((_, at) => at !== leaderAt),
   ];
   const leaderUrl = new URL(httpUrls[leaderAt]!);
+  const postBody = JSON.stringify({ payload });
   return {
     version: `abcast ${abcastVersion()}`,
     serverPids: servers.map((server) => server.child.pid ?? 0),
@@ -102,11 +107,13 @@ export async function startAbcast(options: ClusterOptions): Promise<AbcastCluste
       sdkWay('abcast-sdk-http', 'abcast SDK, HTTP/JSON', leaderFirst(httpUrls), payload),
       sdkWay('abcast-sdk-binary', 'abcast SDK, binary protocol', leaderFirst(binaryUrls), payload),
     ],
+    postOrigin: leaderUrl.origin,
+    postBody,
     openPost: (connections) => {
       const load = openPostLoad({
         origin: leaderUrl.origin,
         connectionCount: connections,
-        body: JSON.stringify({ payload }),
+        body: postBody,
       });
       return { send: load.send, close: load.close };
     },

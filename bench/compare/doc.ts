@@ -94,7 +94,7 @@ ${durabilityTable(results)}
 
 ## abcast alone
 
-- One \`POST /v1/broadcast\` per message on ${results.settings.postConnections} kept-alive connections (${results.settings.postClient ?? 'node:http'}): ${post === null ? 'not run' : `${formatCount(post.messagesPerSecond)} msgs/s, p50 ${formatMs(post.p50Ms)} ms, p99 ${formatMs(post.p99Ms)} ms, ${formatCount(post.errors)} errors`}.
+- One \`POST /v1/broadcast\` per message on ${results.settings.postConnections} kept-alive connections (${postClientNote(results.settings.postClient ?? 'node:http')}): ${post === null ? 'not run' : `${formatCount(post.messagesPerSecond)} msgs/s, p50 ${formatMs(post.p50Ms)} ms, p99 ${formatMs(post.p99Ms)} ms, ${formatCount(post.errors)} errors`}.
 ${results.abcastFailure === null ? '' : `- Did not finish: ${results.abcastFailure}\n`}- A subscriber catching up from position 1 through the SDK (\`subscribe({ from: 1 })\`, stream records (docs/protocol.md) over HTTP, then the same records over the binary protocol): ${catchUp === null ? 'not run' : `${formatCount(catchUp.messagesPerSecond)} msgs/s over HTTP (${formatCount(catchUp.messages)} messages in ${catchUp.seconds.toFixed(2)} s)${catchUp.binary === undefined ? '' : `, ${formatCount(catchUp.binary.messagesPerSecond)} msgs/s over binary (${catchUp.binary.seconds.toFixed(2)} s)`}`}.
 
 ## Targets
@@ -114,4 +114,11 @@ the level began.
 
 ${cpuTable(results)}
 `;
+}
+
+/** The POST row's client, and why it matters: it shares the two cores with the nodes. */
+function postClientNote(client: string): string {
+  return client === 'wrk'
+    ? 'wrk, a load generator in C, one request at a time on each connection'
+    : `${client}, in Node on the same cores as the nodes`;
 }

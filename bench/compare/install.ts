@@ -1,6 +1,7 @@
 /**
  * The other servers come from Debian's packages: etcd-server (3.4), zookeeper and
- * zookeeperd (3.8), nats-server (2.9). Whatever is missing is installed with apt-get (as
+ * zookeeperd (3.8), nats-server (2.9); and abcast's POST row takes its load from `wrk`
+ * (bench/compare/wrk.ts). Whatever is missing is installed with apt-get (as
  * root, or through `sudo -n`), and any system service the packages start is stopped: the
  * race runs its own clusters on free ports and wants the machine to itself.
  */
@@ -38,6 +39,12 @@ const requirements: readonly Requirement[] = [
     packages: ['nats-server'],
     services: ['nats-server'],
     present: () => onPath('nats-server'),
+  },
+  {
+    system: 'abcast',
+    packages: ['wrk'],
+    services: [],
+    present: () => onPath('wrk'),
   },
 ];
 

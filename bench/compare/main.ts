@@ -28,6 +28,7 @@ import { formatCount, formatMs, throughputTable } from './render.ts';
 import type { CatchUp, CompareResults, FloorResult, Machine, ResultRow } from './results.ts';
 import type { ClusterOptions, Durability, RunningCluster, Sender, Way } from './system.ts';
 import { targetTable } from './targets.ts';
+import { runWrkLoad, wrkAvailable } from './wrk.ts';
 import { startZooKeeper, zookeeperDurability } from './zookeeper.ts';
 
 const contenders: Record<
@@ -128,6 +129,8 @@ async function driveWay(settings: CompareSettings, cluster: RunningCluster, way:
 interface SystemOutcome {
   readonly rows: ResultRow[];
   post: LoadResult | null;
+  /** The HTTP client that made the POST row's load. */
+  postClient: string | null;
   catchUp: CatchUp | null;
   extrasFailure: string | null;
 }
@@ -135,7 +138,13 @@ interface SystemOutcome {
 async function raceSystem(settings: CompareSettings, system: SystemId): Promise<SystemOutcome> {
   const contender = contenders[system];
   const root = await makeRoot(`abcast-compare-${system}-`);
-  const outcome: SystemOutcome = { rows: [], post: null, catchUp: null, extrasFailure: null };
+  const outcome: SystemOutcome = {
+    rows: [],
+    post: null,
+    postClient: null,
+    catchUp: null,
+    extrasFailure: null,
+  };
   const row = (id: string, server: string, client: string) => ({
     id,
     system,
@@ -183,13 +192,27 @@ async function abcastExtras(
   outcome: SystemOutcome,
 ): Promise<void> {
   const connections = settings.postConnections;
-  outcome.post = await measure(
-    settings,
-    `abcast, a POST per message on ${connections} connections`,
-    cluster.serverPids,
-    connections,
-    async () => cluster.openPost(connections),
-  );
+  const name = `abcast, a POST per message on ${connections} connections`;
+  if (await wrkAvailable()) {
+    settleDisk();
+    outcome.post = await runWrkLoad({
+      origin: cluster.postOrigin,
+      connections,
+      body: cluster.postBody,
+      seconds: settings.seconds,
+      warmupSeconds: settings.warmupSeconds,
+      serverPids: cluster.serverPids,
+    });
+    outcome.postClient = 'wrk';
+    log(`${name} (wrk): ${describe(outcome.post)}`);
+  } else {
+    // Without wrk (--no-install on a machine that lacks it) the Node load stands in; the
+    // results say which client it was, since the client's CPU comes out of the nodes' share.
+    outcome.post = await measure(settings, name, cluster.serverPids, connections, async () =>
+      cluster.openPost(connections),
+    );
+    outcome.postClient = postLoadClient;
+  }
   log(`abcast: a subscriber catching up over ${formatCount(settings.catchUpMessages)} messages`);
   outcome.catchUp = await cluster.catchUp(settings.catchUpMessages);
   log(`abcast: caught up at ${formatCount(outcome.catchUp.messagesPerSecond)} msgs/s`);
@@ -296,7 +319,8 @@ async function race(settings: CompareSettings): Promise<CompareResults> {
       inFlight: settings.inFlight,
       payloadBytes: settings.payloadBytes,
       postConnections: settings.postConnections,
-      postClient: postLoadClient,
+      postClient:
+        outcomes.find((outcome) => outcome.postClient !== null)?.postClient ?? postLoadClient,
       catchUpMessages: settings.catchUpMessages,
     },
     loadAverage: { before, after: loadAverageNow() },

@@ -268,9 +268,17 @@ describe('bench:compare rendering', () => {
   });
 
   it("names the POST run's HTTP client, node:http for races that did not record one", () => {
-    assert.match(renderDoc(results, 'chart.svg'), /128 kept-alive connections \(node:http\)/);
+    assert.match(
+      renderDoc(results, 'chart.svg'),
+      /128 kept-alive connections \(node:http, in Node/,
+    );
     const recorded = { ...results, settings: { ...results.settings, postClient: 'undici' } };
-    assert.match(renderDoc(recorded, 'chart.svg'), /128 kept-alive connections \(undici\)/);
+    assert.match(renderDoc(recorded, 'chart.svg'), /128 kept-alive connections \(undici, in Node/);
+    const wrk = { ...results, settings: { ...results.settings, postClient: 'wrk' } };
+    assert.match(
+      renderDoc(wrk, 'chart.svg'),
+      /128 kept-alive connections \(wrk, a load generator in C/,
+    );
   });
 });
 
