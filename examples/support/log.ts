@@ -21,19 +21,41 @@ export interface LoggedMessage {
 }
 
 const pageLimitCount = 1_000;
-const requestTimeoutMs = 5_000;
 /** Enough pages for 10 million positions; a log longer than that is not an example's. */
 const pageCountMax = 10_000;
 /** How long a restarted node may take to deliver everything before it is audited. */
 const catchUpTimeoutMs = 30_000;
+/** The pause after a failed connection, so that a node restarting is not asked in a spin. */
+const retryPauseMs = 100;
+
+/**
+ * How long one GET of the log may go unanswered before it is sent again, and how long it may
+ * take in all. A full page is 1,000 messages (about 230 KB of JSON), and the checks read six
+ * at once from three nodes: on a loaded 2-core machine one can take longer than the first
+ * bound, so each attempt's bound doubles (capped by the time left). A node that never answers
+ * still fails the read once `totalTimeoutMs` has passed.
+ */
+export interface LogReadBounds {
+  readonly firstAttemptTimeoutMs: number;
+  readonly totalTimeoutMs: number;
+}
+
+export const logReadBounds: LogReadBounds = {
+  firstAttemptTimeoutMs: 5_000,
+  totalTimeoutMs: 30_000,
+};
 
 /** Every message of `topic` from `fromIndex` through `throughIndex`, as `endpoint` serves them. */
 export async function readTopic(
   endpoint: string,
   topic: string,
-  range: { readonly fromIndex: number; readonly throughIndex: number },
+  range: {
+    readonly fromIndex: number;
+    readonly throughIndex: number;
+    readonly bounds: LogReadBounds;
+  },
 ): Promise<LoggedMessage[]> {
-  const { fromIndex, throughIndex } = range;
+  const { fromIndex, throughIndex, bounds } = range;
   assert(Number.isSafeInteger(fromIndex) && fromIndex >= 1, 'positions start at 1');
   assert(Number.isSafeInteger(throughIndex) && throughIndex >= 0, 'a position is an integer');
   const messages: LoggedMessage[] = [];
@@ -43,15 +65,11 @@ export async function readTopic(
       throw new ExampleError('invalid_argument', `the log of ${topic} is too long to read back`);
     }
     const query = new URLSearchParams({ from: String(from), limit: String(pageLimitCount), topic });
-    const response = await fetch(`${endpoint}/v1/messages?${query}`, {
-      signal: AbortSignal.timeout(requestTimeoutMs),
-    });
-    if (!response.ok) {
-      throw new ExampleError('timeout', `${endpoint} answered ${response.status} to /v1/messages`, {
-        body: await response.text(),
-      });
-    }
-    const body = (await response.json()) as { messages: LoggedMessage[]; next: number };
+    const body = await getJson<{ messages: LoggedMessage[]; next: number }>(
+      `${endpoint}/v1/messages?${query}`,
+      `the page of ${topic} from ${from}`,
+      bounds,
+    );
     for (const message of body.messages) {
       if (message.index <= throughIndex) messages.push(message);
     }
@@ -65,14 +83,61 @@ export async function readTopic(
 }
 
 /** The node's GET /v1/barrier: a position covering everything acknowledged before it. */
-export async function barrierOf(endpoint: string): Promise<number> {
-  const response = await fetch(`${endpoint}/v1/barrier`, {
-    signal: AbortSignal.timeout(requestTimeoutMs),
-  });
-  if (!response.ok) throw new ExampleError('timeout', `${endpoint} answered ${response.status}`);
-  const { index } = (await response.json()) as { index: number };
+export async function barrierOf(endpoint: string, bounds: LogReadBounds): Promise<number> {
+  const { index } = await getJson<{ index: number }>(
+    `${endpoint}/v1/barrier`,
+    'the barrier',
+    bounds,
+  );
   assert(Number.isSafeInteger(index), 'a barrier is a position');
   return index;
+}
+
+/**
+ * GETs `url`'s JSON body, sending the GET again when an attempt goes unanswered within its
+ * bound or cannot connect: these GETs only read, so a second one is harmless. An answer other
+ * than 2xx is the node's word, not retried. Once `bounds.totalTimeoutMs` has passed, throws
+ * `timeout` naming `what`, the URL and how the last attempts failed.
+ */
+async function getJson<T>(url: string, what: string, bounds: LogReadBounds): Promise<T> {
+  const { firstAttemptTimeoutMs, totalTimeoutMs } = bounds;
+  assert(firstAttemptTimeoutMs > 0, 'an attempt has time to be answered');
+  assert(totalTimeoutMs >= firstAttemptTimeoutMs, 'the read has time for one attempt');
+  const deadlineMs = Date.now() + totalTimeoutMs;
+  const misses: string[] = [];
+  for (let attemptTimeoutMs = firstAttemptTimeoutMs; ; attemptTimeoutMs *= 2) {
+    const leftMs = deadlineMs - Date.now();
+    if (leftMs <= 0) {
+      throw new ExampleError(
+        'timeout',
+        `timed out reading ${what} from ${url}: no answer within ${totalTimeoutMs} ms over ${misses.length} attempts (last: ${misses.slice(-3).join('; ')})`,
+        { url, attemptCount: misses.length },
+      );
+    }
+    const boundMs = Math.min(attemptTimeoutMs, leftMs);
+    const signal = AbortSignal.timeout(boundMs);
+    let answer: { readonly status: number; readonly text: string };
+    try {
+      const response = await fetch(url, { signal });
+      answer = { status: response.status, text: await response.text() };
+    } catch (error) {
+      misses.push(signal.aborted ? `no answer within ${boundMs} ms` : reasonOf(error));
+      if (!signal.aborted) await new Promise((resume) => setTimeout(resume, retryPauseMs));
+      continue;
+    }
+    if (answer.status < 200 || answer.status > 299) {
+      throw new ExampleError('timeout', `${url} answered ${answer.status} to ${what}`, {
+        body: answer.text,
+      });
+    }
+    return JSON.parse(answer.text) as T;
+  }
+}
+
+/** Why fetch failed: it hides the reason (ECONNREFUSED, ECONNRESET) in `cause`. */
+function reasonOf(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message;
 }
 
 /**
@@ -84,7 +149,7 @@ export async function readLogs(
   topics: readonly string[],
   fromIndex: number,
 ): Promise<LoggedMessage[][]> {
-  const throughIndex = await barrierOf(cluster.endpoints[0] as string);
+  const throughIndex = await barrierOf(cluster.endpoints[0] as string, logReadBounds);
   return Promise.all(
     cluster.endpoints.map(async (endpoint) => {
       await pollUntil(
@@ -94,7 +159,9 @@ export async function readLogs(
         catchUpTimeoutMs,
       );
       const perTopic = await Promise.all(
-        topics.map((topic) => readTopic(endpoint, topic, { fromIndex, throughIndex })),
+        topics.map((topic) =>
+          readTopic(endpoint, topic, { fromIndex, throughIndex, bounds: logReadBounds }),
+        ),
       );
       return perTopic.flat().sort((a, b) => a.index - b.index);
     }),
