@@ -225,7 +225,10 @@ export class BroadcastNode {
   private onTick(): void {
     if (this.stopped !== null) return;
     this.core.tick();
-    this.leaderWatch.tick(this.core.leaderHeardRecently());
+    this.leaderWatch.tick({
+      leaderHeard: this.core.leaderHeardRecently(),
+      member: this.core.isMember(),
+    });
     this.membership.tick();
     this.retention.tick();
     this.compaction.tick();
@@ -410,8 +413,9 @@ export class BroadcastNode {
 
   /**
    * True while this node has heard from no leader for several election timeouts (cut off, or
-   * removed and no longer sent the log): what it delivers has stopped following the order,
-   * so subscriber streams end with no_leader and go elsewhere (./leader-watch.ts).
+   * removed and no longer sent the log), or once it sees itself removed: what it delivers has
+   * stopped following the order, so subscriber streams end with no_leader and go elsewhere
+   * (./leader-watch.ts).
    */
   get leaderLost(): boolean {
     return this.leaderWatch.leaderLost;

@@ -1,7 +1,8 @@
 // When a node stops following the leader's log, and only then, it says so (leaderLost), so
 // that its subscriber streams can end and go to a node that goes on. The watch alone, tick
 // by tick: one leaderless stretch short of the bound (a missed heartbeat, an election) says
-// nothing, the bound says it once, and hearing from a leader clears it. Three real nodes on
+// nothing, the bound says it once, and hearing from a leader clears it; a member that sees
+// itself removed says it at once, a node joining (in no configuration yet) does not. Three real nodes on
 // one memory network: a node cut off says it within the bound and takes it back after the
 // heal, a follower that lags (its writes held) while it hears the leader never says it, and
 // a node removed from the configuration that keeps running says it too.
@@ -10,28 +11,55 @@ import { test } from 'node:test';
 import { LeaderWatch, leaderlessElectionTimeoutsMax } from '../../src/broadcast/leader-watch.ts';
 import { encode, TwinCluster, waitFor } from './twin-cluster.ts';
 
+/** Ticks of a member that heard a leader, and of one that did not. */
+const heard = { leaderHeard: true, member: true };
+const silent = { leaderHeard: false, member: true };
+
+function ticks(watch: LeaderWatch, contact: typeof heard, count: number): void {
+  for (let tick = 0; tick < count; tick++) watch.tick(contact);
+}
+
 test('the watch says the leader is lost once, at the bound, and forgets it on contact', () => {
   const watch = new LeaderWatch(5);
   let calls = 0;
   const detach = watch.onLeaderLost(() => calls++);
-  for (let tick = 0; tick < 4; tick++) watch.tick(false);
-  watch.tick(true); // a leader heard just short of the bound: the count starts again
-  for (let tick = 0; tick < 4; tick++) watch.tick(false);
+  ticks(watch, silent, 4);
+  watch.tick(heard); // a leader heard just short of the bound: the count starts again
+  ticks(watch, silent, 4);
   assert.equal(watch.leaderLost, false);
   assert.equal(calls, 0);
-  watch.tick(false);
+  watch.tick(silent);
   assert.equal(watch.leaderLost, true);
   assert.equal(calls, 1);
-  for (let tick = 0; tick < 20; tick++) watch.tick(false);
+  ticks(watch, silent, 20);
   assert.equal(calls, 1, 'said once per loss');
-  watch.tick(true);
+  watch.tick(heard);
   assert.equal(watch.leaderLost, false);
-  for (let tick = 0; tick < 5; tick++) watch.tick(false);
+  ticks(watch, silent, 5);
   assert.equal(calls, 2, 'a second loss is said again');
   detach();
-  watch.tick(true);
-  for (let tick = 0; tick < 5; tick++) watch.tick(false);
+  watch.tick(heard);
+  ticks(watch, silent, 5);
   assert.equal(calls, 2, 'a detached listener hears nothing');
+});
+
+test('a member that sees itself removed loses its leader at once; one joining does not', () => {
+  const watch = new LeaderWatch(5);
+  let calls = 0;
+  watch.onLeaderLost(() => calls++);
+  // Joining: no configuration holds it yet, and a leader sends it the log.
+  ticks(watch, { leaderHeard: true, member: false }, 10);
+  assert.equal(watch.leaderLost, false, 'never a member, so not removed');
+  ticks(watch, heard, 3);
+  // Removed: it still names the leader it last heard, but no configuration holds it.
+  watch.tick({ leaderHeard: true, member: false });
+  assert.equal(watch.leaderLost, true);
+  assert.equal(calls, 1);
+  ticks(watch, { leaderHeard: false, member: false }, 10);
+  assert.equal(calls, 1, 'said once');
+  // Added again, it follows the leader: its streams are welcome again.
+  watch.tick(heard);
+  assert.equal(watch.leaderLost, false);
 });
 
 /** How long a node may take to say it lost its leader: the lease, the bound, and slack. */
