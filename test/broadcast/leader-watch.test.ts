@@ -99,13 +99,17 @@ test('a follower that lags while it hears the leader keeps it', async () => {
     const leader = await cluster.waitForLeader();
     const lagging = cluster.followers(leader)[0] as string;
     cluster.storage(lagging).hold();
-    const before = cluster.node(lagging).lastPosition;
-    for (let n = 0; n < 5; n++) await cluster.node(leader).broadcast(encode(`m${n}`));
-    const waitUntilMs = Date.now() + lossDeadlineMs(cluster);
-    await waitFor(() => Date.now() >= waitUntilMs, 'the bound passes');
-    assert.equal(cluster.node(lagging).lastPosition, before, 'the follower lags');
-    assert.equal(cluster.node(lagging).leaderLost, false, 'yet it hears the leader');
-    cluster.storage(lagging).release();
+    try {
+      const before = cluster.node(lagging).lastPosition;
+      for (let n = 0; n < 5; n++) await cluster.node(leader).broadcast(encode(`m${n}`));
+      const waitUntilMs = Date.now() + lossDeadlineMs(cluster);
+      await waitFor(() => Date.now() >= waitUntilMs, 'the bound passes');
+      assert.equal(cluster.node(lagging).lastPosition, before, 'the follower lags');
+      assert.equal(cluster.node(lagging).leaderLost, false, 'yet it hears the leader');
+    } finally {
+      // Held writes would hold the node's close.
+      cluster.storage(lagging).release();
+    }
   } finally {
     await cluster.close();
   }
