@@ -32,12 +32,14 @@ export interface LeaderContact {
 }
 
 export class LeaderWatch {
-  /** Consecutive ticks in which no leader had been heard from within an election timeout. */
+  /**
+   * Consecutive ticks in which no leader had been heard from within an election timeout,
+   * counted up to the bound only (a node may stay cut off for good).
+   */
   private leaderlessTicks = 0;
   /**
-   * This node has been in its configuration since it started. A node joining has no
-   * configuration yet, and one replaying its log at a restart may meet older ones without
-   * it: neither was removed.
+   * This node has been in its configuration since it started. A node joining has none yet,
+   * and while it catches up it meets older ones without it: it was not removed.
    */
   private memberOnce = false;
   /** The last tick's verdict, so that listeners hear each loss once. */
@@ -57,7 +59,9 @@ export class LeaderWatch {
    * it was in: no leader sends it the log any more.
    */
   tick(contact: LeaderContact): void {
-    this.leaderlessTicks = contact.leaderHeard ? 0 : this.leaderlessTicks + 1;
+    this.leaderlessTicks = contact.leaderHeard
+      ? 0
+      : Math.min(this.leaderlessTicks + 1, this.leaderlessTicksMax);
     if (contact.member) this.memberOnce = true;
     const removed = this.memberOnce && !contact.member;
     const lost = removed || this.leaderlessTicks >= this.leaderlessTicksMax;
@@ -68,7 +72,7 @@ export class LeaderWatch {
     for (const listener of [...this.listeners]) listener();
   }
 
-  /** True from the bound on (or the removal), until a leader is heard from again. */
+  /** True from the bound on until a leader is heard from again; from a removal until re-added. */
   get leaderLost(): boolean {
     return this.lost;
   }
