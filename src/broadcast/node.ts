@@ -23,6 +23,7 @@ import type { CompactionDriver } from './compaction.ts';
 import { type DeliveredMessage, isSystemCallFailure } from './deliveries.ts';
 import { BroadcastError } from './errors.ts';
 import type { Intake } from './intake.ts';
+import { LeaderWatch, leaderlessElectionTimeoutsMax } from './leader-watch.ts';
 import type { MemberRecord } from './membership.ts';
 import type { MembershipDriver } from './membership-driver.ts';
 import type {
@@ -117,6 +118,7 @@ export class BroadcastNode {
   private repairPending: boolean;
   private readonly repairWatch: RepairWatch;
   private leaderKnown = false;
+  private readonly leaderWatch: LeaderWatch;
 
   constructor(
     private readonly options: BroadcastNodeOptions,
@@ -127,6 +129,9 @@ export class BroadcastNode {
     this.id = options.id;
     this.repairPending = (persisted.damage ?? null) !== null;
     this.repairWatch = new RepairWatch(options.environment.monotonicMs());
+    this.leaderWatch = new LeaderWatch(
+      leaderlessElectionTimeoutsMax * options.electionTimeoutTicks,
+    );
     const parts = buildNodeParts(options, storage, transport, persisted, {
       scheduleLoop: () => this.scheduleLoop(),
       stopped: () => this.stopped,
@@ -220,6 +225,10 @@ export class BroadcastNode {
   private onTick(): void {
     if (this.stopped !== null) return;
     this.core.tick();
+    this.leaderWatch.tick({
+      leaderHeard: this.core.leaderHeardRecently(),
+      member: this.core.isMember(),
+    });
     this.membership.tick();
     this.retention.tick();
     this.compaction.tick();
@@ -401,6 +410,21 @@ export class BroadcastNode {
   }
 
   // ------------------------------------------------------------ reads and subscriptions
+
+  /**
+   * True while this node has heard from no leader for several election timeouts (cut off, or
+   * removed and no longer sent the log), or once it sees itself removed: what it delivers has
+   * stopped following the order, so subscriber streams end with no_leader and go elsewhere
+   * (./leader-watch.ts).
+   */
+  get leaderLost(): boolean {
+    return this.leaderWatch.leaderLost;
+  }
+
+  /** Calls `listener` each time `leaderLost` becomes true; returns the detach. */
+  onLeaderLost(listener: () => void): () => void {
+    return this.leaderWatch.onLeaderLost(listener);
+  }
 
   /** The last position delivered on this node (0 before any); cheap enough to poll. */
   get lastPosition(): number {

@@ -1,9 +1,10 @@
 /**
  * `client.subscribe()`: an async iterator over GET /v1/stream that survives the loss of the
  * node it reads from. When a stream breaks (the node stopped, the connection dropped, a
- * 503) it reconnects — to the next endpoint — with `Last-Event-ID` set to the last position
- * yielded, so the order goes on with no gap; a position at or below the last one is dropped
- * in case a node resends it, so none is yielded twice. The wire calls a position `index`
+ * 503, or the node ended it with `no_leader`: it no longer follows the order) it reconnects
+ * — to the other endpoints first, to that one last — with `Last-Event-ID` set to the last
+ * position yielded, so the order goes on with no gap; a position at or below the last one is
+ * dropped in case a node resends it, so none is yielded twice. The wire calls a position `index`
  * (docs/api.md); what this yields calls it `position`.
  *
  * With a topic, the node skips other topics' positions and says so with `progress` events
@@ -17,6 +18,7 @@ import {
   StreamRecordReader,
   streamRecordsType,
 } from '../transport/stream-records.ts';
+import { assert } from '../util/assert.ts';
 import { ConsumerAcks, GroupAcks } from './consumer-acks.ts';
 import { ClientError, refusal } from './errors.ts';
 import type { HttpExchangeResponse } from './exchange.ts';
@@ -160,12 +162,10 @@ export async function* subscribe(
     const acks = acksOf(client, options);
     let failingSinceMs: number | null = null;
     let lastReason = 'no attempt';
+    /** Where the last stream that worked ended: tried last in each round after. */
+    let endedAt: string | null = null;
     for (let attempt = 0; !signal.aborted; attempt++) {
-      const { endpoints } = client.settings;
-      const endpoint =
-        pinned === null
-          ? client.endpointAt(attempt)
-          : (endpoints[(pinned + attempt) % endpoints.length] as string);
+      const endpoint = endpointFor({ client, pinned, endedAt, attempt });
       const stream = await open(client.settings, endpoint, cursor, options, signal);
       if (stream.kind === 'fatal') {
         if (signal.aborted) return;
@@ -212,7 +212,12 @@ export async function* subscribe(
         }
         if (signal.aborted) return;
         lastReason = `${endpoint} ${ended}`;
-        attempt = 0; // a stream that worked resets the backoff; reconnect to the next endpoint
+        // A stream that worked resets the backoff, and this endpoint counts as the round's
+        // first attempt: the others come next, then it again (it may be the only one alive).
+        // A node that ended the stream because it lost its leader would take the stream
+        // back, and hold it without going on, if it came first.
+        endedAt = endpoint;
+        attempt = 0;
       } else {
         lastReason = stream.reason;
       }
@@ -270,6 +275,36 @@ function withAck(message: Message, acks: Acks | null): Message {
     });
   }
   return { ...message, ack: () => acks.acks.ack(slot, position) };
+}
+
+/**
+ * The endpoint to try at `attempt`: in the client's order (the leader or the one that last
+ * worked first), or from the pinned one on; once a stream ended, that endpoint moves to the
+ * front of the order, where attempt 0 (the stream itself) stands for it, and the rest follow.
+ */
+function endpointFor(options: {
+  readonly client: SubscriptionHost;
+  readonly pinned: number | null;
+  readonly endedAt: string | null;
+  readonly attempt: number;
+}): string {
+  const { client, pinned, endedAt, attempt } = options;
+  const { endpoints } = client.settings;
+  const usual = (at: number) =>
+    pinned === null
+      ? client.endpointAt(at)
+      : (endpoints[(pinned + at) % endpoints.length] as string);
+  assert(Number.isSafeInteger(attempt) && attempt >= 0, 'attempts count from 0');
+  const slot = attempt % endpoints.length;
+  if (endedAt === null) return usual(slot);
+  const order = [endedAt];
+  for (let at = 0; at < endpoints.length; at++) {
+    const endpoint = usual(at);
+    if (!order.includes(endpoint)) order.push(endpoint);
+  }
+  const endpoint = order[slot % order.length];
+  assert(endpoint !== undefined, 'a round has an endpoint for each attempt');
+  return endpoint;
 }
 
 /** Where in the client's endpoints a pinned subscription reads first; null when unpinned. */

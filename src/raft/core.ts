@@ -412,6 +412,15 @@ export class RaftCore {
     return false;
   }
 
+  /**
+   * Whether this node heard from a leader within the last election timeout, or leads. A node
+   * that may not campaign (a learner, or one that knows it was removed) keeps naming the last
+   * leader it heard from, so leader() alone does not tell it from a follower in touch.
+   */
+  leaderHeardRecently(): boolean {
+    return this.role === 'leader' || this.inLease();
+  }
+
   private inLease(): boolean {
     return this.leaderId !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks;
   }

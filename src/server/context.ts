@@ -71,6 +71,14 @@ export interface ServedNode {
   readonly streamState: StreamState;
   /** Resolves once the next committed entry is applied here, or `signal` aborts. */
   nextApply(signal?: AbortSignal): Promise<void>;
+  /**
+   * True while the node has heard from no leader for several election timeouts
+   * (BroadcastNode.leaderLost): subscriber streams end with no_leader and new ones are
+   * refused. Absent in doubles: never.
+   */
+  readonly leaderLost?: boolean;
+  /** Calls `listener` each time `leaderLost` becomes true; returns the detach. */
+  onLeaderLost?(listener: () => void): () => void;
   /** True once the node stopped (for good): waiting for it is over. */
   readonly isStopped: boolean;
   /** Keeps messages fetched from a peer for positions this node lacks (backfill). */

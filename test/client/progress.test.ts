@@ -7,62 +7,15 @@
  * spy endpoint that the failover visits first), then goes on with the topic on a survivor.
  */
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { connect, type Message } from '../../src/client/index.ts';
 import { broadcast, startHttpCluster } from '../server/cluster.ts';
 import { waitFor } from '../support/ports.ts';
-
-/** One stream connection of a fake node: what it writes, and whether it ends after. */
-interface StreamScript {
-  readonly events: readonly string[];
-  readonly end: boolean;
-}
-
-interface FakeNode {
-  readonly url: string;
-  /** The Last-Event-ID header of each stream request, in order (null when absent). */
-  readonly lastEventIds: (string | null)[];
-  close(): Promise<void>;
-}
+import { fakeStreamNode as fakeNode } from './fake-stream-node.ts';
 
 const message = (index: number) =>
   `id: ${index}\ndata: ${JSON.stringify({ index, term: 1, payload: index, client: 'c', seq: index, topic: 'blue', time: 1000 + index })}\n\n`;
 const progress = (index: number) => `event: progress\nid: ${index}\ndata: {"index":${index}}\n\n`;
-
-/**
- * A node that answers each stream request with the next script, and anything else (or a
- * stream request once the scripts are used up) with a 503.
- */
-async function fakeNode(scripts: StreamScript[]): Promise<FakeNode> {
-  const lastEventIds: (string | null)[] = [];
-  const open = new Set<ServerResponse>();
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const stream = request.url?.startsWith('/v1/stream') === true;
-    if (stream) lastEventIds.push((request.headers['last-event-id'] as string | undefined) ?? null);
-    const script = stream ? scripts.shift() : undefined;
-    if (script === undefined) {
-      response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
-      response.end('{"error":"node_stopped","message":"scripted"}');
-      return;
-    }
-    response.writeHead(200, { 'content-type': 'text/event-stream' });
-    for (const event of script.events) response.write(event);
-    if (script.end) response.end();
-    else open.add(response);
-  });
-  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    lastEventIds,
-    close: async () => {
-      for (const response of open) response.destroy();
-      server.closeAllConnections();
-      await new Promise((closed) => server.close(closed));
-    },
-  };
-}
 
 test('progress moves the cursor, never back: reconnections resume after it', async () => {
   const first = await fakeNode([

@@ -1,7 +1,8 @@
 // Unit tests of the pure core through a small synchronous cluster: elections, replication,
 // commit, restarts and refusals, each checked on what every node delivers; and a lone core
 // fed responses by hand, to show a late grant of an earlier term is not a vote now (each
-// such test also runs the unsafe variant that counts it, so it can fail).
+// such test also runs the unsafe variant that counts it, so it can fail); and whether a
+// node has heard from a leader lately, which a learner cut off cannot tell from leader().
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RaftCore, type UnsafeVariant } from '../../src/raft/core.ts';
@@ -381,4 +382,27 @@ test('deliverDurable gives entries committed during a write that an earlier Read
     'the change and c come with the next Ready',
   );
   leader.advance(sixth);
+});
+
+test('leaderHeardRecently: true within an election timeout of the leader, even for a learner that keeps naming it', () => {
+  // The learner may not campaign, so it keeps naming the leader it last heard from however
+  // long it is cut off: leader() alone cannot tell that it no longer follows.
+  const cluster = new TestCluster(['n1', 'n2', 'n3'], 1, {
+    bootstrap: { voters: ['n1', 'n2'], learners: ['n3'] },
+  });
+  const leader = cluster.electLeader();
+  cluster.tickAll(3);
+  const learner = cluster.core('n3');
+  assert.equal(leader.leaderHeardRecently(), true, 'a leader counts itself');
+  assert.equal(learner.leader(), leader.id);
+  assert.equal(learner.leaderHeardRecently(), true);
+  cluster.cut.add('n3');
+  cluster.tickAll(9); // electionTimeoutTicks is 10: heartbeats missed, but not a timeout's
+  assert.equal(learner.leaderHeardRecently(), true, 'missed heartbeats alone do not clear it');
+  cluster.tickAll(1);
+  assert.equal(learner.leaderHeardRecently(), false);
+  assert.equal(learner.leader(), leader.id, 'yet it still names the leader');
+  cluster.cut.delete('n3');
+  cluster.tickAll(2);
+  assert.equal(learner.leaderHeardRecently(), true, 'heard again');
 });

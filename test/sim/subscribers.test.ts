@@ -3,7 +3,9 @@
 // marks, and a resumption at retention's floor, and fails a gap, a repeat, a message unlike
 // the one delivered, one never delivered, and a skipped message of the topic. In the
 // simulated world, a subscriber whose node crashes while it reads fails over to another node
-// through the real subscribe code and binary streams, and yields what the checker expects.
+// through the real subscribe code and binary streams, and yields what the checker expects;
+// one whose node is removed while it runs fails over too, once that node, hearing no leader,
+// ends its stream with no_leader.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Message } from '../../src/client/subscribe.ts';
@@ -167,3 +169,30 @@ for (const failover of failovers) {
     assert.ok(result.stats.subscriberMessages > 0, 'the subscribers yielded');
   });
 }
+
+// Seed 0x927c9: s0 reads from position 1 over the binary ports, at n2 from 303 ms; n2's
+// removal is asked at 4743 ms, and n2 keeps running. Seeing itself removed (or, had it not
+// seen it, after three election timeouts without a leader) it ends the stream with
+// no_leader, and s0 resumes on another node after 31 without n2 crashing or being stopped;
+// before, s0 stalled at 31.
+test('a subscriber whose node is removed while it runs fails over, with no one stopping the node (seed 0x927c9)', async () => {
+  const lines: string[] = [];
+  const result = await runRuntimeSeed({ seed: 0x927c9, traceSink: (line) => lines.push(line) });
+  assert.equal(result.violation, null, result.violation?.message);
+  const removal = lines.findIndex((line) => line.includes('membership: remove n2 (asked'));
+  assert.ok(removal >= 0, 'n2 is removed');
+  assert.ok(lines.some((line) => line.endsWith('membership: remove n2 is in force')));
+  const opens = ' s0 opens a stream at';
+  let opened = removal - 1;
+  while (opened >= 0 && !(lines[opened] as string).includes(opens)) opened--;
+  assert.ok(lines[opened]?.includes(`${opens} n2 `), 's0 read n2 when n2 was removed');
+  const resumed = lines.findIndex((line, at) => at > removal && line.includes(opens));
+  assert.ok(resumed > removal, 's0 left n2');
+  assert.ok(lines[resumed]?.endsWith(' after 31'), lines[resumed]);
+  assert.ok(!lines[resumed]?.includes(`${opens} n2 `), 'to another node');
+  const n2Down = lines.findIndex(
+    (line, at) => at > opened && at < resumed && /\bn2 (crashes|stops|is stopped)/.test(line),
+  );
+  assert.equal(n2Down, -1, 'n2 was still running when s0 left it');
+  assert.ok(result.stats.subscriberMessages > 31, 's0 yielded past 31');
+});

@@ -12,6 +12,11 @@
  * what the node has delivered, a `progress` event names the last position passed, so a
  * reader knows it has seen everything up to there. Unfiltered streams never need one: every
  * position is an event.
+ *
+ * A node that has heard from no leader for several election timeouts (cut off, or removed
+ * and no longer sent the log) ends its streams with an `error` event (`no_leader`) and
+ * refuses new ones with 503 `no_leader` until it hears one again, so that its readers resume
+ * on a node that goes on; one that lags behind a leader it hears keeps them.
  */
 
 import { leaseMsMax, leaseMsMin, memberNameProblem } from '../../broadcast/consumer-groups.ts';
@@ -108,10 +113,10 @@ async function* orderFrom(
   context: RouteContext,
   from: number,
   sink: OrderSink,
+  signal: AbortSignal,
 ): AsyncGenerator<void> {
   const { node } = context.server;
   const peers = context.server.peerReads ?? null;
-  const { signal } = context;
   let cursor = from;
   // Positions are dense: each record taken moves the cursor by one.
   const take = (body: Buffer) => {
@@ -187,6 +192,7 @@ async function ackedFeed(
   context: RouteContext,
   query: ReadonlyMap<string, string>,
   topic: string | undefined,
+  signal: AbortSignal,
 ): Promise<AsyncGenerator<Handed> | null> {
   const name = query.get('consumer');
   const member = query.get('member');
@@ -194,7 +200,7 @@ async function ackedFeed(
     if (member !== undefined) throw invalidArgument('member', 'member needs consumer');
     return null;
   }
-  const { server, signal } = context;
+  const { server } = context;
   const leaseMs = integerParameter(query.get('leaseMs'), 'leaseMs', {
     min: leaseMsMin,
     max: leaseMsMax,
@@ -223,12 +229,51 @@ function handedEvent(handed: Handed): string {
   return `id: ${handed.message.position}\ndata: ${JSON.stringify(wire)}\n\n`;
 }
 
+/**
+ * A node that has heard from no leader for several election timeouts no longer follows the
+ * order (cut off, or removed and no longer sent the log): its streams would stay open on
+ * keep-alives and never go on. It says so retryably, and the SDK resumes on another node.
+ */
+function noLeader(): HttpError {
+  return new HttpError(
+    503,
+    'no_leader',
+    'this node has heard from no leader for several election timeouts; read from another node',
+    {},
+    true,
+  );
+}
+
+/**
+ * The stream's signal: the request's, and aborted with no_leader when the node loses its
+ * leader (`watch` registers that; its detach goes in the route's finally).
+ */
+function streamSignal(context: RouteContext): {
+  readonly signal: AbortSignal;
+  readonly watch: () => () => void;
+} {
+  const stop = new AbortController();
+  const request = context.signal;
+  if (request.aborted) stop.abort(request.reason);
+  else request.addEventListener('abort', () => stop.abort(request.reason), { once: true });
+  const { node } = context.server;
+  const watch = () => {
+    const detach = node.onLeaderLost?.(() => stop.abort(noLeader())) ?? (() => {});
+    // Lost while the route awaited (a consumer's barrier, a feed's start): end at once.
+    if (node.leaderLost === true) stop.abort(noLeader());
+    return detach;
+  };
+  return { signal: stop.signal, watch };
+}
+
 export async function streamRoute(context: RouteContext): Promise<void> {
   const { node, settings, metrics, environment } = context.server;
   const query = queryParameters(context.url, ['from', 'topic', 'consumer', 'member', 'leaseMs']);
+  if (node.leaderLost === true) throw noLeader();
+  const { signal, watch } = streamSignal(context);
   const from = (await consumerStart(context, query)) ?? startPosition(context, query);
   const topic = topicParameter(query);
-  const feed = await ackedFeed(context, query, topic);
+  const feed = await ackedFeed(context, query, topic, signal);
   checkSubscribe(context.identity, topic);
   if (metrics.openStreamCount >= settings.streamsMax) {
     throw new HttpError(
@@ -254,7 +299,6 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   // Refuse a start that is no longer kept before committing to a 200 (a feed starts at its
   // consumer's cursors, kept or not: it goes on from the retained floor).
   if (feed === null) checkStart(context, from, topic);
-  const { signal } = context;
   // Handed events carry fields of their own: those streams stay Server-Sent Events.
   const format: StreamFormat =
     feed === null && acceptsRecords(context.request.headers.accept)
@@ -276,6 +320,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     writeTaken(stream, format);
   });
   let ending: HttpError | null = null;
+  const unwatch = watch();
   // The last id written (a message's or a progress event's): progress is due once the
   // stream has passed positions beyond it, and only when it has caught up, so one event
   // stands for however many positions a catch-up skipped.
@@ -321,7 +366,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
         } else passOver(message.position);
       },
     };
-    for await (const _batch of feed === null ? orderFrom(context, from, sink) : []) {
+    for await (const _batch of feed === null ? orderFrom(context, from, sink, signal) : []) {
       if (events === 0) continue;
       metrics.streamEvent(events);
       events = 0;
@@ -341,6 +386,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       context.server.logger.error({ url: context.request.url, reason }, 'event stream failed');
     }
   } finally {
+    unwatch();
     keepAlive.cancel();
     metrics.streamClosed(stream);
     if (identity !== null) {

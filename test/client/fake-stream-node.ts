@@ -1,0 +1,75 @@
+/**
+ * A scripted fake node for SDK subscription tests (node:http on 127.0.0.1): it answers each
+ * GET /v1/stream with the next script, then with `afterwards`, and anything else (the SDK's
+ * probe of the node's protocols) with a 503, as a node that is down.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** What a fake node does with one stream request. */
+export type StreamScript =
+  | {
+      readonly events: readonly string[];
+      /**
+       * After the events: end the stream (true), hold it open (false), or end it a little
+       * later with a no_leader error event, as a node that lost its leader does. (Sent in
+       * one chunk with the events, the error would make the SDK drop them with the chunk and
+       * ask for them again.)
+       */
+      readonly end: boolean | 'no_leader';
+    }
+  /** A 503 with this error code, to come back at once (Retry-After 0). */
+  | { readonly refuse: string };
+
+export interface FakeStreamNode {
+  readonly url: string;
+  /** The Last-Event-ID header of each stream request, in order (null when absent). */
+  readonly lastEventIds: (string | null)[];
+  close(): Promise<void>;
+}
+
+export const noLeaderEvent = `event: error\ndata: ${JSON.stringify({ error: 'no_leader', message: 'no leader heard' })}\n\n`;
+
+/** How long after its events a script ending with no_leader sends the error. */
+const noLeaderAfterMs = 50;
+
+export async function fakeStreamNode(
+  scripts: StreamScript[],
+  afterwards: StreamScript = { refuse: 'node_stopped' },
+): Promise<FakeStreamNode> {
+  const lastEventIds: (string | null)[] = [];
+  const open = new Set<ServerResponse>();
+  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+    const stream = request.url?.startsWith('/v1/stream') === true;
+    if (stream) lastEventIds.push((request.headers['last-event-id'] as string | undefined) ?? null);
+    const script = stream ? (scripts.shift() ?? afterwards) : { refuse: 'node_stopped' };
+    if ('refuse' in script) {
+      response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
+      response.end(JSON.stringify({ error: script.refuse, message: 'scripted' }));
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'text/event-stream' });
+    for (const event of script.events) response.write(event);
+    if (script.end === true) {
+      response.end();
+      return;
+    }
+    open.add(response);
+    if (script.end === 'no_leader') {
+      setTimeout(() => {
+        open.delete(response);
+        response.end(noLeaderEvent);
+      }, noLeaderAfterMs);
+    }
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    lastEventIds,
+    close: async () => {
+      for (const response of open) response.destroy();
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
+    },
+  };
+}
