@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { before, test } from 'node:test';
+import { ensureServers } from '../../bench/compare/install.ts';
 import { runWrkLoad, wrkAvailable } from '../../bench/compare/wrk.ts';
 
 let skip: string | false = false;
@@ -115,4 +116,16 @@ test('a node that refuses connections, or a missing wrk, fails the load naming w
     runWrkLoad({ ...load, origin, body: '{}', command: 'abcast-no-such-wrk' }),
     /ENOENT/,
   );
+});
+
+test('without --install a missing wrk is no error (undici stands in), a missing server is', () => {
+  const path = process.env.PATH;
+  // An empty PATH: no command is found, as on a machine without the packages.
+  process.env.PATH = '/nonexistent';
+  try {
+    assert.doesNotThrow(() => ensureServers(['abcast'], false));
+    assert.throws(() => ensureServers(['abcast', 'nats'], false), /nats-server$/);
+  } finally {
+    process.env.PATH = path;
+  }
 });
