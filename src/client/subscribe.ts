@@ -382,11 +382,15 @@ class StreamReader {
   }
 
   /** The next chunk's items, or why the stream ended. */
+  private readonly end = new StreamEnd();
+
   async next(): Promise<StreamItem[] | string> {
+    const ended = this.end.take();
+    if (ended !== null) return ended;
+    const items: StreamItem[] = [];
     try {
       const chunk = await this.reader.read();
       if (chunk.done) return 'ended the stream';
-      const items: StreamItem[] = [];
       const text = this.buffer + this.decoder.decode(chunk.value, { stream: true });
       this.buffer = parseSse(text, (event) => {
         const item = streamItem(event);
@@ -394,14 +398,51 @@ class StreamReader {
       });
       return items;
     } catch (error) {
-      if (error instanceof ClientError && error.code !== 'node_stopped') throw error;
-      return error instanceof Error ? error.message : String(error);
+      return this.end.after(items, error);
     }
   }
 
   cancel(): void {
     this.reader.cancel().catch(() => {});
   }
+}
+
+/**
+ * How a stream's reader ends. A node that ends a stream (`event: error`, or a records error
+ * item) writes the error after the messages before it, and one read may hold both: those
+ * messages are handed out first and the end comes with the next call, so the next node need
+ * not send them again. A failure of the stream's own is its end, as a reason; any other
+ * error (`compacted`, a protocol error) ends the subscription, thrown once the items before
+ * it were handed out.
+ */
+class StreamEnd {
+  private pending: ClientError | string | null = null;
+
+  /** What `next()` returns once `error` ended the read that had found `items` so far. */
+  after(items: StreamItem[], error: unknown): StreamItem[] | string {
+    const end = ended(error);
+    if (items.length === 0) return reasonOrThrow(end);
+    this.pending = end;
+    return items;
+  }
+
+  /** The end left from the call before, or null. */
+  take(): string | null {
+    const end = this.pending;
+    if (end === null) return null;
+    this.pending = null;
+    return reasonOrThrow(end);
+  }
+}
+
+function ended(error: unknown): ClientError | string {
+  if (error instanceof ClientError && error.code !== 'node_stopped') return error;
+  return error instanceof Error ? error.message : String(error);
+}
+
+function reasonOrThrow(end: ClientError | string): string {
+  if (typeof end === 'string') return end;
+  throw end;
 }
 
 /**
@@ -426,18 +467,21 @@ class RecordsReader {
     this.reader = body.getReader();
   }
 
+  private readonly end = new StreamEnd();
+
   async next(): Promise<StreamItem[] | string> {
+    const ended = this.end.take();
+    if (ended !== null) return ended;
+    this.items = [];
     try {
       const chunk = await this.reader.read();
       if (chunk.done) {
         return this.records.hasPartialItem ? 'cut the stream inside an item' : 'ended the stream';
       }
-      this.items = [];
       this.records.push(chunk.value, this.take);
       return this.items;
     } catch (error) {
-      if (error instanceof ClientError && error.code !== 'node_stopped') throw error;
-      return error instanceof Error ? error.message : String(error);
+      return this.end.after(this.items, error);
     }
   }
 

@@ -11,12 +11,11 @@ export type StreamScript =
   | {
       readonly events: readonly string[];
       /**
-       * After the events: end the stream (true), hold it open (false), or end it a little
-       * later with a no_leader error event, as a node that lost its leader does. (Sent in
-       * one chunk with the events, the error would make the SDK drop them with the chunk and
-       * ask for them again.)
+       * After the events: end the stream (true), hold it open (false), end it a little later
+       * with a no_leader error event, as a node that lost its leader does, or send that error
+       * in the same write as the events (`no_leader_with_events`), so that one read holds both.
        */
-      readonly end: boolean | 'no_leader';
+      readonly end: boolean | 'no_leader' | 'no_leader_with_events';
     }
   /** A 503 with this error code, to come back at once (Retry-After 0). */
   | { readonly refuse: string };
@@ -49,6 +48,10 @@ export async function fakeStreamNode(
       return;
     }
     response.writeHead(200, { 'content-type': 'text/event-stream' });
+    if (script.end === 'no_leader_with_events') {
+      response.end(script.events.join('') + noLeaderEvent);
+      return;
+    }
     for (const event of script.events) response.write(event);
     if (script.end === true) {
       response.end();
