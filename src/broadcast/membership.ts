@@ -83,7 +83,16 @@ export class MembershipTable {
       case 'seed':
         // Only the first seed counts; a second leader racing to seed changes nothing.
         if (this.seeded) return;
-        for (const member of command.members) this.members.set(member.id, member);
+        // The seed describes the initial configuration, which comes before any operator's
+        // request, yet the leader proposes it on a reconcile round: a request taken right
+        // after an election lands before it in the log. Letting the seed overwrite such a
+        // record brought a removed member back (it stayed listed as removed too), so the
+        // leader removed and re-added it one single-server step at a time (Raft thesis
+        // §4.1) without end; an upsert's new role or address was lost outright.
+        for (const member of command.members) {
+          if (this.members.has(member.id) || this.removed.has(member.id)) continue;
+          this.members.set(member.id, member);
+        }
         this.seeded = true;
         return;
       case 'upsert':

@@ -70,6 +70,24 @@ export class CommittedRecord {
   }
 
   /**
+   * The first committed configuration that holds `id` again after an earlier one held it and
+   * a later one did not, with the index where it had left; null when it never came back.
+   */
+  returnOf(id: NodeId): { readonly leftAtIndex: number; readonly backAtIndex: number } | null {
+    const holds = (config: Configuration) =>
+      config.voters.includes(id) || config.learners.includes(id);
+    let wasIn = false;
+    let leftAtIndex = 0;
+    for (const change of this.configs) {
+      const isIn = holds(change.config);
+      if (isIn && leftAtIndex > 0) return { leftAtIndex, backAtIndex: change.index };
+      if (wasIn && !isIn) leftAtIndex = change.index;
+      wasIn = isIn;
+    }
+    return null;
+  }
+
+  /**
    * Appends the entry at index length + 1, delivered first by `node` whose log holds it with
    * `nodePrefixHash`.
    */

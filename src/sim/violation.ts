@@ -50,6 +50,11 @@ export const properties = [
    * start, dense (with a topic: that topic's, none passed over), each as delivered there.
    */
   'subscriber order',
+  /**
+   * A member that left the committed configuration at an operator's request never comes
+   * back: configuration changes go one at a time (thesis §4.1), so none still in flight can.
+   */
+  'membership',
   /** After faults stop, everything acknowledged reaches every live member in time. */
   'liveness',
   /** The core (or the simulator) threw instead of answering. */

@@ -13,12 +13,14 @@ interface RuntimeRegressionSeed {
   readonly seed: number;
   readonly profile: Profile;
   readonly clients: ClientMix;
+  /** The sweep's --nodes; null lets the seed draw its cluster size. */
+  readonly nodeCount: number | null;
   readonly comment: string;
 }
 
 /**
- * One seed per line, optionally `profile=NAME` (the sweep's --profile) and `clients=NAME`
- * (--clients), then `# why`; a line with anything else throws, so no seed is skipped.
+ * One seed per line, optionally `profile=NAME` (the sweep's --profile), `clients=NAME`
+ * (--clients) and `nodes=3` or `nodes=5` (--nodes), then `# why`; a line with anything else throws, so no seed is skipped.
  */
 function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
   const seeds: RuntimeRegressionSeed[] = [];
@@ -29,12 +31,15 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
     const [seedText, ...settings] = body.split(/\s+/);
     let profile: Profile = 'default';
     let clients: ClientMix = 'mixed';
+    let nodeCount: number | null = null;
     for (const setting of settings) {
       const [name, value] = setting.split('=') as [string, string | undefined];
       if (name === 'profile' && (profiles as readonly string[]).includes(value ?? '')) {
         profile = value as Profile;
       } else if (name === 'clients' && (clientMixes as readonly string[]).includes(value ?? '')) {
         clients = value as ClientMix;
+      } else if (name === 'nodes' && (value === '3' || value === '5')) {
+        nodeCount = Number(value);
       } else {
         throw new Error(`runtime-seeds.txt line ${offset + 1}: unknown setting ${setting}`);
       }
@@ -45,6 +50,7 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
       seed: parseSeed(seedText as string),
       profile,
       clients,
+      nodeCount,
       comment,
     });
   });
@@ -65,6 +71,7 @@ for (const entry of seeds) {
       seed: entry.seed,
       profile: entry.profile,
       clients: entry.clients,
+      nodeCount: entry.nodeCount,
     });
     assert.equal(result.violation, null, result.violation?.message);
   });

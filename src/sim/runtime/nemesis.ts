@@ -98,6 +98,11 @@ export class RuntimeNemesis {
     this.framePrng = prng.fork();
   }
 
+  /** Machines whose removal was asked for, in the order asked. */
+  removedIds(): NodeId[] {
+    return [...this.removed];
+  }
+
   /**
    * A vote answer held back in the network (the mix's voteAnswers), sometimes after an
    * on-time copy, and let go at the worst moment: as its candidate starts a later round, or

@@ -458,6 +458,23 @@ class RuntimeWorld {
     };
   }
 
+  /**
+   * No machine the nemesis removed came back into the committed configuration: it never asks
+   * to add one again, so a return is the leader adding it back from its own table.
+   */
+  private checkRemovedStayOut(): void {
+    for (const id of this.nemesis.removedIds()) {
+      const back = this.coreChecker.record.returnOf(id);
+      if (back === null) continue;
+      this.context.fail(
+        'membership',
+        `${id} left the configuration at index ${back.leftAtIndex} and was back at ${back.backAtIndex}`,
+        [id],
+      );
+      return;
+    }
+  }
+
   /** The configuration the committed log ends with (the initial one until a change). */
   private committedConfig(): Configuration {
     const record = this.coreChecker.record;
@@ -592,6 +609,7 @@ class RuntimeWorld {
       if (this.context.first === null) await this.livenessPhase();
       if (this.context.first === null) this.checker.checkAllPromisesKept();
       if (this.context.first === null) this.storeChecker.checkSettled(this.storeViews());
+      if (this.context.first === null) this.checkRemovedStayOut();
     } catch (error) {
       this.context.fail('no crash', `the simulation threw: ${(error as Error).stack ?? error}`, []);
     } finally {
