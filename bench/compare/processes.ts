@@ -124,21 +124,34 @@ export async function waitFor<T>(
   throw new Error(`timed out waiting for ${what}\n${tails}`);
 }
 
+const ticksPerSecond = 100; // USER_HZ, 100 on every Linux build Node runs on
+
+/**
+ * CPU seconds from /proc/<pid>/stat: the process's own (utime, stime: fields 14 and 15), or
+ * that of its children it has reaped (cutime, cstime: 16 and 17); 0 for a process gone.
+ */
+function statCpuSeconds(pid: number | 'self', whose: 'own' | 'reapedChildren'): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces, counted from field 3.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const at = whose === 'own' ? 11 : 13;
+    return (Number(fields[at]) + Number(fields[at + 1])) / ticksPerSecond;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU seconds (user + system) the processes have used so far, from /proc. */
 export function cpuSeconds(pids: readonly number[]): number {
-  const ticksPerSecond = 100; // USER_HZ, 100 on every Linux build Node runs on
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // A process that is gone adds nothing.
-    }
-  }
-  return ticks / ticksPerSecond;
+  let seconds = 0;
+  for (const pid of pids) seconds += statCpuSeconds(pid, 'own');
+  return seconds;
+}
+
+/** CPU seconds of this process's children that have exited and been reaped (wrk's runs). */
+export function reapedChildCpuSeconds(): number {
+  return statCpuSeconds('self', 'reapedChildren');
 }
 
 /** One member's command line; its name is `<system> n<at + 1>`. */

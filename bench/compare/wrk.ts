@@ -9,12 +9,11 @@
  * the server. The SDK rows keep the shared generator: their client is part of the product.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LoadResult } from './load.ts';
-import { cpuSeconds } from './processes.ts';
+import { cpuSeconds, reapedChildCpuSeconds } from './processes.ts';
 
 export interface WrkOptions {
   /** `http://host:port` of the node. */
@@ -69,14 +68,6 @@ function luaString(text: string): string {
   let level = '';
   while (text.includes(`]${level}]`)) level += '=';
   return `[${level}[${text}]${level}]`;
-}
-
-/** Children's CPU seconds reaped so far (utime and stime of exited children, /proc/self/stat). */
-function reapedChildCpuSeconds(): number {
-  const ticksPerSecond = 100;
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[13]) + Number(fields[14])) / ticksPerSecond;
 }
 
 async function runWrk(

@@ -67,7 +67,6 @@ export class LeaderWatch {
     const lost = removed || this.leaderlessTicks >= this.leaderlessTicksMax;
     const newlyLost = lost && !this.lost;
     this.lost = lost;
-    assert(this.leaderLost === lost, 'the verdict is the one just made');
     if (!newlyLost) return;
     for (const listener of [...this.listeners]) listener();
   }

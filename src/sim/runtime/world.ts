@@ -5,9 +5,9 @@
  * (nemesis.ts) crashes machines (cutting their disks' power), partitions and pauses them,
  * sets their clocks off, changes the membership, moves leadership and rots a minority's
  * disks, while the networks lose, delay and duplicate frames, requests and answers, and
- * faulty disks lose, misdirect and refuse writes. Then the liveness phase heals everything, restarts every machine, stops faults, and each client
- * sends one more broadcast: all must succeed and every healthy member must deliver
- * everything within a budget. The checkers look at every step: the core's invariants
+ * faulty disks lose, misdirect and refuse writes. Then the liveness phase heals everything,
+ * restarts every machine, stops faults, and each client sends one more broadcast: all must
+ * succeed and every healthy member must deliver everything within a budget. The checkers look at every step: the core's invariants
  * (raft-watch.ts), the frames (frame-checker.ts), and the broadcast as nodes and clients
  * see it (delivery-checker.ts).
  */
