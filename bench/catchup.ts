@@ -16,7 +16,6 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withNodeMallocTunables } from '../src/cli/node-malloc.ts';
 import { freePorts } from '../src/cli/process-cluster.ts';
 import { connect } from '../src/client/index.ts';
 import { flagsOrExit, oneOf, positiveInteger } from './args.ts';
@@ -234,7 +233,7 @@ async function benchMain(): Promise<void> {
         ...['--http', `127.0.0.1:${ports[3 + at]}`, '--binary', `127.0.0.1:${ports[6 + at]}`],
         ...['--peers', peers, '--cluster-id', 'abcast-catchup'],
       ],
-      { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: withNodeMallocTunables() },
+      { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
     ),
   );
   try {

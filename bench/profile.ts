@@ -12,7 +12,6 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withNodeMallocTunables } from '../src/cli/node-malloc.ts';
 import { flagsOrExit, oneOf, positiveInteger } from './args.ts';
 import { type CpuProfile, frameFile, frameName, shareTable } from './cpu-profile.ts';
 
@@ -75,8 +74,6 @@ function run(args: readonly string[], execArgv: readonly string[] = []): ChildPr
   return spawn(process.execPath, [...execArgv, main, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: root,
-    // The nodes run as `abcast dev` starts them; the bench client as an application would.
-    env: args[0] === 'start' ? withNodeMallocTunables() : process.env,
   });
 }
 

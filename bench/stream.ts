@@ -13,7 +13,6 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withNodeMallocTunables } from '../src/cli/node-malloc.ts';
 import { connect } from '../src/client/index.ts';
 import { flagsOrExit, positiveInteger } from './args.ts';
 
@@ -93,7 +92,7 @@ async function main(): Promise<void> {
         ...['--http-peers', others.join(','), '--store-segment-bytes', '16MiB'],
         ...(joining ? ['--join'] : []),
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'], env: withNodeMallocTunables() },
+      { stdio: ['ignore', 'ignore', 'inherit'] },
     );
   };
   const results: Record<string, unknown> = { messages: total, payloadBytes };

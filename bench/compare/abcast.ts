@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { openPostLoad } from '../../src/cli/commands/post-load.ts';
-import { withNodeMallocTunables } from '../../src/cli/node-malloc.ts';
 import { freePorts } from '../../src/cli/process-cluster.ts';
 import { connect } from '../../src/client/index.ts';
 import { startCluster, stopServers, waitFor } from './processes.ts';
@@ -86,8 +85,6 @@ export async function startAbcast(options: ClusterOptions): Promise<AbcastCluste
         ...['--http', `127.0.0.1:${ports[3 + at]}`, '--binary', `127.0.0.1:${ports[6 + at]}`],
         ...['--peers', peers, '--cluster-id', 'abcast-bench-compare', '--log-level', 'warn'],
       ],
-      // As abcast dev, the Dockerfile and the systemd unit start a node (src/cli/node-malloc.ts).
-      env: withNodeMallocTunables(),
     }),
     ready: (servers) =>
       waitFor('an abcast leader', servers, async () => {

@@ -60,14 +60,12 @@ export function startServer(options: {
   readonly args: readonly string[];
   readonly logPath: string;
   readonly cwd?: string;
-  readonly env?: NodeJS.ProcessEnv;
 }): Server {
   hookExit();
   const log = openSync(options.logPath, 'a');
   const child = spawn(options.command, options.args, {
     stdio: ['ignore', log, log],
     cwd: options.cwd,
-    env: options.env ?? process.env,
   });
   closeSync(log);
   const exited = new Promise<number | null>((resolve) => {
@@ -157,12 +155,7 @@ export function reapedChildCpuSeconds(): number {
 }
 
 /** One member's command line; its name is `<system> n<at + 1>`. */
-export type MemberCommand = {
-  readonly command: string;
-  readonly args: readonly string[];
-  /** The member's environment, if not this process's. */
-  readonly env?: NodeJS.ProcessEnv;
-};
+export type MemberCommand = { readonly command: string; readonly args: readonly string[] };
 
 /**
  * Starts the three members of a cluster, each logging to `<root>/n<i>.log`, and waits for
@@ -178,10 +171,9 @@ export async function startCluster<T>(options: {
   const servers: Server[] = [];
   try {
     for (const at of [0, 1, 2]) {
-      const { command, args, env } = await options.member(at);
+      const { command, args } = await options.member(at);
       const logPath = join(options.root, `n${at + 1}.log`);
-      const name = `${options.system} n${at + 1}`;
-      servers.push(startServer({ name, command, args, logPath, ...(env ? { env } : {}) }));
+      servers.push(startServer({ name: `${options.system} n${at + 1}`, command, args, logPath }));
     }
     return { servers, ready: await options.ready(servers) };
   } catch (error) {

@@ -9,7 +9,6 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StartNodeOptions } from '../broadcast/start.ts';
-import { withNodeMallocTunables } from './node-malloc.ts';
 import type { NodeRequest } from './node-process.ts';
 
 const entry = fileURLToPath(new URL('./node-process.ts', import.meta.url));
@@ -158,7 +157,6 @@ export class ProcessCluster {
   async launch(id: string): Promise<NodeProcess> {
     const child = fork(entry, [JSON.stringify(this.startOptions(id))], {
       execArgv: ['--import', 'tsx', ...(this.options.execArgv ?? [])],
-      env: withNodeMallocTunables(),
       stdio:
         this.options.stdio === 'inherit'
           ? ['ignore', 'inherit', 'inherit', 'ipc']

@@ -3,7 +3,6 @@
 // every node process and exits 0. The dev process runs in its own process group so that a
 // failed test can still kill every node it started.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,25 +25,9 @@ test('abcast dev comes up, is used and stops on SIGINT', { timeout: 60_000 }, as
       String(httpPort),
     ].concat(['--segment-bytes', String(1 << 20)]),
     true,
-    undefined,
-    // Started without malloc tunables: dev gives its nodes their own (src/cli/node-malloc.ts).
-    Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'GLIBC_TUNABLES')),
   );
   try {
     await waitFor(() => dev.stdout().includes('Ctrl-C stops'), 'dev cluster up', 30_000);
-    if (process.platform === 'linux') {
-      // Each node was started with the malloc tunables (glibc rewrites the copy /proc shows
-      // as it parses it, leaving the first: test/cli/node-malloc.test.ts).
-      const pid = dev.child.pid as number;
-      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1')
-        .trim()
-        .split(' ');
-      assert.equal(children.length, 3, 'three node processes');
-      for (const child of children) {
-        const environ = readFileSync(`/proc/${child}/environ`, 'latin1').split('\0');
-        assert.ok(environ.some((entry) => entry.startsWith('GLIBC_TUNABLES=glibc.malloc.')));
-      }
-    }
     const urls = [...dev.stdout().matchAll(/node n\d at (http:\S+)/g)].map((match) => match[1]);
     assert.deepEqual(
       urls,

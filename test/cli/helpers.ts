@@ -20,19 +20,12 @@ export interface CliRun {
 
 /**
  * Starts `abcast …args`; `detached` puts it in its own process group (see killGroup).
- * `entryPath` runs another build's CLI (test/cluster/builds.ts), this checkout's by default;
- * `env` is its environment, this process's by default.
+ * `entryPath` runs another build's CLI (test/cluster/builds.ts), this checkout's by default.
  */
-export function spawnCli(
-  args: readonly string[],
-  detached = false,
-  entryPath = entry,
-  env: NodeJS.ProcessEnv = process.env,
-): CliRun {
+export function spawnCli(args: readonly string[], detached = false, entryPath = entry): CliRun {
   const child = spawn(process.execPath, ['--import', 'tsx', entryPath, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,
-    env,
   });
   let out = '';
   let err = '';

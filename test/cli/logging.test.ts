@@ -15,11 +15,6 @@ import {
   quietStartup,
   startupGraceMs,
 } from '../../src/cli/logging.ts';
-import {
-  nodeMallocAssignment,
-  runsOnGlibc,
-  withNodeMallocTunables,
-} from '../../src/cli/node-malloc.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 import { kill, spawnCli } from './helpers.ts';
 
@@ -70,47 +65,35 @@ test('a starting node logs unreachable peers as debug, in JSON when piped; prett
   const [peer1, peer2, http1, http2] = await freePorts(4);
   const peers = `n1=127.0.0.1:${peer1},n2=127.0.0.1:${peer2}`;
   const common = ['--peers', peers, '--log-level', 'debug', '--segment-bytes', String(1 << 20)];
-  // n1 starts as `abcast start` run by hand (no malloc tunables), n2 as abcast dev starts it.
-  const { GLIBC_TUNABLES: _tunables, ...untuned } = process.env;
-  const first = spawnCli(
-    [
-      'start',
-      '--id',
-      'n1',
-      '--data',
-      join(root, 'n1'),
-      '--listen',
-      `127.0.0.1:${peer1}`,
-      '--http',
-      `127.0.0.1:${http1}`,
-      ...common,
-    ],
-    false,
-    undefined,
-    untuned,
-  );
+  const first = spawnCli([
+    'start',
+    '--id',
+    'n1',
+    '--data',
+    join(root, 'n1'),
+    '--listen',
+    `127.0.0.1:${peer1}`,
+    '--http',
+    `127.0.0.1:${http1}`,
+    ...common,
+  ]);
   let second: ReturnType<typeof spawnCli> | null = null;
   try {
     await waitFor(() => first.stdout().includes('peer not up yet'), 'n1 tries n2', 20_000);
-    second = spawnCli(
-      [
-        'start',
-        '--id',
-        'n2',
-        '--data',
-        join(root, 'n2'),
-        '--listen',
-        `127.0.0.1:${peer2}`,
-        '--http',
-        `127.0.0.1:${http2}`,
-        '--log-format',
-        'pretty',
-        ...common,
-      ],
-      false,
-      undefined,
-      withNodeMallocTunables(untuned),
-    );
+    second = spawnCli([
+      'start',
+      '--id',
+      'n2',
+      '--data',
+      join(root, 'n2'),
+      '--listen',
+      `127.0.0.1:${peer2}`,
+      '--http',
+      `127.0.0.1:${http2}`,
+      '--log-format',
+      'pretty',
+      ...common,
+    ]);
     await waitFor(() => first.stdout().includes('"transport link open"'), 'n1 reaches n2', 20_000);
     await waitFor(() => second!.stdout().includes('role changed'), 'n2 logs a role', 20_000);
     const records = first
@@ -123,16 +106,10 @@ test('a starting node logs unreachable peers as debug, in JSON when piped; prett
     const warnings = records.filter((record) => record.level >= 40);
     assert.deepEqual(warnings, [], 'no warning while the peers come up');
     assert.ok(records.some((record) => record.level === 20 && /peer not up yet/.test(record.msg)));
-    if (runsOnGlibc()) {
-      const notice = records.find((record) => /glibc malloc not tuned/.test(record.msg));
-      assert.equal(notice?.level, 30, 'an untuned node says so, at info');
-      assert.ok(notice?.msg.includes(nodeMallocAssignment()), notice?.msg);
-    }
     const pretty = second.stdout();
     const esc = String.fromCharCode(27);
     assert.ok(pretty.includes(`${esc}[32mINFO${esc}[39m (n2)`), pretty.slice(0, 400));
     assert.doesNotMatch(pretty, /^\{"level"/m);
-    assert.doesNotMatch(pretty, /glibc malloc not tuned/, 'a tuned node says nothing');
   } finally {
     await kill(first);
     if (second !== null) await kill(second);

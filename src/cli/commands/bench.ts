@@ -12,7 +12,6 @@ import { spawn } from 'node:child_process';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { connect } from '../../client/index.ts';
-import { withNodeMallocTunables } from '../node-malloc.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
 
@@ -131,9 +130,7 @@ function rerunWithYoungGeneration(): Promise<number> | null {
   const child = spawn(
     process.execPath,
     [`--max-semi-space-size=${semiSpaceMb}`, ...process.execArgv, ...process.argv.slice(1)],
-    // The malloc settings of a node process too (node-malloc.ts): the load is a busy process
-    // of the same kind, and a new process is the only moment glibc reads them.
-    { stdio: 'inherit', env: withNodeMallocTunables({ ...process.env, [rerunMark]: '1' }) },
+    { stdio: 'inherit', env: { ...process.env, [rerunMark]: '1' } },
   );
   return new Promise((resolve) => {
     child.once('exit', (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));

@@ -11,7 +11,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { withNodeMallocTunables } from '../node-malloc.ts';
 import { type DevSecurity, prepareDevSecurity } from './dev-secure.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson } from './http-client.ts';
@@ -50,7 +49,6 @@ function launch(id: string, args: readonly string[], url: string): DevNode {
     // The nodes' own lines (and their one-line errors) go straight to this terminal. They
     // stay in this process group, so a terminal's Ctrl-C reaches them too (they stop alike).
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: withNodeMallocTunables(),
   });
   const exited = new Promise<number | null>((done) => {
     child.once('exit', (code) => done(code));

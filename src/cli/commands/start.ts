@@ -31,7 +31,6 @@ import type { TlsCredentials } from '../../transport/tls.ts';
 import { systemEnvironment } from '../../util/system-environment.ts';
 import { createProcessLogger, type LogFormat, logFormats } from '../logging.ts';
 import { tuneNodeHeap } from '../node-heap.ts';
-import { missingMallocTunables, nodeMallocAssignment, runsOnGlibc } from '../node-malloc.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
@@ -422,14 +421,6 @@ export async function runNode(settings: StartSettings): Promise<{
     format: settings.logFormat,
     nowMs: systemEnvironment.monotonicMs,
   });
-  const missingMalloc = runsOnGlibc() ? missingMallocTunables() : [];
-  if (missingMalloc.length > 0) {
-    // Not an error: the node runs the same, its malloc giving memory back and taking it again.
-    logger.info(
-      { missing: missingMalloc },
-      `glibc malloc not tuned for a node: start it with ${nodeMallocAssignment()} (as abcast dev, the Dockerfile and the systemd unit do; docs/ops.md)`,
-    );
-  }
   const tls = await loadTls(settings.tls);
   const auth = settings.authPath === null ? null : { table: await readAuthFile(settings.authPath) };
   if (settings.exposed.length > 0) {
