@@ -376,14 +376,13 @@ class StreamReader {
   private readonly decoder = new TextDecoder();
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private buffer = '';
+  private readonly end = new StreamEnd();
 
   constructor(body: ReadableStream<Uint8Array>) {
     this.reader = body.getReader();
   }
 
   /** The next chunk's items, or why the stream ended. */
-  private readonly end = new StreamEnd();
-
   async next(): Promise<StreamItem[] | string> {
     const ended = this.end.take();
     if (ended !== null) return ended;
@@ -453,6 +452,7 @@ class RecordsReader {
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly records = new StreamRecordReader();
   private items: StreamItem[] = [];
+  private readonly end = new StreamEnd();
   private readonly take = (record: StreamRecord) => {
     if (record.kind === 'message') this.items.push({ kind: 'message', message: toMessage(record) });
     else if (record.kind === 'progress') {
@@ -466,8 +466,6 @@ class RecordsReader {
   constructor(body: ReadableStream<Uint8Array>) {
     this.reader = body.getReader();
   }
-
-  private readonly end = new StreamEnd();
 
   async next(): Promise<StreamItem[] | string> {
     const ended = this.end.take();

@@ -7,9 +7,9 @@
  * disks, while the networks lose, delay and duplicate frames, requests and answers, and
  * faulty disks lose, misdirect and refuse writes. Then the liveness phase heals everything,
  * restarts every machine, stops faults, and each client sends one more broadcast: all must
- * succeed and every healthy member must deliver everything within a budget. The checkers look at every step: the core's invariants
- * (raft-watch.ts), the frames (frame-checker.ts), and the broadcast as nodes and clients
- * see it (delivery-checker.ts).
+ * succeed and every healthy member must deliver everything within a budget. The checkers
+ * look at every step: the core's invariants (raft-watch.ts), the frames
+ * (frame-checker.ts), and the broadcast as nodes and clients see it (delivery-checker.ts).
  */
 import type { UnsafeOptions } from '../../broadcast/node.ts';
 import { type UnsafeVariant, unsafeVariants } from '../../raft/core.ts';
