@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { StreamRecordWriter, streamRecordsType } from '../../src/transport/stream-records.ts';
 
 /** What a fake node does with one stream request. */
 export type StreamScript =
@@ -17,6 +18,12 @@ export type StreamScript =
        */
       readonly end: boolean | 'no_leader' | 'no_leader_with_events';
     }
+  /**
+   * These positions as stream records (transport/stream-records.ts, the format a node sends
+   * to a client that accepts it) rather than events, then the no_leader error item in the
+   * same write, so that one read holds them all; or the stream held open after them (false).
+   */
+  | { readonly recordPositions: readonly number[]; readonly end: false | 'no_leader_with_records' }
   /** A 503 with this error code, to come back at once (Retry-After 0). */
   | { readonly refuse: string };
 
@@ -27,7 +34,9 @@ export interface FakeStreamNode {
   close(): Promise<void>;
 }
 
-export const noLeaderEvent = `event: error\ndata: ${JSON.stringify({ error: 'no_leader', message: 'no leader heard' })}\n\n`;
+const noLeaderJson = JSON.stringify({ error: 'no_leader', message: 'no leader heard' });
+
+export const noLeaderEvent = `event: error\ndata: ${noLeaderJson}\n\n`;
 
 /** How long after its events a script ending with no_leader sends the error. */
 const noLeaderAfterMs = 50;
@@ -45,6 +54,30 @@ export async function fakeStreamNode(
     if ('refuse' in script) {
       response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
       response.end(JSON.stringify({ error: script.refuse, message: 'scripted' }));
+      return;
+    }
+    if ('recordPositions' in script) {
+      response.writeHead(200, { 'content-type': streamRecordsType });
+      const writer = new StreamRecordWriter();
+      for (const position of script.recordPositions) {
+        const payload = Buffer.from(JSON.stringify(position));
+        writer.message({
+          position,
+          term: 1,
+          clientId: 'c',
+          seq: position,
+          topic: '',
+          logTimeMs: 1000 + position,
+          payload,
+        });
+      }
+      if (script.end === false) {
+        for (const chunk of writer.take()) response.write(chunk);
+        open.add(response);
+        return;
+      }
+      writer.error(noLeaderJson);
+      response.end(Buffer.concat(writer.take()));
       return;
     }
     response.writeHead(200, { 'content-type': 'text/event-stream' });

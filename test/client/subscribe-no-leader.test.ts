@@ -91,6 +91,27 @@ test('messages read together with the no_leader end are yielded, not asked for a
   }
 });
 
+test('messages read in one chunk of records with the no_leader end are yielded, not asked for again', async () => {
+  const leaderless = await fakeStreamNode(
+    [{ recordPositions: [1, 2, 3], end: 'no_leader_with_records' }],
+    holds,
+  );
+  const follower = await fakeStreamNode([{ recordPositions: [4, 5], end: false }]);
+  const nodes = [leaderless, follower];
+  const client = connect({ endpoints: nodes.map((node) => node.url), backoffBaseMs: 1 });
+  const controller = new AbortController();
+  try {
+    const subscription = client.subscribe({ from: 1, signal: controller.signal });
+    assert.deepEqual(await positions(subscription, 5), [1, 2, 3, 4, 5]);
+    assert.deepEqual(follower.lastEventIds, ['3'], 'resumed after the messages of the last read');
+    controller.abort();
+  } finally {
+    controller.abort();
+    client.close();
+    for (const node of nodes) await node.close();
+  }
+});
+
 test('it comes back to the node that ended its stream when no other serves', async () => {
   const leaderless = await fakeStreamNode([
     { events: [message(1), message(2)], end: 'no_leader' },
