@@ -54,10 +54,18 @@ export interface ApplierOptions {
   readonly hooks: ApplierHooks;
 }
 
+/** Enough for the requests one node has waiting at once. */
+const expiredIndexesKept = 64;
+
 export class Applier {
   readonly deliveryLog: DeliveryLog;
   /** Messages per applied batch. */
   readonly batchMessages = new FixedHistogram([1, 4, 16, 64, 256, 1024, 4096]);
+  /**
+   * The indexes of the last membership records found expired here: the node that took a
+   * request answers its caller from this (not replicated state: nothing else reads it).
+   */
+  private readonly expiredMembershipIndexes = new Set<number>();
   private state: AppState;
   /** A key was first followed by compaction since the last cut (`applyStreamRun`). */
   private keysFollowedSinceCut = false;
@@ -87,6 +95,11 @@ export class Applier {
 
   get sessions(): SessionTable {
     return this.state.sessions;
+  }
+
+  /** Whether the membership record at `index` reached the log after its deadline. */
+  membershipExpiredAt(index: number): boolean {
+    return this.expiredMembershipIndexes.has(index);
   }
 
   get membership(): MembershipTable {
@@ -164,7 +177,9 @@ export class Applier {
       const outcome = outcomes[offset] as RunOutcome;
       if (outcome.kind === 'accepted')
         this.deliverRun(run, outcome.duplicateCount, outcome.firstPosition, entry);
-      else if (outcome.kind === 'control') this.applyControlRun(run, outcome.duplicateCount);
+      else if (outcome.kind === 'control') {
+        this.applyControlRun(run, outcome.duplicateCount, batch.logTimeMs, entry.index);
+      }
       this.settleRun(run, outcome, entry);
     });
     const { lastPosition } = this.state.sessions;
@@ -211,7 +226,12 @@ export class Applier {
     }
   }
 
-  private applyControlRun(run: MessageRun, duplicateCount: number): void {
+  private applyControlRun(
+    run: MessageRun,
+    duplicateCount: number,
+    batchLogTimeMs: number,
+    index: number,
+  ): void {
     if (
       run.topic === retentionTopic ||
       run.topic === consumersTopic ||
@@ -228,7 +248,23 @@ export class Applier {
         this.options.logger.error({ node }, 'skipped a malformed membership record');
         continue;
       }
-      this.state.membership.apply(command);
+      if (this.state.membership.apply(command, batchLogTimeMs) === 'expired') {
+        this.expiredMembershipIndexes.add(index);
+        if (this.expiredMembershipIndexes.size > expiredIndexesKept) {
+          const oldest = this.expiredMembershipIndexes.values().next().value as number;
+          this.expiredMembershipIndexes.delete(oldest);
+        }
+        this.options.logger.warn(
+          {
+            node,
+            command: command.op,
+            deadlineMs: command.op === 'seed' ? null : command.deadlineMs,
+            batchLogTimeMs,
+          },
+          'membership record reached the log after its deadline: not applied',
+        );
+        continue;
+      }
       this.options.logger.info({ node, command: command.op }, 'membership record applied');
     }
     this.options.hooks.membershipChanged();

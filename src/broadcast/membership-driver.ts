@@ -35,6 +35,8 @@ export interface MembershipDriverOptions {
   readonly appliedConfig: () => Configuration;
   /** Writes a control record through the node's own session. */
   readonly propose: (topic: string, payload: Uint8Array) => Promise<BroadcastResult>;
+  /** Whether the membership record this node applied at `index` had expired. */
+  readonly expiredAt: (index: number) => boolean;
   readonly stopped: () => BroadcastError | null;
   readonly scheduleLoop: () => void;
   readonly requestTimeoutMs: number;
@@ -140,6 +142,23 @@ export class MembershipDriver {
     this.options.scheduleLoop();
   }
 
+  /** When a request taken now stops applying: once its caller has been answered. */
+  private deadlineMs(): number {
+    return this.options.environment.nowMs() + this.options.requestTimeoutMs;
+  }
+
+  /** Records an operator's request; throws when it reached the log too late to apply. */
+  private async request(command: MembershipCommand): Promise<void> {
+    const result = await this.record(command);
+    if (result.index !== null && this.options.expiredAt(result.index)) {
+      throw new BroadcastError(
+        'timeout',
+        'the membership request reached the log after its deadline and was not applied: nothing changed',
+        { timeoutMs: this.options.requestTimeoutMs, outcome: 'expired' },
+      );
+    }
+  }
+
   private record(command: MembershipCommand): Promise<BroadcastResult> {
     const stopped = this.options.stopped();
     if (stopped !== null) return Promise.reject(stopped);
@@ -160,7 +179,7 @@ export class MembershipDriver {
       const field = problem.split(' ')[0] ?? 'member';
       throw new BroadcastError('invalid_argument', problem, { field });
     }
-    await this.record({ op: 'upsert', member });
+    await this.request({ op: 'upsert', member, deadlineMs: this.deadlineMs() });
     await this.configurationReaches((config) =>
       member.voter ? config.voters.includes(member.id) : config.learners.includes(member.id),
     );
@@ -176,7 +195,7 @@ export class MembershipDriver {
         field: 'id',
       });
     }
-    await this.record({ op: 'remove', id });
+    await this.request({ op: 'remove', id, deadlineMs: this.deadlineMs() });
     await this.configurationReaches(
       (config) => !config.voters.includes(id) && !config.learners.includes(id),
     );

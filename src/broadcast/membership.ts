@@ -23,9 +23,23 @@ export interface MemberRecord {
   readonly voter: boolean;
 }
 
+/**
+ * An operator's request is kept and sent again until it is in the log, as every message of
+ * the node's own session is; one that timed out could so land long after its caller gave up,
+ * after a later request, and undo it: a member removed after a timed-out promotion came back
+ * when the promotion was finally committed. So a request carries a deadline by the clock of
+ * the node that took it (ms since the epoch) and applies only from a batch that node stamped
+ * no later (`MembershipTable.apply`): a copy sent again after the caller was answered is
+ * stamped later and changes nothing, on every replica alike. Absent in records written
+ * before deadlines existed, which apply whenever they land.
+ */
+export interface RequestDeadline {
+  readonly deadlineMs?: number;
+}
+
 export type MembershipCommand =
-  | { readonly op: 'upsert'; readonly member: MemberRecord }
-  | { readonly op: 'remove'; readonly id: NodeId }
+  | ({ readonly op: 'upsert'; readonly member: MemberRecord } & RequestDeadline)
+  | ({ readonly op: 'remove'; readonly id: NodeId } & RequestDeadline)
   /** The first leader records the initial members' addresses once. */
   | { readonly op: 'seed'; readonly members: readonly MemberRecord[] };
 
@@ -58,6 +72,7 @@ export function decodeMembershipCommand(payload: Uint8Array): MembershipCommand 
     return null;
   }
   if (command === null || typeof command !== 'object') return null;
+  if ('deadlineMs' in command && !Number.isFinite(command.deadlineMs)) return null;
   if (command.op === 'upsert') return memberProblem(command.member ?? {}) === null ? command : null;
   if (command.op === 'remove')
     return typeof command.id === 'string' && command.id !== '' ? command : null;
@@ -78,7 +93,21 @@ export class MembershipTable {
     return this.seeded;
   }
 
-  apply(command: MembershipCommand): void {
+  /**
+   * Applies a committed record, found in a batch stamped `batchLogTimeMs`; 'expired' when
+   * the record's deadline had passed by that stamp, and nothing changed. The stamp may be
+   * left out only for a record without a deadline (a restore's seed).
+   */
+  apply(command: MembershipCommand, batchLogTimeMs?: number): 'applied' | 'expired' {
+    if (command.op !== 'seed' && command.deadlineMs !== undefined) {
+      assert(batchLogTimeMs !== undefined, "a request's deadline is judged by its batch's stamp");
+      if (batchLogTimeMs > command.deadlineMs) return 'expired';
+    }
+    this.applyInTime(command);
+    return 'applied';
+  }
+
+  private applyInTime(command: MembershipCommand): void {
     switch (command.op) {
       case 'seed':
         // Only the first seed counts; a second leader racing to seed changes nothing.

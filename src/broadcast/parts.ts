@@ -167,6 +167,7 @@ export function buildNodeParts(
     membership: () => applier.membership,
     appliedConfig: () => applier.appliedConfig,
     propose: (topic, payload) => intake.acceptOwn(topic, payload),
+    expiredAt: (index) => applier.membershipExpiredAt(index),
     stopped,
     scheduleLoop,
     requestTimeoutMs: options.requestTimeoutMs,

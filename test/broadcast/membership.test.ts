@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import type { BroadcastError } from '../../src/broadcast/errors.ts';
 import {
   decodeMembershipCommand,
   encodeMembershipCommand,
@@ -90,6 +91,31 @@ test('the table applies records deterministically and survives a snapshot', () =
   assert.equal(copy.isSeeded, true);
 });
 
+test('a request that reaches the log after its deadline changes nothing', () => {
+  const table = new MembershipTable();
+  table.apply({ op: 'seed', members: [member('a'), member('b'), member('c')] });
+  table.apply({ op: 'upsert', member: member('c', false), deadlineMs: 1_000 }, 1_000);
+  assert.deepEqual(table.get('c'), member('c', false), 'stamped at its deadline: applied');
+  // A promotion asked at 2,000 timed out; the member was then removed (in time), and only
+  // later was a copy of the promotion sent again and committed, stamped past its deadline.
+  const lateOutcome = table.apply({ op: 'remove', id: 'c', deadlineMs: 4_000 }, 3_500);
+  assert.equal(lateOutcome, 'applied');
+  const promotion = { op: 'upsert', member: member('c'), deadlineMs: 3_000 } as const;
+  assert.equal(table.apply(promotion, 9_000), 'expired');
+  assert.deepEqual(table.list(), [member('a'), member('b')], 'c stays out');
+  assert.deepEqual(table.removedIds(), ['c']);
+  const config: Configuration = { voters: ['a', 'b'], learners: [] };
+  assert.equal(
+    nextConfigChange(table.list(), table.removedIds(), config, () => true),
+    null,
+  );
+  // A late removal is dropped alike; a record without a deadline applies whenever it lands.
+  assert.equal(table.apply({ op: 'remove', id: 'b', deadlineMs: 5_000 }, 5_001), 'expired');
+  assert.deepEqual(table.get('b'), member('b'));
+  assert.equal(table.apply({ op: 'remove', id: 'b' }, 99_000), 'applied');
+  assert.equal(table.get('b'), undefined);
+});
+
 test('malformed records decode to null, valid ones round-trip', () => {
   const bytes = (text: string) => new TextEncoder().encode(text);
   assert.equal(decodeMembershipCommand(bytes('not json')), null);
@@ -101,8 +127,12 @@ test('malformed records decode to null, valid ones round-trip', () => {
   );
   assert.equal(decodeMembershipCommand(bytes('{"op":"remove","id":""}')), null);
   assert.equal(decodeMembershipCommand(bytes('{"op":"explode"}')), null);
+  assert.equal(decodeMembershipCommand(bytes('{"op":"remove","id":"b","deadlineMs":"9"}')), null);
+  assert.equal(decodeMembershipCommand(bytes('{"op":"remove","id":"b","deadlineMs":null}')), null);
   const command = { op: 'upsert' as const, member: member('n9') };
   assert.deepEqual(decodeMembershipCommand(encodeMembershipCommand(command)), command);
+  const timed = { op: 'remove' as const, id: 'n9', deadlineMs: 1_796_000_000_000 };
+  assert.deepEqual(decodeMembershipCommand(encodeMembershipCommand(timed)), timed);
 });
 
 /** Three members on loopback ports and room for a fourth, in a temporary directory. */
@@ -166,6 +196,7 @@ test('removeMember answers only once no step in the log brings the member back',
     membership: () => table,
     appliedConfig: () => applied,
     propose: () => new Promise((resolve) => (recordApplied = resolve)),
+    expiredAt: () => false,
     stopped: () => null,
     scheduleLoop: () => {},
     requestTimeoutMs: 10_000,
@@ -189,6 +220,48 @@ test('removeMember answers only once no step in the log brings the member back',
   looks.shift()?.();
   await removal;
   assert.equal(answered, true);
+});
+
+test('a request recorded after its deadline is answered as expired, stamped with one', async () => {
+  const recorded: unknown[] = [];
+  const driver = new MembershipDriver({
+    id: 'n1',
+    core: {
+      status: () => ({ role: 'follower', config: { voters: ['n1'], learners: [] } }),
+    } as unknown as RaftCore,
+    transport: { setPeers: () => {} } as unknown as Transport,
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+    environment: {
+      nowMs: () => 50_000,
+      monotonicMs: () => 0,
+      setTimer: () => assert.fail('an expired request is answered without waiting'),
+      random: () => 0,
+      randomHex: () => '00',
+    },
+    initialPeers: new Map([['n1', '127.0.0.1:7001']]),
+    membership: () => new MembershipTable(),
+    appliedConfig: () => ({ voters: ['n1'], learners: [] }),
+    propose: async (_topic, payload) => {
+      recorded.push(decodeMembershipCommand(payload));
+      return { position: null, index: 7, term: 2, duplicate: false };
+    },
+    expiredAt: (index) => index === 7,
+    stopped: () => null,
+    scheduleLoop: () => {},
+    requestTimeoutMs: 10_000,
+    pollIntervalMs: 10,
+    reconcileIntervalTicks: 1,
+  });
+  await assert.rejects(driver.addMember(member('n2')), (error: BroadcastError) => {
+    assert.equal(error.code, 'timeout');
+    assert.equal(error.details.outcome, 'expired');
+    return true;
+  });
+  await assert.rejects(driver.removeMember('n2'), /after its deadline/);
+  assert.deepEqual(recorded, [
+    { op: 'upsert', member: member('n2'), deadlineMs: 60_000 },
+    { op: 'remove', id: 'n2', deadlineMs: 60_000 },
+  ]);
 });
 
 test('a node joins a running cluster, catches up and votes; another leaves', {

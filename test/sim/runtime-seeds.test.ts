@@ -15,12 +15,15 @@ interface RuntimeRegressionSeed {
   readonly clients: ClientMix;
   /** The sweep's --nodes; null lets the seed draw its cluster size. */
   readonly nodeCount: number | null;
+  /** The sweep's --ms (the fault phase in virtual ms); null for the default. */
+  readonly faultPhaseMs: number | null;
   readonly comment: string;
 }
 
 /**
  * One seed per line, optionally `profile=NAME` (the sweep's --profile), `clients=NAME`
- * (--clients) and `nodes=3` or `nodes=5` (--nodes), then `# why`; a line with anything else throws, so no seed is skipped.
+ * (--clients), `nodes=3` or `nodes=5` (--nodes) and `ms=T` (--ms), then `# why`; a line with
+ * anything else throws, so no seed is skipped.
  */
 function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
   const seeds: RuntimeRegressionSeed[] = [];
@@ -32,6 +35,7 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
     let profile: Profile = 'default';
     let clients: ClientMix = 'mixed';
     let nodeCount: number | null = null;
+    let faultPhaseMs: number | null = null;
     for (const setting of settings) {
       const [name, value] = setting.split('=') as [string, string | undefined];
       if (name === 'profile' && (profiles as readonly string[]).includes(value ?? '')) {
@@ -40,6 +44,8 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
         clients = value as ClientMix;
       } else if (name === 'nodes' && (value === '3' || value === '5')) {
         nodeCount = Number(value);
+      } else if (name === 'ms' && /^[1-9]\d{0,6}$/.test(value ?? '')) {
+        faultPhaseMs = Number(value);
       } else {
         throw new Error(`runtime-seeds.txt line ${offset + 1}: unknown setting ${setting}`);
       }
@@ -51,6 +57,7 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
       profile,
       clients,
       nodeCount,
+      faultPhaseMs,
       comment,
     });
   });
@@ -72,6 +79,7 @@ for (const entry of seeds) {
       profile: entry.profile,
       clients: entry.clients,
       nodeCount: entry.nodeCount,
+      ...(entry.faultPhaseMs === null ? {} : { faultPhaseMs: entry.faultPhaseMs }),
     });
     assert.equal(result.violation, null, result.violation?.message);
   });
