@@ -1,0 +1,180 @@
+// The binary port of a real in-process leader against clients that break the protocol's
+// assumptions. A client that pipelines hundreds of page reads in one write and never reads
+// its answers gets no more than its window's worth (plus the answer past the socket's
+// high-water mark) held in the node: the node stops reading between frames, not between
+// chunks, since a request answered at once frees its slot of the window at once; once the
+// client reads, every request is answered, once. (The client's end is a DuplexConnection
+// that counts what the node wrote, so the bound is exact, with no kernel buffers between.)
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { after, before, test } from 'node:test';
+import { BinaryServer } from '../../src/server/binary-server.ts';
+import { InProcessServer } from '../../src/server/in-process.ts';
+import { createServerContext } from '../../src/server/settings.ts';
+import {
+  type ClientFrame,
+  ClientFrameDecoder,
+  clientFrameLimits,
+  encodeClientFrame,
+} from '../../src/transport/client-frames.ts';
+import type { DuplexConnection } from '../../src/transport/duplex-connection.ts';
+import { systemEnvironment } from '../../src/util/system-environment.ts';
+import { waitFor } from '../support/ports.ts';
+import { type ClusterMember, call, type HttpCluster, logger, startHttpCluster } from './cluster.ts';
+
+const windowRequests = 2;
+let cluster: HttpCluster;
+let leader: ClusterMember;
+let inProcess: InProcessServer;
+let binary: BinaryServer;
+
+before(async () => {
+  cluster = await startHttpCluster();
+  leader = await cluster.leader();
+  const context = createServerContext({
+    node: leader.node,
+    logger,
+    peers: cluster.peers,
+    environment: systemEnvironment,
+  });
+  inProcess = new InProcessServer(context);
+  binary = new BinaryServer({
+    context,
+    dispatcher: inProcess.dispatcher,
+    tls: null,
+    windowRequests,
+  });
+});
+
+after(async () => {
+  binary.closeConnections();
+  await binary.stopListening();
+  await inProcess.close();
+  await cluster.close();
+});
+
+/** Node's default for a socket: a write past this many buffered bytes asks for 'drain'. */
+const highWaterMarkBytes = 16 << 10;
+
+/**
+ * The node's end of a connection whose client reads only when told to (`takeAll`): what
+ * the node writes stays in `writableLength`, as in a socket whose peer stopped reading.
+ */
+class HeldEnd extends EventEmitter implements DuplexConnection {
+  destroyed = false;
+  writableNeedDrain = false;
+  writableLength = 0;
+  writableLengthMax = 0;
+  private paused = false;
+  private readonly unread: Buffer[] = [];
+  private readonly written: Uint8Array[] = [];
+
+  write(bytes: Uint8Array): boolean {
+    if (this.destroyed) return false;
+    this.written.push(Uint8Array.from(bytes));
+    this.writableLength += bytes.length;
+    this.writableLengthMax = Math.max(this.writableLengthMax, this.writableLength);
+    if (this.writableLength >= highWaterMarkBytes) this.writableNeedDrain = true;
+    return !this.writableNeedDrain;
+  }
+
+  /** The client sends `bytes`; a paused node gets them when it resumes. */
+  send(bytes: Uint8Array): void {
+    this.unread.push(Buffer.from(bytes));
+    if (!this.paused) this.resume();
+  }
+
+  /** The client reads everything written so far: the frames, decoded. */
+  takeAll(): ClientFrame[] {
+    const decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
+    const { frames, error } = decoder.push(Buffer.concat(this.written));
+    assert.equal(error, null, 'the node writes whole, well-formed frames');
+    this.written.length = 0;
+    this.writableLength = 0;
+    if (this.writableNeedDrain) {
+      this.writableNeedDrain = false;
+      this.emit('drain');
+    }
+    return frames;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    while (!this.paused && this.unread.length > 0) this.emit('data', this.unread.shift());
+  }
+
+  end(): void {
+    this.destroy();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.emit('close');
+  }
+
+  cork(): void {}
+  uncork(): void {}
+  setNoDelay(): void {}
+  ref(): void {}
+  unref(): void {}
+}
+
+test('a client that never reads holds at most its window of answers in the node; once it reads, each request is answered once', async () => {
+  // Pages of about 20 KiB: each answer alone passes the socket's high-water mark.
+  for (let at = 0; at < 10; at++) {
+    const answer = await call(`${leader.url}/v1/broadcast`, {
+      method: 'POST',
+      body: { payload: 'x'.repeat(2000) },
+    });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  }
+  const pageBytes = (await call(`${leader.url}/v1/messages?from=1`)).headers.get('content-length');
+  assert.ok(Number(pageBytes) > highWaterMarkBytes);
+  const end = new HeldEnd();
+  binary.acceptConnection(end);
+  const requestCount = 500;
+  const frames = [encodeClientFrame({ type: 'hello', requestId: 0, token: '' })];
+  for (let requestId = 1; requestId <= requestCount; requestId++) {
+    frames.push(
+      encodeClientFrame({
+        type: 'request',
+        requestId,
+        method: 'GET',
+        path: '/v1/messages?from=1',
+        headers: {},
+        body: new Uint8Array(0),
+      }),
+    );
+  }
+  // One write of about 19 KB: read whole and answered, it would be 10 MB held.
+  end.send(Buffer.concat(frames));
+  const answered: number[] = [];
+  await waitFor(() => {
+    // Each read lets the node read on, and a page is answered at once: read until it waits.
+    for (let frames = end.takeAll(); frames.length > 0; frames = end.takeAll()) {
+      for (const frame of frames) {
+        if (frame.type === 'welcome') continue;
+        assert.equal(frame.type === 'answer' && frame.status, 200, JSON.stringify(frame));
+        answered.push(frame.requestId);
+      }
+    }
+    return answered.length === requestCount;
+  }, 'every request answered');
+  const heldBytesMax = (windowRequests + 1) * Number(pageBytes) + highWaterMarkBytes;
+  assert.ok(
+    end.writableLengthMax <= heldBytesMax,
+    `the node held ${end.writableLengthMax} bytes for a client that did not read (bound ${heldBytesMax})`,
+  );
+  assert.deepEqual(
+    answered,
+    Array.from({ length: requestCount }, (_, at) => at + 1),
+    'each request once, in order',
+  );
+  assert.equal(end.destroyed, false);
+  end.destroy();
+});
