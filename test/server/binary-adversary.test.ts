@@ -5,6 +5,9 @@
 // chunks, since a request answered at once frees its slot of the window at once; once the
 // client reads, every request is answered, once. (The client's end is a DuplexConnection
 // that counts what the node wrote, so the bound is exact, with no kernel buffers between.)
+// A call cancelled before its answer is answered 499 `cancelled` at once, over a real
+// socket, so its id and its slot of the window are free again; a second cancel, or one of
+// an id not in flight, does nothing.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { after, before, test } from 'node:test';
@@ -20,6 +23,7 @@ import {
 import type { DuplexConnection } from '../../src/transport/duplex-connection.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
 import { waitFor } from '../support/ports.ts';
+import { RawConnection } from './binary-connection.ts';
 import { type ClusterMember, call, type HttpCluster, logger, startHttpCluster } from './cluster.ts';
 
 const windowRequests = 2;
@@ -177,4 +181,35 @@ test('a client that never reads holds at most its window of answers in the node;
   );
   assert.equal(end.destroyed, false);
   end.destroy();
+});
+
+test('a cancelled call that was not answered yet is answered 499 cancelled, and its id and slot are free again', async () => {
+  const port = Number(new URL(await binary.listen('127.0.0.1:0')).port);
+  const connection = new RawConnection(port);
+  await connection.hello('');
+  connection.post(1, '/v1/broadcast', { payload: 1, client: 'cancelled', seq: 1 });
+  assert.equal((await connection.answer(1)).status, 200);
+  // Seq 3 waits for seq 2: unanswered until the client cancels it, twice.
+  connection.post(2, '/v1/broadcast', { payload: 3, client: 'cancelled', seq: 3 });
+  connection.send({ type: 'cancel', requestId: 2 });
+  connection.send({ type: 'cancel', requestId: 2 });
+  connection.send({ type: 'cancel', requestId: 77 }); // no such call: nothing happens
+  const cancelled = await connection.answer(2);
+  assert.equal(cancelled.status, 499);
+  assert.equal(cancelled.body.error, 'cancelled');
+  const answeredBefore = connection.frames.length;
+  // Both slots of the window are free, and id 2 with them. The cancelled seq is still held
+  // by the node: once seq 2 is in, it is delivered, and its retry answers duplicate.
+  connection.frames.length = 0; // so that an answer to id 2 is the new call's
+  connection.post(2, '/v1/broadcast', { payload: 2, client: 'cancelled', seq: 2 });
+  const second = await connection.answer(2);
+  assert.equal(second.status, 200, JSON.stringify(second.body));
+  connection.post(3, '/v1/broadcast', { payload: 3, client: 'cancelled', seq: 3 });
+  const third = await connection.answer(3);
+  assert.equal(third.status, 200, JSON.stringify(third.body));
+  assert.equal(third.body.index, (second.body.index as number) + 1);
+  assert.equal(answeredBefore, 3, 'the welcome and the two answers, once each');
+  assert.equal(connection.frames.length, 2, 'one answer per call since');
+  assert.equal(connection.closed, false);
+  connection.close();
 });
