@@ -7,9 +7,11 @@
 // that counts what the node wrote, so the bound is exact, with no kernel buffers between.)
 // A call cancelled before its answer is answered 499 `cancelled` at once, over a real
 // socket, so its id and its slot of the window are free again; a second cancel, or one of
-// an id not in flight, does nothing.
+// an id not in flight, does nothing. A path that is no URL (`//`) is a 400 naming the
+// path, over this port and over HTTP, not a 500 logged as a bug.
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
+import { connect as netConnect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { BinaryServer } from '../../src/server/binary-server.ts';
 import { InProcessServer } from '../../src/server/in-process.ts';
@@ -31,6 +33,8 @@ let cluster: HttpCluster;
 let leader: ClusterMember;
 let inProcess: InProcessServer;
 let binary: BinaryServer;
+/** The binary server's port on 127.0.0.1. */
+let port = 0;
 
 before(async () => {
   cluster = await startHttpCluster();
@@ -48,6 +52,7 @@ before(async () => {
     tls: null,
     windowRequests,
   });
+  port = Number(new URL(await binary.listen('127.0.0.1:0')).port);
 });
 
 after(async () => {
@@ -184,7 +189,6 @@ test('a client that never reads holds at most its window of answers in the node;
 });
 
 test('a cancelled call that was not answered yet is answered 499 cancelled, and its id and slot are free again', async () => {
-  const port = Number(new URL(await binary.listen('127.0.0.1:0')).port);
   const connection = new RawConnection(port);
   await connection.hello('');
   connection.post(1, '/v1/broadcast', { payload: 1, client: 'cancelled', seq: 1 });
@@ -212,4 +216,30 @@ test('a cancelled call that was not answered yet is answered 499 cancelled, and 
   assert.equal(connection.frames.length, 2, 'one answer per call since');
   assert.equal(connection.closed, false);
   connection.close();
+});
+
+test('a path that is no URL is answered 400 invalid_argument, over the binary port and over HTTP', async () => {
+  const connection = new RawConnection(port);
+  await connection.hello('');
+  const paths = ['//', '//[', '/\\\\'];
+  for (const [at, path] of paths.entries()) connection.get(at + 1, path);
+  for (let at = 0; at < paths.length; at++) {
+    const answer = await connection.answer(at + 1);
+    assert.equal(answer.status, 400, `${paths[at]}: ${JSON.stringify(answer.body)}`);
+    assert.equal(answer.body.error, 'invalid_argument');
+    assert.equal(answer.body.field, 'path');
+  }
+  assert.equal(connection.closed, false);
+  connection.close();
+  // fetch would normalise the path: the request line is written by hand.
+  const { hostname, port: httpPort } = new URL(leader.url);
+  const socket = netConnect({ host: hostname, port: Number(httpPort) });
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('utf8');
+  });
+  socket.write('GET // HTTP/1.1\r\nhost: abcast\r\nconnection: close\r\n\r\n');
+  await once(socket, 'close');
+  assert.match(text, /^HTTP\/1\.1 400 /);
+  assert.match(text, /"error":"invalid_argument"/);
 });
