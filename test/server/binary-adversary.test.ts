@@ -8,11 +8,15 @@
 // A call cancelled before its answer is answered 499 `cancelled` at once, over a real
 // socket, so its id and its slot of the window are free again; a second cancel, or one of
 // an id not in flight, does nothing. A path that is no URL (`//`) is a 400 naming the
-// path, over this port and over HTTP, not a 500 logged as a bug.
+// path, over this port and over HTTP, not a 500 logged as a bug. And whatever bytes a
+// client writes (frames, forged headers and fields, lengths of anything, noise), with or
+// without a hello, a stream the node cannot read ends in one goAway with a documented code
+// (fast-check against the decoder's own verdict), and a bystander connection goes on.
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { after, before, test } from 'node:test';
+import fc from 'fast-check';
 import { BinaryServer } from '../../src/server/binary-server.ts';
 import { InProcessServer } from '../../src/server/in-process.ts';
 import { createServerContext } from '../../src/server/settings.ts';
@@ -242,4 +246,121 @@ test('a path that is no URL is answered 400 invalid_argument, over the binary po
   await once(socket, 'close');
   assert.match(text, /^HTTP\/1\.1 400 /);
   assert.match(text, /"error":"invalid_argument"/);
+});
+
+/** The goAway codes of docs/protocol.md ("Errors that end a connection"). */
+const goAwayCodes = new Set([
+  'frame_too_large',
+  'frame_empty',
+  'frame_malformed',
+  'version_unsupported',
+  'frame_type_unknown',
+  'frame_unexpected',
+  'hello_expected',
+  'hello_repeated',
+  'hello_timeout',
+  'request_id_in_use',
+  'window_exceeded',
+  'node_stopped',
+]);
+
+/** A frame's bytes with its length prefix: `body` is everything after the prefix. */
+function prefixed(body: Uint8Array): Buffer {
+  const bytes = Buffer.alloc(4 + body.length);
+  bytes.writeUInt32BE(body.length, 0);
+  bytes.set(body, 4);
+  return bytes;
+}
+
+/** Pieces of what an attacker writes: frames the node reads, forged ones, and noise. */
+const attackPiece: fc.Arbitrary<Uint8Array> = fc.oneof(
+  fc.constantFrom(
+    encodeClientFrame({ type: 'hello', requestId: 0, token: '' }),
+    encodeClientFrame({ type: 'cancel', requestId: 1 }),
+    encodeClientFrame({ type: 'streamEnd', requestId: 1 }),
+    encodeClientFrame({
+      type: 'welcome',
+      requestId: 0,
+      windowRequests: 1,
+      frameBytesMax: 9,
+      nodeId: 'x',
+    }),
+  ),
+  fc.integer({ min: 0, max: 3 }).map((requestId) =>
+    encodeClientFrame({
+      type: 'request',
+      requestId,
+      method: 'GET',
+      path: '/v1/status',
+      headers: {},
+      body: new Uint8Array(0),
+    }),
+  ),
+  // A header (version, type, request id) and fields that are anything, length right.
+  fc
+    .tuple(
+      fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 255 })),
+      fc.integer({ min: 0, max: 12 }),
+      fc.uint8Array({ minLength: 4, maxLength: 4 }),
+      fc.uint8Array({ maxLength: 40 }),
+    )
+    .map(([version, type, requestId, fields]) =>
+      prefixed(Uint8Array.from([version, type, ...requestId, ...fields])),
+    ),
+  // A length of anything (0, past the limit, or longer than what follows), then noise.
+  fc
+    .tuple(fc.oneof(fc.constant(0), fc.nat()), fc.uint8Array({ maxLength: 16 }))
+    .map(([length, noise]) => {
+      const bytes = Buffer.alloc(4 + noise.length);
+      bytes.writeUInt32BE(length, 0);
+      bytes.set(noise, 4);
+      return bytes;
+    }),
+  fc.uint8Array({ minLength: 1, maxLength: 24 }),
+);
+
+/** Writes `bytes` on a new connection, then ends it; what the node sent until it closed. */
+async function attack(bytes: Uint8Array): Promise<ClientFrame[]> {
+  const socket = netConnect({ host: '127.0.0.1', port });
+  const decoder = new ClientFrameDecoder(clientFrameLimits.frameBytesMax);
+  const frames: ClientFrame[] = [];
+  socket.on('data', (chunk: Buffer) => {
+    const read = decoder.push(chunk);
+    assert.equal(read.error, null, 'the node sends only well-formed frames');
+    frames.push(...read.frames);
+  });
+  socket.on('error', () => undefined); // a reset after a goAway: 'close' follows
+  const closed = once(socket, 'close');
+  socket.end(bytes);
+  await closed;
+  return frames;
+}
+
+test('whatever bytes a client sends, the node ends a stream it cannot read with a documented goAway, and serves the others', async () => {
+  const bystander = new RawConnection(port);
+  await bystander.hello('');
+  const welcome = bystander.frames.find((frame) => frame.type === 'welcome');
+  assert.ok(welcome?.type === 'welcome');
+  let bystanderRequestId = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(attackPiece, { minLength: 1, maxLength: 5 }), async (pieces) => {
+      const wire = Buffer.concat(pieces);
+      // What the node cannot read, read as the node reads it (same limit).
+      const { error } = new ClientFrameDecoder(welcome.frameBytesMax).push(wire);
+      const frames = await attack(wire);
+      const goAways = frames.filter((frame) => frame.type === 'goAway');
+      assert.ok(goAways.length <= 1, 'one goAway at most');
+      if (error !== null) assert.equal(goAways.length, 1, `a goAway for ${error.code}`);
+      for (const goAway of goAways) {
+        assert.ok(goAwayCodes.has(goAway.code), `documented: ${goAway.code}`);
+        assert.equal(frames.at(-1), goAway, 'the goAway is the last frame');
+      }
+      bystanderRequestId++;
+      bystander.get(bystanderRequestId, '/v1/status');
+      assert.equal((await bystander.answer(bystanderRequestId)).status, 200);
+    }),
+    { numRuns: 60 },
+  );
+  assert.equal(bystander.closed, false);
+  bystander.close();
 });
