@@ -7,11 +7,13 @@
 // that counts what the node wrote, so the bound is exact, with no kernel buffers between.)
 // A call cancelled before its answer is answered 499 `cancelled` at once, over a real
 // socket, so its id and its slot of the window are free again; a second cancel, or one of
-// an id not in flight, does nothing. A path that is no URL (`//`) is a 400 naming the
-// path, over this port and over HTTP, not a 500 logged as a bug. And whatever bytes a
-// client writes (frames, forged headers and fields, lengths of anything, noise), with or
-// without a hello, a stream the node cannot read ends in one goAway with a documented code
-// (fast-check against the decoder's own verdict), and a bystander connection goes on.
+// an id not in flight, does nothing. A path that is no URL (`//`) is a 400 naming the path,
+// over this port and over HTTP, not a 500 logged as a bug. A run (or a JSON batch) whose
+// last seq is past 2^53 - 1 is refused whole, as protocol.md and api.md say of a malformed
+// one, not taken with an error per message. And whatever bytes a client writes (frames,
+// forged headers and fields, lengths of anything, noise), with or without a hello, a stream
+// the node cannot read ends in one goAway with a documented code (fast-check against the
+// decoder's own verdict), and a bystander connection goes on.
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import { connect as netConnect } from 'node:net';
@@ -246,6 +248,27 @@ test('a path that is no URL is answered 400 invalid_argument, over the binary po
   await once(socket, 'close');
   assert.match(text, /^HTTP\/1\.1 400 /);
   assert.match(text, /"error":"invalid_argument"/);
+});
+
+test('a run or batch whose last seq is past 2^53 - 1 is refused whole, 400 naming seq', async () => {
+  const connection = new RawConnection(port);
+  await connection.hello('');
+  const firstSeq = Number.MAX_SAFE_INTEGER;
+  connection.run(1, {
+    clientId: 'last-seq',
+    firstSeq,
+    messages: [{ payload: '1' }, { payload: '2' }],
+  });
+  const run = await connection.runAnswer(1);
+  assert.equal(run.status, 400, JSON.stringify(run));
+  assert.equal('body' in run && run.body.field, 'seq');
+  connection.close();
+  const batch = await call(`${leader.url}/v1/broadcast/batch`, {
+    method: 'POST',
+    body: { client: 'last-seq', seq: firstSeq, messages: [{ payload: 1 }, { payload: 2 }] },
+  });
+  assert.equal(batch.status, 400, JSON.stringify(batch.body));
+  assert.equal(batch.body.field, 'seq');
 });
 
 /** The goAway codes of docs/protocol.md ("Errors that end a connection"). */
