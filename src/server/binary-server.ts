@@ -38,6 +38,7 @@ import type { Dispatcher } from './dispatcher.ts';
 import type { Answer, ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { listenOn, tlsServerOptions } from './listen.ts';
 import { certificateNameOfSocket } from './node-exchange.ts';
+import { sendJson } from './respond.ts';
 import { broadcastRunRoute } from './routes/broadcast-run.ts';
 
 /** Unanswered requests one connection may hold by default. */
@@ -139,17 +140,29 @@ export class BinaryServer {
   }
 }
 
+/** A request not over yet: its answer, or its stream's streamEnd, has not gone out. */
+interface InFlight {
+  /** The exchange's close listener (Front.onClose): what runs for the request stops. */
+  close: () => void;
+  /** The client's cancel frame. */
+  readonly cancel: () => void;
+}
+
+const noListener = () => undefined;
+
 /** One client connection: hello, then requests in flight by id. */
 class BinaryConnection implements NodeFrameHandler {
   private readonly decoder: ClientFrameDecoder;
   private readonly frameBytesMax: number;
-  /** Close listeners of the exchanges in flight, by request id. */
-  private readonly inFlight = new Map<number, () => void>();
+  /** The exchanges in flight, by request id. */
+  private readonly inFlight = new Map<number, InFlight>();
   private token: string | null = null;
   private closing = false;
   private helloTimer: Timer | null;
   /** Whether frames written this turn are being gathered for one write (`write`). */
   private corked = false;
+  /** Reading stopped until the client takes its answers (`readFrames`). */
+  private awaitingDrain = false;
 
   constructor(
     private readonly socket: DuplexConnection,
@@ -172,19 +185,36 @@ class BinaryConnection implements NodeFrameHandler {
   private onData(chunk: Buffer): void {
     if (this.closing) return;
     // A 'data' chunk is fresh memory Node never reuses: a run's payloads may stay views of it.
-    const error = this.decoder.pushAtNode(chunk, this);
+    this.readFrames(chunk);
+  }
+
+  /**
+   * A client that does not read its answers gets no more requests read: answers waiting in
+   * this process stay within what the window allows. Checked before each frame, not each
+   * chunk: a request answered at once (a page of messages) frees its slot of the window at
+   * once, so one chunk of them would otherwise hold every answer, a thousand 4 MiB pages
+   * for 38 KB sent. The rest of the chunk waits in the decoder until 'drain'.
+   */
+  private readFrames(chunk: Uint8Array): void {
+    const error = this.decoder.pushAtNode(chunk, this, this.readingFrames);
     if (this.closing) return;
     if (error !== null) {
       this.goAway(0, error.code, error.message);
       return;
     }
-    // A client that does not read its answers gets no more requests read: answers waiting
-    // in this process stay within what the window allows.
-    if (this.socket.writableNeedDrain) {
+    if (this.socket.writableNeedDrain && !this.awaitingDrain) {
+      this.awaitingDrain = true;
       this.socket.pause();
-      this.socket.once('drain', () => this.socket.resume());
+      this.socket.once('drain', () => {
+        this.awaitingDrain = false;
+        this.readFrames(noBody);
+        if (!this.awaitingDrain) this.socket.resume();
+      });
     }
   }
+
+  /** Whether the next frame is read now (`readFrames`). */
+  private readonly readingFrames = () => !this.closing && !this.socket.writableNeedDrain;
 
   /** A frame read (NodeFrameHandler); those after a goAway are dropped. */
   frame(frame: ClientFrame): void {
@@ -194,15 +224,8 @@ class BinaryConnection implements NodeFrameHandler {
       return;
     }
     if (frame.type === 'cancel' && this.token !== null) {
-      // The client stops reading a stream (or waiting for a call): what runs for it stops,
-      // as when an HTTP client closes its connection. An id no longer in flight just ended.
-      // The id stays taken until the answer or the streamEnd goes out, so that the client
-      // never sees frames of the old call under a reused id; its listener runs once.
-      const listener = this.inFlight.get(frame.requestId);
-      if (listener !== undefined) {
-        this.inFlight.set(frame.requestId, () => undefined);
-        listener();
-      }
+      // An id no longer in flight just ended: its answer or streamEnd is on its way.
+      this.inFlight.get(frame.requestId)?.cancel();
       return;
     }
     const refusal = this.refusalOf(frame.type, frame.requestId);
@@ -320,9 +343,7 @@ class BinaryConnection implements NodeFrameHandler {
       over = true;
       status = answerStatus;
       if (isOpen()) this.write(encoded);
-      const listener = this.inFlight.get(requestId);
-      this.inFlight.delete(requestId);
-      if (listener !== undefined) queueMicrotask(listener);
+      this.endInFlight(requestId);
     };
     const response: ExchangeResponse = {
       get answerable() {
@@ -347,11 +368,28 @@ class BinaryConnection implements NodeFrameHandler {
         return new BinaryStreamWriter(this.socket, requestId, this.options.context, isOpen, () => {
           // The stream is over: its id is free, and the route's close listener runs.
           over = true;
-          const listener = this.inFlight.get(requestId);
-          this.inFlight.delete(requestId);
-          if (listener !== undefined) queueMicrotask(listener);
+          this.endInFlight(requestId);
         });
       },
+    };
+    // The client stops reading a stream or waiting for a call: what runs for it stops, as
+    // when an HTTP client closes its connection. The id stays taken until the answer or the
+    // streamEnd goes out, so that the client never sees frames of the old call under a
+    // reused id. A call not answered yet is answered now (what runs for it stops once it
+    // is), or its id and its slot of the window would never be free again.
+    const cancel = () => {
+      if (!answered) {
+        sendJson(response, 499, {
+          error: 'cancelled',
+          message: `request ${requestId} was cancelled by the client before it was answered; a broadcast may still be delivered: retry with the same client and seq to learn its outcome`,
+        });
+        return;
+      }
+      const entry = this.inFlight.get(requestId);
+      if (entry === undefined) return;
+      const listener = entry.close;
+      entry.close = noListener; // it runs once, however often the client cancels
+      listener();
     };
     const front: Front = {
       request,
@@ -359,11 +397,18 @@ class BinaryConnection implements NodeFrameHandler {
       onClose: (listener) => {
         assert(!this.inFlight.has(requestId), 'one close listener per request');
         if (over) queueMicrotask(listener);
-        else this.inFlight.set(requestId, listener);
+        else this.inFlight.set(requestId, { close: listener, cancel });
       },
       afterErrorAnswer: () => undefined, // the whole body is at hand: nothing to discard
     };
     return { front, sendFrame };
+  }
+
+  /** A request is over: its id is free, and its exchange's close listener runs. */
+  private endInFlight(requestId: number): void {
+    const entry = this.inFlight.get(requestId);
+    this.inFlight.delete(requestId);
+    if (entry !== undefined) queueMicrotask(entry.close);
   }
 
   /**
@@ -404,10 +449,10 @@ class BinaryConnection implements NodeFrameHandler {
   private onClose(): void {
     this.closing = true;
     this.helloTimer?.cancel();
-    const listeners = [...this.inFlight.values()];
+    const entries = [...this.inFlight.values()];
     this.inFlight.clear();
     // The client went away: whatever runs for its requests is told to stop.
-    for (const listener of listeners) listener();
+    for (const entry of entries) entry.close();
   }
 }
 

@@ -12,7 +12,7 @@ import type { Identity } from './auth.ts';
 import type { AbortWatch } from './body.ts';
 import { parseJsonObject } from './body.ts';
 import type { RouteContext, ServerContext } from './context.ts';
-import { HttpError, toHttpError } from './errors.ts';
+import { HttpError, invalidArgument, toHttpError } from './errors.ts';
 import type { ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { sendError } from './respond.ts';
 import { findRoute, type Route, type RouteMatch } from './router.ts';
@@ -72,6 +72,18 @@ interface Exchange {
   readonly deadlineMs: number;
   readingBody: boolean;
   streaming: boolean;
+}
+
+/**
+ * The request's target as a URL. A path the URL parser refuses (`//`, `//[`: an authority
+ * with no host) is the client's mistake, answered as one rather than as a bug of ours.
+ */
+function parsedTarget(target: string): URL {
+  try {
+    return new URL(target, 'http://localhost');
+  } catch {
+    throw invalidArgument('path', `the request target ${JSON.stringify(target)} is not a path`);
+  }
 }
 
 function closingError(): HttpError {
@@ -183,7 +195,7 @@ export class Dispatcher {
         const known = literal ? this.literalMatches.get(`${method} ${target}`) : undefined;
         if (known !== undefined) match = known;
         else {
-          url = new URL(target, 'http://localhost');
+          url = parsedTarget(target);
           match = findRoute(this.routes, method, url.pathname);
           if (literal) this.literalMatches.set(`${method} ${target}`, match);
         }
@@ -193,7 +205,7 @@ export class Dispatcher {
       identity =
         access === 'public' ? null : authorize(this.context.auth ?? null, front.request, access);
     } catch (error) {
-      this.answerError(exchange, toHttpError(error));
+      this.answerError(exchange, toHttpError(error), error);
       return;
     }
     this.run(exchange, match.route, this.routeContext(exchange, url, match, identity));

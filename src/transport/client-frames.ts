@@ -390,6 +390,8 @@ function headersAndBody(reader: FrameReader): {
   return { headers, body: reader.bytes('the body') };
 }
 
+const always = () => true;
+
 /**
  * Socket chunks in, frames out. Memory stays within `frameBytesMax` plus one chunk: the
  * length is judged before any of its body is buffered (framing.ts).
@@ -415,7 +417,7 @@ export class ClientFrameDecoder {
    */
   push(chunk: Uint8Array): { frames: ClientFrame[]; error: ClientFrameError | null } {
     const frames: ClientFrame[] = [];
-    const error = this.split(chunk, (body) => frames.push(decodeClientFrame(body)));
+    const error = this.split(chunk, always, (body) => frames.push(decodeClientFrame(body)));
     return { frames, error };
   }
 
@@ -426,7 +428,7 @@ export class ClientFrameDecoder {
    * the caller may reuse it.
    */
   pushTo(chunk: Uint8Array, handler: ClientFrameHandler): ClientFrameError | null {
-    return this.split(chunk, (body) => {
+    return this.split(chunk, always, (body) => {
       if (body.length > 1 && body[1] === frameTypes.runAnswer) {
         const reader = new FrameReader(body);
         readHeader(reader);
@@ -445,9 +447,17 @@ export class ClientFrameDecoder {
    * of the frame where it may be kept: `chunk` must be memory nobody reuses (a socket's
    * 'data' chunk). A frame filling at least half of its chunk, or assembled from several,
    * is kept (pinning at most about twice its size); a smaller one is copied out first.
+   *
+   * Frames are read only while `more()` holds; the rest stays here (at most the chunks
+   * pushed) until a later call, an empty chunk reading on. A node that stops reading when
+   * its answers back up thus stops between frames, not between chunks.
    */
-  pushAtNode(chunk: Uint8Array, handler: NodeFrameHandler): ClientFrameError | null {
-    return this.split(chunk, (body) => {
+  pushAtNode(
+    chunk: Uint8Array,
+    handler: NodeFrameHandler,
+    more: () => boolean = always,
+  ): ClientFrameError | null {
+    return this.split(chunk, more, (body) => {
       if (body.length > 1 && body[1] === frameTypes.broadcastRun) {
         const reader = new FrameReader(body);
         readHeader(reader);
@@ -461,10 +471,16 @@ export class ClientFrameDecoder {
     });
   }
 
-  private split(chunk: Uint8Array, onBody: (body: Uint8Array) => void): ClientFrameError | null {
+  private split(
+    chunk: Uint8Array,
+    more: () => boolean,
+    onBody: (body: Uint8Array) => void,
+  ): ClientFrameError | null {
     try {
       this.splitter.push(chunk);
-      for (let body = this.splitter.next(); body !== null; body = this.splitter.next()) {
+      while (more()) {
+        const body = this.splitter.next();
+        if (body === null) break;
         onBody(body);
       }
     } catch (error) {

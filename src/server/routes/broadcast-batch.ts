@@ -21,6 +21,22 @@ import { answerBody, checkedPayload, senderOf } from './broadcast.ts';
 
 /** Messages one batch may carry. */
 export const batchMessagesMax = 1_000;
+
+/**
+ * Refuses a run of `count` seqs from `firstSeq` whose last one is past 2^53 - 1: it is a
+ * seq too, and a malformed run is refused whole rather than taken with an error each.
+ */
+export function checkLastSeq(firstSeq: number, count: number): void {
+  // Not `firstSeq + count - 1`: past 2^53 the sum rounds, and the 1 taken off hides it.
+  const lastSeq = firstSeq + (count - 1);
+  if (!Number.isSafeInteger(lastSeq)) {
+    throw invalidArgument(
+      'seq',
+      `seq ${firstSeq} with ${count} messages runs past the largest seq, 2^53 - 1`,
+    );
+  }
+}
+
 /** The whole body at most: room for many small messages, or a few at the payload limit. */
 const batchBodyBytesMin = 4 << 20;
 
@@ -72,6 +88,7 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
     );
   }
   const messages = parseMessages(body.messages, settings.payloadBytesMax);
+  checkLastSeq(seq, messages.length);
   // All or nothing: one message the identity may not publish refuses the batch before any
   // is handed to the node, so a refused batch leaves no gap in its session.
   messages.forEach((message, at) => {
