@@ -363,7 +363,9 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
     offset += topicLength + 4;
     if (messageCount === 0) throw new BatchFormatError('a run holds at least one message');
     const anonymous = clientIdLength === 0;
-    const lastSeq = firstSeq + messageCount - 1;
+    // Not `firstSeq + messageCount - 1`: past 2^53 the sum rounds, and the 1 taken off hid
+    // a run of two from 2^53 - 1.
+    const lastSeq = firstSeq + (messageCount - 1);
     if (
       anonymous
         ? firstSeq !== 0

@@ -157,6 +157,22 @@ test('one builder reused, with room made or not: every finished batch keeps its 
   );
 });
 
+test('a run whose last seq is past 2^53 - 1 does not decode, however the sum rounds', () => {
+  const builder = new BatchBuilder();
+  for (const seq of [Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]) {
+    builder.add({ clientId: 'a', seq, topic: '', payload: new Uint8Array(1) });
+  }
+  const data = Buffer.from(builder.finish(1));
+  assert.equal(decodeBatch(data).runs[0]?.payloads.length, 2, 'the largest safe run decodes');
+  // The same run one seq later: its last seq, 2^53, is no safe integer.
+  const firstSeqBytes = Buffer.alloc(8);
+  firstSeqBytes.writeDoubleLE(Number.MAX_SAFE_INTEGER - 1);
+  const at = data.indexOf(firstSeqBytes);
+  assert.ok(at > 0, 'the run header holds its first seq');
+  data.writeDoubleLE(Number.MAX_SAFE_INTEGER, at);
+  assert.throws(() => decodeBatch(data), BatchFormatError);
+});
+
 test('a batch that fills the room made for it is handed over without a copy', () => {
   const builder = new BatchBuilder();
   const payload = new Uint8Array(1000);
