@@ -83,6 +83,7 @@ test('a client, topic or key with a lone surrogate is a 400 naming the field', {
       body: { client: 'batcher', seq: 1, messages: [{ payload: 1 }, { payload: 2, topic: text }] },
     });
     assert.equal(batchTopic.status, 400);
+    assert.equal(batchTopic.body.field, 'messages[1].topic');
     assert.match(batchTopic.body.message, /lone surrogate/);
   }
   const status = await call(`${url}/v1/status`);
