@@ -14,6 +14,7 @@ import type { ConfigChange, Configuration, NodeId } from '../raft/types.ts';
 import { isWellFormedString } from '../transport/bytes.ts';
 import { nodeIdBytesMax } from '../transport/validate.ts';
 import { assert } from '../util/assert.ts';
+import { hasControlCharacter } from './message-rules.ts';
 
 /** Runs on this topic are control records: they take no position and are never delivered. */
 export const membershipTopic = '$abcast/membership';
@@ -52,8 +53,10 @@ export function memberProblem(member: MemberRecord): string | null {
  * the peer frames can carry. Every frame naming the member (its appends, a configuration in
  * a snapshot) is refused by the transport when the id is over `nodeIdBytesMax` bytes of
  * UTF-8 or holds a lone surrogate, so such a member would join the configuration and never
- * be reached. Checked where requests enter, not where records are read back: a record
- * already in the log must decode the same on every node, whatever version wrote it.
+ * be reached. Control characters are refused as in client ids: a member id ends up in logs,
+ * metrics labels and the dashboard. Checked where requests enter, not where records are
+ * read back: a record already in the log must decode the same on every node, whatever
+ * version wrote it.
  */
 export function requestedMemberProblem(member: MemberRecord): string | null {
   const problem = memberProblem(member);
@@ -61,6 +64,7 @@ export function requestedMemberProblem(member: MemberRecord): string | null {
   if (!isWellFormedString(member.id)) {
     return 'id must be valid Unicode, without lone surrogates';
   }
+  if (hasControlCharacter(member.id)) return 'id must not contain control characters';
   if (Buffer.byteLength(member.id) > nodeIdBytesMax) {
     return `id must be at most ${nodeIdBytesMax} bytes of UTF-8`;
   }

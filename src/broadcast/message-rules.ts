@@ -98,7 +98,7 @@ export function payloadProblem(
  * C0 and C1 control characters and DEL. Ids and topics end up in logs, terminals and
  * metrics labels, where a NUL or an ESC sequence truncates a line or rewrites a screen.
  */
-function hasControlCharacter(text: string): boolean {
+export function hasControlCharacter(text: string): boolean {
   for (let at = 0; at < text.length; at++) {
     const code = text.charCodeAt(at);
     if (code <= 0x1f || (code >= 0x7f && code <= 0x9f)) return true;
