@@ -16,9 +16,9 @@ import {
   type MemberRecord,
   type MembershipCommand,
   type MembershipTable,
-  memberProblem,
   membershipTopic,
   nextConfigChange,
+  requestedMemberProblem,
 } from './membership.ts';
 import type { NodeLogger } from './options.ts';
 import type { BroadcastResult } from './pending.ts';
@@ -174,7 +174,7 @@ export class MembershipDriver {
    * brings the configuration there. Resolves once the configuration holds it as asked.
    */
   async addMember(member: MemberRecord): Promise<void> {
-    const problem = memberProblem(member);
+    const problem = requestedMemberProblem(member);
     if (problem !== null) {
       const field = problem.split(' ')[0] ?? 'member';
       throw new BroadcastError('invalid_argument', problem, { field });

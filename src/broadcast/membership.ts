@@ -11,7 +11,10 @@
  */
 import { isVoter } from '../raft/config.ts';
 import type { ConfigChange, Configuration, NodeId } from '../raft/types.ts';
+import { isWellFormedString } from '../transport/bytes.ts';
+import { nodeIdBytesMax } from '../transport/validate.ts';
 import { assert } from '../util/assert.ts';
+import { hasControlCharacter } from './message-rules.ts';
 
 /** Runs on this topic are control records: they take no position and are never delivered. */
 export const membershipTopic = '$abcast/membership';
@@ -56,6 +59,29 @@ export function memberProblem(member: MemberRecord): string | null {
   const port = Number(member.address.slice(member.address.lastIndexOf(':') + 1));
   if (port < 1 || port > 65535) return 'address port must be 1 to 65535';
   if (typeof member.voter !== 'boolean') return 'voter must be true or false';
+  return null;
+}
+
+/**
+ * Why a member an operator asks for is unusable, or null: `memberProblem`, and an id that
+ * the peer frames can carry. Every frame naming the member (its appends, a configuration in
+ * a snapshot) is refused by the transport when the id is over `nodeIdBytesMax` bytes of
+ * UTF-8 or holds a lone surrogate, so such a member would join the configuration and never
+ * be reached. Control characters are refused as in client ids: a member id ends up in logs,
+ * metrics labels and the dashboard. Checked where requests enter, not where records are
+ * read back: a record already in the log must decode the same on every node, whatever
+ * version wrote it.
+ */
+export function requestedMemberProblem(member: MemberRecord): string | null {
+  const problem = memberProblem(member);
+  if (problem !== null) return problem;
+  if (!isWellFormedString(member.id)) {
+    return 'id must be valid Unicode, without lone surrogates';
+  }
+  if (hasControlCharacter(member.id)) return 'id must not contain control characters';
+  if (Buffer.byteLength(member.id) > nodeIdBytesMax) {
+    return `id must be at most ${nodeIdBytesMax} bytes of UTF-8`;
+  }
   return null;
 }
 

@@ -6,6 +6,7 @@
  * Each check returns a typed problem naming the field as the caller calls it (the HTTP API
  * says `client` where the library says `clientId`), or null. Pure: no I/O, no state.
  */
+import { isWellFormedString } from '../transport/bytes.ts';
 
 /** One message as the batch format carries it; the rules below say what is valid. */
 export interface ClientMessage {
@@ -97,7 +98,7 @@ export function payloadProblem(
  * C0 and C1 control characters and DEL. Ids and topics end up in logs, terminals and
  * metrics labels, where a NUL or an ESC sequence truncates a line or rewrites a screen.
  */
-function hasControlCharacter(text: string): boolean {
+export function hasControlCharacter(text: string): boolean {
   for (let at = 0; at < text.length; at++) {
     const code = text.charCodeAt(at);
     if (code <= 0x1f || (code >= 0x7f && code <= 0x9f)) return true;
@@ -106,9 +107,26 @@ function hasControlCharacter(text: string): boolean {
 }
 
 /**
+ * Control characters, and lone surrogates: `"\ud800"` is a valid JSON string but has no
+ * UTF-8 form, so the batch would carry U+FFFD instead and the message would be delivered
+ * under another client id, topic or key than the one sent (another client's session, even),
+ * while its sender, waiting for its own, heard nothing until its deadline.
+ */
+function characterProblem(rule: MessageRule, text: string, field: string): MessageProblem | null {
+  if (hasControlCharacter(text)) {
+    return invalid(rule, field, `${field} must not contain control characters`);
+  }
+  if (!isWellFormedString(text)) {
+    return invalid(rule, field, `${field} must be valid Unicode, without lone surrogates`);
+  }
+  return null;
+}
+
+/**
  * `fromLog`: the entries already written before the control-character rule existed stay
- * valid, so that rule is applied where messages enter, not where the log is read; and the
- * log carries the nodes' own sessions (`$…`), which no caller may name.
+ * valid, so that rule is applied where messages enter, not where the log is read (what the
+ * log carries was decoded from UTF-8, so it holds no lone surrogate); and the log carries
+ * the nodes' own sessions (`$…`), which no caller may name.
  */
 export function clientIdProblem(
   clientId: unknown,
@@ -124,9 +142,8 @@ export function clientIdProblem(
       `${field} must be at most ${clientIdBytesMax} bytes of UTF-8`,
     );
   }
-  if (!fromLog && hasControlCharacter(clientId)) {
-    return invalid('clientId', field, `${field} must not contain control characters`);
-  }
+  const characters = fromLog ? null : characterProblem('clientId', clientId, field);
+  if (characters !== null) return characters;
   if (!fromLog && clientId.startsWith(reservedClientIdPrefix)) {
     return invalid(
       'clientId',
@@ -168,10 +185,7 @@ export function keyProblem(key: unknown, field = 'key', fromLog = false): Messag
   if (Buffer.byteLength(key) > keyBytesMax) {
     return invalid('key', field, `${field} must be at most ${keyBytesMax} bytes of UTF-8`);
   }
-  if (!fromLog && hasControlCharacter(key)) {
-    return invalid('key', field, `${field} must not contain control characters`);
-  }
-  return null;
+  return fromLog ? null : characterProblem('key', key, field);
 }
 
 /** A session's seqs are 1, 2, 3 …, and must stay exact in a double (the batch's f64). */
@@ -195,9 +209,8 @@ export function topicProblem(
   if (Buffer.byteLength(topic) > topicBytesMax) {
     return invalid('topic', field, `${field} must be at most ${topicBytesMax} bytes of UTF-8`);
   }
-  if (options.fromLog !== true && hasControlCharacter(topic)) {
-    return invalid('topic', field, `${field} must not contain control characters`);
-  }
+  const characters = options.fromLog === true ? null : characterProblem('topic', topic, field);
+  if (characters !== null) return characters;
   if (!options.reservedAllowed && topic.startsWith(reservedTopicPrefix)) {
     return invalid(
       'topic',

@@ -138,6 +138,22 @@ function nestingDepth(body: Uint8Array): number {
   return deepest;
 }
 
+/**
+ * Text that may hold a number beyond a double's range (about 1.8e308): a three-digit
+ * exponent, or 200 digits in a row (with an exponent of two digits at most, a number needs
+ * 210 digits before its point to overflow). JSON.parse reads such a number as Infinity,
+ * which JSON.stringify then writes as null: a payload would be stored changed, without a
+ * word. Only a body this matches (the odd one) is walked to find out.
+ */
+const mayOverflow = /[0-9][eE]\+?[0-9]{3}|[0-9]{200}/;
+
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (typeof value !== 'object' || value === null) return false;
+  // Bounded depth: the body nests at most jsonNestingDepthMax deep.
+  return Object.values(value).some(holdsNonFinite);
+}
+
 /** Parses a body as one JSON object; the 400 says what is wrong with it. */
 export function parseJsonObject(body: Uint8Array): Record<string, unknown> {
   if (body.length === 0)
@@ -166,6 +182,16 @@ export function parseJsonObject(body: Uint8Array): Record<string, unknown> {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw invalidArgument('body', 'the request body must be a JSON object');
+  }
+  if (mayOverflow.test(text)) {
+    for (const [field, fieldValue] of Object.entries(value)) {
+      if (holdsNonFinite(fieldValue)) {
+        throw invalidArgument(
+          field,
+          `${field} holds a number beyond the range of a double (about 1.8e308)`,
+        );
+      }
+    }
   }
   return value as Record<string, unknown>;
 }

@@ -71,7 +71,22 @@ test('malformed batches are refused whole, with the field named', async () => {
     [{ client: 'c', seq: 1, messages: [] }, 400, 'messages'],
     [{ client: 'c', seq: 1, messages: 'x' }, 400, 'messages'],
     [{ client: 'c', seq: 1, messages: [{}] }, 400, 'messages[0].payload'],
-    [{ client: 'c', seq: 1, messages: [{ payload: 1, seq: 2 }] }, 400, 'seq'],
+    [{ client: 'c', seq: 1, messages: [{ payload: 1, seq: 2 }] }, 400, 'messages[0].seq'],
+    [
+      { client: 'c', seq: 1, messages: [{ payload: 1 }, { payload: 2, topic: 3 }] },
+      400,
+      'messages[1].topic',
+    ],
+    [
+      { client: 'c', seq: 1, messages: [{ payload: 1 }, { payload: 2, key: '' }] },
+      400,
+      'messages[1].key',
+    ],
+    [
+      { client: 'c', seq: 2 ** 53 - 2, messages: [{ payload: 1 }, { payload: 2 }, { payload: 3 }] },
+      400,
+      'seq',
+    ],
     [{ client: 'c', seq: 1, messages: [1] }, 400, 'messages[0]'],
     [{ client: 'c', seq: 1, extra: 1, messages: [{ payload: 1 }] }, 400, 'extra'],
     [

@@ -123,6 +123,11 @@ test('400 names the field for every malformed body', { timeout: 30_000 }, async 
     [{ payload: 1, topic: 5 }, 'topic', /topic must be a string/],
     [{ payload: 1, topic: 'x'.repeat(256) }, 'topic', /at most 255 bytes/],
     [{ payload: 1, sequence: 3 }, 'sequence', /unknown field "sequence"/],
+    // JSON.parse reads these as ±Infinity, which would be stored as null.
+    ['{"payload":1e309}', 'payload', /beyond the range of a double/],
+    ['{"payload":{"a":[1,-2E+400]}}', 'payload', /beyond the range of a double/],
+    [`{"payload":${'9'.repeat(400)}}`, 'payload', /beyond the range of a double/],
+    [`{"payload":${'9'.repeat(250)}e99}`, 'payload', /beyond the range of a double/],
   ];
   for (const [body, field, message] of cases) {
     const rawBody = typeof body === 'string' ? body : JSON.stringify(body);
@@ -139,6 +144,15 @@ test('400 names the field for every malformed body', { timeout: 30_000 }, async 
   });
   assert.equal(invalidUtf8.status, 400);
   assert.match(invalidUtf8.body.message, /UTF-8/);
+  // In range, or inside a string, such numbers are kept as sent.
+  const kept = await call(`${url}/v1/broadcast`, {
+    method: 'POST',
+    rawBody: '{"payload":[1e308,"1e999",-1e-400]}',
+  });
+  assert.equal(kept.status, 200, JSON.stringify(kept.body));
+  const page = await call(`${url}/v1/messages?from=${kept.body.index}&limit=1`);
+  // An underflow is a zero, as JSON.parse reads it; -0 is written as 0.
+  assert.deepEqual(page.body.messages[0].payload, [1e308, '1e999', 0]);
 });
 
 test('413 for a 2 MiB body, whether its length is declared or it streams in chunks', {

@@ -161,7 +161,7 @@ test('a bad key is refused with 400 naming the field, before anything is sent', 
     body: { client: 'bad-key', seq: 1, messages: [{ payload: 1, key: '' }] },
   });
   assert.equal(batch.status, 400);
-  assert.equal(batch.body.field, 'key');
+  assert.equal(batch.body.field, 'messages[0].key');
   const client = connect({ endpoints: [leader.url] });
   await assert.rejects(client.broadcast(1, { key: 'é'.repeat(128) }), {
     code: 'invalid_argument',

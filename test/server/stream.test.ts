@@ -202,6 +202,8 @@ test('GET /v1/stream refuses bad parameters and more than streamsMax streams', {
     ['/v1/stream?from=0', {}, 'from'],
     ['/v1/stream?limit=5', {}, 'limit'],
     ['/v1/stream', { 'Last-Event-ID': 'abc' }, 'Last-Event-ID'],
+    // The next position, 2^53, has no exact double: the header is at fault, not `from`.
+    ['/v1/stream', { 'Last-Event-ID': String(Number.MAX_SAFE_INTEGER) }, 'Last-Event-ID'],
     ['/v1/stream?topic=', {}, 'topic'],
   ] as const) {
     const answer = await call(`${url}${path}`, { headers });

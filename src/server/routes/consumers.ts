@@ -28,6 +28,7 @@ import {
   ackDeadlineMsMin,
   type ConsumerCursor,
   type ConsumerSettings,
+  consumerNameProblem,
 } from '../../broadcast/stream-state.ts';
 import type { RouteContext } from '../context.ts';
 import { HttpError, invalidArgument } from '../errors.ts';
@@ -71,6 +72,17 @@ function wireGroup(group: ConsumerGroup, lastPosition: number, settings: Consume
   };
 }
 
+/**
+ * The route's consumer name, refused when no consumer could bear it: the node's own check
+ * comes later and, for records other than acks, says only "a malformed record".
+ */
+function consumerName(context: RouteContext): string {
+  const name = context.params.name as string;
+  const problem = consumerNameProblem(name);
+  if (problem !== null) throw invalidArgument('name', problem);
+  return name;
+}
+
 export async function listConsumersRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
   const { node } = context.server;
@@ -91,7 +103,7 @@ export async function listConsumersRoute(context: RouteContext): Promise<void> {
 export async function getConsumerRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
   const { node } = context.server;
-  const name = context.params.name as string;
+  const name = consumerName(context);
   const settings = node.streamState.settings(name);
   const group = node.streamState.group(name);
   if (group !== undefined) {
@@ -115,7 +127,7 @@ async function ackGroup(context: RouteContext, body: Record<string, unknown>): P
   if (slots === null || Object.keys(slots).length === 0) {
     throw invalidArgument('slots', 'slots must map slot numbers (0–31) to positions >= 0');
   }
-  const name = context.params.name as string;
+  const name = consumerName(context);
   const { node } = context.server;
   const command = { op: 'gack', name, member: member as string, slots } as const;
   await context.within(node.recordConsumer(command));
@@ -151,7 +163,7 @@ export async function ackConsumerRoute(context: RouteContext): Promise<void> {
     throw invalidArgument('index', 'index must be a position >= 0');
   }
   const { node } = context.server;
-  const name = context.params.name as string;
+  const name = consumerName(context);
   if (node.streamState.group(name) !== undefined) {
     throw invalidArgument('member', `${name} is a consumer group: ack with member and slots`);
   }
@@ -180,7 +192,7 @@ export async function configureConsumerRoute(context: RouteContext): Promise<voi
       `ackDeadlineMs is null or an integer from ${ackDeadlineMsMin} to ${ackDeadlineMsMax}`,
     );
   }
-  const name = context.params.name as string;
+  const name = consumerName(context);
   const { node } = context.server;
   const command = { op: 'configure', name, ackDeadlineMs: deadline as number | null } as const;
   await context.within(node.recordConsumer(command));
@@ -189,7 +201,7 @@ export async function configureConsumerRoute(context: RouteContext): Promise<voi
 
 export async function leaveGroupRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
-  const name = context.params.name as string;
+  const name = consumerName(context);
   const member = context.params.member as string;
   const problem = memberNameProblem(member);
   if (problem !== null) throw invalidArgument('member', problem);
@@ -199,6 +211,6 @@ export async function leaveGroupRoute(context: RouteContext): Promise<void> {
 
 export async function deleteConsumerRoute(context: RouteContext): Promise<void> {
   queryParameters(context.url, []);
-  await context.within(context.server.node.deleteConsumer(context.params.name as string));
+  await context.within(context.server.node.deleteConsumer(consumerName(context)));
   sendJson(context.response, 200, {});
 }

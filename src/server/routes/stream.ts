@@ -39,8 +39,12 @@ function startPosition(context: RouteContext, query: ReadonlyMap<string, string>
   const text = context.request.headers['last-event-id'];
   if (text !== undefined) {
     // EventSource reconnects with the URL it was given and this header: the header wins.
-    if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
-      throw invalidArgument('Last-Event-ID', 'the Last-Event-ID header must be a position >= 0');
+    // The stream starts at the next position, which must be exact in a double too.
+    if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(Number(text) + 1)) {
+      throw invalidArgument(
+        'Last-Event-ID',
+        `the Last-Event-ID header must be a position from 0 to ${Number.MAX_SAFE_INTEGER - 1}`,
+      );
     }
     return Number(text) + 1;
   }
