@@ -93,8 +93,12 @@ export class Client {
     // answered duplicate). A default id is random already and needs none.
     this.nonce =
       options.clientId === undefined ? undefined : this.settings.environment.randomHex(16);
-    if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
-      throw new ClientError('invalid_argument', 'clientId takes 1–240 bytes', {
+    if (
+      typeof this.baseId !== 'string' ||
+      Buffer.byteLength(this.baseId) < 1 ||
+      Buffer.byteLength(this.baseId) > 240
+    ) {
+      throw new ClientError('invalid_argument', 'clientId takes a string of 1–240 bytes', {
         field: 'clientId',
       });
     }
@@ -183,6 +187,7 @@ export class Client {
       const ascii = asciiAsItIs(payload);
       const quoted = ascii || quotesAsItIs(payload);
       const text = quoted ? payload : payloadText(payload);
+      checkOptions(options);
       checkTopic(options.topic);
       this.checkKey(options.key);
       this.throwIfClosed();
@@ -798,6 +803,15 @@ function payloadText(payload: unknown): string {
     });
   }
   return text;
+}
+
+/** Refuses options that are not an object (null, a topic string), before anything is sent. */
+function checkOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new ClientError('invalid_argument', 'broadcast options are an object: { topic, key }', {
+      field: 'options',
+    });
+  }
 }
 
 /** Refuses a topic the nodes would refuse, before anything is sent. */
