@@ -205,6 +205,22 @@ function payloadLimitFlag(value: unknown): number | null {
   return payloadBytesMax;
 }
 
+/**
+ * The longest --request-timeout-ms, 2^31 - 1 ms (about 24 days): the longest a Node timer
+ * holds, and far more than any broadcast should wait. Near 2^53 node:http refused the
+ * server's own timeout, made from it, with a RangeError that named no flag.
+ */
+const requestTimeoutMsMax = 2_147_483_647;
+
+/** --request-timeout-ms, within what a timer holds. */
+function requestTimeoutFlag(value: unknown): number | null {
+  const requestTimeoutMs = optionalInteger('request-timeout-ms', value);
+  if (requestTimeoutMs !== null && requestTimeoutMs > requestTimeoutMsMax) {
+    throw new CliError(`--request-timeout-ms is at most ${requestTimeoutMsMax} (about 24 days)`);
+  }
+  return requestTimeoutMs;
+}
+
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** "n1=127.0.0.1:7001,n2=…" (or a config file's object) → id → address, every one checked. */
@@ -225,9 +241,17 @@ export function parsePeers(value: unknown): Record<string, string> {
         ]);
   if (pairs.length === 0) throw new CliError('--peers is required: id=host:port for every member');
   const peers: Record<string, string> = {};
+  const idsByAddress = new Map<string, string>();
   for (const [id, address] of pairs) {
     if (id in peers) throw new CliError(`--peers names ${id} twice`);
     checkAddress('peers', address);
+    // Two members cannot listen on one address: each would reach the same node, which
+    // refuses the one it is not, and the cluster would never have its quorum.
+    const other = idsByAddress.get(address);
+    if (other !== undefined) {
+      throw new CliError(`--peers gives ${address} to both ${other} and ${id}`);
+    }
+    idsByAddress.set(address, id);
     peers[id] = address;
   }
   return peers;
@@ -321,10 +345,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
         ? null
         : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
     payloadBytesMax: payloadLimitFlag(flags.payloadBytesMax ?? config.payloadBytesMax),
-    requestTimeoutMs: optionalInteger(
-      'request-timeout-ms',
-      flags.requestTimeoutMs ?? config.requestTimeoutMs,
-    ),
+    requestTimeoutMs: requestTimeoutFlag(flags.requestTimeoutMs ?? config.requestTimeoutMs),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
     limits: limitSettings(flags, config),
     tls,
