@@ -1,7 +1,8 @@
 // `abcast start` refuses, before anything starts, settings that would start a node that can
 // never work or fail later with a message naming no flag: two members on one address (each
 // reaches the same node, which refuses the one it is not) and a request timeout beyond what
-// a timer holds (node:http refused it with its own RangeError). Each is a CliError naming
+// a timer holds (node:http refused it with its own RangeError), a WAL segment size the
+// storage refuses (its message named its option, not the flag). Each is a CliError naming
 // the flag; the bounds themselves still start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -49,6 +50,16 @@ test('--request-timeout-ms is at most 2^31 - 1', async () => {
     await refused(
       () => startSettings({ ...base, requestTimeoutMs: value }),
       /--request-timeout-ms is at most 2147483647/,
+    );
+  }
+});
+
+test('--segment-bytes is within what the WAL takes', async () => {
+  assert.equal((await startSettings({ ...base, segmentBytes: '4096' })).segmentBytes, 4096);
+  for (const value of ['4095', String(2 ** 30 + 1)]) {
+    await refused(
+      () => startSettings({ ...base, segmentBytes: value }),
+      /--segment-bytes takes an integer from 4096 to 1073741824/,
     );
   }
 });

@@ -25,6 +25,7 @@ import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { PeerReads } from '../../server/peers.ts';
 import { recordsLimitMax } from '../../server/routes/records.ts';
+import { SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN } from '../../storage/file-storage.ts';
 import { parseAddress } from '../../transport/address.ts';
 import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
@@ -86,7 +87,7 @@ export interface StartSettings {
   readonly stream: StreamSettings;
 }
 
-interface StartFlags extends StreamFlags {
+export interface StartFlags extends StreamFlags {
   id?: string;
   data?: string;
   listen?: string;
@@ -221,6 +222,20 @@ function requestTimeoutFlag(value: unknown): number | null {
   return requestTimeoutMs;
 }
 
+/** --segment-bytes, within what the WAL takes (it preallocates each segment). */
+function segmentBytesFlag(value: unknown): number | null {
+  const segmentBytes = optionalInteger('segment-bytes', value);
+  if (
+    segmentBytes !== null &&
+    (segmentBytes < SEGMENT_BYTES_MIN || segmentBytes > SEGMENT_BYTES_LIMIT)
+  ) {
+    throw new CliError(
+      `--segment-bytes takes an integer from ${SEGMENT_BYTES_MIN} to ${SEGMENT_BYTES_LIMIT}, got "${String(value)}"`,
+    );
+  }
+  return segmentBytes;
+}
+
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** "n1=127.0.0.1:7001,n2=…" (or a config file's object) → id → address, every one checked. */
@@ -340,10 +355,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
     logFormat,
-    segmentBytes:
-      segmentBytes === undefined
-        ? null
-        : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
+    segmentBytes: segmentBytesFlag(segmentBytes),
     payloadBytesMax: payloadLimitFlag(flags.payloadBytesMax ?? config.payloadBytesMax),
     requestTimeoutMs: requestTimeoutFlag(flags.requestTimeoutMs ?? config.requestTimeoutMs),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
