@@ -1,7 +1,8 @@
 // Mistakes typed at the `abcast` CLI, with no cluster running, each end with exactly one
 // clear line on stderr and a non-zero exit: an unknown flag, bad JSON (also when what it
 // quotes holds line breaks), a peer list without the node itself, a bad peer list or config
-// file, and a node that cannot be reached; and a
+// file, a bench payload no node takes, and a node that cannot be reached (also by bench over
+// the binary protocol); and a
 // `send` to a node without a quorum retries for its --wait (only what it may safely send
 // again), then fails the same way.
 import assert from 'node:assert/strict';
@@ -57,6 +58,19 @@ test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async (
     { args: ['tail', '--node', nowhere], says: /cannot reach the node/ },
     { args: ['send', '--node', 'not a url', '1'], says: /--node takes a URL/ },
     { args: ['verify', '--nodes', 'here,there'], says: /--nodes takes a URL/ },
+    // The SDK's load asks the node first, as the HTTP load does: it used to run its second
+    // and then wait a minute for the unanswered messages before printing a table of zeros.
+    {
+      args: ['bench', '--protocol', 'binary', '--binary-node', 'abcast://127.0.0.1:1'].concat([
+        '--seconds',
+        '1',
+      ]),
+      says: /cannot reach the node at abcast:\/\/127\.0\.0\.1:1/,
+    },
+    {
+      args: ['bench', '--node', nowhere, '--payload-bytes', '999999999999'],
+      says: /--payload-bytes is at most 16777216/,
+    },
     { args: ['tail', '--node', nowhere, '--from', '0'], says: /--from takes an integer >= 1/ },
   ];
   const results = await Promise.all(cases.map(({ args }) => runCli(args))).finally(() =>
