@@ -123,7 +123,9 @@ export async function createCa(dir: string, days: number): Promise<IssuedFiles> 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((error: Error) => {
+    throw new CliError(`--dir ${dir} cannot hold the CA: ${error.message}`);
+  });
   await writeIssued(paths, certificate, keys.privateKey);
   return paths;
 }
