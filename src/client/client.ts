@@ -228,6 +228,17 @@ export class Client {
    * log holds then, which never moves back. Retried across endpoints like a barrier.
    */
   async ackConsumer(name: string, position: number): Promise<number> {
+    if (typeof name !== 'string' || name === '') {
+      throw new ClientError('invalid_argument', 'a consumer name is a non-empty string', {
+        field: 'name',
+      });
+    }
+    // NaN would go as null, -1 as itself: refused here, where the caller is.
+    if (!Number.isSafeInteger(position) || position < 0) {
+      throw new ClientError('invalid_argument', `position takes an integer >= 0, got ${position}`, {
+        field: 'position',
+      });
+    }
     const path = `/v1/consumers/${encodeURIComponent(name)}/ack`;
     const answer = await this.retried<{ index?: unknown }>(
       'the ack',
