@@ -2,8 +2,9 @@
 // never work or fail later with a message naming no flag: two members on one address (each
 // reaches the same node, which refuses the one it is not) and a request timeout beyond what
 // a timer holds (node:http refused it with its own RangeError), a WAL segment size the
-// storage refuses (its message named its option, not the flag). Each is a CliError naming
-// the flag; the bounds themselves still start.
+// storage refuses (its message named its option, not the flag), and --force-new-cluster
+// with --join, which ask for opposite things (it started, --join silently ignored). Each is
+// a CliError naming the flag; the bounds themselves still start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../../src/cli/commands/errors.ts';
@@ -62,4 +63,12 @@ test('--segment-bytes is within what the WAL takes', async () => {
       /--segment-bytes takes an integer from 4096 to 1073741824/,
     );
   }
+});
+
+test('--force-new-cluster does not go with --join', async () => {
+  await refused(
+    () => startSettings({ ...base, forceNewCluster: true, join: true }),
+    /--force-new-cluster and --join do not go together/,
+  );
+  assert.equal((await startSettings({ ...base, forceNewCluster: true })).join, false);
 });

@@ -338,6 +338,11 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     insecure: flags.insecure === true || config.insecure === true,
   });
   const exposed = checkExposure(tls, { listen, http, binary, peers: Object.values(peers) });
+  const join = flags.join === true || config.join === true;
+  if (join && flags.forceNewCluster === true) {
+    // The one makes this node a cluster of its own, the other waits to be added to one.
+    throw new CliError('--force-new-cluster and --join do not go together');
+  }
   const authPath = flags.auth ?? config.auth;
   if (authPath !== undefined && (typeof authPath !== 'string' || authPath === '')) {
     throw new CliError('--auth takes the path of an auth file (abcast token create makes one)');
@@ -351,7 +356,7 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     http,
     binary,
     peers,
-    join: flags.join === true || config.join === true,
+    join,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
     logFormat,
