@@ -373,6 +373,10 @@ export class Locks {
    * that gives up appends a cancel, which also releases a grant that raced with it.
    */
   async acquire(lock: string, options: AcquireOptions): Promise<Lease> {
+    // From plain JavaScript: refused by name, not a TypeError on `options.owner` below.
+    if (typeof options !== 'object' || options === null) {
+      throw invalidArgument('options', 'acquire takes options { owner, ttlMs }');
+    }
     const timeoutMs = checkTimeoutMs(options?.timeoutMs);
     const deadlineMs = Date.now() + timeoutMs;
     const answer = (await this.submit({

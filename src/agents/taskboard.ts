@@ -441,6 +441,10 @@ export class TaskBoard {
 
   /** Posts a task; with `id`, posting an id the board knows returns it and adds nothing. */
   async post(task: unknown, options: { readonly id?: string } = {}): Promise<string> {
+    // From plain JavaScript: refused by name, not a TypeError on `options.id` below.
+    if (typeof options !== 'object' || options === null) {
+      throw invalidArgument('options', 'post takes options { id } or none');
+    }
     const command: BoardCommand = { op: 'post', id: options.id ?? null, task };
     return (await this.submit(command)) as string;
   }

@@ -78,9 +78,16 @@ function serialNumber(): string {
   return bytes.toString('hex');
 }
 
+/** The last instant a certificate can name: its dates run to the year 9999 (RFC 5280 §4.1.2.5). */
+const notAfterLastMs = Date.UTC(9999, 11, 31, 23, 59, 59);
+
 function validity(days: number): { notBefore: Date; notAfter: Date } {
   if (!Number.isSafeInteger(days) || days < 1) throw new CliError('--days takes an integer >= 1');
   const now = Date.now();
+  // Past it the certificate was written with a date no TLS library reads ("Bad time value").
+  if (now + days * dayMs > notAfterLastMs) {
+    throw new CliError(`--days ${days} ends past 9999-12-31, the last date a certificate holds`);
+  }
   return { notBefore: new Date(now - notBeforeSkewMs), notAfter: new Date(now + days * dayMs) };
 }
 
@@ -116,7 +123,9 @@ export async function createCa(dir: string, days: number): Promise<IssuedFiles> 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((error: Error) => {
+    throw new CliError(`--dir ${dir} cannot hold the CA: ${error.message}`);
+  });
   await writeIssued(paths, certificate, keys.privateKey);
   return paths;
 }

@@ -227,7 +227,8 @@ export async function ephemeralRangeStart(): Promise<number> {
   }
 }
 
-function canListen(port: number): Promise<boolean> {
+/** Whether a listener on 127.0.0.1:`port` could be opened a moment ago. */
+export function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once('error', () => resolve(false));

@@ -93,8 +93,12 @@ export class Client {
     // answered duplicate). A default id is random already and needs none.
     this.nonce =
       options.clientId === undefined ? undefined : this.settings.environment.randomHex(16);
-    if (Buffer.byteLength(this.baseId) < 1 || Buffer.byteLength(this.baseId) > 240) {
-      throw new ClientError('invalid_argument', 'clientId takes 1–240 bytes', {
+    if (
+      typeof this.baseId !== 'string' ||
+      Buffer.byteLength(this.baseId) < 1 ||
+      Buffer.byteLength(this.baseId) > 240
+    ) {
+      throw new ClientError('invalid_argument', 'clientId takes a string of 1–240 bytes', {
         field: 'clientId',
       });
     }
@@ -183,6 +187,7 @@ export class Client {
       const ascii = asciiAsItIs(payload);
       const quoted = ascii || quotesAsItIs(payload);
       const text = quoted ? payload : payloadText(payload);
+      checkOptions(options);
       checkTopic(options.topic);
       this.checkKey(options.key);
       this.throwIfClosed();
@@ -223,6 +228,17 @@ export class Client {
    * log holds then, which never moves back. Retried across endpoints like a barrier.
    */
   async ackConsumer(name: string, position: number): Promise<number> {
+    if (typeof name !== 'string' || name === '') {
+      throw new ClientError('invalid_argument', 'a consumer name is a non-empty string', {
+        field: 'name',
+      });
+    }
+    // NaN would go as null, -1 as itself: refused here, where the caller is.
+    if (!Number.isSafeInteger(position) || position < 0) {
+      throw new ClientError('invalid_argument', `position takes an integer >= 0, got ${position}`, {
+        field: 'position',
+      });
+    }
     const path = `/v1/consumers/${encodeURIComponent(name)}/ack`;
     const answer = await this.retried<{ index?: unknown }>(
       'the ack',
@@ -798,6 +814,15 @@ function payloadText(payload: unknown): string {
     });
   }
   return text;
+}
+
+/** Refuses options that are not an object (null, a topic string), before anything is sent. */
+function checkOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new ClientError('invalid_argument', 'broadcast options are an object: { topic, key }', {
+      field: 'options',
+    });
+  }
 }
 
 /** Refuses a topic the nodes would refuse, before anything is sent. */

@@ -141,6 +141,20 @@ const integerFields = [
 ] as const;
 
 export function settingsOf(options: ConnectOptions): Settings {
+  // Callers from plain JavaScript get no type checks: a wrong shape is refused here, by
+  // name, instead of failing as a TypeError from deep inside.
+  if (typeof options !== 'object' || options === null) {
+    throw new ClientError('invalid_argument', 'connect takes an options object', {
+      field: 'options',
+    });
+  }
+  if (options.endpoints !== undefined && !Array.isArray(options.endpoints)) {
+    throw new ClientError(
+      'invalid_argument',
+      'endpoints takes an array of URLs, such as ["http://127.0.0.1:8001"]',
+      { field: 'endpoints' },
+    );
+  }
   const endpoints = (options.endpoints ?? []).map(endpointUrl);
   if (endpoints.length === 0) {
     throw new ClientError('invalid_argument', 'connect needs at least one endpoint', {
@@ -277,8 +291,13 @@ function authorizationOf(token: string | undefined): Record<string, string> | nu
 
 function caText(ca: string | Uint8Array | undefined): string | null {
   if (ca === undefined) return null;
-  const text = typeof ca === 'string' ? ca : Buffer.from(ca).toString('utf8');
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+  const text =
+    typeof ca === 'string'
+      ? ca
+      : ca instanceof Uint8Array
+        ? Buffer.from(ca).toString('utf8')
+        : null;
+  if (text === null || !text.includes('-----BEGIN CERTIFICATE-----')) {
     throw new ClientError(
       'invalid_argument',
       'ca takes the PEM text of a CA certificate (the contents of ca.crt, not its path)',

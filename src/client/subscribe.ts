@@ -134,10 +134,48 @@ type StreamItem =
   | { readonly kind: 'message'; readonly message: Message }
   | { readonly kind: 'progress'; readonly position: number };
 
+/**
+ * Refuses options of the wrong type, as plain JavaScript can pass them, by field: a signal
+ * that is not one failed as a TypeError, and later threw again, uncaught, when the
+ * subscription took its listener off.
+ */
+function checkShape(options: SubscribeOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new ClientError('invalid_argument', 'subscribe takes an options object', {
+      field: 'options',
+    });
+  }
+  const wrong = (field: string, expected: string) =>
+    new ClientError('invalid_argument', `${field} takes ${expected}`, { field });
+  if (options.topic !== undefined && typeof options.topic !== 'string') {
+    throw wrong('topic', 'a string');
+  }
+  for (const field of ['consumer', 'member'] as const) {
+    const value = options[field];
+    if (value !== undefined && (typeof value !== 'string' || value === '')) {
+      throw wrong(field, 'a non-empty string');
+    }
+  }
+  const { signal } = options;
+  if (
+    signal !== undefined &&
+    (typeof signal !== 'object' ||
+      signal === null ||
+      typeof signal.addEventListener !== 'function' ||
+      typeof signal.aborted !== 'boolean')
+  ) {
+    throw wrong('signal', 'an AbortSignal');
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw wrong('onProgress', 'a function');
+  }
+}
+
 export async function* subscribe(
   client: SubscriptionHost,
   options: SubscribeOptions,
 ): Subscription {
+  checkShape(options);
   const from = options.from ?? 1;
   if (options.consumer !== undefined && options.from !== undefined) {
     throw new ClientError('invalid_argument', 'give either from or consumer, not both', {

@@ -99,9 +99,9 @@ export interface FileStorageOptions extends Partial<QueueLimits> {
 }
 
 export const DEFAULT_SEGMENT_BYTES_MAX = 64 * 1024 * 1024;
-const SEGMENT_BYTES_MIN = 4096;
+export const SEGMENT_BYTES_MIN = 4096;
 /** Every segment is preallocated, and recovery holds one in a buffer. */
-const SEGMENT_BYTES_LIMIT = 1 << 30;
+export const SEGMENT_BYTES_LIMIT = 1 << 30;
 const IDENTITY_BYTES_MAX = 256;
 /** Everything a FileStorage starts from, as `open` recovered it. */
 interface FileStorageParts {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  type AcquireOptions,
   FencingGuard,
   type Lease,
   Locks,
@@ -235,6 +236,7 @@ test('bad arguments are invalid_argument; foreign commands on the topic are refu
     ['timeout', () => locks.acquire('x', { owner: 'o', ttlMs: 10, timeoutMs: -1 })],
     ['lease', () => locks.renew({ lock: 'x' } as Lease, { ttlMs: 10 })],
     ['holder', () => locks.holder(42 as unknown as string)],
+    ['no options', () => locks.acquire('x', undefined as unknown as AcquireOptions)],
     ['name', () => Locks.open({ log: log.session(), name: '' })],
   ];
   for (const [what, call] of bad) await assert.rejects(call(), { code: 'invalid_argument' }, what);

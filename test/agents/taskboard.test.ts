@@ -230,6 +230,7 @@ test('bad arguments are invalid_argument; foreign commands on the topic are refu
     ['leaseMs 0', () => board.claim('a', { leaseMs: 0 })],
     ['no agent', () => board.claim('', { leaseMs: 10 })],
     ['id with #', () => board.post(1, { id: '#7' })],
+    ['options null', () => board.post(1, null as unknown as { id: string })],
     ['task not JSON', () => board.post(() => 1)],
     ['huge task', () => board.post('x'.repeat(70_000))],
     ['claim without token', () => board.complete({ taskId: 'x' } as Claim)],

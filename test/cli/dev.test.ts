@@ -1,14 +1,15 @@
 // `abcast dev` (what `npm start` runs) comes up as a user sees it: it prints each node's
 // HTTP URL, the cluster takes a `send` and shows it in `tail`, and SIGINT (Ctrl-C) stops
-// every node process and exits 0. The dev process runs in its own process group so that a
-// failed test can still kill every node it started.
+// every node process and exits 0. A mistake in what dev passes on to its nodes (a flag, the
+// data directory, a port in use) is one line before any node starts. The dev process runs
+// in its own process group so that a failed test can still kill every node it started.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { waitFor } from '../support/ports.ts';
-import { freeRange, kill, killGroup, runCli, spawnCli } from './helpers.ts';
+import { freeRange, holdPort, kill, killGroup, oneLine, runCli, spawnCli } from './helpers.ts';
 
 test('abcast dev comes up, is used and stops on SIGINT', { timeout: 60_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'abcast-dev-'));
@@ -80,6 +81,46 @@ test('abcast dev comes up, is used and stops on SIGINT', { timeout: 60_000 }, as
   } finally {
     killGroup(dev);
     await dev.exited;
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a mistake in what dev passes on is one line, and no node starts', {
+  timeout: 120_000,
+}, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'abcast-dev-mistakes-'));
+  const file = join(root, 'file');
+  await writeFile(file, 'not a directory');
+  const port = await freeRange(6);
+  const layout = ['--port', String(port), '--http-port', String(port + 3)];
+  const data = ['--data', join(root, 'data'), ...layout];
+  const cases: { args: string[]; says: RegExp; held?: number }[] = [
+    { args: [...data, '--log-level', 'loud'], says: /--log-level takes one of/ },
+    { args: [...data, '--segment-bytes', '1'], says: /--segment-bytes takes an integer from 4096/ },
+    { args: ['--data', file, ...layout], says: /cannot hold the nodes' directories/ },
+    { args: data, says: /port in use: 127\.0\.0\.1:\d+ \(--http-port/, held: port + 4 },
+    // resolve('') is the working directory, which the nodes would fill.
+    { args: ['--data', '', ...layout], says: /--data takes a directory/ },
+  ];
+  try {
+    // One at a time, each asserted before the next: a dev that starts its nodes must not
+    // leave them holding the ports the next case uses.
+    for (const { args, says, held } of cases) {
+      const holder = held === undefined ? null : await holdPort(held);
+      const dev = spawnCli(['dev', ...args], true);
+      try {
+        const timer = setTimeout(() => killGroup(dev), 60_000);
+        const code = await dev.exited;
+        clearTimeout(timer);
+        assert.equal(code, 1, `abcast dev ${args.join(' ')} exits 1`);
+        assert.match(oneLine(dev.stderr()), says);
+        assert.equal(dev.stdout(), '', 'no node started');
+      } finally {
+        killGroup(dev);
+        holder?.close();
+      }
+    }
+  } finally {
     await rm(root, { recursive: true, force: true });
   }
 });

@@ -1,7 +1,8 @@
 // Membership from the command line, as an operator would: three `abcast start` nodes, a
 // fourth started with --join, `abcast members add` makes it a voter (status lists four
 // members), `abcast members remove` takes it out again (three), and a bad address is one
-// line and a non-zero exit. `abcast bench` loads it for a second and prints its table.
+// line and a non-zero exit. `abcast bench` loads it for a second and prints its table, also
+// through the SDK.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -63,6 +64,12 @@ test('abcast members add and remove a node started with --join', { timeout: 90_0
     const summary = JSON.parse(warmed.stdout.trim());
     assert.equal(summary.warmupSeconds, 1);
     assert.ok(summary.messagesPerSecond > 0, warmed.stdout);
+    // Through the SDK, which asks the node for a barrier before the load.
+    const sdk = await runCli([
+      ...['bench', '--node', node, '--seconds', '1', '--concurrency', '4', '--sdk', '--json'],
+    ]);
+    assert.equal(sdk.code, 0, sdk.stderr);
+    assert.equal(JSON.parse(sdk.stdout.trim()).client, 'sdk');
     const badWarmup = await runCli(['bench', '--node', node, '--warmup-seconds', '-1']);
     assert.notEqual(badWarmup.code, 0);
     assert.match(oneLine(badWarmup.stderr), /--warmup-seconds takes an integer >= 0/);

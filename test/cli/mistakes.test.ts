@@ -1,6 +1,8 @@
 // Mistakes typed at the `abcast` CLI, with no cluster running, each end with exactly one
-// clear line on stderr and a non-zero exit: an unknown flag, bad JSON, a peer list without
-// the node itself, a bad peer list or config file, and a node that cannot be reached; and a
+// clear line on stderr and a non-zero exit: an unknown flag, bad JSON (also when what it
+// quotes holds line breaks), a peer list without the node itself, a bad peer list or config
+// file, a bench payload no node takes, and a node that cannot be reached (also by bench over
+// the binary protocol); and a
 // `send` to a node without a quorum retries for its --wait (only what it may safely send
 // again), then fails the same way.
 import assert from 'node:assert/strict';
@@ -18,6 +20,9 @@ test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async (
   const root = await mkdtemp(join(tmpdir(), 'abcast-cli-mistakes-'));
   const badConfig = join(root, 'bad.json');
   await writeFile(badConfig, '{"id": "n1",');
+  // YAML where JSON belongs: JSON.parse's message quotes the text, line breaks and all.
+  const yamlConfig = join(root, 'yaml.json');
+  await writeFile(yamlConfig, 'id: n1\nlisten: 127.0.0.1:7001\n');
   const cases: { args: string[]; says: RegExp }[] = [
     { args: ['send', '--nod', nowhere, '{}'], says: /unknown option '--nod'/ },
     { args: ['status', '--bogus'], says: /unknown option '--bogus'/ },
@@ -34,6 +39,8 @@ test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async (
     },
     { args: ['start', '--config', '/nonexistent/abcast.json'], says: /cannot read the config/ },
     { args: ['start', '--config', badConfig], says: /config file .* is not valid/ },
+    { args: ['start', '--config', yamlConfig], says: /is not valid: .*"id: n1\\n/ },
+    { args: ['send', '--node', nowhere, 'hello\nworld'], says: /not valid JSON: .*hello\\nworld/ },
     {
       args: ['start', '--id', 'n1', '--data', '/tmp/x', '--listen', '127.0.0.1:7001'].concat([
         '--http',
@@ -50,6 +57,20 @@ test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async (
     { args: ['status', '--node', nowhere], says: /cannot reach the node/ },
     { args: ['tail', '--node', nowhere], says: /cannot reach the node/ },
     { args: ['send', '--node', 'not a url', '1'], says: /--node takes a URL/ },
+    { args: ['verify', '--nodes', 'here,there'], says: /--nodes takes a URL/ },
+    // The SDK's load asks the node first, as the HTTP load does: it used to run its second
+    // and then wait a minute for the unanswered messages before printing a table of zeros.
+    {
+      args: ['bench', '--protocol', 'binary', '--binary-node', 'abcast://127.0.0.1:1'].concat([
+        '--seconds',
+        '1',
+      ]),
+      says: /cannot reach the node at abcast:\/\/127\.0\.0\.1:1/,
+    },
+    {
+      args: ['bench', '--node', nowhere, '--payload-bytes', '999999999999'],
+      says: /--payload-bytes is at most 16777216/,
+    },
     { args: ['tail', '--node', nowhere, '--from', '0'], says: /--from takes an integer >= 1/ },
   ];
   const results = await Promise.all(cases.map(({ args }) => runCli(args))).finally(() =>

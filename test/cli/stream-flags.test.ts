@@ -1,6 +1,7 @@
 // The retention and store flags of `abcast start`: durations and sizes parse with their
 // units, forever is the default and refuses limits beside it, and a mistake is one CliError
-// naming the flag.
+// naming the flag (also a duration that rounds to no time at all, a size past 2^53 bytes,
+// and a backfill token that could not go in a header).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../../src/cli/commands/errors.ts';
@@ -19,6 +20,25 @@ test('durations and sizes parse with their units', () => {
   assert.equal(parseSizeBytes('retention-bytes', '4096'), 4096);
   assert.throws(() => parseDurationMs('retention-age', '7'), /--retention-age/);
   assert.throws(() => parseSizeBytes('retention-bytes', '5 parsecs'), /--retention-bytes/);
+});
+
+test('a duration below a millisecond, or past 2^53 units, is a mistake naming the flag', () => {
+  assert.equal(parseDurationMs('retention-age', '0.5ms'), 1);
+  assert.throws(() => parseDurationMs('retention-age', '0.4ms'), /--retention-age/);
+  // The node asserts a positive age: this reached it as 0 and stopped the start.
+  assert.throws(() => streamSettings({ retentionTopic: ['orders=0.0001ms'] }, {}), CliError);
+  assert.throws(() => parseDurationMs('retention-age', '99999999999999999999d'), CliError);
+  assert.throws(() => parseSizeBytes('retention-bytes', '99999999TiB'), /--retention-bytes/);
+});
+
+test('a backfill token is checked as a client token is', () => {
+  const token = 'abcast_fjlkf4dLnixHaK21QKtjHFJ3J0vpR4S_nzajORB1UsM';
+  assert.equal(streamSettings({ backfillToken: token }, {}).backfillToken, token);
+  assert.equal(streamSettings({}, {}).backfillToken, null);
+  for (const bad of ['a b', 'a\nb']) {
+    assert.throws(() => streamSettings({ backfillToken: bad }, {}), /--backfill-token/);
+    assert.throws(() => streamSettings({}, { backfillToken: bad }), /--backfill-token/);
+  }
 });
 
 test('forever by default; limits from flags or the config file; no forever beside a limit', () => {

@@ -106,7 +106,11 @@ export async function createIdentity(request: TokenRequest): Promise<string | nu
     if (error instanceof AuthFileError) {
       throw new CliError(`not written: ${error.message.replace(/^identities\[\d+\]\./, '--')}`);
     }
-    throw error;
+    // The file is written beside itself and renamed: a failure names that scratch file, so
+    // the line says which --auth could not be written.
+    throw new CliError(
+      `cannot write the auth file ${request.authPath}: ${(error as Error).message}`,
+    );
   }
   return token;
 }

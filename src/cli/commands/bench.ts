@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { connect } from '../../client/index.ts';
+import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson, defaultNodeUrl, nodeUrl } from './http-client.ts';
 
@@ -143,6 +144,12 @@ function rerunWithYoungGeneration(): Promise<number> | null {
 
 type Protocol = 'http' | 'binary';
 
+/** How long the SDK's load keeps asking a node that does not answer before a call fails. */
+const reachBoundMs = 10_000;
+
+/** The largest --payload-bytes: the largest payload a node can take (--payload-bytes-max). */
+const payloadBytesMax = streamRecordPayloadBytesMax;
+
 /**
  * The load's way in. `http`: one POST /v1/broadcast per message on kept-alive connections,
  * what any HTTP client sees. `binary`: the SDK over the binary client protocol, which
@@ -170,7 +177,16 @@ async function sender(
     endpoints: [target],
     inFlightMax: Math.max(256, concurrency),
     protocol: protocol === 'http' ? 'http' : 'auto',
+    unavailableAfterMs: reachBoundMs,
   });
+  // As the HTTP load asks for the status first: a node that does not answer is one line
+  // now, not a run of messages that each wait out the SDK's bound before failing.
+  try {
+    await client.barrier();
+  } catch (error) {
+    client.close();
+    throw new CliError(`cannot reach the node at ${target}: ${(error as Error).message}`);
+  }
   const payload = (JSON.parse(body) as { payload: unknown }).payload;
   return { send: () => client.broadcast(payload), close: () => client.close() };
 }
@@ -189,10 +205,14 @@ async function bench(flags: BenchFlags): Promise<void> {
   const seconds = positiveIntegerFlag('seconds', flags.seconds);
   const warmupSeconds = positiveIntegerFlag('warmup-seconds', flags.warmupSeconds, 0);
   const json = flags.json === true;
+  const payloadBytes = positiveIntegerFlag('payload-bytes', flags.payloadBytes);
+  if (payloadBytes > payloadBytesMax) {
+    throw new CliError(
+      `--payload-bytes is at most ${payloadBytesMax}, the largest payload a node takes`,
+    );
+  }
   // The payload is a JSON string: its quotes take two of the bytes.
-  const payload = 'x'.repeat(
-    Math.max(0, positiveIntegerFlag('payload-bytes', flags.payloadBytes) - 2),
-  );
+  const payload = 'x'.repeat(Math.max(0, payloadBytes - 2));
   const rerun = rerunWithYoungGeneration();
   if (rerun !== null) {
     process.exitCode = await rerun;

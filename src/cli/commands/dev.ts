@@ -8,12 +8,15 @@
  * with a CA, certificates and an admin token it makes in --data/certs (dev-secure.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { canListen } from '../process-cluster.ts';
 import { type DevSecurity, prepareDevSecurity } from './dev-secure.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { callJson } from './http-client.ts';
+import { startSettings } from './start.ts';
 
 interface DevFlags {
   nodes: string;
@@ -99,13 +102,15 @@ async function stopAll(nodes: readonly DevNode[]): Promise<void> {
   clearTimeout(timer);
 }
 
-function layout(flags: DevFlags): {
-  count: number;
-  port: number;
-  httpPort: number;
+interface Layout {
+  readonly count: number;
+  readonly port: number;
+  readonly httpPort: number;
   /** The first binary port, or null: each node picks a free one. */
-  binaryPort: number | null;
-} {
+  readonly binaryPort: number | null;
+}
+
+function layout(flags: DevFlags): Layout {
   const count = positiveIntegerFlag('nodes', flags.nodes);
   if (count > nodeCountMax) throw new CliError(`--nodes takes 1 to ${nodeCountMax}`);
   const port = positiveIntegerFlag('port', flags.port, 1024);
@@ -129,19 +134,72 @@ function layout(flags: DevFlags): {
   return { count, port, httpPort, binaryPort };
 }
 
+/**
+ * Refuses a layout with a port some other process listens on: otherwise the node given it
+ * fails, the others start and are stopped again, and each says so on its own line.
+ */
+async function checkPortsFree(layout: Layout): Promise<void> {
+  const firsts: [string, number | null][] = [
+    ['port', layout.port],
+    ['http-port', layout.httpPort],
+    ['binary-port', layout.binaryPort],
+  ];
+  for (const [flag, first] of firsts) {
+    for (let at = 0; first !== null && at < layout.count; at++) {
+      if (!(await canListen(first + at))) {
+        throw new CliError(`port in use: 127.0.0.1:${first + at} (--${flag} ${first} and up)`);
+      }
+    }
+  }
+}
+
+/**
+ * What would make a node fail, checked before any starts: a mistake is one line and no node
+ * runs, not one line from each node and one more from dev. The flags passed on to every
+ * node are checked as the first node's `start` would.
+ */
+async function checkBeforeStart(
+  flags: DevFlags,
+  ports: Layout,
+  dataDir: string,
+  passed: { readonly peers: string; readonly corsOrigins: string; readonly httpPeers: string },
+): Promise<void> {
+  await mkdir(dataDir, { recursive: true }).catch((error: Error) => {
+    throw new CliError(`--data ${dataDir} cannot hold the nodes' directories: ${error.message}`);
+  });
+  await startSettings({
+    id: 'n1',
+    data: join(dataDir, 'n1'),
+    listen: `127.0.0.1:${ports.port}`,
+    http: `127.0.0.1:${ports.httpPort}`,
+    segmentBytes: flags.segmentBytes,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
+    ...passed,
+  });
+  await checkPortsFree(ports);
+}
+
 async function dev(flags: DevFlags): Promise<void> {
   const { count, port, httpPort, binaryPort } = layout(flags);
+  // resolve('') is the working directory: the nodes would fill it with n1, n2, ….
+  if (flags.data === '') throw new CliError('--data takes a directory');
   const dataDir = resolve(flags.data);
   const ids = Array.from({ length: count }, (_, at) => `n${at + 1}`);
   const peers = ids.map((id, at) => `${id}=127.0.0.1:${port + at}`).join(',');
-  const security: DevSecurity | null =
-    flags.secure === true ? await prepareDevSecurity(dataDir, ids) : null;
-  const scheme = security === null ? 'http' : 'https';
+  const scheme = flags.secure === true ? 'https' : 'http';
   const urls = ids.map((_, at) => `${scheme}://127.0.0.1:${httpPort + at}`);
   const httpPeers = ids.map((id, at) => `${id}=${urls[at]}`).join(',');
   // Each node's dashboard shows every member and may ask the leader to hand over: the
   // nodes' own pages are let in across their ports unless told otherwise.
   const corsOrigins = flags.corsOrigins ?? urls.join(',');
+  await checkBeforeStart(flags, { count, port, httpPort, binaryPort }, dataDir, {
+    peers,
+    corsOrigins,
+    httpPeers,
+  });
+  const security: DevSecurity | null =
+    flags.secure === true ? await prepareDevSecurity(dataDir, ids) : null;
   const nodes = ids.map((id, at) => {
     const http = `127.0.0.1:${httpPort + at}`;
     const args = ['--id', id, '--data', join(dataDir, id), '--listen', `127.0.0.1:${port + at}`];

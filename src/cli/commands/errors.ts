@@ -37,9 +37,18 @@ export function exitCodeOf(error: unknown): number {
     : 1;
 }
 
+/**
+ * A CliError's message on one line. Its words are ours, but it may quote what it refused
+ * (JSON.parse's message quotes the text, a config or auth file with its line breaks): each
+ * break is shown as `\n`, as it would be written in JSON.
+ */
+function cliLine(message: string): string {
+  return message.replace(/\r?\n/g, '\\n');
+}
+
 /** One line for any error thrown while running a command. */
 export function describeError(error: unknown): string {
-  if (error instanceof CliError) return error.message;
+  if (error instanceof CliError) return cliLine(error.message);
   if (!(error instanceof Error)) return String(error);
   const coded = error as CodedError;
   if (coded.code === 'LOCKED') {

@@ -26,9 +26,12 @@ let tls: NodeExchangeOptions = { ca: null };
 /** The Authorization header of every call, when a token was given. */
 let authorization: Record<string, string> = {};
 
+/** What a token `abcast token create` prints looks like: it goes in an HTTP header as it is. */
+export const tokenPattern = /^[A-Za-z0-9._~+/=-]{1,512}$/;
+
 /** Present `token` to the nodes from now on. */
 export function useToken(token: string): void {
-  if (!/^[A-Za-z0-9._~+/=-]{1,512}$/.test(token)) {
+  if (!tokenPattern.test(token)) {
     throw new CliError('--token (or ABCAST_TOKEN) must be the token `abcast token create` printed');
   }
   authorization = { authorization: `Bearer ${token}` };
@@ -48,16 +51,16 @@ export async function useCaFile(path: string): Promise<void> {
   tls = { ca: text };
 }
 
-/** The base URL without a trailing slash; refuses anything but http(s). */
-export function nodeUrl(text: string): string {
+/** The base URL without a trailing slash; refuses anything but http(s), naming `flag`. */
+export function nodeUrl(text: string, flag = 'node'): string {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new CliError(`--node takes a URL like ${defaultNodeUrl}, got "${text}"`);
+    throw new CliError(`--${flag} takes a URL like ${defaultNodeUrl}, got "${text}"`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new CliError(`--node takes an http:// URL, got "${text}"`);
+    throw new CliError(`--${flag} takes an http:// URL, got "${text}"`);
   }
   return url.href.replace(/\/+$/, '');
 }

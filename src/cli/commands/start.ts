@@ -25,6 +25,7 @@ import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { PeerReads } from '../../server/peers.ts';
 import { recordsLimitMax } from '../../server/routes/records.ts';
+import { SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN } from '../../storage/file-storage.ts';
 import { parseAddress } from '../../transport/address.ts';
 import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import type { TlsCredentials } from '../../transport/tls.ts';
@@ -86,7 +87,7 @@ export interface StartSettings {
   readonly stream: StreamSettings;
 }
 
-interface StartFlags extends StreamFlags {
+export interface StartFlags extends StreamFlags {
   id?: string;
   data?: string;
   listen?: string;
@@ -205,6 +206,36 @@ function payloadLimitFlag(value: unknown): number | null {
   return payloadBytesMax;
 }
 
+/**
+ * The longest --request-timeout-ms, 2^31 - 1 ms (about 24 days): the longest a Node timer
+ * holds, and far more than any broadcast should wait. Near 2^53 node:http refused the
+ * server's own timeout, made from it, with a RangeError that named no flag.
+ */
+const requestTimeoutMsMax = 2_147_483_647;
+
+/** --request-timeout-ms, within what a timer holds. */
+function requestTimeoutFlag(value: unknown): number | null {
+  const requestTimeoutMs = optionalInteger('request-timeout-ms', value);
+  if (requestTimeoutMs !== null && requestTimeoutMs > requestTimeoutMsMax) {
+    throw new CliError(`--request-timeout-ms is at most ${requestTimeoutMsMax} (about 24 days)`);
+  }
+  return requestTimeoutMs;
+}
+
+/** --segment-bytes, within what the WAL takes (it preallocates each segment). */
+function segmentBytesFlag(value: unknown): number | null {
+  const segmentBytes = optionalInteger('segment-bytes', value);
+  if (
+    segmentBytes !== null &&
+    (segmentBytes < SEGMENT_BYTES_MIN || segmentBytes > SEGMENT_BYTES_LIMIT)
+  ) {
+    throw new CliError(
+      `--segment-bytes takes an integer from ${SEGMENT_BYTES_MIN} to ${SEGMENT_BYTES_LIMIT}, got "${String(value)}"`,
+    );
+  }
+  return segmentBytes;
+}
+
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** "n1=127.0.0.1:7001,n2=…" (or a config file's object) → id → address, every one checked. */
@@ -225,9 +256,17 @@ export function parsePeers(value: unknown): Record<string, string> {
         ]);
   if (pairs.length === 0) throw new CliError('--peers is required: id=host:port for every member');
   const peers: Record<string, string> = {};
+  const idsByAddress = new Map<string, string>();
   for (const [id, address] of pairs) {
     if (id in peers) throw new CliError(`--peers names ${id} twice`);
     checkAddress('peers', address);
+    // Two members cannot listen on one address: each would reach the same node, which
+    // refuses the one it is not, and the cluster would never have its quorum.
+    const other = idsByAddress.get(address);
+    if (other !== undefined) {
+      throw new CliError(`--peers gives ${address} to both ${other} and ${id}`);
+    }
+    idsByAddress.set(address, id);
     peers[id] = address;
   }
   return peers;
@@ -299,6 +338,11 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     insecure: flags.insecure === true || config.insecure === true,
   });
   const exposed = checkExposure(tls, { listen, http, binary, peers: Object.values(peers) });
+  const join = flags.join === true || config.join === true;
+  if (join && flags.forceNewCluster === true) {
+    // The one makes this node a cluster of its own, the other waits to be added to one.
+    throw new CliError('--force-new-cluster and --join do not go together');
+  }
   const authPath = flags.auth ?? config.auth;
   if (authPath !== undefined && (typeof authPath !== 'string' || authPath === '')) {
     throw new CliError('--auth takes the path of an auth file (abcast token create makes one)');
@@ -312,19 +356,13 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     http,
     binary,
     peers,
-    join: flags.join === true || config.join === true,
+    join,
     clusterId: String(flags.clusterId ?? config.clusterId ?? 'abcast'),
     logLevel,
     logFormat,
-    segmentBytes:
-      segmentBytes === undefined
-        ? null
-        : positiveIntegerFlag('segment-bytes', String(segmentBytes)),
+    segmentBytes: segmentBytesFlag(segmentBytes),
     payloadBytesMax: payloadLimitFlag(flags.payloadBytesMax ?? config.payloadBytesMax),
-    requestTimeoutMs: optionalInteger(
-      'request-timeout-ms',
-      flags.requestTimeoutMs ?? config.requestTimeoutMs,
-    ),
+    requestTimeoutMs: requestTimeoutFlag(flags.requestTimeoutMs ?? config.requestTimeoutMs),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
     limits: limitSettings(flags, config),
     tls,

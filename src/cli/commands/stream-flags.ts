@@ -8,6 +8,7 @@
 import type { Command } from 'commander';
 import type { RetentionPolicy } from '../../broadcast/retention.ts';
 import { CliError } from './errors.ts';
+import { tokenPattern } from './http-client.ts';
 
 export interface StreamFlags {
   retention?: string;
@@ -94,25 +95,27 @@ export function parseTopicRetention(
 /** "7d", "12h", "90m", "30s", "500ms" → milliseconds. */
 export function parseDurationMs(flag: string, text: string): number {
   const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)$/.exec(text.trim());
-  const value =
+  const valueMs =
     match === null
       ? Number.NaN
-      : Number(match[1]) * (durationUnitsMs[match[2] as string] as number);
-  if (!Number.isFinite(value) || value <= 0) {
+      : Math.round(Number(match[1]) * (durationUnitsMs[match[2] as string] as number));
+  // Checked once rounded: "0.1ms" is no age at all, and the node asserts a positive one.
+  if (!Number.isSafeInteger(valueMs) || valueMs < 1) {
     throw new CliError(`--${flag} takes a duration such as 7d, 12h, 90m or 30s; not "${text}"`);
   }
-  return Math.round(value);
+  return valueMs;
 }
 
 /** "50GiB", "512MiB", "10GB", "4096" → bytes. */
 export function parseSizeBytes(flag: string, text: string): number {
   const match = /^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$/i.exec(text.trim());
   const unit = sizeUnitsBytes[(match?.[2] ?? 'x').toLowerCase()];
-  const value = match === null || unit === undefined ? Number.NaN : Number(match[1]) * unit;
-  if (!Number.isFinite(value) || value < 1) {
+  const valueBytes =
+    match === null || unit === undefined ? Number.NaN : Math.round(Number(match[1]) * unit);
+  if (!Number.isSafeInteger(valueBytes) || valueBytes < 1) {
     throw new CliError(`--${flag} takes a size such as 50GiB, 512MiB or 10GB; not "${text}"`);
   }
-  return Math.round(value);
+  return valueBytes;
 }
 
 /**
@@ -191,13 +194,27 @@ export function streamSettings(
     storeSegmentBytes:
       segmentText === undefined ? null : parseSizeBytes('store-segment-bytes', segmentText),
     httpPeers: peersValue === undefined ? [] : parseUrls(peersValue, selfId),
-    backfillToken:
-      text(flags.backfillToken ?? config.backfillToken ?? process.env.ABCAST_BACKFILL_TOKEN) ??
-      null,
+    backfillToken: backfillTokenOf(
+      text(flags.backfillToken ?? config.backfillToken ?? process.env.ABCAST_BACKFILL_TOKEN),
+    ),
     snapshotIntervalBytes:
       snapshotText === undefined ? null : parseSizeBytes('snapshot-interval-bytes', snapshotText),
     compactTopics: topicList(flags.compactTopics ?? config.compactTopics),
   };
+}
+
+/**
+ * The backfill token, checked as `--token` is: it goes in a header of every backfill call,
+ * where a line break or a space would fail each call, forever, long after the start.
+ */
+function backfillTokenOf(token: string | undefined): string | null {
+  if (token === undefined || token === '') return null;
+  if (!tokenPattern.test(token)) {
+    throw new CliError(
+      '--backfill-token (or ABCAST_BACKFILL_TOKEN) must be a token `abcast token create` printed',
+    );
+  }
+  return token;
 }
 
 /** `--compact-topics a,b` or the config's list: topics, none reserved. */

@@ -96,7 +96,7 @@ async function verify(flags: VerifyFlags): Promise<void> {
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part !== '')
-    .map(nodeUrl);
+    .map((part) => nodeUrl(part, 'nodes'));
   if (urls.length < 2) throw new CliError('--nodes takes two node URLs or more, comma-separated');
   const chunkCount = flags.chunk === undefined ? 65_536 : Number(flags.chunk);
   if (!Number.isSafeInteger(chunkCount) || chunkCount < 1 || chunkCount > 65_536) {

@@ -1,0 +1,74 @@
+// `abcast start` refuses, before anything starts, settings that would start a node that can
+// never work or fail later with a message naming no flag: two members on one address (each
+// reaches the same node, which refuses the one it is not) and a request timeout beyond what
+// a timer holds (node:http refused it with its own RangeError), a WAL segment size the
+// storage refuses (its message named its option, not the flag), and --force-new-cluster
+// with --join, which ask for opposite things (it started, --join silently ignored). Each is
+// a CliError naming the flag; the bounds themselves still start.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CliError } from '../../src/cli/commands/errors.ts';
+import { parsePeers, startSettings } from '../../src/cli/commands/start.ts';
+
+const base = {
+  id: 'n1',
+  data: '/tmp/abcast-start-settings',
+  listen: '127.0.0.1:7001',
+  http: '127.0.0.1:8001',
+  peers: 'n1=127.0.0.1:7001,n2=127.0.0.1:7002',
+};
+
+/** `run` rejects with a CliError whose message matches `says`. */
+async function refused(run: () => Promise<unknown>, says: RegExp): Promise<void> {
+  await assert.rejects(run, (error: unknown) => {
+    assert.ok(error instanceof CliError, `a CliError, not ${String(error)}`);
+    assert.match(error.message, says);
+    return true;
+  });
+}
+
+test('--peers gives each member an address of its own', async () => {
+  assert.deepEqual(parsePeers('n1=127.0.0.1:7001,n2=127.0.0.1:7002'), {
+    n1: '127.0.0.1:7001',
+    n2: '127.0.0.1:7002',
+  });
+  assert.throws(
+    () => parsePeers('n1=127.0.0.1:7001,n2=127.0.0.1:7001'),
+    /--peers gives 127\.0\.0\.1:7001 to both n1 and n2/,
+  );
+  assert.throws(() => parsePeers({ n1: '10.0.0.1:7001', n2: '10.0.0.1:7001' }), CliError);
+  await refused(
+    () =>
+      startSettings({ ...base, peers: 'n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7002' }),
+    /--peers gives 127\.0\.0\.1:7002 to both n2 and n3/,
+  );
+});
+
+test('--request-timeout-ms is at most 2^31 - 1', async () => {
+  const longest = await startSettings({ ...base, requestTimeoutMs: '2147483647' });
+  assert.equal(longest.requestTimeoutMs, 2_147_483_647);
+  for (const value of ['2147483648', '9007199254740991']) {
+    await refused(
+      () => startSettings({ ...base, requestTimeoutMs: value }),
+      /--request-timeout-ms is at most 2147483647/,
+    );
+  }
+});
+
+test('--segment-bytes is within what the WAL takes', async () => {
+  assert.equal((await startSettings({ ...base, segmentBytes: '4096' })).segmentBytes, 4096);
+  for (const value of ['4095', String(2 ** 30 + 1)]) {
+    await refused(
+      () => startSettings({ ...base, segmentBytes: value }),
+      /--segment-bytes takes an integer from 4096 to 1073741824/,
+    );
+  }
+});
+
+test('--force-new-cluster does not go with --join', async () => {
+  await refused(
+    () => startSettings({ ...base, forceNewCluster: true, join: true }),
+    /--force-new-cluster and --join do not go together/,
+  );
+  assert.equal((await startSettings({ ...base, forceNewCluster: true })).join, false);
+});
