@@ -70,12 +70,13 @@ test('after a no_leader end it resumes on another endpoint first, after what it 
   }
 });
 
-test('messages read together with the no_leader end are yielded, not asked for again', async () => {
-  const leaderless = await fakeStreamNode(
-    [{ events: [message(1), message(2), message(3)], end: 'no_leader_with_events' }],
-    holds,
-  );
-  const follower = await fakeStreamNode([{ events: [message(4), message(5)], end: false }]);
+/**
+ * A node sends positions 1–3 and its no_leader end in one write (`ending`); another then serves
+ * from 4 (`next`): all five come once, and the other is asked to resume after 3.
+ */
+async function readsThroughTheEnd(ending: StreamScript, next: StreamScript): Promise<void> {
+  const leaderless = await fakeStreamNode([ending], holds);
+  const follower = await fakeStreamNode([next]);
   const nodes = [leaderless, follower];
   const client = connect({ endpoints: nodes.map((node) => node.url), backoffBaseMs: 1 });
   const controller = new AbortController();
@@ -83,34 +84,24 @@ test('messages read together with the no_leader end are yielded, not asked for a
     const subscription = client.subscribe({ from: 1, signal: controller.signal });
     assert.deepEqual(await positions(subscription, 5), [1, 2, 3, 4, 5]);
     assert.deepEqual(follower.lastEventIds, ['3'], 'resumed after the messages of the last read');
-    controller.abort();
   } finally {
     controller.abort();
     client.close();
     for (const node of nodes) await node.close();
   }
-});
+}
 
-test('messages read in one chunk of records with the no_leader end are yielded, not asked for again', async () => {
-  const leaderless = await fakeStreamNode(
-    [{ recordPositions: [1, 2, 3], end: 'no_leader_with_records' }],
-    holds,
-  );
-  const follower = await fakeStreamNode([{ recordPositions: [4, 5], end: false }]);
-  const nodes = [leaderless, follower];
-  const client = connect({ endpoints: nodes.map((node) => node.url), backoffBaseMs: 1 });
-  const controller = new AbortController();
-  try {
-    const subscription = client.subscribe({ from: 1, signal: controller.signal });
-    assert.deepEqual(await positions(subscription, 5), [1, 2, 3, 4, 5]);
-    assert.deepEqual(follower.lastEventIds, ['3'], 'resumed after the messages of the last read');
-    controller.abort();
-  } finally {
-    controller.abort();
-    client.close();
-    for (const node of nodes) await node.close();
-  }
-});
+test('messages read together with the no_leader end are yielded, not asked for again', () =>
+  readsThroughTheEnd(
+    { events: [message(1), message(2), message(3)], end: 'no_leader_with_events' },
+    { events: [message(4), message(5)], end: false },
+  ));
+
+test('messages read in one chunk of records with the no_leader end are yielded, not asked for again', () =>
+  readsThroughTheEnd(
+    { recordPositions: [1, 2, 3], end: 'no_leader_with_records' },
+    { recordPositions: [4, 5], end: false },
+  ));
 
 test('it comes back to the node that ended its stream when no other serves', async () => {
   const leaderless = await fakeStreamNode([
