@@ -55,17 +55,19 @@ export interface ApplierOptions {
 }
 
 /** Enough for the requests one node has waiting at once. */
-const expiredIndexesKept = 64;
+const expiredRecordsKept = 64;
 
 export class Applier {
   readonly deliveryLog: DeliveryLog;
   /** Messages per applied batch. */
   readonly batchMessages = new FixedHistogram([1, 4, 16, 64, 256, 1024, 4096]);
   /**
-   * The indexes of the last membership records found expired here: the node that took a
-   * request answers its caller from this (not replicated state: nothing else reads it).
+   * The last membership records found expired here, as `index@deadlineMs`: the node that
+   * took a request answers its caller from this (not replicated state: nothing else reads
+   * it). The deadline tells apart the records of one entry: one sent again late may share a
+   * batch with a fresh one, and records with one deadline share their fate.
    */
-  private readonly expiredMembershipIndexes = new Set<number>();
+  private readonly expiredMembershipRecords = new Set<string>();
   private state: AppState;
   /** A key was first followed by compaction since the last cut (`applyStreamRun`). */
   private keysFollowedSinceCut = false;
@@ -97,9 +99,9 @@ export class Applier {
     return this.state.sessions;
   }
 
-  /** Whether the membership record at `index` reached the log after its deadline. */
-  membershipExpiredAt(index: number): boolean {
-    return this.expiredMembershipIndexes.has(index);
+  /** Whether the membership record with `deadlineMs` at `index` came after its deadline. */
+  membershipExpiredAt(index: number, deadlineMs: number): boolean {
+    return this.expiredMembershipRecords.has(`${index}@${deadlineMs}`);
   }
 
   get membership(): MembershipTable {
@@ -249,10 +251,11 @@ export class Applier {
         continue;
       }
       if (this.state.membership.apply(command, batchLogTimeMs) === 'expired') {
-        this.expiredMembershipIndexes.add(index);
-        if (this.expiredMembershipIndexes.size > expiredIndexesKept) {
-          const oldest = this.expiredMembershipIndexes.values().next().value as number;
-          this.expiredMembershipIndexes.delete(oldest);
+        const deadlineMs = command.op === 'seed' ? null : command.deadlineMs;
+        this.expiredMembershipRecords.add(`${index}@${deadlineMs}`);
+        if (this.expiredMembershipRecords.size > expiredRecordsKept) {
+          const oldest = this.expiredMembershipRecords.values().next().value as string;
+          this.expiredMembershipRecords.delete(oldest);
         }
         this.options.logger.warn(
           {

@@ -35,8 +35,8 @@ export interface MembershipDriverOptions {
   readonly appliedConfig: () => Configuration;
   /** Writes a control record through the node's own session. */
   readonly propose: (topic: string, payload: Uint8Array) => Promise<BroadcastResult>;
-  /** Whether the membership record this node applied at `index` had expired. */
-  readonly expiredAt: (index: number) => boolean;
+  /** Whether this node found its membership record with `deadlineMs` at `index` expired. */
+  readonly expiredAt: (index: number, deadlineMs: number) => boolean;
   readonly stopped: () => BroadcastError | null;
   readonly scheduleLoop: () => void;
   readonly requestTimeoutMs: number;
@@ -148,9 +148,12 @@ export class MembershipDriver {
   }
 
   /** Records an operator's request; throws when it reached the log too late to apply. */
-  private async request(command: MembershipCommand): Promise<void> {
-    const result = await this.record(command);
-    if (result.index !== null && this.options.expiredAt(result.index)) {
+  private async request(
+    command: Extract<MembershipCommand, { op: 'upsert' | 'remove' }>,
+    deadlineMs: number,
+  ): Promise<void> {
+    const result = await this.record({ ...command, deadlineMs });
+    if (result.index !== null && this.options.expiredAt(result.index, deadlineMs)) {
       throw new BroadcastError(
         'timeout',
         'the membership request reached the log after its deadline and was not applied: nothing changed',
@@ -179,7 +182,7 @@ export class MembershipDriver {
       const field = problem.split(' ')[0] ?? 'member';
       throw new BroadcastError('invalid_argument', problem, { field });
     }
-    await this.request({ op: 'upsert', member, deadlineMs: this.deadlineMs() });
+    await this.request({ op: 'upsert', member }, this.deadlineMs());
     await this.configurationReaches((config) =>
       member.voter ? config.voters.includes(member.id) : config.learners.includes(member.id),
     );
@@ -195,7 +198,7 @@ export class MembershipDriver {
         field: 'id',
       });
     }
-    await this.request({ op: 'remove', id, deadlineMs: this.deadlineMs() });
+    await this.request({ op: 'remove', id }, this.deadlineMs());
     await this.configurationReaches(
       (config) => !config.voters.includes(id) && !config.learners.includes(id),
     );

@@ -167,7 +167,7 @@ export function buildNodeParts(
     membership: () => applier.membership,
     appliedConfig: () => applier.appliedConfig,
     propose: (topic, payload) => intake.acceptOwn(topic, payload),
-    expiredAt: (index) => applier.membershipExpiredAt(index),
+    expiredAt: (index, deadlineMs) => applier.membershipExpiredAt(index, deadlineMs),
     stopped,
     scheduleLoop,
     requestTimeoutMs: options.requestTimeoutMs,

@@ -245,7 +245,7 @@ test('a request recorded after its deadline is answered as expired, stamped with
       recorded.push(decodeMembershipCommand(payload));
       return { position: null, index: 7, term: 2, duplicate: false };
     },
-    expiredAt: (index) => index === 7,
+    expiredAt: (index, deadlineMs) => index === 7 && deadlineMs === 60_000,
     stopped: () => null,
     scheduleLoop: () => {},
     requestTimeoutMs: 10_000,
