@@ -48,13 +48,25 @@ function matchPattern(pattern: string, path: string): Record<string, string> | n
   return params;
 }
 
+/**
+ * HEAD is a GET without its body (RFC 9110 §9.3.2), taken where load balancers and uptime
+ * checks send it: the public GET routes (the health probes, the dashboard's files), none of
+ * which streams. Node's server leaves the body of a HEAD answer out on its own.
+ */
+function headable(route: Route): boolean {
+  return route.method === 'GET' && route.access === 'public';
+}
+
 export function findRoute(routes: readonly Route[], method: string, path: string): RouteMatch {
   const allowed: string[] = [];
   for (const route of routes) {
     const params = matchPattern(route.pattern, path);
     if (params === null) continue;
-    if (route.method === method) return { route, params };
+    if (route.method === method || (method === 'HEAD' && headable(route))) {
+      return { route, params };
+    }
     allowed.push(route.method);
+    if (headable(route)) allowed.push('HEAD');
   }
   if (allowed.length === 0) {
     throw new HttpError(404, 'not_found', `no route for ${path.slice(0, 200)}`);

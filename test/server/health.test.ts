@@ -41,6 +41,24 @@ test('healthz and readyz answer without credentials; the API still asks for them
   }
 });
 
+test('HEAD of a probe answers its status without a body; HEAD of the API is not allowed', async () => {
+  await cluster.leader();
+  const { url } = cluster.members[0]!;
+  const health = await fetch(`${url}/healthz`, { method: 'HEAD' });
+  assert.equal(health.status, 200);
+  assert.equal(await health.text(), '');
+  await waitFor(
+    async () => (await fetch(`${url}/readyz`, { method: 'HEAD' })).status === 200,
+    'readyz answers HEAD once the node is ready',
+  );
+  const status = await fetch(`${url}/v1/status`, { method: 'HEAD' });
+  assert.equal(status.status, 405);
+  assert.equal(status.headers.get('allow'), 'GET');
+  const probe = await fetch(`${url}/healthz`, { method: 'POST' });
+  assert.equal(probe.status, 405);
+  assert.equal(probe.headers.get('allow'), 'GET, HEAD');
+});
+
 test('readyz refuses a bad lagMax with 400 naming it', async () => {
   const answer = await call(`${cluster.members[0]!.url}/readyz?lagMax=-1`);
   assert.equal(answer.status, 400);
