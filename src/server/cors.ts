@@ -2,7 +2,9 @@
  * Cross-origin requests from web pages (`--cors-origins`): a page on another origin may call
  * the API (broadcast, messages, the event stream, and every other route) when its origin is
  * listed, or with `*` (for development: any page at all). Without the flag no CORS header is
- * ever sent and browsers keep pages of other origins out, as before.
+ * ever sent and browsers keep pages of other origins out, as before. With it or without, a
+ * page's request that changes state runs only for a listed origin or the node's own
+ * (`mayChangeState`).
  *
  * Tokens travel in `Authorization`, never in cookies, so credentials mode is not needed and
  * `Access-Control-Allow-Credentials` is never sent: a page must hold the token itself.
@@ -99,15 +101,27 @@ export function applyCors(
   policy: CorsPolicy | null,
   req: IncomingMessage,
   res: ServerResponse,
+  scheme: 'http' | 'https',
 ): boolean {
   const origin = req.headers.origin;
-  // Not a cross-origin request (curl, the SDK, any server-side client): nothing to add.
-  if (policy === null || origin === undefined) return false;
+  // Not from a page (curl, the SDK, any server-side client): nothing to check or add.
+  if (origin === undefined) return false;
+  const method = req.method ?? '';
+  if (changesState(method) && !mayChangeState(policy, origin, `${scheme}://${req.headers.host}`)) {
+    const body = JSON.stringify({
+      error: 'forbidden',
+      message: `a page of origin ${origin.slice(0, 200)} may not ${method} here: only this node's own pages and the origins in --cors-origins may`,
+    });
+    res.writeHead(403, { 'content-type': 'application/json; charset=utf-8' });
+    res.end(body);
+    return true;
+  }
+  if (policy === null) return false;
   const isPreflight =
     req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
   let answer: CorsAnswer;
   try {
-    answer = corsAnswer(policy, { method: req.method ?? '', origin }, isPreflight);
+    answer = corsAnswer(policy, { method, origin }, isPreflight);
   } catch (error) {
     const refusal = error as HttpError;
     const body = JSON.stringify({ error: refusal.code, message: refusal.message });
@@ -120,4 +134,22 @@ export function applyCors(
   res.writeHead(204, { 'content-length': '0' });
   res.end();
   return true;
+}
+
+/**
+ * A page of any site may send a POST its browser deems simple (a `text/plain` body, no
+ * Authorization) with no preflight; the browser only hides the answer. On a node without
+ * `--auth` that broadcast, added a member or moved the leadership on a stranger's behalf
+ * (cross-site request forgery). Browsers name the page's origin in `Origin` on such requests,
+ * so those that change state run only for this node's own pages (its dashboard) and the
+ * origins `--cors-origins` lets in. Clients that are not browsers send no Origin.
+ */
+function changesState(method: string): boolean {
+  return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
+}
+
+function mayChangeState(policy: CorsPolicy | null, origin: string, ownOrigin: string): boolean {
+  const lowered = origin.toLowerCase();
+  if (policy !== null && (policy.anyOrigin || policy.origins.has(lowered))) return true;
+  return lowered === ownOrigin.toLowerCase();
 }

@@ -114,7 +114,7 @@ class ApiServer {
     this.server.maxConnections = context.settings.connectionsMax;
     const frontOptions = { lingerMs: timeoutMs, environment: context.environment };
     this.server.on('request', (req, res) => {
-      if (applyCors(cors, req, res)) return;
+      if (applyCors(cors, req, res, this.scheme)) return;
       this.dispatcher.dispatch(nodeFront(req, res, frontOptions));
     });
   }

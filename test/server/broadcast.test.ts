@@ -356,3 +356,38 @@ test('POST /v1/leader/transfer: 409 on a follower, 400/409 on bad targets, 202 t
   const after = await broadcast(newLeader.url, { payload: 'after transfers' });
   assert.equal(after.status, 200);
 });
+
+test('a page of another site cannot broadcast, even as a text/plain form a browser sends unasked', async () => {
+  const leader = await cluster.leader();
+  const before = leader.node.status().lastPosition;
+  const forged = await call(`${leader.url}/v1/broadcast`, {
+    rawBody: JSON.stringify({ payload: 'from a stranger' }),
+    headers: { origin: 'http://evil.example', 'content-type': 'text/plain' },
+  });
+  assert.equal(forged.status, 403);
+  assert.equal(forged.body.error, 'forbidden');
+  const sandboxed = await call(`${leader.url}/v1/members`, {
+    body: { id: 'n9', address: '127.0.0.1:7999' },
+    headers: { origin: 'null' },
+  });
+  assert.equal(sandboxed.status, 403, 'an opaque origin (a sandboxed frame, a file) neither');
+  // Reads stay open to any page (the browser keeps their answers from it), and the node's own
+  // pages, like clients that are not browsers, change state as before.
+  const status = await call(`${leader.url}/v1/status`, {
+    headers: { origin: 'http://evil.example' },
+  });
+  assert.equal(status.status, 200);
+  const own = await call(`${leader.url}/v1/broadcast`, {
+    body: { payload: 'from the dashboard' },
+    headers: { origin: leader.url },
+  });
+  assert.equal(own.status, 200);
+  const plain = await broadcast(leader.url, { payload: 'from curl' });
+  assert.equal(plain.status, 200);
+  const page = await call(`${leader.url}/v1/messages?from=${before + 1}`);
+  assert.deepEqual(
+    page.body.messages.map((message: { payload: unknown }) => message.payload),
+    ['from the dashboard', 'from curl'],
+    'only the two allowed broadcasts were delivered',
+  );
+});

@@ -86,3 +86,22 @@ test('the origin list is checked; * stands alone and answers *', () => {
   const any = parseCorsOrigins('*');
   assert.equal(any.anyOrigin, true);
 });
+
+test('a state change from a page runs only for a listed origin or the node itself', async () => {
+  const url = cluster.members[0]!.url;
+  const stranger = await call(`${url}/v1/broadcast`, {
+    rawBody: JSON.stringify({ payload: 'z' }),
+    headers: { origin: 'http://evil.example', 'content-type': 'text/plain' },
+  });
+  assert.equal(stranger.status, 403);
+  const listed = await call(`${url}/v1/broadcast`, {
+    body: { payload: 'z' },
+    headers: { origin: 'HTTPS://OTHER.EXAMPLE' },
+  });
+  assert.equal(listed.status, 200, 'origins compare without case');
+  const own = await call(`${url}/v1/broadcast`, {
+    body: { payload: 'z' },
+    headers: { origin: url },
+  });
+  assert.equal(own.status, 200);
+});
