@@ -29,6 +29,11 @@ export type BroadcastErrorCode =
   /** The requested position is older than what this node keeps; `details.firstPosition`. */
   | 'compacted'
   /**
+   * A membership request would take away the cluster's only voter (removing or demoting it):
+   * add another voter first.
+   */
+  | 'last_voter'
+  /**
    * The position is retained but not on this node yet (it is being backfilled from peers);
    * `details.position`. The HTTP server forwards such a read to a peer when it can.
    */

@@ -142,6 +142,23 @@ export class MembershipDriver {
     this.options.scheduleLoop();
   }
 
+  /**
+   * The leader never takes the last voter out (Raft needs one), so such a request would only
+   * time out, and its record would stay in the table to be carried out by surprise once
+   * another voter joined. Refused before anything is recorded instead, by this node's view
+   * of the configuration (a request racing a change may still be recorded).
+   */
+  private refuseLastVoter(id: NodeId, verb: 'remove' | 'demote'): void {
+    const { voters } = this.options.core.status().config;
+    if (voters.length === 1 && voters[0] === id) {
+      throw new BroadcastError(
+        'last_voter',
+        `cannot ${verb} ${id}: it is the cluster's only voter; add another voter first`,
+        { field: 'id' },
+      );
+    }
+  }
+
   /** When a request taken now stops applying: once its caller has been answered. */
   private deadlineMs(): number {
     return this.options.environment.nowMs() + this.options.requestTimeoutMs;
@@ -182,6 +199,7 @@ export class MembershipDriver {
       const field = problem.split(' ')[0] ?? 'member';
       throw new BroadcastError('invalid_argument', problem, { field });
     }
+    if (!member.voter) this.refuseLastVoter(member.id, 'demote');
     await this.request({ op: 'upsert', member }, this.deadlineMs());
     await this.configurationReaches((config) =>
       member.voter ? config.voters.includes(member.id) : config.learners.includes(member.id),
@@ -198,6 +216,7 @@ export class MembershipDriver {
         field: 'id',
       });
     }
+    this.refuseLastVoter(id, 'remove');
     await this.request({ op: 'remove', id }, this.deadlineMs());
     await this.configurationReaches(
       (config) => !config.voters.includes(id) && !config.learners.includes(id),

@@ -26,6 +26,7 @@ export type HttpErrorCode =
   | 'transfer_refused'
   | 'not_found'
   | 'not_owner'
+  | 'last_voter'
   | 'method_not_allowed'
   | 'not_implemented'
   | 'internal';
@@ -78,6 +79,7 @@ const runtimeErrors: Readonly<Record<BroadcastErrorCode, Mapping>> = {
   session_forbidden: { status: 403, code: 'session_forbidden', retryable: false },
   session_conflict: { status: 409, code: 'session_conflict', retryable: false },
   compacted: { status: 410, code: 'compacted', retryable: false },
+  last_voter: { status: 409, code: 'last_voter', retryable: false },
   not_held: { status: 503, code: 'not_held', retryable: true },
 };
 

@@ -264,6 +264,53 @@ test('a request recorded after its deadline is answered as expired, stamped with
   ]);
 });
 
+test('the only voter cannot be removed or demoted: refused before anything is recorded', async () => {
+  let recordCount = 0;
+  let clockMs = 0;
+  const driver = new MembershipDriver({
+    id: 'n1',
+    core: {
+      status: () => ({ role: 'leader', config: { voters: ['n1'], learners: [] } }),
+    } as unknown as RaftCore,
+    transport: { setPeers: () => {} } as unknown as Transport,
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+    environment: {
+      nowMs: () => 0,
+      monotonicMs: () => (clockMs += 1_000), // a wait would end in a timeout, not hang
+      setTimer: (_delayMs, fire) => {
+        fire();
+        return { cancel: () => {} };
+      },
+      random: () => 0,
+      randomHex: () => '00',
+    },
+    initialPeers: new Map([['n1', '127.0.0.1:7001']]),
+    membership: () => new MembershipTable(),
+    appliedConfig: () => ({ voters: ['n1'], learners: [] }),
+    propose: async () => {
+      recordCount++;
+      return { position: null, index: 3, term: 1, duplicate: false };
+    },
+    expiredAt: () => false,
+    stopped: () => null,
+    scheduleLoop: () => {},
+    requestTimeoutMs: 10_000,
+    pollIntervalMs: 10,
+    reconcileIntervalTicks: 1,
+  });
+  const lastVoter = (verb: string) => (error: BroadcastError) => {
+    assert.equal(error.code, 'last_voter');
+    assert.equal(error.details.field, 'id');
+    assert.match(error.message, new RegExp(`cannot ${verb} n1`));
+    return true;
+  };
+  await assert.rejects(driver.removeMember('n1'), lastVoter('remove'));
+  await assert.rejects(driver.addMember(member('n1', false)), lastVoter('demote'));
+  assert.equal(recordCount, 0, 'nothing recorded');
+  await driver.removeMember('n2'); // another member goes as asked
+  assert.equal(recordCount, 1);
+});
+
 test('a node joins a running cluster, catches up and votes; another leaves', {
   timeout: 60_000,
 }, async () => {
