@@ -140,6 +140,14 @@ const integerFields = [
   'inFlightMax',
 ] as const;
 
+/** 50 ms, or a cap given below it: asking only for a small cap is not a mistake. */
+function defaultBackoffBaseMs(backoffMaxMs: unknown): number {
+  const base = 50;
+  return Number.isSafeInteger(backoffMaxMs) && (backoffMaxMs as number) > 0
+    ? Math.min(base, backoffMaxMs as number)
+    : base;
+}
+
 export function settingsOf(options: ConnectOptions): Settings {
   // Callers from plain JavaScript get no type checks: a wrong shape is refused here, by
   // name, instead of failing as a TypeError from deep inside.
@@ -192,7 +200,7 @@ export function settingsOf(options: ConnectOptions): Settings {
     unavailableAfterMs: options.unavailableAfterMs ?? 60_000,
     abandonAfterMs:
       options.abandonAfterMs ?? Math.max(300_000, options.unavailableAfterMs ?? 60_000),
-    backoffBaseMs: options.backoffBaseMs ?? 50,
+    backoffBaseMs: options.backoffBaseMs ?? defaultBackoffBaseMs(options.backoffMaxMs),
     backoffMaxMs: options.backoffMaxMs ?? 2_000,
     inFlightMax: options.inFlightMax ?? 256,
     batching: options.batching ?? true,
@@ -237,6 +245,15 @@ export function settingsOf(options: ConnectOptions): Settings {
         field: name,
       });
     }
+  }
+  // The wait doubles from the base up to the cap: a base above the cap would make every wait
+  // the cap, which is not what either number asked for.
+  if (settings.backoffBaseMs > settings.backoffMaxMs) {
+    throw new ClientError(
+      'invalid_argument',
+      `backoffBaseMs (${settings.backoffBaseMs}) must be at most backoffMaxMs (${settings.backoffMaxMs})`,
+      { field: 'backoffBaseMs' },
+    );
   }
   if (settings.abandonAfterMs < settings.unavailableAfterMs) {
     throw new ClientError(

@@ -38,6 +38,10 @@ test('connect refuses options of the wrong shape by field', () => {
   refused({ endpoints: [nowhere], clientId: 5 }, 'clientId');
   refused({ endpoints: [nowhere], ca: 5 }, 'ca');
   refused({ endpoints: [nowhere], ca: {} }, 'ca');
+  refused({ endpoints: [nowhere], backoffBaseMs: 5_000 }, 'backoffBaseMs');
+  connect({ endpoints: [nowhere], backoffBaseMs: 2_000 }).close();
+  connect({ endpoints: [nowhere], backoffMaxMs: 20 }).close(); // the default base follows a small cap
+  refused({ endpoints: [nowhere], backoffMaxMs: 'x' }, 'backoffMaxMs');
 });
 
 test('broadcast refuses options that are not an object, before sending', async () => {
