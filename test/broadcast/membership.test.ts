@@ -222,35 +222,59 @@ test('removeMember answers only once no step in the log brings the member back',
   assert.equal(answered, true);
 });
 
-test('a request recorded after its deadline is answered as expired, stamped with one', async () => {
-  const recorded: unknown[] = [];
-  const driver = new MembershipDriver({
+/**
+ * A driver for n1, the only voter, whose clock and records the test sets: `nowMs` the wall
+ * clock, `propose` what recording a request answers, `expiredAt` what the applier found. A
+ * wait for the configuration ends in a timeout (the monotonic clock runs a second a look).
+ */
+function soleVoterDriver(test: {
+  readonly nowMs: number;
+  readonly propose: (payload: Uint8Array) => BroadcastResult;
+  readonly expiredAt: (index: number, deadlineMs: number) => boolean;
+  /** Runs at each look the driver waits for (the default lets it look again at once). */
+  readonly onWait?: () => void;
+}): MembershipDriver {
+  let clockMs = 0;
+  const config = { voters: ['n1'], learners: [] };
+  return new MembershipDriver({
     id: 'n1',
-    core: {
-      status: () => ({ role: 'follower', config: { voters: ['n1'], learners: [] } }),
-    } as unknown as RaftCore,
+    core: { status: () => ({ role: 'leader', config }) } as unknown as RaftCore,
     transport: { setPeers: () => {} } as unknown as Transport,
     logger: { info: () => {}, warn: () => {}, error: () => {} },
     environment: {
-      nowMs: () => 50_000,
-      monotonicMs: () => 0,
-      setTimer: () => assert.fail('an expired request is answered without waiting'),
+      nowMs: () => test.nowMs,
+      monotonicMs: () => (clockMs += 1_000),
+      setTimer: (_delayMs, fire) => {
+        test.onWait?.();
+        fire();
+        return { cancel: () => {} };
+      },
       random: () => 0,
       randomHex: () => '00',
     },
     initialPeers: new Map([['n1', '127.0.0.1:7001']]),
     membership: () => new MembershipTable(),
-    appliedConfig: () => ({ voters: ['n1'], learners: [] }),
-    propose: async (_topic, payload) => {
-      recorded.push(decodeMembershipCommand(payload));
-      return { position: null, index: 7, term: 2, duplicate: false };
-    },
-    expiredAt: (index, deadlineMs) => index === 7 && deadlineMs === 60_000,
+    appliedConfig: () => config,
+    propose: async (_topic, payload) => test.propose(payload),
+    expiredAt: test.expiredAt,
     stopped: () => null,
     scheduleLoop: () => {},
     requestTimeoutMs: 10_000,
     pollIntervalMs: 10,
     reconcileIntervalTicks: 1,
+  });
+}
+
+test('a request recorded after its deadline is answered as expired, stamped with one', async () => {
+  const recorded: unknown[] = [];
+  const driver = soleVoterDriver({
+    nowMs: 50_000,
+    propose: (payload) => {
+      recorded.push(decodeMembershipCommand(payload));
+      return { position: null, index: 7, term: 2, duplicate: false };
+    },
+    expiredAt: (index, deadlineMs) => index === 7 && deadlineMs === 60_000,
+    onWait: () => assert.fail('an expired request is answered without waiting'),
   });
   await assert.rejects(driver.addMember(member('n2')), (error: BroadcastError) => {
     assert.equal(error.code, 'timeout');
@@ -266,37 +290,13 @@ test('a request recorded after its deadline is answered as expired, stamped with
 
 test('the only voter cannot be removed or demoted: refused before anything is recorded', async () => {
   let recordCount = 0;
-  let clockMs = 0;
-  const driver = new MembershipDriver({
-    id: 'n1',
-    core: {
-      status: () => ({ role: 'leader', config: { voters: ['n1'], learners: [] } }),
-    } as unknown as RaftCore,
-    transport: { setPeers: () => {} } as unknown as Transport,
-    logger: { info: () => {}, warn: () => {}, error: () => {} },
-    environment: {
-      nowMs: () => 0,
-      monotonicMs: () => (clockMs += 1_000), // a wait would end in a timeout, not hang
-      setTimer: (_delayMs, fire) => {
-        fire();
-        return { cancel: () => {} };
-      },
-      random: () => 0,
-      randomHex: () => '00',
-    },
-    initialPeers: new Map([['n1', '127.0.0.1:7001']]),
-    membership: () => new MembershipTable(),
-    appliedConfig: () => ({ voters: ['n1'], learners: [] }),
-    propose: async () => {
+  const driver = soleVoterDriver({
+    nowMs: 0,
+    propose: () => {
       recordCount++;
       return { position: null, index: 3, term: 1, duplicate: false };
     },
     expiredAt: () => false,
-    stopped: () => null,
-    scheduleLoop: () => {},
-    requestTimeoutMs: 10_000,
-    pollIntervalMs: 10,
-    reconcileIntervalTicks: 1,
   });
   const lastVoter = (verb: string) => (error: BroadcastError) => {
     assert.equal(error.code, 'last_voter');
