@@ -38,6 +38,7 @@ import {
   type ClientMessage,
   clientIdBytesMax,
   payloadProblem,
+  runSeqProblem,
   seqProblem,
   topicBytesMax,
 } from './message-rules.ts';
@@ -362,18 +363,11 @@ export function decodeBatch(data: Uint8Array): DecodedBatch {
     const messageCount = view.readUInt32LE(offset + topicLength);
     offset += topicLength + 4;
     if (messageCount === 0) throw new BatchFormatError('a run holds at least one message');
-    const anonymous = clientIdLength === 0;
-    // Not `firstSeq + messageCount - 1`: past 2^53 the sum rounds, and the 1 taken off hid
-    // a run of two from 2^53 - 1.
-    const lastSeq = firstSeq + (messageCount - 1);
-    if (
-      anonymous
-        ? firstSeq !== 0
-        : !(Number.isSafeInteger(firstSeq) && firstSeq >= 1 && Number.isSafeInteger(lastSeq))
-    ) {
-      throw new BatchFormatError(
-        anonymous ? 'a sequence number needs a client id' : 'seq must be a safe integer >= 1',
-      );
+    if (clientIdLength === 0) {
+      if (firstSeq !== 0) throw new BatchFormatError('a sequence number needs a client id');
+    } else {
+      const seqs = runSeqProblem(firstSeq, messageCount);
+      if (seqs !== null) throw new BatchFormatError(seqs.message);
     }
     // Each message needs at least its 4-byte length: refuse a lying count before looping.
     need(messageCount * 4);

@@ -24,6 +24,7 @@ import {
   ownerProblem,
   ownSessionPrefix,
   payloadProblem,
+  runSeqProblem,
   seqProblem,
   sessionPairProblem,
   topicProblem,
@@ -101,11 +102,9 @@ export function checkRun(run: BroadcastRun, payloadBytesMax: number): BroadcastE
     });
   }
   const { clientId, firstSeq, owner, nonce, messages } = run;
-  const lastSeq = firstSeq + Math.max(messages.length - 1, 0);
   const shared =
     clientIdProblem(clientId) ??
-    seqProblem(firstSeq) ??
-    (lastSeq === firstSeq ? null : seqProblem(lastSeq)) ??
+    runSeqProblem(firstSeq, messages.length) ??
     (owner === undefined ? null : ownerProblem(owner)) ??
     (nonce === undefined ? null : nonceProblem(nonce));
   if (shared !== null) return errorOf(shared);

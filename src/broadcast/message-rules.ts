@@ -7,6 +7,7 @@
  * says `client` where the library says `clientId`), or null. Pure: no I/O, no state.
  */
 import { isWellFormedString } from '../transport/bytes.ts';
+import { assertSafeNatural } from '../util/assert.ts';
 
 /** One message as the batch format carries it; the rules below say what is valid. */
 export interface ClientMessage {
@@ -192,6 +193,31 @@ export function keyProblem(key: unknown, field = 'key', fromLog = false): Messag
 export function seqProblem(seq: unknown, field = 'seq'): MessageProblem | null {
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
     return invalid('seq', field, `${field} must be an integer >= 1`);
+  }
+  return null;
+}
+
+/**
+ * A run of `count` seqs from `firstSeq`, as one session's batch carries them: the first is a
+ * seq, and so is the last, `firstSeq + count - 1`. A malformed run is refused whole rather
+ * than taken with an error each. A run of no messages has no last seq to check.
+ */
+export function runSeqProblem(
+  firstSeq: unknown,
+  count: number,
+  field = 'seq',
+): MessageProblem | null {
+  assertSafeNatural(count, "a run's message count");
+  const first = seqProblem(firstSeq, field);
+  if (first !== null || count <= 1) return first;
+  // Compared, not summed: past 2^53 `firstSeq + count - 1` rounds, and the 1 taken off can
+  // bring it back to 2^53 - 1 (2^53 - 1 + 2 rounds to 2^53). Both sides here are exact.
+  if ((firstSeq as number) > Number.MAX_SAFE_INTEGER - (count - 1)) {
+    return invalid(
+      'seq',
+      field,
+      `${field} ${firstSeq} with ${count} messages runs past the largest seq, 2^53 - 1`,
+    );
   }
   return null;
 }

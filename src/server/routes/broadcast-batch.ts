@@ -5,6 +5,7 @@
  * `(client, seq)`, and a retry may resend any of them one by one), minus the per-request
  * cost that caps JSON over HTTP at about ten thousand requests a second here.
  */
+import { runSeqProblem } from '../../broadcast/message-rules.ts';
 import { checkPublish } from '../access.ts';
 import type { RouteContext } from '../context.ts';
 import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
@@ -22,19 +23,10 @@ import { answerBody, checkedPayload, senderOf } from './broadcast.ts';
 /** Messages one batch may carry. */
 export const batchMessagesMax = 1_000;
 
-/**
- * Refuses a run of `count` seqs from `firstSeq` whose last one is past 2^53 - 1: it is a
- * seq too, and a malformed run is refused whole rather than taken with an error each.
- */
-export function checkLastSeq(firstSeq: number, count: number): void {
-  // Not `firstSeq + count - 1`: past 2^53 the sum rounds, and the 1 taken off hides it.
-  const lastSeq = firstSeq + (count - 1);
-  if (!Number.isSafeInteger(lastSeq)) {
-    throw invalidArgument(
-      'seq',
-      `seq ${firstSeq} with ${count} messages runs past the largest seq, 2^53 - 1`,
-    );
-  }
+/** Refuses a run of `count` seqs from `firstSeq` whose first or last one is no seq (400). */
+export function checkRunSeqs(firstSeq: number, count: number): void {
+  const problem = runSeqProblem(firstSeq, count);
+  if (problem !== null) throw invalidArgument(problem.field, problem.message);
 }
 
 /** The whole body at most: room for many small messages, or a few at the payload limit. */
@@ -105,7 +97,7 @@ export async function broadcastBatchRoute(context: RouteContext): Promise<void> 
     );
   }
   const messages = parseMessages(body.messages, settings.payloadBytesMax);
-  checkLastSeq(seq, messages.length);
+  checkRunSeqs(seq, messages.length);
   // All or nothing: one message the identity may not publish refuses the batch before any
   // is handed to the node, so a refused batch leaves no gap in its session.
   messages.forEach((message, at) => {

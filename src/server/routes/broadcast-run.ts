@@ -36,7 +36,7 @@ import { JsonTextChecker } from '../json-text.ts';
 import { encodePayload } from '../messages.ts';
 import type { Route } from '../router.ts';
 import { payloadTooLarge, senderOf, termAt } from './broadcast.ts';
-import { batchMessagesMax, checkLastSeq } from './broadcast-batch.ts';
+import { batchMessagesMax, checkRunSeqs } from './broadcast-batch.ts';
 
 /**
  * The route a broadcastRun frame runs as: the batch route's name (metrics, logs, the
@@ -88,7 +88,7 @@ function checkedSession(run: ReceivedRun): void {
   if (count === 0 || count > batchMessagesMax) {
     throw invalidArgument('messages', `a run carries 1–${batchMessagesMax} messages, not ${count}`);
   }
-  checkLastSeq(run.firstSeq, count);
+  checkRunSeqs(run.firstSeq, count);
 }
 
 /**
