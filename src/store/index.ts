@@ -20,5 +20,6 @@ export {
   type MessageStoreOptions,
   type SegmentSummary,
   type StoreRange,
+  segmentBytesMin,
   type TopicPage,
 } from './store.ts';

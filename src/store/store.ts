@@ -18,6 +18,7 @@
  */
 import { assert } from '../util/assert.ts';
 import { type CompactionSlice, Compactor, type SupersededRule } from './compaction.ts';
+import { directBlockBytes } from './direct-append.ts';
 import type { StoreFiles } from './files.ts';
 import type { StoredMessage, StoredRun } from './record.ts';
 import { parseSegmentName, Segment, type SyncMark } from './segment.ts';
@@ -40,6 +41,13 @@ export interface MessageStoreOptions {
 }
 
 export const defaultSegmentBytesMax = 64 << 20;
+/**
+ * The least `segmentBytesMax` worth asking for (as the WAL's SEGMENT_BYTES_MIN is for its
+ * own): one block of the direct writes a segment is appended with. The store takes any
+ * positive size, but a segment holds one message at least, so below this each message would
+ * be a segment of its own: three files (records, sparse index, topic index) per message.
+ */
+export const segmentBytesMin = directBlockBytes;
 
 export interface TopicPage {
   readonly messages: StoredMessage[];

@@ -1,10 +1,9 @@
 // Mistakes typed at the `abcast` CLI, with no cluster running, each end with exactly one
 // clear line on stderr and a non-zero exit: an unknown flag, bad JSON (also when what it
-// quotes holds line breaks), a peer list without the node itself, a bad peer list or config
-// file, a bench payload no node takes, and a node that cannot be reached (also by bench over
-// the binary protocol); and a
-// `send` to a node without a quorum retries for its --wait (only what it may safely send
-// again), then fails the same way.
+// quotes holds line breaks), an empty --client, a peer list without the node itself, a bad
+// peer list or config file, a bench payload no node takes, and a node that cannot be
+// reached (also by bench over the binary protocol); and a `send` to a node without a quorum
+// retries for its --wait (only what it may safely send again), then fails the same way.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -57,6 +56,12 @@ test('mistakes give one line and a non-zero exit', { timeout: 240_000 }, async (
     { args: ['status', '--node', nowhere], says: /cannot reach the node/ },
     { args: ['tail', '--node', nowhere], says: /cannot reach the node/ },
     { args: ['send', '--node', 'not a url', '1'], says: /--node takes a URL/ },
+    // Checked before the node is asked: it used to end as "cannot reach", or as the node's
+    // 400 naming the body's `client` rather than the flag.
+    {
+      args: ['send', '--node', nowhere, '--client', '', '--seq', '1', '{}'],
+      says: /--client must not be empty/,
+    },
     { args: ['verify', '--nodes', 'here,there'], says: /--nodes takes a URL/ },
     // The SDK's load asks the node first, as the HTTP load does: it used to run its second
     // and then wait a minute for the unanswered messages before printing a table of zeros.

@@ -2,13 +2,15 @@
 // never work or fail later with a message naming no flag: two members on one address (each
 // reaches the same node, which refuses the one it is not) and a request timeout beyond what
 // a timer holds (node:http refused it with its own RangeError), a WAL segment size the
-// storage refuses (its message named its option, not the flag), and --force-new-cluster
+// storage refuses (its message named its option, not the flag), a message store segment
+// smaller than a block (taken, it made three files of every message), and --force-new-cluster
 // with --join, which ask for opposite things (it started, --join silently ignored). Each is
 // a CliError naming the flag; the bounds themselves still start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../../src/cli/commands/errors.ts';
 import { parsePeers, startSettings } from '../../src/cli/commands/start.ts';
+import { streamSettings } from '../../src/cli/commands/stream-flags.ts';
 
 const base = {
   id: 'n1',
@@ -63,6 +65,20 @@ test('--segment-bytes is within what the WAL takes', async () => {
       /--segment-bytes takes an integer from 4096 to 1073741824/,
     );
   }
+});
+
+test('--store-segment-bytes is no less than a block of the store', async () => {
+  const least = await startSettings({ ...base, storeSegmentBytes: '4KiB' });
+  assert.equal(least.stream.storeSegmentBytes, 4096);
+  // The store took it: every message then became a segment of three files of its own.
+  for (const value of ['1', '4095']) {
+    await refused(
+      () => startSettings({ ...base, storeSegmentBytes: value }),
+      new RegExp(`^--store-segment-bytes takes a size of at least 4096 bytes; not "${value}"$`),
+    );
+  }
+  // A config file's storeSegmentBytes is held to the same floor.
+  assert.throws(() => streamSettings({}, { storeSegmentBytes: 1 }), /--store-segment-bytes/);
 });
 
 test('--force-new-cluster does not go with --join', async () => {

@@ -4,6 +4,7 @@
  * node answers the original position (and this prints "duplicate" on stderr).
  */
 import type { Command } from 'commander';
+import { clientIdProblem } from '../../broadcast/message-rules.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { defaultNodeUrl, nodeUrl, postJson, Unavailable } from './http-client.ts';
 
@@ -36,6 +37,10 @@ export function broadcastBody(json: string, flags: SendFlags): Record<string, un
   }
   const body: Record<string, unknown> = { payload };
   if (flags.client !== undefined) {
+    // Checked here, not only by the node: its refusal names the body's `client`, and an
+    // unreachable node would hide the mistake behind "cannot reach".
+    const problem = clientIdProblem(flags.client, '--client');
+    if (problem !== null) throw new CliError(problem.message);
     body.client = flags.client;
     body.seq = positiveIntegerFlag('seq', flags.seq as string);
   }

@@ -7,6 +7,7 @@
  */
 import type { Command } from 'commander';
 import type { RetentionPolicy } from '../../broadcast/retention.ts';
+import { segmentBytesMin } from '../../store/index.ts';
 import { CliError } from './errors.ts';
 import { tokenPattern } from './http-client.ts';
 
@@ -118,6 +119,17 @@ export function parseSizeBytes(flag: string, text: string): number {
   return valueBytes;
 }
 
+/** `--store-segment-bytes`: a size, no less than the store's least segment size. */
+function storeSegmentBytesOf(text: string): number {
+  const segmentBytes = parseSizeBytes('store-segment-bytes', text);
+  if (segmentBytes < segmentBytesMin) {
+    throw new CliError(
+      `--store-segment-bytes takes a size of at least ${segmentBytesMin} bytes; not "${text}"`,
+    );
+  }
+  return segmentBytes;
+}
+
 /**
  * The entries of `--http-peers` ("n1=http://10.0.0.1:8001,http://h:9", or a config file's
  * object id → URL): each a URL, named by a member id or not. The dashboard shows the named
@@ -191,8 +203,7 @@ export function streamSettings(
       bytesMax: bytesText === undefined ? null : parseSizeBytes('retention-bytes', bytesText),
       ...(topics === undefined ? {} : { topics }),
     },
-    storeSegmentBytes:
-      segmentText === undefined ? null : parseSizeBytes('store-segment-bytes', segmentText),
+    storeSegmentBytes: segmentText === undefined ? null : storeSegmentBytesOf(segmentText),
     httpPeers: peersValue === undefined ? [] : parseUrls(peersValue, selfId),
     backfillToken: backfillTokenOf(
       text(flags.backfillToken ?? config.backfillToken ?? process.env.ABCAST_BACKFILL_TOKEN),
