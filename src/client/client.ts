@@ -29,10 +29,10 @@ import {
   settingsOf,
 } from './settings.ts';
 import { type SubscribeOptions, type Subscription, subscribe } from './subscribe.ts';
+import { checkTopic } from './topics.ts';
 
 /** Retry-After is honoured up to this long; a node asking for more is tried again sooner. */
 const retryAfterMsMax = 2_000;
-const topicBytesMax = 255;
 const keyBytesMax = 255;
 
 /** C0 and C1 control characters and DEL, which the nodes refuse in a key. */
@@ -822,20 +822,6 @@ function checkOptions(options: unknown): void {
     throw new ClientError('invalid_argument', 'broadcast options are an object: { topic, key }', {
       field: 'options',
     });
-  }
-}
-
-/** Refuses a topic the nodes would refuse, before anything is sent. */
-function checkTopic(topic: string | undefined): void {
-  if (
-    topic !== undefined &&
-    (typeof topic !== 'string' || Buffer.byteLength(topic) > topicBytesMax || topic.startsWith('$'))
-  ) {
-    throw new ClientError(
-      'invalid_argument',
-      'a topic is a string of at most 255 bytes, not starting with $',
-      { field: 'topic' },
-    );
   }
 }
 

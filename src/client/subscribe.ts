@@ -26,6 +26,7 @@ import { classify, fetchFailure, onAnyAbort, pause } from './http.ts';
 import type { StreamAnswer } from './node-exchange.ts';
 import type { Settings } from './settings.ts';
 import { parseSse, type SseEvent } from './sse.ts';
+import { checkTopic } from './topics.ts';
 
 /** What a subscription uses of its client (./client.ts implements it). */
 export interface SubscriptionHost {
@@ -147,9 +148,9 @@ function checkShape(options: SubscribeOptions): void {
   }
   const wrong = (field: string, expected: string) =>
     new ClientError('invalid_argument', `${field} takes ${expected}`, { field });
-  if (options.topic !== undefined && typeof options.topic !== 'string') {
-    throw wrong('topic', 'a string');
-  }
+  // A reserved topic is refused here, not only by type: the node takes it as a filter that
+  // matches nothing a reader is given, and the subscription would wait forever.
+  checkTopic(options.topic);
   for (const field of ['consumer', 'member'] as const) {
     const value = options[field];
     if (value !== undefined && (typeof value !== 'string' || value === '')) {

@@ -2,8 +2,8 @@
 // ClientError `invalid_argument` naming the field, never a TypeError from inside: no
 // options at all, endpoints as one string, a number for clientId or ca, broadcast options
 // that are not an object, subscribe options of the wrong type (a signal that is not one
-// also threw uncaught, later), and an ack of a position that is not one. Nothing is sent:
-// the one endpoint listens nowhere.
+// also threw uncaught, later) or a topic no node would stream, and an ack of a position
+// that is not one. Nothing is sent: the one endpoint listens nowhere.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
@@ -87,6 +87,21 @@ test('subscribe and ackConsumer refuse values of the wrong type, before sending'
     assert.deepEqual(uncaught, []);
   } finally {
     process.off('uncaughtException', onUncaught);
+    client.close();
+  }
+});
+
+test('subscribe refuses a reserved or overlong topic, before sending', async () => {
+  const client = connect({ endpoints: [nowhere], protocol: 'http' });
+  try {
+    for (const topic of ['$x', '$abcast/membership', 'x'.repeat(256)]) {
+      // Bounded: before, the subscription was taken and then waited for a node (or, with
+      // one up, for a message no reserved topic is ever given), and the signal ended it.
+      const signal = AbortSignal.timeout(2_000);
+      const subscription = client.subscribe({ topic, signal });
+      await assert.rejects(subscription.next(), (error: unknown) => namesField(error, 'topic'));
+    }
+  } finally {
     client.close();
   }
 });
