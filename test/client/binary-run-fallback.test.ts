@@ -4,44 +4,27 @@
 // on a connection of its own, so the goAway it answers the unknown frame with breaks no call
 // on the shared connection; and an http:// endpoint that upgrades to that port does the same.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
-import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
 import { type Build, buildUnavailable, checkoutBuild } from '../cluster/builds.ts';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { type BinaryNode, startBinaryNode } from '../support/binary-node.ts';
+import { waitFor } from '../support/ports.ts';
 
 /** The last build whose binary port does not know broadcastRun frames. */
 const runlessBuild = process.env.ABCAST_RUNLESS_BUILD ?? '0eb56fecac83a6da311e3cd6de8ea21830ff7251';
 
 const skip = await buildUnavailable(runlessBuild);
 let build: Build | null = null;
-let node: CliRun | null = null;
-let root = '';
+let node: BinaryNode | null = null;
 let httpUrl = '';
 let binaryUrl = '';
 
 before(async () => {
   if (skip !== null) return;
   build = await checkoutBuild(runlessBuild);
-  root = await mkdtemp(join(tmpdir(), 'abcast-runless-'));
-  const [peerPort, httpPort, binaryPort] = await freePorts(3);
-  node = spawnCli(
-    [
-      'start',
-      ...['--id', 'n1', '--data', join(root, 'n1'), '--listen', `127.0.0.1:${peerPort}`],
-      ...['--http', `127.0.0.1:${httpPort}`, '--binary', `127.0.0.1:${binaryPort}`],
-      ...['--peers', `n1=127.0.0.1:${peerPort}`],
-    ],
-    false,
-    build.entry,
-  );
-  await waitFor(() => /binary abcast:\/\//.test(node!.stdout()), 'the old node up', 60_000);
-  binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
-  httpUrl = `http://127.0.0.1:${httpPort}`;
+  node = await startBinaryNode({ name: 'runless', entryPath: build.entry, startMsMax: 60_000 });
+  ({ httpUrl, binaryUrl } = node);
   await waitFor(async () => {
     const status = await fetch(`${httpUrl}/v1/status`);
     return ((await status.json()) as { role?: string }).role === 'leader';
@@ -49,8 +32,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (node !== null) await kill(node);
-  if (root !== '') await rm(root, { recursive: true, force: true });
+  await node?.stop();
   await build?.remove();
 });
 

@@ -6,12 +6,10 @@
 // the last one stops the node under an open stream.
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type CliRun, kill, runCli, spawnCli } from '../cli/helpers.ts';
-import { freePorts, hangBoundMs, waitFor } from '../support/ports.ts';
+import { runCli } from '../cli/helpers.ts';
+import { type BinaryNode, startBinaryNode } from '../support/binary-node.ts';
+import { hangBoundMs } from '../support/ports.ts';
 import { type Answer, CleanConnection, type RunAnswer } from './connection.ts';
 import {
   broadcastRunFrame,
@@ -35,13 +33,14 @@ interface Delivered {
 
 const ledger = new Map<number, Delivered>();
 const tokens = { writer: '', reader: '' };
-let node: CliRun;
-let root: string;
+let node: BinaryNode;
 let binaryPort = 0;
 
-async function createToken(name: string, role: string): Promise<string> {
-  const auth = join(root, 'auth.json');
-  const created = await runCli(['token', 'create', '--auth', auth, '--name', name, '--role', role]);
+async function createToken(authPath: string, name: string, role: string): Promise<string> {
+  const created = await runCli([
+    ...['token', 'create', '--auth', authPath],
+    ...['--name', name, '--role', role],
+  ]);
   assert.equal(created.code, 0, created.stderr);
   const token = created.stdout.trim();
   assert.match(token, /^\S+$/);
@@ -49,25 +48,17 @@ async function createToken(name: string, role: string): Promise<string> {
 }
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'abcast-clean-room-'));
-  tokens.writer = await createToken('writer', 'write');
-  tokens.reader = await createToken('reader', 'read');
-  const [peerPort, httpPort, freeBinaryPort] = await freePorts(3);
-  node = spawnCli([
-    'start',
-    ...['--id', 'n1', '--data', join(root, 'n1'), '--listen', `127.0.0.1:${peerPort}`],
-    ...['--http', `127.0.0.1:${httpPort}`, '--binary', `127.0.0.1:${freeBinaryPort}`],
-    ...['--peers', `n1=127.0.0.1:${peerPort}`, '--auth', join(root, 'auth.json')],
-  ]);
-  await waitFor(() => /binary abcast:\/\//.test(node.stdout()), 'the node up', 20_000);
-  binaryPort = Number(/binary abcast:\/\/127\.0\.0\.1:(\d+)/.exec(node.stdout())?.[1]);
-  assert.equal(binaryPort, freeBinaryPort);
+  node = await startBinaryNode({
+    name: 'clean-room',
+    writeAuth: async (authPath) => {
+      tokens.writer = await createToken(authPath, 'writer', 'write');
+      tokens.reader = await createToken(authPath, 'reader', 'read');
+    },
+  });
+  binaryPort = node.binaryPort;
 });
 
-after(async () => {
-  await kill(node);
-  await rm(root, { recursive: true, force: true });
-});
+after(() => node.stop());
 
 async function writer(): Promise<CleanConnection> {
   const connection = await CleanConnection.open(binaryPort);
@@ -493,7 +484,7 @@ describe('a client written from docs/protocol.md alone', () => {
       });
       const head = await stream.started;
       assert.equal(head.status, 200);
-      node.child.kill('SIGTERM');
+      node.cli.child.kill('SIGTERM');
       await stream.ended;
       assert.deepEqual(
         errors.map((error) => error.error),

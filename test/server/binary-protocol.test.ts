@@ -7,54 +7,40 @@
 // connection goes on; the SDK broadcasts through an abcast:// endpoint; /v1/status says
 // where the port is.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { newToken } from '../../src/cli/commands/auth-file.ts';
 import { connect } from '../../src/client/index.ts';
 import { tokenSha256Hex } from '../../src/server/auth.ts';
 import { encodeClientFrame } from '../../src/transport/client-frames.ts';
-import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { type BinaryNode, startBinaryNode } from '../support/binary-node.ts';
+import { waitFor } from '../support/ports.ts';
 import { RawConnection } from './binary-connection.ts';
 
 const tokens = { writer: newToken(), bob: newToken() };
-let node: CliRun;
-let root: string;
+let node: BinaryNode;
 let binaryPort = 0;
 let binaryUrl = '';
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'abcast-binary-'));
   const identities = Object.entries(tokens).map(([name, token]) => ({
     name,
     role: 'write',
     tokenSha256: tokenSha256Hex(token),
   }));
-  await writeFile(join(root, 'auth.json'), JSON.stringify({ identities }));
-  const [peerPort, httpPort, freeBinaryPort] = await freePorts(3);
-  node = spawnCli([
-    'start',
-    ...['--id', 'n1', '--data', join(root, 'n1'), '--listen', `127.0.0.1:${peerPort}`],
-    ...['--http', `127.0.0.1:${httpPort}`, '--binary', `127.0.0.1:${freeBinaryPort}`],
-    ...['--peers', `n1=127.0.0.1:${peerPort}`, '--auth', join(root, 'auth.json')],
-    ...['--segment-bytes', String(1 << 20)],
-  ]);
-  await waitFor(() => /binary abcast:\/\//.test(node.stdout()), 'the node up', 20_000);
-  binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
-  binaryPort = Number(new URL(binaryUrl).port);
-  assert.equal(binaryPort, freeBinaryPort);
-  const status = await fetch(`http://127.0.0.1:${httpPort}/v1/status`, {
+  node = await startBinaryNode({
+    name: 'binary',
+    writeAuth: (authPath) => writeFile(authPath, JSON.stringify({ identities })),
+    flags: ['--segment-bytes', String(1 << 20)],
+  });
+  ({ binaryPort, binaryUrl } = node);
+  const status = await fetch(`${node.httpUrl}/v1/status`, {
     headers: { authorization: `Bearer ${tokens.writer}` },
   });
   assert.equal(((await status.json()) as { binary: string }).binary, binaryUrl);
 });
 
-after(async () => {
-  await kill(node);
-  await rm(root, { recursive: true, force: true });
-});
+after(() => node.stop());
 
 describe('the binary client port', () => {
   test('a session broadcast answers its position, and its retry is a duplicate there', async () => {

@@ -7,28 +7,24 @@
 // errors per message; a malformed run closes its connection with a goAway; and the SDK
 // sends its broadcasts in these frames (the node counts them).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { newToken } from '../../src/cli/commands/auth-file.ts';
 import { connect } from '../../src/client/index.ts';
 import { tokenSha256Hex } from '../../src/server/auth.ts';
 import type { RunResult } from '../../src/transport/client-frames.ts';
-import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { type BinaryNode, startBinaryNode } from '../support/binary-node.ts';
+import { waitFor } from '../support/ports.ts';
 import { RawConnection, type RawRunAnswer } from './binary-connection.ts';
 
 const tokens = { writer: newToken(), bob: newToken(), orders: newToken(), ops: newToken() };
 const payloadBytesMax = 1024;
-let node: CliRun;
-let root: string;
+let node: BinaryNode;
 let httpUrl = '';
 let binaryPort = 0;
 let binaryUrl = '';
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'abcast-binary-run-'));
   const identities = [
     { name: 'writer', role: 'write', tokenSha256: tokenSha256Hex(tokens.writer) },
     { name: 'bob', role: 'write', tokenSha256: tokenSha256Hex(tokens.bob) },
@@ -40,19 +36,12 @@ before(async () => {
     },
     { name: 'ops', role: 'admin', tokenSha256: tokenSha256Hex(tokens.ops) },
   ];
-  await writeFile(join(root, 'auth.json'), JSON.stringify({ identities }));
-  const [peerPort, httpPort, freeBinaryPort] = await freePorts(3);
-  node = spawnCli([
-    'start',
-    ...['--id', 'n1', '--data', join(root, 'n1'), '--listen', `127.0.0.1:${peerPort}`],
-    ...['--http', `127.0.0.1:${httpPort}`, '--binary', `127.0.0.1:${freeBinaryPort}`],
-    ...['--peers', `n1=127.0.0.1:${peerPort}`, '--auth', join(root, 'auth.json')],
-    ...['--segment-bytes', String(1 << 20), '--payload-bytes-max', String(payloadBytesMax)],
-  ]);
-  await waitFor(() => /binary abcast:\/\//.test(node.stdout()), 'the node up', 20_000);
-  binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
-  binaryPort = Number(new URL(binaryUrl).port);
-  httpUrl = `http://127.0.0.1:${httpPort}`;
+  node = await startBinaryNode({
+    name: 'binary-run',
+    writeAuth: (authPath) => writeFile(authPath, JSON.stringify({ identities })),
+    flags: ['--segment-bytes', String(1 << 20), '--payload-bytes-max', String(payloadBytesMax)],
+  });
+  ({ httpUrl, binaryPort, binaryUrl } = node);
   await waitFor(async () => {
     const status = await fetch(`${httpUrl}/v1/status`, {
       headers: { authorization: `Bearer ${tokens.writer}` },
@@ -61,10 +50,7 @@ before(async () => {
   }, 'the node leading');
 });
 
-after(async () => {
-  await kill(node);
-  await rm(root, { recursive: true, force: true });
-});
+after(() => node.stop());
 
 let nextRequestId = 1;
 

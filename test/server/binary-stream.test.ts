@@ -5,36 +5,25 @@
 // history and live messages in order, and broadcasts while it reads (a stream has its own
 // connection, so a reader that falls behind never holds back its broadcasts' answers).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '../../src/client/index.ts';
 import type { StreamDataFrame } from '../../src/transport/client-frames.ts';
 import { StreamRecordReader, streamRecordsType } from '../../src/transport/stream-records.ts';
-import { type CliRun, kill, spawnCli } from '../cli/helpers.ts';
-import { freePorts, waitFor } from '../support/ports.ts';
+import { type BinaryNode, startBinaryNode } from '../support/binary-node.ts';
+import { waitFor } from '../support/ports.ts';
 import { RawConnection } from './binary-connection.ts';
 
-let node: CliRun;
-let root: string;
+let node: BinaryNode;
 let binaryPort = 0;
 let binaryUrl = '';
 let httpUrl = '';
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'abcast-binary-stream-'));
-  const [peerPort, httpPort, freeBinaryPort] = await freePorts(3);
-  node = spawnCli([
-    'start',
-    ...['--id', 'n1', '--data', join(root, 'n1'), '--listen', `127.0.0.1:${peerPort}`],
-    ...['--http', `127.0.0.1:${httpPort}`, '--binary', `127.0.0.1:${freeBinaryPort}`],
-    ...['--peers', `n1=127.0.0.1:${peerPort}`, '--segment-bytes', String(1 << 20)],
-  ]);
-  await waitFor(() => /binary abcast:\/\//.test(node.stdout()), 'the node up', 20_000);
-  binaryUrl = /binary (abcast:\/\/[0-9.:]+)/.exec(node.stdout())?.[1] as string;
-  binaryPort = Number(new URL(binaryUrl).port);
-  httpUrl = `http://127.0.0.1:${httpPort}`;
+  node = await startBinaryNode({
+    name: 'binary-stream',
+    flags: ['--segment-bytes', String(1 << 20)],
+  });
+  ({ binaryPort, binaryUrl, httpUrl } = node);
 });
 
 async function binaryRequestCount(): Promise<number> {
@@ -42,10 +31,7 @@ async function binaryRequestCount(): Promise<number> {
   return Number(/^abcast_binary_requests_total (\d+)$/m.exec(text)?.[1]);
 }
 
-after(async () => {
-  await kill(node);
-  await rm(root, { recursive: true, force: true });
-});
+after(() => node.stop());
 
 function streamText(connection: RawConnection, requestId: number): string {
   return connection.frames
