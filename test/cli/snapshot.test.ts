@@ -12,9 +12,16 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { decodeSnapshotFile } from '../../src/cli/commands/snapshot.ts';
+import { readSnapshotFile, type SnapshotMessage } from '../../src/cli/commands/snapshot-file.ts';
 import { freePorts, hangBoundMs, waitFor } from '../support/ports.ts';
 import { type CliRun, freeRange, kill, killGroup, runCli, spawnCli } from './helpers.ts';
+
+/** A backup file's header fields and every message in it. */
+async function readBackup(file: string) {
+  const messages: SnapshotMessage[] = [];
+  const { header } = await readSnapshotFile(file, (message) => messages.push(message));
+  return { ...header, messages };
+}
 
 // biome-ignore lint/suspicious/noExplicitAny: answers are read field by field and asserted
 async function call(url: string, body?: unknown): Promise<{ status: number; body: any }> {
@@ -123,7 +130,7 @@ test('save under load, restore into a new cluster, force a new cluster of one', 
     loading = false;
     await Promise.all([sessionLoad, plainLoad]);
 
-    const body = decodeSnapshotFile(await readFile(file), file);
+    const body = await readBackup(file);
     assert.match(saved.stdout, new RegExp(`at position ${body.position} `));
     assert.ok(body.position >= 20);
     assert.equal(body.firstPosition, 1);
@@ -283,13 +290,13 @@ test('save asks again while the node answers 503, and gives up on any other erro
   timeout: 240_000,
 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'abcast-snapshot-retry-'));
-  const answer = {
+  const header = {
     format: 'abcast-snapshot',
-    version: 1,
+    version: 2,
     node: 'n1',
     takenAtMs: 0,
     ...{ index: 9, term: 2, config: { voters: ['n1'], learners: [] }, position: 7 },
-    ...{ state: '', firstPosition: 8, messages: [] },
+    ...{ state: '', firstPosition: 8 },
   };
   // A node whose barrier finds no leader twice (an election under way), then answers.
   let refusals = 2;
@@ -303,8 +310,10 @@ test('save asks again while the node answers 503, and gives up on any other erro
       response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
       response.end(JSON.stringify({ error: 'no_leader', message: 'no leader confirmed a read' }));
     } else {
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify(answer));
+      response.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      response.end(
+        `${JSON.stringify(header)}\n${JSON.stringify({ end: true, messageCount: 0 })}\n`,
+      );
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -315,7 +324,7 @@ test('save asks again while the node answers 503, and gives up on any other erro
     assert.equal(saved.code, 0, saved.stderr);
     assert.equal(asked, 3);
     assert.match(saved.stdout, /snapshot of node n1 at position 7 /);
-    assert.deepEqual(decodeSnapshotFile(await readFile(file), file), answer);
+    assert.deepEqual(await readBackup(file), { ...header, messages: [] });
     // Any other failure is not asked again: one request, one line.
     asked = 0;
     const failed = await runCli([

@@ -147,19 +147,18 @@ export async function callJson<T>(
   return parsed<T>(base, response);
 }
 
-/** GET an event stream, its answer read as it arrives; a CliError when none comes. */
+/**
+ * GET an event stream, its answer read as it arrives; a CliError when none comes. Aborting
+ * `signal` gives up on the head, or errors the body once it flows.
+ */
 export async function streamFrom(
   base: string,
   url: string,
   headers: Readonly<Record<string, string>>,
+  signal: AbortSignal = new AbortController().signal,
 ): Promise<StreamAnswer> {
   try {
-    return await openStream(
-      tls,
-      url,
-      { ...headers, ...authorization },
-      new AbortController().signal,
-    );
+    return await openStream(tls, url, { ...headers, ...authorization }, signal);
   } catch (error) {
     throw unreachable(base, error);
   }
@@ -218,6 +217,37 @@ export async function getJsonWhileUnavailable<T>(
     const failure = await failureOf(base, response);
     // Asked again only with a second left for the answer: a last ask given a few
     // milliseconds would fail with a timeout that hides the node's own answer.
+    if (
+      !(failure instanceof Unavailable) ||
+      Date.now() + failure.retryAfterMs + askAgainMinimumMs > deadline
+    ) {
+      throw failure;
+    }
+    await new Promise((resume) => setTimeout(resume, failure.retryAfterMs));
+  }
+}
+
+/**
+ * GET an answer to read as it arrives (a backup), asked again after a 503 as
+ * `getJsonWhileUnavailable` does until `waitMs` is spent; resolves with a 2xx answer whose
+ * body is still to read. Aborting `signal` gives up.
+ */
+export async function getStreamWhileUnavailable(
+  base: string,
+  path: string,
+  options: {
+    readonly waitMs: number;
+    readonly headers: Readonly<Record<string, string>>;
+    readonly signal: AbortSignal;
+  },
+): Promise<StreamAnswer> {
+  const deadline = Date.now() + options.waitMs;
+  for (;;) {
+    const answer = await streamFrom(base, `${base}${path}`, options.headers, options.signal);
+    if (answer.status >= 200 && answer.status < 300) return answer;
+    // An error answer is one small JSON object.
+    const body = await new Response(answer.body).text().catch(() => '');
+    const failure = await failureOf(base, { status: answer.status, headers: answer.headers, body });
     if (
       !(failure instanceof Unavailable) ||
       Date.now() + failure.retryAfterMs + askAgainMinimumMs > deadline

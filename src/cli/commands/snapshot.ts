@@ -2,8 +2,9 @@
  * Backup and restore (docs/ops.md).
  *
  * `abcast snapshot save FILE --node URL`: asks the node for a backup (GET /v1/snapshot, taken
- * at a committed index after a barrier) and writes it with a SHA-256 of its body: a header
- * line `{"format":"abcast-snapshot","version":1,"sha256":…,"bodyBytes":…}`, then the body.
+ * at a committed index after a barrier) and streams it to the file with a SHA-256 of its
+ * body (snapshot-file.ts): a header line, then the node's lines as it sent them, each
+ * checked on the way; the file appears only once the whole answer arrived.
  *
  * `abcast snapshot restore FILE --data DIR --id ID --peers LIST`: makes the data directory of
  * one member of a NEW cluster from it, run once per member with the same peer list: its log
@@ -11,105 +12,199 @@
  * members as its configuration and membership. Positions continue after the snapshot's, and
  * every session it holds still drops duplicates, and durable consumers keep their cursors. The
  * messages up to the snapshot's position stay in the file: the new cluster's retained range
- * begins after it (a read below answers 410 on every node).
+ * begins after it (a read below answers 410 on every node). The file is read a line at a
+ * time and checked whole (checksum, length, every position, the end line) before anything
+ * is written.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MembershipTable } from '../../broadcast/membership.ts';
 import { StreamState } from '../../broadcast/stream-state.ts';
 import { makeConfiguration } from '../../raft/config.ts';
-import type { Configuration } from '../../raft/types.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
+import { assert } from '../../util/assert.ts';
 import { CliError } from './errors.ts';
-import { defaultNodeUrl, getJsonWhileUnavailable, nodeUrl } from './http-client.ts';
+import { defaultNodeUrl, getStreamWhileUnavailable, nodeUrl } from './http-client.ts';
+import {
+  BodyChecker,
+  fileHeaderLine,
+  LineSplitter,
+  lineBytesMax,
+  readSnapshotFile,
+  type SnapshotSummary,
+} from './snapshot-file.ts';
 import { parsePeers } from './start.ts';
 
-export const snapshotFormat = 'abcast-snapshot';
-export const snapshotVersion = 1;
 /**
- * A backup of a large state with its messages takes a while to gather and send; a node that
- * answers 503 meanwhile (no leader confirmed its read yet) is asked again within it.
+ * A node that answers 503 before the backup starts (no leader confirmed its read yet) is
+ * asked again within this.
  */
 const saveTimeoutMs = 120_000;
+/** Once the answer flows, a node that sends nothing for this long is given up on. */
+const saveIdleMsMax = 60_000;
+/** Body bytes gathered before a write to the file. */
+const writeBytesMin = 1 << 20;
 
-/** The body of a backup, as GET /v1/snapshot answers it. */
-export interface SnapshotBody {
-  readonly format: string;
-  readonly version: number;
-  readonly node: string;
-  readonly takenAtMs: number;
-  readonly index: number;
-  readonly term: number;
-  readonly config: Configuration;
-  readonly position: number;
-  /** The application state, base64: u32 length of the session table, it, membership JSON. */
-  readonly state: string;
-  readonly firstPosition: number;
-  readonly messages: readonly {
-    readonly position: number;
-    readonly client: string;
-    readonly seq: number;
-    readonly topic: string;
-    readonly payloadBase64: string;
-  }[];
+/** Lines and their bytes on their way to the file, with its checksum and length. */
+class BodyFile {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly hash = createHash('sha256');
+  bodyBytes = 0;
+
+  /** `handle` gets the body from `offset` on, after room for the header line. */
+  constructor(
+    private readonly handle: Awaited<ReturnType<typeof open>>,
+    private readonly offset: number,
+  ) {}
+
+  add(line: Buffer): void {
+    // Copied: a line may be a view of a chunk the stream reuses.
+    this.pending.push(Buffer.from(line), Buffer.from('\n'));
+    this.pendingBytes += line.length + 1;
+  }
+
+  /** Writes what was added once there is enough of it (or `all`). */
+  async write(all: boolean): Promise<void> {
+    if (this.pendingBytes === 0 || (!all && this.pendingBytes < writeBytesMin)) return;
+    const bytes = Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.hash.update(bytes);
+    // Positioned writes: the header line is written at 0 before and after the body.
+    await this.handle.write(bytes, 0, bytes.length, this.offset + this.bodyBytes);
+    this.bodyBytes += bytes.length;
+  }
+
+  /** The checksum, once everything was written. */
+  sha256(): string {
+    return this.hash.digest('hex');
+  }
 }
 
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** The file's text: the header line with the body's checksum, then the body. */
-export function encodeSnapshotFile(body: SnapshotBody): Buffer {
-  const bodyBytes = Buffer.from(JSON.stringify(body));
-  const header = {
-    format: snapshotFormat,
-    version: snapshotVersion,
-    sha256: sha256Hex(bodyBytes),
-    bodyBytes: bodyBytes.length,
+/**
+ * Reads the node's answer a chunk at a time into `handle` after its header line: each line
+ * checked, none held longer than it takes to write it. Resolves with what the body held and
+ * its checksum and length; throws a CliError when the answer is not a whole backup.
+ */
+async function writeBody(
+  body: AsyncIterable<Uint8Array>,
+  handle: Awaited<ReturnType<typeof open>>,
+  options: { readonly base: string; readonly offset: number; readonly idle: () => void },
+): Promise<SnapshotSummary & { readonly sha256: string; readonly bodyBytes: number }> {
+  const { base } = options;
+  const file = new BodyFile(handle, options.offset);
+  const checker = new BodyChecker((what) => new CliError(`${base} sent no whole backup: ${what}`));
+  const splitter = new LineSplitter(
+    lineBytesMax,
+    () => new CliError(`${base} sent a line longer than ${lineBytesMax} bytes`),
+  );
+  const onLine = (line: Buffer) => {
+    checker.line(line);
+    file.add(line);
   };
-  return Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), bodyBytes]);
+  for await (const chunk of body) {
+    options.idle();
+    splitter.push(chunk, onLine);
+    await file.write(false);
+  }
+  if (splitter.restBytes > 0)
+    throw new CliError(`${base} sent no whole backup: it stopped mid-line`);
+  const summary = checker.finish();
+  await file.write(true);
+  return { ...summary, sha256: file.sha256(), bodyBytes: file.bodyBytes };
 }
 
-/** Checks the header, the length and the checksum; a CliError names what is wrong. */
-export function decodeSnapshotFile(file: Buffer, path: string): SnapshotBody {
-  const newline = file.indexOf(0x0a);
-  let header: { format?: unknown; version?: unknown; sha256?: unknown; bodyBytes?: unknown };
+/** Gives up (aborts) once `arm`'s time passed without another `arm`. */
+class Watchdog {
+  readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | null = null;
+
+  arm(delayMs: number, reason: string): void {
+    this.stop();
+    this.timer = setTimeout(() => this.controller.abort(new CliError(reason)), delayMs);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
+/** Makes `path`'s rename durable: the directory entry is synced too. */
+async function syncDirectory(path: string): Promise<void> {
+  const directory = await open(dirname(path), 'r');
   try {
-    header = JSON.parse(file.subarray(0, newline < 0 ? file.length : newline).toString('utf8'));
-  } catch {
-    throw new CliError(`${path} is not an abcast snapshot (no header line)`);
+    await directory.sync();
+  } finally {
+    await directory.close();
   }
-  if (header.format !== snapshotFormat) {
-    throw new CliError(`${path} is not an abcast snapshot`);
-  }
-  if (header.version !== snapshotVersion) {
+}
+
+/**
+ * Streams the node's backup into `FILE.partial` (its header line written last, once the
+ * body's checksum is known), and renames it to `file` only once the answer was whole, with
+ * every line checked, and synced: a failed save leaves no file that looks like a backup.
+ */
+export async function saveSnapshot(
+  file: string,
+  flags: { readonly node: string; readonly messages: boolean },
+): Promise<SnapshotSummary> {
+  const base = nodeUrl(flags.node);
+  const path = flags.messages ? '/v1/snapshot' : '/v1/snapshot?messages=0';
+  const watchdog = new Watchdog();
+  watchdog.arm(saveTimeoutMs, `${base} did not start the backup within ${saveTimeoutMs} ms`);
+  const partial = `${file}.partial`;
+  let handle: Awaited<ReturnType<typeof open>> | null = null;
+  try {
+    const answer = await getStreamWhileUnavailable(base, path, {
+      waitMs: saveTimeoutMs,
+      headers: { accept: 'application/x-ndjson' },
+      signal: watchdog.controller.signal,
+    });
+    handle = await open(partial, 'w', 0o600);
+    const placeholder = fileHeaderLine('0'.repeat(64), 0);
+    await handle.write(placeholder, 0, placeholder.length, 0);
+    const idle = () =>
+      watchdog.arm(saveIdleMsMax, `${base} sent nothing for ${saveIdleMsMax} ms; backup abandoned`);
+    idle();
+    const written = await writeBody(answer.body as AsyncIterable<Uint8Array>, handle, {
+      base,
+      offset: placeholder.length,
+      idle,
+    });
+    watchdog.stop();
+    const header = fileHeaderLine(written.sha256, written.bodyBytes);
+    assert(header.length === placeholder.length, 'the header line fills the room left for it');
+    await handle.write(header, 0, header.length, 0);
+    await handle.datasync();
+    await handle.close();
+    handle = null;
+    await rename(partial, file);
+    await syncDirectory(file);
+    return written;
+  } catch (error) {
+    const { signal } = watchdog.controller;
+    const reason: unknown = signal.aborted ? signal.reason : error;
+    // Lets go of the connection when the failure was on this side (the file, a bad line).
+    watchdog.controller.abort();
+    await handle?.close();
+    await rm(partial, { force: true });
+    if (reason instanceof CliError) throw reason;
     throw new CliError(
-      `${path} is a snapshot of version ${String(header.version)}; this release reads version ${snapshotVersion}`,
+      `${base} sent no whole backup: the answer broke off (${(reason as Error).message})`,
     );
+  } finally {
+    watchdog.stop();
   }
-  const body = file.subarray(newline + 1);
-  if (body.length !== header.bodyBytes || sha256Hex(body) !== header.sha256) {
-    throw new CliError(`${path} is damaged: its checksum does not match (truncated or changed)`);
-  }
-  const parsed = JSON.parse(body.toString('utf8')) as SnapshotBody;
-  if (parsed.format !== snapshotFormat || parsed.version !== snapshotVersion) {
-    throw new CliError(`${path} holds a body of another format`);
-  }
-  return parsed;
 }
 
 async function save(file: string, flags: { node: string; messages: boolean }): Promise<void> {
-  const base = nodeUrl(flags.node);
-  const path = flags.messages ? '/v1/snapshot' : '/v1/snapshot?messages=0';
-  const body = await getJsonWhileUnavailable<SnapshotBody>(base, path, saveTimeoutMs);
-  if (body.format !== snapshotFormat || body.version !== snapshotVersion) {
-    throw new CliError(`${base} answered a snapshot of a format this release does not write`);
-  }
-  await writeFile(file, encodeSnapshotFile(body), { mode: 0o600 });
+  const { header, messageCount } = await saveSnapshot(file, flags);
   console.log(
-    `snapshot of node ${body.node} at position ${body.position} (log index ${body.index}, term ${body.term}, ${body.messages.length} messages) written to ${file}`,
+    `snapshot of node ${header.node} at position ${header.position} (log index ${header.index}, term ${header.term}, ${messageCount} messages) written to ${file}`,
   );
 }
 
@@ -151,17 +246,21 @@ export function restoredState(
   ]);
 }
 
-interface RestoreFlags {
+export interface RestoreFlags {
   data: string;
   id: string;
   peers: string;
   clusterId: string;
 }
 
-async function restore(file: string, flags: RestoreFlags): Promise<void> {
-  const body = decodeSnapshotFile(await readFile(file), file);
+/**
+ * Checks the whole file as it reads it (a line at a time: the messages are not kept), then
+ * writes the data directory from its header: nothing is written from a file that fails.
+ */
+export async function restoreSnapshot(file: string, flags: RestoreFlags): Promise<void> {
   const peers = parsePeers(flags.peers);
   if (!(flags.id in peers)) throw new CliError(`--peers does not include --id ${flags.id}`);
+  const { header: body } = await readSnapshotFile(file);
   const dataDir = resolve(flags.data);
   const { storage, persisted } = await FileStorage.open({
     dataDir,
@@ -213,5 +312,5 @@ export function snapshotCommand(program: Command): void {
     .requiredOption('--id <id>', 'this member of the new cluster')
     .requiredOption('--peers <list>', 'every member of the new cluster: n1=host:port,…')
     .option('--cluster-id <id>', 'the new cluster id (as abcast start --cluster-id)', 'abcast')
-    .action((file: string, flags: RestoreFlags) => restore(file, flags));
+    .action((file: string, flags: RestoreFlags) => restoreSnapshot(file, flags));
 }

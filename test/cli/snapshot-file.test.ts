@@ -1,0 +1,237 @@
+// `abcast snapshot save` and `restore` over a streamed backup, in this process: a node double
+// behind the real HTTP server holds thousands of messages; `save` streams them to a file that
+// appears only once whole, `restore` reads it back a line at a time and makes a data
+// directory. A file cut short, changed, or rewritten with a valid checksum but no end line or
+// a missing message is refused before anything is written; a version 1 file still restores;
+// an answer that stops short or fails midway leaves no file behind.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { restoreSnapshot, saveSnapshot } from '../../src/cli/commands/snapshot.ts';
+import {
+  fileHeaderLine,
+  readSnapshotFile,
+  type SnapshotMessage,
+} from '../../src/cli/commands/snapshot-file.ts';
+import type { ServedNode } from '../../src/server/context.ts';
+import { createHttpServer, type HttpServer } from '../../src/server/http.ts';
+import { FileStorage } from '../../src/storage/file-storage.ts';
+import { logger } from '../server/cluster.ts';
+
+const messageCount = 2_500;
+const lastIndex = messageCount + 10;
+const peers = 'n1=127.0.0.1:1,n2=127.0.0.1:2';
+
+function payloadOf(position: number): Uint8Array {
+  return Buffer.from(`message ${position}`);
+}
+
+/** A node holding positions 1..messageCount, whose state is an empty session table. */
+const node = {
+  id: 'n1',
+  backup: async () => ({
+    snapshot: {
+      meta: { index: lastIndex, term: 4, config: { voters: ['n1'], learners: [] } },
+      data: new Uint8Array([0, 0, 0, 0]),
+    },
+    position: messageCount,
+  }),
+  status: () => ({ id: 'n1', firstRetainedPosition: 1 }),
+  read: (from: number, limit: number) =>
+    Array.from({ length: Math.min(limit, messageCount - from + 1) }, (_, at) => ({
+      position: from + at,
+      index: from + at + 10,
+      term: 4,
+      clientId: 'c',
+      seq: from + at,
+      topic: 'orders',
+      payload: payloadOf(from + at),
+      logTimeMs: 1_000,
+    })),
+} as unknown as ServedNode;
+
+let root: string;
+let http: HttpServer;
+let url: string;
+let saved: string;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'abcast-backup-'));
+  http = createHttpServer({ node, logger });
+  url = await http.listen('127.0.0.1:0');
+  saved = join(root, 'backup.snap');
+  await saveSnapshot(saved, { node: url, messages: true });
+});
+
+after(async () => {
+  await http.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+function restoreFlags(data: string) {
+  return { data, id: 'n1', peers, clusterId: 'abcast' };
+}
+
+/** The body lines of a saved file, and a file made of `lines` with a checksum that matches. */
+async function bodyLines(): Promise<string[]> {
+  const text = (await readFile(saved)).toString('utf8');
+  return text.slice(text.indexOf('\n') + 1, -1).split('\n');
+}
+
+async function fileOf(name: string, lines: readonly string[]): Promise<string> {
+  const body = Buffer.from(`${lines.join('\n')}\n`);
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  const path = join(root, name);
+  await writeFile(path, Buffer.concat([fileHeaderLine(sha256, body.length), body]));
+  return path;
+}
+
+/** What a restored data directory holds. */
+async function persistedIn(data: string) {
+  const { storage, persisted } = await FileStorage.open({
+    dataDir: data,
+    clusterId: 'abcast',
+    nodeId: 'n1',
+  });
+  await storage.close();
+  return persisted;
+}
+
+async function refused(file: string, message: RegExp): Promise<void> {
+  const data = join(root, `refused-${Math.random().toString(16).slice(2)}`);
+  await assert.rejects(restoreSnapshot(file, restoreFlags(data)), { name: 'CliError', message });
+  await assert.rejects(readdir(data), { code: 'ENOENT' }, 'nothing was written');
+}
+
+test('save streams every message to a file that restore reads back into a data directory', async () => {
+  assert.deepEqual((await readdir(root)).sort(), ['backup.snap'], 'no partial file is left');
+  const headerLine = (await readFile(saved, 'utf8')).split('\n')[0] as string;
+  assert.equal(JSON.parse(headerLine).version, 2);
+  const messages: SnapshotMessage[] = [];
+  const summary = await readSnapshotFile(saved, (message) => messages.push(message));
+  assert.equal(summary.messageCount, messageCount);
+  assert.deepEqual(
+    [summary.header.index, summary.header.term, summary.header.position],
+    [lastIndex, 4, messageCount],
+  );
+  assert.deepEqual(
+    messages.map((message) => message.position),
+    Array.from({ length: messageCount }, (_, at) => at + 1),
+  );
+  const last = messages.at(-1) as SnapshotMessage;
+  assert.deepEqual(Buffer.from(last.payloadBase64, 'base64'), Buffer.from(payloadOf(messageCount)));
+
+  const data = join(root, 'restored');
+  await restoreSnapshot(saved, restoreFlags(data));
+  const persisted = await persistedIn(data);
+  assert.equal(persisted.snapshot?.meta.index, lastIndex);
+  assert.deepEqual(persisted.snapshot?.meta.config.voters, ['n1', 'n2']);
+  assert.equal(persisted.hardState?.commit, lastIndex);
+});
+
+test('a version 2 file cut short, changed, or without its end line is refused', async () => {
+  const bytes = await readFile(saved);
+  const cut = join(root, 'cut.snap');
+  await writeFile(cut, bytes.subarray(0, bytes.length - 100));
+  await refused(cut, /damaged: its checksum does not match/);
+  const changed = Buffer.from(bytes);
+  changed[changed.length >> 1] = (changed[changed.length >> 1] as number) ^ 1;
+  const flipped = join(root, 'flipped.snap');
+  await writeFile(flipped, changed);
+  await refused(flipped, /damaged: its checksum does not match/);
+  // Checksums that match: what is wrong is what the lines say.
+  const lines = await bodyLines();
+  await refused(
+    await fileOf('no-end.snap', lines.slice(0, -1)),
+    /not a whole backup: it stops after 2500 messages, without its end line/,
+  );
+  await refused(
+    await fileOf(
+      'hole.snap',
+      lines.filter((_, at) => at !== 100),
+    ),
+    /not a whole backup: line 101 holds position 101, not 100/,
+  );
+  await refused(
+    await fileOf('failed.snap', [...lines.slice(0, 50), '{"error":"compacted","message":"gone"}']),
+    /not a whole backup: the node could not finish it: compacted: gone/,
+  );
+});
+
+test('a version 1 file, one JSON body, still restores', async () => {
+  const body = Buffer.from(
+    JSON.stringify({
+      format: 'abcast-snapshot',
+      version: 1,
+      node: 'n1',
+      takenAtMs: 0,
+      ...{ index: 9, term: 2, config: { voters: ['n1'], learners: [] }, position: 2 },
+      ...{ state: Buffer.from([0, 0, 0, 0]).toString('base64'), firstPosition: 1 },
+      messages: [1, 2].map((position) => ({
+        ...{ position, index: position + 5, term: 2, client: '', seq: 0, topic: '', time: 0 },
+        payloadBase64: Buffer.from(`v1 ${position}`).toString('base64'),
+      })),
+    }),
+  );
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  const header = { format: 'abcast-snapshot', version: 1, sha256, bodyBytes: body.length };
+  const file = join(root, 'v1.snap');
+  await writeFile(file, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), body]));
+  const messages: SnapshotMessage[] = [];
+  const summary = await readSnapshotFile(file, (message) => messages.push(message));
+  assert.equal(summary.messageCount, 2);
+  assert.equal(Buffer.from(messages[1]?.payloadBase64 ?? '', 'base64').toString(), 'v1 2');
+  const data = join(root, 'restored-v1');
+  await restoreSnapshot(file, restoreFlags(data));
+  const persisted = await persistedIn(data);
+  assert.equal(persisted.snapshot?.meta.index, 9);
+  assert.equal(persisted.hardState?.term, 2);
+});
+
+/** A server answering 200 with `lines`, then cutting the connection (`cut`) or ending. */
+async function answering(lines: readonly string[], cut: boolean): Promise<Server> {
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    response.write(lines.map((line) => `${line}\n`).join(''));
+    if (cut) setImmediate(() => response.socket?.destroy());
+    else response.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+test('an answer that stops short or fails midway leaves the earlier file as it was', async () => {
+  const lines = await bodyLines();
+  const target = join(root, 'kept.snap');
+  await writeFile(target, 'an earlier backup');
+  const cases: [readonly string[], boolean, RegExp][] = [
+    [lines.slice(0, 1_000), true, /sent no whole backup: the answer broke off/],
+    [lines.slice(0, -1), false, /sent no whole backup: it stops after 2500 messages/],
+    [
+      [...lines.slice(0, 10), '{"error":"compacted","message":"position 10 is no longer kept"}'],
+      false,
+      /sent no whole backup: the node could not finish it: compacted/,
+    ],
+  ];
+  for (const [answer, cut, message] of cases) {
+    const server = await answering(answer, cut);
+    const { port } = server.address() as { port: number };
+    try {
+      await assert.rejects(
+        saveSnapshot(target, { node: `http://127.0.0.1:${port}`, messages: true }),
+        {
+          name: 'CliError',
+          message,
+        },
+      );
+    } finally {
+      server.close();
+    }
+    assert.equal(await readFile(target, 'utf8'), 'an earlier backup');
+    await assert.rejects(readFile(`${target}.partial`), { code: 'ENOENT' });
+  }
+});
