@@ -283,6 +283,8 @@ const goAwayCodes = new Set([
   'hello_expected',
   'hello_repeated',
   'hello_timeout',
+  'frame_timeout',
+  'idle_timeout',
   'request_id_in_use',
   'window_exceeded',
   'node_stopped',
