@@ -115,6 +115,7 @@ async function serve(): Promise<{ port: number; close: () => void }> {
       bodyBytesMax: (1 << 20) + (64 << 10),
       requestTimeoutMs: 10_000,
       connectionsMax: 16,
+      binaryIdleTimeoutMs: 300_000,
     },
     metrics: new HttpMetrics(),
     logger: quiet,
@@ -122,7 +123,13 @@ async function serve(): Promise<{ port: number; close: () => void }> {
     auth: null,
   } as unknown as ServerContext;
   const dispatcher = new Dispatcher(context, apiRoutes);
-  const server = new BinaryServer({ context, dispatcher, tls: null, windowRequests: 1024 });
+  const server = new BinaryServer({
+    context,
+    dispatcher,
+    tls: null,
+    windowRequests: 1024,
+    enforceDeadlines: true,
+  });
   const address = await server.listen('127.0.0.1:0');
   return {
     port: Number(address.split(':').pop()),

@@ -163,12 +163,16 @@ class BinaryConnection implements ClientFrameHandler {
   /** Signals this connection listens on for all the calls that carry them (see `watch`). */
   private readonly watched = new WeakSet<AbortSignal>();
 
-  /** `carriesStreams`: a stream's connection, whose reader pauses it. */
+  /**
+   * `carriesStreams`: a stream's connection, whose reader pauses it. `resend`: where the
+   * calls go that a node closing this connection for idleness never read (null: they fail).
+   */
   constructor(
     origin: URL,
     options: BinaryExchangeOptions,
     private readonly onGone: () => void,
     carriesStreams = false,
+    private readonly resend: ((calls: readonly Call[]) => void) | null = null,
   ) {
     const host = origin.hostname.replace(/^\[|\]$/g, '');
     const port = Number(origin.port);
@@ -197,6 +201,7 @@ class BinaryConnection implements ClientFrameHandler {
       return;
     }
     this.waiting.push(call);
+    if (call.encoded !== undefined) this.watch(call.request.signal);
     this.pump();
     this.holdProcess();
   }
@@ -292,7 +297,13 @@ class BinaryConnection implements ClientFrameHandler {
         this.onStreamFrame(frame);
         return;
       case 'goAway':
-        this.fail(new BinaryConnectionError(frame.code, frame.message));
+        // A node closes an idle connection only with nothing in flight and reads nothing
+        // after it (docs/protocol.md): a call that crossed it was never read, so it goes
+        // again on a new connection, as if this one had been closed before it was made.
+        this.fail(
+          new BinaryConnectionError(frame.code, frame.message),
+          frame.code === 'idle_timeout' ? this.resend : null,
+        );
         this.socket.destroy();
         return;
       default:
@@ -395,16 +406,23 @@ class BinaryConnection implements ClientFrameHandler {
     return true;
   }
 
-  private fail(error: BinaryConnectionError): void {
+  /** Ends the connection: its calls fail with `error`, or go to `resend` when given. */
+  private fail(
+    error: BinaryConnectionError,
+    resend: ((calls: readonly Call[]) => void) | null = null,
+  ): void {
     if (this.failure !== null) return;
     this.failure = error;
     this.onGone();
     const calls = [...this.inFlight.values(), ...this.waiting];
     this.inFlight.clear();
     this.waiting.length = 0;
-    for (const call of calls) {
-      this.settle(call, error);
-      call.stream?.end(error);
+    if (resend !== null) resend(calls.filter((call) => !call.settled));
+    else {
+      for (const call of calls) {
+        this.settle(call, error);
+        call.stream?.end(error);
+      }
     }
     this.socket.destroy();
   }
@@ -461,9 +479,19 @@ function pooledConnection(
 ): BinaryConnection {
   let connection = pool.get(key);
   if (connection === undefined) {
-    const made = new BinaryConnection(origin, options, () => {
-      if (pool.get(key) === made) pool.delete(key);
-    });
+    const made = new BinaryConnection(
+      origin,
+      options,
+      () => {
+        if (pool.get(key) === made) pool.delete(key);
+      },
+      false,
+      // Each call keeps its deadline and its caller's signal: the old connection settles it
+      // (a settled call is only skipped), whichever one it is on.
+      (calls) => {
+        for (const call of calls) pooledConnection(pool, key, origin, options).call(call);
+      },
+    );
     connection = made;
     pool.set(key, connection);
   }
@@ -488,9 +516,8 @@ function startCall(
     { background: true },
   );
   if (call.encoded !== undefined) {
-    // A run: its signal is the client's, watched once per connection.
+    // A run: its signal is the client's, watched once per connection (`call`).
     assert(call.request.signal === signal, "a run's call carries its signal");
-    connection.watch(signal);
   } else {
     const onAbort = () => connection.settle(call, signal.reason as Error);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -570,9 +597,11 @@ function runsOverBinary(
       known.set(key, false);
       return null;
     } finally {
-      if (probes.get(key) === connection && known.has(key)) {
+      // The probe the run went on, or the one it was sent again on after an idle close.
+      const probe = probes.get(key);
+      if (probe !== undefined && known.has(key)) {
         probes.delete(key);
-        connection.endWhenIdle();
+        probe.endWhenIdle();
       }
     }
   };

@@ -12,6 +12,13 @@
  * `frameBytesMax`, and the node grants a window of `windowRequests` unanswered requests; a
  * client that goes past it, or sends a frame that does not decode, gets a goAway frame with
  * the code and its connection closed. Other connections are not touched.
+ *
+ * Nor does a connection hold its slot of `connectionsMax` for nothing: a frame begun must be
+ * finished within the frame deadline (`frame_timeout`), and a connection with no request in
+ * flight that sends nothing for `binaryIdleTimeoutMs` is closed (`idle_timeout`). One sweep
+ * a second looks at every connection, which only records the time of each chunk it reads:
+ * no timer per frame, nor one more per connection, on a port that carries 300,000 messages
+ * a second.
  */
 
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
@@ -44,6 +51,31 @@ import { broadcastRunRoute } from './routes/broadcast-run.ts';
 /** Unanswered requests one connection may hold by default. */
 export const defaultWindowRequests = 1024;
 
+/**
+ * How long a frame may take to arrive once its first byte has: the request deadline, as
+ * node:http gives a request's headers (http.ts: headersTimeout), and a frame is a request's
+ * headers and body in one. A client that cannot send one frame in that time could not have
+ * it answered in time either; one that sends a length and then nothing holds a slot and up
+ * to `frameBytesMax` of buffers until it is told.
+ */
+function frameTimeoutMsOf(context: ServerContext): number {
+  return context.settings.requestTimeoutMs;
+}
+
+/**
+ * Between two sweeps: a deadline is enforced within this much after it passes. As node:http's
+ * connectionsCheckingInterval (http.ts), a second, or the deadline itself when it is shorter.
+ */
+function sweepIntervalMsOf(deadlines: ConnectionDeadlines): number {
+  return Math.min(1000, deadlines.frameTimeoutMs, deadlines.idleTimeoutMs);
+}
+
+/** When the sweep ends a connection (`BinaryConnection.checkDeadlines`). */
+interface ConnectionDeadlines {
+  readonly frameTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
 /** The largest batch body (broadcast-batch.ts) plus room for the frame's own fields. */
 function frameBytesMaxFor(context: ServerContext): number {
   return Math.min(
@@ -63,6 +95,14 @@ export interface BinaryServerOptions {
   readonly dispatcher: Dispatcher;
   readonly tls: TlsCredentials | null;
   readonly windowRequests: number;
+  /**
+   * Whether the sweep ends connections past the frame deadline or the idle timeout: true
+   * wherever the port serves clients. The simulator passes false for now: the sweep's timer
+   * takes a place among each tick's events, which the scheduler draws from the seed, so
+   * every regression seed of test/sim/runtime-seeds.txt would replay another world and
+   * would have to be found again.
+   */
+  readonly enforceDeadlines: boolean;
 }
 
 export class BinaryServer {
@@ -70,11 +110,21 @@ export class BinaryServer {
   private readonly connections = new Set<BinaryConnection>();
   private stopRotation: (() => void) | null = null;
   private readonly scheme: 'abcast' | 'abcasts';
+  private readonly deadlines: ConnectionDeadlines;
+  /** Armed while a connection is open (`sweep`). */
+  private sweepTimer: Timer | null = null;
 
   constructor(private readonly options: BinaryServerOptions) {
     assert(Number.isSafeInteger(options.windowRequests), 'the window is an integer');
     assert(options.windowRequests >= 1, 'the window holds a request');
     const { tls, context } = options;
+    this.deadlines = {
+      frameTimeoutMs: frameTimeoutMsOf(context),
+      idleTimeoutMs: context.settings.binaryIdleTimeoutMs,
+    };
+    assert(this.deadlines.frameTimeoutMs > 0, 'a frame has time to arrive');
+    assert(Number.isSafeInteger(this.deadlines.idleTimeoutMs), 'the idle timeout is an integer');
+    assert(this.deadlines.idleTimeoutMs > 0, 'a connection may be idle a while');
     const accept = (socket: Socket) => this.accept(socket);
     this.scheme = tls === null ? 'abcast' : 'abcasts';
     if (tls === null) {
@@ -112,6 +162,11 @@ export class BinaryServer {
     });
   }
 
+  /** Connections open now, hello said or not. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
   /** Says goodbye to every connection (their answers in progress are over by now). */
   closeConnections(): void {
     for (const connection of this.connections) {
@@ -137,6 +192,28 @@ export class BinaryServer {
       this.connections.delete(connection);
       metrics.binaryConnection(-1);
     });
+    this.armSweep();
+  }
+
+  /**
+   * One timer for every connection, armed only while there is one (it never keeps a process
+   * up by itself): with thousands of connections a pass costs less than a timer per
+   * connection re-armed as its frames come.
+   */
+  private armSweep(): void {
+    if (!this.options.enforceDeadlines) return;
+    if (this.sweepTimer !== null || this.connections.size === 0) return;
+    const { environment } = this.options.context;
+    this.sweepTimer = environment.setTimer(sweepIntervalMsOf(this.deadlines), () => this.sweep(), {
+      background: true,
+    });
+  }
+
+  private sweep(): void {
+    this.sweepTimer = null;
+    const nowMs = this.options.context.environment.monotonicMs();
+    for (const connection of this.connections) connection.checkDeadlines(nowMs, this.deadlines);
+    this.armSweep();
   }
 }
 
@@ -163,6 +240,12 @@ class BinaryConnection implements NodeFrameHandler {
   private corked = false;
   /** Reading stopped until the client takes its answers (`readFrames`). */
   private awaitingDrain = false;
+  /** When a chunk last came, or the last request in flight ended (`checkDeadlines`). */
+  private lastActivityMs: number;
+  /** When the first byte of the frame now partly read came; null between frames. */
+  private frameStartedMs: number | null = null;
+  /** Frames read so far: a count that moved during a chunk means a new frame began. */
+  private framesReadCount = 0;
 
   constructor(
     private readonly socket: DuplexConnection,
@@ -171,6 +254,7 @@ class BinaryConnection implements NodeFrameHandler {
     const { context } = options;
     this.frameBytesMax = frameBytesMaxFor(context);
     this.decoder = new ClientFrameDecoder(this.frameBytesMax);
+    this.lastActivityMs = context.environment.monotonicMs();
     // A connection that never says hello holds a socket for nothing.
     this.helloTimer = context.environment.setTimer(
       context.settings.requestTimeoutMs,
@@ -196,12 +280,14 @@ class BinaryConnection implements NodeFrameHandler {
    * for 38 KB sent. The rest of the chunk waits in the decoder until 'drain'.
    */
   private readFrames(chunk: Uint8Array): void {
+    const framesReadBefore = this.framesReadCount;
     const error = this.decoder.pushAtNode(chunk, this, this.readingFrames);
     if (this.closing) return;
     if (error !== null) {
       this.goAway(0, error.code, error.message);
       return;
     }
+    this.noteProgress(framesReadBefore);
     if (this.socket.writableNeedDrain && !this.awaitingDrain) {
       this.awaitingDrain = true;
       this.socket.pause();
@@ -213,11 +299,48 @@ class BinaryConnection implements NodeFrameHandler {
     }
   }
 
+  /**
+   * What the sweep measures from, once per chunk (never per frame): the time of the last
+   * bytes, and of the first byte of a frame still partly read. A frame that began before
+   * this chunk and is still unfinished keeps its start; one begun in it starts now.
+   */
+  private noteProgress(framesReadBefore: number): void {
+    const nowMs = this.options.context.environment.monotonicMs();
+    this.lastActivityMs = nowMs;
+    if (!this.decoder.hasPartialFrame) this.frameStartedMs = null;
+    else if (this.frameStartedMs === null || this.framesReadCount !== framesReadBefore) {
+      this.frameStartedMs = nowMs;
+    }
+  }
+
+  /**
+   * The sweep's look (BinaryServer.sweep): a frame begun longer than the frame deadline ago
+   * ends the connection with `frame_timeout`; a connection past its hello with no request in
+   * flight (an open stream is one), no frame begun and no bytes for the idle timeout ends with
+   * `idle_timeout`. Neither while reading waits for the client to take its answers: the
+   * frames waiting then are the node's to read, and answers are still on their way.
+   */
+  checkDeadlines(nowMs: number, deadlines: ConnectionDeadlines): void {
+    if (this.closing || this.awaitingDrain) return;
+    const { frameTimeoutMs, idleTimeoutMs } = deadlines;
+    if (this.frameStartedMs !== null) {
+      if (nowMs - this.frameStartedMs < frameTimeoutMs) return;
+      this.goAway(0, 'frame_timeout', `a frame begun was not finished within ${frameTimeoutMs} ms`);
+      return;
+    }
+    if (this.token === null || this.inFlight.size > 0) return;
+    if (nowMs - this.lastActivityMs < idleTimeoutMs) return;
+    // Nothing is in flight and nothing after this is read: a request that crosses it was
+    // never seen, and the client may send it again on a new connection, whatever it is.
+    this.goAway(0, 'idle_timeout', `no request for ${idleTimeoutMs} ms; connect again to send one`);
+  }
+
   /** Whether the next frame is read now (`readFrames`). */
   private readonly readingFrames = () => !this.closing && !this.socket.writableNeedDrain;
 
   /** A frame read (NodeFrameHandler); those after a goAway are dropped. */
   frame(frame: ClientFrame): void {
+    this.framesReadCount++;
     if (this.closing) return;
     if (frame.type === 'hello') {
       this.onHello(frame.token);
@@ -242,6 +365,7 @@ class BinaryConnection implements NodeFrameHandler {
    * reads no body and answers with a runAnswer frame.
    */
   run(run: ReceivedRun): void {
+    this.framesReadCount++;
     if (this.closing) return;
     const { requestId } = run;
     const refusal = this.refusalOf('broadcastRun', requestId);
@@ -407,8 +531,13 @@ class BinaryConnection implements NodeFrameHandler {
   /** A request is over: its id is free, and its exchange's close listener runs. */
   private endInFlight(requestId: number): void {
     const entry = this.inFlight.get(requestId);
+    if (entry === undefined) return;
     this.inFlight.delete(requestId);
-    if (entry !== undefined) queueMicrotask(entry.close);
+    queueMicrotask(entry.close);
+    // Idle is counted from the last answer too: a call that took long was no idleness.
+    if (this.inFlight.size === 0) {
+      this.lastActivityMs = this.options.context.environment.monotonicMs();
+    }
   }
 
   /**

@@ -112,6 +112,8 @@ export interface ServerSettings {
   /** Payload bytes in one page of messages; a page holds one message at least. */
   readonly messagesPageBytesMax: number;
   readonly connectionsMax: number;
+  /** A binary-port connection with nothing in flight and no bytes for this long is closed. */
+  readonly binaryIdleTimeoutMs: number;
   /** Node id → address, for the members list of /v1/status. */
   readonly peers: ReadonlyMap<NodeId, string>;
 }

@@ -39,6 +39,11 @@ export interface ServerOptions {
   readonly messagesPageBytesMax?: number;
   /** HTTP connections open at once; beyond it new ones are closed at accept; default 4096. */
   readonly connectionsMax?: number;
+  /**
+   * A binary-port connection with nothing in flight that sends nothing for this long is
+   * closed with a goAway `idle_timeout`; default 5 minutes, at most `timeoutMsMax`.
+   */
+  readonly binaryIdleTimeoutMs?: number;
   /** Identities and their rights (auth.ts); absent: every request may do everything. */
   readonly auth?: AuthSource | null;
   /** Node id → base URL of its HTTP API ("http://10.0.0.2:8001"): the dashboard shows them all. */
@@ -72,7 +77,17 @@ export const defaultHttpSettings = {
   messagesLimitMax: 1000,
   messagesPageBytesMax: 4 << 20,
   connectionsMax: 4096,
+  // Longer than node:http's keep-alive (5 s): a pipelining client keeps one connection per
+  // node and pauses between bursts, and a reconnect costs it a handshake and a hello. Five
+  // minutes frees the slot of a client that has gone quiet without costing a live one much.
+  binaryIdleTimeoutMs: 300_000,
 } as const;
+
+/**
+ * The longest timeout a setting may give, 2^31 - 1 ms (about 24 days): the longest a Node
+ * timer holds. A longer delay does not fail but fires after 1 ms.
+ */
+export const timeoutMsMax = 2_147_483_647;
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -82,6 +97,19 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
     });
   }
   return value;
+}
+
+/** A positive integer of milliseconds that a timer holds (`timeoutMsMax`). */
+function timeoutSetting(name: string, value: number | undefined, fallback: number): number {
+  const timeoutMs = positiveInteger(name, value, fallback);
+  if (timeoutMs > timeoutMsMax) {
+    throw new BroadcastError(
+      'invalid_argument',
+      `${name} must be at most ${timeoutMsMax} (about 24 days), the longest a timer holds`,
+      { field: name },
+    );
+  }
+  return timeoutMs;
 }
 
 /**
@@ -148,6 +176,11 @@ function settingsFrom(options: ServerOptions): ServerSettings {
       'connectionsMax',
       options.connectionsMax,
       defaultHttpSettings.connectionsMax,
+    ),
+    binaryIdleTimeoutMs: timeoutSetting(
+      'binaryIdleTimeoutMs',
+      options.binaryIdleTimeoutMs,
+      defaultHttpSettings.binaryIdleTimeoutMs,
     ),
     peers: new Map(Object.entries(options.peers ?? {})),
   };

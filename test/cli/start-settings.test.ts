@@ -3,9 +3,10 @@
 // reaches the same node, which refuses the one it is not) and a request timeout beyond what
 // a timer holds (node:http refused it with its own RangeError), a WAL segment size the
 // storage refuses (its message named its option, not the flag), a message store segment
-// smaller than a block (taken, it made three files of every message), and --force-new-cluster
-// with --join, which ask for opposite things (it started, --join silently ignored). Each is
-// a CliError naming the flag; the bounds themselves still start.
+// smaller than a block (taken, it made three files of every message), --force-new-cluster
+// with --join, which ask for opposite things (it started, --join silently ignored), and a
+// binary idle timeout that is no positive integer or beyond what a timer holds. Each is a
+// CliError naming the flag; the bounds themselves still start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../../src/cli/commands/errors.ts';
@@ -55,6 +56,22 @@ test('--request-timeout-ms is at most 2^31 - 1', async () => {
       /--request-timeout-ms is at most 2147483647/,
     );
   }
+});
+
+test('--binary-idle-timeout-ms is a positive integer, at most 2^31 - 1', async () => {
+  assert.equal((await startSettings(base)).binaryIdleTimeoutMs, null);
+  const longest = await startSettings({ ...base, binaryIdleTimeoutMs: '2147483647' });
+  assert.equal(longest.binaryIdleTimeoutMs, 2_147_483_647);
+  for (const value of ['0', '-1', '1.5', 'five']) {
+    await refused(
+      () => startSettings({ ...base, binaryIdleTimeoutMs: value }),
+      /--binary-idle-timeout-ms/,
+    );
+  }
+  await refused(
+    () => startSettings({ ...base, binaryIdleTimeoutMs: '2147483648' }),
+    /--binary-idle-timeout-ms is at most 2147483647/,
+  );
 });
 
 test('--segment-bytes is within what the WAL takes', async () => {

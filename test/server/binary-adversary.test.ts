@@ -57,6 +57,7 @@ before(async () => {
     dispatcher: inProcess.dispatcher,
     tls: null,
     windowRequests,
+    enforceDeadlines: true,
   });
   port = Number(new URL(await binary.listen('127.0.0.1:0')).port);
 });
@@ -282,6 +283,8 @@ const goAwayCodes = new Set([
   'hello_expected',
   'hello_repeated',
   'hello_timeout',
+  'frame_timeout',
+  'idle_timeout',
   'request_id_in_use',
   'window_exceeded',
   'node_stopped',

@@ -26,6 +26,18 @@ export type RawRunAnswer =
   | { readonly status: 200; readonly results: readonly RunResult[] }
   | { readonly status: number; readonly body: Record<string, unknown> };
 
+/** A GET request frame without headers, encoded, for a test to send whole or cut. */
+export function getFrame(requestId: number, path: string): Buffer {
+  return encodeClientFrame({
+    type: 'request',
+    requestId,
+    method: 'GET',
+    path,
+    headers: {},
+    body: new Uint8Array(0),
+  });
+}
+
 /** A raw connection that speaks frames, for what the SDK never sends. */
 export class RawConnection {
   readonly frames: ClientFrame[] = [];
@@ -71,14 +83,7 @@ export class RawConnection {
   }
 
   get(requestId: number, path: string): void {
-    this.send({
-      type: 'request',
-      requestId,
-      method: 'GET',
-      path,
-      headers: {},
-      body: new Uint8Array(0),
-    });
+    this.send(getFrame(requestId, path));
   }
 
   post(requestId: number, path: string, body: unknown): void {

@@ -83,6 +83,7 @@ function rig(seed: number, windowRequests: number): Rig {
       dispatcher: server.dispatcher,
       tls: null,
       windowRequests,
+      enforceDeadlines: true,
     });
     network.attach('n1', life, (end) => binary.acceptConnection(end));
   };

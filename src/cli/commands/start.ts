@@ -25,6 +25,7 @@ import { type CorsPolicy, parseCorsOrigins } from '../../server/cors.ts';
 import { createHttpServer, type HttpServer } from '../../server/http.ts';
 import { PeerReads } from '../../server/peers.ts';
 import { recordsLimitMax } from '../../server/routes/records.ts';
+import { timeoutMsMax } from '../../server/settings.ts';
 import { SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN } from '../../storage/file-storage.ts';
 import { parseAddress } from '../../transport/address.ts';
 import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
@@ -70,6 +71,8 @@ export interface StartSettings {
   readonly payloadBytesMax: number | null;
   /** A broadcast not committed by then answers 503 timeout; null for the default, 10 s. */
   readonly requestTimeoutMs: number | null;
+  /** An idle binary-port connection is closed after this; null for the default, 5 minutes. */
+  readonly binaryIdleTimeoutMs: number | null;
   /** Idle client sessions expire after this much log time; null for the default, 1 hour. */
   readonly sessionTtlMs: number | null;
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
@@ -102,6 +105,7 @@ export interface StartFlags extends StreamFlags {
   segmentBytes?: string;
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
+  binaryIdleTimeoutMs?: string;
   sessionTtlMs?: string;
   pendingBytesMax?: string;
   sessionsMax?: string;
@@ -207,19 +211,17 @@ function payloadLimitFlag(value: unknown): number | null {
 }
 
 /**
- * The longest --request-timeout-ms, 2^31 - 1 ms (about 24 days): the longest a Node timer
- * holds, and far more than any broadcast should wait. Near 2^53 node:http refused the
- * server's own timeout, made from it, with a RangeError that named no flag.
+ * A timeout flag (--request-timeout-ms, --binary-idle-timeout-ms), at most 2^31 - 1 ms
+ * (`timeoutMsMax`, about 24 days): the longest a Node timer holds, and far more than any
+ * broadcast should wait. Near 2^53 node:http refused the server's own timeout, made from
+ * it, with a RangeError that named no flag.
  */
-const requestTimeoutMsMax = 2_147_483_647;
-
-/** --request-timeout-ms, within what a timer holds. */
-function requestTimeoutFlag(value: unknown): number | null {
-  const requestTimeoutMs = optionalInteger('request-timeout-ms', value);
-  if (requestTimeoutMs !== null && requestTimeoutMs > requestTimeoutMsMax) {
-    throw new CliError(`--request-timeout-ms is at most ${requestTimeoutMsMax} (about 24 days)`);
+function timeoutFlag(flag: string, value: unknown): number | null {
+  const timeoutMs = optionalInteger(flag, value);
+  if (timeoutMs !== null && timeoutMs > timeoutMsMax) {
+    throw new CliError(`--${flag} is at most ${timeoutMsMax} (about 24 days)`);
   }
-  return requestTimeoutMs;
+  return timeoutMs;
 }
 
 /** --segment-bytes, within what the WAL takes (it preallocates each segment). */
@@ -362,7 +364,14 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
     logFormat,
     segmentBytes: segmentBytesFlag(segmentBytes),
     payloadBytesMax: payloadLimitFlag(flags.payloadBytesMax ?? config.payloadBytesMax),
-    requestTimeoutMs: requestTimeoutFlag(flags.requestTimeoutMs ?? config.requestTimeoutMs),
+    requestTimeoutMs: timeoutFlag(
+      'request-timeout-ms',
+      flags.requestTimeoutMs ?? config.requestTimeoutMs,
+    ),
+    binaryIdleTimeoutMs: timeoutFlag(
+      'binary-idle-timeout-ms',
+      flags.binaryIdleTimeoutMs ?? config.binaryIdleTimeoutMs,
+    ),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
     limits: limitSettings(flags, config),
     tls,
@@ -502,6 +511,9 @@ export async function runNode(settings: StartSettings): Promise<{
     peers: settings.peers,
     ...(settings.payloadBytesMax === null ? {} : { payloadBytesMax: settings.payloadBytesMax }),
     ...(settings.requestTimeoutMs === null ? {} : { requestTimeoutMs: settings.requestTimeoutMs }),
+    ...(settings.binaryIdleTimeoutMs === null
+      ? {}
+      : { binaryIdleTimeoutMs: settings.binaryIdleTimeoutMs }),
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
@@ -685,7 +697,7 @@ export function startCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, retentionTopics, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
+      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, binaryIdleTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, retentionTopics, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -698,6 +710,10 @@ export function startCommand(program: Command): void {
     .option(
       '--request-timeout-ms <n>',
       'a broadcast not committed by then answers 503 (default 10000)',
+    )
+    .option(
+      '--binary-idle-timeout-ms <n>',
+      'a binary-port connection with nothing in flight that sends nothing this long gets a goAway idle_timeout (default 300000)',
     )
     .option(
       '--session-ttl-ms <n>',

@@ -264,6 +264,8 @@ export class NodeHost {
       dispatcher: this.server.dispatcher,
       tls: null,
       windowRequests: this.options.binaryWindowRequests,
+      // Not yet: see BinaryServerOptions.enforceDeadlines.
+      enforceDeadlines: false,
     });
     this.options.clientNetwork.attach(this.id, this.server, life);
     this.options.binaryNetwork.attach(this.id, life, (end) => binary.acceptConnection(end));
@@ -416,6 +418,7 @@ function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>):
     messagesScanMax: 10_000,
     messagesPageBytesMax: 4 << 20,
     connectionsMax: 4096,
+    binaryIdleTimeoutMs: 300_000,
     peers,
   };
 }
