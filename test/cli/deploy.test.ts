@@ -121,7 +121,9 @@ test('the image command runs as a plain process; the health check passes; SIGTER
   try {
     await waitFor(() => check() === 0, 'the health check passes', 30_000);
     assert.match(node.stdout(), /"name":"n1"/, 'JSON log lines');
-    assert.match(node.stderr(), /--insecure/);
+    // The node is ready (elected, serving) a moment before `start` prints its warning, and on
+    // a loaded machine the check can pass in between.
+    await waitFor(() => /--insecure/.test(node.stderr()), 'the --insecure warning on stderr');
     node.child.kill('SIGTERM');
     assert.equal(await node.exited, 0);
     assert.equal(check(), 1, 'a stopped node fails the check');
