@@ -159,6 +159,10 @@ test('413 for a 2 MiB body, whether its length is declared or it streams in chun
   timeout: 30_000,
 }, async () => {
   const { url, node } = cluster.members[1]!;
+  // The test before this one ends with a broadcast answered by another member; this one may
+  // still be delivering it, and that would read as something this test let through.
+  const delivered = Math.max(...cluster.members.map((m) => m.node.status().lastPosition));
+  await waitFor(() => node.status().lastPosition >= delivered, 'the member has caught up');
   const before = node.status().lastPosition;
   const big = JSON.stringify({ payload: 'x'.repeat(2 << 20) });
   const declared = await call(`${url}/v1/broadcast`, { method: 'POST', rawBody: big });
