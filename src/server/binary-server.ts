@@ -15,10 +15,12 @@
  *
  * Nor does a connection hold its slot of `connectionsMax` for nothing: a frame begun must be
  * finished within the frame deadline (`frame_timeout`), and a connection with no request in
- * flight that sends nothing for `binaryIdleTimeoutMs` is closed (`idle_timeout`). One sweep
- * a second looks at every connection, which only records the time of each chunk it reads:
- * no timer per frame, nor one more per connection, on a port that carries 300,000 messages
- * a second.
+ * flight that sends nothing for `binaryIdleTimeoutMs` is closed (`idle_timeout`), and so is
+ * one that takes none of its answers for as long (its socket's buffer full: reading paused,
+ * or a stream held back), without a goAway, which could not reach it. One sweep a second
+ * looks at every connection, which only records the time of each chunk it reads and of the
+ * start of each wait for 'drain': no timer per frame, nor one more per connection, on a port
+ * that carries 300,000 messages a second.
  */
 
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
@@ -74,6 +76,22 @@ function sweepIntervalMsOf(deadlines: ConnectionDeadlines): number {
 interface ConnectionDeadlines {
   readonly frameTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+}
+
+/**
+ * How long the node waits for a client to take what waits for it (until the socket's
+ * 'drain'): the idle timeout. A client that takes nothing for that long is as gone as one
+ * that sends nothing for it, and a live one that pauses between bursts pauses its reading
+ * no longer than its sending.
+ * Until then, what waits is bounded (the window's answers, or a stream's piece), as an HTTP
+ * stream whose reader stopped (routes/stream.ts) holds at most a piece; HTTP has no such
+ * deadline, but an HTTP connection holds one stream or answer, where this one holds a
+ * window of them. Past it the connection is cut as HTTP cuts a stream whose reader stopped
+ * (routes/stream.ts, endStream): a goAway would wait behind the answers never taken.
+ */
+function drainTimeoutMsOf(context: ServerContext): number {
+  return context.settings.binaryIdleTimeoutMs;
 }
 
 /** The largest batch body (broadcast-batch.ts) plus room for the frame's own fields. */
@@ -121,10 +139,12 @@ export class BinaryServer {
     this.deadlines = {
       frameTimeoutMs: frameTimeoutMsOf(context),
       idleTimeoutMs: context.settings.binaryIdleTimeoutMs,
+      drainTimeoutMs: drainTimeoutMsOf(context),
     };
     assert(this.deadlines.frameTimeoutMs > 0, 'a frame has time to arrive');
     assert(Number.isSafeInteger(this.deadlines.idleTimeoutMs), 'the idle timeout is an integer');
     assert(this.deadlines.idleTimeoutMs > 0, 'a connection may be idle a while');
+    assert(this.deadlines.drainTimeoutMs > 0, 'a client has time to take its answers');
     const accept = (socket: Socket) => this.accept(socket);
     this.scheme = tls === null ? 'abcast' : 'abcasts';
     if (tls === null) {
@@ -240,6 +260,11 @@ class BinaryConnection implements NodeFrameHandler {
   private corked = false;
   /** Reading stopped until the client takes its answers (`readFrames`). */
   private awaitingDrain = false;
+  /**
+   * When the node began to wait for the client to take its answers (reading paused, or a
+   * stream held back); null once the socket drained (`noteDrainWait`, `checkDeadlines`).
+   */
+  private drainWaitStartedMs: number | null = null;
   /** When a chunk last came, or the last request in flight ended (`checkDeadlines`). */
   private lastActivityMs: number;
   /** When the first byte of the frame now partly read came; null between frames. */
@@ -290,6 +315,7 @@ class BinaryConnection implements NodeFrameHandler {
     this.noteProgress(framesReadBefore);
     if (this.socket.writableNeedDrain && !this.awaitingDrain) {
       this.awaitingDrain = true;
+      this.noteDrainWait();
       this.socket.pause();
       this.socket.once('drain', () => {
         this.awaitingDrain = false;
@@ -298,6 +324,22 @@ class BinaryConnection implements NodeFrameHandler {
       });
     }
   }
+
+  /**
+   * The node waits for 'drain' from now, unless it already did: the time is read once per
+   * wait, not per write. The listener goes before the waiter's own, so that a waiter that
+   * waits again at once (a stream writing its next piece) starts a new wait.
+   */
+  private noteDrainWait(): void {
+    assert(this.socket.writableNeedDrain, "only a full socket's buffer is waited on");
+    if (this.drainWaitStartedMs !== null) return;
+    this.drainWaitStartedMs = this.options.context.environment.monotonicMs();
+    this.socket.once('drain', this.drainWaitOver);
+  }
+
+  private readonly drainWaitOver = () => {
+    this.drainWaitStartedMs = null;
+  };
 
   /**
    * What the sweep measures from, once per chunk (never per frame): the time of the last
@@ -318,11 +360,17 @@ class BinaryConnection implements NodeFrameHandler {
    * ends the connection with `frame_timeout`; a connection past its hello with no request in
    * flight (an open stream is one), no frame begun and no bytes for the idle timeout ends with
    * `idle_timeout`. Neither while reading waits for the client to take its answers: the
-   * frames waiting then are the node's to read, and answers are still on their way.
+   * frames waiting then are the node's to read, and answers are still on their way. A
+   * client that takes none of them for the drain timeout is cut off (`drainTimeoutMsOf`).
    */
   checkDeadlines(nowMs: number, deadlines: ConnectionDeadlines): void {
-    if (this.closing || this.awaitingDrain) return;
-    const { frameTimeoutMs, idleTimeoutMs } = deadlines;
+    if (this.closing) return;
+    const { frameTimeoutMs, idleTimeoutMs, drainTimeoutMs } = deadlines;
+    if (this.drainWaitStartedMs !== null && nowMs - this.drainWaitStartedMs >= drainTimeoutMs) {
+      this.cutOff();
+      return;
+    }
+    if (this.awaitingDrain) return;
     if (this.frameStartedMs !== null) {
       if (nowMs - this.frameStartedMs < frameTimeoutMs) return;
       this.goAway(0, 'frame_timeout', `a frame begun was not finished within ${frameTimeoutMs} ms`);
@@ -489,10 +537,17 @@ class BinaryConnection implements NodeFrameHandler {
             headers: carriedHeaders(streamHeaders),
           }),
         );
-        return new BinaryStreamWriter(this.socket, requestId, this.options.context, isOpen, () => {
-          // The stream is over: its id is free, and the route's close listener runs.
-          over = true;
-          this.endInFlight(requestId);
+        return new BinaryStreamWriter({
+          socket: this.socket,
+          requestId,
+          context: this.options.context,
+          isOpen,
+          onDrainWait: () => this.noteDrainWait(),
+          onEnd: () => {
+            // The stream is over: its id is free, and the route's close listener runs.
+            over = true;
+            this.endInFlight(requestId);
+          },
         });
       },
     };
@@ -575,6 +630,17 @@ class BinaryConnection implements NodeFrameHandler {
     });
   }
 
+  /**
+   * Closes a connection whose client takes nothing: no goAway, which would wait behind the
+   * answers never taken, and no lingering, which would hold them a second more. The close
+   * runs what runs for its requests down (`onClose`).
+   */
+  private cutOff(): void {
+    this.closing = true;
+    this.helloTimer?.cancel();
+    this.socket.destroy();
+  }
+
   private onClose(): void {
     this.closing = true;
     this.helloTimer?.cancel();
@@ -611,6 +677,18 @@ function answerFrame(requestId: number, answer: Answer): Uint8Array {
 /** Bytes gathered before they leave as one streamData frame, unless the turn ends first. */
 const streamChunkBytes = 256 << 10;
 
+interface StreamWriterOptions {
+  readonly socket: DuplexConnection;
+  readonly requestId: number;
+  readonly context: ServerContext;
+  /** Whether the connection is still open (no goAway, no cut). */
+  readonly isOpen: () => boolean;
+  /** The stream waits for the client to take what was written (the connection's deadline). */
+  readonly onDrainWait: () => void;
+  /** The stream is over. */
+  readonly onEnd: () => void;
+}
+
 /**
  * A streamed answer's body over the connection: what the route writes in one turn leaves
  * as one streamData frame (a catching-up subscriber gets thousands of events a turn, and a
@@ -623,13 +701,21 @@ class BinaryStreamWriter implements StreamWriter {
   private flushTimer: Timer | null = null;
   private over = false;
 
-  constructor(
-    private readonly socket: DuplexConnection,
-    private readonly requestId: number,
-    private readonly context: ServerContext,
-    private readonly isOpen: () => boolean,
-    private readonly onEnd: () => void,
-  ) {}
+  private readonly socket: DuplexConnection;
+  private readonly requestId: number;
+  private readonly context: ServerContext;
+  private readonly isOpen: () => boolean;
+  private readonly onDrainWait: () => void;
+  private readonly onEnd: () => void;
+
+  constructor(options: StreamWriterOptions) {
+    this.socket = options.socket;
+    this.requestId = options.requestId;
+    this.context = options.context;
+    this.isOpen = options.isOpen;
+    this.onDrainWait = options.onDrainWait;
+    this.onEnd = options.onEnd;
+  }
 
   get gone(): boolean {
     return this.over || !this.isOpen() || this.socket.destroyed;
@@ -656,6 +742,7 @@ class BinaryStreamWriter implements StreamWriter {
   drained(signal: AbortSignal): Promise<void> {
     this.flush();
     if (!this.socket.writableNeedDrain || this.gone || signal.aborted) return Promise.resolve();
+    this.onDrainWait();
     return new Promise((resolve) => {
       const done = () => {
         this.socket.off('drain', done);

@@ -140,6 +140,15 @@ export class RawConnection {
     };
   }
 
+  /** Stops reading: what the node writes stays in the kernel's buffers, then in the node's. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
   close(): void {
     this.socket.destroy();
   }

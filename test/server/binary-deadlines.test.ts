@@ -4,12 +4,16 @@
 // timeout) has passed since its first byte, and not before; a connection past its hello
 // with nothing in flight that sends nothing for the idle timeout gets `idle_timeout` and is
 // closed; a connection with a subscription open or a request held in flight is not closed
-// however long it is quiet; and the SDK whose connection was closed for idleness sends its
+// however long it is quiet; a client that sends requests and stops reading, or stops
+// reading an open stream, so that the node's buffer stays full, is cut off with no goAway
+// once it took nothing for the idle timeout, and not before, while one that reads slowly
+// (each stall shorter than that, all of them longer) keeps its connection; and the SDK whose connection was closed for idleness sends its
 // next broadcast on a new one, with no error, its session going on. The idle timeout is a
 // setting refused when it is no positive integer or more than a timer holds, and
 // `abcast start --binary-idle-timeout-ms` reaches the port.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -20,8 +24,14 @@ import { createServerContext } from '../../src/server/settings.ts';
 import { kill, spawnCli } from '../cli/helpers.ts';
 import { freePorts, waitFor } from '../support/ports.ts';
 import { getFrame, RawConnection } from './binary-connection.ts';
-import { type ClusterMember, type HttpCluster, logger, startHttpCluster } from './cluster.ts';
-import { ManualEnvironment } from './manual-environment.ts';
+import {
+  broadcast,
+  type ClusterMember,
+  type HttpCluster,
+  logger,
+  startHttpCluster,
+} from './cluster.ts';
+import { ManualEnvironment, settle } from './manual-environment.ts';
 
 let cluster: HttpCluster;
 let leader: ClusterMember;
@@ -188,6 +198,150 @@ test('the SDK whose connection was closed for idleness sends its next broadcast 
     assert.equal(server.connectionCount, 1);
   } finally {
     client.close();
+  }
+});
+
+/**
+ * A port as `serve` makes, with a connection accepted by the test's own listener and handed
+ * to the port, so that the test sees the node's end: when its buffer is full, when it is gone.
+ */
+async function serveWithNodeEnd(settings: {
+  readonly requestTimeoutMs: number;
+  readonly binaryIdleTimeoutMs: number;
+}): Promise<{
+  connection: RawConnection;
+  nodeEnd: Socket;
+  clock: ManualEnvironment;
+  server: BinaryServer;
+}> {
+  const { clock, server } = await serve(settings);
+  const nodeEnds: Socket[] = [];
+  const listener = createNetServer((socket) => {
+    nodeEnds.push(socket);
+    server.acceptConnection(socket);
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  closes.push(() => new Promise((resolve) => listener.close(() => resolve())));
+  const connection = new RawConnection((listener.address() as AddressInfo).port);
+  await connection.hello('');
+  const nodeEnd = nodeEnds[0];
+  assert.ok(nodeEnd !== undefined);
+  return { connection, nodeEnd, clock, server };
+}
+
+/** Where pages of about 4 MiB begin (`bigPagePath`): 0 before they are broadcast. */
+let bigMessagesFromPosition = 0;
+
+/**
+ * A read of messages answered with a page of about 4 MiB (the page's bound): more than the
+ * kernel's buffers of a loopback connection take (a few MiB) once two are sent.
+ */
+async function bigPagePath(): Promise<string> {
+  const count = 6;
+  if (bigMessagesFromPosition === 0) {
+    for (let at = 0; at < count; at++) {
+      const answer = await broadcast(leader.url, { payload: 'x'.repeat(800 << 10) });
+      assert.equal(answer.status, 200);
+      if (at === 0) bigMessagesFromPosition = answer.body.index;
+    }
+  }
+  return `/v1/messages?from=${bigMessagesFromPosition}&limit=${count}`;
+}
+
+/**
+ * Sends page reads, ids from `firstRequestId` on, until the node's buffer for this
+ * connection is full (it stopped reading); returns the next id.
+ */
+async function fillNodeEnd(
+  connection: RawConnection,
+  nodeEnd: Socket,
+  firstRequestId: number,
+): Promise<number> {
+  const path = await bigPagePath();
+  let requestId = firstRequestId;
+  while (!nodeEnd.writableNeedDrain) {
+    const bytesReadBefore = nodeEnd.bytesRead;
+    connection.get(requestId++, path);
+    await waitFor(
+      () => nodeEnd.writableNeedDrain || nodeEnd.bytesRead > bytesReadBefore,
+      'the node read the request or stopped reading',
+    );
+    await settle();
+  }
+  return requestId;
+}
+
+test('a client that sends requests and never reads is cut off once it took nothing for the idle timeout', async () => {
+  const { connection, nodeEnd, clock, server } = await serveWithNodeEnd({
+    requestTimeoutMs: 600_000,
+    binaryIdleTimeoutMs: 5000,
+  });
+  try {
+    connection.pause();
+    await fillNodeEnd(connection, nodeEnd, 1);
+    await clock.advance(4000);
+    assert.equal(nodeEnd.destroyed, false, 'not before the bound');
+    assert.equal(server.connectionCount, 1);
+    await clock.advance(1000);
+    assert.equal(nodeEnd.destroyed, true, 'cut off at the bound');
+    await waitFor(() => server.connectionCount === 0, 'the connection gone from the port');
+    // What the client reads now: some answers, then the close, with no goAway.
+    connection.resume();
+    await waitFor(() => connection.closed, 'the client saw the close');
+    assert.ok(!connection.frames.some((frame) => frame.type === 'goAway'));
+  } finally {
+    connection.close();
+  }
+});
+
+test('a client that reads slowly keeps its connection; once it stops for the idle timeout, it does not', async () => {
+  const { connection, nodeEnd, clock, server } = await serveWithNodeEnd({
+    requestTimeoutMs: 600_000,
+    binaryIdleTimeoutMs: 5000,
+  });
+  try {
+    let nextRequestId = 1;
+    // Three stalls of 4 s each: 12 s with the node's buffer full, but never 5 s at a time.
+    for (let round = 0; round < 3; round++) {
+      connection.pause();
+      nextRequestId = await fillNodeEnd(connection, nodeEnd, nextRequestId);
+      await clock.advance(4000);
+      connection.resume();
+      const answered = nextRequestId - 1;
+      await waitFor(
+        () => connection.frames.filter((frame) => frame.type === 'answer').length === answered,
+        'every request answered',
+      );
+    }
+    assert.equal(nodeEnd.destroyed, false);
+    assert.equal(server.connectionCount, 1);
+    connection.pause();
+    await fillNodeEnd(connection, nodeEnd, nextRequestId);
+    await clock.advance(5000);
+    assert.equal(nodeEnd.destroyed, true, 'a reader that stopped is cut off');
+  } finally {
+    connection.close();
+  }
+});
+
+test('a subscription whose reader stops reading is cut off once it took nothing for the idle timeout', async () => {
+  const { connection, nodeEnd, clock, server } = await serveWithNodeEnd({
+    requestTimeoutMs: 600_000,
+    binaryIdleTimeoutMs: 5000,
+  });
+  try {
+    await bigPagePath();
+    connection.pause();
+    connection.get(1, `/v1/stream?from=${bigMessagesFromPosition}`);
+    await waitFor(() => nodeEnd.writableNeedDrain, 'the stream held back');
+    await settle();
+    await clock.advance(4000);
+    assert.equal(nodeEnd.destroyed, false, 'not before the bound');
+    await clock.advance(1000);
+    assert.equal(nodeEnd.destroyed, true, 'cut off at the bound');
+    await waitFor(() => server.connectionCount === 0, 'the connection gone from the port');
+  } finally {
+    connection.close();
   }
 });
 
