@@ -235,3 +235,56 @@ test('an answer that stops short or fails midway leaves the earlier file as it w
     await assert.rejects(readFile(`${target}.partial`), { code: 'ENOENT' });
   }
 });
+
+test('a message line with a field missing, unknown, of another type, or not base64 is refused', async () => {
+  const lines = await bodyLines();
+  const first = JSON.parse(lines[1] as string) as Record<string, unknown>;
+  const changes: [string, Record<string, unknown>, RegExp][] = [
+    ['no-topic', { topic: undefined }, /line 2 \(position 1\) has no topic/],
+    ['extra', { priority: 1 }, /line 2 \(position 1\) has a field this release does not know/],
+    ['seq-text', { seq: '1' }, /line 2 \(position 1\) has a seq that is not a count/],
+    ['key-number', { key: 7 }, /line 2 \(position 1\) has a key that is not text/],
+    ['not-base64', { payloadBase64: 'bWVz!c2FnZQ' }, /holds no payload in base64/],
+  ];
+  for (const [name, change, message] of changes) {
+    const changed = JSON.stringify({ ...first, ...change });
+    await refused(
+      await fileOf(`${name}.snap`, [lines[0] as string, changed, ...lines.slice(2)]),
+      message,
+    );
+  }
+  // A keyed and a compacted message are a whole backup.
+  const keyed = JSON.stringify({ ...first, key: 'k', compacted: true });
+  const file = await fileOf('keyed.snap', [lines[0] as string, keyed, ...lines.slice(2)]);
+  const messages: SnapshotMessage[] = [];
+  await readSnapshotFile(file, (message) => messages.push(message));
+  assert.deepEqual([messages[0]?.key, messages[0]?.compacted], ['k', true]);
+});
+
+test('a file missing or a directory is refused in one line naming it', async () => {
+  await refused(join(root, 'absent.snap'), /^could not read .*absent\.snap: ENOENT/);
+  await refused(root, /^could not read .*: EISDIR/);
+});
+
+test('a save into a directory that does not exist says so, and does not ask the node', async () => {
+  let asked = 0;
+  const server = createServer((_request, response) => {
+    asked++;
+    response.writeHead(500).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  try {
+    const target = join(root, 'no-such-directory', 'backup.snap');
+    await assert.rejects(
+      saveSnapshot(target, { node: `http://127.0.0.1:${port}`, messages: true }),
+      {
+        name: 'CliError',
+        message: /^could not write .*no-such-directory\/backup\.snap\.partial: ENOENT/,
+      },
+    );
+  } finally {
+    server.close();
+  }
+  assert.equal(asked, 0);
+});

@@ -287,3 +287,35 @@ test('a client that goes away stops the backup: no page is read after it left', 
   assert.deepEqual(pageStarts, [1]);
   assert.notEqual(consumer.ending, 'clean');
 });
+
+test('a message line carries everything the node holds: key, compacted, any bytes, any text', async () => {
+  const everyByte = Uint8Array.from({ length: 256 }, (_, at) => at);
+  const held = [
+    { clientId: 'клиент-😀', topic: 'τ"\\\n\u2028', key: 'ключ "k"', payload: everyByte },
+    { clientId: '', topic: '', key: 'k', compacted: true, payload: new Uint8Array() },
+    { clientId: 'c', topic: 't', payload: Buffer.from([0xff, 0xfe, 0xc3]) },
+  ].map((message, at) => ({
+    ...message,
+    ...{ position: at + 1, index: at + 11, term: 3, seq: at, logTimeMs: 1_000 + at },
+  }));
+  const { node } = backupNode({ messageCount: held.length, payloadBytes: 0 });
+  const read = (from: number, limit: number) => held.slice(from - 1, from - 1 + limit);
+  const consumer = new Consumer();
+  const served = serve({ ...node, read } as unknown as ServedNode, consumer, systemEnvironment);
+  await takeAll(consumer, served);
+  assert.deepEqual(check(consumer.text()), { messageCount: held.length });
+  const lines = consumer.text().trimEnd().split('\n').slice(1, -1);
+  assert.deepEqual(
+    lines.map((line) => JSON.parse(line)),
+    held.map((message) => ({
+      ...{ position: message.position, index: message.index, term: 3 },
+      ...{ client: message.clientId, seq: message.seq, topic: message.topic },
+      ...{
+        time: message.logTimeMs,
+        payloadBase64: Buffer.from(message.payload).toString('base64'),
+      },
+      ...(message.key === undefined ? {} : { key: message.key }),
+      ...(message.compacted === true ? { compacted: true } : {}),
+    })),
+  );
+});

@@ -55,6 +55,54 @@ export interface SnapshotMessage {
   readonly topic: string;
   readonly time: number;
   readonly payloadBase64: string;
+  /** The message's key; absent when it has none. */
+  readonly key?: string;
+  /** Present when a newer message of its key replaced it: its payload is gone. */
+  readonly compacted?: true;
+}
+
+const messageFieldsRequired = [
+  'position',
+  'index',
+  'term',
+  'client',
+  'seq',
+  'topic',
+  'time',
+  'payloadBase64',
+] as const;
+const messageFieldsKnown = new Set<string>([...messageFieldsRequired, 'key', 'compacted']);
+
+/** Node's base64 decoder skips what it does not read; only its own encoding round-trips. */
+function isBase64(text: string): boolean {
+  return Buffer.from(text, 'base64').toString('base64') === text;
+}
+
+/**
+ * What is wrong with a message line's fields, or null. Strict on purpose: a field missing,
+ * of another type, or not known to this release would make a backup that restores or reads
+ * back differently from what the node held, so it is refused rather than copied.
+ */
+function messageProblem(fields: Record<string, unknown>): string | null {
+  for (const name of Object.keys(fields)) {
+    if (!messageFieldsKnown.has(name)) return `has a field this release does not know: ${name}`;
+  }
+  for (const name of messageFieldsRequired) {
+    if (!(name in fields)) return `has no ${name}`;
+  }
+  const { index, term, seq, time, client, topic, key, compacted, payloadBase64 } = fields;
+  for (const [name, value] of Object.entries({ index, term, seq, time })) {
+    if (!isCount(value)) return `has a ${name} that is not a count`;
+  }
+  if (typeof client !== 'string' || typeof topic !== 'string') {
+    return 'has a client or topic that is not text';
+  }
+  if (key !== undefined && typeof key !== 'string') return 'has a key that is not text';
+  if (compacted !== undefined && compacted !== true) return 'has a compacted that is not true';
+  if (typeof payloadBase64 !== 'string' || !isBase64(payloadBase64)) {
+    return 'holds no payload in base64';
+  }
+  return null;
 }
 
 /** What a whole file or answer held, once checked. */
@@ -187,9 +235,8 @@ export class BodyChecker {
     if (this.nextPosition > this.headerValue.position) {
       throw this.problem(`${where} holds a position past the snapshot's`);
     }
-    if (typeof fields.payloadBase64 !== 'string') {
-      throw this.problem(`${where} holds no payload`);
-    }
+    const problem = messageProblem(fields);
+    if (problem !== null) throw this.problem(`${where} (position ${this.nextPosition}) ${problem}`);
     this.nextPosition++;
     this.messageCount++;
     return fields as unknown as SnapshotMessage;
@@ -292,6 +339,21 @@ async function readFileHeader(
 export async function readSnapshotFile(
   path: string,
   onMessage: (message: SnapshotMessage) => void = () => {},
+): Promise<SnapshotSummary> {
+  try {
+    return await readChecked(path, onMessage);
+  } catch (error) {
+    // A file missing, unreadable or a directory: said as such, on one line.
+    if (error instanceof Error && typeof (error as { syscall?: unknown }).syscall === 'string') {
+      throw new CliError(`could not read ${path}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+async function readChecked(
+  path: string,
+  onMessage: (message: SnapshotMessage) => void,
 ): Promise<SnapshotSummary> {
   const stream = createReadStream(path, { highWaterMark: 1 << 20 });
   try {

@@ -47,6 +47,18 @@ const saveIdleMsMax = 60_000;
 /** Body bytes gathered before a write to the file. */
 const writeBytesMin = 1 << 20;
 
+/**
+ * `action` on the file being written, its failure told as the file's (a missing or
+ * read-only directory, a full disk), not as the node's answer breaking off.
+ */
+async function onDisk<T>(path: string, action: Promise<T>): Promise<T> {
+  try {
+    return await action;
+  } catch (error) {
+    throw new CliError(`could not write ${path}: ${(error as Error).message}`);
+  }
+}
+
 /** Lines and their bytes on their way to the file, with its checksum and length. */
 class BodyFile {
   private pending: Buffer[] = [];
@@ -57,6 +69,7 @@ class BodyFile {
   /** `handle` gets the body from `offset` on, after room for the header line. */
   constructor(
     private readonly handle: Awaited<ReturnType<typeof open>>,
+    private readonly path: string,
     private readonly offset: number,
   ) {}
 
@@ -74,7 +87,10 @@ class BodyFile {
     this.pendingBytes = 0;
     this.hash.update(bytes);
     // Positioned writes: the header line is written at 0 before and after the body.
-    await this.handle.write(bytes, 0, bytes.length, this.offset + this.bodyBytes);
+    await onDisk(
+      this.path,
+      this.handle.write(bytes, 0, bytes.length, this.offset + this.bodyBytes),
+    );
     this.bodyBytes += bytes.length;
   }
 
@@ -92,10 +108,15 @@ class BodyFile {
 async function writeBody(
   body: AsyncIterable<Uint8Array>,
   handle: Awaited<ReturnType<typeof open>>,
-  options: { readonly base: string; readonly offset: number; readonly idle: () => void },
+  options: {
+    readonly base: string;
+    readonly path: string;
+    readonly offset: number;
+    readonly idle: () => void;
+  },
 ): Promise<SnapshotSummary & { readonly sha256: string; readonly bodyBytes: number }> {
   const { base } = options;
-  const file = new BodyFile(handle, options.offset);
+  const file = new BodyFile(handle, options.path, options.offset);
   const checker = new BodyChecker((what) => new CliError(`${base} sent no whole backup: ${what}`));
   const splitter = new LineSplitter(
     lineBytesMax,
@@ -159,39 +180,41 @@ export async function saveSnapshot(
   const partial = `${file}.partial`;
   let handle: Awaited<ReturnType<typeof open>> | null = null;
   try {
+    // Opened before the node is asked: a file that cannot be written costs it no backup.
+    handle = await onDisk(partial, open(partial, 'w', 0o600));
+    const placeholder = fileHeaderLine('0'.repeat(64), 0);
+    await onDisk(partial, handle.write(placeholder, 0, placeholder.length, 0));
     const answer = await getStreamWhileUnavailable(base, path, {
       waitMs: saveTimeoutMs,
       headers: { accept: 'application/x-ndjson' },
       signal: watchdog.controller.signal,
     });
-    handle = await open(partial, 'w', 0o600);
-    const placeholder = fileHeaderLine('0'.repeat(64), 0);
-    await handle.write(placeholder, 0, placeholder.length, 0);
     const idle = () =>
       watchdog.arm(saveIdleMsMax, `${base} sent nothing for ${saveIdleMsMax} ms; backup abandoned`);
     idle();
     const written = await writeBody(answer.body as AsyncIterable<Uint8Array>, handle, {
       base,
+      path: partial,
       offset: placeholder.length,
       idle,
     });
     watchdog.stop();
     const header = fileHeaderLine(written.sha256, written.bodyBytes);
     assert(header.length === placeholder.length, 'the header line fills the room left for it');
-    await handle.write(header, 0, header.length, 0);
-    await handle.datasync();
-    await handle.close();
+    await onDisk(partial, handle.write(header, 0, header.length, 0));
+    await onDisk(partial, handle.datasync());
+    await onDisk(partial, handle.close());
     handle = null;
-    await rename(partial, file);
-    await syncDirectory(file);
+    await onDisk(file, rename(partial, file));
+    await onDisk(file, syncDirectory(file));
     return written;
   } catch (error) {
     const { signal } = watchdog.controller;
     const reason: unknown = signal.aborted ? signal.reason : error;
     // Lets go of the connection when the failure was on this side (the file, a bad line).
     watchdog.controller.abort();
-    await handle?.close();
-    await rm(partial, { force: true });
+    await handle?.close().catch(() => {});
+    await rm(partial, { force: true }).catch(() => {});
     if (reason instanceof CliError) throw reason;
     throw new CliError(
       `${base} sent no whole backup: the answer broke off (${(reason as Error).message})`,
