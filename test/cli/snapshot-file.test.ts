@@ -6,7 +6,7 @@
 // an answer that stops short or fails midway leaves no file behind.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,6 +192,10 @@ test('a version 1 file, one JSON body, still restores', async () => {
   assert.equal(persisted.hardState?.term, 2);
 });
 
+function partialsIn(names: readonly string[]): string[] {
+  return names.filter((name) => name.endsWith('.partial'));
+}
+
 /** A server answering 200 with `lines`, then cutting the connection (`cut`) or ending. */
 async function answering(lines: readonly string[], cut: boolean): Promise<Server> {
   const server = createServer((_request, response) => {
@@ -232,7 +236,7 @@ test('an answer that stops short or fails midway leaves the earlier file as it w
       server.close();
     }
     assert.equal(await readFile(target, 'utf8'), 'an earlier backup');
-    await assert.rejects(readFile(`${target}.partial`), { code: 'ENOENT' });
+    assert.deepEqual(partialsIn(await readdir(root)), []);
   }
 });
 
@@ -280,11 +284,55 @@ test('a save into a directory that does not exist says so, and does not ask the 
       saveSnapshot(target, { node: `http://127.0.0.1:${port}`, messages: true }),
       {
         name: 'CliError',
-        message: /^could not write .*no-such-directory\/backup\.snap\.partial: ENOENT/,
+        message: /^could not write .*no-such-directory\/backup\.snap\.[-0-9a-f]+\.partial: ENOENT/,
       },
     );
   } finally {
     server.close();
   }
   assert.equal(asked, 0);
+});
+
+test('two saves to one file at once each write a whole file of their own', async () => {
+  const lines = await bodyLines();
+  const header = JSON.parse(lines[0] as string) as Record<string, unknown>;
+  const other = [JSON.stringify({ ...header, takenAtMs: 7 }), ...lines.slice(1)];
+  const directory = join(root, 'concurrent');
+  await mkdir(directory);
+  const target = join(directory, 'backup.snap');
+  let secondAsked = () => {};
+  const secondStarted = new Promise<void>((resolve) => {
+    secondAsked = resolve;
+  });
+  let firstSaved: Promise<unknown> = Promise.resolve();
+  // The first answer waits until the second save began; the second until the first finished.
+  const servers = [
+    createServer((_request, response) => {
+      void secondStarted.then(() => {
+        response.writeHead(200).end(lines.map((line) => `${line}\n`).join(''));
+      });
+    }),
+    createServer((_request, response) => {
+      secondAsked();
+      void firstSaved.finally(() => {
+        response.writeHead(200).end(other.map((line) => `${line}\n`).join(''));
+      });
+    }),
+  ];
+  const urls = await Promise.all(
+    servers.map(async (server) => {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    }),
+  );
+  try {
+    firstSaved = saveSnapshot(target, { node: urls[0] as string, messages: true });
+    const secondSaved = saveSnapshot(target, { node: urls[1] as string, messages: true });
+    await Promise.all([firstSaved, secondSaved]);
+  } finally {
+    for (const server of servers) server.close();
+  }
+  const summary = await readSnapshotFile(target);
+  assert.equal(summary.header.takenAtMs, 7, 'the last to finish is the file');
+  assert.deepEqual(partialsIn(await readdir(directory)), []);
 });

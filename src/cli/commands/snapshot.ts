@@ -16,7 +16,7 @@
  * time and checked whole (checksum, length, every position, the end line) before anything
  * is written.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -165,9 +165,10 @@ async function syncDirectory(path: string): Promise<void> {
 }
 
 /**
- * Streams the node's backup into `FILE.partial` (its header line written last, once the
- * body's checksum is known), and renames it to `file` only once the answer was whole, with
- * every line checked, and synced: a failed save leaves no file that looks like a backup.
+ * Streams the node's backup into a `.partial` file of its own beside `file` (its header line
+ * written last, once the body's checksum is known), and renames it to `file` only once the
+ * answer was whole, with every line checked, and synced: a failed save leaves no file that
+ * looks like a backup.
  */
 export async function saveSnapshot(
   file: string,
@@ -177,7 +178,9 @@ export async function saveSnapshot(
   const path = flags.messages ? '/v1/snapshot' : '/v1/snapshot?messages=0';
   const watchdog = new Watchdog();
   watchdog.arm(saveTimeoutMs, `${base} did not start the backup within ${saveTimeoutMs} ms`);
-  const partial = `${file}.partial`;
+  // A name of this save's own: two saves to one FILE sharing `FILE.partial` would write into
+  // one file, and the first to finish would rename it with the other's bytes still coming.
+  const partial = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.partial`;
   let handle: Awaited<ReturnType<typeof open>> | null = null;
   try {
     // Opened before the node is asked: a file that cannot be written costs it no backup.
