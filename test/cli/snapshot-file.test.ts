@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { restoreSnapshot, saveSnapshot } from '../../src/cli/commands/snapshot.ts';
 import {
   fileHeaderLine,
+  messageLineBytesMax,
   readSnapshotFile,
   type SnapshotMessage,
 } from '../../src/cli/commands/snapshot-file.ts';
@@ -335,4 +336,13 @@ test('two saves to one file at once each write a whole file of their own', async
   const summary = await readSnapshotFile(target);
   assert.equal(summary.header.takenAtMs, 7, 'the last to finish is the file');
   assert.deepEqual(partialsIn(await readdir(directory)), []);
+});
+
+test('a line after the header longer than any message line is refused as damage', async () => {
+  const lines = await bodyLines();
+  const huge = 'x'.repeat(messageLineBytesMax + 1);
+  await refused(
+    await fileOf('huge-line.snap', [lines[0] as string, huge, ...lines.slice(1)]),
+    new RegExp(`damaged: a line is longer than ${messageLineBytesMax} bytes`),
+  );
 });

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Configuration } from '../../raft/types.ts';
+import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import { CliError } from './errors.ts';
 
 export const snapshotFormat = 'abcast-snapshot';
@@ -27,6 +28,13 @@ const legacyVersion = 1;
  * within one buffer; a longer "line" is a damaged file, not one to hold in memory.
  */
 export const lineBytesMax = 500 << 20;
+/**
+ * The longest message line: a payload of the largest a node takes, in base64, and a client
+ * id, topic and key of the largest a record holds (u16 lengths), every byte escaped as
+ * `\u00XX`. A longer line after the header is damage, refused before it is held whole.
+ */
+export const messageLineBytesMax =
+  Math.ceil(streamRecordPayloadBytesMax / 3) * 4 + 3 * 6 * 0xffff + 1024;
 /** The file's header line is short; a first line longer than this is not one. */
 const fileHeaderBytesMax = 1024;
 
@@ -120,9 +128,14 @@ export class LineSplitter {
   private pendingBytes = 0;
 
   constructor(
-    private readonly bytesMax: number,
-    private readonly tooLong: () => Error,
+    private bytesMax: number,
+    private readonly tooLong: (bytesMax: number) => Error,
   ) {}
+
+  /** Lowers the bound for the lines still to come (the messages, after the header). */
+  narrow(bytesMax: number): void {
+    if (bytesMax < this.bytesMax) this.bytesMax = bytesMax;
+  }
 
   push(chunk: Uint8Array, onLine: (line: Buffer) => void): void {
     let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -146,7 +159,7 @@ export class LineSplitter {
   }
 
   private hold(moreBytes: number): void {
-    if (this.pendingBytes + moreBytes > this.bytesMax) throw this.tooLong();
+    if (this.pendingBytes + moreBytes > this.bytesMax) throw this.tooLong(this.bytesMax);
   }
 
   private take(bytes: Buffer, newline: number): Buffer {
@@ -365,13 +378,14 @@ async function readChecked(
     let bodyProblem: CliError | null = null;
     const splitter = new LineSplitter(
       lineBytesMax,
-      () => new CliError(`${path} is damaged: a line is longer than ${lineBytesMax} bytes`),
+      (bytesMax) => new CliError(`${path} is damaged: a line is longer than ${bytesMax} bytes`),
     );
     const checker = new BodyChecker(
       (what) => new CliError(`${path} is not a whole backup: ${what}`),
     );
     const onLine = (line: Buffer) => {
       const message = checker.line(line);
+      splitter.narrow(messageLineBytesMax);
       if (message !== null) onMessage(message);
     };
     for (let chunk = rest; ; ) {

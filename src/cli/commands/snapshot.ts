@@ -32,6 +32,7 @@ import {
   fileHeaderLine,
   LineSplitter,
   lineBytesMax,
+  messageLineBytesMax,
   readSnapshotFile,
   type SnapshotSummary,
 } from './snapshot-file.ts';
@@ -120,10 +121,11 @@ async function writeBody(
   const checker = new BodyChecker((what) => new CliError(`${base} sent no whole backup: ${what}`));
   const splitter = new LineSplitter(
     lineBytesMax,
-    () => new CliError(`${base} sent a line longer than ${lineBytesMax} bytes`),
+    (bytesMax) => new CliError(`${base} sent a line longer than ${bytesMax} bytes`),
   );
   const onLine = (line: Buffer) => {
     checker.line(line);
+    splitter.narrow(messageLineBytesMax);
     file.add(line);
   };
   for await (const chunk of body) {
