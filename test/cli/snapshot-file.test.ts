@@ -346,3 +346,42 @@ test('a line after the header longer than any message line is refused as damage'
     new RegExp(`damaged: a line is longer than ${messageLineBytesMax} bytes`),
   );
 });
+
+/** Every file under `directory` and its bytes, by relative path. */
+async function filesIn(directory: string): Promise<Record<string, string>> {
+  const names = (await readdir(directory, { recursive: true, withFileTypes: true }))
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name));
+  const files: Record<string, string> = {};
+  for (const name of names.sort()) {
+    files[name.slice(directory.length)] = (await readFile(name)).toString('hex');
+  }
+  return files;
+}
+
+test('restore writes the same data directory from a version 2 file as from version 1', async () => {
+  const lines = await bodyLines();
+  const header = JSON.parse(lines[0] as string) as Record<string, unknown>;
+  const body = Buffer.from(
+    JSON.stringify({
+      ...header,
+      version: 1,
+      messages: lines.slice(1, -1).map((line) => JSON.parse(line)),
+    }),
+  );
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  const v1 = join(root, 'same-v1.snap');
+  const v1Header = { format: 'abcast-snapshot', version: 1, sha256, bodyBytes: body.length };
+  await writeFile(v1, Buffer.concat([Buffer.from(`${JSON.stringify(v1Header)}\n`), body]));
+  const fromV1 = join(root, 'same-from-v1');
+  const fromV2 = join(root, 'same-from-v2');
+  await restoreSnapshot(v1, restoreFlags(fromV1));
+  await restoreSnapshot(saved, restoreFlags(fromV2));
+  const written = await filesIn(fromV2);
+  assert.ok(Object.keys(written).length > 0);
+  assert.deepEqual(written, await filesIn(fromV1));
+  // A directory that holds a node is refused, whatever the version.
+  await assert.rejects(restoreSnapshot(saved, restoreFlags(fromV1)), /already holds a node's data/);
+  await assert.rejects(restoreSnapshot(v1, restoreFlags(fromV2)), /already holds a node's data/);
+  assert.deepEqual(await filesIn(fromV2), written);
+});
