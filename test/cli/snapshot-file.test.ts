@@ -191,6 +191,9 @@ test('a version 1 file, one JSON body, still restores', async () => {
   const persisted = await persistedIn(data);
   assert.equal(persisted.snapshot?.meta.index, 9);
   assert.equal(persisted.hardState?.term, 2);
+  const trailing = join(root, 'v1-trailing.snap');
+  await writeFile(trailing, Buffer.concat([await readFile(file), Buffer.from('\ngarbage')]));
+  await refused(trailing, /damaged: its checksum does not match/);
 });
 
 function partialsIn(names: readonly string[]): string[] {
@@ -384,4 +387,49 @@ test('restore writes the same data directory from a version 2 file as from versi
   await assert.rejects(restoreSnapshot(saved, restoreFlags(fromV1)), /already holds a node's data/);
   await assert.rejects(restoreSnapshot(v1, restoreFlags(fromV2)), /already holds a node's data/);
   assert.deepEqual(await filesIn(fromV2), written);
+});
+
+test('a file changed in any of the ways a copy or an editor changes one is refused', async () => {
+  const bytes = await readFile(saved);
+  const lines = await bodyLines();
+  const headerBytes = bytes.indexOf(0x0a) + 1;
+  const lastLine = bytes.lastIndexOf(0x0a, bytes.length - 2) + 1;
+  const unicode = await fileOf('unicode.snap', [
+    lines[0] as string,
+    JSON.stringify({ ...JSON.parse(lines[1] as string), topic: 'ключ' }),
+    ...lines.slice(2),
+  ]);
+  const unicodeBytes = await readFile(unicode);
+  const header = JSON.parse(bytes.subarray(0, headerBytes).toString()) as { sha256: string };
+  const body = bytes.subarray(headerBytes);
+  const damaged = /damaged: its checksum does not match/;
+  const cases: [string, Buffer, RegExp][] = [
+    ['crlf', Buffer.from(bytes.toString('utf8').replaceAll('\n', '\r\n')), damaged],
+    ['cut-at-line', bytes.subarray(0, lastLine), damaged],
+    ['cut-in-char', unicodeBytes.subarray(0, unicodeBytes.indexOf('ключ') + 3), damaged],
+    [
+      'body-bytes',
+      Buffer.concat([fileHeaderLine(header.sha256, body.length + 1), body, Buffer.from('\n')]),
+      damaged,
+    ],
+    ['trailing', Buffer.concat([bytes, Buffer.from('{"end":true,"messageCount":0}\n')]), damaged],
+    ['no-file-header', body, /is a node's answer without the file's header line and checksum/],
+    ['empty', Buffer.alloc(0), /is not an abcast snapshot \(no header line\)/],
+  ];
+  for (const [name, content, message] of cases) {
+    const path = join(root, `${name}.snap`);
+    await writeFile(path, content);
+    await refused(path, message);
+  }
+  // Checksums that match the lines as changed.
+  const end = lines.at(-1) as string;
+  await refused(await fileOf('after-end.snap', [...lines, end]), /line 2502 follows the end line/);
+  const duplicated = [lines[0], lines[1], ...lines.slice(1)] as string[];
+  await refused(await fileOf('dup.snap', duplicated), /line 3 holds position 1, not 2/);
+  const swapped = [lines[0], lines[2], lines[1], ...lines.slice(3)] as string[];
+  await refused(await fileOf('swapped.snap', swapped), /line 2 holds position 2, not 1/);
+  await refused(
+    await fileOf('no-header.snap', lines.slice(1)),
+    /its first line is not a snapshot header/,
+  );
 });

@@ -312,6 +312,12 @@ function fileHeaderOf(line: Buffer, path: string): FileHeader {
       `${path} is a snapshot of version ${String(fields.version)}; this release reads versions ${legacyVersion} and ${snapshotVersion}`,
     );
   }
+  if (typeof fields.state === 'string') {
+    // What GET /v1/snapshot answered, kept as it came (say by curl): nothing vouches for it.
+    throw new CliError(
+      `${path} is a node's answer without the file's header line and checksum; make backups with abcast snapshot save`,
+    );
+  }
   if (typeof fields.sha256 !== 'string' || !isCount(fields.bodyBytes)) {
     throw new CliError(`${path} is damaged: its header line does not read`);
   }
