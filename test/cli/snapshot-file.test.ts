@@ -21,6 +21,7 @@ import {
 import type { ServedNode } from '../../src/server/context.ts';
 import { createHttpServer, type HttpServer } from '../../src/server/http.ts';
 import { FileStorage } from '../../src/storage/file-storage.ts';
+import { streamRecordPayloadBytesMax } from '../../src/transport/stream-records.ts';
 import { logger } from '../server/cluster.ts';
 
 const messageCount = 2_500;
@@ -432,4 +433,31 @@ test('a file changed in any of the ways a copy or an editor changes one is refus
     await fileOf('no-header.snap', lines.slice(1)),
     /its first line is not a snapshot header/,
   );
+});
+
+test('a message of the largest payload, client id, topic and key saves and reads back whole', async () => {
+  const payload = Buffer.alloc(streamRecordPayloadBytesMax, 0xc3);
+  const text = '"\\\u0001'.repeat(85);
+  const largest = {
+    ...{ position: 1, index: 11, term: 4, clientId: text, seq: 1, topic: text, key: text },
+    ...{ payload, logTimeMs: 1_000 },
+  };
+  const bigNode = {
+    ...node,
+    backup: async () => ({ ...(await node.backup?.()), position: 1 }),
+    read: (from: number) => (from === 1 ? [largest] : []),
+  } as unknown as ServedNode;
+  const bigHttp = createHttpServer({ node: bigNode, logger });
+  const bigUrl = await bigHttp.listen('127.0.0.1:0');
+  const file = join(root, 'largest.snap');
+  try {
+    await saveSnapshot(file, { node: bigUrl, messages: true });
+  } finally {
+    await bigHttp.close();
+  }
+  const messages: SnapshotMessage[] = [];
+  await readSnapshotFile(file, (message) => messages.push(message));
+  assert.equal(messages.length, 1);
+  assert.deepEqual([messages[0]?.client, messages[0]?.topic, messages[0]?.key], [text, text, text]);
+  assert.ok(Buffer.from(messages[0]?.payloadBase64 ?? '', 'base64').equals(payload));
 });
