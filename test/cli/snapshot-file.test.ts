@@ -461,3 +461,15 @@ test('a message of the largest payload, client id, topic and key saves and reads
   assert.deepEqual([messages[0]?.client, messages[0]?.topic, messages[0]?.key], [text, text, text]);
   assert.ok(Buffer.from(messages[0]?.payloadBase64 ?? '', 'base64').equals(payload));
 });
+
+test('a state that does not read is refused before the data directory is made', async () => {
+  const lines = await bodyLines();
+  const header = JSON.parse(lines[0] as string) as Record<string, unknown>;
+  for (const state of [Buffer.from([0, 0]), Buffer.from([9, 0, 0, 0, 1])]) {
+    const changed = JSON.stringify({ ...header, state: state.toString('base64') });
+    await refused(
+      await fileOf('bad-state.snap', [changed, ...lines.slice(1)]),
+      /the snapshot state is (too short|damaged)/,
+    );
+  }
+});

@@ -289,6 +289,8 @@ export async function restoreSnapshot(file: string, flags: RestoreFlags): Promis
   const peers = parsePeers(flags.peers);
   if (!(flags.id in peers)) throw new CliError(`--peers does not include --id ${flags.id}`);
   const { header: body } = await readSnapshotFile(file);
+  // Made before the directory is opened: a state that does not read leaves no directory.
+  const data = restoredState(Buffer.from(body.state, 'base64'), peers, body.position);
   const dataDir = resolve(flags.data);
   const { storage, persisted } = await FileStorage.open({
     dataDir,
@@ -300,7 +302,6 @@ export async function restoreSnapshot(file: string, flags: RestoreFlags): Promis
       persisted.hardState === null && persisted.snapshot === null && persisted.entries.length === 0;
     if (!empty)
       throw new CliError(`${dataDir} already holds a node's data; restore into a new one`);
-    const data = restoredState(Buffer.from(body.state, 'base64'), peers, body.position);
     await storage.append({
       hardState: { term: body.term, vote: null, commit: body.index },
       snapshot: {
