@@ -473,3 +473,25 @@ test('a state that does not read is refused before the data directory is made', 
     );
   }
 });
+
+test('a node of an earlier release, answering version 1, is named as such', async () => {
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+    response.end(JSON.stringify({ format: 'abcast-snapshot', version: 1, messages: [] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  const target = join(root, 'from-v1-node.snap');
+  try {
+    await assert.rejects(
+      saveSnapshot(target, { node: `http://127.0.0.1:${port}`, messages: true }),
+      {
+        name: 'CliError',
+        message: /answered a snapshot of version 1 \(an earlier release\)/,
+      },
+    );
+  } finally {
+    server.close();
+  }
+  await assert.rejects(readFile(target), { code: 'ENOENT' });
+});

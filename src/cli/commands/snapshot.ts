@@ -194,6 +194,12 @@ export async function saveSnapshot(
       headers: { accept: 'application/x-ndjson' },
       signal: watchdog.controller.signal,
     });
+    // A release before format version 2 answers one JSON object, not lines.
+    if ((answer.headers['content-type'] ?? '').startsWith('application/json')) {
+      throw new CliError(
+        `${base} answered a snapshot of version 1 (an earlier release); upgrade the node, or save with the abcast of its release`,
+      );
+    }
     const idle = () =>
       watchdog.arm(saveIdleMsMax, `${base} sent nothing for ${saveIdleMsMax} ms; backup abandoned`);
     idle();
