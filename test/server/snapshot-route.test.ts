@@ -138,7 +138,12 @@ interface Served {
 }
 
 /** Runs the route on `node`, its answer going to `consumer`. */
-function serve(node: ServedNode, consumer: Consumer, environment: Environment): Served {
+function serve(
+  node: ServedNode,
+  consumer: Consumer,
+  environment: Environment,
+  path = '/v1/snapshot',
+): Served {
   const server = createServerContext({ node, logger, environment });
   let head: { status: number } | null = null;
   const abort = new AbortController();
@@ -159,12 +164,12 @@ function serve(node: ServedNode, consumer: Consumer, environment: Environment): 
     server,
     request: {
       method: 'GET',
-      url: '/v1/snapshot',
+      url: path,
       headers: {},
       readBody: async () => new Uint8Array(),
     },
     response,
-    url: new URL('http://localhost/v1/snapshot'),
+    url: new URL(`http://localhost${path}`),
     params: {},
     identity: null,
     signal: abort.signal,
@@ -286,4 +291,68 @@ test('a client that goes away stops the backup: no page is read after it left', 
   await served.done;
   assert.deepEqual(pageStarts, [1]);
   assert.notEqual(consumer.ending, 'clean');
+});
+
+test('a message line carries everything the node holds: key, compacted, any bytes, any text', async () => {
+  const everyByte = Uint8Array.from({ length: 256 }, (_, at) => at);
+  const held = [
+    { clientId: 'клиент-😀', topic: 'τ"\\\n\u2028', key: 'ключ "k"', payload: everyByte },
+    { clientId: '', topic: '', key: 'k', compacted: true, payload: new Uint8Array() },
+    { clientId: 'c', topic: 't', payload: Buffer.from([0xff, 0xfe, 0xc3]) },
+  ].map((message, at) => ({
+    ...message,
+    ...{ position: at + 1, index: at + 11, term: 3, seq: at, logTimeMs: 1_000 + at },
+  }));
+  const { node } = backupNode({ messageCount: held.length, payloadBytes: 0 });
+  const read = (from: number, limit: number) => held.slice(from - 1, from - 1 + limit);
+  const consumer = new Consumer();
+  const served = serve({ ...node, read } as unknown as ServedNode, consumer, systemEnvironment);
+  await takeAll(consumer, served);
+  assert.deepEqual(check(consumer.text()), { messageCount: held.length });
+  const lines = consumer.text().trimEnd().split('\n').slice(1, -1);
+  assert.deepEqual(
+    lines.map((line) => JSON.parse(line)),
+    held.map((message) => ({
+      ...{ position: message.position, index: message.index, term: 3 },
+      ...{ client: message.clientId, seq: message.seq, topic: message.topic },
+      ...{
+        time: message.logTimeMs,
+        payloadBase64: Buffer.from(message.payload).toString('base64'),
+      },
+      ...(message.key === undefined ? {} : { key: message.key }),
+      ...(message.compacted === true ? { compacted: true } : {}),
+    })),
+  );
+});
+
+test('an empty log, messages=0, and a read that throws midway', async () => {
+  for (const [messageCount, path] of [
+    [0, '/v1/snapshot'],
+    [3_000, '/v1/snapshot?messages=0'],
+  ] as const) {
+    const consumer = new Consumer();
+    const { node, pageStarts } = backupNode({ messageCount, payloadBytes: 10 });
+    const served = serve(node, consumer, systemEnvironment, path);
+    await takeAll(consumer, served);
+    assert.deepEqual(check(consumer.text()), { messageCount: 0 });
+    assert.deepEqual(pageStarts, [], 'no page is read');
+    assert.equal(consumer.ending, 'clean');
+    const header = JSON.parse(consumer.text().split('\n')[0] as string);
+    assert.deepEqual([header.position, header.firstPosition], [messageCount, messageCount + 1]);
+  }
+  // Not an error the node names: the answer still ends with an error line, never an end line.
+  const consumer = new Consumer();
+  const { node } = backupNode({
+    messageCount: 5_000,
+    payloadBytes: 10,
+    onRead: (from) => {
+      if (from > 1) throw new TypeError('the store broke');
+    },
+  });
+  const served = serve(node, consumer, systemEnvironment);
+  await takeAll(consumer, served);
+  const checked = check(consumer.text());
+  assert.ok('problem' in checked);
+  assert.match(checked.problem, /could not finish it: internal/);
+  assert.equal(consumer.ending, 'clean');
 });

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Configuration } from '../../raft/types.ts';
+import { streamRecordPayloadBytesMax } from '../../transport/stream-records.ts';
 import { CliError } from './errors.ts';
 
 export const snapshotFormat = 'abcast-snapshot';
@@ -27,6 +28,13 @@ const legacyVersion = 1;
  * within one buffer; a longer "line" is a damaged file, not one to hold in memory.
  */
 export const lineBytesMax = 500 << 20;
+/**
+ * The longest message line: a payload of the largest a node takes, in base64, and a client
+ * id, topic and key of the largest a record holds (u16 lengths), every byte escaped as
+ * `\u00XX`. A longer line after the header is damage, refused before it is held whole.
+ */
+export const messageLineBytesMax =
+  Math.ceil(streamRecordPayloadBytesMax / 3) * 4 + 3 * 6 * 0xffff + 1024;
 /** The file's header line is short; a first line longer than this is not one. */
 const fileHeaderBytesMax = 1024;
 
@@ -55,6 +63,54 @@ export interface SnapshotMessage {
   readonly topic: string;
   readonly time: number;
   readonly payloadBase64: string;
+  /** The message's key; absent when it has none. */
+  readonly key?: string;
+  /** Present when a newer message of its key replaced it: its payload is gone. */
+  readonly compacted?: true;
+}
+
+const messageFieldsRequired = [
+  'position',
+  'index',
+  'term',
+  'client',
+  'seq',
+  'topic',
+  'time',
+  'payloadBase64',
+] as const;
+const messageFieldsKnown = new Set<string>([...messageFieldsRequired, 'key', 'compacted']);
+
+/** Node's base64 decoder skips what it does not read; only its own encoding round-trips. */
+function isBase64(text: string): boolean {
+  return Buffer.from(text, 'base64').toString('base64') === text;
+}
+
+/**
+ * What is wrong with a message line's fields, or null. Strict on purpose: a field missing,
+ * of another type, or not known to this release would make a backup that restores or reads
+ * back differently from what the node held, so it is refused rather than copied.
+ */
+function messageProblem(fields: Record<string, unknown>): string | null {
+  for (const name of Object.keys(fields)) {
+    if (!messageFieldsKnown.has(name)) return `has a field this release does not know: ${name}`;
+  }
+  for (const name of messageFieldsRequired) {
+    if (!(name in fields)) return `has no ${name}`;
+  }
+  const { index, term, seq, time, client, topic, key, compacted, payloadBase64 } = fields;
+  for (const [name, value] of Object.entries({ index, term, seq, time })) {
+    if (!isCount(value)) return `has a ${name} that is not a count`;
+  }
+  if (typeof client !== 'string' || typeof topic !== 'string') {
+    return 'has a client or topic that is not text';
+  }
+  if (key !== undefined && typeof key !== 'string') return 'has a key that is not text';
+  if (compacted !== undefined && compacted !== true) return 'has a compacted that is not true';
+  if (typeof payloadBase64 !== 'string' || !isBase64(payloadBase64)) {
+    return 'holds no payload in base64';
+  }
+  return null;
 }
 
 /** What a whole file or answer held, once checked. */
@@ -72,9 +128,14 @@ export class LineSplitter {
   private pendingBytes = 0;
 
   constructor(
-    private readonly bytesMax: number,
-    private readonly tooLong: () => Error,
+    private bytesMax: number,
+    private readonly tooLong: (bytesMax: number) => Error,
   ) {}
+
+  /** Lowers the bound for the lines still to come (the messages, after the header). */
+  narrow(bytesMax: number): void {
+    if (bytesMax < this.bytesMax) this.bytesMax = bytesMax;
+  }
 
   push(chunk: Uint8Array, onLine: (line: Buffer) => void): void {
     let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -98,7 +159,7 @@ export class LineSplitter {
   }
 
   private hold(moreBytes: number): void {
-    if (this.pendingBytes + moreBytes > this.bytesMax) throw this.tooLong();
+    if (this.pendingBytes + moreBytes > this.bytesMax) throw this.tooLong(this.bytesMax);
   }
 
   private take(bytes: Buffer, newline: number): Buffer {
@@ -187,9 +248,8 @@ export class BodyChecker {
     if (this.nextPosition > this.headerValue.position) {
       throw this.problem(`${where} holds a position past the snapshot's`);
     }
-    if (typeof fields.payloadBase64 !== 'string') {
-      throw this.problem(`${where} holds no payload`);
-    }
+    const problem = messageProblem(fields);
+    if (problem !== null) throw this.problem(`${where} (position ${this.nextPosition}) ${problem}`);
     this.nextPosition++;
     this.messageCount++;
     return fields as unknown as SnapshotMessage;
@@ -252,6 +312,12 @@ function fileHeaderOf(line: Buffer, path: string): FileHeader {
       `${path} is a snapshot of version ${String(fields.version)}; this release reads versions ${legacyVersion} and ${snapshotVersion}`,
     );
   }
+  if (typeof fields.state === 'string') {
+    // What GET /v1/snapshot answered, kept as it came (say by curl): nothing vouches for it.
+    throw new CliError(
+      `${path} is a node's answer without the file's header line and checksum; make backups with abcast snapshot save`,
+    );
+  }
   if (typeof fields.sha256 !== 'string' || !isCount(fields.bodyBytes)) {
     throw new CliError(`${path} is damaged: its header line does not read`);
   }
@@ -293,6 +359,21 @@ export async function readSnapshotFile(
   path: string,
   onMessage: (message: SnapshotMessage) => void = () => {},
 ): Promise<SnapshotSummary> {
+  try {
+    return await readChecked(path, onMessage);
+  } catch (error) {
+    // A file missing, unreadable or a directory: said as such, on one line.
+    if (error instanceof Error && typeof (error as { syscall?: unknown }).syscall === 'string') {
+      throw new CliError(`could not read ${path}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+async function readChecked(
+  path: string,
+  onMessage: (message: SnapshotMessage) => void,
+): Promise<SnapshotSummary> {
   const stream = createReadStream(path, { highWaterMark: 1 << 20 });
   try {
     const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
@@ -303,13 +384,14 @@ export async function readSnapshotFile(
     let bodyProblem: CliError | null = null;
     const splitter = new LineSplitter(
       lineBytesMax,
-      () => new CliError(`${path} is damaged: a line is longer than ${lineBytesMax} bytes`),
+      (bytesMax) => new CliError(`${path} is damaged: a line is longer than ${bytesMax} bytes`),
     );
     const checker = new BodyChecker(
       (what) => new CliError(`${path} is not a whole backup: ${what}`),
     );
     const onLine = (line: Buffer) => {
       const message = checker.line(line);
+      splitter.narrow(messageLineBytesMax);
       if (message !== null) onMessage(message);
     };
     for (let chunk = rest; ; ) {

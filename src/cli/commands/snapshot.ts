@@ -16,7 +16,7 @@
  * time and checked whole (checksum, length, every position, the end line) before anything
  * is written.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -32,6 +32,7 @@ import {
   fileHeaderLine,
   LineSplitter,
   lineBytesMax,
+  messageLineBytesMax,
   readSnapshotFile,
   type SnapshotSummary,
 } from './snapshot-file.ts';
@@ -47,6 +48,18 @@ const saveIdleMsMax = 60_000;
 /** Body bytes gathered before a write to the file. */
 const writeBytesMin = 1 << 20;
 
+/**
+ * `action` on the file being written, its failure told as the file's (a missing or
+ * read-only directory, a full disk), not as the node's answer breaking off.
+ */
+async function onDisk<T>(path: string, action: Promise<T>): Promise<T> {
+  try {
+    return await action;
+  } catch (error) {
+    throw new CliError(`could not write ${path}: ${(error as Error).message}`);
+  }
+}
+
 /** Lines and their bytes on their way to the file, with its checksum and length. */
 class BodyFile {
   private pending: Buffer[] = [];
@@ -57,6 +70,7 @@ class BodyFile {
   /** `handle` gets the body from `offset` on, after room for the header line. */
   constructor(
     private readonly handle: Awaited<ReturnType<typeof open>>,
+    private readonly path: string,
     private readonly offset: number,
   ) {}
 
@@ -74,7 +88,10 @@ class BodyFile {
     this.pendingBytes = 0;
     this.hash.update(bytes);
     // Positioned writes: the header line is written at 0 before and after the body.
-    await this.handle.write(bytes, 0, bytes.length, this.offset + this.bodyBytes);
+    await onDisk(
+      this.path,
+      this.handle.write(bytes, 0, bytes.length, this.offset + this.bodyBytes),
+    );
     this.bodyBytes += bytes.length;
   }
 
@@ -92,17 +109,23 @@ class BodyFile {
 async function writeBody(
   body: AsyncIterable<Uint8Array>,
   handle: Awaited<ReturnType<typeof open>>,
-  options: { readonly base: string; readonly offset: number; readonly idle: () => void },
+  options: {
+    readonly base: string;
+    readonly path: string;
+    readonly offset: number;
+    readonly idle: () => void;
+  },
 ): Promise<SnapshotSummary & { readonly sha256: string; readonly bodyBytes: number }> {
   const { base } = options;
-  const file = new BodyFile(handle, options.offset);
+  const file = new BodyFile(handle, options.path, options.offset);
   const checker = new BodyChecker((what) => new CliError(`${base} sent no whole backup: ${what}`));
   const splitter = new LineSplitter(
     lineBytesMax,
-    () => new CliError(`${base} sent a line longer than ${lineBytesMax} bytes`),
+    (bytesMax) => new CliError(`${base} sent a line longer than ${bytesMax} bytes`),
   );
   const onLine = (line: Buffer) => {
     checker.line(line);
+    splitter.narrow(messageLineBytesMax);
     file.add(line);
   };
   for await (const chunk of body) {
@@ -144,9 +167,10 @@ async function syncDirectory(path: string): Promise<void> {
 }
 
 /**
- * Streams the node's backup into `FILE.partial` (its header line written last, once the
- * body's checksum is known), and renames it to `file` only once the answer was whole, with
- * every line checked, and synced: a failed save leaves no file that looks like a backup.
+ * Streams the node's backup into a `.partial` file of its own beside `file` (its header line
+ * written last, once the body's checksum is known), and renames it to `file` only once the
+ * answer was whole, with every line checked, and synced: a failed save leaves no file that
+ * looks like a backup.
  */
 export async function saveSnapshot(
   file: string,
@@ -156,42 +180,52 @@ export async function saveSnapshot(
   const path = flags.messages ? '/v1/snapshot' : '/v1/snapshot?messages=0';
   const watchdog = new Watchdog();
   watchdog.arm(saveTimeoutMs, `${base} did not start the backup within ${saveTimeoutMs} ms`);
-  const partial = `${file}.partial`;
+  // A name of this save's own: two saves to one FILE sharing `FILE.partial` would write into
+  // one file, and the first to finish would rename it with the other's bytes still coming.
+  const partial = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.partial`;
   let handle: Awaited<ReturnType<typeof open>> | null = null;
   try {
+    // Opened before the node is asked: a file that cannot be written costs it no backup.
+    handle = await onDisk(partial, open(partial, 'w', 0o600));
+    const placeholder = fileHeaderLine('0'.repeat(64), 0);
+    await onDisk(partial, handle.write(placeholder, 0, placeholder.length, 0));
     const answer = await getStreamWhileUnavailable(base, path, {
       waitMs: saveTimeoutMs,
       headers: { accept: 'application/x-ndjson' },
       signal: watchdog.controller.signal,
     });
-    handle = await open(partial, 'w', 0o600);
-    const placeholder = fileHeaderLine('0'.repeat(64), 0);
-    await handle.write(placeholder, 0, placeholder.length, 0);
+    // A release before format version 2 answers one JSON object, not lines.
+    if ((answer.headers['content-type'] ?? '').startsWith('application/json')) {
+      throw new CliError(
+        `${base} answered a snapshot of version 1 (an earlier release); upgrade the node, or save with the abcast of its release`,
+      );
+    }
     const idle = () =>
       watchdog.arm(saveIdleMsMax, `${base} sent nothing for ${saveIdleMsMax} ms; backup abandoned`);
     idle();
     const written = await writeBody(answer.body as AsyncIterable<Uint8Array>, handle, {
       base,
+      path: partial,
       offset: placeholder.length,
       idle,
     });
     watchdog.stop();
     const header = fileHeaderLine(written.sha256, written.bodyBytes);
     assert(header.length === placeholder.length, 'the header line fills the room left for it');
-    await handle.write(header, 0, header.length, 0);
-    await handle.datasync();
-    await handle.close();
+    await onDisk(partial, handle.write(header, 0, header.length, 0));
+    await onDisk(partial, handle.datasync());
+    await onDisk(partial, handle.close());
     handle = null;
-    await rename(partial, file);
-    await syncDirectory(file);
+    await onDisk(file, rename(partial, file));
+    await onDisk(file, syncDirectory(file));
     return written;
   } catch (error) {
     const { signal } = watchdog.controller;
     const reason: unknown = signal.aborted ? signal.reason : error;
     // Lets go of the connection when the failure was on this side (the file, a bad line).
     watchdog.controller.abort();
-    await handle?.close();
-    await rm(partial, { force: true });
+    await handle?.close().catch(() => {});
+    await rm(partial, { force: true }).catch(() => {});
     if (reason instanceof CliError) throw reason;
     throw new CliError(
       `${base} sent no whole backup: the answer broke off (${(reason as Error).message})`,
@@ -261,6 +295,8 @@ export async function restoreSnapshot(file: string, flags: RestoreFlags): Promis
   const peers = parsePeers(flags.peers);
   if (!(flags.id in peers)) throw new CliError(`--peers does not include --id ${flags.id}`);
   const { header: body } = await readSnapshotFile(file);
+  // Made before the directory is opened: a state that does not read leaves no directory.
+  const data = restoredState(Buffer.from(body.state, 'base64'), peers, body.position);
   const dataDir = resolve(flags.data);
   const { storage, persisted } = await FileStorage.open({
     dataDir,
@@ -272,7 +308,6 @@ export async function restoreSnapshot(file: string, flags: RestoreFlags): Promis
       persisted.hardState === null && persisted.snapshot === null && persisted.entries.length === 0;
     if (!empty)
       throw new CliError(`${dataDir} already holds a node's data; restore into a new one`);
-    const data = restoredState(Buffer.from(body.state, 'base64'), peers, body.position);
     await storage.append({
       hardState: { term: body.term, vote: null, commit: body.index },
       snapshot: {

@@ -9,9 +9,10 @@
  *
  * The answer is streamed as JSON lines (version 2), so that the node's memory does not grow
  * with the length of its log: a header line (the state and the numbers above), one line per
- * message in position order, then an end line `{"end":true,"messageCount":N}`. The messages
- * are read a page at a time, and the next piece is written only once the client took the
- * previous ones. A failure once the 200 is out (the node lost part of the range meanwhile,
+ * message in position order (with its `key`, and `compacted: true` when a newer message of
+ * its key replaced it, when it has them), then an end line `{"end":true,"messageCount":N}`.
+ * The messages are read a page at a time, and the next piece is written only once the client
+ * took the previous ones. A failure once the 200 is out (the node lost part of the range meanwhile,
  * or stopped) ends the answer with an error line `{"error","message",…}` instead of the end
  * line: a reader that finds no end line knows the backup is incomplete.
  */
@@ -119,6 +120,10 @@ function messageLine(message: DeliveredMessage): string {
     topic: message.topic,
     time: message.logTimeMs,
     payloadBase64: Buffer.from(message.payload).toString('base64'),
+    // A backup leaves nothing out: without these a keyed message would come back keyless,
+    // and one replaced by a newer message of its key as a real message with an empty payload.
+    ...(message.key === undefined ? {} : { key: message.key }),
+    ...(message.compacted === true ? { compacted: true } : {}),
   });
 }
 
