@@ -1,7 +1,8 @@
 #!/bin/bash
 # usage: bench/cpu-per-message.sh <checkout> <port-offset 0..9> [abcast bench args...]
 # e.g.  bench/cpu-per-message.sh . 0 --protocol binary --concurrency 128 --seconds 8
-# (NODE_FLAGS="--max-semi-space-size=64" passes V8 flags to the node processes.)
+# (NODE_FLAGS="--max-semi-space-size=64" passes V8 flags to the node processes; WARM=10 runs
+# the same load for 10 s first, unmeasured: a fresh cluster is still compiling its hot paths.)
 # Starts a 3-node `abcast dev` cluster from <checkout> on its own ports, runs `abcast bench`
 # against the leader's HTTP and binary ports (as bench:compare does: a node that is not the
 # leader would forward every run, and its CPU would count as a follower's) and prints
@@ -26,6 +27,7 @@ http=$((http + ${leader#n} - 1)); bin=$((bin + ${leader#n} - 1))
 # The node processes alone: their command line names `start` and their data directory.
 pids=$(pgrep -f -- "main.ts start .*$data/n" | tr '\n' ' ')
 t() { for p in $pids; do awk '{print $14+$15}' /proc/$p/stat; done | tr '\n' ' '; }
+[ -n "${WARM:-}" ] && node --import tsx src/cli/main.ts bench --node "http://127.0.0.1:$http" --binary-node "abcast://127.0.0.1:$bin" --json "$@" --seconds "$WARM" >/dev/null 2>&1
 before=($(t))
 out=$( /usr/bin/time -f "CLIENT %U %S" node --import tsx src/cli/main.ts bench --node "http://127.0.0.1:$http" --binary-node "abcast://127.0.0.1:$bin" --json "$@" 2>&1)
 after=($(t))
