@@ -24,6 +24,7 @@ import { MembershipTable } from '../../broadcast/membership.ts';
 import { StreamState } from '../../broadcast/stream-state.ts';
 import { makeConfiguration } from '../../raft/config.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
+import { nodeFileSystem } from '../../storage/node-file-system.ts';
 import { assert } from '../../util/assert.ts';
 import { CliError } from './errors.ts';
 import { defaultNodeUrl, getStreamWhileUnavailable, nodeUrl } from './http-client.ts';
@@ -156,16 +157,6 @@ class Watchdog {
   }
 }
 
-/** Makes `path`'s rename durable: the directory entry is synced too. */
-async function syncDirectory(path: string): Promise<void> {
-  const directory = await open(dirname(path), 'r');
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-}
-
 /**
  * Streams the node's backup into a `.partial` file of its own beside `file` (its header line
  * written last, once the body's checksum is known), and renames it to `file` only once the
@@ -217,7 +208,8 @@ export async function saveSnapshot(
     await onDisk(partial, handle.close());
     handle = null;
     await onDisk(file, rename(partial, file));
-    await onDisk(file, syncDirectory(file));
+    // The rename is durable only once the directory holding it is synced.
+    await onDisk(file, nodeFileSystem.syncDirectory(dirname(file)));
     return written;
   } catch (error) {
     const { signal } = watchdog.controller;
