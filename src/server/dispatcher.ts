@@ -12,7 +12,7 @@ import type { Identity } from './auth.ts';
 import type { AbortWatch } from './body.ts';
 import { parseJsonObject } from './body.ts';
 import type { RouteContext, ServerContext } from './context.ts';
-import { HttpError, invalidArgument, toHttpError } from './errors.ts';
+import { failureReason, HttpError, invalidArgument, toHttpError } from './errors.ts';
 import type { ExchangeRequest, ExchangeResponse, Front, StreamWriter } from './exchange.ts';
 import { sendError } from './respond.ts';
 import { findRoute, type Route, type RouteMatch } from './router.ts';
@@ -294,7 +294,7 @@ export class Dispatcher {
   private answerError(exchange: Exchange, error: HttpError, cause?: unknown): void {
     const { request, response } = exchange.front;
     if (error.code === 'internal') {
-      const reason = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+      const reason = failureReason(cause);
       this.context.logger.error(
         { method: request.method, url: request.url, reason },
         'HTTP handler failed',

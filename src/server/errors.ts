@@ -99,6 +99,11 @@ export function fromBroadcastError(error: BroadcastError): HttpError {
 }
 
 /** Whatever a handler threw, as an HttpError; anything unexpected is a 500 `internal`. */
+/** What the log says of an unexpected failure: its stack when it has one. */
+export function failureReason(cause: unknown): string {
+  return cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+}
+
 export function toHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
   if (error instanceof BroadcastError) return fromBroadcastError(error);

@@ -21,7 +21,7 @@ import { BroadcastError } from '../../broadcast/errors.ts';
 import { assert } from '../../util/assert.ts';
 import type { Environment } from '../../util/environment.ts';
 import type { ServedNode } from '../context.ts';
-import { HttpError, toHttpError } from '../errors.ts';
+import { failureReason, HttpError, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
 import type { RouteHandler } from '../router.ts';
 import { pieceBytes } from '../stream-format.ts';
@@ -192,7 +192,7 @@ export const snapshotRoute: RouteHandler = async (context) => {
   } catch (error) {
     failure = toHttpError(error);
     if (failure.code === 'internal') {
-      const reason = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      const reason = failureReason(error);
       context.server.logger.error({ url: context.request.url, reason }, 'backup stream failed');
     }
   } finally {

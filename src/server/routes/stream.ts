@@ -28,7 +28,7 @@ import type { Environment, Timer } from '../../util/environment.ts';
 import { checkSubscribe } from '../access.ts';
 import { checkConsumerKind, deadlineFeed, groupFeed, type Handed } from '../consumer-feed.ts';
 import type { RouteContext, ServerContext } from '../context.ts';
-import { HttpError, invalidArgument, toHttpError } from '../errors.ts';
+import { failureReason, HttpError, invalidArgument, toHttpError } from '../errors.ts';
 import type { StreamWriter } from '../exchange.ts';
 import { toWireMessage } from '../messages.ts';
 import { acceptsRecords, RecordsFormat, SseFormat, type StreamFormat } from '../stream-format.ts';
@@ -386,7 +386,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   } catch (error) {
     ending = toHttpError(error);
     if (ending.code === 'internal') {
-      const reason = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      const reason = failureReason(error);
       context.server.logger.error({ url: context.request.url, reason }, 'event stream failed');
     }
   } finally {
