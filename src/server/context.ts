@@ -114,6 +114,8 @@ export interface ServerSettings {
   readonly connectionsMax: number;
   /** A binary-port connection with nothing in flight and no bytes for this long is closed. */
   readonly binaryIdleTimeoutMs: number;
+  /** An event stream whose reader takes nothing this long while events wait is cut. */
+  readonly streamStallTimeoutMs: number;
   /** Node id → address, for the members list of /v1/status. */
   readonly peers: ReadonlyMap<NodeId, string>;
 }

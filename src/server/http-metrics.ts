@@ -19,6 +19,7 @@ export class HttpMetrics {
   private readonly streams = new Set<StreamWriter>();
   private streamEventCount = 0;
   private streamDrainWaitCount = 0;
+  private streamStallCount = 0;
   private broadcastCount = 0;
   private broadcastSecondsSum = 0;
   private binaryConnectionCount = 0;
@@ -125,6 +126,10 @@ export class HttpMetrics {
     this.streamDrainWaitCount++;
   }
 
+  streamStalled(): void {
+    this.streamStallCount++;
+  }
+
   /** Bytes written to event streams and not yet handed to the kernel, over every stream. */
   streamBufferedBytes(): number {
     let total = 0;
@@ -185,6 +190,12 @@ export class HttpMetrics {
       'counter',
       'Times an event stream paused until a slow consumer drained its socket.',
       this.streamDrainWaitCount,
+    );
+    exposition.single(
+      'abcast_http_stream_stalls_total',
+      'counter',
+      'Event streams cut because their reader took nothing for the stall timeout.',
+      this.streamStallCount,
     );
   }
 }

@@ -44,6 +44,11 @@ export interface ServerOptions {
    * closed with a goAway `idle_timeout`; default 5 minutes, at most `timeoutMsMax`.
    */
   readonly binaryIdleTimeoutMs?: number;
+  /**
+   * An event stream (GET /v1/stream) whose reader has taken nothing for this long while
+   * events wait for it is cut, checked at each keep-alive; default 5 minutes.
+   */
+  readonly streamStallTimeoutMs?: number;
   /** Identities and their rights (auth.ts); absent: every request may do everything. */
   readonly auth?: AuthSource | null;
   /** Node id → base URL of its HTTP API ("http://10.0.0.2:8001"): the dashboard shows them all. */
@@ -81,6 +86,10 @@ export const defaultHttpSettings = {
   // node and pauses between bursts, and a reconnect costs it a handshake and a hello. Five
   // minutes frees the slot of a client that has gone quiet without costing a live one much.
   binaryIdleTimeoutMs: 300_000,
+  // A reader that has taken nothing for five minutes is gone (a process stopped in a
+  // debugger, a host that vanished without a reset): its stream slot and buffered piece go
+  // back, where before they were held until the node restarted.
+  streamStallTimeoutMs: 300_000,
 } as const;
 
 /**
@@ -181,6 +190,11 @@ function settingsFrom(options: ServerOptions): ServerSettings {
       'binaryIdleTimeoutMs',
       options.binaryIdleTimeoutMs,
       defaultHttpSettings.binaryIdleTimeoutMs,
+    ),
+    streamStallTimeoutMs: timeoutSetting(
+      'streamStallTimeoutMs',
+      options.streamStallTimeoutMs,
+      defaultHttpSettings.streamStallTimeoutMs,
     ),
     peers: new Map(Object.entries(options.peers ?? {})),
   };

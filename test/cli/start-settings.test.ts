@@ -5,7 +5,8 @@
 // storage refuses (its message named its option, not the flag), a message store segment
 // smaller than a block (taken, it made three files of every message), --force-new-cluster
 // with --join, which ask for opposite things (it started, --join silently ignored), and a
-// binary idle timeout that is no positive integer or beyond what a timer holds. Each is a
+// binary idle timeout or stream stall timeout that is no positive integer or beyond what a
+// timer holds. Each is a
 // CliError naming the flag; the bounds themselves still start.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -58,21 +59,23 @@ test('--request-timeout-ms is at most 2^31 - 1', async () => {
   }
 });
 
-test('--binary-idle-timeout-ms is a positive integer, at most 2^31 - 1', async () => {
-  assert.equal((await startSettings(base)).binaryIdleTimeoutMs, null);
-  const longest = await startSettings({ ...base, binaryIdleTimeoutMs: '2147483647' });
-  assert.equal(longest.binaryIdleTimeoutMs, 2_147_483_647);
-  for (const value of ['0', '-1', '1.5', 'five']) {
+for (const [flag, key] of [
+  ['binary-idle-timeout-ms', 'binaryIdleTimeoutMs'],
+  ['stream-stall-timeout-ms', 'streamStallTimeoutMs'],
+] as const) {
+  test(`--${flag} is a positive integer, at most 2^31 - 1`, async () => {
+    assert.equal((await startSettings(base))[key], null);
+    const longest = await startSettings({ ...base, [key]: '2147483647' });
+    assert.equal(longest[key], 2_147_483_647);
+    for (const value of ['0', '-1', '1.5', 'five']) {
+      await refused(() => startSettings({ ...base, [key]: value }), new RegExp(`--${flag}`));
+    }
     await refused(
-      () => startSettings({ ...base, binaryIdleTimeoutMs: value }),
-      /--binary-idle-timeout-ms/,
+      () => startSettings({ ...base, [key]: '2147483648' }),
+      new RegExp(`--${flag} is at most 2147483647`),
     );
-  }
-  await refused(
-    () => startSettings({ ...base, binaryIdleTimeoutMs: '2147483648' }),
-    /--binary-idle-timeout-ms is at most 2147483647/,
-  );
-});
+  });
+}
 
 test('--segment-bytes is within what the WAL takes', async () => {
   assert.equal((await startSettings({ ...base, segmentBytes: '4096' })).segmentBytes, 4096);

@@ -73,6 +73,8 @@ export interface StartSettings {
   readonly requestTimeoutMs: number | null;
   /** An idle binary-port connection is closed after this; null for the default, 5 minutes. */
   readonly binaryIdleTimeoutMs: number | null;
+  /** An event stream whose reader takes nothing this long is cut; null for the default. */
+  readonly streamStallTimeoutMs: number | null;
   /** Idle client sessions expire after this much log time; null for the default, 1 hour. */
   readonly sessionTtlMs: number | null;
   /** The bounds of `limitFlags` that were set: for the node, and for its HTTP server. */
@@ -106,6 +108,7 @@ export interface StartFlags extends StreamFlags {
   payloadBytesMax?: string;
   requestTimeoutMs?: string;
   binaryIdleTimeoutMs?: string;
+  streamStallTimeoutMs?: string;
   sessionTtlMs?: string;
   pendingBytesMax?: string;
   sessionsMax?: string;
@@ -211,7 +214,7 @@ function payloadLimitFlag(value: unknown): number | null {
 }
 
 /**
- * A timeout flag (--request-timeout-ms, --binary-idle-timeout-ms), at most 2^31 - 1 ms
+ * A timeout flag (--request-timeout-ms, --binary-idle-timeout-ms, --stream-stall-timeout-ms), at most 2^31 - 1 ms
  * (`timeoutMsMax`, about 24 days): the longest a Node timer holds, and far more than any
  * broadcast should wait. Near 2^53 node:http refused the server's own timeout, made from
  * it, with a RangeError that named no flag.
@@ -372,6 +375,10 @@ export async function startSettings(flags: StartFlags): Promise<StartSettings> {
       'binary-idle-timeout-ms',
       flags.binaryIdleTimeoutMs ?? config.binaryIdleTimeoutMs,
     ),
+    streamStallTimeoutMs: timeoutFlag(
+      'stream-stall-timeout-ms',
+      flags.streamStallTimeoutMs ?? config.streamStallTimeoutMs,
+    ),
     sessionTtlMs: optionalInteger('session-ttl-ms', flags.sessionTtlMs ?? config.sessionTtlMs),
     limits: limitSettings(flags, config),
     tls,
@@ -514,6 +521,9 @@ export async function runNode(settings: StartSettings): Promise<{
     ...(settings.binaryIdleTimeoutMs === null
       ? {}
       : { binaryIdleTimeoutMs: settings.binaryIdleTimeoutMs }),
+    ...(settings.streamStallTimeoutMs === null
+      ? {}
+      : { streamStallTimeoutMs: settings.streamStallTimeoutMs }),
     ...settings.limits.http,
     ...(tls.http === null ? {} : { tls: tls.http }),
     auth,
@@ -697,7 +707,7 @@ export function startCommand(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, binaryIdleTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, retentionTopics, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
+      'JSON file with any of: id, data, listen, http, binary, peers, join, clusterId, logLevel, logFormat, segmentBytes, payloadBytesMax, requestTimeoutMs, binaryIdleTimeoutMs, streamStallTimeoutMs, sessionTtlMs, pendingBytesMax, sessionsMax, sessionsPerIdentityMax, httpConnectionsMax, messagesPageBytesMax, streamsMax, streamsPerIdentityMax, cert, key, ca, clientCert, clientKey, clientCa, insecure, auth, corsOrigins, httpPeers, retention, retentionAge, retentionBytes, retentionTopics, compactTopics, storeSegmentBytes, snapshotIntervalBytes, backfillToken',
     )
     .option('--cluster-id <id>', 'nodes of one cluster share it', undefined)
     .option('--log-level <level>', 'pino log level (default warn)')
@@ -714,6 +724,10 @@ export function startCommand(program: Command): void {
     .option(
       '--binary-idle-timeout-ms <n>',
       'a binary-port connection with nothing in flight that sends nothing this long gets a goAway idle_timeout (default 300000)',
+    )
+    .option(
+      '--stream-stall-timeout-ms <n>',
+      'an HTTP event stream whose reader takes nothing this long while events wait is cut (default 300000)',
     )
     .option(
       '--session-ttl-ms <n>',

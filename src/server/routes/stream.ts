@@ -318,11 +318,37 @@ export async function streamRoute(context: RouteContext): Promise<void> {
   writeTaken(stream, format);
   metrics.streamOpened(stream);
   if (identity !== null) byIdentity.set(identity, (byIdentity.get(identity) ?? 0) + 1);
+  // When the route began to wait for the reader to take what was written (null: not waiting).
+  let readerAwaitedSinceMs: number | null = null;
   const keepAlive = every(environment, settings.keepAliveIntervalMs, () => {
-    if (stream.behind || stream.gone) return;
+    if (stream.gone) return;
+    if (readerAwaitedSinceMs !== null) {
+      const waitedMs = environment.monotonicMs() - readerAwaitedSinceMs;
+      // A reader that takes nothing for this long is gone, or as good as: without a cut
+      // its socket would hold the stream's slot and its last piece until the node restarts.
+      if (waitedMs >= settings.streamStallTimeoutMs) {
+        context.server.logger.warn(
+          { url: context.request.url, waitedMs, identity },
+          'event stream cut: its reader took nothing for the stall timeout',
+        );
+        metrics.streamStalled();
+        stream.destroy();
+        return;
+      }
+    }
+    if (stream.behind) return;
     format.keepAlive();
     writeTaken(stream, format);
   });
+  const readerTook = async (): Promise<void> => {
+    metrics.streamDrainWait();
+    readerAwaitedSinceMs = environment.monotonicMs();
+    try {
+      await stream.drained(signal);
+    } finally {
+      readerAwaitedSinceMs = null;
+    }
+  };
   let ending: HttpError | null = null;
   const unwatch = watch();
   // The last id written (a message's or a progress event's): progress is due once the
@@ -333,10 +359,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
     if (feed !== null) {
       for await (const handed of feed) {
         metrics.streamEvent();
-        if (!stream.write(handedEvent(handed))) {
-          metrics.streamDrainWait();
-          await stream.drained(signal);
-        }
+        if (!stream.write(handedEvent(handed))) await readerTook();
       }
     }
     // A batch's events are written a piece at a time, and the next piece waits until the
@@ -375,10 +398,7 @@ export async function streamRoute(context: RouteContext): Promise<void> {
       metrics.streamEvent(events);
       events = 0;
       for (const piece of format.take()) {
-        if (!stream.write(piece)) {
-          metrics.streamDrainWait();
-          await stream.drained(signal);
-        }
+        if (!stream.write(piece)) await readerTook();
       }
     }
     // Without an abort, the iterator ends only when the node stops.

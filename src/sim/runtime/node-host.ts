@@ -419,6 +419,7 @@ function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>):
     messagesPageBytesMax: 4 << 20,
     connectionsMax: 4096,
     binaryIdleTimeoutMs: 300_000,
+    streamStallTimeoutMs: 300_000,
     peers,
   };
 }
