@@ -13,7 +13,7 @@
  * starts with a header record carrying the current hard state, so that older segments can
  * be deleted freely once a snapshot covers their entries.
  */
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { HardState, NodeId, PersistedState, Snapshot, SnapshotMeta } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import type { Environment } from '../util/environment.ts';
@@ -30,7 +30,7 @@ import {
 import { invalidArgument, ioError, StorageError } from './errors.ts';
 import type { FileSystem } from './file-system.ts';
 import {
-  fsyncDirectory,
+  ensureDirectory,
   type IoCounters,
   newIoCounters,
   removeIfPresent,
@@ -466,28 +466,6 @@ function repairHardState(repair: DamageRecord, recovered: RecoveredLog): HardSta
 function newerHardState(left: HardState, right: HardState): HardState {
   if (left.term !== right.term) return left.term > right.term ? left : right;
   return left.vote !== null ? left : right;
-}
-
-/** Creates the directory; a new directory entry is durable only once its parent is synced. */
-async function ensureDirectory(
-  files: FileSystem,
-  dataDir: string,
-  counters: IoCounters,
-): Promise<void> {
-  let created: string | null;
-  try {
-    created = await files.makeDirectory(dataDir);
-  } catch (error) {
-    throw ioError('create directory', dataDir, error);
-  }
-  if (created === null) return;
-  // Every directory made here is an entry in its parent: sync from dataDir up to the first
-  // one created (bounded by the depth of the path).
-  const firstCreated = resolve(created);
-  for (let directory = resolve(dataDir); ; directory = dirname(directory)) {
-    await fsyncDirectory(files, dirname(directory), counters);
-    if (directory === firstCreated || dirname(directory) === directory) break;
-  }
 }
 
 /** Reads and checks meta.json, or writes it when the directory holds nothing yet. */

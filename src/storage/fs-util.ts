@@ -3,7 +3,7 @@
  * cut only once its directory is fsynced too; a file is replaced atomically by writing a
  * temporary file, fsyncing it, renaming it over the old one and fsyncing the directory.
  */
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { writeTemporaryAndRename } from '../util/atomic-file.ts';
 import { ioError } from './errors.ts';
 import { type FileSystem, hasErrorCode } from './file-system.ts';
@@ -130,4 +130,26 @@ export function writeFileAtomic(
   temporaryPath = `${path}.tmp`,
 ): Promise<number> {
   return replaceFileAtomically({ files: nodeFileSystem, path, chunks, counters, temporaryPath });
+}
+
+/** Creates the directory; a new directory entry is durable only once its parent is synced. */
+export async function ensureDirectory(
+  files: FileSystem,
+  dataDir: string,
+  counters: IoCounters,
+): Promise<void> {
+  let created: string | null;
+  try {
+    created = await files.makeDirectory(dataDir);
+  } catch (error) {
+    throw ioError('create directory', dataDir, error);
+  }
+  if (created === null) return;
+  // Every directory made here is an entry in its parent: sync from dataDir up to the first
+  // one created (bounded by the depth of the path).
+  const firstCreated = resolve(created);
+  for (let directory = resolve(dataDir); ; directory = dirname(directory)) {
+    await fsyncDirectory(files, dirname(directory), counters);
+    if (directory === firstCreated || dirname(directory) === directory) break;
+  }
 }

@@ -3,7 +3,8 @@
 // appears only once whole, `restore` reads it back a line at a time and makes a data
 // directory. A file cut short, changed, or rewritten with a valid checksum but no end line or
 // a missing message is refused before anything is written; a version 1 file still restores;
-// an answer that stops short or fails midway leaves no file behind.
+// an answer that stops short or fails midway leaves no file behind; a restore cut short
+// leaves a mark that `start` and another restore refuse.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { markRestoreStarted, restoreMarkerName } from '../../src/cli/commands/restore-marker.ts';
 import { restoreSnapshot, saveSnapshot } from '../../src/cli/commands/snapshot.ts';
 import {
   fileHeaderLine,
@@ -18,6 +20,7 @@ import {
   readSnapshotFile,
   type SnapshotMessage,
 } from '../../src/cli/commands/snapshot-file.ts';
+import { runNode, startSettings } from '../../src/cli/commands/start.ts';
 import type { ServedNode } from '../../src/server/context.ts';
 import { createHttpServer, type HttpServer } from '../../src/server/http.ts';
 import { FileStorage } from '../../src/storage/file-storage.ts';
@@ -494,4 +497,37 @@ test('a node of an earlier release, answering version 1, is named as such', asyn
     server.close();
   }
   await assert.rejects(readFile(target), { code: 'ENOENT' });
+});
+
+test('a restore cut short leaves a mark that start and a second restore refuse', {
+  timeout: 60_000,
+}, async () => {
+  const done = join(root, 'restored-whole');
+  await restoreSnapshot(saved, restoreFlags(done));
+  assert.ok(!(await readdir(done)).includes(restoreMarkerName), 'a whole restore leaves no mark');
+  // The storage fails as it opens (a leftover it cannot remove): the mark was made first.
+  const cut = join(root, 'restored-cut');
+  await mkdir(join(cut, 'snapshot.bin.tmp', 'in-the-way'), { recursive: true });
+  await assert.rejects(restoreSnapshot(saved, restoreFlags(cut)));
+  assert.ok((await readdir(cut)).includes(restoreMarkerName), 'the mark is left');
+  // What a restore killed after the storage's first segment leaves: a node's identity and
+  // an empty log, which `start` took for a new member.
+  const killed = join(root, 'restored-killed');
+  await markRestoreStarted(killed);
+  await persistedIn(killed);
+  const unfinished = /holds an unfinished restore \(restore-incomplete\).*Remove the directory/;
+  for (const data of [cut, killed]) {
+    await assert.rejects(restoreSnapshot(saved, restoreFlags(data)), {
+      name: 'CliError',
+      message: unfinished,
+    });
+    const settings = await startSettings({
+      id: 'n1',
+      data,
+      listen: '127.0.0.1:1',
+      http: '127.0.0.1:3',
+      peers,
+    });
+    await assert.rejects(runNode(settings), { name: 'CliError', message: unfinished });
+  }
 });

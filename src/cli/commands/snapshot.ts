@@ -17,17 +17,21 @@
  * is written.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MembershipTable } from '../../broadcast/membership.ts';
 import { StreamState } from '../../broadcast/stream-state.ts';
 import { makeConfiguration } from '../../raft/config.ts';
 import { FileStorage } from '../../storage/file-storage.ts';
+import { hasErrorCode } from '../../storage/file-system.ts';
+import { METADATA_FILE_NAME } from '../../storage/metadata.ts';
 import { nodeFileSystem } from '../../storage/node-file-system.ts';
+import { SNAPSHOT_FILE_NAME } from '../../storage/snapshot-file.ts';
 import { assert } from '../../util/assert.ts';
 import { CliError } from './errors.ts';
 import { defaultNodeUrl, getStreamWhileUnavailable, nodeUrl } from './http-client.ts';
+import { markRestoreDone, markRestoreStarted, refuseUnfinishedRestore } from './restore-marker.ts';
 import {
   BodyChecker,
   fileHeaderLine,
@@ -272,6 +276,29 @@ export function restoredState(
   ]);
 }
 
+/**
+ * Refuses a directory that holds a node's files before the restore marks it: the storage's
+ * own check comes only once it is open, and by then the mark would sit among a live node's
+ * files.
+ */
+async function refuseNodeData(dataDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dataDir);
+  } catch (error) {
+    if (hasErrorCode(error, 'ENOENT')) return;
+    throw new CliError(`cannot read ${dataDir}: ${(error as Error).message}`);
+  }
+  const nodeFile = names.find(
+    (name) => name === METADATA_FILE_NAME || name === SNAPSHOT_FILE_NAME || name.endsWith('.wal'),
+  );
+  if (nodeFile !== undefined) {
+    throw new CliError(
+      `${dataDir} already holds a node's data (${nodeFile}); restore into a new one`,
+    );
+  }
+}
+
 export interface RestoreFlags {
   data: string;
   id: string;
@@ -290,6 +317,9 @@ export async function restoreSnapshot(file: string, flags: RestoreFlags): Promis
   // Made before the directory is opened: a state that does not read leaves no directory.
   const data = restoredState(Buffer.from(body.state, 'base64'), peers, body.position);
   const dataDir = resolve(flags.data);
+  await refuseUnfinishedRestore(dataDir);
+  await refuseNodeData(dataDir);
+  await markRestoreStarted(dataDir);
   const { storage, persisted } = await FileStorage.open({
     dataDir,
     clusterId: flags.clusterId,
@@ -315,6 +345,7 @@ export async function restoreSnapshot(file: string, flags: RestoreFlags): Promis
   } finally {
     await storage.close();
   }
+  await markRestoreDone(dataDir);
   console.log(
     `node ${flags.id} restored in ${dataDir}: log index ${body.index}, term ${body.term}, next position ${body.position + 1}; start it with the same --peers and --cluster-id ${flags.clusterId}`,
   );

@@ -36,6 +36,7 @@ import { tuneNodeHeap } from '../node-heap.ts';
 import { readAuthFile } from './auth-file.ts';
 import { CliError, positiveIntegerFlag } from './errors.ts';
 import { forceNewCluster } from './force-new-cluster.ts';
+import { refuseUnfinishedRestore } from './restore-marker.ts';
 import {
   addStreamOptions,
   httpPeerNames,
@@ -483,6 +484,7 @@ export async function runNode(settings: StartSettings): Promise<{
       '--insecure: anyone who reaches these ports can forge peer messages and change the cluster',
     );
   }
+  await refuseUnfinishedRestore(settings.dataDir);
   const node = await startNode({
     id: settings.id,
     dataDir: settings.dataDir,
