@@ -194,7 +194,7 @@ export class HttpMetrics {
     exposition.single(
       'abcast_http_stream_stalls_total',
       'counter',
-      'Event streams cut because their reader took nothing for the stall timeout.',
+      'Event streams and backups cut because their reader took nothing for the stall timeout.',
       this.streamStallCount,
     );
   }

@@ -3,7 +3,8 @@
 // socket: it takes bytes only when told, and says it is behind past 64 KiB. The route writes
 // pieces of about 16 KiB, never the whole answer at once, yields a turn between pages, reads
 // no page while the consumer is behind, stops when the client goes away, and ends a backup
-// that fails midway with an error line and no end line, which the CLI's checker refuses.
+// that fails midway with an error line and no end line, which the CLI's checker refuses, and
+// cuts a client that takes nothing for the stall timeout.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BroadcastError } from '../../src/broadcast/errors.ts';
@@ -11,7 +12,7 @@ import { BodyChecker } from '../../src/cli/commands/snapshot-file.ts';
 import type { RouteContext, ServedNode } from '../../src/server/context.ts';
 import type { Answer, StreamWriter } from '../../src/server/exchange.ts';
 import { snapshotRoute } from '../../src/server/routes/snapshot.ts';
-import { createServerContext } from '../../src/server/settings.ts';
+import { createServerContext, defaultHttpSettings } from '../../src/server/settings.ts';
 import { pieceBytes } from '../../src/server/stream-format.ts';
 import type { Environment } from '../../src/util/environment.ts';
 import { systemEnvironment } from '../../src/util/system-environment.ts';
@@ -123,6 +124,8 @@ class Consumer implements StreamWriter {
   destroy(): void {
     this.ending = 'cut';
     this.gone = true;
+    // A destroyed socket closes, which ends a wait for its drain.
+    this.take();
   }
 
   text(): string {
@@ -256,6 +259,52 @@ test('the answer is written in pieces, never whole, with a turn between pages', 
   );
   assert.ok(turnsYielded >= 19, `${turnsYielded} turns yielded over 20 pages`);
   assert.deepEqual(check(consumer.text()), { messageCount: 20_000 });
+});
+
+test('a client that takes nothing for the stall timeout is cut; one that reads is not', async () => {
+  // The stall timers (5 minutes by default) fire when the test says; others run as usual.
+  const stallTimers: { fire: () => void; cancelled: boolean }[] = [];
+  const environment: Environment = {
+    ...systemEnvironment,
+    setTimer: (delayMs, fire, options) => {
+      if (delayMs !== defaultHttpSettings.streamStallTimeoutMs) {
+        return systemEnvironment.setTimer(delayMs, fire, options);
+      }
+      const timer = { fire, cancelled: false };
+      stallTimers.push(timer);
+      return {
+        cancel: () => {
+          timer.cancelled = true;
+        },
+      };
+    },
+  };
+  const reader = new Consumer();
+  const read = serve(
+    backupNode({ messageCount: 3_000, payloadBytes: 100 }).node,
+    reader,
+    environment,
+  );
+  await takeAll(reader, read);
+  assert.equal(reader.ending, 'clean');
+  assert.ok(stallTimers.length > 0, 'each wait for the reader armed a stall timer');
+  assert.ok(
+    stallTimers.every((timer) => timer.cancelled),
+    'a reader that took cancelled each',
+  );
+
+  stallTimers.length = 0;
+  const stalled = new Consumer();
+  const { node, pageStarts } = backupNode({ messageCount: 3_000, payloadBytes: 100 });
+  const served = serve(node, stalled, environment);
+  await stalled.nextWait();
+  assert.equal(stallTimers.length, 1, 'the wait armed one stall timer');
+  assert.equal(stalled.ending, null, 'not cut before the stall timeout');
+  (stallTimers[0] as { fire: () => void }).fire();
+  await served.done;
+  assert.equal(stalled.ending, 'cut');
+  assert.deepEqual(pageStarts, [1], 'no page read for a client that was cut');
+  assert.ok(!Object.hasOwn(check(stalled.text()), 'messageCount'), 'the cut backup has no end');
 });
 
 test('a range lost midway ends the answer with an error line the checker refuses', async () => {

@@ -85,6 +85,11 @@ class LineWriter {
   constructor(
     private readonly stream: StreamWriter,
     private readonly signal: AbortSignal,
+    private readonly stall: {
+      readonly environment: Environment;
+      readonly timeoutMs: number;
+      readonly onStall: () => void;
+    },
   ) {}
 
   /** Adds a line; true once a piece is gathered (`flush` it). */
@@ -104,9 +109,31 @@ class LineWriter {
       const piece = this.lines.join('');
       this.lines = [];
       this.gatheredBytes = 0;
-      if (!this.stream.write(piece)) await this.stream.drained(this.signal);
+      if (!this.stream.write(piece)) await this.readerTook();
     }
     return !this.signal.aborted && !this.stream.gone;
+  }
+
+  /**
+   * Waits for the client to take what was written. One that takes nothing for the stall
+   * timeout is cut: it would hold this route, and the page read for it, until the node
+   * restarted. A timer per wait: a backup waits a few hundred times a gigabyte.
+   */
+  private async readerTook(): Promise<void> {
+    const { environment, timeoutMs, onStall } = this.stall;
+    const timer = environment.setTimer(
+      timeoutMs,
+      () => {
+        onStall();
+        this.stream.destroy();
+      },
+      { background: true },
+    );
+    try {
+      await this.stream.drained(this.signal);
+    } finally {
+      timer.cancel();
+    }
   }
 }
 
@@ -172,7 +199,17 @@ export const snapshotRoute: RouteHandler = async (context) => {
     'x-accel-buffering': 'no',
   });
   const { signal } = context;
-  const writer = new LineWriter(stream, signal);
+  const writer = new LineWriter(stream, signal, {
+    environment,
+    timeoutMs: context.server.settings.streamStallTimeoutMs,
+    onStall: () => {
+      context.server.logger.warn(
+        { url: context.request.url, identity: context.identity?.name ?? null },
+        'backup stream cut: its reader took nothing for the stall timeout',
+      );
+      context.server.metrics.streamStalled();
+    },
+  });
   let failure: HttpError | null = null;
   try {
     writer.line(header);
