@@ -128,7 +128,6 @@ async function serve(): Promise<{ port: number; close: () => void }> {
     dispatcher,
     tls: null,
     windowRequests: 1024,
-    enforceDeadlines: true,
   });
   const address = await server.listen('127.0.0.1:0');
   return {

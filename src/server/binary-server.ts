@@ -113,14 +113,6 @@ export interface BinaryServerOptions {
   readonly dispatcher: Dispatcher;
   readonly tls: TlsCredentials | null;
   readonly windowRequests: number;
-  /**
-   * Whether the sweep ends connections past the frame deadline or the idle timeout: true
-   * wherever the port serves clients. The simulator passes false for now: the sweep's timer
-   * takes a place among each tick's events, which the scheduler draws from the seed, so
-   * every regression seed of test/sim/runtime-seeds.txt would replay another world and
-   * would have to be found again.
-   */
-  readonly enforceDeadlines: boolean;
 }
 
 export class BinaryServer {
@@ -221,7 +213,6 @@ export class BinaryServer {
    * connection re-armed as its frames come.
    */
   private armSweep(): void {
-    if (!this.options.enforceDeadlines) return;
     if (this.sweepTimer !== null || this.connections.size === 0) return;
     const { environment } = this.options.context;
     this.sweepTimer = environment.setTimer(sweepIntervalMsOf(this.deadlines), () => this.sweep(), {

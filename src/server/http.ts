@@ -57,7 +57,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     dispatcher: api.dispatcher,
     tls: options.tls ?? null,
     windowRequests: options.clientWindowRequests ?? defaultWindowRequests,
-    enforceDeadlines: true,
   });
   api.binary = binary;
   return {

@@ -57,7 +57,6 @@ before(async () => {
     dispatcher: inProcess.dispatcher,
     tls: null,
     windowRequests,
-    enforceDeadlines: true,
   });
   port = Number(new URL(await binary.listen('127.0.0.1:0')).port);
 });

@@ -66,7 +66,6 @@ async function serve(settings: {
     dispatcher: inProcess.dispatcher,
     tls: null,
     windowRequests: 16,
-    enforceDeadlines: true,
   });
   const port = Number(new URL(await server.listen('127.0.0.1:0')).port);
   closes.push(async () => {

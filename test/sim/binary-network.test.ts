@@ -83,7 +83,6 @@ function rig(seed: number, windowRequests: number): Rig {
       dispatcher: server.dispatcher,
       tls: null,
       windowRequests,
-      enforceDeadlines: true,
     });
     network.attach('n1', life, (end) => binary.acceptConnection(end));
   };

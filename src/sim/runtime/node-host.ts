@@ -95,6 +95,8 @@ export interface NodeHostOptions {
   /** Where clients reach the nodes' binary ports, and the window each port grants. */
   readonly binaryNetwork: BinaryNetwork;
   readonly binaryWindowRequests: number;
+  /** How long a binary connection with nothing in flight may send nothing (drawn per seed). */
+  readonly binaryIdleTimeoutMs: number;
   /** Where backfill and forwarded reads reach the other machines' HTTP routes. */
   readonly peerNetwork: ClientNetwork;
   /** Every machine's id: backfill asks the others. */
@@ -247,7 +249,11 @@ export class NodeHost {
     );
     const context: ServerContext = {
       node,
-      settings: serverSettings(this.options.tuning, this.options.peers),
+      settings: serverSettings(
+        this.options.tuning,
+        this.options.peers,
+        this.options.binaryIdleTimeoutMs,
+      ),
       metrics: new HttpMetrics(),
       logger: silentLogger,
       environment,
@@ -264,8 +270,6 @@ export class NodeHost {
       dispatcher: this.server.dispatcher,
       tls: null,
       windowRequests: this.options.binaryWindowRequests,
-      // Not yet: see BinaryServerOptions.enforceDeadlines.
-      enforceDeadlines: false,
     });
     this.options.clientNetwork.attach(this.id, this.server, life);
     this.options.binaryNetwork.attach(this.id, life, (end) => binary.acceptConnection(end));
@@ -404,7 +408,11 @@ export class NodeHost {
   }
 }
 
-function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>): ServerSettings {
+function serverSettings(
+  tuning: NodeTuning,
+  peers: ReadonlyMap<NodeId, string>,
+  binaryIdleTimeoutMs: number,
+): ServerSettings {
   return {
     payloadBytesMax: tuning.payloadBytesMax,
     bodyBytesMax: tuning.payloadBytesMax + (64 << 10),
@@ -418,7 +426,7 @@ function serverSettings(tuning: NodeTuning, peers: ReadonlyMap<NodeId, string>):
     messagesScanMax: 10_000,
     messagesPageBytesMax: 4 << 20,
     connectionsMax: 4096,
-    binaryIdleTimeoutMs: 300_000,
+    binaryIdleTimeoutMs,
     streamStallTimeoutMs: 300_000,
     peers,
   };

@@ -123,6 +123,7 @@ const runFramesSeedSalt = 0x2f7a61c3;
 const probeDelaySeedSalt = 0x5c1e0b97;
 const binarySeedSalt = 0x6b1a4e0d;
 const subscriberSeedSalt = 0x3d5b9f27;
+const binaryDeadlineSeedSalt = 0x1e93c47b;
 
 /** The SDK clients' deadlines. */
 const clientBounds = { requestTimeoutMs: 500, unavailableAfterMs: 5_000, abandonAfterMs: 20_000 };
@@ -274,6 +275,12 @@ class RuntimeWorld {
     );
     // Small windows make calls wait for a slot, as a node granting few would.
     const binaryWindowRequests = binaryPrng.pick([1, 2, 4, 1024]);
+    // Short idle timeouts close connections between a client's calls (goAway idle_timeout),
+    // and the SDK must send what crossed the goAway again on a new one; the default one
+    // never fires in a run. A generator of its own, so that drawing it changed no other draw.
+    const binaryIdleTimeoutMs = new Prng((options.seed ^ binaryDeadlineSeedSalt) >>> 0).pick([
+      300_000, 300_000, 2_000, 300,
+    ]);
     this.checker = new DeliveryChecker(this.context);
     this.storeChecker = new StoreChecker(
       this.context,
@@ -333,6 +340,7 @@ class RuntimeWorld {
           peerNetwork: this.peerNetwork,
           binaryNetwork: this.binaryNetwork,
           binaryWindowRequests,
+          binaryIdleTimeoutMs,
           machineIds: machines,
           backfillHeaders: auth === null ? {} : { authorization: `Bearer ${auth.backfillToken}` },
         }),
