@@ -17,13 +17,16 @@ interface RuntimeRegressionSeed {
   readonly nodeCount: number | null;
   /** The sweep's --ms (the fault phase in virtual ms); null for the default. */
   readonly faultPhaseMs: number | null;
+  /** The sweep's --wal-segment-bytes; null lets the seed draw its segment size. */
+  readonly walSegmentBytes: number | null;
   readonly comment: string;
 }
 
 /**
  * One seed per line, optionally `profile=NAME` (the sweep's --profile), `clients=NAME`
- * (--clients), `nodes=3` or `nodes=5` (--nodes) and `ms=T` (--ms), then `# why`; a line with
- * anything else throws, so no seed is skipped.
+ * (--clients), `nodes=3` or `nodes=5` (--nodes), `ms=T` (--ms) and `wal=B`
+ * (--wal-segment-bytes), then `# why`; a line with anything else throws, so no seed is
+ * skipped.
  */
 function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
   const seeds: RuntimeRegressionSeed[] = [];
@@ -36,6 +39,7 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
     let clients: ClientMix = 'mixed';
     let nodeCount: number | null = null;
     let faultPhaseMs: number | null = null;
+    let walSegmentBytes: number | null = null;
     for (const setting of settings) {
       const [name, value] = setting.split('=') as [string, string | undefined];
       if (name === 'profile' && (profiles as readonly string[]).includes(value ?? '')) {
@@ -46,6 +50,8 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
         nodeCount = Number(value);
       } else if (name === 'ms' && /^[1-9]\d{0,6}$/.test(value ?? '')) {
         faultPhaseMs = Number(value);
+      } else if (name === 'wal' && /^[1-9]\d{3,9}$/.test(value ?? '')) {
+        walSegmentBytes = Number(value);
       } else {
         throw new Error(`runtime-seeds.txt line ${offset + 1}: unknown setting ${setting}`);
       }
@@ -58,6 +64,7 @@ function parseRuntimeSeeds(text: string): RuntimeRegressionSeed[] {
       clients,
       nodeCount,
       faultPhaseMs,
+      walSegmentBytes,
       comment,
     });
   });
@@ -80,6 +87,7 @@ for (const entry of seeds) {
       clients: entry.clients,
       nodeCount: entry.nodeCount,
       ...(entry.faultPhaseMs === null ? {} : { faultPhaseMs: entry.faultPhaseMs }),
+      walSegmentBytes: entry.walSegmentBytes,
     });
     assert.equal(result.violation, null, result.violation?.message);
   });
