@@ -693,23 +693,13 @@ class BinaryStreamWriter implements StreamWriter {
   private over = false;
 
   private readonly socket: DuplexConnection;
-  private readonly requestId: number;
-  private readonly context: ServerContext;
-  private readonly isOpen: () => boolean;
-  private readonly onDrainWait: () => void;
-  private readonly onEnd: () => void;
 
-  constructor(options: StreamWriterOptions) {
+  constructor(private readonly options: StreamWriterOptions) {
     this.socket = options.socket;
-    this.requestId = options.requestId;
-    this.context = options.context;
-    this.isOpen = options.isOpen;
-    this.onDrainWait = options.onDrainWait;
-    this.onEnd = options.onEnd;
   }
 
   get gone(): boolean {
-    return this.over || !this.isOpen() || this.socket.destroyed;
+    return this.over || !this.options.isOpen() || this.socket.destroyed;
   }
 
   get behind(): boolean {
@@ -726,14 +716,14 @@ class BinaryStreamWriter implements StreamWriter {
     this.pending.push(bytes);
     this.pendingBytes += bytes.length;
     if (this.pendingBytes >= streamChunkBytes) this.flush();
-    else this.flushTimer ??= this.context.environment.setTimer(0, () => this.flush());
+    else this.flushTimer ??= this.options.context.environment.setTimer(0, () => this.flush());
     return !this.behind;
   }
 
   drained(signal: AbortSignal): Promise<void> {
     this.flush();
     if (!this.socket.writableNeedDrain || this.gone || signal.aborted) return Promise.resolve();
-    this.onDrainWait();
+    this.options.onDrainWait();
     return new Promise((resolve) => {
       const done = () => {
         this.socket.off('drain', done);
@@ -764,10 +754,12 @@ class BinaryStreamWriter implements StreamWriter {
     this.flushTimer?.cancel();
     this.flushTimer = null;
     this.over = true;
-    if (this.isOpen() && !this.socket.destroyed) {
-      this.socket.write(encodeClientFrame({ type: 'streamEnd', requestId: this.requestId }));
+    if (this.options.isOpen() && !this.socket.destroyed) {
+      this.socket.write(
+        encodeClientFrame({ type: 'streamEnd', requestId: this.options.requestId }),
+      );
     }
-    this.onEnd();
+    this.options.onEnd();
   }
 
   /**
@@ -784,7 +776,7 @@ class BinaryStreamWriter implements StreamWriter {
     this.pendingBytes = 0;
     if (this.gone) return;
     this.socket.cork();
-    this.socket.write(streamDataHead(this.requestId, byteCount));
+    this.socket.write(streamDataHead(this.options.requestId, byteCount));
     for (const part of parts) this.socket.write(part);
     this.socket.uncork();
   }
