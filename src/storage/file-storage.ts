@@ -468,6 +468,11 @@ function newerHardState(left: HardState, right: HardState): HardState {
   return left.vote !== null ? left : right;
 }
 
+/** Whether a data directory's file holds a node's log: a WAL segment or its snapshot. */
+export function isLogFileName(name: string): boolean {
+  return name.endsWith('.wal') || name === SNAPSHOT_FILE_NAME;
+}
+
 /** Reads and checks meta.json, or writes it when the directory holds nothing yet. */
 async function loadIdentity(
   settings: ResolvedOptions,
@@ -497,7 +502,7 @@ async function loadIdentity(
   const names = await files.readdir(dataDir).catch((error: unknown) => {
     throw ioError('list directory', dataDir, error);
   });
-  const dataFile = names.find((name) => name.endsWith('.wal') || name === SNAPSHOT_FILE_NAME);
+  const dataFile = names.find(isLogFileName);
   // A new directory gets meta.json only once its first segment is durable (load), so that
   // meta.json without any segment means a lost WAL, never a new node.
   if (dataFile === undefined && unreadable === null) return { metadata, created: true };

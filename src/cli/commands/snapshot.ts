@@ -23,11 +23,10 @@ import type { Command } from 'commander';
 import { MembershipTable } from '../../broadcast/membership.ts';
 import { StreamState } from '../../broadcast/stream-state.ts';
 import { makeConfiguration } from '../../raft/config.ts';
-import { FileStorage } from '../../storage/file-storage.ts';
+import { FileStorage, isLogFileName } from '../../storage/file-storage.ts';
 import { hasErrorCode } from '../../storage/file-system.ts';
 import { METADATA_FILE_NAME } from '../../storage/metadata.ts';
 import { nodeFileSystem } from '../../storage/node-file-system.ts';
-import { SNAPSHOT_FILE_NAME } from '../../storage/snapshot-file.ts';
 import { assert } from '../../util/assert.ts';
 import { CliError } from './errors.ts';
 import { defaultNodeUrl, getStreamWhileUnavailable, nodeUrl } from './http-client.ts';
@@ -289,9 +288,7 @@ async function refuseNodeData(dataDir: string): Promise<void> {
     if (hasErrorCode(error, 'ENOENT')) return;
     throw new CliError(`cannot read ${dataDir}: ${(error as Error).message}`);
   }
-  const nodeFile = names.find(
-    (name) => name === METADATA_FILE_NAME || name === SNAPSHOT_FILE_NAME || name.endsWith('.wal'),
-  );
+  const nodeFile = names.find((name) => name === METADATA_FILE_NAME || isLogFileName(name));
   if (nodeFile !== undefined) {
     throw new CliError(
       `${dataDir} already holds a node's data (${nodeFile}); restore into a new one`,
