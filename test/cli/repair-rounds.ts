@@ -3,9 +3,11 @@
 // minority: one of three, the leader included) is SIGKILLed, one byte of committed data in
 // its directory is flipped (a WAL record holding entries, a WAL record's hard state, the
 // snapshot, or meta.json), and it is started again while the load goes on. It must rejoin:
-// report the damage, repair from the others, and deliver everything acknowledged. At the
-// end every node must hold every acknowledged message at its acknowledged position, and
-// `abcast verify` must find them identical.
+// report the damage, repair from the others, and deliver everything acknowledged. The nodes
+// know each other's HTTP APIs (`--http-peers`, as `abcast dev` gives them): a snapshot from
+// the leader leaves a hole in a node's message store, which it backfills from the others. At
+// the end every node must hold every acknowledged message at its acknowledged position in
+// its own store, and `abcast verify` must find them identical.
 //
 // Run by test/cli/repair.test.ts (a few rounds) and by `npm run repair-rounds` (100 rounds;
 // `--rounds N`, `--seed S`), which prints a JSON summary: rounds passed, damage kinds,
@@ -29,6 +31,8 @@ export interface RepairStatus {
   readonly commitIndex: number;
   readonly deliveredIndex: number;
   readonly repairing: { readonly firstLostIndex: number } | null;
+  /** Positions this node's message store lacks (backfill fetches them). */
+  readonly store?: { readonly missing: number };
 }
 
 export const damageKinds = ['walEntries', 'walHardState', 'snapshot', 'meta'] as const;
@@ -169,7 +173,11 @@ async function damage(
   return { kind: 'walEntries', where: fallback };
 }
 
-/** Reads every page from `from` into `byIndex`; the first answer that is not 200, or null. */
+/**
+ * Reads every page from `from` into `byIndex`; the first answer that is not 200, or null.
+ * A page a peer served in the node's place (a hole still being backfilled) is skipped: the
+ * check is of what each node holds itself.
+ */
 async function readPages(
   cluster: AttackCluster,
   at: number,
@@ -183,10 +191,26 @@ async function readPages(
       messages: { index: number; payload: unknown }[];
       next: number;
     };
-    for (const message of page.messages) byIndex.set(message.index, message.payload);
+    const own = answer.headers.get('x-abcast-served-by') === null;
+    if (own) for (const message of page.messages) byIndex.set(message.index, message.payload);
     if (page.messages.length === 0) return null;
     from = page.next;
   }
+}
+
+/** Every node's status and its backfill's log lines: what a failed read leaves to look at. */
+async function diagnosis(cluster: AttackCluster): Promise<string> {
+  const lines: string[] = [];
+  for (let at = 0; at < cluster.ids.length; at++) {
+    const status = await statusOf(cluster, at);
+    lines.push(`${cluster.ids[at]} status: ${JSON.stringify(status)}`);
+    const backfill = cluster
+      .log(at)
+      .split('\n')
+      .filter((line) => /backfill|repair|damage|lost/i.test(line));
+    lines.push(...backfill.slice(-20).map((line) => `${cluster.ids[at]} log: ${line}`));
+  }
+  return lines.join('\n');
 }
 
 /**
@@ -203,8 +227,8 @@ export async function checkAcknowledged(
   const byIndex = new Map<number, unknown>();
   // A 503 is retryable (not_held while a node's start moves between the status and a page
   // and no peer answers in its place; node_stopped while it restarts): read again from its
-  // start, for up to 5 s (a backfill on a machine busy with other tests took over the 1 s
-  // this once allowed). Any other answer fails at once, with the node's error.
+  // start, for up to 5 s. Any other answer fails at once, with the node's error and every
+  // node's status.
   for (let attempt = 1; ; attempt++) {
     byIndex.clear();
     const status = (await cluster.status(at)) as unknown as { firstIndex?: number };
@@ -216,7 +240,11 @@ export async function checkAcknowledged(
     );
     if (answer === null) break;
     if (answer.status !== 503 || attempt === 25) {
-      assert.equal(answer.status, 200, `messages from ${answer.from} on ${at}: ${answer.body}`);
+      assert.equal(
+        answer.status,
+        200,
+        `messages from ${answer.from} on ${at}: ${answer.body}\n${await diagnosis(cluster)}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -279,6 +307,16 @@ export async function checkAllDelivered(
     'every node delivers everything acknowledged',
     30_000,
   );
+  // Holes a snapshot from the leader left are filled from the peers: then verify reads each
+  // node's own store, not pages forwarded to another.
+  await waitFor(
+    async () => {
+      const seen = await Promise.all(urls.map((_, at) => statusOf(cluster, at)));
+      return seen.every((status) => status?.store?.missing === 0);
+    },
+    'every node backfills its message store',
+    30_000,
+  );
   const verified = await runCli(['verify', '--nodes', urls.join(',')]);
   assert.equal(verified.code, 0, verified.stdout + verified.stderr);
   await checkAcknowledgedEverywhere(cluster, acknowledged, checkedFromIndex);
@@ -337,7 +375,7 @@ export async function runRepairRounds(options: {
 }): Promise<RoundsSummary> {
   const startedMs = Date.now();
   const prng = new Prng(options.seed);
-  const cluster = await startAttackCluster([...roundClusterArgs]);
+  const cluster = await startAttackCluster([...roundClusterArgs], { httpPeers: true });
   const acknowledged: Acknowledged[] = [];
   const load = startLoad(cluster, acknowledged);
   const counts: Record<DamageKind, number> = {

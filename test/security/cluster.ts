@@ -40,7 +40,14 @@ export interface AttackCluster {
 export async function startAttackCluster(
   extraArgs: readonly string[] = [],
   /** Sent as `Authorization: Bearer` by the helpers, for a cluster started with --auth. */
-  options: { readonly token?: string } = {},
+  options: {
+    readonly token?: string;
+    /**
+     * Each node is given the others' HTTP APIs (`--http-peers`, as `abcast dev` does): it
+     * backfills positions it lacks from them and forwards reads of those positions.
+     */
+    readonly httpPeers?: boolean;
+  } = {},
 ): Promise<AttackCluster> {
   const authorization: Record<string, string> =
     options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
@@ -50,11 +57,13 @@ export async function startAttackCluster(
   const peerPort = (at: number) => ports[at] as number;
   const httpUrl = (at: number) => `http://127.0.0.1:${ports[at + 3]}`;
   const peers = ids.map((id, at) => `${id}=127.0.0.1:${peerPort(at)}`).join(',');
+  const httpPeers = ids.map((id, at) => `${id}=${httpUrl(at)}`).join(',');
   const argsOf = (at: number) => [
     'start',
     ...['--id', ids[at] as string, '--data', join(root, ids[at] as string)],
     ...['--listen', `127.0.0.1:${peerPort(at)}`, '--http', `127.0.0.1:${ports[at + 3]}`],
     ...['--peers', peers, '--segment-bytes', String(1 << 20)],
+    ...(options.httpPeers === true ? ['--http-peers', httpPeers] : []),
     ...extraArgs,
   ];
   const nodes = ids.map((_, at) => spawnCli(argsOf(at)));
