@@ -5,6 +5,10 @@
  * record's checksum, positions dense from the one asked for, none past the hole, and with
  * two peers or more the digest of another peer for the same range) and keeps them. Until a hole is filled, reads there are forwarded to a peer (peers.ts). Progress
  * shows in /v1/status (`store.missing`).
+ *
+ * Given no peers (no `--http-peers`), it fetches nothing but says so in the log when a hole
+ * appears: reads there answer 503 not_held until an operator gives the node its peers, and
+ * nothing else would tell them why.
  */
 import type { NodeLogger } from '../broadcast/node.ts';
 import type { StoredMessage } from '../store/index.ts';
@@ -39,6 +43,8 @@ export class Backfill {
   lastError: string | null = null;
   private timer: Timer | null = null;
   private stopped = false;
+  /** Without peers: the first position of the hole last reported, so each is said once. */
+  private reportedHoleFirst: number | null = null;
   private readonly controller = new AbortController();
 
   constructor(private readonly options: BackfillOptions) {}
@@ -62,6 +68,11 @@ export class Backfill {
 
   private async round(): Promise<void> {
     const { node, peers, logger, pageCount } = this.options;
+    if (peers.count === 0) {
+      this.reportHoles();
+      this.arm(this.options.idleIntervalMs);
+      return;
+    }
     try {
       for (let range = node.missingRanges()[0]; range !== undefined && !this.stopped; ) {
         const count = Math.min(pageCount, range.last - range.first + 1);
@@ -86,5 +97,18 @@ export class Backfill {
       logger.warn({ node: node.id, reason: this.lastError }, 'backfill: a page was refused');
     }
     this.arm(this.options.idleIntervalMs);
+  }
+
+  private reportHoles(): void {
+    const ranges = this.options.node.missingRanges();
+    const first = ranges[0];
+    if (first === undefined || first.first === this.reportedHoleFirst) return;
+    this.reportedHoleFirst = first.first;
+    const missingCount = ranges.reduce((sum, range) => sum + range.last - range.first + 1, 0);
+    this.lastError = 'no peers to backfill from (--http-peers)';
+    this.options.logger.warn(
+      { node: this.options.node.id, firstMissing: first.first, missingCount },
+      `backfill: ${missingCount} delivered positions from ${first.first} on are not in this node's store and no peers are given to fetch them from (--http-peers): reads of them answer 503 not_held here`,
+    );
   }
 }

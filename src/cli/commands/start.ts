@@ -434,15 +434,17 @@ async function loadTls(settings: TlsSettings): Promise<LoadedTls> {
   };
 }
 
-/** Backfill of the message store from the other nodes, when they are given. */
+/**
+ * Backfill of the message store from the other nodes; given none, it only reports holes
+ * (backfill.ts).
+ */
 function startBackfill(
   node: BroadcastNode,
   settings: StartSettings,
   logger: NodeLogger,
   peerExchange: HttpExchange,
-): Backfill | null {
+): Backfill {
   const urls = settings.stream.httpPeers;
-  if (urls.length === 0) return null;
   const requestTimeoutMs = settings.requestTimeoutMs ?? 10_000;
   const backfill = new Backfill({
     node,
@@ -468,7 +470,7 @@ export async function runNode(settings: StartSettings): Promise<{
   binaryUrl: string | null;
   tls: LoadedTls;
   auth: { table: AuthSource['table'] } | null;
-  backfill: Backfill | null;
+  backfill: Backfill;
 }> {
   const logger = await createProcessLogger({
     name: settings.id,
