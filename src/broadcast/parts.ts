@@ -75,6 +75,10 @@ export function buildNodeParts(
       // machine): leader 25.5/25.7/14.9 off, 19.6/14.9/13.5 on; followers 13.1/13.6/8.4 off,
       // 10.2/7.8/7.5 on.
       lazyCommitNews: true,
+      // On: under load a heartbeat only repeated what the last Append told a follower. At 128
+      // in flight a leader of three sent some 65 a second, each answered; without them its
+      // frames per round went from 2.47 to 2.30 each way, a follower's from 1.24 to 1.15.
+      quietHeartbeats: true,
       bootstrap: options.bootstrap,
       unsafe: unsafe.core ?? null,
     },

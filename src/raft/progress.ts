@@ -34,6 +34,9 @@ export class Progress {
    * the whole tick and goes then.
    */
   commitHeldAtTick = -1;
+  /** Since the last heartbeat round: an Append went to this follower, and it answered one. */
+  appendedSinceHeartbeat = false;
+  answeredSinceHeartbeat = false;
 
   constructor(
     readonly id: NodeId,

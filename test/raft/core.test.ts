@@ -406,3 +406,59 @@ test('leaderHeardRecently: true within an election timeout of the leader, even f
   cluster.tickAll(2);
   assert.equal(learner.leaderHeardRecently(), true, 'heard again');
 });
+
+test('with quietHeartbeats a tick sends no heartbeat where an Append went and was answered since the last round; idle and for reads it does', () => {
+  const cluster = new TestCluster(['n1', 'n2', 'n3'], 1, { quietHeartbeats: true });
+  const leader = cluster.electLeader();
+  cluster.tickAll(3);
+  const followers = cluster.ids.filter((id) => id !== leader.id);
+  const heartbeatsSince = (from: number): NodeId[] =>
+    cluster.sent
+      .slice(from)
+      .filter((message) => message.from === leader.id && message.type === 'Heartbeat')
+      .map((message) => message.to);
+  const { term } = leader.status();
+
+  // An Append every tick for three election timeouts: not one heartbeat, and no election.
+  let from = cluster.sent.length;
+  for (let tick = 0; tick < 30; tick++) {
+    leader.propose(bytes(`m${tick}`));
+    cluster.stabilize();
+    cluster.tickAll(1);
+  }
+  assert.deepEqual(heartbeatsSince(from), []);
+  assert.equal(cluster.leader(), leader);
+  for (const id of cluster.ids) {
+    assert.equal(cluster.core(id).status().term, term);
+    assert.equal(cluster.normalData(id).length, 30);
+  }
+
+  // A follower that stops answering is sent heartbeats again while the load goes on.
+  const [answering, silent] = followers as [NodeId, NodeId];
+  cluster.cut.add(silent);
+  from = cluster.sent.length;
+  for (let tick = 0; tick < 4; tick++) {
+    leader.propose(bytes(`cut${tick}`));
+    cluster.stabilize();
+    cluster.tickAll(1);
+  }
+  const whileCut = heartbeatsSince(from);
+  assert.equal(whileCut.filter((to) => to === answering).length, 0);
+  assert.ok(whileCut.filter((to) => to === silent).length >= 3, whileCut.join());
+  cluster.cut.delete(silent);
+  cluster.tickAll(3);
+  assert.equal(cluster.normalData(silent).length, 34, 'the silent follower caught up');
+
+  // The load stops: heartbeats resume, one a tick for every follower.
+  from = cluster.sent.length;
+  cluster.tickAll(3);
+  const idle = heartbeatsSince(from);
+  for (const id of followers) assert.equal(idle.filter((to) => to === id).length, 3, id);
+
+  // A read waiting for confirmation always sends its round, load or not.
+  leader.propose(bytes('more'));
+  from = cluster.sent.length;
+  leader.readIndex('r1');
+  cluster.stabilize();
+  assert.deepEqual(heartbeatsSince(from).sort(), followers.sort());
+});

@@ -8,6 +8,7 @@
  * right after it grants a vote, and vote answers may be held back past their round. Everything it does goes through what an operator or the machine itself
  * could do to the real node; nothing reaches into its state.
  */
+import { BroadcastError } from '../../broadcast/errors.ts';
 import type { MemberRecord } from '../../broadcast/membership.ts';
 import type { Configuration, NodeId } from '../../raft/types.ts';
 import type { Frame } from '../../transport/types.ts';
@@ -94,8 +95,10 @@ export class RuntimeNemesis {
    * then came: in force. Two requests in flight land in log order, so that one may have
    * committed after the removal and brought the machine back, as the API allows (seed
    * 0x231915 with 4 KiB segments: a promote asked 240 ms before the remove committed 70 ms
-   * after it). A request answered before the removal was asked, or never in force, explains
-   * no return.
+   * after it); so may one of those answered timeout, whose outcome is open (seed 0x30d455,
+   * profile broad: a promote asked 700 ms before the remove timed out 20 ms before the
+   * remove came in force, and committed two entries after it). A request answered before the
+   * removal was asked, or refused, explains no return.
    */
   private readonly mayReturn = new Set<NodeId>();
 
@@ -397,6 +400,12 @@ export class RuntimeNemesis {
       },
       (error: Error) => {
         answered();
+        // A timeout leaves the outcome open ("it may still be"): a copy proposed before the
+        // deadline may commit after it, and after the removal.
+        const inDoubt = error instanceof BroadcastError && error.code === 'timeout';
+        if (inDoubt && this.upsertsAwaitedAtRemoval.get(choice.id)?.has(choice)) {
+          this.mayReturn.add(choice.id);
+        }
         world.note(`membership: ${choice.kind} ${choice.id}: ${error.message}`);
       },
     );
