@@ -260,34 +260,44 @@ export class SessionChain<Owner = undefined> {
    * when its session can no longer deliver it and it must not move.
    */
   private place(flight: Flight): ChainFailure | null {
-    const { session, seq } = flight;
-    if (session.expired && flight.sent && !session.moves.has(seq)) {
-      return failureOf(
-        flight,
-        `the nodes forgot session ${session.id} (session_unknown) while this broadcast was in flight; it may have been delivered before, so the client does not send it again, and its outcome is unknown`,
-        { sent: true, withReason: false },
-      );
-    }
-    if (session.retired && session.broken && seq > session.refusedSeq && !session.moves.has(seq)) {
-      return failureOf(
-        flight,
-        `an earlier broadcast of session ${session.id} was refused after the session was retired; this one was not delivered (no seq above a refused one is)`,
-        { sent: flight.sent, withReason: false },
-      );
-    }
-    while (flight.session.broken && flight.seq > flight.session.refusedSeq) {
+    // Both rules hold at every session the message passes through, not only its first: a
+    // move can take it to a session retired and broken since, and a fresh seq at the end of
+    // the current one would then put it behind later broadcasts (simulator seed 0x39fd84,
+    // figure8: #35 and #36 moved on from a retired session in the order they woke, #36
+    // first, and were delivered in that order).
+    for (;;) {
+      const { session, seq } = flight;
+      if (session.expired && flight.sent && !session.moves.has(seq)) {
+        return failureOf(
+          flight,
+          `the nodes forgot session ${session.id} (session_unknown) while this broadcast was in flight; it may have been delivered before, so the client does not send it again, and its outcome is unknown`,
+          { sent: true, withReason: false },
+        );
+      }
+      if (
+        session.retired &&
+        session.broken &&
+        seq > session.refusedSeq &&
+        !session.moves.has(seq)
+      ) {
+        return failureOf(
+          flight,
+          `an earlier broadcast of session ${session.id} was refused after the session was retired; this one was not delivered (no seq above a refused one is)`,
+          { sent: flight.sent, withReason: false },
+        );
+      }
+      if (!session.broken || seq <= session.refusedSeq) return null;
       // An earlier seq of that session was refused, so this one can never be delivered
       // there: it goes to the seq the break set aside for it in the next session, in the
       // order of issue. A seq below the refused one stays where it is: it may be delivered
       // already, and moving it would deliver it twice.
-      const move = flight.session.moves.get(flight.seq) ?? this.freshSeq();
-      this.settle(flight.session, flight.seq);
+      const move = session.moves.get(seq) ?? this.freshSeq();
+      this.settle(session, seq);
       flight.session = move.session;
       flight.seq = move.seq;
       flight.session.running.set(flight.seq, flight);
       flight.sent = false;
     }
-    return null;
   }
 
   /** unavailableAfterMs, then abandonAfterMs: what passing each means for this message. */
