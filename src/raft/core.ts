@@ -912,16 +912,16 @@ export class RaftCore {
   }
 
   /**
-   * With quietHeartbeats, on a tick (`periodic`), a follower in replicate state that was sent an Append and
-   * answered one since the last heartbeat round is skipped: that Append told it of this
-   * leader as a heartbeat would (its election clock restarts on either; Raft §5.2) and
-   * carried the commit index, and its answer showed it alive, for CheckQuorum as well. Under
-   * load every heartbeat was such a repeat: at 128 in flight some 65 a second from a leader of
-   * three, each answered, each a frame, a wake-up and a Ready on both sides. Not skipped: a
-   * follower that did not answer (cut off, restarted, its Appends lost: the heartbeat's answer
-   * is how the leader finds out where it is), one in probe state (that answer lets its next
-   * probe out), and any round while reads wait for confirmation (the heartbeat carries their
-   * round, which Appends do not).
+   * With quietHeartbeats, on a tick (`periodic`), a follower in replicate state that was sent
+   * an Append and answered one since the last heartbeat round is skipped: that Append told it
+   * of this leader as a heartbeat would (its election clock restarts on either; Raft §5.2)
+   * and carried the commit index, and its answer showed it alive, for CheckQuorum as well.
+   * Under load every heartbeat was such a repeat: at 128 in flight some 65 a second from a
+   * leader of three, each answered, each a frame, a wake-up and a Ready on both sides. Not
+   * skipped: a follower that did not answer (cut off, restarted, its Appends lost: the
+   * heartbeat's answer is how the leader finds out where it is), one in probe state (that
+   * answer lets its next probe out), and any round while reads wait for confirmation (the
+   * heartbeat carries their round, which Appends do not).
    */
   private broadcastHeartbeat(periodic = false): void {
     for (const progress of this.progress.values()) {

@@ -390,22 +390,24 @@ export class RuntimeNemesis {
       };
       request = node.addMember(member);
     }
-    const answered = () => this.upsertsAwaited.get(choice.id)?.delete(choice);
+    // Answered in force, or timeout (whose outcome is open): if the machine's removal was
+    // asked while this awaited its answer, it may have landed after the removal.
+    const answered = (mayHaveLanded: boolean) => {
+      this.upsertsAwaited.get(choice.id)?.delete(choice);
+      if (mayHaveLanded && this.upsertsAwaitedAtRemoval.get(choice.id)?.has(choice)) {
+        this.mayReturn.add(choice.id);
+      }
+    };
     request.then(
       () => {
-        answered();
-        if (this.upsertsAwaitedAtRemoval.get(choice.id)?.has(choice)) this.mayReturn.add(choice.id);
+        answered(true);
         this.unsettled.splice(this.unsettled.indexOf(choice), 1);
         world.note(`membership: ${choice.kind} ${choice.id} is in force`);
       },
       (error: Error) => {
-        answered();
         // A timeout leaves the outcome open ("it may still be"): a copy proposed before the
         // deadline may commit after it, and after the removal.
-        const inDoubt = error instanceof BroadcastError && error.code === 'timeout';
-        if (inDoubt && this.upsertsAwaitedAtRemoval.get(choice.id)?.has(choice)) {
-          this.mayReturn.add(choice.id);
-        }
+        answered(error instanceof BroadcastError && error.code === 'timeout');
         world.note(`membership: ${choice.kind} ${choice.id}: ${error.message}`);
       },
     );
