@@ -65,6 +65,8 @@ interface Broadcast {
   resolvedIndex: number | null;
   /** Its caller was told its outcome is unknown: it may land after later broadcasts. */
   told: boolean;
+  /** Set by `hold`: a `changed` effect does not wake it while it waits; `wake` does. */
+  held: boolean;
 }
 
 interface LogEntry {
@@ -182,7 +184,7 @@ class World {
         } else if (effect.kind === 'cut' && phase.kind === 'backoff') {
           this.out.push(`${broadcast.name}: backoff cut (session ${effect.sessionId} broke)`);
           this.next(broadcast);
-        } else if (effect.kind === 'changed' && phase.kind === 'waiting') {
+        } else if (effect.kind === 'changed' && phase.kind === 'waiting' && !broadcast.held) {
           this.next(broadcast);
         }
       }
@@ -272,6 +274,7 @@ const commands: Record<
         phase: { kind: 'done', how: 'not started' },
         resolvedIndex: null,
         told: false,
+        held: false,
       };
       world.broadcasts.set(name, broadcast);
       world.next(broadcast);
@@ -319,6 +322,21 @@ const commands: Record<
     for (const name of names) {
       world.sessions.delete(name);
       world.out.push(`node: forgot session ${name}`);
+    }
+  },
+  // The client wakes a waiting broadcast asynchronously, so others may move on, and sessions
+  // break and retire, before it asks `next` again; the runner otherwise wakes waiters at
+  // once, in order of issue. `hold` keeps the named ones asleep through `changed` effects
+  // (cuts still reach them); `wake` asks `next` for each waiting one, in the order named.
+  hold(world, names) {
+    for (const name of names) world.broadcast(name).held = true;
+  },
+  wake(world, names) {
+    for (const name of names) {
+      const broadcast = world.broadcast(name);
+      if (!broadcast.held) throw new Error(`${name} is not held`);
+      broadcast.held = false;
+      if (broadcast.phase.kind === 'waiting') world.next(broadcast);
     }
   },
   retry(world, names) {
