@@ -536,14 +536,15 @@ function toMessage(record: MessageRecord): Message {
   const seq = (anonymous ? null : record.seq) as number;
   const topic = record.topic === '' ? null : record.topic;
   const { position, term, time, key } = record;
-  const payload = payloadOf(record.payload);
+  const { bytes, payloadStart, payloadEnd } = record;
+  const payload = payloadOf(bytes, payloadStart, payloadEnd);
   const message: { -readonly [K in keyof Message]: Message[K] } =
     payload === undefined
       ? {
           position,
           term,
           payload: null,
-          payloadBase64: record.payload.toString('base64'),
+          payloadBase64: bytes.toString('base64', payloadStart, payloadEnd),
           client,
           seq,
           topic,
@@ -560,16 +561,26 @@ const byteOrderMark = [0xef, 0xbb, 0xbf];
  * The JSON value a payload holds, as the node's events give it (UTF-8 text of JSON, a
  * leading byte order mark ignored); undefined for bytes that are not (sent as base64).
  */
-function payloadOf(bytes: Buffer): unknown {
-  if (!isUtf8(bytes)) return undefined;
+function payloadOf(bytes: Buffer, start: number, end: number): unknown {
   const bom =
-    bytes[0] === byteOrderMark[0] && bytes[1] === byteOrderMark[1] && bytes[2] === byteOrderMark[2];
+    end - start >= 3 &&
+    bytes[start] === byteOrderMark[0] &&
+    bytes[start + 1] === byteOrderMark[1] &&
+    bytes[start + 2] === byteOrderMark[2];
+  const text = bytes.toString('utf8', bom ? start + 3 : start, end);
+  // Bytes that are not UTF-8 decode to U+FFFD, so text without it needs no second pass; text
+  // with it may still be UTF-8 (the character itself), which only the exact check tells.
+  if (text.includes(replacementCharacter) && !isUtf8(bytes.subarray(start, end))) {
+    return undefined;
+  }
   try {
-    return JSON.parse(bytes.toString('utf8', bom ? 3 : 0)) as unknown;
+    return JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }
 }
+
+const replacementCharacter = '\uFFFD';
 
 /** One parsed event as an item; null for a named event this SDK does not know. */
 function streamItem(event: SseEvent): StreamItem | null {

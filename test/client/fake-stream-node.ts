@@ -23,7 +23,12 @@ export type StreamScript =
    * to a client that accepts it) rather than events, then the no_leader error item in the
    * same write, so that one read holds them all; or the stream held open after them (false).
    */
-  | { readonly recordPositions: readonly number[]; readonly end: false | 'no_leader_with_records' }
+  | {
+      readonly recordPositions: readonly number[];
+      readonly end: false | 'no_leader_with_records';
+      /** The payload of each position, in order (default: the position as JSON text). */
+      readonly recordPayloads?: readonly Uint8Array[];
+    }
   /** A 503 with this error code, to come back at once (Retry-After 0). */
   | { readonly refuse: string };
 
@@ -59,8 +64,8 @@ export async function fakeStreamNode(
     if ('recordPositions' in script) {
       response.writeHead(200, { 'content-type': streamRecordsType });
       const writer = new StreamRecordWriter();
-      for (const position of script.recordPositions) {
-        const payload = Buffer.from(JSON.stringify(position));
+      for (const [at, position] of script.recordPositions.entries()) {
+        const payload = script.recordPayloads?.[at] ?? Buffer.from(JSON.stringify(position));
         writer.message({
           position,
           term: 1,

@@ -69,7 +69,7 @@ function asItem(record: StreamRecord): Item {
   if (record.kind !== 'message') return record;
   const { position, term, seq, time, clientId, topic, key } = record;
   const fields = { position, term, clientId, seq, topic, logTimeMs: time };
-  const payload = new Uint8Array(record.payload);
+  const payload = new Uint8Array(record.bytes.subarray(record.payloadStart, record.payloadEnd));
   return {
     kind: 'message',
     message: key === undefined ? { ...fields, payload } : { ...fields, key, payload },
