@@ -7,7 +7,9 @@
  * own), so both kinds of text with U+FFFD are here.
  */
 import assert from 'node:assert/strict';
+import { isUtf8 } from 'node:buffer';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { connect, type Message } from '../../src/client/index.ts';
 import { fakeStreamNode } from './fake-stream-node.ts';
 
@@ -72,4 +74,29 @@ test('a records stream: each payload as the parsed JSON value, or as base64 byte
     client.close();
     await node.close();
   }
+});
+
+// What the SDK's one decoding pass rests on: bytes that are not UTF-8 never decode to text
+// without U+FFFD, so text without it needs no exact check.
+test('bytes that are not UTF-8 decode to text that holds U+FFFD', () => {
+  const tricky = [
+    [0xed, 0xa0, 0x80], // a surrogate
+    [0xc0, 0x80], // an overlong NUL
+    [0xe0, 0x80, 0x80], // overlong
+    [0xf4, 0x90, 0x80, 0x80], // past U+10FFFF
+    [0xe2, 0x82], // cut short
+    [0xff],
+  ];
+  for (const bytes of tricky) {
+    const buffer = Buffer.from(bytes);
+    assert.equal(isUtf8(buffer), false);
+    assert.ok(buffer.toString('utf8').includes('\uFFFD'), `${bytes}`);
+  }
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 48 }), (bytes) => {
+      const buffer = Buffer.from(bytes);
+      return isUtf8(buffer) || buffer.toString('utf8').includes('\uFFFD');
+    }),
+    { numRuns: 20_000 },
+  );
 });
