@@ -53,12 +53,16 @@ test('a records stream: each payload as the parsed JSON value, or as base64 byte
   ]);
   const client = connect({ endpoints: [node.url] });
   const controller = new AbortController();
+  // Bounds a hang only (a stalled stream ends the loop, and the count below says so): the
+  // records arrive in one write, read within a few turns of the loop.
+  const hangTimer = setTimeout(() => controller.abort(), 10_000);
   try {
     const read: Message[] = [];
     for await (const message of client.subscribe({ from: 1, signal: controller.signal })) {
       read.push(message);
       if (read.length === cases.length) break;
     }
+    assert.equal(read.length, cases.length, 'every record was read within 10 s');
     for (const [at, entry] of cases.entries()) {
       const message = read[at] as Message;
       assert.equal(message.position, at + 1, entry.name);
@@ -70,6 +74,7 @@ test('a records stream: each payload as the parsed JSON value, or as base64 byte
       );
     }
   } finally {
+    clearTimeout(hangTimer);
     controller.abort();
     client.close();
     await node.close();
